@@ -1,0 +1,162 @@
+"""Lloyd iteration time of kmeansfw against scikit-learn, measured in the same run.
+
+For each case both libraries start from the same centroids and run a fixed number of
+iterations (tol=0); the time of one iteration is the difference between a run of
+``--iters`` + 1 iterations and a run of 1 iteration, divided by ``--iters``, so set-up
+(validation, norms, the final assignment) cancels out.  Each measurement is the best of
+``--repeat``.  Peak memory of a default kmeansfw fit (k-means++ excluded: explicit init)
+is measured in a fresh subprocess as the growth of the resident set over the loaded data.
+
+Run ``python benchmarks/bench_lloyd.py`` (all four cases, a few minutes on 2 cores) or
+``--quick`` for the small case only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from functools import partial
+
+import numpy as np
+
+CASES = [
+    (200_000, 32, 64, "float64"),
+    (200_000, 32, 64, "float32"),
+    (1_000_000, 64, 256, "float64"),
+    (1_000_000, 64, 256, "float32"),
+]
+
+
+def make_data(n: int, d: int, k: int, dtype: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian blobs around k random centres, generated in chunks (no big temporaries)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(-10, 10, size=(k, d))
+    X = np.empty((n, d), dtype=dtype)
+    step = 65536
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        which = rng.integers(0, k, size=stop - start)
+        X[start:stop] = centres[which] + rng.standard_normal((stop - start, d))
+    init = X[rng.choice(n, size=k, replace=False)].copy()
+    return X, init
+
+
+def time_fit(fit, repeat: int) -> float:
+    best = np.inf
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fit()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def per_iteration(make_fit, iters: int, repeat: int) -> tuple[float, int]:
+    short = time_fit(make_fit(1), repeat)
+    long_fit = make_fit(iters + 1)
+    long = time_fit(long_fit, repeat)
+    return (long - short) / iters, long_fit.n_iter
+
+
+class KmfwFit:
+    def __init__(self, X, init, max_iter):
+        import kmeansfw
+
+        self.est = kmeansfw.KMeans(init.shape[0], init=init, n_init=1, max_iter=max_iter, tol=0.0)
+        self.X = X
+
+    def __call__(self):
+        self.est.fit(self.X)
+
+    @property
+    def n_iter(self):
+        return self.est.n_iter_
+
+
+class SkFit(KmfwFit):
+    def __init__(self, X, init, max_iter):
+        from sklearn.cluster import KMeans
+
+        self.est = KMeans(
+            init.shape[0], init=init, n_init=1, max_iter=max_iter, tol=0.0, algorithm="lloyd"
+        )
+        self.X = X
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def memory_child(n: int, d: int, k: int, dtype: str) -> None:
+    """In a fresh process: peak RSS growth of a fit over the loaded data, in MB."""
+    import kmeansfw
+
+    X, init = make_data(n, d, k, dtype)
+    kmeansfw.KMeans(k, init=init, n_init=1, max_iter=2).fit(X[:1000])  # warm imports
+    base = rss_mb()
+    kmeansfw.KMeans(k, init=init, n_init=1, max_iter=3, tol=0.0).fit(X)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"data_mb": X.nbytes / 2**20, "extra_mb": peak - base}))
+
+
+def peak_memory(n: int, d: int, k: int, dtype: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-child", f"{n},{d},{k},{dtype}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iters", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="only 200k x 32, k=64")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        n, d, k, dtype = args.memory_child.split(",")
+        memory_child(int(n), int(d), int(k), dtype)
+        return
+
+    import sklearn
+    import threadpoolctl
+
+    import kmeansfw
+
+    blas = threadpoolctl.threadpool_info()
+    print(
+        f"kmeansfw {kmeansfw.__version__}, scikit-learn {sklearn.__version__}, "
+        f"numpy {np.__version__}, BLAS {[b.get('internal_api') for b in blas]}"
+    )
+    header = f"{'case':<28}{'kmeansfw ms/it':>15}{'sklearn ms/it':>15}{'ratio':>8}  memory"
+    print(header)
+    print("-" * len(header) + "-" * 22)
+    cases = CASES[:2] if args.quick else CASES
+    for n, d, k, dtype in cases:
+        X, init = make_data(n, d, k, dtype)
+        ours, it_ours = per_iteration(partial(KmfwFit, X, init), args.iters, args.repeat)
+        theirs, it_sk = per_iteration(partial(SkFit, X, init), args.iters, args.repeat)
+        mem = ""
+        if (n, k) == (1_000_000, 256) or args.quick:
+            m = peak_memory(n, d, k, dtype)
+            mem = f"data {m['data_mb']:.0f} MB + {m['extra_mb']:.0f} MB"
+        case = f"{n}x{d} k={k} {dtype}"
+        print(f"{case:<28}{ours * 1e3:>15.1f}{theirs * 1e3:>15.1f}{ours / theirs:>8.2f}  {mem}")
+        if it_ours != it_sk:
+            print(f"  note: iteration counts differ (kmeansfw {it_ours}, sklearn {it_sk})")
+
+
+if __name__ == "__main__":
+    main()

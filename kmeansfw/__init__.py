@@ -1,0 +1,38 @@
+"""kmeansfw: a plugin-based K-Means framework.
+
+Every step of Lloyd's algorithm (initialization, distance, assignment, update,
+empty-cluster handling, convergence) is a pluggy hook; built-in strategies are the
+defaults and any of them can be swapped by name, by object, or from an installed plugin
+distribution.  See :mod:`kmeansfw.hookspecs` for the contract.
+"""
+
+from kmeansfw.catalog import CATALOG, distance, register_strategy
+from kmeansfw.config import Config, StrategySpec
+from kmeansfw.engine import FitResult, FitState
+from kmeansfw.errors import ConfigError, StrategyError, UnknownStrategyError
+from kmeansfw.estimator import KMeans
+from kmeansfw.fitting import Fit, fit
+from kmeansfw.markers import hookimpl, hookspec
+from kmeansfw.strategies.observers import History
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CATALOG",
+    "Config",
+    "ConfigError",
+    "Fit",
+    "FitResult",
+    "FitState",
+    "History",
+    "KMeans",
+    "StrategyError",
+    "StrategySpec",
+    "UnknownStrategyError",
+    "__version__",
+    "distance",
+    "fit",
+    "hookimpl",
+    "hookspec",
+    "register_strategy",
+]

@@ -1,0 +1,60 @@
+"""Map over row tasks in worker threads: the parallel half of map-then-reduce.
+
+Each task (a fixed, thread-count independent range of rows, see
+:class:`kmeansfw.data.FitData`) is processed by one worker; results come back in row
+order, so whatever reduces them does so in a fixed order and results are bit-identical
+whatever the number of threads.  BLAS is held to one thread while workers run, so the
+matrix product inside a block is also computed the same way every time.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from threadpoolctl import ThreadpoolController
+
+from kmeansfw.data import FitData
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_pools: dict[int, ThreadPoolExecutor] = {}
+_controller: ThreadpoolController | None = None
+
+
+def _pool(n_threads: int) -> ThreadPoolExecutor:
+    with _lock:
+        pool = _pools.get(n_threads)
+        if pool is None:
+            pool = ThreadPoolExecutor(n_threads, thread_name_prefix="kmeansfw")
+            _pools[n_threads] = pool
+        return pool
+
+
+def _blas_controller() -> ThreadpoolController:
+    global _controller
+    with _lock:
+        if _controller is None:
+            _controller = ThreadpoolController()
+        return _controller
+
+
+def map_tasks(data: FitData, fn: Callable[[list[slice]], T]) -> list[T]:
+    """Apply ``fn`` to every task of ``data`` and return the results in row order.
+
+    Parameters
+    ----------
+    data : FitData
+        Supplies the task plan and the thread count.
+    fn : callable
+        Takes a task (a list of consecutive row slices); runs in a worker thread, so it
+        must only write to disjoint rows of shared arrays.
+    """
+    tasks = data.tasks
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        if data.n_threads <= 1 or len(tasks) <= 1:
+            return [fn(task) for task in tasks]
+        return list(_pool(min(data.n_threads, len(tasks))).map(fn, tasks))

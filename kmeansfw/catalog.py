@@ -1,0 +1,359 @@
+"""The strategy catalog: ``(slot, name) -> factory``, and how names become strategies.
+
+Filled, on first use, from the built-ins (:data:`DEFAULT_PLUGINS`), from installed
+distributions that declare an entry point in the ``kmeansfw`` group (each implements
+``kmeansfw_register_strategies``), and from in-process registration
+(:func:`register_strategy`, :func:`distance`).  The environment variable
+``KMEANSFW_PLUGINS`` restricts which installed plugins load: unset loads all, a
+comma-separated list loads those entry-point names only, an empty value loads none.
+A plugin that fails to import is reported (a warning and :attr:`Catalog.failures`) and
+never breaks the built-ins.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import inspect
+import os
+import threading
+import warnings
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import attrs
+import numpy as np
+import pluggy
+
+from kmeansfw import hookspecs
+from kmeansfw.errors import ConfigError, UnknownStrategyError
+from kmeansfw.markers import PROJECT
+
+SLOTS = ("init", "distance", "assignment", "update", "empty", "convergence", "observer")
+ENTRY_POINT_GROUP = "kmeansfw"
+ENV_VAR = "KMEANSFW_PLUGINS"
+DEFAULT_PLUGINS = ("kmeansfw.strategies.builtin",)
+BUILTIN = "built-in"
+
+
+class Register(Protocol):
+    """The callable a ``kmeansfw_register_strategies`` implementation receives."""
+
+    def __call__(self, slot: str, name: str, factory: Callable[..., Any]) -> None: ...
+
+
+@attrs.frozen
+class Entry:
+    """One catalog entry: ``factory(**params)`` builds the strategy ``name`` of ``slot``."""
+
+    slot: str
+    name: str
+    factory: Callable[..., Any]
+    source: str
+
+    @property
+    def doc(self) -> str:
+        """First line of the factory's docstring."""
+        text = inspect.getdoc(getattr(self.factory, "func", self.factory)) or ""
+        return text.splitlines()[0] if text else ""
+
+    def parameters(self) -> list[str]:
+        """The parameter names the factory accepts."""
+        func = getattr(self.factory, "func", None)
+        if func is not None:  # a registered distance function: its extra keyword arguments
+            return list(inspect.signature(func).parameters)[2:]
+        if attrs.has(self.factory):
+            return [a.alias or a.name for a in attrs.fields(self.factory) if a.init]
+        try:
+            sig = inspect.signature(self.factory)
+        except (TypeError, ValueError):
+            return []
+        return [p for p in sig.parameters if not p.startswith("_")]
+
+
+def _check_slot(slot: str) -> None:
+    if slot not in SLOTS:
+        raise ValueError(f"unknown slot {slot!r}; slots are: {', '.join(SLOTS)}")
+
+
+class Catalog:
+    """Maps ``(slot, name)`` to strategy factories; see the module docstring."""
+
+    def __init__(self, group: str = ENTRY_POINT_GROUP) -> None:
+        self.group = group
+        self._entries: dict[tuple[str, str], Entry] = {}
+        self._lock = threading.RLock()
+        self._loaded = False
+        #: plugin name -> why it failed to load or register
+        self.failures: dict[str, str] = {}
+        #: plugin name -> "distribution version" for plugins loaded from entry points
+        self.distributions: dict[str, str] = {}
+        self.pm = pluggy.PluginManager(PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+
+    # ------------------------------------------------------------------ loading
+    def load(self) -> None:
+        """Load the built-ins and the installed plugins (once; later calls do nothing)."""
+        with self._lock:
+            if self._loaded:
+                return
+            self._loaded = True
+            for module in DEFAULT_PLUGINS:
+                self.pm.register(importlib.import_module(module), name=module)
+            self._load_entry_points()
+            for impl in self.pm.hook.kmeansfw_register_strategies.get_hookimpls():
+                name = impl.plugin_name
+                source = BUILTIN if name in DEFAULT_PLUGINS else self.distributions.get(name, name)
+                try:
+                    impl.function(register=self._registrar(source, strict=source == BUILTIN))
+                except Exception as exc:  # noqa: BLE001 - a plugin's bug must not break us
+                    self._fail(name, f"registration raised {type(exc).__name__}: {exc}")
+
+    def _load_entry_points(self) -> None:
+        allowed = os.environ.get(ENV_VAR)
+        wanted = None if allowed is None else {s.strip() for s in allowed.split(",") if s.strip()}
+        for ep in importlib.metadata.entry_points(group=self.group):
+            if wanted is not None and ep.name not in wanted:
+                continue
+            if self.pm.is_blocked(ep.name) or self.pm.has_plugin(ep.name):
+                continue
+            dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist else ep.value
+            try:
+                plugin = ep.load()
+                self.pm.register(plugin, name=ep.name)
+            except Exception as exc:  # noqa: BLE001
+                self._fail(ep.name, f"{dist}: {type(exc).__name__}: {exc}")
+                continue
+            self.distributions[ep.name] = dist
+
+    def _fail(self, name: str, why: str) -> None:
+        self.failures[name] = why
+        warnings.warn(f"kmeansfw plugin {name!r} failed to load: {why}", stacklevel=3)
+
+    def _registrar(self, source: str, strict: bool) -> Register:
+        def register(slot: str, name: str, factory: Callable[..., Any]) -> None:
+            try:
+                self.register(slot, name, factory, source=source)
+            except ValueError as exc:
+                if strict:
+                    raise
+                self._fail(source, str(exc))
+
+        return register
+
+    # ------------------------------------------------------------------ registry
+    def register(
+        self,
+        slot: str,
+        name: str,
+        factory: Callable[..., Any],
+        *,
+        source: str = "in-process",
+        replace: bool = False,
+    ) -> Entry:
+        """Add ``factory`` as strategy ``name`` of ``slot``.
+
+        Raises
+        ------
+        ValueError
+            Unknown slot, or the name is taken and ``replace`` is false.
+        """
+        _check_slot(slot)
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a strategy name must be a non-empty string, got {name!r}")
+        with self._lock:
+            old = self._entries.get((slot, name))
+            if old is not None and not replace and old.factory is not factory:
+                raise ValueError(
+                    f"{slot} strategy {name!r} is already registered (from {old.source}); "
+                    "pass replace=True to override it"
+                )
+            entry = Entry(slot, name, factory, source)
+            self._entries[(slot, name)] = entry
+            return entry
+
+    def lookup(self, slot: str, name: str) -> Entry:
+        """The entry for ``(slot, name)``; the error lists the names known for the slot."""
+        _check_slot(slot)
+        self.load()
+        entry = self._entries.get((slot, name))
+        if entry is None:
+            known = ", ".join(self.names(slot)) or "none"
+            hint = ""
+            if self.failures:
+                hint = f" (plugins that failed to load: {', '.join(sorted(self.failures))})"
+            raise UnknownStrategyError(
+                f"unknown {slot} strategy {name!r}; known {slot} strategies: {known}. "
+                f"Is the plugin that provides it installed?{hint}"
+            )
+        return entry
+
+    def names(self, slot: str) -> list[str]:
+        """Sorted names registered for ``slot``."""
+        self.load()
+        return sorted(n for s, n in self._entries if s == slot)
+
+    def entries(self, slot: str | None = None) -> list[Entry]:
+        """All entries (of one slot), sorted by slot then name."""
+        self.load()
+        order = {s: i for i, s in enumerate(SLOTS)}
+        found = [e for e in self._entries.values() if slot is None or e.slot == slot]
+        return sorted(found, key=lambda e: (order[e.slot], e.name))
+
+    # ------------------------------------------------------------------ building
+    def create(self, slot: str, spec: Any) -> tuple[str, Any]:
+        """Build the strategy a configuration value describes; return ``(label, strategy)``.
+
+        ``spec`` is a name, a mapping with ``name`` and parameters, a
+        :class:`kmeansfw.config.StrategySpec`, or a ready strategy object.  For ``init``
+        an array of centroids or a function ``(X, k, rng)`` is accepted too; for
+        ``distance`` a plain vectorized function ``(X_block, centroids)``.
+        """
+        from kmeansfw.strategies.function import CallableInit, FunctionDistance
+        from kmeansfw.strategies.init import ArrayInit
+
+        name, params = _name_and_params(spec)
+        if name is not None:
+            entry = self.lookup(slot, name)
+            try:
+                strategy = entry.factory(**params)
+            except TypeError as exc:
+                allowed = ", ".join(entry.parameters()) or "none"
+                raise ConfigError(
+                    f"{slot} strategy {name!r} does not accept parameters {sorted(params)}: "
+                    f"{exc}. Its parameters: {allowed}"
+                ) from None
+            except ValueError as exc:
+                raise ConfigError(f"{slot} strategy {name!r}: {exc}") from None
+            source = "" if entry.source == BUILTIN else f" from {entry.source}"
+            return f"{name!r}{source}", strategy
+        if slot == "init" and isinstance(spec, (np.ndarray, list, tuple)):
+            return "'array'", ArrayInit(spec)
+        if isinstance(spec, type):
+            raise ConfigError(f"{slot}: pass a strategy object or name, not the class {spec!r}")
+        if not _has_hookimpls(spec) and inspect.isroutine(spec):
+            func_name = getattr(spec, "__name__", "function")
+            if slot == "distance":
+                return f"{func_name!r} (function)", FunctionDistance(spec, name=func_name)
+            if slot == "init":
+                return f"{func_name!r} (function)", CallableInit(spec, name=func_name)
+        if not _has_hookimpls(spec):
+            raise ConfigError(
+                f"{slot}: {spec!r} is neither a strategy name nor an object with kmeansfw "
+                f"hook implementations; known {slot} strategies: {', '.join(self.names(slot))}"
+            )
+        label = getattr(spec, "name", None) or type(spec).__name__
+        return f"{label!r} ({type(spec).__module__}.{type(spec).__qualname__})", spec
+
+
+def _name_and_params(spec: Any) -> tuple[str | None, dict[str, Any]]:
+    from kmeansfw.config import StrategySpec
+
+    if isinstance(spec, str):
+        return spec, {}
+    if isinstance(spec, StrategySpec):
+        return spec.name, dict(spec.params)
+    if isinstance(spec, dict):
+        if "name" not in spec:
+            raise ConfigError(f"a strategy table needs a 'name' key, got keys {sorted(spec)}")
+        params = {k: v for k, v in spec.items() if k != "name"}
+        return spec["name"], params
+    return None, {}
+
+
+def _has_hookimpls(obj: Any) -> bool:
+    return any(
+        name.startswith("kmeansfw_") and hasattr(getattr(obj, name, None), "kmeansfw_impl")
+        for name in dir(obj)
+    )
+
+
+#: The process-wide catalog used by the estimator and the config.
+CATALOG = Catalog()
+
+
+def register_strategy(
+    slot: str, name: str | None = None, *, replace: bool = False
+) -> Callable[[Any], Any]:
+    """Decorator: register a strategy class (or factory) in the catalog under ``name``.
+
+    Examples
+    --------
+    >>> import attrs, kmeansfw
+    >>> @kmeansfw.register_strategy("convergence", "five-iterations", replace=True)
+    ... @attrs.frozen
+    ... class FiveIterations:
+    ...     @kmeansfw.hookimpl
+    ...     def kmeansfw_converged(self, state):
+    ...         return state.iteration >= 5
+    """
+
+    def decorate(factory: Any) -> Any:
+        CATALOG.load()
+        key = name or getattr(factory, "name", None) or factory.__name__
+        CATALOG.register(slot, key, factory, source=_where(factory), replace=replace)
+        return factory
+
+    return decorate
+
+
+def distance(
+    name: str | None = None,
+    *,
+    objective: str = "squared",
+    natural_update: str = "mean",
+    is_metric: bool = False,
+    replace: bool = False,
+) -> Callable[[Any], Any]:
+    """Decorator: register a distance, given as a strategy class or a plain function.
+
+    A function takes a (b, d) block and the (k, d) centroids and returns the (b, k)
+    distances, vectorized; parameters given in a config are passed to it as keywords.
+    ``objective`` says what the fit minimizes: ``"squared"`` distances (k-means) or the
+    ``"distance"`` itself.  The function is returned unchanged.
+
+    Examples
+    --------
+    >>> import numpy as np, kmeansfw
+    >>> @kmeansfw.distance("chebyshev-doc", replace=True)
+    ... def chebyshev(X, centroids):
+    ...     return np.abs(X[:, None, :] - centroids[None, :, :]).max(axis=2)
+    """
+
+    def decorate(obj: Any) -> Any:
+        if inspect.isclass(obj):
+            return register_strategy("distance", name, replace=replace)(obj)
+        key = name or obj.__name__
+        factory = _FunctionDistanceFactory(obj, key, objective, natural_update, is_metric)
+        CATALOG.load()
+        CATALOG.register("distance", key, factory, source=_where(obj), replace=replace)
+        return obj
+
+    return decorate
+
+
+@attrs.frozen
+class _FunctionDistanceFactory:
+    """Builds a :class:`FunctionDistance` for a registered function, config params as kwargs."""
+
+    func: Callable[..., np.ndarray]
+    name: str
+    objective: str
+    natural_update: str
+    is_metric: bool
+
+    def __call__(self, **params: Any) -> Any:
+        from kmeansfw.strategies.function import FunctionDistance
+
+        return FunctionDistance(
+            self.func,
+            name=self.name,
+            objective=self.objective,
+            natural_update=self.natural_update,
+            is_metric=self.is_metric,
+            params=params,
+        )
+
+
+def _where(obj: Any) -> str:
+    return f"module {getattr(obj, '__module__', '?')}"

@@ -1,0 +1,257 @@
+"""Run configuration: attrs classes built from a dict or a TOML file, validated early.
+
+The keys are the estimator's parameters.  Each strategy slot takes a name
+(``distance = "euclidean"``), a table with ``name`` and parameters
+(``[distance] name = "minkowski" p = 3``), or, from Python, a strategy object.
+``convergence`` may list several criteria (the fit stops when any says stop).
+Every error is a :class:`~kmeansfw.errors.ConfigError` naming the key at fault.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Mapping
+from numbers import Integral, Real
+from typing import Any
+
+import attrs
+import numpy as np
+
+from kmeansfw.catalog import CATALOG
+from kmeansfw.data import DEFAULT_MEMORY_BUDGET
+from kmeansfw.errors import ConfigError, UnknownStrategyError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+STRATEGY_KEYS = ("init", "distance", "assignment", "update", "empty", "convergence")
+
+
+@attrs.frozen
+class StrategySpec:
+    """A strategy named in a configuration, with its parameters."""
+
+    name: str
+    params: Mapping[str, Any] = attrs.field(factory=dict)
+
+    def to_value(self) -> str | dict[str, Any]:
+        """The plain form: the name alone, or a table with ``name`` and parameters."""
+        return self.name if not self.params else {"name": self.name, **self.params}
+
+
+def _to_specs(value: Any) -> Any:
+    """A list of specs from a list, else one spec."""
+    if isinstance(value, list | tuple):
+        return [_to_spec(v) for v in value]
+    return _to_spec(value)
+
+
+def _to_spec(value: Any) -> Any:
+    if isinstance(value, Mapping) and "name" in value:
+        return StrategySpec(value["name"], {k: v for k, v in value.items() if k != "name"})
+    if isinstance(value, str):
+        return StrategySpec(value)
+    return value
+
+
+def _int_at_least(low: int, *, allow: tuple = ()) -> Any:
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if value in allow and isinstance(value, str | type(None)):
+            return
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
+            extra = "".join(f" or {a!r}" for a in allow)
+            raise ConfigError(
+                f"config key {attribute.name!r} must be an integer >= {low}{extra}, got {value!r}"
+            )
+
+    return check
+
+
+def _real_at_least(low: float, *, strict: bool = False) -> Any:
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        ok = isinstance(value, Real) and not isinstance(value, bool) and np.isfinite(value)
+        if not ok or value < low or (strict and value == low):
+            op = ">" if strict else ">="
+            raise ConfigError(
+                f"config key {attribute.name!r} must be a finite number {op} {low}, got {value!r}"
+            )
+
+    return check
+
+
+def _random_state(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    kinds = (np.random.Generator, np.random.RandomState, np.random.SeedSequence)
+    if value is None or isinstance(value, kinds):
+        return
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 0:
+        raise ConfigError(
+            f"config key 'random_state' must be None, a non-negative integer or a numpy "
+            f"Generator, got {value!r}"
+        )
+
+
+def _strategy(slot: str) -> Any:
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        values = value if slot == "convergence" and isinstance(value, list | tuple) else [value]
+        if slot == "convergence" and not values:
+            raise ConfigError("config key 'convergence' needs at least one criterion")
+        for item in values:
+            try:
+                CATALOG.create(slot, item)
+            except (ConfigError, UnknownStrategyError) as exc:
+                raise ConfigError(f"config key {slot!r}: {exc}") from None
+
+    return check
+
+
+def _observers(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, list | tuple):
+        raise ConfigError(f"config key 'observers' must be a list, got {type(value).__name__}")
+    for item in value:
+        try:
+            CATALOG.create("observer", item)
+        except (ConfigError, UnknownStrategyError) as exc:
+            raise ConfigError(f"config key 'observers': {exc}") from None
+
+
+def make_rng(random_state: Any) -> np.random.Generator:
+    """The one :class:`numpy.random.Generator` a fit draws all its randomness from."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(np.iinfo(np.int32).max))
+    return np.random.default_rng(random_state)
+
+
+@attrs.define(kw_only=True)
+class Config:
+    """Everything a fit needs: strategies per slot and the loop's settings.
+
+    Attributes mirror :class:`kmeansfw.KMeans`'s parameters; see there for meanings.
+    """
+
+    n_clusters: int = attrs.field(default=8, validator=_int_at_least(1))
+    init: Any = attrs.field(default="k-means++", converter=_to_spec, validator=_strategy("init"))
+    distance: Any = attrs.field(
+        default="euclidean", converter=_to_spec, validator=_strategy("distance")
+    )
+    assignment: Any = attrs.field(
+        default="nearest", converter=_to_spec, validator=_strategy("assignment")
+    )
+    update: Any = attrs.field(default="mean", converter=_to_spec, validator=_strategy("update"))
+    empty: Any = attrs.field(
+        default="relocate-farthest", converter=_to_spec, validator=_strategy("empty")
+    )
+    convergence: Any = attrs.field(
+        default="tol",
+        converter=_to_specs,
+        validator=_strategy("convergence"),
+    )
+    observers: Any = attrs.field(default=(), converter=_to_specs, validator=_observers)
+    n_init: Any = attrs.field(default="auto", validator=_int_at_least(1, allow=("auto",)))
+    max_iter: int = attrs.field(default=300, validator=_int_at_least(1))
+    tol: float = attrs.field(default=1e-4, validator=_real_at_least(0.0))
+    random_state: Any = attrs.field(default=None, validator=_random_state)
+    memory_budget_mb: float = attrs.field(
+        default=DEFAULT_MEMORY_BUDGET / 2**20, validator=_real_at_least(0.0, strict=True)
+    )
+    n_threads: Any = attrs.field(default=None, validator=_int_at_least(1, allow=(None,)))
+    history: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Config:
+        """Build from a mapping; unknown keys raise a :class:`ConfigError` naming them."""
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"a config must be a mapping, got {type(values).__name__}")
+        allowed = [a.name for a in attrs.fields(cls)]
+        unknown = sorted(set(values) - set(allowed))
+        if unknown:
+            raise ConfigError(
+                f"unknown config key(s) {', '.join(map(repr, unknown))}; "
+                f"allowed keys: {', '.join(allowed)}"
+            )
+        try:
+            return cls(**values)
+        except attrs.exceptions.NotAnAttrsClassError as exc:  # pragma: no cover
+            raise ConfigError(str(exc)) from None
+        except TypeError as exc:
+            raise ConfigError(f"config has a value of the wrong type: {exc}") from None
+
+    @classmethod
+    def from_toml(cls, source: str | os.PathLike[str]) -> Config:
+        """Build from a TOML file path, or from TOML text when ``source`` is not a file."""
+        try:
+            if isinstance(source, os.PathLike) or os.path.isfile(str(source)):
+                with open(source, "rb") as fh:
+                    values = tomllib.load(fh)
+            else:
+                values = tomllib.loads(str(source))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"invalid TOML in {source}: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {source}: {exc}") from None
+        return cls.from_dict(values)
+
+    @classmethod
+    def load(cls, source: Config | Mapping[str, Any] | str | os.PathLike[str]) -> Config:
+        """A Config from a Config, a mapping, a TOML path or TOML text."""
+        if isinstance(source, Config):
+            return source
+        if isinstance(source, Mapping):
+            return cls.from_dict(source)
+        return cls.from_toml(source)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (names and tables for strategies) that :meth:`from_dict` accepts."""
+
+        def plain(value: Any) -> Any:
+            if isinstance(value, StrategySpec):
+                return value.to_value()
+            if isinstance(value, list):
+                return [plain(v) for v in value]
+            return value
+
+        return {a.name: plain(getattr(self, a.name)) for a in attrs.fields(type(self))}
+
+    # ------------------------------------------------------------------ resolving
+    def resolved_n_init(self) -> int:
+        """The number of restarts: ``"auto"`` is 10 for random seeding, else 1."""
+        explicit = not isinstance(self.init, StrategySpec)
+        if explicit and isinstance(self.init, np.ndarray | list | tuple):
+            if self.n_init not in ("auto", 1):
+                warnings.warn(
+                    "Explicit initial centroids passed: performing only one init "
+                    f"instead of n_init={self.n_init}.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            return 1
+        if self.n_init == "auto":
+            name = self.init.name if isinstance(self.init, StrategySpec) else None
+            return 10 if name == "random" else 1
+        return int(self.n_init)
+
+    def build_strategies(self) -> list[tuple[str, str, Any]]:
+        """Fresh ``(slot, label, strategy)`` triples in slot order, for one fit."""
+        out = []
+        for slot in STRATEGY_KEYS:
+            value = getattr(self, slot)
+            items = value if isinstance(value, list) else [value]
+            for item in items:
+                label, strategy = CATALOG.create(slot, item)
+                out.append((slot, label, strategy))
+        return out
+
+    def build_observers(self) -> list[Any]:
+        """Fresh observer objects, in order."""
+        return [CATALOG.create("observer", item)[1] for item in self.observers]
+
+    @property
+    def memory_budget(self) -> int:
+        """The per-thread working-memory budget in bytes."""
+        return int(self.memory_budget_mb * 2**20)

@@ -1,0 +1,86 @@
+"""Checks on what strategies return: shape, dtype, range and finiteness.
+
+Every answer of a firstresult hook that the engine or a built-in strategy consumes goes
+through :func:`call`, so a broken strategy fails with a :class:`StrategyError` naming the
+strategy (and where it came from) instead of corrupting the fit silently.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pluggy
+
+from kmeansfw.errors import StrategyError
+
+
+def answering_plugin(caller: pluggy.HookCaller) -> str:
+    """Name of the implementation a firstresult hook asks first (wrappers skipped)."""
+    for impl in reversed(caller.get_hookimpls()):
+        if not (impl.hookwrapper or impl.wrapper):
+            return impl.plugin_name
+    return "<no plugin>"
+
+
+def call(relay: pluggy.HookRelay, name: str, /, **kwargs: Any) -> Any:
+    """Call hook ``name`` and re-raise any exception with the answering strategy named."""
+    caller = getattr(relay, name)
+    try:
+        return caller(**kwargs)
+    except StrategyError:
+        raise
+    except Exception as exc:
+        raise StrategyError(
+            f"{answering_plugin(caller)} failed in {name}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def fail(hook: pluggy.HookRelay, name: str, problem: str) -> StrategyError:
+    """Build the error for a contract violation of hook ``name``."""
+    return StrategyError(f"{answering_plugin(getattr(hook, name))} {problem} (hook {name})")
+
+
+def check_float_array(
+    hook: pluggy.HookRelay,
+    name: str,
+    value: Any,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    *,
+    nonnegative: bool = False,
+    what: str = "array",
+) -> np.ndarray:
+    """Check a float answer: ndarray of ``shape``, finite, (non-negative); cast to dtype."""
+    if value is None:
+        raise fail(hook, name, f"returned no {what}")
+    if not isinstance(value, np.ndarray):
+        try:
+            value = np.asarray(value)
+        except Exception:  # noqa: BLE001 - any conversion failure is the strategy's fault
+            raise fail(hook, name, f"returned a {type(value).__name__}, not an array") from None
+    if value.shape != shape:
+        raise fail(hook, name, f"returned {what} of shape {value.shape}, expected {shape}")
+    if value.dtype.kind not in "fiu":
+        raise fail(hook, name, f"returned {what} of non-numeric dtype {value.dtype}")
+    if value.dtype != dtype:
+        value = value.astype(dtype)
+    if not np.isfinite(value).all():
+        raise fail(hook, name, f"returned {what} containing NaN or infinity")
+    if nonnegative and value.size and value.min() < 0:
+        raise fail(hook, name, f"returned {what} with negative values")
+    return value
+
+
+def check_labels(
+    hook: pluggy.HookRelay, name: str, value: Any, n_rows: int, n_clusters: int
+) -> np.ndarray:
+    """Check labels: integer array of shape (n_rows,) with values in [0, n_clusters)."""
+    if not isinstance(value, np.ndarray) or value.shape != (n_rows,):
+        shape = getattr(value, "shape", type(value).__name__)
+        raise fail(hook, name, f"returned labels of shape {shape}, expected ({n_rows},)")
+    if value.dtype.kind not in "iu":
+        raise fail(hook, name, f"returned labels of non-integer dtype {value.dtype}")
+    if n_rows and (value.min() < 0 or value.max() >= n_clusters):
+        raise fail(hook, name, f"returned labels outside [0, {n_clusters})")
+    return value

@@ -1,0 +1,191 @@
+"""Validated input data and the fixed plan of row blocks a fit walks.
+
+:class:`FitData` is what every data-touching hook receives.  It never copies or writes
+into the caller's array when that array is already a C-contiguous float32/float64 one.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import attrs
+import numpy as np
+from sklearn.utils import check_array
+
+#: Rows per block never go below this (keeps per-block call overhead invisible).
+MIN_BLOCK_ROWS = 256
+#: A block's (b, k) cost buffer is sized to stay within a core's L2 cache.
+CACHE_BLOCK_BYTES = 4 << 20
+#: Temporaries of block shape a strategy may hold at once (for the memory budget).
+BLOCK_TEMPORARIES = 4
+#: Aim for this many tasks (groups of blocks) so worker threads stay balanced.
+TARGET_TASKS = 64
+#: Large data is cut into at least this many blocks, so threads share work evenly.
+MIN_BLOCKS = 32
+#: Default working memory per worker thread for block buffers, in bytes.
+DEFAULT_MEMORY_BUDGET = 64 << 20
+
+
+def validate_X(X: Any, *, name: str = "X", dtype: Any = None) -> np.ndarray:
+    """Return ``X`` as a finite, non-empty, 2-D, C-contiguous float array.
+
+    float32 stays float32; any other numeric type becomes float64.  No copy is made when
+    ``X`` already qualifies, so the result must be treated as read-only.
+
+    Raises
+    ------
+    ValueError
+        NaN or infinity, an empty array, a wrong number of dimensions, non-numeric data.
+    """
+    if dtype is None:
+        dtype = [np.float64, np.float32]
+    return check_array(
+        X,
+        dtype=dtype,
+        order="C",
+        ensure_all_finite=True,
+        ensure_min_samples=1,
+        ensure_min_features=1,
+        input_name=name,
+    )
+
+
+def validate_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype) -> np.ndarray:
+    """Return sample weights as a (n,) array of ``dtype``: finite, non-negative, not all 0.
+
+    ``None`` gives unit weights.
+    """
+    if sample_weight is None:
+        return np.ones(n_samples, dtype=dtype)
+    if np.isscalar(sample_weight):
+        sw = np.full(n_samples, sample_weight, dtype=dtype)
+    else:
+        try:
+            sw = np.asarray(sample_weight, dtype=dtype)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"sample_weight must be numeric: {exc}") from None
+    if sw.ndim != 1:
+        raise ValueError(f"sample_weight must be 1-D, got an array of shape {sw.shape}")
+    if sw.shape[0] != n_samples:
+        raise ValueError(f"sample_weight has {sw.shape[0]} entries but X has {n_samples} samples")
+    if not np.isfinite(sw).all():
+        raise ValueError("sample_weight contains NaN or infinity")
+    if (sw < 0).any():
+        raise ValueError("sample_weight contains negative values")
+    if not (sw > 0).any():
+        raise ValueError("sample_weight is zero for every sample")
+    return sw
+
+
+def default_n_threads() -> int:
+    """Number of CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def plan_block_rows(n_samples: int, n_columns: int, itemsize: int, memory_budget: int) -> int:
+    """Rows per block for a (rows, n_columns) cost buffer.
+
+    Cache-sized, within the memory budget, and small enough that large data makes at
+    least :data:`MIN_BLOCKS` blocks.  Depends only on the shape, the dtype and the budget
+    (never on the thread count), so the partition of the data, and therefore every
+    result, is the same whatever the number of threads.
+    """
+    row_bytes = max(1, n_columns) * itemsize
+    cache_rows = CACHE_BLOCK_BYTES // row_bytes
+    budget_rows = memory_budget // (row_bytes * BLOCK_TEMPORARIES)
+    balance_rows = -(-n_samples // MIN_BLOCKS)
+    return int(max(MIN_BLOCK_ROWS, min(cache_rows, budget_rows, balance_rows)))
+
+
+@attrs.define(eq=False)
+class FitData:
+    """The data one fit (or one predict/transform call) works on.
+
+    Attributes
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Validated data, read-only by contract (it may be the caller's array).
+    sample_weight : ndarray of shape (n_samples,)
+        Validated weights, same dtype as ``X``.
+    block_rows : int
+        Rows per block handed to the per-block hooks.
+    n_threads : int
+        Worker threads for the per-task map.
+    cache : dict
+        Per-data precomputations filled by ``kmeansfw_prepare`` (key by strategy name).
+    """
+
+    X: np.ndarray
+    sample_weight: np.ndarray
+    block_rows: int
+    n_threads: int = 1
+    cache: dict = attrs.field(factory=dict)
+    tasks: list[list[slice]] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        n = self.X.shape[0]
+        b = self.block_rows
+        blocks = [slice(start, min(start + b, n)) for start in range(0, n, b)]
+        per_task = max(1, -(-len(blocks) // TARGET_TASKS))
+        self.tasks = [blocks[i : i + per_task] for i in range(0, len(blocks), per_task)]
+
+    @classmethod
+    def build(
+        cls,
+        X: Any,
+        sample_weight: Any = None,
+        *,
+        n_clusters: int,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        n_threads: int | None = None,
+        validate: bool = True,
+    ) -> FitData:
+        """Validate ``X`` and ``sample_weight`` and plan the blocks for ``n_clusters``."""
+        if validate:
+            X = validate_X(X)
+        sw = validate_sample_weight(sample_weight, X.shape[0], X.dtype)
+        return cls(
+            X=X,
+            sample_weight=sw,
+            block_rows=plan_block_rows(X.shape[0], n_clusters, X.itemsize, memory_budget),
+            n_threads=n_threads or default_n_threads(),
+        )
+
+    def replan(self, n_columns: int, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> FitData:
+        """The same data (and cache) with blocks sized for (rows, ``n_columns``) buffers."""
+        return FitData(
+            X=self.X,
+            sample_weight=self.sample_weight,
+            block_rows=plan_block_rows(self.n_samples, n_columns, self.X.itemsize, memory_budget),
+            n_threads=self.n_threads,
+            cache=self.cache,
+        )
+
+    @property
+    def n_samples(self) -> int:
+        """Number of rows of ``X``."""
+        return self.X.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        """Number of columns of ``X``."""
+        return self.X.shape[1]
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The float dtype everything of this fit is computed in."""
+        return self.X.dtype
+
+    @property
+    def blocks(self) -> list[slice]:
+        """All row blocks, in order."""
+        return [block for task in self.tasks for block in task]
+
+    @staticmethod
+    def task_rows(task: list[slice]) -> slice:
+        """The contiguous rows a task covers."""
+        return slice(task[0].start, task[-1].stop)

@@ -1,0 +1,18 @@
+"""Exceptions raised by kmeansfw."""
+
+from __future__ import annotations
+
+
+class StrategyError(ValueError):
+    """A strategy failed or returned something that breaks the hook contract.
+
+    The message names the slot, the strategy and where it came from.
+    """
+
+
+class UnknownStrategyError(ValueError):
+    """A configuration names a strategy the catalog does not know."""
+
+
+class ConfigError(ValueError):
+    """A configuration has a wrong key, value or type; the message names the key."""

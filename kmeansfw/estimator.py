@@ -1,0 +1,194 @@
+"""The scikit-learn compatible estimator :class:`KMeans`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from kmeansfw import engine, steps
+from kmeansfw.config import Config
+from kmeansfw.data import FitData
+from kmeansfw.fitting import fit as fit_config
+
+_FLOATS = [np.float64, np.float32]
+
+
+class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
+    """K-Means clustering whose every step is a pluggable strategy.
+
+    With the defaults this is Lloyd's algorithm with k-means++ seeding, exactly as
+    :class:`sklearn.cluster.KMeans` (``algorithm="lloyd"``) defines it.
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        Number of clusters.
+    init : str, dict, array of shape (n_clusters, n_features), callable or object
+        Seeding: ``"k-means++"``, ``"random"``, explicit centroids, a function
+        ``(X, n_clusters, rng) -> centroids`` or a strategy object.
+    distance : str, dict, callable or object, default="euclidean"
+        The geometry; a plain function ``(X_block, centroids) -> distances`` works too.
+    assignment : str, dict or object, default="nearest"
+        How samples are assigned to centroids.
+    update : str, dict or object, default="mean"
+        How centroids are recomputed from their members.
+    empty : str, dict or object, default="relocate-farthest"
+        What happens to a cluster that lost all its members.
+    convergence : str, dict, object or list of them, default="tol"
+        Stopping criteria; the fit stops when any of them says so (or at ``max_iter``).
+    observers : sequence of str, dict or objects, default=()
+        Plugins called at fit start, after each iteration and at fit end.
+    n_init : int or "auto", default="auto"
+        Restarts; the best objective wins.  "auto": 10 for random seeding, else 1.
+    max_iter : int, default=300
+        Maximum iterations of one run.
+    tol : float, default=1e-4
+        Tolerance of the ``tol`` criterion, relative to the mean feature variance.
+    random_state : int, numpy Generator or None, default=None
+        Seeds the one :class:`numpy.random.Generator` all randomness comes from.
+    memory_budget_mb : float, default=64
+        Working memory per thread for block buffers; bounds memory whatever n is.
+    n_threads : int or None, default=None
+        Worker threads (None: all CPUs available).  Results do not depend on it.
+    history : bool, default=False
+        Record per-iteration statistics in ``history_``.
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray of shape (n_clusters, n_features)
+    labels_ : ndarray of shape (n_samples,), int32
+    inertia_ : float
+        The objective of the final clustering (sum of weighted squared distances with
+        the Euclidean defaults).
+    n_iter_ : int
+    n_features_in_ : int
+    history_ : list of dict
+        Only with ``history=True``: one record per iteration of the best run.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeansfw import KMeans
+    >>> X = np.array([[1, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]])
+    >>> km = KMeans(n_clusters=2, random_state=0).fit(X)
+    >>> sorted(km.cluster_centers_.tolist())
+    [[1.0, 2.0], [10.0, 2.0]]
+    """
+
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        *,
+        init: Any = "k-means++",
+        distance: Any = "euclidean",
+        assignment: Any = "nearest",
+        update: Any = "mean",
+        empty: Any = "relocate-farthest",
+        convergence: Any = "tol",
+        observers: Any = (),
+        n_init: int | str = "auto",
+        max_iter: int = 300,
+        tol: float = 1e-4,
+        random_state: Any = None,
+        memory_budget_mb: float = 64.0,
+        n_threads: int | None = None,
+        history: bool = False,
+    ) -> None:
+        self.n_clusters = n_clusters
+        self.init = init
+        self.distance = distance
+        self.assignment = assignment
+        self.update = update
+        self.empty = empty
+        self.convergence = convergence
+        self.observers = observers
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.memory_budget_mb = memory_budget_mb
+        self.n_threads = n_threads
+        self.history = history
+
+    # ------------------------------------------------------------------ config
+    def get_config(self) -> Config:
+        """The validated :class:`~kmeansfw.config.Config` of this estimator's parameters."""
+        params = self.get_params(deep=False)
+        if isinstance(params["observers"], tuple):
+            params["observers"] = list(params["observers"])
+        return Config(**params)
+
+    @classmethod
+    def from_config(cls, source: Config | Mapping[str, Any] | str | os.PathLike[str]) -> KMeans:
+        """Build an estimator from a Config, a dict, or a TOML file path or text."""
+        return cls(**Config.load(source).to_dict())
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> KMeans:
+        """Compute the clustering.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        self
+        """
+        X = validate_data(self, X, dtype=_FLOATS, order="C", ensure_min_samples=1)
+        outcome = fit_config(X, self.get_config(), sample_weight=sample_weight, validate=False)
+        self._strategies = outcome.strategies
+        self.cluster_centers_ = outcome.centroids
+        self.labels_ = outcome.labels.astype(np.int32)
+        self.inertia_ = outcome.objective
+        self.n_iter_ = outcome.n_iter
+        if outcome.history is not None:
+            self.history_ = outcome.history.for_run(outcome.result.run)
+        return self
+
+    def _data(self, X: Any, sample_weight: Any = None) -> tuple[FitData, Any]:
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=_FLOATS, order="C", reset=False)
+        data = FitData.build(
+            X,
+            sample_weight,
+            n_clusters=self.n_clusters,
+            memory_budget=int(self.memory_budget_mb * 2**20),
+            n_threads=self.n_threads,
+            validate=False,
+        )
+        pm = engine.build_manager(self._strategies)
+        engine.prepare(pm, data)
+        return data, pm.hook
+
+    def _centers_for(self, data: FitData) -> np.ndarray:
+        return self.cluster_centers_.astype(data.dtype, copy=False)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Index of the closest centroid (lowest cost) of each sample, int32."""
+        data, hook = self._data(X)
+        result = steps.assign(hook, data, self._centers_for(data), accumulate=False)
+        return result.labels.astype(np.int32)
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Distances of each sample to each centroid, (n_samples, n_clusters)."""
+        data, hook = self._data(X)
+        return steps.pairwise(hook, data, self._centers_for(data))
+
+    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
+        """Opposite of the objective of ``X`` under the fitted centroids (higher is better)."""
+        data, hook = self._data(X, sample_weight)
+        result = steps.assign(hook, data, self._centers_for(data), accumulate=False)
+        return -float(np.dot(result.costs, data.sample_weight.astype(np.float64)))
+
+    def __sklearn_tags__(self):  # noqa: D105 - scikit-learn protocol
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags

@@ -1,0 +1,120 @@
+"""The functional entry point: :func:`fit` runs the engine for a configuration."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import attrs
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+
+from kmeansfw import engine
+from kmeansfw.config import Config, make_rng
+from kmeansfw.data import FitData
+from kmeansfw.strategies.observers import History
+
+
+@attrs.frozen(eq=False)
+class Fit:
+    """The best of a fit's runs, the history (when asked for) and the strategies used."""
+
+    result: engine.FitResult
+    config: Config
+    strategies: list[tuple[str, str, Any]]
+    history: History | None = None
+
+    @property
+    def centroids(self) -> np.ndarray:
+        """Final centroids of the best run, (k, d)."""
+        return self.result.centroids
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Labels of every sample under the final centroids, (n,)."""
+        return self.result.labels
+
+    @property
+    def objective(self) -> float:
+        """The best run's objective (inertia with the Euclidean defaults)."""
+        return self.result.objective
+
+    @property
+    def n_iter(self) -> int:
+        """Iterations of the best run."""
+        return self.result.n_iter
+
+
+def check_n_clusters(n_samples: int, n_clusters: int) -> None:
+    """Raise when there are fewer samples than clusters."""
+    if n_samples < n_clusters:
+        raise ValueError(f"n_samples={n_samples} should be >= n_clusters={n_clusters}.")
+
+
+def fit(
+    X: Any,
+    config: Config | dict | str | None = None,
+    *,
+    sample_weight: Any = None,
+    validate: bool = True,
+    **params: Any,
+) -> Fit:
+    """Cluster ``X`` with the strategies and settings of ``config`` (plus overrides).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Data; float32 is clustered in float32, anything else in float64.
+    config : Config, dict, TOML path or text, optional
+        The run configuration; ``params`` override its keys.
+    sample_weight : array-like of shape (n_samples,), optional
+        Non-negative weights.
+    validate : bool
+        Validate ``X``; pass False only for an array already checked by
+        :func:`kmeansfw.data.validate_X`.
+
+    Returns
+    -------
+    Fit
+        The best run of the ``n_init`` restarts (lowest objective).
+    """
+    cfg = Config.load(config) if config is not None else Config()
+    if params:
+        cfg = Config.from_dict({**cfg.to_dict(), **params})
+    data = FitData.build(
+        X,
+        sample_weight,
+        n_clusters=cfg.n_clusters,
+        memory_budget=cfg.memory_budget,
+        n_threads=cfg.n_threads,
+        validate=validate,
+    )
+    check_n_clusters(data.n_samples, cfg.n_clusters)
+    strategies = cfg.build_strategies()
+    observers = cfg.build_observers()
+    history = History() if cfg.history else None
+    pm = engine.build_manager(strategies, observers + ([history] if history else []))
+    engine.prepare(pm, data)
+    rng = make_rng(cfg.random_state)
+    best = None
+    for run_index in range(cfg.resolved_n_init()):
+        result = engine.run(
+            pm,
+            data,
+            cfg.n_clusters,
+            rng=rng,
+            max_iter=cfg.max_iter,
+            tol=cfg.tol,
+            run_index=run_index,
+        )
+        if best is None or result.objective < best.objective:
+            best = result
+    distinct = np.unique(best.labels).size
+    if distinct < cfg.n_clusters:
+        warnings.warn(
+            f"Number of distinct clusters ({distinct}) found smaller than "
+            f"n_clusters ({cfg.n_clusters}). Possibly due to duplicate points in X.",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return Fit(result=best, config=cfg, strategies=strategies, history=history)

@@ -1,0 +1,235 @@
+"""The kmeansfw extension contract: every hook a strategy or observer may implement.
+
+A fit builds its own :class:`pluggy.PluginManager` holding exactly the strategies its
+configuration names (one per slot) and its observers.  The engine
+(:mod:`kmeansfw.engine`) only sequences the calls below; every computation on the data
+lives in an implementation.
+
+Conventions shared by every hook
+--------------------------------
+* Arguments are keyword-only and an implementation declares only those it uses.
+  pluggy never passes default-valued arguments, so a strategy's parameters live on the
+  strategy object (an attrs class), never as hook keyword defaults.
+* ``X`` is a C-contiguous float32 or float64 array and every floating array a hook
+  returns has ``X.dtype``.  ``n`` is the number of samples, ``d`` of features, ``k`` of
+  clusters; per-block hooks see ``b`` rows, ``X = data.X[rows]``.
+* Nobody writes into ``X``, ``sample_weight`` or ``centroids``: they may be the user's
+  arrays.  Return new arrays.
+* ``data`` is the :class:`kmeansfw.data.FitData` of the call: its ``cache`` dict holds
+  what :func:`kmeansfw_prepare` computed once; ``cache`` arguments hold what
+  :func:`kmeansfw_prepare_centroids` computed for the current centroids.  Store under
+  keys prefixed with your strategy's name.
+* ``firstresult`` hooks ("one strategy per slot answers") stop at the first non-None
+  answer; the engine checks that answer's shape, dtype and finiteness and names the
+  strategy when it is wrong.  Implementations run last-registered-first, so an observer
+  or a ``@hookimpl(wrapper=True)`` registered after the strategies can wrap them.
+* Per-block hooks run concurrently in worker threads: they must not mutate shared state.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kmeansfw.markers import hookspec
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import numpy as np
+    import pluggy
+
+    from kmeansfw.catalog import Register
+    from kmeansfw.data import FitData
+    from kmeansfw.engine import FitResult, FitState
+
+# --------------------------------------------------------------------------- discovery
+
+
+@hookspec
+def kmeansfw_register_strategies(register: Register) -> None:
+    """Add strategies to the catalog.
+
+    Called once per installed plugin distribution (entry-point group ``kmeansfw``) and
+    for the built-ins.  Call ``register(slot, name, factory)`` for each strategy, where
+    ``slot`` is one of ``init``, ``distance``, ``assignment``, ``update``, ``empty``,
+    ``convergence`` or ``observer`` and ``factory(**params)`` builds the strategy
+    object (usually its attrs class).
+    """
+
+
+# --------------------------------------------------------------------------- set-up
+
+
+@hookspec
+def kmeansfw_prepare(data: FitData) -> None:
+    """Precompute what stays fixed for a data set (row norms, feature variance).
+
+    Called once per :class:`~kmeansfw.data.FitData` (a fit, a ``predict`` call) on every
+    strategy; store results in ``data.cache``.  Return value ignored.
+    """
+
+
+@hookspec
+def kmeansfw_prepare_centroids(centroids: np.ndarray, data: FitData, cache: dict) -> None:
+    """Precompute what stays fixed for one set of centroids (norms, a transposed copy).
+
+    Called on every strategy each time the per-block hooks are about to run against new
+    ``centroids`` (k, d); store results in ``cache``, which the per-block hooks receive.
+    """
+
+
+# --------------------------------------------------------------------------- initialization
+
+
+@hookspec(firstresult=True)
+def kmeansfw_init_centroids(
+    X: np.ndarray,
+    sample_weight: np.ndarray,
+    n_clusters: int,
+    rng: np.random.Generator,
+    data: FitData,
+    hook: pluggy.HookRelay,
+) -> np.ndarray:
+    """Return the initial centroids, shape (k, d), dtype of X, finite.
+
+    ``rng`` is the fit's only source of randomness.  ``hook`` lets a seeding rule ask the
+    distance strategy for costs (``hook.kmeansfw_cost``) block by block.
+    """
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+@hookspec(firstresult=True)
+def kmeansfw_distance(
+    X: np.ndarray, centroids: np.ndarray, rows: slice, data: FitData, cache: dict
+) -> np.ndarray:
+    """Return the (b, k) distances between the rows of the block ``X`` and ``centroids``.
+
+    Non-negative, dtype of X.  This is what ``KMeans.transform`` returns.
+    """
+
+
+@hookspec(firstresult=True)
+def kmeansfw_cost(
+    X: np.ndarray, centroids: np.ndarray, rows: slice, data: FitData, cache: dict
+) -> np.ndarray:
+    """Return the (b, k) objective contributions of assigning each row to each centroid.
+
+    The fit minimizes the weighted sum, over samples, of the cost to their centroid
+    (Euclidean: the squared distance, so the objective is scikit-learn's inertia).
+    Non-negative, dtype of X, ordered like :func:`kmeansfw_distance`.
+    """
+
+
+@hookspec(firstresult=True)
+def kmeansfw_nearest(
+    X: np.ndarray, centroids: np.ndarray, rows: slice, data: FitData, cache: dict
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Optional fast exact search: return ``(labels, min_costs)`` for the block.
+
+    ``labels`` (b,) intp in [0, k) must equal the argmin of :func:`kmeansfw_cost` and
+    ``min_costs`` (b,) its minimum.  A distance answers when it knows a faster way
+    (Euclidean: one matrix product on cached norms); when none does, assignment falls
+    back to the argmin of the cost matrix.
+    """
+
+
+# --------------------------------------------------------------------------- assignment
+
+
+@hookspec(firstresult=True)
+def kmeansfw_assign(
+    X: np.ndarray,
+    centroids: np.ndarray,
+    rows: slice,
+    data: FitData,
+    cache: dict,
+    hook: pluggy.HookRelay,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Assign the rows of one block: return ``(labels, costs)``, both shape (b,).
+
+    ``labels`` are intp in [0, k); ``costs`` the (finite, non-negative) cost of each row
+    to its assigned centroid, dtype of X.
+    """
+
+
+# --------------------------------------------------------------------------- update
+
+
+@hookspec(firstresult=True)
+def kmeansfw_accumulate(
+    X: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray, n_clusters: int, partial: Any
+) -> Any:
+    """Map step of the update: fold one assigned block into its task's running summary.
+
+    Called right after each block is assigned, while its rows are hot in cache.
+    ``partial`` is None on a task's first block and the previous answer after that
+    (update it in place or return a new one).  The tasks' final answers, in row order,
+    reach :func:`kmeansfw_update` as ``partials``.  An update that needs no map step
+    does not implement this hook and receives ``None``.
+    """
+
+
+@hookspec(firstresult=True)
+def kmeansfw_update(
+    data: FitData,
+    labels: np.ndarray,
+    costs: np.ndarray,
+    partials: list | None,
+    centroids: np.ndarray,
+    n_clusters: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reduce step: return ``(new_centroids, cluster_weights)``, shapes (k, d) and (k,).
+
+    ``cluster_weights[j]`` is the total sample weight assigned to cluster j; a cluster
+    with weight 0 is empty and its row of ``new_centroids`` is left to
+    :func:`kmeansfw_empty_clusters` (it may hold anything finite).  Reduce ``partials``
+    in the given order so the result does not depend on the number of threads.
+    """
+
+
+@hookspec(firstresult=True)
+def kmeansfw_empty_clusters(
+    data: FitData,
+    labels: np.ndarray,
+    costs: np.ndarray,
+    old_centroids: np.ndarray,
+    new_centroids: np.ndarray,
+    cluster_weights: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Return the centroids with every empty cluster (weight 0) dealt with, shape (k, d).
+
+    Called every iteration (cheap when no cluster is empty).  May return
+    ``new_centroids`` itself when it has nothing to change.
+    """
+
+
+# --------------------------------------------------------------------------- convergence
+
+
+@hookspec
+def kmeansfw_converged(state: FitState) -> bool | None:
+    """Say whether the fit should stop after this iteration.
+
+    Every convergence strategy is called; the fit stops when any returns True (and, in
+    any case, after ``max_iter`` iterations).  Set ``state.strict = True`` when the
+    labels are known to match the new centroids, which spares the final assignment.
+    """
+
+
+# --------------------------------------------------------------------------- observers
+
+
+@hookspec
+def kmeansfw_fit_start(state: FitState) -> None:
+    """Observe the start of one run (after initialization, before the first iteration)."""
+
+
+@hookspec
+def kmeansfw_iteration_end(state: FitState) -> None:
+    """Observe the end of an iteration: ``state`` holds labels, costs, old and new centroids."""
+
+
+@hookspec
+def kmeansfw_fit_end(result: FitResult) -> None:
+    """Observe the result of one run (one of the ``n_init`` restarts)."""

@@ -1,0 +1,145 @@
+"""Compiled inner loops of the Euclidean/mean defaults, with NumPy fallbacks.
+
+The default Lloyd step needs, per row block, a matrix product followed by a fused
+"add the centroid norms, take the minimum and its index" pass, then per-cluster weighted
+sums.  NumPy alone needs several passes over each (b, k) block for that; numba compiles
+the fused pass (the matrix product stays in BLAS), which is what lets the defaults
+outrun scikit-learn's Cython.  numba is a dependency, but every kernel has a NumPy twin
+used when numba cannot be imported or ``KMEANSFW_NUMBA=0`` is set; both give the same
+labels (ties go to the lowest index in both).
+
+Kernels run with the GIL released and are called from kmeansfw's worker threads, with
+BLAS held to one thread, so each block is computed the same way whatever the number of
+threads.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import scipy.sparse as sp
+
+#: Rows per matrix product inside the compiled nearest-centroid kernel (fits in L2).
+SUB_BLOCK_ROWS = 256
+
+try:  # pragma: no cover - exercised by whichever branch the environment allows
+    if os.environ.get("KMEANSFW_NUMBA", "1") == "0":
+        raise ImportError("disabled by KMEANSFW_NUMBA=0")
+    import numba
+except ImportError:  # pragma: no cover
+    numba = None
+
+HAVE_NUMBA = numba is not None
+
+
+def _nearest_numpy(X, mean, minus_2c, c_sq_norms, centered_c, labels, mins):
+    centered = X - mean
+    reduced = np.dot(centered, minus_2c.T)
+    reduced += c_sq_norms
+    np.argmin(reduced, axis=1, out=labels)
+    diff = centered - centered_c[labels]
+    np.einsum("ij,ij->i", diff, diff, out=mins)
+
+
+def _accumulate_numpy(X, labels, sample_weight, sums, weights):
+    b, k = labels.shape[0], weights.shape[0]
+    one_hot = sp.csc_matrix((sample_weight, labels, np.arange(b + 1)), shape=(k, b))
+    sums += one_hot @ X
+    weights += np.bincount(labels, weights=sample_weight, minlength=k)
+
+
+if HAVE_NUMBA:
+
+    @numba.njit(nogil=True, cache=True)
+    def _nearest_numba(X, mean, minus_2c, c_sq_norms, centered_c, labels, mins):  # pragma: no cover
+        # Rows are centered sub-block by sub-block (as scikit-learn centers the data, for
+        # accuracy) and the product is taken transposed, (k, rows), so that the running
+        # minimum over centroids walks contiguous rows and vectorizes across samples.
+        n, d, k = X.shape[0], X.shape[1], minus_2c.shape[0]
+        sub = min(SUB_BLOCK_ROWS, n)
+        centered = np.empty((sub, d), dtype=X.dtype)
+        buf = np.empty(k * sub, dtype=X.dtype)
+        best = np.empty(sub, dtype=X.dtype)
+        arg = np.empty(sub, dtype=np.int32)
+        for start in range(0, n, sub):
+            m = min(start + sub, n) - start
+            rows = centered[:m]
+            for i in range(m):
+                for f in range(d):
+                    rows[i, f] = X[start + i, f] - mean[f]
+            block = buf[: k * m].reshape((k, m))
+            np.dot(minus_2c, rows.T, block)
+            c = c_sq_norms[0]
+            for i in range(m):
+                best[i] = block[0, i] + c
+                arg[i] = 0
+            for j in range(1, k):
+                c = c_sq_norms[j]
+                for i in range(m):
+                    value = block[j, i] + c
+                    lower = value < best[i]
+                    best[i] = value if lower else best[i]
+                    arg[i] = np.int32(j) if lower else arg[i]
+            for i in range(m):
+                j = arg[i]
+                labels[start + i] = j
+                total = 0.0  # the exact squared distance, accumulated in float64
+                for f in range(d):
+                    diff = np.float64(rows[i, f]) - np.float64(centered_c[j, f])
+                    total += diff * diff
+                mins[start + i] = total
+
+    @numba.njit(nogil=True, cache=True)
+    def _accumulate_numba(X, labels, sample_weight, sums, weights):  # pragma: no cover
+        for i in range(X.shape[0]):
+            j = labels[i]
+            w = sample_weight[i]
+            weights[j] += w
+            for f in range(X.shape[1]):
+                sums[j, f] += w * X[i, f]
+
+
+def nearest_sq_euclidean(
+    X: np.ndarray,
+    mean: np.ndarray,
+    minus_2c: np.ndarray,
+    c_sq_norms: np.ndarray,
+    centered_c: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest centroid by squared Euclidean distance, for one block.
+
+    Parameters
+    ----------
+    X : (b, d) C-contiguous block.
+    mean : (d,) the data's mean; rows and centroids are compared centered on it.
+    minus_2c : (k, d) C-contiguous, ``-2 * centered_c``.
+    c_sq_norms : (k,) squared norms of ``centered_c``.
+    centered_c : (k, d) the centroids minus ``mean``.
+
+    Returns
+    -------
+    labels : (b,) intp, the argmin of ``||c||^2 - 2 x.c`` (lowest index on ties).
+    min_sq_distances : (b,) the exact squared distances ``sum((x - c)^2)`` to those
+        centroids (accumulated in float64, returned in X's dtype).
+    """
+    labels = np.empty(X.shape[0], dtype=np.intp)
+    mins = np.empty(X.shape[0], dtype=X.dtype)
+    kernel = _nearest_numba if HAVE_NUMBA else _nearest_numpy
+    kernel(X, mean, minus_2c, c_sq_norms, centered_c, labels, mins)
+    return labels, mins
+
+
+def add_weighted_cluster_sums(
+    X: np.ndarray,
+    labels: np.ndarray,
+    sample_weight: np.ndarray,
+    sums: np.ndarray,
+    weights: np.ndarray,
+) -> None:
+    """Add each row's weighted values to ``sums[label]`` (k, d) and weight to ``weights``.
+
+    ``sums`` and ``weights`` are float64 and updated in place.
+    """
+    kernel = _accumulate_numba if HAVE_NUMBA else _accumulate_numpy
+    kernel(X, labels, sample_weight, sums, weights)

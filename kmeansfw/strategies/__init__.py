@@ -1,0 +1,1 @@
+"""Built-in strategies, one module per slot (Euclidean geometry in its own module)."""

@@ -1,0 +1,81 @@
+"""Convergence strategies: ``tol`` (scikit-learn's) and ``unchanged`` (the article's)."""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+
+from kmeansfw.blocks import map_tasks
+from kmeansfw.data import FitData
+from kmeansfw.engine import FitState
+from kmeansfw.markers import hookimpl
+
+_MEAN_VARIANCE = "tol.mean_variance"
+
+
+def mean_feature_variance(data: FitData) -> float:
+    """Mean over features of the (unweighted) variance of ``data.X``, in bounded memory."""
+    X = data.X
+    mean = X.sum(axis=0, dtype=np.float64) / data.n_samples
+
+    def run_task(task: list[slice]) -> np.ndarray:
+        centered = X[FitData.task_rows(task)] - mean
+        return np.einsum("ij,ij->j", centered, centered)
+
+    squares = np.sum(map_tasks(data, run_task), axis=0)
+    return float(np.mean(squares / data.n_samples))
+
+
+def _non_negative(instance: object, attribute: attrs.Attribute, value: float) -> None:
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"{attribute.name} must be a finite number >= 0, got {value!r}")
+
+
+@attrs.frozen
+class Tol:
+    """Stop when labels no longer change, or when the squared centroid shift is small.
+
+    Exactly scikit-learn's rule: strict convergence when an iteration leaves every label
+    unchanged; otherwise stop once ``sum ||c_new - c_old||^2 <= tol * mean(var(X))``,
+    after which one final assignment makes the labels match the final centroids.
+
+    Parameters
+    ----------
+    tol : float or None
+        Relative tolerance; None takes the estimator's ``tol``.
+    """
+
+    name = "tol"
+    tol: float | None = attrs.field(default=None)
+
+    @tol.validator
+    def _check_tol(self, attribute: attrs.Attribute, value: float | None) -> None:
+        if value is not None:
+            _non_negative(self, attribute, value)
+
+    @hookimpl
+    def kmeansfw_prepare(self, data: FitData) -> None:
+        if _MEAN_VARIANCE not in data.cache:
+            data.cache[_MEAN_VARIANCE] = mean_feature_variance(data)
+
+    @hookimpl
+    def kmeansfw_converged(self, state: FitState) -> bool:
+        if state.labels_unchanged:
+            state.strict = True
+            return True
+        tol = state.tol if self.tol is None else self.tol
+        return state.center_shift <= tol * state.data.cache[_MEAN_VARIANCE]
+
+
+@attrs.frozen
+class Unchanged:
+    """Stop when the centroids or the labels no longer change (the article's rule)."""
+
+    name = "unchanged"
+
+    @hookimpl
+    def kmeansfw_converged(self, state: FitState) -> bool:
+        if state.labels_unchanged or np.array_equal(state.centroids, state.previous_centroids):
+            state.strict = True
+            return True
+        return False

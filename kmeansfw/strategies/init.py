@@ -1,0 +1,149 @@
+"""Initialization strategies: ``random``, ``k-means++`` and explicit centroids."""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+import numpy as np
+import pluggy
+
+from kmeansfw import steps
+from kmeansfw.blocks import map_tasks
+from kmeansfw.data import FitData
+from kmeansfw.markers import hookimpl
+
+
+def _positive_int_or_none(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    if value is not None and (not isinstance(value, int) or value < 1):
+        raise ValueError(f"{attribute.name} must be a positive integer or None, got {value!r}")
+
+
+@attrs.frozen
+class RandomInit:
+    """``k`` distinct samples drawn at random, weighted by ``sample_weight`` (the article's)."""
+
+    name = "random"
+
+    @hookimpl
+    def kmeansfw_init_centroids(
+        self,
+        X: np.ndarray,
+        sample_weight: np.ndarray,
+        n_clusters: int,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        positive = int(np.count_nonzero(sample_weight))
+        if positive < n_clusters:
+            raise ValueError(
+                f"only {positive} samples have a positive weight, fewer than "
+                f"n_clusters={n_clusters}"
+            )
+        p = sample_weight / sample_weight.sum(dtype=np.float64)
+        idx = rng.choice(X.shape[0], size=n_clusters, replace=False, p=p)
+        return X[idx]
+
+
+@attrs.frozen
+class KMeansPlusPlus:
+    """Greedy k-means++ (Arthur & Vassilvitskii; scikit-learn's variant).
+
+    Each new centroid is the best of ``n_local_trials`` samples drawn with probability
+    proportional to their weighted cost to the closest centroid chosen so far, where the
+    cost is the distance strategy's (``kmeansfw_cost``).
+
+    Parameters
+    ----------
+    n_local_trials : int or None
+        Candidates per step; None means ``2 + int(ln k)`` as in scikit-learn.
+    """
+
+    name = "k-means++"
+    n_local_trials: int | None = attrs.field(default=None, validator=_positive_int_or_none)
+
+    @hookimpl
+    def kmeansfw_init_centroids(
+        self,
+        X: np.ndarray,
+        sample_weight: np.ndarray,
+        n_clusters: int,
+        rng: np.random.Generator,
+        data: FitData,
+        hook: pluggy.HookRelay,
+    ) -> np.ndarray:
+        trials = self.n_local_trials or 2 + int(math.log(n_clusters))
+        sw = sample_weight
+        # blocks sized for a (rows, trials) cost matrix rather than (rows, k)
+        plan = data.replan(trials)
+        centers = np.empty((n_clusters, X.shape[1]), dtype=X.dtype)
+        first = rng.choice(X.shape[0], p=sw / sw.sum(dtype=np.float64))
+        centers[0] = X[first]
+        closest = _min_cost(hook, plan, centers[:1], None)
+        potential = float(np.dot(sw, closest))
+        for c in range(1, n_clusters):
+            if potential <= 0:  # every sample sits on a centroid: any choice is as good
+                candidates = rng.choice(X.shape[0], size=1)
+            else:
+                cumulative = np.cumsum(sw * closest, dtype=np.float64)
+                draws = rng.uniform(size=trials) * potential
+                candidates = np.minimum(np.searchsorted(cumulative, draws), X.shape[0] - 1)
+            pots = _candidate_potentials(hook, plan, X[candidates], closest)
+            best = int(np.argmin(pots))
+            centers[c] = X[candidates[best]]
+            closest = _min_cost(hook, plan, centers[c : c + 1], closest)
+            potential = float(pots[best]) if potential > 0 else float(np.dot(sw, closest))
+        return centers
+
+
+def _min_cost(
+    hook: pluggy.HookRelay, data: FitData, centers: np.ndarray, closest: np.ndarray | None
+) -> np.ndarray:
+    """Cost of every sample to ``centers``, lowered by ``closest`` when given (new array)."""
+    out = np.empty(data.n_samples, dtype=data.dtype)
+    cache = steps.prepare_centroids(hook, data, centers)
+
+    def run_task(task: list[slice]) -> None:
+        for rows in task:
+            cost = steps.block_matrix(hook, "kmeansfw_cost", data, rows, centers, cache)
+            np.min(cost, axis=1, out=out[rows])
+            if closest is not None:
+                np.minimum(out[rows], closest[rows], out=out[rows])
+
+    map_tasks(data, run_task)
+    return out
+
+
+def _candidate_potentials(
+    hook: pluggy.HookRelay, data: FitData, candidates: np.ndarray, closest: np.ndarray
+) -> np.ndarray:
+    """For each candidate, the weighted total cost if it were added to the centroids."""
+    sw = data.sample_weight
+    cache = steps.prepare_centroids(hook, data, candidates)
+
+    def run_task(task: list[slice]) -> np.ndarray:
+        total = np.zeros(candidates.shape[0], dtype=np.float64)
+        for rows in task:
+            cost = steps.block_matrix(hook, "kmeansfw_cost", data, rows, candidates, cache)
+            np.minimum(cost, closest[rows, None], out=cost)
+            total += sw[rows] @ cost
+        return total
+
+    return np.sum(map_tasks(data, run_task), axis=0)
+
+
+@attrs.frozen(eq=False)
+class ArrayInit:
+    """Explicit initial centroids, an array of shape (k, d)."""
+
+    name = "array"
+    centroids: np.ndarray = attrs.field(converter=np.asarray)
+
+    @hookimpl
+    def kmeansfw_init_centroids(self, X: np.ndarray, n_clusters: int) -> np.ndarray:
+        init = self.centroids
+        if init.ndim != 2 or init.shape != (n_clusters, X.shape[1]):
+            raise ValueError(
+                f"the init array has shape {init.shape}, expected (n_clusters, n_features)"
+                f" = ({n_clusters}, {X.shape[1]})"
+            )
+        return init.astype(X.dtype, copy=True)

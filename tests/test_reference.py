@@ -1,0 +1,107 @@
+"""Same data and initial centroids: same labels, inertia and n_iter as scikit-learn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn import datasets
+from sklearn.cluster import KMeans as SkKMeans
+
+import kmeansfw
+from tests.conftest import initial_centroids
+
+
+def _bundled(name: str) -> np.ndarray:
+    loader = getattr(datasets, f"load_{name}")
+    return loader().data
+
+
+DATASETS = {
+    "blobs-2d": lambda: datasets.make_blobs(3000, centers=6, random_state=0)[0],
+    "blobs-10d": lambda: datasets.make_blobs(2000, n_features=10, centers=8, random_state=1)[0],
+    "blobs-overlap": lambda: datasets.make_blobs(
+        1500, n_features=3, centers=4, cluster_std=4.0, random_state=2
+    )[0],
+    "iris": lambda: _bundled("iris"),
+    "wine": lambda: _bundled("wine"),
+    "breast_cancer": lambda: _bundled("breast_cancer"),
+    "digits": lambda: _bundled("digits"),
+    "diabetes": lambda: _bundled("diabetes"),
+}
+
+
+def _compare(X, init, **kwargs):
+    sk = SkKMeans(init.shape[0], init=init, n_init=1, algorithm="lloyd", **kwargs).fit(X)
+    ours = kmeansfw.KMeans(init.shape[0], init=init, **kwargs).fit(X)
+    return sk, ours
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+@pytest.mark.parametrize("k", [3, 8])
+def test_same_as_sklearn_float64(name, k):
+    X = DATASETS[name]().astype(np.float64)
+    init = initial_centroids(X, k, seed=k)
+    sk, ours = _compare(X, init)
+    np.testing.assert_array_equal(ours.labels_, sk.labels_)
+    assert ours.n_iter_ == sk.n_iter_
+    np.testing.assert_allclose(ours.inertia_, sk.inertia_, rtol=1e-7)
+    np.testing.assert_allclose(ours.cluster_centers_, sk.cluster_centers_, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_same_as_sklearn_float32(name):
+    X = DATASETS[name]().astype(np.float32)
+    init = initial_centroids(X, 5, seed=3)
+    sk, ours = _compare(X, init)
+    assert ours.cluster_centers_.dtype == np.float32
+    np.testing.assert_array_equal(ours.labels_, sk.labels_)
+    assert ours.n_iter_ == sk.n_iter_
+    # scikit-learn sums float32 inertia in float32 (relative error ~1e-6); ours is exact
+    # to 1e-7, checked against a float64 computation:
+    np.testing.assert_allclose(ours.inertia_, sk.inertia_, rtol=1e-6)
+    X64, C64 = X.astype(np.float64), ours.cluster_centers_.astype(np.float64)
+    exact = ((X64 - C64[ours.labels_]) ** 2).sum()
+    np.testing.assert_allclose(ours.inertia_, exact, rtol=1e-7)
+
+
+def test_same_as_sklearn_with_sample_weight(rng):
+    X = DATASETS["blobs-10d"]()
+    w = rng.uniform(0.1, 3.0, size=X.shape[0])
+    init = initial_centroids(X, 6)
+    sk = SkKMeans(6, init=init, n_init=1, algorithm="lloyd").fit(X, sample_weight=w)
+    ours = kmeansfw.KMeans(6, init=init).fit(X, sample_weight=w)
+    np.testing.assert_array_equal(ours.labels_, sk.labels_)
+    assert ours.n_iter_ == sk.n_iter_
+    np.testing.assert_allclose(ours.inertia_, sk.inertia_, rtol=1e-7)
+
+
+@pytest.mark.parametrize("tol", [0.0, 1e-2])
+@pytest.mark.parametrize("max_iter", [1, 3, 300])
+def test_same_iteration_count_for_tol_and_max_iter(tol, max_iter):
+    X = DATASETS["blobs-overlap"]()
+    init = initial_centroids(X, 7)
+    sk, ours = _compare(X, init, tol=tol, max_iter=max_iter)
+    assert ours.n_iter_ == sk.n_iter_
+    np.testing.assert_array_equal(ours.labels_, sk.labels_)
+    np.testing.assert_allclose(ours.inertia_, sk.inertia_, rtol=1e-7)
+
+
+def test_empty_cluster_relocated_like_sklearn():
+    X = DATASETS["blobs-2d"]()
+    init = initial_centroids(X, 6)
+    init[2] = [1e3, 1e3]  # far from every sample: empty after the first assignment
+    init[4] = [-1e3, 1e3]
+    sk, ours = _compare(X, init)
+    np.testing.assert_array_equal(ours.labels_, sk.labels_)
+    assert ours.n_iter_ == sk.n_iter_
+    np.testing.assert_allclose(ours.inertia_, sk.inertia_, rtol=1e-7)
+    assert np.unique(ours.labels_).size == 6
+
+
+def test_predict_transform_score_match_sklearn():
+    X = DATASETS["wine"]()
+    init = initial_centroids(X, 4)
+    sk, ours = _compare(X, init)
+    np.testing.assert_array_equal(ours.predict(X[:50]), sk.predict(X[:50]))
+    np.testing.assert_allclose(ours.transform(X[:50]), sk.transform(X[:50]), rtol=1e-7)
+    np.testing.assert_allclose(ours.score(X), sk.score(X), rtol=1e-7)
