@@ -94,7 +94,7 @@ if HAVE_NUMBA:
     def _accumulate_numba(X, labels, sample_weight, sums, weights):  # pragma: no cover
         for i in range(X.shape[0]):
             j = labels[i]
-            w = sample_weight[i]
+            w = np.float64(sample_weight[i])
             weights[j] += w
             for f in range(X.shape[1]):
                 sums[j, f] += w * X[i, f]

@@ -40,14 +40,24 @@ class FunctionDistance:
     is_metric: bool = False
     params: dict[str, Any] = attrs.field(factory=dict)
 
+    def _call(self, X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+        d = self.func(X, centroids, **self.params)
+        if d is None:
+            raise ValueError("returned None instead of a (b, k) array of distances")
+        return d
+
     @hookimpl
     def kmeansfw_distance(self, X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-        return self.func(X, centroids, **self.params)
+        return self._call(X, centroids)
 
     @hookimpl
     def kmeansfw_cost(self, X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-        d = np.asarray(self.func(X, centroids, **self.params))
-        return d * d if self.objective == "squared" else d
+        d = np.asarray(self._call(X, centroids))
+        if self.objective != "squared":
+            return d
+        if d.dtype.kind in "fiu" and d.size and d.min() < 0:
+            raise ValueError("returned negative distances")
+        return d * d
 
 
 @attrs.frozen(eq=False)

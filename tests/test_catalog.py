@@ -1,0 +1,223 @@
+"""The catalog: built-ins, entry-point plugins, in-process registration, listing."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import subprocess
+import sys
+import textwrap
+
+import attrs
+import numpy as np
+import pytest
+from scipy.spatial.distance import cdist
+
+import kmeansfw
+from kmeansfw.catalog import ENV_VAR, SLOTS, Catalog
+from kmeansfw.errors import UnknownStrategyError
+
+
+def test_builtins_are_listed():
+    names = {(e.slot, e.name) for e in kmeansfw.CATALOG.entries()}
+    assert {
+        ("init", "random"),
+        ("init", "k-means++"),
+        ("distance", "euclidean"),
+        ("assignment", "nearest"),
+        ("update", "mean"),
+        ("empty", "relocate-farthest"),
+        ("convergence", "tol"),
+        ("convergence", "unchanged"),
+        ("observer", "history"),
+    } <= names
+    assert all(e.source == "built-in" for e in kmeansfw.CATALOG.entries() if e.name == "mean")
+    assert kmeansfw.CATALOG.lookup("distance", "euclidean").doc.startswith("Euclidean")
+
+
+def test_unknown_name_lists_known_names():
+    with pytest.raises(UnknownStrategyError) as err:
+        kmeansfw.CATALOG.lookup("update", "medain")
+    assert "unknown update strategy 'medain'" in str(err.value)
+    assert "mean" in str(err.value)
+
+
+def test_unknown_slot():
+    with pytest.raises(ValueError, match="unknown slot 'metric'"):
+        kmeansfw.CATALOG.lookup("metric", "euclidean")
+
+
+def test_ten_line_function_distance_by_name(blobs):
+    X, y = blobs
+
+    @kmeansfw.distance("cityblock-test", objective="distance", replace=True)
+    def cityblock(X, centroids):
+        return np.abs(X[:, None, :] - centroids[None, :, :]).sum(axis=2)
+
+    init = X[[0, 100, 200, 300, 400]]
+    km = kmeansfw.KMeans(5, distance="cityblock-test", init=init).fit(X)
+    # labels are the nearest centroid under the L1 distance (brute force)
+    np.testing.assert_array_equal(
+        km.labels_, cdist(X, km.cluster_centers_, "cityblock").argmin(axis=1)
+    )
+    np.testing.assert_allclose(km.transform(X[:7]), cdist(X[:7], km.cluster_centers_, "cityblock"))
+    entry = kmeansfw.CATALOG.lookup("distance", "cityblock-test")
+    assert entry.source == f"module {__name__}"
+
+
+def test_duplicate_registration_needs_replace():
+    @kmeansfw.distance("dup-test", replace=True)
+    def first(X, centroids):
+        return cdist(X, centroids)
+
+    with pytest.raises(ValueError, match="already registered"):
+
+        @kmeansfw.distance("dup-test")
+        def second(X, centroids):
+            return cdist(X, centroids)
+
+
+def test_register_strategy_class_decorator(blobs):
+    X, _ = blobs
+
+    @kmeansfw.register_strategy("convergence", "after-two-test", replace=True)
+    @attrs.frozen
+    class AfterTwo:
+        @kmeansfw.hookimpl
+        def kmeansfw_converged(self, state):
+            return state.iteration >= 2
+
+    km = kmeansfw.KMeans(
+        5, convergence=["tol", "after-two-test"], init="random", n_init=1, random_state=0, tol=0
+    ).fit(X)
+    assert km.n_iter_ <= 2
+
+
+def test_function_distance_params_from_config(blobs):
+    X, _ = blobs
+
+    @kmeansfw.distance("scaled-test", replace=True)
+    def scaled(X, centroids, scale=1.0):
+        return scale * cdist(X, centroids)
+
+    km = kmeansfw.KMeans(4, distance={"name": "scaled-test", "scale": 3.0}, random_state=0)
+    km.fit(X)
+    np.testing.assert_allclose(km.transform(X[:5]), 3.0 * cdist(X[:5], km.cluster_centers_))
+    assert kmeansfw.CATALOG.lookup("distance", "scaled-test").parameters() == ["scale"]
+
+
+def test_installed_plugin_distribution_found_by_entry_point(blobs):
+    X, _ = blobs
+    eps = [ep for ep in importlib.metadata.entry_points(group="kmeansfw") if ep.name == "minkowski"]
+    assert eps, "plugins/kmeansfw-minkowski must be installed (see .ci/run)"
+    entry = kmeansfw.CATALOG.lookup("distance", "minkowski")
+    assert entry.source.startswith("kmeansfw-minkowski ")
+    km = kmeansfw.KMeans(5, distance={"name": "minkowski", "p": 3}, random_state=0).fit(X)
+    np.testing.assert_allclose(
+        km.transform(X[:20]), cdist(X[:20], km.cluster_centers_, "minkowski", p=3), rtol=1e-10
+    )
+    np.testing.assert_array_equal(
+        km.labels_, cdist(X, km.cluster_centers_, "minkowski", p=3).argmin(axis=1)
+    )
+
+
+def test_plugin_parameters_are_validated_at_config_time():
+    with pytest.raises(kmeansfw.ConfigError, match=r"config key 'distance'.*p must be .*> 0"):
+        kmeansfw.Config(distance={"name": "minkowski", "p": -1})
+    with pytest.raises(kmeansfw.ConfigError, match=r"does not accept parameters \['q'\]"):
+        kmeansfw.Config(distance={"name": "minkowski", "q": 2})
+
+
+class _FakeEntryPoint:
+    def __init__(self, name, loader, dist_name="fake-dist"):
+        self.name = name
+        self.value = f"{name}:plugin"
+        self._loader = loader
+        self.dist = type("Dist", (), {"name": dist_name, "version": "9.9"})()
+
+    def load(self):
+        return self._loader()
+
+
+def _broken_loader():
+    raise ImportError("No module named 'missing_dependency'")
+
+
+def _plugin(strategy_name):
+    def load():
+        class Plugin:
+            @staticmethod
+            @kmeansfw.hookimpl
+            def kmeansfw_register_strategies(register):
+                register("distance", strategy_name, lambda: None)
+
+        return Plugin()
+
+    return load
+
+
+_good_plugin = _plugin("fake-good")
+
+
+def test_broken_plugin_is_reported_and_does_not_break_builtins(monkeypatch):
+    eps = [_FakeEntryPoint("broken", _broken_loader), _FakeEntryPoint("good", _good_plugin)]
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: eps)
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    catalog = Catalog()
+    with pytest.warns(UserWarning, match="plugin 'broken' failed to load.*missing_dependency"):
+        catalog.load()
+    assert "broken" in catalog.failures
+    assert "euclidean" in catalog.names("distance")
+    assert "fake-good" in catalog.names("distance")
+    assert catalog.lookup("distance", "fake-good").source == "fake-dist 9.9"
+    with pytest.raises(UnknownStrategyError, match="failed to load: broken"):
+        catalog.lookup("distance", "from-broken")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("", set()),
+        ("good", {"good"}),
+        (" other, good ", {"good", "other"}),
+        (None, {"good", "other"}),
+    ],
+)
+def test_environment_variable_restricts_plugins(monkeypatch, value, expected):
+    eps = [_FakeEntryPoint("good", _good_plugin), _FakeEntryPoint("other", _plugin("fake-other"))]
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: eps)
+    if value is None:
+        monkeypatch.delenv(ENV_VAR, raising=False)
+    else:
+        monkeypatch.setenv(ENV_VAR, value)
+    catalog = Catalog()
+    catalog.load()
+    assert set(catalog.distributions) == expected
+    assert "euclidean" in catalog.names("distance")
+
+
+def test_conflicting_plugin_name_is_reported_not_fatal(monkeypatch):
+    eps = [_FakeEntryPoint("clash", _plugin("euclidean"))]
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: eps)
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    catalog = Catalog()
+    with pytest.warns(UserWarning, match="distance strategy 'euclidean' is already registered"):
+        catalog.load()
+    assert catalog.lookup("distance", "euclidean").source == "built-in"
+
+
+def test_import_does_not_load_entry_points():
+    code = textwrap.dedent(
+        """
+        import sys, kmeansfw
+        assert "kmeansfw_minkowski" not in sys.modules
+        assert not kmeansfw.CATALOG._loaded
+        kmeansfw.CATALOG.names("distance")
+        assert "kmeansfw_minkowski" in sys.modules
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_slot_has_a_builtin():
+    for slot in SLOTS:
+        assert kmeansfw.CATALOG.names(slot), slot

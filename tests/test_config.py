@@ -1,0 +1,148 @@
+"""Config: dict and TOML in, dict out, errors naming the key; the estimator round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import cdist
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+import kmeansfw
+from kmeansfw import Config, ConfigError, KMeans, StrategySpec
+
+STUDY = """
+n_clusters = 5
+n_init = 3
+init = "k-means++"
+update = "mean"
+random_state = 4
+
+[distance]
+name = "minkowski"
+p = 3
+
+[convergence]
+name = "tol"
+tol = 1e-3
+"""
+
+
+def test_toml_file_and_text(tmp_path):
+    path = tmp_path / "study.toml"
+    path.write_text(STUDY)
+    for source in (path, str(path), STUDY):
+        cfg = Config.from_toml(source)
+        assert cfg.n_clusters == 5 and cfg.n_init == 3 and cfg.random_state == 4
+        assert cfg.distance == StrategySpec("minkowski", {"p": 3})
+        assert cfg.convergence == StrategySpec("tol", {"tol": 1e-3})
+
+
+def test_round_trip_dict():
+    cfg = Config.from_toml(STUDY)
+    values = cfg.to_dict()
+    assert values["distance"] == {"name": "minkowski", "p": 3}
+    assert values["init"] == "k-means++"
+    assert Config.from_dict(values) == cfg
+
+
+def test_estimator_from_config_and_back(tmp_path, blobs):
+    X, _ = blobs
+    path = tmp_path / "study.toml"
+    path.write_text(STUDY)
+    km = KMeans.from_config(path)
+    assert km.n_clusters == 5 and km.distance == {"name": "minkowski", "p": 3}
+    assert km.get_config() == Config.from_toml(STUDY)
+    km.fit(X)
+    assert km.cluster_centers_.shape == (5, 4)
+    fitted = kmeansfw.fit(X, path)
+    np.testing.assert_allclose(fitted.centroids, km.cluster_centers_)
+
+
+def test_estimator_params_are_the_config_keys():
+    import attrs
+
+    assert list(KMeans().get_params()) == sorted(a.name for a in attrs.fields(Config))
+
+
+def test_custom_distance_selected_in_toml(blobs):
+    X, _ = blobs
+
+    @kmeansfw.distance("chebyshev-toml-test", replace=True)
+    def chebyshev(X, centroids):
+        return np.abs(X[:, None, :] - centroids[None, :, :]).max(axis=2)
+
+    km = KMeans.from_config('n_clusters = 4\nrandom_state = 0\ndistance = "chebyshev-toml-test"')
+    km.fit(X)
+    np.testing.assert_array_equal(
+        km.labels_, cdist(X, km.cluster_centers_, "chebyshev").argmin(axis=1)
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"n_clusters": 3, "distanse": "euclidean"}, r"unknown config key\(s\) 'distanse'"),
+        ({"n_clusters": "3"}, r"'n_clusters' must be an integer >= 1, got '3'"),
+        ({"n_clusters": 0}, r"'n_clusters' must be an integer >= 1"),
+        ({"max_iter": 2.5}, r"'max_iter' must be an integer"),
+        ({"tol": -1}, r"'tol' must be a finite number >= 0"),
+        ({"n_init": "many"}, r"'n_init' must be an integer >= 1 or 'auto'"),
+        ({"random_state": "seed"}, r"'random_state' must be None"),
+        ({"memory_budget_mb": 0}, r"'memory_budget_mb' must be a finite number > 0"),
+        ({"distance": "cosin"}, r"config key 'distance': unknown distance strategy 'cosin'"),
+        ({"update": {"p": 3}}, r"config key 'update'.*needs a 'name' key"),
+        ({"convergence": []}, r"'convergence' needs at least one criterion"),
+        ({"convergence": {"name": "tol", "tol": -3}}, r"'convergence'.*tol must be"),
+        ({"observers": ["nope"]}, r"'observers': unknown observer strategy 'nope'"),
+        ({"history": "yes"}, r"history"),
+    ],
+)
+def test_errors_name_the_key(values, message):
+    with pytest.raises(ConfigError, match=message):
+        Config.from_dict(values)
+
+
+def test_bad_toml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        Config.from_toml("n_clusters = ")
+    with pytest.raises(ConfigError, match="invalid TOML|cannot read"):
+        Config.from_toml(tmp_path / "missing.toml")
+
+
+def test_n_init_auto():
+    assert Config(init="random").resolved_n_init() == 10
+    assert Config().resolved_n_init() == 1
+    assert Config(init=np.zeros((8, 2))).resolved_n_init() == 1
+    with pytest.warns(RuntimeWarning, match="only one init"):
+        assert Config(init=np.zeros((8, 2)), n_init=4).resolved_n_init() == 1
+
+
+def test_grid_search_over_strategies(blobs):
+    X, y = blobs
+
+    @kmeansfw.distance("l1-grid-test", objective="distance", replace=True)
+    def l1(X, centroids):
+        return cdist(X, centroids, "cityblock")
+
+    grid = {"distance": ["euclidean", "l1-grid-test"], "init": ["random", "k-means++"]}
+    search = GridSearchCV(KMeans(5, random_state=0), grid, scoring="adjusted_rand_score", cv=3).fit(
+        X, y
+    )
+    assert len(search.cv_results_["params"]) == 4
+    assert search.best_score_ > 0.9
+
+
+def test_clone_and_pipeline_with_strategy_objects(blobs):
+    X, _ = blobs
+    from kmeansfw.strategies.convergence import Unchanged
+    from kmeansfw.strategies.init import KMeansPlusPlus
+
+    km = KMeans(5, init=KMeansPlusPlus(n_local_trials=5), convergence=Unchanged(), random_state=1)
+    twin = clone(km)
+    assert twin.init == km.init and twin.init is not km.init
+    pipe = make_pipeline(StandardScaler(), km).fit(X)
+    assert pipe[-1].labels_.shape == (X.shape[0],)
+    assert pipe.predict(X[:3]).shape == (3,)

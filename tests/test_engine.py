@@ -1,0 +1,260 @@
+"""The engine: determinism, threads, dtype, observers, wrappers, criteria, blocks."""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.spatial.distance import cdist
+from sklearn.cluster import KMeans as SkKMeans
+from sklearn.datasets import make_blobs
+
+import kmeansfw
+from kmeansfw import KMeans, engine
+from kmeansfw.data import MIN_BLOCK_ROWS, FitData, plan_block_rows
+
+
+@pytest.fixture(scope="module")
+def big():
+    X, _ = make_blobs(40_000, n_features=8, centers=12, random_state=3)
+    return X
+
+
+def test_same_seed_same_result(blobs):
+    X, _ = blobs
+    a = KMeans(5, init="random", n_init=3, random_state=11).fit(X)
+    b = KMeans(5, init="random", n_init=3, random_state=11).fit(X)
+    np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    c = KMeans(5, init="random", n_init=3, random_state=np.random.default_rng(11)).fit(X)
+    np.testing.assert_array_equal(a.cluster_centers_, c.cluster_centers_)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_bit_identical_whatever_the_thread_count(big, dtype):
+    X = big.astype(dtype)
+    fits = [
+        KMeans(12, random_state=5, n_threads=t, memory_budget_mb=0.05).fit(X) for t in (1, 2, 3)
+    ]
+    data = FitData.build(X, n_clusters=12, memory_budget=int(0.05 * 2**20))
+    assert len(data.tasks) > 3  # the threads really share the work
+    for other in fits[1:]:
+        np.testing.assert_array_equal(other.cluster_centers_, fits[0].cluster_centers_)
+        np.testing.assert_array_equal(other.labels_, fits[0].labels_)
+        assert other.inertia_ == fits[0].inertia_
+
+
+def test_float32_stays_float32(blobs):
+    X = blobs[0].astype(np.float32)
+    km = KMeans(4, random_state=0).fit(X)
+    assert km.cluster_centers_.dtype == np.float32
+    assert km.transform(X).dtype == np.float32
+    assert km.labels_.dtype == np.int32
+
+
+def test_blocks_bound_memory():
+    # the (rows, k) block never exceeds the budget, whatever n is
+    for n in (10, 10**5, 10**9):
+        rows = plan_block_rows(n, 1024, 8, memory_budget=2**20)
+        assert rows == MIN_BLOCK_ROWS or rows * 1024 * 8 * 4 <= 2**20
+        assert rows <= max(MIN_BLOCK_ROWS, n)
+
+
+def test_strategies_only_see_blocks(big):
+    seen = []
+
+    @attrs.frozen
+    class Spy:
+        name = "spy"
+
+        @kmeansfw.hookimpl(wrapper=True)
+        def kmeansfw_assign(self, X):
+            seen.append(X.shape[0])
+            return (yield)
+
+    KMeans(12, random_state=0, observers=[Spy()], memory_budget_mb=0.25).fit(big)
+    expected = plan_block_rows(big.shape[0], 12, 8, memory_budget=int(0.25 * 2**20))
+    assert max(seen) == expected < big.shape[0]
+
+
+def test_history_observer_and_monotone_objective(blobs):
+    X, _ = blobs
+    km = KMeans(5, init="random", n_init=1, random_state=2, history=True, tol=0).fit(X)
+    records = km.history_
+    assert [r["iteration"] for r in records] == list(range(1, km.n_iter_ + 1))
+    objectives = [r["objective"] for r in records]
+    assert np.all(np.diff(objectives) <= 1e-12 * np.abs(objectives[:-1]))
+    assert records[-1]["n_changed"] == 0  # strict convergence
+    assert all(r["seconds"] >= 0 and r["center_shift"] >= 0 for r in records)
+
+
+def test_observers_called_in_order(blobs):
+    X, _ = blobs
+    events = []
+
+    @attrs.define
+    class Recorder:
+        name = "recorder"
+
+        @kmeansfw.hookimpl
+        def kmeansfw_fit_start(self, state):
+            events.append(("start", state.run, state.iteration))
+
+        @kmeansfw.hookimpl
+        def kmeansfw_iteration_end(self, state):
+            events.append(("iteration", state.run, state.iteration))
+
+        @kmeansfw.hookimpl
+        def kmeansfw_fit_end(self, result):
+            events.append(("end", result.run, result.n_iter))
+
+    km = KMeans(5, init="random", n_init=2, random_state=0, observers=[Recorder()]).fit(X)
+    assert events[0] == ("start", 0, 0)
+    assert [e for e in events if e[0] == "end"][-1][1] == 1
+    assert sum(e[0] == "iteration" for e in events) >= km.n_iter_
+
+
+def test_wrapper_extends_builtin_without_replacing(blobs):
+    X, _ = blobs
+    calls = []
+
+    @attrs.frozen
+    class CountUpdates:
+        @kmeansfw.hookimpl(wrapper=True)
+        def kmeansfw_update(self):
+            centroids, weights = yield
+            calls.append(weights.sum())
+            return centroids, weights
+
+    km = KMeans(5, random_state=0, observers=[CountUpdates()]).fit(X)
+    plain = KMeans(5, random_state=0).fit(X)
+    assert len(calls) == km.n_iter_
+    assert all(total == X.shape[0] for total in calls)
+    np.testing.assert_array_equal(km.cluster_centers_, plain.cluster_centers_)
+
+
+def test_fits_do_not_share_plugins(blobs):
+    X, _ = blobs
+    a = kmeansfw.fit(X, n_clusters=3, random_state=0)
+    b = kmeansfw.fit(X, n_clusters=3, random_state=0, distance=lambda X, C: cdist(X, C))
+    assert {s for s, _, _ in a.strategies} == {s for s, _, _ in b.strategies}
+    assert a.strategies[1][2] is not b.strategies[1][2]
+    pm = engine.build_manager(a.strategies)
+    assert len(pm.get_plugins()) == len(a.strategies)
+
+
+def test_any_criterion_stops_the_fit(blobs):
+    X, _ = blobs
+
+    @attrs.frozen
+    class StopAt:
+        iteration: int
+
+        @kmeansfw.hookimpl
+        def kmeansfw_converged(self, state):
+            return state.iteration >= self.iteration
+
+    km = KMeans(
+        5, init="random", n_init=1, random_state=0, tol=0, convergence=["tol", StopAt(2)]
+    ).fit(X)
+    assert km.n_iter_ == 2
+    # the final labels match the final centroids (one last assignment)
+    np.testing.assert_array_equal(km.labels_, km.predict(X))
+
+
+def _article_kmeans(X, centroids, max_iterations=500):
+    """The article's loop, vectorized: stop when the centroids no longer change."""
+    for iteration in range(1, max_iterations + 1):
+        labels = cdist(X, centroids, "sqeuclidean").argmin(axis=1)
+        new = np.array([X[labels == j].mean(axis=0) for j in range(len(centroids))])
+        if not (new - centroids).any():
+            return labels, new, iteration
+        centroids = new
+    return labels, centroids, iteration
+
+
+def test_unchanged_reproduces_the_article(blobs):
+    X, _ = blobs
+    init = X[[1, 50, 99, 150, 420]]
+    labels, centroids, _ = _article_kmeans(X, init)
+    km = KMeans(5, init=init, convergence="unchanged").fit(X)
+    np.testing.assert_array_equal(km.labels_, labels)
+    np.testing.assert_allclose(km.cluster_centers_, centroids, rtol=1e-12)
+
+
+def test_random_init_picks_distinct_samples(blobs):
+    X, _ = blobs
+    from kmeansfw.strategies.init import RandomInit
+
+    C = RandomInit().kmeansfw_init_centroids(
+        X=X, sample_weight=np.ones(len(X)), n_clusters=50, rng=np.random.default_rng(0)
+    )
+    assert np.unique(C, axis=0).shape[0] == 50
+    assert all((X == c).all(axis=1).any() for c in C)
+
+
+def test_kmeans_plus_plus_as_good_as_sklearn(big):
+    ours, theirs = [], []
+    for seed in range(5):
+        ours.append(KMeans(12, random_state=seed, max_iter=1).fit(big).inertia_)
+        theirs.append(SkKMeans(12, random_state=seed, max_iter=1, n_init=1).fit(big).inertia_)
+    assert np.median(ours) <= 1.05 * np.median(theirs)
+
+
+def _initial_centroids(X, k, init, seed, sample_weight=None):
+    cfg = kmeansfw.Config(n_clusters=k, init=init)
+    pm = engine.build_manager(cfg.build_strategies())
+    data = engine.prepare(pm, FitData.build(X, sample_weight, n_clusters=k))
+    return pm.hook.kmeansfw_init_centroids(
+        X=data.X,
+        sample_weight=data.sample_weight,
+        n_clusters=k,
+        rng=np.random.default_rng(seed),
+        data=data,
+        hook=pm.hook,
+    )
+
+
+@pytest.mark.parametrize("init", ["k-means++", "random"])
+def test_seeding_respects_sample_weight(init):
+    X = np.array([[0.0], [1.0], [2.0], [100.0], [101.0]])
+    w = np.array([1.0, 1.0, 1.0, 0.0, 0.0])
+    for seed in range(10):
+        C = _initial_centroids(X, 2, init, seed, sample_weight=w)
+        assert set(C[:, 0]) <= {0.0, 1.0, 2.0}
+        assert C[0, 0] != C[1, 0]
+
+
+def test_kmeans_plus_plus_spreads_centroids():
+    X, y = make_blobs(3000, centers=10, cluster_std=0.1, center_box=(-100, 100), random_state=1)
+    for seed in range(3):
+        C = _initial_centroids(X, 10, "k-means++", seed)
+        # one seed per well separated blob
+        blobs_hit = {y[np.argmin(((X - c) ** 2).sum(axis=1))] for c in C}
+        assert len(blobs_hit) == 10
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(5, 300),
+    d=st.integers(1, 6),
+    k=st.integers(1, 5),
+    seed=st.integers(0, 2**16),
+    float32=st.booleans(),
+)
+def test_labels_are_nearest_centroids_and_objective_is_exact(n, d, k, seed, float32):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)) * rng.uniform(0.1, 10) + rng.uniform(-50, 50)
+    if float32:
+        X = X.astype(np.float32)
+    k = min(k, n)
+    km = KMeans(k, random_state=seed, init="random", n_init=1).fit(X)
+    X64, C64 = X.astype(np.float64), km.cluster_centers_.astype(np.float64)
+    D = cdist(X64, C64, "sqeuclidean")
+    best = D.min(axis=1)
+    chosen = D[np.arange(n), km.labels_]
+    tol = 1e-4 if float32 else 1e-9
+    np.testing.assert_allclose(chosen, best, rtol=tol, atol=tol * (1 + np.abs(X64).max() ** 2))
+    np.testing.assert_allclose(km.inertia_, chosen.sum(), rtol=1e-5 if float32 else 1e-9)

@@ -1,0 +1,109 @@
+"""Compiled kernels agree with their NumPy twins and with brute force."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.spatial.distance import cdist
+
+from kmeansfw import kernels
+
+
+def _inputs(rng, n, d, k, dtype):
+    X = (rng.normal(size=(n, d)) * 3 + 1).astype(dtype)
+    C = X[rng.choice(n, size=k, replace=False)] + rng.normal(size=(k, d)).astype(dtype)
+    mean = X.mean(axis=0)
+    centered = (C - mean).astype(dtype)
+    return (
+        X,
+        mean,
+        np.ascontiguousarray(centered * -2),
+        np.einsum("ij,ij->i", centered, centered),
+        centered,
+        C,
+    )
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("n", "d", "k"), [(1, 1, 1), (300, 3, 7), (1000, 17, 64), (513, 64, 256)])
+def test_numba_and_numpy_nearest_agree(dtype, n, d, k):
+    rng = np.random.default_rng(n + d + k)
+    X, mean, m2c, cn, cc, C = _inputs(rng, n, d, k, dtype)
+    fast_labels = np.empty(n, np.intp)
+    fast_mins = np.empty(n, dtype)
+    kernels._nearest_numba(X, mean, m2c, cn, cc, fast_labels, fast_mins)
+    slow_labels = np.empty(n, np.intp)
+    slow_mins = np.empty(n, dtype)
+    kernels._nearest_numpy(X, mean, m2c, cn, cc, slow_labels, slow_mins)
+    np.testing.assert_array_equal(fast_labels, slow_labels)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(fast_mins, slow_mins, rtol=rtol)
+    D = cdist(X.astype(np.float64), C.astype(np.float64), "sqeuclidean")
+    np.testing.assert_allclose(fast_mins, D[np.arange(n), fast_labels], rtol=rtol, atol=1e-6)
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_numba_and_numpy_sums_agree(dtype):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2000, 9)).astype(dtype)
+    labels = rng.integers(0, 13, size=2000)
+    w = rng.uniform(0, 2, size=2000).astype(dtype)
+    fast = (np.zeros((13, 9)), np.zeros(13))
+    slow = (np.zeros((13, 9)), np.zeros(13))
+    kernels._accumulate_numba(X, labels, w, *fast)
+    kernels._accumulate_numpy(X, labels, w, *slow)
+    rtol = 1e-5 if dtype == np.float32 else 1e-10  # NumPy's float32 product rounds per row
+    np.testing.assert_allclose(fast[0], slow[0], rtol=rtol, atol=rtol * np.abs(slow[0]).max())
+    np.testing.assert_allclose(fast[1], slow[1], rtol=rtol)
+
+
+def test_ties_go_to_the_lowest_index():
+    X = np.array([[0.0, 0.0], [2.0, 0.0]])
+    C = np.array([[1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])  # all equidistant from both rows
+    mean = X.mean(axis=0)
+    cc = C - mean
+    labels, mins = kernels.nearest_sq_euclidean(
+        X, mean, np.ascontiguousarray(-2 * cc), np.einsum("ij,ij->i", cc, cc), cc
+    )
+    np.testing.assert_array_equal(labels, [0, 0])
+    np.testing.assert_allclose(mins, [2.0, 2.0])
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 600), d=st.integers(1, 8), k=st.integers(1, 20), seed=st.integers(0, 10**6))
+def test_nearest_is_brute_force_argmin(n, d, k, seed):
+    rng = np.random.default_rng(seed)
+    k = min(k, n)
+    X, mean, m2c, cn, cc, C = _inputs(rng, n, d, k, np.float64)
+    labels, mins = kernels.nearest_sq_euclidean(X, mean, m2c, cn, cc)
+    D = cdist(X, C, "sqeuclidean")
+    np.testing.assert_allclose(D[np.arange(n), labels], D.min(axis=1), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(mins, D.min(axis=1), rtol=1e-9, atol=1e-9)
+
+
+def test_fallback_gives_the_same_fit(tmp_path):
+    """A whole fit with KMEANSFW_NUMBA=0 (NumPy kernels) equals the compiled one."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, kmeansfw; from sklearn.datasets import make_blobs;"
+        "X = make_blobs(5000, n_features=6, centers=7, random_state=0)[0];"
+        "km = kmeansfw.KMeans(7, random_state=0).fit(X);"
+        "print(kmeansfw.kernels.HAVE_NUMBA);"
+        f"np.save({str(tmp_path)!r} + '/' + str(kmeansfw.kernels.HAVE_NUMBA), km.labels_)"
+    )
+    env = {**os.environ, "KMEANSFW_NUMBA": "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    saved = sorted(tmp_path.glob("*.npy"))
+    assert len(saved) == 2 - (not kernels.HAVE_NUMBA)
+    labels = [np.load(p) for p in saved]
+    np.testing.assert_array_equal(labels[0], labels[-1])

@@ -1,0 +1,194 @@
+"""Bad input raises a ValueError/TypeError naming the problem; inputs are never modified."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+
+import kmeansfw
+from kmeansfw import KMeans, StrategyError
+
+
+@pytest.fixture
+def X(blobs):
+    return blobs[0]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (np.array([[1.0, np.nan], [2.0, 3.0]]), "NaN"),
+        (np.array([[1.0, np.inf], [2.0, 3.0]]), "infinity"),
+        (np.empty((0, 3)), "0 sample"),
+        (np.empty((3, 0)), "0 feature"),
+        (np.arange(6.0), "Expected 2D array"),
+        (np.ones((2, 2, 2)), "dim"),
+        (np.array([["a", "b"], ["c", "d"]]), "string"),
+        (np.array([[1 + 2j, 1], [3, 4]]), "Complex data not supported"),
+    ],
+)
+def test_bad_X(data, message):
+    with pytest.raises(ValueError, match=message):
+        KMeans(1).fit(data)
+
+
+@pytest.mark.parametrize("k", [0, -1, 1.5, "3", True])
+def test_bad_n_clusters(X, k):
+    with pytest.raises((ValueError, TypeError), match="n_clusters"):
+        KMeans(k).fit(X)
+
+
+def test_n_clusters_above_n_samples(X):
+    with pytest.raises(ValueError, match=r"n_samples=5 should be >= n_clusters=6"):
+        KMeans(6).fit(X[:5])
+
+
+def test_init_array_wrong_shape(X):
+    with pytest.raises(ValueError, match=r"init array has shape \(3, 2\), expected .*\(3, 4\)"):
+        KMeans(3, init=np.zeros((3, 2))).fit(X)
+    with pytest.raises(ValueError, match=r"init array has shape \(2, 4\)"):
+        KMeans(3, init=X[:2]).fit(X)
+
+
+def test_init_array_with_nan(X):
+    init = X[:3].copy()
+    init[0, 0] = np.nan
+    with pytest.raises(StrategyError, match="init strategy 'array'.*NaN"):
+        KMeans(3, init=init).fit(X)
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        (np.ones(5), "sample_weight has 5 entries but X has 600 samples"),
+        (-np.ones(600), "negative"),
+        (np.full(600, np.nan), "NaN"),
+        (np.zeros(600), "zero for every sample"),
+        (np.ones((600, 2)), "1-D"),
+        (np.array(["x"] * 600), "numeric"),
+    ],
+)
+def test_bad_sample_weight(X, weights, message):
+    with pytest.raises(ValueError, match=message):
+        KMeans(3).fit(X, sample_weight=weights)
+
+
+def test_unknown_strategy_names_lists_known(X):
+    with pytest.raises(ValueError, match=r"unknown distance strategy 'nope'.*euclidean"):
+        KMeans(3, distance="nope").fit(X)
+    with pytest.raises(ValueError, match=r"unknown init strategy 'kmeans\+\+'.*k-means\+\+"):
+        KMeans(3, init="kmeans++").fit(X)
+    with pytest.raises(ValueError, match=r"unknown convergence strategy 'x'.*tol.*unchanged"):
+        KMeans(3, convergence=["tol", "x"]).fit(X)
+
+
+def test_wrong_number_of_features_at_predict(X):
+    km = KMeans(3, random_state=0).fit(X)
+    for method in (km.predict, km.transform, km.score):
+        with pytest.raises(ValueError, match="X has 2 features, but KMeans is expecting 4"):
+            method(X[:, :2])
+
+
+def test_predict_before_fit(X):
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        KMeans(3).predict(X)
+
+
+def _broken(returns):
+    def distance(X, centroids):
+        return returns(X, centroids)
+
+    return distance
+
+
+@pytest.mark.parametrize(
+    ("returns", "message"),
+    [
+        (lambda X, C: np.zeros((X.shape[0], C.shape[0] + 1)), r"shape \(\d+, 4\), expected"),
+        (lambda X, C: np.full((X.shape[0], C.shape[0]), np.nan), "NaN"),
+        (lambda X, C: -np.ones((X.shape[0], C.shape[0])), "negative"),
+        (lambda X, C: None, "returned None"),
+        (lambda X, C: 1 / 0, "ZeroDivisionError"),
+    ],
+)
+def test_broken_distance_is_named(X, returns, message):
+    distance = _broken(returns)
+    distance.__name__ = "broken_metric"
+    with pytest.raises(StrategyError, match=rf"distance strategy 'broken_metric'.*{message}"):
+        KMeans(3, distance=distance, init=X[:3], random_state=0).fit(X)
+
+
+def test_broken_update_is_named(X):
+    import attrs
+
+    @attrs.frozen
+    class BadUpdate:
+        name = "bad-update"
+
+        @kmeansfw.hookimpl
+        def kmeansfw_update(self, centroids):
+            return centroids[:1], np.ones(centroids.shape[0])
+
+    with pytest.raises(StrategyError, match=r"update strategy 'bad-update'.*shape \(1, 4\)"):
+        KMeans(3, update=BadUpdate(), random_state=0).fit(X)
+
+
+def test_broken_assignment_is_named(X):
+    import attrs
+
+    @attrs.frozen
+    class OutOfRange:
+        name = "out-of-range"
+
+        @kmeansfw.hookimpl
+        def kmeansfw_assign(self, X, centroids):
+            return np.full(X.shape[0], centroids.shape[0]), np.zeros(X.shape[0])
+
+    with pytest.raises(StrategyError, match=re.escape("'out-of-range'") + ".*outside"):
+        KMeans(3, assignment=OutOfRange(), random_state=0).fit(X)
+
+
+def test_arrays_are_never_modified(X, rng):
+    X = X.copy()
+    X.flags.writeable = False  # any write would raise
+    w = rng.uniform(0.5, 2, X.shape[0])
+    w.flags.writeable = False
+    init = X[:4].copy()
+    init.flags.writeable = False
+    X32 = X.astype(np.float32)
+    X32.flags.writeable = False
+    before = (X.copy(), w.copy(), init.copy())
+    km = KMeans(4, init=init).fit(X, sample_weight=w)
+    km.predict(X)
+    km.transform(X)
+    km.score(X, sample_weight=w)
+    KMeans(4, init="random", n_init=2, random_state=0).fit(X32)
+    np.testing.assert_array_equal(X, before[0])
+    np.testing.assert_array_equal(w, before[1])
+    np.testing.assert_array_equal(init, before[2])
+
+
+def test_fewer_distinct_points_than_k_warns():
+    X = np.repeat(np.array([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]]), 10, axis=0)
+    with pytest.warns(ConvergenceWarning, match=r"Number of distinct clusters \(3\)"):
+        km = KMeans(5, random_state=0).fit(X)
+    assert np.isfinite(km.cluster_centers_).all()
+    assert set(np.unique(km.labels_)) <= set(range(5))
+
+
+def test_at_least_k_distinct_points_gives_k_nonempty_clusters(rng):
+    # many duplicates, exactly k distinct points, adversarial explicit init
+    points = rng.normal(size=(6, 3))
+    X = np.repeat(points, 20, axis=0)
+    init = np.repeat(points[:1], 6, axis=0) + 1e-3 * np.arange(6)[:, None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        km = KMeans(6, init=init).fit(X)
+    assert np.unique(km.labels_).size == 6
+    assert np.isfinite(km.cluster_centers_).all()
