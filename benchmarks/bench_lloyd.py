@@ -91,6 +91,15 @@ def rss_mb() -> float:
         return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM; ru_maxrss would include the parent's)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def memory_child(n: int, d: int, k: int, dtype: str) -> None:
     """In a fresh process: peak RSS growth of a fit over the loaded data, in MB."""
     import kmeansfw
@@ -99,7 +108,7 @@ def memory_child(n: int, d: int, k: int, dtype: str) -> None:
     kmeansfw.KMeans(k, init=init, n_init=1, max_iter=2).fit(X[:1000])  # warm imports
     base = rss_mb()
     kmeansfw.KMeans(k, init=init, n_init=1, max_iter=3, tol=0.0).fit(X)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     print(json.dumps({"data_mb": X.nbytes / 2**20, "extra_mb": peak - base}))
 
 
@@ -120,8 +129,8 @@ def main() -> None:
 
     warnings.simplefilter("ignore", ConvergenceWarning)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iters", type=int, default=5)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--iters", type=int, default=None, help="default: 10, 3 at 1M rows")
+    parser.add_argument("--repeat", type=int, default=None, help="default: 5, 2 at 1M rows")
     parser.add_argument("--quick", action="store_true", help="only 200k x 32, k=64")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -146,8 +155,10 @@ def main() -> None:
     cases = CASES[:2] if args.quick else CASES
     for n, d, k, dtype in cases:
         X, init = make_data(n, d, k, dtype)
-        ours, it_ours = per_iteration(partial(KmfwFit, X, init), args.iters, args.repeat)
-        theirs, it_sk = per_iteration(partial(SkFit, X, init), args.iters, args.repeat)
+        iters = args.iters or (3 if n >= 1_000_000 else 10)
+        repeat = args.repeat or (2 if n >= 1_000_000 else 5)
+        ours, it_ours = per_iteration(partial(KmfwFit, X, init), iters, repeat)
+        theirs, it_sk = per_iteration(partial(SkFit, X, init), iters, repeat)
         mem = ""
         if (n, k) == (1_000_000, 256) or args.quick:
             m = peak_memory(n, d, k, dtype)

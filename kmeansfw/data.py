@@ -15,14 +15,14 @@ from sklearn.utils import check_array
 
 #: Rows per block never go below this (keeps per-block call overhead invisible).
 MIN_BLOCK_ROWS = 256
-#: A block's (b, k) cost buffer is sized to stay within a core's L2 cache.
-CACHE_BLOCK_BYTES = 4 << 20
+#: Upper bound on a block's (b, k) cost buffer (the generic, non-compiled path uses it).
+CACHE_BLOCK_BYTES = 8 << 20
 #: Temporaries of block shape a strategy may hold at once (for the memory budget).
 BLOCK_TEMPORARIES = 4
 #: Aim for this many tasks (groups of blocks) so worker threads stay balanced.
 TARGET_TASKS = 64
 #: Large data is cut into at least this many blocks, so threads share work evenly.
-MIN_BLOCKS = 32
+MIN_BLOCKS = 16
 #: Default working memory per worker thread for block buffers, in bytes.
 DEFAULT_MEMORY_BUDGET = 64 << 20
 

@@ -50,8 +50,9 @@ def _accumulate_numpy(X, labels, sample_weight, sums, weights):
 
 
 if HAVE_NUMBA:
-
-    @numba.njit(nogil=True, cache=True)
+    # reassoc/contract only let the exact-distance sum below vectorize (a fixed order, so
+    # results stay deterministic); every other expression here is a single operation.
+    @numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
     def _nearest_numba(X, mean, minus_2c, c_sq_norms, centered_c, labels, mins):  # pragma: no cover
         # Rows are centered sub-block by sub-block (as scikit-learn centers the data, for
         # accuracy) and the product is taken transposed, (k, rows), so that the running
@@ -62,6 +63,7 @@ if HAVE_NUMBA:
         buf = np.empty(k * sub, dtype=X.dtype)
         best = np.empty(sub, dtype=X.dtype)
         arg = np.empty(sub, dtype=np.int32)
+        zero = X.dtype.type(0)
         for start in range(0, n, sub):
             m = min(start + sub, n) - start
             rows = centered[:m]
@@ -84,9 +86,9 @@ if HAVE_NUMBA:
             for i in range(m):
                 j = arg[i]
                 labels[start + i] = j
-                total = 0.0  # the exact squared distance, accumulated in float64
+                total = zero  # the exact squared distance to the chosen centroid
                 for f in range(d):
-                    diff = np.float64(rows[i, f]) - np.float64(centered_c[j, f])
+                    diff = rows[i, f] - centered_c[j, f]
                     total += diff * diff
                 mins[start + i] = total
 
@@ -121,7 +123,7 @@ def nearest_sq_euclidean(
     -------
     labels : (b,) intp, the argmin of ``||c||^2 - 2 x.c`` (lowest index on ties).
     min_sq_distances : (b,) the exact squared distances ``sum((x - c)^2)`` to those
-        centroids (accumulated in float64, returned in X's dtype).
+        centroids, in X's dtype.
     """
     labels = np.empty(X.shape[0], dtype=np.intp)
     mins = np.empty(X.shape[0], dtype=X.dtype)

@@ -54,17 +54,17 @@ class Tol:
             _non_negative(self, attribute, value)
 
     @hookimpl
-    def kmeansfw_prepare(self, data: FitData) -> None:
-        if _MEAN_VARIANCE not in data.cache:
-            data.cache[_MEAN_VARIANCE] = mean_feature_variance(data)
-
-    @hookimpl
     def kmeansfw_converged(self, state: FitState) -> bool:
         if state.labels_unchanged:
             state.strict = True
             return True
         tol = state.tol if self.tol is None else self.tol
-        return state.center_shift <= tol * state.data.cache[_MEAN_VARIANCE]
+        if tol == 0:
+            return state.center_shift == 0
+        cache = state.data.cache
+        if _MEAN_VARIANCE not in cache:  # once per data set, on first use (not on predict)
+            cache[_MEAN_VARIANCE] = mean_feature_variance(state.data)
+        return state.center_shift <= tol * cache[_MEAN_VARIANCE]
 
 
 @attrs.frozen

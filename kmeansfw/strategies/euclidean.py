@@ -2,8 +2,8 @@
 
 As scikit-learn does, distances are computed on data centered on its mean, which keeps
 ``||x||^2 - 2 x.c + ||c||^2`` accurate (no copy of the data: each block is centered on
-the fly).  Squared distances take one matrix product per block; the row norms and the
-mean are computed once per data set, the centroid norms once per centroid set.  The
+the fly).  Squared distances take one matrix product per block; the mean is computed
+once per data set, the centroid norms once per centroid set.  The
 nearest-centroid search (:func:`kmeansfw.kernels.nearest_sq_euclidean`) compares
 ``||c||^2 - 2 x.c`` in one fused pass after the product and then computes the exact
 squared distance to the chosen centroid only.
@@ -14,30 +14,14 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
-from kmeansfw.blocks import map_tasks
 from kmeansfw.data import FitData
 from kmeansfw.kernels import nearest_sq_euclidean
 from kmeansfw.markers import hookimpl
 
 _MEAN = "euclidean.mean"
-_NORMS = "euclidean.x_sq_norms"
 _CENTERED_C = "euclidean.centered_c"
 _MINUS_2C = "euclidean.minus_2c"
 _C_NORMS = "euclidean.c_sq_norms"
-
-
-def centered_row_sq_norms(data: FitData, mean: np.ndarray) -> np.ndarray:
-    """Squared L2 norm of every row of ``data.X - mean``, in bounded memory."""
-    X = data.X
-    out = np.empty(data.n_samples, dtype=data.dtype)
-
-    def run_task(task: list[slice]) -> None:
-        span = FitData.task_rows(task)
-        centered = X[span] - mean
-        np.einsum("ij,ij->i", centered, centered, out=out[span])
-
-    map_tasks(data, run_task)
-    return out
 
 
 @attrs.frozen
@@ -54,10 +38,8 @@ class Euclidean:
 
     @hookimpl
     def kmeansfw_prepare(self, data: FitData) -> None:
-        if _NORMS not in data.cache:
-            mean = data.X.mean(axis=0)
-            data.cache[_MEAN] = mean
-            data.cache[_NORMS] = centered_row_sq_norms(data, mean)
+        if _MEAN not in data.cache:
+            data.cache[_MEAN] = data.X.mean(axis=0)
 
     @hookimpl
     def kmeansfw_prepare_centroids(self, centroids: np.ndarray, data: FitData, cache: dict) -> None:
@@ -67,17 +49,16 @@ class Euclidean:
         cache[_C_NORMS] = np.einsum("ij,ij->i", centered, centered)
 
     @hookimpl
-    def kmeansfw_cost(self, X: np.ndarray, rows: slice, data: FitData, cache: dict) -> np.ndarray:
-        out = np.dot(X - data.cache[_MEAN], cache[_MINUS_2C].T)
+    def kmeansfw_cost(self, X: np.ndarray, data: FitData, cache: dict) -> np.ndarray:
+        centered = X - data.cache[_MEAN]
+        out = np.dot(centered, cache[_MINUS_2C].T)
         out += cache[_C_NORMS]
-        out += data.cache[_NORMS][rows, None]
+        out += np.einsum("ij,ij->i", centered, centered)[:, None]
         return np.maximum(out, 0, out=out)
 
     @hookimpl
-    def kmeansfw_distance(
-        self, X: np.ndarray, rows: slice, data: FitData, cache: dict
-    ) -> np.ndarray:
-        return np.sqrt(self.kmeansfw_cost(X=X, rows=rows, data=data, cache=cache))
+    def kmeansfw_distance(self, X: np.ndarray, data: FitData, cache: dict) -> np.ndarray:
+        return np.sqrt(self.kmeansfw_cost(X=X, data=data, cache=cache))
 
     @hookimpl
     def kmeansfw_nearest(
