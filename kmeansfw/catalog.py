@@ -200,6 +200,25 @@ class Catalog:
         found = [e for e in self._entries.values() if slot is None or e.slot == slot]
         return sorted(found, key=lambda e: (order[e.slot], e.name))
 
+    def listing(self) -> list[dict[str, str]]:
+        """One row per strategy (slot, name, source, parameters, summary), then one per
+        plugin that failed to load (slot ``"-"``, source ``"failed: ..."``)."""
+        rows = [
+            {
+                "slot": e.slot,
+                "name": e.name,
+                "source": e.source,
+                "parameters": ", ".join(e.parameters()),
+                "summary": e.doc,
+            }
+            for e in self.entries()
+        ]
+        rows += [
+            {"slot": "-", "name": name, "source": f"failed: {why}", "parameters": "", "summary": ""}
+            for name, why in sorted(self.failures.items())
+        ]
+        return rows
+
     # ------------------------------------------------------------------ building
     def create(self, slot: str, spec: Any) -> tuple[str, Any]:
         """Build the strategy a configuration value describes; return ``(label, strategy)``.

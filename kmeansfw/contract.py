@@ -72,6 +72,13 @@ def check_float_array(
     return value
 
 
+def check_pair(hook: pluggy.HookRelay, name: str, value: Any, what: str) -> tuple[Any, Any]:
+    """Check that the answer is a pair, e.g. ``(labels, costs)``."""
+    if not isinstance(value, tuple) or len(value) != 2:
+        raise fail(hook, name, f"did not return a pair {what}")
+    return value
+
+
 def check_labels(
     hook: pluggy.HookRelay, name: str, value: Any, n_rows: int, n_clusters: int
 ) -> np.ndarray:

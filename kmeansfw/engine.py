@@ -7,7 +7,6 @@ restart of a fit; :func:`build_manager` builds the plugin manager a fit uses.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -111,7 +110,7 @@ class FitState:
         """Weighted sum of the costs of this iteration's assignment."""
         return self._cached(
             "objective",
-            lambda: float(np.dot(self.costs, self.data.sample_weight)),
+            lambda: steps.objective(self.data, self.costs),
         )
 
     @property
@@ -148,67 +147,17 @@ def run(
     ``kmeansfw_prepare`` must already have run on ``data`` (see :func:`prepare`).
     """
     hook = pm.hook
-    call = functools.partial(contract.call, hook)
-    k, shape = n_clusters, (n_clusters, data.n_features)
-
-    centroids = call(
-        "kmeansfw_init_centroids",
-        X=data.X,
-        sample_weight=data.sample_weight,
-        n_clusters=k,
-        rng=rng,
-        data=data,
-        hook=hook,
-    )
-    centroids = contract.check_float_array(
-        hook, "kmeansfw_init_centroids", centroids, shape, data.dtype, what="centroids"
-    )
-    state = FitState(data=data, n_clusters=k, tol=tol, rng=rng, run=run_index)
+    centroids = steps.initialize(hook, data, n_clusters, rng)
+    state = FitState(data=data, n_clusters=n_clusters, tol=tol, rng=rng, run=run_index)
     state.centroids = centroids
     hook.kmeansfw_fit_start(state=state)
 
     converged = False
     for iteration in range(1, max_iter + 1):
         assignment = steps.assign(hook, data, centroids)
-        answer = call(
-            "kmeansfw_update",
-            data=data,
-            labels=assignment.labels,
-            costs=assignment.costs,
-            partials=assignment.partials,
-            centroids=centroids,
-            n_clusters=k,
-        )
-        if not isinstance(answer, tuple) or len(answer) != 2:
-            raise contract.fail(hook, "kmeansfw_update", "did not return (centroids, weights)")
-        new_centroids = contract.check_float_array(
-            hook, "kmeansfw_update", answer[0], shape, data.dtype, what="centroids"
-        )
-        weights = contract.check_float_array(
-            hook,
-            "kmeansfw_update",
-            answer[1],
-            (k,),
-            np.dtype(np.float64),
-            nonnegative=True,
-            what="cluster weights",
-        )
-        new_centroids = contract.check_float_array(
-            hook,
-            "kmeansfw_empty_clusters",
-            call(
-                "kmeansfw_empty_clusters",
-                data=data,
-                labels=assignment.labels,
-                costs=assignment.costs,
-                old_centroids=centroids,
-                new_centroids=new_centroids,
-                cluster_weights=weights,
-                rng=rng,
-            ),
-            shape,
-            data.dtype,
-            what="centroids",
+        new_centroids, weights = steps.update(hook, data, assignment, centroids)
+        new_centroids = steps.fix_empty_clusters(
+            hook, data, assignment, centroids, new_centroids, weights, rng
         )
         state.previous_labels, state.labels = state.labels, assignment.labels
         state.previous_centroids, state.centroids = centroids, new_centroids
@@ -216,7 +165,7 @@ def run(
         state.iteration = iteration
         hook.kmeansfw_iteration_end(state=state)
         centroids = new_centroids
-        if any(call("kmeansfw_converged", state=state)):
+        if any(contract.call(hook, "kmeansfw_converged", state=state)):
             converged = True
             break
 
@@ -225,12 +174,11 @@ def run(
         # one final assignment so that the labels match the final centroids
         final = steps.assign(hook, data, centroids, accumulate=False)
         labels, costs = final.labels, final.costs
-    objective = float(np.dot(costs, data.sample_weight.astype(np.float64)))
     result = FitResult(
         centroids=centroids,
         labels=labels,
         costs=costs,
-        objective=objective,
+        objective=steps.objective(data, costs),
         n_iter=state.iteration,
         converged=converged,
         run=run_index,

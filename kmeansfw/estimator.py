@@ -186,7 +186,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         """Opposite of the objective of ``X`` under the fitted centroids (higher is better)."""
         data, hook = self._data(X, sample_weight)
         result = steps.assign(hook, data, self._centers_for(data), accumulate=False)
-        return -float(np.dot(result.costs, data.sample_weight.astype(np.float64)))
+        return -steps.objective(data, result.costs)
 
     def __sklearn_tags__(self):  # noqa: D105 - scikit-learn protocol
         tags = super().__sklearn_tags__()

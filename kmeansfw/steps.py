@@ -28,6 +28,91 @@ class Assignment:
     partials: list | None
 
 
+def objective(data: FitData, costs: np.ndarray) -> float:
+    """The weighted sum of per-sample costs, accumulated in float64."""
+    return float(np.dot(costs.astype(np.float64, copy=False), data.sample_weight))
+
+
+def initialize(
+    hook: pluggy.HookRelay, data: FitData, n_clusters: int, rng: np.random.Generator
+) -> np.ndarray:
+    """The checked initial centroids, (k, d)."""
+    centroids = contract.call(
+        hook,
+        "kmeansfw_init_centroids",
+        X=data.X,
+        sample_weight=data.sample_weight,
+        n_clusters=n_clusters,
+        rng=rng,
+        data=data,
+        hook=hook,
+    )
+    return contract.check_float_array(
+        hook,
+        "kmeansfw_init_centroids",
+        centroids,
+        (n_clusters, data.n_features),
+        data.dtype,
+        what="centroids",
+    )
+
+
+def update(
+    hook: pluggy.HookRelay, data: FitData, assignment: Assignment, centroids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The checked ``(new_centroids, cluster_weights)`` of the update's reduce step."""
+    name = "kmeansfw_update"
+    answer = contract.call(
+        hook,
+        name,
+        data=data,
+        labels=assignment.labels,
+        costs=assignment.costs,
+        partials=assignment.partials,
+        centroids=centroids,
+        n_clusters=centroids.shape[0],
+    )
+    new, weights = contract.check_pair(hook, name, answer, "(centroids, cluster weights)")
+    new = contract.check_float_array(hook, name, new, centroids.shape, data.dtype, what="centroids")
+    weights = contract.check_float_array(
+        hook,
+        name,
+        weights,
+        (centroids.shape[0],),
+        np.dtype(np.float64),
+        nonnegative=True,
+        what="cluster weights",
+    )
+    return new, weights
+
+
+def fix_empty_clusters(
+    hook: pluggy.HookRelay,
+    data: FitData,
+    assignment: Assignment,
+    old_centroids: np.ndarray,
+    new_centroids: np.ndarray,
+    cluster_weights: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """The checked centroids after the empty-cluster strategy, (k, d)."""
+    name = "kmeansfw_empty_clusters"
+    answer = contract.call(
+        hook,
+        name,
+        data=data,
+        labels=assignment.labels,
+        costs=assignment.costs,
+        old_centroids=old_centroids,
+        new_centroids=new_centroids,
+        cluster_weights=cluster_weights,
+        rng=rng,
+    )
+    return contract.check_float_array(
+        hook, name, answer, new_centroids.shape, data.dtype, what="centroids"
+    )
+
+
 def prepare_centroids(hook: pluggy.HookRelay, data: FitData, centroids: np.ndarray) -> dict:
     """Run ``kmeansfw_prepare_centroids`` and return the per-centroid cache it filled."""
     cache: dict = {}
@@ -64,15 +149,16 @@ def assign(
                 cache=cache,
                 hook=hook,
             )
-            if not isinstance(answer, tuple) or len(answer) != 2:
-                raise contract.fail(hook, "kmeansfw_assign", "did not return (labels, costs)")
+            block_labels, block_costs = contract.check_pair(
+                hook, "kmeansfw_assign", answer, "(labels, costs)"
+            )
             b = rows.stop - rows.start
-            block_labels = contract.check_labels(hook, "kmeansfw_assign", answer[0], b, k)
+            block_labels = contract.check_labels(hook, "kmeansfw_assign", block_labels, b, k)
             labels[rows] = block_labels
             costs[rows] = contract.check_float_array(
                 hook,
                 "kmeansfw_assign",
-                answer[1],
+                block_costs,
                 (b,),
                 data.dtype,
                 nonnegative=True,

@@ -166,6 +166,10 @@ def test_broken_plugin_is_reported_and_does_not_break_builtins(monkeypatch):
     with pytest.warns(UserWarning, match="plugin 'broken' failed to load.*missing_dependency"):
         catalog.load()
     assert "broken" in catalog.failures
+    rows = {row["name"]: row for row in catalog.listing()}
+    assert rows["broken"]["source"].startswith("failed: fake-dist 9.9: ImportError")
+    assert rows["fake-good"]["source"] == "fake-dist 9.9"
+    assert rows["k-means++"]["parameters"] == "n_local_trials"
     assert "euclidean" in catalog.names("distance")
     assert "fake-good" in catalog.names("distance")
     assert catalog.lookup("distance", "fake-good").source == "fake-dist 9.9"
