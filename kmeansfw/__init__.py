@@ -7,7 +7,7 @@ distribution.  See :mod:`kmeansfw.hookspecs` for the contract.
 """
 
 from kmeansfw.catalog import CATALOG, distance, register_strategy
-from kmeansfw.config import Config, StrategySpec
+from kmeansfw.config import Config, PairingWarning, StrategySpec
 from kmeansfw.engine import FitResult, FitState
 from kmeansfw.errors import ConfigError, StrategyError, UnknownStrategyError
 from kmeansfw.estimator import KMeans
@@ -26,6 +26,7 @@ __all__ = [
     "FitState",
     "History",
     "KMeans",
+    "PairingWarning",
     "StrategyError",
     "StrategySpec",
     "UnknownStrategyError",

@@ -239,8 +239,8 @@ class Catalog:
             except TypeError as exc:
                 allowed = ", ".join(entry.parameters()) or "none"
                 raise ConfigError(
-                    f"{slot} strategy {name!r} does not accept parameters {sorted(params)}: "
-                    f"{exc}. Its parameters: {allowed}"
+                    f"{slot} strategy {name!r} cannot be built from parameters "
+                    f"{sorted(params)}: {exc}. Its parameters: {allowed}"
                 ) from None
             except ValueError as exc:
                 raise ConfigError(f"{slot} strategy {name!r}: {exc}") from None

@@ -31,6 +31,10 @@ else:  # pragma: no cover
 STRATEGY_KEYS = ("init", "distance", "assignment", "update", "empty", "convergence")
 
 
+class PairingWarning(UserWarning):
+    """An update strategy that does not minimize the distance's objective was chosen."""
+
+
 @attrs.frozen
 class StrategySpec:
     """A strategy named in a configuration, with its parameters."""
@@ -142,7 +146,11 @@ class Config:
     assignment: Any = attrs.field(
         default="nearest", converter=_to_spec, validator=_strategy("assignment")
     )
-    update: Any = attrs.field(default="mean", converter=_to_spec, validator=_strategy("update"))
+    update: Any = attrs.field(
+        default=None,
+        converter=_to_spec,
+        validator=attrs.validators.optional(_strategy("update")),
+    )
     empty: Any = attrs.field(
         default="relocate-farthest", converter=_to_spec, validator=_strategy("empty")
     )
@@ -237,15 +245,39 @@ class Config:
         return int(self.n_init)
 
     def build_strategies(self) -> list[tuple[str, str, Any]]:
-        """Fresh ``(slot, label, strategy)`` triples in slot order, for one fit."""
+        """Fresh ``(slot, label, strategy)`` triples in slot order, for one fit.
+
+        ``update=None`` takes the distance's natural update; a named update that does not
+        minimize the distance's objective gives a :class:`PairingWarning`.
+        """
         out = []
+        distance = None
         for slot in STRATEGY_KEYS:
             value = getattr(self, slot)
+            if slot == "update":
+                value = self._paired_update(distance)
             items = value if isinstance(value, list) else [value]
             for item in items:
                 label, strategy = CATALOG.create(slot, item)
                 out.append((slot, label, strategy))
+                if slot == "distance":
+                    distance = strategy
         return out
+
+    def _paired_update(self, distance: Any) -> Any:
+        natural = getattr(distance, "natural_update", "mean")
+        if self.update is None:
+            return StrategySpec(natural)
+        if isinstance(self.update, StrategySpec) and self.update.name != natural:
+            name = getattr(distance, "name", type(distance).__name__)
+            objective = getattr(distance, "objective", "its objective")
+            warnings.warn(
+                f"update {self.update.name!r} does not minimize the objective of distance "
+                f"{name!r} ({objective}); use update={natural!r}, or leave update unset",
+                PairingWarning,
+                stacklevel=4,
+            )
+        return self.update
 
     def build_observers(self) -> list[Any]:
         """Fresh observer objects, in order."""

@@ -68,6 +68,8 @@ class FitState:
     cluster_weights: np.ndarray | None = None
     strict: bool = False
     started: float = attrs.field(factory=time.perf_counter)
+    #: Per-run memory for strategies (e.g. the previous objective), keyed by their name.
+    scratch: dict = attrs.field(factory=dict)
     _memo: dict = attrs.field(factory=dict, repr=False)
 
     def _cached(self, key: str, compute: Any) -> Any:
@@ -155,7 +157,7 @@ def run(
     converged = False
     for iteration in range(1, max_iter + 1):
         assignment = steps.assign(hook, data, centroids)
-        new_centroids, weights = steps.update(hook, data, assignment, centroids)
+        new_centroids, weights = steps.update(hook, data, assignment, centroids, rng)
         new_centroids = steps.fix_empty_clusters(
             hook, data, assignment, centroids, new_centroids, weights, rng
         )
@@ -163,6 +165,7 @@ def run(
         state.previous_centroids, state.centroids = centroids, new_centroids
         state.costs, state.cluster_weights = assignment.costs, weights
         state.iteration = iteration
+        state.strict = False  # a criterion sets it when the labels match the new centroids
         hook.kmeansfw_iteration_end(state=state)
         centroids = new_centroids
         if any(contract.call(hook, "kmeansfw_converged", state=state)):

@@ -35,8 +35,9 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         The geometry; a plain function ``(X_block, centroids) -> distances`` works too.
     assignment : str, dict or object, default="nearest"
         How samples are assigned to centroids.
-    update : str, dict or object, default="mean"
-        How centroids are recomputed from their members.
+    update : str, dict, object or None, default=None
+        How centroids are recomputed from their members; None takes the distance's
+        natural update (``mean`` for Euclidean, ``median`` for Manhattan, ...).
     empty : str, dict or object, default="relocate-farthest"
         What happens to a cluster that lost all its members.
     convergence : str, dict, object or list of them, default="tol"
@@ -87,7 +88,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         init: Any = "k-means++",
         distance: Any = "euclidean",
         assignment: Any = "nearest",
-        update: Any = "mean",
+        update: Any = None,
         empty: Any = "relocate-farthest",
         convergence: Any = "tol",
         observers: Any = (),

@@ -16,7 +16,9 @@ Conventions shared by every hook
 * Nobody writes into ``X``, ``sample_weight`` or ``centroids``: they may be the user's
   arrays.  Return new arrays.
 * ``data`` is the :class:`kmeansfw.data.FitData` of the call: its ``cache`` dict holds
-  what :func:`kmeansfw_prepare` computed once; ``cache`` arguments hold what
+  what :func:`kmeansfw_prepare` computed once; ``rows`` is the slice of ``data.X`` a
+  block comes from (None when a strategy passes other rows, e.g. a cluster's members);
+  ``cache`` arguments hold what
   :func:`kmeansfw_prepare_centroids` computed for the current centroids.  Store under
   keys prefixed with your strategy's name.
 * ``firstresult`` hooks ("one strategy per slot answers") stop at the first non-None
@@ -177,13 +179,18 @@ def kmeansfw_update(
     partials: list | None,
     centroids: np.ndarray,
     n_clusters: int,
+    rng: np.random.Generator,
+    hook: pluggy.HookRelay,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Reduce step: return ``(new_centroids, cluster_weights)``, shapes (k, d) and (k,).
 
-    ``cluster_weights[j]`` is the total sample weight assigned to cluster j; a cluster
-    with weight 0 is empty and its row of ``new_centroids`` is left to
+    ``cluster_weights[j]`` (float64) is the total sample weight assigned to cluster j; a
+    cluster with weight 0 is empty and its row of ``new_centroids`` is left to
     :func:`kmeansfw_empty_clusters` (it may hold anything finite).  Reduce ``partials``
-    in the given order so the result does not depend on the number of threads.
+    in the given order so the result does not depend on the number of threads; when
+    ``partials`` is None (the update is asked outside the iteration, e.g. to seed from a
+    partition), compute from ``labels`` alone.  ``hook`` reaches the distance
+    (``kmeansfw_cost``), e.g. for medoids; ``rng`` is the fit's generator.
     """
 
 
@@ -196,11 +203,13 @@ def kmeansfw_empty_clusters(
     new_centroids: np.ndarray,
     cluster_weights: np.ndarray,
     rng: np.random.Generator,
+    hook: pluggy.HookRelay,
 ) -> np.ndarray:
     """Return the centroids with every empty cluster (weight 0) dealt with, shape (k, d).
 
     Called every iteration (cheap when no cluster is empty).  May return
-    ``new_centroids`` itself when it has nothing to change.
+    ``new_centroids`` itself when it has nothing to change.  ``hook`` lets a strategy ask
+    the update again (``hook.kmeansfw_update``) for a changed partition.
     """
 
 

@@ -58,7 +58,11 @@ def initialize(
 
 
 def update(
-    hook: pluggy.HookRelay, data: FitData, assignment: Assignment, centroids: np.ndarray
+    hook: pluggy.HookRelay,
+    data: FitData,
+    assignment: Assignment,
+    centroids: np.ndarray,
+    rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The checked ``(new_centroids, cluster_weights)`` of the update's reduce step."""
     name = "kmeansfw_update"
@@ -71,6 +75,8 @@ def update(
         partials=assignment.partials,
         centroids=centroids,
         n_clusters=centroids.shape[0],
+        rng=rng,
+        hook=hook,
     )
     new, weights = contract.check_pair(hook, name, answer, "(centroids, cluster weights)")
     new = contract.check_float_array(hook, name, new, centroids.shape, data.dtype, what="centroids")
@@ -107,6 +113,7 @@ def fix_empty_clusters(
         new_centroids=new_centroids,
         cluster_weights=cluster_weights,
         rng=rng,
+        hook=hook,
     )
     return contract.check_float_array(
         hook, name, answer, new_centroids.shape, data.dtype, what="centroids"

@@ -105,26 +105,23 @@ def test_function_distance_params_from_config(blobs):
     assert kmeansfw.CATALOG.lookup("distance", "scaled-test").parameters() == ["scale"]
 
 
-def test_installed_plugin_distribution_found_by_entry_point(blobs):
-    X, _ = blobs
-    eps = [ep for ep in importlib.metadata.entry_points(group="kmeansfw") if ep.name == "minkowski"]
-    assert eps, "plugins/kmeansfw-minkowski must be installed (see .ci/run)"
-    entry = kmeansfw.CATALOG.lookup("distance", "minkowski")
-    assert entry.source.startswith("kmeansfw-minkowski ")
-    km = kmeansfw.KMeans(5, distance={"name": "minkowski", "p": 3}, random_state=0).fit(X)
-    np.testing.assert_allclose(
-        km.transform(X[:20]), cdist(X[:20], km.cluster_centers_, "minkowski", p=3), rtol=1e-10
-    )
-    np.testing.assert_array_equal(
-        km.labels_, cdist(X, km.cluster_centers_, "minkowski", p=3).argmin(axis=1)
-    )
+def test_installed_plugin_distribution_found_by_entry_point():
+    eps = [ep for ep in importlib.metadata.entry_points(group="kmeansfw") if ep.name == "geo"]
+    assert eps, "plugins/kmeansfw-geo must be installed (see .ci/run)"
+    for slot, name in (("distance", "haversine"), ("update", "geodesic-mean")):
+        assert kmeansfw.CATALOG.lookup(slot, name).source.startswith("kmeansfw-geo ")
+    X = np.array([[48.86, 2.35], [51.51, -0.13], [40.71, -74.01], [34.05, -118.24]])
+    km = kmeansfw.KMeans(2, distance={"name": "haversine", "radius": 1.0}, random_state=0)
+    km.fit(X)
+    assert sorted(np.bincount(km.labels_)) == [2, 2]
+    assert km.transform(X).max() <= np.pi  # radians on the unit sphere
 
 
 def test_plugin_parameters_are_validated_at_config_time():
-    with pytest.raises(kmeansfw.ConfigError, match=r"config key 'distance'.*p must be .*> 0"):
-        kmeansfw.Config(distance={"name": "minkowski", "p": -1})
-    with pytest.raises(kmeansfw.ConfigError, match=r"does not accept parameters \['q'\]"):
-        kmeansfw.Config(distance={"name": "minkowski", "q": 2})
+    with pytest.raises(kmeansfw.ConfigError, match=r"config key 'distance'.*radius must be"):
+        kmeansfw.Config(distance={"name": "haversine", "radius": -1})
+    with pytest.raises(kmeansfw.ConfigError, match=r"cannot be built from parameters \['q'\]"):
+        kmeansfw.Config(distance={"name": "haversine", "q": 2})
 
 
 class _FakeEntryPoint:
@@ -213,10 +210,10 @@ def test_import_does_not_load_entry_points():
     code = textwrap.dedent(
         """
         import sys, kmeansfw
-        assert "kmeansfw_minkowski" not in sys.modules
+        assert "kmeansfw_geo" not in sys.modules
         assert not kmeansfw.CATALOG._loaded
         kmeansfw.CATALOG.names("distance")
-        assert "kmeansfw_minkowski" in sys.modules
+        assert "kmeansfw_geo" in sys.modules
         """
     )
     subprocess.run([sys.executable, "-c", code], check=True)

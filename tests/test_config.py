@@ -17,7 +17,6 @@ STUDY = """
 n_clusters = 5
 n_init = 3
 init = "k-means++"
-update = "mean"
 random_state = 4
 
 [distance]

@@ -23,7 +23,7 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
         exec(compile(block, str(README), "exec"), namespace)  # noqa: S102
     assert namespace["km"].n_clusters == 5
     assert namespace["result"].centroids.shape == (5, 2)
-    assert kmeansfw.CATALOG.lookup("distance", "chebyshev").source == "module readme_example"
+    assert kmeansfw.CATALOG.lookup("distance", "canberra").source == "module readme_example"
 
 
 def test_readme_commands_match_ci():

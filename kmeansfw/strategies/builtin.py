@@ -4,20 +4,35 @@ from __future__ import annotations
 
 from kmeansfw.markers import hookimpl
 from kmeansfw.strategies.assignment import Nearest
-from kmeansfw.strategies.convergence import Tol, Unchanged
-from kmeansfw.strategies.empty import RelocateFarthest
+from kmeansfw.strategies.convergence import (
+    AllOf,
+    AnyOf,
+    ObjectiveChange,
+    TimeBudget,
+    Tol,
+    Unchanged,
+)
+from kmeansfw.strategies.distances import (
+    Chebyshev,
+    Cosine,
+    Mahalanobis,
+    Manhattan,
+    Minkowski,
+    SqEuclidean,
+)
+from kmeansfw.strategies.empty import Keep, Raise, RelocateFarthest, SplitLargest
 from kmeansfw.strategies.euclidean import Euclidean
-from kmeansfw.strategies.init import KMeansPlusPlus, RandomInit
+from kmeansfw.strategies.init import FarthestFirst, KMeansPlusPlus, RandomInit, RandomPartition
 from kmeansfw.strategies.observers import History
-from kmeansfw.strategies.update import Mean
+from kmeansfw.strategies.update import Mean, Median, Medoid, Spherical, TrimmedMean
 
 BUILTINS = {
-    "init": (RandomInit, KMeansPlusPlus),
-    "distance": (Euclidean,),
+    "init": (KMeansPlusPlus, RandomInit, RandomPartition, FarthestFirst),
+    "distance": (Euclidean, SqEuclidean, Manhattan, Chebyshev, Minkowski, Cosine, Mahalanobis),
     "assignment": (Nearest,),
-    "update": (Mean,),
-    "empty": (RelocateFarthest,),
-    "convergence": (Tol, Unchanged),
+    "update": (Mean, Median, Medoid, Spherical, TrimmedMean),
+    "empty": (RelocateFarthest, SplitLargest, Keep, Raise),
+    "convergence": (Tol, Unchanged, ObjectiveChange, TimeBudget, AnyOf, AllOf),
     "observer": (History,),
 }
 

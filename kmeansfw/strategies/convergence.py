@@ -79,3 +79,89 @@ class Unchanged:
             state.strict = True
             return True
         return False
+
+
+@attrs.frozen
+class ObjectiveChange:
+    """Stop when the objective's relative decrease falls to ``rtol`` or below.
+
+    Parameters
+    ----------
+    rtol : float, default=1e-4
+        ``|previous - current| <= rtol * |previous|`` stops the fit.
+    """
+
+    name = "objective"
+    rtol: float = attrs.field(default=1e-4, validator=_non_negative)
+
+    @hookimpl
+    def kmeansfw_converged(self, state: FitState) -> bool:
+        current = state.objective
+        previous = state.scratch.get("objective.previous")
+        state.scratch["objective.previous"] = current
+        if previous is None:
+            return False
+        return abs(previous - current) <= self.rtol * abs(previous)
+
+
+@attrs.frozen
+class TimeBudget:
+    """Stop once a run has used ``seconds`` of wall-clock time.
+
+    Parameters
+    ----------
+    seconds : float
+    """
+
+    name = "time-budget"
+    seconds: float = attrs.field(default=60.0, validator=_non_negative)
+
+    @hookimpl
+    def kmeansfw_converged(self, state: FitState) -> bool:
+        return state.seconds >= self.seconds
+
+
+def _criteria(value: object) -> tuple:
+    from kmeansfw.catalog import CATALOG
+
+    if not isinstance(value, list | tuple) or not value:
+        raise ValueError(f"criteria must be a non-empty list of criteria, got {value!r}")
+    return tuple(CATALOG.create("convergence", item)[1] for item in value)
+
+
+def _ask(criterion: object, state: FitState) -> bool:
+    return bool(criterion.kmeansfw_converged(state=state))
+
+
+@attrs.frozen
+class AnyOf:
+    """Stop when any of ``criteria`` says stop (each is asked every iteration).
+
+    Parameters
+    ----------
+    criteria : list of names, tables or strategy objects
+    """
+
+    name = "any"
+    criteria: tuple = attrs.field(converter=_criteria)
+
+    @hookimpl
+    def kmeansfw_converged(self, state: FitState) -> bool:
+        return any([_ask(c, state) for c in self.criteria])
+
+
+@attrs.frozen
+class AllOf:
+    """Stop only when all of ``criteria`` say stop in the same iteration.
+
+    Parameters
+    ----------
+    criteria : list of names, tables or strategy objects
+    """
+
+    name = "all"
+    criteria: tuple = attrs.field(converter=_criteria)
+
+    @hookimpl
+    def kmeansfw_converged(self, state: FitState) -> bool:
+        return all([_ask(c, state) for c in self.criteria])

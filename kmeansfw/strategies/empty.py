@@ -1,22 +1,26 @@
-"""Empty-cluster strategies: ``relocate-farthest`` (scikit-learn's rule)."""
+"""Empty-cluster strategies: ``relocate-farthest`` (default), ``split-largest``, ``keep``,
+``raise``."""
 
 from __future__ import annotations
 
 import attrs
 import numpy as np
 
+from kmeansfw import contract
 from kmeansfw.data import FitData
 from kmeansfw.markers import hookimpl
 
 
 @attrs.frozen
 class RelocateFarthest:
-    """Move each empty cluster's centroid onto one of the samples farthest from theirs.
+    """Give each empty cluster one of the samples farthest from their centroids.
 
-    The samples with the highest cost to their assigned centroid are taken, farthest
-    first, one per empty cluster, and (as scikit-learn does for the mean) each is taken
-    out of its old cluster's weighted mean.  When every sample sits on its centroid
-    (fewer distinct points than clusters) an empty centroid keeps its previous position.
+    The samples of highest cost to their assigned centroid are moved, farthest first,
+    one per empty cluster (scikit-learn's rule), and the update is asked again for the
+    changed partition, so the donor clusters lose those samples under whatever update
+    is in use (for the mean this is exactly scikit-learn's correction).  When every
+    sample sits on its centroid (fewer distinct points than clusters) an empty centroid
+    keeps its previous position.
     """
 
     name = "relocate-farthest"
@@ -30,27 +34,131 @@ class RelocateFarthest:
         old_centroids: np.ndarray,
         new_centroids: np.ndarray,
         cluster_weights: np.ndarray,
+        rng: np.random.Generator,
+        hook,
     ) -> np.ndarray:
         empty = np.flatnonzero(cluster_weights == 0)
         if empty.size == 0:
             return new_centroids
         out = new_centroids.copy()
         out[empty] = old_centroids[empty]
-        if costs.max() <= 0:
-            return out
         n_far = min(empty.size, costs.shape[0])
         far = np.argpartition(costs, -n_far)[: -n_far - 1 : -1]
         far = far[costs[far] > 0]
-        empty = empty[: far.size]
-        X, sw = data.X, data.sample_weight
-        donors = labels[far]
-        w = sw[far].astype(np.float64)
-        # take the moved samples out of their donors' weighted means
-        sums = out.astype(np.float64) * cluster_weights[:, None]
-        weights = cluster_weights.astype(np.float64, copy=True)
-        np.subtract.at(sums, donors, X[far] * w[:, None])
-        np.subtract.at(weights, donors, w)
-        keep = weights[donors] > 0
-        out[donors[keep]] = sums[donors[keep]] / weights[donors[keep], None]
-        out[empty] = X[far]
+        if far.size == 0:
+            return out
+        moved = labels.copy()
+        moved[far] = empty[: far.size]
+        relocated, _ = contract.check_pair(
+            hook,
+            "kmeansfw_update",
+            contract.call(
+                hook,
+                "kmeansfw_update",
+                data=data,
+                labels=moved,
+                costs=costs,
+                partials=None,
+                centroids=out,
+                n_clusters=out.shape[0],
+                rng=rng,
+                hook=hook,
+            ),
+            "(centroids, cluster weights)",
+        )
+        changed = np.unique(np.concatenate([labels[far], empty[: far.size]]))
+        out[changed] = relocated[changed]
         return out
+
+
+@attrs.frozen
+class SplitLargest:
+    """Split the largest cluster in two for each empty one (faiss's rule).
+
+    The empty centroid becomes a copy of the largest cluster's centroid, and both are
+    pushed apart by a relative ``eps`` with alternating signs per feature (an absolute
+    ``eps`` on zero coordinates).  Only clusters whose members are not all on their
+    centroid are split, so with at least k distinct points the split always separates
+    something.
+
+    Parameters
+    ----------
+    eps : float, default=1/1024
+    """
+
+    name = "split-largest"
+    eps: float = attrs.field(default=1 / 1024)
+
+    @eps.validator
+    def _check_eps(self, attribute: attrs.Attribute, value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+            raise ValueError(f"split-largest: eps must be in (0, 1), got {value!r}")
+
+    @hookimpl
+    def kmeansfw_empty_clusters(
+        self,
+        labels: np.ndarray,
+        costs: np.ndarray,
+        old_centroids: np.ndarray,
+        new_centroids: np.ndarray,
+        cluster_weights: np.ndarray,
+    ) -> np.ndarray:
+        empty = np.flatnonzero(cluster_weights == 0)
+        if empty.size == 0:
+            return new_centroids
+        out = new_centroids.copy()
+        out[empty] = old_centroids[empty]
+        weights = cluster_weights.astype(np.float64, copy=True)
+        # clusters with some member off their centroid can be split
+        spread = np.bincount(labels, weights=costs, minlength=out.shape[0]) > 0
+        signs = np.where(np.arange(out.shape[1]) % 2 == 0, 1.0, -1.0)
+        for j in empty:  # a loop over empty clusters, never over samples
+            candidates = np.flatnonzero(spread & (weights > 0))
+            if candidates.size == 0:
+                break
+            big = candidates[np.argmax(weights[candidates])]
+            centre = out[big].astype(np.float64)
+            step = self.eps * np.where(centre != 0, np.abs(centre), 1.0) * signs
+            out[j] = centre + step
+            out[big] = centre - step
+            weights[j] = weights[big] = weights[big] / 2
+            spread[j] = False
+        return out
+
+
+@attrs.frozen
+class Keep:
+    """An empty cluster keeps its previous centroid (it may stay empty)."""
+
+    name = "keep"
+
+    @hookimpl
+    def kmeansfw_empty_clusters(
+        self, old_centroids: np.ndarray, new_centroids: np.ndarray, cluster_weights: np.ndarray
+    ) -> np.ndarray:
+        empty = cluster_weights == 0
+        if not empty.any():
+            return new_centroids
+        out = new_centroids.copy()
+        out[empty] = old_centroids[empty]
+        return out
+
+
+class EmptyClusterError(ValueError):
+    """Raised by the ``raise`` strategy when a cluster loses all its members."""
+
+
+@attrs.frozen
+class Raise:
+    """Raise :class:`EmptyClusterError` as soon as a cluster is empty."""
+
+    name = "raise"
+
+    @hookimpl
+    def kmeansfw_empty_clusters(
+        self, new_centroids: np.ndarray, cluster_weights: np.ndarray
+    ) -> np.ndarray:
+        empty = np.flatnonzero(cluster_weights == 0)
+        if empty.size:
+            raise EmptyClusterError(f"{empty.size} cluster(s) became empty: {empty.tolist()[:10]}")
+        return new_centroids

@@ -147,3 +147,78 @@ class ArrayInit:
                 f" = ({n_clusters}, {X.shape[1]})"
             )
         return init.astype(X.dtype, copy=True)
+
+
+@attrs.frozen
+class RandomPartition:
+    """Assign every sample to a random cluster and take the update of that partition.
+
+    Clusters left empty by the draw (tiny data) get a random sample instead.
+    """
+
+    name = "random-partition"
+
+    @hookimpl
+    def kmeansfw_init_centroids(
+        self,
+        X: np.ndarray,
+        n_clusters: int,
+        rng: np.random.Generator,
+        data: FitData,
+        hook: pluggy.HookRelay,
+    ) -> np.ndarray:
+        from kmeansfw import contract
+
+        labels = rng.integers(0, n_clusters, size=X.shape[0])
+        fallback = X[rng.choice(X.shape[0], size=n_clusters, replace=False)]
+        centers, weights = contract.check_pair(
+            hook,
+            "kmeansfw_update",
+            contract.call(
+                hook,
+                "kmeansfw_update",
+                data=data,
+                labels=labels,
+                costs=np.zeros(X.shape[0], X.dtype),
+                partials=None,
+                centroids=fallback,
+                n_clusters=n_clusters,
+                rng=rng,
+                hook=hook,
+            ),
+            "(centroids, cluster weights)",
+        )
+        centers = np.array(centers, dtype=X.dtype)
+        empty = np.asarray(weights) == 0
+        centers[empty] = fallback[empty]
+        return centers
+
+
+@attrs.frozen
+class FarthestFirst:
+    """Farthest-first traversal (Gonzalez): a random first centroid, then each next one
+    is the sample of highest cost to its closest centroid so far (positive weight only)."""
+
+    name = "farthest-first"
+
+    @hookimpl
+    def kmeansfw_init_centroids(
+        self,
+        X: np.ndarray,
+        sample_weight: np.ndarray,
+        n_clusters: int,
+        rng: np.random.Generator,
+        data: FitData,
+        hook: pluggy.HookRelay,
+    ) -> np.ndarray:
+        plan = data.replan(1)
+        centers = np.empty((n_clusters, X.shape[1]), dtype=X.dtype)
+        first = rng.choice(X.shape[0], p=sample_weight / sample_weight.sum(dtype=np.float64))
+        centers[0] = X[first]
+        closest = _min_cost(hook, plan, centers[:1], None)
+        eligible = sample_weight > 0
+        for c in range(1, n_clusters):
+            scores = np.where(eligible, closest, -1)
+            centers[c] = X[int(np.argmax(scores))]
+            closest = _min_cost(hook, plan, centers[c : c + 1], closest)
+        return centers

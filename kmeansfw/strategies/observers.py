@@ -19,8 +19,8 @@ class History:
     """
 
     name = "history"
-    records: list[dict] = attrs.field(factory=list)
-    runs: list[dict] = attrs.field(factory=list)
+    records: list[dict] = attrs.field(factory=list, init=False)
+    runs: list[dict] = attrs.field(factory=list, init=False)
 
     @hookimpl
     def kmeansfw_iteration_end(self, state: FitState) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
+from kmeansfw import contract, steps
 from kmeansfw.kernels import add_weighted_cluster_sums
 from kmeansfw.markers import hookimpl
 
@@ -62,4 +63,231 @@ class Mean:
         filled = weights > 0
         new = centroids.astype(data.dtype, copy=True)
         new[filled] = sums[filled] / weights[filled, None]
+        return new, weights
+
+
+def cluster_members(labels: np.ndarray, n_clusters: int) -> list[np.ndarray]:
+    """Row indices of each cluster's members, ascending (one stable sort, no loop over rows)."""
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(n_clusters + 1))
+    return [order[bounds[j] : bounds[j + 1]] for j in range(n_clusters)]
+
+
+def _feature_chunks(n_rows: int, n_features: int, itemsize: int, budget: int) -> list[slice]:
+    """Feature ranges such that a (n_rows, chunk) temporary stays within ``budget`` bytes."""
+    width = max(1, budget // max(1, 4 * n_rows * itemsize))
+    return [slice(f, min(f + width, n_features)) for f in range(0, n_features, width)]
+
+
+def _weighted_quantile_weights(
+    values: np.ndarray, weights: np.ndarray, low: float, high: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sort each column of ``values`` and give each entry the part of its weight that
+    falls between the ``low`` and ``high`` fractions of the column's total weight."""
+    order = np.argsort(values, axis=0, kind="stable")
+    sorted_values = np.take_along_axis(values, order, axis=0)
+    w = weights[order]
+    upper = np.cumsum(w, axis=0)
+    total = upper[-1]
+    lower = upper - w
+    kept = np.clip(np.minimum(upper, high * total) - np.maximum(lower, low * total), 0, None)
+    return sorted_values, kept
+
+
+def _per_cluster(
+    data, labels: np.ndarray, centroids: np.ndarray, n_clusters: int, budget: int, reduce
+) -> tuple[np.ndarray, np.ndarray]:
+    """Apply ``reduce(values (m, f), weights (m,)) -> (f,)`` to every cluster, feature chunk
+    by feature chunk so no temporary exceeds ``budget``; empty clusters keep their row."""
+    X, sw = data.X, data.sample_weight
+    new = centroids.astype(data.dtype, copy=True)
+    weights = np.zeros(n_clusters)
+    for j, members in enumerate(cluster_members(labels, n_clusters)):
+        w = sw[members]
+        weights[j] = w.sum(dtype=np.float64)
+        if weights[j] <= 0:
+            continue
+        for cols in _feature_chunks(members.size, data.n_features, X.itemsize, budget):
+            new[j, cols] = reduce(X[members, cols], w)
+    return new, weights
+
+
+def _check_fraction(instance: object, attribute: attrs.Attribute, value: float) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not 0 <= value < 0.5:
+        raise ValueError(f"{attribute.name} must be a number in [0, 0.5), got {value!r}")
+
+
+def _check_budget(instance: object, attribute: attrs.Attribute, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValueError(f"{attribute.name} must be a positive number, got {value!r}")
+
+
+@attrs.frozen
+class Median:
+    """Coordinate-wise (weighted) median of each cluster: k-medians.
+
+    Minimizes the sum of Manhattan distances.  With unit weights the usual median (mean
+    of the two middle values for an even count); with ``sample_weight`` the weighted
+    median (the value where the cumulative weight first reaches half).
+
+    Parameters
+    ----------
+    memory_budget_mb : float, default=64
+        Largest temporary, in MB: large clusters are processed a few features at a time.
+    """
+
+    name = "median"
+    memory_budget_mb: float = attrs.field(default=64.0, validator=_check_budget)
+
+    @hookimpl
+    def kmeansfw_update(
+        self, data, labels: np.ndarray, centroids: np.ndarray, n_clusters: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        unit = bool(np.all(data.sample_weight == data.sample_weight[0]))
+
+        def median(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+            if unit:
+                return np.median(values, axis=0)
+            sorted_values, kept = _weighted_quantile_weights(values, weights, 0.0, 0.5)
+            # the lower weighted median: the last entry with weight below the half mark
+            last = values.shape[0] - 1 - np.argmax((kept > 0)[::-1], axis=0)
+            return sorted_values[last, np.arange(values.shape[1])]
+
+        return _per_cluster(
+            data, labels, centroids, n_clusters, int(self.memory_budget_mb * 2**20), median
+        )
+
+
+@attrs.frozen
+class TrimmedMean:
+    """Coordinate-wise trimmed mean: drop the ``trim`` fraction of weight at each end.
+
+    Robust to outliers; ``trim = 0`` is the mean, ``trim -> 0.5`` approaches the median.
+    Fractional weights at the cut are kept in proportion.
+
+    Parameters
+    ----------
+    trim : float in [0, 0.5), default=0.1
+    memory_budget_mb : float, default=64
+    """
+
+    name = "trimmed-mean"
+    trim: float = attrs.field(default=0.1, validator=_check_fraction)
+    memory_budget_mb: float = attrs.field(default=64.0, validator=_check_budget)
+
+    @hookimpl
+    def kmeansfw_update(
+        self, data, labels: np.ndarray, centroids: np.ndarray, n_clusters: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        def trimmed(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+            sorted_values, kept = _weighted_quantile_weights(
+                values, weights.astype(np.float64), self.trim, 1 - self.trim
+            )
+            return (sorted_values * kept).sum(axis=0) / kept.sum(axis=0)
+
+        return _per_cluster(
+            data, labels, centroids, n_clusters, int(self.memory_budget_mb * 2**20), trimmed
+        )
+
+
+@attrs.frozen
+class Spherical(Mean):
+    """Unit-norm weighted mean (spherical k-means): minimizes the sum of cosine distances.
+
+    A cluster whose members cancel out (zero mean) keeps its previous centroid.
+    """
+
+    name = "spherical"
+
+    @hookimpl
+    def kmeansfw_update(
+        self,
+        data,
+        labels: np.ndarray,
+        partials: list | None,
+        centroids: np.ndarray,
+        n_clusters: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        new, weights = Mean.kmeansfw_update(
+            self,
+            data=data,
+            labels=labels,
+            partials=partials,
+            centroids=centroids,
+            n_clusters=n_clusters,
+        )
+        norms = np.sqrt(np.einsum("ij,ij->i", new, new))
+        usable = (weights > 0) & (norms > 0)
+        new[usable] /= norms[usable, None]
+        new[~usable] = centroids[~usable]
+        return new, weights
+
+
+@attrs.frozen
+class Medoid:
+    """k-medoids: each centroid becomes the member of lowest total cost to its cluster.
+
+    Exact when a cluster has at most ``max_candidates`` members; above that the
+    candidates are a random sample of members (from the fit's generator) plus the
+    member at the current centroid, so the objective never increases.  The total cost of
+    each candidate is summed over all members block by block, so memory stays at
+    ``block_rows x max_candidates`` whatever the cluster size.  Works with any distance
+    (it asks the distance's ``kmeansfw_cost``).
+
+    Parameters
+    ----------
+    max_candidates : int, default=512
+    block_rows : int, default=4096
+    """
+
+    name = "medoid"
+    max_candidates: int = attrs.field(default=512)
+    block_rows: int = attrs.field(default=4096)
+
+    @max_candidates.validator
+    @block_rows.validator
+    def _positive(self, attribute: attrs.Attribute, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{attribute.name} must be a positive integer, got {value!r}")
+
+    @hookimpl
+    def kmeansfw_update(
+        self,
+        data,
+        labels: np.ndarray,
+        costs: np.ndarray,
+        centroids: np.ndarray,
+        n_clusters: int,
+        rng: np.random.Generator,
+        hook,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        X, sw = data.X, data.sample_weight
+        new = centroids.astype(data.dtype, copy=True)
+        weights = np.zeros(n_clusters)
+        for j, members in enumerate(cluster_members(labels, n_clusters)):
+            weights[j] = sw[members].sum(dtype=np.float64)
+            if members.size == 0:
+                continue
+            candidates = members
+            if members.size > self.max_candidates:
+                at_centroid = members[costs[members] == 0][:1]
+                sample = rng.choice(members, size=self.max_candidates, replace=False)
+                candidates = np.unique(np.concatenate([at_centroid, sample]))
+            points = X[candidates]
+            cache = steps.prepare_centroids(hook, data, points)
+            totals = np.zeros(candidates.size)
+            for start in range(0, members.size, self.block_rows):
+                rows = members[start : start + self.block_rows]
+                cost = contract.call(
+                    hook,
+                    "kmeansfw_cost",
+                    X=X[rows],
+                    centroids=points,
+                    rows=None,
+                    data=data,
+                    cache=cache,
+                )
+                totals += sw[rows] @ cost
+            new[j] = points[int(np.argmin(totals))]
         return new, weights

@@ -1,0 +1,260 @@
+"""Distances beyond Euclidean; each knows its objective and the update that minimizes it.
+
+Every distance computes whole (b, k) blocks: the L_p family through compiled kernels
+(:func:`kmeansfw.kernels.lp_block`), cosine and Mahalanobis through matrix products.
+Parameters are validated when the strategy is built, i.e. at configuration time.
+"""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+import numpy as np
+
+from kmeansfw.blocks import map_tasks
+from kmeansfw.data import FitData
+from kmeansfw.kernels import L1, LINF, LP, lp_block
+from kmeansfw.markers import hookimpl
+from kmeansfw.strategies.euclidean import Euclidean
+
+
+@attrs.frozen
+class SqEuclidean(Euclidean):
+    """Squared Euclidean distance (``transform`` returns squared distances).
+
+    Same objective (inertia) and natural update (``mean``) as ``euclidean``.  Not a true
+    metric (no triangle inequality).
+    """
+
+    name = "sqeuclidean"
+    is_metric = False
+
+    @hookimpl
+    def kmeansfw_distance(self, X: np.ndarray, data: FitData, cache: dict) -> np.ndarray:
+        return self.kmeansfw_cost(X=X, data=data, cache=cache)
+
+
+@attrs.frozen
+class Manhattan:
+    """Manhattan (L1, cityblock) distance; the objective is the sum of distances.
+
+    Natural update: ``median`` (the coordinate-wise median minimizes it).  A metric.
+    """
+
+    name = "manhattan"
+    objective = "sum of Manhattan distances"
+    natural_update = "median"
+    is_metric = True
+
+    @hookimpl
+    def kmeansfw_distance(self, X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+        return lp_block(X, centroids, L1)
+
+    @hookimpl
+    def kmeansfw_cost(self, X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+        return lp_block(X, centroids, L1)
+
+
+@attrs.frozen
+class Chebyshev:
+    """Chebyshev (L-infinity) distance; the objective is the sum of distances.
+
+    Natural update: ``medoid`` (no closed form minimizes the sum).  A metric.
+    """
+
+    name = "chebyshev"
+    objective = "sum of Chebyshev distances"
+    natural_update = "medoid"
+    is_metric = True
+
+    @hookimpl
+    def kmeansfw_distance(self, X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+        return lp_block(X, centroids, LINF)
+
+    @hookimpl
+    def kmeansfw_cost(self, X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+        return lp_block(X, centroids, LINF)
+
+
+def _check_p(instance: object, attribute: attrs.Attribute, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"minkowski: p must be a finite number, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"minkowski: p must be > 0, got {value!r}")
+
+
+@attrs.frozen
+class Minkowski:
+    """Minkowski distance ``(sum |x - c|^p)^(1/p)``; the objective is the sum of distances.
+
+    Natural update: ``median`` for p = 1, else ``medoid``.  A metric for p >= 1.
+
+    Parameters
+    ----------
+    p : float, default=2
+        The order, > 0.  p = 2, 3, 4 take a vectorized fast path.
+    """
+
+    name = "minkowski"
+    objective = "sum of Minkowski distances"
+    p: float = attrs.field(default=2.0, validator=_check_p)
+
+    @property
+    def natural_update(self) -> str:
+        """``median`` for p = 1, else ``medoid``."""
+        return "median" if self.p == 1 else "medoid"
+
+    @property
+    def is_metric(self) -> bool:
+        """The triangle inequality holds for p >= 1."""
+        return self.p >= 1
+
+    @hookimpl
+    def kmeansfw_distance(self, X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+        powered = lp_block(X, centroids, LP, self.p)
+        return np.power(powered, 1.0 / self.p, out=powered)
+
+    @hookimpl
+    def kmeansfw_cost(self, X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+        return self.kmeansfw_distance(X=X, centroids=centroids)
+
+
+_COSINE_C = "cosine.unit_centroids"
+
+
+def _unit_rows(X: np.ndarray, what: str) -> np.ndarray:
+    norms = np.sqrt(np.einsum("ij,ij->i", X, X))
+    zero = np.flatnonzero(norms == 0)
+    if zero.size:
+        raise ValueError(
+            f"cosine distance is undefined for zero vectors: {zero.size} {what} of zero norm "
+            f"(first at index {zero[0]})"
+        )
+    return X / norms[:, None]
+
+
+@attrs.frozen
+class Cosine:
+    """Cosine distance ``1 - x.c / (|x| |c|)``; the objective is the sum of distances.
+
+    Natural update: ``spherical`` (the unit-norm mean).  Rejects zero vectors.  Not a
+    true metric.
+    """
+
+    name = "cosine"
+    objective = "sum of cosine distances"
+    natural_update = "spherical"
+    is_metric = False
+
+    @hookimpl
+    def kmeansfw_prepare(self, data: FitData) -> None:
+        def check(task: list[slice]) -> None:
+            span = FitData.task_rows(task)
+            try:
+                _unit_rows(data.X[span], "rows of X")
+            except ValueError as exc:
+                raise ValueError(f"{exc} (in rows {span.start}-{span.stop - 1})") from None
+
+        map_tasks(data, check)
+
+    @hookimpl
+    def kmeansfw_prepare_centroids(self, centroids: np.ndarray, cache: dict) -> None:
+        cache[_COSINE_C] = _unit_rows(centroids, "centroids")
+
+    @hookimpl
+    def kmeansfw_distance(self, X: np.ndarray, cache: dict) -> np.ndarray:
+        similarity = _unit_rows(X, "rows") @ cache[_COSINE_C].T
+        np.subtract(1, similarity, out=similarity)
+        return np.clip(similarity, 0, 2, out=similarity)
+
+    @hookimpl
+    def kmeansfw_cost(self, X: np.ndarray, cache: dict) -> np.ndarray:
+        return self.kmeansfw_distance(X=X, cache=cache)
+
+
+_MAHALANOBIS_L = "mahalanobis.cholesky"
+
+
+def _cholesky_of_inverse_covariance(VI: np.ndarray, what: str) -> np.ndarray:
+    if VI.ndim != 2 or VI.shape[0] != VI.shape[1]:
+        raise ValueError(f"mahalanobis: {what} must be a square matrix, got shape {VI.shape}")
+    if not np.isfinite(VI).all():
+        raise ValueError(f"mahalanobis: {what} contains NaN or infinity")
+    if not np.allclose(VI, VI.T, rtol=1e-10, atol=1e-12 * np.abs(VI).max()):
+        raise ValueError(f"mahalanobis: {what} is not symmetric")
+    try:
+        return np.linalg.cholesky(VI)
+    except np.linalg.LinAlgError:
+        raise ValueError(f"mahalanobis: {what} is singular or not positive definite") from None
+
+
+def _optional_matrix(value: object) -> np.ndarray | None:
+    return None if value is None else np.asarray(value, dtype=np.float64)
+
+
+def covariance(data: FitData) -> np.ndarray:
+    """The (unweighted) covariance matrix of ``data.X``, in bounded memory."""
+    X = data.X
+    mean = X.mean(axis=0, dtype=np.float64)
+
+    def run_task(task: list[slice]) -> np.ndarray:
+        centered = X[FitData.task_rows(task)] - mean
+        return centered.T @ centered
+
+    return np.sum(map_tasks(data, run_task), axis=0) / max(1, data.n_samples - 1)
+
+
+@attrs.frozen(eq=False)
+class Mahalanobis:
+    """Mahalanobis distance ``sqrt((x - c)' VI (x - c))``; objective: sum of squares.
+
+    Natural update: ``mean`` (it minimizes the sum of squared Mahalanobis distances).
+    A metric.
+
+    Parameters
+    ----------
+    VI : array of shape (d, d) or None
+        The inverse covariance matrix (symmetric positive definite); None estimates it
+        from the data (its covariance must not be singular).
+    """
+
+    name = "mahalanobis"
+    objective = "sum of squared Mahalanobis distances"
+    natural_update = "mean"
+    is_metric = True
+    VI: np.ndarray | None = attrs.field(default=None, converter=_optional_matrix)
+
+    def __attrs_post_init__(self) -> None:
+        if self.VI is not None:
+            _cholesky_of_inverse_covariance(self.VI, "VI")
+
+    @hookimpl
+    def kmeansfw_prepare(self, data: FitData) -> None:
+        if self.VI is not None:
+            VI = self.VI
+            if VI.shape[0] != data.n_features:
+                raise ValueError(
+                    f"mahalanobis: VI is {VI.shape[0]}x{VI.shape[0]} but X has "
+                    f"{data.n_features} features"
+                )
+            L = _cholesky_of_inverse_covariance(VI, "VI")
+        else:
+            cov = covariance(data)
+            if np.linalg.matrix_rank(cov) < data.n_features:
+                raise ValueError(
+                    "mahalanobis: the covariance matrix of X is singular (constant or "
+                    "collinear features); pass VI explicitly"
+                )
+            L = _cholesky_of_inverse_covariance(np.linalg.inv(cov), "the inverse covariance of X")
+        data.cache[_MAHALANOBIS_L] = L.astype(data.dtype)
+
+    @hookimpl
+    def kmeansfw_cost(self, X: np.ndarray, centroids: np.ndarray, data: FitData) -> np.ndarray:
+        L = data.cache[_MAHALANOBIS_L]
+        # (x - c)' L L' (x - c) = |L'x - L'c|^2, from exact differences (no cancellation)
+        return lp_block(X @ L, centroids.astype(X.dtype) @ L, LP, 2.0)
+
+    @hookimpl
+    def kmeansfw_distance(self, X: np.ndarray, centroids: np.ndarray, data: FitData) -> np.ndarray:
+        return np.sqrt(self.kmeansfw_cost(X=X, centroids=centroids, data=data))

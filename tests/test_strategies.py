@@ -1,0 +1,392 @@
+"""The strategy catalog of issue 3: distances, updates, pairing, seeding, stopping, empties."""
+
+from __future__ import annotations
+
+import csv
+import pathlib
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.spatial.distance import cdist
+from scipy.stats import trim_mean
+from sklearn.cluster import KMeans as SkKMeans
+from sklearn.datasets import make_blobs
+from sklearn.metrics import adjusted_rand_score
+
+import kmeansfw
+from kmeansfw import Config, ConfigError, KMeans, PairingWarning, StrategyError, engine, steps
+from kmeansfw.data import FitData
+
+DATA = pathlib.Path(__file__).parent / "data"
+
+
+def _pairwise(distance, X, C, name="kmeansfw_distance"):
+    cfg = Config(n_clusters=C.shape[0], distance=distance)
+    pm = engine.build_manager(cfg.build_strategies())
+    data = engine.prepare(pm, FitData.build(X, n_clusters=C.shape[0]))
+    return steps.pairwise(pm.hook, data, C.astype(data.dtype), name=name)
+
+
+CDIST = [
+    ("euclidean", "euclidean", {}),
+    ("sqeuclidean", "sqeuclidean", {}),
+    ("manhattan", "cityblock", {}),
+    ("chebyshev", "chebyshev", {}),
+    ({"name": "minkowski", "p": 1}, "minkowski", {"p": 1}),
+    ({"name": "minkowski", "p": 1.5}, "minkowski", {"p": 1.5}),
+    ({"name": "minkowski", "p": 3}, "minkowski", {"p": 3}),
+    ("cosine", "cosine", {}),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("ours", "metric", "kwargs"), CDIST)
+def test_distances_equal_cdist(ours, metric, kwargs, dtype, rng):
+    X = (rng.normal(size=(700, 6)) * 2 + 0.5).astype(dtype)
+    C = (rng.normal(size=(9, 6)) + 0.5).astype(dtype)
+    got = _pairwise(ours, X, C)
+    assert got.dtype == dtype
+    expected = cdist(X.astype(np.float64), C.astype(np.float64), metric, **kwargs)
+    rtol, atol = (1e-4, 1e-4) if dtype == np.float32 else (1e-10, 1e-10)
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_mahalanobis_equals_cdist(rng, dtype):
+    A = rng.normal(size=(5, 5))
+    X = (rng.normal(size=(600, 5)) @ A).astype(dtype)
+    C = X[:7]
+    VI = np.linalg.inv(np.cov(X.astype(np.float64).T))
+    expected = cdist(X.astype(np.float64), C.astype(np.float64), "mahalanobis", VI=VI)
+    rtol = 1e-4 if dtype == np.float32 else 1e-9
+    for spec in ("mahalanobis", {"name": "mahalanobis", "VI": VI.tolist()}):
+        np.testing.assert_allclose(_pairwise(spec, X, C), expected, rtol=rtol, atol=rtol)
+
+
+def test_every_distance_declares_its_geometry():
+    for entry in kmeansfw.CATALOG.entries("distance"):
+        if entry.source != "built-in":
+            continue
+        strategy = entry.factory()
+        assert isinstance(strategy.objective, str) and strategy.objective
+        assert strategy.natural_update in kmeansfw.CATALOG.names("update")
+        assert isinstance(strategy.is_metric, bool)
+
+
+@pytest.mark.parametrize(
+    ("distance", "update"),
+    [
+        ("euclidean", "mean"),
+        ("sqeuclidean", "mean"),
+        ("manhattan", "median"),
+        ("chebyshev", "medoid"),
+        ({"name": "minkowski", "p": 1}, "median"),
+        ({"name": "minkowski", "p": 3}, "medoid"),
+        ("cosine", "spherical"),
+        ("mahalanobis", "mean"),
+    ],
+)
+def test_natural_update_is_the_default(distance, update):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PairingWarning)
+        strategies = Config(distance=distance).build_strategies()
+    chosen = dict((slot, s) for slot, _, s in strategies)["update"]
+    assert chosen.name == update
+
+
+def test_mismatched_pair_warns_with_the_update_to_use():
+    with pytest.warns(PairingWarning, match="update 'mean' does not minimize.*use update='median'"):
+        Config(distance="manhattan", update="mean").build_strategies()
+
+
+def test_cosine_spherical_matches_sklearn_on_normalized_data():
+    directions = np.eye(5)[:4] * 10  # blobs in distinct directions (text-like topics)
+    X, _ = make_blobs(1500, n_features=5, centers=directions, cluster_std=1.5, random_state=3)
+    unit = X / np.linalg.norm(X, axis=1, keepdims=True)
+    init = unit[np.random.default_rng(0).choice(len(X), 4, replace=False)]
+    ours = KMeans(4, distance="cosine", init=init).fit(X)
+    sk = SkKMeans(4, init=init, n_init=1, algorithm="lloyd").fit(unit)
+    np.testing.assert_array_equal(ours.labels_, sk.labels_)
+    np.testing.assert_allclose(np.linalg.norm(ours.cluster_centers_, axis=1), 1.0)
+
+
+def _brute_force(X, init, distance, update, iterations=100):
+    C = init.copy()
+    for _ in range(iterations):
+        labels = cdist(X, C, distance).argmin(axis=1)
+        new = np.array([update(X[labels == j], C[j]) for j in range(len(C))])
+        if np.array_equal(new, C):
+            break
+        C = new
+    return labels, C
+
+
+def _medoid(members, _):
+    return members[cdist(members, members, "cityblock").sum(axis=1).argmin()]
+
+
+def test_manhattan_median_matches_brute_force_k_medians(rng):
+    X = rng.normal(size=(120, 3)) + np.repeat(rng.normal(size=(4, 3)) * 5, 30, axis=0)
+    init = X[[0, 30, 60, 90]]
+    labels, C = _brute_force(X, init, "cityblock", lambda m, c: np.median(m, axis=0))
+    km = KMeans(4, distance="manhattan", init=init, convergence="unchanged").fit(X)
+    np.testing.assert_array_equal(km.labels_, labels)
+    np.testing.assert_allclose(km.cluster_centers_, C)
+
+
+def test_medoid_matches_brute_force_k_medoids(rng):
+    X = rng.normal(size=(90, 2)) + np.repeat(rng.normal(size=(3, 2)) * 4, 30, axis=0)
+    init = X[[1, 31, 61]]
+    labels, C = _brute_force(X, init, "cityblock", _medoid)
+    with pytest.warns(PairingWarning):
+        km = KMeans(
+            3, distance="manhattan", update="medoid", init=init, convergence="unchanged"
+        ).fit(X)
+    np.testing.assert_array_equal(km.labels_, labels)
+    np.testing.assert_allclose(km.cluster_centers_, C)
+    assert all((X == c).all(axis=1).any() for c in km.cluster_centers_)
+
+
+def test_medoid_with_sampled_candidates_is_bounded_and_monotone(rng):
+    X = rng.normal(size=(3000, 2))
+    km = KMeans(
+        2,
+        distance="euclidean",
+        update={"name": "medoid", "max_candidates": 50, "block_rows": 256},
+        random_state=0,
+        history=True,
+        max_iter=10,
+    )
+    with pytest.warns(PairingWarning):
+        km.fit(X)
+    objectives = [r["objective"] for r in km.history_]
+    assert np.all(np.diff(objectives) <= 1e-9 * np.abs(objectives[:-1]))
+
+
+def test_weighted_median_and_trimmed_mean(rng):
+    values = rng.normal(size=(41, 3))
+    counts = rng.integers(1, 4, size=41)
+    repeated = np.repeat(values, counts, axis=0)
+    zeros = np.zeros(41, dtype=np.intp)
+    data = FitData.build(values, counts.astype(float), n_clusters=1)
+    from kmeansfw.strategies.update import Median, TrimmedMean
+
+    median, _ = Median().kmeansfw_update(
+        data=data, labels=zeros, centroids=values[:1], n_clusters=1
+    )
+    lower = np.sort(repeated, axis=0)[(len(repeated) - 1) // 2]
+    np.testing.assert_allclose(median[0], lower)
+    unit = FitData.build(values[:40], n_clusters=1)
+    trimmed, _ = TrimmedMean(trim=0.1).kmeansfw_update(
+        data=unit, labels=zeros[:40], centroids=values[:1], n_clusters=1
+    )
+    np.testing.assert_allclose(trimmed[0], trim_mean(values[:40], 0.1, axis=0))
+
+
+NATURAL = [
+    "euclidean",
+    "sqeuclidean",
+    "manhattan",
+    "chebyshev",
+    {"name": "minkowski", "p": 3},
+    "cosine",
+    "mahalanobis",
+]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    distance=st.sampled_from(NATURAL),
+    n=st.integers(12, 200),
+    d=st.integers(2, 4),
+    k=st.integers(1, 6),
+    seed=st.integers(0, 10**6),
+)
+def test_objective_never_increases_for_natural_pairs(distance, n, d, k, seed):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)) + rng.normal(size=(1, d)) * 3 + 5
+    km = KMeans(min(k, n), distance=distance, random_state=seed, history=True, tol=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fewer distinct clusters on tiny data
+        km.fit(X)
+    objectives = np.array([r["objective"] for r in km.history_])
+    assert np.all(np.diff(objectives) <= 1e-9 * np.abs(objectives[:-1]) + 1e-12)
+
+
+@pytest.mark.parametrize("init", ["random-partition", "farthest-first", "random", "k-means++"])
+def test_seeding_strategies(init, blobs):
+    X, y = blobs
+    a = KMeans(5, init=init, n_init=1, random_state=3).fit(X)
+    b = KMeans(5, init=init, n_init=1, random_state=3).fit(X)
+    np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
+    assert np.isfinite(a.cluster_centers_).all()
+    assert adjusted_rand_score(y, a.labels_) > 0.5
+
+
+def test_farthest_first_picks_the_farthest_points():
+    X = np.array([[0.0, 0.0], [1.0, 0.0], [10.0, 0.0], [5.0, 0.0], [0.0, 7.0]])
+    seen = []
+
+    class Capture:
+        @kmeansfw.hookimpl
+        def kmeansfw_fit_start(self, state):
+            seen.append(state.centroids.copy())
+
+    for seed in range(5):
+        KMeans(3, init="farthest-first", random_state=seed, observers=[Capture()], max_iter=1).fit(
+            X
+        )
+    assert {tuple(C[0]) for C in seen} != {tuple(seen[0][0])}  # the first is random
+    for C in seen:  # then each is the point farthest from those chosen (Gonzalez)
+        chosen = [C[0]]
+        for _ in range(2):
+            chosen.append(X[cdist(X, np.array(chosen)).min(axis=1).argmax()])
+        np.testing.assert_array_equal(C, np.array(chosen))
+
+
+def test_callable_init(blobs):
+    X, _ = blobs
+
+    def first_rows(X, k, rng):
+        return X[:k] + rng.normal(scale=1e-9, size=(k, X.shape[1]))
+
+    km = KMeans(5, init=first_rows, random_state=0).fit(X)
+    assert km.cluster_centers_.shape == (5, 4)
+
+
+def test_objective_and_time_budget_criteria(blobs):
+    X, _ = blobs
+    strict = KMeans(5, init="random", n_init=1, random_state=1, tol=0).fit(X)
+    loose = KMeans(
+        5, init="random", n_init=1, random_state=1, convergence={"name": "objective", "rtol": 0.05}
+    ).fit(X)
+    assert loose.n_iter_ < strict.n_iter_
+    quick = KMeans(
+        5,
+        init="random",
+        n_init=1,
+        random_state=1,
+        convergence={"name": "time-budget", "seconds": 0},
+    ).fit(X)
+    assert quick.n_iter_ == 1
+
+
+def test_any_all_combinations_from_toml(blobs):
+    X, _ = blobs
+    text = """
+n_clusters = 5
+init = "random"
+n_init = 1
+random_state = 1
+tol = 0.0
+
+[convergence]
+name = "all"
+criteria = ["tol", {name = "time-budget", seconds = 3600}]
+"""
+    never = KMeans.from_config(text).fit(X)  # the time budget is never reached
+    assert never.n_iter_ == 300 or never.n_iter_ > 1
+    anyof = KMeans.from_config(text.replace('"all"', '"any"')).fit(X)
+    strict = KMeans(5, init="random", n_init=1, random_state=1, tol=0).fit(X)
+    assert anyof.n_iter_ == strict.n_iter_
+    with pytest.raises(ConfigError, match="criteria"):
+        Config(convergence={"name": "any", "criteria": []})
+
+
+def _degenerate(rng):
+    points = rng.normal(size=(5, 2)) * 10
+    X = np.repeat(points, 15, axis=0) + rng.normal(scale=0.01, size=(75, 2))
+    init = np.repeat(points[:1], 5, axis=0) + 1e-6 * np.arange(5)[:, None]
+    return X, init
+
+
+@pytest.mark.parametrize("empty", ["relocate-farthest", "split-largest"])
+def test_empty_strategies_end_with_k_nonempty_clusters(empty, rng):
+    X, init = _degenerate(rng)
+    km = KMeans(5, init=init, empty=empty).fit(X)
+    assert np.unique(km.labels_).size == 5
+    assert np.isfinite(km.cluster_centers_).all()
+
+
+def test_keep_and_raise(rng):
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, init = _degenerate(rng)
+    far = init.copy()
+    far[4] = 1e4  # never the closest centroid of any sample
+    with pytest.warns(ConvergenceWarning, match="distinct clusters"):
+        km = KMeans(5, init=far, empty="keep").fit(X)
+    np.testing.assert_array_equal(km.cluster_centers_[4], far[4])
+    with pytest.raises(StrategyError, match="empty strategy 'raise'.*became empty"):
+        KMeans(5, init=init, empty="raise").fit(X)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"distance": {"name": "minkowski", "p": 0}}, "p must be > 0"),
+        ({"distance": {"name": "minkowski", "p": -2}}, "p must be > 0"),
+        ({"distance": {"name": "mahalanobis", "VI": [[1, 0], [0, 0]]}}, "singular"),
+        ({"distance": {"name": "mahalanobis", "VI": [[1, 2], [0, 1]]}}, "not symmetric"),
+        ({"update": {"name": "trimmed-mean", "trim": 0.5}}, r"trim must be .*\[0, 0.5\)"),
+        ({"update": {"name": "medoid", "max_candidates": 0}}, "max_candidates"),
+        ({"empty": {"name": "split-largest", "eps": 2}}, "eps"),
+        ({"convergence": {"name": "objective", "rtol": -1}}, "rtol"),
+    ],
+)
+def test_bad_parameters_fail_at_config_time(values, message):
+    with pytest.raises(ConfigError, match=message):
+        Config.from_dict(values)
+
+
+def test_data_dependent_errors_name_the_strategy(rng):
+    X = rng.normal(size=(50, 3))
+    X[7] = 0
+    with pytest.raises(StrategyError, match="distance strategy 'cosine'.*zero norm.*index 7"):
+        KMeans(2, distance="cosine").fit(X)
+    collinear = np.column_stack([X[:, 0], 2 * X[:, 0], X[:, 1]])
+    with pytest.raises(StrategyError, match="'mahalanobis'.*singular"):
+        KMeans(2, distance="mahalanobis").fit(collinear)
+
+
+def _cities():
+    with open(DATA / "cities.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    X = np.array([[float(r["latitude"]), float(r["longitude"])] for r in rows])
+    return X, [r["region"] for r in rows]
+
+
+def test_geo_plugin_clusters_cities_by_great_circle_distance():
+    from sklearn.metrics.pairwise import haversine_distances
+
+    X, regions = _cities()
+    entry = kmeansfw.CATALOG.lookup("distance", "haversine")
+    assert entry.source.startswith("kmeansfw-geo ")
+    km = KMeans(4, distance="haversine", random_state=0, n_init=5).fit(X)
+    assert adjusted_rand_score(regions, km.labels_) == 1.0
+    km_to_centroids = haversine_distances(np.radians(X), np.radians(km.cluster_centers_))
+    np.testing.assert_allclose(km.transform(X), km_to_centroids * 6371.0088, rtol=1e-9)
+    # the Pacific cluster straddles the date line; plain Euclidean on degrees splits it
+    euclid = KMeans(4, random_state=0, n_init=5).fit(X)
+    assert adjusted_rand_score(regions, euclid.labels_) < 1.0
+
+
+def test_geo_plugin_rejects_bad_latitudes():
+    X, _ = _cities()
+    X[3, 0] = 95.0
+    with pytest.raises(StrategyError, match="haversine.*latitudes must lie in"):
+        KMeans(4, distance="haversine").fit(X)
+    with pytest.raises(ConfigError, match="radius"):
+        Config(distance={"name": "haversine", "radius": -1})
+
+
+def test_every_strategy_is_documented():
+    docs = (pathlib.Path(__file__).parents[1] / "docs" / "strategies.md").read_text()
+    for entry in kmeansfw.CATALOG.entries():
+        if entry.source == "built-in":
+            assert f"`{entry.name}`" in docs, (entry.slot, entry.name)
+            for parameter in entry.parameters():
+                assert f"`{parameter}`" in docs, (entry.name, parameter)
