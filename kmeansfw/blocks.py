@@ -42,6 +42,17 @@ def _blas_controller() -> ThreadpoolController:
         return _controller
 
 
+def map_items(n_threads: int, fn: Callable[[object], T], items: list) -> list[T]:
+    """Apply ``fn`` to every item in worker threads (BLAS at one thread); results in order.
+
+    For work split by something other than rows, e.g. one cluster per item.
+    """
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        if n_threads <= 1 or len(items) <= 1:
+            return [fn(item) for item in items]
+        return list(_pool(min(n_threads, len(items))).map(fn, items))
+
+
 def map_tasks(data: FitData, fn: Callable[[list[slice]], T]) -> list[T]:
     """Apply ``fn`` to every task of ``data`` and return the results in row order.
 
@@ -53,8 +64,4 @@ def map_tasks(data: FitData, fn: Callable[[list[slice]], T]) -> list[T]:
         Takes a task (a list of consecutive row slices); runs in a worker thread, so it
         must only write to disjoint rows of shared arrays.
     """
-    tasks = data.tasks
-    with _blas_controller().limit(limits=1, user_api="blas"):
-        if data.n_threads <= 1 or len(tasks) <= 1:
-            return [fn(task) for task in tasks]
-        return list(_pool(min(data.n_threads, len(tasks))).map(fn, tasks))
+    return map_items(data.n_threads, fn, data.tasks)

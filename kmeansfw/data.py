@@ -11,6 +11,7 @@ from typing import Any
 
 import attrs
 import numpy as np
+import scipy.sparse as sp
 from sklearn.utils import check_array
 
 #: Rows per block never go below this (keeps per-block call overhead invisible).
@@ -28,10 +29,11 @@ DEFAULT_MEMORY_BUDGET = 64 << 20
 
 
 def validate_X(X: Any, *, name: str = "X", dtype: Any = None) -> np.ndarray:
-    """Return ``X`` as a finite, non-empty, 2-D, C-contiguous float array.
+    """Return ``X`` as a finite, non-empty, 2-D, C-contiguous float array or CSR matrix.
 
-    float32 stays float32; any other numeric type becomes float64.  No copy is made when
-    ``X`` already qualifies, so the result must be treated as read-only.
+    float32 stays float32; any other numeric type becomes float64; other sparse formats
+    become CSR.  No copy is made when ``X`` already qualifies, so the result must be
+    treated as read-only.
 
     Raises
     ------
@@ -42,6 +44,7 @@ def validate_X(X: Any, *, name: str = "X", dtype: Any = None) -> np.ndarray:
         dtype = [np.float64, np.float32]
     return check_array(
         X,
+        accept_sparse="csr",
         dtype=dtype,
         order="C",
         ensure_all_finite=True,
@@ -76,6 +79,12 @@ def validate_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype) 
     if not (sw > 0).any():
         raise ValueError("sample_weight is zero for every sample")
     return sw
+
+
+def rows_dense(X: Any, index: Any) -> np.ndarray:
+    """``X[index]`` as a dense 2-D array, whether ``X`` is dense or sparse."""
+    rows = X[index]
+    return rows.toarray() if sp.issparse(rows) else np.asarray(rows)
 
 
 def default_n_threads() -> int:
@@ -151,7 +160,7 @@ class FitData:
         return cls(
             X=X,
             sample_weight=sw,
-            block_rows=plan_block_rows(X.shape[0], n_clusters, X.itemsize, memory_budget),
+            block_rows=plan_block_rows(X.shape[0], n_clusters, X.dtype.itemsize, memory_budget),
             n_threads=n_threads or default_n_threads(),
         )
 
@@ -160,7 +169,9 @@ class FitData:
         return FitData(
             X=self.X,
             sample_weight=self.sample_weight,
-            block_rows=plan_block_rows(self.n_samples, n_columns, self.X.itemsize, memory_budget),
+            block_rows=plan_block_rows(
+                self.n_samples, n_columns, self.X.dtype.itemsize, memory_budget
+            ),
             n_threads=self.n_threads,
             cache=self.cache,
         )
@@ -174,6 +185,11 @@ class FitData:
     def n_features(self) -> int:
         """Number of columns of ``X``."""
         return self.X.shape[1]
+
+    @property
+    def sparse(self) -> bool:
+        """Whether ``X`` is a scipy.sparse CSR matrix."""
+        return sp.issparse(self.X)
 
     @property
     def dtype(self) -> np.dtype:

@@ -13,6 +13,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from kmeansfw import engine, steps
 from kmeansfw.config import Config
 from kmeansfw.data import FitData
+from kmeansfw.fitting import check_sparse_support
 from kmeansfw.fitting import fit as fit_config
 
 _FLOATS = [np.float64, np.float32]
@@ -143,7 +144,9 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         -------
         self
         """
-        X = validate_data(self, X, dtype=_FLOATS, order="C", ensure_min_samples=1)
+        X = validate_data(
+            self, X, accept_sparse="csr", dtype=_FLOATS, order="C", ensure_min_samples=1
+        )
         outcome = fit_config(X, self.get_config(), sample_weight=sample_weight, validate=False)
         self._strategies = outcome.strategies
         self.cluster_centers_ = outcome.centroids
@@ -156,7 +159,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def _data(self, X: Any, sample_weight: Any = None) -> tuple[FitData, Any]:
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=_FLOATS, order="C", reset=False)
+        X = validate_data(self, X, accept_sparse="csr", dtype=_FLOATS, order="C", reset=False)
         data = FitData.build(
             X,
             sample_weight,
@@ -165,6 +168,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             n_threads=self.n_threads,
             validate=False,
         )
+        check_sparse_support(self._strategies, data)
         pm = engine.build_manager(self._strategies)
         engine.prepare(pm, data)
         return data, pm.hook
@@ -192,4 +196,5 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     def __sklearn_tags__(self):  # noqa: D105 - scikit-learn protocol
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.input_tags.sparse = True
         return tags

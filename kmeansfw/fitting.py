@@ -51,6 +51,23 @@ def check_n_clusters(n_samples: int, n_clusters: int) -> None:
         raise ValueError(f"n_samples={n_samples} should be >= n_clusters={n_clusters}.")
 
 
+def check_sparse_support(strategies: list[tuple[str, str, Any]], data: FitData) -> None:
+    """Refuse sparse data unless every strategy declares ``accepts_sparse = True``."""
+    if not data.sparse:
+        return
+    refusing = [
+        f"{slot} strategy {label}"
+        for slot, label, s in strategies
+        if not getattr(s, "accepts_sparse", False)
+    ]
+    if refusing:
+        raise ValueError(
+            f"sparse input is not supported by the {', '.join(refusing)}; sparse CSR data "
+            "works with the euclidean, sqeuclidean and cosine distances and the mean and "
+            "spherical updates (or pass X.toarray())"
+        )
+
+
 def fit(
     X: Any,
     config: Config | dict | str | None = None,
@@ -91,6 +108,7 @@ def fit(
     )
     check_n_clusters(data.n_samples, cfg.n_clusters)
     strategies = cfg.build_strategies()
+    check_sparse_support(strategies, data)
     observers = cfg.build_observers()
     history = History() if cfg.history else None
     pm = engine.build_manager(strategies, observers + ([history] if history else []))

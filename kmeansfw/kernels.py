@@ -45,7 +45,8 @@ def _nearest_numpy(X, mean, minus_2c, c_sq_norms, centered_c, labels, mins):
 def _accumulate_numpy(X, labels, sample_weight, sums, weights):
     b, k = labels.shape[0], weights.shape[0]
     one_hot = sp.csc_matrix((sample_weight, labels, np.arange(b + 1)), shape=(k, b))
-    sums += one_hot @ X
+    product = one_hot @ X
+    sums += product.toarray() if sp.issparse(product) else product
     weights += np.bincount(labels, weights=sample_weight, minlength=k)
 
 
@@ -141,8 +142,11 @@ def add_weighted_cluster_sums(
 ) -> None:
     """Add each row's weighted values to ``sums[label]`` (k, d) and weight to ``weights``.
 
-    ``sums`` and ``weights`` are float64 and updated in place.
+    ``sums`` and ``weights`` are float64 and updated in place.  ``X`` may be a CSR block.
     """
+    if sp.issparse(X):
+        _accumulate_numpy(X, labels, sample_weight, sums, weights)
+        return
     kernel = _accumulate_numba if HAVE_NUMBA else _accumulate_numpy
     kernel(X, labels, sample_weight, sums, weights)
 
@@ -221,6 +225,16 @@ if HAVE_NUMBA:
                         diff = x - CT[f, j]
                         sq = diff * diff
                         acc[j] += sq * sq
+                elif int_p == -1:  # p = 1.5
+                    for j in range(k):
+                        diff = x - CT[f, j]
+                        ad = max(diff, -diff)
+                        acc[j] += ad * np.sqrt(ad)
+                elif int_p == -2:  # p = 2.5
+                    for j in range(k):
+                        diff = x - CT[f, j]
+                        ad = max(diff, -diff)
+                        acc[j] += ad * ad * np.sqrt(ad)
                 else:
                     for j in range(k):
                         diff = x - CT[f, j]
@@ -242,7 +256,7 @@ def lp_block(X: np.ndarray, centroids: np.ndarray, kind: int, p: float = 1.0) ->
         _l1_numba(X, CT, out)
     elif kind == LINF:
         _linf_numba(X, CT, out)
-    else:  # p = 2, 3, 4 take products (vectorized), other p a power per term
-        int_p = int(p) if p in (2, 3, 4) else 0
+    else:  # p = 1.5, 2, 2.5, 3, 4 take products and roots (vectorized), other p a power
+        int_p = {2: 2, 3: 3, 4: 4, 1.5: -1, 2.5: -2}.get(p, 0)
         _lp_numba(X, CT, X.dtype.type(p), int_p, out)
     return out

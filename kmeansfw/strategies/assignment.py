@@ -20,6 +20,7 @@ class Nearest:
     """
 
     name = "nearest"
+    accepts_sparse = True
 
     @hookimpl
     def kmeansfw_assign(

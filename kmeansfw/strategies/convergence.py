@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import attrs
 import numpy as np
+from sklearn.utils.sparsefuncs import mean_variance_axis
 
 from kmeansfw.blocks import map_tasks
 from kmeansfw.data import FitData
@@ -16,6 +17,8 @@ _MEAN_VARIANCE = "tol.mean_variance"
 def mean_feature_variance(data: FitData) -> float:
     """Mean over features of the (unweighted) variance of ``data.X``, in bounded memory."""
     X = data.X
+    if data.sparse:
+        return float(np.mean(mean_variance_axis(X, axis=0)[1]))
     mean = X.sum(axis=0, dtype=np.float64) / data.n_samples
 
     def run_task(task: list[slice]) -> np.ndarray:
@@ -46,6 +49,7 @@ class Tol:
     """
 
     name = "tol"
+    accepts_sparse = True
     tol: float | None = attrs.field(default=None)
 
     @tol.validator
@@ -72,6 +76,7 @@ class Unchanged:
     """Stop when the centroids or the labels no longer change (the article's rule)."""
 
     name = "unchanged"
+    accepts_sparse = True
 
     @hookimpl
     def kmeansfw_converged(self, state: FitState) -> bool:
@@ -92,6 +97,7 @@ class ObjectiveChange:
     """
 
     name = "objective"
+    accepts_sparse = True
     rtol: float = attrs.field(default=1e-4, validator=_non_negative)
 
     @hookimpl
@@ -114,6 +120,7 @@ class TimeBudget:
     """
 
     name = "time-budget"
+    accepts_sparse = True
     seconds: float = attrs.field(default=60.0, validator=_non_negative)
 
     @hookimpl
@@ -143,6 +150,7 @@ class AnyOf:
     """
 
     name = "any"
+    accepts_sparse = True
     criteria: tuple = attrs.field(converter=_criteria)
 
     @hookimpl
@@ -160,6 +168,7 @@ class AllOf:
     """
 
     name = "all"
+    accepts_sparse = True
     criteria: tuple = attrs.field(converter=_criteria)
 
     @hookimpl

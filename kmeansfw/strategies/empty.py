@@ -24,6 +24,7 @@ class RelocateFarthest:
     """
 
     name = "relocate-farthest"
+    accepts_sparse = True
 
     @hookimpl
     def kmeansfw_empty_clusters(
@@ -87,6 +88,7 @@ class SplitLargest:
     """
 
     name = "split-largest"
+    accepts_sparse = True
     eps: float = attrs.field(default=1 / 1024)
 
     @eps.validator
@@ -131,6 +133,7 @@ class Keep:
     """An empty cluster keeps its previous centroid (it may stay empty)."""
 
     name = "keep"
+    accepts_sparse = True
 
     @hookimpl
     def kmeansfw_empty_clusters(
@@ -153,6 +156,7 @@ class Raise:
     """Raise :class:`EmptyClusterError` as soon as a cluster is empty."""
 
     name = "raise"
+    accepts_sparse = True
 
     @hookimpl
     def kmeansfw_empty_clusters(

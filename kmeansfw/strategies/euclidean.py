@@ -2,7 +2,8 @@
 
 As scikit-learn does, distances are computed on data centered on its mean, which keeps
 ``||x||^2 - 2 x.c + ||c||^2`` accurate (no copy of the data: each block is centered on
-the fly).  Squared distances take one matrix product per block; the mean is computed
+the fly; sparse CSR data is used uncentered, as scikit-learn does).  Squared distances
+take one matrix product per block; the mean is computed
 once per data set, the centroid norms once per centroid set.  The
 nearest-centroid search (:func:`kmeansfw.kernels.nearest_sq_euclidean`) compares
 ``||c||^2 - 2 x.c`` in one fused pass after the product and then computes the exact
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import attrs
 import numpy as np
+import scipy.sparse as sp
 
 from kmeansfw.data import FitData
 from kmeansfw.kernels import nearest_sq_euclidean
@@ -22,6 +24,14 @@ _MEAN = "euclidean.mean"
 _CENTERED_C = "euclidean.centered_c"
 _MINUS_2C = "euclidean.minus_2c"
 _C_NORMS = "euclidean.c_sq_norms"
+_SPARSE_NORMS = "euclidean.sparse_row_sq_norms"
+
+
+def row_sq_norms(X) -> np.ndarray:
+    """Squared L2 norm of each row of a dense array or CSR matrix."""
+    if sp.issparse(X):
+        return np.asarray(X.multiply(X).sum(axis=1)).ravel().astype(X.dtype)
+    return np.einsum("ij,ij->i", X, X)
 
 
 @attrs.frozen
@@ -36,9 +46,16 @@ class Euclidean:
     natural_update = "mean"
     is_metric = True
 
+    accepts_sparse = True
+
     @hookimpl
     def kmeansfw_prepare(self, data: FitData) -> None:
-        if _MEAN not in data.cache:
+        if _MEAN in data.cache:
+            return
+        if data.sparse:  # centering would densify: sparse rows are used as they are
+            data.cache[_MEAN] = np.zeros(data.n_features, dtype=data.dtype)
+            data.cache[_SPARSE_NORMS] = row_sq_norms(data.X)
+        else:
             data.cache[_MEAN] = data.X.mean(axis=0)
 
     @hookimpl
@@ -50,10 +67,15 @@ class Euclidean:
 
     @hookimpl
     def kmeansfw_cost(self, X: np.ndarray, data: FitData, cache: dict) -> np.ndarray:
-        centered = X - data.cache[_MEAN]
-        out = np.dot(centered, cache[_MINUS_2C].T)
+        if sp.issparse(X):
+            out = np.asarray(X @ cache[_MINUS_2C].T)
+            norms = row_sq_norms(X)
+        else:
+            centered = X - data.cache[_MEAN]
+            out = np.dot(centered, cache[_MINUS_2C].T)
+            norms = np.einsum("ij,ij->i", centered, centered)
         out += cache[_C_NORMS]
-        out += np.einsum("ij,ij->i", centered, centered)[:, None]
+        out += norms[:, None]
         return np.maximum(out, 0, out=out)
 
     @hookimpl
@@ -63,7 +85,9 @@ class Euclidean:
     @hookimpl
     def kmeansfw_nearest(
         self, X: np.ndarray, data: FitData, cache: dict
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        if sp.issparse(X):
+            return None  # the assignment takes the argmin of kmeansfw_cost
         return nearest_sq_euclidean(
             X, data.cache[_MEAN], cache[_MINUS_2C], cache[_C_NORMS], cache[_CENTERED_C]
         )

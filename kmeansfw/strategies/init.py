@@ -10,7 +10,7 @@ import pluggy
 
 from kmeansfw import steps
 from kmeansfw.blocks import map_tasks
-from kmeansfw.data import FitData
+from kmeansfw.data import FitData, rows_dense
 from kmeansfw.markers import hookimpl
 
 
@@ -24,6 +24,7 @@ class RandomInit:
     """``k`` distinct samples drawn at random, weighted by ``sample_weight`` (the article's)."""
 
     name = "random"
+    accepts_sparse = True
 
     @hookimpl
     def kmeansfw_init_centroids(
@@ -41,7 +42,7 @@ class RandomInit:
             )
         p = sample_weight / sample_weight.sum(dtype=np.float64)
         idx = rng.choice(X.shape[0], size=n_clusters, replace=False, p=p)
-        return X[idx]
+        return rows_dense(X, idx)
 
 
 @attrs.frozen
@@ -59,6 +60,7 @@ class KMeansPlusPlus:
     """
 
     name = "k-means++"
+    accepts_sparse = True
     n_local_trials: int | None = attrs.field(default=None, validator=_positive_int_or_none)
 
     @hookimpl
@@ -77,7 +79,7 @@ class KMeansPlusPlus:
         plan = data.replan(trials)
         centers = np.empty((n_clusters, X.shape[1]), dtype=X.dtype)
         first = rng.choice(X.shape[0], p=sw / sw.sum(dtype=np.float64))
-        centers[0] = X[first]
+        centers[0] = rows_dense(X, [first])[0]
         closest = _min_cost(hook, plan, centers[:1], None)
         potential = float(np.dot(sw, closest))
         for c in range(1, n_clusters):
@@ -87,9 +89,9 @@ class KMeansPlusPlus:
                 cumulative = np.cumsum(sw * closest, dtype=np.float64)
                 draws = rng.uniform(size=trials) * potential
                 candidates = np.minimum(np.searchsorted(cumulative, draws), X.shape[0] - 1)
-            pots = _candidate_potentials(hook, plan, X[candidates], closest)
+            pots = _candidate_potentials(hook, plan, rows_dense(X, candidates), closest)
             best = int(np.argmin(pots))
-            centers[c] = X[candidates[best]]
+            centers[c] = rows_dense(X, [candidates[best]])[0]
             closest = _min_cost(hook, plan, centers[c : c + 1], closest)
             potential = float(pots[best]) if potential > 0 else float(np.dot(sw, closest))
         return centers
@@ -136,6 +138,7 @@ class ArrayInit:
     """Explicit initial centroids, an array of shape (k, d)."""
 
     name = "array"
+    accepts_sparse = True
     centroids: np.ndarray = attrs.field(converter=np.asarray)
 
     @hookimpl
@@ -157,6 +160,7 @@ class RandomPartition:
     """
 
     name = "random-partition"
+    accepts_sparse = True
 
     @hookimpl
     def kmeansfw_init_centroids(
@@ -170,7 +174,7 @@ class RandomPartition:
         from kmeansfw import contract
 
         labels = rng.integers(0, n_clusters, size=X.shape[0])
-        fallback = X[rng.choice(X.shape[0], size=n_clusters, replace=False)]
+        fallback = rows_dense(X, rng.choice(X.shape[0], size=n_clusters, replace=False))
         centers, weights = contract.check_pair(
             hook,
             "kmeansfw_update",
@@ -200,6 +204,7 @@ class FarthestFirst:
     is the sample of highest cost to its closest centroid so far (positive weight only)."""
 
     name = "farthest-first"
+    accepts_sparse = True
 
     @hookimpl
     def kmeansfw_init_centroids(
@@ -214,11 +219,11 @@ class FarthestFirst:
         plan = data.replan(1)
         centers = np.empty((n_clusters, X.shape[1]), dtype=X.dtype)
         first = rng.choice(X.shape[0], p=sample_weight / sample_weight.sum(dtype=np.float64))
-        centers[0] = X[first]
+        centers[0] = rows_dense(X, [first])[0]
         closest = _min_cost(hook, plan, centers[:1], None)
         eligible = sample_weight > 0
         for c in range(1, n_clusters):
             scores = np.where(eligible, closest, -1)
-            centers[c] = X[int(np.argmax(scores))]
+            centers[c] = rows_dense(X, [int(np.argmax(scores))])[0]
             closest = _min_cost(hook, plan, centers[c : c + 1], closest)
         return centers

@@ -6,8 +6,10 @@ import attrs
 import numpy as np
 
 from kmeansfw import contract, steps
+from kmeansfw.blocks import map_items
 from kmeansfw.kernels import add_weighted_cluster_sums
 from kmeansfw.markers import hookimpl
+from kmeansfw.strategies.euclidean import row_sq_norms
 
 
 @attrs.frozen
@@ -21,6 +23,7 @@ class Mean:
     """
 
     name = "mean"
+    accepts_sparse = True
 
     @hookimpl
     def kmeansfw_accumulate(
@@ -68,7 +71,8 @@ class Mean:
 
 def cluster_members(labels: np.ndarray, n_clusters: int) -> list[np.ndarray]:
     """Row indices of each cluster's members, ascending (one stable sort, no loop over rows)."""
-    order = np.argsort(labels, kind="stable")
+    small = np.int16 if n_clusters < 2**15 else np.int64  # int16 sorts by radix, O(n)
+    order = np.argsort(labels.astype(small), kind="stable")
     bounds = np.searchsorted(labels[order], np.arange(n_clusters + 1))
     return [order[bounds[j] : bounds[j + 1]] for j in range(n_clusters)]
 
@@ -102,13 +106,17 @@ def _per_cluster(
     X, sw = data.X, data.sample_weight
     new = centroids.astype(data.dtype, copy=True)
     weights = np.zeros(n_clusters)
-    for j, members in enumerate(cluster_members(labels, n_clusters)):
+
+    def one_cluster(item: tuple[int, np.ndarray]) -> None:  # clusters run in worker threads
+        j, members = item
         w = sw[members]
         weights[j] = w.sum(dtype=np.float64)
         if weights[j] <= 0:
-            continue
+            return
         for cols in _feature_chunks(members.size, data.n_features, X.itemsize, budget):
             new[j, cols] = reduce(X[members, cols], w)
+
+    map_items(data.n_threads, one_cluster, list(enumerate(cluster_members(labels, n_clusters))))
     return new, weights
 
 
@@ -147,8 +155,8 @@ class Median:
         unit = bool(np.all(data.sample_weight == data.sample_weight[0]))
 
         def median(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-            if unit:
-                return np.median(values, axis=0)
+            if unit:  # partition along contiguous rows
+                return np.median(np.ascontiguousarray(values.T), axis=1)
             sorted_values, kept = _weighted_quantile_weights(values, weights, 0.0, 0.5)
             # the lower weighted median: the last entry with weight below the half mark
             last = values.shape[0] - 1 - np.argmax((kept > 0)[::-1], axis=0)
@@ -193,12 +201,34 @@ class TrimmedMean:
 
 @attrs.frozen
 class Spherical(Mean):
-    """Unit-norm weighted mean (spherical k-means): minimizes the sum of cosine distances.
+    """Unit-norm weighted mean of the members' directions (spherical k-means).
 
-    A cluster whose members cancel out (zero mean) keeps its previous centroid.
+    The members are normalized to unit length before summing, which is what makes the
+    result minimize the sum of cosine distances.  A cluster whose members cancel out (a
+    zero sum) keeps its previous centroid; zero rows contribute nothing.
     """
 
     name = "spherical"
+
+    @hookimpl
+    def kmeansfw_accumulate(
+        self,
+        X: np.ndarray,
+        labels: np.ndarray,
+        sample_weight: np.ndarray,
+        n_clusters: int,
+        partial: tuple[np.ndarray, np.ndarray] | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if partial is None:
+            partial = (np.zeros((n_clusters, X.shape[1])), np.zeros(n_clusters))
+        # summing w * x / |x| is summing the rows with weights w / |x|
+        norms = np.sqrt(row_sq_norms(X))
+        scaled = sample_weight / np.where(norms > 0, norms, np.inf)
+        add_weighted_cluster_sums(
+            X, labels, scaled.astype(X.dtype), partial[0], np.zeros_like(partial[1])
+        )
+        partial[1][:] += np.bincount(labels, weights=sample_weight, minlength=n_clusters)
+        return partial
 
     @hookimpl
     def kmeansfw_update(
