@@ -19,8 +19,9 @@ def sparse_blobs(request):
     return X, sp.csr_matrix(X)
 
 
-@pytest.mark.parametrize(("distance", "update"), [("euclidean", None), ("cosine", None),
-                                                  ("sqeuclidean", "mean")])
+@pytest.mark.parametrize(
+    ("distance", "update"), [("euclidean", None), ("cosine", None), ("sqeuclidean", "mean")]
+)
 def test_sparse_matches_dense(sparse_blobs, distance, update, rng):
     X, S = sparse_blobs
     init = X[[0, 500, 1000, 1500, 2000, 2500]]
@@ -34,11 +35,13 @@ def test_sparse_matches_dense(sparse_blobs, distance, update, rng):
         assert np.mean(sparse.labels_ != dense.labels_) <= 1e-3
     rtol = 1e-4 if X.dtype == np.float32 else 1e-9
     np.testing.assert_allclose(sparse.inertia_, dense.inertia_, rtol=rtol)
-    np.testing.assert_allclose(sparse.cluster_centers_, dense.cluster_centers_, rtol=rtol,
-                               atol=rtol)
+    np.testing.assert_allclose(
+        sparse.cluster_centers_, dense.cluster_centers_, rtol=rtol, atol=rtol
+    )
     assert np.mean(sparse.predict(S) != dense.predict(X)) <= (0 if rtol < 1e-6 else 1e-3)
-    np.testing.assert_allclose(sparse.transform(S[:50]), dense.transform(X[:50]), rtol=1e-4,
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        sparse.transform(S[:50]), dense.transform(X[:50]), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_sparse_matches_sklearn(sparse_blobs):
