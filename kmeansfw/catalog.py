@@ -54,14 +54,16 @@ class Entry:
     @property
     def doc(self) -> str:
         """First line of the factory's docstring."""
-        text = inspect.getdoc(getattr(self.factory, "func", self.factory)) or ""
+        source = self.factory
+        if isinstance(source, _FunctionDistanceFactory):
+            source = source.func
+        text = inspect.getdoc(source) or ""
         return text.splitlines()[0] if text else ""
 
     def parameters(self) -> list[str]:
         """The parameter names the factory accepts."""
-        func = getattr(self.factory, "func", None)
-        if func is not None:  # a registered distance function: its extra keyword arguments
-            return list(inspect.signature(func).parameters)[2:]
+        if isinstance(self.factory, _FunctionDistanceFactory):  # its extra keyword arguments
+            return list(inspect.signature(self.factory.func).parameters)[2:]
         if attrs.has(self.factory):
             return [a.alias or a.name for a in attrs.fields(self.factory) if a.init]
         try:

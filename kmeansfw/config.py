@@ -48,7 +48,7 @@ class StrategySpec:
 
 
 def _to_specs(value: Any) -> Any:
-    """A list of specs from a list, else one spec."""
+    """A list of specs from a list (of criteria or observers), else one spec."""
     if isinstance(value, list | tuple):
         return [_to_spec(v) for v in value]
     return _to_spec(value)
@@ -256,8 +256,8 @@ class Config:
             value = getattr(self, slot)
             if slot == "update":
                 value = self._paired_update(distance)
-            items = value if isinstance(value, list) else [value]
-            for item in items:
+            several = slot == "convergence" and isinstance(value, list)
+            for item in value if several else [value]:
                 label, strategy = CATALOG.create(slot, item)
                 out.append((slot, label, strategy))
                 if slot == "distance":

@@ -31,5 +31,6 @@ def test_readme_commands_match_ci():
     ci = (README.parent / ".ci" / "run").read_text()
     commands = re.findall(r"```bash\n(.*?)```", text, re.S)
     assert commands[1].strip() in ci
-    install = commands[0].strip().split(" && ")[0].replace("pip install", "")
-    assert install.strip() in ci
+    install, main_job = commands[0].strip().split(" && ")
+    assert install.replace("pip install", "").strip() in ci
+    assert main_job == "kmeansfw demo"

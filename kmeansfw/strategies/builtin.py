@@ -7,6 +7,7 @@ from kmeansfw.strategies.assignment import Nearest
 from kmeansfw.strategies.convergence import (
     AllOf,
     AnyOf,
+    Callback,
     ObjectiveChange,
     TimeBudget,
     Tol,
@@ -23,7 +24,7 @@ from kmeansfw.strategies.distances import (
 from kmeansfw.strategies.empty import Keep, Raise, RelocateFarthest, SplitLargest
 from kmeansfw.strategies.euclidean import Euclidean
 from kmeansfw.strategies.init import FarthestFirst, KMeansPlusPlus, RandomInit, RandomPartition
-from kmeansfw.strategies.observers import History
+from kmeansfw.strategies.observers import History, LogProgress, ProgressBar
 from kmeansfw.strategies.update import Mean, Median, Medoid, Spherical, TrimmedMean
 
 BUILTINS = {
@@ -32,8 +33,8 @@ BUILTINS = {
     "assignment": (Nearest,),
     "update": (Mean, Median, Medoid, Spherical, TrimmedMean),
     "empty": (RelocateFarthest, SplitLargest, Keep, Raise),
-    "convergence": (Tol, Unchanged, ObjectiveChange, TimeBudget, AnyOf, AllOf),
-    "observer": (History,),
+    "convergence": (Tol, Unchanged, ObjectiveChange, TimeBudget, AnyOf, AllOf, Callback),
+    "observer": (History, ProgressBar, LogProgress),
 }
 
 

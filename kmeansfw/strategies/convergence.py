@@ -174,3 +174,22 @@ class AllOf:
     @hookimpl
     def kmeansfw_converged(self, state: FitState) -> bool:
         return all([_ask(c, state) for c in self.criteria])
+
+
+@attrs.frozen(eq=False)
+class Callback:
+    """Stop when ``func(state)`` returns True: early stopping from user code.
+
+    Parameters
+    ----------
+    func : callable
+        Called after every iteration with the :class:`~kmeansfw.engine.FitState`.
+    """
+
+    name = "callback"
+    accepts_sparse = True
+    func: object = attrs.field(validator=attrs.validators.is_callable())
+
+    @hookimpl
+    def kmeansfw_converged(self, state: FitState) -> bool:
+        return bool(self.func(state))

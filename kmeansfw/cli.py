@@ -1,0 +1,357 @@
+"""The ``kmeansfw`` command line: demo, fit, compare, plugins, config.
+
+Exit codes: 0 success, 1 a failure while computing (a strategy raised, say), 2 bad usage,
+a bad configuration or bad data; errors are one line on standard error, no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import click
+import numpy as np
+
+from kmeansfw import __version__
+from kmeansfw.catalog import CATALOG
+from kmeansfw.config import Config
+from kmeansfw.errors import ConfigError, StrategyError, UnknownStrategyError
+from kmeansfw.experiment import DataError, load_dataset, run_experiment
+from kmeansfw.markers import hookimpl
+
+BAD_INPUT = 2
+FAILURE = 1
+
+
+class _Main(click.Group):
+    """Turns known errors into one line on stderr and the conventional exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except StrategyError as exc:
+            _fail(f"{exc}", FAILURE)
+        except (ConfigError, UnknownStrategyError, DataError, ValueError) as exc:
+            _fail(f"{exc}", BAD_INPUT)
+        except (OSError, ImportError) as exc:
+            _fail(f"{exc}", FAILURE)
+
+
+def _fail(message: str, code: int) -> None:
+    first = " ".join(str(message).split())
+    click.echo(f"kmeansfw: error: {first}", err=True)
+    sys.exit(code)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="kmeansfw")
+def main() -> None:
+    """kmeansfw: plugin-based k-means.  Run `kmeansfw demo` to start."""
+
+
+# --------------------------------------------------------------------------- demo
+
+
+class _InitialCentroids:
+    """Observer keeping the centroids each run starts from."""
+
+    def __init__(self) -> None:
+        self.centroids: list[np.ndarray] = []
+
+    @hookimpl
+    def kmeansfw_fit_start(self, state) -> None:
+        self.centroids.append(state.centroids.copy())
+
+
+@main.command()
+@click.option("--samples", default=10_000, show_default=True, help="Samples to generate.")
+@click.option("--centers", default=3, show_default=True, help="True clusters, and k.")
+@click.option("--seed", default=0, show_default=True, help="Random seed.")
+@click.option(
+    "--out",
+    default="kmeansfw-demo",
+    show_default=True,
+    type=click.Path(),
+    help="Folder for the plot.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing; just write the plot.")
+def demo(samples: int, centers: int, seed: int, out: str, quiet: bool) -> None:
+    """The article's scenario: make_blobs, k-means, a plot of predicted vs true clusters."""
+    from sklearn.cluster import KMeans as SkKMeans
+    from sklearn.datasets import make_blobs
+    from sklearn.metrics import adjusted_rand_score
+
+    from kmeansfw.estimator import KMeans
+
+    X, y = make_blobs(n_samples=samples, centers=centers, random_state=seed)
+    seeds = _InitialCentroids()
+    start = time.perf_counter()
+    km = KMeans(centers, random_state=seed, observers=[seeds]).fit(X)
+    seconds = time.perf_counter() - start
+    sk = SkKMeans(centers, init=seeds.centroids[0], n_init=1, algorithm="lloyd").fit(X)
+    same = bool(np.array_equal(sk.labels_, km.labels_))
+    picture = _plot_or_none(
+        pathlib.Path(out) / "demo.png",
+        X,
+        {"kmeansfw": km.labels_, "true clusters": y, "scikit-learn": sk.labels_},
+        {"kmeansfw": km.cluster_centers_, "scikit-learn": sk.cluster_centers_},
+    )
+    if quiet:
+        return
+    click.echo(f"kmeansfw {__version__}: make_blobs n={X.shape[0]} d={X.shape[1]}")
+    click.echo(f"  k            {km.n_clusters}")
+    click.echo(f"  iterations   {km.n_iter_}")
+    click.echo(f"  inertia      {km.inertia_:.6g}")
+    click.echo(f"  ARI vs truth {adjusted_rand_score(y, km.labels_):.4f}")
+    click.echo(f"  fit seconds  {seconds:.4f}")
+    click.echo(
+        f"  scikit-learn from the same initial centroids: inertia {sk.inertia_:.6g}, "
+        f"iterations {sk.n_iter_}, same labels: {same}"
+    )
+    click.echo(
+        f"  plot         {picture}" if picture else "  plot         (install kmeansfw[plot])"
+    )
+
+
+def _plot_or_none(path: pathlib.Path, X, panels, centroids) -> pathlib.Path | None:
+    try:
+        from kmeansfw.plots import plot_comparison
+    except ImportError:  # pragma: no cover
+        return None
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:  # pragma: no cover - the plot extra is not installed
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plot_comparison(X, panels, centroids=centroids, path=path)
+    return path
+
+
+# --------------------------------------------------------------------------- fit
+
+
+def _load_config(path: str | None, k: int | None, seed: int | None) -> Config:
+    values = Config.from_toml(path).to_dict() if path else {}
+    if k is not None:
+        values["n_clusters"] = k
+    if seed is not None:
+        values["random_state"] = seed
+    return Config.from_dict(values)
+
+
+@main.command()
+@click.argument("data")
+@click.option("--config", "config_path", type=click.Path(), help="TOML config file.")
+@click.option("-k", "--n-clusters", "k", type=int, help="Number of clusters (overrides config).")
+@click.option("--seed", type=int, help="random_state (overrides config).")
+@click.option(
+    "--out",
+    default="kmeansfw-fit",
+    show_default=True,
+    type=click.Path(),
+    help="Folder for labels.csv, centroids.csv, report.json and clusters.png.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress, no summary.")
+def fit(
+    data: str, config_path: str | None, k: int | None, seed: int | None, out: str, quiet: bool
+) -> None:
+    """Cluster DATA (a .csv, .npy or .parquet file, or a data set name) and write results."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from kmeansfw.estimator import KMeans
+
+    cfg = _load_config(config_path, k, seed)
+    X, y = load_dataset(data)
+    values = cfg.to_dict()
+    if not quiet:
+        values["observers"] = [*values["observers"], "progress"]
+    km = KMeans(**values)
+    start = time.perf_counter()
+    km.fit(X)
+    seconds = time.perf_counter() - start
+    folder = pathlib.Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savetxt(folder / "labels.csv", km.labels_, fmt="%d", header="label", comments="")
+    np.savetxt(folder / "centroids.csv", km.cluster_centers_, delimiter=",", fmt="%.17g")
+    report = {
+        "data": data,
+        "n_samples": int(X.shape[0]),
+        "n_features": int(X.shape[1]),
+        "n_clusters": int(km.n_clusters),
+        "n_iter": int(km.n_iter_),
+        "objective": float(km.inertia_),
+        "fit_seconds": seconds,
+        "config": _jsonable(cfg.to_dict()),
+    }
+    if y is not None:
+        report["ari"] = float(adjusted_rand_score(y, km.labels_))
+    (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    picture = _plot_or_none(
+        folder / "clusters.png", X, {"kmeansfw": km.labels_}, {"kmeansfw": km.cluster_centers_}
+    )
+    if not quiet:
+        click.echo(
+            f"{data}: {X.shape[0]} x {X.shape[1]}, k={km.n_clusters}, "
+            f"{km.n_iter_} iterations, objective {km.inertia_:.6g}"
+        )
+        written = ["labels.csv", "centroids.csv", "report.json"] + (
+            ["clusters.png"] if picture else []
+        )
+        click.echo(f"wrote {', '.join(written)} to {folder}")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return repr(value)
+
+
+# --------------------------------------------------------------------------- compare
+
+
+@main.command()
+@click.argument("configs", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--dataset",
+    "datasets",
+    multiple=True,
+    required=True,
+    help="Data set name or file (repeatable).",
+)
+@click.option("--seeds", default=5, show_default=True, help="Seeds 0..N-1 per config.")
+@click.option("-k", "--n-clusters", "k", type=int, help="Overrides the configs' n_clusters.")
+@click.option("--jobs", default=1, show_default=True, help="Worker processes (-1: all CPUs).")
+@click.option("--out", type=click.Path(), help="CSV of all cells (resumable).")
+@click.option("--cells", is_flag=True, help="Print every cell, not only the summary.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def compare(
+    configs: Sequence[str],
+    datasets: Sequence[str],
+    seeds: int,
+    k: int | None,
+    jobs: int,
+    out: str | None,
+    cells: bool,
+    quiet: bool,
+) -> None:
+    """Run the experiment runner over CONFIGS (TOML files) and print a table."""
+    named = {}
+    for path in configs:
+        name = pathlib.Path(path).stem
+        named[name if name not in named else path] = Config.from_toml(path)
+    result = run_experiment(
+        named, datasets, range(seeds), n_clusters=k, out=out, n_jobs=jobs, progress=not quiet
+    )
+    if cells:
+        _print_table(
+            result.rows,
+            [
+                "config",
+                "dataset",
+                "seed",
+                "objective",
+                "ari",
+                "nmi",
+                "silhouette",
+                "n_iter",
+                "fit_seconds",
+            ],
+        )
+        click.echo()
+    _print_table(
+        result.summary(),
+        [
+            "config",
+            "cells",
+            "objective_mean",
+            "objective_std",
+            "objective_best",
+            "ari_mean",
+            "nmi_mean",
+            "n_iter_mean",
+            "fit_seconds_mean",
+        ],
+    )
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.10g}" if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def _print_table(rows: Sequence[dict], columns: Sequence[str]) -> None:
+    cells = [[_format(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    click.echo("  ".join("-" * w for w in widths))
+    for r in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+
+
+# --------------------------------------------------------------------------- plugins
+
+
+@main.command()
+def plugins() -> None:
+    """Every strategy by slot, with where it comes from (built-in or its distribution)."""
+    rows = CATALOG.listing()
+    _print_table(rows, ["slot", "name", "source", "parameters"])
+
+
+# --------------------------------------------------------------------------- config
+
+
+@main.command("config")
+@click.argument("path", type=click.Path())
+def config_command(path: str) -> None:
+    """Validate the TOML config PATH and print it normalized (or the error, exit 2)."""
+    click.echo(to_toml(Config.from_toml(path).to_dict()), nl=False)
+
+
+def to_toml(values: dict[str, Any]) -> str:
+    """TOML text for a plain config dict (scalars first, then one table per table)."""
+    scalars, tables = [], []
+    for key, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            tables.append(
+                f"\n[{key}]\n"
+                + "".join(f"{k} = {_toml_value(v)}\n" for k, v in value.items() if v is not None)
+            )
+        else:
+            scalars.append(f"{key} = {_toml_value(value)}\n")
+    return "".join(scalars) + "".join(tables)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ConfigError(f"{value!r} cannot be written as TOML")
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        inner = ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items() if v is not None)
+        return "{" + inner + "}"
+    raise ConfigError(f"a {type(value).__name__} value cannot be written as TOML")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

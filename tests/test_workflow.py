@@ -1,0 +1,153 @@
+"""Research workflow: experiment runner, observers, plots."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+
+import numpy as np
+import pytest
+
+import kmeansfw
+from kmeansfw import KMeans
+from kmeansfw.experiment import DataError, load_dataset, load_file, run_experiment
+from kmeansfw.strategies.observers import ProgressBar
+
+CONFIGS = {"random": {"init": "random", "n_init": 1}, "plusplus": {}}
+
+
+def test_experiment_table_summary_and_direct_loop():
+    result = run_experiment(CONFIGS, ["iris", "blobs"], seeds=range(3), n_clusters=3)
+    assert [(r["config"], r["dataset"], r["seed"]) for r in result.rows][:4] == [
+        ("random", "iris", 0),
+        ("random", "iris", 1),
+        ("random", "iris", 2),
+        ("random", "blobs", 0),
+    ]
+    X, y = load_dataset("iris")
+    direct = KMeans(3, init="random", n_init=1, random_state=1).fit(X)
+    row = result.rows[1]
+    assert row["objective"] == pytest.approx(direct.inertia_, rel=1e-12)
+    assert 0 < row["ari"] <= 1 and 0 < row["nmi"] <= 1 and -1 <= row["silhouette"] <= 1
+    summary = {s["config"]: s for s in result.summary()}
+    assert summary["plusplus"]["cells"] == 6
+    objectives = [r["objective"] for r in result.rows if r["config"] == "plusplus"]
+    assert summary["plusplus"]["objective_best"] == pytest.approx(min(objectives))
+    assert summary["plusplus"]["objective_std"] == pytest.approx(np.std(objectives))
+
+
+def test_experiment_is_resumable_and_parallel(tmp_path):
+    out = tmp_path / "cells.csv"
+    first = run_experiment(CONFIGS, ["iris"], seeds=range(2), n_clusters=3, out=out)
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 4
+    # a rerun over more seeds computes only the new cells, in two worker processes
+    second = run_experiment(CONFIGS, ["iris"], seeds=range(4), n_clusters=3, out=out, n_jobs=2)
+    with open(out, newline="") as fh:
+        assert len(list(csv.DictReader(fh))) == 8
+    assert len(second.rows) == 8
+    kept = {(r["config"], r["seed"]): r["objective"] for r in first.rows}
+    for r in second.rows:
+        if (r["config"], r["seed"]) in kept:
+            assert r["objective"] == pytest.approx(kept[(r["config"], r["seed"])])
+    result_file = tmp_path / "table.csv"
+    second.to_csv(result_file)
+    assert result_file.read_text().startswith("config,dataset,seed,objective")
+
+
+def test_experiment_rejects_bad_configs_and_data_early():
+    with pytest.raises(kmeansfw.ConfigError, match="config 'bad'.*unknown distance"):
+        run_experiment({"bad": {"distance": "nope"}}, ["iris"], seeds=[0])
+    with pytest.raises(DataError, match="no such data file or data set: 'irs'"):
+        run_experiment(CONFIGS, ["irs"], seeds=[0])
+
+
+def test_load_file_formats(tmp_path):
+    X = np.arange(12.0).reshape(4, 3)
+    np.save(tmp_path / "x.npy", X)
+    np.testing.assert_array_equal(load_file(tmp_path / "x.npy"), X)
+    (tmp_path / "x.csv").write_text("a,b,c\n" + "\n".join(",".join(map(str, r)) for r in X))
+    np.testing.assert_array_equal(load_file(tmp_path / "x.csv"), X)
+    (tmp_path / "x.json").write_text("{}")
+    with pytest.raises(DataError, match="unknown data file type"):
+        load_file(tmp_path / "x.json")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_only_on_terminals(blobs):
+    X, _ = blobs
+    terminal, pipe = _Terminal(), io.StringIO()
+    KMeans(5, random_state=0, observers=[ProgressBar(delay=0, file=terminal)]).fit(X)
+    KMeans(5, random_state=0, observers=[ProgressBar(delay=0, file=pipe)]).fit(X)
+    assert "k-means run 0" in terminal.getvalue() and "it" in terminal.getvalue()
+    assert pipe.getvalue() == ""
+    quick = _Terminal()
+    KMeans(5, random_state=0, observers=[ProgressBar(delay=60, file=quick)]).fit(X)
+    assert quick.getvalue() == ""  # a fit shorter than the delay shows nothing
+
+
+def test_log_observer_and_callback_early_stopping(blobs, caplog):
+    X, _ = blobs
+    seen = []
+
+    def stop_when_few_change(state):
+        seen.append(state.n_changed)
+        return state.n_changed < 50
+
+    with caplog.at_level(logging.DEBUG, logger="kmeansfw"):
+        km = KMeans(
+            5,
+            init="random",
+            n_init=1,
+            random_state=3,
+            tol=0,
+            observers=["log"],
+            convergence={"name": "callback", "func": stop_when_few_change},
+        ).fit(X)
+    assert seen[-1] < 50 and all(n >= 50 for n in seen[:-1])
+    assert km.n_iter_ == len(seen)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("run 0 iteration 1: objective") for m in messages)
+    assert any("converged: True" in m for m in messages)
+
+
+def _is_picture(path, width, height):
+    from matplotlib.image import imread
+
+    image = imread(path)
+    assert image.shape[0] == height and image.shape[1] == width
+    assert image[..., :3].std() > 0.05  # not blank
+
+
+def test_plots_render_headless(tmp_path, blobs):
+    from kmeansfw import plots
+
+    X, y = blobs
+    km = KMeans(5, random_state=0, history=True).fit(X)
+    plots.plot_comparison(
+        X,
+        {"ours": km.labels_, "true": y},
+        centroids={"ours": km.cluster_centers_},
+        path=tmp_path / "a.png",
+    )
+    _is_picture(tmp_path / "a.png", 1000, 450)
+    plots.plot_clusters(X[:, :2], km.labels_, path=tmp_path / "b.png")
+    _is_picture(tmp_path / "b.png", 500, 450)
+    plots.plot_convergence(km.history_, path=tmp_path / "c.png")
+    _is_picture(tmp_path / "c.png", 600, 400)
+    result = run_experiment(CONFIGS, ["iris"], seeds=range(3), n_clusters=3)
+    plots.plot_experiment(result, path=tmp_path / "d.png")
+    _is_picture(tmp_path / "d.png", 400, 400)
+
+
+def test_align_labels_renumbers_to_the_reference():
+    from kmeansfw.plots import align_labels
+
+    reference = np.array([0, 0, 1, 1, 2, 2])
+    np.testing.assert_array_equal(align_labels(np.array([5, 5, 3, 3, 1, 1]), reference), reference)
