@@ -169,6 +169,15 @@ class Config:
     )
     n_threads: Any = attrs.field(default=None, validator=_int_at_least(1, allow=(None,)))
     history: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    checkpoint: Any = attrs.field(default=None)
+    checkpoint_every: int = attrs.field(default=1, validator=_int_at_least(1))
+
+    @checkpoint.validator
+    def _check_checkpoint(self, attribute: attrs.Attribute, value: Any) -> None:
+        if value is not None and not isinstance(value, str | os.PathLike):
+            raise ConfigError(
+                f"config key 'checkpoint' must be a folder path or None, got {value!r}"
+            )
 
     # ------------------------------------------------------------------ building
     @classmethod

@@ -143,19 +143,27 @@ def run(
     max_iter: int = 300,
     tol: float = 1e-4,
     run_index: int = 0,
+    start: Any = None,
 ) -> FitResult:
     """Run one restart of the fit: the seed's loop, every step a hook call.
 
     ``kmeansfw_prepare`` must already have run on ``data`` (see :func:`prepare`).
+    ``start`` (a :class:`kmeansfw.checkpoint.Resume` with an iteration) continues a run
+    from a checkpoint instead of initializing it.
     """
     hook = pm.hook
-    centroids = steps.initialize(hook, data, n_clusters, rng)
     state = FitState(data=data, n_clusters=n_clusters, tol=tol, rng=rng, run=run_index)
+    if start is None:
+        centroids = steps.initialize(hook, data, n_clusters, rng)
+    else:
+        centroids = start.centroids
+        state.labels, state.iteration = start.labels, start.iteration
+        state.scratch = dict(start.scratch)
     state.centroids = centroids
     hook.kmeansfw_fit_start(state=state)
 
     converged = False
-    for iteration in range(1, max_iter + 1):
+    for iteration in range(state.iteration + 1, max_iter + 1):
         assignment = steps.assign(hook, data, centroids)
         new_centroids, weights = steps.update(hook, data, assignment, centroids, rng)
         new_centroids = steps.fix_empty_clusters(

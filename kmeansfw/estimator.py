@@ -59,6 +59,11 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         Worker threads (None: all CPUs available).  Results do not depend on it.
     history : bool, default=False
         Record per-iteration statistics in ``history_``.
+    checkpoint : str or None, default=None
+        A folder: the fit writes its state there every ``checkpoint_every`` iterations
+        (plain .npz + JSON), and a fit that finds a checkpoint there resumes from it and
+        ends with the same result as an uninterrupted fit.
+    checkpoint_every : int, default=1
 
     Attributes
     ----------
@@ -100,6 +105,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         memory_budget_mb: float = 64.0,
         n_threads: int | None = None,
         history: bool = False,
+        checkpoint: str | None = None,
+        checkpoint_every: int = 1,
     ) -> None:
         self.n_clusters = n_clusters
         self.init = init
@@ -116,6 +123,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self.memory_budget_mb = memory_budget_mb
         self.n_threads = n_threads
         self.history = history
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
 
     # ------------------------------------------------------------------ config
     def get_config(self) -> Config:

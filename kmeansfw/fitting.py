@@ -9,7 +9,7 @@ import attrs
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from kmeansfw import engine
+from kmeansfw import checkpoint, engine
 from kmeansfw.config import Config, make_rng
 from kmeansfw.data import FitData
 from kmeansfw.strategies.observers import History
@@ -111,11 +111,24 @@ def fit(
     check_sparse_support(strategies, data)
     observers = cfg.build_observers()
     history = History() if cfg.history else None
-    pm = engine.build_manager(strategies, observers + ([history] if history else []))
-    engine.prepare(pm, data)
+    if history is not None:
+        observers.append(history)
     rng = make_rng(cfg.random_state)
-    best = None
-    for run_index in range(cfg.resolved_n_init()):
+    resume, keeper = None, None
+    if cfg.checkpoint is not None:
+        stamp = checkpoint.fingerprint(cfg.to_dict(), data.X)
+        resume = checkpoint.load(cfg.checkpoint, stamp)
+        keeper = checkpoint.Checkpoint(cfg.checkpoint, stamp, cfg.checkpoint_every)
+        keeper.resume_with(resume)
+        observers.append(keeper)
+        if resume is not None:
+            rng.bit_generator.state = resume.rng_state
+    pm = engine.build_manager(strategies, observers)
+    engine.prepare(pm, data)
+    best = resume.best if resume is not None else None
+    first = resume.next_run if resume is not None else 0
+    for run_index in range(first, cfg.resolved_n_init()):
+        continuing = resume is not None and run_index == first and resume.iteration is not None
         result = engine.run(
             pm,
             data,
@@ -124,6 +137,7 @@ def fit(
             max_iter=cfg.max_iter,
             tol=cfg.tol,
             run_index=run_index,
+            start=resume if continuing else None,
         )
         if best is None or result.objective < best.objective:
             best = result

@@ -151,3 +151,55 @@ def test_align_labels_renumbers_to_the_reference():
 
     reference = np.array([0, 0, 1, 1, 2, 2])
     np.testing.assert_array_equal(align_labels(np.array([5, 5, 3, 3, 1, 1]), reference), reference)
+
+
+class _Interrupt:
+    """An observer that stops the process (like Ctrl-C) after a given iteration of a run."""
+
+    def __init__(self, run, iteration):
+        self.run, self.iteration = run, iteration
+
+    @kmeansfw.hookimpl
+    def kmeansfw_iteration_end(self, state):
+        if state.run == self.run and state.iteration == self.iteration:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize(
+    ("n_init", "run", "iteration", "every"), [(1, 0, 3, 1), (3, 1, 2, 1), (3, 2, 4, 2)]
+)
+def test_resumed_fit_ends_like_an_uninterrupted_one(tmp_path, n_init, run, iteration, every):
+    from sklearn.datasets import make_blobs
+
+    X, _ = make_blobs(3000, n_features=3, centers=6, cluster_std=2.5, random_state=5)
+    params = {
+        "n_init": n_init,
+        "init": "random",
+        "random_state": 7,
+        "tol": 0,
+        "checkpoint_every": every,
+    }
+    reference = KMeans(6, **params).fit(X)
+    folder = tmp_path / "ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        KMeans(6, checkpoint=str(folder), observers=[_Interrupt(run, iteration)], **params).fit(X)
+    assert (folder / "state.npz").exists() and (folder / "state.json").exists()
+    resumed = KMeans(6, checkpoint=str(folder), **params).fit(X)
+    np.testing.assert_array_equal(resumed.cluster_centers_, reference.cluster_centers_)
+    np.testing.assert_array_equal(resumed.labels_, reference.labels_)
+    assert resumed.inertia_ == reference.inertia_ and resumed.n_iter_ == reference.n_iter_
+
+
+def test_checkpoint_is_plain_data_and_checked(tmp_path, blobs):
+    import json
+
+    X, _ = blobs
+    folder = tmp_path / "ckpt"
+    KMeans(5, random_state=0, checkpoint=str(folder)).fit(X)
+    meta = json.loads((folder / "state.json").read_text())
+    assert meta["next_run"] == 1 and "fingerprint" in meta
+    np.load(folder / "state.npz", allow_pickle=False)  # no pickled objects inside
+    with pytest.raises(ValueError, match="written for other data or another configuration"):
+        KMeans(4, random_state=0, checkpoint=str(folder)).fit(X)
+    with pytest.raises(ValueError, match="checkpoint"):
+        KMeans(5, checkpoint=3).fit(X)
