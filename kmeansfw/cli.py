@@ -21,7 +21,7 @@ from kmeansfw import __version__
 from kmeansfw.catalog import CATALOG
 from kmeansfw.config import Config
 from kmeansfw.errors import ConfigError, StrategyError, UnknownStrategyError
-from kmeansfw.experiment import DataError, load_dataset, run_experiment
+from kmeansfw.experiment import COLUMNS, DataError, load_dataset, run_experiment
 from kmeansfw.markers import hookimpl
 
 BAD_INPUT = 2
@@ -254,20 +254,7 @@ def compare(
         named, datasets, range(seeds), n_clusters=k, out=out, n_jobs=jobs, progress=not quiet
     )
     if cells:
-        _print_table(
-            result.rows,
-            [
-                "config",
-                "dataset",
-                "seed",
-                "objective",
-                "ari",
-                "nmi",
-                "silhouette",
-                "n_iter",
-                "fit_seconds",
-            ],
-        )
+        _print_table(result.rows, COLUMNS)
         click.echo()
     _print_table(
         result.summary(),

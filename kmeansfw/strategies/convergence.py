@@ -136,10 +136,6 @@ def _criteria(value: object) -> tuple:
     return tuple(CATALOG.create("convergence", item)[1] for item in value)
 
 
-def _ask(criterion: object, state: FitState) -> bool:
-    return bool(criterion.kmeansfw_converged(state=state))
-
-
 @attrs.frozen
 class AnyOf:
     """Stop when any of ``criteria`` says stop (each is asked every iteration).
@@ -151,15 +147,17 @@ class AnyOf:
 
     name = "any"
     accepts_sparse = True
+    combine = staticmethod(any)
     criteria: tuple = attrs.field(converter=_criteria)
 
     @hookimpl
     def kmeansfw_converged(self, state: FitState) -> bool:
-        return any([_ask(c, state) for c in self.criteria])
+        answers = [bool(c.kmeansfw_converged(state=state)) for c in self.criteria]
+        return self.combine(answers)
 
 
 @attrs.frozen
-class AllOf:
+class AllOf(AnyOf):
     """Stop only when all of ``criteria`` say stop in the same iteration.
 
     Parameters
@@ -168,12 +166,7 @@ class AllOf:
     """
 
     name = "all"
-    accepts_sparse = True
-    criteria: tuple = attrs.field(converter=_criteria)
-
-    @hookimpl
-    def kmeansfw_converged(self, state: FitState) -> bool:
-        return all([_ask(c, state) for c in self.criteria])
+    combine = staticmethod(all)
 
 
 @attrs.frozen(eq=False)

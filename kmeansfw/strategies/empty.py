@@ -6,7 +6,7 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
-from kmeansfw import contract
+from kmeansfw import steps
 from kmeansfw.data import FitData
 from kmeansfw.markers import hookimpl
 
@@ -50,23 +50,7 @@ class RelocateFarthest:
             return out
         moved = labels.copy()
         moved[far] = empty[: far.size]
-        relocated, _ = contract.check_pair(
-            hook,
-            "kmeansfw_update",
-            contract.call(
-                hook,
-                "kmeansfw_update",
-                data=data,
-                labels=moved,
-                costs=costs,
-                partials=None,
-                centroids=out,
-                n_clusters=out.shape[0],
-                rng=rng,
-                hook=hook,
-            ),
-            "(centroids, cluster weights)",
-        )
+        relocated, _ = steps.update(hook, data, steps.Assignment(moved, costs, None), out, rng)
         changed = np.unique(np.concatenate([labels[far], empty[: far.size]]))
         out[changed] = relocated[changed]
         return out

@@ -171,27 +171,10 @@ class RandomPartition:
         data: FitData,
         hook: pluggy.HookRelay,
     ) -> np.ndarray:
-        from kmeansfw import contract
-
         labels = rng.integers(0, n_clusters, size=X.shape[0])
         fallback = rows_dense(X, rng.choice(X.shape[0], size=n_clusters, replace=False))
-        centers, weights = contract.check_pair(
-            hook,
-            "kmeansfw_update",
-            contract.call(
-                hook,
-                "kmeansfw_update",
-                data=data,
-                labels=labels,
-                costs=np.zeros(X.shape[0], X.dtype),
-                partials=None,
-                centroids=fallback,
-                n_clusters=n_clusters,
-                rng=rng,
-                hook=hook,
-            ),
-            "(centroids, cluster weights)",
-        )
+        partition = steps.Assignment(labels, np.zeros(X.shape[0], X.dtype), None)
+        centers, weights = steps.update(hook, data, partition, fallback, rng)
         centers = np.array(centers, dtype=X.dtype)
         empty = np.asarray(weights) == 0
         centers[empty] = fallback[empty]

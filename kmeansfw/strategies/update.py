@@ -34,10 +34,14 @@ class Mean:
         n_clusters: int,
         partial: tuple[np.ndarray, np.ndarray] | None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        if partial is None:
-            partial = (np.zeros((n_clusters, X.shape[1])), np.zeros(n_clusters))
+        partial = partial or self.new_partial(X, n_clusters)
         add_weighted_cluster_sums(X, labels, sample_weight, *partial)
         return partial
+
+    @staticmethod
+    def new_partial(X: np.ndarray, n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
+        """Zeroed float64 (sums (k, d), weights (k,)) for a task's map step."""
+        return np.zeros((n_clusters, X.shape[1])), np.zeros(n_clusters)
 
     @hookimpl
     def kmeansfw_update(
@@ -229,8 +233,7 @@ class Spherical(Mean):
         n_clusters: int,
         partial: tuple[np.ndarray, np.ndarray] | None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        if partial is None:
-            partial = (np.zeros((n_clusters, X.shape[1])), np.zeros(n_clusters))
+        partial = partial or self.new_partial(X, n_clusters)
         # summing w * x / |x| is summing the rows with weights w / |x|
         norms = np.sqrt(row_sq_norms(X))
         scaled = sample_weight / np.where(norms > 0, norms, np.inf)
