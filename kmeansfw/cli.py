@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pathlib
 import sys
 import time
@@ -34,6 +35,10 @@ class _Main(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:  # the reader went away (`kmeansfw plugins | head`)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(FAILURE)
         except StrategyError as exc:
             _fail(f"{exc}", FAILURE)
         except (ConfigError, UnknownStrategyError, DataError, ValueError) as exc:
