@@ -271,6 +271,14 @@ class Config:
                 out.append((slot, label, strategy))
                 if slot == "distance":
                     distance = strategy
+                if getattr(strategy, "requires_metric", False) and not getattr(
+                    distance, "is_metric", False
+                ):
+                    raise ConfigError(
+                        f"{slot} strategy {label} needs a distance that is a true metric; "
+                        f"distance {getattr(distance, 'name', distance)!r} is not (use "
+                        "assignment='nearest')"
+                    )
         return out
 
     def _paired_update(self, distance: Any) -> Any:

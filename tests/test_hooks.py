@@ -43,6 +43,7 @@ class CachedManhattan:
     """A distance using both set-up hooks and its own fast nearest search."""
 
     name = "cached-manhattan"
+    is_metric = True
     calls: dict = attrs.field(factory=dict)
 
     @kmeansfw.hookimpl
@@ -64,12 +65,28 @@ class CachedManhattan:
         return self.kmeansfw_distance(X=X, cache=cache)
 
     @kmeansfw.hookimpl
+    def kmeansfw_paired_cost(self, X, labels, cache):
+        self.calls["paired"] = self.calls.get("paired", 0) + 1
+        C = cache["cached-manhattan.centroids"][labels]
+        return np.abs(X - C).sum(axis=1).astype(X.dtype)
+
+    @kmeansfw.hookimpl
     def kmeansfw_nearest(self, X, rows, data, cache):
         assert data.cache["cached-manhattan.abs-sum"][rows].shape == (X.shape[0],)
         D = self.kmeansfw_distance(X=X, cache=cache)
         labels = D.argmin(axis=1)
         self.calls["nearest"] = self.calls.get("nearest", 0) + 1
         return labels, D[np.arange(X.shape[0]), labels]
+
+
+def test_paired_cost_serves_bound_based_assignment(blobs):
+    X, _ = blobs
+    distance = CachedManhattan()
+    km = KMeans(5, distance=distance, assignment="hamerly", random_state=0).fit(X)
+    plain = KMeans(5, distance=CachedManhattan(), random_state=0).fit(X)  # nearest
+    assert distance.calls["paired"] >= km.n_iter_
+    np.testing.assert_array_equal(km.labels_, plain.labels_)
+    np.testing.assert_allclose(km.inertia_, plain.inertia_, rtol=1e-9)
 
 
 def test_setup_hooks_and_fast_nearest(blobs):

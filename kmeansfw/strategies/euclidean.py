@@ -83,6 +83,18 @@ class Euclidean:
         return np.sqrt(self.kmeansfw_cost(X=X, data=data, cache=cache))
 
     @hookimpl
+    def kmeansfw_paired_cost(
+        self, X: np.ndarray, labels: np.ndarray, data: FitData, cache: dict
+    ) -> np.ndarray:
+        centered_c = cache[_CENTERED_C][labels]
+        if sp.issparse(X):
+            cross = np.asarray(X.multiply(centered_c).sum(axis=1)).ravel()
+            out = row_sq_norms(X) - 2 * cross + np.einsum("ij,ij->i", centered_c, centered_c)
+            return np.maximum(out, 0).astype(X.dtype)
+        diff = (X - data.cache[_MEAN]) - centered_c
+        return np.einsum("ij,ij->i", diff, diff)
+
+    @hookimpl
     def kmeansfw_nearest(
         self, X: np.ndarray, data: FitData, cache: dict
     ) -> tuple[np.ndarray, np.ndarray] | None:
