@@ -32,8 +32,10 @@ class SqEuclidean(Euclidean):
     is_metric = False
 
     @hookimpl
-    def kmeansfw_distance(self, X: np.ndarray, data: FitData, cache: dict) -> np.ndarray:
-        return self.kmeansfw_cost(X=X, data=data, cache=cache)
+    def kmeansfw_distance(
+        self, X: np.ndarray, rows: slice | None, data: FitData, cache: dict
+    ) -> np.ndarray:
+        return self.kmeansfw_cost(X=X, rows=rows, data=data, cache=cache)
 
 
 @attrs.frozen

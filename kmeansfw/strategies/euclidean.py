@@ -16,6 +16,7 @@ import attrs
 import numpy as np
 import scipy.sparse as sp
 
+from kmeansfw.blocks import map_tasks
 from kmeansfw.data import FitData
 from kmeansfw.kernels import nearest_sq_euclidean
 from kmeansfw.markers import hookimpl
@@ -24,7 +25,8 @@ _MEAN = "euclidean.mean"
 _CENTERED_C = "euclidean.centered_c"
 _MINUS_2C = "euclidean.minus_2c"
 _C_NORMS = "euclidean.c_sq_norms"
-_SPARSE_NORMS = "euclidean.sparse_row_sq_norms"
+_NORMS = "euclidean.centered_sq_norms"
+_COST_SHIFT = "euclidean.cost_shift"
 
 
 def row_sq_norms(X) -> np.ndarray:
@@ -32,6 +34,23 @@ def row_sq_norms(X) -> np.ndarray:
     if sp.issparse(X):
         return np.asarray(X.multiply(X).sum(axis=1)).ravel().astype(X.dtype)
     return np.einsum("ij,ij->i", X, X)
+
+
+def centered_sq_norms(data: FitData, mean: np.ndarray) -> np.ndarray:
+    """``||x - mean||^2`` of every row, once per data set, in bounded memory."""
+    out = np.empty(data.n_samples, dtype=data.dtype)
+
+    def run_task(task: list[slice]) -> None:
+        span = FitData.task_rows(task)
+        block = data.X[span]
+        if sp.issparse(block):  # the mean is zero for sparse data
+            out[span] = row_sq_norms(block)
+        else:
+            centered = block - mean
+            out[span] = np.einsum("ij,ij->i", centered, centered)
+
+    map_tasks(data, run_task)
+    return out
 
 
 @attrs.frozen
@@ -54,9 +73,9 @@ class Euclidean:
             return
         if data.sparse:  # centering would densify: sparse rows are used as they are
             data.cache[_MEAN] = np.zeros(data.n_features, dtype=data.dtype)
-            data.cache[_SPARSE_NORMS] = row_sq_norms(data.X)
         else:
             data.cache[_MEAN] = data.X.mean(axis=0)
+        data.cache[_NORMS] = centered_sq_norms(data, data.cache[_MEAN])
 
     @hookimpl
     def kmeansfw_prepare_centroids(self, centroids: np.ndarray, data: FitData, cache: dict) -> None:
@@ -64,23 +83,28 @@ class Euclidean:
         cache[_CENTERED_C] = centered
         cache[_MINUS_2C] = np.ascontiguousarray(centered * -2)
         cache[_C_NORMS] = np.einsum("ij,ij->i", centered, centered)
+        # -2 (x - m).c' = -2 x.c' + 2 m.c': the cost needs no centered copy of X
+        cache[_COST_SHIFT] = cache[_C_NORMS] + 2 * (centered @ data.cache[_MEAN])
 
     @hookimpl
-    def kmeansfw_cost(self, X: np.ndarray, data: FitData, cache: dict) -> np.ndarray:
-        if sp.issparse(X):
-            out = np.asarray(X @ cache[_MINUS_2C].T)
-            norms = row_sq_norms(X)
+    def kmeansfw_cost(
+        self, X: np.ndarray, rows: slice | None, data: FitData, cache: dict
+    ) -> np.ndarray:
+        out = np.asarray(X @ cache[_MINUS_2C].T)
+        out += cache[_COST_SHIFT]
+        if rows is not None:
+            norms = data.cache[_NORMS][rows]
         else:
-            centered = X - data.cache[_MEAN]
-            out = np.dot(centered, cache[_MINUS_2C].T)
-            norms = np.einsum("ij,ij->i", centered, centered)
-        out += cache[_C_NORMS]
+            mean = data.cache[_MEAN]
+            norms = row_sq_norms(X) - 2 * np.asarray(X @ mean).ravel() + mean @ mean
         out += norms[:, None]
         return np.maximum(out, 0, out=out)
 
     @hookimpl
-    def kmeansfw_distance(self, X: np.ndarray, data: FitData, cache: dict) -> np.ndarray:
-        return np.sqrt(self.kmeansfw_cost(X=X, data=data, cache=cache))
+    def kmeansfw_distance(
+        self, X: np.ndarray, rows: slice | None, data: FitData, cache: dict
+    ) -> np.ndarray:
+        return np.sqrt(self.kmeansfw_cost(X=X, rows=rows, data=data, cache=cache))
 
     @hookimpl
     def kmeansfw_paired_cost(

@@ -89,10 +89,13 @@ class KMeansPlusPlus:
                 cumulative = np.cumsum(sw * closest, dtype=np.float64)
                 draws = rng.uniform(size=trials) * potential
                 candidates = np.minimum(np.searchsorted(cumulative, draws), X.shape[0] - 1)
-            pots = _candidate_potentials(hook, plan, rows_dense(X, candidates), closest)
+            pots, lowered = _candidate_potentials(hook, plan, rows_dense(X, candidates), closest)
             best = int(np.argmin(pots))
             centers[c] = rows_dense(X, [candidates[best]])[0]
-            closest = _min_cost(hook, plan, centers[c : c + 1], closest)
+            if lowered is not None:  # the best candidate's column, kept from the same pass
+                closest = lowered[:, best].copy()
+            else:
+                closest = _min_cost(hook, plan, centers[c : c + 1], closest)
             potential = float(pots[best]) if potential > 0 else float(np.dot(sw, closest))
         return centers
 
@@ -115,12 +118,21 @@ def _min_cost(
     return out
 
 
+#: Keep every candidate's lowered costs, (n, trials), when they fit in this many bytes:
+#: the next step's closest costs are then one column of it instead of another pass.
+KEEP_COSTS_BYTES = 256 << 20
+
+
 def _candidate_potentials(
     hook: pluggy.HookRelay, data: FitData, candidates: np.ndarray, closest: np.ndarray
-) -> np.ndarray:
-    """For each candidate, the weighted total cost if it were added to the centroids."""
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """For each candidate, the weighted total cost if it were added to the centroids, and
+    (memory permitting) every sample's lowered cost per candidate."""
     sw = data.sample_weight
     cache = steps.prepare_centroids(hook, data, candidates)
+    shape = (data.n_samples, candidates.shape[0])
+    keep = shape[0] * shape[1] * data.dtype.itemsize <= KEEP_COSTS_BYTES
+    lowered = np.empty(shape, dtype=data.dtype) if keep else None
 
     def run_task(task: list[slice]) -> np.ndarray:
         total = np.zeros(candidates.shape[0], dtype=np.float64)
@@ -128,9 +140,11 @@ def _candidate_potentials(
             cost = steps.block_matrix(hook, "kmeansfw_cost", data, rows, candidates, cache)
             np.minimum(cost, closest[rows, None], out=cost)
             total += sw[rows] @ cost
+            if lowered is not None:
+                lowered[rows] = cost
         return total
 
-    return np.sum(map_tasks(data, run_task), axis=0)
+    return np.sum(map_tasks(data, run_task), axis=0), lowered
 
 
 @attrs.frozen(eq=False)
