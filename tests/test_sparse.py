@@ -54,7 +54,9 @@ def test_sparse_matches_sklearn(sparse_blobs):
     np.testing.assert_allclose(ours.inertia_, sk.inertia_, rtol=1e-5)
 
 
-@pytest.mark.parametrize("init", ["k-means++", "random", "farthest-first", "random-partition"])
+@pytest.mark.parametrize(
+    "init", ["k-means++", "k-means||", "random", "farthest-first", "random-partition"]
+)
 def test_sparse_seeding(sparse_blobs, init):
     _, S = sparse_blobs
     a = KMeans(6, init=init, random_state=2, n_init=1).fit(S)

@@ -216,7 +216,9 @@ def test_objective_never_increases_for_natural_pairs(distance, n, d, k, seed):
     assert np.all(np.diff(objectives) <= 1e-9 * np.abs(objectives[:-1]) + 1e-12)
 
 
-@pytest.mark.parametrize("init", ["random-partition", "farthest-first", "random", "k-means++"])
+@pytest.mark.parametrize(
+    "init", ["random-partition", "farthest-first", "random", "k-means++", "k-means||"]
+)
 def test_seeding_strategies(init, blobs):
     X, y = blobs
     a = KMeans(5, init=init, n_init=1, random_state=3).fit(X)
@@ -224,6 +226,13 @@ def test_seeding_strategies(init, blobs):
     np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
     assert np.isfinite(a.cluster_centers_).all()
     assert adjusted_rand_score(y, a.labels_) > 0.5
+
+
+def test_kmeans_parallel_as_good_as_sklearn_kmeans_plus_plus():
+    X, _ = make_blobs(20000, n_features=6, centers=25, cluster_std=2.0, random_state=3)
+    ours = [KMeans(25, init="k-means||", random_state=s).fit(X).inertia_ for s in range(5)]
+    theirs = [SkKMeans(25, random_state=s).fit(X).inertia_ for s in range(5)]
+    assert np.median(ours) <= np.median(theirs) * (1 + 1e-9)
 
 
 def test_farthest_first_picks_the_farthest_points():
@@ -335,6 +344,8 @@ def test_keep_and_raise(rng):
         ({"update": {"name": "medoid", "max_candidates": 0}}, "max_candidates"),
         ({"empty": {"name": "split-largest", "eps": 2}}, "eps"),
         ({"convergence": {"name": "objective", "rtol": -1}}, "rtol"),
+        ({"init": {"name": "k-means||", "oversampling": 0}}, "oversampling must be > 0"),
+        ({"init": {"name": "k-means||", "rounds": -1}}, "rounds must be an integer"),
     ],
 )
 def test_bad_parameters_fail_at_config_time(values, message):

@@ -23,12 +23,18 @@ from kmeansfw.strategies.distances import (
 )
 from kmeansfw.strategies.empty import Keep, Raise, RelocateFarthest, SplitLargest
 from kmeansfw.strategies.euclidean import Euclidean
-from kmeansfw.strategies.init import FarthestFirst, KMeansPlusPlus, RandomInit, RandomPartition
+from kmeansfw.strategies.init import (
+    FarthestFirst,
+    KMeansParallel,
+    KMeansPlusPlus,
+    RandomInit,
+    RandomPartition,
+)
 from kmeansfw.strategies.observers import History, LogProgress, ProgressBar
 from kmeansfw.strategies.update import Mean, Median, Medoid, Spherical, TrimmedMean
 
 BUILTINS = {
-    "init": (KMeansPlusPlus, RandomInit, RandomPartition, FarthestFirst),
+    "init": (KMeansPlusPlus, KMeansParallel, RandomInit, RandomPartition, FarthestFirst),
     "distance": (Euclidean, SqEuclidean, Manhattan, Chebyshev, Minkowski, Cosine, Mahalanobis),
     "assignment": (Nearest, Hamerly),
     "update": (Mean, Median, Medoid, Spherical, TrimmedMean),

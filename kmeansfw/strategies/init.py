@@ -1,4 +1,5 @@
-"""Initialization strategies: ``random``, ``k-means++`` and explicit centroids."""
+"""Initialization strategies: ``k-means++``, ``k-means||``, ``random``,
+``random-partition``, ``farthest-first`` and explicit centroids."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import attrs
 import numpy as np
 import pluggy
 
-from kmeansfw import steps
+from kmeansfw import contract, steps
 from kmeansfw.blocks import map_tasks
 from kmeansfw.data import FitData, rows_dense
 from kmeansfw.markers import hookimpl
@@ -224,3 +225,129 @@ class FarthestFirst:
             centers[c] = rows_dense(X, [int(np.argmax(scores))])[0]
             closest = _min_cost(hook, plan, centers[c : c + 1], closest)
         return centers
+
+
+@attrs.frozen
+class KMeansParallel:
+    """k-means|| (Bahmani et al. 2012): a few passes of oversampling, then reclustering.
+
+    A random first centroid; then ``rounds`` passes, each keeping every sample
+    independently with probability ``oversampling * k * w * cost / potential`` (costs
+    under the fit's distance, lowered as candidates are added, with each sample's nearest
+    candidate tracked on the way); finally the candidates, weighted by the samples they
+    are nearest to, are clustered into k centroids by greedy k-means++ and
+    ``recluster_iter`` weighted Lloyd iterations with the fit's own update.  Needs
+    ``rounds`` passes over the data instead of k.
+
+    Parameters
+    ----------
+    oversampling : float, default=2.0
+        Expected candidates per round, in multiples of k (Bahmani's l = 2k).
+    rounds : int, default=5
+    recluster_iter : int, default=30
+    """
+
+    name = "k-means||"
+    accepts_sparse = True
+    oversampling: float = attrs.field(default=2.0)
+    rounds: int = attrs.field(default=5)
+    recluster_iter: int = attrs.field(default=30)
+
+    @oversampling.validator
+    def _check_oversampling(self, attribute: attrs.Attribute, value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise ValueError(f"k-means||: oversampling must be > 0, got {value!r}")
+
+    @rounds.validator
+    @recluster_iter.validator
+    def _check_count(self, attribute: attrs.Attribute, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"k-means||: {attribute.name} must be an integer >= 0, got {value!r}")
+
+    @hookimpl
+    def kmeansfw_init_centroids(
+        self,
+        X: np.ndarray,
+        sample_weight: np.ndarray,
+        n_clusters: int,
+        rng: np.random.Generator,
+        data: FitData,
+        hook: pluggy.HookRelay,
+    ) -> np.ndarray:
+        sw = sample_weight
+        first = rng.choice(X.shape[0], p=sw / sw.sum(dtype=np.float64))
+        chosen = [first]
+        candidates = rows_dense(X, [first])
+        plan = data.replan(max(1, int(self.oversampling * n_clusters)))
+        closest = _min_cost(hook, plan, candidates, None)
+        nearest = np.zeros(X.shape[0], dtype=np.intp)
+        for _ in range(self.rounds):
+            potential = float(np.dot(sw, closest))
+            if potential <= 0:
+                break
+            p = np.minimum(1.0, self.oversampling * n_clusters * sw * closest / potential)
+            picked = np.flatnonzero(rng.random(X.shape[0]) < p)
+            if picked.size == 0:
+                continue
+            points = rows_dense(X, picked)
+            offset = candidates.shape[0]
+            closest, nearest = _lower_with(hook, plan, points, closest, nearest, offset)
+            candidates = np.vstack([candidates, points])
+            chosen.extend(picked.tolist())
+        if candidates.shape[0] <= n_clusters:  # too few candidates: top up at random
+            extra = rng.choice(
+                np.setdiff1d(np.arange(X.shape[0]), chosen),
+                size=n_clusters - candidates.shape[0],
+                replace=False,
+            )
+            return np.vstack([candidates, rows_dense(X, extra)])
+        weights = np.bincount(nearest, weights=sw, minlength=candidates.shape[0])
+        return _recluster(hook, data, candidates, weights, n_clusters, rng, self.recluster_iter)
+
+
+def _lower_with(hook, data, points, closest, nearest, offset):
+    """Lower each sample's cost with new candidate ``points``; track its nearest index."""
+    new_closest, new_nearest = closest.copy(), nearest.copy()
+    cache = steps.prepare_centroids(hook, data, points)
+
+    def run_task(task: list[slice]) -> None:
+        for rows in task:
+            cost = steps.block_matrix(hook, "kmeansfw_cost", data, rows, points, cache)
+            best = cost.argmin(axis=1)
+            value = cost[np.arange(cost.shape[0]), best]
+            better = value < closest[rows]
+            new_closest[rows] = np.where(better, value, closest[rows])
+            new_nearest[rows] = np.where(better, best + offset, nearest[rows])
+
+    map_tasks(data, run_task)
+    return new_closest, new_nearest
+
+
+def _recluster(hook, data, candidates, weights, n_clusters, rng, iterations) -> np.ndarray:
+    """Weighted k-means++ and Lloyd on the candidates, with the fit's own strategies."""
+    keep = weights > 0
+    candidates, weights = candidates[keep], weights[keep]
+    small = FitData.build(
+        candidates,
+        weights.astype(candidates.dtype),
+        n_clusters=n_clusters,
+        n_threads=1,
+        validate=False,
+    )
+    contract.call(hook, "kmeansfw_prepare", data=small)
+    centers = KMeansPlusPlus().kmeansfw_init_centroids(
+        X=small.X,
+        sample_weight=small.sample_weight,
+        n_clusters=n_clusters,
+        rng=rng,
+        data=small,
+        hook=hook,
+    )
+    for _ in range(iterations):
+        assignment = steps.assign(hook, small, centers)
+        new, cluster_weights = steps.update(hook, small, assignment, centers, rng)
+        new[cluster_weights == 0] = centers[cluster_weights == 0]
+        if np.array_equal(new, centers):
+            break
+        centers = new
+    return centers
