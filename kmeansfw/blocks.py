@@ -53,6 +53,11 @@ def map_items(n_threads: int, fn: Callable[[object], T], items: list) -> list[T]
         return list(_pool(min(n_threads, len(items))).map(fn, items))
 
 
+#: Below this many data elements (rows x features) tasks run inline: handing them to
+#: threads would cost more than it saves.  The block plan, hence every result, is the same.
+PARALLEL_MIN_ELEMENTS = 1 << 18
+
+
 def map_tasks(data: FitData, fn: Callable[[list[slice]], T]) -> list[T]:
     """Apply ``fn`` to every task of ``data`` and return the results in row order.
 
@@ -64,4 +69,5 @@ def map_tasks(data: FitData, fn: Callable[[list[slice]], T]) -> list[T]:
         Takes a task (a list of consecutive row slices); runs in a worker thread, so it
         must only write to disjoint rows of shared arrays.
     """
-    return map_items(data.n_threads, fn, data.tasks)
+    small = data.n_samples * data.n_features < PARALLEL_MIN_ELEMENTS
+    return map_items(1 if small else data.n_threads, fn, data.tasks)

@@ -22,8 +22,10 @@ CACHE_BLOCK_BYTES = 8 << 20
 BLOCK_TEMPORARIES = 4
 #: Aim for this many tasks (groups of blocks) so worker threads stay balanced.
 TARGET_TASKS = 64
-#: Large data is cut into at least this many blocks, so threads share work evenly.
+#: Large data is cut into at least this many blocks, so threads share work evenly...
 MIN_BLOCKS = 16
+#: ...but never into blocks smaller than this for balance alone (small data: one block).
+BALANCE_MIN_ROWS = 4096
 #: Default working memory per worker thread for block buffers, in bytes.
 DEFAULT_MEMORY_BUDGET = 64 << 20
 
@@ -106,7 +108,7 @@ def plan_block_rows(n_samples: int, n_columns: int, itemsize: int, memory_budget
     row_bytes = max(1, n_columns) * itemsize
     cache_rows = CACHE_BLOCK_BYTES // row_bytes
     budget_rows = memory_budget // (row_bytes * BLOCK_TEMPORARIES)
-    balance_rows = -(-n_samples // MIN_BLOCKS)
+    balance_rows = max(-(-n_samples // MIN_BLOCKS), BALANCE_MIN_ROWS)
     return int(max(MIN_BLOCK_ROWS, min(cache_rows, budget_rows, balance_rows)))
 
 
