@@ -105,7 +105,8 @@ def memory_child(n: int, d: int, k: int, dtype: str) -> None:
     import kmeansfw
 
     X, init = make_data(n, d, k, dtype)
-    kmeansfw.KMeans(k, init=init, n_init=1, max_iter=2).fit(X[:1000])  # warm imports
+    warm = X[: max(1000, 2 * k)]
+    kmeansfw.KMeans(k, init=init, n_init=1, max_iter=2).fit(warm)  # warm imports, kernels
     base = rss_mb()
     kmeansfw.KMeans(k, init=init, n_init=1, max_iter=3, tol=0.0).fit(X)
     peak = peak_rss_mb()

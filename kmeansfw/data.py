@@ -23,7 +23,7 @@ BLOCK_TEMPORARIES = 4
 #: Aim for this many tasks (groups of blocks) so worker threads stay balanced.
 TARGET_TASKS = 64
 #: Large data is cut into at least this many blocks, so threads share work evenly...
-MIN_BLOCKS = 16
+MIN_BLOCKS = 8
 #: ...but never into blocks smaller than this for balance alone (small data: one block).
 BALANCE_MIN_ROWS = 4096
 #: Default working memory per worker thread for block buffers, in bytes.
