@@ -162,17 +162,23 @@ class FitData:
         return cls(
             X=X,
             sample_weight=sw,
-            block_rows=plan_block_rows(X.shape[0], n_clusters, X.dtype.itemsize, memory_budget),
+            block_rows=plan_block_rows(
+                X.shape[0], max(n_clusters, X.shape[1]), X.dtype.itemsize, memory_budget
+            ),
             n_threads=n_threads or default_n_threads(),
         )
 
     def replan(self, n_columns: int, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> FitData:
-        """The same data (and cache) with blocks sized for (rows, ``n_columns``) buffers."""
+        """The same data (and cache) with blocks sized for (rows, ``n_columns``) buffers
+        (and never wider than the data's own rows)."""
         return FitData(
             X=self.X,
             sample_weight=self.sample_weight,
             block_rows=plan_block_rows(
-                self.n_samples, n_columns, self.X.dtype.itemsize, memory_budget
+                self.n_samples,
+                max(n_columns, self.n_features),
+                self.X.dtype.itemsize,
+                memory_budget,
             ),
             n_threads=self.n_threads,
             cache=self.cache,

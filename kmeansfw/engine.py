@@ -22,6 +22,21 @@ from kmeansfw.markers import PROJECT
 SLOTS = ("init", "distance", "assignment", "update", "empty", "convergence")
 
 
+class _Manager(pluggy.PluginManager):
+    """A PluginManager that only looks at ``kmeansfw_*`` attributes of a plugin.
+
+    pluggy inspects every attribute of every registered object; strategies are attrs
+    classes with dozens of dunder attributes, and a manager is built per fit, so skipping
+    them keeps small fits cheap.  Nothing else changes: hook implementations are named
+    ``kmeansfw_*`` by the contract.
+    """
+
+    def parse_hookimpl_opts(self, plugin: object, name: str):  # noqa: D102 - pluggy API
+        if not name.startswith(f"{PROJECT}_"):
+            return None
+        return super().parse_hookimpl_opts(plugin, name)
+
+
 def build_manager(
     strategies: Sequence[tuple[str, str, object]], observers: Iterable[object] = ()
 ) -> pluggy.PluginManager:
@@ -35,7 +50,7 @@ def build_manager(
     observers : iterable of objects
         Registered last, so their wrappers wrap the strategies.
     """
-    pm = pluggy.PluginManager(PROJECT)
+    pm = _Manager(PROJECT)
     pm.add_hookspecs(hookspecs)
     for slot, label, strategy in strategies:
         pm.register(strategy, name=f"{slot} strategy {label}")

@@ -68,6 +68,22 @@ def check_sparse_support(strategies: list[tuple[str, str, Any]], data: FitData) 
         )
 
 
+def _attach_checkpoint(
+    cfg: Config, data: FitData, observers: list[Any], rng: np.random.Generator
+) -> checkpoint.Resume | None:
+    """With ``cfg.checkpoint``: add the checkpoint observer and restore a saved state."""
+    if cfg.checkpoint is None:
+        return None
+    stamp = checkpoint.fingerprint(cfg.to_dict(), data.X)
+    resume = checkpoint.load(cfg.checkpoint, stamp)
+    keeper = checkpoint.Checkpoint(cfg.checkpoint, stamp, cfg.checkpoint_every)
+    keeper.resume_with(resume)
+    observers.append(keeper)
+    if resume is not None:
+        rng.bit_generator.state = resume.rng_state
+    return resume
+
+
 def fit(
     X: Any,
     config: Config | dict | str | None = None,
@@ -114,15 +130,7 @@ def fit(
     if history is not None:
         observers.append(history)
     rng = make_rng(cfg.random_state)
-    resume, keeper = None, None
-    if cfg.checkpoint is not None:
-        stamp = checkpoint.fingerprint(cfg.to_dict(), data.X)
-        resume = checkpoint.load(cfg.checkpoint, stamp)
-        keeper = checkpoint.Checkpoint(cfg.checkpoint, stamp, cfg.checkpoint_every)
-        keeper.resume_with(resume)
-        observers.append(keeper)
-        if resume is not None:
-            rng.bit_generator.state = resume.rng_state
+    resume = _attach_checkpoint(cfg, data, observers, rng)
     pm = engine.build_manager(strategies, observers)
     engine.prepare(pm, data)
     best = resume.best if resume is not None else None

@@ -22,8 +22,11 @@ def mean_feature_variance(data: FitData) -> float:
     mean = X.sum(axis=0, dtype=np.float64) / data.n_samples
 
     def run_task(task: list[slice]) -> np.ndarray:
-        centered = X[FitData.task_rows(task)] - mean
-        return np.einsum("ij,ij->j", centered, centered)
+        total = np.zeros(X.shape[1])
+        for rows in task:  # block by block: one block-sized temporary at a time
+            centered = X[rows] - mean
+            total += np.einsum("ij,ij->j", centered, centered)
+        return total
 
     squares = np.sum(map_tasks(data, run_task), axis=0)
     return float(np.mean(squares / data.n_samples))

@@ -163,11 +163,11 @@ class Cosine:
     @hookimpl
     def kmeansfw_prepare(self, data: FitData) -> None:
         def check(task: list[slice]) -> None:
-            span = FitData.task_rows(task)
-            try:
-                _unit_rows(data.X[span], "rows of X")
-            except ValueError as exc:
-                raise ValueError(f"{exc} (in rows {span.start}-{span.stop - 1})") from None
+            for rows in task:
+                try:
+                    _unit_rows(data.X[rows], "rows of X")
+                except ValueError as exc:
+                    raise ValueError(f"{exc} (in rows {rows.start}-{rows.stop - 1})") from None
 
         map_tasks(data, check)
 
@@ -212,8 +212,11 @@ def covariance(data: FitData) -> np.ndarray:
     mean = X.mean(axis=0, dtype=np.float64)
 
     def run_task(task: list[slice]) -> np.ndarray:
-        centered = X[FitData.task_rows(task)] - mean
-        return centered.T @ centered
+        total = np.zeros((X.shape[1], X.shape[1]))
+        for rows in task:  # block by block: one block-sized temporary at a time
+            centered = X[rows] - mean
+            total += centered.T @ centered
+        return total
 
     return np.sum(map_tasks(data, run_task), axis=0) / max(1, data.n_samples - 1)
 

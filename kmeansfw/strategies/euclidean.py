@@ -41,13 +41,13 @@ def centered_sq_norms(data: FitData, mean: np.ndarray) -> np.ndarray:
     out = np.empty(data.n_samples, dtype=data.dtype)
 
     def run_task(task: list[slice]) -> None:
-        span = FitData.task_rows(task)
-        block = data.X[span]
-        if sp.issparse(block):  # the mean is zero for sparse data
-            out[span] = row_sq_norms(block)
-        else:
-            centered = block - mean
-            out[span] = np.einsum("ij,ij->i", centered, centered)
+        for rows in task:  # block by block: one block-sized temporary at a time
+            block = data.X[rows]
+            if sp.issparse(block):  # the mean is zero for sparse data
+                out[rows] = row_sq_norms(block)
+            else:
+                centered = block - mean
+                out[rows] = np.einsum("ij,ij->i", centered, centered)
 
     map_tasks(data, run_task)
     return out
