@@ -39,7 +39,22 @@ class SqEuclidean(Euclidean):
 
 
 @attrs.frozen
-class Manhattan:
+class _KernelDistance:
+    """A distance computed by one compiled block kernel; its cost is the distance."""
+
+    kind = L1
+
+    @hookimpl
+    def kmeansfw_distance(self, X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+        return lp_block(X, centroids, self.kind)
+
+    @hookimpl
+    def kmeansfw_cost(self, X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+        return lp_block(X, centroids, self.kind)
+
+
+@attrs.frozen
+class Manhattan(_KernelDistance):
     """Manhattan (L1, cityblock) distance; the objective is the sum of distances.
 
     Natural update: ``median`` (the coordinate-wise median minimizes it).  A metric.
@@ -49,18 +64,11 @@ class Manhattan:
     objective = "sum of Manhattan distances"
     natural_update = "median"
     is_metric = True
-
-    @hookimpl
-    def kmeansfw_distance(self, X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-        return lp_block(X, centroids, L1)
-
-    @hookimpl
-    def kmeansfw_cost(self, X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-        return lp_block(X, centroids, L1)
+    kind = L1
 
 
 @attrs.frozen
-class Chebyshev:
+class Chebyshev(_KernelDistance):
     """Chebyshev (L-infinity) distance; the objective is the sum of distances.
 
     Natural update: ``medoid`` (no closed form minimizes the sum).  A metric.
@@ -70,14 +78,7 @@ class Chebyshev:
     objective = "sum of Chebyshev distances"
     natural_update = "medoid"
     is_metric = True
-
-    @hookimpl
-    def kmeansfw_distance(self, X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-        return lp_block(X, centroids, LINF)
-
-    @hookimpl
-    def kmeansfw_cost(self, X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-        return lp_block(X, centroids, LINF)
+    kind = LINF
 
 
 def _check_p(instance: object, attribute: attrs.Attribute, value: float) -> None:
