@@ -10,11 +10,12 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from kmeansfw import engine, steps
-from kmeansfw.config import Config
+from kmeansfw import engine, minibatch, steps
+from kmeansfw.config import Config, make_rng
 from kmeansfw.data import FitData
-from kmeansfw.fitting import check_sparse_support
+from kmeansfw.fitting import check_n_clusters, check_sparse_support
 from kmeansfw.fitting import fit as fit_config
+from kmeansfw.strategies.update import Spherical
 
 _FLOATS = [np.float64, np.float32]
 
@@ -59,6 +60,10 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         Worker threads (None: all CPUs available).  Results do not depend on it.
     history : bool, default=False
         Record per-iteration statistics in ``history_``.
+    batch_size : int or None, default=None
+        None: Lloyd's algorithm on all the data every iteration.  An int: mini-batch
+        k-means (Sculley) on random batches of that size, ``max_iter`` passes at most;
+        needs the ``mean`` or ``spherical`` update.  See also :meth:`partial_fit`.
     checkpoint : str or None, default=None
         A folder: the fit writes its state there every ``checkpoint_every`` iterations
         (plain .npz + JSON), and a fit that finds a checkpoint there resumes from it and
@@ -105,6 +110,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         memory_budget_mb: float = 64.0,
         n_threads: int | None = None,
         history: bool = False,
+        batch_size: int | None = None,
         checkpoint: str | None = None,
         checkpoint_every: int = 1,
     ) -> None:
@@ -123,6 +129,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self.memory_budget_mb = memory_budget_mb
         self.n_threads = n_threads
         self.history = history
+        self.batch_size = batch_size
         self.checkpoint = checkpoint
         self.checkpoint_every = checkpoint_every
 
@@ -157,6 +164,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             self, X, accept_sparse="csr", dtype=_FLOATS, order="C", ensure_min_samples=1
         )
         outcome = fit_config(X, self.get_config(), sample_weight=sample_weight, validate=False)
+        if hasattr(self, "_minibatch"):
+            del self._minibatch  # a full fit starts partial_fit afresh
         self._strategies = outcome.strategies
         self.cluster_centers_ = outcome.centroids
         self.labels_ = outcome.labels.astype(np.int32)
@@ -164,6 +173,44 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self.n_iter_ = outcome.n_iter
         if outcome.history is not None:
             self.history_ = outcome.history.for_run(outcome.result.run)
+        return self
+
+    def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> KMeans:
+        """Update the clustering with one batch (mini-batch k-means, Sculley's rule).
+
+        The first call seeds the centroids on this batch with the ``init`` strategy;
+        every call then moves each centroid towards its batch members with a learning rate
+        of batch weight / total weight seen.  ``labels_`` and ``inertia_`` describe the
+        last batch.
+
+        Returns
+        -------
+        self
+        """
+        first = not hasattr(self, "_minibatch")
+        X = validate_data(self, X, accept_sparse="csr", dtype=_FLOATS, order="C", reset=first)
+        if first:
+            cfg = self.get_config()
+            strategies = cfg.build_strategies()
+            minibatch.check_update(strategies)
+            self._strategies = strategies
+        pm = engine.build_manager(self._strategies)
+        batch = minibatch.batch_data(X, sample_weight, self.n_clusters, self.n_threads, pm.hook)
+        if first:
+            check_n_clusters(batch.n_samples, self.n_clusters)
+        check_sparse_support(self._strategies, batch)
+        if first:
+            rng = make_rng(self.random_state)
+            centroids = steps.initialize(pm.hook, batch, self.n_clusters, rng)
+            state = minibatch.MiniBatchState(centroids, np.zeros(self.n_clusters))
+            self._minibatch = (state, rng)
+        state, rng = self._minibatch
+        spherical = isinstance(minibatch.check_update(self._strategies), Spherical)
+        assignment = minibatch.step(pm.hook, batch, state, rng, spherical)
+        self.cluster_centers_ = state.centroids
+        self.labels_ = assignment.labels.astype(np.int32)
+        self.inertia_ = steps.objective(batch, assignment.costs)
+        self.n_iter_ = self.n_steps_ = state.steps
         return self
 
     def _data(self, X: Any, sample_weight: Any = None) -> tuple[FitData, Any]:

@@ -9,7 +9,7 @@ import attrs
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from kmeansfw import checkpoint, engine
+from kmeansfw import checkpoint, engine, minibatch
 from kmeansfw.config import Config, make_rng
 from kmeansfw.data import FitData
 from kmeansfw.strategies.observers import History
@@ -65,6 +65,42 @@ def check_sparse_support(strategies: list[tuple[str, str, Any]], data: FitData) 
             f"sparse input is not supported by the {', '.join(refusing)}; sparse CSR data "
             "works with the euclidean, sqeuclidean and cosine distances and the mean and "
             "spherical updates (or pass X.toarray())"
+        )
+
+
+def _fit_minibatch(cfg, data, strategies, pm, rng, history) -> Fit:
+    """``batch_size`` set: mini-batch runs instead of Lloyd (no checkpoints)."""
+    from kmeansfw.strategies.update import Spherical
+
+    if cfg.checkpoint is not None:
+        raise ValueError("checkpoint is not supported with batch_size (mini-batch fits)")
+    update = minibatch.check_update(strategies)
+    best = None
+    for run_index in range(cfg.resolved_n_init()):
+        result = minibatch.run(
+            pm,
+            data,
+            cfg.n_clusters,
+            rng=rng,
+            batch_size=cfg.batch_size,
+            max_iter=cfg.max_iter,
+            spherical=isinstance(update, Spherical),
+            run_index=run_index,
+        )
+        if best is None or result.objective < best.objective:
+            best = result
+    _warn_if_fewer_clusters(best.labels, cfg.n_clusters)
+    return Fit(result=best, config=cfg, strategies=strategies, history=history)
+
+
+def _warn_if_fewer_clusters(labels: np.ndarray, n_clusters: int) -> None:
+    distinct = np.unique(labels).size
+    if distinct < n_clusters:
+        warnings.warn(
+            f"Number of distinct clusters ({distinct}) found smaller than "
+            f"n_clusters ({n_clusters}). Possibly due to duplicate points in X.",
+            ConvergenceWarning,
+            stacklevel=3,
         )
 
 
@@ -133,6 +169,8 @@ def fit(
     resume = _attach_checkpoint(cfg, data, observers, rng)
     pm = engine.build_manager(strategies, observers)
     engine.prepare(pm, data)
+    if cfg.batch_size is not None:
+        return _fit_minibatch(cfg, data, strategies, pm, rng, history)
     best = resume.best if resume is not None else None
     first = resume.next_run if resume is not None else 0
     for run_index in range(first, cfg.resolved_n_init()):
@@ -149,12 +187,5 @@ def fit(
         )
         if best is None or result.objective < best.objective:
             best = result
-    distinct = np.unique(best.labels).size
-    if distinct < cfg.n_clusters:
-        warnings.warn(
-            f"Number of distinct clusters ({distinct}) found smaller than "
-            f"n_clusters ({cfg.n_clusters}). Possibly due to duplicate points in X.",
-            ConvergenceWarning,
-            stacklevel=2,
-        )
+    _warn_if_fewer_clusters(best.labels, cfg.n_clusters)
     return Fit(result=best, config=cfg, strategies=strategies, history=history)
