@@ -140,6 +140,19 @@ def kmeansfw_paired_cost(
 
 
 @hookspec(firstresult=True)
+def kmeansfw_nearest_two(
+    X: np.ndarray, centroids: np.ndarray, rows: slice | None, data: FitData, cache: dict
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Optional: the nearest centroid and the runner-up's distance, for bound-based search.
+
+    Return ``(labels, costs, distances, second_distances)``, all (b,): the argmin of the
+    cost, the cost and the *distance* to it, and the distance to the second nearest
+    centroid (``inf`` when k = 1).  When no distance answers, ``hamerly`` takes full
+    ``kmeansfw_distance`` rows.
+    """
+
+
+@hookspec(firstresult=True)
 def kmeansfw_nearest(
     X: np.ndarray, centroids: np.ndarray, rows: slice, data: FitData, cache: dict
 ) -> tuple[np.ndarray, np.ndarray] | None:

@@ -33,13 +33,21 @@ except ImportError:  # pragma: no cover
 HAVE_NUMBA = numba is not None
 
 
-def _nearest_numpy(X, mean, minus_2c, c_sq_norms, centered_c, labels, mins):
+def _nearest_numpy(X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second):
     centered = X - mean
     reduced = np.dot(centered, minus_2c.T)
     reduced += c_sq_norms
     np.argmin(reduced, axis=1, out=labels)
     diff = centered - centered_c[labels]
     np.einsum("ij,ij->i", diff, diff, out=mins)
+    if second.shape[0]:
+        runner_up = np.partition(reduced, 1, axis=1)[:, 1] if reduced.shape[1] > 1 else np.inf
+        second[:] = np.maximum(runner_up + np.einsum("ij,ij->i", centered, centered), 0)
+
+
+def _paired_sq_numpy(X, mean, centered_c, labels, out):
+    diff = (X - mean) - centered_c[labels]
+    np.einsum("ij,ij->i", diff, diff, out=out)
 
 
 def _accumulate_numpy(X, labels, sample_weight, sums, weights):
@@ -54,17 +62,23 @@ if HAVE_NUMBA:
     # reassoc/contract only let the exact-distance sum below vectorize (a fixed order, so
     # results stay deterministic); every other expression here is a single operation.
     @numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
-    def _nearest_numba(X, mean, minus_2c, c_sq_norms, centered_c, labels, mins):  # pragma: no cover
+    def _nearest_numba(  # pragma: no cover
+        X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second
+    ):
         # Rows are centered sub-block by sub-block (as scikit-learn centers the data, for
         # accuracy) and the product is taken transposed, (k, rows), so that the running
         # minimum over centroids walks contiguous rows and vectorizes across samples.
+        # With a non-empty ``second``, the runner-up's squared distance is kept too.
+        want_second = second.shape[0] > 0
         n, d, k = X.shape[0], X.shape[1], minus_2c.shape[0]
         sub = min(SUB_BLOCK_ROWS, n)
         centered = np.empty((sub, d), dtype=X.dtype)
         buf = np.empty(k * sub, dtype=X.dtype)
         best = np.empty(sub, dtype=X.dtype)
+        runner_up = np.empty(sub, dtype=X.dtype)
         arg = np.empty(sub, dtype=np.int32)
         zero = X.dtype.type(0)
+        inf = X.dtype.type(np.inf)
         for start in range(0, n, sub):
             m = min(start + sub, n) - start
             rows = centered[:m]
@@ -76,14 +90,23 @@ if HAVE_NUMBA:
             c = c_sq_norms[0]
             for i in range(m):
                 best[i] = block[0, i] + c
+                runner_up[i] = inf
                 arg[i] = 0
             for j in range(1, k):
                 c = c_sq_norms[j]
-                for i in range(m):
-                    value = block[j, i] + c
-                    lower = value < best[i]
-                    best[i] = value if lower else best[i]
-                    arg[i] = np.int32(j) if lower else arg[i]
+                if want_second:
+                    for i in range(m):
+                        value = block[j, i] + c
+                        lower = value < best[i]
+                        runner_up[i] = best[i] if lower else min(runner_up[i], value)
+                        best[i] = value if lower else best[i]
+                        arg[i] = np.int32(j) if lower else arg[i]
+                else:
+                    for i in range(m):
+                        value = block[j, i] + c
+                        lower = value < best[i]
+                        best[i] = value if lower else best[i]
+                        arg[i] = np.int32(j) if lower else arg[i]
             for i in range(m):
                 j = arg[i]
                 labels[start + i] = j
@@ -92,6 +115,22 @@ if HAVE_NUMBA:
                     diff = rows[i, f] - centered_c[j, f]
                     total += diff * diff
                 mins[start + i] = total
+                if want_second:
+                    norm = zero
+                    for f in range(d):
+                        norm += rows[i, f] * rows[i, f]
+                    second[start + i] = max(runner_up[i] + norm, zero)
+
+    @numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
+    def _paired_sq_numba(X, mean, centered_c, labels, out):  # pragma: no cover
+        zero = X.dtype.type(0)
+        for i in range(X.shape[0]):
+            j = labels[i]
+            total = zero
+            for f in range(X.shape[1]):
+                diff = (X[i, f] - mean[f]) - centered_c[j, f]
+                total += diff * diff
+            out[i] = total
 
     @numba.njit(nogil=True, cache=True)
     def _accumulate_numba(X, labels, sample_weight, sums, weights):  # pragma: no cover
@@ -109,7 +148,8 @@ def nearest_sq_euclidean(
     minus_2c: np.ndarray,
     c_sq_norms: np.ndarray,
     centered_c: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
+    with_second: bool = False,
+) -> tuple[np.ndarray, ...]:
     """Nearest centroid by squared Euclidean distance, for one block.
 
     Parameters
@@ -125,12 +165,25 @@ def nearest_sq_euclidean(
     labels : (b,) intp, the argmin of ``||c||^2 - 2 x.c`` (lowest index on ties).
     min_sq_distances : (b,) the exact squared distances ``sum((x - c)^2)`` to those
         centroids, in X's dtype.
+    second_sq_distances : (b,), with ``with_second``: the squared distance to the
+        runner-up centroid (from the product, so to rounding), for bound-based searches.
     """
     labels = np.empty(X.shape[0], dtype=np.intp)
     mins = np.empty(X.shape[0], dtype=X.dtype)
+    second = np.empty(X.shape[0] if with_second else 0, dtype=X.dtype)
     kernel = _nearest_numba if HAVE_NUMBA else _nearest_numpy
-    kernel(X, mean, minus_2c, c_sq_norms, centered_c, labels, mins)
-    return labels, mins
+    kernel(X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second)
+    return (labels, mins, second) if with_second else (labels, mins)
+
+
+def paired_sq_euclidean(
+    X: np.ndarray, mean: np.ndarray, centered_c: np.ndarray, labels: np.ndarray
+) -> np.ndarray:
+    """Exact squared distance of each row of X to ``centered_c[labels] + mean``, (b,)."""
+    out = np.empty(X.shape[0], dtype=X.dtype)
+    kernel = _paired_sq_numba if HAVE_NUMBA else _paired_sq_numpy
+    kernel(X, mean, np.ascontiguousarray(centered_c, dtype=X.dtype), labels, out)
+    return out
 
 
 def add_weighted_cluster_sums(

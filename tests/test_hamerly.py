@@ -60,7 +60,12 @@ def test_hamerly_recomputes_fewer_rows_over_time():
 
     class Count:
         @kmeansfw.hookimpl(wrapper=True)
-        def kmeansfw_distance(self, X):
+        def kmeansfw_distance(self, X):  # the centroid-to-centroid geometry, 6 rows
+            recomputed.append(X.shape[0])
+            return (yield)
+
+        @kmeansfw.hookimpl(wrapper=True)
+        def kmeansfw_nearest_two(self, X):  # the rows the bounds could not settle
             recomputed.append(X.shape[0])
             return (yield)
 

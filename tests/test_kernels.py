@@ -34,15 +34,24 @@ def test_numba_and_numpy_nearest_agree(dtype, n, d, k):
     X, mean, m2c, cn, cc, C = _inputs(rng, n, d, k, dtype)
     fast_labels = np.empty(n, np.intp)
     fast_mins = np.empty(n, dtype)
-    kernels._nearest_numba(X, mean, m2c, cn, cc, fast_labels, fast_mins)
+    fast_second = np.empty(n, dtype)
+    kernels._nearest_numba(X, mean, m2c, cn, cc, fast_labels, fast_mins, fast_second)
     slow_labels = np.empty(n, np.intp)
     slow_mins = np.empty(n, dtype)
-    kernels._nearest_numpy(X, mean, m2c, cn, cc, slow_labels, slow_mins)
+    slow_second = np.empty(n, dtype)
+    kernels._nearest_numpy(X, mean, m2c, cn, cc, slow_labels, slow_mins, slow_second)
     np.testing.assert_array_equal(fast_labels, slow_labels)
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(fast_mins, slow_mins, rtol=rtol)
     D = cdist(X.astype(np.float64), C.astype(np.float64), "sqeuclidean")
     np.testing.assert_allclose(fast_mins, D[np.arange(n), fast_labels], rtol=rtol, atol=1e-6)
+    if k > 1:  # the runner-up, from the product: to rounding of the expanded formula
+        runner_up = np.sort(D, axis=1)[:, 1]
+        scale = rtol * 10 * (1 + np.abs(X).max() ** 2)
+        np.testing.assert_allclose(fast_second, runner_up, atol=scale)
+        np.testing.assert_allclose(slow_second, runner_up, atol=scale)
+    paired = kernels.paired_sq_euclidean(X, mean, cc, fast_labels)
+    np.testing.assert_allclose(paired, fast_mins, rtol=rtol, atol=1e-6)
 
 
 @pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")

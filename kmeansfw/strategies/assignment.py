@@ -178,33 +178,57 @@ class Hamerly:
             lower = state["lower"][rows] - shift.max()
             bound = np.maximum(lower, info["half_gap"][labels])
             redo = np.flatnonzero(upper * (1 - info["margin"]) > bound * (1 + info["margin"]))
-        if redo.size:
-            sub = X[redo]
-            dist = contract.check_float_array(
+        costs = None
+        if redo.size == b:  # every row (the first pass): no gather
+            costs = self._full(hook, X, centroids, data, cache, labels, upper, lower)
+        elif redo.size:
+            sub_labels, sub_upper, sub_lower = labels[redo], upper[redo], lower[redo]
+            self._full(hook, X[redo], centroids, data, cache, sub_labels, sub_upper, sub_lower)
+            labels[redo], upper[redo], lower[redo] = sub_labels, sub_upper, sub_lower
+        state["labels"][rows], state["upper"][rows], state["lower"][rows] = labels, upper, lower
+        if costs is None:
+            costs = paired_cost(hook, X, centroids, labels, rows, data, cache)
+        return labels, costs
+
+    @staticmethod
+    def _full(hook, X, centroids, data, cache, labels, upper, lower) -> np.ndarray | None:
+        """Nearest centroid and both bounds for every row of X, in place; the costs when
+        the distance's fast two-nearest search gave them."""
+        two = contract.call(
+            hook,
+            "kmeansfw_nearest_two",
+            X=X,
+            centroids=centroids,
+            rows=None,
+            data=data,
+            cache=cache,
+        )
+        if two is not None:
+            labels[:], costs, upper[:], lower[:] = two[0], two[1], two[2], two[3]
+            return costs
+        dist = contract.check_float_array(
+            hook,
+            "kmeansfw_distance",
+            contract.call(
                 hook,
                 "kmeansfw_distance",
-                contract.call(
-                    hook,
-                    "kmeansfw_distance",
-                    X=sub,
-                    centroids=centroids,
-                    rows=None,
-                    data=data,
-                    cache=cache,
-                ),
-                (redo.size, centroids.shape[0]),
-                data.dtype,
-                nonnegative=True,
-                what="a block",
-            ).astype(np.float64)
-            best = dist.argmin(axis=1)
-            labels[redo] = best
-            upper[redo] = dist[np.arange(redo.size), best]
-            if centroids.shape[0] > 1:
-                dist[np.arange(redo.size), best] = np.inf
-                lower[redo] = dist.min(axis=1)
-            else:
-                lower[redo] = np.inf
-        state["labels"][rows], state["upper"][rows], state["lower"][rows] = labels, upper, lower
-        costs = paired_cost(hook, X, centroids, labels, rows, data, cache)
-        return labels, costs
+                X=X,
+                centroids=centroids,
+                rows=None,
+                data=data,
+                cache=cache,
+            ),
+            (X.shape[0], centroids.shape[0]),
+            data.dtype,
+            nonnegative=True,
+            what="a block",
+        ).astype(np.float64)
+        best = dist.argmin(axis=1)
+        labels[:] = best
+        upper[:] = dist[np.arange(X.shape[0]), best]
+        if centroids.shape[0] > 1:
+            dist[np.arange(X.shape[0]), best] = np.inf
+            lower[:] = dist.min(axis=1)
+        else:
+            lower[:] = np.inf
+        return None

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 from kmeansfw.blocks import map_tasks
 from kmeansfw.data import FitData
-from kmeansfw.kernels import nearest_sq_euclidean
+from kmeansfw.kernels import nearest_sq_euclidean, paired_sq_euclidean
 from kmeansfw.markers import hookimpl
 
 _MEAN = "euclidean.mean"
@@ -110,13 +110,28 @@ class Euclidean:
     def kmeansfw_paired_cost(
         self, X: np.ndarray, labels: np.ndarray, data: FitData, cache: dict
     ) -> np.ndarray:
-        centered_c = cache[_CENTERED_C][labels]
         if sp.issparse(X):
+            centered_c = cache[_CENTERED_C][labels]
             cross = np.asarray(X.multiply(centered_c).sum(axis=1)).ravel()
             out = row_sq_norms(X) - 2 * cross + np.einsum("ij,ij->i", centered_c, centered_c)
             return np.maximum(out, 0).astype(X.dtype)
-        diff = (X - data.cache[_MEAN]) - centered_c
-        return np.einsum("ij,ij->i", diff, diff)
+        return paired_sq_euclidean(X, data.cache[_MEAN], cache[_CENTERED_C], labels)
+
+    @hookimpl
+    def kmeansfw_nearest_two(
+        self, X: np.ndarray, data: FitData, cache: dict
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        if sp.issparse(X):
+            return None
+        labels, costs, second = nearest_sq_euclidean(
+            X,
+            data.cache[_MEAN],
+            cache[_MINUS_2C],
+            cache[_C_NORMS],
+            cache[_CENTERED_C],
+            with_second=True,
+        )
+        return labels, costs, np.sqrt(costs), np.sqrt(second)
 
     @hookimpl
     def kmeansfw_nearest(
