@@ -269,6 +269,10 @@ class Config:
             several = slot == "convergence" and isinstance(value, list)
             for item in value if several else [value]:
                 label, strategy = CATALOG.create(slot, item)
+                if slot == "assignment" and getattr(strategy, "name", None) == "auto":
+                    strategy = attrs.evolve(
+                        strategy, metric=bool(getattr(distance, "is_metric", False))
+                    )
                 out.append((slot, label, strategy))
                 if slot == "distance":
                     distance = strategy

@@ -89,3 +89,22 @@ def test_hamerly_recomputes_fewer_rows_over_time():
 def test_hamerly_needs_a_metric():
     with pytest.raises(ConfigError, match="needs a distance that is a true metric.*'cosine'"):
         kmeansfw.Config(distance="cosine", assignment="hamerly").build_strategies()
+
+
+def test_auto_picks_by_metric_and_size():
+    X, _ = make_blobs(6000, n_features=4, centers=40, random_state=0)
+    strategies = dict(
+        (s, o) for s, _, o in kmeansfw.Config(n_clusters=40, assignment="auto").build_strategies()
+    )
+    assert strategies["assignment"].metric is True
+    cosine = dict(
+        (s, o)
+        for s, _, o in kmeansfw.Config(
+            n_clusters=40, distance="cosine", assignment="auto"
+        ).build_strategies()
+    )
+    assert cosine["assignment"].metric is False
+    auto = KMeans(40, assignment="auto", random_state=0).fit(X)  # 6000 x 40 >= 2^17
+    plain = KMeans(40, random_state=0).fit(X)
+    np.testing.assert_array_equal(auto.labels_, plain.labels_)
+    assert auto.n_iter_ == plain.n_iter_

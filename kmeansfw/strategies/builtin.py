@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kmeansfw.markers import hookimpl
-from kmeansfw.strategies.assignment import Hamerly, Nearest
+from kmeansfw.strategies.assignment import Auto, Hamerly, Nearest
 from kmeansfw.strategies.convergence import (
     AllOf,
     AnyOf,
@@ -36,7 +36,7 @@ from kmeansfw.strategies.update import Mean, Median, Medoid, Spherical, TrimmedM
 BUILTINS = {
     "init": (KMeansPlusPlus, KMeansParallel, RandomInit, RandomPartition, FarthestFirst),
     "distance": (Euclidean, SqEuclidean, Manhattan, Chebyshev, Minkowski, Cosine, Mahalanobis),
-    "assignment": (Nearest, Hamerly),
+    "assignment": (Nearest, Hamerly, Auto),
     "update": (Mean, Median, Medoid, Spherical, TrimmedMean),
     "empty": (RelocateFarthest, SplitLargest, Keep, Raise),
     "convergence": (Tol, Unchanged, ObjectiveChange, TimeBudget, AnyOf, AllOf, Callback),
