@@ -2,8 +2,9 @@
 
 Each function walks the fixed task plan of a :class:`~kmeansfw.data.FitData` in worker
 threads (:func:`kmeansfw.blocks.map_tasks`), calls the per-block hooks, checks every
-answer (:mod:`kmeansfw.contract`) and writes it into preallocated arrays.  No function
-here does arithmetic on the data itself: that is the strategies' job.
+answer (:mod:`kmeansfw.contract`) and writes it into preallocated arrays.  Apart from
+the weighted sum of the costs (:func:`objective`), no function here does arithmetic on
+the data: that is the strategies' job.
 """
 
 from __future__ import annotations
