@@ -236,6 +236,7 @@ def test_kmeans_plus_plus_spreads_centroids():
         assert len(blobs_hit) == 10
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # tiny n ~ k
 @settings(max_examples=25, deadline=None)
 @given(
     n=st.integers(5, 300),
