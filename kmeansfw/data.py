@@ -203,13 +203,3 @@ class FitData:
     def dtype(self) -> np.dtype:
         """The float dtype everything of this fit is computed in."""
         return self.X.dtype
-
-    @property
-    def blocks(self) -> list[slice]:
-        """All row blocks, in order."""
-        return [block for task in self.tasks for block in task]
-
-    @staticmethod
-    def task_rows(task: list[slice]) -> slice:
-        """The contiguous rows a task covers."""
-        return slice(task[0].start, task[-1].stop)

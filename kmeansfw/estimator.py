@@ -15,7 +15,6 @@ from kmeansfw.config import Config, make_rng
 from kmeansfw.data import FitData
 from kmeansfw.fitting import check_n_clusters, check_sparse_support
 from kmeansfw.fitting import fit as fit_config
-from kmeansfw.strategies.update import Spherical
 
 _FLOATS = [np.float64, np.float32]
 
@@ -192,7 +191,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         if first:
             cfg = self.get_config()
             strategies = cfg.build_strategies()
-            minibatch.check_update(strategies)
+            spherical = minibatch.spherical_update(strategies)
             self._strategies = strategies
         pm = engine.build_manager(self._strategies)
         batch = minibatch.batch_data(X, sample_weight, self.n_clusters, self.n_threads, pm.hook)
@@ -202,11 +201,11 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         if first:
             rng = make_rng(self.random_state)
             centroids = steps.initialize(pm.hook, batch, self.n_clusters, rng)
-            state = minibatch.MiniBatchState(centroids, np.zeros(self.n_clusters))
-            self._minibatch = (state, rng)
-        state, rng = self._minibatch
-        spherical = isinstance(minibatch.check_update(self._strategies), Spherical)
-        assignment = minibatch.step(pm.hook, batch, state, rng, spherical)
+            self._minibatch = minibatch.MiniBatchState(
+                centroids, np.zeros(self.n_clusters), spherical=spherical
+            )
+        state = self._minibatch
+        assignment = minibatch.step(pm.hook, batch, state)
         self.cluster_centers_ = state.centroids
         self.labels_ = assignment.labels.astype(np.int32)
         self.inertia_ = steps.objective(batch, assignment.costs)

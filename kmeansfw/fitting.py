@@ -70,11 +70,9 @@ def check_sparse_support(strategies: list[tuple[str, str, Any]], data: FitData) 
 
 def _fit_minibatch(cfg, data, strategies, pm, rng, history) -> Fit:
     """``batch_size`` set: mini-batch runs instead of Lloyd (no checkpoints)."""
-    from kmeansfw.strategies.update import Spherical
-
     if cfg.checkpoint is not None:
         raise ValueError("checkpoint is not supported with batch_size (mini-batch fits)")
-    update = minibatch.check_update(strategies)
+    spherical = minibatch.spherical_update(strategies)
     best = None
     for run_index in range(cfg.resolved_n_init()):
         result = minibatch.run(
@@ -84,7 +82,7 @@ def _fit_minibatch(cfg, data, strategies, pm, rng, history) -> Fit:
             rng=rng,
             batch_size=cfg.batch_size,
             max_iter=cfg.max_iter,
-            spherical=isinstance(update, Spherical),
+            spherical=spherical,
             run_index=run_index,
         )
         if best is None or result.objective < best.objective:

@@ -32,15 +32,16 @@ class MiniBatchState:
 
     centroids: np.ndarray
     seen: np.ndarray
+    spherical: bool = False
     steps: int = 0
     smoothed: float | None = None
     best: float | None = None
     stale: int = 0
 
 
-def check_update(strategies: list[tuple[str, str, Any]]) -> Any:
-    """The update strategy, which must provide (sums, weights) per batch (mean-like)."""
-    from kmeansfw.strategies.update import Mean
+def spherical_update(strategies: list[tuple[str, str, Any]]) -> bool:
+    """Check the update provides (sums, weights) per batch (mean-like); True if spherical."""
+    from kmeansfw.strategies.update import Mean, Spherical
 
     update = dict((slot, s) for slot, _, s in strategies)["update"]
     if not isinstance(update, Mean):
@@ -48,16 +49,10 @@ def check_update(strategies: list[tuple[str, str, Any]]) -> Any:
         raise ValueError(
             f"mini-batch k-means needs the mean or spherical update, not update strategy {label}"
         )
-    return update
+    return isinstance(update, Spherical)
 
 
-def step(
-    hook: pluggy.HookRelay,
-    batch: FitData,
-    state: MiniBatchState,
-    rng: np.random.Generator,
-    spherical: bool,
-) -> steps.Assignment:
+def step(hook: pluggy.HookRelay, batch: FitData, state: MiniBatchState) -> steps.Assignment:
     """One Sculley step on ``batch`` (already prepared); updates ``state`` in place."""
     assignment = steps.assign(hook, batch, state.centroids)
     sums = sum(p[0] for p in assignment.partials)
@@ -66,7 +61,7 @@ def step(
     total = state.seen + weights
     new = state.centroids.astype(np.float64, copy=True)
     new[filled] = (state.seen[filled, None] * new[filled] + sums[filled]) / total[filled, None]
-    if spherical:
+    if state.spherical:
         norms = np.linalg.norm(new, axis=1)
         new[norms > 0] /= norms[norms > 0, None]
     state.centroids = contract.check_float_array(
@@ -134,7 +129,7 @@ def run(
         data.X[seed_rows], data.sample_weight[seed_rows], n_clusters, data.n_threads, hook
     )
     centroids = steps.initialize(hook, seeding, n_clusters, rng)
-    state = MiniBatchState(centroids=centroids, seen=np.zeros(n_clusters))
+    state = MiniBatchState(centroids=centroids, seen=np.zeros(n_clusters), spherical=spherical)
     start = FitState(data=data, n_clusters=n_clusters, tol=0.0, rng=rng, run=run_index)
     start.centroids = centroids
     hook.kmeansfw_fit_start(state=start)
@@ -144,7 +139,7 @@ def run(
         batch = batch_data(
             data.X[index], data.sample_weight[index], n_clusters, data.n_threads, hook
         )
-        assignment = step(hook, batch, state, rng, spherical)
+        assignment = step(hook, batch, state)
         if not improved(state, steps.objective(batch, assignment.costs), batch_size, n):
             converged = True
             break
