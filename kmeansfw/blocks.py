@@ -34,12 +34,41 @@ def _pool(n_threads: int) -> ThreadPoolExecutor:
         return pool
 
 
-def _blas_controller() -> ThreadpoolController:
-    global _controller
-    with _lock:
-        if _controller is None:
-            _controller = ThreadpoolController()
-        return _controller
+class _SingleThreadedBlas:
+    """Hold BLAS to one thread while any caller (in any thread) is inside.
+
+    The limit is process-wide (BLAS libraries have one thread setting), so it is reference
+    counted: the first caller sets it, the last one out restores the previous setting.
+    Nesting is cheap, which lets a whole fit hold the limit once instead of every map.
+    """
+
+    def __init__(self) -> None:
+        self._holders = 0
+        self._limiter = None
+
+    def __enter__(self) -> None:
+        global _controller
+        with _lock:
+            if self._holders == 0:
+                if _controller is None:
+                    _controller = ThreadpoolController()
+                self._limiter = _controller.limit(limits=1, user_api="blas")
+            self._holders += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        with _lock:
+            self._holders -= 1
+            if self._holders == 0:
+                limiter, self._limiter = self._limiter, None
+                limiter.restore_original_limits()
+
+
+_single_threaded_blas = _SingleThreadedBlas()
+
+
+def single_threaded_blas() -> _SingleThreadedBlas:
+    """A context manager holding BLAS to one thread (process-wide, reference counted)."""
+    return _single_threaded_blas
 
 
 def map_items(n_threads: int, fn: Callable[[object], T], items: list) -> list[T]:
@@ -47,7 +76,7 @@ def map_items(n_threads: int, fn: Callable[[object], T], items: list) -> list[T]
 
     For work split by something other than rows, e.g. one cluster per item.
     """
-    with _blas_controller().limit(limits=1, user_api="blas"):
+    with single_threaded_blas():
         if n_threads <= 1 or len(items) <= 1:
             return [fn(item) for item in items]
         return list(_pool(min(n_threads, len(items))).map(fn, items))

@@ -92,6 +92,8 @@ class Catalog:
         self.distributions: dict[str, str] = {}
         self.pm = pluggy.PluginManager(PROJECT)
         self.pm.add_hookspecs(hookspecs)
+        #: (slot, name, parameters) -> (label, strategy) already built; see :meth:`create`
+        self._built: dict[tuple, tuple[str, Any]] = {}
 
     # ------------------------------------------------------------------ loading
     def load(self) -> None:
@@ -172,6 +174,7 @@ class Catalog:
                 )
             entry = Entry(slot, name, factory, source)
             self._entries[(slot, name)] = entry
+            self._built.clear()
             return entry
 
     def lookup(self, slot: str, name: str) -> Entry:
@@ -235,6 +238,10 @@ class Catalog:
 
         name, params = _name_and_params(spec)
         if name is not None:
+            key = _built_key(slot, name, params)
+            built = self._built.get(key) if key is not None else None
+            if built is not None:
+                return built
             entry = self.lookup(slot, name)
             try:
                 strategy = entry.factory(**params)
@@ -247,7 +254,13 @@ class Catalog:
             except ValueError as exc:
                 raise ConfigError(f"{slot} strategy {name!r}: {exc}") from None
             source = "" if entry.source == BUILTIN else f" from {entry.source}"
-            return f"{name!r}{source}", strategy
+            built = f"{name!r}{source}", strategy
+            if key is not None and is_value_strategy(strategy):
+                with self._lock:
+                    if len(self._built) >= _BUILT_MAX:
+                        self._built.clear()
+                    self._built[key] = built
+            return built
         if slot == "init" and isinstance(spec, (np.ndarray, list, tuple)):
             return "'array'", ArrayInit(spec)
         if isinstance(spec, type):
@@ -280,6 +293,38 @@ def _name_and_params(spec: Any) -> tuple[str | None, dict[str, Any]]:
         params = {k: v for k, v in spec.items() if k != "name"}
         return spec["name"], params
     return None, {}
+
+
+#: At most this many built strategies are kept for reuse.
+_BUILT_MAX = 256
+
+
+def _built_key(slot: str, name: str, params: dict[str, Any]) -> tuple | None:
+    """A key for a named strategy with these parameters, or None when they are unhashable.
+
+    Parameter types are part of the key, so ``p=1`` and ``p=True`` stay different.
+    """
+    key = (slot, name, tuple(sorted((k, type(v), v) for k, v in params.items())))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def is_value_strategy(strategy: Any) -> bool:
+    """Whether ``strategy`` is an immutable attrs instance compared by value.
+
+    Such strategies hold nothing but their parameters, so fits may share one (and a
+    manager built for it): the built-in strategies, and plugin strategies written with
+    ``@attrs.frozen``.
+    """
+    cls = type(strategy)
+    return (
+        attrs.has(cls)
+        and getattr(cls.__setattr__, "__name__", "") == "_frozen_setattrs"
+        and cls.__eq__ is not object.__eq__
+    )
 
 
 def _has_hookimpls(obj: Any) -> bool:

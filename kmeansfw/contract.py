@@ -13,6 +13,7 @@ import numpy as np
 import pluggy
 
 from kmeansfw.errors import StrategyError
+from kmeansfw.kernels import finite_min, int_range
 
 
 def answering_plugin(caller: pluggy.HookCaller) -> str:
@@ -65,9 +66,10 @@ def check_float_array(
         raise fail(hook, name, f"returned {what} of non-numeric dtype {value.dtype}")
     if value.dtype != dtype:
         value = value.astype(dtype)
-    if not np.isfinite(value).all():
+    finite, low = finite_min(value)
+    if not finite:
         raise fail(hook, name, f"returned {what} containing NaN or infinity")
-    if nonnegative and value.size and value.min() < 0:
+    if nonnegative and low < 0:
         raise fail(hook, name, f"returned {what} with negative values")
     return value
 
@@ -88,6 +90,7 @@ def check_labels(
         raise fail(hook, name, f"returned labels of shape {shape}, expected ({n_rows},)")
     if value.dtype.kind not in "iu":
         raise fail(hook, name, f"returned labels of non-integer dtype {value.dtype}")
-    if n_rows and (value.min() < 0 or value.max() >= n_clusters):
+    low, high = int_range(value)
+    if n_rows and (low < 0 or high >= n_clusters):
         raise fail(hook, name, f"returned labels outside [0, {n_clusters})")
     return value

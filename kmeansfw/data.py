@@ -14,6 +14,8 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils import check_array
 
+from kmeansfw.kernels import finite_min
+
 #: Rows per block never go below this (keeps per-block call overhead invisible).
 MIN_BLOCK_ROWS = 256
 #: Upper bound on a block's (b, k) cost buffer (the generic, non-compiled path uses it).
@@ -44,6 +46,8 @@ def validate_X(X: Any, *, name: str = "X", dtype: Any = None) -> np.ndarray:
     """
     if dtype is None:
         dtype = [np.float64, np.float32]
+    if is_ready_array(X, dtype):
+        return X
     return check_array(
         X,
         accept_sparse="csr",
@@ -53,6 +57,27 @@ def validate_X(X: Any, *, name: str = "X", dtype: Any = None) -> np.ndarray:
         ensure_min_samples=1,
         ensure_min_features=1,
         input_name=name,
+    )
+
+
+def is_ready_array(X: Any, dtype: Any = None) -> bool:
+    """Whether ``X`` is already what :func:`validate_X` returns: a finite, non-empty, 2-D,
+    C-contiguous float32/float64 ndarray (of ``dtype`` when given).
+
+    Checked in one pass, so validating an array that needs no conversion costs little;
+    anything else goes through scikit-learn's ``check_array`` and its error messages.
+    """
+    dtypes = [np.float64, np.float32] if dtype is None else dtype
+    if not isinstance(dtypes, list | tuple):
+        dtypes = [dtypes]
+    return (
+        type(X) is np.ndarray
+        and X.ndim == 2
+        and X.shape[0] >= 1
+        and X.shape[1] >= 1
+        and X.flags.c_contiguous
+        and any(X.dtype == t for t in dtypes)
+        and finite_min(X)[0]
     )
 
 

@@ -7,7 +7,9 @@ restart of a fit; :func:`build_manager` builds the plugin manager a fit uses.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -16,6 +18,7 @@ import numpy as np
 import pluggy
 
 from kmeansfw import contract, hookspecs, steps
+from kmeansfw.catalog import is_value_strategy
 from kmeansfw.data import FitData
 from kmeansfw.markers import PROJECT
 
@@ -37,10 +40,79 @@ class _Manager(pluggy.PluginManager):
         return super().parse_hookimpl_opts(plugin, name)
 
 
+class _FastCaller:
+    """A hook caller that calls plain (non-wrapper) implementations directly.
+
+    Does what pluggy's ``_multicall`` does for implementations without wrappers (same
+    order, same results, ``firstresult`` honoured) without its per-call bookkeeping, which
+    costs more than the work on small data.  Hooks with wrappers, and every other
+    attribute (``get_hookimpls``, ``spec``, ...), go to pluggy's own caller.
+    """
+
+    __slots__ = ("_caller", "_plain", "_firstresult")
+
+    def __init__(self, caller: pluggy.HookCaller) -> None:
+        self._caller = caller
+        impls = caller.get_hookimpls()
+        wrapped = any(impl.hookwrapper or impl.wrapper for impl in impls)
+        self._plain = None if wrapped else tuple((i.function, i.argnames) for i in reversed(impls))
+        self._firstresult = bool(caller.spec is not None and caller.spec.opts.get("firstresult"))
+
+    def __call__(self, **kwargs: Any) -> Any:
+        if self._plain is None:
+            return self._caller(**kwargs)
+        results = []
+        for function, argnames in self._plain:
+            try:
+                args = [kwargs[name] for name in argnames]
+            except KeyError:  # pluggy raises the error naming the missing argument
+                return self._caller(**kwargs)
+            result = function(*args)
+            if result is not None:
+                if self._firstresult:
+                    return result
+                results.append(result)
+        return None if self._firstresult else results
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._caller, name)
+
+
+class FastRelay:
+    """``pm.hook`` with every ``kmeansfw_*`` caller wrapped in a :class:`_FastCaller`.
+
+    Built once a manager is complete (managers are not changed afterwards); strategies
+    receive it as ``hook`` and use it exactly like ``pm.hook``.
+    """
+
+    def __init__(self, pm: pluggy.PluginManager) -> None:
+        self._relay = pm.hook
+        for name, caller in vars(pm.hook).items():
+            if isinstance(caller, pluggy.HookCaller):
+                setattr(self, name, _FastCaller(caller))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._relay, name)
+
+
+def relay(pm: pluggy.PluginManager) -> FastRelay:
+    """The manager's :class:`FastRelay` (what the engine passes to strategies as ``hook``)."""
+    fast = getattr(pm, "kmeansfw_relay", None)
+    if fast is None:
+        fast = pm.kmeansfw_relay = FastRelay(pm)
+    return fast
+
+
+#: Managers for observer-free strategy sets, by the strategies' value (most recent last).
+_MANAGERS: OrderedDict[tuple, pluggy.PluginManager] = OrderedDict()
+_MANAGERS_MAX = 64
+_managers_lock = threading.Lock()
+
+
 def build_manager(
     strategies: Sequence[tuple[str, str, object]], observers: Iterable[object] = ()
 ) -> pluggy.PluginManager:
-    """A fresh plugin manager holding exactly the given strategies, then the observers.
+    """A plugin manager holding exactly the given strategies, then the observers.
 
     Parameters
     ----------
@@ -49,7 +121,32 @@ def build_manager(
         source).
     observers : iterable of objects
         Registered last, so their wrappers wrap the strategies.
+
+    Notes
+    -----
+    Parsing hook implementations costs more than a small fit, so a manager without
+    observers whose strategies are all immutable values (frozen attrs classes compared by
+    value, with hashable parameters: see :func:`kmeansfw.catalog.is_value_strategy`) is
+    kept and reused for later fits with equal strategies.  Reuse is safe because a
+    manager is never changed after it is built and such strategies keep no per-fit state
+    (per-fit memory lives in the data's cache, the centroid cache and
+    :attr:`FitState.scratch`).  Any other strategy, and any observer, gets a fresh
+    manager, so no user object is kept alive by the reuse.
     """
+    observers = list(observers)
+    key = None
+    if not observers and all(is_value_strategy(s) for _, _, s in strategies):
+        key = tuple(strategies)
+        try:
+            hash(key)
+        except TypeError:  # a parameter that is a list, a dict, ...
+            key = None
+    if key is not None:
+        with _managers_lock:
+            pm = _MANAGERS.get(key)
+            if pm is not None:
+                _MANAGERS.move_to_end(key)
+                return pm
     pm = _Manager(PROJECT)
     pm.add_hookspecs(hookspecs)
     for slot, label, strategy in strategies:
@@ -58,6 +155,11 @@ def build_manager(
         name = getattr(observer, "name", type(observer).__name__)
         pm.register(observer, name=f"observer {name!r} #{i}")
     pm.check_pending()
+    if key is not None:
+        with _managers_lock:
+            _MANAGERS[key] = pm
+            while len(_MANAGERS) > _MANAGERS_MAX:
+                _MANAGERS.popitem(last=False)
     return pm
 
 
@@ -88,11 +190,13 @@ class FitState:
     _memo: dict = attrs.field(factory=dict, repr=False)
 
     def _cached(self, key: str, compute: Any) -> Any:
-        key = f"{key}@{self.iteration}"
-        if key not in self._memo:
-            self._memo.clear()
-            self._memo[key] = compute()
-        return self._memo[key]
+        memo = self._memo
+        if memo.get("@") != self.iteration:  # a new iteration: forget the previous one's
+            memo.clear()
+            memo["@"] = self.iteration
+        if key not in memo:
+            memo[key] = compute()
+        return memo[key]
 
     @property
     def labels_unchanged(self) -> bool:
@@ -101,7 +205,8 @@ class FitState:
             "unchanged",
             lambda: (
                 self.previous_labels is not None
-                and np.array_equal(self.labels, self.previous_labels)
+                and self.labels.shape == self.previous_labels.shape
+                and bool((self.labels == self.previous_labels).all())
             ),
         )
 
@@ -166,7 +271,7 @@ def run(
     ``start`` (a :class:`kmeansfw.checkpoint.Resume` with an iteration) continues a run
     from a checkpoint instead of initializing it.
     """
-    hook = pm.hook
+    hook = relay(pm)
     state = FitState(data=data, n_clusters=n_clusters, tol=tol, rng=rng, run=run_index)
     if start is None:
         centroids = steps.initialize(hook, data, n_clusters, rng)
@@ -215,5 +320,5 @@ def run(
 
 def prepare(pm: pluggy.PluginManager, data: FitData) -> FitData:
     """Run ``kmeansfw_prepare`` of every strategy on ``data`` (once per data set)."""
-    contract.call(pm.hook, "kmeansfw_prepare", data=data)
+    contract.call(relay(pm), "kmeansfw_prepare", data=data)
     return data

@@ -12,11 +12,12 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from kmeansfw import engine, minibatch, steps
 from kmeansfw.config import Config, make_rng
-from kmeansfw.data import FitData
+from kmeansfw.data import FitData, is_ready_array
 from kmeansfw.fitting import check_n_clusters, check_sparse_support
 from kmeansfw.fitting import fit as fit_config
 
 _FLOATS = [np.float64, np.float32]
+_PARAM_NAMES: dict[type, list[str]] = {}
 
 
 class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
@@ -132,6 +133,23 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self.checkpoint = checkpoint
         self.checkpoint_every = checkpoint_every
 
+    # ------------------------------------------------------------------ validation
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        # scikit-learn reads the constructor's signature on every get_params call; the
+        # names cannot change for a class, so they are read once per class.
+        names = _PARAM_NAMES.get(cls)
+        if names is None:
+            names = _PARAM_NAMES[cls] = super()._get_param_names()
+        return list(names)
+
+    def _validate(self, X: Any, *, reset: bool) -> Any:
+        """scikit-learn's ``validate_data``; an array needing no conversion (the common
+        case) skips ``check_array`` after one pass that checks it is finite."""
+        if is_ready_array(X):
+            return validate_data(self, X, reset=reset, skip_check_array=True)
+        return validate_data(self, X, accept_sparse="csr", dtype=_FLOATS, order="C", reset=reset)
+
     # ------------------------------------------------------------------ config
     def get_config(self) -> Config:
         """The validated :class:`~kmeansfw.config.Config` of this estimator's parameters."""
@@ -159,9 +177,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         -------
         self
         """
-        X = validate_data(
-            self, X, accept_sparse="csr", dtype=_FLOATS, order="C", ensure_min_samples=1
-        )
+        X = self._validate(X, reset=True)
         outcome = fit_config(X, self.get_config(), sample_weight=sample_weight, validate=False)
         if hasattr(self, "_minibatch"):
             del self._minibatch  # a full fit starts partial_fit afresh
@@ -187,25 +203,27 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self
         """
         first = not hasattr(self, "_minibatch")
-        X = validate_data(self, X, accept_sparse="csr", dtype=_FLOATS, order="C", reset=first)
+        X = self._validate(X, reset=first)
         if first:
             cfg = self.get_config()
             strategies = cfg.build_strategies()
             spherical = minibatch.spherical_update(strategies)
             self._strategies = strategies
         pm = engine.build_manager(self._strategies)
-        batch = minibatch.batch_data(X, sample_weight, self.n_clusters, self.n_threads, pm.hook)
+        batch = minibatch.batch_data(
+            X, sample_weight, self.n_clusters, self.n_threads, engine.relay(pm)
+        )
         if first:
             check_n_clusters(batch.n_samples, self.n_clusters)
         check_sparse_support(self._strategies, batch)
         if first:
             rng = make_rng(self.random_state)
-            centroids = steps.initialize(pm.hook, batch, self.n_clusters, rng)
+            centroids = steps.initialize(engine.relay(pm), batch, self.n_clusters, rng)
             self._minibatch = minibatch.MiniBatchState(
                 centroids, np.zeros(self.n_clusters), spherical=spherical
             )
         state = self._minibatch
-        assignment = minibatch.step(pm.hook, batch, state)
+        assignment = minibatch.step(engine.relay(pm), batch, state)
         self.cluster_centers_ = state.centroids
         self.labels_ = assignment.labels.astype(np.int32)
         self.inertia_ = steps.objective(batch, assignment.costs)
@@ -214,7 +232,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def _data(self, X: Any, sample_weight: Any = None) -> tuple[FitData, Any]:
         check_is_fitted(self)
-        X = validate_data(self, X, accept_sparse="csr", dtype=_FLOATS, order="C", reset=False)
+        X = self._validate(X, reset=False)
         data = FitData.build(
             X,
             sample_weight,
@@ -226,7 +244,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         check_sparse_support(self._strategies, data)
         pm = engine.build_manager(self._strategies)
         engine.prepare(pm, data)
-        return data, pm.hook
+        return data, engine.relay(pm)
 
     def _centers_for(self, data: FitData) -> np.ndarray:
         return self.cluster_centers_.astype(data.dtype, copy=False)

@@ -10,6 +10,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from kmeansfw import checkpoint, engine, minibatch
+from kmeansfw.blocks import single_threaded_blas
 from kmeansfw.config import Config, make_rng
 from kmeansfw.data import FitData
 from kmeansfw.strategies.observers import History
@@ -92,7 +93,7 @@ def _fit_minibatch(cfg, data, strategies, pm, rng, history) -> Fit:
 
 
 def _warn_if_fewer_clusters(labels: np.ndarray, n_clusters: int) -> None:
-    distinct = np.unique(labels).size
+    distinct = np.count_nonzero(np.bincount(labels, minlength=n_clusters))
     if distinct < n_clusters:
         warnings.warn(
             f"Number of distinct clusters ({distinct}) found smaller than "
@@ -145,6 +146,11 @@ def fit(
     Fit
         The best run of the ``n_init`` restarts (lowest objective).
     """
+    with single_threaded_blas():  # once for the whole fit, not per map over the blocks
+        return _fit(X, config, sample_weight, validate, params)
+
+
+def _fit(X: Any, config: Any, sample_weight: Any, validate: bool, params: dict) -> Fit:
     cfg = Config.load(config) if config is not None else Config()
     if params:
         cfg = Config.from_dict({**cfg.to_dict(), **params})

@@ -313,3 +313,111 @@ def lp_block(X: np.ndarray, centroids: np.ndarray, kind: int, p: float = 1.0) ->
         int_p = {2: 2, 3: 3, 4: 4, 1.5: -1, 2.5: -2}.get(p, 0)
         _lp_numba(X, CT, X.dtype.type(p), int_p, out)
     return out
+
+
+# ------------------------------------------------------------------------ answer checks
+# One pass over a strategy's answer instead of NumPy's two or three (isfinite, all, min):
+# on small data the checks run a few dozen times per fit and their call overhead shows.
+
+
+def _finite_min_numpy(flat):
+    if flat.shape[0] == 0:
+        return True, 0.0
+    return bool(np.isfinite(flat).all()), float(flat.min())
+
+
+def _int_range_numpy(flat):
+    if flat.shape[0] == 0:
+        return 0, 0
+    return int(flat.min()), int(flat.max())
+
+
+if HAVE_NUMBA:
+
+    @numba.njit(nogil=True, cache=True)
+    def _finite_min_numba(flat):  # pragma: no cover
+        finite = True
+        low = np.inf
+        for i in range(flat.shape[0]):
+            v = flat[i]
+            if not np.isfinite(v):
+                finite = False
+            elif v < low:
+                low = v
+        return finite, (low if flat.shape[0] else 0.0)
+
+    @numba.njit(nogil=True, cache=True)
+    def _int_range_numba(flat):  # pragma: no cover
+        if flat.shape[0] == 0:
+            return 0, 0
+        low = flat[0]
+        high = flat[0]
+        for i in range(1, flat.shape[0]):
+            v = flat[i]
+            if v < low:
+                low = v
+            if v > high:
+                high = v
+        return low, high
+
+
+def finite_min(values: np.ndarray) -> tuple[bool, float]:
+    """Whether every entry of a float array is finite, and (if so) the smallest entry.
+
+    One pass; ``(True, 0.0)`` for an empty array.  The second value is meaningless when
+    the first is False.
+    """
+    flat = values.reshape(-1)
+    return (_finite_min_numba if HAVE_NUMBA else _finite_min_numpy)(flat)
+
+
+def int_range(values: np.ndarray) -> tuple[int, int]:
+    """Smallest and largest entry of an integer array, in one pass (``(0, 0)`` if empty)."""
+    flat = values.reshape(-1)
+    return (_int_range_numba if HAVE_NUMBA else _int_range_numpy)(flat)
+
+
+# ----------------------------------------------------------------- centroid preparation
+
+
+def _prepare_centroids_numpy(centroids, mean, centered, minus_2c, norms):
+    np.subtract(centroids, mean, out=centered)
+    np.multiply(centered, -2, out=minus_2c)
+    np.einsum("ij,ij->i", centered, centered, out=norms)
+
+
+if HAVE_NUMBA:
+
+    @numba.njit(nogil=True, cache=True)
+    def _prepare_centroids_numba(centroids, mean, centered, minus_2c, norms):  # pragma: no cover
+        zero = centered.dtype.type(0)
+        for j in range(centroids.shape[0]):
+            total = zero
+            for f in range(centroids.shape[1]):
+                c = centered.dtype.type(centroids[j, f] - mean[f])
+                centered[j, f] = c
+                minus_2c[j, f] = c * -2
+                total += c * c
+            norms[j] = total
+
+
+def prepare_euclidean_centroids(
+    centroids: np.ndarray, mean: np.ndarray, dtype: np.dtype
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(centroids - mean, -2 (centroids - mean), squared norms of centroids - mean)``.
+
+    All C-contiguous in ``dtype``, in one pass over the (k, d) centroids.
+    """
+    k, d = centroids.shape
+    centered = np.empty((k, d), dtype=dtype)
+    minus_2c = np.empty((k, d), dtype=dtype)
+    norms = np.empty(k, dtype=dtype)
+    kernel = _prepare_centroids_numba if HAVE_NUMBA else _prepare_centroids_numpy
+    kernel(
+        centroids.astype(dtype, copy=False),
+        mean.astype(dtype, copy=False),
+        centered,
+        minus_2c,
+        norms,
+    )
+    return centered, minus_2c, norms

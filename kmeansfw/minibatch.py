@@ -19,7 +19,7 @@ import attrs
 import numpy as np
 import pluggy
 
-from kmeansfw import contract, steps
+from kmeansfw import contract, engine, steps
 from kmeansfw.data import FitData
 
 #: Steps without improvement of the smoothed batch objective before stopping.
@@ -120,7 +120,7 @@ def run(
     """One mini-batch run: seed on a sample, Sculley steps, one final full assignment."""
     from kmeansfw.engine import FitResult, FitState
 
-    hook = pm.hook
+    hook = engine.relay(pm)
     n = data.n_samples
     batch_size = min(batch_size, n)
     init_size = min(n, max(3 * batch_size, 3 * n_clusters))

@@ -136,8 +136,7 @@ def assign(
     accumulate: bool = True,
 ) -> Assignment:
     """Assign every sample to a centroid; with ``accumulate``, also run the update's map."""
-    n, k = data.n_samples, centroids.shape[0]
-    X, sw = data.X, data.sample_weight
+    n = data.n_samples
     labels = np.empty(n, dtype=np.intp)
     costs = np.empty(n, dtype=data.dtype)
     cache = prepare_centroids(hook, data, centroids)
@@ -146,46 +145,52 @@ def assign(
     def run_task(task: list[slice]) -> Any:
         partial = None
         for rows in task:
-            X_rows = X[rows]
-            answer = contract.call(
-                hook,
-                "kmeansfw_assign",
-                X=X_rows,
-                centroids=centroids,
-                rows=rows,
-                data=data,
-                cache=cache,
-                hook=hook,
+            partial = _assign_rows(
+                hook, data, centroids, cache, rows, labels, costs, accumulate, partial
             )
-            block_labels, block_costs = contract.check_pair(
-                hook, "kmeansfw_assign", answer, "(labels, costs)"
-            )
-            b = rows.stop - rows.start
-            block_labels = contract.check_labels(hook, "kmeansfw_assign", block_labels, b, k)
-            labels[rows] = block_labels
-            costs[rows] = contract.check_float_array(
-                hook,
-                "kmeansfw_assign",
-                block_costs,
-                (b,),
-                data.dtype,
-                nonnegative=True,
-                what="costs",
-            )
-            if accumulate:  # while the block is still in cache
-                partial = contract.call(
-                    hook,
-                    "kmeansfw_accumulate",
-                    X=X_rows,
-                    labels=block_labels,
-                    sample_weight=sw[rows],
-                    n_clusters=k,
-                    partial=partial,
-                )
         return partial
 
     partials = map_tasks(data, run_task)
     return Assignment(labels, costs, partials if accumulate else None)
+
+
+def _assign_rows(
+    hook: pluggy.HookRelay,
+    data: FitData,
+    centroids: np.ndarray,
+    cache: dict,
+    rows: slice,
+    labels: np.ndarray,
+    costs: np.ndarray,
+    accumulate: bool,
+    partial: Any,
+) -> Any:
+    """Assign one block (into ``labels``/``costs``) and, with ``accumulate``, fold it into
+    the update's ``partial``; returns the partial."""
+    X_rows = data.X[rows]
+    name = "kmeansfw_assign"
+    answer = contract.call(
+        hook, name, X=X_rows, centroids=centroids, rows=rows, data=data, cache=cache, hook=hook
+    )
+    block_labels, block_costs = contract.check_pair(hook, name, answer, "(labels, costs)")
+    b = rows.stop - rows.start
+    block_labels = contract.check_labels(hook, name, block_labels, b, centroids.shape[0])
+    labels[rows] = block_labels
+    costs[rows] = contract.check_float_array(
+        hook, name, block_costs, (b,), data.dtype, nonnegative=True, what="costs"
+    )
+    if not accumulate:
+        return None
+    # while the block is still in cache
+    return contract.call(
+        hook,
+        "kmeansfw_accumulate",
+        X=X_rows,
+        labels=block_labels,
+        sample_weight=data.sample_weight[rows],
+        n_clusters=centroids.shape[0],
+        partial=partial,
+    )
 
 
 def block_matrix(

@@ -259,3 +259,82 @@ def test_labels_are_nearest_centroids_and_objective_is_exact(n, d, k, seed, floa
     tol = 1e-4 if float32 else 1e-9
     np.testing.assert_allclose(chosen, best, rtol=tol, atol=tol * (1 + np.abs(X64).max() ** 2))
     np.testing.assert_allclose(km.inertia_, chosen.sum(), rtol=1e-5 if float32 else 1e-9)
+
+
+def test_managers_are_reused_only_for_equal_observer_free_strategies(blobs):
+    X, _ = blobs
+    first = kmeansfw.fit(X, n_clusters=3, random_state=0).strategies
+    again = kmeansfw.fit(X, n_clusters=3, random_state=1).strategies
+    assert engine.build_manager(first) is engine.build_manager(again)
+    other = kmeansfw.fit(X, n_clusters=3, random_state=0, init="random").strategies
+    assert engine.build_manager(other) is not engine.build_manager(first)
+    with_observer = engine.build_manager(first, [kmeansfw.strategies.observers.History()])
+    assert with_observer is not engine.build_manager(first)
+    assert len(with_observer.get_plugins()) == len(first) + 1
+    # strategies compared by identity (eq=False, e.g. holding arrays) are never kept
+    by_identity = [("init", "'array'", kmeansfw.strategies.init.ArrayInit(X[:3])), *first[1:]]
+    assert engine.build_manager(by_identity) is not engine.build_manager(by_identity)
+
+
+class _Answer:
+    def __init__(self, value):
+        self.value = value
+
+    @kmeansfw.hookimpl
+    def kmeansfw_converged(self, state):
+        return self.value
+
+    @kmeansfw.hookimpl
+    def kmeansfw_init_centroids(self, X, n_clusters):
+        return self.value
+
+
+class _Wrap:
+    @kmeansfw.hookimpl(wrapper=True)
+    def kmeansfw_converged(self, state):
+        results = yield
+        return [*results, "wrapped"]
+
+
+@pytest.mark.filterwarnings("ignore:Argument.*cannot be found in this hook call")
+def test_fast_relay_answers_exactly_as_pluggy():
+    strategies = [("a", "a", _Answer(None)), ("b", "b", _Answer(True)), ("c", "c", _Answer(3))]
+    pm = engine.build_manager(strategies)
+    fast, slow = engine.relay(pm), pm.hook
+    assert fast.kmeansfw_converged(state=None) == slow.kmeansfw_converged(state=None) == [3, True]
+    # firstresult: the last registered non-None answer comes first, as in pluggy
+    assert fast.kmeansfw_init_centroids(X=1, n_clusters=2) == 3
+    assert slow.kmeansfw_init_centroids(X=1, n_clusters=2) == 3
+    assert fast.kmeansfw_fit_end(result=None) == slow.kmeansfw_fit_end(result=None) == []
+    assert fast.kmeansfw_update(data=None) is None  # no implementation, firstresult
+    with pytest.raises(Exception, match="must provide argument 'n_clusters'"):
+        fast.kmeansfw_init_centroids(X=1)
+    names = [i.plugin_name for i in fast.kmeansfw_converged.get_hookimpls()]
+    assert names == ["a strategy a", "b strategy b", "c strategy c"]
+    wrapped = engine.build_manager(strategies[1:], [_Wrap()])
+    assert engine.relay(wrapped).kmeansfw_converged(state=None) == [3, True, "wrapped"]
+
+
+def test_blas_is_held_at_one_thread_during_a_fit_and_restored_after(blobs):
+    from threadpoolctl import threadpool_info
+
+    from kmeansfw.blocks import single_threaded_blas
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    seen = []
+
+    @attrs.frozen
+    class Probe:
+        @kmeansfw.hookimpl
+        def kmeansfw_iteration_end(self, state):
+            seen.append(blas_threads())
+
+    KMeans(3, random_state=0, observers=[Probe()], max_iter=3).fit(blobs[0])
+    assert seen and all(threads == [1] * len(before) for threads in seen)
+    assert blas_threads() == before
+    with single_threaded_blas(), single_threaded_blas():  # nested holds are cheap
+        assert blas_threads() == [1] * len(before)
+    assert blas_threads() == before

@@ -56,6 +56,57 @@ def test_numba_and_numpy_nearest_agree(dtype, n, d, k):
 
 @pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", [(1, 1), (8, 4), (300, 65)])
+def test_numba_and_numpy_centroid_preparation_agree(dtype, shape):
+    rng = np.random.default_rng(shape[0])
+    C = rng.normal(size=shape).astype(dtype) * 5
+    mean = rng.normal(size=shape[1]).astype(dtype)
+    fast = [np.empty(shape, dtype), np.empty(shape, dtype), np.empty(shape[0], dtype)]
+    slow = [np.empty(shape, dtype), np.empty(shape, dtype), np.empty(shape[0], dtype)]
+    kernels._prepare_centroids_numba(C, mean, *fast)
+    kernels._prepare_centroids_numpy(C, mean, *slow)
+    np.testing.assert_array_equal(fast[0], C - mean)
+    np.testing.assert_array_equal(fast[1], -2 * (C - mean))
+    np.testing.assert_array_equal(slow[0], fast[0])
+    np.testing.assert_array_equal(slow[1], fast[1])
+    rtol = 1e-5 if dtype == np.float32 else 1e-12  # the sums' order may differ
+    np.testing.assert_allclose(fast[2], slow[2], rtol=rtol)
+    result = kernels.prepare_euclidean_centroids(C, mean, np.dtype(dtype))
+    assert all(a.flags.c_contiguous and a.dtype == dtype for a in result)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.array([3.0, -1.5, 2.0]),
+        np.array([[1.0, np.nan], [0.0, 2.0]]),
+        np.array([np.inf, 0.5], dtype=np.float32),
+        np.array([-np.inf]),
+        np.empty(0),
+        np.zeros((0, 3), dtype=np.float32),
+    ],
+)
+def test_finite_min_agrees_with_numpy(values):
+    finite, low = kernels.finite_min(values)
+    assert finite == bool(np.isfinite(values).all())
+    if finite and values.size:
+        assert low == values.min()
+    twin = kernels._finite_min_numpy(values.reshape(-1))
+    assert twin[0] == finite
+    if finite:
+        assert twin[1] == low
+
+
+@pytest.mark.parametrize("dtype", [np.intp, np.int32, np.uint8])
+def test_int_range_agrees_with_numpy(dtype):
+    values = np.array([5, 0, 9, 3], dtype=dtype)
+    assert kernels.int_range(values) == (0, 9)
+    assert kernels._int_range_numpy(values) == (0, 9)
+    assert kernels.int_range(np.empty(0, dtype=dtype)) == (0, 0)
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_numba_and_numpy_sums_agree(dtype):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(2000, 9)).astype(dtype)

@@ -38,9 +38,9 @@ class RelocateFarthest:
         rng: np.random.Generator,
         hook,
     ) -> np.ndarray:
-        empty = np.flatnonzero(cluster_weights == 0)
-        if empty.size == 0:
+        if cluster_weights.all():
             return new_centroids
+        empty = np.flatnonzero(cluster_weights == 0)
         out = new_centroids.copy()
         out[empty] = old_centroids[empty]
         n_far = min(empty.size, costs.shape[0])
@@ -89,9 +89,9 @@ class SplitLargest:
         new_centroids: np.ndarray,
         cluster_weights: np.ndarray,
     ) -> np.ndarray:
-        empty = np.flatnonzero(cluster_weights == 0)
-        if empty.size == 0:
+        if cluster_weights.all():
             return new_centroids
+        empty = np.flatnonzero(cluster_weights == 0)
         out = new_centroids.copy()
         out[empty] = old_centroids[empty]
         weights = cluster_weights.astype(np.float64, copy=True)

@@ -18,7 +18,11 @@ import scipy.sparse as sp
 
 from kmeansfw.blocks import map_tasks
 from kmeansfw.data import FitData
-from kmeansfw.kernels import nearest_sq_euclidean, paired_sq_euclidean
+from kmeansfw.kernels import (
+    nearest_sq_euclidean,
+    paired_sq_euclidean,
+    prepare_euclidean_centroids,
+)
 from kmeansfw.markers import hookimpl
 
 _MEAN = "euclidean.mean"
@@ -79,19 +83,22 @@ class Euclidean:
 
     @hookimpl
     def kmeansfw_prepare_centroids(self, centroids: np.ndarray, data: FitData, cache: dict) -> None:
-        centered = centroids - data.cache[_MEAN]
-        cache[_CENTERED_C] = centered
-        cache[_MINUS_2C] = np.ascontiguousarray(centered * -2)
-        cache[_C_NORMS] = np.einsum("ij,ij->i", centered, centered)
-        # -2 (x - m).c' = -2 x.c' + 2 m.c': the cost needs no centered copy of X
-        cache[_COST_SHIFT] = cache[_C_NORMS] + 2 * (centered @ data.cache[_MEAN])
+        centered, minus_2c, norms = prepare_euclidean_centroids(
+            centroids, data.cache[_MEAN], data.dtype
+        )
+        cache[_CENTERED_C], cache[_MINUS_2C], cache[_C_NORMS] = centered, minus_2c, norms
 
     @hookimpl
     def kmeansfw_cost(
         self, X: np.ndarray, rows: slice | None, data: FitData, cache: dict
     ) -> np.ndarray:
+        shift = cache.get(_COST_SHIFT)
+        if shift is None:  # once per centroid set (threads racing here compute the same)
+            # -2 (x - m).c' = -2 x.c' + 2 m.c': the cost needs no centered copy of X
+            shift = cache[_C_NORMS] + 2 * (cache[_CENTERED_C] @ data.cache[_MEAN])
+            cache[_COST_SHIFT] = shift
         out = np.asarray(X @ cache[_MINUS_2C].T)
-        out += cache[_COST_SHIFT]
+        out += shift
         if rows is not None:
             norms = data.cache[_NORMS][rows]
         else:

@@ -79,7 +79,7 @@ class KMeansPlusPlus:
         # blocks sized for a (rows, trials) cost matrix rather than (rows, k)
         plan = data.replan(trials)
         centers = np.empty((n_clusters, X.shape[1]), dtype=X.dtype)
-        first = rng.choice(X.shape[0], p=sw / sw.sum(dtype=np.float64))
+        first = weighted_draw(rng, sw)
         centers[0] = rows_dense(X, [first])[0]
         closest = _min_cost(hook, plan, centers[:1], None)
         potential = float(np.dot(sw, closest))
@@ -145,7 +145,23 @@ def _candidate_potentials(
                 lowered[rows] = cost
         return total
 
-    return np.sum(map_tasks(data, run_task), axis=0), lowered
+    parts = map_tasks(data, run_task)
+    total = parts[0]
+    for part in parts[1:]:  # in row order, whatever the number of threads
+        total = total + part
+    return total, lowered
+
+
+def weighted_draw(rng: np.random.Generator, weights: np.ndarray) -> int:
+    """One index drawn with probability proportional to ``weights``.
+
+    The same draw (and the same use of the generator) as
+    ``rng.choice(len(weights), p=weights / weights.sum())``, without that call's
+    validation of ``p``, which costs more than a small fit's whole seeding step.
+    """
+    cdf = np.cumsum(weights / weights.sum(dtype=np.float64))
+    cdf /= cdf[-1]
+    return int(cdf.searchsorted(rng.random(), side="right"))
 
 
 @attrs.frozen(eq=False)
@@ -216,7 +232,7 @@ class FarthestFirst:
     ) -> np.ndarray:
         plan = data.replan(1)
         centers = np.empty((n_clusters, X.shape[1]), dtype=X.dtype)
-        first = rng.choice(X.shape[0], p=sample_weight / sample_weight.sum(dtype=np.float64))
+        first = weighted_draw(rng, sample_weight)
         centers[0] = rows_dense(X, [first])[0]
         closest = _min_cost(hook, plan, centers[:1], None)
         eligible = sample_weight > 0
@@ -275,7 +291,7 @@ class KMeansParallel:
         hook: pluggy.HookRelay,
     ) -> np.ndarray:
         sw = sample_weight
-        first = rng.choice(X.shape[0], p=sw / sw.sum(dtype=np.float64))
+        first = weighted_draw(rng, sw)
         chosen = [first]
         candidates = rows_dense(X, [first])
         plan = data.replan(max(1, int(self.oversampling * n_clusters)))

@@ -67,6 +67,8 @@ class Mean:
         for part_sums, part_weights in partials[1:]:
             sums += part_sums
             weights += part_weights
+        if weights.all():
+            return (sums / weights[:, None]).astype(data.dtype, copy=False), weights
         filled = weights > 0
         new = centroids.astype(data.dtype, copy=True)
         new[filled] = sums[filled] / weights[filled, None]
