@@ -139,7 +139,7 @@ class Config:
     """
 
     n_clusters: int = attrs.field(default=8, validator=_int_at_least(1))
-    init: Any = attrs.field(default="k-means++", converter=_to_spec, validator=_strategy("init"))
+    init: Any = attrs.field(default="auto", converter=_to_spec, validator=_strategy("init"))
     distance: Any = attrs.field(
         default="euclidean", converter=_to_spec, validator=_strategy("distance")
     )

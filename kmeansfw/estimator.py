@@ -30,9 +30,11 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     ----------
     n_clusters : int, default=8
         Number of clusters.
-    init : str, dict, array of shape (n_clusters, n_features), callable or object
-        Seeding: ``"k-means++"``, ``"random"``, explicit centroids, a function
-        ``(X, n_clusters, rng) -> centroids`` or a strategy object.
+    init : str, dict, array of shape (n_clusters, n_features), callable or object, \
+default="auto"
+        Seeding: ``"auto"`` (greedy k-means++ on small data, k-means|| once samples x
+        clusters >= 2^21), ``"k-means++"``, ``"k-means||"``, ``"random"``, explicit
+        centroids, a function ``(X, n_clusters, rng) -> centroids`` or a strategy object.
     distance : str, dict, callable or object, default="euclidean"
         The geometry; a plain function ``(X_block, centroids) -> distances`` works too.
     assignment : str, dict or object, default="nearest"
@@ -96,7 +98,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self,
         n_clusters: int = 8,
         *,
-        init: Any = "k-means++",
+        init: Any = "auto",
         distance: Any = "euclidean",
         assignment: Any = "nearest",
         update: Any = None,

@@ -134,7 +134,8 @@ def kmeansfw_paired_cost(
     """Optional: the (b,) cost of each row of the block to the centroid its label names.
 
     Equal to ``kmeansfw_cost(...)[arange(b), labels]`` in O(b d) instead of O(b k d);
-    bound-based assignments (``hamerly``) use it for the rows they do not recompute.
+    bound-based assignments (``hamerly``, ``yinyang``) use it for the rows they do not
+    recompute.
     When no distance answers, the cost is asked one centroid at a time.
     """
 
@@ -149,6 +150,27 @@ def kmeansfw_nearest_two(
     cost, the cost and the *distance* to it, and the distance to the second nearest
     centroid (``inf`` when k = 1).  When no distance answers, ``hamerly`` takes full
     ``kmeansfw_distance`` rows.
+    """
+
+
+@hookspec(firstresult=True)
+def kmeansfw_nearest_groups(
+    X: np.ndarray,
+    centroids: np.ndarray,
+    groups: np.ndarray,
+    n_groups: int,
+    rows: slice | None,
+    data: FitData,
+    cache: dict,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Optional: the nearest centroid and, per group of centroids, the nearest rival.
+
+    ``groups`` (k,) intp gives each centroid's group in ``[0, n_groups)``.  Return
+    ``(labels, costs, distances, group_distances)``: (b,) the argmin of the cost (the
+    labels of ``kmeansfw_nearest``), the cost and the *distance* to it, and (b, n_groups)
+    the distance to the nearest centroid of each group other than the assigned one
+    (``inf`` for a group with no other centroid).  When no distance answers, ``yinyang``
+    takes full ``kmeansfw_distance`` rows.
     """
 
 

@@ -142,6 +142,114 @@ if HAVE_NUMBA:
                 sums[j, f] += w * X[i, f]
 
 
+def _nearest_groups_numpy(X, mean, minus_2c, c_sq_norms, centered_c, groups, labels, mins, lows):
+    centered = X - mean
+    reduced = np.dot(centered, minus_2c.T)
+    reduced += c_sq_norms
+    np.argmin(reduced, axis=1, out=labels)
+    diff = centered - centered_c[labels]
+    np.einsum("ij,ij->i", diff, diff, out=mins)
+    reduced[np.arange(X.shape[0]), labels] = np.inf  # the assigned centroid is not a rival
+    norms = np.einsum("ij,ij->i", centered, centered)
+    for g in range(lows.shape[1]):  # groups of centroids, never samples
+        members = np.flatnonzero(groups == g)
+        rival = reduced[:, members].min(axis=1) if members.size else np.inf
+        lows[:, g] = np.maximum(rival + norms, 0)
+
+
+if HAVE_NUMBA:
+
+    @numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
+    def _nearest_groups_numba(  # pragma: no cover
+        X, mean, minus_2c, c_sq_norms, centered_c, groups, labels, mins, lows
+    ):
+        # _nearest_numba's pass (same product, same comparisons, hence the same labels),
+        # keeping for every group of centroids its two smallest values, so that each
+        # group's nearest centroid other than the assigned one is known at the end.
+        n, d, k = X.shape[0], X.shape[1], minus_2c.shape[0]
+        t = lows.shape[1]
+        sub = min(SUB_BLOCK_ROWS, n)
+        centered = np.empty((sub, d), dtype=X.dtype)
+        buf = np.empty(k * sub, dtype=X.dtype)
+        best = np.empty(sub, dtype=X.dtype)
+        arg = np.empty(sub, dtype=np.int32)
+        first = np.empty((t, sub), dtype=X.dtype)
+        second = np.empty((t, sub), dtype=X.dtype)
+        zero = X.dtype.type(0)
+        inf = X.dtype.type(np.inf)
+        for start in range(0, n, sub):
+            m = min(start + sub, n) - start
+            rows = centered[:m]
+            for i in range(m):
+                for f in range(d):
+                    rows[i, f] = X[start + i, f] - mean[f]
+            block = buf[: k * m].reshape((k, m))
+            np.dot(minus_2c, rows.T, block)
+            first[:, :m] = inf
+            second[:, :m] = inf
+            c = c_sq_norms[0]
+            for i in range(m):
+                best[i] = block[0, i] + c
+                arg[i] = 0
+            for j in range(k):
+                c = c_sq_norms[j]
+                g = groups[j]
+                for i in range(m):
+                    value = block[j, i] + c
+                    lower = value < best[i]
+                    best[i] = value if lower else best[i]
+                    arg[i] = np.int32(j) if lower else arg[i]
+                    low = first[g, i]
+                    below = value < low
+                    second[g, i] = low if below else min(second[g, i], value)
+                    first[g, i] = value if below else low
+            for i in range(m):
+                j = arg[i]
+                labels[start + i] = j
+                total = zero
+                norm = zero
+                for f in range(d):
+                    diff = rows[i, f] - centered_c[j, f]
+                    total += diff * diff
+                    norm += rows[i, f] * rows[i, f]
+                mins[start + i] = total
+                own = groups[j]
+                for g in range(t):
+                    rival = second[g, i] if g == own else first[g, i]
+                    lows[start + i, g] = max(rival + norm, zero)
+
+
+def nearest_groups_sq_euclidean(
+    X: np.ndarray,
+    mean: np.ndarray,
+    minus_2c: np.ndarray,
+    c_sq_norms: np.ndarray,
+    centered_c: np.ndarray,
+    groups: np.ndarray,
+    n_groups: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nearest centroid, and per group of centroids the nearest *other* one, for a block.
+
+    Arguments as for :func:`nearest_sq_euclidean`, plus ``groups`` (k,) the group index
+    (in ``[0, n_groups)``) of every centroid.
+
+    Returns
+    -------
+    labels, min_sq_distances : as :func:`nearest_sq_euclidean` (the same labels).
+    group_sq_distances : (b, n_groups), the squared distance from each row to the
+        nearest centroid of each group other than its assigned one (from the product, so
+        to rounding; ``inf`` for a group with no other centroid).
+    """
+    b = X.shape[0]
+    labels = np.empty(b, dtype=np.intp)
+    mins = np.empty(b, dtype=X.dtype)
+    lows = np.empty((b, n_groups), dtype=X.dtype)
+    groups = np.ascontiguousarray(groups, dtype=np.intp)
+    kernel = _nearest_groups_numba if HAVE_NUMBA else _nearest_groups_numpy
+    kernel(X, mean, minus_2c, c_sq_norms, centered_c, groups, labels, mins, lows)
+    return labels, mins, lows
+
+
 def nearest_sq_euclidean(
     X: np.ndarray,
     mean: np.ndarray,
@@ -421,3 +529,93 @@ def prepare_euclidean_centroids(
         norms,
     )
     return centered, minus_2c, norms
+
+
+# ------------------------------------------------------------------- distance bounds
+# Bound-based assignments keep, per sample, the bounds of its last full search and that
+# search's step; the bounds now are those moved by the cumulative centroid shifts since
+# (``cum[now] - cum[step]``), the same total as moving them at every step, without
+# rewriting n x groups bounds at every step.  The filter only reads.
+
+
+def _stale_rows_numpy(
+    labels, upper, lower, stamps, cum_shift, cum_drift, now, half_gap, margin, redo
+):
+    hi, lo = 1 + margin, 1 - margin
+    slack = 4 * np.finfo(np.float64).eps
+    u = upper + (cum_shift[now, labels] - cum_shift[stamps, labels])
+    u = u * hi + slack * cum_shift[now, labels]
+    lows = lower - (cum_drift[now][None, :] - cum_drift[stamps])
+    lows = (lows - slack * cum_drift[now][None, :]) * lo
+    glb = lows.min(axis=1) if lows.shape[1] else np.full(labels.shape[0], np.inf)
+    stale = (u > half_gap[labels] * lo) & (u > glb)
+    found = np.flatnonzero(stale)
+    redo[: found.size] = found
+    return found.size
+
+
+if HAVE_NUMBA:
+
+    @numba.njit(nogil=True, cache=True)
+    def _stale_rows_numba(  # pragma: no cover
+        labels, upper, lower, stamps, cum_shift, cum_drift, now, half_gap, margin, redo
+    ):
+        hi, lo = 1 + margin, 1 - margin
+        slack = 4 * np.finfo(np.float64).eps
+        count = 0
+        for i in range(labels.shape[0]):
+            a = labels[i]
+            s = stamps[i]
+            u = upper[i] + (cum_shift[now, a] - cum_shift[s, a])
+            u = u * hi + slack * cum_shift[now, a]
+            if u <= half_gap[a] * lo:
+                continue
+            for g in range(lower.shape[1]):
+                low = np.float64(lower[i, g]) - (cum_drift[now, g] - cum_drift[s, g])
+                if u > (low - slack * cum_drift[now, g]) * lo:
+                    redo[count] = i
+                    count += 1
+                    break
+        return count
+
+
+def stale_rows(
+    labels: np.ndarray,
+    upper: np.ndarray,
+    lower: np.ndarray,
+    stamps: np.ndarray,
+    cum_shift: np.ndarray,
+    cum_drift: np.ndarray,
+    now: int,
+    half_gap: np.ndarray,
+    margin: float,
+) -> np.ndarray:
+    """The rows of a block whose nearest centroid the distance bounds cannot vouch for.
+
+    Parameters
+    ----------
+    labels : (b,) intp, each row's centroid.
+    upper : (b,) float64, the distance to it at the row's last full search.
+    lower : (b, t) float, per group of centroids the distance to the nearest other one at
+        that search (never above the true value).
+    stamps : (b,) the step of that search.
+    cum_shift : (steps, k) float64, ``cum_shift[s, j]`` is how far centroid j moved in
+        total up to step s (a sum of shifts).
+    cum_drift : (steps, t) float64, the same for each group's largest shift.
+    now : int, the current step.
+    half_gap : (k,) half the distance from each centroid to its nearest other centroid.
+    margin : float, relative rounding margin.
+
+    A row needs a new search unless its moved upper bound is below half its centroid's
+    gap or below every group's moved lower bound, by more than ``margin`` (plus an
+    absolute slack for the rounding of the cumulative sums).  One read-only pass.
+
+    Returns
+    -------
+    (r,) intp, positions in the block, ascending.
+    """
+    redo = np.empty(labels.shape[0], dtype=np.intp)
+    kernel = _stale_rows_numba if HAVE_NUMBA else _stale_rows_numpy
+    args = (labels, upper, lower, stamps, cum_shift, cum_drift, int(now), half_gap, float(margin))
+    count = kernel(*args, redo)
+    return redo[:count]

@@ -10,6 +10,7 @@ import attrs
 import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
+from sklearn.datasets import make_blobs
 
 import kmeansfw
 from kmeansfw import KMeans, hookspecs
@@ -75,6 +76,19 @@ class CachedManhattan:
         return order[:, 0], first, first, second
 
     @kmeansfw.hookimpl
+    def kmeansfw_nearest_groups(self, X, groups, n_groups, cache):
+        self.calls["groups"] = self.calls.get("groups", 0) + 1
+        D = self.kmeansfw_distance(X=X, cache=cache).astype(np.float64)
+        rows = np.arange(X.shape[0])
+        labels = D.argmin(axis=1)
+        first = D[rows, labels]
+        D[rows, labels] = np.inf
+        rivals = np.stack(
+            [D[:, groups == g].min(axis=1, initial=np.inf) for g in range(n_groups)], axis=1
+        )
+        return labels, first.astype(X.dtype), first, rivals
+
+    @kmeansfw.hookimpl
     def kmeansfw_paired_cost(self, X, labels, cache):
         self.calls["paired"] = self.calls.get("paired", 0) + 1
         C = cache["cached-manhattan.centroids"][labels]
@@ -97,6 +111,18 @@ def test_paired_cost_serves_bound_based_assignment(blobs):
     # the first pass takes costs from the two-nearest search, later ones from paired_cost
     assert distance.calls["two"] >= 1 and distance.calls["paired"] >= 1
     np.testing.assert_array_equal(km.labels_, plain.labels_)
+    np.testing.assert_allclose(km.inertia_, plain.inertia_, rtol=1e-9)
+
+
+def test_nearest_groups_serves_yinyang():
+    X, _ = make_blobs(3000, n_features=3, centers=30, random_state=4)
+    distance = CachedManhattan()
+    km = KMeans(30, distance=distance, assignment="yinyang", random_state=0).fit(X)
+    plain = KMeans(30, distance=CachedManhattan(), random_state=0).fit(X)  # nearest
+    assert distance.calls["groups"] >= 1 and distance.calls["paired"] >= 1
+    assert "two" not in distance.calls
+    np.testing.assert_array_equal(km.labels_, plain.labels_)
+    assert km.n_iter_ == plain.n_iter_
     np.testing.assert_allclose(km.inertia_, plain.inertia_, rtol=1e-9)
 
 

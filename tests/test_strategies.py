@@ -401,3 +401,21 @@ def test_every_strategy_is_documented():
             assert f"`{entry.name}`" in docs, (entry.slot, entry.name)
             for parameter in entry.parameters():
                 assert f"`{parameter}`" in docs, (entry.name, parameter)
+
+
+def test_auto_init_is_kmeans_plus_plus_on_small_data_and_parallel_on_large():
+    from kmeansfw.strategies.init import AutoInit, KMeansParallel, KMeansPlusPlus
+
+    X, _ = make_blobs(3000, n_features=4, centers=6, random_state=0)
+    auto = AutoInit()
+    assert isinstance(auto.choice(150, 8), KMeansPlusPlus)
+    assert isinstance(auto.choice(1_000_000, 256), KMeansParallel)
+    assert isinstance(AutoInit(min_work=100).choice(20, 5), KMeansParallel)
+    assert KMeans(6).get_params()["init"] == "auto"
+    # same seed, same draws: the default equals the seeding it picked
+    for min_work, named in ((10**9, "k-means++"), (1, "k-means||")):
+        picked = KMeans(6, init={"name": "auto", "min_work": min_work}, random_state=3).fit(X)
+        plain = KMeans(6, init=named, random_state=3).fit(X)
+        np.testing.assert_array_equal(picked.cluster_centers_, plain.cluster_centers_)
+    with pytest.raises(ConfigError, match="min_work must be a positive integer"):
+        Config(init={"name": "auto", "min_work": 0})

@@ -1,4 +1,4 @@
-"""Assignment strategies: ``nearest`` and ``hamerly`` (both exact)."""
+"""Assignment strategies: ``nearest``, ``hamerly``, ``yinyang`` and ``auto`` (all exact)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pluggy
 
 from kmeansfw import contract, steps
 from kmeansfw.data import FitData
+from kmeansfw.kernels import stale_rows
 from kmeansfw.markers import hookimpl
 
 
@@ -44,10 +45,6 @@ class Nearest:
         return labels, cost[np.arange(cost.shape[0]), labels]
 
 
-_STATE = "hamerly.state"
-_LOCK = "hamerly.lock"
-
-
 def paired_cost(hook, X, centroids, labels, rows, data, cache) -> np.ndarray:
     """Cost of each row to the centroid its label names, by the distance's fast path when
     it has one, else one centroid (present in the block) at a time."""
@@ -79,8 +76,170 @@ def paired_cost(hook, X, centroids, labels, rows, data, cache) -> np.ndarray:
     return out
 
 
+def _distance_rows(hook, X, centroids, data, cache) -> np.ndarray:
+    """The checked (b, k) ``kmeansfw_distance`` block of X, in float64."""
+    return contract.check_float_array(
+        hook,
+        "kmeansfw_distance",
+        contract.call(
+            hook,
+            "kmeansfw_distance",
+            X=X,
+            centroids=centroids,
+            rows=None,
+            data=data,
+            cache=cache,
+        ),
+        (X.shape[0], centroids.shape[0]),
+        data.dtype,
+        nonnegative=True,
+        what="a block",
+    ).astype(np.float64)
+
+
+class _Bounded:
+    """What ``hamerly`` and ``yinyang`` share: per-sample distance bounds kept across
+    iterations in the data's cache, moved by the centroid shifts, and a full search for
+    the samples the bounds cannot settle.
+
+    Every sample keeps an upper bound on the distance to its centroid and, per group of
+    centroids, a lower bound on the distance to the group's other centroids (``hamerly``:
+    one group).  A subclass chooses the groups (:meth:`_groups`), how bounds are stored
+    (:attr:`lower_dtype`) and how rows are searched (:meth:`_search`).  The state
+    survives restarts (``n_init``): bounds stay valid for any movement of the centroids,
+    because the shift of centroid j is the distance between its old and new position
+    whatever the run.
+    """
+
+    state_key = "bounded.state"
+    lower_dtype = np.float64
+
+    @hookimpl
+    def kmeansfw_prepare(self, data: FitData) -> None:
+        data.cache.setdefault(_LOCK, threading.Lock())
+
+    def _iteration(self, hook, centroids, data, cache) -> dict:
+        """Per-iteration geometry (shifts, half gaps), computed once by the first block."""
+        key = f"{self.state_key}.iteration"
+        with data.cache.setdefault(_LOCK, threading.Lock()):
+            if key in cache:
+                return cache[key]
+            k = centroids.shape[0]
+            state = data.cache.get(self.state_key)
+            fresh = (
+                state is None
+                or state["centroids"].shape != centroids.shape
+                or state["now"] + 1 >= MAX_STEPS  # the shift tables are full: start over
+            )
+            gaps = contract.call(
+                hook,
+                "kmeansfw_distance",
+                X=centroids,
+                centroids=centroids,
+                rows=None,
+                data=data,
+                cache=cache,
+            ).astype(np.float64)
+            np.fill_diagonal(gaps, np.inf)
+            half_gap = 0.5 * gaps.min(axis=1) if k > 1 else np.full(1, np.inf)
+            if fresh:
+                n = data.n_samples
+                groups = self._groups(centroids, data)
+                t = int(groups.max()) + 1
+                state = {
+                    "upper": np.zeros(n),
+                    "lower": np.zeros((n, t), dtype=self.lower_dtype),
+                    "labels": np.zeros(n, dtype=np.intp),
+                    "stamps": np.zeros(n, dtype=np.int32),
+                    "groups": groups,
+                    "n_groups": t,
+                    "cum_shift": np.zeros((MAX_STEPS, k)),
+                    "cum_drift": np.zeros((MAX_STEPS, t)),
+                    "now": 0,
+                    "centroids": None,
+                }
+                data.cache[self.state_key] = state
+            else:
+                old = state["centroids"]
+                old_cache = steps.prepare_centroids(hook, data, old)
+                moved = contract.call(
+                    hook,
+                    "kmeansfw_distance",
+                    X=centroids,
+                    centroids=old,
+                    rows=None,
+                    data=data,
+                    cache=old_cache,
+                )
+                shift = np.diagonal(np.asarray(moved, dtype=np.float64))
+                drift = np.zeros(state["n_groups"])
+                np.maximum.at(drift, state["groups"], shift)  # over k centroids
+                now = state["now"] = state["now"] + 1
+                state["cum_shift"][now] = state["cum_shift"][now - 1] + shift
+                state["cum_drift"][now] = state["cum_drift"][now - 1] + drift
+            state["centroids"] = centroids.copy()
+            info = {
+                "fresh": fresh,
+                "half_gap": half_gap,
+                "state": state,
+                "margin": np.sqrt(np.finfo(data.dtype).eps),
+            }
+            cache[key] = info
+            return info
+
+    @hookimpl
+    def kmeansfw_assign(
+        self,
+        X: np.ndarray,
+        centroids: np.ndarray,
+        rows: slice,
+        data: FitData,
+        cache: dict,
+        hook: pluggy.HookRelay,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        info = self._iteration(hook, centroids, data, cache)
+        state = info["state"]
+        # this block's rows of the state (views: tasks own disjoint rows)
+        labels, upper, lower = state["labels"][rows], state["upper"][rows], state["lower"][rows]
+        stamps = state["stamps"][rows]
+        costs = None
+        if info["fresh"]:  # the first pass: every row, no gather
+            costs = self._search(hook, X, centroids, data, cache, state, labels, upper, lower)
+            stamps[:] = 0
+        else:
+            now = state["now"]
+            redo = stale_rows(
+                labels,
+                upper,
+                lower,
+                stamps,
+                state["cum_shift"],
+                state["cum_drift"],
+                now,
+                info["half_gap"],
+                info["margin"],
+            )
+            if redo.size:
+                sub_labels, sub_upper, sub_lower = labels[redo], upper[redo], lower[redo]
+                self._search(
+                    hook, X[redo], centroids, data, cache, state, sub_labels, sub_upper, sub_lower
+                )
+                labels[redo], upper[redo], lower[redo] = sub_labels, sub_upper, sub_lower
+                stamps[redo] = now
+        labels = labels.copy()  # the state's rows change in later iterations
+        if costs is None:
+            costs = paired_cost(hook, X, centroids, labels, rows, data, cache)
+        return labels, costs
+
+
+#: Steps (centroid sets) a bound-based state remembers; then it starts over with a full
+#: search (one ``nearest`` pass), e.g. after 4 restarts of 255 iterations.
+MAX_STEPS = 1024
+_LOCK = "bounded.lock"
+
+
 @attrs.frozen
-class Hamerly:
+class Hamerly(_Bounded):
     """Exact nearest-centroid assignment that skips samples by triangle-inequality bounds.
 
     Hamerly's algorithm: each sample keeps an upper bound on the distance to its centroid
@@ -96,102 +255,14 @@ class Hamerly:
     name = "hamerly"
     accepts_sparse = True
     requires_metric = True
-
-    @hookimpl
-    def kmeansfw_prepare(self, data: FitData) -> None:
-        data.cache.setdefault(_LOCK, threading.Lock())
-
-    def _iteration(self, hook, centroids, data, cache) -> dict:
-        """Per-iteration geometry (shifts, half gaps), computed once by the first block."""
-        with data.cache.setdefault(_LOCK, threading.Lock()):
-            if "hamerly.iteration" in cache:
-                return cache["hamerly.iteration"]
-            k = centroids.shape[0]
-            state = data.cache.get(_STATE)
-            fresh = state is None or state["centroids"].shape != centroids.shape
-            gaps = contract.call(
-                hook,
-                "kmeansfw_distance",
-                X=centroids,
-                centroids=centroids,
-                rows=None,
-                data=data,
-                cache=cache,
-            ).astype(np.float64)
-            np.fill_diagonal(gaps, np.inf)
-            half_gap = 0.5 * gaps.min(axis=1) if k > 1 else np.full(1, np.inf)
-            if fresh:
-                n = data.n_samples
-                state = {
-                    "upper": np.zeros(n),
-                    "lower": np.zeros(n),
-                    "labels": np.zeros(n, dtype=np.intp),
-                    "centroids": None,
-                }
-                data.cache[_STATE] = state
-                shift = None
-            else:
-                old = state["centroids"]
-                old_cache = steps.prepare_centroids(hook, data, old)
-                moved = contract.call(
-                    hook,
-                    "kmeansfw_distance",
-                    X=centroids,
-                    centroids=old,
-                    rows=None,
-                    data=data,
-                    cache=old_cache,
-                )
-                shift = np.diagonal(np.asarray(moved, dtype=np.float64)).copy()
-            state["centroids"] = centroids.copy()
-            info = {
-                "fresh": fresh,
-                "shift": shift,
-                "half_gap": half_gap,
-                "state": state,
-                "margin": np.sqrt(np.finfo(data.dtype).eps),
-            }
-            cache["hamerly.iteration"] = info
-            return info
-
-    @hookimpl
-    def kmeansfw_assign(
-        self,
-        X: np.ndarray,
-        centroids: np.ndarray,
-        rows: slice,
-        data: FitData,
-        cache: dict,
-        hook: pluggy.HookRelay,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        info = self._iteration(hook, centroids, data, cache)
-        state = info["state"]
-        b = X.shape[0]
-        if info["fresh"]:
-            redo = np.arange(b)
-            labels = np.empty(b, dtype=np.intp)
-            upper, lower = np.empty(b), np.empty(b)
-        else:
-            labels = state["labels"][rows].copy()
-            shift = info["shift"]
-            upper = state["upper"][rows] + shift[labels]
-            lower = state["lower"][rows] - shift.max()
-            bound = np.maximum(lower, info["half_gap"][labels])
-            redo = np.flatnonzero(upper * (1 - info["margin"]) > bound * (1 + info["margin"]))
-        costs = None
-        if redo.size == b:  # every row (the first pass): no gather
-            costs = self._full(hook, X, centroids, data, cache, labels, upper, lower)
-        elif redo.size:
-            sub_labels, sub_upper, sub_lower = labels[redo], upper[redo], lower[redo]
-            self._full(hook, X[redo], centroids, data, cache, sub_labels, sub_upper, sub_lower)
-            labels[redo], upper[redo], lower[redo] = sub_labels, sub_upper, sub_lower
-        state["labels"][rows], state["upper"][rows], state["lower"][rows] = labels, upper, lower
-        if costs is None:
-            costs = paired_cost(hook, X, centroids, labels, rows, data, cache)
-        return labels, costs
+    state_key = "hamerly.state"
 
     @staticmethod
-    def _full(hook, X, centroids, data, cache, labels, upper, lower) -> np.ndarray | None:
+    def _groups(centroids: np.ndarray, data: FitData) -> np.ndarray:
+        return np.zeros(centroids.shape[0], dtype=np.intp)  # one group: every centroid
+
+    @staticmethod
+    def _search(hook, X, centroids, data, cache, state, labels, upper, lower):
         """Nearest centroid and both bounds for every row of X, in place; the costs when
         the distance's fast two-nearest search gave them."""
         two = contract.call(
@@ -204,34 +275,137 @@ class Hamerly:
             cache=cache,
         )
         if two is not None:
-            labels[:], costs, upper[:], lower[:] = two[0], two[1], two[2], two[3]
+            labels[:], costs, upper[:], lower[:, 0] = two[0], two[1], two[2], two[3]
             return costs
-        dist = contract.check_float_array(
-            hook,
-            "kmeansfw_distance",
-            contract.call(
-                hook,
-                "kmeansfw_distance",
-                X=X,
-                centroids=centroids,
-                rows=None,
-                data=data,
-                cache=cache,
-            ),
-            (X.shape[0], centroids.shape[0]),
-            data.dtype,
-            nonnegative=True,
-            what="a block",
-        ).astype(np.float64)
+        dist = _distance_rows(hook, X, centroids, data, cache)
         best = dist.argmin(axis=1)
         labels[:] = best
         upper[:] = dist[np.arange(X.shape[0]), best]
         if centroids.shape[0] > 1:
             dist[np.arange(X.shape[0]), best] = np.inf
-            lower[:] = dist.min(axis=1)
+            lower[:, 0] = dist.min(axis=1)
         else:
-            lower[:] = np.inf
+            lower[:, 0] = np.inf
         return None
+
+
+def _positive_int(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{attribute.name} must be a positive integer, got {value!r}")
+
+
+@attrs.frozen
+class Yinyang(_Bounded):
+    """Exact nearest-centroid assignment with one lower bound per group of centroids.
+
+    Yinyang k-means (Ding et al., 2015): the centroids are grouped once (a few Lloyd
+    steps on the initial centroids); each sample keeps an upper bound on the distance to
+    its centroid and, per group, a lower bound on the distance to the group's centroids
+    other than its own.  When the centroids move, a group's bounds drop only by the
+    largest shift *within that group*, instead of the largest shift overall as in
+    ``hamerly``, so far fewer samples need a look once most centroids have settled.  A
+    sample whose upper bound exceeds its lowest group bound (and half the gap from its
+    centroid to the nearest other one) is searched in full with the distance's fused
+    kernel (``kmeansfw_nearest_groups``), which also refreshes its group bounds; so the
+    labels are exactly those of ``nearest`` at every iteration.  Needs a true metric.
+
+    Bounds take n x groups floats (float32, never rounded upwards); the number of groups
+    is ``k // 10`` (the paper's choice) but at most ``max_groups`` and what fits in
+    ``max_bounds_mb``.
+
+    Parameters
+    ----------
+    max_groups : int
+        Upper limit on the number of centroid groups.
+    max_bounds_mb : float
+        Memory allowed for the group bounds, in MiB.
+    """
+
+    name = "yinyang"
+    accepts_sparse = True
+    requires_metric = True
+    state_key = "yinyang.state"
+    lower_dtype = np.float32
+    max_groups: int = attrs.field(default=64, validator=_positive_int)
+    max_bounds_mb: float = attrs.field(default=128.0)
+
+    @max_bounds_mb.validator
+    def _check_budget(self, attribute: attrs.Attribute, value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise ValueError(f"max_bounds_mb must be a number > 0, got {value!r}")
+
+    def n_groups(self, n_samples: int, n_clusters: int) -> int:
+        """Groups for this shape: k // 10, within ``max_groups`` and the memory budget."""
+        budget = int(self.max_bounds_mb * 2**20) // (4 * max(1, n_samples))
+        return int(max(1, min(n_clusters // 10, self.max_groups, budget)))
+
+    def _groups(self, centroids: np.ndarray, data: FitData) -> np.ndarray:
+        return group_centroids(centroids, self.n_groups(data.n_samples, centroids.shape[0]))
+
+    @staticmethod
+    def _search(hook, X, centroids, data, cache, state, labels, upper, lower):
+        """Nearest centroid, its distance and every group's nearest rival for every row of
+        X, in place; the costs when the distance's fused search gave them."""
+        groups, t = state["groups"], state["n_groups"]
+        found = contract.call(
+            hook,
+            "kmeansfw_nearest_groups",
+            X=X,
+            centroids=centroids,
+            groups=groups,
+            n_groups=t,
+            rows=None,
+            data=data,
+            cache=cache,
+        )
+        if found is not None:
+            labels[:], costs, upper[:] = found[0], found[1], found[2]
+            lower[:] = _round_down(found[3])
+            return costs
+        dist = _distance_rows(hook, X, centroids, data, cache)
+        rows = np.arange(X.shape[0])
+        best = dist.argmin(axis=1)
+        labels[:] = best
+        upper[:] = dist[rows, best]
+        dist[rows, best] = np.inf
+        for g in range(t):  # groups of centroids, never samples
+            lower[:, g] = _round_down(dist[:, groups == g].min(axis=1))
+        return None
+
+
+def _round_down(values: np.ndarray) -> np.ndarray:
+    """``values`` as float32 lower bounds: rounded, then one step down, so never above."""
+    return np.nextafter(np.asarray(values).astype(np.float32), np.float32(-np.inf))
+
+
+def group_centroids(centroids: np.ndarray, n_groups: int, n_steps: int = 5) -> np.ndarray:
+    """Group the (k, d) centroids into at most ``n_groups`` groups: (k,) group indices.
+
+    A few Lloyd steps on the centroids themselves (Euclidean, deterministic: seeded with
+    evenly spaced centroids), as Yinyang k-means does; empty groups are dropped, so the
+    indices run over ``0 .. groups-1``.  Only how much work the bounds save depends on
+    the grouping, never the labels.
+    """
+    k = centroids.shape[0]
+    if n_groups <= 1 or k <= 1:
+        return np.zeros(k, dtype=np.intp)
+    points = np.asarray(centroids, dtype=np.float64)
+    centers = points[np.linspace(0, k - 1, n_groups).astype(np.intp)].copy()
+    groups = np.zeros(k, dtype=np.intp)
+    for _ in range(n_steps):  # steps over k centroids, never samples
+        sq = (
+            np.einsum("ij,ij->i", points, points)[:, None]
+            - 2 * points @ centers.T
+            + np.einsum("ij,ij->i", centers, centers)[None, :]
+        )
+        groups = sq.argmin(axis=1)
+        counts = np.bincount(groups, minlength=n_groups)
+        sums = np.zeros_like(centers)
+        np.add.at(sums, groups, points)
+        filled = counts > 0
+        centers[filled] = sums[filled] / counts[filled, None]
+    _, groups = np.unique(groups, return_inverse=True)
+    return groups.astype(np.intp)
 
 
 #: ``auto`` uses hamerly from this much work per iteration (samples x clusters) upwards.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kmeansfw.markers import hookimpl
-from kmeansfw.strategies.assignment import Auto, Hamerly, Nearest
+from kmeansfw.strategies.assignment import Auto, Hamerly, Nearest, Yinyang
 from kmeansfw.strategies.convergence import (
     AllOf,
     AnyOf,
@@ -24,6 +24,7 @@ from kmeansfw.strategies.distances import (
 from kmeansfw.strategies.empty import Keep, Raise, RelocateFarthest, SplitLargest
 from kmeansfw.strategies.euclidean import Euclidean
 from kmeansfw.strategies.init import (
+    AutoInit,
     FarthestFirst,
     KMeansParallel,
     KMeansPlusPlus,
@@ -34,9 +35,9 @@ from kmeansfw.strategies.observers import History, LogProgress, ProgressBar
 from kmeansfw.strategies.update import Mean, Median, Medoid, Spherical, TrimmedMean
 
 BUILTINS = {
-    "init": (KMeansPlusPlus, KMeansParallel, RandomInit, RandomPartition, FarthestFirst),
+    "init": (AutoInit, KMeansPlusPlus, KMeansParallel, RandomInit, RandomPartition, FarthestFirst),
     "distance": (Euclidean, SqEuclidean, Manhattan, Chebyshev, Minkowski, Cosine, Mahalanobis),
-    "assignment": (Nearest, Hamerly, Auto),
+    "assignment": (Nearest, Hamerly, Yinyang, Auto),
     "update": (Mean, Median, Medoid, Spherical, TrimmedMean),
     "empty": (RelocateFarthest, SplitLargest, Keep, Raise),
     "convergence": (Tol, Unchanged, ObjectiveChange, TimeBudget, AnyOf, AllOf, Callback),

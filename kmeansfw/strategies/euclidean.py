@@ -19,6 +19,7 @@ import scipy.sparse as sp
 from kmeansfw.blocks import map_tasks
 from kmeansfw.data import FitData
 from kmeansfw.kernels import (
+    nearest_groups_sq_euclidean,
     nearest_sq_euclidean,
     paired_sq_euclidean,
     prepare_euclidean_centroids,
@@ -139,6 +140,23 @@ class Euclidean:
             with_second=True,
         )
         return labels, costs, np.sqrt(costs), np.sqrt(second)
+
+    @hookimpl
+    def kmeansfw_nearest_groups(
+        self, X: np.ndarray, groups: np.ndarray, n_groups: int, data: FitData, cache: dict
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        if sp.issparse(X):
+            return None
+        labels, costs, lows = nearest_groups_sq_euclidean(
+            X,
+            data.cache[_MEAN],
+            cache[_MINUS_2C],
+            cache[_C_NORMS],
+            cache[_CENTERED_C],
+            groups,
+            n_groups,
+        )
+        return labels, costs, np.sqrt(costs), np.sqrt(lows)
 
     @hookimpl
     def kmeansfw_nearest(

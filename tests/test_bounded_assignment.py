@@ -1,0 +1,204 @@
+"""The bound-based assignments (hamerly, yinyang) give nearest's labels at every
+iteration, with less work."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs
+
+import kmeansfw
+from kmeansfw import ConfigError, KMeans
+
+
+class LabelsPerIteration:
+    def __init__(self):
+        self.labels = []
+
+    @kmeansfw.hookimpl
+    def kmeansfw_iteration_end(self, state):
+        self.labels.append(state.labels.copy())
+
+
+@pytest.mark.parametrize("bounded", ["hamerly", "yinyang"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(
+    ("distance", "k"),
+    [
+        ("euclidean", 8),
+        ("euclidean", 40),
+        ("manhattan", 5),
+        ("manhattan", 25),
+        ({"name": "minkowski", "p": 3}, 20),
+        ("chebyshev", 3),
+        ("chebyshev", 12),
+    ],
+)
+def test_same_labels_as_nearest_every_iteration(distance, k, dtype, bounded):
+    # k=12 chebyshev and k=25 manhattan in float32 have rows within the rounding margin
+    # of a tie: they caught bounds compared with the margin the wrong way round.
+    X, _ = make_blobs(6000, n_features=5, centers=k, cluster_std=3.0, random_state=2)
+    X = X.astype(dtype)
+    runs = {}
+    for assignment in ("nearest", bounded):
+        seen = LabelsPerIteration()
+        km = KMeans(
+            k,
+            distance=distance,
+            assignment=assignment,
+            init="random",
+            n_init=2,
+            random_state=4,
+            tol=0,
+            observers=[seen],
+            memory_budget_mb=0.05,
+        )
+        with np.errstate(all="ignore"):
+            km.fit(X)
+        runs[assignment] = (km, seen.labels)
+    (near, near_labels), (ham, ham_labels) = runs["nearest"], runs[bounded]
+    assert len(near_labels) == len(ham_labels)
+    for a, b in zip(near_labels, ham_labels, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(near.labels_, ham.labels_)
+    np.testing.assert_allclose(near.cluster_centers_, ham.cluster_centers_)
+    np.testing.assert_allclose(near.inertia_, ham.inertia_, rtol=1e-6)
+    np.testing.assert_array_equal(near.predict(X[:100]), ham.predict(X[:100]))
+
+
+def test_hamerly_recomputes_fewer_rows_over_time():
+    X, _ = make_blobs(5000, n_features=4, centers=6, random_state=1)
+    recomputed = []
+
+    class Count:
+        @kmeansfw.hookimpl(wrapper=True)
+        def kmeansfw_distance(self, X):  # the centroid-to-centroid geometry, 6 rows
+            recomputed.append(X.shape[0])
+            return (yield)
+
+        @kmeansfw.hookimpl(wrapper=True)
+        def kmeansfw_nearest_two(self, X):  # the rows the bounds could not settle
+            recomputed.append(X.shape[0])
+            return (yield)
+
+    KMeans(
+        6, assignment="hamerly", init="random", n_init=1, random_state=0, tol=0, observers=[Count()]
+    ).fit(X)
+    # per iteration: the centroid-centroid distances (6 rows) then the recomputed rows
+    iterations, current = [], None
+    for n in recomputed:
+        if n == 6:
+            current = [] if current is None or current else current
+            if not iterations or iterations[-1] is not current:
+                iterations.append(current)
+        else:
+            current.append(n)
+    totals = [sum(rows) for rows in iterations]
+    assert totals[0] == 5000  # the first pass computes everything
+    assert totals[-1] < 0.05 * 5000  # at the end almost every row is skipped
+
+
+def test_hamerly_needs_a_metric():
+    with pytest.raises(ConfigError, match="needs a distance that is a true metric.*'cosine'"):
+        kmeansfw.Config(distance="cosine", assignment="hamerly").build_strategies()
+
+
+def test_auto_picks_by_metric_and_size():
+    X, _ = make_blobs(6000, n_features=4, centers=40, random_state=0)
+    strategies = dict(
+        (s, o) for s, _, o in kmeansfw.Config(n_clusters=40, assignment="auto").build_strategies()
+    )
+    assert strategies["assignment"].metric is True
+    cosine = dict(
+        (s, o)
+        for s, _, o in kmeansfw.Config(
+            n_clusters=40, distance="cosine", assignment="auto"
+        ).build_strategies()
+    )
+    assert cosine["assignment"].metric is False
+    auto = KMeans(40, assignment="auto", random_state=0).fit(X)  # 6000 x 40 >= 2^17
+    plain = KMeans(40, random_state=0).fit(X)
+    np.testing.assert_array_equal(auto.labels_, plain.labels_)
+    assert auto.n_iter_ == plain.n_iter_
+
+
+def _rows_searched_per_iteration(assignment, hook, X, k):
+    """Rows each iteration searched in full (the bounds could not settle them)."""
+    searched, per_iteration = [], []
+
+    class Count:
+        @kmeansfw.hookimpl(wrapper=True)
+        def kmeansfw_nearest_two(self, X):
+            searched.append(X.shape[0])
+            return (yield)
+
+        @kmeansfw.hookimpl(wrapper=True)
+        def kmeansfw_nearest_groups(self, X):
+            searched.append(X.shape[0])
+            return (yield)
+
+        @kmeansfw.hookimpl
+        def kmeansfw_iteration_end(self, state):
+            per_iteration.append(sum(searched))
+            searched.clear()
+
+    km = KMeans(
+        k,
+        assignment=assignment,
+        init="random",
+        n_init=1,
+        random_state=0,
+        tol=0,
+        observers=[Count()],
+    ).fit(X)
+    return km, per_iteration
+
+
+def test_yinyang_searches_fewer_rows_than_hamerly_on_the_tail():
+    X, _ = make_blobs(20_000, n_features=6, centers=60, cluster_std=2.0, random_state=5)
+    ham, ham_rows = _rows_searched_per_iteration("hamerly", "kmeansfw_nearest_two", X, 60)
+    yin, yin_rows = _rows_searched_per_iteration("yinyang", "kmeansfw_nearest_groups", X, 60)
+    np.testing.assert_array_equal(ham.labels_, yin.labels_)
+    assert ham.n_iter_ == yin.n_iter_
+    assert ham_rows[0] == yin_rows[0] == X.shape[0]  # the first pass searches every row
+    tail = slice(len(ham_rows) // 2, None)
+    assert sum(yin_rows[tail]) < 0.7 * sum(ham_rows[tail])  # 0.56 here
+
+
+def test_centroid_groups():
+    from kmeansfw.strategies.assignment import Yinyang, group_centroids
+
+    rng = np.random.default_rng(0)
+    blobs = np.repeat(rng.normal(size=(4, 3)) * 100, 10, axis=0) + rng.normal(size=(40, 3))
+    groups = group_centroids(blobs, 4)
+    assert groups.shape == (40,) and set(groups) == {0, 1, 2, 3}
+    for block in groups.reshape(4, 10):  # the four far-apart blobs are the four groups
+        assert len(set(block)) == 1
+    assert (group_centroids(blobs, 1) == 0).all()
+    assert (group_centroids(blobs[:1], 5) == 0).all()
+    assert Yinyang().n_groups(1000, 256) == 25  # k // 10
+    assert Yinyang().n_groups(1000, 5) == 1
+    assert Yinyang(max_groups=8).n_groups(1000, 256) == 8
+    # n x groups float32 bounds within max_bounds_mb: 1 MiB / (4 bytes x 100k) = 2 groups
+    assert Yinyang(max_bounds_mb=1).n_groups(100_000, 256) == 2
+
+
+def test_yinyang_parameters_and_metric_are_checked():
+    with pytest.raises(ConfigError, match="needs a distance that is a true metric.*'cosine'"):
+        kmeansfw.Config(distance="cosine", assignment="yinyang").build_strategies()
+    with pytest.raises(ConfigError, match="max_groups must be a positive integer"):
+        kmeansfw.Config(assignment={"name": "yinyang", "max_groups": 0})
+    with pytest.raises(ConfigError, match="max_bounds_mb must be a number > 0"):
+        kmeansfw.Config(assignment={"name": "yinyang", "max_bounds_mb": -1})
+
+
+def test_yinyang_on_sparse_data_equals_nearest():
+    import scipy.sparse as sp
+
+    X, _ = make_blobs(3000, n_features=8, centers=30, random_state=1)
+    X[X < 0] = 0
+    sparse = sp.csr_matrix(X)
+    near = KMeans(30, random_state=0, tol=0).fit(sparse)
+    yin = KMeans(30, assignment="yinyang", random_state=0, tol=0).fit(sparse)
+    np.testing.assert_array_equal(near.labels_, yin.labels_)
+    assert near.n_iter_ == yin.n_iter_
