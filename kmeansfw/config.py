@@ -170,6 +170,7 @@ class Config:
     n_threads: Any = attrs.field(default=None, validator=_int_at_least(1, allow=(None,)))
     history: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     batch_size: Any = attrs.field(default=None, validator=_int_at_least(1, allow=(None,)))
+    reassignment_ratio: float = attrs.field(default=0.01, validator=_real_at_least(0.0))
     checkpoint: Any = attrs.field(default=None)
     checkpoint_every: int = attrs.field(default=1, validator=_int_at_least(1))
 

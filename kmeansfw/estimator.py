@@ -66,6 +66,11 @@ default="auto"
         None: Lloyd's algorithm on all the data every iteration.  An int: mini-batch
         k-means (Sculley) on random batches of that size, ``max_iter`` passes at most;
         needs the ``mean`` or ``spherical`` update.  See also :meth:`partial_fit`.
+    reassignment_ratio : float, default=0.01
+        Mini-batch only (``batch_size`` or :meth:`partial_fit`): every 10 k samples,
+        centroids that have absorbed less than this share of the largest centroid's
+        weight move to random batch samples, as in scikit-learn's MiniBatchKMeans.  0
+        turns it off.
     checkpoint : str or None, default=None
         A folder: the fit writes its state there every ``checkpoint_every`` iterations
         (plain .npz + JSON), and a fit that finds a checkpoint there resumes from it and
@@ -113,6 +118,7 @@ default="auto"
         n_threads: int | None = None,
         history: bool = False,
         batch_size: int | None = None,
+        reassignment_ratio: float = 0.01,
         checkpoint: str | None = None,
         checkpoint_every: int = 1,
     ) -> None:
@@ -132,6 +138,7 @@ default="auto"
         self.n_threads = n_threads
         self.history = history
         self.batch_size = batch_size
+        self.reassignment_ratio = reassignment_ratio
         self.checkpoint = checkpoint
         self.checkpoint_every = checkpoint_every
 
@@ -222,7 +229,11 @@ default="auto"
             rng = make_rng(self.random_state)
             centroids = steps.initialize(engine.relay(pm), batch, self.n_clusters, rng)
             self._minibatch = minibatch.MiniBatchState(
-                centroids, np.zeros(self.n_clusters), spherical=spherical
+                centroids,
+                np.zeros(self.n_clusters),
+                spherical=spherical,
+                rng=rng,
+                reassignment_ratio=self.reassignment_ratio,
             )
         state = self._minibatch
         assignment = minibatch.step(engine.relay(pm), batch, state)

@@ -84,6 +84,7 @@ def _fit_minibatch(cfg, data, strategies, pm, rng, history) -> Fit:
             batch_size=cfg.batch_size,
             max_iter=cfg.max_iter,
             spherical=spherical,
+            reassignment_ratio=cfg.reassignment_ratio,
             run_index=run_index,
         )
         if best is None or result.objective < best.objective:

@@ -4,7 +4,8 @@ Each step draws a batch of samples with the fit's generator, assigns it with the
 own assignment and distance hooks, and moves every centroid towards the weighted mean of
 its batch members with a per-centroid learning rate ``batch weight / total weight seen``
 (``c <- (seen c + sum w x) / (seen + sum w)``), which is Sculley's rule summed over a batch
-as scikit-learn's MiniBatchKMeans does.  The update's map step
+as scikit-learn's MiniBatchKMeans does, including its random reassignment of starved
+centroids (``reassignment_ratio``).  The update's map step
 (``kmeansfw_accumulate``) supplies the batch sums, so this needs the ``mean`` or
 ``spherical`` update.  The loop stops after ``max_iter`` passes over the data or when the
 exponentially weighted batch objective has not improved for ``max_no_improvement``
@@ -20,20 +21,33 @@ import numpy as np
 import pluggy
 
 from kmeansfw import contract, engine, steps
-from kmeansfw.data import FitData
+from kmeansfw.data import FitData, rows_dense
 
 #: Steps without improvement of the smoothed batch objective before stopping.
 MAX_NO_IMPROVEMENT = 10
 
 
+#: Default share of the largest centroid's absorbed weight below which a centroid is
+#: starved and moved to a random batch sample (scikit-learn's ``reassignment_ratio``).
+REASSIGNMENT_RATIO = 0.01
+
+
 @attrs.define(eq=False)
 class MiniBatchState:
-    """Centroids and the total weight each has absorbed so far (its inverse learning rate)."""
+    """Centroids and the total weight each has absorbed so far (its inverse learning rate).
+
+    With ``reassignment_ratio`` > 0 and a generator, starved centroids are moved to random
+    batch samples (see :func:`reassign_starved`).
+    """
 
     centroids: np.ndarray
     seen: np.ndarray
     spherical: bool = False
+    rng: np.random.Generator | None = None
+    reassignment_ratio: float = REASSIGNMENT_RATIO
     steps: int = 0
+    since_reassign: int = 0
+    reassigned: int = 0
     smoothed: float | None = None
     best: float | None = None
     stale: int = 0
@@ -69,7 +83,42 @@ def step(hook: pluggy.HookRelay, batch: FitData, state: MiniBatchState) -> steps
     )
     state.seen = total
     state.steps += 1
+    reassign_starved(batch, state)
     return assignment
+
+
+def reassign_starved(batch: FitData, state: MiniBatchState) -> int:
+    """Move starved centroids to random samples of the batch (scikit-learn's rule).
+
+    Every time 10 k samples have been processed (at once when a centroid has absorbed
+    nothing yet), centroids whose absorbed weight is below ``reassignment_ratio`` times
+    the largest one (at most half a batch of them, the most starved first) jump to
+    distinct batch samples drawn uniformly, and their absorbed weight is set to the
+    smallest weight among the others, so they are not reassigned at once again.  Without
+    this, a centroid seeded in a sparse region keeps a tiny share of every batch and
+    never moves to where it would lower the objective.  Returns how many were moved.
+    """
+    if state.rng is None or state.reassignment_ratio <= 0:
+        return 0
+    k = state.centroids.shape[0]
+    state.since_reassign += batch.n_samples
+    if not ((state.seen == 0).any() or state.since_reassign >= 10 * k):
+        return 0
+    state.since_reassign = 0
+    starved = state.seen < state.reassignment_ratio * state.seen.max()
+    half = int(0.5 * batch.n_samples)
+    if starved.sum() > half:  # keep the better-fed ones beyond half a batch
+        starved[np.argsort(state.seen, kind="stable")[half:]] = False
+    count = int(starved.sum())
+    if count == 0 or count == k:
+        return 0
+    picked = state.rng.choice(batch.n_samples, size=count, replace=False)
+    centroids = state.centroids.copy()
+    centroids[starved] = rows_dense(batch.X, np.sort(picked))
+    state.centroids = centroids
+    state.seen[starved] = state.seen[~starved].min()
+    state.reassigned += count
+    return count
 
 
 def improved(
@@ -115,6 +164,7 @@ def run(
     batch_size: int,
     max_iter: int,
     spherical: bool,
+    reassignment_ratio: float = REASSIGNMENT_RATIO,
     run_index: int = 0,
 ) -> Any:
     """One mini-batch run: seed on a sample, Sculley steps, one final full assignment."""
@@ -129,7 +179,13 @@ def run(
         data.X[seed_rows], data.sample_weight[seed_rows], n_clusters, data.n_threads, hook
     )
     centroids = steps.initialize(hook, seeding, n_clusters, rng)
-    state = MiniBatchState(centroids=centroids, seen=np.zeros(n_clusters), spherical=spherical)
+    state = MiniBatchState(
+        centroids=centroids,
+        seen=np.zeros(n_clusters),
+        spherical=spherical,
+        rng=rng,
+        reassignment_ratio=reassignment_ratio,
+    )
     start = FitState(data=data, n_clusters=n_clusters, tol=0.0, rng=rng, run=run_index)
     start.centroids = centroids
     hook.kmeansfw_fit_start(state=start)
