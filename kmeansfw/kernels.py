@@ -219,6 +219,40 @@ if HAVE_NUMBA:
                     lows[start + i, g] = max(rival + norm, zero)
 
 
+def _sq_cost_numpy(X, minus_2c, shift, norms, out):
+    np.dot(X, minus_2c.T, out=out)
+    out += shift
+    out += norms[:, None]
+    np.maximum(out, 0, out=out)
+
+
+if HAVE_NUMBA:
+
+    @numba.njit(nogil=True, cache=True)
+    def _sq_cost_numba(X, minus_2c, shift, norms, out):  # pragma: no cover
+        np.dot(X, minus_2c.T, out)
+        zero = out.dtype.type(0)
+        for i in range(out.shape[0]):
+            norm = norms[i]
+            for j in range(out.shape[1]):
+                value = (out[i, j] + shift[j]) + norm  # NumPy's order: bit-identical twin
+                out[i, j] = zero if value < zero else value
+
+
+def sq_euclidean_costs(
+    X: np.ndarray, minus_2c: np.ndarray, shift: np.ndarray, norms: np.ndarray
+) -> np.ndarray:
+    """The (b, k) squared distances ``max(x.(-2c) + shift + norms, 0)`` of a dense block.
+
+    ``shift`` (k,) holds ``||c - m||^2 + 2 m.(c - m)`` and ``norms`` (b,) ``||x - m||^2``
+    for the data mean m, so no centered copy of X is needed (one product, one fused pass).
+    """
+    out = np.empty((X.shape[0], minus_2c.shape[0]), dtype=X.dtype)
+    kernel = _sq_cost_numba if HAVE_NUMBA else _sq_cost_numpy
+    kernel(X, minus_2c, shift, norms, out)
+    return out
+
+
 def nearest_groups_sq_euclidean(
     X: np.ndarray,
     mean: np.ndarray,

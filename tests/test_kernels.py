@@ -167,3 +167,29 @@ def test_fallback_gives_the_same_fit(tmp_path):
     assert len(saved) == 2 - (not kernels.HAVE_NUMBA)
     labels = [np.load(p) for p in saved]
     np.testing.assert_array_equal(labels[0], labels[-1])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_squared_cost_kernel_is_bit_identical_to_its_numpy_twin(dtype):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300, 7)).astype(dtype)
+    minus_2c = rng.normal(size=(5, 7)).astype(dtype)
+    shift = rng.normal(size=5).astype(dtype)
+    norms = (rng.random(300) * 10).astype(dtype)
+    fast = kernels.sq_euclidean_costs(X, minus_2c, shift, norms)
+    slow = np.empty_like(fast)
+    kernels._sq_cost_numpy(X, minus_2c, shift, norms, slow)
+    np.testing.assert_array_equal(fast, slow)
+    assert fast.min() >= 0
+
+
+def test_squared_costs_equal_scipy():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(200, 6)) * 3 + 5
+    C = rng.normal(size=(9, 6)) * 3 + 5
+    mean = X.mean(axis=0)
+    centered = C - mean
+    shift = np.einsum("ij,ij->i", centered, centered) + 2 * centered @ mean
+    norms = np.einsum("ij,ij->i", X - mean, X - mean)
+    costs = kernels.sq_euclidean_costs(X, -2 * centered, shift, norms)
+    np.testing.assert_allclose(costs, cdist(X, C, "sqeuclidean"), rtol=1e-10)

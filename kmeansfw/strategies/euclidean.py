@@ -23,6 +23,7 @@ from kmeansfw.kernels import (
     nearest_sq_euclidean,
     paired_sq_euclidean,
     prepare_euclidean_centroids,
+    sq_euclidean_costs,
 )
 from kmeansfw.markers import hookimpl
 
@@ -98,6 +99,8 @@ class Euclidean:
             # -2 (x - m).c' = -2 x.c' + 2 m.c': the cost needs no centered copy of X
             shift = cache[_C_NORMS] + 2 * (cache[_CENTERED_C] @ data.cache[_MEAN])
             cache[_COST_SHIFT] = shift
+        if rows is not None and isinstance(X, np.ndarray) and X.flags.c_contiguous:
+            return sq_euclidean_costs(X, cache[_MINUS_2C], shift, data.cache[_NORMS][rows])
         out = np.asarray(X @ cache[_MINUS_2C].T)
         out += shift
         if rows is not None:

@@ -10,7 +10,7 @@ import numpy as np
 import pluggy
 
 from kmeansfw import contract, steps
-from kmeansfw.blocks import map_tasks
+from kmeansfw.blocks import map_tasks, single_threaded_blas
 from kmeansfw.data import FitData, rows_dense
 from kmeansfw.markers import hookimpl
 
@@ -131,6 +131,12 @@ def _candidate_potentials(
     (memory permitting) every sample's lowered cost per candidate."""
     sw = data.sample_weight
     cache = steps.prepare_centroids(hook, data, candidates)
+    if len(data.tasks) == 1 and len(data.tasks[0]) == 1:  # one block: no map, no copy
+        rows = data.tasks[0][0]
+        with single_threaded_blas():
+            cost = steps.block_matrix(hook, "kmeansfw_cost", data, rows, candidates, cache)
+        np.minimum(cost, closest[rows, None], out=cost)
+        return np.asarray(sw[rows] @ cost, dtype=np.float64), cost
     shape = (data.n_samples, candidates.shape[0])
     keep = shape[0] * shape[1] * data.dtype.itemsize <= KEEP_COSTS_BYTES
     lowered = np.empty(shape, dtype=data.dtype) if keep else None
