@@ -23,6 +23,58 @@ from bench_lloyd import make_data
 OURS = ("nearest", "hamerly", "yinyang", "auto")
 
 
+def run(
+    n: int,
+    d: int,
+    k: int,
+    dtype: str = "float64",
+    *,
+    tol: float = 1e-4,
+    max_iter: int = 300,
+    assignments: tuple[str, ...] = OURS,
+    sklearn_lloyd: bool = True,
+) -> list[dict]:
+    """Time whole fits from the same init; one dict per fit (name, seconds, n_iter,
+    inertia, same_labels as kmeansfw's nearest, elkan_ratio = elkan time / this time)."""
+    from sklearn.cluster import KMeans as SkKMeans
+    from sklearn.exceptions import ConvergenceWarning
+
+    import kmeansfw
+
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    X, init = make_data(n, d, k, dtype)
+    common = {"init": init, "n_init": 1, "tol": tol, "max_iter": max_iter}
+    kmeansfw.KMeans(k, **common).fit(X[: 4 * k])  # compile the kernels first
+    runs = [
+        (f"kmeansfw {a}", lambda a=a: kmeansfw.KMeans(k, assignment=a, **common))
+        for a in assignments
+    ]
+    runs.append(("scikit-learn elkan", lambda: SkKMeans(k, algorithm="elkan", **common)))
+    if sklearn_lloyd:
+        runs.append(("scikit-learn lloyd", lambda: SkKMeans(k, algorithm="lloyd", **common)))
+    fitted = {}
+    for name, make in runs:
+        est = make()
+        start = time.perf_counter()
+        est.fit(X)
+        fitted[name] = (time.perf_counter() - start, est)
+    reference = fitted.get("kmeansfw nearest", (None, None))[1]
+    elkan = fitted["scikit-learn elkan"][0]
+    return [
+        {
+            "fit": name,
+            "seconds": seconds,
+            "n_iter": est.n_iter_,
+            "inertia": est.inertia_,
+            "same_labels": None
+            if reference is None
+            else bool(np.array_equal(est.labels_, reference.labels_)),
+            "elkan_ratio": elkan / seconds,
+        }
+        for name, (seconds, est) in fitted.items()
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200_000)
@@ -34,41 +86,25 @@ def main() -> None:
     parser.add_argument("--no-sklearn-lloyd", action="store_true", help="skip the slowest fit")
     parser.add_argument("--only", nargs="*", default=OURS, help="kmeansfw assignments to run")
     args = parser.parse_args()
-
-    from sklearn.cluster import KMeans as SkKMeans
-    from sklearn.exceptions import ConvergenceWarning
-
-    import kmeansfw
-
-    warnings.simplefilter("ignore", ConvergenceWarning)
-    X, init = make_data(args.n, args.d, args.k, args.dtype)
-    common = {"init": init, "n_init": 1, "tol": args.tol, "max_iter": args.max_iter}
-    kmeansfw.KMeans(args.k, **common).fit(X[: 4 * args.k])  # compile the kernels first
-
+    rows = run(
+        args.n,
+        args.d,
+        args.k,
+        args.dtype,
+        tol=args.tol,
+        max_iter=args.max_iter,
+        assignments=tuple(args.only),
+        sklearn_lloyd=not args.no_sklearn_lloyd,
+    )
     print(f"{args.n} x {args.d}, k={args.k}, {args.dtype}, tol={args.tol}, same init")
     print(
         f"{'fit':<22} {'seconds':>8} {'n_iter':>6} {'inertia':>14} {'labels':>8} {'elkan/this':>10}"
     )
-    results = {}
-    runs = [
-        (f"kmeansfw {a}", lambda a=a: kmeansfw.KMeans(args.k, assignment=a, **common))
-        for a in args.only
-    ]
-    runs.append(("scikit-learn elkan", lambda: SkKMeans(args.k, algorithm="elkan", **common)))
-    if not args.no_sklearn_lloyd:
-        runs.append(("scikit-learn lloyd", lambda: SkKMeans(args.k, algorithm="lloyd", **common)))
-    for name, make in runs:
-        est = make()
-        start = time.perf_counter()
-        est.fit(X)
-        results[name] = (time.perf_counter() - start, est)
-    reference = results.get("kmeansfw nearest", (None, None))[1]
-    elkan = results["scikit-learn elkan"][0]
-    for name, (seconds, est) in results.items():
-        same = "-" if reference is None else str(np.array_equal(est.labels_, reference.labels_))
+    for row in rows:
+        same = "-" if row["same_labels"] is None else str(row["same_labels"])
         print(
-            f"{name:<22} {seconds:8.2f} {est.n_iter_:6d} {est.inertia_:14.6e} {same:>8} "
-            f"{elkan / seconds:10.2f}"
+            f"{row['fit']:<22} {row['seconds']:8.2f} {row['n_iter']:6d} {row['inertia']:14.6e} "
+            f"{same:>8} {row['elkan_ratio']:10.2f}"
         )
 
 

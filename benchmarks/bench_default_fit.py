@@ -19,6 +19,33 @@ import time
 from bench_lloyd import make_data
 
 
+def run(n: int, d: int, k: int, dtype: str = "float64", seeds: int = 5) -> dict:
+    """Default fits of both libraries for each seed; per-seed rows and the medians."""
+    from sklearn.cluster import KMeans as SkKMeans
+
+    import kmeansfw
+
+    X, _ = make_data(n, d, k, dtype)
+    kmeansfw.KMeans(k, random_state=0).fit(X[: 4 * k])  # compile the kernels first
+    per_seed = []
+    for seed in range(seeds):
+        row = {"seed": seed}
+        for name, make in (("kmeansfw", kmeansfw.KMeans), ("sklearn", SkKMeans)):
+            est = make(k, random_state=seed)
+            start = time.perf_counter()
+            est.fit(X)
+            row[name] = (time.perf_counter() - start, est.inertia_, est.n_iter_)
+        per_seed.append(row)
+    medians = {
+        name: (
+            statistics.median(r[name][0] for r in per_seed),
+            statistics.median(r[name][1] for r in per_seed),
+        )
+        for name in ("kmeansfw", "sklearn")
+    }
+    return {"per_seed": per_seed, "medians": medians}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000)
@@ -27,36 +54,22 @@ def main() -> None:
     parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     parser.add_argument("--seeds", type=int, default=5)
     args = parser.parse_args()
-
-    from sklearn.cluster import KMeans as SkKMeans
-
-    import kmeansfw
-
-    X, _ = make_data(args.n, args.d, args.k, args.dtype)
-    kmeansfw.KMeans(args.k, random_state=0).fit(X[: 4 * args.k])  # compile the kernels first
+    result = run(args.n, args.d, args.k, args.dtype, args.seeds)
     print(f"{args.n} x {args.d}, k={args.k}, {args.dtype}, defaults of each library")
     print(
         f"{'seed':>4} {'kmeansfw s':>10} {'sklearn s':>10} {'kmeansfw inertia':>17} "
         f"{'sklearn inertia':>16} {'kmfw it':>7} {'sk it':>6}"
     )
-    ours, theirs = [], []
-    for seed in range(args.seeds):
-        row = []
-        for make in (kmeansfw.KMeans, SkKMeans):
-            est = make(args.k, random_state=seed)
-            start = time.perf_counter()
-            est.fit(X)
-            row.append((time.perf_counter() - start, est.inertia_, est.n_iter_))
-        ours.append(row[0])
-        theirs.append(row[1])
+    for row in result["per_seed"]:
+        ours, theirs = row["kmeansfw"], row["sklearn"]
         print(
-            f"{seed:4d} {row[0][0]:10.2f} {row[1][0]:10.2f} {row[0][1]:17.6e} {row[1][1]:16.6e} "
-            f"{row[0][2]:7d} {row[1][2]:6d}"
+            f"{row['seed']:4d} {ours[0]:10.2f} {theirs[0]:10.2f} {ours[1]:17.6e} "
+            f"{theirs[1]:16.6e} {ours[2]:7d} {theirs[2]:6d}"
         )
-    t_ours = statistics.median(r[0] for r in ours)
-    t_theirs = statistics.median(r[0] for r in theirs)
-    i_ours = statistics.median(r[1] for r in ours)
-    i_theirs = statistics.median(r[1] for r in theirs)
+    (t_ours, i_ours), (t_theirs, i_theirs) = (
+        result["medians"]["kmeansfw"],
+        result["medians"]["sklearn"],
+    )
     print(
         f"median time: kmeansfw {t_ours:.2f} s, scikit-learn {t_theirs:.2f} s, "
         f"ratio {t_ours / t_theirs:.3f} (target <= 0.333)"

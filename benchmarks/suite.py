@@ -6,10 +6,13 @@ measures the time of one Lloyd iteration from the same initial centroids (differ
 the same run, their ratio, the GFLOP/s kmeansfw achieves on the 2 n k d flops of an
 iteration, and the peak memory of a kmeansfw fit over the loaded data (fresh process,
 VmHWM).  Small cases time whole default fits instead (median of 50), since there the
-per-fit overhead is what matters.
+per-fit overhead is what matters.  Then whole fits (``bench_assignment``,
+``bench_default_fit``, ``bench_minibatch``): the exact assignments against scikit-learn's
+elkan from the same init, default fits end to end, and mini-batch.
 
-    python benchmarks/suite.py                 # everything (~15 minutes on 2 cores)
+    python benchmarks/suite.py                 # everything (~25 minutes on 2 cores)
     python benchmarks/suite.py --quick         # the small and medium cases only
+    python benchmarks/suite.py --no-fits       # without the whole-fit sections
     python benchmarks/suite.py --write docs/benchmarks.md
 
 ``--write`` regenerates the Markdown table with the machine's description.
@@ -49,7 +52,9 @@ def small_fits(repeat: int = 50) -> list[dict]:
     import kmeansfw
 
     rows = []
-    for name, X, k in (("iris", load_iris().data, 3), ("digits", load_digits().data, 10)):
+    iris, digits = load_iris().data, load_digits().data
+    cases = (("iris", iris, 8, " defaults"), ("iris", iris, 3, ""), ("digits", digits, 10, ""))
+    for name, X, k, note in cases:
 
         def time_median(make):
             make()
@@ -64,7 +69,7 @@ def small_fits(repeat: int = 50) -> list[dict]:
         theirs = time_median(lambda X=X, k=k: SkKMeans(k, random_state=0).fit(X))
         rows.append(
             {
-                "case": f"{name} {X.shape[0]}x{X.shape[1]} k={k} (whole fit)",
+                "case": f"{name} {X.shape[0]}x{X.shape[1]} k={k} (whole fit{note})",
                 "ours_ms": ours * 1e3,
                 "sk_ms": theirs * 1e3,
                 "gflops": None,
@@ -118,6 +123,71 @@ def iteration_rows(cases, iters: int, repeat: int, memory: bool) -> list[dict]:
     return rows
 
 
+def fit_sections(quick: bool) -> list[str]:
+    """Whole fits: exact assignments against elkan, default fits, mini-batch (Markdown)."""
+    import bench_assignment
+    import bench_default_fit
+    import bench_minibatch
+
+    out = [
+        "## Whole fits with the exact assignments",
+        "",
+        "From the same initial centroids to convergence (tol 1e-4); `same labels`: final "
+        "labels equal kmeansfw `nearest`'s; last column: scikit-learn elkan's time / this "
+        "fit's time.",
+        "",
+    ]
+    shapes = [(200_000, 32, 64, True)] + ([] if quick else [(1_000_000, 64, 256, False)])
+    for n, d, k, lloyd in shapes:
+        rows = bench_assignment.run(
+            n, d, k, assignments=("nearest", "hamerly", "yinyang", "auto"), sklearn_lloyd=lloyd
+        )
+        out += [
+            f"{n} x {d}, k={k}, float64:",
+            "",
+            "| fit | seconds | iterations | inertia | same labels | elkan / this |",
+            "|---|---|---|---|---|---|",
+        ]
+        out += [
+            f"| {r['fit']} | {r['seconds']:.2f} | {r['n_iter']} | {r['inertia']:.6e} | "
+            f"{'-' if r['same_labels'] is None else r['same_labels']} | {r['elkan_ratio']:.2f} |"
+            for r in rows
+        ]
+        out.append("")
+        print("\n".join(out[-len(rows) - 3 :]), flush=True)
+    if quick:
+        return out
+    for title, result, target in (
+        (
+            "## Default fits end to end (1000000 x 64, k=256, float64, 5 seeds)",
+            bench_default_fit.run(1_000_000, 64, 256),
+            "each library's defaults (kmeansfw: `init='auto'` = k-means\\|\\| here, "
+            "Lloyd; scikit-learn: k-means++, Lloyd); target: time ratio <= 1/3, inertia no "
+            "worse",
+        ),
+        (
+            "## Mini-batch (1000000 x 32, k=64, batch 4096, float64, 5 seeds)",
+            bench_minibatch.run(1_000_000, 32, 64, 4096),
+            "kmeansfw `KMeans(batch_size=4096)` against scikit-learn `MiniBatchKMeans`",
+        ),
+    ):
+        (t_ours, i_ours) = result["medians"]["kmeansfw"]
+        (t_theirs, i_theirs) = result["medians"]["sklearn"]
+        out += [
+            title,
+            "",
+            f"Medians over seeds; {target}.",
+            "",
+            "| | kmeansfw | scikit-learn | ratio |",
+            "|---|---|---|---|",
+            f"| seconds | {t_ours:.2f} | {t_theirs:.2f} | {t_ours / t_theirs:.3f} |",
+            f"| inertia | {i_ours:.6e} | {i_theirs:.6e} | {i_ours / i_theirs:.4f} |",
+            "",
+        ]
+        print("\n".join(out[-9:]), flush=True)
+    return out
+
+
 def _line(row: dict) -> str:
     gflops = f"{row['gflops']:.1f}" if row["gflops"] else "-"
     faiss = f"{row['faiss_ms']:.1f}" if "faiss_ms" in row else "-"
@@ -140,6 +210,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--write", help="write the Markdown report to this path")
+    parser.add_argument("--no-fits", action="store_true", help="skip the whole-fit sections")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
 
@@ -153,6 +224,7 @@ def main() -> None:
         print(_line(row), flush=True)
     cases = QUICK_CASES if args.quick else ITERATION_CASES
     rows += iteration_rows(cases, args.iters, args.repeat, memory=not args.no_memory)
+    sections = [] if args.no_fits else fit_sections(args.quick)
     if args.write:
         machine = (
             f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
@@ -175,6 +247,7 @@ def main() -> None:
             HEADER,
             *(_line(r) for r in rows),
             "",
+            *sections,
         ]
         with open(args.write, "w") as fh:
             fh.write("\n".join(text))
