@@ -62,11 +62,12 @@ class Mean:
                     partial=None,
                 )
             ]
-        sums = partials[0][0].copy()
-        weights = partials[0][1].copy()
-        for part_sums, part_weights in partials[1:]:
-            sums += part_sums
-            weights += part_weights
+        sums, weights = partials[0]
+        if len(partials) > 1:  # reduce in row order (the partials are this update's own)
+            sums, weights = sums.copy(), weights.copy()
+            for part_sums, part_weights in partials[1:]:
+                sums += part_sums
+                weights += part_weights
         if weights.all():
             return (sums / weights[:, None]).astype(data.dtype, copy=False), weights
         filled = weights > 0
