@@ -9,6 +9,7 @@ measured in the same run.
     python benchmarks/bench_assignment.py                      # 200k x 32, k=64
     python benchmarks/bench_assignment.py --n 1000000 --d 64 --k 256
     python benchmarks/bench_assignment.py --n 1000000 --d 64 --k 256 --no-sklearn-lloyd
+    python benchmarks/bench_assignment.py --n 1000000 --d 64 --k 1024 --dtype float32 --memory
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 import warnings
 
 import numpy as np
-from bench_lloyd import make_data
+from bench_lloyd import make_data, peak_memory
 
 OURS = ("nearest", "hamerly", "yinyang", "auto")
 
@@ -85,7 +86,16 @@ def main() -> None:
     parser.add_argument("--max-iter", type=int, default=300)
     parser.add_argument("--no-sklearn-lloyd", action="store_true", help="skip the slowest fit")
     parser.add_argument("--only", nargs="*", default=OURS, help="kmeansfw assignments to run")
+    parser.add_argument(
+        "--memory", action="store_true", help="only peak memory of each assignment (3 iterations)"
+    )
     args = parser.parse_args()
+    if args.memory:
+        print(f"{args.n} x {args.d}, k={args.k}, {args.dtype}: peak memory over the data")
+        for assignment in args.only:
+            m = peak_memory(args.n, args.d, args.k, args.dtype, assignment)
+            print(f"kmeansfw {assignment:<10} +{m['extra_mb']:.0f} MB (data {m['data_mb']:.0f} MB)")
+        return
     rows = run(
         args.n,
         args.d,

@@ -100,22 +100,23 @@ def peak_rss_mb() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def memory_child(n: int, d: int, k: int, dtype: str) -> None:
+def memory_child(n: int, d: int, k: int, dtype: str, assignment: str = "nearest") -> None:
     """In a fresh process: peak RSS growth of a fit over the loaded data, in MB."""
     import kmeansfw
 
     X, init = make_data(n, d, k, dtype)
     warm = X[: max(1000, 2 * k)]
-    kmeansfw.KMeans(k, init=init, n_init=1, max_iter=2).fit(warm)  # warm imports, kernels
+    common = {"init": init, "n_init": 1, "assignment": assignment}
+    kmeansfw.KMeans(k, max_iter=2, **common).fit(warm)  # warm imports, kernels
     base = rss_mb()
-    kmeansfw.KMeans(k, init=init, n_init=1, max_iter=3, tol=0.0).fit(X)
+    kmeansfw.KMeans(k, max_iter=3, tol=0.0, **common).fit(X)
     peak = peak_rss_mb()
     print(json.dumps({"data_mb": X.nbytes / 2**20, "extra_mb": peak - base}))
 
 
-def peak_memory(n: int, d: int, k: int, dtype: str) -> dict:
+def peak_memory(n: int, d: int, k: int, dtype: str, assignment: str = "nearest") -> dict:
     out = subprocess.run(
-        [sys.executable, __file__, "--memory-child", f"{n},{d},{k},{dtype}"],
+        [sys.executable, __file__, "--memory-child", f"{n},{d},{k},{dtype},{assignment}"],
         check=True,
         capture_output=True,
         text=True,
@@ -136,8 +137,8 @@ def main() -> None:
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
-        n, d, k, dtype = args.memory_child.split(",")
-        memory_child(int(n), int(d), int(k), dtype)
+        n, d, k, dtype, assignment = args.memory_child.split(",")
+        memory_child(int(n), int(d), int(k), dtype, assignment)
         return
 
     import sklearn

@@ -179,6 +179,7 @@ def test_centroid_groups():
     assert Yinyang().n_groups(1000, 256) == 25  # k // 10
     assert Yinyang().n_groups(1000, 5) == 1
     assert Yinyang(max_groups=8).n_groups(1000, 256) == 8
+    assert Yinyang().n_groups(1_000_000, 1024) == 16  # 64 MiB of float32 bounds
     # n x groups float32 bounds within max_bounds_mb: 1 MiB / (4 bytes x 100k) = 2 groups
     assert Yinyang(max_bounds_mb=1).n_groups(100_000, 256) == 2
 

@@ -318,7 +318,8 @@ class Yinyang(_Bounded):
     max_groups : int
         Upper limit on the number of centroid groups.
     max_bounds_mb : float
-        Memory allowed for the group bounds, in MiB.
+        Memory allowed for the group bounds, in MiB (default 64: 16 groups at 1M samples,
+        which keeps a fit at 1M x 64, k=1024 within the data's size + 256 MB).
     """
 
     name = "yinyang"
@@ -327,7 +328,7 @@ class Yinyang(_Bounded):
     state_key = "yinyang.state"
     lower_dtype = np.float32
     max_groups: int = attrs.field(default=64, validator=_positive_int)
-    max_bounds_mb: float = attrs.field(default=128.0)
+    max_bounds_mb: float = attrs.field(default=64.0)
 
     @max_bounds_mb.validator
     def _check_budget(self, attribute: attrs.Attribute, value: float) -> None:
