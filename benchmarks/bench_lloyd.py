@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -84,6 +85,57 @@ class SkFit(KmfwFit):
             init.shape[0], init=init, n_init=1, max_iter=max_iter, tol=0.0, algorithm="lloyd"
         )
         self.X = X
+
+
+def time_against(X, make_ours, make_theirs, seeds: int) -> dict:
+    """Fit ``make_ours(seed)`` and ``make_theirs(seed)`` on X for each seed, in turn.
+
+    Returns ``{"per_seed": [{"seed", "kmeansfw": (s, inertia, n_iter), "sklearn": ...}],
+    "medians": {"kmeansfw": (s, inertia), "sklearn": (s, inertia)}}``.
+    """
+    per_seed = []
+    for seed in range(seeds):
+        row = {"seed": seed}
+        for name, make in (("kmeansfw", make_ours), ("sklearn", make_theirs)):
+            est = make(seed)
+            start = time.perf_counter()
+            est.fit(X)
+            row[name] = (time.perf_counter() - start, est.inertia_, est.n_iter_)
+        per_seed.append(row)
+    medians = {
+        name: (
+            statistics.median(r[name][0] for r in per_seed),
+            statistics.median(r[name][1] for r in per_seed),
+        )
+        for name in ("kmeansfw", "sklearn")
+    }
+    return {"per_seed": per_seed, "medians": medians}
+
+
+def print_against(result: dict, time_target: str = "", inertia_target: str = "") -> None:
+    """Print :func:`time_against`'s per-seed rows, medians and ratios."""
+    print(
+        f"{'seed':>4} {'kmeansfw s':>10} {'sklearn s':>10} {'kmeansfw inertia':>17} "
+        f"{'sklearn inertia':>16} {'kmfw it':>7} {'sk it':>6}"
+    )
+    for row in result["per_seed"]:
+        ours, theirs = row["kmeansfw"], row["sklearn"]
+        print(
+            f"{row['seed']:4d} {ours[0]:10.2f} {theirs[0]:10.2f} {ours[1]:17.6e} "
+            f"{theirs[1]:16.6e} {ours[2]:7d} {theirs[2]:6d}"
+        )
+    (t_ours, i_ours), (t_theirs, i_theirs) = (
+        result["medians"]["kmeansfw"],
+        result["medians"]["sklearn"],
+    )
+    print(
+        f"median time: kmeansfw {t_ours:.2f} s, scikit-learn {t_theirs:.2f} s, "
+        f"ratio {t_ours / t_theirs:.3f}{time_target}"
+    )
+    print(
+        f"median inertia: kmeansfw {i_ours:.6e}, scikit-learn {i_theirs:.6e}, "
+        f"ratio {i_ours / i_theirs:.4f}{inertia_target}"
+    )
 
 
 def rss_mb() -> float:
