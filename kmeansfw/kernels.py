@@ -457,6 +457,70 @@ def lp_block(X: np.ndarray, centroids: np.ndarray, kind: int, p: float = 1.0) ->
     return out
 
 
+# ------------------------------------------------------------------- k-means++ step
+
+
+def _fold_candidates_numpy(cost, closest, sw, new_closest, cumulative):
+    np.minimum(cost, closest[:, None], out=cost)
+    w = sw.astype(np.float64)
+    pots = (w[:, None] * cost.astype(np.float64)).sum(axis=0)  # row by row, in order
+    best = int(np.argmin(pots))
+    new_closest[:] = cost[:, best]
+    np.cumsum(w * new_closest.astype(np.float64), out=cumulative)
+    return best, pots[best]
+
+
+if HAVE_NUMBA:
+
+    @numba.njit(nogil=True, cache=True)
+    def _fold_candidates_numba(cost, closest, sw, new_closest, cumulative):  # pragma: no cover
+        n, t = cost.shape
+        pots = np.zeros(t)
+        for i in range(n):
+            low = closest[i]
+            w = np.float64(sw[i])
+            for j in range(t):
+                value = cost[i, j]
+                if low < value:
+                    value = low
+                cost[i, j] = value
+                pots[j] += w * np.float64(value)
+        best = 0
+        for j in range(1, t):
+            if pots[j] < pots[best]:
+                best = j
+        total = 0.0
+        for i in range(n):
+            value = cost[i, best]
+            new_closest[i] = value
+            total += np.float64(sw[i]) * np.float64(value)
+            cumulative[i] = total
+        return best, pots[best]
+
+
+def fold_candidates(
+    cost: np.ndarray, closest: np.ndarray, sample_weight: np.ndarray
+) -> tuple[int, float, np.ndarray, np.ndarray]:
+    """One greedy k-means++ step's arithmetic, in one pass over the (n, trials) costs.
+
+    Each candidate's potential is the weighted sum of ``min(cost, closest)`` (float64,
+    row by row); the best candidate is the first of lowest potential.  ``cost`` is
+    lowered in place.
+
+    Returns
+    -------
+    best : int, the chosen candidate's column.
+    potential : float, its potential.
+    closest : (n,) every sample's cost to the nearest centroid once it is added.
+    cumulative : (n,) float64, the running weighted sum of those costs (for the next draw).
+    """
+    new_closest = np.empty(cost.shape[0], dtype=cost.dtype)
+    cumulative = np.empty(cost.shape[0])
+    kernel = _fold_candidates_numba if HAVE_NUMBA else _fold_candidates_numpy
+    best, potential = kernel(cost, closest, sample_weight, new_closest, cumulative)
+    return int(best), float(potential), new_closest, cumulative
+
+
 # ------------------------------------------------------------------------ answer checks
 # One pass over a strategy's answer instead of NumPy's two or three (isfinite, all, min):
 # on small data the checks run a few dozen times per fit and their call overhead shows.

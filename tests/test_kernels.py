@@ -193,3 +193,28 @@ def test_squared_costs_equal_scipy():
     norms = np.einsum("ij,ij->i", X - mean, X - mean)
     costs = kernels.sq_euclidean_costs(X, -2 * centered, shift, norms)
     np.testing.assert_allclose(costs, cdist(X, C, "sqeuclidean"), rtol=1e-10)
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_kmeans_plus_plus_fold_is_bit_identical_to_its_numpy_twin(dtype):
+    rng = np.random.default_rng(5)
+    cost = (rng.random((500, 4)) * 10).astype(dtype)
+    closest = (rng.random(500) * 8).astype(dtype)
+    sw = rng.uniform(0.5, 2, 500).astype(dtype)
+    outs = []
+    for kernel in (kernels._fold_candidates_numba, kernels._fold_candidates_numpy):
+        lowered, new, cumulative = cost.copy(), np.empty(500, dtype), np.empty(500)
+        best, potential = kernel(lowered, closest, sw, new, cumulative)
+        outs.append((int(best), float(potential), lowered, new, cumulative))
+    (b1, p1, l1, n1, c1), (b2, p2, l2, n2, c2) = outs
+    assert b1 == b2 and p1 == p2
+    np.testing.assert_array_equal(l1, l2)
+    np.testing.assert_array_equal(n1, n2)
+    np.testing.assert_array_equal(c1, c2)
+    lowered = np.minimum(cost, closest[:, None])
+    potentials = sw.astype(np.float64) @ lowered.astype(np.float64)
+    assert b1 == int(np.argmin(potentials))
+    np.testing.assert_allclose(p1, potentials.min(), rtol=1e-12)
+    np.testing.assert_array_equal(n1, lowered[:, b1])
+    np.testing.assert_allclose(c1, np.cumsum(sw.astype(np.float64) * n1), rtol=1e-12)

@@ -12,6 +12,7 @@ import pluggy
 from kmeansfw import contract, steps
 from kmeansfw.blocks import map_tasks, single_threaded_blas
 from kmeansfw.data import FitData, rows_dense
+from kmeansfw.kernels import fold_candidates
 from kmeansfw.markers import hookimpl
 
 
@@ -83,22 +84,38 @@ class KMeansPlusPlus:
         centers[0] = rows_dense(X, [first])[0]
         closest = _min_cost(hook, plan, centers[:1], None)
         potential = float(np.dot(sw, closest))
+        cumulative = None
+        one_block = len(plan.tasks) == 1 and len(plan.tasks[0]) == 1
         for c in range(1, n_clusters):
             if potential <= 0:  # every sample sits on a centroid: any choice is as good
                 candidates = rng.choice(X.shape[0], size=1)
             else:
-                cumulative = np.cumsum(sw * closest, dtype=np.float64)
+                if cumulative is None:
+                    cumulative = np.cumsum(sw * closest, dtype=np.float64)
                 draws = rng.uniform(size=trials) * potential
                 candidates = np.minimum(np.searchsorted(cumulative, draws), X.shape[0] - 1)
-            pots, lowered = _candidate_potentials(hook, plan, rows_dense(X, candidates), closest)
-            best = int(np.argmin(pots))
-            centers[c] = rows_dense(X, [candidates[best]])[0]
-            if lowered is not None:  # the best candidate's column, kept from the same pass
-                closest = lowered[:, best].copy()
+            points = rows_dense(X, candidates)
+            if one_block:  # small data: the step's arithmetic in one compiled pass
+                cost = _block_costs(hook, plan, points)
+                best, potential, closest, cumulative = fold_candidates(cost, closest, sw)
             else:
-                closest = _min_cost(hook, plan, centers[c : c + 1], closest)
-            potential = float(pots[best]) if potential > 0 else float(np.dot(sw, closest))
+                pots, lowered = _candidate_potentials(hook, plan, points, closest)
+                best = int(np.argmin(pots))
+                if lowered is not None:  # the best candidate's column, kept from the pass
+                    closest = lowered[:, best].copy()
+                else:
+                    closest = _min_cost(hook, plan, points[best : best + 1], closest)
+                potential = float(pots[best]) if potential > 0 else float(np.dot(sw, closest))
+                cumulative = None
+            centers[c] = points[best]
         return centers
+
+
+def _block_costs(hook: pluggy.HookRelay, data: FitData, points: np.ndarray) -> np.ndarray:
+    """The (n, m) cost block of data that is one block, to ``points``."""
+    cache = steps.prepare_centroids(hook, data, points)
+    with single_threaded_blas():
+        return steps.block_matrix(hook, "kmeansfw_cost", data, data.tasks[0][0], points, cache)
 
 
 def _min_cost(
@@ -131,12 +148,6 @@ def _candidate_potentials(
     (memory permitting) every sample's lowered cost per candidate."""
     sw = data.sample_weight
     cache = steps.prepare_centroids(hook, data, candidates)
-    if len(data.tasks) == 1 and len(data.tasks[0]) == 1:  # one block: no map, no copy
-        rows = data.tasks[0][0]
-        with single_threaded_blas():
-            cost = steps.block_matrix(hook, "kmeansfw_cost", data, rows, candidates, cache)
-        np.minimum(cost, closest[rows, None], out=cost)
-        return np.asarray(sw[rows] @ cost, dtype=np.float64), cost
     shape = (data.n_samples, candidates.shape[0])
     keep = shape[0] * shape[1] * data.dtype.itemsize <= KEEP_COSTS_BYTES
     lowered = np.empty(shape, dtype=data.dtype) if keep else None
