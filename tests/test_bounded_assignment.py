@@ -203,3 +203,39 @@ def test_yinyang_on_sparse_data_equals_nearest():
     yin = KMeans(30, assignment="yinyang", random_state=0, tol=0).fit(sparse)
     np.testing.assert_array_equal(near.labels_, yin.labels_)
     assert near.n_iter_ == yin.n_iter_
+
+
+@pytest.mark.parametrize("bounded", ["hamerly", "yinyang"])
+def test_full_shift_tables_start_over_with_the_same_labels(bounded, monkeypatch):
+    from kmeansfw.strategies import assignment
+
+    monkeypatch.setattr(assignment, "MAX_STEPS", 4)  # start over every 3 steps
+    X, _ = make_blobs(5000, n_features=4, centers=30, cluster_std=2.0, random_state=7)
+    seen = {}
+    for name in ("nearest", bounded):
+        labels = LabelsPerIteration()
+        km = KMeans(
+            30,
+            assignment=name,
+            init="random",
+            n_init=2,
+            random_state=1,
+            tol=0,
+            observers=[labels],
+        ).fit(X)
+        seen[name] = (km, labels.labels)
+    assert len(seen["nearest"][1]) == len(seen[bounded][1]) > 8
+    for a, b in zip(seen["nearest"][1], seen[bounded][1], strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(seen["nearest"][0].labels_, seen[bounded][0].labels_)
+
+
+def test_bounded_assignment_with_sample_weight_equals_nearest():
+    X, _ = make_blobs(4000, n_features=3, centers=25, random_state=3)
+    w = np.random.default_rng(0).uniform(0, 3, size=X.shape[0])
+    near = KMeans(25, random_state=2, tol=0).fit(X, sample_weight=w)
+    for name in ("hamerly", "yinyang"):
+        km = KMeans(25, assignment=name, random_state=2, tol=0).fit(X, sample_weight=w)
+        np.testing.assert_array_equal(km.labels_, near.labels_)
+        assert km.n_iter_ == near.n_iter_
+        np.testing.assert_allclose(km.inertia_, near.inertia_, rtol=1e-9)
