@@ -59,6 +59,19 @@ def _accumulate_numpy(X, labels, sample_weight, sums, weights):
 
 
 if HAVE_NUMBA:
+
+    @numba.njit(nogil=True, cache=True, inline="always")
+    def _centered_product(X, mean, minus_2c, start, rows, buf):  # pragma: no cover
+        # Center rows start.. of X into ``rows`` and return ``minus_2c @ rows.T`` (k, m),
+        # written into ``buf``: the shared first half of the nearest-centroid kernels.
+        m, d = rows.shape
+        for i in range(m):
+            for f in range(d):
+                rows[i, f] = X[start + i, f] - mean[f]
+        block = buf[: minus_2c.shape[0] * m].reshape((minus_2c.shape[0], m))
+        np.dot(minus_2c, rows.T, block)
+        return block
+
     # reassoc/contract only let the exact-distance sum below vectorize (a fixed order, so
     # results stay deterministic); every other expression here is a single operation.
     @numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
@@ -82,11 +95,7 @@ if HAVE_NUMBA:
         for start in range(0, n, sub):
             m = min(start + sub, n) - start
             rows = centered[:m]
-            for i in range(m):
-                for f in range(d):
-                    rows[i, f] = X[start + i, f] - mean[f]
-            block = buf[: k * m].reshape((k, m))
-            np.dot(minus_2c, rows.T, block)
+            block = _centered_product(X, mean, minus_2c, start, rows, buf)
             c = c_sq_norms[0]
             for i in range(m):
                 best[i] = block[0, i] + c
@@ -180,11 +189,7 @@ if HAVE_NUMBA:
         for start in range(0, n, sub):
             m = min(start + sub, n) - start
             rows = centered[:m]
-            for i in range(m):
-                for f in range(d):
-                    rows[i, f] = X[start + i, f] - mean[f]
-            block = buf[: k * m].reshape((k, m))
-            np.dot(minus_2c, rows.T, block)
+            block = _centered_product(X, mean, minus_2c, start, rows, buf)
             first[:, :m] = inf
             second[:, :m] = inf
             c = c_sq_norms[0]
