@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from typing import TypeVar
 
 from threadpoolctl import ThreadpoolController
@@ -87,6 +88,21 @@ def map_items(n_threads: int, fn: Callable[[object], T], items: list) -> list[T]
 PARALLEL_MIN_ELEMENTS = 1 << 18
 
 
+def is_small(data: FitData) -> bool:
+    """Whether ``data`` is small enough for its tasks to run inline (no worker threads).
+
+    Small data also runs without holding BLAS to one thread: its products are too small
+    for BLAS to thread, and BLAS splits a product between threads by output blocks, never
+    along the sums, so a product's values would not change anyway.
+    """
+    return data.n_samples * data.n_features < PARALLEL_MIN_ELEMENTS
+
+
+def blas_hold(data: FitData) -> AbstractContextManager:
+    """:func:`single_threaded_blas` for data that is not :func:`is_small`, else a no-op."""
+    return nullcontext() if is_small(data) else _single_threaded_blas
+
+
 def map_tasks(data: FitData, fn: Callable[[list[slice]], T]) -> list[T]:
     """Apply ``fn`` to every task of ``data`` and return the results in row order.
 
@@ -98,5 +114,6 @@ def map_tasks(data: FitData, fn: Callable[[list[slice]], T]) -> list[T]:
         Takes a task (a list of consecutive row slices); runs in a worker thread, so it
         must only write to disjoint rows of shared arrays.
     """
-    small = data.n_samples * data.n_features < PARALLEL_MIN_ELEMENTS
-    return map_items(1 if small else data.n_threads, fn, data.tasks)
+    if is_small(data):
+        return [fn(task) for task in data.tasks]
+    return map_items(data.n_threads, fn, data.tasks)

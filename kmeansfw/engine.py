@@ -49,11 +49,13 @@ class _FastCaller:
     attribute (``get_hookimpls``, ``spec``, ...), go to pluggy's own caller.
     """
 
-    __slots__ = ("_caller", "_plain", "_firstresult")
+    __slots__ = ("_caller", "_plain", "_firstresult", "implemented")
 
     def __init__(self, caller: pluggy.HookCaller) -> None:
         self._caller = caller
         impls = caller.get_hookimpls()
+        #: Whether any plugin implements the hook (without copying the list every time).
+        self.implemented = bool(impls)
         wrapped = any(impl.hookwrapper or impl.wrapper for impl in impls)
         self._plain = None if wrapped else tuple((i.function, i.argnames) for i in reversed(impls))
         self._firstresult = bool(caller.spec is not None and caller.spec.opts.get("firstresult"))

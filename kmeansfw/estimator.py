@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,13 +14,40 @@ from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from kmeansfw import engine, minibatch, steps
+from kmeansfw.catalog import is_value_strategy
 from kmeansfw.config import Config, make_rng
 from kmeansfw.data import FitData, is_ready_array
-from kmeansfw.fitting import check_n_clusters, check_sparse_support
-from kmeansfw.fitting import fit as fit_config
+from kmeansfw.fitting import check_n_clusters, check_sparse_support, fit_config
 
 _FLOATS = [np.float64, np.float32]
 _PARAM_NAMES: dict[type, list[str]] = {}
+
+
+_PLAIN = (str, int, float, bool, type(None))
+#: Configs and strategies built for parameter sets (see KMeans._built_config).
+_BUILT: OrderedDict[tuple, tuple[Config, list]] = OrderedDict()
+_BUILT_LOCK = threading.Lock()
+
+
+def _params_key(params: dict[str, Any]) -> tuple | None:
+    """A comparable snapshot of parameters that are plain values or value strategies
+    (see :func:`kmeansfw.catalog.is_value_strategy`); None when any parameter is not."""
+    items = []
+    for name in sorted(params):
+        value = params[name]
+        if name == "observers":
+            if value not in ((), []):
+                return None
+            value = ()
+        elif not (isinstance(value, _PLAIN) or is_value_strategy(value)):
+            return None
+        items.append((name, type(value), value))
+    key = tuple(items)
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
 
 
 class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
@@ -156,16 +186,49 @@ default="auto"
         """scikit-learn's ``validate_data``; an array needing no conversion (the common
         case) skips ``check_array`` after one pass that checks it is finite."""
         if is_ready_array(X):
+            if reset:  # what validate_data records for an array without feature names
+                self.n_features_in_ = X.shape[1]
+                self.__dict__.pop("feature_names_in_", None)
+                return X
             return validate_data(self, X, reset=reset, skip_check_array=True)
         return validate_data(self, X, accept_sparse="csr", dtype=_FLOATS, order="C", reset=reset)
 
     # ------------------------------------------------------------------ config
     def get_config(self) -> Config:
         """The validated :class:`~kmeansfw.config.Config` of this estimator's parameters."""
-        params = self.get_params(deep=False)
+        return self._config_of(self.get_params(deep=False))
+
+    @staticmethod
+    def _config_of(params: dict[str, Any]) -> Config:
         if isinstance(params["observers"], tuple):
-            params["observers"] = list(params["observers"])
+            params = {**params, "observers": list(params["observers"])}
         return Config(**params)
+
+    def _built_config(self) -> tuple[Config, list[tuple[str, str, Any]]]:
+        """The Config and strategies of the current parameters, kept between fits.
+
+        Building and validating them costs more than fitting a small data set, so the
+        last few are kept (for any estimator) by their parameters when every parameter is
+        a plain value or an immutable value strategy; any other parameter (an array, a
+        list, a function, a stateful object or an observer) means they are built afresh.
+        """
+        params = self.get_params(deep=False)
+        key = _params_key(params)
+        if key is not None:
+            with _BUILT_LOCK:
+                built = _BUILT.get(key)
+                if built is not None:
+                    _BUILT.move_to_end(key)
+            if built is not None:  # a copy: a fit's config is the caller's to change
+                return copy.copy(built[0]), list(built[1])
+        cfg = self._config_of(params)
+        strategies = cfg.build_strategies()
+        if key is not None:
+            with _BUILT_LOCK:
+                _BUILT[key] = (copy.copy(cfg), list(strategies))
+                while len(_BUILT) > 32:
+                    _BUILT.popitem(last=False)
+        return cfg, strategies
 
     @classmethod
     def from_config(cls, source: Config | Mapping[str, Any] | str | os.PathLike[str]) -> KMeans:
@@ -187,7 +250,10 @@ default="auto"
         self
         """
         X = self._validate(X, reset=True)
-        outcome = fit_config(X, self.get_config(), sample_weight=sample_weight, validate=False)
+        cfg, strategies = self._built_config()
+        outcome = fit_config(
+            X, cfg, sample_weight=sample_weight, validate=False, strategies=strategies
+        )
         if hasattr(self, "_minibatch"):
             del self._minibatch  # a full fit starts partial_fit afresh
         self._strategies = outcome.strategies

@@ -10,7 +10,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from kmeansfw import checkpoint, engine, minibatch
-from kmeansfw.blocks import single_threaded_blas
+from kmeansfw.blocks import blas_hold
 from kmeansfw.config import Config, make_rng
 from kmeansfw.data import FitData
 from kmeansfw.strategies.observers import History
@@ -147,14 +147,22 @@ def fit(
     Fit
         The best run of the ``n_init`` restarts (lowest objective).
     """
-    with single_threaded_blas():  # once for the whole fit, not per map over the blocks
-        return _fit(X, config, sample_weight, validate, params)
-
-
-def _fit(X: Any, config: Any, sample_weight: Any, validate: bool, params: dict) -> Fit:
     cfg = Config.load(config) if config is not None else Config()
     if params:
         cfg = Config.from_dict({**cfg.to_dict(), **params})
+    return fit_config(X, cfg, sample_weight=sample_weight, validate=validate)
+
+
+def fit_config(
+    X: Any,
+    cfg: Config,
+    *,
+    sample_weight: Any = None,
+    validate: bool = True,
+    strategies: list[tuple[str, str, Any]] | None = None,
+) -> Fit:
+    """:func:`fit` for a built :class:`Config`, and optionally its already built strategies
+    (``cfg.build_strategies()``, which the estimator keeps between fits)."""
     data = FitData.build(
         X,
         sample_weight,
@@ -164,7 +172,14 @@ def _fit(X: Any, config: Any, sample_weight: Any, validate: bool, params: dict) 
         validate=validate,
     )
     check_n_clusters(data.n_samples, cfg.n_clusters)
-    strategies = cfg.build_strategies()
+    if strategies is None:
+        strategies = cfg.build_strategies()
+    with blas_hold(data):  # once for the whole fit, not per map over the blocks
+        return fit_data(cfg, data, strategies)
+
+
+def fit_data(cfg: Config, data: FitData, strategies: list[tuple[str, str, Any]]) -> Fit:
+    """:func:`fit` on validated, planned data with strategies built from ``cfg``."""
     check_sparse_support(strategies, data)
     observers = cfg.build_observers()
     history = History() if cfg.history else None

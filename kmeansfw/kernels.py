@@ -591,38 +591,47 @@ def int_range(values: np.ndarray) -> tuple[int, int]:
 # ----------------------------------------------------------------- centroid preparation
 
 
-def _prepare_centroids_numpy(centroids, mean, centered, minus_2c, norms):
+def _prepare_centroids_numpy(centroids, mean, centered, minus_2c, norms, shift):
     np.subtract(centroids, mean, out=centered)
     np.multiply(centered, -2, out=minus_2c)
     np.einsum("ij,ij->i", centered, centered, out=norms)
+    np.add(norms, 2 * (centered @ mean), out=shift)
 
 
 if HAVE_NUMBA:
 
     @numba.njit(nogil=True, cache=True)
-    def _prepare_centroids_numba(centroids, mean, centered, minus_2c, norms):  # pragma: no cover
+    def _prepare_centroids_numba(  # pragma: no cover
+        centroids, mean, centered, minus_2c, norms, shift
+    ):
         zero = centered.dtype.type(0)
         for j in range(centroids.shape[0]):
             total = zero
+            cross = zero
             for f in range(centroids.shape[1]):
                 c = centered.dtype.type(centroids[j, f] - mean[f])
                 centered[j, f] = c
                 minus_2c[j, f] = c * -2
                 total += c * c
+                cross += c * mean[f]
             norms[j] = total
+            shift[j] = total + 2 * cross
 
 
 def prepare_euclidean_centroids(
     centroids: np.ndarray, mean: np.ndarray, dtype: np.dtype
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(centroids - mean, -2 (centroids - mean), squared norms of centroids - mean)``.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What the Euclidean kernels need of a centroid set, in one pass over it.
 
-    All C-contiguous in ``dtype``, in one pass over the (k, d) centroids.
+    Returns ``centered = centroids - mean``, ``-2 centered``, the squared norms of
+    ``centered`` and ``shift = norms + 2 centered.mean`` (so that
+    ``||x - c||^2 = ||x - m||^2 - 2 x.(c - m) + shift``), all C-contiguous in ``dtype``.
     """
     k, d = centroids.shape
     centered = np.empty((k, d), dtype=dtype)
     minus_2c = np.empty((k, d), dtype=dtype)
     norms = np.empty(k, dtype=dtype)
+    shift = np.empty(k, dtype=dtype)
     kernel = _prepare_centroids_numba if HAVE_NUMBA else _prepare_centroids_numpy
     kernel(
         centroids.astype(dtype, copy=False),
@@ -630,8 +639,9 @@ def prepare_euclidean_centroids(
         centered,
         minus_2c,
         norms,
+        shift,
     )
-    return centered, minus_2c, norms
+    return centered, minus_2c, norms, shift
 
 
 # ------------------------------------------------------------------- distance bounds

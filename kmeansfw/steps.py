@@ -128,6 +128,12 @@ def prepare_centroids(hook: pluggy.HookRelay, data: FitData, centroids: np.ndarr
     return cache
 
 
+def _implemented(caller: Any) -> bool:
+    """Whether a hook has implementations (cheap on the engine's relay)."""
+    implemented = getattr(caller, "implemented", None)
+    return bool(caller.get_hookimpls()) if implemented is None else implemented
+
+
 def assign(
     hook: pluggy.HookRelay,
     data: FitData,
@@ -140,7 +146,7 @@ def assign(
     labels = np.empty(n, dtype=np.intp)
     costs = np.empty(n, dtype=data.dtype)
     cache = prepare_centroids(hook, data, centroids)
-    accumulate = accumulate and bool(hook.kmeansfw_accumulate.get_hookimpls())
+    accumulate = accumulate and _implemented(hook.kmeansfw_accumulate)
 
     def run_task(task: list[slice]) -> Any:
         partial = None

@@ -318,7 +318,7 @@ def test_fast_relay_answers_exactly_as_pluggy():
 def test_blas_is_held_at_one_thread_during_a_fit_and_restored_after(blobs):
     from threadpoolctl import threadpool_info
 
-    from kmeansfw.blocks import single_threaded_blas
+    from kmeansfw.blocks import PARALLEL_MIN_ELEMENTS, single_threaded_blas
 
     def blas_threads():
         return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
@@ -332,9 +332,40 @@ def test_blas_is_held_at_one_thread_during_a_fit_and_restored_after(blobs):
         def kmeansfw_iteration_end(self, state):
             seen.append(blas_threads())
 
-    KMeans(3, random_state=0, observers=[Probe()], max_iter=3).fit(blobs[0])
+    big, _ = make_blobs(PARALLEL_MIN_ELEMENTS // 4 + 1000, n_features=4, random_state=0)
+    KMeans(3, random_state=0, observers=[Probe()], max_iter=3).fit(big)
     assert seen and all(threads == [1] * len(before) for threads in seen)
     assert blas_threads() == before
+    seen.clear()  # small data (inline tasks, tiny products) leaves BLAS as it is
+    KMeans(3, random_state=0, observers=[Probe()], max_iter=3).fit(blobs[0])
+    assert seen and all(threads == before for threads in seen)
     with single_threaded_blas(), single_threaded_blas():  # nested holds are cheap
         assert blas_threads() == [1] * len(before)
     assert blas_threads() == before
+
+
+def test_estimators_reuse_built_strategies_for_equal_plain_parameters(blobs, monkeypatch):
+    X, _ = blobs
+    built = []
+    original = kmeansfw.Config.build_strategies
+
+    def counting(self):
+        built.append(self.n_clusters)
+        return original(self)
+
+    monkeypatch.setattr(kmeansfw.Config, "build_strategies", counting)
+    kmeansfw.estimator._BUILT.clear()
+    a = KMeans(4, random_state=0, tol=1e-3).fit(X)
+    b = KMeans(4, random_state=0, tol=1e-3).fit(X)  # another estimator, equal parameters
+    assert len(built) == 1
+    np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
+    b.set_params(n_clusters=5).fit(X)  # changed: built again
+    assert built == [4, 5]
+    KMeans(4, random_state=0, tol=1e-3, distance={"name": "minkowski", "p": 3}).fit(X)
+    assert len(built) == 3  # a dict parameter: never kept
+    KMeans(4, init=X[:4], n_init=1).fit(X)
+    KMeans(4, init=X[:4], n_init=1).fit(X)
+    assert len(built) == 5  # an array parameter: never kept
+    first, _ = a._built_config()
+    second, _ = a._built_config()
+    assert first is not second and first == second  # each fit gets its own copy

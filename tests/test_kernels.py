@@ -61,8 +61,10 @@ def test_numba_and_numpy_centroid_preparation_agree(dtype, shape):
     rng = np.random.default_rng(shape[0])
     C = rng.normal(size=shape).astype(dtype) * 5
     mean = rng.normal(size=shape[1]).astype(dtype)
-    fast = [np.empty(shape, dtype), np.empty(shape, dtype), np.empty(shape[0], dtype)]
-    slow = [np.empty(shape, dtype), np.empty(shape, dtype), np.empty(shape[0], dtype)]
+    fast = [np.empty(shape, dtype), np.empty(shape, dtype)]
+    fast += [np.empty(shape[0], dtype), np.empty(shape[0], dtype)]
+    slow = [np.empty(shape, dtype), np.empty(shape, dtype)]
+    slow += [np.empty(shape[0], dtype), np.empty(shape[0], dtype)]
     kernels._prepare_centroids_numba(C, mean, *fast)
     kernels._prepare_centroids_numpy(C, mean, *slow)
     np.testing.assert_array_equal(fast[0], C - mean)
@@ -71,6 +73,9 @@ def test_numba_and_numpy_centroid_preparation_agree(dtype, shape):
     np.testing.assert_array_equal(slow[1], fast[1])
     rtol = 1e-5 if dtype == np.float32 else 1e-12  # the sums' order may differ
     np.testing.assert_allclose(fast[2], slow[2], rtol=rtol)
+    shift = np.einsum("ij,ij->i", C - mean, C - mean) + 2 * (C - mean) @ mean
+    np.testing.assert_allclose(fast[3], shift, rtol=rtol, atol=rtol * np.abs(shift).max())
+    np.testing.assert_allclose(slow[3], shift, rtol=rtol, atol=rtol * np.abs(shift).max())
     result = kernels.prepare_euclidean_centroids(C, mean, np.dtype(dtype))
     assert all(a.flags.c_contiguous and a.dtype == dtype for a in result)
 

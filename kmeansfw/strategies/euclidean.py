@@ -85,20 +85,18 @@ class Euclidean:
 
     @hookimpl
     def kmeansfw_prepare_centroids(self, centroids: np.ndarray, data: FitData, cache: dict) -> None:
-        centered, minus_2c, norms = prepare_euclidean_centroids(
+        centered, minus_2c, norms, shift = prepare_euclidean_centroids(
             centroids, data.cache[_MEAN], data.dtype
         )
         cache[_CENTERED_C], cache[_MINUS_2C], cache[_C_NORMS] = centered, minus_2c, norms
+        # -2 (x - m).c' = -2 x.c' + 2 m.c': the cost needs no centered copy of X
+        cache[_COST_SHIFT] = shift
 
     @hookimpl
     def kmeansfw_cost(
         self, X: np.ndarray, rows: slice | None, data: FitData, cache: dict
     ) -> np.ndarray:
-        shift = cache.get(_COST_SHIFT)
-        if shift is None:  # once per centroid set (threads racing here compute the same)
-            # -2 (x - m).c' = -2 x.c' + 2 m.c': the cost needs no centered copy of X
-            shift = cache[_C_NORMS] + 2 * (cache[_CENTERED_C] @ data.cache[_MEAN])
-            cache[_COST_SHIFT] = shift
+        shift = cache[_COST_SHIFT]
         if rows is not None and isinstance(X, np.ndarray) and X.flags.c_contiguous:
             return sq_euclidean_costs(X, cache[_MINUS_2C], shift, data.cache[_NORMS][rows])
         out = np.asarray(X @ cache[_MINUS_2C].T)

@@ -10,7 +10,7 @@ import numpy as np
 import pluggy
 
 from kmeansfw import contract, steps
-from kmeansfw.blocks import map_tasks, single_threaded_blas
+from kmeansfw.blocks import blas_hold, map_tasks
 from kmeansfw.data import FitData, rows_dense
 from kmeansfw.kernels import fold_candidates
 from kmeansfw.markers import hookimpl
@@ -114,7 +114,7 @@ class KMeansPlusPlus:
 def _block_costs(hook: pluggy.HookRelay, data: FitData, points: np.ndarray) -> np.ndarray:
     """The (n, m) cost block of data that is one block, to ``points``."""
     cache = steps.prepare_centroids(hook, data, points)
-    with single_threaded_blas():
+    with blas_hold(data):
         return steps.block_matrix(hook, "kmeansfw_cost", data, data.tasks[0][0], points, cache)
 
 
