@@ -165,6 +165,12 @@ def build_manager(
     return pm
 
 
+def _sum_of_squares(diff: np.ndarray) -> float:
+    """``np.sum(diff ** 2)`` (the same arithmetic), squaring in place."""
+    np.multiply(diff, diff, out=diff)
+    return float(diff.sum())
+
+
 @attrs.define(eq=False)
 class FitState:
     """What observers and convergence criteria see after each iteration.
@@ -226,7 +232,7 @@ class FitState:
         """Sum over centroids of the squared distance each moved in this iteration."""
         return self._cached(
             "shift",
-            lambda: float(np.sum((self.centroids - self.previous_centroids) ** 2)),
+            lambda: _sum_of_squares(self.centroids - self.previous_centroids),
         )
 
     @property

@@ -82,10 +82,13 @@ class KMeansPlusPlus:
         centers = np.empty((n_clusters, X.shape[1]), dtype=X.dtype)
         first = weighted_draw(rng, sw)
         centers[0] = rows_dense(X, [first])[0]
-        closest = _min_cost(hook, plan, centers[:1], None)
+        one_block = len(plan.tasks) == 1 and len(plan.tasks[0]) == 1
+        if one_block:
+            closest = _block_costs(hook, plan, centers[:1])[:, 0].copy()
+        else:
+            closest = _min_cost(hook, plan, centers[:1], None)
         potential = float(np.dot(sw, closest))
         cumulative = None
-        one_block = len(plan.tasks) == 1 and len(plan.tasks[0]) == 1
         for c in range(1, n_clusters):
             if potential <= 0:  # every sample sits on a centroid: any choice is as good
                 candidates = rng.choice(X.shape[0], size=1)
