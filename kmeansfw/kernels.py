@@ -732,3 +732,55 @@ def stale_rows(
     args = (labels, upper, lower, stamps, cum_shift, cum_drift, int(now), half_gap, float(margin))
     count = kernel(*args, redo)
     return redo[:count]
+
+
+# ------------------------------------------------------------------- data statistics
+# Once per data set: squared norms of the centered rows (Euclidean costs) and per-feature
+# sums of squared deviations (the tol criterion's variance), without a centered copy.
+
+
+def _centered_row_norms_numpy(X, mean, out):
+    centered = X - mean
+    np.einsum("ij,ij->i", centered, centered, out=out)
+
+
+def _centered_column_squares_numpy(X, mean, out):
+    centered = X - mean
+    out += np.einsum("ij,ij->j", centered, centered)
+
+
+if HAVE_NUMBA:
+
+    @numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
+    def _centered_row_norms_numba(X, mean, out):  # pragma: no cover
+        zero = out.dtype.type(0)
+        for i in range(X.shape[0]):
+            total = zero
+            for f in range(X.shape[1]):
+                diff = X[i, f] - mean[f]
+                total += diff * diff
+            out[i] = total
+
+    @numba.njit(nogil=True, cache=True)
+    def _centered_column_squares_numba(X, mean, out):  # pragma: no cover
+        for i in range(X.shape[0]):
+            for f in range(X.shape[1]):
+                diff = np.float64(X[i, f]) - mean[f]
+                out[f] += diff * diff
+
+
+def centered_row_norms(X: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """``||x - mean||^2`` of every row of a dense block, in X's dtype, in one pass."""
+    out = np.empty(X.shape[0], dtype=X.dtype)
+    kernel = _centered_row_norms_numba if HAVE_NUMBA else _centered_row_norms_numpy
+    kernel(X, mean.astype(X.dtype, copy=False), out)
+    return out
+
+
+def add_centered_column_squares(X: np.ndarray, mean: np.ndarray, out: np.ndarray) -> None:
+    """Add ``sum over rows of (x - mean)^2`` per feature of a dense block to ``out``.
+
+    ``mean`` and ``out`` are float64; rows are summed in order.
+    """
+    kernel = _centered_column_squares_numba if HAVE_NUMBA else _centered_column_squares_numpy
+    kernel(X, mean, out)

@@ -223,3 +223,22 @@ def test_kmeans_plus_plus_fold_is_bit_identical_to_its_numpy_twin(dtype):
     np.testing.assert_allclose(p1, potentials.min(), rtol=1e-12)
     np.testing.assert_array_equal(n1, lowered[:, b1])
     np.testing.assert_allclose(c1, np.cumsum(sw.astype(np.float64) * n1), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_data_statistics_kernels_agree_with_numpy(dtype):
+    rng = np.random.default_rng(3)
+    X = (rng.normal(size=(700, 9)) * 4 + 10).astype(dtype)
+    mean = X.mean(axis=0, dtype=np.float64)
+    norms = kernels.centered_row_norms(X, mean)
+    assert norms.dtype == dtype
+    centered = X.astype(np.float64) - mean
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(norms, np.einsum("ij,ij->i", centered, centered), rtol=rtol)
+    squares = np.zeros(9)
+    kernels.add_centered_column_squares(X, mean, squares)
+    kernels.add_centered_column_squares(X, mean, squares)  # adds
+    np.testing.assert_allclose(squares, 2 * (centered**2).sum(axis=0), rtol=1e-12)
+    twin = np.zeros(9)
+    kernels._centered_column_squares_numpy(X, mean, twin)
+    np.testing.assert_allclose(twin, (centered**2).sum(axis=0), rtol=1e-12)

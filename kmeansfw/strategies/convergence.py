@@ -9,6 +9,7 @@ from sklearn.utils.sparsefuncs import mean_variance_axis
 from kmeansfw.blocks import map_tasks
 from kmeansfw.data import FitData
 from kmeansfw.engine import FitState
+from kmeansfw.kernels import add_centered_column_squares
 from kmeansfw.markers import hookimpl
 
 _MEAN_VARIANCE = "tol.mean_variance"
@@ -23,12 +24,14 @@ def mean_feature_variance(data: FitData) -> float:
 
     def run_task(task: list[slice]) -> np.ndarray:
         total = np.zeros(X.shape[1])
-        for rows in task:  # block by block: one block-sized temporary at a time
-            centered = X[rows] - mean
-            total += np.einsum("ij,ij->j", centered, centered)
+        for rows in task:  # block by block, no temporary
+            add_centered_column_squares(X[rows], mean, total)
         return total
 
-    squares = np.sum(map_tasks(data, run_task), axis=0)
+    parts = map_tasks(data, run_task)
+    squares = parts[0]
+    for part in parts[1:]:  # in row order, whatever the number of threads
+        squares = squares + part
     return float(np.mean(squares / data.n_samples))
 
 

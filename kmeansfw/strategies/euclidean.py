@@ -19,6 +19,7 @@ import scipy.sparse as sp
 from kmeansfw.blocks import map_tasks
 from kmeansfw.data import FitData
 from kmeansfw.kernels import (
+    centered_row_norms,
     nearest_groups_sq_euclidean,
     nearest_sq_euclidean,
     paired_sq_euclidean,
@@ -52,8 +53,7 @@ def centered_sq_norms(data: FitData, mean: np.ndarray) -> np.ndarray:
             if sp.issparse(block):  # the mean is zero for sparse data
                 out[rows] = row_sq_norms(block)
             else:
-                centered = block - mean
-                out[rows] = np.einsum("ij,ij->i", centered, centered)
+                out[rows] = centered_row_norms(block, mean)
 
     map_tasks(data, run_task)
     return out
