@@ -46,6 +46,19 @@ def test_bit_identical_whatever_the_thread_count(big, dtype):
         assert other.inertia_ == fits[0].inertia_
 
 
+@pytest.mark.parametrize("assignment", ["hamerly", "yinyang"])
+def test_bound_based_fits_are_bit_identical_whatever_the_thread_count(big, assignment):
+    X = big.astype(np.float32)
+    fits = [
+        KMeans(40, assignment=assignment, random_state=5, n_threads=t, memory_budget_mb=0.05).fit(X)
+        for t in (1, 2, 3)
+    ]
+    for other in fits[1:]:
+        np.testing.assert_array_equal(other.cluster_centers_, fits[0].cluster_centers_)
+        np.testing.assert_array_equal(other.labels_, fits[0].labels_)
+        assert other.inertia_ == fits[0].inertia_ and other.n_iter_ == fits[0].n_iter_
+
+
 def test_float32_stays_float32(blobs):
     X = blobs[0].astype(np.float32)
     km = KMeans(4, random_state=0).fit(X)
