@@ -12,6 +12,7 @@ from kmeansfw import contract, steps
 from kmeansfw.data import FitData
 from kmeansfw.kernels import stale_rows
 from kmeansfw.markers import hookimpl
+from kmeansfw.strategies.validators import positive_int
 
 
 @attrs.frozen
@@ -289,11 +290,6 @@ class Hamerly(_Bounded):
         return None
 
 
-def _positive_int(instance: object, attribute: attrs.Attribute, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{attribute.name} must be a positive integer, got {value!r}")
-
-
 @attrs.frozen
 class Yinyang(_Bounded):
     """Exact nearest-centroid assignment with one lower bound per group of centroids.
@@ -327,7 +323,7 @@ class Yinyang(_Bounded):
     requires_metric = True
     state_key = "yinyang.state"
     lower_dtype = np.float32
-    max_groups: int = attrs.field(default=64, validator=_positive_int)
+    max_groups: int = attrs.field(default=64, validator=positive_int)
     max_bounds_mb: float = attrs.field(default=64.0)
 
     @max_bounds_mb.validator

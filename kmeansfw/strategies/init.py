@@ -14,6 +14,7 @@ from kmeansfw.blocks import blas_hold, map_tasks
 from kmeansfw.data import FitData, rows_dense
 from kmeansfw.kernels import fold_candidates
 from kmeansfw.markers import hookimpl
+from kmeansfw.strategies.validators import positive_int
 
 
 def _positive_int_or_none(instance: object, attribute: attrs.Attribute, value: object) -> None:
@@ -366,12 +367,7 @@ class AutoInit:
 
     name = "auto"
     accepts_sparse = True
-    min_work: int = attrs.field(default=AUTO_PARALLEL_MIN_WORK)
-
-    @min_work.validator
-    def _check_min_work(self, attribute: attrs.Attribute, value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"auto: min_work must be a positive integer, got {value!r}")
+    min_work: int = attrs.field(default=AUTO_PARALLEL_MIN_WORK, validator=positive_int)
 
     def choice(self, n_samples: int, n_clusters: int) -> KMeansPlusPlus | KMeansParallel:
         """The seeding used for this shape."""

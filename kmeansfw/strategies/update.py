@@ -10,6 +10,7 @@ from kmeansfw.blocks import map_items
 from kmeansfw.kernels import add_weighted_cluster_sums
 from kmeansfw.markers import hookimpl
 from kmeansfw.strategies.euclidean import row_sq_norms
+from kmeansfw.strategies.validators import positive_int
 
 
 @attrs.frozen
@@ -288,14 +289,8 @@ class Medoid:
     """
 
     name = "medoid"
-    max_candidates: int = attrs.field(default=512)
-    block_rows: int = attrs.field(default=4096)
-
-    @max_candidates.validator
-    @block_rows.validator
-    def _positive(self, attribute: attrs.Attribute, value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{attribute.name} must be a positive integer, got {value!r}")
+    max_candidates: int = attrs.field(default=512, validator=positive_int)
+    block_rows: int = attrs.field(default=4096, validator=positive_int)
 
     @hookimpl
     def kmeansfw_update(
