@@ -526,6 +526,95 @@ def fold_candidates(
     return int(best), float(potential), new_closest, cumulative
 
 
+def draw_candidates(cumulative, potential, draws, n):
+    """Sample indices for one k-means++ step: ``draws`` (uniforms) scaled by the
+    potential, located in the running weighted costs; a uniform index when every sample
+    already sits on a centroid (``potential <= 0``)."""
+    if potential <= 0:
+        return np.array([min(int(draws[0] * n), n - 1)])
+    return np.minimum(np.searchsorted(cumulative, draws * potential), n - 1)
+
+
+def _plusplus_numpy(costs, sw, closest, potential, draws, chosen):
+    n = costs.shape[0]
+    cumulative = np.cumsum(sw * closest, dtype=np.float64)
+    for c in range(1, chosen.shape[0]):
+        candidates = draw_candidates(cumulative, potential, draws[c - 1], n)
+        new_closest, cumulative = np.empty(n, dtype=costs.dtype), np.empty(n)
+        block = costs[:, candidates]
+        best, potential = _fold_candidates_numpy(block, closest, sw, new_closest, cumulative)
+        closest = new_closest
+        chosen[c] = candidates[best]
+
+
+if HAVE_NUMBA:
+
+    @numba.njit(nogil=True, cache=True)
+    def _plusplus_numba(costs, sw, closest, potential, draws, chosen):  # pragma: no cover
+        n, t = costs.shape[0], draws.shape[1]
+        cumulative = np.empty(n)
+        total = 0.0
+        for i in range(n):
+            total += np.float64(sw[i] * closest[i])
+            cumulative[i] = total
+        closest = closest.copy()
+        candidates = np.empty(t, dtype=np.intp)
+        block = np.empty((n, t), dtype=costs.dtype)
+        for c in range(1, chosen.shape[0]):
+            m = t
+            if potential <= 0:
+                m = 1
+                candidates[0] = min(int(draws[c - 1, 0] * n), n - 1)
+            else:
+                for j in range(t):  # np.searchsorted (side="left"), capped at n - 1
+                    target = draws[c - 1, j] * potential
+                    low, high = 0, n
+                    while low < high:
+                        mid = (low + high) >> 1
+                        if cumulative[mid] < target:
+                            low = mid + 1
+                        else:
+                            high = mid
+                    candidates[j] = min(low, n - 1)
+            for i in range(n):
+                for j in range(m):
+                    block[i, j] = costs[i, candidates[j]]
+            best, potential = _fold_candidates_numba(block[:, :m], closest, sw, closest, cumulative)
+            chosen[c] = candidates[best]
+
+
+def plusplus_from_costs(
+    costs: np.ndarray,
+    sample_weight: np.ndarray,
+    first: int,
+    potential: float,
+    draws: np.ndarray,
+) -> np.ndarray:
+    """Greedy k-means++ on a precomputed (n, n) sample-to-sample cost matrix.
+
+    The same steps as drawing candidates and calling :func:`fold_candidates` per step
+    (:func:`draw_candidates` with one row of ``draws`` per step), in one compiled call.
+
+    Parameters
+    ----------
+    costs : (n, n) array, ``costs[i, j]`` the cost of sample i to sample j as a centroid.
+    sample_weight : (n,) array.
+    first : int, the first centroid's sample.
+    potential : float, the weighted sum of ``costs[:, first]``.
+    draws : (k - 1, trials) float64 uniforms in [0, 1), one row per step.
+
+    Returns
+    -------
+    (k,) intp array: the chosen samples, ``first`` first.
+    """
+    chosen = np.empty(draws.shape[0] + 1, dtype=np.intp)
+    chosen[0] = first
+    closest = np.ascontiguousarray(costs[:, first])
+    kernel = _plusplus_numba if HAVE_NUMBA else _plusplus_numpy
+    kernel(costs, sample_weight, closest, potential, draws, chosen)
+    return chosen
+
+
 # ------------------------------------------------------------------------ answer checks
 # One pass over a strategy's answer instead of NumPy's two or three (isfinite, all, min):
 # on small data the checks run a few dozen times per fit and their call overhead shows.
@@ -547,15 +636,32 @@ if HAVE_NUMBA:
 
     @numba.njit(nogil=True, cache=True)
     def _finite_min_numba(flat):  # pragma: no cover
-        finite = True
-        low = np.inf
-        for i in range(flat.shape[0]):
-            v = flat[i]
-            if not np.isfinite(v):
-                finite = False
-            elif v < low:
-                low = v
-        return finite, (low if flat.shape[0] else 0.0)
+        # v - v is 0 for a finite v and NaN for NaN or +-inf; four independent running
+        # sums and minima (in a fixed order) let the loop run at twice the speed of one
+        n = flat.shape[0]
+        zero, inf = flat.dtype.type(0), flat.dtype.type(np.inf)
+        b0 = b1 = b2 = b3 = zero
+        l0 = l1 = l2 = l3 = inf
+        i = 0
+        while i + 4 <= n:
+            v0, v1, v2, v3 = flat[i], flat[i + 1], flat[i + 2], flat[i + 3]
+            b0 += v0 - v0
+            b1 += v1 - v1
+            b2 += v2 - v2
+            b3 += v3 - v3
+            l0 = v0 if v0 < l0 else l0
+            l1 = v1 if v1 < l1 else l1
+            l2 = v2 if v2 < l2 else l2
+            l3 = v3 if v3 < l3 else l3
+            i += 4
+        while i < n:
+            v0 = flat[i]
+            b0 += v0 - v0
+            l0 = v0 if v0 < l0 else l0
+            i += 1
+        finite = ((b0 + b1) + (b2 + b3)) == zero
+        low = min(min(l0, l1), min(l2, l3))
+        return finite, (np.float64(low) if n else 0.0)
 
     @numba.njit(nogil=True, cache=True)
     def _int_range_numba(flat):  # pragma: no cover

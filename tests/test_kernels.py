@@ -102,6 +102,22 @@ def test_finite_min_agrees_with_numpy(values):
         assert twin[1] == low
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 7, 8, 9, 150])
+def test_finite_min_finds_a_bad_value_at_every_position(dtype, size):
+    """The compiled check keeps four running sums and minima: every lane and the tail."""
+    values = np.random.default_rng(size).normal(size=size).astype(dtype)
+    assert kernels.finite_min(values) == (True, values.min())
+    for pos in range(size):
+        for bad in (np.nan, np.inf, -np.inf):
+            broken = values.copy()
+            broken[pos] = bad
+            assert kernels.finite_min(broken)[0] is False, (pos, bad)
+        lowest = values.copy()
+        lowest[pos] = -100
+        assert kernels.finite_min(lowest) == (True, -100.0)
+
+
 @pytest.mark.parametrize("dtype", [np.intp, np.int32, np.uint8])
 def test_int_range_agrees_with_numpy(dtype):
     values = np.array([5, 0, 9, 3], dtype=dtype)
@@ -242,3 +258,44 @@ def test_data_statistics_kernels_agree_with_numpy(dtype):
     twin = np.zeros(9)
     kernels._centered_column_squares_numpy(X, mean, twin)
     np.testing.assert_allclose(twin, (centered**2).sum(axis=0), rtol=1e-12)
+
+
+def _plusplus_steps(costs, sw, first, potential, draws):
+    """Greedy k-means++ step by step (draw_candidates + fold_candidates), the reference."""
+    chosen = [first]
+    closest = costs[:, first].copy()
+    cumulative = np.cumsum(sw * closest, dtype=np.float64)
+    for row in draws:
+        candidates = kernels.draw_candidates(cumulative, potential, row, costs.shape[0])
+        best, potential, closest, cumulative = kernels.fold_candidates(
+            costs[:, candidates], closest, sw
+        )
+        chosen.append(int(candidates[best]))
+    return chosen
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("duplicates", [False, True])
+def test_plusplus_from_costs_equals_the_steps_and_its_numpy_twin(dtype, duplicates):
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(60, 3))
+    if duplicates:  # 4 distinct points for 9 centroids: the potential reaches zero
+        X = X[rng.integers(0, 4, size=60)]
+    costs = cdist(X, X, "sqeuclidean").astype(dtype)
+    sw = rng.uniform(0, 2, 60).astype(dtype)
+    sw[::7] = 0
+    first = 5
+    potential = float(np.dot(sw, costs[:, first]))
+    draws = rng.uniform(size=(8, 4))
+    expected = _plusplus_steps(costs, sw, first, potential, draws)
+    chosen = kernels.plusplus_from_costs(costs, sw, first, potential, draws)
+    assert chosen.tolist() == expected
+    twin = np.empty(9, dtype=np.intp)
+    twin[0] = first
+    kernels._plusplus_numpy(costs, sw, costs[:, first].copy(), potential, draws, twin)
+    assert twin.tolist() == expected
+    positive = sw > 0
+    if not duplicates:  # draws land on samples of positive weight only
+        assert positive[chosen[1:]].all()
+    else:
+        assert len({tuple(X[i]) for i in chosen}) == 4

@@ -419,3 +419,44 @@ def test_auto_init_is_kmeans_plus_plus_on_small_data_and_parallel_on_large():
         np.testing.assert_array_equal(picked.cluster_centers_, plain.cluster_centers_)
     with pytest.raises(ConfigError, match="min_work must be a positive integer"):
         Config(init={"name": "auto", "min_work": 0})
+
+
+def _plusplus_centroids(X, k, seed, sample_weight=None):
+    cfg = Config(n_clusters=k, init="k-means++")
+    pm = engine.build_manager(cfg.build_strategies())
+    data = engine.prepare(pm, FitData.build(X, sample_weight, n_clusters=k))
+    return steps.initialize(engine.relay(pm), data, k, np.random.default_rng(seed)), data
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_kmeans_plus_plus_from_the_sample_cost_matrix_equals_the_steps(monkeypatch, dtype):
+    """Small data seeds from one (n, n) cost block; the centroids are those of the
+    step-by-step path (the same draws, the same costs)."""
+    from kmeansfw.strategies import init
+
+    X = make_blobs(200, n_features=3, centers=5, random_state=2)[0].astype(dtype)
+    weights = np.random.default_rng(0).uniform(0, 3, 200)
+    for seed, sw in ((0, None), (1, weights), (2, None)):
+        C, data = _plusplus_centroids(X, 7, seed, sw)
+        assert init._pairwise_pays(data, 7)
+        with monkeypatch.context() as patch:
+            patch.setattr(init, "PAIRWISE_MAX_ENTRIES", 0)
+            assert not init._pairwise_pays(data, 7)
+            stepwise, _ = _plusplus_centroids(X, 7, seed, sw)
+        np.testing.assert_allclose(C, stepwise, rtol=0, atol=0)
+        assert C.dtype == dtype
+
+
+def test_kmeans_plus_plus_uses_the_cost_matrix_only_where_it_pays():
+    import scipy.sparse as sp
+
+    from kmeansfw.strategies.init import _pairwise_pays
+
+    def data(n, d, k, sparse=False):
+        X = np.random.default_rng(0).normal(size=(n, d))
+        return FitData.build(sp.csr_matrix(X) if sparse else X, n_clusters=k)
+
+    assert _pairwise_pays(data(150, 4, 8), 8)  # iris-sized
+    assert not _pairwise_pays(data(150, 4, 8, sparse=True), 8)
+    assert not _pairwise_pays(data(362, 64, 2), 2)  # the steps are cheaper
+    assert not _pairwise_pays(data(1797, 64, 10), 10)  # over PAIRWISE_MAX_ENTRIES
