@@ -53,6 +53,25 @@ def check_float_array(
     what: str = "array",
 ) -> np.ndarray:
     """Check a float answer: ndarray of ``shape``, finite, (non-negative); cast to dtype."""
+    if not (type(value) is np.ndarray and value.dtype == dtype and value.shape == shape):
+        value = _float_array(hook, name, value, shape, dtype, what)
+    finite, low = finite_min(value)
+    if not finite:
+        raise fail(hook, name, f"returned {what} containing NaN or infinity")
+    if nonnegative and low < 0:
+        raise fail(hook, name, f"returned {what} with negative values")
+    return value
+
+
+def _float_array(
+    hook: pluggy.HookRelay,
+    name: str,
+    value: Any,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    what: str,
+) -> np.ndarray:
+    """``value`` as an ndarray of ``shape`` and ``dtype``, or the error saying why not."""
     if value is None:
         raise fail(hook, name, f"returned no {what}")
     if not isinstance(value, np.ndarray):
@@ -64,14 +83,7 @@ def check_float_array(
         raise fail(hook, name, f"returned {what} of shape {value.shape}, expected {shape}")
     if value.dtype.kind not in "fiu":
         raise fail(hook, name, f"returned {what} of non-numeric dtype {value.dtype}")
-    if value.dtype != dtype:
-        value = value.astype(dtype)
-    finite, low = finite_min(value)
-    if not finite:
-        raise fail(hook, name, f"returned {what} containing NaN or infinity")
-    if nonnegative and low < 0:
-        raise fail(hook, name, f"returned {what} with negative values")
-    return value
+    return value.astype(dtype, copy=False)
 
 
 def check_pair(hook: pluggy.HookRelay, name: str, value: Any, what: str) -> tuple[Any, Any]:

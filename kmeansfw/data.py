@@ -169,6 +169,12 @@ class FitData:
         per_task = max(1, -(-len(blocks) // TARGET_TASKS))
         self.tasks = [blocks[i : i + per_task] for i in range(0, len(blocks), per_task)]
 
+    @property
+    def single_block(self) -> slice | None:
+        """The one block's rows when the plan is a single block (small data), else None."""
+        tasks = self.tasks
+        return tasks[0][0] if len(tasks) == 1 and len(tasks[0]) == 1 else None
+
     @classmethod
     def build(
         cls,

@@ -7,6 +7,7 @@ restart of a fit; :func:`build_manager` builds the plugin manager a fit uses.
 
 from __future__ import annotations
 
+import operator
 import threading
 import time
 from collections import OrderedDict
@@ -20,6 +21,7 @@ import pluggy
 from kmeansfw import contract, hookspecs, steps
 from kmeansfw.catalog import is_value_strategy
 from kmeansfw.data import FitData
+from kmeansfw.kernels import count_changed, sq_shift
 from kmeansfw.markers import PROJECT
 
 SLOTS = ("init", "distance", "assignment", "update", "empty", "convergence")
@@ -40,6 +42,17 @@ class _Manager(pluggy.PluginManager):
         return super().parse_hookimpl_opts(plugin, name)
 
 
+def _argument_getter(argnames: tuple[str, ...]) -> Any:
+    """A function of the call's keyword dict returning an implementation's arguments as a
+    tuple (:func:`operator.itemgetter`, which runs in C, for two or more)."""
+    if len(argnames) >= 2:
+        return operator.itemgetter(*argnames)
+    if len(argnames) == 1:
+        (name,) = argnames
+        return lambda kwargs: (kwargs[name],)
+    return lambda kwargs: ()
+
+
 class _FastCaller:
     """A hook caller that calls plain (non-wrapper) implementations directly.
 
@@ -57,16 +70,20 @@ class _FastCaller:
         #: Whether any plugin implements the hook (without copying the list every time).
         self.implemented = bool(impls)
         wrapped = any(impl.hookwrapper or impl.wrapper for impl in impls)
-        self._plain = None if wrapped else tuple((i.function, i.argnames) for i in reversed(impls))
+        self._plain = (
+            None
+            if wrapped
+            else tuple((i.function, _argument_getter(tuple(i.argnames))) for i in reversed(impls))
+        )
         self._firstresult = bool(caller.spec is not None and caller.spec.opts.get("firstresult"))
 
     def __call__(self, **kwargs: Any) -> Any:
         if self._plain is None:
             return self._caller(**kwargs)
         results = []
-        for function, argnames in self._plain:
+        for function, arguments in self._plain:
             try:
-                args = [kwargs[name] for name in argnames]
+                args = arguments(kwargs)
             except KeyError:  # pluggy raises the error naming the missing argument
                 return self._caller(**kwargs)
             result = function(*args)
@@ -165,12 +182,6 @@ def build_manager(
     return pm
 
 
-def _sum_of_squares(diff: np.ndarray) -> float:
-    """``np.sum(diff ** 2)`` (the same arithmetic), squaring in place."""
-    np.multiply(diff, diff, out=diff)
-    return float(diff.sum())
-
-
 @attrs.define(eq=False)
 class FitState:
     """What observers and convergence criteria see after each iteration.
@@ -209,31 +220,27 @@ class FitState:
     @property
     def labels_unchanged(self) -> bool:
         """Whether this iteration's labels equal the previous iteration's."""
-        return self._cached(
-            "unchanged",
-            lambda: (
-                self.previous_labels is not None
-                and self.labels.shape == self.previous_labels.shape
-                and bool((self.labels == self.previous_labels).all())
-            ),
-        )
+        if self.previous_labels is None or self.labels.shape != self.previous_labels.shape:
+            return False
+        return self.n_changed == 0
 
     @property
     def n_changed(self) -> int:
         """How many samples changed cluster in this iteration (all of them at first)."""
         if self.previous_labels is None:
             return self.data.n_samples
-        return self._cached(
-            "changed", lambda: int(np.count_nonzero(self.labels != self.previous_labels))
-        )
+        return self._cached("changed", self._count_changed)
+
+    def _count_changed(self) -> int:
+        return count_changed(self.labels, self.previous_labels)
 
     @property
     def center_shift(self) -> float:
         """Sum over centroids of the squared distance each moved in this iteration."""
-        return self._cached(
-            "shift",
-            lambda: _sum_of_squares(self.centroids - self.previous_centroids),
-        )
+        return self._cached("shift", self._center_shift)
+
+    def _center_shift(self) -> float:
+        return sq_shift(self.centroids, self.previous_centroids)
 
     @property
     def objective(self) -> float:

@@ -694,6 +694,49 @@ def int_range(values: np.ndarray) -> tuple[int, int]:
     return (_int_range_numba if HAVE_NUMBA else _int_range_numpy)(flat)
 
 
+# ------------------------------------------------------------------ iteration summaries
+
+
+def _count_changed_numpy(labels, previous):
+    return int(np.count_nonzero(labels != previous))
+
+
+def _sq_shift_numpy(new, old):
+    diff = new.astype(np.float64) - old.astype(np.float64)
+    return float(np.einsum("ij,ij->", diff, diff))
+
+
+if HAVE_NUMBA:
+
+    @numba.njit(nogil=True, cache=True)
+    def _count_changed_numba(labels, previous):  # pragma: no cover
+        changed = 0
+        for i in range(labels.shape[0]):
+            if labels[i] != previous[i]:
+                changed += 1
+        return changed
+
+    @numba.njit(nogil=True, cache=True)
+    def _sq_shift_numba(new, old):  # pragma: no cover
+        total = 0.0
+        for j in range(new.shape[0]):
+            for f in range(new.shape[1]):
+                diff = np.float64(new[j, f]) - np.float64(old[j, f])
+                total += diff * diff
+        return total
+
+
+def count_changed(labels: np.ndarray, previous: np.ndarray) -> int:
+    """How many entries of two equal-length label arrays differ."""
+    return int((_count_changed_numba if HAVE_NUMBA else _count_changed_numpy)(labels, previous))
+
+
+def sq_shift(new: np.ndarray, old: np.ndarray) -> float:
+    """Sum over rows of the squared distance from ``old`` to ``new`` (both (k, d)), in
+    float64."""
+    return float((_sq_shift_numba if HAVE_NUMBA else _sq_shift_numpy)(new, old))
+
+
 # ----------------------------------------------------------------- centroid preparation
 
 

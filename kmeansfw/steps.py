@@ -16,8 +16,10 @@ import numpy as np
 import pluggy
 
 from kmeansfw import contract
-from kmeansfw.blocks import map_tasks
+from kmeansfw.blocks import is_small, map_tasks
 from kmeansfw.data import FitData
+
+_FLOAT64 = np.dtype(np.float64)
 
 
 @attrs.define(eq=False)
@@ -86,7 +88,7 @@ def update(
         name,
         weights,
         (centroids.shape[0],),
-        np.dtype(np.float64),
+        _FLOAT64,
         nonnegative=True,
         what="cluster weights",
     )
@@ -147,6 +149,10 @@ def assign(
     costs = np.empty(n, dtype=data.dtype)
     cache = prepare_centroids(hook, data, centroids)
     accumulate = accumulate and _implemented(hook.kmeansfw_accumulate)
+    block = data.single_block
+    if block is not None and is_small(data):  # what map_tasks would do, without its map
+        partial = _assign_rows(hook, data, centroids, cache, block, labels, costs, accumulate, None)
+        return Assignment(labels, costs, [partial] if accumulate else None)
 
     def run_task(task: list[slice]) -> Any:
         partial = None

@@ -299,3 +299,20 @@ def test_plusplus_from_costs_equals_the_steps_and_its_numpy_twin(dtype, duplicat
         assert positive[chosen[1:]].all()
     else:
         assert len({tuple(X[i]) for i in chosen}) == 4
+
+
+def test_iteration_summaries_agree_with_numpy():
+    rng = np.random.default_rng(6)
+    labels = rng.integers(0, 5, size=300)
+    previous = labels.copy()
+    previous[[3, 50, 299]] = (previous[[3, 50, 299]] + 1) % 5
+    assert kernels.count_changed(labels, previous) == 3
+    assert kernels.count_changed(labels, labels) == 0
+    assert kernels._count_changed_numpy(labels, previous) == 3
+    for dtype in (np.float64, np.float32):
+        new = rng.normal(size=(7, 4)).astype(dtype)
+        old = rng.normal(size=(7, 4)).astype(dtype)
+        expected = float(((new.astype(np.float64) - old) ** 2).sum())
+        assert kernels.sq_shift(new, old) == pytest.approx(expected, rel=1e-12)
+        assert kernels._sq_shift_numpy(new, old) == pytest.approx(expected, rel=1e-12)
+        assert kernels.sq_shift(new, new) == 0.0
