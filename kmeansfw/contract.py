@@ -106,3 +106,32 @@ def check_labels(
     if n_rows and (low < 0 or high >= n_clusters):
         raise fail(hook, name, f"returned labels outside [0, {n_clusters})")
     return value
+
+
+def check_search(
+    hook: pluggy.HookRelay,
+    name: str,
+    value: Any,
+    n_rows: int,
+    n_clusters: int,
+    dtype: np.dtype,
+    rival_shape: tuple[int, ...],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Check a bound search's ``(labels, costs, distances, rival_distances)`` answer
+    (``kmeansfw_nearest_two``, ``kmeansfw_nearest_groups``).
+
+    Labels as :func:`check_labels`; costs and distances finite and non-negative; the
+    rival distances, of ``rival_shape``, non-negative and not NaN (``inf`` means no rival).
+    """
+    if not isinstance(value, tuple) or len(value) != 4:
+        raise fail(hook, name, "did not return (labels, costs, distances, rival distances)")
+    labels, costs, distances, rivals = value
+    labels = check_labels(hook, name, labels, n_rows, n_clusters)
+    costs = check_float_array(hook, name, costs, (n_rows,), dtype, nonnegative=True, what="costs")
+    distances = check_float_array(
+        hook, name, distances, (n_rows,), dtype, nonnegative=True, what="distances"
+    )
+    rivals = _float_array(hook, name, rivals, rival_shape, dtype, "rival distances")
+    if rivals.size and not bool((rivals >= 0).all()):  # False for NaN as for negatives
+        raise fail(hook, name, "returned rival distances that are negative or NaN")
+    return labels, costs, distances, rivals

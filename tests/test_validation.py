@@ -154,6 +154,52 @@ def test_broken_assignment_is_named(X):
         KMeans(3, assignment=OutOfRange(), random_state=0).fit(X)
 
 
+@pytest.mark.parametrize(
+    "hook_name, assignment",
+    [("kmeansfw_nearest_two", "hamerly"), ("kmeansfw_nearest_groups", "yinyang")],
+)
+@pytest.mark.parametrize(
+    "corrupt, message",
+    [
+        (lambda a: a[:3], "did not return"),
+        (lambda a: (a[0] + 100, *a[1:]), "labels outside"),
+        (lambda a: (a[0], a[1], np.full_like(a[2], np.nan), a[3]), "distances containing NaN"),
+        (lambda a: (a[0], -a[1] - 1, *a[2:]), "costs with negative values"),
+        (lambda a: (*a[:3], -np.abs(a[3]) - 1), "rival distances that are negative or NaN"),
+        (
+            lambda a: (*a[:3], np.full_like(a[3], np.nan)),
+            "rival distances that are negative or NaN",
+        ),
+        (lambda a: (*a[:3], a[3][:1]), "rival distances of shape"),
+    ],
+)
+def test_broken_bound_search_is_named(X, hook_name, assignment, corrupt, message):
+    """The answers hamerly and yinyang build their bounds on are checked like any other:
+    a distance returning garbage there is named, not trusted."""
+    import attrs
+
+    from kmeansfw.strategies.euclidean import Euclidean
+
+    @attrs.frozen
+    class CorruptSearch(Euclidean):
+        name = "corrupt-search"
+
+        @kmeansfw.hookimpl
+        def kmeansfw_nearest_two(self, X, data, cache):
+            return corrupt(Euclidean.kmeansfw_nearest_two(self, X=X, data=data, cache=cache))
+
+        @kmeansfw.hookimpl
+        def kmeansfw_nearest_groups(self, X, groups, n_groups, data, cache):
+            answer = Euclidean.kmeansfw_nearest_groups(
+                self, X=X, groups=groups, n_groups=n_groups, data=data, cache=cache
+            )
+            return corrupt(answer)
+
+    pattern = rf"'corrupt-search'.*{message}.*\(hook {hook_name}\)"
+    with pytest.raises(StrategyError, match=pattern):
+        KMeans(3, distance=CorruptSearch(), assignment=assignment, random_state=0).fit(X)
+
+
 def test_arrays_are_never_modified(X, rng):
     X = X.copy()
     X.flags.writeable = False  # any write would raise

@@ -276,7 +276,15 @@ class Hamerly(_Bounded):
             cache=cache,
         )
         if two is not None:
-            labels[:], costs, upper[:], lower[:, 0] = two[0], two[1], two[2], two[3]
+            labels[:], costs, upper[:], lower[:, 0] = contract.check_search(
+                hook,
+                "kmeansfw_nearest_two",
+                two,
+                X.shape[0],
+                centroids.shape[0],
+                data.dtype,
+                (X.shape[0],),
+            )
             return costs
         dist = _distance_rows(hook, X, centroids, data, cache)
         best = dist.argmin(axis=1)
@@ -356,8 +364,16 @@ class Yinyang(_Bounded):
             cache=cache,
         )
         if found is not None:
-            labels[:], costs, upper[:] = found[0], found[1], found[2]
-            lower[:] = _round_down(found[3])
+            labels[:], costs, upper[:], rivals = contract.check_search(
+                hook,
+                "kmeansfw_nearest_groups",
+                found,
+                X.shape[0],
+                centroids.shape[0],
+                data.dtype,
+                (X.shape[0], t),
+            )
+            lower[:] = _round_down(rivals)
             return costs
         dist = _distance_rows(hook, X, centroids, data, cache)
         rows = np.arange(X.shape[0])
