@@ -108,6 +108,12 @@ def validate_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype) 
     return sw
 
 
+def is_sparse(X: Any) -> bool:
+    """Whether ``X`` is a SciPy sparse matrix (an ndarray is answered without SciPy's
+    check, which shows in small fits' per-block calls)."""
+    return not isinstance(X, np.ndarray) and sp.issparse(X)
+
+
 def rows_dense(X: Any, index: Any) -> np.ndarray:
     """``X[index]`` as a dense 2-D array, whether ``X`` is dense or sparse."""
     rows = X[index]
@@ -228,7 +234,7 @@ class FitData:
     @property
     def sparse(self) -> bool:
         """Whether ``X`` is a scipy.sparse CSR matrix."""
-        return sp.issparse(self.X)
+        return is_sparse(self.X)
 
     @property
     def dtype(self) -> np.dtype:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import threading
 from collections import OrderedDict
@@ -219,13 +218,13 @@ default="auto"
                 built = _BUILT.get(key)
                 if built is not None:
                     _BUILT.move_to_end(key)
-            if built is not None:  # a copy: a fit's config is the caller's to change
-                return copy.copy(built[0]), list(built[1])
+            if built is not None:  # shared: fitting only reads a Config, and fit keeps none
+                return built[0], list(built[1])
         cfg = self._config_of(params)
         strategies = cfg.build_strategies()
         if key is not None:
             with _BUILT_LOCK:
-                _BUILT[key] = (copy.copy(cfg), list(strategies))
+                _BUILT[key] = (cfg, list(strategies))
                 while len(_BUILT) > 32:
                     _BUILT.popitem(last=False)
         return cfg, strategies

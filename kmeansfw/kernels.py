@@ -344,7 +344,7 @@ def add_weighted_cluster_sums(
 
     ``sums`` and ``weights`` are float64 and updated in place.  ``X`` may be a CSR block.
     """
-    if sp.issparse(X):
+    if not isinstance(X, np.ndarray) and sp.issparse(X):
         _accumulate_numpy(X, labels, sample_weight, sums, weights)
         return
     kernel = _accumulate_numba if HAVE_NUMBA else _accumulate_numpy

@@ -38,7 +38,7 @@ class RelocateFarthest:
         rng: np.random.Generator,
         hook,
     ) -> np.ndarray:
-        if cluster_weights.all():
+        if np.count_nonzero(cluster_weights) == cluster_weights.size:  # no empty cluster
             return new_centroids
         empty = np.flatnonzero(cluster_weights == 0)
         out = new_centroids.copy()
@@ -89,7 +89,7 @@ class SplitLargest:
         new_centroids: np.ndarray,
         cluster_weights: np.ndarray,
     ) -> np.ndarray:
-        if cluster_weights.all():
+        if np.count_nonzero(cluster_weights) == cluster_weights.size:  # no empty cluster
             return new_centroids
         empty = np.flatnonzero(cluster_weights == 0)
         out = new_centroids.copy()

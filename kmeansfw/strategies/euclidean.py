@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from kmeansfw.blocks import map_tasks
-from kmeansfw.data import FitData
+from kmeansfw.data import FitData, is_sparse
 from kmeansfw.kernels import (
     centered_row_norms,
     nearest_groups_sq_euclidean,
@@ -119,7 +119,7 @@ class Euclidean:
     def kmeansfw_paired_cost(
         self, X: np.ndarray, labels: np.ndarray, data: FitData, cache: dict
     ) -> np.ndarray:
-        if sp.issparse(X):
+        if is_sparse(X):
             centered_c = cache[_CENTERED_C][labels]
             cross = np.asarray(X.multiply(centered_c).sum(axis=1)).ravel()
             out = row_sq_norms(X) - 2 * cross + np.einsum("ij,ij->i", centered_c, centered_c)
@@ -130,7 +130,7 @@ class Euclidean:
     def kmeansfw_nearest_two(
         self, X: np.ndarray, data: FitData, cache: dict
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-        if sp.issparse(X):
+        if is_sparse(X):
             return None
         labels, costs, second = nearest_sq_euclidean(
             X,
@@ -146,7 +146,7 @@ class Euclidean:
     def kmeansfw_nearest_groups(
         self, X: np.ndarray, groups: np.ndarray, n_groups: int, data: FitData, cache: dict
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-        if sp.issparse(X):
+        if is_sparse(X):
             return None
         labels, costs, lows = nearest_groups_sq_euclidean(
             X,
@@ -163,7 +163,7 @@ class Euclidean:
     def kmeansfw_nearest(
         self, X: np.ndarray, data: FitData, cache: dict
     ) -> tuple[np.ndarray, np.ndarray] | None:
-        if sp.issparse(X):
+        if is_sparse(X):
             return None  # the assignment takes the argmin of kmeansfw_cost
         return nearest_sq_euclidean(
             X, data.cache[_MEAN], cache[_MINUS_2C], cache[_C_NORMS], cache[_CENTERED_C]

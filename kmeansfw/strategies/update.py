@@ -69,7 +69,7 @@ class Mean:
             for part_sums, part_weights in partials[1:]:
                 sums += part_sums
                 weights += part_weights
-        if weights.all():
+        if np.count_nonzero(weights) == weights.size:  # no empty cluster
             return (sums / weights[:, None]).astype(data.dtype, copy=False), weights
         filled = weights > 0
         new = centroids.astype(data.dtype, copy=True)
