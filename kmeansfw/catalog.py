@@ -317,13 +317,14 @@ def is_value_strategy(strategy: Any) -> bool:
 
     Such strategies hold nothing but their parameters, so fits may share one (and a
     manager built for it): the built-in strategies, and plugin strategies written with
-    ``@attrs.frozen``.
+    ``@attrs.frozen``.  A strategy may opt out with a false ``shareable`` attribute.
     """
     cls = type(strategy)
     return (
         attrs.has(cls)
         and getattr(cls.__setattr__, "__name__", "") == "_frozen_setattrs"
         and cls.__eq__ is not object.__eq__
+        and bool(getattr(strategy, "shareable", True))
     )
 
 

@@ -17,6 +17,7 @@ from kmeansfw.catalog import is_value_strategy
 from kmeansfw.config import Config, make_rng
 from kmeansfw.data import FitData, is_ready_array
 from kmeansfw.fitting import check_n_clusters, check_sparse_support, fit_config
+from kmeansfw.strategies.init import SHARE_MAX_BYTES
 
 _FLOATS = [np.float64, np.float32]
 _PARAM_NAMES: dict[type, list[str]] = {}
@@ -29,18 +30,24 @@ _BUILT_LOCK = threading.Lock()
 
 
 def _params_key(params: dict[str, Any]) -> tuple | None:
-    """A comparable snapshot of parameters that are plain values or value strategies
-    (see :func:`kmeansfw.catalog.is_value_strategy`); None when any parameter is not."""
+    """A comparable snapshot of parameters that are plain values, value strategies (see
+    :func:`kmeansfw.catalog.is_value_strategy`) or a small ``init`` array (by its values);
+    None when any parameter is not."""
     items = []
     for name in sorted(params):
         value = params[name]
+        kind = type(value)
         if name == "observers":
             if value not in ((), []):
                 return None
             value = ()
+        elif name == "init" and isinstance(value, np.ndarray):  # by value, as ArrayInit
+            if value.nbytes > SHARE_MAX_BYTES:
+                return None
+            value = (value.dtype.str, value.shape, value.tobytes())
         elif not (isinstance(value, _PLAIN) or is_value_strategy(value)):
             return None
-        items.append((name, type(value), value))
+        items.append((name, kind, value))
     key = tuple(items)
     try:
         hash(key)
@@ -220,6 +227,8 @@ default="auto"
                     _BUILT.move_to_end(key)
             if built is not None:  # shared: fitting only reads a Config, and fit keeps none
                 return built[0], list(built[1])
+        if key is not None and isinstance(params["init"], np.ndarray):
+            params = {**params, "init": np.array(params["init"])}  # kept: not the caller's
         cfg = self._config_of(params)
         strategies = cfg.build_strategies()
         if key is not None:

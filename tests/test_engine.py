@@ -284,9 +284,33 @@ def test_managers_are_reused_only_for_equal_observer_free_strategies(blobs):
     with_observer = engine.build_manager(first, [kmeansfw.strategies.observers.History()])
     assert with_observer is not engine.build_manager(first)
     assert len(with_observer.get_plugins()) == len(first) + 1
-    # strategies compared by identity (eq=False, e.g. holding arrays) are never kept
-    by_identity = [("init", "'array'", kmeansfw.strategies.init.ArrayInit(X[:3])), *first[1:]]
+    # strategies compared by identity (not frozen attrs values) are never kept
+    by_identity = [("init", "'mine'", _Answer(X[:3])), *first[1:]]
     assert engine.build_manager(by_identity) is not engine.build_manager(by_identity)
+    # explicit centroids are compared by value, up to SHARE_MAX_BYTES
+    init = kmeansfw.strategies.init
+    small = [("init", "'array'", init.ArrayInit(X[:3])), *first[1:]]
+    equal = [("init", "'array'", init.ArrayInit(X[:3].tolist())), *first[1:]]
+    assert engine.build_manager(small) is engine.build_manager(equal)
+    moved = [("init", "'array'", init.ArrayInit(X[:3] + 1e-9)), *first[1:]]
+    assert engine.build_manager(moved) is not engine.build_manager(small)
+    large = np.zeros((3, init.SHARE_MAX_BYTES // 24 + 1))
+    big = [("init", "'array'", init.ArrayInit(large)), *first[1:]]
+    assert engine.build_manager(big) is not engine.build_manager(big)
+
+
+def test_explicit_centroids_are_a_read_only_copy_compared_by_value(blobs):
+    from kmeansfw.strategies.init import ArrayInit
+
+    X, _ = blobs
+    centroids = X[:3].copy()
+    strategy = ArrayInit(centroids)
+    centroids[0] = 1e6  # the caller's array changes: the strategy's does not
+    assert strategy.centroids[0, 0] != 1e6
+    assert not strategy.centroids.flags.writeable
+    assert strategy == ArrayInit(X[:3]) and hash(strategy) == hash(ArrayInit(X[:3]))
+    assert strategy != ArrayInit(X[:3].astype(np.float32))  # dtype counts
+    assert strategy != ArrayInit(X[:3].T.copy().T[:, :2])  # shape counts
 
 
 class _Answer:
@@ -376,9 +400,18 @@ def test_estimators_reuse_built_strategies_for_equal_plain_parameters(blobs, mon
     assert built == [4, 5]
     KMeans(4, random_state=0, tol=1e-3, distance={"name": "minkowski", "p": 3}).fit(X)
     assert len(built) == 3  # a dict parameter: never kept
-    KMeans(4, init=X[:4], n_init=1).fit(X)
-    KMeans(4, init=X[:4], n_init=1).fit(X)
-    assert len(built) == 5  # an array parameter: never kept
+    init = X[:4].copy()
+    a4 = KMeans(4, init=init, n_init=1).fit(X)
+    b4 = KMeans(4, init=X[:4].copy(), n_init=1).fit(X)
+    assert len(built) == 4  # a small init array: kept by its values
+    np.testing.assert_array_equal(a4.cluster_centers_, b4.cluster_centers_)
+    init[0] = X[10]  # changed in place: built again, and the fit starts from the new values
+    moved = KMeans(4, init=init, n_init=1).fit(X)
+    assert len(built) == 5
+    expected = KMeans(4, init=X[[10, 1, 2, 3]], n_init=1).fit(X)
+    np.testing.assert_array_equal(moved.cluster_centers_, expected.cluster_centers_)
+    KMeans(4, init=[list(row) for row in X[:4]], n_init=1).fit(X)
+    assert len(built) == 6  # a list: never kept
     first, _ = a._built_config()
     a.fit(X)
     second, _ = a._built_config()

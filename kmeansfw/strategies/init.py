@@ -209,13 +209,43 @@ def weighted_draw(rng: np.random.Generator, weights: np.ndarray) -> int:
     return int(cdf.searchsorted(rng.random(), side="right"))
 
 
+#: Explicit initial centroids up to this size are compared by value, so fits with equal
+#: ones share their built config and plugin manager; larger ones are rebuilt per fit.
+SHARE_MAX_BYTES = 64 << 10
+
+
+def _read_only_copy(value: object) -> np.ndarray:
+    array = np.array(value)  # a copy: later changes to the caller's array do not leak in
+    array.setflags(write=False)
+    return array
+
+
 @attrs.frozen(eq=False)
 class ArrayInit:
-    """Explicit initial centroids, an array of shape (k, d)."""
+    """Explicit initial centroids, an array of shape (k, d).
+
+    Holds a read-only copy and compares equal to another ``ArrayInit`` with the same
+    dtype, shape and values; up to :data:`SHARE_MAX_BYTES` it is ``shareable`` (see
+    :func:`kmeansfw.catalog.is_value_strategy`).
+    """
 
     name = "array"
     accepts_sparse = True
-    centroids: np.ndarray = attrs.field(converter=np.asarray)
+    centroids: np.ndarray = attrs.field(converter=_read_only_copy)
+
+    @property
+    def shareable(self) -> bool:
+        """Whether fits may share this strategy (and its manager): small arrays only."""
+        return self.centroids.nbytes <= SHARE_MAX_BYTES
+
+    def _content(self) -> tuple:
+        return (self.centroids.dtype.str, self.centroids.shape, self.centroids.tobytes())
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._content() == other._content()
+
+    def __hash__(self) -> int:
+        return hash(self._content())
 
     @hookimpl
     def kmeansfw_init_centroids(self, X: np.ndarray, n_clusters: int) -> np.ndarray:
