@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -74,9 +75,8 @@ def _fit_minibatch(cfg, data, strategies, pm, rng, history) -> Fit:
     if cfg.checkpoint is not None:
         raise ValueError("checkpoint is not supported with batch_size (mini-batch fits)")
     spherical = minibatch.spherical_update(strategies)
-    best = None
-    for run_index in range(cfg.resolved_n_init()):
-        result = minibatch.run(
+    runs = (
+        minibatch.run(
             pm,
             data,
             cfg.n_clusters,
@@ -87,6 +87,21 @@ def _fit_minibatch(cfg, data, strategies, pm, rng, history) -> Fit:
             reassignment_ratio=cfg.reassignment_ratio,
             run_index=run_index,
         )
+        for run_index in range(cfg.resolved_n_init())
+    )
+    return _best_fit(cfg, runs, strategies, history)
+
+
+def _best_fit(
+    cfg: Config,
+    runs: Iterable[engine.FitResult],
+    strategies: list[tuple[str, str, Any]],
+    history: History | None,
+    best: engine.FitResult | None = None,
+) -> Fit:
+    """The run of lowest objective (the first on ties, ``best`` counting as the first) as
+    a :class:`Fit`, with a warning when it found fewer distinct clusters than asked."""
+    for result in runs:
         if best is None or result.objective < best.objective:
             best = result
     _warn_if_fewer_clusters(best.labels, cfg.n_clusters)
@@ -100,7 +115,7 @@ def _warn_if_fewer_clusters(labels: np.ndarray, n_clusters: int) -> None:
             f"Number of distinct clusters ({distinct}) found smaller than "
             f"n_clusters ({n_clusters}). Possibly due to duplicate points in X.",
             ConvergenceWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
 
 
@@ -191,11 +206,10 @@ def fit_data(cfg: Config, data: FitData, strategies: list[tuple[str, str, Any]])
     engine.prepare(pm, data)
     if cfg.batch_size is not None:
         return _fit_minibatch(cfg, data, strategies, pm, rng, history)
-    best = resume.best if resume is not None else None
     first = resume.next_run if resume is not None else 0
-    for run_index in range(first, cfg.resolved_n_init()):
-        continuing = resume is not None and run_index == first and resume.iteration is not None
-        result = engine.run(
+    continuing = resume is not None and resume.iteration is not None
+    runs = (
+        engine.run(
             pm,
             data,
             cfg.n_clusters,
@@ -203,9 +217,8 @@ def fit_data(cfg: Config, data: FitData, strategies: list[tuple[str, str, Any]])
             max_iter=cfg.max_iter,
             tol=cfg.tol,
             run_index=run_index,
-            start=resume if continuing else None,
+            start=resume if continuing and run_index == first else None,
         )
-        if best is None or result.objective < best.objective:
-            best = result
-    _warn_if_fewer_clusters(best.labels, cfg.n_clusters)
-    return Fit(result=best, config=cfg, strategies=strategies, history=history)
+        for run_index in range(first, cfg.resolved_n_init())
+    )
+    return _best_fit(cfg, runs, strategies, history, resume.best if resume is not None else None)
