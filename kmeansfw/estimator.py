@@ -17,7 +17,7 @@ from kmeansfw.catalog import is_value_strategy
 from kmeansfw.config import Config, make_rng
 from kmeansfw.data import FitData, is_ready_array
 from kmeansfw.fitting import check_n_clusters, check_sparse_support, fit_config
-from kmeansfw.strategies.init import SHARE_MAX_BYTES
+from kmeansfw.strategies.init import SHARE_MAX_BYTES, ArrayInit
 
 _FLOATS = [np.float64, np.float32]
 _PARAM_NAMES: dict[type, list[str]] = {}
@@ -40,12 +40,11 @@ def _params_key(params: dict[str, Any]) -> tuple | None:
         if name == "observers":
             if value not in ((), []):
                 return None
-            value = ()
-        elif name == "init" and isinstance(value, np.ndarray):  # by value, as ArrayInit
-            if value.nbytes > SHARE_MAX_BYTES:
-                return None
-            value = (value.dtype.str, value.shape, value.tobytes())
-        elif not (isinstance(value, _PLAIN) or is_value_strategy(value)):
+            items.append((name, tuple, ()))
+            continue
+        if name == "init" and isinstance(value, np.ndarray) and value.nbytes <= SHARE_MAX_BYTES:
+            value = ArrayInit(value)  # compared by its values
+        if not (isinstance(value, _PLAIN) or is_value_strategy(value)):
             return None
         items.append((name, kind, value))
     key = tuple(items)

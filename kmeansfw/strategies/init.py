@@ -91,7 +91,7 @@ class KMeansPlusPlus:
         plan = data.replan(trials)
         centers = np.empty((n_clusters, X.shape[1]), dtype=X.dtype)
         centers[0] = rows_dense(X, [first])[0]
-        one_block = len(plan.tasks) == 1 and len(plan.tasks[0]) == 1
+        one_block = plan.single_block is not None
         if one_block:
             closest = _block_costs(hook, plan, centers[:1])[:, 0].copy()
         else:
@@ -132,9 +132,7 @@ PAIRWISE_WORK_PER_CLUSTER = 1 << 19
 def _pairwise_pays(data: FitData, n_clusters: int) -> bool:
     """Whether greedy k-means++ should start from the (n, n) sample cost matrix."""
     n, d = data.n_samples, data.n_features
-    if data.sparse or n * n > PAIRWISE_MAX_ENTRIES:
-        return False
-    if len(data.tasks) != 1 or len(data.tasks[0]) != 1:
+    if data.sparse or n * n > PAIRWISE_MAX_ENTRIES or data.single_block is None:
         return False
     return n * n * (d + 40) <= n_clusters * PAIRWISE_WORK_PER_CLUSTER
 
