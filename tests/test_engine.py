@@ -350,6 +350,18 @@ def test_fast_relay_answers_exactly_as_pluggy():
     assert names == ["a strategy a", "b strategy b", "c strategy c"]
     wrapped = engine.build_manager(strategies[1:], [_Wrap()])
     assert engine.relay(wrapped).kmeansfw_converged(state=None) == [3, True, "wrapped"]
+    # implementations taking no argument, one, or several are all handed theirs
+    nothing = [("n", "n", _NoArgument()), *strategies]
+    pm = engine.build_manager(nothing)
+    fast, slow = engine.relay(pm), pm.hook
+    assert fast.kmeansfw_converged(state=None) == slow.kmeansfw_converged(state=None)
+    assert fast.kmeansfw_converged(state=None) == [3, True, "no argument"]
+
+
+class _NoArgument:
+    @kmeansfw.hookimpl
+    def kmeansfw_converged(self):
+        return "no argument"
 
 
 def test_blas_is_held_at_one_thread_during_a_fit_and_restored_after(blobs):
