@@ -579,6 +579,8 @@ if HAVE_NUMBA:
             for i in range(n):
                 for j in range(m):
                     block[i, j] = costs[i, candidates[j]]
+            # in place: the fold reads all of ``closest`` before writing the new one, and
+            # this step's search is done with ``cumulative``
             best, potential = _fold_candidates_numba(block[:, :m], closest, sw, closest, cumulative)
             chosen[c] = candidates[best]
 
