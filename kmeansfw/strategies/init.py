@@ -54,7 +54,9 @@ class KMeansPlusPlus:
 
     Each new centroid is the best of ``n_local_trials`` samples drawn with probability
     proportional to their weighted cost to the closest centroid chosen so far, where the
-    cost is the distance strategy's (``kmeansfw_cost``).
+    cost is the distance strategy's (``kmeansfw_cost``).  On small dense data every
+    sample's cost to every sample is asked once and all steps run in one compiled call
+    (see :data:`PAIRWISE_MAX_ENTRIES`), with the same centroids as step by step.
 
     Parameters
     ----------
