@@ -11,6 +11,19 @@ from kmeansfw.data import FitData
 from kmeansfw.markers import hookimpl
 
 
+def _empty_clusters(
+    old_centroids: np.ndarray, new_centroids: np.ndarray, cluster_weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """None when no cluster is empty; else the empty clusters' indices and a copy of the
+    new centroids in which they keep their old position."""
+    if np.count_nonzero(cluster_weights) == cluster_weights.size:
+        return None
+    empty = np.flatnonzero(cluster_weights == 0)
+    out = new_centroids.copy()
+    out[empty] = old_centroids[empty]
+    return empty, out
+
+
 @attrs.frozen
 class RelocateFarthest:
     """Give each empty cluster one of the samples farthest from their centroids.
@@ -38,11 +51,10 @@ class RelocateFarthest:
         rng: np.random.Generator,
         hook,
     ) -> np.ndarray:
-        if np.count_nonzero(cluster_weights) == cluster_weights.size:  # no empty cluster
+        found = _empty_clusters(old_centroids, new_centroids, cluster_weights)
+        if found is None:
             return new_centroids
-        empty = np.flatnonzero(cluster_weights == 0)
-        out = new_centroids.copy()
-        out[empty] = old_centroids[empty]
+        empty, out = found
         n_far = min(empty.size, costs.shape[0])
         far = np.argpartition(costs, -n_far)[: -n_far - 1 : -1]
         far = far[costs[far] > 0]
@@ -89,11 +101,10 @@ class SplitLargest:
         new_centroids: np.ndarray,
         cluster_weights: np.ndarray,
     ) -> np.ndarray:
-        if np.count_nonzero(cluster_weights) == cluster_weights.size:  # no empty cluster
+        found = _empty_clusters(old_centroids, new_centroids, cluster_weights)
+        if found is None:
             return new_centroids
-        empty = np.flatnonzero(cluster_weights == 0)
-        out = new_centroids.copy()
-        out[empty] = old_centroids[empty]
+        empty, out = found
         weights = cluster_weights.astype(np.float64, copy=True)
         # clusters with some member off their centroid can be split
         spread = np.bincount(labels, weights=costs, minlength=out.shape[0]) > 0
