@@ -9,7 +9,7 @@ from pathlib import Path
 from sklearn.datasets import make_blobs
 
 import kmeansfw
-from kmeansfw.plots import plot_comparison
+from kmeansfw.workflow.plots import plot_comparison
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "examples-out")
 out.mkdir(parents=True, exist_ok=True)

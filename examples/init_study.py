@@ -6,8 +6,8 @@ Run: python examples/init_study.py [OUT_DIR]   (writes init_study.csv and a box 
 import sys
 from pathlib import Path
 
-from kmeansfw.experiment import run_experiment
-from kmeansfw.plots import plot_experiment
+from kmeansfw.workflow.experiment import run_experiment
+from kmeansfw.workflow.plots import plot_experiment
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "examples-out")
 out.mkdir(parents=True, exist_ok=True)

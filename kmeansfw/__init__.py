@@ -3,16 +3,16 @@
 Every step of Lloyd's algorithm (initialization, distance, assignment, update,
 empty-cluster handling, convergence) is a pluggy hook; built-in strategies are the
 defaults and any of them can be swapped by name, by object, or from an installed plugin
-distribution.  See :mod:`kmeansfw.hookspecs` for the contract.
+distribution.  See :mod:`kmeansfw.core.hookspecs` for the contract.
 """
 
-from kmeansfw.catalog import CATALOG, distance, register_strategy
-from kmeansfw.config import Config, PairingWarning, StrategySpec
-from kmeansfw.engine import FitResult, FitState
-from kmeansfw.errors import ConfigError, StrategyError, UnknownStrategyError
+from kmeansfw.core.catalog import CATALOG, distance, register_strategy
+from kmeansfw.core.config import Config, PairingWarning, StrategySpec
+from kmeansfw.core.errors import ConfigError, StrategyError, UnknownStrategyError
+from kmeansfw.core.markers import hookimpl, hookspec
+from kmeansfw.engine.fitting import Fit, fit
+from kmeansfw.engine.loop import FitResult, FitState
 from kmeansfw.estimator import KMeans
-from kmeansfw.fitting import Fit, fit
-from kmeansfw.markers import hookimpl, hookspec
 from kmeansfw.strategies.observers import History
 
 __version__ = "0.1.0"

@@ -1,6 +1,6 @@
 """``python -m kmeansfw``: the command line (``python -m kmeansfw demo`` is the main job)."""
 
-from kmeansfw.cli import main
+from kmeansfw.workflow.cli import main
 
 if __name__ == "__main__":
     main()

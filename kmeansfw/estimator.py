@@ -12,12 +12,13 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from kmeansfw import engine, minibatch, steps
-from kmeansfw.catalog import is_value_strategy
-from kmeansfw.config import Config, make_rng
-from kmeansfw.data import FitData, is_ready_array
-from kmeansfw.fitting import check_n_clusters, check_sparse_support, fit_config
-from kmeansfw.strategies.init import SHARE_MAX_BYTES, ArrayInit
+from kmeansfw.core.adapters import SHARE_MAX_BYTES, ArrayInit
+from kmeansfw.core.catalog import is_value_strategy
+from kmeansfw.core.config import Config, make_rng
+from kmeansfw.core.data import FitData, is_ready_array
+from kmeansfw.engine import loop as engine
+from kmeansfw.engine import minibatch, steps
+from kmeansfw.engine.fitting import check_n_clusters, check_sparse_support, fit_config
 
 _FLOATS = [np.float64, np.float32]
 _PARAM_NAMES: dict[type, list[str]] = {}
@@ -31,7 +32,7 @@ _BUILT_LOCK = threading.Lock()
 
 def _params_key(params: dict[str, Any]) -> tuple | None:
     """A comparable snapshot of parameters that are plain values, value strategies (see
-    :func:`kmeansfw.catalog.is_value_strategy`) or a small ``init`` array (by its values);
+    :func:`kmeansfw.core.catalog.is_value_strategy`) or a small ``init`` array (by its values);
     None when any parameter is not."""
     items = []
     for name in sorted(params):
@@ -200,7 +201,7 @@ default="auto"
 
     # ------------------------------------------------------------------ config
     def get_config(self) -> Config:
-        """The validated :class:`~kmeansfw.config.Config` of this estimator's parameters."""
+        """The validated :class:`~kmeansfw.core.config.Config` of this estimator's parameters."""
         return self._config_of(self.get_params(deep=False))
 
     @staticmethod

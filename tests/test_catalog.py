@@ -13,8 +13,8 @@ import pytest
 from scipy.spatial.distance import cdist
 
 import kmeansfw
-from kmeansfw.catalog import ENV_VAR, SLOTS, Catalog
-from kmeansfw.errors import UnknownStrategyError
+from kmeansfw.core.catalog import ENV_VAR, SLOTS, Catalog
+from kmeansfw.core.errors import UnknownStrategyError
 
 
 def test_builtins_are_listed():

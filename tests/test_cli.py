@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from kmeansfw import KMeans
-from kmeansfw.cli import main
+from kmeansfw.workflow.cli import main
 
 
 @pytest.fixture

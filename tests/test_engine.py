@@ -12,8 +12,9 @@ from sklearn.cluster import KMeans as SkKMeans
 from sklearn.datasets import make_blobs
 
 import kmeansfw
-from kmeansfw import KMeans, engine
-from kmeansfw.data import MIN_BLOCK_ROWS, FitData, plan_block_rows
+from kmeansfw import KMeans
+from kmeansfw.core.data import MIN_BLOCK_ROWS, FitData, plan_block_rows
+from kmeansfw.engine import loop as engine
 
 
 @pytest.fixture(scope="module")
@@ -274,33 +275,8 @@ def test_labels_are_nearest_centroids_and_objective_is_exact(n, d, k, seed, floa
     np.testing.assert_allclose(km.inertia_, chosen.sum(), rtol=1e-5 if float32 else 1e-9)
 
 
-def test_managers_are_reused_only_for_equal_observer_free_strategies(blobs):
-    X, _ = blobs
-    first = kmeansfw.fit(X, n_clusters=3, random_state=0).strategies
-    again = kmeansfw.fit(X, n_clusters=3, random_state=1).strategies
-    assert engine.build_manager(first) is engine.build_manager(again)
-    other = kmeansfw.fit(X, n_clusters=3, random_state=0, init="random").strategies
-    assert engine.build_manager(other) is not engine.build_manager(first)
-    with_observer = engine.build_manager(first, [kmeansfw.strategies.observers.History()])
-    assert with_observer is not engine.build_manager(first)
-    assert len(with_observer.get_plugins()) == len(first) + 1
-    # strategies compared by identity (not frozen attrs values) are never kept
-    by_identity = [("init", "'mine'", _Answer(X[:3])), *first[1:]]
-    assert engine.build_manager(by_identity) is not engine.build_manager(by_identity)
-    # explicit centroids are compared by value, up to SHARE_MAX_BYTES
-    init = kmeansfw.strategies.init
-    small = [("init", "'array'", init.ArrayInit(X[:3])), *first[1:]]
-    equal = [("init", "'array'", init.ArrayInit(X[:3].tolist())), *first[1:]]
-    assert engine.build_manager(small) is engine.build_manager(equal)
-    moved = [("init", "'array'", init.ArrayInit(X[:3] + 1e-9)), *first[1:]]
-    assert engine.build_manager(moved) is not engine.build_manager(small)
-    large = np.zeros((3, init.SHARE_MAX_BYTES // 24 + 1))
-    big = [("init", "'array'", init.ArrayInit(large)), *first[1:]]
-    assert engine.build_manager(big) is not engine.build_manager(big)
-
-
 def test_explicit_centroids_are_a_read_only_copy_compared_by_value(blobs):
-    from kmeansfw.strategies.init import ArrayInit
+    from kmeansfw.core.adapters import ArrayInit
 
     X, _ = blobs
     centroids = X[:3].copy()
@@ -367,7 +343,7 @@ class _NoArgument:
 def test_blas_is_held_at_one_thread_during_a_fit_and_restored_after(blobs):
     from threadpoolctl import threadpool_info
 
-    from kmeansfw.blocks import PARALLEL_MIN_ELEMENTS, single_threaded_blas
+    from kmeansfw.engine.executors import PARALLEL_MIN_ELEMENTS, single_threaded_blas
 
     def blas_threads():
         return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]

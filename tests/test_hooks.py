@@ -13,7 +13,8 @@ from scipy.spatial.distance import cdist
 from sklearn.datasets import make_blobs
 
 import kmeansfw
-from kmeansfw import KMeans, hookspecs
+from kmeansfw import KMeans
+from kmeansfw.core import hookspecs
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 HOOKS = sorted(name for name in vars(hookspecs) if name.startswith("kmeansfw_"))

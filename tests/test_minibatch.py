@@ -63,8 +63,8 @@ def test_partial_fit_checks_features_and_update(data):
 
 
 def test_starved_centroids_move_to_batch_samples():
-    from kmeansfw.data import FitData
-    from kmeansfw.minibatch import MiniBatchState, reassign_starved
+    from kmeansfw.core.data import FitData
+    from kmeansfw.engine.minibatch import MiniBatchState, reassign_starved
 
     batch = FitData.build(np.arange(40.0).reshape(20, 2), n_clusters=4)
     centroids = np.zeros((4, 2))

@@ -17,8 +17,10 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 import kmeansfw
-from kmeansfw import Config, ConfigError, KMeans, PairingWarning, StrategyError, engine, steps
-from kmeansfw.data import FitData
+from kmeansfw import Config, ConfigError, KMeans, PairingWarning, StrategyError
+from kmeansfw.core.data import FitData
+from kmeansfw.engine import loop as engine
+from kmeansfw.engine import steps
 
 DATA = pathlib.Path(__file__).parent / "data"
 

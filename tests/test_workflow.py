@@ -11,8 +11,8 @@ import pytest
 
 import kmeansfw
 from kmeansfw import KMeans
-from kmeansfw.experiment import DataError, load_dataset, load_file, run_experiment
 from kmeansfw.strategies.observers import ProgressBar
+from kmeansfw.workflow.experiment import DataError, load_dataset, load_file, run_experiment
 
 CONFIGS = {"random": {"init": "random", "n_init": 1}, "plusplus": {}}
 
@@ -126,7 +126,7 @@ def _is_picture(path, width, height):
 
 
 def test_plots_render_headless(tmp_path, blobs):
-    from kmeansfw import plots
+    from kmeansfw.workflow import plots
 
     X, y = blobs
     km = KMeans(5, random_state=0, history=True).fit(X)
@@ -147,7 +147,7 @@ def test_plots_render_headless(tmp_path, blobs):
 
 
 def test_align_labels_renumbers_to_the_reference():
-    from kmeansfw.plots import align_labels
+    from kmeansfw.workflow.plots import align_labels
 
     reference = np.array([0, 0, 1, 1, 2, 2])
     np.testing.assert_array_equal(align_labels(np.array([5, 5, 3, 3, 1, 1]), reference), reference)

@@ -8,10 +8,11 @@ import attrs
 import numpy as np
 import pluggy
 
-from kmeansfw import contract, steps
-from kmeansfw.data import FitData
+from kmeansfw.core import contract
+from kmeansfw.core.data import FitData
+from kmeansfw.core.markers import hookimpl
+from kmeansfw.engine import steps
 from kmeansfw.kernels import stale_rows
-from kmeansfw.markers import hookimpl
 from kmeansfw.strategies.validators import positive_int
 
 

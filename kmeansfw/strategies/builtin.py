@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kmeansfw.markers import hookimpl
+from kmeansfw.core.markers import hookimpl
 from kmeansfw.strategies.assignment import Auto, Hamerly, Nearest, Yinyang
 from kmeansfw.strategies.convergence import (
     AllOf,

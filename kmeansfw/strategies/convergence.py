@@ -6,11 +6,11 @@ import attrs
 import numpy as np
 from sklearn.utils.sparsefuncs import mean_variance_axis
 
-from kmeansfw.blocks import map_tasks
-from kmeansfw.data import FitData
-from kmeansfw.engine import FitState
+from kmeansfw.core.data import FitData
+from kmeansfw.core.markers import hookimpl
+from kmeansfw.engine.executors import map_tasks
+from kmeansfw.engine.loop import FitState
 from kmeansfw.kernels import add_centered_column_squares
-from kmeansfw.markers import hookimpl
 
 _MEAN_VARIANCE = "tol.mean_variance"
 
@@ -135,7 +135,7 @@ class TimeBudget:
 
 
 def _criteria(value: object) -> tuple:
-    from kmeansfw.catalog import CATALOG
+    from kmeansfw.core.catalog import CATALOG
 
     if not isinstance(value, list | tuple) or not value:
         raise ValueError(f"criteria must be a non-empty list of criteria, got {value!r}")
@@ -182,7 +182,7 @@ class Callback:
     Parameters
     ----------
     func : callable
-        Called after every iteration with the :class:`~kmeansfw.engine.FitState`.
+        Called after every iteration with the :class:`~kmeansfw.engine.loop.FitState`.
     """
 
     name = "callback"

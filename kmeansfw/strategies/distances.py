@@ -13,10 +13,10 @@ import attrs
 import numpy as np
 import scipy.sparse as sp
 
-from kmeansfw.blocks import map_tasks
-from kmeansfw.data import FitData
+from kmeansfw.core.data import FitData
+from kmeansfw.core.markers import hookimpl
+from kmeansfw.engine.executors import map_tasks
 from kmeansfw.kernels import L1, LINF, LP, lp_block
-from kmeansfw.markers import hookimpl
 from kmeansfw.strategies.euclidean import Euclidean, row_sq_norms
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
-from kmeansfw import steps
-from kmeansfw.data import FitData
-from kmeansfw.markers import hookimpl
+from kmeansfw.core.data import FitData
+from kmeansfw.core.markers import hookimpl
+from kmeansfw.engine import steps
 
 
 def _empty_clusters(

@@ -16,8 +16,9 @@ import attrs
 import numpy as np
 import scipy.sparse as sp
 
-from kmeansfw.blocks import map_tasks
-from kmeansfw.data import FitData, is_sparse
+from kmeansfw.core.data import FitData, is_sparse
+from kmeansfw.core.markers import hookimpl
+from kmeansfw.engine.executors import map_tasks
 from kmeansfw.kernels import (
     centered_row_norms,
     nearest_groups_sq_euclidean,
@@ -26,7 +27,6 @@ from kmeansfw.kernels import (
     prepare_euclidean_centroids,
     sq_euclidean_costs,
 )
-from kmeansfw.markers import hookimpl
 
 _MEAN = "euclidean.mean"
 _CENTERED_C = "euclidean.centered_c"

@@ -6,8 +6,8 @@ import logging
 
 import attrs
 
-from kmeansfw.engine import FitResult, FitState
-from kmeansfw.markers import hookimpl
+from kmeansfw.core.markers import hookimpl
+from kmeansfw.engine.loop import FitResult, FitState
 
 
 @attrs.define(eq=False)

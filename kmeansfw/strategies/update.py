@@ -5,10 +5,11 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
-from kmeansfw import contract, steps
-from kmeansfw.blocks import map_items
+from kmeansfw.core import contract
+from kmeansfw.core.markers import hookimpl
+from kmeansfw.engine import steps
+from kmeansfw.engine.executors import map_items
 from kmeansfw.kernels import add_weighted_cluster_sums
-from kmeansfw.markers import hookimpl
 from kmeansfw.strategies.euclidean import row_sq_norms
 from kmeansfw.strategies.validators import positive_int
 

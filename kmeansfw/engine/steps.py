@@ -1,8 +1,8 @@
 """Whole-data steps built from the per-block hooks: the map half of map-then-reduce.
 
-Each function walks the fixed task plan of a :class:`~kmeansfw.data.FitData` in worker
-threads (:func:`kmeansfw.blocks.map_tasks`), calls the per-block hooks, checks every
-answer (:mod:`kmeansfw.contract`) and writes it into preallocated arrays.  Apart from
+Each function walks the fixed task plan of a :class:`~kmeansfw.core.data.FitData` in worker
+threads (:func:`kmeansfw.engine.executors.map_tasks`), calls the per-block hooks, checks every
+answer (:mod:`kmeansfw.core.contract`) and writes it into preallocated arrays.  Apart from
 the weighted sum of the costs (:func:`objective`), no function here does arithmetic on
 the data: that is the strategies' job.
 """
@@ -15,9 +15,9 @@ import attrs
 import numpy as np
 import pluggy
 
-from kmeansfw import contract
-from kmeansfw.blocks import is_small, map_tasks
-from kmeansfw.data import FitData
+from kmeansfw.core import contract
+from kmeansfw.core.data import FitData
+from kmeansfw.engine.executors import is_small, map_tasks
 
 _FLOAT64 = np.dtype(np.float64)
 

@@ -16,3 +16,7 @@ class UnknownStrategyError(ValueError):
 
 class ConfigError(ValueError):
     """A configuration has a wrong key, value or type; the message names the key."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint could not be read or does not hold a valid state; names the file."""

@@ -20,8 +20,10 @@ import attrs
 import numpy as np
 import pluggy
 
-from kmeansfw import contract, engine, steps
-from kmeansfw.data import FitData, rows_dense
+from kmeansfw.core import contract
+from kmeansfw.core.data import FitData, rows_dense
+from kmeansfw.engine import loop as engine
+from kmeansfw.engine import steps
 
 #: Steps without improvement of the smoothed batch objective before stopping.
 MAX_NO_IMPROVEMENT = 10
@@ -168,7 +170,7 @@ def run(
     run_index: int = 0,
 ) -> Any:
     """One mini-batch run: seed on a sample, Sculley steps, one final full assignment."""
-    from kmeansfw.engine import FitResult, FitState
+    from kmeansfw.engine.loop import FitResult, FitState
 
     hook = engine.relay(pm)
     n = data.n_samples

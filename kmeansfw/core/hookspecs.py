@@ -2,7 +2,7 @@
 
 A fit builds its own :class:`pluggy.PluginManager` holding exactly the strategies its
 configuration names (one per slot) and its observers.  The engine
-(:mod:`kmeansfw.engine`) only sequences the calls below; every computation on the data
+(:mod:`kmeansfw.engine.loop`) only sequences the calls below; every computation on the data
 lives in an implementation.
 
 Conventions shared by every hook
@@ -15,7 +15,7 @@ Conventions shared by every hook
   clusters; per-block hooks see ``b`` rows, ``X = data.X[rows]``.
 * Nobody writes into ``X``, ``sample_weight`` or ``centroids``: they may be the user's
   arrays.  Return new arrays.
-* ``data`` is the :class:`kmeansfw.data.FitData` of the call: its ``cache`` dict holds
+* ``data`` is the :class:`kmeansfw.core.data.FitData` of the call: its ``cache`` dict holds
   what :func:`kmeansfw_prepare` computed once; ``rows`` is the slice of ``data.X`` a
   block comes from (None when a strategy passes other rows, e.g. a cluster's members);
   ``cache`` arguments hold what
@@ -32,15 +32,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kmeansfw.markers import hookspec
+from kmeansfw.core.markers import hookspec
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import numpy as np
     import pluggy
 
-    from kmeansfw.catalog import Register
-    from kmeansfw.data import FitData
-    from kmeansfw.engine import FitResult, FitState
+    from kmeansfw.core.catalog import Register
+    from kmeansfw.core.data import FitData
+    from kmeansfw.engine.loop import FitResult, FitState
 
 # --------------------------------------------------------------------------- discovery
 
@@ -64,7 +64,7 @@ def kmeansfw_register_strategies(register: Register) -> None:
 def kmeansfw_prepare(data: FitData) -> None:
     """Precompute what stays fixed for a data set (row norms, feature variance).
 
-    Called once per :class:`~kmeansfw.data.FitData` (a fit, a ``predict`` call) on every
+    Called once per :class:`~kmeansfw.core.data.FitData` (a fit, a ``predict`` call) on every
     strategy; store results in ``data.cache``.  Return value ignored.
     """
 

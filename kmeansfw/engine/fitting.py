@@ -10,11 +10,13 @@ import attrs
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from kmeansfw import checkpoint, engine, minibatch
-from kmeansfw.blocks import blas_hold
-from kmeansfw.config import Config, make_rng
-from kmeansfw.data import FitData
+from kmeansfw.core.config import Config, make_rng
+from kmeansfw.core.data import FitData
+from kmeansfw.engine import loop as engine
+from kmeansfw.engine import minibatch
+from kmeansfw.engine.executors import blas_hold
 from kmeansfw.strategies.observers import History
+from kmeansfw.workflow import checkpoint
 
 
 @attrs.frozen(eq=False)
@@ -119,22 +121,6 @@ def _warn_if_fewer_clusters(labels: np.ndarray, n_clusters: int) -> None:
         )
 
 
-def _attach_checkpoint(
-    cfg: Config, data: FitData, observers: list[Any], rng: np.random.Generator
-) -> checkpoint.Resume | None:
-    """With ``cfg.checkpoint``: add the checkpoint observer and restore a saved state."""
-    if cfg.checkpoint is None:
-        return None
-    stamp = checkpoint.fingerprint(cfg.to_dict(), data.X)
-    resume = checkpoint.load(cfg.checkpoint, stamp)
-    keeper = checkpoint.Checkpoint(cfg.checkpoint, stamp, cfg.checkpoint_every)
-    keeper.resume_with(resume)
-    observers.append(keeper)
-    if resume is not None:
-        rng.bit_generator.state = resume.rng_state
-    return resume
-
-
 def fit(
     X: Any,
     config: Config | dict | str | None = None,
@@ -155,7 +141,7 @@ def fit(
         Non-negative weights.
     validate : bool
         Validate ``X``; pass False only for an array already checked by
-        :func:`kmeansfw.data.validate_X`.
+        :func:`kmeansfw.core.data.validate_X`.
 
     Returns
     -------
@@ -201,7 +187,7 @@ def fit_data(cfg: Config, data: FitData, strategies: list[tuple[str, str, Any]])
     if history is not None:
         observers.append(history)
     rng = make_rng(cfg.random_state)
-    resume = _attach_checkpoint(cfg, data, observers, rng)
+    resume = checkpoint.attach(cfg, data, observers, rng)
     pm = engine.build_manager(strategies, observers)
     engine.prepare(pm, data)
     if cfg.batch_size is not None:

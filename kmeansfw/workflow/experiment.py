@@ -7,7 +7,7 @@ processes (joblib), are appended to a CSV as they finish, and a rerun with the s
 skips the cells already there, so a long study that dies loses at most the cells in
 flight.
 
->>> from kmeansfw.experiment import run_experiment
+>>> from kmeansfw.workflow.experiment import run_experiment
 >>> result = run_experiment({"random": {"init": "random"}, "k-means++": {}},
 ...                         ["iris"], seeds=range(3), n_clusters=3)
 >>> [row["config"] for row in result.summary()]
@@ -28,8 +28,8 @@ import attrs
 import numpy as np
 from tqdm.auto import tqdm
 
-from kmeansfw.config import Config
-from kmeansfw.errors import ConfigError
+from kmeansfw.core.config import Config
+from kmeansfw.core.errors import ConfigError
 
 COLUMNS = [
     "config",

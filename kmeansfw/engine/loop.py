@@ -1,7 +1,7 @@
 """The iteration engine: initialize, then repeat assign, update, fix empty clusters, stop?
 
 This module only sequences hook calls and keeps the state; every computation on the data
-lives in a strategy (see :mod:`kmeansfw.hookspecs`).  One call of :func:`run` is one
+lives in a strategy (see :mod:`kmeansfw.core.hookspecs`).  One call of :func:`run` is one
 restart of a fit; :func:`build_manager` builds the plugin manager a fit uses.
 """
 
@@ -18,11 +18,12 @@ import attrs
 import numpy as np
 import pluggy
 
-from kmeansfw import contract, hookspecs, steps
-from kmeansfw.catalog import is_value_strategy
-from kmeansfw.data import FitData
+from kmeansfw.core import contract, hookspecs
+from kmeansfw.core.catalog import is_value_strategy
+from kmeansfw.core.data import FitData
+from kmeansfw.core.markers import PROJECT
+from kmeansfw.engine import steps
 from kmeansfw.kernels import count_changed, sq_shift
-from kmeansfw.markers import PROJECT
 
 SLOTS = ("init", "distance", "assignment", "update", "empty", "convergence")
 
@@ -145,7 +146,7 @@ def build_manager(
     -----
     Parsing hook implementations costs more than a small fit, so a manager without
     observers whose strategies are all immutable values (frozen attrs classes compared by
-    value, with hashable parameters: see :func:`kmeansfw.catalog.is_value_strategy`) is
+    value, with hashable parameters: see :func:`kmeansfw.core.catalog.is_value_strategy`) is
     kept and reused for later fits with equal strategies.  Reuse is safe because a
     manager is never changed after it is built and such strategies keep no per-fit state
     (per-fit memory lives in the data's cache, the centroid cache and
@@ -283,7 +284,7 @@ def run(
     """Run one restart of the fit: the seed's loop, every step a hook call.
 
     ``kmeansfw_prepare`` must already have run on ``data`` (see :func:`prepare`).
-    ``start`` (a :class:`kmeansfw.checkpoint.Resume` with an iteration) continues a run
+    ``start`` (a :class:`kmeansfw.workflow.checkpoint.Resume` with an iteration) continues a run
     from a checkpoint instead of initializing it.
     """
     hook = relay(pm)

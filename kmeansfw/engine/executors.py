@@ -1,7 +1,7 @@
 """Map over row tasks in worker threads: the parallel half of map-then-reduce.
 
 Each task (a fixed, thread-count independent range of rows, see
-:class:`kmeansfw.data.FitData`) is processed by one worker; results come back in row
+:class:`kmeansfw.core.data.FitData`) is processed by one worker; results come back in row
 order, so whatever reduces them does so in a fixed order and results are bit-identical
 whatever the number of threads.  BLAS is held to one thread while workers run, so the
 matrix product inside a block is also computed the same way every time.
@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from threadpoolctl import ThreadpoolController
 
-from kmeansfw.data import FitData
+from kmeansfw.core.data import FitData
 
 T = TypeVar("T")
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pluggy
 
-from kmeansfw.errors import StrategyError
+from kmeansfw.core.errors import StrategyError
 from kmeansfw.kernels import finite_min, int_range
 
 

@@ -19,11 +19,11 @@ import click
 import numpy as np
 
 from kmeansfw import __version__
-from kmeansfw.catalog import CATALOG
-from kmeansfw.config import Config
-from kmeansfw.errors import ConfigError, StrategyError, UnknownStrategyError
-from kmeansfw.experiment import COLUMNS, DataError, load_dataset, run_experiment
-from kmeansfw.markers import hookimpl
+from kmeansfw.core.catalog import CATALOG
+from kmeansfw.core.config import Config
+from kmeansfw.core.errors import ConfigError, StrategyError, UnknownStrategyError
+from kmeansfw.core.markers import hookimpl
+from kmeansfw.workflow.experiment import COLUMNS, DataError, load_dataset, run_experiment
 
 BAD_INPUT = 2
 FAILURE = 1
@@ -125,7 +125,7 @@ def demo(samples: int, centers: int, seed: int, out: str, quiet: bool) -> None:
 
 def _plot_or_none(path: pathlib.Path, X, panels, centroids) -> pathlib.Path | None:
     try:
-        from kmeansfw.plots import plot_comparison
+        from kmeansfw.workflow.plots import plot_comparison
     except ImportError:  # pragma: no cover
         return None
     try:

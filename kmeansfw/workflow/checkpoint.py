@@ -20,8 +20,9 @@ from typing import Any
 import attrs
 import numpy as np
 
-from kmeansfw.engine import FitResult, FitState
-from kmeansfw.markers import hookimpl
+from kmeansfw.core.data import FitData
+from kmeansfw.core.markers import hookimpl
+from kmeansfw.engine.loop import FitResult, FitState
 
 FORMAT = 1
 #: Config keys that must match for a checkpoint to be resumed (criteria and observers may
@@ -201,3 +202,19 @@ def load(folder: str | os.PathLike[str], expected_fingerprint: str) -> Resume | 
         scratch=meta.get("scratch", {}),
         best=best,
     )
+
+
+def attach(
+    cfg: Any, data: FitData, observers: list[Any], rng: np.random.Generator
+) -> Resume | None:
+    """With ``cfg.checkpoint``: add the checkpoint observer and restore a saved state."""
+    if cfg.checkpoint is None:
+        return None
+    stamp = fingerprint(cfg.to_dict(), data.X)
+    resume = load(cfg.checkpoint, stamp)
+    keeper = Checkpoint(cfg.checkpoint, stamp, cfg.checkpoint_every)
+    keeper.resume_with(resume)
+    observers.append(keeper)
+    if resume is not None:
+        rng.bit_generator.state = resume.rng_state
+    return resume

@@ -8,7 +8,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from kmeansfw.markers import hookimpl
+from kmeansfw.core.markers import hookimpl
 
 OBJECTIVES = ("squared", "distance")
 
@@ -72,3 +72,51 @@ class CallableInit:
         self, X: np.ndarray, n_clusters: int, rng: np.random.Generator
     ) -> np.ndarray:
         return self.func(X, n_clusters, rng)
+
+#: Explicit initial centroids up to this size are compared by value, so fits with equal
+#: ones share their built config and plugin manager; larger ones are rebuilt per fit.
+SHARE_MAX_BYTES = 64 << 10
+
+
+def _read_only_copy(value: object) -> np.ndarray:
+    array = np.array(value)  # a copy: later changes to the caller's array do not leak in
+    array.setflags(write=False)
+    return array
+
+
+@attrs.frozen(eq=False)
+class ArrayInit:
+    """Explicit initial centroids, an array of shape (k, d).
+
+    Holds a read-only copy and compares equal to another ``ArrayInit`` with the same
+    dtype, shape and values; up to :data:`SHARE_MAX_BYTES` it is ``shareable`` (see
+    :func:`kmeansfw.core.catalog.is_value_strategy`).
+    """
+
+    name = "array"
+    accepts_sparse = True
+    centroids: np.ndarray = attrs.field(converter=_read_only_copy)
+
+    @property
+    def shareable(self) -> bool:
+        """Whether fits may share this strategy (and its manager): small arrays only."""
+        return self.centroids.nbytes <= SHARE_MAX_BYTES
+
+    def _content(self) -> tuple:
+        return (self.centroids.dtype.str, self.centroids.shape, self.centroids.tobytes())
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._content() == other._content()
+
+    def __hash__(self) -> int:
+        return hash(self._content())
+
+    @hookimpl
+    def kmeansfw_init_centroids(self, X: np.ndarray, n_clusters: int) -> np.ndarray:
+        init = self.centroids
+        if init.ndim != 2 or init.shape != (n_clusters, X.shape[1]):
+            raise ValueError(
+                f"the init array has shape {init.shape}, expected (n_clusters, n_features)"
+                f" = ({n_clusters}, {X.shape[1]})"
+            )
+        return init.astype(X.dtype, copy=True)

@@ -4,7 +4,7 @@ The keys are the estimator's parameters.  Each strategy slot takes a name
 (``distance = "euclidean"``), a table with ``name`` and parameters
 (``[distance] name = "minkowski" p = 3``), or, from Python, a strategy object.
 ``convergence`` may list several criteria (the fit stops when any says stop).
-Every error is a :class:`~kmeansfw.errors.ConfigError` naming the key at fault.
+Every error is a :class:`~kmeansfw.core.errors.ConfigError` naming the key at fault.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Any
 import attrs
 import numpy as np
 
-from kmeansfw.catalog import CATALOG
-from kmeansfw.data import DEFAULT_MEMORY_BUDGET
-from kmeansfw.errors import ConfigError, UnknownStrategyError
+from kmeansfw.core.catalog import CATALOG, StrategySpec
+from kmeansfw.core.data import DEFAULT_MEMORY_BUDGET
+from kmeansfw.core.errors import ConfigError, UnknownStrategyError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -33,18 +33,6 @@ STRATEGY_KEYS = ("init", "distance", "assignment", "update", "empty", "convergen
 
 class PairingWarning(UserWarning):
     """An update strategy that does not minimize the distance's objective was chosen."""
-
-
-@attrs.frozen
-class StrategySpec:
-    """A strategy named in a configuration, with its parameters."""
-
-    name: str
-    params: Mapping[str, Any] = attrs.field(factory=dict)
-
-    def to_value(self) -> str | dict[str, Any]:
-        """The plain form: the name alone, or a table with ``name`` and parameters."""
-        return self.name if not self.params else {"name": self.name, **self.params}
 
 
 def _to_specs(value: Any) -> Any:

@@ -18,22 +18,35 @@ import inspect
 import os
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import attrs
 import numpy as np
 import pluggy
 
-from kmeansfw import hookspecs
-from kmeansfw.errors import ConfigError, UnknownStrategyError
-from kmeansfw.markers import PROJECT
+from kmeansfw.core import hookspecs
+from kmeansfw.core.adapters import ArrayInit, CallableInit, FunctionDistance
+from kmeansfw.core.errors import ConfigError, UnknownStrategyError
+from kmeansfw.core.markers import PROJECT
 
 SLOTS = ("init", "distance", "assignment", "update", "empty", "convergence", "observer")
 ENTRY_POINT_GROUP = "kmeansfw"
 ENV_VAR = "KMEANSFW_PLUGINS"
 DEFAULT_PLUGINS = ("kmeansfw.strategies.builtin",)
 BUILTIN = "built-in"
+
+
+@attrs.frozen
+class StrategySpec:
+    """A strategy named in a configuration, with its parameters."""
+
+    name: str
+    params: Mapping[str, Any] = attrs.field(factory=dict)
+
+    def to_value(self) -> str | dict[str, Any]:
+        """The plain form: the name alone, or a table with ``name`` and parameters."""
+        return self.name if not self.params else {"name": self.name, **self.params}
 
 
 class Register(Protocol):
@@ -229,13 +242,10 @@ class Catalog:
         """Build the strategy a configuration value describes; return ``(label, strategy)``.
 
         ``spec`` is a name, a mapping with ``name`` and parameters, a
-        :class:`kmeansfw.config.StrategySpec`, or a ready strategy object.  For ``init``
+        :class:`kmeansfw.core.config.StrategySpec`, or a ready strategy object.  For ``init``
         an array of centroids or a function ``(X, k, rng)`` is accepted too; for
         ``distance`` a plain vectorized function ``(X_block, centroids)``.
         """
-        from kmeansfw.strategies.function import CallableInit, FunctionDistance
-        from kmeansfw.strategies.init import ArrayInit
-
         name, params = _name_and_params(spec)
         if name is not None:
             key = _built_key(slot, name, params)
@@ -281,8 +291,6 @@ class Catalog:
 
 
 def _name_and_params(spec: Any) -> tuple[str | None, dict[str, Any]]:
-    from kmeansfw.config import StrategySpec
-
     if isinstance(spec, str):
         return spec, {}
     if isinstance(spec, StrategySpec):
@@ -410,8 +418,6 @@ class _FunctionDistanceFactory:
     is_metric: bool
 
     def __call__(self, **params: Any) -> Any:
-        from kmeansfw.strategies.function import FunctionDistance
-
         return FunctionDistance(
             self.func,
             name=self.name,
