@@ -9,11 +9,15 @@ from hypothesis import strategies as st
 from scipy.spatial.distance import cdist
 
 from kmeansfw import kernels
+from kmeansfw.kernels import bounds, checks, convergence, euclidean, lp, seeding, update
+
+# (n, d, k): one row, one centroid, several sub-blocks (SUB_BLOCK_ROWS) with a ragged end
+_SHAPES = [(1, 1, 1), (1, 4, 5), (40, 3, 1), (300, 3, 7), (1000, 17, 64), (513, 64, 256)]
 
 
 def _inputs(rng, n, d, k, dtype):
     X = (rng.normal(size=(n, d)) * 3 + 1).astype(dtype)
-    C = X[rng.choice(n, size=k, replace=False)] + rng.normal(size=(k, d)).astype(dtype)
+    C = X[rng.choice(n, size=k, replace=k > n)] + rng.normal(size=(k, d)).astype(dtype)
     mean = X.mean(axis=0)
     centered = (C - mean).astype(dtype)
     return (
@@ -28,18 +32,18 @@ def _inputs(rng, n, d, k, dtype):
 
 @pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize(("n", "d", "k"), [(1, 1, 1), (300, 3, 7), (1000, 17, 64), (513, 64, 256)])
+@pytest.mark.parametrize(("n", "d", "k"), _SHAPES)
 def test_numba_and_numpy_nearest_agree(dtype, n, d, k):
     rng = np.random.default_rng(n + d + k)
     X, mean, m2c, cn, cc, C = _inputs(rng, n, d, k, dtype)
     fast_labels = np.empty(n, np.intp)
     fast_mins = np.empty(n, dtype)
     fast_second = np.empty(n, dtype)
-    kernels._nearest_numba(X, mean, m2c, cn, cc, fast_labels, fast_mins, fast_second)
+    euclidean._nearest_numba(X, mean, m2c, cn, cc, fast_labels, fast_mins, fast_second)
     slow_labels = np.empty(n, np.intp)
     slow_mins = np.empty(n, dtype)
     slow_second = np.empty(n, dtype)
-    kernels._nearest_numpy(X, mean, m2c, cn, cc, slow_labels, slow_mins, slow_second)
+    euclidean._nearest_numpy(X, mean, m2c, cn, cc, slow_labels, slow_mins, slow_second)
     np.testing.assert_array_equal(fast_labels, slow_labels)
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(fast_mins, slow_mins, rtol=rtol)
@@ -52,6 +56,15 @@ def test_numba_and_numpy_nearest_agree(dtype, n, d, k):
         np.testing.assert_allclose(slow_second, runner_up, atol=scale)
     paired = kernels.paired_sq_euclidean(X, mean, cc, fast_labels)
     np.testing.assert_allclose(paired, fast_mins, rtol=rtol, atol=1e-6)
+    # without the runner-up the compiled kernel takes its other loop: the same answer
+    labels, mins = np.empty(n, np.intp), np.empty(n, dtype)
+    euclidean._nearest_numba(X, mean, m2c, cn, cc, labels, mins, np.empty(0, dtype))
+    np.testing.assert_array_equal(labels, fast_labels)
+    np.testing.assert_allclose(mins, fast_mins, rtol=rtol)
+    twin_labels, twin_mins = np.empty(n, np.intp), np.empty(n, dtype)
+    euclidean._nearest_numpy(X, mean, m2c, cn, cc, twin_labels, twin_mins, np.empty(0, dtype))
+    np.testing.assert_array_equal(twin_labels, slow_labels)
+    np.testing.assert_allclose(twin_mins, slow_mins, rtol=rtol)
 
 
 @pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
@@ -65,8 +78,8 @@ def test_numba_and_numpy_centroid_preparation_agree(dtype, shape):
     fast += [np.empty(shape[0], dtype), np.empty(shape[0], dtype)]
     slow = [np.empty(shape, dtype), np.empty(shape, dtype)]
     slow += [np.empty(shape[0], dtype), np.empty(shape[0], dtype)]
-    kernels._prepare_centroids_numba(C, mean, *fast)
-    kernels._prepare_centroids_numpy(C, mean, *slow)
+    euclidean._prepare_centroids_numba(C, mean, *fast)
+    euclidean._prepare_centroids_numpy(C, mean, *slow)
     np.testing.assert_array_equal(fast[0], C - mean)
     np.testing.assert_array_equal(fast[1], -2 * (C - mean))
     np.testing.assert_array_equal(slow[0], fast[0])
@@ -96,7 +109,7 @@ def test_finite_min_agrees_with_numpy(values):
     assert finite == bool(np.isfinite(values).all())
     if finite and values.size:
         assert low == values.min()
-    twin = kernels._finite_min_numpy(values.reshape(-1))
+    twin = checks._finite_min_numpy(values.reshape(-1))
     assert twin[0] == finite
     if finite:
         assert twin[1] == low
@@ -122,8 +135,15 @@ def test_finite_min_finds_a_bad_value_at_every_position(dtype, size):
 def test_int_range_agrees_with_numpy(dtype):
     values = np.array([5, 0, 9, 3], dtype=dtype)
     assert kernels.int_range(values) == (0, 9)
-    assert kernels._int_range_numpy(values) == (0, 9)
+    assert checks._int_range_numpy(values) == (0, 9)
     assert kernels.int_range(np.empty(0, dtype=dtype)) == (0, 0)
+    assert checks._int_range_numpy(np.empty(0, dtype=dtype)) == (0, 0)
+    rng = np.random.default_rng(7)
+    for size in (1, 2, 5, 300):
+        values = rng.integers(0, 200, size=size).astype(dtype)
+        expected = (int(values.min()), int(values.max()))
+        assert kernels.int_range(values) == expected
+        assert checks._int_range_numpy(values) == expected
 
 
 @pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
@@ -135,8 +155,8 @@ def test_numba_and_numpy_sums_agree(dtype):
     w = rng.uniform(0, 2, size=2000).astype(dtype)
     fast = (np.zeros((13, 9)), np.zeros(13))
     slow = (np.zeros((13, 9)), np.zeros(13))
-    kernels._accumulate_numba(X, labels, w, *fast)
-    kernels._accumulate_numpy(X, labels, w, *slow)
+    update._accumulate_numba(X, labels, w, *fast)
+    update._accumulate_numpy(X, labels, w, *slow)
     rtol = 1e-5 if dtype == np.float32 else 1e-10  # NumPy's float32 product rounds per row
     np.testing.assert_allclose(fast[0], slow[0], rtol=rtol, atol=rtol * np.abs(slow[0]).max())
     np.testing.assert_allclose(fast[1], slow[1], rtol=rtol)
@@ -199,7 +219,7 @@ def test_squared_cost_kernel_is_bit_identical_to_its_numpy_twin(dtype):
     norms = (rng.random(300) * 10).astype(dtype)
     fast = kernels.sq_euclidean_costs(X, minus_2c, shift, norms)
     slow = np.empty_like(fast)
-    kernels._sq_cost_numpy(X, minus_2c, shift, norms, slow)
+    euclidean._sq_cost_numpy(X, minus_2c, shift, norms, slow)
     np.testing.assert_array_equal(fast, slow)
     assert fast.min() >= 0
 
@@ -224,7 +244,7 @@ def test_kmeans_plus_plus_fold_is_bit_identical_to_its_numpy_twin(dtype):
     closest = (rng.random(500) * 8).astype(dtype)
     sw = rng.uniform(0.5, 2, 500).astype(dtype)
     outs = []
-    for kernel in (kernels._fold_candidates_numba, kernels._fold_candidates_numpy):
+    for kernel in (seeding._fold_candidates_numba, seeding._fold_candidates_numpy):
         lowered, new, cumulative = cost.copy(), np.empty(500, dtype), np.empty(500)
         best, potential = kernel(lowered, closest, sw, new, cumulative)
         outs.append((int(best), float(potential), lowered, new, cumulative))
@@ -251,12 +271,15 @@ def test_data_statistics_kernels_agree_with_numpy(dtype):
     centered = X.astype(np.float64) - mean
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(norms, np.einsum("ij,ij->i", centered, centered), rtol=rtol)
+    twin_norms = np.empty_like(norms)
+    euclidean._centered_row_norms_numpy(X, mean.astype(dtype), twin_norms)
+    np.testing.assert_allclose(twin_norms, norms, rtol=rtol)
     squares = np.zeros(9)
     kernels.add_centered_column_squares(X, mean, squares)
     kernels.add_centered_column_squares(X, mean, squares)  # adds
     np.testing.assert_allclose(squares, 2 * (centered**2).sum(axis=0), rtol=1e-12)
     twin = np.zeros(9)
-    kernels._centered_column_squares_numpy(X, mean, twin)
+    convergence._centered_column_squares_numpy(X, mean, twin)
     np.testing.assert_allclose(twin, (centered**2).sum(axis=0), rtol=1e-12)
 
 
@@ -292,7 +315,7 @@ def test_plusplus_from_costs_equals_the_steps_and_its_numpy_twin(dtype, duplicat
     assert chosen.tolist() == expected
     twin = np.empty(9, dtype=np.intp)
     twin[0] = first
-    kernels._plusplus_numpy(costs, sw, costs[:, first].copy(), potential, draws, twin)
+    seeding._plusplus_numpy(costs, sw, costs[:, first].copy(), potential, draws, twin)
     assert twin.tolist() == expected
     positive = sw > 0
     if not duplicates:  # draws land on samples of positive weight only
@@ -308,11 +331,143 @@ def test_iteration_summaries_agree_with_numpy():
     previous[[3, 50, 299]] = (previous[[3, 50, 299]] + 1) % 5
     assert kernels.count_changed(labels, previous) == 3
     assert kernels.count_changed(labels, labels) == 0
-    assert kernels._count_changed_numpy(labels, previous) == 3
+    assert convergence._count_changed_numpy(labels, previous) == 3
     for dtype in (np.float64, np.float32):
         new = rng.normal(size=(7, 4)).astype(dtype)
         old = rng.normal(size=(7, 4)).astype(dtype)
         expected = float(((new.astype(np.float64) - old) ** 2).sum())
         assert kernels.sq_shift(new, old) == pytest.approx(expected, rel=1e-12)
-        assert kernels._sq_shift_numpy(new, old) == pytest.approx(expected, rel=1e-12)
+        assert convergence._sq_shift_numpy(new, old) == pytest.approx(expected, rel=1e-12)
         assert kernels.sq_shift(new, new) == 0.0
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("n", "d", "k"), _SHAPES)
+@pytest.mark.parametrize("n_groups", [1, 3, 9])
+def test_numba_and_numpy_nearest_groups_agree(dtype, n, d, k, n_groups):
+    rng = np.random.default_rng(n + d + k + n_groups)
+    X, mean, m2c, cn, cc, C = _inputs(rng, n, d, k, dtype)
+    groups = rng.integers(0, n_groups, size=k).astype(np.intp)  # some groups empty (k < 9)
+    outs = []
+    for kernel in (euclidean._nearest_groups_numba, euclidean._nearest_groups_numpy):
+        labels, mins = np.empty(n, np.intp), np.empty(n, dtype)
+        lows = np.empty((n, n_groups), dtype)
+        kernel(X, mean, m2c, cn, cc, groups, labels, mins, lows)
+        outs.append((labels, mins, lows))
+    (fast_labels, fast_mins, fast_lows), (slow_labels, slow_mins, slow_lows) = outs
+    np.testing.assert_array_equal(fast_labels, slow_labels)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(fast_mins, slow_mins, rtol=rtol)
+    # the same labels and distances as the plain nearest-centroid search
+    labels, mins = kernels.nearest_sq_euclidean(X, mean, m2c, cn, cc)
+    np.testing.assert_array_equal(fast_labels, labels)
+    np.testing.assert_allclose(fast_mins, mins, rtol=rtol)
+    # per group, the nearest centroid other than the assigned one (inf for none), from the
+    # product: to rounding of the expanded formula
+    D = cdist(X.astype(np.float64), C.astype(np.float64), "sqeuclidean")
+    D[np.arange(n), fast_labels] = np.inf
+    expected = np.full((n, n_groups), np.inf)
+    for g in range(n_groups):
+        if (groups == g).any():
+            expected[:, g] = D[:, groups == g].min(axis=1)
+    scale = rtol * 10 * (1 + np.abs(X).max() ** 2)
+    np.testing.assert_allclose(fast_lows, slow_lows, rtol=rtol, atol=scale)
+    np.testing.assert_allclose(fast_lows, expected, atol=scale)
+    np.testing.assert_array_equal(np.isinf(fast_lows), np.isinf(expected))
+    result = kernels.nearest_groups_sq_euclidean(X, mean, m2c, cn, cc, groups, n_groups)
+    np.testing.assert_array_equal(result[0], fast_labels)
+    np.testing.assert_array_equal(result[2], fast_lows)
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("n", "d", "k"), _SHAPES)
+def test_numba_and_numpy_paired_distances_agree(dtype, n, d, k):
+    rng = np.random.default_rng(n * d + k)
+    X, mean, _, _, cc, C = _inputs(rng, n, d, k, dtype)
+    labels = rng.integers(0, k, size=n).astype(np.intp)  # any centroid, not the nearest
+    fast, slow = np.empty(n, dtype), np.empty(n, dtype)
+    euclidean._paired_sq_numba(X, mean, cc, labels, fast)
+    euclidean._paired_sq_numpy(X, mean, cc, labels, slow)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(fast, slow, rtol=rtol)
+    D = cdist(X.astype(np.float64), C.astype(np.float64), "sqeuclidean")
+    np.testing.assert_allclose(fast, D[np.arange(n), labels], rtol=rtol * 10, atol=1e-6)
+    np.testing.assert_array_equal(kernels.paired_sq_euclidean(X, mean, cc, labels), fast)
+
+
+_LP_CASES = [(lp.L1, 1.0), (lp.LINF, 1.0)] + [(lp.LP, p) for p in (1, 1.5, 2, 2.5, 3, 4, 0.5, 3.7)]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("n", "d", "k"), [(1, 1, 1), (1, 5, 3), (40, 2, 1), (300, 17, 9)])
+@pytest.mark.parametrize(("kind", "p"), _LP_CASES)
+def test_lp_kernels_agree_with_their_numpy_twin(dtype, n, d, k, kind, p):
+    """lp_block (the compiled L1 / L-inf / L_p kernels, each special-cased p) = _lp_numpy."""
+    rng = np.random.default_rng(n + d + k)
+    X = (rng.normal(size=(n, d)) * 3 + 1).astype(dtype)
+    C = rng.normal(size=(k, d)) * 3 + 1  # float64 centroids: lp_block casts them to X's dtype
+    fast = kernels.lp_block(X, C, kind, p)
+    assert fast.dtype == dtype and fast.shape == (n, k)
+    slow = np.empty((n, k), dtype)
+    lp._lp_numpy(X, C.astype(dtype), kind, p, slow)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    if kind == lp.LINF:  # a maximum of the same differences: exact
+        np.testing.assert_array_equal(fast, slow)
+    else:
+        np.testing.assert_allclose(fast, slow, rtol=rtol)
+    X64, C64 = X.astype(np.float64), C.astype(dtype).astype(np.float64)
+    if kind == lp.L1:
+        expected = cdist(X64, C64, "cityblock")
+    elif kind == lp.LINF:
+        expected = cdist(X64, C64, "chebyshev")
+    else:
+        expected = cdist(X64, C64, "minkowski", p=p) ** p
+    np.testing.assert_allclose(fast, expected, rtol=rtol * 10)
+
+
+# (rows, centroids, groups of centroids): one row, one centroid, no group at all
+_BOUNDS_SHAPES = [(1, 1, 1), (1, 4, 2), (50, 1, 1), (700, 20, 5), (80, 6, 0)]
+
+
+def _bounds_inputs(rng, b, k, t, steps, dtype):
+    labels = rng.integers(0, k, size=b).astype(np.intp)
+    upper = rng.uniform(0, 2, size=b)
+    lower = (upper[:, None] + rng.normal(0, 0.5, size=(b, t))).astype(dtype)
+    stamps = rng.integers(0, steps, size=b).astype(np.intp)
+    shifts = rng.exponential(0.02, size=(steps, k))
+    shifts[0] = 0
+    cum_shift = np.cumsum(shifts, axis=0)
+    drifts = rng.exponential(0.03, size=(steps, t))
+    drifts[0] = 0
+    cum_drift = np.cumsum(drifts, axis=0)
+    half_gap = rng.uniform(0, 1.5, size=k)
+    return labels, upper, lower, stamps, cum_shift, cum_drift, steps - 1, half_gap
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("b", "k", "t"), _BOUNDS_SHAPES)
+@pytest.mark.parametrize("margin", [0.0, 1e-6])
+def test_numba_and_numpy_stale_rows_agree(dtype, b, k, t, margin):
+    rng = np.random.default_rng(b + k + t)
+    args = _bounds_inputs(rng, b, k, t, 6, dtype)
+    fast, slow = np.empty(b, np.intp), np.empty(b, np.intp)
+    count = bounds._stale_rows_numba(*args, margin, fast)
+    assert bounds._stale_rows_numpy(*args, margin, slow) == count
+    np.testing.assert_array_equal(fast[:count], slow[:count])
+    # brute force: the moved bounds, row by row
+    labels, upper, lower, stamps, cum_shift, cum_drift, now, half_gap = args
+    hi, lo, slack = 1 + margin, 1 - margin, 4 * np.finfo(np.float64).eps
+    expected = []
+    for i, (a, s) in enumerate(zip(labels, stamps, strict=True)):
+        u = (upper[i] + (cum_shift[now, a] - cum_shift[s, a])) * hi + slack * cum_shift[now, a]
+        lows = (lower[i] - (cum_drift[now] - cum_drift[s]) - slack * cum_drift[now]) * lo
+        if u > half_gap[a] * lo and (u > lows).any():
+            expected.append(i)
+    np.testing.assert_array_equal(fast[:count], expected)
+    if b >= 700:  # the data leaves some rows vouched for and some not
+        assert 0 < count < b
+    public = kernels.stale_rows(*args, margin)
+    np.testing.assert_array_equal(public, expected)

@@ -1,0 +1,73 @@
+"""Compiled inner loops of the strategies, with NumPy fallbacks.
+
+The default Lloyd step needs, per row block, a matrix product followed by a fused
+"add the centroid norms, take the minimum and its index" pass, then per-cluster weighted
+sums.  NumPy alone needs several passes over each (b, k) block for that; numba compiles
+the fused pass (the matrix product stays in BLAS), which is what lets the defaults
+outrun scikit-learn's Cython.  numba is a dependency, but every kernel has a NumPy twin
+used when numba cannot be imported or ``KMEANSFW_NUMBA=0`` is set; both give the same
+labels (ties go to the lowest index in both).
+
+Kernels run with the GIL released and are called from kmeansfw's worker threads, with
+BLAS held to one thread, so each block is computed the same way whatever the number of
+threads.
+
+Layout, one module per thing served (each holds its kernels, their NumPy twins and the
+public function choosing between them; everything public is re-exported here):
+
+* ``_compile``: the numba import and the ``KMEANSFW_NUMBA`` switch (:data:`HAVE_NUMBA`);
+* ``euclidean``: the squared Euclidean distance: nearest-centroid search (with the
+  runner-up or per group of centroids), paired distances, cost blocks, centroid
+  preparation and centered row norms;
+* ``lp``: the L1, L-inf and L_p distances' block kernels;
+* ``update``: the mean update's weighted per-cluster sums;
+* ``seeding``: greedy k-means++ seeding (k-means|| reclusters with it);
+* ``bounds``: the bound-based assignments' filter of rows needing a new search;
+* ``checks``: the answer checks (finiteness, minimum, label range);
+* ``convergence``: the convergence criteria's per-iteration summaries and the data's
+  per-feature squared deviations.
+"""
+
+from __future__ import annotations
+
+from kmeansfw.kernels._compile import HAVE_NUMBA
+from kmeansfw.kernels.bounds import stale_rows
+from kmeansfw.kernels.checks import finite_min, int_range
+from kmeansfw.kernels.convergence import add_centered_column_squares, count_changed, sq_shift
+from kmeansfw.kernels.euclidean import (
+    SUB_BLOCK_ROWS,
+    centered_row_norms,
+    nearest_groups_sq_euclidean,
+    nearest_sq_euclidean,
+    paired_sq_euclidean,
+    prepare_euclidean_centroids,
+    sq_euclidean_costs,
+)
+from kmeansfw.kernels.lp import L1, LINF, LP, lp_block
+from kmeansfw.kernels.seeding import draw_candidates, fold_candidates, plusplus_from_costs
+from kmeansfw.kernels.update import add_weighted_cluster_sums
+
+__all__ = [
+    "HAVE_NUMBA",
+    "L1",
+    "LINF",
+    "LP",
+    "SUB_BLOCK_ROWS",
+    "add_centered_column_squares",
+    "add_weighted_cluster_sums",
+    "centered_row_norms",
+    "count_changed",
+    "draw_candidates",
+    "finite_min",
+    "fold_candidates",
+    "int_range",
+    "lp_block",
+    "nearest_groups_sq_euclidean",
+    "nearest_sq_euclidean",
+    "paired_sq_euclidean",
+    "plusplus_from_costs",
+    "prepare_euclidean_centroids",
+    "sq_euclidean_costs",
+    "sq_shift",
+    "stale_rows",
+]

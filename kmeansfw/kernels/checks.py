@@ -1,0 +1,86 @@
+"""Kernels of the answer checks: finiteness and range of a strategy's answer.
+
+One pass over a strategy's answer (:func:`finite_min` for floats, :func:`int_range` for
+labels) instead of NumPy's two or three (isfinite, all, min): on small data the checks run
+a few dozen times per fit and their call overhead shows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kmeansfw.kernels._compile import HAVE_NUMBA, numba
+
+
+def _finite_min_numpy(flat):
+    if flat.shape[0] == 0:
+        return True, 0.0
+    return bool(np.isfinite(flat).all()), float(flat.min())
+
+
+def _int_range_numpy(flat):
+    if flat.shape[0] == 0:
+        return 0, 0
+    return int(flat.min()), int(flat.max())
+
+
+if HAVE_NUMBA:
+
+    @numba.njit(nogil=True, cache=True)
+    def _finite_min_numba(flat):  # pragma: no cover
+        # v - v is 0 for a finite v and NaN for NaN or +-inf; four independent running
+        # sums and minima (in a fixed order) let the loop run at twice the speed of one
+        n = flat.shape[0]
+        zero, inf = flat.dtype.type(0), flat.dtype.type(np.inf)
+        b0 = b1 = b2 = b3 = zero
+        l0 = l1 = l2 = l3 = inf
+        i = 0
+        while i + 4 <= n:
+            v0, v1, v2, v3 = flat[i], flat[i + 1], flat[i + 2], flat[i + 3]
+            b0 += v0 - v0
+            b1 += v1 - v1
+            b2 += v2 - v2
+            b3 += v3 - v3
+            l0 = v0 if v0 < l0 else l0
+            l1 = v1 if v1 < l1 else l1
+            l2 = v2 if v2 < l2 else l2
+            l3 = v3 if v3 < l3 else l3
+            i += 4
+        while i < n:
+            v0 = flat[i]
+            b0 += v0 - v0
+            l0 = v0 if v0 < l0 else l0
+            i += 1
+        finite = ((b0 + b1) + (b2 + b3)) == zero
+        low = min(min(l0, l1), min(l2, l3))
+        return finite, (np.float64(low) if n else 0.0)
+
+    @numba.njit(nogil=True, cache=True)
+    def _int_range_numba(flat):  # pragma: no cover
+        if flat.shape[0] == 0:
+            return 0, 0
+        low = flat[0]
+        high = flat[0]
+        for i in range(1, flat.shape[0]):
+            v = flat[i]
+            if v < low:
+                low = v
+            if v > high:
+                high = v
+        return low, high
+
+
+def finite_min(values: np.ndarray) -> tuple[bool, float]:
+    """Whether every entry of a float array is finite, and (if so) the smallest entry.
+
+    One pass; ``(True, 0.0)`` for an empty array.  The second value is meaningless when
+    the first is False.
+    """
+    flat = values.reshape(-1)
+    return (_finite_min_numba if HAVE_NUMBA else _finite_min_numpy)(flat)
+
+
+def int_range(values: np.ndarray) -> tuple[int, int]:
+    """Smallest and largest entry of an integer array, in one pass (``(0, 0)`` if empty)."""
+    flat = values.reshape(-1)
+    return (_int_range_numba if HAVE_NUMBA else _int_range_numpy)(flat)

@@ -1,0 +1,397 @@
+"""Kernels of the squared Euclidean distance (the default Lloyd step's assignment).
+
+The default Lloyd step needs, per row block, a matrix product followed by a fused
+"add the centroid norms, take the minimum and its index" pass.  NumPy alone needs several
+passes over each (b, k) block for that; numba compiles the fused pass (the matrix product
+stays in BLAS).  Rows and centroids are compared centered on the data's mean, as
+scikit-learn does, for accuracy.  Here:
+
+* the nearest-centroid search (:func:`nearest_sq_euclidean`, optionally with the
+  runner-up) and its per-group variant for bound-based assignments
+  (:func:`nearest_groups_sq_euclidean`);
+* exact squared distances to given centroids (:func:`paired_sq_euclidean`) and whole
+  (b, k) cost blocks (:func:`sq_euclidean_costs`);
+* what those need of the centroids (:func:`prepare_euclidean_centroids`) and of the data
+  (:func:`centered_row_norms`, once per data set).
+
+Ties go to the lowest index in the compiled kernels and their NumPy twins alike.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kmeansfw.kernels._compile import HAVE_NUMBA, numba
+
+#: Rows per matrix product inside the compiled nearest-centroid kernel (fits in L2).
+SUB_BLOCK_ROWS = 256
+
+
+def _nearest_numpy(X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second):
+    centered = X - mean
+    reduced = np.dot(centered, minus_2c.T)
+    reduced += c_sq_norms
+    np.argmin(reduced, axis=1, out=labels)
+    diff = centered - centered_c[labels]
+    np.einsum("ij,ij->i", diff, diff, out=mins)
+    if second.shape[0]:
+        runner_up = np.partition(reduced, 1, axis=1)[:, 1] if reduced.shape[1] > 1 else np.inf
+        second[:] = np.maximum(runner_up + np.einsum("ij,ij->i", centered, centered), 0)
+
+
+def _paired_sq_numpy(X, mean, centered_c, labels, out):
+    diff = (X - mean) - centered_c[labels]
+    np.einsum("ij,ij->i", diff, diff, out=out)
+
+
+if HAVE_NUMBA:
+
+    @numba.njit(nogil=True, cache=True, inline="always")
+    def _centered_product(X, mean, minus_2c, start, rows, buf):  # pragma: no cover
+        # Center rows start.. of X into ``rows`` and return ``minus_2c @ rows.T`` (k, m),
+        # written into ``buf``: the shared first half of the nearest-centroid kernels.
+        m, d = rows.shape
+        for i in range(m):
+            for f in range(d):
+                rows[i, f] = X[start + i, f] - mean[f]
+        block = buf[: minus_2c.shape[0] * m].reshape((minus_2c.shape[0], m))
+        np.dot(minus_2c, rows.T, block)
+        return block
+
+    # reassoc/contract only let the exact-distance sum below vectorize (a fixed order, so
+    # results stay deterministic); every other expression here is a single operation.
+    @numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
+    def _nearest_numba(  # pragma: no cover
+        X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second
+    ):
+        # Rows are centered sub-block by sub-block (as scikit-learn centers the data, for
+        # accuracy) and the product is taken transposed, (k, rows), so that the running
+        # minimum over centroids walks contiguous rows and vectorizes across samples.
+        # With a non-empty ``second``, the runner-up's squared distance is kept too.
+        want_second = second.shape[0] > 0
+        n, d, k = X.shape[0], X.shape[1], minus_2c.shape[0]
+        sub = min(SUB_BLOCK_ROWS, n)
+        centered = np.empty((sub, d), dtype=X.dtype)
+        buf = np.empty(k * sub, dtype=X.dtype)
+        best = np.empty(sub, dtype=X.dtype)
+        runner_up = np.empty(sub, dtype=X.dtype)
+        arg = np.empty(sub, dtype=np.int32)
+        zero = X.dtype.type(0)
+        inf = X.dtype.type(np.inf)
+        for start in range(0, n, sub):
+            m = min(start + sub, n) - start
+            rows = centered[:m]
+            block = _centered_product(X, mean, minus_2c, start, rows, buf)
+            c = c_sq_norms[0]
+            for i in range(m):
+                best[i] = block[0, i] + c
+                runner_up[i] = inf
+                arg[i] = 0
+            for j in range(1, k):
+                c = c_sq_norms[j]
+                if want_second:
+                    for i in range(m):
+                        value = block[j, i] + c
+                        lower = value < best[i]
+                        runner_up[i] = best[i] if lower else min(runner_up[i], value)
+                        best[i] = value if lower else best[i]
+                        arg[i] = np.int32(j) if lower else arg[i]
+                else:
+                    for i in range(m):
+                        value = block[j, i] + c
+                        lower = value < best[i]
+                        best[i] = value if lower else best[i]
+                        arg[i] = np.int32(j) if lower else arg[i]
+            for i in range(m):
+                j = arg[i]
+                labels[start + i] = j
+                total = zero  # the exact squared distance to the chosen centroid
+                for f in range(d):
+                    diff = rows[i, f] - centered_c[j, f]
+                    total += diff * diff
+                mins[start + i] = total
+                if want_second:
+                    norm = zero
+                    for f in range(d):
+                        norm += rows[i, f] * rows[i, f]
+                    second[start + i] = max(runner_up[i] + norm, zero)
+
+    @numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
+    def _paired_sq_numba(X, mean, centered_c, labels, out):  # pragma: no cover
+        zero = X.dtype.type(0)
+        for i in range(X.shape[0]):
+            j = labels[i]
+            total = zero
+            for f in range(X.shape[1]):
+                diff = (X[i, f] - mean[f]) - centered_c[j, f]
+                total += diff * diff
+            out[i] = total
+
+
+def _nearest_groups_numpy(X, mean, minus_2c, c_sq_norms, centered_c, groups, labels, mins, lows):
+    centered = X - mean
+    reduced = np.dot(centered, minus_2c.T)
+    reduced += c_sq_norms
+    np.argmin(reduced, axis=1, out=labels)
+    diff = centered - centered_c[labels]
+    np.einsum("ij,ij->i", diff, diff, out=mins)
+    reduced[np.arange(X.shape[0]), labels] = np.inf  # the assigned centroid is not a rival
+    norms = np.einsum("ij,ij->i", centered, centered)
+    for g in range(lows.shape[1]):  # groups of centroids, never samples
+        members = np.flatnonzero(groups == g)
+        rival = reduced[:, members].min(axis=1) if members.size else np.inf
+        lows[:, g] = np.maximum(rival + norms, 0)
+
+
+if HAVE_NUMBA:
+
+    @numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
+    def _nearest_groups_numba(  # pragma: no cover
+        X, mean, minus_2c, c_sq_norms, centered_c, groups, labels, mins, lows
+    ):
+        # _nearest_numba's pass (same product, same comparisons, hence the same labels),
+        # keeping for every group of centroids its two smallest values, so that each
+        # group's nearest centroid other than the assigned one is known at the end.
+        n, d, k = X.shape[0], X.shape[1], minus_2c.shape[0]
+        t = lows.shape[1]
+        sub = min(SUB_BLOCK_ROWS, n)
+        centered = np.empty((sub, d), dtype=X.dtype)
+        buf = np.empty(k * sub, dtype=X.dtype)
+        best = np.empty(sub, dtype=X.dtype)
+        arg = np.empty(sub, dtype=np.int32)
+        first = np.empty((t, sub), dtype=X.dtype)
+        second = np.empty((t, sub), dtype=X.dtype)
+        zero = X.dtype.type(0)
+        inf = X.dtype.type(np.inf)
+        for start in range(0, n, sub):
+            m = min(start + sub, n) - start
+            rows = centered[:m]
+            block = _centered_product(X, mean, minus_2c, start, rows, buf)
+            first[:, :m] = inf
+            second[:, :m] = inf
+            c = c_sq_norms[0]
+            for i in range(m):
+                best[i] = block[0, i] + c
+                arg[i] = 0
+            for j in range(k):
+                c = c_sq_norms[j]
+                g = groups[j]
+                for i in range(m):
+                    value = block[j, i] + c
+                    lower = value < best[i]
+                    best[i] = value if lower else best[i]
+                    arg[i] = np.int32(j) if lower else arg[i]
+                    low = first[g, i]
+                    below = value < low
+                    second[g, i] = low if below else min(second[g, i], value)
+                    first[g, i] = value if below else low
+            for i in range(m):
+                j = arg[i]
+                labels[start + i] = j
+                total = zero
+                norm = zero
+                for f in range(d):
+                    diff = rows[i, f] - centered_c[j, f]
+                    total += diff * diff
+                    norm += rows[i, f] * rows[i, f]
+                mins[start + i] = total
+                own = groups[j]
+                for g in range(t):
+                    rival = second[g, i] if g == own else first[g, i]
+                    lows[start + i, g] = max(rival + norm, zero)
+
+
+def _sq_cost_numpy(X, minus_2c, shift, norms, out):
+    np.dot(X, minus_2c.T, out=out)
+    out += shift
+    out += norms[:, None]
+    np.maximum(out, 0, out=out)
+
+
+if HAVE_NUMBA:
+
+    @numba.njit(nogil=True, cache=True)
+    def _sq_cost_numba(X, minus_2c, shift, norms, out):  # pragma: no cover
+        np.dot(X, minus_2c.T, out)
+        zero = out.dtype.type(0)
+        for i in range(out.shape[0]):
+            norm = norms[i]
+            for j in range(out.shape[1]):
+                value = (out[i, j] + shift[j]) + norm  # NumPy's order: bit-identical twin
+                out[i, j] = zero if value < zero else value
+
+
+def sq_euclidean_costs(
+    X: np.ndarray, minus_2c: np.ndarray, shift: np.ndarray, norms: np.ndarray
+) -> np.ndarray:
+    """The (b, k) squared distances ``max(x.(-2c) + shift + norms, 0)`` of a dense block.
+
+    ``shift`` (k,) holds ``||c - m||^2 + 2 m.(c - m)`` and ``norms`` (b,) ``||x - m||^2``
+    for the data mean m, so no centered copy of X is needed (one product, one fused pass).
+    """
+    out = np.empty((X.shape[0], minus_2c.shape[0]), dtype=X.dtype)
+    kernel = _sq_cost_numba if HAVE_NUMBA else _sq_cost_numpy
+    kernel(X, minus_2c, shift, norms, out)
+    return out
+
+
+def nearest_groups_sq_euclidean(
+    X: np.ndarray,
+    mean: np.ndarray,
+    minus_2c: np.ndarray,
+    c_sq_norms: np.ndarray,
+    centered_c: np.ndarray,
+    groups: np.ndarray,
+    n_groups: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nearest centroid, and per group of centroids the nearest *other* one, for a block.
+
+    Arguments as for :func:`nearest_sq_euclidean`, plus ``groups`` (k,) the group index
+    (in ``[0, n_groups)``) of every centroid.
+
+    Returns
+    -------
+    labels, min_sq_distances : as :func:`nearest_sq_euclidean` (the same labels).
+    group_sq_distances : (b, n_groups), the squared distance from each row to the
+        nearest centroid of each group other than its assigned one (from the product, so
+        to rounding; ``inf`` for a group with no other centroid).
+    """
+    b = X.shape[0]
+    labels = np.empty(b, dtype=np.intp)
+    mins = np.empty(b, dtype=X.dtype)
+    lows = np.empty((b, n_groups), dtype=X.dtype)
+    groups = np.ascontiguousarray(groups, dtype=np.intp)
+    kernel = _nearest_groups_numba if HAVE_NUMBA else _nearest_groups_numpy
+    kernel(X, mean, minus_2c, c_sq_norms, centered_c, groups, labels, mins, lows)
+    return labels, mins, lows
+
+
+def nearest_sq_euclidean(
+    X: np.ndarray,
+    mean: np.ndarray,
+    minus_2c: np.ndarray,
+    c_sq_norms: np.ndarray,
+    centered_c: np.ndarray,
+    with_second: bool = False,
+) -> tuple[np.ndarray, ...]:
+    """Nearest centroid by squared Euclidean distance, for one block.
+
+    Parameters
+    ----------
+    X : (b, d) C-contiguous block.
+    mean : (d,) the data's mean; rows and centroids are compared centered on it.
+    minus_2c : (k, d) C-contiguous, ``-2 * centered_c``.
+    c_sq_norms : (k,) squared norms of ``centered_c``.
+    centered_c : (k, d) the centroids minus ``mean``.
+
+    Returns
+    -------
+    labels : (b,) intp, the argmin of ``||c||^2 - 2 x.c`` (lowest index on ties).
+    min_sq_distances : (b,) the exact squared distances ``sum((x - c)^2)`` to those
+        centroids, in X's dtype.
+    second_sq_distances : (b,), with ``with_second``: the squared distance to the
+        runner-up centroid (from the product, so to rounding), for bound-based searches.
+    """
+    labels = np.empty(X.shape[0], dtype=np.intp)
+    mins = np.empty(X.shape[0], dtype=X.dtype)
+    second = np.empty(X.shape[0] if with_second else 0, dtype=X.dtype)
+    kernel = _nearest_numba if HAVE_NUMBA else _nearest_numpy
+    kernel(X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second)
+    return (labels, mins, second) if with_second else (labels, mins)
+
+
+def paired_sq_euclidean(
+    X: np.ndarray, mean: np.ndarray, centered_c: np.ndarray, labels: np.ndarray
+) -> np.ndarray:
+    """Exact squared distance of each row of X to ``centered_c[labels] + mean``, (b,)."""
+    out = np.empty(X.shape[0], dtype=X.dtype)
+    kernel = _paired_sq_numba if HAVE_NUMBA else _paired_sq_numpy
+    kernel(X, mean, np.ascontiguousarray(centered_c, dtype=X.dtype), labels, out)
+    return out
+
+
+# ----------------------------------------------------------------- centroid preparation
+
+
+def _prepare_centroids_numpy(centroids, mean, centered, minus_2c, norms, shift):
+    np.subtract(centroids, mean, out=centered)
+    np.multiply(centered, -2, out=minus_2c)
+    np.einsum("ij,ij->i", centered, centered, out=norms)
+    np.add(norms, 2 * (centered @ mean), out=shift)
+
+
+if HAVE_NUMBA:
+
+    @numba.njit(nogil=True, cache=True)
+    def _prepare_centroids_numba(  # pragma: no cover
+        centroids, mean, centered, minus_2c, norms, shift
+    ):
+        zero = centered.dtype.type(0)
+        for j in range(centroids.shape[0]):
+            total = zero
+            cross = zero
+            for f in range(centroids.shape[1]):
+                c = centered.dtype.type(centroids[j, f] - mean[f])
+                centered[j, f] = c
+                minus_2c[j, f] = c * -2
+                total += c * c
+                cross += c * mean[f]
+            norms[j] = total
+            shift[j] = total + 2 * cross
+
+
+def prepare_euclidean_centroids(
+    centroids: np.ndarray, mean: np.ndarray, dtype: np.dtype
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What the Euclidean kernels need of a centroid set, in one pass over it.
+
+    Returns ``centered = centroids - mean``, ``-2 centered``, the squared norms of
+    ``centered`` and ``shift = norms + 2 centered.mean`` (so that
+    ``||x - c||^2 = ||x - m||^2 - 2 x.(c - m) + shift``), all C-contiguous in ``dtype``.
+    """
+    k, d = centroids.shape
+    centered = np.empty((k, d), dtype=dtype)
+    minus_2c = np.empty((k, d), dtype=dtype)
+    norms = np.empty(k, dtype=dtype)
+    shift = np.empty(k, dtype=dtype)
+    kernel = _prepare_centroids_numba if HAVE_NUMBA else _prepare_centroids_numpy
+    kernel(
+        centroids.astype(dtype, copy=False),
+        mean.astype(dtype, copy=False),
+        centered,
+        minus_2c,
+        norms,
+        shift,
+    )
+    return centered, minus_2c, norms, shift
+
+
+# ---------------------------------------------------------------- centered row norms
+# Once per data set: squared norms of the centered rows (the Euclidean costs' norms),
+# without a centered copy.
+
+
+def _centered_row_norms_numpy(X, mean, out):
+    centered = X - mean
+    np.einsum("ij,ij->i", centered, centered, out=out)
+
+
+if HAVE_NUMBA:
+
+    @numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
+    def _centered_row_norms_numba(X, mean, out):  # pragma: no cover
+        zero = out.dtype.type(0)
+        for i in range(X.shape[0]):
+            total = zero
+            for f in range(X.shape[1]):
+                diff = X[i, f] - mean[f]
+                total += diff * diff
+            out[i] = total
+
+
+def centered_row_norms(X: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """``||x - mean||^2`` of every row of a dense block, in X's dtype, in one pass."""
+    out = np.empty(X.shape[0], dtype=X.dtype)
+    kernel = _centered_row_norms_numba if HAVE_NUMBA else _centered_row_norms_numpy
+    kernel(X, mean.astype(X.dtype, copy=False), out)
+    return out

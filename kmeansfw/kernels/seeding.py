@@ -1,0 +1,166 @@
+"""Kernels of greedy k-means++ seeding (also k-means||'s reclustering of its candidates).
+
+:func:`draw_candidates` locates a step's candidate samples in the running weighted costs,
+:func:`fold_candidates` does one greedy step's arithmetic (pick the candidate of lowest
+potential, update every sample's cost to its nearest centroid), and
+:func:`plusplus_from_costs` runs all the steps on a precomputed sample-to-sample cost
+matrix in one compiled call.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kmeansfw.kernels._compile import HAVE_NUMBA, numba
+
+
+def _fold_candidates_numpy(cost, closest, sw, new_closest, cumulative):
+    np.minimum(cost, closest[:, None], out=cost)
+    w = sw.astype(np.float64)
+    pots = (w[:, None] * cost.astype(np.float64)).sum(axis=0)  # row by row, in order
+    best = int(np.argmin(pots))
+    new_closest[:] = cost[:, best]
+    np.cumsum(w * new_closest.astype(np.float64), out=cumulative)
+    return best, pots[best]
+
+
+if HAVE_NUMBA:
+
+    @numba.njit(nogil=True, cache=True)
+    def _fold_candidates_numba(cost, closest, sw, new_closest, cumulative):  # pragma: no cover
+        n, t = cost.shape
+        pots = np.zeros(t)
+        for i in range(n):
+            low = closest[i]
+            w = np.float64(sw[i])
+            for j in range(t):
+                value = cost[i, j]
+                if low < value:
+                    value = low
+                cost[i, j] = value
+                pots[j] += w * np.float64(value)
+        best = 0
+        for j in range(1, t):
+            if pots[j] < pots[best]:
+                best = j
+        total = 0.0
+        for i in range(n):
+            value = cost[i, best]
+            new_closest[i] = value
+            total += np.float64(sw[i]) * np.float64(value)
+            cumulative[i] = total
+        return best, pots[best]
+
+
+def fold_candidates(
+    cost: np.ndarray, closest: np.ndarray, sample_weight: np.ndarray
+) -> tuple[int, float, np.ndarray, np.ndarray]:
+    """One greedy k-means++ step's arithmetic, in one pass over the (n, trials) costs.
+
+    Each candidate's potential is the weighted sum of ``min(cost, closest)`` (float64,
+    row by row); the best candidate is the first of lowest potential.  ``cost`` is
+    lowered in place.
+
+    Returns
+    -------
+    best : int, the chosen candidate's column.
+    potential : float, its potential.
+    closest : (n,) every sample's cost to the nearest centroid once it is added.
+    cumulative : (n,) float64, the running weighted sum of those costs (for the next draw).
+    """
+    new_closest = np.empty(cost.shape[0], dtype=cost.dtype)
+    cumulative = np.empty(cost.shape[0])
+    kernel = _fold_candidates_numba if HAVE_NUMBA else _fold_candidates_numpy
+    best, potential = kernel(cost, closest, sample_weight, new_closest, cumulative)
+    return int(best), float(potential), new_closest, cumulative
+
+
+def draw_candidates(cumulative, potential, draws, n):
+    """Sample indices for one k-means++ step: ``draws`` (uniforms) scaled by the
+    potential, located in the running weighted costs; a uniform index when every sample
+    already sits on a centroid (``potential <= 0``)."""
+    if potential <= 0:
+        return np.array([min(int(draws[0] * n), n - 1)])
+    return np.minimum(np.searchsorted(cumulative, draws * potential), n - 1)
+
+
+def _plusplus_numpy(costs, sw, closest, potential, draws, chosen):
+    n = costs.shape[0]
+    cumulative = np.cumsum(sw * closest, dtype=np.float64)
+    for c in range(1, chosen.shape[0]):
+        candidates = draw_candidates(cumulative, potential, draws[c - 1], n)
+        new_closest, cumulative = np.empty(n, dtype=costs.dtype), np.empty(n)
+        block = costs[:, candidates]
+        best, potential = _fold_candidates_numpy(block, closest, sw, new_closest, cumulative)
+        closest = new_closest
+        chosen[c] = candidates[best]
+
+
+if HAVE_NUMBA:
+
+    @numba.njit(nogil=True, cache=True)
+    def _plusplus_numba(costs, sw, closest, potential, draws, chosen):  # pragma: no cover
+        n, t = costs.shape[0], draws.shape[1]
+        cumulative = np.empty(n)
+        total = 0.0
+        for i in range(n):
+            total += np.float64(sw[i] * closest[i])
+            cumulative[i] = total
+        closest = closest.copy()
+        candidates = np.empty(t, dtype=np.intp)
+        block = np.empty((n, t), dtype=costs.dtype)
+        for c in range(1, chosen.shape[0]):
+            m = t
+            if potential <= 0:
+                m = 1
+                candidates[0] = min(int(draws[c - 1, 0] * n), n - 1)
+            else:
+                for j in range(t):  # np.searchsorted (side="left"), capped at n - 1
+                    target = draws[c - 1, j] * potential
+                    low, high = 0, n
+                    while low < high:
+                        mid = (low + high) >> 1
+                        if cumulative[mid] < target:
+                            low = mid + 1
+                        else:
+                            high = mid
+                    candidates[j] = min(low, n - 1)
+            for i in range(n):
+                for j in range(m):
+                    block[i, j] = costs[i, candidates[j]]
+            # in place: the fold reads all of ``closest`` before writing the new one, and
+            # this step's search is done with ``cumulative``
+            best, potential = _fold_candidates_numba(block[:, :m], closest, sw, closest, cumulative)
+            chosen[c] = candidates[best]
+
+
+def plusplus_from_costs(
+    costs: np.ndarray,
+    sample_weight: np.ndarray,
+    first: int,
+    potential: float,
+    draws: np.ndarray,
+) -> np.ndarray:
+    """Greedy k-means++ on a precomputed (n, n) sample-to-sample cost matrix.
+
+    The same steps as drawing candidates and calling :func:`fold_candidates` per step
+    (:func:`draw_candidates` with one row of ``draws`` per step), in one compiled call.
+
+    Parameters
+    ----------
+    costs : (n, n) array, ``costs[i, j]`` the cost of sample i to sample j as a centroid.
+    sample_weight : (n,) array.
+    first : int, the first centroid's sample.
+    potential : float, the weighted sum of ``costs[:, first]``.
+    draws : (k - 1, trials) float64 uniforms in [0, 1), one row per step.
+
+    Returns
+    -------
+    (k,) intp array: the chosen samples, ``first`` first.
+    """
+    chosen = np.empty(draws.shape[0] + 1, dtype=np.intp)
+    chosen[0] = first
+    closest = np.ascontiguousarray(costs[:, first])
+    kernel = _plusplus_numba if HAVE_NUMBA else _plusplus_numpy
+    kernel(costs, sample_weight, closest, potential, draws, chosen)
+    return chosen
