@@ -3,30 +3,57 @@
 A checkpoint is a folder holding the arrays (centroids, labels, the best run so far) in an
 ``.npz`` read with ``allow_pickle=False`` and everything else (iteration, run, the
 generator's state, the criteria's memory, a fingerprint of the data and configuration) in
-JSON: loading one never runs code.  Files are replaced atomically, so a fit killed while
-writing leaves the previous checkpoint intact.  A fit resumed from a checkpoint draws the
-same random numbers and computes the same centroids as the uninterrupted fit.
+JSON: loading one never runs code.
+
+* **Fingerprint.**  A checkpoint records digests of the data's *content* (every byte of
+  ``X`` and of the sample weights, hashed block by block) and of every setting that
+  changes the result (:data:`FINGERPRINT_KEYS` and the seed).  A checkpoint written for
+  other data or settings is not resumed: the fit starts afresh with a
+  :class:`CheckpointWarning` and replaces it.  A *finished* checkpoint is returned as the
+  result only when data, settings and seed all match; with ``random_state=None`` (no
+  seed to repeat) a finished checkpoint is never reused.
+* **Atomic writes.**  Both files are written in full to temporary files first and then
+  renamed over the old ones, so a fit killed or failing while writing leaves the previous
+  checkpoint intact.  ``state.json`` records the digest of the ``state.npz`` it belongs to
+  and a checksum of its own content, so a pair that is out of step or changed is noticed.
+* **Validated loads.**  Every key, type, range, shape and value is checked before a fit
+  resumes; anything wrong raises one :class:`~kmeansfw.core.errors.CheckpointError` naming
+  the file and the fault.
+
+A fit resumed from a checkpoint draws the same random numbers and computes the same
+centroids as the uninterrupted fit.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import io
 import json
+import math
 import os
 import pathlib
+import sys
 import tempfile
+import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 import numpy as np
 
-from kmeansfw.core.data import FitData
+from kmeansfw.core.data import FitData, is_sparse
+from kmeansfw.core.errors import CheckpointError
 from kmeansfw.core.markers import hookimpl
 from kmeansfw.engine.loop import FitResult, FitState
 
-FORMAT = 1
-#: Config keys that must match for a checkpoint to be resumed (criteria and observers may
-#: change, e.g. a time budget or a progress bar added when resuming).
+#: Version of the files' layout; older checkpoints are not resumed (a fresh fit replaces
+#: them, with a warning), newer or unknown ones raise a CheckpointError.
+FORMAT = 2
+#: Config keys that must match for a checkpoint to be resumed: every setting that changes
+#: the result (observers, ``n_threads``, ``history`` and ``checkpoint_every`` may change,
+#: e.g. a progress bar added when resuming).  The seed (``random_state``) and the data
+#: are part of the fingerprint too.
 FINGERPRINT_KEYS = (
     "n_clusters",
     "init",
@@ -34,29 +61,159 @@ FINGERPRINT_KEYS = (
     "assignment",
     "update",
     "empty",
+    "convergence",
     "n_init",
     "max_iter",
     "tol",
-    "random_state",
+    "memory_budget_mb",  # the block plan, and so the order of floating-point sums
 )
+#: Bytes hashed at a time: the data is never copied whole to fingerprint it.
+HASH_BLOCK_BYTES = 4 << 20
+_JSON_NAME, _ARRAYS_NAME = "state.json", "state.npz"
+_ARRAY_TAG = "__ndarray__"
 
 
-def fingerprint(config_values: dict[str, Any], X: Any) -> str:
-    """A digest of the data's shape and dtype and of the configuration that must match."""
-    plain = {}
-    for key in FINGERPRINT_KEYS:
-        value = config_values.get(key)
-        plain[key] = value if _plain(value) else type(value).__name__
-    plain["data"] = [list(X.shape), str(X.dtype)]
-    return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()
+class CheckpointWarning(UserWarning):
+    """A checkpoint was not resumed (other data, settings or seed, or an older format):
+    the fit starts afresh and replaces it."""
 
 
-def _plain(value: Any) -> bool:
-    try:
-        json.dumps(value)
-    except TypeError:
-        return False
-    return True
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _warn(message: str) -> None:
+    """Warn with a :class:`CheckpointWarning` pointing at the first caller outside
+    kmeansfw (the user's ``fit`` call)."""
+    frame, level = sys._getframe(0), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, CheckpointWarning, stacklevel=level)
+
+
+# ---------------------------------------------------------------------- fingerprint
+def _digest() -> Any:
+    return hashlib.blake2b(digest_size=16)
+
+
+def _hash_array(h: Any, array: np.ndarray) -> None:
+    """Feed ``array``'s shape, dtype and bytes to ``h``, a block of rows at a time."""
+    array = np.asarray(array)
+    h.update(json.dumps([list(array.shape), array.dtype.str]).encode())
+    if array.dtype.hasobject:
+        h.update(repr(array.tolist()).encode())
+        return
+    if array.ndim == 0 or array.size == 0:
+        h.update(array.tobytes())
+        return
+    row_bytes = max(1, array[0].nbytes)
+    step = max(1, HASH_BLOCK_BYTES // row_bytes)
+    for start in range(0, array.shape[0], step):
+        block = np.ascontiguousarray(array[start : start + step])
+        h.update(block.reshape(-1).view(np.uint8))
+
+
+def data_digest(X: Any) -> str:
+    """A digest of the content of ``X`` (dense array or sparse matrix), in bounded memory.
+
+    A sparse matrix is hashed as CSR (its ``data``, ``indices`` and ``indptr``).
+    """
+    h = _digest()
+    if is_sparse(X):
+        if X.format != "csr":
+            X = X.tocsr()
+        h.update(json.dumps(["csr", list(X.shape)]).encode())
+        for part in (X.data, X.indices, X.indptr):
+            _hash_array(h, part)
+    else:
+        h.update(b"dense")
+        _hash_array(h, np.asarray(X))
+    return h.hexdigest()
+
+
+def _canonical(value: Any, depth: int = 0) -> Any:
+    """A JSON-able description of a configuration value that is equal for equal values
+    (arrays by content, strategy objects by type and fields, functions by code)."""
+    kind = type(value)
+    name = f"{kind.__module__}.{kind.__qualname__}"
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):  # 0 and 0.0 (say, tol from TOML or Python) are one value
+        if not math.isfinite(value):
+            return repr(value)
+        return int(value) if value.is_integer() else value
+    if isinstance(value, np.generic):
+        return _canonical(value.item(), depth)
+    if isinstance(value, np.ndarray):
+        h = _digest()
+        _hash_array(h, value)
+        return {"ndarray": h.hexdigest()}
+    if is_sparse(value):
+        return {"sparse": data_digest(value)}
+    if depth > 8:
+        return {"type": name}
+    if isinstance(value, np.random.Generator):
+        return {"Generator": _canonical(value.bit_generator.state, depth + 1)}
+    if isinstance(value, np.random.RandomState):
+        return {"RandomState": _canonical(value.get_state(legacy=False), depth + 1)}
+    if isinstance(value, np.random.SeedSequence):
+        return {
+            "SeedSequence": _canonical(
+                [value.entropy, value.spawn_key, value.pool_size, value.n_children_spawned],
+                depth + 1,
+            )
+        }
+    if isinstance(value, Mapping):
+        return {
+            "mapping": sorted(
+                ([str(k), _canonical(v, depth + 1)] for k, v in value.items()),
+                key=lambda kv: kv[0],
+            )
+        }
+    if isinstance(value, list | tuple):
+        return [_canonical(v, depth + 1) for v in value]
+    if isinstance(value, type):
+        return {"type": f"{value.__module__}.{value.__qualname__}"}
+    code = getattr(value, "__code__", None)
+    if code is not None:
+        text = repr((code.co_code, code.co_consts, code.co_names)).encode()
+        return {"function": getattr(value, "__qualname__", name), "code": _hexdigest(text)}
+    if attrs.has(kind):
+        fields = {f.name: getattr(value, f.name, None) for f in attrs.fields(kind)}
+        return {"type": name, "fields": _canonical(fields, depth + 1)}
+    if hasattr(value, "__dict__"):
+        return {"type": name, "state": _canonical(vars(value), depth + 1)}
+    text = repr(value)
+    return {"type": name, "repr": text if " at 0x" not in text else None}
+
+
+def _hexdigest(payload: bytes) -> str:
+    h = _digest()
+    h.update(payload)
+    return h.hexdigest()
+
+
+def _value_digest(value: Any) -> str:
+    return _hexdigest(json.dumps(_canonical(value), sort_keys=True, default=repr).encode())
+
+
+def fingerprint(
+    config_values: Mapping[str, Any], X: Any, sample_weight: Any = None
+) -> dict[str, str]:
+    """Digests of everything that must match for a checkpoint to be resumed.
+
+    One entry per setting in :data:`FINGERPRINT_KEYS`, one for ``random_state`` (a
+    generator by its state) and one each for the content of ``X`` and ``sample_weight``
+    (None stands for unit weights), so a mismatch can be reported by name.
+    """
+    parts = {key: _value_digest(config_values.get(key)) for key in FINGERPRINT_KEYS}
+    parts["random_state"] = _value_digest(config_values.get("random_state"))
+    parts["X"] = data_digest(X)
+    if sample_weight is None:
+        sample_weight = np.ones(X.shape[0], dtype=getattr(X, "dtype", np.float64))
+    h = _digest()
+    _hash_array(h, np.asarray(sample_weight))
+    parts["sample_weight"] = h.hexdigest()
+    return parts
 
 
 @attrs.frozen(eq=False)
@@ -72,15 +229,37 @@ class Resume:
     best: FitResult | None = None
 
 
-def _write_atomic(path: pathlib.Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
+# ---------------------------------------------------------------------- writing
+def _checksum(meta: Mapping[str, Any]) -> str:
+    """The checksum ``state.json`` records of its own content (every key but itself)."""
+    body = {k: v for k, v in meta.items() if k != "checksum"}
+    return _hexdigest(json.dumps(body, sort_keys=True).encode())
+
+
+def _file_digest(path: pathlib.Path) -> str:
+    h = _digest()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(HASH_BLOCK_BYTES), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _replace_all(files: list[tuple[pathlib.Path, bytes]]) -> None:
+    """Write every ``(path, payload)`` to a temporary file next to it, then rename them
+    all over the old files: nothing is replaced unless every payload was written."""
+    staged: list[tuple[str, pathlib.Path]] = []
     try:
-        write(tmp)
-        os.replace(tmp, path)
+        for path, payload in files:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            staged.append((tmp, path))
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(payload)
+        for tmp, path in staged:
+            os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        for tmp, _ in staged:
+            if os.path.exists(tmp):
+                os.remove(tmp)
 
 
 @attrs.define(eq=False)
@@ -92,7 +271,7 @@ class Checkpoint:
 
     name = "checkpoint"
     folder: pathlib.Path = attrs.field(converter=pathlib.Path)
-    fingerprint: str = ""
+    fingerprint: dict = attrs.field(factory=dict)
     every: int = 1
     _best: FitResult | None = attrs.field(default=None, init=False)
     _rng: Any = attrs.field(default=None, init=False)
@@ -122,9 +301,9 @@ class Checkpoint:
         arrays: dict[str, np.ndarray] = {}
         meta: dict[str, Any] = {
             "format": FORMAT,
-            "fingerprint": self.fingerprint,
+            "fingerprint": dict(self.fingerprint),
             "next_run": run,
-            "rng_state": self._rng.bit_generator.state,
+            "rng_state": _encode_state(self._rng.bit_generator.state),
             "iteration": None,
             "scratch": {},
         }
@@ -132,7 +311,11 @@ class Checkpoint:
             arrays["centroids"] = state.centroids
             arrays["labels"] = state.labels
             meta["iteration"] = state.iteration
-            meta["scratch"] = {k: v for k, v in state.scratch.items() if _plain(v)}
+            meta["scratch"] = {
+                k: v
+                for k, v in state.scratch.items()
+                if isinstance(k, str) and _json_plain_finite(v)
+            }
         if self._best is not None:
             arrays["best_centroids"] = self._best.centroids
             arrays["best_labels"] = self._best.labels
@@ -143,75 +326,414 @@ class Checkpoint:
                 "converged": self._best.converged,
                 "run": self._best.run,
             }
-        _write_atomic(self.folder / "state.npz", lambda tmp: _savez(tmp, arrays))
-        _write_atomic(
-            self.folder / "state.json", lambda tmp: pathlib.Path(tmp).write_text(json.dumps(meta))
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        payload = buffer.getvalue()
+        meta["arrays"] = _hexdigest(payload)
+        meta["checksum"] = _checksum(meta)
+        text = json.dumps(meta).encode()
+        _replace_all([(self.folder / _ARRAYS_NAME, payload), (self.folder / _JSON_NAME, text)])
+
+
+# ---------------------------------------------------------------------- loading
+def _fail(path: pathlib.Path, what: str) -> CheckpointError:
+    return CheckpointError(
+        f"checkpoint file {str(path)!r} {what}; remove the checkpoint folder to start afresh"
+    )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _int_in(meta: Mapping, key: str, low: int, high: int, path: pathlib.Path, where="") -> int:
+    value = meta[key]
+    if not _is_int(value):
+        raise _fail(path, f"has {where}{key!r} = {_short(value)}, not an integer")
+    if not low <= value <= high:
+        raise _fail(path, f"has {where}{key!r} = {_short(value)}, outside [{low}, {high}]")
+    return value
+
+
+def _require_keys(meta: Mapping, keys: tuple[str, ...], path: pathlib.Path, where="") -> None:
+    missing = [key for key in keys if key not in meta]
+    if missing:
+        raise _fail(path, f"has no {where}key {', '.join(map(repr, missing))}")
+
+
+def _json_plain_finite(value: Any, depth: int = 0) -> bool:
+    if depth > 32:
+        return False
+    if value is None or isinstance(value, bool | int | str):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(_json_plain_finite(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(
+            isinstance(k, str) and _json_plain_finite(v, depth + 1) for k, v in value.items()
         )
+    return False
 
 
-def _savez(path: str, arrays: dict[str, np.ndarray]) -> None:
-    with open(path, "wb") as fh:
-        np.savez(fh, **arrays)
+def _read_meta(path: pathlib.Path) -> dict:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise _fail(path, f"cannot be read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise _fail(path, "is not UTF-8 text") from None
+    try:
+        meta = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise _fail(path, f"is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise _fail(path, f"holds a JSON {type(meta).__name__}, not an object")
+    return meta
 
 
-def load(folder: str | os.PathLike[str], expected_fingerprint: str) -> Resume | None:
-    """The state saved in ``folder``, or None when there is no checkpoint there yet.
+@attrs.frozen
+class _Expected:
+    """What a valid checkpoint for this fit must look like."""
+
+    fingerprint: dict
+    n_samples: int
+    n_features: int
+    n_clusters: int
+    n_init: int
+    max_iter: int
+    dtype: Any = None
+    bit_generator: Any = None
+    reproducible: bool = True
+
+
+def load(
+    folder: str | os.PathLike[str],
+    expected_fingerprint: Mapping[str, str],
+    *,
+    n_samples: int,
+    n_features: int,
+    n_clusters: int,
+    n_init: int,
+    max_iter: int,
+    dtype: Any = None,
+    bit_generator: Any = None,
+    reproducible: bool = True,
+) -> Resume | None:
+    """The state saved in ``folder``; None when there is none to resume.
+
+    None (a fresh fit) also when the checkpoint was written for other data, settings or
+    seed, by an older kmeansfw, or when it is finished and the fit has no seed to repeat
+    (``reproducible=False``); each with a :class:`CheckpointWarning`.
+
+    Parameters
+    ----------
+    expected_fingerprint : mapping
+        :func:`fingerprint` of this fit's settings and data.
+    n_samples, n_features, n_clusters, n_init, max_iter : int
+        This fit's shape and settings, which the saved arrays and counters must fit.
+    dtype : numpy dtype, optional
+        The data's dtype, which the saved centroids and costs must have (any float dtype
+        when None).
+    bit_generator : numpy BitGenerator, optional
+        The fit's bit generator: the saved generator state must be restorable into it.
+    reproducible : bool
+        Whether the fit has a seed (a finished checkpoint is only reused then).
 
     Raises
     ------
-    ValueError
-        The checkpoint was written for other data or another configuration, or is not a
-        kmeansfw checkpoint.
+    CheckpointError
+        A file cannot be read or does not hold a valid state; the message names the file
+        and what is wrong.
     """
+    expected = _Expected(
+        dict(expected_fingerprint),
+        n_samples,
+        n_features,
+        n_clusters,
+        n_init,
+        max_iter,
+        None if dtype is None else np.dtype(dtype),
+        bit_generator,
+        reproducible,
+    )
     folder = pathlib.Path(folder)
-    meta_path, arrays_path = folder / "state.json", folder / "state.npz"
-    if not meta_path.exists():
+    meta_path, arrays_path = folder / _JSON_NAME, folder / _ARRAYS_NAME
+    if not meta_path.exists() and not meta_path.is_symlink():
+        return None  # state.json is written last: without it, nothing was saved
+    meta = _read_meta(meta_path)
+    if not _check_identity(meta, meta_path, expected):
         return None
-    try:
-        meta = json.loads(meta_path.read_text())
-        arrays = dict(np.load(arrays_path, allow_pickle=False))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"checkpoint {str(folder)!r} cannot be read: {exc}") from None
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{str(folder)!r} is not a kmeansfw checkpoint (format {FORMAT})")
-    if meta.get("fingerprint") != expected_fingerprint:
-        raise ValueError(
-            f"checkpoint {str(folder)!r} was written for other data or another configuration "
-            f"({', '.join(FINGERPRINT_KEYS)} and the data's shape must match); remove it to "
-            "start afresh"
+    rng_state = _check_meta(meta, meta_path, expected)
+    finished = meta["iteration"] is None and meta["next_run"] >= n_init
+    if finished and not reproducible:
+        _warn(
+            f"checkpoint {str(folder)!r} holds a finished fit, but this fit has no seed "
+            "(random_state=None) to repeat it: fitting afresh (the checkpoint will be "
+            "replaced); set random_state to reuse finished checkpoints",
         )
+        return None
+    arrays = _read_arrays(arrays_path, meta["arrays"], meta, expected)
     best = None
     if "best" in meta:
         b = meta["best"]
-        costs = arrays["best_costs"]
         best = FitResult(
             centroids=arrays["best_centroids"],
             labels=arrays["best_labels"],
-            costs=costs,
-            objective=b["objective"],
+            costs=arrays["best_costs"],
+            objective=float(b["objective"]),
             n_iter=b["n_iter"],
             converged=b["converged"],
             run=b["run"],
         )
     return Resume(
         next_run=meta["next_run"],
-        rng_state=meta["rng_state"],
+        rng_state=rng_state,
         iteration=meta["iteration"],
         centroids=arrays.get("centroids"),
         labels=arrays.get("labels"),
-        scratch=meta.get("scratch", {}),
+        scratch=dict(meta["scratch"]),
         best=best,
     )
+
+
+def _check_identity(meta: dict, path: pathlib.Path, expected: _Expected) -> bool:
+    """Whether the checkpoint is of this format and written for this fit (False, with a
+    warning, when it is another's: the fit starts afresh)."""
+    _require_keys(meta, ("format",), path)
+    version = meta["format"]
+    if not _is_int(version):
+        raise _fail(path, f"has 'format' = {_short(version)}, not a kmeansfw checkpoint format")
+    if version != FORMAT:
+        if 1 <= version < FORMAT:
+            _warn(
+                f"checkpoint {str(path.parent)!r} was written by an older kmeansfw (format "
+                f"{version}, now {FORMAT}) and cannot be checked against this fit's data: "
+                "fitting afresh (the checkpoint will be replaced)",
+            )
+            return False
+        raise _fail(path, f"has format {_short(version)}; this kmeansfw reads format {FORMAT}")
+    _require_keys(meta, ("fingerprint",), path)
+    stored = meta["fingerprint"]
+    if not isinstance(stored, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in stored.items()
+    ):
+        raise _fail(path, "has a 'fingerprint' that is not an object of digests")
+    if stored != expected.fingerprint:
+        wanted = expected.fingerprint
+        differ = [k for k in wanted if stored.get(k) != wanted[k]] or ["fingerprint"]
+        _warn(
+            f"checkpoint {str(path.parent)!r} was written for a different {', '.join(differ)} "
+            "(the data's content, settings and seed must all match to resume): fitting "
+            "afresh (the checkpoint will be replaced)",
+        )
+        return False
+    return True
+
+
+def _check_meta(meta: dict, path: pathlib.Path, expected: _Expected) -> dict:
+    """Check every key of ``state.json`` (types, ranges, the generator state), then its
+    checksum; raise a CheckpointError naming the first fault.  Returns the generator
+    state, ready to restore."""
+    _require_keys(
+        meta, ("arrays", "checksum", "next_run", "rng_state", "iteration", "scratch"), path
+    )
+    for key in ("arrays", "checksum"):
+        if not isinstance(meta[key], str):
+            raise _fail(path, f"has {key!r} = {_short(meta[key])}, not a digest")
+    next_run = _int_in(meta, "next_run", 0, expected.n_init, path)
+    if meta["iteration"] is not None:
+        _int_in(meta, "iteration", 1, expected.max_iter, path)
+        if next_run >= expected.n_init:
+            raise _fail(
+                path, f"has an iteration of run {next_run}, but the fit has {expected.n_init} runs"
+            )
+    scratch = meta["scratch"]
+    if not isinstance(scratch, dict) or not _json_plain_finite(scratch):
+        raise _fail(path, "has a 'scratch' that is not an object of finite plain values")
+    rng_state = _check_rng_state(meta["rng_state"], path, expected.bit_generator)
+    if "best" in meta:
+        best = meta["best"]
+        if next_run == 0:
+            raise _fail(path, "has a best run before any run finished ('next_run' = 0)")
+        if not isinstance(best, dict):
+            raise _fail(path, f"has 'best' = {_short(best)}, not an object")
+        _require_keys(best, ("objective", "n_iter", "converged", "run"), path, "best ")
+        objective = best["objective"]
+        if not _is_number(objective) or not math.isfinite(objective):
+            raise _fail(path, f"has best 'objective' = {_short(objective)}, not a finite number")
+        _int_in(best, "n_iter", 0, expected.max_iter, path, "best ")
+        _int_in(best, "run", 0, next_run - 1, path, "best ")
+        if not isinstance(best["converged"], bool):
+            raise _fail(path, f"has best 'converged' = {_short(best['converged'])}, not a boolean")
+    elif next_run > 0:
+        raise _fail(path, f"has no 'best' run although {next_run} run(s) finished")
+    try:
+        checksum = _checksum(meta)
+    except (ValueError, RecursionError):  # nesting too deep to encode again
+        checksum = None
+    if meta["checksum"] != checksum:
+        raise _fail(path, "was changed after it was written (its checksum does not match)")
+    return rng_state
+
+
+def _encode_state(value: Any) -> Any:
+    """A bit generator's state as JSON (arrays, e.g. of MT19937 or Philox, tagged)."""
+    if isinstance(value, dict):
+        return {k: _encode_state(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return {_ARRAY_TAG: value.tolist(), "dtype": value.dtype.str}
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _decode_state(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {_ARRAY_TAG, "dtype"}:
+            dtype = np.dtype(value["dtype"])
+            if dtype.kind not in "iu":
+                raise TypeError(f"an array of dtype {dtype} in a generator state")
+            return np.asarray(value[_ARRAY_TAG], dtype=dtype)
+        return {k: _decode_state(v) for k, v in value.items()}
+    return value
+
+
+def _check_rng_state(state: Any, path: pathlib.Path, bit_generator: Any) -> dict:
+    """The generator state saved in ``state.json``, once ``bit_generator``'s kind has
+    taken it (on a copy)."""
+    if not isinstance(state, dict):
+        raise _fail(path, f"has 'rng_state' = {_short(state)}, not a generator state")
+    if bit_generator is None:
+        bit_generator = np.random.PCG64()
+    trial = copy.deepcopy(bit_generator)
+    try:
+        decoded = _decode_state(state)
+        trial.state = decoded
+    except Exception as exc:  # numpy raises TypeError, ValueError, KeyError, OverflowError
+        raise _fail(
+            path,
+            f"has a 'rng_state' that {type(bit_generator).__name__} cannot restore "
+            f"({type(exc).__name__}: {_short(exc, str)})",
+        ) from None
+    return decoded
+
+
+def _short(value: Any, show: Any = repr) -> str:
+    text = show(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _read_arrays(path: pathlib.Path, digest: str, meta: dict, expected: _Expected) -> dict:
+    """Open ``state.npz`` (it must be the file ``state.json`` was written with) and check
+    the arrays this state needs."""
+    try:
+        actual = _file_digest(path)
+    except FileNotFoundError:
+        raise _fail(path, "is missing (state.json refers to it)") from None
+    except OSError as exc:
+        raise _fail(path, f"cannot be read ({exc.strerror or exc})") from None
+    if actual != digest:
+        raise _fail(
+            path,
+            "is not the file state.json was written with (it was changed, or a write was "
+            "interrupted)",
+        )
+    needed = []
+    if meta["iteration"] is not None:
+        needed += ["centroids", "labels"]
+    if "best" in meta:
+        needed += ["best_centroids", "best_labels", "best_costs"]
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [name for name in needed if name not in npz.files]
+            if missing:
+                raise _fail(path, f"has no array {', '.join(map(repr, missing))}")
+            arrays = {name: npz[name] for name in needed}
+    except CheckpointError:
+        raise
+    except Exception as exc:  # any failure of parsing: zipfile, EOF, header, CRC, ...
+        raise _fail(path, f"cannot be read as .npz ({type(exc).__name__}: {exc})") from None
+    n, d, k = expected.n_samples, expected.n_features, expected.n_clusters
+    dtype = expected.dtype
+    for name in ("centroids", "best_centroids"):
+        if name in arrays:
+            arrays[name] = _checked(arrays[name], name, (k, d), dtype, path)
+    for name in ("labels", "best_labels"):
+        if name in arrays:
+            labels = _checked(arrays[name], name, (n,), None, path)
+            if labels.size and (labels.min() < 0 or labels.max() >= k):
+                raise _fail(path, f"has {name!r} outside [0, {k})")
+            arrays[name] = labels.astype(np.intp, copy=False)
+    if "best_costs" in arrays:
+        costs = _checked(arrays["best_costs"], "best_costs", (n,), dtype, path)
+        if (costs < 0).any():
+            raise _fail(path, "has negative values in 'best_costs'")
+        arrays["best_costs"] = costs
+    return arrays
+
+
+def _checked(
+    array: np.ndarray, name: str, shape: tuple[int, ...], dtype: Any, path: pathlib.Path
+) -> np.ndarray:
+    """``array`` checked for ``shape`` and, with ``dtype``, that dtype (any float dtype
+    when ``dtype`` is None and the name is not of labels) and finite values."""
+    floating = not name.endswith("labels")
+    if floating:
+        if array.dtype.kind != "f" or (dtype is not None and array.dtype != dtype):
+            wanted = "a floating-point dtype" if dtype is None else f"dtype {dtype}"
+            raise _fail(path, f"has {name!r} of dtype {array.dtype}, expected {wanted}")
+    elif array.dtype.kind not in "iu":
+        raise _fail(path, f"has {name!r} of dtype {array.dtype}, not an integer dtype")
+    if array.shape != shape:
+        raise _fail(path, f"has {name!r} of shape {array.shape}, expected {shape}")
+    if floating and not np.isfinite(array).all():
+        raise _fail(path, f"has NaN or infinity in {name!r}")
+    if name.endswith("centroids") and array.size:
+        # distances to such centroids overflow: no fit can have computed them
+        limit = np.sqrt(np.finfo(array.dtype).max / (4.0 * array.shape[1]))
+        if np.abs(array).max() > limit:
+            raise _fail(path, f"has values in {name!r} too large for distances ({limit:.3g})")
+    return array
+
+
+def _n_runs(cfg: Any) -> int:
+    """``cfg.resolved_n_init()`` without repeating its warning for explicit centroids."""
+    if isinstance(cfg.init, np.ndarray | list | tuple):
+        return 1
+    return cfg.resolved_n_init()
 
 
 def attach(
     cfg: Any, data: FitData, observers: list[Any], rng: np.random.Generator
 ) -> Resume | None:
-    """With ``cfg.checkpoint``: add the checkpoint observer and restore a saved state."""
+    """With ``cfg.checkpoint``: add the checkpoint observer and restore a saved state.
+
+    Raises
+    ------
+    CheckpointError
+        The checkpoint in ``cfg.checkpoint`` is damaged (see :func:`load`).
+    """
     if cfg.checkpoint is None:
         return None
-    stamp = fingerprint(cfg.to_dict(), data.X)
-    resume = load(cfg.checkpoint, stamp)
+    stamp = fingerprint(cfg.to_dict(), data.X, data.sample_weight)
+    resume = load(
+        cfg.checkpoint,
+        stamp,
+        n_samples=data.n_samples,
+        n_features=data.X.shape[1],
+        n_clusters=cfg.n_clusters,
+        n_init=_n_runs(cfg),
+        max_iter=cfg.max_iter,
+        dtype=data.X.dtype,
+        bit_generator=rng.bit_generator,
+        reproducible=cfg.random_state is not None,
+    )
     keeper = Checkpoint(cfg.checkpoint, stamp, cfg.checkpoint_every)
     keeper.resume_with(resume)
     observers.append(keeper)
