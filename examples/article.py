@@ -21,6 +21,8 @@ plot_comparison(
     X,
     {"K-Means Clustering": km.labels_, "Actual Clustering": y},
     centroids={"K-Means Clustering": km.cluster_centers_},
+    data="make_blobs(random_state=42)",
+    k=3,
     path=out / "article.png",
 )
 print(f"plot: {out / 'article.png'}")

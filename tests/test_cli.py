@@ -11,7 +11,14 @@ import pytest
 from click.testing import CliRunner
 
 from kmeansfw import KMeans
+from kmeansfw.core.errors import (
+    CheckpointError,
+    ConfigError,
+    StrategyError,
+    UnknownStrategyError,
+)
 from kmeansfw.workflow.cli import main
+from kmeansfw.workflow.experiment import DataError, load_dataset
 
 
 @pytest.fixture
@@ -97,9 +104,11 @@ def test_compare_objectives_equal_a_direct_loop(tmp_path, run):
         cells = [line.split() for line in lines if line.startswith(name + " ")]
         printed = [float(c[3]) for c in cells if len(c) > 4 and c[1] == "iris"]
         np.testing.assert_allclose(printed, direct, rtol=1e-9)
-        summary = next(c for c in cells if len(c) > 2 and c[1] == "10")
-        np.testing.assert_allclose(float(summary[2]), np.mean(direct), rtol=1e-9)
-        np.testing.assert_allclose(float(summary[4]), np.min(direct), rtol=1e-9)
+        # summary: dataset, config, k, cells, objective mean, std, best, ...
+        summary = next(s for s in (line.split() for line in lines) if s[:2] == ["iris", name])
+        assert summary[2:4] == ["3", "10"]
+        np.testing.assert_allclose(float(summary[4]), np.mean(direct), rtol=1e-9)
+        np.testing.assert_allclose(float(summary[6]), np.min(direct), rtol=1e-9)
 
 
 def test_plugins_lists_builtins_and_distributions(run):
@@ -186,3 +195,200 @@ def test_strategy_failure_exits_1(tmp_path):
     )
     assert out.returncode == 1
     assert "empty strategy 'raise'" in out.stderr
+
+
+# --------------------------------------------------------------- issue 11, items 7, 8, 10
+
+
+def _one_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+def test_compare_prints_one_row_per_data_set_and_config(tmp_path, run):
+    (tmp_path / "plusplus.toml").write_text("n_clusters = 3\n")
+    result = run(
+        "compare", tmp_path / "plusplus.toml", "--dataset", "iris", "--dataset", "wine",
+        "--seeds", 2, "-q",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split()[:4] == ["dataset", "config", "n_clusters", "cells"]
+    rows = [line.split() for line in lines[2:]]
+    assert [r[:4] for r in rows] == [["iris", "plusplus", "3", "2"], ["wine", "plusplus", "3", "2"]]
+    for row, name in zip(rows, ["iris", "wine"], strict=True):
+        X = load_dataset(name)[0]
+        direct = [KMeans(3, random_state=s).fit(X).inertia_ for s in range(2)]
+        np.testing.assert_allclose(float(row[4]), np.mean(direct), rtol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["compare", "{cfg}", "--dataset", "iris", "--seeds", "0"], "'--seeds'"),
+        (["compare", "{cfg}", "--dataset", "iris", "--seeds", "-3"], "'--seeds'"),
+        (["compare", "{cfg}", "--dataset", "irs"], "'--dataset'"),
+        (["compare", "{cfg}", "--dataset", "iris", "--jobs", "0"], "'--jobs'"),
+        (["compare", "{cfg}", "--dataset", "iris", "-k", "0"], "'--n-clusters'"),
+        (["compare", "{tmp}/missing.toml", "--dataset", "iris"], "'CONFIGS...'"),
+        (["fit", "iris", "-k", "0"], "'--n-clusters'"),
+        (["fit", "iris", "-k", "151"], "'--n-clusters'"),
+        (["fit", "iris", "-k", "three"], "'--n-clusters'"),
+        (["fit", "iris", "--seed", "-1"], "'--seed'"),
+        (["fit", "iris", "--seed", str(2**32)], "'--seed'"),
+        (["fit", "iris", "--config", "{tmp}/missing.toml"], "'--config'"),
+        (["fit", "iris", "--out", "{cfg}"], "'--out'"),
+        (["config", "{tmp}/missing.toml"], "'PATH'"),
+        (["demo", "--samples", "2", "--centers", "3"], "'--samples'"),
+        (["demo", "--centers", "0"], "'--centers'"),
+    ],
+)
+def test_bad_arguments_exit_2_naming_the_argument(tmp_path, args, option):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("n_clusters = 3\n")
+    args = [a.format(cfg=cfg, tmp=tmp_path) for a in args]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert option in result.stderr and "Invalid value" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_compare_with_zero_seeds_prints_no_empty_table(tmp_path):
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text("n_clusters = 3\n")
+    result = CliRunner().invoke(main, ["compare", str(cfg), "--dataset", "iris", "--seeds", "0"])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "'--seeds': 0 is not in the range 1<=x<=1000000" in result.stderr
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".npy"])
+def test_overflowing_data_is_named_as_data_exit_2(tmp_path, suffix):
+    X = np.random.default_rng(0).normal(size=(40, 3)) * 1e200  # squares overflow to inf
+    path = tmp_path / f"big{suffix}"
+    if suffix == ".npy":
+        np.save(path, X)
+    else:
+        np.savetxt(path, X, delimiter=",")
+    out = CliRunner().invoke(main, ["fit", str(path), "-k", "2", "--seed", "0", "-q"])
+    assert out.exit_code == 2, out.output
+    line = _one_line(out.stderr)
+    assert f"big{suffix}: the data's values" in line and "overflow to infinity" in line
+    assert "strategy" not in line
+
+
+def test_infinite_values_in_a_file_are_named_with_their_cell(tmp_path):
+    path = tmp_path / "inf.csv"
+    path.write_text("1,2\n3,1e400\n")
+    out = CliRunner().invoke(main, ["fit", str(path), "-k", "1", "-q"])
+    assert out.exit_code == 2
+    line = _one_line(out.stderr)
+    assert "inf.csv: the data contains NaN or infinity" in line and "row 2, column 2" in line
+
+
+def test_fit_without_seed_draws_records_and_prints_one(tmp_path, run):
+    first = run("fit", "iris", "--out", tmp_path / "a")
+    assert first.exit_code == 0, first.output
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    seed = report["random_state"]
+    assert isinstance(seed, int) and 0 <= seed < 2**32
+    assert report["config"]["random_state"] == seed and report["random_state_drawn"] is True
+    assert f"--seed {seed}" in first.output
+    again = run("fit", "iris", "--seed", seed, "--out", tmp_path / "b", "-q")
+    assert again.exit_code == 0 and again.output == ""
+    repeated = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert repeated["random_state"] == seed and repeated["random_state_drawn"] is False
+    assert repeated["objective"] == report["objective"]
+    np.testing.assert_array_equal(
+        np.loadtxt(tmp_path / "a" / "labels.csv", skiprows=1),
+        np.loadtxt(tmp_path / "b" / "labels.csv", skiprows=1),
+    )
+    assert run("fit", "iris", "--out", tmp_path / "c", "-q").exit_code == 0
+    assert json.loads((tmp_path / "c" / "report.json").read_text())["random_state"] != seed
+
+
+def test_config_seed_is_kept_and_not_redrawn(tmp_path, run):
+    config = tmp_path / "c.toml"
+    config.write_text("n_clusters = 3\nrandom_state = 7\n")
+    result = run("fit", "iris", "--config", config, "--out", tmp_path / "a")
+    assert result.exit_code == 0 and "drawn" not in result.output
+    assert json.loads((tmp_path / "a" / "report.json").read_text())["random_state"] == 7
+
+
+@pytest.mark.parametrize(
+    ("kind", "message", "code"),
+    [
+        (CheckpointError, "checkpoint ck: state.npz is truncated", 2),
+        (ConfigError, "config key 'n_init': bad", 2),
+        (UnknownStrategyError, "unknown distance strategy 'nope'", 2),
+        (DataError, "x.csv: bad data", 2),
+        (ValueError, "Input X contains NaN.", 2),
+        (StrategyError, "distance strategy 'mine' raised", 1),
+        (KeyError, "next_run", 1),
+        (OSError, "disk full", 1),
+    ],
+)
+def test_each_error_is_one_line_with_its_exit_code(monkeypatch, tmp_path, kind, message, code):
+    from kmeansfw.workflow import cli
+
+    def fit_checked(km, X, name):
+        raise kind(message)
+
+    monkeypatch.setattr(cli, "fit_checked", fit_checked)
+    monkeypatch.delenv("KMEANSFW_TRACEBACK", raising=False)
+    result = CliRunner().invoke(main, ["fit", "iris", "--seed", "0", "--out", str(tmp_path)])
+    assert result.exit_code == code
+    assert isinstance(result.exception, SystemExit)  # handled, not escaped
+    line = _one_line(result.stderr)
+    assert line.startswith("kmeansfw: error: ") and message in line
+
+
+def test_corrupted_checkpoint_is_one_line_exit_2(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text(f'n_clusters = 3\nrandom_state = 0\ncheckpoint = "{tmp_path / "ck"}"\n')
+    args = [sys.executable, "-m", "kmeansfw", "fit", "iris", "--config", str(config), "-q"]
+    assert subprocess.run(args, capture_output=True, cwd=tmp_path).returncode == 0
+    state = tmp_path / "ck" / "state.npz"
+    state.write_bytes(state.read_bytes()[:100])  # truncated
+    out = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert "ck" in _one_line(out.stderr)
+
+
+def _capture_figures(monkeypatch):
+    from kmeansfw.workflow import plots
+
+    figures = []
+    original = plots.plot_comparison
+
+    def capture(*args, **kwargs):
+        figures.append(original(*args, **kwargs))
+        return figures[-1]
+
+    monkeypatch.setattr(plots, "plot_comparison", capture)
+    return figures
+
+
+def test_clusters_png_says_what_it_shows(tmp_path, run, monkeypatch):
+    figures = _capture_figures(monkeypatch)
+    result = run("fit", "wine", "-k", 3, "--seed", 0, "--out", tmp_path, "-q")
+    assert result.exit_code == 0, result.output
+    (fig,) = figures
+    title = fig.get_suptitle()
+    assert "wine" in title and "k = 3" in title and "PCA projection of the 13 features" in title
+    (ax,) = fig.axes
+    assert ax.get_xlabel().startswith("principal component 1")
+    assert ax.get_ylabel().startswith("principal component 2")
+    assert (tmp_path / "clusters.png").stat().st_size > 1000
+
+
+def test_demo_png_says_what_it_shows(tmp_path, run, monkeypatch):
+    figures = _capture_figures(monkeypatch)
+    result = run("demo", "--samples", 300, "--centers", 4, "--out", tmp_path, "-q")
+    assert result.exit_code == 0, result.output
+    (fig,) = figures
+    assert "make_blobs" in fig.get_suptitle() and "k = 4" in fig.get_suptitle()
+    assert [ax.get_title() for ax in fig.axes] == ["kmeansfw", "true clusters", "scikit-learn"]
+    assert all(ax.get_xlabel() == "feature 1" for ax in fig.axes)

@@ -1,7 +1,10 @@
 """The ``kmeansfw`` command line: demo, fit, compare, plugins, config.
 
-Exit codes: 0 success, 1 a failure while computing (a strategy raised, say), 2 bad usage,
-a bad configuration or bad data; errors are one line on standard error, no traceback.
+Exit codes: 0 success; 1 a failure while computing (a strategy raised, a file could not
+be written, or an unexpected error: a bug to report); 2 bad usage (a bad argument, named
+by click's usage message), a bad configuration, a bad checkpoint or bad data.  Errors are
+one line on standard error (``kmeansfw: error: ...``), no traceback; set the environment
+variable ``KMEANSFW_TRACEBACK=1`` to see the traceback of an unexpected error.
 """
 
 from __future__ import annotations
@@ -21,12 +24,29 @@ import numpy as np
 from kmeansfw import __version__
 from kmeansfw.core.catalog import CATALOG
 from kmeansfw.core.config import Config
-from kmeansfw.core.errors import ConfigError, StrategyError, UnknownStrategyError
+from kmeansfw.core.errors import (
+    CheckpointError,
+    ConfigError,
+    StrategyError,
+    UnknownStrategyError,
+)
 from kmeansfw.core.markers import hookimpl
-from kmeansfw.workflow.experiment import COLUMNS, DataError, load_dataset, run_experiment
+from kmeansfw.workflow.experiment import (
+    BLOBS,
+    BUNDLED,
+    COLUMNS,
+    SUMMARY_COLUMNS,
+    DataError,
+    fit_checked,
+    is_file,
+    load_dataset,
+    run_experiment,
+)
 
 BAD_INPUT = 2
 FAILURE = 1
+#: Seeds are what numpy accepts everywhere: 0 .. 2**32 - 1.
+SEED = click.IntRange(0, 2**32 - 1)
 
 
 class _Main(click.Group):
@@ -39,12 +59,24 @@ class _Main(click.Group):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             sys.exit(FAILURE)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise  # click prints these (usage errors name the argument; exit 2)
+        except (CheckpointError, ConfigError, UnknownStrategyError, DataError) as exc:
+            _fail(f"{exc}", BAD_INPUT)
         except StrategyError as exc:
             _fail(f"{exc}", FAILURE)
-        except (ConfigError, UnknownStrategyError, DataError, ValueError) as exc:
+        except ValueError as exc:  # the estimator's checks of its input
             _fail(f"{exc}", BAD_INPUT)
         except (OSError, ImportError) as exc:
             _fail(f"{exc}", FAILURE)
+        except Exception as exc:
+            if os.environ.get("KMEANSFW_TRACEBACK"):
+                raise
+            _fail(
+                f"unexpected {type(exc).__name__}: {exc} (a bug in kmeansfw or a plugin; "
+                f"KMEANSFW_TRACEBACK=1 shows where)",
+                FAILURE,
+            )
 
 
 def _fail(message: str, code: int) -> None:
@@ -74,14 +106,26 @@ class _InitialCentroids:
 
 
 @main.command()
-@click.option("--samples", default=10_000, show_default=True, help="Samples to generate.")
-@click.option("--centers", default=3, show_default=True, help="True clusters, and k.")
-@click.option("--seed", default=0, show_default=True, help="Random seed.")
+@click.option(
+    "--samples",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Samples to generate.",
+)
+@click.option(
+    "--centers",
+    default=3,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="True clusters, and k.",
+)
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Random seed.")
 @click.option(
     "--out",
     default="kmeansfw-demo",
     show_default=True,
-    type=click.Path(),
+    type=click.Path(file_okay=False),
     help="Folder for the plot.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing; just write the plot.")
@@ -93,6 +137,11 @@ def demo(samples: int, centers: int, seed: int, out: str, quiet: bool) -> None:
 
     from kmeansfw.estimator import KMeans
 
+    if samples < centers:
+        raise click.BadParameter(
+            f"{samples} samples cannot make {centers} clusters (need --samples >= --centers)",
+            param_hint="'--samples'",
+        )
     X, y = make_blobs(n_samples=samples, centers=centers, random_state=seed)
     seeds = _InitialCentroids()
     start = time.perf_counter()
@@ -105,6 +154,8 @@ def demo(samples: int, centers: int, seed: int, out: str, quiet: bool) -> None:
         X,
         {"kmeansfw": km.labels_, "true clusters": y, "scikit-learn": sk.labels_},
         {"kmeansfw": km.cluster_centers_, "scikit-learn": sk.cluster_centers_},
+        f"make_blobs (seed {seed})",
+        km.n_clusters,
     )
     if quiet:
         return
@@ -123,7 +174,9 @@ def demo(samples: int, centers: int, seed: int, out: str, quiet: bool) -> None:
     )
 
 
-def _plot_or_none(path: pathlib.Path, X, panels, centroids) -> pathlib.Path | None:
+def _plot_or_none(
+    path: pathlib.Path, X, panels, centroids, data: str, k: int
+) -> pathlib.Path | None:
     try:
         from kmeansfw.workflow.plots import plot_comparison
     except ImportError:  # pragma: no cover
@@ -133,7 +186,7 @@ def _plot_or_none(path: pathlib.Path, X, panels, centroids) -> pathlib.Path | No
     except ImportError:  # pragma: no cover - the plot extra is not installed
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
-    plot_comparison(X, panels, centroids=centroids, path=path)
+    plot_comparison(X, panels, centroids=centroids, data=data, k=k, path=path)
     return path
 
 
@@ -141,7 +194,7 @@ def _plot_or_none(path: pathlib.Path, X, panels, centroids) -> pathlib.Path | No
 
 
 def _load_config(path: str | None, k: int | None, seed: int | None) -> Config:
-    values = Config.from_toml(path).to_dict() if path else {}
+    values = Config.from_toml(pathlib.Path(path)).to_dict() if path else {}
     if k is not None:
         values["n_clusters"] = k
     if seed is not None:
@@ -149,35 +202,72 @@ def _load_config(path: str | None, k: int | None, seed: int | None) -> Config:
     return Config.from_dict(values)
 
 
+def draw_seed() -> int:
+    """A fresh seed from the operating system's entropy, as a 32-bit integer."""
+    return int(np.random.SeedSequence().entropy % 2**32)
+
+
 @main.command()
 @click.argument("data")
-@click.option("--config", "config_path", type=click.Path(), help="TOML config file.")
-@click.option("-k", "--n-clusters", "k", type=int, help="Number of clusters (overrides config).")
-@click.option("--seed", type=int, help="random_state (overrides config).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="TOML config file.",
+)
+@click.option(
+    "-k",
+    "--n-clusters",
+    "k",
+    type=click.IntRange(min=1),
+    help="Number of clusters (overrides config).",
+)
+@click.option(
+    "--seed",
+    type=SEED,
+    help="random_state (overrides config); without one a seed is drawn, printed and "
+    "recorded in report.json.",
+)
 @click.option(
     "--out",
     default="kmeansfw-fit",
     show_default=True,
-    type=click.Path(),
+    type=click.Path(file_okay=False),
     help="Folder for labels.csv, centroids.csv, report.json and clusters.png.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress, no summary.")
 def fit(
     data: str, config_path: str | None, k: int | None, seed: int | None, out: str, quiet: bool
 ) -> None:
-    """Cluster DATA (a .csv, .npy or .parquet file, or a data set name) and write results."""
+    """Cluster DATA (a .csv, .npy or .parquet file, or a data set name) and write results.
+
+    Every run is repeatable: without --seed (and no random_state in the config) a seed is
+    drawn, printed and recorded in report.json; rerun with --seed to get the same result.
+    """
     from sklearn.metrics import adjusted_rand_score
 
     from kmeansfw.estimator import KMeans
 
     cfg = _load_config(config_path, k, seed)
+    drawn = cfg.random_state is None
+    if drawn:
+        cfg = Config.from_dict({**cfg.to_dict(), "random_state": draw_seed()})
     X, y = load_dataset(data)
+    if cfg.n_clusters > X.shape[0]:
+        message = f"k = {cfg.n_clusters} clusters but {data} has only {X.shape[0]} samples"
+        if k is not None:
+            raise click.BadParameter(message, param_hint="'-k' / '--n-clusters'")
+        raise DataError(f"{message} (set k with -k)")
     values = cfg.to_dict()
     if not quiet:
         values["observers"] = [*values["observers"], "progress"]
+        if drawn:
+            click.echo(
+                f"seed {cfg.random_state} (drawn; repeat this run with --seed {cfg.random_state})"
+            )
     km = KMeans(**values)
     start = time.perf_counter()
-    km.fit(X)
+    fit_checked(km, X, data)
     seconds = time.perf_counter() - start
     folder = pathlib.Path(out)
     folder.mkdir(parents=True, exist_ok=True)
@@ -188,6 +278,8 @@ def fit(
         "n_samples": int(X.shape[0]),
         "n_features": int(X.shape[1]),
         "n_clusters": int(km.n_clusters),
+        "random_state": _jsonable(cfg.random_state),
+        "random_state_drawn": drawn,
         "n_iter": int(km.n_iter_),
         "objective": float(km.inertia_),
         "fit_seconds": seconds,
@@ -197,7 +289,12 @@ def fit(
         report["ari"] = float(adjusted_rand_score(y, km.labels_))
     (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     picture = _plot_or_none(
-        folder / "clusters.png", X, {"kmeansfw": km.labels_}, {"kmeansfw": km.cluster_centers_}
+        folder / "clusters.png",
+        X,
+        {"kmeansfw": km.labels_},
+        {"kmeansfw": km.cluster_centers_},
+        data if y is not None else pathlib.Path(data).name,
+        km.n_clusters,
     )
     if not quiet:
         click.echo(
@@ -225,19 +322,55 @@ def _jsonable(value: Any) -> Any:
 # --------------------------------------------------------------------------- compare
 
 
+def _jobs(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    if value == 0:
+        raise click.BadParameter("must be a positive number of processes, or -1 for all CPUs")
+    return value
+
+
+def _dataset(ctx: click.Context, param: click.Parameter, value: Sequence[str]) -> tuple:
+    for name in value:
+        if name not in BUNDLED and name not in BLOBS and not is_file(name):
+            known = ", ".join((*BUNDLED, *BLOBS))
+            raise click.BadParameter(
+                f"no such data file or data set: {name!r} (data sets: {known})"
+            )
+    return tuple(value)
+
+
 @main.command()
-@click.argument("configs", nargs=-1, required=True, type=click.Path())
+@click.argument("configs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option(
     "--dataset",
     "datasets",
     multiple=True,
     required=True,
+    callback=_dataset,
     help="Data set name or file (repeatable).",
 )
-@click.option("--seeds", default=5, show_default=True, help="Seeds 0..N-1 per config.")
-@click.option("-k", "--n-clusters", "k", type=int, help="Overrides the configs' n_clusters.")
-@click.option("--jobs", default=1, show_default=True, help="Worker processes (-1: all CPUs).")
-@click.option("--out", type=click.Path(), help="CSV of all cells (resumable).")
+@click.option(
+    "--seeds",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1, 1_000_000),
+    help="How many seeds: each config runs with random_state 0..N-1 on each data set.",
+)
+@click.option(
+    "-k",
+    "--n-clusters",
+    "k",
+    type=click.IntRange(min=1),
+    help="Overrides the configs' n_clusters.",
+)
+@click.option(
+    "--jobs",
+    default=1,
+    show_default=True,
+    type=int,
+    callback=_jobs,
+    help="Worker processes (-1: all CPUs).",
+)
+@click.option("--out", type=click.Path(dir_okay=False), help="CSV of all cells (resumable).")
 @click.option("--cells", is_flag=True, help="Print every cell, not only the summary.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def compare(
@@ -250,31 +383,25 @@ def compare(
     cells: bool,
     quiet: bool,
 ) -> None:
-    """Run the experiment runner over CONFIGS (TOML files) and print a table."""
+    """Run the experiment runner over CONFIGS (TOML files) and print a table.
+
+    The summary has one row per data set and config (objectives of different data sets
+    are never pooled); --cells prints every (config, data set, seed) cell as well.
+    """
     named = {}
     for path in configs:
         name = pathlib.Path(path).stem
-        named[name if name not in named else path] = Config.from_toml(path)
+        named[name if name not in named else path] = Config.from_toml(pathlib.Path(path))
     result = run_experiment(
         named, datasets, range(seeds), n_clusters=k, out=out, n_jobs=jobs, progress=not quiet
     )
+    summary = result.summary()
+    if not summary:  # pragma: no cover - the options above make every run non-empty
+        _fail("the experiment ran no cells", FAILURE)
     if cells:
         _print_table(result.rows, COLUMNS)
         click.echo()
-    _print_table(
-        result.summary(),
-        [
-            "config",
-            "cells",
-            "objective_mean",
-            "objective_std",
-            "objective_best",
-            "ari_mean",
-            "nmi_mean",
-            "n_iter_mean",
-            "fit_seconds_mean",
-        ],
-    )
+    _print_table(summary, SUMMARY_COLUMNS)
 
 
 def _format(value: Any) -> str:
@@ -306,10 +433,10 @@ def plugins() -> None:
 
 
 @main.command("config")
-@click.argument("path", type=click.Path())
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
 def config_command(path: str) -> None:
     """Validate the TOML config PATH and print it normalized (or the error, exit 2)."""
-    click.echo(to_toml(Config.from_toml(path).to_dict()), nl=False)
+    click.echo(to_toml(Config.from_toml(pathlib.Path(path)).to_dict()), nl=False)
 
 
 def to_toml(values: dict[str, Any]) -> str:

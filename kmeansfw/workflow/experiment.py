@@ -2,10 +2,11 @@
 
 Each cell fits one configuration on one data set with one seed (``random_state``) and
 records the objective, ARI and NMI against the true labels when the data set has them,
-the silhouette on a sample, the iterations and the fit time.  Cells run in parallel worker
-processes (joblib), are appended to a CSV as they finish, and a rerun with the same CSV
-skips the cells already there, so a long study that dies loses at most the cells in
-flight.
+the silhouette on a sample, the iterations, the fit time and k.  Cells run in parallel
+worker processes (joblib), are appended to a CSV as they finish, and a rerun with the
+same CSV skips the cells already there, so a long study that dies loses at most the cells
+in flight.  The summary has one row per data set and config: objectives of different
+data sets are on different scales and are never pooled.
 
 >>> from kmeansfw.workflow.experiment import run_experiment
 >>> result = run_experiment({"random": {"init": "random"}, "k-means++": {}},
@@ -22,6 +23,7 @@ import pathlib
 import sys
 import time
 from collections.abc import Iterable, Mapping
+from numbers import Integral
 from typing import Any
 
 import attrs
@@ -29,7 +31,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from kmeansfw.core.config import Config
-from kmeansfw.core.errors import ConfigError
+from kmeansfw.core.errors import ConfigError, StrategyError
 
 COLUMNS = [
     "config",
@@ -41,6 +43,21 @@ COLUMNS = [
     "silhouette",
     "n_iter",
     "fit_seconds",
+    "n_clusters",
+]
+#: The summary's columns, in the order ``kmeansfw compare`` prints them.
+SUMMARY_COLUMNS = [
+    "dataset",
+    "config",
+    "n_clusters",
+    "cells",
+    "objective_mean",
+    "objective_std",
+    "objective_best",
+    "ari_mean",
+    "nmi_mean",
+    "n_iter_mean",
+    "fit_seconds_mean",
 ]
 BUNDLED = ("iris", "wine", "breast_cancer", "digits")
 BLOBS = {
@@ -78,16 +95,26 @@ def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray | None]:
     return load_file(name), None
 
 
+def is_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` names an existing file (False for names no file can have)."""
+    try:
+        return pathlib.Path(path).is_file()
+    except (OSError, ValueError):  # a NUL byte, a name too long...
+        return False
+
+
 def load_file(path: str | os.PathLike[str]) -> np.ndarray:
     """Load a 2-D numeric array from a .csv, .npy or .parquet file, or raise DataError."""
     path = pathlib.Path(path)
-    if not path.exists():
+    if not is_file(path):
         known = ", ".join((*BUNDLED, *BLOBS))
         raise DataError(f"no such data file or data set: {str(path)!r} (data sets: {known})")
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
             X = np.load(path, allow_pickle=False)
+            if not isinstance(X, np.ndarray):  # an .npz archive under an .npy name
+                raise DataError(f"{path.name}: not a .npy array file")
         elif suffix == ".parquet":
             try:
                 import pyarrow.parquet as pq
@@ -102,13 +129,65 @@ def load_file(path: str | os.PathLike[str]) -> np.ndarray:
             )
     except DataError:
         raise
-    except (ValueError, OSError) as exc:
-        raise DataError(f"{path.name}: {exc}") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{path.name}: cannot be read ({exc})") from None
     if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
         raise DataError(f"{path.name}: expected a non-empty 2-D table, got shape {X.shape}")
     if X.dtype.kind not in "fiub":
         raise DataError(f"{path.name}: the data must be numeric, got {X.dtype}")
+    check_finite(X, path.name)
     return X
+
+
+def check_finite(X: np.ndarray, name: str) -> None:
+    """Raise DataError naming ``name`` and the first cell when ``X`` holds NaN or infinity."""
+    if X.dtype.kind != "f":
+        return
+    bad = ~np.isfinite(X)
+    if bad.any():
+        row, column = (int(i) + 1 for i in np.argwhere(bad)[0])
+        raise DataError(
+            f"{name}: the data contains NaN or infinity ({int(bad.sum())} value(s); the first, "
+            f"{float(X[row - 1, column - 1])}, in row {row}, column {column}); values beyond "
+            f"{np.finfo(X.dtype).max:.3g} overflow to infinity in {X.dtype}"
+        )
+
+
+def overflow_error(X: Any, name: str) -> DataError | None:
+    """A DataError when ``X``'s values are so large that squared distances overflow.
+
+    Squared Euclidean distances (and the k-means objective) of rows whose entries reach
+    ``m`` go up to about ``4 * m**2 * n_features``; beyond the largest float of ``X``'s
+    dtype they become infinity, and the distance strategy is not to blame.
+    """
+    X = np.asarray(X)
+    if X.dtype.kind != "f" or X.size == 0:
+        return None
+    largest = float(np.max(np.abs(X)))
+    limit = float(np.finfo(X.dtype).max)
+    if not np.isfinite(largest) or largest > (limit / (4.0 * X.shape[1])) ** 0.5:
+        return DataError(
+            f"{name}: the data's values (up to {largest:.3g} in magnitude) overflow to "
+            f"infinity in squared distances ({X.dtype} holds at most {limit:.3g}); "
+            f"rescale the data, e.g. standardize each column"
+        )
+    return None
+
+
+def fit_checked(km: Any, X: np.ndarray, name: str) -> Any:
+    """``km.fit(X)``, with a failure that comes from overflowing data raised as DataError."""
+    try:
+        km.fit(X)
+    except StrategyError:
+        error = overflow_error(X, name)
+        if error is not None:
+            raise error from None
+        raise
+    if not np.isfinite(km.inertia_):
+        error = overflow_error(X, name)
+        if error is not None:
+            raise error
+    return km
 
 
 def _read_csv(path: pathlib.Path) -> np.ndarray:
@@ -166,8 +245,12 @@ def run_cell(
 
     X, y = load_dataset(dataset)
     km = KMeans.from_config({**config, "random_state": int(seed)})
+    if km.n_clusters > X.shape[0]:
+        raise DataError(
+            f"{dataset}: {X.shape[0]} samples, fewer than the k = {km.n_clusters} clusters asked"
+        )
     start = time.perf_counter()
-    km.fit(X)
+    fit_checked(km, X, dataset)
     seconds = time.perf_counter() - start
     row: dict[str, Any] = {
         "config": name,
@@ -179,11 +262,12 @@ def run_cell(
         "silhouette": "",
         "n_iter": km.n_iter_,
         "fit_seconds": seconds,
+        "n_clusters": int(km.n_clusters),
     }
     if y is not None:
         row["ari"] = adjusted_rand_score(y, km.labels_)
         row["nmi"] = normalized_mutual_info_score(y, km.labels_)
-    if 1 < np.unique(km.labels_).size < X.shape[0]:
+    if 1 < np.unique(km.labels_).size < X.shape[0] and overflow_error(X, dataset) is None:
         sample = min(silhouette_sample, X.shape[0])
         row["silhouette"] = silhouette_score(
             X, km.labels_, sample_size=sample, random_state=int(seed)
@@ -203,25 +287,36 @@ class ExperimentResult:
     rows: list[dict[str, Any]]
 
     def summary(self) -> list[dict[str, Any]]:
-        """Per config (in first-seen order): cells, mean/std/best objective, mean ARI/NMI."""
-        out = []
-        for name in dict.fromkeys(r["config"] for r in self.rows):
-            mine = [r for r in self.rows if r["config"] == name]
-            objective = np.array([float(r["objective"]) for r in mine])
+        """One row per data set and config (both in first-seen order).
 
-            out.append(
-                {
-                    "config": name,
-                    "cells": len(mine),
-                    "objective_mean": float(objective.mean()),
-                    "objective_std": float(objective.std()),
-                    "objective_best": float(objective.min()),
-                    "ari_mean": _mean_of(mine, "ari"),
-                    "nmi_mean": _mean_of(mine, "nmi"),
-                    "n_iter_mean": _mean_of(mine, "n_iter"),
-                    "fit_seconds_mean": _mean_of(mine, "fit_seconds"),
-                }
-            )
+        Each row has the data set, the config, ``n_clusters`` (k; empty when the cells
+        do not record it), the number of cells (seeds), the mean, standard deviation and
+        best objective, and the mean ARI, NMI, iterations and fit time.  Objectives of
+        different data sets are on different scales, so they are never pooled.
+        """
+        out = []
+        for dataset in dict.fromkeys(r["dataset"] for r in self.rows):
+            for name in dict.fromkeys(r["config"] for r in self.rows):
+                mine = [r for r in self.rows if r["config"] == name and r["dataset"] == dataset]
+                if not mine:
+                    continue
+                objective = np.array([float(r["objective"]) for r in mine])
+                ks = {r.get("n_clusters") for r in mine} - {"", None}
+                out.append(
+                    {
+                        "dataset": dataset,
+                        "config": name,
+                        "n_clusters": int(ks.pop()) if len(ks) == 1 else "",
+                        "cells": len(mine),
+                        "objective_mean": float(objective.mean()),
+                        "objective_std": float(objective.std()),
+                        "objective_best": float(objective.min()),
+                        "ari_mean": _mean_of(mine, "ari"),
+                        "nmi_mean": _mean_of(mine, "nmi"),
+                        "n_iter_mean": _mean_of(mine, "n_iter"),
+                        "fit_seconds_mean": _mean_of(mine, "fit_seconds"),
+                    }
+                )
         return out
 
     def to_csv(self, path: str | os.PathLike[str]) -> None:
@@ -238,16 +333,30 @@ class ExperimentResult:
         return pd.DataFrame(self.rows, columns=COLUMNS)
 
 
-def _read_finished(path: pathlib.Path) -> list[dict[str, Any]]:
+def _read_finished(path: pathlib.Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """The cells already in ``path`` and its columns (COLUMNS for a new file)."""
     if not path.exists() or path.stat().st_size == 0:
-        return []
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    for row in rows:
-        row["seed"] = int(row["seed"])
-        row["objective"] = float(row["objective"])
-        row["n_iter"] = int(row["n_iter"])
-    return rows
+        return [], list(COLUMNS)
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            columns = list(reader.fieldnames or [])
+            rows = list(reader)
+        missing = [c for c in COLUMNS if c not in columns and c != "n_clusters"]
+        if missing:
+            raise ValueError(f"no column(s) {', '.join(map(repr, missing))}")
+        for row in rows:
+            row["seed"] = int(row["seed"])
+            row["objective"] = float(row["objective"])
+            row["n_iter"] = int(row["n_iter"])
+            if row.get("n_clusters") not in ("", None):
+                row["n_clusters"] = int(row["n_clusters"])
+    except (ValueError, TypeError, OSError, csv.Error) as exc:
+        raise DataError(
+            f"{path}: not a table of cells written by run_experiment ({exc}); "
+            f"pass another file to write the cells to"
+        ) from None
+    return rows, columns
 
 
 def run_experiment(
@@ -282,30 +391,35 @@ def run_experiment(
     """
     from joblib import Parallel, delayed
 
-    plain = {}
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, Integral) or n_jobs == 0:
+        raise ValueError(f"n_jobs must be a non-zero integer (-1: all CPUs), got {n_jobs!r}")
+    plain, ks = {}, {}
     for name, config in configs.items():
         values = _config_values(config)
         if n_clusters is not None:
             values["n_clusters"] = n_clusters
         try:
-            Config.from_dict(values)
+            ks[name] = Config.from_dict(values).n_clusters
         except ConfigError as exc:
             raise ConfigError(f"config {name!r}: {exc}") from None
         plain[name] = values
-    datasets, seeds = list(datasets), [int(s) for s in seeds]
+    datasets, seeds = [str(d) for d in datasets], [int(s) for s in seeds]
     for dataset in datasets:
         if dataset not in BUNDLED and dataset not in BLOBS:
             load_file(dataset)  # fail early, before any worker starts
     path = pathlib.Path(out) if out is not None else None
-    finished = _read_finished(path) if path is not None else []
-    done = {(r["config"], r["dataset"], r["seed"]) for r in finished}
-    todo = [
-        (name, dataset, seed)
-        for name in plain
-        for dataset in datasets
-        for seed in seeds
-        if (name, dataset, seed) not in done
-    ]
+    finished, columns = _read_finished(path) if path is not None else ([], list(COLUMNS))
+
+    def key(row: dict[str, Any]) -> tuple[Any, ...]:
+        # cells from files written before k was recorded count as the config's k
+        k = row.get("n_clusters")
+        k = ks.get(row["config"]) if k in ("", None) else k
+        return (row["config"], row["dataset"], row["seed"], k)
+
+    wanted = [(n, d, s, ks[n]) for n in plain for d in datasets for s in seeds]
+    order = {cell: i for i, cell in enumerate(wanted)}
+    done = {key(r) for r in finished}
+    todo = [cell for cell in wanted if cell not in done]
     rows = list(finished)
     writer = None
     fh = None
@@ -313,12 +427,12 @@ def run_experiment(
         if path is not None:
             new_file = not path.exists() or path.stat().st_size == 0
             fh = open(path, "a", newline="")
-            writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+            writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
             if new_file:
                 writer.writeheader()
         jobs = (
             delayed(run_cell)(name, plain[name], dataset, seed, silhouette_sample)
-            for name, dataset, seed in todo
+            for name, dataset, seed, _ in todo
         )
         bar = tqdm(
             total=len(todo),
@@ -337,9 +451,6 @@ def run_experiment(
     finally:
         if fh is not None:
             fh.close()
-    order = {
-        key: i for i, key in enumerate((n, d, s) for n in plain for d in datasets for s in seeds)
-    }
-    rows = [r for r in rows if (r["config"], r["dataset"], r["seed"]) in order]
-    rows.sort(key=lambda r: order[(r["config"], r["dataset"], r["seed"])])
+    rows = [r for r in rows if key(r) in order]
+    rows.sort(key=lambda r: order[key(r)])
     return ExperimentResult(rows)

@@ -14,14 +14,18 @@ from typing import Any
 import numpy as np
 
 
-def _figure(n_panels: int, size: tuple[float, float] = (5.0, 4.5)):
+def _figure(n_panels: int, size: tuple[float, float] = (5.0, 4.5), ncols: int | None = None):
     try:
         from matplotlib.figure import Figure
     except ImportError:  # pragma: no cover - depends on the environment
         raise ImportError("plots need matplotlib: pip install 'kmeansfw[plot]'") from None
-    fig = Figure(figsize=(size[0] * n_panels, size[1]), layout="constrained")
-    axes = fig.subplots(1, n_panels, squeeze=False)[0]
-    return fig, axes
+    ncols = n_panels if ncols is None else ncols
+    nrows = -(-n_panels // ncols)
+    fig = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
+    axes = list(fig.subplots(nrows, ncols, squeeze=False).ravel())
+    for spare in axes[n_panels:]:
+        spare.remove()
+    return fig, axes[:n_panels]
 
 
 def _save(fig, path: str | os.PathLike[str] | None):
@@ -30,18 +34,41 @@ def _save(fig, path: str | os.PathLike[str] | None):
     return fig
 
 
-def project_2d(X: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
-    """X (and ``others`` in the same space) in 2-D: as is, or by PCA fitted on X."""
+def projection(
+    X: np.ndarray, *others: np.ndarray, feature_names: Sequence[str] | None = None
+) -> tuple[list[np.ndarray], tuple[str, str], str]:
+    """X (and ``others`` in the same space) in 2-D, the two axis labels, and a note.
+
+    Two features are drawn as they are; one is padded with a zero axis; more are
+    projected on the first two principal components of X (PCA), and the labels say so,
+    with the share of the variance each component explains.  The note is ``""`` or
+    ``"PCA projection of the d features"``, for the figure's title.
+    """
     X = np.asarray(X, dtype=np.float64)
-    if X.shape[1] == 2:
-        return [X, *(np.asarray(o, dtype=np.float64) for o in others)]
-    if X.shape[1] == 1:
+    d = X.shape[1]
+    names = list(feature_names) if feature_names is not None else []
+    if len(names) != d:
+        names = [f"feature {i + 1}" for i in range(d)]
+    if d == 2:
+        arrays = [X, *(np.asarray(o, dtype=np.float64) for o in others)]
+        return arrays, (names[0], names[1]), ""
+    if d == 1:
         pad = [np.column_stack([a, np.zeros(len(a))]) for a in (X, *others)]
-        return pad
+        return pad, (names[0], ""), ""
     from sklearn.decomposition import PCA
 
     pca = PCA(n_components=2, random_state=0).fit(X)
-    return [pca.transform(a) for a in (X, *others)]
+    share = np.nan_to_num(pca.explained_variance_ratio_)
+    labels = (
+        f"principal component 1 ({share[0]:.1%} of variance)",
+        f"principal component 2 ({share[1]:.1%} of variance)",
+    )
+    return [pca.transform(a) for a in (X, *others)], labels, f"PCA projection of the {d} features"
+
+
+def project_2d(X: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    """X (and ``others`` in the same space) in 2-D: as is, or by PCA fitted on X."""
+    return projection(X, *others)[0]
 
 
 def align_labels(labels: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -60,11 +87,29 @@ def align_labels(labels: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return target[inverse]
 
 
-def _scatter(ax, points: np.ndarray, labels: np.ndarray, centroids: np.ndarray | None, title: str):
+def _scatter(
+    ax,
+    points: np.ndarray,
+    labels: np.ndarray,
+    centroids: np.ndarray | None,
+    title: str,
+    axis_labels: tuple[str, str],
+):
     ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=8, alpha=0.8)
     if centroids is not None:
-        ax.scatter(centroids[:, 0], centroids[:, 1], c="black", marker="x", s=90, linewidths=2)
+        ax.scatter(
+            centroids[:, 0],
+            centroids[:, 1],
+            c="black",
+            marker="x",
+            s=90,
+            linewidths=2,
+            label="centroids",
+        )
+        ax.legend(loc="best", fontsize="small")
     ax.set_title(title)
+    ax.set_xlabel(axis_labels[0])
+    ax.set_ylabel(axis_labels[1])
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -75,10 +120,25 @@ def plot_clusters(
     centroids: np.ndarray | None = None,
     *,
     title: str = "clusters",
+    data: str | None = None,
+    k: int | None = None,
+    feature_names: Sequence[str] | None = None,
     path: str | os.PathLike[str] | None = None,
 ):
-    """One scatter plot of the clusters (a PCA projection beyond two features)."""
-    return plot_comparison(X, {title: labels}, centroids={title: centroids}, path=path)
+    """One scatter plot of the clusters (a PCA projection beyond two features).
+
+    The figure's title names ``data`` and ``k`` (k defaults to the number of centroids)
+    and says when the picture is a PCA projection; the axes say what they show.
+    """
+    return plot_comparison(
+        X,
+        {title: labels},
+        centroids={title: centroids},
+        data=data,
+        k=k,
+        feature_names=feature_names,
+        path=path,
+    )
 
 
 def plot_comparison(
@@ -86,6 +146,10 @@ def plot_comparison(
     panels: Mapping[str, Sequence[int]],
     *,
     centroids: Mapping[str, np.ndarray | None] | None = None,
+    title: str | None = None,
+    data: str | None = None,
+    k: int | None = None,
+    feature_names: Sequence[str] | None = None,
     path: str | os.PathLike[str] | None = None,
 ):
     """Side-by-side scatter plots of several labelings of the same data.
@@ -93,22 +157,38 @@ def plot_comparison(
     ``panels`` maps a title to labels (predicted, true, another library's...); each
     labeling is renumbered to best match the first one, so equal clusters get equal
     colours.  ``centroids`` optionally maps the same titles to centroids drawn as crosses.
+
+    The figure's title is ``title`` when given, else it is made of ``data`` (the data
+    set's name), the samples and features and ``k`` (default: the number of the first
+    centroids given); either way it says when the picture is a PCA projection, and the
+    axis labels name the features or the principal components.
     """
     centroids = dict(centroids or {})
     reference = np.asarray(next(iter(panels.values())))
-    panels = {title: align_labels(np.asarray(lab), reference) for title, lab in panels.items()}
+    panels = {name: align_labels(np.asarray(lab), reference) for name, lab in panels.items()}
     stacked = [np.asarray(c) for c in centroids.values() if c is not None]
-    projected = project_2d(X, *stacked)
+    projected, axis_labels, note = projection(X, *stacked, feature_names=feature_names)
     points, rest = projected[0], iter(projected[1:])
+    if k is None and stacked:
+        k = len(stacked[0])
+    if title is None:
+        n, d = np.shape(X)
+        title = f"{data or 'data'}: {n} samples, {d} feature{'s' if d != 1 else ''}"
+        if k is not None:
+            title += f", k = {k}"
     fig, axes = _figure(len(panels))
-    for ax, (title, labels) in zip(axes, panels.items(), strict=True):
-        c = next(rest) if centroids.get(title) is not None else None
-        _scatter(ax, points, np.asarray(labels), c, title)
+    fig.suptitle(f"{title}\n({note})" if note else title)
+    for ax, (name, labels) in zip(axes, panels.items(), strict=True):
+        c = next(rest) if centroids.get(name) is not None else None
+        _scatter(ax, points, np.asarray(labels), c, name, axis_labels)
     return _save(fig, path)
 
 
 def plot_convergence(
-    history: Sequence[Mapping[str, Any]], *, path: str | os.PathLike[str] | None = None
+    history: Sequence[Mapping[str, Any]],
+    *,
+    title: str | None = None,
+    path: str | os.PathLike[str] | None = None,
 ):
     """Objective per iteration, one line per run, from ``History.records`` or ``history_``."""
     fig, (ax,) = _figure(1, size=(6.0, 4.0))
@@ -121,6 +201,7 @@ def plot_convergence(
             marker="o",
             label=f"run {run}",
         )
+    ax.set_title(title or f"k-means objective per iteration ({len(runs)} run(s))")
     ax.set_xlabel("iteration")
     ax.set_ylabel("objective")
     ax.set_yscale("log")
@@ -130,15 +211,43 @@ def plot_convergence(
 
 
 def plot_experiment(
-    result: Any, metric: str = "objective", *, path: str | os.PathLike[str] | None = None
+    result: Any,
+    metric: str = "objective",
+    *,
+    title: str | None = None,
+    path: str | os.PathLike[str] | None = None,
 ):
-    """Box plots of ``metric`` per config, from an experiment's result (or its rows)."""
+    """Box plots of ``metric`` per config, one panel per data set, from an experiment.
+
+    ``result`` is an experiment's result or its rows.  Data sets are never pooled: each
+    panel is titled with its data set and k (when the cells record it) and has its own
+    axis.  The figure's title is ``title``, or says the metric and the number of seeds.
+    """
     rows = result.rows if hasattr(result, "rows") else list(result)
+    if not rows:
+        raise ValueError("plot_experiment: the experiment has no cells to plot")
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     names = list(dict.fromkeys(r["config"] for r in rows))
-    values = [
-        [float(r[metric]) for r in rows if r["config"] == n and r[metric] != ""] for n in names
-    ]
-    fig, (ax,) = _figure(1, size=(max(4.0, 1.6 * len(names)), 4.0))
-    ax.boxplot(values, tick_labels=names)
-    ax.set_ylabel(metric)
+    ncols = len(datasets) if len(datasets) <= 3 else (2 if len(datasets) == 4 else 3)
+    fig, axes = _figure(len(datasets), size=(max(4.0, 1.6 * len(names)), 4.0), ncols=ncols)
+    for ax, dataset in zip(axes, datasets, strict=True):
+        mine = [r for r in rows if r["dataset"] == dataset]
+        values = [
+            [float(r[metric]) for r in mine if r["config"] == n and r[metric] not in ("", None)]
+            for n in names
+        ]
+        if any(values):
+            ax.boxplot(values, tick_labels=names)
+        else:
+            ax.text(0.5, 0.5, f"no {metric} for this data set", ha="center", transform=ax.transAxes)
+        ks = {r.get("n_clusters") for r in mine} - {"", None}
+        ax.set_title(f"{dataset} (k = {ks.pop()})" if len(ks) == 1 else str(dataset))
+        ax.set_xlabel("configuration")
+        ax.set_ylabel(metric)
+    seeds = {len({r["seed"] for r in rows if r["dataset"] == d}) for d in datasets}
+    if title is None:
+        title = f"{metric} per configuration"
+        if len(seeds) == 1:
+            title += f", {seeds.pop()} seed(s) each"
+    fig.suptitle(title)
     return _save(fig, path)
