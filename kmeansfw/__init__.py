@@ -8,6 +8,7 @@ distribution.  See :mod:`kmeansfw.core.hookspecs` for the contract.
 
 from kmeansfw.core.catalog import CATALOG, distance, register_strategy
 from kmeansfw.core.config import Config, PairingWarning, StrategySpec
+from kmeansfw.core.distance import Distance
 from kmeansfw.core.errors import ConfigError, StrategyError, UnknownStrategyError
 from kmeansfw.core.markers import hookimpl, hookspec
 from kmeansfw.engine.fitting import Fit, fit
@@ -21,6 +22,7 @@ __all__ = [
     "CATALOG",
     "Config",
     "ConfigError",
+    "Distance",
     "Fit",
     "FitResult",
     "FitState",

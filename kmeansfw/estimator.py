@@ -17,7 +17,7 @@ from kmeansfw.core.catalog import is_value_strategy
 from kmeansfw.core.config import Config, make_rng
 from kmeansfw.core.data import FitData, is_ready_array
 from kmeansfw.engine import loop as engine
-from kmeansfw.engine import minibatch, steps
+from kmeansfw.engine import plugins, steps
 from kmeansfw.engine.fitting import check_n_clusters, check_sparse_support, fit_config
 
 _FLOATS = [np.float64, np.float32]
@@ -112,6 +112,12 @@ default="auto"
         (plain .npz + JSON), and a fit that finds a checkpoint there resumes from it and
         ends with the same result as an uninterrupted fit.
     checkpoint_every : int, default=1
+        Iterations between checkpoint writes.
+    executor : object or None, default=None
+        How the map over row chunks runs: None for worker threads, or an executor with a
+        ``map(fn, chunks)`` method returning the results in chunk order (see
+        :mod:`kmeansfw.engine.executors`; :class:`~kmeansfw.engine.executors.
+        PickleShuffleExecutor` checks that a plugin's chunk tasks are ready for one).
 
     Attributes
     ----------
@@ -124,6 +130,10 @@ default="auto"
     n_features_in_ : int
     history_ : list of dict
         Only with ``history=True``: one record per iteration of the best run.
+    fitted_state_ : dict
+        What the strategies learned from the training data (``kmeansfw_learn``: the
+        Euclidean mean, Mahalanobis' factor, ...); ``predict``, ``transform``, ``score``
+        and ``partial_fit`` use it unchanged, whatever data they are given.
 
     Examples
     --------
@@ -157,6 +167,7 @@ default="auto"
         reassignment_ratio: float = 0.01,
         checkpoint: str | None = None,
         checkpoint_every: int = 1,
+        executor: Any = None,
     ) -> None:
         self.n_clusters = n_clusters
         self.init = init
@@ -177,6 +188,7 @@ default="auto"
         self.reassignment_ratio = reassignment_ratio
         self.checkpoint = checkpoint
         self.checkpoint_every = checkpoint_every
+        self.executor = executor
 
     # ------------------------------------------------------------------ validation
     @classmethod
@@ -262,9 +274,9 @@ default="auto"
         outcome = fit_config(
             X, cfg, sample_weight=sample_weight, validate=False, strategies=strategies
         )
-        if hasattr(self, "_minibatch"):
-            del self._minibatch  # a full fit starts partial_fit afresh
+        self.__dict__.pop("_online", None)  # a full fit starts partial_fit afresh
         self._strategies = outcome.strategies
+        self.fitted_state_ = dict(outcome.fitted)
         self.cluster_centers_ = outcome.centroids
         self.labels_ = outcome.labels.astype(np.int32)
         self.inertia_ = outcome.objective
@@ -285,36 +297,45 @@ default="auto"
         -------
         self
         """
-        first = not hasattr(self, "_minibatch")
+        first = not hasattr(self, "_online")
         X = self._validate(X, reset=first)
         if first:
             cfg = self.get_config()
-            strategies = cfg.build_strategies()
-            spherical = minibatch.spherical_update(strategies)
-            self._strategies = strategies
-        pm = engine.build_manager(self._strategies)
-        batch = minibatch.batch_data(
-            X, sample_weight, self.n_clusters, self.n_threads, engine.relay(pm)
+            self._strategies = cfg.build_strategies()
+        hooks = plugins.build(self._strategies)
+        walk = engine.MiniBatch(reassignment_ratio=self.reassignment_ratio)
+        engine.check_walk(hooks, walk)
+        batch = FitData.build(
+            X,
+            sample_weight,
+            n_clusters=self.n_clusters,
+            n_threads=self.n_threads,
+            validate=False,
+            fitted=None if first else self.fitted_state_,
         )
-        if first:
-            check_n_clusters(batch.n_samples, self.n_clusters)
         check_sparse_support(self._strategies, batch)
         if first:
+            check_n_clusters(batch.n_samples, self.n_clusters)
+            batch.fitted = engine.learn(hooks, batch)
+        engine.prepare(hooks, batch)
+        if first:
             rng = make_rng(self.random_state)
-            centroids = steps.initialize(engine.relay(pm), batch, self.n_clusters, rng)
-            self._minibatch = minibatch.MiniBatchState(
-                centroids,
-                np.zeros(self.n_clusters),
-                spherical=spherical,
-                rng=rng,
-                reassignment_ratio=self.reassignment_ratio,
-            )
-        state = self._minibatch
-        assignment = minibatch.step(engine.relay(pm), batch, state)
-        self.cluster_centers_ = state.centroids
-        self.labels_ = assignment.labels.astype(np.int32)
-        self.inertia_ = steps.objective(batch, assignment.costs)
-        self.n_iter_ = self.n_steps_ = state.steps
+            centroids = steps.initialize(hooks, batch, self.n_clusters, rng)
+            walk.start(centroids)
+            self._online = (walk.online, rng)
+            self.fitted_state_ = dict(batch.fitted)
+            self.cluster_centers_ = centroids
+        walk.online, rng = self._online
+        state = engine.FitState(
+            data=batch, n_clusters=self.n_clusters, tol=0.0, rng=rng, run=0
+        )
+        state.centroids = self.cluster_centers_
+        state.iteration = walk.online.steps
+        engine.iterate(hooks, state, batch, walk, walk.online.steps + 1)
+        self.cluster_centers_ = np.array(state.centroids)
+        self.labels_ = state.labels.astype(np.int32)
+        self.inertia_ = steps.objective(batch, state.costs)
+        self.n_iter_ = self.n_steps_ = walk.online.steps
         return self
 
     def _data(self, X: Any, sample_weight: Any = None) -> tuple[FitData, Any]:
@@ -327,11 +348,13 @@ default="auto"
             memory_budget=int(self.memory_budget_mb * 2**20),
             n_threads=self.n_threads,
             validate=False,
+            fitted=self.fitted_state_,
+            executor=self.executor,
         )
         check_sparse_support(self._strategies, data)
-        pm = engine.build_manager(self._strategies)
-        engine.prepare(pm, data)
-        return data, engine.relay(pm)
+        hooks = plugins.build(self._strategies)
+        engine.prepare(hooks, data)
+        return data, hooks
 
     def _centers_for(self, data: FitData) -> np.ndarray:
         return self.cluster_centers_.astype(data.dtype, copy=False)

@@ -77,7 +77,7 @@ def test_hamerly_recomputes_fewer_rows_over_time():
             return (yield)
 
         @kmeansfw.hookimpl(wrapper=True)
-        def kmeansfw_nearest_two(self, X):  # the rows the bounds could not settle
+        def kmeansfw_nearest(self, X):  # the rows the bounds could not settle
             recomputed.append(X.shape[0])
             return (yield)
 
@@ -122,18 +122,13 @@ def test_auto_picks_by_metric_and_size():
     assert auto.n_iter_ == plain.n_iter_
 
 
-def _rows_searched_per_iteration(assignment, hook, X, k):
+def _rows_searched_per_iteration(assignment, X, k):
     """Rows each iteration searched in full (the bounds could not settle them)."""
     searched, per_iteration = [], []
 
     class Count:
         @kmeansfw.hookimpl(wrapper=True)
-        def kmeansfw_nearest_two(self, X):
-            searched.append(X.shape[0])
-            return (yield)
-
-        @kmeansfw.hookimpl(wrapper=True)
-        def kmeansfw_nearest_groups(self, X):
+        def kmeansfw_nearest(self, X):
             searched.append(X.shape[0])
             return (yield)
 
@@ -156,8 +151,8 @@ def _rows_searched_per_iteration(assignment, hook, X, k):
 
 def test_yinyang_searches_fewer_rows_than_hamerly_on_the_tail():
     X, _ = make_blobs(20_000, n_features=6, centers=60, cluster_std=2.0, random_state=5)
-    ham, ham_rows = _rows_searched_per_iteration("hamerly", "kmeansfw_nearest_two", X, 60)
-    yin, yin_rows = _rows_searched_per_iteration("yinyang", "kmeansfw_nearest_groups", X, 60)
+    ham, ham_rows = _rows_searched_per_iteration("hamerly", X, 60)
+    yin, yin_rows = _rows_searched_per_iteration("yinyang", X, 60)
     np.testing.assert_array_equal(ham.labels_, yin.labels_)
     assert ham.n_iter_ == yin.n_iter_
     assert ham_rows[0] == yin_rows[0] == X.shape[0]  # the first pass searches every row

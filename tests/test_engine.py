@@ -15,6 +15,7 @@ import kmeansfw
 from kmeansfw import KMeans
 from kmeansfw.core.data import MIN_BLOCK_ROWS, FitData, plan_block_rows
 from kmeansfw.engine import loop as engine
+from kmeansfw.engine import plugins
 
 
 @pytest.fixture(scope="module")
@@ -155,8 +156,11 @@ def test_fits_do_not_share_plugins(blobs):
     b = kmeansfw.fit(X, n_clusters=3, random_state=0, distance=lambda X, C: cdist(X, C))
     assert {s for s, _, _ in a.strategies} == {s for s, _, _ in b.strategies}
     assert a.strategies[1][2] is not b.strategies[1][2]
-    pm = engine.build_manager(a.strategies)
-    assert len(pm.get_plugins()) == len(a.strategies)
+    first, again = plugins.build(a.strategies), plugins.build(a.strategies)
+    assert first.pm is not again.pm  # a fresh manager for every fit, never a cached one
+    assert len(first.pm.get_plugins()) == len(a.strategies)
+    first.pm.register(_Answer(True), name="registered later")  # changes only that manager
+    assert plugins.build(a.strategies).pm.get_plugin("registered later") is None
 
 
 def test_any_criterion_stops_the_fit(blobs):
@@ -219,15 +223,15 @@ def test_kmeans_plus_plus_as_good_as_sklearn(big):
 
 def _initial_centroids(X, k, init, seed, sample_weight=None):
     cfg = kmeansfw.Config(n_clusters=k, init=init)
-    pm = engine.build_manager(cfg.build_strategies())
-    data = engine.prepare(pm, FitData.build(X, sample_weight, n_clusters=k))
-    return pm.hook.kmeansfw_init_centroids(
+    hooks = plugins.build(cfg.build_strategies())
+    data = engine.setup(hooks, FitData.build(X, sample_weight, n_clusters=k))
+    return hooks.kmeansfw_init_centroids(
         X=data.X,
         sample_weight=data.sample_weight,
         n_clusters=k,
         rng=np.random.default_rng(seed),
         data=data,
-        hook=pm.hook,
+        hook=hooks,
     )
 
 
@@ -297,10 +301,6 @@ class _Answer:
     def kmeansfw_converged(self, state):
         return self.value
 
-    @kmeansfw.hookimpl
-    def kmeansfw_init_centroids(self, X, n_clusters):
-        return self.value
-
 
 class _Wrap:
     @kmeansfw.hookimpl(wrapper=True)
@@ -309,29 +309,21 @@ class _Wrap:
         return [*results, "wrapped"]
 
 
-@pytest.mark.filterwarnings("ignore:Argument.*cannot be found in this hook call")
-def test_fast_relay_answers_exactly_as_pluggy():
-    strategies = [("a", "a", _Answer(None)), ("b", "b", _Answer(True)), ("c", "c", _Answer(3))]
-    pm = engine.build_manager(strategies)
-    fast, slow = engine.relay(pm), pm.hook
-    assert fast.kmeansfw_converged(state=None) == slow.kmeansfw_converged(state=None) == [3, True]
-    # firstresult: the last registered non-None answer comes first, as in pluggy
-    assert fast.kmeansfw_init_centroids(X=1, n_clusters=2) == 3
-    assert slow.kmeansfw_init_centroids(X=1, n_clusters=2) == 3
-    assert fast.kmeansfw_fit_end(result=None) == slow.kmeansfw_fit_end(result=None) == []
-    assert fast.kmeansfw_update(data=None) is None  # no implementation, firstresult
-    with pytest.raises(Exception, match="must provide argument 'n_clusters'"):
-        fast.kmeansfw_init_centroids(X=1)
-    names = [i.plugin_name for i in fast.kmeansfw_converged.get_hookimpls()]
-    assert names == ["a strategy a", "b strategy b", "c strategy c"]
-    wrapped = engine.build_manager(strategies[1:], [_Wrap()])
-    assert engine.relay(wrapped).kmeansfw_converged(state=None) == [3, True, "wrapped"]
+def test_resolved_hooks_answer_exactly_as_pluggy():
+    criteria = [("convergence", c, _Answer(v)) for c, v in (("a", None), ("b", True), ("c", 3))]
+    hooks = plugins.build(criteria)
+    slow = hooks.pm.hook
+    assert hooks.kmeansfw_converged(state=None) == slow.kmeansfw_converged(state=None) == [3, True]
+    assert hooks.kmeansfw_fit_end(result=None) == slow.kmeansfw_fit_end(result=None) == []
+    assert hooks.kmeansfw_update(data=None) is None  # no implementation, firstresult
+    wrapped = plugins.build(criteria[1:], [_Wrap()])
+    assert wrapped.kmeansfw_converged(state=None) == [3, True, "wrapped"]
     # implementations taking no argument, one, or several are all handed theirs
-    nothing = [("n", "n", _NoArgument()), *strategies]
-    pm = engine.build_manager(nothing)
-    fast, slow = engine.relay(pm), pm.hook
-    assert fast.kmeansfw_converged(state=None) == slow.kmeansfw_converged(state=None)
-    assert fast.kmeansfw_converged(state=None) == [3, True, "no argument"]
+    nothing = plugins.build([("convergence", "n", _NoArgument()), *criteria])
+    assert nothing.kmeansfw_converged(state=None) == nothing.pm.hook.kmeansfw_converged(
+        state=None
+    )
+    assert nothing.kmeansfw_converged(state=None) == [3, True, "no argument"]
 
 
 class _NoArgument:

@@ -35,6 +35,19 @@ def test_every_hook_has_a_docstring_and_a_test(name):
     assert implemented, f"no test implements {name}"
 
 
+def test_docs_state_the_hook_count_and_the_slot_table():
+    from kmeansfw.core import slots
+
+    docs = (ROOT / "docs" / "hooks.md").read_text()
+    assert f"**{len(HOOKS)} hooks**" in docs
+    for slot, hooks in slots.ANSWERING.items():
+        row = next(line for line in docs.splitlines() if line.startswith(f"| `{slot}`"))
+        assert sorted(re.findall(r"`(kmeansfw_\w+)`", row)) == sorted(hooks)
+    for attribute in {a for names in slots.ATTRIBUTES.values() for a in names}:
+        assert f"| `{attribute}` |" in docs
+    assert "register_strategy" in docs and "`observer`" in docs
+
+
 def test_no_undocumented_hooks_in_docs():
     docs = (ROOT / "docs" / "hooks.md").read_text()
     assert sorted(set(re.findall(r"^### (kmeansfw_\w+)\(", docs, flags=re.M))) == HOOKS
@@ -45,6 +58,7 @@ class CachedManhattan:
     """A distance using both set-up hooks and its own fast nearest search."""
 
     name = "cached-manhattan"
+    natural_update = "mean"
     is_metric = True
     calls: dict = attrs.field(factory=dict)
 
@@ -67,41 +81,28 @@ class CachedManhattan:
         return self.kmeansfw_distance(X=X, cache=cache)
 
     @kmeansfw.hookimpl
-    def kmeansfw_nearest_two(self, X, cache):
-        self.calls["two"] = self.calls.get("two", 0) + 1
-        D = self.kmeansfw_distance(X=X, cache=cache)
-        order = np.argsort(D, axis=1, kind="stable")
-        rows = np.arange(X.shape[0])
-        first = D[rows, order[:, 0]]
-        second = D[rows, order[:, 1]] if D.shape[1] > 1 else np.full(X.shape[0], np.inf)
-        return order[:, 0], first, first, second
-
-    @kmeansfw.hookimpl
-    def kmeansfw_nearest_groups(self, X, groups, n_groups, cache):
-        self.calls["groups"] = self.calls.get("groups", 0) + 1
+    def kmeansfw_nearest(self, X, groups, n_groups, rows, data, cache):
+        kind = "nearest" if n_groups == 0 else "two" if n_groups == 1 else "groups"
+        self.calls[kind] = self.calls.get(kind, 0) + 1
+        if rows is not None:
+            assert data.cache["cached-manhattan.abs-sum"][rows].shape == (X.shape[0],)
         D = self.kmeansfw_distance(X=X, cache=cache).astype(np.float64)
-        rows = np.arange(X.shape[0])
+        index = np.arange(X.shape[0])
         labels = D.argmin(axis=1)
-        first = D[rows, labels]
-        D[rows, labels] = np.inf
+        first = D[index, labels]
+        if n_groups == 0:
+            return labels, first.astype(X.dtype), None, None
+        D[index, labels] = np.inf
         rivals = np.stack(
             [D[:, groups == g].min(axis=1, initial=np.inf) for g in range(n_groups)], axis=1
         )
-        return labels, first.astype(X.dtype), first, rivals
+        return labels, first.astype(X.dtype), first.astype(X.dtype), rivals.astype(X.dtype)
 
     @kmeansfw.hookimpl
     def kmeansfw_paired_cost(self, X, labels, cache):
         self.calls["paired"] = self.calls.get("paired", 0) + 1
         C = cache["cached-manhattan.centroids"][labels]
         return np.abs(X - C).sum(axis=1).astype(X.dtype)
-
-    @kmeansfw.hookimpl
-    def kmeansfw_nearest(self, X, rows, data, cache):
-        assert data.cache["cached-manhattan.abs-sum"][rows].shape == (X.shape[0],)
-        D = self.kmeansfw_distance(X=X, cache=cache)
-        labels = D.argmin(axis=1)
-        self.calls["nearest"] = self.calls.get("nearest", 0) + 1
-        return labels, D[np.arange(X.shape[0]), labels]
 
 
 def test_paired_cost_serves_bound_based_assignment(blobs):

@@ -9,7 +9,7 @@ from sklearn.datasets import make_blobs
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score
 
-from kmeansfw import KMeans
+from kmeansfw import KMeans, StrategyError
 
 
 @pytest.fixture(scope="module")
@@ -56,38 +56,31 @@ def test_partial_fit_checks_features_and_update(data):
     km = KMeans(12, random_state=0).partial_fit(X[:1000])
     with pytest.raises(ValueError, match="X has 3 features"):
         km.partial_fit(X[:100, :3])
-    with pytest.raises(ValueError, match="needs the mean or spherical update"):
+    with pytest.raises(StrategyError, match="'median' cannot run mini-batch k-means"):
         KMeans(3, distance="manhattan").partial_fit(X[:1000])
-    with pytest.raises(ValueError, match="needs the mean or spherical update"):
+    with pytest.raises(StrategyError, match="'median' cannot run mini-batch k-means"):
         KMeans(3, distance="manhattan", batch_size=100).fit(X[:1000])
 
 
 def test_starved_centroids_move_to_batch_samples():
     from kmeansfw.core.data import FitData
-    from kmeansfw.engine.minibatch import MiniBatchState, reassign_starved
+    from kmeansfw.engine.loop import OnlineState
+    from kmeansfw.strategies.update import reassign_starved
 
     batch = FitData.build(np.arange(40.0).reshape(20, 2), n_clusters=4)
     centroids = np.zeros((4, 2))
-    state = MiniBatchState(
-        centroids, np.array([100.0, 80.0, 0.5, 90.0]), rng=np.random.default_rng(0)
-    )
-    state.since_reassign = 30  # 10 k samples are due after this batch of 20
-    assert reassign_starved(batch, state) == 1
-    moved = state.centroids[2]
+    online = OnlineState(np.array([100.0, 80.0, 0.5, 90.0]))
+    online.since_reassign = 30  # 10 k samples are due after this batch of 20
+    rng = np.random.default_rng(0)
+    assert reassign_starved(batch, centroids, online, rng) == 1
+    moved = centroids[2]
     assert any(np.array_equal(moved, row) for row in batch.X)  # a batch sample
-    np.testing.assert_array_equal(state.centroids[[0, 1, 3]], 0)
-    assert state.seen[2] == 80.0  # the smallest weight among the others
-    assert state.since_reassign == 0
-    assert reassign_starved(batch, state) == 0  # not due again yet
-    off = MiniBatchState(centroids, np.array([100.0, 0.0, 0.0, 1.0]), rng=None)
-    assert reassign_starved(batch, off) == 0  # no generator: never
-    zero = MiniBatchState(
-        centroids,
-        np.array([100.0, 0.0, 0.0, 1.0]),
-        rng=np.random.default_rng(0),
-        reassignment_ratio=0.0,
-    )
-    assert reassign_starved(batch, zero) == 0
+    np.testing.assert_array_equal(centroids[[0, 1, 3]], 0)
+    assert online.seen[2] == 80.0  # the smallest weight among the others
+    assert online.since_reassign == 0
+    assert reassign_starved(batch, centroids, online, rng) == 0  # not due again yet
+    zero = OnlineState(np.array([100.0, 0.0, 0.0, 1.0]), reassignment_ratio=0.0)
+    assert reassign_starved(batch, centroids, zero, rng) == 0
 
 
 def test_reassignment_rescues_a_centroid_seeded_far_from_the_data():
@@ -96,7 +89,12 @@ def test_reassignment_rescues_a_centroid_seeded_far_from_the_data():
     with pytest.warns(ConvergenceWarning, match="distinct clusters"):  # only ratio 0
         fits = {
             ratio: KMeans(
-                4, init=init, batch_size=256, reassignment_ratio=ratio, random_state=1
+                4,
+                init=init,
+                batch_size=256,
+                reassignment_ratio=ratio,
+                empty="keep",
+                random_state=1,
             ).fit(X)
             for ratio in (0.0, 0.01)
         }
@@ -105,8 +103,12 @@ def test_reassignment_rescues_a_centroid_seeded_far_from_the_data():
     assert np.unique(fits[0.0].labels_).size == 3
     assert np.unique(fits[0.01].labels_).size == 4
     assert fits[0.01].inertia_ < 0.8 * fits[0.0].inertia_
-    again = KMeans(4, init=init, batch_size=256, random_state=1).fit(X)
+    again = KMeans(4, init=init, batch_size=256, empty="keep", random_state=1).fit(X)
     np.testing.assert_array_equal(again.cluster_centers_, fits[0.01].cluster_centers_)
+    # the empty-cluster slot is honoured in mini-batch mode too: a centroid that has
+    # absorbed no weight is empty, and relocate-farthest moves it even without reassignment
+    rescued = KMeans(4, init=init, batch_size=256, reassignment_ratio=0.0, random_state=1)
+    assert np.unique(rescued.fit(X).labels_).size == 4
 
 
 def test_partial_fit_reassigns_too():
@@ -114,11 +116,11 @@ def test_partial_fit_reassigns_too():
     init = np.vstack([X[[1, 2, 3]], [[1000.0, 1000.0]]])
     streamed = {}
     for ratio in (0.0, 0.01):
-        km = KMeans(4, init=init, reassignment_ratio=ratio, random_state=0)
+        km = KMeans(4, init=init, reassignment_ratio=ratio, empty="keep", random_state=0)
         for chunk in np.array_split(X, 40):
             km.partial_fit(chunk)
         streamed[ratio] = km
-    assert streamed[0.0]._minibatch.reassigned == 0
-    assert streamed[0.01]._minibatch.reassigned >= 1
+    assert streamed[0.0]._online[0].reassigned == 0
+    assert streamed[0.01]._online[0].reassigned >= 1
     # scores are minus the inertia: half the inertia or less
     assert -streamed[0.01].score(X) < 0.5 * -streamed[0.0].score(X)

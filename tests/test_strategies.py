@@ -20,16 +20,16 @@ import kmeansfw
 from kmeansfw import Config, ConfigError, KMeans, PairingWarning, StrategyError
 from kmeansfw.core.data import FitData
 from kmeansfw.engine import loop as engine
-from kmeansfw.engine import steps
+from kmeansfw.engine import plugins, steps
 
 DATA = pathlib.Path(__file__).parent / "data"
 
 
 def _pairwise(distance, X, C, name="kmeansfw_distance"):
     cfg = Config(n_clusters=C.shape[0], distance=distance)
-    pm = engine.build_manager(cfg.build_strategies())
-    data = engine.prepare(pm, FitData.build(X, n_clusters=C.shape[0]))
-    return steps.pairwise(pm.hook, data, C.astype(data.dtype), name=name)
+    hooks = plugins.build(cfg.build_strategies())
+    data = engine.setup(hooks, FitData.build(X, n_clusters=C.shape[0]))
+    return steps.pairwise(hooks, data, C.astype(data.dtype), name=name)
 
 
 CDIST = [
@@ -425,9 +425,9 @@ def test_auto_init_is_kmeans_plus_plus_on_small_data_and_parallel_on_large():
 
 def _plusplus_centroids(X, k, seed, sample_weight=None):
     cfg = Config(n_clusters=k, init="k-means++")
-    pm = engine.build_manager(cfg.build_strategies())
-    data = engine.prepare(pm, FitData.build(X, sample_weight, n_clusters=k))
-    return steps.initialize(engine.relay(pm), data, k, np.random.default_rng(seed)), data
+    hooks = plugins.build(cfg.build_strategies())
+    data = engine.setup(hooks, FitData.build(X, sample_weight, n_clusters=k))
+    return steps.initialize(hooks, data, k, np.random.default_rng(seed)), data
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

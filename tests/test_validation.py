@@ -156,7 +156,7 @@ def test_broken_assignment_is_named(X):
 
 @pytest.mark.parametrize(
     "hook_name, assignment",
-    [("kmeansfw_nearest_two", "hamerly"), ("kmeansfw_nearest_groups", "yinyang")],
+    [("kmeansfw_nearest", "hamerly"), ("kmeansfw_nearest", "yinyang")],
 )
 @pytest.mark.parametrize(
     "corrupt, message",
@@ -185,15 +185,19 @@ def test_broken_bound_search_is_named(X, hook_name, assignment, corrupt, message
         name = "corrupt-search"
 
         @kmeansfw.hookimpl
-        def kmeansfw_nearest_two(self, X, data, cache):
-            return corrupt(Euclidean.kmeansfw_nearest_two(self, X=X, data=data, cache=cache))
-
-        @kmeansfw.hookimpl
-        def kmeansfw_nearest_groups(self, X, groups, n_groups, data, cache):
-            answer = Euclidean.kmeansfw_nearest_groups(
-                self, X=X, groups=groups, n_groups=n_groups, data=data, cache=cache
+        def kmeansfw_nearest(self, X, centroids, groups, n_groups, rows, data, cache, hook):
+            answer = Euclidean.kmeansfw_nearest(
+                self,
+                X=X,
+                centroids=centroids,
+                groups=groups,
+                n_groups=n_groups,
+                rows=rows,
+                data=data,
+                cache=cache,
+                hook=hook,
             )
-            return corrupt(answer)
+            return corrupt(answer) if n_groups else answer
 
     pattern = rf"'corrupt-search'.*{message}.*\(hook {hook_name}\)"
     with pytest.raises(StrategyError, match=pattern):

@@ -8,25 +8,28 @@ from typing import Any
 import attrs
 import numpy as np
 
+from kmeansfw.core.distance import Distance
 from kmeansfw.core.markers import hookimpl
 
 OBJECTIVES = ("squared", "distance")
 
 
 @attrs.frozen(eq=False)
-class FunctionDistance:
+class FunctionDistance(Distance):
     """A distance strategy from a function ``func(X_block, centroids, **params) -> (b, k)``.
 
     Parameters
     ----------
     func : callable
         Vectorized: takes a (b, d) block and the (k, d) centroids, returns (b, k) distances.
+        Its answer is converted to the data's dtype (the adapter's job, so a plain NumPy
+        function need not care whether the data is float32).
     name : str
         The catalog name, used in error messages.
     objective : {"squared", "distance"}
         What the fit minimizes: the sum of squared distances (k-means) or of distances.
     natural_update : str
-        The update strategy that minimizes the objective (informational for now).
+        The update strategy that minimizes the objective.
     is_metric : bool
         Whether the distance satisfies the triangle inequality.
     params : dict
@@ -40,22 +43,25 @@ class FunctionDistance:
     is_metric: bool = False
     params: dict[str, Any] = attrs.field(factory=dict)
 
-    def _call(self, X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    @property
+    def squared(self) -> bool:  # type: ignore[override]
+        """Whether the fit minimizes squared distances."""
+        return self.objective == "squared"
+
+    def pairwise(self, X: np.ndarray, centroids: np.ndarray, data: Any, cache: dict) -> np.ndarray:
         d = self.func(X, centroids, **self.params)
         if d is None:
             raise ValueError("returned None instead of a (b, k) array of distances")
-        return d
+        d = np.asarray(d)
+        if d.dtype.kind not in "fiu":
+            raise ValueError(f"returned an array of dtype {d.dtype}, not numbers")
+        return d.astype(X.dtype, copy=False)
 
-    @hookimpl
-    def kmeansfw_distance(self, X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-        return self._call(X, centroids)
-
-    @hookimpl
-    def kmeansfw_cost(self, X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-        d = np.asarray(self._call(X, centroids))
-        if self.objective != "squared":
+    def cost(self, X: np.ndarray, centroids: np.ndarray, data: Any, cache: dict) -> np.ndarray:
+        d = self.pairwise(X, centroids, data, cache)
+        if not self.squared:
             return d
-        if d.dtype.kind in "fiu" and d.size and d.min() < 0:
+        if d.size and d.min() < 0:
             raise ValueError("returned negative distances")
         return d * d
 

@@ -27,10 +27,12 @@ import pluggy
 
 from kmeansfw.core import hookspecs
 from kmeansfw.core.adapters import ArrayInit, CallableInit, FunctionDistance
+from kmeansfw.core.distance import describe
 from kmeansfw.core.errors import ConfigError, UnknownStrategyError
 from kmeansfw.core.markers import PROJECT
+from kmeansfw.core.slots import CATALOG_SLOTS
 
-SLOTS = ("init", "distance", "assignment", "update", "empty", "convergence", "observer")
+SLOTS = CATALOG_SLOTS
 ENTRY_POINT_GROUP = "kmeansfw"
 ENV_VAR = "KMEANSFW_PLUGINS"
 DEFAULT_PLUGINS = ("kmeansfw.strategies.builtin",)
@@ -323,17 +325,41 @@ def _built_key(slot: str, name: str, params: dict[str, Any]) -> tuple | None:
 def is_value_strategy(strategy: Any) -> bool:
     """Whether ``strategy`` is an immutable attrs instance compared by value.
 
-    Such strategies hold nothing but their parameters, so fits may share one (and a
-    manager built for it): the built-in strategies, and plugin strategies written with
-    ``@attrs.frozen``.  A strategy may opt out with a false ``shareable`` attribute.
+    Such strategies hold nothing but their parameters, so fits may share one: the
+    built-in strategies, and plugin strategies written with ``@attrs.frozen``.  A
+    strategy may opt out with a false ``shareable`` attribute.
     """
     cls = type(strategy)
     return (
         attrs.has(cls)
-        and getattr(cls.__setattr__, "__name__", "") == "_frozen_setattrs"
+        and _is_frozen(cls)
         and cls.__eq__ is not object.__eq__
-        and bool(getattr(strategy, "shareable", True))
+        and describe(strategy).shareable
     )
+
+
+_FROZEN: dict[type, bool] = {}
+
+
+def _is_frozen(cls: type) -> bool:
+    """Whether instances of the attrs class ``cls`` refuse attribute assignment with
+    attrs' public :class:`attrs.exceptions.FrozenInstanceError` (asked once per class, on
+    an uninitialized instance)."""
+    frozen = _FROZEN.get(cls)
+    if frozen is None:
+        frozen = _FROZEN[cls] = _refuses_setattr(cls)
+    return frozen
+
+
+def _refuses_setattr(cls: type) -> bool:
+    probe = object.__new__(cls)
+    try:
+        probe.__setattr__("_kmeansfw_frozen_probe", None)
+    except attrs.exceptions.FrozenInstanceError:
+        return True
+    except AttributeError:  # slotted and not frozen: no such attribute
+        return False
+    return False
 
 
 def _has_hookimpls(obj: Any) -> bool:

@@ -21,6 +21,7 @@ import numpy as np
 
 from kmeansfw.core.catalog import CATALOG, StrategySpec
 from kmeansfw.core.data import DEFAULT_MEMORY_BUDGET
+from kmeansfw.core.distance import describe
 from kmeansfw.core.errors import ConfigError, UnknownStrategyError
 
 if sys.version_info >= (3, 11):
@@ -36,9 +37,9 @@ class PairingWarning(UserWarning):
 
 
 def _to_specs(value: Any) -> Any:
-    """A list of specs from a list (of criteria or observers), else one spec."""
+    """A tuple of specs from a list (of criteria or observers), else one spec."""
     if isinstance(value, list | tuple):
-        return [_to_spec(v) for v in value]
+        return tuple(_to_spec(v) for v in value)
     return _to_spec(value)
 
 
@@ -119,7 +120,7 @@ def make_rng(random_state: Any) -> np.random.Generator:
     return np.random.default_rng(random_state)
 
 
-@attrs.define(kw_only=True)
+@attrs.frozen(kw_only=True)
 class Config:
     """Everything a fit needs: strategies per slot and the loop's settings.
 
@@ -161,6 +162,15 @@ class Config:
     reassignment_ratio: float = attrs.field(default=0.01, validator=_real_at_least(0.0))
     checkpoint: Any = attrs.field(default=None)
     checkpoint_every: int = attrs.field(default=1, validator=_int_at_least(1))
+    executor: Any = attrs.field(default=None)
+
+    @executor.validator
+    def _check_executor(self, attribute: attrs.Attribute, value: Any) -> None:
+        if value is not None and not callable(getattr(value, "map", None)):
+            raise ConfigError(
+                "config key 'executor' must be None (worker threads) or an executor with a "
+                f"map(fn, chunks) method, got {value!r}"
+            )
 
     @checkpoint.validator
     def _check_checkpoint(self, attribute: attrs.Attribute, value: Any) -> None:
@@ -219,7 +229,7 @@ class Config:
         def plain(value: Any) -> Any:
             if isinstance(value, StrategySpec):
                 return value.to_value()
-            if isinstance(value, list):
+            if isinstance(value, list | tuple):
                 return [plain(v) for v in value]
             return value
 
@@ -255,19 +265,15 @@ class Config:
             value = getattr(self, slot)
             if slot == "update":
                 value = self._paired_update(distance)
-            several = slot == "convergence" and isinstance(value, list)
+            several = slot == "convergence" and isinstance(value, list | tuple)
             for item in value if several else [value]:
                 label, strategy = CATALOG.create(slot, item)
                 if slot == "assignment" and getattr(strategy, "name", None) == "auto":
-                    strategy = attrs.evolve(
-                        strategy, metric=bool(getattr(distance, "is_metric", False))
-                    )
+                    strategy = attrs.evolve(strategy, metric=describe(distance).is_metric)
                 out.append((slot, label, strategy))
                 if slot == "distance":
                     distance = strategy
-                if getattr(strategy, "requires_metric", False) and not getattr(
-                    distance, "is_metric", False
-                ):
+                if describe(strategy).requires_metric and not describe(distance).is_metric:
                     raise ConfigError(
                         f"{slot} strategy {label} needs a distance that is a true metric; "
                         f"distance {getattr(distance, 'name', distance)!r} is not (use "
@@ -276,12 +282,23 @@ class Config:
         return out
 
     def _paired_update(self, distance: Any) -> Any:
-        natural = getattr(distance, "natural_update", "mean")
+        about = describe(distance)
+        natural = about.natural_update
+        if natural is None:
+            if self.update is None or isinstance(self.update, StrategySpec):
+                warnings.warn(
+                    f"distance {about.name!r} declares no natural_update, so nothing says "
+                    f"which update minimizes {about.objective}; "
+                    + ("using 'mean'" if self.update is None else "the pairing is unchecked")
+                    + " (declare natural_update on the distance, or subclass kmeansfw.Distance)",
+                    PairingWarning,
+                    stacklevel=4,
+                )
+            return StrategySpec("mean") if self.update is None else self.update
         if self.update is None:
             return StrategySpec(natural)
         if isinstance(self.update, StrategySpec) and self.update.name != natural:
-            name = getattr(distance, "name", type(distance).__name__)
-            objective = getattr(distance, "objective", "its objective")
+            name, objective = about.name, about.objective
             warnings.warn(
                 f"update {self.update.name!r} does not minimize the objective of distance "
                 f"{name!r} ({objective}); use update={natural!r}, or leave update unset",

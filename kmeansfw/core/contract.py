@@ -16,8 +16,13 @@ from kmeansfw.core.errors import StrategyError
 from kmeansfw.kernels import finite_min, int_range
 
 
-def answering_plugin(caller: pluggy.HookCaller) -> str:
+def answering_plugin(caller: Any) -> str:
     """Name of the implementation a firstresult hook asks first (wrappers skipped)."""
+    name = getattr(caller, "plugin_name", None)
+    if name is not None:  # a hook resolved by the engine (kmeansfw.engine.plugins)
+        return name
+    if not isinstance(caller, pluggy.HookCaller):
+        return "<no plugin>"
     for impl in reversed(caller.get_hookimpls()):
         if not (impl.hookwrapper or impl.wrapper):
             return impl.plugin_name
@@ -52,7 +57,7 @@ def check_float_array(
     nonnegative: bool = False,
     what: str = "array",
 ) -> np.ndarray:
-    """Check a float answer: ndarray of ``shape``, finite, (non-negative); cast to dtype."""
+    """Check a float answer: ndarray of ``shape`` and ``dtype``, finite, (non-negative)."""
     if not (type(value) is np.ndarray and value.dtype == dtype and value.shape == shape):
         value = _float_array(hook, name, value, shape, dtype, what)
     finite, low = finite_min(value)
@@ -81,9 +86,9 @@ def _float_array(
             raise fail(hook, name, f"returned a {type(value).__name__}, not an array") from None
     if value.shape != shape:
         raise fail(hook, name, f"returned {what} of shape {value.shape}, expected {shape}")
-    if value.dtype.kind not in "fiu":
-        raise fail(hook, name, f"returned {what} of non-numeric dtype {value.dtype}")
-    return value.astype(dtype, copy=False)
+    if value.dtype != dtype:
+        raise fail(hook, name, f"returned {what} of dtype {value.dtype}, expected {dtype}")
+    return value
 
 
 def check_pair(hook: pluggy.HookRelay, name: str, value: Any, what: str) -> tuple[Any, Any]:

@@ -7,6 +7,7 @@ into the caller's array when that array is already a C-contiguous float32/float6
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -79,6 +80,54 @@ def is_ready_array(X: Any, dtype: Any = None) -> bool:
         and any(X.dtype == t for t in dtypes)
         and finite_min(X)[0]
     )
+
+
+def read_only(array: Any) -> Any:
+    """A read-only view of an ndarray (of a sparse matrix's arrays); the caller's array
+    keeps its own flags."""
+    if isinstance(array, np.ndarray):
+        if not array.flags.writeable:
+            return array
+        view = array.view()
+        view.flags.writeable = False
+        return view
+    if sp.issparse(array) and array.format == "csr" and array.data.flags.writeable:
+        parts = (read_only(array.data), read_only(array.indices), read_only(array.indptr))
+        return sp.csr_matrix(parts, shape=array.shape, copy=False)
+    return array
+
+
+class Fitted(Mapping):
+    """What a fit's strategies learned from the training data: a read-only mapping of
+    plain values (arrays are read-only), picklable, compared by content."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, Any] = ()) -> None:
+        self._values = {
+            str(k): read_only(np.array(v)) if isinstance(v, np.ndarray) else v
+            for k, v in dict(values).items()
+        }
+
+    @classmethod
+    def of(cls, values: Mapping[str, Any] | None) -> Fitted:
+        """``values`` as a :class:`Fitted` (itself when it is one already)."""
+        return values if isinstance(values, Fitted) else cls(values or {})
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Fitted({sorted(self._values)})"
+
+    def __reduce__(self):
+        return (Fitted, (self._values,))
 
 
 def validate_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype) -> np.ndarray:
@@ -158,14 +207,25 @@ class FitData:
     n_threads : int
         Worker threads for the per-task map.
     cache : dict
-        Per-data precomputations filled by ``kmeansfw_prepare`` (key by strategy name).
+        Per-data numeric caches filled by ``kmeansfw_prepare`` (key by strategy name).
+    fitted : mapping
+        What the fit's strategies learned from the training data (``kmeansfw_learn``),
+        read-only; the same for every data set of a fitted model.
+    executor : Executor or None
+        How the map over chunks runs (None: worker threads, see
+        :mod:`kmeansfw.engine.executors`).
+
+    ``X`` and ``sample_weight`` are read-only views: a strategy that writes into them
+    fails at once instead of changing the caller's arrays.
     """
 
-    X: np.ndarray
-    sample_weight: np.ndarray
+    X: Any = attrs.field(converter=read_only)
+    sample_weight: np.ndarray = attrs.field(converter=read_only)
     block_rows: int
     n_threads: int = 1
     cache: dict = attrs.field(factory=dict)
+    fitted: Mapping[str, Any] = attrs.field(factory=dict, converter=lambda m: Fitted.of(m))
+    executor: Any = None
     tasks: list[list[slice]] = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -191,6 +251,8 @@ class FitData:
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
         n_threads: int | None = None,
         validate: bool = True,
+        fitted: Mapping[str, Any] | None = None,
+        executor: Any = None,
     ) -> FitData:
         """Validate ``X`` and ``sample_weight`` and plan the blocks for ``n_clusters``."""
         if validate:
@@ -203,6 +265,20 @@ class FitData:
                 X.shape[0], max(n_clusters, X.shape[1]), X.dtype.itemsize, memory_budget
             ),
             n_threads=n_threads or default_n_threads(),
+            fitted=fitted or {},
+            executor=executor,
+        )
+
+    def with_rows(self, index: Any) -> FitData:
+        """A data set of the rows ``index`` of this one (a batch), sharing ``fitted`` and
+        the executor, with its own cache."""
+        return FitData(
+            X=self.X[index],
+            sample_weight=self.sample_weight[index],
+            block_rows=self.block_rows,
+            n_threads=self.n_threads,
+            fitted=self.fitted,
+            executor=self.executor,
         )
 
     def replan(self, n_columns: int, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> FitData:
@@ -219,6 +295,8 @@ class FitData:
             ),
             n_threads=self.n_threads,
             cache=self.cache,
+            fitted=self.fitted,
+            executor=self.executor,
         )
 
     @property

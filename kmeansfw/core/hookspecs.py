@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
     from kmeansfw.core.catalog import Register
     from kmeansfw.core.data import FitData
-    from kmeansfw.engine.loop import FitResult, FitState
+    from kmeansfw.engine.loop import FitResult, FitState, OnlineState
 
 # --------------------------------------------------------------------------- discovery
 
@@ -58,6 +58,20 @@ def kmeansfw_register_strategies(register: Register) -> None:
 
 
 # --------------------------------------------------------------------------- set-up
+
+
+@hookspec
+def kmeansfw_learn(data: FitData) -> dict | None:
+    """Learn what the strategy keeps from the training data; return it, or None.
+
+    Called once per fit, on every strategy, with the training data.  Return a dict of
+    plain values (arrays, numbers) under keys prefixed with your strategy's name (e.g.
+    ``{"mahalanobis.cholesky": L}``).  The fitted model keeps the union of the answers
+    (``KMeans.fitted_state_``), checkpoints and pickles save it, and every later data set
+    (``predict``, ``transform``, ``score``, ``partial_fit``, each mini-batch) sees it,
+    unchanged, as the read-only mapping ``data.fitted``.  Numeric caches of one data set
+    (row norms) belong in :func:`kmeansfw_prepare` instead.
+    """
 
 
 @hookspec
@@ -130,60 +144,42 @@ def kmeansfw_paired_cost(
     rows: slice | None,
     data: FitData,
     cache: dict,
-) -> np.ndarray | None:
+    hook: pluggy.HookRelay,
+) -> np.ndarray:
     """Optional: the (b,) cost of each row of the block to the centroid its label names.
 
     Equal to ``kmeansfw_cost(...)[arange(b), labels]`` in O(b d) instead of O(b k d);
     bound-based assignments (``hamerly``, ``yinyang``) use it for the rows they do not
-    recompute.
-    When no distance answers, the cost is asked one centroid at a time.
-    """
-
-
-@hookspec(firstresult=True)
-def kmeansfw_nearest_two(
-    X: np.ndarray, centroids: np.ndarray, rows: slice | None, data: FitData, cache: dict
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-    """Optional: the nearest centroid and the runner-up's distance, for bound-based search.
-
-    Return ``(labels, costs, distances, second_distances)``, all (b,): the argmin of the
-    cost, the cost and the *distance* to it, and the distance to the second nearest
-    centroid (``inf`` when k = 1).  When no distance answers, ``hamerly`` takes full
-    ``kmeansfw_distance`` rows.
-    """
-
-
-@hookspec(firstresult=True)
-def kmeansfw_nearest_groups(
-    X: np.ndarray,
-    centroids: np.ndarray,
-    groups: np.ndarray,
-    n_groups: int,
-    rows: slice | None,
-    data: FitData,
-    cache: dict,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-    """Optional: the nearest centroid and, per group of centroids, the nearest rival.
-
-    ``groups`` (k,) intp gives each centroid's group in ``[0, n_groups)``.  Return
-    ``(labels, costs, distances, group_distances)``: (b,) the argmin of the cost (the
-    labels of ``kmeansfw_nearest``), the cost and the *distance* to it, and (b, n_groups)
-    the distance to the nearest centroid of each group other than the assigned one
-    (``inf`` for a group with no other centroid).  When no distance answers, ``yinyang``
-    takes full ``kmeansfw_distance`` rows.
+    recompute.  Optional: the default of :class:`kmeansfw.Distance` asks
+    ``kmeansfw_cost`` one centroid (present in the block) at a time.
     """
 
 
 @hookspec(firstresult=True)
 def kmeansfw_nearest(
-    X: np.ndarray, centroids: np.ndarray, rows: slice, data: FitData, cache: dict
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """Optional fast exact search: return ``(labels, min_costs)`` for the block.
+    X: np.ndarray,
+    centroids: np.ndarray,
+    groups: np.ndarray | None,
+    n_groups: int,
+    rows: slice | None,
+    data: FitData,
+    cache: dict,
+    hook: pluggy.HookRelay,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The exact nearest centroid of each row, optionally with per-group rivals.
 
-    ``labels`` (b,) intp in [0, k) must equal the argmin of :func:`kmeansfw_cost` and
-    ``min_costs`` (b,) its minimum.  A distance answers when it knows a faster way
-    (Euclidean: one matrix product on cached norms); when none does, assignment falls
-    back to the argmin of the cost matrix.
+    Return ``(labels, costs, distances, rivals)``: (b,) the argmin of
+    :func:`kmeansfw_cost` (ties: the lowest index) and its minimum; with ``n_groups`` >
+    0 also (b,) the *distance* to the chosen centroid and (b, n_groups) the distance to
+    the nearest centroid of each group (``groups``, (k,) intp in ``[0, n_groups)``)
+    other than the chosen one (``inf`` for a group without another centroid).  With
+    ``n_groups == 0`` (plain assignment, ``groups`` None) ``distances`` and ``rivals``
+    may be None.  ``hamerly`` asks for one group (the runner-up), ``yinyang`` for
+    several.
+
+    Optional: a distance that does not implement it gets the default of
+    :class:`kmeansfw.Distance` (the argmin of ``kmeansfw_cost`` and of
+    ``kmeansfw_distance`` blocks); Euclidean answers from one fused matrix-product pass.
     """
 
 
@@ -233,6 +229,7 @@ def kmeansfw_update(
     n_clusters: int,
     rng: np.random.Generator,
     hook: pluggy.HookRelay,
+    online: OnlineState | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Reduce step: return ``(new_centroids, cluster_weights)``, shapes (k, d) and (k,).
 
@@ -243,6 +240,11 @@ def kmeansfw_update(
     ``partials`` is None (the update is asked outside the iteration, e.g. to seed from a
     partition), compute from ``labels`` alone.  ``hook`` reaches the distance
     (``kmeansfw_cost``), e.g. for medoids; ``rng`` is the fit's generator.
+
+    ``online`` is None in a batch update.  In mini-batch mode it is the run's
+    :class:`~kmeansfw.engine.loop.OnlineState`: move the centroids by an online rule
+    from this batch's ``partials`` and update ``online.seen``.  Only an update that
+    declares the ``online`` argument runs mini-batch; others are refused by name.
     """
 
 

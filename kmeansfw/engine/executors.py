@@ -13,11 +13,9 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from threadpoolctl import ThreadpoolController
-
-from kmeansfw.core.data import FitData
 
 T = TypeVar("T")
 
@@ -88,32 +86,121 @@ def map_items(n_threads: int, fn: Callable[[object], T], items: list) -> list[T]
 PARALLEL_MIN_ELEMENTS = 1 << 18
 
 
-def is_small(data: FitData) -> bool:
+@runtime_checkable
+class Executor(Protocol):
+    """Runs ``fn`` on every chunk and returns the results in chunk order."""
+
+    def map(self, fn: Callable[[Any], T], chunks: list) -> list[T]:
+        """Apply ``fn`` to every chunk; results in the order of ``chunks``."""
+        ...
+
+
+class ThreadExecutor:
+    """Chunks in worker threads (BLAS at one thread), results in chunk order.
+
+    Parameters
+    ----------
+    n_threads : int
+        Worker threads; 1 runs the chunks inline.
+    """
+
+    def __init__(self, n_threads: int = 1) -> None:
+        self.n_threads = max(1, int(n_threads))
+
+    def map(self, fn: Callable[[Any], T], chunks: list) -> list[T]:
+        """Apply ``fn`` to every chunk in worker threads; results in chunk order."""
+        return map_items(self.n_threads, fn, chunks)
+
+    def __repr__(self) -> str:
+        return f"ThreadExecutor(n_threads={self.n_threads})"
+
+
+class PickleShuffleExecutor:
+    """A test executor: every task and chunk round-trips through (cloud)pickle, and the
+    chunks run in a shuffled order (results still come back in chunk order).
+
+    A fit under it gives the same result as under threads exactly when its chunk tasks
+    keep the executor contract: picklable, no writes into shared state, no dependence on
+    the order chunks run in.
+
+    Parameters
+    ----------
+    seed : int
+        Seeds the shuffling (not the fit).
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        import random
+
+        self._random = random.Random(seed)
+        #: How many chunks ran (for tests that check the seam was used).
+        self.chunks_run = 0
+
+    def map(self, fn: Callable[[Any], T], chunks: list) -> list[T]:
+        """Run pickled copies of ``fn`` on pickled chunks in a shuffled order."""
+        try:
+            import cloudpickle as pickler
+        except ImportError:  # pragma: no cover - cloudpickle comes with the test extra
+            import pickle as pickler
+        order = list(range(len(chunks)))
+        self._random.shuffle(order)
+        payload = pickler.dumps(fn)
+        results: list[Any] = [None] * len(chunks)
+        for i in order:
+            task = pickler.loads(payload)
+            chunk = pickler.loads(pickler.dumps(chunks[i]))
+            results[i] = pickler.loads(pickler.dumps(task(chunk)))
+            self.chunks_run += 1
+        return results
+
+    def __repr__(self) -> str:
+        return "PickleShuffleExecutor()"
+
+
+def is_small(data: Any) -> bool:
     """Whether ``data`` is small enough for its tasks to run inline (no worker threads).
 
     Small data also runs without holding BLAS to one thread: its products are too small
     for BLAS to thread, and BLAS splits a product between threads by output blocks, never
-    along the sums, so a product's values would not change anyway.
+    along the sums, so a product's values would not change anyway.  An executor other
+    than threads always gets the map.
     """
-    return data.n_samples * data.n_features < PARALLEL_MIN_ELEMENTS
+    return (
+        data.executor is None and data.n_samples * data.n_features < PARALLEL_MIN_ELEMENTS
+    )
 
 
-def blas_hold(data: FitData) -> AbstractContextManager:
+def blas_hold(data: Any) -> AbstractContextManager:
     """:func:`single_threaded_blas` for data that is not :func:`is_small`, else a no-op."""
     return nullcontext() if is_small(data) else _single_threaded_blas
 
 
-def map_tasks(data: FitData, fn: Callable[[list[slice]], T]) -> list[T]:
-    """Apply ``fn`` to every task of ``data`` and return the results in row order.
+def map_tasks(data: Any, fn: Callable[[list[slice]], T]) -> list[T]:
+    """Apply ``fn`` to every task (chunk) of ``data``; the results in row order.
 
     Parameters
     ----------
     data : FitData
-        Supplies the task plan and the thread count.
+        Supplies the task plan and the executor (threads when it has none).
     fn : callable
-        Takes a task (a list of consecutive row slices); runs in a worker thread, so it
-        must only write to disjoint rows of shared arrays.
+        Takes a task (a list of consecutive row slices) and returns what it contributes;
+        it may run in another thread or process, so it must not write to shared arrays.
     """
     if is_small(data):
         return [fn(task) for task in data.tasks]
+    if data.executor is not None:
+        return data.executor.map(fn, data.tasks)
     return map_items(data.n_threads, fn, data.tasks)
+
+
+def task_rows(task: list[slice]) -> slice:
+    """The rows a task covers (its slices are consecutive)."""
+    return slice(task[0].start, task[-1].stop)
+
+
+def fill_rows(data: Any, fn: Callable[[list[slice]], Any], out: Any) -> Any:
+    """Run ``fn`` on every task and write each task's answer (its rows' values) into
+    ``out[task rows]``; return ``out``."""
+    for task, part in zip(data.tasks, map_tasks(data, fn), strict=True):
+        out[task_rows(task)] = part
+    return out

@@ -11,9 +11,9 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from kmeansfw.core.config import Config, make_rng
-from kmeansfw.core.data import FitData
+from kmeansfw.core.data import FitData, Fitted
 from kmeansfw.engine import loop as engine
-from kmeansfw.engine import minibatch
+from kmeansfw.engine import plugins
 from kmeansfw.engine.executors import blas_hold
 from kmeansfw.strategies.observers import History
 from kmeansfw.workflow import checkpoint
@@ -27,6 +27,8 @@ class Fit:
     config: Config
     strategies: list[tuple[str, str, Any]]
     history: History | None = None
+    #: What the strategies learned from the training data (``kmeansfw_learn``).
+    fitted: Fitted = attrs.field(factory=Fitted)
 
     @property
     def centroids(self) -> np.ndarray:
@@ -72,33 +74,12 @@ def check_sparse_support(strategies: list[tuple[str, str, Any]], data: FitData) 
         )
 
 
-def _fit_minibatch(cfg, data, strategies, pm, rng, history) -> Fit:
-    """``batch_size`` set: mini-batch runs instead of Lloyd (no checkpoints)."""
-    if cfg.checkpoint is not None:
-        raise ValueError("checkpoint is not supported with batch_size (mini-batch fits)")
-    spherical = minibatch.spherical_update(strategies)
-    runs = (
-        minibatch.run(
-            pm,
-            data,
-            cfg.n_clusters,
-            rng=rng,
-            batch_size=cfg.batch_size,
-            max_iter=cfg.max_iter,
-            spherical=spherical,
-            reassignment_ratio=cfg.reassignment_ratio,
-            run_index=run_index,
-        )
-        for run_index in range(cfg.resolved_n_init())
-    )
-    return _best_fit(cfg, runs, strategies, history)
-
-
 def _best_fit(
     cfg: Config,
     runs: Iterable[engine.FitResult],
     strategies: list[tuple[str, str, Any]],
     history: History | None,
+    fitted: Fitted,
     best: engine.FitResult | None = None,
 ) -> Fit:
     """The run of lowest objective (the first on ties, ``best`` counting as the first) as
@@ -107,7 +88,7 @@ def _best_fit(
         if best is None or result.objective < best.objective:
             best = result
     _warn_if_fewer_clusters(best.labels, cfg.n_clusters)
-    return Fit(result=best, config=cfg, strategies=strategies, history=history)
+    return Fit(result=best, config=cfg, strategies=strategies, history=history, fitted=fitted)
 
 
 def _warn_if_fewer_clusters(labels: np.ndarray, n_clusters: int) -> None:
@@ -171,6 +152,7 @@ def fit_config(
         memory_budget=cfg.memory_budget,
         n_threads=cfg.n_threads,
         validate=validate,
+        executor=cfg.executor,
     )
     check_n_clusters(data.n_samples, cfg.n_clusters)
     if strategies is None:
@@ -179,24 +161,35 @@ def fit_config(
         return fit_data(cfg, data, strategies)
 
 
+def walk_for(cfg: Config) -> engine.FullBatch:
+    """The walk a config asks for: Lloyd's full batches, or mini-batches."""
+    if cfg.batch_size is None:
+        return engine.FullBatch()
+    return engine.MiniBatch(
+        batch_size=cfg.batch_size, reassignment_ratio=cfg.reassignment_ratio
+    )
+
+
 def fit_data(cfg: Config, data: FitData, strategies: list[tuple[str, str, Any]]) -> Fit:
     """:func:`fit` on validated, planned data with strategies built from ``cfg``."""
     check_sparse_support(strategies, data)
+    if cfg.batch_size is not None and cfg.checkpoint is not None:
+        raise ValueError("checkpoint is not supported with batch_size (mini-batch fits)")
     observers = cfg.build_observers()
     history = History() if cfg.history else None
     if history is not None:
         observers.append(history)
     rng = make_rng(cfg.random_state)
     resume = checkpoint.attach(cfg, data, observers, rng)
-    pm = engine.build_manager(strategies, observers)
-    engine.prepare(pm, data)
-    if cfg.batch_size is not None:
-        return _fit_minibatch(cfg, data, strategies, pm, rng, history)
+    hooks = plugins.build(strategies, observers)
+    data.fitted = engine.learn(hooks, data)  # the training data: always learned afresh
+    engine.prepare(hooks, data)
+    walk = walk_for(cfg)
     first = resume.next_run if resume is not None else 0
     continuing = resume is not None and resume.iteration is not None
     runs = (
         engine.run(
-            pm,
+            hooks,
             data,
             cfg.n_clusters,
             rng=rng,
@@ -204,7 +197,9 @@ def fit_data(cfg: Config, data: FitData, strategies: list[tuple[str, str, Any]])
             tol=cfg.tol,
             run_index=run_index,
             start=resume if continuing and run_index == first else None,
+            walk=walk,
         )
         for run_index in range(first, cfg.resolved_n_init())
     )
-    return _best_fit(cfg, runs, strategies, history, resume.best if resume is not None else None)
+    best = resume.best if resume is not None else None
+    return _best_fit(cfg, runs, strategies, history, data.fitted, best)

@@ -2,200 +2,47 @@
 
 This module only sequences hook calls and keeps the state; every computation on the data
 lives in a strategy (see :mod:`kmeansfw.core.hookspecs`).  One call of :func:`run` is one
-restart of a fit; :func:`build_manager` builds the plugin manager a fit uses.
+restart of a fit, whatever the mode: a :class:`Walk` says which rows an iteration sees
+(:class:`FullBatch`: all of them, Lloyd's algorithm; :class:`MiniBatch`: a random batch,
+Sculley's rule) and every mode calls every slot's hooks, observers and criteria through
+the same :func:`iterate`.
 """
 
 from __future__ import annotations
 
-import operator
-import threading
 import time
-from collections import OrderedDict
-from collections.abc import Iterable, Sequence
 from typing import Any
 
 import attrs
 import numpy as np
-import pluggy
 
-from kmeansfw.core import contract, hookspecs
-from kmeansfw.core.catalog import is_value_strategy
-from kmeansfw.core.data import FitData
-from kmeansfw.core.markers import PROJECT
+from kmeansfw.core import contract
+from kmeansfw.core.data import FitData, Fitted, read_only
+from kmeansfw.core.errors import StrategyError
 from kmeansfw.engine import steps
 from kmeansfw.kernels import count_changed, sq_shift
-
-SLOTS = ("init", "distance", "assignment", "update", "empty", "convergence")
-
-
-class _Manager(pluggy.PluginManager):
-    """A PluginManager that only looks at ``kmeansfw_*`` attributes of a plugin.
-
-    pluggy inspects every attribute of every registered object; strategies are attrs
-    classes with dozens of dunder attributes, and a manager is built per fit, so skipping
-    them keeps small fits cheap.  Nothing else changes: hook implementations are named
-    ``kmeansfw_*`` by the contract.
-    """
-
-    def parse_hookimpl_opts(self, plugin: object, name: str):  # noqa: D102 - pluggy API
-        if not name.startswith(f"{PROJECT}_"):
-            return None
-        return super().parse_hookimpl_opts(plugin, name)
-
-
-def _argument_getter(argnames: tuple[str, ...]) -> Any:
-    """A function of the call's keyword dict returning an implementation's arguments as a
-    tuple (:func:`operator.itemgetter`, which runs in C, for two or more)."""
-    if len(argnames) >= 2:
-        return operator.itemgetter(*argnames)
-    if len(argnames) == 1:
-        (name,) = argnames
-        return lambda kwargs: (kwargs[name],)
-    return lambda kwargs: ()
-
-
-class _FastCaller:
-    """A hook caller that calls plain (non-wrapper) implementations directly.
-
-    Does what pluggy's ``_multicall`` does for implementations without wrappers (same
-    order, same results, ``firstresult`` honoured) without its per-call bookkeeping, which
-    costs more than the work on small data.  Hooks with wrappers, and every other
-    attribute (``get_hookimpls``, ``spec``, ...), go to pluggy's own caller.
-    """
-
-    __slots__ = ("_caller", "_plain", "_firstresult", "implemented")
-
-    def __init__(self, caller: pluggy.HookCaller) -> None:
-        self._caller = caller
-        impls = caller.get_hookimpls()
-        #: Whether any plugin implements the hook (without copying the list every time).
-        self.implemented = bool(impls)
-        wrapped = any(impl.hookwrapper or impl.wrapper for impl in impls)
-        self._plain = (
-            None
-            if wrapped
-            else tuple((i.function, _argument_getter(tuple(i.argnames))) for i in reversed(impls))
-        )
-        self._firstresult = bool(caller.spec is not None and caller.spec.opts.get("firstresult"))
-
-    def __call__(self, **kwargs: Any) -> Any:
-        if self._plain is None:
-            return self._caller(**kwargs)
-        results = []
-        for function, arguments in self._plain:
-            try:
-                args = arguments(kwargs)
-            except KeyError:  # pluggy raises the error naming the missing argument
-                return self._caller(**kwargs)
-            result = function(*args)
-            if result is not None:
-                if self._firstresult:
-                    return result
-                results.append(result)
-        return None if self._firstresult else results
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._caller, name)
-
-
-class FastRelay:
-    """``pm.hook`` with every ``kmeansfw_*`` caller wrapped in a :class:`_FastCaller`.
-
-    Built once a manager is complete (managers are not changed afterwards); strategies
-    receive it as ``hook`` and use it exactly like ``pm.hook``.
-    """
-
-    def __init__(self, pm: pluggy.PluginManager) -> None:
-        self._relay = pm.hook
-        for name, caller in vars(pm.hook).items():
-            if isinstance(caller, pluggy.HookCaller):
-                setattr(self, name, _FastCaller(caller))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._relay, name)
-
-
-def relay(pm: pluggy.PluginManager) -> FastRelay:
-    """The manager's :class:`FastRelay` (what the engine passes to strategies as ``hook``)."""
-    fast = getattr(pm, "kmeansfw_relay", None)
-    if fast is None:
-        fast = pm.kmeansfw_relay = FastRelay(pm)
-    return fast
-
-
-#: Managers for observer-free strategy sets, by the strategies' value (most recent last).
-_MANAGERS: OrderedDict[tuple, pluggy.PluginManager] = OrderedDict()
-_MANAGERS_MAX = 64
-_managers_lock = threading.Lock()
-
-
-def build_manager(
-    strategies: Sequence[tuple[str, str, object]], observers: Iterable[object] = ()
-) -> pluggy.PluginManager:
-    """A plugin manager holding exactly the given strategies, then the observers.
-
-    Parameters
-    ----------
-    strategies : sequence of (slot, label, strategy)
-        In slot order; ``label`` names the strategy in errors (e.g. its catalog name and
-        source).
-    observers : iterable of objects
-        Registered last, so their wrappers wrap the strategies.
-
-    Notes
-    -----
-    Parsing hook implementations costs more than a small fit, so a manager without
-    observers whose strategies are all immutable values (frozen attrs classes compared by
-    value, with hashable parameters: see :func:`kmeansfw.core.catalog.is_value_strategy`) is
-    kept and reused for later fits with equal strategies.  Reuse is safe because a
-    manager is never changed after it is built and such strategies keep no per-fit state
-    (per-fit memory lives in the data's cache, the centroid cache and
-    :attr:`FitState.scratch`).  Any other strategy, and any observer, gets a fresh
-    manager, so no user object is kept alive by the reuse.
-    """
-    observers = list(observers)
-    key = None
-    if not observers and all(is_value_strategy(s) for _, _, s in strategies):
-        key = tuple(strategies)
-        try:
-            hash(key)
-        except TypeError:  # a parameter that is a list, a dict, ...
-            key = None
-    if key is not None:
-        with _managers_lock:
-            pm = _MANAGERS.get(key)
-            if pm is not None:
-                _MANAGERS.move_to_end(key)
-                return pm
-    pm = _Manager(PROJECT)
-    pm.add_hookspecs(hookspecs)
-    for slot, label, strategy in strategies:
-        pm.register(strategy, name=f"{slot} strategy {label}")
-    for i, observer in enumerate(observers):
-        name = getattr(observer, "name", type(observer).__name__)
-        pm.register(observer, name=f"observer {name!r} #{i}")
-    pm.check_pending()
-    if key is not None:
-        with _managers_lock:
-            _MANAGERS[key] = pm
-            while len(_MANAGERS) > _MANAGERS_MAX:
-                _MANAGERS.popitem(last=False)
-    return pm
 
 
 @attrs.define(eq=False)
 class FitState:
     """What observers and convergence criteria see after each iteration.
 
-    ``labels`` and ``costs`` come from assigning the samples to ``previous_centroids``;
-    ``centroids`` were computed from them.  Derived quantities are computed on demand.
+    ``labels`` and ``costs`` come from assigning the iteration's rows (``data``: all the
+    training data ``train``, or a mini-batch) to ``previous_centroids``; ``centroids``
+    were computed from them.  Derived quantities are computed on demand.
     """
+
+    def __attrs_post_init__(self) -> None:
+        if self.train is None:
+            self.train = self.data
 
     data: FitData
     n_clusters: int
     tol: float
     rng: np.random.Generator
     run: int = 0
+    #: The training data (``data`` is the iteration's rows: all of them, or a batch).
+    train: FitData | None = None
     iteration: int = 0
     centroids: np.ndarray | None = None
     previous_centroids: np.ndarray | None = None
@@ -270,8 +117,156 @@ class FitResult:
     run: int = 0
 
 
+@attrs.define(eq=False)
+class FullBatch:
+    """Lloyd's algorithm: every iteration assigns all the rows and updates from them."""
+
+    #: The update's online state (None: a batch update from the iteration's partition).
+    online: Any = None
+
+    def seed_data(self, data: FitData, n_clusters: int, rng: np.random.Generator) -> FitData:
+        """The rows the initialization sees: all of them."""
+        return data
+
+    def steps(self, data: FitData, max_iter: int) -> int:
+        """The most iterations of one run."""
+        return max_iter
+
+    def rows(self, data: FitData, rng: np.random.Generator) -> FitData:
+        """The rows of the next iteration."""
+        return data
+
+    def start(self, centroids: np.ndarray) -> None:
+        """Called with the initial centroids of a run."""
+
+    def after(self, state: FitState, batch_objective: float) -> bool:
+        """The mode's own stop rule, after the criteria said go on (False: stop)."""
+        return True
+
+
+@attrs.define(eq=False)
+class OnlineState:
+    """What a mini-batch run remembers between steps, handed to the update as ``online``.
+
+    ``seen`` (k,) float64 is the total weight each centroid has absorbed (its inverse
+    learning rate); an update that accepts ``online`` moves each centroid by Sculley's
+    rule ``c <- (seen c + sum w x) / (seen + sum w)``, adds the batch weights to ``seen``
+    and reassigns starved centroids (``reassignment_ratio``, scikit-learn's rule).
+    """
+
+    seen: np.ndarray
+    reassignment_ratio: float = 0.01
+    steps: int = 0
+    since_reassign: int = 0
+    reassigned: int = 0
+
+
+#: Steps without improvement of the smoothed batch objective before stopping.
+MAX_NO_IMPROVEMENT = 10
+
+
+@attrs.define(eq=False)
+class MiniBatch(FullBatch):
+    """Mini-batch k-means (Sculley 2010), scikit-learn's MiniBatchKMeans rule.
+
+    Seeds on a random sample of ``3 * batch_size`` rows (at least ``3 k``), then every
+    iteration draws ``batch_size`` rows with replacement and asks the update for an
+    *online* step: centroids move towards their batch members with a per-centroid learning
+    rate ``batch weight / total weight absorbed`` and starved centroids are reassigned
+    (``reassignment_ratio``; see :class:`OnlineState`).  Runs
+    ``max_iter`` passes over the data at most, and stops when the smoothed batch objective
+    has not improved for ``max_no_improvement`` steps or a criterion says so.  The update
+    must accept the ``online`` argument (``mean`` and ``spherical`` do).
+    """
+
+    batch_size: int = 1024
+    reassignment_ratio: float = 0.01
+    max_no_improvement: int = MAX_NO_IMPROVEMENT
+    online: Any = None
+    smoothed: float | None = None
+    best: float | None = None
+    stale: int = 0
+
+    def seed_data(self, data: FitData, n_clusters: int, rng: np.random.Generator) -> FitData:
+        n = data.n_samples
+        batch = min(self.batch_size, n)
+        init_size = min(n, max(3 * batch, 3 * n_clusters))
+        return data.with_rows(np.sort(rng.choice(n, size=init_size, replace=False)))
+
+    def steps(self, data: FitData, max_iter: int) -> int:
+        return max(1, max_iter * data.n_samples // min(self.batch_size, data.n_samples))
+
+    def rows(self, data: FitData, rng: np.random.Generator) -> FitData:
+        n = data.n_samples
+        return data.with_rows(rng.integers(0, n, size=min(self.batch_size, n)))
+
+    def start(self, centroids: np.ndarray) -> None:
+        self.online = OnlineState(
+            seen=np.zeros(centroids.shape[0]), reassignment_ratio=self.reassignment_ratio
+        )
+        self.smoothed, self.best, self.stale = None, None, 0
+
+    def after(self, state: FitState, batch_objective: float) -> bool:
+        """scikit-learn's early stop: smooth the per-sample batch objective; False once it
+        has not improved for ``max_no_improvement`` steps."""
+        if state.iteration <= 1:  # the first batch only seeds the statistics' history
+            return True
+        size, n = state.data.n_samples, state.train.n_samples
+        alpha = min(1.0, size * 2.0 / (n + 1))
+        value = batch_objective / size
+        self.smoothed = (
+            value if self.smoothed is None else self.smoothed * (1 - alpha) + value * alpha
+        )
+        if self.best is None or self.smoothed < self.best:
+            self.best, self.stale = self.smoothed, 0
+        else:
+            self.stale += 1
+        return self.stale < self.max_no_improvement
+
+
+def check_walk(hooks: Any, walk: FullBatch) -> None:
+    """Refuse an update strategy the walk cannot honour, by name."""
+    if not isinstance(walk, MiniBatch):
+        return
+    if "online" not in (hooks.argnames("kmeansfw_update") or ()):
+        label = hooks.labels.get("update", "?")
+        raise StrategyError(
+            f"update strategy {label} cannot run mini-batch k-means: its kmeansfw_update "
+            "takes no 'online' argument (the mean and spherical updates do)"
+        )
+
+
+def iterate(
+    hooks: Any, state: FitState, batch: FitData, walk: FullBatch, iteration: int
+) -> tuple[bool, float]:
+    """One iteration on ``batch``: assign, update, empty clusters, observers, criteria.
+
+    Updates ``state``; returns whether a criterion said stop, and the batch objective.
+    """
+    centroids, rng = state.centroids, state.rng
+    assignment = steps.assign(hooks, batch, centroids)
+    new_centroids, weights = steps.update(
+        hooks, batch, assignment, centroids, rng, online=walk.online
+    )
+    absorbed = weights if walk.online is None else walk.online.seen
+    new_centroids = steps.fix_empty_clusters(
+        hooks, batch, assignment, centroids, new_centroids, absorbed, rng
+    )
+    same_rows = batch is state.data
+    state.data = batch
+    state.previous_labels = state.labels if same_rows else None
+    state.labels = assignment.labels
+    state.previous_centroids, state.centroids = centroids, read_only(new_centroids)
+    state.costs, state.cluster_weights = assignment.costs, weights
+    state.iteration = iteration
+    state.strict = False  # a criterion sets it when the labels match the new centroids
+    hooks.kmeansfw_iteration_end(state=state)
+    stop = any(contract.call(hooks, "kmeansfw_converged", state=state))
+    return stop, steps.objective(batch, assignment.costs)
+
+
 def run(
-    pm: pluggy.PluginManager,
+    hooks: Any,
     data: FitData,
     n_clusters: int,
     *,
@@ -280,49 +275,49 @@ def run(
     tol: float = 1e-4,
     run_index: int = 0,
     start: Any = None,
+    walk: FullBatch | None = None,
 ) -> FitResult:
     """Run one restart of the fit: the seed's loop, every step a hook call.
 
-    ``kmeansfw_prepare`` must already have run on ``data`` (see :func:`prepare`).
-    ``start`` (a :class:`kmeansfw.workflow.checkpoint.Resume` with an iteration) continues a run
-    from a checkpoint instead of initializing it.
+    ``data`` must be prepared (:func:`prepare`).  ``walk`` chooses the rows of each
+    iteration (default :class:`FullBatch`).  ``start`` (a
+    :class:`kmeansfw.workflow.checkpoint.Resume` with an iteration) continues a run from
+    a checkpoint instead of initializing it.
     """
-    hook = relay(pm)
+    walk = walk if walk is not None else FullBatch()
+    check_walk(hooks, walk)
     state = FitState(data=data, n_clusters=n_clusters, tol=tol, rng=rng, run=run_index)
     if start is None:
-        centroids = steps.initialize(hook, data, n_clusters, rng)
+        seeding = walk.seed_data(data, n_clusters, rng)
+        if seeding is not data:
+            prepare(hooks, seeding)
+        centroids = steps.initialize(hooks, seeding, n_clusters, rng)
     else:
         centroids = start.centroids
         state.labels, state.iteration = start.labels, start.iteration
         state.scratch = dict(start.scratch)
-    state.centroids = centroids
-    hook.kmeansfw_fit_start(state=state)
+    state.centroids = read_only(centroids)
+    walk.start(state.centroids)
+    hooks.kmeansfw_fit_start(state=state)
 
     converged = False
-    for iteration in range(state.iteration + 1, max_iter + 1):
-        assignment = steps.assign(hook, data, centroids)
-        new_centroids, weights = steps.update(hook, data, assignment, centroids, rng)
-        new_centroids = steps.fix_empty_clusters(
-            hook, data, assignment, centroids, new_centroids, weights, rng
-        )
-        state.previous_labels, state.labels = state.labels, assignment.labels
-        state.previous_centroids, state.centroids = centroids, new_centroids
-        state.costs, state.cluster_weights = assignment.costs, weights
-        state.iteration = iteration
-        state.strict = False  # a criterion sets it when the labels match the new centroids
-        hook.kmeansfw_iteration_end(state=state)
-        centroids = new_centroids
-        if any(contract.call(hook, "kmeansfw_converged", state=state)):
+    for iteration in range(state.iteration + 1, walk.steps(data, max_iter) + 1):
+        batch = walk.rows(data, rng)
+        if batch is not data:
+            prepare(hooks, batch)
+        stop, batch_objective = iterate(hooks, state, batch, walk, iteration)
+        if stop or not walk.after(state, batch_objective):
             converged = True
             break
 
+    centroids = state.centroids
     labels, costs = state.labels, state.costs
-    if not state.strict:
+    if not state.strict or state.data is not data:
         # one final assignment so that the labels match the final centroids
-        final = steps.assign(hook, data, centroids, accumulate=False)
+        final = steps.assign(hooks, data, centroids, accumulate=False)
         labels, costs = final.labels, final.costs
     result = FitResult(
-        centroids=centroids,
+        centroids=np.array(centroids),
         labels=labels,
         costs=costs,
         objective=steps.objective(data, costs),
@@ -330,11 +325,39 @@ def run(
         converged=converged,
         run=run_index,
     )
-    hook.kmeansfw_fit_end(result=result)
+    hooks.kmeansfw_fit_end(result=result)
     return result
 
 
-def prepare(pm: pluggy.PluginManager, data: FitData) -> FitData:
+def learn(hooks: Any, data: FitData) -> Fitted:
+    """Run ``kmeansfw_learn`` of every strategy on the training data; the union of the
+    answers, each a mapping under keys no other strategy uses."""
+    learned: dict[str, Any] = {}
+    for answer in contract.call(hooks, "kmeansfw_learn", data=data):
+        if not isinstance(answer, dict):
+            raise StrategyError(
+                f"{hooks.kmeansfw_learn.plugin_name} returned a {type(answer).__name__} from "
+                "kmeansfw_learn, not a dict"
+            )
+        clash = sorted(set(answer) & set(learned))
+        if clash:
+            raise StrategyError(
+                f"two strategies learned the same key(s) {clash} in kmeansfw_learn: prefix "
+                "keys with the strategy's name"
+            )
+        learned.update(answer)
+    return Fitted(learned)
+
+
+def setup(hooks: Any, data: FitData) -> FitData:
+    """Make ``data`` ready for the hooks: learn on it when nothing was learned yet (the
+    training data), then :func:`prepare` it."""
+    if not data.fitted:
+        data.fitted = learn(hooks, data)
+    return prepare(hooks, data)
+
+
+def prepare(hooks: Any, data: FitData) -> FitData:
     """Run ``kmeansfw_prepare`` of every strategy on ``data`` (once per data set)."""
-    contract.call(relay(pm), "kmeansfw_prepare", data=data)
+    contract.call(hooks, "kmeansfw_prepare", data=data)
     return data

@@ -1,8 +1,10 @@
 """Whole-data steps built from the per-block hooks: the map half of map-then-reduce.
 
-Each function walks the fixed task plan of a :class:`~kmeansfw.core.data.FitData` in worker
-threads (:func:`kmeansfw.engine.executors.map_tasks`), calls the per-block hooks, checks every
-answer (:mod:`kmeansfw.core.contract`) and writes it into preallocated arrays.  Apart from
+Each function maps a chunk task over the fixed task plan of a
+:class:`~kmeansfw.core.data.FitData` through its executor
+(:func:`kmeansfw.engine.executors.map_tasks`); the task calls the per-block hooks, checks
+every answer (:mod:`kmeansfw.core.contract`) and returns it, and the driver puts the
+answers in place.  Apart from
 the weighted sum of the costs (:func:`objective`), no function here does arithmetic on
 the data: that is the strategies' job.
 """
@@ -13,11 +15,10 @@ from typing import Any
 
 import attrs
 import numpy as np
-import pluggy
 
 from kmeansfw.core import contract
-from kmeansfw.core.data import FitData
-from kmeansfw.engine.executors import is_small, map_tasks
+from kmeansfw.core.data import FitData, read_only
+from kmeansfw.engine.executors import fill_rows, is_small, map_tasks, task_rows
 
 _FLOAT64 = np.dtype(np.float64)
 
@@ -37,7 +38,7 @@ def objective(data: FitData, costs: np.ndarray) -> float:
 
 
 def initialize(
-    hook: pluggy.HookRelay, data: FitData, n_clusters: int, rng: np.random.Generator
+    hook: Any, data: FitData, n_clusters: int, rng: np.random.Generator
 ) -> np.ndarray:
     """The checked initial centroids, (k, d)."""
     centroids = contract.call(
@@ -61,13 +62,16 @@ def initialize(
 
 
 def update(
-    hook: pluggy.HookRelay,
+    hook: Any,
     data: FitData,
     assignment: Assignment,
     centroids: np.ndarray,
     rng: np.random.Generator,
+    *,
+    online: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The checked ``(new_centroids, cluster_weights)`` of the update's reduce step."""
+    """The checked ``(new_centroids, cluster_weights)`` of the update's reduce step
+    (``online``: the mini-batch state, None for a batch update)."""
     name = "kmeansfw_update"
     answer = contract.call(
         hook,
@@ -76,10 +80,11 @@ def update(
         labels=assignment.labels,
         costs=assignment.costs,
         partials=assignment.partials,
-        centroids=centroids,
+        centroids=read_only(centroids),
         n_clusters=centroids.shape[0],
         rng=rng,
         hook=hook,
+        online=online,
     )
     new, weights = contract.check_pair(hook, name, answer, "(centroids, cluster weights)")
     new = contract.check_float_array(hook, name, new, centroids.shape, data.dtype, what="centroids")
@@ -96,7 +101,7 @@ def update(
 
 
 def fix_empty_clusters(
-    hook: pluggy.HookRelay,
+    hook: Any,
     data: FitData,
     assignment: Assignment,
     old_centroids: np.ndarray,
@@ -123,62 +128,81 @@ def fix_empty_clusters(
     )
 
 
-def prepare_centroids(hook: pluggy.HookRelay, data: FitData, centroids: np.ndarray) -> dict:
+def prepare_centroids(hook: Any, data: FitData, centroids: np.ndarray) -> dict:
     """Run ``kmeansfw_prepare_centroids`` and return the per-centroid cache it filled."""
     cache: dict = {}
+    centroids = read_only(centroids)
     contract.call(hook, "kmeansfw_prepare_centroids", centroids=centroids, data=data, cache=cache)
     return cache
 
 
-def _implemented(caller: Any) -> bool:
-    """Whether a hook has implementations (cheap on the engine's relay)."""
-    implemented = getattr(caller, "implemented", None)
-    return bool(caller.get_hookimpls()) if implemented is None else implemented
-
-
 def assign(
-    hook: pluggy.HookRelay,
+    hook: Any,
     data: FitData,
     centroids: np.ndarray,
     *,
     accumulate: bool = True,
 ) -> Assignment:
-    """Assign every sample to a centroid; with ``accumulate``, also run the update's map."""
+    """Assign every sample to a centroid; with ``accumulate``, also run the update's map.
+
+    Each chunk task returns its rows' labels and costs and the update's partial; the
+    driver writes them into place, so tasks can run under any executor.
+    """
     n = data.n_samples
-    labels = np.empty(n, dtype=np.intp)
-    costs = np.empty(n, dtype=data.dtype)
     cache = prepare_centroids(hook, data, centroids)
-    accumulate = accumulate and _implemented(hook.kmeansfw_accumulate)
+    accumulate = accumulate and hook.implemented("kmeansfw_accumulate")
     block = data.single_block
     if block is not None and is_small(data):  # what map_tasks would do, without its map
-        partial = _assign_rows(hook, data, centroids, cache, block, labels, costs, accumulate, None)
+        labels, costs, partial = _assign_rows(hook, data, centroids, cache, block, accumulate, None)
         return Assignment(labels, costs, [partial] if accumulate else None)
-
-    def run_task(task: list[slice]) -> Any:
-        partial = None
-        for rows in task:
-            partial = _assign_rows(
-                hook, data, centroids, cache, rows, labels, costs, accumulate, partial
-            )
-        return partial
-
-    partials = map_tasks(data, run_task)
+    task = AssignTask(hook, data, centroids, cache, accumulate)
+    labels = np.empty(n, dtype=np.intp)
+    costs = np.empty(n, dtype=data.dtype)
+    partials = []
+    for rows, (part_labels, part_costs, partial) in zip(
+        data.tasks, map_tasks(data, task), strict=True
+    ):
+        where = task_rows(rows)
+        labels[where], costs[where] = part_labels, part_costs
+        partials.append(partial)
     return Assignment(labels, costs, partials if accumulate else None)
 
 
+@attrs.frozen(eq=False)
+class AssignTask:
+    """The chunk task of an assignment: ``(labels, costs, partial)`` of its rows."""
+
+    hook: Any
+    data: FitData
+    centroids: np.ndarray
+    cache: dict
+    accumulate: bool
+
+    def __call__(self, task: list[slice]) -> tuple[np.ndarray, np.ndarray, Any]:
+        partial = None
+        labels, costs = [], []
+        for rows in task:
+            block_labels, block_costs, partial = _assign_rows(
+                self.hook, self.data, self.centroids, self.cache, rows, self.accumulate, partial
+            )
+            labels.append(block_labels)
+            costs.append(block_costs)
+        if len(task) == 1:
+            return labels[0], costs[0], partial
+        return np.concatenate(labels), np.concatenate(costs), partial
+
+
 def _assign_rows(
-    hook: pluggy.HookRelay,
+    hook: Any,
     data: FitData,
     centroids: np.ndarray,
     cache: dict,
     rows: slice,
-    labels: np.ndarray,
-    costs: np.ndarray,
     accumulate: bool,
     partial: Any,
-) -> Any:
-    """Assign one block (into ``labels``/``costs``) and, with ``accumulate``, fold it into
-    the update's ``partial``; returns the partial."""
+) -> tuple[np.ndarray, np.ndarray, Any]:
+    """The checked labels and costs of one block and, with ``accumulate``, the update's
+    ``partial`` with the block folded in."""
     X_rows = data.X[rows]
     name = "kmeansfw_assign"
     answer = contract.call(
@@ -187,14 +211,14 @@ def _assign_rows(
     block_labels, block_costs = contract.check_pair(hook, name, answer, "(labels, costs)")
     b = rows.stop - rows.start
     block_labels = contract.check_labels(hook, name, block_labels, b, centroids.shape[0])
-    labels[rows] = block_labels
-    costs[rows] = contract.check_float_array(
+    block_labels = block_labels.astype(np.intp, copy=False)
+    block_costs = contract.check_float_array(
         hook, name, block_costs, (b,), data.dtype, nonnegative=True, what="costs"
     )
     if not accumulate:
-        return None
+        return block_labels, block_costs, None
     # while the block is still in cache
-    return contract.call(
+    partial = contract.call(
         hook,
         "kmeansfw_accumulate",
         X=X_rows,
@@ -203,10 +227,11 @@ def _assign_rows(
         n_clusters=centroids.shape[0],
         partial=partial,
     )
+    return block_labels, block_costs, partial
 
 
 def block_matrix(
-    hook: pluggy.HookRelay,
+    hook: Any,
     name: str,
     data: FitData,
     rows: slice,
@@ -224,7 +249,7 @@ def block_matrix(
 
 
 def pairwise(
-    hook: pluggy.HookRelay, data: FitData, centroids: np.ndarray, name: str = "kmeansfw_distance"
+    hook: Any, data: FitData, centroids: np.ndarray, name: str = "kmeansfw_distance"
 ) -> np.ndarray:
     """The full (n, k) matrix of a geometry hook, e.g. for ``transform``.
 
@@ -232,10 +257,22 @@ def pairwise(
     """
     out = np.empty((data.n_samples, centroids.shape[0]), dtype=data.dtype)
     cache = prepare_centroids(hook, data, centroids)
+    return fill_rows(data, _MatrixTask(hook, name, data, centroids, cache), out)
 
-    def run_task(task: list[slice]) -> None:
-        for rows in task:
-            out[rows] = block_matrix(hook, name, data, rows, centroids, cache)
 
-    map_tasks(data, run_task)
-    return out
+@attrs.frozen(eq=False)
+class _MatrixTask:
+    """The chunk task of :func:`pairwise`: the (rows, k) answer for its rows."""
+
+    hook: Any
+    name: str
+    data: FitData
+    centroids: np.ndarray
+    cache: dict
+
+    def __call__(self, task: list[slice]) -> np.ndarray:
+        parts = [
+            block_matrix(self.hook, self.name, self.data, rows, self.centroids, self.cache)
+            for rows in task
+        ]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)

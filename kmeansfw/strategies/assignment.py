@@ -37,66 +37,52 @@ class Nearest:
         cache: dict,
         hook: pluggy.HookRelay,
     ) -> tuple[np.ndarray, np.ndarray]:
-        fast = contract.call(
-            hook, "kmeansfw_nearest", X=X, centroids=centroids, rows=rows, data=data, cache=cache
+        labels, costs, _, _ = contract.call(
+            hook,
+            "kmeansfw_nearest",
+            X=X,
+            centroids=centroids,
+            groups=None,
+            n_groups=0,
+            rows=rows,
+            data=data,
+            cache=cache,
+            hook=hook,
         )
-        if fast is not None:
-            return fast
-        cost = steps.block_matrix(hook, "kmeansfw_cost", data, rows, centroids, cache)
-        labels = cost.argmin(axis=1)
-        return labels, cost[np.arange(cost.shape[0]), labels]
+        return labels, costs
 
 
 def paired_cost(hook, X, centroids, labels, rows, data, cache) -> np.ndarray:
-    """Cost of each row to the centroid its label names, by the distance's fast path when
-    it has one, else one centroid (present in the block) at a time."""
+    """Checked cost of each row to the centroid its label names (the distance's
+    ``kmeansfw_paired_cost``, or its default)."""
+    name = "kmeansfw_paired_cost"
     answer = contract.call(
+        hook, name, X=X, centroids=centroids, labels=labels, rows=rows, data=data, cache=cache,
+        hook=hook,
+    )
+    return contract.check_float_array(
+        hook, name, answer, (X.shape[0],), data.dtype, nonnegative=True, what="costs"
+    )
+
+
+def search(hook, X, centroids, groups, n_groups, data, cache):
+    """The distance's checked nearest search with ``n_groups`` groups of rivals."""
+    name = "kmeansfw_nearest"
+    found = contract.call(
         hook,
-        "kmeansfw_paired_cost",
+        name,
         X=X,
         centroids=centroids,
-        labels=labels,
-        rows=rows,
+        groups=groups,
+        n_groups=n_groups,
+        rows=None,
         data=data,
         cache=cache,
+        hook=hook,
     )
-    if answer is not None:
-        return answer
-    out = np.empty(X.shape[0], dtype=data.dtype)
-    for j in np.unique(labels):  # clusters present in the block, never samples
-        members = np.flatnonzero(labels == j)
-        cost = contract.call(
-            hook,
-            "kmeansfw_cost",
-            X=X[members],
-            centroids=centroids[j : j + 1],
-            rows=None,
-            data=data,
-            cache=cache,
-        )
-        out[members] = np.asarray(cost)[:, 0]
-    return out
-
-
-def _distance_rows(hook, X, centroids, data, cache) -> np.ndarray:
-    """The checked (b, k) ``kmeansfw_distance`` block of X, in float64."""
-    return contract.check_float_array(
-        hook,
-        "kmeansfw_distance",
-        contract.call(
-            hook,
-            "kmeansfw_distance",
-            X=X,
-            centroids=centroids,
-            rows=None,
-            data=data,
-            cache=cache,
-        ),
-        (X.shape[0], centroids.shape[0]),
-        data.dtype,
-        nonnegative=True,
-        what="a block",
-    ).astype(np.float64)
+    return contract.check_search(
+        hook, name, found, X.shape[0], centroids.shape[0], data.dtype, (X.shape[0], n_groups)
+    )
 
 
 class _Bounded:
@@ -116,14 +102,23 @@ class _Bounded:
     state_key = "bounded.state"
     lower_dtype = np.float64
 
-    @hookimpl
-    def kmeansfw_prepare(self, data: FitData) -> None:
-        data.cache.setdefault(_LOCK, threading.Lock())
+    @staticmethod
+    def _lower(rivals: np.ndarray) -> np.ndarray:
+        """The stored form of the rivals' distances (lower bounds: never rounded up)."""
+        return rivals
+
+    def _search(self, hook, X, centroids, data, cache, state, labels, upper, lower):
+        """Nearest centroid, its distance and every group's nearest rival for every row
+        of X, written into ``labels``, ``upper`` and ``lower``; returns the costs."""
+        groups, t = state["groups"], state["n_groups"]
+        labels[:], costs, upper[:], rivals = search(hook, X, centroids, groups, t, data, cache)
+        lower[:] = self._lower(rivals)
+        return costs
 
     def _iteration(self, hook, centroids, data, cache) -> dict:
         """Per-iteration geometry (shifts, half gaps), computed once by the first block."""
         key = f"{self.state_key}.iteration"
-        with data.cache.setdefault(_LOCK, threading.Lock()):
+        with _LOCK:
             if key in cache:
                 return cache[key]
             k = centroids.shape[0]
@@ -237,7 +232,8 @@ class _Bounded:
 #: Steps (centroid sets) a bound-based state remembers; then it starts over with a full
 #: search (one ``nearest`` pass), e.g. after 4 restarts of 255 iterations.
 MAX_STEPS = 1024
-_LOCK = "bounded.lock"
+#: Held while the first block of an iteration computes the iteration's geometry.
+_LOCK = threading.Lock()
 
 
 @attrs.frozen
@@ -263,40 +259,6 @@ class Hamerly(_Bounded):
     def _groups(centroids: np.ndarray, data: FitData) -> np.ndarray:
         return np.zeros(centroids.shape[0], dtype=np.intp)  # one group: every centroid
 
-    @staticmethod
-    def _search(hook, X, centroids, data, cache, state, labels, upper, lower):
-        """Nearest centroid and both bounds for every row of X, in place; the costs when
-        the distance's fast two-nearest search gave them."""
-        two = contract.call(
-            hook,
-            "kmeansfw_nearest_two",
-            X=X,
-            centroids=centroids,
-            rows=None,
-            data=data,
-            cache=cache,
-        )
-        if two is not None:
-            labels[:], costs, upper[:], lower[:, 0] = contract.check_search(
-                hook,
-                "kmeansfw_nearest_two",
-                two,
-                X.shape[0],
-                centroids.shape[0],
-                data.dtype,
-                (X.shape[0],),
-            )
-            return costs
-        dist = _distance_rows(hook, X, centroids, data, cache)
-        best = dist.argmin(axis=1)
-        labels[:] = best
-        upper[:] = dist[np.arange(X.shape[0]), best]
-        if centroids.shape[0] > 1:
-            dist[np.arange(X.shape[0]), best] = np.inf
-            lower[:, 0] = dist.min(axis=1)
-        else:
-            lower[:, 0] = np.inf
-        return None
 
 
 @attrs.frozen
@@ -349,42 +311,8 @@ class Yinyang(_Bounded):
         return group_centroids(centroids, self.n_groups(data.n_samples, centroids.shape[0]))
 
     @staticmethod
-    def _search(hook, X, centroids, data, cache, state, labels, upper, lower):
-        """Nearest centroid, its distance and every group's nearest rival for every row of
-        X, in place; the costs when the distance's fused search gave them."""
-        groups, t = state["groups"], state["n_groups"]
-        found = contract.call(
-            hook,
-            "kmeansfw_nearest_groups",
-            X=X,
-            centroids=centroids,
-            groups=groups,
-            n_groups=t,
-            rows=None,
-            data=data,
-            cache=cache,
-        )
-        if found is not None:
-            labels[:], costs, upper[:], rivals = contract.check_search(
-                hook,
-                "kmeansfw_nearest_groups",
-                found,
-                X.shape[0],
-                centroids.shape[0],
-                data.dtype,
-                (X.shape[0], t),
-            )
-            lower[:] = _round_down(rivals)
-            return costs
-        dist = _distance_rows(hook, X, centroids, data, cache)
-        rows = np.arange(X.shape[0])
-        best = dist.argmin(axis=1)
-        labels[:] = best
-        upper[:] = dist[rows, best]
-        dist[rows, best] = np.inf
-        for g in range(t):  # groups of centroids, never samples
-            lower[:, g] = _round_down(dist[:, groups == g].min(axis=1))
-        return None
+    def _lower(rivals: np.ndarray) -> np.ndarray:
+        return _round_down(rivals)
 
 
 def _round_down(values: np.ndarray) -> np.ndarray:

@@ -71,9 +71,9 @@ class Tol:
         tol = state.tol if self.tol is None else self.tol
         if tol == 0:
             return state.center_shift == 0
-        cache = state.data.cache
+        cache = state.train.cache  # the training data's, also in mini-batch mode
         if _MEAN_VARIANCE not in cache:  # once per data set, on first use (not on predict)
-            cache[_MEAN_VARIANCE] = mean_feature_variance(state.data)
+            cache[_MEAN_VARIANCE] = mean_feature_variance(state.train)
         return state.center_shift <= tol * cache[_MEAN_VARIANCE]
 
 

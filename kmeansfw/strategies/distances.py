@@ -14,6 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from kmeansfw.core.data import FitData
+from kmeansfw.core.distance import Distance
 from kmeansfw.core.markers import hookimpl
 from kmeansfw.engine.executors import map_tasks
 from kmeansfw.kernels import L1, LINF, LP, lp_block
@@ -39,7 +40,7 @@ class SqEuclidean(Euclidean):
 
 
 @attrs.frozen
-class _KernelDistance:
+class _KernelDistance(Distance):
     """A distance computed by one compiled block kernel; its cost is the distance."""
 
     kind = L1
@@ -89,7 +90,7 @@ def _check_p(instance: object, attribute: attrs.Attribute, value: float) -> None
 
 
 @attrs.frozen
-class Minkowski:
+class Minkowski(Distance):
     """Minkowski distance ``(sum |x - c|^p)^(1/p)``; the objective is the sum of distances.
 
     Natural update: ``median`` for p = 1, else ``medoid``.  A metric for p >= 1.
@@ -148,7 +149,7 @@ def _unit_rows(X, what: str):
 
 
 @attrs.frozen
-class Cosine:
+class Cosine(Distance):
     """Cosine distance ``1 - x.c / (|x| |c|)``; the objective is the sum of distances.
 
     Natural update: ``spherical`` (the unit-norm mean).  Rejects zero vectors.  Not a
@@ -207,6 +208,17 @@ def _optional_matrix(value: object) -> np.ndarray | None:
     return None if value is None else np.asarray(value, dtype=np.float64)
 
 
+def _learned(data: FitData, key: str) -> np.ndarray:
+    """A fitted value, or the error saying the data set has none (not from a fit)."""
+    try:
+        return data.fitted[key]
+    except KeyError:
+        raise ValueError(
+            f"{key} was not learned: this data set does not come from a fit of this "
+            "distance (kmeansfw_learn runs on the training data)"
+        ) from None
+
+
 def covariance(data: FitData) -> np.ndarray:
     """The (unweighted) covariance matrix of ``data.X``, in bounded memory."""
     X = data.X
@@ -223,7 +235,7 @@ def covariance(data: FitData) -> np.ndarray:
 
 
 @attrs.frozen(eq=False)
-class Mahalanobis:
+class Mahalanobis(Distance):
     """Mahalanobis distance ``sqrt((x - c)' VI (x - c))``; objective: sum of squares.
 
     Natural update: ``mean`` (it minimizes the sum of squared Mahalanobis distances).
@@ -233,7 +245,9 @@ class Mahalanobis:
     ----------
     VI : array of shape (d, d) or None
         The inverse covariance matrix (symmetric positive definite); None estimates it
-        from the data (its covariance must not be singular).
+        from the training data (its covariance must not be singular).  Either way the
+        factor is fitted state: ``predict`` and ``transform`` use the training data's,
+        whatever data they are given.
     """
 
     name = "mahalanobis"
@@ -247,7 +261,7 @@ class Mahalanobis:
             _cholesky_of_inverse_covariance(self.VI, "VI")
 
     @hookimpl
-    def kmeansfw_prepare(self, data: FitData) -> None:
+    def kmeansfw_learn(self, data: FitData) -> dict:
         if self.VI is not None:
             VI = self.VI
             if VI.shape[0] != data.n_features:
@@ -264,11 +278,11 @@ class Mahalanobis:
                     "collinear features); pass VI explicitly"
                 )
             L = _cholesky_of_inverse_covariance(np.linalg.inv(cov), "the inverse covariance of X")
-        data.cache[_MAHALANOBIS_L] = L.astype(data.dtype)
+        return {_MAHALANOBIS_L: L}
 
     @hookimpl
     def kmeansfw_cost(self, X: np.ndarray, centroids: np.ndarray, data: FitData) -> np.ndarray:
-        L = data.cache[_MAHALANOBIS_L]
+        L = _learned(data, _MAHALANOBIS_L).astype(X.dtype, copy=False)
         # (x - c)' L L' (x - c) = |L'x - L'c|^2, from exact differences (no cancellation)
         return lp_block(X @ L, centroids.astype(X.dtype) @ L, LP, 2.0)
 

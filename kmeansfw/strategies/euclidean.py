@@ -17,8 +17,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from kmeansfw.core.data import FitData, is_sparse
+from kmeansfw.core.distance import Distance, nearest_by_blocks
 from kmeansfw.core.markers import hookimpl
-from kmeansfw.engine.executors import map_tasks
+from kmeansfw.engine.executors import fill_rows
 from kmeansfw.kernels import (
     centered_row_norms,
     nearest_groups_sq_euclidean,
@@ -46,41 +47,56 @@ def row_sq_norms(X) -> np.ndarray:
 def centered_sq_norms(data: FitData, mean: np.ndarray) -> np.ndarray:
     """``||x - mean||^2`` of every row, once per data set, in bounded memory."""
     out = np.empty(data.n_samples, dtype=data.dtype)
+    return fill_rows(data, _CenteredNorms(data.X, mean), out)
 
-    def run_task(task: list[slice]) -> None:
+
+@attrs.frozen(eq=False)
+class _CenteredNorms:
+    """Chunk task: the centered squared norms of a task's rows."""
+
+    X: object
+    mean: np.ndarray
+
+    def __call__(self, task: list[slice]) -> np.ndarray:
+        parts = []
         for rows in task:  # block by block: one block-sized temporary at a time
-            block = data.X[rows]
+            block = self.X[rows]
             if sp.issparse(block):  # the mean is zero for sparse data
-                out[rows] = row_sq_norms(block)
+                parts.append(row_sq_norms(block))
             else:
-                out[rows] = centered_row_norms(block, mean)
-
-    map_tasks(data, run_task)
-    return out
+                parts.append(centered_row_norms(block, self.mean))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 @attrs.frozen
-class Euclidean:
+class Euclidean(Distance):
     """Euclidean distance; the objective is the sum of squared distances (inertia).
 
-    Natural update: ``mean``.  A true metric.
+    Natural update: ``mean``.  A true metric.  Learns the training data's mean (its
+    fitted state): every data set, at fit and at predict, is centered on it.
     """
 
     name = "euclidean"
     objective = "sum of squared Euclidean distances"
     natural_update = "mean"
     is_metric = True
-
     accepts_sparse = True
+    squared = True
+
+    @hookimpl
+    def kmeansfw_learn(self, data: FitData) -> dict:
+        if data.sparse:  # centering would densify: sparse rows are used as they are
+            return {_MEAN: np.zeros(data.n_features, dtype=data.dtype)}
+        return {_MEAN: data.X.mean(axis=0)}
 
     @hookimpl
     def kmeansfw_prepare(self, data: FitData) -> None:
-        if _MEAN in data.cache:
+        if _NORMS in data.cache:
             return
-        if data.sparse:  # centering would densify: sparse rows are used as they are
-            data.cache[_MEAN] = np.zeros(data.n_features, dtype=data.dtype)
-        else:
-            data.cache[_MEAN] = data.X.mean(axis=0)
+        mean = data.fitted.get(_MEAN)
+        if mean is None:  # a data set outside a fit: centered on its own mean
+            mean = self.kmeansfw_learn(data=data)[_MEAN]
+        data.cache[_MEAN] = np.asarray(mean, dtype=data.dtype)
         data.cache[_NORMS] = centered_sq_norms(data, data.cache[_MEAN])
 
     @hookimpl
@@ -127,44 +143,25 @@ class Euclidean:
         return paired_sq_euclidean(X, data.cache[_MEAN], cache[_CENTERED_C], labels)
 
     @hookimpl
-    def kmeansfw_nearest_two(
-        self, X: np.ndarray, data: FitData, cache: dict
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-        if is_sparse(X):
-            return None
-        labels, costs, second = nearest_sq_euclidean(
-            X,
-            data.cache[_MEAN],
-            cache[_MINUS_2C],
-            cache[_C_NORMS],
-            cache[_CENTERED_C],
-            with_second=True,
-        )
-        return labels, costs, np.sqrt(costs), np.sqrt(second)
-
-    @hookimpl
-    def kmeansfw_nearest_groups(
-        self, X: np.ndarray, groups: np.ndarray, n_groups: int, data: FitData, cache: dict
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-        if is_sparse(X):
-            return None
-        labels, costs, lows = nearest_groups_sq_euclidean(
-            X,
-            data.cache[_MEAN],
-            cache[_MINUS_2C],
-            cache[_C_NORMS],
-            cache[_CENTERED_C],
-            groups,
-            n_groups,
-        )
-        return labels, costs, np.sqrt(costs), np.sqrt(lows)
-
-    @hookimpl
     def kmeansfw_nearest(
-        self, X: np.ndarray, data: FitData, cache: dict
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        if is_sparse(X):
-            return None  # the assignment takes the argmin of kmeansfw_cost
-        return nearest_sq_euclidean(
-            X, data.cache[_MEAN], cache[_MINUS_2C], cache[_C_NORMS], cache[_CENTERED_C]
-        )
+        self,
+        X: np.ndarray,
+        centroids: np.ndarray,
+        groups: np.ndarray | None,
+        n_groups: int,
+        rows: slice | None,
+        data: FitData,
+        cache: dict,
+        hook,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+        if is_sparse(X):  # the argmin of cost blocks
+            return nearest_by_blocks(hook, X, centroids, groups, n_groups, rows, data, cache)
+        args = (X, data.cache[_MEAN], cache[_MINUS_2C], cache[_C_NORMS], cache[_CENTERED_C])
+        if n_groups == 0:
+            labels, costs = nearest_sq_euclidean(*args)
+            return labels, costs, None, None
+        if n_groups == 1:  # the runner-up: the two-nearest kernel
+            labels, costs, second = nearest_sq_euclidean(*args, with_second=True)
+            return labels, costs, np.sqrt(costs), np.sqrt(second)[:, None]
+        labels, costs, lows = nearest_groups_sq_euclidean(*args, groups, n_groups)
+        return labels, costs, np.sqrt(costs), np.sqrt(lows)

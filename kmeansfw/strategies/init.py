@@ -13,7 +13,7 @@ from kmeansfw.core import contract
 from kmeansfw.core.data import FitData, rows_dense
 from kmeansfw.core.markers import hookimpl
 from kmeansfw.engine import steps
-from kmeansfw.engine.executors import blas_hold, map_tasks
+from kmeansfw.engine.executors import blas_hold, fill_rows, map_tasks, task_rows
 from kmeansfw.kernels import draw_candidates, fold_candidates, plusplus_from_costs
 from kmeansfw.strategies.validators import positive_int
 
@@ -154,15 +154,17 @@ def _min_cost(
     out = np.empty(data.n_samples, dtype=data.dtype)
     cache = steps.prepare_centroids(hook, data, centers)
 
-    def run_task(task: list[slice]) -> None:
+    def run_task(task: list[slice]) -> np.ndarray:
+        parts = []
         for rows in task:
             cost = steps.block_matrix(hook, "kmeansfw_cost", data, rows, centers, cache)
-            np.min(cost, axis=1, out=out[rows])
+            low = cost.min(axis=1)
             if closest is not None:
-                np.minimum(out[rows], closest[rows], out=out[rows])
+                np.minimum(low, closest[rows], out=low)
+            parts.append(low)
+        return np.concatenate(parts)
 
-    map_tasks(data, run_task)
-    return out
+    return fill_rows(data, run_task, out)
 
 
 #: Keep every candidate's lowered costs, (n, trials), when they fit in this many bytes:
@@ -181,20 +183,24 @@ def _candidate_potentials(
     keep = shape[0] * shape[1] * data.dtype.itemsize <= KEEP_COSTS_BYTES
     lowered = np.empty(shape, dtype=data.dtype) if keep else None
 
-    def run_task(task: list[slice]) -> np.ndarray:
+    def run_task(task: list[slice]) -> tuple[np.ndarray, np.ndarray | None]:
         total = np.zeros(candidates.shape[0], dtype=np.float64)
+        costs = []
         for rows in task:
             cost = steps.block_matrix(hook, "kmeansfw_cost", data, rows, candidates, cache)
             np.minimum(cost, closest[rows, None], out=cost)
             total += sw[rows] @ cost
-            if lowered is not None:
-                lowered[rows] = cost
-        return total
+            if keep:
+                costs.append(cost)
+        return total, (np.concatenate(costs) if keep else None)
 
     parts = map_tasks(data, run_task)
-    total = parts[0]
-    for part in parts[1:]:  # in row order, whatever the number of threads
-        total = total + part
+    total = parts[0][0]
+    for task, (part, costs) in zip(data.tasks, parts, strict=True):
+        if part is not total:  # in row order, whatever the executor
+            total = total + part
+        if lowered is not None:
+            lowered[task_rows(task)] = costs
     return total, lowered
 
 
@@ -404,16 +410,19 @@ def _lower_with(hook, data, points, closest, nearest, offset):
     new_closest, new_nearest = closest.copy(), nearest.copy()
     cache = steps.prepare_centroids(hook, data, points)
 
-    def run_task(task: list[slice]) -> None:
+    def run_task(task: list[slice]) -> tuple[np.ndarray, np.ndarray]:
+        lows, picks = [], []
         for rows in task:
             cost = steps.block_matrix(hook, "kmeansfw_cost", data, rows, points, cache)
             best = cost.argmin(axis=1)
             value = cost[np.arange(cost.shape[0]), best]
             better = value < closest[rows]
-            new_closest[rows] = np.where(better, value, closest[rows])
-            new_nearest[rows] = np.where(better, best + offset, nearest[rows])
+            lows.append(np.where(better, value, closest[rows]))
+            picks.append(np.where(better, best + offset, nearest[rows]))
+        return np.concatenate(lows), np.concatenate(picks)
 
-    map_tasks(data, run_task)
+    for task, (low, pick) in zip(data.tasks, map_tasks(data, run_task), strict=True):
+        new_closest[task_rows(task)], new_nearest[task_rows(task)] = low, pick
     return new_closest, new_nearest
 
 
@@ -427,6 +436,7 @@ def _recluster(hook, data, candidates, weights, n_clusters, rng, iterations) -> 
         n_clusters=n_clusters,
         n_threads=1,
         validate=False,
+        fitted=data.fitted,
     )
     contract.call(hook, "kmeansfw_prepare", data=small)
     centers = KMeansPlusPlus().kmeansfw_init_centroids(

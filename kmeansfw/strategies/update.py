@@ -6,9 +6,11 @@ import attrs
 import numpy as np
 
 from kmeansfw.core import contract
+from kmeansfw.core.data import rows_dense
 from kmeansfw.core.markers import hookimpl
 from kmeansfw.engine import steps
 from kmeansfw.engine.executors import map_items
+from kmeansfw.engine.loop import OnlineState
 from kmeansfw.kernels import add_weighted_cluster_sums
 from kmeansfw.strategies.euclidean import row_sq_norms
 from kmeansfw.strategies.validators import positive_int
@@ -53,7 +55,14 @@ class Mean:
         partials: list | None,
         centroids: np.ndarray,
         n_clusters: int,
+        rng: np.random.Generator,
+        online: OnlineState | None,
     ) -> tuple[np.ndarray, np.ndarray]:
+        if online is not None:
+            return self._online_step(data, partials, centroids, rng, online)
+        return self._batch_update(data, labels, partials, centroids, n_clusters)
+
+    def _batch_update(self, data, labels, partials, centroids, n_clusters):
         if partials is None:  # called without the map step: run it on all rows at once
             partials = [
                 self.kmeansfw_accumulate(
@@ -76,6 +85,63 @@ class Mean:
         new = centroids.astype(data.dtype, copy=True)
         new[filled] = sums[filled] / weights[filled, None]
         return new, weights
+
+    #: Whether the online step projects the centroids on the unit sphere.
+    _unit_norm = False
+
+    def _online_step(self, data, partials, centroids, rng, online):
+        """Sculley's step on one batch, then scikit-learn's reassignment of starved
+        centroids; updates ``online`` in place."""
+        sums = sum(p[0] for p in partials)
+        weights = sum(p[1] for p in partials)
+        filled = weights > 0
+        total = online.seen + weights
+        new = centroids.astype(np.float64, copy=True)
+        new[filled] = (online.seen[filled, None] * new[filled] + sums[filled]) / total[
+            filled, None
+        ]
+        if self._unit_norm:
+            norms = np.linalg.norm(new, axis=1)
+            new[norms > 0] /= norms[norms > 0, None]
+        online.seen = total
+        online.steps += 1
+        new = new.astype(data.dtype)
+        reassign_starved(data, new, online, rng)
+        return new, weights
+
+
+def reassign_starved(batch, centroids: np.ndarray, online, rng: np.random.Generator) -> int:
+    """Move starved centroids to random samples of the batch (scikit-learn's rule).
+
+    Every time 10 k samples have been processed (at once when a centroid has absorbed
+    nothing yet), centroids whose absorbed weight is below ``reassignment_ratio`` times
+    the largest one (at most half a batch of them, the most starved first) jump to
+    distinct batch samples drawn uniformly, and their absorbed weight is set to the
+    smallest weight among the others, so they are not reassigned at once again.  Without
+    this, a centroid seeded in a sparse region keeps a tiny share of every batch and
+    never moves to where it would lower the objective.  Changes ``centroids`` in place;
+    returns how many were moved.
+    """
+    if online.reassignment_ratio <= 0:
+        return 0
+    seen = online.seen
+    k = centroids.shape[0]
+    online.since_reassign += batch.n_samples
+    if not ((seen == 0).any() or online.since_reassign >= 10 * k):
+        return 0
+    online.since_reassign = 0
+    starved = seen < online.reassignment_ratio * seen.max()
+    half = int(0.5 * batch.n_samples)
+    if starved.sum() > half:  # keep the better-fed ones beyond half a batch
+        starved[np.argsort(seen, kind="stable")[half:]] = False
+    count = int(starved.sum())
+    if count == 0 or count == k:
+        return 0
+    picked = rng.choice(batch.n_samples, size=count, replace=False)
+    centroids[starved] = rows_dense(batch.X, np.sort(picked))
+    seen[starved] = seen[~starved].min()
+    online.reassigned += count
+    return count
 
 
 def cluster_members(labels: np.ndarray, n_clusters: int) -> list[np.ndarray]:
@@ -248,6 +314,8 @@ class Spherical(Mean):
         partial[1][:] += np.bincount(labels, weights=sample_weight, minlength=n_clusters)
         return partial
 
+    _unit_norm = True
+
     @hookimpl
     def kmeansfw_update(
         self,
@@ -256,15 +324,12 @@ class Spherical(Mean):
         partials: list | None,
         centroids: np.ndarray,
         n_clusters: int,
+        rng: np.random.Generator,
+        online: OnlineState | None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        new, weights = Mean.kmeansfw_update(
-            self,
-            data=data,
-            labels=labels,
-            partials=partials,
-            centroids=centroids,
-            n_clusters=n_clusters,
-        )
+        if online is not None:
+            return self._online_step(data, partials, centroids, rng, online)
+        new, weights = self._batch_update(data, labels, partials, centroids, n_clusters)
         norms = np.sqrt(np.einsum("ij,ij->i", new, new))
         usable = (weights > 0) & (norms > 0)
         new[usable] /= norms[usable, None]

@@ -1,0 +1,300 @@
+"""The plugins of one fit, checked against the slot table, and its resolved hooks.
+
+:func:`build` takes exactly one fit's strategies and observers, refuses a plugin that
+implements a hook its slot does not own (:mod:`kmeansfw.core.slots`) or a hook or
+argument the contract does not have, and resolves every hook once: :class:`Hooks` is
+what strategies receive as ``hook``.  Nothing built here is shared between fits.
+
+Resolution, per hook:
+
+* observer hooks, and any hook an observer wraps (``@hookimpl(wrapper=True)``): pluggy's
+  own caller on a :class:`pluggy.PluginManager` holding the fit's plugins, so observers
+  and wrappers run exactly as pluggy defines;
+* an answering hook: its one owner's implementation, called directly with the arguments
+  it declares (a distance fast path its distance does not implement is answered by the
+  default of :mod:`kmeansfw.core.distance`, registered beside the distance);
+* set-up hooks and convergence criteria: each implementation in pluggy's order (last
+  registered first, ``tryfirst`` / ``trylast`` honoured), and an exception names the
+  plugin that raised it.
+
+Parsing a plugin's hook implementations (what pluggy does on ``register``) costs more than
+fitting a small data set, so the parse of each plugin *class* is kept: an immutable tuple
+of hook names, argument names and options, private to this module.  A plugin whose
+instance carries its own ``kmeansfw_*`` attributes is parsed every time.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pluggy
+
+from kmeansfw.core import distance, hookspecs, slots
+from kmeansfw.core.errors import StrategyError
+from kmeansfw.core.markers import PROJECT
+
+_PREFIX = f"{PROJECT}_"
+#: Every hook of the contract and the arguments its specification names.
+SPECS: dict[str, tuple[str, ...]] = {
+    name: tuple(inspect.signature(function).parameters)
+    for name, function in vars(hookspecs).items()
+    if name.startswith(_PREFIX) and callable(function)
+}
+_FIRSTRESULT = frozenset(
+    name
+    for name in SPECS
+    if getattr(getattr(hookspecs, name), f"{PROJECT}_spec", {}).get("firstresult")
+)
+
+
+class _Manager(pluggy.PluginManager):
+    """A PluginManager that only looks at ``kmeansfw_*`` attributes of a plugin."""
+
+    def parse_hookimpl_opts(self, plugin: object, name: str):  # noqa: D102 - pluggy API
+        if not name.startswith(_PREFIX):
+            return None
+        return super().parse_hookimpl_opts(plugin, name)
+
+
+_PARSER = _Manager(PROJECT)
+#: plugin class -> ((hook, argnames, wrapper, order), ...); immutable values only.
+_PARSED: dict[type, tuple[tuple[str, tuple[str, ...], bool, int], ...]] = {}
+_PARSED_LOCK = threading.Lock()
+
+
+def _parse(source: Any) -> tuple[tuple[str, tuple[str, ...], bool, int], ...]:
+    """The hook implementations of a plugin object or class, as pluggy reads them."""
+    found = []
+    for name in dir(source):
+        if not name.startswith(_PREFIX):
+            continue
+        opts = _PARSER.parse_hookimpl_opts(source, name)
+        if opts is None:
+            continue
+        impl = pluggy.HookImpl(None, "", getattr(source, name), opts)
+        wrapper = bool(impl.wrapper or impl.hookwrapper)
+        order = 0 if impl.trylast else 2 if impl.tryfirst else 1
+        found.append((name, tuple(impl.argnames), wrapper, order))
+    return tuple(found)
+
+
+def implementations(plugin: Any) -> tuple[tuple[str, tuple[str, ...], bool, int], ...]:
+    """``(hook, argnames, is_wrapper, order)`` for each hook ``plugin`` implements."""
+    own = getattr(plugin, "__dict__", None)
+    if inspect.ismodule(plugin) or (own and any(k.startswith(_PREFIX) for k in own)):
+        return _parse(plugin)
+    cls = type(plugin)
+    parsed = _PARSED.get(cls)
+    if parsed is None:
+        parsed = _parse(plugin)
+        with _PARSED_LOCK:
+            _PARSED[cls] = parsed
+    return parsed
+
+
+class _Direct:
+    """One implementation, called with the keyword arguments it declares."""
+
+    __slots__ = ("function", "argnames", "plugin_name", "name")
+
+    def __init__(self, function: Any, argnames: tuple[str, ...], plugin_name: str, name: str):
+        self.function = function
+        self.argnames = argnames
+        self.plugin_name = plugin_name
+        self.name = name
+
+    def __call__(self, **kwargs: Any) -> Any:
+        return self.function(*[kwargs[a] for a in self.argnames])
+
+
+class _Each:
+    """Every implementation in pluggy's order; a list of the non-None answers."""
+
+    __slots__ = ("calls", "name")
+
+    def __init__(self, calls: Sequence[_Direct], name: str) -> None:
+        self.calls = tuple(calls)
+        self.name = name
+
+    def __call__(self, **kwargs: Any) -> list:
+        results = []
+        for call in self.calls:
+            try:
+                result = call(**kwargs)
+            except StrategyError:
+                raise
+            except Exception as exc:
+                raise StrategyError(
+                    f"{call.plugin_name} failed in {self.name}: {type(exc).__name__}: {exc}"
+                ) from exc
+            if result is not None:
+                results.append(result)
+        return results
+
+    @property
+    def plugin_name(self) -> str:
+        return ", ".join(c.plugin_name for c in self.calls) or "<no plugin>"
+
+
+class _Pluggy:
+    """Pluggy's caller of one hook, re-raising an exception with the plugins named."""
+
+    __slots__ = ("caller", "name", "plugin_name")
+
+    def __init__(self, caller: pluggy.HookCaller, name: str) -> None:
+        self.caller, self.name = caller, name
+        plain = [i.plugin_name for i in caller.get_hookimpls() if not (i.wrapper or i.hookwrapper)]
+        self.plugin_name = plain[-1] if plain else "<no plugin>"
+
+    def __call__(self, **kwargs: Any) -> Any:
+        try:
+            return self.caller(**kwargs)
+        except StrategyError:
+            raise
+        except Exception as exc:
+            names = ", ".join(i.plugin_name for i in self.caller.get_hookimpls())
+            raise StrategyError(
+                f"{names} failed in {self.name}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+
+def _nothing(**kwargs: Any) -> None:
+    return None
+
+
+def _no_answers(**kwargs: Any) -> list:
+    return []
+
+
+class Hooks:
+    """Every ``kmeansfw_*`` hook of one fit, resolved once; use it like ``pm.hook``.
+
+    Attributes
+    ----------
+    labels : dict
+        Strategy label by slot (the first for convergence).
+    """
+
+    def __init__(
+        self,
+        plugins: list[tuple[str, str, Any, tuple]],
+        labels: dict[str, str],
+        spec: tuple,
+    ) -> None:
+        self.labels = labels
+        self._plugins = plugins
+        self._spec = spec
+        self._pm: pluggy.PluginManager | None = None
+        wrapped = {name for *_, impls in plugins for name, _, wrapper, _ in impls if wrapper}
+        observed = any(role == "observer" for role, *_ in plugins)
+        by_hook: dict[str, list[tuple[int, _Direct]]] = {name: [] for name in SPECS}
+        for _, name, plugin, impls in plugins:
+            for hook, argnames, wrapper, order in impls:
+                if not wrapper:
+                    call = _Direct(getattr(plugin, hook), argnames, name, hook)
+                    by_hook[hook].append((order, call))
+        for hook, found in by_hook.items():
+            # pluggy calls the last registered first, tryfirst before, trylast after
+            calls = [call for _, call in sorted(found, key=lambda item: item[0])][::-1]
+            if hook in wrapped or (observed and hook in slots.OBSERVER):
+                resolved: Any = _Pluggy(getattr(self.pm.hook, hook), hook)
+            elif not calls:
+                resolved = _nothing if hook in _FIRSTRESULT else _no_answers
+            elif hook in _FIRSTRESULT:
+                resolved = calls[0]  # the slot's one owner
+            else:
+                resolved = _Each(calls, hook)
+            setattr(self, hook, resolved)
+
+    @property
+    def pm(self) -> pluggy.PluginManager:
+        """A :class:`pluggy.PluginManager` holding this fit's plugins (built on first use,
+        for observers, wrappers and tools that want pluggy's own view)."""
+        if self._pm is None:
+            pm = _Manager(PROJECT)
+            pm.add_hookspecs(hookspecs)
+            for _, name, plugin, _ in self._plugins:
+                pm.register(plugin, name=name)
+            self._pm = pm
+        return self._pm
+
+    def argnames(self, hook: str) -> tuple[str, ...] | None:
+        """The arguments the answering implementation of ``hook`` declares (None: none)."""
+        for *_, impls in reversed(self._plugins):
+            for name, argnames, wrapper, _ in impls:
+                if name == hook and not wrapper:
+                    return argnames
+        return None
+
+    def implemented(self, name: str) -> bool:
+        """Whether a plugin of the fit implements hook ``name`` (not only wraps it)."""
+        return self.argnames(name) is not None
+
+    def __reduce__(self) -> tuple:
+        """Pickled as its strategies and observers: a worker rebuilds the same hooks."""
+        return (build, self._spec)
+
+
+def _check_contract(kind: str, impls: tuple) -> None:
+    """Refuse a hook the contract does not have, or an argument its spec does not name."""
+    for hook, argnames, _, _ in impls:
+        spec = SPECS.get(hook)
+        if spec is None:
+            raise StrategyError(f"{kind} implements {hook}, which is not a kmeansfw hook")
+        unknown = [a for a in argnames if a not in spec]
+        if unknown:
+            raise StrategyError(
+                f"{kind} declares argument(s) {', '.join(map(repr, unknown))} in {hook}, "
+                f"which takes only {', '.join(spec)}"
+            )
+
+
+def build(
+    strategies: Sequence[tuple[str, str, object]], observers: Iterable[object] = ()
+) -> Hooks:
+    """The hooks of one fit holding exactly these strategies, then the observers.
+
+    Parameters
+    ----------
+    strategies : sequence of (slot, label, strategy)
+        In slot order; ``label`` names the strategy in errors.
+    observers : iterable of objects
+        Registered last, so their wrappers wrap the strategies.
+
+    Raises
+    ------
+    StrategyError
+        A plugin implements a hook its slot does not own (see :mod:`kmeansfw.core.slots`),
+        a hook the contract does not have, or an argument the hook does not take.
+    """
+    strategies, observers = tuple(strategies), tuple(observers)
+    plugins: list[tuple[str, str, Any, tuple]] = []
+    labels: dict[str, str] = {}
+    seen: set[int] = set()
+    for slot, label, strategy in strategies:
+        kind = f"{slot} strategy {label}"
+        if id(strategy) in seen:
+            raise StrategyError(f"{kind} is already part of this fit under another slot")
+        seen.add(id(strategy))
+        impls = implementations(strategy)
+        _check_contract(kind, impls)
+        slots.check_plugin(slot, label, [(hook, wrapper) for hook, _, wrapper, _ in impls])
+        plugins.append((slot, kind, strategy, impls))
+        labels.setdefault(slot, label)
+        if slot == "distance":
+            for hook, default in distance.FAST_PATH_DEFAULTS.items():
+                if not any(name == hook for name, *_ in impls):
+                    extra = default()
+                    name = f"{kind} (default {hook})"
+                    plugins.append((slot, name, extra, implementations(extra)))
+    for i, observer in enumerate(observers):
+        label = repr(getattr(observer, "name", type(observer).__name__))
+        kind = f"observer {label} #{i}"
+        impls = implementations(observer)
+        _check_contract(kind, impls)
+        slots.check_plugin("observer", label, [(hook, wrapper) for hook, _, wrapper, _ in impls])
+        plugins.append(("observer", kind, observer, impls))
+    return Hooks(plugins, labels, (strategies, observers))
