@@ -9,7 +9,7 @@ distribution.  See :mod:`kmeansfw.core.hookspecs` for the contract.
 from kmeansfw.core.catalog import CATALOG, distance, register_strategy
 from kmeansfw.core.config import Config, PairingWarning, StrategySpec
 from kmeansfw.core.distance import Distance
-from kmeansfw.core.errors import ConfigError, StrategyError, UnknownStrategyError
+from kmeansfw.core.errors import CheckpointError, ConfigError, StrategyError, UnknownStrategyError
 from kmeansfw.core.markers import hookimpl, hookspec
 from kmeansfw.engine.fitting import Fit, fit
 from kmeansfw.engine.loop import FitResult, FitState
@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CATALOG",
+    "CheckpointError",
     "Config",
     "ConfigError",
     "Distance",

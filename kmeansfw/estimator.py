@@ -332,9 +332,11 @@ default="auto"
         state.centroids = self.cluster_centers_
         state.iteration = walk.online.steps
         engine.iterate(hooks, state, batch, walk, walk.online.steps + 1)
+        labels, costs = state.labels, state.costs
+        assert labels is not None and costs is not None  # set by every iteration
         self.cluster_centers_ = np.array(state.centroids)
-        self.labels_ = state.labels.astype(np.int32)
-        self.inertia_ = steps.objective(batch, state.costs)
+        self.labels_ = labels.astype(np.int32)
+        self.inertia_ = steps.objective(batch, costs)
         self.n_iter_ = self.n_steps_ = walk.online.steps
         return self
 

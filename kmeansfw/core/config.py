@@ -23,13 +23,14 @@ from kmeansfw.core.catalog import CATALOG, StrategySpec
 from kmeansfw.core.data import DEFAULT_MEMORY_BUDGET
 from kmeansfw.core.distance import describe
 from kmeansfw.core.errors import ConfigError, UnknownStrategyError
+from kmeansfw.core.slots import SLOTS
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-STRATEGY_KEYS = ("init", "distance", "assignment", "update", "empty", "convergence")
+STRATEGY_KEYS = SLOTS
 
 
 class PairingWarning(UserWarning):

@@ -123,7 +123,7 @@ def check_search(
     rival_shape: tuple[int, ...],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Check a bound search's ``(labels, costs, distances, rival_distances)`` answer
-    (``kmeansfw_nearest_two``, ``kmeansfw_nearest_groups``).
+    (``kmeansfw_nearest`` with groups of rivals).
 
     Labels as :func:`check_labels`; costs and distances finite and non-negative; the
     rival distances, of ``rival_shape``, non-negative and not NaN (``inf`` means no rival).

@@ -149,7 +149,7 @@ def nearest_by_blocks(
     dist[index, labels] = np.inf
     rivals = np.empty((b, n_groups), dtype=data.dtype)
     for g in range(n_groups):  # groups of centroids, never samples
-        members = groups == g
+        members = np.asarray(groups) == g
         rivals[:, g] = dist[:, members].min(axis=1) if members.any() else np.inf
     return labels, costs, distances, rivals
 

@@ -1,7 +1,8 @@
 """The kmeansfw extension contract: every hook a strategy or observer may implement.
 
-A fit builds its own :class:`pluggy.PluginManager` holding exactly the strategies its
-configuration names (one per slot) and its observers.  The engine
+A fit holds exactly the strategies its configuration names (one per slot; each slot owns
+its answering hooks, see :mod:`kmeansfw.core.slots`) and its observers, resolved once per
+fit by :mod:`kmeansfw.engine.plugins`.  The engine
 (:mod:`kmeansfw.engine.loop`) only sequences the calls below; every computation on the data
 lives in an implementation.
 

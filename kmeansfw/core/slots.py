@@ -87,7 +87,7 @@ def check_plugin(role: str, label: str, hooks: Iterable[tuple[str, bool]]) -> No
     """
     mine = allowed(role)
     for name, wrapper in hooks:
-        if name in mine or (wrapper and role == "observer"):
+        if (wrapper and role == "observer") or (name in mine and not wrapper):
             continue
         if wrapper:
             why = "only observers may wrap hooks"

@@ -59,7 +59,8 @@ class _SingleThreadedBlas:
             self._holders -= 1
             if self._holders == 0:
                 limiter, self._limiter = self._limiter, None
-                limiter.restore_original_limits()
+                if limiter is not None:
+                    limiter.restore_original_limits()
 
 
 _single_threaded_blas = _SingleThreadedBlas()
@@ -70,7 +71,7 @@ def single_threaded_blas() -> _SingleThreadedBlas:
     return _single_threaded_blas
 
 
-def map_items(n_threads: int, fn: Callable[[object], T], items: list) -> list[T]:
+def map_items(n_threads: int, fn: Callable[[Any], T], items: list) -> list[T]:
     """Apply ``fn`` to every item in worker threads (BLAS at one thread); results in order.
 
     For work split by something other than rows, e.g. one cluster per item.

@@ -12,6 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from kmeansfw.core.config import Config, make_rng
 from kmeansfw.core.data import FitData, Fitted
+from kmeansfw.core.distance import describe
 from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins
 from kmeansfw.engine.executors import blas_hold
@@ -64,7 +65,7 @@ def check_sparse_support(strategies: list[tuple[str, str, Any]], data: FitData) 
     refusing = [
         f"{slot} strategy {label}"
         for slot, label, s in strategies
-        if not getattr(s, "accepts_sparse", False)
+        if not describe(s).accepts_sparse
     ]
     if refusing:
         raise ValueError(
@@ -87,6 +88,8 @@ def _best_fit(
     for result in runs:
         if best is None or result.objective < best.objective:
             best = result
+    if best is None:  # pragma: no cover - n_init >= 1 always gives a run
+        raise ValueError("no run to choose from")
     _warn_if_fewer_clusters(best.labels, cfg.n_clusters)
     return Fit(result=best, config=cfg, strategies=strategies, history=history, fitted=fitted)
 

@@ -273,7 +273,7 @@ class Yinyang(_Bounded):
     ``hamerly``, so far fewer samples need a look once most centroids have settled.  A
     sample whose upper bound exceeds its lowest group bound (and half the gap from its
     centroid to the nearest other one) is searched in full with the distance's fused
-    kernel (``kmeansfw_nearest_groups``), which also refreshes its group bounds; so the
+    kernel (``kmeansfw_nearest`` with groups), which also refreshes its group bounds; so the
     labels are exactly those of ``nearest`` at every iteration.  Needs a true metric.
 
     Bounds take n x groups floats (float32, never rounded upwards); the number of groups
