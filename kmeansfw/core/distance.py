@@ -80,6 +80,7 @@ class Distance:
         What the fit minimizes, in words (shown by warnings and ``kmeansfw plugins``).
     natural_update : str or None
         The update strategy that minimizes the objective; ``update=None`` takes it.
+        Undeclared (None), a fit warns (:class:`kmeansfw.PairingWarning`) and uses mean.
     is_metric : bool
         Whether the triangle inequality holds (``hamerly`` and ``yinyang`` need it).
     accepts_sparse : bool
@@ -101,7 +102,7 @@ class Distance:
 
     name: ClassVar[str] = "distance"
     objective: ClassVar[str] = "sum of distances"
-    natural_update: ClassVar[str | None] = "medoid"
+    natural_update: ClassVar[str | None] = None
     is_metric: ClassVar[bool] = False
     accepts_sparse: ClassVar[bool] = False
     squared: ClassVar[bool] = False

@@ -91,8 +91,6 @@ class Euclidean(Distance):
 
     @hookimpl
     def kmeansfw_prepare(self, data: FitData) -> None:
-        if _NORMS in data.cache:
-            return
         mean = data.fitted.get(_MEAN)
         if mean is None:  # a data set outside a fit: centered on its own mean
             mean = self.kmeansfw_learn(data=data)[_MEAN]
