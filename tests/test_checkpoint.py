@@ -303,8 +303,8 @@ def _array(name, make):
 
 
 def _with_nan(a):
-    a = a.copy()
-    a[0, 0] = np.nan
+    a = a.astype(float)
+    a.flat[0] = np.nan
     return a
 
 
@@ -340,8 +340,29 @@ DAMAGE = {
             "scratch",
             "arrays",
             "checksum",
+            "fitted",
         )
     },
+    "fitted not an object": (_edited(fitted=[1]), "'fitted' state that is not"),
+    "fitted values not plain": (
+        _edited(fitted={"values": {"x": float("inf")}, "arrays": {}}),
+        "fitted 'values'",
+    ),
+    "fitted array name foreign": (
+        _edited(fitted={"values": {}, "arrays": {"euclidean.mean": "centroids"}}),
+        "do not name fitted arrays",
+    ),
+    "fitted array missing": (
+        lambda folder: _edited(fitted={"values": {}, "arrays": {"euclidean.mean": "fitted_7"}})(
+            folder
+        ).with_name("state.npz"),
+        "has no array 'fitted_7'",
+    ),
+    "fitted array NaN": (_array("fitted_0", _with_nan), "NaN or infinity in fitted array"),
+    "fitted array as text": (
+        _array("fitted_0", lambda a: a.astype(str)),
+        "fitted array 'fitted_0' of dtype",
+    ),
     "json without best": (_json_without("best"), "has no 'best' run"),
     "json without best.run": (
         lambda folder: _edited(best={"objective": 1.0, "n_iter": 2, "converged": True})(folder),
@@ -370,7 +391,7 @@ DAMAGE = {
     "scratch not plain": (_edited(scratch={"x": float("inf")}), "'scratch'"),
     "fingerprint not digests": (_edited(fingerprint=[1]), "'fingerprint' that is not"),
     "unknown format": (_edited(format=99), "has format 99"),
-    "format text": (_edited(format="2"), "not a kmeansfw checkpoint format"),
+    "format text": (_edited(format="3"), "not a kmeansfw checkpoint format"),
     "digest not text": (_edited(arrays=5), "'arrays' = 5, not a digest"),
     "centroids of the wrong shape": (
         _array("centroids", lambda a: a[:2]),
@@ -690,3 +711,63 @@ def test_fuzz_damaged_checkpoints_end_in_a_fit_or_a_checkpoint_error(mutations, 
         finally:
             signal.alarm(0)
             signal.signal(signal.SIGALRM, previous)
+
+
+class _LearnCounter(kmeansfw.Distance):
+    """A squared, scaled Euclidean distance that learns its scale from the training data
+    and counts how often it is asked to."""
+
+    name = "learn-counter"
+    natural_update = "mean"
+    squared = True
+    calls = 0
+
+    @kmeansfw.hookimpl
+    def kmeansfw_learn(self, data):
+        type(self).calls += 1
+        return {"learn-counter.scale": np.asarray(data.X).std(axis=0) + 1.0}
+
+    def pairwise(self, X, centroids, data, cache):
+        scale = data.fitted["learn-counter.scale"]
+        diff = X[:, None, :] / scale - centroids[None, :, :] / scale
+        return np.sqrt((diff**2).sum(axis=2))
+
+
+def test_checkpoint_saves_the_fitted_state_and_a_resumed_fit_uses_it(tmp_path):
+    folder = tmp_path / "ck"
+    params = {"distance": "mahalanobis", "update": "mean"}
+    full = _fit(tmp_path / "full", **params)
+    with pytest.raises(KeyboardInterrupt):
+        _fit(folder, observers=[_Interrupt(1, 2)], **params)
+    meta = _meta(folder)
+    assert set(meta["fitted"]["arrays"]) == set(full.fitted_state_)
+    saved = _arrays(folder)
+    for key, name in meta["fitted"]["arrays"].items():
+        np.testing.assert_array_equal(saved[name], full.fitted_state_[key])
+    resumed = _fit(folder, **params)
+    np.testing.assert_array_equal(resumed.cluster_centers_, full.cluster_centers_)
+    assert resumed.inertia_ == full.inertia_
+    for key, value in full.fitted_state_.items():
+        np.testing.assert_array_equal(resumed.fitted_state_[key], value)
+
+
+def test_a_resumed_fit_takes_the_saved_state_instead_of_learning_again(tmp_path):
+    folder = tmp_path / "ck"
+    params = {"distance": _LearnCounter()}
+    full = _fit(tmp_path / "full", **params)
+    with pytest.raises(KeyboardInterrupt):
+        _fit(folder, observers=[_Interrupt(1, 2)], **params)
+    # the saved state is what the resumed fit uses: change it (and reseal the files)
+    meta, arrays = _meta(folder), _arrays(folder)
+    name = meta["fitted"]["arrays"]["learn-counter.scale"]
+    arrays[name] = arrays[name] * 2.0
+    _reseal(folder, meta, arrays)
+    before = _LearnCounter.calls
+    resumed = _fit(folder, **params)
+    assert _LearnCounter.calls == before  # not learned again
+    np.testing.assert_array_equal(
+        resumed.fitted_state_["learn-counter.scale"], arrays[name]
+    )
+    assert not np.array_equal(
+        resumed.fitted_state_["learn-counter.scale"], full.fitted_state_["learn-counter.scale"]
+    )

@@ -185,7 +185,10 @@ def fit_data(cfg: Config, data: FitData, strategies: list[tuple[str, str, Any]])
     rng = make_rng(cfg.random_state)
     resume = checkpoint.attach(cfg, data, observers, rng)
     hooks = plugins.build(strategies, observers)
-    data.fitted = engine.learn(hooks, data)  # the training data: always learned afresh
+    if resume is not None and resume.fitted is not None:
+        data.fitted = resume.fitted  # what the interrupted fit learned, saved with its state
+    else:
+        data.fitted = engine.learn(hooks, data)
     engine.prepare(hooks, data)
     walk = walk_for(cfg)
     first = resume.next_run if resume is not None else 0

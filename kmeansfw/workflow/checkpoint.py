@@ -19,6 +19,13 @@ JSON: loading one never runs code.
 * **Validated loads.**  Every key, type, range, shape and value is checked before a fit
   resumes; anything wrong raises one :class:`~kmeansfw.core.errors.CheckpointError` naming
   the file and the fault.
+* **Fitted state.**  What the strategies learned from the training data
+  (``kmeansfw_learn``: the Euclidean mean, Mahalanobis' factor, ...) is saved with the
+  state, arrays in the ``.npz`` and plain values in the JSON, and a resumed fit uses the
+  saved values instead of learning them again.  A learned value that is neither an array
+  of numbers nor plain JSON cannot be saved: the checkpoint then records that the state is
+  learned afresh on resume (the data's fingerprint matched, so the values are the same for
+  a deterministic ``kmeansfw_learn``).
 
 A fit resumed from a checkpoint draws the same random numbers and computes the same
 centroids as the uninterrupted fit.
@@ -42,14 +49,14 @@ from typing import Any
 import attrs
 import numpy as np
 
-from kmeansfw.core.data import FitData, is_sparse
+from kmeansfw.core.data import FitData, Fitted, is_sparse
 from kmeansfw.core.errors import CheckpointError
 from kmeansfw.core.markers import hookimpl
 from kmeansfw.engine.loop import FitResult, FitState
 
 #: Version of the files' layout; older checkpoints are not resumed (a fresh fit replaces
 #: them, with a warning), newer or unknown ones raise a CheckpointError.
-FORMAT = 2
+FORMAT = 3
 #: Config keys that must match for a checkpoint to be resumed: every setting that changes
 #: the result (observers, ``n_threads``, ``history`` and ``checkpoint_every`` may change,
 #: e.g. a progress bar added when resuming).  The seed (``random_state``) and the data
@@ -71,6 +78,7 @@ FINGERPRINT_KEYS = (
 HASH_BLOCK_BYTES = 4 << 20
 _JSON_NAME, _ARRAYS_NAME = "state.json", "state.npz"
 _ARRAY_TAG = "__ndarray__"
+_FITTED_PREFIX = "fitted_"
 
 
 class CheckpointWarning(UserWarning):
@@ -227,6 +235,8 @@ class Resume:
     labels: np.ndarray | None = None
     scratch: dict = attrs.field(factory=dict)
     best: FitResult | None = None
+    #: The fitted state saved with the checkpoint (None: learn it again).
+    fitted: Fitted | None = None
 
 
 # ---------------------------------------------------------------------- writing
@@ -275,10 +285,13 @@ class Checkpoint:
     every: int = 1
     _best: FitResult | None = attrs.field(default=None, init=False)
     _rng: Any = attrs.field(default=None, init=False)
+    _fitted: tuple[dict, dict[str, np.ndarray]] | None = attrs.field(default=None, init=False)
 
     @hookimpl
     def kmeansfw_fit_start(self, state: FitState) -> None:
         self._rng = state.rng
+        if self._fitted is None:
+            self._fitted = _encode_fitted(state.train.fitted if state.train else {})
 
     @hookimpl
     def kmeansfw_iteration_end(self, state: FitState) -> None:
@@ -307,6 +320,9 @@ class Checkpoint:
             "iteration": None,
             "scratch": {},
         }
+        fitted_meta, fitted_arrays = self._fitted if self._fitted is not None else (None, {})
+        meta["fitted"] = fitted_meta
+        arrays.update(fitted_arrays)
         if state is not None:
             arrays["centroids"] = state.centroids
             arrays["labels"] = state.labels
@@ -333,6 +349,25 @@ class Checkpoint:
         meta["checksum"] = _checksum(meta)
         text = json.dumps(meta).encode()
         _replace_all([(self.folder / _ARRAYS_NAME, payload), (self.folder / _JSON_NAME, text)])
+
+
+def _encode_fitted(fitted: Mapping[str, Any]) -> tuple[dict | None, dict[str, np.ndarray]]:
+    """The fitted state as JSON (plain values, and the names of the arrays saved in the
+    .npz); None for the JSON when a value can be neither (it is learned again on resume)."""
+    values: dict[str, Any] = {}
+    names: dict[str, str] = {}
+    arrays: dict[str, np.ndarray] = {}
+    for key, value in fitted.items():
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+            name = f"{_FITTED_PREFIX}{len(arrays)}"
+            names[key], arrays[name] = name, value
+        elif _json_plain_finite(value):
+            values[key] = value
+        else:
+            return None, {}
+    return {"values": values, "arrays": names}, arrays
 
 
 # ---------------------------------------------------------------------- loading
@@ -491,6 +526,10 @@ def load(
             converged=b["converged"],
             run=b["run"],
         )
+    fitted = None
+    if meta["fitted"] is not None:
+        stored = {key: arrays[name] for key, name in meta["fitted"]["arrays"].items()}
+        fitted = Fitted({**meta["fitted"]["values"], **stored})
     return Resume(
         next_run=meta["next_run"],
         rng_state=rng_state,
@@ -499,6 +538,7 @@ def load(
         labels=arrays.get("labels"),
         scratch=dict(meta["scratch"]),
         best=best,
+        fitted=fitted,
     )
 
 
@@ -541,8 +581,11 @@ def _check_meta(meta: dict, path: pathlib.Path, expected: _Expected) -> dict:
     checksum; raise a CheckpointError naming the first fault.  Returns the generator
     state, ready to restore."""
     _require_keys(
-        meta, ("arrays", "checksum", "next_run", "rng_state", "iteration", "scratch"), path
+        meta,
+        ("arrays", "checksum", "next_run", "rng_state", "iteration", "scratch", "fitted"),
+        path,
     )
+    _check_fitted_meta(meta["fitted"], path)
     for key in ("arrays", "checksum"):
         if not isinstance(meta[key], str):
             raise _fail(path, f"has {key!r} = {_short(meta[key])}, not a digest")
@@ -580,6 +623,25 @@ def _check_meta(meta: dict, path: pathlib.Path, expected: _Expected) -> dict:
     if meta["checksum"] != checksum:
         raise _fail(path, "was changed after it was written (its checksum does not match)")
     return rng_state
+
+
+def _check_fitted_meta(fitted: Any, path: pathlib.Path) -> None:
+    """``fitted`` must be null or ``{"values": {...plain...}, "arrays": {key: name}}``,
+    every key once, every name one of the .npz's fitted arrays."""
+    if fitted is None:
+        return
+    bad = f"has a 'fitted' state that is not {{'values': {{...}}, 'arrays': {{...}}}}"
+    if not isinstance(fitted, dict) or set(fitted) != {"values", "arrays"}:
+        raise _fail(path, bad)
+    values, names = fitted["values"], fitted["arrays"]
+    if not isinstance(values, dict) or not _json_plain_finite(values):
+        raise _fail(path, "has fitted 'values' that are not an object of finite plain values")
+    if not isinstance(names, dict) or not all(
+        isinstance(n, str) and n.startswith(_FITTED_PREFIX) for n in names.values()
+    ):
+        raise _fail(path, "has fitted 'arrays' that do not name fitted arrays of state.npz")
+    if len(set(names.values())) != len(names) or set(values) & set(names):
+        raise _fail(path, "has a fitted key or array named twice")
 
 
 def _encode_state(value: Any) -> Any:
@@ -649,6 +711,8 @@ def _read_arrays(path: pathlib.Path, digest: str, meta: dict, expected: _Expecte
         needed += ["centroids", "labels"]
     if "best" in meta:
         needed += ["best_centroids", "best_labels", "best_costs"]
+    fitted_names = list(meta["fitted"]["arrays"].values()) if meta["fitted"] else []
+    needed += fitted_names
     try:
         with np.load(path, allow_pickle=False) as npz:
             missing = [name for name in needed if name not in npz.files]
@@ -670,6 +734,12 @@ def _read_arrays(path: pathlib.Path, digest: str, meta: dict, expected: _Expecte
             if labels.size and (labels.min() < 0 or labels.max() >= k):
                 raise _fail(path, f"has {name!r} outside [0, {k})")
             arrays[name] = labels.astype(np.intp, copy=False)
+    for name in fitted_names:
+        array = arrays[name]
+        if array.dtype.kind not in "biuf":
+            raise _fail(path, f"has fitted array {name!r} of dtype {array.dtype}, not numeric")
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise _fail(path, f"has NaN or infinity in fitted array {name!r}")
     if "best_costs" in arrays:
         costs = _checked(arrays["best_costs"], "best_costs", (n,), dtype, path)
         if (costs < 0).any():
