@@ -164,7 +164,8 @@ def test_broken_plugin_is_reported_and_does_not_break_builtins(monkeypatch):
         catalog.load()
     assert "broken" in catalog.failures
     rows = {row["name"]: row for row in catalog.listing()}
-    assert rows["broken"]["source"].startswith("failed: fake-dist 9.9: ImportError")
+    assert rows["broken"]["source"] == "failed (see below)"
+    assert rows["broken"]["error"].startswith("fake-dist 9.9: ImportError")
     assert rows["fake-good"]["source"] == "fake-dist 9.9"
     assert rows["k-means++"]["parameters"] == "n_local_trials"
     assert "euclidean" in catalog.names("distance")
@@ -194,6 +195,87 @@ def test_environment_variable_restricts_plugins(monkeypatch, value, expected):
     catalog.load()
     assert set(catalog.distributions) == expected
     assert "euclidean" in catalog.names("distance")
+
+
+@pytest.mark.parametrize("value", ["fake-dist", "Fake_Dist", "fake.dist", "good"])
+def test_environment_variable_takes_distribution_or_entry_point_names(monkeypatch, value):
+    eps = [
+        _FakeEntryPoint("good", _good_plugin, dist_name="fake-dist"),
+        _FakeEntryPoint("other", _plugin("fake-other"), dist_name="other-dist"),
+    ]
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: eps)
+    monkeypatch.setenv(ENV_VAR, value)
+    catalog = Catalog()
+    catalog.load()
+    assert set(catalog.distributions) == {"good"}
+
+
+def test_environment_variable_naming_no_plugin_warns_with_the_names_that_exist(monkeypatch):
+    eps = [_FakeEntryPoint("good", _good_plugin, dist_name="fake-dist")]
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: eps)
+    monkeypatch.setenv(ENV_VAR, "good, kmeansfw-gep")
+    catalog = Catalog()
+    expected = r"'kmeansfw-gep'.*installed plugins: good \(distribution fake-dist\)"
+    with pytest.warns(UserWarning, match=expected):
+        catalog.load()
+    assert set(catalog.distributions) == {"good"}
+
+
+def _half_registering_plugin(failure):
+    def load():
+        class Plugin:
+            @staticmethod
+            @kmeansfw.hookimpl
+            def kmeansfw_register_strategies(register):
+                register("distance", "half-first", lambda: None)
+                register("convergence", "half-second", lambda: None)
+                failure(register)
+                register("update", "half-never", lambda: None)
+
+        return Plugin()
+
+    return load
+
+
+def _raise(register):
+    raise RuntimeError("boom halfway")
+
+
+def _register_taken_name(register):
+    register("distance", "euclidean", lambda: None)
+
+
+def _register_bad_slot(register):
+    register("no-such-slot", "x", lambda: None)
+
+
+def _register_twice(register):
+    register("distance", "half-first", lambda: None)
+
+
+@pytest.mark.parametrize(
+    ("failure", "why"),
+    [
+        (_raise, "RuntimeError: boom halfway"),
+        (_register_taken_name, "'euclidean' is already registered"),
+        (_register_bad_slot, "no-such-slot"),
+        (_register_twice, "registered twice"),
+    ],
+)
+def test_plugin_registration_is_all_or_nothing(monkeypatch, failure, why):
+    eps = [_FakeEntryPoint("half", _half_registering_plugin(failure))]
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: eps)
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    catalog = Catalog()
+    with pytest.warns(UserWarning, match="plugin 'half' failed to load.*nothing registered"):
+        catalog.load()
+    assert why in catalog.failures["half"]
+    for slot, name in [("distance", "half-first"), ("convergence", "half-second")]:
+        assert name not in catalog.names(slot)
+        with pytest.raises(UnknownStrategyError, match="failed to load: half"):
+            catalog.lookup(slot, name)
+    assert "euclidean" in catalog.names("distance")
+    assert catalog.lookup("distance", "euclidean").source == "built-in"
 
 
 def test_conflicting_plugin_name_is_reported_not_fatal(monkeypatch):

@@ -118,6 +118,20 @@ def test_plugins_lists_builtins_and_distributions(run):
     assert "haversine" in result.output and "kmeansfw-geo" in result.output
 
 
+def test_plugins_lists_a_failed_plugin_below_the_table_without_widening_it(monkeypatch, run):
+    from kmeansfw.core.catalog import CATALOG
+
+    width = max(len(line) for line in run("plugins").output.splitlines())
+    reason = "fake-dist 9.9: ImportError: " + "a very long reason " * 12
+    monkeypatch.setitem(CATALOG.failures, "broken-plugin", reason)
+    output = run("plugins").output
+    lines = output.splitlines()
+    assert max(len(line) for line in lines) <= max(width, 88)
+    assert any(line.startswith("-") and "broken-plugin" in line for line in lines)
+    assert "plugin 'broken-plugin' failed: fake-dist 9.9: ImportError" in output
+    assert " ".join(output.split()).count("a very long reason") == 12
+
+
 def test_config_prints_normalized_toml(tmp_path, run):
     path = tmp_path / "c.toml"
     path.write_text('n_clusters = 4\n[distance]\nname = "minkowski"\np = 3\n')

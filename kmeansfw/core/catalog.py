@@ -5,9 +5,13 @@ distributions that declare an entry point in the ``kmeansfw`` group (each implem
 ``kmeansfw_register_strategies``), and from in-process registration
 (:func:`register_strategy`, :func:`distance`).  The environment variable
 ``KMEANSFW_PLUGINS`` restricts which installed plugins load: unset loads all, a
-comma-separated list loads those entry-point names only, an empty value loads none.
-A plugin that fails to import is reported (a warning and :attr:`Catalog.failures`) and
-never breaks the built-ins.
+comma-separated list loads those only (each an entry-point name, ``geo``, or a
+distribution name, ``kmeansfw-geo``, spelled as pip would), an empty value loads none; a
+name that matches no installed plugin is reported with a warning listing those that exist.
+A plugin that fails to import or to register is reported (a warning and
+:attr:`Catalog.failures`) and never breaks the built-ins; its registration is all or
+nothing: a plugin whose ``kmeansfw_register_strategies`` raises, or registers one invalid
+entry, adds none of its entries.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import importlib
 import importlib.metadata
 import inspect
 import os
+import re
 import threading
 import warnings
 from collections.abc import Callable, Mapping
@@ -88,6 +93,11 @@ class Entry:
         return [p for p in sig.parameters if not p.startswith("_")]
 
 
+def _canonical_name(name: str) -> str:
+    """A plugin or distribution name as pip compares them (PEP 503: case, ``-_.``)."""
+    return re.sub(r"[-_.]+", "-", name.strip()).lower()
+
+
 def _check_slot(slot: str) -> None:
     if slot not in SLOTS:
         raise ValueError(f"unknown slot {slot!r}; slots are: {', '.join(SLOTS)}")
@@ -122,17 +132,30 @@ class Catalog:
             self._load_entry_points()
             for impl in self.pm.hook.kmeansfw_register_strategies.get_hookimpls():
                 name = impl.plugin_name
-                source = BUILTIN if name in DEFAULT_PLUGINS else self.distributions.get(name, name)
+                builtin = name in DEFAULT_PLUGINS
+                source = BUILTIN if builtin else self.distributions.get(name, name)
+                staged: list[Entry] = []
                 try:
-                    impl.function(register=self._registrar(source, strict=source == BUILTIN))
+                    impl.function(register=self._stager(source, staged))
+                    self._commit(staged)
                 except Exception as exc:  # noqa: BLE001 - a plugin's bug must not break us
-                    self._fail(name, f"registration raised {type(exc).__name__}: {exc}")
+                    if builtin:
+                        raise
+                    why = f"{type(exc).__name__}: {exc}"
+                    if isinstance(exc, ValueError):  # an invalid entry: the message says it
+                        why = str(exc)
+                    self._fail(name, f"registration failed, nothing registered ({why})")
 
     def _load_entry_points(self) -> None:
         allowed = os.environ.get(ENV_VAR)
-        wanted = None if allowed is None else {s.strip() for s in allowed.split(",") if s.strip()}
+        wanted = None if allowed is None else {_canonical_name(s) for s in allowed.split(",")}
+        wanted = None if wanted is None else wanted - {""}
+        found: list[tuple[str, str]] = []
         for ep in importlib.metadata.entry_points(group=self.group):
-            if wanted is not None and ep.name not in wanted:
+            dist_name = ep.dist.name if ep.dist else ""
+            found.append((ep.name, dist_name))
+            names = {_canonical_name(ep.name), _canonical_name(dist_name)}
+            if wanted is not None and not names & wanted:
                 continue
             if self.pm.is_blocked(ep.name) or self.pm.has_plugin(ep.name):
                 continue
@@ -144,21 +167,41 @@ class Catalog:
                 self._fail(ep.name, f"{dist}: {type(exc).__name__}: {exc}")
                 continue
             self.distributions[ep.name] = dist
+        if wanted:
+            known = {_canonical_name(n) for pair in found for n in pair}
+            unknown = sorted(wanted - known)
+            if unknown:
+                exist = ", ".join(f"{ep} (distribution {dist})" for ep, dist in sorted(found))
+                warnings.warn(
+                    f"{ENV_VAR} names {', '.join(map(repr, unknown))}, which no installed "
+                    f"kmeansfw plugin has; installed plugins: {exist or 'none'}",
+                    stacklevel=4,
+                )
 
     def _fail(self, name: str, why: str) -> None:
         self.failures[name] = why
         warnings.warn(f"kmeansfw plugin {name!r} failed to load: {why}", stacklevel=3)
 
-    def _registrar(self, source: str, strict: bool) -> Register:
+    def _stager(self, source: str, staged: list[Entry]) -> Register:
+        """A ``register`` function collecting a plugin's entries, checked, into ``staged``
+        (see :meth:`_commit`): nothing reaches the catalog before the plugin returns."""
+
         def register(slot: str, name: str, factory: Callable[..., Any]) -> None:
-            try:
-                self.register(slot, name, factory, source=source)
-            except ValueError as exc:
-                if strict:
-                    raise
-                self._fail(source, str(exc))
+            entry = self._checked_entry(slot, name, factory, source, replace=False)
+            if any((e.slot, e.name) == (slot, name) for e in staged):
+                raise ValueError(f"{slot} strategy {name!r} is registered twice by {source}")
+            staged.append(entry)
 
         return register
+
+    def _commit(self, staged: list[Entry]) -> None:
+        """Add every staged entry, after checking them all again under the lock."""
+        with self._lock:
+            for e in staged:
+                self._checked_entry(e.slot, e.name, e.factory, e.source, replace=False)
+            for e in staged:
+                self._entries[(e.slot, e.name)] = e
+            self._built.clear()
 
     # ------------------------------------------------------------------ registry
     def register(
@@ -177,20 +220,32 @@ class Catalog:
         ValueError
             Unknown slot, or the name is taken and ``replace`` is false.
         """
-        _check_slot(slot)
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"a strategy name must be a non-empty string, got {name!r}")
         with self._lock:
-            old = self._entries.get((slot, name))
-            if old is not None and not replace and old.factory is not factory:
-                raise ValueError(
-                    f"{slot} strategy {name!r} is already registered (from {old.source}); "
-                    "pass replace=True to override it"
-                )
-            entry = Entry(slot, name, factory, source)
+            entry = self._checked_entry(slot, name, factory, source, replace=replace)
             self._entries[(slot, name)] = entry
             self._built.clear()
             return entry
+
+    def _checked_entry(
+        self, slot: str, name: str, factory: Callable[..., Any], source: str, *, replace: bool
+    ) -> Entry:
+        """The entry ``register`` would add; ValueError when it may not be added."""
+        _check_slot(slot)
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a strategy name must be a non-empty string, got {name!r}")
+        if not callable(factory):
+            raise ValueError(
+                f"{slot} strategy {name!r}: the factory must be callable, got "
+                f"{type(factory).__name__}"
+            )
+        with self._lock:
+            old = self._entries.get((slot, name))
+        if old is not None and not replace and old.factory is not factory:
+            raise ValueError(
+                f"{slot} strategy {name!r} is already registered (from {old.source}); "
+                "pass replace=True to override it"
+            )
+        return Entry(slot, name, factory, source)
 
     def lookup(self, slot: str, name: str) -> Entry:
         """The entry for ``(slot, name)``; the error lists the names known for the slot."""
@@ -222,7 +277,8 @@ class Catalog:
 
     def listing(self) -> list[dict[str, str]]:
         """One row per strategy (slot, name, source, parameters, summary), then one per
-        plugin that failed to load (slot ``"-"``, source ``"failed: ..."``)."""
+        plugin that failed to load (slot ``"-"``, source ``"failed (see below)"``, and
+        why under ``"error"``)."""
         rows = [
             {
                 "slot": e.slot,
@@ -234,7 +290,14 @@ class Catalog:
             for e in self.entries()
         ]
         rows += [
-            {"slot": "-", "name": name, "source": f"failed: {why}", "parameters": "", "summary": ""}
+            {
+                "slot": "-",
+                "name": name,
+                "source": "failed (see below)",
+                "parameters": "",
+                "summary": "",
+                "error": why,
+            }
             for name, why in sorted(self.failures.items())
         ]
         return rows

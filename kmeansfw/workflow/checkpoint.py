@@ -630,7 +630,7 @@ def _check_fitted_meta(fitted: Any, path: pathlib.Path) -> None:
     every key once, every name one of the .npz's fitted arrays."""
     if fitted is None:
         return
-    bad = f"has a 'fitted' state that is not {{'values': {{...}}, 'arrays': {{...}}}}"
+    bad = "has a 'fitted' state that is not {'values': {...}, 'arrays': {...}}"
     if not isinstance(fitted, dict) or set(fitted) != {"values", "arrays"}:
         raise _fail(path, bad)
     values, names = fitted["values"], fitted["arrays"]

@@ -14,6 +14,7 @@ import math
 import os
 import pathlib
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -427,6 +428,17 @@ def plugins() -> None:
     """Every strategy by slot, with where it comes from (built-in or its distribution)."""
     rows = CATALOG.listing()
     _print_table(rows, ["slot", "name", "source", "parameters"])
+    for row in rows:
+        if "error" in row:  # below the table, wrapped: a long reason must not widen it
+            click.echo("")
+            click.echo(
+                textwrap.fill(
+                    f"plugin {row['name']!r} failed: {row['error']}",
+                    width=88,
+                    subsequent_indent="    ",
+                    break_long_words=True,
+                )
+            )
 
 
 # --------------------------------------------------------------------------- config
