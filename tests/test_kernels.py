@@ -211,15 +211,17 @@ def test_fallback_gives_the_same_fit(tmp_path):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_squared_cost_kernel_is_bit_identical_to_its_numpy_twin(dtype):
+@pytest.mark.parametrize("n", [1, 300, 700])  # one row, one sub-block, ragged sub-blocks
+def test_squared_cost_kernel_is_bit_identical_to_its_numpy_twin(dtype, n):
     rng = np.random.default_rng(1)
-    X = rng.normal(size=(300, 7)).astype(dtype)
+    X = (rng.normal(size=(n, 7)) + 50).astype(dtype)
+    mean = np.full(7, 50, dtype=dtype)
     minus_2c = rng.normal(size=(5, 7)).astype(dtype)
-    shift = rng.normal(size=5).astype(dtype)
-    norms = (rng.random(300) * 10).astype(dtype)
-    fast = kernels.sq_euclidean_costs(X, minus_2c, shift, norms)
+    c_norms = (rng.random(5) * 3).astype(dtype)
+    norms = (rng.random(n) * 10).astype(dtype)
+    fast = kernels.sq_euclidean_costs(X, mean, minus_2c, c_norms, norms)
     slow = np.empty_like(fast)
-    euclidean._sq_cost_numpy(X, minus_2c, shift, norms, slow)
+    euclidean._sq_cost_numpy(X, mean, minus_2c, c_norms, norms, slow)
     np.testing.assert_array_equal(fast, slow)
     assert fast.min() >= 0
 
@@ -230,9 +232,9 @@ def test_squared_costs_equal_scipy():
     C = rng.normal(size=(9, 6)) * 3 + 5
     mean = X.mean(axis=0)
     centered = C - mean
-    shift = np.einsum("ij,ij->i", centered, centered) + 2 * centered @ mean
+    c_norms = np.einsum("ij,ij->i", centered, centered)
     norms = np.einsum("ij,ij->i", X - mean, X - mean)
-    costs = kernels.sq_euclidean_costs(X, -2 * centered, shift, norms)
+    costs = kernels.sq_euclidean_costs(X, mean, -2 * centered, c_norms, norms)
     np.testing.assert_allclose(costs, cdist(X, C, "sqeuclidean"), rtol=1e-10)
 
 
@@ -471,3 +473,40 @@ def test_numba_and_numpy_stale_rows_agree(dtype, b, k, t, margin):
         assert 0 < count < b
     public = kernels.stale_rows(*args, margin)
     np.testing.assert_array_equal(public, expected)
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("n", "d", "k"), [(1, 1, 1), (300, 2, 3), (777, 5, 9), (513, 8, 64)])
+def test_direct_nearest_kernel_agrees_with_the_product_and_brute_force(dtype, n, d, k):
+    """The direct kernel (few features, no matrix product) gives the product's labels,
+    exact minimum distances, and the same answer for a row wherever its sub-block starts."""
+    rng = np.random.default_rng(n + d + k)
+    X, mean, m2c, cn, cc, C = _inputs(rng, n, d, k, dtype)
+    assert kernels.direct_pays(d, k)
+    outs = []
+    for kernel in (euclidean._nearest_direct_numba, euclidean._nearest_numba):
+        labels, mins, second = np.empty(n, np.intp), np.empty(n, dtype), np.empty(n, dtype)
+        kernel(X, mean, m2c, cn, cc, labels, mins, second)
+        outs.append((labels, mins, second))
+    (labels, mins, second), (ref_labels, ref_mins, ref_second) = outs
+    np.testing.assert_array_equal(labels, ref_labels)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(mins, ref_mins, rtol=rtol)
+    D = cdist(X.astype(np.float64), C.astype(np.float64), "sqeuclidean")
+    np.testing.assert_allclose(mins, D.min(axis=1), rtol=rtol, atol=1e-5)
+    if k > 1:
+        scale = rtol * 10 * (1 + np.abs(X).max() ** 2)
+        np.testing.assert_allclose(second, np.sort(D, axis=1)[:, 1], atol=scale)
+    if n > 1:  # rows shifted by one: every sub-block boundary moves, the answers do not
+        shifted_labels, shifted_mins = np.empty(n - 1, np.intp), np.empty(n - 1, dtype)
+        euclidean._nearest_direct_numba(
+            X[1:], mean, m2c, cn, cc, shifted_labels, shifted_mins, np.empty(0, dtype)
+        )
+        np.testing.assert_array_equal(shifted_labels, labels[1:])
+        np.testing.assert_array_equal(shifted_mins, mins[1:])
+
+
+def test_the_direct_kernel_is_chosen_by_shape_only():
+    assert kernels.direct_pays(2, 3) and kernels.direct_pays(8, 64)
+    assert not kernels.direct_pays(9, 3) and not kernels.direct_pays(2, 65)

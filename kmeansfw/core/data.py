@@ -13,7 +13,6 @@ from typing import Any
 import attrs
 import numpy as np
 import scipy.sparse as sp
-from sklearn.utils import check_array
 
 from kmeansfw.kernels import finite_min
 
@@ -49,6 +48,8 @@ def validate_X(X: Any, *, name: str = "X", dtype: Any = None) -> np.ndarray:
         dtype = [np.float64, np.float32]
     if is_ready_array(X, dtype):
         return X
+    from sklearn.utils import check_array  # deferred: importing scikit-learn takes ~1 s
+
     return check_array(
         X,
         accept_sparse="csr",

@@ -190,24 +190,28 @@ class Hooks:
         self._pm: pluggy.PluginManager | None = None
         wrapped = {name for *_, impls in plugins for name, _, wrapper, _ in impls if wrapper}
         observed = any(role == "observer" for role, *_ in plugins)
-        by_hook: dict[str, list[tuple[int, _Direct]]] = {name: [] for name in SPECS}
+        # hooks nobody implements keep the class's defaults (see _HOOK_DEFAULTS below):
+        # only the implemented, wrapped or observed ones are resolved per fit
+        by_hook: dict[str, list[tuple[int, _Direct]]] = {}
         for _, name, plugin, impls in plugins:
             for hook, argnames, wrapper, order in impls:
                 if not wrapper:
                     call = _Direct(getattr(plugin, hook), argnames, name, hook)
-                    by_hook[hook].append((order, call))
+                    by_hook.setdefault(hook, []).append((order, call))
+        piped = set(wrapped)
+        if observed:
+            piped.update(h for h in slots.OBSERVER if h in SPECS)
+        for hook in piped:
+            setattr(self, hook, _Pluggy(getattr(self.pm.hook, hook), hook))
         for hook, found in by_hook.items():
+            if hook in piped:
+                continue
             # pluggy calls the last registered first, tryfirst before, trylast after
             calls = [call for _, call in sorted(found, key=lambda item: item[0])][::-1]
-            if hook in wrapped or (observed and hook in slots.OBSERVER):
-                resolved: Any = _Pluggy(getattr(self.pm.hook, hook), hook)
-            elif not calls:
-                resolved = _nothing if hook in _FIRSTRESULT else _no_answers
-            elif hook in _FIRSTRESULT:
-                resolved = calls[0]  # the slot's one owner
+            if hook in _FIRSTRESULT:
+                setattr(self, hook, calls[0])  # the slot's one owner
             else:
-                resolved = _Each(calls, hook)
-            setattr(self, hook, resolved)
+                setattr(self, hook, _Each(calls, hook))
 
     @property
     def pm(self) -> pluggy.PluginManager:
@@ -236,6 +240,13 @@ class Hooks:
     def __reduce__(self) -> tuple:
         """Pickled as its strategies and observers: a worker rebuilds the same hooks."""
         return (build, self._spec)
+
+
+# A hook no plugin of a fit implements answers None (firstresult) or no answers: immutable
+# functions on the class, so a fit only sets the hooks it resolves.
+for _hook in SPECS:
+    setattr(Hooks, _hook, staticmethod(_nothing if _hook in _FIRSTRESULT else _no_answers))
+del _hook
 
 
 def _check_contract(kind: str, impls: tuple) -> None:
@@ -285,6 +296,17 @@ def build(
         plugins.append((slot, kind, strategy, impls))
         labels.setdefault(slot, label)
         if slot == "distance":
+            missing = [
+                hook
+                for hook in ("kmeansfw_distance", "kmeansfw_cost")
+                if not any(name == hook for name, *_ in impls)
+            ]
+            if missing:
+                raise StrategyError(
+                    f"{kind} implements no {' or '.join(missing)}: subclass kmeansfw.Distance "
+                    "and write pairwise() (every other hook then has a default), or implement "
+                    "both kmeansfw_distance and kmeansfw_cost"
+                )
             for hook, default in distance.FAST_PATH_DEFAULTS.items():
                 if not any(name == hook for name, *_ in impls):
                     extra = default()

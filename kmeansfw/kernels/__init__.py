@@ -30,22 +30,74 @@ public function choosing between them; everything public is re-exported here):
 
 from __future__ import annotations
 
-from kmeansfw.kernels._compile import HAVE_NUMBA
-from kmeansfw.kernels.bounds import stale_rows
-from kmeansfw.kernels.checks import finite_min, int_range
-from kmeansfw.kernels.convergence import add_centered_column_squares, count_changed, sq_shift
-from kmeansfw.kernels.euclidean import (
-    SUB_BLOCK_ROWS,
-    centered_row_norms,
-    nearest_groups_sq_euclidean,
-    nearest_sq_euclidean,
-    paired_sq_euclidean,
-    prepare_euclidean_centroids,
-    sq_euclidean_costs,
-)
-from kmeansfw.kernels.lp import L1, LINF, LP, lp_block
-from kmeansfw.kernels.seeding import draw_candidates, fold_candidates, plusplus_from_costs
-from kmeansfw.kernels.update import add_weighted_cluster_sums
+import importlib
+from typing import TYPE_CHECKING, Any
+
+#: Public name -> the submodule defining it.  Submodules load on first use, so importing
+#: one kernel (the answer checks, say) does not import numba and every other kernel.
+_WHERE = {
+    "HAVE_NUMBA": "_compile",
+    "stale_rows": "bounds",
+    "finite_min": "checks",
+    "int_range": "checks",
+    "add_centered_column_squares": "convergence",
+    "count_changed": "convergence",
+    "sq_shift": "convergence",
+    "SUB_BLOCK_ROWS": "euclidean",
+    "centered_row_norms": "euclidean",
+    "direct_pays": "euclidean",
+    "nearest_groups_sq_euclidean": "euclidean",
+    "nearest_sq_euclidean": "euclidean",
+    "paired_sq_euclidean": "euclidean",
+    "prepare_euclidean_centroids": "euclidean",
+    "sq_euclidean_costs": "euclidean",
+    "L1": "lp",
+    "LINF": "lp",
+    "LP": "lp",
+    "lp_block": "lp",
+    "draw_candidates": "seeding",
+    "fold_candidates": "seeding",
+    "plusplus_from_costs": "seeding",
+    "add_weighted_cluster_sums": "update",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kmeansfw.kernels._compile import HAVE_NUMBA
+    from kmeansfw.kernels.bounds import stale_rows
+    from kmeansfw.kernels.checks import finite_min, int_range
+    from kmeansfw.kernels.convergence import (
+        add_centered_column_squares,
+        count_changed,
+        sq_shift,
+    )
+    from kmeansfw.kernels.euclidean import (
+        SUB_BLOCK_ROWS,
+        centered_row_norms,
+        direct_pays,
+        nearest_groups_sq_euclidean,
+        nearest_sq_euclidean,
+        paired_sq_euclidean,
+        prepare_euclidean_centroids,
+        sq_euclidean_costs,
+    )
+    from kmeansfw.kernels.lp import L1, LINF, LP, lp_block
+    from kmeansfw.kernels.seeding import draw_candidates, fold_candidates, plusplus_from_costs
+    from kmeansfw.kernels.update import add_weighted_cluster_sums
+
+
+def __getattr__(name: str) -> Any:
+    """Import the submodule defining ``name`` on first access."""
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{where}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))
+
 
 __all__ = [
     "HAVE_NUMBA",
@@ -57,6 +109,7 @@ __all__ = [
     "add_weighted_cluster_sums",
     "centered_row_norms",
     "count_changed",
+    "direct_pays",
     "draw_candidates",
     "finite_min",
     "fold_candidates",

@@ -164,3 +164,78 @@ def plusplus_from_costs(
     kernel = _plusplus_numba if HAVE_NUMBA else _plusplus_numpy
     kernel(costs, sample_weight, closest, potential, draws, chosen)
     return chosen
+
+
+# ---------------------------------------------------------------- k-means|| rounds
+
+
+def _lower_costs_numpy(labels, costs, offset, closest, nearest, sw, low, pick):
+    better = costs < closest  # ties keep the earlier candidate
+    np.copyto(low, np.where(better, costs, closest))
+    np.copyto(pick, np.where(better, labels + offset, nearest))
+    # a running (sequential) sum, in the compiled kernel's order
+    return float(np.cumsum(sw.astype(np.float64) * low.astype(np.float64))[-1])
+
+
+if HAVE_NUMBA:
+
+    @numba.njit(nogil=True, cache=True)
+    def _lower_costs_numba(
+        labels, costs, offset, closest, nearest, sw, low, pick
+    ):  # pragma: no cover
+        total = 0.0
+        for i in range(costs.shape[0]):
+            value = costs[i]
+            if value < closest[i]:
+                low[i] = value
+                pick[i] = labels[i] + offset
+            else:
+                low[i] = closest[i]
+                pick[i] = nearest[i]
+            total += np.float64(sw[i]) * np.float64(low[i])
+        return total
+
+
+def lower_costs(
+    labels: np.ndarray,
+    costs: np.ndarray,
+    offset: int,
+    closest: np.ndarray,
+    nearest: np.ndarray,
+    sample_weight: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """One k-means|| round's update of a block, in one pass: each sample's cost to its
+    nearest candidate so far, lowered by the round's new candidates.
+
+    Parameters
+    ----------
+    labels, costs : (b,) the nearest new candidate of each row (index among the round's
+        candidates) and its cost.
+    offset : int, the index of the round's first candidate among all candidates.
+    closest, nearest : (b,) the rows' cost to their nearest earlier candidate and its
+        index (not modified).
+    sample_weight : (b,) the rows' weights.
+
+    Returns
+    -------
+    closest : (b,) the lowered costs (a new candidate wins only when strictly closer).
+    nearest : (b,) intp, the index of each row's nearest candidate.
+    potential : float, ``sum(sample_weight * closest)`` in float64, summed in row order.
+    """
+    b = costs.shape[0]
+    low = np.empty(b, dtype=closest.dtype)
+    pick = np.empty(b, dtype=np.intp)
+    if b == 0:
+        return low, pick, 0.0
+    kernel = _lower_costs_numba if HAVE_NUMBA else _lower_costs_numpy
+    total = kernel(
+        np.ascontiguousarray(labels, dtype=np.intp),
+        np.ascontiguousarray(costs, dtype=closest.dtype),
+        int(offset),
+        closest,
+        nearest,
+        sample_weight,
+        low,
+        pick,
+    )
+    return low, pick, float(total)

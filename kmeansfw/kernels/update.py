@@ -14,11 +14,13 @@ from kmeansfw.kernels._compile import HAVE_NUMBA, numba
 
 
 def _accumulate_numpy(X, labels, sample_weight, sums, weights):
+    # in float64, as the compiled kernel: float32 sums lose the centroids far from zero
     b, k = labels.shape[0], weights.shape[0]
-    one_hot = sp.csc_matrix((sample_weight, labels, np.arange(b + 1)), shape=(k, b))
-    product = one_hot @ X
+    w = np.asarray(sample_weight, dtype=np.float64)
+    one_hot = sp.csc_matrix((w, labels, np.arange(b + 1)), shape=(k, b))
+    product = one_hot @ X.astype(np.float64, copy=False)
     sums += product.toarray() if sp.issparse(product) else product
-    weights += np.bincount(labels, weights=sample_weight, minlength=k)
+    weights += np.bincount(labels, weights=w, minlength=k)
 
 
 if HAVE_NUMBA:

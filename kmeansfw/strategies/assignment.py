@@ -8,11 +8,11 @@ import attrs
 import numpy as np
 import pluggy
 
+from kmeansfw import kernels  # attributes read at call time: numba loads on first fit
 from kmeansfw.core import contract
 from kmeansfw.core.data import FitData
 from kmeansfw.core.markers import hookimpl
 from kmeansfw.engine import steps
-from kmeansfw.kernels import stale_rows
 from kmeansfw.strategies.validators import positive_int
 
 
@@ -205,7 +205,7 @@ class _Bounded:
             stamps[:] = 0
         else:
             now = state["now"]
-            redo = stale_rows(
+            redo = kernels.stale_rows(
                 labels,
                 upper,
                 lower,

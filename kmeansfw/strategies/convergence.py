@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import attrs
 import numpy as np
-from sklearn.utils.sparsefuncs import mean_variance_axis
 
 from kmeansfw.core.data import FitData
 from kmeansfw.core.markers import hookimpl
 from kmeansfw.engine.executors import map_tasks
-from kmeansfw.engine.loop import FitState
 from kmeansfw.kernels import add_centered_column_squares
+
+if TYPE_CHECKING:  # annotations only: the loop imports this module
+    from kmeansfw.engine.loop import FitState
 
 _MEAN_VARIANCE = "tol.mean_variance"
 
@@ -19,6 +22,8 @@ def mean_feature_variance(data: FitData) -> float:
     """Mean over features of the (unweighted) variance of ``data.X``, in bounded memory."""
     X = data.X
     if data.sparse:
+        from sklearn.utils.sparsefuncs import mean_variance_axis  # deferred: slow import
+
         return float(np.mean(mean_variance_axis(X, axis=0)[1]))
     mean = X.sum(axis=0, dtype=np.float64) / data.n_samples
 

@@ -16,18 +16,11 @@ import attrs
 import numpy as np
 import scipy.sparse as sp
 
+from kmeansfw import kernels  # attributes read at call time: numba loads on first fit
 from kmeansfw.core.data import FitData, is_sparse
 from kmeansfw.core.distance import Distance, nearest_by_blocks
 from kmeansfw.core.markers import hookimpl
 from kmeansfw.engine.executors import fill_rows
-from kmeansfw.kernels import (
-    centered_row_norms,
-    nearest_groups_sq_euclidean,
-    nearest_sq_euclidean,
-    paired_sq_euclidean,
-    prepare_euclidean_centroids,
-    sq_euclidean_costs,
-)
 
 _MEAN = "euclidean.mean"
 _CENTERED_C = "euclidean.centered_c"
@@ -64,7 +57,7 @@ class _CenteredNorms:
             if sp.issparse(block):  # the mean is zero for sparse data
                 parts.append(row_sq_norms(block))
             else:
-                parts.append(centered_row_norms(block, self.mean))
+                parts.append(kernels.centered_row_norms(block, self.mean))
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
@@ -99,7 +92,7 @@ class Euclidean(Distance):
 
     @hookimpl
     def kmeansfw_prepare_centroids(self, centroids: np.ndarray, data: FitData, cache: dict) -> None:
-        centered, minus_2c, norms, shift = prepare_euclidean_centroids(
+        centered, minus_2c, norms, shift = kernels.prepare_euclidean_centroids(
             centroids, data.cache[_MEAN], data.dtype
         )
         cache[_CENTERED_C], cache[_MINUS_2C], cache[_C_NORMS] = centered, minus_2c, norms
@@ -110,11 +103,16 @@ class Euclidean(Distance):
     def kmeansfw_cost(
         self, X: np.ndarray, rows: slice | None, data: FitData, cache: dict
     ) -> np.ndarray:
-        shift = cache[_COST_SHIFT]
-        if rows is not None and isinstance(X, np.ndarray) and X.flags.c_contiguous:
-            return sq_euclidean_costs(X, cache[_MINUS_2C], shift, data.cache[_NORMS][rows])
-        out = np.asarray(X @ cache[_MINUS_2C].T)
-        out += shift
+        if not is_sparse(X):  # centered on the fly: accurate far from the origin
+            mean = data.cache[_MEAN]
+            if rows is not None and isinstance(X, np.ndarray) and X.flags.c_contiguous:
+                norms = data.cache[_NORMS][rows]
+            else:
+                X = np.ascontiguousarray(X, dtype=data.dtype)
+                norms = kernels.centered_row_norms(X, mean)
+            return kernels.sq_euclidean_costs(X, mean, cache[_MINUS_2C], cache[_C_NORMS], norms)
+        out = np.asarray(X @ cache[_MINUS_2C].T)  # sparse rows: the mean is zero
+        out += cache[_COST_SHIFT]
         if rows is not None:
             norms = data.cache[_NORMS][rows]
         else:
@@ -138,7 +136,7 @@ class Euclidean(Distance):
             cross = np.asarray(X.multiply(centered_c).sum(axis=1)).ravel()
             out = row_sq_norms(X) - 2 * cross + np.einsum("ij,ij->i", centered_c, centered_c)
             return np.maximum(out, 0).astype(X.dtype)
-        return paired_sq_euclidean(X, data.cache[_MEAN], cache[_CENTERED_C], labels)
+        return kernels.paired_sq_euclidean(X, data.cache[_MEAN], cache[_CENTERED_C], labels)
 
     @hookimpl
     def kmeansfw_nearest(
@@ -156,10 +154,10 @@ class Euclidean(Distance):
             return nearest_by_blocks(hook, X, centroids, groups, n_groups, rows, data, cache)
         args = (X, data.cache[_MEAN], cache[_MINUS_2C], cache[_C_NORMS], cache[_CENTERED_C])
         if n_groups == 0:
-            labels, costs = nearest_sq_euclidean(*args)
+            labels, costs = kernels.nearest_sq_euclidean(*args)
             return labels, costs, None, None
         if n_groups == 1:  # the runner-up: the two-nearest kernel
-            labels, costs, second = nearest_sq_euclidean(*args, with_second=True)
+            labels, costs, second = kernels.nearest_sq_euclidean(*args, with_second=True)
             return labels, costs, np.sqrt(costs), np.sqrt(second)[:, None]
-        labels, costs, lows = nearest_groups_sq_euclidean(*args, groups, n_groups)
+        labels, costs, lows = kernels.nearest_groups_sq_euclidean(*args, groups, n_groups)
         return labels, costs, np.sqrt(costs), np.sqrt(lows)

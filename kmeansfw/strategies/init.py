@@ -9,12 +9,12 @@ import attrs
 import numpy as np
 import pluggy
 
+from kmeansfw import kernels  # attributes read at call time: numba loads on first fit
 from kmeansfw.core import contract
 from kmeansfw.core.data import FitData, rows_dense
 from kmeansfw.core.markers import hookimpl
 from kmeansfw.engine import steps
 from kmeansfw.engine.executors import blas_hold, fill_rows, map_tasks, task_rows
-from kmeansfw.kernels import draw_candidates, fold_candidates, plusplus_from_costs
 from kmeansfw.strategies.validators import positive_int
 
 
@@ -88,7 +88,7 @@ class KMeansPlusPlus:
         if _pairwise_pays(data, n_clusters):
             costs = _block_costs(hook, data, rows_dense(X, slice(None)))
             potential = float(np.dot(sw, costs[:, first]))
-            chosen = plusplus_from_costs(costs, sw, first, potential, draws)
+            chosen = kernels.plusplus_from_costs(costs, sw, first, potential, draws)
             return rows_dense(X, chosen)
         # blocks sized for a (rows, trials) cost matrix rather than (rows, k)
         plan = data.replan(trials)
@@ -104,11 +104,11 @@ class KMeansPlusPlus:
         for c in range(1, n_clusters):
             if cumulative is None:
                 cumulative = np.cumsum(sw * closest, dtype=np.float64)
-            candidates = draw_candidates(cumulative, potential, draws[c - 1], n)
+            candidates = kernels.draw_candidates(cumulative, potential, draws[c - 1], n)
             points = rows_dense(X, candidates)
             if one_block:  # small data: the step's arithmetic in one compiled pass
                 cost = _block_costs(hook, plan, points)
-                best, potential, closest, cumulative = fold_candidates(cost, closest, sw)
+                best, potential, closest, cumulative = kernels.fold_candidates(cost, closest, sw)
             else:
                 pots, lowered = _candidate_potentials(hook, plan, points, closest)
                 best = int(np.argmin(pots))
@@ -288,7 +288,10 @@ class KMeansParallel:
     candidate tracked on the way); finally the candidates, weighted by the samples they
     are nearest to, are clustered into k centroids by greedy k-means++ and
     ``recluster_iter`` weighted Lloyd iterations with the fit's own update.  Needs
-    ``rounds`` passes over the data instead of k.
+    ``rounds`` + 1 passes over the data instead of k: each pass runs the distance's fused
+    nearest search (``kmeansfw_nearest``) against the round's new candidates only, and
+    lowers every sample's cost, its nearest candidate (the candidates' weights) and the
+    potential in the same pass, so no cost block is kept.
 
     Parameters
     ----------
@@ -326,23 +329,27 @@ class KMeansParallel:
         hook: pluggy.HookRelay,
     ) -> np.ndarray:
         sw = sample_weight
+        n = X.shape[0]
         first = weighted_draw(rng, sw)
         chosen = [first]
         candidates = rows_dense(X, [first])
         plan = data.replan(max(1, int(self.oversampling * n_clusters)))
-        closest = _min_cost(hook, plan, candidates, None)
-        nearest = np.zeros(X.shape[0], dtype=np.intp)
+        # the first pass lowers infinite costs: every sample's cost to the first centroid
+        closest = np.full(n, np.inf, dtype=X.dtype)
+        nearest = np.zeros(n, dtype=np.intp)
+        closest, nearest, potential = _lower_with(hook, plan, candidates, closest, nearest, 0)
         for _ in range(self.rounds):
-            potential = float(np.dot(sw, closest))
             if potential <= 0:
                 break
             p = np.minimum(1.0, self.oversampling * n_clusters * sw * closest / potential)
-            picked = np.flatnonzero(rng.random(X.shape[0]) < p)
+            picked = np.flatnonzero(rng.random(n) < p)
             if picked.size == 0:
                 continue
             points = rows_dense(X, picked)
             offset = candidates.shape[0]
-            closest, nearest = _lower_with(hook, plan, points, closest, nearest, offset)
+            closest, nearest, potential = _lower_with(
+                hook, plan, points, closest, nearest, offset
+            )
             candidates = np.vstack([candidates, points])
             chosen.extend(picked.tolist())
         if candidates.shape[0] <= n_clusters:  # too few candidates: top up at random
@@ -405,25 +412,94 @@ class AutoInit:
 _PARALLEL, _PLUS_PLUS = KMeansParallel(), KMeansPlusPlus()
 
 
-def _lower_with(hook, data, points, closest, nearest, offset):
-    """Lower each sample's cost with new candidate ``points``; track its nearest index."""
-    new_closest, new_nearest = closest.copy(), nearest.copy()
+def _lower_with(
+    hook: pluggy.HookRelay,
+    data: FitData,
+    points: np.ndarray,
+    closest: np.ndarray,
+    nearest: np.ndarray,
+    offset: int,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """One k-means|| round in one pass over the data: every sample's nearest new
+    candidate (``points``, the distance's fused ``kmeansfw_nearest`` search, no cost
+    block kept), its cost lowered with it and the index of its nearest candidate updated
+    (``offset`` is the index of ``points[0]`` among all candidates), and the new
+    potential, summed block by block in row order (the same whatever the thread count).
+
+    Returns new ``closest`` and ``nearest`` arrays and the potential.
+    """
+    new_closest, new_nearest = np.empty_like(closest), np.empty_like(nearest)
     cache = steps.prepare_centroids(hook, data, points)
+    task = _RoundTask(hook, data, points, cache, closest, nearest, offset)
+    potential = 0.0
+    for rows, (low, pick, part) in zip(data.tasks, map_tasks(data, task), strict=True):
+        new_closest[task_rows(rows)], new_nearest[task_rows(rows)] = low, pick
+        potential += part
+    return new_closest, new_nearest, potential
 
-    def run_task(task: list[slice]) -> tuple[np.ndarray, np.ndarray]:
-        lows, picks = [], []
+
+@attrs.frozen(eq=False)
+class _RoundTask:
+    """The chunk task of a k-means|| round: its rows' lowered costs, nearest candidates
+    and potential (see :func:`_lower_with`)."""
+
+    hook: pluggy.HookRelay
+    data: FitData
+    points: np.ndarray
+    cache: dict
+    closest: np.ndarray
+    nearest: np.ndarray
+    offset: int
+
+    def __call__(self, task: list[slice]) -> tuple[np.ndarray, np.ndarray, float]:
+        from kmeansfw.kernels.seeding import lower_costs  # numba loads on first fit
+
+        data = self.data
+        lows, picks, total = [], [], 0.0
         for rows in task:
-            cost = steps.block_matrix(hook, "kmeansfw_cost", data, rows, points, cache)
-            best = cost.argmin(axis=1)
-            value = cost[np.arange(cost.shape[0]), best]
-            better = value < closest[rows]
-            lows.append(np.where(better, value, closest[rows]))
-            picks.append(np.where(better, best + offset, nearest[rows]))
-        return np.concatenate(lows), np.concatenate(picks)
+            labels, costs = _nearest(self.hook, data, self.points, rows, self.cache)
+            low, pick, part = lower_costs(
+                labels,
+                costs,
+                self.offset,
+                self.closest[rows],
+                self.nearest[rows],
+                data.sample_weight[rows],
+            )
+            lows.append(low)
+            picks.append(pick)
+            total += part
+        if len(task) == 1:
+            return lows[0], picks[0], total
+        return np.concatenate(lows), np.concatenate(picks), total
 
-    for task, (low, pick) in zip(data.tasks, map_tasks(data, run_task), strict=True):
-        new_closest[task_rows(task)], new_nearest[task_rows(task)] = low, pick
-    return new_closest, new_nearest
+
+def _nearest(
+    hook: pluggy.HookRelay, data: FitData, points: np.ndarray, rows: slice, cache: dict
+) -> tuple[np.ndarray, np.ndarray]:
+    """The checked nearest ``points`` of one block of rows and their costs."""
+    name = "kmeansfw_nearest"
+    found = contract.call(
+        hook,
+        name,
+        X=data.X[rows],
+        centroids=points,
+        groups=None,
+        n_groups=0,
+        rows=rows,
+        data=data,
+        cache=cache,
+        hook=hook,
+    )
+    if not isinstance(found, tuple) or len(found) != 4:
+        raise contract.fail(hook, name, "did not return (labels, costs, distances, rivals)")
+    b = rows.stop - rows.start
+    labels, costs = found[0], found[1]
+    labels = contract.check_labels(hook, name, labels, b, points.shape[0])
+    costs = contract.check_float_array(
+        hook, name, costs, (b,), data.dtype, nonnegative=True, what="costs"
+    )
+    return labels, costs
 
 
 def _recluster(hook, data, candidates, weights, n_clusters, rng, iterations) -> np.ndarray:

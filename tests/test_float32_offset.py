@@ -1,0 +1,117 @@
+"""float32 far from the origin: the same clusters as float64 on the same values.
+
+Tight blobs moved to 1e4 and 1e6: float32 keeps about 7 digits, so a kernel that forms
+``||x||^2 - 2 x.c + ||c||^2`` on uncentered rows, or sums in float32, loses the clusters.
+Each case runs with the compiled kernels and with their NumPy twins (what
+``KMEANSFW_NUMBA=0`` selects), switched in-process.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs
+from sklearn.metrics import adjusted_rand_score
+
+import kmeansfw
+from kmeansfw import kernels
+from kmeansfw.kernels import bounds, checks, convergence, euclidean, lp, seeding, update
+
+_MODULES = (bounds, checks, convergence, euclidean, lp, seeding, update)
+
+
+@pytest.fixture(params=["compiled", "numpy"])
+def kernel_kind(request, monkeypatch):
+    """Run the test with the compiled kernels, then with their NumPy twins."""
+    if request.param == "compiled" and not kernels.HAVE_NUMBA:
+        pytest.skip("numba is not installed")
+    if request.param == "numpy":
+        for module in _MODULES:
+            monkeypatch.setattr(module, "HAVE_NUMBA", False)
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    return make_blobs(
+        5000, centers=4, n_features=4, cluster_std=0.05, center_box=(-1, 1), random_state=1
+    )
+
+
+@pytest.mark.parametrize("offset", [1e4, 1e6])
+@pytest.mark.parametrize("init", ["k-means++", "k-means||"])
+def test_float32_far_from_the_origin_finds_the_float64_clusters(blobs, offset, init, kernel_kind):
+    B, truth = blobs
+    X32 = (offset + B).astype(np.float32)
+    X64 = X32.astype(np.float64)  # the same values
+    for seed in (0, 1):
+        single = kmeansfw.KMeans(4, init=init, random_state=seed).fit(X32)
+        double = kmeansfw.KMeans(4, init=init, random_state=seed).fit(X64)
+        # one seed per true cluster: the blobs are found exactly, as in float64
+        assert adjusted_rand_score(truth, single.labels_) == 1.0
+        if init == "k-means++":  # the same draws pick the same seeds
+            np.testing.assert_array_equal(single.labels_, double.labels_)
+        # (k-means|| keeps each sample with a probability from its cost, so float32
+        # rounding may keep other candidates: the same clusters, maybe in another order)
+        # float32 centroids are rounded to float32's spacing at the offset (0.0625 at
+        # 1e6), which adds about n d spacing^2 / 12 to the inertia, nothing more
+        spacing = float(np.spacing(np.float32(offset)))
+        slack = X32.shape[0] * X32.shape[1] * spacing**2 / 12
+        assert double.inertia_ <= single.inertia_ <= 1.05 * (double.inertia_ + slack)
+
+
+@pytest.mark.parametrize("offset", [1e4, 1e6])
+def test_float32_seeding_costs_are_accurate_far_from_the_origin(blobs, offset, kernel_kind):
+    """The cost blocks seeding reads equal float64 brute force to float32 rounding."""
+    B = blobs[0]
+    X = np.ascontiguousarray((offset + B).astype(np.float32))
+    C = X[[0, 1, 2, 3]]
+    mean = X.astype(np.float64).mean(axis=0).astype(np.float32)
+    centered, minus_2c, c_norms, _ = kernels.prepare_euclidean_centroids(C, mean, X.dtype)
+    norms = kernels.centered_row_norms(X, mean)
+    costs = kernels.sq_euclidean_costs(X, mean, minus_2c, c_norms, norms)
+    X64, C64 = X.astype(np.float64), C.astype(np.float64)
+    exact = ((X64[:, None, :] - C64[None, :, :]) ** 2).sum(axis=2)
+    scale = float(((X64 - mean) ** 2).sum(axis=1).max())  # the costs' magnitude
+    np.testing.assert_allclose(costs, exact, atol=1e-5 * scale)
+
+
+def test_numpy_twin_sums_in_float64(blobs):
+    """The mean update's NumPy twin accumulates float32 rows in float64, as the kernel."""
+    X = np.ascontiguousarray((1e6 + blobs[0]).astype(np.float32))
+    labels = blobs[1].astype(np.intp)
+    w = np.ones(X.shape[0], np.float32)
+    sums, weights = np.zeros((4, 4)), np.zeros(4)
+    update._accumulate_numpy(X, labels, w, sums, weights)
+    X64 = X.astype(np.float64)
+    expected = np.stack([X64[labels == j].sum(axis=0) for j in range(4)])
+    np.testing.assert_allclose(sums, expected, rtol=1e-15)
+    np.testing.assert_array_equal(weights, np.bincount(labels, minlength=4))
+
+
+@pytest.mark.parametrize("offset", [1e4, 1e6])
+def test_float32_k_means_parallel_round_costs_are_accurate_far_from_the_origin(
+    blobs, offset, kernel_kind
+):
+    """k-means||'s rounds (the fused nearest search, then the lowering of the running
+    costs) give each sample its float64 brute-force cost to float32 rounding."""
+    from kmeansfw import Config
+    from kmeansfw.core.data import FitData
+    from kmeansfw.engine import loop as engine
+    from kmeansfw.engine import plugins
+    from kmeansfw.strategies import init
+
+    X = np.ascontiguousarray((offset + blobs[0]).astype(np.float32))
+    hooks = plugins.build(Config(n_clusters=4, init="k-means||").build_strategies())
+    data = engine.setup(hooks, FitData.build(X, n_clusters=4, memory_budget=1 << 15))
+    closest = np.full(X.shape[0], np.inf, dtype=np.float32)
+    nearest = np.zeros(X.shape[0], dtype=np.intp)
+    rounds = [X[[0]], X[[1, 2, 3, 4, 5]]]
+    closest, nearest, _ = init._lower_with(hooks, data, rounds[0], closest, nearest, 0)
+    closest, nearest, _ = init._lower_with(hooks, data, rounds[1], closest, nearest, 1)
+    X64, C64 = X.astype(np.float64), np.vstack(rounds).astype(np.float64)
+    exact = ((X64[:, None, :] - C64[None, :, :]) ** 2).sum(axis=2)
+    scale = float(((X64 - X64.mean(axis=0)) ** 2).sum(axis=1).max())
+    np.testing.assert_allclose(closest, exact.min(axis=1), atol=1e-5 * scale)
+    np.testing.assert_allclose(exact[np.arange(X.shape[0]), nearest], exact.min(axis=1),
+                               atol=1e-5 * scale)

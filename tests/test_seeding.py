@@ -1,0 +1,165 @@
+"""k-means|| seeding: one fused pass per round (issue 16, "Seeding at scale").
+
+Each round asks the distance's fused nearest search for the round's new candidates only
+and lowers every sample's running cost, nearest candidate and the potential in the same
+pass; these tests hold that pass to brute force, the seeding to what it must find, and
+the result to being the same whatever the threads or the executor.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import cdist
+from sklearn.datasets import make_blobs
+
+from kmeansfw import Config, KMeans
+from kmeansfw.core.data import FitData
+from kmeansfw.engine import loop as engine
+from kmeansfw.engine import plugins
+from kmeansfw.engine.executors import PickleShuffleExecutor
+from kmeansfw.kernels import seeding
+from kmeansfw.strategies import init
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_lower_costs_matches_brute_force(monkeypatch, compiled):
+    if not compiled:
+        monkeypatch.setattr(seeding, "HAVE_NUMBA", False)
+    elif not seeding.HAVE_NUMBA:
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(0)
+    b = 1000
+    costs = rng.integers(0, 5, b).astype(np.float32)  # many ties with ``closest``
+    closest = rng.integers(0, 5, b).astype(np.float32)
+    labels = rng.integers(0, 7, b)
+    nearest = rng.integers(0, 30, b)
+    sw = rng.uniform(0, 2, b).astype(np.float32)
+    low, pick, potential = seeding.lower_costs(labels, costs, 30, closest, nearest, sw)
+    better = costs < closest  # strictly: a tie keeps the earlier candidate
+    np.testing.assert_array_equal(low, np.where(better, costs, closest))
+    np.testing.assert_array_equal(pick, np.where(better, labels + 30, nearest))
+    assert low.dtype == np.float32 and pick.dtype == np.intp
+    exact = float(np.dot(sw.astype(np.float64), low.astype(np.float64)))
+    assert potential == pytest.approx(exact, rel=1e-12)
+    # the inputs are left alone, and an empty block is fine
+    assert closest.dtype == np.float32 and not np.shares_memory(low, closest)
+    assert seeding.lower_costs(labels[:0], costs[:0], 0, closest[:0], nearest[:0], sw[:0])[2] == 0
+
+
+def test_compiled_and_numpy_lower_costs_agree_bit_for_bit(monkeypatch):
+    if not seeding.HAVE_NUMBA:
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(1)
+    args = (
+        rng.integers(0, 9, 5000),
+        rng.uniform(0, 3, 5000),
+        4,
+        rng.uniform(0, 3, 5000),
+        rng.integers(0, 4, 5000),
+        rng.uniform(0, 1, 5000),
+    )
+    compiled = seeding.lower_costs(*args)
+    monkeypatch.setattr(seeding, "HAVE_NUMBA", False)
+    twin = seeding.lower_costs(*args)
+    np.testing.assert_array_equal(compiled[0], twin[0])
+    np.testing.assert_array_equal(compiled[1], twin[1])
+    assert compiled[2] == twin[2]  # both sum in row order
+
+
+def _setup(X, k, sample_weight=None, memory_budget=1 << 26, executor=None, distance="euclidean"):
+    cfg = Config(n_clusters=k, init="k-means||", distance=distance)
+    hooks = plugins.build(cfg.build_strategies())
+    data = FitData.build(
+        X, sample_weight, n_clusters=k, memory_budget=memory_budget, executor=executor
+    )
+    return hooks, engine.setup(hooks, data)
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "manhattan"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_round_lowers_costs_as_brute_force(dtype, distance):
+    """After the rounds, every sample's cost and nearest candidate are those of the
+    brute-force minimum over all candidates (ties: the earliest candidate)."""
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(3000, 5)).astype(dtype)
+    sw = rng.uniform(0.5, 2, 3000).astype(dtype)
+    hooks, data = _setup(X, 8, sw, memory_budget=1 << 14, distance=distance)
+    assert len(data.tasks) > 1
+    metric = "sqeuclidean" if distance == "euclidean" else "cityblock"
+    closest = np.full(3000, np.inf, dtype=dtype)
+    nearest = np.zeros(3000, dtype=np.intp)
+    batches = [X[[7]], X[rng.choice(3000, 20, replace=False)], X[rng.choice(3000, 30)]]
+    offset = 0
+    for points in batches:
+        closest, nearest, potential = init._lower_with(
+            hooks, data, points, closest, nearest, offset
+        )
+        offset += points.shape[0]
+    candidates = np.vstack(batches).astype(np.float64)
+    exact = cdist(X.astype(np.float64), candidates, metric)
+    tol = 1e-4 if dtype == np.float32 else 1e-9
+    np.testing.assert_allclose(closest, exact.min(axis=1), rtol=tol, atol=tol)
+    chosen = exact[np.arange(3000), nearest]
+    np.testing.assert_allclose(chosen, exact.min(axis=1), rtol=tol, atol=tol)
+    assert potential == pytest.approx(float(np.dot(sw, closest.astype(np.float64))), rel=1e-9)
+
+
+def test_k_means_parallel_finds_every_well_separated_blob():
+    X, truth = make_blobs(
+        6000, n_features=6, centers=25, cluster_std=0.3, center_box=(-40, 40), random_state=4
+    )
+    means = np.stack([X[truth == j].mean(axis=0) for j in range(25)])
+    for seed in range(4):
+        hooks, data = _setup(X, 25)
+        C = init.KMeansParallel().kmeansfw_init_centroids(
+            X=X,
+            sample_weight=data.sample_weight,
+            n_clusters=25,
+            rng=np.random.default_rng(seed),
+            data=data,
+            hook=hooks,
+        )
+        # one seed in every blob: each true centre's nearest seed is a different one
+        owner = cdist(means, C).argmin(axis=1)
+        assert len(set(owner.tolist())) == 25
+
+
+def test_k_means_parallel_inertia_close_to_greedy_k_means_plus_plus():
+    X = make_blobs(20_000, n_features=8, centers=40, cluster_std=2.0, random_state=5)[0]
+    parallel = [KMeans(40, init="k-means||", random_state=s).fit(X).inertia_ for s in range(4)]
+    greedy = [KMeans(40, init="k-means++", random_state=s).fit(X).inertia_ for s in range(4)]
+    assert np.median(parallel) <= 1.02 * np.median(greedy)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_k_means_parallel_same_whatever_threads_and_executor(dtype):
+    X = make_blobs(30_000, n_features=10, centers=20, random_state=6)[0].astype(dtype)
+    params = dict(init="k-means||", random_state=3, max_iter=3, memory_budget_mb=0.05)
+    fits = [KMeans(20, n_threads=t, **params).fit(X) for t in (1, 2, 3)]
+    fits.append(KMeans(20, executor=PickleShuffleExecutor(seed=2), **params).fit(X))
+    _, data = _setup(X, 20, memory_budget=int(0.05 * 2**20))
+    assert len(data.replan(40, int(0.05 * 2**20)).tasks) > 3
+    for other in fits[1:]:
+        np.testing.assert_array_equal(other.cluster_centers_, fits[0].cluster_centers_)
+        assert other.inertia_ == fits[0].inertia_
+
+
+def test_a_nearest_search_answering_garbage_is_named():
+    from kmeansfw import Distance, StrategyError, hookimpl
+
+    class Broken(Distance):
+        name = "broken-nearest"
+        natural_update = "mean"
+
+        @hookimpl
+        def kmeansfw_cost(self, X, centroids, rows, data, cache):
+            return cdist(X, centroids, "sqeuclidean").astype(X.dtype)
+
+        @hookimpl
+        def kmeansfw_nearest(self, X, centroids, groups, n_groups, rows, data, cache, hook):
+            return np.zeros(X.shape[0], dtype=np.intp), np.zeros(X.shape[0])
+
+    X = make_blobs(500, n_features=3, centers=4, random_state=0)[0]
+    with pytest.raises(StrategyError, match="broken-nearest.*kmeansfw_nearest"):
+        KMeans(4, init="k-means||", distance=Broken(), random_state=0).fit(X)
