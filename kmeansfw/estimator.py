@@ -1,4 +1,5 @@
-"""The scikit-learn compatible estimator :class:`KMeans`."""
+"""The scikit-learn compatible estimator :class:`KMeans` (and what it shares with
+:class:`kmeansfw.MiniBatchKMeans`)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,22 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    ClusterMixin,
+    TransformerMixin,
+)
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from kmeansfw.core.adapters import SHARE_MAX_BYTES, ArrayInit
 from kmeansfw.core.catalog import is_value_strategy
-from kmeansfw.core.config import Config, make_rng
+from kmeansfw.core.config import Config, InvalidParameterError, make_rng
 from kmeansfw.core.data import FitData, is_ready_array
 from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins, steps
 from kmeansfw.engine.fitting import check_n_clusters, check_sparse_support, fit_config
+from kmeansfw.strategies.observers import VerboseLog
 
 _FLOATS = [np.float64, np.float32]
 _PARAM_NAMES: dict[type, list[str]] = {}
@@ -56,139 +63,26 @@ def _params_key(params: dict[str, Any]) -> tuple | None:
     return key
 
 
-class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
-    """K-Means clustering whose every step is a pluggable strategy.
+#: The algorithms of scikit-learn's KMeans and the assignment strategy each runs.
+ALGORITHMS = {"lloyd": "nearest", "elkan": "hamerly"}
 
-    With the defaults this is Lloyd's algorithm with k-means++ seeding, exactly as
-    :class:`sklearn.cluster.KMeans` (``algorithm="lloyd"``) defines it.
 
-    Parameters
-    ----------
-    n_clusters : int, default=8
-        Number of clusters.
-    init : str, dict, array of shape (n_clusters, n_features), callable or object, \
-default="auto"
-        Seeding: ``"auto"`` (greedy k-means++ on small data, k-means|| once samples x
-        clusters >= 2^21), ``"k-means++"``, ``"k-means||"``, ``"random"``, explicit
-        centroids, a function ``(X, n_clusters, rng) -> centroids`` or a strategy object.
-    distance : str, dict, callable or object, default="euclidean"
-        The geometry; a plain function ``(X_block, centroids) -> distances`` works too.
-    assignment : str, dict or object, default="nearest"
-        How samples are assigned to centroids.
-    update : str, dict, object or None, default=None
-        How centroids are recomputed from their members; None takes the distance's
-        natural update (``mean`` for Euclidean, ``median`` for Manhattan, ...).
-    empty : str, dict or object, default="relocate-farthest"
-        What happens to a cluster that lost all its members.
-    convergence : str, dict, object or list of them, default="tol"
-        Stopping criteria; the fit stops when any of them says so (or at ``max_iter``).
-    observers : sequence of str, dict or objects, default=()
-        Plugins called at fit start, after each iteration and at fit end.
-    n_init : int or "auto", default="auto"
-        Restarts; the best objective wins.  "auto": 10 for random seeding, else 1.
-    max_iter : int, default=300
-        Maximum iterations of one run.
-    tol : float, default=1e-4
-        Tolerance of the ``tol`` criterion, relative to the mean feature variance.
-    random_state : int, numpy Generator or None, default=None
-        Seeds the one :class:`numpy.random.Generator` all randomness comes from.
-    memory_budget_mb : float, default=64
-        Working memory per thread for block buffers; bounds memory whatever n is.
-    n_threads : int or None, default=None
-        Worker threads (None: all CPUs available).  Results do not depend on it.
-    history : bool, default=False
-        Record per-iteration statistics in ``history_``.
-    batch_size : int or None, default=None
-        None: Lloyd's algorithm on all the data every iteration.  An int: mini-batch
-        k-means (Sculley) on random batches of that size, ``max_iter`` passes at most;
-        needs the ``mean`` or ``spherical`` update.  See also :meth:`partial_fit`.
-    reassignment_ratio : float, default=0.01
-        Mini-batch only (``batch_size`` or :meth:`partial_fit`): every 10 k samples,
-        centroids that have absorbed less than this share of the largest centroid's
-        weight move to random batch samples, as in scikit-learn's MiniBatchKMeans.  0
-        turns it off.
-    checkpoint : str or None, default=None
-        A folder: the fit writes its state there every ``checkpoint_every`` iterations
-        (plain .npz + JSON), and a fit that finds a checkpoint there resumes from it and
-        ends with the same result as an uninterrupted fit.
-    checkpoint_every : int, default=1
-        Iterations between checkpoint writes.
-    executor : object or None, default=None
-        How the map over row chunks runs: None for worker threads, or an executor with a
-        ``map(fn, chunks)`` method returning the results in chunk order (see
-        :mod:`kmeansfw.engine.executors`; :class:`~kmeansfw.engine.executors.
-        PickleShuffleExecutor` checks that a plugin's chunk tasks are ready for one).
+def _check_flag(name: str, value: Any, *, integer: bool = False) -> None:
+    """``copy_x`` (a bool) and ``verbose`` (a bool or an int >= 0), as scikit-learn checks."""
+    ok = isinstance(value, bool | np.bool_) or (
+        integer and isinstance(value, int | np.integer) and value >= 0
+    )
+    if not ok:
+        kind = "a bool or an integer >= 0" if integer else "a bool"
+        raise InvalidParameterError(f"parameter {name!r} must be {kind}, got {value!r}")
 
-    Attributes
-    ----------
-    cluster_centers_ : ndarray of shape (n_clusters, n_features)
-    labels_ : ndarray of shape (n_samples,), int32
-    inertia_ : float
-        The objective of the final clustering (sum of weighted squared distances with
-        the Euclidean defaults).
-    n_iter_ : int
-    n_features_in_ : int
-    history_ : list of dict
-        Only with ``history=True``: one record per iteration of the best run.
-    fitted_state_ : dict
-        What the strategies learned from the training data (``kmeansfw_learn``: the
-        Euclidean mean, Mahalanobis' factor, ...); ``predict``, ``transform``, ``score``
-        and ``partial_fit`` use it unchanged, whatever data they are given.
 
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from kmeansfw import KMeans
-    >>> X = np.array([[1, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]])
-    >>> km = KMeans(n_clusters=2, random_state=0).fit(X)
-    >>> sorted(km.cluster_centers_.tolist())
-    [[1.0, 2.0], [10.0, 2.0]]
-    """
+class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, BaseEstimator):
+    """What :class:`KMeans` and :class:`kmeansfw.MiniBatchKMeans` share: validation, the
+    kept configs, ``partial_fit`` and the fitted estimator's methods."""
 
-    def __init__(
-        self,
-        n_clusters: int = 8,
-        *,
-        init: Any = "auto",
-        distance: Any = "euclidean",
-        assignment: Any = "nearest",
-        update: Any = None,
-        empty: Any = "relocate-farthest",
-        convergence: Any = "tol",
-        observers: Any = (),
-        n_init: int | str = "auto",
-        max_iter: int = 300,
-        tol: float = 1e-4,
-        random_state: Any = None,
-        memory_budget_mb: float = 64.0,
-        n_threads: int | None = None,
-        history: bool = False,
-        batch_size: int | None = None,
-        reassignment_ratio: float = 0.01,
-        checkpoint: str | None = None,
-        checkpoint_every: int = 1,
-        executor: Any = None,
-    ) -> None:
-        self.n_clusters = n_clusters
-        self.init = init
-        self.distance = distance
-        self.assignment = assignment
-        self.update = update
-        self.empty = empty
-        self.convergence = convergence
-        self.observers = observers
-        self.n_init = n_init
-        self.max_iter = max_iter
-        self.tol = tol
-        self.random_state = random_state
-        self.memory_budget_mb = memory_budget_mb
-        self.n_threads = n_threads
-        self.history = history
-        self.batch_size = batch_size
-        self.reassignment_ratio = reassignment_ratio
-        self.checkpoint = checkpoint
-        self.checkpoint_every = checkpoint_every
-        self.executor = executor
+    #: Parameters that are not :class:`Config` keys (the estimator handles them).
+    _OWN_PARAMS: tuple[str, ...] = ()
 
     # ------------------------------------------------------------------ validation
     @classmethod
@@ -216,11 +110,24 @@ default="auto"
         """The validated :class:`~kmeansfw.core.config.Config` of this estimator's parameters."""
         return self._config_of(self.get_params(deep=False))
 
-    @staticmethod
-    def _config_of(params: dict[str, Any]) -> Config:
+    def _config_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The Config keys of ``params`` (checks and drops the estimator's own ones)."""
+        verbose = params.get("verbose", 0)
+        _check_flag("verbose", verbose, integer=True)
+        params = {k: v for k, v in params.items() if k not in self._OWN_PARAMS}
         if isinstance(params["observers"], tuple):
-            params = {**params, "observers": list(params["observers"])}
-        return Config(**params)
+            params["observers"] = list(params["observers"])
+        if verbose:  # scikit-learn's verbose: the log observer, printing as it goes
+            observers = params["observers"]
+            if not isinstance(observers, list):
+                raise InvalidParameterError(
+                    f"config key 'observers' must be a list, got {type(observers).__name__}"
+                )
+            params["observers"] = [*observers, VerboseLog()]
+        return params
+
+    def _config_of(self, params: dict[str, Any]) -> Config:
+        return Config(**self._config_params(params))
 
     def _built_config(self) -> tuple[Config, list[tuple[str, str, Any]]]:
         """The Config and strategies of the current parameters, kept between fits.
@@ -233,6 +140,7 @@ default="auto"
         params = self.get_params(deep=False)
         key = _params_key(params)
         if key is not None:
+            key = (type(self).__name__, *key)
             with _BUILT_LOCK:
                 built = _BUILT.get(key)
                 if built is not None:
@@ -242,7 +150,7 @@ default="auto"
         if key is not None and isinstance(params["init"], np.ndarray):
             params = {**params, "init": np.array(params["init"])}  # kept: not the caller's
         cfg = self._config_of(params)
-        strategies = cfg.build_strategies()
+        strategies = self._kept_strategies(cfg.build_strategies())
         if key is not None:
             with _BUILT_LOCK:
                 _BUILT[key] = (cfg, list(strategies))
@@ -250,18 +158,52 @@ default="auto"
                     _BUILT.popitem(last=False)
         return cfg, strategies
 
+    def _kept_strategies(self, strategies: list[tuple[str, str, Any]]) -> list:
+        """The built strategies this estimator fits with (all of them)."""
+        return strategies
+
     @classmethod
-    def from_config(cls, source: Config | Mapping[str, Any] | str | os.PathLike[str]) -> KMeans:
+    def from_config(cls, source: Config | Mapping[str, Any] | str | os.PathLike[str]) -> Any:
         """Build an estimator from a Config, a dict, or a TOML file path or text."""
         return cls(**Config.load(source).to_dict())
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> KMeans:
-        """Compute the clustering.
+    def _set_fitted(self, strategies: list, fitted: Mapping, centroids: np.ndarray) -> None:
+        self._strategies = strategies
+        self.fitted_state_ = dict(fitted)
+        self.cluster_centers_ = centroids
+        self._n_features_out = centroids.shape[0]
+
+    def _seed(self, hooks: Any, batch: FitData, rng: np.random.Generator) -> np.ndarray:
+        """The first ``partial_fit`` call's initial centroids."""
+        return steps.initialize(hooks, batch, self.n_clusters, rng)
+
+    def _online_after_fit(self, sample_weight: Any) -> engine.OnlineState:
+        """The online state ``partial_fit`` continues from after :meth:`fit`: every
+        cluster has absorbed the weight of its members."""
+        weights = None if sample_weight is None else np.asarray(sample_weight, np.float64)
+        if weights is not None and weights.ndim == 0:
+            weights = np.full(self.labels_.shape[0], float(weights))
+        seen = np.bincount(self.labels_, weights=weights, minlength=self.n_clusters)
+        return engine.OnlineState(
+            seen=seen.astype(np.float64), reassignment_ratio=self.reassignment_ratio
+        )
+
+    def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
+        """Update the clustering with one batch (mini-batch k-means, Sculley's rule).
+
+        The first call on an unfitted estimator seeds the centroids on this batch with
+        the ``init`` strategy (it needs at least ``n_clusters`` rows, as in
+        scikit-learn); after :meth:`fit` or an earlier call, it continues from the
+        fitted centroids and ``fitted_state_``, whatever the batch's size.  Every call
+        moves each centroid towards its batch members with a learning rate of batch
+        weight / total weight absorbed (after :meth:`fit`: each cluster has absorbed its
+        members' weight).  ``labels_`` and ``inertia_`` describe the last batch under the
+        updated centroids; ``n_steps_`` counts the steps.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
         y : ignored
         sample_weight : array-like of shape (n_samples,), optional
 
@@ -269,39 +211,11 @@ default="auto"
         -------
         self
         """
-        X = self._validate(X, reset=True)
-        cfg, strategies = self._built_config()
-        outcome = fit_config(
-            X, cfg, sample_weight=sample_weight, validate=False, strategies=strategies
-        )
-        self.__dict__.pop("_online", None)  # a full fit starts partial_fit afresh
-        self._strategies = outcome.strategies
-        self.fitted_state_ = dict(outcome.fitted)
-        self.cluster_centers_ = outcome.centroids
-        self.labels_ = outcome.labels.astype(np.int32)
-        self.inertia_ = outcome.objective
-        self.n_iter_ = outcome.n_iter
-        if outcome.history is not None:
-            self.history_ = outcome.history.for_run(outcome.result.run)
-        return self
-
-    def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> KMeans:
-        """Update the clustering with one batch (mini-batch k-means, Sculley's rule).
-
-        The first call seeds the centroids on this batch with the ``init`` strategy;
-        every call then moves each centroid towards its batch members with a learning rate
-        of batch weight / total weight seen.  ``labels_`` and ``inertia_`` describe the
-        last batch.
-
-        Returns
-        -------
-        self
-        """
-        first = not hasattr(self, "_online")
+        first = not hasattr(self, "cluster_centers_")
         X = self._validate(X, reset=first)
         if first:
-            cfg = self.get_config()
-            self._strategies = cfg.build_strategies()
+            cfg, strategies = self._built_config()
+            self._strategies = strategies
         hooks = plugins.build(self._strategies)
         walk = engine.MiniBatch(reassignment_ratio=self.reassignment_ratio)
         engine.check_walk(hooks, walk)
@@ -309,6 +223,7 @@ default="auto"
             X,
             sample_weight,
             n_clusters=self.n_clusters,
+            memory_budget=int(self.memory_budget_mb * 2**20),
             n_threads=self.n_threads,
             validate=False,
             fitted=None if first else self.fitted_state_,
@@ -320,26 +235,29 @@ default="auto"
         engine.prepare(hooks, batch)
         if first:
             rng = make_rng(self.random_state)
-            centroids = steps.initialize(hooks, batch, self.n_clusters, rng)
+            centroids = self._seed(hooks, batch, rng)
             walk.start(centroids)
             self._online = (walk.online, rng)
-            self.fitted_state_ = dict(batch.fitted)
-            self.cluster_centers_ = centroids
+            self._set_fitted(self._strategies, batch.fitted, centroids)
         walk.online, rng = self._online
-        state = engine.FitState(
-            data=batch, n_clusters=self.n_clusters, tol=0.0, rng=rng, run=0
-        )
-        state.centroids = self.cluster_centers_
+        state = engine.FitState(data=batch, n_clusters=self.n_clusters, tol=0.0, rng=rng, run=0)
+        state.centroids = self._centers_for(batch)
         state.iteration = walk.online.steps
         engine.iterate(hooks, state, batch, walk, walk.online.steps + 1)
-        labels, costs = state.labels, state.costs
-        assert labels is not None and costs is not None  # set by every iteration
-        self.cluster_centers_ = np.array(state.centroids)
-        self.labels_ = labels.astype(np.int32)
-        self.inertia_ = steps.objective(batch, costs)
-        self.n_iter_ = self.n_steps_ = walk.online.steps
+        centroids = np.array(state.centroids)
+        self.cluster_centers_ = centroids
+        self._n_features_out = centroids.shape[0]
+        self.n_steps_ = walk.online.steps
+        self._label_batch(hooks, batch, centroids)
         return self
 
+    def _label_batch(self, hooks: Any, batch: FitData, centroids: np.ndarray) -> None:
+        """``labels_`` and ``inertia_`` of a ``partial_fit`` batch under ``centroids``."""
+        final = steps.assign(hooks, batch, centroids.astype(batch.dtype), accumulate=False)
+        self.labels_ = final.labels.astype(np.int32)
+        self.inertia_ = steps.objective(batch, final.costs)
+
+    # ------------------------------------------------------------------ fitted
     def _data(self, X: Any, sample_weight: Any = None) -> tuple[FitData, Any]:
         check_is_fitted(self)
         X = self._validate(X, reset=False)
@@ -362,18 +280,73 @@ default="auto"
         return self.cluster_centers_.astype(data.dtype, copy=False)
 
     def predict(self, X: Any) -> np.ndarray:
-        """Index of the closest centroid (lowest cost) of each sample, int32."""
+        """Index of the closest centroid (lowest cost) of each sample.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,), int32
+        """
+        if type(X).__module__.startswith("dask"):  # routes dask input to kmeansfw.backends
+            from kmeansfw.backends.dask import predict
+
+            return predict(self, X)
+        if type(X).__module__.startswith("torch"):  # tensors stay on their device
+            from kmeansfw.backends.torch import predict as predict_tensor
+
+            return predict_tensor(self, X)
         data, hook = self._data(X)
         result = steps.assign(hook, data, self._centers_for(data), accumulate=False)
         return result.labels.astype(np.int32)
 
     def transform(self, X: Any) -> np.ndarray:
-        """Distances of each sample to each centroid, (n_samples, n_clusters)."""
+        """Distances of each sample to each centroid.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        distances : ndarray of shape (n_samples, n_clusters)
+            A pandas DataFrame with columns ``get_feature_names_out()`` after
+            ``set_output(transform="pandas")``.
+        """
+        if type(X).__module__.startswith("dask"):  # routes dask input to kmeansfw.backends
+            from kmeansfw.backends.dask import transform
+
+            return transform(self, X)
+        if type(X).__module__.startswith("torch"):  # tensors stay on their device
+            from kmeansfw.backends.torch import transform as transform_tensor
+
+            return transform_tensor(self, X)
         data, hook = self._data(X)
         return steps.pairwise(hook, data, self._centers_for(data))
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
-        """Opposite of the objective of ``X`` under the fitted centroids (higher is better)."""
+        """Opposite of the objective of ``X`` under the fitted centroids (higher is better).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        score : float
+        """
+        if type(X).__module__.startswith("dask"):  # routes dask input to kmeansfw.backends
+            from kmeansfw.backends.dask import score
+
+            return score(self, X, sample_weight)
+        if type(X).__module__.startswith("torch"):  # tensors stay on their device
+            from kmeansfw.backends.torch import score as score_tensor
+
+            return score_tensor(self, X, sample_weight)
         data, hook = self._data(X, sample_weight)
         result = steps.assign(hook, data, self._centers_for(data), accumulate=False)
         return -steps.objective(data, result.costs)
@@ -383,3 +356,252 @@ default="auto"
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         tags.input_tags.sparse = True
         return tags
+
+
+class KMeans(_BaseKMeans):
+    """K-Means clustering whose every step is a pluggable strategy.
+
+    With the defaults this is Lloyd's algorithm with k-means++ seeding, exactly as
+    :class:`sklearn.cluster.KMeans` (``algorithm="lloyd"``) defines it.  Every parameter
+    of :class:`sklearn.cluster.KMeans` is accepted with its meaning, so code written for
+    it runs unchanged; the strategy parameters (``distance``, ``assignment``, ...) are
+    kmeansfw's own.
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        Number of clusters.
+    init : str, dict, array of shape (n_clusters, n_features), callable or object, \
+default="auto"
+        Seeding: ``"auto"`` (greedy k-means++ on small data, k-means|| once samples x
+        clusters >= 2^21), ``"k-means++"``, ``"k-means||"``, ``"random"``, explicit
+        centroids, a function ``(X, n_clusters, rng) -> centroids`` or a strategy object.
+        A function sees sparse X only if it says it handles it (see
+        :func:`kmeansfw.core.adapters.sparse_init`).
+    distance : str, dict, callable or object, default="euclidean"
+        The geometry; a plain function ``(X_block, centroids) -> distances`` works too.
+    assignment : str, dict or object, default="nearest"
+        How samples are assigned to centroids.
+    update : str, dict, object or None, default=None
+        How centroids are recomputed from their members; None takes the distance's
+        natural update (``mean`` for Euclidean, ``median`` for Manhattan, ...).
+    empty : str, dict or object, default="relocate-farthest"
+        What happens to a cluster that lost all its members.
+    convergence : str, dict, object or list of them, default="tol"
+        Stopping criteria; the fit stops when any of them says so (or at ``max_iter``).
+    observers : sequence of str, dict or objects, default=()
+        Plugins called at fit start, after each iteration and at fit end.
+    n_init : int or "auto", default="auto"
+        Restarts; the best objective wins.  ``"auto"`` is scikit-learn's rule: 10 for
+        ``init="random"`` and for an init function, 1 for the k-means++ family, explicit
+        centroids and strategy objects.
+    max_iter : int, default=300
+        Maximum iterations of one run.
+    tol : float, default=1e-4
+        Tolerance of the ``tol`` criterion, relative to the mean feature variance.
+    verbose : int, default=0
+        Above 0, the log observer prints each iteration and each run's result to
+        standard output (and logs them to the ``kmeansfw`` logger): it adds
+        :class:`~kmeansfw.strategies.observers.VerboseLog` to the observers.
+    random_state : int, numpy Generator or None, default=None
+        Seeds the one :class:`numpy.random.Generator` all randomness comes from.
+    copy_x : bool, default=True
+        Accepted for scikit-learn compatibility and has no effect: kmeansfw never
+        modifies its input (it never centres X in place), whatever the value.
+    algorithm : {"lloyd", "elkan"}, default="lloyd"
+        scikit-learn's choice of exact assignment.  ``"lloyd"`` computes every distance;
+        ``"elkan"`` runs the ``hamerly`` assignment, the bound-based exact algorithm of
+        the catalog (one lower bound per sample, where Elkan keeps k): it skips samples
+        whose bounds prove their label unchanged, so labels, inertia and ``n_iter_`` are
+        those of ``"lloyd"``.  It applies to the default ``assignment="nearest"`` only
+        (another assignment together with ``"elkan"`` raises), and needs a distance that
+        is a true metric.
+    memory_budget_mb : float, default=64
+        Working memory per thread for block buffers; bounds memory whatever n is.
+    n_threads : int or None, default=None
+        Worker threads (None: all CPUs available).  Results do not depend on it.
+    history : bool, default=False
+        Record per-iteration statistics in ``history_``.
+    batch_size : int or None, default=None
+        None: Lloyd's algorithm on all the data every iteration.  An int: mini-batch
+        k-means (Sculley) on random batches of that size, ``n_init`` whole runs of
+        ``max_iter`` passes at most, ``n_iter_`` counting the steps; needs the ``mean``
+        or ``spherical`` update.  For scikit-learn's ``MiniBatchKMeans`` (its ``init_size``,
+        ``max_no_improvement``, ``compute_labels``, ``n_iter_`` in passes and
+        ``n_steps_``) use :class:`kmeansfw.MiniBatchKMeans`, which runs the same engine.
+    reassignment_ratio : float, default=0.01
+        Mini-batch only (``batch_size`` or :meth:`partial_fit`): every 10 k samples,
+        centroids that have absorbed less than this share of the largest centroid's
+        weight move to random batch samples, as in scikit-learn's MiniBatchKMeans.  0
+        turns it off.
+    checkpoint : str or None, default=None
+        A folder: the fit writes its state there every ``checkpoint_every`` iterations
+        (plain .npz + JSON), and a fit that finds a checkpoint there resumes from it and
+        ends with the same result as an uninterrupted fit.
+    checkpoint_every : int, default=1
+        Iterations between checkpoint writes.
+    executor : object or None, default=None
+        How the map over row chunks runs: None for worker threads, or an executor with a
+        ``map(fn, chunks)`` method returning the results in chunk order (see
+        :mod:`kmeansfw.engine.executors`; :class:`~kmeansfw.engine.executors.
+        PickleShuffleExecutor` checks that a plugin's chunk tasks are ready for one).
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray of shape (n_clusters, n_features)
+        The centroids.
+    labels_ : ndarray of shape (n_samples,), int32
+        The label of every training sample under ``cluster_centers_``.
+    inertia_ : float
+        The objective of the final clustering (sum of weighted squared distances with
+        the Euclidean defaults).
+    n_iter_ : int
+        Iterations of the best run (steps with ``batch_size``).
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
+        Names of the features, when X was a DataFrame with string column names.
+    history_ : list of dict
+        Only with ``history=True``: one record per iteration of the best run
+        (``kmeansfw.strategies.observers.records_frame(km.history_)`` makes it a
+        pandas DataFrame).
+    fitted_state_ : dict
+        What the strategies learned from the training data (``kmeansfw_learn``: the
+        Euclidean mean, Mahalanobis' factor, ...); ``predict``, ``transform``, ``score``
+        and ``partial_fit`` use it unchanged, whatever data they are given.
+
+    See Also
+    --------
+    kmeansfw.MiniBatchKMeans : scikit-learn's mini-batch estimator on the same engine.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeansfw import KMeans
+    >>> X = np.array([[1, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]])
+    >>> km = KMeans(n_clusters=2, random_state=0).fit(X)
+    >>> sorted(km.cluster_centers_.tolist())
+    [[1.0, 2.0], [10.0, 2.0]]
+    """
+
+    _OWN_PARAMS = ("verbose", "copy_x", "algorithm")
+
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        *,
+        init: Any = "auto",
+        distance: Any = "euclidean",
+        assignment: Any = "nearest",
+        update: Any = None,
+        empty: Any = "relocate-farthest",
+        convergence: Any = "tol",
+        observers: Any = (),
+        n_init: int | str = "auto",
+        max_iter: int = 300,
+        tol: float = 1e-4,
+        verbose: int = 0,
+        random_state: Any = None,
+        copy_x: bool = True,
+        algorithm: str = "lloyd",
+        memory_budget_mb: float = 64.0,
+        n_threads: int | None = None,
+        history: bool = False,
+        batch_size: int | None = None,
+        reassignment_ratio: float = 0.01,
+        checkpoint: str | None = None,
+        checkpoint_every: int = 1,
+        executor: Any = None,
+    ) -> None:
+        self.n_clusters = n_clusters
+        self.init = init
+        self.distance = distance
+        self.assignment = assignment
+        self.update = update
+        self.empty = empty
+        self.convergence = convergence
+        self.observers = observers
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.verbose = verbose
+        self.random_state = random_state
+        self.copy_x = copy_x
+        self.algorithm = algorithm
+        self.memory_budget_mb = memory_budget_mb
+        self.n_threads = n_threads
+        self.history = history
+        self.batch_size = batch_size
+        self.reassignment_ratio = reassignment_ratio
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
+        self.executor = executor
+
+    def _config_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        algorithm = params.get("algorithm", "lloyd")
+        if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
+            raise InvalidParameterError(
+                f"parameter 'algorithm' must be 'lloyd' or 'elkan', got {algorithm!r}"
+            )
+        _check_flag("copy_x", params.get("copy_x", True))
+        params = super()._config_params(params)
+        if algorithm == "elkan":
+            assignment = params["assignment"]
+            if not (isinstance(assignment, str) and assignment == "nearest"):
+                raise InvalidParameterError(
+                    f"algorithm='elkan' chooses the assignment (hamerly); it cannot be "
+                    f"combined with assignment={assignment!r} (leave assignment unset)"
+                )
+            params["assignment"] = ALGORITHMS[algorithm]
+        return params
+
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> KMeans:
+        """Compute the clustering.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data; a DataFrame's string column names become
+            ``feature_names_in_``.  Never modified.
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weights.
+
+        Returns
+        -------
+        self
+        """
+        if type(X).__module__.startswith("dask"):  # routes dask input to kmeansfw.backends
+            from kmeansfw.backends.dask import fit_estimator
+
+            return fit_estimator(self, X, sample_weight)
+        if type(X).__module__.startswith("torch"):  # tensors stay on their device
+            from kmeansfw.backends.torch import fit_estimator as fit_tensor
+
+            return fit_tensor(self, X, sample_weight)
+        X = self._validate(X, reset=True)
+        cfg, strategies = self._built_config()
+        outcome = fit_config(
+            X, cfg, sample_weight=sample_weight, validate=False, strategies=strategies
+        )
+        self._set_fitted(outcome.strategies, outcome.fitted, outcome.centroids)
+        self.labels_ = outcome.labels.astype(np.int32)
+        self.inertia_ = outcome.objective
+        self.n_iter_ = outcome.n_iter
+        # partial_fit continues from this fit
+        self._online = (self._online_after_fit(sample_weight), make_rng(self.random_state))
+        for name in ("n_steps_", "_streamed"):
+            self.__dict__.pop(name, None)
+        if outcome.history is not None:
+            self.history_ = outcome.history.for_run(outcome.result.run)
+        return self
+
+    def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> KMeans:  # noqa: D102
+        if not hasattr(self, "cluster_centers_"):
+            self._streamed = True
+        super().partial_fit(X, y, sample_weight)
+        if getattr(self, "_streamed", False):  # no fit, only partial_fit: it counts steps
+            self.n_iter_ = self.n_steps_
+        return self
+
+    partial_fit.__doc__ = _BaseKMeans.partial_fit.__doc__

@@ -365,7 +365,9 @@ DAMAGE = {
     ),
     "json without best": (_json_without("best"), "has no 'best' run"),
     "json without best.run": (
-        lambda folder: _edited(best={"objective": 1.0, "n_iter": 2, "converged": True})(folder),
+        lambda folder: _edited(
+            best={"objective": 1.0, "n_iter": 2, "converged": True, "stop_reason": "converged"}
+        )(folder),
         "has no best key 'run'",
     ),
     "bad generator state": (
@@ -387,6 +389,7 @@ DAMAGE = {
     "best objective NaN": (_edited(**{"best.objective": float("nan")}), "not a finite number"),
     "best objective text": (_edited(**{"best.objective": "1"}), "not a finite number"),
     "best converged not boolean": (_edited(**{"best.converged": 1}), "not a boolean"),
+    "best stop reason unknown": (_edited(**{"best.stop_reason": "tired"}), "'stop_reason'"),
     "best before any run": (_edited(next_run=0), "best run before any run finished"),
     "scratch not plain": (_edited(scratch={"x": float("inf")}), "'scratch'"),
     "fingerprint not digests": (_edited(fingerprint=[1]), "'fingerprint' that is not"),

@@ -124,3 +124,73 @@ def test_partial_fit_reassigns_too():
     assert streamed[0.01]._online[0].reassigned >= 1
     # scores are minus the inertia: half the inertia or less
     assert -streamed[0.01].score(X) < 0.5 * -streamed[0.0].score(X)
+
+
+def test_label_criteria_see_the_rows_previous_labels():
+    """Mini-batch steps compare a batch's labels with those its rows had when last drawn,
+    so label-based criteria (``unchanged``, ``tol``'s strict rule) can fire."""
+    from kmeansfw.strategies.convergence import Callback
+
+    X, _ = make_blobs(2000, n_features=2, centers=3, cluster_std=0.3, random_state=0)
+    seen = []
+
+    def record(state):
+        seen.append((state.previous_labels.copy(), state.labels.copy(), state.n_changed))
+        return False
+
+    KMeans(3, batch_size=500, max_iter=2, convergence=Callback(record), random_state=0).fit(X)
+    first, labels, changed = seen[0]
+    assert (first == -1).all() and changed == 500  # nothing drawn before: all changed
+    later = seen[-1][0]
+    assert (later >= 0).mean() > 0.5  # most rows of a later batch were drawn before
+    assert all(n == np.count_nonzero(p != lab) for p, lab, n in seen)
+    km = KMeans(3, batch_size=500, convergence="unchanged", random_state=0, history=True).fit(X)
+    assert km.n_iter_ < 2000 * 300 // 500  # stopped on unchanged labels, not max_iter
+    assert km.history_[-1]["n_changed"] == 0
+
+
+def test_no_improvement_stop_is_not_convergence():
+    from kmeansfw import MiniBatchKMeans, fit
+
+    X, _ = make_blobs(5000, n_features=4, centers=5, random_state=1)
+    km = MiniBatchKMeans(5, batch_size=100, random_state=0).fit(X)
+    assert km.stop_reason_ == "no-improvement" and not km.converged_
+    tol = MiniBatchKMeans(5, batch_size=100, tol=1e-2, max_no_improvement=None).fit(X)
+    assert tol.stop_reason_ == "converged" and tol.converged_
+    capped = MiniBatchKMeans(5, batch_size=500, max_iter=1, max_no_improvement=None).fit(X)
+    assert capped.stop_reason_ == "max_iter" and capped.n_steps_ == 10 and capped.n_iter_ == 1
+    result = fit(X, n_clusters=5, batch_size=100, random_state=0, convergence="time-budget")
+    assert result.result.stop_reason in ("no-improvement", "converged")
+    assert result.result.converged == (result.result.stop_reason == "converged")
+
+
+def test_minibatch_seeds_on_init_size_rows_n_init_times():
+    from kmeansfw import MiniBatchKMeans
+
+    X, _ = make_blobs(3000, n_features=2, centers=4, random_state=2)
+    sizes = []
+
+    def first_rows(data, n_clusters, rng):
+        sizes.append(data.shape[0])
+        return data[rng.choice(data.shape[0], n_clusters, replace=False)]
+
+    MiniBatchKMeans(4, init=first_rows, init_size=120, n_init=4, batch_size=50).fit(X)
+    assert sizes == [120] * 4
+    sizes.clear()
+    MiniBatchKMeans(4, init=first_rows, batch_size=50, random_state=0).fit(X)
+    assert sizes == [150] * 3  # 3 * batch_size rows; "auto": 3 seedings for a function
+    a = MiniBatchKMeans(4, init="random", n_init=5, batch_size=64, random_state=7).fit(X)
+    b = MiniBatchKMeans(4, init="random", n_init=5, batch_size=64, random_state=7).fit(X)
+    np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
+
+
+def test_minibatch_checks_the_update_and_takes_extra_criteria():
+    from kmeansfw import MiniBatchKMeans
+
+    X, _ = make_blobs(2000, n_features=3, centers=3, random_state=3)
+    with pytest.raises(StrategyError, match="'median' cannot run mini-batch k-means"):
+        MiniBatchKMeans(3, distance="manhattan", batch_size=100).fit(X)
+    km = MiniBatchKMeans(3, distance="cosine", batch_size=200, random_state=0).fit(X)
+    assert [s for s, _, _ in km._strategies].count("convergence") == 0
+    extra = MiniBatchKMeans(3, convergence="unchanged", batch_size=200, random_state=0).fit(X)
+    assert [s for s, _, _ in extra._strategies].count("convergence") == 1

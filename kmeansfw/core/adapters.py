@@ -8,6 +8,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from kmeansfw.core import contract
 from kmeansfw.core.distance import Distance
 from kmeansfw.core.markers import hookimpl
 
@@ -61,23 +62,65 @@ class FunctionDistance(Distance):
         d = self.pairwise(X, centroids, data, cache)
         if not self.squared:
             return d
-        if d.size and d.min() < 0:
+        clipped = contract.clip_round_off(d)  # -1e-16 from 1 - cos is round-off, not an error
+        if clipped is None:
             raise ValueError("returned negative distances")
-        return d * d
+        return clipped * clipped
 
 
 @attrs.frozen(eq=False)
 class CallableInit:
-    """Initialization from a function ``func(X, n_clusters, rng) -> (k, d) centroids``."""
+    """Initialization from a function ``func(X, n_clusters, rng) -> (k, d) centroids``.
+
+    A plain function passed as ``init`` is wrapped in one.  Sparse CSR data reaches the
+    function only when it says it handles it: set ``func.accepts_sparse = True`` (or
+    decorate it with :func:`sparse_init`), or wrap it as
+    ``CallableInit(func, accepts_sparse=True)``; otherwise a fit on sparse X is refused
+    with a message naming the function.  The function must return dense centroids.
+
+    Parameters
+    ----------
+    func : callable
+        ``func(X, n_clusters, rng)``: the (n, d) data (an ndarray, or a scipy CSR matrix
+        when sparse input is accepted), the number of clusters and the fit's
+        :class:`numpy.random.Generator`; returns (n_clusters, d) centroids.
+    name : str
+        The label used in messages.
+    accepts_sparse : bool or None
+        Whether ``func`` handles sparse X; None reads ``func.accepts_sparse`` (default
+        False).
+    """
 
     func: Callable[..., np.ndarray]
     name: str = "callable"
+    sparse: bool | None = attrs.field(default=None, alias="accepts_sparse")
+
+    @property
+    def accepts_sparse(self) -> bool:
+        """Whether the function takes sparse CSR data (see the class docstring)."""
+        if self.sparse is not None:
+            return bool(self.sparse)
+        return bool(getattr(self.func, "accepts_sparse", False))
 
     @hookimpl
     def kmeansfw_init_centroids(
         self, X: np.ndarray, n_clusters: int, rng: np.random.Generator
     ) -> np.ndarray:
         return self.func(X, n_clusters, rng)
+
+def sparse_init(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark an init function ``func(X, n_clusters, rng)`` as handling sparse CSR ``X``.
+
+    Sets ``func.accepts_sparse = True`` and returns ``func`` unchanged, so it can be used
+    as a decorator::
+
+        @sparse_init
+        def first_rows(X, n_clusters, rng):
+            return X[:n_clusters].toarray() if hasattr(X, "toarray") else X[:n_clusters]
+    """
+    func.accepts_sparse = True  # type: ignore[attr-defined]
+    return func
+
 
 #: Explicit initial centroids up to this size are compared by value, so fits with equal
 #: ones share their built config and plugin manager; larger ones are rebuilt per fit.

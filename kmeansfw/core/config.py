@@ -22,7 +22,7 @@ import numpy as np
 from kmeansfw.core.catalog import CATALOG, StrategySpec
 from kmeansfw.core.data import DEFAULT_MEMORY_BUDGET
 from kmeansfw.core.distance import describe
-from kmeansfw.core.errors import ConfigError, UnknownStrategyError
+from kmeansfw.core.errors import ConfigError, InvalidParameterError, UnknownStrategyError
 from kmeansfw.core.slots import SLOTS
 
 if sys.version_info >= (3, 11):
@@ -58,7 +58,7 @@ def _int_at_least(low: int, *, allow: tuple = ()) -> Any:
             return
         if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
             extra = "".join(f" or {a!r}" for a in allow)
-            raise ConfigError(
+            raise InvalidParameterError(
                 f"config key {attribute.name!r} must be an integer >= {low}{extra}, got {value!r}"
             )
 
@@ -70,7 +70,7 @@ def _real_at_least(low: float, *, strict: bool = False) -> Any:
         ok = isinstance(value, Real) and not isinstance(value, bool) and np.isfinite(value)
         if not ok or value < low or (strict and value == low):
             op = ">" if strict else ">="
-            raise ConfigError(
+            raise InvalidParameterError(
                 f"config key {attribute.name!r} must be a finite number {op} {low}, got {value!r}"
             )
 
@@ -82,7 +82,7 @@ def _random_state(instance: Any, attribute: attrs.Attribute, value: Any) -> None
     if value is None or isinstance(value, kinds):
         return
     if isinstance(value, bool) or not isinstance(value, Integral) or value < 0:
-        raise ConfigError(
+        raise InvalidParameterError(
             f"config key 'random_state' must be None, a non-negative integer or a numpy "
             f"Generator, got {value!r}"
         )
@@ -92,24 +92,26 @@ def _strategy(slot: str) -> Any:
     def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         values = value if slot == "convergence" and isinstance(value, list | tuple) else [value]
         if slot == "convergence" and not values:
-            raise ConfigError("config key 'convergence' needs at least one criterion")
+            raise InvalidParameterError("config key 'convergence' needs at least one criterion")
         for item in values:
             try:
                 CATALOG.create(slot, item)
             except (ConfigError, UnknownStrategyError) as exc:
-                raise ConfigError(f"config key {slot!r}: {exc}") from None
+                raise InvalidParameterError(f"config key {slot!r}: {exc}") from None
 
     return check
 
 
 def _observers(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if not isinstance(value, list | tuple):
-        raise ConfigError(f"config key 'observers' must be a list, got {type(value).__name__}")
+        raise InvalidParameterError(
+            f"config key 'observers' must be a list, got {type(value).__name__}"
+        )
     for item in value:
         try:
             CATALOG.create("observer", item)
         except (ConfigError, UnknownStrategyError) as exc:
-            raise ConfigError(f"config key 'observers': {exc}") from None
+            raise InvalidParameterError(f"config key 'observers': {exc}") from None
 
 
 def make_rng(random_state: Any) -> np.random.Generator:
@@ -168,7 +170,7 @@ class Config:
     @executor.validator
     def _check_executor(self, attribute: attrs.Attribute, value: Any) -> None:
         if value is not None and not callable(getattr(value, "map", None)):
-            raise ConfigError(
+            raise InvalidParameterError(
                 "config key 'executor' must be None (worker threads) or an executor with a "
                 f"map(fn, chunks) method, got {value!r}"
             )
@@ -176,7 +178,7 @@ class Config:
     @checkpoint.validator
     def _check_checkpoint(self, attribute: attrs.Attribute, value: Any) -> None:
         if value is not None and not isinstance(value, str | os.PathLike):
-            raise ConfigError(
+            raise InvalidParameterError(
                 f"config key 'checkpoint' must be a folder path or None, got {value!r}"
             )
 
@@ -185,7 +187,7 @@ class Config:
     def from_dict(cls, values: Mapping[str, Any]) -> Config:
         """Build from a mapping; unknown keys raise a :class:`ConfigError` naming them."""
         if not isinstance(values, Mapping):
-            raise ConfigError(f"a config must be a mapping, got {type(values).__name__}")
+            raise InvalidParameterError(f"a config must be a mapping, got {type(values).__name__}")
         allowed = [a.name for a in attrs.fields(cls)]
         unknown = sorted(set(values) - set(allowed))
         if unknown:
@@ -195,20 +197,27 @@ class Config:
             )
         try:
             return cls(**values)
+        except ConfigError:
+            raise
         except attrs.exceptions.NotAnAttrsClassError as exc:  # pragma: no cover
             raise ConfigError(str(exc)) from None
         except TypeError as exc:
-            raise ConfigError(f"config has a value of the wrong type: {exc}") from None
+            raise InvalidParameterError(f"config has a value of the wrong type: {exc}") from None
 
     @classmethod
     def from_toml(cls, source: str | os.PathLike[str]) -> Config:
         """Build from a TOML file path, or from TOML text when ``source`` is not a file."""
+        text = str(source)
+        if not isinstance(source, os.PathLike) and not os.path.isfile(text):
+            looks_like_path = "\n" not in text and "=" not in text and "[" not in text
+            if looks_like_path and text.strip() and (text.endswith(".toml") or os.sep in text):
+                raise ConfigError(f"config file {text!r} does not exist")
         try:
-            if isinstance(source, os.PathLike) or os.path.isfile(str(source)):
+            if isinstance(source, os.PathLike) or os.path.isfile(text):
                 with open(source, "rb") as fh:
                     values = tomllib.load(fh)
             else:
-                values = tomllib.loads(str(source))
+                values = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"invalid TOML in {source}: {exc}") from None
         except OSError as exc:
@@ -237,8 +246,13 @@ class Config:
         return {a.name: plain(getattr(self, a.name)) for a in attrs.fields(type(self))}
 
     # ------------------------------------------------------------------ resolving
-    def resolved_n_init(self) -> int:
-        """The number of restarts: ``"auto"`` is 10 for random seeding, else 1."""
+    def resolved_n_init(self, auto_random: int = 10) -> int:
+        """The number of restarts.
+
+        ``"auto"`` follows scikit-learn: ``auto_random`` (10, as ``KMeans``; 3 for
+        ``MiniBatchKMeans``) for random seeding and for an init function, else 1 (the
+        k-means++ family, explicit centroids, strategy objects).
+        """
         explicit = not isinstance(self.init, StrategySpec)
         if explicit and isinstance(self.init, np.ndarray | list | tuple):
             if self.n_init not in ("auto", 1):
@@ -251,7 +265,11 @@ class Config:
             return 1
         if self.n_init == "auto":
             name = self.init.name if isinstance(self.init, StrategySpec) else None
-            return 10 if name == "random" else 1
+            if name is None:  # a plain function, or one wrapped by CallableInit
+                func = getattr(self.init, "func", self.init)
+                plain = callable(func) and not hasattr(func, "kmeansfw_init_centroids")
+                name = "callable" if plain else None
+            return auto_random if name in ("random", "callable") else 1
         return int(self.n_init)
 
     def build_strategies(self) -> list[tuple[str, str, Any]]:
@@ -275,7 +293,7 @@ class Config:
                 if slot == "distance":
                     distance = strategy
                 if describe(strategy).requires_metric and not describe(distance).is_metric:
-                    raise ConfigError(
+                    raise InvalidParameterError(
                         f"{slot} strategy {label} needs a distance that is a true metric; "
                         f"distance {getattr(distance, 'name', distance)!r} is not (use "
                         "assignment='nearest')"

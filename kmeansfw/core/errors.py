@@ -20,3 +20,12 @@ class ConfigError(ValueError):
 
 class CheckpointError(ValueError):
     """A checkpoint could not be read or does not hold a valid state; names the file."""
+
+
+class InvalidParameterError(ConfigError, TypeError):
+    """A parameter (config key) has a wrong value or type.
+
+    A :class:`ConfigError` that is also a :class:`TypeError`, as scikit-learn's
+    ``InvalidParameterError`` is both a ValueError and a TypeError, so code that catches
+    either from scikit-learn's estimators catches kmeansfw's too.
+    """

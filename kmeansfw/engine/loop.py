@@ -29,7 +29,10 @@ class FitState:
 
     ``labels`` and ``costs`` come from assigning the iteration's rows (``data``: all the
     training data ``train``, or a mini-batch) to ``previous_centroids``; ``centroids``
-    were computed from them.  Derived quantities are computed on demand.
+    were computed from them.  ``previous_labels`` are the labels the same rows had before
+    (full batch: the previous iteration's; mini-batch: when each row was last drawn, -1
+    for rows not drawn before; None when unknown).  Derived quantities are computed on
+    demand.
     """
 
     def __attrs_post_init__(self) -> None:
@@ -104,6 +107,10 @@ class FitState:
         return time.perf_counter() - self.started
 
 
+#: Why a run stops (:attr:`FitResult.stop_reason`).
+STOP_REASONS = ("converged", "no-improvement", "max_iter")
+
+
 @attrs.frozen(eq=False)
 class FitResult:
     """The outcome of one run."""
@@ -115,6 +122,10 @@ class FitResult:
     n_iter: int
     converged: bool
     run: int = 0
+    #: Why the run stopped: ``"converged"`` (a criterion, or the walk's own tolerance),
+    #: ``"no-improvement"`` (mini-batch: the smoothed batch objective stopped improving;
+    #: not convergence) or ``"max_iter"``.
+    stop_reason: str = "max_iter"
 
 
 @attrs.define(eq=False)
@@ -124,9 +135,28 @@ class FullBatch:
     #: The update's online state (None: a batch update from the iteration's partition).
     online: Any = None
 
+    #: Whether the run ends with an assignment of all the training rows (labels, costs).
+    compute_labels: bool = True
+
     def seed_data(self, data: FitData, n_clusters: int, rng: np.random.Generator) -> FitData:
         """The rows the initialization sees: all of them."""
         return data
+
+    def initialize(
+        self, hooks: Any, data: FitData, n_clusters: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        """The initial centroids of a run: the ``init`` strategy on :meth:`seed_data`."""
+        seeding = self.seed_data(data, n_clusters, rng)
+        if seeding is not data:
+            prepare(hooks, seeding)
+        return steps.initialize(hooks, seeding, n_clusters, rng)
+
+    def previous_labels(self, state: FitState, batch: FitData) -> np.ndarray | None:
+        """The labels the rows of ``batch`` had before this iteration (None: unknown)."""
+        return state.labels if batch is state.data else None
+
+    def remember(self, labels: np.ndarray) -> None:
+        """Called with each iteration's labels (of the rows :meth:`rows` returned)."""
 
     def steps(self, data: FitData, max_iter: int) -> int:
         """The most iterations of one run."""
@@ -140,8 +170,14 @@ class FullBatch:
         """Called with the initial centroids of a run."""
 
     def after(self, state: FitState, batch_objective: float) -> bool:
-        """The mode's own stop rule, after the criteria said go on (False: stop)."""
+        """The mode's own stop rule, after the criteria said go on (False: stop, and
+        :attr:`stop_reason` says why)."""
         return True
+
+    @property
+    def stop_reason(self) -> str:
+        """Why :meth:`after` said stop (``"converged"`` or ``"no-improvement"``)."""
+        return "converged"
 
 
 @attrs.define(eq=False)
@@ -169,46 +205,101 @@ MAX_NO_IMPROVEMENT = 10
 class MiniBatch(FullBatch):
     """Mini-batch k-means (Sculley 2010), scikit-learn's MiniBatchKMeans rule.
 
-    Seeds on a random sample of ``3 * batch_size`` rows (at least ``3 k``), then every
-    iteration draws ``batch_size`` rows with replacement and asks the update for an
-    *online* step: centroids move towards their batch members with a per-centroid learning
-    rate ``batch weight / total weight absorbed`` and starved centroids are reassigned
-    (``reassignment_ratio``; see :class:`OnlineState`).  Runs
-    ``max_iter`` passes over the data at most, and stops when the smoothed batch objective
-    has not improved for ``max_no_improvement`` steps or a criterion says so.  The update
-    must accept the ``online`` argument (``mean`` and ``spherical`` do).
+    Seeds on a random sample of ``init_size`` rows (None: ``3 * batch_size``, at least
+    ``3 k``); with ``n_init > 1`` it seeds that many times, each on its own sample, and
+    keeps the seeding of lowest objective on one more random sample of ``init_size``
+    rows (scikit-learn's rule).  Then every iteration draws ``batch_size`` rows with
+    replacement and asks the update for an *online* step: centroids move towards their
+    batch members with a per-centroid learning rate ``batch weight / total weight
+    absorbed`` and starved centroids are reassigned (``reassignment_ratio``; see
+    :class:`OnlineState`).  Runs ``max_iter`` passes over the data at most; stops
+    (converged) once the squared centroid shift of a step is at most ``tol`` times the
+    mean feature variance (``tol > 0`` only), or (not converged: ``"no-improvement"``)
+    when the smoothed batch objective has not improved for ``max_no_improvement`` steps
+    (None: never), or when a criterion says so.  It remembers the label each training
+    row had when last drawn, so label-based criteria see a batch's ``previous_labels``
+    (-1 for rows not drawn before, which count as changed).  The update must accept the
+    ``online`` argument (``mean`` and ``spherical`` do).  With ``compute_labels=False``
+    the run ends without labelling the training data: the result's ``labels`` and
+    ``costs`` are empty and its objective is the smoothed batch objective times n.
     """
 
     batch_size: int = 1024
     reassignment_ratio: float = 0.01
-    max_no_improvement: int = MAX_NO_IMPROVEMENT
+    max_no_improvement: int | None = MAX_NO_IMPROVEMENT
+    init_size: int | None = None
+    n_init: int = 1
+    tol: float = 0.0
+    compute_labels: bool = True
     online: Any = None
     smoothed: float | None = None
     best: float | None = None
     stale: int = 0
+    _rows: np.ndarray | None = attrs.field(default=None, init=False, repr=False)
+    _known: np.ndarray | None = attrs.field(default=None, init=False, repr=False)
+    _reason: str = attrs.field(default="converged", init=False)
+
+    def seed_size(self, n_samples: int, n_clusters: int) -> int:
+        """Rows the seeding sees (scikit-learn's ``init_size`` rule)."""
+        init_size = self.init_size
+        if init_size is None:
+            init_size = 3 * min(self.batch_size, n_samples)
+        if init_size < n_clusters:
+            init_size = 3 * n_clusters
+        return min(n_samples, init_size)
 
     def seed_data(self, data: FitData, n_clusters: int, rng: np.random.Generator) -> FitData:
-        n = data.n_samples
-        batch = min(self.batch_size, n)
-        init_size = min(n, max(3 * batch, 3 * n_clusters))
-        return data.with_rows(np.sort(rng.choice(n, size=init_size, replace=False)))
+        init_size = self.seed_size(data.n_samples, n_clusters)
+        return data.with_rows(np.sort(rng.choice(data.n_samples, size=init_size, replace=False)))
+
+    def initialize(
+        self, hooks: Any, data: FitData, n_clusters: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        """The best of ``n_init`` seedings on samples, judged on another sample."""
+        if self.n_init <= 1:
+            return super().initialize(hooks, data, n_clusters, rng)
+        check = prepare(hooks, self.seed_data(data, n_clusters, rng))
+        best, best_objective = None, np.inf
+        for _ in range(self.n_init):  # over restarts, never samples
+            centroids = super().initialize(hooks, data, n_clusters, rng)
+            found = steps.assign(hooks, check, read_only(centroids), accumulate=False)
+            objective = steps.objective(check, found.costs)
+            if best is None or objective < best_objective:
+                best, best_objective = centroids, objective
+        assert best is not None
+        return best
 
     def steps(self, data: FitData, max_iter: int) -> int:
         return max(1, max_iter * data.n_samples // min(self.batch_size, data.n_samples))
 
     def rows(self, data: FitData, rng: np.random.Generator) -> FitData:
         n = data.n_samples
-        return data.with_rows(rng.integers(0, n, size=min(self.batch_size, n)))
+        self._rows = rng.integers(0, n, size=min(self.batch_size, n))
+        if self._known is None or self._known.shape[0] != n:
+            self._known = np.full(n, -1, dtype=np.int32)
+        return data.with_rows(self._rows)
+
+    def previous_labels(self, state: FitState, batch: FitData) -> np.ndarray | None:
+        """The labels the batch's rows had when last drawn (-1: never drawn)."""
+        if self._rows is None or self._known is None or batch is state.train:
+            return None
+        return self._known[self._rows]
+
+    def remember(self, labels: np.ndarray) -> None:
+        if self._rows is not None and self._known is not None:
+            self._known[self._rows] = labels
 
     def start(self, centroids: np.ndarray) -> None:
         self.online = OnlineState(
             seen=np.zeros(centroids.shape[0]), reassignment_ratio=self.reassignment_ratio
         )
         self.smoothed, self.best, self.stale = None, None, 0
+        self._rows, self._known, self._reason = None, None, "converged"
 
     def after(self, state: FitState, batch_objective: float) -> bool:
-        """scikit-learn's early stop: smooth the per-sample batch objective; False once it
-        has not improved for ``max_no_improvement`` steps."""
+        """scikit-learn's early stops: the centroid shift within ``tol`` (converged), or
+        the smoothed per-sample batch objective not improving for ``max_no_improvement``
+        steps."""
         if state.iteration <= 1:  # the first batch only seeds the statistics' history
             return True
         size, n = state.data.n_samples, state.train.n_samples
@@ -217,11 +308,31 @@ class MiniBatch(FullBatch):
         self.smoothed = (
             value if self.smoothed is None else self.smoothed * (1 - alpha) + value * alpha
         )
+        if self.tol > 0 and state.center_shift <= self.tol * _mean_variance(state.train):
+            self._reason = "converged"
+            return False
         if self.best is None or self.smoothed < self.best:
             self.best, self.stale = self.smoothed, 0
         else:
             self.stale += 1
-        return self.stale < self.max_no_improvement
+        if self.max_no_improvement is not None and self.stale >= self.max_no_improvement:
+            self._reason = "no-improvement"
+            return False
+        return True
+
+    @property
+    def stop_reason(self) -> str:
+        return self._reason
+
+
+def _mean_variance(train: FitData) -> float:
+    """The mean feature variance of the training data (kept in its cache), the scale of
+    scikit-learn's ``tol``."""
+    from kmeansfw.strategies.convergence import _MEAN_VARIANCE, mean_feature_variance
+
+    if _MEAN_VARIANCE not in train.cache:
+        train.cache[_MEAN_VARIANCE] = mean_feature_variance(train)
+    return float(train.cache[_MEAN_VARIANCE])
 
 
 def check_walk(hooks: Any, walk: FullBatch) -> None:
@@ -252,9 +363,9 @@ def iterate(
     new_centroids = steps.fix_empty_clusters(
         hooks, batch, assignment, centroids, new_centroids, absorbed, rng
     )
-    same_rows = batch is state.data
+    state.previous_labels = walk.previous_labels(state, batch)
+    walk.remember(assignment.labels)
     state.data = batch
-    state.previous_labels = state.labels if same_rows else None
     state.labels = assignment.labels
     state.previous_centroids, state.centroids = centroids, read_only(new_centroids)
     state.costs, state.cluster_weights = assignment.costs, weights
@@ -288,10 +399,7 @@ def run(
     check_walk(hooks, walk)
     state = FitState(data=data, n_clusters=n_clusters, tol=tol, rng=rng, run=run_index)
     if start is None:
-        seeding = walk.seed_data(data, n_clusters, rng)
-        if seeding is not data:
-            prepare(hooks, seeding)
-        centroids = steps.initialize(hooks, seeding, n_clusters, rng)
+        centroids = walk.initialize(hooks, data, n_clusters, rng)
     else:
         centroids = start.centroids
         state.labels, state.iteration = start.labels, start.iteration
@@ -300,30 +408,44 @@ def run(
     walk.start(state.centroids)
     hooks.kmeansfw_fit_start(state=state)
 
-    converged = False
+    reason = "max_iter"
     for iteration in range(state.iteration + 1, walk.steps(data, max_iter) + 1):
         batch = walk.rows(data, rng)
         if batch is not data:
             prepare(hooks, batch)
         stop, batch_objective = iterate(hooks, state, batch, walk, iteration)
-        if stop or not walk.after(state, batch_objective):
-            converged = True
+        if stop:
+            reason = "converged"
+            break
+        if not walk.after(state, batch_objective):
+            reason = walk.stop_reason
             break
 
     centroids = state.centroids
     labels, costs = state.labels, state.costs
-    if not state.strict or state.data is not data:
-        # one final assignment so that the labels match the final centroids
-        final = steps.assign(hooks, data, centroids, accumulate=False)
-        labels, costs = final.labels, final.costs
+    if not walk.compute_labels and state.data is not data:
+        labels, costs = np.empty(0, dtype=np.intp), np.empty(0, dtype=data.dtype)
+        smoothed = getattr(walk, "smoothed", None)
+        objective = (
+            steps.objective(state.data, state.costs) / state.data.n_samples
+            if smoothed is None
+            else smoothed
+        ) * data.n_samples
+    else:
+        if not state.strict or state.data is not data:
+            # one final assignment so that the labels match the final centroids
+            final = steps.assign(hooks, data, centroids, accumulate=False)
+            labels, costs = final.labels, final.costs
+        objective = steps.objective(data, costs)
     result = FitResult(
         centroids=np.array(centroids),
         labels=labels,
         costs=costs,
-        objective=steps.objective(data, costs),
+        objective=objective,
         n_iter=state.iteration,
-        converged=converged,
+        converged=reason == "converged",
         run=run_index,
+        stop_reason=reason,
     )
     hooks.kmeansfw_fit_end(result=result)
     return result

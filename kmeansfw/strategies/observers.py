@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import attrs
 
@@ -17,7 +18,8 @@ class History:
     ``records`` is a list of dicts with keys ``run``, ``iteration``, ``objective`` (of the
     iteration's assignment), ``center_shift`` (sum of squared centroid moves),
     ``n_changed`` (samples that changed cluster) and ``seconds`` (since the run started).
-    ``runs`` holds each run's final objective and iteration count.
+    ``runs`` holds each run's final objective, iteration count, whether it converged and
+    why it stopped (``stop_reason``, see :class:`~kmeansfw.engine.loop.FitResult`).
     """
 
     name = "history"
@@ -45,12 +47,39 @@ class History:
                 "objective": result.objective,
                 "n_iter": result.n_iter,
                 "converged": result.converged,
+                "stop_reason": result.stop_reason,
             }
         )
 
     def for_run(self, run: int) -> list[dict]:
         """The records of one run."""
         return [r for r in self.records if r["run"] == run]
+
+    def to_frame(self) -> Any:
+        """The records as a pandas DataFrame, one row per iteration (needs pandas)."""
+        return records_frame(self.records, HISTORY_COLUMNS)
+
+
+#: The columns of a history record (see :class:`History`).
+HISTORY_COLUMNS = ("run", "iteration", "objective", "center_shift", "n_changed", "seconds")
+
+
+def require_pandas(what: str) -> Any:
+    """The pandas module, or an ImportError saying which extra installs it."""
+    try:
+        import pandas
+    except ImportError as exc:
+        raise ImportError(
+            f"{what} needs pandas, which is not installed: pip install 'kmeansfw[pandas]'"
+        ) from exc
+    return pandas
+
+
+def records_frame(records: list[dict], columns: Any = None) -> Any:
+    """A list of dicts (an estimator's ``history_``, an experiment's rows) as a pandas
+    DataFrame with ``columns`` in that order (needs pandas)."""
+    pd = require_pandas("a DataFrame of records")
+    return pd.DataFrame(records, columns=list(columns) if columns is not None else None)
 
 
 @attrs.define(eq=False)
@@ -111,11 +140,19 @@ class LogProgress:
     """
 
     name = "log"
+    #: Also print every message to standard output (see :class:`VerboseLog`).
+    prints = False
     logger: str = "kmeansfw"
+
+    def _emit(self, level: int, message: str, *args: Any) -> None:
+        logging.getLogger(self.logger).log(level, message, *args)
+        if self.prints:
+            print(message % args, flush=True)
 
     @hookimpl
     def kmeansfw_iteration_end(self, state: FitState) -> None:
-        logging.getLogger(self.logger).debug(
+        self._emit(
+            logging.DEBUG,
             "run %d iteration %d: objective %.6g, shift %.3g, %d labels changed",
             state.run,
             state.iteration,
@@ -126,10 +163,27 @@ class LogProgress:
 
     @hookimpl
     def kmeansfw_fit_end(self, result: FitResult) -> None:
-        logging.getLogger(self.logger).info(
-            "run %d: objective %.6g after %d iterations (converged: %s)",
+        self._emit(
+            logging.INFO,
+            "run %d: objective %.6g after %d iterations (converged: %s, stop: %s)",
             result.run,
             result.objective,
             result.n_iter,
             result.converged,
+            result.stop_reason,
         )
+
+
+@attrs.frozen
+class VerboseLog(LogProgress):
+    """:class:`LogProgress` that also prints every message to standard output, as
+    scikit-learn's ``verbose`` does: what ``KMeans(verbose=1)`` and
+    ``MiniBatchKMeans(verbose=1)`` add to their observers.
+
+    Parameters
+    ----------
+    logger : str, default="kmeansfw"
+    """
+
+    name = "verbose"
+    prints = True

@@ -5,13 +5,13 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
+from kmeansfw import kernels  # looked up at call time: numba loads on first use
 from kmeansfw.core import contract
 from kmeansfw.core.data import rows_dense
 from kmeansfw.core.markers import hookimpl
 from kmeansfw.engine import steps
 from kmeansfw.engine.executors import map_items
 from kmeansfw.engine.loop import OnlineState
-from kmeansfw.kernels import add_weighted_cluster_sums
 from kmeansfw.strategies.euclidean import row_sq_norms
 from kmeansfw.strategies.validators import positive_int
 
@@ -39,7 +39,7 @@ class Mean:
         partial: tuple[np.ndarray, np.ndarray] | None,
     ) -> tuple[np.ndarray, np.ndarray]:
         partial = partial or self.new_partial(X, n_clusters)
-        add_weighted_cluster_sums(X, labels, sample_weight, *partial)
+        kernels.add_weighted_cluster_sums(X, labels, sample_weight, *partial)
         return partial
 
     @staticmethod
@@ -308,7 +308,7 @@ class Spherical(Mean):
         # summing w * x / |x| is summing the rows with weights w / |x|
         norms = np.sqrt(row_sq_norms(X))
         scaled = sample_weight / np.where(norms > 0, norms, np.inf)
-        add_weighted_cluster_sums(
+        kernels.add_weighted_cluster_sums(
             X, labels, scaled.astype(X.dtype), partial[0], np.zeros_like(partial[1])
         )
         partial[1][:] += np.bincount(labels, weights=sample_weight, minlength=n_clusters)

@@ -52,7 +52,7 @@ import numpy as np
 from kmeansfw.core.data import FitData, Fitted, is_sparse
 from kmeansfw.core.errors import CheckpointError
 from kmeansfw.core.markers import hookimpl
-from kmeansfw.engine.loop import FitResult, FitState
+from kmeansfw.engine.loop import STOP_REASONS, FitResult, FitState
 
 #: Version of the files' layout; older checkpoints are not resumed (a fresh fit replaces
 #: them, with a warning), newer or unknown ones raise a CheckpointError.
@@ -341,6 +341,7 @@ class Checkpoint:
                 "n_iter": self._best.n_iter,
                 "converged": self._best.converged,
                 "run": self._best.run,
+                "stop_reason": self._best.stop_reason,
             }
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
@@ -525,6 +526,7 @@ def load(
             n_iter=b["n_iter"],
             converged=b["converged"],
             run=b["run"],
+            stop_reason=b["stop_reason"],
         )
     fitted = None
     if meta["fitted"] is not None:
@@ -606,7 +608,9 @@ def _check_meta(meta: dict, path: pathlib.Path, expected: _Expected) -> dict:
             raise _fail(path, "has a best run before any run finished ('next_run' = 0)")
         if not isinstance(best, dict):
             raise _fail(path, f"has 'best' = {_short(best)}, not an object")
-        _require_keys(best, ("objective", "n_iter", "converged", "run"), path, "best ")
+        _require_keys(
+            best, ("objective", "n_iter", "converged", "run", "stop_reason"), path, "best "
+        )
         objective = best["objective"]
         if not _is_number(objective) or not math.isfinite(objective):
             raise _fail(path, f"has best 'objective' = {_short(objective)}, not a finite number")
@@ -614,6 +618,12 @@ def _check_meta(meta: dict, path: pathlib.Path, expected: _Expected) -> dict:
         _int_in(best, "run", 0, next_run - 1, path, "best ")
         if not isinstance(best["converged"], bool):
             raise _fail(path, f"has best 'converged' = {_short(best['converged'])}, not a boolean")
+        if best["stop_reason"] not in STOP_REASONS:
+            raise _fail(
+                path,
+                f"has best 'stop_reason' = {_short(best['stop_reason'])}, not one of "
+                f"{', '.join(STOP_REASONS)}",
+            )
     elif next_run > 0:
         raise _fail(path, f"has no 'best' run although {next_run} run(s) finished")
     try:

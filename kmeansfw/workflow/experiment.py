@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from kmeansfw.core.config import Config
 from kmeansfw.core.errors import ConfigError, StrategyError
+from kmeansfw.strategies.observers import records_frame
 
 COLUMNS = [
     "config",
@@ -280,20 +281,40 @@ def _mean_of(rows: list[dict[str, Any]], key: str) -> float | str:
     return float(np.mean(values)) if values else ""
 
 
+#: The columns of :meth:`ExperimentResult.summary`.
+SUMMARY_COLUMNS = (
+    "dataset",
+    "config",
+    "n_clusters",
+    "cells",
+    "objective_mean",
+    "objective_std",
+    "objective_best",
+    "ari_mean",
+    "nmi_mean",
+    "n_iter_mean",
+    "fit_seconds_mean",
+)
+
+
 @attrs.define
 class ExperimentResult:
     """The table of an experiment: one row per (config, data set, seed)."""
 
     rows: list[dict[str, Any]]
 
-    def summary(self) -> list[dict[str, Any]]:
+    def summary(self, as_frame: bool = False) -> Any:
         """One row per data set and config (both in first-seen order).
 
         Each row has the data set, the config, ``n_clusters`` (k; empty when the cells
         do not record it), the number of cells (seeds), the mean, standard deviation and
         best objective, and the mean ARI, NMI, iterations and fit time.  Objectives of
-        different data sets are on different scales, so they are never pooled.
+        different data sets are on different scales, so they are never pooled.  A list
+        of dicts, or with ``as_frame=True`` a pandas DataFrame (needs pandas:
+        ``pip install 'kmeansfw[pandas]'``).
         """
+        if as_frame:
+            return records_frame(self.summary(), SUMMARY_COLUMNS)
         out = []
         for dataset in dict.fromkeys(r["dataset"] for r in self.rows):
             for name in dict.fromkeys(r["config"] for r in self.rows):
@@ -326,11 +347,9 @@ class ExperimentResult:
             writer.writeheader()
             writer.writerows(self.rows)
 
-    def to_pandas(self):  # pragma: no cover - optional dependency
-        """The table as a pandas DataFrame (needs pandas)."""
-        import pandas as pd
-
-        return pd.DataFrame(self.rows, columns=COLUMNS)
+    def to_pandas(self) -> Any:
+        """The table as a pandas DataFrame (needs pandas: ``pip install 'kmeansfw[pandas]'``)."""
+        return records_frame(self.rows, COLUMNS)
 
 
 def _read_finished(path: pathlib.Path) -> tuple[list[dict[str, Any]], list[str]]:
