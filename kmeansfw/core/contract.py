@@ -44,7 +44,10 @@ def call(relay: pluggy.HookRelay, name: str, /, **kwargs: Any) -> Any:
 
 def fail(hook: pluggy.HookRelay, name: str, problem: str) -> StrategyError:
     """Build the error for a contract violation of hook ``name``."""
-    return StrategyError(f"{answering_plugin(getattr(hook, name))} {problem} (hook {name})")
+    plugin = answering_plugin(getattr(hook, name))
+    if plugin == "<no plugin>":
+        return StrategyError(f"no strategy of this fit answers {name} (the hook {problem})")
+    return StrategyError(f"{plugin} {problem} (hook {name})")
 
 
 def check_float_array(
@@ -64,8 +67,34 @@ def check_float_array(
     if not finite:
         raise fail(hook, name, f"returned {what} containing NaN or infinity")
     if nonnegative and low < 0:
-        raise fail(hook, name, f"returned {what} with negative values")
+        value = clip_round_off(value, low)
+        if value is None:
+            raise fail(hook, name, f"returned {what} with negative values")
     return value
+
+
+#: Negative answers down to this many units in the last place of the answer's scale (its
+#: largest magnitude) are round-off: ``1 - xn @ cn.T`` gives -2e-16 for a sample equal to
+#: its centroid, and a sum of d products may be off by about d ulps.
+ROUND_OFF_ULPS = 64
+
+
+def clip_round_off(value: np.ndarray, low: float | None = None) -> np.ndarray | None:
+    """``value`` with round-off negatives set to 0 (a copy), or None for real negatives.
+
+    A negative entry is round-off when its magnitude is at most :data:`ROUND_OFF_ULPS`
+    units in the last place of the array's scale, its largest magnitude (a distance
+    computed as ``1 - similarity`` or ``|x|^2 - 2 x.c + |c|^2`` cancels to a few ulps
+    of that scale).  ``low`` is the array's minimum when the caller knows it already.
+    """
+    if low is None:
+        low = float(value.min()) if value.size else 0.0
+    if low >= 0:
+        return value
+    scale = max(float(np.abs(value).max()), 0.0)
+    if -low > ROUND_OFF_ULPS * np.finfo(value.dtype).eps * scale:
+        return None
+    return np.maximum(value, 0)
 
 
 def _float_array(

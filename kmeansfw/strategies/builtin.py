@@ -31,16 +31,25 @@ from kmeansfw.strategies.init import (
     RandomInit,
     RandomPartition,
 )
+from kmeansfw.strategies.medoids import (
+    Build,
+    CentroidsUnchanged,
+    Heuristic,
+    KMedoidsPlusPlus,
+    Pam,
+)
 from kmeansfw.strategies.observers import History, LogProgress, ProgressBar
 from kmeansfw.strategies.update import Mean, Median, Medoid, Spherical, TrimmedMean
 
 BUILTINS = {
-    "init": (AutoInit, KMeansPlusPlus, KMeansParallel, RandomInit, RandomPartition, FarthestFirst),
+    "init": (AutoInit, KMeansPlusPlus, KMeansParallel, RandomInit, RandomPartition, FarthestFirst)
+    + (KMedoidsPlusPlus, Heuristic, Build),
     "distance": (Euclidean, SqEuclidean, Manhattan, Chebyshev, Minkowski, Cosine, Mahalanobis),
     "assignment": (Nearest, Hamerly, Yinyang, Auto),
-    "update": (Mean, Median, Medoid, Spherical, TrimmedMean),
+    "update": (Mean, Median, Medoid, Spherical, TrimmedMean, Pam),
     "empty": (RelocateFarthest, SplitLargest, Keep, Raise),
-    "convergence": (Tol, Unchanged, ObjectiveChange, TimeBudget, AnyOf, AllOf, Callback),
+    "convergence": (Tol, Unchanged, ObjectiveChange, TimeBudget, AnyOf, AllOf, Callback)
+    + (CentroidsUnchanged,),
     "observer": (History, ProgressBar, LogProgress),
 }
 
