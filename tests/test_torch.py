@@ -1,0 +1,285 @@
+"""The torch backend: tensors fitted on their device, matching the NumPy backend."""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs
+
+import kmeansfw
+from kmeansfw import KMeans
+from kmeansfw.core.errors import ConfigError, StrategyError
+
+torch = pytest.importorskip("torch")
+
+from kmeansfw.backends import torch as torch_backend  # noqa: E402
+from kmeansfw.backends.torch import TorchExecutor, plan_chunk_rows  # noqa: E402
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+K = 12
+
+
+def _blobs(dtype=np.float64, n=3000, d=8, offset=0.0, std=2.5, box=10.0):
+    X, _ = make_blobs(
+        n, n_features=d, centers=K, cluster_std=std, center_box=(-box, box), random_state=0
+    )
+    return (X + offset).astype(dtype)
+
+
+def _same(a, b, rtol):
+    assert a.n_iter_ == b.n_iter_
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    assert b.inertia_ == pytest.approx(a.inertia_, rel=rtol)
+    scale = np.abs(a.cluster_centers_).max()
+    np.testing.assert_allclose(b.cluster_centers_, a.cluster_centers_, atol=rtol * scale)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(
+    ("dtype", "rtol"), [(np.float32, 1e-5), (np.float64, 1e-12)], ids=["float32", "float64"]
+)
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"distance": "cosine"},
+        {"distance": "sqeuclidean", "convergence": "unchanged"},
+        {"convergence": ["tol", "objective"], "tol": 1e-6},
+    ],
+    ids=["euclidean", "cosine", "sqeuclidean-unchanged", "tol-objective"],
+)
+def test_same_fit_as_numpy_from_the_same_centroids(device, dtype, rtol, params):
+    X = _blobs(dtype, offset=50.0)  # far from the origin: centering matters in float32
+    init = X[::250][:K].copy()
+    reference = KMeans(K, init=init, max_iter=100, **params).fit(X)
+    Xt = torch.from_numpy(X).to(device)
+    km = KMeans(K, init=init, max_iter=100, **params).fit(Xt)
+    _same(reference, km, rtol)
+    assert isinstance(km.cluster_centers_, np.ndarray) and km.labels_.dtype == np.int32
+    assert km.cluster_centers_.dtype == dtype
+    assert km.cluster_centers_tensor_.device.type == device
+    assert km.cluster_centers_tensor_.dtype == Xt.dtype
+    assert torch.equal(km.labels_tensor_.cpu(), torch.from_numpy(km.labels_).long())
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_predict_transform_score_stay_on_the_device(device):
+    X = _blobs(np.float32)
+    km = KMeans(K, init=X[:K].copy(), max_iter=20).fit(X)
+    Xt = torch.from_numpy(X).to(device)
+    labels = km.predict(Xt)
+    assert labels.device.type == device and labels.dtype == torch.int64
+    np.testing.assert_array_equal(labels.cpu().numpy(), km.predict(X))
+    distances = km.transform(Xt)
+    assert distances.device.type == device and distances.dtype == torch.float32
+    np.testing.assert_allclose(distances.cpu().numpy(), km.transform(X), rtol=1e-4, atol=1e-3)
+    assert km.score(Xt) == pytest.approx(km.score(X), rel=1e-5)
+    # a model fitted on tensors predicts NumPy arrays with the NumPy backend
+    kt = KMeans(K, init=X[:K].copy(), max_iter=20).fit(Xt)
+    np.testing.assert_array_equal(kt.predict(X), kt.labels_)
+
+
+@pytest.mark.parametrize("init", ["k-means++", "k-means||", "random", "auto"])
+def test_seeding_same_seed_same_result_and_the_numpy_draws(init):
+    X = _blobs(np.float64, n=1500)
+    Xt = torch.from_numpy(X)
+    a = KMeans(K, init=init, random_state=3, n_init=2).fit(Xt)
+    b = KMeans(K, init=init, random_state=3, n_init=2).fit(Xt)
+    np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    # the draws come from the estimator's Generator in the NumPy strategies' order
+    reference = KMeans(K, init=init, random_state=3, n_init=2).fit(X)
+    assert a.inertia_ == pytest.approx(reference.inertia_, rel=1e-9)
+    assert a.n_iter_ == reference.n_iter_
+
+
+def test_a_small_memory_budget_gives_the_same_result():
+    X = _blobs(np.float32, n=2000)
+    Xt = torch.from_numpy(X)
+    init = X[:K].copy()
+    large = KMeans(K, init=init, random_state=0).fit(Xt)
+    small = KMeans(K, init=init, random_state=0, executor=TorchExecutor(memory_budget_mb=0.02)).fit(
+        Xt
+    )
+    assert plan_chunk_rows(2000, K, 8, 4, int(0.02 * 2**20)) < 200  # many chunks
+    _same(large, small, 1e-6)
+    seeded = [
+        KMeans(K, init="k-means||", random_state=1, executor=TorchExecutor(memory_budget_mb=m))
+        .fit(Xt)
+        .inertia_
+        for m in (0.02, 64)
+    ]
+    assert seeded[0] == pytest.approx(seeded[1], rel=1e-6)
+
+
+@attrs.frozen
+class TorchSqEuclidean(kmeansfw.Distance):
+    """A user distance written with torch operations (records the blocks it sees)."""
+
+    name = "torch-sqeuclidean"
+    natural_update = "mean"
+    squared = True
+    accepts_torch = True
+    blocks: list = attrs.field(factory=list, eq=False)
+
+    def pairwise(self, X, centroids, data, cache):
+        self.blocks.append(tuple(X.shape) + (centroids.shape[0],))
+        return torch.cdist(X, centroids)
+
+
+def test_a_user_distance_with_torch_operations_and_bounded_chunks():
+    X = _blobs(np.float64, n=2000)
+    init = X[:K].copy()
+    reference = KMeans(K, init=init).fit(X)
+    distance = TorchSqEuclidean()
+    budget_mb = 0.02
+    km = KMeans(
+        K, init=init, distance=distance, executor=TorchExecutor(memory_budget_mb=budget_mb)
+    ).fit(torch.from_numpy(X))
+    np.testing.assert_array_equal(km.labels_, reference.labels_)
+    assert km.inertia_ == pytest.approx(reference.inertia_, rel=1e-9)
+    # never an (n, k) matrix: every block is one chunk within the budget
+    assert max(rows for rows, _, _ in distance.blocks) < X.shape[0]
+    assert max(rows * cols * 8 for rows, _, cols in distance.blocks) <= budget_mb * 2**20
+
+
+def test_a_plain_function_distance_declaring_torch():
+    def manhattan(X, C):
+        return torch.cdist(X, C, p=1)
+
+    manhattan.accepts_torch = True
+    X = _blobs(np.float64, n=600)
+    km = KMeans(K, init=X[:K].copy(), distance=manhattan, update="mean").fit(torch.from_numpy(X))
+    costs = np.abs(X[:, None, :] - km.cluster_centers_[None]).sum(axis=2)
+    np.testing.assert_array_equal(km.labels_, costs.argmin(axis=1))
+
+
+def test_an_init_function_declaring_torch_gets_the_tensor():
+    def first_rows(X, n_clusters, rng):
+        assert isinstance(X, torch.Tensor)
+        return X[:n_clusters]
+
+    first_rows.accepts_torch = True
+    X = _blobs(np.float64, n=600)
+    km = KMeans(K, init=first_rows, n_init=1).fit(torch.from_numpy(X))
+    reference = KMeans(K, init=X[:K].copy()).fit(X)
+    _same(reference, km, 1e-12)
+
+
+@pytest.mark.parametrize(
+    ("params", "error", "named"),
+    [
+        ({"distance": "manhattan"}, StrategyError, "manhattan"),
+        ({"update": "median"}, StrategyError, "median"),
+        ({"assignment": "hamerly"}, StrategyError, "hamerly"),
+        ({"empty": "split-largest"}, StrategyError, "split-largest"),
+        ({"init": "farthest-first"}, StrategyError, "farthest-first"),
+        ({"batch_size": 100}, ConfigError, "batch_size"),
+        ({"executor": kmeansfw.engine.executors.PickleShuffleExecutor()}, ConfigError, "executor"),
+    ],
+)
+def test_strategies_without_torch_implementations_are_refused_by_name(params, error, named):
+    X = torch.from_numpy(_blobs(np.float64, n=200))
+    with pytest.raises(error, match=named), pytest.warns() if "update" in params else _nothing():
+        KMeans(K, **params).fit(X)
+
+
+def test_predicting_a_tensor_with_a_numpy_only_distance_is_refused():
+    X = _blobs(np.float64, n=200)
+    km = KMeans(3, distance="manhattan", random_state=0).fit(X)
+    with pytest.raises(StrategyError, match="manhattan"):
+        km.predict(torch.from_numpy(X))
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_bad_input_is_refused():
+    km = KMeans(2)
+    with pytest.raises(ValueError, match="2D"):
+        km.fit(torch.zeros(5))
+    bad = torch.ones((10, 2))
+    bad[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        km.fit(bad)
+    with pytest.raises(ValueError, match="negative"):
+        km.fit(torch.ones((10, 2)), sample_weight=-torch.ones(10))
+    with pytest.raises(ConfigError, match="precision"):
+        TorchExecutor(precision="fp8")
+
+
+def test_inputs_are_never_modified_and_weights_count():
+    X = _blobs(np.float32, n=1000)
+    Xt = torch.from_numpy(X.copy())
+    w = torch.linspace(0.5, 2.0, 1000)
+    X_before, w_before = Xt.clone(), w.clone()
+    km = KMeans(K, init=X[:K].copy(), distance="cosine").fit(Xt, sample_weight=w)
+    km.predict(Xt)
+    km.score(Xt, sample_weight=w)
+    assert torch.equal(Xt, X_before) and torch.equal(w, w_before)
+    reference = KMeans(K, init=X[:K].copy(), distance="cosine").fit(X, sample_weight=w.numpy())
+    _same(reference, km, 1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("empty", ["relocate-farthest", "keep"])
+def test_empty_clusters_as_the_numpy_backend(empty):
+    X = _blobs(np.float64, n=1500)
+    init = X[:K].copy()
+    init[0] = X.max(axis=0) + 1000.0  # far from everything: empty after the first step
+    reference = KMeans(K, init=init, empty=empty).fit(X)
+    km = KMeans(K, init=init, empty=empty).fit(torch.from_numpy(X))
+    _same(reference, km, 1e-12)
+
+
+@pytest.mark.parametrize("precision", ["tf32", "fp16", "bf16"])
+def test_reduced_precision_keeps_the_exact_objective(precision):
+    X, _, centers = make_blobs(
+        1500,
+        n_features=8,
+        centers=K,
+        center_box=(-100, 100),
+        random_state=0,
+        return_centers=True,
+    )
+    X = X.astype(np.float32)
+    Xt = torch.from_numpy(X)
+    init = (centers + 0.5).astype(np.float32)  # one per blob: no near-ties to break
+    full = KMeans(K, init=init).fit(Xt)
+    low = KMeans(K, init=init, executor=TorchExecutor(precision=precision)).fit(Xt)
+    np.testing.assert_array_equal(low.labels_, full.labels_)
+    exact = ((X.astype(np.float64) - low.cluster_centers_[low.labels_]) ** 2).sum()
+    assert low.inertia_ == pytest.approx(exact, rel=1e-5)
+
+
+def test_observers_history_and_criteria_see_the_iterations():
+    X = _blobs(np.float64, n=1500)
+    init = X[:K].copy()
+    seen = []
+
+    def stop_after_three(state):
+        seen.append((type(state.labels).__module__, state.n_changed))
+        return state.iteration >= 3
+
+    reference = KMeans(K, init=init, history=True).fit(X)
+    km = KMeans(K, init=init, history=True).fit(torch.from_numpy(X))
+    assert [r["n_changed"] for r in km.history_] == [r["n_changed"] for r in reference.history_]
+    for ours, theirs in zip(km.history_, reference.history_, strict=True):
+        assert ours["objective"] == pytest.approx(theirs["objective"], rel=1e-12)
+    stopped = KMeans(K, init=init, convergence={"name": "callback", "func": stop_after_three})
+    assert stopped.fit(torch.from_numpy(X)).n_iter_ == 3
+    assert seen[0][0].startswith("torch") and seen[0][1] == X.shape[0]
+
+
+def test_functional_fit_and_tensors_are_detected_without_importing():
+    X = _blobs(np.float64, n=500)
+    result = torch_backend.fit(torch.from_numpy(X), n_clusters=K, init=X[:K].copy())
+    reference = kmeansfw.fit(X, n_clusters=K, init=X[:K].copy())
+    np.testing.assert_array_equal(result.labels, reference.labels)
+    assert torch_backend.is_tensor(torch.zeros(1)) and not torch_backend.is_tensor(X)
