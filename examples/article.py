@@ -1,6 +1,11 @@
-"""The article reproduced: make_blobs, random initialization, a plot of the clusters.
+"""
+The article reproduced
+======================
 
-Run: python examples/article.py [OUT_DIR]
+``make_blobs`` (100 samples, 3 blobs), random initialization and the article's stopping
+rule (no label changes), then a plot of the clusters found beside the true ones.
+
+Run: ``python examples/article.py [OUT_DIR]`` (writes ``article.png``).
 """
 
 import sys

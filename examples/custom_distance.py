@@ -1,6 +1,12 @@
-"""A custom distance plugin in ten lines: Canberra distance, selected by name.
+"""
+A custom distance plugin in ten lines
+=====================================
 
-Run: python examples/custom_distance.py
+The Canberra distance, registered for this process with ``@kmeansfw.distance`` and then
+selected by name. Its objective is the sum of distances and its natural update the medoid,
+so this is k-medoids under Canberra.
+
+Run: ``python examples/custom_distance.py``.
 """
 
 import numpy as np

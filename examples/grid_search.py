@@ -1,6 +1,12 @@
-"""GridSearchCV over distance / update pairs, scored by agreement with the true labels.
+"""
+GridSearchCV over distance / update pairs
+=========================================
 
-Run: python examples/grid_search.py
+``KMeans`` is a scikit-learn estimator, so ``GridSearchCV`` searches its strategies like
+any other parameter: here every distance / update pair, scored by agreement with the true
+labels (adjusted Rand index).
+
+Run: ``python examples/grid_search.py``.
 """
 
 import warnings

@@ -1,7 +1,13 @@
-"""Initialization strategies over 20 seeds on scikit-learn's bundled data sets.
+"""
+Initialization strategies over 20 seeds
+=======================================
 
-Run: python examples/init_study.py [OUT_DIR]
-(writes init_study_<data set>.csv and init_study.png, a box plot per data set)
+Four initializations (k-means++, random, farthest-first, random partition), 20 seeds
+each with ``n_init=1``, on scikit-learn's bundled data sets, through the experiment runner;
+a box plot of the objective per data set.
+
+Run: ``python examples/init_study.py [OUT_DIR]`` (writes ``init_study_<data set>.csv`` and
+``init_study.png``).
 """
 
 import sys

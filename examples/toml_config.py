@@ -1,8 +1,15 @@
-"""Strategies composed from a TOML file (examples/study.toml).
+"""
+Strategies composed from a TOML file
+====================================
 
-Run: python examples/toml_config.py
+A study's strategies written as data in ``examples/study.toml`` (Minkowski ``p = 1``,
+whose natural update is the median: k-medians), loaded as a ``kmeansfw.Config`` and fitted
+on the wine data.
+
+Run: ``python examples/toml_config.py``.
 """
 
+import sys
 from pathlib import Path
 
 from sklearn.datasets import load_wine
@@ -10,7 +17,7 @@ from sklearn.metrics import adjusted_rand_score
 
 import kmeansfw
 
-study = Path(__file__).with_name("study.toml")
+study = Path(sys.argv[0]).with_name("study.toml")  # next to this script
 config = kmeansfw.Config.from_toml(study)
 print("config:", config.to_dict())
 X, y = load_wine(return_X_y=True)
