@@ -284,7 +284,7 @@ CASES = [
     {"distance": "cosine"},
     {"distance": "mahalanobis"},
     {"distance": "manhattan"},
-    {"update": "medoid", "distance": {"name": "minkowski", "p": 2}},
+    {"update": "medoid", "distance": {"name": "minkowski", "p": 1.5}},
     {"empty": "split-largest"},
 ]
 
@@ -296,6 +296,7 @@ def many():
 
 
 @pytest.mark.parametrize("params", CASES, ids=lambda p: ",".join(map(str, p.values())) or "default")
+@pytest.mark.filterwarnings("ignore::kmeansfw.PairingWarning")  # medoid on Minkowski: on purpose
 def test_fits_under_the_pickle_shuffle_executor_are_bit_identical(many, params):
     params = {"n_clusters": 8, "random_state": 0, "max_iter": 12, **params}
     executor = PickleShuffleExecutor(seed=1)
@@ -388,3 +389,20 @@ def test_version_is_written_once_and_the_package_is_typed():
     assert "version" not in project and "version" in project["dynamic"]
     assert kmeansfw.__version__ == importlib.metadata.version("kmeansfw")
     assert (ROOT / "kmeansfw" / "py.typed").exists()
+
+
+class _DistanceWithoutCost:
+    """A hook-style distance that forgot ``kmeansfw_cost``."""
+
+    name = "no-cost"
+    natural_update = "median"
+
+    @kmeansfw.hookimpl
+    def kmeansfw_distance(self, X, centroids):
+        return np.abs(X[:, None, :] - centroids[None, :, :]).sum(axis=2)
+
+
+def test_a_distance_without_cost_is_refused_by_name_when_the_fit_is_built():
+    X = np.random.default_rng(0).normal(size=(30, 2))
+    with pytest.raises(StrategyError, match=r"'no-cost'.*implements no kmeansfw_cost.*Distance"):
+        KMeans(2, distance=_DistanceWithoutCost()).fit(X)

@@ -30,8 +30,10 @@ DEFAULTS: dict[str, Any] = {
     "natural_update": None,
     "is_metric": False,
     "accepts_sparse": False,
+    "accepts_torch": False,
     "requires_metric": False,
     "shareable": True,
+    "squared": False,
 }
 
 
@@ -44,20 +46,29 @@ class Description:
     natural_update: str | None
     is_metric: bool
     accepts_sparse: bool
+    accepts_torch: bool
     requires_metric: bool
     shareable: bool
+    squared: bool
 
 
 def describe(strategy: Any) -> Description:
     """The declared attributes of ``strategy``, defaults filled in.
 
-    The only place that reads them: a strategy declares ``name``, ``accepts_sparse`` and
-    ``shareable``; a distance ``objective``, ``natural_update`` and ``is_metric``; an
-    assignment ``requires_metric``.
+    The only place that reads them: a strategy declares ``name``, ``accepts_sparse``,
+    ``accepts_torch`` and ``shareable``; a distance ``objective``, ``natural_update``,
+    ``is_metric`` and ``squared``; an assignment ``requires_metric``.
     """
     values = {key: getattr(strategy, key, default) for key, default in DEFAULTS.items()}
     values["name"] = str(getattr(strategy, "name", None) or type(strategy).__name__)
-    for key in ("is_metric", "accepts_sparse", "requires_metric", "shareable"):
+    for key in (
+        "is_metric",
+        "accepts_sparse",
+        "accepts_torch",
+        "requires_metric",
+        "shareable",
+        "squared",
+    ):
         values[key] = bool(values[key])
     return Description(**values)
 
@@ -201,5 +212,5 @@ def _block(hook, name, X, centroids, rows, data, cache) -> np.ndarray:
     value = contract.call(hook, name, X=X, centroids=centroids, rows=rows, data=data, cache=cache)
     shape = (X.shape[0], centroids.shape[0])
     return contract.check_float_array(
-        hook, name, value, shape, data.dtype, nonnegative=True, what="a block"
+        hook, name, value, shape, data.dtype, nonnegative=True, what="block"
     )

@@ -244,7 +244,7 @@ def block_matrix(
     )
     shape = (rows.stop - rows.start, centroids.shape[0])
     return contract.check_float_array(
-        hook, name, value, shape, data.dtype, nonnegative=True, what="a block"
+        hook, name, value, shape, data.dtype, nonnegative=True, what="block"
     )
 
 
