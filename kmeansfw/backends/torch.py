@@ -71,7 +71,7 @@ from kmeansfw.core.distance import Distance
 from kmeansfw.core.errors import ConfigError, StrategyError
 from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins
-from kmeansfw.engine.fitting import Fit, _best_fit, check_n_clusters
+from kmeansfw.engine.results import Fit, best_fit, check_n_clusters
 from kmeansfw.strategies.assignment import Auto, Nearest
 from kmeansfw.strategies.convergence import _MEAN_VARIANCE
 from kmeansfw.strategies.distances import Cosine, SqEuclidean
@@ -994,7 +994,7 @@ def _run(
         stop_reason=reason,
     )
     best = keep.get("objective")
-    if best is None or result.objective < best:  # the first of lowest objective, as _best_fit
+    if best is None or result.objective < best:  # the first of lowest objective, as best_fit
         keep["objective"] = result.objective
         keep["tensors"] = _Tensors(state.centroids_tensor, labels)
     hooks.kmeansfw_fit_end(result=result)
@@ -1071,7 +1071,7 @@ def fit_config(
             _run(plan, hooks, data, cfg, rng, run_index, keep)
             for run_index in range(cfg.resolved_n_init())
         )
-        outcome = _best_fit(cfg, runs, strategies, history, data.fitted)
+        outcome = best_fit(cfg, runs, strategies, history, data.fitted)
     return outcome, keep["tensors"]
 
 

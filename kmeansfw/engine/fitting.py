@@ -2,60 +2,20 @@
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterable
 from typing import Any
 
-import attrs
-import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-
+from kmeansfw.backends import is_dask_collection
 from kmeansfw.core.config import Config, make_rng
-from kmeansfw.core.data import FitData, Fitted
+from kmeansfw.core.data import FitData
 from kmeansfw.core.distance import describe
 from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins
 from kmeansfw.engine.executors import blas_hold
+from kmeansfw.engine.results import Fit, best_fit, check_n_clusters
 from kmeansfw.strategies.observers import History
 from kmeansfw.workflow import checkpoint
 
-
-@attrs.frozen(eq=False)
-class Fit:
-    """The best of a fit's runs, the history (when asked for) and the strategies used."""
-
-    result: engine.FitResult
-    config: Config
-    strategies: list[tuple[str, str, Any]]
-    history: History | None = None
-    #: What the strategies learned from the training data (``kmeansfw_learn``).
-    fitted: Fitted = attrs.field(factory=Fitted)
-
-    @property
-    def centroids(self) -> np.ndarray:
-        """Final centroids of the best run, (k, d)."""
-        return self.result.centroids
-
-    @property
-    def labels(self) -> np.ndarray:
-        """Labels of every sample under the final centroids, (n,)."""
-        return self.result.labels
-
-    @property
-    def objective(self) -> float:
-        """The best run's objective (inertia with the Euclidean defaults)."""
-        return self.result.objective
-
-    @property
-    def n_iter(self) -> int:
-        """Iterations of the best run."""
-        return self.result.n_iter
-
-
-def check_n_clusters(n_samples: int, n_clusters: int) -> None:
-    """Raise when there are fewer samples than clusters."""
-    if n_samples < n_clusters:
-        raise ValueError(f"n_samples={n_samples} should be >= n_clusters={n_clusters}.")
+__all__ = ["Fit", "check_n_clusters", "check_sparse_support", "fit", "fit_config", "fit_data"]
 
 
 def check_sparse_support(strategies: list[tuple[str, str, Any]], data: FitData) -> None:
@@ -71,37 +31,8 @@ def check_sparse_support(strategies: list[tuple[str, str, Any]], data: FitData) 
         raise ValueError(
             f"sparse input is not supported by the {', '.join(refusing)}; sparse CSR data "
             "works with the euclidean, sqeuclidean and cosine distances and the mean and "
-            "spherical updates (or pass X.toarray())"
-        )
-
-
-def _best_fit(
-    cfg: Config,
-    runs: Iterable[engine.FitResult],
-    strategies: list[tuple[str, str, Any]],
-    history: History | None,
-    fitted: Fitted,
-    best: engine.FitResult | None = None,
-) -> Fit:
-    """The run of lowest objective (the first on ties, ``best`` counting as the first) as
-    a :class:`Fit`, with a warning when it found fewer distinct clusters than asked."""
-    for result in runs:
-        if best is None or result.objective < best.objective:
-            best = result
-    if best is None:  # pragma: no cover - n_init >= 1 always gives a run
-        raise ValueError("no run to choose from")
-    _warn_if_fewer_clusters(best.labels, cfg.n_clusters)
-    return Fit(result=best, config=cfg, strategies=strategies, history=history, fitted=fitted)
-
-
-def _warn_if_fewer_clusters(labels: np.ndarray, n_clusters: int) -> None:
-    distinct = np.count_nonzero(np.bincount(labels, minlength=n_clusters))
-    if distinct < n_clusters:
-        warnings.warn(
-            f"Number of distinct clusters ({distinct}) found smaller than "
-            f"n_clusters ({n_clusters}). Possibly due to duplicate points in X.",
-            ConvergenceWarning,
-            stacklevel=4,
+            "spherical updates; an init function opts in with "
+            "kmeansfw.core.adapters.sparse_init (or pass X.toarray())"
         )
 
 
@@ -131,10 +62,22 @@ def fit(
     -------
     Fit
         The best run of the ``n_init`` restarts (lowest objective).
+
+    Notes
+    -----
+    A ``dask.array.Array`` is fitted on the cluster of the active
+    :class:`distributed.Client` (see :mod:`kmeansfw.backends.dask`); without a client it
+    is computed into memory and fitted here.  Dask is imported only for Dask input.
     """
     cfg = Config.load(config) if config is not None else Config()
     if params:
         cfg = Config.from_dict({**cfg.to_dict(), **params})
+    if is_dask_collection(X):
+        from kmeansfw.backends import dask as backend  # imports dask: only for dask input
+
+        if backend.active_client() is not None:
+            return backend.fit_config(X, cfg, sample_weight=sample_weight)
+        X, sample_weight = backend.to_memory(X, sample_weight)
     return fit_config(X, cfg, sample_weight=sample_weight, validate=validate)
 
 
@@ -168,9 +111,7 @@ def walk_for(cfg: Config) -> engine.FullBatch:
     """The walk a config asks for: Lloyd's full batches, or mini-batches."""
     if cfg.batch_size is None:
         return engine.FullBatch()
-    return engine.MiniBatch(
-        batch_size=cfg.batch_size, reassignment_ratio=cfg.reassignment_ratio
-    )
+    return engine.MiniBatch(batch_size=cfg.batch_size, reassignment_ratio=cfg.reassignment_ratio)
 
 
 def fit_data(cfg: Config, data: FitData, strategies: list[tuple[str, str, Any]]) -> Fit:
@@ -208,4 +149,4 @@ def fit_data(cfg: Config, data: FitData, strategies: list[tuple[str, str, Any]])
         for run_index in range(first, cfg.resolved_n_init())
     )
     best = resume.best if resume is not None else None
-    return _best_fit(cfg, runs, strategies, history, data.fitted, best)
+    return best_fit(cfg, runs, strategies, history, data.fitted, best)

@@ -1,0 +1,357 @@
+"""The Dask backend (kmeansfw.backends.dask) against the threads backend, on a LocalCluster
+of two worker processes; and out-of-core fits of memory-mapped arrays with threads."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+
+import kmeansfw
+from kmeansfw import KMeans
+from kmeansfw.core.errors import StrategyError
+
+da = pytest.importorskip("dask.array", reason="the dask extra is not installed")
+distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
+
+from kmeansfw.backends import dask as backend  # noqa: E402  (after the skip)
+
+
+@pytest.fixture(scope="module")
+def client():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cluster = distributed.LocalCluster(
+            processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None
+        )
+    with distributed.Client(cluster) as c:
+        yield c
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=8.0, size=(6, 4))
+    X = centres[rng.integers(0, 6, size=6000)] + rng.normal(size=(6000, 4))
+    return X
+
+
+def _same(dask_fit, threads_fit):
+    np.testing.assert_array_equal(dask_fit.labels, threads_fit.labels)
+    assert dask_fit.objective == pytest.approx(threads_fit.objective, rel=1e-9)
+    assert dask_fit.n_iter == threads_fit.n_iter
+    np.testing.assert_allclose(dask_fit.centroids, threads_fit.centroids, rtol=1e-9, atol=1e-9)
+
+
+def test_without_a_client_the_array_is_fitted_in_memory(blobs):
+    assert backend.active_client() is None  # runs before the module's cluster starts
+    dX = da.from_array(blobs, chunks=(1500, 4))
+    fit = kmeansfw.fit(dX, n_clusters=6, init=blobs[:6].copy())
+    np.testing.assert_array_equal(
+        fit.labels, kmeansfw.fit(blobs, n_clusters=6, init=blobs[:6].copy()).labels
+    )
+    with pytest.raises(RuntimeError, match="needs an active distributed.Client"):
+        backend.fit(dX, n_clusters=6)
+
+
+class _StateKind:
+    """An observer noting the kind of state each iteration hands it."""
+
+    name = "state-kind"
+
+    def __init__(self):
+        self.kinds = set()
+
+    @kmeansfw.hookimpl
+    def kmeansfw_iteration_end(self, state):
+        self.kinds.add(type(state).__name__)
+
+
+def test_kmeansfw_fit_of_a_dask_array_runs_on_the_cluster(client, blobs):
+    seen = _StateKind()
+    params = {"n_clusters": 6, "init": "k-means||", "random_state": 0}
+    dX = da.from_array(blobs, chunks=(1500, 4))
+    on_cluster = kmeansfw.fit(dX, observers=[seen], **params)
+    assert seen.kinds == {"ReducedState"}  # the backend's driver loop, labels on the workers
+    _same(on_cluster, backend.fit(dX, **params))
+    init = blobs[:6].copy()
+    _same(kmeansfw.fit(dX, n_clusters=6, init=init), kmeansfw.fit(blobs, n_clusters=6, init=init))
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"assignment": "hamerly"},
+        {"assignment": "yinyang"},
+        {"distance": "cosine"},
+        {"distance": "mahalanobis"},
+        {"distance": "minkowski", "update": "mean"},
+        {"convergence": ["unchanged"], "empty": "split-largest"},
+    ],
+    ids=[
+        "euclidean",
+        "hamerly",
+        "yinyang",
+        "cosine-spherical",
+        "mahalanobis",
+        "lp-mean",
+        "unchanged",
+    ],
+)
+def test_dask_fit_equals_threads_from_the_same_centroids(client, blobs, params):
+    init = blobs[:6].copy()
+    dX = da.from_array(blobs, chunks=(1500, 4))
+    params = {"n_clusters": 6, "init": init, "random_state": 0, **params}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", kmeansfw.PairingWarning)
+        _same(backend.fit(dX, **params), kmeansfw.fit(blobs, **params))
+
+
+def test_yinyang_with_several_groups_equals_threads(client, blobs):
+    # k=24: two centroid groups, so the per-group bounds kept on the workers matter
+    params = {"n_clusters": 24, "init": blobs[:24].copy(), "assignment": "yinyang"}
+    dask_fit = backend.fit(da.from_array(blobs, chunks=(1500, 4)), **params)
+    _same(dask_fit, kmeansfw.fit(blobs, **params))
+
+
+def test_float32_and_dask_sample_weight_kept(client, blobs):
+    X = blobs.astype(np.float32)
+    w = np.random.default_rng(1).uniform(0.5, 2.0, size=X.shape[0]).astype(np.float32)
+    params = {"n_clusters": 6, "init": X[:6].copy(), "random_state": 0}
+    dfit = backend.fit(
+        da.from_array(X, chunks=(2000, 4)), sample_weight=da.from_array(w, chunks=1000), **params
+    )
+    tfit = kmeansfw.fit(X, sample_weight=w, **params)
+    assert dfit.centroids.dtype == np.float32
+    np.testing.assert_array_equal(dfit.labels, tfit.labels)
+    assert dfit.objective == pytest.approx(tfit.objective, rel=1e-6)
+    assert dfit.n_iter == tfit.n_iter
+
+
+def test_relocate_farthest_fills_an_empty_cluster_as_threads_do(client, blobs):
+    init = np.vstack([blobs[:5], np.full((1, 4), 1e3)])  # the last centroid gets no member
+    params = {"n_clusters": 6, "init": init, "random_state": 0, "history": True}
+    dfit = backend.fit(da.from_array(blobs, chunks=(1000, 4)), **params)
+    tfit = kmeansfw.fit(blobs, **params)
+    _same(dfit, tfit)
+    assert [r["n_changed"] for r in dfit.history.records] == [
+        r["n_changed"] for r in tfit.history.records
+    ]
+
+
+@pytest.mark.parametrize("init", ["k-means||", "k-means++", "random"])
+def test_distributed_seedings_find_every_cluster_and_repeat(client, blobs, init):
+    dX = da.from_array(blobs, chunks=(1500, 4))
+    first = backend.fit(dX, n_clusters=6, init=init, random_state=3)
+    again = backend.fit(dX, n_clusters=6, init=init, random_state=3)
+    np.testing.assert_array_equal(first.labels, again.labels)
+    assert np.unique(first.labels).size == 6
+    best_in_memory = kmeansfw.fit(blobs, n_clusters=6, init=init, random_state=3, n_init=3)
+    assert first.objective <= best_in_memory.objective * 1.01
+
+
+def test_estimator_with_a_dask_array(client, blobs):
+    dX = da.from_array(blobs, chunks=(1500, 4))
+    km = KMeans(n_clusters=6, init=blobs[:6].copy(), random_state=0).fit(dX)
+    ref = KMeans(n_clusters=6, init=blobs[:6].copy(), random_state=0).fit(blobs)
+    assert isinstance(km.labels_, np.ndarray) and km.labels_.dtype == np.int32
+    np.testing.assert_array_equal(km.labels_, ref.labels_)
+    assert km.n_features_in_ == 4
+    labels = km.predict(dX)
+    assert isinstance(labels, da.Array)  # lazy
+    np.testing.assert_array_equal(labels.compute(), ref.predict(blobs))
+    distances = km.transform(dX)
+    assert isinstance(distances, da.Array)
+    np.testing.assert_allclose(distances.compute(), ref.transform(blobs), rtol=1e-9)
+    assert km.score(dX) == pytest.approx(ref.score(blobs), rel=1e-9)
+    loaded = pickle.loads(pickle.dumps(km))  # plain NumPy state: loads without a cluster
+    np.testing.assert_array_equal(loaded.predict(blobs), ref.predict(blobs))
+    with pytest.raises(ValueError, match="3 features"):
+        km.predict(dX[:, :3])
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"update": "median"}, "update strategy 'median' cannot run on a Dask cluster"),
+        ({"update": "trimmed-mean"}, "'trimmed-mean' cannot run on a Dask cluster"),
+        ({"update": "medoid"}, "'medoid' cannot run on a Dask cluster"),
+        ({"init": "farthest-first"}, "init strategy 'farthest-first' cannot run"),
+        ({"init": "random-partition"}, "init strategy 'random-partition' cannot run"),
+        ({"batch_size": 100}, "batch_size"),
+    ],
+)
+def test_what_cannot_run_distributed_is_refused_by_name(client, blobs, params, match):
+    dX = da.from_array(blobs, chunks=(1500, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", kmeansfw.PairingWarning)
+        with pytest.raises((StrategyError, ValueError), match=match):
+            backend.fit(dX, n_clusters=3, **params)
+
+
+def test_bad_input_is_refused(client, blobs):
+    bad = blobs.copy()
+    bad[4000, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        backend.fit(da.from_array(bad, chunks=(1500, 4)), n_clusters=3)
+    with pytest.raises(ValueError, match="negative"):
+        backend.fit(
+            da.from_array(blobs, chunks=(1500, 4)), n_clusters=3, sample_weight=-np.ones(6000)
+        )
+
+
+class _KillWorker:
+    """An observer that restarts one worker process (losing its chunks) at iteration 2."""
+
+    name = "kill"
+
+    def __init__(self, client):
+        self.client = client
+        self.killed = False
+
+    @kmeansfw.hookimpl
+    def kmeansfw_iteration_end(self, state):
+        if state.iteration == 2 and not self.killed:
+            worker = sorted(self.client.scheduler_info()["workers"])[0]
+            self.client.restart_workers([worker])
+            self.killed = True
+
+
+def test_a_worker_lost_mid_fit_still_gives_the_same_result(client, blobs):
+    dX = da.from_array(blobs, chunks=(1000, 4))
+    params = {"n_clusters": 6, "init": blobs[:6].copy(), "convergence": ["unchanged"]}
+    killer = _KillWorker(client)
+    faulted = backend.fit(dX, observers=[killer], **params)
+    assert killer.killed
+    reference = kmeansfw.fit(blobs, **params)
+    np.testing.assert_array_equal(faulted.labels, reference.labels)
+    assert faulted.objective == pytest.approx(reference.objective, rel=1e-9)
+    # a chunk that lost its labels counts all its rows as changed: at most one more pass
+    assert reference.n_iter <= faulted.n_iter <= reference.n_iter + 1
+
+
+class _Interrupt:
+    """An observer that stops the fit (like Ctrl-C on the driver) after an iteration."""
+
+    name = "interrupt"
+
+    def __init__(self, run, iteration):
+        self.run, self.iteration = run, iteration
+
+    @kmeansfw.hookimpl
+    def kmeansfw_iteration_end(self, state):
+        if state.run == self.run and state.iteration == self.iteration:
+            raise KeyboardInterrupt
+
+
+class _Iterations:
+    name = "iterations"
+
+    def __init__(self):
+        self.seen = []
+
+    @kmeansfw.hookimpl
+    def kmeansfw_iteration_end(self, state):
+        self.seen.append((state.run, state.iteration, state.n_changed))
+
+
+@pytest.mark.parametrize("assignment", ["nearest", "hamerly"])
+def test_an_interrupted_fit_resumes_from_its_checkpoint(client, blobs, tmp_path, assignment):
+    from kmeansfw.workflow.checkpoint import CheckpointWarning
+
+    dX = da.from_array(blobs, chunks=(1500, 4))
+    params = {
+        "n_clusters": 6,
+        "init": "random",
+        "n_init": 2,
+        "random_state": 5,
+        "assignment": assignment,
+        "convergence": ["unchanged"],
+    }
+    plain_iterations = _Iterations()
+    plain = backend.fit(dX, observers=[plain_iterations], **params)
+    last = max(it for run, it, _ in plain_iterations.seen if run == 1)
+    assert last >= 3  # interrupted mid-run, not at the iteration that converged
+    params["checkpoint"] = str(tmp_path / "ck")
+    with pytest.raises(KeyboardInterrupt):
+        backend.fit(dX, observers=[_Interrupt(1, last - 1)], **params)
+    with np.load(tmp_path / "ck" / "state.npz") as npz:  # reduced: no per-sample labels
+        assert {"centroids", "previous_centroids"} <= set(npz.files)
+        assert "labels" not in npz.files
+    resumed_iterations = _Iterations()
+    resumed = backend.fit(dX, observers=[resumed_iterations], **params)
+    _same(resumed, plain)
+    # the run goes on after the checkpoint and counts changed labels exactly: the same
+    # iterations as the uninterrupted fit, no extra pass
+    rest = [s for s in plain_iterations.seen if s[:2] > (1, last - 1)]
+    assert resumed_iterations.seen == rest
+    # a finished checkpoint with the seed is the result, without iterating again
+    again_iterations = _Iterations()
+    _same(backend.fit(dX, observers=[again_iterations], **params), plain)
+    assert again_iterations.seen == []
+    # other content (one value in one chunk) does not resume it: a fresh fit, warned
+    other = blobs.copy()
+    other[4321, 2] += 1.0
+    dother = da.from_array(other, chunks=(1500, 4))
+    with pytest.warns(CheckpointWarning, match="different X"):
+        fresh = backend.fit(dother, **params)
+    _same(fresh, backend.fit(dother, **{**params, "checkpoint": None}))
+
+
+_OUT_OF_CORE = """
+import os, sys, threading, time
+import numpy as np
+from kmeansfw import KMeans
+
+path, = sys.argv[1:]
+X = np.load(path, mmap_mode="r")
+for assignment in ("nearest", "hamerly"):  # compile the kernels before measuring
+    KMeans(n_clusters=16, init="k-means||", assignment=assignment, max_iter=2,
+           random_state=0, n_threads=2).fit(np.array(X[:70_000]))
+
+def anon():
+    for line in open("/proc/self/status"):
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
+peak = [anon()]
+start = peak[0]
+done = threading.Event()
+def watch():
+    while not done.is_set():
+        peak[0] = max(peak[0], anon())
+        time.sleep(0.005)
+threading.Thread(target=watch, daemon=True).start()
+for assignment in ("nearest", "hamerly"):
+    KMeans(n_clusters=16, init="k-means||", assignment=assignment, max_iter=5,
+           random_state=0, n_threads=2).fit(X)
+done.set()
+print(peak[0] - start, X.nbytes)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_memmap_fits_stream_with_bounded_anonymous_memory(tmp_path):
+    """A .npy opened with mmap_mode="r" is fitted by the threads backend without being
+    read into anonymous memory: growth stays far below the data's size."""
+    X = np.random.default_rng(0).normal(size=(400_000, 64))
+    np.save(tmp_path / "x.npy", X)
+    del X
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(_OUT_OF_CORE), str(tmp_path / "x.npy")],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=300,
+    )
+    growth, nbytes = map(int, out.stdout.split())
+    assert growth < 0.35 * nbytes, (growth, nbytes)
