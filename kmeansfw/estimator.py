@@ -240,6 +240,9 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
             self._online = (walk.online, rng)
             self._set_fitted(self._strategies, batch.fitted, centroids)
         walk.online, rng = self._online
+        if rng is None:  # the first partial_fit after fit draws from random_state now
+            rng = make_rng(self.random_state)
+            self._online = (walk.online, rng)
         state = engine.FitState(data=batch, n_clusters=self.n_clusters, tol=0.0, rng=rng, run=0)
         state.centroids = self._centers_for(batch)
         state.iteration = walk.online.steps
@@ -589,7 +592,7 @@ default="auto"
         self.inertia_ = outcome.objective
         self.n_iter_ = outcome.n_iter
         # partial_fit continues from this fit
-        self._online = (self._online_after_fit(sample_weight), make_rng(self.random_state))
+        self._online = (self._online_after_fit(sample_weight), None)  # generator: when used
         for name in ("n_steps_", "_streamed"):
             self.__dict__.pop(name, None)
         if outcome.history is not None:

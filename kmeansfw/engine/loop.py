@@ -169,9 +169,9 @@ class FullBatch:
     def start(self, centroids: np.ndarray) -> None:
         """Called with the initial centroids of a run."""
 
-    def after(self, state: FitState, batch_objective: float) -> bool:
+    def after(self, state: FitState) -> bool:
         """The mode's own stop rule, after the criteria said go on (False: stop, and
-        :attr:`stop_reason` says why)."""
+        :attr:`stop_reason` says why); ``state.objective`` is the batch objective."""
         return True
 
     @property
@@ -296,7 +296,7 @@ class MiniBatch(FullBatch):
         self.smoothed, self.best, self.stale = None, None, 0
         self._rows, self._known, self._reason = None, None, "converged"
 
-    def after(self, state: FitState, batch_objective: float) -> bool:
+    def after(self, state: FitState) -> bool:
         """scikit-learn's early stops: the centroid shift within ``tol`` (converged), or
         the smoothed per-sample batch objective not improving for ``max_no_improvement``
         steps."""
@@ -304,7 +304,7 @@ class MiniBatch(FullBatch):
             return True
         size, n = state.data.n_samples, state.train.n_samples
         alpha = min(1.0, size * 2.0 / (n + 1))
-        value = batch_objective / size
+        value = state.objective / size  # the batch's objective
         self.smoothed = (
             value if self.smoothed is None else self.smoothed * (1 - alpha) + value * alpha
         )
@@ -349,10 +349,11 @@ def check_walk(hooks: Any, walk: FullBatch) -> None:
 
 def iterate(
     hooks: Any, state: FitState, batch: FitData, walk: FullBatch, iteration: int
-) -> tuple[bool, float]:
+) -> bool:
     """One iteration on ``batch``: assign, update, empty clusters, observers, criteria.
 
-    Updates ``state``; returns whether a criterion said stop, and the batch objective.
+    Updates ``state`` (whose ``objective`` is then the batch objective); returns whether
+    a criterion said stop.
     """
     centroids, rng = state.centroids, state.rng
     assignment = steps.assign(hooks, batch, centroids)
@@ -372,8 +373,7 @@ def iterate(
     state.iteration = iteration
     state.strict = False  # a criterion sets it when the labels match the new centroids
     hooks.kmeansfw_iteration_end(state=state)
-    stop = any(contract.call(hooks, "kmeansfw_converged", state=state))
-    return stop, steps.objective(batch, assignment.costs)
+    return any(contract.call(hooks, "kmeansfw_converged", state=state))
 
 
 def run(
@@ -413,11 +413,10 @@ def run(
         batch = walk.rows(data, rng)
         if batch is not data:
             prepare(hooks, batch)
-        stop, batch_objective = iterate(hooks, state, batch, walk, iteration)
-        if stop:
+        if iterate(hooks, state, batch, walk, iteration):
             reason = "converged"
             break
-        if not walk.after(state, batch_objective):
+        if not walk.after(state):
             reason = walk.stop_reason
             break
 

@@ -188,6 +188,7 @@ class Hooks:
         self._plugins = plugins
         self._spec = spec
         self._pm: pluggy.PluginManager | None = None
+        self._argnames: dict[str, tuple[str, ...] | None] = {}
         wrapped = {name for *_, impls in plugins for name, _, wrapper, _ in impls if wrapper}
         observed = any(role == "observer" for role, *_ in plugins)
         # hooks nobody implements keep the class's defaults (see _HOOK_DEFAULTS below):
@@ -227,11 +228,16 @@ class Hooks:
 
     def argnames(self, hook: str) -> tuple[str, ...] | None:
         """The arguments the answering implementation of ``hook`` declares (None: none)."""
-        for *_, impls in reversed(self._plugins):
-            for name, argnames, wrapper, _ in impls:
-                if name == hook and not wrapper:
-                    return argnames
-        return None
+        found = self._argnames.get(hook, self)
+        if found is self:  # first asked: looked up once per fit (the engine asks per block)
+            found = None
+            for *_, impls in reversed(self._plugins):
+                hit = [a for name, a, wrapper, _ in impls if name == hook and not wrapper]
+                if hit:
+                    found = hit[0]
+                    break
+            self._argnames[hook] = found
+        return found
 
     def implemented(self, name: str) -> bool:
         """Whether a plugin of the fit implements hook ``name`` (not only wraps it)."""
