@@ -189,30 +189,17 @@ class Hooks:
         self._spec = spec
         self._pm: pluggy.PluginManager | None = None
         self._argnames: dict[str, tuple[str, ...] | None] = {}
-        wrapped = {name for *_, impls in plugins for name, _, wrapper, _ in impls if wrapper}
-        observed = any(role == "observer" for role, *_ in plugins)
-        # hooks nobody implements keep the class's defaults (see _HOOK_DEFAULTS below):
-        # only the implemented, wrapped or observed ones are resolved per fit
-        by_hook: dict[str, list[tuple[int, _Direct]]] = {}
-        for _, name, plugin, impls in plugins:
-            for hook, argnames, wrapper, order in impls:
-                if not wrapper:
-                    call = _Direct(getattr(plugin, hook), argnames, name, hook)
-                    by_hook.setdefault(hook, []).append((order, call))
-        piped = set(wrapped)
-        if observed:
-            piped.update(h for h in slots.OBSERVER if h in SPECS)
+        piped, resolved = _plan(tuple((role, impls) for role, _, _, impls in plugins))
         for hook in piped:
             setattr(self, hook, _Pluggy(getattr(self.pm.hook, hook), hook))
-        for hook, found in by_hook.items():
-            if hook in piped:
-                continue
-            # pluggy calls the last registered first, tryfirst before, trylast after
-            calls = [call for _, call in sorted(found, key=lambda item: item[0])][::-1]
-            if hook in _FIRSTRESULT:
-                setattr(self, hook, calls[0])  # the slot's one owner
-            else:
-                setattr(self, hook, _Each(calls, hook))
+        # hooks nobody implements keep the class's defaults (see below): only the
+        # implemented, wrapped or observed ones are resolved per fit
+        for hook, order, first in resolved:
+            calls = [
+                _Direct(getattr(plugins[i][2], hook), argnames, plugins[i][1], hook)
+                for i, argnames in order
+            ]
+            setattr(self, hook, calls[0] if first else _Each(calls, hook))
 
     @property
     def pm(self) -> pluggy.PluginManager:
@@ -248,6 +235,40 @@ class Hooks:
         return (build, self._spec)
 
 
+#: The resolution plan of a fit's plugins, by their roles and parsed hooks (immutable
+#: keys and values, private): which hooks go through pluggy, and for the others, which
+#: plugins answer in which order.  A plan depends on the plugins' classes only.
+_PLANS: dict[tuple, tuple[frozenset[str], tuple]] = {}
+_PLANS_MAX = 256
+
+
+def _plan(key: tuple) -> tuple[frozenset[str], tuple]:
+    """``(piped hooks, ((hook, ((plugin index, argnames), ...), firstresult), ...))``."""
+    plan = _PLANS.get(key)
+    if plan is not None:
+        return plan
+    wrapped = {name for _, impls in key for name, _, wrapper, _ in impls if wrapper}
+    piped = set(wrapped)
+    if any(role == "observer" for role, _ in key):
+        piped.update(h for h in slots.OBSERVER if h in SPECS)
+    by_hook: dict[str, list[tuple[int, int, tuple[str, ...]]]] = {}
+    for index, (_, impls) in enumerate(key):
+        for hook, argnames, wrapper, order in impls:
+            if not wrapper and hook not in piped:
+                by_hook.setdefault(hook, []).append((order, index, argnames))
+    resolved = []
+    for hook, found in by_hook.items():
+        # pluggy calls the last registered first, tryfirst before, trylast after
+        ordered = [(i, a) for _, i, a in sorted(found, key=lambda item: item[0])][::-1]
+        resolved.append((hook, tuple(ordered), hook in _FIRSTRESULT))  # first: one owner
+    plan = (frozenset(piped), tuple(resolved))
+    with _PARSED_LOCK:
+        if len(_PLANS) >= _PLANS_MAX:
+            _PLANS.clear()
+        _PLANS[key] = plan
+    return plan
+
+
 # A hook no plugin of a fit implements answers None (firstresult) or no answers: immutable
 # functions on the class, so a fit only sets the hooks it resolves.
 for _hook in SPECS:
@@ -267,6 +288,35 @@ def _check_contract(kind: str, impls: tuple) -> None:
                 f"{kind} declares argument(s) {', '.join(map(repr, unknown))} in {hook}, "
                 f"which takes only {', '.join(spec)}"
             )
+
+
+#: ``(role, parsed hooks)`` pairs that passed :func:`_check_plugin` (immutable, private):
+#: the checks depend on a plugin's class and role only.
+_CHECKED: set[tuple] = set()
+
+
+def _check_plugin(role: str, label: str, kind: str, impls: tuple) -> None:
+    """Refuse a plugin whose hooks break the contract or its role's slot (by name)."""
+    if (role, impls) in _CHECKED:
+        return
+    _check_contract(kind, impls)
+    slots.check_plugin(role, label, [(hook, wrapper) for hook, _, wrapper, _ in impls])
+    if role == "distance":
+        missing = [
+            hook
+            for hook in ("kmeansfw_distance", "kmeansfw_cost")
+            if not any(name == hook for name, *_ in impls)
+        ]
+        if missing:
+            raise StrategyError(
+                f"{kind} implements no {' or '.join(missing)}: subclass kmeansfw.Distance "
+                "and write pairwise() (every other hook then has a default), or implement "
+                "both kmeansfw_distance and kmeansfw_cost"
+            )
+    with _PARSED_LOCK:
+        if len(_CHECKED) >= _PLANS_MAX:
+            _CHECKED.clear()
+        _CHECKED.add((role, impls))
 
 
 def build(
@@ -297,22 +347,10 @@ def build(
             raise StrategyError(f"{kind} is already part of this fit under another slot")
         seen.add(id(strategy))
         impls = implementations(strategy)
-        _check_contract(kind, impls)
-        slots.check_plugin(slot, label, [(hook, wrapper) for hook, _, wrapper, _ in impls])
+        _check_plugin(slot, label, kind, impls)
         plugins.append((slot, kind, strategy, impls))
         labels.setdefault(slot, label)
         if slot == "distance":
-            missing = [
-                hook
-                for hook in ("kmeansfw_distance", "kmeansfw_cost")
-                if not any(name == hook for name, *_ in impls)
-            ]
-            if missing:
-                raise StrategyError(
-                    f"{kind} implements no {' or '.join(missing)}: subclass kmeansfw.Distance "
-                    "and write pairwise() (every other hook then has a default), or implement "
-                    "both kmeansfw_distance and kmeansfw_cost"
-                )
             for hook, default in distance.FAST_PATH_DEFAULTS.items():
                 if not any(name == hook for name, *_ in impls):
                     extra = default()
@@ -322,7 +360,6 @@ def build(
         label = repr(getattr(observer, "name", type(observer).__name__))
         kind = f"observer {label} #{i}"
         impls = implementations(observer)
-        _check_contract(kind, impls)
-        slots.check_plugin("observer", label, [(hook, wrapper) for hook, _, wrapper, _ in impls])
+        _check_plugin("observer", label, kind, impls)
         plugins.append(("observer", kind, observer, impls))
     return Hooks(plugins, labels, (strategies, observers))
