@@ -11,6 +11,7 @@ import pathlib
 import tempfile
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -164,3 +165,47 @@ def test_cli_arguments_and_files_end_in_success_or_exit_2(command, data, k, seed
         if k is not None:
             args += ["-k", k]
         _check(CliRunner().invoke(main, args))
+
+
+def _parquet(columns: dict) -> bytes:
+    import io
+
+    pa = __import__("pyarrow")
+    pq = __import__("pyarrow.parquet", fromlist=["write_table"])
+    buffer = io.BytesIO()
+    pq.write_table(pa.table(columns), buffer)
+    return buffer.getvalue()
+
+
+parquet_cells = st.one_of(
+    st.floats(-1e3, 1e3),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.none(),
+)
+
+
+@pytest.mark.filterwarnings("ignore:Number of distinct clusters")  # few distinct rows: fine
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    columns=st.one_of(
+        # numeric columns of one length, with NaN, inf and nulls among the values
+        st.integers(1, 3).flatmap(
+            lambda width: st.integers(0, 8).flatmap(
+                lambda n: st.lists(
+                    st.lists(parquet_cells, min_size=n, max_size=n), min_size=width, max_size=width
+                )
+            )
+        ).map(lambda cols: {f"c{i}": col for i, col in enumerate(cols)}),
+        st.just({"name": ["a", "b", "c"], "x": [1.0, 2.0, 3.0]}),  # a text column
+        st.just({"x": [[1.0, 2.0], [3.0], []]}),  # a nested column
+        st.just({"flag": [True, False, True], "x": [1.0, 2.0, 3.0]}),
+    ),
+    k=st.sampled_from(["1", "2", "4"]),
+)
+def test_parquet_files_with_bad_content_end_in_success_or_exit_2(columns, k):
+    pytest.importorskip("pyarrow")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = pathlib.Path(tmp) / "data.parquet"
+        path.write_bytes(_parquet(columns))
+        result = CliRunner().invoke(main, ["fit", str(path), "-k", k, "--out", tmp, "-q"])
+        _check(result)
