@@ -19,9 +19,10 @@ from sklearn.base import (
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from kmeansfw.core.adapters import SHARE_MAX_BYTES, ArrayInit
-from kmeansfw.core.catalog import is_value_strategy
+from kmeansfw.core.catalog import CATALOG, is_value_strategy
 from kmeansfw.core.config import Config, InvalidParameterError, make_rng
 from kmeansfw.core.data import FitData, is_ready_array
+from kmeansfw.core.distance import describe
 from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins, steps
 from kmeansfw.engine.fitting import check_n_clusters, check_sparse_support, fit_config
@@ -61,6 +62,16 @@ def _params_key(params: dict[str, Any]) -> tuple | None:
     except TypeError:
         return None
     return key
+
+
+def _describe_distance(spec: Any) -> Any:
+    """The declared attributes of the distance ``spec`` names (None when it cannot be
+    built: the config's own validation then reports it)."""
+    try:
+        _, strategy = CATALOG.create("distance", spec)
+    except Exception:  # noqa: BLE001 - reported by the Config with its key
+        return None
+    return describe(strategy)
 
 
 #: The algorithms of scikit-learn's KMeans and the assignment strategy each runs.
@@ -554,6 +565,13 @@ default="auto"
                 raise InvalidParameterError(
                     f"algorithm='elkan' chooses the assignment (hamerly); it cannot be "
                     f"combined with assignment={assignment!r} (leave assignment unset)"
+                )
+            distance = _describe_distance(params["distance"])
+            if distance is not None and not distance.is_metric:
+                raise InvalidParameterError(
+                    f"algorithm='elkan' runs the bound-based hamerly assignment, which needs a "
+                    f"true metric; distance {distance.name!r} is not one (use "
+                    "algorithm='lloyd')"
                 )
             params["assignment"] = ALGORITHMS[algorithm]
         return params

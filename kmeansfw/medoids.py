@@ -56,9 +56,11 @@ class KMedoids(ClusterMixin, TransformerMixin, BaseEstimator):
         (unlike scikit-learn's per-pair callables), whose sum the fit minimizes.
     method : {"alternate", "pam"}, default="alternate"
         ``"alternate"``: Voronoi iteration, each medoid the member of lowest total
-        distance to its cluster (the ``medoid`` update; fast).  ``"pam"``: PAM's swap
-        phase with FasterPAM's gains on sampled candidates, block by block (the ``pam``
-        update; better objective, see :class:`kmeansfw.strategies.medoids.Pam`).
+        distance to its cluster (the ``medoid`` update; fast; in a cluster of more than
+        512 members, the best of 512 sampled candidates: the update's ``max_candidates``).
+        ``"pam"``: PAM's swap phase with FasterPAM's gains on sampled candidates, block
+        by block (the ``pam`` update; better objective, see
+        :class:`kmeansfw.strategies.medoids.Pam`).
     init : {"random", "heuristic", "k-medoids++", "build"}, array or strategy, \
 default="heuristic"
         ``"random"``: k distinct samples; ``"heuristic"``: the k samples of lowest total
@@ -162,6 +164,11 @@ default="heuristic"
         elif not isinstance(extra, list | tuple):
             extra = [extra]
         init = self.init
+        if isinstance(init, str) and init not in INITS:
+            raise InvalidParameterError(
+                f"KMedoids: parameter 'init' must be one of {list(INITS)}, an array of "
+                f"samples or an init strategy, got {init!r}"
+            )
         if isinstance(init, np.ndarray | list | tuple) and X is not None:
             init = np.asarray(init, dtype=X.dtype)
             if init.ndim == 2 and init.shape[1] == X.shape[1]:

@@ -270,6 +270,9 @@ def test_bad_parameters_are_named(blobs):
         KMedoids(2, init=np.array([[100.0, 100.0], blobs[0]])).fit(blobs)
     with pytest.raises(kmeansfw.ConfigError, match="init"):
         KMedoids(2, init="nope").fit(blobs)
+    # a catalog seeding that is not one of KMedoids' documented choices is named
+    with pytest.raises(kmeansfw.InvalidParameterError, match=r"'init' must be one of.*build"):
+        KMedoids(2, init="k-means||").fit(blobs)
 
 
 def test_array_init_of_samples(blobs):

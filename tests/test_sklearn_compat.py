@@ -100,6 +100,11 @@ def test_kmeans_same_init_same_answer_on_sparse_data(X, algorithm):
         assert mbk.partial_fit(Xs[:4]).labels_.shape == (4,)
 
 
+def test_elkan_with_a_distance_that_is_not_a_metric_points_to_lloyd(X):
+    with pytest.raises(ValueError, match="distance 'cosine' is not one.*algorithm='lloyd'"):
+        kmeansfw.KMeans(3, algorithm="elkan", distance="cosine").fit(X)
+
+
 def test_elkan_runs_the_bounded_assignment(X):
     km = kmeansfw.KMeans(5, algorithm="elkan", random_state=0).fit(X)
     assert [label for slot, label, _ in km._strategies if slot == "assignment"] == ["'hamerly'"]
