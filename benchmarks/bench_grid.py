@@ -101,7 +101,9 @@ def _best(fit, repeat: int) -> float:
 def per_iteration(make_fit, iters: int, repeat: int) -> float:
     """Seconds per Lloyd iteration: (time of 1 + m iterations - time of 1) / m, best of
     ``repeat`` each, with m the iterations the long run really made and at least ``iters``,
-    raised until the long run takes about 50 ms (small cells are otherwise noise)."""
+    raised until the long run takes about 50 ms (small cells are otherwise noise).  NaN,
+    printed as "-" (a blank cell in the heat map), when the long run made no more
+    iterations than the short one or was not slower than it: that cell has no figure."""
     short_fit = make_fit(1)
     short = _best(short_fit, repeat)
     long_fit = make_fit(iters + 1)
@@ -112,7 +114,9 @@ def per_iteration(make_fit, iters: int, repeat: int) -> float:
         long_fit = make_fit(iters + 1)
     long = _best(long_fit, repeat)
     made = long_fit.n_iter - short_fit.n_iter
-    return max(long - short, 0.0) / made if made > 0 else math.nan
+    if made <= 0 or long <= short:  # converged at once, or lost in noise: no figure
+        return math.nan
+    return (long - short) / made
 
 
 def _available(module: str) -> bool:
@@ -175,7 +179,7 @@ def partial_fit(cls, X, init):
 
 
 def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value * 1e3:.3g}"
+    return "-" if value is None or value != value else f"{value * 1e3:.3g}"
 
 
 def _ratio(a: float | None, b: float | None) -> float:

@@ -18,6 +18,7 @@ from sklearn.base import (
 )
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from kmeansfw.backends import is_dask_collection
 from kmeansfw.core.adapters import SHARE_MAX_BYTES, ArrayInit
 from kmeansfw.core.catalog import CATALOG, is_value_strategy
 from kmeansfw.core.config import Config, InvalidParameterError, make_rng
@@ -72,6 +73,21 @@ def _describe_distance(spec: Any) -> Any:
     except Exception:  # noqa: BLE001 - reported by the Config with its key
         return None
     return describe(strategy)
+
+
+def refuse_backend_input(X: Any, estimator: str) -> None:
+    """Refuse a torch tensor or a Dask collection, which ``estimator`` does not fit yet
+    (checked by the type's module: torch and dask are never imported here)."""
+    if type(X).__module__.startswith("torch"):
+        raise TypeError(
+            f"{estimator} does not take torch tensors yet: use KMeans (it fits a tensor on "
+            "its device), or pass X.cpu().numpy()"
+        )
+    if is_dask_collection(X):
+        raise TypeError(
+            f"{estimator} does not take Dask collections yet: use KMeans (it runs on the "
+            "cluster), or compute the array into memory (X.compute())"
+        )
 
 
 #: The algorithms of scikit-learn's KMeans and the assignment strategy each runs.
@@ -222,6 +238,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
         -------
         self
         """
+        refuse_backend_input(X, f"{type(self).__name__}.partial_fit")
         first = not hasattr(self, "cluster_centers_")
         X = self._validate(X, reset=first)
         if first:
@@ -248,12 +265,13 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
             rng = make_rng(self.random_state)
             centroids = self._seed(hooks, batch, rng)
             walk.start(centroids)
-            self._online = (walk.online, rng)
+            self._online: tuple[Any, np.random.Generator | None] = (walk.online, rng)
             self._set_fitted(self._strategies, batch.fitted, centroids)
-        walk.online, rng = self._online
-        if rng is None:  # the first partial_fit after fit draws from random_state now
-            rng = make_rng(self.random_state)
-            self._online = (walk.online, rng)
+        walk.online, maybe_rng = self._online
+        if maybe_rng is None:  # the first partial_fit after fit draws from random_state now
+            maybe_rng = make_rng(self.random_state)
+            self._online = (walk.online, maybe_rng)
+        rng = maybe_rng
         state = engine.FitState(data=batch, n_clusters=self.n_clusters, tol=0.0, rng=rng, run=0)
         state.centroids = self._centers_for(batch)
         state.iteration = walk.online.steps

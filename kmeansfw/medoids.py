@@ -15,6 +15,7 @@ from kmeansfw.core.data import FitData
 from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins, steps
 from kmeansfw.engine.fitting import fit_config
+from kmeansfw.estimator import refuse_backend_input
 from kmeansfw.strategies.medoids import medoid_rows
 
 _FLOATS = [np.float64, np.float32]
@@ -208,6 +209,7 @@ default="heuristic"
         -------
         self
         """
+        refuse_backend_input(X, "KMedoids")
         X = validate_data(self, X, dtype=_FLOATS, order="C")
         cfg = self.get_config(X)
         with warnings.catch_warnings():

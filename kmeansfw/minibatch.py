@@ -15,7 +15,7 @@ from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins
 from kmeansfw.engine.executors import blas_hold
 from kmeansfw.engine.fitting import check_n_clusters, check_sparse_support
-from kmeansfw.estimator import _BaseKMeans
+from kmeansfw.estimator import _BaseKMeans, refuse_backend_input
 from kmeansfw.strategies.observers import History
 
 
@@ -253,6 +253,7 @@ default="auto"
         -------
         self
         """
+        refuse_backend_input(X, "MiniBatchKMeans")
         X = self._validate(X, reset=True)
         cfg, strategies = self._built_config()
         data = FitData.build(
@@ -295,6 +296,14 @@ default="auto"
             self.history_ = history.for_run(0)
         self._online = (walk.online, rng)  # partial_fit continues from this fit
         return self
+
+    def partial_fit(  # noqa: D102
+        self, X: Any, y: Any = None, sample_weight: Any = None
+    ) -> MiniBatchKMeans:
+        refuse_backend_input(X, "MiniBatchKMeans")
+        return super().partial_fit(X, y, sample_weight)
+
+    partial_fit.__doc__ = _BaseKMeans.partial_fit.__doc__
 
     def _seed(self, hooks: Any, batch: FitData, rng: np.random.Generator) -> np.ndarray:
         self._check_init_size(batch.n_samples)

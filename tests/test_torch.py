@@ -283,3 +283,128 @@ def test_functional_fit_and_tensors_are_detected_without_importing():
     reference = kmeansfw.fit(X, n_clusters=K, init=X[:K].copy())
     np.testing.assert_array_equal(result.labels, reference.labels)
     assert torch_backend.is_tensor(torch.zeros(1)) and not torch_backend.is_tensor(X)
+
+
+def _far_blobs():
+    """d=16, values around 300: |x'| |2c'| far beyond fp16's 65504 (the overflow case)."""
+    X, _, centers = make_blobs(
+        3000,
+        n_features=16,
+        centers=8,
+        cluster_std=20,
+        center_box=(-300, 300),
+        random_state=0,
+        return_centers=True,
+    )
+    return X.astype(np.float32), (centers + 0.5).astype(np.float32)
+
+
+def _fp16_round_off(X, C):
+    """Per sample, a bound on fp16's error in ``|c'|^2 - 2 x'.c'`` (centered on X's mean):
+    about 3 units of its 11-bit significand (2^-11) of ``|x'| |2 c'|``, with room."""
+    mean = X.astype(np.float64).mean(axis=0)
+    x_norms = np.linalg.norm(X - mean, axis=1)
+    return 2.0**-9 * x_norms * 2 * np.linalg.norm(C - mean, axis=1).max()
+
+
+def _near_ties_only(X, km):
+    """Each label costs at most fp16's round-off (for two centroids) more than the best."""
+    X64 = X.astype(np.float64)
+    C = km.cluster_centers_.astype(np.float64)
+    costs = ((X64[:, None, :] - C[None]) ** 2).sum(axis=2)
+    chosen = costs[np.arange(X.shape[0]), km.labels_]
+    assert (chosen - costs.min(axis=1) <= 2 * _fp16_round_off(X64, C)).all()
+
+
+def test_fp16_beyond_its_range_matches_full_precision():
+    X, init = _far_blobs()
+    Xt = torch.from_numpy(X)
+    full = KMeans(8, init=init).fit(Xt)
+    low = KMeans(8, init=init, executor=TorchExecutor(precision="fp16")).fit(Xt)
+    assert len(np.unique(low.labels_)) == 8
+    assert low.inertia_ == pytest.approx(full.inertia_, rel=1e-3)
+    assert np.mean(low.labels_ != full.labels_) < 0.01
+    _near_ties_only(X, low)
+    # the seeding's and transform's costs go through the same scaled product
+    seeded = KMeans(8, init="k-means++", random_state=0, n_init=1)
+    exact = seeded.fit(Xt).inertia_
+    seeded.set_params(executor=TorchExecutor(precision="fp16"))
+    assert seeded.fit(Xt).inertia_ == pytest.approx(exact, rel=1e-3)
+    squared = seeded.transform(Xt).numpy().astype(np.float64) ** 2
+    exact = seeded.transform(X).astype(np.float64) ** 2
+    bound = _fp16_round_off(X.astype(np.float64), seeded.cluster_centers_)
+    assert (np.abs(squared - exact) <= bound[:, None]).all()
+
+
+def test_fp16_chunks_that_overflow_are_redone_in_full_precision(monkeypatch):
+    X, init = _far_blobs()
+    Xt = torch.from_numpy(X)
+    full = KMeans(8, init=init).fit(Xt)
+    # without the power-of-two scaling the fp16 products overflow (the old behaviour) ...
+    monkeypatch.setattr(
+        torch_backend, "_pow2_scales", lambda n: (torch.ones_like(n), torch.ones_like(n))
+    )
+    redone = []
+    exact = torch_backend._Euclidean._exact_reduced
+
+    def counted(self, centered, pts):
+        redone.append(centered.shape[0])
+        return exact(self, centered, pts)
+
+    monkeypatch.setattr(torch_backend._Euclidean, "_exact_reduced", counted)
+    km = KMeans(8, init=init, executor=TorchExecutor(precision="fp16")).fit(Xt)
+    # ... and the non-finite chunks are recomputed in the data's dtype: never garbage
+    assert redone
+    assert len(np.unique(km.labels_)) == 8
+    assert km.inertia_ == pytest.approx(full.inertia_, rel=1e-3)
+
+
+def test_torch_round_off_is_relative_to_the_block_as_in_numpy():
+    X = _blobs(np.float32, n=400) * np.float32(1e-3)  # distances around 1e-2
+    init = X[:K].copy()
+
+    def shifted(shift):
+        def numpy_distance(A, C):
+            d = np.sqrt(((A[:, None, :] - C[None]) ** 2).sum(axis=2))
+            return d - shift
+
+        def torch_distance(A, C):
+            return torch.cdist(A, C) - shift
+
+        torch_distance.accepts_torch = True
+        return numpy_distance, torch_distance
+
+    # -1e-6 at a scale of 1e-2: far beyond 64 ulps of the block (was accepted on tensors)
+    numpy_distance, torch_distance = shifted(1e-6)
+    with pytest.raises(StrategyError, match="negative"):
+        KMeans(K, init=init, distance=numpy_distance).fit(X)
+    with pytest.raises(StrategyError, match="negative"):
+        KMeans(K, init=init, distance=torch_distance).fit(torch.from_numpy(X))
+    # a few ulps of the block's scale: round-off, clipped to 0 by both
+    numpy_distance, torch_distance = shifted(1e-10)
+    reference = KMeans(K, init=init, distance=numpy_distance).fit(X)
+    km = KMeans(K, init=init, distance=torch_distance).fit(torch.from_numpy(X))
+    np.testing.assert_array_equal(km.labels_, reference.labels_)
+
+
+def test_kmeansfw_fit_routes_a_tensor_to_its_device():
+    X = _blobs(np.float32, n=500)
+    init = X[:K].copy()
+    result = kmeansfw.fit(torch.from_numpy(X), n_clusters=K, init=init)
+    reference = kmeansfw.fit(X, n_clusters=K, init=init)
+    np.testing.assert_array_equal(result.labels, reference.labels)
+    assert isinstance(result.centroids, np.ndarray) and result.centroids.dtype == np.float32
+    assert result.objective == pytest.approx(reference.objective, rel=1e-5)
+    with pytest.raises(ConfigError, match="batch_size"):  # the torch backend's refusals
+        kmeansfw.fit(torch.from_numpy(X), n_clusters=K, batch_size=100)
+
+
+@pytest.mark.parametrize("estimator", ["MiniBatchKMeans", "KMedoids"])
+def test_estimators_without_a_torch_backend_refuse_tensors_by_name(estimator):
+    X = torch.from_numpy(_blobs(np.float32, n=200))
+    km = getattr(kmeansfw, estimator)(3)
+    with pytest.raises(TypeError, match=rf"{estimator} does not take torch tensors.*KMeans"):
+        km.fit(X)
+    if estimator == "MiniBatchKMeans":
+        with pytest.raises(TypeError, match=rf"{estimator} does not take torch tensors"):
+            km.partial_fit(X)

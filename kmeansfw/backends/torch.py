@@ -145,11 +145,16 @@ class TorchExecutor:
         The precision of the distance product that picks each sample's centroid.
         ``"highest"``: the data's dtype (TF32 off even where torch enables it).
         ``"tf32"``: TF32 products on CUDA for float32 data (``torch``'s "high" float32
-        matmul precision).  ``"fp16"`` / ``"bf16"``: the product in half precision (centered
-        data: fp16 overflows beyond about 6e4 in magnitude; bf16 does not).  Whatever the
+        matmul precision).  ``"fp16"`` / ``"bf16"``: the product in half precision.  For
+        the Euclidean distances each chunk's rows and each centroid are first scaled by a
+        power of two (exact) so that every product lies within [-1, 1]: fp16, whose range
+        ends at 65504, cannot overflow whatever the data's magnitude; a chunk whose
+        reduced distances still come out NaN or infinite is redone in the data's dtype.
+        Half precision keeps about 3 significant digits (bf16 about 2) of ``x'.c'`` relative
+        to ``|x'| |c'|`` (``x'``, ``c'`` centered on the training mean).  Whatever the
         precision, the cost of the chosen centroid is recomputed exactly in the data's
-        dtype, so inertia and the objective are exact; only near-ties may pick another
-        centroid.
+        dtype, so inertia and the objective are exact; only near-ties (within that
+        round-off) may pick another centroid.
     memory_budget_mb : float or None, default=None
         Bytes of temporaries per chunk, in MiB.  None: the estimator's
         ``memory_budget_mb``, at least :data:`CUDA_MIN_BUDGET` on a CUDA device.
@@ -350,7 +355,12 @@ class _Geometry:
         self.precision = precision
 
     def product(self, A: Tensor, B: Tensor) -> Tensor:
-        """``A @ B.T`` in the chosen precision, returned in A's dtype."""
+        """``A @ B.T`` in the chosen precision, returned in A's dtype.
+
+        For rows of norm at most 1 (the cosine distance's unit vectors): in half
+        precision larger ones may overflow (the Euclidean distances scale them first,
+        :meth:`_Euclidean._low_reduced`).
+        """
         low = _LOW.get(self.precision)
         if low is None:
             return A @ B.T
@@ -401,20 +411,44 @@ class _Euclidean(_Geometry):
 
     def points(self, P: Tensor, data: FitData) -> dict:
         centered = P - data.cache[_MEAN]
-        return {
+        minus_2c = centered * -2
+        pts = {
             "centered": centered,
-            "minus_2c": centered * -2,
+            "minus_2c": minus_2c,
             "norms": (centered * centered).sum(dim=1),
         }
+        low = _LOW.get(self.precision)
+        if low is not None:  # each centroid scaled to norm <= 1 once, converted once
+            scale, inverse = _pow2_scales(torch.linalg.vector_norm(minus_2c, dim=1))
+            pts["low"] = (minus_2c * scale[:, None]).to(low)
+            pts["inverse"] = inverse
+        return pts
 
     def _reduced(self, centered: Tensor, pts: dict) -> Tensor:
+        """``|c'|^2 - 2 x'.c'`` of a chunk (b, k), in the chosen precision."""
         if self.precision in _LOW:
-            return self.product(centered, pts["minus_2c"]) + pts["norms"]
+            return self._low_reduced(centered, pts)
+        return self._exact_reduced(centered, pts)
+
+    def _exact_reduced(self, centered: Tensor, pts: dict) -> Tensor:
         return torch.addmm(pts["norms"], centered, pts["minus_2c"].T)
+
+    def _low_reduced(self, centered: Tensor, pts: dict) -> Tensor:
+        """The half-precision product of the chunk's rows scaled by one power of two (the
+        largest row norm to at most 1) and the centroids scaled each to norm at most 1, so
+        that every fp16 product and partial sum lies within [-1, 1]; scaled back exactly
+        in the data's dtype (no host synchronization)."""
+        low = _LOW[self.precision]
+        top = torch.linalg.vector_norm(centered, dim=1).amax()
+        scale, inverse = _pow2_scales(top)
+        product = ((centered * scale).to(low) @ pts["low"].T).to(centered.dtype)
+        return torch.addcmul(pts["norms"], product, pts["inverse"] * inverse)
 
     def cost(self, data: FitData, rows: slice, pts: dict) -> Tensor:
         centered = data.X[rows] - data.cache[_MEAN]
         out = self._reduced(centered, pts)
+        if self.precision in _LOW and not bool(torch.isfinite(out).all()):
+            out = self._exact_reduced(centered, pts)  # never a silently wrong chunk
         out += (centered * centered).sum(dim=1)[:, None]
         return out.clamp_(min=0)
 
@@ -424,10 +458,27 @@ class _Euclidean(_Geometry):
 
     def nearest(self, data: FitData, rows: slice, pts: dict) -> tuple[Tensor, Tensor]:
         centered = data.X[rows] - data.cache[_MEAN]
-        labels = torch.min(self._reduced(centered, pts), dim=1).indices  # first on ties
+        values, labels = torch.min(self._reduced(centered, pts), dim=1)  # first on ties
+        # a NaN or -inf anywhere in a row is its minimum: redo such a chunk exactly
+        if self.precision in _LOW and not bool(torch.isfinite(values).all()):
+            labels = torch.min(self._exact_reduced(centered, pts), dim=1).indices
         # the exact cost of the chosen centroid (centered is not needed any more)
         diff = centered.sub_(torch.index_select(pts["centered"], 0, labels))
         return labels, torch.linalg.vecdot(diff, diff)
+
+
+def _pow2_scales(norms: Tensor) -> tuple[Tensor, Tensor]:
+    """Powers of two ``s`` with ``s * norms`` in [0.5, 1) (1 for zero norms), and ``1 / s``.
+
+    Scaling by a power of two is exact (no rounding); the exponent is clamped to the
+    dtype's normal range, so an extreme norm leaves a product out of fp16's range, which
+    the callers detect (non-finite) and redo in full precision.
+    """
+    _, exponent = torch.frexp(norms)
+    limit = int(np.log2(torch.finfo(norms.dtype).max)) - 1  # float32: 126
+    exponent = exponent.clamp_(-limit, limit)
+    one = torch.ones_like(norms)
+    return torch.ldexp(one, -exponent), torch.ldexp(one, exponent)
 
 
 def _unit(X: Tensor, what: str, offset: int = 0) -> Tensor:
@@ -529,9 +580,9 @@ class _Hooked(_Geometry):
         if not bool(torch.isfinite(value).all()):
             raise StrategyError(f"{where} returned values containing NaN or infinity ({name})")
         low = float(value.min()) if value.numel() else 0.0
-        if low < 0:
+        if low < 0:  # round-off as contract.clip_round_off: relative to the block's scale
             scale = float(value.abs().max())
-            if low < -64 * torch.finfo(value.dtype).eps * max(scale, 1.0):
+            if -low > contract.ROUND_OFF_ULPS * torch.finfo(value.dtype).eps * scale:
                 raise StrategyError(f"{where} returned negative values from {name}")
             value = value.clamp(min=0)
         return value

@@ -67,7 +67,9 @@ def fit(
     -----
     A ``dask.array.Array`` is fitted on the cluster of the active
     :class:`distributed.Client` (see :mod:`kmeansfw.backends.dask`); without a client it
-    is computed into memory and fitted here.  Dask is imported only for Dask input.
+    is computed into memory and fitted here.  Dask is imported only for Dask input.  A
+    ``torch.Tensor`` is fitted on its device (:func:`kmeansfw.backends.torch.fit`; the
+    result's arrays are NumPy); torch is imported only for tensor input.
     """
     cfg = Config.load(config) if config is not None else Config()
     if params:
@@ -78,6 +80,10 @@ def fit(
         if backend.active_client() is not None:
             return backend.fit_config(X, cfg, sample_weight=sample_weight)
         X, sample_weight = backend.to_memory(X, sample_weight)
+    if type(X).__module__.startswith("torch"):  # tensors stay on their device
+        from kmeansfw.backends import torch as tensors  # imports torch: only for tensors
+
+        return tensors.fit_config(X, cfg, sample_weight=sample_weight)[0]
     return fit_config(X, cfg, sample_weight=sample_weight, validate=validate)
 
 

@@ -215,15 +215,15 @@ class Hooks:
 
     def argnames(self, hook: str) -> tuple[str, ...] | None:
         """The arguments the answering implementation of ``hook`` declares (None: none)."""
-        found = self._argnames.get(hook, self)
-        if found is self:  # first asked: looked up once per fit (the engine asks per block)
-            found = None
-            for *_, impls in reversed(self._plugins):
-                hit = [a for name, a, wrapper, _ in impls if name == hook and not wrapper]
-                if hit:
-                    found = hit[0]
-                    break
-            self._argnames[hook] = found
+        if hook in self._argnames:  # looked up once per fit (the engine asks per block)
+            return self._argnames[hook]
+        found: tuple[str, ...] | None = None
+        for *_, impls in reversed(self._plugins):
+            hit = [a for name, a, wrapper, _ in impls if name == hook and not wrapper]
+            if hit:
+                found = hit[0]
+                break
+        self._argnames[hook] = found
         return found
 
     def implemented(self, name: str) -> bool:
