@@ -32,7 +32,7 @@ _LAZY = {
     "UnknownStrategyError": "kmeansfw.core.errors",
     "hookimpl": "kmeansfw.core.markers",
     "hookspec": "kmeansfw.core.markers",
-    "Fit": "kmeansfw.engine.fitting",
+    "Fit": "kmeansfw.engine.results",
     "fit": "kmeansfw.engine.fitting",
     "FitResult": "kmeansfw.engine.loop",
     "FitState": "kmeansfw.engine.loop",
@@ -55,8 +55,9 @@ if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
         UnknownStrategyError,
     )
     from kmeansfw.core.markers import hookimpl, hookspec
-    from kmeansfw.engine.fitting import Fit, fit
+    from kmeansfw.engine.fitting import fit
     from kmeansfw.engine.loop import FitResult, FitState
+    from kmeansfw.engine.results import Fit
     from kmeansfw.estimator import KMeans
     from kmeansfw.medoids import KMedoids
     from kmeansfw.minibatch import MiniBatchKMeans

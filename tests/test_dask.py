@@ -136,11 +136,29 @@ def test_float32_and_dask_sample_weight_kept(client, blobs):
     assert dfit.n_iter == tfit.n_iter
 
 
-def test_relocate_farthest_fills_an_empty_cluster_as_threads_do(client, blobs):
+class _Empties:
+    """An observer noting, per iteration, which clusters the assignment left empty."""
+
+    name = "empties"
+
+    def __init__(self):
+        self.seen = []
+
+    @kmeansfw.hookimpl
+    def kmeansfw_iteration_end(self, state):
+        self.seen.append(np.flatnonzero(state.cluster_weights == 0).tolist())
+
+
+@pytest.mark.parametrize("empty", ["relocate-farthest", "split-largest"])
+def test_an_empty_cluster_is_filled_as_threads_do(client, blobs, empty):
     init = np.vstack([blobs[:5], np.full((1, 4), 1e3)])  # the last centroid gets no member
-    params = {"n_clusters": 6, "init": init, "random_state": 0, "history": True}
-    dfit = backend.fit(da.from_array(blobs, chunks=(1000, 4)), **params)
-    tfit = kmeansfw.fit(blobs, **params)
+    params = {"n_clusters": 6, "init": init, "empty": empty, "random_state": 0, "history": True}
+    dseen, tseen = _Empties(), _Empties()
+    dfit = backend.fit(da.from_array(blobs, chunks=(1000, 4)), observers=[dseen], **params)
+    tfit = kmeansfw.fit(blobs, observers=[tseen], **params)
+    assert tseen.seen[0] == [5]  # the case is real: cluster 5 is empty after iteration 1
+    assert dseen.seen == tseen.seen
+    assert np.unique(dfit.labels).size == 6  # and filled
     _same(dfit, tfit)
     assert [r["n_changed"] for r in dfit.history.records] == [
         r["n_changed"] for r in tfit.history.records
@@ -197,15 +215,87 @@ def test_what_cannot_run_distributed_is_refused_by_name(client, blobs, params, m
             backend.fit(dX, n_clusters=3, **params)
 
 
-def test_bad_input_is_refused(client, blobs):
+@pytest.mark.parametrize("distance", ["euclidean", "mahalanobis"])
+def test_bad_input_is_refused_as_bad_data(client, blobs, distance):
+    # validated eagerly, chunk by chunk, before any strategy (kmeansfw_learn) reads X
     bad = blobs.copy()
     bad[4000, 1] = np.nan
-    with pytest.raises(ValueError, match="NaN"):
-        backend.fit(da.from_array(bad, chunks=(1500, 4)), n_clusters=3)
-    with pytest.raises(ValueError, match="negative"):
+    with pytest.raises(ValueError, match="Input X contains NaN") as in_memory:
+        kmeansfw.fit(bad, n_clusters=3, distance=distance)
+    with pytest.raises(ValueError, match="Input X contains NaN") as info:
+        backend.fit(da.from_array(bad, chunks=(1500, 4)), n_clusters=3, distance=distance)
+    assert not isinstance(info.value, StrategyError)
+    assert type(info.value) is type(in_memory.value)
+    assert str(info.value).startswith(str(in_memory.value))
+    assert "row chunk 2 of the dask array, rows 3000 to 4499" in str(info.value)
+    bad[4000, 1] = np.inf
+    with pytest.raises(ValueError, match="Input X contains infinity") as info:
+        backend.fit(da.from_array(bad, chunks=(1500, 4)), n_clusters=3, distance=distance)
+    assert not isinstance(info.value, StrategyError)
+    with pytest.raises(ValueError, match="sample_weight contains negative values") as info:
         backend.fit(
-            da.from_array(blobs, chunks=(1500, 4)), n_clusters=3, sample_weight=-np.ones(6000)
+            da.from_array(blobs, chunks=(1500, 4)),
+            n_clusters=3,
+            distance=distance,
+            sample_weight=-np.ones(6000),
         )
+    assert not isinstance(info.value, StrategyError)
+
+
+def test_a_chunk_whose_shape_is_not_the_metadata_is_refused(client):
+    import dask
+
+    def block(n):
+        return np.ones((n, 3))
+
+    parts = [
+        da.from_delayed(dask.delayed(block)(10), shape=(10, 3), dtype=np.float64),
+        da.from_delayed(dask.delayed(block)(7), shape=(8, 3), dtype=np.float64),  # wrong
+    ]
+    with pytest.raises(ValueError, match="row chunk 1 of the dask array holds 7 x 3"):
+        backend.fit(da.concatenate(parts), n_clusters=2)
+
+
+def test_empty_chunks_from_a_mask_are_dropped(client, blobs):
+    dX = da.from_array(blobs, chunks=(1000, 4))
+    mask = np.ones(blobs.shape[0], dtype=bool)
+    mask[1000:2000] = False  # all of the second chunk
+    mask[4500:4600] = False
+    masked = dX[da.from_array(mask, chunks=1000)]
+    assert any(np.isnan(c) for c in masked.chunks[0])  # sizes unknown until computed
+    init = blobs[:6].copy()
+    params = {"n_clusters": 6, "init": init, "random_state": 0}
+    dfit = backend.fit(masked, **params)
+    _same(dfit, kmeansfw.fit(blobs[mask], **params))
+    km = KMeans(**params).fit(masked)
+    np.testing.assert_array_equal(km.labels_, dfit.labels)
+    np.testing.assert_array_equal(km.predict(masked).compute(), dfit.labels)
+    # sample weights masked alike (their chunk sizes unknown too)
+    w = np.random.default_rng(1).uniform(0.5, 2.0, size=blobs.shape[0])
+    dw = da.from_array(w, chunks=1000)[da.from_array(mask, chunks=1000)]
+    weighted = backend.fit(masked, sample_weight=dw, **params)
+    _same(weighted, kmeansfw.fit(blobs[mask], sample_weight=w[mask], **params))
+
+
+def test_scattered_centroids_give_bit_identical_results(client, blobs, monkeypatch):
+    dX = da.from_array(blobs, chunks=(1500, 4))
+    params = {"n_clusters": 6, "init": "k-means||", "assignment": "hamerly", "random_state": 2}
+    inline = backend.fit(dX, **params)
+    scattered = []
+    real = client.scatter
+
+    def scatter(data, **kwargs):
+        scattered.append(kwargs.get("broadcast"))
+        return real(data, **kwargs)
+
+    monkeypatch.setattr(backend, "SCATTER_BYTES", 0)  # scatter every array argument
+    monkeypatch.setattr(client, "scatter", scatter)
+    broadcast = backend.fit(dX, **params)
+    assert scattered and all(scattered)  # broadcast to every worker, once per call
+    np.testing.assert_array_equal(broadcast.labels, inline.labels)
+    np.testing.assert_array_equal(broadcast.centroids, inline.centroids)
+    assert broadcast.objective == inline.objective
+    assert broadcast.n_iter == inline.n_iter
 
 
 class _KillWorker:

@@ -8,9 +8,15 @@ pattern rather than a new task graph per iteration:
   persisted block.  Each worker builds, next to every chunk it holds, a
   :class:`_Chunk`: a :class:`~kmeansfw.core.data.FitData` of the chunk's rows with the
   fit's fitted state, the fit's hooks rebuilt from the (pickled) strategies, and the
-  per-data caches ``kmeansfw_prepare`` fills.  ``X`` is never gathered to the driver.
+  per-data caches ``kmeansfw_prepare`` fills.  Every chunk is checked (shape, dtype,
+  finite values) before any strategy runs.  ``X`` is never gathered into the driver's
+  memory; the one pass that reads it on the driver is ``kmeansfw_learn`` of a strategy
+  that learns from every row (the ``mahalanobis`` covariance): it streams the chunks
+  through the driver one row block at a time (see :class:`RowStream`), so the data
+  crosses the network once while the driver's memory stays bounded.
 * Every iteration submits one task per chunk (a fixed set, never a growing graph): it
-  receives only the centroids, runs the same per-block hooks as the threads backend
+  receives only the centroids (broadcast to the workers when large, see
+  :data:`SCATTER_BYTES`), runs the same per-block hooks as the threads backend
   (:func:`kmeansfw.engine.steps.assign`: assignment, the distance, the update's map step)
   and returns small partials: the update's partial, the weighted objective and how many
   labels changed.  The labels stay on the workers; so do the bounds of ``hamerly`` and
@@ -150,8 +156,11 @@ def _as_array(X: Any) -> Any:
         X = X.compute_chunk_sizes()
     if X.shape[0] < 1 or X.shape[1] < 1:
         raise ValueError(f"X has shape {X.shape}: at least one sample and one feature needed")
-    if len(X.chunks[1]) > 1:
-        X = X.rechunk({1: -1})
+    rows = tuple(int(c) for c in X.chunks[0] if c)
+    if len(X.chunks[1]) > 1 or len(rows) < len(X.chunks[0]):
+        # one column chunk; row chunks without rows (X[mask] with a chunk wholly masked
+        # out) dropped: each row chunk is a block of the fit, validated as non-empty
+        X = X.rechunk((rows, (X.shape[1],)))
     return X
 
 
@@ -190,6 +199,8 @@ def _weights_array(sample_weight: Any, X: Any, dtype: np.dtype) -> Any:
         sample_weight = da.from_array(sample_weight, chunks=(X.chunks[0],))
     if sample_weight.ndim != 1:
         raise ValueError(f"sample_weight must be 1-D, got an array of shape {sample_weight.shape}")
+    if any(np.isnan(c) for c in sample_weight.chunks[0]):  # w[mask]: sizes unknown
+        sample_weight = sample_weight.compute_chunk_sizes()
     if sample_weight.shape[0] != n:
         raise ValueError(
             f"sample_weight has {sample_weight.shape[0]} entries but X has {n} samples"
@@ -526,6 +537,18 @@ def _seeding_of(strategy: Any, label: str, n: int, k: int) -> Any:
     )
 
 
+#: Arrays sent to every chunk task at least this large (bytes) are scattered to the
+#: workers (``broadcast=True``, once per call, so once per iteration for the centroids)
+#: and passed as a future; smaller ones are passed inline.  An inline array is copied
+#: into each task's message (chunks x size bytes per iteration), a scattered one once
+#: per worker, but scattering adds a round trip to the scheduler and the workers before
+#: the tasks are submitted, which small centroids (k x d of a few kilobytes) do not
+#: repay.  On a 2-worker LocalCluster with 16 chunks, 32 KiB to 512 KiB of centroids
+#: timed the same either way within noise; the threshold keeps the common small case
+#: inline and bounds what large k x d costs when chunks far outnumber workers.
+SCATTER_BYTES = 64 * 1024
+
+
 class _Cluster:
     """The driver's handle on one fit's persisted chunks."""
 
@@ -540,13 +563,25 @@ class _Cluster:
 
     def map(self, fn: Any, *args: Any, each: list | None = None) -> list:
         """Run ``fn(chunk, [each[i],] *args)`` on every chunk (one task per chunk, the
-        same arguments for all but ``each``); gather the results in chunk order."""
+        same arguments for all but ``each``); gather the results in chunk order.
+
+        An array argument of at least :data:`SCATTER_BYTES` (the centroids, k-means||
+        candidates, k-means++ trials) is broadcast to every worker once and passed to
+        the tasks as a future; a smaller one travels inline, in each task's message."""
         self._calls += 1
         n = len(self.chunks)
         keys = [f"kmeansfw-{fn.__name__}-{self.id}-{self._calls}-{i}" for i in range(n)]
         lists = [self.chunks] + ([each] if each is not None else [])
-        lists += [[a] * n for a in args]
+        lists += [[self._shared(a)] * n for a in args]
         return self.client.gather(self.client.map(fn, *lists, key=keys))
+
+    def _shared(self, arg: Any) -> Any:
+        """``arg`` as the tasks of one :meth:`map` receive it: a large array scattered
+        (``broadcast=True``: one copy per worker rather than one per task), else itself.
+        Both arrive as the same array, so results do not depend on the threshold."""
+        if isinstance(arg, np.ndarray) and arg.nbytes >= SCATTER_BYTES:
+            return self.client.scatter(arg, broadcast=True, hash=False)
+        return arg
 
     def draw(
         self, targets: np.ndarray, mass: np.ndarray, run: int, by_cost: bool, centers: np.ndarray
@@ -858,7 +893,9 @@ class RowStream:
     fetches that row block from the cluster (one block in memory at a time), ``mean`` and
     ``sum`` over the rows are computed on the cluster, and anything that would bring the
     whole array into the driver's memory raises instead.  A learner written block by
-    block (``kmeansfw.engine.executors.map_tasks``) therefore runs unchanged.
+    block (``kmeansfw.engine.executors.map_tasks``) therefore runs unchanged, with the
+    driver's memory bounded; but a learner that reads every row block (``mahalanobis``'s
+    covariance) moves the whole of ``X`` through the driver once, over the network.
     """
 
     def __init__(self, array: Any) -> None:
@@ -954,6 +991,7 @@ def fit_config(
     sw = _weights_array(sample_weight, X, dtype)
     X, sw = client.persist([X, sw])
     try:
+        _check_persisted(client, X, sw)
         return _fit_persisted(client, X, sw, cfg, strategies, hooks, observers, history)
     finally:
         del X, sw
@@ -966,6 +1004,56 @@ def _futures_in_order(array: Any) -> list:
 
     by_key = {f.key: f for f in futures_of(array)}
     return [by_key[key] for key in flatten(array.__dask_keys__())]
+
+
+def _chunk_layout(X: np.ndarray, sample_weight: np.ndarray) -> tuple[int, int, str, int]:
+    """Worker: one persisted chunk's rows, columns and dtype, and its number of weights."""
+    return int(X.shape[0]), int(X.shape[1]), X.dtype.str, int(sample_weight.shape[0])
+
+
+def _check_persisted(client: Any, X: Any, sw: Any) -> None:
+    """Validate every persisted chunk of ``X`` and ``sample_weight`` now, before any
+    strategy runs (a small task per chunk; only its shape and dtype come back).
+
+    The chunks were validated as they were persisted (:func:`_ready_block`: finite,
+    numeric, 2-D, non-empty; :func:`_weights_block`: finite, non-negative), lazily; this
+    makes those checks fire here, so bad data is reported as bad data, with the in-memory
+    message, rather than as the failure of the first strategy to read it.
+
+    Raises
+    ------
+    ValueError
+        A chunk failed validation (the in-memory message, with the chunk's rows), or a
+        chunk's shape or dtype is not what the dask array's metadata says.
+    """
+    from distributed import wait
+
+    sizes = [int(c) for c in X.chunks[0]]
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    tag = uuid.uuid4().hex[:12]
+    checks = client.map(
+        _chunk_layout,
+        _futures_in_order(X),
+        _futures_in_order(sw),
+        key=[f"kmeansfw-check-{tag}-{i}" for i in range(len(sizes))],
+    )
+    wait(checks)
+    for i, future in enumerate(checks):  # the first bad chunk in row order
+        if future.status == "error":
+            exc = future.exception()
+            if isinstance(exc, ValueError):
+                where = f"row chunk {i} of the dask array, rows {bounds[i]} to {bounds[i + 1] - 1}"
+                raise ValueError(f"{exc} (in {where})") from None
+            future.result()  # anything else (a failing upstream task) as it is
+    expected_dtype = X.dtype.str
+    for i, (rows, cols, dtype, n_weights) in enumerate(client.gather(checks)):
+        if (rows, cols, dtype, n_weights) != (sizes[i], X.shape[1], expected_dtype, sizes[i]):
+            raise ValueError(
+                f"row chunk {i} of the dask array holds {rows} x {cols} samples of dtype "
+                f"{np.dtype(dtype)} (and {n_weights} weights), but the array's metadata says "
+                f"{sizes[i]} x {X.shape[1]} of dtype {X.dtype}: the chunks' real shapes must "
+                "match the array's (X.compute_chunk_sizes() measures them)"
+            )
 
 
 def _fit_persisted(
