@@ -15,7 +15,7 @@ from kmeansfw.engine.results import Fit, best_fit, check_n_clusters
 from kmeansfw.strategies.observers import History
 from kmeansfw.workflow import checkpoint
 
-__all__ = ["Fit", "check_n_clusters", "check_sparse_support", "fit", "fit_config", "fit_data"]
+__all__ = ["check_n_clusters", "check_sparse_support", "fit", "fit_config", "fit_data"]
 
 
 def check_sparse_support(strategies: list[tuple[str, str, Any]], data: FitData) -> None:

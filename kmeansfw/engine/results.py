@@ -20,7 +20,7 @@ from kmeansfw.core.data import Fitted
 from kmeansfw.engine import loop as engine
 from kmeansfw.strategies.observers import History
 
-__all__ = ["Fit", "best_fit", "check_n_clusters"]
+__all__ = ["best_fit", "check_n_clusters"]  # Fit is documented as kmeansfw.Fit
 
 
 @attrs.frozen(eq=False)
