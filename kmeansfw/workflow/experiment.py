@@ -46,7 +46,8 @@ COLUMNS = [
     "fit_seconds",
     "n_clusters",
 ]
-#: The summary's columns, in the order ``kmeansfw compare`` prints them.
+#: The columns of :meth:`ExperimentResult.summary`, in the order ``kmeansfw compare``
+#: prints them.
 SUMMARY_COLUMNS = [
     "dataset",
     "config",
@@ -280,21 +281,6 @@ def _mean_of(rows: list[dict[str, Any]], key: str) -> float | str:
     values = [float(r[key]) for r in rows if r[key] not in ("", None)]
     return float(np.mean(values)) if values else ""
 
-
-#: The columns of :meth:`ExperimentResult.summary`.
-SUMMARY_COLUMNS = (
-    "dataset",
-    "config",
-    "n_clusters",
-    "cells",
-    "objective_mean",
-    "objective_std",
-    "objective_best",
-    "ari_mean",
-    "nmi_mean",
-    "n_iter_mean",
-    "fit_seconds_mean",
-)
 
 
 @attrs.define
