@@ -477,7 +477,10 @@ def test_numba_and_numpy_stale_rows_agree(dtype, b, k, t, margin):
 
 @pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize(("n", "d", "k"), [(1, 1, 1), (300, 2, 3), (777, 5, 9), (513, 8, 64)])
+@pytest.mark.parametrize(
+    ("n", "d", "k"),
+    [(1, 1, 1), (300, 2, 3), (777, 5, 9), (513, 8, 64), (259, 13, 8), (300, 2, 128)],
+)
 def test_direct_nearest_kernel_agrees_with_the_product_and_brute_force(dtype, n, d, k):
     """The direct kernel (few features, no matrix product) gives the product's labels,
     exact minimum distances, and the same answer for a row wherever its sub-block starts."""
@@ -508,5 +511,7 @@ def test_direct_nearest_kernel_agrees_with_the_product_and_brute_force(dtype, n,
 
 
 def test_the_direct_kernel_is_chosen_by_shape_only():
-    assert kernels.direct_pays(2, 3) and kernels.direct_pays(8, 64)
-    assert not kernels.direct_pays(9, 3) and not kernels.direct_pays(2, 65)
+    assert kernels.direct_pays(2, 3) and kernels.direct_pays(8, 128)
+    assert kernels.direct_pays(16, 8) and kernels.direct_pays(9, 1)
+    assert not kernels.direct_pays(17, 3) and not kernels.direct_pays(9, 9)
+    assert not kernels.direct_pays(2, 129) and not kernels.direct_pays(16, 9)

@@ -7,7 +7,8 @@ stays in BLAS).  Rows and centroids are compared centered on the data's mean, as
 scikit-learn does, for accuracy.  Here:
 
 * the nearest-centroid search (:func:`nearest_sq_euclidean`, optionally with the
-  runner-up) and its per-group variant for bound-based assignments
+  runner-up; at few features and centroids, :func:`direct_pays`, a direct kernel
+  without a matrix product) and its per-group variant for bound-based assignments
   (:func:`nearest_groups_sq_euclidean`);
 * exact squared distances to given centroids (:func:`paired_sq_euclidean`) and whole
   (b, k) cost blocks (:func:`sq_euclidean_costs`);
@@ -26,21 +27,27 @@ from kmeansfw.kernels._compile import HAVE_NUMBA, numba
 #: Rows per matrix product inside the compiled nearest-centroid kernel (fits in L2).
 SUB_BLOCK_ROWS = 256
 #: The nearest-centroid search takes the direct kernel (no matrix product) up to this
-#: many features ...
+#: many features and :data:`DIRECT_MAX_CLUSTERS` centroids ...
 DIRECT_MAX_FEATURES = 8
-#: ... and this many centroids; the matrix product above (see :func:`direct_pays`).
-DIRECT_MAX_CLUSTERS = 64
+DIRECT_MAX_CLUSTERS = 128
+#: ... or up to this many features and :data:`DIRECT_WIDE_MAX_CLUSTERS` centroids; the
+#: matrix product otherwise (see :func:`direct_pays`).
+DIRECT_WIDE_MAX_FEATURES = 16
+DIRECT_WIDE_MAX_CLUSTERS = 8
 
 
 def direct_pays(n_features: int, n_clusters: int) -> bool:
     """Whether the nearest-centroid search takes the direct kernel for this shape.
 
     Decided by the shape of the centroids only (never by the number of rows or threads),
-    so that a fit's labels do not depend on how its data is split.  Measured here
-    (``benchmarks/bench_grid.py``; per call, against the product kernel): 0.3-0.6x the
-    time at 2-4 features, 0.8-0.95x at 8, 2-4x slower at 32-64 features.
+    so that a fit's labels do not depend on how its data is split.  Measured here (per
+    call on 25k rows, float64, against the product kernel): 0.67-0.9x the time at 2-4
+    features (k 3 to 128), 0.8-0.96x at 8 features, 0.84-0.89x at 12-16 features and
+    k=3, 1.0x at k=8 and 1.03-1.23x above.
     """
-    return n_features <= DIRECT_MAX_FEATURES and n_clusters <= DIRECT_MAX_CLUSTERS
+    if n_features <= DIRECT_MAX_FEATURES:
+        return n_clusters <= DIRECT_MAX_CLUSTERS
+    return n_features <= DIRECT_WIDE_MAX_FEATURES and n_clusters <= DIRECT_WIDE_MAX_CLUSTERS
 
 
 def _nearest_numpy(X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second):
@@ -137,9 +144,12 @@ if HAVE_NUMBA:
     # each centroid ``||c||^2 - 2 x.c`` is accumulated four features at a time in a loop
     # over rows that vectorizes: every row is read once from memory and all centroids stay
     # in cache.  At few features this beats the product (a GEMM with an inner dimension of
-    # 2 to 8 runs far below its peak).  The order of operations depends on the shape only,
-    # so the labels do not depend on the blocking or the number of threads (no
-    # reassociation: a row's sums are the same in the vectorized loop and its remainder).
+    # 2 to 16 runs far below its peak).  The centroids are compared by the product's form,
+    # as scikit-learn compares them, so that exact ties (duplicated samples, data on a
+    # grid) go the same way; the exact distance to the chosen centroid follows
+    # (:func:`_exact_rows`).  The order of operations depends on the shape only, so the
+    # labels do not depend on the blocking or the number of threads (no reassociation: a
+    # row's sums are the same in the vectorized loop and its remainder).
     @numba.njit(nogil=True, cache=True, fastmath={"contract"})
     def _nearest_direct_numba(  # pragma: no cover
         X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second
@@ -155,17 +165,24 @@ if HAVE_NUMBA:
         best = np.empty(sub, dtype=X.dtype)
         runner_up = np.empty(sub, dtype=X.dtype)
         arg = np.empty(sub, dtype=np.int32)
-        zero = X.dtype.type(0)
         inf = X.dtype.type(np.inf)
         for start in range(0, n, sub):
             m = min(start + sub, n) - start
-            for i in range(m):
+            # centered and transposed four rows at a time (four independent rows per
+            # feature keep the scalar loop busy; it runs at the speed of reading X)
+            i = 0
+            while i + 4 <= m:
+                for f in range(d):
+                    mf = mean[f]
+                    rows_t[f, i] = X[start + i, f] - mf
+                    rows_t[f, i + 1] = X[start + i + 1, f] - mf
+                    rows_t[f, i + 2] = X[start + i + 2, f] - mf
+                    rows_t[f, i + 3] = X[start + i + 3, f] - mf
+                i += 4
+            while i < m:
                 for f in range(d):
                     rows_t[f, i] = X[start + i, f] - mean[f]
-            for i in range(m):
-                best[i] = inf
-                runner_up[i] = inf
-                arg[i] = 0
+                i += 1
             for j in range(k):
                 c = c_sq_norms[j]
                 for i in range(m):
@@ -175,7 +192,12 @@ if HAVE_NUMBA:
                     r0, r1, r2, r3 = rows_t[f], rows_t[f + 1], rows_t[f + 2], rows_t[f + 3]
                     for i in range(m):
                         acc[i] += (c0 * r0[i] + c1 * r1[i]) + (c2 * r2[i] + c3 * r3[i])
-                if want_second:
+                if j == 0:
+                    for i in range(m):
+                        best[i] = acc[i]
+                        runner_up[i] = inf
+                        arg[i] = 0
+                elif want_second:
                     for i in range(m):
                         value = acc[i]
                         lower = value < best[i]
@@ -188,18 +210,32 @@ if HAVE_NUMBA:
                         lower = value < best[i]
                         best[i] = value if lower else best[i]
                         arg[i] = np.int32(j) if lower else arg[i]
-            for i in range(m):
-                j = arg[i]
-                labels[start + i] = j
-                total = zero  # the exact squared distance to the chosen centroid
+            _exact_rows(X, mean, centered_c, start, m, arg, runner_up, labels, mins, second)
+
+    # The exact squared distance of each row to its chosen centroid, from the row as
+    # stored (contiguous, still in cache; no gather from the transposed copy): a sum over
+    # features that reassoc lets vectorize, in an order that depends on the number of
+    # features only, the same for every row.
+    @numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
+    def _exact_rows(  # pragma: no cover
+        X, mean, centered_c, start, m, arg, runner_up, labels, mins, second
+    ):
+        want_second = second.shape[0] > 0
+        zero = X.dtype.type(0)
+        for i in range(m):
+            j = arg[i]
+            labels[start + i] = j
+            total = zero
+            for f in range(X.shape[1]):
+                diff = (X[start + i, f] - mean[f]) - centered_c[j, f]
+                total += diff * diff
+            mins[start + i] = total
+            if want_second:
                 norm = zero
-                for f in range(d):
-                    diff = rows_t[f, i] - centered_c[j, f]
-                    total += diff * diff
-                    norm += rows_t[f, i] * rows_t[f, i]
-                mins[start + i] = total
-                if want_second:
-                    second[start + i] = max(runner_up[i] + norm, zero)
+                for f in range(X.shape[1]):
+                    row = X[start + i, f] - mean[f]
+                    norm += row * row
+                second[start + i] = max(runner_up[i] + norm, zero)
 
     @numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
     def _paired_sq_numba(X, mean, centered_c, labels, out):  # pragma: no cover
