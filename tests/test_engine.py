@@ -77,6 +77,18 @@ def test_blocks_bound_memory():
         assert rows <= max(MIN_BLOCK_ROWS, n)
 
 
+def test_small_data_is_one_block_when_it_fits_and_large_data_is_split():
+    from kmeansfw.core.data import MIN_BLOCKS, SINGLE_BLOCK_ELEMENTS
+
+    budget = 64 << 20
+    assert plan_block_rows(20_000, 8, 8, budget, n_features=8) == 20_000
+    n = SINGLE_BLOCK_ELEMENTS // 8  # at the threshold: split for balance again
+    assert plan_block_rows(n, 8, 8, budget, n_features=8) < n
+    assert plan_block_rows(10**6, 8, 8, budget, n_features=8) <= -(-(10**6) // MIN_BLOCKS)
+    # one block only when its (rows, k) buffers fit: wide k still splits small data
+    assert plan_block_rows(20_000, 4096, 8, budget, n_features=8) < 20_000
+
+
 def test_strategies_only_see_blocks(big):
     seen = []
 

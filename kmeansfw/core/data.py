@@ -26,8 +26,13 @@ BLOCK_TEMPORARIES = 4
 TARGET_TASKS = 64
 #: Large data is cut into at least this many blocks, so threads share work evenly...
 MIN_BLOCKS = 8
-#: ...but never into blocks smaller than this for balance alone (small data: one block).
+#: ...but never into blocks smaller than this for balance alone...
 BALANCE_MIN_ROWS = 4096
+#: ...and data of fewer elements (samples x features) than this, which runs inline on
+#: one thread anyway, is one block when its buffers fit: per-block hook calls and answer
+#: checks are then made once per pass (measured at 20000 x 8, k=3: 0.41 -> 0.32 ms per
+#: iteration).  A rule on the shape only, so results stay the same for any thread count.
+SINGLE_BLOCK_ELEMENTS = 1 << 18
 #: Default working memory per worker thread for block buffers, in bytes.
 DEFAULT_MEMORY_BUDGET = 64 << 20
 
@@ -178,18 +183,24 @@ def default_n_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def plan_block_rows(n_samples: int, n_columns: int, itemsize: int, memory_budget: int) -> int:
+def plan_block_rows(
+    n_samples: int, n_columns: int, itemsize: int, memory_budget: int, n_features: int = 0
+) -> int:
     """Rows per block for a (rows, n_columns) cost buffer.
 
     Cache-sized, within the memory budget, and small enough that large data makes at
-    least :data:`MIN_BLOCKS` blocks.  Depends only on the shape, the dtype and the budget
-    (never on the thread count), so the partition of the data, and therefore every
-    result, is the same whatever the number of threads.
+    least :data:`MIN_BLOCKS` blocks; data of fewer than :data:`SINGLE_BLOCK_ELEMENTS`
+    elements (``n_samples x n_features``) is one block when that fits.  Depends only on
+    the shape, the dtype and the budget (never on the thread count), so the partition of
+    the data, and therefore every result, is the same whatever the number of threads.
     """
     row_bytes = max(1, n_columns) * itemsize
     cache_rows = CACHE_BLOCK_BYTES // row_bytes
     budget_rows = memory_budget // (row_bytes * BLOCK_TEMPORARIES)
-    balance_rows = max(-(-n_samples // MIN_BLOCKS), BALANCE_MIN_ROWS)
+    if n_samples * n_features < SINGLE_BLOCK_ELEMENTS:
+        balance_rows = n_samples
+    else:
+        balance_rows = max(-(-n_samples // MIN_BLOCKS), BALANCE_MIN_ROWS)
     return int(max(MIN_BLOCK_ROWS, min(cache_rows, budget_rows, balance_rows)))
 
 
@@ -263,7 +274,11 @@ class FitData:
             X=X,
             sample_weight=sw,
             block_rows=plan_block_rows(
-                X.shape[0], max(n_clusters, X.shape[1]), X.dtype.itemsize, memory_budget
+                X.shape[0],
+                max(n_clusters, X.shape[1]),
+                X.dtype.itemsize,
+                memory_budget,
+                n_features=X.shape[1],
             ),
             n_threads=n_threads or default_n_threads(),
             fitted=fitted or {},
@@ -293,6 +308,7 @@ class FitData:
                 max(n_columns, self.n_features),
                 self.X.dtype.itemsize,
                 memory_budget,
+                n_features=self.n_features,
             ),
             n_threads=self.n_threads,
             cache=self.cache,
