@@ -288,7 +288,8 @@ def test_scattered_centroids_give_bit_identical_results(client, blobs, monkeypat
         scattered.append(kwargs.get("broadcast"))
         return real(data, **kwargs)
 
-    monkeypatch.setattr(backend, "SCATTER_BYTES", 0)  # scatter every array argument
+    # the threshold is read where the chunks are mapped (kmeansfw.backends.dask.cluster)
+    monkeypatch.setattr(backend.cluster, "SCATTER_BYTES", 0)  # scatter every array argument
     monkeypatch.setattr(client, "scatter", scatter)
     broadcast = backend.fit(dX, **params)
     assert scattered and all(scattered)  # broadcast to every worker, once per call

@@ -15,6 +15,7 @@ torch = pytest.importorskip("torch")
 
 from kmeansfw.backends import torch as torch_backend  # noqa: E402
 from kmeansfw.backends.torch import TorchExecutor, plan_chunk_rows  # noqa: E402
+from kmeansfw.backends.torch import geometry as torch_geometry  # noqa: E402
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 K = 12
@@ -342,16 +343,16 @@ def test_fp16_chunks_that_overflow_are_redone_in_full_precision(monkeypatch):
     full = KMeans(8, init=init).fit(Xt)
     # without the power-of-two scaling the fp16 products overflow (the old behaviour) ...
     monkeypatch.setattr(
-        torch_backend, "_pow2_scales", lambda n: (torch.ones_like(n), torch.ones_like(n))
+        torch_geometry, "_pow2_scales", lambda n: (torch.ones_like(n), torch.ones_like(n))
     )
     redone = []
-    exact = torch_backend._Euclidean._exact_reduced
+    exact = torch_geometry._Euclidean._exact_reduced
 
     def counted(self, centered, pts):
         redone.append(centered.shape[0])
         return exact(self, centered, pts)
 
-    monkeypatch.setattr(torch_backend._Euclidean, "_exact_reduced", counted)
+    monkeypatch.setattr(torch_geometry._Euclidean, "_exact_reduced", counted)
     km = KMeans(8, init=init, executor=TorchExecutor(precision="fp16")).fit(Xt)
     # ... and the non-finite chunks are recomputed in the data's dtype: never garbage
     assert redone

@@ -1,0 +1,105 @@
+"""``KMeans`` methods for a torch tensor: ``fit`` (:func:`fit_estimator`),
+:func:`predict`, :func:`transform` and :func:`score`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from kmeansfw.backends.torch.data import (
+    _as_tensor,
+    _blocks,
+    _check_finite,
+    _data,
+    _host,
+    _objective,
+    _weights,
+)
+from kmeansfw.backends.torch.executor import _budget, _matmul_precision, _options
+from kmeansfw.backends.torch.fitting import fit_config
+from kmeansfw.backends.torch.plan import _geometry_of, _Plan
+from kmeansfw.backends.torch.steps import _assign
+from kmeansfw.core.config import make_rng
+from kmeansfw.core.data import FitData
+
+
+def fit_estimator(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
+    """``KMeans.fit`` for a tensor: fits on its device and sets the fitted attributes as
+    ``KMeans.fit`` does (NumPy arrays), plus ``cluster_centers_tensor_`` and
+    ``labels_tensor_`` on the device; returns the estimator."""
+    cfg, strategies = estimator._built_config()
+    X = _as_tensor(X)
+    outcome, tensors = fit_config(X, cfg, sample_weight=sample_weight, strategies=strategies)
+    estimator.n_features_in_ = X.shape[1]
+    estimator.__dict__.pop("feature_names_in_", None)
+    estimator._set_fitted(outcome.strategies, outcome.fitted, outcome.centroids)
+    estimator.labels_ = outcome.labels.astype(np.int32)
+    estimator.inertia_ = outcome.objective
+    estimator.n_iter_ = outcome.n_iter
+    estimator.cluster_centers_tensor_ = tensors.centroids
+    estimator.labels_tensor_ = tensors.labels
+    weights = sample_weight
+    if isinstance(weights, torch.Tensor):
+        weights = _host(weights)
+    # partial_fit (NumPy input) continues from this fit, as after an in-memory fit
+    estimator._online = (estimator._online_after_fit(weights), make_rng(estimator.random_state))
+    for name in ("n_steps_", "_streamed"):
+        estimator.__dict__.pop(name, None)
+    if outcome.history is not None:
+        estimator.history_ = outcome.history.for_run(outcome.result.run)
+    return estimator
+
+
+def _model(estimator: Any, X: Any, sample_weight: Any = None) -> tuple[_Plan, FitData, Tensor]:
+    """A fitted estimator's geometry, the prepared data and its centroids on X's device."""
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(estimator)
+    X = _as_tensor(X)
+    if X.shape[1] != estimator.n_features_in_:
+        raise ValueError(
+            f"X has {X.shape[1]} features, but {type(estimator).__name__} is expecting "
+            f"{estimator.n_features_in_} features as input."
+        )
+    options = _options(estimator.executor)
+    strategies = estimator._strategies
+    label, distance = next((lb, s) for slot, lb, s in strategies if slot == "distance")
+    geometry = _geometry_of(label, distance, options.precision)
+    k = estimator.cluster_centers_.shape[0]
+    budget = _budget(options, int(estimator.memory_budget_mb * 2**20), X.device)
+    data = _data(X, _weights(sample_weight, X), budget, k, estimator.fitted_state_)
+    _check_finite(X, _blocks(data))
+    geometry.prepare(data)
+    C = torch.as_tensor(estimator.cluster_centers_, device=X.device).to(X.dtype)
+    plan = _Plan(geometry, None, False, None, False)
+    return plan, data, C
+
+
+def predict(estimator: Any, X: Any) -> Any:
+    """``KMeans.predict`` for a tensor: the labels, an int64 tensor on X's device."""
+    plan, data, C = _model(estimator, X)
+    with _matmul_precision(_options(estimator.executor).precision), torch.no_grad():
+        return _assign(plan, data, C, accumulate=False)[0]
+
+
+def transform(estimator: Any, X: Any) -> Any:
+    """``KMeans.transform`` for a tensor: the (n, k) distances, a tensor on X's device
+    (filled chunk by chunk: the one (n, k) matrix is the answer asked for)."""
+    plan, data, C = _model(estimator, X)
+    out = torch.empty((data.n_samples, C.shape[0]), dtype=data.X.dtype, device=data.X.device)
+    with _matmul_precision(_options(estimator.executor).precision), torch.no_grad():
+        pts = plan.geometry.points(C, data)
+        for rows in _blocks(data):
+            out[rows] = plan.geometry.distance(data, rows, pts)
+    return out
+
+
+def score(estimator: Any, X: Any, sample_weight: Any = None) -> float:
+    """``KMeans.score`` for a tensor: minus the objective under the fitted centroids."""
+    plan, data, C = _model(estimator, X, sample_weight)
+    with _matmul_precision(_options(estimator.executor).precision), torch.no_grad():
+        costs = _assign(plan, data, C, accumulate=False)[1]
+        return -_objective(data, costs)
