@@ -309,6 +309,12 @@ class Checkpoint:
         if resume is not None:
             self._best = resume.best
 
+    def _run_state(self, state: FitState) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The arrays and JSON keys of a run in progress (a backend that keeps other state,
+        such as the Dask backend's reduced one, overrides this)."""
+        arrays = {"centroids": state.centroids, "labels": state.labels}
+        return arrays, {"iteration": state.iteration, "scratch": plain_scratch(state.scratch)}
+
     def _write(self, run: int, state: FitState | None) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         arrays: dict[str, np.ndarray] = {}
@@ -324,14 +330,9 @@ class Checkpoint:
         meta["fitted"] = fitted_meta
         arrays.update(fitted_arrays)
         if state is not None:
-            arrays["centroids"] = state.centroids
-            arrays["labels"] = state.labels
-            meta["iteration"] = state.iteration
-            meta["scratch"] = {
-                k: v
-                for k, v in state.scratch.items()
-                if isinstance(k, str) and _json_plain_finite(v)
-            }
+            run_arrays, run_meta = self._run_state(state)
+            arrays.update(run_arrays)
+            meta.update(run_meta)
         if self._best is not None:
             arrays["best_centroids"] = self._best.centroids
             arrays["best_labels"] = self._best.labels
@@ -350,6 +351,12 @@ class Checkpoint:
         meta["checksum"] = _checksum(meta)
         text = json.dumps(meta).encode()
         _replace_all([(self.folder / _ARRAYS_NAME, payload), (self.folder / _JSON_NAME, text)])
+
+
+def plain_scratch(scratch: Mapping[Any, Any]) -> dict[str, Any]:
+    """The entries of a run's scratch memory that JSON holds exactly (string keys, finite
+    plain values): what a checkpoint saves of it."""
+    return {k: v for k, v in scratch.items() if isinstance(k, str) and _json_plain_finite(v)}
 
 
 def _encode_fitted(fitted: Mapping[str, Any]) -> tuple[dict | None, dict[str, np.ndarray]]:
@@ -515,6 +522,22 @@ def load(
         )
         return None
     arrays = _read_arrays(arrays_path, meta["arrays"], meta, expected)
+    best, fitted = best_and_fitted(meta, arrays)
+    return Resume(
+        next_run=meta["next_run"],
+        rng_state=rng_state,
+        iteration=meta["iteration"],
+        centroids=arrays.get("centroids"),
+        labels=arrays.get("labels"),
+        scratch=dict(meta["scratch"]),
+        best=best,
+        fitted=fitted,
+    )
+
+
+def best_and_fitted(meta: dict, arrays: dict) -> tuple[FitResult | None, Fitted | None]:
+    """The best finished run and the fitted state of a checked ``state.json`` and its
+    checked arrays (None for what the checkpoint does not hold)."""
     best = None
     if "best" in meta:
         b = meta["best"]
@@ -532,16 +555,7 @@ def load(
     if meta["fitted"] is not None:
         stored = {key: arrays[name] for key, name in meta["fitted"]["arrays"].items()}
         fitted = Fitted({**meta["fitted"]["values"], **stored})
-    return Resume(
-        next_run=meta["next_run"],
-        rng_state=rng_state,
-        iteration=meta["iteration"],
-        centroids=arrays.get("centroids"),
-        labels=arrays.get("labels"),
-        scratch=dict(meta["scratch"]),
-        best=best,
-        fitted=fitted,
-    )
+    return best, fitted
 
 
 def _check_identity(meta: dict, path: pathlib.Path, expected: _Expected) -> bool:

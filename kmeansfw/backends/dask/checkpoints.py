@@ -5,7 +5,6 @@ back to resume."""
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import pathlib
 from typing import Any
@@ -15,9 +14,7 @@ import numpy as np
 
 from kmeansfw.backends.dask.cluster import _futures_in_order
 from kmeansfw.core.config import Config
-from kmeansfw.core.data import Fitted
 from kmeansfw.core.errors import CheckpointError
-from kmeansfw.engine import loop as engine
 from kmeansfw.workflow import checkpoint
 
 
@@ -61,52 +58,18 @@ class ClusterCheckpoint(checkpoint.Checkpoint):
     (the best run's labels and costs, which the driver holds anyway).
     """
 
-    def _write(self, run: int, state: Any) -> None:
-        if state is None:
-            super()._write(run, None)
-            return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fitted_meta, fitted_arrays = self._fitted if self._fitted is not None else (None, {})
-        arrays: dict[str, Any] = {
-            **fitted_arrays,
+    def _run_state(self, state: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        # the labels stay on the workers; a resume rebuilds them from previous_centroids
+        arrays = {
             "centroids": np.asarray(state.centroids),
             "previous_centroids": np.asarray(state.previous_centroids),
         }
-        meta: dict[str, Any] = {
-            "format": checkpoint.FORMAT,
-            "fingerprint": dict(self.fingerprint),
-            "next_run": run,
-            "rng_state": checkpoint._encode_state(self._rng.bit_generator.state),
+        meta = {
             "iteration": state.iteration,
-            "scratch": {
-                k: v
-                for k, v in state.scratch.items()
-                if isinstance(k, str) and checkpoint._json_plain_finite(v)
-            },
-            "fitted": fitted_meta,
+            "scratch": checkpoint.plain_scratch(state.scratch),
             "state": _REDUCED,
         }
-        if self._best is not None:
-            arrays["best_centroids"] = self._best.centroids
-            arrays["best_labels"] = self._best.labels
-            arrays["best_costs"] = self._best.costs
-            meta["best"] = {
-                "objective": self._best.objective,
-                "n_iter": self._best.n_iter,
-                "converged": self._best.converged,
-                "run": self._best.run,
-                "stop_reason": self._best.stop_reason,
-            }
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        payload = buffer.getvalue()
-        meta["arrays"] = checkpoint._hexdigest(payload)
-        meta["checksum"] = checkpoint._checksum(meta)
-        files = [
-            (self.folder / "state.npz", payload),
-            (self.folder / "state.json", json.dumps(meta).encode()),
-        ]
-        checkpoint._replace_all(files)
+        return arrays, meta
 
 
 @attrs.frozen(eq=False)
@@ -190,23 +153,7 @@ def _load_checkpoint(
         checkpoint._checked(previous, "previous_centroids", shape, X.dtype, arrays_path),
         dict(meta["scratch"]),
     )
-    best = None
-    if "best" in meta:
-        b = meta["best"]
-        best = engine.FitResult(
-            centroids=arrays["best_centroids"],
-            labels=arrays["best_labels"],
-            costs=arrays["best_costs"],
-            objective=float(b["objective"]),
-            n_iter=b["n_iter"],
-            converged=b["converged"],
-            run=b["run"],
-            stop_reason=b["stop_reason"],
-        )
-    fitted = None
-    if meta["fitted"] is not None:
-        stored = {key: arrays[name] for key, name in meta["fitted"]["arrays"].items()}
-        fitted = Fitted({**meta["fitted"]["values"], **stored})
+    best, fitted = checkpoint.best_and_fitted(meta, arrays)
     resume = checkpoint.Resume(
         next_run=meta["next_run"],
         rng_state=rng_state,
