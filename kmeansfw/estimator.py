@@ -18,7 +18,7 @@ from sklearn.base import (
 )
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from kmeansfw.backends import is_dask_collection
+from kmeansfw.backends import for_input, is_dask_collection, is_torch_tensor
 from kmeansfw.core.adapters import SHARE_MAX_BYTES, ArrayInit
 from kmeansfw.core.catalog import CATALOG, is_value_strategy
 from kmeansfw.core.config import Config, InvalidParameterError, make_rng
@@ -78,7 +78,7 @@ def _describe_distance(spec: Any) -> Any:
 def refuse_backend_input(X: Any, estimator: str) -> None:
     """Refuse a torch tensor or a Dask collection, which ``estimator`` does not fit yet
     (checked by the type's module: torch and dask are never imported here)."""
-    if type(X).__module__.startswith("torch"):
+    if is_torch_tensor(X):
         raise TypeError(
             f"{estimator} does not take torch tensors yet: use KMeans (it fits a tensor on "
             "its device), or pass X.cpu().numpy()"
@@ -322,14 +322,9 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
         -------
         labels : ndarray of shape (n_samples,), int32
         """
-        if type(X).__module__.startswith("dask"):  # routes dask input to kmeansfw.backends
-            from kmeansfw.backends.dask import predict
-
-            return predict(self, X)
-        if type(X).__module__.startswith("torch"):  # tensors stay on their device
-            from kmeansfw.backends.torch import predict as predict_tensor
-
-            return predict_tensor(self, X)
+        backend = for_input(X)
+        if backend is not None:  # a dask array runs on its cluster, a tensor on its device
+            return backend.predict(self, X)
         data, hook = self._data(X)
         result = steps.assign(hook, data, self._centers_for(data), accumulate=False)
         return result.labels.astype(np.int32)
@@ -347,14 +342,9 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
             A pandas DataFrame with columns ``get_feature_names_out()`` after
             ``set_output(transform="pandas")``.
         """
-        if type(X).__module__.startswith("dask"):  # routes dask input to kmeansfw.backends
-            from kmeansfw.backends.dask import transform
-
-            return transform(self, X)
-        if type(X).__module__.startswith("torch"):  # tensors stay on their device
-            from kmeansfw.backends.torch import transform as transform_tensor
-
-            return transform_tensor(self, X)
+        backend = for_input(X)
+        if backend is not None:  # a dask array runs on its cluster, a tensor on its device
+            return backend.transform(self, X)
         data, hook = self._data(X)
         return steps.pairwise(hook, data, self._centers_for(data))
 
@@ -371,14 +361,9 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
         -------
         score : float
         """
-        if type(X).__module__.startswith("dask"):  # routes dask input to kmeansfw.backends
-            from kmeansfw.backends.dask import score
-
-            return score(self, X, sample_weight)
-        if type(X).__module__.startswith("torch"):  # tensors stay on their device
-            from kmeansfw.backends.torch import score as score_tensor
-
-            return score_tensor(self, X, sample_weight)
+        backend = for_input(X)
+        if backend is not None:  # a dask array runs on its cluster, a tensor on its device
+            return backend.score(self, X, sample_weight)
         data, hook = self._data(X, sample_weight)
         result = steps.assign(hook, data, self._centers_for(data), accumulate=False)
         return -steps.objective(data, result.costs)
@@ -610,14 +595,9 @@ default="auto"
         -------
         self
         """
-        if type(X).__module__.startswith("dask"):  # routes dask input to kmeansfw.backends
-            from kmeansfw.backends.dask import fit_estimator
-
-            return fit_estimator(self, X, sample_weight)
-        if type(X).__module__.startswith("torch"):  # tensors stay on their device
-            from kmeansfw.backends.torch import fit_estimator as fit_tensor
-
-            return fit_tensor(self, X, sample_weight)
+        backend = for_input(X)
+        if backend is not None:  # a dask array runs on its cluster, a tensor on its device
+            return backend.fit_estimator(self, X, sample_weight)
         X = self._validate(X, reset=True)
         cfg, strategies = self._built_config()
         outcome = fit_config(

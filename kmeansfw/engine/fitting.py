@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kmeansfw.backends import is_dask_collection
+from kmeansfw.backends import is_dask_collection, is_torch_tensor
 from kmeansfw.core.config import Config, make_rng
 from kmeansfw.core.data import FitData
 from kmeansfw.core.distance import describe
@@ -80,7 +80,7 @@ def fit(
         if backend.active_client() is not None:
             return backend.fit_config(X, cfg, sample_weight=sample_weight)
         X, sample_weight = backend.to_memory(X, sample_weight)
-    if type(X).__module__.startswith("torch"):  # tensors stay on their device
+    if is_torch_tensor(X):  # tensors stay on their device
         from kmeansfw.backends import torch as tensors  # imports torch: only for tensors
 
         return tensors.fit_config(X, cfg, sample_weight=sample_weight)[0]
