@@ -107,8 +107,8 @@ def test_float32_k_means_parallel_round_costs_are_accurate_far_from_the_origin(
     closest = np.full(X.shape[0], np.inf, dtype=np.float32)
     nearest = np.zeros(X.shape[0], dtype=np.intp)
     rounds = [X[[0]], X[[1, 2, 3, 4, 5]]]
-    closest, nearest, _ = init._lower_with(hooks, data, rounds[0], closest, nearest, 0)
-    closest, nearest, _ = init._lower_with(hooks, data, rounds[1], closest, nearest, 1)
+    init._lower_with(hooks, data, rounds[0], closest, nearest, 0)  # in place
+    init._lower_with(hooks, data, rounds[1], closest, nearest, 1)
     X64, C64 = X.astype(np.float64), np.vstack(rounds).astype(np.float64)
     exact = ((X64[:, None, :] - C64[None, :, :]) ** 2).sum(axis=2)
     scale = float(((X64 - X64.mean(axis=0)) ** 2).sum(axis=1).max())

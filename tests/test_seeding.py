@@ -92,9 +92,7 @@ def test_a_round_lowers_costs_as_brute_force(dtype, distance):
     batches = [X[[7]], X[rng.choice(3000, 20, replace=False)], X[rng.choice(3000, 30)]]
     offset = 0
     for points in batches:
-        closest, nearest, potential = init._lower_with(
-            hooks, data, points, closest, nearest, offset
-        )
+        potential = init._lower_with(hooks, data, points, closest, nearest, offset)  # in place
         offset += points.shape[0]
     candidates = np.vstack(batches).astype(np.float64)
     exact = cdist(X.astype(np.float64), candidates, metric)
@@ -103,6 +101,22 @@ def test_a_round_lowers_costs_as_brute_force(dtype, distance):
     chosen = exact[np.arange(3000), nearest]
     np.testing.assert_allclose(chosen, exact.min(axis=1), rtol=tol, atol=tol)
     assert potential == pytest.approx(float(np.dot(sw, closest.astype(np.float64))), rel=1e-9)
+
+
+def test_oversampling_block_by_block_draws_as_one_pass(monkeypatch):
+    """k-means||'s sampling step, made block by block so that no n-sized temporary is
+    held, keeps exactly the rows one vectorized draw over all rows keeps."""
+    rng = np.random.default_rng(5)
+    n = 10_000
+    closest = rng.exponential(size=n)
+    sw = rng.uniform(0.5, 2, n)
+    potential = float(np.dot(sw, closest))
+    monkeypatch.setattr(init, "SAMPLING_BLOCK_ROWS", 777)  # blocks and a remainder
+    picked = init._oversample(np.random.default_rng(9), 16.0, sw, closest, potential)
+    p = np.minimum(1.0, 16.0 * sw * closest / potential)
+    expected = np.flatnonzero(np.random.default_rng(9).random(n) < p)
+    np.testing.assert_array_equal(picked, expected)
+    assert 0 < picked.size < n
 
 
 def test_k_means_parallel_finds_every_well_separated_blob():

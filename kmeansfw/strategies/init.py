@@ -337,19 +337,16 @@ class KMeansParallel:
         # the first pass lowers infinite costs: every sample's cost to the first centroid
         closest = np.full(n, np.inf, dtype=X.dtype)
         nearest = np.zeros(n, dtype=np.intp)
-        closest, nearest, potential = _lower_with(hook, plan, candidates, closest, nearest, 0)
+        potential = _lower_with(hook, plan, candidates, closest, nearest, 0)
         for _ in range(self.rounds):
             if potential <= 0:
                 break
-            p = np.minimum(1.0, self.oversampling * n_clusters * sw * closest / potential)
-            picked = np.flatnonzero(rng.random(n) < p)
+            picked = _oversample(rng, self.oversampling * n_clusters, sw, closest, potential)
             if picked.size == 0:
                 continue
             points = rows_dense(X, picked)
             offset = candidates.shape[0]
-            closest, nearest, potential = _lower_with(
-                hook, plan, points, closest, nearest, offset
-            )
+            potential = _lower_with(hook, plan, points, closest, nearest, offset)
             candidates = np.vstack([candidates, points])
             chosen.extend(picked.tolist())
         if candidates.shape[0] <= n_clusters:  # too few candidates: top up at random
@@ -412,6 +409,33 @@ class AutoInit:
 _PARALLEL, _PLUS_PLUS = KMeansParallel(), KMeansPlusPlus()
 
 
+#: Rows per block of k-means||'s sampling step, so that its temporaries stay bounded
+#: whatever n is (drawn block by block, the uniforms are those of one draw of n).
+SAMPLING_BLOCK_ROWS = 1 << 16
+
+
+def _oversample(
+    rng: np.random.Generator,
+    expected: float,
+    sample_weight: np.ndarray,
+    closest: np.ndarray,
+    potential: float,
+) -> np.ndarray:
+    """The rows a k-means|| round keeps: each independently with probability
+    ``min(1, expected * w * cost / potential)``, in increasing order.
+
+    Block by block (:data:`SAMPLING_BLOCK_ROWS`), so no temporary of n entries is made;
+    the generator's stream, hence the rows kept, is the same as one draw for all rows.
+    """
+    picked = []
+    n = closest.shape[0]
+    for start in range(0, n, SAMPLING_BLOCK_ROWS):  # blocks of rows, never samples
+        stop = min(start + SAMPLING_BLOCK_ROWS, n)
+        p = np.minimum(1.0, expected * sample_weight[start:stop] * closest[start:stop] / potential)
+        picked.append(np.flatnonzero(rng.random(stop - start) < p) + start)
+    return np.concatenate(picked) if picked else np.empty(0, dtype=np.intp)
+
+
 def _lower_with(
     hook: pluggy.HookRelay,
     data: FitData,
@@ -419,23 +443,24 @@ def _lower_with(
     closest: np.ndarray,
     nearest: np.ndarray,
     offset: int,
-) -> tuple[np.ndarray, np.ndarray, float]:
+) -> float:
     """One k-means|| round in one pass over the data: every sample's nearest new
     candidate (``points``, the distance's fused ``kmeansfw_nearest`` search, no cost
     block kept), its cost lowered with it and the index of its nearest candidate updated
     (``offset`` is the index of ``points[0]`` among all candidates), and the new
     potential, summed block by block in row order (the same whatever the thread count).
 
-    Returns new ``closest`` and ``nearest`` arrays and the potential.
+    ``closest`` and ``nearest`` (the seeding's own arrays) are updated in place once
+    every task has answered (tasks only read them), so a round holds no second copy.
+    Returns the potential.
     """
-    new_closest, new_nearest = np.empty_like(closest), np.empty_like(nearest)
     cache = steps.prepare_centroids(hook, data, points)
     task = _RoundTask(hook, data, points, cache, closest, nearest, offset)
     potential = 0.0
     for rows, (low, pick, part) in zip(data.tasks, map_tasks(data, task), strict=True):
-        new_closest[task_rows(rows)], new_nearest[task_rows(rows)] = low, pick
+        closest[task_rows(rows)], nearest[task_rows(rows)] = low, pick
         potential += part
-    return new_closest, new_nearest, potential
+    return potential
 
 
 @attrs.frozen(eq=False)
