@@ -125,6 +125,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
         """scikit-learn's ``validate_data``; an array needing no conversion (the common
         case) skips ``check_array`` after one pass that checks it is finite."""
         if is_ready_array(X):
+            X = np.asarray(X)  # a np.memmap as a plain view of its pages
             if reset:  # what validate_data records for an array without feature names
                 self.n_features_in_ = X.shape[1]
                 self.__dict__.pop("feature_names_in_", None)

@@ -14,6 +14,7 @@ import attrs
 import numpy as np
 import scipy.sparse as sp
 
+from kmeansfw.core.paging import all_finite
 from kmeansfw.kernels import finite_min
 
 #: Rows per block never go below this (keeps per-block call overhead invisible).
@@ -52,7 +53,7 @@ def validate_X(X: Any, *, name: str = "X", dtype: Any = None) -> np.ndarray:
     if dtype is None:
         dtype = [np.float64, np.float32]
     if is_ready_array(X, dtype):
-        return X
+        return np.asarray(X)  # a np.memmap as a plain view of its pages
     from sklearn.utils import check_array  # deferred: importing scikit-learn takes ~1 s
 
     return check_array(
@@ -72,20 +73,26 @@ def is_ready_array(X: Any, dtype: Any = None) -> bool:
     C-contiguous float32/float64 ndarray (of ``dtype`` when given).
 
     Checked in one pass, so validating an array that needs no conversion costs little;
-    anything else goes through scikit-learn's ``check_array`` and its error messages.
+    anything else goes through scikit-learn's ``check_array`` and its error messages.  An
+    ``np.memmap`` qualifies too (no copy is made of a file mapped into memory), and one
+    larger than memory is checked block by block (see :mod:`kmeansfw.core.paging`).
     """
     dtypes = [np.float64, np.float32] if dtype is None else dtype
     if not isinstance(dtypes, list | tuple):
         dtypes = [dtypes]
     return (
-        type(X) is np.ndarray
+        type(X) in (np.ndarray, np.memmap)
         and X.ndim == 2
         and X.shape[0] >= 1
         and X.shape[1] >= 1
         and X.flags.c_contiguous
         and any(X.dtype == t for t in dtypes)
-        and finite_min(X)[0]
+        and all_finite(X, _finite)
     )
+
+
+def _finite(block: np.ndarray) -> bool:
+    return bool(finite_min(block)[0])
 
 
 def read_only(array: Any) -> Any:

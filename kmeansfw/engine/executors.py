@@ -17,6 +17,8 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from threadpoolctl import ThreadpoolController
 
+from kmeansfw.core.paging import releasing
+
 T = TypeVar("T")
 
 _lock = threading.Lock()
@@ -191,7 +193,9 @@ def map_tasks(data: Any, fn: Callable[[list[slice]], T]) -> list[T]:
         return [fn(task) for task in data.tasks]
     if data.executor is not None:
         return data.executor.map(fn, data.tasks)
-    return map_items(data.n_threads, fn, data.tasks)
+    # in this process: the pages of data mapped from a file larger than memory are
+    # handed back task by task (see kmeansfw.core.paging; values unchanged)
+    return map_items(data.n_threads, releasing(data.X, fn), data.tasks)
 
 
 def task_rows(task: list[slice]) -> slice:

@@ -9,6 +9,7 @@ import numpy as np
 
 from kmeansfw.core.data import FitData
 from kmeansfw.core.markers import hookimpl
+from kmeansfw.core.paging import column_sums
 from kmeansfw.engine.executors import map_tasks
 from kmeansfw.kernels import add_centered_column_squares
 
@@ -25,7 +26,7 @@ def mean_feature_variance(data: FitData) -> float:
         from sklearn.utils.sparsefuncs import mean_variance_axis  # deferred: slow import
 
         return float(np.mean(mean_variance_axis(X, axis=0)[1]))
-    mean = X.sum(axis=0, dtype=np.float64) / data.n_samples
+    mean = column_sums(X, np.float64) / data.n_samples
 
     def run_task(task: list[slice]) -> np.ndarray:
         total = np.zeros(X.shape[1])

@@ -1,0 +1,164 @@
+"""Data mapped from a file and larger than memory: its pages handed back after each block.
+
+A fit on an array mapped from a file (``np.load(path, mmap_mode="r")``, ``np.memmap``)
+reads it block by block, but the operating system keeps every page read in the process's
+resident set until memory runs short: a fit on a file larger than memory would show a
+resident set as large as the machine's memory, although what the fit itself allocates is
+a small part of it.  When the mapped data takes at least :data:`RELEASE_MIN_FRACTION` of
+the machine's physical memory, the whole pages of each block are handed back
+(``madvise(MADV_DONTNEED)``) once a pass is done with the block: the file's pages stay in
+the page cache (reclaimable memory), and the next pass rereads the same values from it.
+Smaller maps keep their pages (rereading them would cost time for nothing).  Only maps
+opened read-only (``"r"``) or shared (``"r+"``, ``"w+"``) are released, never
+copy-on-write ones (``"c"``), whose changes live only in the mapped pages.
+
+Nothing here changes a value: results are the same with or without the release.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import attrs
+import numpy as np
+
+T = TypeVar("T")
+
+#: Mapped data of at least this fraction of physical memory has its pages released.
+RELEASE_MIN_FRACTION = 0.5
+#: Rows per block of the passes this module makes itself (validation, the mean).
+PASS_BLOCK_BYTES = 64 << 20
+
+
+def physical_memory() -> int:
+    """Bytes of physical memory (0 when the platform does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return 0
+
+
+def _mapping(X: Any) -> Any:
+    """The ``mmap.mmap`` that ``X``'s memory belongs to, through its chain of bases."""
+    array = X
+    while isinstance(array, np.ndarray):
+        mapping = getattr(array, "_mmap", None) if isinstance(array, np.memmap) else None
+        if mapping is not None:
+            if getattr(array, "mode", "r") == "c":  # copy-on-write: never released
+                return None
+            return mapping
+        array = array.base
+    return array if isinstance(array, mmap.mmap) else None
+
+
+@attrs.frozen(eq=False)
+class MappedRows:
+    """The pages of a C-contiguous array's rows inside the ``mmap`` that holds them."""
+
+    mapping: Any
+    #: Byte offset of row 0 from the start of the mapping.
+    start: int
+    row_bytes: int
+
+    def page_range(self, rows: slice) -> tuple[int, int]:
+        """``(offset, length)`` of the whole pages inside ``rows`` (length 0: none)."""
+        page = mmap.PAGESIZE
+        first = self.start + rows.start * self.row_bytes
+        last = self.start + rows.stop * self.row_bytes
+        first = -(-first // page) * page  # pages shared with other rows are kept
+        last = last // page * page
+        return first, max(0, last - first)
+
+    def release(self, rows: slice) -> None:
+        """Hand back the resident pages of ``rows`` (the file keeps the values)."""
+        offset, length = self.page_range(rows)
+        if length > 0:
+            try:
+                self.mapping.madvise(mmap.MADV_DONTNEED, offset, length)
+            except (OSError, ValueError):  # pragma: no cover - a closed map: nothing held
+                pass
+
+
+def mapped_rows(X: Any, min_fraction: float | None = None) -> MappedRows | None:
+    """How to release ``X``'s rows, when ``X`` is a C-contiguous array mapped from a file
+    that takes at least ``min_fraction`` (default :data:`RELEASE_MIN_FRACTION`) of
+    physical memory; None otherwise (in-memory data, small maps, platforms without
+    ``madvise``)."""
+    if not isinstance(X, np.ndarray) or X.ndim != 2 or not X.flags.c_contiguous:
+        return None
+    if not hasattr(mmap, "MADV_DONTNEED") or X.size == 0:
+        return None
+    fraction = RELEASE_MIN_FRACTION if min_fraction is None else min_fraction
+    if X.nbytes < fraction * physical_memory():
+        return None
+    mapping = _mapping(X)
+    if mapping is None or not hasattr(mapping, "madvise"):
+        return None
+    base = np.frombuffer(mapping, dtype=np.uint8).ctypes.data
+    start = X.ctypes.data - base
+    if start < 0 or start + X.nbytes > len(mapping):  # pragma: no cover - not its memory
+        return None
+    return MappedRows(mapping, start, X.strides[0])
+
+
+def releasing(X: Any, fn: Callable[[list[slice]], T]) -> Callable[[list[slice]], T]:
+    """``fn`` over tasks (lists of consecutive row slices of ``X``), releasing each task's
+    pages when it returns; ``fn`` itself when ``X`` needs no release."""
+    region = mapped_rows(X)
+    if region is None:
+        return fn
+
+    def run(task: list[slice]) -> T:
+        try:
+            return fn(task)
+        finally:
+            region.release(slice(task[0].start, task[-1].stop))
+
+    return run
+
+
+def pass_blocks(X: np.ndarray) -> list[slice]:
+    """Row blocks of about :data:`PASS_BLOCK_BYTES` for a pass over ``X``."""
+    rows = max(1, PASS_BLOCK_BYTES // max(1, X.strides[0] if X.ndim == 2 else X.itemsize))
+    n = X.shape[0]
+    return [slice(start, min(start + rows, n)) for start in range(0, n, rows)]
+
+
+def all_finite(X: np.ndarray, check: Callable[[np.ndarray], bool]) -> bool:
+    """``check`` (a finiteness test) on every row block of ``X``, pages released after
+    each when ``X`` is a large map; stops at the first block that fails."""
+    region = mapped_rows(X)
+    for rows in pass_blocks(X):
+        ok = check(X[rows])
+        if region is not None:
+            region.release(rows)
+        if not ok:
+            return False
+    return True
+
+
+def column_sums(X: np.ndarray, dtype: Any = None) -> np.ndarray:
+    """``X.sum(axis=0, dtype=dtype)``, equal to it bit for bit; for a large map, block by
+    block with the pages released after each block.
+
+    NumPy adds the rows of a C-contiguous array of two or more columns one after the
+    other, so adding each block's rows to the running total in order gives its sum
+    exactly; a single column is summed pairwise by NumPy, hence in one call.
+    """
+    region = mapped_rows(X)
+    if region is None or X.shape[1] < 2:
+        return X.sum(axis=0, dtype=dtype)
+    total = None
+    for rows in pass_blocks(X):
+        block = X[rows]
+        if total is None:
+            total = block.sum(axis=0, dtype=dtype)
+        else:
+            stacked = np.concatenate([total[None, :], block.astype(total.dtype, copy=False)])
+            total = np.add.reduce(stacked, axis=0)
+        region.release(rows)
+    assert total is not None
+    return total

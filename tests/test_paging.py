@@ -1,0 +1,110 @@
+"""Data mapped from a file: fits equal in-memory fits, and a large map's pages are handed
+back after each block (kmeansfw.core.paging)."""
+
+from __future__ import annotations
+
+import mmap
+import sys
+
+import numpy as np
+import pytest
+
+import kmeansfw
+from kmeansfw.core import paging
+
+
+@pytest.fixture
+def mapped(tmp_path):
+    """A 60000 x 16 float64 .npy on disk (7.7 MB), opened read-only, and its values."""
+    rng = np.random.default_rng(3)
+    centres = rng.normal(scale=8, size=(6, 16))
+    X = centres[rng.integers(0, 6, 60_000)] + rng.normal(size=(60_000, 16))
+    path = tmp_path / "X.npy"
+    np.save(path, X)
+    return np.load(path, mmap_mode="r"), X
+
+
+def _resident_kb(path_part: str) -> int:
+    """Resident kB of this process's mappings of a file whose path contains
+    ``path_part`` (Linux /proc/self/smaps)."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()
+            if head and "-" in head[0] and len(head[0].split("-")) == 2 and ":" not in head[0]:
+                inside = path_part in line
+            elif inside and line.startswith("Rss:"):
+                total += int(head[1])
+    return total
+
+
+def test_page_range_covers_only_whole_pages_inside_the_rows():
+    page = mmap.PAGESIZE
+    region = paging.MappedRows(mapping=None, start=128, row_bytes=8 * 16)
+    first, length = region.page_range(slice(0, 1000))  # bytes 128 .. 128128
+    assert first == page and first >= 128
+    assert first + length <= 128 + 1000 * 128 and (first + length) % page == 0
+    assert region.page_range(slice(3, 4))[1] == 0  # one row: no whole page inside
+
+
+def test_in_memory_and_small_maps_are_not_released(mapped):
+    X_map, X = mapped
+    assert paging.mapped_rows(X) is None  # not mapped
+    assert paging.mapped_rows(X_map) is None  # mapped, far below half of memory
+    assert paging.mapped_rows(X_map, min_fraction=0) is not None
+
+
+def test_copy_on_write_maps_are_never_released(tmp_path):
+    path = tmp_path / "c.npy"
+    np.save(path, np.ones((1000, 4)))
+    assert paging.mapped_rows(np.load(path, mmap_mode="c"), min_fraction=0) is None
+    assert paging.mapped_rows(np.load(path, mmap_mode="r+"), min_fraction=0) is not None
+
+
+@pytest.mark.parametrize("init", ["k-means++", "k-means||"])
+def test_a_released_map_fits_as_the_array_in_memory(mapped, monkeypatch, init):
+    """With every page handed back after each block (threshold 0), the fit on the map
+    equals the fit on the same values in memory: labels, centroids, inertia, n_iter."""
+    X_map, X = mapped
+    monkeypatch.setattr(paging, "RELEASE_MIN_FRACTION", 0.0)
+    monkeypatch.setattr(paging, "PASS_BLOCK_BYTES", 1 << 20)  # several validation blocks
+    released = []
+    release = paging.MappedRows.release
+
+    def spy(self, rows):
+        released.append(rows)
+        release(self, rows)
+
+    monkeypatch.setattr(paging.MappedRows, "release", spy)
+    params = {"n_clusters": 6, "init": init, "random_state": 0, "n_threads": 2}
+    on_map = kmeansfw.KMeans(**params).fit(X_map)
+    in_memory = kmeansfw.KMeans(**params).fit(X)
+    np.testing.assert_array_equal(on_map.labels_, in_memory.labels_)
+    np.testing.assert_array_equal(on_map.cluster_centers_, in_memory.cluster_centers_)
+    assert on_map.inertia_ == in_memory.inertia_
+    assert on_map.n_iter_ == in_memory.n_iter_
+    covered = np.zeros(X.shape[0], dtype=int)
+    for rows in released:
+        covered[rows] += 1
+    # validation, the mean, the variance scale, seeding and every iteration each pass
+    # over all rows
+    assert covered.min() >= on_map.n_iter_ + 3
+    np.testing.assert_array_equal(on_map.predict(X_map[:500]), in_memory.labels_[:500])
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/self/smaps (Linux)")
+def test_a_released_map_leaves_little_of_the_file_resident(mapped, monkeypatch):
+    """The released fit ends with a fraction of the file resident in this process; the
+    same fit without release keeps all of it."""
+    X_map, _ = mapped
+    name = str(X_map.filename)
+    params = {"n_clusters": 6, "init": "k-means||", "random_state": 0, "n_threads": 2}
+    kmeansfw.KMeans(**params).fit(X_map)
+    whole = _resident_kb(name)
+    assert whole >= 0.9 * X_map.nbytes / 1024  # without release: every page resident
+    mapping = paging._mapping(X_map)
+    mapping.madvise(mmap.MADV_DONTNEED, 0, len(mapping))  # start from nothing resident
+    monkeypatch.setattr(paging, "RELEASE_MIN_FRACTION", 0.0)
+    kmeansfw.KMeans(**params).fit(X_map)
+    # what stays: the pages shared by two blocks (block edges) and the header page
+    assert _resident_kb(name) < 0.1 * whole
