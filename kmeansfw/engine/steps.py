@@ -146,7 +146,9 @@ def assign(
     """Assign every sample to a centroid; with ``accumulate``, also run the update's map.
 
     Each chunk task returns its rows' labels and costs and the update's partial; the
-    driver writes them into place, so tasks can run under any executor.
+    driver writes them into place, so tasks can run under any executor.  Under worker
+    threads (no executor) each task writes its own rows into the result arrays instead,
+    in parallel: the rows of two tasks never overlap.
     """
     n = data.n_samples
     cache = prepare_centroids(hook, data, centroids)
@@ -155,38 +157,48 @@ def assign(
     if block is not None and is_small(data):  # what map_tasks would do, without its map
         labels, costs, partial = _assign_rows(hook, data, centroids, cache, block, accumulate, None)
         return Assignment(labels, costs, [partial] if accumulate else None)
-    task = AssignTask(hook, data, centroids, cache, accumulate)
     labels = np.empty(n, dtype=np.intp)
     costs = np.empty(n, dtype=data.dtype)
+    out = (labels, costs) if data.executor is None else None
+    task = AssignTask(hook, data, centroids, cache, accumulate, out)
     partials = []
     for rows, (part_labels, part_costs, partial) in zip(
         data.tasks, map_tasks(data, task), strict=True
     ):
-        where = task_rows(rows)
-        labels[where], costs[where] = part_labels, part_costs
+        if out is None:
+            where = task_rows(rows)
+            labels[where], costs[where] = part_labels, part_costs
         partials.append(partial)
     return Assignment(labels, costs, partials if accumulate else None)
 
 
 @attrs.frozen(eq=False)
 class AssignTask:
-    """The chunk task of an assignment: ``(labels, costs, partial)`` of its rows."""
+    """The chunk task of an assignment: ``(labels, costs, partial)`` of its rows; with
+    ``out`` (the result arrays, in-process threads only), ``(None, None, partial)``
+    after writing its rows' labels and costs into them."""
 
     hook: Any
     data: FitData
     centroids: np.ndarray
     cache: dict
     accumulate: bool
+    out: tuple[np.ndarray, np.ndarray] | None = None
 
-    def __call__(self, task: list[slice]) -> tuple[np.ndarray, np.ndarray, Any]:
+    def __call__(self, task: list[slice]) -> tuple[Any, Any, Any]:
         partial = None
         labels, costs = [], []
         for rows in task:
             block_labels, block_costs, partial = _assign_rows(
                 self.hook, self.data, self.centroids, self.cache, rows, self.accumulate, partial
             )
+            if self.out is not None:
+                self.out[0][rows], self.out[1][rows] = block_labels, block_costs
+                continue
             labels.append(block_labels)
             costs.append(block_costs)
+        if self.out is not None:
+            return None, None, partial
         if len(task) == 1:
             return labels[0], costs[0], partial
         return np.concatenate(labels), np.concatenate(costs), partial
