@@ -13,7 +13,8 @@ precision it measures, per Lloyd iteration and from the same initial centroids:
 * ``product``: the bare matrix product ``X @ C.T`` over the same chunks (the floor);
 * ``faiss``: ``faiss.Kmeans(gpu=True)`` when faiss's GPU build is installed (its
   iterations from the same centroids, also by difference of two runs);
-* ``numpy`` (``--quick`` on a CPU only): kmeansfw's NumPy backend on the same data.
+* ``numpy`` (``--quick`` on a CPU only): kmeansfw's NumPy backend on the same data, with
+  as many threads as torch uses.
 
 It prints ms per iteration and the ratios kmeansfw / product, kmeansfw / torch (and
 kmeansfw / numpy), and the peak device memory of the kmeansfw fit above the data
@@ -170,7 +171,11 @@ def measure(
         host = X.numpy()
 
         def fit_numpy(m: int) -> object:
-            return KMeans(k, init=init, convergence=NEVER, max_iter=m).fit(host)
+            # as many threads as torch has, so the ratio compares the backends only
+            threads = torch.get_num_threads()
+            return KMeans(k, init=init, convergence=NEVER, max_iter=m, n_threads=threads).fit(
+                host
+            )
 
         numpy_time = per_iteration(fit_numpy, device, iters, repeat)
         line += f" {numpy_time * 1e3:>9.2f} {ours / numpy_time:>7.2f}"
