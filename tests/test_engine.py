@@ -409,3 +409,51 @@ def test_estimators_reuse_built_strategies_for_equal_plain_parameters(blobs, mon
     second, _ = a._built_config()
     # shared between fits (fitting only reads a Config) and left as it was built
     assert first is second and first == a.get_config()
+
+
+def test_thread_map_runs_every_item_once_and_keeps_their_order():
+    """map_items shares items out to helper threads and the calling thread: each item
+    runs exactly once (on whichever thread), results come back in item order."""
+    import threading
+
+    from kmeansfw.engine.executors import map_items
+
+    seen, lock, threads = [], threading.Lock(), set()
+
+    def square(i):
+        with lock:
+            seen.append(i)
+            threads.add(threading.get_ident())
+        return i * i
+
+    assert map_items(2, square, list(range(200))) == [i * i for i in range(200)]
+    assert sorted(seen) == list(range(200))
+    assert threading.get_ident() in threads  # the caller works too
+
+
+@pytest.mark.parametrize("failing", [0, 57, 199])
+def test_thread_map_raises_the_error_of_a_task_after_the_helpers_stop(failing):
+    """A task's error reaches the caller (whichever thread ran it), and no item is still
+    running when it does."""
+    import threading
+    import time
+
+    from kmeansfw.engine.executors import map_items
+
+    running, lock = [0], threading.Lock()
+
+    def task(i):
+        with lock:
+            running[0] += 1
+        try:
+            if i == failing:
+                raise ValueError(f"task {i} failed")
+            time.sleep(0.0005)
+            return i
+        finally:
+            with lock:
+                running[0] -= 1
+
+    with pytest.raises(ValueError, match=f"task {failing} failed"):
+        map_items(2, task, list(range(200)))
+    assert running[0] == 0
