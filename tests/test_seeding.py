@@ -177,3 +177,24 @@ def test_a_nearest_search_answering_garbage_is_named():
     X = make_blobs(500, n_features=3, centers=4, random_state=0)[0]
     with pytest.raises(StrategyError, match="broken-nearest.*kmeansfw_nearest"):
         KMeans(4, init="k-means||", distance=Broken(), random_state=0).fit(X)
+
+
+def test_recluster_restarts_keep_the_best_weighted_objective():
+    """The best of several reclusterings is no worse, on the candidates, than the first one
+    alone (which draws the same numbers), better when that one ends in a poor local
+    minimum, and a bad count is refused by name."""
+    rng = np.random.default_rng(6)
+    candidates = rng.normal(size=(400, 4)) + rng.integers(0, 12, size=(400, 1)) * 3.0
+    weights = rng.uniform(0.5, 3.0, 400)
+    hooks, data = _setup(candidates, 12)
+
+    def weighted_objective(C):
+        d = ((candidates[:, None, :] - C[None, :, :]) ** 2).sum(axis=2).min(axis=1)
+        return float(np.dot(weights, d))
+
+    one = init._recluster(hooks, data, candidates, weights, 12, np.random.default_rng(1), 30, 1)
+    best = init._recluster(hooks, data, candidates, weights, 12, np.random.default_rng(1), 30, 6)
+    # with this seed the first reclustering alone ends in a worse local minimum
+    assert weighted_objective(best) < weighted_objective(one)
+    with pytest.raises(ValueError, match="recluster_n_init must be an integer >= 1"):
+        init.KMeansParallel(recluster_n_init=0)

@@ -287,7 +287,8 @@ class KMeansParallel:
     under the fit's distance, lowered as candidates are added, with each sample's nearest
     candidate tracked on the way); finally the candidates, weighted by the samples they
     are nearest to, are clustered into k centroids by greedy k-means++ and
-    ``recluster_iter`` weighted Lloyd iterations with the fit's own update.  Needs
+    ``recluster_iter`` weighted Lloyd iterations with the fit's own update, the best of
+    ``recluster_n_init`` such runs by their weighted objective on the candidates.  Needs
     ``rounds`` + 1 passes over the data instead of k: each pass runs the distance's fused
     nearest search (``kmeansfw_nearest``) against the round's new candidates only, and
     lowers every sample's cost, its nearest candidate (the candidates' weights) and the
@@ -299,6 +300,13 @@ class KMeansParallel:
         Expected candidates per round, in multiples of k (Bahmani's l = 2k).
     rounds : int, default=5
     recluster_iter : int, default=30
+    recluster_n_init : int, default=5
+        Restarts of the recluster (it sees only the candidates, so a restart costs little
+        next to a pass over the data).  Measured at 1M x 64, k=256 (blobs, 3 seeds): one
+        recluster ended at an inertia 9 % above scikit-learn's k-means++ in the median
+        after 26 iterations; the best of 5 ended below it after 14, and the whole fit took
+        10.5 s instead of 15.6 s.  On 65k-200k samples with k=16-32 it adds 4-7 % to a
+        default fit and removes the bad seeds.
     """
 
     name = "k-means||"
@@ -306,11 +314,17 @@ class KMeansParallel:
     oversampling: float = attrs.field(default=2.0)
     rounds: int = attrs.field(default=5)
     recluster_iter: int = attrs.field(default=30)
+    recluster_n_init: int = attrs.field(default=5)
 
     @oversampling.validator
     def _check_oversampling(self, attribute: attrs.Attribute, value: float) -> None:
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
             raise ValueError(f"k-means||: oversampling must be > 0, got {value!r}")
+
+    @recluster_n_init.validator
+    def _check_restarts(self, attribute: attrs.Attribute, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"k-means||: recluster_n_init must be an integer >= 1, got {value!r}")
 
     @rounds.validator
     @recluster_iter.validator
@@ -357,7 +371,10 @@ class KMeansParallel:
             )
             return np.vstack([candidates, rows_dense(X, extra)])
         weights = np.bincount(nearest, weights=sw, minlength=candidates.shape[0])
-        return _recluster(hook, data, candidates, weights, n_clusters, rng, self.recluster_iter)
+        return _recluster(
+            hook, data, candidates, weights, n_clusters, rng, self.recluster_iter,
+            self.recluster_n_init,
+        )
 
 
 #: ``auto`` seeds with ``k-means||`` from this much seeding work (samples x clusters) up.
@@ -527,8 +544,12 @@ def _nearest(
     return labels, costs
 
 
-def _recluster(hook, data, candidates, weights, n_clusters, rng, iterations) -> np.ndarray:
-    """Weighted k-means++ and Lloyd on the candidates, with the fit's own strategies."""
+def _recluster(
+    hook, data, candidates, weights, n_clusters, rng, iterations, n_init=1
+) -> np.ndarray:
+    """Weighted k-means++ and Lloyd on the candidates, with the fit's own strategies;
+    with ``n_init`` > 1, the best of that many such runs by their weighted objective on
+    the candidates (each run draws from ``rng`` in turn)."""
     keep = weights > 0
     candidates, weights = candidates[keep], weights[keep]
     small = FitData.build(
@@ -540,19 +561,28 @@ def _recluster(hook, data, candidates, weights, n_clusters, rng, iterations) -> 
         fitted=data.fitted,
     )
     contract.call(hook, "kmeansfw_prepare", data=small)
-    centers = KMeansPlusPlus().kmeansfw_init_centroids(
-        X=small.X,
-        sample_weight=small.sample_weight,
-        n_clusters=n_clusters,
-        rng=rng,
-        data=small,
-        hook=hook,
-    )
-    for _ in range(iterations):
-        assignment = steps.assign(hook, small, centers)
-        new, cluster_weights = steps.update(hook, small, assignment, centers, rng)
-        new[cluster_weights == 0] = centers[cluster_weights == 0]
-        if np.array_equal(new, centers):
-            break
-        centers = new
-    return centers
+    best, best_objective = None, np.inf
+    for _ in range(n_init):  # over restarts of the recluster, never samples
+        centers = KMeansPlusPlus().kmeansfw_init_centroids(
+            X=small.X,
+            sample_weight=small.sample_weight,
+            n_clusters=n_clusters,
+            rng=rng,
+            data=small,
+            hook=hook,
+        )
+        for _ in range(iterations):
+            assignment = steps.assign(hook, small, centers)
+            new, cluster_weights = steps.update(hook, small, assignment, centers, rng)
+            new[cluster_weights == 0] = centers[cluster_weights == 0]
+            if np.array_equal(new, centers):
+                break
+            centers = new
+        if n_init == 1:
+            return centers
+        found = steps.assign(hook, small, centers, accumulate=False)
+        objective = steps.objective(small, found.costs)
+        if best is None or objective < best_objective:
+            best, best_objective = centers, objective
+    assert best is not None
+    return best

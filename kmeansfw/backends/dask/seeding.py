@@ -97,7 +97,9 @@ def _seed_parallel(
         validate=False,
         fitted=fitted,
     )
-    return _recluster(hooks, data, candidates, weights, k, rng, seeding.recluster_iter)
+    return _recluster(
+        hooks, data, candidates, weights, k, rng, seeding.recluster_iter, seeding.recluster_n_init
+    )
 
 
 def _seed_plusplus(

@@ -108,15 +108,24 @@ def _parallel(
     keep = weights > 0
     small = _with_rows(data, candidates[keep], weights[keep].to(X.dtype), k)
     plan.geometry.prepare(small)
-    centers = _plusplus(plan, small, k, rng, None)
-    for _ in range(strategy.recluster_iter):
-        _, _, sums, cluster_weights = _assign(plan, small, centers, accumulate=True)
-        assert sums is not None and cluster_weights is not None
-        new = _centroids_from(plan, sums, cluster_weights, centers)
-        if torch.equal(new, centers):
-            break
-        centers = new
-    return centers
+    best, best_objective = None, float("inf")
+    for _ in range(strategy.recluster_n_init):  # restarts of the recluster, as in NumPy
+        centers = _plusplus(plan, small, k, rng, None)
+        for _ in range(strategy.recluster_iter):
+            _, _, sums, cluster_weights = _assign(plan, small, centers, accumulate=True)
+            assert sums is not None and cluster_weights is not None
+            new = _centroids_from(plan, sums, cluster_weights, centers)
+            if torch.equal(new, centers):
+                break
+            centers = new
+        if strategy.recluster_n_init == 1:
+            return centers
+        _, costs, _, _ = _assign(plan, small, centers, accumulate=False)
+        objective = float(torch.dot(costs.to(torch.float64), _sw(small).to(torch.float64)))
+        if best is None or objective < best_objective:
+            best, best_objective = centers, objective
+    assert best is not None
+    return best
 
 
 def _initialize(plan: _Plan, hooks: Any, data: FitData, k: int, rng: np.random.Generator) -> Tensor:
