@@ -61,6 +61,45 @@ def test_copy_on_write_maps_are_never_released(tmp_path):
     assert paging.mapped_rows(np.load(path, mmap_mode="r+"), min_fraction=0) is not None
 
 
+@pytest.mark.skipif(not hasattr(mmap, "MAP_PRIVATE"), reason="POSIX mmap flags")
+def test_arrays_on_a_bare_or_private_mmap_are_never_released(tmp_path):
+    """Whether a bare mmap.mmap is private cannot be read from it, and releasing a private
+    map's pages would throw the user's changes away: such arrays are never released."""
+    private = mmap.mmap(-1, 1 << 16, flags=mmap.MAP_PRIVATE)
+    X = np.ndarray((1 << 11, 4), dtype=np.float64, buffer=private)
+    X[:] = 7.0
+    assert paging.mapped_rows(X, min_fraction=0) is None
+    path = tmp_path / "raw.bin"
+    path.write_bytes(np.ones(1 << 13).tobytes())
+    with open(path, "r+b") as f:
+        copy = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    Y = np.ndarray((1 << 11, 4), dtype=np.float64, buffer=copy)
+    Y[:] = 3.0
+    assert paging.mapped_rows(Y, min_fraction=0) is None
+    assert (X == 7.0).all() and (Y == 3.0).all()
+
+
+def test_column_means_are_numpys_mean_bit_for_bit(monkeypatch):
+    """The blocked mean equals X.mean(axis=0) exactly, float32 past 2**24 rows included
+    (NumPy divides by the row count in float64), and a one-column map is released too."""
+    X = np.random.default_rng(4).normal(1023.1, 3.0, size=((1 << 24) + 3, 2))
+    X = X.astype(np.float32)
+    released = []
+
+    class Spy:
+        def release(self, rows):
+            released.append(rows)
+
+    monkeypatch.setattr(paging, "mapped_rows", lambda X, min_fraction=None: Spy())
+    monkeypatch.setattr(paging, "PASS_BLOCK_BYTES", 1 << 22)
+    np.testing.assert_array_equal(paging.column_means(X), X.mean(axis=0))
+    assert len(released) > 1
+    column = np.ascontiguousarray(X[:100_001, :1])
+    released.clear()
+    np.testing.assert_array_equal(paging.column_means(column), column.mean(axis=0))
+    assert released == [slice(0, 100_001)]
+
+
 @pytest.mark.parametrize("init", ["k-means++", "k-means||"])
 def test_a_released_map_fits_as_the_array_in_memory(mapped, monkeypatch, init):
     """With every page handed back after each block (threshold 0), the fit on the map

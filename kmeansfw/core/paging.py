@@ -8,15 +8,19 @@ a small part of it.  When the mapped data takes at least :data:`RELEASE_MIN_FRAC
 the machine's physical memory, the whole pages of each block are handed back
 (``madvise(MADV_DONTNEED)``) once a pass is done with the block: the file's pages stay in
 the page cache (reclaimable memory), and the next pass rereads the same values from it.
-Smaller maps keep their pages (rereading them would cost time for nothing).  Only maps
-opened read-only (``"r"``) or shared (``"r+"``, ``"w+"``) are released, never
-copy-on-write ones (``"c"``), whose changes live only in the mapped pages.
+Smaller maps keep their pages (rereading them would cost time for nothing).  Only
+``np.memmap`` arrays opened read-only (``"r"``) or shared (``"r+"``, ``"w+"``) are
+released, never copy-on-write ones (``"c"``), whose changes live only in the mapped
+pages, nor arrays on a bare ``mmap.mmap`` (whether it is private cannot be read from it).
+Measured on Linux; elsewhere ``madvise`` may only be advisory (Windows has none: nothing
+is released).
 
 Nothing here changes a value: results are the same with or without the release.
 """
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
 from collections.abc import Callable
@@ -29,29 +33,41 @@ T = TypeVar("T")
 
 #: Mapped data of at least this fraction of physical memory has its pages released.
 RELEASE_MIN_FRACTION = 0.5
-#: Rows per block of the passes this module makes itself (validation, the mean).
-PASS_BLOCK_BYTES = 64 << 20
+#: Bytes per block of the passes this module makes itself (validation, the mean).
+PASS_BLOCK_BYTES = 16 << 20
+#: The ``np.memmap`` modes whose pages may be released: the file holds every value.
+_SHARED_MODES = frozenset({"r", "r+", "w+"})
 
 
+@functools.lru_cache(maxsize=1)
 def physical_memory() -> int:
-    """Bytes of physical memory (0 when the platform does not say)."""
+    """Bytes of memory this process may use: the machine's, or its control group's limit
+    when lower (Linux containers); 0 when the platform does not say."""
     try:
-        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+        total = int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
     except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
         return 0
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as f:
+                limit = f.read().strip()
+        except OSError:
+            continue
+        if limit.isdigit() and 0 < int(limit) < total:
+            total = int(limit)
+    return total
 
 
 def _mapping(X: Any) -> Any:
-    """The ``mmap.mmap`` that ``X``'s memory belongs to, through its chain of bases."""
+    """The ``mmap.mmap`` of the ``np.memmap`` that ``X``'s memory belongs to (through its
+    chain of bases), when that map is read-only or shared; None otherwise."""
     array = X
     while isinstance(array, np.ndarray):
         mapping = getattr(array, "_mmap", None) if isinstance(array, np.memmap) else None
         if mapping is not None:
-            if getattr(array, "mode", "r") == "c":  # copy-on-write: never released
-                return None
-            return mapping
+            return mapping if getattr(array, "mode", None) in _SHARED_MODES else None
         array = array.base
-    return array if isinstance(array, mmap.mmap) else None
+    return None  # in memory, or a bare mmap.mmap (possibly private): never released
 
 
 @attrs.frozen(eq=False)
@@ -92,16 +108,17 @@ def mapped_rows(X: Any, min_fraction: float | None = None) -> MappedRows | None:
     if not hasattr(mmap, "MADV_DONTNEED") or X.size == 0:
         return None
     fraction = RELEASE_MIN_FRACTION if min_fraction is None else min_fraction
-    if X.nbytes < fraction * physical_memory():
-        return None
+    memory = physical_memory()
+    if (memory == 0 and fraction > 0) or X.nbytes < fraction * memory:
+        return None  # a small map, or a platform that does not say how much memory it has
     mapping = _mapping(X)
-    if mapping is None or not hasattr(mapping, "madvise"):
+    if mapping is None or not hasattr(mapping, "madvise") or mapping.closed:
         return None
     base = np.frombuffer(mapping, dtype=np.uint8).ctypes.data
     start = X.ctypes.data - base
     if start < 0 or start + X.nbytes > len(mapping):  # pragma: no cover - not its memory
         return None
-    return MappedRows(mapping, start, X.strides[0])
+    return MappedRows(mapping, start, X.shape[1] * X.itemsize)
 
 
 def releasing(X: Any, fn: Callable[[list[slice]], T]) -> Callable[[list[slice]], T]:
@@ -122,7 +139,7 @@ def releasing(X: Any, fn: Callable[[list[slice]], T]) -> Callable[[list[slice]],
 
 def pass_blocks(X: np.ndarray) -> list[slice]:
     """Row blocks of about :data:`PASS_BLOCK_BYTES` for a pass over ``X``."""
-    rows = max(1, PASS_BLOCK_BYTES // max(1, X.strides[0] if X.ndim == 2 else X.itemsize))
+    rows = max(1, PASS_BLOCK_BYTES // max(1, X.shape[1] * X.itemsize))
     n = X.shape[0]
     return [slice(start, min(start + rows, n)) for start in range(0, n, rows)]
 
@@ -149,8 +166,12 @@ def column_sums(X: np.ndarray, dtype: Any = None) -> np.ndarray:
     exactly; a single column is summed pairwise by NumPy, hence in one call.
     """
     region = mapped_rows(X)
-    if region is None or X.shape[1] < 2:
+    if region is None:
         return X.sum(axis=0, dtype=dtype)
+    if X.shape[1] < 2:  # one call (NumPy's pairwise sum), then the pages handed back
+        total = X.sum(axis=0, dtype=dtype)
+        region.release(slice(0, X.shape[0]))
+        return total
     total = None
     for rows in pass_blocks(X):
         block = X[rows]
@@ -162,3 +183,10 @@ def column_sums(X: np.ndarray, dtype: Any = None) -> np.ndarray:
         region.release(rows)
     assert total is not None
     return total
+
+
+def column_means(X: np.ndarray) -> np.ndarray:
+    """``X.mean(axis=0)`` bit for bit (the sum of :func:`column_sums`, divided as NumPy
+    divides: by the row count as an ``intp``, in float64, rounded to X's dtype)."""
+    total = column_sums(X)
+    return np.true_divide(total, np.intp(X.shape[0]), out=total, casting="unsafe")

@@ -20,7 +20,7 @@ from kmeansfw import kernels  # attributes read at call time: numba loads on fir
 from kmeansfw.core.data import FitData, is_sparse
 from kmeansfw.core.distance import Distance, nearest_by_blocks
 from kmeansfw.core.markers import hookimpl
-from kmeansfw.core.paging import column_sums
+from kmeansfw.core.paging import column_means
 from kmeansfw.engine.executors import fill_rows
 
 _MEAN = "euclidean.mean"
@@ -82,7 +82,7 @@ class Euclidean(Distance):
         if data.sparse:  # centering would densify: sparse rows are used as they are
             return {_MEAN: np.zeros(data.n_features, dtype=data.dtype)}
         # X.mean(axis=0) exactly, block by block for data mapped from a large file
-        return {_MEAN: column_sums(data.X) / data.n_samples}
+        return {_MEAN: column_means(data.X)}
 
     @hookimpl
     def kmeansfw_prepare(self, data: FitData) -> None:
