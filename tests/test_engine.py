@@ -419,8 +419,11 @@ def test_thread_map_runs_every_item_once_and_keeps_their_order():
     from kmeansfw.engine.executors import map_items
 
     seen, lock, threads = [], threading.Lock(), set()
+    meet = threading.Barrier(2, timeout=10)  # items 0 and 1 wait for each other
 
     def square(i):
+        if i < 2:
+            meet.wait()  # so two different threads must each have taken one
         with lock:
             seen.append(i)
             threads.add(threading.get_ident())

@@ -91,16 +91,19 @@ def _share_out(n_workers: int, fn: Callable[[Any], T], items: list) -> list[T]:
 
     One hand-off per helper thread rather than one future per item: at a few hundred
     microseconds of work per item the per-item hand-offs of ``Executor.map`` cost as much
-    as the work.  Which thread runs an item never changes its result.  The first error
-    stops the taking of new items and is raised once every helper has stopped.
+    as the work.  Which thread runs an item never changes its result.  However the caller
+    leaves (an error of ``fn`` on any thread, an interrupt), no new item is taken and every
+    helper has stopped before it does; the first error of ``fn`` is the one raised.
     """
     results: list[Any] = [None] * len(items)
+    lock = threading.Lock()
     taken = itertools.count()
     stop = threading.Event()
 
     def work() -> None:
         while not stop.is_set():
-            i = next(taken)  # atomic: itertools.count is advanced under the GIL
+            with lock:
+                i = next(taken)
             if i >= len(items):
                 return
             try:
@@ -109,16 +112,22 @@ def _share_out(n_workers: int, fn: Callable[[Any], T], items: list) -> list[T]:
                 stop.set()
                 raise
 
-    helpers = [_pool(n_workers - 1).submit(work) for _ in range(n_workers - 1)]
+    pool = _pool(n_workers - 1)
+    helpers = []
     error: BaseException | None = None
     try:
+        for _ in range(n_workers - 1):
+            helpers.append(pool.submit(work))
         work()
-    except BaseException as exc:  # wait for the helpers before raising
+    except BaseException as exc:
         error = exc
-    for helper in helpers:
-        failure = helper.exception()
-        if error is None and failure is not None:
-            error = failure
+    finally:
+        if error is not None:
+            stop.set()
+        for helper in helpers:  # all of them, even when the caller is interrupted
+            failure = helper.exception()
+            if error is None and failure is not None:
+                error = failure
     if error is not None:
         raise error
     return results
@@ -227,7 +236,9 @@ def map_tasks(data: Any, fn: Callable[[list[slice]], T]) -> list[T]:
         Supplies the task plan and the executor (threads when it has none).
     fn : callable
         Takes a task (a list of consecutive row slices) and returns what it contributes;
-        it may run in another thread or process, so it must not write to shared arrays.
+        it may run in another thread or process, so it must not write to shared arrays
+        (the engine's own assignment task, which knows it runs under threads when the
+        data has no executor, writes only its own rows of the result arrays).
     """
     if is_small(data):
         return [fn(task) for task in data.tasks]
