@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from kmeansfw.backends.torch.data import _blocks, _columns, _host, _sw, _with_rows
+from kmeansfw.backends.torch.data import _blocks, _columns, _host, _objective, _sw, _with_rows
 from kmeansfw.backends.torch.plan import _Plan
 from kmeansfw.backends.torch.steps import _assign, _centroids_from, _min_cost
 from kmeansfw.core import contract
@@ -121,7 +121,7 @@ def _parallel(
         if strategy.recluster_n_init == 1:
             return centers
         _, costs, _, _ = _assign(plan, small, centers, accumulate=False)
-        objective = float(torch.dot(costs.to(torch.float64), _sw(small).to(torch.float64)))
+        objective = _objective(small, costs)
         if best is None or objective < best_objective:
             best, best_objective = centers, objective
     assert best is not None
