@@ -26,11 +26,12 @@ from kmeansfw.backends import dask as backend  # noqa: E402  (after the skip)
 
 @pytest.fixture(scope="module")
 def client():
-    # Work stealing off: a chunk task stolen by the other worker runs on a copy of the
-    # chunk there, and the next task back home finds its labels a step old and counts
-    # all its rows as changed (safe, documented, but it makes the exact counts these tests
-    # compare depend on timing). The chunks here are tiny, so stealing them is cheap;
-    # with real chunks the transfer cost keeps the scheduler from it.
+    # Work stealing off: chunk tasks ask to run where their chunk lives (a loose request,
+    # see _Cluster._homes), but a stolen task runs on a copy of the chunk on the other
+    # worker, and the next task back home finds its labels a step old and counts all its
+    # rows as changed (safe, documented, but it makes the exact counts these tests compare
+    # depend on timing). The chunks here are tiny, so stealing them is cheap; with real
+    # chunks the transfer cost keeps the scheduler from it.
     with warnings.catch_warnings(), dask.config.set({"distributed.scheduler.work-stealing": False}):
         warnings.simplefilter("ignore")
         cluster = distributed.LocalCluster(

@@ -60,7 +60,26 @@ class _Cluster:
         keys = [f"kmeansfw-{fn.__name__}-{self.id}-{self._calls}-{i}" for i in range(n)]
         lists = [self.chunks] + ([each] if each is not None else [])
         lists += [[self._shared(a)] * n for a in args]
-        return self.client.gather(self.client.map(fn, *lists, key=keys))
+        homes = self._homes()
+        futures = []
+        for i in range(n):  # one task per chunk, never per sample
+            where = {"workers": homes[i], "allow_other_workers": True} if homes[i] else {}
+            task_args = [values[i] for values in lists]
+            futures.append(self.client.submit(fn, *task_args, key=keys[i], pure=False, **where))
+        return self.client.gather(futures)
+
+    def _homes(self) -> list:
+        """For each chunk, the workers that hold it now (None when none does, e.g. while
+        Dask recomputes a lost one).
+
+        Each task is asked to run where its chunk lives, so the chunk's state (labels,
+        bounds, seeding costs) is the one its earlier tasks left there: a task placed on
+        another worker would run on a copy and leave the original a step behind (safe,
+        the state is tagged with its step, but that chunk then searches in full and counts
+        all its rows as changed), and would move the chunk's rows over the network.  The
+        request is loose: with its home gone, a task runs wherever Dask can run it."""
+        held = self.client.who_has(self.chunks)
+        return [list(held.get(chunk.key, ())) or None for chunk in self.chunks]
 
     def _shared(self, arg: Any) -> Any:
         """``arg`` as the tasks of one :meth:`map` receive it: a large array scattered
