@@ -604,12 +604,18 @@ default="auto"
         outcome = fit_config(
             X, cfg, sample_weight=sample_weight, validate=False, strategies=strategies
         )
+        return self._adopt(outcome, sample_weight)  # generator: made when partial_fit needs it
+
+    def _adopt(self, outcome: Any, sample_weight: Any, rng: Any = None) -> KMeans:
+        """Set the fitted attributes from a fit's ``outcome`` (in memory or on a backend;
+        ``sample_weight`` in host memory): centroids and fitted state, ``labels_``,
+        ``inertia_``, ``n_iter_``, ``history_``, and the online state ``partial_fit``
+        continues from (with ``rng``, or a generator made when it is first needed)."""
         self._set_fitted(outcome.strategies, outcome.fitted, outcome.centroids)
         self.labels_ = outcome.labels.astype(np.int32)
         self.inertia_ = outcome.objective
         self.n_iter_ = outcome.n_iter
-        # partial_fit continues from this fit
-        self._online = (self._online_after_fit(sample_weight), None)  # generator: when used
+        self._online = (self._online_after_fit(sample_weight), rng)
         for name in ("n_steps_", "_streamed"):
             self.__dict__.pop(name, None)
         if outcome.history is not None:

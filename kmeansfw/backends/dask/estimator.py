@@ -29,20 +29,11 @@ def fit_estimator(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
     outcome = fit_config(X, cfg, sample_weight=sample_weight, strategies=strategies)
     estimator.n_features_in_ = X.shape[1]
     estimator.__dict__.pop("feature_names_in_", None)
-    estimator._set_fitted(outcome.strategies, outcome.fitted, outcome.centroids)
-    estimator.labels_ = outcome.labels.astype(np.int32)
-    estimator.inertia_ = outcome.objective
-    estimator.n_iter_ = outcome.n_iter
     # partial_fit continues from this fit, as after an in-memory fit
     import dask
 
     weights = np.asarray(sample_weight) if dask.is_dask_collection(sample_weight) else sample_weight
-    estimator._online = (estimator._online_after_fit(weights), make_rng(estimator.random_state))
-    for name in ("n_steps_", "_streamed"):
-        estimator.__dict__.pop(name, None)
-    if outcome.history is not None:
-        estimator.history_ = outcome.history.for_run(outcome.result.run)
-    return estimator
+    return estimator._adopt(outcome, weights, make_rng(estimator.random_state))
 
 
 @attrs.frozen(eq=False)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -35,22 +34,13 @@ def fit_estimator(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
     outcome, tensors = fit_config(X, cfg, sample_weight=sample_weight, strategies=strategies)
     estimator.n_features_in_ = X.shape[1]
     estimator.__dict__.pop("feature_names_in_", None)
-    estimator._set_fitted(outcome.strategies, outcome.fitted, outcome.centroids)
-    estimator.labels_ = outcome.labels.astype(np.int32)
-    estimator.inertia_ = outcome.objective
-    estimator.n_iter_ = outcome.n_iter
     estimator.cluster_centers_tensor_ = tensors.centroids
     estimator.labels_tensor_ = tensors.labels
     weights = sample_weight
     if isinstance(weights, torch.Tensor):
         weights = _host(weights)
     # partial_fit (NumPy input) continues from this fit, as after an in-memory fit
-    estimator._online = (estimator._online_after_fit(weights), make_rng(estimator.random_state))
-    for name in ("n_steps_", "_streamed"):
-        estimator.__dict__.pop(name, None)
-    if outcome.history is not None:
-        estimator.history_ = outcome.history.for_run(outcome.result.run)
-    return estimator
+    return estimator._adopt(outcome, weights, make_rng(estimator.random_state))
 
 
 def _model(estimator: Any, X: Any, sample_weight: Any = None) -> tuple[_Plan, FitData, Tensor]:
