@@ -14,9 +14,12 @@ from kmeansfw.core.data import FitData
 from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins
 from kmeansfw.engine.executors import blas_hold
-from kmeansfw.engine.fitting import check_n_clusters, check_sparse_support
+from kmeansfw.engine.fitting import (
+    check_n_clusters,
+    check_sparse_support,
+    observers_and_history,
+)
 from kmeansfw.estimator import _BaseKMeans, refuse_backend_input
-from kmeansfw.strategies.observers import History
 
 
 def _check_int(name: str, value: Any, low: int, *, none: bool = False) -> None:
@@ -269,10 +272,7 @@ default="auto"
         check_sparse_support(strategies, data)
         self._check_init_size(data.n_samples)
         walk = self._walk(cfg)
-        observers = cfg.build_observers()
-        history = History() if cfg.history else None
-        if history is not None:
-            observers.append(history)
+        observers, history = observers_and_history(cfg)
         rng = make_rng(cfg.random_state)
         hooks = plugins.build(strategies, observers)
         with blas_hold(data):

@@ -15,7 +15,25 @@ from kmeansfw.engine.results import Fit, best_fit, check_n_clusters
 from kmeansfw.strategies.observers import History
 from kmeansfw.workflow import checkpoint
 
-__all__ = ["check_n_clusters", "check_sparse_support", "fit", "fit_config", "fit_data"]
+__all__ = [
+    "check_n_clusters",
+    "check_sparse_support",
+    "fit",
+    "fit_config",
+    "fit_data",
+    "observers_and_history",
+]
+
+
+def observers_and_history(cfg: Config) -> tuple[list, History | None]:
+    """The observers a fit of ``cfg`` calls: the configured ones, then a
+    :class:`~kmeansfw.strategies.observers.History` when ``cfg.history`` asks for one
+    (also returned; None otherwise)."""
+    observers = cfg.build_observers()
+    history = History() if cfg.history else None
+    if history is not None:
+        observers.append(history)
+    return observers, history
 
 
 def check_sparse_support(strategies: list[tuple[str, str, Any]], data: FitData) -> None:
@@ -125,10 +143,7 @@ def fit_data(cfg: Config, data: FitData, strategies: list[tuple[str, str, Any]])
     check_sparse_support(strategies, data)
     if cfg.batch_size is not None and cfg.checkpoint is not None:
         raise ValueError("checkpoint is not supported with batch_size (mini-batch fits)")
-    observers = cfg.build_observers()
-    history = History() if cfg.history else None
-    if history is not None:
-        observers.append(history)
+    observers, history = observers_and_history(cfg)
     rng = make_rng(cfg.random_state)
     resume = checkpoint.attach(cfg, data, observers, rng)
     hooks = plugins.build(strategies, observers)

@@ -35,6 +35,7 @@ from kmeansfw.core.data import DEFAULT_MEMORY_BUDGET, FitData, Fitted, plan_bloc
 from kmeansfw.core.errors import StrategyError
 from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins
+from kmeansfw.engine.fitting import observers_and_history
 from kmeansfw.engine.results import Fit, best_fit, check_n_clusters
 from kmeansfw.strategies import convergence as _convergence
 from kmeansfw.strategies.empty import Keep, Raise, RelocateFarthest, SplitLargest
@@ -133,10 +134,7 @@ def fit_config(
     check_n_clusters(X.shape[0], cfg.n_clusters)
     if strategies is None:
         strategies = cfg.build_strategies()
-    observers = cfg.build_observers()
-    history = History() if cfg.history else None
-    if history is not None:
-        observers.append(history)
+    observers, history = observers_and_history(cfg)
     hooks = plugins.build(strategies, observers)
     _refuse(strategies, hooks, cfg)
     X = X.map_blocks(_ready_block, dtype, dtype=dtype)

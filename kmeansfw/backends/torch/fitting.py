@@ -21,9 +21,9 @@ from kmeansfw.backends.torch.plan import _plan, _refuse_config
 from kmeansfw.core.config import Config, make_rng
 from kmeansfw.core.data import Fitted
 from kmeansfw.engine import plugins
+from kmeansfw.engine.fitting import observers_and_history
 from kmeansfw.engine.results import Fit, best_fit, check_n_clusters
 from kmeansfw.strategies.convergence import _MEAN_VARIANCE
-from kmeansfw.strategies.observers import History
 
 
 def fit(
@@ -60,10 +60,7 @@ def fit_config(
     check_n_clusters(n, cfg.n_clusters)
     if strategies is None:
         strategies = cfg.build_strategies()
-    observers = cfg.build_observers()
-    history = History() if cfg.history else None
-    if history is not None:
-        observers.append(history)
+    observers, history = observers_and_history(cfg)
     hooks = plugins.build(strategies, observers)
     plan = _plan(strategies, hooks, options.precision)
     budget = _budget(options, cfg.memory_budget, X.device)
