@@ -572,16 +572,19 @@ def _recluster(
             data=small,
             hook=hook,
         )
+        found = None  # an assignment to the final centers, when the loop made one
         for _ in range(iterations):
             assignment = steps.assign(hook, small, centers)
             new, cluster_weights = steps.update(hook, small, assignment, centers, rng)
             new[cluster_weights == 0] = centers[cluster_weights == 0]
             if np.array_equal(new, centers):
+                found = assignment
                 break
             centers = new
         if n_init == 1:
             return centers
-        found = steps.assign(hook, small, centers, accumulate=False)
+        if found is None:
+            found = steps.assign(hook, small, centers, accumulate=False)
         objective = steps.objective(small, found.costs)
         if best is None or objective < best_objective:
             best, best_objective = centers, objective

@@ -111,16 +111,19 @@ def _parallel(
     best, best_objective = None, float("inf")
     for _ in range(strategy.recluster_n_init):  # restarts of the recluster, as in NumPy
         centers = _plusplus(plan, small, k, rng, None)
+        costs = None  # the costs to the final centers, when the loop computed them
         for _ in range(strategy.recluster_iter):
-            _, _, sums, cluster_weights = _assign(plan, small, centers, accumulate=True)
+            _, step_costs, sums, cluster_weights = _assign(plan, small, centers, accumulate=True)
             assert sums is not None and cluster_weights is not None
             new = _centroids_from(plan, sums, cluster_weights, centers)
             if torch.equal(new, centers):
+                costs = step_costs
                 break
             centers = new
         if strategy.recluster_n_init == 1:
             return centers
-        _, costs, _, _ = _assign(plan, small, centers, accumulate=False)
+        if costs is None:
+            _, costs, _, _ = _assign(plan, small, centers, accumulate=False)
         objective = _objective(small, costs)
         if best is None or objective < best_objective:
             best, best_objective = centers, objective
