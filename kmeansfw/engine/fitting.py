@@ -11,8 +11,7 @@ from kmeansfw.core.distance import describe
 from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins
 from kmeansfw.engine.executors import blas_hold
-from kmeansfw.engine.results import Fit, best_fit, check_n_clusters
-from kmeansfw.strategies.observers import History
+from kmeansfw.engine.results import Fit, best_fit, check_n_clusters, observers_and_history
 from kmeansfw.workflow import checkpoint
 
 __all__ = [
@@ -23,17 +22,6 @@ __all__ = [
     "fit_data",
     "observers_and_history",
 ]
-
-
-def observers_and_history(cfg: Config) -> tuple[list, History | None]:
-    """The observers a fit of ``cfg`` calls: the configured ones, then a
-    :class:`~kmeansfw.strategies.observers.History` when ``cfg.history`` asks for one
-    (also returned; None otherwise)."""
-    observers = cfg.build_observers()
-    history = History() if cfg.history else None
-    if history is not None:
-        observers.append(history)
-    return observers, history
 
 
 def check_sparse_support(strategies: list[tuple[str, str, Any]], data: FitData) -> None:

@@ -20,7 +20,18 @@ from kmeansfw.core.data import Fitted
 from kmeansfw.engine import loop as engine
 from kmeansfw.strategies.observers import History
 
-__all__ = ["best_fit", "check_n_clusters"]  # Fit is documented as kmeansfw.Fit
+__all__ = ["best_fit", "check_n_clusters", "observers_and_history"]  # Fit: kmeansfw.Fit
+
+
+def observers_and_history(cfg: Config) -> tuple[list, History | None]:
+    """The observers a fit of ``cfg`` calls: the configured ones, then a
+    :class:`~kmeansfw.strategies.observers.History` when ``cfg.history`` asks for one
+    (also returned; None otherwise)."""
+    observers = cfg.build_observers()
+    history = History() if cfg.history else None
+    if history is not None:
+        observers.append(history)
+    return observers, history
 
 
 @attrs.frozen(eq=False)

@@ -35,8 +35,7 @@ from kmeansfw.core.data import DEFAULT_MEMORY_BUDGET, FitData, Fitted, plan_bloc
 from kmeansfw.core.errors import StrategyError
 from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins
-from kmeansfw.engine.fitting import observers_and_history
-from kmeansfw.engine.results import Fit, best_fit, check_n_clusters
+from kmeansfw.engine.results import Fit, best_fit, check_n_clusters, observers_and_history
 from kmeansfw.strategies import convergence as _convergence
 from kmeansfw.strategies.empty import Keep, Raise, RelocateFarthest, SplitLargest
 from kmeansfw.strategies.observers import History

@@ -21,8 +21,7 @@ from kmeansfw.backends.torch.plan import _plan, _refuse_config
 from kmeansfw.core.config import Config, make_rng
 from kmeansfw.core.data import Fitted
 from kmeansfw.engine import plugins
-from kmeansfw.engine.fitting import observers_and_history
-from kmeansfw.engine.results import Fit, best_fit, check_n_clusters
+from kmeansfw.engine.results import Fit, best_fit, check_n_clusters, observers_and_history
 from kmeansfw.strategies.convergence import _MEAN_VARIANCE
 
 
