@@ -13,8 +13,10 @@ precision it measures, per Lloyd iteration and from the same initial centroids:
 * ``product``: the bare matrix product ``X @ C.T`` over the same chunks (the floor);
 * ``faiss``: ``faiss.Kmeans(gpu=True)`` when faiss's GPU build is installed (its
   iterations from the same centroids, also by difference of two runs);
-* ``numpy`` (``--quick`` on a CPU only): kmeansfw's NumPy backend on the same data, with
-  as many threads as torch uses.
+* on a CPU only: ``ops``, kmeansfw with ``TorchExecutor(cpu_kernels="torch")`` (every pass
+  as torch operations, as on CUDA; the default runs the assignment with the NumPy
+  backend's compiled kernels on the tensor's memory), and ``numpy``, kmeansfw's NumPy
+  backend on the same data (default settings), with as many threads as torch uses.
 
 It prints ms per iteration and the ratios kmeansfw / product, kmeansfw / torch (and
 kmeansfw / numpy), and the peak device memory of the kmeansfw fit above the data
@@ -168,17 +170,25 @@ def measure(
         theirs = per_iteration(run_faiss, device, iters, 1)
         line += f" {theirs * 1e3:>9.2f} {ours / theirs:>7.2f}"
     if device.type == "cpu":
+        ops_options = TorchExecutor(cpu_kernels="torch")
+
+        def fit_ops(m: int) -> object:
+            km = KMeans(k, init=init, convergence=NEVER, max_iter=m, executor=ops_options)
+            return km.fit(X)
+
+        ops = per_iteration(fit_ops, device, iters, repeat)
         host = X.numpy()
 
         def fit_numpy(m: int) -> object:
             # as many threads as torch has, so the ratio compares the backends only
             threads = torch.get_num_threads()
-            return KMeans(k, init=init, convergence=NEVER, max_iter=m, n_threads=threads).fit(
-                host
-            )
+            return KMeans(k, init=init, convergence=NEVER, max_iter=m, n_threads=threads).fit(host)
 
         numpy_time = per_iteration(fit_numpy, device, iters, repeat)
-        line += f" {numpy_time * 1e3:>9.2f} {ours / numpy_time:>7.2f}"
+        line += (
+            f" {ops * 1e3:>9.2f} {numpy_time * 1e3:>9.2f} {ours / numpy_time:>7.2f}"
+            f" {ops / numpy_time:>7.2f}"
+        )
     return line + peak
 
 
@@ -205,7 +215,8 @@ def main() -> None:
         f"{'/product':>8} {'/torch':>7}"
     )
     header += f" {'faiss':>9} {'/faiss':>7}" if faiss is not None else ""
-    header += f" {'numpy':>9} {'/numpy':>7}" if device.type == "cpu" else ""
+    if device.type == "cpu":
+        header += f" {'ops':>9} {'numpy':>9} {'/numpy':>7} {'ops/np':>7}"
     header += f" {'peak MiB over data':>19}" if device.type == "cuda" else ""
     print(header)
     for n, d, k in shapes:

@@ -50,12 +50,14 @@ def _same(a, b, rtol):
     ],
     ids=["euclidean", "cosine", "sqeuclidean-unchanged", "tol-objective"],
 )
-def test_same_fit_as_numpy_from_the_same_centroids(device, dtype, rtol, params):
+@pytest.mark.parametrize("kernels", ["compiled", "torch"])
+def test_same_fit_as_numpy_from_the_same_centroids(device, dtype, rtol, params, kernels):
     X = _blobs(dtype, offset=50.0)  # far from the origin: centering matters in float32
     init = X[::250][:K].copy()
     reference = KMeans(K, init=init, max_iter=100, **params).fit(X)
     Xt = torch.from_numpy(X).to(device)
-    km = KMeans(K, init=init, max_iter=100, **params).fit(Xt)
+    options = TorchExecutor(cpu_kernels=kernels)
+    km = KMeans(K, init=init, max_iter=100, executor=options, **params).fit(Xt)
     _same(reference, km, rtol)
     assert isinstance(km.cluster_centers_, np.ndarray) and km.labels_.dtype == np.int32
     assert km.cluster_centers_.dtype == dtype
@@ -65,9 +67,11 @@ def test_same_fit_as_numpy_from_the_same_centroids(device, dtype, rtol, params):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_predict_transform_score_stay_on_the_device(device):
+@pytest.mark.parametrize("kernels", ["compiled", "torch"])
+def test_predict_transform_score_stay_on_the_device(device, kernels):
     X = _blobs(np.float32)
-    km = KMeans(K, init=X[:K].copy(), max_iter=20).fit(X)
+    km = KMeans(K, init=X[:K].copy(), max_iter=20, executor=TorchExecutor(cpu_kernels=kernels))
+    km.fit(X)
     Xt = torch.from_numpy(X).to(device)
     labels = km.predict(Xt)
     assert labels.device.type == device and labels.dtype == torch.int64
@@ -213,6 +217,68 @@ def test_bad_input_is_refused():
         km.fit(torch.ones((10, 2)), sample_weight=-torch.ones(10))
     with pytest.raises(ConfigError, match="precision"):
         TorchExecutor(precision="fp8")
+    with pytest.raises(ConfigError, match="cpu_kernels"):
+        TorchExecutor(cpu_kernels="cuda")
+
+
+def _spy_on_host(monkeypatch):
+    """Records, per assignment pass, whether it ran on the NumPy view (and that view)."""
+    from kmeansfw.backends.torch import host, steps
+
+    seen = []
+    real = steps.host_assign
+
+    def spy(data, C, accumulate):
+        done = real(data, C, accumulate)
+        attached = data.cache.get(host._HOST)
+        seen.append((done is not None, None if attached is None else attached[0].X))
+        return done
+
+    monkeypatch.setattr(steps, "host_assign", spy)
+    return seen
+
+
+def test_cpu_tensors_assign_with_the_compiled_kernels_on_their_own_memory(monkeypatch):
+    X = _blobs(np.float32, n=2000)
+    init = X[:K].copy()
+    Xt = torch.from_numpy(X.copy())
+    seen = _spy_on_host(monkeypatch)
+    km = KMeans(K, init=init, max_iter=30, convergence="unchanged").fit(Xt)
+    assert seen and all(compiled for compiled, _ in seen)  # every Lloyd pass
+    view = seen[0][1]
+    assert np.shares_memory(view, Xt.numpy()) and not view.flags.writeable  # no copy
+    assert torch.equal(Xt, torch.from_numpy(X))  # and nothing written
+    km.predict(Xt)
+    assert seen[-1][0]
+    # cpu_kernels="torch": every pass is torch operations, with the same result here
+    seen.clear()
+    options = TorchExecutor(cpu_kernels="torch")
+    kt = KMeans(K, init=init, max_iter=30, convergence="unchanged", executor=options).fit(Xt)
+    assert seen and not any(compiled for compiled, _ in seen)
+    _same(km, kt, 1e-5)
+    assert km.labels_tensor_.dtype == torch.int64 and km.labels_tensor_.device.type == "cpu"
+
+
+@pytest.mark.parametrize(
+    ("what", "params", "executor"),
+    [
+        ("non-contiguous", {}, TorchExecutor()),
+        ("cosine", {"distance": "cosine"}, TorchExecutor()),
+        ("spherical", {"distance": "cosine", "update": "spherical"}, TorchExecutor()),
+        ("fp16", {}, TorchExecutor(precision="fp16")),
+    ],
+)
+def test_what_the_compiled_kernels_do_not_cover_stays_in_torch(monkeypatch, what, params, executor):
+    X = _blobs(np.float64, n=1500)
+    Xt = torch.from_numpy(X)
+    if what == "non-contiguous":
+        Xt = torch.from_numpy(np.asfortranarray(X))
+        assert not Xt.is_contiguous()
+    seen = _spy_on_host(monkeypatch)
+    km = KMeans(K, init=X[:K].copy(), max_iter=10, executor=executor, **params).fit(Xt)
+    assert seen and not any(compiled for compiled, _ in seen)
+    reference = KMeans(K, init=X[:K].copy(), max_iter=10, **params).fit(X)
+    assert km.inertia_ == pytest.approx(reference.inertia_, rel=1e-3 if what == "fp16" else 1e-9)
 
 
 def test_inputs_are_never_modified_and_weights_count():

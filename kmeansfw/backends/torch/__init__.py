@@ -2,10 +2,11 @@
 
 ``KMeans.fit``, ``predict``, ``transform`` and ``score`` route a :class:`torch.Tensor` here
 (extra ``kmeansfw[torch]``); torch is imported only for such input.  The data never
-leaves its device: every pass over it is torch operations on row chunks, and only small
-things come back to the host each iteration (the (k, d) centroids, the k cluster weights,
-a few scalars), so that observers and convergence criteria run exactly as in the NumPy
-backend.
+leaves its device: every pass over it is torch operations on row chunks (on a CPU tensor,
+the Euclidean assignment pass is the NumPy backend's compiled step on the tensor's own
+memory, :mod:`kmeansfw.backends.torch.host`), and only small things come back to the host
+each iteration (the (k, d) centroids, the k cluster weights, a few scalars), so that
+observers and convergence criteria run exactly as in the NumPy backend.
 
 What runs on the device
 -----------------------

@@ -18,7 +18,8 @@ from kmeansfw.backends.torch.data import (
     _weights,
 )
 from kmeansfw.backends.torch.executor import _budget, _matmul_precision, _options
-from kmeansfw.backends.torch.fitting import fit_config
+from kmeansfw.backends.torch.fitting import _distance, fit_config
+from kmeansfw.backends.torch.host import attach, usable
 from kmeansfw.backends.torch.plan import _geometry_of, _Plan
 from kmeansfw.backends.torch.steps import _assign
 from kmeansfw.core.config import make_rng
@@ -43,8 +44,11 @@ def fit_estimator(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
     return estimator._adopt(outcome, weights, make_rng(estimator.random_state))
 
 
-def _model(estimator: Any, X: Any, sample_weight: Any = None) -> tuple[_Plan, FitData, Tensor]:
-    """A fitted estimator's geometry, the prepared data and its centroids on X's device."""
+def _model(
+    estimator: Any, X: Any, sample_weight: Any = None, *, assigns: bool = True
+) -> tuple[_Plan, FitData, Tensor]:
+    """A fitted estimator's geometry, the prepared data and its centroids on X's device
+    (with ``assigns``, ready for :func:`_assign`)."""
     from sklearn.utils.validation import check_is_fitted
 
     check_is_fitted(estimator)
@@ -55,14 +59,15 @@ def _model(estimator: Any, X: Any, sample_weight: Any = None) -> tuple[_Plan, Fi
             f"{estimator.n_features_in_} features as input."
         )
     options = _options(estimator.executor)
-    strategies = estimator._strategies
-    label, distance = next((lb, s) for slot, lb, s in strategies if slot == "distance")
+    label, distance = _distance(estimator._strategies)
     geometry = _geometry_of(label, distance, options.precision)
     k = estimator.cluster_centers_.shape[0]
     budget = _budget(options, int(estimator.memory_budget_mb * 2**20), X.device)
     data = _data(X, _weights(sample_weight, X), budget, k, estimator.fitted_state_)
     _check_finite(X, _blocks(data))
     geometry.prepare(data)
+    if assigns and options.cpu_kernels == "compiled" and usable(data, geometry, False):
+        attach(data, (label, distance), k)
     C = torch.as_tensor(estimator.cluster_centers_, device=X.device).to(X.dtype)
     plan = _Plan(geometry, None, False, None, False)
     return plan, data, C
@@ -78,7 +83,7 @@ def predict(estimator: Any, X: Any) -> Any:
 def transform(estimator: Any, X: Any) -> Any:
     """``KMeans.transform`` for a tensor: the (n, k) distances, a tensor on X's device
     (filled chunk by chunk: the one (n, k) matrix is the answer asked for)."""
-    plan, data, C = _model(estimator, X)
+    plan, data, C = _model(estimator, X, assigns=False)
     out = torch.empty((data.n_samples, C.shape[0]), dtype=data.X.dtype, device=data.X.device)
     with _matmul_precision(_options(estimator.executor).precision), torch.no_grad():
         pts = plan.geometry.points(C, data)

@@ -17,6 +17,8 @@ from kmeansfw.core.errors import ConfigError
 CUDA_MIN_BUDGET = 1 << 30
 #: Precisions of the distance product (see :class:`TorchExecutor`).
 PRECISIONS = ("highest", "tf32", "fp16", "bf16")
+#: How the assignment pass runs on CPU tensors (see :class:`TorchExecutor`).
+CPU_KERNELS = ("compiled", "torch")
 _LOW = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -24,6 +26,14 @@ def _check_precision(instance: Any, attribute: attrs.Attribute, value: Any) -> N
     if value not in PRECISIONS:
         raise ConfigError(
             f"TorchExecutor: precision must be one of {', '.join(map(repr, PRECISIONS))}, "
+            f"got {value!r}"
+        )
+
+
+def _check_cpu_kernels(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value not in CPU_KERNELS:
+        raise ConfigError(
+            f"TorchExecutor: cpu_kernels must be one of {', '.join(map(repr, CPU_KERNELS))}, "
             f"got {value!r}"
         )
 
@@ -63,10 +73,21 @@ class TorchExecutor:
     memory_budget_mb : float or None, default=None
         Bytes of temporaries per chunk, in MiB.  None: the estimator's
         ``memory_budget_mb``, at least :data:`CUDA_MIN_BUDGET` on a CUDA device.
+    cpu_kernels : {"compiled", "torch"}, default="compiled"
+        How the assignment pass of a fit, ``predict`` and ``score`` runs on a CPU tensor
+        with the ``euclidean`` or ``sqeuclidean`` distance, the ``mean`` update and full
+        precision.  ``"compiled"``: the NumPy backend's compiled assignment step on the
+        tensor's own memory (shared, never copied), in ``torch.get_num_threads()``
+        threads; torch's CPU minimum-with-index makes the same pass as torch operations
+        2-3x slower (:mod:`kmeansfw.backends.torch.host`).  ``"torch"``: torch operations,
+        as on CUDA.  Either way the labels, costs and results are tensors on the CPU;
+        they may differ in near-ties (the products round differently).  No effect on
+        CUDA tensors or on other strategies.
     """
 
     precision: str = attrs.field(default="highest", validator=_check_precision)
     memory_budget_mb: float | None = attrs.field(default=None, validator=_check_budget)
+    cpu_kernels: str = attrs.field(default="compiled", validator=_check_cpu_kernels)
 
     def map(self, fn: Any, chunks: Any) -> list:
         """Run ``fn`` on each chunk in order, in this thread (NumPy input)."""

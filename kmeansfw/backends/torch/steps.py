@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from kmeansfw.backends.torch.data import _UNIT_WEIGHTS, _blocks, _columns, _sw
+from kmeansfw.backends.torch.host import assign as host_assign
 from kmeansfw.backends.torch.plan import _Plan
 from kmeansfw.core.data import FitData
 
@@ -17,6 +18,9 @@ def _assign(
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
     """Labels and exact costs of every sample and, with ``accumulate``, the update's
     float64 per-cluster sums (k, d) and weights (k,)."""
+    done = host_assign(data, C, accumulate)  # a CPU tensor's compiled path, if attached
+    if done is not None:
+        return done
     X = data.X
     n, k = X.shape[0], C.shape[0]
     pts = plan.geometry.points(C, data)
