@@ -398,8 +398,11 @@ default="auto"
         :func:`kmeansfw.core.adapters.sparse_init`).
     distance : str, dict, callable or object, default="euclidean"
         The geometry; a plain function ``(X_block, centroids) -> distances`` works too.
-    assignment : str, dict or object, default="nearest"
-        How samples are assigned to centroids.
+    assignment : str, dict or object, default="auto"
+        How samples are assigned to centroids.  ``"auto"``: each sample's nearest
+        centroid, found by the bound-based ``hamerly`` on large data with k >= 32 and at
+        least 16 features (it skips the samples its bounds prove unchanged), by a full
+        search (``"nearest"``) otherwise; the labels are those of ``"nearest"`` either way.
     update : str, dict, object or None, default=None
         How centroids are recomputed from their members; None takes the distance's
         natural update (``mean`` for Euclidean, ``median`` for Manhattan, ...).
@@ -427,11 +430,13 @@ default="auto"
         Accepted for scikit-learn compatibility and has no effect: kmeansfw never
         modifies its input (it never centres X in place), whatever the value.
     algorithm : {"lloyd", "elkan"}, default="lloyd"
-        scikit-learn's choice of exact assignment.  ``"lloyd"`` computes every distance;
-        ``"elkan"`` runs the ``hamerly`` assignment, the bound-based exact algorithm of
-        the catalog (one lower bound per sample, where Elkan keeps k): it skips samples
-        whose bounds prove their label unchanged, so labels, inertia and ``n_iter_`` are
-        those of ``"lloyd"``.  It applies to the default ``assignment="nearest"`` only
+        scikit-learn's choice of exact assignment.  ``"lloyd"`` runs ``assignment`` as
+        given (the default ``"auto"`` gives the labels of computing every distance;
+        ``assignment="nearest"`` computes every one); ``"elkan"`` always runs the
+        ``hamerly`` assignment, the bound-based exact algorithm of the catalog (one lower
+        bound per sample, where Elkan keeps k): it skips samples whose bounds prove their
+        label unchanged, so labels, inertia and ``n_iter_`` are those of ``"lloyd"``.  It
+        applies with ``assignment`` left at ``"auto"`` or set to ``"nearest"`` only
         (another assignment together with ``"elkan"`` raises), and needs a distance that
         is a true metric.
     memory_budget_mb : float, default=64
@@ -510,7 +515,7 @@ default="auto"
         *,
         init: Any = "auto",
         distance: Any = "euclidean",
-        assignment: Any = "nearest",
+        assignment: Any = "auto",
         update: Any = None,
         empty: Any = "relocate-farthest",
         convergence: Any = "tol",
@@ -565,7 +570,7 @@ default="auto"
         params = super()._config_params(params)
         if algorithm == "elkan":
             assignment = params["assignment"]
-            if not (isinstance(assignment, str) and assignment == "nearest"):
+            if not (isinstance(assignment, str) and assignment in ("auto", "nearest")):
                 raise InvalidParameterError(
                     f"algorithm='elkan' chooses the assignment (hamerly); it cannot be "
                     f"combined with assignment={assignment!r} (leave assignment unset)"

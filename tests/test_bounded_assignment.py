@@ -103,12 +103,16 @@ def test_hamerly_needs_a_metric():
         kmeansfw.Config(distance="cosine", assignment="hamerly").build_strategies()
 
 
-def test_auto_picks_by_metric_and_size():
-    X, _ = make_blobs(6000, n_features=4, centers=40, random_state=0)
+def test_auto_picks_by_metric_and_shape():
     strategies = dict(
         (s, o) for s, _, o in kmeansfw.Config(n_clusters=40, assignment="auto").build_strategies()
     )
-    assert strategies["assignment"].metric is True
+    auto = strategies["assignment"]
+    assert auto.metric is True
+    assert auto.bounded(6000, 16, 40)  # 240000 >= 2^17 samples x clusters, k >= 32, d >= 16
+    assert not auto.bounded(6000, 15, 40)  # few features: the bounds cost what they save
+    assert not auto.bounded(20000, 16, 31)  # few clusters
+    assert not auto.bounded(3000, 16, 40)  # little work per iteration
     cosine = dict(
         (s, o)
         for s, _, o in kmeansfw.Config(
@@ -116,10 +120,68 @@ def test_auto_picks_by_metric_and_size():
         ).build_strategies()
     )
     assert cosine["assignment"].metric is False
-    auto = KMeans(40, assignment="auto", random_state=0).fit(X)  # 6000 x 40 >= 2^17
-    plain = KMeans(40, random_state=0).fit(X)
-    np.testing.assert_array_equal(auto.labels_, plain.labels_)
-    assert auto.n_iter_ == plain.n_iter_
+    assert not cosine["assignment"].bounded(6000, 16, 40)  # not a metric: never bounds
+    batches = dict(
+        (s, o)
+        for s, _, o in kmeansfw.Config(
+            n_clusters=40, batch_size=4096, assignment="auto"
+        ).build_strategies()
+    )
+    assert not batches["assignment"].bounded(6000, 16, 40)  # mini-batch: bounds never kept
+
+
+def test_the_default_assignment_is_auto_and_gives_nearest_labels():
+    assert KMeans().assignment == "auto" and kmeansfw.Config().assignment.name == "auto"
+    X, _ = make_blobs(6000, n_features=16, centers=40, cluster_std=4.0, random_state=0)
+    # at this shape auto runs hamerly: after the first pass most rows are not searched
+    _, searched = _rows_searched_per_iteration("auto", X, 40)
+    assert searched[0] == X.shape[0] and min(searched[1:]) < 0.5 * X.shape[0]
+    _, few = _rows_searched_per_iteration("auto", X[:, :8], 40)  # 8 features: nearest
+    assert set(few) == {X.shape[0]}
+    default = KMeans(40, random_state=0).fit(X)
+    plain = KMeans(40, assignment="nearest", random_state=0).fit(X)
+    np.testing.assert_array_equal(default.labels_, plain.labels_)
+    assert default.n_iter_ == plain.n_iter_
+    assert default.inertia_ == pytest.approx(plain.inertia_, rel=1e-12)
+    elkan = KMeans(40, algorithm="elkan", random_state=0).fit(X)  # the default: accepted
+    np.testing.assert_array_equal(elkan.labels_, plain.labels_)
+
+
+@pytest.mark.parametrize("bounded", ["hamerly", "yinyang"])
+@pytest.mark.parametrize("fraction", [0.0, 1.0], ids=["whole-blocks", "stale-rows-only"])
+def test_whole_block_and_stale_row_searches_give_nearest_labels(bounded, fraction, monkeypatch):
+    # unstructured data: many rows stale every iteration, so both paths are taken
+    from kmeansfw.strategies import assignment
+
+    monkeypatch.setattr(assignment, "full_search_fraction", lambda n_clusters: fraction)
+    X = np.random.default_rng(3).standard_normal((4000, 6))
+    runs = {}
+    for name in ("nearest", bounded):
+        seen = LabelsPerIteration()
+        km = KMeans(
+            24,
+            assignment=name,
+            init="random",
+            random_state=1,
+            tol=0,
+            max_iter=40,
+            observers=[seen],
+            memory_budget_mb=0.05,
+        ).fit(X)
+        runs[name] = (km, seen.labels)
+    (near, near_labels), (other, other_labels) = runs["nearest"], runs[bounded]
+    assert len(near_labels) == len(other_labels) > 5
+    for a, b in zip(near_labels, other_labels, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert other.inertia_ == pytest.approx(near.inertia_, rel=1e-12)
+
+
+def test_full_search_fraction_grows_with_k():
+    from kmeansfw.strategies.assignment import full_search_fraction
+
+    values = [full_search_fraction(k) for k in (1, 3, 8, 32, 256, 4096)]
+    assert values == sorted(values) and 0 < values[0] and values[-1] < 1
+    assert full_search_fraction(8) == pytest.approx(1 / 3)
 
 
 def _rows_searched_per_iteration(assignment, X, k):

@@ -136,7 +136,7 @@ class Config:
         default="euclidean", converter=_to_spec, validator=_strategy("distance")
     )
     assignment: Any = attrs.field(
-        default="nearest", converter=_to_spec, validator=_strategy("assignment")
+        default="auto", converter=_to_spec, validator=_strategy("assignment")
     )
     update: Any = attrs.field(
         default=None,
@@ -288,7 +288,11 @@ class Config:
             for item in value if several else [value]:
                 label, strategy = CATALOG.create(slot, item)
                 if slot == "assignment" and getattr(strategy, "name", None) == "auto":
-                    strategy = attrs.evolve(strategy, metric=describe(distance).is_metric)
+                    strategy = attrs.evolve(
+                        strategy,
+                        metric=describe(distance).is_metric,
+                        full_batch=self.batch_size is None,
+                    )
                 out.append((slot, label, strategy))
                 if slot == "distance":
                     distance = strategy
