@@ -121,13 +121,28 @@ def test_auto_picks_by_metric_and_shape():
     )
     assert cosine["assignment"].metric is False
     assert not cosine["assignment"].bounded(6000, 16, 40)  # not a metric: never bounds
-    batches = dict(
-        (s, o)
-        for s, _, o in kmeansfw.Config(
-            n_clusters=40, batch_size=4096, assignment="auto"
-        ).build_strategies()
-    )
-    assert not batches["assignment"].bounded(6000, 16, 40)  # mini-batch: bounds never kept
+
+
+def test_auto_keeps_bounds_only_from_the_second_pass_over_the_same_data(monkeypatch):
+    from kmeansfw.strategies import assignment
+
+    calls = []
+    real = assignment._HAMERLY
+
+    class Spy:
+        def kmeansfw_assign(self, **kwargs):
+            calls.append(kwargs["data"].n_samples)
+            return real.kmeansfw_assign(**kwargs)
+
+    monkeypatch.setattr(assignment, "_HAMERLY", Spy())
+    X, _ = make_blobs(6000, n_features=16, centers=40, cluster_std=4.0, random_state=0)
+    km = KMeans(40, random_state=0, max_iter=5, tol=0).fit(X)
+    assert calls and set(calls) == {6000}  # the Lloyd iterations after the first
+    calls.clear()
+    km.predict(X)
+    km.score(X)
+    KMeans(40, random_state=0, batch_size=4096, max_iter=3).fit(X)  # each step: new rows
+    assert calls == []  # one pass per data set: nearest
 
 
 def test_the_default_assignment_is_auto_and_gives_nearest_labels():
@@ -136,7 +151,9 @@ def test_the_default_assignment_is_auto_and_gives_nearest_labels():
     # at this shape auto runs hamerly: after the first pass most rows are not searched
     _, searched = _rows_searched_per_iteration("auto", X, 40)
     assert searched[0] == X.shape[0] and min(searched[1:]) < 0.5 * X.shape[0]
-    _, few = _rows_searched_per_iteration("auto", X[:, :8], 40)  # 8 features: nearest
+    # 8 features: nearest (its every pass searches every row)
+    assert not kmeansfw.Config(n_clusters=40).build_strategies()[2][2].bounded(6000, 8, 40)
+    _, few = _rows_searched_per_iteration("auto", X[:, :8], 40)
     assert set(few) == {X.shape[0]}
     default = KMeans(40, random_state=0).fit(X)
     plain = KMeans(40, assignment="nearest", random_state=0).fit(X)
@@ -155,7 +172,18 @@ def test_whole_block_and_stale_row_searches_give_nearest_labels(bounded, fractio
 
     monkeypatch.setattr(assignment, "full_search_fraction", lambda n_clusters: fraction)
     X = np.random.default_rng(3).standard_normal((4000, 6))
-    runs = {}
+    runs, calls, firsts = {}, [], []
+
+    class Count:  # the rows of every search, and how many searches the first pass made
+        @kmeansfw.hookimpl(wrapper=True)
+        def kmeansfw_nearest(self, X):
+            calls.append(X.shape[0])
+            return (yield)
+
+        @kmeansfw.hookimpl
+        def kmeansfw_iteration_end(self, state):
+            firsts.append(len(calls))
+
     for name in ("nearest", bounded):
         seen = LabelsPerIteration()
         km = KMeans(
@@ -165,11 +193,18 @@ def test_whole_block_and_stale_row_searches_give_nearest_labels(bounded, fractio
             random_state=1,
             tol=0,
             max_iter=40,
-            observers=[seen],
+            observers=[seen] + ([Count()] if name == bounded else []),
             memory_budget_mb=0.05,
         ).fit(X)
         runs[name] = (km, seen.labels)
     (near, near_labels), (other, other_labels) = runs["nearest"], runs[bounded]
+    first_pass = firsts[0]
+    blocks = set(calls[:first_pass])  # the first pass searches every block whole
+    assert sum(calls[:first_pass]) == X.shape[0] and len(calls) > first_pass
+    if fraction == 0.0:  # any block with a stale row: searched whole
+        assert set(calls) <= blocks
+    else:  # only the stale rows: parts of blocks
+        assert not set(calls[first_pass:]) <= blocks
     assert len(near_labels) == len(other_labels) > 5
     for a, b in zip(near_labels, other_labels, strict=True):
         np.testing.assert_array_equal(a, b)

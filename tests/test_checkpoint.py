@@ -11,6 +11,7 @@ import signal
 import tempfile
 import warnings
 
+import attrs
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -56,11 +57,11 @@ def _fit(folder, X=X60, k=3, **params):
     return KMeans(k, checkpoint=str(folder), **{**PARAMS, **params}).fit(X)
 
 
-def _interrupted(folder, X=X60, run=1, iteration=2):
+def _interrupted(folder, X=X60, run=1, iteration=2, **params):
     """A checkpoint of a fit stopped in run ``run`` after ``iteration`` (so it holds the
     current centroids and labels and a best run)."""
     with pytest.raises(KeyboardInterrupt):
-        _fit(folder, X, observers=[_Interrupt(run, iteration)])
+        _fit(folder, X, observers=[_Interrupt(run, iteration)], **params)
     return folder
 
 
@@ -164,6 +165,31 @@ def test_checkpoint_for_other_settings_starts_afresh(tmp_path, change, part):
         refit = _fit(folder, **change)
     reference = KMeans(3, **{**PARAMS, **change}).fit(X60)
     np.testing.assert_array_equal(refit.cluster_centers_, reference.cluster_centers_)
+
+
+@pytest.mark.parametrize("written", ["nearest", "hamerly", {"name": "yinyang", "max_groups": 2}])
+def test_a_checkpoint_resumes_under_another_exact_assignment(tmp_path, written):
+    # nearest was the default before auto: the same labels, so the same fit
+    folder = tmp_path / "ck"
+    _interrupted(folder, assignment=written)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CheckpointWarning)
+        resumed = _fit(folder)  # the default assignment, auto
+    reference = KMeans(3, **PARAMS).fit(X60)
+    np.testing.assert_array_equal(resumed.cluster_centers_, reference.cluster_centers_)
+    with pytest.warns(CheckpointWarning, match="different assignment"):
+        _fit(folder, assignment=_ByCost())  # a user's assignment is a setting of its own
+
+
+@attrs.frozen
+class _ByCost:
+    """A user assignment: the argmin of the distance's cost block."""
+
+    @kmeansfw.hookimpl
+    def kmeansfw_assign(self, X, centroids, rows, data, cache, hook):
+        cost = hook.kmeansfw_cost(X=X, centroids=centroids, rows=rows, data=data, cache=cache)
+        labels = cost.argmin(axis=1)
+        return labels, cost[np.arange(len(labels)), labels]
 
 
 def test_finished_checkpoint_without_a_seed_is_not_reused(tmp_path):
@@ -768,9 +794,7 @@ def test_a_resumed_fit_takes_the_saved_state_instead_of_learning_again(tmp_path)
     before = _LearnCounter.calls
     resumed = _fit(folder, **params)
     assert _LearnCounter.calls == before  # not learned again
-    np.testing.assert_array_equal(
-        resumed.fitted_state_["learn-counter.scale"], arrays[name]
-    )
+    np.testing.assert_array_equal(resumed.fitted_state_["learn-counter.scale"], arrays[name])
     assert not np.array_equal(
         resumed.fitted_state_["learn-counter.scale"], full.fitted_state_["learn-counter.scale"]
     )

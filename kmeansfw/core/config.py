@@ -288,11 +288,7 @@ class Config:
             for item in value if several else [value]:
                 label, strategy = CATALOG.create(slot, item)
                 if slot == "assignment" and getattr(strategy, "name", None) == "auto":
-                    strategy = attrs.evolve(
-                        strategy,
-                        metric=describe(distance).is_metric,
-                        full_batch=self.batch_size is None,
-                    )
+                    strategy = attrs.evolve(strategy, metric=describe(distance).is_metric)
                 out.append((slot, label, strategy))
                 if slot == "distance":
                     distance = strategy

@@ -200,11 +200,8 @@ class _Bounded:
         labels, upper, lower = state["labels"][rows], state["upper"][rows], state["lower"][rows]
         stamps = state["stamps"][rows]
         costs = None
-        if info["fresh"]:  # the first pass: every row, no gather
-            costs = self._search(hook, X, centroids, data, cache, state, labels, upper, lower)
-            stamps[:] = 0
-        else:
-            now = state["now"]
+        redo = None
+        if not info["fresh"]:  # after the first pass: the rows the bounds cannot settle
             redo = kernels.stale_rows(
                 labels,
                 upper,
@@ -212,22 +209,22 @@ class _Bounded:
                 stamps,
                 state["cum_shift"],
                 state["cum_drift"],
-                now,
+                state["now"],
                 info["half_gap"],
                 info["margin"],
             )
-            if redo.size > full_search_fraction(centroids.shape[0]) * X.shape[0]:
-                # most rows stale: the whole block searched in place (no gather, no
-                # scatter, no second pass for the costs) costs less
-                costs = self._search(hook, X, centroids, data, cache, state, labels, upper, lower)
-                stamps[:] = now
-            elif redo.size:
-                sub_labels, sub_upper, sub_lower = labels[redo], upper[redo], lower[redo]
-                self._search(
-                    hook, X[redo], centroids, data, cache, state, sub_labels, sub_upper, sub_lower
-                )
-                labels[redo], upper[redo], lower[redo] = sub_labels, sub_upper, sub_lower
-                stamps[redo] = now
+        if redo is None or redo.size > full_search_fraction(centroids.shape[0]) * X.shape[0]:
+            # the first pass, or most rows stale: the whole block searched in place (no
+            # gather, no scatter, no second pass for the costs)
+            costs = self._search(hook, X, centroids, data, cache, state, labels, upper, lower)
+            stamps[:] = state["now"]
+        elif redo.size:
+            sub_labels, sub_upper, sub_lower = labels[redo], upper[redo], lower[redo]
+            self._search(
+                hook, X[redo], centroids, data, cache, state, sub_labels, sub_upper, sub_lower
+            )
+            labels[redo], upper[redo], lower[redo] = sub_labels, sub_upper, sub_lower
+            stamps[redo] = state["now"]
         labels = labels.copy()  # the state's rows change in later iterations
         if costs is None:
             costs = paired_cost(hook, X, centroids, labels, rows, data, cache)
@@ -243,6 +240,16 @@ def full_search_fraction(n_clusters: int) -> float:
     fraction ``(r - 1) / (r + 1)``; ``r`` grows with k, here ``1 + k / 8`` (k=3: 0.16,
     k=8: 0.33, k=32: 0.67, k=256: 0.94).  Either way the labels, bounds and costs are
     those of a search, so only the time depends on it.
+
+    Parameters
+    ----------
+    n_clusters : int
+        The number of centroids.
+
+    Returns
+    -------
+    float
+        The fraction, in [0, 1).
     """
     r = 1.0 + n_clusters / 8.0
     return (r - 1.0) / (r + 1.0)
@@ -382,13 +389,15 @@ class Auto:
     """The default: ``hamerly`` where its bounds repay their bookkeeping, else ``nearest``.
     Same labels either way (both exact), so only the time depends on the choice.
 
-    ``hamerly`` when the distance is a metric (``metric``) and the fit walks full batches
-    (``full_batch``: a mini-batch step sees new rows, whose bounds would start over every
-    step), both set by the configuration, samples x clusters >= :data:`AUTO_MIN_WORK`,
-    k >= :data:`AUTO_MIN_CLUSTERS` and features >= :data:`AUTO_MIN_FEATURES`; else
-    ``nearest``.  Measured here (whole fits from the same k-means++ centroids, 200k
-    samples, float64): on clustered data (Gaussian blobs; ``make_classification``'s
-    uneven, anisotropic clusters) hamerly took 0.30-0.61x
+    ``hamerly`` when the distance is a metric (``metric``, which the configuration sets),
+    samples x clusters >= :data:`AUTO_MIN_WORK`, k >= :data:`AUTO_MIN_CLUSTERS`, features
+    >= :data:`AUTO_MIN_FEATURES` (:meth:`bounded`), and only from the second pass over the
+    same data set on: bounds pay only when kept from one iteration to the next, so a single
+    pass (``predict``, ``score``, a ``partial_fit`` call, a mini-batch step, whose rows are
+    a new data set each time, or a task run on a copy of the data) and a fit's first
+    iteration take ``nearest``.  Measured here (whole fits from the same k-means++
+    centroids, 200k samples, float64): on clustered data (Gaussian blobs;
+    ``make_classification``'s uneven, anisotropic clusters) hamerly took 0.30-0.61x
     nearest's time at 64 features and k=256, 0.53-0.77x at 16 features and k=64,
     0.84-1.02x at 64 features and k=32, but 0.84-0.97x at 8 features and k=32 and
     1.06-1.07x at k=8; on unstructured data (standard normal, where labels keep changing)
@@ -400,17 +409,38 @@ class Auto:
     name = "auto"
     accepts_sparse = True
     metric: bool = False
-    full_batch: bool = True
 
     def bounded(self, n_samples: int, n_features: int, n_clusters: int) -> bool:
-        """Whether this shape takes ``hamerly``."""
+        """Whether a data set of this shape takes ``hamerly`` (from its second pass).
+
+        Parameters
+        ----------
+        n_samples, n_features : int
+            The data set's shape.
+        n_clusters : int
+            The number of centroids.
+
+        Returns
+        -------
+        bool
+            True for a metric distance and a shape above every threshold.
+        """
         return (
             self.metric
-            and self.full_batch
             and n_samples * n_clusters >= AUTO_MIN_WORK
             and n_clusters >= AUTO_MIN_CLUSTERS
             and n_features >= AUTO_MIN_FEATURES
         )
+
+    @staticmethod
+    def _pass(data: FitData, cache: dict) -> int:
+        """Which pass over ``data`` this assignment is (0 for the first), counted once per
+        pass by its first block (``cache`` is the pass's centroid cache)."""
+        with _LOCK:
+            if _AUTO_PASS not in cache:
+                cache[_AUTO_PASS] = data.cache.get(_AUTO_PASS, 0)
+                data.cache[_AUTO_PASS] = cache[_AUTO_PASS] + 1
+            return cache[_AUTO_PASS]
 
     @hookimpl
     def kmeansfw_assign(
@@ -423,10 +453,13 @@ class Auto:
         hook: pluggy.HookRelay,
     ) -> tuple[np.ndarray, np.ndarray]:
         bounded = self.bounded(data.n_samples, data.n_features, centroids.shape[0])
-        strategy = _HAMERLY if bounded else _NEAREST
+        strategy = _HAMERLY if bounded and self._pass(data, cache) > 0 else _NEAREST
         return strategy.kmeansfw_assign(
             X=X, centroids=centroids, rows=rows, data=data, cache=cache, hook=hook
         )
 
 
+#: In a data set's cache: how many passes ``auto`` made over it; in a pass's centroid
+#: cache: which pass this is.
+_AUTO_PASS = "auto.pass"
 _HAMERLY, _NEAREST = Hamerly(), Nearest()

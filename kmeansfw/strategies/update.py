@@ -47,6 +47,29 @@ class Mean:
         """Zeroed float64 (sums (k, d), weights (k,)) for a task's map step."""
         return np.zeros((n_clusters, X.shape[1])), np.zeros(n_clusters)
 
+    @staticmethod
+    def reduce(partials: list) -> tuple[np.ndarray, np.ndarray]:
+        """The per-task partials summed in row order (the order of ``partials``), so that
+        the totals do not depend on the number of threads; the partials are not changed.
+
+        Parameters
+        ----------
+        partials : list of (sums, weights)
+            float64 pairs of shape (k, d) and (k,), one per task, in row order.
+
+        Returns
+        -------
+        sums, weights : ndarray
+            The float64 totals.
+        """
+        sums, weights = partials[0]
+        if len(partials) > 1:
+            sums, weights = sums.copy(), weights.copy()
+            for part_sums, part_weights in partials[1:]:
+                sums += part_sums
+                weights += part_weights
+        return sums, weights
+
     @hookimpl
     def kmeansfw_update(
         self,
@@ -73,12 +96,7 @@ class Mean:
                     partial=None,
                 )
             ]
-        sums, weights = partials[0]
-        if len(partials) > 1:  # reduce in row order (the partials are this update's own)
-            sums, weights = sums.copy(), weights.copy()
-            for part_sums, part_weights in partials[1:]:
-                sums += part_sums
-                weights += part_weights
+        sums, weights = self.reduce(partials)
         if np.count_nonzero(weights) == weights.size:  # no empty cluster
             return (sums / weights[:, None]).astype(data.dtype, copy=False), weights
         filled = weights > 0

@@ -204,16 +204,35 @@ def _value_digest(value: Any) -> str:
     return _hexdigest(json.dumps(_canonical(value), sort_keys=True, default=repr).encode())
 
 
+#: The built-in assignments that all give every sample its nearest centroid (the same
+#: labels at every iteration; only how much work they skip differs): one setting for the
+#: fingerprint, so a checkpoint written under one resumes under another (``auto`` became
+#: the default where ``nearest`` was).
+EXACT_ASSIGNMENTS = frozenset({"nearest", "auto", "hamerly", "yinyang"})
+
+
+def _setting(key: str, value: Any) -> Any:
+    """A setting as the fingerprint sees it (exact assignments as one)."""
+    if key == "assignment":
+        name = value.get("name") if isinstance(value, Mapping) else value
+        if isinstance(name, str) and name in EXACT_ASSIGNMENTS:
+            return "nearest"
+    return value
+
+
 def fingerprint(
     config_values: Mapping[str, Any], X: Any, sample_weight: Any = None
 ) -> dict[str, str]:
     """Digests of everything that must match for a checkpoint to be resumed.
 
-    One entry per setting in :data:`FINGERPRINT_KEYS`, one for ``random_state`` (a
-    generator by its state) and one each for the content of ``X`` and ``sample_weight``
-    (None stands for unit weights), so a mismatch can be reported by name.
+    One entry per setting in :data:`FINGERPRINT_KEYS` (the exact assignments of
+    :data:`EXACT_ASSIGNMENTS` count as one), one for ``random_state`` (a generator by its
+    state) and one each for the content of ``X`` and ``sample_weight`` (None stands for
+    unit weights), so a mismatch can be reported by name.
     """
-    parts = {key: _value_digest(config_values.get(key)) for key in FINGERPRINT_KEYS}
+    parts = {
+        key: _value_digest(_setting(key, config_values.get(key))) for key in FINGERPRINT_KEYS
+    }
     parts["random_state"] = _value_digest(config_values.get("random_state"))
     parts["X"] = data_digest(X)
     if sample_weight is None:

@@ -15,8 +15,10 @@ What runs on the device
   state, as in the NumPy kernel) and then recomputes the exact squared distance
   ``sum((x' - c')^2)`` of the chosen centroid only, so the objective is exact whatever the
   precision of the product.
-* Assignment ``nearest`` (and ``auto``, which gives the same labels).
-* Updates ``mean`` and ``spherical`` (per-cluster sums in float64 with ``index_add_``).
+* Assignment ``nearest`` (and ``auto``, which gives the same labels; on a CPU tensor with
+  the compiled kernels, ``auto`` keeps ``hamerly``'s bounds as the NumPy backend does).
+* Updates ``mean`` and ``spherical`` (per-cluster sums in float64 with ``index_add_``, or
+  by the compiled step on a CPU tensor).
 * Empty clusters ``relocate-farthest`` (the farthest samples move, and the clusters
   concerned take the update of the moved partition, summed afresh), and any empty-cluster
   strategy whose hook reads only centroids and cluster weights (``keep``, ``raise``): it

@@ -19,7 +19,7 @@ from kmeansfw.backends.torch.data import (
 )
 from kmeansfw.backends.torch.executor import _budget, _matmul_precision, _options
 from kmeansfw.backends.torch.fitting import _distance, fit_config
-from kmeansfw.backends.torch.host import attach, usable
+from kmeansfw.backends.torch.host import attach
 from kmeansfw.backends.torch.plan import _geometry_of, _Plan
 from kmeansfw.backends.torch.steps import _assign
 from kmeansfw.core.config import make_rng
@@ -66,8 +66,8 @@ def _model(
     data = _data(X, _weights(sample_weight, X), budget, k, estimator.fitted_state_)
     _check_finite(X, _blocks(data))
     geometry.prepare(data)
-    if assigns and options.cpu_kernels == "compiled" and usable(data, geometry, False):
-        attach(data, (label, distance), k)
+    if assigns:
+        attach(data, options, geometry, False, estimator._strategies, k)
     C = torch.as_tensor(estimator.cluster_centers_, device=X.device).to(X.dtype)
     plan = _Plan(geometry, None, False, None, False)
     return plan, data, C

@@ -16,7 +16,7 @@ from kmeansfw.backends.torch.data import (
     _weights,
 )
 from kmeansfw.backends.torch.executor import _budget, _matmul_precision, _options
-from kmeansfw.backends.torch.host import attach, usable
+from kmeansfw.backends.torch.host import attach
 from kmeansfw.backends.torch.loop import _mean_variance, _run, _Tensors
 from kmeansfw.backends.torch.plan import _plan, _refuse_config
 from kmeansfw.core.config import Config, make_rng
@@ -78,8 +78,7 @@ def fit_config(
     with _matmul_precision(options.precision), torch.no_grad():
         data.fitted = Fitted(plan.geometry.learn(data))
         plan.geometry.prepare(data)
-        if options.cpu_kernels == "compiled" and usable(data, plan.geometry, plan.spherical):
-            attach(data, _distance(strategies), cfg.n_clusters)
+        attach(data, options, plan.geometry, plan.spherical, strategies, cfg.n_clusters)
         data.cache[_MEAN_VARIANCE] = _mean_variance(data)
         runs = (
             _run(plan, hooks, data, cfg, rng, run_index, keep)

@@ -7,7 +7,8 @@ operations an iteration took 2.3-3.2x the NumPy backend's time with as many thre
 CPU tensor's memory is a NumPy array already (``Tensor.numpy()`` shares it), so for the
 built-in ``euclidean`` / ``sqeuclidean`` distances with the ``mean`` update at full
 precision, the assignment pass (nearest centroid, its exact cost and the float64
-per-cluster sums) runs the NumPy backend's own assignment step
+per-cluster sums; with ``auto``, the bounds of ``hamerly`` kept between iterations) runs
+the NumPy backend's own assignment step
 (:func:`kmeansfw.engine.steps.assign`, its contract checks included) on that memory, in
 ``torch.get_num_threads()`` worker threads, with the same fitted state (the training
 mean).  Nothing is copied: the labels and costs come back as tensors sharing the arrays
@@ -24,12 +25,12 @@ import torch
 from torch import Tensor
 
 from kmeansfw.backends.torch.data import _BUDGET, _sw
-from kmeansfw.backends.torch.geometry import _Euclidean
+from kmeansfw.backends.torch.executor import TorchExecutor
+from kmeansfw.backends.torch.geometry import _Euclidean, _Geometry
 from kmeansfw.core.data import FitData, plan_block_rows
 from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins, steps
 from kmeansfw.engine.executors import blas_hold
-from kmeansfw.strategies.assignment import Nearest
 from kmeansfw.strategies.update import Mean
 
 #: In a data set's cache: the NumPy view of a CPU tensor's data and the hooks its
@@ -37,12 +38,23 @@ from kmeansfw.strategies.update import Mean
 _HOST = "torch.host"
 
 
-def attach(data: FitData, distance: tuple[str, Any], n_clusters: int) -> None:
-    """Give ``data`` (a contiguous CPU tensor, its fitted state learned) the NumPy view its
-    assignments run on: a :class:`FitData` over the same memory, prepared by the fit's own
-    distance strategy, planned for ``n_clusters`` as the NumPy backend plans it."""
-    X = data.X
-    view = X.numpy()  # shares the tensor's memory
+def attach(
+    data: FitData,
+    options: TorchExecutor,
+    geometry: _Geometry,
+    spherical: bool,
+    strategies: list[tuple[str, str, Any]],
+    n_clusters: int,
+) -> bool:
+    """Give ``data`` (its fitted state learned) the NumPy view its assignments run on, when
+    :func:`usable` and ``options`` ask for the compiled kernels: a :class:`FitData` over
+    the same memory, planned for ``n_clusters`` as the NumPy backend plans it, prepared by
+    the fit's own distance strategy, assigned by its own assignment strategy (``nearest``,
+    or ``auto``, whose bounds then stay in the view's cache from one iteration to the
+    next, as in the NumPy backend) and summed by ``mean``.  Returns whether it did."""
+    if options.cpu_kernels != "compiled" or not usable(data, geometry, spherical):
+        return False
+    view = data.X.numpy()  # shares the tensor's memory
     host = FitData(
         X=view,
         sample_weight=_sw(data).numpy(),
@@ -56,14 +68,14 @@ def attach(data: FitData, distance: tuple[str, Any], n_clusters: int) -> None:
         n_threads=torch.get_num_threads(),
         fitted=data.fitted,
     )
-    label, strategy = distance
-    slots = [("distance", label, strategy), ("assignment", "nearest", Nearest())]
+    slots = [entry for entry in strategies if entry[0] in ("distance", "assignment")]
     hooks = plugins.build([*slots, ("update", "mean", Mean())])
     engine.prepare(hooks, host)
     data.cache[_HOST] = (host, hooks)
+    return True
 
 
-def usable(data: FitData, geometry: Any, spherical: bool) -> bool:
+def usable(data: FitData, geometry: _Geometry, spherical: bool) -> bool:
     """Whether a fit's assignments on ``data`` can run on its NumPy view: a contiguous CPU
     tensor, the built-in Euclidean distances at full precision, the ``mean`` update."""
     X = data.X
@@ -82,23 +94,19 @@ def assign(
     """The NumPy engine's assignment pass (:func:`kmeansfw.engine.steps.assign`) on the
     view :func:`attach` gave ``data`` (None when it has none): labels (int64) and exact
     costs as tensors sharing the step's arrays and, with ``accumulate``, the float64
-    per-cluster sums and weights, the per-task partials added in row order as the ``mean``
-    update adds them."""
+    per-cluster sums and weights, the per-task partials added in row order
+    (:meth:`Mean.reduce <kmeansfw.strategies.update.Mean.reduce>`)."""
     attached = data.cache.get(_HOST)
     if attached is None:
         return None
     host, hooks = attached
     with blas_hold(host):
         done = steps.assign(hooks, host, C.numpy(), accumulate=accumulate)
-    labels = torch.from_numpy(done.labels)
-    if labels.dtype != torch.int64:  # intp is int64 on every 64-bit platform
-        labels = labels.to(torch.int64)
+    labels = torch.from_numpy(done.labels).to(torch.int64)  # intp: int64 on 64-bit systems
     costs = torch.from_numpy(done.costs)
     if not accumulate:
         return labels, costs, None, None
-    assert done.partials is not None
-    sums, weights = done.partials[0]
-    for part_sums, part_weights in done.partials[1:]:
-        sums += part_sums
-        weights += part_weights
+    if not done.partials:
+        raise RuntimeError("the compiled assignment step returned no partial sums")
+    sums, weights = Mean.reduce(done.partials)
     return labels, costs, torch.from_numpy(sums), torch.from_numpy(weights)
