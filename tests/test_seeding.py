@@ -202,3 +202,82 @@ def test_recluster_restarts_keep_the_best_weighted_objective():
     assert min(objectives) < objectives[0]
     with pytest.raises(ValueError, match="recluster_n_init must be an integer >= 1"):
         init.KMeansParallel(recluster_n_init=0)
+
+
+def _spy_rounds(monkeypatch):
+    """Records, per k-means|| round after the first, whether the pruned pass did it."""
+    pruned = []
+    real = init._lower_pruned
+
+    def spy(*args, **kwargs):
+        potential = real(*args, **kwargs)
+        pruned.append(potential is not None)
+        return potential
+
+    monkeypatch.setattr(init, "_lower_pruned", spy)
+    return pruned
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "manhattan"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_pruned_rounds_seed_exactly_as_full_rounds(monkeypatch, distance, dtype):
+    X, _ = make_blobs(20_000, n_features=8, centers=30, cluster_std=1.0, random_state=4)
+    X = X.astype(dtype)
+    sw = np.random.default_rng(0).uniform(0.5, 2.0, X.shape[0]).astype(dtype)
+    params = dict(init="k-means||", distance=distance, random_state=2, max_iter=1)
+    params["memory_budget_mb"] = 0.05  # many row blocks, groups cut into several
+    pruned = _spy_rounds(monkeypatch)
+    monkeypatch.setattr(init, "PRUNE_MAX_FRACTION", 1.0)  # every round pruned
+    fast = KMeans(30, **params).fit(X, sample_weight=sw)
+    assert pruned and all(pruned)
+    pruned.clear()
+    monkeypatch.setattr(init, "PRUNE_MAX_FRACTION", -1.0)  # none
+    full = KMeans(30, **params).fit(X, sample_weight=sw)
+    assert pruned and not any(pruned)
+    np.testing.assert_array_equal(fast.cluster_centers_, full.cluster_centers_)
+    assert fast.inertia_ == full.inertia_
+
+
+def test_rounds_are_pruned_only_for_metrics_and_only_when_it_pays(monkeypatch):
+    X, _ = make_blobs(20_000, n_features=8, centers=30, cluster_std=1.0, random_state=4)
+    pruned = _spy_rounds(monkeypatch)
+    KMeans(30, init="k-means||", random_state=0, max_iter=1).fit(X)
+    assert pruned[0] is False  # one earlier candidate: every pair counts, a full pass
+    assert any(pruned)  # later rounds on well-separated blobs: few pairs left
+    pruned.clear()
+    KMeans(30, init="k-means||", distance="cosine", random_state=0, max_iter=1).fit(X + 100)
+    assert pruned and not any(pruned)  # not a metric
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_group_rows_is_a_stable_counting_sort(monkeypatch, compiled):
+    if not compiled:
+        monkeypatch.setattr(seeding, "HAVE_NUMBA", False)
+    rng = np.random.default_rng(3)
+    nearest = rng.integers(0, 50, 5000)
+    nearest[nearest == 7] = 8  # an empty group
+    closest = rng.uniform(0, 4, 5000)
+    for power in (1, 2):
+        order, starts, counts, reach = seeding.group_rows(nearest, closest, 50, power)
+        np.testing.assert_array_equal(order, np.argsort(nearest, kind="stable"))
+        np.testing.assert_array_equal(counts, np.bincount(nearest, minlength=50))
+        np.testing.assert_array_equal(starts, np.cumsum(counts) - counts)
+        distance = np.sqrt(closest) if power == 2 else closest
+        expected = np.zeros(50)
+        np.maximum.at(expected, nearest, distance)
+        np.testing.assert_array_equal(reach, expected)
+    assert reach[7] == 0 and counts[7] == 0
+    assert seeding.weighted_total(closest, closest) == pytest.approx(float(closest @ closest))
+
+
+def test_group_blocks_cover_every_grouped_row_once():
+    rng = np.random.default_rng(4)
+    counts = rng.integers(0, 40, 60)
+    counts[[5, 17]] = [300, 1000]  # groups larger than a block
+    starts = np.cumsum(counts) - counts
+    items = init._group_blocks(starts, counts, 128)
+    covered = np.concatenate([np.arange(start, stop) for _, _, start, stop in items])
+    np.testing.assert_array_equal(covered, np.arange(counts.sum()))
+    for first, last, start, stop in items:
+        assert starts[first] <= start and stop <= starts[last - 1] + counts[last - 1]
+        assert stop - start <= 128 or last - first > 1

@@ -230,6 +230,21 @@ class Hooks:
         """Whether a plugin of the fit implements hook ``name`` (not only wraps it)."""
         return self.argnames(name) is not None
 
+    def strategy(self, slot: str) -> Any:
+        """The strategy object of ``slot`` in this fit (the first one for
+        ``convergence``), or None when the fit has none.
+
+        Parameters
+        ----------
+        slot : str
+            A slot name (``"distance"``, ``"init"``, ...).
+
+        Returns
+        -------
+        object or None
+        """
+        return next((s for role, _, s in self._spec[0] if role == slot), None)
+
     def __reduce__(self) -> tuple:
         """Pickled as its strategies and observers: a worker rebuilds the same hooks."""
         return (build, self._spec)

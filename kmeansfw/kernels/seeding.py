@@ -239,3 +239,95 @@ def lower_costs(
         pick,
     )
     return low, pick, float(total)
+
+
+# ------------------------------------------------- k-means|| rounds pruned by groups
+
+
+def _weighted_total_numpy(values, sw):
+    return float(np.cumsum(sw.astype(np.float64) * values.astype(np.float64))[-1])
+
+
+def _group_rows_numpy(nearest, closest, power, order, starts, counts, reach):
+    counts[:] = np.bincount(nearest, minlength=counts.shape[0])
+    starts[:] = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    order[:] = np.argsort(nearest, kind="stable")
+    values = closest.astype(np.float64)
+    values = np.sqrt(values) if power == 2 else values
+    reach[:] = 0.0
+    np.maximum.at(reach, nearest, values)
+
+
+if HAVE_NUMBA:
+
+    @numba.njit(nogil=True, cache=True)
+    def _weighted_total_numba(values, sw):  # pragma: no cover
+        total = 0.0
+        for i in range(values.shape[0]):
+            total += np.float64(sw[i]) * np.float64(values[i])
+        return total
+
+    @numba.njit(nogil=True, cache=True)
+    def _group_rows_numba(
+        nearest, closest, power, order, starts, counts, reach
+    ):  # pragma: no cover
+        # a counting sort (stable: rows of a group in increasing order) and each group's
+        # largest distance, in two passes over the rows
+        counts[:] = 0
+        reach[:] = 0.0
+        for i in range(nearest.shape[0]):
+            g = nearest[i]
+            counts[g] += 1
+            value = np.float64(closest[i])
+            if power == 2:
+                value = np.sqrt(value)
+            if value > reach[g]:
+                reach[g] = value
+        total = 0
+        for g in range(counts.shape[0]):
+            starts[g] = total
+            total += counts[g]
+        fill = starts.copy()
+        for i in range(nearest.shape[0]):
+            g = nearest[i]
+            order[fill[g]] = i
+            fill[g] += 1
+
+
+def weighted_total(values: np.ndarray, sample_weight: np.ndarray) -> float:
+    """``sum(sample_weight * values)`` in float64, added row by row in order (the order of
+    :func:`lower_costs`' potential)."""
+    if values.shape[0] == 0:
+        return 0.0
+    kernel = _weighted_total_numba if HAVE_NUMBA else _weighted_total_numpy
+    return float(kernel(values, sample_weight))
+
+
+def group_rows(
+    nearest: np.ndarray, closest: np.ndarray, n_groups: int, power: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The rows grouped by their nearest candidate, in one compiled pass (a counting sort).
+
+    Parameters
+    ----------
+    nearest : (n,) intp, each row's nearest candidate, in ``0 .. n_groups - 1``.
+    closest : (n,) each row's cost to it.
+    n_groups : int, the number of candidates.
+    power : int, 1 or 2: the cost is the distance to that power.
+
+    Returns
+    -------
+    order : (n,) intp, the rows grouped by candidate (in increasing order within a group).
+    starts, counts : (n_groups,) intp, where each group's rows begin in ``order`` and how
+        many there are.
+    reach : (n_groups,) float64, the largest distance (``cost ** (1 / power)``) of a row
+        to its candidate in each group (0 for an empty group).
+    """
+    n = nearest.shape[0]
+    order = np.empty(n, dtype=np.intp)
+    starts = np.empty(n_groups, dtype=np.intp)
+    counts = np.empty(n_groups, dtype=np.intp)
+    reach = np.empty(n_groups, dtype=np.float64)
+    kernel = _group_rows_numba if HAVE_NUMBA else _group_rows_numpy
+    kernel(nearest, closest, int(power), order, starts, counts, reach)
+    return order, starts, counts, reach
