@@ -11,7 +11,6 @@ import signal
 import tempfile
 import warnings
 
-import attrs
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -24,6 +23,7 @@ from kmeansfw import KMeans
 from kmeansfw.core.errors import CheckpointError
 from kmeansfw.workflow import checkpoint as ckpt
 from kmeansfw.workflow.checkpoint import CheckpointWarning
+from tests.test_hooks import SortedAssignment
 
 #: Small data for the file-level tests: 60 x 2, three blobs.
 X60 = make_blobs(60, n_features=2, centers=3, cluster_std=1.5, random_state=3)[0]
@@ -178,18 +178,7 @@ def test_a_checkpoint_resumes_under_another_exact_assignment(tmp_path, written):
     reference = KMeans(3, **PARAMS).fit(X60)
     np.testing.assert_array_equal(resumed.cluster_centers_, reference.cluster_centers_)
     with pytest.warns(CheckpointWarning, match="different assignment"):
-        _fit(folder, assignment=_ByCost())  # a user's assignment is a setting of its own
-
-
-@attrs.frozen
-class _ByCost:
-    """A user assignment: the argmin of the distance's cost block."""
-
-    @kmeansfw.hookimpl
-    def kmeansfw_assign(self, X, centroids, rows, data, cache, hook):
-        cost = hook.kmeansfw_cost(X=X, centroids=centroids, rows=rows, data=data, cache=cache)
-        labels = cost.argmin(axis=1)
-        return labels, cost[np.arange(len(labels)), labels]
+        _fit(folder, assignment=SortedAssignment())  # a user's: a setting of its own
 
 
 def test_finished_checkpoint_without_a_seed_is_not_reused(tmp_path):
