@@ -218,11 +218,20 @@ def _spy_rounds(monkeypatch):
     return pruned
 
 
-@pytest.mark.parametrize("distance", ["euclidean", "manhattan"])
+@pytest.mark.parametrize(
+    ("distance", "offset"),
+    [
+        ("euclidean", 0.0),
+        ("euclidean", 3000.0),  # far from the mean: the candidates' gaps must stay exact
+        ("manhattan", 0.0),
+        ("chebyshev", 0.0),
+        ({"name": "minkowski", "p": 1.5}, 0.0),
+    ],
+)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_pruned_rounds_seed_exactly_as_full_rounds(monkeypatch, distance, dtype):
+def test_pruned_rounds_seed_exactly_as_full_rounds(monkeypatch, distance, offset, dtype):
     X, _ = make_blobs(20_000, n_features=8, centers=30, cluster_std=1.0, random_state=4)
-    X = X.astype(dtype)
+    X = (X + offset).astype(dtype)
     sw = np.random.default_rng(0).uniform(0.5, 2.0, X.shape[0]).astype(dtype)
     params = dict(init="k-means||", distance=distance, random_state=2, max_iter=1)
     params["memory_budget_mb"] = 0.05  # many row blocks, groups cut into several
@@ -244,9 +253,27 @@ def test_rounds_are_pruned_only_for_metrics_and_only_when_it_pays(monkeypatch):
     KMeans(30, init="k-means||", random_state=0, max_iter=1).fit(X)
     assert pruned[0] is False  # one earlier candidate: every pair counts, a full pass
     assert any(pruned)  # later rounds on well-separated blobs: few pairs left
+    for distance in ("cosine", "mahalanobis", "sqeuclidean"):  # not pruned: not a metric,
+        # or a metric whose cost is not a known power of its distance
+        pruned.clear()
+        KMeans(30, init="k-means||", distance=distance, random_state=0, max_iter=1).fit(X + 100)
+        assert pruned and not any(pruned)
     pruned.clear()
-    KMeans(30, init="k-means||", distance="cosine", random_state=0, max_iter=1).fit(X + 100)
-    assert pruned and not any(pruned)  # not a metric
+    monkeypatch.setattr(init, "DEFAULT_PRUNE_BUDGET", 1000)  # a table over the budget
+    KMeans(30, init="k-means||", random_state=0, max_iter=1).fit(X)
+    assert pruned and not any(pruned)
+
+
+def test_rounds_over_a_file_map_are_not_pruned(monkeypatch, tmp_path):
+    # a pruned round gathers rows from all over the file: the full pass hands pages back
+    X, _ = make_blobs(20_000, n_features=8, centers=30, cluster_std=1.0, random_state=4)
+    np.save(tmp_path / "X.npy", X)
+    mapped = np.load(tmp_path / "X.npy", mmap_mode="r")
+    pruned = _spy_rounds(monkeypatch)
+    fit = KMeans(30, init="k-means||", random_state=0, max_iter=1).fit(mapped)
+    assert pruned and not any(pruned)
+    in_memory = KMeans(30, init="k-means||", random_state=0, max_iter=1).fit(X)
+    np.testing.assert_allclose(fit.cluster_centers_, in_memory.cluster_centers_, rtol=1e-12)
 
 
 @pytest.mark.parametrize("compiled", [True, False])
@@ -280,4 +307,4 @@ def test_group_blocks_cover_every_grouped_row_once():
     np.testing.assert_array_equal(covered, np.arange(counts.sum()))
     for first, last, start, stop in items:
         assert starts[first] <= start and stop <= starts[last - 1] + counts[last - 1]
-        assert stop - start <= 128 or last - first > 1
+        assert stop - start <= 128  # never more rows than a block

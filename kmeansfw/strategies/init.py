@@ -13,7 +13,6 @@ import pluggy
 from kmeansfw import kernels  # attributes read at call time: numba loads on first fit
 from kmeansfw.core import contract
 from kmeansfw.core.data import FitData, rows_dense
-from kmeansfw.core.distance import describe
 from kmeansfw.core.markers import hookimpl
 from kmeansfw.engine import steps
 from kmeansfw.engine.executors import (
@@ -299,12 +298,15 @@ class KMeansParallel:
     ``rounds`` + 1 passes over the data instead of k: each pass runs the distance's fused
     nearest search (``kmeansfw_nearest``) against the round's new candidates only, and
     lowers every sample's cost, its nearest candidate (the candidates' weights) and the
-    potential in the same pass, so no cost block is kept.  For a true metric the
-    triangle inequality prunes a round: a new candidate ``p`` can be closer to a sample
-    than its nearest earlier candidate ``a`` only if ``d(a, p) < 2 d(x, a)``, so the
-    samples, grouped by ``a``, are searched only against the new candidates within twice
-    their group's largest distance (when that leaves at most half of the pairs); the
-    costs, nearest candidates and potential are those of the full pass.  Measured at
+    potential in the same pass, so no cost block is kept.  For the built-in metrics
+    (``euclidean``, ``manhattan``, ``chebyshev``, ``minkowski`` with p >= 1) the triangle
+    inequality prunes a round: a new candidate ``p`` can be closer to a sample than its
+    nearest earlier candidate ``a`` only if ``d(a, p) < 2 d(x, a)``, so the samples,
+    grouped by ``a``, are searched only against the new candidates within twice their
+    group's largest distance (when that leaves at most half of the pairs and the table of
+    candidate pairs fits :data:`DEFAULT_PRUNE_BUDGET`); the costs, nearest candidates and
+    potential are those of the full pass, up to the nearest search's rounding between
+    near-tied candidates.  Measured at
     1M x 64, k=256 on Gaussian blobs: the last three rounds took 0.20-0.22 s instead of
     about 0.7 s each.
 
@@ -507,21 +509,38 @@ def _lower_with(
 #: of the (sample, new candidate) pairs remains to be computed (the pruned pass gathers
 #: each group's rows, so it must save more than that copy costs).
 PRUNE_MAX_FRACTION = 0.5
+#: ... and when its (earlier x new candidates) table of booleans fits this many bytes
+#: (the distances behind it are computed in blocks of :data:`PRUNE_BLOCK_PAIRS`): at
+#: k=256 about 1.3M pairs; from k of about 1000 the rounds run in full.
+DEFAULT_PRUNE_BUDGET = 8 << 20
+PRUNE_BYTES_PER_PAIR = 1
+PRUNE_BLOCK_PAIRS = 1 << 18
 
 
-def _triangle_power(hook: Any, data: FitData) -> int | None:
-    """``q`` with cost = metric ** q for the fit's distance (1, or 2 for a ``squared``
-    one), when the triangle inequality can prune a round: a true metric, dense rows and
-    worker threads (no executor); else None."""
-    if data.sparse or data.executor is not None:
+def _metric_of(hook: Any, data: FitData) -> tuple[int, str, dict] | None:
+    """How a round can be pruned for the fit's distance: ``(q, metric, params)`` with the
+    cost equal to the metric ``scipy.spatial.distance.cdist(..., metric, **params)``
+    to the power ``q``, for the built-in true metrics (``euclidean``: q = 2;
+    ``manhattan``, ``chebyshev``, ``minkowski`` with p >= 1: q = 1), dense rows in memory
+    (not a map of a file, whose pages the full pass hands back) and worker threads (no
+    executor); None otherwise, e.g. for ``mahalanobis`` or a user's distance."""
+    from kmeansfw.core import paging
+    from kmeansfw.strategies.distances import Chebyshev, Manhattan, Minkowski
+    from kmeansfw.strategies.euclidean import Euclidean
+
+    if data.sparse or data.executor is not None or paging.mapped_rows(data.X, 0.0) is not None:
         return None
     distance = hook.strategy("distance") if hasattr(hook, "strategy") else None
-    if distance is None:
-        return None
-    about = describe(distance)
-    if not about.is_metric:
-        return None
-    return 2 if about.squared else 1
+    kind = type(distance)
+    if kind is Euclidean:
+        return 2, "euclidean", {}
+    if kind is Manhattan:
+        return 1, "cityblock", {}
+    if kind is Chebyshev:
+        return 1, "chebyshev", {}
+    if kind is Minkowski and distance.p >= 1:
+        return 1, "minkowski", {"p": float(distance.p)}
+    return None
 
 
 def _lower_pruned(
@@ -532,32 +551,41 @@ def _lower_pruned(
     closest: np.ndarray,
     nearest: np.ndarray,
 ) -> float | None:
-    """:func:`_lower_with` for a metric distance, computing only the pairs that can count.
+    """:func:`_lower_with` for a built-in metric, computing only the pairs that can count.
 
     A new candidate ``p`` is closer to a sample ``x`` than its nearest earlier candidate
     ``a`` only if ``d(a, p) < 2 d(x, a)`` (triangle inequality).  The samples are grouped
     by ``a``; each group is searched against the new candidates within twice its largest
-    ``d(x, a)`` (with a relative margin of sqrt(machine epsilon), so rounding never drops a
-    candidate that could win), the others cannot lower any of its costs.  The costs and
-    nearest candidates come out as :func:`_lower_with` computes them; the potential is
-    summed block by block in row order.  Returns None (nothing done) when the distance
-    is not a metric (:func:`_triangle_power`) or when more than
-    :data:`PRUNE_MAX_FRACTION` of the pairs would remain.
+    ``d(x, a)`` (the distances between candidates computed from exact differences in
+    float64, the bound widened by a relative margin of sqrt(machine epsilon), so rounding
+    never drops a candidate that could win); the others cannot lower any of its costs.
+    The costs, nearest candidates and potential come out as :func:`_lower_with` computes
+    them, up to the nearest search's rounding between near-tied candidates.  Returns None
+    (nothing done) for another distance or data (:func:`_metric_of`), when the
+    (earlier x new candidates) table would pass the memory budget, or when more than
+    :data:`PRUNE_MAX_FRACTION` of the (sample, new candidate) pairs would remain.
     """
-    power = _triangle_power(hook, data)
-    if power is None:
+    found = _metric_of(hook, data)
+    if found is None:
         return None
+    power, metric, params = found
+    n, offset, m = closest.shape[0], old.shape[0], points.shape[0]
+    if offset * m * PRUNE_BYTES_PER_PAIR > DEFAULT_PRUNE_BUDGET:
+        return None
+    from scipy.spatial.distance import cdist
+
     from kmeansfw.kernels.seeding import group_rows, weighted_total  # numba on first fit
 
-    n, offset, m = closest.shape[0], old.shape[0], points.shape[0]
     order, starts, counts, reach = group_rows(nearest, closest, offset, power)
-    cache = steps.prepare_centroids(hook, data, points)
-    gaps = contract.call(
-        hook, "kmeansfw_distance", X=old, centroids=points, rows=None, data=data, cache=cache
-    )
-    gaps = np.asarray(gaps, dtype=np.float64)
     margin = np.sqrt(np.finfo(data.dtype).eps)
-    relevant = gaps < (2 * reach * (1 + margin) + np.finfo(np.float64).tiny)[:, None]
+    limit = 2 * reach * (1 + margin) + np.finfo(np.float64).tiny
+    relevant = np.empty((offset, m), dtype=bool)
+    block = max(1, PRUNE_BLOCK_PAIRS // max(1, m))
+    new64 = points.astype(np.float64)
+    for lo in range(0, offset, block):  # blocks of earlier candidates: bounded temporaries
+        hi = min(lo + block, offset)
+        gaps = cdist(old[lo:hi].astype(np.float64), new64, metric, **params)
+        np.less(gaps, limit[lo:hi, None], out=relevant[lo:hi])
     if float(np.dot(counts, relevant.sum(axis=1))) > PRUNE_MAX_FRACTION * n * m:
         return None
     items = _group_blocks(starts, counts, data.block_rows)
@@ -575,16 +603,18 @@ def _lower_pruned(
 
 
 def _group_blocks(starts: np.ndarray, counts: np.ndarray, step: int) -> list:
-    """Blocks of about ``step`` grouped rows: ``(first group, last group + 1, start, stop)``
-    with the rows ``order[start:stop]``; consecutive small groups share a block (one search
-    against the union of their candidates), a large group is cut into blocks of its own.
-    A loop over groups (candidates), never over samples."""
-    items, lo, total = [], 0, 0
+    """Blocks of at most ``step`` grouped rows: ``(first group, last group + 1, start,
+    stop)`` with the rows ``order[start:stop]``; consecutive small groups share a block
+    (one search against the union of their candidates), a group larger than ``step`` is
+    cut into blocks of its own.  A loop over groups (candidates), never over samples."""
+    items: list = []
+    lo, total = 0, 0
     for g in range(counts.shape[0]):
         c = int(counts[g])
+        if total and total + c > step:  # close the open block before it passes step
+            items.append((lo, g, int(starts[lo]), int(starts[lo]) + total))
+            lo, total = g, 0
         if c > step:  # a group of its own, in row blocks
-            if total:
-                items.append((lo, g, int(starts[lo]), int(starts[g])))
             first = int(starts[g])
             items.extend(
                 (g, g + 1, b, min(b + step, first + c)) for b in range(first, first + c, step)
@@ -592,12 +622,8 @@ def _group_blocks(starts: np.ndarray, counts: np.ndarray, step: int) -> list:
             lo, total = g + 1, 0
             continue
         total += c
-        if total >= step:
-            items.append((lo, g + 1, int(starts[lo]), int(starts[g]) + c))
-            lo, total = g + 1, 0
     if total:
-        last = counts.shape[0]
-        items.append((lo, last, int(starts[lo]), int(starts[last - 1] + counts[last - 1])))
+        items.append((lo, counts.shape[0], int(starts[lo]), int(starts[lo]) + total))
     return items
 
 

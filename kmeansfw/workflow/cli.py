@@ -131,7 +131,8 @@ class _InitialCentroids:
 )
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing; just write the plot.")
 def demo(samples: int, centers: int, seed: int, out: str, quiet: bool) -> None:
-    """The article's scenario: make_blobs, k-means, a plot of predicted vs true clusters."""
+    """The scenario of the tutorial kmeansfw grew from: make_blobs, k-means, and a plot of
+    predicted against true clusters."""
     from sklearn.cluster import KMeans as SkKMeans
     from sklearn.datasets import make_blobs
     from sklearn.metrics import adjusted_rand_score
