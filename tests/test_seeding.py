@@ -8,6 +8,8 @@ the result to being the same whatever the threads or the executor.
 
 from __future__ import annotations
 
+import mmap
+
 import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
@@ -264,11 +266,33 @@ def test_rounds_are_pruned_only_for_metrics_and_only_when_it_pays(monkeypatch):
     assert pruned and not any(pruned)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_candidates_in_reach_come_from_exact_distances_far_from_the_origin(monkeypatch, dtype):
+    # two groups of candidates 6000 apart: an expanded |a|^2 - 2 a.p + |p|^2 form loses
+    # most digits of the gaps between near candidates; the table must match exact gaps
+    monkeypatch.setattr(init, "PRUNE_BLOCK_PAIRS", 7)  # several blocks of candidates
+    rng = np.random.default_rng(5)
+    old = np.vstack([rng.normal(-3000, 1, (40, 6)), rng.normal(3000, 1, (40, 6))])
+    points = np.vstack([rng.normal(-3000, 1, (30, 6)), rng.normal(3000, 1, (30, 6))])
+    old, points = old.astype(dtype), points.astype(dtype)
+    reach = rng.uniform(0.2, 2.0, 80)
+    table = init._in_reach(old, points, reach, "euclidean", {}, np.dtype(dtype))
+    a, p = old.astype(np.float64), points.astype(np.float64)
+    exact = np.sqrt(((a[:, None, :] - p[None, :, :]) ** 2).sum(axis=2))
+    margin = np.sqrt(np.finfo(dtype).eps)
+    np.testing.assert_array_equal(table, exact < (2 * reach * (1 + margin))[:, None])
+    assert 0 < table.sum() < table.size  # some pairs in reach, most not
+
+
+@pytest.mark.skipif(not hasattr(mmap, "MADV_DONTNEED"), reason="no page release here")
 def test_rounds_over_a_file_map_are_not_pruned(monkeypatch, tmp_path):
     # a pruned round gathers rows from all over the file: the full pass hands pages back
     X, _ = make_blobs(20_000, n_features=8, centers=30, cluster_std=1.0, random_state=4)
     np.save(tmp_path / "X.npy", X)
     mapped = np.load(tmp_path / "X.npy", mmap_mode="r")
+    from kmeansfw.core import paging
+
+    monkeypatch.setattr(paging, "RELEASE_MIN_FRACTION", 0.0)  # released: as a large file
     pruned = _spy_rounds(monkeypatch)
     fit = KMeans(30, init="k-means||", random_state=0, max_iter=1).fit(mapped)
     assert pruned and not any(pruned)

@@ -510,8 +510,9 @@ def _lower_with(
 #: each group's rows, so it must save more than that copy costs).
 PRUNE_MAX_FRACTION = 0.5
 #: ... and when its (earlier x new candidates) table of booleans fits this many bytes
-#: (the distances behind it are computed in blocks of :data:`PRUNE_BLOCK_PAIRS`): at
-#: k=256 about 1.3M pairs; from k of about 1000 the rounds run in full.
+#: (the distances behind it are computed in blocks of :data:`PRUNE_BLOCK_PAIRS`), whatever
+#: the fit's memory budget: at k=256 about 1.3M pairs; from k of about 1000 the last
+#: rounds, from about 1500 every round, run in full.
 DEFAULT_PRUNE_BUDGET = 8 << 20
 PRUNE_BYTES_PER_PAIR = 1
 PRUNE_BLOCK_PAIRS = 1 << 18
@@ -521,14 +522,14 @@ def _metric_of(hook: Any, data: FitData) -> tuple[int, str, dict] | None:
     """How a round can be pruned for the fit's distance: ``(q, metric, params)`` with the
     cost equal to the metric ``scipy.spatial.distance.cdist(..., metric, **params)``
     to the power ``q``, for the built-in true metrics (``euclidean``: q = 2;
-    ``manhattan``, ``chebyshev``, ``minkowski`` with p >= 1: q = 1), dense rows in memory
-    (not a map of a file, whose pages the full pass hands back) and worker threads (no
-    executor); None otherwise, e.g. for ``mahalanobis`` or a user's distance."""
+    ``manhattan``, ``chebyshev``, ``minkowski`` with p >= 1: q = 1), dense rows and
+    worker threads (no executor; not a file map large enough for the full pass to hand
+    its pages back); None otherwise, e.g. for ``mahalanobis`` or a user's distance."""
     from kmeansfw.core import paging
     from kmeansfw.strategies.distances import Chebyshev, Manhattan, Minkowski
     from kmeansfw.strategies.euclidean import Euclidean
 
-    if data.sparse or data.executor is not None or paging.mapped_rows(data.X, 0.0) is not None:
+    if data.sparse or data.executor is not None or paging.mapped_rows(data.X) is not None:
         return None
     distance = hook.strategy("distance") if hasattr(hook, "strategy") else None
     kind = type(distance)
@@ -556,9 +557,9 @@ def _lower_pruned(
     A new candidate ``p`` is closer to a sample ``x`` than its nearest earlier candidate
     ``a`` only if ``d(a, p) < 2 d(x, a)`` (triangle inequality).  The samples are grouped
     by ``a``; each group is searched against the new candidates within twice its largest
-    ``d(x, a)`` (the distances between candidates computed from exact differences in
-    float64, the bound widened by a relative margin of sqrt(machine epsilon), so rounding
-    never drops a candidate that could win); the others cannot lower any of its costs.
+    ``d(x, a)`` (:func:`_in_reach`: the distances between candidates from exact
+    differences in float64, the bound widened by a relative margin of sqrt(machine
+    epsilon) against the rounding of the costs); the others cannot lower any of its costs.
     The costs, nearest candidates and potential come out as :func:`_lower_with` computes
     them, up to the nearest search's rounding between near-tied candidates.  Returns None
     (nothing done) for another distance or data (:func:`_metric_of`), when the
@@ -572,20 +573,10 @@ def _lower_pruned(
     n, offset, m = closest.shape[0], old.shape[0], points.shape[0]
     if offset * m * PRUNE_BYTES_PER_PAIR > DEFAULT_PRUNE_BUDGET:
         return None
-    from scipy.spatial.distance import cdist
-
     from kmeansfw.kernels.seeding import group_rows, weighted_total  # numba on first fit
 
     order, starts, counts, reach = group_rows(nearest, closest, offset, power)
-    margin = np.sqrt(np.finfo(data.dtype).eps)
-    limit = 2 * reach * (1 + margin) + np.finfo(np.float64).tiny
-    relevant = np.empty((offset, m), dtype=bool)
-    block = max(1, PRUNE_BLOCK_PAIRS // max(1, m))
-    new64 = points.astype(np.float64)
-    for lo in range(0, offset, block):  # blocks of earlier candidates: bounded temporaries
-        hi = min(lo + block, offset)
-        gaps = cdist(old[lo:hi].astype(np.float64), new64, metric, **params)
-        np.less(gaps, limit[lo:hi, None], out=relevant[lo:hi])
+    relevant = _in_reach(old, points, reach, metric, params, data.dtype)
     if float(np.dot(counts, relevant.sum(axis=1))) > PRUNE_MAX_FRACTION * n * m:
         return None
     items = _group_blocks(starts, counts, data.block_rows)
@@ -600,6 +591,33 @@ def _lower_pruned(
             part += weighted_total(closest[rows], sw[rows])
         potential += part
     return potential
+
+
+def _in_reach(
+    old: np.ndarray,
+    points: np.ndarray,
+    reach: np.ndarray,
+    metric: str,
+    params: dict,
+    dtype: np.dtype,
+) -> np.ndarray:
+    """(earlier, new) candidate pairs with ``d(a, p) < 2 reach_a``, widened by a relative
+    margin of sqrt(eps of ``dtype``): distances from exact differences in float64
+    (``scipy.spatial.distance.cdist``, never an expanded form, whose error grows with the
+    distance from the origin), in blocks of :data:`PRUNE_BLOCK_PAIRS` pairs."""
+    from scipy.spatial.distance import cdist
+
+    margin = np.sqrt(np.finfo(dtype).eps)
+    limit = 2 * reach * (1 + margin) + np.finfo(np.float64).tiny
+    offset, m = old.shape[0], points.shape[0]
+    relevant = np.empty((offset, m), dtype=bool)
+    block = max(1, PRUNE_BLOCK_PAIRS // max(1, m))
+    new64 = points.astype(np.float64)
+    for lo in range(0, offset, block):  # blocks of earlier candidates: bounded temporaries
+        hi = min(lo + block, offset)
+        gaps = cdist(old[lo:hi].astype(np.float64), new64, metric, **params)
+        np.less(gaps, limit[lo:hi, None], out=relevant[lo:hi])
+    return relevant
 
 
 def _group_blocks(starts: np.ndarray, counts: np.ndarray, step: int) -> list:
