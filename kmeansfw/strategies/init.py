@@ -306,9 +306,8 @@ class KMeansParallel:
     group's largest distance (when that leaves at most 70 % of the pairs and the table of
     candidate pairs fits :data:`DEFAULT_PRUNE_BUDGET`); the costs, nearest candidates and
     potential are those of the full pass, up to the nearest search's rounding between
-    near-tied candidates.  Measured at
-    1M x 64, k=256 on Gaussian blobs: the last three rounds took 0.20-0.22 s instead of
-    about 0.7 s each.
+    near-tied candidates.  Measured at 1M x 64, k=256 on Gaussian blobs: the last three
+    rounds took 0.20-0.22 s instead of about 0.7 s each.
 
     Parameters
     ----------
@@ -511,12 +510,11 @@ def _lower_with(
 #: k=256: a round keeping 0.4 % of the pairs took 0.20-0.24 s, one keeping about half
 #: 0.48-0.51 s, the full pass 0.68-0.76 s.
 PRUNE_MAX_FRACTION = 0.7
-#: ... and when its (earlier x new candidates) table of booleans fits this many bytes
-#: (the distances behind it are computed in blocks of :data:`PRUNE_BLOCK_PAIRS`), whatever
-#: the fit's memory budget: at k=256 about 1.3M pairs; from k of about 1000 the last
-#: rounds, from about 1500 every round, run in full.
+#: ... and when its (earlier x new candidates) table of booleans, one byte a pair, fits
+#: this many bytes (the distances behind it are computed in blocks of
+#: :data:`PRUNE_BLOCK_PAIRS`), whatever the fit's memory budget: at k=256 about 1.3M
+#: pairs; from k of about 1000 the last rounds, from about 1500 every round, run in full.
 DEFAULT_PRUNE_BUDGET = 8 << 20
-PRUNE_BYTES_PER_PAIR = 1
 PRUNE_BLOCK_PAIRS = 1 << 18
 
 
@@ -573,7 +571,7 @@ def _lower_pruned(
         return None
     power, metric, params = found
     n, offset, m = closest.shape[0], old.shape[0], points.shape[0]
-    if offset * m * PRUNE_BYTES_PER_PAIR > DEFAULT_PRUNE_BUDGET:
+    if offset * m > DEFAULT_PRUNE_BUDGET:  # the table of booleans, one byte a pair
         return None
     from kmeansfw.kernels.seeding import group_rows, weighted_total  # numba on first fit
 
@@ -667,7 +665,7 @@ class _GroupTask:
 
         first, last, start, stop = item
         which = np.flatnonzero(self.relevant[first:last].any(axis=0))
-        if which.size == 0 or stop <= start:  # no new candidate can lower these costs
+        if which.size == 0:  # no new candidate can lower these costs
             return
         rows = self.order[start:stop]
         points = self.points[which]

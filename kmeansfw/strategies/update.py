@@ -110,8 +110,7 @@ class Mean:
     def _online_step(self, data, partials, centroids, rng, online):
         """Sculley's step on one batch, then scikit-learn's reassignment of starved
         centroids; updates ``online`` in place."""
-        sums = sum(p[0] for p in partials)
-        weights = sum(p[1] for p in partials)
+        sums, weights = self.reduce(partials)
         filled = weights > 0
         total = online.seen + weights
         new = centroids.astype(np.float64, copy=True)
