@@ -48,6 +48,60 @@ def test_bit_identical_whatever_the_thread_count(big, dtype):
         assert other.inertia_ == fits[0].inertia_
 
 
+@pytest.mark.parametrize(("d", "k"), [(2, 8), (64, 10), (8, 40)])
+def test_small_fits_are_bit_identical_whatever_numba_threads(d, k, monkeypatch):
+    # small data runs inline, its nearest-centroid search split between numba's threads
+    from kmeansfw.kernels import euclidean
+
+    if not euclidean.parallel_ready():
+        pytest.skip("numba has no thread-safe threading layer here")
+    X, _ = make_blobs(3000, n_features=d, centers=k, random_state=1)
+    serial = KMeans(k, random_state=2, n_threads=1).fit(X)
+    launched = []
+    original = euclidean._nearest_parallel
+
+    def counting(*args):
+        launched.append(args[-1])
+        return original(*args)
+
+    monkeypatch.setattr(euclidean, "_nearest_parallel", counting)
+    for threads in (2, 3):
+        launched.clear()
+        other = KMeans(k, random_state=2, n_threads=threads).fit(X)
+        assert launched and set(launched) == {threads}  # the parallel search really ran
+        np.testing.assert_array_equal(other.cluster_centers_, serial.cluster_centers_)
+        np.testing.assert_array_equal(other.labels_, serial.labels_)
+        assert other.inertia_ == serial.inertia_ and other.n_iter_ == serial.n_iter_
+
+
+def _fit_in_child(X, queue):
+    fitted = KMeans(10, random_state=2, n_threads=2).fit(X)
+    queue.put((fitted.labels_, fitted.inertia_))
+
+
+def test_a_forked_child_fits_after_its_parent_ran_numba_threads():
+    # GNU OpenMP kills a forked child that launches after its parent did: the child
+    # takes the serial kernels instead, with the same result
+    import multiprocessing
+    import sys
+
+    from kmeansfw.kernels import euclidean
+
+    if not sys.platform.startswith("linux") or not euclidean.parallel_ready():
+        pytest.skip("fork, and a thread-safe numba layer, are Linux-only here")
+    X, _ = make_blobs(3000, n_features=64, centers=10, random_state=1)
+    parent = KMeans(10, random_state=2, n_threads=2).fit(X)  # the parent launches first
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_fit_in_child, args=(X, queue))
+    child.start()
+    labels, inertia = queue.get(timeout=60)
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    np.testing.assert_array_equal(labels, parent.labels_)
+    assert inertia == parent.inertia_
+
+
 @pytest.mark.parametrize("assignment", ["hamerly", "yinyang"])
 def test_bound_based_fits_are_bit_identical_whatever_the_thread_count(big, assignment):
     X = big.astype(np.float32)
@@ -347,7 +401,11 @@ class _NoArgument:
 def test_blas_is_held_at_one_thread_during_a_fit_and_restored_after(blobs):
     from threadpoolctl import threadpool_info
 
-    from kmeansfw.engine.executors import PARALLEL_MIN_ELEMENTS, single_threaded_blas
+    from kmeansfw.engine.executors import (
+        BLAS_THREADS_MIN_PRODUCT,
+        PARALLEL_MIN_ELEMENTS,
+        single_threaded_blas,
+    )
 
     def blas_threads():
         return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
@@ -365,8 +423,13 @@ def test_blas_is_held_at_one_thread_during_a_fit_and_restored_after(blobs):
     KMeans(3, random_state=0, observers=[Probe()], max_iter=3).fit(big)
     assert seen and all(threads == [1] * len(before) for threads in seen)
     assert blas_threads() == before
-    seen.clear()  # small data (inline tasks, tiny products) leaves BLAS as it is
+    seen.clear()  # small data too: idle BLAS threads would spin against numba's
     KMeans(3, random_state=0, observers=[Probe()], max_iter=3).fit(blobs[0])
+    assert seen and all(threads == [1] * len(before) for threads in seen)
+    seen.clear()  # but small data with wide products leaves BLAS its threads
+    wide = np.random.default_rng(0).normal(size=(600, 80))
+    KMeans(60, random_state=0, observers=[Probe()], max_iter=3).fit(wide)
+    assert 80 * 60 > BLAS_THREADS_MIN_PRODUCT
     assert seen and all(threads == before for threads in seen)
     with single_threaded_blas(), single_threaded_blas():  # nested holds are cheap
         assert blas_threads() == [1] * len(before)

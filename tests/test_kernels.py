@@ -69,6 +69,63 @@ def test_numba_and_numpy_nearest_agree(dtype, n, d, k):
 
 @pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("n", "d", "k"), [(257, 3, 7), (1000, 17, 6), (2100, 64, 10)])
+@pytest.mark.parametrize("chunks", [2, 3, 5])
+def test_parallel_nearest_is_bit_identical_to_the_serial_kernel(dtype, n, d, k, chunks):
+    rng = np.random.default_rng(n + d + k)
+    X, mean, m2c, cn, cc, _ = _inputs(rng, n, d, k, dtype)
+    direct = euclidean.direct_pays(d, k)
+    serial = euclidean._nearest_direct_numba if direct else euclidean._nearest_numba
+    for want_second in (False, True):
+        out = [np.empty(n, np.intp), np.empty(n, dtype), np.empty(n if want_second else 0, dtype)]
+        serial(X, mean, m2c, cn, cc, *out)
+        par = [np.full(n, -1, np.intp), np.full(n, np.nan, dtype)]
+        par.append(np.full(len(out[2]), np.nan, dtype))
+        euclidean._nearest_parallel(X, mean, m2c, cn, cc, *par, direct, chunks)
+        for serial_part, parallel_part in zip(out, par, strict=True):
+            np.testing.assert_array_equal(parallel_part, serial_part)
+
+
+def test_kernel_chunks_follow_the_work_the_product_and_the_guard(monkeypatch):
+    from kmeansfw.kernels import _compile
+
+    monkeypatch.setattr(_compile, "_probed", (_compile.os.getpid(), True))
+    assert euclidean.kernel_chunks(2000, 64, 10, 2) == 2
+    assert euclidean.kernel_chunks(2000, 64, 10, 1) == 1
+    assert euclidean.kernel_chunks(2000, 64, 10, 99) == 8  # one run per sub-block at most
+    assert euclidean.kernel_chunks(300, 2, 3, 2) == 1  # too little work to wake threads
+    assert euclidean.kernel_chunks(2000, 64, 32, 2) == 1  # BLAS's threaded product
+    assert euclidean.kernel_chunks(20000, 2, 128, 2) == 2  # the direct kernel: no BLAS
+    # a process forked from one that ran them, or the switch: serial
+    monkeypatch.setattr(_compile, "_probed", (_compile.os.getpid() + 1, True))
+    assert not _compile.parallel_ready()
+    assert euclidean.kernel_chunks(2000, 64, 10, 2) == 1
+    monkeypatch.setattr(_compile, "_probed", None)
+    monkeypatch.setenv("KMEANSFW_PARALLEL_KERNELS", "0")
+    assert not _compile.parallel_ready()
+    assert _compile._probed == (_compile.os.getpid(), False)
+
+
+def test_parallel_ready_refuses_an_unsafe_threading_layer(monkeypatch):
+    from kmeansfw.kernels import _compile
+
+    if not kernels.HAVE_NUMBA:
+        assert not _compile.parallel_ready()
+        return
+    monkeypatch.setattr(_compile, "_probed", None)
+    monkeypatch.setattr(_compile.numba, "threading_layer", lambda: "workqueue")
+    assert not _compile.parallel_ready()
+
+    def no_layer(out):
+        raise ValueError("No threading layer could be loaded.")
+
+    monkeypatch.setattr(_compile, "_probed", None)
+    monkeypatch.setattr(_compile, "_probe_kernel", no_layer)
+    assert not _compile.parallel_ready()
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("shape", [(1, 1), (8, 4), (300, 65)])
 def test_numba_and_numpy_centroid_preparation_agree(dtype, shape):
     rng = np.random.default_rng(shape[0])

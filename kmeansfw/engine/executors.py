@@ -212,19 +212,38 @@ class PickleShuffleExecutor:
 def is_small(data: Any) -> bool:
     """Whether ``data`` is small enough for its tasks to run inline (no worker threads).
 
-    Small data also runs without holding BLAS to one thread: its products are too small
-    for BLAS to thread, and BLAS splits a product between threads by output blocks, never
-    along the sums, so a product's values would not change anyway.  An executor other
-    than threads always gets the map.
+    An executor other than threads always gets the map.
     """
     return (
         data.executor is None and data.n_samples * data.n_features < PARALLEL_MIN_ELEMENTS
     )
 
 
-def blas_hold(data: Any) -> AbstractContextManager:
-    """:func:`single_threaded_blas` for data that is not :func:`is_small`, else a no-op."""
-    return nullcontext() if is_small(data) else _single_threaded_blas
+def kernel_threads(data: Any) -> int:
+    """Threads a kernel may start itself on ``data``: its ``n_threads`` when its tasks run
+    inline (:func:`is_small`: no worker threads share the work), else 1."""
+    return data.n_threads if is_small(data) else 1
+
+
+#: Small data whose matrix products have ``n_features x n_clusters`` above this many
+#: entries runs them with BLAS's own threads (one sub-block's product is then millions
+#: of multiply-adds); everything else holds BLAS to one thread.
+BLAS_THREADS_MIN_PRODUCT = 1 << 12
+
+
+def blas_hold(data: Any, n_clusters: int = 0) -> AbstractContextManager:
+    """:func:`single_threaded_blas`, or a no-op for small data with large products.
+
+    Held whenever worker threads run tasks, and for small data too: there BLAS's idle
+    threads (which OpenBLAS starts for a dot product of more than 10000 entries) would
+    spin against the kernels' own threads.  Only small data whose products are wide
+    (``n_features x n_clusters`` above :data:`BLAS_THREADS_MIN_PRODUCT`) leaves BLAS its
+    threads; BLAS splits a product between threads by output blocks, never along the
+    sums, so a product's values do not change either way.
+    """
+    if is_small(data) and data.n_features * n_clusters > BLAS_THREADS_MIN_PRODUCT:
+        return nullcontext()
+    return _single_threaded_blas
 
 
 def map_tasks(data: Any, fn: Callable[[list[slice]], T]) -> list[T]:

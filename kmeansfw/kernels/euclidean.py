@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kmeansfw.kernels._compile import HAVE_NUMBA, numba
+from kmeansfw.kernels._compile import HAVE_NUMBA, numba, parallel_ready
 
 #: Rows per matrix product inside the compiled nearest-centroid kernel (fits in L2).
 SUB_BLOCK_ROWS = 256
@@ -34,6 +34,15 @@ DIRECT_MAX_CLUSTERS = 128
 #: matrix product otherwise (see :func:`direct_pays`).
 DIRECT_WIDE_MAX_FEATURES = 16
 DIRECT_WIDE_MAX_CLUSTERS = 8
+#: The product kernel splits rows between numba's threads only while one sub-block's
+#: product (``SUB_BLOCK_ROWS x d x k`` multiply-adds) stays at or below this: BLAS then
+#: computes it on the calling thread.  Above it, OpenBLAS called from an OpenMP thread was
+#: measured 10x slower than from the main thread (2000 x 64, k=32), so the serial kernel
+#: runs instead.
+PARALLEL_MAX_PRODUCT = 1 << 18
+#: ... and only for blocks of at least this much work (rows x k x max(d, 4)): waking
+#: numba's threads costs about 20 us, more than a smaller search takes on one thread.
+PARALLEL_MIN_WORK = 1 << 16
 
 
 def direct_pays(n_features: int, n_clusters: int) -> bool:
@@ -249,6 +258,52 @@ if HAVE_NUMBA:
             out[i] = total
 
 
+if HAVE_NUMBA:
+
+    # The parallel variant: rows cut into ``n_chunks`` runs of whole sub-blocks (the serial
+    # kernels' own sub-block boundaries), each run handed to the serial kernel (``direct``
+    # or the product's) on one of numba's threads: every row is computed exactly as in
+    # the serial kernel.
+    @numba.njit(nogil=True, cache=True, parallel=True)
+    def _nearest_parallel(  # pragma: no cover
+        X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second, direct, n_chunks
+    ):
+        n = X.shape[0]
+        n_sub = -(-n // SUB_BLOCK_ROWS)
+        per = -(-n_sub // n_chunks) * SUB_BLOCK_ROWS
+        want_second = second.shape[0] > 0
+        for c in numba.prange(n_chunks):
+            a, b = min(c * per, n), min((c + 1) * per, n)
+            if a < b:
+                part = second[a:b] if want_second else second
+                if direct:
+                    _nearest_direct_numba(
+                        X[a:b], mean, minus_2c, c_sq_norms, centered_c, labels[a:b], mins[a:b], part
+                    )
+                else:
+                    _nearest_numba(
+                        X[a:b], mean, minus_2c, c_sq_norms, centered_c, labels[a:b], mins[a:b], part
+                    )
+
+
+def kernel_chunks(n_rows: int, n_features: int, n_clusters: int, n_threads: int) -> int:
+    """How many runs of rows the nearest-centroid search splits a block into (1: the
+    serial kernel).
+
+    At most ``n_threads`` and one per sub-block; 1 for less work than
+    :data:`PARALLEL_MIN_WORK`, when the product kernel's sub-block product exceeds
+    :data:`PARALLEL_MAX_PRODUCT`, or when :func:`parallel_ready` says no.
+    The results are the same for any answer.
+    """
+    chunks = min(n_threads, -(-n_rows // SUB_BLOCK_ROWS))
+    if chunks <= 1 or n_rows * n_clusters * max(n_features, 4) < PARALLEL_MIN_WORK:
+        return 1
+    if not direct_pays(n_features, n_clusters):
+        if SUB_BLOCK_ROWS * n_features * n_clusters > PARALLEL_MAX_PRODUCT:
+            return 1
+    return chunks if parallel_ready() else 1
+
+
 def _nearest_groups_numpy(X, mean, minus_2c, c_sq_norms, centered_c, groups, labels, mins, lows):
     centered = X - mean
     reduced = np.dot(centered, minus_2c.T)
@@ -415,6 +470,7 @@ def nearest_sq_euclidean(
     c_sq_norms: np.ndarray,
     centered_c: np.ndarray,
     with_second: bool = False,
+    n_threads: int = 1,
 ) -> tuple[np.ndarray, ...]:
     """Nearest centroid by squared Euclidean distance, for one block.
 
@@ -425,6 +481,12 @@ def nearest_sq_euclidean(
     minus_2c : (k, d) C-contiguous, ``-2 * centered_c``.
     c_sq_norms : (k,) squared norms of ``centered_c``.
     centered_c : (k, d) the centroids minus ``mean``.
+    with_second : bool
+        Also return the runner-up's squared distance.
+    n_threads : int
+        Threads the kernel may use itself (numba's, see :func:`kernel_chunks`): for a
+        block that runs alone, never for one of many handed to worker threads.  The
+        results do not depend on it.
 
     Returns
     -------
@@ -437,13 +499,16 @@ def nearest_sq_euclidean(
     labels = np.empty(X.shape[0], dtype=np.intp)
     mins = np.empty(X.shape[0], dtype=X.dtype)
     second = np.empty(X.shape[0] if with_second else 0, dtype=X.dtype)
+    args = (X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second)
     if not HAVE_NUMBA:
-        kernel = _nearest_numpy
-    elif direct_pays(X.shape[1], minus_2c.shape[0]):
-        kernel = _nearest_direct_numba
+        _nearest_numpy(*args)
+        return (labels, mins, second) if with_second else (labels, mins)
+    direct = direct_pays(X.shape[1], minus_2c.shape[0])
+    chunks = kernel_chunks(X.shape[0], X.shape[1], minus_2c.shape[0], n_threads)
+    if chunks > 1:
+        _nearest_parallel(*args, direct, chunks)
     else:
-        kernel = _nearest_numba
-    kernel(X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second)
+        (_nearest_direct_numba if direct else _nearest_numba)(*args)
     return (labels, mins, second) if with_second else (labels, mins)
 
 

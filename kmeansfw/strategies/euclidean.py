@@ -21,7 +21,7 @@ from kmeansfw.core.data import FitData, is_sparse
 from kmeansfw.core.distance import Distance, nearest_by_blocks
 from kmeansfw.core.markers import hookimpl
 from kmeansfw.core.paging import column_means
-from kmeansfw.engine.executors import fill_rows
+from kmeansfw.engine.executors import fill_rows, kernel_threads
 
 _MEAN = "euclidean.mean"
 _CENTERED_C = "euclidean.centered_c"
@@ -155,11 +155,14 @@ class Euclidean(Distance):
         if is_sparse(X):  # the argmin of cost blocks
             return nearest_by_blocks(hook, X, centroids, groups, n_groups, rows, data, cache)
         args = (X, data.cache[_MEAN], cache[_MINUS_2C], cache[_C_NORMS], cache[_CENTERED_C])
+        threads = kernel_threads(data)
         if n_groups == 0:
-            labels, costs = kernels.nearest_sq_euclidean(*args)
+            labels, costs = kernels.nearest_sq_euclidean(*args, n_threads=threads)
             return labels, costs, None, None
         if n_groups == 1:  # the runner-up: the two-nearest kernel
-            labels, costs, second = kernels.nearest_sq_euclidean(*args, with_second=True)
+            labels, costs, second = kernels.nearest_sq_euclidean(
+                *args, with_second=True, n_threads=threads
+            )
             return labels, costs, np.sqrt(costs), np.sqrt(second)[:, None]
         labels, costs, lows = kernels.nearest_groups_sq_euclidean(*args, groups, n_groups)
         return labels, costs, np.sqrt(costs), np.sqrt(lows)
