@@ -74,6 +74,28 @@ def test_small_fits_are_bit_identical_whatever_numba_threads(d, k, monkeypatch):
         assert other.inertia_ == serial.inertia_ and other.n_iter_ == serial.n_iter_
 
 
+def test_concurrent_small_fits_launch_numba_threads_safely():
+    # fits in several user threads at once each launch numba's threads: a thread-safe
+    # layer runs them side by side (numba's workqueue layer would abort the process)
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kmeansfw.kernels import euclidean
+
+    if not euclidean.parallel_ready():
+        pytest.skip("numba has no thread-safe threading layer here")
+    X, _ = make_blobs(3000, n_features=64, centers=10, random_state=1)
+    expected = KMeans(10, random_state=2, n_threads=1).fit(X)
+
+    def fit(seed):
+        return KMeans(10, random_state=2, n_threads=2).fit(X)
+
+    with ThreadPoolExecutor(4) as pool:
+        fits = list(pool.map(fit, range(8)))
+    for other in fits:
+        np.testing.assert_array_equal(other.labels_, expected.labels_)
+        assert other.inertia_ == expected.inertia_
+
+
 def _fit_in_child(X, queue):
     fitted = KMeans(10, random_state=2, n_threads=2).fit(X)
     queue.put((fitted.labels_, fitted.inertia_))

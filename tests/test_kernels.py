@@ -281,6 +281,11 @@ def test_squared_cost_kernel_is_bit_identical_to_its_numpy_twin(dtype, n):
     euclidean._sq_cost_numpy(X, mean, minus_2c, c_norms, norms, slow)
     np.testing.assert_array_equal(fast, slow)
     assert fast.min() >= 0
+    if kernels.HAVE_NUMBA:  # numba's threads, in runs of whole sub-blocks: the same bits
+        for chunks in (2, 3):
+            parallel = np.full_like(fast, np.nan)
+            euclidean._sq_cost_parallel(X, mean, minus_2c, c_norms, norms, parallel, chunks)
+            np.testing.assert_array_equal(parallel, fast)
 
 
 def test_squared_costs_equal_scipy():

@@ -286,21 +286,22 @@ if HAVE_NUMBA:
                     )
 
 
-def kernel_chunks(n_rows: int, n_features: int, n_clusters: int, n_threads: int) -> int:
-    """How many runs of rows the nearest-centroid search splits a block into (1: the
+def kernel_chunks(
+    n_rows: int, n_features: int, n_clusters: int, n_threads: int, *, product: bool = True
+) -> int:
+    """How many runs of rows a kernel with a parallel variant splits a block into (1: the
     serial kernel).
 
     At most ``n_threads`` and one per sub-block; 1 for less work than
-    :data:`PARALLEL_MIN_WORK`, when the product kernel's sub-block product exceeds
-    :data:`PARALLEL_MAX_PRODUCT`, or when :func:`parallel_ready` says no.
-    The results are the same for any answer.
+    :data:`PARALLEL_MIN_WORK`, when a ``product`` kernel's sub-block product exceeds
+    :data:`PARALLEL_MAX_PRODUCT`, or when :func:`parallel_ready` says no.  The results
+    are the same for any answer.
     """
     chunks = min(n_threads, -(-n_rows // SUB_BLOCK_ROWS))
     if chunks <= 1 or n_rows * n_clusters * max(n_features, 4) < PARALLEL_MIN_WORK:
         return 1
-    if not direct_pays(n_features, n_clusters):
-        if SUB_BLOCK_ROWS * n_features * n_clusters > PARALLEL_MAX_PRODUCT:
-            return 1
+    if product and SUB_BLOCK_ROWS * n_features * n_clusters > PARALLEL_MAX_PRODUCT:
+        return 1
     return chunks if parallel_ready() else 1
 
 
@@ -412,12 +413,27 @@ if HAVE_NUMBA:
                     part[i, j] = zero if value < zero else value
 
 
+if HAVE_NUMBA:
+
+    @numba.njit(nogil=True, cache=True, parallel=True)
+    def _sq_cost_parallel(X, mean, minus_2c, c_sq_norms, norms, out, n_chunks):  # pragma: no cover
+        # as _nearest_parallel: runs of whole sub-blocks, each computed as serially
+        n = X.shape[0]
+        n_sub = -(-n // SUB_BLOCK_ROWS)
+        per = -(-n_sub // n_chunks) * SUB_BLOCK_ROWS
+        for c in numba.prange(n_chunks):
+            a, b = min(c * per, n), min((c + 1) * per, n)
+            if a < b:
+                _sq_cost_numba(X[a:b], mean, minus_2c, c_sq_norms, norms[a:b], out[a:b])
+
+
 def sq_euclidean_costs(
     X: np.ndarray,
     mean: np.ndarray,
     minus_2c: np.ndarray,
     c_sq_norms: np.ndarray,
     norms: np.ndarray,
+    n_threads: int = 1,
 ) -> np.ndarray:
     """The (b, k) squared distances ``max((x - m).(-2c') + ||c'||^2 + ||x - m||^2, 0)``.
 
@@ -425,10 +441,18 @@ def sq_euclidean_costs(
     ``c_sq_norms`` those of the centered centroids ``c' = c - m`` and ``norms`` (b,) the
     rows' ``||x - m||^2``.  Rows are centered on the fly, sub-block by sub-block, so the
     costs stay accurate in float32 far from the origin (no centered copy of X).
+    ``n_threads``: as for :func:`nearest_sq_euclidean` (the results do not depend on it).
     """
     out = np.empty((X.shape[0], minus_2c.shape[0]), dtype=X.dtype)
-    kernel = _sq_cost_numba if HAVE_NUMBA else _sq_cost_numpy
-    kernel(X, mean.astype(X.dtype, copy=False), minus_2c, c_sq_norms, norms, out)
+    args = (X, mean.astype(X.dtype, copy=False), minus_2c, c_sq_norms, norms, out)
+    if not HAVE_NUMBA:
+        _sq_cost_numpy(*args)
+        return out
+    chunks = kernel_chunks(X.shape[0], X.shape[1], minus_2c.shape[0], n_threads)
+    if chunks > 1:
+        _sq_cost_parallel(*args, chunks)
+    else:
+        _sq_cost_numba(*args)
     return out
 
 
@@ -504,7 +528,9 @@ def nearest_sq_euclidean(
         _nearest_numpy(*args)
         return (labels, mins, second) if with_second else (labels, mins)
     direct = direct_pays(X.shape[1], minus_2c.shape[0])
-    chunks = kernel_chunks(X.shape[0], X.shape[1], minus_2c.shape[0], n_threads)
+    chunks = kernel_chunks(
+        X.shape[0], X.shape[1], minus_2c.shape[0], n_threads, product=not direct
+    )
     if chunks > 1:
         _nearest_parallel(*args, direct, chunks)
     else:

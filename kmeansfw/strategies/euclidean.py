@@ -112,7 +112,9 @@ class Euclidean(Distance):
             else:
                 X = np.ascontiguousarray(X, dtype=data.dtype)
                 norms = kernels.centered_row_norms(X, mean)
-            return kernels.sq_euclidean_costs(X, mean, cache[_MINUS_2C], cache[_C_NORMS], norms)
+            return kernels.sq_euclidean_costs(
+                X, mean, cache[_MINUS_2C], cache[_C_NORMS], norms, n_threads=kernel_threads(data)
+            )
         out = np.asarray(X @ cache[_MINUS_2C].T)  # sparse rows: the mean is zero
         out += cache[_COST_SHIFT]
         if rows is not None:
