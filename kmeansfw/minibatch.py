@@ -275,7 +275,7 @@ default="auto"
         observers, history = observers_and_history(cfg)
         rng = make_rng(cfg.random_state)
         hooks = plugins.build(strategies, observers)
-        with blas_hold(data, cfg.n_clusters):
+        with blas_hold(data):
             data.fitted = engine.learn(hooks, data)
             engine.prepare(hooks, data)
             result = engine.run(

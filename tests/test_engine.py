@@ -48,41 +48,65 @@ def test_bit_identical_whatever_the_thread_count(big, dtype):
         assert other.inertia_ == fits[0].inertia_
 
 
-@pytest.mark.parametrize(("d", "k"), [(2, 8), (64, 10), (8, 40)])
-def test_small_fits_are_bit_identical_whatever_numba_threads(d, k, monkeypatch):
-    # small data runs inline, its nearest-centroid search split between numba's threads
+@pytest.fixture
+def launches(monkeypatch):
+    """The launches of numba's threads, as (kernel name, chunks, team size); skips where
+    numba has no thread-safe layer (the parallel variants never run there)."""
+    import numba
+
     from kmeansfw.kernels import euclidean
 
     if not euclidean.parallel_ready():
         pytest.skip("numba has no thread-safe threading layer here")
-    X, _ = make_blobs(3000, n_features=d, centers=k, random_state=1)
+    seen = []
+    original = euclidean.launch
+
+    def counting(kernel, *args):
+        def kernel_seeing_its_team(*inner):
+            seen.append((kernel.__name__, inner[-1], numba.get_num_threads()))
+            return kernel(*inner)
+
+        kernel_seeing_its_team.__name__ = kernel.__name__
+        return original(kernel_seeing_its_team, *args)
+
+    monkeypatch.setattr(euclidean, "launch", counting)
+    return seen
+
+
+@pytest.mark.parametrize(("d", "k"), [(2, 8), (64, 10), (8, 40)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_small_fits_are_bit_identical_whatever_numba_threads(d, k, dtype, launches):
+    # small data runs inline, its nearest search and cost blocks split between numba's
+    # threads; a fit, predict, transform and score give the bits of one thread
+    import numba
+
+    X = make_blobs(3000, n_features=d, centers=k, random_state=1)[0].astype(dtype)
     serial = KMeans(k, random_state=2, n_threads=1).fit(X)
-    launched = []
-    original = euclidean._nearest_parallel
-
-    def counting(*args):
-        launched.append(args[-1])
-        return original(*args)
-
-    monkeypatch.setattr(euclidean, "_nearest_parallel", counting)
+    assert not launches
     for threads in (2, 3):
-        launched.clear()
+        launches.clear()
         other = KMeans(k, random_state=2, n_threads=threads).fit(X)
-        assert launched and set(launched) == {threads}  # the parallel search really ran
+        kernels = {name for name, _, _ in launches}
+        assert kernels & {"_nearest_direct_parallel", "_nearest_product_parallel"}
+        if d >= 8:  # k-means++'s candidates: enough work for the threads
+            assert "_sq_cost_parallel" in kernels
+        team = min(threads, numba.config.NUMBA_NUM_THREADS)  # bounded by n_threads
+        assert {(chunks, size) for _, chunks, size in launches} == {(threads, team)}
         np.testing.assert_array_equal(other.cluster_centers_, serial.cluster_centers_)
         np.testing.assert_array_equal(other.labels_, serial.labels_)
         assert other.inertia_ == serial.inertia_ and other.n_iter_ == serial.n_iter_
+        launches.clear()
+        np.testing.assert_array_equal(other.predict(X), serial.predict(X))
+        np.testing.assert_array_equal(other.transform(X), serial.transform(X))
+        assert other.score(X) == serial.score(X)
+        assert launches  # predict, transform and score split their rows too
 
 
-def test_concurrent_small_fits_launch_numba_threads_safely():
+def test_concurrent_small_fits_launch_numba_threads_safely(launches):
     # fits in several user threads at once each launch numba's threads: a thread-safe
     # layer runs them side by side (numba's workqueue layer would abort the process)
     from concurrent.futures import ThreadPoolExecutor
 
-    from kmeansfw.kernels import euclidean
-
-    if not euclidean.parallel_ready():
-        pytest.skip("numba has no thread-safe threading layer here")
     X, _ = make_blobs(3000, n_features=64, centers=10, random_state=1)
     expected = KMeans(10, random_state=2, n_threads=1).fit(X)
 
@@ -91,37 +115,54 @@ def test_concurrent_small_fits_launch_numba_threads_safely():
 
     with ThreadPoolExecutor(4) as pool:
         fits = list(pool.map(fit, range(8)))
+    assert len(launches) >= 8
     for other in fits:
         np.testing.assert_array_equal(other.labels_, expected.labels_)
         assert other.inertia_ == expected.inertia_
 
 
-def _fit_in_child(X, queue):
-    fitted = KMeans(10, random_state=2, n_threads=2).fit(X)
-    queue.put((fitted.labels_, fitted.inertia_))
+def _fit_in_child(X, path):
+    np.save(path, KMeans(10, random_state=2, n_threads=2).fit(X).labels_)
 
 
-def test_a_forked_child_fits_after_its_parent_ran_numba_threads():
+def _fit_in_forked_child(X, path):
+    import multiprocessing
+
+    child = multiprocessing.get_context("fork").Process(target=_fit_in_child, args=(X, path))
+    child.start()
+    child.join(timeout=120)
+    assert child.exitcode == 0  # GNU OpenMP would have killed it (-15)
+    return np.load(path)
+
+
+def test_a_forked_child_fits_after_its_parent_ran_numba_threads(launches, tmp_path):
     # GNU OpenMP kills a forked child that launches after its parent did: the child
     # takes the serial kernels instead, with the same result
-    import multiprocessing
-    import sys
-
-    from kmeansfw.kernels import euclidean
-
-    if not sys.platform.startswith("linux") or not euclidean.parallel_ready():
-        pytest.skip("fork, and a thread-safe numba layer, are Linux-only here")
     X, _ = make_blobs(3000, n_features=64, centers=10, random_state=1)
     parent = KMeans(10, random_state=2, n_threads=2).fit(X)  # the parent launches first
-    context = multiprocessing.get_context("fork")
-    queue = context.Queue()
-    child = context.Process(target=_fit_in_child, args=(X, queue))
-    child.start()
-    labels, inertia = queue.get(timeout=60)
-    child.join(timeout=60)
-    assert child.exitcode == 0
+    assert launches
+    labels = _fit_in_forked_child(X, tmp_path / "labels.npy")
     np.testing.assert_array_equal(labels, parent.labels_)
-    assert inertia == parent.inertia_
+
+
+def test_a_forked_child_fits_when_other_code_started_numba_threads(monkeypatch, tmp_path):
+    # numba's layer started by other code (the user's own prange, another library)
+    # before kmeansfw's first probe: kmeansfw cannot tell whether a fork came between,
+    # so it leaves that layer alone unless it is tbb (which survives a fork)
+    from kmeansfw.kernels import _compile
+
+    if not _compile.parallel_ready():
+        pytest.skip("numba has no thread-safe threading layer here")
+    _compile._probe_kernel(np.empty(4, dtype=np.int64))  # "other code" starts the layer
+    monkeypatch.setattr(_compile, "_probed", None)  # kmeansfw has not probed yet
+    X, _ = make_blobs(3000, n_features=64, centers=10, random_state=1)
+    labels = _fit_in_forked_child(X, tmp_path / "labels.npy")
+    expected = KMeans(10, random_state=2, n_threads=1).fit(X).labels_
+    np.testing.assert_array_equal(labels, expected)
+    monkeypatch.setattr(_compile, "_probed", None)
+    import numba
+
+    assert _compile.parallel_ready() == (numba.threading_layer() == "tbb")
 
 
 @pytest.mark.parametrize("assignment", ["hamerly", "yinyang"])
@@ -421,18 +462,13 @@ class _NoArgument:
 
 
 def test_blas_is_held_at_one_thread_during_a_fit_and_restored_after(blobs):
-    from threadpoolctl import threadpool_info
+    from threadpoolctl import threadpool_info, threadpool_limits
 
-    from kmeansfw.engine.executors import (
-        BLAS_THREADS_MIN_PRODUCT,
-        PARALLEL_MIN_ELEMENTS,
-        single_threaded_blas,
-    )
+    from kmeansfw.engine.executors import PARALLEL_MIN_ELEMENTS, single_threaded_blas
 
     def blas_threads():
         return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
 
-    before = blas_threads()
     seen = []
 
     @attrs.frozen
@@ -442,20 +478,19 @@ def test_blas_is_held_at_one_thread_during_a_fit_and_restored_after(blobs):
             seen.append(blas_threads())
 
     big, _ = make_blobs(PARALLEL_MIN_ELEMENTS // 4 + 1000, n_features=4, random_state=0)
-    KMeans(3, random_state=0, observers=[Probe()], max_iter=3).fit(big)
-    assert seen and all(threads == [1] * len(before) for threads in seen)
-    assert blas_threads() == before
-    seen.clear()  # small data too: idle BLAS threads would spin against numba's
-    KMeans(3, random_state=0, observers=[Probe()], max_iter=3).fit(blobs[0])
-    assert seen and all(threads == [1] * len(before) for threads in seen)
-    seen.clear()  # but small data with wide products leaves BLAS its threads
-    wide = np.random.default_rng(0).normal(size=(600, 80))
-    KMeans(60, random_state=0, observers=[Probe()], max_iter=3).fit(wide)
-    assert 80 * 60 > BLAS_THREADS_MIN_PRODUCT
-    assert seen and all(threads == before for threads in seen)
-    with single_threaded_blas(), single_threaded_blas():  # nested holds are cheap
-        assert blas_threads() == [1] * len(before)
-    assert blas_threads() == before
+    with threadpool_limits(2, user_api="blas"):  # so that a hold shows, whatever the env
+        before = blas_threads()
+        assert before and all(threads == 2 for threads in before)
+        KMeans(3, random_state=0, observers=[Probe()], max_iter=3).fit(big)
+        assert seen and all(threads == [1] * len(before) for threads in seen)
+        assert blas_threads() == before
+        seen.clear()  # small data too: idle BLAS threads would spin against numba's
+        KMeans(3, random_state=0, observers=[Probe()], max_iter=3).fit(blobs[0])
+        assert seen and all(threads == [1] * len(before) for threads in seen)
+        assert blas_threads() == before
+        with single_threaded_blas(), single_threaded_blas():  # nested holds are cheap
+            assert blas_threads() == [1] * len(before)
+        assert blas_threads() == before
 
 
 def test_estimators_reuse_built_strategies_for_equal_plain_parameters(blobs, monkeypatch):

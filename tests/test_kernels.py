@@ -72,21 +72,30 @@ def test_numba_and_numpy_nearest_agree(dtype, n, d, k):
 @pytest.mark.parametrize(("n", "d", "k"), [(257, 3, 7), (1000, 17, 6), (2100, 64, 10)])
 @pytest.mark.parametrize("chunks", [2, 3, 5])
 def test_parallel_nearest_is_bit_identical_to_the_serial_kernel(dtype, n, d, k, chunks):
+    kernels._compile.parallel_ready()  # kmeansfw starts numba's layer (else it distrusts it)
     rng = np.random.default_rng(n + d + k)
     X, mean, m2c, cn, cc, _ = _inputs(rng, n, d, k, dtype)
-    direct = euclidean.direct_pays(d, k)
-    serial = euclidean._nearest_direct_numba if direct else euclidean._nearest_numba
+    for direct in (True, False):  # each serial kernel and its parallel variant
+        serial = euclidean._nearest_direct_numba if direct else euclidean._nearest_numba
+        parallel = (
+            euclidean._nearest_direct_parallel if direct else euclidean._nearest_product_parallel
+        )
+        _check_parallel_nearest(X, mean, m2c, cn, cc, serial, parallel, chunks)
+
+
+def _check_parallel_nearest(X, mean, m2c, cn, cc, serial, parallel, chunks):
+    n, dtype = X.shape[0], X.dtype
     for want_second in (False, True):
         out = [np.empty(n, np.intp), np.empty(n, dtype), np.empty(n if want_second else 0, dtype)]
         serial(X, mean, m2c, cn, cc, *out)
         par = [np.full(n, -1, np.intp), np.full(n, np.nan, dtype)]
         par.append(np.full(len(out[2]), np.nan, dtype))
-        euclidean._nearest_parallel(X, mean, m2c, cn, cc, *par, direct, chunks)
+        parallel(X, mean, m2c, cn, cc, *par, chunks)
         for serial_part, parallel_part in zip(out, par, strict=True):
             np.testing.assert_array_equal(parallel_part, serial_part)
 
 
-def test_kernel_chunks_follow_the_work_the_product_and_the_guard(monkeypatch):
+def test_kernel_chunks_follow_the_work_and_the_guard(monkeypatch):
     from kmeansfw.kernels import _compile
 
     monkeypatch.setattr(_compile, "_probed", (_compile.os.getpid(), True))
@@ -94,8 +103,8 @@ def test_kernel_chunks_follow_the_work_the_product_and_the_guard(monkeypatch):
     assert euclidean.kernel_chunks(2000, 64, 10, 1) == 1
     assert euclidean.kernel_chunks(2000, 64, 10, 99) == 8  # one run per sub-block at most
     assert euclidean.kernel_chunks(300, 2, 3, 2) == 1  # too little work to wake threads
-    assert euclidean.kernel_chunks(2000, 64, 32, 2) == 1  # BLAS's threaded product
-    assert euclidean.kernel_chunks(20000, 2, 128, 2) == 2  # the direct kernel: no BLAS
+    assert euclidean.kernel_chunks(2000, 64, 32, 2) == 2  # any product: BLAS is held
+    assert euclidean.kernel_chunks(20000, 2, 128, 2) == 2
     # a process forked from one that ran them, or the switch: serial
     monkeypatch.setattr(_compile, "_probed", (_compile.os.getpid() + 1, True))
     assert not _compile.parallel_ready()
@@ -106,6 +115,27 @@ def test_kernel_chunks_follow_the_work_the_product_and_the_guard(monkeypatch):
     assert _compile._probed == (_compile.os.getpid(), False)
 
 
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+def test_launch_holds_blas_and_bounds_numbas_team(monkeypatch):
+    import numba
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from kmeansfw.kernels import _compile
+
+    seen = []
+
+    def kernel(out, n_chunks):
+        blas = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+        seen.append((numba.get_num_threads(), blas))
+
+    with threadpool_limits(2, user_api="blas"):
+        before = numba.get_num_threads()
+        _compile.launch(kernel, None, 2)
+        assert seen == [(min(2, numba.config.NUMBA_NUM_THREADS), [1] * len(seen[0][1]))]
+        assert numba.get_num_threads() == before  # restored
+        assert all(i["num_threads"] == 2 for i in threadpool_info() if i["user_api"] == "blas")
+
+
 def test_parallel_ready_refuses_an_unsafe_threading_layer(monkeypatch):
     from kmeansfw.kernels import _compile
 
@@ -113,8 +143,16 @@ def test_parallel_ready_refuses_an_unsafe_threading_layer(monkeypatch):
         assert not _compile.parallel_ready()
         return
     monkeypatch.setattr(_compile, "_probed", None)
+    monkeypatch.setattr(_compile, "_layer_started", lambda: False)
     monkeypatch.setattr(_compile.numba, "threading_layer", lambda: "workqueue")
     assert not _compile.parallel_ready()
+    # a layer other code started: only tbb (which survives a fork) is trusted
+    for layer, ready in (("omp", False), ("tbb", True), ("workqueue", False)):
+        monkeypatch.setattr(_compile, "_probed", None)
+        monkeypatch.setattr(_compile, "_layer_started", lambda: True)
+        monkeypatch.setattr(_compile.numba, "threading_layer", lambda layer=layer: layer)
+        assert _compile.parallel_ready() is ready
+    monkeypatch.setattr(_compile, "_layer_started", lambda: False)
 
     def no_layer(out):
         raise ValueError("No threading layer could be loaded.")
@@ -282,6 +320,7 @@ def test_squared_cost_kernel_is_bit_identical_to_its_numpy_twin(dtype, n):
     np.testing.assert_array_equal(fast, slow)
     assert fast.min() >= 0
     if kernels.HAVE_NUMBA:  # numba's threads, in runs of whole sub-blocks: the same bits
+        kernels._compile.parallel_ready()  # kmeansfw starts numba's layer
         for chunks in (2, 3):
             parallel = np.full_like(fast, np.nan)
             euclidean._sq_cost_parallel(X, mean, minus_2c, c_norms, norms, parallel, chunks)

@@ -13,7 +13,7 @@ import itertools
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from threadpoolctl import ThreadpoolController
@@ -220,29 +220,40 @@ def is_small(data: Any) -> bool:
 
 
 def kernel_threads(data: Any) -> int:
-    """Threads a kernel may start itself on ``data``: its ``n_threads`` when its tasks run
-    inline (:func:`is_small`: no worker threads share the work), else 1."""
+    """Threads a kernel may start itself on ``data`` (numba's, see
+    :func:`kmeansfw.kernels.euclidean.kernel_chunks`).
+
+    Parameters
+    ----------
+    data : FitData
+
+    Returns
+    -------
+    int
+        ``data.n_threads`` when its tasks run inline (:func:`is_small`: no worker threads
+        share the work), else 1: each worker thread's kernels then stay on that thread.
+    """
     return data.n_threads if is_small(data) else 1
 
 
-#: Small data whose matrix products have ``n_features x n_clusters`` above this many
-#: entries runs them with BLAS's own threads (one sub-block's product is then millions
-#: of multiply-adds); everything else holds BLAS to one thread.
-BLAS_THREADS_MIN_PRODUCT = 1 << 12
+def blas_hold(data: Any) -> AbstractContextManager:
+    """:func:`single_threaded_blas`, for a whole fit on ``data``.
 
+    Held for small data too: its products run on the calling thread or on numba's
+    (:func:`kernel_threads`), and BLAS's idle threads, which OpenBLAS starts for any dot
+    product of more than 10000 entries, would spin against numba's.  BLAS splits a
+    product between threads by output blocks, never along its sums, so the values do
+    not depend on it.
 
-def blas_hold(data: Any, n_clusters: int = 0) -> AbstractContextManager:
-    """:func:`single_threaded_blas`, or a no-op for small data with large products.
+    Parameters
+    ----------
+    data : FitData
+        The fit's data (the hold is the same for any; the argument names what it is for).
 
-    Held whenever worker threads run tasks, and for small data too: there BLAS's idle
-    threads (which OpenBLAS starts for a dot product of more than 10000 entries) would
-    spin against the kernels' own threads.  Only small data whose products are wide
-    (``n_features x n_clusters`` above :data:`BLAS_THREADS_MIN_PRODUCT`) leaves BLAS its
-    threads; BLAS splits a product between threads by output blocks, never along the
-    sums, so a product's values do not change either way.
+    Returns
+    -------
+    context manager
     """
-    if is_small(data) and data.n_features * n_clusters > BLAS_THREADS_MIN_PRODUCT:
-        return nullcontext()
     return _single_threaded_blas
 
 

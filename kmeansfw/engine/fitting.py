@@ -115,7 +115,7 @@ def fit_config(
     check_n_clusters(data.n_samples, cfg.n_clusters)
     if strategies is None:
         strategies = cfg.build_strategies()
-    with blas_hold(data, cfg.n_clusters):  # once for the whole fit, not per map
+    with blas_hold(data):  # once for the whole fit, not per map over the blocks
         return fit_data(cfg, data, strategies)
 
 

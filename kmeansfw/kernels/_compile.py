@@ -6,20 +6,23 @@ define their compiled kernels (``numba.njit``) under ``if HAVE_NUMBA:`` and thei
 functions call the compiled kernel when there is one, its NumPy twin otherwise.
 
 A few kernels also have a variant that splits small data between numba's own threads
-(``parallel=True``), for data too small to be worth kmeansfw's worker threads.
-:func:`parallel_ready` says whether those may run in this process: numba's fallback
-threading layer (``workqueue``) aborts the process when two threads launch at once, and
-the GNU OpenMP layer kills a forked child that launches after its parent did, so they run
-only under a thread-safe layer (``tbb`` or ``omp``), in the process that first ran them,
-and not at all with ``KMEANSFW_PARALLEL_KERNELS=0``.  Elsewhere the serial kernels run,
-with the same results: the variants split rows at the serial kernels' own sub-block
-boundaries, so every row is computed the same way whatever the number of threads.
+(``parallel=True``), for data too small to be worth kmeansfw's worker threads; they run
+through :func:`launch`.  :func:`parallel_ready` says whether they may run in this
+process: numba's fallback threading layer (``workqueue``) aborts the process when two
+threads launch at once, and the GNU OpenMP layer kills a forked child that launches after
+its parent did, so they run only under a thread-safe layer (``tbb`` or ``omp``) that
+kmeansfw itself started in this process (or ``tbb``, which survives a fork), never in a
+forked child of a process that started ``omp``, and not at all with
+``KMEANSFW_PARALLEL_KERNELS=0``.  Elsewhere the serial kernels run, with the same results:
+the variants split rows at the serial kernels' own sub-block boundaries, so every row is
+computed the same way whatever the number of threads.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 
 try:  # pragma: no cover - exercised by whichever branch the environment allows
     if os.environ.get("KMEANSFW_NUMBA", "1") == "0":
@@ -32,6 +35,8 @@ HAVE_NUMBA = numba is not None
 
 #: Threading layers under which concurrent launches from several threads are safe.
 SAFE_LAYERS = ("tbb", "omp")
+#: The one of them that also survives a fork.
+FORK_SAFE_LAYER = "tbb"
 
 _probe_lock = threading.Lock()
 #: (pid of the process that probed, whether the parallel variants may run there).
@@ -45,24 +50,50 @@ if HAVE_NUMBA:
             out[i] = i
 
 
+def _layer_started() -> bool:
+    """Whether numba's threading layer was started before kmeansfw's probe (by other
+    code, here or in a parent process before a fork: the two cannot be told apart)."""
+    from numba.np.ufunc import parallel as numba_parallel
+
+    return bool(getattr(numba_parallel, "_is_initialized", True))
+
+
 def _probe() -> bool:
-    """Launch one tiny parallel kernel and report whether numba chose a safe layer."""
+    """Whether numba's threads may run here: launch one tiny parallel kernel, unless some
+    other code started a layer that a fork may have made unsafe, and check the layer."""
     import numpy as np
 
     try:
+        if _layer_started():
+            return numba.threading_layer() == FORK_SAFE_LAYER
         _probe_kernel(np.empty(4, dtype=np.int64))
         return numba.threading_layer() in SAFE_LAYERS
     except Exception:  # no threading layer could be loaded: stay serial
         return False
 
 
+def _after_fork_in_child() -> None:
+    """In a forked child: a fresh lock (the parent's may have been held by another
+    thread), and no numba threads if the parent started a layer that is not fork-safe."""
+    global _probe_lock, _probed
+    _probe_lock = threading.Lock()
+    if _probed is not None:
+        started_here = _probed[1]
+        _probed = (os.getpid(), started_here and numba.threading_layer() == FORK_SAFE_LAYER)
+
+
+if HAVE_NUMBA and hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def parallel_ready() -> bool:
     """Whether the kernels' ``parallel=True`` variants may run in this process.
 
     False without numba, with ``KMEANSFW_PARALLEL_KERNELS=0`` (read once, at the first
-    call), when numba's threading layer is not thread-safe (``tbb`` or ``omp``), and in a
-    process forked from one that ran them (the first call probes the layer once per
-    process, under a lock).
+    call), when numba's threading layer is not thread-safe (``tbb`` or ``omp``), when
+    other code started numba's layer before kmeansfw's first call and it is not ``tbb``,
+    and in a process forked from one that started ``omp``.  The first call probes the
+    layer once per process, under a lock.
 
     Returns
     -------
@@ -80,4 +111,31 @@ def parallel_ready() -> bool:
     return ready and pid == os.getpid()
 
 
-__all__ = ["HAVE_NUMBA", "numba", "parallel_ready"]
+def launch(kernel: Any, *args: Any) -> None:
+    """Run a ``parallel=True`` kernel whose last argument is its number of chunks.
+
+    numba's team is held to that many threads (``numba.set_num_threads``, per calling
+    thread, restored after), so ``n_threads`` bounds it; BLAS is held to one thread
+    while it runs (a product asked of OpenBLAS from numba's threads with BLAS's own
+    threads free ran 10-30x slower).
+
+    Parameters
+    ----------
+    kernel : numba dispatcher
+        A parallel variant, called as ``kernel(*args)``.
+    *args
+        Its arguments; the last is the number of chunks (at least 2).
+    """
+    from kmeansfw.engine.executors import single_threaded_blas  # BLAS limits live there
+
+    team = max(1, min(int(args[-1]), numba.config.NUMBA_NUM_THREADS))
+    with single_threaded_blas():
+        previous = numba.get_num_threads()
+        numba.set_num_threads(team)
+        try:
+            kernel(*args)
+        finally:
+            numba.set_num_threads(previous)
+
+
+__all__ = ["HAVE_NUMBA", "launch", "numba", "parallel_ready"]

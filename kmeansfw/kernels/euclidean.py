@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kmeansfw.kernels._compile import HAVE_NUMBA, numba, parallel_ready
+from kmeansfw.kernels._compile import HAVE_NUMBA, launch, numba, parallel_ready
 
 #: Rows per matrix product inside the compiled nearest-centroid kernel (fits in L2).
 SUB_BLOCK_ROWS = 256
@@ -34,14 +34,9 @@ DIRECT_MAX_CLUSTERS = 128
 #: matrix product otherwise (see :func:`direct_pays`).
 DIRECT_WIDE_MAX_FEATURES = 16
 DIRECT_WIDE_MAX_CLUSTERS = 8
-#: The product kernel splits rows between numba's threads only while one sub-block's
-#: product (``SUB_BLOCK_ROWS x d x k`` multiply-adds) stays at or below this: BLAS then
-#: computes it on the calling thread.  Above it, OpenBLAS called from an OpenMP thread was
-#: measured 10x slower than from the main thread (2000 x 64, k=32), so the serial kernel
-#: runs instead.
-PARALLEL_MAX_PRODUCT = 1 << 18
-#: ... and only for blocks of at least this much work (rows x k x max(d, 4)): waking
-#: numba's threads costs about 20 us, more than a smaller search takes on one thread.
+#: A block splits its rows between numba's threads only for at least this much work
+#: (rows x k x max(d, 4)): waking them costs about 20 us, more than a smaller search
+#: takes on one thread.
 PARALLEL_MIN_WORK = 1 << 16
 
 
@@ -260,47 +255,63 @@ if HAVE_NUMBA:
 
 if HAVE_NUMBA:
 
-    # The parallel variant: rows cut into ``n_chunks`` runs of whole sub-blocks (the serial
-    # kernels' own sub-block boundaries), each run handed to the serial kernel (``direct``
-    # or the product's) on one of numba's threads: every row is computed exactly as in
-    # the serial kernel.
-    @numba.njit(nogil=True, cache=True, parallel=True)
-    def _nearest_parallel(  # pragma: no cover
-        X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second, direct, n_chunks
-    ):
-        n = X.shape[0]
+    # The parallel variants: rows cut into ``n_chunks`` runs of whole sub-blocks (the
+    # serial kernels' own sub-block boundaries), each run handed to the serial kernel on
+    # one of numba's threads, so every row is computed exactly as in the serial kernel.
+    # One variant per serial kernel: each compiles only the kernel it runs.
+    @numba.njit(nogil=True, cache=True, inline="always")
+    def _chunk(n, n_chunks, c):  # pragma: no cover
+        # rows [a, b) of run c of n_chunks (empty when a >= b)
         n_sub = -(-n // SUB_BLOCK_ROWS)
         per = -(-n_sub // n_chunks) * SUB_BLOCK_ROWS
+        return min(c * per, n), min((c + 1) * per, n)
+
+    @numba.njit(nogil=True, cache=True, parallel=True)
+    def _nearest_direct_parallel(  # pragma: no cover
+        X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second, n_chunks
+    ):
         want_second = second.shape[0] > 0
         for c in numba.prange(n_chunks):
-            a, b = min(c * per, n), min((c + 1) * per, n)
+            a, b = _chunk(X.shape[0], n_chunks, c)
             if a < b:
                 part = second[a:b] if want_second else second
-                if direct:
-                    _nearest_direct_numba(
-                        X[a:b], mean, minus_2c, c_sq_norms, centered_c, labels[a:b], mins[a:b], part
-                    )
-                else:
-                    _nearest_numba(
-                        X[a:b], mean, minus_2c, c_sq_norms, centered_c, labels[a:b], mins[a:b], part
-                    )
+                _nearest_direct_numba(
+                    X[a:b], mean, minus_2c, c_sq_norms, centered_c, labels[a:b], mins[a:b], part
+                )
+
+    @numba.njit(nogil=True, cache=True, parallel=True)
+    def _nearest_product_parallel(  # pragma: no cover
+        X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second, n_chunks
+    ):
+        want_second = second.shape[0] > 0
+        for c in numba.prange(n_chunks):
+            a, b = _chunk(X.shape[0], n_chunks, c)
+            if a < b:
+                part = second[a:b] if want_second else second
+                _nearest_numba(
+                    X[a:b], mean, minus_2c, c_sq_norms, centered_c, labels[a:b], mins[a:b], part
+                )
 
 
-def kernel_chunks(
-    n_rows: int, n_features: int, n_clusters: int, n_threads: int, *, product: bool = True
-) -> int:
-    """How many runs of rows a kernel with a parallel variant splits a block into (1: the
-    serial kernel).
+def kernel_chunks(n_rows: int, n_features: int, n_clusters: int, n_threads: int) -> int:
+    """How many runs of rows a kernel with a parallel variant splits a block into.
 
-    At most ``n_threads`` and one per sub-block; 1 for less work than
-    :data:`PARALLEL_MIN_WORK`, when a ``product`` kernel's sub-block product exceeds
-    :data:`PARALLEL_MAX_PRODUCT`, or when :func:`parallel_ready` says no.  The results
-    are the same for any answer.
+    Parameters
+    ----------
+    n_rows, n_features, n_clusters : int
+        The block's shape and the number of centroids (or candidates) it is compared to.
+    n_threads : int
+        Threads the kernel may use (:func:`kmeansfw.engine.executors.kernel_threads`).
+
+    Returns
+    -------
+    int
+        At most ``n_threads`` and one per sub-block; 1 (the serial kernel) for less work
+        than :data:`PARALLEL_MIN_WORK` or when :func:`parallel_ready` says no.  The results
+        are the same for any answer.
     """
     chunks = min(n_threads, -(-n_rows // SUB_BLOCK_ROWS))
     if chunks <= 1 or n_rows * n_clusters * max(n_features, 4) < PARALLEL_MIN_WORK:
-        return 1
-    if product and SUB_BLOCK_ROWS * n_features * n_clusters > PARALLEL_MAX_PRODUCT:
         return 1
     return chunks if parallel_ready() else 1
 
@@ -417,12 +428,9 @@ if HAVE_NUMBA:
 
     @numba.njit(nogil=True, cache=True, parallel=True)
     def _sq_cost_parallel(X, mean, minus_2c, c_sq_norms, norms, out, n_chunks):  # pragma: no cover
-        # as _nearest_parallel: runs of whole sub-blocks, each computed as serially
-        n = X.shape[0]
-        n_sub = -(-n // SUB_BLOCK_ROWS)
-        per = -(-n_sub // n_chunks) * SUB_BLOCK_ROWS
+        # as the nearest search's variants: runs of whole sub-blocks, each as serially
         for c in numba.prange(n_chunks):
-            a, b = min(c * per, n), min((c + 1) * per, n)
+            a, b = _chunk(X.shape[0], n_chunks, c)
             if a < b:
                 _sq_cost_numba(X[a:b], mean, minus_2c, c_sq_norms, norms[a:b], out[a:b])
 
@@ -450,7 +458,7 @@ def sq_euclidean_costs(
         return out
     chunks = kernel_chunks(X.shape[0], X.shape[1], minus_2c.shape[0], n_threads)
     if chunks > 1:
-        _sq_cost_parallel(*args, chunks)
+        launch(_sq_cost_parallel, *args, chunks)
     else:
         _sq_cost_numba(*args)
     return out
@@ -528,11 +536,9 @@ def nearest_sq_euclidean(
         _nearest_numpy(*args)
         return (labels, mins, second) if with_second else (labels, mins)
     direct = direct_pays(X.shape[1], minus_2c.shape[0])
-    chunks = kernel_chunks(
-        X.shape[0], X.shape[1], minus_2c.shape[0], n_threads, product=not direct
-    )
+    chunks = kernel_chunks(X.shape[0], X.shape[1], minus_2c.shape[0], n_threads)
     if chunks > 1:
-        _nearest_parallel(*args, direct, chunks)
+        launch(_nearest_direct_parallel if direct else _nearest_product_parallel, *args, chunks)
     else:
         (_nearest_direct_numba if direct else _nearest_numba)(*args)
     return (labels, mins, second) if with_second else (labels, mins)

@@ -151,7 +151,7 @@ def _pairwise_pays(data: FitData, n_clusters: int) -> bool:
 def _block_costs(hook: pluggy.HookRelay, data: FitData, points: np.ndarray) -> np.ndarray:
     """The (n, m) cost block of data that is one block, to ``points``."""
     cache = steps.prepare_centroids(hook, data, points)
-    with blas_hold(data, points.shape[0]):
+    with blas_hold(data):
         return steps.block_matrix(hook, "kmeansfw_cost", data, data.tasks[0][0], points, cache)
 
 

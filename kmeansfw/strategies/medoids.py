@@ -213,8 +213,8 @@ class Pam:
         rng: np.random.Generator,
         hook: Any,
     ) -> tuple[np.ndarray, np.ndarray]:
-        # small data maps its tasks inline without holding BLAS to one thread; the small
-        # products here would only wait on BLAS's threads (results do not depend on it)
+        # BLAS at one thread whoever calls (a fit already holds it; results do not depend
+        # on it): the small products here would only wait on BLAS's threads
         with single_threaded_blas():
             return self._swap(data, labels, costs, centroids, n_clusters, rng, hook)
 

@@ -33,7 +33,9 @@ is ever built beyond one chunk (:func:`plan_chunk_rows`).  The budget is the est
 per chunk would dominate below that), or exactly what :class:`TorchExecutor` says.
 
 Threads: ``n_threads`` does not apply; torch runs CPU tensors on its own threads
-(``torch.set_num_threads``).  The precision options set torch's process-wide float32
+(``torch.set_num_threads``), and the CPU host path (:mod:`kmeansfw.backends.torch.host`)
+runs the NumPy engine's kernels with ``torch.get_num_threads()`` threads (worker threads on
+large data, numba's on small data).  The precision options set torch's process-wide float32
 matmul precision for the duration of a call and restore it after.
 
 Randomness: every draw comes from the fit's :class:`numpy.random.Generator` on the host,
