@@ -54,12 +54,13 @@ def launches(monkeypatch):
     numba has no thread-safe layer (the parallel variants never run there)."""
     import numba
 
-    from kmeansfw.kernels import euclidean
+    from kmeansfw.kernels import euclidean, update
 
     if not euclidean.parallel_ready():
         pytest.skip("numba has no thread-safe threading layer here")
     seen = []
     original = euclidean.launch
+    assert update.launch is original
 
     def counting(kernel, *args):
         def kernel_seeing_its_team(*inner):
@@ -70,6 +71,7 @@ def launches(monkeypatch):
         return original(kernel_seeing_its_team, *args)
 
     monkeypatch.setattr(euclidean, "launch", counting)
+    monkeypatch.setattr(update, "launch", counting)
     return seen
 
 
@@ -90,6 +92,8 @@ def test_small_fits_are_bit_identical_whatever_numba_threads(d, k, dtype, launch
         assert kernels & {"_nearest_direct_parallel", "_nearest_product_parallel"}
         if d >= 8:  # k-means++'s candidates: enough work for the threads
             assert "_sq_cost_parallel" in kernels
+        if d >= 32:  # the update's sums, split by columns
+            assert "_accumulate_parallel" in kernels
         team = min(threads, numba.config.NUMBA_NUM_THREADS)  # bounded by n_threads
         assert {(chunks, size) for _, chunks, size in launches} == {(threads, team)}
         np.testing.assert_array_equal(other.cluster_centers_, serial.cluster_centers_)

@@ -95,6 +95,27 @@ def _check_parallel_nearest(X, mean, m2c, cn, cc, serial, parallel, chunks):
             np.testing.assert_array_equal(parallel_part, serial_part)
 
 
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("n", "d", "k"), [(1, 16, 1), (700, 33, 5), (2000, 64, 10)])
+@pytest.mark.parametrize("chunks", [2, 3])
+def test_parallel_sums_are_bit_identical_to_the_serial_kernel(dtype, n, d, k, chunks):
+    kernels._compile.parallel_ready()  # kmeansfw starts numba's layer
+    rng = np.random.default_rng(n + d)
+    X = (rng.normal(size=(n, d)) * 5 + 100).astype(dtype)
+    labels = rng.integers(0, k, n).astype(np.intp)
+    w = rng.random(n).astype(dtype)
+    sums, weights = rng.normal(size=(k, d)), rng.random(k)  # a task's running partial
+    serial = sums.copy(), weights.copy()
+    update._accumulate_numba(X, labels, w, *serial)
+    update._accumulate_parallel(X, labels, w, sums, weights, chunks)
+    np.testing.assert_array_equal(sums, serial[0])
+    np.testing.assert_array_equal(weights, serial[1])
+    assert update.accumulate_chunks(2000, 64, 2) in (1, 2)  # 1 only where numba may not
+    assert update.accumulate_chunks(2000, 17, 2) == 1  # too few columns per thread
+    assert update.accumulate_chunks(100, 64, 2) == 1  # too little work
+
+
 def test_kernel_chunks_follow_the_work_and_the_guard(monkeypatch):
     from kmeansfw.kernels import _compile
 

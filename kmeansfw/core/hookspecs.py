@@ -208,7 +208,12 @@ def kmeansfw_assign(
 
 @hookspec(firstresult=True)
 def kmeansfw_accumulate(
-    X: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray, n_clusters: int, partial: Any
+    X: np.ndarray,
+    labels: np.ndarray,
+    sample_weight: np.ndarray,
+    n_clusters: int,
+    partial: Any,
+    data: FitData,
 ) -> Any:
     """Map step of the update: fold one assigned block into its task's running summary.
 
@@ -216,7 +221,9 @@ def kmeansfw_accumulate(
     ``partial`` is None on a task's first block and the previous answer after that
     (update it in place or return a new one).  The tasks' final answers, in row order,
     reach :func:`kmeansfw_update` as ``partials``.  An update that needs no map step
-    does not implement this hook and receives ``None``.
+    does not implement this hook and receives ``None``.  ``data`` is the data set the
+    block belongs to (its ``fitted`` state, and
+    :func:`kmeansfw.engine.executors.kernel_threads` for a kernel's own threads).
     """
 
 

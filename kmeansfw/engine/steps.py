@@ -238,6 +238,7 @@ def _assign_rows(
         sample_weight=data.sample_weight[rows],
         n_clusters=centroids.shape[0],
         partial=partial,
+        data=data,
     )
     return block_labels, block_costs, partial
 

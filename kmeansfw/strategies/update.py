@@ -7,10 +7,10 @@ import numpy as np
 
 from kmeansfw import kernels  # looked up at call time: numba loads on first use
 from kmeansfw.core import contract
-from kmeansfw.core.data import rows_dense
+from kmeansfw.core.data import FitData, rows_dense
 from kmeansfw.core.markers import hookimpl
 from kmeansfw.engine import steps
-from kmeansfw.engine.executors import map_items
+from kmeansfw.engine.executors import kernel_threads, map_items
 from kmeansfw.engine.loop import OnlineState
 from kmeansfw.strategies.euclidean import row_sq_norms
 from kmeansfw.strategies.validators import positive_int
@@ -37,9 +37,11 @@ class Mean:
         sample_weight: np.ndarray,
         n_clusters: int,
         partial: tuple[np.ndarray, np.ndarray] | None,
+        data: FitData,
     ) -> tuple[np.ndarray, np.ndarray]:
         partial = partial or self.new_partial(X, n_clusters)
-        kernels.add_weighted_cluster_sums(X, labels, sample_weight, *partial)
+        threads = kernel_threads(data)
+        kernels.add_weighted_cluster_sums(X, labels, sample_weight, *partial, n_threads=threads)
         return partial
 
     @staticmethod
@@ -94,6 +96,7 @@ class Mean:
                     sample_weight=data.sample_weight,
                     n_clusters=n_clusters,
                     partial=None,
+                    data=data,
                 )
             ]
         sums, weights = self.reduce(partials)

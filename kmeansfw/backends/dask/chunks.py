@@ -150,6 +150,7 @@ def _reaccumulate(
                 sample_weight=data.sample_weight[block],
                 n_clusters=chunk.n_clusters,
                 partial=partial,
+                data=data,
             )
     return partial
 
