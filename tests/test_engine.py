@@ -135,8 +135,21 @@ def _fit_in_forked_child(X, path):
     child = multiprocessing.get_context("fork").Process(target=_fit_in_child, args=(X, path))
     child.start()
     child.join(timeout=120)
+    if child.is_alive():  # hung: say so rather than leave it running
+        child.kill()
+        child.join()
+        raise AssertionError("the forked child's fit did not finish in 120 s")
     assert child.exitcode == 0  # GNU OpenMP would have killed it (-15)
     return np.load(path)
+
+
+def test_a_forked_child_fits_large_data_after_its_parent_did(tmp_path):
+    # the parent's worker threads, their lock and its BLAS hold do not survive a fork:
+    # the child starts its own (it hung waiting on the parent's pool before)
+    X, _ = make_blobs(20000, n_features=32, centers=10, random_state=1)
+    parent = KMeans(10, random_state=2, n_threads=2).fit(X)
+    labels = _fit_in_forked_child(X, tmp_path / "labels.npy")
+    np.testing.assert_array_equal(labels, parent.labels_)
 
 
 def test_a_forked_child_fits_after_its_parent_ran_numba_threads(launches, tmp_path):

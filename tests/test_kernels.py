@@ -97,9 +97,11 @@ def _check_parallel_nearest(X, mean, m2c, cn, cc, serial, parallel, chunks):
 
 @pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize(("n", "d", "k"), [(1, 16, 1), (700, 33, 5), (2000, 64, 10)])
-@pytest.mark.parametrize("chunks", [2, 3])
-def test_parallel_sums_are_bit_identical_to_the_serial_kernel(dtype, n, d, k, chunks):
+@pytest.mark.parametrize(
+    ("n", "d", "k", "chunks"),
+    [(1, 16, 1, 2), (700, 33, 5, 3), (2000, 64, 10, 2), (2, 2, 2, 5), (777, 321, 5, 20)],
+)  # one row, ragged runs, more runs than columns (empty runs)
+def test_parallel_sums_are_bit_identical_to_the_serial_kernel(dtype, n, d, k, chunks, monkeypatch):
     kernels._compile.parallel_ready()  # kmeansfw starts numba's layer
     rng = np.random.default_rng(n + d)
     X = (rng.normal(size=(n, d)) * 5 + 100).astype(dtype)
@@ -111,9 +113,15 @@ def test_parallel_sums_are_bit_identical_to_the_serial_kernel(dtype, n, d, k, ch
     update._accumulate_parallel(X, labels, w, sums, weights, chunks)
     np.testing.assert_array_equal(sums, serial[0])
     np.testing.assert_array_equal(weights, serial[1])
-    assert update.accumulate_chunks(2000, 64, 2) in (1, 2)  # 1 only where numba may not
+    from kmeansfw.kernels import _compile
+
+    monkeypatch.setattr(_compile, "_probed", (_compile.os.getpid(), True))
+    assert update.accumulate_chunks(2000, 64, 2) == 2
+    assert update.accumulate_chunks(2000, 64, 9) == 4  # 16 columns per run at least
     assert update.accumulate_chunks(2000, 17, 2) == 1  # too few columns per thread
     assert update.accumulate_chunks(100, 64, 2) == 1  # too little work
+    monkeypatch.setattr(_compile, "_probed", (_compile.os.getpid(), False))
+    assert update.accumulate_chunks(2000, 64, 2) == 1
 
 
 def test_kernel_chunks_follow_the_work_and_the_guard(monkeypatch):
@@ -137,24 +145,54 @@ def test_kernel_chunks_follow_the_work_and_the_guard(monkeypatch):
 
 
 @pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
-def test_launch_holds_blas_and_bounds_numbas_team(monkeypatch):
+def test_launch_holds_blas_and_bounds_numbas_team():
     import numba
     from threadpoolctl import threadpool_info, threadpool_limits
 
     from kmeansfw.kernels import _compile
 
+    kernels._compile.parallel_ready()
     seen = []
 
+    def blas():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
     def kernel(out, n_chunks):
-        blas = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
-        seen.append((numba.get_num_threads(), blas))
+        seen.append((numba.get_num_threads(), blas()))
+
+    def failing(out, n_chunks):
+        raise RuntimeError("boom")
 
     with threadpool_limits(2, user_api="blas"):
         before = numba.get_num_threads()
-        _compile.launch(kernel, None, 2)
-        assert seen == [(min(2, numba.config.NUMBA_NUM_THREADS), [1] * len(seen[0][1]))]
-        assert numba.get_num_threads() == before  # restored
-        assert all(i["num_threads"] == 2 for i in threadpool_info() if i["user_api"] == "blas")
+        _compile.launch(kernel, None, 1)  # a team of one: below the caller's setting
+        _compile.launch(kernel, None, before + 5)  # never above the caller's setting
+        assert [team for team, _ in seen] == [1, before]
+        assert all(threads == [1] * len(threads) for _, threads in seen)  # BLAS held
+        assert numba.get_num_threads() == before and all(t == 2 for t in blas())  # restored
+        with pytest.raises(RuntimeError, match="boom"):
+            _compile.launch(failing, None, 1)
+        assert numba.get_num_threads() == before and all(t == 2 for t in blas())
+
+
+def test_a_forked_child_gets_a_fresh_guard(monkeypatch):
+    # os.register_at_fork runs this in every forked child: a new probe lock, and numba's
+    # threads only if the parent started a fork-safe layer (tbb)
+    from kmeansfw.kernels import _compile
+
+    if not kernels.HAVE_NUMBA:
+        pytest.skip("numba is not installed")
+    lock = _compile._probe_lock
+    for layer, ready in (("omp", False), ("tbb", True)):
+        monkeypatch.setattr(_compile, "_probed", (12345, True))
+        monkeypatch.setattr(_compile.numba, "threading_layer", lambda layer=layer: layer)
+        _compile._after_fork_in_child()
+        assert _compile._probed == (_compile.os.getpid(), ready)
+        assert _compile._probe_lock is not lock
+    monkeypatch.setattr(_compile, "_probed", None)  # the parent never probed: the child will
+    _compile._after_fork_in_child()
+    assert _compile._probed is None
+    monkeypatch.setattr(_compile, "_probe_lock", lock)
 
 
 def test_parallel_ready_refuses_an_unsafe_threading_layer(monkeypatch):

@@ -116,6 +116,42 @@ def test_cosine_spherical_matches_sklearn_on_normalized_data():
     np.testing.assert_allclose(np.linalg.norm(ours.cluster_centers_, axis=1), 1.0)
 
 
+def test_spherical_runs_its_own_map_step_without_partials():
+    # random-partition seeding and an emptied cluster (relocate-farthest) ask the update
+    # for centroids without a map step: the update's own accumulate runs on all rows
+    directions = np.eye(5)[:4] * 10
+    X, _ = make_blobs(1500, n_features=5, centers=directions, cluster_std=1.5, random_state=3)
+    seeded = KMeans(4, distance="cosine", init="random-partition", random_state=0).fit(X)
+    np.testing.assert_allclose(np.linalg.norm(seeded.cluster_centers_, axis=1), 1.0)
+    unit = X / np.linalg.norm(X, axis=1, keepdims=True)
+    init = np.repeat(unit[:2], 2, axis=0)  # duplicated centroids: two clusters start empty
+    emptied = KMeans(4, distance="cosine", init=init, n_init=1).fit(X)
+    assert len(np.unique(emptied.labels_)) == 4
+    np.testing.assert_allclose(np.linalg.norm(emptied.cluster_centers_, axis=1), 1.0)
+
+
+def test_a_mean_subclass_whose_map_step_takes_no_data_still_updates():
+    # kmeansfw_accumulate gained ``data``; an override written before it still works,
+    # through the hooks and when the update runs its own map step (an emptied cluster)
+    from kmeansfw.strategies.update import Mean
+
+    class OlderMean(Mean):
+        name = "older-mean"
+
+        @kmeansfw.hookimpl
+        def kmeansfw_accumulate(self, X, labels, sample_weight, n_clusters, partial):
+            partial = partial or self.new_partial(X, n_clusters)
+            kmeansfw.kernels.add_weighted_cluster_sums(X, labels, sample_weight, *partial)
+            return partial
+
+    X, _ = make_blobs(600, centers=3, random_state=0)
+    init = np.repeat(X[:2], [1, 2], axis=0)  # a duplicated centroid: one cluster empty
+    ours = KMeans(3, init=init, n_init=1, update=OlderMean()).fit(X)
+    mean = KMeans(3, init=init, n_init=1).fit(X)
+    np.testing.assert_array_equal(ours.labels_, mean.labels_)
+    np.testing.assert_array_equal(ours.cluster_centers_, mean.cluster_centers_)
+
+
 def _brute_force(X, init, distance, update, iterations=100):
     C = init.copy()
     for _ in range(iterations):

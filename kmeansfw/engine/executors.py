@@ -10,6 +10,7 @@ matrix product inside a block is also computed the same way every time.
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -67,6 +68,21 @@ class _SingleThreadedBlas:
 
 
 _single_threaded_blas = _SingleThreadedBlas()
+
+
+def _after_fork_in_child() -> None:
+    """In a forked child: no pools (their threads did not survive the fork), a fresh lock
+    (another thread may have held it) and no BLAS holders (a hold the parent was inside
+    is never released in the child, which keeps BLAS at the limit it had then)."""
+    global _lock, _pools
+    _lock = threading.Lock()
+    _pools = {}
+    _single_threaded_blas._holders = 0
+    _single_threaded_blas._limiter = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def single_threaded_blas() -> _SingleThreadedBlas:

@@ -114,10 +114,10 @@ def parallel_ready() -> bool:
 def launch(kernel: Any, *args: Any) -> None:
     """Run a ``parallel=True`` kernel whose last argument is its number of chunks.
 
-    numba's team is held to that many threads (``numba.set_num_threads``, per calling
-    thread, restored after), so ``n_threads`` bounds it; BLAS is held to one thread
-    while it runs (a product asked of OpenBLAS from numba's threads with BLAS's own
-    threads free ran 10-30x slower).
+    numba's team is held to that many threads at most (``numba.set_num_threads``, per
+    calling thread, restored after; never more than the caller's own setting), so
+    ``n_threads`` bounds it; BLAS is held to one thread while it runs (a product asked of
+    OpenBLAS from numba's threads with BLAS's own threads free ran 10-30x slower).
 
     Parameters
     ----------
@@ -128,10 +128,9 @@ def launch(kernel: Any, *args: Any) -> None:
     """
     from kmeansfw.engine.executors import single_threaded_blas  # BLAS limits live there
 
-    team = max(1, min(int(args[-1]), numba.config.NUMBA_NUM_THREADS))
     with single_threaded_blas():
         previous = numba.get_num_threads()
-        numba.set_num_threads(team)
+        numba.set_num_threads(max(1, min(int(args[-1]), previous)))
         try:
             kernel(*args)
         finally:

@@ -47,8 +47,9 @@ if HAVE_NUMBA:
 
     @numba.njit(nogil=True, cache=True)
     def _accumulate_columns(X, labels, sample_weight, sums, f0, f1):  # pragma: no cover
-        # columns [f0, f1) of every row, in row order, into a private contiguous copy of
-        # those columns of ``sums`` (no two threads write one cache line), written back
+        # columns [f0, f1) of every row, in row order, into a contiguous copy of those
+        # columns of ``sums`` (no two threads write one cache line; when the columns are
+        # contiguous already, k = 1, the view itself: disjoint from other runs), then back
         local = np.ascontiguousarray(sums[:, f0:f1])
         width = f1 - f0
         for i in range(X.shape[0]):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from inspect import signature
+
 import attrs
 import numpy as np
 
@@ -89,14 +91,16 @@ class Mean:
 
     def _batch_update(self, data, labels, partials, centroids, n_clusters):
         if partials is None:  # called without the map step: run it on all rows at once
+            accumulate = self.kmeansfw_accumulate  # a subclass's own map step, if it has one
+            extra = {"data": data} if "data" in signature(accumulate).parameters else {}
             partials = [
-                self.kmeansfw_accumulate(
+                accumulate(
                     X=data.X,
                     labels=labels,
                     sample_weight=data.sample_weight,
                     n_clusters=n_clusters,
                     partial=None,
-                    data=data,
+                    **extra,
                 )
             ]
         sums, weights = self.reduce(partials)
@@ -323,13 +327,19 @@ class Spherical(Mean):
         sample_weight: np.ndarray,
         n_clusters: int,
         partial: tuple[np.ndarray, np.ndarray] | None,
+        data: FitData,
     ) -> tuple[np.ndarray, np.ndarray]:
         partial = partial or self.new_partial(X, n_clusters)
         # summing w * x / |x| is summing the rows with weights w / |x|
         norms = np.sqrt(row_sq_norms(X))
         scaled = sample_weight / np.where(norms > 0, norms, np.inf)
         kernels.add_weighted_cluster_sums(
-            X, labels, scaled.astype(X.dtype), partial[0], np.zeros_like(partial[1])
+            X,
+            labels,
+            scaled.astype(X.dtype),
+            partial[0],
+            np.zeros_like(partial[1]),
+            n_threads=kernel_threads(data),
         )
         partial[1][:] += np.bincount(labels, weights=sample_weight, minlength=n_clusters)
         return partial
