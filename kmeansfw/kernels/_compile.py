@@ -126,15 +126,26 @@ def launch(kernel: Any, *args: Any) -> None:
     *args
         Its arguments; the last is the number of chunks (at least 2).
     """
-    from kmeansfw.engine.executors import single_threaded_blas  # BLAS limits live there
+    global _blas_hold
+    if _blas_hold is None:
+        from kmeansfw.engine.executors import single_threaded_blas  # BLAS limits live there
 
-    with single_threaded_blas():
+        _blas_hold = single_threaded_blas()
+    with _blas_hold:
         previous = numba.get_num_threads()
-        numba.set_num_threads(max(1, min(int(args[-1]), previous)))
+        team = max(1, min(int(args[-1]), previous))
+        if team == previous:  # the usual case (chunks = n_threads = the CPUs): no change
+            kernel(*args)
+            return
+        numba.set_num_threads(team)
         try:
             kernel(*args)
         finally:
             numba.set_num_threads(previous)
+
+
+#: :func:`kmeansfw.engine.executors.single_threaded_blas`, looked up at the first launch.
+_blas_hold: Any = None
 
 
 __all__ = ["HAVE_NUMBA", "launch", "numba", "parallel_ready"]
