@@ -69,7 +69,7 @@ def test_numba_and_numpy_nearest_agree(dtype, n, d, k):
 
 @pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize(("n", "d", "k"), [(257, 3, 7), (1000, 17, 6), (2100, 64, 10)])
+@pytest.mark.parametrize(("n", "d", "k"), [(700, 2, 5), (257, 3, 7), (1000, 17, 6), (2100, 64, 10)])
 @pytest.mark.parametrize("chunks", [2, 3, 5])
 def test_parallel_nearest_is_bit_identical_to_the_serial_kernel(dtype, n, d, k, chunks):
     kernels._compile.parallel_ready()  # kmeansfw starts numba's layer (else it distrusts it)
@@ -639,7 +639,7 @@ def test_numba_and_numpy_stale_rows_agree(dtype, b, k, t, margin):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize(
     ("n", "d", "k"),
-    [(1, 1, 1), (300, 2, 3), (777, 5, 9), (513, 8, 64), (259, 13, 8), (300, 2, 128)],
+    [(1, 1, 1), (600, 1, 4), (300, 2, 3), (777, 5, 9), (513, 8, 64), (259, 13, 8), (300, 2, 128)],
 )
 def test_direct_nearest_kernel_agrees_with_the_product_and_brute_force(dtype, n, d, k):
     """The direct kernel (few features, no matrix product) gives the product's labels,

@@ -191,11 +191,17 @@ if HAVE_NUMBA:
                 c = c_sq_norms[j]
                 for i in range(m):
                     acc[i] = c
-                for f in range(0, padded, 4):
-                    c0, c1, c2, c3 = coef[j, f], coef[j, f + 1], coef[j, f + 2], coef[j, f + 3]
-                    r0, r1, r2, r3 = rows_t[f], rows_t[f + 1], rows_t[f + 2], rows_t[f + 3]
+                if d <= 2:  # one pair of features (the padding's products are zeros)
+                    c0, c1 = coef[j, 0], coef[j, 1]
+                    r0, r1 = rows_t[0], rows_t[1]
                     for i in range(m):
-                        acc[i] += (c0 * r0[i] + c1 * r1[i]) + (c2 * r2[i] + c3 * r3[i])
+                        acc[i] += c0 * r0[i] + c1 * r1[i]
+                else:
+                    for f in range(0, padded, 4):
+                        c0, c1, c2, c3 = coef[j, f], coef[j, f + 1], coef[j, f + 2], coef[j, f + 3]
+                        r0, r1, r2, r3 = rows_t[f], rows_t[f + 1], rows_t[f + 2], rows_t[f + 3]
+                        for i in range(m):
+                            acc[i] += (c0 * r0[i] + c1 * r1[i]) + (c2 * r2[i] + c3 * r3[i])
                 if j == 0:
                     for i in range(m):
                         best[i] = acc[i]
