@@ -65,6 +65,19 @@ def _params_key(params: dict[str, Any]) -> tuple | None:
     return key
 
 
+def _c_ordered(X: Any) -> Any:
+    """A C-ordered copy of a 2-D float32/float64 ndarray that is not C-contiguous (what
+    ``check_array(order="C")`` would return); anything else unchanged."""
+    if (
+        type(X) is np.ndarray
+        and X.ndim == 2
+        and not X.flags.c_contiguous
+        and X.dtype in (np.float32, np.float64)
+    ):
+        return np.ascontiguousarray(X)
+    return X
+
+
 def _describe_distance(spec: Any) -> Any:
     """The declared attributes of the distance ``spec`` names (None when it cannot be
     built: the config's own validation then reports it)."""
@@ -123,7 +136,10 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
 
     def _validate(self, X: Any, *, reset: bool) -> Any:
         """scikit-learn's ``validate_data``; an array needing no conversion (the common
-        case) skips ``check_array`` after one pass that checks it is finite."""
+        case), or only a C-ordered copy (a Fortran-ordered or strided float array: the
+        copy ``check_array`` would make), skips ``check_array`` after one pass that
+        checks it is finite."""
+        X = _c_ordered(X)
         if is_ready_array(X):
             X = np.asarray(X)  # a np.memmap as a plain view of its pages
             if reset:  # what validate_data records for an array without feature names

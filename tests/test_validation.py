@@ -23,6 +23,8 @@ def X(blobs):
     [
         (np.array([[1.0, np.nan], [2.0, 3.0]]), "NaN"),
         (np.array([[1.0, np.inf], [2.0, 3.0]]), "infinity"),
+        (np.asfortranarray([[1.0, 2.0], [np.nan, 3.0], [4.0, 5.0]]), "NaN"),
+        (np.array([[1.0, 0.0, 2.0], [np.inf, 0.0, 3.0]])[:, ::2], "infinity"),
         (np.empty((0, 3)), "0 sample"),
         (np.empty((3, 0)), "0 feature"),
         (np.arange(6.0), "Expected 2D array"),
@@ -222,6 +224,28 @@ def test_arrays_are_never_modified(X, rng):
     np.testing.assert_array_equal(X, before[0])
     np.testing.assert_array_equal(w, before[1])
     np.testing.assert_array_equal(init, before[2])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fortran_ordered_and_strided_arrays_fit_as_their_c_ordered_copy(X, dtype):
+    """Arrays that need only a C-ordered copy (Fortran order, a column slice) take the
+    same path as a C-contiguous array: the same fit bit for bit, and never modified."""
+    C = np.ascontiguousarray(X, dtype=dtype)
+    fortran = np.asfortranarray(C)
+    strided = np.repeat(C, 2, axis=1)[:, ::2]  # every other column: C's values, strided
+    assert not fortran.flags.c_contiguous and not strided.flags.c_contiguous
+    reference = KMeans(4, random_state=0).fit(C)
+    for other in (fortran, strided):
+        other.flags.writeable = False  # any write would raise
+        before = other.copy()
+        km = KMeans(4, random_state=0).fit(other)
+        np.testing.assert_array_equal(km.labels_, reference.labels_)
+        np.testing.assert_array_equal(km.cluster_centers_, reference.cluster_centers_)
+        assert km.inertia_ == reference.inertia_ and km.n_iter_ == reference.n_iter_
+        np.testing.assert_array_equal(km.predict(other), reference.predict(C))
+        np.testing.assert_array_equal(km.transform(other), reference.transform(C))
+        np.testing.assert_array_equal(other, before)
+        assert km.n_features_in_ == C.shape[1] and not hasattr(km, "feature_names_in_")
 
 
 def test_fewer_distinct_points_than_k_warns():
