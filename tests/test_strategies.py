@@ -116,6 +116,18 @@ def test_cosine_spherical_matches_sklearn_on_normalized_data():
     np.testing.assert_allclose(np.linalg.norm(ours.cluster_centers_, axis=1), 1.0)
 
 
+def test_float32_cosine_inertia_matches_its_float64_recomputation():
+    # blobs far from the origin: costs near 1e-3, where an error in a float32 centroid's
+    # unit norm (shared by all its members) shows; the centroids are scaled in float64
+    X, _ = make_blobs(3000, n_features=8, centers=12, cluster_std=2.5, random_state=0)
+    X = (X + 50.0).astype(np.float32)
+    km = KMeans(12, distance="cosine", init=X[::250][:12].copy()).fit(X)
+    costs = cdist(X.astype(np.float64), km.cluster_centers_.astype(np.float64), "cosine")
+    exact = costs[np.arange(len(X)), km.labels_].sum()
+    assert exact < 1e-2 * len(X)  # the small costs this test is about
+    assert km.inertia_ == pytest.approx(exact, rel=1e-5)  # 2e-5 off with float32 scaling
+
+
 def test_spherical_runs_its_own_map_step_without_partials():
     # random-partition seeding and an emptied cluster (relocate-farthest) ask the update
     # for centroids without a map step: the update's own accumulate runs on all rows

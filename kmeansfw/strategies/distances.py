@@ -140,8 +140,15 @@ class Minkowski(Distance):
 _COSINE_C = "cosine.unit_centroids"
 
 
-def _unit_rows(X, what: str):
-    norms = np.sqrt(row_sq_norms(X))
+def _unit_rows(X, what: str, *, in_float64: bool = False):
+    """``X`` with its rows scaled to unit norm (rows of zero norm refused, by ``what``).
+
+    With ``in_float64`` a dense float32 array is scaled in float64 and rounded once
+    (the centroids: an error in a centroid's norm moves the cost of every one of its
+    members the same way, where the rows' own errors cancel).
+    """
+    source = X.astype(np.float64) if in_float64 and not sp.issparse(X) else X
+    norms = np.sqrt(row_sq_norms(source))
     zero = np.flatnonzero(norms == 0)
     if zero.size:
         raise ValueError(
@@ -150,7 +157,7 @@ def _unit_rows(X, what: str):
         )
     if sp.issparse(X):
         return sp.csr_matrix(X.multiply(1 / norms[:, None]))
-    return X / norms[:, None]
+    return (source / norms[:, None]).astype(X.dtype, copy=False)
 
 
 @attrs.frozen
@@ -180,7 +187,7 @@ class Cosine(Distance):
 
     @hookimpl
     def kmeansfw_prepare_centroids(self, centroids: np.ndarray, cache: dict) -> None:
-        cache[_COSINE_C] = _unit_rows(centroids, "centroids")
+        cache[_COSINE_C] = _unit_rows(centroids, "centroids", in_float64=True)
 
     @hookimpl
     def kmeansfw_distance(self, X: np.ndarray, cache: dict) -> np.ndarray:
