@@ -22,7 +22,7 @@ from kmeansfw.backends import for_input, is_dask_collection, is_torch_tensor
 from kmeansfw.core.adapters import SHARE_MAX_BYTES, ArrayInit
 from kmeansfw.core.catalog import CATALOG, is_value_strategy
 from kmeansfw.core.config import Config, InvalidParameterError, make_rng
-from kmeansfw.core.data import FitData, is_ready_array
+from kmeansfw.core.data import FitData, c_ordered, is_ready_array
 from kmeansfw.core.distance import describe
 from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins, steps
@@ -63,19 +63,6 @@ def _params_key(params: dict[str, Any]) -> tuple | None:
     except TypeError:
         return None
     return key
-
-
-def _c_ordered(X: Any) -> Any:
-    """A C-ordered copy of a 2-D float32/float64 ndarray that is not C-contiguous (what
-    ``check_array(order="C")`` would return); anything else unchanged."""
-    if (
-        type(X) is np.ndarray
-        and X.ndim == 2
-        and not X.flags.c_contiguous
-        and X.dtype in (np.float32, np.float64)
-    ):
-        return np.ascontiguousarray(X)
-    return X
 
 
 def _describe_distance(spec: Any) -> Any:
@@ -139,7 +126,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
         case), or only a C-ordered copy (a Fortran-ordered or strided float array: the
         copy ``check_array`` would make), skips ``check_array`` after one pass that
         checks it is finite."""
-        X = _c_ordered(X)
+        X = c_ordered(X)
         if is_ready_array(X):
             X = np.asarray(X)  # a np.memmap as a plain view of its pages
             if reset:  # what validate_data records for an array without feature names

@@ -248,6 +248,34 @@ def test_fortran_ordered_and_strided_arrays_fit_as_their_c_ordered_copy(X, dtype
         assert km.n_features_in_ == C.shape[1] and not hasattr(km, "feature_names_in_")
 
 
+def test_arrays_needing_only_c_order_skip_check_array(X, monkeypatch):
+    """The copy to C order is made by kmeansfw itself: scikit-learn's check_array (its
+    dataframe and dtype machinery) is never asked to convert such an array."""
+    import sklearn.utils
+
+    import kmeansfw.estimator
+
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return validate_data(*args, **kwargs)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("check_array was asked to convert the array")
+
+    validate_data = kmeansfw.estimator.validate_data
+    monkeypatch.setattr(kmeansfw.estimator, "validate_data", spy)
+    monkeypatch.setattr(sklearn.utils, "check_array", refuse)  # validate_X's fallback
+    fortran = np.asfortranarray(X)
+    km = KMeans(4, random_state=0).fit(fortran)
+    km.predict(fortran)
+    km.transform(X[:, ::-1][:, ::-1])  # a strided view
+    assert calls and all(call.get("skip_check_array") for call in calls)
+    fit = kmeansfw.fit(fortran, {"n_clusters": 4, "random_state": 0})  # validate_X's path
+    np.testing.assert_array_equal(fit.labels, km.labels_)
+
+
 def test_fewer_distinct_points_than_k_warns():
     X = np.repeat(np.array([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]]), 10, axis=0)
     with pytest.warns(ConvergenceWarning, match=r"Number of distinct clusters \(3\)"):

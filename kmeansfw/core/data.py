@@ -43,7 +43,8 @@ def validate_X(X: Any, *, name: str = "X", dtype: Any = None) -> np.ndarray:
 
     float32 stays float32; any other numeric type becomes float64; other sparse formats
     become CSR.  No copy is made when ``X`` already qualifies, so the result must be
-    treated as read-only.
+    treated as read-only; a float array that only needs C order is copied here
+    (:func:`c_ordered`), without scikit-learn's generic conversion.
 
     Raises
     ------
@@ -52,6 +53,7 @@ def validate_X(X: Any, *, name: str = "X", dtype: Any = None) -> np.ndarray:
     """
     if dtype is None:
         dtype = [np.float64, np.float32]
+    X = c_ordered(X, dtype)
     if is_ready_array(X, dtype):
         return np.asarray(X)  # a np.memmap as a plain view of its pages
     from sklearn.utils import check_array  # deferred: importing scikit-learn takes ~1 s
@@ -68,6 +70,31 @@ def validate_X(X: Any, *, name: str = "X", dtype: Any = None) -> np.ndarray:
     )
 
 
+def _float_dtypes(dtype: Any) -> list:
+    """The accepted dtypes: float64 and float32 by default, else ``dtype`` as a list."""
+    if dtype is None:
+        return [np.float64, np.float32]
+    return list(dtype) if isinstance(dtype, list | tuple) else [dtype]
+
+
+def c_ordered(X: Any, dtype: Any = None) -> Any:
+    """A C-ordered copy of a 2-D ndarray of a float dtype in ``dtype`` (default float64
+    or float32) that is not C-contiguous, such as a Fortran-ordered array or a column
+    slice: the copy ``check_array(order="C")`` would make, without its generic
+    conversion; anything else is returned unchanged (a memmap too: its copy is left to
+    ``check_array``).
+    """
+    dtypes = _float_dtypes(dtype)
+    if (
+        type(X) is np.ndarray
+        and X.ndim == 2
+        and not X.flags.c_contiguous
+        and any(X.dtype == t for t in dtypes)
+    ):
+        return np.ascontiguousarray(X)
+    return X
+
+
 def is_ready_array(X: Any, dtype: Any = None) -> bool:
     """Whether ``X`` is already what :func:`validate_X` returns: a finite, non-empty, 2-D,
     C-contiguous float32/float64 ndarray (of ``dtype`` when given).
@@ -77,9 +104,7 @@ def is_ready_array(X: Any, dtype: Any = None) -> bool:
     ``np.memmap`` qualifies too (no copy is made of a file mapped into memory), and one
     larger than memory is checked block by block (see :mod:`kmeansfw.core.paging`).
     """
-    dtypes = [np.float64, np.float32] if dtype is None else dtype
-    if not isinstance(dtypes, list | tuple):
-        dtypes = [dtypes]
+    dtypes = _float_dtypes(dtype)
     return (
         type(X) in (np.ndarray, np.memmap)
         and X.ndim == 2
