@@ -69,7 +69,9 @@ def test_numba_and_numpy_nearest_agree(dtype, n, d, k):
 
 @pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize(("n", "d", "k"), [(700, 2, 5), (257, 3, 7), (1000, 17, 6), (2100, 64, 10)])
+@pytest.mark.parametrize(
+    ("n", "d", "k"), [(700, 1, 5), (700, 2, 5), (257, 3, 7), (1000, 17, 6), (2100, 64, 10)]
+)
 @pytest.mark.parametrize("chunks", [2, 3, 5])
 def test_parallel_nearest_is_bit_identical_to_the_serial_kernel(dtype, n, d, k, chunks):
     kernels._compile.parallel_ready()  # kmeansfw starts numba's layer (else it distrusts it)
@@ -668,6 +670,35 @@ def test_direct_nearest_kernel_agrees_with_the_product_and_brute_force(dtype, n,
         )
         np.testing.assert_array_equal(shifted_labels, labels[1:])
         np.testing.assert_array_equal(shifted_mins, mins[1:])
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("d", "k"), [(1, 1), (1, 5), (2, 3), (2, 32), (2, 128)])
+@pytest.mark.parametrize("ties", [False, True])
+def test_direct_kernel_with_two_features_equals_the_padded_path(dtype, d, k, ties):
+    """At one or two features the direct kernel multiplies one pair of features; with
+    zero columns appended (three features: the padded path of four) every label,
+    distance and runner-up distance is the same bit for bit."""
+    rng = np.random.default_rng(10 * d + k)
+    X, mean, m2c, cn, cc, _ = _inputs(rng, 1100, d, k, dtype)
+    if ties:  # rows on a grid and centroids among them: exact ties between centroids
+        X = np.round(X).astype(dtype)
+        mean = X.mean(axis=0)
+        cc = (X[rng.choice(len(X), size=k)] - mean).astype(dtype)
+        m2c, cn = np.ascontiguousarray(cc * -2), np.einsum("ij,ij->i", cc, cc)
+
+    def widen(a):  # (..., d) -> (..., 3), the new columns zero
+        zeros = np.zeros((*a.shape[:-1], 3 - d), a.dtype)
+        return np.ascontiguousarray(np.concatenate([a, zeros], axis=-1))
+
+    outs = []
+    for args in ((X, mean, m2c, cn, cc), (widen(X), widen(mean), widen(m2c), cn, widen(cc))):
+        out = [np.empty(len(X), np.intp), np.empty(len(X), dtype), np.empty(len(X), dtype)]
+        euclidean._nearest_direct_numba(*args, *out)
+        outs.append(out)
+    for pair, padded in zip(*outs, strict=True):
+        np.testing.assert_array_equal(pair, padded)
 
 
 def test_the_direct_kernel_is_chosen_by_shape_only():

@@ -35,8 +35,9 @@ DIRECT_MAX_CLUSTERS = 128
 DIRECT_WIDE_MAX_FEATURES = 16
 DIRECT_WIDE_MAX_CLUSTERS = 8
 #: A block splits its rows between numba's threads only for at least this much work
-#: (rows x k x max(d, 4)): waking them costs about 20 us, more than a smaller search
-#: takes on one thread.
+#: (rows x k x max(d, 4), an estimate: at one or two features the direct kernel's
+#: products are halved, its other per-row work is not): waking them costs about 20 us,
+#: more than a smaller search takes on one thread.
 PARALLEL_MIN_WORK = 1 << 16
 
 
@@ -145,10 +146,11 @@ if HAVE_NUMBA:
 
     # The direct kernel: no matrix product.  Per sub-block the centered rows are stored
     # transposed, (features, rows), features padded with zeros to a multiple of 4, and for
-    # each centroid ``||c||^2 - 2 x.c`` is accumulated four features at a time in a loop
-    # over rows that vectorizes: every row is read once from memory and all centroids stay
-    # in cache.  At few features this beats the product (a GEMM with an inner dimension of
-    # 2 to 16 runs far below its peak).  The centroids are compared by the product's form,
+    # each centroid ``||c||^2 - 2 x.c`` is accumulated four features at a time (one pair
+    # at one or two features: the padding's products are zeros) in a loop over rows that
+    # vectorizes: every row is read once from memory and all centroids stay in cache.  At
+    # few features this beats the product (a GEMM with an inner dimension of 2 to 16 runs
+    # far below its peak).  The centroids are compared by the product's form,
     # as scikit-learn compares them, so that exact ties (duplicated samples, data on a
     # grid) go the same way; the exact distance to the chosen centroid follows
     # (:func:`_exact_rows`).  The order of operations depends on the shape only, so the
