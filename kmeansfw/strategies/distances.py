@@ -147,7 +147,7 @@ def _unit_rows(X, what: str, *, in_float64: bool = False):
     (the centroids: an error in a centroid's norm moves the cost of every one of its
     members the same way, where the rows' own errors cancel).
     """
-    source = X.astype(np.float64) if in_float64 and not sp.issparse(X) else X
+    source = X.astype(np.float64, copy=False) if in_float64 and not sp.issparse(X) else X
     norms = np.sqrt(row_sq_norms(source))
     zero = np.flatnonzero(norms == 0)
     if zero.size:

@@ -159,15 +159,21 @@ def _pow2_scales(norms: Tensor) -> tuple[Tensor, Tensor]:
     return torch.ldexp(one, -exponent), torch.ldexp(one, exponent)
 
 
-def _unit(X: Tensor, what: str, offset: int = 0) -> Tensor:
-    norms = (X * X).sum(dim=1).sqrt()
+def _unit(X: Tensor, what: str, offset: int = 0, in_float64: bool = False) -> Tensor:
+    """``X`` with its rows scaled to unit norm (rows of zero norm refused); with
+    ``in_float64`` a float32 tensor is scaled in float64 and rounded once, as the NumPy
+    backend scales its centroids (not on MPS, which has no float64)."""
+    source = X
+    if in_float64 and X.dtype != torch.float64 and X.device.type != "mps":
+        source = X.double()
+    norms = (source * source).sum(dim=1).sqrt()
     zero = torch.nonzero(norms == 0)
     if zero.numel():
         raise ValueError(
             f"cosine distance is undefined for zero vectors: {zero.numel()} {what} of zero "
             f"norm (first at index {int(zero[0, 0]) + offset})"
         )
-    return X / norms[:, None]
+    return (source / norms[:, None]).to(X.dtype)
 
 
 class _Cosine(_Geometry):
@@ -181,7 +187,7 @@ class _Cosine(_Geometry):
             _unit(data.X[rows], "rows of X", rows.start)
 
     def points(self, P: Tensor, data: FitData) -> dict:
-        return {"unit": _unit(P, "centroids")}
+        return {"unit": _unit(P, "centroids", in_float64=True)}
 
     def cost(self, data: FitData, rows: slice, pts: dict) -> Tensor:
         similarity = self.product(_unit(data.X[rows], "rows", rows.start), pts["unit"])
