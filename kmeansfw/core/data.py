@@ -78,8 +78,8 @@ def _float_dtypes(dtype: Any) -> list:
 
 
 def c_ordered(X: Any, dtype: Any = None) -> Any:
-    """A C-ordered copy of a 2-D ndarray of a float dtype in ``dtype`` (default float64
-    or float32) that is not C-contiguous, such as a Fortran-ordered array or a column
+    """A C-ordered copy of a 2-D ndarray of one of the dtypes ``dtype`` names (default
+    float64 or float32) that is not C-contiguous, such as a Fortran-ordered array or a column
     slice: the copy ``check_array(order="C")`` would make, without its generic
     conversion; anything else is returned unchanged (a memmap too: its copy is left to
     ``check_array``).
