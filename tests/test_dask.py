@@ -129,6 +129,29 @@ def test_yinyang_with_several_groups_equals_threads(client, blobs):
     _same(dask_fit, kmeansfw.fit(blobs, **params))
 
 
+def test_fortran_ordered_chunks_are_copied_to_c_order_by_kmeansfw(blobs, monkeypatch):
+    # a chunk's validation on a worker (validate_X's c_ordered), without check_array
+    import sklearn.utils
+
+    from kmeansfw.backends.dask import arrays
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("check_array was asked to convert the chunk")
+
+    monkeypatch.setattr(sklearn.utils, "check_array", refuse)
+    for dtype in (np.float64, np.float32):
+        chunk = np.asfortranarray(blobs[:1500], dtype=dtype)
+        ready = arrays._ready_block(chunk, np.dtype(dtype))
+        assert ready.flags.c_contiguous and ready.dtype == dtype
+        np.testing.assert_array_equal(ready, chunk)
+
+
+def test_fortran_ordered_chunks_fit_as_c_ordered_ones(client, blobs):
+    dX = da.from_array(blobs, chunks=(1500, 4)).map_blocks(np.asfortranarray)
+    params = {"n_clusters": 6, "init": blobs[:6].copy(), "random_state": 0}
+    _same(backend.fit(dX, **params), kmeansfw.fit(blobs, **params))
+
+
 def test_float32_and_dask_sample_weight_kept(client, blobs):
     X = blobs.astype(np.float32)
     w = np.random.default_rng(1).uniform(0.5, 2.0, size=X.shape[0]).astype(np.float32)
