@@ -111,6 +111,26 @@ def test_compare_objectives_equal_a_direct_loop(tmp_path, run):
         np.testing.assert_allclose(float(summary[6]), np.min(direct), rtol=1e-9)
 
 
+@pytest.mark.parametrize("args", [["--help"], ["config", "--help"], ["plugins", "--help"]])
+def test_help_imports_neither_scipy_nor_scikit_learn_nor_the_kernels(args):
+    # what keeps `kmeansfw --help` quick: none of the heavy imports happen before a fit
+    script = (
+        "import sys\n"
+        "from kmeansfw.workflow.cli import main\n"
+        "try:\n"
+        f"    main({args!r})\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code in (0, None), exit.code\n"
+        "heavy = ('scipy', 'sklearn', 'numba', 'kmeansfw.kernels.euclidean', 'matplotlib')\n"
+        "print(sorted(name for name in heavy if name in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_plugins_lists_builtins_and_distributions(run):
     result = run("plugins")
     assert result.exit_code == 0

@@ -7,12 +7,12 @@ into the caller's array when that array is already a C-contiguous float32/float6
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 import numpy as np
-import scipy.sparse as sp
 
 from kmeansfw.core.paging import all_finite
 from kmeansfw.kernels import finite_min
@@ -129,9 +129,10 @@ def read_only(array: Any) -> Any:
         view = array.view()
         view.flags.writeable = False
         return view
-    if sp.issparse(array) and array.format == "csr" and array.data.flags.writeable:
+    if is_sparse(array) and array.format == "csr" and array.data.flags.writeable:
         parts = (read_only(array.data), read_only(array.indices), read_only(array.indptr))
-        return sp.csr_matrix(parts, shape=array.shape, copy=False)
+        csr_matrix = sys.modules["scipy.sparse"].csr_matrix  # loaded: array is sparse
+        return csr_matrix(parts, shape=array.shape, copy=False)
     return array
 
 
@@ -196,15 +197,23 @@ def validate_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype) 
 
 
 def is_sparse(X: Any) -> bool:
-    """Whether ``X`` is a SciPy sparse matrix (an ndarray is answered without SciPy's
-    check, which shows in small fits' per-block calls)."""
-    return not isinstance(X, np.ndarray) and sp.issparse(X)
+    """Whether ``X`` is a SciPy sparse matrix or array.
+
+    An ndarray is answered without SciPy's check (which shows in small fits' per-block
+    calls), and without importing SciPy: no sparse matrix exists unless ``scipy.sparse``
+    was imported, so this module leaves that import (~0.1 s) to the code that needs it
+    (the command line's ``--help`` does not).
+    """
+    if isinstance(X, np.ndarray):
+        return False
+    sparse = sys.modules.get("scipy.sparse")
+    return sparse is not None and sparse.issparse(X)
 
 
 def rows_dense(X: Any, index: Any) -> np.ndarray:
     """``X[index]`` as a dense 2-D array, whether ``X`` is dense or sparse."""
     rows = X[index]
-    return rows.toarray() if sp.issparse(rows) else np.asarray(rows)
+    return rows.toarray() if is_sparse(rows) else np.asarray(rows)
 
 
 def default_n_threads() -> int:
