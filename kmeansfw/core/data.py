@@ -131,8 +131,9 @@ def read_only(array: Any) -> Any:
         return view
     if is_sparse(array) and array.format == "csr" and array.data.flags.writeable:
         parts = (read_only(array.data), read_only(array.indices), read_only(array.indptr))
-        csr_matrix = sys.modules["scipy.sparse"].csr_matrix  # loaded: array is sparse
-        return csr_matrix(parts, shape=array.shape, copy=False)
+        import scipy.sparse  # loaded: array is sparse
+
+        return scipy.sparse.csr_matrix(parts, shape=array.shape, copy=False)
     return array
 
 
@@ -204,10 +205,11 @@ def is_sparse(X: Any) -> bool:
     was imported, so this module leaves that import (~0.1 s) to the code that needs it
     (the command line's ``--help`` does not).
     """
-    if isinstance(X, np.ndarray):
+    if isinstance(X, np.ndarray) or "scipy.sparse" not in sys.modules:
         return False
-    sparse = sys.modules.get("scipy.sparse")
-    return sparse is not None and sparse.issparse(X)
+    import scipy.sparse  # loaded: a lookup (that waits for another thread still importing it)
+
+    return scipy.sparse.issparse(X)
 
 
 def rows_dense(X: Any, index: Any) -> np.ndarray:
