@@ -13,7 +13,7 @@ from kmeansfw.core.config import Config, InvalidParameterError, make_rng
 from kmeansfw.core.data import FitData
 from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins
-from kmeansfw.engine.executors import blas_hold
+from kmeansfw.engine.executors import single_threaded_blas
 from kmeansfw.engine.fitting import (
     check_n_clusters,
     check_sparse_support,
@@ -275,7 +275,7 @@ default="auto"
         observers, history = observers_and_history(cfg)
         rng = make_rng(cfg.random_state)
         hooks = plugins.build(strategies, observers)
-        with blas_hold(data):
+        with single_threaded_blas():
             data.fitted = engine.learn(hooks, data)
             engine.prepare(hooks, data)
             result = engine.run(

@@ -14,7 +14,6 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from threadpoolctl import ThreadpoolController
@@ -86,7 +85,14 @@ if hasattr(os, "register_at_fork"):
 
 
 def single_threaded_blas() -> _SingleThreadedBlas:
-    """A context manager holding BLAS to one thread (process-wide, reference counted)."""
+    """A context manager holding BLAS to one thread (process-wide, reference counted).
+
+    A fit holds it from start to end, on small data too: small data's products run on
+    the calling thread or on numba's (:func:`kernel_threads`), and BLAS's idle threads,
+    which OpenBLAS starts for any dot product of more than 10000 entries, would spin
+    against numba's.  BLAS splits a product between threads by output blocks, never along
+    its sums, so the values do not depend on it.
+    """
     return _single_threaded_blas
 
 
@@ -250,27 +256,6 @@ def kernel_threads(data: Any) -> int:
         share the work), else 1: each worker thread's kernels then stay on that thread.
     """
     return data.n_threads if is_small(data) else 1
-
-
-def blas_hold(data: Any) -> AbstractContextManager:
-    """:func:`single_threaded_blas`, for a whole fit on ``data``.
-
-    Held for small data too: its products run on the calling thread or on numba's
-    (:func:`kernel_threads`), and BLAS's idle threads, which OpenBLAS starts for any dot
-    product of more than 10000 entries, would spin against numba's.  BLAS splits a
-    product between threads by output blocks, never along its sums, so the values do
-    not depend on it.
-
-    Parameters
-    ----------
-    data : FitData
-        The fit's data (the hold is the same for any; the argument names what it is for).
-
-    Returns
-    -------
-    context manager
-    """
-    return _single_threaded_blas
 
 
 def map_tasks(data: Any, fn: Callable[[list[slice]], T]) -> list[T]:

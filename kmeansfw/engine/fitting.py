@@ -10,7 +10,7 @@ from kmeansfw.core.data import FitData
 from kmeansfw.core.distance import describe
 from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins
-from kmeansfw.engine.executors import blas_hold
+from kmeansfw.engine.executors import single_threaded_blas
 from kmeansfw.engine.results import Fit, best_fit, check_n_clusters, observers_and_history
 from kmeansfw.workflow import checkpoint
 
@@ -115,7 +115,7 @@ def fit_config(
     check_n_clusters(data.n_samples, cfg.n_clusters)
     if strategies is None:
         strategies = cfg.build_strategies()
-    with blas_hold(data):  # once for the whole fit, not per map over the blocks
+    with single_threaded_blas():  # once for the whole fit, not per map over the blocks
         return fit_data(cfg, data, strategies)
 
 

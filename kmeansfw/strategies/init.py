@@ -16,11 +16,11 @@ from kmeansfw.core.data import FitData, rows_dense
 from kmeansfw.core.markers import hookimpl
 from kmeansfw.engine import steps
 from kmeansfw.engine.executors import (
-    blas_hold,
     fill_rows,
     is_small,
     map_items,
     map_tasks,
+    single_threaded_blas,
     task_rows,
 )
 from kmeansfw.strategies.validators import positive_int
@@ -151,7 +151,7 @@ def _pairwise_pays(data: FitData, n_clusters: int) -> bool:
 def _block_costs(hook: pluggy.HookRelay, data: FitData, points: np.ndarray) -> np.ndarray:
     """The (n, m) cost block of data that is one block, to ``points``."""
     cache = steps.prepare_centroids(hook, data, points)
-    with blas_hold(data):
+    with single_threaded_blas():
         return steps.block_matrix(hook, "kmeansfw_cost", data, data.tasks[0][0], points, cache)
 
 
@@ -581,8 +581,7 @@ def _lower_pruned(
         return None
     items = _group_blocks(starts, counts, data.block_rows)
     task = _GroupTask(hook, data, points, relevant, order, offset, closest, nearest)
-    with blas_hold(data):
-        map_items(1 if is_small(data) else data.n_threads, task, items)
+    map_items(1 if is_small(data) else data.n_threads, task, items)  # BLAS held there
     # the potential as _lower_with sums it: row by row within a block, blocks in order
     sw, potential = data.sample_weight, 0.0
     for rows_of_task in data.tasks:

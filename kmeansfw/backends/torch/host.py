@@ -30,7 +30,7 @@ from kmeansfw.backends.torch.geometry import _Euclidean, _Geometry
 from kmeansfw.core.data import FitData, plan_block_rows
 from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins, steps
-from kmeansfw.engine.executors import blas_hold
+from kmeansfw.engine.executors import single_threaded_blas
 from kmeansfw.strategies.update import Mean
 
 #: In a data set's cache: the NumPy view of a CPU tensor's data and the hooks its
@@ -100,7 +100,7 @@ def assign(
     if attached is None:
         return None
     host, hooks = attached
-    with blas_hold(host):
+    with single_threaded_blas():
         done = steps.assign(hooks, host, C.numpy(), accumulate=accumulate)
     labels = torch.from_numpy(done.labels).to(torch.int64)  # intp: int64 on 64-bit systems
     costs = torch.from_numpy(done.costs)
