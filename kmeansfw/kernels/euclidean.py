@@ -175,7 +175,7 @@ if HAVE_NUMBA:
         for start in range(0, n, sub):
             m = min(start + sub, n) - start
             # centered and transposed four rows at a time (four independent rows per
-            # feature keep the scalar loop busy; it runs at the speed of reading X)
+            # feature keep the scalar loop busy)
             i = 0
             while i + 4 <= m:
                 for f in range(d):
