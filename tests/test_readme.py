@@ -40,6 +40,11 @@ def test_each_readme_python_example_runs_on_its_own(tmp_path, monkeypatch, index
         exec(compile(block, f"README.md python block {index}", "exec"), namespace)  # noqa: S102
     if "kmeansfw.distance(\"canberra\"" in block:
         assert kmeansfw.CATALOG.lookup("distance", "canberra").source == "module readme_example"
+    if "km.transform(X[:3])" in block:  # the Quick start: what its comments say
+        km, X = namespace["km"], namespace["X"]
+        assert km.transform(X[:3]).shape == (3, 5)
+        assert km.score(X) == -km.inertia_
+        assert (km.predict(X[:3]) == km.labels_[:3]).all()
     if "from_config(\"study.toml\")" in block:
         assert namespace["km"].n_clusters == 5
         assert namespace["result"].centroids.shape == (5, 2)
