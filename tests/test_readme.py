@@ -6,6 +6,7 @@ import pathlib
 import re
 import warnings
 
+import numpy as np
 import pytest
 
 import kmeansfw
@@ -40,11 +41,14 @@ def test_each_readme_python_example_runs_on_its_own(tmp_path, monkeypatch, index
         exec(compile(block, f"README.md python block {index}", "exec"), namespace)  # noqa: S102
     if "kmeansfw.distance(\"canberra\"" in block:
         assert kmeansfw.CATALOG.lookup("distance", "canberra").source == "module readme_example"
-    if "km.transform(X[:3])" in block:  # the Quick start: what its comments say
+    if "kmeansfw.KMeans(5, random_state=0)" in block:  # the Quick start's comments hold
         km, X = namespace["km"], namespace["X"]
-        assert km.transform(X[:3]).shape == (3, 5)
+        gaps = np.linalg.norm(X[:3, None, :] - km.cluster_centers_[None], axis=2)
+        np.testing.assert_allclose(km.transform(X[:3]), gaps, rtol=1e-12)  # Euclidean
+        assert (km.predict(X[:3]) == gaps.argmin(axis=1)).all()  # the nearest centroid
+        squared = ((X - km.cluster_centers_[km.labels_]) ** 2).sum()
+        assert km.inertia_ == pytest.approx(squared, rel=1e-12)  # squared distances
         assert km.score(X) == -km.inertia_
-        assert (km.predict(X[:3]) == km.labels_[:3]).all()
     if "from_config(\"study.toml\")" in block:
         assert namespace["km"].n_clusters == 5
         assert namespace["result"].centroids.shape == (5, 2)
