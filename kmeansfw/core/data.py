@@ -51,8 +51,7 @@ def validate_X(X: Any, *, name: str = "X", dtype: Any = None) -> np.ndarray:
     ValueError
         NaN or infinity, an empty array, a wrong number of dimensions, non-numeric data.
     """
-    if dtype is None:
-        dtype = [np.float64, np.float32]
+    dtype = _float_dtypes(dtype)
     X = c_ordered(X, dtype)
     if is_ready_array(X, dtype):
         return np.asarray(X)  # a np.memmap as a plain view of its pages
