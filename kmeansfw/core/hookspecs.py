@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from kmeansfw.core.catalog import Register
     from kmeansfw.core.data import FitData
     from kmeansfw.engine.loop import FitResult, FitState, OnlineState
+    from kmeansfw.engine.steps import Assignment
 
 # --------------------------------------------------------------------------- discovery
 
@@ -199,7 +200,12 @@ def kmeansfw_assign(
     """Assign the rows of one block: return ``(labels, costs)``, both shape (b,).
 
     ``labels`` are intp in [0, k); ``costs`` the (finite, non-negative) cost of each row
-    to its assigned centroid, dtype of X.
+    to its assigned centroid, dtype of X, or None to leave them to the engine: they are
+    then the distance's :func:`kmeansfw_paired_cost` of the labels, computed only if
+    something reads them (:class:`~kmeansfw.engine.steps.Assignment`).  A strategy that
+    has the costs for free (e.g. from its search) returns them; one that would need a
+    second pass over the rows for them (e.g. ``hamerly`` for rows its bounds settle)
+    returns None, so an iteration whose costs nobody reads skips that pass.
     """
 
 
@@ -231,7 +237,8 @@ def kmeansfw_accumulate(
 def kmeansfw_update(
     data: FitData,
     labels: np.ndarray,
-    costs: np.ndarray,
+    costs: np.ndarray | None,
+    assignment: Assignment,
     partials: list | None,
     centroids: np.ndarray,
     n_clusters: int,
@@ -249,6 +256,11 @@ def kmeansfw_update(
     partition), compute from ``labels`` alone.  ``hook`` reaches the distance
     (``kmeansfw_cost``), e.g. for medoids; ``rng`` is the fit's generator.
 
+    ``costs`` (each sample's cost to its centroid) is computed for a strategy that
+    declares it; an update that needs the costs only sometimes declares
+    ``assignment`` (labels, partials and costs read on demand) instead, so the
+    iterations that do not need them skip computing them.
+
     ``online`` is None in a batch update.  In mini-batch mode it is the run's
     :class:`~kmeansfw.engine.loop.OnlineState`: move the centroids by an online rule
     from this batch's ``partials`` and update ``online.seen``.  Only an update that
@@ -260,7 +272,8 @@ def kmeansfw_update(
 def kmeansfw_empty_clusters(
     data: FitData,
     labels: np.ndarray,
-    costs: np.ndarray,
+    costs: np.ndarray | None,
+    assignment: Assignment,
     old_centroids: np.ndarray,
     new_centroids: np.ndarray,
     cluster_weights: np.ndarray,
@@ -271,7 +284,9 @@ def kmeansfw_empty_clusters(
 
     Called every iteration (cheap when no cluster is empty).  May return
     ``new_centroids`` itself when it has nothing to change.  ``hook`` lets a strategy ask
-    the update again (``hook.kmeansfw_update``) for a changed partition.
+    the update again (``hook.kmeansfw_update``) for a changed partition.  ``costs`` is
+    computed for a strategy that declares it; one that needs the costs only when a
+    cluster is empty (the built-in ones) reads ``assignment.costs`` then instead.
     """
 
 

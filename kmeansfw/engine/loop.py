@@ -31,8 +31,8 @@ class FitState:
     training data ``train``, or a mini-batch) to ``previous_centroids``; ``centroids``
     were computed from them.  ``previous_labels`` are the labels the same rows had before
     (full batch: the previous iteration's; mini-batch: when each row was last drawn, -1
-    for rows not drawn before; None when unknown).  Derived quantities are computed on
-    demand.
+    for rows not drawn before; None when unknown).  Derived quantities, and ``costs``
+    when the assignment strategy left them to the engine, are computed on demand.
     """
 
     def __attrs_post_init__(self) -> None:
@@ -51,9 +51,12 @@ class FitState:
     previous_centroids: np.ndarray | None = None
     labels: np.ndarray | None = None
     previous_labels: np.ndarray | None = None
-    costs: np.ndarray | None = None
+    #: Costs set directly (None: those of :attr:`assignment`, see :attr:`costs`).
+    _costs: np.ndarray | None = None
     cluster_weights: np.ndarray | None = None
     strict: bool = False
+    #: The iteration's :class:`~kmeansfw.engine.steps.Assignment` (None before the first).
+    assignment: steps.Assignment | None = None
     started: float = attrs.field(factory=time.perf_counter)
     #: Per-run memory for strategies (e.g. the previous objective), keyed by their name.
     scratch: dict = attrs.field(factory=dict)
@@ -67,6 +70,18 @@ class FitState:
         if key not in memo:
             memo[key] = compute()
         return memo[key]
+
+    @property
+    def costs(self) -> np.ndarray | None:
+        """Each sample's cost to its centroid in this iteration's assignment, computed on
+        first read when the assignment strategy left them to the engine."""
+        if self._costs is None and self.assignment is not None:
+            return self.assignment.costs
+        return self._costs
+
+    @costs.setter
+    def costs(self, value: np.ndarray | None) -> None:
+        self._costs, self.assignment = value, None
 
     @property
     def labels_unchanged(self) -> bool:
@@ -369,7 +384,8 @@ def iterate(
     state.data = batch
     state.labels = assignment.labels
     state.previous_centroids, state.centroids = centroids, read_only(new_centroids)
-    state.costs, state.cluster_weights = assignment.costs, weights
+    state.costs = None  # the assignment's, computed if something reads them
+    state.assignment, state.cluster_weights = assignment, weights
     state.iteration = iteration
     state.strict = False  # a criterion sets it when the labels match the new centroids
     hooks.kmeansfw_iteration_end(state=state)
@@ -421,7 +437,6 @@ def run(
             break
 
     centroids = state.centroids
-    labels, costs = state.labels, state.costs
     if not walk.compute_labels and state.data is not data:
         labels, costs = np.empty(0, dtype=np.intp), np.empty(0, dtype=data.dtype)
         smoothed = getattr(walk, "smoothed", None)
@@ -435,6 +450,8 @@ def run(
             # one final assignment so that the labels match the final centroids
             final = steps.assign(hooks, data, centroids, accumulate=False)
             labels, costs = final.labels, final.costs
+        else:  # the last iteration's (costs computed now if they were left)
+            labels, costs = state.labels, state.costs
         objective = steps.objective(data, costs)
     result = FitResult(
         centroids=np.array(centroids),

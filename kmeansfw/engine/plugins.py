@@ -189,6 +189,7 @@ class Hooks:
         self._spec = spec
         self._pm: pluggy.PluginManager | None = None
         self._argnames: dict[str, tuple[str, ...] | None] = {}
+        self._takes: dict[str, bool] = {}
         piped, resolved = _plan(tuple((role, impls) for role, _, _, impls in plugins))
         for hook in piped:
             setattr(self, hook, _Pluggy(getattr(self.pm.hook, hook), hook))
@@ -225,6 +226,18 @@ class Hooks:
                 break
         self._argnames[hook] = found
         return found
+
+    def takes(self, hook: str, arg: str) -> bool:
+        """Whether any implementation or wrapper of ``hook`` in this fit declares the
+        argument ``arg`` (the engine computes an argument nobody reads only on demand)."""
+        key = f"{hook}({arg})"
+        if key not in self._takes:
+            self._takes[key] = any(
+                name == hook and arg in argnames
+                for *_, impls in self._plugins
+                for name, argnames, _, _ in impls
+            )
+        return self._takes[key]
 
     def implemented(self, name: str) -> bool:
         """Whether a plugin of the fit implements hook ``name`` (not only wraps it)."""

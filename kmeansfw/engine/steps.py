@@ -25,11 +25,119 @@ _FLOAT64 = np.dtype(np.float64)
 
 @attrs.define(eq=False)
 class Assignment:
-    """Labels and costs of every sample, plus the update's per-task partial results."""
+    """Labels and costs of every sample, plus the update's per-task partial results.
+
+    An assignment strategy may leave a block's costs to the engine (``kmeansfw_assign``
+    answering ``(labels, None)``): they are then the distance's
+    ``kmeansfw_paired_cost`` of the labels, computed on the first read of
+    :attr:`costs` and never when nothing reads them (a Lloyd iteration of the mean
+    update and the tolerance criterion does not).
+    """
 
     labels: np.ndarray
-    costs: np.ndarray
+    _costs: np.ndarray
     partials: list | None
+    #: How to compute the blocks whose costs were left to the engine (None: none were).
+    _pending: PendingCosts | None = None
+
+    @property
+    def costs(self) -> np.ndarray:
+        """The cost of each sample to its centroid (computed now if it was left)."""
+        if self._pending is not None:
+            self._pending.fill(self.labels, self._costs)
+            self._pending = None
+        return self._costs
+
+    @property
+    def costs_ready(self) -> bool:
+        """Whether :attr:`costs` holds every value already (reading it costs nothing)."""
+        return self._pending is None
+
+
+@attrs.frozen(eq=False)
+class PendingCosts:
+    """The blocks (row slices) of an assignment whose costs were left to the engine, and
+    what computing them needs: the distance's ``kmeansfw_paired_cost`` at the centroids
+    the samples were assigned to."""
+
+    hook: Any
+    data: FitData
+    centroids: np.ndarray
+    cache: dict
+    blocks: frozenset
+
+    def fill(self, labels: np.ndarray, costs: np.ndarray) -> None:
+        """Write the left blocks' costs into ``costs`` (tasks mapped as an assignment's)."""
+        task = _PairedCostTask(self.hook, self.data, self.centroids, self.cache, self.blocks)
+        todo = [t for t in self.data.tasks if any(_key(r) in self.blocks for r in t)]
+        if len(todo) == len(self.data.tasks):
+            fill_rows(self.data, _WithRows(task, labels, costs), costs)
+            return
+        for rows in todo:  # a few blocks (e.g. a single-block data set): no map
+            where = task_rows(rows)
+            costs[where] = task(rows, labels[where], costs[where])
+
+
+def _key(rows: slice) -> tuple[int, int]:
+    return rows.start, rows.stop
+
+
+@attrs.frozen(eq=False)
+class _PairedCostTask:
+    """The costs of a task's rows: the left blocks' computed, the others as given."""
+
+    hook: Any
+    data: FitData
+    centroids: np.ndarray
+    cache: dict
+    blocks: frozenset
+
+    def __call__(self, task: list[slice], labels: np.ndarray, given: np.ndarray) -> np.ndarray:
+        out = given.copy()
+        start = task[0].start
+        for rows in task:
+            if _key(rows) in self.blocks:
+                part = slice(rows.start - start, rows.stop - start)
+                out[part] = paired_cost(
+                    self.hook, self.data.X[rows], self.centroids, labels[part], rows, self.data,
+                    self.cache,
+                )
+        return out
+
+
+@attrs.frozen(eq=False)
+class _WithRows:
+    """A :class:`_PairedCostTask` mapped over the task plan: each task gets its rows of
+    the labels and of the costs already known."""
+
+    task: _PairedCostTask
+    labels: np.ndarray
+    costs: np.ndarray
+
+    def __call__(self, task: list[slice]) -> np.ndarray:
+        where = task_rows(task)
+        return self.task(task, self.labels[where], self.costs[where])
+
+
+def paired_cost(
+    hook: Any,
+    X: Any,
+    centroids: np.ndarray,
+    labels: np.ndarray,
+    rows: slice | None,
+    data: FitData,
+    cache: dict,
+) -> np.ndarray:
+    """Checked cost of each row of ``X`` to the centroid its label names (the distance's
+    ``kmeansfw_paired_cost``, or its default)."""
+    name = "kmeansfw_paired_cost"
+    answer = contract.call(
+        hook, name, X=X, centroids=centroids, labels=labels, rows=rows, data=data, cache=cache,
+        hook=hook,
+    )
+    return contract.check_float_array(
+        hook, name, answer, (X.shape[0],), data.dtype, nonnegative=True, what="costs"
+    )
 
 
 def objective(data: FitData, costs: np.ndarray) -> float:
@@ -78,7 +186,8 @@ def update(
         name,
         data=data,
         labels=assignment.labels,
-        costs=assignment.costs,
+        costs=_costs_if_taken(hook, name, assignment),
+        assignment=assignment,
         partials=assignment.partials,
         centroids=read_only(centroids),
         n_clusters=centroids.shape[0],
@@ -116,7 +225,8 @@ def fix_empty_clusters(
         name,
         data=data,
         labels=assignment.labels,
-        costs=assignment.costs,
+        costs=_costs_if_taken(hook, name, assignment),
+        assignment=assignment,
         old_centroids=old_centroids,
         new_centroids=new_centroids,
         cluster_weights=cluster_weights,
@@ -126,6 +236,14 @@ def fix_empty_clusters(
     return contract.check_float_array(
         hook, name, answer, new_centroids.shape, data.dtype, what="centroids"
     )
+
+
+def _costs_if_taken(hook: Any, name: str, assignment: Assignment) -> np.ndarray | None:
+    """The assignment's costs when a strategy of hook ``name`` declares ``costs`` (None
+    otherwise: costs left to the engine stay uncomputed)."""
+    if assignment.costs_ready or hook.takes(name, "costs"):
+        return assignment.costs
+    return None
 
 
 def prepare_centroids(hook: Any, data: FitData, centroids: np.ndarray) -> dict:
@@ -148,7 +266,8 @@ def assign(
     Each chunk task returns its rows' labels and costs and the update's partial; the
     driver writes them into place, so tasks can run under any executor.  Under worker
     threads (no executor) each task writes its own rows into the result arrays instead,
-    in parallel: the rows of two tasks never overlap.
+    in parallel: the rows of two tasks never overlap.  Blocks whose costs the strategy
+    left to the engine are computed when :attr:`Assignment.costs` is first read.
     """
     n = data.n_samples
     cache = prepare_centroids(hook, data, centroids)
@@ -156,27 +275,50 @@ def assign(
     block = data.single_block
     if block is not None and is_small(data):  # what map_tasks would do, without its map
         labels, costs, partial = _assign_rows(hook, data, centroids, cache, block, accumulate, None)
-        return Assignment(labels, costs, [partial] if accumulate else None)
+        left = [block] if costs is None else []
+        if costs is None:
+            costs = np.empty(n, dtype=data.dtype)
+        return _assignment(hook, data, centroids, cache, labels, costs, [partial], accumulate, left)
     labels = np.empty(n, dtype=np.intp)
     costs = np.empty(n, dtype=data.dtype)
     out = (labels, costs) if data.executor is None else None
     task = AssignTask(hook, data, centroids, cache, accumulate, out)
-    partials = []
-    for rows, (part_labels, part_costs, partial) in zip(
+    partials, left = [], []
+    for rows, (part_labels, part_costs, partial, part_left) in zip(
         data.tasks, map_tasks(data, task), strict=True
     ):
         if out is None:
             where = task_rows(rows)
             labels[where], costs[where] = part_labels, part_costs
         partials.append(partial)
-    return Assignment(labels, costs, partials if accumulate else None)
+        left.extend(part_left)
+    return _assignment(hook, data, centroids, cache, labels, costs, partials, accumulate, left)
+
+
+def _assignment(
+    hook: Any,
+    data: FitData,
+    centroids: np.ndarray,
+    cache: dict,
+    labels: np.ndarray,
+    costs: np.ndarray,
+    partials: list,
+    accumulate: bool,
+    left: list[slice],
+) -> Assignment:
+    pending = None
+    if left:
+        pending = PendingCosts(hook, data, centroids, cache, frozenset(map(_key, left)))
+    return Assignment(labels, costs, partials if accumulate else None, pending)
 
 
 @attrs.frozen(eq=False)
 class AssignTask:
-    """The chunk task of an assignment: ``(labels, costs, partial)`` of its rows; with
-    ``out`` (the result arrays, in-process threads only), ``(None, None, partial)``
-    after writing its rows' labels and costs into them."""
+    """The chunk task of an assignment: ``(labels, costs, partial, left)`` of its rows
+    (``left``: the blocks whose costs the strategy left to the engine, their costs
+    unset); with ``out`` (the result arrays, in-process threads only),
+    ``(None, None, partial, left)`` after writing its rows' labels and costs into
+    them."""
 
     hook: Any
     data: FitData
@@ -185,23 +327,29 @@ class AssignTask:
     accumulate: bool
     out: tuple[np.ndarray, np.ndarray] | None = None
 
-    def __call__(self, task: list[slice]) -> tuple[Any, Any, Any]:
+    def __call__(self, task: list[slice]) -> tuple[Any, Any, Any, list[slice]]:
         partial = None
-        labels, costs = [], []
+        labels, costs, left = [], [], []
         for rows in task:
             block_labels, block_costs, partial = _assign_rows(
                 self.hook, self.data, self.centroids, self.cache, rows, self.accumulate, partial
             )
+            if block_costs is None:
+                left.append(rows)
             if self.out is not None:
-                self.out[0][rows], self.out[1][rows] = block_labels, block_costs
+                self.out[0][rows] = block_labels
+                if block_costs is not None:
+                    self.out[1][rows] = block_costs
                 continue
             labels.append(block_labels)
+            if block_costs is None:
+                block_costs = np.empty(rows.stop - rows.start, dtype=self.data.dtype)
             costs.append(block_costs)
         if self.out is not None:
-            return None, None, partial
+            return None, None, partial, left
         if len(task) == 1:
-            return labels[0], costs[0], partial
-        return np.concatenate(labels), np.concatenate(costs), partial
+            return labels[0], costs[0], partial, left
+        return np.concatenate(labels), np.concatenate(costs), partial, left
 
 
 def _assign_rows(
@@ -212,9 +360,9 @@ def _assign_rows(
     rows: slice,
     accumulate: bool,
     partial: Any,
-) -> tuple[np.ndarray, np.ndarray, Any]:
-    """The checked labels and costs of one block and, with ``accumulate``, the update's
-    ``partial`` with the block folded in."""
+) -> tuple[np.ndarray, np.ndarray | None, Any]:
+    """The checked labels and costs (None: left to the engine) of one block and, with
+    ``accumulate``, the update's ``partial`` with the block folded in."""
     X_rows = data.X[rows]
     name = "kmeansfw_assign"
     answer = contract.call(
@@ -224,9 +372,10 @@ def _assign_rows(
     b = rows.stop - rows.start
     block_labels = contract.check_labels(hook, name, block_labels, b, centroids.shape[0])
     block_labels = block_labels.astype(np.intp, copy=False)
-    block_costs = contract.check_float_array(
-        hook, name, block_costs, (b,), data.dtype, nonnegative=True, what="costs"
-    )
+    if block_costs is not None:
+        block_costs = contract.check_float_array(
+            hook, name, block_costs, (b,), data.dtype, nonnegative=True, what="costs"
+        )
     if not accumulate:
         return block_labels, block_costs, None
     # while the block is still in cache

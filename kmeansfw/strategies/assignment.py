@@ -52,19 +52,6 @@ class Nearest:
         return labels, costs
 
 
-def paired_cost(hook, X, centroids, labels, rows, data, cache) -> np.ndarray:
-    """Checked cost of each row to the centroid its label names (the distance's
-    ``kmeansfw_paired_cost``, or its default)."""
-    name = "kmeansfw_paired_cost"
-    answer = contract.call(
-        hook, name, X=X, centroids=centroids, labels=labels, rows=rows, data=data, cache=cache,
-        hook=hook,
-    )
-    return contract.check_float_array(
-        hook, name, answer, (X.shape[0],), data.dtype, nonnegative=True, what="costs"
-    )
-
-
 def search(hook, X, centroids, groups, n_groups, data, cache):
     """The distance's checked nearest search with ``n_groups`` groups of rivals."""
     name = "kmeansfw_nearest"
@@ -193,7 +180,7 @@ class _Bounded:
         data: FitData,
         cache: dict,
         hook: pluggy.HookRelay,
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         info = self._iteration(hook, centroids, data, cache)
         state = info["state"]
         # this block's rows of the state (views: tasks own disjoint rows)
@@ -225,21 +212,20 @@ class _Bounded:
             )
             labels[redo], upper[redo], lower[redo] = sub_labels, sub_upper, sub_lower
             stamps[redo] = state["now"]
-        labels = labels.copy()  # the state's rows change in later iterations
-        if costs is None:
-            costs = paired_cost(hook, X, centroids, labels, rows, data, cache)
-        return labels, costs
+        # the state's rows change in later iterations; costs None (rows the bounds
+        # settled): the engine computes them if something reads them
+        return labels.copy(), costs
 
 
 def full_search_fraction(n_clusters: int) -> float:
     """Above this fraction of stale rows a bound-based assignment searches the whole block.
 
-    Searching only the stale rows costs a gather and scatter of those rows plus a second
-    pass over every row for the costs of the others; searching all rows costs the search
-    alone.  With a row's search worth ``r`` reads of it, the two cost the same at a
-    fraction ``(r - 1) / (r + 1)``; ``r`` grows with k, here ``1 + k / 8`` (k=3: 0.16,
-    k=8: 0.33, k=32: 0.67, k=256: 0.94).  Either way the labels, bounds and costs are
-    those of a search, so only the time depends on it.
+    Searching only the stale rows costs a gather and scatter of those rows (plus, when
+    something reads the costs, a second pass over every row for those of the others);
+    searching all rows costs the search alone.  With a row's search worth ``r`` reads of
+    it, the two cost the same at a fraction ``(r - 1) / (r + 1)``; ``r`` grows with k,
+    here ``1 + k / 8`` (k=3: 0.16, k=8: 0.33, k=32: 0.67, k=256: 0.94).  Either way the
+    labels, bounds and costs are those of a search, so only the time depends on it.
 
     Parameters
     ----------
@@ -451,7 +437,7 @@ class Auto:
         data: FitData,
         cache: dict,
         hook: pluggy.HookRelay,
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         bounded = self.bounded(data.n_samples, data.n_features, centroids.shape[0])
         strategy = _HAMERLY if bounded and self._pass(data, cache) > 0 else _NEAREST
         return strategy.kmeansfw_assign(

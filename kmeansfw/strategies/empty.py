@@ -43,8 +43,7 @@ class RelocateFarthest:
     def kmeansfw_empty_clusters(
         self,
         data: FitData,
-        labels: np.ndarray,
-        costs: np.ndarray,
+        assignment: steps.Assignment,
         old_centroids: np.ndarray,
         new_centroids: np.ndarray,
         cluster_weights: np.ndarray,
@@ -55,6 +54,7 @@ class RelocateFarthest:
         if found is None:
             return new_centroids
         empty, out = found
+        labels, costs = assignment.labels, assignment.costs  # costs: read only now
         n_far = min(empty.size, costs.shape[0])
         far = np.argpartition(costs, -n_far)[: -n_far - 1 : -1]
         far = far[costs[far] > 0]
@@ -95,8 +95,7 @@ class SplitLargest:
     @hookimpl
     def kmeansfw_empty_clusters(
         self,
-        labels: np.ndarray,
-        costs: np.ndarray,
+        assignment: steps.Assignment,
         old_centroids: np.ndarray,
         new_centroids: np.ndarray,
         cluster_weights: np.ndarray,
@@ -105,6 +104,7 @@ class SplitLargest:
         if found is None:
             return new_centroids
         empty, out = found
+        labels, costs = assignment.labels, assignment.costs  # costs: read only now
         weights = cluster_weights.astype(np.float64, copy=True)
         # clusters with some member off their centroid can be split
         spread = np.bincount(labels, weights=costs, minlength=out.shape[0]) > 0

@@ -90,7 +90,7 @@ def _plan(strategies: list[tuple[str, str, Any]], hooks: Any, precision: str) ->
         elif slot == "empty":
             relocate = kind is RelocateFarthest
             takes = set(hooks.argnames("kmeansfw_empty_clusters") or ())
-            if not relocate and takes & {"labels", "costs", "data", "hook"}:
+            if not relocate and takes & {"labels", "costs", "assignment", "data", "hook"}:
                 raise StrategyError(
                     f"empty strategy {label} {_NO_TORCH}: its kmeansfw_empty_clusters reads "
                     "per-sample labels, costs or data (a host-side strategy may read only "

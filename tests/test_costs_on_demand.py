@@ -1,0 +1,154 @@
+"""Costs an assignment strategy leaves to the engine (``kmeansfw_assign`` answering
+``(labels, None)``) are computed only when something reads them, and equal the costs the
+strategy would have returned."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs
+
+import kmeansfw
+from kmeansfw import KMeans
+from kmeansfw.engine.executors import PickleShuffleExecutor
+from tests.test_hooks import CachedManhattan
+
+
+@pytest.fixture(scope="module")
+def X():
+    X, _ = make_blobs(6000, n_features=5, centers=20, cluster_std=3.0, random_state=2)
+    return X
+
+
+class LeavesCosts:
+    """``nearest``'s labels, every block's costs left to the engine."""
+
+    @kmeansfw.hookimpl
+    def kmeansfw_assign(self, X, centroids, rows, data, cache, hook):
+        labels, *_ = hook.kmeansfw_nearest(
+            X=X,
+            centroids=centroids,
+            groups=None,
+            n_groups=0,
+            rows=rows,
+            data=data,
+            cache=cache,
+            hook=hook,
+        )
+        return labels, None
+
+
+class ReadsCosts:
+    """An observer that reads the costs and the objective of every iteration."""
+
+    def __init__(self, X, cost=lambda diff: (diff**2).sum(axis=1)):
+        self.X, self.cost, self.worst, self.reads = X, cost, 0.0, 0
+
+    @kmeansfw.hookimpl
+    def kmeansfw_iteration_end(self, state):
+        expected = self.cost(self.X - state.previous_centroids[state.labels])
+        costs = state.costs
+        assert costs.shape == expected.shape and costs.dtype == self.X.dtype
+        scale = float(expected.max())
+        self.worst = max(self.worst, float(np.abs(costs - expected).max()) / scale)
+        assert state.objective == pytest.approx(float(expected.sum()), rel=1e-9)
+        self.reads += 1
+
+
+@pytest.mark.parametrize("budget", [64.0, 0.05])  # one block; many blocks on two threads
+@pytest.mark.parametrize("executor", [None, "pickle"])
+def test_left_costs_are_the_costs_of_the_labels(X, budget, executor):
+    params = dict(init="random", n_init=2, random_state=3, tol=0, max_iter=15)
+    params.update(memory_budget_mb=budget)
+    if executor:
+        params["executor"] = PickleShuffleExecutor(seed=2)
+    reads = ReadsCosts(X)
+    left = KMeans(20, assignment=LeavesCosts(), observers=[reads], **params).fit(X)
+    plain = KMeans(20, assignment="nearest", **params).fit(X)
+    assert reads.reads == 30 and reads.worst < 1e-12
+    np.testing.assert_array_equal(left.labels_, plain.labels_)
+    np.testing.assert_array_equal(left.cluster_centers_, plain.cluster_centers_)
+    assert left.inertia_ == pytest.approx(plain.inertia_, rel=1e-12)
+    assert left.score(X) == pytest.approx(plain.score(X), rel=1e-12)
+
+
+def test_bounded_assignment_skips_the_cost_pass_nobody_reads(X):
+    runs, blocks = {}, []
+
+    class Blocks:
+        @kmeansfw.hookimpl
+        def kmeansfw_fit_start(self, state):
+            blocks.append(sum(len(task) for task in state.data.tasks))
+
+    manhattan = ReadsCosts(X, lambda diff: np.abs(diff).sum(axis=1))
+    for label, observers in (("quiet", [Blocks()]), ("read", [manhattan])):
+        distance = CachedManhattan()
+        km = KMeans(
+            20,
+            distance=distance,
+            assignment="hamerly",
+            init="random",
+            n_init=1,
+            random_state=0,
+            tol=0,
+            max_iter=30,
+            observers=observers,
+            memory_budget_mb=0.05,
+        ).fit(X)
+        runs[label] = (km, distance.calls.get("paired", 0), observers)
+    (quiet, quiet_calls, _), (read, read_calls, _) = runs["quiet"], runs["read"]
+    assert quiet.n_iter_ == read.n_iter_ == 30 and manhattan.reads == 30
+    assert manhattan.worst < 1e-12 and blocks[0] > 10
+    # quiet: only the final assignment's objective reads costs the bounds left (one pass
+    # at most); read: every iteration's blocks whose rows the bounds settled
+    assert 0 < quiet_calls <= blocks[0] and 5 * quiet_calls < read_calls
+    np.testing.assert_array_equal(quiet.labels_, read.labels_)
+    assert quiet.inertia_ == read.inertia_
+    expected = np.abs(X - quiet.cluster_centers_[quiet.labels_]).sum()
+    assert quiet.inertia_ == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_strategy_that_declares_costs_gets_them(X):
+    seen = []
+
+    class Watch:  # a wrapper around the update that declares costs
+        @kmeansfw.hookimpl(wrapper=True)
+        def kmeansfw_update(self, labels, costs, centroids, data):
+            expected = ((data.X - centroids[labels]) ** 2).sum(axis=1)
+            seen.append(float(np.abs(costs - expected).max() / expected.max()))
+            return (yield)
+
+    km = KMeans(
+        20, assignment="hamerly", init="random", n_init=1, random_state=1, tol=0, max_iter=12,
+        observers=[Watch()], memory_budget_mb=0.05,
+    ).fit(X)
+    plain = KMeans(
+        20, assignment="hamerly", init="random", n_init=1, random_state=1, tol=0, max_iter=12,
+        memory_budget_mb=0.05,
+    ).fit(X)
+    assert len(seen) == 12 and max(seen) < 1e-12
+    np.testing.assert_array_equal(km.cluster_centers_, plain.cluster_centers_)
+
+
+@pytest.mark.parametrize("empty", ["relocate-farthest", "split-largest"])
+def test_empty_cluster_strategies_read_left_costs_when_a_cluster_empties(X, empty):
+    init = np.vstack([X[:19], [[1e3] * X.shape[1]]])  # the last centroid wins no sample
+    runs = {
+        name: KMeans(20, init=init, assignment=assignment, empty=empty, tol=0, max_iter=5).fit(X)
+        for name, assignment in (("left", LeavesCosts()), ("nearest", "nearest"))
+    }
+    left, plain = runs["left"], runs["nearest"]
+    assert np.bincount(plain.labels_, minlength=20).min() > 0  # the empty one was dealt with
+    np.testing.assert_array_equal(left.labels_, plain.labels_)
+    np.testing.assert_array_equal(left.cluster_centers_, plain.cluster_centers_)
+
+
+def test_costs_left_by_a_strategy_are_checked_by_name(X):
+    class BadDistance(CachedManhattan):
+        @kmeansfw.hookimpl
+        def kmeansfw_paired_cost(self, X, labels, cache):
+            return -np.ones(X.shape[0])
+
+    km = KMeans(5, distance=BadDistance(), assignment=LeavesCosts(), random_state=0)
+    with pytest.raises(kmeansfw.StrategyError, match="kmeansfw_paired_cost"):
+        km.fit(X)
