@@ -153,6 +153,9 @@ class FullBatch:
     #: Whether the run ends with an assignment of all the training rows (labels, costs).
     compute_labels: bool = True
 
+    #: Whether every iteration assigns the same rows (all the data).
+    repeats_rows = True
+
     def seed_data(self, data: FitData, n_clusters: int, rng: np.random.Generator) -> FitData:
         """The rows the initialization sees: all of them."""
         return data
@@ -239,6 +242,7 @@ class MiniBatch(FullBatch):
     ``costs`` are empty and its objective is the smoothed batch objective times n.
     """
 
+    repeats_rows = False  # a new random batch every step
     batch_size: int = 1024
     reassignment_ratio: float = 0.01
     max_no_improvement: int | None = MAX_NO_IMPROVEMENT
@@ -421,6 +425,8 @@ def run(
         state.labels, state.iteration = start.labels, start.iteration
         state.scratch = dict(start.scratch)
     state.centroids = read_only(centroids)
+    if walk.repeats_rows:
+        data.cache[steps.REPEATED] = True
     walk.start(state.centroids)
     hooks.kmeansfw_fit_start(state=state)
 

@@ -22,6 +22,11 @@ from kmeansfw.engine.executors import fill_rows, is_small, map_tasks, task_rows
 
 _FLOAT64 = np.dtype(np.float64)
 
+#: In a data set's cache, set by a Lloyd run before its first iteration: the same rows
+#: will be assigned again at every iteration, so per-row state an assignment keeps from
+#: one pass to the next (the bounds of ``auto``'s hamerly) pays from the first pass.
+REPEATED = "engine.repeated"
+
 
 @attrs.define(eq=False)
 class Assignment:

@@ -377,19 +377,21 @@ class Auto:
 
     ``hamerly`` when the distance is a metric (``metric``, which the configuration sets),
     samples x clusters >= :data:`AUTO_MIN_WORK`, k >= :data:`AUTO_MIN_CLUSTERS`, features
-    >= :data:`AUTO_MIN_FEATURES` (:meth:`bounded`), and only from the second pass over the
-    same data set on: bounds pay only when kept from one iteration to the next, so a single
-    pass (``predict``, ``score``, a ``partial_fit`` call, a mini-batch step, whose rows are
-    a new data set each time, or a task run on a copy of the data) and a fit's first
-    iteration take ``nearest``.  Measured here (whole fits from the same k-means++
-    centroids, 200k samples, float64): on clustered data (Gaussian blobs;
-    ``make_classification``'s uneven, anisotropic clusters) hamerly took 0.30-0.61x
-    nearest's time at 64 features and k=256, 0.53-0.77x at 16 features and k=64,
-    0.84-1.02x at 64 features and k=32, but 0.84-0.97x at 8 features and k=32 and
-    1.06-1.07x at k=8; on unstructured data (standard normal, where labels keep changing)
-    an iteration took 1.07-1.21x nearest's time from 16 features and k=32 up, and up to
-    2x below that.  At 1M x 64, k=256 (``make_classification``) a default fit's Lloyd
-    iterations took 179 ms each instead of 369 ms.
+    >= :data:`AUTO_MIN_FEATURES` (:meth:`bounded`), and only for a data set assigned more
+    than once: bounds pay only when kept from one pass to the next, so a single pass
+    (``predict``, ``score``, a ``partial_fit`` call, a mini-batch step, whose rows are a
+    new data set each time, or a task run on a copy of the data) takes ``nearest``; a Lloyd
+    run's data takes ``hamerly`` from its first iteration (the run marks it,
+    :data:`kmeansfw.engine.steps.REPEATED`), any other from its second pass.  Measured
+    here (whole fits from the same k-means++ centroids, 200k samples, float64): on
+    clustered data (Gaussian blobs; ``make_classification``'s uneven, anisotropic
+    clusters) hamerly took 0.30-0.61x nearest's time at 64 features and k=256,
+    0.53-0.77x at 16 features and k=64, 0.84-1.02x at 64 features and k=32, but
+    0.84-0.97x at 8 features and k=32 and 1.06-1.07x at k=8; on unstructured data
+    (standard normal, where labels keep changing) an iteration took 1.07-1.21x nearest's
+    time from 16 features and k=32 up, and up to 2x below that.  At 1M x 64, k=256
+    (``make_classification``) a default fit's Lloyd iterations took 179 ms each instead
+    of 369 ms.
     """
 
     name = "auto"
@@ -439,7 +441,8 @@ class Auto:
         hook: pluggy.HookRelay,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         bounded = self.bounded(data.n_samples, data.n_features, centroids.shape[0])
-        strategy = _HAMERLY if bounded and self._pass(data, cache) > 0 else _NEAREST
+        again = data.cache.get(steps.REPEATED, False) or self._pass(data, cache) > 0
+        strategy = _HAMERLY if bounded and again else _NEAREST
         return strategy.kmeansfw_assign(
             X=X, centroids=centroids, rows=rows, data=data, cache=cache, hook=hook
         )
