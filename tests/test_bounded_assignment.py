@@ -113,6 +113,10 @@ def test_auto_picks_by_metric_and_shape():
     assert not auto.bounded(6000, 15, 40)  # few features: the bounds cost what they save
     assert not auto.bounded(20000, 16, 31)  # few clusters
     assert not auto.bounded(3000, 16, 40)  # little work per iteration
+    assert auto.bounded_by(6000, 16, 40) == "hamerly"
+    assert auto.bounded_by(6000, 32, 128) == "yinyang"  # many clusters and features
+    assert auto.bounded_by(6000, 31, 128) == auto.bounded_by(6000, 32, 127) == "hamerly"
+    assert auto.bounded_by(6000, 15, 128) is None
     cosine = dict(
         (s, o)
         for s, _, o in kmeansfw.Config(
@@ -144,6 +148,27 @@ def test_auto_keeps_bounds_only_for_data_assigned_again(monkeypatch):
     km.score(X)
     KMeans(40, random_state=0, batch_size=4096, max_iter=3).fit(X)  # each step: new rows
     assert calls == []  # one pass per data set: nearest
+
+
+def test_auto_keeps_group_bounds_for_many_clusters_and_features(monkeypatch):
+    from kmeansfw.strategies import assignment
+
+    calls = []
+    real = assignment._YINYANG
+
+    class Spy:
+        def kmeansfw_assign(self, **kwargs):
+            calls.append(kwargs["rows"])
+            return real.kmeansfw_assign(**kwargs)
+
+    monkeypatch.setattr(assignment, "_YINYANG", Spy())
+    X, _ = make_blobs(4000, n_features=32, centers=128, cluster_std=6.0, random_state=0)
+    init = X[:128].copy()
+    km = KMeans(128, init=init, max_iter=20, tol=0).fit(X)
+    assert calls  # auto took yinyang
+    plain = KMeans(128, init=init, max_iter=20, tol=0, assignment="nearest").fit(X)
+    np.testing.assert_array_equal(km.labels_, plain.labels_)
+    assert km.inertia_ == pytest.approx(plain.inertia_, rel=1e-12)
 
 
 def test_the_default_assignment_is_auto_and_gives_nearest_labels():
