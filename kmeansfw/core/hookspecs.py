@@ -220,6 +220,9 @@ def kmeansfw_accumulate(
     n_clusters: int,
     partial: Any,
     data: FitData,
+    rows: slice | None,
+    previous_labels: np.ndarray | None,
+    previous_partial: Any,
 ) -> Any:
     """Map step of the update: fold one assigned block into its task's running summary.
 
@@ -229,7 +232,14 @@ def kmeansfw_accumulate(
     reach :func:`kmeansfw_update` as ``partials``.  An update that needs no map step
     does not implement this hook and receives ``None``.  ``data`` is the data set the
     block belongs to (its ``fitted`` state, and
-    :func:`kmeansfw.engine.executors.kernel_threads` for a kernel's own threads).
+    :func:`kmeansfw.engine.executors.kernel_threads` for a kernel's own threads);
+    ``rows`` the block's slice of ``data.X`` (None outside the assignment's map).
+
+    In the iterations of a Lloyd run after the first, ``previous_labels`` are the block's
+    labels in the previous iteration and ``previous_partial`` this task's answer then
+    (given on every block of the task; both None otherwise): a map may start from it and
+    revisit only what the changed labels touch (``mean`` does, with the same result bit
+    for bit).  Never modify ``previous_partial``.
     """
 
 

@@ -375,7 +375,9 @@ def iterate(
     a criterion said stop.
     """
     centroids, rng = state.centroids, state.rng
-    assignment = steps.assign(hooks, batch, centroids)
+    # the same rows as the previous iteration: the update's map may start from its sums
+    previous = state.assignment if batch is state.data and walk.repeats_rows else None
+    assignment = steps.assign(hooks, batch, centroids, previous=previous)
     new_centroids, weights = steps.update(
         hooks, batch, assignment, centroids, rng, online=walk.online
     )

@@ -265,8 +265,13 @@ def assign(
     centroids: np.ndarray,
     *,
     accumulate: bool = True,
+    previous: Assignment | None = None,
 ) -> Assignment:
     """Assign every sample to a centroid; with ``accumulate``, also run the update's map.
+
+    ``previous``: the assignment of the same rows in the previous iteration of a run (its
+    labels and the update's partials), which the map may start from
+    (``kmeansfw_accumulate``'s ``previous_labels`` and ``previous_partial``).
 
     Each chunk task returns its rows' labels and costs and the update's partial; the
     driver writes them into place, so tasks can run under any executor.  Under worker
@@ -277,9 +282,12 @@ def assign(
     n = data.n_samples
     cache = prepare_centroids(hook, data, centroids)
     accumulate = accumulate and hook.implemented("kmeansfw_accumulate")
+    before = _Previous.of(previous, data) if accumulate else None
     block = data.single_block
     if block is not None and is_small(data):  # what map_tasks would do, without its map
-        labels, costs, partial = _assign_rows(hook, data, centroids, cache, block, accumulate, None)
+        labels, costs, partial = _assign_rows(
+            hook, data, centroids, cache, block, accumulate, None, before
+        )
         left = [block] if costs is None else []
         if costs is None:
             costs = np.empty(n, dtype=data.dtype)
@@ -287,7 +295,7 @@ def assign(
     labels = np.empty(n, dtype=np.intp)
     costs = np.empty(n, dtype=data.dtype)
     out = (labels, costs) if data.executor is None else None
-    task = AssignTask(hook, data, centroids, cache, accumulate, out)
+    task = AssignTask(hook, data, centroids, cache, accumulate, out, before)
     partials, left = [], []
     for rows, (part_labels, part_costs, partial, part_left) in zip(
         data.tasks, map_tasks(data, task), strict=True
@@ -331,13 +339,22 @@ class AssignTask:
     cache: dict
     accumulate: bool
     out: tuple[np.ndarray, np.ndarray] | None = None
+    previous: _Previous | None = None
 
     def __call__(self, task: list[slice]) -> tuple[Any, Any, Any, list[slice]]:
         partial = None
         labels, costs, left = [], [], []
         for rows in task:
             block_labels, block_costs, partial = _assign_rows(
-                self.hook, self.data, self.centroids, self.cache, rows, self.accumulate, partial
+                self.hook,
+                self.data,
+                self.centroids,
+                self.cache,
+                rows,
+                self.accumulate,
+                partial,
+                self.previous,
+                task[0].start,
             )
             if block_costs is None:
                 left.append(rows)
@@ -365,9 +382,12 @@ def _assign_rows(
     rows: slice,
     accumulate: bool,
     partial: Any,
+    previous: _Previous | None = None,
+    task_start: int = 0,
 ) -> tuple[np.ndarray, np.ndarray | None, Any]:
     """The checked labels and costs (None: left to the engine) of one block and, with
-    ``accumulate``, the update's ``partial`` with the block folded in."""
+    ``accumulate``, the update's ``partial`` with the block folded in (``previous``:
+    the previous iteration's labels and partials, by the first row of each task)."""
     X_rows = data.X[rows]
     name = "kmeansfw_assign"
     answer = contract.call(
@@ -384,6 +404,7 @@ def _assign_rows(
     if not accumulate:
         return block_labels, block_costs, None
     # while the block is still in cache
+    before = None if previous is None else previous.partials.get(task_start)
     partial = contract.call(
         hook,
         "kmeansfw_accumulate",
@@ -393,8 +414,31 @@ def _assign_rows(
         n_clusters=centroids.shape[0],
         partial=partial,
         data=data,
+        rows=rows,
+        previous_labels=None if before is None else previous.labels[rows],  # type: ignore[union-attr]
+        previous_partial=before,
     )
     return block_labels, block_costs, partial
+
+
+@attrs.frozen(eq=False)
+class _Previous:
+    """The previous iteration's labels and the update's partials by each task's first
+    row: what ``kmeansfw_accumulate`` may start a task from."""
+
+    labels: np.ndarray
+    partials: dict[int, Any]
+
+    @classmethod
+    def of(cls, previous: Assignment | None, data: FitData) -> _Previous | None:
+        """From the previous assignment of the same rows (None when it has no partials
+        of this task plan)."""
+        if previous is None or previous.partials is None:
+            return None
+        if len(previous.partials) != len(data.tasks) or previous.labels.shape[0] != data.n_samples:
+            return None
+        starts = [task[0].start for task in data.tasks]
+        return cls(previous.labels, dict(zip(starts, previous.partials, strict=True)))
 
 
 def block_matrix(

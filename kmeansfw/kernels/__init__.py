@@ -59,6 +59,8 @@ _WHERE = {
     "fold_candidates": "seeding",
     "plusplus_from_costs": "seeding",
     "add_weighted_cluster_sums": "update",
+    "add_cluster_members": "update",
+    "mark_changed_clusters": "update",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -82,7 +84,11 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from kmeansfw.kernels.lp import L1, LINF, LP, lp_block
     from kmeansfw.kernels.seeding import draw_candidates, fold_candidates, plusplus_from_costs
-    from kmeansfw.kernels.update import add_weighted_cluster_sums
+    from kmeansfw.kernels.update import (
+        add_cluster_members,
+        add_weighted_cluster_sums,
+        mark_changed_clusters,
+    )
 
 
 def __getattr__(name: str) -> Any:
@@ -106,6 +112,7 @@ __all__ = [
     "LP",
     "SUB_BLOCK_ROWS",
     "add_centered_column_squares",
+    "add_cluster_members",
     "add_weighted_cluster_sums",
     "centered_row_norms",
     "count_changed",
@@ -115,6 +122,7 @@ __all__ = [
     "fold_candidates",
     "int_range",
     "lp_block",
+    "mark_changed_clusters",
     "nearest_groups_sq_euclidean",
     "nearest_sq_euclidean",
     "paired_sq_euclidean",

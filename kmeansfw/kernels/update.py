@@ -5,6 +5,10 @@ cluster's float64 totals, row by row in order; CSR blocks always go through the 
 (a sparse one-hot product).  On small data it may split the *features* between numba's
 threads: each thread sums its columns over every row, in row order, so every total is
 the same sum in the same order as on one thread.
+
+:func:`mark_changed_clusters` and :func:`add_cluster_members` serve the mean's map from
+the previous iteration's sums: the clusters a row entered or left, and the sums of chosen
+clusters only, with the same additions in the same order as the full sum.
 """
 
 from __future__ import annotations
@@ -124,3 +128,99 @@ def add_weighted_cluster_sums(
         launch(_accumulate_parallel, X, labels, sample_weight, sums, weights, chunks)
     else:
         _accumulate_numba(X, labels, sample_weight, sums, weights)
+
+
+def _mark_changed_numpy(labels, previous, dirty):
+    moved = labels != previous
+    hit = np.zeros(dirty.shape[0], dtype=np.bool_)
+    hit[labels[moved]] = True
+    hit[previous[moved]] = True
+    new = hit & ~dirty
+    dirty |= hit
+    return new
+
+
+def _add_members_numpy(X, labels, sample_weight, sums, weights, clusters):
+    members = np.flatnonzero(clusters[labels])
+    which = labels[members]
+    w = np.asarray(sample_weight, dtype=np.float64)[members]
+    # np.add.at adds in index order: each total gets the compiled kernel's additions
+    np.add.at(weights, which, w)
+    np.add.at(sums, which, w[:, None] * X[members].astype(np.float64, copy=False))
+
+
+if HAVE_NUMBA:
+
+    @numba.njit(nogil=True, cache=True)
+    def _mark_changed_numba(labels, previous, dirty):  # pragma: no cover
+        new = np.zeros(dirty.shape[0], dtype=np.bool_)
+        for i in range(labels.shape[0]):
+            a, p = labels[i], previous[i]
+            if a != p:
+                if not dirty[a]:
+                    dirty[a] = True
+                    new[a] = True
+                if not dirty[p]:
+                    dirty[p] = True
+                    new[p] = True
+        return new
+
+    @numba.njit(nogil=True, cache=True)
+    def _add_members_numba(X, labels, sample_weight, sums, weights, clusters):  # pragma: no cover
+        for i in range(X.shape[0]):
+            j = labels[i]
+            if clusters[j]:
+                w = np.float64(sample_weight[i])
+                weights[j] += w
+                for f in range(X.shape[1]):
+                    sums[j, f] += w * X[i, f]
+
+
+def mark_changed_clusters(
+    labels: np.ndarray, previous: np.ndarray, dirty: np.ndarray
+) -> np.ndarray:
+    """Mark in ``dirty`` (k,) bool every cluster a row entered or left; return the
+    clusters marked now that were not before, (k,) bool.
+
+    Parameters
+    ----------
+    labels, previous : ndarray of intp, shape (b,)
+        The rows' labels now and in the previous iteration.
+    dirty : ndarray of bool, shape (k,)
+        Updated in place.
+
+    Returns
+    -------
+    ndarray of bool, shape (k,)
+    """
+    if HAVE_NUMBA:
+        return _mark_changed_numba(labels, previous, dirty)
+    return _mark_changed_numpy(labels, previous, dirty)
+
+
+def add_cluster_members(
+    X: np.ndarray,
+    labels: np.ndarray,
+    sample_weight: np.ndarray,
+    sums: np.ndarray,
+    weights: np.ndarray,
+    clusters: np.ndarray,
+) -> None:
+    """Add the rows whose cluster ``clusters`` (a (k,) bool mask) selects, as
+    :func:`add_weighted_cluster_sums` does: row by row in order, so each selected total
+    gets exactly the additions that function gives it (and costs only its members' rows).
+
+    Parameters
+    ----------
+    X : ndarray, shape (b, d)
+        A dense block.
+    labels : ndarray of intp, shape (b,)
+    sample_weight : ndarray, shape (b,)
+    sums, weights : ndarray of float64, shapes (k, d) and (k,)
+        Updated in place.
+    clusters : ndarray of bool, shape (k,)
+    """
+    if HAVE_NUMBA:
+        _add_members_numba(X, labels, sample_weight, sums, weights, clusters)
+    else:
+        _add_members_numpy(X, labels, sample_weight, sums, weights, clusters)

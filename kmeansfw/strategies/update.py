@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from inspect import signature
+from typing import Any
 
 import attrs
 import numpy as np
@@ -26,6 +27,12 @@ class Mean:
     :func:`kmeansfw.kernels.add_weighted_cluster_sums`).  Reduce: partials summed in row
     order, so results do not depend on the number of threads.
     Minimizes the sum of squared Euclidean distances.
+
+    In a Lloyd run the map starts from the task's sums of the previous iteration
+    (``previous_partial``) and sums again only the clusters a row of the task entered or
+    left (:class:`ChangedSums`), each over all its members in row order: the same totals
+    bit for bit as summing every row, at the cost of reading only those clusters'
+    members, which is a small part of the data once few labels change.
     """
 
     name = "mean"
@@ -40,7 +47,15 @@ class Mean:
         n_clusters: int,
         partial: tuple[np.ndarray, np.ndarray] | None,
         data: FitData,
+        rows: slice | None,
+        previous_labels: np.ndarray | None,
+        previous_partial: tuple[np.ndarray, np.ndarray] | None,
     ) -> tuple[np.ndarray, np.ndarray]:
+        if ChangedSums.applies(X, n_clusters, rows, previous_labels, previous_partial):
+            assert rows is not None and previous_labels is not None  # for type checkers
+            return ChangedSums.add(
+                partial, data, X, labels, sample_weight, rows, previous_labels, previous_partial
+            )
         partial = partial or self.new_partial(X, n_clusters)
         threads = kernel_threads(data)
         kernels.add_weighted_cluster_sums(X, labels, sample_weight, *partial, n_threads=threads)
@@ -92,7 +107,11 @@ class Mean:
     def _batch_update(self, data, labels, partials, centroids, n_clusters):
         if partials is None:  # called without the map step: run it on all rows at once
             accumulate = self.kmeansfw_accumulate  # a subclass's own map step, if it has one
-            extra = {"data": data} if "data" in signature(accumulate).parameters else {}
+            optional = {
+                "data": data, "rows": None, "previous_labels": None, "previous_partial": None
+            }
+            takes = signature(accumulate).parameters
+            extra = {name: value for name, value in optional.items() if name in takes}
             partials = [
                 accumulate(
                     X=data.X,
@@ -306,6 +325,98 @@ class TrimmedMean:
         return _per_cluster(
             data, labels, centroids, n_clusters, int(self.memory_budget_mb * 2**20), trimmed
         )
+
+
+class ChangedSums(tuple):
+    """A task's ``(sums, weights)`` map of the ``mean`` update computed from the previous
+    iteration's: the totals of the clusters no row of the task entered or left are the
+    previous ones (the same members, summed in the same order); the others (``dirty``)
+    are summed again over all their members of the task, in row order.
+
+    At each block, the clusters its rows entered or left are marked; a cluster marked now
+    is zeroed and summed over its members in the task's earlier blocks (``seen``: their
+    row slices and labels), then every marked cluster gets its members of this block.  So
+    each total is the sum :func:`kmeansfw.kernels.add_weighted_cluster_sums` gives over
+    the task's rows, bit for bit.  When the first block already moves more than
+    :data:`MOVED_FRACTION` of its rows, every cluster is marked: the task is summed in
+    full.
+    """
+
+    #: Above this fraction of a task's first block changing cluster, sum in full.
+    MOVED_FRACTION = 1 / 16
+
+    @staticmethod
+    def applies(
+        X: Any,
+        n_clusters: int,
+        rows: slice | None,
+        previous_labels: np.ndarray | None,
+        previous_partial: Any,
+    ) -> bool:
+        """Whether a block can be summed from the previous iteration's partial: dense,
+        compiled kernels, the previous labels and a (sums, weights) of this shape."""
+        if previous_partial is None or previous_labels is None or rows is None:
+            return False
+        if not (kernels.HAVE_NUMBA and isinstance(X, np.ndarray)):
+            return False  # the NumPy twin and CSR blocks sum in another order
+        try:
+            sums, weights = previous_partial[0], previous_partial[1]
+        except (TypeError, IndexError, KeyError):
+            return False
+        return (
+            isinstance(sums, np.ndarray)
+            and isinstance(weights, np.ndarray)
+            and sums.shape == (n_clusters, X.shape[1])
+            and weights.shape == (n_clusters,)
+            and sums.dtype == weights.dtype == np.float64
+        )
+
+    @classmethod
+    def add(
+        cls,
+        partial: Any,
+        data: FitData,
+        X: np.ndarray,
+        labels: np.ndarray,
+        sample_weight: np.ndarray,
+        rows: slice,
+        previous_labels: np.ndarray,
+        previous_partial: Any,
+    ) -> ChangedSums:
+        """Fold one block into the task's partial (None on the task's first block)."""
+        if not isinstance(partial, ChangedSums):
+            partial = cls((previous_partial[0].copy(), previous_partial[1].copy()))
+            partial.dirty = np.zeros(partial[1].shape[0], dtype=np.bool_)
+            partial.seen = []
+            if np.count_nonzero(labels != previous_labels) > cls.MOVED_FRACTION * labels.size:
+                partial.dirty[:] = True  # most clusters would be summed again: all of them
+                partial[0][:], partial[1][:] = 0.0, 0.0
+        sums, weights, dirty = partial[0], partial[1], partial.dirty
+        new = kernels.mark_changed_clusters(labels, previous_labels, dirty)
+        if new.any():
+            partial.resum(data, new)
+        if dirty.all():
+            threads = kernel_threads(data)
+            kernels.add_weighted_cluster_sums(
+                X, labels, sample_weight, sums, weights, n_threads=threads
+            )
+        elif dirty.any():
+            kernels.add_cluster_members(X, labels, sample_weight, sums, weights, dirty)
+        partial.seen.append((rows, labels))
+        return partial
+
+    def resum(self, data: FitData, clusters: np.ndarray) -> None:
+        """Zero the totals of ``clusters`` (a (k,) bool mask) and sum them again over
+        their members in the task's blocks so far, in row order."""
+        sums, weights = self[0], self[1]
+        sums[clusters], weights[clusters] = 0.0, 0.0
+        for rows, labels in self.seen:
+            kernels.add_cluster_members(
+                data.X[rows], labels, data.sample_weight[rows], sums, weights, clusters
+            )
+
+    def __reduce__(self) -> tuple:  # pickled as the plain (sums, weights) it stands for
+        return tuple, ((self[0], self[1]),)
 
 
 @attrs.frozen

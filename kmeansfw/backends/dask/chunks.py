@@ -151,6 +151,9 @@ def _reaccumulate(
                 n_clusters=chunk.n_clusters,
                 partial=partial,
                 data=data,
+                rows=block,
+                previous_labels=None,
+                previous_partial=None,
             )
     return partial
 

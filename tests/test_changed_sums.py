@@ -1,0 +1,183 @@
+"""The mean update's map from the previous iteration's sums (``ChangedSums``): the same
+totals bit for bit as summing every row, while reading only the clusters that changed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs
+
+import kmeansfw
+from kmeansfw import KMeans, kernels
+from kmeansfw.engine.executors import PickleShuffleExecutor
+from kmeansfw.strategies.update import ChangedSums, Mean
+
+
+class FreshMean(Mean):
+    """The mean whose map sums every row every iteration (no previous partial)."""
+
+    name = "fresh-mean"
+
+    @kmeansfw.hookimpl
+    def kmeansfw_accumulate(self, X, labels, sample_weight, n_clusters, partial, data):
+        partial = partial or self.new_partial(X, n_clusters)
+        kernels.add_weighted_cluster_sums(X, labels, sample_weight, *partial)
+        return partial
+
+
+class Centroids:
+    """Every iteration's centroids, and the kind of each partial the update reduced."""
+
+    def __init__(self):
+        self.centroids, self.kinds = [], []
+
+    @kmeansfw.hookimpl
+    def kmeansfw_iteration_end(self, state):
+        self.centroids.append(np.array(state.centroids))
+        self.kinds.append({type(p).__name__ for p in state.assignment.partials})
+
+
+@pytest.fixture(scope="module")
+def X():
+    # at memory_budget_mb=0.05: blocks of 256 rows, more than 64 of them, so tasks of
+    # several blocks (clusters marked at a task's later blocks are summed again over its
+    # earlier ones)
+    X, _ = make_blobs(40_000, n_features=3, centers=30, cluster_std=2.5, random_state=7)
+    return X
+
+
+@pytest.fixture
+def resums(monkeypatch):
+    """How many times a cluster marked at a task's later block was summed again over the
+    task's earlier blocks."""
+    calls = []
+    real = ChangedSums.resum
+
+    def spy(self, data, clusters):
+        if self.seen:
+            calls.append(int(clusters.sum()))
+        return real(self, data, clusters)
+
+    monkeypatch.setattr(ChangedSums, "resum", spy)
+    return calls
+
+
+CASES = [
+    {"memory_budget_mb": 0.05},  # many blocks and tasks on two threads
+    {"memory_budget_mb": 0.05, "n_threads": 1},
+    {"memory_budget_mb": 0.05, "executor": "pickle"},
+    {},  # one block
+    {"memory_budget_mb": 0.05, "assignment": "hamerly"},
+    {"memory_budget_mb": 0.05, "dtype": np.float32},
+    {"memory_budget_mb": 0.05, "weights": True},
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[str(sorted(c)) for c in CASES])
+def test_sums_from_the_previous_iteration_equal_full_sums_bit_for_bit(X, case, resums):
+    case = dict(case)
+    data = X.astype(case.pop("dtype", np.float64))
+    sample_weight = None
+    if case.pop("weights", False):
+        sample_weight = np.random.default_rng(0).uniform(0, 3, size=X.shape[0])
+        sample_weight[::7] = 0.0
+    if case.pop("executor", None):
+        case["executor"] = PickleShuffleExecutor(seed=3)
+    params = dict(init="random", n_init=2, random_state=5, tol=0, max_iter=40, **case)
+    runs = {}
+    for name, update in (("changed", "mean"), ("fresh", FreshMean())):
+        seen = Centroids()
+        km = KMeans(30, update=update, observers=[seen], **params)
+        km.fit(data, sample_weight=sample_weight)
+        runs[name] = (km, seen)
+    (changed, changed_seen), (fresh, fresh_seen) = runs["changed"], runs["fresh"]
+    assert len(changed_seen.centroids) == len(fresh_seen.centroids) > 20
+    for a, b in zip(changed_seen.centroids, fresh_seen.centroids, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(changed.labels_, fresh.labels_)
+    assert changed.inertia_ == fresh.inertia_ and changed.n_iter_ == fresh.n_iter_
+    if "executor" not in case:  # pickled partials come back as plain tuples
+        assert any("ChangedSums" in kinds for kinds in changed_seen.kinds[2:])
+        assert all("ChangedSums" not in kinds for kinds in fresh_seen.kinds)
+    if "memory_budget_mb" in case:  # tasks of several blocks
+        assert len(resums) > 10
+
+
+def test_late_iterations_read_only_the_changed_clusters(X, monkeypatch):
+    summed = []
+    full = kernels.add_weighted_cluster_sums
+    members = kernels.add_cluster_members
+
+    def count_full(X, labels, *args, **kwargs):
+        summed.append(X.shape[0])
+        return full(X, labels, *args, **kwargs)
+
+    def count_members(X, labels, sample_weight, sums, weights, clusters):
+        summed.append(int(np.count_nonzero(clusters[labels])))
+        return members(X, labels, sample_weight, sums, weights, clusters)
+
+    per_iteration = []
+
+    class Count:
+        @kmeansfw.hookimpl
+        def kmeansfw_iteration_end(self, state):
+            per_iteration.append((sum(summed), state.n_changed))
+            summed.clear()
+
+    monkeypatch.setattr(kernels, "add_weighted_cluster_sums", count_full)
+    monkeypatch.setattr(kernels, "add_cluster_members", count_members)
+    KMeans(
+        30, init="random", n_init=1, random_state=5, tol=0, max_iter=80, memory_budget_mb=0.05,
+        observers=[Count()],
+    ).fit(X)
+    assert per_iteration[0][0] == X.shape[0]  # the first iteration sums every row
+    late = [rows for rows, changed in per_iteration[1:] if changed <= 100]
+    assert late and max(late) < X.shape[0] / 4  # few labels change: few rows read
+
+
+def test_a_first_block_with_many_changes_sums_the_task_in_full():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(400, 3))
+    labels = rng.integers(0, 5, size=400)
+    previous = rng.integers(0, 5, size=400)  # most rows changed
+    sw = rng.uniform(0.5, 2, size=400)
+    sums, weights = np.zeros((5, 3)), np.zeros(5)
+    kernels.add_weighted_cluster_sums(X, labels, sw, sums, weights)
+    old = (np.full((5, 3), 7.0), np.full(5, 7.0))  # whatever it was: not used
+    data = kmeansfw.core.data.FitData.build(X, sw, n_clusters=5)
+    partial = ChangedSums.add(None, data, X, labels, sw, slice(0, 400), previous, old)
+    assert partial.dirty.all()
+    np.testing.assert_array_equal(partial[0], sums)
+    np.testing.assert_array_equal(partial[1], weights)
+    assert old[0][0, 0] == 7.0 and old[1][0] == 7.0  # the previous partial is not written
+
+
+def test_changed_sums_kernels_match_their_numpy_twins_and_the_full_sums():
+    from kmeansfw.kernels import update
+
+    rng = np.random.default_rng(2)
+    for dtype in (np.float64, np.float32):
+        X = (rng.normal(size=(700, 5)) * 1e3 + 5e4).astype(dtype)
+        labels = rng.integers(0, 9, size=700).astype(np.intp)
+        previous = labels.copy()
+        previous[rng.choice(700, size=20, replace=False)] = rng.integers(0, 9, size=20)
+        sw = rng.uniform(0, 2, size=700).astype(dtype)
+        dirty_a, dirty_b = np.zeros(9, bool), np.zeros(9, bool)
+        dirty_a[0] = dirty_b[0] = True
+        new_a = kernels.mark_changed_clusters(labels, previous, dirty_a)
+        new_b = update._mark_changed_numpy(labels, previous, dirty_b)
+        np.testing.assert_array_equal(new_a, new_b)
+        np.testing.assert_array_equal(dirty_a, dirty_b)
+        moved = labels != previous
+        expected = np.zeros(9, bool)
+        expected[labels[moved]] = expected[previous[moved]] = True
+        np.testing.assert_array_equal(dirty_a, expected | (np.arange(9) == 0))
+        assert not new_a[0]  # marked before
+        full_sums, full_weights = np.zeros((9, 5)), np.zeros(9)
+        kernels.add_weighted_cluster_sums(X, labels, sw, full_sums, full_weights)
+        for add in (kernels.add_cluster_members, update._add_members_numpy):
+            sums, weights = np.zeros((9, 5)), np.zeros(9)
+            add(X, labels, sw, sums, weights, dirty_a)
+            np.testing.assert_array_equal(sums[dirty_a], full_sums[dirty_a])
+            np.testing.assert_array_equal(weights[dirty_a], full_weights[dirty_a])
+            assert not sums[~dirty_a].any() and not weights[~dirty_a].any()
