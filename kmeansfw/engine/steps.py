@@ -74,13 +74,7 @@ class PendingCosts:
     def fill(self, labels: np.ndarray, costs: np.ndarray) -> None:
         """Write the left blocks' costs into ``costs`` (tasks mapped as an assignment's)."""
         task = _PairedCostTask(self.hook, self.data, self.centroids, self.cache, self.blocks)
-        todo = [t for t in self.data.tasks if any(_key(r) in self.blocks for r in t)]
-        if len(todo) == len(self.data.tasks):
-            fill_rows(self.data, _WithRows(task, labels, costs), costs)
-            return
-        for rows in todo:  # a few blocks (e.g. a single-block data set): no map
-            where = task_rows(rows)
-            costs[where] = task(rows, labels[where], costs[where])
+        fill_rows(self.data, _WithRows(task, labels, costs), costs)
 
 
 def _key(rows: slice) -> tuple[int, int]:
