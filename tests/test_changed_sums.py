@@ -9,6 +9,7 @@ from sklearn.datasets import make_blobs
 
 import kmeansfw
 from kmeansfw import KMeans, kernels
+from kmeansfw.core.data import FitData
 from kmeansfw.engine.executors import PickleShuffleExecutor
 from kmeansfw.strategies.update import ChangedSums, Mean
 
@@ -34,7 +35,8 @@ class Centroids:
     @kmeansfw.hookimpl
     def kmeansfw_iteration_end(self, state):
         self.centroids.append(np.array(state.centroids))
-        self.kinds.append({type(p).__name__ for p in state.assignment.partials})
+        partials = state.assignment.partials
+        self.kinds.append({type(p).__name__ for p in partials or [None]})
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +146,7 @@ def test_a_first_block_with_many_changes_sums_the_task_in_full():
     sums, weights = np.zeros((5, 3)), np.zeros(5)
     kernels.add_weighted_cluster_sums(X, labels, sw, sums, weights)
     old = (np.full((5, 3), 7.0), np.full(5, 7.0))  # whatever it was: not used
-    data = kmeansfw.core.data.FitData.build(X, sw, n_clusters=5)
+    data = FitData.build(X, sw, n_clusters=5)
     partial = ChangedSums.add(None, data, X, labels, sw, slice(0, 400), previous, old)
     assert partial.dirty.all()
     np.testing.assert_array_equal(partial[0], sums)
@@ -181,3 +183,19 @@ def test_changed_sums_kernels_match_their_numpy_twins_and_the_full_sums():
             np.testing.assert_array_equal(sums[dirty_a], full_sums[dirty_a])
             np.testing.assert_array_equal(weights[dirty_a], full_weights[dirty_a])
             assert not sums[~dirty_a].any() and not weights[~dirty_a].any()
+
+
+def test_partials_larger_than_a_quarter_of_the_data_are_not_kept():
+    from kmeansfw.engine.loop import keeps_partials
+
+    X, _ = make_blobs(300, n_features=4, centers=60, random_state=0)
+    seen = Centroids()
+    params = dict(init="random", n_init=1, random_state=0, tol=0, max_iter=10)
+    km = KMeans(60, observers=[seen], memory_budget_mb=0.01, **params).fit(X)
+    data = FitData.build(X, n_clusters=60, memory_budget=int(0.01 * 2**20))
+    assert len(data.tasks) == 2 and not keeps_partials(data, 60)
+    assert seen.kinds and all(kinds == {"NoneType"} for kinds in seen.kinds)
+    fresh = KMeans(60, update=FreshMean(), memory_budget_mb=0.01, **params).fit(X)
+    np.testing.assert_array_equal(km.cluster_centers_, fresh.cluster_centers_)
+    small = FitData.build(X, n_clusters=4, memory_budget=int(0.01 * 2**20))
+    assert keeps_partials(small, 4)

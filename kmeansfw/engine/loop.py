@@ -366,6 +366,34 @@ def check_walk(hooks: Any, walk: FullBatch) -> None:
         )
 
 
+#: The update's partials (about tasks x k x d float64) are kept for the next iteration's
+#: map only while they take at most this fraction of the data's size.
+PARTIALS_FRACTION = 1 / 4
+
+
+def keeps_partials(data: FitData, n_clusters: int) -> bool:
+    """Whether a Lloyd iteration keeps the update's partials for the next one's map
+    (``previous_partial``): dense data, whose partials (about tasks x k x d float64) take
+    at most :data:`PARTIALS_FRACTION` of its size.  Kept, they live one iteration longer,
+    beside the next iteration's own.
+
+    Parameters
+    ----------
+    data : FitData
+        The iteration's rows.
+    n_clusters : int
+        k.
+
+    Returns
+    -------
+    bool
+    """
+    if not isinstance(data.X, np.ndarray):
+        return False
+    size = n_clusters * data.n_features * len(data.tasks) * 8
+    return size <= PARTIALS_FRACTION * data.X.nbytes
+
+
 def iterate(
     hooks: Any, state: FitState, batch: FitData, walk: FullBatch, iteration: int
 ) -> bool:
@@ -391,6 +419,8 @@ def iterate(
     state.labels = assignment.labels
     state.previous_centroids, state.centroids = centroids, read_only(new_centroids)
     state.costs = None  # the assignment's, computed if something reads them
+    if not (walk.repeats_rows and keeps_partials(batch, centroids.shape[0])):
+        assignment.partials = None  # not worth their memory until the next map
     state.assignment, state.cluster_weights = assignment, weights
     state.iteration = iteration
     state.strict = False  # a criterion sets it when the labels match the new centroids
