@@ -11,6 +11,7 @@ from sklearn.datasets import make_blobs
 import kmeansfw
 from kmeansfw import KMeans
 from kmeansfw.engine.executors import PickleShuffleExecutor
+from kmeansfw.strategies.assignment import Nearest
 from tests.test_hooks import CachedManhattan
 
 
@@ -25,15 +26,8 @@ class LeavesCosts:
 
     @kmeansfw.hookimpl
     def kmeansfw_assign(self, X, centroids, rows, data, cache, hook):
-        labels, *_ = hook.kmeansfw_nearest(
-            X=X,
-            centroids=centroids,
-            groups=None,
-            n_groups=0,
-            rows=rows,
-            data=data,
-            cache=cache,
-            hook=hook,
+        labels, _ = Nearest().kmeansfw_assign(
+            X=X, centroids=centroids, rows=rows, data=data, cache=cache, hook=hook
         )
         return labels, None
 

@@ -413,7 +413,8 @@ class Auto:
     metric: bool = False
 
     def bounded(self, n_samples: int, n_features: int, n_clusters: int) -> bool:
-        """Whether a data set of this shape takes ``hamerly`` (from its second pass).
+        """Whether a data set of this shape keeps bounds (``hamerly`` or ``yinyang``, see
+        :meth:`bounded_by`) when it is assigned more than once.
 
         Parameters
         ----------
