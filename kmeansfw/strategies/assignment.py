@@ -376,7 +376,8 @@ AUTO_YINYANG_MIN_FEATURES = 32
 
 @attrs.frozen
 class Auto:
-    """The default: ``hamerly`` where its bounds repay their bookkeeping, else ``nearest``.
+    """The default: ``hamerly`` or ``yinyang`` where their bounds repay their bookkeeping,
+    else ``nearest``.
     Same labels either way (both exact), so only the time depends on the choice.
 
     ``hamerly`` when the distance is a metric (``metric``, which the configuration sets),
