@@ -9,6 +9,7 @@ from sklearn.datasets import make_blobs
 
 import kmeansfw
 from kmeansfw import ConfigError, KMeans
+from kmeansfw.core.data import FitData
 
 
 class LabelsPerIteration:
@@ -141,8 +142,9 @@ def test_auto_keeps_bounds_only_for_data_assigned_again(monkeypatch):
     monkeypatch.setattr(assignment, "_HAMERLY", Spy())
     X, _ = make_blobs(6000, n_features=16, centers=40, cluster_std=4.0, random_state=0)
     km = KMeans(40, random_state=0, max_iter=5, tol=0).fit(X)
-    blocks = len(calls) // 6  # a Lloyd run: every iteration and the final assignment
-    assert blocks >= 1 and len(calls) == 6 * blocks and set(calls) == {6000}
+    n_blocks = sum(len(task) for task in FitData.build(X, n_clusters=40).tasks)
+    # a Lloyd run keeps bounds from its first iteration: 5 iterations and the final pass
+    assert len(calls) == 6 * n_blocks and set(calls) == {6000}
     calls.clear()
     km.predict(X)
     km.score(X)
@@ -168,7 +170,29 @@ def test_auto_keeps_group_bounds_for_many_clusters_and_features(monkeypatch):
     assert calls  # auto took yinyang
     plain = KMeans(128, init=init, max_iter=20, tol=0, assignment="nearest").fit(X)
     np.testing.assert_array_equal(km.labels_, plain.labels_)
-    assert km.inertia_ == pytest.approx(plain.inertia_, rel=1e-12)
+    assert km.inertia_ == plain.inertia_
+
+
+def test_auto_takes_nearest_in_task_copies_of_the_data(monkeypatch):
+    from kmeansfw.engine.executors import PickleShuffleExecutor
+    from kmeansfw.strategies import assignment
+
+    calls = []
+    real = assignment._HAMERLY
+
+    class Spy:
+        def kmeansfw_assign(self, **kwargs):
+            calls.append(kwargs["rows"])
+            return real.kmeansfw_assign(**kwargs)
+
+    monkeypatch.setattr(assignment, "_HAMERLY", Spy())
+    X, _ = make_blobs(6000, n_features=16, centers=40, cluster_std=4.0, random_state=0)
+    params = dict(init=X[:40].copy(), max_iter=5, tol=0, memory_budget_mb=0.25)
+    copied = KMeans(40, executor=PickleShuffleExecutor(), **params).fit(X)
+    assert calls == []  # each task copy starts without bounds: nearest
+    in_process = KMeans(40, **params).fit(X)
+    assert calls  # in-process tasks share the data's bounds: hamerly
+    np.testing.assert_array_equal(copied.cluster_centers_, in_process.cluster_centers_)
 
 
 def test_the_default_assignment_is_auto_and_gives_nearest_labels():

@@ -233,13 +233,15 @@ def kmeansfw_accumulate(
     does not implement this hook and receives ``None``.  ``data`` is the data set the
     block belongs to (its ``fitted`` state, and
     :func:`kmeansfw.engine.executors.kernel_threads` for a kernel's own threads);
-    ``rows`` the block's slice of ``data.X`` (None outside the assignment's map).
+    ``rows`` the block's slice of ``data.X`` (None when the rows are not one).
 
-    In the iterations of a Lloyd run after the first, ``previous_labels`` are the block's
-    labels in the previous iteration and ``previous_partial`` this task's answer then
-    (given on every block of the task; both None otherwise): a map may start from it and
-    revisit only what the changed labels touch (``mean`` does, with the same result bit
-    for bit).  Never modify ``previous_partial``.
+    In the iterations of a Lloyd run after the first, ``previous_labels`` may be the
+    block's labels in the previous iteration and ``previous_partial`` a read-only copy of
+    this task's answer then (given together on every block of the task, or both None: in
+    a run's first iteration or the first after a resume, mini-batch steps, and when the
+    partials are not tuples of arrays or take more than a quarter of the data's size): a
+    map may start from it and revisit only what the changed labels touch (``mean`` does,
+    with the same result bit for bit).
     """
 
 

@@ -394,6 +394,29 @@ def keeps_partials(data: FitData, n_clusters: int) -> bool:
     return size <= PARTIALS_FRACTION * data.X.nbytes
 
 
+def kept_partials(
+    hooks: Any, data: FitData, partials: list | None, walk: FullBatch
+) -> list | None:
+    """A copy of the map's partials for the next iteration's map (``previous_partial``),
+    taken before the update sees them, or None when they are not kept: only in a Lloyd
+    run, for a map that declares ``previous_partial``, partials that are tuples of arrays,
+    and within :func:`keeps_partials`.  Kept as plain tuples of read-only copies, so
+    nothing the update or an observer does to the partials reaches the next iteration's
+    sums (and nothing else a map attached to them stays in memory)."""
+    if not partials or not walk.repeats_rows:
+        return None
+    if not hooks.takes("kmeansfw_accumulate", "previous_partial"):
+        return None
+    if not all(
+        isinstance(p, tuple) and p and all(isinstance(a, np.ndarray) for a in p)
+        for p in partials
+    ):
+        return None
+    if not keeps_partials(data, int(partials[0][0].shape[0])):
+        return None
+    return [tuple(read_only(a.copy()) for a in p) for p in partials]
+
+
 def iterate(
     hooks: Any, state: FitState, batch: FitData, walk: FullBatch, iteration: int
 ) -> bool:
@@ -406,6 +429,7 @@ def iterate(
     # the same rows as the previous iteration: the update's map may start from its sums
     previous = state.assignment if batch is state.data and walk.repeats_rows else None
     assignment = steps.assign(hooks, batch, centroids, previous=previous)
+    kept = kept_partials(hooks, batch, assignment.partials, walk)
     new_centroids, weights = steps.update(
         hooks, batch, assignment, centroids, rng, online=walk.online
     )
@@ -419,8 +443,7 @@ def iterate(
     state.labels = assignment.labels
     state.previous_centroids, state.centroids = centroids, read_only(new_centroids)
     state.costs = None  # the assignment's, computed if something reads them
-    if not (walk.repeats_rows and keeps_partials(batch, centroids.shape[0])):
-        assignment.partials = None  # not worth their memory until the next map
+    assignment.partials = kept
     state.assignment, state.cluster_weights = assignment, weights
     state.iteration = iteration
     state.strict = False  # a criterion sets it when the labels match the new centroids
@@ -457,7 +480,7 @@ def run(
         state.labels, state.iteration = start.labels, start.iteration
         state.scratch = dict(start.scratch)
     state.centroids = read_only(centroids)
-    if walk.repeats_rows:
+    if walk.repeats_rows and data.executor is None:  # a task copy keeps no state
         data.cache[steps.REPEATED] = True
     walk.start(state.centroids)
     hooks.kmeansfw_fit_start(state=state)

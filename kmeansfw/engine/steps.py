@@ -11,6 +11,7 @@ the data: that is the strategies' job.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import attrs
@@ -21,6 +22,8 @@ from kmeansfw.core.data import FitData, read_only
 from kmeansfw.engine.executors import fill_rows, is_small, map_tasks, task_rows
 
 _FLOAT64 = np.dtype(np.float64)
+#: Held while left costs are computed (:attr:`Assignment.costs`).
+_FILL_LOCK = threading.Lock()
 
 #: In a data set's cache, set by a Lloyd run before its first iteration: the same rows
 #: will be assigned again at every iteration, so per-row state an assignment keeps from
@@ -48,9 +51,12 @@ class Assignment:
     @property
     def costs(self) -> np.ndarray:
         """The cost of each sample to its centroid (computed now if it was left)."""
-        if self._pending is not None:
-            self._pending.fill(self.labels, self._costs)
-            self._pending = None
+        pending = self._pending
+        if pending is not None:
+            with _FILL_LOCK:  # two readers: one computes, the other waits
+                if self._pending is pending:
+                    pending.fill(self.labels, self._costs)
+                    self._pending = None
         return self._costs
 
     @property
@@ -240,7 +246,8 @@ def fix_empty_clusters(
 def _costs_if_taken(hook: Any, name: str, assignment: Assignment) -> np.ndarray | None:
     """The assignment's costs when a strategy of hook ``name`` declares ``costs`` (None
     otherwise: costs left to the engine stay uncomputed)."""
-    if assignment.costs_ready or hook.takes(name, "costs"):
+    takes = getattr(hook, "takes", None)  # a plain pluggy relay: always computed
+    if assignment.costs_ready or takes is None or takes(name, "costs"):
         return assignment.costs
     return None
 

@@ -81,12 +81,10 @@ class Mean:
         sums, weights : ndarray
             The float64 totals.
         """
-        sums, weights = partials[0]
-        if len(partials) > 1:
-            sums, weights = sums.copy(), weights.copy()
-            for part_sums, part_weights in partials[1:]:
-                sums += part_sums
-                weights += part_weights
+        sums, weights = partials[0][0].copy(), partials[0][1].copy()
+        for part_sums, part_weights in partials[1:]:
+            sums += part_sums
+            weights += part_weights
         return sums, weights
 
     @hookimpl
@@ -344,6 +342,10 @@ class ChangedSums(tuple):
 
     #: Above this fraction of a task's first block changing cluster, sum in full.
     MOVED_FRACTION = 1 / 16
+    #: (k,) bool: the clusters summed again in this task.
+    dirty: np.ndarray
+    #: The task's blocks so far: (row slice, labels).
+    seen: list
 
     @staticmethod
     def applies(

@@ -56,7 +56,7 @@ def _refuse(strategies: list[tuple[str, str, Any]], hooks: Any, cfg: Config) -> 
     for slot, label, strategy in strategies:
         if slot == "update" and not isinstance(strategy, _UPDATES_OK):
             takes = set(hooks.argnames("kmeansfw_update") or ())
-            if not hooks.implemented("kmeansfw_accumulate") or takes & _PER_SAMPLE - {"data"}:
+            if not hooks.implemented("kmeansfw_accumulate") or takes & (_PER_SAMPLE - {"data"}):
                 raise StrategyError(
                     f"update strategy {label} cannot run on a Dask cluster: it needs "
                     "every member of a cluster on one machine (only updates whose "
