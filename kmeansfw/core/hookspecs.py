@@ -15,7 +15,8 @@ Conventions shared by every hook
   returns has ``X.dtype``.  ``n`` is the number of samples, ``d`` of features, ``k`` of
   clusters; per-block hooks see ``b`` rows, ``X = data.X[rows]``.
 * Nobody writes into ``X``, ``sample_weight`` or ``centroids``: they may be the user's
-  arrays.  Return new arrays.
+  arrays.  Nor into ``labels``: the next iteration's map compares them with the new ones.
+  Return new arrays.
 * ``data`` is the :class:`kmeansfw.core.data.FitData` of the call: its ``cache`` dict holds
   what :func:`kmeansfw_prepare` computed once; ``rows`` is the slice of ``data.X`` a
   block comes from (None when a strategy passes other rows, e.g. a cluster's members);
@@ -233,15 +234,17 @@ def kmeansfw_accumulate(
     does not implement this hook and receives ``None``.  ``data`` is the data set the
     block belongs to (its ``fitted`` state, and
     :func:`kmeansfw.engine.executors.kernel_threads` for a kernel's own threads);
-    ``rows`` the block's slice of ``data.X`` (None when the rows are not one).
+    ``rows`` the block's slice of ``data.X`` in the assignment's map (None when an update
+    sums rows outside it).
 
     In the iterations of a Lloyd run after the first, ``previous_labels`` may be the
     block's labels in the previous iteration and ``previous_partial`` a read-only copy of
-    this task's answer then (given together on every block of the task, or both None: in
-    a run's first iteration or the first after a resume, mini-batch steps, and when the
-    partials are not tuples of arrays or take more than a quarter of the data's size): a
-    map may start from it and revisit only what the changed labels touch (``mean`` does,
-    with the same result bit for bit).
+    this task's answer then, as a plain tuple of arrays (given together on every block of
+    the task).  Both are None whenever the engine kept no partial for the task: a run's
+    first iteration or the first after a resume, mini-batch steps and ``partial_fit``,
+    sparse data, the Dask and torch backends, and partials that are not tuples of arrays
+    or take more than a quarter of the data's size.  A map may start from it and revisit
+    only what the changed labels touch (``mean`` does, with the same result bit for bit).
     """
 
 

@@ -408,12 +408,14 @@ def kept_partials(
     if not hooks.takes("kmeansfw_accumulate", "previous_partial"):
         return None
     if not all(
-        isinstance(p, tuple) and p and all(isinstance(a, np.ndarray) for a in p)
+        isinstance(p, tuple) and p and all(isinstance(a, np.ndarray) and a.ndim for a in p)
         for p in partials
     ):
         return None
     if not keeps_partials(data, int(partials[0][0].shape[0])):
         return None
+    if sum(a.nbytes for p in partials for a in p) > PARTIALS_FRACTION * data.X.nbytes:
+        return None  # larger than the estimate (a map other than the mean's)
     return [tuple(read_only(a.copy()) for a in p) for p in partials]
 
 
@@ -429,6 +431,8 @@ def iterate(
     # the same rows as the previous iteration: the update's map may start from its sums
     previous = state.assignment if batch is state.data and walk.repeats_rows else None
     assignment = steps.assign(hooks, batch, centroids, previous=previous)
+    if previous is not None:
+        previous.partials = None  # used: freed before this iteration's are copied
     kept = kept_partials(hooks, batch, assignment.partials, walk)
     new_centroids, weights = steps.update(
         hooks, batch, assignment, centroids, rng, online=walk.online

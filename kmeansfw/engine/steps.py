@@ -22,10 +22,9 @@ from kmeansfw.core.data import FitData, read_only
 from kmeansfw.engine.executors import fill_rows, is_small, map_tasks, task_rows
 
 _FLOAT64 = np.dtype(np.float64)
-#: Held while left costs are computed (:attr:`Assignment.costs`).
-_FILL_LOCK = threading.Lock()
 
-#: In a data set's cache, set by a Lloyd run before its first iteration: the same rows
+#: In a data set's cache, set by an in-process Lloyd run (no executor) before its first
+#: iteration: the same rows
 #: will be assigned again at every iteration, so per-row state an assignment keeps from
 #: one pass to the next (the bounds of ``auto``'s hamerly) pays from the first pass.
 REPEATED = "engine.repeated"
@@ -53,7 +52,7 @@ class Assignment:
         """The cost of each sample to its centroid (computed now if it was left)."""
         pending = self._pending
         if pending is not None:
-            with _FILL_LOCK:  # two readers: one computes, the other waits
+            with pending.lock:  # two readers of this assignment: one computes, one waits
                 if self._pending is pending:
                     pending.fill(self.labels, self._costs)
                     self._pending = None
@@ -76,6 +75,8 @@ class PendingCosts:
     centroids: np.ndarray
     cache: dict
     blocks: frozenset
+    #: Held while the costs are computed (:attr:`Assignment.costs`).
+    lock: Any = attrs.field(factory=threading.Lock, init=False)
 
     def fill(self, labels: np.ndarray, costs: np.ndarray) -> None:
         """Write the left blocks' costs into ``costs`` (tasks mapped as an assignment's)."""
