@@ -128,18 +128,26 @@ def test_auto_picks_by_metric_and_shape():
     assert not cosine["assignment"].bounded(6000, 16, 40)  # not a metric: never bounds
 
 
-def test_auto_keeps_bounds_only_for_data_assigned_again(monkeypatch):
+def _spy_on_auto(monkeypatch, name: str, what: str = "rows") -> list:
+    """Record ``kwargs[what]`` of every block ``auto`` hands to its ``name`` strategy
+    (``"_HAMERLY"`` or ``"_YINYANG"``), which still answers."""
     from kmeansfw.strategies import assignment
 
-    calls = []
-    real = assignment._HAMERLY
+    calls: list = []
+    real = getattr(assignment, name)
 
     class Spy:
         def kmeansfw_assign(self, **kwargs):
-            calls.append(kwargs["data"].n_samples)
+            value = kwargs[what]
+            calls.append(value.n_samples if what == "data" else value)
             return real.kmeansfw_assign(**kwargs)
 
-    monkeypatch.setattr(assignment, "_HAMERLY", Spy())
+    monkeypatch.setattr(assignment, name, Spy())
+    return calls
+
+
+def test_auto_keeps_bounds_only_for_data_assigned_again(monkeypatch):
+    calls = _spy_on_auto(monkeypatch, "_HAMERLY", "data")
     X, _ = make_blobs(6000, n_features=16, centers=40, cluster_std=4.0, random_state=0)
     km = KMeans(40, random_state=0, max_iter=5, tol=0).fit(X)
     n_blocks = sum(len(task) for task in FitData.build(X, n_clusters=40).tasks)
@@ -153,17 +161,7 @@ def test_auto_keeps_bounds_only_for_data_assigned_again(monkeypatch):
 
 
 def test_auto_keeps_group_bounds_for_many_clusters_and_features(monkeypatch):
-    from kmeansfw.strategies import assignment
-
-    calls = []
-    real = assignment._YINYANG
-
-    class Spy:
-        def kmeansfw_assign(self, **kwargs):
-            calls.append(kwargs["rows"])
-            return real.kmeansfw_assign(**kwargs)
-
-    monkeypatch.setattr(assignment, "_YINYANG", Spy())
+    calls = _spy_on_auto(monkeypatch, "_YINYANG")
     X, _ = make_blobs(4000, n_features=32, centers=128, cluster_std=6.0, random_state=0)
     init = X[:128].copy()
     km = KMeans(128, init=init, max_iter=20, tol=0).fit(X)
@@ -175,17 +173,8 @@ def test_auto_keeps_group_bounds_for_many_clusters_and_features(monkeypatch):
 
 def test_auto_takes_nearest_in_task_copies_of_the_data(monkeypatch):
     from kmeansfw.engine.executors import PickleShuffleExecutor
-    from kmeansfw.strategies import assignment
 
-    calls = []
-    real = assignment._HAMERLY
-
-    class Spy:
-        def kmeansfw_assign(self, **kwargs):
-            calls.append(kwargs["rows"])
-            return real.kmeansfw_assign(**kwargs)
-
-    monkeypatch.setattr(assignment, "_HAMERLY", Spy())
+    calls = _spy_on_auto(monkeypatch, "_HAMERLY")
     X, _ = make_blobs(6000, n_features=16, centers=40, cluster_std=4.0, random_state=0)
     params = dict(init=X[:40].copy(), max_iter=5, tol=0, memory_budget_mb=0.25)
     copied = KMeans(40, executor=PickleShuffleExecutor(), **params).fit(X)
