@@ -172,7 +172,7 @@ def test_auto_keeps_group_bounds_for_many_clusters_and_features(monkeypatch):
 
 
 def test_auto_takes_nearest_in_task_copies_of_the_data(monkeypatch):
-    from kmeansfw.engine.executors import PickleShuffleExecutor
+    from kmeansfw.engine.executors import PickleShuffleExecutor, ThreadExecutor
 
     calls = _spy_on_auto(monkeypatch, "_HAMERLY")
     X, _ = make_blobs(6000, n_features=16, centers=40, cluster_std=4.0, random_state=0)
@@ -181,6 +181,12 @@ def test_auto_takes_nearest_in_task_copies_of_the_data(monkeypatch):
     assert calls == []  # each task copy starts without bounds: nearest
     in_process = KMeans(40, **params).fit(X)
     assert calls  # in-process tasks share the data's bounds: hamerly
+    calls.clear()
+    threads = KMeans(40, executor=ThreadExecutor(2), **params).fit(X)
+    plan = FitData.build(X, n_clusters=40, memory_budget=int(0.25 * 2**20))
+    n_blocks = sum(len(task) for task in plan.tasks)
+    assert n_blocks > 1 and len(calls) == 6 * n_blocks  # in process: bounds from the start
+    np.testing.assert_array_equal(threads.cluster_centers_, in_process.cluster_centers_)
     np.testing.assert_array_equal(copied.cluster_centers_, in_process.cluster_centers_)
 
 

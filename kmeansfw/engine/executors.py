@@ -178,6 +178,10 @@ class ThreadExecutor:
         Worker threads; 1 runs the chunks inline.
     """
 
+    #: Tasks run on the data itself (not a copy): state a strategy keeps in the data's
+    #: cache between passes (e.g. ``auto``'s bounds) is shared with them.
+    in_process = True
+
     def __init__(self, n_threads: int = 1) -> None:
         self.n_threads = max(1, int(n_threads))
 

@@ -484,7 +484,8 @@ def run(
         state.labels, state.iteration = start.labels, start.iteration
         state.scratch = dict(start.scratch)
     state.centroids = read_only(centroids)
-    if walk.repeats_rows and data.executor is None:  # a task copy keeps no state
+    in_process = data.executor is None or getattr(data.executor, "in_process", False)
+    if walk.repeats_rows and in_process:  # a task copy keeps no state
         data.cache[steps.REPEATED] = True
     walk.start(state.centroids)
     hooks.kmeansfw_fit_start(state=state)

@@ -23,8 +23,8 @@ from kmeansfw.engine.executors import fill_rows, is_small, map_tasks, task_rows
 
 _FLOAT64 = np.dtype(np.float64)
 
-#: In a data set's cache, set by an in-process Lloyd run (no executor) before its first
-#: iteration: the same rows
+#: In a data set's cache, set by an in-process Lloyd run (no executor, or one whose
+#: ``in_process`` is true) before its first iteration: the same rows
 #: will be assigned again at every iteration, so per-row state an assignment keeps from
 #: one pass to the next (the bounds of ``auto``'s hamerly) pays from the first pass.
 REPEATED = "engine.repeated"

@@ -386,8 +386,9 @@ class Auto:
     than once: bounds pay only when kept from one pass to the next, so a single pass
     (``predict``, ``score``, a ``partial_fit`` call, a mini-batch step, whose rows are a
     new data set each time, or a task run on a copy of the data) takes ``nearest``; a Lloyd
-    run's data in process (no executor) takes them from its first iteration (the run marks
-    it, :data:`kmeansfw.engine.steps.REPEATED`), any other from its second pass.  Measured
+    run's data in process (no executor, or an ``in_process`` one) takes them from its
+    first iteration (the run marks it, :data:`kmeansfw.engine.steps.REPEATED`), any other
+    from its second pass.  Measured
     here (whole fits from the same k-means++ centroids, 200k samples, float64): on
     clustered data (Gaussian blobs; ``make_classification``'s uneven, anisotropic
     clusters) hamerly took 0.30-0.61x nearest's time at 64 features and k=256,
