@@ -80,8 +80,10 @@ class PendingCosts:
 
     def fill(self, labels: np.ndarray, costs: np.ndarray) -> None:
         """Write the left blocks' costs into ``costs`` (tasks mapped as an assignment's)."""
-        task = _PairedCostTask(self.hook, self.data, self.centroids, self.cache, self.blocks)
-        fill_rows(self.data, _WithRows(task, labels, costs), costs)
+        task = _PairedCostTask(
+            self.hook, self.data, self.centroids, self.cache, self.blocks, labels, costs
+        )
+        fill_rows(self.data, task, costs)
 
 
 def _key(rows: slice) -> tuple[int, int]:
@@ -90,39 +92,27 @@ def _key(rows: slice) -> tuple[int, int]:
 
 @attrs.frozen(eq=False)
 class _PairedCostTask:
-    """The costs of a task's rows: the left blocks' computed, the others as given."""
+    """The chunk task of :meth:`PendingCosts.fill`: the costs of a task's rows, the left
+    blocks' computed, the others as already known (no lock: it may be pickled)."""
 
     hook: Any
     data: FitData
     centroids: np.ndarray
     cache: dict
     blocks: frozenset
-
-    def __call__(self, task: list[slice], labels: np.ndarray, given: np.ndarray) -> np.ndarray:
-        out = given.copy()
-        start = task[0].start
-        for rows in task:
-            if _key(rows) in self.blocks:
-                part = slice(rows.start - start, rows.stop - start)
-                out[part] = paired_cost(
-                    self.hook, self.data.X[rows], self.centroids, labels[part], rows, self.data,
-                    self.cache,
-                )
-        return out
-
-
-@attrs.frozen(eq=False)
-class _WithRows:
-    """A :class:`_PairedCostTask` mapped over the task plan: each task gets its rows of
-    the labels and of the costs already known."""
-
-    task: _PairedCostTask
     labels: np.ndarray
     costs: np.ndarray
 
     def __call__(self, task: list[slice]) -> np.ndarray:
-        where = task_rows(task)
-        return self.task(task, self.labels[where], self.costs[where])
+        out = self.costs[task_rows(task)].copy()
+        start = task[0].start
+        for rows in task:
+            if _key(rows) in self.blocks:
+                out[rows.start - start : rows.stop - start] = paired_cost(
+                    self.hook, self.data.X[rows], self.centroids, self.labels[rows], rows,
+                    self.data, self.cache,
+                )
+        return out
 
 
 def paired_cost(

@@ -443,10 +443,8 @@ class Auto:
 
         Parameters
         ----------
-        n_samples, n_features : int
-            The data set's shape.
-        n_clusters : int
-            The number of centroids.
+        n_samples, n_features, n_clusters : int
+            As for :meth:`bounded`.
 
         Returns
         -------
