@@ -330,7 +330,8 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
         if backend is not None:  # a dask array runs on its cluster, a tensor on its device
             return backend.predict(self, X)
         data, hook = self._data(X)
-        result = steps.assign(hook, data, self._centers_for(data), accumulate=False)
+        centers = self._centers_for(data)
+        result = steps.assign(hook, data, centers, accumulate=False, with_costs=False)
         return result.labels.astype(np.int32)
 
     def transform(self, X: Any) -> np.ndarray:

@@ -255,7 +255,8 @@ default="heuristic"
         """Index of the closest medoid of each sample."""
         data, hook = self._data(X)
         centers = self.cluster_centers_.astype(data.dtype, copy=False)
-        return steps.assign(hook, data, centers, accumulate=False).labels.astype(np.intp)
+        found = steps.assign(hook, data, centers, accumulate=False, with_costs=False)
+        return found.labels.astype(np.intp)
 
     def transform(self, X: Any) -> np.ndarray:
         """Distances of each sample to each medoid, (n_samples, n_clusters)."""

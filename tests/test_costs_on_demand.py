@@ -27,7 +27,7 @@ class LeavesCosts:
     @kmeansfw.hookimpl
     def kmeansfw_assign(self, X, centroids, rows, data, cache, hook):
         labels, _ = Nearest().kmeansfw_assign(
-            X=X, centroids=centroids, rows=rows, data=data, cache=cache, hook=hook
+            X=X, centroids=centroids, rows=rows, data=data, cache=cache, hook=hook, with_costs=True
         )
         return labels, None
 
@@ -113,11 +113,24 @@ def test_a_strategy_that_declares_costs_gets_them(X):
             return (yield)
 
     km = KMeans(
-        20, assignment="hamerly", init="random", n_init=1, random_state=1, tol=0, max_iter=12,
-        observers=[Watch()], memory_budget_mb=0.05,
+        20,
+        assignment="hamerly",
+        init="random",
+        n_init=1,
+        random_state=1,
+        tol=0,
+        max_iter=12,
+        observers=[Watch()],
+        memory_budget_mb=0.05,
     ).fit(X)
     plain = KMeans(
-        20, assignment="hamerly", init="random", n_init=1, random_state=1, tol=0, max_iter=12,
+        20,
+        assignment="hamerly",
+        init="random",
+        n_init=1,
+        random_state=1,
+        tol=0,
+        max_iter=12,
         memory_budget_mb=0.05,
     ).fit(X)
     assert len(seen) == 12 and max(seen) < 1e-12
@@ -146,3 +159,57 @@ def test_costs_left_by_a_strategy_are_checked_by_name(X):
     km = KMeans(5, distance=BadDistance(), assignment=LeavesCosts(), random_state=0)
     with pytest.raises(kmeansfw.StrategyError, match="kmeansfw_paired_cost"):
         km.fit(X)
+
+
+class SpyNearest:
+    """``nearest``, recording the ``with_costs`` of every block and whether it answered
+    costs."""
+
+    def __init__(self):
+        self.asked = []
+
+    @kmeansfw.hookimpl
+    def kmeansfw_assign(self, X, centroids, rows, data, cache, hook, with_costs):
+        labels, costs = Nearest().kmeansfw_assign(
+            X=X,
+            centroids=centroids,
+            rows=rows,
+            data=data,
+            cache=cache,
+            hook=hook,
+            with_costs=with_costs,
+        )
+        self.asked.append((with_costs, costs is not None))
+        return labels, costs
+
+
+@pytest.mark.parametrize("budget", [64.0, 0.05])  # one block; many blocks on two threads
+def test_lloyd_iterations_and_predict_leave_nearest_costs_unless_read(X, budget):
+    params = dict(init="random", n_init=1, random_state=4, tol=0, max_iter=12)
+    params.update(memory_budget_mb=budget)
+    spy, reads = SpyNearest(), ReadsCosts(X)
+    quiet = KMeans(20, assignment=spy, **params).fit(X)
+    # every iteration asks for no costs and euclidean's search answers none; the final
+    # assignment, whose objective is read, asks for them (the same blocks each pass)
+    assert quiet.n_iter_ == 12 and len(spy.asked) % 13 == 0
+    blocks = len(spy.asked) // 13
+    assert blocks > (5 if budget < 1 else 0)
+    assert spy.asked == [(False, False)] * 12 * blocks + [(True, True)] * blocks
+    spy.asked.clear()
+    labels = quiet.predict(X)
+    assert spy.asked and all(asked == (False, False) for asked in spy.asked)
+    np.testing.assert_array_equal(labels, quiet.labels_)
+    # an observer reading every iteration's costs gets the exact ones, computed on demand,
+    # and the fit is the same bit for bit
+    read = KMeans(20, assignment=SpyNearest(), observers=[reads], **params).fit(X)
+    assert reads.reads == 12 and reads.worst < 1e-12
+    np.testing.assert_array_equal(read.cluster_centers_, quiet.cluster_centers_)
+    assert read.inertia_ == quiet.inertia_
+    expected = ((X - quiet.cluster_centers_[quiet.labels_]) ** 2).sum()
+    assert quiet.inertia_ == pytest.approx(expected, rel=1e-9)
+
+
+def test_minibatch_steps_ask_nearest_for_their_costs(X):
+    spy = SpyNearest()
+    kmeansfw.MiniBatchKMeans(20, assignment=spy, batch_size=256, max_iter=2, random_state=0).fit(X)
+    assert len(spy.asked) > 5 and all(with_costs for with_costs, _ in spy.asked)

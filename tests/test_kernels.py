@@ -706,3 +706,29 @@ def test_the_direct_kernel_is_chosen_by_shape_only():
     assert kernels.direct_pays(16, 8) and kernels.direct_pays(9, 1)
     assert not kernels.direct_pays(17, 3) and not kernels.direct_pays(9, 9)
     assert not kernels.direct_pays(2, 129) and not kernels.direct_pays(16, 9)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("n", "d", "k"), [(700, 2, 5), (1000, 8, 9), (600, 13, 4), (900, 64, 10)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_nearest_without_costs_gives_the_same_labels_and_no_costs(dtype, n, d, k, threads):
+    # the labels-only search (direct and product kernels, serial and parallel, the NumPy
+    # twin) skips the exact distances and labels every row as the full search does; the
+    # costs left out are those the paired kernel computes, bit for bit
+    kernels._compile.parallel_ready()
+    rng = np.random.default_rng(n + d + k)
+    X, mean, m2c, cn, cc, _ = _inputs(rng, n, d, k, dtype)
+    labels, mins = kernels.nearest_sq_euclidean(X, mean, m2c, cn, cc, n_threads=threads)
+    only, none = kernels.nearest_sq_euclidean(
+        X, mean, m2c, cn, cc, n_threads=threads, with_costs=False
+    )
+    assert none is None
+    np.testing.assert_array_equal(only, labels)
+    np.testing.assert_array_equal(kernels.paired_sq_euclidean(X, mean, cc, only), mins)
+    twin = np.empty(n, np.intp)
+    euclidean._nearest_numpy(X, mean, m2c, cn, cc, twin, np.empty(0, dtype), np.empty(0, dtype))
+    full = np.empty(n, np.intp)
+    euclidean._nearest_numpy(X, mean, m2c, cn, cc, full, np.empty(n, dtype), np.empty(0, dtype))
+    np.testing.assert_array_equal(twin, full)
+    with pytest.raises(ValueError, match="with_second needs with_costs"):
+        kernels.nearest_sq_euclidean(X, mean, m2c, cn, cc, with_second=True, with_costs=False)

@@ -198,6 +198,7 @@ def test_broken_bound_search_is_named(X, hook_name, assignment, corrupt, message
                 data=data,
                 cache=cache,
                 hook=hook,
+                with_costs=True,
             )
             return corrupt(answer) if n_groups else answer
 

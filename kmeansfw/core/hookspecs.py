@@ -168,7 +168,8 @@ def kmeansfw_nearest(
     data: FitData,
     cache: dict,
     hook: pluggy.HookRelay,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    with_costs: bool,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """The exact nearest centroid of each row, optionally with per-group rivals.
 
     Return ``(labels, costs, distances, rivals)``: (b,) the argmin of
@@ -178,7 +179,10 @@ def kmeansfw_nearest(
     other than the chosen one (``inf`` for a group without another centroid).  With
     ``n_groups == 0`` (plain assignment, ``groups`` None) ``distances`` and ``rivals``
     may be None.  ``hamerly`` asks for one group (the runner-up), ``yinyang`` for
-    several.
+    several.  ``with_costs`` False (only with ``n_groups == 0``: the ``nearest``
+    assignment, when its caller reads no costs) lets the search answer None for
+    ``costs``, skipping the pass over the block that computes them; a distance may
+    ignore it and answer the costs anyway.
 
     Optional: a distance that does not implement it gets the default of
     :class:`kmeansfw.Distance` (the argmin of ``kmeansfw_cost`` and of
@@ -197,7 +201,8 @@ def kmeansfw_assign(
     data: FitData,
     cache: dict,
     hook: pluggy.HookRelay,
-) -> tuple[np.ndarray, np.ndarray]:
+    with_costs: bool,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Assign the rows of one block: return ``(labels, costs)``, both shape (b,).
 
     ``labels`` are intp in [0, k); ``costs`` the (finite, non-negative) cost of each row
@@ -207,6 +212,11 @@ def kmeansfw_assign(
     has the costs for free (e.g. from its search) returns them; one that would need a
     second pass over the rows for them (e.g. ``hamerly`` for rows its bounds settle)
     returns None, so an iteration whose costs nobody reads skips that pass.
+    ``with_costs`` False says the engine does not expect to read them (the iterations of
+    a Lloyd run, ``predict``): a strategy whose costs take their own pass even in its
+    search (``nearest``: the exact distance to the chosen centroid) may then leave them
+    too.  Costs a strategy leaves are still computed when read, whatever ``with_costs``
+    said.
     """
 
 

@@ -156,6 +156,10 @@ class FullBatch:
     #: Whether every iteration assigns the same rows (all the data).
     repeats_rows = True
 
+    #: Whether the walk reads each iteration's costs itself; when not, the assignment
+    #: may leave them, computed only if an observer or criterion reads them.
+    reads_costs = False
+
     def seed_data(self, data: FitData, n_clusters: int, rng: np.random.Generator) -> FitData:
         """The rows the initialization sees: all of them."""
         return data
@@ -243,6 +247,7 @@ class MiniBatch(FullBatch):
     """
 
     repeats_rows = False  # a new random batch every step
+    reads_costs = True  # the batch objective, every step
     batch_size: int = 1024
     reassignment_ratio: float = 0.01
     max_no_improvement: int | None = MAX_NO_IMPROVEMENT
@@ -430,7 +435,9 @@ def iterate(
     centroids, rng = state.centroids, state.rng
     # the same rows as the previous iteration: the update's map may start from its sums
     previous = state.assignment if batch is state.data and walk.repeats_rows else None
-    assignment = steps.assign(hooks, batch, centroids, previous=previous)
+    assignment = steps.assign(
+        hooks, batch, centroids, previous=previous, with_costs=walk.reads_costs
+    )
     if previous is not None:
         previous.partials = None  # used: freed before this iteration's are copied
     kept = kept_partials(hooks, batch, assignment.partials, walk)

@@ -258,12 +258,15 @@ def assign(
     *,
     accumulate: bool = True,
     previous: Assignment | None = None,
+    with_costs: bool = True,
 ) -> Assignment:
     """Assign every sample to a centroid; with ``accumulate``, also run the update's map.
 
     ``previous``: the assignment of the same rows in the previous iteration of a run (its
     labels and the update's partials), which the map may start from
     (``kmeansfw_accumulate``'s ``previous_labels`` and ``previous_partial``).
+    ``with_costs`` False: the caller does not expect to read the costs
+    (``kmeansfw_assign``'s ``with_costs``), which are then computed only if read.
 
     Each chunk task returns its rows' labels and costs and the update's partial; the
     driver writes them into place, so tasks can run under any executor.  Under worker
@@ -278,7 +281,7 @@ def assign(
     block = data.single_block
     if block is not None and is_small(data):  # what map_tasks would do, without its map
         labels, costs, partial = _assign_rows(
-            hook, data, centroids, cache, block, accumulate, None, before
+            hook, data, centroids, cache, block, accumulate, None, before, 0, with_costs
         )
         left = [block] if costs is None else []
         if costs is None:
@@ -287,7 +290,7 @@ def assign(
     labels = np.empty(n, dtype=np.intp)
     costs = np.empty(n, dtype=data.dtype)
     out = (labels, costs) if data.executor is None else None
-    task = AssignTask(hook, data, centroids, cache, accumulate, out, before)
+    task = AssignTask(hook, data, centroids, cache, accumulate, out, before, with_costs)
     partials, left = [], []
     for rows, (part_labels, part_costs, partial, part_left) in zip(
         data.tasks, map_tasks(data, task), strict=True
@@ -332,6 +335,7 @@ class AssignTask:
     accumulate: bool
     out: tuple[np.ndarray, np.ndarray] | None = None
     previous: _Previous | None = None
+    with_costs: bool = True
 
     def __call__(self, task: list[slice]) -> tuple[Any, Any, Any, list[slice]]:
         partial = None
@@ -347,6 +351,7 @@ class AssignTask:
                 partial,
                 self.previous,
                 task[0].start,
+                self.with_costs,
             )
             if block_costs is None:
                 left.append(rows)
@@ -376,6 +381,7 @@ def _assign_rows(
     partial: Any,
     previous: _Previous | None = None,
     task_start: int = 0,
+    with_costs: bool = True,
 ) -> tuple[np.ndarray, np.ndarray | None, Any]:
     """The checked labels and costs (None: left to the engine) of one block and, with
     ``accumulate``, the update's ``partial`` with the block folded in (``previous``:
@@ -383,7 +389,15 @@ def _assign_rows(
     X_rows = data.X[rows]
     name = "kmeansfw_assign"
     answer = contract.call(
-        hook, name, X=X_rows, centroids=centroids, rows=rows, data=data, cache=cache, hook=hook
+        hook,
+        name,
+        X=X_rows,
+        centroids=centroids,
+        rows=rows,
+        data=data,
+        cache=cache,
+        hook=hook,
+        with_costs=with_costs,
     )
     block_labels, block_costs = contract.check_pair(hook, name, answer, "(labels, costs)")
     b = rows.stop - rows.start

@@ -60,8 +60,9 @@ def _nearest_numpy(X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, seco
     reduced = np.dot(centered, minus_2c.T)
     reduced += c_sq_norms
     np.argmin(reduced, axis=1, out=labels)
-    diff = centered - centered_c[labels]
-    np.einsum("ij,ij->i", diff, diff, out=mins)
+    if mins.shape[0]:
+        diff = centered - centered_c[labels]
+        np.einsum("ij,ij->i", diff, diff, out=mins)
     if second.shape[0]:
         runner_up = np.partition(reduced, 1, axis=1)[:, 1] if reduced.shape[1] > 1 else np.inf
         second[:] = np.maximum(runner_up + np.einsum("ij,ij->i", centered, centered), 0)
@@ -95,7 +96,8 @@ if HAVE_NUMBA:
         # Rows are centered sub-block by sub-block (as scikit-learn centers the data, for
         # accuracy) and the product is taken transposed, (k, rows), so that the running
         # minimum over centroids walks contiguous rows and vectorizes across samples.
-        # With a non-empty ``second``, the runner-up's squared distance is kept too.
+        # With a non-empty ``second``, the runner-up's squared distance is kept too;
+        # with an empty ``mins``, the labels only.
         want_second = second.shape[0] > 0
         n, d, k = X.shape[0], X.shape[1], minus_2c.shape[0]
         sub = min(SUB_BLOCK_ROWS, n)
@@ -130,6 +132,10 @@ if HAVE_NUMBA:
                         lower = value < best[i]
                         best[i] = value if lower else best[i]
                         arg[i] = np.int32(j) if lower else arg[i]
+            if mins.shape[0] == 0:  # the labels only
+                for i in range(m):
+                    labels[start + i] = arg[i]
+                continue
             for i in range(m):
                 j = arg[i]
                 labels[start + i] = j
@@ -153,9 +159,10 @@ if HAVE_NUMBA:
     # far below its peak).  The centroids are compared by the product's form,
     # as scikit-learn compares them, so that exact ties (duplicated samples, data on a
     # grid) go the same way; the exact distance to the chosen centroid follows
-    # (:func:`_exact_rows`).  The order of operations depends on the shape only, so the
-    # labels do not depend on the blocking or the number of threads (no reassociation: a
-    # row's sums are the same in the vectorized loop and its remainder).
+    # (:func:`_exact_rows`; skipped when ``mins`` is empty).  The order of operations
+    # depends on the shape only, so the labels do not depend on the blocking or the
+    # number of threads (no reassociation: a row's sums are the same in the vectorized
+    # loop and its remainder).
     @numba.njit(nogil=True, cache=True, fastmath={"contract"})
     def _nearest_direct_numba(  # pragma: no cover
         X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second
@@ -227,13 +234,17 @@ if HAVE_NUMBA:
     # The exact squared distance of each row to its chosen centroid, from the row as
     # stored (contiguous, still in cache; no gather from the transposed copy): a sum over
     # features that reassoc lets vectorize, in an order that depends on the number of
-    # features only, the same for every row.
+    # features only, the same for every row.  With an empty ``mins``: the labels only.
     @numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
     def _exact_rows(  # pragma: no cover
         X, mean, centered_c, start, m, arg, runner_up, labels, mins, second
     ):
         want_second = second.shape[0] > 0
         zero = X.dtype.type(0)
+        if mins.shape[0] == 0:
+            for i in range(m):
+                labels[start + i] = arg[i]
+            return
         for i in range(m):
             j = arg[i]
             labels[start + i] = j
@@ -511,7 +522,8 @@ def nearest_sq_euclidean(
     centered_c: np.ndarray,
     with_second: bool = False,
     n_threads: int = 1,
-) -> tuple[np.ndarray, ...]:
+    with_costs: bool = True,
+) -> tuple[np.ndarray | None, ...]:
     """Nearest centroid by squared Euclidean distance, for one block.
 
     Parameters
@@ -527,28 +539,37 @@ def nearest_sq_euclidean(
         Threads the kernel may use itself (numba's, see :func:`kernel_chunks`): for a
         block that runs alone, never for one of many handed to worker threads.  The
         results do not depend on it.
+    with_costs : bool
+        False: the labels only (``min_sq_distances`` is None; the search skips its last
+        pass over the block).  Not with ``with_second``.
 
     Returns
     -------
     labels : (b,) intp, the argmin of ``||c||^2 - 2 x.c`` (lowest index on ties).
     min_sq_distances : (b,) the exact squared distances ``sum((x - c)^2)`` to those
-        centroids, in X's dtype.
+        centroids, in X's dtype (those :func:`paired_sq_euclidean` gives, bit for bit),
+        or None without ``with_costs``.
     second_sq_distances : (b,), with ``with_second``: the squared distance to the
         runner-up centroid (from the product, so to rounding), for bound-based searches.
     """
+    if with_second and not with_costs:
+        raise ValueError("with_second needs with_costs")
     labels = np.empty(X.shape[0], dtype=np.intp)
-    mins = np.empty(X.shape[0], dtype=X.dtype)
+    mins = np.empty(X.shape[0] if with_costs else 0, dtype=X.dtype)
     second = np.empty(X.shape[0] if with_second else 0, dtype=X.dtype)
     args = (X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second)
     if not HAVE_NUMBA:
         _nearest_numpy(*args)
-        return (labels, mins, second) if with_second else (labels, mins)
-    direct = direct_pays(X.shape[1], minus_2c.shape[0])
-    chunks = kernel_chunks(X.shape[0], X.shape[1], minus_2c.shape[0], n_threads)
-    if chunks > 1:
-        launch(_nearest_direct_parallel if direct else _nearest_product_parallel, *args, chunks)
     else:
-        (_nearest_direct_numba if direct else _nearest_numba)(*args)
+        direct = direct_pays(X.shape[1], minus_2c.shape[0])
+        chunks = kernel_chunks(X.shape[0], X.shape[1], minus_2c.shape[0], n_threads)
+        if chunks > 1:
+            parallel = _nearest_direct_parallel if direct else _nearest_product_parallel
+            launch(parallel, *args, chunks)
+        else:
+            (_nearest_direct_numba if direct else _nearest_numba)(*args)
+    if not with_costs:
+        return labels, None
     return (labels, mins, second) if with_second else (labels, mins)
 
 

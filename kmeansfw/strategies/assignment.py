@@ -36,7 +36,8 @@ class Nearest:
         data: FitData,
         cache: dict,
         hook: pluggy.HookRelay,
-    ) -> tuple[np.ndarray, np.ndarray]:
+        with_costs: bool,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         labels, costs, _, _ = contract.call(
             hook,
             "kmeansfw_nearest",
@@ -48,6 +49,7 @@ class Nearest:
             data=data,
             cache=cache,
             hook=hook,
+            with_costs=with_costs,
         )
         return labels, costs
 
@@ -66,6 +68,7 @@ def search(hook, X, centroids, groups, n_groups, data, cache):
         data=data,
         cache=cache,
         hook=hook,
+        with_costs=True,
     )
     return contract.check_search(
         hook, name, found, X.shape[0], centroids.shape[0], data.dtype, (X.shape[0], n_groups)
@@ -477,15 +480,16 @@ class Auto:
         data: FitData,
         cache: dict,
         hook: pluggy.HookRelay,
+        with_costs: bool,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         kind = self.bounded_by(data.n_samples, data.n_features, centroids.shape[0])
         again = kind is not None and (
             data.cache.get(steps.REPEATED, False) or self._pass(data, cache) > 0
         )
-        strategy = (_YINYANG if kind == "yinyang" else _HAMERLY) if again else _NEAREST
-        return strategy.kmeansfw_assign(
-            X=X, centroids=centroids, rows=rows, data=data, cache=cache, hook=hook
-        )
+        args = dict(X=X, centroids=centroids, rows=rows, data=data, cache=cache, hook=hook)
+        if again:
+            return (_YINYANG if kind == "yinyang" else _HAMERLY).kmeansfw_assign(**args)
+        return _NEAREST.kmeansfw_assign(**args, with_costs=with_costs)
 
 
 #: In a data set's cache: how many passes ``auto`` made over it; in a pass's centroid

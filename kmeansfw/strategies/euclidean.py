@@ -153,13 +153,16 @@ class Euclidean(Distance):
         data: FitData,
         cache: dict,
         hook,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+        with_costs: bool,
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
         if is_sparse(X):  # the argmin of cost blocks
             return nearest_by_blocks(hook, X, centroids, groups, n_groups, rows, data, cache)
         args = (X, data.cache[_MEAN], cache[_MINUS_2C], cache[_C_NORMS], cache[_CENTERED_C])
         threads = kernel_threads(data)
-        if n_groups == 0:
-            labels, costs = kernels.nearest_sq_euclidean(*args, n_threads=threads)
+        if n_groups == 0:  # without with_costs: the labels only (costs None)
+            labels, costs = kernels.nearest_sq_euclidean(
+                *args, n_threads=threads, with_costs=with_costs
+            )
             return labels, costs, None, None
         if n_groups == 1:  # the runner-up: the two-nearest kernel
             labels, costs, second = kernels.nearest_sq_euclidean(

@@ -746,6 +746,7 @@ def _nearest_of(
         data=data,
         cache=cache,
         hook=hook,
+        with_costs=True,
     )
     if not isinstance(found, tuple) or len(found) != 4:
         raise contract.fail(hook, name, "did not return (labels, costs, distances, rivals)")

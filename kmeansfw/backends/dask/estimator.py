@@ -84,7 +84,8 @@ def _model_of(estimator: Any, X: Any) -> tuple[_Model, Any]:
 def _predict_block(block: np.ndarray, model: _Model) -> np.ndarray:
     data, hooks = model.data(block)
     centroids = model.centroids.astype(data.dtype, copy=False)
-    return steps.assign(hooks, data, centroids, accumulate=False).labels.astype(np.int32)
+    found = steps.assign(hooks, data, centroids, accumulate=False, with_costs=False)
+    return found.labels.astype(np.int32)
 
 
 def _transform_block(block: np.ndarray, model: _Model) -> np.ndarray:
