@@ -187,7 +187,7 @@ class SpyNearest:
 def test_lloyd_iterations_and_predict_leave_nearest_costs_unless_read(X, budget):
     params = dict(init="random", n_init=1, random_state=4, tol=0, max_iter=12)
     params.update(memory_budget_mb=budget)
-    spy, reads = SpyNearest(), ReadsCosts(X)
+    spy = SpyNearest()
     quiet = KMeans(20, assignment=spy, **params).fit(X)
     # every iteration asks for no costs and euclidean's search answers none; the final
     # assignment, whose objective is read, asks for them (the same blocks each pass)
@@ -199,14 +199,105 @@ def test_lloyd_iterations_and_predict_leave_nearest_costs_unless_read(X, budget)
     labels = quiet.predict(X)
     assert spy.asked and all(asked == (False, False) for asked in spy.asked)
     np.testing.assert_array_equal(labels, quiet.labels_)
-    # an observer reading every iteration's costs gets the exact ones, computed on demand,
-    # and the fit is the same bit for bit
-    read = KMeans(20, assignment=SpyNearest(), observers=[reads], **params).fit(X)
-    assert reads.reads == 12 and reads.worst < 1e-12
-    np.testing.assert_array_equal(read.cluster_centers_, quiet.cluster_centers_)
-    assert read.inertia_ == quiet.inertia_
+    # an observer reading every iteration's costs without declaring it gets them computed
+    # on demand; one declaring reads_costs makes the iterations ask for them: the same
+    # costs bit for bit, and the same fit
+    runs = {}
+    for declared in (False, True):
+        spy, seen = SpyNearest(), RecordsCosts(declared)
+        km = KMeans(20, assignment=spy, observers=[seen], **params).fit(X)
+        asked = {a for a in spy.asked[: 12 * blocks]}
+        assert asked == ({(True, True)} if declared else {(False, False)})
+        assert len(seen.costs) == 12
+        runs[declared] = km, seen.costs
+    for left, asked in zip(runs[False][1], runs[True][1], strict=True):
+        np.testing.assert_array_equal(left, asked)
+    for km, _ in runs.values():
+        np.testing.assert_array_equal(km.cluster_centers_, quiet.cluster_centers_)
+        assert km.inertia_ == quiet.inertia_
     expected = ((X - quiet.cluster_centers_[quiet.labels_]) ** 2).sum()
     assert quiet.inertia_ == pytest.approx(expected, rel=1e-9)
+
+
+class RecordsCosts:
+    """An observer keeping a copy of every iteration's costs (``reads_costs`` as given)."""
+
+    def __init__(self, declared):
+        self.reads_costs, self.costs = declared, []
+
+    @kmeansfw.hookimpl
+    def kmeansfw_iteration_end(self, state):
+        self.costs.append(np.array(state.costs))
+
+
+def test_builtin_readers_of_every_iteration_declare_it(X):
+    from kmeansfw.strategies.convergence import AnyOf
+
+    params = dict(init="random", n_init=1, random_state=4, tol=0, max_iter=4)
+    for observers, convergence, asks in (
+        (["history"], "tol", True),
+        ([], "objective", True),
+        ([], AnyOf(["tol", "objective"]), True),
+        ([], AnyOf(["tol", "unchanged"]), False),
+    ):
+        spy = SpyNearest()
+        km = KMeans(20, assignment=spy, observers=observers, convergence=convergence, **params)
+        km.fit(X)
+        iterations = spy.asked[: km.n_iter_]  # one block per pass
+        assert iterations and {a for a, _ in iterations} == {asks}, (observers, convergence)
+
+
+def test_auto_passes_with_costs_to_nearest(X, monkeypatch):
+    from kmeansfw.strategies import assignment
+
+    asked = []
+    real = assignment._NEAREST
+
+    class Spy:
+        def kmeansfw_assign(self, **kwargs):
+            asked.append(kwargs["with_costs"])
+            return real.kmeansfw_assign(**kwargs)
+
+    monkeypatch.setattr(assignment, "_NEAREST", Spy())
+    km = KMeans(5, init="random", n_init=1, random_state=0, tol=0, max_iter=3).fit(X)
+    assert km.n_iter_ == 3 and asked == [False, False, False, True]
+    km.predict(X)
+    assert asked[-1] is False
+
+
+def test_hooks_called_the_older_way_get_with_costs(X):
+    # a plugin calling kmeansfw_nearest / kmeansfw_assign without with_costs (as before it
+    # existed) gets the costs, through the direct caller and through pluggy's (a wrapper)
+    calls = []
+
+    class OldStyle:
+        @kmeansfw.hookimpl
+        def kmeansfw_assign(self, X, centroids, rows, data, cache, hook):
+            found = hook.kmeansfw_nearest(
+                X=X,
+                centroids=centroids,
+                groups=None,
+                n_groups=0,
+                rows=rows,
+                data=data,
+                cache=cache,
+                hook=hook,
+            )
+            calls.append(found[1] is not None)
+            return found[0], found[1]
+
+    class Wrapper:
+        @kmeansfw.hookimpl(wrapper=True)
+        def kmeansfw_nearest(self, X):
+            return (yield)
+
+    plain = KMeans(5, random_state=0, max_iter=5).fit(X)
+    for observers in ([], [Wrapper()]):
+        calls.clear()
+        km = KMeans(5, assignment=OldStyle(), observers=observers, random_state=0, max_iter=5)
+        km.fit(X)
+        assert calls and all(calls)
+        np.testing.assert_array_equal(km.labels_, plain.labels_)
 
 
 def test_minibatch_steps_ask_nearest_for_their_costs(X):

@@ -709,7 +709,11 @@ def test_the_direct_kernel_is_chosen_by_shape_only():
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize(("n", "d", "k"), [(700, 2, 5), (1000, 8, 9), (600, 13, 4), (900, 64, 10)])
+@pytest.mark.parametrize(
+    ("n", "d", "k"),
+    # direct kernel: 2, 8 and 13 features; product kernel: 17 and 64 features, or k > 128
+    [(2100, 2, 5), (1000, 8, 9), (600, 13, 4), (500, 17, 6), (900, 64, 10), (700, 8, 200)],
+)
 @pytest.mark.parametrize("threads", [1, 2])
 def test_nearest_without_costs_gives_the_same_labels_and_no_costs(dtype, n, d, k, threads):
     # the labels-only search (direct and product kernels, serial and parallel, the NumPy
@@ -723,6 +727,8 @@ def test_nearest_without_costs_gives_the_same_labels_and_no_costs(dtype, n, d, k
         X, mean, m2c, cn, cc, n_threads=threads, with_costs=False
     )
     assert none is None
+    direct = euclidean.direct_pays(d, k)
+    assert direct == (d <= 16 and k <= 128 and (d <= 8 or k <= 8))  # both kernels covered
     np.testing.assert_array_equal(only, labels)
     np.testing.assert_array_equal(kernels.paired_sq_euclidean(X, mean, cc, only), mins)
     twin = np.empty(n, np.intp)

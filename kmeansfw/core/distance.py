@@ -34,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "requires_metric": False,
     "shareable": True,
     "squared": False,
+    "reads_costs": False,
 }
 
 
@@ -50,14 +51,15 @@ class Description:
     requires_metric: bool
     shareable: bool
     squared: bool
+    reads_costs: bool
 
 
 def describe(strategy: Any) -> Description:
     """The declared attributes of ``strategy``, defaults filled in.
 
     The only place that reads them: a strategy declares ``name``, ``accepts_sparse``,
-    ``accepts_torch`` and ``shareable``; a distance ``objective``, ``natural_update``,
-    ``is_metric`` and ``squared``; an assignment ``requires_metric``.
+    ``accepts_torch``, ``shareable`` and ``reads_costs``; a distance ``objective``,
+    ``natural_update``, ``is_metric`` and ``squared``; an assignment ``requires_metric``.
     """
     values = {key: getattr(strategy, key, default) for key, default in DEFAULTS.items()}
     values["name"] = str(getattr(strategy, "name", None) or type(strategy).__name__)
@@ -68,6 +70,7 @@ def describe(strategy: Any) -> Description:
         "requires_metric",
         "shareable",
         "squared",
+        "reads_costs",
     ):
         values[key] = bool(values[key])
     return Description(**values)

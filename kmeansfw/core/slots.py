@@ -47,7 +47,7 @@ DISCOVERY: tuple[str, ...] = ("kmeansfw_register_strategies",)
 
 #: Attributes a strategy may declare, by slot (read by :func:`kmeansfw.core.describe`).
 ATTRIBUTES: dict[str, tuple[str, ...]] = {
-    "any": ("name", "accepts_sparse", "accepts_torch", "shareable"),
+    "any": ("name", "accepts_sparse", "accepts_torch", "shareable", "reads_costs"),
     "distance": ("objective", "natural_update", "is_metric", "squared"),
     "assignment": ("requires_metric",),
 }

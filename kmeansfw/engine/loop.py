@@ -156,8 +156,9 @@ class FullBatch:
     #: Whether every iteration assigns the same rows (all the data).
     repeats_rows = True
 
-    #: Whether the walk reads each iteration's costs itself; when not, the assignment
-    #: may leave them, computed only if an observer or criterion reads them.
+    #: Whether the walk reads each iteration's costs itself; when neither it nor a plugin
+    #: declaring ``reads_costs`` does, the assignment may leave them (computed on demand
+    #: if something else reads them).
     reads_costs = False
 
     def seed_data(self, data: FitData, n_clusters: int, rng: np.random.Generator) -> FitData:
@@ -435,9 +436,8 @@ def iterate(
     centroids, rng = state.centroids, state.rng
     # the same rows as the previous iteration: the update's map may start from its sums
     previous = state.assignment if batch is state.data and walk.repeats_rows else None
-    assignment = steps.assign(
-        hooks, batch, centroids, previous=previous, with_costs=walk.reads_costs
-    )
+    with_costs = walk.reads_costs or bool(getattr(hooks, "reads_costs", lambda: True)())
+    assignment = steps.assign(hooks, batch, centroids, previous=previous, with_costs=with_costs)
     if previous is not None:
         previous.partials = None  # used: freed before this iteration's are copied
     kept = kept_partials(hooks, batch, assignment.partials, walk)

@@ -95,6 +95,25 @@ def implementations(plugin: Any) -> tuple[tuple[str, tuple[str, ...], bool, int]
     return parsed
 
 
+#: Hook arguments a call may leave out, with the value they then take: arguments a later
+#: version of the contract added, so that plugins calling a hook the older way still run.
+CALL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "kmeansfw_assign": {"with_costs": True},
+    "kmeansfw_nearest": {"with_costs": True},
+}
+
+
+def _argument(kwargs: dict, name: str, hook: str) -> Any:
+    """The value of argument ``name`` in a call of ``hook``: the caller's, or its default
+    (:data:`CALL_DEFAULTS`); a TypeError naming the hook and the argument otherwise."""
+    if name in kwargs:
+        return kwargs[name]
+    defaults = CALL_DEFAULTS.get(hook, {})
+    if name in defaults:
+        return defaults[name]
+    raise TypeError(f"{hook} was called without its argument {name!r}")
+
+
 class _Direct:
     """One implementation, called with the keyword arguments it declares."""
 
@@ -107,7 +126,11 @@ class _Direct:
         self.name = name
 
     def __call__(self, **kwargs: Any) -> Any:
-        return self.function(*[kwargs[a] for a in self.argnames])
+        try:
+            args = [kwargs[a] for a in self.argnames]
+        except KeyError:  # an argument left out: its default, or a clear error
+            args = [_argument(kwargs, a, self.name) for a in self.argnames]
+        return self.function(*args)
 
 
 class _Each:
@@ -150,6 +173,9 @@ class _Pluggy:
         self.plugin_name = plain[-1] if plain else "<no plugin>"
 
     def __call__(self, **kwargs: Any) -> Any:
+        defaults = CALL_DEFAULTS.get(self.name)
+        if defaults:
+            kwargs = {**defaults, **kwargs}
         try:
             return self.caller(**kwargs)
         except StrategyError:
@@ -238,6 +264,17 @@ class Hooks:
                 for name, argnames, _, _ in impls
             )
         return self._takes[key]
+
+    def reads_costs(self) -> bool:
+        """Whether a plugin of this fit declares ``reads_costs = True``: it reads every
+        iteration's costs (``state.costs`` or ``state.objective``), so a Lloyd iteration
+        asks the assignment for them (``with_costs``) instead of leaving them to a pass
+        of their own."""
+        if "@reads_costs" not in self._takes:
+            self._takes["@reads_costs"] = any(
+                distance.describe(plugin).reads_costs for _, _, plugin, _ in self._plugins
+            )
+        return self._takes["@reads_costs"]
 
     def implemented(self, name: str) -> bool:
         """Whether a plugin of the fit implements hook ``name`` (not only wraps it)."""

@@ -87,9 +87,7 @@ if HAVE_NUMBA:
         np.dot(minus_2c, rows.T, block)
         return block
 
-    # reassoc/contract only let the exact-distance sum below vectorize (a fixed order, so
-    # results stay deterministic); every other expression here is a single operation.
-    @numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
+    @numba.njit(nogil=True, cache=True)
     def _nearest_numba(  # pragma: no cover
         X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second
     ):
@@ -97,7 +95,7 @@ if HAVE_NUMBA:
         # accuracy) and the product is taken transposed, (k, rows), so that the running
         # minimum over centroids walks contiguous rows and vectorizes across samples.
         # With a non-empty ``second``, the runner-up's squared distance is kept too;
-        # with an empty ``mins``, the labels only.
+        # the exact distances follow as in the direct kernel (:func:`_exact_rows`).
         want_second = second.shape[0] > 0
         n, d, k = X.shape[0], X.shape[1], minus_2c.shape[0]
         sub = min(SUB_BLOCK_ROWS, n)
@@ -106,7 +104,6 @@ if HAVE_NUMBA:
         best = np.empty(sub, dtype=X.dtype)
         runner_up = np.empty(sub, dtype=X.dtype)
         arg = np.empty(sub, dtype=np.int32)
-        zero = X.dtype.type(0)
         inf = X.dtype.type(np.inf)
         for start in range(0, n, sub):
             m = min(start + sub, n) - start
@@ -132,23 +129,7 @@ if HAVE_NUMBA:
                         lower = value < best[i]
                         best[i] = value if lower else best[i]
                         arg[i] = np.int32(j) if lower else arg[i]
-            if mins.shape[0] == 0:  # the labels only
-                for i in range(m):
-                    labels[start + i] = arg[i]
-                continue
-            for i in range(m):
-                j = arg[i]
-                labels[start + i] = j
-                total = zero  # the exact squared distance to the chosen centroid
-                for f in range(d):
-                    diff = rows[i, f] - centered_c[j, f]
-                    total += diff * diff
-                mins[start + i] = total
-                if want_second:
-                    norm = zero
-                    for f in range(d):
-                        norm += rows[i, f] * rows[i, f]
-                    second[start + i] = max(runner_up[i] + norm, zero)
+            _exact_rows(X, mean, centered_c, start, m, arg, runner_up, labels, mins, second)
 
     # The direct kernel: no matrix product.  Per sub-block the centered rows are stored
     # transposed, (features, rows), features padded with zeros to a multiple of 4, and for
@@ -234,17 +215,19 @@ if HAVE_NUMBA:
     # The exact squared distance of each row to its chosen centroid, from the row as
     # stored (contiguous, still in cache; no gather from the transposed copy): a sum over
     # features that reassoc lets vectorize, in an order that depends on the number of
-    # features only, the same for every row.  With an empty ``mins``: the labels only.
+    # features only, the same for every row, and the same sum as :func:`_paired_sq_numba`
+    # (the costs computed on demand).  Both nearest kernels end with it.  With an empty
+    # ``mins``: the labels only.
     @numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
     def _exact_rows(  # pragma: no cover
         X, mean, centered_c, start, m, arg, runner_up, labels, mins, second
     ):
-        want_second = second.shape[0] > 0
-        zero = X.dtype.type(0)
         if mins.shape[0] == 0:
             for i in range(m):
                 labels[start + i] = arg[i]
             return
+        want_second = second.shape[0] > 0
+        zero = X.dtype.type(0)
         for i in range(m):
             j = arg[i]
             labels[start + i] = j

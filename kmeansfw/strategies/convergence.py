@@ -110,6 +110,7 @@ class ObjectiveChange:
 
     name = "objective"
     accepts_sparse = True
+    reads_costs = True  # every iteration's objective
     rtol: float = attrs.field(default=1e-4, validator=_non_negative)
 
     @hookimpl
@@ -161,6 +162,11 @@ class AnyOf:
     accepts_sparse = True
     combine = staticmethod(any)
     criteria: tuple = attrs.field(converter=_criteria)
+
+    @property
+    def reads_costs(self) -> bool:
+        """Whether one of the criteria reads every iteration's costs."""
+        return any(getattr(c, "reads_costs", False) for c in self.criteria)
 
     @hookimpl
     def kmeansfw_converged(self, state: FitState) -> bool:

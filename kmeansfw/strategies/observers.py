@@ -23,6 +23,7 @@ class History:
     """
 
     name = "history"
+    reads_costs = True  # every iteration's objective
     records: list[dict] = attrs.field(factory=list, init=False)
     runs: list[dict] = attrs.field(factory=list, init=False)
 
@@ -96,6 +97,7 @@ class ProgressBar:
     """
 
     name = "progress"
+    reads_costs = True  # every iteration's objective
     delay: float = 2.0
     file: object = None
     _bar: object = attrs.field(default=None, init=False, repr=False)
@@ -140,6 +142,7 @@ class LogProgress:
     """
 
     name = "log"
+    reads_costs = True  # every iteration's objective
     #: Also print every message to standard output (see :class:`VerboseLog`).
     prints = False
     logger: str = "kmeansfw"
