@@ -113,24 +113,11 @@ def test_a_strategy_that_declares_costs_gets_them(X):
             return (yield)
 
     km = KMeans(
-        20,
-        assignment="hamerly",
-        init="random",
-        n_init=1,
-        random_state=1,
-        tol=0,
-        max_iter=12,
-        observers=[Watch()],
-        memory_budget_mb=0.05,
+        20, assignment="hamerly", init="random", n_init=1, random_state=1, tol=0, max_iter=12,
+        observers=[Watch()], memory_budget_mb=0.05,
     ).fit(X)
     plain = KMeans(
-        20,
-        assignment="hamerly",
-        init="random",
-        n_init=1,
-        random_state=1,
-        tol=0,
-        max_iter=12,
+        20, assignment="hamerly", init="random", n_init=1, random_state=1, tol=0, max_iter=12,
         memory_budget_mb=0.05,
     ).fit(X)
     assert len(seen) == 12 and max(seen) < 1e-12
@@ -171,12 +158,7 @@ class SpyNearest:
     @kmeansfw.hookimpl
     def kmeansfw_assign(self, X, centroids, rows, data, cache, hook, with_costs):
         labels, costs = Nearest().kmeansfw_assign(
-            X=X,
-            centroids=centroids,
-            rows=rows,
-            data=data,
-            cache=cache,
-            hook=hook,
+            X=X, centroids=centroids, rows=rows, data=data, cache=cache, hook=hook,
             with_costs=with_costs,
         )
         self.asked.append((with_costs, costs is not None))
@@ -231,7 +213,8 @@ class RecordsCosts:
 
 
 def test_builtin_readers_of_every_iteration_declare_it(X):
-    from kmeansfw.strategies.convergence import AnyOf
+    from kmeansfw.strategies.convergence import AllOf, AnyOf
+    from kmeansfw.strategies.observers import VerboseLog
 
     params = dict(init="random", n_init=1, random_state=4, tol=0, max_iter=4)
     for observers, convergence, asks in (
@@ -239,6 +222,9 @@ def test_builtin_readers_of_every_iteration_declare_it(X):
         ([], "objective", True),
         ([], AnyOf(["tol", "objective"]), True),
         ([], AnyOf(["tol", "unchanged"]), False),
+        ([], AllOf(["tol", AnyOf(["unchanged", "objective"])]), True),
+        ([VerboseLog()], "tol", True),
+        (["log"], "tol", True),
     ):
         spy = SpyNearest()
         km = KMeans(20, assignment=spy, observers=observers, convergence=convergence, **params)
@@ -274,14 +260,8 @@ def test_hooks_called_the_older_way_get_with_costs(X):
         @kmeansfw.hookimpl
         def kmeansfw_assign(self, X, centroids, rows, data, cache, hook):
             found = hook.kmeansfw_nearest(
-                X=X,
-                centroids=centroids,
-                groups=None,
-                n_groups=0,
-                rows=rows,
-                data=data,
-                cache=cache,
-                hook=hook,
+                X=X, centroids=centroids, groups=None, n_groups=0, rows=rows, data=data,
+                cache=cache, hook=hook,
             )
             calls.append(found[1] is not None)
             return found[0], found[1]
@@ -304,3 +284,15 @@ def test_minibatch_steps_ask_nearest_for_their_costs(X):
     spy = SpyNearest()
     kmeansfw.MiniBatchKMeans(20, assignment=spy, batch_size=256, max_iter=2, random_state=0).fit(X)
     assert len(spy.asked) > 5 and all(with_costs for with_costs, _ in spy.asked)
+
+
+def test_a_key_error_inside_a_hook_is_not_taken_for_a_missing_argument(X):
+    # the callers fill in only arguments the call left out: an implementation's own
+    # KeyError reaches the user as that implementation's failure
+    class Broken:
+        @kmeansfw.hookimpl
+        def kmeansfw_assign(self, X, centroids, rows, data, cache, hook, with_costs):
+            return {}["with_costs"]
+
+    with pytest.raises(kmeansfw.StrategyError, match=r"Broken.*kmeansfw_assign.*KeyError"):
+        KMeans(5, assignment=Broken(), random_state=0).fit(X)

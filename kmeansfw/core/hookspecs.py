@@ -182,7 +182,8 @@ def kmeansfw_nearest(
     several.  ``with_costs`` False (only with ``n_groups == 0``: the ``nearest``
     assignment, when its caller reads no costs) lets the search answer None for
     ``costs``, skipping the pass over the block that computes them; a distance may
-    ignore it and answer the costs anyway.
+    ignore it and answer the costs anyway.  A call through the fit's hooks that leaves
+    it out gets True.
 
     Optional: a distance that does not implement it gets the default of
     :class:`kmeansfw.Distance` (the argmin of ``kmeansfw_cost`` and of
@@ -216,7 +217,8 @@ def kmeansfw_assign(
     a Lloyd run, ``predict``): a strategy whose costs take their own pass even in its
     search (``nearest``: the exact distance to the chosen centroid) may then leave them
     too.  Costs a strategy leaves are still computed when read, whatever ``with_costs``
-    said.
+    said.  A Lloyd run asks for them (True) when a strategy of the fit declares
+    ``reads_costs``; a call through the fit's hooks that leaves it out gets True.
     """
 
 

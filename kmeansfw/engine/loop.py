@@ -436,7 +436,9 @@ def iterate(
     centroids, rng = state.centroids, state.rng
     # the same rows as the previous iteration: the update's map may start from its sums
     previous = state.assignment if batch is state.data and walk.repeats_rows else None
-    with_costs = walk.reads_costs or bool(getattr(hooks, "reads_costs", lambda: True)())
+    # a plain pluggy relay (no declarations to go by): the costs, as always before
+    declared = getattr(hooks, "costs_read_every_iteration", lambda: True)
+    with_costs = walk.reads_costs or declared()
     assignment = steps.assign(hooks, batch, centroids, previous=previous, with_costs=with_costs)
     if previous is not None:
         previous.partials = None  # used: freed before this iteration's are copied

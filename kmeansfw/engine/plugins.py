@@ -265,7 +265,7 @@ class Hooks:
             )
         return self._takes[key]
 
-    def reads_costs(self) -> bool:
+    def costs_read_every_iteration(self) -> bool:
         """Whether a plugin of this fit declares ``reads_costs = True``: it reads every
         iteration's costs (``state.costs`` or ``state.objective``), so a Lloyd iteration
         asks the assignment for them (``with_costs``) instead of leaving them to a pass

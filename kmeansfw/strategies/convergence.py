@@ -8,6 +8,7 @@ import attrs
 import numpy as np
 
 from kmeansfw.core.data import FitData
+from kmeansfw.core.distance import describe
 from kmeansfw.core.markers import hookimpl
 from kmeansfw.core.paging import column_sums
 from kmeansfw.engine.executors import map_tasks
@@ -166,7 +167,7 @@ class AnyOf:
     @property
     def reads_costs(self) -> bool:
         """Whether one of the criteria reads every iteration's costs."""
-        return any(getattr(c, "reads_costs", False) for c in self.criteria)
+        return any(describe(c).reads_costs for c in self.criteria)
 
     @hookimpl
     def kmeansfw_converged(self, state: FitState) -> bool:
