@@ -130,7 +130,7 @@ def test_auto_picks_by_metric_and_shape():
 
 def _spy_on_auto(monkeypatch, name: str, what: str = "rows") -> list:
     """Record ``kwargs[what]`` of every block ``auto`` hands to its ``name`` strategy
-    (``"_HAMERLY"`` or ``"_YINYANG"``), which still answers."""
+    (``"_HAMERLY"``, ``"_YINYANG"`` or ``"_NEAREST"``), which still answers."""
     from kmeansfw.strategies import assignment
 
     calls: list = []

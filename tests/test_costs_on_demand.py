@@ -12,6 +12,7 @@ import kmeansfw
 from kmeansfw import KMeans
 from kmeansfw.engine.executors import PickleShuffleExecutor
 from kmeansfw.strategies.assignment import Nearest
+from tests.test_bounded_assignment import _spy_on_auto
 from tests.test_hooks import CachedManhattan
 
 
@@ -234,17 +235,7 @@ def test_builtin_readers_of_every_iteration_declare_it(X):
 
 
 def test_auto_passes_with_costs_to_nearest(X, monkeypatch):
-    from kmeansfw.strategies import assignment
-
-    asked = []
-    real = assignment._NEAREST
-
-    class Spy:
-        def kmeansfw_assign(self, **kwargs):
-            asked.append(kwargs["with_costs"])
-            return real.kmeansfw_assign(**kwargs)
-
-    monkeypatch.setattr(assignment, "_NEAREST", Spy())
+    asked = _spy_on_auto(monkeypatch, "_NEAREST", "with_costs")
     km = KMeans(5, init="random", n_init=1, random_state=0, tol=0, max_iter=3).fit(X)
     assert km.n_iter_ == 3 and asked == [False, False, False, True]
     km.predict(X)
