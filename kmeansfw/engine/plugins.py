@@ -165,17 +165,17 @@ class _Each:
 class _Pluggy:
     """Pluggy's caller of one hook, re-raising an exception with the plugins named."""
 
-    __slots__ = ("caller", "name", "plugin_name")
+    __slots__ = ("caller", "name", "plugin_name", "defaults")
 
     def __init__(self, caller: pluggy.HookCaller, name: str) -> None:
         self.caller, self.name = caller, name
+        self.defaults = CALL_DEFAULTS.get(name)  # for arguments a call leaves out
         plain = [i.plugin_name for i in caller.get_hookimpls() if not (i.wrapper or i.hookwrapper)]
         self.plugin_name = plain[-1] if plain else "<no plugin>"
 
     def __call__(self, **kwargs: Any) -> Any:
-        defaults = CALL_DEFAULTS.get(self.name)
-        if defaults:
-            kwargs = {**defaults, **kwargs}
+        if self.defaults:
+            kwargs = {**self.defaults, **kwargs}
         try:
             return self.caller(**kwargs)
         except StrategyError:
@@ -216,6 +216,7 @@ class Hooks:
         self._pm: pluggy.PluginManager | None = None
         self._argnames: dict[str, tuple[str, ...] | None] = {}
         self._takes: dict[str, bool] = {}
+        self._costs_read: bool | None = None
         piped, resolved = _plan(tuple((role, impls) for role, _, _, impls in plugins))
         for hook in piped:
             setattr(self, hook, _Pluggy(getattr(self.pm.hook, hook), hook))
@@ -270,11 +271,11 @@ class Hooks:
         iteration's costs (``state.costs`` or ``state.objective``), so a Lloyd iteration
         asks the assignment for them (``with_costs``) instead of leaving them to a pass
         of their own."""
-        if "@reads_costs" not in self._takes:
-            self._takes["@reads_costs"] = any(
+        if self._costs_read is None:  # looked up once per fit (the engine asks per iteration)
+            self._costs_read = any(
                 distance.describe(plugin).reads_costs for _, _, plugin, _ in self._plugins
             )
-        return self._takes["@reads_costs"]
+        return self._costs_read
 
     def implemented(self, name: str) -> bool:
         """Whether a plugin of the fit implements hook ``name`` (not only wraps it)."""
