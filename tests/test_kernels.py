@@ -11,8 +11,12 @@ from scipy.spatial.distance import cdist
 from kmeansfw import kernels
 from kmeansfw.kernels import bounds, checks, convergence, euclidean, lp, seeding, update
 
-# (n, d, k): one row, one centroid, several sub-blocks (SUB_BLOCK_ROWS) with a ragged end
-_SHAPES = [(1, 1, 1), (1, 4, 5), (40, 3, 1), (300, 3, 7), (1000, 17, 64), (513, 64, 256)]
+# (n, d, k): one row, one centroid, several sub-blocks (SUB_BLOCK_ROWS) with a ragged end,
+# and products of 128 and 64 rows (euclidean.product_rows)
+_SHAPES = [
+    (1, 1, 1), (1, 4, 5), (40, 3, 1), (300, 3, 7), (1000, 17, 64), (513, 64, 256),
+    (300, 32, 8), (700, 64, 12),
+]
 
 
 def _inputs(rng, n, d, k, dtype):
@@ -70,7 +74,8 @@ def test_numba_and_numpy_nearest_agree(dtype, n, d, k):
 @pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize(
-    ("n", "d", "k"), [(700, 1, 5), (700, 2, 5), (257, 3, 7), (1000, 17, 6), (2100, 64, 10)]
+    ("n", "d", "k"),
+    [(700, 1, 5), (700, 2, 5), (257, 3, 7), (1000, 17, 6), (2100, 64, 10), (1100, 40, 6)],
 )
 @pytest.mark.parametrize("chunks", [2, 3, 5])
 def test_parallel_nearest_is_bit_identical_to_the_serial_kernel(dtype, n, d, k, chunks):
@@ -124,6 +129,25 @@ def test_parallel_sums_are_bit_identical_to_the_serial_kernel(dtype, n, d, k, ch
     assert update.accumulate_chunks(100, 64, 2) == 1  # too little work
     monkeypatch.setattr(_compile, "_probed", (_compile.os.getpid(), False))
     assert update.accumulate_chunks(2000, 64, 2) == 1
+
+
+def test_product_rows_follow_the_centroids_shape():
+    # 128 rows at 5-9 centroids from 32 features, 64 rows at 10-18 from 64 features:
+    # products of at most PRODUCT_SMALL_OUTPUTS outputs; SUB_BLOCK_ROWS otherwise
+    rows = euclidean.product_rows
+    assert [rows(64, k) for k in (1, 3, 4, 5, 9, 10, 18, 19, 64)] == [
+        256, 256, 256, 128, 128, 64, 64, 256, 256
+    ]
+    assert rows(31, 8) == rows(63, 12) == rows(1000, 8) == 256  # too narrow, too much work
+    assert rows(32, 8) == rows(868, 9) == 128 and rows(64, 12) == 64
+    for d in (1, 16, 32, 48, 64, 128, 256, 1000):
+        for k in range(1, 40):
+            r = rows(d, k)
+            assert euclidean.SUB_BLOCK_ROWS % r == 0  # parallel runs are whole products
+            assert r == euclidean.SUB_BLOCK_ROWS or r * k <= euclidean.PRODUCT_SMALL_OUTPUTS
+    if kernels.HAVE_NUMBA:  # the compiled kernels' copy of the rule
+        shapes = [(d, k) for d in (8, 40, 64) for k in (3, 6, 12)]
+        assert all(euclidean._product_rows(d, k) == rows(d, k) for d, k in shapes)
 
 
 def test_kernel_chunks_follow_the_work_and_the_guard(monkeypatch):

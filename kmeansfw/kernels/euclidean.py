@@ -24,7 +24,9 @@ import numpy as np
 
 from kmeansfw.kernels._compile import HAVE_NUMBA, launch, numba, parallel_ready
 
-#: Rows per matrix product inside the compiled nearest-centroid kernel (fits in L2).
+#: Rows per sub-block of the compiled nearest-centroid kernels (fits in L2), the unit
+#: their parallel variants split a block by; a product kernel's products take this many
+#: rows or a half or a quarter of it (:func:`product_rows`).
 SUB_BLOCK_ROWS = 256
 #: The nearest-centroid search takes the direct kernel (no matrix product) up to this
 #: many features and :data:`DIRECT_MAX_CLUSTERS` centroids ...
@@ -34,6 +36,15 @@ DIRECT_MAX_CLUSTERS = 128
 #: matrix product otherwise (see :func:`direct_pays`).
 DIRECT_WIDE_MAX_FEATURES = 16
 DIRECT_WIDE_MAX_CLUSTERS = 8
+#: The product kernel takes fewer rows per product (:func:`product_rows`) when the
+#: product then has at most this many outputs (rows x k) ...
+PRODUCT_SMALL_OUTPUTS = 1200
+#: ... and at least this many features for 128 rows (5 to 9 centroids), this many for 64
+#: rows (10 to 18 centroids) ...
+PRODUCT_HALF_MIN_FEATURES = 32
+PRODUCT_QUARTER_MIN_FEATURES = 64
+#: ... and at most this many multiply-adds (rows x k x d).
+PRODUCT_SMALL_MAX_WORK = 1_000_000
 #: A block splits its rows between numba's threads only for at least this much work
 #: (rows x k x max(d, 4), an estimate: at one or two features the direct kernel's
 #: products are halved, its other per-row work is not): waking them costs about 20 us,
@@ -55,6 +66,35 @@ def direct_pays(n_features: int, n_clusters: int) -> bool:
     return n_features <= DIRECT_WIDE_MAX_FEATURES and n_clusters <= DIRECT_WIDE_MAX_CLUSTERS
 
 
+def product_rows(n_features: int, n_clusters: int) -> int:
+    """Rows per matrix product in the product kernels (:data:`SUB_BLOCK_ROWS`, or a half
+    or a quarter of it, so that a run of whole sub-blocks is a run of whole products).
+
+    The kernels ask BLAS for ``(k, d) @ (d, rows)``.  OpenBLAS's AVX-512 builds (the
+    kernels NumPy's and SciPy's wheels select on most current x86-64 servers) compute
+    such a product with their small-matrix kernel only while it has at most
+    :data:`PRODUCT_SMALL_OUTPUTS` outputs (rows x k), an inner dimension of 32 or more
+    and at most :data:`PRODUCT_SMALL_MAX_WORK` multiply-adds; past that, their general
+    path, which packs both operands first, took 1.4-2x the time per row here.  So at 5
+    to 9 centroids (32 features or more) a product takes 128 rows, at 10 to 18 centroids
+    (64 features or more) 64 rows: measured per call on 25k rows against 256 rows, 0.6-0.8x
+    the time at 5-9 centroids and 32-256 features, 0.5-0.9x at 10-18 centroids and 64-256
+    features, in float64 and float32; fewer features, fewer or more centroids, and a
+    BLAS without that kernel gain nothing from shorter products.  Decided by the shape of
+    the centroids only, so labels do not depend on how the data is split.
+    """
+    for rows, min_features in (
+        (SUB_BLOCK_ROWS, 0),
+        (SUB_BLOCK_ROWS // 2, PRODUCT_HALF_MIN_FEATURES),
+        (SUB_BLOCK_ROWS // 4, PRODUCT_QUARTER_MIN_FEATURES),
+    ):
+        if rows * n_clusters <= PRODUCT_SMALL_OUTPUTS:
+            small = n_features >= min_features
+            small = small and rows * n_clusters * n_features <= PRODUCT_SMALL_MAX_WORK
+            return rows if small else SUB_BLOCK_ROWS
+    return SUB_BLOCK_ROWS
+
+
 def _nearest_numpy(X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second):
     centered = X - mean
     reduced = np.dot(centered, minus_2c.T)
@@ -74,6 +114,8 @@ def _paired_sq_numpy(X, mean, centered_c, labels, out):
 
 
 if HAVE_NUMBA:
+
+    _product_rows = numba.njit(nogil=True, cache=True, inline="always")(product_rows)
 
     @numba.njit(nogil=True, cache=True, inline="always")
     def _centered_product(X, mean, minus_2c, start, rows, buf):  # pragma: no cover
@@ -98,7 +140,7 @@ if HAVE_NUMBA:
         # the exact distances follow as in the direct kernel (:func:`_exact_rows`).
         want_second = second.shape[0] > 0
         n, d, k = X.shape[0], X.shape[1], minus_2c.shape[0]
-        sub = min(SUB_BLOCK_ROWS, n)
+        sub = min(_product_rows(d, k), n)
         centered = np.empty((sub, d), dtype=X.dtype)
         buf = np.empty(k * sub, dtype=X.dtype)
         best = np.empty(sub, dtype=X.dtype)
@@ -344,7 +386,7 @@ if HAVE_NUMBA:
         # group's nearest centroid other than the assigned one is known at the end.
         n, d, k = X.shape[0], X.shape[1], minus_2c.shape[0]
         t = lows.shape[1]
-        sub = min(SUB_BLOCK_ROWS, n)
+        sub = min(_product_rows(d, k), n)
         centered = np.empty((sub, d), dtype=X.dtype)
         buf = np.empty(k * sub, dtype=X.dtype)
         best = np.empty(sub, dtype=X.dtype)
