@@ -35,13 +35,14 @@ def test_same_seed_same_result(blobs):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_bit_identical_whatever_the_thread_count(big, dtype):
+@pytest.mark.parametrize("k", [12, 40])  # inline (numba's threads) and worker threads
+def test_bit_identical_whatever_the_thread_count(big, dtype, k):
     X = big.astype(dtype)
     fits = [
-        KMeans(12, random_state=5, n_threads=t, memory_budget_mb=0.05).fit(X) for t in (1, 2, 3)
+        KMeans(k, random_state=5, n_threads=t, memory_budget_mb=0.05).fit(X) for t in (1, 2, 3)
     ]
-    data = FitData.build(X, n_clusters=12, memory_budget=int(0.05 * 2**20))
-    assert len(data.tasks) > 3  # the threads really share the work
+    data = FitData.build(X, n_clusters=k, memory_budget=int(0.05 * 2**20))
+    assert len(data.tasks) > 3 and data.inline == (k < 32)  # the threads share the work
     for other in fits[1:]:
         np.testing.assert_array_equal(other.cluster_centers_, fits[0].cluster_centers_)
         np.testing.assert_array_equal(other.labels_, fits[0].labels_)
@@ -146,7 +147,9 @@ def _fit_in_forked_child(X, path):
 def test_a_forked_child_fits_large_data_after_its_parent_did(tmp_path):
     # the parent's worker threads, their lock and its BLAS hold do not survive a fork:
     # the child starts its own (it hung waiting on the parent's pool before)
-    X, _ = make_blobs(20000, n_features=32, centers=10, random_state=1)
+    X, _ = make_blobs(4500, n_features=130, centers=10, random_state=1)
+    data = FitData.build(X, n_clusters=10)
+    assert not data.inline and len(data.tasks) > 1  # blocks handed to worker threads
     parent = KMeans(10, random_state=2, n_threads=2).fit(X)
     labels = _fit_in_forked_child(X, tmp_path / "labels.npy")
     np.testing.assert_array_equal(labels, parent.labels_)
@@ -218,9 +221,38 @@ def test_small_data_is_one_block_when_it_fits_and_large_data_is_split():
     assert plan_block_rows(20_000, 8, 8, budget, n_features=8) == 20_000
     n = SINGLE_BLOCK_ELEMENTS // 8  # at the threshold: split for balance again
     assert plan_block_rows(n, 8, 8, budget, n_features=8) < n
+    assert plan_block_rows(n, 8, 8, budget, n_features=8, inline=True) == n  # mid-size
     assert plan_block_rows(10**6, 8, 8, budget, n_features=8) <= -(-(10**6) // MIN_BLOCKS)
     # one block only when its (rows, k) buffers fit: wide k still splits small data
     assert plan_block_rows(20_000, 4096, 8, budget, n_features=8) < 20_000
+
+
+def test_mid_size_data_runs_inline_only_with_few_centroids():
+    from kmeansfw.core.data import (
+        INLINE_MAX_CLUSTERS,
+        INLINE_MAX_ELEMENTS,
+        INLINE_MAX_FEATURES,
+        INLINE_MAX_ROWS,
+        SINGLE_BLOCK_ELEMENTS,
+        runs_inline,
+    )
+    from kmeansfw.engine.executors import is_small, kernel_threads
+
+    assert runs_inline(1000, 8) and runs_inline(1000, 8, 500)  # small: any k
+    assert runs_inline(20_000, 64, 8) and not runs_inline(20_000, 64)  # k unknown: no
+    assert not runs_inline(20_000, 64, INLINE_MAX_CLUSTERS)
+    assert not runs_inline(INLINE_MAX_ELEMENTS // 64, 64, 8)
+    assert not runs_inline(INLINE_MAX_ROWS, 2, 3)  # 2^18 rows of two features: workers
+    assert not runs_inline(SINGLE_BLOCK_ELEMENTS // 256, 256, 8)  # > INLINE_MAX_FEATURES
+    assert runs_inline(SINGLE_BLOCK_ELEMENTS // INLINE_MAX_FEATURES, INLINE_MAX_FEATURES, 8)
+    X = np.zeros((12_000, 64))  # one block: its rows fit CACHE_BLOCK_BYTES
+    mid = FitData.build(X, n_clusters=8, n_threads=2, validate=False)
+    assert mid.inline and mid.single_block == slice(0, 12_000)
+    assert is_small(mid) and kernel_threads(mid) == 2
+    many = FitData.build(X, n_clusters=40, n_threads=2, validate=False)
+    assert not many.inline and len(many.tasks) > 1 and kernel_threads(many) == 1
+    assert mid.replan(8).inline and not many.replan(40).inline  # kept on a new plan
+    assert FitData(X=X, sample_weight=np.ones(12_000), block_rows=4096).inline is False
 
 
 def test_strategies_only_see_blocks(big):
@@ -481,7 +513,8 @@ class _NoArgument:
 def test_blas_is_held_at_one_thread_during_a_fit_and_restored_after(blobs):
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from kmeansfw.engine.executors import PARALLEL_MIN_ELEMENTS, single_threaded_blas
+    from kmeansfw.core.data import INLINE_MAX_ROWS
+    from kmeansfw.engine.executors import single_threaded_blas
 
     def blas_threads():
         return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
@@ -494,7 +527,7 @@ def test_blas_is_held_at_one_thread_during_a_fit_and_restored_after(blobs):
         def kmeansfw_iteration_end(self, state):
             seen.append(blas_threads())
 
-    big, _ = make_blobs(PARALLEL_MIN_ELEMENTS // 4 + 1000, n_features=4, random_state=0)
+    big, _ = make_blobs(INLINE_MAX_ROWS + 1000, n_features=4, random_state=0)  # worker threads
     with threadpool_limits(2, user_api="blas"):  # so that a hold shows, whatever the env
         before = blas_threads()
         assert before and all(threads == 2 for threads in before)

@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from threadpoolctl import ThreadpoolController
 
+from kmeansfw.core.data import SINGLE_BLOCK_ELEMENTS
 from kmeansfw.core.paging import releasing
 
 T = TypeVar("T")
@@ -155,11 +156,6 @@ def _share_out(n_workers: int, fn: Callable[[Any], T], items: list) -> list[T]:
     return results
 
 
-#: Below this many data elements (rows x features) tasks run inline: handing them to
-#: threads would cost more than it saves.  The block plan, hence every result, is the same.
-PARALLEL_MIN_ELEMENTS = 1 << 18
-
-
 @runtime_checkable
 class Executor(Protocol):
     """Runs ``fn`` on every chunk and returns the results in chunk order."""
@@ -236,13 +232,12 @@ class PickleShuffleExecutor:
 
 
 def is_small(data: Any) -> bool:
-    """Whether ``data`` is small enough for its tasks to run inline (no worker threads).
+    """Whether the tasks of ``data`` run inline (no worker threads): its plan says so
+    (:func:`kmeansfw.core.data.runs_inline`, decided by its shape when it was built).
 
     An executor other than threads always gets the map.
     """
-    return (
-        data.executor is None and data.n_samples * data.n_features < PARALLEL_MIN_ELEMENTS
-    )
+    return data.executor is None and bool(data.inline)
 
 
 def kernel_threads(data: Any) -> int:
@@ -262,6 +257,16 @@ def kernel_threads(data: Any) -> int:
     return data.n_threads if is_small(data) else 1
 
 
+def inline_task(data: Any, fn: Callable[[list[slice]], T]) -> Callable[[list[slice]], T]:
+    """``fn`` for the tasks of data that runs inline (:func:`is_small`): for mid-size data
+    mapped from a file larger than memory, handing each task's pages back when it returns,
+    as worker threads do (:func:`kmeansfw.core.paging.releasing`); ``fn`` itself for data
+    under :data:`kmeansfw.core.data.SINGLE_BLOCK_ELEMENTS` elements, too small to matter."""
+    if data.n_samples * data.n_features < SINGLE_BLOCK_ELEMENTS:
+        return fn
+    return releasing(data.X, fn)
+
+
 def map_tasks(data: Any, fn: Callable[[list[slice]], T]) -> list[T]:
     """Apply ``fn`` to every task (chunk) of ``data``; the results in row order.
 
@@ -276,7 +281,8 @@ def map_tasks(data: Any, fn: Callable[[list[slice]], T]) -> list[T]:
         data has no executor, writes only its own rows of the result arrays).
     """
     if is_small(data):
-        return [fn(task) for task in data.tasks]
+        run = inline_task(data, fn)
+        return [run(task) for task in data.tasks]
     if data.executor is not None:
         return data.executor.map(fn, data.tasks)
     # in this process: the pages of data mapped from a file larger than memory are

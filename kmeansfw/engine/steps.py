@@ -19,7 +19,7 @@ import numpy as np
 
 from kmeansfw.core import contract
 from kmeansfw.core.data import FitData, read_only
-from kmeansfw.engine.executors import fill_rows, is_small, map_tasks, task_rows
+from kmeansfw.engine.executors import fill_rows, inline_task, is_small, map_tasks, task_rows
 
 _FLOAT64 = np.dtype(np.float64)
 
@@ -280,9 +280,12 @@ def assign(
     before = _Previous.of(previous, data) if accumulate else None
     block = data.single_block
     if block is not None and is_small(data):  # what map_tasks would do, without its map
-        labels, costs, partial = _assign_rows(
-            hook, data, centroids, cache, block, accumulate, None, before, 0, with_costs
-        )
+        labels, costs, partial = inline_task(
+            data,
+            lambda task: _assign_rows(
+                hook, data, centroids, cache, task[0], accumulate, None, before, 0, with_costs
+            ),
+        )([block])
         left = [block] if costs is None else []
         if costs is None:
             costs = np.empty(n, dtype=data.dtype)
