@@ -41,7 +41,7 @@ def test_bit_identical_whatever_the_thread_count(big, dtype, k):
     fits = [
         KMeans(k, random_state=5, n_threads=t, memory_budget_mb=0.05).fit(X) for t in (1, 2, 3)
     ]
-    data = FitData.build(X, n_clusters=k, memory_budget=int(0.05 * 2**20))
+    data = FitData.build(X, n_clusters=k, memory_budget=int(0.05 * 2**20), splits_work=True)
     assert len(data.tasks) > 3 and data.inline == (k < 32)  # the threads share the work
     for other in fits[1:]:
         np.testing.assert_array_equal(other.cluster_centers_, fits[0].cluster_centers_)
@@ -148,7 +148,7 @@ def test_a_forked_child_fits_large_data_after_its_parent_did(tmp_path):
     # the parent's worker threads, their lock and its BLAS hold do not survive a fork:
     # the child starts its own (it hung waiting on the parent's pool before)
     X, _ = make_blobs(4500, n_features=130, centers=10, random_state=1)
-    data = FitData.build(X, n_clusters=10)
+    data = FitData.build(X, n_clusters=10, splits_work=True)  # as the fit plans it
     assert not data.inline and len(data.tasks) > 1  # blocks handed to worker threads
     parent = KMeans(10, random_state=2, n_threads=2).fit(X)
     labels = _fit_in_forked_child(X, tmp_path / "labels.npy")
@@ -246,13 +246,48 @@ def test_mid_size_data_runs_inline_only_with_few_centroids():
     assert not runs_inline(SINGLE_BLOCK_ELEMENTS // 256, 256, 8)  # > INLINE_MAX_FEATURES
     assert runs_inline(SINGLE_BLOCK_ELEMENTS // INLINE_MAX_FEATURES, INLINE_MAX_FEATURES, 8)
     X = np.zeros((12_000, 64))  # one block: its rows fit CACHE_BLOCK_BYTES
-    mid = FitData.build(X, n_clusters=8, n_threads=2, validate=False)
+    mid = FitData.build(X, n_clusters=8, n_threads=2, validate=False, splits_work=True)
     assert mid.inline and mid.single_block == slice(0, 12_000)
     assert is_small(mid) and kernel_threads(mid) == 2
-    many = FitData.build(X, n_clusters=40, n_threads=2, validate=False)
+    assert not FitData.build(X, n_clusters=8, validate=False).inline  # serial work
+    many = FitData.build(X, n_clusters=40, n_threads=2, validate=False, splits_work=True)
     assert not many.inline and len(many.tasks) > 1 and kernel_threads(many) == 1
     assert mid.replan(8).inline and not many.replan(40).inline  # kept on a new plan
     assert FitData(X=X, sample_weight=np.ones(12_000), block_rows=4096).inline is False
+
+
+def test_only_fits_whose_work_splits_run_mid_size_data_inline(big):
+    # the built-in Euclidean search, nearest/auto and the mean declare splits_work; other
+    # distances, bound-based assignments and the spherical mean keep worker threads
+    import scipy.sparse as sp
+
+    from kmeansfw.core.distance import describe
+    from kmeansfw.strategies.update import Spherical
+
+    seen = []
+
+    @attrs.frozen
+    class Probe:
+        @kmeansfw.hookimpl
+        def kmeansfw_iteration_end(self, state):
+            seen.append(state.data.inline)
+
+    def inline(X, **params):
+        seen.clear()
+        KMeans(8, random_state=0, max_iter=2, observers=[Probe()], **params).fit(X)
+        return set(seen)
+
+    assert big.shape[0] * big.shape[1] >= 1 << 18  # mid-size
+    assert inline(big) == inline(big, distance="sqeuclidean") == {True}
+    for params in ({"distance": "manhattan"}, {"assignment": "hamerly"}):
+        assert inline(big, **params) == {False}
+    assert inline(big, distance="cosine", update="spherical") == {False}
+    assert inline(sp.csr_matrix(big)) == {False}  # sparse products stay on one thread
+    assert not describe(Spherical()).splits_work
+    from kmeansfw.core.data import INLINE_MAX_CLUSTERS
+    from kmeansfw.strategies.assignment import AUTO_MIN_CLUSTERS
+
+    assert INLINE_MAX_CLUSTERS <= AUTO_MIN_CLUSTERS  # auto declares it as nearest
 
 
 def test_strategies_only_see_blocks(big):

@@ -254,7 +254,8 @@ def runs_inline(n_samples: int, n_features: int, n_clusters: int | None = None) 
     n_samples, n_features : int
         The data's shape.
     n_clusters : int or None
-        The fit's number of centroids; None (not known): the element rule alone.
+        The fit's number of centroids; None (not known, or a fit whose work does not
+        split between numba's threads): the element rule alone.
 
     Returns
     -------
@@ -368,12 +369,20 @@ class FitData:
         validate: bool = True,
         fitted: Mapping[str, Any] | None = None,
         executor: Any = None,
+        splits_work: bool = False,
     ) -> FitData:
-        """Validate ``X`` and ``sample_weight`` and plan the blocks for ``n_clusters``."""
+        """Validate ``X`` and ``sample_weight`` and plan the blocks for ``n_clusters``.
+
+        ``splits_work``: the fit's per-block work splits between numba's threads when it
+        runs inline (its distance, assignment and update declare ``splits_work``), so
+        dense mid-size data may run inline (:func:`runs_inline`); otherwise only the rule
+        on the data's size applies.
+        """
         if validate:
             X = validate_X(X)
         sw = validate_sample_weight(sample_weight, X.shape[0], X.dtype)
-        inline = runs_inline(X.shape[0], X.shape[1], n_clusters)
+        few = n_clusters if splits_work and not is_sparse(X) else None
+        inline = runs_inline(X.shape[0], X.shape[1], few)
         return cls(
             X=X,
             sample_weight=sw,

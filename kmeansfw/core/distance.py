@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "shareable": True,
     "squared": False,
     "reads_costs": False,
+    "splits_work": False,
 }
 
 
@@ -52,6 +53,7 @@ class Description:
     shareable: bool
     squared: bool
     reads_costs: bool
+    splits_work: bool
 
 
 def describe(strategy: Any) -> Description:
@@ -59,7 +61,9 @@ def describe(strategy: Any) -> Description:
 
     The only place that reads them: a strategy declares ``name``, ``accepts_sparse``,
     ``accepts_torch``, ``shareable`` and ``reads_costs``; a distance ``objective``,
-    ``natural_update``, ``is_metric`` and ``squared``; an assignment ``requires_metric``.
+    ``natural_update``, ``is_metric`` and ``squared``; an assignment ``requires_metric``;
+    a distance, an assignment or an update ``splits_work`` (its work on a block that runs
+    inline splits between numba's threads, see :func:`kmeansfw.core.data.runs_inline`).
     """
     values = {key: getattr(strategy, key, default) for key, default in DEFAULTS.items()}
     values["name"] = str(getattr(strategy, "name", None) or type(strategy).__name__)
@@ -71,6 +75,7 @@ def describe(strategy: Any) -> Description:
         "shareable",
         "squared",
         "reads_costs",
+        "splits_work",
     ):
         values[key] = bool(values[key])
     return Description(**values)

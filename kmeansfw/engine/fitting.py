@@ -103,6 +103,8 @@ def fit_config(
 ) -> Fit:
     """:func:`fit` for a built :class:`Config`, and optionally its already built strategies
     (``cfg.build_strategies()``, which the estimator keeps between fits)."""
+    if strategies is None:
+        strategies = cfg.build_strategies()
     data = FitData.build(
         X,
         sample_weight,
@@ -111,12 +113,30 @@ def fit_config(
         n_threads=cfg.n_threads,
         validate=validate,
         executor=cfg.executor,
+        splits_work=splits_work(strategies),
     )
     check_n_clusters(data.n_samples, cfg.n_clusters)
-    if strategies is None:
-        strategies = cfg.build_strategies()
     with single_threaded_blas():  # once for the whole fit, not per map over the blocks
         return fit_data(cfg, data, strategies)
+
+
+def splits_work(strategies: list[tuple[str, str, Any]]) -> bool:
+    """Whether a fit's per-block work splits between numba's threads on data that runs
+    inline: its distance, assignment and update all declare ``splits_work``
+    (:func:`kmeansfw.core.distance.describe`; the built-in ``euclidean`` and
+    ``sqeuclidean``, ``nearest``, ``auto`` and ``mean`` do).
+
+    Parameters
+    ----------
+    strategies : list of (slot, label, strategy)
+        The fit's strategies (``Config.build_strategies()``).
+
+    Returns
+    -------
+    bool
+    """
+    working = [s for slot, _, s in strategies if slot in ("distance", "assignment", "update")]
+    return bool(working) and all(describe(s).splits_work for s in working)
 
 
 def walk_for(cfg: Config) -> engine.FullBatch:

@@ -26,6 +26,7 @@ class Nearest:
 
     name = "nearest"
     accepts_sparse = True
+    splits_work = True  # the distance's search does the work (it declares its own)
 
     @hookimpl
     def kmeansfw_assign(
@@ -415,6 +416,8 @@ class Auto:
 
     name = "auto"
     accepts_sparse = True
+    # below AUTO_MIN_CLUSTERS, where mid-size data may run inline, auto is nearest
+    splits_work = True
     metric: bool = False
 
     def bounded(self, n_samples: int, n_features: int, n_clusters: int) -> bool:

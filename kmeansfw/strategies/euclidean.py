@@ -76,6 +76,7 @@ class Euclidean(Distance):
     is_metric = True
     accepts_sparse = True
     squared = True
+    splits_work = True  # the search and cost blocks split rows between numba's threads
 
     @hookimpl
     def kmeansfw_learn(self, data: FitData) -> dict:

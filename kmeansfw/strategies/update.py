@@ -37,6 +37,7 @@ class Mean:
 
     name = "mean"
     accepts_sparse = True
+    splits_work = True  # the sums split their columns between numba's threads
 
     @hookimpl
     def kmeansfw_accumulate(
@@ -431,6 +432,7 @@ class Spherical(Mean):
     """
 
     name = "spherical"
+    splits_work = False  # its own sums (normalized rows), on one thread
 
     @hookimpl
     def kmeansfw_accumulate(
