@@ -43,8 +43,12 @@ def test_docs_state_the_hook_count_and_the_slot_table():
     for slot, hooks in slots.ANSWERING.items():
         row = next(line for line in docs.splitlines() if line.startswith(f"| `{slot}`"))
         assert sorted(re.findall(r"`(kmeansfw_\w+)`", row)) == sorted(hooks)
-    for attribute in {a for names in slots.ATTRIBUTES.values() for a in names}:
+    declared = {a for names in slots.ATTRIBUTES.values() for a in names}
+    for attribute in declared:
         assert f"| `{attribute}` |" in docs
+    from kmeansfw.core.distance import DEFAULTS
+
+    assert declared == {"name", *DEFAULTS}  # every declared attribute read by describe()
     assert "register_strategy" in docs and "`observer`" in docs
 
 

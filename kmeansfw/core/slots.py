@@ -45,11 +45,14 @@ OBSERVER: tuple[str, ...] = ("kmeansfw_fit_start", "kmeansfw_iteration_end", "km
 #: The discovery hook, implemented by plugin modules (never by a fit's strategies).
 DISCOVERY: tuple[str, ...] = ("kmeansfw_register_strategies",)
 
-#: Attributes a strategy may declare, by slot (read by :func:`kmeansfw.core.describe`).
+#: Attributes a strategy may declare, by slot: every one is read through
+#: :func:`kmeansfw.core.describe` (with its default in ``kmeansfw.core.distance.DEFAULTS``)
+#: and documented in docs/hooks.md.
 ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "any": ("name", "accepts_sparse", "accepts_torch", "shareable", "reads_costs"),
-    "distance": ("objective", "natural_update", "is_metric", "squared"),
-    "assignment": ("requires_metric",),
+    "distance": ("objective", "natural_update", "is_metric", "squared", "splits_work"),
+    "assignment": ("requires_metric", "splits_work"),
+    "update": ("splits_work",),
 }
 
 
