@@ -26,7 +26,12 @@ from kmeansfw.core.data import FitData, c_ordered, is_ready_array
 from kmeansfw.core.distance import describe
 from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins, steps
-from kmeansfw.engine.fitting import check_n_clusters, check_sparse_support, fit_config
+from kmeansfw.engine.fitting import (
+    check_n_clusters,
+    check_sparse_support,
+    fit_config,
+    splits_work,
+)
 from kmeansfw.strategies.observers import VerboseLog
 
 _FLOATS = [np.float64, np.float32]
@@ -306,6 +311,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
             validate=False,
             fitted=self.fitted_state_,
             executor=self.executor,
+            splits_work=splits_work(self._strategies),  # planned as the fit plans it
         )
         check_sparse_support(self._strategies, data)
         hooks = plugins.build(self._strategies)

@@ -38,9 +38,7 @@ def test_same_seed_same_result(blobs):
 @pytest.mark.parametrize("k", [12, 40])  # inline (numba's threads) and worker threads
 def test_bit_identical_whatever_the_thread_count(big, dtype, k):
     X = big.astype(dtype)
-    fits = [
-        KMeans(k, random_state=5, n_threads=t, memory_budget_mb=0.05).fit(X) for t in (1, 2, 3)
-    ]
+    fits = [KMeans(k, random_state=5, n_threads=t, memory_budget_mb=0.05).fit(X) for t in (1, 2, 3)]
     data = FitData.build(X, n_clusters=k, memory_budget=int(0.05 * 2**20), splits_work=True)
     assert len(data.tasks) > 3 and data.inline == (k < 32)  # the threads share the work
     for other in fits[1:]:
@@ -76,14 +74,17 @@ def launches(monkeypatch):
     return seen
 
 
-@pytest.mark.parametrize(("d", "k"), [(2, 8), (64, 10), (8, 40)])
+@pytest.mark.parametrize(
+    ("n", "d", "k"), [(3000, 2, 8), (3000, 64, 10), (3000, 8, 40), (30000, 64, 12)]
+)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_small_fits_are_bit_identical_whatever_numba_threads(d, k, dtype, launches):
-    # small data runs inline, its nearest search and cost blocks split between numba's
-    # threads; a fit, predict, transform and score give the bits of one thread
+def test_small_fits_are_bit_identical_whatever_numba_threads(n, d, k, dtype, launches):
+    # small data (and mid-size data with few clusters: 30000 x 64, 64-row products) runs
+    # inline, its nearest search and cost blocks split between numba's threads; a fit,
+    # predict, transform and score give the bits of one thread
     import numba
 
-    X = make_blobs(3000, n_features=d, centers=k, random_state=1)[0].astype(dtype)
+    X = make_blobs(n, n_features=d, centers=k, random_state=1)[0].astype(dtype)
     serial = KMeans(k, random_state=2, n_threads=1).fit(X)
     assert not launches
     for threads in (2, 3):
@@ -227,6 +228,47 @@ def test_small_data_is_one_block_when_it_fits_and_large_data_is_split():
     assert plan_block_rows(20_000, 4096, 8, budget, n_features=8) < 20_000
 
 
+def test_blocks_short_of_the_data_are_whole_sub_blocks():
+    from kmeansfw.core.data import MIN_BLOCK_ROWS
+    from kmeansfw.kernels import SUB_BLOCK_ROWS
+
+    assert MIN_BLOCK_ROWS == SUB_BLOCK_ROWS
+    budget = 64 << 20
+    for n, k, d in [(60_000, 12, 32), (10**6, 8, 8), (10**5, 4096, 3), (9000, 8, 100)]:
+        rows = plan_block_rows(n, max(k, d), 8, budget, n_features=d)
+        assert rows < n and rows % SUB_BLOCK_ROWS == 0
+    assert plan_block_rows(1000, 8, 8, budget, n_features=8) == 1000  # the whole data
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fit_and_predict_break_ties_alike_under_different_plans(dtype):
+    # rows on the bisector of two centroids (tied in exact arithmetic) with zero weight,
+    # so the centroids stay: the fit runs inline (one block), a FitData planned by size
+    # alone cuts blocks; products cut at a block's end took another BLAS kernel before
+    n0, nt, d, k = 40_000, 20_000, 32, 12
+    X0 = make_blobs(n0, n_features=d, centers=k, center_box=(-50, 50), random_state=2)[0]
+    w = np.concatenate([np.ones(n0), np.zeros(nt)]).astype(dtype)
+    padded = np.vstack([X0, np.zeros((nt, d))]).astype(dtype)
+    C = KMeans(k, random_state=0, n_init=1).fit(padded, sample_weight=w).cluster_centers_
+    c0, c1 = C[0].astype(np.float64), C[1].astype(np.float64)
+    u = c1 - c0
+    Z = np.random.default_rng(0).normal(size=(nt, d)) * 0.5
+    Z -= np.outer(Z @ u / (u @ u), u)
+    X = np.vstack([X0.astype(dtype), ((c0 + c1) / 2 + Z).astype(dtype)])
+    km = KMeans(k, init=C, n_init=1, n_threads=2).fit(X, sample_weight=w)
+    np.testing.assert_array_equal(km.cluster_centers_, C)
+    assert FitData.build(X, n_clusters=k, splits_work=True).inline  # as the fit planned
+    np.testing.assert_array_equal(km.predict(X), km.labels_)
+    from kmeansfw.engine import loop, plugins, steps
+
+    by_size = FitData.build(X, n_clusters=k, fitted=km.fitted_state_)  # blocks of 7424 rows
+    assert not by_size.inline and len(by_size.tasks) > 1
+    hooks = plugins.build(km._strategies)
+    loop.prepare(hooks, by_size)
+    blocked = steps.assign(hooks, by_size, C.astype(dtype), accumulate=False)
+    np.testing.assert_array_equal(blocked.labels, km.labels_)
+
+
 def test_mid_size_data_runs_inline_only_with_few_centroids():
     from kmeansfw.core.data import (
         INLINE_MAX_CLUSTERS,
@@ -257,12 +299,12 @@ def test_mid_size_data_runs_inline_only_with_few_centroids():
 
 
 def test_only_fits_whose_work_splits_run_mid_size_data_inline(big):
-    # the built-in Euclidean search, nearest/auto and the mean declare splits_work; other
-    # distances, bound-based assignments and the spherical mean keep worker threads
+    # the built-in Euclidean search, nearest/auto and the means declare splits_work; other
+    # distances, bound-based assignments and an update that opts out keep worker threads
     import scipy.sparse as sp
 
     from kmeansfw.core.distance import describe
-    from kmeansfw.strategies.update import Spherical
+    from kmeansfw.strategies.update import Mean, Spherical
 
     seen = []
 
@@ -283,7 +325,14 @@ def test_only_fits_whose_work_splits_run_mid_size_data_inline(big):
         assert inline(big, **params) == {False}
     assert inline(big, distance="cosine", update="spherical") == {False}
     assert inline(sp.csr_matrix(big)) == {False}  # sparse products stay on one thread
-    assert not describe(Spherical()).splits_work
+    assert describe(Spherical()).splits_work  # its sums split their columns too
+
+    @attrs.frozen
+    class OneThreadMean(Mean):  # its work replaced by code on one thread: opts out
+        name = "one-thread-mean"
+        splits_work = False
+
+    assert inline(big, update=OneThreadMean()) == {False}
     from kmeansfw.core.data import INLINE_MAX_CLUSTERS
     from kmeansfw.strategies.assignment import AUTO_MIN_CLUSTERS
 
@@ -533,9 +582,7 @@ def test_resolved_hooks_answer_exactly_as_pluggy():
     assert wrapped.kmeansfw_converged(state=None) == [3, True, "wrapped"]
     # implementations taking no argument, one, or several are all handed theirs
     nothing = plugins.build([("convergence", "n", _NoArgument()), *criteria])
-    assert nothing.kmeansfw_converged(state=None) == nothing.pm.hook.kmeansfw_converged(
-        state=None
-    )
+    assert nothing.kmeansfw_converged(state=None) == nothing.pm.hook.kmeansfw_converged(state=None)
     assert nothing.kmeansfw_converged(state=None) == [3, True, "no argument"]
 
 

@@ -17,7 +17,11 @@ import numpy as np
 from kmeansfw.core.paging import all_finite
 from kmeansfw.kernels import finite_min
 
-#: Rows per block never go below this (keeps per-block call overhead invisible).
+#: Rows per block never go below this (keeps per-block call overhead invisible), and a
+#: block that is not the whole data is a multiple of it: the compiled kernels' sub-blocks
+#: (``kmeansfw.kernels.SUB_BLOCK_ROWS``) then start at the same rows whatever the plan, so
+#: a row's distances do not depend on how the data is cut (a short product may take
+#: another BLAS kernel, with other roundings).
 MIN_BLOCK_ROWS = 256
 #: Upper bound on a block's (b, k) cost buffer (the generic, non-compiled path uses it).
 CACHE_BLOCK_BYTES = 8 << 20
@@ -288,7 +292,9 @@ def plan_block_rows(
     :func:`runs_inline` of ``n_samples x n_features``) is one block when that fits.
     Depends only on the shape, the dtype and the budget (never on the thread count), so
     the partition of the data, and therefore every result, is the same whatever the
-    number of threads.
+    number of threads.  A block short of the whole data is a multiple of
+    :data:`MIN_BLOCK_ROWS` rows, so the labels of a row do not depend on the plan either
+    (a fit and a predict on the same rows, planned differently, label them alike).
     """
     row_bytes = max(1, n_columns) * itemsize
     cache_rows = CACHE_BLOCK_BYTES // row_bytes
@@ -299,7 +305,10 @@ def plan_block_rows(
         balance_rows = n_samples
     else:
         balance_rows = max(-(-n_samples // MIN_BLOCKS), BALANCE_MIN_ROWS)
-    return int(max(MIN_BLOCK_ROWS, min(cache_rows, budget_rows, balance_rows)))
+    rows = int(max(MIN_BLOCK_ROWS, min(cache_rows, budget_rows, balance_rows)))
+    if rows < n_samples:  # whole sub-blocks: every block starts at a multiple of them
+        rows -= rows % MIN_BLOCK_ROWS
+    return rows
 
 
 @attrs.define(eq=False)
@@ -410,6 +419,7 @@ class FitData:
             n_threads=self.n_threads,
             fitted=self.fitted,
             executor=self.executor,
+            inline=self.inline or None,  # fewer rows than an inline whole: inline too
         )
 
     def replan(self, n_columns: int, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> FitData:

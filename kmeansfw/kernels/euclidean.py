@@ -81,7 +81,10 @@ def product_rows(n_features: int, n_clusters: int) -> int:
     the time at 5-9 centroids and 32-256 features, 0.5-0.9x at 10-18 centroids and 64-256
     features, in float64 and float32; fewer features, fewer or more centroids, and a
     BLAS without that kernel gain nothing from shorter products.  Decided by the shape of
-    the centroids only, so labels do not depend on how the data is split.
+    the centroids only, and blocks start at multiples of :data:`SUB_BLOCK_ROWS` rows
+    (``kmeansfw.core.data.MIN_BLOCK_ROWS``), so every product but the data's last has the
+    same rows whatever the plan and the number of threads, and labels do not depend on
+    them.
     """
     for rows, min_features in (
         (SUB_BLOCK_ROWS, 0),

@@ -432,7 +432,6 @@ class Spherical(Mean):
     """
 
     name = "spherical"
-    splits_work = False  # its own sums (normalized rows), on one thread
 
     @hookimpl
     def kmeansfw_accumulate(

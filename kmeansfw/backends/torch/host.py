@@ -48,7 +48,8 @@ def attach(
 ) -> bool:
     """Give ``data`` (its fitted state learned) the NumPy view its assignments run on, when
     :func:`usable` and ``options`` ask for the compiled kernels: a :class:`FitData` over
-    the same memory, planned for ``n_clusters`` as the NumPy backend plans it, prepared by
+    the same memory, planned for ``n_clusters`` by the size rule of the NumPy backend's plan
+    (not its mid-size inline rule, :func:`kmeansfw.core.data.runs_inline`), prepared by
     the fit's own distance strategy, assigned by its own assignment strategy (``nearest``,
     or ``auto``, whose bounds then stay in the view's cache from one iteration to the
     next, as in the NumPy backend) and summed by ``mean``.  Returns whether it did."""
