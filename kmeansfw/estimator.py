@@ -311,7 +311,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
             validate=False,
             fitted=self.fitted_state_,
             executor=self.executor,
-            splits_work=splits_work(self._strategies),  # planned as the fit plans it
+            splits_work=splits_work(self._strategies),  # KMeans.fit's plan (labels: any plan)
         )
         check_sparse_support(self._strategies, data)
         hooks = plugins.build(self._strategies)

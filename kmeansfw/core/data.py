@@ -20,8 +20,9 @@ from kmeansfw.kernels import finite_min
 #: Rows per block never go below this (keeps per-block call overhead invisible), and a
 #: block that is not the whole data is a multiple of it: the compiled kernels' sub-blocks
 #: (``kmeansfw.kernels.SUB_BLOCK_ROWS``) then start at the same rows whatever the plan, so
-#: a row's distances do not depend on how the data is cut (a short product may take
-#: another BLAS kernel, with other roundings).
+#: a row's distances do not depend on the plan (a short product may take another BLAS
+#: kernel, with other roundings; rows cut elsewhere, e.g. ``predict`` on a slice of the
+#: data, may break exact ties otherwise).
 MIN_BLOCK_ROWS = 256
 #: Upper bound on a block's (b, k) cost buffer (the generic, non-compiled path uses it).
 CACHE_BLOCK_BYTES = 8 << 20
@@ -305,6 +306,7 @@ def plan_block_rows(
         balance_rows = n_samples
     else:
         balance_rows = max(-(-n_samples // MIN_BLOCKS), BALANCE_MIN_ROWS)
+        balance_rows = -(-balance_rows // MIN_BLOCK_ROWS) * MIN_BLOCK_ROWS  # still 8 blocks
     rows = int(max(MIN_BLOCK_ROWS, min(cache_rows, budget_rows, balance_rows)))
     if rows < n_samples:  # whole sub-blocks: every block starts at a multiple of them
         rows -= rows % MIN_BLOCK_ROWS

@@ -124,7 +124,7 @@ def splits_work(strategies: list[tuple[str, str, Any]]) -> bool:
     """Whether a fit's per-block work splits between numba's threads on data that runs
     inline: its distance, assignment and update all declare ``splits_work``
     (:func:`kmeansfw.core.distance.describe`; the built-in ``euclidean`` and
-    ``sqeuclidean``, ``nearest``, ``auto`` and ``mean`` do).
+    ``sqeuclidean``, ``nearest``, ``auto``, ``mean`` and ``spherical`` do).
 
     Parameters
     ----------
