@@ -182,11 +182,16 @@ def test_changed_sums_kernels_match_their_numpy_twins_and_the_full_sums():
         sw = rng.uniform(0, 2, size=700).astype(dtype)
         dirty_a, dirty_b = np.zeros(9, bool), np.zeros(9, bool)
         dirty_a[0] = dirty_b[0] = True
-        new_a = kernels.mark_changed_clusters(labels, previous, dirty_a)
-        new_b = update._mark_changed_numpy(labels, previous, dirty_b)
+        new_a, *counts_a = kernels.mark_moved_clusters(labels, previous, dirty_a)
+        new_b, *counts_b = update._mark_changed_numpy(labels, previous, dirty_b)
         np.testing.assert_array_equal(new_a, new_b)
         np.testing.assert_array_equal(dirty_a, dirty_b)
         moved = labels != previous
+        expected_counts = [np.count_nonzero(moved), np.count_nonzero(new_a), dirty_a.sum()]
+        assert counts_a == counts_b == expected_counts  # rows moved, newly and all marked
+        again = dirty_a.copy()  # marking again marks nothing new; the plain form agrees
+        assert not kernels.mark_changed_clusters(labels, previous, again).any()
+        np.testing.assert_array_equal(again, dirty_a)
         expected = np.zeros(9, bool)
         expected[labels[moved]] = expected[previous[moved]] = True
         np.testing.assert_array_equal(dirty_a, expected | (np.arange(9) == 0))

@@ -61,6 +61,7 @@ _WHERE = {
     "add_weighted_cluster_sums": "update",
     "add_cluster_members": "update",
     "mark_changed_clusters": "update",
+    "mark_moved_clusters": "update",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -88,6 +89,7 @@ if TYPE_CHECKING:  # pragma: no cover
         add_cluster_members,
         add_weighted_cluster_sums,
         mark_changed_clusters,
+        mark_moved_clusters,
     )
 
 
@@ -123,6 +125,7 @@ __all__ = [
     "int_range",
     "lp_block",
     "mark_changed_clusters",
+    "mark_moved_clusters",
     "nearest_groups_sq_euclidean",
     "nearest_sq_euclidean",
     "paired_sq_euclidean",

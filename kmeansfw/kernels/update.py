@@ -137,7 +137,8 @@ def _mark_changed_numpy(labels, previous, dirty):
     hit[previous[moved]] = True
     new = hit & ~dirty
     dirty |= hit
-    return new
+    counts = (int(np.count_nonzero(moved)), int(np.count_nonzero(new)))
+    return new, counts[0], counts[1], int(np.count_nonzero(dirty))
 
 
 def _add_members_numpy(X, labels, sample_weight, sums, weights, clusters):
@@ -154,16 +155,24 @@ if HAVE_NUMBA:
     @numba.njit(nogil=True, cache=True)
     def _mark_changed_numba(labels, previous, dirty):  # pragma: no cover
         new = np.zeros(dirty.shape[0], dtype=np.bool_)
+        moved = 0
+        n_new = 0
         for i in range(labels.shape[0]):
             a, p = labels[i], previous[i]
             if a != p:
+                moved += 1
                 if not dirty[a]:
                     dirty[a] = True
                     new[a] = True
+                    n_new += 1
                 if not dirty[p]:
                     dirty[p] = True
                     new[p] = True
-        return new
+                    n_new += 1
+        n_dirty = 0
+        for j in range(dirty.shape[0]):
+            n_dirty += 1 if dirty[j] else 0
+        return new, moved, n_new, n_dirty
 
     @numba.njit(nogil=True, cache=True)
     def _add_members_numba(X, labels, sample_weight, sums, weights, clusters):  # pragma: no cover
@@ -193,9 +202,31 @@ def mark_changed_clusters(
     -------
     ndarray of bool, shape (k,)
     """
-    if HAVE_NUMBA:
-        return _mark_changed_numba(labels, previous, dirty)
-    return _mark_changed_numpy(labels, previous, dirty)
+    return mark_moved_clusters(labels, previous, dirty)[0]
+
+
+def mark_moved_clusters(
+    labels: np.ndarray, previous: np.ndarray, dirty: np.ndarray
+) -> tuple[np.ndarray, int, int, int]:
+    """:func:`mark_changed_clusters` with what the caller would count next, in the same
+    pass: the newly marked clusters, how many rows changed cluster, how many clusters
+    were marked now and how many are marked in all.
+
+    Parameters
+    ----------
+    labels, previous : ndarray of intp, shape (b,)
+        The rows' labels now and in the previous iteration.
+    dirty : ndarray of bool, shape (k,)
+        Updated in place.
+
+    Returns
+    -------
+    new : ndarray of bool, shape (k,)
+    n_moved, n_new, n_dirty : int
+    """
+    kernel = _mark_changed_numba if HAVE_NUMBA else _mark_changed_numpy
+    new, n_moved, n_new, n_dirty = kernel(labels, previous, dirty)
+    return new, int(n_moved), int(n_new), int(n_dirty)
 
 
 def add_cluster_members(

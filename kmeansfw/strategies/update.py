@@ -387,23 +387,25 @@ class ChangedSums(tuple):
         previous_partial: Any,
     ) -> ChangedSums:
         """Fold one block into the task's partial (None on the task's first block)."""
-        if not isinstance(partial, ChangedSums):
+        first = not isinstance(partial, ChangedSums)
+        if first:
             partial = cls((previous_partial[0].copy(), previous_partial[1].copy()))
             partial.dirty = np.zeros(partial[1].shape[0], dtype=np.bool_)
             partial.seen = []
-            if np.count_nonzero(labels != previous_labels) > cls.MOVED_FRACTION * labels.size:
-                partial.dirty[:] = True  # most clusters would be summed again: all of them
-                partial[0][:], partial[1][:] = 0.0, 0.0
         sums, weights, dirty = partial[0], partial[1], partial.dirty
-        new = kernels.mark_changed_clusters(labels, previous_labels, dirty)
-        if new.any():
+        new, moved, n_new, n_dirty = kernels.mark_moved_clusters(labels, previous_labels, dirty)
+        if first and moved > cls.MOVED_FRACTION * labels.size:
+            dirty[:] = True  # most clusters would be summed again: all of them
+            sums[:], weights[:] = 0.0, 0.0
+            n_dirty = dirty.shape[0]  # the task's first block: nothing to sum again
+        elif n_new:
             partial.resum(data, new)
-        if dirty.all():
+        if n_dirty == dirty.shape[0]:
             threads = kernel_threads(data)
             kernels.add_weighted_cluster_sums(
                 X, labels, sample_weight, sums, weights, n_threads=threads
             )
-        elif dirty.any():
+        elif n_dirty:
             kernels.add_cluster_members(X, labels, sample_weight, sums, weights, dirty)
         partial.seen.append((rows, labels))
         return partial
