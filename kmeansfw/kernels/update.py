@@ -137,8 +137,8 @@ def _mark_changed_numpy(labels, previous, dirty):
     hit[previous[moved]] = True
     new = hit & ~dirty
     dirty |= hit
-    counts = (int(np.count_nonzero(moved)), int(np.count_nonzero(new)))
-    return new, counts[0], counts[1], int(np.count_nonzero(dirty))
+    n_moved, n_new = int(np.count_nonzero(moved)), int(np.count_nonzero(new))
+    return new, n_moved, n_new, int(np.count_nonzero(dirty))
 
 
 def _add_members_numpy(X, labels, sample_weight, sums, weights, clusters):
