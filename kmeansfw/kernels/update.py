@@ -214,10 +214,8 @@ def mark_moved_clusters(
 
     Parameters
     ----------
-    labels, previous : ndarray of intp, shape (b,)
-        The rows' labels now and in the previous iteration.
-    dirty : ndarray of bool, shape (k,)
-        Updated in place.
+    labels, previous, dirty : ndarray
+        As for :func:`mark_changed_clusters` (``dirty`` updated in place).
 
     Returns
     -------
