@@ -18,7 +18,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from threadpoolctl import ThreadpoolController
 
-from kmeansfw.core.data import SINGLE_BLOCK_ELEMENTS
+from kmeansfw.core.data import runs_inline
 from kmeansfw.core.paging import releasing
 
 T = TypeVar("T")
@@ -261,8 +261,9 @@ def inline_task(data: Any, fn: Callable[[list[slice]], T]) -> Callable[[list[sli
     """``fn`` for the tasks of data that runs inline (:func:`is_small`): for mid-size data
     mapped from a file larger than memory, handing each task's pages back when it returns,
     as worker threads do (:func:`kmeansfw.core.paging.releasing`); ``fn`` itself for data
-    under :data:`kmeansfw.core.data.SINGLE_BLOCK_ELEMENTS` elements, too small to matter."""
-    if data.n_samples * data.n_features < SINGLE_BLOCK_ELEMENTS:
+    that runs inline by its size alone (:func:`kmeansfw.core.data.runs_inline` without a
+    cluster count), too small to matter."""
+    if runs_inline(data.n_samples, data.n_features):
         return fn
     return releasing(data.X, fn)
 
