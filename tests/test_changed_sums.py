@@ -11,6 +11,7 @@ import kmeansfw
 from kmeansfw import KMeans, kernels
 from kmeansfw.core.data import FitData
 from kmeansfw.engine.executors import PickleShuffleExecutor
+from kmeansfw.strategies.assignment import Nearest
 from kmeansfw.strategies.update import ChangedSums, Mean
 
 
@@ -24,6 +25,17 @@ class FreshMean(Mean):
         partial = partial or self.new_partial(X, n_clusters)
         kernels.add_weighted_cluster_sums(X, labels, sample_weight, *partial)
         return partial
+
+
+class MapNearest(Nearest):
+    """``nearest`` without taking the mean's sums into its search (``sums``): the mean's
+    map sums every block, from its previous partial when it can."""
+
+    name = "map-nearest"
+
+    @kmeansfw.hookimpl
+    def kmeansfw_assign(self, X, centroids, rows, data, cache, hook, with_costs):
+        return super().kmeansfw_assign(X, centroids, rows, data, cache, hook, with_costs, None)
 
 
 class Centroids:
@@ -99,6 +111,7 @@ def test_sums_from_the_previous_iteration_equal_full_sums_bit_for_bit(X, case, r
         sample_weight[::7] = 0.0
     if case.pop("executor", None):
         case["executor"] = PickleShuffleExecutor(seed=3)
+    case.setdefault("assignment", MapNearest())
     params = dict(init="random", n_init=2, random_state=5, tol=0, max_iter=40, **case)
     runs = {}
     for name, update in (("changed", "mean"), ("fresh", FreshMean())):
@@ -145,8 +158,15 @@ def test_late_iterations_read_only_the_changed_clusters(X, monkeypatch):
     monkeypatch.setattr(kernels, "add_weighted_cluster_sums", count_full)
     monkeypatch.setattr(kernels, "add_cluster_members", count_members)
     KMeans(
-        30, init="random", n_init=1, random_state=5, tol=0, max_iter=80, memory_budget_mb=0.05,
+        30,
+        init="random",
+        n_init=1,
+        random_state=5,
+        tol=0,
+        max_iter=80,
+        memory_budget_mb=0.05,
         observers=[Count()],
+        assignment=MapNearest(),
     ).fit(X)
     assert per_iteration[0][0] == X.shape[0]  # the first iteration sums every row
     late = [rows for rows, changed in per_iteration[1:] if changed <= 100]
@@ -211,7 +231,9 @@ def test_partials_larger_than_a_quarter_of_the_data_are_not_kept():
 
     X, _ = make_blobs(300, n_features=4, centers=60, random_state=0)
     seen = Centroids()
-    params = dict(init="random", n_init=1, random_state=0, tol=0, max_iter=10)
+    params = dict(
+        init="random", n_init=1, random_state=0, tol=0, max_iter=10, assignment=MapNearest()
+    )
     km = KMeans(60, observers=[seen], memory_budget_mb=0.01, **params).fit(X)
     data = FitData.build(X, n_clusters=60, memory_budget=int(0.01 * 2**20))
     assert len(data.tasks) == 2 and not keeps_partials(data, 60)
@@ -236,8 +258,13 @@ class InPlaceMean(Mean):
                 weights += more_weights
             partials = [(sums, weights)]
         return super().kmeansfw_update(
-            data=data, labels=labels, partials=partials, centroids=centroids,
-            n_clusters=n_clusters, rng=rng, online=online,
+            data=data,
+            labels=labels,
+            partials=partials,
+            centroids=centroids,
+            n_clusters=n_clusters,
+            rng=rng,
+            online=online,
         )
 
 
@@ -250,10 +277,10 @@ class ScalesWeights:
 
 
 @pytest.mark.parametrize("budget", [0.05, 64.0])
-def test_what_the_update_or_observers_do_to_partials_does_not_reach_the_next_sums(
-    X, budget, adds
-):
-    params = dict(init="random", n_init=1, random_state=5, tol=0, max_iter=30)
+def test_what_the_update_or_observers_do_to_partials_does_not_reach_the_next_sums(X, budget, adds):
+    params = dict(
+        init="random", n_init=1, random_state=5, tol=0, max_iter=30, assignment=MapNearest()
+    )
     params.update(memory_budget_mb=budget)
     plain = KMeans(30, **params).fit(X)
     in_place = KMeans(30, update=InPlaceMean(), **params).fit(X)
@@ -272,7 +299,15 @@ def test_many_features_on_small_data_sum_by_columns_and_match(adds):
     if accumulate_chunks(4000, 40, 2) < 2:
         pytest.skip("numba's threads may not run here: no column split to compare")
     X, _ = make_blobs(4000, n_features=40, centers=20, cluster_std=4.0, random_state=3)
-    params = dict(init="random", n_init=1, random_state=2, tol=0, max_iter=25, n_threads=2)
+    params = dict(
+        init="random",
+        n_init=1,
+        random_state=2,
+        tol=0,
+        max_iter=25,
+        n_threads=2,
+        assignment=MapNearest(),
+    )
     changed_seen, fresh_seen = Centroids(), Centroids()
     KMeans(20, observers=[changed_seen], **params).fit(X)
     KMeans(20, update=FreshMean(), observers=[fresh_seen], **params).fit(X)

@@ -26,9 +26,10 @@ class LeavesCosts:
     """``nearest``'s labels, every block's costs left to the engine."""
 
     @kmeansfw.hookimpl
-    def kmeansfw_assign(self, X, centroids, rows, data, cache, hook):
+    def kmeansfw_assign(self, X, centroids, rows, data, cache, hook, sums):
         labels, _ = Nearest().kmeansfw_assign(
-            X=X, centroids=centroids, rows=rows, data=data, cache=cache, hook=hook, with_costs=True
+            X=X, centroids=centroids, rows=rows, data=data, cache=cache, hook=hook, with_costs=True,
+            sums=sums,  # the mean's sums in the search, as plain nearest has them
         )
         return labels, None
 

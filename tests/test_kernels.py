@@ -97,9 +97,94 @@ def _check_parallel_nearest(X, mean, m2c, cn, cc, serial, parallel, chunks):
         serial(X, mean, m2c, cn, cc, *out)
         par = [np.full(n, -1, np.intp), np.full(n, np.nan, dtype)]
         par.append(np.full(len(out[2]), np.nan, dtype))
-        parallel(X, mean, m2c, cn, cc, *par, chunks)
+        parallel(X, mean, m2c, cn, cc, *par, *_no_sums(dtype), chunks)
         for serial_part, parallel_part in zip(out, par, strict=True):
             np.testing.assert_array_equal(parallel_part, serial_part)
+
+
+def _no_sums(dtype):
+    """The sums arguments of a search kernel that adds none."""
+    return np.empty(0, dtype), 1, np.empty((0, 1, 1)), np.empty((0, 1))
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(
+    ("n", "d", "k"),
+    [(1, 3, 1), (700, 2, 5), (5000, 8, 8), (4100, 64, 10), (1100, 40, 6), (9000, 12, 3)],
+)
+def test_sums_in_the_search_are_the_groups_sums_whatever_the_runs(dtype, n, d, k):
+    """The mean's sums added by the search kernels: each group of sum_group_rows rows
+    summed row by row in order (what add_weighted_cluster_sums gives on those rows), the
+    groups' totals added in order; the same bits from the serial kernel, from the
+    parallel variant at any number of runs and through nearest_sq_euclidean at any
+    number of threads, with the labels and costs of the search without sums."""
+    kernels._compile.parallel_ready()
+    rng = np.random.default_rng(n + d + k)
+    X, mean, m2c, cn, cc, _ = _inputs(rng, n, d, k, dtype)
+    X = np.ascontiguousarray(X * 3 + 1000).astype(dtype)  # far from the origin
+    w = rng.random(n).astype(dtype)
+    start = rng.normal(size=(k, d)), rng.random(k)  # a task's running totals
+    labels, mins = kernels.nearest_sq_euclidean(X, mean, m2c, cn, cc)
+    group_rows = euclidean.sum_group_rows(n)
+    assert group_rows % euclidean.SUB_BLOCK_ROWS == 0
+    assert -(-n // group_rows) <= euclidean.SUM_GROUPS
+    expected = start[0].copy(), start[1].copy()
+    for a in range(0, n, group_rows):
+        part = np.zeros((k, d)), np.zeros(k)
+        rows = slice(a, a + group_rows)
+        kernels.add_weighted_cluster_sums(X[rows], labels[rows], w[rows], *part)
+        expected[0][...] += part[0]
+        expected[1][...] += part[1]
+    for threads in (1, 2, 3):
+        totals = start[0].copy(), start[1].copy()
+        found, found_mins = kernels.nearest_sq_euclidean(
+            X, mean, m2c, cn, cc, n_threads=threads, sums=(w, *totals)
+        )
+        np.testing.assert_array_equal(found, labels)
+        np.testing.assert_array_equal(found_mins, mins)
+        np.testing.assert_array_equal(totals[0], expected[0])
+        np.testing.assert_array_equal(totals[1], expected[1])
+    n_groups = -(-n // group_rows)
+    direct = kernels.direct_pays(d, k)
+    parallel = euclidean._nearest_direct_parallel if direct else euclidean._nearest_product_parallel
+    for chunks in (2, 3, 7):
+        groups = np.zeros((n_groups, k, d)), np.zeros((n_groups, k))
+        out = [np.full(n, -1, np.intp), np.empty(n, dtype), np.empty(0, dtype)]
+        parallel(X, mean, m2c, cn, cc, *out, w, group_rows, *groups, chunks)
+        np.testing.assert_array_equal(out[0], labels)
+        totals = start[0].copy(), start[1].copy()
+        euclidean._add_groups(*groups, *totals)
+        np.testing.assert_array_equal(totals[0], expected[0])
+        np.testing.assert_array_equal(totals[1], expected[1])
+    # and the sums are the mean's to rounding
+    plain = start[0].copy(), start[1].copy()
+    kernels.add_weighted_cluster_sums(X, labels, w, *plain)
+    np.testing.assert_allclose(expected[0], plain[0], rtol=1e-12)
+    np.testing.assert_allclose(expected[1], plain[1], rtol=1e-12)
+
+
+def test_sums_in_the_search_without_numba_are_the_same_groups(monkeypatch):
+    """The NumPy twin adds the same groups (each by the mean's NumPy twin) in order."""
+    rng = np.random.default_rng(3)
+    X, mean, m2c, cn, cc, _ = _inputs(rng, 3000, 5, 4, np.float64)
+    w = rng.random(3000)
+    labels, _ = kernels.nearest_sq_euclidean(X, mean, m2c, cn, cc)
+    monkeypatch.setattr(euclidean, "HAVE_NUMBA", False)
+    monkeypatch.setattr(update, "HAVE_NUMBA", False)
+    totals = np.zeros((4, 5)), np.zeros(4)
+    found, _ = euclidean.nearest_sq_euclidean(X, mean, m2c, cn, cc, sums=(w, *totals))
+    np.testing.assert_array_equal(found, labels)
+    group_rows = euclidean.sum_group_rows(3000)
+    expected = np.zeros((4, 5)), np.zeros(4)
+    for a in range(0, 3000, group_rows):
+        part = np.zeros((4, 5)), np.zeros(4)
+        rows = slice(a, a + group_rows)
+        update._accumulate_numpy(X[rows], labels[rows], w[rows], *part)
+        expected[0][...] += part[0]
+        expected[1][...] += part[1]
+    np.testing.assert_array_equal(totals[0], expected[0])
+    np.testing.assert_array_equal(totals[1], expected[1])
 
 
 @pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")

@@ -36,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "squared": False,
     "reads_costs": False,
     "splits_work": False,
+    "sums_map": False,
 }
 
 
@@ -54,6 +55,7 @@ class Description:
     squared: bool
     reads_costs: bool
     splits_work: bool
+    sums_map: bool
 
 
 def describe(strategy: Any) -> Description:
@@ -63,7 +65,10 @@ def describe(strategy: Any) -> Description:
     ``accepts_torch``, ``shareable`` and ``reads_costs``; a distance ``objective``,
     ``natural_update``, ``is_metric`` and ``squared``; an assignment ``requires_metric``;
     a distance, an assignment or an update ``splits_work`` (its work on a block that runs
-    inline splits between numba's threads, see :func:`kmeansfw.core.data.runs_inline`).
+    inline splits between numba's threads, see :func:`kmeansfw.core.data.runs_inline`);
+    an update ``sums_map`` (its map is the weighted per-cluster sums, see
+    :mod:`kmeansfw.core.sums`), which a subclass that defines its own
+    ``kmeansfw_accumulate`` inherits only by declaring it again.
     """
     values = {key: getattr(strategy, key, default) for key, default in DEFAULTS.items()}
     values["name"] = str(getattr(strategy, "name", None) or type(strategy).__name__)
@@ -76,9 +81,24 @@ def describe(strategy: Any) -> Description:
         "squared",
         "reads_costs",
         "splits_work",
+        "sums_map",
     ):
         values[key] = bool(values[key])
+    if values["sums_map"]:
+        values["sums_map"] = _declared_with(strategy, "sums_map", "kmeansfw_accumulate")
     return Description(**values)
+
+
+def _declared_with(strategy: Any, attribute: str, method: str) -> bool:
+    """Whether ``attribute`` is declared by the class that defines ``method`` (or a
+    subclass of it, or the object itself): a declaration about a method is not inherited
+    by a subclass that replaces the method."""
+    if attribute in getattr(strategy, "__dict__", {}):
+        return True
+    mro = type(strategy).__mro__
+    declared = next((i for i, c in enumerate(mro) if attribute in vars(c)), len(mro))
+    defined = next((i for i, c in enumerate(mro) if method in vars(c)), len(mro))
+    return declared <= defined
 
 
 class Distance:

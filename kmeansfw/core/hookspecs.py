@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
     from kmeansfw.core.catalog import Register
     from kmeansfw.core.data import FitData
+    from kmeansfw.core.sums import SumsRequest
     from kmeansfw.engine.loop import FitResult, FitState, OnlineState
     from kmeansfw.engine.steps import Assignment
 
@@ -169,6 +170,7 @@ def kmeansfw_nearest(
     cache: dict,
     hook: pluggy.HookRelay,
     with_costs: bool,
+    sums: SumsRequest | None,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """The exact nearest centroid of each row, optionally with per-group rivals.
 
@@ -184,6 +186,13 @@ def kmeansfw_nearest(
     ``costs``, skipping the pass over the block that computes them; a distance may
     ignore it and answer the costs anyway.  A call through the fit's hooks that leaves
     it out gets True.
+
+    ``sums`` (only with ``n_groups == 0``; None otherwise and in a call that leaves it
+    out): the update's map offered to the search (:class:`kmeansfw.core.sums.SumsRequest`);
+    a search that adds every row's weight times its values to ``sums.sums[label]`` and its
+    weight to ``sums.weights[label]`` in its own pass calls ``sums.mark_added()``; one that
+    does not leaves it, and the engine sums the block with the update's map.  Euclidean
+    adds them on dense rows.
 
     Optional: a distance that does not implement it gets the default of
     :class:`kmeansfw.Distance` (the argmin of ``kmeansfw_cost`` and of
@@ -203,6 +212,7 @@ def kmeansfw_assign(
     cache: dict,
     hook: pluggy.HookRelay,
     with_costs: bool,
+    sums: SumsRequest | None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Assign the rows of one block: return ``(labels, costs)``, both shape (b,).
 
@@ -219,6 +229,14 @@ def kmeansfw_assign(
     too.  Costs a strategy leaves are still computed when read, whatever ``with_costs``
     said.  A Lloyd run asks for them (True) when a strategy of the fit declares
     ``reads_costs``; a call through the fit's hooks that leaves it out gets True.
+
+    ``sums``: None, or the update's map for this block, offered when the fit's update
+    declares ``sums_map`` and the assignment declares this argument
+    (:class:`kmeansfw.core.sums.SumsRequest`): an assignment whose search adds every row
+    to its cluster's totals in its own pass (``nearest`` passes it to the distance's
+    :func:`kmeansfw_nearest`) lets the engine skip the update's
+    :func:`kmeansfw_accumulate` for the block; one that leaves it unmarked gets the map
+    called as usual.  A call through the fit's hooks that leaves it out gets None.
     """
 
 

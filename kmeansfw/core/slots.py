@@ -52,7 +52,7 @@ ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "any": ("name", "accepts_sparse", "accepts_torch", "shareable", "reads_costs"),
     "distance": ("objective", "natural_update", "is_metric", "squared", "splits_work"),
     "assignment": ("requires_metric", "splits_work"),
-    "update": ("splits_work",),
+    "update": ("splits_work", "sums_map"),
 }
 
 

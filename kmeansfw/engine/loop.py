@@ -411,6 +411,8 @@ def kept_partials(
     sums (and nothing else a map attached to them stays in memory)."""
     if not partials or not walk.repeats_rows:
         return None
+    if any(isinstance(p, steps.SearchSums) for p in partials):
+        return None  # summed in the search's groups, not by the map: its next pass sums anew
     if not hooks.takes("kmeansfw_accumulate", "previous_partial"):
         return None
     if not all(
@@ -423,6 +425,26 @@ def kept_partials(
     if sum(a.nbytes for p in partials for a in p) > PARTIALS_FRACTION * data.X.nbytes:
         return None  # larger than the estimate (a map other than the mean's)
     return [tuple(read_only(a.copy()) for a in p) for p in partials]
+
+
+def sums_in_search(hooks: Any, walk: FullBatch) -> bool:
+    """Whether a Lloyd iteration offers the update's map to the assignment's search
+    (:mod:`kmeansfw.core.sums`): in a full-batch run whose hooks say the fit may
+    (``Hooks.sums_in_search``; a plain pluggy relay: never).
+
+    Parameters
+    ----------
+    hooks : Hooks
+        The fit's hooks.
+    walk : FullBatch
+        How the run walks the data.
+
+    Returns
+    -------
+    bool
+    """
+    may = getattr(hooks, "sums_in_search", None)
+    return may is not None and walk.online is None and walk.repeats_rows and may()
 
 
 def iterate(
@@ -439,7 +461,10 @@ def iterate(
     # a plain pluggy relay (no declarations to go by): the costs, as always before
     declared = getattr(hooks, "costs_read_every_iteration", lambda: True)
     with_costs = walk.reads_costs or declared()
-    assignment = steps.assign(hooks, batch, centroids, previous=previous, with_costs=with_costs)
+    sums = sums_in_search(hooks, walk)
+    assignment = steps.assign(
+        hooks, batch, centroids, previous=previous, with_costs=with_costs, sums_in_search=sums
+    )
     if previous is not None:
         previous.partials = None  # used: freed before this iteration's are copied
     kept = kept_partials(hooks, batch, assignment.partials, walk)

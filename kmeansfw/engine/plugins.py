@@ -50,13 +50,34 @@ _FIRSTRESULT = frozenset(
 )
 
 
+def _with_optional(name: str, impl: pluggy.HookImpl) -> tuple[str, ...]:
+    """The arguments ``impl`` of hook ``name`` is called with: those pluggy passes (its
+    parameters without a default) and the contract's arguments it declares *with* a
+    default (pluggy would leave those out).  So an implementation can take an argument
+    a later contract added (``sums``) and still be called directly without it."""
+    spec = SPECS.get(name, ())
+    return (*impl.argnames, *(a for a in impl.kwargnames if a in spec))
+
+
 class _Manager(pluggy.PluginManager):
-    """A PluginManager that only looks at ``kmeansfw_*`` attributes of a plugin."""
+    """A PluginManager that only looks at ``kmeansfw_*`` attributes of a plugin, and
+    passes the contract's arguments an implementation declares with a default."""
 
     def parse_hookimpl_opts(self, plugin: object, name: str):  # noqa: D102 - pluggy API
         if not name.startswith(_PREFIX):
             return None
         return super().parse_hookimpl_opts(plugin, name)
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:  # noqa: D102
+        registered = super().register(plugin, name)
+        for caller in self.get_hookcallers(plugin) or ():
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin:  # passed by position, once (pluggy >= 1.6
+                    passed = _with_optional(caller.name, impl)  # passes them by keyword)
+                    kept = tuple(a for a in impl.kwargnames if a not in passed)
+                    impl.kwargnames = kept  # type: ignore[misc]  # pluggy: Final, not frozen
+                    impl.argnames = passed  # type: ignore[misc]
+        return registered
 
 
 _PARSER = _Manager(PROJECT)
@@ -77,7 +98,7 @@ def _parse(source: Any) -> tuple[tuple[str, tuple[str, ...], bool, int], ...]:
         impl = pluggy.HookImpl(None, "", getattr(source, name), opts)
         wrapper = bool(impl.wrapper or impl.hookwrapper)
         order = 0 if impl.trylast else 2 if impl.tryfirst else 1
-        found.append((name, tuple(impl.argnames), wrapper, order))
+        found.append((name, _with_optional(name, impl), wrapper, order))
     return tuple(found)
 
 
@@ -98,8 +119,8 @@ def implementations(plugin: Any) -> tuple[tuple[str, tuple[str, ...], bool, int]
 #: Hook arguments a call may leave out, with the value they then take: arguments a later
 #: version of the contract added, so that plugins calling a hook the older way still run.
 CALL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "kmeansfw_assign": {"with_costs": True},
-    "kmeansfw_nearest": {"with_costs": True},
+    "kmeansfw_assign": {"with_costs": True, "sums": None},
+    "kmeansfw_nearest": {"with_costs": True, "sums": None},
 }
 
 
@@ -217,6 +238,7 @@ class Hooks:
         self._argnames: dict[str, tuple[str, ...] | None] = {}
         self._takes: dict[str, bool] = {}
         self._costs_read: bool | None = None
+        self._sums: bool | None = None
         piped, resolved = _plan(tuple((role, impls) for role, _, _, impls in plugins))
         for hook in piped:
             setattr(self, hook, _Pluggy(getattr(self.pm.hook, hook), hook))
@@ -276,6 +298,19 @@ class Hooks:
                 distance.describe(plugin).reads_costs for _, _, plugin, _ in self._plugins
             )
         return self._costs_read
+
+    def sums_in_search(self) -> bool:
+        """Whether this fit's assignment may be offered the update's map
+        (:class:`kmeansfw.core.sums.SumsRequest`): the update declares ``sums_map`` and
+        the assignment's ``kmeansfw_assign`` takes ``sums``."""
+        if self._sums is None:  # looked up once per fit (the engine asks per iteration)
+            update = self.strategy("update")
+            self._sums = (
+                update is not None
+                and distance.describe(update).sums_map
+                and "sums" in (self.argnames("kmeansfw_assign") or ())
+            )
+        return self._sums
 
     def implemented(self, name: str) -> bool:
         """Whether a plugin of the fit implements hook ``name`` (not only wraps it)."""

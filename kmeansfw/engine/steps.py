@@ -19,6 +19,7 @@ import numpy as np
 
 from kmeansfw.core import contract
 from kmeansfw.core.data import FitData, read_only
+from kmeansfw.core.sums import SumsRequest
 from kmeansfw.engine.executors import fill_rows, inline_task, is_small, map_tasks, task_rows
 
 _FLOAT64 = np.dtype(np.float64)
@@ -259,6 +260,7 @@ def assign(
     accumulate: bool = True,
     previous: Assignment | None = None,
     with_costs: bool = True,
+    sums_in_search: bool = False,
 ) -> Assignment:
     """Assign every sample to a centroid; with ``accumulate``, also run the update's map.
 
@@ -267,6 +269,12 @@ def assign(
     (``kmeansfw_accumulate``'s ``previous_labels`` and ``previous_partial``).
     ``with_costs`` False: the caller does not expect to read the costs
     (``kmeansfw_assign``'s ``with_costs``), which are then computed only if read.
+    ``sums_in_search`` (with ``accumulate``, for a fit whose hooks'
+    ``sums_in_search()`` is true): offer the update's map to the assignment's search, a
+    :class:`~kmeansfw.core.sums.SumsRequest` per block (``kmeansfw_assign``'s ``sums``).
+    A task whose first block the search sums gets a :class:`SearchSums` partial, offered
+    to the search at every block (the map sums a block the search leaves, from nothing
+    before); a task whose first block it leaves is the map's, as without the offer.
 
     Each chunk task returns its rows' labels and costs and the update's partial; the
     driver writes them into place, so tasks can run under any executor.  Under worker
@@ -277,13 +285,15 @@ def assign(
     n = data.n_samples
     cache = prepare_centroids(hook, data, centroids)
     accumulate = accumulate and hook.implemented("kmeansfw_accumulate")
+    sums = accumulate and sums_in_search
     before = _Previous.of(previous, data) if accumulate else None
     block = data.single_block
     if block is not None and is_small(data):  # what map_tasks would do, without its map
         labels, costs, partial = inline_task(
             data,
             lambda task: _assign_rows(
-                hook, data, centroids, cache, task[0], accumulate, None, before, 0, with_costs
+                hook, data, centroids, cache, task[0], accumulate, None, before, 0, with_costs,
+                sums,
             ),
         )([block])
         left = [block] if costs is None else []
@@ -293,7 +303,7 @@ def assign(
     labels = np.empty(n, dtype=np.intp)
     costs = np.empty(n, dtype=data.dtype)
     out = (labels, costs) if data.executor is None else None
-    task = AssignTask(hook, data, centroids, cache, accumulate, out, before, with_costs)
+    task = AssignTask(hook, data, centroids, cache, accumulate, out, before, with_costs, sums)
     partials, left = [], []
     for rows, (part_labels, part_costs, partial, part_left) in zip(
         data.tasks, map_tasks(data, task), strict=True
@@ -339,6 +349,7 @@ class AssignTask:
     out: tuple[np.ndarray, np.ndarray] | None = None
     previous: _Previous | None = None
     with_costs: bool = True
+    sums: bool = False
 
     def __call__(self, task: list[slice]) -> tuple[Any, Any, Any, list[slice]]:
         partial = None
@@ -355,6 +366,7 @@ class AssignTask:
                 self.previous,
                 task[0].start,
                 self.with_costs,
+                self.sums,
             )
             if block_costs is None:
                 left.append(rows)
@@ -385,12 +397,19 @@ def _assign_rows(
     previous: _Previous | None = None,
     task_start: int = 0,
     with_costs: bool = True,
+    sums: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None, Any]:
     """The checked labels and costs (None: left to the engine) of one block and, with
     ``accumulate``, the update's ``partial`` with the block folded in (``previous``:
-    the previous iteration's labels and partials, by the first row of each task)."""
+    the previous iteration's labels and partials, by the first row of each task;
+    ``sums``: the map offered to the search first, see :func:`assign`)."""
     X_rows = data.X[rows]
     name = "kmeansfw_assign"
+    request = None
+    if sums and (partial is None or isinstance(partial, SearchSums)):
+        k, d = centroids.shape  # the (sums, weights) of the map, which a search may add to
+        offered = partial or SearchSums((np.zeros((k, d)), np.zeros(k)))
+        request = SumsRequest(read_only(data.sample_weight[rows]), offered[0], offered[1])
     answer = contract.call(
         hook,
         name,
@@ -401,6 +420,7 @@ def _assign_rows(
         cache=cache,
         hook=hook,
         with_costs=with_costs,
+        sums=request,
     )
     block_labels, block_costs = contract.check_pair(hook, name, answer, "(labels, costs)")
     b = rows.stop - rows.start
@@ -412,8 +432,13 @@ def _assign_rows(
         )
     if not accumulate:
         return block_labels, block_costs, None
+    if request is not None and request.added:  # the search added the rows
+        return block_labels, block_costs, offered
     # while the block is still in cache
     before = None if previous is None else previous.partials.get(task_start)
+    searched = isinstance(partial, SearchSums)
+    if searched:
+        before = None  # the task's sums so far are the search's: the map adds to them
     partial = contract.call(
         hook,
         "kmeansfw_accumulate",
@@ -427,7 +452,18 @@ def _assign_rows(
         previous_labels=None if before is None else previous.labels[rows],  # type: ignore[union-attr]
         previous_partial=before,
     )
+    if searched:  # still the search's sums, whatever the map answered
+        partial = SearchSums(partial)
     return block_labels, block_costs, partial
+
+
+class SearchSums(tuple):
+    """A task's ``(sums, weights)`` for the update's map, added by the assignment's
+    search (:class:`~kmeansfw.core.sums.SumsRequest`) in groups of rows: the same totals
+    to rounding as the map's, never the start of the next iteration's map
+    (``previous_partial``)."""
+
+    __slots__ = ()
 
 
 @attrs.frozen(eq=False)

@@ -136,6 +136,16 @@ if HAVE_NUMBA:
     def _nearest_numba(  # pragma: no cover
         X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second
     ):
+        # the product search without the mean's sums (see _product_search)
+        _product_search(
+            X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second, *_no_sums(X)
+        )
+
+    @numba.njit(nogil=True, cache=True)
+    def _product_search(  # pragma: no cover
+        X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
+        sample_weight, group_rows, group_sums, group_weights,
+    ):
         # Rows are centered sub-block by sub-block (as scikit-learn centers the data, for
         # accuracy) and the product is taken transposed, (k, rows), so that the running
         # minimum over centroids walks contiguous rows and vectorizes across samples.
@@ -175,6 +185,7 @@ if HAVE_NUMBA:
                         best[i] = value if lower else best[i]
                         arg[i] = np.int32(j) if lower else arg[i]
             _exact_rows(X, mean, centered_c, start, m, arg, runner_up, labels, mins, second)
+            _add_rows(X, sample_weight, start, m, arg, group_rows, group_sums, group_weights)
 
     # The direct kernel: no matrix product.  Per sub-block the centered rows are stored
     # transposed, (features, rows), features padded with zeros to a multiple of 4, and for
@@ -189,9 +200,19 @@ if HAVE_NUMBA:
     # depends on the shape only, so the labels do not depend on the blocking or the
     # number of threads (no reassociation: a row's sums are the same in the vectorized
     # loop and its remainder).
-    @numba.njit(nogil=True, cache=True, fastmath={"contract"})
+    @numba.njit(nogil=True, cache=True)
     def _nearest_direct_numba(  # pragma: no cover
         X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second
+    ):
+        # the direct search without the mean's sums (see _direct_search)
+        _direct_search(
+            X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second, *_no_sums(X)
+        )
+
+    @numba.njit(nogil=True, cache=True, fastmath={"contract"})
+    def _direct_search(  # pragma: no cover
+        X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
+        sample_weight, group_rows, group_sums, group_weights,
     ):
         want_second = second.shape[0] > 0
         n, d, k = X.shape[0], X.shape[1], minus_2c.shape[0]
@@ -256,6 +277,7 @@ if HAVE_NUMBA:
                         best[i] = value if lower else best[i]
                         arg[i] = np.int32(j) if lower else arg[i]
             _exact_rows(X, mean, centered_c, start, m, arg, runner_up, labels, mins, second)
+            _add_rows(X, sample_weight, start, m, arg, group_rows, group_sums, group_weights)
 
     # The exact squared distance of each row to its chosen centroid, from the row as
     # stored (contiguous, still in cache; no gather from the transposed copy): a sum over
@@ -300,43 +322,93 @@ if HAVE_NUMBA:
             out[i] = total
 
 
+    # The mean's sums in the search's pass (:func:`nearest_sq_euclidean` with ``sums``):
+    # right after a sub-block's labels are known, while its rows are in cache, each row's
+    # weight and weighted values go to its cluster's float64 totals of the row's group
+    # (runs of ``group_rows`` rows from the block's start, :func:`sum_group_rows`), row
+    # by row in order, as :func:`kmeansfw.kernels.add_weighted_cluster_sums` adds them.
+    # No sums when ``group_sums`` is empty.  Compiled without fastmath (unlike the direct
+    # search that calls it): the same additions whichever search runs.
+    @numba.njit(nogil=True, cache=True)
+    def _add_rows(  # pragma: no cover
+        X, sample_weight, start, m, arg, group_rows, group_sums, group_weights
+    ):
+        if group_sums.shape[0] == 0:
+            return
+        g = start // group_rows
+        sums, weights = group_sums[g], group_weights[g]
+        for i in range(m):
+            j = arg[i]
+            w = np.float64(sample_weight[start + i])
+            weights[j] += w
+            for f in range(X.shape[1]):
+                sums[j, f] += w * X[start + i, f]
+
+    @numba.njit(nogil=True, cache=True)
+    def _no_sums(X):  # pragma: no cover
+        # the sums arguments of a search that adds none
+        return np.empty(0, dtype=X.dtype), 1, np.empty((0, 1, 1)), np.empty((0, 1))
+
+    @numba.njit(nogil=True, cache=True)
+    def _add_groups(group_sums, group_weights, sums, weights):  # pragma: no cover
+        # the groups' totals into the block's, in group order
+        for g in range(group_sums.shape[0]):
+            for j in range(sums.shape[0]):
+                weights[j] += group_weights[g, j]
+                for f in range(sums.shape[1]):
+                    sums[j, f] += group_sums[g, j, f]
+
 if HAVE_NUMBA:
 
     # The parallel variants: rows cut into ``n_chunks`` runs of whole sub-blocks (the
     # serial kernels' own sub-block boundaries), each run handed to the serial kernel on
     # one of numba's threads, so every row is computed exactly as in the serial kernel.
-    # One variant per serial kernel: each compiles only the kernel it runs.
+    # With the mean's sums, runs of whole groups of rows, each run filling its own
+    # groups' totals: the totals are those of the serial kernel too.  One variant per
+    # serial kernel: each compiles only the kernel it runs.
     @numba.njit(nogil=True, cache=True, inline="always")
-    def _chunk(n, n_chunks, c):  # pragma: no cover
-        # rows [a, b) of run c of n_chunks (empty when a >= b)
-        n_sub = -(-n // SUB_BLOCK_ROWS)
-        per = -(-n_sub // n_chunks) * SUB_BLOCK_ROWS
+    def _chunk(n, n_chunks, c, unit):  # pragma: no cover
+        # rows [a, b) of run c of n_chunks runs of whole units of rows (empty when a >= b)
+        n_units = -(-n // unit)
+        per = -(-n_units // n_chunks) * unit
         return min(c * per, n), min((c + 1) * per, n)
+
+    @numba.njit(nogil=True, cache=True, inline="always")
+    def _run_unit(group_rows, group_sums):  # pragma: no cover
+        return group_rows if group_sums.shape[0] > 0 else SUB_BLOCK_ROWS
 
     @numba.njit(nogil=True, cache=True, parallel=True)
     def _nearest_direct_parallel(  # pragma: no cover
-        X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second, n_chunks
+        X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
+        sample_weight, group_rows, group_sums, group_weights, n_chunks,
     ):
-        want_second = second.shape[0] > 0
+        want_second, want_sums = second.shape[0] > 0, group_sums.shape[0] > 0
+        unit = _run_unit(group_rows, group_sums)
         for c in numba.prange(n_chunks):
-            a, b = _chunk(X.shape[0], n_chunks, c)
+            a, b = _chunk(X.shape[0], n_chunks, c, unit)
             if a < b:
-                part = second[a:b] if want_second else second
-                _nearest_direct_numba(
-                    X[a:b], mean, minus_2c, c_sq_norms, centered_c, labels[a:b], mins[a:b], part
+                g0, g1 = (a // group_rows, -(-b // group_rows)) if want_sums else (0, 0)
+                _direct_search(
+                    X[a:b], mean, minus_2c, c_sq_norms, centered_c, labels[a:b], mins[a:b],
+                    second[a:b] if want_second else second, sample_weight[a:b], group_rows,
+                    group_sums[g0:g1], group_weights[g0:g1],
                 )
 
     @numba.njit(nogil=True, cache=True, parallel=True)
     def _nearest_product_parallel(  # pragma: no cover
-        X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second, n_chunks
+        X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
+        sample_weight, group_rows, group_sums, group_weights, n_chunks,
     ):
-        want_second = second.shape[0] > 0
+        want_second, want_sums = second.shape[0] > 0, group_sums.shape[0] > 0
+        unit = _run_unit(group_rows, group_sums)
         for c in numba.prange(n_chunks):
-            a, b = _chunk(X.shape[0], n_chunks, c)
+            a, b = _chunk(X.shape[0], n_chunks, c, unit)
             if a < b:
-                part = second[a:b] if want_second else second
-                _nearest_numba(
-                    X[a:b], mean, minus_2c, c_sq_norms, centered_c, labels[a:b], mins[a:b], part
+                g0, g1 = (a // group_rows, -(-b // group_rows)) if want_sums else (0, 0)
+                _product_search(
+                    X[a:b], mean, minus_2c, c_sq_norms, centered_c, labels[a:b], mins[a:b],
+                    second[a:b] if want_second else second, sample_weight[a:b], group_rows,
+                    group_sums[g0:g1], group_weights[g0:g1],
                 )
 
 
@@ -361,6 +433,42 @@ def kernel_chunks(n_rows: int, n_features: int, n_clusters: int, n_threads: int)
     if chunks <= 1 or n_rows * n_clusters * max(n_features, 4) < PARALLEL_MIN_WORK:
         return 1
     return chunks if parallel_ready() else 1
+
+
+#: The mean's sums in the search's pass add a block's rows in at most this many groups
+#: of whole sub-blocks, each summed on its own and the groups' totals added in order
+#: (:func:`sum_group_rows`): the units its parallel variant splits such a search into.
+SUM_GROUPS = 16
+
+
+def sum_group_rows(n_rows: int) -> int:
+    """Rows per group of the mean's sums in the search's pass over a block of ``n_rows``.
+
+    The fewest whole sub-blocks (:data:`SUB_BLOCK_ROWS`) that make at most
+    :data:`SUM_GROUPS` groups: decided by the block's rows only, so the totals do not
+    depend on the number of threads.
+
+    Parameters
+    ----------
+    n_rows : int
+
+    Returns
+    -------
+    int
+    """
+    sub_blocks = max(1, -(-n_rows // SUB_BLOCK_ROWS))
+    return -(-sub_blocks // SUM_GROUPS) * SUB_BLOCK_ROWS
+
+
+def _sums_numpy(X, labels, sample_weight, group_rows, group_sums, group_weights):
+    # the compiled kernels' groups, each summed by the mean's NumPy twin
+    from kmeansfw.kernels.update import add_weighted_cluster_sums
+
+    for g in range(group_sums.shape[0]):
+        rows = slice(g * group_rows, (g + 1) * group_rows)
+        add_weighted_cluster_sums(
+            X[rows], labels[rows], sample_weight[rows], group_sums[g], group_weights[g]
+        )
 
 
 def _nearest_groups_numpy(X, mean, minus_2c, c_sq_norms, centered_c, groups, labels, mins, lows):
@@ -477,7 +585,7 @@ if HAVE_NUMBA:
     def _sq_cost_parallel(X, mean, minus_2c, c_sq_norms, norms, out, n_chunks):  # pragma: no cover
         # as the nearest search's variants: runs of whole sub-blocks, each as serially
         for c in numba.prange(n_chunks):
-            a, b = _chunk(X.shape[0], n_chunks, c)
+            a, b = _chunk(X.shape[0], n_chunks, c, SUB_BLOCK_ROWS)
             if a < b:
                 _sq_cost_numba(X[a:b], mean, minus_2c, c_sq_norms, norms[a:b], out[a:b])
 
@@ -551,6 +659,7 @@ def nearest_sq_euclidean(
     with_second: bool = False,
     n_threads: int = 1,
     with_costs: bool = True,
+    sums: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray | None, ...]:
     """Nearest centroid by squared Euclidean distance, for one block.
 
@@ -570,6 +679,13 @@ def nearest_sq_euclidean(
     with_costs : bool
         False: the labels only (``min_sq_distances`` is None; the search skips its last
         pass over the block).  Not with ``with_second``.
+    sums : (sample_weight, sums, weights), optional
+        The mean update's map in the same pass: (b,) the rows' weights, and float64
+        totals (k, d) and (k,), updated in place.  Each row's weight times its values is
+        added to ``sums[label]`` and its weight to ``weights[label]`` right after its
+        sub-block is searched, while the rows are in cache: row by row in order within
+        groups of :func:`sum_group_rows` rows, the groups' totals then added in order,
+        so the totals depend on the block's rows only, never on ``n_threads``.
 
     Returns
     -------
@@ -582,23 +698,47 @@ def nearest_sq_euclidean(
     """
     if with_second and not with_costs:
         raise ValueError("with_second needs with_costs")
-    labels = np.empty(X.shape[0], dtype=np.intp)
-    mins = np.empty(X.shape[0] if with_costs else 0, dtype=X.dtype)
-    second = np.empty(X.shape[0] if with_second else 0, dtype=X.dtype)
+    n = X.shape[0]
+    labels = np.empty(n, dtype=np.intp)
+    mins = np.empty(n if with_costs else 0, dtype=X.dtype)
+    second = np.empty(n if with_second else 0, dtype=X.dtype)
     args = (X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second)
+    if sums is None:
+        group_rows, n_groups = 1, 0
+        weight = np.empty(0, dtype=X.dtype)
+        group_sums, group_weights = np.empty((0, 1, 1)), np.empty((0, 1))
+    else:
+        weight, totals, counts = sums
+        group_rows = sum_group_rows(n)
+        n_groups = -(-n // group_rows) if n else 0
+        group_sums = np.zeros((n_groups, *totals.shape))
+        group_weights = np.zeros((n_groups, counts.shape[0]))
+    grouped = (weight, group_rows, group_sums, group_weights)
     if not HAVE_NUMBA:
         _nearest_numpy(*args)
+        if sums is not None:
+            _sums_numpy(X, labels, *grouped)
     else:
         direct = direct_pays(X.shape[1], minus_2c.shape[0])
-        chunks = kernel_chunks(X.shape[0], X.shape[1], minus_2c.shape[0], n_threads)
+        chunks = kernel_chunks(n, X.shape[1], minus_2c.shape[0], n_threads)
+        if sums is not None:
+            chunks = min(chunks, n_groups)
         if chunks > 1:
             parallel = _nearest_direct_parallel if direct else _nearest_product_parallel
-            launch(parallel, *args, chunks)
+            launch(parallel, *args, *grouped, chunks)
         else:
-            (_nearest_direct_numba if direct else _nearest_numba)(*args)
+            (_direct_search if direct else _product_search)(*args, *grouped)
+    if sums is not None and n_groups:
+        (_add_groups if HAVE_NUMBA else _add_groups_numpy)(group_sums, group_weights, *sums[1:])
     if not with_costs:
         return labels, None
     return (labels, mins, second) if with_second else (labels, mins)
+
+
+def _add_groups_numpy(group_sums, group_weights, sums, weights):
+    for g in range(group_sums.shape[0]):
+        sums += group_sums[g]
+        weights += group_weights[g]
 
 
 def paired_sq_euclidean(

@@ -12,6 +12,7 @@ from kmeansfw import kernels  # attributes read at call time: numba loads on fir
 from kmeansfw.core import contract
 from kmeansfw.core.data import FitData
 from kmeansfw.core.markers import hookimpl
+from kmeansfw.core.sums import SumsRequest
 from kmeansfw.engine import steps
 from kmeansfw.strategies.validators import positive_int
 
@@ -38,6 +39,7 @@ class Nearest:
         cache: dict,
         hook: pluggy.HookRelay,
         with_costs: bool,
+        sums: SumsRequest | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         labels, costs, _, _ = contract.call(
             hook,
@@ -51,6 +53,7 @@ class Nearest:
             cache=cache,
             hook=hook,
             with_costs=with_costs,
+            sums=sums,  # the mean's sums in the search's pass, when the distance can
         )
         return labels, costs
 
@@ -484,15 +487,16 @@ class Auto:
         cache: dict,
         hook: pluggy.HookRelay,
         with_costs: bool,
+        sums: SumsRequest | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         kind = self.bounded_by(data.n_samples, data.n_features, centroids.shape[0])
         again = kind is not None and (
             data.cache.get(steps.REPEATED, False) or self._pass(data, cache) > 0
         )
         args = dict(X=X, centroids=centroids, rows=rows, data=data, cache=cache, hook=hook)
-        if again:
+        if again:  # the bounds skip rows: the mean's sums stay with its map
             return (_YINYANG if kind == "yinyang" else _HAMERLY).kmeansfw_assign(**args)
-        return _NEAREST.kmeansfw_assign(**args, with_costs=with_costs)
+        return _NEAREST.kmeansfw_assign(**args, with_costs=with_costs, sums=sums)
 
 
 #: In a data set's cache: how many passes ``auto`` made over it; in a pass's centroid

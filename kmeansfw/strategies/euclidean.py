@@ -21,6 +21,7 @@ from kmeansfw.core.data import FitData, is_sparse
 from kmeansfw.core.distance import Distance, nearest_by_blocks
 from kmeansfw.core.markers import hookimpl
 from kmeansfw.core.paging import column_means
+from kmeansfw.core.sums import SumsRequest
 from kmeansfw.engine.executors import fill_rows, kernel_threads
 
 _MEAN = "euclidean.mean"
@@ -155,15 +156,21 @@ class Euclidean(Distance):
         cache: dict,
         hook,
         with_costs: bool,
+        sums: SumsRequest | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-        if is_sparse(X):  # the argmin of cost blocks
+        if is_sparse(X):  # the argmin of cost blocks (the mean's sums left to its map)
             return nearest_by_blocks(hook, X, centroids, groups, n_groups, rows, data, cache)
         args = (X, data.cache[_MEAN], cache[_MINUS_2C], cache[_C_NORMS], cache[_CENTERED_C])
         threads = kernel_threads(data)
         if n_groups == 0:  # without with_costs: the labels only (costs None)
             labels, costs = kernels.nearest_sq_euclidean(
-                *args, n_threads=threads, with_costs=with_costs
+                *args,
+                n_threads=threads,
+                with_costs=with_costs,
+                sums=None if sums is None else sums.arrays(),
             )
+            if sums is not None:
+                sums.mark_added()
             return labels, costs, None, None
         if n_groups == 1:  # the runner-up: the two-nearest kernel
             labels, costs, second = kernels.nearest_sq_euclidean(

@@ -38,6 +38,7 @@ class Mean:
     name = "mean"
     accepts_sparse = True
     splits_work = True  # the sums split their columns between numba's threads
+    sums_map = True  # a search may add the rows to the sums in its pass (core.sums)
 
     @hookimpl
     def kmeansfw_accumulate(
