@@ -164,6 +164,50 @@ def test_sums_in_the_search_are_the_groups_sums_whatever_the_runs(dtype, n, d, k
     np.testing.assert_allclose(expected[1], plain[1], rtol=1e-12)
 
 
+_FIRST_COMPILE = """
+import numpy as np
+from kmeansfw import kernels
+from kmeansfw.kernels import euclidean as E
+
+rng = np.random.default_rng(1)
+for n, d, k in ((3000, 8, 8), (1100, 40, 6)):  # the direct kernel compiles the sums first
+    X = rng.normal(size=(n, d)) * 3 + 1000
+    w = rng.random(n)
+    C = X[:k]
+    mean = X.mean(0)
+    cc = C - mean
+    m2c, cn = np.ascontiguousarray(-2 * cc), (cc**2).sum(1)
+    labels, _ = kernels.nearest_sq_euclidean(X, mean, m2c, cn, cc)
+    sums, weights = np.zeros((k, d)), np.zeros(k)
+    kernels.nearest_sq_euclidean(X, mean, m2c, cn, cc, sums=(w, sums, weights))
+    expected = np.zeros((k, d))
+    rows = E.sum_group_rows(n)
+    for a in range(0, n, rows):
+        part = np.zeros((k, d))
+        for i in range(a, min(a + rows, n)):
+            part[labels[i]] += w[i] * X[i]
+        expected += part
+    assert (sums == expected).all(), (n, d, k)
+print("ok")
+"""
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+def test_sums_in_the_search_do_not_depend_on_which_search_compiled_them_first(tmp_path):
+    """numba compiles a callee with its first caller's fastmath flags unless the callee
+    sets its own: the direct search (``contract``) must not turn the sums' multiply-adds
+    into fused ones for every later caller.  A fresh process and compile cache."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", _FIRST_COMPILE], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
 def test_sums_in_the_search_without_numba_are_the_same_groups(monkeypatch):
     """The NumPy twin adds the same groups (each by the mean's NumPy twin) in order."""
     rng = np.random.default_rng(3)

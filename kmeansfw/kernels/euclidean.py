@@ -327,9 +327,11 @@ if HAVE_NUMBA:
     # weight and weighted values go to its cluster's float64 totals of the row's group
     # (runs of ``group_rows`` rows from the block's start, :func:`sum_group_rows`), row
     # by row in order, as :func:`kmeansfw.kernels.add_weighted_cluster_sums` adds them.
-    # No sums when ``group_sums`` is empty.  Compiled without fastmath (unlike the direct
-    # search that calls it): the same additions whichever search runs.
-    @numba.njit(nogil=True, cache=True)
+    # No sums when ``group_sums`` is empty.  ``fastmath=False`` stated, not left out: numba
+    # compiles a callee that states no flags with its first caller's, so the direct
+    # search (``contract``) would fuse its multiply-adds for every later caller in the
+    # process, and the totals would depend on which search ran first.
+    @numba.njit(nogil=True, cache=True, fastmath=False)
     def _add_rows(  # pragma: no cover
         X, sample_weight, start, m, arg, group_rows, group_sums, group_weights
     ):
