@@ -315,3 +315,18 @@ def test_many_features_on_small_data_sum_by_columns_and_match(adds):
     for a, b in zip(changed_seen.centroids, fresh_seen.centroids, strict=True):
         np.testing.assert_array_equal(a, b)
     assert all(kinds == {"tuple"} for kinds in changed_seen.kinds)
+
+
+def test_auto_with_bounds_keeps_the_sums_from_the_previous_iteration(adds):
+    """``auto`` at a shape that keeps bounds (from a Lloyd run's first iteration): its
+    bounded passes leave the mean's sums to the map (offered the search's, they skip
+    rows), which sums from the previous iteration's partial, bit for bit the full sums."""
+    X, _ = make_blobs(8000, n_features=16, centers=40, cluster_std=3.0, random_state=1)
+    params = dict(init="random", n_init=1, random_state=0, tol=0, max_iter=15)
+    seen = Centroids()
+    auto = KMeans(40, observers=[seen], **params).fit(X)
+    assert all(kinds == {"tuple"} for kinds in seen.kinds)
+    assert adds  # the map started from its previous sums
+    fresh = KMeans(40, update=FreshMean(), **params).fit(X)
+    np.testing.assert_array_equal(auto.labels_, fresh.labels_)
+    np.testing.assert_array_equal(auto.cluster_centers_, fresh.cluster_centers_)

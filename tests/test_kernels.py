@@ -126,7 +126,7 @@ def test_sums_in_the_search_are_the_groups_sums_whatever_the_runs(dtype, n, d, k
     w = rng.random(n).astype(dtype)
     start = rng.normal(size=(k, d)), rng.random(k)  # a task's running totals
     labels, mins = kernels.nearest_sq_euclidean(X, mean, m2c, cn, cc)
-    group_rows = euclidean.sum_group_rows(n)
+    group_rows = euclidean.sum_group_rows(n, k)
     assert group_rows % euclidean.SUB_BLOCK_ROWS == 0
     assert -(-n // group_rows) <= euclidean.SUM_GROUPS
     expected = start[0].copy(), start[1].copy()
@@ -181,7 +181,7 @@ for n, d, k in ((3000, 8, 8), (1100, 40, 6)):  # the direct kernel compiles the 
     sums, weights = np.zeros((k, d)), np.zeros(k)
     kernels.nearest_sq_euclidean(X, mean, m2c, cn, cc, sums=(w, sums, weights))
     expected = np.zeros((k, d))
-    rows = E.sum_group_rows(n)
+    rows = E.sum_group_rows(n, k)
     for a in range(0, n, rows):
         part = np.zeros((k, d))
         for i in range(a, min(a + rows, n)):
@@ -219,7 +219,7 @@ def test_sums_in_the_search_without_numba_are_the_same_groups(monkeypatch):
     totals = np.zeros((4, 5)), np.zeros(4)
     found, _ = euclidean.nearest_sq_euclidean(X, mean, m2c, cn, cc, sums=(w, *totals))
     np.testing.assert_array_equal(found, labels)
-    group_rows = euclidean.sum_group_rows(3000)
+    group_rows = euclidean.sum_group_rows(3000, 4)
     expected = np.zeros((4, 5)), np.zeros(4)
     for a in range(0, 3000, group_rows):
         part = np.zeros((4, 5)), np.zeros(4)

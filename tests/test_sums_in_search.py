@@ -105,23 +105,91 @@ def test_sums_left_by_the_search_are_the_maps(X):
 
 @pytest.mark.parametrize(
     "other",
-    [
-        dict(n_threads=1),
-        dict(executor=PickleShuffleExecutor(seed=1), memory_budget_mb=0.05),
-        dict(observers=[Wraps()]),
-    ],
-    ids=["one-thread", "pickled-tasks", "wrapped"],
+    [dict(n_threads=1), dict(executor=PickleShuffleExecutor(seed=1), memory_budget_mb=0.05)],
+    ids=["one-thread", "pickled-tasks"],
 )
-def test_sums_in_the_search_do_not_depend_on_threads_executor_or_wrappers(X, other):
+def test_sums_in_the_search_do_not_depend_on_threads_or_executor(X, other):
     budget = other.pop("memory_budget_mb", 64.0)
     params = dict(PARAMS, memory_budget_mb=budget)
     reference = KMeans(12, n_threads=2, **params).fit(X)
-    wraps = other.get("observers", [None])[0]
     found = KMeans(12, **params, **other).fit(X)
-    if wraps is not None:
-        assert wraps.calls > 0
     np.testing.assert_array_equal(found.cluster_centers_, reference.cluster_centers_)
     np.testing.assert_array_equal(found.labels_, reference.labels_)
+
+
+class WrapsMap:
+    """An observer wrapping the mean's map."""
+
+    def __init__(self):
+        self.calls = 0
+
+    @kmeansfw.hookimpl(wrapper=True)
+    def kmeansfw_accumulate(self):
+        self.calls += 1
+        return (yield)
+
+
+class AllToZero:
+    """An observer whose wrapper sends every row to cluster 0."""
+
+    @kmeansfw.hookimpl(wrapper=True)
+    def kmeansfw_assign(self):
+        labels, costs = yield
+        return np.zeros_like(labels), None
+
+
+@pytest.mark.filterwarnings("ignore:Number of distinct clusters")  # AllToZero: one cluster
+@pytest.mark.parametrize("wrapper", [Wraps, WrapsMap, AllToZero])
+def test_a_wrapped_assignment_search_or_map_gets_no_sums_in_the_search(X, wrapper):
+    """A wrapper sees every call it wraps and may change the labels the sums follow: such
+    a fit is offered no sums, and its map sums what the wrapped assignment answered."""
+    observer = wrapper()
+    offers = Offers()
+    params = dict(PARAMS, max_iter=5)
+    found = KMeans(12, assignment=offers, observers=[observer], **params).fit(X)
+    assert offers.seen and all(seen is None for seen in offers.seen)
+    assert getattr(observer, "calls", 1) > 0
+    mapped = KMeans(12, assignment=MapOnly(), observers=[wrapper()], **params).fit(X)
+    np.testing.assert_array_equal(found.cluster_centers_, mapped.cluster_centers_)
+    if wrapper is AllToZero:  # the sums followed the wrapper's labels, not the search's
+        plain = KMeans(12, assignment=MapOnly(), **params).fit(X)
+        assert not np.allclose(found.cluster_centers_, plain.cluster_centers_)
+
+
+class EveryOtherBlock:
+    """``nearest`` that adds the sums in its search on every other block only."""
+
+    name = "every-other-block"
+
+    @kmeansfw.hookimpl
+    def kmeansfw_assign(self, X, centroids, rows, data, cache, hook, with_costs, sums):
+        offer = sums if (rows.start // X.shape[0]) % 2 == 0 else None
+        return Nearest().kmeansfw_assign(X, centroids, rows, data, cache, hook, with_costs, offer)
+
+
+def test_a_task_whose_later_blocks_the_search_leaves_gets_them_from_the_map(X):
+    """A task whose first block the search summed keeps offering; a block it leaves is
+    added by the map onto the search's sums (from nothing before, not the previous
+    iteration's partial), and a task whose first block it leaves is the map's."""
+    params = dict(PARAMS, memory_budget_mb=0.05)  # many blocks per task
+    mixed = KMeans(12, assignment=EveryOtherBlock(), **params).fit(X)
+    mapped = KMeans(12, assignment=MapOnly(), **params).fit(X)
+    np.testing.assert_array_equal(mixed.labels_, mapped.labels_)
+    np.testing.assert_allclose(mixed.cluster_centers_, mapped.cluster_centers_, rtol=1e-12)
+    assert mixed.n_iter_ == mapped.n_iter_
+
+
+def test_the_searchs_sums_are_not_kept_for_the_next_map(X):
+    from kmeansfw.core.data import FitData
+    from kmeansfw.engine.loop import FullBatch, kept_partials
+    from kmeansfw.engine.plugins import build
+
+    data = FitData.build(X, n_clusters=12)
+    hooks = build([("update", "mean", Mean())])
+    plain = [(np.zeros((12, 6)), np.zeros(12))]
+    assert kept_partials(hooks, data, plain, FullBatch()) is not None
+    searched = [SearchSums(plain[0])]
+    assert kept_partials(hooks, data, searched, FullBatch()) is None
 
 
 def test_an_optional_sums_argument_is_passed_through_pluggy_and_directly(X):
@@ -135,10 +203,19 @@ def test_an_optional_sums_argument_is_passed_through_pluggy_and_directly(X):
             seen.append(sums is not None)
             return super().kmeansfw_assign(X, centroids, rows, data, cache, hook, with_costs, sums)
 
-    for observers in ([], [Wraps()]):
-        seen.clear()
-        KMeans(12, assignment=Optional(), observers=observers, **PARAMS).fit(X)
-        assert seen and seen.count(True) >= len(seen) - 1  # all but a final labelling
+    KMeans(12, assignment=Optional(), **PARAMS).fit(X)  # the engine's own call
+    assert seen and seen.count(True) >= len(seen) - 1  # all but a final labelling
+    seen.clear()  # through pluggy (a wrapper): called with its default, offered nothing
+    KMeans(12, assignment=Optional(), observers=[Wraps()], **PARAMS).fit(X)
+    assert seen and not any(seen)
+    # and a built-in called directly, as code written before the argument calls it
+    import inspect
+
+    for method in (
+        Nearest.kmeansfw_assign,
+        kmeansfw.strategies.euclidean.Euclidean.kmeansfw_nearest,
+    ):
+        assert inspect.signature(method).parameters["sums"].default is None
 
 
 def test_sums_map_is_declared_with_the_map_it_describes():

@@ -50,40 +50,29 @@ _FIRSTRESULT = frozenset(
 )
 
 
-def _with_optional(name: str, impl: pluggy.HookImpl) -> tuple[str, ...]:
-    """The arguments ``impl`` of hook ``name`` is called with: those pluggy passes (its
-    parameters without a default) and the contract's arguments it declares *with* a
-    default (pluggy would leave those out).  So an implementation can take an argument
-    a later contract added (``sums``) and still be called directly without it."""
-    spec = SPECS.get(name, ())
-    return (*impl.argnames, *(a for a in impl.kwargnames if a in spec))
-
-
 class _Manager(pluggy.PluginManager):
-    """A PluginManager that only looks at ``kmeansfw_*`` attributes of a plugin, and
-    passes the contract's arguments an implementation declares with a default."""
+    """A PluginManager that only looks at ``kmeansfw_*`` attributes of a plugin."""
 
     def parse_hookimpl_opts(self, plugin: object, name: str):  # noqa: D102 - pluggy API
         if not name.startswith(_PREFIX):
             return None
         return super().parse_hookimpl_opts(plugin, name)
 
-    def register(self, plugin: object, name: str | None = None) -> str | None:  # noqa: D102
-        registered = super().register(plugin, name)
-        for caller in self.get_hookcallers(plugin) or ():
-            for impl in caller.get_hookimpls():
-                if impl.plugin is plugin:  # passed by position, once (pluggy >= 1.6
-                    passed = _with_optional(caller.name, impl)  # passes them by keyword)
-                    kept = tuple(a for a in impl.kwargnames if a not in passed)
-                    impl.kwargnames = kept  # type: ignore[misc]  # pluggy: Final, not frozen
-                    impl.argnames = passed  # type: ignore[misc]
-        return registered
-
 
 _PARSER = _Manager(PROJECT)
 #: plugin class -> ((hook, argnames, wrapper, order), ...); immutable values only.
 _PARSED: dict[type, tuple[tuple[str, tuple[str, ...], bool, int], ...]] = {}
 _PARSED_LOCK = threading.Lock()
+
+
+def _with_optional(name: str, impl: pluggy.HookImpl) -> tuple[str, ...]:
+    """The arguments the engine calls ``impl`` of hook ``name`` with: those pluggy passes
+    (its parameters without a default) and the optional arguments of the contract
+    (:data:`CALL_DEFAULTS`, arguments a later version added) it declares *with* a
+    default, so an implementation can take ``sums=None`` and still be called directly
+    without it.  Other parameters with a default are never passed, as in pluggy."""
+    optional = CALL_DEFAULTS.get(name, {})
+    return (*impl.argnames, *(a for a in impl.kwargnames if a in optional))
 
 
 def _parse(source: Any) -> tuple[tuple[str, tuple[str, ...], bool, int], ...]:
@@ -240,6 +229,7 @@ class Hooks:
         self._costs_read: bool | None = None
         self._sums: bool | None = None
         piped, resolved = _plan(tuple((role, impls) for role, _, _, impls in plugins))
+        self._piped = piped
         for hook in piped:
             setattr(self, hook, _Pluggy(getattr(self.pm.hook, hook), hook))
         # hooks nobody implements keep the class's defaults (see below): only the
@@ -301,14 +291,18 @@ class Hooks:
 
     def sums_in_search(self) -> bool:
         """Whether this fit's assignment may be offered the update's map
-        (:class:`kmeansfw.core.sums.SumsRequest`): the update declares ``sums_map`` and
-        the assignment's ``kmeansfw_assign`` takes ``sums``."""
+        (:class:`kmeansfw.core.sums.SumsRequest`): the update declares ``sums_map``, the
+        assignment's ``kmeansfw_assign`` takes ``sums``, and no observer wraps the
+        assignment, the search or the map (a wrapper sees every call it wraps, and may
+        change the labels the sums must follow)."""
         if self._sums is None:  # looked up once per fit (the engine asks per iteration)
             update = self.strategy("update")
+            wrapped = {"kmeansfw_assign", "kmeansfw_nearest", "kmeansfw_accumulate"}
             self._sums = (
                 update is not None
                 and distance.describe(update).sums_map
                 and "sums" in (self.argnames("kmeansfw_assign") or ())
+                and not wrapped & self._piped
             )
         return self._sums
 

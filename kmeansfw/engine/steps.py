@@ -285,7 +285,7 @@ def assign(
     n = data.n_samples
     cache = prepare_centroids(hook, data, centroids)
     accumulate = accumulate and hook.implemented("kmeansfw_accumulate")
-    sums = accumulate and sums_in_search
+    sums = accumulate and sums_in_search and not data.sparse  # sparse: the map sums
     before = _Previous.of(previous, data) if accumulate else None
     block = data.single_block
     if block is not None and is_small(data):  # what map_tasks would do, without its map

@@ -440,26 +440,37 @@ def kernel_chunks(n_rows: int, n_features: int, n_clusters: int, n_threads: int)
 #: The mean's sums in the search's pass add a block's rows in at most this many groups
 #: of whole sub-blocks, each summed on its own and the groups' totals added in order
 #: (:func:`sum_group_rows`): the units its parallel variant splits such a search into.
-SUM_GROUPS = 16
+SUM_GROUPS = 64
+#: ... and a group has at least this many rows per centroid, so that the groups' totals
+#: (groups x k x d float64) take at most a quarter of the block's size in float64.
+SUM_GROUP_ROWS_PER_CLUSTER = 4
 
 
-def sum_group_rows(n_rows: int) -> int:
-    """Rows per group of the mean's sums in the search's pass over a block of ``n_rows``.
+def sum_group_rows(n_rows: int, n_clusters: int = 1) -> int:
+    """Rows per group of the mean's sums in the search's pass over a block.
 
     The fewest whole sub-blocks (:data:`SUB_BLOCK_ROWS`) that make at most
-    :data:`SUM_GROUPS` groups: decided by the block's rows only, so the totals do not
-    depend on the number of threads.
+    :data:`SUM_GROUPS` groups and hold :data:`SUM_GROUP_ROWS_PER_CLUSTER` rows per
+    centroid: decided by the block's rows and k only, so the totals do not depend on the
+    number of threads.
 
     Parameters
     ----------
     n_rows : int
+        The block's rows.
+    n_clusters : int
+        k.
 
     Returns
     -------
     int
     """
     sub_blocks = max(1, -(-n_rows // SUB_BLOCK_ROWS))
-    return -(-sub_blocks // SUM_GROUPS) * SUB_BLOCK_ROWS
+    per_group = max(
+        -(-sub_blocks // SUM_GROUPS),
+        -(-(SUM_GROUP_ROWS_PER_CLUSTER * n_clusters) // SUB_BLOCK_ROWS),
+    )
+    return per_group * SUB_BLOCK_ROWS
 
 
 def _sums_numpy(X, labels, sample_weight, group_rows, group_sums, group_weights):
@@ -708,10 +719,11 @@ def nearest_sq_euclidean(
     if sums is None:
         group_rows, n_groups = 1, 0
         weight = np.empty(0, dtype=X.dtype)
+        weight.flags.writeable = False  # as the data's weights: one compiled kernel
         group_sums, group_weights = np.empty((0, 1, 1)), np.empty((0, 1))
     else:
         weight, totals, counts = sums
-        group_rows = sum_group_rows(n)
+        group_rows = sum_group_rows(n, counts.shape[0])
         n_groups = -(-n // group_rows) if n else 0
         group_sums = np.zeros((n_groups, *totals.shape))
         group_weights = np.zeros((n_groups, counts.shape[0]))
