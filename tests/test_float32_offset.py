@@ -82,7 +82,7 @@ def test_numpy_twin_sums_in_float64(blobs):
     labels = blobs[1].astype(np.intp)
     w = np.ones(X.shape[0], np.float32)
     sums, weights = np.zeros((4, 4)), np.zeros(4)
-    update._accumulate_numpy(X, labels, w, sums, weights)
+    update._accumulate_numpy(X, labels, w, sums, weights, update.sum_group_rows(len(X), 4))
     X64 = X.astype(np.float64)
     expected = np.stack([X64[labels == j].sum(axis=0) for j in range(4)])
     np.testing.assert_allclose(sums, expected, rtol=1e-15)

@@ -115,10 +115,10 @@ def _no_sums(dtype):
 )
 def test_sums_in_the_search_are_the_groups_sums_whatever_the_runs(dtype, n, d, k):
     """The mean's sums added by the search kernels: each group of sum_group_rows rows
-    summed row by row in order (what add_weighted_cluster_sums gives on those rows), the
-    groups' totals added in order; the same bits from the serial kernel, from the
-    parallel variant at any number of runs and through nearest_sq_euclidean at any
-    number of threads, with the labels and costs of the search without sums."""
+    summed row by row in order, the groups' totals added in order; the same bits from the
+    serial kernel, from the parallel variant at any number of runs, through
+    nearest_sq_euclidean at any number of threads and from the mean's own
+    add_weighted_cluster_sums, with the labels and costs of the search without sums."""
     kernels._compile.parallel_ready()
     rng = np.random.default_rng(n + d + k)
     X, mean, m2c, cn, cc, _ = _inputs(rng, n, d, k, dtype)
@@ -126,9 +126,9 @@ def test_sums_in_the_search_are_the_groups_sums_whatever_the_runs(dtype, n, d, k
     w = rng.random(n).astype(dtype)
     start = rng.normal(size=(k, d)), rng.random(k)  # a task's running totals
     labels, mins = kernels.nearest_sq_euclidean(X, mean, m2c, cn, cc)
-    group_rows = euclidean.sum_group_rows(n, k)
+    group_rows = update.sum_group_rows(n, k)
     assert group_rows % euclidean.SUB_BLOCK_ROWS == 0
-    assert -(-n // group_rows) <= euclidean.SUM_GROUPS
+    assert -(-n // group_rows) <= update.SUM_GROUPS
     expected = start[0].copy(), start[1].copy()
     for a in range(0, n, group_rows):
         part = np.zeros((k, d)), np.zeros(k)
@@ -157,11 +157,12 @@ def test_sums_in_the_search_are_the_groups_sums_whatever_the_runs(dtype, n, d, k
         euclidean._add_groups(*groups, *totals)
         np.testing.assert_array_equal(totals[0], expected[0])
         np.testing.assert_array_equal(totals[1], expected[1])
-    # and the sums are the mean's to rounding
-    plain = start[0].copy(), start[1].copy()
-    kernels.add_weighted_cluster_sums(X, labels, w, *plain)
-    np.testing.assert_allclose(expected[0], plain[0], rtol=1e-12)
-    np.testing.assert_allclose(expected[1], plain[1], rtol=1e-12)
+    # and those are the mean's own sums of the block, bit for bit, on one thread or more
+    for threads in (1, 2):
+        plain = start[0].copy(), start[1].copy()
+        kernels.add_weighted_cluster_sums(X, labels, w, *plain, n_threads=threads)
+        np.testing.assert_array_equal(plain[0], expected[0])
+        np.testing.assert_array_equal(plain[1], expected[1])
 
 
 _FIRST_COMPILE = """
@@ -181,7 +182,7 @@ for n, d, k in ((3000, 8, 8), (1100, 40, 6)):  # the direct kernel compiles the 
     sums, weights = np.zeros((k, d)), np.zeros(k)
     kernels.nearest_sq_euclidean(X, mean, m2c, cn, cc, sums=(w, sums, weights))
     expected = np.zeros((k, d))
-    rows = E.sum_group_rows(n, k)
+    rows = kernels.update.sum_group_rows(n, k)
     for a in range(0, n, rows):
         part = np.zeros((k, d))
         for i in range(a, min(a + rows, n)):
@@ -219,12 +220,12 @@ def test_sums_in_the_search_without_numba_are_the_same_groups(monkeypatch):
     totals = np.zeros((4, 5)), np.zeros(4)
     found, _ = euclidean.nearest_sq_euclidean(X, mean, m2c, cn, cc, sums=(w, *totals))
     np.testing.assert_array_equal(found, labels)
-    group_rows = euclidean.sum_group_rows(3000, 4)
+    group_rows = update.sum_group_rows(3000, 4)
     expected = np.zeros((4, 5)), np.zeros(4)
     for a in range(0, 3000, group_rows):
         part = np.zeros((4, 5)), np.zeros(4)
         rows = slice(a, a + group_rows)
-        update._accumulate_numpy(X[rows], labels[rows], w[rows], *part)
+        update._accumulate_numpy(X[rows], labels[rows], w[rows], *part, group_rows)
         expected[0][...] += part[0]
         expected[1][...] += part[1]
     np.testing.assert_array_equal(totals[0], expected[0])
@@ -245,8 +246,9 @@ def test_parallel_sums_are_bit_identical_to_the_serial_kernel(dtype, n, d, k, ch
     w = rng.random(n).astype(dtype)
     sums, weights = rng.normal(size=(k, d)), rng.random(k)  # a task's running partial
     serial = sums.copy(), weights.copy()
-    update._accumulate_numba(X, labels, w, *serial)
-    update._accumulate_parallel(X, labels, w, sums, weights, chunks)
+    rows = update.sum_group_rows(n, k)
+    update._accumulate_numba(X, labels, w, *serial, rows)
+    update._accumulate_parallel(X, labels, w, sums, weights, rows, chunks)
     np.testing.assert_array_equal(sums, serial[0])
     np.testing.assert_array_equal(weights, serial[1])
     from kmeansfw.kernels import _compile
@@ -464,8 +466,9 @@ def test_numba_and_numpy_sums_agree(dtype):
     w = rng.uniform(0, 2, size=2000).astype(dtype)
     fast = (np.zeros((13, 9)), np.zeros(13))
     slow = (np.zeros((13, 9)), np.zeros(13))
-    update._accumulate_numba(X, labels, w, *fast)
-    update._accumulate_numpy(X, labels, w, *slow)
+    rows = update.sum_group_rows(2000, 13)
+    update._accumulate_numba(X, labels, w, *fast, rows)
+    update._accumulate_numpy(X, labels, w, *slow, rows)
     rtol = 1e-5 if dtype == np.float32 else 1e-10  # NumPy's float32 product rounds per row
     np.testing.assert_allclose(fast[0], slow[0], rtol=rtol, atol=rtol * np.abs(slow[0]).max())
     np.testing.assert_allclose(fast[1], slow[1], rtol=rtol)

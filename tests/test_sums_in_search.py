@@ -78,7 +78,7 @@ PARAMS = dict(init="random", n_init=1, random_state=3, tol=0, max_iter=25)
 
 
 @pytest.mark.parametrize("budget", [64.0, 0.05])  # one block; many blocks and tasks
-def test_the_search_adds_the_sums_and_the_fit_is_the_maps_to_rounding(X, budget):
+def test_the_search_adds_the_sums_and_the_fit_is_the_maps_bit_for_bit(X, budget):
     offers = Offers()
     seen = Partials()
     params = dict(PARAMS, memory_budget_mb=budget)
@@ -86,10 +86,10 @@ def test_the_search_adds_the_sums_and_the_fit_is_the_maps_to_rounding(X, budget)
     mapped = KMeans(12, assignment=MapOnly(), **params).fit(X)
     assert offers.seen and all(offers.seen)  # offered at every block, and added
     np.testing.assert_array_equal(fused.labels_, mapped.labels_)
-    np.testing.assert_allclose(fused.cluster_centers_, mapped.cluster_centers_, rtol=1e-12)
+    np.testing.assert_array_equal(fused.cluster_centers_, mapped.cluster_centers_)
     assert fused.n_iter_ == mapped.n_iter_
-    # the search's sums are never the next iteration's previous partial
-    assert all(kinds == {"NoneType"} for kinds in seen.kinds)
+    # the search's sums are the map's bits: kept, as plain tuples, for the next map
+    assert all(kinds == {"tuple"} for kinds in seen.kinds)
     default = KMeans(12, **params).fit(X)  # the built-in nearest / auto: the same sums
     np.testing.assert_array_equal(default.cluster_centers_, fused.cluster_centers_)
 
@@ -99,7 +99,7 @@ def test_sums_left_by_the_search_are_the_maps(X):
     left = KMeans(12, assignment=leaves, **PARAMS).fit(X)
     mapped = KMeans(12, assignment=MapOnly(), **PARAMS).fit(X)
     assert leaves.seen and not any(leaves.seen)  # offered, never added
-    # the map summed every block, from nothing before (no previous partial)
+    # the map summed every block (from its previous partial where it could: the same bits)
     np.testing.assert_array_equal(left.cluster_centers_, mapped.cluster_centers_)
 
 
@@ -167,29 +167,35 @@ class EveryOtherBlock:
         return Nearest().kmeansfw_assign(X, centroids, rows, data, cache, hook, with_costs, offer)
 
 
-def test_a_task_whose_later_blocks_the_search_leaves_gets_them_from_the_map(X):
+def test_a_task_whose_later_blocks_the_search_leaves_gets_them_from_the_map():
     """A task whose first block the search summed keeps offering; a block it leaves is
-    added by the map onto the search's sums (from nothing before, not the previous
-    iteration's partial), and a task whose first block it leaves is the map's."""
-    params = dict(PARAMS, memory_budget_mb=0.05)  # many blocks per task
+    added by the map onto the search's sums (not from the previous iteration's partial,
+    which would drop the search's blocks), and a task whose first block it leaves is the
+    map's, from its previous partial."""
+    from kmeansfw.core.data import FitData
+
+    X, _ = make_blobs(40_000, n_features=3, centers=30, cluster_std=2.5, random_state=7)
+    params = dict(PARAMS, memory_budget_mb=0.05)  # 256-row blocks, several per task
+    plan = FitData.build(X, n_clusters=12, memory_budget=int(0.05 * 2**20))
+    assert max(len(task) for task in plan.tasks) > 1
     mixed = KMeans(12, assignment=EveryOtherBlock(), **params).fit(X)
     mapped = KMeans(12, assignment=MapOnly(), **params).fit(X)
     np.testing.assert_array_equal(mixed.labels_, mapped.labels_)
-    np.testing.assert_allclose(mixed.cluster_centers_, mapped.cluster_centers_, rtol=1e-12)
+    np.testing.assert_array_equal(mixed.cluster_centers_, mapped.cluster_centers_)
     assert mixed.n_iter_ == mapped.n_iter_
 
 
-def test_the_searchs_sums_are_not_kept_for_the_next_map(X):
+def test_the_searchs_sums_are_kept_for_the_next_map_as_plain_tuples(X):
     from kmeansfw.core.data import FitData
     from kmeansfw.engine.loop import FullBatch, kept_partials
     from kmeansfw.engine.plugins import build
 
     data = FitData.build(X, n_clusters=12)
     hooks = build([("update", "mean", Mean())])
-    plain = [(np.zeros((12, 6)), np.zeros(12))]
-    assert kept_partials(hooks, data, plain, FullBatch()) is not None
-    searched = [SearchSums(plain[0])]
-    assert kept_partials(hooks, data, searched, FullBatch()) is None
+    searched = [SearchSums((np.ones((12, 6)), np.ones(12)))]
+    kept = kept_partials(hooks, data, searched, FullBatch())
+    assert kept is not None and type(kept[0]) is tuple
+    np.testing.assert_array_equal(kept[0][0], searched[0][0])
 
 
 def test_an_optional_sums_argument_is_passed_through_pluggy_and_directly(X):

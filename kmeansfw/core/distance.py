@@ -68,7 +68,7 @@ def describe(strategy: Any) -> Description:
     inline splits between numba's threads, see :func:`kmeansfw.core.data.runs_inline`);
     an update ``sums_map`` (its map is the weighted per-cluster sums, see
     :mod:`kmeansfw.core.sums`), which a subclass that defines its own
-    ``kmeansfw_accumulate`` inherits only by declaring it again.
+    ``kmeansfw_accumulate`` or ``new_partial`` inherits only by declaring it again.
     """
     values = {key: getattr(strategy, key, default) for key, default in DEFAULTS.items()}
     values["name"] = str(getattr(strategy, "name", None) or type(strategy).__name__)
@@ -85,7 +85,10 @@ def describe(strategy: Any) -> Description:
     ):
         values[key] = bool(values[key])
     if values["sums_map"]:
-        values["sums_map"] = _declared_with(strategy, "sums_map", "kmeansfw_accumulate")
+        values["sums_map"] = all(  # the map and the partial it starts from
+            _declared_with(strategy, "sums_map", method)
+            for method in ("kmeansfw_accumulate", "new_partial")
+        )
     return Description(**values)
 
 

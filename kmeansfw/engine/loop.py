@@ -411,8 +411,6 @@ def kept_partials(
     sums (and nothing else a map attached to them stays in memory)."""
     if not partials or not walk.repeats_rows:
         return None
-    if any(isinstance(p, steps.SearchSums) for p in partials):
-        return None  # summed in the search's groups, not by the map: its next pass sums anew
     if not hooks.takes("kmeansfw_accumulate", "previous_partial"):
         return None
     if not all(

@@ -459,9 +459,10 @@ def _assign_rows(
 
 class SearchSums(tuple):
     """A task's ``(sums, weights)`` for the update's map, added by the assignment's
-    search (:class:`~kmeansfw.core.sums.SumsRequest`) in groups of rows: the same totals
-    to rounding as the map's, never the start of the next iteration's map
-    (``previous_partial``)."""
+    search (:class:`~kmeansfw.core.sums.SumsRequest`): the map's own totals bit for bit,
+    but a map that starts from the previous iteration's partial must not start a later
+    block of this task from it (it would drop the search's blocks), so the task's later
+    blocks are summed onto these."""
 
     __slots__ = ()
 

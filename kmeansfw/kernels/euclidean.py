@@ -23,11 +23,13 @@ from __future__ import annotations
 import numpy as np
 
 from kmeansfw.kernels._compile import HAVE_NUMBA, launch, numba, parallel_ready
+from kmeansfw.kernels.update import SUM_GROUP_UNIT, _accumulate_numpy, sum_group_rows
 
 #: Rows per sub-block of the compiled nearest-centroid kernels (fits in L2), the unit
 #: their parallel variants split a block by; a product kernel's products take this many
-#: rows or a half or a quarter of it (:func:`product_rows`).
-SUB_BLOCK_ROWS = 256
+#: rows or a half or a quarter of it (:func:`product_rows`).  The mean's sums group whole
+#: units of it, so a search adding them in its pass adds whole groups of sub-blocks.
+SUB_BLOCK_ROWS = SUM_GROUP_UNIT
 #: The nearest-centroid search takes the direct kernel (no matrix product) up to this
 #: many features and :data:`DIRECT_MAX_CLUSTERS` centroids ...
 DIRECT_MAX_FEATURES = 8
@@ -325,8 +327,10 @@ if HAVE_NUMBA:
     # The mean's sums in the search's pass (:func:`nearest_sq_euclidean` with ``sums``):
     # right after a sub-block's labels are known, while its rows are in cache, each row's
     # weight and weighted values go to its cluster's float64 totals of the row's group
-    # (runs of ``group_rows`` rows from the block's start, :func:`sum_group_rows`), row
-    # by row in order, as :func:`kmeansfw.kernels.add_weighted_cluster_sums` adds them.
+    # (runs of ``group_rows`` rows from the block's start,
+    # :func:`kmeansfw.kernels.update.sum_group_rows`), row by row in order: the groups of
+    # :func:`kmeansfw.kernels.add_weighted_cluster_sums`, which the caller then adds in
+    # order (:func:`_add_groups`), so the totals are that function's bit for bit.
     # No sums when ``group_sums`` is empty.  ``fastmath=False`` stated, not left out: numba
     # compiles a callee that states no flags with its first caller's, so the direct
     # search (``contract``) would fuse its multiply-adds for every later caller in the
@@ -437,50 +441,13 @@ def kernel_chunks(n_rows: int, n_features: int, n_clusters: int, n_threads: int)
     return chunks if parallel_ready() else 1
 
 
-#: The mean's sums in the search's pass add a block's rows in at most this many groups
-#: of whole sub-blocks, each summed on its own and the groups' totals added in order
-#: (:func:`sum_group_rows`): the units its parallel variant splits such a search into.
-SUM_GROUPS = 64
-#: ... and a group has at least this many rows per centroid, so that the groups' totals
-#: (groups x k x d float64) take at most a quarter of the block's size in float64.
-SUM_GROUP_ROWS_PER_CLUSTER = 4
-
-
-def sum_group_rows(n_rows: int, n_clusters: int = 1) -> int:
-    """Rows per group of the mean's sums in the search's pass over a block.
-
-    The fewest whole sub-blocks (:data:`SUB_BLOCK_ROWS`) that make at most
-    :data:`SUM_GROUPS` groups and hold :data:`SUM_GROUP_ROWS_PER_CLUSTER` rows per
-    centroid: decided by the block's rows and k only, so the totals do not depend on the
-    number of threads.
-
-    Parameters
-    ----------
-    n_rows : int
-        The block's rows.
-    n_clusters : int
-        k.
-
-    Returns
-    -------
-    int
-    """
-    sub_blocks = max(1, -(-n_rows // SUB_BLOCK_ROWS))
-    per_group = max(
-        -(-sub_blocks // SUM_GROUPS),
-        -(-(SUM_GROUP_ROWS_PER_CLUSTER * n_clusters) // SUB_BLOCK_ROWS),
-    )
-    return per_group * SUB_BLOCK_ROWS
-
-
 def _sums_numpy(X, labels, sample_weight, group_rows, group_sums, group_weights):
     # the compiled kernels' groups, each summed by the mean's NumPy twin
-    from kmeansfw.kernels.update import add_weighted_cluster_sums
-
     for g in range(group_sums.shape[0]):
         rows = slice(g * group_rows, (g + 1) * group_rows)
-        add_weighted_cluster_sums(
-            X[rows], labels[rows], sample_weight[rows], group_sums[g], group_weights[g]
+        _accumulate_numpy(
+            X[rows], labels[rows], sample_weight[rows], group_sums[g], group_weights[g],
+            group_rows,
         )
 
 
@@ -696,9 +663,11 @@ def nearest_sq_euclidean(
         The mean update's map in the same pass: (b,) the rows' weights, and float64
         totals (k, d) and (k,), updated in place.  Each row's weight times its values is
         added to ``sums[label]`` and its weight to ``weights[label]`` right after its
-        sub-block is searched, while the rows are in cache: row by row in order within
-        groups of :func:`sum_group_rows` rows, the groups' totals then added in order,
-        so the totals depend on the block's rows only, never on ``n_threads``.
+        sub-block is searched, while the rows are in cache: in the groups of
+        :func:`kmeansfw.kernels.add_weighted_cluster_sums` (row by row in order within
+        groups of :func:`kmeansfw.kernels.update.sum_group_rows` rows, the groups' totals
+        then added in order), so the totals are that function's bit for bit, whatever
+        ``n_threads``.
 
     Returns
     -------
