@@ -250,3 +250,39 @@ def test_search_sums_pickle_as_themselves():
     again = pickle.loads(pickle.dumps(sums))
     assert type(again) is SearchSums
     np.testing.assert_array_equal(again[0], sums[0])
+
+
+@pytest.mark.parametrize("assignment", ["hamerly", "yinyang"])
+def test_bounded_assignments_take_the_sums_on_a_block_they_search_whole(assignment):
+    """``hamerly`` passes the sums on when it searches a whole block (its first pass, or
+    most rows stale), and Euclidean adds them with one group of rivals; ``yinyang``'s
+    several groups leave them to the map. Either way the fit is the map's bit for bit."""
+    from kmeansfw.strategies.assignment import Hamerly, Yinyang
+
+    cls = Hamerly if assignment == "hamerly" else Yinyang
+    seen = []
+
+    class Spy(cls):
+        name = f"spy-{assignment}"
+
+        @kmeansfw.hookimpl
+        def kmeansfw_assign(self, X, centroids, rows, data, cache, hook, sums=None):
+            found = super().kmeansfw_assign(X, centroids, rows, data, cache, hook, sums)
+            seen.append(None if sums is None else sums.added)
+            return found
+
+    class MapOnlyBounded(cls):
+        name = f"map-{assignment}"
+
+        @kmeansfw.hookimpl
+        def kmeansfw_assign(self, X, centroids, rows, data, cache, hook):
+            return super().kmeansfw_assign(X, centroids, rows, data, cache, hook)
+
+    X = np.random.default_rng(0).normal(size=(5000, 40))  # no structure: rows stay stale
+    params = dict(init="random", n_init=1, random_state=1, tol=0, max_iter=8)
+    found = KMeans(48, assignment=Spy(), **params).fit(X)
+    mapped = KMeans(48, assignment=MapOnlyBounded(), **params).fit(X)
+    offered = [s for s in seen if s is not None]
+    assert offered and (all(offered) if assignment == "hamerly" else not any(offered))
+    np.testing.assert_array_equal(found.labels_, mapped.labels_)
+    np.testing.assert_array_equal(found.cluster_centers_, mapped.cluster_centers_)

@@ -187,12 +187,13 @@ def kmeansfw_nearest(
     ignore it and answer the costs anyway.  A call through the fit's hooks that leaves
     it out gets True.
 
-    ``sums`` (only with ``n_groups == 0``; None otherwise and in a call that leaves it
-    out): the update's map offered to the search (:class:`kmeansfw.core.sums.SumsRequest`);
+    ``sums`` (None in a call that leaves it out, and for a search over part of a block):
+    the update's map offered to a search over a whole block
+    (:class:`kmeansfw.core.sums.SumsRequest`);
     a search that adds every row's weight times its values to ``sums.sums[label]`` and its
     weight to ``sums.weights[label]`` in its own pass calls ``sums.mark_added()``; one that
     does not leaves it, and the engine sums the block with the update's map.  Euclidean
-    adds them on dense rows.
+    adds them on dense rows with no group or one (the plain search, ``hamerly``'s).
 
     Optional: a distance that does not implement it gets the default of
     :class:`kmeansfw.Distance` (the argmin of ``kmeansfw_cost`` and of

@@ -58,8 +58,9 @@ class Nearest:
         return labels, costs
 
 
-def search(hook, X, centroids, groups, n_groups, data, cache):
-    """The distance's checked nearest search with ``n_groups`` groups of rivals."""
+def search(hook, X, centroids, groups, n_groups, data, cache, sums=None):
+    """The distance's checked nearest search with ``n_groups`` groups of rivals (and the
+    mean's sums offered to it, for a search over a whole block)."""
     name = "kmeansfw_nearest"
     found = contract.call(
         hook,
@@ -73,6 +74,7 @@ def search(hook, X, centroids, groups, n_groups, data, cache):
         cache=cache,
         hook=hook,
         with_costs=True,
+        sums=sums,
     )
     return contract.check_search(
         hook, name, found, X.shape[0], centroids.shape[0], data.dtype, (X.shape[0], n_groups)
@@ -101,11 +103,13 @@ class _Bounded:
         """The stored form of the rivals' distances (lower bounds: never rounded up)."""
         return rivals
 
-    def _search(self, hook, X, centroids, data, cache, state, labels, upper, lower):
+    def _search(self, hook, X, centroids, data, cache, state, labels, upper, lower, sums=None):
         """Nearest centroid, its distance and every group's nearest rival for every row
-        of X, written into ``labels``, ``upper`` and ``lower``; returns the costs."""
+        of X, written into ``labels``, ``upper`` and ``lower``; returns the costs.
+        ``sums``: the mean's sums, offered when X is the whole block."""
         groups, t = state["groups"], state["n_groups"]
-        labels[:], costs, upper[:], rivals = search(hook, X, centroids, groups, t, data, cache)
+        found = search(hook, X, centroids, groups, t, data, cache, sums)
+        labels[:], costs, upper[:], rivals = found
         lower[:] = self._lower(rivals)
         return costs
 
@@ -187,6 +191,7 @@ class _Bounded:
         data: FitData,
         cache: dict,
         hook: pluggy.HookRelay,
+        sums: SumsRequest | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         info = self._iteration(hook, centroids, data, cache)
         state = info["state"]
@@ -209,8 +214,11 @@ class _Bounded:
             )
         if redo is None or redo.size > full_search_fraction(centroids.shape[0]) * X.shape[0]:
             # the first pass, or most rows stale: the whole block searched in place (no
-            # gather, no scatter, no second pass for the costs)
-            costs = self._search(hook, X, centroids, data, cache, state, labels, upper, lower)
+            # gather, no scatter, no second pass for the costs; the mean's sums in the
+            # search's pass when the distance can add them)
+            costs = self._search(
+                hook, X, centroids, data, cache, state, labels, upper, lower, sums
+            )
             stamps[:] = state["now"]
         elif redo.size:
             sub_labels, sub_upper, sub_lower = labels[redo], upper[redo], lower[redo]
@@ -494,8 +502,8 @@ class Auto:
             data.cache.get(steps.REPEATED, False) or self._pass(data, cache) > 0
         )
         args = dict(X=X, centroids=centroids, rows=rows, data=data, cache=cache, hook=hook)
-        if again:  # the bounds skip rows: the mean's sums stay with its map
-            return (_YINYANG if kind == "yinyang" else _HAMERLY).kmeansfw_assign(**args)
+        if again:  # the bounds skip rows: the sums go with a whole-block search only
+            return (_YINYANG if kind == "yinyang" else _HAMERLY).kmeansfw_assign(**args, sums=sums)
         return _NEAREST.kmeansfw_assign(**args, with_costs=with_costs, sums=sums)
 
 

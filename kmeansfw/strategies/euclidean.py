@@ -174,8 +174,13 @@ class Euclidean(Distance):
             return labels, costs, None, None
         if n_groups == 1:  # the runner-up: the two-nearest kernel
             labels, costs, second = kernels.nearest_sq_euclidean(
-                *args, with_second=True, n_threads=threads
+                *args,
+                with_second=True,
+                n_threads=threads,
+                sums=None if sums is None else sums.arrays(),
             )
+            if sums is not None:
+                sums.mark_added()
             return labels, costs, np.sqrt(costs), np.sqrt(second)[:, None]
         labels, costs, lows = kernels.nearest_groups_sq_euclidean(*args, groups, n_groups)
         return labels, costs, np.sqrt(costs), np.sqrt(lows)
