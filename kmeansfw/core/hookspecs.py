@@ -235,7 +235,8 @@ def kmeansfw_assign(
     declares ``sums_map`` and the assignment declares this argument
     (:class:`kmeansfw.core.sums.SumsRequest`): an assignment whose search adds every row
     to its cluster's totals in its own pass (``nearest`` passes it to the distance's
-    :func:`kmeansfw_nearest`) lets the engine skip the update's
+    :func:`kmeansfw_nearest`; ``hamerly`` and ``yinyang`` do on a block they search
+    whole; ``auto`` through them) lets the engine skip the update's
     :func:`kmeansfw_accumulate` for the block; one that leaves it unmarked gets the map
     called as usual.  A call through the fit's hooks that leaves it out gets None.
     """

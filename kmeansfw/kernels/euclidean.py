@@ -355,7 +355,7 @@ if HAVE_NUMBA:
         # the sums arguments of a search that adds none
         return np.empty(0, dtype=X.dtype), 1, np.empty((0, 1, 1)), np.empty((0, 1))
 
-    @numba.njit(nogil=True, cache=True)
+    @numba.njit(nogil=True, cache=True, fastmath=False)
     def _add_groups(group_sums, group_weights, sums, weights):  # pragma: no cover
         # the groups' totals into the block's, in group order
         for g in range(group_sums.shape[0]):
