@@ -88,8 +88,8 @@ def test_the_search_adds_the_sums_and_the_fit_is_the_maps_bit_for_bit(X, budget)
     np.testing.assert_array_equal(fused.labels_, mapped.labels_)
     np.testing.assert_array_equal(fused.cluster_centers_, mapped.cluster_centers_)
     assert fused.n_iter_ == mapped.n_iter_
-    # the search's sums are the map's bits: kept, as plain tuples, for the next map
-    assert all(kinds == {"tuple"} for kinds in seen.kinds)
+    # the search summed every task: it sums again next time, nothing kept for the map
+    assert all(kinds == {"NoneType"} for kinds in seen.kinds)
     default = KMeans(12, **params).fit(X)  # the built-in nearest / auto: the same sums
     np.testing.assert_array_equal(default.cluster_centers_, fused.cluster_centers_)
 
@@ -185,17 +185,19 @@ def test_a_task_whose_later_blocks_the_search_leaves_gets_them_from_the_map():
     assert mixed.n_iter_ == mapped.n_iter_
 
 
-def test_the_searchs_sums_are_kept_for_the_next_map_as_plain_tuples(X):
+def test_the_searchs_sums_are_kept_for_the_map_unless_it_summed_every_task(X):
     from kmeansfw.core.data import FitData
     from kmeansfw.engine.loop import FullBatch, kept_partials
     from kmeansfw.engine.plugins import build
 
     data = FitData.build(X, n_clusters=12)
     hooks = build([("update", "mean", Mean())])
-    searched = [SearchSums((np.ones((12, 6)), np.ones(12)))]
-    kept = kept_partials(hooks, data, searched, FullBatch())
-    assert kept is not None and type(kept[0]) is tuple
-    np.testing.assert_array_equal(kept[0][0], searched[0][0])
+    searched = SearchSums((np.ones((12, 6)), np.ones(12)))
+    assert kept_partials(hooks, data, [searched, searched], FullBatch()) is None
+    mapped = (np.zeros((12, 6)), np.zeros(12))
+    kept = kept_partials(hooks, data, [searched, mapped], FullBatch())
+    assert kept is not None and [type(p) for p in kept] == [tuple, tuple]
+    np.testing.assert_array_equal(kept[0][0], searched[0])
 
 
 def test_an_optional_sums_argument_is_passed_through_pluggy_and_directly(X):

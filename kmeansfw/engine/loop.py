@@ -406,11 +406,16 @@ def kept_partials(
     """A copy of the map's partials for the next iteration's map (``previous_partial``),
     taken before the update sees them, or None when they are not kept: only in a Lloyd
     run, for a map that declares ``previous_partial``, partials that are tuples of arrays,
-    and within :func:`keeps_partials`.  Kept as plain tuples of read-only copies, so
+    not when the assignment's search summed every task (:class:`steps.SearchSums`), and
+    within :func:`keeps_partials`.  Kept as plain tuples of read-only copies, so
     nothing the update or an observer does to the partials reaches the next iteration's
     sums (and nothing else a map attached to them stays in memory)."""
     if not partials or not walk.repeats_rows:
         return None
+    if all(isinstance(p, steps.SearchSums) for p in partials):
+        return None  # the search summed every task: it sums again next time (a copy costs
+        # 7-8 us of a 50-110 us iteration on 2000 rows; a bounded pass that then leaves
+        # blocks to the map sums them in full once)
     if not hooks.takes("kmeansfw_accumulate", "previous_partial"):
         return None
     if not all(
