@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from kmeansfw.kernels._compile import HAVE_NUMBA, launch, numba, parallel_ready
-from kmeansfw.kernels.update import SUM_GROUP_UNIT, _accumulate_numpy, sum_group_rows
+from kmeansfw.kernels.update import SUM_GROUP_UNIT, add_weighted_cluster_sums, sum_group_rows
 
 #: Rows per sub-block of the compiled nearest-centroid kernels (fits in L2), the unit
 #: their parallel variants split a block by; a product kernel's products take this many
@@ -380,20 +380,24 @@ if HAVE_NUMBA:
         return min(c * per, n), min((c + 1) * per, n)
 
     @numba.njit(nogil=True, cache=True, inline="always")
-    def _run_unit(group_rows, group_sums):  # pragma: no cover
-        return group_rows if group_sums.shape[0] > 0 else SUB_BLOCK_ROWS
+    def _search_run(n, n_chunks, c, group_rows, group_sums):  # pragma: no cover
+        # rows [a, b) of a search's run c and its groups [g0, g1) of the mean's sums:
+        # whole groups with sums, whole sub-blocks without
+        if group_sums.shape[0] == 0:
+            a, b = _chunk(n, n_chunks, c, SUB_BLOCK_ROWS)
+            return a, b, 0, 0
+        a, b = _chunk(n, n_chunks, c, group_rows)
+        return a, b, a // group_rows, -(-b // group_rows)
 
     @numba.njit(nogil=True, cache=True, parallel=True)
     def _nearest_direct_parallel(  # pragma: no cover
         X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
         sample_weight, group_rows, group_sums, group_weights, n_chunks,
     ):
-        want_second, want_sums = second.shape[0] > 0, group_sums.shape[0] > 0
-        unit = _run_unit(group_rows, group_sums)
+        want_second = second.shape[0] > 0
         for c in numba.prange(n_chunks):
-            a, b = _chunk(X.shape[0], n_chunks, c, unit)
+            a, b, g0, g1 = _search_run(X.shape[0], n_chunks, c, group_rows, group_sums)
             if a < b:
-                g0, g1 = (a // group_rows, -(-b // group_rows)) if want_sums else (0, 0)
                 _direct_search(
                     X[a:b], mean, minus_2c, c_sq_norms, centered_c, labels[a:b], mins[a:b],
                     second[a:b] if want_second else second, sample_weight[a:b], group_rows,
@@ -405,12 +409,10 @@ if HAVE_NUMBA:
         X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
         sample_weight, group_rows, group_sums, group_weights, n_chunks,
     ):
-        want_second, want_sums = second.shape[0] > 0, group_sums.shape[0] > 0
-        unit = _run_unit(group_rows, group_sums)
+        want_second = second.shape[0] > 0
         for c in numba.prange(n_chunks):
-            a, b = _chunk(X.shape[0], n_chunks, c, unit)
+            a, b, g0, g1 = _search_run(X.shape[0], n_chunks, c, group_rows, group_sums)
             if a < b:
-                g0, g1 = (a // group_rows, -(-b // group_rows)) if want_sums else (0, 0)
                 _product_search(
                     X[a:b], mean, minus_2c, c_sq_norms, centered_c, labels[a:b], mins[a:b],
                     second[a:b] if want_second else second, sample_weight[a:b], group_rows,
@@ -439,16 +441,6 @@ def kernel_chunks(n_rows: int, n_features: int, n_clusters: int, n_threads: int)
     if chunks <= 1 or n_rows * n_clusters * max(n_features, 4) < PARALLEL_MIN_WORK:
         return 1
     return chunks if parallel_ready() else 1
-
-
-def _sums_numpy(X, labels, sample_weight, group_rows, group_sums, group_weights):
-    # the compiled kernels' groups, each summed by the mean's NumPy twin
-    for g in range(group_sums.shape[0]):
-        rows = slice(g * group_rows, (g + 1) * group_rows)
-        _accumulate_numpy(
-            X[rows], labels[rows], sample_weight[rows], group_sums[g], group_weights[g],
-            group_rows,
-        )
 
 
 def _nearest_groups_numpy(X, mean, minus_2c, c_sq_norms, centered_c, groups, labels, mins, lows):
@@ -685,23 +677,23 @@ def nearest_sq_euclidean(
     mins = np.empty(n if with_costs else 0, dtype=X.dtype)
     second = np.empty(n if with_second else 0, dtype=X.dtype)
     args = (X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second)
-    if sums is None:
-        group_rows, n_groups = 1, 0
-        weight = np.empty(0, dtype=X.dtype)
-        weight.flags.writeable = False  # as the data's weights: one compiled kernel
-        group_sums, group_weights = np.empty((0, 1, 1)), np.empty((0, 1))
-    else:
-        weight, totals, counts = sums
-        group_rows = sum_group_rows(n, counts.shape[0])
-        n_groups = -(-n // group_rows) if n else 0
-        group_sums = np.zeros((n_groups, *totals.shape))
-        group_weights = np.zeros((n_groups, counts.shape[0]))
-    grouped = (weight, group_rows, group_sums, group_weights)
     if not HAVE_NUMBA:
         _nearest_numpy(*args)
-        if sums is not None:
-            _sums_numpy(X, labels, *grouped)
+        if sums is not None:  # the mean's NumPy twin, in the same groups
+            add_weighted_cluster_sums(X, labels, *sums)
     else:
+        if sums is None:
+            group_rows, n_groups = 1, 0
+            weight = np.empty(0, dtype=X.dtype)
+            weight.flags.writeable = False  # as the data's weights: one compiled kernel
+            group_sums, group_weights = np.empty((0, 1, 1)), np.empty((0, 1))
+        else:
+            weight, totals, counts = sums
+            group_rows = sum_group_rows(n, counts.shape[0])
+            n_groups = -(-n // group_rows) if n else 0
+            group_sums = np.zeros((n_groups, *totals.shape))
+            group_weights = np.zeros((n_groups, counts.shape[0]))
+        grouped = (weight, group_rows, group_sums, group_weights)
         direct = direct_pays(X.shape[1], minus_2c.shape[0])
         chunks = kernel_chunks(n, X.shape[1], minus_2c.shape[0], n_threads)
         if sums is not None:
@@ -711,17 +703,11 @@ def nearest_sq_euclidean(
             launch(parallel, *args, *grouped, chunks)
         else:
             (_direct_search if direct else _product_search)(*args, *grouped)
-    if sums is not None and n_groups:
-        (_add_groups if HAVE_NUMBA else _add_groups_numpy)(group_sums, group_weights, *sums[1:])
+        if n_groups:
+            _add_groups(group_sums, group_weights, *sums[1:])
     if not with_costs:
         return labels, None
     return (labels, mins, second) if with_second else (labels, mins)
-
-
-def _add_groups_numpy(group_sums, group_weights, sums, weights):
-    for g in range(group_sums.shape[0]):
-        sums += group_sums[g]
-        weights += group_weights[g]
 
 
 def paired_sq_euclidean(

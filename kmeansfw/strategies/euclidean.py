@@ -162,25 +162,20 @@ class Euclidean(Distance):
             return nearest_by_blocks(hook, X, centroids, groups, n_groups, rows, data, cache)
         args = (X, data.cache[_MEAN], cache[_MINUS_2C], cache[_C_NORMS], cache[_CENTERED_C])
         threads = kernel_threads(data)
-        if n_groups == 0:  # without with_costs: the labels only (costs None)
-            labels, costs = kernels.nearest_sq_euclidean(
+        if n_groups <= 1:  # the mean's sums, if offered, added in the same pass
+            found = kernels.nearest_sq_euclidean(
                 *args,
+                with_second=n_groups == 1,  # the runner-up: the two-nearest kernel
                 n_threads=threads,
-                with_costs=with_costs,
+                with_costs=with_costs or n_groups == 1,  # without: the labels only
                 sums=None if sums is None else sums.arrays(),
             )
             if sums is not None:
                 sums.mark_added()
-            return labels, costs, None, None
-        if n_groups == 1:  # the runner-up: the two-nearest kernel
-            labels, costs, second = kernels.nearest_sq_euclidean(
-                *args,
-                with_second=True,
-                n_threads=threads,
-                sums=None if sums is None else sums.arrays(),
-            )
-            if sums is not None:
-                sums.mark_added()
+            if n_groups == 0:
+                labels, costs = found
+                return labels, costs, None, None
+            labels, costs, second = found
             return labels, costs, np.sqrt(costs), np.sqrt(second)[:, None]
         labels, costs, lows = kernels.nearest_groups_sq_euclidean(*args, groups, n_groups)
         return labels, costs, np.sqrt(costs), np.sqrt(lows)
