@@ -148,16 +148,62 @@ def _spy_on_auto(monkeypatch, name: str, what: str = "rows") -> list:
 
 def test_auto_keeps_bounds_only_for_data_assigned_again(monkeypatch):
     calls = _spy_on_auto(monkeypatch, "_HAMERLY", "data")
+    plain = _spy_on_auto(monkeypatch, "_NEAREST", "data")
     X, _ = make_blobs(6000, n_features=16, centers=40, cluster_std=4.0, random_state=0)
     km = KMeans(40, random_state=0, max_iter=5, tol=0).fit(X)
     n_blocks = sum(len(task) for task in FitData.build(X, n_clusters=40).tasks)
-    # a Lloyd run keeps bounds from its first iteration: 5 iterations and the final pass
-    assert len(calls) == 6 * n_blocks and set(calls) == {6000}
+    # a Lloyd run keeps bounds from its first iteration (5 iterations and the final pass;
+    # a pass after one the bounds did not pay for is a nearest pass)
+    assert calls[:n_blocks] == [6000] * n_blocks
+    assert len(calls) + len(plain) == 6 * n_blocks and set(calls + plain) == {6000}
     calls.clear()
+    plain.clear()
     km.predict(X)
     km.score(X)
     KMeans(40, random_state=0, batch_size=4096, max_iter=3).fit(X)  # each step: new rows
-    assert calls == []  # one pass per data set: nearest
+    assert calls == [] and plain  # one pass per data set: nearest
+
+
+def test_auto_searches_without_bounds_after_a_pass_they_did_not_pay_for(monkeypatch):
+    from kmeansfw.strategies import assignment
+
+    passes = []  # per pass: "bounds" with the share of rows left stale, or "nearest"
+    real_bounds, real_nearest = assignment._HAMERLY, assignment._NEAREST
+
+    class Bounds:
+        def kmeansfw_assign(self, **kwargs):
+            found = real_bounds.kmeansfw_assign(**kwargs)
+            state = kwargs["data"].cache[assignment.Hamerly.state_key]
+            passes.append(("bounds", state["fresh"], state["stale"] / kwargs["data"].n_samples))
+            return found
+
+    class Plain:
+        def kmeansfw_assign(self, **kwargs):
+            passes.append(("nearest", None, None))
+            return real_nearest.kmeansfw_assign(**kwargs)
+
+    monkeypatch.setattr(assignment, "_HAMERLY", Bounds())
+    monkeypatch.setattr(assignment, "_NEAREST", Plain())
+    # no clusters: the centroids keep moving, the bounds settle fewer rows at first
+    X = np.random.default_rng(0).standard_normal((6000, 16))
+    params = dict(init=X[:40].copy(), max_iter=30, tol=0)
+    km = KMeans(40, **params).fit(X)
+    assert len(FitData.build(X, n_clusters=40).tasks) == 1  # one block: one call a pass
+    limit = assignment.full_search_fraction(40)
+    kinds = [kind for kind, _, _ in passes]
+    assert kinds[0] == "bounds" and passes[0][1]  # the first pass: a fresh search
+    for (kind, fresh, stale), after in zip(passes[:-1], kinds[1:], strict=True):
+        if kind == "bounds":  # a bounded pass judges the next one
+            assert after == ("nearest" if not fresh and stale > limit else "bounds")
+        else:  # after a nearest pass: the bounds again
+            assert after == "bounds"
+    assert "nearest" in kinds and "bounds" in kinds[kinds.index("nearest") :]
+    assert any(kind == "bounds" and stale <= limit for kind, _, stale in passes[1:])
+    # the bounds kept over nearest passes stay valid: nearest's fit, bit for bit
+    plain = KMeans(40, assignment="nearest", **params).fit(X)
+    np.testing.assert_array_equal(km.cluster_centers_, plain.cluster_centers_)
+    np.testing.assert_array_equal(km.labels_, plain.labels_)
+    assert km.inertia_ == plain.inertia_ and km.n_iter_ == plain.n_iter_
 
 
 def test_auto_keeps_group_bounds_for_many_clusters_and_features(monkeypatch):
@@ -182,10 +228,13 @@ def test_auto_takes_nearest_in_task_copies_of_the_data(monkeypatch):
     in_process = KMeans(40, **params).fit(X)
     assert calls  # in-process tasks share the data's bounds: hamerly
     calls.clear()
+    plain = _spy_on_auto(monkeypatch, "_NEAREST")
     threads = KMeans(40, executor=ThreadExecutor(2), **params).fit(X)
     plan = FitData.build(X, n_clusters=40, memory_budget=int(0.25 * 2**20))
     n_blocks = sum(len(task) for task in plan.tasks)
-    assert n_blocks > 1 and len(calls) == 6 * n_blocks  # in process: bounds from the start
+    # in process: bounds from the start (a pass after one they did not pay for: nearest)
+    assert n_blocks > 1 and len(calls) >= 4 * n_blocks
+    assert len(calls) + len(plain) == 6 * n_blocks
     np.testing.assert_array_equal(threads.cluster_centers_, in_process.cluster_centers_)
     np.testing.assert_array_equal(copied.cluster_centers_, in_process.cluster_centers_)
 

@@ -35,12 +35,15 @@ def test_same_seed_same_result(blobs):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("k", [12, 40])  # inline (numba's threads) and worker threads
+@pytest.mark.parametrize("k", [12, 128])  # inline (numba's threads) and worker threads
 def test_bit_identical_whatever_the_thread_count(big, dtype, k):
+    from kmeansfw.core.data import INLINE_MAX_CLUSTERS
+
     X = big.astype(dtype)
     fits = [KMeans(k, random_state=5, n_threads=t, memory_budget_mb=0.05).fit(X) for t in (1, 2, 3)]
     data = FitData.build(X, n_clusters=k, memory_budget=int(0.05 * 2**20), splits_work=True)
-    assert len(data.tasks) > 3 and data.inline == (k < 32)  # the threads share the work
+    # the threads share the work
+    assert len(data.tasks) > 3 and data.inline == (k < INLINE_MAX_CLUSTERS)
     for other in fits[1:]:
         np.testing.assert_array_equal(other.cluster_centers_, fits[0].cluster_centers_)
         np.testing.assert_array_equal(other.labels_, fits[0].labels_)
@@ -230,6 +233,20 @@ def test_small_data_is_one_block_when_it_fits_and_large_data_is_split():
     assert plan_block_rows(20_000, 4096, 8, budget, n_features=8) < 20_000
 
 
+@pytest.mark.parametrize("n", [5_000, 8_192, 12_000, 20_000, 30_000, 40_000, 10**5])
+def test_data_for_worker_threads_is_cut_into_even_shares(n):
+    from kmeansfw.core.data import BALANCE_MIN_ROWS, MIN_BLOCK_ROWS, MIN_BLOCKS
+
+    rows = plan_block_rows(n, 64, 8, 64 << 20, n_features=64, inline=False)
+    sizes = [min(rows, n - start) for start in range(0, n, rows)]
+    # 1, 2, 4 or 8 blocks (two, four or eight threads get the same number) of whole
+    # sub-blocks, the last short by less than a sub-block per block, none under half the aim
+    assert len(sizes) in (1, 2, 4, 8) or len(sizes) >= MIN_BLOCKS
+    assert rows % MIN_BLOCK_ROWS == 0 and max(sizes) - min(sizes) < len(sizes) * MIN_BLOCK_ROWS
+    assert min(sizes) >= BALANCE_MIN_ROWS // 2
+    assert len(sizes) == min(MIN_BLOCKS, 1 << ((-(-n // BALANCE_MIN_ROWS)).bit_length() - 1))
+
+
 def test_blocks_short_of_the_data_are_whole_sub_blocks():
     from kmeansfw.core.data import MIN_BLOCK_ROWS
     from kmeansfw.kernels import SUB_BLOCK_ROWS
@@ -294,7 +311,9 @@ def test_mid_size_data_runs_inline_only_with_few_centroids():
     assert mid.inline and mid.single_block == slice(0, 12_000)
     assert is_small(mid) and kernel_threads(mid) == 2
     assert not FitData.build(X, n_clusters=8, validate=False).inline  # serial work
-    many = FitData.build(X, n_clusters=40, n_threads=2, validate=False, splits_work=True)
+    many = FitData.build(
+        X, n_clusters=INLINE_MAX_CLUSTERS, n_threads=2, validate=False, splits_work=True
+    )
     assert not many.inline and len(many.tasks) > 1 and kernel_threads(many) == 1
     assert mid.replan(8).inline and not many.replan(40).inline  # kept on a new plan
     assert FitData(X=X, sample_weight=np.ones(12_000), block_rows=4096).inline is False
@@ -336,9 +355,12 @@ def test_only_fits_whose_work_splits_run_mid_size_data_inline(big):
 
     assert inline(big, update=OneThreadMean()) == {False}
     from kmeansfw.core.data import INLINE_MAX_CLUSTERS
-    from kmeansfw.strategies.assignment import AUTO_MIN_CLUSTERS
+    from kmeansfw.strategies.assignment import AUTO_YINYANG_MIN_CLUSTERS
 
-    assert INLINE_MAX_CLUSTERS <= AUTO_MIN_CLUSTERS  # auto declares it as nearest
+    # auto declares it: inline, its searches (nearest's, and hamerly's through the
+    # Euclidean search) split their rows; yinyang's group search does not, and never
+    # runs inline on mid-size data
+    assert INLINE_MAX_CLUSTERS <= AUTO_YINYANG_MIN_CLUSTERS
 
 
 def test_strategies_only_see_blocks(big):

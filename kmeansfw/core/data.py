@@ -32,7 +32,7 @@ BLOCK_TEMPORARIES = 4
 TARGET_TASKS = 64
 #: Large data is cut into at least this many blocks, so threads share work evenly...
 MIN_BLOCKS = 8
-#: ...but never into blocks smaller than this for balance alone...
+#: ...of about this many rows or more (at least half of it), short of that many...
 BALANCE_MIN_ROWS = 4096
 #: ...and data of fewer elements (samples x features) than this, which runs inline on
 #: one thread anyway, is one block when its buffers fit: per-block hook calls and answer
@@ -45,7 +45,7 @@ SINGLE_BLOCK_ELEMENTS = 1 << 18
 INLINE_MAX_ELEMENTS = 1 << 21
 INLINE_MAX_ROWS = 1 << 18
 INLINE_MAX_FEATURES = 128
-INLINE_MAX_CLUSTERS = 32
+INLINE_MAX_CLUSTERS = 128
 #: Default working memory per worker thread for block buffers, in bytes.
 DEFAULT_MEMORY_BUDGET = 64 << 20
 
@@ -248,9 +248,12 @@ def runs_inline(n_samples: int, n_features: int, n_clusters: int | None = None) 
     instead of one set per block, outweigh what worker threads gain over numba's.
     Measured per Lloyd iteration (two threads, against worker threads): 20000 x 64, k=8,
     0.80-0.86x the time; 20000 x 32, k=8, 0.62-0.65x; 100000 x 16, k=3 and 8, 0.72-0.82x;
-    12000 x 128, k=8, 0.85x; 200000 x 2, k=3, 0.84x; but 1.1x at 500000 x 2 (the mean's
-    sums of few columns stay on one thread), 1.1x at 8000 x 256, k=8, and 1.1-1.5x at 32
-    centroids and more, where ``auto`` keeps bounds whose kernels run on one thread.
+    12000 x 128, k=8, 0.85x; 200000 x 2, k=3, 0.84x; from 32 to 96 centroids
+    0.82-0.94x with ``nearest`` (8000-60000 rows, 16-128 features) and 0.53-0.95x where
+    ``auto`` keeps ``hamerly``'s bounds (Gaussian blobs; its searches split their rows
+    too), 1.05x at 120000 x 16, k=64; but 1.1x at 500000 x 2 (the mean's sums of few
+    columns stay on one thread), 1.1x at 8000 x 256, k=8, and 1.1-1.6x at 128 centroids,
+    where ``auto`` keeps ``yinyang``'s bounds, whose group search runs on one thread.
     Depends on the shape only (never on the thread count), so results stay the same for
     any number of threads.
 
@@ -291,6 +294,10 @@ def plan_block_rows(
     Cache-sized, within the memory budget, and small enough that large data makes at
     least :data:`MIN_BLOCKS` blocks; data that runs inline (``inline``, by default
     :func:`runs_inline` of ``n_samples x n_features``) is one block when that fits.
+    Smaller data handed to worker threads is cut into 1, 2, 4 or 8 blocks of about
+    the same rows (about :data:`BALANCE_MIN_ROWS` or more, never under half), so that two,
+    four or eight threads get even shares (20000 rows made 4 blocks of 4096 and one
+    of 3616 before: 3 blocks' time on two threads instead of 2.5).
     Depends only on the shape, the dtype and the budget (never on the thread count), so
     the partition of the data, and therefore every result, is the same whatever the
     number of threads.  A block short of the whole data is a multiple of
@@ -305,8 +312,10 @@ def plan_block_rows(
     if inline:
         balance_rows = n_samples
     else:
-        balance_rows = max(-(-n_samples // MIN_BLOCKS), BALANCE_MIN_ROWS)
-        balance_rows = -(-balance_rows // MIN_BLOCK_ROWS) * MIN_BLOCK_ROWS  # still 8 blocks
+        n_blocks = min(MIN_BLOCKS, -(-n_samples // BALANCE_MIN_ROWS))
+        n_blocks = 1 << (n_blocks.bit_length() - 1)  # 1, 2, 4 or 8: even shares of threads
+        balance_rows = -(-n_samples // n_blocks)
+        balance_rows = -(-balance_rows // MIN_BLOCK_ROWS) * MIN_BLOCK_ROWS  # still n_blocks
     rows = int(max(MIN_BLOCK_ROWS, min(cache_rows, budget_rows, balance_rows)))
     if rows < n_samples:  # whole sub-blocks: every block starts at a multiple of them
         rows -= rows % MIN_BLOCK_ROWS
