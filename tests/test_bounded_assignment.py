@@ -164,7 +164,17 @@ def test_auto_keeps_bounds_only_for_data_assigned_again(monkeypatch):
     assert calls == [] and plain  # one pass per data set: nearest
 
 
-def test_auto_searches_without_bounds_after_a_pass_they_did_not_pay_for(monkeypatch):
+def _bounds_now(state: dict, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+    """A block's bounds as they stand now: moved by the shifts since each row's search."""
+    now, stamps, labels = state["now"], state["stamps"][rows], state["labels"][rows]
+    upper = state["upper"][rows] + state["cum_shift"][now, labels]
+    upper -= state["cum_shift"][stamps, labels]
+    lower = state["lower"][rows, 0] - (state["cum_drift"][now, 0] - state["cum_drift"][stamps, 0])
+    return upper, lower
+
+
+@pytest.mark.parametrize("kind", ["normal", "blobs"])
+def test_auto_searches_without_bounds_after_a_pass_they_did_not_pay_for(monkeypatch, kind):
     from kmeansfw.strategies import assignment
 
     passes = []  # per pass: "bounds" with the share of rows left stale, or "nearest"
@@ -175,6 +185,16 @@ def test_auto_searches_without_bounds_after_a_pass_they_did_not_pay_for(monkeypa
             found = real_bounds.kmeansfw_assign(**kwargs)
             state = kwargs["data"].cache[assignment.Hamerly.state_key]
             passes.append(("bounds", state["fresh"], state["stale"] / kwargs["data"].n_samples))
+            # the bounds (kept over nearest passes) hold for the centroids of this pass
+            X, centroids = kwargs["X"], kwargs["centroids"]
+            dist = np.sqrt(((X[:, None, :] - centroids[None]) ** 2).sum(axis=2))
+            labels = found[0]
+            np.testing.assert_array_equal(labels, dist.argmin(axis=1))
+            own = dist[np.arange(len(X)), labels]
+            dist[np.arange(len(X)), labels] = np.inf
+            upper, lower = _bounds_now(state, kwargs["rows"])
+            assert np.all(upper >= own * (1 - 1e-9) - 1e-9)
+            assert np.all(lower <= dist.min(axis=1) * (1 + 1e-9) + 1e-9)
             return found
 
     class Plain:
@@ -184,8 +204,10 @@ def test_auto_searches_without_bounds_after_a_pass_they_did_not_pay_for(monkeypa
 
     monkeypatch.setattr(assignment, "_HAMERLY", Bounds())
     monkeypatch.setattr(assignment, "_NEAREST", Plain())
-    # no clusters: the centroids keep moving, the bounds settle fewer rows at first
-    X = np.random.default_rng(0).standard_normal((6000, 16))
+    if kind == "normal":  # no clusters: the centroids keep moving, bounds settle few rows
+        X = np.random.default_rng(0).standard_normal((6000, 16))
+    else:  # the bounds pay after the first passes; rows searched in part in between
+        X, _ = make_blobs(6000, n_features=16, centers=40, cluster_std=4.0, random_state=0)
     params = dict(init=X[:40].copy(), max_iter=30, tol=0)
     km = KMeans(40, **params).fit(X)
     assert len(FitData.build(X, n_clusters=40).tasks) == 1  # one block: one call a pass
@@ -198,6 +220,8 @@ def test_auto_searches_without_bounds_after_a_pass_they_did_not_pay_for(monkeypa
         else:  # after a nearest pass: the bounds again
             assert after == "bounds"
     assert "nearest" in kinds and "bounds" in kinds[kinds.index("nearest") :]
+    after_nearest = [p for p, before in zip(passes[1:], kinds, strict=False) if before == "nearest"]
+    assert any(0 < stale < 1 for _, _, stale in after_nearest)  # bounds moved over a skip
     assert any(kind == "bounds" and stale <= limit for kind, _, stale in passes[1:])
     # the bounds kept over nearest passes stay valid: nearest's fit, bit for bit
     plain = KMeans(40, assignment="nearest", **params).fit(X)

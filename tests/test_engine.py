@@ -50,6 +50,23 @@ def test_bit_identical_whatever_the_thread_count(big, dtype, k):
         assert other.inertia_ == fits[0].inertia_
 
 
+def test_bit_identical_whatever_the_thread_count_with_bounds_inline():
+    # mid-size data with 32 to 127 clusters runs inline, auto keeping hamerly's bounds:
+    # its searches split their rows between numba's threads
+    from kmeansfw.strategies.assignment import Auto
+
+    X, _ = make_blobs(20_000, n_features=16, centers=40, cluster_std=5.0, random_state=3)
+    data = FitData.build(X, n_clusters=40, splits_work=True)
+    assert data.inline and Auto(metric=True).bounded_by(20_000, 16, 40) == "hamerly"
+    params = dict(random_state=2, max_iter=15, tol=0)
+    fits = [KMeans(40, n_threads=t, **params).fit(X) for t in (1, 2, 3)]
+    plain = KMeans(40, assignment="nearest", **params).fit(X)
+    for other in [*fits[1:], plain]:
+        np.testing.assert_array_equal(other.cluster_centers_, fits[0].cluster_centers_)
+        np.testing.assert_array_equal(other.labels_, fits[0].labels_)
+        assert other.inertia_ == fits[0].inertia_
+
+
 @pytest.fixture
 def launches(monkeypatch):
     """The launches of numba's threads, as (kernel name, chunks, team size); skips where
@@ -233,18 +250,21 @@ def test_small_data_is_one_block_when_it_fits_and_large_data_is_split():
     assert plan_block_rows(20_000, 4096, 8, budget, n_features=8) < 20_000
 
 
-@pytest.mark.parametrize("n", [5_000, 8_192, 12_000, 20_000, 30_000, 40_000, 10**5])
+@pytest.mark.parametrize("n", [4_097, 5_000, 8_192, 12_000, 20_000, 28_700, 30_000, 10**5])
 def test_data_for_worker_threads_is_cut_into_even_shares(n):
     from kmeansfw.core.data import BALANCE_MIN_ROWS, MIN_BLOCK_ROWS, MIN_BLOCKS
 
     rows = plan_block_rows(n, 64, 8, 64 << 20, n_features=64, inline=False)
     sizes = [min(rows, n - start) for start in range(0, n, rows)]
     # 1, 2, 4 or 8 blocks (two, four or eight threads get the same number) of whole
-    # sub-blocks, the last short by less than a sub-block per block, none under half the aim
-    assert len(sizes) in (1, 2, 4, 8) or len(sizes) >= MIN_BLOCKS
+    # sub-blocks, the last shorter by less than a sub-block per block: the most blocks
+    # up to MIN_BLOCKS of BALANCE_MIN_ROWS rows or more
+    assert len(sizes) in (1, 2, 4, 8)
     assert rows % MIN_BLOCK_ROWS == 0 and max(sizes) - min(sizes) < len(sizes) * MIN_BLOCK_ROWS
-    assert min(sizes) >= BALANCE_MIN_ROWS // 2
-    assert len(sizes) == min(MIN_BLOCKS, 1 << ((-(-n // BALANCE_MIN_ROWS)).bit_length() - 1))
+    # (twice the blocks would have needed more rows; so many blocks need more than one
+    # fewer blocks' worth)
+    assert len(sizes) == MIN_BLOCKS or n < 2 * len(sizes) * BALANCE_MIN_ROWS
+    assert n > (len(sizes) - 1) * BALANCE_MIN_ROWS
 
 
 def test_blocks_short_of_the_data_are_whole_sub_blocks():

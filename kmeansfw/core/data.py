@@ -32,7 +32,7 @@ BLOCK_TEMPORARIES = 4
 TARGET_TASKS = 64
 #: Large data is cut into at least this many blocks, so threads share work evenly...
 MIN_BLOCKS = 8
-#: ...of about this many rows or more (at least half of it), short of that many...
+#: ...of about this many rows or more, short of that many blocks (1, 2 or 4 blocks)...
 BALANCE_MIN_ROWS = 4096
 #: ...and data of fewer elements (samples x features) than this, which runs inline on
 #: one thread anyway, is one block when its buffers fit: per-block hook calls and answer
@@ -294,10 +294,11 @@ def plan_block_rows(
     Cache-sized, within the memory budget, and small enough that large data makes at
     least :data:`MIN_BLOCKS` blocks; data that runs inline (``inline``, by default
     :func:`runs_inline` of ``n_samples x n_features``) is one block when that fits.
-    Smaller data handed to worker threads is cut into 1, 2, 4 or 8 blocks of about
-    the same rows (about :data:`BALANCE_MIN_ROWS` or more, never under half), so that two,
-    four or eight threads get even shares (20000 rows made 4 blocks of 4096 and one
-    of 3616 before: 3 blocks' time on two threads instead of 2.5).
+    Smaller data handed to worker threads is cut into 1, 2, 4 or 8 blocks (the
+    most, up to 8, of :data:`BALANCE_MIN_ROWS` rows or more; whole sub-blocks, the last
+    shorter by less than one sub-block per block), so that two, four or eight threads get
+    even shares (20000 rows made 4 blocks of 4096 and one of 3616 before: 3 blocks' time
+    on two threads instead of 2.5), unless the cache or memory budget cuts more.
     Depends only on the shape, the dtype and the budget (never on the thread count), so
     the partition of the data, and therefore every result, is the same whatever the
     number of threads.  A block short of the whole data is a multiple of
