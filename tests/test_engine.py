@@ -50,6 +50,20 @@ def test_bit_identical_whatever_the_thread_count(big, dtype, k):
         assert other.inertia_ == fits[0].inertia_
 
 
+def test_few_rows_of_many_features_run_inline_and_bit_identical():
+    # one block for worker threads (at most BALANCE_MIN_ROWS rows): inline instead, its
+    # kernels splitting the rows between numba's threads, whatever the features
+    from kmeansfw.core.data import INLINE_MAX_FEATURES
+
+    X = np.random.default_rng(4).normal(size=(3000, 300))
+    assert X.shape[1] > INLINE_MAX_FEATURES  # beyond the mid-size rule
+    assert FitData.build(X, n_clusters=8, splits_work=True).inline
+    fits = [KMeans(8, random_state=1, max_iter=10, tol=0, n_threads=t).fit(X) for t in (1, 2)]
+    np.testing.assert_array_equal(fits[0].cluster_centers_, fits[1].cluster_centers_)
+    np.testing.assert_array_equal(fits[0].labels_, fits[1].labels_)
+    assert fits[0].inertia_ == fits[1].inertia_
+
+
 def test_bit_identical_whatever_the_thread_count_with_bounds_inline():
     # mid-size data with 32 to 127 clusters runs inline, auto keeping hamerly's bounds:
     # its searches split their rows between numba's threads
@@ -310,6 +324,7 @@ def test_fit_and_predict_break_ties_alike_under_different_plans(dtype):
 
 def test_mid_size_data_runs_inline_only_with_few_centroids():
     from kmeansfw.core.data import (
+        BALANCE_MIN_ROWS,
         INLINE_MAX_CLUSTERS,
         INLINE_MAX_ELEMENTS,
         INLINE_MAX_FEATURES,
@@ -324,7 +339,11 @@ def test_mid_size_data_runs_inline_only_with_few_centroids():
     assert not runs_inline(20_000, 64, INLINE_MAX_CLUSTERS)
     assert not runs_inline(INLINE_MAX_ELEMENTS // 64, 64, 8)
     assert not runs_inline(INLINE_MAX_ROWS, 2, 3)  # 2^18 rows of two features: workers
-    assert not runs_inline(SINGLE_BLOCK_ELEMENTS // 256, 256, 8)  # > INLINE_MAX_FEATURES
+    assert not runs_inline(5000, 256, 8)  # > INLINE_MAX_FEATURES
+    # at most BALANCE_MIN_ROWS rows: one block for worker threads, inline whatever d
+    assert runs_inline(BALANCE_MIN_ROWS, 1024, 8) and runs_inline(2000, 256, 32)
+    assert not runs_inline(BALANCE_MIN_ROWS + 1, 1024, 8)
+    assert not runs_inline(2000, 256) and not runs_inline(2000, 256, INLINE_MAX_CLUSTERS)
     assert runs_inline(SINGLE_BLOCK_ELEMENTS // INLINE_MAX_FEATURES, INLINE_MAX_FEATURES, 8)
     X = np.zeros((12_000, 64))  # one block: its rows fit CACHE_BLOCK_BYTES
     mid = FitData.build(X, n_clusters=8, n_threads=2, validate=False, splits_work=True)
