@@ -50,7 +50,7 @@ def test_bit_identical_whatever_the_thread_count(big, dtype, k):
         assert other.inertia_ == fits[0].inertia_
 
 
-def test_few_rows_of_many_features_run_inline_and_bit_identical():
+def test_few_rows_of_many_features_run_inline_and_bit_identical(launches):
     # one block for worker threads (at most BALANCE_MIN_ROWS rows): inline instead, its
     # kernels splitting the rows between numba's threads, whatever the features
     from kmeansfw.core.data import INLINE_MAX_FEATURES
@@ -59,21 +59,33 @@ def test_few_rows_of_many_features_run_inline_and_bit_identical():
     assert X.shape[1] > INLINE_MAX_FEATURES  # beyond the mid-size rule
     assert FitData.build(X, n_clusters=8, splits_work=True).inline
     fits = [KMeans(8, random_state=1, max_iter=10, tol=0, n_threads=t).fit(X) for t in (1, 2)]
+    assert any(name == "_nearest_product_parallel" and team == 2 for name, _, team in launches)
     np.testing.assert_array_equal(fits[0].cluster_centers_, fits[1].cluster_centers_)
     np.testing.assert_array_equal(fits[0].labels_, fits[1].labels_)
     assert fits[0].inertia_ == fits[1].inertia_
 
 
-def test_bit_identical_whatever_the_thread_count_with_bounds_inline():
+def test_bit_identical_whatever_the_thread_count_with_bounds_inline(launches, monkeypatch):
     # mid-size data with 32 to 127 clusters runs inline, auto keeping hamerly's bounds:
     # its searches split their rows between numba's threads
-    from kmeansfw.strategies.assignment import Auto
+    from kmeansfw.strategies import assignment
 
     X, _ = make_blobs(20_000, n_features=16, centers=40, cluster_std=5.0, random_state=3)
     data = FitData.build(X, n_clusters=40, splits_work=True)
-    assert data.inline and Auto(metric=True).bounded_by(20_000, 16, 40) == "hamerly"
+    assert data.inline and assignment.Auto(metric=True).bounded_by(20_000, 16, 40) == "hamerly"
+    bounded = []
+    real = assignment._HAMERLY
+
+    class Spy:
+        def kmeansfw_assign(self, **kwargs):
+            bounded.append(kwargs["rows"])
+            return real.kmeansfw_assign(**kwargs)
+
+    monkeypatch.setattr(assignment, "_HAMERLY", Spy())
     params = dict(random_state=2, max_iter=15, tol=0)
     fits = [KMeans(40, n_threads=t, **params).fit(X) for t in (1, 2, 3)]
+    assert len(bounded) > 3 * 8  # auto kept the bounds on most passes of each fit
+    assert any(name == "_nearest_product_parallel" and team > 1 for name, _, team in launches)
     plain = KMeans(40, assignment="nearest", **params).fit(X)
     for other in [*fits[1:], plain]:
         np.testing.assert_array_equal(other.cluster_centers_, fits[0].cluster_centers_)
@@ -271,14 +283,11 @@ def test_data_for_worker_threads_is_cut_into_even_shares(n):
     rows = plan_block_rows(n, 64, 8, 64 << 20, n_features=64, inline=False)
     sizes = [min(rows, n - start) for start in range(0, n, rows)]
     # 1, 2, 4 or 8 blocks (two, four or eight threads get the same number) of whole
-    # sub-blocks, the last shorter by less than a sub-block per block: the most blocks
-    # up to MIN_BLOCKS of BALANCE_MIN_ROWS rows or more
-    assert len(sizes) in (1, 2, 4, 8)
+    # sub-blocks, the last shorter by less than a sub-block per block: the largest power
+    # of two up to MIN_BLOCKS and ceil(n / BALANCE_MIN_ROWS)
     assert rows % MIN_BLOCK_ROWS == 0 and max(sizes) - min(sizes) < len(sizes) * MIN_BLOCK_ROWS
-    # (twice the blocks would have needed more rows; so many blocks need more than one
-    # fewer blocks' worth)
-    assert len(sizes) == MIN_BLOCKS or n < 2 * len(sizes) * BALANCE_MIN_ROWS
-    assert n > (len(sizes) - 1) * BALANCE_MIN_ROWS
+    aim = min(MIN_BLOCKS, -(-n // BALANCE_MIN_ROWS))
+    assert len(sizes) in (1, 2, 4, 8) and len(sizes) <= aim < 2 * len(sizes)
 
 
 def test_blocks_short_of_the_data_are_whole_sub_blocks():
@@ -330,6 +339,7 @@ def test_mid_size_data_runs_inline_only_with_few_centroids():
         INLINE_MAX_FEATURES,
         INLINE_MAX_ROWS,
         SINGLE_BLOCK_ELEMENTS,
+        one_worker_block,
         runs_inline,
     )
     from kmeansfw.engine.executors import is_small, kernel_threads
@@ -339,11 +349,23 @@ def test_mid_size_data_runs_inline_only_with_few_centroids():
     assert not runs_inline(20_000, 64, INLINE_MAX_CLUSTERS)
     assert not runs_inline(INLINE_MAX_ELEMENTS // 64, 64, 8)
     assert not runs_inline(INLINE_MAX_ROWS, 2, 3)  # 2^18 rows of two features: workers
-    assert not runs_inline(5000, 256, 8)  # > INLINE_MAX_FEATURES
-    # at most BALANCE_MIN_ROWS rows: one block for worker threads, inline whatever d
-    assert runs_inline(BALANCE_MIN_ROWS, 1024, 8) and runs_inline(2000, 256, 32)
-    assert not runs_inline(BALANCE_MIN_ROWS + 1, 1024, 8)
-    assert not runs_inline(2000, 256) and not runs_inline(2000, 256, INLINE_MAX_CLUSTERS)
+    assert not runs_inline(SINGLE_BLOCK_ELEMENTS // 256, 256, 8)  # > INLINE_MAX_FEATURES
+    # what worker threads would get as one block runs inline whatever d (FitData.build)
+    budget = 64 << 20
+    assert one_worker_block(BALANCE_MIN_ROWS, 256, 8, budget, 256)  # its 8 MB fit
+    assert not one_worker_block(BALANCE_MIN_ROWS + 1, 256, 8, budget, 256)
+    assert not one_worker_block(BALANCE_MIN_ROWS, 1024, 8, budget, 1024)  # cache-sized cut
+    assert not one_worker_block(2000, 256, 8, 1 << 20, 256)  # a small budget cuts it too
+
+    def built(n, d, k, **kw):
+        X = np.zeros((n, d))
+        return FitData.build(X, n_clusters=k, validate=False, splits_work=True, **kw)
+
+    assert built(2000, 256, 32).inline and built(2000, 256, 32).single_block
+    assert not built(2000, 256, INLINE_MAX_CLUSTERS).inline
+    assert not built(BALANCE_MIN_ROWS + 1, 256, 8).inline
+    assert not built(2000, 256, 8, memory_budget=1 << 20).inline  # blocks for workers
+    assert not FitData.build(np.zeros((2000, 256)), n_clusters=8, validate=False).inline
     assert runs_inline(SINGLE_BLOCK_ELEMENTS // INLINE_MAX_FEATURES, INLINE_MAX_FEATURES, 8)
     X = np.zeros((12_000, 64))  # one block: its rows fit CACHE_BLOCK_BYTES
     mid = FitData.build(X, n_clusters=8, n_threads=2, validate=False, splits_work=True)

@@ -32,7 +32,8 @@ BLOCK_TEMPORARIES = 4
 TARGET_TASKS = 64
 #: Large data is cut into at least this many blocks, so threads share work evenly...
 MIN_BLOCKS = 8
-#: ...of about this many rows or more, short of that many blocks (1, 2 or 4 blocks)...
+#: ...or, short of that, into as many as n / this many rows make (rounded up, then down
+#: to 1, 2 or 4 blocks)...
 BALANCE_MIN_ROWS = 4096
 #: ...and data of fewer elements (samples x features) than this, which runs inline on
 #: one thread anyway, is one block when its buffers fit: per-block hook calls and answer
@@ -41,8 +42,8 @@ BALANCE_MIN_ROWS = 4096
 SINGLE_BLOCK_ELEMENTS = 1 << 18
 #: Mid-size data runs inline as well (:func:`runs_inline`) up to this many elements, when it
 #: has fewer than :data:`INLINE_MAX_ROWS` rows and at most :data:`INLINE_MAX_FEATURES`
-#: features and its fit fewer than :data:`INLINE_MAX_CLUSTERS` centroids (data of at most
-#: :data:`BALANCE_MIN_ROWS` rows with any number of elements and features).
+#: features and its fit fewer than :data:`INLINE_MAX_CLUSTERS` centroids (and so does data
+#: worker threads would get as one block, :func:`one_worker_block`).
 INLINE_MAX_ELEMENTS = 1 << 21
 INLINE_MAX_ROWS = 1 << 18
 INLINE_MAX_FEATURES = 128
@@ -255,11 +256,12 @@ def runs_inline(n_samples: int, n_features: int, n_clusters: int | None = None) 
     too), 1.05x at 120000 x 16, k=64; but 1.1x at 500000 x 2 (the mean's sums of few
     columns stay on one thread), 1.1x at 8000 x 256, k=8, and 1.1-1.6x at 128 centroids,
     where ``auto`` keeps ``yinyang``'s bounds, whose group search runs on one thread.
-    Data of at most :data:`BALANCE_MIN_ROWS` rows is one block for worker threads, so one
-    of them does all the work: such data runs inline with any number of features (the
-    element and feature limits waived), measured per Lloyd iteration 0.59-0.82x the time
-    at 2000-4000 x 256-512, k=3 to 32, float64 and float32 (about the same at 4000 x 1024,
-    k=16, and at 2000 x 256, k=256, a fit on one thread either way).
+    :meth:`FitData.build` also runs inline, with fewer than :data:`INLINE_MAX_CLUSTERS`
+    centroids, the data that worker threads would get as one block
+    (:func:`one_worker_block`: at most :data:`BALANCE_MIN_ROWS` rows whose buffers fit),
+    whatever its features: one worker thread would do all its work.  Measured per Lloyd
+    iteration 0.59-0.82x the time at 2000-4000 x 256, k=3 to 32, float64 and float32
+    (about the same at 2000 x 256, k=256, a fit on one thread either way).
     Depends on the shape only (never on the thread count), so results stay the same for
     any number of threads.
 
@@ -278,15 +280,36 @@ def runs_inline(n_samples: int, n_features: int, n_clusters: int | None = None) 
     elements = n_samples * n_features
     if elements < SINGLE_BLOCK_ELEMENTS:
         return True
-    if n_clusters is None or n_clusters >= INLINE_MAX_CLUSTERS:
-        return False
-    if n_samples <= BALANCE_MIN_ROWS:  # one block for worker threads: one thread works
-        return True
     return (
-        elements < INLINE_MAX_ELEMENTS
+        n_clusters is not None
+        and n_clusters < INLINE_MAX_CLUSTERS
+        and elements < INLINE_MAX_ELEMENTS
         and n_samples < INLINE_MAX_ROWS
         and n_features <= INLINE_MAX_FEATURES
     )
+
+
+def one_worker_block(
+    n_samples: int, n_columns: int, itemsize: int, memory_budget: int, n_features: int
+) -> bool:
+    """Whether worker threads would get the data as one block (:func:`plan_block_rows`
+    with ``inline=False``): at most :data:`BALANCE_MIN_ROWS` rows whose buffers fit the
+    cache and memory budget.  Then one thread does all the work; inline, numba's threads
+    split it (:meth:`FitData.build`), with the same single block, so the same results.
+
+    Parameters
+    ----------
+    n_samples, n_columns, itemsize, memory_budget, n_features : int
+        As for :func:`plan_block_rows`.
+
+    Returns
+    -------
+    bool
+    """
+    rows = plan_block_rows(
+        n_samples, n_columns, itemsize, memory_budget, n_features=n_features, inline=False
+    )
+    return rows >= n_samples
 
 
 def plan_block_rows(
@@ -302,11 +325,12 @@ def plan_block_rows(
     Cache-sized, within the memory budget, and small enough that large data makes at
     least :data:`MIN_BLOCKS` blocks; data that runs inline (``inline``, by default
     :func:`runs_inline` of ``n_samples x n_features``) is one block when that fits.
-    Smaller data handed to worker threads is cut into 1, 2, 4 or 8 blocks (the
-    most, up to 8, of :data:`BALANCE_MIN_ROWS` rows or more; whole sub-blocks, the last
-    shorter by less than one sub-block per block), so that two, four or eight threads get
-    even shares (20000 rows made 4 blocks of 4096 and one of 3616 before: 3 blocks' time
-    on two threads instead of 2.5), unless the cache or memory budget cuts more.
+    Smaller data handed to worker threads is cut into 1, 2, 4 or 8 blocks: the largest
+    power of two at most ``min(MIN_BLOCKS, ceil(n / BALANCE_MIN_ROWS))``, of whole
+    sub-blocks, the last shorter by less than one sub-block per block, so that two, four
+    or eight threads get even shares (20000 rows made 4 blocks of 4096 and one of 3616
+    before: 3 blocks' time on two threads instead of 2.5), unless the cache or memory
+    budget cuts more.
     Depends only on the shape, the dtype and the budget (never on the thread count), so
     the partition of the data, and therefore every result, is the same whatever the
     number of threads.  A block short of the whole data is a multiple of
@@ -411,17 +435,17 @@ class FitData:
             X = validate_X(X)
         sw = validate_sample_weight(sample_weight, X.shape[0], X.dtype)
         few = n_clusters if splits_work and not is_sparse(X) else None
-        inline = runs_inline(X.shape[0], X.shape[1], few)
+        n, d = X.shape
+        columns = max(n_clusters, d)
+        inline = runs_inline(n, d, few)
+        if not inline and few is not None and few < INLINE_MAX_CLUSTERS:
+            # one block for worker threads: one of them would do all the work
+            inline = one_worker_block(n, columns, X.dtype.itemsize, memory_budget, d)
         return cls(
             X=X,
             sample_weight=sw,
             block_rows=plan_block_rows(
-                X.shape[0],
-                max(n_clusters, X.shape[1]),
-                X.dtype.itemsize,
-                memory_budget,
-                n_features=X.shape[1],
-                inline=inline,
+                n, columns, X.dtype.itemsize, memory_budget, n_features=d, inline=inline
             ),
             n_threads=n_threads or default_n_threads(),
             fitted=fitted or {},
