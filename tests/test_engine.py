@@ -60,6 +60,16 @@ def test_few_rows_of_many_features_run_inline_and_bit_identical(launches):
     assert FitData.build(X, n_clusters=8, splits_work=True).inline
     fits = [KMeans(8, random_state=1, max_iter=10, tol=0, n_threads=t).fit(X) for t in (1, 2)]
     assert any(name == "_nearest_product_parallel" and team == 2 for name, _, team in launches)
+    # the same single block as worker threads would take: the same fit
+    import kmeansfw.core.data as core_data
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(core_data, "one_worker_block", lambda *args: False)
+        assert not FitData.build(X, n_clusters=8, splits_work=True).inline
+        workers = KMeans(8, random_state=1, max_iter=10, tol=0, n_threads=2).fit(X)
+    np.testing.assert_array_equal(workers.cluster_centers_, fits[0].cluster_centers_)
+    np.testing.assert_array_equal(workers.labels_, fits[0].labels_)
+    assert workers.inertia_ == fits[0].inertia_ and workers.n_iter_ == fits[0].n_iter_
     np.testing.assert_array_equal(fits[0].cluster_centers_, fits[1].cluster_centers_)
     np.testing.assert_array_equal(fits[0].labels_, fits[1].labels_)
     assert fits[0].inertia_ == fits[1].inertia_
@@ -353,7 +363,7 @@ def test_mid_size_data_runs_inline_only_with_few_centroids():
     # what worker threads would get as one block runs inline whatever d (FitData.build)
     budget = 64 << 20
     assert one_worker_block(BALANCE_MIN_ROWS, 256, 8, budget, 256)  # its 8 MB fit
-    assert not one_worker_block(BALANCE_MIN_ROWS + 1, 256, 8, budget, 256)
+    assert not one_worker_block(BALANCE_MIN_ROWS + 1, 200, 8, budget, 200)  # two blocks
     assert not one_worker_block(BALANCE_MIN_ROWS, 1024, 8, budget, 1024)  # cache-sized cut
     assert not one_worker_block(2000, 256, 8, 1 << 20, 256)  # a small budget cuts it too
 
@@ -363,7 +373,7 @@ def test_mid_size_data_runs_inline_only_with_few_centroids():
 
     assert built(2000, 256, 32).inline and built(2000, 256, 32).single_block
     assert not built(2000, 256, INLINE_MAX_CLUSTERS).inline
-    assert not built(BALANCE_MIN_ROWS + 1, 256, 8).inline
+    assert not built(BALANCE_MIN_ROWS + 1, 200, 8).inline  # buffers fit, too many rows
     assert not built(2000, 256, 8, memory_budget=1 << 20).inline  # blocks for workers
     assert not FitData.build(np.zeros((2000, 256)), n_clusters=8, validate=False).inline
     assert runs_inline(SINGLE_BLOCK_ELEMENTS // INLINE_MAX_FEATURES, INLINE_MAX_FEATURES, 8)

@@ -378,8 +378,9 @@ class FitData:
         How the map over chunks runs (None: worker threads, see
         :mod:`kmeansfw.engine.executors`).
     inline : bool
-        Whether its tasks run on the calling thread (:func:`runs_inline`; given, or by
-        default the rule on the data's shape alone).
+        Whether its tasks run on the calling thread (:func:`runs_inline`, and in
+        :meth:`build` :func:`one_worker_block`; given, or by default the rule on the
+        data's shape alone).
 
     ``X`` and ``sample_weight`` are read-only views: a strategy that writes into them
     fails at once instead of changing the caller's arrays.
@@ -428,8 +429,10 @@ class FitData:
 
         ``splits_work``: the fit's per-block work splits between numba's threads when it
         runs inline (its distance, assignment and update declare ``splits_work``), so
-        dense mid-size data may run inline (:func:`runs_inline`); otherwise only the rule
-        on the data's size applies.
+        dense mid-size data may run inline (:func:`runs_inline`), and so may data that
+        worker threads would get as one block (:func:`one_worker_block`, which reads the
+        dtype and the memory budget as well: never the thread count); otherwise only the
+        rule on the data's size applies.
         """
         if validate:
             X = validate_X(X)

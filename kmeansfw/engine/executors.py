@@ -233,7 +233,8 @@ class PickleShuffleExecutor:
 
 def is_small(data: Any) -> bool:
     """Whether the tasks of ``data`` run inline (no worker threads): its plan says so
-    (:func:`kmeansfw.core.data.runs_inline`, decided by its shape when it was built).
+    (:func:`kmeansfw.core.data.runs_inline` and :func:`~kmeansfw.core.data.one_worker_block`,
+    decided by its shape, dtype and memory budget when it was built, never by threads).
 
     An executor other than threads always gets the map.
     """
