@@ -78,20 +78,13 @@ def test_few_rows_of_many_features_run_inline_and_bit_identical(launches):
 def test_bit_identical_whatever_the_thread_count_with_bounds_inline(launches, monkeypatch):
     # mid-size data with 32 to 127 clusters runs inline, auto keeping hamerly's bounds:
     # its searches split their rows between numba's threads
-    from kmeansfw.strategies import assignment
+    from kmeansfw.strategies.assignment import Auto
+    from tests.test_bounded_assignment import _spy_on_auto
 
     X, _ = make_blobs(20_000, n_features=16, centers=40, cluster_std=5.0, random_state=3)
     data = FitData.build(X, n_clusters=40, splits_work=True)
-    assert data.inline and assignment.Auto(metric=True).bounded_by(20_000, 16, 40) == "hamerly"
-    bounded = []
-    real = assignment._HAMERLY
-
-    class Spy:
-        def kmeansfw_assign(self, **kwargs):
-            bounded.append(kwargs["rows"])
-            return real.kmeansfw_assign(**kwargs)
-
-    monkeypatch.setattr(assignment, "_HAMERLY", Spy())
+    assert data.inline and Auto(metric=True).bounded_by(20_000, 16, 40) == "hamerly"
+    bounded = _spy_on_auto(monkeypatch, "_HAMERLY")
     params = dict(random_state=2, max_iter=15, tol=0)
     fits = [KMeans(40, n_threads=t, **params).fit(X) for t in (1, 2, 3)]
     assert len(bounded) > 3 * 8  # auto kept the bounds on most passes of each fit
