@@ -11,7 +11,9 @@ scikit-learn in each child, and prints the medians and the ratios to scikit-lear
   the difference of a long and a one-iteration run), on unstructured data;
 * the default fit of the digits data (1797 x 64, k=10), median over seeds, each
   library's fits in a row (fits of the two libraries alternating in one process slow
-  both: each one's OpenMP threads spin after its fit while the other's want the cores).
+  both: each one's OpenMP threads spin after its fit while the other's want the cores);
+* fits that the seeding dominates: k-means++ and one Lloyd iteration (``max_iter=1``) on
+  Gaussian blobs, median over seeds, each library's fits in a row.
 
     python benchmarks/bench_small.py                 # a few minutes on 2 cores
     python benchmarks/bench_small.py --rounds 1 --seeds 20
@@ -45,15 +47,33 @@ CASES = [
     (20_000, 8, 8),
     (20_000, 8, 32),
 ]
+#: (n, d, k) of the seeding cases (k-means++, then one iteration).
+SEEDING_CASES = [(1_797, 64, 10), (2_000, 64, 128), (10_000, 16, 64), (2_560, 8, 256)]
 MODES = ("threads", "one thread")
 
 
-def child(cases: list, seeds: int, iters: int, repeat: int) -> None:
-    """In a fresh process: per-iteration times and the digits fit, as one JSON line."""
+def _fit_times(makers: dict, X: np.ndarray, k: int, seeds: int, **params) -> dict:
+    """Median fit time per library over ``seeds`` seeds, each library's fits in a row."""
     import time
 
+    times = {}
+    for name, make in makers.items():
+        make(k, random_state=0, **params).fit(X)  # compiled and warm before timing
+        spent = []
+        for seed in range(seeds):
+            est = make(k, random_state=seed, **params)
+            start = time.perf_counter()
+            est.fit(X)
+            spent.append(time.perf_counter() - start)
+        times[name] = statistics.median(spent)
+    return times
+
+
+def child(cases: list, seeds: int, iters: int, repeat: int) -> None:
+    """In a fresh process: per-iteration times, the digits fit and the seeding cases, as
+    one JSON line."""
     from sklearn.cluster import KMeans
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits, make_blobs
     from sklearn.exceptions import ConvergenceWarning
 
     import kmeansfw
@@ -69,18 +89,15 @@ def child(cases: list, seeds: int, iters: int, repeat: int) -> None:
         ours = per_iteration(lambda m, X=X, init=init: KmfwFit(X, init, m), iters, repeat)
         theirs = per_iteration(lambda m, X=X, init=init: SkFit(X, init, m), iters, repeat)
         out["cases"][f"{n}x{d}x{k}"] = (ours, theirs)
-    X = load_digits().data
-    kmeansfw.KMeans(10, random_state=0).fit(X)
     # each library's fits together: fits of the two alternating in one process slow both,
     # each library's OpenMP threads spinning after its fit while the other's want the cores
-    times: dict[str, list[float]] = {"kmeansfw": [], "sklearn": []}
-    for name, make in (("kmeansfw", kmeansfw.KMeans), ("sklearn", KMeans)):
-        for seed in range(seeds):
-            est = make(10, random_state=seed)
-            start = time.perf_counter()
-            est.fit(X)
-            times[name].append(time.perf_counter() - start)
-    out["digits"] = (statistics.median(times["kmeansfw"]), statistics.median(times["sklearn"]))
+    makers = {"kmeansfw": kmeansfw.KMeans, "sklearn": KMeans}
+    times = _fit_times(makers, load_digits().data, 10, seeds)
+    out["digits"] = (times["kmeansfw"], times["sklearn"])
+    for n, d, k in SEEDING_CASES:
+        X = make_blobs(n, n_features=d, centers=k, cluster_std=4.0, random_state=0)[0]
+        times = _fit_times(makers, X, k, max(3, seeds // 8), init="k-means++", max_iter=1)
+        out["cases"][f"seed {n}x{d}x{k}"] = (times["kmeansfw"], times["sklearn"])
     print(json.dumps(out))
 
 
@@ -126,8 +143,13 @@ def main() -> None:
     (t_s, t_ratio), (o_s, o_ratio) = (median_ratio(m, None) for m in MODES)
     label = "digits fit"
     print(f"{label:>16} {t_s * 1e3:11.3f} {t_ratio:6.2f} {o_s * 1e3:14.3f} {o_ratio:6.2f}")
+    for n, d, k in SEEDING_CASES:
+        key = f"seed {n}x{d}x{k}"
+        (t_ms, t_ratio), (o_ms, o_ratio) = (median_ratio(m, key) for m in MODES)
+        print(f"{key:>16} {t_ms * 1e3:11.3f} {t_ratio:6.2f} {o_ms * 1e3:14.3f} {o_ratio:6.2f}")
     print("ratio: kmeansfw / scikit-learn in the same child (per iteration; the digits fit's")
-    print("median over seeds); medians over the rounds. Target for the digits fit: <= 0.7")
+    print("and the seeding cases' (k-means++ and one iteration, `seed`) medians over seeds);")
+    print("medians over the rounds. Target for the digits fit: <= 0.7")
 
 
 if __name__ == "__main__":

@@ -102,13 +102,13 @@ def launches(monkeypatch):
     numba has no thread-safe layer (the parallel variants never run there)."""
     import numba
 
-    from kmeansfw.kernels import euclidean, update
+    from kmeansfw.kernels import euclidean, seeding, update
 
     if not euclidean.parallel_ready():
         pytest.skip("numba has no thread-safe threading layer here")
     seen = []
     original = euclidean.launch
-    assert update.launch is original
+    assert update.launch is original and seeding.launch is original
 
     def counting(kernel, *args):
         def kernel_seeing_its_team(*inner):
@@ -120,6 +120,7 @@ def launches(monkeypatch):
 
     monkeypatch.setattr(euclidean, "launch", counting)
     monkeypatch.setattr(update, "launch", counting)
+    monkeypatch.setattr(seeding, "launch", counting)
     return seen
 
 
@@ -141,8 +142,10 @@ def test_small_fits_are_bit_identical_whatever_numba_threads(n, d, k, dtype, lau
         other = KMeans(k, random_state=2, n_threads=threads).fit(X)
         kernels = {name for name, _, _ in launches}
         assert kernels & {"_nearest_direct_parallel", "_nearest_product_parallel"}
-        if d >= 8:  # k-means++'s candidates: enough work for the threads
-            assert "_sq_cost_parallel" in kernels
+        if d >= 64:  # k-means++'s candidates: enough work for the threads, in its steps
+            # in one call (3000 rows) or step by step (30000 rows: above the one call's work)
+            fused = "_plusplus_sq_euclidean_parallel" if n < 10000 else "_sq_cost_parallel"
+            assert fused in kernels
         # the mean's sums ride in the search's pass (split with its rows): no pass of
         # their own, split by columns
         assert "_accumulate_parallel" not in kernels

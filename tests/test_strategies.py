@@ -22,6 +22,7 @@ from kmeansfw.core.data import FitData
 from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins, steps
 from kmeansfw.strategies.distances import _unit_rows
+from kmeansfw.strategies.euclidean import Euclidean
 
 DATA = pathlib.Path(__file__).parent / "data"
 
@@ -508,6 +509,97 @@ def test_kmeans_plus_plus_from_the_sample_cost_matrix_equals_the_steps(monkeypat
             stepwise, _ = _plusplus_centroids(X, 7, seed, sw)
         np.testing.assert_allclose(C, stepwise, rtol=0, atol=0)
         assert C.dtype == dtype
+
+
+class _CostSpy:
+    """Counts the fit's calls of the distance's cost hook (a wrapper: pluggy then
+    relays it, and the fast path steps aside)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    @kmeansfw.hookimpl(wrapper=True)
+    def kmeansfw_cost(self):
+        self.calls += 1
+        return (yield)
+
+
+class _OwnCost(Euclidean):
+    """Euclidean with its own cost hook: the inherited fast path no longer stands in."""
+
+    @kmeansfw.hookimpl
+    def kmeansfw_cost(self, X, rows, data, cache):
+        return super().kmeansfw_cost(X=X, rows=rows, data=data, cache=cache)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(
+    "shape", [(1797, 64, 10), (3000, 8, 40), (2500, 2, 9)], ids=["digits", "k40", "d2"]
+)
+def test_kmeans_plus_plus_in_one_call_equals_the_steps(monkeypatch, dtype, shape):
+    """Euclidean data of one block seeds in one compiled call after the first step; the
+    centroids are those of the step-by-step path, on one thread or two, with weights,
+    and when the potential reaches zero (fewer distinct samples than centroids)."""
+    from kmeansfw import kernels
+    from kmeansfw.kernels import seeding
+
+    n, d, k = shape
+    rng = np.random.default_rng(5)
+    X = make_blobs(n, n_features=d, centers=6, random_state=1)[0].astype(dtype)
+    weights = rng.uniform(0, 3, n)
+    weights[::5] = 0
+    few = X[rng.integers(0, 4, size=n)]  # 4 distinct samples for k centroids
+    calls = []
+    fused = kernels.plusplus_sq_euclidean
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs.get("n_threads"))
+        return fused(*args, **kwargs)
+
+    monkeypatch.setattr(kernels, "plusplus_sq_euclidean", counted)
+    for seed, data, sw in ((0, X, None), (1, X, weights), (2, few, None)):
+        one_call, prepared = _plusplus_centroids(data, k, seed, sw)
+        assert prepared.single_block is not None and len(calls) == 1
+        with monkeypatch.context() as patch:
+            patch.setattr(seeding, "FUSED_PARALLEL_MIN_WORK", 0)  # numba's threads too
+            threads, _ = _plusplus_centroids(data, k, seed, sw)
+            patch.setattr(seeding, "FUSED_MAX_WORK", 0)  # the step-by-step path
+            stepwise, _ = _plusplus_centroids(data, k, seed, sw)
+        assert len(calls) == 2
+        calls.clear()
+        np.testing.assert_array_equal(one_call, stepwise)
+        np.testing.assert_array_equal(threads, stepwise)
+        assert one_call.dtype == dtype
+    assert len({tuple(c) for c in one_call}) == 4  # the potential reached zero
+
+
+def test_kmeans_plus_plus_in_one_call_only_where_it_stands_for_the_hooks():
+    """The fast path is the distance's only while its own hooks answer, unwrapped; a
+    subclass replacing the cost, an observer wrapping it, sparse data and data of
+    several blocks seed step by step, with the same centroids."""
+    import scipy.sparse as sp
+
+    X = make_blobs(2000, n_features=5, centers=6, random_state=3)[0]
+    own = plugins.build(Config(n_clusters=8, distance=_OwnCost()).build_strategies())
+    spy = _CostSpy()
+    spied = plugins.build(Config(n_clusters=8).build_strategies(), observers=[spy])
+    default = plugins.build(Config(n_clusters=8).build_strategies())
+    found = default.distance_fast_path("plusplus_steps")
+    assert found is not None and isinstance(found.__self__, Euclidean)
+    assert own.distance_fast_path("plusplus_steps") is None
+    assert spied.distance_fast_path("plusplus_steps") is None
+    base = KMeans(8, init="k-means++", max_iter=1, random_state=4).fit(X)
+    for other in (
+        KMeans(8, init="k-means++", max_iter=1, random_state=4, distance=_OwnCost()),
+        KMeans(8, init="k-means++", max_iter=1, random_state=4, observers=[spy]),
+        KMeans(8, init="k-means++", max_iter=1, random_state=4, memory_budget_mb=0.05),
+    ):
+        np.testing.assert_array_equal(other.fit(X).cluster_centers_, base.cluster_centers_)
+    assert spy.calls >= 8  # the wrapped cost saw every step
+    data = engine.setup(default, FitData.build(sp.csr_matrix(X), n_clusters=8))
+    first = np.zeros(2000)
+    draws = np.zeros((7, 4))
+    assert found.__self__.plusplus_steps(data, data.sample_weight, first, 0, 1.0, draws) is None
 
 
 def test_kmeans_plus_plus_uses_the_cost_matrix_only_where_it_pays():

@@ -86,13 +86,13 @@ def describe(strategy: Any) -> Description:
         values[key] = bool(values[key])
     if values["sums_map"]:
         values["sums_map"] = all(  # the map and the partial it starts from
-            _declared_with(strategy, "sums_map", method)
+            declared_with(strategy, "sums_map", method)
             for method in ("kmeansfw_accumulate", "new_partial")
         )
     return Description(**values)
 
 
-def _declared_with(strategy: Any, attribute: str, method: str) -> bool:
+def declared_with(strategy: Any, attribute: str, method: str) -> bool:
     """Whether ``attribute`` is declared by the class that defines ``method`` (or a
     subclass of it, or the object itself): a declaration about a method is not inherited
     by a subclass that replaces the method."""

@@ -228,6 +228,7 @@ class Hooks:
         self._takes: dict[str, bool] = {}
         self._costs_read: bool | None = None
         self._sums: bool | None = None
+        self._fast_paths: dict[str, Any] = {}
         piped, resolved = _plan(tuple((role, impls) for role, _, _, impls in plugins))
         self._piped = piped
         for hook in piped:
@@ -305,6 +306,45 @@ class Hooks:
                 and not wrapped & self._piped
             )
         return self._sums
+
+    def distance_fast_path(self, method: str) -> Any:
+        """The distance's method ``method`` (bound), when it may stand in for the hooks it
+        replaces, else None.
+
+        A distance names those hooks in ``<method>_replaces``; the method stands in for
+        them when the class that defines it defines them too (or derives from the one
+        that does: a subclass that replaces one of the hooks does not inherit the fast
+        path), every one of them answers from the distance, and no observer wraps any of
+        them (a wrapper sees every call it wraps).  Looked up once per fit.
+
+        Parameters
+        ----------
+        method : str
+            The method's name, e.g. ``"plusplus_steps"`` (see
+            :meth:`kmeansfw.strategies.euclidean.Euclidean.plusplus_steps`).
+
+        Returns
+        -------
+        bound method or None
+        """
+        if method not in self._fast_paths:
+            self._fast_paths[method] = self._find_fast_path(method)
+        return self._fast_paths[method]
+
+    def _find_fast_path(self, method: str) -> Any:
+        strategy = self.strategy("distance")
+        found = getattr(strategy, method, None)
+        replaces = tuple(getattr(strategy, f"{method}_replaces", ()))
+        if found is None or not replaces or set(replaces) & self._piped:
+            return None
+        for hook in replaces:
+            # a firstresult hook's answering implementation, or every implementation
+            answer = getattr(self, hook, None)
+            calls = getattr(answer, "calls", (answer,))
+            owners = [getattr(getattr(c, "function", None), "__self__", None) for c in calls]
+            if strategy not in owners or not distance.declared_with(strategy, method, hook):
+                return None
+        return found
 
     def implemented(self, name: str) -> bool:
         """Whether a plugin of the fit implements hook ``name`` (not only wraps it)."""

@@ -21,7 +21,9 @@ public function choosing between them; everything public is re-exported here):
   preparation and centered row norms;
 * ``lp``: the L1, L-inf and L_p distances' block kernels;
 * ``update``: the mean update's weighted per-cluster sums;
-* ``seeding``: greedy k-means++ seeding (k-means|| reclusters with it);
+* ``seeding``: greedy k-means++ seeding (k-means|| reclusters with it), and all its
+  steps on one Euclidean block in one compiled call (numba only: a fast path the
+  step-by-step kernels stand in for without it);
 * ``bounds``: the bound-based assignments' filter of rows needing a new search;
 * ``checks``: the answer checks (finiteness, minimum, label range);
 * ``convergence``: the convergence criteria's per-iteration summaries and the data's
@@ -58,6 +60,8 @@ _WHERE = {
     "draw_candidates": "seeding",
     "fold_candidates": "seeding",
     "plusplus_from_costs": "seeding",
+    "plusplus_sq_euclidean": "seeding",
+    "fused_plusplus_pays": "seeding",
     "add_weighted_cluster_sums": "update",
     "add_cluster_members": "update",
     "mark_changed_clusters": "update",
@@ -84,7 +88,13 @@ if TYPE_CHECKING:  # pragma: no cover
         sq_euclidean_costs,
     )
     from kmeansfw.kernels.lp import L1, LINF, LP, lp_block
-    from kmeansfw.kernels.seeding import draw_candidates, fold_candidates, plusplus_from_costs
+    from kmeansfw.kernels.seeding import (
+        draw_candidates,
+        fold_candidates,
+        fused_plusplus_pays,
+        plusplus_from_costs,
+        plusplus_sq_euclidean,
+    )
     from kmeansfw.kernels.update import (
         add_cluster_members,
         add_weighted_cluster_sums,
@@ -122,6 +132,7 @@ __all__ = [
     "draw_candidates",
     "finite_min",
     "fold_candidates",
+    "fused_plusplus_pays",
     "int_range",
     "lp_block",
     "mark_changed_clusters",
@@ -130,6 +141,7 @@ __all__ = [
     "nearest_sq_euclidean",
     "paired_sq_euclidean",
     "plusplus_from_costs",
+    "plusplus_sq_euclidean",
     "prepare_euclidean_centroids",
     "sq_euclidean_costs",
     "sq_shift",

@@ -535,20 +535,26 @@ if HAVE_NUMBA:
         n, d = X.shape
         sub = min(SUB_BLOCK_ROWS, n)
         centered = np.empty((sub, d), dtype=X.dtype)
-        zero = out.dtype.type(0)
         for start in range(0, n, sub):
             m = min(start + sub, n) - start
             rows = centered[:m]
             for i in range(m):
                 for f in range(d):
                     rows[i, f] = X[start + i, f] - mean[f]
-            part = out[start : start + m]
-            np.dot(rows, minus_2c.T, part)
-            for i in range(m):
-                norm = norms[start + i]
-                for j in range(out.shape[1]):
-                    value = (part[i, j] + c_sq_norms[j]) + norm  # NumPy's order: bit-identical
-                    part[i, j] = zero if value < zero else value
+            stop = start + m
+            _sq_cost_rows(rows, minus_2c, c_sq_norms, norms[start:stop], out[start:stop])
+
+    @numba.njit(nogil=True, cache=True)
+    def _sq_cost_rows(rows, minus_2c, c_sq_norms, norms, part):  # pragma: no cover
+        # one sub-block's costs from its centered rows (C-contiguous): the product, then
+        # the fused pass, in NumPy's order of additions (bit-identical to the twin)
+        np.dot(rows, minus_2c.T, part)
+        zero = part.dtype.type(0)
+        for i in range(rows.shape[0]):
+            norm = norms[i]
+            for j in range(part.shape[1]):
+                value = (part[i, j] + c_sq_norms[j]) + norm
+                part[i, j] = zero if value < zero else value
 
 
 if HAVE_NUMBA:

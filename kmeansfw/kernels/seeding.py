@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from kmeansfw.kernels._compile import HAVE_NUMBA, numba
+from kmeansfw.kernels._compile import HAVE_NUMBA, launch, numba
+from kmeansfw.kernels.euclidean import kernel_chunks
 
 
 def _fold_candidates_numpy(cost, closest, sw, new_closest, cumulative):
@@ -98,6 +99,27 @@ def _plusplus_numpy(costs, sw, closest, potential, draws, chosen):
 
 if HAVE_NUMBA:
 
+    @numba.njit(nogil=True, cache=True, inline="always")
+    def _locate_candidates(cumulative, potential, draws_row, candidates):  # pragma: no cover
+        # draw_candidates' samples into ``candidates``; returns how many: one per draw
+        # (np.searchsorted, side="left", capped at n - 1), or one uniform index when
+        # every sample sits on a centroid
+        n = cumulative.shape[0]
+        if potential <= 0:
+            candidates[0] = min(int(draws_row[0] * n), n - 1)
+            return 1
+        for j in range(draws_row.shape[0]):
+            target = draws_row[j] * potential
+            low, high = 0, n
+            while low < high:
+                mid = (low + high) >> 1
+                if cumulative[mid] < target:
+                    low = mid + 1
+                else:
+                    high = mid
+            candidates[j] = min(low, n - 1)
+        return draws_row.shape[0]
+
     @numba.njit(nogil=True, cache=True)
     def _plusplus_numba(costs, sw, closest, potential, draws, chosen):  # pragma: no cover
         n, t = costs.shape[0], draws.shape[1]
@@ -110,21 +132,7 @@ if HAVE_NUMBA:
         candidates = np.empty(t, dtype=np.intp)
         block = np.empty((n, t), dtype=costs.dtype)
         for c in range(1, chosen.shape[0]):
-            m = t
-            if potential <= 0:
-                m = 1
-                candidates[0] = min(int(draws[c - 1, 0] * n), n - 1)
-            else:
-                for j in range(t):  # np.searchsorted (side="left"), capped at n - 1
-                    target = draws[c - 1, j] * potential
-                    low, high = 0, n
-                    while low < high:
-                        mid = (low + high) >> 1
-                        if cumulative[mid] < target:
-                            low = mid + 1
-                        else:
-                            high = mid
-                    candidates[j] = min(low, n - 1)
+            m = _locate_candidates(cumulative, potential, draws[c - 1], candidates)
             for i in range(n):
                 for j in range(m):
                     block[i, j] = costs[i, candidates[j]]
@@ -163,6 +171,181 @@ def plusplus_from_costs(
     closest = np.ascontiguousarray(costs[:, first])
     kernel = _plusplus_numba if HAVE_NUMBA else _plusplus_numpy
     kernel(costs, sample_weight, closest, potential, draws, chosen)
+    return chosen
+
+
+# ------------------------------------------- greedy k-means++ steps on Euclidean data
+
+#: :func:`plusplus_sq_euclidean` runs all the steps in one compiled call up to this much
+#: work per step (rows x candidates x max(features, 4)); above it a step's costs are worth
+#: numba's threads, which the step-by-step path gives them.  Measured here (whole
+#: seedings, float64): 0.35-0.6x the step-by-step time at 1800-10000 rows and up to about
+#: 0.8M multiply-adds a step, 0.9-1.0x at 1-2M.
+FUSED_MAX_WORK = 1 << 22
+#: ... and splits a step's costs between numba's threads from this much work per step
+#: (below it waking them costs more than they save: measured 1.0x at 0.46M, 1.15x at
+#: 0.14M multiply-adds a step; 0.7-0.75x from 0.77M up).
+FUSED_PARALLEL_MIN_WORK = 1 << 19
+
+if HAVE_NUMBA:
+    from kmeansfw.kernels.euclidean import (
+        SUB_BLOCK_ROWS,
+        _chunk,
+        _prepare_centroids_numba,
+        _sq_cost_rows,
+    )
+
+    @numba.njit(nogil=True, cache=True, inline="always")
+    def _fused_setup(X, mean, sw, closest, t):  # pragma: no cover
+        # the rows centered as _sq_cost_numba centers them (once for every step), the
+        # running weighted costs and the step's buffers
+        n, d = X.shape
+        centered_x = np.empty((n, d), dtype=X.dtype)
+        for i in range(n):
+            for f in range(d):
+                centered_x[i, f] = X[i, f] - mean[f]
+        cumulative = np.empty(n)
+        total = 0.0
+        for i in range(n):
+            total += np.float64(sw[i] * closest[i])
+            cumulative[i] = total
+        points = np.empty((t, d), dtype=X.dtype)
+        centers = np.empty((2, t, d), dtype=X.dtype)  # centered, -2 centered
+        c_norms = np.empty((2, t), dtype=X.dtype)  # squared norms, shift
+        return centered_x, cumulative, np.empty(t, dtype=np.intp), points, centers, c_norms
+
+    @numba.njit(nogil=True, cache=True, inline="always")
+    def _fused_candidates(  # pragma: no cover
+        X, mean, cumulative, potential, draws_row, candidates, points, centers, c_norms
+    ):
+        # the step's candidates (as draw_candidates), prepared as
+        # prepare_euclidean_centroids prepares them; returns how many
+        m = _locate_candidates(cumulative, potential, draws_row, candidates)
+        for j in range(m):
+            points[j] = X[candidates[j]]
+        _prepare_centroids_numba(
+            points[:m], mean, centers[0, :m], centers[1, :m], c_norms[0, :m], c_norms[1, :m]
+        )
+        return m
+
+    @numba.njit(nogil=True, cache=True)
+    def _plusplus_sq_euclidean_numba(  # pragma: no cover
+        X, mean, norms, sw, closest, potential, draws, chosen
+    ):
+        # the step-by-step path's arithmetic, step for step: the candidates located and
+        # prepared as there, their costs by the cost kernel's _sq_cost_rows per sub-block
+        # of the centered rows, the fold by _fold_candidates_numba (``closest`` in place)
+        n, t = X.shape[0], draws.shape[1]
+        centered_x, cumulative, candidates, points, centers, c_norms = _fused_setup(
+            X, mean, sw, closest, t
+        )
+        buf = np.empty(n * t, dtype=X.dtype)
+        for c in range(1, chosen.shape[0]):
+            m = _fused_candidates(
+                X, mean, cumulative, potential, draws[c - 1], candidates, points, centers, c_norms
+            )
+            cost = buf[: n * m].reshape((n, m))
+            for start in range(0, n, SUB_BLOCK_ROWS):
+                stop = min(start + SUB_BLOCK_ROWS, n)
+                _sq_cost_rows(
+                    centered_x[start:stop], centers[1, :m], c_norms[0, :m], norms[start:stop],
+                    cost[start:stop],
+                )
+            best, potential = _fold_candidates_numba(cost, closest, sw, closest, cumulative)
+            chosen[c] = candidates[best]
+
+    @numba.njit(nogil=True, cache=True, parallel=True)
+    def _plusplus_sq_euclidean_parallel(  # pragma: no cover
+        X, mean, norms, sw, closest, potential, draws, chosen, n_chunks
+    ):
+        # as the serial kernel, each step's costs split between numba's threads in runs
+        # of whole sub-blocks (every sub-block computed as there: the same bits)
+        n, t = X.shape[0], draws.shape[1]
+        centered_x, cumulative, candidates, points, centers, c_norms = _fused_setup(
+            X, mean, sw, closest, t
+        )
+        buf = np.empty(n * t, dtype=X.dtype)
+        for c in range(1, chosen.shape[0]):
+            m = _fused_candidates(
+                X, mean, cumulative, potential, draws[c - 1], candidates, points, centers, c_norms
+            )
+            cost = buf[: n * m].reshape((n, m))
+            for run in numba.prange(n_chunks):
+                a, b = _chunk(n, n_chunks, run, SUB_BLOCK_ROWS)
+                for start in range(a, b, SUB_BLOCK_ROWS):
+                    stop = min(start + SUB_BLOCK_ROWS, b)
+                    _sq_cost_rows(
+                        centered_x[start:stop], centers[1, :m], c_norms[0, :m],
+                        norms[start:stop], cost[start:stop],
+                    )
+            best, potential = _fold_candidates_numba(cost, closest, sw, closest, cumulative)
+            chosen[c] = candidates[best]
+
+
+def fused_plusplus_pays(n_rows: int, n_features: int, n_trials: int) -> bool:
+    """Whether :func:`plusplus_sq_euclidean` should run greedy k-means++ on a block of this
+    shape (numba is installed and a step is at most :data:`FUSED_MAX_WORK`)."""
+    return HAVE_NUMBA and n_rows * n_trials * max(n_features, 4) <= FUSED_MAX_WORK
+
+
+def plusplus_sq_euclidean(
+    X: np.ndarray,
+    mean: np.ndarray,
+    norms: np.ndarray,
+    sample_weight: np.ndarray,
+    closest: np.ndarray,
+    first: int,
+    potential: float,
+    draws: np.ndarray,
+    n_threads: int = 1,
+) -> np.ndarray:
+    """Greedy k-means++ by squared Euclidean cost on one dense block, in one compiled call.
+
+    Every step as the step-by-step path takes it (its candidates located in the running
+    weighted costs, their costs ``max((x - m).(-2c') + ||c'||^2 + ||x - m||^2, 0)`` by
+    :func:`kmeansfw.kernels.sq_euclidean_costs`' kernel, the fold by
+    :func:`fold_candidates`' kernel), so the samples chosen are the same; only the calls
+    between the steps are gone.  Needs numba (:func:`fused_plusplus_pays`).
+
+    Parameters
+    ----------
+    X : (n, d) C-contiguous block.
+    mean : (d,) the data mean m, in X's dtype.
+    norms : (n,) the rows' ``||x - m||^2``.
+    sample_weight : (n,) array.
+    closest : (n,) every sample's cost to the first centroid (not modified).
+    first : int, the first centroid's sample.
+    potential : float, the weighted sum of ``closest``.
+    draws : (k - 1, trials) float64 uniforms in [0, 1), one row per step.
+    n_threads : int
+        Threads each step's costs may use (numba's, in runs of whole sub-blocks, see
+        :func:`kmeansfw.kernels.euclidean.kernel_chunks`); the samples chosen do not
+        depend on it.
+
+    Returns
+    -------
+    (k,) intp array: the chosen samples, ``first`` first.
+    """
+    if not HAVE_NUMBA:
+        raise RuntimeError("plusplus_sq_euclidean needs numba")
+    chosen = np.empty(draws.shape[0] + 1, dtype=np.intp)
+    chosen[0] = first
+    args = (
+        X,
+        mean.astype(X.dtype, copy=False),
+        norms,
+        sample_weight,
+        np.array(closest, dtype=X.dtype),
+        float(potential),
+        np.ascontiguousarray(draws, dtype=np.float64),
+        chosen,
+    )
+    work = X.shape[0] * draws.shape[1] * max(X.shape[1], 4)
+    chunks = kernel_chunks(X.shape[0], X.shape[1], draws.shape[1], n_threads)
+    if chunks > 1 and work >= FUSED_PARALLEL_MIN_WORK:
+        launch(_plusplus_sq_euclidean_parallel, *args, chunks)
+    else:
+        _plusplus_sq_euclidean_numba(*args)
     return chosen
 
 

@@ -127,6 +127,61 @@ class Euclidean(Distance):
         out += norms[:, None]
         return np.maximum(out, 0, out=out)
 
+    #: The hooks whose arithmetic :meth:`plusplus_steps` repeats: it stands for them only
+    #: in a class that defines it with them (or below them), see
+    #: :meth:`kmeansfw.engine.plugins.Hooks.distance_fast_path`.
+    plusplus_steps_replaces = ("kmeansfw_prepare", "kmeansfw_prepare_centroids", "kmeansfw_cost")
+
+    def plusplus_steps(
+        self,
+        data: FitData,
+        sample_weight: np.ndarray,
+        closest: np.ndarray,
+        first: int,
+        potential: float,
+        draws: np.ndarray,
+    ) -> np.ndarray | None:
+        """Greedy k-means++'s steps in one compiled call, or None where that does not pay.
+
+        Called by ``k-means++`` on dense data that is one block, after its first step
+        (:func:`kmeansfw.kernels.plusplus_sq_euclidean`: the same samples as asking
+        ``kmeansfw_prepare_centroids`` and ``kmeansfw_cost`` step by step, without the
+        calls between the steps).
+
+        Parameters
+        ----------
+        data : FitData
+            The data, prepared (its mean and centered norms cached).
+        sample_weight : ndarray, shape (n,)
+        closest : ndarray, shape (n,)
+            Every sample's cost to the first centroid.
+        first : int
+            The first centroid's sample.
+        potential : float
+            The weighted sum of ``closest``.
+        draws : ndarray, shape (k - 1, trials)
+            One row of uniforms per step.
+
+        Returns
+        -------
+        ndarray of intp, shape (k,), or None
+            The chosen samples, ``first`` first; None for sparse data, data of more than
+            one block, a block not C-contiguous, without numba or above the work where
+            numba's threads pay (:func:`kmeansfw.kernels.fused_plusplus_pays`).
+        """
+        X, block = data.X, data.single_block
+        n, d = X.shape
+        dense = isinstance(X, np.ndarray) and not data.sparse and X.flags.c_contiguous
+        if not dense or block is None or (block.start or 0, block.stop) != (0, n):
+            return None
+        if not kernels.fused_plusplus_pays(n, d, draws.shape[1]):
+            return None
+        mean, norms = data.cache[_MEAN], data.cache[_NORMS]
+        return kernels.plusplus_sq_euclidean(
+            X, mean, norms, sample_weight, closest, first, potential, draws,
+            n_threads=kernel_threads(data),
+        )
+
     @hookimpl
     def kmeansfw_distance(
         self, X: np.ndarray, rows: slice | None, data: FitData, cache: dict

@@ -65,7 +65,11 @@ class KMeansPlusPlus:
     proportional to their weighted cost to the closest centroid chosen so far, where the
     cost is the distance strategy's (``kmeansfw_cost``).  On small dense data every
     sample's cost to every sample is asked once and all steps run in one compiled call
-    (see :data:`PAIRWISE_MAX_ENTRIES`), with the same centroids as step by step.
+    (see :data:`PAIRWISE_MAX_ENTRIES`), with the same centroids as step by step.  On
+    other data that is one block, a distance that has a ``plusplus_steps`` method
+    (Euclidean's: :meth:`kmeansfw.strategies.euclidean.Euclidean.plusplus_steps`) runs
+    the steps after the first in one call, with the same centroids too
+    (:meth:`kmeansfw.engine.plugins.Hooks.distance_fast_path` says when it may).
 
     Parameters
     ----------
@@ -108,6 +112,12 @@ class KMeansPlusPlus:
         else:
             closest = _min_cost(hook, plan, centers[:1], None)
         potential = float(np.dot(sw, closest))
+        fused = getattr(hook, "distance_fast_path", None)
+        fused = fused("plusplus_steps") if one_block and fused is not None else None
+        if fused is not None:  # every later step in one call, where the distance has one
+            chosen = fused(plan, sw, closest, first, potential, draws)
+            if chosen is not None:
+                return rows_dense(X, chosen)
         cumulative = None
         for c in range(1, n_clusters):
             if cumulative is None:
