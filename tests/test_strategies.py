@@ -21,6 +21,7 @@ from kmeansfw import Config, ConfigError, KMeans, PairingWarning, StrategyError
 from kmeansfw.core.data import FitData
 from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins, steps
+from kmeansfw.strategies.assignment import Nearest
 from kmeansfw.strategies.distances import _unit_rows
 from kmeansfw.strategies.euclidean import Euclidean
 
@@ -532,6 +533,12 @@ class _OwnCost(Euclidean):
         return super().kmeansfw_cost(X=X, rows=rows, data=data, cache=cache)
 
 
+_NEEDS_NUMBA = pytest.mark.skipif(
+    not kmeansfw.kernels.HAVE_NUMBA, reason="the one call is numba's (the steps stand in)"
+)
+
+
+@_NEEDS_NUMBA
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize(
     "shape", [(1797, 64, 10), (3000, 8, 40), (2500, 2, 9)], ids=["digits", "k40", "d2"]
@@ -573,6 +580,99 @@ def test_kmeans_plus_plus_in_one_call_equals_the_steps(monkeypatch, dtype, shape
     assert len({tuple(c) for c in one_call}) == 4  # the potential reached zero
 
 
+def _plusplus_by_steps(X, mean, norms, sw, closest, first, potential, draws):
+    """The step-by-step arithmetic, from the public kernels: candidates, costs, fold."""
+    from kmeansfw import kernels
+
+    chosen = [first]
+    cumulative = np.cumsum(sw * closest, dtype=np.float64)
+    for row in draws:
+        candidates = kernels.draw_candidates(cumulative, potential, row, X.shape[0])
+        _, minus_2c, c_norms, _ = kernels.prepare_euclidean_centroids(
+            X[candidates], mean, X.dtype
+        )
+        cost = kernels.sq_euclidean_costs(X, mean, minus_2c, c_norms, norms)
+        best, potential, closest, cumulative = kernels.fold_candidates(cost, closest, sw)
+        chosen.append(int(candidates[best]))
+    return chosen
+
+
+@_NEEDS_NUMBA
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_plusplus_kernel_equals_the_step_kernels_on_one_thread_and_two(monkeypatch, dtype):
+    """Over many seeds and shapes, the one call chooses the samples the step kernels
+    choose, serially and split between numba's threads (which it then used)."""
+    from kmeansfw import kernels
+    from kmeansfw.kernels import seeding
+
+    launched = []
+    original = seeding.launch
+
+    def counting(kernel, *args):
+        launched.append(kernel.__name__)
+        return original(kernel, *args)
+
+    monkeypatch.setattr(seeding, "launch", counting)
+    monkeypatch.setattr(seeding, "FUSED_PARALLEL_MIN_WORK", 0)
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        n, d = int(rng.integers(600, 20000)), int(rng.choice([1, 3, 8, 17, 64]))
+        k, trials = int(rng.integers(2, 40)), int(rng.integers(1, 60))  # many draws a step
+        X = (rng.normal(size=(n, d)) * rng.uniform(0.1, 100) + rng.uniform(-1e3, 1e3))
+        X = np.ascontiguousarray(X, dtype=dtype)
+        sw = rng.uniform(0, 2, n).astype(dtype)
+        sw[:: int(rng.integers(2, 9))] = 0
+        mean = X.mean(axis=0)
+        norms = kernels.centered_row_norms(X, mean)
+        first = int(rng.integers(n))
+        _, minus_2c, c_norms, _ = kernels.prepare_euclidean_centroids(X[[first]], mean, dtype)
+        closest = kernels.sq_euclidean_costs(X, mean, minus_2c, c_norms, norms)[:, 0].copy()
+        potential = float(np.dot(sw, closest))
+        draws = rng.uniform(size=(k - 1, trials))
+        expected = _plusplus_by_steps(X, mean, norms, sw, closest.copy(), first, potential, draws)
+        for threads in (1, 2):
+            chosen = kernels.plusplus_sq_euclidean(
+                X, mean, norms, sw, closest, first, potential, draws, n_threads=threads
+            )
+            assert chosen.tolist() == expected, (seed, threads)
+    if kernels._compile.parallel_ready():
+        assert "_plusplus_sq_euclidean_parallel" in launched
+
+
+@_NEEDS_NUMBA
+def test_kmeans_plus_plus_in_one_call_refuses_costs_the_steps_refuse():
+    """Costs that overflow (float32 far from the others) fail as in the step path: the
+    one call hands back and the steps raise naming the distance."""
+    from kmeansfw.kernels import seeding
+
+    X = make_blobs(3000, n_features=4, centers=5, random_state=0)[0].astype(np.float32)
+    X[[10, 20]] = [[1.3e19] * 4, [-1.3e19] * 4]
+    for limit in (seeding.FUSED_MAX_WORK, 0):  # the one call, then the steps alone
+        seeding.FUSED_MAX_WORK, saved = limit, seeding.FUSED_MAX_WORK
+        try:
+            with pytest.raises(StrategyError, match="NaN or infinity.*kmeansfw_cost"):
+                KMeans(6, init="k-means++", max_iter=1, random_state=0).fit(X)
+        finally:
+            seeding.FUSED_MAX_WORK = saved
+
+
+class _PreparesToo:
+    """An assignment with its own centroid set-up: it must see every candidate set."""
+
+    name = "prepares-too"
+
+    def __init__(self):
+        self.prepared = 0
+
+    @kmeansfw.hookimpl
+    def kmeansfw_prepare_centroids(self, centroids, cache):
+        self.prepared += 1
+
+    @kmeansfw.hookimpl
+    def kmeansfw_assign(self, X, centroids, rows, data, cache, hook, with_costs):
+        return Nearest().kmeansfw_assign(X, centroids, rows, data, cache, hook, with_costs)
+
+
 def test_kmeans_plus_plus_in_one_call_only_where_it_stands_for_the_hooks():
     """The fast path is the distance's only while its own hooks answer, unwrapped; a
     subclass replacing the cost, an observer wrapping it, sparse data and data of
@@ -581,6 +681,13 @@ def test_kmeans_plus_plus_in_one_call_only_where_it_stands_for_the_hooks():
 
     X = make_blobs(2000, n_features=5, centers=6, random_state=3)[0]
     own = plugins.build(Config(n_clusters=8, distance=_OwnCost()).build_strategies())
+    replaced = Euclidean()
+    object.__setattr__(replaced, "kmeansfw_cost", _OwnCost().kmeansfw_cost)
+    patched = plugins.build(Config(n_clusters=8, distance=replaced).build_strategies())
+    assert patched.distance_fast_path("plusplus_steps") is None
+    prepares = _PreparesToo()
+    both = plugins.build(Config(n_clusters=8, assignment=prepares).build_strategies())
+    assert both.distance_fast_path("plusplus_steps") is None
     spy = _CostSpy()
     spied = plugins.build(Config(n_clusters=8).build_strategies(), observers=[spy])
     default = plugins.build(Config(n_clusters=8).build_strategies())
@@ -592,14 +699,19 @@ def test_kmeans_plus_plus_in_one_call_only_where_it_stands_for_the_hooks():
     for other in (
         KMeans(8, init="k-means++", max_iter=1, random_state=4, distance=_OwnCost()),
         KMeans(8, init="k-means++", max_iter=1, random_state=4, observers=[spy]),
-        KMeans(8, init="k-means++", max_iter=1, random_state=4, memory_budget_mb=0.05),
+        KMeans(8, init="k-means++", max_iter=1, random_state=4, assignment=prepares),
     ):
         np.testing.assert_array_equal(other.fit(X).cluster_centers_, base.cluster_centers_)
     assert spy.calls >= 8  # the wrapped cost saw every step
-    data = engine.setup(default, FitData.build(sp.csr_matrix(X), n_clusters=8))
-    first = np.zeros(2000)
-    draws = np.zeros((7, 4))
-    assert found.__self__.plusplus_steps(data, data.sample_weight, first, 0, 1.0, draws) is None
+    assert prepares.prepared >= 8  # and the other set-up every candidate set
+    first, draws = np.zeros(2000), np.zeros((7, 4))
+    sparse = engine.setup(default, FitData.build(sp.csr_matrix(X), n_clusters=8))
+    dense = engine.setup(default, FitData.build(X, n_clusters=8))
+    blocks = dense.replan(4, memory_budget=20_000)
+    assert dense.single_block is not None and blocks.single_block is None
+    for data in (sparse, blocks):
+        steps_ = found.__self__.plusplus_steps(data, data.sample_weight, first, 0, 1.0, draws)
+        assert steps_ is None
 
 
 def test_kmeans_plus_plus_uses_the_cost_matrix_only_where_it_pays():

@@ -313,9 +313,11 @@ class Hooks:
 
         A distance names those hooks in ``<method>_replaces``; the method stands in for
         them when the class that defines it defines them too (or derives from the one
-        that does: a subclass that replaces one of the hooks does not inherit the fast
-        path), every one of them answers from the distance, and no observer wraps any of
-        them (a wrapper sees every call it wraps).  Looked up once per fit.
+        that does: a subclass, or an object, that replaces one of the hooks does not
+        inherit the fast path), the distance alone implements every one of them (a
+        set-up hook that another strategy implements too must see every call), and no
+        observer wraps any of them (a wrapper sees every call it wraps).  Looked up once
+        per fit.
 
         Parameters
         ----------
@@ -338,11 +340,16 @@ class Hooks:
         if found is None or not replaces or set(replaces) & self._piped:
             return None
         for hook in replaces:
-            # a firstresult hook's answering implementation, or every implementation
+            # a firstresult hook's answering implementation, or every implementation (a
+            # set-up hook another strategy implements too must see every call of it)
             answer = getattr(self, hook, None)
             calls = getattr(answer, "calls", (answer,))
             owners = [getattr(getattr(c, "function", None), "__self__", None) for c in calls]
-            if strategy not in owners or not distance.declared_with(strategy, method, hook):
+            if any(owner is not strategy for owner in owners):
+                return None
+            if hook in getattr(strategy, "__dict__", {}):  # replaced on the object itself
+                return None
+            if not distance.declared_with(strategy, method, hook):
                 return None
         return found
 

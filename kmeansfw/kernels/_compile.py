@@ -111,7 +111,7 @@ def parallel_ready() -> bool:
     return ready and pid == os.getpid()
 
 
-def launch(kernel: Any, *args: Any) -> None:
+def launch(kernel: Any, *args: Any) -> Any:
     """Run a ``parallel=True`` kernel whose last argument is its number of chunks.
 
     numba's team is held to that many threads at most (``numba.set_num_threads``, per
@@ -125,6 +125,11 @@ def launch(kernel: Any, *args: Any) -> None:
         A parallel variant, called as ``kernel(*args)``.
     *args
         Its arguments; the last is the number of chunks (at least 2).
+
+    Returns
+    -------
+    object
+        What the kernel returns.
     """
     global _blas_hold
     if _blas_hold is None:
@@ -135,11 +140,10 @@ def launch(kernel: Any, *args: Any) -> None:
         previous = numba.get_num_threads()
         team = max(1, min(int(args[-1]), previous))
         if team == previous:  # the usual case (chunks = n_threads = the CPUs): no change
-            kernel(*args)
-            return
+            return kernel(*args)
         numba.set_num_threads(team)
         try:
-            kernel(*args)
+            return kernel(*args)
         finally:
             numba.set_num_threads(previous)
 

@@ -177,10 +177,12 @@ def plusplus_from_costs(
 # ------------------------------------------- greedy k-means++ steps on Euclidean data
 
 #: :func:`plusplus_sq_euclidean` runs all the steps in one compiled call up to this much
-#: work per step (rows x candidates x max(features, 4)); above it a step's costs are worth
-#: numba's threads, which the step-by-step path gives them.  Measured here (whole
-#: seedings, float64): 0.35-0.6x the step-by-step time at 1800-10000 rows and up to about
-#: 0.8M multiply-adds a step, 0.9-1.0x at 1-2M.
+#: work per step (rows x candidates x max(features, 4)); above it the calls between the
+#: steps are a small share of a step, and the one call gained nothing.  Measured here
+#: (k-means++ and one Lloyd iteration, float64): 0.71-0.89x the step-by-step time from
+#: digits to 2560 x 8, k=256, 0.78x at 50000 x 16, k=32 (4M a step), 1.0x at 20000 x 64,
+#: k=10 and 64 and 30000 x 64, k=8 (5-8M).  Its centered copy of the rows and its
+#: (rows, candidates) buffer take at most about 16 MB and 8 MB in float64 under it.
 FUSED_MAX_WORK = 1 << 22
 #: ... and splits a step's costs between numba's threads from this much work per step
 #: (below it waking them costs more than they save: measured 1.0x at 0.46M, 1.15x at
@@ -194,6 +196,15 @@ if HAVE_NUMBA:
         _prepare_centroids_numba,
         _sq_cost_rows,
     )
+
+    @numba.njit(nogil=True, cache=True, inline="always")
+    def _all_finite(cost):  # pragma: no cover
+        # what the step path's check of each cost block refuses (NaN or infinity)
+        for i in range(cost.shape[0]):
+            for j in range(cost.shape[1]):
+                if not np.isfinite(cost[i, j]):
+                    return False
+        return True
 
     @numba.njit(nogil=True, cache=True, inline="always")
     def _fused_setup(X, mean, sw, closest, t):  # pragma: no cover
@@ -251,8 +262,11 @@ if HAVE_NUMBA:
                     centered_x[start:stop], centers[1, :m], c_norms[0, :m], norms[start:stop],
                     cost[start:stop],
                 )
+            if not _all_finite(cost):
+                return False
             best, potential = _fold_candidates_numba(cost, closest, sw, closest, cumulative)
             chosen[c] = candidates[best]
+        return True
 
     @numba.njit(nogil=True, cache=True, parallel=True)
     def _plusplus_sq_euclidean_parallel(  # pragma: no cover
@@ -278,8 +292,11 @@ if HAVE_NUMBA:
                         centered_x[start:stop], centers[1, :m], c_norms[0, :m],
                         norms[start:stop], cost[start:stop],
                     )
+            if not _all_finite(cost):
+                return False
             best, potential = _fold_candidates_numba(cost, closest, sw, closest, cumulative)
             chosen[c] = candidates[best]
+        return True
 
 
 def fused_plusplus_pays(n_rows: int, n_features: int, n_trials: int) -> bool:
@@ -298,7 +315,7 @@ def plusplus_sq_euclidean(
     potential: float,
     draws: np.ndarray,
     n_threads: int = 1,
-) -> np.ndarray:
+) -> np.ndarray | None:
     """Greedy k-means++ by squared Euclidean cost on one dense block, in one compiled call.
 
     Every step as the step-by-step path takes it (its candidates located in the running
@@ -324,7 +341,9 @@ def plusplus_sq_euclidean(
 
     Returns
     -------
-    (k,) intp array: the chosen samples, ``first`` first.
+    (k,) intp array: the chosen samples, ``first`` first; None when a step's costs hold
+    NaN or infinity (the step-by-step path's check of each cost block refuses them: let
+    it run and raise).
     """
     if not HAVE_NUMBA:
         raise RuntimeError("plusplus_sq_euclidean needs numba")
@@ -343,10 +362,10 @@ def plusplus_sq_euclidean(
     work = X.shape[0] * draws.shape[1] * max(X.shape[1], 4)
     chunks = kernel_chunks(X.shape[0], X.shape[1], draws.shape[1], n_threads)
     if chunks > 1 and work >= FUSED_PARALLEL_MIN_WORK:
-        launch(_plusplus_sq_euclidean_parallel, *args, chunks)
+        finite = launch(_plusplus_sq_euclidean_parallel, *args, chunks)
     else:
-        _plusplus_sq_euclidean_numba(*args)
-    return chosen
+        finite = _plusplus_sq_euclidean_numba(*args)
+    return chosen if finite else None
 
 
 # ---------------------------------------------------------------- k-means|| rounds

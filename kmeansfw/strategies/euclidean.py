@@ -1,7 +1,8 @@
 """The Euclidean geometry: squared-distance objective, mean update, norm caching.
 
 As scikit-learn does, distances are computed on data centered on its mean, which keeps
-``||x||^2 - 2 x.c + ||c||^2`` accurate (no copy of the data: each block is centered on
+``||x||^2 - 2 x.c + ||c||^2`` accurate (no copy of the data, but for greedy k-means++
+on one small block, :meth:`Euclidean.plusplus_steps`: each block is centered on
 the fly; sparse CSR data is used uncentered, as scikit-learn does).  Squared distances
 take one matrix product per block; the mean is computed
 once per data set, the centroid norms once per centroid set.  The
