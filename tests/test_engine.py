@@ -716,6 +716,42 @@ def test_blas_is_held_at_one_thread_during_a_fit_and_restored_after(blobs):
         assert blas_threads() == before
 
 
+def test_blas_holds_released_from_other_threads_restore_blas(blobs):
+    """Fits in several threads hold BLAS together: BLAS is at one thread inside each, and
+    whichever thread leaves last restores it (threadpoolctl lets one thread set
+    OpenBLAS's shared pool and ignores the others: the hold clears that thread)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    seen = []
+
+    @attrs.frozen
+    class Probe:
+        @kmeansfw.hookimpl
+        def kmeansfw_iteration_end(self, state):
+            seen.append(blas_threads())
+
+    X = blobs[0]
+    before = blas_threads()
+    if not before or before == [1] * len(before):
+        pytest.skip("BLAS runs one thread here: no hold to see")
+    def fit(seed):
+        return KMeans(3, random_state=seed, observers=[Probe()]).fit(X)
+
+    for _ in range(3):
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(fit, range(40)))
+        assert seen and all(threads == [1] * len(before) for threads in seen)
+        assert blas_threads() == before
+    with threadpool_limits(1, user_api="blas"):  # a user's own limit still works after
+        assert blas_threads() == [1] * len(before)
+    assert blas_threads() == before
+
+
 def test_estimators_reuse_built_strategies_for_equal_plain_parameters(blobs, monkeypatch):
     X, _ = blobs
     built = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import pathlib
+import types
 import warnings
 
 import numpy as np
@@ -640,20 +641,40 @@ def test_plusplus_kernel_equals_the_step_kernels_on_one_thread_and_two(monkeypat
 
 
 @_NEEDS_NUMBA
-def test_kmeans_plus_plus_in_one_call_refuses_costs_the_steps_refuse():
-    """Costs that overflow (float32 far from the others) fail as in the step path: the
-    one call hands back and the steps raise naming the distance."""
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the potential
+def test_kmeans_plus_plus_in_one_call_refuses_costs_the_steps_refuse(monkeypatch):
+    """Costs that overflow between two far candidates (float32 rows at +-6e18: finite
+    costs to the first centroid, infinite between them) fail as in the step path: the one
+    call, serial or split between threads, hands back, and the steps raise naming the
+    distance."""
+    from kmeansfw import kernels
     from kmeansfw.kernels import seeding
 
-    X = make_blobs(3000, n_features=4, centers=5, random_state=0)[0].astype(np.float32)
-    X[[10, 20]] = [[1.3e19] * 4, [-1.3e19] * 4]
-    for limit in (seeding.FUSED_MAX_WORK, 0):  # the one call, then the steps alone
-        seeding.FUSED_MAX_WORK, saved = limit, seeding.FUSED_MAX_WORK
-        try:
-            with pytest.raises(StrategyError, match="NaN or infinity.*kmeansfw_cost"):
-                KMeans(6, init="k-means++", max_iter=1, random_state=0).fit(X)
-        finally:
-            seeding.FUSED_MAX_WORK = saved
+    X = make_blobs(3000, n_features=8, centers=5, random_state=0)[0].astype(np.float32)
+    X[[10, 20]] = [[6e18] * 8, [-6e18] * 8]
+    answers, launched = [], []
+    original = seeding.launch
+    monkeypatch.setattr(
+        seeding, "launch", lambda kernel, *a: launched.append(kernel) or original(kernel, *a)
+    )
+    fused = kernels.plusplus_sq_euclidean
+
+    def answered(*args, **kwargs):
+        answers.append(fused(*args, **kwargs))
+        return answers[-1]
+
+    monkeypatch.setattr(kernels, "plusplus_sq_euclidean", answered)
+    for parallel_from in (seeding.FUSED_PARALLEL_MIN_WORK, 0):
+        monkeypatch.setattr(seeding, "FUSED_PARALLEL_MIN_WORK", parallel_from)
+        answers.clear()
+        with pytest.raises(StrategyError, match="NaN or infinity.*kmeansfw_cost"):
+            KMeans(6, init="k-means++", max_iter=1, random_state=0).fit(X)
+        assert answers == [None]  # the one call ran, and handed back
+    if kernels._compile.parallel_ready():
+        assert launched  # the threads' variant handed back too
+    monkeypatch.setattr(seeding, "FUSED_MAX_WORK", 0)  # the steps alone: the same error
+    with pytest.raises(StrategyError, match="NaN or infinity.*kmeansfw_cost"):
+        KMeans(6, init="k-means++", max_iter=1, random_state=0).fit(X)
 
 
 class _PreparesToo:
@@ -681,8 +702,9 @@ def test_kmeans_plus_plus_in_one_call_only_where_it_stands_for_the_hooks():
 
     X = make_blobs(2000, n_features=5, centers=6, random_state=3)[0]
     own = plugins.build(Config(n_clusters=8, distance=_OwnCost()).build_strategies())
-    replaced = Euclidean()
-    object.__setattr__(replaced, "kmeansfw_cost", _OwnCost().kmeansfw_cost)
+    replaced = Euclidean()  # its own cost, replaced on the object (bound to it)
+    own_cost = types.MethodType(_OwnCost.kmeansfw_cost, replaced)
+    object.__setattr__(replaced, "kmeansfw_cost", own_cost)
     patched = plugins.build(Config(n_clusters=8, distance=replaced).build_strategies())
     assert patched.distance_fast_path("plusplus_steps") is None
     prepares = _PreparesToo()

@@ -181,8 +181,9 @@ def plusplus_from_costs(
 #: steps are a small share of a step, and the one call gained nothing.  Measured here
 #: (k-means++ and one Lloyd iteration, float64): 0.71-0.89x the step-by-step time from
 #: digits to 2560 x 8, k=256, 0.78x at 50000 x 16, k=32 (4M a step), 1.0x at 20000 x 64,
-#: k=10 and 64 and 30000 x 64, k=8 (5-8M).  Its centered copy of the rows and its
-#: (rows, candidates) buffer take at most about 16 MB and 8 MB in float64 under it.
+#: k=10 and 64 and 30000 x 64, k=8 (5-8M).  Its centered copy of the rows takes at most
+#: 32 MB in float64 under it (16 MB from two candidates a step), its (rows, candidates)
+#: buffer 8 MB.
 FUSED_MAX_WORK = 1 << 22
 #: ... and splits a step's costs between numba's threads from this much work per step
 #: (below it waking them costs more than they save: measured 1.0x at 0.46M, 1.15x at
@@ -197,14 +198,16 @@ if HAVE_NUMBA:
         _sq_cost_rows,
     )
 
-    @numba.njit(nogil=True, cache=True, inline="always")
+    @numba.njit(nogil=True, cache=True, fastmath={"reassoc"})
     def _all_finite(cost):  # pragma: no cover
-        # what the step path's check of each cost block refuses (NaN or infinity)
-        for i in range(cost.shape[0]):
-            for j in range(cost.shape[1]):
-                if not np.isfinite(cost[i, j]):
-                    return False
-        return True
+        # whether no cost is NaN or infinity (what the step path's check of each cost
+        # block refuses): the costs are >= 0, so their float64 sum is finite exactly when
+        # they all are, unless it overflows, which only hands a step back to the steps;
+        # a sum in any order (reassoc lets it vectorize) tells the same
+        total = 0.0
+        for i in range(cost.shape[0]):  # the (rows, candidates) block, flat
+            total += np.float64(cost[i])
+        return np.isfinite(total)
 
     @numba.njit(nogil=True, cache=True, inline="always")
     def _fused_setup(X, mean, sw, closest, t):  # pragma: no cover
@@ -262,7 +265,7 @@ if HAVE_NUMBA:
                     centered_x[start:stop], centers[1, :m], c_norms[0, :m], norms[start:stop],
                     cost[start:stop],
                 )
-            if not _all_finite(cost):
+            if not _all_finite(buf[: n * m]):
                 return False
             best, potential = _fold_candidates_numba(cost, closest, sw, closest, cumulative)
             chosen[c] = candidates[best]
@@ -292,7 +295,7 @@ if HAVE_NUMBA:
                         centered_x[start:stop], centers[1, :m], c_norms[0, :m],
                         norms[start:stop], cost[start:stop],
                     )
-            if not _all_finite(cost):
+            if not _all_finite(buf[: n * m]):
                 return False
             best, potential = _fold_candidates_numba(cost, closest, sw, closest, cumulative)
             chosen[c] = candidates[best]

@@ -1,9 +1,10 @@
 """The Euclidean geometry: squared-distance objective, mean update, norm caching.
 
 As scikit-learn does, distances are computed on data centered on its mean, which keeps
-``||x||^2 - 2 x.c + ||c||^2`` accurate (no copy of the data, but for greedy k-means++
-on one small block, :meth:`Euclidean.plusplus_steps`: each block is centered on
-the fly; sparse CSR data is used uncentered, as scikit-learn does).  Squared distances
+``||x||^2 - 2 x.c + ||c||^2`` accurate: each block is centered on the fly, with no
+centered copy of the data (the one exception: :meth:`Euclidean.plusplus_steps`, greedy
+k-means++ on one small block, centers a copy once for all its steps); sparse CSR data is
+used uncentered, as scikit-learn does.  Squared distances
 take one matrix product per block; the mean is computed
 once per data set, the centroid norms once per centroid set.  The
 nearest-centroid search (:func:`kmeansfw.kernels.nearest_sq_euclidean`) compares
@@ -131,7 +132,7 @@ class Euclidean(Distance):
     #: The hooks whose arithmetic :meth:`plusplus_steps` repeats: it stands for them only
     #: in a class that defines it with them (or below them), see
     #: :meth:`kmeansfw.engine.plugins.Hooks.distance_fast_path`.
-    plusplus_steps_replaces = ("kmeansfw_prepare", "kmeansfw_prepare_centroids", "kmeansfw_cost")
+    plusplus_steps_replaces = ("kmeansfw_prepare_centroids", "kmeansfw_cost")
 
     def plusplus_steps(
         self,
@@ -166,9 +167,11 @@ class Euclidean(Distance):
         Returns
         -------
         ndarray of intp, shape (k,), or None
-            The chosen samples, ``first`` first; None for sparse data, data of more than
-            one block, a block not C-contiguous, without numba or above the work where
-            numba's threads pay (:func:`kmeansfw.kernels.fused_plusplus_pays`).
+            The chosen samples, ``first`` first; None (the strategy then goes on step by
+            step) for sparse data, data of more than one block, a block not C-contiguous,
+            without numba, above the work where the one call gains
+            (:func:`kmeansfw.kernels.fused_plusplus_pays`), and when a step's costs hold
+            NaN or infinity (the steps then raise, naming the distance).
         """
         X, block = data.X, data.single_block
         n, d = X.shape
