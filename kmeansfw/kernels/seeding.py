@@ -4,7 +4,10 @@
 :func:`fold_candidates` does one greedy step's arithmetic (pick the candidate of lowest
 potential, update every sample's cost to its nearest centroid), and
 :func:`plusplus_from_costs` runs all the steps on a precomputed sample-to-sample cost
-matrix in one compiled call.
+matrix in one compiled call; :func:`plusplus_sq_euclidean` runs the steps after the first
+on one dense block by squared Euclidean cost in one compiled call, each step's costs
+computed as the Euclidean cost kernel computes them (numba only: the step-by-step path
+chooses the same samples without it).
 """
 
 from __future__ import annotations
