@@ -92,6 +92,14 @@ _finite_min_numba: Any = None
 _int_range_numba: Any = None
 
 
+def compiled_finite_min() -> Any:
+    """The compiled kernel of :func:`finite_min` (a numba dispatcher taking a 1-d float
+    array), for other compiled kernels to call; None without numba."""
+    if HAVE_NUMBA is None:
+        _load()
+    return _finite_min_numba
+
+
 def finite_min(values: np.ndarray) -> tuple[bool, float]:
     """Whether every entry of a float array is finite, and (if so) the smallest entry.
 

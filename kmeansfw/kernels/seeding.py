@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from kmeansfw.kernels._compile import HAVE_NUMBA, launch, numba
+from kmeansfw.kernels.checks import compiled_finite_min
 from kmeansfw.kernels.euclidean import kernel_chunks
 
 
@@ -201,16 +202,9 @@ if HAVE_NUMBA:
         _sq_cost_rows,
     )
 
-    @numba.njit(nogil=True, cache=True, fastmath={"reassoc"})
-    def _all_finite(cost):  # pragma: no cover
-        # whether no cost is NaN or infinity (what the step path's check of each cost
-        # block refuses): the costs are >= 0, so their float64 sum is finite exactly when
-        # they all are, unless it overflows, which only hands a step back to the steps;
-        # a sum in any order (reassoc lets it vectorize) tells the same
-        total = 0.0
-        for i in range(cost.shape[0]):  # the (rows, candidates) block, flat
-            total += np.float64(cost[i])
-        return np.isfinite(total)
+    # the step path's check of each cost block (kmeansfw.core.contract.check_float_array:
+    # no NaN or infinity), the same compiled kernel, on the flat (rows, candidates) block
+    _finite_min = compiled_finite_min()
 
     @numba.njit(nogil=True, cache=True, inline="always")
     def _fused_setup(X, mean, sw, closest, t):  # pragma: no cover
@@ -268,7 +262,7 @@ if HAVE_NUMBA:
                     centered_x[start:stop], centers[1, :m], c_norms[0, :m], norms[start:stop],
                     cost[start:stop],
                 )
-            if not _all_finite(buf[: n * m]):
+            if not _finite_min(buf[: n * m])[0]:
                 return False
             best, potential = _fold_candidates_numba(cost, closest, sw, closest, cumulative)
             chosen[c] = candidates[best]
@@ -298,7 +292,7 @@ if HAVE_NUMBA:
                         centered_x[start:stop], centers[1, :m], c_norms[0, :m],
                         norms[start:stop], cost[start:stop],
                     )
-            if not _all_finite(buf[: n * m]):
+            if not _finite_min(buf[: n * m])[0]:
                 return False
             best, potential = _fold_candidates_numba(cost, closest, sw, closest, cumulative)
             chosen[c] = candidates[best]
