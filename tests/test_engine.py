@@ -70,7 +70,7 @@ def test_few_rows_of_many_features_run_inline_and_bit_identical(launches):
     np.testing.assert_array_equal(workers.cluster_centers_, fits[0].cluster_centers_)
     np.testing.assert_array_equal(workers.labels_, fits[0].labels_)
     assert workers.inertia_ == fits[0].inertia_ and workers.n_iter_ == fits[0].n_iter_
-    np.testing.assert_array_equal(fits[0].cluster_centers_, fits[1].cluster_centers_)
+    np.testing.assert_allclose(fits[0].cluster_centers_, fits[1].cluster_centers_, rtol=1e-12)
     np.testing.assert_array_equal(fits[0].labels_, fits[1].labels_)
     assert fits[0].inertia_ == fits[1].inertia_
 
@@ -384,6 +384,37 @@ def test_mid_size_data_runs_inline_only_with_few_centroids():
     assert not many.inline and len(many.tasks) > 1 and kernel_threads(many) == 1
     assert mid.replan(8).inline and not many.replan(40).inline  # kept on a new plan
     assert FitData(X=X, sample_weight=np.ones(12_000), block_rows=4096).inline is False
+
+
+def test_inline_data_of_a_splitting_fit_is_one_block_past_the_cache_bound():
+    # its kernels take cache-sized sub-blocks themselves: only the memory budget cuts it
+    from kmeansfw.core.data import BLOCK_TEMPORARIES, CACHE_BLOCK_BYTES
+
+    X = np.zeros((100_000, 16))  # 12.8 MB: more than CACHE_BLOCK_BYTES
+    assert X.nbytes > CACHE_BLOCK_BYTES
+
+    def build(**kw):
+        return FitData.build(X, n_clusters=8, validate=False, **kw)
+
+    assert build(splits_work=True).single_block == slice(0, 100_000)
+    by_cache = build()  # a fit whose work does not split: cache-sized blocks for workers
+    assert not by_cache.inline and by_cache.block_rows * 16 * 8 <= CACHE_BLOCK_BYTES
+    # the memory budget still bounds the block: at most BLOCK_TEMPORARIES buffers fit it
+    budget = 8 << 20
+    small = build(splits_work=True, memory_budget=budget)
+    assert small.inline and small.block_rows * 16 * 8 * BLOCK_TEMPORARIES <= budget
+    assert small.block_rows % MIN_BLOCK_ROWS == 0 and len(small.tasks) > 1
+    # one block and the budget's blocks label alike (plans never change labels; the
+    # means' sums are grouped per block, so they agree to rounding)
+    rng = np.random.default_rng(0)
+    Y = rng.normal(size=X.shape)
+    init = Y[:8].copy()
+    fits = [
+        KMeans(8, init=init, n_init=1, max_iter=5, memory_budget_mb=mb).fit(Y)
+        for mb in (64, budget >> 20)
+    ]
+    np.testing.assert_array_equal(fits[0].labels_, fits[1].labels_)
+    np.testing.assert_allclose(fits[0].cluster_centers_, fits[1].cluster_centers_, rtol=1e-12)
 
 
 def test_only_fits_whose_work_splits_run_mid_size_data_inline(big):
