@@ -894,3 +894,37 @@ def test_nearest_without_costs_gives_the_same_labels_and_no_costs(dtype, n, d, k
     np.testing.assert_array_equal(twin, full)
     with pytest.raises(ValueError, match="with_second needs with_costs"):
         kernels.nearest_sq_euclidean(X, mean, m2c, cn, cc, with_second=True, with_costs=False)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("d", "k"), [(2, 3), (64, 3), (64, 12)])  # direct, products
+def test_euclidean_kernels_take_an_empty_block(dtype, d, k, monkeypatch):
+    # zero rows: empty answers and untouched sums, compiled or not (the compiled kernels
+    # stepped through their sub-blocks by zero rows before)
+    rng = np.random.default_rng(d + k)
+    _, mean, m2c, cn, cc, _ = _inputs(rng, 20, d, k, dtype)
+    X = np.empty((0, d), dtype)
+    weights = np.empty(0, dtype)
+    for compiled in (True, False) if kernels.HAVE_NUMBA else (False,):
+        monkeypatch.setattr(euclidean, "HAVE_NUMBA", compiled)
+        for threads in (1, 2):
+            sums, counts = np.ones((k, d)), np.ones(k)
+            labels, mins = euclidean.nearest_sq_euclidean(
+                X, mean, m2c, cn, cc, n_threads=threads, sums=(weights, sums, counts)
+            )
+            assert labels.shape == (0,) and labels.dtype == np.intp
+            assert mins.shape == (0,) and mins.dtype == dtype
+            assert (sums == 1).all() and (counts == 1).all()
+            labels, none = euclidean.nearest_sq_euclidean(
+                X, mean, m2c, cn, cc, n_threads=threads, with_costs=False
+            )
+            assert labels.shape == (0,) and none is None
+            out = euclidean.nearest_sq_euclidean(X, mean, m2c, cn, cc, with_second=True)
+            assert [a.shape for a in out] == [(0,), (0,), (0,)]
+            costs = euclidean.sq_euclidean_costs(X, mean, m2c, cn, np.empty(0, dtype), threads)
+            assert costs.shape == (0, k) and costs.dtype == dtype
+        groups = np.arange(k, dtype=np.intp) % 2
+        out = euclidean.nearest_groups_sq_euclidean(X, mean, m2c, cn, cc, groups, 2)
+        assert [a.shape for a in out] == [(0,), (0,), (0, 2)]
+        paired = euclidean.paired_sq_euclidean(X, mean, cc, np.empty(0, np.intp))
+        assert paired.shape == (0,)

@@ -155,7 +155,7 @@ if HAVE_NUMBA:
         # the exact distances follow as in the direct kernel (:func:`_exact_rows`).
         want_second = second.shape[0] > 0
         n, d, k = X.shape[0], X.shape[1], minus_2c.shape[0]
-        sub = min(_product_rows(d, k), n)
+        sub = max(1, min(_product_rows(d, k), n))  # one row at least: range() needs a step
         centered = np.empty((sub, d), dtype=X.dtype)
         buf = np.empty(k * sub, dtype=X.dtype)
         best = np.empty(sub, dtype=X.dtype)
@@ -218,7 +218,7 @@ if HAVE_NUMBA:
     ):
         want_second = second.shape[0] > 0
         n, d, k = X.shape[0], X.shape[1], minus_2c.shape[0]
-        sub = min(SUB_BLOCK_ROWS, n)
+        sub = max(1, min(SUB_BLOCK_ROWS, n))  # one row at least: range() needs a step
         padded = (d + 3) // 4 * 4
         rows_t = np.zeros((padded, sub), dtype=X.dtype)
         coef = np.zeros((k, padded), dtype=X.dtype)
@@ -469,7 +469,7 @@ if HAVE_NUMBA:
         # group's nearest centroid other than the assigned one is known at the end.
         n, d, k = X.shape[0], X.shape[1], minus_2c.shape[0]
         t = lows.shape[1]
-        sub = min(_product_rows(d, k), n)
+        sub = max(1, min(_product_rows(d, k), n))  # one row at least: range() needs a step
         centered = np.empty((sub, d), dtype=X.dtype)
         buf = np.empty(k * sub, dtype=X.dtype)
         best = np.empty(sub, dtype=X.dtype)
@@ -533,7 +533,7 @@ if HAVE_NUMBA:
         # Rows are centered sub-block by sub-block (accurate far from the origin, as the
         # nearest-centroid kernel), one product per sub-block, then one fused pass.
         n, d = X.shape
-        sub = min(SUB_BLOCK_ROWS, n)
+        sub = max(1, min(SUB_BLOCK_ROWS, n))  # one row at least: range() needs a step
         centered = np.empty((sub, d), dtype=X.dtype)
         for start in range(0, n, sub):
             m = min(start + sub, n) - start
