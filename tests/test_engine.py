@@ -874,3 +874,35 @@ def test_thread_map_raises_the_error_of_a_task_after_the_helpers_stop(failing):
     with pytest.raises(ValueError, match=f"task {failing} failed"):
         map_items(2, task, list(range(200)))
     assert running[0] == 0
+
+
+@pytest.mark.parametrize("init", ["k-means++", "k-means||", "farthest-first"])
+def test_seeding_plans_keep_the_fits_memory_budget(init, monkeypatch):
+    # the seedings replan the data for their own buffers (rows x candidates): within the
+    # fit's memory_budget_mb, not the default budget
+    from kmeansfw.core.data import BLOCK_TEMPORARIES
+
+    plans = []
+    replan = FitData.replan
+
+    def spy(self, n_columns, memory_budget=None):
+        plan = replan(self, n_columns, memory_budget)
+        plans.append((max(n_columns, self.n_features), plan))
+        return plan
+
+    monkeypatch.setattr(FitData, "replan", spy)
+    X = np.random.default_rng(0).normal(size=(50_000, 8))
+    budget_mb = 0.5
+    km = KMeans(64, init=init, n_init=1, max_iter=2, memory_budget_mb=budget_mb, random_state=0)
+    km.fit(X)
+    assert plans
+    budget = int(budget_mb * 2**20)
+    for columns, plan in plans:
+        assert plan.memory_budget == budget
+        bound = max(MIN_BLOCK_ROWS, budget // (columns * 8 * BLOCK_TEMPORARIES))
+        assert plan.block_rows <= bound, (columns, plan.block_rows)
+    # and the same centroids as under the default budget (plans never change results)
+    monkeypatch.setattr(FitData, "replan", replan)
+    default = KMeans(64, init=init, n_init=1, max_iter=2, random_state=0).fit(X)
+    np.testing.assert_array_equal(km.labels_, default.labels_)
+    np.testing.assert_allclose(km.cluster_centers_, default.cluster_centers_, rtol=1e-12)

@@ -386,6 +386,10 @@ class FitData:
         Whether its tasks run on the calling thread (:func:`runs_inline`, and in
         :meth:`build` :func:`one_worker_block`; given, or by default the rule on the
         data's shape alone).
+    memory_budget : int
+        Working memory per thread for block buffers, in bytes (the fit's
+        ``memory_budget_mb``): the budget its plan was made for, and the one
+        :meth:`replan` and :meth:`with_rows` keep.
 
     ``X`` and ``sample_weight`` are read-only views: a strategy that writes into them
     fails at once instead of changing the caller's arrays.
@@ -399,6 +403,7 @@ class FitData:
     fitted: Mapping[str, Any] = attrs.field(factory=dict, converter=lambda m: Fitted.of(m))
     executor: Any = None
     inline: bool = attrs.field(default=None, kw_only=True)
+    memory_budget: int = attrs.field(default=DEFAULT_MEMORY_BUDGET, kw_only=True)
     tasks: list[list[slice]] = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -471,6 +476,7 @@ class FitData:
             fitted=fitted or {},
             executor=executor,
             inline=inline,
+            memory_budget=memory_budget,
         )
 
     def with_rows(self, index: Any) -> FitData:
@@ -484,11 +490,16 @@ class FitData:
             fitted=self.fitted,
             executor=self.executor,
             inline=self.inline or None,  # fewer rows than an inline whole: inline too
+            memory_budget=self.memory_budget,
         )
 
-    def replan(self, n_columns: int, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> FitData:
+    def replan(self, n_columns: int, memory_budget: int | None = None) -> FitData:
         """The same data (and cache) with blocks sized for (rows, ``n_columns``) buffers
-        (and never wider than the data's own rows)."""
+        (and never wider than the data's own rows), within ``memory_budget`` bytes per
+        thread (None: the data's own :attr:`memory_budget`, the fit's), which the new
+        plan keeps."""
+        if memory_budget is None:
+            memory_budget = self.memory_budget
         return FitData(
             X=self.X,
             sample_weight=self.sample_weight,
@@ -505,6 +516,7 @@ class FitData:
             fitted=self.fitted,
             executor=self.executor,
             inline=self.inline,
+            memory_budget=memory_budget,
         )
 
     @property

@@ -784,6 +784,7 @@ def _recluster(
         n_threads=1,
         validate=False,
         fitted=data.fitted,
+        memory_budget=data.memory_budget,
     )
     contract.call(hook, "kmeansfw_prepare", data=small)
     best, best_objective = None, np.inf

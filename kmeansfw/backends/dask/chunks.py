@@ -11,7 +11,7 @@ import attrs
 import numpy as np
 
 from kmeansfw.core import contract
-from kmeansfw.core.data import FitData
+from kmeansfw.core.data import DEFAULT_MEMORY_BUDGET, FitData
 from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins, steps
 from kmeansfw.kernels import count_changed
@@ -51,10 +51,17 @@ def _build_chunk(
     fitted: Mapping[str, Any],
     block_rows: int,
     n_clusters: int,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> _Chunk:
-    """Worker: the :class:`_Chunk` of one persisted row chunk, prepared by the hooks."""
+    """Worker: the :class:`_Chunk` of one persisted row chunk, prepared by the hooks
+    (``memory_budget``: the fit's, for any plan made on the chunk)."""
     data = FitData(
-        X=X, sample_weight=sample_weight, block_rows=block_rows, n_threads=1, fitted=fitted
+        X=X,
+        sample_weight=sample_weight,
+        block_rows=block_rows,
+        n_threads=1,
+        fitted=fitted,
+        memory_budget=memory_budget,
     )
     # one task for the whole chunk: one partial per chunk goes back to the driver
     data.tasks = [[rows for task in data.tasks for rows in task]]

@@ -160,7 +160,11 @@ def _fit_persisted(
     budget = cfg.memory_budget or DEFAULT_MEMORY_BUDGET
     block_rows = plan_block_rows(n, max(k, X.shape[1]), X.dtype.itemsize, budget)
     driver = FitData(
-        X=RowStream(X), sample_weight=RowStream(sw), block_rows=block_rows, n_threads=1
+        X=RowStream(X),
+        sample_weight=RowStream(sw),
+        block_rows=block_rows,
+        n_threads=1,
+        memory_budget=budget,
     )
     rng = make_rng(cfg.random_state)
     resume, start = None, None
@@ -191,6 +195,7 @@ def _fit_persisted(
         fitted=driver.fitted,
         block_rows=block_rows,
         n_clusters=k,
+        memory_budget=budget,
         key=[f"kmeansfw-chunk-{fit_id}-{i}" for i in range(len(sizes))],
     )
     cluster = _Cluster(client, chunks, sizes, np.zeros(len(sizes)))

@@ -17,7 +17,7 @@ from kmeansfw.backends.dask.chunks import (
 )
 from kmeansfw.backends.dask.cluster import _Cluster
 from kmeansfw.core import contract
-from kmeansfw.core.data import FitData
+from kmeansfw.core.data import DEFAULT_MEMORY_BUDGET, FitData
 from kmeansfw.core.errors import StrategyError
 from kmeansfw.engine import steps
 from kmeansfw.strategies.init import (
@@ -65,8 +65,10 @@ def _seed_parallel(
     rng: np.random.Generator,
     run: int,
     seeding: KMeansParallel,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> np.ndarray:
-    """k-means|| over the chunks (see the module docstring)."""
+    """k-means|| over the chunks (see the module docstring); the recluster on the driver
+    plans its candidates within ``memory_budget`` (the fit's)."""
     candidates = _first_centre(cluster, run, rng)
     entropy = _entropy(rng)
     scale_l = seeding.oversampling * k
@@ -96,6 +98,7 @@ def _seed_parallel(
         n_threads=1,
         validate=False,
         fitted=fitted,
+        memory_budget=memory_budget,
     )
     return _recluster(
         hooks, data, candidates, weights, k, rng, seeding.recluster_iter, seeding.recluster_n_init
@@ -151,7 +154,9 @@ def _initialize(
     label, strategy = next((lab, s) for slot, lab, s in strategies if slot == "init")
     seeding = _seeding_of(strategy, label, driver.n_samples, k)
     if isinstance(seeding, KMeansParallel):
-        centroids = _seed_parallel(cluster, hooks, driver.fitted, k, rng, run, seeding)
+        centroids = _seed_parallel(
+            cluster, hooks, driver.fitted, k, rng, run, seeding, driver.memory_budget
+        )
     elif isinstance(seeding, KMeansPlusPlus):
         centroids = _seed_plusplus(cluster, k, rng, run, seeding)
     elif isinstance(seeding, RandomInit):

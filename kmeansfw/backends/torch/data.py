@@ -123,7 +123,9 @@ def _data(X: Tensor, sw: Tensor, budget: int, n_columns: int, fitted: Mapping[st
     against ``n_columns`` points."""
     cpu = X.device.type == "cpu"
     rows = plan_chunk_rows(X.shape[0], n_columns, X.shape[1], X.element_size(), budget, cpu)
-    data = FitData(X=X, sample_weight=sw, block_rows=rows, n_threads=1, fitted=fitted)
+    data = FitData(
+        X=X, sample_weight=sw, block_rows=rows, n_threads=1, fitted=fitted, memory_budget=budget
+    )
     data.cache[_BUDGET] = budget
     return data
 
@@ -142,6 +144,7 @@ def _columns(data: FitData, n_columns: int) -> FitData:
         n_threads=1,
         cache=data.cache,
         fitted=data.fitted,
+        memory_budget=budget,
     )
 
 

@@ -68,6 +68,7 @@ def attach(
         ),
         n_threads=torch.get_num_threads(),
         fitted=data.fitted,
+        memory_budget=data.cache[_BUDGET],
     )
     slots = [entry for entry in strategies if entry[0] in ("distance", "assignment")]
     hooks = plugins.build([*slots, ("update", "mean", Mean())])
