@@ -4,6 +4,9 @@ strategy would have returned."""
 
 from __future__ import annotations
 
+import io
+import logging
+
 import numpy as np
 import pytest
 from sklearn.datasets import make_blobs
@@ -214,11 +217,20 @@ class RecordsCosts:
         self.costs.append(np.array(state.costs))
 
 
-def test_builtin_readers_of_every_iteration_declare_it(X):
+class _Terminal(io.StringIO):
+    """A stream that says it is a terminal (where the progress bar shows)."""
+
+    def isatty(self):
+        return True
+
+
+def test_builtin_readers_of_every_iteration_declare_it(X, caplog):
     from kmeansfw.strategies.convergence import AllOf, AnyOf
-    from kmeansfw.strategies.observers import VerboseLog
+    from kmeansfw.strategies.observers import LogProgress, ProgressBar, VerboseLog
 
     params = dict(init="random", n_init=1, random_state=4, tol=0, max_iter=4)
+    caplog.set_level(logging.INFO, logger="kmeansfw")  # the iterations' DEBUG lines: off
+    caplog.set_level(logging.DEBUG, logger="kmeansfw.loud")
     for observers, convergence, asks in (
         (["history"], "tol", True),
         ([], "objective", True),
@@ -226,7 +238,11 @@ def test_builtin_readers_of_every_iteration_declare_it(X):
         ([], AnyOf(["tol", "unchanged"]), False),
         ([], AllOf(["tol", AnyOf(["unchanged", "objective"])]), True),
         ([VerboseLog()], "tol", True),
-        (["log"], "tol", True),
+        # the log and the bar read the objective only when their messages go somewhere
+        (["log"], "tol", False),
+        ([LogProgress(logger="kmeansfw.loud")], "tol", True),
+        ([ProgressBar(file=io.StringIO())], "tol", False),
+        ([ProgressBar(file=_Terminal(), delay=0)], "tol", True),
     ):
         spy = SpyNearest()
         km = KMeans(20, assignment=spy, observers=observers, convergence=convergence, **params)

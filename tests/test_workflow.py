@@ -119,6 +119,17 @@ def test_log_observer_and_callback_early_stopping(blobs, caplog):
     assert any("converged: True" in m for m in messages)
 
 
+def test_a_quiet_log_observer_skips_the_iterations_and_logs_the_run(blobs, caplog):
+    X, _ = blobs
+    params = dict(init="random", n_init=1, random_state=3, tol=0, max_iter=5)
+    with caplog.at_level(logging.INFO, logger="kmeansfw"):
+        km = KMeans(5, observers=["log"], **params).fit(X)
+    messages = [r.getMessage() for r in caplog.records]
+    assert not any(m.startswith("run 0 iteration") for m in messages)
+    assert [m for m in messages if m.startswith("run 0: objective")]
+    np.testing.assert_array_equal(km.labels_, KMeans(5, **params).fit(X).labels_)
+
+
 def _is_picture(path, width, height):
     from matplotlib.image import imread
 

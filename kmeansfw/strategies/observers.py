@@ -61,6 +61,14 @@ class History:
         return records_frame(self.records, HISTORY_COLUMNS)
 
 
+def _is_terminal(stream: Any) -> bool:
+    """Whether ``stream`` is a terminal (False when it cannot say)."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):  # no isatty, or a closed stream
+        return False
+
+
 #: The columns of a history record (see :class:`History`).
 HISTORY_COLUMNS = ("run", "iteration", "objective", "center_shift", "n_changed", "seconds")
 
@@ -97,33 +105,41 @@ class ProgressBar:
     """
 
     name = "progress"
-    reads_costs = True  # every iteration's objective
     delay: float = 2.0
     file: object = None
     _bar: object = attrs.field(default=None, init=False, repr=False)
 
-    @hookimpl
-    def kmeansfw_fit_start(self, state: FitState) -> None:
+    @property
+    def reads_costs(self) -> bool:
+        """Whether the bar reads every iteration's objective: only when it can show, on
+        a terminal (a CLI run writing to a pipe or a file does not pay for costs)."""
+        return _is_terminal(self._stream())
+
+    def _stream(self) -> Any:
         import sys
 
+        return self.file if self.file is not None else sys.stderr
+
+    @hookimpl
+    def kmeansfw_fit_start(self, state: FitState) -> None:
         from tqdm.auto import tqdm
 
-        stream = self.file if self.file is not None else sys.stderr
-        terminal = bool(getattr(stream, "isatty", lambda: False)())
+        stream = self._stream()
         self._bar = tqdm(
             desc=f"k-means run {state.run}",
             unit="it",
             delay=self.delay,
             file=stream,
-            disable=not terminal,
+            disable=not _is_terminal(stream),
             leave=False,
         )
 
     @hookimpl
     def kmeansfw_iteration_end(self, state: FitState) -> None:
-        if self._bar is not None:
-            self._bar.update(1)
-            self._bar.set_postfix(objective=f"{state.objective:.6g}", refresh=False)
+        bar: Any = self._bar
+        if bar is not None and not bar.disable:
+            bar.update(1)
+            bar.set_postfix(objective=f"{state.objective:.6g}", refresh=False)
 
     @hookimpl
     def kmeansfw_fit_end(self, result: FitResult) -> None:
@@ -142,10 +158,19 @@ class LogProgress:
     """
 
     name = "log"
-    reads_costs = True  # every iteration's objective
     #: Also print every message to standard output (see :class:`VerboseLog`).
     prints = False
     logger: str = "kmeansfw"
+
+    @property
+    def reads_costs(self) -> bool:
+        """Whether every iteration's objective is read: when the iterations' messages go
+        somewhere (the logger is enabled for ``DEBUG``, or :attr:`prints`), so a silent
+        logger costs a fit nothing."""
+        return self._speaks(logging.DEBUG)
+
+    def _speaks(self, level: int) -> bool:
+        return self.prints or logging.getLogger(self.logger).isEnabledFor(level)
 
     def _emit(self, level: int, message: str, *args: Any) -> None:
         logging.getLogger(self.logger).log(level, message, *args)
@@ -154,6 +179,8 @@ class LogProgress:
 
     @hookimpl
     def kmeansfw_iteration_end(self, state: FitState) -> None:
+        if not self._speaks(logging.DEBUG):  # nothing evaluated for a message nobody sees
+            return
         self._emit(
             logging.DEBUG,
             "run %d iteration %d: objective %.6g, shift %.3g, %d labels changed",
