@@ -122,6 +122,59 @@ def test_dask_fit_equals_threads_from_the_same_centroids(client, blobs, params):
         _same(backend.fit(dX, **params), kmeansfw.fit(blobs, **params))
 
 
+class _Objectives:
+    """An observer noting every iteration's objective (``reads_costs`` as given)."""
+
+    name = "objectives"
+
+    def __init__(self, declared):
+        self.reads_costs, self.seen = declared, []
+
+    @kmeansfw.hookimpl
+    def kmeansfw_iteration_end(self, state):
+        self.seen.append(state.objective)
+
+
+def test_iterations_bring_the_objective_only_when_declared(client, blobs):
+    # a fit that declares reading every objective gets it in the summaries; one whose
+    # observer reads it undeclared gets it from a round over the chunks' stored
+    # assignments: the same values, the same fit
+    dX = da.from_array(blobs, chunks=(1500, 4))
+    params = {"n_clusters": 6, "init": blobs[:6].copy(), "tol": 0, "max_iter": 6}
+    fits = {}
+    for declared in (True, False):
+        seen = _Objectives(declared)
+        fits[declared] = backend.fit(dX, observers=[seen], **params), seen.seen
+    (asked, asked_seen), (left, left_seen) = fits[True], fits[False]
+    assert len(asked_seen) == asked.n_iter and asked_seen == left_seen
+    _same(left, asked)
+    _same(backend.fit(dX, **params), asked)  # nobody reads it: no round at all
+
+
+def test_a_chunk_leaves_costs_the_iteration_does_not_read(blobs):
+    # the worker's side, in process: without with_costs the chunk keeps an assignment
+    # whose costs wait for a reader, and the summary carries no objective
+    from kmeansfw.backends.dask import chunks
+    from kmeansfw.core.config import Config
+
+    strategies = Config(n_clusters=6, assignment="nearest").build_strategies()
+    X, w = blobs[:1500], np.ones(1500)
+    C = blobs[:6].copy()
+    found = []
+    for with_costs in (True, False):
+        chunk = chunks._build_chunk(X, w, 0, 0, strategies, {}, 256, 6)
+        summary = chunks._assign_chunk(chunk, C, (0, 1), True, False, with_costs)
+        assert chunk.found.costs_ready is with_costs
+        assert (summary.objective is None) is not with_costs
+        objective = chunks._objective(chunk, C, (0, 1))  # computed now if it was left
+        assert chunk.found.costs_ready and chunk.found.partials is None
+        found.append((summary, objective, chunks._stored(chunk, C, (0, 1))[1]))
+    (asked, asked_objective, asked_costs), (left, left_objective, left_costs) = found
+    np.testing.assert_array_equal(asked_costs, left_costs)
+    assert asked.objective == asked_objective == left_objective
+    np.testing.assert_array_equal(asked.partial[0], left.partial[0])
+
+
 def test_yinyang_with_several_groups_equals_threads(client, blobs):
     # k=24: two centroid groups, so the per-group bounds kept on the workers matter
     params = {"n_clusters": 24, "init": blobs[:24].copy(), "assignment": "yinyang"}

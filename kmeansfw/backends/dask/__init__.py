@@ -19,9 +19,11 @@ pattern rather than a new task graph per iteration:
   receives only the centroids (broadcast to the workers when large, see
   :data:`~kmeansfw.backends.dask.cluster.SCATTER_BYTES`), runs the same per-block hooks as
   the threads backend (:func:`kmeansfw.engine.steps.assign`: assignment, the distance, the
-  update's map step) and returns small partials: the update's partial, the weighted
-  objective and how many labels changed.  The labels stay on the workers; so do the bounds
-  of ``hamerly`` and ``yinyang`` (kept in the chunk's cache).
+  update's map step) and returns small partials: the update's partial, how many labels
+  changed and, when a strategy of the fit declares ``reads_costs``, the weighted
+  objective (otherwise the search may leave the costs, and a round over the chunks
+  computes the objective only if something reads it).  The labels stay on the workers;
+  so do the bounds of ``hamerly`` and ``yinyang`` (kept in the chunk's cache).
 * The driver reduces the partials in chunk order through the update's own
   ``kmeansfw_update``, handles empty clusters, and calls observers and convergence criteria
   on a state that carries the reduced quantities.  Only the final labels (and costs) of the

@@ -21,8 +21,8 @@ from kmeansfw.kernels import count_changed
 class _Chunk:
     """What a worker keeps beside one row chunk for the whole fit (never sent back).
 
-    ``step`` tags the stored labels and costs with the (run, iteration) that made them;
-    a chunk rebuilt after a worker was lost has none, and every task checks the tag
+    ``step`` tags the stored labels and assignment with the (run, iteration) that made
+    them; a chunk rebuilt after a worker was lost has none, and every task checks the tag
     instead of trusting the state.
     """
 
@@ -32,7 +32,9 @@ class _Chunk:
     offset: int
     n_clusters: int
     labels: np.ndarray | None = None
-    costs: np.ndarray | None = None
+    #: The assignment of ``step``: its costs are computed on first read when the
+    #: iteration did not ask for them (see :func:`_assign_chunk`).
+    found: steps.Assignment | None = None
     step: tuple | None = None
     #: Seeding: the run it belongs to, each row's lowest cost to the candidates so far,
     #: the index of that candidate, and how many candidates were folded in.
@@ -80,7 +82,7 @@ class _Summary:
     """What one chunk returns after an iteration: small, whatever the chunk's size."""
 
     partial: Any
-    objective: float
+    objective: float | None
     changed: int
     known: bool
     spread: np.ndarray | None
@@ -92,32 +94,51 @@ def _assign_chunk(
     step: tuple,
     accumulate: bool,
     spread: bool,
+    with_costs: bool = True,
 ) -> _Summary:
-    """Worker: one iteration's assignment (and the update's map step) on a chunk."""
+    """Worker: one iteration's assignment (and the update's map step) on a chunk.
+
+    ``with_costs`` False (nothing of the fit reads every iteration's objective, and the
+    empty-cluster strategy is not ``split-largest``): the search may leave the costs,
+    computed only if a later task reads them (:func:`_stored`), and the summary carries
+    no objective (:func:`_objective` computes it on demand).
+    """
     data = chunk.data
-    result = steps.assign(chunk.hooks, data, centroids, accumulate=accumulate)
+    result = steps.assign(
+        chunk.hooks, data, centroids, accumulate=accumulate, with_costs=with_costs or spread
+    )
     run, iteration = step
     known = chunk.step == (run, iteration - 1)
     if known and chunk.labels is not None:
         changed = count_changed(result.labels, chunk.labels)
     else:  # first iteration, or state lost with a worker: count every row as changed
         changed = data.n_samples
-    chunk.labels, chunk.costs, chunk.step = result.labels, result.costs, step
     partial = result.partials[0] if result.partials else None
+    result.partials = None  # sent back in the summary: the chunk keeps no copy
+    chunk.labels, chunk.found, chunk.step = result.labels, result, step
     per_cluster = None
     if spread:  # split-largest's per-cluster cost sums
         per_cluster = np.bincount(result.labels, weights=result.costs, minlength=chunk.n_clusters)
-    return _Summary(partial, steps.objective(data, result.costs), changed, known, per_cluster)
+    objective = steps.objective(data, result.costs) if with_costs else None
+    return _Summary(partial, objective, changed, known, per_cluster)
 
 
 def _stored(chunk: _Chunk, centroids: np.ndarray, step: tuple) -> tuple[np.ndarray, np.ndarray]:
-    """The chunk's labels and costs of ``step``, recomputed from ``centroids`` (the ones
-    that step assigned to) when the chunk lost them."""
-    if chunk.step != step or chunk.labels is None or chunk.costs is None:
+    """The chunk's labels and costs of ``step`` (the costs computed now if its
+    assignment left them), recomputed from ``centroids`` (the ones that step assigned
+    to) when the chunk lost them."""
+    if chunk.step != step or chunk.labels is None or chunk.found is None:
         result = steps.assign(chunk.hooks, chunk.data, centroids, accumulate=False)
-        chunk.labels, chunk.costs, chunk.step = result.labels, result.costs, step
-    assert chunk.labels is not None and chunk.costs is not None
-    return chunk.labels, chunk.costs
+        chunk.labels, chunk.found, chunk.step = result.labels, result, step
+    assert chunk.labels is not None and chunk.found is not None
+    return chunk.labels, chunk.found.costs
+
+
+def _objective(chunk: _Chunk, centroids: np.ndarray, step: tuple) -> float:
+    """Worker: the chunk's weighted objective of ``step`` (its costs computed now if the
+    iteration left them)."""
+    _, costs = _stored(chunk, centroids, step)
+    return steps.objective(chunk.data, costs)
 
 
 def _restore(chunk: _Chunk, centroids: np.ndarray, step: tuple) -> None:

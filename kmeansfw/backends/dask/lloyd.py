@@ -13,6 +13,7 @@ from kmeansfw.backends.dask.checkpoints import _Resume
 from kmeansfw.backends.dask.chunks import (
     _assign_chunk,
     _labels_and_costs,
+    _objective,
     _reaccumulate,
     _restore,
     _top_costs,
@@ -31,11 +32,15 @@ from kmeansfw.strategies.empty import RelocateFarthest, SplitLargest
 class ReducedState(engine.FitState):
     """The state observers and criteria see in a Dask fit: the objective and the count
     of changed labels are reduced from the chunks (the labels stay on the workers, so
-    ``labels``, ``previous_labels`` and ``costs`` are None)."""
+    ``labels``, ``previous_labels`` and ``costs`` are None).  The objective comes with
+    the iteration's summaries when a strategy of the fit declares ``reads_costs``;
+    otherwise a round over the chunks computes it when something reads it."""
 
-    reduced_objective: float = 0.0
+    reduced_objective: float | None = 0.0
     reduced_changed: int = 0
     labels_known: bool = False
+    #: Computes the objective when the summaries did not carry it (None: they did).
+    objective_of: Any = attrs.field(default=None, repr=False)
 
     @property
     def labels_unchanged(self) -> bool:
@@ -49,7 +54,10 @@ class ReducedState(engine.FitState):
 
     @property
     def objective(self) -> float:
-        """The weighted objective, summed over the chunks."""
+        """The weighted objective, summed over the chunks (a round over them on first
+        read when the iteration did not bring it)."""
+        if self.reduced_objective is None:
+            self.reduced_objective = float(self.objective_of())
         return self.reduced_objective
 
 
@@ -124,6 +132,11 @@ def _empty_step(
     return steps.fix_empty_clusters(hooks, driver, assignment, centroids, new, weights, rng)
 
 
+def _objective_round(cluster: _Cluster, centroids: np.ndarray, step: tuple) -> Any:
+    """What computes an iteration's objective from the chunks' stored assignments."""
+    return lambda: np.sum(cluster.map(_objective, centroids, step))
+
+
 def _run(
     cluster: _Cluster,
     hooks: Any,
@@ -152,12 +165,15 @@ def _run(
     empty_strategy = next(s for slot, _, s in strategies if slot == "empty")
     spread = isinstance(empty_strategy, SplitLargest)
     accumulate = hooks.implemented("kmeansfw_accumulate")
+    # a plain pluggy relay (no declarations to go by): the costs, as always before
+    with_costs = getattr(hooks, "costs_read_every_iteration", lambda: True)()
     converged = False
     step = (run_index, 0)
     for iteration in range(state.iteration + 1, cfg.max_iter + 1):
         centroids = state.centroids
         step = (run_index, iteration)
-        summaries = cluster.map(_assign_chunk, np.asarray(centroids), step, accumulate, spread)
+        used = np.asarray(centroids)
+        summaries = cluster.map(_assign_chunk, used, step, accumulate, spread, with_costs)
         partials = [s.partial for s in summaries] if accumulate else None
         new, weights = steps.update(
             hooks,
@@ -183,7 +199,12 @@ def _run(
         state.cluster_weights = weights
         state.iteration = iteration
         state.strict = False
-        state.reduced_objective = float(np.sum([s.objective for s in summaries]))
+        if with_costs:
+            state.reduced_objective = float(np.sum([s.objective for s in summaries]))
+            state.objective_of = None
+        else:  # a round over the chunks, only if something reads it
+            state.reduced_objective = None
+            state.objective_of = _objective_round(cluster, used, step)
         state.reduced_changed = int(sum(s.changed for s in summaries))
         state.labels_known = all(s.known for s in summaries)
         hooks.kmeansfw_iteration_end(state=state)
