@@ -215,13 +215,17 @@ def geometric_mean(values: list[float]) -> float:
     return math.exp(sum(map(math.log, values)) / len(values)) if values else float("nan")
 
 
+#: The heat map's colours saturate at this ratio either way (1 / it and it).
+HEAT_SPAN = 4.0
+
+
 def heat_map(rows: list[dict], path: str) -> None:
     """A heat map of kmeansfw / scikit-learn per cell: rows n x d, columns k (and dtype)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.colors import TwoSlopeNorm
+    from matplotlib.colors import LogNorm
 
     shapes = sorted({(r["n"], r["d"]) for r in rows})
     columns = sorted({(r["dtype"], r["k"]) for r in rows})
@@ -231,8 +235,11 @@ def heat_map(rows: list[dict], path: str) -> None:
         grid[shapes.index((r["n"], r["d"])), columns.index((r["dtype"], r["k"]))] = ratio
     fig, ax = plt.subplots(figsize=(1.1 * len(columns) + 2.5, 0.45 * len(shapes) + 1.8))
     finite = grid[np.isfinite(grid)]
-    high = max(2.0, float(finite.max()) if finite.size else 2.0)
-    image = ax.imshow(grid, cmap="RdYlGn_r", norm=TwoSlopeNorm(1.0, 0.0, high), aspect="auto")
+    # colours on a log scale, even either side of 1, saturating at HEAT_SPAN (one outlier
+    # cell cannot wash the others out); the printed numbers are exact
+    shown = np.clip(grid, 1 / HEAT_SPAN, HEAT_SPAN)
+    norm = LogNorm(1 / HEAT_SPAN, HEAT_SPAN)
+    image = ax.imshow(shown, cmap="RdYlGn_r", norm=norm, aspect="auto")
     for (i, j), value in np.ndenumerate(grid):
         if np.isfinite(value):
             ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8)
@@ -245,7 +252,10 @@ def heat_map(rows: list[dict], path: str) -> None:
         f"same run, same initial centroids; geometric mean {geometric_mean(list(finite)):.2f}",
         fontsize=9,
     )
-    fig.colorbar(image, ax=ax, label="time ratio")
+    bar = fig.colorbar(image, ax=ax, label=f"time ratio (log scale, saturates at {HEAT_SPAN:g}x)")
+    ticks = [HEAT_SPAN**e for e in (-1, -0.5, 0, 0.5, 1)]
+    bar.set_ticks(ticks, labels=[f"{t:.2g}" for t in ticks])
+    bar.ax.minorticks_off()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
