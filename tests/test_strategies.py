@@ -750,3 +750,43 @@ def test_kmeans_plus_plus_uses_the_cost_matrix_only_where_it_pays():
     assert not _pairwise_pays(data(150, 4, 8, sparse=True), 8)
     assert not _pairwise_pays(data(362, 64, 2), 2)  # the steps are cheaper
     assert not _pairwise_pays(data(1797, 64, 10), 10)  # over PAIRWISE_MAX_ENTRIES
+
+
+def test_euclidean_row_norms_are_computed_only_for_cost_blocks(monkeypatch):
+    # the rows' centered norms serve cost blocks only: a fit from given centroids, its
+    # predict and score never compute them; transform and k-means++ compute each row's
+    # once per data set, and the distances stay exact
+    import kmeansfw.kernels as kernels_module
+
+    calls = []
+    real = kernels_module.centered_row_norms
+
+    def spy(X, mean):
+        calls.append(X.shape[0])
+        return real(X, mean)
+
+    monkeypatch.setattr(kernels_module, "centered_row_norms", spy)
+    X = np.random.default_rng(0).normal(size=(3000, 5)) + 100.0
+    km = KMeans(4, init=X[:4].copy(), n_init=1, assignment="nearest").fit(X)
+    km.predict(X)
+    km.score(X)
+    assert calls == []
+    distances = km.transform(X)
+    assert sum(calls) == 3000
+    np.testing.assert_allclose(distances, cdist(X, km.cluster_centers_), rtol=1e-9)
+    calls.clear()
+    seeded = KMeans(4, init="k-means++", n_init=1, random_state=0).fit(X)
+    assert sum(calls) == 3000  # one block, filled once for every step of the seeding
+    # kept per block: a second request computes nothing; another plan's block over the
+    # same rows gives the same values
+    from kmeansfw.strategies.euclidean import centered_sq_norms
+
+    data = FitData.build(X, n_clusters=4)
+    engine.setup(plugins.build(seeded._strategies), data)
+    calls.clear()
+    whole = centered_sq_norms(data, slice(0, 3000)).copy()
+    np.testing.assert_allclose(whole, ((X - X.mean(axis=0)) ** 2).sum(axis=1), rtol=1e-12)
+    centered_sq_norms(data, slice(0, 3000))
+    assert calls == [3000]
+    np.testing.assert_array_equal(centered_sq_norms(data, slice(256, 512)), whole[256:512])
+    assert calls == [3000, 256]

@@ -24,13 +24,15 @@ from kmeansfw.core.distance import Distance, nearest_by_blocks
 from kmeansfw.core.markers import hookimpl
 from kmeansfw.core.paging import column_means
 from kmeansfw.core.sums import SumsRequest
-from kmeansfw.engine.executors import fill_rows, kernel_threads
+from kmeansfw.engine.executors import kernel_threads
 
 _MEAN = "euclidean.mean"
 _CENTERED_C = "euclidean.centered_c"
 _MINUS_2C = "euclidean.minus_2c"
 _C_NORMS = "euclidean.c_sq_norms"
 _NORMS = "euclidean.centered_sq_norms"
+#: In a data set's cache: the blocks (start, stop) whose rows' norms :data:`_NORMS` holds.
+_NORMS_DONE = "euclidean.centered_sq_norms.blocks"
 _COST_SHIFT = "euclidean.cost_shift"
 
 
@@ -41,28 +43,34 @@ def row_sq_norms(X) -> np.ndarray:
     return np.einsum("ij,ij->i", X, X)
 
 
-def centered_sq_norms(data: FitData, mean: np.ndarray) -> np.ndarray:
-    """``||x - mean||^2`` of every row, once per data set, in bounded memory."""
-    out = np.empty(data.n_samples, dtype=data.dtype)
-    return fill_rows(data, _CenteredNorms(data.X, mean), out)
+def centered_sq_norms(data: FitData, rows: slice) -> np.ndarray:
+    """``||x - mean||^2`` of the rows ``rows`` of a prepared data set (mean zero for
+    sparse data), computed on the first request for that block and kept in the data's
+    cache.
 
-
-@attrs.frozen(eq=False)
-class _CenteredNorms:
-    """Chunk task: the centered squared norms of a task's rows."""
-
-    X: object
-    mean: np.ndarray
-
-    def __call__(self, task: list[slice]) -> np.ndarray:
-        parts = []
-        for rows in task:  # block by block: one block-sized temporary at a time
-            block = self.X[rows]
-            if sp.issparse(block):  # the mean is zero for sparse data
-                parts.append(row_sq_norms(block))
-            else:
-                parts.append(kernels.centered_row_norms(block, self.mean))
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+    Only cost blocks need them (the nearest-centroid search and the paired costs do
+    not), so a data set that never asks for one (``predict``, mini-batches, a Lloyd run
+    from given centroids) skips the pass over its rows.  Blocks are disjoint within one
+    map over the data and maps run one after the other, so two threads never fill the
+    same rows at once; a block of another plan overlapping filled rows fills them again
+    with the same values (a row's norm does not depend on its block).
+    """
+    cache = data.cache
+    norms = cache.get(_NORMS)
+    if norms is None:  # setdefault: one array even if two blocks race to make it
+        norms = cache.setdefault(_NORMS, np.empty(data.n_samples, dtype=data.dtype))
+    done = cache.get(_NORMS_DONE)
+    if done is None:
+        done = cache.setdefault(_NORMS_DONE, set())
+    key = (rows.start or 0, data.n_samples if rows.stop is None else rows.stop)
+    if key not in done:
+        block = data.X[rows]
+        if sp.issparse(block):  # the mean is zero for sparse data
+            norms[rows] = row_sq_norms(block)
+        else:
+            norms[rows] = kernels.centered_row_norms(block, cache[_MEAN])
+        done.add(key)
+    return norms[rows]
 
 
 @attrs.frozen
@@ -94,7 +102,7 @@ class Euclidean(Distance):
         if mean is None:  # a data set outside a fit: centered on its own mean
             mean = self.kmeansfw_learn(data=data)[_MEAN]
         data.cache[_MEAN] = np.asarray(mean, dtype=data.dtype)
-        data.cache[_NORMS] = centered_sq_norms(data, data.cache[_MEAN])
+        # the rows' norms: block by block when a cost block first needs them
 
     @hookimpl
     def kmeansfw_prepare_centroids(self, centroids: np.ndarray, data: FitData, cache: dict) -> None:
@@ -112,7 +120,7 @@ class Euclidean(Distance):
         if not is_sparse(X):  # centered on the fly: accurate far from the origin
             mean = data.cache[_MEAN]
             if rows is not None and isinstance(X, np.ndarray) and X.flags.c_contiguous:
-                norms = data.cache[_NORMS][rows]
+                norms = centered_sq_norms(data, rows)
             else:
                 X = np.ascontiguousarray(X, dtype=data.dtype)
                 norms = kernels.centered_row_norms(X, mean)
@@ -122,7 +130,7 @@ class Euclidean(Distance):
         out = np.asarray(X @ cache[_MINUS_2C].T)  # sparse rows: the mean is zero
         out += cache[_COST_SHIFT]
         if rows is not None:
-            norms = data.cache[_NORMS][rows]
+            norms = centered_sq_norms(data, rows)
         else:
             mean = data.cache[_MEAN]
             norms = row_sq_norms(X) - 2 * np.asarray(X @ mean).ravel() + mean @ mean
@@ -180,7 +188,7 @@ class Euclidean(Distance):
             return None
         if not kernels.fused_plusplus_pays(n, d, draws.shape[1]):
             return None
-        mean, norms = data.cache[_MEAN], data.cache[_NORMS]
+        mean, norms = data.cache[_MEAN], centered_sq_norms(data, block)
         return kernels.plusplus_sq_euclidean(
             X, mean, norms, sample_weight, closest, first, potential, draws,
             n_threads=kernel_threads(data),
