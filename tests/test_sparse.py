@@ -85,3 +85,24 @@ def test_sparse_input_is_not_modified(sparse_blobs):
     before = S.copy()
     KMeans(6, random_state=0, distance="cosine").fit(S)
     assert (S != before).nnz == 0
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "sqeuclidean"])
+def test_sparse_rows_for_a_model_fitted_on_dense_data(distance):
+    # the model's mean is the dense training mean (not zero): sparse rows, used
+    # uncentered, must still give the dense rows' costs (they gave ||x - c + m||^2-like
+    # values before: transform and score silently wrong, labels right)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 6)) + 5
+    X[X < 5.2] = 0
+    km = KMeans(4, distance=distance, random_state=0).fit(X)
+    S = sp.csr_matrix(X)
+    np.testing.assert_array_equal(km.predict(S), km.predict(X))
+    np.testing.assert_allclose(km.transform(S), km.transform(X), rtol=1e-9, atol=1e-9)
+    assert km.score(S) == pytest.approx(km.score(X), rel=1e-9)
+    # and a sparse fit (mean zero) is unchanged: its own rows against its own centroids
+    sparse_fit = KMeans(4, distance=distance, random_state=0).fit(S)
+    brute = ((X[:, None, :] - sparse_fit.cluster_centers_[None]) ** 2).sum(axis=2)
+    expected = brute if distance == "sqeuclidean" else np.sqrt(brute)
+    np.testing.assert_allclose(sparse_fit.transform(S), expected, rtol=1e-9, atol=1e-9)
+    assert sparse_fit.score(S) == pytest.approx(-brute.min(axis=1).sum(), rel=1e-9)

@@ -790,3 +790,22 @@ def test_euclidean_row_norms_are_computed_only_for_cost_blocks(monkeypatch):
     assert calls == [3000]
     np.testing.assert_array_equal(centered_sq_norms(data, slice(256, 512)), whole[256:512])
     assert calls == [3000, 256]
+
+
+def test_euclidean_row_norms_follow_the_mean_they_were_prepared_with():
+    # prepared again (another mean): no norm of the old mean is kept; rows are asked
+    # for as consecutive slices
+    from kmeansfw.strategies.euclidean import centered_sq_norms
+
+    X = np.random.default_rng(1).normal(size=(700, 3))
+    hooks = plugins.build(KMeans(3)._built_config()[1])
+    data = FitData.build(X, n_clusters=3)
+    engine.setup(hooks, data)
+    first = centered_sq_norms(data, slice(0, 700)).copy()
+    data.fitted = {**data.fitted, "euclidean.mean": X.mean(axis=0) + 10.0}
+    engine.prepare(hooks, data)
+    again = centered_sq_norms(data, slice(0, 700))
+    np.testing.assert_allclose(again, ((X - X.mean(axis=0) - 10.0) ** 2).sum(axis=1), rtol=1e-12)
+    assert not np.allclose(again, first)
+    with pytest.raises(ValueError, match="consecutive rows"):
+        centered_sq_norms(data, slice(0, 700, 2))

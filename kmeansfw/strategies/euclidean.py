@@ -14,6 +14,8 @@ squared distance to the chosen centroid only.
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 import numpy as np
 import scipy.sparse as sp
@@ -44,33 +46,59 @@ def row_sq_norms(X) -> np.ndarray:
 
 
 def centered_sq_norms(data: FitData, rows: slice) -> np.ndarray:
-    """``||x - mean||^2`` of the rows ``rows`` of a prepared data set (mean zero for
-    sparse data), computed on the first request for that block and kept in the data's
-    cache.
+    """``||x - mean||^2`` of the rows ``rows`` of a prepared data set, computed on the
+    first request for that block and kept in the data's cache.
 
     Only cost blocks need them (the nearest-centroid search and the paired costs do
-    not), so a data set that never asks for one (``predict``, mini-batches, a Lloyd run
-    from given centroids) skips the pass over its rows.  Blocks are disjoint within one
-    map over the data and maps run one after the other, so two threads never fill the
-    same rows at once; a block of another plan overlapping filled rows fills them again
-    with the same values (a row's norm does not depend on its block).
+    not), so a data set that never asks for one (``predict`` on dense data, mini-batches,
+    a Lloyd run from given centroids) skips the pass over its rows.  Blocks are disjoint
+    within one map over the data and maps run one after the other, so two threads never
+    fill the same rows at once; a block of another plan overlapping filled rows fills them
+    again with the same values (a row's norm does not depend on its block).
+
+    Parameters
+    ----------
+    data : FitData
+        A data set prepared by :class:`Euclidean` (its mean in ``data.cache``: the
+        training mean, zero for a sparse fit; sparse rows of a model fitted on dense data
+        are centered on that mean too).
+    rows : slice
+        Consecutive rows (step 1).
+
+    Returns
+    -------
+    ndarray of shape (rows,)
+        In the data's dtype; a view of the cached norms, not to be written.
     """
+    n = data.n_samples
+    start, stop, step = rows.indices(n)
+    if step != 1:
+        raise ValueError(f"centered_sq_norms takes consecutive rows, got the slice {rows}")
     cache = data.cache
     norms = cache.get(_NORMS)
     if norms is None:  # setdefault: one array even if two blocks race to make it
-        norms = cache.setdefault(_NORMS, np.empty(data.n_samples, dtype=data.dtype))
+        norms = cache.setdefault(_NORMS, np.empty(n, dtype=data.dtype))
     done = cache.get(_NORMS_DONE)
     if done is None:
         done = cache.setdefault(_NORMS_DONE, set())
-    key = (rows.start or 0, data.n_samples if rows.stop is None else rows.stop)
-    if key not in done:
-        block = data.X[rows]
-        if sp.issparse(block):  # the mean is zero for sparse data
-            norms[rows] = row_sq_norms(block)
+    if (start, stop) not in done:
+        block, mean = data.X[start:stop], cache[_MEAN]
+        if sp.issparse(block):
+            norms[start:stop] = _sparse_centered_norms(block, mean)
         else:
-            norms[rows] = kernels.centered_row_norms(block, cache[_MEAN])
-        done.add(key)
-    return norms[rows]
+            norms[start:stop] = kernels.centered_row_norms(block, mean)
+        done.add((start, stop))
+    return norms[start:stop]
+
+
+def _sparse_centered_norms(X: Any, mean: np.ndarray) -> np.ndarray:
+    """``||x - mean||^2`` of sparse rows without densifying them (``||x||^2`` when the
+    mean is zero, as for a sparse fit)."""
+    if not mean.any():
+        return row_sq_norms(X)
+    mean = mean.astype(np.float64)
+    out = row_sq_norms(X).astype(np.float64) - 2 * np.asarray(X @ mean).ravel() + mean @ mean
+    return np.maximum(out, 0).astype(X.dtype)
 
 
 @attrs.frozen
@@ -102,7 +130,10 @@ class Euclidean(Distance):
         if mean is None:  # a data set outside a fit: centered on its own mean
             mean = self.kmeansfw_learn(data=data)[_MEAN]
         data.cache[_MEAN] = np.asarray(mean, dtype=data.dtype)
-        # the rows' norms: block by block when a cost block first needs them
+        # the rows' norms: block by block when a cost block first needs them (prepared
+        # again, e.g. with another mean: none of the old ones kept)
+        data.cache.pop(_NORMS, None)
+        data.cache.pop(_NORMS_DONE, None)
 
     @hookimpl
     def kmeansfw_prepare_centroids(self, centroids: np.ndarray, data: FitData, cache: dict) -> None:
@@ -127,13 +158,14 @@ class Euclidean(Distance):
             return kernels.sq_euclidean_costs(
                 X, mean, cache[_MINUS_2C], cache[_C_NORMS], norms, n_threads=kernel_threads(data)
             )
-        out = np.asarray(X @ cache[_MINUS_2C].T)  # sparse rows: the mean is zero
+        # sparse rows, uncentered: ||x - c||^2 = ||x - m||^2 - 2 x.c' + shift (m zero for
+        # a sparse fit, the training mean for a model fitted on dense data)
+        out = np.asarray(X @ cache[_MINUS_2C].T)
         out += cache[_COST_SHIFT]
         if rows is not None:
             norms = centered_sq_norms(data, rows)
         else:
-            mean = data.cache[_MEAN]
-            norms = row_sq_norms(X) - 2 * np.asarray(X @ mean).ravel() + mean @ mean
+            norms = _sparse_centered_norms(X, data.cache[_MEAN])
         out += norms[:, None]
         return np.maximum(out, 0, out=out)
 
@@ -161,7 +193,8 @@ class Euclidean(Distance):
         Parameters
         ----------
         data : FitData
-            The data, prepared (its mean and centered norms cached).
+            The data, prepared (its mean cached; its rows' centered norms are filled
+            here if no cost block asked for them yet).
         sample_weight : ndarray, shape (n,)
         closest : ndarray, shape (n,)
             Every sample's cost to the first centroid.
@@ -204,10 +237,13 @@ class Euclidean(Distance):
     def kmeansfw_paired_cost(
         self, X: np.ndarray, labels: np.ndarray, data: FitData, cache: dict
     ) -> np.ndarray:
-        if is_sparse(X):
-            centered_c = cache[_CENTERED_C][labels]
-            cross = np.asarray(X.multiply(centered_c).sum(axis=1)).ravel()
-            out = row_sq_norms(X) - 2 * cross + np.einsum("ij,ij->i", centered_c, centered_c)
+        if is_sparse(X):  # uncentered rows: against the centroids themselves
+            mean = data.cache[_MEAN]
+            chosen = cache[_CENTERED_C][labels]
+            if mean.any():  # a model fitted on dense data (a sparse fit's mean is zero)
+                chosen = chosen + mean
+            cross = np.asarray(X.multiply(chosen).sum(axis=1)).ravel()
+            out = row_sq_norms(X) - 2 * cross + np.einsum("ij,ij->i", chosen, chosen)
             return np.maximum(out, 0).astype(X.dtype)
         return kernels.paired_sq_euclidean(X, data.cache[_MEAN], cache[_CENTERED_C], labels)
 
