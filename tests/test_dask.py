@@ -135,20 +135,41 @@ class _Objectives:
         self.seen.append(state.objective)
 
 
-def test_iterations_bring_the_objective_only_when_declared(client, blobs):
+def test_iterations_bring_the_objective_only_when_declared(client, blobs, monkeypatch):
     # a fit that declares reading every objective gets it in the summaries; one whose
     # observer reads it undeclared gets it from a round over the chunks' stored
-    # assignments: the same values, the same fit
+    # assignments: the same values, the same fit; nobody reading it: no round at all
+    from kmeansfw.backends.dask import lloyd
+
+    rounds = {"made": 0, "run": 0}
+    make = lloyd._objective_round
+
+    def counted(*args):
+        rounds["made"] += 1
+        compute = make(*args)
+
+        def run():
+            rounds["run"] += 1
+            return compute()
+
+        return run
+
+    monkeypatch.setattr(lloyd, "_objective_round", counted)
     dX = da.from_array(blobs, chunks=(1500, 4))
     params = {"n_clusters": 6, "init": blobs[:6].copy(), "tol": 0, "max_iter": 6}
-    fits = {}
+    fits, counts = {}, {}
     for declared in (True, False):
         seen = _Objectives(declared)
         fits[declared] = backend.fit(dX, observers=[seen], **params), seen.seen
+        counts[declared] = dict(rounds)
+        rounds.update(made=0, run=0)
     (asked, asked_seen), (left, left_seen) = fits[True], fits[False]
-    assert len(asked_seen) == asked.n_iter and asked_seen == left_seen
+    assert len(asked_seen) == asked.n_iter == 6 and asked_seen == left_seen
+    assert counts[True] == {"made": 0, "run": 0}  # in the summaries
+    assert counts[False] == {"made": 6, "run": 6}  # one round per read
     _same(left, asked)
-    _same(backend.fit(dX, **params), asked)  # nobody reads it: no round at all
+    _same(backend.fit(dX, **params), asked)
+    assert rounds == {"made": 6, "run": 0}
 
 
 def test_a_chunk_leaves_costs_the_iteration_does_not_read(blobs):
@@ -162,11 +183,16 @@ def test_a_chunk_leaves_costs_the_iteration_does_not_read(blobs):
     C = blobs[:6].copy()
     found = []
     for with_costs in (True, False):
-        chunk = chunks._build_chunk(X, w, 0, 0, strategies, {}, 256, 6)
+        chunk = chunks._build_chunk(X, w, 0, 0, strategies, {}, 256, 6, memory_budget=1 << 20)
+        assert chunk.data.memory_budget == 1 << 20
         summary = chunks._assign_chunk(chunk, C, (0, 1), True, False, with_costs)
         assert chunk.found.costs_ready is with_costs
         assert (summary.objective is None) is not with_costs
+        # a chunk spilled or moved to another worker mid-fit: pickled with pending costs
+        copy = pickle.loads(pickle.dumps(chunk))
+        np.testing.assert_array_equal(chunks._stored(copy, C, (0, 1))[1], copy.found.costs)
         objective = chunks._objective(chunk, C, (0, 1))  # computed now if it was left
+        assert chunks._objective(copy, C, (0, 1)) == objective
         assert chunk.found.costs_ready and chunk.found.partials is None
         found.append((summary, objective, chunks._stored(chunk, C, (0, 1))[1]))
     (asked, asked_objective, asked_costs), (left, left_objective, left_costs) = found

@@ -65,11 +65,12 @@ class Assignment:
         return self._pending is None
 
 
-@attrs.frozen(eq=False)
+@attrs.frozen(eq=False, getstate_setstate=False)
 class PendingCosts:
     """The blocks (row slices) of an assignment whose costs were left to the engine, and
     what computing them needs: the distance's ``kmeansfw_paired_cost`` at the centroids
-    the samples were assigned to."""
+    the samples were assigned to.  It pickles (a Dask chunk keeping its assignment may be
+    spilled or moved to another worker): without its lock, which a copy makes anew."""
 
     hook: Any
     data: FitData
@@ -78,6 +79,14 @@ class PendingCosts:
     blocks: frozenset
     #: Held while the costs are computed (:attr:`Assignment.costs`).
     lock: Any = attrs.field(factory=threading.Lock, init=False)
+
+    def __getstate__(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in attrs.fields(type(self)) if f.init}
+
+    def __setstate__(self, state: dict) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "lock", threading.Lock())
 
     def fill(self, labels: np.ndarray, costs: np.ndarray) -> None:
         """Write the left blocks' costs into ``costs`` (tasks mapped as an assignment's)."""

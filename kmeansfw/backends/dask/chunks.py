@@ -11,7 +11,7 @@ import attrs
 import numpy as np
 
 from kmeansfw.core import contract
-from kmeansfw.core.data import DEFAULT_MEMORY_BUDGET, FitData
+from kmeansfw.core.data import FitData
 from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins, steps
 from kmeansfw.kernels import count_changed
@@ -53,7 +53,8 @@ def _build_chunk(
     fitted: Mapping[str, Any],
     block_rows: int,
     n_clusters: int,
-    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    *,
+    memory_budget: int,
 ) -> _Chunk:
     """Worker: the :class:`_Chunk` of one persisted row chunk, prepared by the hooks
     (``memory_budget``: the fit's, for any plan made on the chunk)."""

@@ -4,6 +4,7 @@ quantities, and the final labels gathered from the workers."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -40,7 +41,7 @@ class ReducedState(engine.FitState):
     reduced_changed: int = 0
     labels_known: bool = False
     #: Computes the objective when the summaries did not carry it (None: they did).
-    objective_of: Any = attrs.field(default=None, repr=False)
+    objective_of: Callable[[], float] | None = attrs.field(default=None, repr=False)
 
     @property
     def labels_unchanged(self) -> bool:
@@ -57,7 +58,8 @@ class ReducedState(engine.FitState):
         """The weighted objective, summed over the chunks (a round over them on first
         read when the iteration did not bring it)."""
         if self.reduced_objective is None:
-            self.reduced_objective = float(self.objective_of())
+            assert self.objective_of is not None
+            self.reduced_objective = self.objective_of()
         return self.reduced_objective
 
 
@@ -132,9 +134,12 @@ def _empty_step(
     return steps.fix_empty_clusters(hooks, driver, assignment, centroids, new, weights, rng)
 
 
-def _objective_round(cluster: _Cluster, centroids: np.ndarray, step: tuple) -> Any:
-    """What computes an iteration's objective from the chunks' stored assignments."""
-    return lambda: np.sum(cluster.map(_objective, centroids, step))
+def _objective_round(
+    cluster: _Cluster, centroids: np.ndarray, step: tuple
+) -> Callable[[], float]:
+    """What computes an iteration's objective from the chunks' stored assignments (one
+    round over the chunks, when called)."""
+    return lambda: float(np.sum(cluster.map(_objective, centroids, step)))
 
 
 def _run(
@@ -165,8 +170,9 @@ def _run(
     empty_strategy = next(s for slot, _, s in strategies if slot == "empty")
     spread = isinstance(empty_strategy, SplitLargest)
     accumulate = hooks.implemented("kmeansfw_accumulate")
-    # a plain pluggy relay (no declarations to go by): the costs, as always before
-    with_costs = getattr(hooks, "costs_read_every_iteration", lambda: True)()
+    # a plain pluggy relay (no declarations to go by): the costs, as always before;
+    # split-largest's sums make them anyway, and the objective then costs nothing more
+    with_costs = spread or getattr(hooks, "costs_read_every_iteration", lambda: True)()
     converged = False
     step = (run_index, 0)
     for iteration in range(state.iteration + 1, cfg.max_iter + 1):

@@ -17,7 +17,7 @@ from kmeansfw.backends.dask.chunks import (
 )
 from kmeansfw.backends.dask.cluster import _Cluster
 from kmeansfw.core import contract
-from kmeansfw.core.data import DEFAULT_MEMORY_BUDGET, FitData
+from kmeansfw.core.data import FitData
 from kmeansfw.core.errors import StrategyError
 from kmeansfw.engine import steps
 from kmeansfw.strategies.init import (
@@ -65,7 +65,7 @@ def _seed_parallel(
     rng: np.random.Generator,
     run: int,
     seeding: KMeansParallel,
-    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    memory_budget: int,
 ) -> np.ndarray:
     """k-means|| over the chunks (see the module docstring); the recluster on the driver
     plans its candidates within ``memory_budget`` (the fit's)."""
