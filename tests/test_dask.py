@@ -170,6 +170,11 @@ def test_iterations_bring_the_objective_only_when_declared(client, blobs, monkey
     _same(left, asked)
     _same(backend.fit(dX, **params), asked)
     assert rounds == {"made": 6, "run": 0}
+    # split-largest computes the chunks' costs anyway: the objective comes with them
+    rounds.update(made=0, run=0)
+    seen = _Objectives(False)
+    backend.fit(dX, observers=[seen], empty="split-largest", **params)
+    assert rounds == {"made": 0, "run": 0} and len(seen.seen) == 6
 
 
 def test_a_chunk_leaves_costs_the_iteration_does_not_read(blobs):
@@ -190,9 +195,10 @@ def test_a_chunk_leaves_costs_the_iteration_does_not_read(blobs):
         assert (summary.objective is None) is not with_costs
         # a chunk spilled or moved to another worker mid-fit: pickled with pending costs
         copy = pickle.loads(pickle.dumps(chunk))
-        np.testing.assert_array_equal(chunks._stored(copy, C, (0, 1))[1], copy.found.costs)
+        assert copy.found.costs_ready is with_costs
         objective = chunks._objective(chunk, C, (0, 1))  # computed now if it was left
         assert chunks._objective(copy, C, (0, 1)) == objective
+        np.testing.assert_array_equal(copy.found.costs, chunk.found.costs)
         assert chunk.found.costs_ready and chunk.found.partials is None
         found.append((summary, objective, chunks._stored(chunk, C, (0, 1))[1]))
     (asked, asked_objective, asked_costs), (left, left_objective, left_costs) = found

@@ -88,21 +88,35 @@ def test_sparse_input_is_not_modified(sparse_blobs):
 
 
 @pytest.mark.parametrize("distance", ["euclidean", "sqeuclidean"])
-def test_sparse_rows_for_a_model_fitted_on_dense_data(distance):
+@pytest.mark.parametrize(
+    ("dtype", "offset"), [(np.float64, 5), (np.float32, 5), (np.float32, 1000)]
+)
+def test_sparse_rows_for_a_model_fitted_on_dense_data(distance, dtype, offset):
     # the model's mean is the dense training mean (not zero): sparse rows, used
-    # uncentered, must still give the dense rows' costs (they gave ||x - c + m||^2-like
-    # values before: transform and score silently wrong, labels right)
+    # uncentered, must still give the dense rows' costs (they ignored the mean before:
+    # transform and score silently wrong, labels right), in the data's dtype, and in
+    # float32 far from the origin to float32's precision (the terms cancel)
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(600, 6)) + 5
-    X[X < 5.2] = 0
+    X = rng.normal(size=(600, 6))
+    X[X < 0.2] = 0
+    X = (X + np.where(X != 0, offset, 0)).astype(dtype)
     km = KMeans(4, distance=distance, random_state=0).fit(X)
     S = sp.csr_matrix(X)
-    np.testing.assert_array_equal(km.predict(S), km.predict(X))
-    np.testing.assert_allclose(km.transform(S), km.transform(X), rtol=1e-9, atol=1e-9)
-    assert km.score(S) == pytest.approx(km.score(X), rel=1e-9)
-    # and a sparse fit (mean zero) is unchanged: its own rows against its own centroids
-    sparse_fit = KMeans(4, distance=distance, random_state=0).fit(S)
-    brute = ((X[:, None, :] - sparse_fit.cluster_centers_[None]) ** 2).sum(axis=2)
+    C = km.cluster_centers_.astype(np.float64)
+    brute = ((X.astype(np.float64)[:, None, :] - C[None]) ** 2).sum(axis=2)
     expected = brute if distance == "sqeuclidean" else np.sqrt(brute)
-    np.testing.assert_allclose(sparse_fit.transform(S), expected, rtol=1e-9, atol=1e-9)
-    assert sparse_fit.score(S) == pytest.approx(-brute.min(axis=1).sum(), rel=1e-9)
+    rtol = 1e-9 if dtype == np.float64 else 1e-5
+    np.testing.assert_array_equal(km.predict(S), brute.argmin(axis=1))
+    distances = km.transform(S)
+    assert distances.dtype == dtype
+    np.testing.assert_allclose(distances, expected, rtol=rtol, atol=rtol * offset)
+    assert km.score(S) == pytest.approx(-brute.min(axis=1).sum(), rel=rtol)
+    if dtype == np.float64:  # the dense rows agree as well
+        np.testing.assert_allclose(km.transform(S), km.transform(X), rtol=1e-9, atol=1e-9)
+    # and a sparse fit (mean zero) against brute force
+    sparse_fit = KMeans(4, distance=distance, random_state=0).fit(S)
+    C = sparse_fit.cluster_centers_.astype(np.float64)
+    brute = ((X.astype(np.float64)[:, None, :] - C[None]) ** 2).sum(axis=2)
+    expected = brute if distance == "sqeuclidean" else np.sqrt(brute)
+    np.testing.assert_allclose(sparse_fit.transform(S), expected, rtol=rtol, atol=rtol * offset)
+    assert sparse_fit.score(S) == pytest.approx(-brute.min(axis=1).sum(), rel=rtol)

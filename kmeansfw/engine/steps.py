@@ -81,7 +81,7 @@ class PendingCosts:
     lock: Any = attrs.field(factory=threading.Lock, init=False)
 
     def __getstate__(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in attrs.fields(type(self)) if f.init}
+        return {f.name: getattr(self, f.name) for f in attrs.fields(type(self)) if f.name != "lock"}
 
     def __setstate__(self, state: dict) -> None:
         for name, value in state.items():

@@ -91,6 +91,20 @@ def centered_sq_norms(data: FitData, rows: slice) -> np.ndarray:
     return norms[start:stop]
 
 
+def _sparse_costs(X: Any, centered_c: np.ndarray, mean: np.ndarray, dtype: Any) -> np.ndarray:
+    """The (b, k) squared distances of sparse rows to the centroids ``centered_c + mean``
+    of a model fitted on dense data (``mean`` its training mean, not zero), without
+    densifying the rows: ``||x||^2 - 2 x.c + ||c||^2`` in float64, whose terms cancel
+    when the mean is far from the origin (in float32 a mean of 1000 lost every digit of
+    some costs), rounded to ``dtype``."""
+    X = X.astype(np.float64)
+    centroids = centered_c.astype(np.float64) + mean
+    out = np.asarray(X @ (centroids.T * -2.0))
+    out += np.einsum("ij,ij->i", centroids, centroids)
+    out += row_sq_norms(X)[:, None]
+    return np.maximum(out, 0, out=out).astype(dtype)
+
+
 def _sparse_centered_norms(X: Any, mean: np.ndarray) -> np.ndarray:
     """``||x - mean||^2`` of sparse rows without densifying them (``||x||^2`` when the
     mean is zero, as for a sparse fit)."""
@@ -158,14 +172,13 @@ class Euclidean(Distance):
             return kernels.sq_euclidean_costs(
                 X, mean, cache[_MINUS_2C], cache[_C_NORMS], norms, n_threads=kernel_threads(data)
             )
-        # sparse rows, uncentered: ||x - c||^2 = ||x - m||^2 - 2 x.c' + shift (m zero for
-        # a sparse fit, the training mean for a model fitted on dense data)
+        mean = data.cache[_MEAN]
+        if mean.any():  # sparse rows for a model fitted on dense data: see _sparse_costs
+            return _sparse_costs(X, cache[_CENTERED_C], mean, data.dtype)
+        # sparse rows of a sparse fit (mean zero), uncentered: ||x||^2 - 2 x.c + ||c||^2
         out = np.asarray(X @ cache[_MINUS_2C].T)
         out += cache[_COST_SHIFT]
-        if rows is not None:
-            norms = centered_sq_norms(data, rows)
-        else:
-            norms = _sparse_centered_norms(X, data.cache[_MEAN])
+        norms = centered_sq_norms(data, rows) if rows is not None else row_sq_norms(X)
         out += norms[:, None]
         return np.maximum(out, 0, out=out)
 
@@ -240,11 +253,12 @@ class Euclidean(Distance):
         if is_sparse(X):  # uncentered rows: against the centroids themselves
             mean = data.cache[_MEAN]
             chosen = cache[_CENTERED_C][labels]
-            if mean.any():  # a model fitted on dense data (a sparse fit's mean is zero)
-                chosen = chosen + mean
+            if mean.any():  # a model fitted on dense data: in float64, see _sparse_costs
+                chosen = chosen.astype(np.float64) + mean
+                X = X.astype(np.float64)
             cross = np.asarray(X.multiply(chosen).sum(axis=1)).ravel()
             out = row_sq_norms(X) - 2 * cross + np.einsum("ij,ij->i", chosen, chosen)
-            return np.maximum(out, 0).astype(X.dtype)
+            return np.maximum(out, 0).astype(data.dtype)
         return kernels.paired_sq_euclidean(X, data.cache[_MEAN], cache[_CENTERED_C], labels)
 
     @hookimpl
