@@ -100,12 +100,16 @@ def _best(fit, repeat: int) -> float:
 
 def per_iteration(make_fit, iters: int, repeat: int) -> float:
     """Seconds per Lloyd iteration: (time of 1 + m iterations - time of 1) / m, best of
-    ``repeat`` each, with m the iterations the long run really made and at least ``iters``,
+    ``repeat`` each (the short run at least twice: the first fit on new data pays one-off
+    costs), with m the iterations the long run really made and at least ``iters``,
     raised until the long run takes about 50 ms (small cells are otherwise noise).  NaN,
     printed as "-" (a blank cell in the heat map), when the long run made no more
     iterations than the short one or was not slower than it: that cell has no figure."""
     short_fit = make_fit(1)
-    short = _best(short_fit, repeat)
+    # at least twice: a library's first fit on new data pays one-off costs (scikit-learn's
+    # first one-iteration fit at 200000 x 256, k=256 took 1.6 s, the next 0.83 s), which
+    # would make a single timed short run look as slow as the long one
+    short = _best(short_fit, max(repeat, 2))
     long_fit = make_fit(iters + 1)
     long = _best(long_fit, 1)
     estimate = max((long - short) / iters, 1e-7)
@@ -159,7 +163,9 @@ def run_grid(args: argparse.Namespace) -> list[dict]:
             data_key = (n, d, dtype)
         rng = np.random.default_rng(k)
         init = X[rng.choice(n, size=k, replace=False)].copy()
-        iters = args.iters if n * d * k < 1e9 else 1
+        # the largest cells are timed once each way, a run of 1 + LARGE_ITERS iterations
+        # against one of 1: enough iterations that the difference stands out of the noise
+        iters = args.iters if n * d * k < 1e9 else LARGE_ITERS
         repeat = args.repeat if n * d * k < 1e9 else 1
         ours = per_iteration(partial_fit(KmfwFit, X, init), iters, repeat)
         theirs = per_iteration(partial_fit(SkFit, X, init), iters, repeat)
@@ -215,6 +221,10 @@ def geometric_mean(values: list[float]) -> float:
     return math.exp(sum(map(math.log, values)) / len(values)) if values else float("nan")
 
 
+#: Iterations a cell of n x d x k >= 1e9 adds to its timed run (once each way): with one,
+#: a two-iteration run was often not measurably slower than a one-iteration run, and the
+#: cell got no figure.
+LARGE_ITERS = 3
 #: The heat map's colours saturate at this ratio either way (1 / it and it).
 HEAT_SPAN = 4.0
 
