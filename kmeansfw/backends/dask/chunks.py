@@ -105,8 +105,9 @@ def _assign_chunk(
     no objective (:func:`_objective` computes it on demand).
     """
     data = chunk.data
+    with_costs = with_costs or spread  # split-largest's sums need the costs: the objective too
     result = steps.assign(
-        chunk.hooks, data, centroids, accumulate=accumulate, with_costs=with_costs or spread
+        chunk.hooks, data, centroids, accumulate=accumulate, with_costs=with_costs
     )
     run, iteration = step
     known = chunk.step == (run, iteration - 1)
