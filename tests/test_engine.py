@@ -489,6 +489,45 @@ def test_history_observer_and_monotone_objective(blobs):
     assert all(r["seconds"] >= 0 and r["center_shift"] >= 0 for r in records)
 
 
+def test_strict_convergence_check_compares_labels_without_counting(blobs, monkeypatch):
+    # the check stops at the first changed run of labels; counting every change is for
+    # readers of n_changed only, and both agree when read in either order
+    X, _ = blobs
+    counted, compared, answers = [], [], []
+    count, equal = engine.count_changed, engine.labels_equal
+    monkeypatch.setattr(engine, "count_changed", lambda *a: counted.append(1) or count(*a))
+    monkeypatch.setattr(engine, "labels_equal", lambda *a: compared.append(1) or equal(*a))
+    km = KMeans(5, init="random", n_init=1, random_state=2, tol=0).fit(X)
+    assert not counted and len(compared) == km.n_iter_ - 1  # none at the first iteration
+    compared.clear()
+
+    @attrs.define
+    class Reader:
+        name = "reader"
+        first_count: bool = False
+
+        @kmeansfw.hookimpl
+        def kmeansfw_iteration_end(self, state):
+            if self.first_count:
+                answers.append((state.n_changed, state.labels_unchanged))
+            else:
+                answers.append((state.labels_unchanged, state.n_changed)[::-1])
+            expected = state.previous_labels is not None and np.array_equal(
+                state.labels, state.previous_labels
+            )
+            assert state.labels_unchanged is expected
+
+    for first_count in (False, True):
+        answers.clear()
+        again = KMeans(
+            5, init="random", n_init=1, random_state=2, tol=0,
+            observers=[Reader(first_count=first_count)],
+        ).fit(X)
+        assert again.n_iter_ == km.n_iter_
+        assert answers[-1] == (0, True) and all(u == (c == 0) for c, u in answers[1:])
+    assert compared  # without a count first, the check compared
+
+
 def test_observers_called_in_order(blobs):
     X, _ = blobs
     events = []

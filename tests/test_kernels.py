@@ -644,6 +644,24 @@ def test_plusplus_from_costs_equals_the_steps_and_its_numpy_twin(dtype, duplicat
         assert len({tuple(X[i]) for i in chosen}) == 4
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(0, 3 * convergence.EQUAL_RUN_ROWS + 5),
+    where=st.lists(st.floats(0, 1, exclude_max=True), max_size=3),
+    dtype=st.sampled_from([np.intp, np.int32]),
+)
+def test_labels_equal_finds_any_change(n, where, dtype):
+    rng = np.random.default_rng(n)
+    labels = rng.integers(0, 4, size=n).astype(dtype)
+    previous = labels.copy()
+    at = sorted({int(w * n) for w in where}) if n else []
+    previous[at] = (previous[at] + 1) % 4
+    expected = not at
+    assert kernels.labels_equal(labels, previous) is expected
+    assert convergence._labels_equal_numpy(labels, previous) is expected
+    assert (kernels.count_changed(labels, previous) == 0) is expected
+
+
 def test_iteration_summaries_agree_with_numpy():
     rng = np.random.default_rng(6)
     labels = rng.integers(0, 5, size=300)

@@ -20,7 +20,7 @@ from kmeansfw.core import contract
 from kmeansfw.core.data import FitData, Fitted, read_only
 from kmeansfw.core.errors import StrategyError
 from kmeansfw.engine import steps
-from kmeansfw.kernels import count_changed, sq_shift
+from kmeansfw.kernels import count_changed, labels_equal, sq_shift
 
 
 @attrs.define(eq=False)
@@ -85,10 +85,16 @@ class FitState:
 
     @property
     def labels_unchanged(self) -> bool:
-        """Whether this iteration's labels equal the previous iteration's."""
+        """Whether this iteration's labels equal the previous iteration's (compared only
+        as far as the first change, unless :attr:`n_changed` was read already)."""
         if self.previous_labels is None or self.labels.shape != self.previous_labels.shape:
             return False
-        return self.n_changed == 0
+        if self._memo.get("@") == self.iteration and "changed" in self._memo:
+            return self._memo["changed"] == 0
+        return self._cached("unchanged", self._labels_equal)
+
+    def _labels_equal(self) -> bool:
+        return labels_equal(self.labels, self.previous_labels)
 
     @property
     def n_changed(self) -> int:

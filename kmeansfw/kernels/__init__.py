@@ -44,6 +44,7 @@ _WHERE = {
     "int_range": "checks",
     "add_centered_column_squares": "convergence",
     "count_changed": "convergence",
+    "labels_equal": "convergence",
     "sq_shift": "convergence",
     "SUB_BLOCK_ROWS": "euclidean",
     "centered_row_norms": "euclidean",
@@ -75,6 +76,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from kmeansfw.kernels.convergence import (
         add_centered_column_squares,
         count_changed,
+        labels_equal,
         sq_shift,
     )
     from kmeansfw.kernels.euclidean import (
@@ -134,6 +136,7 @@ __all__ = [
     "fold_candidates",
     "fused_plusplus_pays",
     "int_range",
+    "labels_equal",
     "lp_block",
     "mark_changed_clusters",
     "mark_moved_clusters",

@@ -1,7 +1,8 @@
 """Kernels of the convergence criteria and the per-iteration summaries.
 
-:func:`count_changed` (labels that moved, for ``unchanged``) and :func:`sq_shift` (how far
-the centroids moved, for ``tol``) run once per iteration;
+:func:`labels_equal` (whether any label moved, for the strict convergence of ``tol`` and
+``unchanged``), :func:`count_changed` (how many, for observers) and :func:`sq_shift` (how
+far the centroids moved, for ``tol``) run once per iteration;
 :func:`add_centered_column_squares` (the per-feature sums of squared deviations behind
 ``tol``'s mean variance) once per data set, without a centered copy.
 
@@ -19,10 +20,21 @@ import numpy as np
 
 #: Whether the compiled kernels are used: None until the first call (see :func:`_load`).
 HAVE_NUMBA: bool | None = None
+#: :func:`labels_equal` compares runs of this many labels, each in one vectorized count,
+#: and stops after the first run with a change.
+EQUAL_RUN_ROWS = 4096
 
 
 def _count_changed_numpy(labels, previous):
     return int(np.count_nonzero(labels != previous))
+
+
+def _labels_equal_numpy(labels, previous):
+    n = labels.shape[0]
+    for a in range(0, n, EQUAL_RUN_ROWS):  # runs of rows, never single rows
+        if not np.array_equal(labels[a : a + EQUAL_RUN_ROWS], previous[a : a + EQUAL_RUN_ROWS]):
+            return False
+    return True
 
 
 def _sq_shift_numpy(new, old):
@@ -36,6 +48,18 @@ def _count_changed_kernel(labels, previous):  # pragma: no cover - compiled by _
         if labels[i] != previous[i]:
             changed += 1
     return changed
+
+
+def _labels_equal_kernel(labels, previous):  # pragma: no cover - compiled by _load
+    n = labels.shape[0]
+    for a in range(0, n, EQUAL_RUN_ROWS):
+        changed = 0  # a count over the run vectorizes; an exit per row would not
+        for i in range(a, min(a + EQUAL_RUN_ROWS, n)):
+            if labels[i] != previous[i]:
+                changed += 1
+        if changed:
+            return False
+    return True
 
 
 def _sq_shift_kernel(new, old):  # pragma: no cover - compiled by _load
@@ -60,19 +84,22 @@ def _centered_column_squares_kernel(X, mean, out):  # pragma: no cover - compile
 
 
 _count_changed_numba: Any = None
+_labels_equal_numba: Any = None
 _sq_shift_numba: Any = None
 _centered_column_squares_numba: Any = None
 
 
 def _load() -> None:
     """Decide between the compiled kernels and their twins, compiling the former."""
-    global HAVE_NUMBA, _count_changed_numba, _sq_shift_numba, _centered_column_squares_numba
+    global HAVE_NUMBA, _count_changed_numba, _labels_equal_numba, _sq_shift_numba
+    global _centered_column_squares_numba
     from kmeansfw.kernels._compile import HAVE_NUMBA as have
     from kmeansfw.kernels._compile import numba
 
     if have:
         jit = numba.njit(nogil=True, cache=True)
         _count_changed_numba = jit(_count_changed_kernel)
+        _labels_equal_numba = jit(_labels_equal_kernel)
         _sq_shift_numba = jit(_sq_shift_kernel)
         _centered_column_squares_numba = jit(_centered_column_squares_kernel)
     HAVE_NUMBA = have
@@ -83,6 +110,28 @@ def count_changed(labels: np.ndarray, previous: np.ndarray) -> int:
     if HAVE_NUMBA is None:
         _load()
     return int((_count_changed_numba if HAVE_NUMBA else _count_changed_numpy)(labels, previous))
+
+
+def labels_equal(labels: np.ndarray, previous: np.ndarray) -> bool:
+    """Whether two equal-length label arrays are equal, scanning only as far as the first
+    run of :data:`EQUAL_RUN_ROWS` labels holding a difference.
+
+    :func:`count_changed` reads both arrays in full; while a fit's labels still move,
+    this stops early, so the strict convergence check (no label changed) costs little
+    but on the iterations that end a run.
+
+    Parameters
+    ----------
+    labels, previous : ndarray, shape (n,)
+        Integer labels of the same dtype.
+
+    Returns
+    -------
+    bool
+    """
+    if HAVE_NUMBA is None:
+        _load()
+    return bool((_labels_equal_numba if HAVE_NUMBA else _labels_equal_numpy)(labels, previous))
 
 
 def sq_shift(new: np.ndarray, old: np.ndarray) -> float:
