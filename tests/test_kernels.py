@@ -111,7 +111,10 @@ def _no_sums(dtype):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize(
     ("n", "d", "k"),
-    [(1, 3, 1), (700, 2, 5), (5000, 8, 8), (4100, 64, 10), (1100, 40, 6), (9000, 12, 3)],
+    [
+        (1, 3, 1), (700, 2, 5), (900, 1, 4), (5000, 8, 8), (4100, 64, 10), (1100, 40, 6),
+        (9000, 12, 3),
+    ],
 )
 def test_sums_in_the_search_are_the_groups_sums_whatever_the_runs(dtype, n, d, k):
     """The mean's sums added by the search kernels: each group of sum_group_rows rows
