@@ -29,7 +29,8 @@ class TorchState(engine.FitState):
     ``previous_centroids`` host NumPy copies (``centroids_tensor`` and
     ``previous_centroids_tensor`` on the device) and ``labels``, ``previous_labels`` and
     ``costs`` tensors on the device; ``data.X`` and ``data.sample_weight`` are the
-    tensors.  ``n_changed`` and ``objective`` are computed on the device.
+    tensors.  ``n_changed``, ``labels_unchanged`` and ``objective`` are computed on the
+    device.
     """
 
     centroids_tensor: Any = None
@@ -38,6 +39,10 @@ class TorchState(engine.FitState):
     def _count_changed(self) -> int:
         labels: Any = self.labels
         return int((labels != self.previous_labels).sum())
+
+    def _labels_equal(self) -> bool:
+        labels: Any = self.labels
+        return bool(labels.equal(self.previous_labels))  # on the device, one answer back
 
     @property
     def objective(self) -> float:
