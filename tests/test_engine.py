@@ -519,13 +519,15 @@ def test_strict_convergence_check_compares_labels_without_counting(blobs, monkey
 
     for first_count in (False, True):
         answers.clear()
+        compared.clear()
         again = KMeans(
             5, init="random", n_init=1, random_state=2, tol=0,
             observers=[Reader(first_count=first_count)],
         ).fit(X)
         assert again.n_iter_ == km.n_iter_
         assert answers[-1] == (0, True) and all(u == (c == 0) for c, u in answers[1:])
-    assert compared  # without a count first, the check compared
+        # asked first, the check compares; after a count, the count answers it
+        assert len(compared) == (0 if first_count else km.n_iter_ - 1)
 
 
 def test_observers_called_in_order(blobs):

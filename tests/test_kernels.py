@@ -113,7 +113,7 @@ def _no_sums(dtype):
     ("n", "d", "k"),
     [
         (1, 3, 1), (700, 2, 5), (900, 1, 4), (5000, 8, 8), (4100, 64, 10), (1100, 40, 6),
-        (9000, 12, 3),
+        (9000, 12, 3), (3000, 2, 150),  # the product kernel at two features (k > 128)
     ],
 )
 def test_sums_in_the_search_are_the_groups_sums_whatever_the_runs(dtype, n, d, k):
@@ -124,11 +124,16 @@ def test_sums_in_the_search_are_the_groups_sums_whatever_the_runs(dtype, n, d, k
     add_weighted_cluster_sums, with the labels and costs of the search without sums."""
     kernels._compile.parallel_ready()
     rng = np.random.default_rng(n + d + k)
-    X, mean, m2c, cn, cc, _ = _inputs(rng, n, d, k, dtype)
-    X = np.ascontiguousarray(X * 3 + 1000).astype(dtype)  # far from the origin
+    X, *_, C = _inputs(rng, n, d, k, dtype)
+    X = np.ascontiguousarray(X * 3 + 1000).astype(dtype)  # far from the origin,
+    C = (C * 3 + 1000).astype(dtype)  # the centroids among the rows
+    mean = X.mean(axis=0)
+    cc = (C - mean).astype(dtype)
+    m2c, cn = np.ascontiguousarray(cc * -2), np.einsum("ij,ij->i", cc, cc)
     w = rng.random(n).astype(dtype)
     start = rng.normal(size=(k, d)), rng.random(k)  # a task's running totals
     labels, mins = kernels.nearest_sq_euclidean(X, mean, m2c, cn, cc)
+    assert np.unique(labels).size >= min(k, 3, n)  # rows of several clusters interleaved
     group_rows = update.sum_group_rows(n, k)
     assert group_rows % euclidean.SUB_BLOCK_ROWS == 0
     assert -(-n // group_rows) <= update.SUM_GROUPS
@@ -174,7 +179,9 @@ from kmeansfw import kernels
 from kmeansfw.kernels import euclidean as E
 
 rng = np.random.default_rng(1)
-for n, d, k in ((3000, 8, 8), (1100, 40, 6)):  # the direct kernel compiles the sums first
+# the direct kernel compiles the sums first; many rows at one and two features, where a
+# fused multiply-add would differ somewhere
+for n, d, k in ((3000, 8, 8), (1100, 40, 6), (50000, 2, 5), (50000, 1, 4)):
     X = rng.normal(size=(n, d)) * 3 + 1000
     w = rng.random(n)
     C = X[:k]
@@ -663,6 +670,39 @@ def test_labels_equal_finds_any_change(n, where, dtype):
     assert kernels.labels_equal(labels, previous) is expected
     assert convergence._labels_equal_numpy(labels, previous) is expected
     assert (kernels.count_changed(labels, previous) == 0) is expected
+
+
+@pytest.mark.parametrize(
+    ("n", "at"),
+    [
+        (convergence.EQUAL_RUN_ROWS + 1, convergence.EQUAL_RUN_ROWS),  # the second run
+        (2 * convergence.EQUAL_RUN_ROWS + 1, 2 * convergence.EQUAL_RUN_ROWS),  # the last row
+        (3 * convergence.EQUAL_RUN_ROWS, 2 * convergence.EQUAL_RUN_ROWS - 1),
+        (5, None),
+    ],
+)
+def test_labels_equal_reads_every_run_mixed_dtypes_and_strides(n, at):
+    rng = np.random.default_rng(n)
+    labels = rng.integers(0, 6, size=n)  # intp against int32 (a mini-batch run's)
+    previous = labels.astype(np.int32)
+    if at is not None:
+        previous[at] = -1  # a row not drawn before
+    expected = at is None
+    for a, b in ((labels, previous), (labels[::-1].copy()[::-1], previous)):
+        assert kernels.labels_equal(a, b) is expected
+        assert convergence._labels_equal_numpy(a, b) is expected
+    wide = np.repeat(labels, 2)[::2]  # a strided view of the same labels
+    assert not wide.flags.c_contiguous or n == 1
+    assert kernels.labels_equal(wide, previous) is expected
+    assert kernels.count_changed(wide, previous) == (0 if expected else 1)
+
+
+def test_labels_compared_must_have_the_same_length():
+    for compare in (kernels.labels_equal, kernels.count_changed):
+        with pytest.raises(ValueError, match="same length"):
+            compare(np.zeros(3, np.intp), np.zeros(5, np.intp))
+        with pytest.raises(ValueError, match="same length"):
+            compare(np.zeros((2, 2), np.intp), np.zeros((2, 2), np.intp))
 
 
 def test_iteration_summaries_agree_with_numpy():

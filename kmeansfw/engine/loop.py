@@ -83,14 +83,24 @@ class FitState:
     def costs(self, value: np.ndarray | None) -> None:
         self._costs, self.assignment = value, None
 
+    def _known(self, key: str) -> Any:
+        """What :meth:`_cached` holds under ``key`` for this iteration (None: nothing)."""
+        memo = self._memo
+        return memo.get(key) if memo.get("@") == self.iteration else None
+
     @property
     def labels_unchanged(self) -> bool:
-        """Whether this iteration's labels equal the previous iteration's (compared only
-        as far as the first change, unless :attr:`n_changed` was read already)."""
+        """Whether this iteration's labels equal the previous iteration's.
+
+        Compared only as far as the first changed run of labels
+        (:func:`kmeansfw.kernels.labels_equal`), unless :attr:`n_changed` was counted
+        already this iteration.
+        """
         if self.previous_labels is None or self.labels.shape != self.previous_labels.shape:
             return False
-        if self._memo.get("@") == self.iteration and "changed" in self._memo:
-            return self._memo["changed"] == 0
+        changed = self._known("changed")
+        if changed is not None:
+            return changed == 0
         return self._cached("unchanged", self._labels_equal)
 
     def _labels_equal(self) -> bool:

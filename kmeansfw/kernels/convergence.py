@@ -1,8 +1,8 @@
 """Kernels of the convergence criteria and the per-iteration summaries.
 
 :func:`labels_equal` (whether any label moved, for the strict convergence of ``tol`` and
-``unchanged``), :func:`count_changed` (how many, for observers) and :func:`sq_shift` (how
-far the centroids moved, for ``tol``) run once per iteration;
+``unchanged``) and :func:`sq_shift` (how far the centroids moved, for ``tol``) run once per
+iteration, :func:`count_changed` (how many labels moved) when an observer reads it;
 :func:`add_centered_column_squares` (the per-feature sums of squared deviations behind
 ``tol``'s mean variance) once per data set, without a centered copy.
 
@@ -105,30 +105,50 @@ def _load() -> None:
     HAVE_NUMBA = have
 
 
+def _same_length(labels: np.ndarray, previous: np.ndarray) -> None:
+    # the compiled kernels read both arrays up to the first's length, unchecked
+    if labels.shape != previous.shape or labels.ndim != 1:
+        raise ValueError(
+            f"labels of shapes {labels.shape} and {previous.shape}: two 1-D arrays of "
+            "the same length are compared"
+        )
+
+
 def count_changed(labels: np.ndarray, previous: np.ndarray) -> int:
-    """How many entries of two equal-length label arrays differ."""
+    """How many entries of two equal-length label arrays differ (ValueError for arrays
+    of other shapes)."""
+    _same_length(labels, previous)
     if HAVE_NUMBA is None:
         _load()
     return int((_count_changed_numba if HAVE_NUMBA else _count_changed_numpy)(labels, previous))
 
 
 def labels_equal(labels: np.ndarray, previous: np.ndarray) -> bool:
-    """Whether two equal-length label arrays are equal, scanning only as far as the first
-    run of :data:`EQUAL_RUN_ROWS` labels holding a difference.
+    """Whether two label arrays are equal, read only up to the first changed run of rows.
 
-    :func:`count_changed` reads both arrays in full; while a fit's labels still move,
-    this stops early, so the strict convergence check (no label changed) costs little
-    but on the iterations that end a run.
+    The arrays are compared in runs of :data:`EQUAL_RUN_ROWS` labels, and the comparison
+    stops after the first run that holds a difference.  :func:`count_changed` reads both
+    arrays in full; while a fit's labels still move, this stops early, so the strict
+    convergence check (did any label change?) reads every label only on the iteration
+    that ends a run.
 
     Parameters
     ----------
     labels, previous : ndarray, shape (n,)
-        Integer labels of the same dtype.
+        Integer labels; their integer dtypes may differ (a mini-batch run's previous
+        labels are int32, with -1 for rows not drawn before).
 
     Returns
     -------
     bool
+        True when every label equals the previous one.
+
+    Raises
+    ------
+    ValueError
+        Arrays that are not 1-D or not of the same length.
     """
+    _same_length(labels, previous)
     if HAVE_NUMBA is None:
         _load()
     return bool((_labels_equal_numba if HAVE_NUMBA else _labels_equal_numpy)(labels, previous))

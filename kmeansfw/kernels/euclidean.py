@@ -355,7 +355,9 @@ if HAVE_NUMBA:
     # features, and the vectorizer's checks before it, give way to one or two additions
     # (measured per search with the sums at 200000 and 1000000 rows: 0.75-0.85x the time
     # at two features, 0.77-0.91x at one; no gain at 3 to 8 features, whose loops are
-    # not the cost).
+    # not the cost).  Inlined code takes the flags of the function it is inlined into:
+    # the sums stay unfused because _add_rows states ``fastmath=False`` (this one states
+    # it too, for any caller that would not inline it).
     @numba.njit(nogil=True, cache=True, fastmath=False, inline="always")
     def _add_rows_of(  # pragma: no cover
         X, sample_weight, start, m, arg, sums, weights, width
