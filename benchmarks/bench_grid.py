@@ -102,9 +102,13 @@ def per_iteration(make_fit, iters: int, repeat: int) -> float:
     """Seconds per Lloyd iteration: (time of 1 + m iterations - time of 1) / m, best of
     ``repeat`` each (the short run at least twice: the first fit on new data pays one-off
     costs), with m the iterations the long run really made and at least ``iters``,
-    raised until the long run takes about 50 ms (small cells are otherwise noise).  NaN,
-    printed as "-" (a blank cell in the heat map), when the long run made no more
-    iterations than the short one or was not slower than it: that cell has no figure."""
+    raised until the m iterations take about 50 ms and about as long as the short run
+    (a fit's fixed costs, validating X, its mean, the final labels, take 30 ms at
+    1M x 2: with 3 iterations of 3 ms the difference drowned in their jitter, and
+    1M x 2 and x 8, float32 read 1.2-1.5x scikit-learn's time where 10 or more
+    iterations read 0.5-0.7x).  NaN, printed as "-" (a blank cell in the heat map), when
+    the long run made no more iterations than the short one or was not slower than it:
+    that cell has no figure."""
     short_fit = make_fit(1)
     # at least twice: a library's first fit on new data pays one-off costs (scikit-learn's
     # first one-iteration fit at 200000 x 256, k=256 took 1.6 s, the next 0.83 s), which
@@ -113,8 +117,9 @@ def per_iteration(make_fit, iters: int, repeat: int) -> float:
     long_fit = make_fit(iters + 1)
     long = _best(long_fit, 1)
     estimate = max((long - short) / iters, 1e-7)
-    if long < 0.05:
-        iters = min(500, max(iters, int(0.05 / estimate)))
+    wanted = max(0.05, short)  # the iterations' share of the long run
+    if long - short < wanted:
+        iters = min(500, max(iters, math.ceil(wanted / estimate)))
         long_fit = make_fit(iters + 1)
     long = _best(long_fit, repeat)
     made = long_fit.n_iter - short_fit.n_iter
