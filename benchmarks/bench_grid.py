@@ -101,14 +101,16 @@ def _best(fit, repeat: int) -> float:
 def per_iteration(make_fit, iters: int, repeat: int) -> float:
     """Seconds per Lloyd iteration: (time of 1 + m iterations - time of 1) / m, best of
     ``repeat`` each (the short run at least twice: the first fit on new data pays one-off
-    costs), with m the iterations the long run really made and at least ``iters``,
-    raised until the m iterations take about 50 ms and about as long as the short run
-    (a fit's fixed costs, validating X, its mean, the final labels, take 30 ms at
-    1M x 2: with 3 iterations of 3 ms the difference drowned in their jitter, and
-    1M x 2 and x 8, float32 read 1.2-1.5x scikit-learn's time where 10 or more
-    iterations read 0.5-0.7x).  NaN, printed as "-" (a blank cell in the heat map), when
-    the long run made no more iterations than the short one or was not slower than it:
-    that cell has no figure."""
+    costs), with m the iterations the long run really made (``iters``, or fewer when it
+    converged first).  Unless ``repeat`` is 1 (the largest cells), ``iters`` is raised
+    once, from a first timing of the long run, so that its iterations take at least
+    50 ms and at least as long as the short run: a fit's fixed costs (validating X, its
+    mean, the final labels) take about 30 ms at 1M x 2, and a first, cold long run of
+    1 + 3 iterations took over 50 ms, so 3 iterations of 3 ms were the difference of two
+    ~40 ms timings and the first cell of 1M x 2 read 1.17-1.45x scikit-learn's time where
+    10 or more iterations read 0.5-0.7x.  NaN, printed as "-" (a blank cell in the heat
+    map), when the long run made no more iterations than the short one or was not slower
+    than it: that cell has no figure."""
     short_fit = make_fit(1)
     # at least twice: a library's first fit on new data pays one-off costs (scikit-learn's
     # first one-iteration fit at 200000 x 256, k=256 took 1.6 s, the next 0.83 s), which
@@ -116,9 +118,11 @@ def per_iteration(make_fit, iters: int, repeat: int) -> float:
     short = _best(short_fit, max(repeat, 2))
     long_fit = make_fit(iters + 1)
     long = _best(long_fit, 1)
-    estimate = max((long - short) / iters, 1e-7)
+    # per iteration, at least a tenth of the long run's time per iteration (a difference
+    # lost in noise would otherwise ask for hundreds of iterations)
+    estimate = max((long - short) / iters, long / (iters + 1) / 10)
     wanted = max(0.05, short)  # the iterations' share of the long run
-    if long - short < wanted:
+    if repeat > 1 and long - short < wanted:
         iters = min(500, max(iters, math.ceil(wanted / estimate)))
         long_fit = make_fit(iters + 1)
     long = _best(long_fit, repeat)

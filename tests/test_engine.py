@@ -530,6 +530,22 @@ def test_strict_convergence_check_compares_labels_without_counting(blobs, monkey
         assert len(compared) == (0 if first_count else km.n_iter_ - 1)
 
 
+def test_previous_labels_of_other_rows_count_every_row_as_changed():
+    # a hand-built resume or walk may hand labels of other rows: both summaries agree
+    X = np.arange(12.0).reshape(6, 2)
+    state = engine.FitState(
+        data=FitData.build(X, n_clusters=2), n_clusters=2, tol=0.0,
+        rng=np.random.default_rng(0),
+    )
+    state.labels, state.previous_labels = np.zeros(6, np.intp), np.zeros(4, np.intp)
+    state.iteration = 2
+    assert state.n_changed == 6 and not state.labels_unchanged
+    state.previous_labels, state.iteration = np.zeros(6, np.intp), 3
+    assert state.labels_unchanged and state.n_changed == 0  # answered from the check
+    state.previous_labels, state.iteration = np.ones(6, np.intp), 4
+    assert state.n_changed == 6 and not state.labels_unchanged
+
+
 def test_observers_called_in_order(blobs):
     X, _ = blobs
     events = []

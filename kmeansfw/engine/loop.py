@@ -83,7 +83,7 @@ class FitState:
     def costs(self, value: np.ndarray | None) -> None:
         self._costs, self.assignment = value, None
 
-    def _known(self, key: str) -> Any:
+    def _memo_of(self, key: str) -> Any:
         """What :meth:`_cached` holds under ``key`` for this iteration (None: nothing)."""
         memo = self._memo
         return memo.get(key) if memo.get("@") == self.iteration else None
@@ -98,7 +98,7 @@ class FitState:
         """
         if self.previous_labels is None or self.labels.shape != self.previous_labels.shape:
             return False
-        changed = self._known("changed")
+        changed = self._memo_of("changed")
         if changed is not None:
             return changed == 0
         return self._cached("unchanged", self._labels_equal)
@@ -108,9 +108,12 @@ class FitState:
 
     @property
     def n_changed(self) -> int:
-        """How many samples changed cluster in this iteration (all of them at first)."""
-        if self.previous_labels is None:
+        """How many samples changed cluster in this iteration (all of them at first, and
+        when the previous labels are of other rows, as :attr:`labels_unchanged` says)."""
+        if self.previous_labels is None or self.labels.shape != self.previous_labels.shape:
             return self.data.n_samples
+        if self._memo_of("unchanged"):
+            return 0
         return self._cached("changed", self._count_changed)
 
     def _count_changed(self) -> int:
