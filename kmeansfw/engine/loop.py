@@ -88,6 +88,10 @@ class FitState:
         memo = self._memo
         return memo.get(key) if memo.get("@") == self.iteration else None
 
+    def _previous_of_same_rows(self) -> bool:
+        """Whether the previous labels are known, and of the same rows."""
+        return self.previous_labels is not None and self.labels.shape == self.previous_labels.shape
+
     @property
     def labels_unchanged(self) -> bool:
         """Whether this iteration's labels equal the previous iteration's.
@@ -96,7 +100,7 @@ class FitState:
         (:func:`kmeansfw.kernels.labels_equal`), unless :attr:`n_changed` was counted
         already this iteration.
         """
-        if self.previous_labels is None or self.labels.shape != self.previous_labels.shape:
+        if not self._previous_of_same_rows():
             return False
         changed = self._memo_of("changed")
         if changed is not None:
@@ -110,7 +114,7 @@ class FitState:
     def n_changed(self) -> int:
         """How many samples changed cluster in this iteration (all of them at first, and
         when the previous labels are of other rows, as :attr:`labels_unchanged` says)."""
-        if self.previous_labels is None or self.labels.shape != self.previous_labels.shape:
+        if not self._previous_of_same_rows():
             return self.data.n_samples
         if self._memo_of("unchanged"):
             return 0
@@ -449,6 +453,24 @@ def kept_partials(
     return [tuple(read_only(a.copy()) for a in p) for p in partials]
 
 
+def costs_read(hooks: Any) -> bool:
+    """Whether a plugin of the fit reads every iteration's costs (``reads_costs``), so
+    that an iteration asks the assignment for them; a plain pluggy relay, with no
+    declarations to go by: always, as before declarations existed.
+
+    Parameters
+    ----------
+    hooks : Hooks
+        The fit's hooks.
+
+    Returns
+    -------
+    bool
+    """
+    declared = getattr(hooks, "costs_read_every_iteration", None)
+    return declared is None or declared()
+
+
 def sums_in_search(hooks: Any, walk: FullBatch) -> bool:
     """Whether a Lloyd iteration offers the update's map to the assignment's search
     (:mod:`kmeansfw.core.sums`): in a full-batch run whose hooks say the fit may
@@ -480,9 +502,7 @@ def iterate(
     centroids, rng = state.centroids, state.rng
     # the same rows as the previous iteration: the update's map may start from its sums
     previous = state.assignment if batch is state.data and walk.repeats_rows else None
-    # a plain pluggy relay (no declarations to go by): the costs, as always before
-    declared = getattr(hooks, "costs_read_every_iteration", lambda: True)
-    with_costs = walk.reads_costs or declared()
+    with_costs = walk.reads_costs or costs_read(hooks)
     sums = sums_in_search(hooks, walk)
     assignment = steps.assign(
         hooks, batch, centroids, previous=previous, with_costs=with_costs, sums_in_search=sums

@@ -170,9 +170,8 @@ def _run(
     empty_strategy = next(s for slot, _, s in strategies if slot == "empty")
     spread = isinstance(empty_strategy, SplitLargest)
     accumulate = hooks.implemented("kmeansfw_accumulate")
-    # a plain pluggy relay (no declarations to go by): the costs, as always before;
-    # split-largest's sums make them anyway, and the objective then costs nothing more
-    with_costs = spread or getattr(hooks, "costs_read_every_iteration", lambda: True)()
+    # split-largest's sums make the costs anyway, and the objective then costs no more
+    with_costs = spread or engine.costs_read(hooks)
     converged = False
     step = (run_index, 0)
     for iteration in range(state.iteration + 1, cfg.max_iter + 1):
