@@ -260,6 +260,73 @@ def test_strategies_get_read_only_views_and_are_named(X):
         KMeans(3, update=WritesCentroids(), random_state=0).fit(X)
 
 
+def test_the_empty_cluster_strategy_gets_the_new_centroids_read_only(X):
+    class WritesNew:
+        name = "writes-new"
+
+        @kmeansfw.hookimpl
+        def kmeansfw_empty_clusters(self, new_centroids):
+            new_centroids[0] = 0.0  # in place, even with no cluster empty
+            return new_centroids
+
+    mine = X.copy()
+    with pytest.raises(StrategyError, match="'writes-new'.*read-only"):
+        KMeans(3, empty=WritesNew(), random_state=0).fit(mine)
+    np.testing.assert_array_equal(mine, X)
+
+    class Spoils:
+        name = "spoils"
+
+        @kmeansfw.hookimpl
+        def kmeansfw_empty_clusters(self, new_centroids):
+            out = new_centroids.copy()  # another array: checked again
+            out[0, 0] = np.nan
+            return out
+
+    with pytest.raises(StrategyError, match="'spoils'.*NaN"):
+        KMeans(3, empty=Spoils(), random_state=0).fit(X)
+
+    seen = []
+
+    class Same:
+        name = "same"
+
+        @kmeansfw.hookimpl
+        def kmeansfw_empty_clusters(self, new_centroids):
+            seen.append(new_centroids)
+            return new_centroids  # itself: the update's answer, checked already
+
+    km = KMeans(3, empty=Same(), random_state=0).fit(X)
+    assert seen and not any(c.flags.writeable for c in seen)
+    default = KMeans(3, random_state=0).fit(X)
+    np.testing.assert_array_equal(km.cluster_centers_, default.cluster_centers_)
+
+
+def test_strategies_declaring_no_argument_or_one_are_called_directly(X):
+    calls = []
+
+    class Never:
+        name = "never"
+
+        @kmeansfw.hookimpl
+        def kmeansfw_converged(self):
+            calls.append("never")
+            return False
+
+    class Counts:
+        name = "counts"
+
+        @kmeansfw.hookimpl
+        def kmeansfw_converged(self, state):
+            calls.append(state.iteration)
+            return state.iteration >= 3
+
+    km = KMeans(3, convergence=[Never(), Counts()], random_state=0, max_iter=50).fit(X)
+    assert km.n_iter_ == 3
+    assert sorted(c for c in calls if c != "never") == [1, 2, 3]
+    assert calls.count("never") == 3
+
+
 def test_an_observer_that_raises_is_named(X):
     class Broken:
         name = "broken-observer"

@@ -33,7 +33,8 @@ def call(relay: pluggy.HookRelay, name: str, /, **kwargs: Any) -> Any:
     """Call hook ``name`` and re-raise any exception with the answering strategy named."""
     caller = getattr(relay, name)
     try:
-        return caller(**kwargs)
+        direct = getattr(caller, "call_with", None)  # a resolved hook takes the dict as is
+        return caller(**kwargs) if direct is None else direct(kwargs)
     except StrategyError:
         raise
     except Exception as exc:

@@ -330,7 +330,8 @@ def kmeansfw_empty_clusters(
     """Return the centroids with every empty cluster (weight 0) dealt with, shape (k, d).
 
     Called every iteration (cheap when no cluster is empty).  May return
-    ``new_centroids`` itself when it has nothing to change.  ``hook`` lets a strategy ask
+    ``new_centroids`` itself when it has nothing to change; it is read-only (the update's
+    checked answer): change a copy.  ``hook`` lets a strategy ask
     the update again (``hook.kmeansfw_update``) for a changed partition.  ``costs`` is
     computed for a strategy that declares it; one that needs the costs only when a
     cluster is empty (the built-in ones) reads ``assignment.costs`` then instead.

@@ -491,21 +491,46 @@ def sums_in_search(hooks: Any, walk: FullBatch) -> bool:
     return may is not None and walk.online is None and walk.repeats_rows and may()
 
 
+@attrs.frozen
+class Plan:
+    """What every iteration of a run asks the same way, decided once per run."""
+
+    #: Whether the iterations ask the assignment for the costs (see :func:`costs_read`).
+    with_costs: bool
+    #: Whether they offer the update's map to the search (see :func:`sums_in_search`).
+    sums: bool
+
+    @classmethod
+    def of(cls, hooks: Any, walk: FullBatch) -> Plan:
+        """The plan of a run of ``hooks`` walking the data with ``walk``."""
+        return cls(walk.reads_costs or costs_read(hooks), sums_in_search(hooks, walk))
+
+
 def iterate(
-    hooks: Any, state: FitState, batch: FitData, walk: FullBatch, iteration: int
+    hooks: Any,
+    state: FitState,
+    batch: FitData,
+    walk: FullBatch,
+    iteration: int,
+    plan: Plan | None = None,
 ) -> bool:
     """One iteration on ``batch``: assign, update, empty clusters, observers, criteria.
 
     Updates ``state`` (whose ``objective`` is then the batch objective); returns whether
-    a criterion said stop.
+    a criterion said stop.  ``plan``: the run's :class:`Plan` (None: decided now).
     """
     centroids, rng = state.centroids, state.rng
     # the same rows as the previous iteration: the update's map may start from its sums
     previous = state.assignment if batch is state.data and walk.repeats_rows else None
-    with_costs = walk.reads_costs or costs_read(hooks)
-    sums = sums_in_search(hooks, walk)
+    if plan is None:
+        plan = Plan.of(hooks, walk)
     assignment = steps.assign(
-        hooks, batch, centroids, previous=previous, with_costs=with_costs, sums_in_search=sums
+        hooks,
+        batch,
+        centroids,
+        previous=previous,
+        with_costs=plan.with_costs,
+        sums_in_search=plan.sums,
     )
     if previous is not None:
         previous.partials = None  # used: freed before this iteration's are copied
@@ -567,11 +592,12 @@ def run(
     hooks.kmeansfw_fit_start(state=state)
 
     reason = "max_iter"
+    plan = Plan.of(hooks, walk)
     for iteration in range(state.iteration + 1, walk.steps(data, max_iter) + 1):
         batch = walk.rows(data, rng)
         if batch is not data:
             prepare(hooks, batch)
-        if iterate(hooks, state, batch, walk, iteration):
+        if iterate(hooks, state, batch, walk, iteration, plan):
             reason = "converged"
             break
         if not walk.after(state):

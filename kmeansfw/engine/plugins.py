@@ -26,6 +26,7 @@ instance carries its own ``kmeansfw_*`` attributes is parsed every time.
 from __future__ import annotations
 
 import inspect
+import operator
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -127,20 +128,37 @@ def _argument(kwargs: dict, name: str, hook: str) -> Any:
 class _Direct:
     """One implementation, called with the keyword arguments it declares."""
 
-    __slots__ = ("function", "argnames", "plugin_name", "name")
+    __slots__ = ("function", "argnames", "plugin_name", "name", "_pick")
 
     def __init__(self, function: Any, argnames: tuple[str, ...], plugin_name: str, name: str):
         self.function = function
         self.argnames = argnames
         self.plugin_name = plugin_name
         self.name = name
+        # the declared arguments as a tuple in one C call (hooks run several times per
+        # iteration); itemgetter answers a lone value, not a tuple, for one name
+        self._pick = _pick(argnames)
 
     def __call__(self, **kwargs: Any) -> Any:
+        return self.call_with(kwargs)
+
+    def call_with(self, kwargs: dict[str, Any]) -> Any:
+        """The call with its keyword arguments as a dict (not kept, not changed)."""
         try:
-            args = [kwargs[a] for a in self.argnames]
+            args = self._pick(kwargs)
         except KeyError:  # an argument left out: its default, or a clear error
             args = [_argument(kwargs, a, self.name) for a in self.argnames]
         return self.function(*args)
+
+
+def _pick(argnames: tuple[str, ...]) -> Any:
+    """A function of a keyword dict answering the values of ``argnames`` as a tuple."""
+    if len(argnames) > 1:
+        return operator.itemgetter(*argnames)
+    if argnames:
+        name = argnames[0]
+        return lambda kwargs: (kwargs[name],)
+    return lambda kwargs: ()
 
 
 class _Each:
@@ -153,10 +171,14 @@ class _Each:
         self.name = name
 
     def __call__(self, **kwargs: Any) -> list:
+        return self.call_with(kwargs)
+
+    def call_with(self, kwargs: dict[str, Any]) -> list:
+        """The call with its keyword arguments as a dict (not kept, not changed)."""
         results = []
         for call in self.calls:
             try:
-                result = call(**kwargs)
+                result = call.call_with(kwargs)
             except StrategyError:
                 raise
             except Exception as exc:
@@ -225,7 +247,7 @@ class Hooks:
         self._spec = spec
         self._pm: pluggy.PluginManager | None = None
         self._argnames: dict[str, tuple[str, ...] | None] = {}
-        self._takes: dict[str, bool] = {}
+        self._takes: dict[tuple[str, str], bool] = {}
         self._costs_read: bool | None = None
         self._sums: bool | None = None
         self._fast_paths: dict[str, Any] = {}
@@ -270,7 +292,7 @@ class Hooks:
     def takes(self, hook: str, arg: str) -> bool:
         """Whether any implementation or wrapper of ``hook`` in this fit declares the
         argument ``arg`` (the engine computes an argument nobody reads only on demand)."""
-        key = f"{hook}({arg})"
+        key = (hook, arg)
         if key not in self._takes:
             self._takes[key] = any(
                 name == hook and arg in argnames

@@ -224,8 +224,13 @@ def fix_empty_clusters(
     cluster_weights: np.ndarray,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """The checked centroids after the empty-cluster strategy, (k, d)."""
+    """The checked centroids after the empty-cluster strategy, (k, d), read-only.
+
+    ``new_centroids`` (the update's, checked) are handed over read-only, so the strategy's
+    answer needs no second check when it is ``new_centroids`` itself (nothing to change).
+    """
     name = "kmeansfw_empty_clusters"
+    new_centroids = read_only(new_centroids)
     answer = contract.call(
         hook,
         name,
@@ -239,8 +244,12 @@ def fix_empty_clusters(
         rng=rng,
         hook=hook,
     )
-    return contract.check_float_array(
-        hook, name, answer, new_centroids.shape, data.dtype, what="centroids"
+    if answer is new_centroids:
+        return answer
+    return read_only(
+        contract.check_float_array(
+            hook, name, answer, new_centroids.shape, data.dtype, what="centroids"
+        )
     )
 
 

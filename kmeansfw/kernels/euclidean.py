@@ -791,8 +791,8 @@ def prepare_euclidean_centroids(
     shift = np.empty(k, dtype=dtype)
     kernel = _prepare_centroids_numba if HAVE_NUMBA else _prepare_centroids_numpy
     kernel(
-        centroids.astype(dtype, copy=False),
-        mean.astype(dtype, copy=False),
+        centroids if centroids.dtype == dtype else centroids.astype(dtype),
+        mean if mean.dtype == dtype else mean.astype(dtype),
         centered,
         minus_2c,
         norms,
