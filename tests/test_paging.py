@@ -100,6 +100,43 @@ def test_column_means_are_numpys_mean_bit_for_bit(monkeypatch):
     assert released == [slice(0, 100_001)]
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "numpy"])
+@pytest.mark.parametrize("blocked", [False, True], ids=["whole", "blocked"])
+def test_column_sums_are_numpys_sums_bit_for_bit(monkeypatch, compiled, blocked):
+    """The compiled row-by-row sums equal X.sum(axis=0, dtype=...) in every bit (a -0.0
+    column sums to NumPy's +0.0), in the data's dtype or float64, whole or block by block,
+    and so does the NumPy path (no numba; a requested dtype the kernel does not sum)."""
+    from kmeansfw.kernels import columns
+
+    columns._load()
+    if not compiled:
+        monkeypatch.setattr(columns, "HAVE_NUMBA", False)
+    elif not columns.HAVE_NUMBA:
+        pytest.skip("numba is not installed")
+    if blocked:
+        monkeypatch.setattr(paging, "mapped_rows", lambda X, min_fraction=None: _NoRelease())
+        monkeypatch.setattr(paging, "PASS_BLOCK_BYTES", 4096)
+    rng = np.random.default_rng(11)
+    for case in range(60):
+        n, d = int(rng.integers(1, 2500)), int(rng.integers(1, 40))
+        dtype = (np.float32, np.float64)[case % 2]
+        X = rng.normal(rng.uniform(-1e6, 1e6), 10 ** rng.uniform(-3, 5), size=(n, d))
+        X = X.astype(dtype)
+        if case % 5 == 0:
+            X[:, 0] = -0.0
+            X[1::2, -1] = 0.0
+        for sums in (None, np.float64, np.float32):
+            got, want = paging.column_sums(X, sums), X.sum(axis=0, dtype=sums)
+            assert got.dtype == want.dtype
+            assert got.tobytes() == want.tobytes(), (n, d, dtype, sums)
+        assert paging.column_means(X).tobytes() == X.mean(axis=0).tobytes()
+
+
+class _NoRelease:
+    def release(self, rows):
+        pass
+
+
 @pytest.mark.parametrize("init", ["k-means++", "k-means||"])
 def test_a_released_map_fits_as_the_array_in_memory(mapped, monkeypatch, init):
     """With every page handed back after each block (threshold 0), the fit on the map

@@ -27,7 +27,8 @@ public function choosing between them; everything public is re-exported here):
 * ``bounds``: the bound-based assignments' filter of rows needing a new search;
 * ``checks``: the answer checks (finiteness, minimum, label range);
 * ``convergence``: the convergence criteria's per-iteration summaries and the data's
-  per-feature squared deviations.
+  per-feature squared deviations;
+* ``columns``: the data's column sums in NumPy's order (its mean), in one compiled pass.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ _WHERE = {
     "stale_rows": "bounds",
     "finite_min": "checks",
     "int_range": "checks",
+    "add_rows_in_order": "columns",
     "add_centered_column_squares": "convergence",
     "count_changed": "convergence",
     "labels_equal": "convergence",
@@ -73,6 +75,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from kmeansfw.kernels._compile import HAVE_NUMBA
     from kmeansfw.kernels.bounds import stale_rows
     from kmeansfw.kernels.checks import finite_min, int_range
+    from kmeansfw.kernels.columns import add_rows_in_order
     from kmeansfw.kernels.convergence import (
         add_centered_column_squares,
         count_changed,
@@ -128,6 +131,7 @@ __all__ = [
     "add_centered_column_squares",
     "add_cluster_members",
     "add_weighted_cluster_sums",
+    "add_rows_in_order",
     "centered_row_norms",
     "count_changed",
     "direct_pays",
