@@ -238,6 +238,7 @@ def test_pruned_rounds_seed_exactly_as_full_rounds(monkeypatch, distance, offset
     params = dict(init="k-means||", distance=distance, random_state=2, max_iter=1)
     params["memory_budget_mb"] = 0.05  # many row blocks, groups cut into several
     pruned = _spy_rounds(monkeypatch)
+    monkeypatch.setattr(init, "PRUNE_MIN_WORK", 0)
     monkeypatch.setattr(init, "PRUNE_MAX_FRACTION", 1.0)  # every round pruned
     fast = KMeans(30, **params).fit(X, sample_weight=sw)
     assert pruned and all(pruned)
@@ -253,8 +254,17 @@ def test_rounds_are_pruned_only_for_metrics_and_only_when_it_pays(monkeypatch):
     X, _ = make_blobs(20_000, n_features=8, centers=30, cluster_std=1.0, random_state=4)
     pruned = _spy_rounds(monkeypatch)
     KMeans(30, init="k-means||", random_state=0, max_iter=1).fit(X)
+    assert pruned and not any(pruned)  # about 60 candidates x 8 features a round: too
+    # little work per row for the gathering to pay
+    wide, _ = make_blobs(6000, n_features=64, centers=100, cluster_std=1.0, random_state=4)
+    pruned.clear()
+    KMeans(100, init="k-means||", random_state=0, max_iter=1).fit(wide)
     assert pruned[0] is False  # one earlier candidate: every pair counts, a full pass
-    assert any(pruned)  # later rounds on well-separated blobs: few pairs left
+    assert any(pruned)  # about 200 x 64 a round, on well-separated blobs: few pairs left
+    monkeypatch.setattr(init, "PRUNE_MIN_WORK", 0)  # the small data's rounds, pruned
+    pruned.clear()
+    KMeans(30, init="k-means||", random_state=0, max_iter=1).fit(X)
+    assert pruned[0] is False and any(pruned)
     for distance in ("cosine", "mahalanobis", "sqeuclidean"):  # not pruned: not a metric,
         # or a metric whose cost is not a known power of its distance
         pruned.clear()
@@ -293,10 +303,13 @@ def test_rounds_over_a_file_map_are_not_pruned(monkeypatch, tmp_path):
     from kmeansfw.core import paging
 
     monkeypatch.setattr(paging, "RELEASE_MIN_FRACTION", 0.0)  # released: as a large file
+    monkeypatch.setattr(init, "PRUNE_MIN_WORK", 0)  # pruned in memory (below)
     pruned = _spy_rounds(monkeypatch)
     fit = KMeans(30, init="k-means||", random_state=0, max_iter=1).fit(mapped)
     assert pruned and not any(pruned)
+    pruned.clear()
     in_memory = KMeans(30, init="k-means||", random_state=0, max_iter=1).fit(X)
+    assert any(pruned)
     np.testing.assert_allclose(fit.cluster_centers_, in_memory.cluster_centers_, rtol=1e-12)
 
 
