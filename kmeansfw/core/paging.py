@@ -168,12 +168,12 @@ def column_sums(X: np.ndarray, dtype: Any = None) -> np.ndarray:
     summed pairwise by NumPy, hence in one NumPy call.
     """
     region = mapped_rows(X)
-    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] < 2:
-        total = X.sum(axis=0, dtype=dtype)
+    if not isinstance(X, np.ndarray) or X.ndim != 2 or X.shape[0] == 0 or X.shape[1] < 2:
+        total = X.sum(axis=0, dtype=dtype)  # (another array type sums its own way)
         if region is not None:  # one call (NumPy's pairwise sum), then the pages handed back
             region.release(slice(0, X.shape[0]))
         return total
-    from kmeansfw.kernels.columns import add_rows_in_order  # numba: loaded on first use
+    from kmeansfw.kernels import add_rows_in_order  # numba: loaded on first use
 
     if region is None:
         return add_rows_in_order(X, None, dtype)
