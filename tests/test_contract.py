@@ -269,10 +269,8 @@ def test_the_empty_cluster_strategy_gets_the_new_centroids_read_only(X):
             new_centroids[0] = 0.0  # in place, even with no cluster empty
             return new_centroids
 
-    mine = X.copy()
     with pytest.raises(StrategyError, match="'writes-new'.*read-only"):
-        KMeans(3, empty=WritesNew(), random_state=0).fit(mine)
-    np.testing.assert_array_equal(mine, X)
+        KMeans(3, empty=WritesNew(), random_state=0).fit(X)
 
     class Spoils:
         name = "spoils"

@@ -130,6 +130,11 @@ def test_column_sums_are_numpys_sums_bit_for_bit(monkeypatch, compiled, blocked)
             assert got.dtype == want.dtype
             assert got.tobytes() == want.tobytes(), (n, d, dtype, sums)
         assert paging.column_means(X).tobytes() == X.mean(axis=0).tobytes()
+        # another layout or array type: NumPy's own sum (Fortran order sums pairwise)
+        for other in (np.asfortranarray(X), np.ma.masked_less(X, X.mean()), X[:, ::-1]):
+            got, want = paging.column_sums(other), other.sum(axis=0)
+            assert type(got) is type(want) and got.shape == want.shape
+            assert np.asarray(got).tobytes() == np.asarray(want).tobytes()
 
 
 class _NoRelease:

@@ -368,6 +368,33 @@ def test_empty_clusters_as_the_numpy_backend(empty):
     _same(reference, km, 1e-12)
 
 
+def test_a_host_side_empty_cluster_strategy_is_checked_as_on_numpy():
+    X = _blobs(np.float64, n=1500)
+    init = X[:K].copy()
+    init[0] = X.max(axis=0) + 1000.0  # far from everything: empty after the first step
+
+    class WritesNew:
+        name = "writes-new"
+
+        @kmeansfw.hookimpl
+        def kmeansfw_empty_clusters(self, new_centroids):
+            new_centroids[0] = np.nan  # in place
+            return new_centroids
+
+    class Spoils:
+        name = "spoils"
+
+        @kmeansfw.hookimpl
+        def kmeansfw_empty_clusters(self, new_centroids):
+            out = new_centroids.copy()
+            out[0] = np.nan
+            return out
+
+    for empty, problem in ((WritesNew(), "read-only"), (Spoils(), "NaN")):
+        with pytest.raises(StrategyError, match=f"'{empty.name}'.*{problem}"):
+            KMeans(K, init=init, empty=empty).fit(torch.from_numpy(X))
+
+
 @pytest.mark.parametrize("precision", ["tf32", "fp16", "bf16"])
 def test_reduced_precision_keeps_the_exact_objective(precision):
     X, _, centers = make_blobs(

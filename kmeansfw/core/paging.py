@@ -163,13 +163,17 @@ def column_sums(X: np.ndarray, dtype: Any = None) -> np.ndarray:
 
     NumPy adds the rows of a C-contiguous array of two or more columns one after the
     other; :func:`kmeansfw.kernels.columns.add_rows_in_order` makes the same additions in
-    one compiled loop (NumPy's reduction calls its inner loop once per row: several times
-    slower at a few columns), block after block for a large map.  A single column is
-    summed pairwise by NumPy, hence in one NumPy call.
+    one compiled loop (NumPy's reduction calls its inner loop once per row: 2-10x slower
+    here), block after block for a large map.  Anything else (a single column, which
+    NumPy sums pairwise; another memory order; an ndarray subclass other than
+    ``np.memmap``) takes NumPy's own sum, in one call.
     """
     region = mapped_rows(X)
-    if not isinstance(X, np.ndarray) or X.ndim != 2 or X.shape[0] == 0 or X.shape[1] < 2:
-        total = X.sum(axis=0, dtype=dtype)  # (another array type sums its own way)
+    rows_first = type(X) in (np.ndarray, np.memmap) and X.ndim == 2 and X.flags.c_contiguous
+    if not rows_first or X.shape[0] == 0 or X.shape[1] < 2:
+        # NumPy's own sum: one column, or a layout or array type it sums another way
+        # (column by column, pairwise, for Fortran order; masks, matrices)
+        total = X.sum(axis=0, dtype=dtype)
         if region is not None:  # one call (NumPy's pairwise sum), then the pages handed back
             region.release(slice(0, X.shape[0]))
         return total

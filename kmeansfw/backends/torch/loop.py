@@ -86,15 +86,25 @@ def _run(
             if plan.relocate:
                 new = _relocate(plan, data, labels, costs, C, new, weights)
             else:  # a host-side strategy: centroids and weights only
+                host_new = read_only(_host(new))  # as the NumPy engine hands them
                 answer = contract.call(
                     hooks,
                     "kmeansfw_empty_clusters",
                     old_centroids=state.centroids,
-                    new_centroids=_host(new),
+                    new_centroids=host_new,
                     cluster_weights=host_weights,
                     rng=rng,
                 )
-                new = torch.as_tensor(np.asarray(answer), device=C.device).to(C.dtype)
+                if answer is not host_new:
+                    answer = contract.check_float_array(
+                        hooks,
+                        "kmeansfw_empty_clusters",
+                        answer,
+                        host_new.shape,
+                        host_new.dtype,
+                        what="centroids",
+                    )
+                new = torch.as_tensor(np.array(answer), device=C.device).to(C.dtype)
         state.previous_labels, state.labels, state.costs = state.labels, labels, costs  # type: ignore[assignment]
         state.previous_centroids = state.centroids
         state.previous_centroids_tensor = C
