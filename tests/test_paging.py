@@ -137,6 +137,18 @@ def test_column_sums_are_numpys_sums_bit_for_bit(monkeypatch, compiled, blocked)
             assert np.asarray(got).tobytes() == np.asarray(want).tobytes()
 
 
+def test_running_column_sums_refuse_sums_of_another_width():
+    from kmeansfw.kernels import add_rows_in_order
+
+    X = np.ones((5, 3))
+    with pytest.raises(ValueError, match=r"\(5, 3\).*\(2,\)"):
+        add_rows_in_order(X, np.zeros(2))
+    with pytest.raises(ValueError, match="sums of shape"):
+        add_rows_in_order(np.ones(3), None)
+    total = np.full(3, 0.5)
+    np.testing.assert_array_equal(add_rows_in_order(X, total), [5.5, 5.5, 5.5])
+
+
 class _NoRelease:
     def release(self, rows):
         pass

@@ -68,7 +68,16 @@ def add_rows_in_order(X: np.ndarray, total: np.ndarray | None, dtype: Any = None
         :func:`kmeansfw.core.paging.column_sums`, which sends it only those).
         Compiled for float32 or float64 rows summed in their own dtype or in float64;
         other cases, and no numba, take NumPy's own sum in the same order.
+
+    Raises
+    ------
+    ValueError
+        ``X`` not 2-D, or ``total`` not of shape (d,).
     """
+    if X.ndim != 2 or (total is not None and total.shape != (X.shape[1],)):
+        # the compiled loop writes total[f] for every column of X, unchecked
+        shape = None if total is None else total.shape
+        raise ValueError(f"rows of shape {X.shape} and sums of shape {shape}: (n, d) and (d,)")
     if HAVE_NUMBA is None:
         _load()
     kind = np.dtype(dtype if dtype is not None else X.dtype) if total is None else total.dtype
