@@ -8,6 +8,9 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import kmeansfw
 from kmeansfw.core import paging
@@ -135,6 +138,25 @@ def test_column_sums_are_numpys_sums_bit_for_bit(monkeypatch, compiled, blocked)
             got, want = paging.column_sums(other), other.sum(axis=0)
             assert type(got) is type(want) and got.shape == want.shape
             assert np.asarray(got).tobytes() == np.asarray(want).tobytes()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    X=hnp.arrays(
+        st.sampled_from([np.float32, np.float64]),
+        hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=40),
+        elements=st.floats(width=32, allow_subnormal=True),  # NaN, +-inf, -0.0 included
+    ),
+    sums=st.sampled_from([None, np.float64, np.float32]),
+)
+def test_column_sums_match_numpy_for_any_values(X, sums):
+    """Whatever the values (NaN, infinities, -0.0, subnormals, mixed magnitudes) and
+    shape, the sums are NumPy's in every bit, and X is left as it was."""
+    before = X.copy()
+    with np.errstate(all="ignore"):
+        got, want = paging.column_sums(X, sums), X.sum(axis=0, dtype=sums)
+    assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+    assert X.tobytes() == before.tobytes()
 
 
 def test_running_column_sums_refuse_sums_of_another_width():
