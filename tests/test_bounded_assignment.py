@@ -114,6 +114,8 @@ def test_auto_picks_by_metric_and_shape():
     assert not auto.bounded(6000, 15, 40)  # few features: the bounds cost what they save
     assert not auto.bounded(20000, 16, 31)  # few clusters
     assert not auto.bounded(3000, 16, 40)  # little work per iteration
+    assert auto.bounded(4096, 64, 256) and auto.bounded_by(4096, 64, 256) == "yinyang"
+    assert not auto.bounded(4095, 64, 256)  # few samples: a search over every row is cheap
     assert auto.bounded_by(6000, 16, 40) == "hamerly"
     assert auto.bounded_by(6000, 32, 128) == "yinyang"  # many clusters and features
     assert auto.bounded_by(6000, 31, 128) == auto.bounded_by(6000, 32, 127) == "hamerly"
@@ -232,7 +234,7 @@ def test_auto_searches_without_bounds_after_a_pass_they_did_not_pay_for(monkeypa
 
 def test_auto_keeps_group_bounds_for_many_clusters_and_features(monkeypatch):
     calls = _spy_on_auto(monkeypatch, "_YINYANG")
-    X, _ = make_blobs(4000, n_features=32, centers=128, cluster_std=6.0, random_state=0)
+    X, _ = make_blobs(4500, n_features=32, centers=128, cluster_std=6.0, random_state=0)
     init = X[:128].copy()
     km = KMeans(128, init=init, max_iter=20, tol=0).fit(X)
     assert calls  # auto took yinyang

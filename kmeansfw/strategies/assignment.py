@@ -385,8 +385,17 @@ def group_centroids(centroids: np.ndarray, n_groups: int, n_steps: int = 5) -> n
 AUTO_MIN_WORK = 1 << 17
 #: ... with at least this many clusters ...
 AUTO_MIN_CLUSTERS = 32
-#: ... and this many features (below, the bounds weigh as much as the search they save).
+#: ... and this many features (below, the bounds weigh as much as the search they save) ...
 AUTO_MIN_FEATURES = 16
+#: ... and this many samples: below, a search over every row costs little next to the
+#: bounds' bookkeeping, and the group search of ``yinyang`` runs on one thread where
+#: ``nearest``'s splits between numba's.  Measured per Lloyd iteration (10 iterations
+#: from the same centroids, two threads): at 2000 x 64, k=256 and 2000 x 32, k=128
+#: ``nearest`` took 0.47-0.53x ``auto``'s time (standard normal data, and
+#: ``make_classification`` from k-means++ centroids); whole default fits on blobs at
+#: 2000 x 64, k=256 0.82-0.87x; from 5000 rows the bounds pay on clustered data (blobs
+#: at 5000 x 64, k=128: ``auto`` 0.52x ``nearest``'s time).
+AUTO_MIN_SAMPLES = 4096
 #: ``auto`` keeps yinyang's group bounds instead of hamerly's from this many clusters ...
 AUTO_YINYANG_MIN_CLUSTERS = 128
 #: ... and this many features.
@@ -401,7 +410,8 @@ class Auto:
 
     ``hamerly`` when the distance is a metric (``metric``, which the configuration sets),
     samples x clusters >= :data:`AUTO_MIN_WORK`, k >= :data:`AUTO_MIN_CLUSTERS`, features
-    >= :data:`AUTO_MIN_FEATURES` (:meth:`bounded`), and only for a data set assigned more
+    >= :data:`AUTO_MIN_FEATURES`, samples >= :data:`AUTO_MIN_SAMPLES` (:meth:`bounded`),
+    and only for a data set assigned more
     than once: bounds pay only when kept from one pass to the next, so a single pass
     (``predict``, ``score``, a ``partial_fit`` call, a mini-batch step, whose rows are a
     new data set each time, or a task run on a copy of the data) takes ``nearest``; a Lloyd
@@ -470,6 +480,7 @@ class Auto:
             and n_samples * n_clusters >= AUTO_MIN_WORK
             and n_clusters >= AUTO_MIN_CLUSTERS
             and n_features >= AUTO_MIN_FEATURES
+            and n_samples >= AUTO_MIN_SAMPLES
         )
 
     def bounded_by(self, n_samples: int, n_features: int, n_clusters: int) -> str | None:
