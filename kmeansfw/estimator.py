@@ -410,10 +410,11 @@ default="auto"
         The geometry; a plain function ``(X_block, centroids) -> distances`` works too.
     assignment : str, dict or object, default="auto"
         How samples are assigned to centroids.  ``"auto"``: each sample's nearest
-        centroid, found by the bound-based ``hamerly`` (it skips the samples its bounds
-        prove unchanged) from a fit's second iteration when the distance is a metric,
-        samples x clusters >= 2^17, k >= 32 and there are at least 16 features, by a full
-        search (``"nearest"``) otherwise; the labels are those of ``"nearest"`` either way
+        centroid, found by the bound-based ``hamerly`` (or ``yinyang`` from k >= 128 and
+        32 features; they skip the samples their bounds prove unchanged) when the
+        distance is a metric, there are at least 4096 samples, samples x clusters
+        >= 2^17, k >= 32 and at least 16 features, by a full search (``"nearest"``)
+        otherwise; the labels are those of ``"nearest"`` either way
         (:class:`kmeansfw.strategies.assignment.Auto`).
     update : str, dict, object or None, default=None
         How centroids are recomputed from their members; None takes the distance's

@@ -113,7 +113,7 @@ def test_auto_picks_by_metric_and_shape():
     assert auto.bounded(6000, 16, 40)  # 240000 >= 2^17 samples x clusters, k >= 32, d >= 16
     assert not auto.bounded(6000, 15, 40)  # few features: the bounds cost what they save
     assert not auto.bounded(20000, 16, 31)  # few clusters
-    assert not auto.bounded(3000, 16, 40)  # little work per iteration
+    assert not auto.bounded(3000, 16, 40)  # few samples (and little work per iteration)
     assert auto.bounded(4096, 64, 256) and auto.bounded_by(4096, 64, 256) == "yinyang"
     assert not auto.bounded(4095, 64, 256)  # few samples: a search over every row is cheap
     assert auto.bounded_by(6000, 16, 40) == "hamerly"
@@ -241,6 +241,14 @@ def test_auto_keeps_group_bounds_for_many_clusters_and_features(monkeypatch):
     plain = KMeans(128, init=init, max_iter=20, tol=0, assignment="nearest").fit(X)
     np.testing.assert_array_equal(km.labels_, plain.labels_)
     assert km.inertia_ == pytest.approx(plain.inertia_, rel=1e-12)
+
+
+def test_auto_searches_every_row_of_small_data(monkeypatch):
+    bounded = _spy_on_auto(monkeypatch, "_YINYANG")
+    plain = _spy_on_auto(monkeypatch, "_NEAREST")
+    X, _ = make_blobs(4000, n_features=32, centers=128, cluster_std=6.0, random_state=0)
+    KMeans(128, init=X[:128].copy(), max_iter=5, tol=0).fit(X)
+    assert bounded == [] and plain  # under 4096 samples: nearest, every pass
 
 
 def test_auto_takes_nearest_in_task_copies_of_the_data(monkeypatch):

@@ -381,7 +381,8 @@ def group_centroids(centroids: np.ndarray, n_groups: int, n_steps: int = 5) -> n
     return groups.astype(np.intp)
 
 
-#: ``auto`` uses hamerly from this much work per iteration (samples x clusters) upwards ...
+#: ``auto`` uses hamerly from this much work per iteration (samples x clusters) upwards
+#: (at the defaults implied by the samples and clusters below; kept for other settings) ...
 AUTO_MIN_WORK = 1 << 17
 #: ... with at least this many clusters ...
 AUTO_MIN_CLUSTERS = 32
@@ -391,10 +392,12 @@ AUTO_MIN_FEATURES = 16
 #: bounds' bookkeeping, and the group search of ``yinyang`` runs on one thread where
 #: ``nearest``'s splits between numba's.  Measured per Lloyd iteration (10 iterations
 #: from the same centroids, two threads): at 2000 x 64, k=256 and 2000 x 32, k=128
-#: ``nearest`` took 0.47-0.53x ``auto``'s time (standard normal data, and
-#: ``make_classification`` from k-means++ centroids); whole default fits on blobs at
-#: 2000 x 64, k=256 0.82-0.87x; from 5000 rows the bounds pay on clustered data (blobs
-#: at 5000 x 64, k=128: ``auto`` 0.52x ``nearest``'s time).
+#: ``nearest`` took 0.47-0.53x ``auto``'s time on standard normal data (0.47x at
+#: 2000 x 64, k=256 on ``make_classification`` from k-means++ centroids); whole default
+#: fits on blobs at 2000 x 64, k=256 0.80-0.87x.  At 5000 x 64, k=128 the bounds paid on
+#: blobs (``auto`` 0.52x ``nearest``'s time) but not on ``make_classification`` (1.11x);
+#: between 2000 and 5000 rows nothing was measured.  Judged on the rows of the data set
+#: the assignment sees: a Dask chunk's rows under the Dask backend.
 AUTO_MIN_SAMPLES = 4096
 #: ``auto`` keeps yinyang's group bounds instead of hamerly's from this many clusters ...
 AUTO_YINYANG_MIN_CLUSTERS = 128
@@ -411,10 +414,10 @@ class Auto:
     ``hamerly`` when the distance is a metric (``metric``, which the configuration sets),
     samples x clusters >= :data:`AUTO_MIN_WORK`, k >= :data:`AUTO_MIN_CLUSTERS`, features
     >= :data:`AUTO_MIN_FEATURES`, samples >= :data:`AUTO_MIN_SAMPLES` (:meth:`bounded`),
-    and only for a data set assigned more
-    than once: bounds pay only when kept from one pass to the next, so a single pass
-    (``predict``, ``score``, a ``partial_fit`` call, a mini-batch step, whose rows are a
-    new data set each time, or a task run on a copy of the data) takes ``nearest``; a Lloyd
+    and only for a data set assigned more than once: bounds pay only when kept from one
+    pass to the next, so a single pass (``predict``, ``score``, a ``partial_fit`` call, a
+    mini-batch step, whose rows are a new data set each time, or a task run on a copy of
+    the data) takes ``nearest``; a Lloyd
     run's data in process (no executor, or an ``in_process`` one) takes them from its
     first iteration (the run marks it, :data:`kmeansfw.engine.steps.REPEATED`), any other
     from its second pass.  Measured
