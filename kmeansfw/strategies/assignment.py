@@ -563,21 +563,10 @@ class Auto:
             data.cache.get(steps.REPEATED, False) or self._pass(data, cache) > 0
         )
         again = again and self._bounds_pay(data, cache, kind, centroids.shape[0])
+        args = dict(X=X, centroids=centroids, rows=rows, data=data, cache=cache, hook=hook)
         if again:  # the bounds skip rows: the sums go with a whole-block search only
-            bounded = _YINYANG if kind == "yinyang" else _HAMERLY
-            return bounded.kmeansfw_assign(
-                X=X, centroids=centroids, rows=rows, data=data, cache=cache, hook=hook, sums=sums
-            )
-        return _NEAREST.kmeansfw_assign(
-            X=X,
-            centroids=centroids,
-            rows=rows,
-            data=data,
-            cache=cache,
-            hook=hook,
-            with_costs=with_costs,
-            sums=sums,
-        )
+            return (_YINYANG if kind == "yinyang" else _HAMERLY).kmeansfw_assign(**args, sums=sums)
+        return _NEAREST.kmeansfw_assign(**args, with_costs=with_costs, sums=sums)
 
 
 #: In a data set's cache: how many passes ``auto`` made over it; in a pass's centroid
