@@ -244,11 +244,23 @@ def fix_empty_clusters(
         rng=rng,
         hook=hook,
     )
+    return checked_empty_answer(hook, answer, new_centroids)
+
+
+def checked_empty_answer(hook: Any, answer: Any, new_centroids: np.ndarray) -> np.ndarray:
+    """The empty-cluster strategy's ``answer``, read-only: checked (shape, dtype and
+    finiteness of ``new_centroids``) unless it is ``new_centroids`` itself, the update's
+    checked answer handed over read-only (nothing to change)."""
     if answer is new_centroids:
         return answer
     return read_only(
         contract.check_float_array(
-            hook, name, answer, new_centroids.shape, data.dtype, what="centroids"
+            hook,
+            "kmeansfw_empty_clusters",
+            answer,
+            new_centroids.shape,
+            new_centroids.dtype,
+            what="centroids",
         )
     )
 

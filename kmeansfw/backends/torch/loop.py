@@ -19,6 +19,7 @@ from kmeansfw.core import contract
 from kmeansfw.core.config import Config
 from kmeansfw.core.data import FitData, read_only
 from kmeansfw.engine import loop as engine
+from kmeansfw.engine import steps as engine_steps
 
 
 @attrs.define(eq=False)
@@ -95,15 +96,7 @@ def _run(
                     cluster_weights=host_weights,
                     rng=rng,
                 )
-                if answer is not host_new:
-                    answer = contract.check_float_array(
-                        hooks,
-                        "kmeansfw_empty_clusters",
-                        answer,
-                        host_new.shape,
-                        host_new.dtype,
-                        what="centroids",
-                    )
+                answer = engine_steps.checked_empty_answer(hooks, answer, host_new)
                 new = torch.as_tensor(np.array(answer), device=C.device).to(C.dtype)
         state.previous_labels, state.labels, state.costs = state.labels, labels, costs  # type: ignore[assignment]
         state.previous_centroids = state.centroids
