@@ -50,23 +50,24 @@ def test_bit_identical_whatever_the_thread_count(big, dtype, k):
         assert other.inertia_ == fits[0].inertia_
 
 
-def test_few_rows_of_many_features_run_inline_and_bit_identical(launches):
+@pytest.mark.parametrize("k", [8, 200])
+def test_few_rows_of_many_features_run_inline_and_bit_identical(launches, k):
     # one block for worker threads (at most BALANCE_MIN_ROWS rows): inline instead, its
-    # kernels splitting the rows between numba's threads, whatever the features
-    from kmeansfw.core.data import INLINE_MAX_FEATURES
+    # kernels splitting the rows between numba's threads, whatever the features and k
+    from kmeansfw.core.data import INLINE_MAX_FEATURES, runs_inline
 
     X = np.random.default_rng(4).normal(size=(3000, 300))
-    assert X.shape[1] > INLINE_MAX_FEATURES  # beyond the mid-size rule
-    assert FitData.build(X, n_clusters=8, splits_work=True).inline
-    fits = [KMeans(8, random_state=1, max_iter=10, tol=0, n_threads=t).fit(X) for t in (1, 2)]
+    assert X.shape[1] > INLINE_MAX_FEATURES and not runs_inline(3000, 300, k)  # beyond it
+    assert FitData.build(X, n_clusters=k, splits_work=True).inline
+    fits = [KMeans(k, random_state=1, max_iter=10, tol=0, n_threads=t).fit(X) for t in (1, 2)]
     assert any(name == "_nearest_product_parallel" and team == 2 for name, _, team in launches)
     # the same single block as worker threads would take: the same fit
     import kmeansfw.core.data as core_data
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(core_data, "one_worker_block", lambda *args: False)
-        assert not FitData.build(X, n_clusters=8, splits_work=True).inline
-        workers = KMeans(8, random_state=1, max_iter=10, tol=0, n_threads=2).fit(X)
+        assert not FitData.build(X, n_clusters=k, splits_work=True).inline
+        workers = KMeans(k, random_state=1, max_iter=10, tol=0, n_threads=2).fit(X)
     np.testing.assert_array_equal(workers.cluster_centers_, fits[0].cluster_centers_)
     np.testing.assert_array_equal(workers.labels_, fits[0].labels_)
     assert workers.inertia_ == fits[0].inertia_ and workers.n_iter_ == fits[0].n_iter_
@@ -338,6 +339,7 @@ def test_fit_and_predict_break_ties_alike_under_different_plans(dtype):
 
 
 def test_mid_size_data_runs_inline_only_with_few_centroids():
+    # (data that worker threads would get as one block runs inline with any k)
     from kmeansfw.core.data import (
         BALANCE_MIN_ROWS,
         INLINE_MAX_CLUSTERS,
@@ -368,7 +370,10 @@ def test_mid_size_data_runs_inline_only_with_few_centroids():
         return FitData.build(X, n_clusters=k, validate=False, splits_work=True, **kw)
 
     assert built(2000, 256, 32).inline and built(2000, 256, 32).single_block
-    assert not built(2000, 256, INLINE_MAX_CLUSTERS).inline
+    # whatever k: one worker thread would do all the work, numba's threads split it
+    assert built(2000, 256, INLINE_MAX_CLUSTERS).inline
+    assert built(2000, 256, 512).inline and built(2000, 256, 512).single_block
+    assert not built(2000, 256, 1024).inline  # (rows, 1024) buffers: cache-sized blocks
     assert not built(BALANCE_MIN_ROWS + 1, 200, 8).inline  # buffers fit, too many rows
     assert not built(2000, 256, 8, memory_budget=1 << 20).inline  # blocks for workers
     assert not FitData.build(np.zeros((2000, 256)), n_clusters=8, validate=False).inline

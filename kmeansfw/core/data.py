@@ -46,7 +46,8 @@ SINGLE_BLOCK_ELEMENTS = 1 << 18
 #: Mid-size data runs inline as well (:func:`runs_inline`) up to this many elements, when it
 #: has fewer than :data:`INLINE_MAX_ROWS` rows and at most :data:`INLINE_MAX_FEATURES`
 #: features and its fit fewer than :data:`INLINE_MAX_CLUSTERS` centroids (and so does data
-#: worker threads would get as one block, :func:`one_worker_block`).
+#: worker threads would get as one block, :func:`one_worker_block`, whatever its fit's
+#: number of centroids).
 INLINE_MAX_ELEMENTS = 1 << 21
 INLINE_MAX_ROWS = 1 << 18
 INLINE_MAX_FEATURES = 128
@@ -259,12 +260,13 @@ def runs_inline(n_samples: int, n_features: int, n_clusters: int | None = None) 
     too), 1.05x at 120000 x 16, k=64; but 1.1x at 500000 x 2 (the mean's sums of few
     columns stay on one thread), 1.1x at 8000 x 256, k=8, and 1.1-1.6x at 128 centroids,
     where ``auto`` keeps ``yinyang``'s bounds, whose group search runs on one thread.
-    :meth:`FitData.build` also runs inline, with fewer than :data:`INLINE_MAX_CLUSTERS`
-    centroids, the data that worker threads would get as one block
-    (:func:`one_worker_block`: at most :data:`BALANCE_MIN_ROWS` rows whose buffers fit),
-    whatever its features: one worker thread would do all its work.  Measured per Lloyd
-    iteration 0.59-0.82x the time at 2000-4000 x 256, k=3 to 32, float64 and float32
-    (about the same at 2000 x 256, k=256, a fit on one thread either way).
+    :meth:`FitData.build` also runs inline the data that worker threads would get as one
+    block (:func:`one_worker_block`: at most :data:`BALANCE_MIN_ROWS` rows whose buffers
+    fit), whatever its features and its number of centroids: one worker thread would do
+    all its work.  Measured per Lloyd iteration 0.59-0.82x the time at 2000-4000 x 256,
+    k=3 to 32, float64 and float32, and 0.55-0.71x at 2000-4000 x 128-256, k=128-256
+    (``auto`` keeps no bounds below ``AUTO_MIN_SAMPLES`` rows; ``hamerly`` and
+    ``yinyang``, whose group search runs on one thread, take the same time either way).
     Depends on the shape only (never on the thread count), so results stay the same for
     any number of threads.
 
@@ -457,8 +459,8 @@ class FitData:
         n, d = X.shape
         columns = max(n_clusters, d)
         inline = runs_inline(n, d, few)
-        if not inline and few is not None and few < INLINE_MAX_CLUSTERS:
-            # one block for worker threads: one of them would do all the work
+        if not inline and few is not None:
+            # one block for worker threads: one of them would do all the work, whatever k
             inline = one_worker_block(n, columns, X.dtype.itemsize, memory_budget, d)
         return cls(
             X=X,
