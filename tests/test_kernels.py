@@ -668,7 +668,8 @@ def test_labels_equal_finds_any_change(n, where, dtype):
     previous[at] = (previous[at] + 1) % 4
     expected = not at
     assert kernels.labels_equal(labels, previous) is expected
-    assert convergence._labels_equal_numpy(labels, previous) is expected
+    twin = convergence._count_changed_numpy(labels, previous, convergence.EQUAL_RUN_ROWS)
+    assert (twin == 0) is expected
     assert (kernels.count_changed(labels, previous) == 0) is expected
 
 
@@ -690,7 +691,7 @@ def test_labels_equal_reads_every_run_mixed_dtypes_and_strides(n, at):
     expected = at is None
     for a, b in ((labels, previous), (labels[::-1].copy()[::-1], previous)):
         assert kernels.labels_equal(a, b) is expected
-        assert convergence._labels_equal_numpy(a, b) is expected
+        assert (convergence._count_changed_numpy(a, b, convergence.EQUAL_RUN_ROWS) == 0) is expected
     wide = np.repeat(labels, 2)[::2]  # a strided view of the same labels
     assert not wide.flags.c_contiguous or n == 1
     assert kernels.labels_equal(wide, previous) is expected
@@ -712,7 +713,7 @@ def test_iteration_summaries_agree_with_numpy():
     previous[[3, 50, 299]] = (previous[[3, 50, 299]] + 1) % 5
     assert kernels.count_changed(labels, previous) == 3
     assert kernels.count_changed(labels, labels) == 0
-    assert convergence._count_changed_numpy(labels, previous) == 3
+    assert convergence._count_changed_numpy(labels, previous, 300) == 3
     for dtype in (np.float64, np.float32):
         new = rng.normal(size=(7, 4)).astype(dtype)
         old = rng.normal(size=(7, 4)).astype(dtype)
@@ -720,6 +721,20 @@ def test_iteration_summaries_agree_with_numpy():
         assert kernels.sq_shift(new, old) == pytest.approx(expected, rel=1e-12)
         assert convergence._sq_shift_numpy(new, old) == pytest.approx(expected, rel=1e-12)
         assert kernels.sq_shift(new, new) == 0.0
+
+
+def test_label_changes_counted_up_to_the_first_run_that_holds_one():
+    # labels_equal reads runs only up to the first change; count_changed reads them all
+    run = convergence.EQUAL_RUN_ROWS
+    labels = np.zeros(3 * run, np.intp)
+    previous = labels.copy()
+    previous[[run + 1, run + 7, 2 * run + 2]] = 1  # two in the second run, one in the third
+    for count in (convergence._count_changed, convergence._count_changed_numpy):
+        assert count(labels, previous, run) == 2
+        assert count(labels, previous, 3 * run) == 3
+        assert count(labels, labels, run) == 0
+    assert kernels.count_changed(labels, previous) == 3
+    assert not kernels.labels_equal(labels, previous)
 
 
 @pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")

@@ -25,16 +25,15 @@ HAVE_NUMBA: bool | None = None
 EQUAL_RUN_ROWS = 4096
 
 
-def _count_changed_numpy(labels, previous):
-    return int(np.count_nonzero(labels != previous))
-
-
-def _labels_equal_numpy(labels, previous):
-    n = labels.shape[0]
-    for a in range(0, n, EQUAL_RUN_ROWS):  # runs of rows, never single rows
-        if not np.array_equal(labels[a : a + EQUAL_RUN_ROWS], previous[a : a + EQUAL_RUN_ROWS]):
-            return False
-    return True
+def _count_changed_numpy(labels, previous, run):
+    # the differing labels, run by run of ``run`` rows (never single rows), up to the
+    # first run that holds one: all of them when ``run`` covers the arrays
+    changed = 0
+    for a in range(0, labels.shape[0], run):
+        changed += int(np.count_nonzero(labels[a : a + run] != previous[a : a + run]))
+        if changed:
+            break
+    return changed
 
 
 def _sq_shift_numpy(new, old):
@@ -42,24 +41,16 @@ def _sq_shift_numpy(new, old):
     return float(np.einsum("ij,ij->", diff, diff))
 
 
-def _count_changed_kernel(labels, previous):  # pragma: no cover - compiled by _load
-    changed = 0
-    for i in range(labels.shape[0]):
-        if labels[i] != previous[i]:
-            changed += 1
-    return changed
-
-
-def _labels_equal_kernel(labels, previous):  # pragma: no cover - compiled by _load
+def _count_changed_kernel(labels, previous, run):  # pragma: no cover - compiled by _load
     n = labels.shape[0]
-    for a in range(0, n, EQUAL_RUN_ROWS):
-        changed = 0  # a count over the run vectorizes; an exit per row would not
-        for i in range(a, min(a + EQUAL_RUN_ROWS, n)):
-            if labels[i] != previous[i]:
+    changed = 0
+    for a in range(0, n, run):
+        for i in range(a, min(a + run, n)):  # a count over the run vectorizes; an exit
+            if labels[i] != previous[i]:  # per row would not
                 changed += 1
         if changed:
-            return False
-    return True
+            return changed
+    return changed
 
 
 def _sq_shift_kernel(new, old):  # pragma: no cover - compiled by _load
@@ -84,14 +75,13 @@ def _centered_column_squares_kernel(X, mean, out):  # pragma: no cover - compile
 
 
 _count_changed_numba: Any = None
-_labels_equal_numba: Any = None
 _sq_shift_numba: Any = None
 _centered_column_squares_numba: Any = None
 
 
 def _load() -> None:
     """Decide between the compiled kernels and their twins, compiling the former."""
-    global HAVE_NUMBA, _count_changed_numba, _labels_equal_numba, _sq_shift_numba
+    global HAVE_NUMBA, _count_changed_numba, _sq_shift_numba
     global _centered_column_squares_numba
     from kmeansfw.kernels._compile import HAVE_NUMBA as have
     from kmeansfw.kernels._compile import numba
@@ -99,7 +89,6 @@ def _load() -> None:
     if have:
         jit = numba.njit(nogil=True, cache=True)
         _count_changed_numba = jit(_count_changed_kernel)
-        _labels_equal_numba = jit(_labels_equal_kernel)
         _sq_shift_numba = jit(_sq_shift_kernel)
         _centered_column_squares_numba = jit(_centered_column_squares_kernel)
     HAVE_NUMBA = have
@@ -118,9 +107,15 @@ def count_changed(labels: np.ndarray, previous: np.ndarray) -> int:
     """How many entries of two equal-length label arrays differ (ValueError for arrays
     of other shapes)."""
     _same_length(labels, previous)
+    return _count_changed(labels, previous, max(labels.shape[0], 1))
+
+
+def _count_changed(labels: np.ndarray, previous: np.ndarray, run: int) -> int:
+    # how many labels differ, run by run of ``run`` labels up to the first run with one
     if HAVE_NUMBA is None:
         _load()
-    return int((_count_changed_numba if HAVE_NUMBA else _count_changed_numpy)(labels, previous))
+    kernel = _count_changed_numba if HAVE_NUMBA else _count_changed_numpy
+    return int(kernel(labels, previous, run))
 
 
 def labels_equal(labels: np.ndarray, previous: np.ndarray) -> bool:
@@ -149,9 +144,7 @@ def labels_equal(labels: np.ndarray, previous: np.ndarray) -> bool:
         Arrays that are not 1-D or not of the same length.
     """
     _same_length(labels, previous)
-    if HAVE_NUMBA is None:
-        _load()
-    return bool((_labels_equal_numba if HAVE_NUMBA else _labels_equal_numpy)(labels, previous))
+    return _count_changed(labels, previous, EQUAL_RUN_ROWS) == 0
 
 
 def sq_shift(new: np.ndarray, old: np.ndarray) -> float:
