@@ -286,9 +286,17 @@ def test_product_rows_follow_the_centroids_shape():
             r = rows(d, k)
             assert euclidean.SUB_BLOCK_ROWS % r == 0  # parallel runs are whole products
             assert r == euclidean.SUB_BLOCK_ROWS or r * k <= euclidean.PRODUCT_SMALL_OUTPUTS
+    # the cost kernels' products, (rows, k), stop at a half sub-block (at 10-18 centroids
+    # 64-row products of that orientation were as often slower as faster)
+    shortest = euclidean.COST_SHORTEST_PRODUCT
+    assert [rows(64, k, shortest) for k in (4, 5, 9, 10, 18)] == [256, 128, 128, 256, 256]
+    assert rows(31, 6, shortest) == 256 and rows(32, 6, shortest) == 128
     if kernels.HAVE_NUMBA:  # the compiled kernels' copy of the rule
         shapes = [(d, k) for d in (8, 40, 64) for k in (3, 6, 12)]
         assert all(euclidean._product_rows(d, k) == rows(d, k) for d, k in shapes)
+        assert all(
+            euclidean._product_rows(d, k, shortest) == rows(d, k, shortest) for d, k in shapes
+        )
 
 
 def test_kernel_chunks_follow_the_work_and_the_guard(monkeypatch):
@@ -534,12 +542,15 @@ def test_fallback_gives_the_same_fit(tmp_path):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("n", [1, 300, 700])  # one row, one sub-block, ragged sub-blocks
-def test_squared_cost_kernel_is_bit_identical_to_its_numpy_twin(dtype, n):
+@pytest.mark.parametrize(("d", "k"), [(7, 5), (40, 6)])  # products of 256 and 128 rows
+def test_squared_cost_kernel_is_bit_identical_to_its_numpy_twin(dtype, n, d, k):
     rng = np.random.default_rng(1)
-    X = (rng.normal(size=(n, 7)) + 50).astype(dtype)
-    mean = np.full(7, 50, dtype=dtype)
-    minus_2c = rng.normal(size=(5, 7)).astype(dtype)
-    c_norms = (rng.random(5) * 3).astype(dtype)
+    rows = euclidean.product_rows(d, k, euclidean.COST_SHORTEST_PRODUCT)
+    assert rows == (euclidean.SUB_BLOCK_ROWS if d < 32 else euclidean.SUB_BLOCK_ROWS // 2)
+    X = (rng.normal(size=(n, d)) + 50).astype(dtype)
+    mean = np.full(d, 50, dtype=dtype)
+    minus_2c = rng.normal(size=(k, d)).astype(dtype)
+    c_norms = (rng.random(k) * 3).astype(dtype)
     norms = (rng.random(n) * 10).astype(dtype)
     fast = kernels.sq_euclidean_costs(X, mean, minus_2c, c_norms, norms)
     slow = np.empty_like(fast)

@@ -68,9 +68,10 @@ def direct_pays(n_features: int, n_clusters: int) -> bool:
     return n_features <= DIRECT_WIDE_MAX_FEATURES and n_clusters <= DIRECT_WIDE_MAX_CLUSTERS
 
 
-def product_rows(n_features: int, n_clusters: int) -> int:
+def product_rows(n_features: int, n_clusters: int, shortest: int = SUB_BLOCK_ROWS // 4) -> int:
     """Rows per matrix product in the product kernels (:data:`SUB_BLOCK_ROWS`, or a half
-    or a quarter of it, so that a run of whole sub-blocks is a run of whole products).
+    or a quarter of it, so that a run of whole sub-blocks is a run of whole products;
+    never fewer than ``shortest``).
 
     The kernels ask BLAS for ``(k, d) @ (d, rows)``.  OpenBLAS's AVX-512 builds (the
     kernels NumPy's and SciPy's wheels select on most current x86-64 servers) compute
@@ -87,12 +88,22 @@ def product_rows(n_features: int, n_clusters: int) -> int:
     (``kmeansfw.core.data.MIN_BLOCK_ROWS``), so every product but the data's last has the
     same rows whatever the plan and the number of threads, and labels do not depend on
     them.
+
+    The cost kernels (:func:`sq_euclidean_costs`, and greedy k-means++'s steps through
+    them) ask for ``rows @ (-2C)^T``, (rows, k), with ``shortest`` a half sub-block: the
+    same small-matrix kernel takes such a product at 5 to 9 centroids from 32 features,
+    measured per 256 rows against one product of 256 rows, float64 and float32: 0.5-0.8x
+    the time at 32-64 features (1.0x at 8 and 9 centroids and 32 features), 0.35-0.7x at
+    256; 64-row products at 10 to 18 centroids took 0.5-1.4x (1.1-1.4x at 16 centroids
+    and 64 features), so those keep whole sub-blocks.
     """
     for rows, min_features in (
         (SUB_BLOCK_ROWS, 0),
         (SUB_BLOCK_ROWS // 2, PRODUCT_HALF_MIN_FEATURES),
         (SUB_BLOCK_ROWS // 4, PRODUCT_QUARTER_MIN_FEATURES),
     ):
+        if rows < shortest:
+            break
         if rows * n_clusters <= PRODUCT_SMALL_OUTPUTS:
             small = n_features >= min_features
             small = small and rows * n_clusters * n_features <= PRODUCT_SMALL_MAX_WORK
@@ -535,13 +546,18 @@ if HAVE_NUMBA:
                     lows[start + i, g] = max(rival + norm, zero)
 
 
+#: The shortest product the cost kernels take (:func:`product_rows`).
+COST_SHORTEST_PRODUCT = SUB_BLOCK_ROWS // 2
+
+
 def _sq_cost_numpy(X, mean, minus_2c, c_sq_norms, norms, out):
-    # sub-block by sub-block, as the compiled kernel, so that both take the same products
-    for start in range(0, X.shape[0], SUB_BLOCK_ROWS):  # blocks of rows, never samples
-        part = out[start : start + SUB_BLOCK_ROWS]
-        np.dot(X[start : start + SUB_BLOCK_ROWS] - mean, minus_2c.T, out=part)
+    # product by product, as the compiled kernel, so that both take the same products
+    step = product_rows(X.shape[1], minus_2c.shape[0], COST_SHORTEST_PRODUCT)
+    for start in range(0, X.shape[0], step):  # blocks of rows, never samples
+        part = out[start : start + step]
+        np.dot(X[start : start + step] - mean, minus_2c.T, out=part)
         part += c_sq_norms
-        part += norms[start : start + SUB_BLOCK_ROWS, None]
+        part += norms[start : start + step, None]
     np.maximum(out, 0, out=out)
 
 
@@ -565,9 +581,14 @@ if HAVE_NUMBA:
 
     @numba.njit(nogil=True, cache=True)
     def _sq_cost_rows(rows, minus_2c, c_sq_norms, norms, part):  # pragma: no cover
-        # one sub-block's costs from its centered rows (C-contiguous): the product, then
-        # the fused pass, in NumPy's order of additions (bit-identical to the twin)
-        np.dot(rows, minus_2c.T, part)
+        # one sub-block's costs from its centered rows (C-contiguous): the products (of
+        # product_rows rows each, from a half sub-block), then the fused pass, in NumPy's
+        # order of additions (bit-identical to the twin)
+        step = _product_rows(rows.shape[1], minus_2c.shape[0], COST_SHORTEST_PRODUCT)
+        c_t = minus_2c.T
+        for a in range(0, rows.shape[0], step):
+            b = min(a + step, rows.shape[0])
+            np.dot(rows[a:b], c_t, part[a:b])
         zero = part.dtype.type(0)
         for i in range(rows.shape[0]):
             norm = norms[i]
