@@ -12,10 +12,10 @@ from kmeansfw import kernels
 from kmeansfw.kernels import bounds, checks, convergence, euclidean, lp, seeding, update
 
 # (n, d, k): one row, one centroid, several sub-blocks (SUB_BLOCK_ROWS) with a ragged end,
-# and products of 128 and 64 rows (euclidean.product_rows)
+# and products of 128 and 64 rows (euclidean.product_rows), and of 32 rows in float32
 _SHAPES = [
     (1, 1, 1), (1, 4, 5), (40, 3, 1), (300, 3, 7), (1000, 17, 64), (513, 64, 256),
-    (300, 32, 8), (700, 64, 12),
+    (300, 32, 8), (700, 64, 12), (600, 96, 24),
 ]
 
 
@@ -286,14 +286,24 @@ def test_product_rows_follow_the_centroids_shape():
             r = rows(d, k)
             assert euclidean.SUB_BLOCK_ROWS % r == 0  # parallel runs are whole products
             assert r == euclidean.SUB_BLOCK_ROWS or r * k <= euclidean.PRODUCT_SMALL_OUTPUTS
+    # float32 from 96 features: 32 rows at 19 to 37 centroids; float64 keeps 256 there
+    assert [rows(96, k, itemsize=4) for k in (18, 19, 37, 38)] == [64, 32, 32, 256]
+    assert rows(95, 24, itemsize=4) == rows(96, 24) == rows(96, 24, 64, 4) == 256
+    assert rows(128, 9, itemsize=4) == 128 and rows(1000, 36, itemsize=4) == 256  # work
+    for k in range(1, 40):
+        r = rows(256, k, itemsize=4)
+        assert r == euclidean.SUB_BLOCK_ROWS or r * k <= euclidean.PRODUCT_SMALL_OUTPUTS
     # the cost kernels' products, (rows, k), stop at a half sub-block (at 10-18 centroids
     # 64-row products of that orientation were as often slower as faster)
     shortest = euclidean.COST_SHORTEST_PRODUCT
     assert [rows(64, k, shortest) for k in (4, 5, 9, 10, 18)] == [256, 128, 128, 256, 256]
     assert rows(31, 6, shortest) == 256 and rows(32, 6, shortest) == 128
     if kernels.HAVE_NUMBA:  # the compiled kernels' copy of the rule
-        shapes = [(d, k) for d in (8, 40, 64) for k in (3, 6, 12)]
+        shapes = [(d, k) for d in (8, 40, 64, 128) for k in (3, 6, 12, 24)]
         assert all(euclidean._product_rows(d, k) == rows(d, k) for d, k in shapes)
+        assert all(
+            euclidean._product_rows(d, k, 32, 4) == rows(d, k, 32, 4) for d, k in shapes
+        )
         assert all(
             euclidean._product_rows(d, k, shortest) == rows(d, k, shortest) for d, k in shapes
         )

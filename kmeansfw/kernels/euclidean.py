@@ -27,7 +27,8 @@ from kmeansfw.kernels.update import SUM_GROUP_UNIT, add_weighted_cluster_sums, s
 
 #: Rows per sub-block of the compiled nearest-centroid kernels (fits in L2), the unit
 #: their parallel variants split a block by; a product kernel's products take this many
-#: rows or a half or a quarter of it (:func:`product_rows`).  The mean's sums group whole
+#: rows, a half, a quarter or (float32) an eighth of it (:func:`product_rows`).  The
+#: mean's sums group whole
 #: units of it, so a search adding them in its pass adds whole groups of sub-blocks.
 SUB_BLOCK_ROWS = SUM_GROUP_UNIT
 #: The nearest-centroid search takes the direct kernel (no matrix product) up to this
@@ -42,9 +43,10 @@ DIRECT_WIDE_MAX_CLUSTERS = 8
 #: product then has at most this many outputs (rows x k) ...
 PRODUCT_SMALL_OUTPUTS = 1200
 #: ... and at least this many features for 128 rows (5 to 9 centroids), this many for 64
-#: rows (10 to 18 centroids) ...
+#: rows (10 to 18 centroids), and in float32 this many for 32 rows (19 to 37 centroids) ...
 PRODUCT_HALF_MIN_FEATURES = 32
 PRODUCT_QUARTER_MIN_FEATURES = 64
+PRODUCT_EIGHTH_MIN_FEATURES = 96
 #: ... and at most this many multiply-adds (rows x k x d).
 PRODUCT_SMALL_MAX_WORK = 1_000_000
 #: A block splits its rows between numba's threads only for at least this much work
@@ -68,10 +70,12 @@ def direct_pays(n_features: int, n_clusters: int) -> bool:
     return n_features <= DIRECT_WIDE_MAX_FEATURES and n_clusters <= DIRECT_WIDE_MAX_CLUSTERS
 
 
-def product_rows(n_features: int, n_clusters: int, shortest: int = SUB_BLOCK_ROWS // 4) -> int:
-    """Rows per matrix product in the product kernels (:data:`SUB_BLOCK_ROWS`, or a half
-    or a quarter of it, so that a run of whole sub-blocks is a run of whole products;
-    never fewer than ``shortest``).
+def product_rows(
+    n_features: int, n_clusters: int, shortest: int = SUB_BLOCK_ROWS // 8, itemsize: int = 8
+) -> int:
+    """Rows per matrix product in the product kernels (:data:`SUB_BLOCK_ROWS`, or a half,
+    a quarter or, for float32 data (``itemsize`` 4), an eighth of it, so that a run of
+    whole sub-blocks is a run of whole products; never fewer than ``shortest``).
 
     The kernels ask BLAS for ``(k, d) @ (d, rows)``.  OpenBLAS's AVX-512 builds (the
     kernels NumPy's and SciPy's wheels select on most current x86-64 servers) compute
@@ -83,8 +87,11 @@ def product_rows(n_features: int, n_clusters: int, shortest: int = SUB_BLOCK_ROW
     (64 features or more) 64 rows: measured per call on 25k rows against 256 rows, 0.6-0.8x
     the time at 5-9 centroids and 32-256 features, 0.5-0.9x at 10-18 centroids and 64-256
     features, in float64 and float32; fewer features, fewer or more centroids, and a
-    BLAS without that kernel gain nothing from shorter products.  Decided by the shape of
-    the centroids only, and blocks start at multiples of :data:`SUB_BLOCK_ROWS` rows
+    BLAS without that kernel gain nothing from shorter products.  In float32, 19 to 37
+    centroids from 96 features take 32-row products: per 256 rows, 0.47-0.94x the time of
+    one 256-row product at 96-512 features (0.95-1.08x at 64); in float64 0.63-1.23x,
+    so float64 keeps 256 rows there.  Decided by the shape of
+    the centroids and the dtype only, and blocks start at multiples of :data:`SUB_BLOCK_ROWS` rows
     (``kmeansfw.core.data.MIN_BLOCK_ROWS``), so every product but the data's last has the
     same rows whatever the plan and the number of threads, and labels do not depend on
     them.
@@ -101,8 +108,9 @@ def product_rows(n_features: int, n_clusters: int, shortest: int = SUB_BLOCK_ROW
         (SUB_BLOCK_ROWS, 0),
         (SUB_BLOCK_ROWS // 2, PRODUCT_HALF_MIN_FEATURES),
         (SUB_BLOCK_ROWS // 4, PRODUCT_QUARTER_MIN_FEATURES),
+        (SUB_BLOCK_ROWS // 8, PRODUCT_EIGHTH_MIN_FEATURES),
     ):
-        if rows < shortest:
+        if rows < shortest or (rows < SUB_BLOCK_ROWS // 4 and itemsize != 4):
             break
         if rows * n_clusters <= PRODUCT_SMALL_OUTPUTS:
             small = n_features >= min_features
@@ -166,7 +174,8 @@ if HAVE_NUMBA:
         # the exact distances follow as in the direct kernel (:func:`_exact_rows`).
         want_second = second.shape[0] > 0
         n, d, k = X.shape[0], X.shape[1], minus_2c.shape[0]
-        sub = max(1, min(_product_rows(d, k), n))  # one row at least: range() needs a step
+        step = _product_rows(d, k, SUB_BLOCK_ROWS // 8, X.itemsize)
+        sub = max(1, min(step, n))  # one row at least: range() needs a step
         centered = np.empty((sub, d), dtype=X.dtype)
         buf = np.empty(k * sub, dtype=X.dtype)
         best = np.empty(sub, dtype=X.dtype)
@@ -499,7 +508,8 @@ if HAVE_NUMBA:
         # group's nearest centroid other than the assigned one is known at the end.
         n, d, k = X.shape[0], X.shape[1], minus_2c.shape[0]
         t = lows.shape[1]
-        sub = max(1, min(_product_rows(d, k), n))  # one row at least: range() needs a step
+        step = _product_rows(d, k, SUB_BLOCK_ROWS // 8, X.itemsize)
+        sub = max(1, min(step, n))  # one row at least: range() needs a step
         centered = np.empty((sub, d), dtype=X.dtype)
         buf = np.empty(k * sub, dtype=X.dtype)
         best = np.empty(sub, dtype=X.dtype)
