@@ -50,6 +50,25 @@ def test_bit_identical_whatever_the_thread_count(big, dtype, k):
         assert other.inertia_ == fits[0].inertia_
 
 
+@pytest.mark.parametrize("d", [128, 160])  # inline (numba's threads); worker threads
+def test_float32_short_products_bit_identical_whatever_the_threads_and_blocks(d):
+    # float32 at 19-37 clusters from 96 features: products of 32 rows; the same fit on
+    # one to three threads and in more, smaller blocks
+    from kmeansfw.kernels import euclidean
+
+    X, _ = make_blobs(6000, n_features=d, centers=24, cluster_std=8.0, random_state=2)
+    X = X.astype(np.float32)
+    assert euclidean.product_rows(d, 24, itemsize=4) == 32
+    assert FitData.build(X, n_clusters=24, splits_work=True).inline == (d == 128)
+    params = dict(random_state=0, max_iter=12, tol=0)
+    fits = [KMeans(24, n_threads=t, **params).fit(X) for t in (1, 2, 3)]
+    fits.append(KMeans(24, n_threads=2, memory_budget_mb=0.5, **params).fit(X))
+    for other in fits[1:]:
+        np.testing.assert_array_equal(other.cluster_centers_, fits[0].cluster_centers_)
+        np.testing.assert_array_equal(other.labels_, fits[0].labels_)
+        assert other.inertia_ == fits[0].inertia_
+
+
 @pytest.mark.parametrize("k", [8, 200])
 def test_few_rows_of_many_features_run_inline_and_bit_identical(launches, k):
     # one block for worker threads (at most BALANCE_MIN_ROWS rows): inline instead, its
