@@ -92,6 +92,19 @@ def test_kmeansfw_fit_of_a_dask_array_runs_on_the_cluster(client, blobs):
     _same(kmeansfw.fit(dX, n_clusters=6, init=init), kmeansfw.fit(blobs, n_clusters=6, init=init))
 
 
+def test_centered_data_is_compared_on_the_origin_on_the_cluster_too(client):
+    # the driver's learner reads its sample of rows from the cluster: the same choice,
+    # hence the same fit, as in memory
+    X = np.random.default_rng(5).normal(size=(6000, 40))
+    dX = da.from_array(X, chunks=(1500, 40))
+    init = X[:5].copy()
+    on_cluster = kmeansfw.fit(dX, n_clusters=5, init=init, max_iter=8)
+    in_memory = kmeansfw.fit(X, n_clusters=5, init=init, max_iter=8)
+    assert on_cluster.fitted["euclidean.at_origin"] is True
+    assert in_memory.fitted["euclidean.at_origin"] is True
+    _same(on_cluster, in_memory)
+
+
 @pytest.mark.parametrize(
     "params",
     [

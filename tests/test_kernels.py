@@ -1025,3 +1025,30 @@ def test_euclidean_kernels_take_an_empty_block(dtype, d, k, monkeypatch):
         assert [a.shape for a in out] == [(0,), (0,), (0, 2)]
         paired = euclidean.paired_sq_euclidean(X, mean, cc, np.empty(0, np.intp))
         assert paired.shape == (0,)
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("n", "d", "k"), [(700, 64, 3), (600, 96, 24), (513, 20, 200)])
+def test_product_kernels_on_the_origin_read_the_rows_as_they_are(dtype, n, d, k):
+    """Centered on +0.0 the product kernels skip the centered copy of the rows: the same
+    bits as copying them (a mean of -0.0 takes the copy, and x - (-0.0) is x here)."""
+    rng = np.random.default_rng(d + k)
+    X = rng.normal(size=(n, d)).astype(dtype)
+    C = X[rng.choice(n, size=k, replace=False)] + rng.normal(size=(k, d)).astype(dtype)
+    origin, negative = np.zeros(d, dtype), np.full(d, -0.0, dtype)
+    assert not kernels.direct_pays(d, k) and not (X == 0).any()
+    answers = []
+    for mean in (origin, negative):
+        cc, m2c, cn, _ = kernels.prepare_euclidean_centroids(C, mean, dtype)
+        labels, mins, second = np.empty(n, np.intp), np.empty(n, dtype), np.empty(n, dtype)
+        euclidean._nearest_numba(X, mean, m2c, cn, cc, labels, mins, second)
+        groups = np.arange(k) % 3
+        found = kernels.nearest_groups_sq_euclidean(X, mean, m2c, cn, cc, groups, 3)
+        norms = kernels.centered_row_norms(X, mean)
+        costs = kernels.sq_euclidean_costs(X, mean, m2c, cn, norms, n_threads=2)
+        answers.append((labels, mins, second, *found, costs))
+    for fast, copied in zip(*answers, strict=True):
+        np.testing.assert_array_equal(fast, copied)
+    if dtype == np.float64:  # and the right labels (float32 may break a near tie)
+        np.testing.assert_array_equal(answers[0][0], cdist(X, C, "sqeuclidean").argmin(axis=1))

@@ -802,10 +802,62 @@ def test_euclidean_row_norms_follow_the_mean_they_were_prepared_with():
     data = FitData.build(X, n_clusters=3)
     engine.setup(hooks, data)
     first = centered_sq_norms(data, slice(0, 700)).copy()
-    data.fitted = {**data.fitted, "euclidean.mean": X.mean(axis=0) + 10.0}
+    assert data.fitted["euclidean.at_origin"]  # standard normal: compared on the origin
+    np.testing.assert_allclose(first, (X**2).sum(axis=1), rtol=1e-12)
+    moved = {"euclidean.mean": X.mean(axis=0) + 10.0, "euclidean.at_origin": False}
+    data.fitted = {**data.fitted, **moved}
     engine.prepare(hooks, data)
     again = centered_sq_norms(data, slice(0, 700))
     np.testing.assert_allclose(again, ((X - X.mean(axis=0) - 10.0) ** 2).sum(axis=1), rtol=1e-12)
     assert not np.allclose(again, first)
     with pytest.raises(ValueError, match="consecutive rows"):
         centered_sq_norms(data, slice(0, 700, 2))
+
+
+def test_euclidean_compares_centered_data_on_the_origin():
+    # data centered already (standardized, standard normal) is compared on the origin:
+    # its products read the rows as they are; anything else on its mean, as before
+    from sklearn.datasets import load_digits
+    from sklearn.preprocessing import StandardScaler
+
+    from kmeansfw.strategies.euclidean import ORIGIN_MAX_OFFSET, centered_already
+
+    digits = load_digits().data
+    scaled = StandardScaler().fit_transform(digits)
+    normal = np.random.default_rng(3).normal(size=(20_000, 16))
+    assert centered_already(scaled, scaled.mean(axis=0))
+    assert centered_already(normal, normal.mean(axis=0))
+    assert not centered_already(digits, digits.mean(axis=0))  # pixels: all positive
+    assert not centered_already(normal + 1.0, (normal + 1.0).mean(axis=0))
+    shifted = normal + np.sqrt(ORIGIN_MAX_OFFSET) * 1.05  # just past it (variance 1)
+    assert not centered_already(shifted, shifted.mean(axis=0))
+    shifted = normal + np.sqrt(ORIGIN_MAX_OFFSET) * 0.95
+    assert centered_already(shifted, shifted.mean(axis=0))
+    assert not centered_already([[0.0, 1.0]], np.zeros(2))  # not an array: the mean
+    huge = np.full((4, 2), 1e300)
+    huge[::2] *= -1
+    assert not centered_already(huge + 1e300, np.full(2, 1e300))  # no overflow warning
+
+    init = scaled[:10].copy()
+    fit = KMeans(10, init=init, n_init=1, tol=0).fit(scaled)
+    assert fit.fitted_state_["euclidean.at_origin"] is True
+    np.testing.assert_allclose(fit.fitted_state_["euclidean.mean"], scaled.mean(axis=0))
+    reference = SkKMeans(10, init=init, n_init=1, tol=0).fit(scaled)
+    np.testing.assert_array_equal(fit.labels_, reference.labels_)
+    assert fit.inertia_ == pytest.approx(reference.inertia_, rel=1e-7)
+    assert fit.n_iter_ == reference.n_iter_
+    np.testing.assert_array_equal(fit.predict(scaled), fit.labels_)
+    raw = KMeans(10, init=digits[:10].copy(), n_init=1).fit(digits)
+    assert raw.fitted_state_["euclidean.at_origin"] is False
+
+
+def test_a_fitted_state_without_the_origin_choice_keeps_the_mean():
+    # a model saved before the choice (the mean alone) is compared on its mean
+    X = np.random.default_rng(2).normal(size=(700, 3))
+    hooks = plugins.build(KMeans(3)._built_config()[1])
+    data = FitData.build(X, n_clusters=3, fitted={"euclidean.mean": X.mean(axis=0)})
+    engine.setup(hooks, data)
+    np.testing.assert_array_equal(data.cache["euclidean.mean"], X.mean(axis=0))
+    fresh = FitData.build(X, n_clusters=3)
+    engine.setup(hooks, fresh)
+    assert fresh.fitted["euclidean.at_origin"] and not fresh.cache["euclidean.mean"].any()

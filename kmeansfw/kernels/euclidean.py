@@ -145,13 +145,26 @@ if HAVE_NUMBA:
     def _centered_product(X, mean, minus_2c, start, rows, buf):  # pragma: no cover
         # Center rows start.. of X into ``rows`` and return ``minus_2c @ rows.T`` (k, m),
         # written into ``buf``: the shared first half of the nearest-centroid kernels.
+        # Centered on the origin (_at_origin) the rows are X's own (x - 0.0 is x, bit for
+        # bit): the product reads them without the copy.
         m, d = rows.shape
+        block = buf[: minus_2c.shape[0] * m].reshape((minus_2c.shape[0], m))
+        if _at_origin(mean):
+            np.dot(minus_2c, X[start : start + m].T, block)
+            return block
         for i in range(m):
             for f in range(d):
                 rows[i, f] = X[start + i, f] - mean[f]
-        block = buf[: minus_2c.shape[0] * m].reshape((minus_2c.shape[0], m))
         np.dot(minus_2c, rows.T, block)
         return block
+
+    @numba.njit(nogil=True, cache=True, inline="always")
+    def _at_origin(mean):  # pragma: no cover
+        # every entry +0.0 (centering on -0.0 would turn a row's -0.0 into +0.0)
+        for f in range(mean.shape[0]):
+            if mean[f] != 0 or np.signbit(mean[f]):
+                return False
+        return True
 
     @numba.njit(nogil=True, cache=True)
     def _nearest_numba(  # pragma: no cover
@@ -545,10 +558,11 @@ if HAVE_NUMBA:
                 labels[start + i] = j
                 total = zero
                 norm = zero
-                for f in range(d):
-                    diff = rows[i, f] - centered_c[j, f]
+                for f in range(d):  # the centered row (not kept from the product)
+                    row = X[start + i, f] - mean[f]
+                    diff = row - centered_c[j, f]
                     total += diff * diff
-                    norm += rows[i, f] * rows[i, f]
+                    norm += row * row
                 mins[start + i] = total
                 own = groups[j]
                 for g in range(t):
@@ -580,13 +594,18 @@ if HAVE_NUMBA:
         n, d = X.shape
         sub = max(1, min(SUB_BLOCK_ROWS, n))  # one row at least: range() needs a step
         centered = np.empty((sub, d), dtype=X.dtype)
+        origin = _at_origin(mean)  # the rows as they are (see _centered_product)
         for start in range(0, n, sub):
             m = min(start + sub, n) - start
+            stop = start + m
+            if origin:
+                part = out[start:stop]
+                _sq_cost_rows(X[start:stop], minus_2c, c_sq_norms, norms[start:stop], part)
+                continue
             rows = centered[:m]
             for i in range(m):
                 for f in range(d):
                     rows[i, f] = X[start + i, f] - mean[f]
-            stop = start + m
             _sq_cost_rows(rows, minus_2c, c_sq_norms, norms[start:stop], out[start:stop])
 
     @numba.njit(nogil=True, cache=True)
