@@ -1038,17 +1038,20 @@ def test_product_kernels_on_the_origin_read_the_rows_as_they_are(dtype, n, d, k)
     C = X[rng.choice(n, size=k, replace=False)] + rng.normal(size=(k, d)).astype(dtype)
     origin, negative = np.zeros(d, dtype), np.full(d, -0.0, dtype)
     assert not kernels.direct_pays(d, k) and not (X == 0).any()
+    shifted = np.empty(n * d + 1, dtype)[1:].reshape(n, d)  # one item off BLAS's alignment
+    shifted[...] = X
     answers = []
-    for mean in (origin, negative):
+    for mean, rows in ((origin, X), (negative, X), (origin, shifted)):
         cc, m2c, cn, _ = kernels.prepare_euclidean_centroids(C, mean, dtype)
         labels, mins, second = np.empty(n, np.intp), np.empty(n, dtype), np.empty(n, dtype)
-        euclidean._nearest_numba(X, mean, m2c, cn, cc, labels, mins, second)
+        euclidean._nearest_numba(rows, mean, m2c, cn, cc, labels, mins, second)
         groups = np.arange(k) % 3
-        found = kernels.nearest_groups_sq_euclidean(X, mean, m2c, cn, cc, groups, 3)
-        norms = kernels.centered_row_norms(X, mean)
-        costs = kernels.sq_euclidean_costs(X, mean, m2c, cn, norms, n_threads=2)
+        found = kernels.nearest_groups_sq_euclidean(rows, mean, m2c, cn, cc, groups, 3)
+        norms = kernels.centered_row_norms(rows, mean)
+        costs = kernels.sq_euclidean_costs(rows, mean, m2c, cn, norms, n_threads=2)
         answers.append((labels, mins, second, *found, costs))
-    for fast, copied in zip(*answers, strict=True):
+    for fast, copied, unaligned in zip(*answers, strict=True):
         np.testing.assert_array_equal(fast, copied)
+        np.testing.assert_array_equal(fast, unaligned)
     if dtype == np.float64:  # and the right labels (float32 may break a near tie)
         np.testing.assert_array_equal(answers[0][0], cdist(X, C, "sqeuclidean").argmin(axis=1))

@@ -829,10 +829,24 @@ def test_euclidean_compares_centered_data_on_the_origin():
     assert centered_already(normal, normal.mean(axis=0))
     assert not centered_already(digits, digits.mean(axis=0))  # pixels: all positive
     assert not centered_already(normal + 1.0, (normal + 1.0).mean(axis=0))
-    shifted = normal + np.sqrt(ORIGIN_MAX_OFFSET) * 1.05  # just past it (variance 1)
+    # the median of ||x - mean||^2 over 16 standard normal features is about 15.3
+    edge = np.sqrt(ORIGIN_MAX_OFFSET * 15.3 / 16)
+    shifted = normal + edge * 1.15
     assert not centered_already(shifted, shifted.mean(axis=0))
-    shifted = normal + np.sqrt(ORIGIN_MAX_OFFSET) * 0.95
+    shifted = normal + edge * 0.85
     assert centered_already(shifted, shifted.mean(axis=0))
+    single = normal.astype(np.float32)  # float32 is always centered: too coarse a rounding
+    assert not centered_already(single, single.mean(axis=0))
+    # a tight bulk far from the origin, passed off as centered by a few far rows on
+    # average (float32 swapped about half its labels that way): the median sees the bulk
+    rng = np.random.default_rng(9)
+    bulk = 100 + rng.normal(scale=0.01, size=(25_600, 4)) + (rng.random((25_600, 1)) < 0.5) * 0.04
+    far = rng.random(25_600) < 0.01
+    bulk[far] = rng.normal(scale=20_000, size=(far.sum(), 4))
+    assert ((bulk.mean(axis=0) ** 2).sum() / ((bulk - bulk.mean(axis=0)) ** 2).sum(1).mean()) < (
+        ORIGIN_MAX_OFFSET
+    )  # the mean test would pass it
+    assert not centered_already(bulk, bulk.mean(axis=0))
     assert not centered_already([[0.0, 1.0]], np.zeros(2))  # not an array: the mean
     huge = np.full((4, 2), 1e300)
     huge[::2] *= -1

@@ -565,3 +565,24 @@ def test_estimators_without_a_torch_backend_refuse_tensors_by_name(estimator):
     if estimator == "MiniBatchKMeans":
         with pytest.raises(TypeError, match=rf"{estimator} does not take torch tensors"):
             km.partial_fit(X)
+
+
+def test_a_numpy_fit_on_the_origin_is_followed_on_tensors():
+    # float64 data centered already: a NumPy fit compares on the origin, and so does the
+    # torch backend's own prepare with that fitted state (transform's path on a tensor)
+    X = np.random.default_rng(8).normal(size=(2000, 12))
+    km = KMeans(K, init=X[:K].copy(), max_iter=10).fit(X)
+    assert km.fitted_state_["euclidean.at_origin"] is True
+    from kmeansfw.core.data import FitData
+
+    geometry = torch_geometry._Euclidean("float64")
+    data = FitData(X=torch.from_numpy(X), sample_weight=np.ones(2000), block_rows=2000)
+    data.fitted = km.fitted_state_
+    geometry.prepare(data)
+    assert not data.cache["euclidean.mean"].any()
+    data.fitted = {"euclidean.mean": km.fitted_state_["euclidean.mean"]}  # saved before
+    geometry.prepare(data)
+    assert data.cache["euclidean.mean"].abs().sum() > 0
+    np.testing.assert_allclose(
+        km.transform(torch.from_numpy(X)).numpy(), km.transform(X), rtol=1e-9, atol=1e-9
+    )

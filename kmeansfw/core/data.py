@@ -266,7 +266,7 @@ def runs_inline(n_samples: int, n_features: int, n_clusters: int | None = None) 
     all its work.  Measured per Lloyd iteration 0.59-0.82x the time at 2000-4000 x 256,
     k=3 to 32, float64 and float32, and 0.55-0.71x at 2000-4000 x 128-256, k=128-256
     (``auto`` keeps no bounds below ``AUTO_MIN_SAMPLES`` rows; ``hamerly`` and
-    ``yinyang``, whose group search runs on one thread, take the same time either way).
+    ``yinyang`` chosen by name do not declare ``splits_work`` and keep worker threads).
     Depends on the shape only (never on the thread count), so results stay the same for
     any number of threads.
 

@@ -457,8 +457,9 @@ class Auto:
     name = "auto"
     accepts_sparse = True
     # inline, nearest's search and hamerly's (the distance's) split their rows between
-    # numba's threads; yinyang's group search does not, and starts above the clusters
-    # that run mid-size data inline (kmeansfw.core.data.INLINE_MAX_CLUSTERS)
+    # numba's threads; yinyang's group search does not: it starts at the clusters from
+    # which mid-size data runs in worker threads (kmeansfw.core.data.INLINE_MAX_CLUSTERS),
+    # and only data worker threads would give one thread anyway runs inline beyond them
     splits_work = True
     metric: bool = False
 

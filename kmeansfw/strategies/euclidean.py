@@ -4,9 +4,9 @@ As scikit-learn does, distances are computed on data centered on its mean, which
 ``||x||^2 - 2 x.c + ||c||^2`` accurate: each block is centered on the fly, with no
 centered copy of the data (the one exception: :meth:`Euclidean.plusplus_steps`, greedy
 k-means++ on one small block, centers a copy once for all its steps); sparse CSR data is
-used uncentered, as scikit-learn does, and so is dense data whose mean is already near
-the origin (:func:`centered_already`: standardized features, say), where centering would
-change the rounding by less than 1 % and costs a copy of every block.  Squared distances
+used uncentered, as scikit-learn does, and so is dense float64 data whose mean is
+already near the origin (:func:`centered_already`: standardized features, say), where
+centering would change little of the rounding and costs a copy of every block.  Squared distances
 take one matrix product per block; the mean is computed
 once per data set, the centroid norms once per centroid set.  The
 nearest-centroid search (:func:`kmeansfw.kernels.nearest_sq_euclidean`) compares
@@ -43,13 +43,15 @@ _NORMS_DONE = "euclidean.centered_sq_norms.blocks"
 _COST_SHIFT = "euclidean.cost_shift"
 
 
-#: Dense data is compared on the origin instead of its mean when the mean's squared norm
-#: is at most this fraction of the rows' mean squared distance to the mean: the data is
-#: centered already (standardized features, say), and a row's norm is then at most about
-#: sqrt(1 + 1/64), 1.008 times its norm about the mean on average, so the products'
-#: rounding stays that of centered rows while they read X as it is, without a centered
-#: copy of each block (measured per Lloyd iteration on standard normal data: 0.81-0.87x
-#: the time at k=3 and 64-256 features, about 0.95x at k=8, level at k=32).
+#: Dense float64 data is compared on the origin instead of its mean when the mean's
+#: squared norm is at most this fraction of the median of the rows' squared distances to
+#: the mean: the data is centered already (standardized features, say), most rows' norms
+#: are then at most sqrt(1 + 1/64), 1.008 times their norms about the mean, and the
+#: products read X as it is, without a centered copy of each block (per Lloyd iteration on
+#: standard normal data about 0.85-0.9x the time at k=3 and 64-256 features, 0.9-0.95x at
+#: k=8, level at k=32).  A row far from the origin next to a tight cluster near the mean
+#: keeps more rounding than centered; in float64 that is at most about 1e-16 times its
+#: squared norm, in float32 (6e-8) it could swap labels, so float32 is always centered.
 ORIGIN_MAX_OFFSET = 1 / 64
 #: ... judged on at most this many rows evenly spaced through the data (and at most
 #: :data:`ORIGIN_SAMPLE_VALUES` values).
@@ -60,12 +62,14 @@ ORIGIN_SAMPLE_VALUES = 1 << 20
 def centered_already(X: Any, mean: np.ndarray) -> bool:
     """Whether dense data is compared on the origin rather than on its mean ``mean``.
 
-    True when ``||mean||^2 <= ORIGIN_MAX_OFFSET`` times the mean of ``||x - mean||^2``
-    over at most :data:`ORIGIN_SAMPLE_ROWS` rows taken at an even step through ``X``
-    (``X[::step]``: a NumPy array, a file map, or a Dask driver's stream of rows, which
-    fetches just those rows; anything without a shape keeps the mean).  Decided once,
-    when the distance learns the data, and kept in the fitted state, so that every data
-    set the model then sees is compared on the same origin.
+    True for float64 data when ``||mean||^2 <= ORIGIN_MAX_OFFSET`` times the median of
+    ``||x - mean||^2`` over at most :data:`ORIGIN_SAMPLE_ROWS` rows taken at an even step
+    through ``X`` (``X[::step]``: a NumPy array, a file map, or a Dask driver's stream of
+    rows, which fetches just those rows; the median, so that a few far rows do not pass
+    off a tight bulk far from the origin as centered).  False for float32 data (its
+    rounding is too coarse to give up centering) and for anything without a 2-D shape.
+    Decided once, when the distance learns the data, and kept in the fitted state, so
+    that every data set the model then sees is compared on the same origin.
 
     Parameters
     ----------
@@ -79,14 +83,14 @@ def centered_already(X: Any, mean: np.ndarray) -> bool:
     shape = getattr(X, "shape", None)
     if shape is None or len(shape) != 2 or shape[0] == 0 or is_sparse(X):
         return False
+    if np.dtype(getattr(X, "dtype", None)) != np.float64:
+        return False
     rows = max(1, min(ORIGIN_SAMPLE_ROWS, ORIGIN_SAMPLE_VALUES // max(1, shape[1])))
     step = max(1, -(-shape[0] // rows))
     m = np.asarray(mean, dtype=np.float64)
-    sample = np.asarray(X[::step])
-    squares = np.zeros(shape[1])
     with np.errstate(over="ignore", invalid="ignore"):  # values near the float limits
-        kernels.add_centered_column_squares(sample, m, squares)  # compiled: no temporary
-        spread = float(squares.sum()) / sample.shape[0]
+        diff = np.asarray(X[::step], dtype=np.float64) - m
+        spread = float(np.median(np.einsum("ij,ij->i", diff, diff)))
         offset = float(m @ m)
     return bool(np.isfinite(offset) and offset <= ORIGIN_MAX_OFFSET * spread)
 
@@ -173,7 +177,7 @@ class Euclidean(Distance):
     """Euclidean distance; the objective is the sum of squared distances (inertia).
 
     Natural update: ``mean``.  A true metric.  Learns the training data's mean and
-    whether the data is centered already (its fitted state, ``euclidean.mean`` and
+    whether float64 data is centered already (its fitted state, ``euclidean.mean`` and
     ``euclidean.at_origin``, see :func:`centered_already`): every data set, at fit and at
     predict, is compared centered on that mean, or as it is when the data was centered
     already (its products then need no centered copy of each block).

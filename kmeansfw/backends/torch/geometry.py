@@ -19,7 +19,7 @@ from kmeansfw.core.data import FitData
 from kmeansfw.core.distance import Distance
 from kmeansfw.core.errors import StrategyError
 from kmeansfw.engine import plugins
-from kmeansfw.strategies.euclidean import _MEAN
+from kmeansfw.strategies.euclidean import _AT_ORIGIN, _MEAN
 
 
 class _Geometry:
@@ -85,6 +85,8 @@ class _Euclidean(_Geometry):
         mean = data.fitted.get(_MEAN)
         if mean is None:  # a data set outside a fit: centered on its own mean
             mean = self.learn(data)[_MEAN]
+        elif data.fitted.get(_AT_ORIGIN):  # a NumPy fit of data centered already
+            mean = np.zeros_like(np.asarray(mean))
         data.cache[_MEAN] = torch.as_tensor(np.array(mean), device=data.X.device).to(data.X.dtype)
 
     def points(self, P: Tensor, data: FitData) -> dict:
