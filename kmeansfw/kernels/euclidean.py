@@ -146,7 +146,9 @@ if HAVE_NUMBA:
         # Center rows start.. of X into ``rows`` and return ``minus_2c @ rows.T`` (k, m),
         # written into ``buf``: the shared first half of the nearest-centroid kernels.
         # Centered on the origin (_at_origin) the rows are X's own (x - 0.0 is x, bit for
-        # bit): the product reads them without the copy.
+        # bit): the product reads them without the copy, the same bits as from the copy
+        # with a BLAS whose results do not depend on where its operands lie (OpenBLAS:
+        # tested with X one item off its alignment; MKL needs its reproducible mode).
         m, d = rows.shape
         block = buf[: minus_2c.shape[0] * m].reshape((minus_2c.shape[0], m))
         if _at_origin(mean):
