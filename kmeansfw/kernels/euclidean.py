@@ -90,8 +90,8 @@ def product_rows(
     BLAS without that kernel gain nothing from shorter products.  In float32, 19 to 37
     centroids from 96 features take 32-row products: per 256 rows, 0.47-0.94x the time of
     one 256-row product at 96-512 features (0.95-1.08x at 64); in float64 0.63-1.23x,
-    so float64 keeps 256 rows there.  Decided by the shape of
-    the centroids and the dtype only, and blocks start at multiples of :data:`SUB_BLOCK_ROWS` rows
+    so float64 keeps 256 rows there.  Decided by the shape of the centroids and the
+    dtype only, and blocks start at multiples of :data:`SUB_BLOCK_ROWS` rows
     (``kmeansfw.core.data.MIN_BLOCK_ROWS``), so every product but the data's last has the
     same rows whatever the plan and the number of threads, and labels do not depend on
     them.
@@ -142,16 +142,17 @@ if HAVE_NUMBA:
     _product_rows = numba.njit(nogil=True, cache=True, inline="always")(product_rows)
 
     @numba.njit(nogil=True, cache=True, inline="always")
-    def _centered_product(X, mean, minus_2c, start, rows, buf):  # pragma: no cover
+    def _centered_product(X, mean, origin, minus_2c, start, rows, buf):  # pragma: no cover
         # Center rows start.. of X into ``rows`` and return ``minus_2c @ rows.T`` (k, m),
         # written into ``buf``: the shared first half of the nearest-centroid kernels.
-        # Centered on the origin (_at_origin) the rows are X's own (x - 0.0 is x, bit for
-        # bit): the product reads them without the copy, the same bits as from the copy
-        # with a BLAS whose results do not depend on where its operands lie (OpenBLAS:
-        # tested with X one item off its alignment; MKL needs its reproducible mode).
+        # Centered on the origin (``origin``: _at_origin(mean), asked once per kernel
+        # call) the rows are X's own (x - 0.0 is x, bit for bit): the product reads them
+        # without the copy, the same bits as from the copy with a BLAS whose results do
+        # not depend on where its operands lie (OpenBLAS: tested with X one item off its
+        # alignment; MKL needs its reproducible mode).
         m, d = rows.shape
         block = buf[: minus_2c.shape[0] * m].reshape((minus_2c.shape[0], m))
-        if _at_origin(mean):
+        if origin:
             np.dot(minus_2c, X[start : start + m].T, block)
             return block
         for i in range(m):
@@ -191,6 +192,7 @@ if HAVE_NUMBA:
         n, d, k = X.shape[0], X.shape[1], minus_2c.shape[0]
         step = _product_rows(d, k, SUB_BLOCK_ROWS // 8, X.itemsize)
         sub = max(1, min(step, n))  # one row at least: range() needs a step
+        origin = _at_origin(mean)
         centered = np.empty((sub, d), dtype=X.dtype)
         buf = np.empty(k * sub, dtype=X.dtype)
         best = np.empty(sub, dtype=X.dtype)
@@ -200,7 +202,7 @@ if HAVE_NUMBA:
         for start in range(0, n, sub):
             m = min(start + sub, n) - start
             rows = centered[:m]
-            block = _centered_product(X, mean, minus_2c, start, rows, buf)
+            block = _centered_product(X, mean, origin, minus_2c, start, rows, buf)
             c = c_sq_norms[0]
             for i in range(m):
                 best[i] = block[0, i] + c
@@ -525,6 +527,7 @@ if HAVE_NUMBA:
         t = lows.shape[1]
         step = _product_rows(d, k, SUB_BLOCK_ROWS // 8, X.itemsize)
         sub = max(1, min(step, n))  # one row at least: range() needs a step
+        origin = _at_origin(mean)
         centered = np.empty((sub, d), dtype=X.dtype)
         buf = np.empty(k * sub, dtype=X.dtype)
         best = np.empty(sub, dtype=X.dtype)
@@ -536,7 +539,7 @@ if HAVE_NUMBA:
         for start in range(0, n, sub):
             m = min(start + sub, n) - start
             rows = centered[:m]
-            block = _centered_product(X, mean, minus_2c, start, rows, buf)
+            block = _centered_product(X, mean, origin, minus_2c, start, rows, buf)
             first[:, :m] = inf
             second[:, :m] = inf
             c = c_sq_norms[0]

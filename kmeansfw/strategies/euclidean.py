@@ -95,6 +95,24 @@ def centered_already(X: Any, mean: np.ndarray) -> bool:
     return bool(np.isfinite(offset) and offset <= ORIGIN_MAX_OFFSET * spread)
 
 
+def fitted_origin(fitted: Any) -> np.ndarray:
+    """The point a fitted state compares rows on: the training mean, or zeros when the
+    training data was centered already (``euclidean.at_origin``; a state saved without
+    that choice keeps the mean).
+
+    Parameters
+    ----------
+    fitted : mapping
+        A fitted state holding ``euclidean.mean``.
+
+    Returns
+    -------
+    ndarray, shape (d,)
+    """
+    mean = np.asarray(fitted[_MEAN])
+    return np.zeros_like(mean) if fitted.get(_AT_ORIGIN) else mean
+
+
 def row_sq_norms(X) -> np.ndarray:
     """Squared L2 norm of each row of a dense array or CSR matrix."""
     if sp.issparse(X):
@@ -204,10 +222,8 @@ class Euclidean(Distance):
         fitted = data.fitted
         if fitted.get(_MEAN) is None:  # a data set outside a fit: its own mean
             fitted = self.kmeansfw_learn(data=data)
-        # the origin rows are compared on: the training mean, or zero for data that is
-        # centered already (a fitted state saved without the choice keeps the mean)
-        origin = np.zeros(data.n_features) if fitted.get(_AT_ORIGIN) else fitted[_MEAN]
-        data.cache[_MEAN] = np.asarray(origin, dtype=data.dtype)
+        # the origin rows are compared on (the cache keeps the mean's key)
+        data.cache[_MEAN] = np.asarray(fitted_origin(fitted), dtype=data.dtype)
         # the rows' norms: block by block when a cost block first needs them (prepared
         # again, e.g. with another mean: none of the old ones kept)
         data.cache.pop(_NORMS, None)

@@ -19,7 +19,7 @@ from kmeansfw.core.data import FitData
 from kmeansfw.core.distance import Distance
 from kmeansfw.core.errors import StrategyError
 from kmeansfw.engine import plugins
-from kmeansfw.strategies.euclidean import _AT_ORIGIN, _MEAN
+from kmeansfw.strategies.euclidean import _MEAN, fitted_origin
 
 
 class _Geometry:
@@ -82,11 +82,10 @@ class _Euclidean(_Geometry):
         return {_MEAN: _host((total / X.shape[0]).to(X.dtype))}
 
     def prepare(self, data: FitData) -> None:
-        mean = data.fitted.get(_MEAN)
-        if mean is None:  # a data set outside a fit: centered on its own mean
+        if data.fitted.get(_MEAN) is None:  # a data set outside a fit: its own mean
             mean = self.learn(data)[_MEAN]
-        elif data.fitted.get(_AT_ORIGIN):  # a NumPy fit of data centered already
-            mean = np.zeros_like(np.asarray(mean))
+        else:  # the training mean, or the origin for a NumPy fit of data centered already
+            mean = fitted_origin(data.fitted)
         data.cache[_MEAN] = torch.as_tensor(np.array(mean), device=data.X.device).to(data.X.dtype)
 
     def points(self, P: Tensor, data: FitData) -> dict:
