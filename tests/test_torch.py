@@ -29,6 +29,11 @@ def _blobs(dtype=np.float64, n=3000, d=8, offset=0.0, std=2.5, box=10.0):
     return (X + offset).astype(dtype)
 
 
+def _on(X, device):
+    """X as a tensor on ``device`` (a copy there; shares X's memory on the CPU)."""
+    return torch.from_numpy(X).to(device)
+
+
 def _same(a, b, rtol):
     assert a.n_iter_ == b.n_iter_
     np.testing.assert_array_equal(a.labels_, b.labels_)
@@ -109,10 +114,11 @@ def test_predict_transform_score_stay_on_the_device(device, kernels):
     np.testing.assert_array_equal(kt.predict(X), kt.labels_)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("init", ["k-means++", "k-means||", "random", "auto"])
-def test_seeding_same_seed_same_result_and_the_numpy_draws(init):
+def test_seeding_same_seed_same_result_and_the_numpy_draws(init, device):
     X = _blobs(np.float64, n=1500)
-    Xt = torch.from_numpy(X)
+    Xt = _on(X, device)
     a = KMeans(K, init=init, random_state=3, n_init=2).fit(Xt)
     b = KMeans(K, init=init, random_state=3, n_init=2).fit(Xt)
     np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
@@ -123,9 +129,10 @@ def test_seeding_same_seed_same_result_and_the_numpy_draws(init):
     assert a.n_iter_ == reference.n_iter_
 
 
-def test_a_small_memory_budget_gives_the_same_result():
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_small_memory_budget_gives_the_same_result(device):
     X = _blobs(np.float32, n=2000)
-    Xt = torch.from_numpy(X)
+    Xt = _on(X, device)
     init = X[:K].copy()
     large = KMeans(K, init=init, random_state=0).fit(Xt)
     small = KMeans(K, init=init, random_state=0, executor=TorchExecutor(memory_budget_mb=0.02)).fit(
@@ -157,7 +164,8 @@ class TorchSqEuclidean(kmeansfw.Distance):
         return torch.cdist(X, centroids)
 
 
-def test_a_user_distance_with_torch_operations_and_bounded_chunks():
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_user_distance_with_torch_operations_and_bounded_chunks(device):
     X = _blobs(np.float64, n=2000)
     init = X[:K].copy()
     reference = KMeans(K, init=init).fit(X)
@@ -165,7 +173,7 @@ def test_a_user_distance_with_torch_operations_and_bounded_chunks():
     budget_mb = 0.02
     km = KMeans(
         K, init=init, distance=distance, executor=TorchExecutor(memory_budget_mb=budget_mb)
-    ).fit(torch.from_numpy(X))
+    ).fit(_on(X, device))
     np.testing.assert_array_equal(km.labels_, reference.labels_)
     assert km.inertia_ == pytest.approx(reference.inertia_, rel=1e-9)
     # never an (n, k) matrix: every block is one chunk within the budget
@@ -173,25 +181,27 @@ def test_a_user_distance_with_torch_operations_and_bounded_chunks():
     assert max(rows * cols * 8 for rows, _, cols in distance.blocks) <= budget_mb * 2**20
 
 
-def test_a_plain_function_distance_declaring_torch():
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_plain_function_distance_declaring_torch(device):
     def manhattan(X, C):
         return torch.cdist(X, C, p=1)
 
     manhattan.accepts_torch = True
     X = _blobs(np.float64, n=600)
-    km = KMeans(K, init=X[:K].copy(), distance=manhattan, update="mean").fit(torch.from_numpy(X))
+    km = KMeans(K, init=X[:K].copy(), distance=manhattan, update="mean").fit(_on(X, device))
     costs = np.abs(X[:, None, :] - km.cluster_centers_[None]).sum(axis=2)
     np.testing.assert_array_equal(km.labels_, costs.argmin(axis=1))
 
 
-def test_an_init_function_declaring_torch_gets_the_tensor():
+@pytest.mark.parametrize("device", DEVICES)
+def test_an_init_function_declaring_torch_gets_the_tensor(device):
     def first_rows(X, n_clusters, rng):
-        assert isinstance(X, torch.Tensor)
+        assert isinstance(X, torch.Tensor) and X.device.type == device
         return X[:n_clusters]
 
     first_rows.accepts_torch = True
     X = _blobs(np.float64, n=600)
-    km = KMeans(K, init=first_rows, n_init=1).fit(torch.from_numpy(X))
+    km = KMeans(K, init=first_rows, n_init=1).fit(_on(X, device))
     reference = KMeans(K, init=X[:K].copy()).fit(X)
     _same(reference, km, 1e-12)
 
@@ -208,17 +218,19 @@ def test_an_init_function_declaring_torch_gets_the_tensor():
         ({"executor": kmeansfw.engine.executors.PickleShuffleExecutor()}, ConfigError, "executor"),
     ],
 )
-def test_strategies_without_torch_implementations_are_refused_by_name(params, error, named):
-    X = torch.from_numpy(_blobs(np.float64, n=200))
+@pytest.mark.parametrize("device", DEVICES)
+def test_strategies_without_torch_implementations_are_refused_by_name(params, error, named, device):
+    X = _on(_blobs(np.float64, n=200), device)
     with pytest.raises(error, match=named), pytest.warns() if "update" in params else _nothing():
         KMeans(K, **params).fit(X)
 
 
-def test_predicting_a_tensor_with_a_numpy_only_distance_is_refused():
+@pytest.mark.parametrize("device", DEVICES)
+def test_predicting_a_tensor_with_a_numpy_only_distance_is_refused(device):
     X = _blobs(np.float64, n=200)
     km = KMeans(3, distance="manhattan", random_state=0).fit(X)
     with pytest.raises(StrategyError, match="manhattan"):
-        km.predict(torch.from_numpy(X))
+        km.predict(_on(X, device))
 
 
 class _nothing:
@@ -229,16 +241,21 @@ class _nothing:
         return False
 
 
-def test_bad_input_is_refused():
+@pytest.mark.parametrize("device", DEVICES)
+def test_bad_input_is_refused(device):
     km = KMeans(2)
     with pytest.raises(ValueError, match="2D"):
-        km.fit(torch.zeros(5))
-    bad = torch.ones((10, 2))
+        km.fit(torch.zeros(5, device=device))
+    bad = torch.ones((10, 2), device=device)
     bad[3, 1] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         km.fit(bad)
+    bad[3, 1] = float("inf")
+    with pytest.raises(ValueError, match="infinit"):
+        km.fit(bad)
+    ones = torch.ones((10, 2), device=device)
     with pytest.raises(ValueError, match="negative"):
-        km.fit(torch.ones((10, 2)), sample_weight=-torch.ones(10))
+        km.fit(ones, sample_weight=-torch.ones(10, device=device))
     with pytest.raises(ConfigError, match="precision"):
         TorchExecutor(precision="fp8")
     with pytest.raises(ConfigError, match="cpu_kernels"):
@@ -262,19 +279,20 @@ def _spy_on_host(monkeypatch):
     return seen
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("kernels", ["compiled", "torch"])
-def test_weighted_euclidean_fits_as_the_numpy_backend(kernels):
+def test_weighted_euclidean_fits_as_the_numpy_backend(kernels, device):
     X = _blobs(np.float64, n=2500, offset=20.0)
     w = np.random.default_rng(0).uniform(0.2, 3.0, X.shape[0])
     init = X[:K].copy()
     reference = KMeans(K, init=init, max_iter=50).fit(X, sample_weight=w)
     options = TorchExecutor(cpu_kernels=kernels)
-    strided = torch.from_numpy(np.repeat(w, 2))[::2]  # a strided weight tensor
+    strided = _on(np.repeat(w, 2), device)[::2]  # a strided weight tensor
     assert not strided.is_contiguous()
     km = KMeans(K, init=init, max_iter=50, executor=options)
-    km.fit(torch.from_numpy(X), sample_weight=strided)
+    km.fit(_on(X, device), sample_weight=strided)
     _same(reference, km, 1e-12)
-    assert km.score(torch.from_numpy(X), sample_weight=strided) == pytest.approx(
+    assert km.score(_on(X, device), sample_weight=strided) == pytest.approx(
         reference.score(X, sample_weight=w), rel=1e-12
     )
 
@@ -344,31 +362,35 @@ def test_what_the_compiled_kernels_do_not_cover_stays_in_torch(monkeypatch, what
     assert km.inertia_ == pytest.approx(reference.inertia_, rel=1e-3 if what == "fp16" else 1e-9)
 
 
-def test_inputs_are_never_modified_and_weights_count():
+@pytest.mark.parametrize("device", DEVICES)
+def test_inputs_are_never_modified_and_weights_count(device):
     X = _blobs(np.float32, n=1000)
-    Xt = torch.from_numpy(X.copy())
-    w = torch.linspace(0.5, 2.0, 1000)
+    Xt = _on(X.copy(), device)
+    w = torch.linspace(0.5, 2.0, 1000, device=device)
     X_before, w_before = Xt.clone(), w.clone()
     km = KMeans(K, init=X[:K].copy(), distance="cosine").fit(Xt, sample_weight=w)
     km.predict(Xt)
     km.score(Xt, sample_weight=w)
     assert torch.equal(Xt, X_before) and torch.equal(w, w_before)
-    reference = KMeans(K, init=X[:K].copy(), distance="cosine").fit(X, sample_weight=w.numpy())
+    reference = KMeans(K, init=X[:K].copy(), distance="cosine")
+    reference.fit(X, sample_weight=w.cpu().numpy())
     _same(reference, km, 1e-5)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("empty", ["relocate-farthest", "keep"])
-def test_empty_clusters_as_the_numpy_backend(empty):
+def test_empty_clusters_as_the_numpy_backend(empty, device):
     X = _blobs(np.float64, n=1500)
     init = X[:K].copy()
     init[0] = X.max(axis=0) + 1000.0  # far from everything: empty after the first step
     reference = KMeans(K, init=init, empty=empty).fit(X)
-    km = KMeans(K, init=init, empty=empty).fit(torch.from_numpy(X))
+    km = KMeans(K, init=init, empty=empty).fit(_on(X, device))
     _same(reference, km, 1e-12)
 
 
-def test_a_host_side_empty_cluster_strategy_is_checked_as_on_numpy():
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_host_side_empty_cluster_strategy_is_checked_as_on_numpy(device):
     X = _blobs(np.float64, n=1500)
     init = X[:K].copy()
     init[0] = X.max(axis=0) + 1000.0  # far from everything: empty after the first step
@@ -392,11 +414,12 @@ def test_a_host_side_empty_cluster_strategy_is_checked_as_on_numpy():
 
     for empty, problem in ((WritesNew(), "read-only"), (Spoils(), "NaN")):
         with pytest.raises(StrategyError, match=f"'{empty.name}'.*{problem}"):
-            KMeans(K, init=init, empty=empty).fit(torch.from_numpy(X))
+            KMeans(K, init=init, empty=empty).fit(_on(X, device))
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("precision", ["tf32", "fp16", "bf16"])
-def test_reduced_precision_keeps_the_exact_objective(precision):
+def test_reduced_precision_keeps_the_exact_objective(precision, device):
     X, _, centers = make_blobs(
         1500,
         n_features=8,
@@ -406,7 +429,7 @@ def test_reduced_precision_keeps_the_exact_objective(precision):
         return_centers=True,
     )
     X = X.astype(np.float32)
-    Xt = torch.from_numpy(X)
+    Xt = _on(X, device)
     init = (centers + 0.5).astype(np.float32)  # one per blob: no near-ties to break
     full = KMeans(K, init=init).fit(Xt)
     low = KMeans(K, init=init, executor=TorchExecutor(precision=precision)).fit(Xt)
@@ -415,7 +438,8 @@ def test_reduced_precision_keeps_the_exact_objective(precision):
     assert low.inertia_ == pytest.approx(exact, rel=1e-5)
 
 
-def test_observers_history_and_criteria_see_the_iterations():
+@pytest.mark.parametrize("device", DEVICES)
+def test_observers_history_and_criteria_see_the_iterations(device):
     X = _blobs(np.float64, n=1500)
     init = X[:K].copy()
     seen = []
@@ -425,18 +449,19 @@ def test_observers_history_and_criteria_see_the_iterations():
         return state.iteration >= 3
 
     reference = KMeans(K, init=init, history=True).fit(X)
-    km = KMeans(K, init=init, history=True).fit(torch.from_numpy(X))
+    km = KMeans(K, init=init, history=True).fit(_on(X, device))
     assert [r["n_changed"] for r in km.history_] == [r["n_changed"] for r in reference.history_]
     for ours, theirs in zip(km.history_, reference.history_, strict=True):
         assert ours["objective"] == pytest.approx(theirs["objective"], rel=1e-12)
     stopped = KMeans(K, init=init, convergence={"name": "callback", "func": stop_after_three})
-    assert stopped.fit(torch.from_numpy(X)).n_iter_ == 3
+    assert stopped.fit(_on(X, device)).n_iter_ == 3
     assert seen[0][0].startswith("torch") and seen[0][1] == X.shape[0]
 
 
-def test_functional_fit_and_tensors_are_detected_without_importing():
+@pytest.mark.parametrize("device", DEVICES)
+def test_functional_fit_and_tensors_are_detected_without_importing(device):
     X = _blobs(np.float64, n=500)
-    result = torch_backend.fit(torch.from_numpy(X), n_clusters=K, init=X[:K].copy())
+    result = torch_backend.fit(_on(X, device), n_clusters=K, init=X[:K].copy())
     reference = kmeansfw.fit(X, n_clusters=K, init=X[:K].copy())
     np.testing.assert_array_equal(result.labels, reference.labels)
     assert torch_backend.is_tensor(torch.zeros(1)) and not torch_backend.is_tensor(X)
@@ -473,9 +498,10 @@ def _near_ties_only(X, km):
     assert (chosen - costs.min(axis=1) <= 2 * _fp16_round_off(X64, C)).all()
 
 
-def test_fp16_beyond_its_range_matches_full_precision():
+@pytest.mark.parametrize("device", DEVICES)
+def test_fp16_beyond_its_range_matches_full_precision(device):
     X, init = _far_blobs()
-    Xt = torch.from_numpy(X)
+    Xt = _on(X, device)
     full = KMeans(8, init=init).fit(Xt)
     low = KMeans(8, init=init, executor=TorchExecutor(precision="fp16")).fit(Xt)
     assert len(np.unique(low.labels_)) == 8
@@ -487,15 +513,16 @@ def test_fp16_beyond_its_range_matches_full_precision():
     exact = seeded.fit(Xt).inertia_
     seeded.set_params(executor=TorchExecutor(precision="fp16"))
     assert seeded.fit(Xt).inertia_ == pytest.approx(exact, rel=1e-3)
-    squared = seeded.transform(Xt).numpy().astype(np.float64) ** 2
+    squared = seeded.transform(Xt).cpu().numpy().astype(np.float64) ** 2
     exact = seeded.transform(X).astype(np.float64) ** 2
     bound = _fp16_round_off(X.astype(np.float64), seeded.cluster_centers_)
     assert (np.abs(squared - exact) <= bound[:, None]).all()
 
 
-def test_fp16_chunks_that_overflow_are_redone_in_full_precision(monkeypatch):
+@pytest.mark.parametrize("device", DEVICES)
+def test_fp16_chunks_that_overflow_are_redone_in_full_precision(monkeypatch, device):
     X, init = _far_blobs()
-    Xt = torch.from_numpy(X)
+    Xt = _on(X, device)
     full = KMeans(8, init=init).fit(Xt)
     # without the power-of-two scaling the fp16 products overflow (the old behaviour) ...
     monkeypatch.setattr(
@@ -516,7 +543,8 @@ def test_fp16_chunks_that_overflow_are_redone_in_full_precision(monkeypatch):
     assert km.inertia_ == pytest.approx(full.inertia_, rel=1e-3)
 
 
-def test_torch_round_off_is_relative_to_the_block_as_in_numpy():
+@pytest.mark.parametrize("device", DEVICES)
+def test_torch_round_off_is_relative_to_the_block_as_in_numpy(device):
     X = _blobs(np.float32, n=400) * np.float32(1e-3)  # distances around 1e-2
     init = X[:K].copy()
 
@@ -536,29 +564,31 @@ def test_torch_round_off_is_relative_to_the_block_as_in_numpy():
     with pytest.raises(StrategyError, match="negative"):
         KMeans(K, init=init, distance=numpy_distance).fit(X)
     with pytest.raises(StrategyError, match="negative"):
-        KMeans(K, init=init, distance=torch_distance).fit(torch.from_numpy(X))
+        KMeans(K, init=init, distance=torch_distance).fit(_on(X, device))
     # a few ulps of the block's scale: round-off, clipped to 0 by both
     numpy_distance, torch_distance = shifted(1e-10)
     reference = KMeans(K, init=init, distance=numpy_distance).fit(X)
-    km = KMeans(K, init=init, distance=torch_distance).fit(torch.from_numpy(X))
+    km = KMeans(K, init=init, distance=torch_distance).fit(_on(X, device))
     np.testing.assert_array_equal(km.labels_, reference.labels_)
 
 
-def test_kmeansfw_fit_routes_a_tensor_to_its_device():
+@pytest.mark.parametrize("device", DEVICES)
+def test_kmeansfw_fit_routes_a_tensor_to_its_device(device):
     X = _blobs(np.float32, n=500)
     init = X[:K].copy()
-    result = kmeansfw.fit(torch.from_numpy(X), n_clusters=K, init=init)
+    result = kmeansfw.fit(_on(X, device), n_clusters=K, init=init)
     reference = kmeansfw.fit(X, n_clusters=K, init=init)
     np.testing.assert_array_equal(result.labels, reference.labels)
     assert isinstance(result.centroids, np.ndarray) and result.centroids.dtype == np.float32
     assert result.objective == pytest.approx(reference.objective, rel=1e-5)
     with pytest.raises(ConfigError, match="batch_size"):  # the torch backend's refusals
-        kmeansfw.fit(torch.from_numpy(X), n_clusters=K, batch_size=100)
+        kmeansfw.fit(_on(X, device), n_clusters=K, batch_size=100)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("estimator", ["MiniBatchKMeans", "KMedoids"])
-def test_estimators_without_a_torch_backend_refuse_tensors_by_name(estimator):
-    X = torch.from_numpy(_blobs(np.float32, n=200))
+def test_estimators_without_a_torch_backend_refuse_tensors_by_name(estimator, device):
+    X = _on(_blobs(np.float32, n=200), device)
     km = getattr(kmeansfw, estimator)(3)
     with pytest.raises(TypeError, match=rf"{estimator} does not take torch tensors.*KMeans"):
         km.fit(X)
@@ -567,7 +597,8 @@ def test_estimators_without_a_torch_backend_refuse_tensors_by_name(estimator):
             km.partial_fit(X)
 
 
-def test_a_numpy_fit_on_the_origin_is_followed_on_tensors():
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_numpy_fit_on_the_origin_is_followed_on_tensors(device):
     # float64 data centered already: a NumPy fit compares on the origin, and so does the
     # torch backend's own prepare with that fitted state (transform's path on a tensor)
     X = np.random.default_rng(8).normal(size=(2000, 12))
@@ -576,7 +607,7 @@ def test_a_numpy_fit_on_the_origin_is_followed_on_tensors():
     from kmeansfw.core.data import FitData
 
     geometry = torch_geometry._Euclidean("float64")
-    data = FitData(X=torch.from_numpy(X), sample_weight=np.ones(2000), block_rows=2000)
+    data = FitData(X=_on(X, device), sample_weight=np.ones(2000), block_rows=2000)
     data.fitted = km.fitted_state_
     geometry.prepare(data)
     assert not data.cache["euclidean.mean"].any()
@@ -584,5 +615,69 @@ def test_a_numpy_fit_on_the_origin_is_followed_on_tensors():
     geometry.prepare(data)
     assert data.cache["euclidean.mean"].abs().sum() > 0
     np.testing.assert_allclose(
-        km.transform(torch.from_numpy(X)).numpy(), km.transform(X), rtol=1e-9, atol=1e-9
+        km.transform(_on(X, device)).cpu().numpy(), km.transform(X), rtol=1e-9, atol=1e-9
     )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("k", [3, 1000])
+def test_sums_and_draws_repeat_bit_for_bit(monkeypatch, device, k):
+    # CUDA's index_add_ and cumsum round in whatever order the threads get there; the
+    # backend's sums and k-means++ draws take fixed orders (their CUDA paths run on any
+    # device, so they are checked here on the CPU as well)
+    from kmeansfw.backends.torch import seeding, steps
+
+    rng = np.random.default_rng(k)
+    n = 50_000
+    labels = rng.integers(0, k, n)
+    values = rng.normal(size=(n, 5)) * 1e3
+    expected = np.zeros((k, 5))
+    np.add.at(expected, labels, values)
+    index, rows = _on(labels, device), _on(values, device)
+    monkeypatch.setattr(steps, "ONE_HOT_BYTES", 8 * k * 7000)  # pieces of 7000 rows
+    for add in (steps._add_rows, steps._sorted_add, steps._one_hot_add):
+        for added, wanted in ((rows, expected), (rows[:, 1], expected[:, 1])):  # 2-D, 1-D
+            runs = []
+            for _ in range(3):
+                sums = torch.zeros(wanted.shape, dtype=torch.float64, device=device)
+                add(sums, index, added)
+                runs.append(sums)
+            assert all(torch.equal(runs[0], other) for other in runs[1:])
+            np.testing.assert_allclose(runs[0].cpu().numpy(), wanted, rtol=1e-9, atol=1e-6)
+    weights = _on(rng.exponential(size=n) * (rng.random(n) < 0.9), device)
+    total = float(weights.sum())
+    targets = _on(np.concatenate([rng.random(64), [0.0, 1.0, 1.5]]) * total, device)
+    cumulative = np.cumsum(weights.cpu().numpy())
+    reference = np.minimum(np.searchsorted(cumulative, targets.cpu().numpy()), n - 1)
+    for draw in (seeding._draw, seeding._blocked_draw):
+        picked = [draw(weights, targets).cpu().numpy() for _ in range(3)]
+        assert all(np.array_equal(picked[0], other) for other in picked[1:])
+        # rounding may move a target sitting on a boundary by one index, never further
+        assert np.abs(picked[0] - reference).max() <= 1
+        assert weights.cpu().numpy()[picked[0][:64]].min() > 0  # never a zero weight
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_matmul_precision_when_torch_refuses_to_read_it(monkeypatch, device):
+    # torch 2.11 on CUDA refused get_float32_matmul_precision() after a program mixed the
+    # legacy allow_tf32 flag with the new setting; the fit sets CUDA's own setting then
+    from kmeansfw.backends.torch import executor
+
+    def refuses():
+        raise RuntimeError("mix of the legacy and new APIs")
+
+    matmul = torch.backends.cuda.matmul
+    before = matmul.fp32_precision
+    seen = []
+    monkeypatch.setattr(torch, "get_float32_matmul_precision", refuses)
+    for precision in ("tf32", "highest"):
+        with executor._matmul_precision(precision):
+            seen.append(matmul.fp32_precision)
+        assert matmul.fp32_precision == before  # restored
+    assert seen == ["tf32", "ieee"]
+    X = _blobs(np.float32, n=600)
+    km = KMeans(K, init=X[:K].copy(), executor=TorchExecutor(precision="tf32"))
+    km.fit(_on(X, device))
+    reference = KMeans(K, init=X[:K].copy()).fit(X)
+    np.testing.assert_array_equal(km.labels_, reference.labels_)
+    assert matmul.fp32_precision == before

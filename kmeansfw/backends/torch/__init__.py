@@ -18,8 +18,8 @@ What runs on the device
   precision of the product.
 * Assignment ``nearest`` (and ``auto``, which gives the same labels; on a CPU tensor with
   the compiled kernels, ``auto`` keeps ``hamerly``'s bounds as the NumPy backend does).
-* Updates ``mean`` and ``spherical`` (per-cluster sums in float64 with ``index_add_``, or
-  by the compiled step on a CPU tensor).
+* Updates ``mean`` and ``spherical`` (per-cluster sums in float64: ``index_add_`` on a
+  CPU, a fixed order of additions on CUDA; or by the compiled step on a CPU tensor).
 * Empty clusters ``relocate-farthest`` (the farthest samples move, and the clusters
   concerned take the update of the moved partition, summed afresh), and any empty-cluster
   strategy whose hook reads only centroids and cluster weights (``keep``, ``raise``): it
@@ -42,9 +42,13 @@ matmul precision for the duration of a call and restore it after.
 Randomness: every draw comes from the fit's :class:`numpy.random.Generator` on the host,
 in the same order of calls as the NumPy backend's strategies (the first centre, k-means++'s
 uniforms, k-means||'s per-sample uniforms, which are moved to the device); no torch
-generator is used, so a seed gives the same result on every run on the same device (on
-CUDA the float64 sums are added atomically, in no fixed order, which can change their last
-bits; rounded to float32 centroids that practically never shows).
+generator is used, so a seed gives the same result, bit for bit, on every run on the same
+device.  On CUDA that takes care: torch's ``index_add_``, ``bincount`` with weights and
+``cumsum`` add in whatever order the threads get there (on an H200 the same seed gave
+centroids 1e-15 apart, and k-means|| other centroids altogether).  The backend adds the
+float64 sums of at most 256 clusters as a product ``one_hot(labels).T @ rows``, of more by
+sorted label (``index_put_`` with ``accumulate=True``), and k-means++ draws from block
+totals summed on the device and running sums on the host.
 
 A strategy brings its own torch implementation by declaring ``accepts_torch = True``
 (like ``accepts_sparse``): its hooks are then called with tensors.  This holds for

@@ -113,8 +113,24 @@ def _budget(options: TorchExecutor, default: int, device: torch.device) -> int:
 
 @contextlib.contextmanager
 def _matmul_precision(precision: str) -> Iterator[None]:
-    """float32 products in full precision (or TF32 for ``"tf32"``) within the block."""
-    before = torch.get_float32_matmul_precision()
+    """float32 products in full precision (or TF32 for ``"tf32"``) within the block.
+
+    Some torch releases (seen with 2.11) refuse to read the float32 matmul precision once a
+    program has set both the legacy flag (``torch.backends.cuda.matmul.allow_tf32``) and
+    the setting that replaces it; the block then sets and restores CUDA's own
+    ``torch.backends.cuda.matmul.fp32_precision`` instead.
+    """
+    try:
+        before = torch.get_float32_matmul_precision()
+    except RuntimeError:
+        matmul = torch.backends.cuda.matmul
+        cuda_before = matmul.fp32_precision
+        matmul.fp32_precision = "tf32" if precision == "tf32" else "ieee"
+        try:
+            yield
+        finally:
+            matmul.fp32_precision = cuda_before
+        return
     torch.set_float32_matmul_precision("high" if precision == "tf32" else "highest")
     try:
         yield

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from kmeansfw.backends.torch.data import _blocks, _columns, _host, _objective, _sw, _with_rows
 from kmeansfw.backends.torch.plan import _Plan
-from kmeansfw.backends.torch.steps import _assign, _centroids_from, _min_cost
+from kmeansfw.backends.torch.steps import _add_rows, _assign, _centroids_from, _min_cost
 from kmeansfw.core import contract
 from kmeansfw.core.adapters import ArrayInit
 from kmeansfw.core.data import FitData
@@ -24,6 +24,45 @@ from kmeansfw.strategies.init import (
     RandomInit,
     weighted_draw,
 )
+
+#: Values per block of the cumulative weights that k-means++ draws from on a GPU.
+DRAW_BLOCK = 4096
+
+
+def _draw(weights: Tensor, targets: Tensor) -> Tensor:
+    """For each target, the first index whose cumulative weight reaches it (at most the
+    last index): ``searchsorted(cumsum(weights), targets)``, the same on every run.
+
+    On the CPU that is what runs.  On CUDA ``torch.cumsum`` of floats may round
+    differently from run to run (torch lists it among its nondeterministic operations), so
+    the weights are summed in blocks of ``DRAW_BLOCK`` (a fixed reduction), the blocks'
+    totals are accumulated on the host, and only the block each target falls in is
+    brought over and accumulated there: two small copies instead of a scan of all n.
+    """
+    n = weights.shape[0]
+    if weights.device.type == "cpu":
+        return torch.searchsorted(torch.cumsum(weights, dim=0), targets).clamp_(max=n - 1)
+    return _blocked_draw(weights, targets)
+
+
+def _blocked_draw(weights: Tensor, targets: Tensor) -> Tensor:
+    """``_draw`` from block totals on the device and running sums on the host."""
+    n = weights.shape[0]
+    blocks = -(-n // DRAW_BLOCK)
+    padded = torch.zeros(blocks * DRAW_BLOCK, dtype=weights.dtype, device=weights.device)
+    padded[:n] = weights
+    padded = padded.view(blocks, DRAW_BLOCK)
+    ends = np.cumsum(_host(padded.sum(dim=1)))
+    wanted = _host(targets)
+    which = np.minimum(np.searchsorted(ends, wanted), blocks - 1)
+    starts = np.concatenate([[0.0], ends])[which]
+    rows = _host(padded[torch.as_tensor(which, device=weights.device)])
+    within = ((np.cumsum(rows, axis=1) + starts[:, None]) < wanted[:, None]).sum(axis=1)
+    # a target within rounding of its block's end (the totals were summed in another
+    # order) takes the block's last row of positive weight, not the next block's first
+    last = DRAW_BLOCK - 1 - np.argmax(rows[:, ::-1] > 0, axis=1)
+    picked = np.minimum(which * DRAW_BLOCK + np.minimum(within, last), n - 1)
+    return torch.as_tensor(picked, device=weights.device)
 
 
 def _plusplus(
@@ -46,9 +85,7 @@ def _plusplus(
                 [min(int(float(draws[c - 1, 0]) * n), n - 1)], device=X.device
             )
         else:
-            cumulative = torch.cumsum(sw64 * closest.to(torch.float64), dim=0)
-            candidates = torch.searchsorted(cumulative, draws[c - 1] * potential)
-            candidates = candidates.clamp_(max=n - 1)
+            candidates = _draw(sw64 * closest.to(torch.float64), draws[c - 1] * potential)
         pts = plan.geometry.points(X[candidates], data)
         pots = torch.zeros(candidates.shape[0], dtype=torch.float64, device=X.device)
         lowered = []
@@ -104,7 +141,8 @@ def _parallel(
             np.setdiff1d(np.arange(n), taken), size=k - candidates.shape[0], replace=False
         )
         return torch.cat([candidates, X[torch.as_tensor(extra, device=X.device)]]).clone()
-    weights = torch.bincount(nearest, weights=sw64, minlength=candidates.shape[0])
+    weights = torch.zeros(candidates.shape[0], dtype=torch.float64, device=X.device)
+    _add_rows(weights, nearest, sw64)
     keep = weights > 0
     small = _with_rows(data, candidates[keep], weights[keep].to(X.dtype), k)
     plan.geometry.prepare(small)

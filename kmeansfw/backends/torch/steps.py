@@ -35,8 +35,8 @@ def _assign(
         labels[rows], costs[rows] = block_labels, block_costs
         if sums is not None and weights is not None:
             values, w = _contributions(plan, data, rows)
-            sums.index_add_(0, block_labels, values)
-            weights.index_add_(0, block_labels, w)
+            _add_rows(sums, block_labels, values)
+            _add_rows(weights, block_labels, w)
     return labels, costs, sums, weights
 
 
@@ -47,9 +47,58 @@ def _sums(plan: _Plan, data: FitData, labels: Tensor, k: int) -> tuple[Tensor, T
     weights = torch.zeros(k, dtype=torch.float64, device=X.device)
     for rows in _blocks(data):
         values, w = _contributions(plan, data, rows)
-        sums.index_add_(0, labels[rows], values)
-        weights.index_add_(0, labels[rows], w)
+        _add_rows(sums, labels[rows], values)
+        _add_rows(weights, labels[rows], w)
     return sums, weights
+
+
+#: On CUDA, the sums of at most this many clusters are a float64 product of a one-hot
+#: matrix and the rows; of more, the rows are added by sorted index (see ``_add_rows``).
+ONE_HOT_MAX_CLUSTERS = 256
+#: Bytes of one-hot matrix at a time (the rows are added in pieces of this many).
+ONE_HOT_BYTES = 1 << 28
+
+
+def _add_rows(target: Tensor, index: Tensor, values: Tensor) -> None:
+    """``target[index[i]] += values[i]`` for every i, with the same bits on every run.
+
+    On the CPU ``index_add_`` adds the rows in order.  On CUDA it adds them with atomic
+    operations in whatever order the threads get there: float64 sums then change their
+    last bits from run to run, and a seeded fit does not repeat itself (seen on an H200:
+    the same seed gave centroids 1e-15 apart, and k-means|| other centroids altogether).
+    CUDA adds in a fixed order instead: for up to :data:`ONE_HOT_MAX_CLUSTERS` target rows
+    as a product ``one_hot(index).T @ values`` (cuBLAS gives the same bits on every run),
+    for more by sorted index (``index_put_`` with ``accumulate=True``, the path torch takes
+    for ``index_add_`` under ``torch.use_deterministic_algorithms``).  Measured on an H200,
+    the sums and weights of a million rows of 64 float64 values: at 8 clusters the product
+    takes 0.3 ms and the sorted adds 116 ms (one thread block walks each cluster's rows);
+    at 256 clusters 0.85 against 2.7 ms (half as many rows); at 1024 clusters and 128
+    values 8.0 against 2.2 ms (atomic adds: 0.4 to 2.9 ms at these shapes).
+    """
+    if target.device.type == "cpu":
+        target.index_add_(0, index, values)
+    elif target.shape[0] <= ONE_HOT_MAX_CLUSTERS:
+        _one_hot_add(target, index, values)
+    else:
+        _sorted_add(target, index, values)
+
+
+def _one_hot_add(target: Tensor, index: Tensor, values: Tensor) -> None:
+    """``_add_rows`` as products of one-hot pieces (any device; what runs on CUDA for few
+    target rows)."""
+    k = target.shape[0]
+    step = max(1, ONE_HOT_BYTES // (values.element_size() * k))
+    for start in range(0, index.shape[0], step):
+        part = index[start : start + step]
+        one_hot = torch.zeros((part.shape[0], k), dtype=values.dtype, device=values.device)
+        one_hot.scatter_(1, part[:, None], 1.0)
+        target += one_hot.T @ values[start : start + step]
+
+
+def _sorted_add(target: Tensor, index: Tensor, values: Tensor) -> None:
+    """``_add_rows`` by sorted indices (any device; what runs on CUDA for many target
+    rows)."""
+    target.index_put_((index,), values, accumulate=True)
 
 
 def _contributions(plan: _Plan, data: FitData, rows: slice) -> tuple[Tensor, Tensor]:
