@@ -118,6 +118,11 @@ def per_iteration(run: Callable[[int], object], device, iters: int, repeat: int)
     return max(long - short, 0.0) / iters
 
 
+def ratio(ours: float, theirs: float) -> str:
+    """``ours / theirs`` to two places, or "-" when the difference of runs left no time."""
+    return f"{ours / theirs:.2f}" if theirs > 0 else "-"
+
+
 def faiss_gpu():
     try:
         import faiss
@@ -158,7 +163,7 @@ def measure(
     bare = per_iteration(lambda m: product_only(X, C0, m), device, iters, repeat)
     line = (
         f"{f'{n}x{d} k={k}':>22} {precision:>4} {ours * 1e3:>9.2f} "
-        f"{plain * 1e3:>9.2f} {bare * 1e3:>9.2f} {ours / bare:>8.2f} {ours / plain:>7.2f}"
+        f"{plain * 1e3:>9.2f} {bare * 1e3:>9.2f} {ratio(ours, bare):>8} {ratio(ours, plain):>7}"
     )
     if faiss is not None:
         host = X.cpu().numpy()
@@ -168,7 +173,7 @@ def measure(
             km.train(host, init_centroids=init)
 
         theirs = per_iteration(run_faiss, device, iters, 1)
-        line += f" {theirs * 1e3:>9.2f} {ours / theirs:>7.2f}"
+        line += f" {theirs * 1e3:>9.2f} {ratio(ours, theirs):>7}"
     if device.type == "cpu":
         ops_options = TorchExecutor(cpu_kernels="torch")
 
@@ -186,8 +191,8 @@ def measure(
 
         numpy_time = per_iteration(fit_numpy, device, iters, repeat)
         line += (
-            f" {ops * 1e3:>9.2f} {numpy_time * 1e3:>9.2f} {ours / numpy_time:>7.2f}"
-            f" {ops / numpy_time:>7.2f}"
+            f" {ops * 1e3:>9.2f} {numpy_time * 1e3:>9.2f} {ratio(ours, numpy_time):>7}"
+            f" {ratio(ops, numpy_time):>7}"
         )
     return line + peak
 
@@ -199,11 +204,16 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=None, help="iterations timed")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--shape", action="append", default=None, help="NxDxK (repeatable): these shapes only"
+    )
     args = parser.parse_args()
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if args.threads:
         torch.set_num_threads(args.threads)
     shapes = QUICK if args.quick else FULL
+    if args.shape:
+        shapes = [tuple(int(v) for v in shape.lower().split("x")) for shape in args.shape]
     iters = args.iters or (5 if args.quick else 10)
     precisions = ["fp32", "tf32"] if device.type == "cuda" else ["fp32"]
     faiss = faiss_gpu() if device.type == "cuda" else None
