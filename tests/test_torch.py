@@ -70,8 +70,9 @@ def test_cosine_centroids_are_scaled_in_float64(device):
         {"distance": "cosine"},
         {"distance": "sqeuclidean", "convergence": "unchanged"},
         {"convergence": ["tol", "objective"], "tol": 1e-6},
+        {"distance": "cosine", "update": "spherical"},
     ],
-    ids=["euclidean", "cosine", "sqeuclidean-unchanged", "tol-objective"],
+    ids=["euclidean", "cosine", "sqeuclidean-unchanged", "tol-objective", "spherical"],
 )
 @pytest.mark.parametrize("kernels", ["compiled", "torch"])
 def test_same_fit_as_numpy_from_the_same_centroids(device, dtype, rtol, params, kernels):
@@ -139,6 +140,10 @@ def test_a_small_memory_budget_gives_the_same_result(device):
         Xt
     )
     assert plan_chunk_rows(2000, K, 8, 4, int(0.02 * 2**20)) < 200  # many chunks
+    # off the CPU a chunk's product and the float64 one-hot rows of its sums fit the budget
+    for k in (3, 256, 1024):
+        rows = plan_chunk_rows(10**7, k, 64, 4, 2**30)
+        assert rows * (4 * k + 8 * min(k, 256)) <= 2**30
     _same(large, small, 1e-6)
     seeded = [
         KMeans(K, init="k-means||", random_state=1, executor=TorchExecutor(memory_budget_mb=m))
@@ -621,21 +626,24 @@ def test_a_numpy_fit_on_the_origin_is_followed_on_tensors(device):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("k", [3, 1000])
-def test_sums_and_draws_repeat_bit_for_bit(monkeypatch, device, k):
+@pytest.mark.parametrize("skewed", [False, True], ids=["even", "skewed"])
+def test_sums_and_draws_repeat_bit_for_bit(monkeypatch, device, k, skewed):
     # CUDA's index_add_ and cumsum round in whatever order the threads get there; the
     # backend's sums and k-means++ draws take fixed orders (their CUDA paths run on any
     # device, so they are checked here on the CPU as well)
-    from kmeansfw.backends.torch import seeding, steps
+    from kmeansfw.backends.torch import steps
 
     rng = np.random.default_rng(k)
     n = 50_000
     labels = rng.integers(0, k, n)
+    if skewed:  # most rows in one cluster, some clusters empty
+        labels = np.where(rng.random(n) < 0.9, k // 2, labels % max(1, k // 3))
     values = rng.normal(size=(n, 5)) * 1e3
     expected = np.zeros((k, 5))
     np.add.at(expected, labels, values)
     index, rows = _on(labels, device), _on(values, device)
     monkeypatch.setattr(steps, "ONE_HOT_BYTES", 8 * k * 7000)  # pieces of 7000 rows
-    for add in (steps._add_rows, steps._sorted_add, steps._one_hot_add):
+    for add in (steps._add_rows, steps._grouped_add, steps._one_hot_add):
         for added, wanted in ((rows, expected), (rows[:, 1], expected[:, 1])):  # 2-D, 1-D
             runs = []
             for _ in range(3):
@@ -644,40 +652,87 @@ def test_sums_and_draws_repeat_bit_for_bit(monkeypatch, device, k):
                 runs.append(sums)
             assert all(torch.equal(runs[0], other) for other in runs[1:])
             np.testing.assert_allclose(runs[0].cpu().numpy(), wanted, rtol=1e-9, atol=1e-6)
-    weights = _on(rng.exponential(size=n) * (rng.random(n) < 0.9), device)
-    total = float(weights.sum())
-    targets = _on(np.concatenate([rng.random(64), [0.0, 1.0, 1.5]]) * total, device)
-    cumulative = np.cumsum(weights.cpu().numpy())
-    reference = np.minimum(np.searchsorted(cumulative, targets.cpu().numpy()), n - 1)
+    # float32 values are added in the float64 target's precision
+    sums = torch.zeros(k, dtype=torch.float64, device=device)
+    steps._one_hot_add(sums, index, rows[:, 1].float() + 1e8)
+    np.testing.assert_allclose(
+        sums.cpu().numpy(), expected[:, 1] + 1e8 * np.bincount(labels, minlength=k), rtol=1e-6
+    )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("block", [7, 64, 4096])
+def test_draws_follow_the_cumulative_weights(monkeypatch, device, block):
+    # searchsorted(cumsum(w), t): the first index whose cumulative weight reaches t, up
+    # to rounding, and never a row of zero weight (a centre drawn already) for 0 < t <
+    # the total (beyond it both paths cap at the last row, as the NumPy kernels do)
+    from kmeansfw.backends.torch import seeding
+
+    monkeypatch.setattr(seeding, "DRAW_BLOCK", block)
+    rng = np.random.default_rng(0)
+    n = 12_289  # 3 blocks of 4096 and one row
+    host = rng.exponential(size=n) * (rng.random(n) < 0.8)
+    host[-1] = 0.0  # a zero-weight last row, alone in its block at 4096
+    host[100:300] = 0.0  # a run of zeros across small blocks' boundaries
+    weights = _on(host, device)
+    cumulative = np.cumsum(host)
+    total = cumulative[-1]
+    # the blocks' totals summed as the device sums them: here short of the running total,
+    # and a target between the two once fell in the all-zero last block
+    padded = np.zeros(-(-n // block) * block)
+    padded[:n] = host
+    block_sum = np.cumsum(torch.from_numpy(padded).view(-1, block).sum(dim=1).numpy())[-1]
+    assert block_sum < total
+    inside = rng.random(200) * total
+    edges = np.array([cumulative[99], block_sum, np.nextafter(total, 0)])
+    edges = np.concatenate([edges, np.nextafter(edges, np.inf)])
+    wanted = np.concatenate([inside, edges[edges < total]])
     for draw in (seeding._draw, seeding._blocked_draw):
-        picked = [draw(weights, targets).cpu().numpy() for _ in range(3)]
+        picked = [draw(weights, _on(wanted, device)).cpu().numpy() for _ in range(3)]
         assert all(np.array_equal(picked[0], other) for other in picked[1:])
-        # rounding may move a target sitting on a boundary by one index, never further
-        assert np.abs(picked[0] - reference).max() <= 1
-        assert weights.cpu().numpy()[picked[0][:64]].min() > 0  # never a zero weight
+        chosen = picked[0]
+        assert (host[chosen] > 0).all()
+        before = np.where(chosen > 0, cumulative[chosen - 1], 0.0)
+        slack = 1e-12 * total
+        assert (cumulative[chosen] >= wanted - slack).all()
+        assert (before < wanted + slack).all()
 
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_matmul_precision_when_torch_refuses_to_read_it(monkeypatch, device):
-    # torch 2.11 on CUDA refused get_float32_matmul_precision() after a program mixed the
-    # legacy allow_tf32 flag with the new setting; the fit sets CUDA's own setting then
+    # torch refuses get_float32_matmul_precision() once a program set a backend's own
+    # fp32_precision (torch 2.11 on CUDA, after the benchmark set allow_tf32 too); the
+    # fit then sets and restores CUDA's and oneDNN's settings
     from kmeansfw.backends.torch import executor
 
-    def refuses():
-        raise RuntimeError("mix of the legacy and new APIs")
-
-    matmul = torch.backends.cuda.matmul
-    before = matmul.fp32_precision
-    seen = []
-    monkeypatch.setattr(torch, "get_float32_matmul_precision", refuses)
-    for precision in ("tf32", "highest"):
-        with executor._matmul_precision(precision):
-            seen.append(matmul.fp32_precision)
-        assert matmul.fp32_precision == before  # restored
-    assert seen == ["tf32", "ieee"]
+    cuda, cpu = torch.backends.cuda.matmul, torch.backends.mkldnn.matmul
+    before = (cuda.fp32_precision, cpu.fp32_precision)
     X = _blobs(np.float32, n=600)
-    km = KMeans(K, init=X[:K].copy(), executor=TorchExecutor(precision="tf32"))
-    km.fit(_on(X, device))
     reference = KMeans(K, init=X[:K].copy()).fit(X)
-    np.testing.assert_array_equal(km.labels_, reference.labels_)
-    assert matmul.fp32_precision == before
+    try:
+        cuda.fp32_precision = "tf32"  # the real trigger, where this torch refuses
+        refused = False
+        try:
+            torch.get_float32_matmul_precision()
+        except RuntimeError:
+            refused = True
+        seen = []
+        with monkeypatch.context() as patch:
+            if not refused:  # a torch that still reads it: a stand-in that refuses
+                patch.setattr(torch, "get_float32_matmul_precision", _refuses)
+            for precision in ("tf32", "highest"):
+                with executor._matmul_precision(precision):
+                    seen.append((cuda.fp32_precision, cpu.fp32_precision))
+                assert (cuda.fp32_precision, cpu.fp32_precision) == ("tf32", before[1])
+            for precision in ("tf32", "highest"):
+                km = KMeans(K, init=X[:K].copy(), executor=TorchExecutor(precision=precision))
+                km.fit(_on(X, device))
+                np.testing.assert_array_equal(km.labels_, reference.labels_)
+        assert seen == [("tf32", before[1]), ("ieee", "ieee")]
+        assert cuda.fp32_precision == "tf32"  # restored
+    finally:
+        cuda.fp32_precision, cpu.fp32_precision = before
+
+
+def _refuses():
+    raise RuntimeError("mix of the legacy and new APIs")

@@ -46,9 +46,10 @@ generator is used, so a seed gives the same result, bit for bit, on every run on
 device.  On CUDA that takes care: torch's ``index_add_``, ``bincount`` with weights and
 ``cumsum`` add in whatever order the threads get there (on an H200 the same seed gave
 centroids 1e-15 apart, and k-means|| other centroids altogether).  The backend adds the
-float64 sums of at most 256 clusters as a product ``one_hot(labels).T @ rows``, of more by
-sorted label (``index_put_`` with ``accumulate=True``), and k-means++ draws from block
-totals summed on the device and running sums on the host.
+float64 sums and weights as products ``one_hot(labels).T @ rows`` (at most 256 clusters
+at a time; for more, the rows sorted by label and added 256 clusters at a time), which
+cuBLAS computes with the same bits on every run on the same GPU and toolkit, and
+k-means++ draws from block totals summed on the device and running sums on the host.
 
 A strategy brings its own torch implementation by declaring ``accepts_torch = True``
 (like ``accepts_sparse``): its hooks are then called with tensors.  This holds for

@@ -24,6 +24,9 @@ def is_tensor(X: Any) -> bool:
 CPU_CHUNK_BYTES = 2 << 20
 #: ... but never under this many rows (per-chunk call overhead).
 CPU_MIN_ROWS = 256
+#: Columns of the one-hot rows that add a chunk's totals off the CPU (at most; the value
+#: of ``kmeansfw.backends.torch.steps.ONE_HOT_MAX_CLUSTERS``, which imports this module).
+_ONE_HOT_COLUMNS = 256
 
 
 def plan_chunk_rows(
@@ -37,12 +40,19 @@ def plan_chunk_rows(
     """Rows per chunk so that one chunk's temporaries fit ``memory_budget`` bytes.
 
     A chunk holds the (rows, ``n_columns``) product, two (rows, d) copies in the data's
-    dtype and the float64 (rows, d) rows of the update's sums; at least one row, at most
-    ``n_samples``.  On a CPU (``cpu``) the product is also kept near
-    :data:`CPU_CHUNK_BYTES`.  Depends on the shape, the dtype, the budget and the kind of
-    device only, so results do not depend on the device's free memory.
+    dtype and the float64 (rows, d + 1) rows of the update's totals; off the CPU also the
+    float64 one-hot rows that add them (up to 256 columns,
+    ``steps.ONE_HOT_MAX_CLUSTERS``) and, for more columns, the totals' rows sorted by
+    cluster.  At least one row, at most ``n_samples``.  On a CPU (``cpu``) the product is
+    also kept near :data:`CPU_CHUNK_BYTES`.  Depends on the shape, the dtype, the budget
+    and the kind of device only, so results do not depend on the device's free memory.
     """
-    per_row = itemsize * (max(1, n_columns) + 2 * n_features) + 8 * (n_features + 2) + 16
+    columns = max(1, n_columns)
+    per_row = itemsize * (columns + 2 * n_features) + 8 * (n_features + 2) + 16
+    if not cpu:
+        per_row += 8 * min(columns, _ONE_HOT_COLUMNS)
+        if columns > _ONE_HOT_COLUMNS:
+            per_row += 8 * (n_features + 2)
     rows = max(1, memory_budget // per_row)
     if cpu:
         cache_rows = max(CPU_MIN_ROWS, CPU_CHUNK_BYTES // (itemsize * max(1, n_columns)))

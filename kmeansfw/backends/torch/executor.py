@@ -115,21 +115,28 @@ def _budget(options: TorchExecutor, default: int, device: torch.device) -> int:
 def _matmul_precision(precision: str) -> Iterator[None]:
     """float32 products in full precision (or TF32 for ``"tf32"``) within the block.
 
-    Some torch releases (seen with 2.11) refuse to read the float32 matmul precision once a
-    program has set both the legacy flag (``torch.backends.cuda.matmul.allow_tf32``) and
-    the setting that replaces it; the block then sets and restores CUDA's own
-    ``torch.backends.cuda.matmul.fp32_precision`` instead.
+    torch refuses to read its process-wide float32 matmul precision once a program has
+    set a backend's own ``fp32_precision`` (``torch.backends.cuda.matmul.fp32_precision``,
+    the setting that replaces the legacy ``allow_tf32`` flag; seen with torch 2.11 after a
+    program set both).  The block then sets and restores the matmul ``fp32_precision`` of
+    CUDA (``"tf32"`` or ``"ieee"``) and of the CPU's oneDNN (``"ieee"`` for full
+    precision; left as it is for ``"tf32"``, which only CUDA has) instead.
     """
     try:
         before = torch.get_float32_matmul_precision()
     except RuntimeError:
-        matmul = torch.backends.cuda.matmul
-        cuda_before = matmul.fp32_precision
-        matmul.fp32_precision = "tf32" if precision == "tf32" else "ieee"
+        wanted = {torch.backends.cuda.matmul: "tf32" if precision == "tf32" else "ieee"}
+        onednn = getattr(torch.backends.mkldnn, "matmul", None)  # not in every torch
+        if precision != "tf32" and onednn is not None:
+            wanted[onednn] = "ieee"
+        restore = {backend: backend.fp32_precision for backend in wanted}
         try:
+            for backend, value in wanted.items():
+                backend.fp32_precision = value
             yield
         finally:
-            matmul.fp32_precision = cuda_before
+            for backend, value in restore.items():
+                backend.fp32_precision = value
         return
     torch.set_float32_matmul_precision("high" if precision == "tf32" else "highest")
     try:

@@ -35,9 +35,9 @@ def _draw(weights: Tensor, targets: Tensor) -> Tensor:
 
     On the CPU that is what runs.  On CUDA ``torch.cumsum`` of floats may round
     differently from run to run (torch lists it among its nondeterministic operations), so
-    the weights are summed in blocks of ``DRAW_BLOCK`` (a fixed reduction), the blocks'
-    totals are accumulated on the host, and only the block each target falls in is
-    brought over and accumulated there: two small copies instead of a scan of all n.
+    the weights are summed in blocks of ``DRAW_BLOCK`` on the device (a fixed reduction),
+    the blocks' totals are accumulated on the host, and only the block each target falls
+    in comes over to be accumulated there (two small copies to the host).
     """
     n = weights.shape[0]
     if weights.device.type == "cpu":
@@ -54,7 +54,9 @@ def _blocked_draw(weights: Tensor, targets: Tensor) -> Tensor:
     padded = padded.view(blocks, DRAW_BLOCK)
     ends = np.cumsum(_host(padded.sum(dim=1)))
     wanted = _host(targets)
-    which = np.minimum(np.searchsorted(ends, wanted), blocks - 1)
+    # a target past the blocks' total (rounding: the total was summed in another order)
+    # falls in the first block that reaches it, never in all-zero blocks after it
+    which = np.minimum(np.searchsorted(ends, wanted), np.searchsorted(ends, ends[-1]))
     starts = np.concatenate([[0.0], ends])[which]
     rows = _host(padded[torch.as_tensor(which, device=weights.device)])
     within = ((np.cumsum(rows, axis=1) + starts[:, None]) < wanted[:, None]).sum(axis=1)

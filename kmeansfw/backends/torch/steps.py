@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from kmeansfw.backends.torch.data import _UNIT_WEIGHTS, _blocks, _columns, _sw
+from kmeansfw.backends.torch.data import _ONE_HOT_COLUMNS, _UNIT_WEIGHTS, _blocks, _columns, _sw
 from kmeansfw.backends.torch.host import assign as host_assign
 from kmeansfw.backends.torch.plan import _Plan
 from kmeansfw.core.data import FitData
@@ -26,35 +26,38 @@ def _assign(
     pts = plan.geometry.points(C, data)
     labels = torch.empty(n, dtype=torch.int64, device=X.device)
     costs = torch.empty(n, dtype=X.dtype, device=X.device)
-    sums = weights = None
-    if accumulate:
-        sums = torch.zeros((k, X.shape[1]), dtype=torch.float64, device=X.device)
-        weights = torch.zeros(k, dtype=torch.float64, device=X.device)
+    totals = _zero_totals(data, k) if accumulate else None
     for rows in _blocks(data):
         block_labels, block_costs = plan.geometry.nearest(data, rows, pts)
         labels[rows], costs[rows] = block_labels, block_costs
-        if sums is not None and weights is not None:
-            values, w = _contributions(plan, data, rows)
-            _add_rows(sums, block_labels, values)
-            _add_rows(weights, block_labels, w)
-    return labels, costs, sums, weights
+        if totals is not None:
+            _add_rows(totals, block_labels, _contributions(plan, data, rows))
+    if totals is None:
+        return labels, costs, None, None
+    return (labels, costs, *_split(totals))
 
 
 def _sums(plan: _Plan, data: FitData, labels: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """The update's float64 per-cluster sums and weights of a given partition."""
-    X = data.X
-    sums = torch.zeros((k, X.shape[1]), dtype=torch.float64, device=X.device)
-    weights = torch.zeros(k, dtype=torch.float64, device=X.device)
+    totals = _zero_totals(data, k)
     for rows in _blocks(data):
-        values, w = _contributions(plan, data, rows)
-        _add_rows(sums, labels[rows], values)
-        _add_rows(weights, labels[rows], w)
-    return sums, weights
+        _add_rows(totals, labels[rows], _contributions(plan, data, rows))
+    return _split(totals)
 
 
-#: On CUDA, the sums of at most this many clusters are a float64 product of a one-hot
-#: matrix and the rows; of more, the rows are added by sorted index (see ``_add_rows``).
-ONE_HOT_MAX_CLUSTERS = 256
+def _zero_totals(data: FitData, k: int) -> Tensor:
+    """Zero float64 per-cluster totals: the d sums, then the weight (k, d + 1)."""
+    return torch.zeros((k, data.X.shape[1] + 1), dtype=torch.float64, device=data.X.device)
+
+
+def _split(totals: Tensor) -> tuple[Tensor, Tensor]:
+    """The sums (k, d) and weights (k,) of per-cluster totals."""
+    return totals[:, :-1].contiguous(), totals[:, -1].contiguous()
+
+
+#: On CUDA the rows are added to at most this many targets (clusters) at a time, as a
+#: float64 product of a one-hot matrix and the rows (see ``_add_rows``).
+ONE_HOT_MAX_CLUSTERS = _ONE_HOT_COLUMNS
 #: Bytes of one-hot matrix at a time (the rows are added in pieces of this many).
 ONE_HOT_BYTES = 1 << 28
 
@@ -66,53 +69,71 @@ def _add_rows(target: Tensor, index: Tensor, values: Tensor) -> None:
     operations in whatever order the threads get there: float64 sums then change their
     last bits from run to run, and a seeded fit does not repeat itself (seen on an H200:
     the same seed gave centroids 1e-15 apart, and k-means|| other centroids altogether).
-    CUDA adds in a fixed order instead: for up to :data:`ONE_HOT_MAX_CLUSTERS` target rows
-    as a product ``one_hot(index).T @ values`` (cuBLAS gives the same bits on every run),
-    for more by sorted index (``index_put_`` with ``accumulate=True``, the path torch takes
-    for ``index_add_`` under ``torch.use_deterministic_algorithms``).  Measured on an H200,
-    the sums and weights of a million rows of 64 float64 values: at 8 clusters the product
-    takes 0.3 ms and the sorted adds 116 ms (one thread block walks each cluster's rows);
-    at 256 clusters 0.85 against 2.7 ms (half as many rows); at 1024 clusters and 128
-    values 8.0 against 2.2 ms (atomic adds: 0.4 to 2.9 ms at these shapes).
+    CUDA adds as matrix products instead, ``one_hot(index).T @ values`` in float64
+    (cuBLAS gives the same bits on every run on the same GPU and toolkit): for up to
+    :data:`ONE_HOT_MAX_CLUSTERS` targets at once, and for more the rows sorted by target
+    (a stable sort) and added group by group of that many targets, so that the work is
+    that of 256 targets whatever their number and however the rows spread over them.
+    Measured on an H200 (docs/benchmarks.md, "GPU backend"): a million rows of 64
+    float64 values to 8 targets in 0.30 ms, to 256 in 1.4 ms, where torch's
+    ``index_put_`` with ``accumulate=True`` (deterministic too, but one thread block walks
+    each target's rows) took 89 and 3.5 ms; four million rows of 128 values to 1024
+    targets in 11.4 ms, against 4.2 ms for ``index_put_`` with even clusters and 2.5 s
+    with nine rows in ten in one cluster.
     """
     if target.device.type == "cpu":
         target.index_add_(0, index, values)
     elif target.shape[0] <= ONE_HOT_MAX_CLUSTERS:
         _one_hot_add(target, index, values)
     else:
-        _sorted_add(target, index, values)
+        _grouped_add(target, index, values)
 
 
 def _one_hot_add(target: Tensor, index: Tensor, values: Tensor) -> None:
-    """``_add_rows`` as products of one-hot pieces (any device; what runs on CUDA for few
-    target rows)."""
+    """``_add_rows`` as products of one-hot pieces, in ``target``'s dtype (any device;
+    what runs on CUDA)."""
     k = target.shape[0]
-    step = max(1, ONE_HOT_BYTES // (values.element_size() * k))
+    values = values.to(target.dtype)
+    step = max(1, ONE_HOT_BYTES // (target.element_size() * k))
     for start in range(0, index.shape[0], step):
         part = index[start : start + step]
-        one_hot = torch.zeros((part.shape[0], k), dtype=values.dtype, device=values.device)
+        one_hot = torch.zeros((part.shape[0], k), dtype=target.dtype, device=target.device)
         one_hot.scatter_(1, part[:, None], 1.0)
         target += one_hot.T @ values[start : start + step]
 
 
-def _sorted_add(target: Tensor, index: Tensor, values: Tensor) -> None:
-    """``_add_rows`` by sorted indices (any device; what runs on CUDA for many target
-    rows)."""
-    target.index_put_((index,), values, accumulate=True)
+def _grouped_add(target: Tensor, index: Tensor, values: Tensor) -> None:
+    """``_add_rows`` for many targets: the rows sorted by target (stable), then one-hot
+    products per group of :data:`ONE_HOT_MAX_CLUSTERS` targets (any device)."""
+    group = ONE_HOT_MAX_CLUSTERS
+    order = torch.argsort(index, stable=True)
+    ordered, rows = index[order], values[order]
+    starts = torch.arange(0, target.shape[0] + group, group, device=index.device)
+    bounds = torch.searchsorted(ordered, starts).tolist()
+    for g in range(len(bounds) - 1):
+        a, b = bounds[g], bounds[g + 1]
+        if a < b:
+            first = g * group
+            _one_hot_add(target[first : first + group], ordered[a:b] - first, rows[a:b])
 
 
-def _contributions(plan: _Plan, data: FitData, rows: slice) -> tuple[Tensor, Tensor]:
-    """Each row's float64 addition to its cluster's sums, and its weight (mean: ``w x``;
-    spherical: ``w x / |x|``, zero rows adding nothing)."""
+def _contributions(plan: _Plan, data: FitData, rows: slice) -> Tensor:
+    """Each row's float64 addition to its cluster's totals (rows, d + 1): its addition to
+    the sums (mean: ``w x``; spherical: ``w x / |x|``, zero rows adding nothing), then its
+    weight, so that one pass of :func:`_add_rows` adds both."""
     X, w = data.X[rows], _sw(data)[rows]
-    w64 = w.to(torch.float64)
+    out = torch.empty((X.shape[0], X.shape[1] + 1), dtype=torch.float64, device=X.device)
+    values, weight = out[:, :-1], out[:, -1]
+    values.copy_(X)
+    weight.copy_(w)
     if not plan.spherical:
-        if data.cache.get(_UNIT_WEIGHTS, False):
-            return X.to(torch.float64), w64
-        return X.to(torch.float64) * w64[:, None], w64
+        if not data.cache.get(_UNIT_WEIGHTS, False):
+            values.mul_(weight[:, None])
+        return out
     norms = (X * X).sum(dim=1).sqrt()
     scaled = w / torch.where(norms > 0, norms, torch.full_like(norms, float("inf")))
-    return X.to(torch.float64) * scaled.to(torch.float64)[:, None], w64
+    values.mul_(scaled.to(torch.float64)[:, None])
+    return out
 
 
 def _centroids_from(plan: _Plan, sums: Tensor, weights: Tensor, C: Tensor) -> Tensor:
