@@ -6,7 +6,8 @@ change their last bits from run to run; the backend adds in a fixed order instea
 script times, for one chunk of rows per shape, the ways one could add:
 
 * ``backend``: what the backend runs (``kmeansfw.backends.torch.steps._add_rows``: on
-  CUDA ``one-hot`` for at most ``ONE_HOT_MAX_CLUSTERS`` clusters, else ``sorted``);
+  CUDA ``one-hot`` for at most ``ONE_HOT_MAX_CLUSTERS`` clusters, else ``grouped``);
+* ``grouped``: the rows sorted by label, then ``one-hot`` per group of 256 labels;
 * ``atomic``: ``sums.index_add_(0, labels, rows)`` (not repeatable);
 * ``sorted``: ``sums.index_put_((labels,), rows, accumulate=True)``;
 * ``embedding``: ``aten.embedding_dense_backward`` (sorted, partial sums per segment);
@@ -28,7 +29,14 @@ import torch
 
 from kmeansfw.backends.torch import steps
 
-SHAPES = [(1_000_000, 2, 3), (1_000_000, 64, 8), (1_000_000, 64, 256), (4_000_000, 128, 1024)]
+#: (rows, d, k, skew): with skew, 90 % of the rows in one cluster.
+SHAPES = [
+    (1_000_000, 2, 3, False),
+    (1_000_000, 64, 8, False),
+    (1_000_000, 64, 256, False),
+    (4_000_000, 128, 1024, False),
+    (4_000_000, 128, 1024, True),
+]
 
 
 def _timed(run: Callable[[], torch.Tensor], device: torch.device, repeat: int) -> float:
@@ -59,7 +67,8 @@ def _methods(
     return {
         "backend": lambda: added(steps._add_rows),
         "atomic": lambda: zeros().index_add_(0, labels, rows),
-        "sorted": lambda: added(steps._sorted_add),
+        "grouped": lambda: added(steps._grouped_add),
+        "sorted": lambda: zeros().index_put_((labels,), rows, accumulate=True),
         "embedding": lambda: torch.ops.aten.embedding_dense_backward(rows, labels, k, -1, False),
         "one-hot": lambda: added(steps._one_hot_add),
         "product": lambda: X @ C.T,
@@ -75,12 +84,15 @@ def main() -> None:
     gen = torch.Generator(device=device).manual_seed(0)
     print(f"device {device}, torch {torch.__version__}; ms per chunk, best of {args.repeat}")
     print(f"{'rows x d, k':>22} {'method':>10} {'ms':>9} {'same':>5} {'max rel diff':>13}")
-    for n, d, k in SHAPES:
+    for n, d, k, skew in SHAPES:
         X = torch.randn((n, d), generator=gen, device=device)
         C = torch.randn((k, d), generator=gen, device=device)
         labels = torch.randint(0, k, (n,), generator=gen, device=device)
+        if skew:
+            crowded = torch.rand(n, generator=gen, device=device) < 0.9
+            labels = torch.where(crowded, torch.zeros_like(labels), labels)
         rows = X.to(torch.float64)
-
+        shape = f"{n}x{d}, k={k}" + (" skew" if skew else "")
         methods = _methods(X, C, labels, rows)
         ordered = methods["sorted"]
         reference = ordered()
@@ -89,7 +101,7 @@ def main() -> None:
                 seconds = _timed(run, device, args.repeat)
                 outs = [run() for _ in range(3)]
             except Exception as exc:  # noqa: BLE001 - report and go on (e.g. memory)
-                print(f"{f'{n}x{d}, k={k}':>22} {name:>10} failed: {exc}")
+                print(f"{shape:>22} {name:>10} failed: {exc}")
                 continue
             same = all(torch.equal(outs[0], other) for other in outs[1:])
             diff = (
@@ -98,8 +110,7 @@ def main() -> None:
                 else 0.0
             )
             print(
-                f"{f'{n}x{d}, k={k}':>22} {name:>10} {seconds * 1e3:>9.3f} {str(same):>5} "
-                f"{diff:>13.2e}",
+                f"{shape:>22} {name:>10} {seconds * 1e3:>9.3f} {str(same):>5} {diff:>13.2e}",
                 flush=True,
             )
         del X, C, labels, rows, reference
