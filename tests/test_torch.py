@@ -16,6 +16,7 @@ torch = pytest.importorskip("torch")
 
 from kmeansfw.backends import torch as torch_backend  # noqa: E402
 from kmeansfw.backends.torch import TorchExecutor, plan_chunk_rows  # noqa: E402
+from kmeansfw.backends.torch import data as torch_data  # noqa: E402
 from kmeansfw.backends.torch import geometry as torch_geometry  # noqa: E402
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -642,7 +643,8 @@ def test_sums_and_draws_repeat_bit_for_bit(monkeypatch, device, k, skewed):
     expected = np.zeros((k, 5))
     np.add.at(expected, labels, values)
     index, rows = _on(labels, device), _on(values, device)
-    monkeypatch.setattr(steps, "ONE_HOT_BYTES", 8 * k * 7000)  # pieces of 7000 rows
+    monkeypatch.setattr(steps, "ONE_HOT_BYTES", 8 * k * 7000)  # one-hot pieces of 7000 rows
+    assert steps.ONE_HOT_MAX_CLUSTERS == torch_data._ONE_HOT_COLUMNS  # the plan counts them
     for add in (steps._add_rows, steps._grouped_add, steps._one_hot_add):
         for added, wanted in ((rows, expected), (rows[:, 1], expected[:, 1])):  # 2-D, 1-D
             runs = []
@@ -720,15 +722,16 @@ def test_matmul_precision_when_torch_refuses_to_read_it(monkeypatch, device):
         with monkeypatch.context() as patch:
             if not refused:  # a torch that still reads it: a stand-in that refuses
                 patch.setattr(torch, "get_float32_matmul_precision", _refuses)
+            cpu.fp32_precision = "bf16"  # a user's setting: the fit multiplies in full
             for precision in ("tf32", "highest"):
                 with executor._matmul_precision(precision):
                     seen.append((cuda.fp32_precision, cpu.fp32_precision))
-                assert (cuda.fp32_precision, cpu.fp32_precision) == ("tf32", before[1])
+                assert (cuda.fp32_precision, cpu.fp32_precision) == ("tf32", "bf16")
             for precision in ("tf32", "highest"):
                 km = KMeans(K, init=X[:K].copy(), executor=TorchExecutor(precision=precision))
                 km.fit(_on(X, device))
                 np.testing.assert_array_equal(km.labels_, reference.labels_)
-        assert seen == [("tf32", before[1]), ("ieee", "ieee")]
+        assert seen == [("tf32", "ieee"), ("ieee", "ieee")]
         assert cuda.fp32_precision == "tf32"  # restored
     finally:
         cuda.fp32_precision, cpu.fp32_precision = before

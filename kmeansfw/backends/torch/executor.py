@@ -119,15 +119,15 @@ def _matmul_precision(precision: str) -> Iterator[None]:
     set a backend's own ``fp32_precision`` (``torch.backends.cuda.matmul.fp32_precision``,
     the setting that replaces the legacy ``allow_tf32`` flag; seen with torch 2.11 after a
     program set both).  The block then sets and restores the matmul ``fp32_precision`` of
-    CUDA (``"tf32"`` or ``"ieee"``) and of the CPU's oneDNN (``"ieee"`` for full
-    precision; left as it is for ``"tf32"``, which only CUDA has) instead.
+    CUDA (``"tf32"`` or ``"ieee"``) and of the CPU's oneDNN (``"ieee"``: TF32 is CUDA's)
+    instead.
     """
     try:
         before = torch.get_float32_matmul_precision()
     except RuntimeError:
         wanted = {torch.backends.cuda.matmul: "tf32" if precision == "tf32" else "ieee"}
         onednn = getattr(torch.backends.mkldnn, "matmul", None)  # not in every torch
-        if precision != "tf32" and onednn is not None:
+        if onednn is not None:  # TF32 is CUDA's: the CPU multiplies in full precision
             wanted[onednn] = "ieee"
         restore = {backend: backend.fp32_precision for backend in wanted}
         try:
