@@ -51,8 +51,8 @@ def plan_chunk_rows(
     per_row = itemsize * (columns + 2 * n_features) + 8 * (n_features + 2) + 16
     if not cpu:
         per_row += 8 * min(columns, _ONE_HOT_COLUMNS)
-        if columns > _ONE_HOT_COLUMNS:
-            per_row += 8 * (n_features + 2)
+        if columns > _ONE_HOT_COLUMNS:  # the sorted rows, their labels and the order
+            per_row += 8 * (n_features + 3)
     rows = max(1, memory_budget // per_row)
     if cpu:
         cache_rows = max(CPU_MIN_ROWS, CPU_CHUNK_BYTES // (itemsize * max(1, n_columns)))
