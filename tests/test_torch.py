@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import attrs
+import hypothesis.strategies as st
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, event, given, settings
 from scipy.spatial.distance import cdist
 from sklearn.datasets import make_blobs
 
@@ -739,3 +741,89 @@ def test_matmul_precision_when_torch_refuses_to_read_it(monkeypatch, device):
 
 def _refuses():
     raise RuntimeError("mix of the legacy and new APIs")
+
+
+_FUZZ_DTYPES = ["float16", "bfloat16", "float32", "float64", "int32", "int64", "bool", "complex64"]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # tiny n ~ k
+@pytest.mark.parametrize("device", DEVICES)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    shape=st.tuples(st.integers(8, 60), st.integers(1, 5)),
+    dtype=st.sampled_from(_FUZZ_DTYPES[:6]),
+    special=st.sampled_from([None, "huge"]),
+    weights=st.sampled_from([None, "ok", "numpy"]),
+    k=st.integers(1, 8),
+    init=st.sampled_from(["k-means++", "random", "k-means||", "auto"]),
+    precision=st.sampled_from(["highest", "tf32", "fp16", "bf16"]),
+    seed=st.integers(0, 2**16),
+)
+def test_fuzzed_valid_tensors_fit(device, shape, dtype, special, weights, k, init, precision, seed):
+    # valid input fits (float32 and half precision data far apart may overflow: a
+    # ValueError that says so), with the same checks as below
+    test_fuzzed_tensors_fit_or_raise_a_documented_error.hypothesis.inner_test(
+        device, shape, dtype, special, weights, k, init, precision, seed
+    )
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # tiny n ~ k
+@pytest.mark.parametrize("device", DEVICES)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    shape=st.one_of(
+        st.tuples(st.integers(0, 40), st.integers(0, 5)),
+        st.tuples(st.integers(1, 6)),
+        st.tuples(st.integers(1, 4), st.integers(1, 3), st.integers(1, 3)),
+    ),
+    dtype=st.sampled_from(_FUZZ_DTYPES),
+    special=st.sampled_from([None, "nan", "inf", "-inf", "huge"]),
+    weights=st.sampled_from([None, "ok", "numpy", "short", "negative", "nan", "zero", "2d"]),
+    k=st.one_of(st.integers(-1, 8), st.sampled_from([1.5, "3", True])),
+    init=st.sampled_from(["k-means++", "random", "k-means||", "auto"]),
+    precision=st.sampled_from(["highest", "tf32", "fp16", "bf16"]),
+    seed=st.integers(0, 2**16),
+)
+def test_fuzzed_tensors_fit_or_raise_a_documented_error(
+    device, shape, dtype, special, weights, k, init, precision, seed
+):
+    # every input ends in a fit or in a ValueError / TypeError naming the problem (never
+    # an internal error), and the caller's tensors are never modified
+    gen = torch.Generator().manual_seed(seed)
+    X = (torch.randn(shape, generator=gen, dtype=torch.float64) * 5).to(getattr(torch, dtype))
+    if special is not None and X.numel() and X.is_floating_point():
+        value = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}.get(
+            special, 6e4 if dtype == "float16" else 1e30
+        )
+        X.view(-1)[seed % X.numel()] = value
+    X = X.to(device)
+    n = X.shape[0] if X.ndim else 0
+    sw = {
+        None: None,
+        "ok": torch.rand(n, generator=gen).to(device) + 0.1,
+        "short": torch.ones(max(0, n - 1)).to(device),
+        "negative": -torch.ones(n).to(device),
+        "nan": torch.full((n,), float("nan")).to(device),
+        "zero": torch.zeros(n).to(device),
+        "2d": torch.ones((n, 1)).to(device),
+        "numpy": np.ones(n),
+    }[weights]
+    X_before = X.clone()
+    sw_before = sw.clone() if isinstance(sw, torch.Tensor) else None
+    km = KMeans(k, init=init, random_state=seed, executor=TorchExecutor(precision=precision))
+    try:
+        km.fit(X, sample_weight=sw)
+    except (ValueError, TypeError) as exc:
+        assert str(exc)  # a message naming the problem
+        event(f"refused: {type(exc).__name__}")
+    else:
+        event("fitted")
+        assert km.labels_.shape == (n,) and km.labels_.min() >= 0
+        assert km.labels_.max() < km.n_clusters
+        assert np.isfinite(km.inertia_) and km.inertia_ >= 0
+        assert np.isfinite(km.cluster_centers_).all()
+        labels = km.predict(X)
+        assert labels.device == X.device and labels.shape == (n,)
+    assert torch.equal(X, X_before) or (special == "nan" and X.isnan().equal(X_before.isnan()))
+    if sw_before is not None:
+        assert torch.equal(sw, sw_before) or weights == "nan"

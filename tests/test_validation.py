@@ -297,3 +297,13 @@ def test_at_least_k_distinct_points_gives_k_nonempty_clusters(rng):
         km = KMeans(6, init=init).fit(X)
     assert np.unique(km.labels_).size == 6
     assert np.isfinite(km.cluster_centers_).all()
+
+
+def test_float32_squared_distances_past_its_range_say_so():
+    # finite float32 data whose squared distances pass 3.4e38: the costs overflow; the
+    # error says so and how to fit it instead
+    X = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
+    X[3, 1] = 1e30
+    with pytest.raises(StrategyError, match="float32's largest value .* fit it as float64"):
+        KMeans(2, random_state=0).fit(X)
+    KMeans(2, random_state=0).fit(X.astype(np.float64))  # fine in float64

@@ -66,12 +66,24 @@ def check_float_array(
         value = _float_array(hook, name, value, shape, dtype, what)
     finite, low = finite_min(value)
     if not finite:
-        raise fail(hook, name, f"returned {what} containing NaN or infinity")
+        raise fail(hook, name, f"returned {what} containing NaN or infinity{_overflow(value)}")
     if nonnegative and low < 0:
         value = clip_round_off(value, low)
         if value is None:
             raise fail(hook, name, f"returned {what} with negative values")
     return value
+
+
+def _overflow(value: np.ndarray) -> str:
+    """The likely cause of a non-finite float32 (or float16) answer on finite data: the
+    data's squared distances pass the dtype's largest value (inf, and inf - inf = NaN)."""
+    if value.dtype.itemsize > 4:
+        return ""
+    return (
+        f"; on finite {value.dtype} data this means its squared distances pass "
+        f"{value.dtype}'s largest value ({float(np.finfo(value.dtype).max):.3g}): fit it as "
+        "float64"
+    )
 
 
 #: Negative answers down to this many units in the last place of the answer's scale (its
