@@ -827,3 +827,18 @@ def test_fuzzed_tensors_fit_or_raise_a_documented_error(
     assert torch.equal(X, X_before) or (special == "nan" and X.isnan().equal(X_before.isnan()))
     if sw_before is not None:
         assert torch.equal(sw, sw_before) or weights == "nan"
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("precision", ["highest", "fp16"])
+@pytest.mark.parametrize("kernels", ["compiled", "torch"])
+def test_costs_that_overflow_float32_are_refused_with_the_reason(device, precision, kernels):
+    # finite float32 data 1e30 apart: the costs overflow; every path refuses the fit and
+    # says why (the torch operations returned an inertia of inf, found by the fuzz test)
+    X = np.random.default_rng(0).normal(size=(8, 2)).astype(np.float32)
+    X[0, 0] = 1e30
+    options = TorchExecutor(precision=precision, cpu_kernels=kernels)
+    with pytest.raises(StrategyError, match="float32's largest value .* fit it as float64"):
+        KMeans(1, random_state=0, executor=options).fit(_on(X, device))
+    km = KMeans(1, random_state=0, executor=options).fit(_on(X.astype(np.float64), device))
+    assert np.isfinite(km.inertia_)

@@ -66,7 +66,7 @@ def check_float_array(
         value = _float_array(hook, name, value, shape, dtype, what)
     finite, low = finite_min(value)
     if not finite:
-        raise fail(hook, name, f"returned {what} containing NaN or infinity{_overflow(value)}")
+        raise fail(hook, name, f"returned {what} containing NaN or infinity{overflow(value.dtype)}")
     if nonnegative and low < 0:
         value = clip_round_off(value, low)
         if value is None:
@@ -74,15 +74,16 @@ def check_float_array(
     return value
 
 
-def _overflow(value: np.ndarray) -> str:
-    """The likely cause of a non-finite float32 (or float16) answer on finite data: the
-    data's squared distances pass the dtype's largest value (inf, and inf - inf = NaN)."""
-    if value.dtype.itemsize > 4:
+def overflow(dtype: Any) -> str:
+    """The likely cause of non-finite float32 (or float16) costs on finite data, to add
+    to the error: the data's squared distances pass the dtype's largest value (inf, and
+    inf - inf = NaN).  Empty for float64."""
+    dtype = np.dtype(dtype)
+    if dtype.itemsize > 4:
         return ""
     return (
-        f"; on finite {value.dtype} data this means its squared distances pass "
-        f"{value.dtype}'s largest value ({float(np.finfo(value.dtype).max):.3g}): fit it as "
-        "float64"
+        f"; on finite {dtype} data this means its squared distances pass {dtype}'s largest "
+        f"value ({float(np.finfo(dtype).max):.3g}): fit it as float64"
     )
 
 

@@ -7,10 +7,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from kmeansfw.backends.torch.data import _ONE_HOT_COLUMNS, _UNIT_WEIGHTS, _blocks, _columns, _sw
+from kmeansfw.backends.torch.data import (
+    _ONE_HOT_COLUMNS,
+    _UNIT_WEIGHTS,
+    _blocks,
+    _columns,
+    _np_dtype,
+    _sw,
+)
 from kmeansfw.backends.torch.host import assign as host_assign
 from kmeansfw.backends.torch.plan import _Plan
+from kmeansfw.core import contract
 from kmeansfw.core.data import FitData
+from kmeansfw.core.errors import StrategyError
 
 
 def _assign(
@@ -32,6 +41,11 @@ def _assign(
         labels[rows], costs[rows] = block_labels, block_costs
         if totals is not None:
             _add_rows(totals, block_labels, _contributions(plan, data, rows))
+    if not bool(torch.isfinite(costs).all()):  # the data is finite: an overflow
+        raise StrategyError(
+            f"distance strategy {plan.geometry.label} gave costs containing NaN or infinity"
+            f"{contract.overflow(_np_dtype(X.dtype))}"
+        )
     if totals is None:
         return labels, costs, None, None
     return (labels, costs, *_split(totals))
