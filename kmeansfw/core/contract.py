@@ -66,7 +66,8 @@ def check_float_array(
         value = _float_array(hook, name, value, shape, dtype, what)
     finite, low = finite_min(value)
     if not finite:
-        raise fail(hook, name, f"returned {what} containing NaN or infinity{overflow(value.dtype)}")
+        hint = overflow(value.dtype) if what in _COST_ANSWERS else ""
+        raise fail(hook, name, f"returned {what} containing NaN or infinity{hint}")
     if nonnegative and low < 0:
         value = clip_round_off(value, low)
         if value is None:
@@ -74,16 +75,18 @@ def check_float_array(
     return value
 
 
+#: The answers whose NaN or infinity an overflow of the data's dtype may explain.
+_COST_ANSWERS = ("costs", "distances", "block", "a block")
+
+
 def overflow(dtype: Any) -> str:
-    """The likely cause of non-finite float32 (or float16) costs on finite data, to add
-    to the error: the data's squared distances pass the dtype's largest value (inf, and
-    inf - inf = NaN).  Empty for float64."""
+    """A likely cause of non-finite costs or distances on finite data, added to the error:
+    the squared distances passed the dtype's largest value (inf, and inf - inf = NaN)."""
     dtype = np.dtype(dtype)
-    if dtype.itemsize > 4:
-        return ""
+    cure = "fit it as float64 or rescale it" if dtype.itemsize <= 4 else "rescale it"
     return (
-        f"; on finite {dtype} data this means its squared distances pass {dtype}'s largest "
-        f"value ({float(np.finfo(dtype).max):.3g}): fit it as float64"
+        f"; if the data is finite, its squared distances may have passed {dtype}'s largest "
+        f"value ({float(np.finfo(dtype).max):.3g}): {cure}"
     )
 
 

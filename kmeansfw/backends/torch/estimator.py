@@ -77,7 +77,7 @@ def predict(estimator: Any, X: Any) -> Any:
     """``KMeans.predict`` for a tensor: the labels, an int64 tensor on X's device."""
     plan, data, C = _model(estimator, X)
     with _matmul_precision(_options(estimator.executor).precision), torch.no_grad():
-        return _assign(plan, data, C, accumulate=False)[0]
+        return _assign(plan, data, C, accumulate=False, check_costs=False)[0]
 
 
 def transform(estimator: Any, X: Any) -> Any:

@@ -23,10 +23,12 @@ from kmeansfw.core.errors import StrategyError
 
 
 def _assign(
-    plan: _Plan, data: FitData, C: Tensor, accumulate: bool
+    plan: _Plan, data: FitData, C: Tensor, accumulate: bool, check_costs: bool = True
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
     """Labels and exact costs of every sample and, with ``accumulate``, the update's
-    float64 per-cluster sums (k, d) and weights (k,)."""
+    float64 per-cluster sums (k, d) and weights (k,).  With ``check_costs`` costs that
+    overflowed (the data is finite) raise a StrategyError; ``predict`` reads only the
+    labels and skips the check, as the NumPy backend's does."""
     done = host_assign(data, C, accumulate)  # a CPU tensor's compiled path, if attached
     if done is not None:
         return done
@@ -41,7 +43,7 @@ def _assign(
         labels[rows], costs[rows] = block_labels, block_costs
         if totals is not None:
             _add_rows(totals, block_labels, _contributions(plan, data, rows))
-    if not bool(torch.isfinite(costs).all()):  # the data is finite: an overflow
+    if check_costs and not bool(torch.isfinite(costs).all()):  # finite data: an overflow
         raise StrategyError(
             f"distance strategy {plan.geometry.label} gave costs containing NaN or infinity"
             f"{contract.overflow(_np_dtype(X.dtype))}"
