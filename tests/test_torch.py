@@ -631,9 +631,9 @@ def test_a_numpy_fit_on_the_origin_is_followed_on_tensors(device):
 @pytest.mark.parametrize("k", [3, 1000])
 @pytest.mark.parametrize("skewed", [False, True], ids=["even", "skewed"])
 def test_sums_and_draws_repeat_bit_for_bit(monkeypatch, device, k, skewed):
-    # CUDA's index_add_ and cumsum round in whatever order the threads get there; the
-    # backend's sums and k-means++ draws take fixed orders (their CUDA paths run on any
-    # device, so they are checked here on the CPU as well)
+    # CUDA's index_add_ rounds in whatever order the threads get there; the backend's
+    # sums take a fixed order (their CUDA paths run on any device, so they are checked
+    # here on the CPU as well; the draws: test_draws_follow_the_cumulative_weights)
     from kmeansfw.backends.torch import steps
 
     rng = np.random.default_rng(k)

@@ -55,7 +55,7 @@ def plan_chunk_rows(
             per_row += 8 * (n_features + 3)
     rows = max(1, memory_budget // per_row)
     if cpu:
-        cache_rows = max(CPU_MIN_ROWS, CPU_CHUNK_BYTES // (itemsize * max(1, n_columns)))
+        cache_rows = max(CPU_MIN_ROWS, CPU_CHUNK_BYTES // (itemsize * columns))
         rows = min(rows, cache_rows)
     return int(min(max(1, n_samples), rows))
 
