@@ -954,6 +954,43 @@ def test_direct_kernel_with_two_features_equals_the_padded_path(dtype, d, k, tie
         np.testing.assert_array_equal(pair, padded)
 
 
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("d", "k"), [(3, 3), (4, 9), (5, 33), (8, 1), (8, 8), (8, 128)])
+@pytest.mark.parametrize("ties", [False, True])
+def test_direct_kernel_one_pass_equals_the_accumulator_path(dtype, d, k, ties):
+    """Up to eight features the direct kernel takes each centroid's distances and the
+    running minimum in one loop over the rows; with zero columns appended (nine features:
+    twelve padded, the accumulator's path, a pass per four features and one for the
+    minimum) every label is the same, exact ties too.  (The exact distances sum over the
+    features in an order set by their number, so with more columns they may differ in
+    the last bits.)"""
+    rng = np.random.default_rng(100 * d + k)
+    X, mean, m2c, cn, cc, _ = _inputs(rng, 1300, d, k, dtype)
+    if ties:  # rows on a grid and centroids among them: exact ties between centroids
+        X = np.round(X).astype(dtype)
+        mean = X.mean(axis=0)
+        cc = (X[rng.choice(len(X), size=k)] - mean).astype(dtype)
+        m2c, cn = np.ascontiguousarray(cc * -2), np.einsum("ij,ij->i", cc, cc)
+
+    def widen(a):  # (..., d) -> (..., 9), the new columns zero
+        zeros = np.zeros((*a.shape[:-1], 9 - d), a.dtype)
+        return np.ascontiguousarray(np.concatenate([a, zeros], axis=-1))
+
+    outs = []
+    for args in ((X, mean, m2c, cn, cc), (widen(X), widen(mean), widen(m2c), cn, widen(cc))):
+        out = [np.empty(len(X), np.intp), np.empty(len(X), dtype), np.empty(len(X), dtype)]
+        euclidean._nearest_direct_numba(*args, *out)
+        outs.append(out)
+    (labels, mins, second), (wide_labels, wide_mins, wide_second) = outs
+    assert np.unique(labels).size >= min(k, 3)  # rows of several clusters
+    np.testing.assert_array_equal(labels, wide_labels)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(mins, wide_mins, rtol=rtol, atol=rtol)
+    if k > 1:
+        np.testing.assert_allclose(second, wide_second, rtol=rtol, atol=rtol * 100)
+
+
 def test_the_direct_kernel_is_chosen_by_shape_only():
     assert kernels.direct_pays(2, 3) and kernels.direct_pays(8, 128)
     assert kernels.direct_pays(16, 8) and kernels.direct_pays(9, 1)
