@@ -894,7 +894,10 @@ def test_numba_and_numpy_stale_rows_agree(dtype, b, k, t, margin):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize(
     ("n", "d", "k"),
-    [(1, 1, 1), (600, 1, 4), (300, 2, 3), (777, 5, 9), (513, 8, 64), (259, 13, 8), (300, 2, 128)],
+    [
+        (1, 1, 1), (600, 1, 4), (300, 2, 3), (777, 5, 9), (513, 8, 64), (259, 13, 8),
+        (401, 11, 16), (300, 2, 128),
+    ],
 )
 def test_direct_nearest_kernel_agrees_with_the_product_and_brute_force(dtype, n, d, k):
     """The direct kernel (few features, no matrix product) gives the product's labels,
@@ -956,13 +959,16 @@ def test_direct_kernel_with_two_features_equals_the_padded_path(dtype, d, k, tie
 
 @pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize(("d", "k"), [(3, 3), (4, 9), (5, 33), (8, 1), (8, 8), (8, 128)])
+@pytest.mark.parametrize(
+    ("d", "k"),
+    [(3, 3), (4, 9), (5, 33), (8, 1), (8, 8), (8, 128), (9, 8), (12, 5), (13, 16), (16, 8)],
+)
 @pytest.mark.parametrize("ties", [False, True])
 def test_direct_kernel_one_pass_equals_the_accumulator_path(dtype, d, k, ties):
-    """Up to eight features the direct kernel takes each centroid's distances and the
-    running minimum in one loop over the rows; with zero columns appended (nine features:
-    twelve padded, the accumulator's path, a pass per four features and one for the
-    minimum) every label is the same, exact ties too.  (The exact distances sum over the
+    """Up to sixteen features the direct kernel takes each centroid's distances and the
+    running minimum in one loop over the rows; with zero columns appended (seventeen
+    features: twenty padded, the accumulator's path, a pass per four features and one
+    for the minimum) every label is the same, exact ties too.  (The exact distances sum over the
     features in an order set by their number, so with more columns they may differ in
     the last bits.)"""
     rng = np.random.default_rng(100 * d + k)
@@ -973,8 +979,8 @@ def test_direct_kernel_one_pass_equals_the_accumulator_path(dtype, d, k, ties):
         cc = (X[rng.choice(len(X), size=k)] - mean).astype(dtype)
         m2c, cn = np.ascontiguousarray(cc * -2), np.einsum("ij,ij->i", cc, cc)
 
-    def widen(a):  # (..., d) -> (..., 9), the new columns zero
-        zeros = np.zeros((*a.shape[:-1], 9 - d), a.dtype)
+    def widen(a):  # (..., d) -> (..., 17), the new columns zero
+        zeros = np.zeros((*a.shape[:-1], 17 - d), a.dtype)
         return np.ascontiguousarray(np.concatenate([a, zeros], axis=-1))
 
     outs = []
@@ -993,9 +999,9 @@ def test_direct_kernel_one_pass_equals_the_accumulator_path(dtype, d, k, ties):
 
 def test_the_direct_kernel_is_chosen_by_shape_only():
     assert kernels.direct_pays(2, 3) and kernels.direct_pays(8, 128)
-    assert kernels.direct_pays(16, 8) and kernels.direct_pays(9, 1)
-    assert not kernels.direct_pays(17, 3) and not kernels.direct_pays(9, 9)
-    assert not kernels.direct_pays(2, 129) and not kernels.direct_pays(16, 9)
+    assert kernels.direct_pays(16, 16) and kernels.direct_pays(9, 1)
+    assert not kernels.direct_pays(17, 3) and not kernels.direct_pays(9, 17)
+    assert not kernels.direct_pays(2, 129) and not kernels.direct_pays(16, 17)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -1018,7 +1024,7 @@ def test_nearest_without_costs_gives_the_same_labels_and_no_costs(dtype, n, d, k
     )
     assert none is None
     direct = euclidean.direct_pays(d, k)
-    assert direct == (d <= 16 and k <= 128 and (d <= 8 or k <= 8))  # both kernels covered
+    assert direct == (d <= 16 and k <= 128 and (d <= 8 or k <= 16))  # both kernels covered
     np.testing.assert_array_equal(only, labels)
     np.testing.assert_array_equal(kernels.paired_sq_euclidean(X, mean, cc, only), mins)
     twin = np.empty(n, np.intp)

@@ -38,7 +38,7 @@ DIRECT_MAX_CLUSTERS = 128
 #: ... or up to this many features and :data:`DIRECT_WIDE_MAX_CLUSTERS` centroids; the
 #: matrix product otherwise (see :func:`direct_pays`).
 DIRECT_WIDE_MAX_FEATURES = 16
-DIRECT_WIDE_MAX_CLUSTERS = 8
+DIRECT_WIDE_MAX_CLUSTERS = 16
 #: The product kernel takes fewer rows per product (:func:`product_rows`) when the
 #: product then has at most this many outputs (rows x k) ...
 PRODUCT_SMALL_OUTPUTS = 1200
@@ -62,8 +62,10 @@ def direct_pays(n_features: int, n_clusters: int) -> bool:
     Decided by the shape of the centroids only (never by the number of rows or threads),
     so that a fit's labels do not depend on how its data is split.  Measured here (per
     call on 25k rows, float64, against the product kernel): 0.67-0.9x the time at 2-4
-    features (k 3 to 128), 0.8-0.96x at 8 features, 0.84-0.89x at 12-16 features and
-    k=3, 1.0x at k=8 and 1.03-1.23x above.
+    features (k 3 to 128), 0.8-0.96x at 8 features.  From 9 to 16 features, with the
+    distances and the minimum in one loop (search and the mean's sums, one thread,
+    20000 and 200000 rows): 0.78-1.01x at k=8, 0.81-1.00x at k=12 and 16, but
+    0.86-1.10x at k=24 and 32 and up to 1.14x at k=48, so 16 clusters at most.
     """
     if n_features <= DIRECT_MAX_FEATURES:
         return n_clusters <= DIRECT_MAX_CLUSTERS
@@ -232,13 +234,14 @@ if HAVE_NUMBA:
     # at one or two features: the padding's products are zeros) in loops over rows that
     # vectorize: every row is read once from memory and all centroids stay in cache.  At
     # few features this beats the product (a GEMM with an inner dimension of 2 to 16 runs
-    # far below its peak).  Up to eight features a centroid's distances and the running
-    # minimum take one loop over the rows (:func:`_pair_search`, :func:`_quad_search`),
-    # from nine a loop per four features into an accumulator, then one for the minimum
-    # (:func:`_wide_search`); both give the same values, bit for bit, and the one loop
-    # took 0.65-0.8x the time per search at two features (200000 rows, one thread, k 3
-    # to 32: its rows transposed without a loop over features, :func:`_pair_rows`) and
-    # 0.84-0.92x at eight (float64, k 8 to 32; level at k=3).  The centroids are
+    # far below its peak).  Up to sixteen features (all the shapes :func:`direct_pays`
+    # gives it) a centroid's distances and the running minimum take one loop over the
+    # rows (:func:`_pair_search`, :func:`_quad_search`); above, a loop per four features
+    # into an accumulator, then one for the minimum (:func:`_wide_search`).  Both give
+    # the same values, bit for bit, and the one loop took 0.65-0.8x the time per search
+    # at two features (200000 rows, one thread, k 3 to 32: its rows transposed without a
+    # loop over features, :func:`_pair_rows`), 0.84-0.92x at eight (float64, k 8 to 32;
+    # level at k=3) and 0.91x at sixteen (k=8).  The centroids are
     # compared by the product's form, as scikit-learn compares them, so that exact ties
     # (duplicated samples, data on a grid) go the same way; the exact distance to the
     # chosen centroid follows (:func:`_exact_rows`; skipped when ``mins`` is empty).
@@ -266,7 +269,7 @@ if HAVE_NUMBA:
         rows_t = np.zeros((padded, sub), dtype=X.dtype)
         coef = np.zeros((k, padded), dtype=X.dtype)
         coef[:, :d] = minus_2c
-        acc = np.empty(sub if padded > 8 else 0, dtype=X.dtype)
+        acc = np.empty(sub if padded > 16 else 0, dtype=X.dtype)
         best = np.empty(sub, dtype=X.dtype)
         runner_up = np.empty(sub, dtype=X.dtype)
         arg = np.empty(sub, dtype=np.int32)
@@ -293,7 +296,7 @@ if HAVE_NUMBA:
                     for f in range(d):
                         rows_t[f, i] = X[start + i, f] - mean[f]
                     i += 1
-                if padded <= 8:  # one or two fours: one pass per centroid
+                if padded <= 16:  # up to four fours: one pass per centroid
                     _quad_search(rows_t, coef, c_sq_norms, m, best, runner_up, arg, want_second)
                 else:
                     _wide_search(
@@ -302,9 +305,10 @@ if HAVE_NUMBA:
             _exact_rows(X, mean, centered_c, start, m, arg, runner_up, labels, mins, second)
             _add_rows(X, sample_weight, start, m, arg, group_rows, group_sums, group_weights)
 
-    # The direct search's passes from nine features (twelve or sixteen padded): per
-    # centroid, its distances accumulated four features at a time in ``acc``, then the
-    # running minimum (and runner-up) taken from them.
+    # The direct search's passes from seventeen features (shapes the search gives the
+    # product kernel; the kernel itself takes any): per centroid, its distances
+    # accumulated four features at a time in ``acc``, then the running minimum (and
+    # runner-up) taken from them.
     @numba.njit(nogil=True, cache=True, fastmath={"contract"})
     def _wide_search(  # pragma: no cover
         rows_t, coef, c_sq_norms, m, acc, best, runner_up, arg, want_second
@@ -389,40 +393,62 @@ if HAVE_NUMBA:
                     best[i] = value if lower else best[i]
                     arg[i] = np.int32(j) if lower else arg[i]
 
-    # The direct search's pass at three to eight features (four or eight padded): as
+    # The direct search's pass at three to sixteen features (4, 8, 12 or 16 padded): as
     # :func:`_pair_search`, each centroid's distances (``||c||^2`` plus each four's
-    # products: the wider shapes' accumulator, held in a register) and the running
-    # minimum in one loop over the rows; at four features the second four's
-    # coefficients and rows are zeros, never read.
+    # products: the accumulator's values, held in a register) and the running minimum in
+    # one loop over the rows.
     @numba.njit(nogil=True, cache=True, fastmath={"contract"})
     def _quad_search(  # pragma: no cover
         rows_t, coef, c_sq_norms, m, best, runner_up, arg, want_second
     ):
-        if rows_t.shape[0] == 8:
-            _quad_pass(rows_t, coef, c_sq_norms, m, best, runner_up, arg, want_second, 8)
-        else:
+        width = rows_t.shape[0]
+        if width == 4:
             _quad_pass(rows_t, coef, c_sq_norms, m, best, runner_up, arg, want_second, 4)
+        elif width == 8:
+            _quad_pass(rows_t, coef, c_sq_norms, m, best, runner_up, arg, want_second, 8)
+        elif width == 12:
+            _quad_pass(rows_t, coef, c_sq_norms, m, best, runner_up, arg, want_second, 12)
+        else:
+            _quad_pass(rows_t, coef, c_sq_norms, m, best, runner_up, arg, want_second, 16)
 
-    # _quad_search's loops for ``width`` (4 or 8) padded features: a literal at its
-    # inlined call sites, so each compiles with only the products it needs.
+    # _quad_search's loops for ``width`` padded features: a literal at its inlined call
+    # sites, so each compiles with only the fours it needs (the others' rows and
+    # coefficients name the last four, never read).
     @numba.njit(nogil=True, cache=True, fastmath={"contract"}, inline="always")
     def _quad_pass(  # pragma: no cover
         rows_t, coef, c_sq_norms, m, best, runner_up, arg, want_second, width
     ):
         inf = best.dtype.type(np.inf)
+        second_four, third_four, last_four = min(4, width - 4), min(8, width - 4), width - 4
         r0, r1, r2, r3 = rows_t[0], rows_t[1], rows_t[2], rows_t[3]
-        r4, r5, r6, r7 = rows_t[width - 4], rows_t[width - 3], rows_t[width - 2], rows_t[width - 1]
+        r4, r5 = rows_t[second_four], rows_t[second_four + 1]
+        r6, r7 = rows_t[second_four + 2], rows_t[second_four + 3]
+        r8, r9 = rows_t[third_four], rows_t[third_four + 1]
+        r10, r11 = rows_t[third_four + 2], rows_t[third_four + 3]
+        r12, r13 = rows_t[last_four], rows_t[last_four + 1]
+        r14, r15 = rows_t[last_four + 2], rows_t[last_four + 3]
         for j in range(coef.shape[0]):
             c = c_sq_norms[j]
-            c0, c1, c2, c3 = coef[j, 0], coef[j, 1], coef[j, 2], coef[j, 3]
-            c4, c5 = coef[j, width - 4], coef[j, width - 3]
-            c6, c7 = coef[j, width - 2], coef[j, width - 1]
+            cj = coef[j]
+            c0, c1, c2, c3 = cj[0], cj[1], cj[2], cj[3]
+            c4, c5 = cj[second_four], cj[second_four + 1]
+            c6, c7 = cj[second_four + 2], cj[second_four + 3]
+            c8, c9 = cj[third_four], cj[third_four + 1]
+            c10, c11 = cj[third_four + 2], cj[third_four + 3]
+            c12, c13 = cj[last_four], cj[last_four + 1]
+            c14, c15 = cj[last_four + 2], cj[last_four + 3]
+            # three copies of one loop (the first centroid, the runner-up, the minimum
+            # alone): a branch on them inside the loop kept it from vectorizing
             if j == 0:
                 for i in range(m):
                     value = c
                     value += (c0 * r0[i] + c1 * r1[i]) + (c2 * r2[i] + c3 * r3[i])
-                    if width == 8:
+                    if width >= 8:
                         value += (c4 * r4[i] + c5 * r5[i]) + (c6 * r6[i] + c7 * r7[i])
+                    if width >= 12:
+                        value += (c8 * r8[i] + c9 * r9[i]) + (c10 * r10[i] + c11 * r11[i])
+                    if width == 16:
+                        value += (c12 * r12[i] + c13 * r13[i]) + (c14 * r14[i] + c15 * r15[i])
                     best[i] = value
                     runner_up[i] = inf
                     arg[i] = 0
@@ -430,8 +456,12 @@ if HAVE_NUMBA:
                 for i in range(m):
                     value = c
                     value += (c0 * r0[i] + c1 * r1[i]) + (c2 * r2[i] + c3 * r3[i])
-                    if width == 8:
+                    if width >= 8:
                         value += (c4 * r4[i] + c5 * r5[i]) + (c6 * r6[i] + c7 * r7[i])
+                    if width >= 12:
+                        value += (c8 * r8[i] + c9 * r9[i]) + (c10 * r10[i] + c11 * r11[i])
+                    if width == 16:
+                        value += (c12 * r12[i] + c13 * r13[i]) + (c14 * r14[i] + c15 * r15[i])
                     lower = value < best[i]
                     runner_up[i] = best[i] if lower else min(runner_up[i], value)
                     best[i] = value if lower else best[i]
@@ -440,8 +470,12 @@ if HAVE_NUMBA:
                 for i in range(m):
                     value = c
                     value += (c0 * r0[i] + c1 * r1[i]) + (c2 * r2[i] + c3 * r3[i])
-                    if width == 8:
+                    if width >= 8:
                         value += (c4 * r4[i] + c5 * r5[i]) + (c6 * r6[i] + c7 * r7[i])
+                    if width >= 12:
+                        value += (c8 * r8[i] + c9 * r9[i]) + (c10 * r10[i] + c11 * r11[i])
+                    if width == 16:
+                        value += (c12 * r12[i] + c13 * r13[i]) + (c14 * r14[i] + c15 * r15[i])
                     lower = value < best[i]
                     best[i] = value if lower else best[i]
                     arg[i] = np.int32(j) if lower else arg[i]
