@@ -75,7 +75,10 @@ def test_numba_and_numpy_nearest_agree(dtype, n, d, k):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize(
     ("n", "d", "k"),
-    [(700, 1, 5), (700, 2, 5), (257, 3, 7), (1000, 17, 6), (2100, 64, 10), (1100, 40, 6)],
+    [
+        (700, 1, 5), (700, 2, 5), (257, 3, 7), (700, 12, 16), (1000, 17, 6), (2100, 64, 10),
+        (1100, 40, 6),
+    ],
 )
 @pytest.mark.parametrize("chunks", [2, 3, 5])
 def test_parallel_nearest_is_bit_identical_to_the_serial_kernel(dtype, n, d, k, chunks):
@@ -948,13 +951,15 @@ def test_direct_kernel_with_two_features_equals_the_padded_path(dtype, d, k, tie
         zeros = np.zeros((*a.shape[:-1], 3 - d), a.dtype)
         return np.ascontiguousarray(np.concatenate([a, zeros], axis=-1))
 
-    outs = []
-    for args in ((X, mean, m2c, cn, cc), (widen(X), widen(mean), widen(m2c), cn, widen(cc))):
-        out = [np.empty(len(X), np.intp), np.empty(len(X), dtype), np.empty(len(X), dtype)]
-        euclidean._nearest_direct_numba(*args, *out)
-        outs.append(out)
-    for pair, padded in zip(*outs, strict=True):
-        np.testing.assert_array_equal(pair, padded)
+    for full in (True, False):  # with the runner-up and distances, and labels only
+        outs = []
+        for args in ((X, mean, m2c, cn, cc), (widen(X), widen(mean), widen(m2c), cn, widen(cc))):
+            size = len(X) if full else 0
+            out = [np.empty(len(X), np.intp), np.empty(size, dtype), np.empty(size, dtype)]
+            euclidean._nearest_direct_numba(*args, *out)
+            outs.append(out)
+        for pair, padded in zip(*outs, strict=True):
+            np.testing.assert_array_equal(pair, padded)
 
 
 @pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
@@ -968,9 +973,10 @@ def test_direct_kernel_one_pass_equals_the_accumulator_path(dtype, d, k, ties):
     """Up to sixteen features the direct kernel takes each centroid's distances and the
     running minimum in one loop over the rows; with zero columns appended (seventeen
     features: twenty padded, the accumulator's path, a pass per four features and one
-    for the minimum) every label is the same, exact ties too.  (The exact distances sum over the
-    features in an order set by their number, so with more columns they may differ in
-    the last bits.)"""
+    for the minimum) every label is the same, exact ties too, with the runner-up and
+    without.  (The exact distances sum over the features in an order set by their
+    number, so with more columns they may differ in the last bits; the passes' own
+    values are compared bit for bit in the test after this one.)"""
     rng = np.random.default_rng(100 * d + k)
     X, mean, m2c, cn, cc, _ = _inputs(rng, 1300, d, k, dtype)
     if ties:  # rows on a grid and centroids among them: exact ties between centroids
@@ -983,18 +989,70 @@ def test_direct_kernel_one_pass_equals_the_accumulator_path(dtype, d, k, ties):
         zeros = np.zeros((*a.shape[:-1], 17 - d), a.dtype)
         return np.ascontiguousarray(np.concatenate([a, zeros], axis=-1))
 
-    outs = []
-    for args in ((X, mean, m2c, cn, cc), (widen(X), widen(mean), widen(m2c), cn, widen(cc))):
-        out = [np.empty(len(X), np.intp), np.empty(len(X), dtype), np.empty(len(X), dtype)]
-        euclidean._nearest_direct_numba(*args, *out)
-        outs.append(out)
-    (labels, mins, second), (wide_labels, wide_mins, wide_second) = outs
-    assert np.unique(labels).size >= min(k, 3)  # rows of several clusters
-    np.testing.assert_array_equal(labels, wide_labels)
-    rtol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(mins, wide_mins, rtol=rtol, atol=rtol)
-    if k > 1:
-        np.testing.assert_allclose(second, wide_second, rtol=rtol, atol=rtol * 100)
+    for full in (True, False):  # with the runner-up and distances, and labels only
+        outs = []
+        for args in ((X, mean, m2c, cn, cc), (widen(X), widen(mean), widen(m2c), cn, widen(cc))):
+            size = len(X) if full else 0
+            out = [np.empty(len(X), np.intp), np.empty(size, dtype), np.empty(size, dtype)]
+            euclidean._nearest_direct_numba(*args, *out)
+            outs.append(out)
+        (labels, mins, second), (wide_labels, wide_mins, wide_second) = outs
+        assert np.unique(labels).size >= min(k, 3)  # rows of several clusters
+        np.testing.assert_array_equal(labels, wide_labels)
+        rtol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(mins, wide_mins, rtol=rtol, atol=rtol)
+        if k > 1:
+            np.testing.assert_allclose(second, wide_second, rtol=rtol, atol=rtol * 100)
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("width", [4, 8, 12, 16])
+@pytest.mark.parametrize("k", [1, 2, 7, 40])
+@pytest.mark.parametrize("want_second", [False, True])
+def test_one_pass_loops_equal_the_accumulator_bit_for_bit(dtype, width, k, want_second):
+    """The direct search's one-pass loops (``_pair_search`` at a pair of features,
+    ``_quad_search`` at 4 to 16 padded) leave the same minimum, runner-up and argmin, bit
+    for bit, as the accumulator's loops (``_wide_search``) on the same transposed rows
+    and coefficients (zero padding included), for a full sub-block and a short one, on
+    continuous values and on a grid with exact ties."""
+    rng = np.random.default_rng(width * 100 + k)
+    sub = euclidean.SUB_BLOCK_ROWS
+    for grid in (False, True):
+        rows_t = rng.normal(size=(width, sub)) * 3
+        coef = rng.normal(size=(k, width)) * 3
+        if grid:
+            rows_t, coef = np.round(rows_t), np.round(coef) * 2
+        features = width - 1 if width > 4 else 2  # the padding: zero rows and columns
+        rows_t[features:], coef[:, features:] = 0, 0
+        rows_t, coef = rows_t.astype(dtype), coef.astype(dtype)
+        norms = (rng.random(k) * 10).astype(dtype)
+        loops = ("wide", "quad", "pair") if width == 4 else ("wide", "quad")
+        for m in (sub, 37):
+            found = []
+            for loop in loops:
+                best, runner_up = np.full(sub, np.nan, dtype), np.full(sub, np.nan, dtype)
+                arg = np.full(sub, -1, np.int32)
+                if loop == "wide":
+                    acc = np.empty(sub, dtype)
+                    euclidean._wide_search(
+                        rows_t, coef, norms, m, acc, best, runner_up, arg, want_second
+                    )
+                elif loop == "pair":
+                    euclidean._pair_search(
+                        rows_t[0], rows_t[1], coef, norms, m, best, runner_up, arg, want_second
+                    )
+                else:
+                    euclidean._quad_search(
+                        rows_t, coef, norms, m, best, runner_up, arg, want_second
+                    )
+                found.append([best[:m].view(np.uint8), arg[:m]])
+                if want_second:
+                    found[-1].append(runner_up[:m].view(np.uint8))
+            assert k == 1 or np.unique(found[0][1]).size > 1  # rows of several clusters
+            for one_pass in found[1:]:
+                for ours, accumulated in zip(one_pass, found[0], strict=True):
+                    np.testing.assert_array_equal(ours, accumulated)
 
 
 def test_the_direct_kernel_is_chosen_by_shape_only():

@@ -51,8 +51,11 @@ PRODUCT_EIGHTH_MIN_FEATURES = 96
 PRODUCT_SMALL_MAX_WORK = 1_000_000
 #: A block splits its rows between numba's threads only for at least this much work
 #: (rows x k x max(d, 4), an estimate: at one or two features the direct kernel's
-#: products are halved, its other per-row work is not): waking them costs about 20 us,
-#: more than a smaller search takes on one thread.
+#: products are halved, its other per-row work is not).  A launch of numba's team
+#: (OpenMP layer, inside a fit's BLAS hold) takes 2-3 us; a search call on 2000 rows
+#: gained 1-5 us from two threads between 2^15 and 2^16, but per Lloyd iteration half
+#: this threshold was no faster (2000 x 2, k=3 and 8; 2000 x 8, k=3; 3000-4000 rows:
+#: 43-60 us either way), so it stays.
 PARALLEL_MIN_WORK = 1 << 16
 
 
@@ -61,10 +64,11 @@ def direct_pays(n_features: int, n_clusters: int) -> bool:
 
     Decided by the shape of the centroids only (never by the number of rows or threads),
     so that a fit's labels do not depend on how its data is split.  Measured here (per
-    call on 25k rows, float64, against the product kernel): 0.67-0.9x the time at 2-4
-    features (k 3 to 128), 0.8-0.96x at 8 features.  From 9 to 16 features, with the
-    distances and the minimum in one loop (search and the mean's sums, one thread,
-    20000 and 200000 rows): 0.78-1.01x at k=8, 0.81-1.00x at k=12 and 16, but
+    call on 25k rows, float64, against the product kernel, before the distances and the
+    minimum shared one loop, which made the direct kernel faster still): 0.67-0.9x the
+    time at 2-4 features (k 3 to 128), 0.8-0.96x at 8 features.  From 9 to 16 features,
+    with the distances and the minimum in one loop (search and the mean's sums, one
+    thread, 20000 and 200000 rows): 0.78-1.01x at k=8, 0.81-1.00x at k=12 and 16, but
     0.86-1.10x at k=24 and 32 and up to 1.14x at k=48, so 16 clusters at most.
     """
     if n_features <= DIRECT_MAX_FEATURES:
@@ -238,7 +242,7 @@ if HAVE_NUMBA:
     # gives it) a centroid's distances and the running minimum take one loop over the
     # rows (:func:`_pair_search`, :func:`_quad_search`); above, a loop per four features
     # into an accumulator, then one for the minimum (:func:`_wide_search`).  Both give
-    # the same values, bit for bit, and the one loop took 0.65-0.8x the time per search
+    # the same values, bit for bit, and the one loop took 0.67-0.84x the time per search
     # at two features (200000 rows, one thread, k 3 to 32: its rows transposed without a
     # loop over features, :func:`_pair_rows`), 0.84-0.92x at eight (float64, k 8 to 32;
     # level at k=3) and 0.91x at sixteen (k=8).  The centroids are
@@ -306,9 +310,9 @@ if HAVE_NUMBA:
             _add_rows(X, sample_weight, start, m, arg, group_rows, group_sums, group_weights)
 
     # The direct search's passes from seventeen features (shapes the search gives the
-    # product kernel; the kernel itself takes any): per centroid, its distances
-    # accumulated four features at a time in ``acc``, then the running minimum (and
-    # runner-up) taken from them.
+    # product kernel, but the kernel takes any; the tests' reference for the one-pass
+    # loops): per centroid, its distances accumulated four features at a time in
+    # ``acc``, then the running minimum (and runner-up) taken from them.
     @numba.njit(nogil=True, cache=True, fastmath={"contract"})
     def _wide_search(  # pragma: no cover
         rows_t, coef, c_sq_norms, m, acc, best, runner_up, arg, want_second
@@ -345,7 +349,7 @@ if HAVE_NUMBA:
     # The rows of a sub-block at one or two features, centered and transposed into the
     # first rows of ``rows_t`` (one loop over the rows, each feature's mean held: the
     # values of the general transposition, without its loop over features).
-    @numba.njit(nogil=True, cache=True)
+    @numba.njit(nogil=True, cache=True, fastmath=False)
     def _pair_rows(X, mean, start, m, r0, r1):  # pragma: no cover
         m0 = mean[0]
         if X.shape[1] == 2:
@@ -408,77 +412,78 @@ if HAVE_NUMBA:
             _quad_pass(rows_t, coef, c_sq_norms, m, best, runner_up, arg, want_second, 8)
         elif width == 12:
             _quad_pass(rows_t, coef, c_sq_norms, m, best, runner_up, arg, want_second, 12)
-        else:
+        elif width == 16:
             _quad_pass(rows_t, coef, c_sq_norms, m, best, runner_up, arg, want_second, 16)
+        else:  # wider rows take the accumulator (_wide_search): never drop features
+            raise ValueError("the one-pass search takes 4, 8, 12 or 16 padded features")
 
     # _quad_search's loops for ``width`` padded features: a literal at its inlined call
-    # sites, so each compiles with only the fours it needs (the others' rows and
-    # coefficients name the last four, never read).
+    # sites, so each compiles with only the fours it needs (:func:`_fours`).  Three
+    # copies of the loop (the first centroid, with the runner-up, the minimum alone): a
+    # branch between them inside the loop kept it from vectorizing.  The minimum's
+    # update is written out in each loop, as in the other searches: an inlined helper
+    # for it made the loops with the runner-up 2.5-4x slower.
     @numba.njit(nogil=True, cache=True, fastmath={"contract"}, inline="always")
     def _quad_pass(  # pragma: no cover
         rows_t, coef, c_sq_norms, m, best, runner_up, arg, want_second, width
     ):
         inf = best.dtype.type(np.inf)
-        second_four, third_four, last_four = min(4, width - 4), min(8, width - 4), width - 4
-        r0, r1, r2, r3 = rows_t[0], rows_t[1], rows_t[2], rows_t[3]
-        r4, r5 = rows_t[second_four], rows_t[second_four + 1]
-        r6, r7 = rows_t[second_four + 2], rows_t[second_four + 3]
-        r8, r9 = rows_t[third_four], rows_t[third_four + 1]
-        r10, r11 = rows_t[third_four + 2], rows_t[third_four + 3]
-        r12, r13 = rows_t[last_four], rows_t[last_four + 1]
-        r14, r15 = rows_t[last_four + 2], rows_t[last_four + 3]
+        rows = _four_rows(rows_t, width)
         for j in range(coef.shape[0]):
-            c = c_sq_norms[j]
-            cj = coef[j]
-            c0, c1, c2, c3 = cj[0], cj[1], cj[2], cj[3]
-            c4, c5 = cj[second_four], cj[second_four + 1]
-            c6, c7 = cj[second_four + 2], cj[second_four + 3]
-            c8, c9 = cj[third_four], cj[third_four + 1]
-            c10, c11 = cj[third_four + 2], cj[third_four + 3]
-            c12, c13 = cj[last_four], cj[last_four + 1]
-            c14, c15 = cj[last_four + 2], cj[last_four + 3]
-            # three copies of one loop (the first centroid, the runner-up, the minimum
-            # alone): a branch on them inside the loop kept it from vectorizing
+            c, cj = c_sq_norms[j], _four_rows(coef[j], width)
             if j == 0:
                 for i in range(m):
-                    value = c
-                    value += (c0 * r0[i] + c1 * r1[i]) + (c2 * r2[i] + c3 * r3[i])
-                    if width >= 8:
-                        value += (c4 * r4[i] + c5 * r5[i]) + (c6 * r6[i] + c7 * r7[i])
-                    if width >= 12:
-                        value += (c8 * r8[i] + c9 * r9[i]) + (c10 * r10[i] + c11 * r11[i])
-                    if width == 16:
-                        value += (c12 * r12[i] + c13 * r13[i]) + (c14 * r14[i] + c15 * r15[i])
-                    best[i] = value
+                    best[i] = _fours(c, cj, rows, i, width)
                     runner_up[i] = inf
                     arg[i] = 0
             elif want_second:
                 for i in range(m):
-                    value = c
-                    value += (c0 * r0[i] + c1 * r1[i]) + (c2 * r2[i] + c3 * r3[i])
-                    if width >= 8:
-                        value += (c4 * r4[i] + c5 * r5[i]) + (c6 * r6[i] + c7 * r7[i])
-                    if width >= 12:
-                        value += (c8 * r8[i] + c9 * r9[i]) + (c10 * r10[i] + c11 * r11[i])
-                    if width == 16:
-                        value += (c12 * r12[i] + c13 * r13[i]) + (c14 * r14[i] + c15 * r15[i])
+                    value = _fours(c, cj, rows, i, width)
                     lower = value < best[i]
                     runner_up[i] = best[i] if lower else min(runner_up[i], value)
                     best[i] = value if lower else best[i]
                     arg[i] = np.int32(j) if lower else arg[i]
             else:
                 for i in range(m):
-                    value = c
-                    value += (c0 * r0[i] + c1 * r1[i]) + (c2 * r2[i] + c3 * r3[i])
-                    if width >= 8:
-                        value += (c4 * r4[i] + c5 * r5[i]) + (c6 * r6[i] + c7 * r7[i])
-                    if width >= 12:
-                        value += (c8 * r8[i] + c9 * r9[i]) + (c10 * r10[i] + c11 * r11[i])
-                    if width == 16:
-                        value += (c12 * r12[i] + c13 * r13[i]) + (c14 * r14[i] + c15 * r15[i])
+                    value = _fours(c, cj, rows, i, width)
                     lower = value < best[i]
                     best[i] = value if lower else best[i]
                     arg[i] = np.int32(j) if lower else arg[i]
+
+    # The sixteen entries (rows of ``rows_t``, or a centroid's coefficients) the fours
+    # of ``width`` features read, as a tuple: those past ``width`` name the last four,
+    # never read.
+    @numba.njit(nogil=True, cache=True, inline="always")
+    def _four_rows(a, width):  # pragma: no cover
+        second, third, last = min(4, width - 4), min(8, width - 4), width - 4
+        return (
+            a[0], a[1], a[2], a[3],
+            a[second], a[second + 1], a[second + 2], a[second + 3],
+            a[third], a[third + 1], a[third + 2], a[third + 3],
+            a[last], a[last + 1], a[last + 2], a[last + 3],
+        )
+
+    # ``||c||^2 - 2 x.c`` of row ``i`` from its fours: ``c`` plus each four's products,
+    # ``(c0 x0 + c1 x1) + (c2 x2 + c3 x3)``, in order (the accumulator's operations).
+    @numba.njit(nogil=True, cache=True, fastmath={"contract"}, inline="always")
+    def _fours(c, cj, rows, i, width):  # pragma: no cover
+        value = c
+        value += (cj[0] * rows[0][i] + cj[1] * rows[1][i]) + (
+            cj[2] * rows[2][i] + cj[3] * rows[3][i]
+        )
+        if width >= 8:
+            value += (cj[4] * rows[4][i] + cj[5] * rows[5][i]) + (
+                cj[6] * rows[6][i] + cj[7] * rows[7][i]
+            )
+        if width >= 12:
+            value += (cj[8] * rows[8][i] + cj[9] * rows[9][i]) + (
+                cj[10] * rows[10][i] + cj[11] * rows[11][i]
+            )
+        if width == 16:
+            value += (cj[12] * rows[12][i] + cj[13] * rows[13][i]) + (
+                cj[14] * rows[14][i] + cj[15] * rows[15][i]
+            )
+        return value
 
     # The exact squared distance of each row to its chosen centroid, from the row as
     # stored (contiguous, still in cache; no gather from the transposed copy): a sum over
