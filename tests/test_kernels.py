@@ -938,28 +938,38 @@ def test_direct_nearest_kernel_agrees_with_the_product_and_brute_force(dtype, n,
 def test_direct_kernel_with_two_features_equals_the_padded_path(dtype, d, k, ties):
     """At one or two features the direct kernel multiplies one pair of features; with
     zero columns appended (three features: the padded path of four) every label,
-    distance and runner-up distance is the same bit for bit."""
-    rng = np.random.default_rng(10 * d + k)
-    X, mean, m2c, cn, cc, _ = _inputs(rng, 1100, d, k, dtype)
-    if ties:  # rows on a grid and centroids among them: exact ties between centroids
+    distance and runner-up distance is the same bit for bit, and so are the labels of a
+    labels-only search."""
+    for pair, padded in _direct_and_widened(10 * d + k, 1100, d, k, dtype, ties, 3):
+        for ours, theirs in zip(pair, padded, strict=True):
+            np.testing.assert_array_equal(ours, theirs)
+
+
+def _direct_and_widened(seed, n, d, k, dtype, ties, width):
+    """The direct kernel's ``(labels, mins, second)`` on ``n`` x ``d`` data and on the
+    same data with zero columns appended up to ``width`` features, with the runner-up
+    and distances, then labels only (empty mins and second); with ``ties``, rows on a
+    grid and centroids among them (exact ties between centroids)."""
+    rng = np.random.default_rng(seed)
+    X, mean, m2c, cn, cc, _ = _inputs(rng, n, d, k, dtype)
+    if ties:
         X = np.round(X).astype(dtype)
         mean = X.mean(axis=0)
         cc = (X[rng.choice(len(X), size=k)] - mean).astype(dtype)
         m2c, cn = np.ascontiguousarray(cc * -2), np.einsum("ij,ij->i", cc, cc)
 
-    def widen(a):  # (..., d) -> (..., 3), the new columns zero
-        zeros = np.zeros((*a.shape[:-1], 3 - d), a.dtype)
+    def widen(a):  # (..., d) -> (..., width), the new columns zero
+        zeros = np.zeros((*a.shape[:-1], width - d), a.dtype)
         return np.ascontiguousarray(np.concatenate([a, zeros], axis=-1))
 
-    for full in (True, False):  # with the runner-up and distances, and labels only
+    for full in (True, False):
         outs = []
         for args in ((X, mean, m2c, cn, cc), (widen(X), widen(mean), widen(m2c), cn, widen(cc))):
             size = len(X) if full else 0
             out = [np.empty(len(X), np.intp), np.empty(size, dtype), np.empty(size, dtype)]
             euclidean._nearest_direct_numba(*args, *out)
             outs.append(out)
-        for pair, padded in zip(*outs, strict=True):
-            np.testing.assert_array_equal(pair, padded)
+        yield outs
 
 
 @pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
@@ -977,32 +987,14 @@ def test_direct_kernel_one_pass_equals_the_accumulator_path(dtype, d, k, ties):
     without.  (The exact distances sum over the features in an order set by their
     number, so with more columns they may differ in the last bits; the passes' own
     values are compared bit for bit in the test after this one.)"""
-    rng = np.random.default_rng(100 * d + k)
-    X, mean, m2c, cn, cc, _ = _inputs(rng, 1300, d, k, dtype)
-    if ties:  # rows on a grid and centroids among them: exact ties between centroids
-        X = np.round(X).astype(dtype)
-        mean = X.mean(axis=0)
-        cc = (X[rng.choice(len(X), size=k)] - mean).astype(dtype)
-        m2c, cn = np.ascontiguousarray(cc * -2), np.einsum("ij,ij->i", cc, cc)
-
-    def widen(a):  # (..., d) -> (..., 17), the new columns zero
-        zeros = np.zeros((*a.shape[:-1], 17 - d), a.dtype)
-        return np.ascontiguousarray(np.concatenate([a, zeros], axis=-1))
-
-    for full in (True, False):  # with the runner-up and distances, and labels only
-        outs = []
-        for args in ((X, mean, m2c, cn, cc), (widen(X), widen(mean), widen(m2c), cn, widen(cc))):
-            size = len(X) if full else 0
-            out = [np.empty(len(X), np.intp), np.empty(size, dtype), np.empty(size, dtype)]
-            euclidean._nearest_direct_numba(*args, *out)
-            outs.append(out)
-        (labels, mins, second), (wide_labels, wide_mins, wide_second) = outs
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    runs = _direct_and_widened(100 * d + k, 1300, d, k, dtype, ties, 17)
+    for (labels, mins, second), wide in runs:
         assert np.unique(labels).size >= min(k, 3)  # rows of several clusters
-        np.testing.assert_array_equal(labels, wide_labels)
-        rtol = 1e-5 if dtype == np.float32 else 1e-12
-        np.testing.assert_allclose(mins, wide_mins, rtol=rtol, atol=rtol)
+        np.testing.assert_array_equal(labels, wide[0])
+        np.testing.assert_allclose(mins, wide[1], rtol=rtol, atol=rtol)
         if k > 1:
-            np.testing.assert_allclose(second, wide_second, rtol=rtol, atol=rtol * 100)
+            np.testing.assert_allclose(second, wide[2], rtol=rtol, atol=rtol * 100)
 
 
 @pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
