@@ -245,13 +245,13 @@ if HAVE_NUMBA:
     # the same values, bit for bit, and the one loop took 0.67-0.84x the time per search
     # at two features (200000 rows, one thread, k 3 to 32: its rows transposed without a
     # loop over features, :func:`_pair_rows`), 0.84-0.92x at eight (float64, k 8 to 32;
-    # level at k=3) and 0.91x at sixteen (k=8).  The centroids are
-    # compared by the product's form, as scikit-learn compares them, so that exact ties
-    # (duplicated samples, data on a grid) go the same way; the exact distance to the
-    # chosen centroid follows (:func:`_exact_rows`; skipped when ``mins`` is empty).
-    # The order of operations depends on the shape only, so the labels do not depend on
-    # the blocking or the number of threads (no reassociation: a row's sums are the same
-    # in the vectorized loop and its remainder).
+    # level at k=3) and 0.91x at sixteen (k=8).  The centroids are compared by the
+    # product's form, as scikit-learn compares them, so that exact ties (duplicated
+    # samples, data on a grid) go the same way; the exact distance to the chosen
+    # centroid follows (:func:`_exact_rows`; skipped when ``mins`` is empty).  The order
+    # of operations depends on the shape only, so the labels do not depend on the
+    # blocking or the number of threads (no reassociation: a row's sums are the same in
+    # the vectorized loop and its remainder).
     @numba.njit(nogil=True, cache=True)
     def _nearest_direct_numba(  # pragma: no cover
         X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second
