@@ -737,6 +737,55 @@ def test_kmeans_plus_plus_in_one_call_only_where_it_stands_for_the_hooks():
         assert steps_ is None
 
 
+def test_kmeans_plus_plus_steps_lower_costs_in_place_as_returned(monkeypatch):
+    """Over several blocks each greedy k-means++ step lowers every sample's cost per
+    candidate: in-process tasks write their rows straight into the step's buffer, tasks
+    under another executor return theirs. Both give the same potentials and lowered
+    costs bit for bit and the same centroids; one block the same lowered costs (the
+    potentials add the blocks' partial sums, so only to rounding)."""
+    from kmeansfw.engine.executors import PickleShuffleExecutor
+    from kmeansfw.strategies import init
+    from kmeansfw.strategies.init import _candidate_potentials
+
+    X = make_blobs(3000, n_features=6, centers=5, random_state=7)[0]
+    w = np.random.default_rng(1).random(3000)
+    hooks = plugins.build(Config(n_clusters=5).build_strategies())
+    closest = np.random.default_rng(2).random(3000) * 50
+    points = X[[3, 500, 1700, 2999]]
+    found = []
+    for executor in (None, PickleShuffleExecutor(seed=3)):
+        data = engine.setup(hooks, FitData.build(X, w, n_clusters=5, executor=executor))
+        blocks = data.replan(4, memory_budget=20_000)
+        assert blocks.single_block is None and len(blocks.tasks) > 1
+        total, lowered = _candidate_potentials(hooks, blocks, points, closest)
+        found.append((total, lowered))
+    one = engine.setup(hooks, FitData.build(X, w, n_clusters=5))
+    found.append(_candidate_potentials(hooks, one, points, closest))
+    (total, lowered), (copied_total, copied_lowered), (one_total, one_lowered) = found
+    np.testing.assert_array_equal(copied_total.view(np.uint8), total.view(np.uint8))
+    np.testing.assert_array_equal(copied_lowered.view(np.uint8), lowered.view(np.uint8))
+    np.testing.assert_array_equal(one_lowered.view(np.uint8), lowered.view(np.uint8))
+    np.testing.assert_allclose(one_total, total, rtol=1e-12)
+    costs = cdist(X, points, "sqeuclidean")
+    np.testing.assert_allclose(lowered, np.minimum(costs, closest[:, None]), rtol=1e-9, atol=1e-9)
+    # whole fits whose k-means++ steps run over several blocks (the step-by-step path)
+    calls = []
+    monkeypatch.setattr(init, "_candidate_potentials", _counting(calls, _candidate_potentials))
+    params = dict(init="k-means++", max_iter=1, random_state=5, memory_budget_mb=0.02)
+    base = KMeans(5, **params).fit(X)
+    copied = KMeans(5, executor=PickleShuffleExecutor(), **params).fit(X)
+    assert len(calls) == 8  # four steps each
+    np.testing.assert_array_equal(copied.cluster_centers_, base.cluster_centers_)
+
+
+def _counting(calls, fn):
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return fn(*args, **kwargs)
+
+    return counted
+
+
 def test_kmeans_plus_plus_uses_the_cost_matrix_only_where_it_pays():
     import scipy.sparse as sp
 

@@ -200,24 +200,31 @@ def _candidate_potentials(
     shape = (data.n_samples, candidates.shape[0])
     keep = shape[0] * shape[1] * data.dtype.itemsize <= KEEP_COSTS_BYTES
     lowered = np.empty(shape, dtype=data.dtype) if keep else None
+    # in-process tasks lower their rows' costs straight into ``lowered`` (the rows of two
+    # tasks never overlap); tasks under another executor return theirs (and do not
+    # carry the buffer: a pickled task takes what it refers to along)
+    target = lowered if data.executor is None else None
 
     def run_task(task: list[slice]) -> tuple[np.ndarray, np.ndarray | None]:
         total = np.zeros(candidates.shape[0], dtype=np.float64)
         costs = []
         for rows in task:
             cost = steps.block_matrix(hook, "kmeansfw_cost", data, rows, candidates, cache)
-            np.minimum(cost, closest[rows, None], out=cost)
+            if target is not None:
+                cost = np.minimum(cost, closest[rows, None], out=target[rows])
+            else:
+                np.minimum(cost, closest[rows, None], out=cost)
+                if keep:
+                    costs.append(cost)
             total += sw[rows] @ cost
-            if keep:
-                costs.append(cost)
-        return total, (np.concatenate(costs) if keep else None)
+        return total, (np.concatenate(costs) if costs else None)
 
     parts = map_tasks(data, run_task)
     total = parts[0][0]
     for task, (part, costs) in zip(data.tasks, parts, strict=True):
         if part is not total:  # in row order, whatever the executor
             total = total + part
-        if lowered is not None:
+        if costs is not None and lowered is not None:
             lowered[task_rows(task)] = costs
     return total, lowered
 
