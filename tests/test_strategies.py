@@ -739,41 +739,65 @@ def test_kmeans_plus_plus_in_one_call_only_where_it_stands_for_the_hooks():
 
 def test_kmeans_plus_plus_steps_lower_costs_in_place_as_returned(monkeypatch):
     """Over several blocks each greedy k-means++ step lowers every sample's cost per
-    candidate: in-process tasks write their rows straight into the step's buffer, tasks
-    under another executor return theirs. Both give the same potentials and lowered
-    costs bit for bit and the same centroids; one block the same lowered costs (the
-    potentials add the blocks' partial sums, so only to rounding)."""
-    from kmeansfw.engine.executors import PickleShuffleExecutor
+    candidate: tasks without an executor (inline, or on worker threads with several
+    blocks each) write their rows straight into the step's buffer and return no costs;
+    tasks under another executor return theirs. Both give the same potentials and
+    lowered costs bit for bit and the same centroids; one block the same lowered costs
+    (its potentials add other partial sums, so only to rounding)."""
+    import attrs
+
+    from kmeansfw.engine.executors import PickleShuffleExecutor, is_small
     from kmeansfw.strategies import init
     from kmeansfw.strategies.init import _candidate_potentials
 
-    X = make_blobs(3000, n_features=6, centers=5, random_state=7)[0]
-    w = np.random.default_rng(1).random(3000)
+    returned = []  # per call: whether the tasks handed back their lowered costs
+
+    def spied_map(data, fn):
+        parts = map_tasks(data, fn)
+        returned.append([costs is not None for _, costs in parts])
+        return parts
+
+    map_tasks = init.map_tasks
+    monkeypatch.setattr(init, "map_tasks", spied_map)
+    X = make_blobs(30000, n_features=6, centers=5, random_state=7)[0]
+    w = np.random.default_rng(1).random(len(X))
     hooks = plugins.build(Config(n_clusters=5).build_strategies())
-    closest = np.random.default_rng(2).random(3000) * 50
-    points = X[[3, 500, 1700, 2999]]
-    found = []
-    for executor in (None, PickleShuffleExecutor(seed=3)):
+    closest = np.random.default_rng(2).random(len(X)) * 50
+    points = X[[3, 500, 17000, 29999]]
+
+    def plan(executor, workers=False):
         data = engine.setup(hooks, FitData.build(X, w, n_clusters=5, executor=executor))
-        blocks = data.replan(4, memory_budget=20_000)
+        blocks = data.replan(4, memory_budget=2_000)
+        if workers:  # worker threads, several blocks a task
+            blocks = attrs.evolve(blocks, inline=False)
+            assert not is_small(blocks) and max(map(len, blocks.tasks)) > 1
         assert blocks.single_block is None and len(blocks.tasks) > 1
-        total, lowered = _candidate_potentials(hooks, blocks, points, closest)
-        found.append((total, lowered))
-    one = engine.setup(hooks, FitData.build(X, w, n_clusters=5))
-    found.append(_candidate_potentials(hooks, one, points, closest))
-    (total, lowered), (copied_total, copied_lowered), (one_total, one_lowered) = found
-    np.testing.assert_array_equal(copied_total.view(np.uint8), total.view(np.uint8))
-    np.testing.assert_array_equal(copied_lowered.view(np.uint8), lowered.view(np.uint8))
-    np.testing.assert_array_equal(one_lowered.view(np.uint8), lowered.view(np.uint8))
-    np.testing.assert_allclose(one_total, total, rtol=1e-12)
+        return blocks
+
+    found = {}
+    for name, data in (
+        ("inline", plan(None)),
+        ("workers", plan(None, workers=True)),
+        ("pickled", plan(PickleShuffleExecutor(seed=3))),
+        ("one block", engine.setup(hooks, FitData.build(X, w, n_clusters=5))),
+    ):
+        found[name] = _candidate_potentials(hooks, data, points, closest)
+        if name != "one block":
+            assert set(returned[-1]) == {name == "pickled"}  # in place, or handed back
+    total, lowered = found["pickled"]
+    for name in ("inline", "workers"):
+        np.testing.assert_array_equal(found[name][0].view(np.uint8), total.view(np.uint8))
+        np.testing.assert_array_equal(found[name][1].view(np.uint8), lowered.view(np.uint8))
+    np.testing.assert_array_equal(found["one block"][1].view(np.uint8), lowered.view(np.uint8))
+    np.testing.assert_allclose(found["one block"][0], total, rtol=1e-12)
     costs = cdist(X, points, "sqeuclidean")
     np.testing.assert_allclose(lowered, np.minimum(costs, closest[:, None]), rtol=1e-9, atol=1e-9)
     # whole fits whose k-means++ steps run over several blocks (the step-by-step path)
     calls = []
     monkeypatch.setattr(init, "_candidate_potentials", _counting(calls, _candidate_potentials))
     params = dict(init="k-means++", max_iter=1, random_state=5, memory_budget_mb=0.02)
-    base = KMeans(5, **params).fit(X)
-    copied = KMeans(5, executor=PickleShuffleExecutor(), **params).fit(X)
+    base = KMeans(5, **params).fit(X[:3000])
+    copied = KMeans(5, executor=PickleShuffleExecutor(), **params).fit(X[:3000])
     assert len(calls) == 8  # four steps each
     np.testing.assert_array_equal(copied.cluster_centers_, base.cluster_centers_)
 
