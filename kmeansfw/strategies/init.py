@@ -200,9 +200,10 @@ def _candidate_potentials(
     shape = (data.n_samples, candidates.shape[0])
     keep = shape[0] * shape[1] * data.dtype.itemsize <= KEEP_COSTS_BYTES
     lowered = np.empty(shape, dtype=data.dtype) if keep else None
-    # in-process tasks lower their rows' costs straight into ``lowered`` (the rows of two
-    # tasks never overlap); tasks under another executor return theirs (and do not
-    # carry the buffer: a pickled task takes what it refers to along)
+    # tasks without an executor (inline, or on kmeansfw's worker threads) lower their
+    # rows' costs straight into ``lowered`` (the rows of two tasks never overlap); tasks
+    # under an executor return theirs (and do not carry the buffer: a pickled task takes
+    # what it refers to along)
     target = lowered if data.executor is None else None
 
     def run_task(task: list[slice]) -> tuple[np.ndarray, np.ndarray | None]:
