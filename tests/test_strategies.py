@@ -908,8 +908,11 @@ def test_euclidean_compares_centered_data_on_the_origin():
     assert not centered_already(shifted, shifted.mean(axis=0))
     shifted = normal + edge * 0.85
     assert centered_already(shifted, shifted.mean(axis=0))
-    single = normal.astype(np.float32)  # float32 is always centered: too coarse a rounding
+    single = normal.astype(np.float32)  # float32 takes the same rule
+    assert centered_already(single, single.mean(axis=0))
+    single = (normal + 1.0).astype(np.float32)
     assert not centered_already(single, single.mean(axis=0))
+    assert not centered_already(normal.astype(np.int64), np.zeros(16))  # not a float dtype
     # a tight bulk far from the origin, passed off as centered by a few far rows on
     # average (float32 swapped about half its labels that way): the median sees the bulk
     rng = np.random.default_rng(9)
@@ -920,6 +923,8 @@ def test_euclidean_compares_centered_data_on_the_origin():
         ORIGIN_MAX_OFFSET
     )  # the mean test would pass it
     assert not centered_already(bulk, bulk.mean(axis=0))
+    bulk = bulk.astype(np.float32)  # on the origin, float32 would swap about half its labels
+    assert not centered_already(bulk, bulk.astype(np.float64).mean(axis=0))
     assert not centered_already([[0.0, 1.0]], np.zeros(2))  # not an array: the mean
     huge = np.full((4, 2), 1e300)
     huge[::2] *= -1
@@ -936,6 +941,40 @@ def test_euclidean_compares_centered_data_on_the_origin():
     np.testing.assert_array_equal(fit.predict(scaled), fit.labels_)
     raw = KMeans(10, init=digits[:10].copy(), n_init=1).fit(digits)
     assert raw.fitted_state_["euclidean.at_origin"] is False
+
+
+def test_float32_centered_data_compared_on_the_origin_as_scikit_learn_and_exact():
+    # float32 data centered already is compared on the origin, as float64 is: the same
+    # labels, inertia and iterations as scikit-learn (which centers a copy), and labels
+    # of the exact float64 distances except where two centroids are within rounding
+    from sklearn.datasets import load_digits
+    from sklearn.preprocessing import StandardScaler
+
+    scaled = StandardScaler().fit_transform(load_digits().data).astype(np.float32)
+    init = scaled[:10].copy()
+    fit = KMeans(10, init=init, n_init=1, tol=0).fit(scaled)
+    assert fit.fitted_state_["euclidean.at_origin"] is True
+    np.testing.assert_allclose(
+        fit.fitted_state_["euclidean.mean"], scaled.mean(axis=0), rtol=1e-5, atol=1e-6
+    )  # the mean is kept, the rows compared on the origin
+    reference = SkKMeans(10, init=init, n_init=1, tol=0).fit(scaled)
+    np.testing.assert_array_equal(fit.labels_, reference.labels_)
+    assert fit.inertia_ == pytest.approx(reference.inertia_, rel=1e-5)
+    assert fit.n_iter_ == reference.n_iter_
+    np.testing.assert_array_equal(fit.predict(scaled), fit.labels_)
+
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((30_000, 48)).astype(np.float32)
+    model = KMeans(8, init=X[:8].copy(), n_init=1, max_iter=3).fit(X)
+    assert model.fitted_state_["euclidean.at_origin"] is True
+    centres = model.cluster_centers_.astype(np.float64)
+    exact = ((X.astype(np.float64)[:, None, :] - centres[None]) ** 2).sum(axis=2)
+    ordered = np.sort(exact, axis=1)
+    clear = ordered[:, 1] - ordered[:, 0] > 1e-5 * ordered[:, 0]  # not within rounding
+    assert clear.mean() > 0.99
+    labels = model.predict(X)
+    np.testing.assert_array_equal(labels[clear], exact.argmin(axis=1)[clear])
+    np.testing.assert_array_equal(model.labels_[clear], labels[clear])
 
 
 def test_a_fitted_state_without_the_origin_choice_keeps_the_mean():

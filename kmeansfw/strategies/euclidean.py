@@ -4,9 +4,9 @@ As scikit-learn does, distances are computed on data centered on its mean, which
 ``||x||^2 - 2 x.c + ||c||^2`` accurate: each block is centered on the fly, with no
 centered copy of the data (the one exception: :meth:`Euclidean.plusplus_steps`, greedy
 k-means++ on one small block, centers a copy once for all its steps); sparse CSR data is
-used uncentered, as scikit-learn does, and so is dense float64 data whose mean is
-already near the origin (:func:`centered_already`: standardized features, say), where
-centering would change little of the rounding and costs a copy of every block.  Squared distances
+used uncentered, as scikit-learn does, and so is dense data whose mean is already near
+the origin (:func:`centered_already`: standardized features, say), where centering would
+change little of the rounding and costs a copy of every block.  Squared distances
 take one matrix product per block; the mean is computed
 once per data set, the centroid norms once per centroid set.  The
 nearest-centroid search (:func:`kmeansfw.kernels.nearest_sq_euclidean`) compares
@@ -43,15 +43,21 @@ _NORMS_DONE = "euclidean.centered_sq_norms.blocks"
 _COST_SHIFT = "euclidean.cost_shift"
 
 
-#: Dense float64 data is compared on the origin instead of its mean when the mean's
-#: squared norm is at most this fraction of the median of the rows' squared distances to
-#: the mean: the data is centered already (standardized features, say), most rows' norms
-#: are then at most sqrt(1 + 1/64), 1.008 times their norms about the mean, and the
-#: products read X as it is, without a centered copy of each block (per Lloyd iteration on
-#: standard normal data about 0.85-0.9x the time at k=3 and 64-256 features, 0.9-0.95x at
-#: k=8, level at k=32).  A row far from the origin next to a tight cluster near the mean
-#: keeps more rounding than centered; in float64 that is at most about 1e-16 times its
-#: squared norm, in float32 (6e-8) it could swap labels, so float32 is always centered.
+#: Dense data is compared on the origin instead of its mean when the mean's squared norm
+#: is at most this fraction of the median of the rows' squared distances to the mean: the
+#: data is centered already (standardized features, say), most rows' norms are then at
+#: most sqrt(1 + 1/64), 1.008 times their norms about the mean, and the products read X
+#: as it is, without a centered copy of each block (per Lloyd iteration on standard
+#: normal data, float64: about 0.85-0.9x the time at k=3 and 64-256 features, 0.9-0.95x
+#: at k=8, level at k=32; float32: 0.79-0.93x at 20000-1000000 rows, 32-256 features and
+#: k=3-8).  The rounding of ``||c||^2 - 2 x.c`` grows with the norms of x and c, so
+#: centering favours a tight cluster at the mean and the origin one at the origin, by
+#: the same amount: in float32, a cluster of radius 1e-4 (the spread being 1) and 20000
+#: of 120000 rows, with four of the eight centroids in it, lost 1272 labels to the
+#: rounding compared on the origin and 4 centered when it sat at the mean (the mean near
+#: this rule's edge), 0 and 1964 when it sat at the origin; standard normal data lost
+#: none either way (100000 x 64, k=8).  So the rule holds for float32 as for float64
+#: (where the rounding is 5e8 times finer).
 ORIGIN_MAX_OFFSET = 1 / 64
 #: ... judged on at most this many rows evenly spaced through the data (and at most
 #: :data:`ORIGIN_SAMPLE_VALUES` values).
@@ -62,12 +68,12 @@ ORIGIN_SAMPLE_VALUES = 1 << 20
 def centered_already(X: Any, mean: np.ndarray) -> bool:
     """Whether dense data is compared on the origin rather than on its mean ``mean``.
 
-    True for float64 data when ``||mean||^2 <= ORIGIN_MAX_OFFSET`` times the median of
-    ``||x - mean||^2`` over at most :data:`ORIGIN_SAMPLE_ROWS` rows taken at an even step
-    through ``X`` (``X[::step]``: a NumPy array, a file map, or a Dask driver's stream of
-    rows, which fetches just those rows; the median, so that a few far rows do not pass
-    off a tight bulk far from the origin as centered).  False for float32 data (its
-    rounding is too coarse to give up centering) and for anything without a 2-D shape.
+    True for float64 and float32 data when ``||mean||^2 <= ORIGIN_MAX_OFFSET`` times the
+    median of ``||x - mean||^2`` over at most :data:`ORIGIN_SAMPLE_ROWS` rows taken at an
+    even step through ``X`` (``X[::step]``: a NumPy array, a file map, or a Dask driver's
+    stream of rows, which fetches just those rows; the median, so that a few far rows do
+    not pass off a tight bulk far from the origin as centered).  False for other dtypes
+    and for anything without a 2-D shape.
     Decided once, when the distance learns the data, and kept in the fitted state, so
     that every data set the model then sees is compared on the same origin.
 
@@ -83,7 +89,7 @@ def centered_already(X: Any, mean: np.ndarray) -> bool:
     shape = getattr(X, "shape", None)
     if shape is None or len(shape) != 2 or shape[0] == 0 or is_sparse(X):
         return False
-    if np.dtype(getattr(X, "dtype", None)) != np.float64:
+    if np.dtype(getattr(X, "dtype", None)) not in (np.float64, np.float32):
         return False
     rows = max(1, min(ORIGIN_SAMPLE_ROWS, ORIGIN_SAMPLE_VALUES // max(1, shape[1])))
     step = max(1, -(-shape[0] // rows))
@@ -195,7 +201,7 @@ class Euclidean(Distance):
     """Euclidean distance; the objective is the sum of squared distances (inertia).
 
     Natural update: ``mean``.  A true metric.  Learns the training data's mean and
-    whether float64 data is centered already (its fitted state, ``euclidean.mean`` and
+    whether the data is centered already (its fitted state, ``euclidean.mean`` and
     ``euclidean.at_origin``, see :func:`centered_already`): every data set, at fit and at
     predict, is compared centered on that mean, or as it is when the data was centered
     already (its products then need no centered copy of each block).
