@@ -893,7 +893,11 @@ def test_euclidean_compares_centered_data_on_the_origin():
     from sklearn.datasets import load_digits
     from sklearn.preprocessing import StandardScaler
 
-    from kmeansfw.strategies.euclidean import ORIGIN_MAX_OFFSET, centered_already
+    from kmeansfw.strategies.euclidean import (
+        ORIGIN_MAX_OFFSET,
+        centered_already,
+        origin_sample_rows,
+    )
 
     digits = load_digits().data
     scaled = StandardScaler().fit_transform(digits)
@@ -925,6 +929,18 @@ def test_euclidean_compares_centered_data_on_the_origin():
     assert not centered_already(bulk, bulk.mean(axis=0))
     bulk = bulk.astype(np.float32)  # on the origin, float32 would swap about half its labels
     assert not centered_already(bulk, bulk.astype(np.float64).mean(axis=0))
+    # a tight bulk far from the origin with a wide row every 100th: rows taken at an even
+    # step (every 100th of 25600) saw the wide rows only and passed it as centered
+    periodic = 44 / 4 + rng.normal(scale=1e-3, size=(25_600, 16))
+    periodic[::100] = rng.normal(scale=100.0, size=(256, 16))
+    for dtype in (np.float64, np.float32):
+        rows = periodic.astype(dtype)
+        assert not centered_already(rows, rows.astype(np.float64).mean(axis=0))
+    picked = origin_sample_rows(25_600, 16)
+    assert picked.size == 256 and (np.diff(picked) > 0).all() and picked[-1] < 25_600
+    assert np.unique(picked % 100).size == 100  # every phase of the period
+    np.testing.assert_array_equal(origin_sample_rows(100, 16), np.arange(100))
+    assert origin_sample_rows(10_000, 1 << 16).size == 16  # at most 2^20 values
     assert not centered_already([[0.0, 1.0]], np.zeros(2))  # not an array: the mean
     huge = np.full((4, 2), 1e300)
     huge[::2] *= -1
@@ -954,9 +970,10 @@ def test_float32_centered_data_compared_on_the_origin_as_scikit_learn_and_exact(
     init = scaled[:10].copy()
     fit = KMeans(10, init=init, n_init=1, tol=0).fit(scaled)
     assert fit.fitted_state_["euclidean.at_origin"] is True
-    np.testing.assert_allclose(
-        fit.fitted_state_["euclidean.mean"], scaled.mean(axis=0), rtol=1e-5, atol=1e-6
-    )  # the mean is kept, the rows compared on the origin
+    from kmeansfw.core.paging import column_means
+
+    # the mean is kept (the fitted state), the rows compared on the origin
+    np.testing.assert_array_equal(fit.fitted_state_["euclidean.mean"], column_means(scaled))
     reference = SkKMeans(10, init=init, n_init=1, tol=0).fit(scaled)
     np.testing.assert_array_equal(fit.labels_, reference.labels_)
     assert fit.inertia_ == pytest.approx(reference.inertia_, rel=1e-5)
@@ -976,6 +993,23 @@ def test_float32_centered_data_compared_on_the_origin_as_scikit_learn_and_exact(
     np.testing.assert_array_equal(labels[clear], exact.argmin(axis=1)[clear])
     np.testing.assert_array_equal(model.labels_[clear], labels[clear])
 
+    # a tight cluster at the origin (zero rows of densified counts, say), the mean near
+    # the rule's limit: compared on the origin its rows keep the exact labels, which
+    # centering on the mean loses to the rounding (593 of these 48000 rows did)
+    d, n = 16, 40_000
+    wide = rng.standard_normal((n, d)) + np.sqrt(1 / 80)
+    tight = rng.standard_normal((8_000, d)) * 1e-4
+    X = np.vstack([wide, tight]).astype(np.float32)
+    centres = np.vstack([wide[:4], tight[:4]]).astype(np.float32)
+    model = KMeans(8, init=centres, n_init=1, max_iter=1).fit(X)
+    assert model.fitted_state_["euclidean.at_origin"] is True
+    model.cluster_centers_ = centres  # labels against these centroids, on the fitted origin
+    exact = ((X.astype(np.float64)[:, None, :] - centres.astype(np.float64)[None]) ** 2).sum(2)
+    ordered = np.sort(exact, axis=1)
+    clear = ordered[:, 1] - ordered[:, 0] > 1e-2 * ordered[:, 0]
+    assert clear[n:].mean() > 0.95  # the cluster's own rows: most clear-cut in exact terms
+    np.testing.assert_array_equal(model.predict(X)[clear], exact.argmin(axis=1)[clear])
+
 
 def test_a_fitted_state_without_the_origin_choice_keeps_the_mean():
     # a model saved before the choice (the mean alone) is compared on its mean
@@ -987,3 +1021,7 @@ def test_a_fitted_state_without_the_origin_choice_keeps_the_mean():
     fresh = FitData.build(X, n_clusters=3)
     engine.setup(hooks, fresh)
     assert fresh.fitted["euclidean.at_origin"] and not fresh.cache["euclidean.mean"].any()
+    single = FitData.build(X.astype(np.float32), n_clusters=3)  # float32: the same rule
+    engine.setup(hooks, single)
+    assert single.fitted["euclidean.at_origin"] and not single.cache["euclidean.mean"].any()
+    assert single.cache["euclidean.mean"].dtype == np.float32
