@@ -929,16 +929,26 @@ def test_euclidean_compares_centered_data_on_the_origin():
     assert not centered_already(bulk, bulk.mean(axis=0))
     bulk = bulk.astype(np.float32)  # on the origin, float32 would swap about half its labels
     assert not centered_already(bulk, bulk.astype(np.float64).mean(axis=0))
-    # a tight bulk far from the origin with a wide row every 100th: rows taken at an even
-    # step (every 100th of 25600) saw the wide rows only and passed it as centered
-    periodic = 44 / 4 + rng.normal(scale=1e-3, size=(25_600, 16))
-    periodic[::100] = rng.normal(scale=100.0, size=(256, 16))
-    for dtype in (np.float64, np.float32):
-        rows = periodic.astype(dtype)
-        assert not centered_already(rows, rows.astype(np.float64).mean(axis=0))
-    picked = origin_sample_rows(25_600, 16)
-    assert picked.size == 256 and (np.diff(picked) > 0).all() and picked[-1] < 25_600
-    assert np.unique(picked % 100).size == 100  # every phase of the period
+    # a tight bulk far from the origin with a wide row every p-th: rows taken at an even
+    # step (every 100th of 25600) saw the wide rows only and passed it as centered, and
+    # rows at the golden ratio's multiples did so where n / p is near a Fibonacci number
+    # (15970 = 10 x 1597; 2961 rows, every third from the third)
+    for n, wide in ((25_600, slice(None, None, 100)), (15_970, slice(None, None, 10)),
+                    (2_961, slice(2, None, 3))):
+        periodic = 44 / 4 + rng.normal(scale=1e-3, size=(n, 16))
+        periodic[wide] = rng.normal(scale=100.0, size=periodic[wide].shape)
+        for dtype in (np.float64, np.float32):
+            rows = periodic.astype(dtype)
+            assert not centered_already(rows, rows.astype(np.float64).mean(axis=0)), n
+    for n in (25_600, 15_970, 2_961, 2_865_700):
+        picked = origin_sample_rows(n, 16)
+        assert picked.size == 256 and np.unique(picked).size == 256
+        assert (np.diff(picked) > 0).all() and 0 <= picked[0] and picked[-1] < n
+        for period in (2, 3, 10, 89, 100, 144, 610):  # no row of a period holds a fifth
+            assert np.bincount(picked % period).max() < 256 / 5 + 256 / period, (n, period)
+    first = origin_sample_rows(25_600, 16)
+    np.testing.assert_array_equal(origin_sample_rows(25_600, 16), first)  # the same rows
+    assert first.dtype == np.int64
     np.testing.assert_array_equal(origin_sample_rows(100, 16), np.arange(100))
     assert origin_sample_rows(10_000, 1 << 16).size == 16  # at most 2^20 values
     assert not centered_already([[0.0, 1.0]], np.zeros(2))  # not an array: the mean
@@ -995,7 +1005,7 @@ def test_float32_centered_data_compared_on_the_origin_as_scikit_learn_and_exact(
 
     # a tight cluster at the origin (zero rows of densified counts, say), the mean near
     # the rule's limit: compared on the origin its rows keep the exact labels, which
-    # centering on the mean loses to the rounding (593 of these 48000 rows did)
+    # centering on the mean loses to the rounding (about 600 of these 48000 rows did)
     d, n = 16, 40_000
     wide = rng.standard_normal((n, d)) + np.sqrt(1 / 80)
     tight = rng.standard_normal((8_000, d)) * 1e-4
