@@ -628,6 +628,21 @@ def test_a_numpy_fit_on_the_origin_is_followed_on_tensors(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_torch_fit_chooses_the_origin_as_a_numpy_fit(device, dtype):
+    # the torch backend learns whether the data is centered already by the NumPy fit's
+    # rule on the same drawn rows, so both compare on the same point: the same labels
+    rng = np.random.default_rng(21)
+    for offset, centered in ((0.0, True), (3.0, False)):
+        X = (rng.normal(size=(3000, 20)) + offset).astype(dtype)
+        on_numpy = KMeans(K, init=X[:K].copy(), n_init=1, max_iter=20).fit(X)
+        on_torch = KMeans(K, init=X[:K].copy(), n_init=1, max_iter=20).fit(_on(X, device))
+        assert on_numpy.fitted_state_["euclidean.at_origin"] is centered
+        assert on_torch.fitted_state_["euclidean.at_origin"] is centered
+        np.testing.assert_array_equal(on_torch.labels_, on_numpy.labels_)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("k", [3, 1000])
 @pytest.mark.parametrize("skewed", [False, True], ids=["even", "skewed"])
 def test_sums_and_draws_repeat_bit_for_bit(monkeypatch, device, k, skewed):

@@ -128,10 +128,27 @@ def centered_already(X: Any, mean: np.ndarray) -> bool:
         return False
     if np.dtype(getattr(X, "dtype", None)) not in (np.float64, np.float32):
         return False
-    rows = origin_sample_rows(shape[0], shape[1])
+    return origin_rule(X[origin_sample_rows(shape[0], shape[1])], mean)
+
+
+def origin_rule(sample: Any, mean: Any) -> bool:
+    """:func:`centered_already`'s test on rows already drawn (:func:`origin_sample_rows`):
+    ``||mean||^2 <= ORIGIN_MAX_OFFSET`` times the median of ``||x - mean||^2``, in
+    float64.  The torch backend draws its rows on the device and asks this.
+
+    Parameters
+    ----------
+    sample : array of shape (m, d)
+        The drawn rows (anything ``np.asarray`` reads).
+    mean : array of shape (d,)
+
+    Returns
+    -------
+    bool
+    """
     m = np.asarray(mean, dtype=np.float64)
     with np.errstate(over="ignore", invalid="ignore"):  # values near the float limits
-        diff = np.asarray(X[rows], dtype=np.float64) - m
+        diff = np.asarray(sample, dtype=np.float64) - m
         spread = float(np.median(np.einsum("ij,ij->i", diff, diff)))
         offset = float(m @ m)
     return bool(np.isfinite(offset) and offset <= ORIGIN_MAX_OFFSET * spread)

@@ -12,8 +12,9 @@ What runs on the device
 -----------------------
 * Distances ``euclidean``, ``sqeuclidean`` and ``cosine``.  Euclidean compares
   ``||c'||^2 - 2 x'.c'`` on rows and centroids centered on the training mean (its fitted
-  state, as in the NumPy kernel; on the origin for a NumPy fit of data centered already,
-  ``euclidean.at_origin``) and then recomputes the exact squared distance
+  state, as in the NumPy kernel; on the origin for data centered already,
+  ``euclidean.at_origin``, which a torch fit decides by the NumPy fit's rule on the same
+  drawn rows) and then recomputes the exact squared distance
   ``sum((x' - c')^2)`` of the chosen centroid only, so the objective is exact whatever the
   precision of the product.
 * Assignment ``nearest`` (and ``auto``, which gives the same labels; on a CPU tensor with

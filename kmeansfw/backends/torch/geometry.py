@@ -19,7 +19,13 @@ from kmeansfw.core.data import FitData
 from kmeansfw.core.distance import Distance
 from kmeansfw.core.errors import StrategyError
 from kmeansfw.engine import plugins
-from kmeansfw.strategies.euclidean import _MEAN, fitted_origin
+from kmeansfw.strategies.euclidean import (
+    _AT_ORIGIN,
+    _MEAN,
+    fitted_origin,
+    origin_rule,
+    origin_sample_rows,
+)
 
 
 class _Geometry:
@@ -79,12 +85,16 @@ class _Euclidean(_Geometry):
         total = torch.zeros(X.shape[1], dtype=torch.float64, device=X.device)
         for rows in _blocks(data):
             total += X[rows].sum(dim=0, dtype=torch.float64)
-        return {_MEAN: _host((total / X.shape[0]).to(X.dtype))}
+        mean = _host((total / X.shape[0]).to(X.dtype))
+        # whether the data is centered already: the NumPy fit's rule on the same rows
+        picked = torch.as_tensor(origin_sample_rows(*X.shape), device=X.device)
+        at_origin = origin_rule(_host(X[picked].to(torch.float64)), mean)
+        return {_MEAN: mean, _AT_ORIGIN: at_origin}
 
     def prepare(self, data: FitData) -> None:
         if data.fitted.get(_MEAN) is None:  # a data set outside a fit: its own mean
             mean = self.learn(data)[_MEAN]
-        else:  # the training mean, or the origin for a NumPy fit of data centered already
+        else:  # the training mean, or the origin for data centered already
             mean = fitted_origin(data.fitted)
         data.cache[_MEAN] = torch.as_tensor(np.array(mean), device=data.X.device).to(data.X.dtype)
 
