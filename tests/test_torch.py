@@ -628,18 +628,39 @@ def test_a_numpy_fit_on_the_origin_is_followed_on_tensors(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_a_torch_fit_chooses_the_origin_as_a_numpy_fit(device, dtype):
-    # the torch backend learns whether the data is centered already by the NumPy fit's
-    # rule on the same drawn rows, so both compare on the same point: the same labels
+@pytest.mark.parametrize("kernels", ["compiled", "torch"])
+def test_a_torch_fit_chooses_the_origin_as_a_numpy_fit(device, kernels):
+    # the torch backend decides whether the data is centered already by the NumPy fit's
+    # rule on the same drawn rows, so both compare on the same point.  Data whose labels
+    # depend on it: float32, the mean near the rule's limit, a tight cluster at the
+    # origin with half the centroids in it; compared on the mean, about 600 rows of it
+    # take another centroid than the exact distances say
     rng = np.random.default_rng(21)
-    for offset, centered in ((0.0, True), (3.0, False)):
-        X = (rng.normal(size=(3000, 20)) + offset).astype(dtype)
-        on_numpy = KMeans(K, init=X[:K].copy(), n_init=1, max_iter=20).fit(X)
-        on_torch = KMeans(K, init=X[:K].copy(), n_init=1, max_iter=20).fit(_on(X, device))
-        assert on_numpy.fitted_state_["euclidean.at_origin"] is centered
-        assert on_torch.fitted_state_["euclidean.at_origin"] is centered
-        np.testing.assert_array_equal(on_torch.labels_, on_numpy.labels_)
+    d, n = 16, 40_000
+    wide = rng.standard_normal((n, d)) + np.sqrt(1 / 80)
+    tight = rng.standard_normal((8_000, d)) * 1e-4
+    X = np.vstack([wide, tight]).astype(np.float32)
+    centres = np.vstack([wide[:4], tight[:4]]).astype(np.float32)
+    exact = ((X.astype(np.float64)[:, None, :] - centres.astype(np.float64)[None]) ** 2).sum(2)
+    ordered = np.sort(exact, axis=1)
+    clear = ordered[:, 1] - ordered[:, 0] > 1e-2 * ordered[:, 0]
+    options = TorchExecutor(cpu_kernels=kernels)
+    on_torch = KMeans(8, init=centres, n_init=1, max_iter=1, executor=options)
+    on_torch.fit(_on(X, device))
+    on_numpy = KMeans(8, init=centres, n_init=1, max_iter=1).fit(X)
+    assert on_torch.fitted_state_["euclidean.at_origin"] is True
+    assert on_numpy.fitted_state_["euclidean.at_origin"] is True
+    for model in (on_torch, on_numpy):
+        model.cluster_centers_ = centres  # labels against these centroids
+    labels = on_torch.predict(_on(X, device))
+    labels = labels.cpu().numpy() if hasattr(labels, "cpu") else np.asarray(labels)
+    np.testing.assert_array_equal(labels[clear], exact.argmin(axis=1)[clear])
+    np.testing.assert_array_equal(on_numpy.predict(X)[clear], exact.argmin(axis=1)[clear])
+    # off the origin, both keep the mean
+    shifted = (rng.standard_normal((3_000, 20)) + 3.0).astype(np.float32)
+    assert not KMeans(K, executor=options).fit(_on(shifted, device)).fitted_state_[
+        "euclidean.at_origin"
+    ]
 
 
 @pytest.mark.parametrize("device", DEVICES)

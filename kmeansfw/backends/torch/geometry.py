@@ -87,15 +87,17 @@ class _Euclidean(_Geometry):
             total += X[rows].sum(dim=0, dtype=torch.float64)
         mean = _host((total / X.shape[0]).to(X.dtype))
         # whether the data is centered already: the NumPy fit's rule on the same rows
+        # (cast on the host: not every device has float64); the mean is this backend's
+        # own, so at the rule's very limit the choice may differ from a NumPy fit's
         picked = torch.as_tensor(origin_sample_rows(*X.shape), device=X.device)
-        at_origin = origin_rule(_host(X[picked].to(torch.float64)), mean)
+        at_origin = origin_rule(_host(X[picked]), mean)
         return {_MEAN: mean, _AT_ORIGIN: at_origin}
 
     def prepare(self, data: FitData) -> None:
-        if data.fitted.get(_MEAN) is None:  # a data set outside a fit: its own mean
-            mean = self.learn(data)[_MEAN]
-        else:  # the training mean, or the origin for data centered already
-            mean = fitted_origin(data.fitted)
+        # the training mean, or the origin for data centered already (a data set outside
+        # a fit: its own, as the NumPy backend's prepare)
+        fitted = data.fitted if data.fitted.get(_MEAN) is not None else self.learn(data)
+        mean = fitted_origin(fitted)
         data.cache[_MEAN] = torch.as_tensor(np.array(mean), device=data.X.device).to(data.X.dtype)
 
     def points(self, P: Tensor, data: FitData) -> dict:

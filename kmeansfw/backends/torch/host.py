@@ -11,10 +11,11 @@ per-cluster sums; with ``auto``, the bounds of ``hamerly`` kept between iteratio
 the NumPy backend's own assignment step
 (:func:`kmeansfw.engine.steps.assign`, its contract checks included) on that memory, in
 ``torch.get_num_threads()`` worker threads, with the same fitted state (the training
-mean).  Nothing is copied: the labels and costs come back as tensors sharing the arrays
-the step filled.  Every other pass (seeding, empty clusters, half precision, the cosine
-distance, user distances) stays in torch, as on CUDA; ``TorchExecutor(cpu_kernels="torch")``
-keeps the assignment in torch too.
+mean, and whether the rows are compared on the origin instead).  Nothing is copied:
+the labels and costs come back as tensors sharing the arrays the step filled.  Every
+other pass (seeding, empty clusters, half precision, the cosine distance, user
+distances) stays in torch, as on CUDA; ``TorchExecutor(cpu_kernels="torch")`` keeps the
+assignment in torch too.
 """
 
 from __future__ import annotations
