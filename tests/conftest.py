@@ -22,3 +22,25 @@ def initial_centroids(X: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     """k distinct rows of X, the same for every library."""
     idx = np.random.default_rng(seed).choice(X.shape[0], size=k, replace=False)
     return X[idx].copy()
+
+
+def exact_nearest(X: np.ndarray, centres: np.ndarray, margin: float):
+    """Each row's nearest centroid by the exact (float64) squared distances, and which
+    rows are clear-cut: their two nearest more than ``margin`` times the nearest apart."""
+    exact = ((X.astype(np.float64)[:, None, :] - np.asarray(centres, np.float64)[None]) ** 2).sum(
+        axis=2
+    )
+    ordered = np.sort(exact, axis=1)
+    return exact.argmin(axis=1), ordered[:, 1] - ordered[:, 0] > margin * ordered[:, 0]
+
+
+def cluster_at_the_origin(rng: np.random.Generator, n: int = 40_000, d: int = 16):
+    """float32 rows whose labels depend on where they are compared: ``n`` standard normal
+    rows shifted so that the mean sits near the origin rule's limit, then 8000 rows of a
+    tight cluster (radius 1e-4) at the origin; and eight centroids, the last four in that
+    cluster.  Compared on the mean, about 600 of these rows take another centroid than
+    the exact distances say; compared on the origin, none."""
+    wide = rng.standard_normal((n, d)) + np.sqrt(1 / 80)
+    tight = rng.standard_normal((8_000, d)) * 1e-4
+    X = np.vstack([wide, tight]).astype(np.float32)
+    return X, np.vstack([wide[:4], tight[:4]]).astype(np.float32)

@@ -25,6 +25,7 @@ from kmeansfw.engine import plugins, steps
 from kmeansfw.strategies.assignment import Nearest
 from kmeansfw.strategies.distances import _unit_rows
 from kmeansfw.strategies.euclidean import Euclidean
+from tests.conftest import cluster_at_the_origin, exact_nearest
 
 DATA = pathlib.Path(__file__).parent / "data"
 
@@ -994,31 +995,22 @@ def test_float32_centered_data_compared_on_the_origin_as_scikit_learn_and_exact(
     X = rng.standard_normal((30_000, 48)).astype(np.float32)
     model = KMeans(8, init=X[:8].copy(), n_init=1, max_iter=3).fit(X)
     assert model.fitted_state_["euclidean.at_origin"] is True
-    centres = model.cluster_centers_.astype(np.float64)
-    exact = ((X.astype(np.float64)[:, None, :] - centres[None]) ** 2).sum(axis=2)
-    ordered = np.sort(exact, axis=1)
-    clear = ordered[:, 1] - ordered[:, 0] > 1e-5 * ordered[:, 0]  # not within rounding
+    nearest, clear = exact_nearest(X, model.cluster_centers_, 1e-5)  # not within rounding
     assert clear.mean() > 0.99
     labels = model.predict(X)
-    np.testing.assert_array_equal(labels[clear], exact.argmin(axis=1)[clear])
+    np.testing.assert_array_equal(labels[clear], nearest[clear])
     np.testing.assert_array_equal(model.labels_[clear], labels[clear])
 
     # a tight cluster at the origin (zero rows of densified counts, say), the mean near
     # the rule's limit: compared on the origin its rows keep the exact labels, which
-    # centering on the mean loses to the rounding (about 600 of these 48000 rows did)
-    d, n = 16, 40_000
-    wide = rng.standard_normal((n, d)) + np.sqrt(1 / 80)
-    tight = rng.standard_normal((8_000, d)) * 1e-4
-    X = np.vstack([wide, tight]).astype(np.float32)
-    centres = np.vstack([wide[:4], tight[:4]]).astype(np.float32)
+    # centering on the mean loses to the rounding
+    X, centres = cluster_at_the_origin(rng)
     model = KMeans(8, init=centres, n_init=1, max_iter=1).fit(X)
     assert model.fitted_state_["euclidean.at_origin"] is True
     model.cluster_centers_ = centres  # labels against these centroids, on the fitted origin
-    exact = ((X.astype(np.float64)[:, None, :] - centres.astype(np.float64)[None]) ** 2).sum(2)
-    ordered = np.sort(exact, axis=1)
-    clear = ordered[:, 1] - ordered[:, 0] > 1e-2 * ordered[:, 0]
-    assert clear[n:].mean() > 0.95  # the cluster's own rows: most clear-cut in exact terms
-    np.testing.assert_array_equal(model.predict(X)[clear], exact.argmin(axis=1)[clear])
+    nearest, clear = exact_nearest(X, centres, 1e-2)
+    assert clear[-8_000:].mean() > 0.95  # the cluster's own rows: most clear-cut
+    np.testing.assert_array_equal(model.predict(X)[clear], nearest[clear])
 
 
 def test_a_fitted_state_without_the_origin_choice_keeps_the_mean():

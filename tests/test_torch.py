@@ -13,6 +13,7 @@ from sklearn.datasets import make_blobs
 import kmeansfw
 from kmeansfw import KMeans
 from kmeansfw.core.errors import ConfigError, StrategyError
+from tests.conftest import cluster_at_the_origin, exact_nearest
 
 torch = pytest.importorskip("torch")
 
@@ -633,17 +634,10 @@ def test_a_torch_fit_chooses_the_origin_as_a_numpy_fit(device, kernels):
     # the torch backend decides whether the data is centered already by the NumPy fit's
     # rule on the same drawn rows, so both compare on the same point.  Data whose labels
     # depend on it: float32, the mean near the rule's limit, a tight cluster at the
-    # origin with half the centroids in it; compared on the mean, about 600 rows of it
-    # take another centroid than the exact distances say
+    # origin with half the centroids in it (tests.conftest.cluster_at_the_origin)
     rng = np.random.default_rng(21)
-    d, n = 16, 40_000
-    wide = rng.standard_normal((n, d)) + np.sqrt(1 / 80)
-    tight = rng.standard_normal((8_000, d)) * 1e-4
-    X = np.vstack([wide, tight]).astype(np.float32)
-    centres = np.vstack([wide[:4], tight[:4]]).astype(np.float32)
-    exact = ((X.astype(np.float64)[:, None, :] - centres.astype(np.float64)[None]) ** 2).sum(2)
-    ordered = np.sort(exact, axis=1)
-    clear = ordered[:, 1] - ordered[:, 0] > 1e-2 * ordered[:, 0]
+    X, centres = cluster_at_the_origin(rng)
+    nearest, clear = exact_nearest(X, centres, 1e-2)
     options = TorchExecutor(cpu_kernels=kernels)
     on_torch = KMeans(8, init=centres, n_init=1, max_iter=1, executor=options)
     on_torch.fit(_on(X, device))
@@ -654,8 +648,8 @@ def test_a_torch_fit_chooses_the_origin_as_a_numpy_fit(device, kernels):
         model.cluster_centers_ = centres  # labels against these centroids
     labels = on_torch.predict(_on(X, device))
     labels = labels.cpu().numpy() if hasattr(labels, "cpu") else np.asarray(labels)
-    np.testing.assert_array_equal(labels[clear], exact.argmin(axis=1)[clear])
-    np.testing.assert_array_equal(on_numpy.predict(X)[clear], exact.argmin(axis=1)[clear])
+    np.testing.assert_array_equal(labels[clear], nearest[clear])
+    np.testing.assert_array_equal(on_numpy.predict(X)[clear], nearest[clear])
     # off the origin, both keep the mean
     shifted = (rng.standard_normal((3_000, 20)) + 3.0).astype(np.float32)
     assert not KMeans(K, executor=options).fit(_on(shifted, device)).fitted_state_[
