@@ -90,17 +90,19 @@ def test_parallel_nearest_is_bit_identical_to_the_serial_kernel(dtype, n, d, k, 
         parallel = (
             euclidean._nearest_direct_parallel if direct else euclidean._nearest_product_parallel
         )
-        _check_parallel_nearest(X, mean, m2c, cn, cc, serial, parallel, chunks)
+        # the product search's variant prefetching (the serial one does not)
+        hint = () if direct else (True,)
+        _check_parallel_nearest(X, mean, m2c, cn, cc, serial, parallel, chunks, hint)
 
 
-def _check_parallel_nearest(X, mean, m2c, cn, cc, serial, parallel, chunks):
+def _check_parallel_nearest(X, mean, m2c, cn, cc, serial, parallel, chunks, hint=()):
     n, dtype = X.shape[0], X.dtype
     for want_second in (False, True):
         out = [np.empty(n, np.intp), np.empty(n, dtype), np.empty(n if want_second else 0, dtype)]
         serial(X, mean, m2c, cn, cc, *out)
         par = [np.full(n, -1, np.intp), np.full(n, np.nan, dtype)]
         par.append(np.full(len(out[2]), np.nan, dtype))
-        parallel(X, mean, m2c, cn, cc, *par, *_no_sums(dtype), chunks)
+        parallel(X, mean, m2c, cn, cc, *par, *_no_sums(dtype), *hint, chunks)
         for serial_part, parallel_part in zip(out, par, strict=True):
             np.testing.assert_array_equal(parallel_part, serial_part)
 
@@ -147,10 +149,10 @@ def test_sums_in_the_search_are_the_groups_sums_whatever_the_runs(dtype, n, d, k
         kernels.add_weighted_cluster_sums(X[rows], labels[rows], w[rows], *part)
         expected[0][...] += part[0]
         expected[1][...] += part[1]
-    for threads in (1, 2, 3):
+    for threads, prefetch in ((1, False), (2, False), (3, False), (1, True), (2, True)):
         totals = start[0].copy(), start[1].copy()
         found, found_mins = kernels.nearest_sq_euclidean(
-            X, mean, m2c, cn, cc, n_threads=threads, sums=(w, *totals)
+            X, mean, m2c, cn, cc, n_threads=threads, sums=(w, *totals), prefetch=prefetch
         )
         np.testing.assert_array_equal(found, labels)
         np.testing.assert_array_equal(found_mins, mins)
@@ -159,10 +161,11 @@ def test_sums_in_the_search_are_the_groups_sums_whatever_the_runs(dtype, n, d, k
     n_groups = -(-n // group_rows)
     direct = kernels.direct_pays(d, k)
     parallel = euclidean._nearest_direct_parallel if direct else euclidean._nearest_product_parallel
+    hint = () if direct else (True,)  # the product search prefetching
     for chunks in (2, 3, 7):
         groups = np.zeros((n_groups, k, d)), np.zeros((n_groups, k))
         out = [np.full(n, -1, np.intp), np.empty(n, dtype), np.empty(0, dtype)]
-        parallel(X, mean, m2c, cn, cc, *out, w, group_rows, *groups, chunks)
+        parallel(X, mean, m2c, cn, cc, *out, w, group_rows, *groups, *hint, chunks)
         np.testing.assert_array_equal(out[0], labels)
         totals = start[0].copy(), start[1].copy()
         euclidean._add_groups(*groups, *totals)
@@ -220,6 +223,87 @@ def test_sums_in_the_search_do_not_depend_on_which_search_compiled_them_first(tm
         [sys.executable, "-c", _FIRST_COMPILE], env=env, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("d", "itemsize", "rows", "pays"),
+    [(63, 8, 256, False), (64, 8, 256, True), (128, 8, 64, True), (129, 8, 256, False),
+     (127, 4, 256, False), (128, 4, 128, True), (256, 4, 256, True), (257, 4, 256, False),
+     (128, 4, 32, False), (2, 8, 256, False)],
+)
+def test_the_search_prefetches_rows_of_half_to_one_kilobyte(d, itemsize, rows, pays):
+    assert euclidean.prefetch_pays(d, itemsize, rows) is pays
+    assert euclidean.PREFETCH_MIN_ROW_BYTES == 512
+    assert euclidean.PREFETCH_MAX_ROW_BYTES == 1024
+    assert euclidean.PREFETCH_MIN_PRODUCT_ROWS == 64
+
+
+def test_the_search_prefetches_for_data_of_32_mb_or_more():
+    assert not kernels.prefetch_data((32 << 20) - 1)
+    assert kernels.prefetch_data(32 << 20)
+    assert not kernels.prefetch_data(0)
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("n", "d", "k"), [(1500, 64, 3), (1500, 128, 12), (900, 256, 30)])
+def test_the_search_gives_the_same_results_prefetching_or_not(dtype, n, d, k):
+    """Labels, costs, runner-ups and the mean's sums: the same bits with the hint, on
+    one thread or two, with the rows far from the origin or on it."""
+    kernels._compile.parallel_ready()
+    rng = np.random.default_rng(n + d + k)
+    for shift in (0.0, 50.0):
+        X, mean, m2c, cn, cc, _ = _inputs(rng, n, d, k, dtype)
+        X = (X + shift).astype(dtype)
+        mean = np.zeros(d, dtype) if shift == 0 else X.mean(axis=0)
+        w = rng.random(n).astype(dtype)
+        found = []
+        for prefetch in (False, True):
+            for threads in (1, 2):
+                totals = np.zeros((k, d)), np.zeros(k)
+                costs = kernels.nearest_sq_euclidean(
+                    X, mean, m2c, cn, cc, with_second=True, n_threads=threads,
+                    prefetch=prefetch,
+                )
+                summed = kernels.nearest_sq_euclidean(
+                    X, mean, m2c, cn, cc, with_costs=False, n_threads=threads,
+                    sums=(w, *totals), prefetch=prefetch,
+                )
+                found.append((*costs, summed[0], *totals))
+        for other in found[1:]:
+            for a, b in zip(found[0], other, strict=True):
+                np.testing.assert_array_equal(b, a)
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("d", [40, 64, 128])
+def test_prefetching_loops_compute_what_the_plain_loops_do(dtype, d):
+    """The product search's loops that prefetch the next product's rows (the mean's sums,
+    the exact costs with the runner-up) give the plain loops' values bit for bit, at
+    every start, with the prefetched rows running past X's end or not."""
+    rng = np.random.default_rng(d)
+    n, k = 700, 9
+    X, mean, _, _, cc, _ = _inputs(rng, n, d, k, dtype)
+    w = rng.random(n).astype(dtype)
+    for start, m in ((0, 256), (256, 256), (512, 188), (600, 100)):
+        arg = rng.integers(0, k, m).astype(np.int32)
+        runner_up = rng.random(m).astype(dtype)
+        plain = np.full((k, d), 0.5), np.full(k, 0.5)  # a group's totals so far
+        ahead = np.full((k, d), 0.5), np.full(k, 0.5)
+        euclidean._add_rows_of(X, w, start, m, arg, *plain, d)
+        euclidean._add_rows_ahead(X, w, start, m, arg, *ahead, start + m)
+        np.testing.assert_array_equal(ahead[0], plain[0])
+        np.testing.assert_array_equal(ahead[1], plain[1])
+        outs = []
+        for row in (n, start + m):  # no prefetch, then the next rows'
+            out = np.full(n, -1, np.intp), np.full(n, np.nan, dtype), np.full(n, np.nan, dtype)
+            euclidean._exact_rows(X, mean, cc, start, m, arg, runner_up, *out, row)
+            outs.append(out)
+        for without, with_prefetch in zip(*outs, strict=True):
+            np.testing.assert_array_equal(with_prefetch, without)
+        assert (outs[1][0][start : start + m] == arg).all()
+        assert np.isfinite(outs[1][1][start : start + m]).all()
 
 
 def test_sums_in_the_search_without_numba_are_the_same_groups(monkeypatch):

@@ -54,6 +54,7 @@ _WHERE = {
     "nearest_groups_sq_euclidean": "euclidean",
     "nearest_sq_euclidean": "euclidean",
     "paired_sq_euclidean": "euclidean",
+    "prefetch_data": "euclidean",
     "prepare_euclidean_centroids": "euclidean",
     "sq_euclidean_costs": "euclidean",
     "L1": "lp",
@@ -89,6 +90,7 @@ if TYPE_CHECKING:  # pragma: no cover
         nearest_groups_sq_euclidean,
         nearest_sq_euclidean,
         paired_sq_euclidean,
+        prefetch_data,
         prepare_euclidean_centroids,
         sq_euclidean_costs,
     )
@@ -149,6 +151,7 @@ __all__ = [
     "paired_sq_euclidean",
     "plusplus_from_costs",
     "plusplus_sq_euclidean",
+    "prefetch_data",
     "prepare_euclidean_centroids",
     "sq_euclidean_costs",
     "sq_shift",

@@ -425,6 +425,7 @@ class Euclidean(Distance):
                 n_threads=threads,
                 with_costs=with_costs or n_groups == 1,  # without: the labels only
                 sums=None if sums is None else sums.arrays(),
+                prefetch=kernels.prefetch_data(getattr(data.X, "nbytes", 0)),
             )
             if sums is not None:
                 sums.mark_added()
