@@ -238,18 +238,51 @@ def test_the_search_prefetches_rows_of_half_to_one_kilobyte(d, itemsize, rows, p
     assert euclidean.PREFETCH_MIN_PRODUCT_ROWS == 64
 
 
-def test_the_search_prefetches_for_data_of_32_mb_or_more():
+def test_the_search_prefetches_for_data_of_32_mib_or_more():
     assert not kernels.prefetch_data((32 << 20) - 1)
     assert kernels.prefetch_data(32 << 20)
     assert not kernels.prefetch_data(0)
 
 
 @pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize(("n", "d", "k"), [(1500, 64, 3), (1500, 128, 12), (900, 256, 30)])
-def test_the_search_gives_the_same_results_prefetching_or_not(dtype, n, d, k):
+def test_the_row_prefetch_compiles_to_llvm_prefetches_within_the_array():
+    """The hint is emitted (a fresh compile: numba does not show cached code); under
+    numba's bounds checking a line past the array fails, and the row prefetch asks for
+    none past X's last row."""
+    import numba
+
+    from kmeansfw.kernels.prefetch import prefetch_line
+
+    @numba.njit(boundscheck=True)
+    def ask(X, row):
+        euclidean._prefetch_row(X, row)
+
+    @numba.njit(boundscheck=True)
+    def line(X, i, j):
+        prefetch_line(X, i, j)
+
+    X = np.zeros((3, 40))
+    for row in (0, 2, 3, 10):  # the last two: past X, nothing asked
+        ask(X, row)
+    assert "llvm.prefetch" in "".join(ask.inspect_llvm().values())
+    line(X, 2, 39)
+    with pytest.raises(IndexError):
+        line(X, 3, 0)
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize(
+    ("n", "d", "k", "dtype"),
+    [(1500, 64, 3, np.float64), (1500, 128, 12, np.float64), (1500, 128, 3, np.float32),
+     (1300, 256, 12, np.float32)],
+)
+def test_the_search_gives_the_same_results_prefetching_or_not(n, d, k, dtype):
     """Labels, costs, runner-ups and the mean's sums: the same bits with the hint, on
-    one thread or two, with the rows far from the origin or on it."""
+    one thread or two, with the rows far from the origin or on it (shapes that take
+    the prefetching path, several products each)."""
+    itemsize = np.dtype(dtype).itemsize
+    rows = euclidean.product_rows(d, k, euclidean.SUB_BLOCK_ROWS // 8, itemsize)
+    assert euclidean.prefetch_pays(d, itemsize, rows) and n > 2 * rows
     kernels._compile.parallel_ready()
     rng = np.random.default_rng(n + d + k)
     for shift in (0.0, 50.0):

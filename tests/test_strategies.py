@@ -582,6 +582,32 @@ def test_kmeans_plus_plus_in_one_call_equals_the_steps(monkeypatch, dtype, shape
     assert len({tuple(c) for c in one_call}) == 4  # the potential reached zero
 
 
+def test_the_euclidean_search_is_told_to_prefetch_on_large_data_only(monkeypatch):
+    """The strategy passes the product search its hint from the size of the data it
+    fits (kmeansfw.kernels.prefetch_data), not of the block it searches."""
+    from kmeansfw import kernels
+    from kmeansfw.kernels import euclidean as euclidean_kernels
+
+    seen = []
+    search = kernels.nearest_sq_euclidean
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("prefetch"))
+        return search(*args, **kwargs)
+
+    monkeypatch.setattr(kernels, "nearest_sq_euclidean", spy)
+    X = np.random.default_rng(0).normal(size=(3000, 64))
+    KMeans(8, random_state=0, max_iter=3, assignment="nearest").fit(X)
+    assert seen and not any(seen)  # 1.5 MB
+    seen.clear()
+    monkeypatch.setattr(euclidean_kernels, "PREFETCH_MIN_DATA_BYTES", X.nbytes)
+    model = KMeans(8, random_state=0, max_iter=3, assignment="nearest").fit(X)
+    assert seen and all(seen)
+    seen.clear()
+    model.predict(X[:100])  # new data of its own size
+    assert seen and not any(seen)
+
+
 def _plusplus_by_steps(X, mean, norms, sw, closest, first, potential, draws):
     """The step-by-step arithmetic, from the public kernels: candidates, costs, fold."""
     from kmeansfw import kernels

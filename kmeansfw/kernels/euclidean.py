@@ -26,7 +26,7 @@ from kmeansfw.kernels._compile import HAVE_NUMBA, launch, numba, parallel_ready
 from kmeansfw.kernels.update import SUM_GROUP_UNIT, add_weighted_cluster_sums, sum_group_rows
 
 if HAVE_NUMBA:
-    from kmeansfw.kernels.prefetch import CACHE_LINE_BYTES, prefetch
+    from kmeansfw.kernels.prefetch import CACHE_LINE_BYTES, prefetch_line
 
 #: Rows per sub-block of the compiled nearest-centroid kernels (fits in L2), the unit
 #: their parallel variants split a block by; a product kernel's products take this many
@@ -94,7 +94,9 @@ def prefetch_data(n_bytes: int) -> bool:
     Smaller data stays in the processor's caches from one pass to the next, and the
     hints only cost: per Lloyd iteration (float64, 64 features, k=8, two threads) 1.08x
     the time at 2000 rows, 1.07x at 20000 (10 MB), 1.00x at 40000 (20 MB), but 0.91x at
-    80000 (41 MB) and 0.70-0.73x at 200000 (102 MB).
+    80000 (41 MB) and 0.70-0.76x at 200000 (102 MB).  The threshold (32 MiB) is this
+    machine's (2 MB of second-level cache per core and a last level shared with other
+    guests); on another it is where the last-level cache stops holding the data.
 
     Parameters
     ----------
@@ -119,11 +121,12 @@ def prefetch_pays(n_features: int, itemsize: int, rows: int = SUB_BLOCK_ROWS) ->
     search without it): float64 0.67-0.92x the time at 32 features, 0.71-0.82x at 64,
     0.73-0.97x at 128, 0.95-1.03x at 256; float32 1.0-1.21x at 32 features, 0.79-0.98x
     at 64, 0.80-0.86x at 128 and k <= 8, 0.94-1.03x at 256.  Per Lloyd iteration (two
-    worker threads) float64 rows of 512 bytes (64 features) took 0.70-0.85x the time at
-    200000 rows, float32 rows of 1 KB 0.88-0.92x, but float32 rows of 256 bytes
+    worker threads) float64 rows of 512 bytes (64 features) took 0.63-0.88x the time at
+    200000 rows, float32 rows of 1 KB 0.89-0.91x, but float32 rows of 256 bytes
     1.06-1.08x and 32-row products (float32, 128 features, k=32) 1.09x: past a kilobyte
     the processor's own prefetching keeps up, and for short rows or short products the
-    hints cost more than they save.
+    hints cost more than they save.  float64 rows of 256 bytes (32 features), faster per
+    search, were not measured in fits: left out with float32's.
 
     Parameters
     ----------
@@ -608,7 +611,7 @@ if HAVE_NUMBA:
     def _prefetch_row(X, row):  # pragma: no cover
         if row < X.shape[0]:
             for f in range(0, X.shape[1], max(1, CACHE_LINE_BYTES // X.itemsize)):
-                prefetch(X, row, f)
+                prefetch_line(X, row, f)
 
     @numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
     def _paired_sq_numba(X, mean, centered_c, labels, out):  # pragma: no cover
@@ -655,6 +658,8 @@ if HAVE_NUMBA:
         X, sample_weight, start, m, arg, sums, weights, ahead
     ):
         # _add_rows_of's additions, each row's followed by a prefetch of row ``ahead + i``
+        # (written out, as there: through a shared inlined helper the compiled _add_rows
+        # came out different, and _add_rows_of's loop is the one measured at 1-2 features)
         for i in range(m):
             j = arg[i]
             w = np.float64(sample_weight[start + i])
@@ -1020,8 +1025,9 @@ def nearest_sq_euclidean(
     prefetch : bool
         The block belongs to data too large to stay in cache between passes
         (:func:`prefetch_data`): the product search then prefetches each product's rows
-        while it finishes the previous product's, for rows that :func:`prefetch_pays`.
-        A hint: the results do not depend on it.
+        while it adds the previous product's to the sums, or computes their costs (not
+        in a search for the labels only), where :func:`prefetch_pays`.  A hint: the
+        results do not depend on it.
 
     Returns
     -------

@@ -1,8 +1,10 @@
 """Software prefetch for the compiled kernels.
 
-:func:`prefetch` asks the processor to bring the cache line holding ``X[i, j]`` of a 2-D
-array towards its first-level cache without waiting for it (LLVM's ``llvm.prefetch``:
-a read, kept in all cache levels).  It changes no value and cannot fault: a hint only.
+:func:`prefetch_line` asks the processor to bring the cache line holding ``X[i, j]`` of
+a 2-D array into its second-level cache without waiting for it (LLVM's ``llvm.prefetch``:
+a read, locality 2, the x86 ``prefetcht1``).  It changes no value and cannot fault: a
+hint only.  The index is bounds-checked where numba's bounds checking is on
+(``NUMBA_BOUNDSCHECK=1``), so a kernel asking for a row past its array fails there.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ if HAVE_NUMBA:
     from numba.extending import intrinsic
 
     @intrinsic
-    def prefetch(typingctx, X, i, j):  # pragma: no cover - compiled
+    def prefetch_line(typingctx, X, i, j):  # pragma: no cover - compiled
         """Prefetch the cache line of ``X[i, j]`` (2-D array, indices in range)."""
         if not (isinstance(X, types.Array) and X.ndim == 2):
             return None
@@ -32,7 +34,7 @@ if HAVE_NUMBA:
                 for value, ty in zip(args[1:], sig.args[1:], strict=True)
             ]
             pointer = cgutils.get_item_pointer(
-                context, builder, array_type, array, indices, wraparound=False
+                context, builder, array_type, array, indices, wraparound=False, boundscheck=True
             )
             if getattr(pointer.type, "is_opaque", False):  # LLVM 15 and later
                 name = "llvm.prefetch.p0"
