@@ -583,8 +583,9 @@ def test_kmeans_plus_plus_in_one_call_equals_the_steps(monkeypatch, dtype, shape
 
 
 def test_the_euclidean_search_is_told_to_prefetch_on_large_data_only(monkeypatch):
-    """The strategy passes the product search its hint from the size of the data it
-    fits (kmeansfw.kernels.prefetch_data), not of the block it searches."""
+    """The strategy passes the product search its hint from the size of the data
+    (kmeansfw.kernels.prefetch_data): a fit of data at the threshold prefetches, one
+    below it does not, nor a predict on new data below it."""
     from kmeansfw import kernels
     from kmeansfw.kernels import euclidean as euclidean_kernels
 

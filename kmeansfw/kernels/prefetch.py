@@ -2,9 +2,10 @@
 
 :func:`prefetch_line` asks the processor to bring the cache line holding ``X[i, j]`` of
 a 2-D array into its second-level cache without waiting for it (LLVM's ``llvm.prefetch``:
-a read, locality 2, the x86 ``prefetcht1``).  It changes no value and cannot fault: a
-hint only.  The index is bounds-checked where numba's bounds checking is on
-(``NUMBA_BOUNDSCHECK=1``), so a kernel asking for a row past its array fails there.
+a read, locality 2, the x86 ``prefetcht1``).  The prefetch changes no value and the
+processor never faults on it: a hint only.  Its index is bounds-checked where numba's
+bounds checking is on (``NUMBA_BOUNDSCHECK=1``), so that a kernel asking for a line past
+its array fails there instead of passing unnoticed.
 """
 
 from __future__ import annotations
