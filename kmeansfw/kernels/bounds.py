@@ -39,7 +39,7 @@ if HAVE_NUMBA:
         slack = 4 * np.finfo(np.float64).eps
         count = 0
         for i in range(labels.shape[0]):
-            a = labels[i]
+            a = np.uintp(labels[i])  # a label of the search's: unsigned, no wraparound
             s = stamps[i]
             u = upper[i] + (cum_shift[now, a] - cum_shift[s, a])
             u = u * hi + slack * cum_shift[now, a]
