@@ -58,13 +58,15 @@ def test_numba_and_numpy_nearest_agree(dtype, n, d, k):
         scale = rtol * 10 * (1 + np.abs(X).max() ** 2)
         np.testing.assert_allclose(fast_second, runner_up, atol=scale)
         np.testing.assert_allclose(slow_second, runner_up, atol=scale)
+    # the search's exact costs are paired_sq_euclidean's (the costs computed on demand),
+    # bit for bit
     paired = kernels.paired_sq_euclidean(X, mean, cc, fast_labels)
-    np.testing.assert_allclose(paired, fast_mins, rtol=rtol, atol=1e-6)
+    np.testing.assert_array_equal(paired, fast_mins)
     # without the runner-up the compiled kernel takes its other loop: the same answer
     labels, mins = np.empty(n, np.intp), np.empty(n, dtype)
     euclidean._nearest_numba(X, mean, m2c, cn, cc, labels, mins, np.empty(0, dtype))
     np.testing.assert_array_equal(labels, fast_labels)
-    np.testing.assert_allclose(mins, fast_mins, rtol=rtol)
+    np.testing.assert_array_equal(mins, fast_mins)
     twin_labels, twin_mins = np.empty(n, np.intp), np.empty(n, dtype)
     euclidean._nearest_numpy(X, mean, m2c, cn, cc, twin_labels, twin_mins, np.empty(0, dtype))
     np.testing.assert_array_equal(twin_labels, slow_labels)
@@ -1033,7 +1035,9 @@ def test_direct_nearest_kernel_agrees_with_the_product_and_brute_force(dtype, n,
     (labels, mins, second), (ref_labels, ref_mins, ref_second) = outs
     np.testing.assert_array_equal(labels, ref_labels)
     rtol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(mins, ref_mins, rtol=rtol)
+    # both kernels end with the same exact costs, paired_sq_euclidean's: bit for bit
+    np.testing.assert_array_equal(mins, ref_mins)
+    np.testing.assert_array_equal(kernels.paired_sq_euclidean(X, mean, cc, labels), mins)
     D = cdist(X.astype(np.float64), C.astype(np.float64), "sqeuclidean")
     np.testing.assert_allclose(mins, D.min(axis=1), rtol=rtol, atol=1e-5)
     if k > 1:

@@ -39,7 +39,7 @@ if HAVE_NUMBA:
         slack = 4 * np.finfo(np.float64).eps
         count = 0
         for i in range(labels.shape[0]):
-            a = np.uintp(labels[i])  # a label of the search's: unsigned, no wraparound
+            a = np.uintp(labels[i])  # in [0, k) (see stale_rows): no wraparound
             s = stamps[i]
             u = upper[i] + (cum_shift[now, a] - cum_shift[s, a])
             u = u * hi + slack * cum_shift[now, a]
@@ -69,7 +69,9 @@ def stale_rows(
 
     Parameters
     ----------
-    labels : (b,) intp, each row's centroid.
+    labels : (b,) intp, each row's centroid, in [0, k) (the compiled kernel indexes with
+        them unsigned and unchecked: the bounded assignments pass their checked
+        searches' labels).
     upper : (b,) float64, the distance to it at the row's last full search.
     lower : (b, t) float, per group of centroids the distance to the nearest other one at
         that search (never above the true value).

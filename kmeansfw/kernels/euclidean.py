@@ -34,10 +34,13 @@ if HAVE_NUMBA:
 #: mean's sums group whole
 #: units of it, so a search adding them in its pass adds whole groups of sub-blocks.
 SUB_BLOCK_ROWS = SUM_GROUP_UNIT
-#: Row offsets as unsigned integers: the search's loops index rows and centroids with
-#: ``np.uintp`` values (``start + i``, a label the search found), which numba need not
-#: wrap around as it must a signed index that could be negative (a test and a select per
-#: access; the search with the mean's sums took 0.70-0.87x the time at 2 and 8 features).
+#: Row offsets as unsigned integers.  The search's loops over a sub-block's rows index
+#: rows and centroids with ``np.uintp`` values (``start + i``, a label the search found,
+#: never negative), which numba need not wrap around as it must a signed index that could
+#: be negative (a test and a select per access; per search with the mean's sums 0.63-0.87x
+#: the time at 2 and 8 features, docs/benchmarks.md).  Offsets from such a row are added
+#: as these constants: numba types ``row + 1`` (a uint64 plus an int64 literal) as int64,
+#: which would bring the wraparound back.
 _ONE, _TWO, _THREE = np.uintp(1), np.uintp(2), np.uintp(3)
 #: The nearest-centroid search takes the direct kernel (no matrix product) up to this
 #: many features and :data:`DIRECT_MAX_CLUSTERS` centroids ...
@@ -849,20 +852,20 @@ if HAVE_NUMBA:
                     second[g, i] = low if below else min(second[g, i], value)
                     first[g, i] = value if below else low
             for i in range(m):
-                j, at = np.uintp(arg[i]), np.uintp(start + i)
-                labels[at] = arg[i]
+                j, row = np.uintp(arg[i]), np.uintp(start + i)
+                labels[row] = arg[i]
                 total = zero
                 norm = zero
                 for f in range(d):  # the centered row (not kept from the product)
-                    row = X[at, f] - mean[f]
-                    diff = row - centered_c[j, f]
+                    value = X[row, f] - mean[f]
+                    diff = value - centered_c[j, f]
                     total += diff * diff
-                    norm += row * row
-                mins[at] = total
+                    norm += value * value
+                mins[row] = total
                 own = groups[j]
                 for g in range(t):
                     rival = second[g, i] if g == own else first[g, i]
-                    lows[at, g] = max(rival + norm, zero)
+                    lows[row, g] = max(rival + norm, zero)
 
 
 #: The shortest product the cost kernels take (:func:`product_rows`).
