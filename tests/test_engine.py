@@ -50,16 +50,32 @@ def test_bit_identical_whatever_the_thread_count(big, dtype, k):
         assert other.inertia_ == fits[0].inertia_
 
 
-@pytest.mark.parametrize("d", [128, 160])  # inline (numba's threads); worker threads
-def test_float32_short_products_bit_identical_whatever_the_threads_and_blocks(d):
-    # float32 at 19-37 clusters from 96 features: products of 32 rows; the same fit on
-    # one to three threads and in more, smaller blocks
+@pytest.mark.parametrize(
+    ("n", "d", "rows", "by_rows", "inline"),
+    [
+        (6000, 128, 64, True, True),
+        (6000, 160, 64, True, False),
+        (3000, 520, 32, False, True),
+        (6000, 520, 32, False, False),
+    ],
+)
+def test_float32_short_products_bit_identical_whatever_the_threads_and_blocks(
+    n, d, rows, by_rows, inline
+):
+    # float32 at 24 clusters: products by rows of 64 rows, and, for centroids of more than
+    # BY_ROWS_MAX_VALUES values, transposed products of 32 rows, inline (numba's threads)
+    # and in worker threads; the same fit on one to three threads and in more, smaller
+    # blocks
     from kmeansfw.kernels import euclidean
 
-    X, _ = make_blobs(6000, n_features=d, centers=24, cluster_std=8.0, random_state=2)
+    X, _ = make_blobs(n, n_features=d, centers=24, cluster_std=8.0, random_state=2)
     X = X.astype(np.float32)
-    assert euclidean.product_rows(d, 24, itemsize=4) == 32
-    assert FitData.build(X, n_clusters=24, splits_work=True).inline == (d == 128)
+    if by_rows:
+        assert euclidean.by_rows_product(d, 24, 4) == rows
+    else:
+        assert euclidean.by_rows_product(d, 24, 4) == 0
+        assert euclidean.product_rows(d, 24, itemsize=4) == rows
+    assert FitData.build(X, n_clusters=24, splits_work=True).inline == inline
     params = dict(random_state=0, max_iter=12, tol=0)
     fits = [KMeans(24, n_threads=t, **params).fit(X) for t in (1, 2, 3)]
     fits.append(KMeans(24, n_threads=2, memory_budget_mb=0.5, **params).fit(X))

@@ -12,10 +12,13 @@ from kmeansfw import kernels
 from kmeansfw.kernels import bounds, checks, convergence, euclidean, lp, seeding, update
 
 # (n, d, k): one row, one centroid, several sub-blocks (SUB_BLOCK_ROWS) with a ragged end,
-# and products of 128 and 64 rows (euclidean.product_rows), and of 32 rows in float32
+# products of 128 and 64 rows (euclidean.product_rows), and of 32 rows in float32; and
+# products by rows (euclidean.by_rows_product) of 256 (float32) or 128 rows, of 128 or
+# 64, of 64, each with a last product that is not a whole number of transposed tiles
 _SHAPES = [
     (1, 1, 1), (1, 4, 5), (40, 3, 1), (300, 3, 7), (1000, 17, 64), (513, 64, 256),
-    (300, 32, 8), (700, 64, 12), (600, 96, 24),
+    (300, 32, 8), (700, 64, 12), (300, 400, 32), (520, 32, 64), (333, 40, 16),
+    (600, 96, 24),
 ]
 
 
@@ -276,14 +279,16 @@ def test_the_row_prefetch_compiles_to_llvm_prefetches_within_the_array():
 @pytest.mark.parametrize(
     ("n", "d", "k", "dtype"),
     [(1500, 64, 3, np.float64), (1500, 128, 12, np.float64), (1500, 128, 3, np.float32),
-     (1300, 256, 12, np.float32)],
+     (1300, 256, 12, np.float32), (1500, 128, 32, np.float32), (1500, 64, 48, np.float64)],
 )
 def test_the_search_gives_the_same_results_prefetching_or_not(n, d, k, dtype):
     """Labels, costs, runner-ups and the mean's sums: the same bits with the hint, on
     one thread or two, with the rows far from the origin or on it (shapes that take
-    the prefetching path, several products each)."""
+    the prefetching path, several products each, the last two by rows)."""
     itemsize = np.dtype(dtype).itemsize
-    rows = euclidean.product_rows(d, k, euclidean.SUB_BLOCK_ROWS // 8, itemsize)
+    rows = euclidean.by_rows_product(d, k, itemsize) or euclidean.product_rows(
+        d, k, euclidean.SUB_BLOCK_ROWS // 8, itemsize
+    )
     assert euclidean.prefetch_pays(d, itemsize, rows) and n > 2 * rows
     kernels._compile.parallel_ready()
     rng = np.random.default_rng(n + d + k)
@@ -392,6 +397,32 @@ def test_parallel_sums_are_bit_identical_to_the_serial_kernel(dtype, n, d, k, ch
     assert update.accumulate_chunks(100, 64, 2) == 1  # too little work
     monkeypatch.setattr(_compile, "_probed", (_compile.os.getpid(), False))
     assert update.accumulate_chunks(2000, 64, 2) == 1
+
+
+def test_products_by_rows_follow_the_centroids_shape():
+    # 16 to 64 centroids from 32 features, centroids of at most BY_ROWS_MAX_VALUES values;
+    # the most rows (down to a quarter sub-block) whose values fit in BY_ROWS_MAX_BYTES
+    by_rows = euclidean.by_rows_product
+    assert [by_rows(64, k, 4) for k in (3, 8, 15, 16, 32, 64, 65, 256)] == [
+        0, 0, 0, 128, 128, 128, 0, 0
+    ]
+    assert by_rows(31, 32) == by_rows(16, 64, 4) == 0  # too few features
+    assert by_rows(256, 48) == 64 and by_rows(256, 49) == 0  # 12288 values at most
+    assert [by_rows(32, 16, 4), by_rows(32, 16), by_rows(64, 16), by_rows(768, 16)] == [
+        256, 128, 64, 64
+    ]
+    for d in (32, 40, 64, 96, 128, 256, 768):
+        for k in range(16, 65):
+            r = by_rows(d, k, 4)
+            assert r == 0 or (euclidean.SUB_BLOCK_ROWS % r == 0 and r >= 64)
+            assert r == 0 or r == 64 or r * d * 4 <= euclidean.BY_ROWS_MAX_BYTES
+    if kernels.HAVE_NUMBA:  # the compiled kernels' copy of the rule
+        shapes = [(d, k) for d in (16, 32, 64, 256) for k in (12, 16, 48, 64)]
+        for itemsize in (4, 8):
+            assert all(
+                euclidean._by_rows_product(d, k, itemsize) == by_rows(d, k, itemsize)
+                for d, k in shapes
+            )
 
 
 def test_product_rows_follow_the_centroids_shape():
