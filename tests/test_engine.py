@@ -71,9 +71,9 @@ def test_float32_short_products_bit_identical_whatever_the_threads_and_blocks(
     X, _ = make_blobs(n, n_features=d, centers=24, cluster_std=8.0, random_state=2)
     X = X.astype(np.float32)
     if by_rows:
-        assert euclidean.by_rows_product(d, 24, 4) == rows
+        assert euclidean.by_rows_product(d, 24, itemsize=4) == rows
     else:
-        assert euclidean.by_rows_product(d, 24, 4) == 0
+        assert euclidean.by_rows_product(d, 24, itemsize=4) == 0
         assert euclidean.product_rows(d, 24, itemsize=4) == rows
     assert FitData.build(X, n_clusters=24, splits_work=True).inline == inline
     params = dict(random_state=0, max_iter=12, tol=0)

@@ -82,7 +82,7 @@ def test_numba_and_numpy_nearest_agree(dtype, n, d, k):
     ("n", "d", "k"),
     [
         (700, 1, 5), (700, 2, 5), (257, 3, 7), (700, 12, 16), (1000, 17, 6), (2100, 64, 10),
-        (1100, 40, 6),
+        (1100, 40, 6), (1100, 40, 16), (2100, 64, 32),  # the last two: products by rows
     ],
 )
 @pytest.mark.parametrize("chunks", [2, 3, 5])
@@ -124,6 +124,7 @@ def _no_sums(dtype):
     [
         (1, 3, 1), (700, 2, 5), (900, 1, 4), (5000, 8, 8), (4100, 64, 10), (1100, 40, 6),
         (9000, 12, 3), (3000, 2, 150),  # the product kernel at two features (k > 128)
+        (1100, 40, 16), (4100, 64, 32),  # products by rows
     ],
 )
 def test_sums_in_the_search_are_the_groups_sums_whatever_the_runs(dtype, n, d, k):
@@ -286,9 +287,7 @@ def test_the_search_gives_the_same_results_prefetching_or_not(n, d, k, dtype):
     one thread or two, with the rows far from the origin or on it (shapes that take
     the prefetching path, several products each, the last two by rows)."""
     itemsize = np.dtype(dtype).itemsize
-    rows = euclidean.by_rows_product(d, k, itemsize) or euclidean.product_rows(
-        d, k, euclidean.SUB_BLOCK_ROWS // 8, itemsize
-    )
+    rows, _ = euclidean.search_rows(d, k, itemsize)
     assert euclidean.prefetch_pays(d, itemsize, rows) and n > 2 * rows
     kernels._compile.parallel_ready()
     rng = np.random.default_rng(n + d + k)
@@ -400,27 +399,36 @@ def test_parallel_sums_are_bit_identical_to_the_serial_kernel(dtype, n, d, k, ch
 
 
 def test_products_by_rows_follow_the_centroids_shape():
-    # 16 to 64 centroids from 32 features, centroids of at most BY_ROWS_MAX_VALUES values;
-    # the most rows (down to a quarter sub-block) whose values fit in BY_ROWS_MAX_BYTES
-    by_rows = euclidean.by_rows_product
+    # 16 to 64 centroids from 32 features, at most 8 features per centroid, centroids of
+    # at most BY_ROWS_MAX_VALUES values; the most rows (down to a quarter sub-block) whose
+    # values fit in BY_ROWS_MAX_BYTES
+    def by_rows(d, k, itemsize=8):
+        return euclidean.by_rows_product(d, k, itemsize=itemsize)
+
     assert [by_rows(64, k, 4) for k in (3, 8, 15, 16, 32, 64, 65, 256)] == [
         0, 0, 0, 128, 128, 128, 0, 0
     ]
     assert by_rows(31, 32) == by_rows(16, 64, 4) == 0  # too few features
     assert by_rows(256, 48) == 64 and by_rows(256, 49) == 0  # 12288 values at most
-    assert [by_rows(32, 16, 4), by_rows(32, 16), by_rows(64, 16), by_rows(768, 16)] == [
+    assert by_rows(128, 16) == 64 and by_rows(256, 31) == 0 and by_rows(256, 32) == 64
+    assert [by_rows(32, 16, 4), by_rows(32, 16), by_rows(64, 16), by_rows(96, 16)] == [
         256, 128, 64, 64
     ]
-    for d in (32, 40, 64, 96, 128, 256, 768):
-        for k in range(16, 65):
+    for d in (32, 40, 64, 96, 128, 256, 320, 768):
+        for k in range(1, 80):
             r = by_rows(d, k, 4)
             assert r == 0 or (euclidean.SUB_BLOCK_ROWS % r == 0 and r >= 64)
             assert r == 0 or r == 64 or r * d * 4 <= euclidean.BY_ROWS_MAX_BYTES
-    if kernels.HAVE_NUMBA:  # the compiled kernels' copy of the rule
+            assert r == 0 or (16 <= k <= 64 and 32 <= d <= 8 * k and k * d <= 12288)
+            # the search's rows: by rows where this says so, else product_rows'
+            assert euclidean.search_rows(d, k, 4) == (
+                (r, True) if r else (euclidean.product_rows(d, k, 32, 4), False)
+            )
+    if kernels.HAVE_NUMBA:  # the compiled kernels' copies of the rules
         shapes = [(d, k) for d in (16, 32, 64, 256) for k in (12, 16, 48, 64)]
         for itemsize in (4, 8):
             assert all(
-                euclidean._by_rows_product(d, k, itemsize) == by_rows(d, k, itemsize)
+                euclidean._search_rows(d, k, itemsize) == euclidean.search_rows(d, k, itemsize)
                 for d, k in shapes
             )
 
@@ -1274,7 +1282,9 @@ def test_euclidean_kernels_take_an_empty_block(dtype, d, k, monkeypatch):
 
 @pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize(("n", "d", "k"), [(700, 64, 3), (600, 96, 24), (513, 20, 200)])
+@pytest.mark.parametrize(
+    ("n", "d", "k"), [(700, 64, 3), (600, 96, 24), (600, 400, 32), (513, 20, 200)]
+)
 def test_product_kernels_on_the_origin_read_the_rows_as_they_are(dtype, n, d, k):
     """Centered on +0.0 the product kernels skip the centered copy of the rows: the same
     bits as copying them (a mean of -0.0 takes the copy, and x - (-0.0) is x here)."""

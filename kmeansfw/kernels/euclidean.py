@@ -30,7 +30,8 @@ if HAVE_NUMBA:
 
 #: Rows per sub-block of the compiled nearest-centroid kernels (fits in L2), the unit
 #: their parallel variants split a block by; a product kernel's products take this many
-#: rows, a half, a quarter or (float32) an eighth of it (:func:`product_rows`).  The
+#: rows, a half, a quarter or (float32) an eighth of it (:func:`product_rows`,
+#: :func:`by_rows_product`).  The
 #: mean's sums group whole
 #: units of it, so a search adding them in its pass adds whole groups of sub-blocks.
 SUB_BLOCK_ROWS = SUM_GROUP_UNIT
@@ -64,11 +65,14 @@ PRODUCT_SMALL_MAX_WORK = 1_000_000
 #: :func:`by_rows_product`) from this many centroids to :data:`BY_ROWS_MAX_CLUSTERS`, ...
 BY_ROWS_MIN_CLUSTERS = 16
 BY_ROWS_MAX_CLUSTERS = 64
-#: ... from this many features, for centroids of at most this many values (k x d) ...
+#: ... from this many features, with at most this many features per centroid, for
+#: centroids of at most this many values (k x d) ...
 BY_ROWS_MIN_FEATURES = 32
+BY_ROWS_MAX_FEATURES_PER_CLUSTER = 8
 BY_ROWS_MAX_VALUES = 12288
 #: ... in products of the most rows (a whole sub-block, a half or a quarter of one) whose
-#: values take at most this many bytes (an L1 data cache's worth).
+#: values (rows x d, read by the product) take at most this many bytes, an L1 data
+#: cache's worth (a quarter sub-block where none does).
 BY_ROWS_MAX_BYTES = 32 << 10
 #: Rows per tile of the transposition that follows a product by rows.
 TRANSPOSE_TILE_ROWS = 16
@@ -134,7 +138,7 @@ def prefetch_pays(n_features: int, itemsize: int, rows: int = SUB_BLOCK_ROWS) ->
     """Whether the product search prefetches the rows of its next product while it
     finishes the current one's (labels, costs, the mean's sums): rows of
     :data:`PREFETCH_MIN_ROW_BYTES` to :data:`PREFETCH_MAX_ROW_BYTES` bytes, in products
-    of :data:`PREFETCH_MIN_PRODUCT_ROWS` rows or more (:func:`product_rows`).
+    of :data:`PREFETCH_MIN_PRODUCT_ROWS` rows or more (:func:`search_rows`).
 
     A hint only: no value depends on it.  Measured here per search (200000 rows, one
     thread, k 3, 8 and 32, with the mean's sums or the costs, best of ten against the
@@ -147,6 +151,10 @@ def prefetch_pays(n_features: int, itemsize: int, rows: int = SUB_BLOCK_ROWS) ->
     the processor's own prefetching keeps up, and for short rows or short products the
     hints cost more than they save.  float64 rows of 256 bytes (32 features), faster per
     search, were level in fits (0.96-1.08x at 200000 and 1000000 rows, k 3 to 32).
+    Since the products by rows (:func:`by_rows_product`) float32 at 128-256 features and
+    19-37 centroids takes 64-row products with the hint, where it took 32-row ones
+    without: measured together (per search 0.74-0.84x the time at k=32, float32, 128 and
+    256 features), not apart.
 
     Parameters
     ----------
@@ -188,7 +196,9 @@ def product_rows(
     BLAS without that kernel gain nothing from shorter products.  In float32, 19 to 37
     centroids from 96 features take 32-row products: per 256 rows, 0.47-0.94x the time of
     one 256-row product at 96-512 features (0.95-1.08x at 64); in float64 0.63-1.23x,
-    so float64 keeps 256 rows there.  Decided by the shape of the centroids and the
+    so float64 keeps 256 rows there.  The nearest-centroid search takes these products
+    only where it does not take them by rows (:func:`by_rows_product`, from 16
+    centroids; :func:`search_rows`).  Decided by the shape of the centroids and the
     dtype only, and blocks start at multiples of :data:`SUB_BLOCK_ROWS` rows
     (``kmeansfw.core.data.MIN_BLOCK_ROWS``), so every product but the data's last has the
     same rows whatever the plan and the number of threads, and labels do not depend on
@@ -217,7 +227,7 @@ def product_rows(
     return SUB_BLOCK_ROWS
 
 
-def by_rows_product(n_features: int, n_clusters: int, itemsize: int = 8) -> int:
+def by_rows_product(n_features: int, n_clusters: int, *, itemsize: int = 8) -> int:
     """Rows per product when the product search takes its products by rows, else 0.
 
     The search needs, per product, the (k, rows) block ``(-2C) @ rows^T``: its running
@@ -227,20 +237,24 @@ def by_rows_product(n_features: int, n_clusters: int, itemsize: int = 8) -> int:
     15.5 us in float32 against 6.8 us for ``rows @ (-2C)^T`` with a contiguous
     ``(-2C)^T`` (the orientation scikit-learn asks for; 23.4 against 13.5 us in
     float64).  So from :data:`BY_ROWS_MIN_CLUSTERS` to :data:`BY_ROWS_MAX_CLUSTERS`
-    centroids, from :data:`BY_ROWS_MIN_FEATURES` features and for centroids of at most
-    :data:`BY_ROWS_MAX_VALUES` values, the search takes the product by rows, (rows, k),
-    and transposes it into the (k, rows) block in tiles of :data:`TRANSPOSE_TILE_ROWS`
-    rows (0.15-0.3 ns a value; an argmin over the (rows, k) block, row by row, took
-    0.4-0.6 ns a value against 0.07-0.14 for the column-wise one).  Each product takes
-    the most rows, down to a quarter sub-block, whose values fit in
-    :data:`BY_ROWS_MAX_BYTES`.  Per search with the mean's sums (200000 standard normal
-    rows, one thread) that took 0.73-0.84x the time at 32 features and 16-32 centroids,
-    0.74-0.94x at 64 and 128 features, 0.84-0.86x at 256 features and 32 centroids, and
-    0.9-1.0x at 48 and 64 centroids; below 16 centroids, at 16 features or fewer, and
-    for larger centroids (256 features and 64 centroids) it was slower, and those keep
-    ``(-2C) @ rows^T`` in products of :func:`product_rows` rows.  Decided by the shape of
-    the centroids and the dtype only, so the labels do not depend on the blocking or the
-    number of threads.
+    centroids, from :data:`BY_ROWS_MIN_FEATURES` features, with at most
+    :data:`BY_ROWS_MAX_FEATURES_PER_CLUSTER` features per centroid and for centroids of
+    at most :data:`BY_ROWS_MAX_VALUES` values, the search takes the product by rows,
+    (rows, k), and transposes it into the (k, rows) block in tiles of
+    :data:`TRANSPOSE_TILE_ROWS` rows (0.15-0.3 ns a value; an argmin over the (rows, k)
+    block, row by row, took 0.4-0.6 ns a value against 0.07-0.14 for the column-wise
+    one).  Each product takes the most rows, down to a quarter sub-block, whose values
+    (rows x d) fit in :data:`BY_ROWS_MAX_BYTES`.  Per search with the mean's sums
+    (200000 standard normal rows, one thread, the prefetch hint as a fit gives it: at
+    float32 with 128-256 features the 64-row products by rows take it, where the 32-row
+    products they replace did not) that took 0.73-0.84x the time at 32 features and
+    16-32 centroids, 0.74-1.01x at 64 and 128 features and 16-64 centroids, 0.84-0.96x
+    at 256 features and 32-48 centroids, and 0.96-1.0x at 32 features and 48-64
+    centroids.  Where it was slower or not measured (below 16 centroids, at 16 features
+    or fewer, at 96 centroids or more, more than 8 features per centroid: 1.01-1.07x at
+    256 features and 16 centroids) the search keeps ``(-2C) @ rows^T`` in products of
+    :func:`product_rows` rows.  Decided by the shape of the centroids and the dtype
+    only, so the labels do not depend on the blocking or the number of threads.
 
     Parameters
     ----------
@@ -255,9 +269,14 @@ def by_rows_product(n_features: int, n_clusters: int, itemsize: int = 8) -> int:
         Rows per product by rows (a whole sub-block, :data:`SUB_BLOCK_ROWS`, or a
         fraction of one), or 0 for the transposed product.
     """
+    return _by_rows_rule(n_features, n_clusters, itemsize)
+
+
+def _by_rows_rule(n_features: int, n_clusters: int, itemsize: int) -> int:
+    # by_rows_product's rule, positional (the compiled kernels take a copy of it)
     if (
         BY_ROWS_MIN_CLUSTERS <= n_clusters <= BY_ROWS_MAX_CLUSTERS
-        and n_features >= BY_ROWS_MIN_FEATURES
+        and BY_ROWS_MIN_FEATURES <= n_features <= BY_ROWS_MAX_FEATURES_PER_CLUSTER * n_clusters
         and n_clusters * n_features <= BY_ROWS_MAX_VALUES
     ):
         rows = SUB_BLOCK_ROWS
@@ -265,6 +284,31 @@ def by_rows_product(n_features: int, n_clusters: int, itemsize: int = 8) -> int:
             rows //= 2
         return rows
     return 0
+
+
+def search_rows(n_features: int, n_clusters: int, itemsize: int = 8) -> tuple[int, bool]:
+    """Rows per product of the nearest-centroid product search, and whether it takes its
+    products by rows (:func:`by_rows_product`; else :func:`product_rows`, from an eighth
+    of a sub-block).
+
+    Parameters
+    ----------
+    n_features, n_clusters : int
+        The data's features and the number of centroids.
+    itemsize : int
+        The data's item size in bytes.
+
+    Returns
+    -------
+    rows : int
+        Rows per product.
+    by_rows : bool
+        Whether the products are taken by rows.
+    """
+    rows = by_rows_product(n_features, n_clusters, itemsize=itemsize)
+    if rows:
+        return rows, True
+    return product_rows(n_features, n_clusters, SUB_BLOCK_ROWS // 8, itemsize), False
 
 
 def _nearest_numpy(X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second):
@@ -290,7 +334,26 @@ if HAVE_NUMBA:
     _product_rows = numba.njit(nogil=True, cache=True, inline="always")(product_rows)
     _prefetch_pays = numba.njit(nogil=True, cache=True, inline="always")(prefetch_pays)
 
-    _by_rows_product = numba.njit(nogil=True, cache=True, inline="always")(by_rows_product)
+    _by_rows_product = numba.njit(nogil=True, cache=True, inline="always")(_by_rows_rule)
+
+    @numba.njit(nogil=True, cache=True, inline="always")
+    def _search_rows(n_features, n_clusters, itemsize):  # pragma: no cover
+        # search_rows' twin (the same rules, through their compiled copies)
+        rows = _by_rows_product(n_features, n_clusters, itemsize)
+        if rows:
+            return rows, True
+        return _product_rows(n_features, n_clusters, SUB_BLOCK_ROWS // 8, itemsize), False
+
+    @numba.njit(nogil=True, cache=True, inline="always")
+    def _product_buffers(minus_2c, by_rows, sub):  # pragma: no cover
+        # the (k, sub) block's buffer and, products by rows, the (sub, k) buffer of the
+        # product and the contiguous (d, k) copy of minus_2c.T it multiplies by (empty
+        # arrays otherwise: see _centered_product)
+        k = minus_2c.shape[0]
+        buf = np.empty(k * sub, dtype=minus_2c.dtype)
+        if by_rows:
+            return buf, np.empty(k * sub, dtype=minus_2c.dtype), np.ascontiguousarray(minus_2c.T)
+        return buf, np.empty(0, dtype=minus_2c.dtype), np.empty((0, k), dtype=minus_2c.dtype)
 
     @numba.njit(nogil=True, cache=True, inline="always")
     def _centered_product(
@@ -304,9 +367,9 @@ if HAVE_NUMBA:
         # without the copy, the same bits as from the copy with a BLAS whose results do
         # not depend on where its operands lie (OpenBLAS: tested with X one item off its
         # alignment; MKL needs its reproducible mode).  With a non-empty ``by_rows``
-        # ((m, k) at least, see by_rows_product) the product is ``rows @ minus_2c_t``
-        # (minus_2c_t: a contiguous (d, k) copy of minus_2c.T) into ``by_rows``, then
-        # transposed into the block.
+        # ((m, k) at least, see by_rows_product and _product_buffers) the product is
+        # ``rows @ minus_2c_t`` (minus_2c_t: a contiguous (d, k) copy of minus_2c.T) into
+        # ``by_rows``, then transposed into the block.
         m, d = rows.shape
         k = minus_2c.shape[0]
         block = buf[: k * m].reshape((k, m))
@@ -381,17 +444,12 @@ if HAVE_NUMBA:
         # so the rows of the next product are prefetched (where _prefetch_pays).
         want_second = second.shape[0] > 0
         n, d, k = X.shape[0], X.shape[1], minus_2c.shape[0]
-        step = _by_rows_product(d, k, X.itemsize)
-        by_rows_step = step > 0
-        if not by_rows_step:
-            step = _product_rows(d, k, SUB_BLOCK_ROWS // 8, X.itemsize)
+        step, by_rows_step = _search_rows(d, k, X.itemsize)
         sub = max(1, min(step, n))  # one row at least: range() needs a step
         origin = _at_origin(mean)
         prefetching = prefetch and _prefetch_pays(d, X.itemsize, step)
         centered = np.empty((sub, d), dtype=X.dtype)
-        buf = np.empty(k * sub, dtype=X.dtype)
-        by_rows = np.empty(k * sub if by_rows_step else 0, dtype=X.dtype)
-        minus_2c_t = np.ascontiguousarray(minus_2c.T)
+        buf, by_rows, minus_2c_t = _product_buffers(minus_2c, by_rows_step, sub)
         best = np.empty(sub, dtype=X.dtype)
         runner_up = np.empty(sub, dtype=X.dtype)
         arg = np.empty(sub, dtype=np.int32)
@@ -925,16 +983,11 @@ if HAVE_NUMBA:
         # group's nearest centroid other than the assigned one is known at the end.
         n, d, k = X.shape[0], X.shape[1], minus_2c.shape[0]
         t = lows.shape[1]
-        step = _by_rows_product(d, k, X.itemsize)
-        by_rows_step = step > 0
-        if not by_rows_step:
-            step = _product_rows(d, k, SUB_BLOCK_ROWS // 8, X.itemsize)
+        step, by_rows_step = _search_rows(d, k, X.itemsize)
         sub = max(1, min(step, n))  # one row at least: range() needs a step
         origin = _at_origin(mean)
         centered = np.empty((sub, d), dtype=X.dtype)
-        buf = np.empty(k * sub, dtype=X.dtype)
-        by_rows = np.empty(k * sub if by_rows_step else 0, dtype=X.dtype)
-        minus_2c_t = np.ascontiguousarray(minus_2c.T)
+        buf, by_rows, minus_2c_t = _product_buffers(minus_2c, by_rows_step, sub)
         best = np.empty(sub, dtype=X.dtype)
         arg = np.empty(sub, dtype=np.int32)
         first = np.empty((t, sub), dtype=X.dtype)
