@@ -97,9 +97,6 @@ class _Bounded:
 
     state_key = "bounded.state"
     lower_dtype = np.float64
-    #: Whether a whole-block search keeps a sample of the bounds it set (what ``auto``
-    #: judges ``hamerly``'s bounds by, :meth:`Auto._bounds_pay`).
-    keeps_sample = False
 
     @staticmethod
     def _lower(rivals: np.ndarray) -> np.ndarray:
@@ -115,20 +112,6 @@ class _Bounded:
         labels[:], costs, upper[:], rivals = found
         lower[:] = self._lower(rivals)
         return costs
-
-    @staticmethod
-    def _keep_sample(state, half_gap, labels, upper, lower) -> None:
-        """Keep the bounds a whole-block search just set for a sample of the block's rows
-        (an even step), with their labels and their centroids' half gaps: what ``auto``
-        judges the bounds by (:meth:`Auto._bounds_pay`), until the next pass that
-        searches whole blocks."""
-        step = max(1, labels.shape[0] // MARGIN_SAMPLE_ROWS)  # rows, never samples' loop
-        chosen = labels[::step].copy()
-        sample = (upper[::step].copy(), lower[::step].copy(), half_gap[chosen], chosen)
-        with _LOCK:
-            if state["sample_step"] != state["now"]:  # the pass's first such block
-                state["sample"], state["sample_step"] = [], state["now"]
-            state["sample"].append(sample)
 
     def _iteration(self, hook, centroids, data, cache) -> dict:
         """Per-iteration geometry (shifts, half gaps), computed once by the first block."""
@@ -169,14 +152,21 @@ class _Bounded:
                     "cum_drift": np.zeros((MAX_STEPS, t)),
                     "now": 0,
                     "centroids": None,
-                    # the bounds the last pass with whole-block searches set for a sample
-                    # of rows, and that pass's step (_keep_sample)
-                    "sample": [],
-                    "sample_step": -1,
                 }
                 data.cache[self.state_key] = state
             else:
-                shift = centroid_shifts(hook, data, state["centroids"], centroids)
+                old = state["centroids"]
+                old_cache = steps.prepare_centroids(hook, data, old)
+                moved = contract.call(
+                    hook,
+                    "kmeansfw_distance",
+                    X=centroids,
+                    centroids=old,
+                    rows=None,
+                    data=data,
+                    cache=old_cache,
+                )
+                shift = np.diagonal(np.asarray(moved, dtype=np.float64))
                 drift = np.zeros(state["n_groups"])
                 np.maximum.at(drift, state["groups"], shift)  # over k centroids
                 now = state["now"] = state["now"] + 1
@@ -234,8 +224,6 @@ class _Bounded:
                 hook, X, centroids, data, cache, state, labels, upper, lower, sums
             )
             stamps[:] = state["now"]
-            if self.keeps_sample:
-                self._keep_sample(state, info["half_gap"], labels, upper, lower)
         elif redo.size:
             sub_labels, sub_upper, sub_lower = labels[redo], upper[redo], lower[redo]
             self._search(
@@ -246,101 +234,6 @@ class _Bounded:
         # the state's rows change in later iterations; costs None (rows the bounds
         # settled): the engine computes them if something reads them
         return labels.copy(), costs
-
-
-def centroid_shifts(hook, data: FitData, old: np.ndarray, new: np.ndarray) -> np.ndarray:
-    """How far each centroid moved from ``old`` to ``new``, by the fit's distance.
-
-    Parameters
-    ----------
-    hook : pluggy.HookRelay
-        The fit's hooks.
-    data : FitData
-        The data the centroids belong to.
-    old, new : ndarray of shape (k, d)
-        The centroids before and after.
-
-    Returns
-    -------
-    ndarray of shape (k,)
-        float64 distances.
-    """
-    old_cache = steps.prepare_centroids(hook, data, old)
-    moved = contract.call(
-        hook, "kmeansfw_distance", X=new, centroids=old, rows=None, data=data, cache=old_cache
-    )
-    return np.diagonal(np.asarray(moved, dtype=np.float64))
-
-
-def predicted_stale(samples: list, shift: np.ndarray, groups: np.ndarray) -> float:
-    """The share of sampled rows whose bounds one step of ``shift`` would leave stale.
-
-    Each sample holds rows' upper bounds, lower bounds per group of centroids, their
-    centroids' half gaps and their labels, as a search set them.  Moved by one step, an
-    upper bound grows by its centroid's shift, a group's lower bound shrinks by the
-    group's largest shift, and a half gap by at most the largest shift; a row is stale if
-    its upper bound then exceeds both its half gap and its lowest lower bound (the test of
-    :func:`kmeansfw.kernels.stale_rows`, without its rounding margin).
-
-    Parameters
-    ----------
-    samples : list of (upper, lower, half_gap, labels)
-        (s,), (s, t), (s,) and (s,) arrays.
-    shift : ndarray of shape (k,)
-        How far each centroid moved in the step.
-    groups : ndarray of shape (k,)
-        Each centroid's group, in [0, t).
-
-    Returns
-    -------
-    float
-        In [0, 1]; 1.0 for no sampled rows.
-    """
-    upper = np.concatenate([u for u, _, _, _ in samples])
-    if not upper.size:
-        return 1.0
-    lower = np.concatenate([low for _, low, _, _ in samples])
-    gaps = np.concatenate([g for _, _, g, _ in samples])
-    labels = np.concatenate([lab for _, _, _, lab in samples])
-    drift = np.zeros(lower.shape[1])
-    np.maximum.at(drift, groups, shift)  # over k centroids
-    moved = upper + shift[labels]
-    lowest = (lower - drift).min(axis=1) if lower.shape[1] else np.full(moved.size, np.inf)
-    stale = (moved > gaps - shift.max()) & (moved > lowest)
-    return float(stale.mean())
-
-
-def bounds_pay_fraction(n_clusters: int) -> float:
-    """Up to this share of stale rows ``auto`` counts a ``hamerly`` pass as paid for.
-
-    Such a pass gathers its stale rows, searches them with the runner-up and the exact
-    costs, scatters the answers back and leaves the mean's sums to a pass of their own,
-    after its own bookkeeping; since the search got faster (products by rows) that costs
-    more than one ``nearest`` pass over every row already at half the rows stale and 32
-    centroids.  ``k / (k + 64)``: 0.2 at k=16, 0.33 at k=32, 0.5 at k=64, 0.67 at k=128
-    (:func:`full_search_fraction`'s form, ``(r - 1) / (r + 1)`` with ``r = 1 + k / 32``
-    instead of ``1 + k / 8``).  Measured with :meth:`Auto._bounds_pay`'s judgement, per
-    Lloyd iteration on standard normal data, against ``k / (k + 16)``: 0.66-0.91x the
-    time (20000-200000 rows, 64-256 features, k=32 and 64); whole fits on clustered data
-    0.85-0.98x (Gaussian blobs and ``make_classification``, 100000-200000 rows, 16-256
-    features, k=32 and 64).
-
-    Parameters
-    ----------
-    n_clusters : int
-        The number of centroids.
-
-    Returns
-    -------
-    float
-        In [0, 1).
-    """
-    return n_clusters / (n_clusters + 64.0)
-
-
-#: Rows per block whose bounds a whole-block bounded search keeps as a sample (a sample at an
-#: even step), for ``auto``'s judgement of the bounds.
-MARGIN_SAMPLE_ROWS = 512
 
 
 def full_search_fraction(n_clusters: int) -> float:
@@ -392,7 +285,6 @@ class Hamerly(_Bounded):
     accepts_sparse = True
     requires_metric = True
     state_key = "hamerly.state"
-    keeps_sample = True
 
     @staticmethod
     def _groups(centroids: np.ndarray, data: FitData) -> np.ndarray:
@@ -549,20 +441,17 @@ class Auto:
     at 1M x 64, k=256 16.1-16.5 s against 19.1 s (``make_classification``, seed 0) and
     4.0-4.5 s against 4.2-4.9 s (blobs).
 
-    While the bounds do not pay, passes go without them (:meth:`_bounds_pay`): after a
-    ``hamerly`` pass that left more than :func:`bounds_pay_fraction` of the rows stale,
-    the bounds come back when a sample of them, moved by the centroids' last step, says
-    they would pay; ``yinyang`` tries them every other pass (a pass that left more than
+    While the bounds do not pay, every other pass is a plain ``nearest`` one
+    (:meth:`_bounds_pay`): a bounded pass that left more than
     :func:`full_search_fraction` of the rows stale searched them all, with the runner-up,
-    after its bookkeeping).  On unstructured data the centroids move too much for the
+    after its bookkeeping, so the pass after it searches without bounds and the one after
+    that tries them again.  On unstructured data the centroids move too much for the
     bounds for many iterations, and in the first iterations on any data.  Measured here
     per Lloyd iteration from the same centroids (two threads, against always keeping the
-    bounds), when every other pass went without them: standard normal data 0.85-0.90x
-    the time (20000 x 64, k=32 and 64; 200k x 64, k=32; 20000 x 256, k=32; 60000 x 32,
-    k=64); Gaussian blobs 0.91-1.04x (30000 x 64, k=32; 20000 x 64, k=128 and 256;
-    60000 x 32, k=64; 120000 x 16, k=64).  ``hamerly``'s judgement by the sample, against
-    every other pass: 0.66-0.91x per iteration on standard normal data (20000-200000
-    rows, 64-256 features, k=32 and 64), whole fits on clustered data 0.85-0.98x.
+    bounds): standard normal data 0.85-0.90x the time (20000 x 64, k=32 and 64; 200k x
+    64, k=32; 20000 x 256, k=32; 60000 x 32, k=64); Gaussian blobs 0.91-1.04x (30000 x
+    64, k=32; 20000 x 64, k=128 and 256; 60000 x 32, k=64; 120000 x 16, k=64: the
+    bounds pay after a few passes, and at most one pass goes without them).
     """
 
     name = "auto"
@@ -630,48 +519,29 @@ class Auto:
             return cache[_AUTO_PASS]
 
     @staticmethod
-    def _bounds_pay(
-        data: FitData, cache: dict, kind: str, centroids: np.ndarray, hook: pluggy.HookRelay
-    ) -> bool:
+    def _bounds_pay(data: FitData, cache: dict, kind: str, n_clusters: int) -> bool:
         """Whether this pass keeps the bounds of ``kind`` or is a ``nearest`` pass,
         decided once per pass by its first block (``cache`` is the pass's centroid cache).
 
-        A bounded pass that left more of the rows stale than it pays for
-        (:func:`bounds_pay_fraction` for ``hamerly``, :func:`full_search_fraction` for
-        ``yinyang``) cost more than a ``nearest`` pass.  The bounds stay kept meanwhile,
-        and valid: the next bounded pass moves them by the centroids' shifts since.  Then
-        for ``hamerly`` each pass asks whether bounds set now would pay at the next one:
-        the bounds the last full search set for a sample of rows, moved by the centroids'
-        last step (:func:`predicted_stale`), against the same share; while they would
-        not (data without clusters, the first passes) the passes go without bounds, and
-        once they would, the next pass sets them.  ``yinyang``, whose group bounds this
-        sample does not judge well, tries its bounds every other pass instead.
+        A bounded pass that left more than :func:`full_search_fraction` of the rows
+        stale cost more than a ``nearest`` pass (it searched every row, with the
+        runner-up, after its own bookkeeping): the pass after it is a ``nearest`` one,
+        then the bounds are tried again (kept meanwhile, and still valid: the next
+        bounded pass moves them by the centroids' shifts since the last one).  So while
+        the centroids move too much for the bounds (unclustered data, the first passes)
+        every other pass is a plain search; once the bounds settle most rows, at most one
+        pass goes without them.
         """
         with _LOCK:
             if _AUTO_BOUNDS in cache:
                 return cache[_AUTO_BOUNDS]
-            previous = data.cache.get(_AUTO_PREVIOUS)  # the centroids of the pass before
-            data.cache[_AUTO_PREVIOUS] = centroids.copy()
             state = data.cache.get((Yinyang if kind == "yinyang" else Hamerly).state_key)
-            k = centroids.shape[0]
-            fraction = full_search_fraction(k) if kind == "yinyang" else bounds_pay_fraction(k)
             keep = (
                 state is None  # the first bounded pass
                 or state["fresh"]  # a first search settles nothing
-                or state["stale"] <= fraction * state["upper"].shape[0]  # the bounds paid
+                or data.cache.get(_AUTO_JUDGED) == state["now"]  # judged: bounds again
+                or state["stale"] <= full_search_fraction(n_clusters) * state["upper"].shape[0]
             )
-            if not keep:
-                sample = state["sample"]
-                if (
-                    kind == "yinyang"
-                    or previous is None
-                    or previous.shape != centroids.shape
-                    or not sample
-                ):
-                    keep = data.cache.get(_AUTO_JUDGED) == state["now"]  # every other pass
-                else:  # would bounds set now settle the next pass's rows?
-                    shift = centroid_shifts(hook, data, previous, centroids)
-                    keep = bool(predicted_stale(sample, shift, state["groups"]) <= fraction)
             if state is not None:
                 data.cache[_AUTO_JUDGED] = state["now"]
             cache[_AUTO_BOUNDS] = keep
@@ -693,7 +563,7 @@ class Auto:
         again = kind is not None and (
             data.cache.get(steps.REPEATED, False) or self._pass(data, cache) > 0
         )
-        again = again and self._bounds_pay(data, cache, kind, centroids, hook)
+        again = again and self._bounds_pay(data, cache, kind, centroids.shape[0])
         args = dict(X=X, centroids=centroids, rows=rows, data=data, cache=cache, hook=hook)
         if again:  # the bounds skip rows: the sums go with a whole-block search only
             return (_YINYANG if kind == "yinyang" else _HAMERLY).kmeansfw_assign(**args, sums=sums)
@@ -706,6 +576,4 @@ _AUTO_PASS = "auto.pass"
 #: In a pass's centroid cache: whether the pass keeps bounds; in a data set's cache: the
 #: bounded pass ``auto`` last judged (see :meth:`Auto._bounds_pay`).
 _AUTO_BOUNDS, _AUTO_JUDGED = "auto.bounds", "auto.judged"
-#: In a data set's cache: the centroids of ``auto``'s last pass over it.
-_AUTO_PREVIOUS = "auto.previous"
 _HAMERLY, _YINYANG, _NEAREST = Hamerly(), Yinyang(), Nearest()
