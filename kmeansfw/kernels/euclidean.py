@@ -345,13 +345,13 @@ if HAVE_NUMBA:
         return _product_rows(n_features, n_clusters, SUB_BLOCK_ROWS // 8, itemsize), False
 
     @numba.njit(nogil=True, cache=True, inline="always")
-    def _product_buffers(minus_2c, by_rows, sub):  # pragma: no cover
-        # the (k, sub) block's buffer and, products by rows, the (sub, k) buffer of the
-        # product and the contiguous (d, k) copy of minus_2c.T it multiplies by (empty
+    def _product_buffers(minus_2c, taken_by_rows, sub):  # pragma: no cover
+        # the (k, sub) block's buffer and, products taken by rows, the (sub, k) buffer of
+        # the product and the contiguous (d, k) copy of minus_2c.T it multiplies by (empty
         # arrays otherwise: see _centered_product)
         k = minus_2c.shape[0]
         buf = np.empty(k * sub, dtype=minus_2c.dtype)
-        if by_rows:
+        if taken_by_rows:
             return buf, np.empty(k * sub, dtype=minus_2c.dtype), np.ascontiguousarray(minus_2c.T)
         return buf, np.empty(0, dtype=minus_2c.dtype), np.empty((0, k), dtype=minus_2c.dtype)
 
@@ -1068,9 +1068,7 @@ if HAVE_NUMBA:
                 _sq_cost_rows(X[start:stop], minus_2c, c_sq_norms, norms[start:stop], part)
                 continue
             rows = centered[:m]
-            for i in range(m):
-                for f in range(d):
-                    rows[i, f] = X[start + i, f] - mean[f]
+            _center_rows(X, mean, start, rows)  # the search's centering (_centered_product)
             _sq_cost_rows(rows, minus_2c, c_sq_norms, norms[start:stop], out[start:stop])
 
     @numba.njit(nogil=True, cache=True)
