@@ -139,6 +139,9 @@ def _spy_on_auto(monkeypatch, name: str, what: str = "rows") -> list:
     real = getattr(assignment, name)
 
     class Spy:
+        def __getattr__(self, attribute):  # the state key, the geometry: the real one's
+            return getattr(real, attribute)
+
         def kmeansfw_assign(self, **kwargs):
             value = kwargs[what]
             calls.append(value.n_samples if what == "data" else value)
@@ -175,61 +178,211 @@ def _bounds_now(state: dict, rows: slice) -> tuple[np.ndarray, np.ndarray]:
     return upper, lower
 
 
-@pytest.mark.parametrize("kind", ["normal", "blobs"])
-def test_auto_searches_without_bounds_after_a_pass_they_did_not_pay_for(monkeypatch, kind):
+def _record_auto_passes(monkeypatch, shares=None) -> list:
+    """Per pass ``auto`` makes over a data set with bounds, a record of its decision:
+    ``"B"`` a bounded pass, ``"R"`` one that renews every row's bounds, ``"n"`` a
+    ``nearest`` pass after a judgement, ``"w"`` one in a wait (no judgement); with the
+    judged share, the bounds' step and the rows the pass checked and found stale.
+    ``shares``: scripted shares (then 1.0) in place of the judged ones."""
     from kmeansfw.strategies import assignment
 
-    passes = []  # per pass: "bounds" with the share of rows left stale, or "nearest"
-    real_bounds, real_nearest = assignment._HAMERLY, assignment._NEAREST
+    passes: list = []
+    real_pay, real_share = assignment.Auto._bounds_pay, assignment.stale_share
+    judged: list = []
+    script = iter(shares if shares is not None else ())
 
-    class Bounds:
-        def kmeansfw_assign(self, **kwargs):
-            found = real_bounds.kmeansfw_assign(**kwargs)
-            state = kwargs["data"].cache[assignment.Hamerly.state_key]
-            passes.append(("bounds", state["fresh"], state["stale"] / kwargs["data"].n_samples))
-            # the bounds (kept over nearest passes) hold for the centroids of this pass
-            X, centroids = kwargs["X"], kwargs["centroids"]
-            dist = np.sqrt(((X[:, None, :] - centroids[None]) ** 2).sum(axis=2))
-            labels = found[0]
-            np.testing.assert_array_equal(labels, dist.argmin(axis=1))
-            own = dist[np.arange(len(X)), labels]
-            dist[np.arange(len(X)), labels] = np.inf
-            upper, lower = _bounds_now(state, kwargs["rows"])
-            assert np.all(upper >= own * (1 - 1e-9) - 1e-9)
-            assert np.all(lower <= dist.min(axis=1) * (1 + 1e-9) + 1e-9)
-            return found
+    def share(info, n_rows):
+        found = real_share(info, n_rows)
+        judged.append(found if shares is None else next(script, 1.0))
+        return judged[-1]
 
-    class Plain:
-        def kmeansfw_assign(self, **kwargs):
-            passes.append(("nearest", None, None))
-            return real_nearest.kmeansfw_assign(**kwargs)
+    def pay(data, cache, bounded, hook, centroids, this_pass):
+        first = assignment._AUTO_BOUNDS not in cache  # once per pass (one block here)
+        before = len(judged)
+        keep = real_pay(data, cache, bounded, hook, centroids, this_pass)
+        if first:
+            info = cache.get(f"{bounded.state_key}.iteration")
+            state = data.cache[bounded.state_key]
+            if keep:
+                what = "R" if info["renew"] else "B"
+            else:
+                what = "n" if len(judged) > before else "w"
+            share = judged[-1] if len(judged) > before else None
+            passes.append({"what": what, "share": share, "now": state["now"]})
+        return keep
 
-    monkeypatch.setattr(assignment, "_HAMERLY", Bounds())
-    monkeypatch.setattr(assignment, "_NEAREST", Plain())
-    if kind == "normal":  # no clusters: the centroids keep moving, bounds settle few rows
-        X = np.random.default_rng(0).standard_normal((6000, 16))
-    else:  # the bounds pay after the first passes; rows searched in part in between
-        X, _ = make_blobs(6000, n_features=16, centers=40, cluster_std=4.0, random_state=0)
-    params = dict(init=X[:40].copy(), max_iter=30, tol=0)
-    km = KMeans(40, **params).fit(X)
-    assert len(FitData.build(X, n_clusters=40).tasks) == 1  # one block: one call a pass
-    limit = assignment.full_search_fraction(40)
-    kinds = [kind for kind, _, _ in passes]
-    assert kinds[0] == "bounds" and passes[0][1]  # the first pass: a fresh search
-    for (kind, fresh, stale), after in zip(passes[:-1], kinds[1:], strict=True):
-        if kind == "bounds":  # a bounded pass judges the next one
-            assert after == ("nearest" if not fresh and stale > limit else "bounds")
-        else:  # after a nearest pass: the bounds again
-            assert after == "bounds"
-    assert "nearest" in kinds and "bounds" in kinds[kinds.index("nearest") :]
-    after_nearest = [p for p, before in zip(passes[1:], kinds, strict=False) if before == "nearest"]
-    assert any(0 < stale < 1 for _, _, stale in after_nearest)  # bounds moved over a skip
-    assert any(kind == "bounds" and stale <= limit for kind, _, stale in passes[1:])
-    # the bounds kept over nearest passes stay valid: nearest's fit, bit for bit
-    plain = KMeans(40, assignment="nearest", **params).fit(X)
+    monkeypatch.setattr(assignment.Auto, "_bounds_pay", staticmethod(pay))
+    monkeypatch.setattr(assignment, "stale_share", share)
+    return passes
+
+
+def _auto_shape(kind: str, clustered: bool):
+    """Data (blobs, or standard normal: no clusters, labels change for many passes), k,
+    at a shape where ``auto`` takes the bounded assignment ``kind`` (in one block)."""
+    n, d, k, std = (6000, 16, 40, 4.0) if kind == "hamerly" else (8000, 32, 128, 3.0)
+    if clustered:
+        X, _ = make_blobs(n, n_features=d, centers=k, cluster_std=std, random_state=0)
+    else:
+        X = np.random.default_rng(0).standard_normal((n, d))
+    assert len(FitData.build(X, n_clusters=k).tasks) == 1  # one block: one call a pass
+    auto = kmeansfw.Config(n_clusters=k).build_strategies()[2][2]
+    assert auto.bounded_by(n, d, k) == kind
+    return X, k
+
+
+@pytest.mark.parametrize("bounded", ["hamerly", "yinyang"])
+def test_auto_judges_renews_and_waits_pass_by_pass(monkeypatch, bounded):
+    from kmeansfw.strategies import assignment
+
+    X, k = _auto_shape(bounded, clustered=False)  # many passes, whatever the decisions
+    limit = assignment.bounds_pay_fraction(k)
+    waits = assignment.AUTO_MAX_WAIT
+    # judged shares, and the decisions they lead to (pass 0: a fresh search, "B")
+    script = [
+        (1.0, "n"),  # renewed at pass 0, not paid: wait 1
+        (1.0, "R"),  # due: renew
+        (1.0, "n"),  # renewed bounds one step old do not pay: wait 2
+        (1.0, "R"),
+        (limit, "B"),  # at the limit: kept, paid once
+        (limit + 0.01, "n"),  # paid once since the renewal: not repaid, wait 4
+        (0.0, "B"),  # due, and the bounds as they stand pay: no renewal
+        (0.5, "n"),  # paid twice since the renewal: repaid, no wait
+        (0.9, "R"),
+        (1.0, "n"),  # the next wait starts at 1 again
+        (1.0, "R"),
+        (1.0, "n"),
+    ]
+    passes = _record_auto_passes(monkeypatch, [share for share, _ in script])
+    km = KMeans(k, init=X[:k].copy(), max_iter=40, tol=0).fit(X)
+    expected = ["B"]
+    wait = 0
+    for share, what in script:
+        expected.append(what)
+        if what == "n":  # the passes of its wait follow, without a judgement
+            wait = 0 if share == 0.5 else min(max(1, 2 * wait), waits)
+            expected += ["w"] * wait
+    kinds = [p["what"] for p in passes]
+    assert kinds[: len(expected)] == expected
+    assert [p["share"] for p in passes if p["what"] != "w"][1 : len(script) + 1] == [
+        share for share, _ in script
+    ]
+    for before, after in zip(passes, passes[1:], strict=False):  # geometry: judged passes
+        assert after["now"] == before["now"] + (after["what"] != "w")
+    # the bounds kept over nearest passes, waits and renewals stay valid: nearest's fit
+    plain = KMeans(k, init=X[:k].copy(), max_iter=40, tol=0, assignment="nearest").fit(X)
+    np.testing.assert_array_equal(km.labels_, plain.labels_)
+    np.testing.assert_array_equal(km.cluster_centers_, plain.cluster_centers_)
+    assert km.inertia_ == plain.inertia_ and km.n_iter_ == plain.n_iter_
+
+
+@pytest.mark.parametrize("bounded", ["hamerly", "yinyang"])
+def test_auto_judges_the_rows_its_bounded_pass_finds_stale(monkeypatch, bounded):
+    from kmeansfw import kernels
+    from kmeansfw.strategies import assignment
+
+    X, k = _auto_shape(bounded, clustered=True)  # bounded passes with a few rows stale
+    n = X.shape[0]
+    judging, truth, checked = [], [], []
+    real_stale, real_share = kernels.stale_rows, assignment.stale_share
+
+    def stale_rows(*args):
+        redo = real_stale(*args)
+        if not judging:  # a bounded pass's own check: the rows the judgement saw
+            np.testing.assert_array_equal(redo, truth[-1])
+            checked.append(redo.size)
+        return redo
+
+    def share(info, n_rows):
+        judging.append(True)
+        state = info["state"]
+        every = real_stale(
+            *(state[key] for key in ("labels", "upper", "lower", "stamps")),
+            state["cum_shift"],
+            state["cum_drift"],
+            state["now"],
+            info["half_gap"],
+            info["margin"],
+        )
+        truth.append(every)
+        assert real_share(info, n) == every.size / n  # every row
+        assert real_share(info, 10 * n) == every.size / n
+        step = n // (n // 7)  # an even sample: every 7th row
+        sampled = np.isin(np.arange(0, n, step), every).mean()
+        assert real_share(info, n // 7) == sampled
+        found = real_share(info, n_rows)
+        judging.clear()
+        return found
+
+    monkeypatch.setattr(kernels, "stale_rows", stale_rows)
+    monkeypatch.setattr(assignment, "stale_share", share)
+    passes = _record_auto_passes(monkeypatch)
+    KMeans(k, init=X[:k].copy(), max_iter=25, tol=0).fit(X)
+    kinds = "".join(p["what"] for p in passes)
+    assert "R" in kinds and kinds[0] == "B"  # a first search and a renewal: no check
+    assert len(checked) == kinds.count("B") - 1 >= 3  # each later bounded pass: one
+    assert any(0 < size < n for size in checked)  # a pass with some rows stale
+
+
+@pytest.mark.parametrize("kind", ["normal", "blobs"])
+def test_auto_keeps_bounds_where_they_pay(monkeypatch, kind):
+    from kmeansfw.strategies import assignment
+
+    passes = _record_auto_passes(monkeypatch)
+    X, k = _auto_shape("hamerly", clustered=kind == "blobs")
+    params = dict(init=X[:k].copy(), max_iter=40, tol=0)
+    km = KMeans(k, **params).fit(X)
+    kinds = "".join(p["what"] for p in passes)
+    limit = assignment.bounds_pay_fraction(k)
+    for record in passes:  # kept exactly when the judged share is at most the limit
+        if record["what"] in "Bn" and record["share"] is not None:
+            assert (record["what"] == "B") == (record["share"] <= limit)
+    if kind == "normal":  # mostly nearest passes, most of them without a judgement
+        assert kinds.count("w") > len(kinds) / 2 and kinds.count("B") < len(kinds) / 8
+    else:  # after the first passes (and renewals), bounds every pass
+        tail = kinds[kinds.rindex("R") + 1 :]  # after the last renewal
+        assert kinds.startswith("Bn") and set(tail) == {"B"} and len(tail) > len(kinds) / 3
+    plain = KMeans(k, assignment="nearest", **params).fit(X)
     np.testing.assert_array_equal(km.cluster_centers_, plain.cluster_centers_)
     np.testing.assert_array_equal(km.labels_, plain.labels_)
     assert km.inertia_ == plain.inertia_ and km.n_iter_ == plain.n_iter_
+
+
+def test_auto_starts_over_when_k_changes_on_the_same_data(monkeypatch):
+    from kmeansfw.engine import loop, plugins, steps
+
+    X, k = _auto_shape("hamerly", clustered=False)
+    km = KMeans(k, init=X[:k].copy(), max_iter=1, tol=0).fit(X)
+    data = FitData.build(X, n_clusters=k)
+    hooks = plugins.build(km._strategies)
+    loop.prepare(hooks, data)
+    data.cache[steps.REPEATED] = True  # as a Lloyd run marks its data
+    passes = _record_auto_passes(monkeypatch)
+    rng = np.random.default_rng(1)
+    for size in (k, k, k + 8, k + 8, k + 8, k + 8, k + 8, k):  # k changes in a wait, too
+        centroids = X[rng.choice(X.shape[0], size, replace=False)]
+        found = steps.assign(hooks, data, centroids, accumulate=False)
+        sq = ((X[:, None, :] - centroids[None]) ** 2).sum(axis=2)
+        np.testing.assert_array_equal(found.labels, sq.argmin(axis=1))
+    # random centroids: the bounds never pay; a new k (in a wait: once it ends) starts
+    # with a fresh search
+    assert "".join(p["what"] for p in passes) == "BnwBnwRB"
+
+
+def test_bounds_pay_fraction_is_below_the_full_search_fraction():
+    from kmeansfw.strategies.assignment import (
+        BOUNDS_PAY_MAX_SHARE,
+        bounds_pay_fraction,
+        full_search_fraction,
+    )
+
+    ks = (1, 3, 8, 32, 64, 96, 256, 4096)
+    values = [bounds_pay_fraction(k) for k in ks]
+    assert values == sorted(values) and 0 < values[0]
+    assert bounds_pay_fraction(32) == pytest.approx(1 / 7)
+    assert bounds_pay_fraction(64) == pytest.approx(0.25)
+    assert bounds_pay_fraction(96) == bounds_pay_fraction(4096) == BOUNDS_PAY_MAX_SHARE == 0.3
+    # a kept pass gathers its stale rows (a pass with more searches whole blocks)
+    assert all(bounds_pay_fraction(k) < full_search_fraction(k) for k in ks)
 
 
 def test_auto_keeps_group_bounds_for_many_clusters_and_features(monkeypatch):
@@ -266,8 +419,9 @@ def test_auto_takes_nearest_in_task_copies_of_the_data(monkeypatch):
     threads = KMeans(40, executor=ThreadExecutor(2), **params).fit(X)
     plan = FitData.build(X, n_clusters=40, memory_budget=int(0.25 * 2**20))
     n_blocks = sum(len(task) for task in plan.tasks)
-    # in process: bounds from the start (a pass after one they did not pay for: nearest)
-    assert n_blocks > 1 and len(calls) >= 4 * n_blocks
+    # in process: bounds from the start (then judged pass by pass), on every block
+    assert n_blocks > 1 and sum(c.stop - c.start for c in calls[:n_blocks]) == X.shape[0]
+    assert len(calls) % n_blocks == 0 and len(calls) >= 2 * n_blocks
     assert len(calls) + len(plain) == 6 * n_blocks
     np.testing.assert_array_equal(threads.cluster_centers_, in_process.cluster_centers_)
     np.testing.assert_array_equal(copied.cluster_centers_, in_process.cluster_centers_)

@@ -307,18 +307,10 @@ def test_weighted_euclidean_fits_as_the_numpy_backend(kernels, device):
 
 
 def test_cpu_tensors_keep_auto_bounds_between_iterations(monkeypatch):
-    # the NumPy view persists over the fit: auto's hamerly skips rows from the third pass
-    from kmeansfw.strategies import assignment
+    # the NumPy view persists over the fit: auto keeps hamerly's bounds where they pay
+    from tests.test_bounded_assignment import _spy_on_auto
 
-    calls = []
-    real = assignment._HAMERLY
-
-    class Spy:
-        def kmeansfw_assign(self, **kwargs):
-            calls.append(kwargs["rows"])
-            return real.kmeansfw_assign(**kwargs)
-
-    monkeypatch.setattr(assignment, "_HAMERLY", Spy())
+    calls = _spy_on_auto(monkeypatch, "_HAMERLY")
     X, _ = make_blobs(6000, n_features=16, centers=40, cluster_std=4.0, random_state=0)
     init = X[:40].copy()
     km = KMeans(40, init=init, max_iter=30).fit(torch.from_numpy(X))

@@ -177,6 +177,9 @@ class _Bounded:
             state["stale"], state["fresh"] = 0, fresh
             info = {
                 "fresh": fresh,
+                # a pass that renews every row's bounds: searches whole blocks without
+                # the stale check (set by ``auto``, see Auto._bounds_pay)
+                "renew": False,
                 "half_gap": half_gap,
                 "state": state,
                 "margin": np.sqrt(np.finfo(data.dtype).eps),
@@ -202,7 +205,7 @@ class _Bounded:
         stamps = state["stamps"][rows]
         costs = None
         redo = None
-        if not info["fresh"]:  # after the first pass: the rows the bounds cannot settle
+        if not (info["fresh"] or info["renew"]):  # the rows the bounds cannot settle
             redo = kernels.stale_rows(
                 labels,
                 upper,
@@ -217,12 +220,10 @@ class _Bounded:
         with _LOCK:
             state["stale"] += X.shape[0] if redo is None else redo.size
         if redo is None or redo.size > full_search_fraction(centroids.shape[0]) * X.shape[0]:
-            # the first pass, or most rows stale: the whole block searched in place (no
-            # gather, no scatter, no second pass for the costs; the mean's sums in the
-            # search's pass when the distance can add them)
-            costs = self._search(
-                hook, X, centroids, data, cache, state, labels, upper, lower, sums
-            )
+            # the first pass, a renewal, or most rows stale: the whole block searched in
+            # place (no gather, no scatter, no second pass for the costs; the mean's sums
+            # in the search's pass when the distance can add them)
+            costs = self._search(hook, X, centroids, data, cache, state, labels, upper, lower, sums)
             stamps[:] = state["now"]
         elif redo.size:
             sub_labels, sub_upper, sub_lower = labels[redo], upper[redo], lower[redo]
@@ -260,11 +261,79 @@ def full_search_fraction(n_clusters: int) -> float:
     return (r - 1.0) / (r + 1.0)
 
 
+def bounds_pay_fraction(n_clusters: int) -> float:
+    """Up to this share of stale rows a bounded pass costs less than a ``nearest`` one
+    (what ``auto`` keeps its bounds by, :meth:`Auto._bounds_pay`).
+
+    A bounded pass checks every row's bounds, gathers the stale rows, searches them with
+    the runner-up and the exact costs, scatters the answers back and leaves the mean's
+    sums to a pass of their own; a ``nearest`` pass searches every row with the sums in
+    its pass.  Measured here (per pass, against a ``nearest`` pass over the same data,
+    two threads): ``hamerly`` at k=32 and 64 costs about 0.4-0.75x with 5 % of the rows
+    stale, and 2.5-4x a ``nearest`` pass's cost more per stale row: it breaks even at
+    about 0.15 of them (100000 x 16-64, float32 and float64); ``yinyang`` at k=128 and
+    256 about 0.3-0.5x, and 1.7-2x more per stale row: even at 0.25 (20000 x 64,
+    float32, no clusters) to 0.4 (100000 x 64, blobs).  ``k / (k + 192)``, at most
+    :data:`BOUNDS_PAY_MAX_SHARE`: 0.14 at k=32, 0.25 at k=64, 0.3 from k=96 up.
+
+    Parameters
+    ----------
+    n_clusters : int
+        The number of centroids.
+
+    Returns
+    -------
+    float
+        The share, in [0, 1).
+    """
+    return min(BOUNDS_PAY_MAX_SHARE, n_clusters / (n_clusters + 192.0))
+
+
+#: The largest share of stale rows ``auto`` keeps its bounds at (:func:`bounds_pay_fraction`).
+BOUNDS_PAY_MAX_SHARE = 0.3
+
+
+def stale_share(info: dict, n_rows: int) -> float:
+    """The share of rows a bounded pass would find stale now, judged on an even sample.
+
+    Parameters
+    ----------
+    info : dict
+        This pass's geometry from the bounded assignment (its state, advanced to this
+        pass's centroids, the half gaps and the rounding margin).
+    n_rows : int
+        At most this many rows are judged: every ``n // n_rows``-th row of the data.
+
+    Returns
+    -------
+    float
+        In [0, 1]: the share of the sampled rows whose bounds, as they stand (moved by
+        the centroids' shifts since each row's last search), cannot vouch for its
+        centroid: what :func:`kmeansfw.kernels.stale_rows` finds for them.
+    """
+    state = info["state"]
+    step = max(1, state["upper"].shape[0] // max(1, n_rows))  # rows, never samples' loop
+    labels = np.ascontiguousarray(state["labels"][::step])
+    redo = kernels.stale_rows(
+        labels,
+        np.ascontiguousarray(state["upper"][::step]),
+        np.ascontiguousarray(state["lower"][::step]),
+        np.ascontiguousarray(state["stamps"][::step]),
+        state["cum_shift"],
+        state["cum_drift"],
+        state["now"],
+        info["half_gap"],
+        info["margin"],
+    )
+    return redo.size / max(1, labels.shape[0])
+
+
 #: Steps (centroid sets) a bound-based state remembers; then it starts over with a full
 #: search (one ``nearest`` pass), e.g. after 4 restarts of 255 iterations.
 MAX_STEPS = 1024
-#: Held while the first block of an iteration computes the iteration's geometry.
-_LOCK = threading.Lock()
+#: Held while the first block of an iteration computes the iteration's geometry (and
+#: ``auto``'s decision, which may compute it: reentrant).
+_LOCK = threading.RLock()
 
 
 @attrs.frozen
@@ -289,7 +358,6 @@ class Hamerly(_Bounded):
     @staticmethod
     def _groups(centroids: np.ndarray, data: FitData) -> np.ndarray:
         return np.zeros(centroids.shape[0], dtype=np.intp)  # one group: every centroid
-
 
 
 @attrs.frozen
@@ -403,6 +471,14 @@ AUTO_MIN_SAMPLES = 4096
 AUTO_YINYANG_MIN_CLUSTERS = 128
 #: ... and this many features.
 AUTO_YINYANG_MIN_FEATURES = 32
+#: ``auto`` judges its bounds before each pass on at most this many rows, evenly spaced
+#: (:func:`stale_share`) ...
+AUTO_JUDGED_ROWS = 2048
+#: ... renews the bounds of every row when they stop paying, and counts a renewal as
+#: repaid when the bounds paid for at least this many passes after it ...
+AUTO_RENEWAL_PASSES = 2
+#: ... else waits longer before the next one, at most this many passes.
+AUTO_MAX_WAIT = 8
 
 
 @attrs.frozen
@@ -441,17 +517,21 @@ class Auto:
     at 1M x 64, k=256 16.1-16.5 s against 19.1 s (``make_classification``, seed 0) and
     4.0-4.5 s against 4.2-4.9 s (blobs).
 
-    While the bounds do not pay, every other pass is a plain ``nearest`` one
-    (:meth:`_bounds_pay`): a bounded pass that left more than
-    :func:`full_search_fraction` of the rows stale searched them all, with the runner-up,
-    after its bookkeeping, so the pass after it searches without bounds and the one after
-    that tries them again.  On unstructured data the centroids move too much for the
-    bounds for many iterations, and in the first iterations on any data.  Measured here
-    per Lloyd iteration from the same centroids (two threads, against always keeping the
-    bounds): standard normal data 0.85-0.90x the time (20000 x 64, k=32 and 64; 200k x
-    64, k=32; 20000 x 256, k=32; 60000 x 32, k=64); Gaussian blobs 0.91-1.04x (30000 x
-    64, k=32; 20000 x 64, k=128 and 256; 60000 x 32, k=64; 120000 x 16, k=64: the
-    bounds pay after a few passes, and at most one pass goes without them).
+    Each pass keeps the bounds only where a bounded pass would pay (:meth:`_bounds_pay`):
+    it judges, on an even sample of rows, the share its bounds as they stand would leave
+    stale (:func:`stale_share`) against :func:`bounds_pay_fraction` (0.14 at k=32, 0.3
+    from k=96).  Bounds that stop paying are renewed (one pass searches every row whole,
+    with the runner-up), and when renewed bounds do not pay either, ``nearest`` passes
+    follow, 1, 2, 4, up to 8 of them, before the next judgement: on unstructured data the
+    centroids move too much for the bounds for many iterations, and in the first
+    iterations on any data.  Measured here per Lloyd iteration on standard normal data
+    (the same centroids, two threads, against trying the bounds every other pass, as
+    before): 0.64x the time at 20000 x 64, k=32, float32, 0.76-0.97x at 20000-200000
+    rows, 64-256 features, k=32 and 256, float32 and float64 (20000 x 64, k=32, float32:
+    0.86 ms, ``nearest`` 0.84, scikit-learn 0.86); whole fits on clustered data
+    (Gaussian blobs, ``make_classification``, 30000-200000 rows, 16-64 features, k=32 to
+    256) 0.92-1.15x, within the noise of those runs (repeats of one fit varied by up to
+    15 %).
     """
 
     name = "auto"
@@ -519,31 +599,65 @@ class Auto:
             return cache[_AUTO_PASS]
 
     @staticmethod
-    def _bounds_pay(data: FitData, cache: dict, kind: str, n_clusters: int) -> bool:
-        """Whether this pass keeps the bounds of ``kind`` or is a ``nearest`` pass,
-        decided once per pass by its first block (``cache`` is the pass's centroid cache).
+    def _bounds_pay(
+        data: FitData,
+        cache: dict,
+        bounded: _Bounded,
+        hook: pluggy.HookRelay,
+        centroids: np.ndarray,
+        this_pass: int,
+    ) -> bool:
+        """Whether this pass keeps the bounds of ``bounded`` or is a ``nearest`` pass,
+        decided once per pass by its first block (``cache`` is the pass's centroid cache,
+        ``this_pass`` its number, :meth:`_pass`).
 
-        A bounded pass that left more than :func:`full_search_fraction` of the rows
-        stale cost more than a ``nearest`` pass (it searched every row, with the
-        runner-up, after its own bookkeeping): the pass after it is a ``nearest`` one,
-        then the bounds are tried again (kept meanwhile, and still valid: the next
-        bounded pass moves them by the centroids' shifts since the last one).  So while
-        the centroids move too much for the bounds (unclustered data, the first passes)
-        every other pass is a plain search; once the bounds settle most rows, at most one
-        pass goes without them.
+        The bounds are kept when a bounded pass would pay: when at most
+        :func:`bounds_pay_fraction` of an even sample of rows (:data:`AUTO_JUDGED_ROWS`)
+        are stale with the bounds as they stand (:func:`stale_share`, after the bounds'
+        geometry is advanced to this pass's centroids).  Bounds that stop paying grow
+        looser: after one more pass a pass renews every row's bounds (a bounded pass that
+        searches whole blocks, without checking them) and the next pass judges bounds one
+        step old.  When the renewed bounds do not pay for at least
+        :data:`AUTO_RENEWAL_PASSES` passes, ``nearest`` passes follow before the next
+        judgement, 1, 2, 4, up to :data:`AUTO_MAX_WAIT` of them, without the bounds'
+        geometry (the bounds stay valid: the next geometry moves them by the centroids'
+        shifts since the last one, in one step).
         """
         with _LOCK:
             if _AUTO_BOUNDS in cache:
                 return cache[_AUTO_BOUNDS]
-            state = data.cache.get((Yinyang if kind == "yinyang" else Hamerly).state_key)
-            keep = (
-                state is None  # the first bounded pass
-                or state["fresh"]  # a first search settles nothing
-                or data.cache.get(_AUTO_JUDGED) == state["now"]  # judged: bounds again
-                or state["stale"] <= full_search_fraction(n_clusters) * state["upper"].shape[0]
+            renewal = data.cache.get(_AUTO_RENEWAL)
+            state = data.cache.get(bounded.state_key)
+            waiting = (
+                renewal is not None
+                and renewal["state"] is state
+                and state is not None  # (a new k in a wait: a fresh search when it ends)
+                and renewal["due"] is not None
+                and this_pass < renewal["due"]
             )
-            if state is not None:
-                data.cache[_AUTO_JUDGED] = state["now"]
+            if waiting:
+                keep = False
+            else:
+                info = bounded._iteration(hook, centroids, data, cache)
+                if info["fresh"] or renewal is None or renewal["state"] is not info["state"]:
+                    # a first search (or a state from elsewhere): every row's bounds renewed
+                    data.cache[_AUTO_RENEWAL] = {"state": info["state"], "wait": 0}
+                    data.cache[_AUTO_RENEWAL].update(paid=0, due=None)
+                    keep = True
+                else:
+                    keep = stale_share(info, AUTO_JUDGED_ROWS) <= bounds_pay_fraction(
+                        centroids.shape[0]
+                    )
+                    if keep:
+                        renewal.update(paid=renewal["paid"] + 1, due=None)
+                    elif renewal["due"] is None:  # the first pass they do not pay for
+                        wait = renewal["wait"]
+                        repaid = renewal["paid"] >= AUTO_RENEWAL_PASSES
+                        wait = 0 if repaid else min(max(1, 2 * wait), AUTO_MAX_WAIT)
+                        renewal.update(wait=wait, due=this_pass + 1 + wait)
+                    else:  # due: renew them all
+                        renewal.update(paid=0, due=None)
+                        info["renew"] = keep = True
             cache[_AUTO_BOUNDS] = keep
             return keep
 
@@ -560,13 +674,14 @@ class Auto:
         sums: SumsRequest | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         kind = self.bounded_by(data.n_samples, data.n_features, centroids.shape[0])
-        again = kind is not None and (
-            data.cache.get(steps.REPEATED, False) or self._pass(data, cache) > 0
-        )
-        again = again and self._bounds_pay(data, cache, kind, centroids.shape[0])
         args = dict(X=X, centroids=centroids, rows=rows, data=data, cache=cache, hook=hook)
-        if again:  # the bounds skip rows: the sums go with a whole-block search only
-            return (_YINYANG if kind == "yinyang" else _HAMERLY).kmeansfw_assign(**args, sums=sums)
+        if kind is not None:
+            this_pass = self._pass(data, cache)
+            bounded = _YINYANG if kind == "yinyang" else _HAMERLY
+            again = data.cache.get(steps.REPEATED, False) or this_pass > 0
+            if again and self._bounds_pay(data, cache, bounded, hook, centroids, this_pass):
+                # the bounds skip rows: the sums go with a whole-block search only
+                return bounded.kmeansfw_assign(**args, sums=sums)
         return _NEAREST.kmeansfw_assign(**args, with_costs=with_costs, sums=sums)
 
 
@@ -574,6 +689,7 @@ class Auto:
 #: cache: which pass this is.
 _AUTO_PASS = "auto.pass"
 #: In a pass's centroid cache: whether the pass keeps bounds; in a data set's cache: the
-#: bounded pass ``auto`` last judged (see :meth:`Auto._bounds_pay`).
-_AUTO_BOUNDS, _AUTO_JUDGED = "auto.bounds", "auto.judged"
+#: step of the last pass that renewed every row's bounds and the passes to wait after
+#: it (see :meth:`Auto._bounds_pay`).
+_AUTO_BOUNDS, _AUTO_RENEWAL = "auto.bounds", "auto.renewal"
 _HAMERLY, _YINYANG, _NEAREST = Hamerly(), Yinyang(), Nearest()
