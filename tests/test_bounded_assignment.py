@@ -3,6 +3,8 @@ iteration, with less work."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from sklearn.datasets import make_blobs
@@ -169,15 +171,6 @@ def test_auto_keeps_bounds_only_for_data_assigned_again(monkeypatch):
     assert calls == [] and plain  # one pass per data set: nearest
 
 
-def _bounds_now(state: dict, rows: slice) -> tuple[np.ndarray, np.ndarray]:
-    """A block's bounds as they stand now: moved by the shifts since each row's search."""
-    now, stamps, labels = state["now"], state["stamps"][rows], state["labels"][rows]
-    upper = state["upper"][rows] + state["cum_shift"][now, labels]
-    upper -= state["cum_shift"][stamps, labels]
-    lower = state["lower"][rows, 0] - (state["cum_drift"][now, 0] - state["cum_drift"][stamps, 0])
-    return upper, lower
-
-
 def _record_auto_passes(monkeypatch, shares=None) -> list:
     """Per pass ``auto`` makes over a data set with bounds, a record of its decision:
     ``"B"`` a bounded pass, ``"R"`` one that renews every row's bounds, ``"n"`` a
@@ -207,8 +200,8 @@ def _record_auto_passes(monkeypatch, shares=None) -> list:
                 what = "R" if info["renew"] else "B"
             else:
                 what = "n" if len(judged) > before else "w"
-            share = judged[-1] if len(judged) > before else None
-            passes.append({"what": what, "share": share, "now": state["now"]})
+            judged_share = judged[-1] if len(judged) > before else None
+            passes.append({"what": what, "share": judged_share, "now": state["now"]})
         return keep
 
     monkeypatch.setattr(assignment.Auto, "_bounds_pay", staticmethod(pay))
@@ -236,15 +229,18 @@ def test_auto_judges_renews_and_waits_pass_by_pass(monkeypatch, bounded):
 
     X, k = _auto_shape(bounded, clustered=False)  # many passes, whatever the decisions
     limit = assignment.bounds_pay_fraction(k)
-    waits = assignment.AUTO_MAX_WAIT
+    monkeypatch.setattr(assignment, "AUTO_MAX_WAIT", 2)  # waits 1, 2, then 2 again
+    waits = 2
     # judged shares, and the decisions they lead to (pass 0: a fresh search, "B")
     script = [
         (1.0, "n"),  # renewed at pass 0, not paid: wait 1
         (1.0, "R"),  # due: renew
         (1.0, "n"),  # renewed bounds one step old do not pay: wait 2
         (1.0, "R"),
+        (1.0, "n"),  # wait 4, at most AUTO_MAX_WAIT: 2
+        (1.0, "R"),
         (limit, "B"),  # at the limit: kept, paid once
-        (limit + 0.01, "n"),  # paid once since the renewal: not repaid, wait 4
+        (limit + 0.01, "n"),  # paid once since the renewal: not repaid, wait 2 again
         (0.0, "B"),  # due, and the bounds as they stand pay: no renewal
         (0.5, "n"),  # paid twice since the renewal: repaid, no wait
         (0.9, "R"),
@@ -306,7 +302,7 @@ def test_auto_judges_the_rows_its_bounded_pass_finds_stale(monkeypatch, bounded)
         truth.append(every)
         assert real_share(info, n) == every.size / n  # every row
         assert real_share(info, 10 * n) == every.size / n
-        step = n // (n // 7)  # an even sample: every 7th row
+        step = -(-n // (n // 7))  # an even sample of at most n // 7 rows
         sampled = np.isin(np.arange(0, n, step), every).mean()
         assert real_share(info, n // 7) == sampled
         found = real_share(info, n_rows)
@@ -338,9 +334,27 @@ def test_auto_keeps_bounds_where_they_pay(monkeypatch, kind):
             assert (record["what"] == "B") == (record["share"] <= limit)
     if kind == "normal":  # mostly nearest passes, most of them without a judgement
         assert kinds.count("w") > len(kinds) / 2 and kinds.count("B") < len(kinds) / 8
+        longest = max(len(run) for run in re.findall("w+", kinds))
+        assert longest == assignment.AUTO_MAX_WAIT == 8
     else:  # after the first passes (and renewals), bounds every pass
         tail = kinds[kinds.rindex("R") + 1 :]  # after the last renewal
         assert kinds.startswith("Bn") and set(tail) == {"B"} and len(tail) > len(kinds) / 3
+    plain = KMeans(k, assignment="nearest", **params).fit(X)
+    np.testing.assert_array_equal(km.cluster_centers_, plain.cluster_centers_)
+    np.testing.assert_array_equal(km.labels_, plain.labels_)
+    assert km.inertia_ == plain.inertia_ and km.n_iter_ == plain.n_iter_
+
+
+@pytest.mark.parametrize(("bounded", "clustered"), [("hamerly", False), ("yinyang", True)])
+def test_auto_over_restarts_equals_nearest(monkeypatch, bounded, clustered):
+    # the record of the bounds spans the runs of n_init (the bounds stay valid)
+    X, k = _auto_shape(bounded, clustered)
+    passes = _record_auto_passes(monkeypatch)
+    params = dict(n_init=3, random_state=0, max_iter=12, tol=0)
+    km = KMeans(k, **params).fit(X)
+    kinds = "".join(p["what"] for p in passes)
+    assert len(kinds) > 12 and set(kinds[12:]) & set("BR")  # bounds in later runs
+    assert kinds.count("B") + kinds.count("R") >= 4
     plain = KMeans(k, assignment="nearest", **params).fit(X)
     np.testing.assert_array_equal(km.cluster_centers_, plain.cluster_centers_)
     np.testing.assert_array_equal(km.labels_, plain.labels_)

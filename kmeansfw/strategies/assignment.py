@@ -173,8 +173,6 @@ class _Bounded:
                 state["cum_shift"][now] = state["cum_shift"][now - 1] + shift
                 state["cum_drift"][now] = state["cum_drift"][now - 1] + drift
             state["centroids"] = centroids.copy()
-            # this pass's count of rows the bounds could not settle (all rows when fresh)
-            state["stale"], state["fresh"] = 0, fresh
             info = {
                 "fresh": fresh,
                 # a pass that renews every row's bounds: searches whole blocks without
@@ -217,8 +215,6 @@ class _Bounded:
                 info["half_gap"],
                 info["margin"],
             )
-        with _LOCK:
-            state["stale"] += X.shape[0] if redo is None else redo.size
         if redo is None or redo.size > full_search_fraction(centroids.shape[0]) * X.shape[0]:
             # the first pass, a renewal, or most rows stale: the whole block searched in
             # place (no gather, no scatter, no second pass for the costs; the mean's sums
@@ -302,7 +298,8 @@ def stale_share(info: dict, n_rows: int) -> float:
         This pass's geometry from the bounded assignment (its state, advanced to this
         pass's centroids, the half gaps and the rounding margin).
     n_rows : int
-        At most this many rows are judged: every ``n // n_rows``-th row of the data.
+        At most this many rows are judged: every ``ceil(n / n_rows)``-th row of the
+        data.
 
     Returns
     -------
@@ -312,7 +309,7 @@ def stale_share(info: dict, n_rows: int) -> float:
         centroid: what :func:`kmeansfw.kernels.stale_rows` finds for them.
     """
     state = info["state"]
-    step = max(1, state["upper"].shape[0] // max(1, n_rows))  # rows, never samples' loop
+    step = -(-state["upper"].shape[0] // max(1, n_rows))  # ceil: at most n_rows rows
     labels = np.ascontiguousarray(state["labels"][::step])
     redo = kernels.stale_rows(
         labels,
@@ -518,20 +515,21 @@ class Auto:
     4.0-4.5 s against 4.2-4.9 s (blobs).
 
     Each pass keeps the bounds only where a bounded pass would pay (:meth:`_bounds_pay`):
-    it judges, on an even sample of rows, the share its bounds as they stand would leave
-    stale (:func:`stale_share`) against :func:`bounds_pay_fraction` (0.14 at k=32, 0.3
-    from k=96).  Bounds that stop paying are renewed (one pass searches every row whole,
-    with the runner-up), and when renewed bounds do not pay either, ``nearest`` passes
-    follow, 1, 2, 4, up to 8 of them, before the next judgement: on unstructured data the
-    centroids move too much for the bounds for many iterations, and in the first
-    iterations on any data.  Measured here per Lloyd iteration on standard normal data
-    (the same centroids, two threads, against trying the bounds every other pass, as
-    before): 0.64x the time at 20000 x 64, k=32, float32, 0.76-0.97x at 20000-200000
-    rows, 64-256 features, k=32 and 256, float32 and float64 (20000 x 64, k=32, float32:
-    0.86 ms, ``nearest`` 0.84, scikit-learn 0.86); whole fits on clustered data
-    (Gaussian blobs, ``make_classification``, 30000-200000 rows, 16-64 features, k=32 to
-    256) 0.92-1.15x, within the noise of those runs (repeats of one fit varied by up to
-    15 %).
+    it judges, on an even sample of at most 2048 rows, the share its bounds as they
+    stand would leave stale (:func:`stale_share`) against :func:`bounds_pay_fraction`
+    (0.14 at k=32, 0.3 from k=96).  Bounds that stop paying are renewed (one pass
+    searches every row whole, with the runner-up), and when renewed bounds do not pay
+    either, ``nearest`` passes follow, 1, 2, 4, up to 8 of them, before the next
+    judgement: on unstructured data the centroids move too much for the bounds for many
+    iterations, and in the first iterations on any data.  Measured here per Lloyd
+    iteration on standard normal data (the same centroids, two threads, against trying
+    the bounds every other pass, as before): 0.64x the time at 20000 x 64, k=32,
+    float32, 0.76-0.97x at 20000-200000 rows, 64-256 features, k=32 and 256, float32 and
+    float64 (20000 x 64, k=32, float32: 0.86 ms, scikit-learn 0.86 in the same run);
+    0.99-1.14x ``nearest``'s time there, the renewals' cost.  Whole fits on clustered
+    data (Gaussian blobs, ``make_classification``, 30000-200000 rows, 16-64 features,
+    k=32 to 256) 0.92-1.15x, within the noise of those runs (repeats of one fit varied
+    by up to 15 %).
     """
 
     name = "auto"
@@ -615,34 +613,36 @@ class Auto:
         :func:`bounds_pay_fraction` of an even sample of rows (:data:`AUTO_JUDGED_ROWS`)
         are stale with the bounds as they stand (:func:`stale_share`, after the bounds'
         geometry is advanced to this pass's centroids).  Bounds that stop paying grow
-        looser: after one more pass a pass renews every row's bounds (a bounded pass that
-        searches whole blocks, without checking them) and the next pass judges bounds one
-        step old.  When the renewed bounds do not pay for at least
-        :data:`AUTO_RENEWAL_PASSES` passes, ``nearest`` passes follow before the next
-        judgement, 1, 2, 4, up to :data:`AUTO_MAX_WAIT` of them, without the bounds'
-        geometry (the bounds stay valid: the next geometry moves them by the centroids'
-        shifts since the last one, in one step).
+        looser, so the first pass they do not pay for is a ``nearest`` one, a wait of
+        ``w`` more ``nearest`` passes follows without judgement or geometry (the bounds
+        stay valid: the next geometry moves them by the centroids' shifts since the last
+        one, in one step), and then, unless the bounds as they stand pay again, a pass
+        renews every row's bounds (a bounded pass that searches whole blocks, without
+        checking them) and the next pass judges bounds one step old.  ``w`` is 0 when the
+        bounds paid for at least :data:`AUTO_RENEWAL_PASSES` passes since the last
+        renewal, else it doubles: 1, 2, 4, up to :data:`AUTO_MAX_WAIT`.  The record
+        spans restarts on the same data (``n_init``: the bounds stay valid for any
+        movement of the centroids) and starts over with fresh bounds (a new k, full
+        shift tables).
         """
         with _LOCK:
             if _AUTO_BOUNDS in cache:
                 return cache[_AUTO_BOUNDS]
             renewal = data.cache.get(_AUTO_RENEWAL)
-            state = data.cache.get(bounded.state_key)
+            # a new k in a wait (or the other kind of bounds): its fresh search, or a new
+            # record, when the wait ends (nearest passes are exact either way)
             waiting = (
-                renewal is not None
-                and renewal["state"] is state
-                and state is not None  # (a new k in a wait: a fresh search when it ends)
-                and renewal["due"] is not None
-                and this_pass < renewal["due"]
+                renewal is not None and renewal["due"] is not None and this_pass < renewal["due"]
             )
             if waiting:
                 keep = False
             else:
                 info = bounded._iteration(hook, centroids, data, cache)
                 if info["fresh"] or renewal is None or renewal["state"] is not info["state"]:
-                    # a first search (or a state from elsewhere): every row's bounds renewed
-                    data.cache[_AUTO_RENEWAL] = {"state": info["state"], "wait": 0}
-                    data.cache[_AUTO_RENEWAL].update(paid=0, due=None)
+                    # a first search, or the bounds of a record of other bounds (a change of
+                    # k between hamerly and yinyang): a new record, this pass bounded
+                    record = {"state": info["state"], "wait": 0, "paid": 0, "due": None}
+                    data.cache[_AUTO_RENEWAL] = record
                     keep = True
                 else:
                     keep = stale_share(info, AUTO_JUDGED_ROWS) <= bounds_pay_fraction(
@@ -688,8 +688,9 @@ class Auto:
 #: In a data set's cache: how many passes ``auto`` made over it; in a pass's centroid
 #: cache: which pass this is.
 _AUTO_PASS = "auto.pass"
-#: In a pass's centroid cache: whether the pass keeps bounds; in a data set's cache: the
-#: step of the last pass that renewed every row's bounds and the passes to wait after
-#: it (see :meth:`Auto._bounds_pay`).
+#: In a pass's centroid cache: whether the pass keeps bounds; in a data set's cache:
+#: ``auto``'s record of its bounds (their state, the passes to wait after renewed bounds
+#: that did not pay, the passes they paid for since the last renewal, and the pass the
+#: current wait ends at; see :meth:`Auto._bounds_pay`).
 _AUTO_BOUNDS, _AUTO_RENEWAL = "auto.bounds", "auto.renewal"
 _HAMERLY, _YINYANG, _NEAREST = Hamerly(), Yinyang(), Nearest()
