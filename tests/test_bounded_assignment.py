@@ -382,6 +382,26 @@ def test_auto_starts_over_when_k_changes_on_the_same_data(monkeypatch):
     assert "".join(p["what"] for p in passes) == "BnwBnwRB"
 
 
+def test_auto_starts_a_new_record_when_the_kind_of_bounds_changes(monkeypatch):
+    from kmeansfw.engine import loop, plugins, steps
+
+    X, _ = _auto_shape("yinyang", clustered=False)  # k=40: hamerly, k=128: yinyang
+    km = KMeans(40, init=X[:40].copy(), max_iter=1, tol=0).fit(X)
+    data = FitData.build(X, n_clusters=40)
+    hooks = plugins.build(km._strategies)
+    loop.prepare(hooks, data)
+    data.cache[steps.REPEATED] = True
+    passes = _record_auto_passes(monkeypatch)
+    rng = np.random.default_rng(2)
+    for size in (40, 128, 128, 128, 128, 40):
+        centroids = X[rng.choice(X.shape[0], size, replace=False)]
+        found = steps.assign(hooks, data, centroids, accumulate=False)
+        sq = ((X[:, None, :] - centroids[None]) ** 2).sum(axis=2)
+        np.testing.assert_array_equal(found.labels, sq.argmin(axis=1))
+    # back to k=40: hamerly's bounds (kept, not fresh) with a new record, kept this pass
+    assert "".join(p["what"] for p in passes) == "BBnwRB"
+
+
 def test_bounds_pay_fraction_is_below_the_full_search_fraction():
     from kmeansfw.strategies.assignment import (
         BOUNDS_PAY_MAX_SHARE,
