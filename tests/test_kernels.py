@@ -1006,7 +1006,7 @@ def test_lp_kernels_agree_with_their_numpy_twin(dtype, n, d, k, kind, p):
 
 
 # (rows, centroids, groups of centroids): one row, one centroid, no group at all
-_BOUNDS_SHAPES = [(1, 1, 1), (1, 4, 2), (50, 1, 1), (700, 20, 5), (80, 6, 0)]
+_BOUNDS_SHAPES = [(1, 1, 1), (1, 4, 2), (50, 1, 1), (700, 20, 5), (80, 6, 0), (900, 30, 1)]
 
 
 def _bounds_inputs(rng, b, k, t, steps, dtype):

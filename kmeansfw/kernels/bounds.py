@@ -38,6 +38,22 @@ if HAVE_NUMBA:
         hi, lo = 1 + margin, 1 - margin
         slack = 4 * np.finfo(np.float64).eps
         count = 0
+        if lower.shape[1] == 1:
+            # one group (hamerly): the same tests and values, without a branch per row,
+            # whose outcome the processor mispredicts where stale rows fall at random
+            # (on fits' own states: 2.2 ns a row against 6.7-9.6 at 100000 x 16, k=64,
+            # 5-23 % stale; 2.3 against 2.6-3.5 at 20000 x 64, k=32)
+            drift_now = cum_drift[now, 0]
+            for i in range(labels.shape[0]):
+                a = np.uintp(labels[i])
+                s = stamps[i]
+                u = upper[i] + (cum_shift[now, a] - cum_shift[s, a])
+                u = u * hi + slack * cum_shift[now, a]
+                low = np.float64(lower[i, 0]) - (drift_now - cum_drift[s, 0])
+                stale = (u > half_gap[a] * lo) & (u > (low - slack * drift_now) * lo)
+                redo[count] = i  # kept only when stale (count <= i: within redo)
+                count += 1 if stale else 0
+            return count
         for i in range(labels.shape[0]):
             a = np.uintp(labels[i])  # in [0, k) (see stale_rows): no wraparound
             s = stamps[i]
