@@ -400,6 +400,7 @@ def test_auto_starts_a_new_record_when_the_kind_of_bounds_changes(monkeypatch):
         np.testing.assert_array_equal(found.labels, sq.argmin(axis=1))
     # back to k=40: hamerly's bounds (kept, not fresh) with a new record, kept this pass
     assert "".join(p["what"] for p in passes) == "BBnwRB"
+    assert passes[-1]["now"] == 1  # hamerly's second geometry: its state was not renewed
 
 
 def test_bounds_pay_fraction_is_below_the_full_search_fraction():
