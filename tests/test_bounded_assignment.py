@@ -361,43 +361,39 @@ def test_auto_over_restarts_equals_nearest(monkeypatch, bounded, clustered):
     assert km.inertia_ == plain.inertia_ and km.n_iter_ == plain.n_iter_
 
 
-def test_auto_starts_over_when_k_changes_on_the_same_data(monkeypatch):
+def _auto_passes_by_k(monkeypatch, X, sizes, seed) -> list:
+    """``auto``'s passes (see :func:`_record_auto_passes`) over one data set, assigned
+    through ``steps.assign`` as a Lloyd run's data, to random rows as centroids, ``size``
+    of them a pass; every pass's labels checked against brute force."""
     from kmeansfw.engine import loop, plugins, steps
 
-    X, k = _auto_shape("hamerly", clustered=False)
-    km = KMeans(k, init=X[:k].copy(), max_iter=1, tol=0).fit(X)
-    data = FitData.build(X, n_clusters=k)
+    km = KMeans(sizes[0], init=X[: sizes[0]].copy(), max_iter=1, tol=0).fit(X)
+    data = FitData.build(X, n_clusters=sizes[0])
     hooks = plugins.build(km._strategies)
     loop.prepare(hooks, data)
     data.cache[steps.REPEATED] = True  # as a Lloyd run marks its data
     passes = _record_auto_passes(monkeypatch)
-    rng = np.random.default_rng(1)
-    for size in (k, k, k + 8, k + 8, k + 8, k + 8, k + 8, k):  # k changes in a wait, too
+    rng = np.random.default_rng(seed)
+    for size in sizes:
         centroids = X[rng.choice(X.shape[0], size, replace=False)]
         found = steps.assign(hooks, data, centroids, accumulate=False)
         sq = ((X[:, None, :] - centroids[None]) ** 2).sum(axis=2)
         np.testing.assert_array_equal(found.labels, sq.argmin(axis=1))
+    return passes
+
+
+def test_auto_starts_over_when_k_changes_on_the_same_data(monkeypatch):
+    X, k = _auto_shape("hamerly", clustered=False)
+    sizes = (k, k, k + 8, k + 8, k + 8, k + 8, k + 8, k)  # k changes in a wait, too
+    passes = _auto_passes_by_k(monkeypatch, X, sizes, seed=1)
     # random centroids: the bounds never pay; a new k (in a wait: once it ends) starts
     # with a fresh search
     assert "".join(p["what"] for p in passes) == "BnwBnwRB"
 
 
 def test_auto_starts_a_new_record_when_the_kind_of_bounds_changes(monkeypatch):
-    from kmeansfw.engine import loop, plugins, steps
-
     X, _ = _auto_shape("yinyang", clustered=False)  # k=40: hamerly, k=128: yinyang
-    km = KMeans(40, init=X[:40].copy(), max_iter=1, tol=0).fit(X)
-    data = FitData.build(X, n_clusters=40)
-    hooks = plugins.build(km._strategies)
-    loop.prepare(hooks, data)
-    data.cache[steps.REPEATED] = True
-    passes = _record_auto_passes(monkeypatch)
-    rng = np.random.default_rng(2)
-    for size in (40, 128, 128, 128, 128, 40):
-        centroids = X[rng.choice(X.shape[0], size, replace=False)]
-        found = steps.assign(hooks, data, centroids, accumulate=False)
-        sq = ((X[:, None, :] - centroids[None]) ** 2).sum(axis=2)
-        np.testing.assert_array_equal(found.labels, sq.argmin(axis=1))
+    passes = _auto_passes_by_k(monkeypatch, X, (40, 128, 128, 128, 128, 40), seed=2)
     # back to k=40: hamerly's bounds (kept, not fresh) with a new record, kept this pass
     assert "".join(p["what"] for p in passes) == "BBnwRB"
     assert passes[-1]["now"] == 1  # hamerly's second geometry: its state was not renewed

@@ -204,17 +204,7 @@ class _Bounded:
         costs = None
         redo = None
         if not (info["fresh"] or info["renew"]):  # the rows the bounds cannot settle
-            redo = kernels.stale_rows(
-                labels,
-                upper,
-                lower,
-                stamps,
-                state["cum_shift"],
-                state["cum_drift"],
-                state["now"],
-                info["half_gap"],
-                info["margin"],
-            )
+            redo = stale_rows(info, labels, upper, lower, stamps)
         if redo is None or redo.size > full_search_fraction(centroids.shape[0]) * X.shape[0]:
             # the first pass, a renewal, or most rows stale: the whole block searched in
             # place (no gather, no scatter, no second pass for the costs; the mean's sums
@@ -310,19 +300,30 @@ def stale_share(info: dict, n_rows: int) -> float:
     """
     state = info["state"]
     step = -(-state["upper"].shape[0] // max(1, n_rows))  # ceil: at most n_rows rows
-    labels = np.ascontiguousarray(state["labels"][::step])
-    redo = kernels.stale_rows(
+    sample = [
+        np.ascontiguousarray(state[key][::step]) for key in ("labels", "upper", "lower", "stamps")
+    ]
+    return stale_rows(info, *sample).size / max(1, sample[0].shape[0])
+
+
+def stale_rows(
+    info: dict, labels: np.ndarray, upper: np.ndarray, lower: np.ndarray, stamps: np.ndarray
+) -> np.ndarray:
+    """:func:`kmeansfw.kernels.stale_rows` for rows of a bounded state (their labels,
+    bounds and stamps), with this pass's geometry from ``info``: the one check both a
+    bounded pass and ``auto``'s judgement of it make."""
+    state = info["state"]
+    return kernels.stale_rows(
         labels,
-        np.ascontiguousarray(state["upper"][::step]),
-        np.ascontiguousarray(state["lower"][::step]),
-        np.ascontiguousarray(state["stamps"][::step]),
+        upper,
+        lower,
+        stamps,
         state["cum_shift"],
         state["cum_drift"],
         state["now"],
         info["half_gap"],
         info["margin"],
     )
-    return redo.size / max(1, labels.shape[0])
 
 
 #: Steps (centroid sets) a bound-based state remembers; then it starts over with a full
