@@ -332,6 +332,49 @@ def test_data_for_worker_threads_is_cut_into_even_shares(n):
     assert len(sizes) in (1, 2, 4, 8) and len(sizes) <= aim < 2 * len(sizes)
 
 
+@pytest.mark.parametrize("n", [5_000, 9_000, 12_000, 20_000, 30_000, 50_000, 100_000])
+@pytest.mark.parametrize("columns", [256, 512, 1024])
+def test_blocks_the_cache_cuts_are_shared_evenly(n, columns):
+    from kmeansfw.core.data import (
+        BLOCK_TEMPORARIES,
+        CACHE_BLOCK_BYTES,
+        MIN_BLOCK_ROWS,
+        TARGET_TASKS,
+        largest_share,
+    )
+
+    budget = 64 << 20
+    cut = CACHE_BLOCK_BYTES // (columns * 8)  # rows of one cache-sized (rows, k) block
+    cut -= cut % MIN_BLOCK_ROWS
+    most = min(2 * cut, budget // (columns * 8 * BLOCK_TEMPORARIES))
+    rows = plan_block_rows(n, columns, 8, budget, n_features=64, inline=False)
+    assert rows % MIN_BLOCK_ROWS == 0 and rows <= most  # within twice the cache's bound
+    if -(-n // cut) >= TARGET_TASKS or n <= cut:
+        assert rows == min(cut, n)  # many blocks, or one: the cut as it was
+        return
+    # from half the cut to twice it, fewer than TARGET_TASKS blocks, which two and four
+    # threads share at least as evenly as the cut's own blocks, two within 5 % of even
+    assert cut // 2 <= rows and -(-n // rows) < TARGET_TASKS
+    assert max(largest_share(n, rows, t) for t in (2, 4)) <= max(
+        largest_share(n, cut, t) for t in (2, 4)
+    )
+    assert largest_share(n, rows, 2) <= 1.05
+
+
+def test_twenty_thousand_wide_rows_make_four_blocks():
+    from kmeansfw.core.data import largest_share
+
+    # the cache's 4096 rows of (rows, 256) float64 buffers made 5 blocks: 3 for one
+    # thread, 2 for the other; 4 blocks of 5120 give two and four threads even shares
+    assert plan_block_rows(20_000, 256, 8, 64 << 20, n_features=256) == 5120
+    data = FitData.build(np.zeros((20_000, 256)), n_clusters=3)
+    assert not data.inline and [len(task) for task in data.tasks] == [1] * 4
+    assert largest_share(20_000, 5120, 2) == largest_share(20_000, 5120, 4) == 1.024
+    assert largest_share(20_000, 4096, 2) == 1.1808  # 4096 + 4096 + 3616 rows of 20000
+    # a tight budget still bounds the blocks: twice the cache's bound only within it
+    assert plan_block_rows(20_000, 256, 8, 32 << 20, n_features=256) <= 4096
+
+
 def test_blocks_short_of_the_data_are_whole_sub_blocks():
     from kmeansfw.core.data import MIN_BLOCK_ROWS
     from kmeansfw.kernels import SUB_BLOCK_ROWS

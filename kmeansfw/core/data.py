@@ -33,6 +33,11 @@ CACHE_BLOCK_BYTES = 8 << 20
 BLOCK_TEMPORARIES = 4
 #: Aim for this many tasks (groups of blocks) so worker threads stay balanced.
 TARGET_TASKS = 64
+#: Data that the cache or the memory budget cuts into fewer than TARGET_TASKS blocks gets
+#: the blocks these numbers of threads share most evenly (see :func:`plan_block_rows`).
+EVEN_SHARE_THREADS = (2, 4)
+#: ... give or take this much of an even share, the longest such blocks (fewer of them).
+EVEN_SHARE_SLACK = 0.03
 #: Large data is cut into at least this many blocks, so threads share work evenly...
 MIN_BLOCKS = 8
 #: ...or, short of that, into as many as n / this many rows make (rounded up, then down
@@ -337,7 +342,10 @@ def plan_block_rows(
     sub-blocks, the last shorter by less than one sub-block per block, so that two, four
     or eight threads get even shares (20000 rows made 4 blocks of 4096 and one of 3616
     before: 3 blocks' time on two threads instead of 2.5), unless the cache or memory
-    budget cuts more.
+    budget cuts more; then, below :data:`TARGET_TASKS` blocks, they take the length, from
+    half the cut to twice the cache's (within the budget), that two and four threads
+    share most evenly (:func:`largest_share`: 20000 rows of (rows, 256) float64 buffers
+    make 4 blocks of 5120 rows, not 5 of 4096).
     Depends only on the shape, the dtype and the budget (never on the thread count), so
     the partition of the data, and therefore every result, is the same whatever the
     number of threads.  A block short of the whole data is a multiple of
@@ -359,7 +367,57 @@ def plan_block_rows(
     rows = int(max(MIN_BLOCK_ROWS, min(cache_rows, budget_rows, balance_rows)))
     if rows < n_samples:  # whole sub-blocks: every block starts at a multiple of them
         rows -= rows % MIN_BLOCK_ROWS
+        if not inline and rows < balance_rows:  # cut by the cache or the budget
+            longest = min(2 * rows, budget_rows) if cache_bound else rows
+            rows = _even_share_rows(n_samples, rows, max(rows, longest))
     return rows
+
+
+def largest_share(n_samples: int, rows: int, n_threads: int) -> float:
+    """The largest share of the work ``n_threads`` threads get from blocks of ``rows``
+    rows (the last one shorter) when each takes the next block as soon as it is free,
+    all rows alike, against an even share (``n / n_threads`` rows): 1.0 is even.
+
+    Parameters
+    ----------
+    n_samples, rows, n_threads : int
+
+    Returns
+    -------
+    float
+    """
+    loads = [0] * n_threads
+    for start in range(0, n_samples, rows):
+        loads[loads.index(min(loads))] += min(rows, n_samples - start)
+    return max(loads) * n_threads / n_samples
+
+
+def _even_share_rows(n_samples: int, rows: int, longest: int) -> int:
+    """Rows per block for data that blocks of ``rows`` rows (whole sub-blocks) cut into
+    fewer than :data:`TARGET_TASKS` blocks: of whole sub-blocks, from half of ``rows`` to
+    ``longest`` (the cache's bound is for the generic path's (rows, k) buffers; the
+    compiled kernels walk a block in sub-blocks of their own), those that two and four
+    threads (:data:`EVEN_SHARE_THREADS`) share most evenly (the least of their
+    :func:`largest_share`, give or take :data:`EVEN_SHARE_SLACK`), the longest of them:
+    each block costs a round of hook calls and checks per pass.  At 20000 rows, 5
+    blocks of 4096 (the cache's bound for (rows, 256) float64 buffers) gave one of two
+    threads 3 blocks' work and the other 2; 4 blocks of 5120 give each 2."""
+    if -(-n_samples // rows) >= TARGET_TASKS:  # tasks of several blocks share out evenly
+        return rows
+
+    def uneven(block: int) -> float:
+        return max(largest_share(n_samples, block, t) for t in EVEN_SHARE_THREADS)
+
+    longest -= longest % MIN_BLOCK_ROWS
+    shortest = max(MIN_BLOCK_ROWS, rows // 2)
+    candidates = [
+        block
+        for block in range(longest, shortest - 1, -MIN_BLOCK_ROWS)
+        if -(-n_samples // block) < TARGET_TASKS
+    ] or [rows]
+    shares = {block: uneven(block) for block in candidates}
+    best = min(shares.values())
+    return max(block for block, share in shares.items() if share <= best + EVEN_SHARE_SLACK)
 
 
 @attrs.define(eq=False)
