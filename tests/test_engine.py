@@ -332,47 +332,74 @@ def test_data_for_worker_threads_is_cut_into_even_shares(n):
     assert len(sizes) in (1, 2, 4, 8) and len(sizes) <= aim < 2 * len(sizes)
 
 
-@pytest.mark.parametrize("n", [5_000, 9_000, 12_000, 20_000, 30_000, 50_000, 100_000])
-@pytest.mark.parametrize("columns", [256, 512, 1024])
-def test_blocks_the_cache_cuts_are_shared_evenly(n, columns):
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("budget_mb", [16, 64, 256])
+@pytest.mark.parametrize("n", [5_000, 9_000, 12_000, 20_000, 50_000, 100_000, 1_052_936])
+@pytest.mark.parametrize(("columns", "itemsize"), [(8, 8), (256, 8), (512, 4), (1024, 8)])
+def test_blocks_the_cache_cuts_are_shared_evenly(n, columns, itemsize, budget_mb, compiled):
     from kmeansfw.core.data import (
+        BALANCE_MIN_ROWS,
         BLOCK_TEMPORARIES,
         CACHE_BLOCK_BYTES,
+        EVEN_SHARE_SLACK,
+        EVEN_SHARE_THREADS,
         MIN_BLOCK_ROWS,
+        MIN_BLOCKS,
         TARGET_TASKS,
         largest_share,
     )
 
-    budget = 64 << 20
-    cut = CACHE_BLOCK_BYTES // (columns * 8)  # rows of one cache-sized (rows, k) block
+    budget = budget_mb << 20
+    row_bytes = columns * itemsize
+    budget_rows = budget // (row_bytes * BLOCK_TEMPORARIES)
+    cut = min(CACHE_BLOCK_BYTES // row_bytes, budget_rows)  # the cache's or budget's rows
     cut -= cut % MIN_BLOCK_ROWS
-    most = min(2 * cut, budget // (columns * 8 * BLOCK_TEMPORARIES))
-    rows = plan_block_rows(n, columns, 8, budget, n_features=64, inline=False)
-    assert rows % MIN_BLOCK_ROWS == 0 and rows <= most  # within twice the cache's bound
-    if -(-n // cut) >= TARGET_TASKS or n <= cut:
-        assert rows == min(cut, n)  # many blocks, or one: the cut as it was
+    aim = min(MIN_BLOCKS, -(-n // BALANCE_MIN_ROWS))
+    aim = 1 << (aim.bit_length() - 1)  # the balance rule's blocks for data it does not cut
+    share = -(-n // aim)
+    balance = -(-share // MIN_BLOCK_ROWS) * MIN_BLOCK_ROWS
+    rows = plan_block_rows(n, columns, itemsize, budget, inline=False, compiled=compiled)
+    count = -(-n // rows)
+    if cut >= balance or -(-n // cut) >= TARGET_TASKS:  # not cut, or many blocks: as before
+        assert rows == min(balance, cut)
         return
-    # from half the cut to twice it, fewer than TARGET_TASKS blocks, which two and four
-    # threads share at least as evenly as the cut's own blocks, two within 5 % of even
-    assert cut // 2 <= rows and -(-n // rows) < TARGET_TASKS
-    assert max(largest_share(n, rows, t) for t in (2, 4)) <= max(
-        largest_share(n, cut, t) for t in (2, 4)
-    )
-    assert largest_share(n, rows, 2) <= 1.05
+    # whole sub-blocks, from half the cut, at most twice the cut, the budget and the
+    # balance rule's length when compiled (else the cut): never fewer blocks than the
+    # balance rule gives, never one block, fewer than TARGET_TASKS
+    assert rows % MIN_BLOCK_ROWS == 0 and cut // 2 <= rows < n
+    assert rows <= (min(2 * cut, budget_rows, balance) if compiled else cut)
+    assert aim <= count < TARGET_TASKS and count >= 2
+    # shared by two and four threads within the slack of the cut's own blocks (a candidate)
+    uneven = max(largest_share(n, rows, t) for t in EVEN_SHARE_THREADS)
+    assert uneven <= max(largest_share(n, cut, t) for t in EVEN_SHARE_THREADS) + EVEN_SHARE_SLACK
 
 
-def test_twenty_thousand_wide_rows_make_four_blocks():
+def test_twenty_thousand_wide_rows_make_four_even_blocks():
     from kmeansfw.core.data import largest_share
 
-    # the cache's 4096 rows of (rows, 256) float64 buffers made 5 blocks: 3 for one
-    # thread, 2 for the other; 4 blocks of 5120 give two and four threads even shares
-    assert plan_block_rows(20_000, 256, 8, 64 << 20, n_features=256) == 5120
-    data = FitData.build(np.zeros((20_000, 256)), n_clusters=3)
+    # 4 blocks of 4096 rows and one of 3616, the cache's bound for (rows, 256) float64
+    # buffers, gave one of two threads 11808 rows of 20000; compiled kernels take 4 of
+    # 5120 (the balance rule's length), the generic path, bound by the cache, 8 of 2560
+    assert plan_block_rows(20_000, 256, 8, 64 << 20, inline=False, compiled=True) == 5120
+    assert plan_block_rows(20_000, 256, 8, 64 << 20, inline=False) == 2560
+    data = FitData.build(np.zeros((20_000, 256)), n_clusters=3, splits_work=True)
     assert not data.inline and [len(task) for task in data.tasks] == [1] * 4
-    assert largest_share(20_000, 5120, 2) == largest_share(20_000, 5120, 4) == 1.024
-    assert largest_share(20_000, 4096, 2) == 1.1808  # 4096 + 4096 + 3616 rows of 20000
-    # a tight budget still bounds the blocks: twice the cache's bound only within it
-    assert plan_block_rows(20_000, 256, 8, 32 << 20, n_features=256) <= 4096
+    assert largest_share(20_000, 5120, 2) == pytest.approx(1.024)
+    assert largest_share(20_000, 4096, 2) == pytest.approx(1.1808)
+    assert largest_share(20_000, 4096, 4) == pytest.approx(1.5424)  # 4096 + 3616 for one
+
+
+def test_even_blocks_take_the_longest_within_the_slack(monkeypatch):
+    from kmeansfw.core import data
+
+    # 100000 rows of (rows, 256) float64: 25 cache-sized blocks (one of two threads 13);
+    # 28 blocks of 3584 rows are the most even (1.004), 16 of 6400 within the slack
+    # (1.024), fewer rounds per pass
+    assert plan_block_rows(100_000, 256, 8, 64 << 20, inline=False, compiled=True) == 6400
+    monkeypatch.setattr(data, "EVEN_SHARE_SLACK", 0.0)
+    assert plan_block_rows(100_000, 256, 8, 64 << 20, inline=False, compiled=True) == 3584
+    # one block is never taken for data the cut splits (257 rows of 4096 columns)
+    assert plan_block_rows(257, 4096, 8, 64 << 20, inline=False, compiled=True) == 256
 
 
 def test_blocks_short_of_the_data_are_whole_sub_blocks():

@@ -25,16 +25,18 @@ from kmeansfw.kernels import finite_min
 #: data, may break exact ties otherwise).
 MIN_BLOCK_ROWS = 256
 #: Upper bound on a block's (b, k) cost buffer (the generic, non-compiled path uses it),
-#: except in the plan of inline data whose fit splits its work between numba's threads:
-#: their compiled kernels walk a block in cache-sized sub-blocks of their own, so there a
-#: block is bounded by the memory budget only (see :func:`plan_block_rows`).
+#: except in the plans of fits whose work splits between numba's threads (dense data):
+#: their compiled kernels walk a block in cache-sized sub-blocks of their own, so inline
+#: data is bounded by the memory budget only, and data for worker threads may take blocks
+#: up to twice as long for even shares (see :func:`plan_block_rows`).
 CACHE_BLOCK_BYTES = 8 << 20
 #: Temporaries of block shape a strategy may hold at once (for the memory budget).
 BLOCK_TEMPORARIES = 4
 #: Aim for this many tasks (groups of blocks) so worker threads stay balanced.
 TARGET_TASKS = 64
-#: Data that the cache or the memory budget cuts into fewer than TARGET_TASKS blocks gets
-#: the blocks these numbers of threads share most evenly (see :func:`plan_block_rows`).
+#: Data for worker threads that the cache or the memory budget cuts into fewer than
+#: TARGET_TASKS blocks gets the blocks these numbers of threads share most evenly (see
+#: :func:`plan_block_rows`; measured on two threads only) ...
 EVEN_SHARE_THREADS = (2, 4)
 #: ... give or take this much of an even share, the longest such blocks (fewer of them).
 EVEN_SHARE_SLACK = 0.03
@@ -330,6 +332,7 @@ def plan_block_rows(
     n_features: int = 0,
     inline: bool | None = None,
     cache_bound: bool = True,
+    compiled: bool = False,
 ) -> int:
     """Rows per block for a (rows, n_columns) cost buffer.
 
@@ -343,9 +346,13 @@ def plan_block_rows(
     or eight threads get even shares (20000 rows made 4 blocks of 4096 and one of 3616
     before: 3 blocks' time on two threads instead of 2.5), unless the cache or memory
     budget cuts more; then, below :data:`TARGET_TASKS` blocks, they take the length, from
-    half the cut to twice the cache's (within the budget), that two and four threads
-    share most evenly (:func:`largest_share`: 20000 rows of (rows, 256) float64 buffers
-    make 4 blocks of 5120 rows, not 5 of 4096).
+    half the cut up to the cut (with ``compiled``: up to twice the cut, within the budget
+    and the balance rule's length), that two and four threads share most evenly
+    (:func:`_even_share_rows`: 20000 rows of (rows, 256) float64 buffers in a compiled
+    fit make 4 blocks of 5120 rows, not 4 of 4096 and one of 3616).
+    ``compiled``: the fit's per-block work runs in compiled kernels that walk a block in
+    sub-blocks of their own (:meth:`FitData.build`: a fit that splits its work between
+    numba's threads, on dense data), so the cache's bound does not apply to it.
     Depends only on the shape, the dtype and the budget (never on the thread count), so
     the partition of the data, and therefore every result, is the same whatever the
     number of threads.  A block short of the whole data is a multiple of
@@ -368,23 +375,32 @@ def plan_block_rows(
     if rows < n_samples:  # whole sub-blocks: every block starts at a multiple of them
         rows -= rows % MIN_BLOCK_ROWS
         if not inline and rows < balance_rows:  # cut by the cache or the budget
-            longest = min(2 * rows, budget_rows) if cache_bound else rows
+            # longer blocks only for compiled kernels, and never fewer than the balance
+            # rule gives data the cache does not cut
+            longest = min(2 * rows, budget_rows, balance_rows) if compiled else rows
             rows = _even_share_rows(n_samples, rows, max(rows, longest))
     return rows
 
 
 def largest_share(n_samples: int, rows: int, n_threads: int) -> float:
-    """The largest share of the work ``n_threads`` threads get from blocks of ``rows``
-    rows (the last one shorter) when each takes the next block as soon as it is free,
-    all rows alike, against an even share (``n / n_threads`` rows): 1.0 is even.
+    """How unevenly threads share blocks of ``rows`` rows.
+
+    Each of ``n_threads`` threads takes the next block as soon as it is free (all rows
+    alike, the last block shorter); the answer is the largest share against an even one.
 
     Parameters
     ----------
-    n_samples, rows, n_threads : int
+    n_samples : int
+        Rows of the data (at least 1).
+    rows : int
+        Rows per block (at least 1).
+    n_threads : int
+        Threads sharing the blocks.
 
     Returns
     -------
     float
+        The largest share times ``n_threads / n_samples``: 1.0 when even.
     """
     loads = [0] * n_threads
     for start in range(0, n_samples, rows):
@@ -394,28 +410,31 @@ def largest_share(n_samples: int, rows: int, n_threads: int) -> float:
 
 def _even_share_rows(n_samples: int, rows: int, longest: int) -> int:
     """Rows per block for data that blocks of ``rows`` rows (whole sub-blocks) cut into
-    fewer than :data:`TARGET_TASKS` blocks: of whole sub-blocks, from half of ``rows`` to
-    ``longest`` (the cache's bound is for the generic path's (rows, k) buffers; the
-    compiled kernels walk a block in sub-blocks of their own), those that two and four
-    threads (:data:`EVEN_SHARE_THREADS`) share most evenly (the least of their
-    :func:`largest_share`, give or take :data:`EVEN_SHARE_SLACK`), the longest of them:
-    each block costs a round of hook calls and checks per pass.  At 20000 rows, 5
-    blocks of 4096 (the cache's bound for (rows, 256) float64 buffers) gave one of two
-    threads 3 blocks' work and the other 2; 4 blocks of 5120 give each 2."""
+    fewer than :data:`TARGET_TASKS` blocks: among the lengths of whole sub-blocks from
+    half of ``rows`` to ``longest`` that cut the data into at least two and fewer than
+    :data:`TARGET_TASKS` blocks (one length per number of blocks: the shortest that
+    makes it), those that two and four threads (:data:`EVEN_SHARE_THREADS`) share most
+    evenly (the least of their :func:`largest_share`, give or take
+    :data:`EVEN_SHARE_SLACK`), the longest of them: each block costs a round of hook calls
+    and checks per pass.  At 20000 rows, 4 blocks of 4096 and one of 3616 (the cache's
+    bound for (rows, 256) float64 buffers) gave one of two threads 11808 rows; 4 blocks
+    of 5120 give each 10240."""
     if -(-n_samples // rows) >= TARGET_TASKS:  # tasks of several blocks share out evenly
         return rows
-
-    def uneven(block: int) -> float:
-        return max(largest_share(n_samples, block, t) for t in EVEN_SHARE_THREADS)
-
     longest -= longest % MIN_BLOCK_ROWS
     shortest = max(MIN_BLOCK_ROWS, rows // 2)
-    candidates = [
-        block
-        for block in range(longest, shortest - 1, -MIN_BLOCK_ROWS)
-        if -(-n_samples // block) < TARGET_TASKS
-    ] or [rows]
-    shares = {block: uneven(block) for block in candidates}
+    candidates = {rows}
+    for count in range(max(2, -(-n_samples // longest)), TARGET_TASKS):
+        block = -(-n_samples // count)
+        block = -(-block // MIN_BLOCK_ROWS) * MIN_BLOCK_ROWS  # whole sub-blocks
+        if block < shortest:
+            break
+        if block <= longest:  # and short of the data: at least two blocks
+            candidates.add(block)
+    shares = {
+        block: max(largest_share(n_samples, block, t) for t in EVEN_SHARE_THREADS)
+        for block in candidates
+    }
     best = min(shares.values())
     return max(block for block, share in shares.items() if share <= best + EVEN_SHARE_SLACK)
 
@@ -531,6 +550,7 @@ class FitData:
                 n_features=d,
                 inline=inline,
                 cache_bound=not (inline and few is not None),
+                compiled=few is not None,
             ),
             n_threads=n_threads or default_n_threads(),
             fitted=fitted or {},
