@@ -334,8 +334,12 @@ def test_data_for_worker_threads_is_cut_into_even_shares(n):
 
 @pytest.mark.parametrize("compiled", [True, False])
 @pytest.mark.parametrize("budget_mb", [16, 64, 256])
-@pytest.mark.parametrize("n", [5_000, 9_000, 12_000, 20_000, 50_000, 100_000, 1_052_936])
-@pytest.mark.parametrize(("columns", "itemsize"), [(8, 8), (256, 8), (512, 4), (1024, 8)])
+@pytest.mark.parametrize(
+    "n", [300, 2_500, 4_096, 5_000, 8_213, 9_000, 20_000, 50_000, 100_000, 1_052_936]
+)
+@pytest.mark.parametrize(
+    ("columns", "itemsize"), [(8, 8), (256, 8), (512, 4), (1024, 8), (4096, 8)]
+)
 def test_blocks_the_cache_cuts_are_shared_evenly(n, columns, itemsize, budget_mb, compiled):
     from kmeansfw.core.data import (
         BALANCE_MIN_ROWS,
@@ -358,20 +362,32 @@ def test_blocks_the_cache_cuts_are_shared_evenly(n, columns, itemsize, budget_mb
     aim = 1 << (aim.bit_length() - 1)  # the balance rule's blocks for data it does not cut
     share = -(-n // aim)
     balance = -(-share // MIN_BLOCK_ROWS) * MIN_BLOCK_ROWS
+    cut = max(MIN_BLOCK_ROWS, cut)
     rows = plan_block_rows(n, columns, itemsize, budget, inline=False, compiled=compiled)
+    plain = plan_block_rows(n, columns, itemsize, budget, inline=False)  # the generic plan
     count = -(-n // rows)
-    if cut >= balance or -(-n // cut) >= TARGET_TASKS:  # not cut, or many blocks: as before
-        assert rows == min(balance, cut)
+    if not compiled or cut >= min(balance, n) or -(-n // cut) >= TARGET_TASKS:
+        assert rows == plain  # not cut, many blocks, or not compiled: the plan as before
         return
+    assert plain == cut  # the generic plan keeps the cut
     # whole sub-blocks, from half the cut, at most twice the cut, the budget and the
-    # balance rule's length when compiled (else the cut): never fewer blocks than the
-    # balance rule gives, never one block, fewer than TARGET_TASKS
+    # balance rule's length: never fewer blocks than the balance rule gives, never one
+    # block, fewer than TARGET_TASKS
     assert rows % MIN_BLOCK_ROWS == 0 and cut // 2 <= rows < n
-    assert rows <= (min(2 * cut, budget_rows, balance) if compiled else cut)
+    assert rows <= min(2 * cut, max(budget_rows, MIN_BLOCK_ROWS), balance)
     assert aim <= count < TARGET_TASKS and count >= 2
-    # shared by two and four threads within the slack of the cut's own blocks (a candidate)
-    uneven = max(largest_share(n, rows, t) for t in EVEN_SHARE_THREADS)
-    assert uneven <= max(largest_share(n, cut, t) for t in EVEN_SHARE_THREADS) + EVEN_SHARE_SLACK
+    # no length in that range that two and four threads share more evenly, beyond the
+    # slack; none longer within it
+    lengths = [
+        block
+        for block in range(max(MIN_BLOCK_ROWS, cut // 2), rows + 4 * MIN_BLOCK_ROWS, 256)
+        if block <= min(2 * cut, max(budget_rows, MIN_BLOCK_ROWS), balance)
+        and 2 <= -(-n // block) < TARGET_TASKS
+    ]
+    uneven = {b: max(largest_share(n, b, t) for t in EVEN_SHARE_THREADS) for b in lengths}
+    assert uneven[rows] <= min(uneven.values()) + EVEN_SHARE_SLACK
+    assert all(share > min(uneven.values()) + EVEN_SHARE_SLACK
+               for block, share in uneven.items() if block > rows)
 
 
 def test_twenty_thousand_wide_rows_make_four_even_blocks():
@@ -379,9 +395,9 @@ def test_twenty_thousand_wide_rows_make_four_even_blocks():
 
     # 4 blocks of 4096 rows and one of 3616, the cache's bound for (rows, 256) float64
     # buffers, gave one of two threads 11808 rows of 20000; compiled kernels take 4 of
-    # 5120 (the balance rule's length), the generic path, bound by the cache, 8 of 2560
+    # 5120 (the balance rule's length); the generic path keeps the cache's bound
     assert plan_block_rows(20_000, 256, 8, 64 << 20, inline=False, compiled=True) == 5120
-    assert plan_block_rows(20_000, 256, 8, 64 << 20, inline=False) == 2560
+    assert plan_block_rows(20_000, 256, 8, 64 << 20, inline=False) == 4096
     data = FitData.build(np.zeros((20_000, 256)), n_clusters=3, splits_work=True)
     assert not data.inline and [len(task) for task in data.tasks] == [1] * 4
     assert largest_share(20_000, 5120, 2) == pytest.approx(1.024)
@@ -396,10 +412,13 @@ def test_even_blocks_take_the_longest_within_the_slack(monkeypatch):
     # 28 blocks of 3584 rows are the most even (1.004), 16 of 6400 within the slack
     # (1.024), fewer rounds per pass
     assert plan_block_rows(100_000, 256, 8, 64 << 20, inline=False, compiled=True) == 6400
+    # one block is never taken for data the cut splits (257 rows of 4096 columns: one
+    # block of 512 would be within the slack of two of 256)
+    assert plan_block_rows(257, 4096, 8, 64 << 20, inline=False, compiled=True) == 256
+    # every length in range is weighed: 8213 rows, 4 blocks of 2048 and one of 21
+    assert plan_block_rows(8_213, 256, 8, 64 << 20, inline=False, compiled=True) == 2048
     monkeypatch.setattr(data, "EVEN_SHARE_SLACK", 0.0)
     assert plan_block_rows(100_000, 256, 8, 64 << 20, inline=False, compiled=True) == 3584
-    # one block is never taken for data the cut splits (257 rows of 4096 columns)
-    assert plan_block_rows(257, 4096, 8, 64 << 20, inline=False, compiled=True) == 256
 
 
 def test_blocks_short_of_the_data_are_whole_sub_blocks():

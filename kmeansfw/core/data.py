@@ -28,7 +28,7 @@ MIN_BLOCK_ROWS = 256
 #: except in the plans of fits whose work splits between numba's threads (dense data):
 #: their compiled kernels walk a block in cache-sized sub-blocks of their own, so inline
 #: data is bounded by the memory budget only, and data for worker threads may take blocks
-#: up to twice as long for even shares (see :func:`plan_block_rows`).
+#: from half to twice as long for even shares (see :func:`plan_block_rows`).
 CACHE_BLOCK_BYTES = 8 << 20
 #: Temporaries of block shape a strategy may hold at once (for the memory budget).
 BLOCK_TEMPORARIES = 4
@@ -345,14 +345,14 @@ def plan_block_rows(
     sub-blocks, the last shorter by less than one sub-block per block, so that two, four
     or eight threads get even shares (20000 rows made 4 blocks of 4096 and one of 3616
     before: 3 blocks' time on two threads instead of 2.5), unless the cache or memory
-    budget cuts more; then, below :data:`TARGET_TASKS` blocks, they take the length, from
-    half the cut up to the cut (with ``compiled``: up to twice the cut, within the budget
-    and the balance rule's length), that two and four threads share most evenly
-    (:func:`_even_share_rows`: 20000 rows of (rows, 256) float64 buffers in a compiled
-    fit make 4 blocks of 5120 rows, not 4 of 4096 and one of 3616).
-    ``compiled``: the fit's per-block work runs in compiled kernels that walk a block in
-    sub-blocks of their own (:meth:`FitData.build`: a fit that splits its work between
-    numba's threads, on dense data), so the cache's bound does not apply to it.
+    budget cuts more; then, with ``compiled`` and below :data:`TARGET_TASKS` blocks, they
+    take the length, from half the cut up to twice it (within the budget and the balance
+    rule's length), that two and four threads share most evenly
+    (:func:`_even_share_rows`: 20000 rows of (rows, 256) float64 buffers make 4 blocks
+    of 5120 rows, not 4 of 4096 and one of 3616).  ``compiled``: the fit's per-block
+    work runs in compiled kernels that walk a block in sub-blocks of their own
+    (:meth:`FitData.build`: a fit that splits its work between numba's threads, on dense
+    data), so the cache's bound does not hold it; other plans keep the cut.
     Depends only on the shape, the dtype and the budget (never on the thread count), so
     the partition of the data, and therefore every result, is the same whatever the
     number of threads.  A block short of the whole data is a multiple of
@@ -374,10 +374,10 @@ def plan_block_rows(
     rows = int(max(MIN_BLOCK_ROWS, min(cache_rows, budget_rows, balance_rows)))
     if rows < n_samples:  # whole sub-blocks: every block starts at a multiple of them
         rows -= rows % MIN_BLOCK_ROWS
-        if not inline and rows < balance_rows:  # cut by the cache or the budget
-            # longer blocks only for compiled kernels, and never fewer than the balance
-            # rule gives data the cache does not cut
-            longest = min(2 * rows, budget_rows, balance_rows) if compiled else rows
+        if compiled and not inline and rows < balance_rows:  # cut by the cache or budget
+            # up to twice as long (the compiled kernels walk sub-blocks of their own),
+            # within the budget, never fewer blocks than the balance rule gives
+            longest = min(2 * rows, budget_rows, balance_rows)
             rows = _even_share_rows(n_samples, rows, max(rows, longest))
     return rows
 
@@ -411,32 +411,34 @@ def largest_share(n_samples: int, rows: int, n_threads: int) -> float:
 def _even_share_rows(n_samples: int, rows: int, longest: int) -> int:
     """Rows per block for data that blocks of ``rows`` rows (whole sub-blocks) cut into
     fewer than :data:`TARGET_TASKS` blocks: among the lengths of whole sub-blocks from
-    half of ``rows`` to ``longest`` that cut the data into at least two and fewer than
-    :data:`TARGET_TASKS` blocks (one length per number of blocks: the shortest that
-    makes it), those that two and four threads (:data:`EVEN_SHARE_THREADS`) share most
-    evenly (the least of their :func:`largest_share`, give or take
-    :data:`EVEN_SHARE_SLACK`), the longest of them: each block costs a round of hook calls
-    and checks per pass.  At 20000 rows, 4 blocks of 4096 and one of 3616 (the cache's
-    bound for (rows, 256) float64 buffers) gave one of two threads 11808 rows; 4 blocks
-    of 5120 give each 10240."""
+    half of ``rows`` to ``longest`` that make at least two and fewer than
+    :data:`TARGET_TASKS` blocks, those that two and four threads
+    (:data:`EVEN_SHARE_THREADS`) share most evenly (the least of their
+    :func:`largest_share`, give or take :data:`EVEN_SHARE_SLACK`), the longest of them:
+    each block costs a round of hook calls and checks per pass.  (The two-thread share
+    may come out less even than the cut's where the four-thread one gains more.)  At
+    20000 rows, 4 blocks of 4096 and one of 3616 (the cache's bound for (rows, 256)
+    float64 buffers) gave one of two threads 11808 rows; 4 blocks of 5120 give each
+    10240."""
     if -(-n_samples // rows) >= TARGET_TASKS:  # tasks of several blocks share out evenly
         return rows
     longest -= longest % MIN_BLOCK_ROWS
     shortest = max(MIN_BLOCK_ROWS, rows // 2)
-    candidates = {rows}
-    for count in range(max(2, -(-n_samples // longest)), TARGET_TASKS):
-        block = -(-n_samples // count)
-        block = -(-block // MIN_BLOCK_ROWS) * MIN_BLOCK_ROWS  # whole sub-blocks
-        if block < shortest:
-            break
-        if block <= longest:  # and short of the data: at least two blocks
-            candidates.add(block)
-    shares = {
-        block: max(largest_share(n_samples, block, t) for t in EVEN_SHARE_THREADS)
-        for block in candidates
-    }
-    best = min(shares.values())
-    return max(block for block, share in shares.items() if share <= best + EVEN_SHARE_SLACK)
+    blocks = np.arange(shortest, longest + 1, MIN_BLOCK_ROWS, dtype=np.int64)
+    counts = -(-n_samples // blocks)
+    keep = (counts >= 2) & (counts < TARGET_TASKS)
+    if not keep.any():
+        return rows
+    blocks, counts = blocks[keep], counts[keep]
+    # largest_share in closed form, for all lengths at once: the full blocks go round
+    # the threads, the last (shorter) one to a thread with the fewest
+    last = n_samples - (counts - 1) * blocks
+    shares = np.zeros(blocks.shape[0])
+    for t in EVEN_SHARE_THREADS:
+        most = np.maximum(-(-(counts - 1) // t) * blocks, (counts - 1) // t * blocks + last)
+        shares = np.maximum(shares, most * t / n_samples)
+    best = shares.min()
+    return int(blocks[shares <= best + EVEN_SHARE_SLACK].max())
 
 
 @attrs.define(eq=False)
