@@ -353,9 +353,9 @@ def plan_block_rows(
     work runs in compiled kernels that walk a block in sub-blocks of their own
     (:meth:`FitData.build`: a fit that splits its work between numba's threads, on dense
     data), so the cache's bound does not hold it; other plans keep the cut.
-    Depends only on the shape, the dtype and the budget (never on the thread count), so
-    the partition of the data, and therefore every result, is the same whatever the
-    number of threads.  A block short of the whole data is a multiple of
+    Depends only on the shape, the dtype, the budget and ``compiled`` (never on the
+    thread count), so the partition of the data, and therefore every result, is the same
+    whatever the number of threads.  A block short of the whole data is a multiple of
     :data:`MIN_BLOCK_ROWS` rows, so the labels of a row do not depend on the plan either
     (a fit and a predict on the same rows, planned differently, label them alike).
     """
