@@ -332,6 +332,26 @@ def test_data_for_worker_threads_is_cut_into_even_shares(n):
     assert len(sizes) in (1, 2, 4, 8) and len(sizes) <= aim < 2 * len(sizes)
 
 
+def _simulated_share(n: int, rows: int, threads: int) -> float:
+    """The largest share of ``threads`` threads each taking the next block of ``rows``
+    rows when free (the last block shorter), against n / threads: the simulation
+    ``largest_share``'s closed form must agree with."""
+    loads = [0] * threads
+    for start in range(0, n, rows):
+        loads[loads.index(min(loads))] += min(rows, n - start)
+    return max(loads) * threads / n
+
+
+def test_largest_share_is_the_simulated_share():
+    from kmeansfw.core.data import largest_share
+
+    for n in (1, 255, 256, 257, 2_309, 8_213, 20_000, 100_000, 1_052_936):
+        for rows in (1, 7, 256, 768, 2_048, 4_096, 5_120, 131_840):
+            for threads in (1, 2, 3, 4, 8, 16):
+                if -(-n // rows) <= 5_000:  # the simulation walks every block
+                    assert largest_share(n, rows, threads) == _simulated_share(n, rows, threads)
+
+
 @pytest.mark.parametrize("compiled", [True, False])
 @pytest.mark.parametrize("budget_mb", [16, 64, 256])
 @pytest.mark.parametrize(
@@ -350,7 +370,6 @@ def test_blocks_the_cache_cuts_are_shared_evenly(n, columns, itemsize, budget_mb
         MIN_BLOCK_ROWS,
         MIN_BLOCKS,
         TARGET_TASKS,
-        largest_share,
     )
 
     budget = budget_mb << 20
@@ -384,7 +403,7 @@ def test_blocks_the_cache_cuts_are_shared_evenly(n, columns, itemsize, budget_mb
         if block <= min(2 * cut, max(budget_rows, MIN_BLOCK_ROWS), balance)
         and 2 <= -(-n // block) < TARGET_TASKS
     ]
-    uneven = {b: max(largest_share(n, b, t) for t in EVEN_SHARE_THREADS) for b in lengths}
+    uneven = {b: max(_simulated_share(n, b, t) for t in EVEN_SHARE_THREADS) for b in lengths}
     assert uneven[rows] <= min(uneven.values()) + EVEN_SHARE_SLACK
     assert all(share > min(uneven.values()) + EVEN_SHARE_SLACK
                for block, share in uneven.items() if block > rows)

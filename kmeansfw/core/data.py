@@ -402,10 +402,17 @@ def largest_share(n_samples: int, rows: int, n_threads: int) -> float:
     float
         The largest share times ``n_threads / n_samples``: 1.0 when even.
     """
-    loads = [0] * n_threads
-    for start in range(0, n_samples, rows):
-        loads[loads.index(min(loads))] += min(rows, n_samples - start)
-    return max(loads) * n_threads / n_samples
+    return float(_largest_shares(n_samples, np.array([rows], dtype=np.int64), n_threads)[0])
+
+
+def _largest_shares(n_samples: int, blocks: np.ndarray, n_threads: int) -> np.ndarray:
+    """:func:`largest_share` for every block length in ``blocks`` at once, in closed
+    form: the full blocks go round the threads, the last (shorter) one to a thread with
+    the fewest."""
+    full = -(-n_samples // blocks) - 1
+    last = n_samples - full * blocks
+    most = np.maximum(-(-full // n_threads) * blocks, full // n_threads * blocks + last)
+    return most * n_threads / n_samples
 
 
 def _even_share_rows(n_samples: int, rows: int, longest: int) -> int:
@@ -429,14 +436,8 @@ def _even_share_rows(n_samples: int, rows: int, longest: int) -> int:
     keep = (counts >= 2) & (counts < TARGET_TASKS)
     if not keep.any():
         return rows
-    blocks, counts = blocks[keep], counts[keep]
-    # largest_share in closed form, for all lengths at once: the full blocks go round
-    # the threads, the last (shorter) one to a thread with the fewest
-    last = n_samples - (counts - 1) * blocks
-    shares = np.zeros(blocks.shape[0])
-    for t in EVEN_SHARE_THREADS:
-        most = np.maximum(-(-(counts - 1) // t) * blocks, (counts - 1) // t * blocks + last)
-        shares = np.maximum(shares, most * t / n_samples)
+    blocks = blocks[keep]
+    shares = np.max([_largest_shares(n_samples, blocks, t) for t in EVEN_SHARE_THREADS], axis=0)
     best = shares.min()
     return int(blocks[shares <= best + EVEN_SHARE_SLACK].max())
 
