@@ -20,6 +20,7 @@ from kmeansfw.core import contract
 from kmeansfw.core.data import FitData, Fitted, read_only
 from kmeansfw.core.errors import StrategyError
 from kmeansfw.engine import steps
+from kmeansfw.engine.lloyd_step import lloyd_step
 from kmeansfw.kernels import count_changed, labels_equal, sq_shift
 
 
@@ -593,11 +594,17 @@ def run(
 
     reason = "max_iter"
     plan = Plan.of(hooks, walk)
+    plain = type(walk) is FullBatch and walk.online is None  # Lloyd, nothing else
+    fused = lloyd_step(hooks, data, n_clusters, plan) if plain else None
     for iteration in range(state.iteration + 1, walk.steps(data, max_iter) + 1):
-        batch = walk.rows(data, rng)
-        if batch is not data:
-            prepare(hooks, batch)
-        if iterate(hooks, state, batch, walk, iteration, plan):
+        if fused is not None:  # the built-in iteration on small data, in one call
+            stop = fused.iterate(hooks, state, data, iteration)
+        else:
+            batch = walk.rows(data, rng)
+            if batch is not data:
+                prepare(hooks, batch)
+            stop = iterate(hooks, state, batch, walk, iteration, plan)
+        if stop:
             reason = "converged"
             break
         if not walk.after(state):

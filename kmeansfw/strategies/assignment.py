@@ -27,6 +27,8 @@ class Nearest:
 
     name = "nearest"
     accepts_sparse = True
+    #: Answers the engine's one-call Lloyd iteration (kmeansfw.engine.lloyd_step).
+    _lloyd_step = True
     splits_work = True  # the distance's search does the work (it declares its own)
 
     @hookimpl
@@ -535,6 +537,8 @@ class Auto:
 
     name = "auto"
     accepts_sparse = True
+    #: Answers the engine's one-call Lloyd iteration (kmeansfw.engine.lloyd_step).
+    _lloyd_step = True
     # inline, nearest's search and hamerly's (the distance's) split their rows between
     # numba's threads; yinyang's group search does not: it starts at the clusters from
     # which mid-size data runs in worker threads (kmeansfw.core.data.INLINE_MAX_CLUSTERS),

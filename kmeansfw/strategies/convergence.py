@@ -63,6 +63,8 @@ class Tol:
 
     name = "tol"
     accepts_sparse = True
+    #: Answers the engine's one-call Lloyd iteration (kmeansfw.engine.lloyd_step).
+    _lloyd_step = True
     tol: float | None = attrs.field(default=None)
 
     @tol.validator

@@ -38,6 +38,8 @@ class RelocateFarthest:
 
     name = "relocate-farthest"
     accepts_sparse = True
+    #: Answers the engine's one-call Lloyd iteration (kmeansfw.engine.lloyd_step).
+    _lloyd_step = True
 
     @hookimpl
     def kmeansfw_empty_clusters(

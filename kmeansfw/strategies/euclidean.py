@@ -267,6 +267,8 @@ class Euclidean(Distance):
     accepts_sparse = True
     squared = True
     splits_work = True  # the search and cost blocks split rows between numba's threads
+    #: Answers the engine's one-call Lloyd iteration (kmeansfw.engine.lloyd_step).
+    _lloyd_step = True
 
     @hookimpl
     def kmeansfw_learn(self, data: FitData) -> dict:

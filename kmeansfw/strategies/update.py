@@ -37,6 +37,8 @@ class Mean:
 
     name = "mean"
     accepts_sparse = True
+    #: Answers the engine's one-call Lloyd iteration (kmeansfw.engine.lloyd_step).
+    _lloyd_step = True
     splits_work = True  # the sums split their columns between numba's threads
     sums_map = True  # a search may add the rows to the sums in its pass (core.sums)
 

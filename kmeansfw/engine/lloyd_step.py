@@ -1,0 +1,261 @@
+"""The built-in Lloyd iteration on small data, in one call instead of a round of hooks.
+
+On data that fits in cache a Lloyd iteration's own work is a few microseconds to a
+hundred (2000 x 2, k=3: 16 us for the centroid preparation, the search with the mean's
+sums in its pass, the mean, the checks and the shift), and the round of hook calls around
+it (each hook's dispatch and answer checks, the update's map offered per block, the
+partials looked at for the next iteration) cost two to three times that.  When a fit's
+strategies are the built-in ones that answer those hooks and nothing else takes part in
+them, the engine makes the calls those hooks would make, in the same order with the same
+arguments (:class:`LloydStep`): the distance's centroid preparation, its nearest search
+with the mean's sums offered (the call ``nearest`` makes, and ``auto`` on data it keeps
+no bounds for), the mean's update.  The same kernels run on the same arrays, so every
+label, centroid, weight and criterion is the same, bit for bit, as through the hooks.
+
+What a step keeps: the checks of what reaches the fit's state (labels in range, finite
+centroids and weights: a float32 overflow still fails loudly), the assignment's record
+of costs left for later (a final or strict read computes them as before), the
+``iteration_end`` and criterion hooks, and the empty-cluster hook for any iteration that
+leaves a cluster empty (the strategy, which may draw from the fit's random stream, runs
+as always); an exception in a strategy fails as through the hooks (a
+:class:`StrategyError` naming it).  What it skips: the dispatch of the set-up,
+assignment, search and update hooks, and the engine's bookkeeping for a map the fit does
+not run.
+
+:func:`lloyd_step` decides once per run whether a run takes it (see there); every other
+fit (another strategy or a subclass in any of the slots, an observer, a wrapper, a
+mini-batch walk, costs read every iteration, sparse data, data in more than one block or
+handed to worker threads) runs the hooks, unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import numpy as np
+
+from kmeansfw.core import contract
+from kmeansfw.core.data import FitData, read_only, runs_inline
+from kmeansfw.core.errors import StrategyError
+from kmeansfw.core.sums import SumsRequest
+from kmeansfw.engine import steps
+from kmeansfw.engine.executors import is_small
+from kmeansfw.engine.plugins import Hooks
+
+#: The hooks a :class:`LloydStep` stands in for, by the slot whose strategy must answer
+#: each alone (the empty-cluster strategy and the criterion still answer through the
+#: hooks, the empty-cluster strategy only when a cluster is empty).
+STEP_HOOKS = {
+    "kmeansfw_prepare_centroids": "distance",
+    "kmeansfw_assign": "assignment",
+    "kmeansfw_nearest": "distance",
+    "kmeansfw_update": "update",
+    "kmeansfw_empty_clusters": "empty",
+    "kmeansfw_converged": "convergence",
+}
+#: The slots whose strategies must declare the step (:func:`declares_step`).
+STEP_SLOTS = ("distance", "assignment", "update", "empty", "convergence")
+
+
+@attrs.frozen(eq=False)
+class LloydStep:
+    """One run's Lloyd iterations through the built-in strategies' methods.
+
+    Attributes
+    ----------
+    distance, update : object
+        The fit's ``euclidean`` distance and ``mean`` update, whose methods it calls (the
+        empty-cluster strategy and the criterion answer through the hooks).
+    rows : slice
+        The data's one block.
+    """
+
+    distance: Any
+    update: Any
+    rows: slice
+
+    def iterate(self, hooks: Any, state: Any, data: FitData, iteration: int) -> bool:
+        """One iteration on the run's data, as :func:`kmeansfw.engine.loop.iterate` with
+        the run's plan (the mean's sums in the search, costs left): updates ``state`` and
+        returns whether the criterion said stop."""
+        centroids, rng = state.centroids, state.rng
+        previous = state.assignment
+        k = centroids.shape[0]
+        assignment = self._assign(hooks, data, centroids)
+        if previous is not None:
+            previous.partials = None  # as the hooks' iteration frees them
+        new, weights = self._update(hooks, data, assignment, centroids, rng)
+        if np.count_nonzero(weights) == k:  # no empty cluster: the strategy changes nothing
+            new = read_only(new)
+        else:
+            new = steps.fix_empty_clusters(hooks, data, assignment, centroids, new, weights, rng)
+        state.previous_labels = state.labels  # the same rows as the previous iteration
+        state.data = data
+        state.labels = assignment.labels
+        state.previous_centroids, state.centroids = centroids, new
+        state.costs = None
+        assignment.partials = None  # the search summed the task: nothing kept
+        state.assignment, state.cluster_weights = assignment, weights
+        state.iteration = iteration
+        state.strict = False
+        hooks.kmeansfw_iteration_end(state=state)
+        return any(contract.call(hooks, "kmeansfw_converged", state=state))
+
+    def _assign(self, hooks: Any, data: FitData, centroids: np.ndarray) -> steps.Assignment:
+        # steps.assign's inline path with the mean's sums offered: the distance's search
+        # called as ``nearest`` calls it (kmeansfw.strategies.assignment.Nearest), its
+        # answer checked as the engine checks the assignment's
+        cache: dict = {}
+        view = read_only(centroids)
+        _answer(
+            hooks,
+            "kmeansfw_prepare_centroids",
+            self.distance.kmeansfw_prepare_centroids,
+            centroids=view,
+            data=data,
+            cache=cache,
+        )
+        rows, (k, d) = self.rows, centroids.shape
+        partial = steps.SearchSums((np.zeros((k, d)), np.zeros(k)))
+        request = SumsRequest(read_only(data.sample_weight[rows]), partial[0], partial[1])
+        labels, costs, _, _ = _answer(
+            hooks,
+            "kmeansfw_nearest",
+            self.distance.kmeansfw_nearest,
+            X=data.X[rows],
+            centroids=centroids,
+            groups=None,
+            n_groups=0,
+            rows=rows,
+            data=data,
+            cache=cache,
+            hook=hooks,
+            with_costs=False,
+            sums=request,
+        )
+        if not request.added:  # never for dense rows; said, not assumed
+            raise contract.fail(hooks, "kmeansfw_nearest", "left the mean's sums of dense rows")
+        n = data.n_samples  # the one block's rows: all of them
+        labels = contract.check_labels(hooks, "kmeansfw_assign", labels, n, k)
+        labels = labels.astype(np.intp, copy=False)
+        left = []
+        if costs is None:
+            costs, left = np.empty(n, dtype=data.dtype), [rows]
+        else:
+            costs = contract.check_float_array(
+                hooks, "kmeansfw_assign", costs, (n,), data.dtype, nonnegative=True,
+                what="costs",
+            )
+        return steps._assignment(
+            hooks, data, centroids, cache, labels, costs, [partial], True, left
+        )
+
+    def _update(
+        self,
+        hooks: Any,
+        data: FitData,
+        assignment: steps.Assignment,
+        centroids: np.ndarray,
+        rng: np.random.Generator,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        # steps.update's call and checks
+        name = "kmeansfw_update"
+        new, weights = _answer(
+            hooks,
+            name,
+            self.update.kmeansfw_update,
+            data=data,
+            labels=assignment.labels,
+            partials=assignment.partials,
+            centroids=read_only(centroids),
+            n_clusters=centroids.shape[0],
+            rng=rng,
+            online=None,
+        )
+        new = contract.check_float_array(
+            hooks, name, new, centroids.shape, data.dtype, what="centroids"
+        )
+        weights = contract.check_float_array(
+            hooks, name, weights, (centroids.shape[0],), np.dtype(np.float64), nonnegative=True,
+            what="cluster weights",
+        )
+        return new, weights
+
+
+def _answer(hooks: Any, name: str, method: Any, **kwargs: Any) -> Any:
+    """``method(**kwargs)`` for hook ``name``, failing as :func:`kmeansfw.core.contract.call`
+    fails: any exception re-raised as a :class:`StrategyError` that names the strategy."""
+    try:
+        return method(**kwargs)
+    except StrategyError:
+        raise
+    except Exception as exc:
+        plugin = contract.answering_plugin(getattr(hooks, name))
+        raise StrategyError(f"{plugin} failed in {name}: {type(exc).__name__}: {exc}") from exc
+
+
+def declares_step(strategy: Any) -> bool:
+    """Whether ``strategy``'s own class (not a base class) declares ``_lloyd_step``: the
+    built-in ``euclidean``, ``nearest``, ``auto``, ``mean``, ``relocate-farthest`` and
+    ``tol`` do, so a subclass of one of them, which may answer its hooks otherwise, runs
+    the hooks.  A private declaration: the step calls these strategies' methods with the
+    arguments it knows they take, and relies on what they answer."""
+    return vars(type(strategy)).get("_lloyd_step") is True
+
+
+def lloyd_step(hooks: Any, data: FitData, n_clusters: int, plan: Any) -> LloydStep | None:
+    """The :class:`LloydStep` a Lloyd run of ``hooks`` on ``data`` takes, or None (the
+    hooks).  Asked only for a plain Lloyd run (the caller's walk over the data repeats
+    every row, with no online update).
+
+    Taken when: the run's plan offers the mean's sums to the search and leaves the costs
+    (:class:`~kmeansfw.engine.loop.Plan`); the fit's distance, assignment, update and
+    empty-cluster strategies and its one convergence criterion are the built-in
+    ``euclidean``, ``nearest`` or ``auto`` (``auto`` when it keeps no bounds on data of
+    this shape), ``mean``, ``relocate-farthest`` and ``tol``, of those very classes
+    (:func:`declares_step`), none with a hook replaced on the object; each hook of
+    :data:`STEP_HOOKS` is answered by its slot's strategy alone; no observer or wrapper
+    takes part; and the data is dense, in one block that runs inline (small enough that
+    no pages are handed back between tasks).
+
+    Parameters
+    ----------
+    hooks : Hooks
+        The fit's hooks (a plain pluggy relay never takes the step).
+    data : FitData
+        The run's (prepared) training data.
+    n_clusters : int
+        k.
+    plan : Plan
+        The run's plan.
+
+    Returns
+    -------
+    LloydStep or None
+    """
+    # an observer pipes every hook it may see (kmeansfw.engine.plugins), a wrapper the
+    # hook it wraps: either makes ``_piped`` non-empty
+    if type(hooks) is not Hooks or hooks._piped or not plan.sums or plan.with_costs:
+        return None
+    rows = data.single_block
+    if rows is None or data.sparse or not is_small(data):
+        return None
+    if not runs_inline(data.n_samples, data.n_features):
+        return None
+    owners = {slot: hooks.strategy(slot) for slot in STEP_SLOTS}
+    if not all(declares_step(owner) for owner in owners.values()):
+        return None
+    bounded_by = getattr(owners["assignment"], "bounded_by", None)  # auto's choice
+    if bounded_by is not None and bounded_by(data.n_samples, data.n_features, n_clusters):
+        return None
+    for hook, slot in STEP_HOOKS.items():
+        owner = owners[slot]
+        answer = getattr(hooks, hook, None)
+        calls = getattr(answer, "calls", (answer,))
+        found = [getattr(getattr(c, "function", None), "__self__", None) for c in calls]
+        if not found or any(f is not owner for f in found):
+            return None
+        if hook in getattr(owner, "__dict__", {}):
+            return None
+    return LloydStep(owners["distance"], owners["update"], rows)
