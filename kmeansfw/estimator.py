@@ -21,7 +21,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from kmeansfw.backends import for_input, is_dask_collection, is_torch_tensor
 from kmeansfw.core.adapters import SHARE_MAX_BYTES, ArrayInit
 from kmeansfw.core.catalog import CATALOG, is_value_strategy
-from kmeansfw.core.config import Config, InvalidParameterError, make_rng
+from kmeansfw.core.config import Config, InvalidParameterError, budget_bytes, make_rng
 from kmeansfw.core.data import FitData, c_ordered, is_ready_array
 from kmeansfw.core.distance import describe
 from kmeansfw.engine import loop as engine
@@ -260,7 +260,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
             X,
             sample_weight,
             n_clusters=self.n_clusters,
-            memory_budget=int(self.memory_budget_mb * 2**20),
+            memory_budget=budget_bytes(self.memory_budget_mb),
             n_threads=self.n_threads,
             validate=False,
             fitted=None if first else self.fitted_state_,
@@ -306,7 +306,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
             X,
             sample_weight,
             n_clusters=self.n_clusters,
-            memory_budget=int(self.memory_budget_mb * 2**20),
+            memory_budget=budget_bytes(self.memory_budget_mb),
             n_threads=self.n_threads,
             validate=False,
             fitted=self.fitted_state_,

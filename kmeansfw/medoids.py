@@ -10,7 +10,7 @@ from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from kmeansfw.core.adapters import FunctionDistance
-from kmeansfw.core.config import Config, InvalidParameterError, PairingWarning
+from kmeansfw.core.config import Config, InvalidParameterError, PairingWarning, budget_bytes
 from kmeansfw.core.data import FitData
 from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins, steps
@@ -242,7 +242,7 @@ default="heuristic"
         data = FitData.build(
             X,
             n_clusters=self.n_clusters,
-            memory_budget=int(self.memory_budget_mb * 2**20),
+            memory_budget=budget_bytes(self.memory_budget_mb),
             n_threads=self.n_threads,
             validate=False,
             fitted=self.fitted_state_,

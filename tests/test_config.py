@@ -11,7 +11,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import kmeansfw
-from kmeansfw import Config, ConfigError, KMeans, StrategySpec
+from kmeansfw import Config, ConfigError, KMeans, MiniBatchKMeans, StrategySpec
 
 STUDY = """
 n_clusters = 5
@@ -149,3 +149,17 @@ def test_clone_and_pipeline_with_strategy_objects(blobs):
     pipe = make_pipeline(StandardScaler(), km).fit(X)
     assert pipe[-1].labels_.shape == (X.shape[0],)
     assert pipe.predict(X[:3]).shape == (3,)
+
+
+@pytest.mark.parametrize("budget", [1.7e302, float(2**50)])
+def test_a_huge_memory_budget_is_an_unbounded_one(budget):
+    # found by the config fuzz: 1.7e302 MB in bytes overflowed int()
+    from kmeansfw.core.config import MAX_MEMORY_BUDGET
+
+    assert Config(memory_budget_mb=budget).memory_budget == MAX_MEMORY_BUDGET
+    X = np.random.default_rng(0).standard_normal((300, 3))
+    small = KMeans(3, random_state=0).fit(X)
+    fitted = KMeans(3, random_state=0, memory_budget_mb=budget).fit(X)
+    np.testing.assert_array_equal(fitted.labels_, small.labels_)
+    np.testing.assert_array_equal(fitted.predict(X), small.labels_)
+    MiniBatchKMeans(3, random_state=0, memory_budget_mb=budget, batch_size=64).partial_fit(X)

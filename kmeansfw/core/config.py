@@ -114,6 +114,17 @@ def _observers(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
             raise InvalidParameterError(f"config key 'observers': {exc}") from None
 
 
+#: The largest per-thread budget in bytes a fit plans with (far above any machine's memory):
+#: a larger ``memory_budget_mb`` counts as this many bytes.
+MAX_MEMORY_BUDGET = 1 << 62
+
+
+def budget_bytes(memory_budget_mb: float) -> int:
+    """A validated ``memory_budget_mb`` in bytes, at most :data:`MAX_MEMORY_BUDGET` (a
+    budget of 1e300 MB is an unbounded one, not an integer overflow)."""
+    return int(min(memory_budget_mb * 2**20, MAX_MEMORY_BUDGET))
+
+
 def make_rng(random_state: Any) -> np.random.Generator:
     """The one :class:`numpy.random.Generator` a fit draws all its randomness from."""
     if isinstance(random_state, np.random.Generator):
@@ -333,4 +344,4 @@ class Config:
     @property
     def memory_budget(self) -> int:
         """The per-thread working-memory budget in bytes."""
-        return int(self.memory_budget_mb * 2**20)
+        return budget_bytes(self.memory_budget_mb)

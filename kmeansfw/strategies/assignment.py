@@ -10,6 +10,7 @@ import pluggy
 
 from kmeansfw import kernels  # attributes read at call time: numba loads on first fit
 from kmeansfw.core import contract
+from kmeansfw.core.config import budget_bytes
 from kmeansfw.core.data import FitData
 from kmeansfw.core.markers import hookimpl
 from kmeansfw.core.sums import SumsRequest
@@ -403,7 +404,7 @@ class Yinyang(_Bounded):
 
     def n_groups(self, n_samples: int, n_clusters: int) -> int:
         """Groups for this shape: k // 10, within ``max_groups`` and the memory budget."""
-        budget = int(self.max_bounds_mb * 2**20) // (4 * max(1, n_samples))
+        budget = budget_bytes(self.max_bounds_mb) // (4 * max(1, n_samples))
         return int(max(1, min(n_clusters // 10, self.max_groups, budget)))
 
     def _groups(self, centroids: np.ndarray, data: FitData) -> np.ndarray:

@@ -32,6 +32,7 @@ import attrs
 import numpy as np
 
 from kmeansfw.core import contract
+from kmeansfw.core.config import budget_bytes
 from kmeansfw.core.data import FitData, rows_dense
 from kmeansfw.core.markers import hookimpl
 from kmeansfw.engine import steps
@@ -221,7 +222,7 @@ class Pam:
     def _swap(self, data, labels, costs, centroids, n_clusters, rng, hook):
         k = n_clusters
         medoids = np.array(centroids, dtype=data.dtype)
-        budget = int(self.memory_budget_mb * 2**20)
+        budget = budget_bytes(self.memory_budget_mb)
         plan = data.replan(k + min(self.chunk, self.n_candidates), budget)
         candidates = self.candidates(data, hook, labels, costs, k, rng)
         sw = data.sample_weight

@@ -10,6 +10,7 @@ import numpy as np
 
 from kmeansfw import kernels  # looked up at call time: numba loads on first use
 from kmeansfw.core import contract
+from kmeansfw.core.config import budget_bytes
 from kmeansfw.core.data import FitData, rows_dense
 from kmeansfw.core.markers import hookimpl
 from kmeansfw.engine import steps
@@ -293,7 +294,7 @@ class Median:
             return sorted_values[last, np.arange(values.shape[1])]
 
         return _per_cluster(
-            data, labels, centroids, n_clusters, int(self.memory_budget_mb * 2**20), median
+            data, labels, centroids, n_clusters, budget_bytes(self.memory_budget_mb), median
         )
 
 
@@ -325,7 +326,7 @@ class TrimmedMean:
             return (sorted_values * kept).sum(axis=0) / kept.sum(axis=0)
 
         return _per_cluster(
-            data, labels, centroids, n_clusters, int(self.memory_budget_mb * 2**20), trimmed
+            data, labels, centroids, n_clusters, budget_bytes(self.memory_budget_mb), trimmed
         )
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from kmeansfw.backends.dask.arrays import _as_array, _ready_block, _weights_array, to_memory
 from kmeansfw.backends.dask.cluster import active_client
 from kmeansfw.backends.dask.fitting import fit_config
-from kmeansfw.core.config import make_rng
+from kmeansfw.core.config import budget_bytes, make_rng
 from kmeansfw.core.data import FitData
 from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins, steps
@@ -76,7 +76,7 @@ def _model_of(estimator: Any, X: Any) -> tuple[_Model, Any]:
         list(estimator._strategies),
         dict(estimator.fitted_state_),
         estimator.cluster_centers_,
-        int(estimator.memory_budget_mb * 2**20),
+        budget_bytes(estimator.memory_budget_mb),
     )
     return model, X
 

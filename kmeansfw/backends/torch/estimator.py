@@ -22,7 +22,7 @@ from kmeansfw.backends.torch.fitting import _distance, fit_config
 from kmeansfw.backends.torch.host import attach
 from kmeansfw.backends.torch.plan import _geometry_of, _Plan
 from kmeansfw.backends.torch.steps import _assign
-from kmeansfw.core.config import make_rng
+from kmeansfw.core.config import budget_bytes, make_rng
 from kmeansfw.core.data import FitData
 
 
@@ -62,7 +62,7 @@ def _model(
     label, distance = _distance(estimator._strategies)
     geometry = _geometry_of(label, distance, options.precision)
     k = estimator.cluster_centers_.shape[0]
-    budget = _budget(options, int(estimator.memory_budget_mb * 2**20), X.device)
+    budget = _budget(options, budget_bytes(estimator.memory_budget_mb), X.device)
     data = _data(X, _weights(sample_weight, X), budget, k, estimator.fitted_state_)
     _check_finite(X, _blocks(data))
     geometry.prepare(data)

@@ -11,6 +11,7 @@ from typing import Any
 import attrs
 import torch
 
+from kmeansfw.core.config import budget_bytes
 from kmeansfw.core.errors import ConfigError
 
 #: The smallest memory budget used on a CUDA device unless :class:`TorchExecutor` sets one.
@@ -107,7 +108,7 @@ def _options(executor: Any) -> TorchExecutor:
 
 def _budget(options: TorchExecutor, default: int, device: torch.device) -> int:
     if options.memory_budget_mb is not None:
-        return int(options.memory_budget_mb * 2**20)
+        return budget_bytes(options.memory_budget_mb)
     return max(default, CUDA_MIN_BUDGET) if device.type == "cuda" else default
 
 
