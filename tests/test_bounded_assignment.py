@@ -134,8 +134,13 @@ def test_auto_picks_by_metric_and_shape():
 
 def _spy_on_auto(monkeypatch, name: str, what: str = "rows") -> list:
     """Record ``kwargs[what]`` of every block ``auto`` hands to its ``name`` strategy
-    (``"_HAMERLY"``, ``"_YINYANG"`` or ``"_NEAREST"``), which still answers."""
+    (``"_HAMERLY"``, ``"_YINYANG"`` or ``"_NEAREST"``), which still answers.  Fits run
+    the hooks' iteration, whose choices these tests follow (small data would take the
+    one-call step, which makes nearest's search itself: tests/test_lloyd_step.py)."""
+    from kmeansfw.engine import loop
     from kmeansfw.strategies import assignment
+
+    monkeypatch.setattr(loop, "lloyd_step", lambda *args: None)
 
     calls: list = []
     real = getattr(assignment, name)

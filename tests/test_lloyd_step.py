@@ -228,9 +228,13 @@ def test_a_search_failure_is_named_as_through_the_hooks(monkeypatch):
 
 
 def test_an_overflowing_float32_fit_fails_loudly_either_way():
+    # explicit centroids (k-means++ would fail first, in its costs): the first
+    # iteration's centroids are finite, the next distances overflow float32
     X = np.full((200, 2), 3e38, dtype=np.float32)
     X[::2] *= -1
-    fused, _ = _both(X, n_clusters=2, random_state=0)
+    init = np.array([[-3e38, -3e38], [1e38, 1e38]], dtype=np.float32)
+    fused, taken = _both(X, n_clusters=2, init=init, n_init=1)
+    assert all(taken)
     assert isinstance(fused, Exception)
 
 
@@ -251,7 +255,10 @@ def test_any_small_fit_matches_the_hooks(n, d, k, dtype, grid, weighted, seed):
     if grid:  # ties, duplicated rows and empty clusters
         X = np.round(X)
     weights = rng.uniform(0.0, 2.0, n) if weighted else None
-    _both(X.astype(dtype), sample_weight=weights, n_clusters=min(k, n), random_state=seed)
+    fitted, taken = _both(
+        X.astype(dtype), sample_weight=weights, n_clusters=min(k, n), random_state=seed
+    )
+    assert isinstance(fitted, Exception) or all(taken)
 
 
 def _prepared(X, k, seed=0, **params):
@@ -274,14 +281,19 @@ def _prepared(X, k, seed=0, **params):
     return hooks, data, walk, loop.Plan.of(hooks, walk), state
 
 
-@pytest.mark.parametrize("tol", [1e-4, 0.0])
-def test_each_iteration_leaves_the_state_the_hooks_leave(tol):
+@pytest.mark.parametrize(("tol", "far"), [(1e-4, False), (0.0, False), (1e-4, True)])
+def test_each_iteration_leaves_the_state_the_hooks_leave(tol, far):
     X = make_blobs(1200, n_features=3, centers=5, cluster_std=2.5, random_state=3)[0]
     fused_fit, hooked_fit = _prepared(X, 5, tol=tol), _prepared(X, 5, tol=tol)
+    if far:  # a centroid no row is nearest to: empty at the first iteration
+        start = np.array(fused_fit[4].centroids)
+        start[0] = 1e3
+        for fit in (fused_fit, hooked_fit):
+            fit[4].centroids = start.copy()
     hooks, data, _, plan, fused = fused_fit
     step = loop.lloyd_step(hooks, data, 5, plan)
     assert step is not None
-    stops = []
+    stops, empties = [], []
     for iteration in range(1, 30):
         said = step.iterate(hooks, fused, data, iteration)
         h_hooks, h_data, h_walk, h_plan, hooked = hooked_fit
@@ -294,7 +306,12 @@ def test_each_iteration_leaves_the_state_the_hooks_leave(tol):
         assert (fused.iteration, fused.strict) == (hooked.iteration, hooked.strict)
         assert fused.n_changed == hooked.n_changed
         assert fused.center_shift == hooked.center_shift
-        assert not fused.assignment.costs_ready  # costs left, computed when read:
-        assert np.array_equal(fused.costs, hooked.costs)
+        assert fused.data is fused_fit[1] and hooked.data is hooked_fit[1]
+        assert fused.assignment.partials is None and hooked.assignment.partials is None
+        # costs left for later (read by relocate-farthest when a cluster was empty)
+        assert fused.assignment.costs_ready == hooked.assignment.costs_ready
+        empties.append(fused.assignment.costs_ready)
+        assert np.array_equal(fused.costs, hooked.costs)  # computed when read
         stops.append(said)
     assert any(stops) and fused.strict == hooked.strict
+    assert empties[0] == far and not any(empties[1:])  # the empty cluster: the first only

@@ -329,7 +329,10 @@ def kmeansfw_empty_clusters(
 ) -> np.ndarray:
     """Return the centroids with every empty cluster (weight 0) dealt with, shape (k, d).
 
-    Called every iteration (cheap when no cluster is empty).  May return
+    Called every iteration (cheap when no cluster is empty; the engine's one-call
+    iteration on small data, :mod:`kmeansfw.engine.lloyd_step`, calls the built-in
+    ``relocate-farthest`` only when a cluster is empty, the only time it changes
+    anything).  May return
     ``new_centroids`` itself when it has nothing to change; it is read-only (the update's
     checked answer): change a copy.  ``hook`` lets a strategy ask
     the update again (``hook.kmeansfw_update``) for a changed partition.  ``costs`` is

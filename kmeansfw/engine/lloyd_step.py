@@ -4,7 +4,8 @@ On data that fits in cache a Lloyd iteration's own work is a few microseconds to
 hundred (2000 x 2, k=3: 16 us for the centroid preparation, the search with the mean's
 sums in its pass, the mean, the checks and the shift), and the round of hook calls around
 it (each hook's dispatch and answer checks, the update's map offered per block, the
-partials looked at for the next iteration) cost two to three times that.  When a fit's
+partials looked at for the next iteration) costs 35-50 us more: twice that work at
+2000 x 2, about as much at 2000 x 8, k=8, two thirds of it at 2000 x 64, k=8.  When a fit's
 strategies are the built-in ones that answer those hooks and nothing else takes part in
 them, the engine makes the calls those hooks would make, in the same order with the same
 arguments (:class:`LloydStep`): the distance's centroid preparation, its nearest search
@@ -30,7 +31,7 @@ handed to worker threads) runs the hooks, unchanged.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
@@ -43,9 +44,13 @@ from kmeansfw.engine import steps
 from kmeansfw.engine.executors import is_small
 from kmeansfw.engine.plugins import Hooks
 
-#: The hooks a :class:`LloydStep` stands in for, by the slot whose strategy must answer
-#: each alone (the empty-cluster strategy and the criterion still answer through the
-#: hooks, the empty-cluster strategy only when a cluster is empty).
+if TYPE_CHECKING:  # the loop imports this module
+    from kmeansfw.engine.loop import FitState, Plan
+
+#: The hooks of a Lloyd iteration, by the slot whose strategy must answer each alone for
+#: a run to take a :class:`LloydStep`: it makes the calls the first four would reach
+#: (the distance's search as ``nearest`` calls it), and calls the empty-cluster hook when
+#: a cluster is empty and the criterion hook every iteration.
 STEP_HOOKS = {
     "kmeansfw_prepare_centroids": "distance",
     "kmeansfw_assign": "assignment",
@@ -75,10 +80,26 @@ class LloydStep:
     update: Any
     rows: slice
 
-    def iterate(self, hooks: Any, state: Any, data: FitData, iteration: int) -> bool:
+    def iterate(self, hooks: Hooks, state: FitState, data: FitData, iteration: int) -> bool:
         """One iteration on the run's data, as :func:`kmeansfw.engine.loop.iterate` with
-        the run's plan (the mean's sums in the search, costs left): updates ``state`` and
-        returns whether the criterion said stop."""
+        the run's plan (the mean's sums in the search, costs left).
+
+        Parameters
+        ----------
+        hooks : Hooks
+            The run's hooks (for the checks' messages and the hooks it still calls).
+        state : FitState
+            The run's state, updated as the hooks' iteration updates it.
+        data : FitData
+            The run's training data.
+        iteration : int
+            The iteration's number (from 1).
+
+        Returns
+        -------
+        bool
+            Whether the criterion said stop.
+        """
         centroids, rng = state.centroids, state.rng
         previous = state.assignment
         k = centroids.shape[0]
@@ -102,7 +123,7 @@ class LloydStep:
         hooks.kmeansfw_iteration_end(state=state)
         return any(contract.call(hooks, "kmeansfw_converged", state=state))
 
-    def _assign(self, hooks: Any, data: FitData, centroids: np.ndarray) -> steps.Assignment:
+    def _assign(self, hooks: Hooks, data: FitData, centroids: np.ndarray) -> steps.Assignment:
         # steps.assign's inline path with the mean's sums offered: the distance's search
         # called as ``nearest`` calls it (kmeansfw.strategies.assignment.Nearest), its
         # answer checked as the engine checks the assignment's
@@ -153,7 +174,7 @@ class LloydStep:
 
     def _update(
         self,
-        hooks: Any,
+        hooks: Hooks,
         data: FitData,
         assignment: steps.Assignment,
         centroids: np.ndarray,
@@ -161,7 +182,7 @@ class LloydStep:
     ) -> tuple[np.ndarray, np.ndarray]:
         # steps.update's call and checks
         name = "kmeansfw_update"
-        new, weights = _answer(
+        answer = _answer(
             hooks,
             name,
             self.update.kmeansfw_update,
@@ -173,6 +194,7 @@ class LloydStep:
             rng=rng,
             online=None,
         )
+        new, weights = contract.check_pair(hooks, name, answer, "(centroids, cluster weights)")
         new = contract.check_float_array(
             hooks, name, new, centroids.shape, data.dtype, what="centroids"
         )
@@ -196,15 +218,26 @@ def _answer(hooks: Any, name: str, method: Any, **kwargs: Any) -> Any:
 
 
 def declares_step(strategy: Any) -> bool:
-    """Whether ``strategy``'s own class (not a base class) declares ``_lloyd_step``: the
-    built-in ``euclidean``, ``nearest``, ``auto``, ``mean``, ``relocate-farthest`` and
+    """Whether ``strategy``'s own class (not a base class) declares ``_lloyd_step``.
+
+    The built-in ``euclidean``, ``nearest``, ``auto``, ``mean``, ``relocate-farthest`` and
     ``tol`` do, so a subclass of one of them, which may answer its hooks otherwise, runs
     the hooks.  A private declaration: the step calls these strategies' methods with the
-    arguments it knows they take, and relies on what they answer."""
+    arguments it knows they take, and relies on what they answer.
+
+    Parameters
+    ----------
+    strategy : object
+        A strategy of the fit.
+
+    Returns
+    -------
+    bool
+    """
     return vars(type(strategy)).get("_lloyd_step") is True
 
 
-def lloyd_step(hooks: Any, data: FitData, n_clusters: int, plan: Any) -> LloydStep | None:
+def lloyd_step(hooks: Any, data: FitData, n_clusters: int, plan: Plan) -> LloydStep | None:
     """The :class:`LloydStep` a Lloyd run of ``hooks`` on ``data`` takes, or None (the
     hooks).  Asked only for a plain Lloyd run (the caller's walk over the data repeats
     every row, with no online update).
@@ -216,8 +249,8 @@ def lloyd_step(hooks: Any, data: FitData, n_clusters: int, plan: Any) -> LloydSt
     this shape), ``mean``, ``relocate-farthest`` and ``tol``, of those very classes
     (:func:`declares_step`), none with a hook replaced on the object; each hook of
     :data:`STEP_HOOKS` is answered by its slot's strategy alone; no observer or wrapper
-    takes part; and the data is dense, in one block that runs inline (small enough that
-    no pages are handed back between tasks).
+    takes part; and the data is dense, in one block that runs inline by its size alone
+    (fewer than ``core.data.SINGLE_BLOCK_ELEMENTS`` values, 2^18: 2000 x 131, 20000 x 13).
 
     Parameters
     ----------

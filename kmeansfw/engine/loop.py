@@ -5,7 +5,9 @@ lives in a strategy (see :mod:`kmeansfw.core.hookspecs`).  One call of :func:`ru
 restart of a fit, whatever the mode: a :class:`Walk` says which rows an iteration sees
 (:class:`FullBatch`: all of them, Lloyd's algorithm; :class:`MiniBatch`: a random batch,
 Sculley's rule) and every mode calls every slot's hooks, observers and criteria through
-the same :func:`iterate`.
+the same :func:`iterate`.  One exception, with the same results: a Lloyd run made only of
+the built-in strategies on small dense data makes the calls of its iterations itself
+(:mod:`kmeansfw.engine.lloyd_step`).
 """
 
 from __future__ import annotations
@@ -569,7 +571,9 @@ def run(
     start: Any = None,
     walk: FullBatch | None = None,
 ) -> FitResult:
-    """Run one restart of the fit: the seed's loop, every step a hook call.
+    """Run one restart of the fit: the seed's loop, every step a hook call (or, for a run
+    :func:`kmeansfw.engine.lloyd_step.lloyd_step` allows, the built-in iteration in one
+    call, with the same results).
 
     ``data`` must be prepared (:func:`prepare`).  ``walk`` chooses the rows of each
     iteration (default :class:`FullBatch`).  ``start`` (a
