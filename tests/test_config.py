@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
@@ -151,9 +153,10 @@ def test_clone_and_pipeline_with_strategy_objects(blobs):
     assert pipe.predict(X[:3]).shape == (3,)
 
 
-@pytest.mark.parametrize("budget", [1.7e302, float(2**50)])
+@pytest.mark.parametrize("budget", [1e308, sys.float_info.max, np.int64(2**43)])
 def test_a_huge_memory_budget_is_an_unbounded_one(budget):
-    # found by the config fuzz: 1.7e302 MB in bytes overflowed int()
+    # found by the config fuzz: from about 1.71e302 MB the bytes overflowed int(); a
+    # NumPy integer of 2**43 MB wrapped around to a negative budget
     from kmeansfw.core.config import MAX_MEMORY_BUDGET
 
     assert Config(memory_budget_mb=budget).memory_budget == MAX_MEMORY_BUDGET
@@ -163,3 +166,12 @@ def test_a_huge_memory_budget_is_an_unbounded_one(budget):
     np.testing.assert_array_equal(fitted.labels_, small.labels_)
     np.testing.assert_array_equal(fitted.predict(X), small.labels_)
     MiniBatchKMeans(3, random_state=0, memory_budget_mb=budget, batch_size=64).partial_fit(X)
+    median = {"name": "median", "memory_budget_mb": float(budget)}
+    KMeans(3, random_state=0, update=median, distance="manhattan").fit(X)
+
+
+def test_a_strategy_budget_of_nan_is_refused():
+    with pytest.raises(ConfigError, match="memory_budget_mb"):
+        KMeans(3, update={"name": "median", "memory_budget_mb": float("nan")}).fit(
+            np.zeros((10, 2))
+        )

@@ -19,6 +19,8 @@ from kmeansfw.core.errors import StrategyError
 from kmeansfw.engine import loop
 from kmeansfw.engine.executors import PickleShuffleExecutor
 from kmeansfw.strategies.assignment import Auto
+from kmeansfw.strategies.empty import RelocateFarthest
+from kmeansfw.strategies.euclidean import Euclidean
 from kmeansfw.strategies.update import Mean
 
 
@@ -143,6 +145,18 @@ class _MyMean(Mean):
     name = "my-mean"
 
 
+class _MyEuclidean(Euclidean):
+    """A subclass of the Euclidean distance."""
+
+    name = "my-euclidean"
+
+
+class _MyRelocate(RelocateFarthest):
+    """A subclass of the default empty-cluster strategy."""
+
+    name = "my-relocate"
+
+
 @pytest.mark.parametrize(
     "params",
     [
@@ -153,13 +167,15 @@ class _MyMean(Mean):
         {"convergence": ["tol", "objective"]},  # reads every iteration's costs
         {"empty": "keep"},
         {"update": _MyMean()},
+        {"distance": _MyEuclidean()},
+        {"empty": _MyRelocate()},
         {"memory_budget_mb": 0.01},  # many blocks
         {"history": True},
         {"executor": PickleShuffleExecutor()},
     ],
     ids=[
         "verbose", "hamerly", "unchanged", "two-tols", "objective", "keep", "subclass",
-        "blocks", "history", "executor",
+        "subclass-distance", "subclass-empty", "blocks", "history", "executor",
     ],
 )
 def test_other_fits_run_the_hooks(params, capsys):
@@ -225,6 +241,17 @@ def test_a_search_failure_is_named_as_through_the_hooks(monkeypatch):
     assert all(taken)
     assert isinstance(fused, StrategyError) and str(fused) == str(hooked)
     assert "failed in kmeansfw_nearest" in str(fused) and "lost" in str(fused)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the overflow itself
+def test_centroids_that_overflow_fail_in_the_steps_own_check():
+    # weights of 1e308: the mean's sums overflow to infinity; the step's check of the
+    # update's centroids names the update, as the hooks' check does
+    X = _normal(200, 2, seed=3)
+    fused, taken = _both(X, sample_weight=np.full(200, 1e308), n_clusters=2, random_state=0)
+    assert all(taken)
+    assert isinstance(fused, StrategyError)
+    assert "centroids containing NaN or infinity (hook kmeansfw_update)" in str(fused)
 
 
 def test_an_overflowing_float32_fit_fails_loudly_either_way():

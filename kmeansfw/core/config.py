@@ -120,9 +120,10 @@ MAX_MEMORY_BUDGET = 1 << 62
 
 
 def budget_bytes(memory_budget_mb: float) -> int:
-    """A validated ``memory_budget_mb`` in bytes, at most :data:`MAX_MEMORY_BUDGET` (a
-    budget of 1e300 MB is an unbounded one, not an integer overflow)."""
-    return int(min(memory_budget_mb * 2**20, MAX_MEMORY_BUDGET))
+    """A validated (positive, not NaN) ``memory_budget_mb`` in bytes, at most
+    :data:`MAX_MEMORY_BUDGET`: a budget of 1e308 MB or of infinity is an unbounded one,
+    not an ``OverflowError``, and a large NumPy integer is not wrapped around."""
+    return int(min(float(memory_budget_mb) * 2**20, MAX_MEMORY_BUDGET))
 
 
 def make_rng(random_state: Any) -> np.random.Generator:

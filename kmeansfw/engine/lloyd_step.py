@@ -4,8 +4,8 @@ On data that fits in cache a Lloyd iteration's own work is a few microseconds to
 hundred (2000 x 2, k=3: 16 us for the centroid preparation, the search with the mean's
 sums in its pass, the mean, the checks and the shift), and the round of hook calls around
 it (each hook's dispatch and answer checks, the update's map offered per block, the
-partials looked at for the next iteration) costs 35-50 us more: twice that work at
-2000 x 2, about as much at 2000 x 8, k=8, two thirds of it at 2000 x 64, k=8.  When a fit's
+partials looked at for the next iteration) costs 33-47 us more: twice that work at
+2000 x 2, 1.3 times it at 2000 x 8, k=8, two thirds of it at 2000 x 64, k=8.  When a fit's
 strategies are the built-in ones that answer those hooks and nothing else takes part in
 them, the engine makes the calls those hooks would make, in the same order with the same
 arguments (:class:`LloydStep`): the distance's centroid preparation, its nearest search

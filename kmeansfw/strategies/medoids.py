@@ -49,7 +49,7 @@ MAX_JOINT_SWAPS = 16
 
 
 def _check_budget(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise ValueError(f"{attribute.name} must be a positive number, got {value!r}")
 
 

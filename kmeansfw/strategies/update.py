@@ -258,7 +258,7 @@ def _check_fraction(instance: object, attribute: attrs.Attribute, value: float) 
 
 
 def _check_budget(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise ValueError(f"{attribute.name} must be a positive number, got {value!r}")
 
 
