@@ -38,9 +38,24 @@ def call(relay: pluggy.HookRelay, name: str, /, **kwargs: Any) -> Any:
     except StrategyError:
         raise
     except Exception as exc:
-        raise StrategyError(
-            f"{answering_plugin(caller)} failed in {name}: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise _failed(caller, name, exc) from exc
+
+
+def call_as(relay: pluggy.HookRelay, name: str, method: Any, /, **kwargs: Any) -> Any:
+    """``method(**kwargs)`` standing in for hook ``name`` (a strategy's own method, called
+    by the engine without the hook), failing as :func:`call` fails: any exception
+    re-raised as a :class:`StrategyError` naming the strategy that answers ``name``."""
+    try:
+        return method(**kwargs)
+    except StrategyError:
+        raise
+    except Exception as exc:
+        raise _failed(getattr(relay, name), name, exc) from exc
+
+
+def _failed(caller: Any, name: str, exc: Exception) -> StrategyError:
+    plugin = answering_plugin(caller)
+    return StrategyError(f"{plugin} failed in {name}: {type(exc).__name__}: {exc}")
 
 
 def fail(hook: pluggy.HookRelay, name: str, problem: str) -> StrategyError:

@@ -38,7 +38,6 @@ import numpy as np
 
 from kmeansfw.core import contract
 from kmeansfw.core.data import FitData, read_only, runs_inline
-from kmeansfw.core.errors import StrategyError
 from kmeansfw.core.sums import SumsRequest
 from kmeansfw.engine import steps
 from kmeansfw.engine.executors import is_small
@@ -59,8 +58,6 @@ STEP_HOOKS = {
     "kmeansfw_empty_clusters": "empty",
     "kmeansfw_converged": "convergence",
 }
-#: The slots whose strategies must declare the step (:func:`declares_step`).
-STEP_SLOTS = ("distance", "assignment", "update", "empty", "convergence")
 
 
 @attrs.frozen(eq=False)
@@ -129,7 +126,7 @@ class LloydStep:
         # answer checked as the engine checks the assignment's
         cache: dict = {}
         view = read_only(centroids)
-        _answer(
+        contract.call_as(
             hooks,
             "kmeansfw_prepare_centroids",
             self.distance.kmeansfw_prepare_centroids,
@@ -140,7 +137,7 @@ class LloydStep:
         rows, (k, d) = self.rows, centroids.shape
         partial = steps.SearchSums((np.zeros((k, d)), np.zeros(k)))
         request = SumsRequest(read_only(data.sample_weight[rows]), partial[0], partial[1])
-        labels, costs, _, _ = _answer(
+        labels = contract.call_as(
             hooks,
             "kmeansfw_nearest",
             self.distance.kmeansfw_nearest,
@@ -152,24 +149,17 @@ class LloydStep:
             data=data,
             cache=cache,
             hook=hooks,
-            with_costs=False,
+            with_costs=False,  # the labels only: the costs are left, computed if read
             sums=request,
-        )
+        )[0]
         if not request.added:  # never for dense rows; said, not assumed
             raise contract.fail(hooks, "kmeansfw_nearest", "left the mean's sums of dense rows")
         n = data.n_samples  # the one block's rows: all of them
         labels = contract.check_labels(hooks, "kmeansfw_assign", labels, n, k)
         labels = labels.astype(np.intp, copy=False)
-        left = []
-        if costs is None:
-            costs, left = np.empty(n, dtype=data.dtype), [rows]
-        else:
-            costs = contract.check_float_array(
-                hooks, "kmeansfw_assign", costs, (n,), data.dtype, nonnegative=True,
-                what="costs",
-            )
+        costs = np.empty(n, dtype=data.dtype)  # filled when first read
         return steps._assignment(
-            hooks, data, centroids, cache, labels, costs, [partial], True, left
+            hooks, data, centroids, cache, labels, costs, [partial], True, [rows]
         )
 
     def _update(
@@ -182,7 +172,7 @@ class LloydStep:
     ) -> tuple[np.ndarray, np.ndarray]:
         # steps.update's call and checks
         name = "kmeansfw_update"
-        answer = _answer(
+        answer = contract.call_as(
             hooks,
             name,
             self.update.kmeansfw_update,
@@ -203,18 +193,6 @@ class LloydStep:
             what="cluster weights",
         )
         return new, weights
-
-
-def _answer(hooks: Any, name: str, method: Any, **kwargs: Any) -> Any:
-    """``method(**kwargs)`` for hook ``name``, failing as :func:`kmeansfw.core.contract.call`
-    fails: any exception re-raised as a :class:`StrategyError` that names the strategy."""
-    try:
-        return method(**kwargs)
-    except StrategyError:
-        raise
-    except Exception as exc:
-        plugin = contract.answering_plugin(getattr(hooks, name))
-        raise StrategyError(f"{plugin} failed in {name}: {type(exc).__name__}: {exc}") from exc
 
 
 def declares_step(strategy: Any) -> bool:
@@ -267,28 +245,19 @@ def lloyd_step(hooks: Any, data: FitData, n_clusters: int, plan: Plan) -> LloydS
     -------
     LloydStep or None
     """
-    # an observer pipes every hook it may see (kmeansfw.engine.plugins), a wrapper the
-    # hook it wraps: either makes ``_piped`` non-empty
-    if type(hooks) is not Hooks or hooks._piped or not plan.sums or plan.with_costs:
+    if type(hooks) is not Hooks or hooks.observed_or_wrapped or not plan.sums or plan.with_costs:
         return None
     rows = data.single_block
     if rows is None or data.sparse or not is_small(data):
         return None
     if not runs_inline(data.n_samples, data.n_features):
         return None
-    owners = {slot: hooks.strategy(slot) for slot in STEP_SLOTS}
+    owners = {slot: hooks.strategy(slot) for slot in set(STEP_HOOKS.values())}
     if not all(declares_step(owner) for owner in owners.values()):
         return None
     bounded_by = getattr(owners["assignment"], "bounded_by", None)  # auto's choice
     if bounded_by is not None and bounded_by(data.n_samples, data.n_features, n_clusters):
         return None
-    for hook, slot in STEP_HOOKS.items():
-        owner = owners[slot]
-        answer = getattr(hooks, hook, None)
-        calls = getattr(answer, "calls", (answer,))
-        found = [getattr(getattr(c, "function", None), "__self__", None) for c in calls]
-        if not found or any(f is not owner for f in found):
-            return None
-        if hook in getattr(owner, "__dict__", {}):
-            return None
+    if not all(hooks.answered_alone(hook, owners[slot]) for hook, slot in STEP_HOOKS.items()):
+        return None
     return LloydStep(owners["distance"], owners["update"], rows)

@@ -355,21 +355,45 @@ class Hooks:
             self._fast_paths[method] = self._find_fast_path(method)
         return self._fast_paths[method]
 
+    def answered_alone(self, hook: str, strategy: Any) -> bool:
+        """Whether ``strategy`` alone answers ``hook`` in this fit, so that a call of its
+        own method may stand in for the hook's: it owns the hook's answering
+        implementation (firstresult), or every implementation (a set-up hook another
+        strategy implements too must see every call of it), has not replaced the hook on
+        the object itself, and no observer or wrapper sees the hook.
+
+        Parameters
+        ----------
+        hook : str
+            A hook's name.
+        strategy : object
+            One of the fit's strategies.
+
+        Returns
+        -------
+        bool
+        """
+        if hook in self._piped or hook in getattr(strategy, "__dict__", {}):
+            return False
+        answer = getattr(self, hook, None)
+        calls = getattr(answer, "calls", (answer,))
+        owners = (getattr(getattr(c, "function", None), "__self__", None) for c in calls)
+        return all(owner is strategy for owner in owners)
+
+    @property
+    def observed_or_wrapped(self) -> bool:
+        """Whether an observer or a wrapper takes part in any hook of this fit (an observer
+        sees every hook it may: the hooks then go through pluggy)."""
+        return bool(self._piped)
+
     def _find_fast_path(self, method: str) -> Any:
         strategy = self.strategy("distance")
         found = getattr(strategy, method, None)
         replaces = tuple(getattr(strategy, f"{method}_replaces", ()))
-        if found is None or not replaces or set(replaces) & self._piped:
+        if found is None or not replaces:
             return None
         for hook in replaces:
-            # a firstresult hook's answering implementation, or every implementation (a
-            # set-up hook another strategy implements too must see every call of it)
-            answer = getattr(self, hook, None)
-            calls = getattr(answer, "calls", (answer,))
-            owners = [getattr(getattr(c, "function", None), "__self__", None) for c in calls]
-            if any(owner is not strategy for owner in owners):
-                return None
-            if hook in getattr(strategy, "__dict__", {}):  # replaced on the object itself
+            if not self.answered_alone(hook, strategy):
                 return None
             if not distance.declared_with(strategy, method, hook):
                 return None
