@@ -95,7 +95,9 @@ def test_few_rows_of_many_features_run_inline_and_bit_identical(launches, k):
     assert X.shape[1] > INLINE_MAX_FEATURES and not runs_inline(3000, 300, k)  # beyond it
     assert FitData.build(X, n_clusters=k, splits_work=True).inline
     fits = [KMeans(k, random_state=1, max_iter=10, tol=0, n_threads=t).fit(X) for t in (1, 2)]
-    assert any(name == "_nearest_product_parallel" and team == 2 for name, _, team in launches)
+    # the search (or the compiled Lloyd iterations holding it) on numba's two threads
+    searches = {"_nearest_product_parallel", "_iterations_parallel"}
+    assert any(name in searches and team == 2 for name, _, team in launches)
     # the same single block as worker threads would take: the same fit
     import kmeansfw.core.data as core_data
 
@@ -138,13 +140,14 @@ def launches(monkeypatch):
     numba has no thread-safe layer (the parallel variants never run there)."""
     import numba
 
-    from kmeansfw.kernels import euclidean, seeding, update
+    from kmeansfw.kernels import euclidean, lloyd, seeding, update
 
     if not euclidean.parallel_ready():
         pytest.skip("numba has no thread-safe threading layer here")
     seen = []
     original = euclidean.launch
     assert update.launch is original and seeding.launch is original
+    assert lloyd.launch is original
 
     def counting(kernel, *args):
         def kernel_seeing_its_team(*inner):
@@ -157,6 +160,7 @@ def launches(monkeypatch):
     monkeypatch.setattr(euclidean, "launch", counting)
     monkeypatch.setattr(update, "launch", counting)
     monkeypatch.setattr(seeding, "launch", counting)
+    monkeypatch.setattr(lloyd, "launch", counting)
     return seen
 
 
@@ -177,7 +181,9 @@ def test_small_fits_are_bit_identical_whatever_numba_threads(n, d, k, dtype, lau
         launches.clear()
         other = KMeans(k, random_state=2, n_threads=threads).fit(X)
         kernels = {name for name, _, _ in launches}
-        assert kernels & {"_nearest_direct_parallel", "_nearest_product_parallel"}
+        assert kernels & {
+            "_nearest_direct_parallel", "_nearest_product_parallel", "_iterations_parallel"
+        }
         if d >= 64:  # k-means++'s candidates: enough work for the threads, in its steps
             # in one call (3000 rows) or step by step (30000 rows: above the one call's work)
             fused = "_plusplus_sq_euclidean_parallel" if n < 10000 else "_sq_cost_parallel"
@@ -645,6 +651,8 @@ def test_strict_convergence_check_compares_labels_without_counting(blobs, monkey
     count, equal = engine.count_changed, engine.labels_equal
     monkeypatch.setattr(engine, "count_changed", lambda *a: counted.append(1) or count(*a))
     monkeypatch.setattr(engine, "labels_equal", lambda *a: compared.append(1) or equal(*a))
+    # the criterion reads the state (the step's compiled iterations compare in their kernel)
+    monkeypatch.setattr(engine, "lloyd_step", lambda *a: None)
     km = KMeans(5, init="random", n_init=1, random_state=2, tol=0).fit(X)
     assert not counted and len(compared) == km.n_iter_ - 1  # none at the first iteration
     compared.clear()

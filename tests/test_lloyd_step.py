@@ -1,11 +1,13 @@
 """The built-in Lloyd iteration in one call on small data (``engine.lloyd_step``).
 
-Every fit here runs twice, the step allowed and refused (the hooks' iteration), and the
-two must agree bit for bit, or fail with the same error.
+Every fit here runs with the step allowed (its iterations in compiled calls,
+``kernels.lloyd``, or one call each) and refused (the hooks' iteration), and the fits
+must agree bit for bit, or fail with the same error.
 """
 
 from __future__ import annotations
 
+import attrs
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -14,24 +16,30 @@ from hypothesis import strategies as st
 from sklearn.datasets import load_digits, make_blobs
 
 import kmeansfw
-from kmeansfw import KMeans, MiniBatchKMeans
+from kmeansfw import KMeans, MiniBatchKMeans, kernels
 from kmeansfw.core.errors import StrategyError
 from kmeansfw.engine import loop
 from kmeansfw.engine.executors import PickleShuffleExecutor
 from kmeansfw.strategies.assignment import Auto
 from kmeansfw.strategies.empty import RelocateFarthest
 from kmeansfw.strategies.euclidean import Euclidean
+from kmeansfw.strategies.init import KMeansPlusPlus
 from kmeansfw.strategies.update import Mean
 
 
-def _fit(allowed, X, *, sample_weight=None, estimator=KMeans, **params):
-    """The fitted estimator (or the exception it raised) with the step allowed or
-    refused, and for each run whether it took the step."""
+def _fit(allowed, X, *, sample_weight=None, estimator=KMeans, compiled=True, **params):
+    """The fitted estimator (or the exception it raised) with the step allowed (its
+    iterations compiled, or not) or refused, and for each run whether it took the step
+    (compiled where allowed: asserted)."""
     taken = []
     original = loop.lloyd_step
 
     def decide(*args):
         step = original(*args) if allowed else None
+        if step is not None:
+            assert step.compiled == kernels.HAVE_NUMBA  # compiled wherever it can be
+            if not compiled:
+                step = attrs.evolve(step, compiled=False)
         taken.append(step is not None)
         return step
 
@@ -43,21 +51,26 @@ def _fit(allowed, X, *, sample_weight=None, estimator=KMeans, **params):
             return exc, taken
 
 
-def _both(X, sample_weight=None, **params):
-    """Both fits, checked equal: the step's fit, and whether each of its runs took it."""
-    fused, taken = _fit(True, X, sample_weight=sample_weight, **params)
+def _both(X, sample_weight=None, compiled=(True, False), **params):
+    """The step's fits (compiled iterations, and one call each, by ``compiled``), each
+    checked equal to the hooks' fit: the first of them, and whether each of its runs
+    took the step."""
     hooked, refused = _fit(False, X, sample_weight=sample_weight, **params)
     assert not any(refused)
-    if isinstance(hooked, Exception):
-        assert type(fused) is type(hooked) and str(fused) == str(hooked)
-        return fused, taken
-    assert not isinstance(fused, Exception), fused
-    assert np.array_equal(fused.labels_, hooked.labels_)
-    assert np.array_equal(fused.cluster_centers_, hooked.cluster_centers_)  # bit for bit
-    assert fused.cluster_centers_.dtype == hooked.cluster_centers_.dtype
-    assert fused.inertia_ == hooked.inertia_
-    assert fused.n_iter_ == hooked.n_iter_
-    return fused, taken
+    found = []
+    for mode in compiled:
+        fused, taken = _fit(True, X, sample_weight=sample_weight, compiled=mode, **params)
+        found.append((fused, taken))
+        if isinstance(hooked, Exception):
+            assert type(fused) is type(hooked) and str(fused) == str(hooked)
+            continue
+        assert not isinstance(fused, Exception), fused
+        assert np.array_equal(fused.labels_, hooked.labels_)
+        assert np.array_equal(fused.cluster_centers_, hooked.cluster_centers_)  # bit for bit
+        assert fused.cluster_centers_.dtype == hooked.cluster_centers_.dtype
+        assert fused.inertia_ == hooked.inertia_
+        assert fused.n_iter_ == hooked.n_iter_
+    return found[0]
 
 
 def _normal(n, d, dtype=np.float64, seed=0):
@@ -217,7 +230,8 @@ def test_a_failing_strategy_is_named_as_through_the_hooks(monkeypatch):
 
     X = _normal(300, 2, seed=1)
     monkeypatch.setattr(Mean, "_batch_update", boom)
-    fused, taken = _both(X, n_clusters=3, random_state=0)
+    # one call per iteration: the compiled iterations call no strategy's method
+    fused, taken = _both(X, n_clusters=3, random_state=0, compiled=(False,))
     assert all(taken)
     assert isinstance(fused, StrategyError)
     assert "failed in kmeansfw_update" in str(fused) and "boom" in str(fused)
@@ -235,7 +249,7 @@ def test_a_search_failure_is_named_as_through_the_hooks(monkeypatch):
 
     monkeypatch.setattr(kmeansfw.strategies.euclidean.kernels, "nearest_sq_euclidean", fails_later)
     X = _normal(300, 2, seed=1)
-    fused, taken = _fit(True, X, n_clusters=3, random_state=0, init="random")
+    fused, taken = _fit(True, X, n_clusters=3, random_state=0, init="random", compiled=False)
     calls.clear()
     hooked, _ = _fit(False, X, n_clusters=3, random_state=0, init="random")
     assert all(taken)
@@ -342,3 +356,175 @@ def test_each_iteration_leaves_the_state_the_hooks_leave(tol, far):
         stops.append(said)
     assert any(stops) and fused.strict == hooked.strict
     assert empties[0] == far and not any(empties[1:])  # the empty cluster: the first only
+
+
+# ----------------------------------------------------------- the compiled iterations
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="compiled iterations need numba")
+@pytest.mark.parametrize(
+    ("tol", "far", "resumed"),
+    [(1e-4, False, False), (0.0, False, False), (1e-4, True, False), (1e-4, False, True)],
+    ids=["tol", "tol0", "empty-first", "resumed"],
+)
+@pytest.mark.parametrize("last", [1, 2, 5, 300])
+def test_a_compiled_run_leaves_the_state_the_hooks_leave(tol, far, resumed, last):
+    X = make_blobs(1200, n_features=3, centers=5, cluster_std=2.5, random_state=3)[0]
+    fused_fit, hooked_fit = _prepared(X, 5, tol=tol), _prepared(X, 5, tol=tol)
+    for fit in (fused_fit, hooked_fit):
+        if far:  # a centroid no row is nearest to: left to the hooks at the first iteration
+            start = np.array(fit[4].centroids)
+            start[0] = 1e3
+            fit[4].centroids = start
+        if resumed:  # labels known before the first iteration (a checkpoint's)
+            fit[4].labels = np.zeros(len(X), dtype=np.int32)
+    hooks, data, _, plan, fused = fused_fit
+    step = loop.lloyd_step(hooks, data, 5, plan)
+    assert step is not None and step.compiled
+    said = step.run(hooks, fused, data, last)
+    h_hooks, h_data, h_walk, h_plan, hooked = hooked_fit
+    expected = False
+    for iteration in range(hooked.iteration + 1, last + 1):
+        if loop.iterate(h_hooks, hooked, h_data, h_walk, iteration, h_plan):
+            expected = True
+            break
+    assert said == expected
+    assert fused.iteration == hooked.iteration and fused.strict == hooked.strict
+    for name in ("labels", "previous_labels", "centroids", "previous_centroids"):
+        a, b = getattr(fused, name), getattr(hooked, name)
+        assert (a is None) == (b is None) and (a is None or np.array_equal(a, b)), name
+    assert fused.labels.dtype == np.intp
+    assert not fused.centroids.flags.writeable and fused.centroids.dtype == X.dtype
+    assert np.array_equal(fused.cluster_weights, hooked.cluster_weights)
+    assert fused.n_changed == hooked.n_changed
+    assert fused.center_shift == hooked.center_shift
+    assert fused.assignment.partials is None
+    assert np.array_equal(fused.costs, hooked.costs)  # computed when read, from the
+    assert fused.objective == hooked.objective  # centroids the last iteration assigned to
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="compiled iterations need numba")
+def test_compiled_calls_are_bounded_by_their_work(monkeypatch):
+    # one iteration per call: the same fit, in as many calls as iterations
+    from kmeansfw.kernels import lloyd
+
+    calls = []
+    original = lloyd.lloyd_iterations
+
+    def counted(*args):
+        calls.append(args[6])  # the iterations asked for
+        return original(*args)
+
+    X = make_blobs(2000, n_features=4, centers=6, cluster_std=3.0, random_state=0)[0]
+    whole, _ = _fit(True, X, n_clusters=6, random_state=0, n_init=1)
+    monkeypatch.setattr(lloyd, "lloyd_iterations", counted)
+    monkeypatch.setattr(lloyd, "CALL_WORK", 1)
+    assert lloyd.iterations_per_call(2000, 4, 6) == 1
+    fitted, taken = _both(X, n_clusters=6, random_state=0, n_init=1, compiled=(True,))
+    assert all(taken) and fitted.n_iter_ == whole.n_iter_ > 3
+    assert calls == [1] * fitted.n_iter_
+    assert np.array_equal(fitted.cluster_centers_, whole.cluster_centers_)
+
+
+@attrs.frozen
+class _CountingInit(KMeansPlusPlus):
+    """k-means++, also noting each iteration (a strategy's own observer hook)."""
+
+    name = "counting-plusplus"
+    seen: list = attrs.field(factory=list)
+
+    @kmeansfw.hookimpl
+    def kmeansfw_iteration_end(self, state):
+        self.seen.append(state.iteration)
+
+
+def test_a_strategy_seeing_each_iteration_runs_the_step_per_iteration():
+    X = _normal(800, 3, seed=2)
+    counting = _CountingInit()
+    steps_taken = []
+    original = loop.lloyd_step
+
+    def spy(*args):
+        step = original(*args)
+        steps_taken.append(step)
+        return step
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(loop, "lloyd_step", spy)
+        fitted = KMeans(3, init=counting, random_state=0, n_init=1).fit(X)
+    assert len(steps_taken) == 1 and steps_taken[0] is not None
+    assert not steps_taken[0].compiled  # its hook is called every iteration
+    assert counting.seen == list(range(1, fitted.n_iter_ + 1)) and fitted.n_iter_ > 1
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="compiled iterations need numba")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("n", "d", "k"), [(3000, 2, 3), (2000, 64, 8), (1500, 20, 40)])
+@pytest.mark.parametrize("chunks", [2, 3])
+def test_the_threads_kernel_makes_the_serial_kernels_iterations(n, d, k, dtype, chunks):
+    from kmeansfw.kernels import lloyd
+    from kmeansfw.kernels._compile import launch, parallel_ready
+    from kmeansfw.kernels.euclidean import search_plan
+
+    parallel_ready()  # kmeansfw starts numba's layer (else it distrusts it)
+    X = _normal(n, d, dtype, seed=k)
+    mean = X.mean(axis=0).astype(dtype)
+    weights = np.random.default_rng(k).uniform(0.5, 2.0, n).astype(dtype)
+    serial = lloyd.lloyd_iterations(X, mean, weights, X[:k].copy(), None, 0.0, 7, 1, False)
+    assert serial.done == 7 and serial.stop == lloyd.RAN
+    direct, _, group_rows, n_groups = search_plan(n, d, k, 1, True)
+    args = (X, mean, weights, X[:k].copy(), np.empty(0, np.intp), False, 0.0, 7, direct,
+            group_rows, n_groups, False, chunks)
+    done, stop, ring, current, previous, new, before, sums, totals = launch(
+        lloyd._iterations_parallel, *args
+    )
+    assert (done, stop) == (7, lloyd.RAN)
+    assert np.array_equal(ring[current], serial.labels)
+    assert np.array_equal(ring[previous], serial.previous_labels)
+    for a, b in [(new, serial.centroids), (before, serial.previous_centroids),
+                 (sums, serial.sums), (totals, serial.weights)]:
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="compiled iterations need numba")
+def test_the_compiled_iterations_leave_what_the_hooks_must_decide():
+    from kmeansfw.kernels import lloyd
+
+    X = _normal(500, 2, seed=8)
+    mean, weights = X.mean(axis=0), np.ones(500)
+    far = np.vstack([X[:2], [[1e3, 1e3]]])  # the third centroid: empty at once
+    made = lloyd.lloyd_iterations(X, mean, weights, far, None, 0.0, 10, 1, False)
+    assert (made.done, made.stop) == (0, lloyd.LEFT)
+    heavy = np.full(500, 1e308)  # the sums overflow: not finite, left
+    made = lloyd.lloyd_iterations(X, mean, heavy, X[:2].copy(), None, 0.0, 10, 1, False)
+    assert (made.done, made.stop) == (0, lloyd.LEFT)
+    # labels known and unchanged by the first iteration: strict convergence at once
+    first = lloyd.lloyd_iterations(X, mean, weights, X[:2].copy(), None, 0.0, 1, 1, False)
+    again = lloyd.lloyd_iterations(
+        X, mean, weights, first.previous_centroids, first.labels, 0.0, 10, 1, False
+    )
+    assert (again.done, again.stop) == (1, lloyd.UNCHANGED)
+    assert again.previous_labels is first.labels
+    assert np.array_equal(again.labels, first.labels)
+    # a limit no shift passes: one iteration, stopped by the shift
+    loose = lloyd.lloyd_iterations(X, mean, weights, X[:2].copy(), None, np.inf, 10, 1, False)
+    assert (loose.done, loose.stop) == (1, lloyd.SHIFTED_LITTLE)
+
+
+def test_cached_serial_iterations_run_before_numba_starts_its_threads(tmp_path):
+    # a kernel holding numba's threaded loops, loaded from numba's cache into a process
+    # whose threading layer never started, crashes: the serial iterations hold none
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, kmeansfw;"
+        "X = np.random.default_rng(0).standard_normal((1000, 3));"
+        "print(kmeansfw.KMeans(4, random_state=0, n_init=1).fit(X).n_iter_)"
+    )
+    env = {**os.environ, "KMEANSFW_PARALLEL_KERNELS": "0"}
+    for _ in range(2):  # the second run loads what the first compiled (or loaded)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        assert out.returncode == 0, (out.returncode, out.stderr[-2000:])
+        assert int(out.stdout) >= 1

@@ -600,20 +600,20 @@ def run(
     plan = Plan.of(hooks, walk)
     plain = type(walk) is FullBatch and walk.online is None  # Lloyd, nothing else
     fused = lloyd_step(hooks, data, n_clusters, plan) if plain else None
-    for iteration in range(state.iteration + 1, walk.steps(data, max_iter) + 1):
-        if fused is not None:  # the built-in iteration on small data, in one call
-            stop = fused.iterate(hooks, state, data, iteration)
-        else:
+    if fused is not None:  # the built-in iterations on small data (FullBatch: no after())
+        if fused.run(hooks, state, data, walk.steps(data, max_iter)):
+            reason = "converged"
+    else:
+        for iteration in range(state.iteration + 1, walk.steps(data, max_iter) + 1):
             batch = walk.rows(data, rng)
             if batch is not data:
                 prepare(hooks, batch)
-            stop = iterate(hooks, state, batch, walk, iteration, plan)
-        if stop:
-            reason = "converged"
-            break
-        if not walk.after(state):
-            reason = walk.stop_reason
-            break
+            if iterate(hooks, state, batch, walk, iteration, plan):
+                reason = "converged"
+                break
+            if not walk.after(state):
+                reason = walk.stop_reason
+                break
 
     centroids = state.centroids
     if not walk.compute_labels and state.data is not data:

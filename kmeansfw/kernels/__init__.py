@@ -28,6 +28,9 @@ public function choosing between them; everything public is re-exported here):
 * ``checks``: the answer checks (finiteness, minimum, label range);
 * ``convergence``: the convergence criteria's per-iteration summaries and the data's
   per-feature squared deviations;
+* ``lloyd``: the built-in Lloyd iterations (Euclidean search with the mean's sums, the
+  mean, ``tol``'s test) many in one compiled call (numba only; imported by the engine's
+  step when it runs, not re-exported here);
 * ``columns``: the data's column sums in NumPy's order (its mean), in one compiled pass.
 """
 

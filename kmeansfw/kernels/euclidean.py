@@ -1160,6 +1160,41 @@ def nearest_groups_sq_euclidean(
     return labels, mins, lows
 
 
+def search_plan(
+    n_rows: int, n_features: int, n_clusters: int, n_threads: int, with_sums: bool
+) -> tuple[bool, int, int, int]:
+    """How :func:`nearest_sq_euclidean` searches a block (with numba), decided by its
+    shape alone.
+
+    Parameters
+    ----------
+    n_rows, n_features, n_clusters : int
+        The block's shape and k.
+    n_threads : int
+        Threads the search may use (see :func:`kernel_chunks`).
+    with_sums : bool
+        Whether the mean's sums are added in the search's pass.
+
+    Returns
+    -------
+    direct : bool
+        The direct search (:func:`direct_pays`), else the product search.
+    chunks : int
+        Runs of rows split between numba's threads (1: the serial kernel); with the sums,
+        at most one per group.
+    group_rows, n_groups : int
+        The sums' groups of rows (:func:`kmeansfw.kernels.update.sum_group_rows`) and
+        their number; 1 and 0 without the sums.
+    """
+    direct = direct_pays(n_features, n_clusters)
+    chunks = kernel_chunks(n_rows, n_features, n_clusters, n_threads)
+    if not with_sums:
+        return direct, chunks, 1, 0
+    group_rows = sum_group_rows(n_rows, n_clusters)
+    n_groups = -(-n_rows // group_rows) if n_rows else 0
+    return direct, min(chunks, n_groups), group_rows, n_groups
+
+
 def nearest_sq_euclidean(
     X: np.ndarray,
     mean: np.ndarray,
@@ -1227,22 +1262,18 @@ def nearest_sq_euclidean(
         if sums is not None:  # the mean's NumPy twin, in the same groups
             add_weighted_cluster_sums(X, labels, *sums)
     else:
+        direct, chunks, group_rows, n_groups = search_plan(
+            n, X.shape[1], minus_2c.shape[0], n_threads, sums is not None
+        )
         if sums is None:
-            group_rows, n_groups = 1, 0
             weight = np.empty(0, dtype=X.dtype)
             weight.flags.writeable = False  # as the data's weights: one compiled kernel
             group_sums, group_weights = np.empty((0, 1, 1)), np.empty((0, 1))
         else:
             weight, totals, counts = sums
-            group_rows = sum_group_rows(n, counts.shape[0])
-            n_groups = -(-n // group_rows) if n else 0
             group_sums = np.zeros((n_groups, *totals.shape))
             group_weights = np.zeros((n_groups, counts.shape[0]))
         grouped = (weight, group_rows, group_sums, group_weights)
-        direct = direct_pays(X.shape[1], minus_2c.shape[0])
-        chunks = kernel_chunks(n, X.shape[1], minus_2c.shape[0], n_threads)
-        if sums is not None:
-            chunks = min(chunks, n_groups)
         if not direct:  # the product search's hint (the direct kernel reads each row once)
             grouped = (*grouped, prefetch)
         if chunks > 1:

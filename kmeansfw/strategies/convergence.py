@@ -77,13 +77,30 @@ class Tol:
         if state.labels_unchanged:
             state.strict = True
             return True
+        return state.center_shift <= self.shift_limit(state)
+
+    def shift_limit(self, state: FitState) -> float:
+        """The largest squared centroid shift that stops the fit: ``tol`` times the
+        training data's mean feature variance (0 for ``tol=0``: the centroids must not
+        move at all).
+
+        Parameters
+        ----------
+        state : FitState
+            The run's state (its ``tol`` when this criterion has none; its training
+            data, whose mean variance is computed once, on first use).
+
+        Returns
+        -------
+        float
+        """
         tol = state.tol if self.tol is None else self.tol
         if tol == 0:
-            return state.center_shift == 0
+            return 0.0
         cache = state.train.cache  # the training data's, also in mini-batch mode
         if _MEAN_VARIANCE not in cache:  # once per data set, on first use (not on predict)
             cache[_MEAN_VARIANCE] = mean_feature_variance(state.train)
-        return state.center_shift <= tol * cache[_MEAN_VARIANCE]
+        return tol * cache[_MEAN_VARIANCE]
 
 
 @attrs.frozen

@@ -290,6 +290,21 @@ class Euclidean(Distance):
         data.cache.pop(_NORMS, None)
         data.cache.pop(_NORMS_DONE, None)
 
+    def origin(self, data: FitData) -> np.ndarray:
+        """The origin rows and centroids of prepared ``data`` are compared on (its mean,
+        or zeros; see ``kmeansfw_prepare``), in the data's dtype.
+
+        Parameters
+        ----------
+        data : FitData
+            Data this distance prepared.
+
+        Returns
+        -------
+        ndarray, shape (d,)
+        """
+        return data.cache[_MEAN]
+
     @hookimpl
     def kmeansfw_prepare_centroids(self, centroids: np.ndarray, data: FitData, cache: dict) -> None:
         centered, minus_2c, norms, shift = kernels.prepare_euclidean_centroids(

@@ -1,0 +1,295 @@
+"""Lloyd iterations of the built-in strategies, many in one compiled call.
+
+:func:`lloyd_iterations` runs what the engine's one-call step
+(:class:`kmeansfw.engine.lloyd_step.LloydStep`) runs per iteration, for as many
+iterations as it may, without returning to Python between them: the Euclidean
+distance's centroid preparation (:func:`kmeansfw.kernels.prepare_euclidean_centroids`'s
+kernel), its nearest-centroid search with the mean's sums in the same pass (the search
+and the groups of :func:`kmeansfw.kernels.nearest_sq_euclidean`, on numba's threads where
+that function would use them), the mean (``sums / weights`` in float64, then the data's
+dtype), and ``tol``'s test (labels unchanged, else the squared centroid shift of
+:func:`kmeansfw.kernels.sq_shift` against its limit).  The same compiled kernels on the
+same arrays in the same order: every label, centroid and weight is the one-call step's,
+bit for bit.
+
+An iteration it cannot finish as the mean would (a cluster left empty, whose centroid
+the empty-cluster strategy decides; a weight or a centroid that is not finite, which the
+engine's checks report) is not kept: the call returns before it, and the engine runs it
+through the hooks.  numba only: without it, there is no such call (None), and the engine
+runs its step once per iteration.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from kmeansfw.kernels import convergence
+from kmeansfw.kernels._compile import HAVE_NUMBA, launch, numba
+from kmeansfw.kernels.euclidean import search_plan
+
+#: Why :func:`lloyd_iterations` returned: it made every iteration asked for, ...
+RAN = 0
+#: ... the last one left every label unchanged (strict convergence), ...
+UNCHANGED = 1
+#: ... the last one moved the centroids by at most the limit, ...
+SHIFTED_LITTLE = 2
+#: ... or the next one is left to the hooks (an empty cluster, a value not finite).
+LEFT = 3
+
+
+#: The most multiply-adds (rows x features x centroids, per iteration) one call makes:
+#: about a second on one core at most, so that the engine gets back, to let Ctrl-C and
+#: other Python threads through, between calls.
+CALL_WORK = 1 << 30
+
+
+def iterations_per_call(n_samples: int, n_features: int, n_clusters: int) -> int:
+    """How many iterations one :func:`lloyd_iterations` call on data of this shape may
+    make (at least 1; :data:`CALL_WORK`).
+
+    Parameters
+    ----------
+    n_samples, n_features, n_clusters : int
+        The data's shape and k.
+
+    Returns
+    -------
+    int
+    """
+    return max(1, CALL_WORK // max(1, n_samples * max(n_features, 1) * max(n_clusters, 4)))
+
+
+class Iterations(NamedTuple):
+    """What :func:`lloyd_iterations` made.
+
+    Attributes
+    ----------
+    done : int
+        Iterations made (0 when the first is left).
+    stop : int
+        :data:`RAN`, :data:`UNCHANGED`, :data:`SHIFTED_LITTLE` or :data:`LEFT`.
+    labels : ndarray of intp, shape (n,)
+        The last iteration's labels.
+    previous_labels : ndarray of intp, shape (n,) or None
+        The labels before the last iteration: the previous iteration's, the ``labels``
+        passed in when it was the first (None when none were).
+    centroids, previous_centroids : ndarray, shape (k, d)
+        The centroids the last iteration computed, and those it assigned to.
+    sums : ndarray of float64, shape (k, d)
+        The last iteration's weighted sums per cluster.
+    weights : ndarray of float64, shape (k,)
+        The last iteration's weights per cluster.
+    """
+
+    done: int
+    stop: int
+    labels: np.ndarray
+    previous_labels: np.ndarray | None
+    centroids: np.ndarray
+    previous_centroids: np.ndarray
+    sums: np.ndarray
+    weights: np.ndarray
+
+
+if HAVE_NUMBA:
+    from kmeansfw.kernels.euclidean import (
+        _add_groups,
+        _direct_search,
+        _prepare_centroids_numba,
+        _product_search,
+        _search_run,
+    )
+
+    convergence._load()
+    _sq_shift = convergence._sq_shift_numba
+
+    # The mean's centroids from the sums, as the mean computes them (float64 division,
+    # then the data's dtype); False, with ``new`` partly written, for an empty cluster or
+    # a weight or centroid that is not finite.  ``fastmath`` off: a division, not a
+    # multiplication by a reciprocal.
+    @numba.njit(nogil=True, cache=True, fastmath=False)
+    def _mean_of(sums, weights, new):  # pragma: no cover
+        for j in range(sums.shape[0]):
+            weight = weights[j]
+            if weight == 0 or not np.isfinite(weight):
+                return False
+            for f in range(sums.shape[1]):
+                new[j, f] = sums[j, f] / weight
+                if not np.isfinite(new[j, f]):
+                    return False
+        return True
+
+    @numba.njit(nogil=True, cache=True)
+    def _equal(labels, previous):  # pragma: no cover
+        for i in range(labels.shape[0]):
+            if labels[i] != previous[i]:
+                return False
+        return True
+
+    @numba.njit(nogil=True, cache=True)
+    def _zero(a):  # pragma: no cover
+        # a serial call: in the threads' kernel an array expression would be a parallel
+        # loop of its own, launched on every iteration
+        a[...] = 0.0
+
+    # The iterations, inlined into a serial kernel and a kernel that splits each search
+    # between numba's threads: ``numba.prange`` over the search's runs of rows (those of
+    # the search's own parallel variants) is a plain loop in the serial kernel, whose
+    # one run is the whole block.  Two kernels, not one with both searches: a cached
+    # kernel that holds numba's threaded loops starts only after numba's threading layer
+    # is (numba starts it for a ``parallel=True`` kernel, and the engine launches one
+    # only where :func:`kmeansfw.kernels._compile.parallel_ready` says it may).
+    @numba.njit(nogil=True, fastmath=False, inline="always")
+    def _iterate(  # pragma: no cover
+        X, mean, sample_weight, start, labels_in, known, limit, steps,
+        direct, group_rows, n_groups, prefetch, n_chunks,
+    ):
+        n, d, k = X.shape[0], X.shape[1], start.shape[0]
+        centered = np.empty((k, d), dtype=X.dtype)
+        minus_2c = np.empty((k, d), dtype=X.dtype)
+        norms = np.empty(k, dtype=X.dtype)
+        shift = np.empty(k, dtype=X.dtype)
+        none = np.empty(0, dtype=X.dtype)  # no costs, no runner-up: the labels only
+        group_sums = np.empty((n_groups, k, d))
+        group_weights = np.empty((n_groups, k))
+        sums = np.empty((k, d))
+        weights = np.empty(k)
+        ring = (np.empty(n, np.intp), np.empty(n, np.intp), np.empty(n, np.intp))
+        current, previous = -1, -1  # the ring's labels of the last two iterations
+        old = np.empty((k, d), dtype=X.dtype)
+        old[:, :] = start
+        before = old  # the centroids the last iteration assigned to
+        done, stop = 0, RAN
+        while done < steps:
+            target = 0
+            while target == current or target == previous:
+                target += 1
+            found = ring[target]
+            _prepare_centroids_numba(old, mean, centered, minus_2c, norms, shift)
+            _zero(group_sums)
+            _zero(group_weights)
+            for c in numba.prange(n_chunks):
+                a, b, g0, g1 = _search_run(n, n_chunks, c, group_rows, group_sums)
+                if a < b and direct:
+                    _direct_search(
+                        X[a:b], mean, minus_2c, norms, centered, found[a:b], none, none,
+                        sample_weight[a:b], group_rows, group_sums[g0:g1],
+                        group_weights[g0:g1],
+                    )
+                elif a < b:
+                    _product_search(
+                        X[a:b], mean, minus_2c, norms, centered, found[a:b], none, none,
+                        sample_weight[a:b], group_rows, group_sums[g0:g1],
+                        group_weights[g0:g1], prefetch,
+                    )
+            _zero(sums)
+            _zero(weights)
+            _add_groups(group_sums, group_weights, sums, weights)
+            new = np.empty((k, d), dtype=X.dtype)
+            if not _mean_of(sums, weights, new):
+                stop = LEFT
+                break
+            done += 1
+            previous, current = current, target
+            before, old = old, new
+            if previous >= 0:
+                unchanged = _equal(found, ring[previous])
+            else:
+                unchanged = known and _equal(found, labels_in)
+            if unchanged:
+                stop = UNCHANGED
+                break
+            if _sq_shift(new, before) <= limit:
+                stop = SHIFTED_LITTLE
+                break
+        return done, stop, ring, current, previous, old, before, sums, weights
+
+    @numba.njit(nogil=True, cache=True, fastmath=False)
+    def _iterations(  # pragma: no cover
+        X, mean, sample_weight, start, labels_in, known, limit, steps,
+        direct, group_rows, n_groups, prefetch, n_chunks,
+    ):
+        return _iterate(
+            X, mean, sample_weight, start, labels_in, known, limit, steps,
+            direct, group_rows, n_groups, prefetch, n_chunks,
+        )
+
+    @numba.njit(nogil=True, cache=True, fastmath=False, parallel=True)
+    def _iterations_parallel(  # pragma: no cover
+        X, mean, sample_weight, start, labels_in, known, limit, steps,
+        direct, group_rows, n_groups, prefetch, n_chunks,
+    ):
+        return _iterate(
+            X, mean, sample_weight, start, labels_in, known, limit, steps,
+            direct, group_rows, n_groups, prefetch, n_chunks,
+        )
+
+
+def lloyd_iterations(
+    X: np.ndarray,
+    mean: np.ndarray,
+    sample_weight: np.ndarray,
+    centroids: np.ndarray,
+    labels: np.ndarray | None,
+    limit: float,
+    steps: int,
+    n_threads: int,
+    prefetch: bool,
+) -> Iterations | None:
+    """Up to ``steps`` Lloyd iterations of the built-in strategies in one compiled call.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, d)
+        The data's one block, C-contiguous.
+    mean : ndarray, shape (d,)
+        The origin the Euclidean distance compares rows on (X's dtype).
+    sample_weight : ndarray, shape (n,)
+        X's dtype.
+    centroids : ndarray, shape (k, d)
+        The centroids the first iteration assigns to (X's dtype).
+    labels : ndarray of intp, shape (n,), or None
+        The labels before the first iteration (None: unknown, so the first iteration
+        cannot converge strictly).
+    limit : float
+        ``tol``'s limit on the squared centroid shift (0: the centroids must not move).
+    steps : int
+        The most iterations to make (at least 1).
+    n_threads : int
+        Threads the search may use (as :func:`kmeansfw.kernels.nearest_sq_euclidean`).
+    prefetch : bool
+        The product search's prefetch hint (as there).
+
+    Returns
+    -------
+    Iterations or None
+        None without numba.
+    """
+    if not HAVE_NUMBA:
+        return None
+    n, d = X.shape
+    k = centroids.shape[0]
+    direct, chunks, group_rows, n_groups = search_plan(n, d, k, n_threads, True)
+    known = labels is not None
+    labels_in = labels if labels is not None else np.empty(0, dtype=np.intp)
+    args = (
+        X, mean, sample_weight, centroids, labels_in, known, float(limit), int(steps),
+        direct, group_rows, n_groups, prefetch, chunks,
+    )
+    if chunks > 1:
+        found = launch(_iterations_parallel, *args)
+    else:
+        found = _iterations(*args)
+    done, stop, ring, current, previous, new, before, sums, weights = found
+    return Iterations(
+        done=int(done),
+        stop=int(stop),
+        labels=ring[current],
+        previous_labels=ring[previous] if previous >= 0 else labels,
+        centroids=new,
+        previous_centroids=before,
+        sums=sums,
+        weights=weights,
+    )
