@@ -528,3 +528,15 @@ def test_cached_serial_iterations_run_before_numba_starts_its_threads(tmp_path):
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
         assert out.returncode == 0, (out.returncode, out.stderr[-2000:])
         assert int(out.stdout) >= 1
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="compiled iterations need numba")
+def test_the_compiled_iterations_refuse_arrays_of_two_dtypes():
+    from kmeansfw.kernels import lloyd
+
+    X = _normal(100, 2, np.float32)
+    with pytest.raises(ValueError, match="share a dtype"):
+        lloyd.lloyd_iterations(
+            X, X.mean(axis=0, dtype=np.float64), np.ones(100, np.float32), X[:2].copy(), None,
+            0.0, 3, 1, False,
+        )

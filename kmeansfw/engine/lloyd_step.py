@@ -31,8 +31,9 @@ its work, :data:`kmeansfw.kernels.lloyd.CALL_WORK`).  The state after a call is 
 the iterations would leave; an iteration the call cannot finish as the mean would (a
 cluster left empty, a weight or centroid not finite) goes through the step's own
 iteration, whose hooks decide it or fail loudly, and the calls go on after it.  At 2000
-rows that leaves the kernels' own time: 6 us per iteration at 2000 x 2, k=3 (34 us one
-iteration per call, scikit-learn 34 us), 12 us at 2000 x 8, k=8 (48 us, 40 us).
+rows that leaves the kernels' own time: 5 us per iteration at 2000 x 2, k=3 (35 us with
+one call per iteration, scikit-learn 46 us in the same run), 12 us at 2000 x 8, k=8
+(46 us, 41 us).
 
 :func:`lloyd_step` decides once per run whether a run takes it (see there); every other
 fit (another strategy or a subclass in any of the slots, an observer, a wrapper, a

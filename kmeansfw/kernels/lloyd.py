@@ -62,7 +62,8 @@ def iterations_per_call(n_samples: int, n_features: int, n_clusters: int) -> int
 
 
 class Iterations(NamedTuple):
-    """What :func:`lloyd_iterations` made.
+    """What :func:`lloyd_iterations` made (when ``done`` is 0, only ``stop`` means
+    anything).
 
     Attributes
     ----------
@@ -266,9 +267,19 @@ def lloyd_iterations(
     -------
     Iterations or None
         None without numba.
+
+    Raises
+    ------
+    ValueError
+        Arrays of more than one dtype.
     """
     if not HAVE_NUMBA:
         return None
+    if not (mean.dtype == sample_weight.dtype == centroids.dtype == X.dtype):
+        raise ValueError(
+            f"the data ({X.dtype}), its origin ({mean.dtype}), weights "
+            f"({sample_weight.dtype}) and centroids ({centroids.dtype}) must share a dtype"
+        )
     n, d = X.shape
     k = centroids.shape[0]
     direct, chunks, group_rows, n_groups = search_plan(n, d, k, n_threads, True)
