@@ -13,20 +13,22 @@ with the mean's sums offered (the call ``nearest`` makes, and ``auto`` on data i
 no bounds for), the mean's update.  The same kernels run on the same arrays, so every
 label, centroid, weight and criterion is the same, bit for bit, as through the hooks.
 
-What a step keeps: the checks of what reaches the fit's state (labels in range, finite
-centroids and weights: a float32 overflow still fails loudly), the assignment's record
-of costs left for later (a final or strict read computes them as before), the
-``iteration_end`` and criterion hooks, and the empty-cluster hook for any iteration that
-leaves a cluster empty (the strategy, which may draw from the fit's random stream, runs
-as always); an exception in a strategy fails as through the hooks (a
-:class:`StrategyError` naming it).  What it skips: the dispatch of the set-up,
-assignment, search and update hooks, and the engine's bookkeeping for a map the fit does
-not run.
+What a step of one call keeps (:meth:`LloydStep.iterate`): the checks of what reaches
+the fit's state (labels in range, finite centroids and weights: a float32 overflow still
+fails loudly), the assignment's record of costs left for later (a final or strict read
+computes them as before), the ``iteration_end`` and criterion hooks, and the
+empty-cluster hook for any iteration that leaves a cluster empty (the strategy, which may
+draw from the fit's random stream, runs as always); an exception in a strategy fails as
+through the hooks (a :class:`StrategyError` naming it).  What it skips: the dispatch of
+the set-up, assignment, search and update hooks, and the engine's bookkeeping for a map
+the fit does not run.
 
 With numba, and when no strategy implements ``kmeansfw_iteration_end`` (observers never
 take the step), the step goes further (:meth:`LloydStep.run`): many iterations in one
 compiled call (:func:`kmeansfw.kernels.lloyd.lloyd_iterations`), the same kernels in the
-same order, ``tol``'s test included, and Python only between calls (each call bounded by
+same order, ``tol``'s test included (its hook is not called: its limit,
+:meth:`kmeansfw.strategies.convergence.Tol.shift_limit`, is the same), the checks of the
+mean's answer made in the kernel, and Python only between calls (each call bounded by
 its work, :data:`kmeansfw.kernels.lloyd.CALL_WORK`).  The state after a call is the one
 the iterations would leave; an iteration the call cannot finish as the mean would (a
 cluster left empty, a weight or centroid not finite) goes through the step's own
@@ -82,7 +84,8 @@ class LloydStep:
     ----------
     distance, update : object
         The fit's ``euclidean`` distance and ``mean`` update, whose methods it calls (the
-        empty-cluster strategy and the criterion answer through the hooks).
+        empty-cluster strategy answers through its hook, and so does the criterion in
+        an iteration of one call).
     rows : slice
         The data's one block.
     """
@@ -103,7 +106,10 @@ class LloydStep:
         the one :meth:`iterate` would make, then the state :meth:`iterate` would leave
         after the last of them; an iteration the call leaves (a cluster left empty, a
         value not finite) goes through :meth:`iterate`, whose hooks decide it (or raise),
-        and the call goes on after it.  Otherwise one :meth:`iterate` per iteration.
+        and the call goes on after it (after two calls in a row that kept no iteration,
+        the rest of the run makes one :meth:`iterate` per iteration: a cluster left empty
+        every iteration would otherwise cost each iteration's search twice).  Otherwise
+        one :meth:`iterate` per iteration.
 
         Parameters
         ----------
@@ -121,25 +127,31 @@ class LloydStep:
         bool
             Whether the criterion said stop (False: ``last`` was reached).
         """
+        compiled, idle = self.compiled, 0
         while state.iteration < last:
-            if self.compiled and state.centroids.dtype == data.dtype:
+            if compiled and state.centroids.dtype == data.dtype:
+                made = state.iteration
                 said = self._compiled(hooks, state, data, last - state.iteration)
                 if said is not None:
                     if said:
                         return True
                     continue  # another call, up to ``last``
+                # two calls in a row that kept nothing (a cluster empty every iteration,
+                # say): one call per iteration from now on, not a search thrown away each
+                idle = idle + 1 if state.iteration == made else 0
+                compiled = idle < 2
             if self.iterate(hooks, state, data, state.iteration + 1):
                 return True
         return False
 
-    def _compiled(self, hooks: Hooks, state: FitState, data: FitData, steps: int) -> bool | None:
+    def _compiled(self, hooks: Hooks, state: FitState, data: FitData, most: int) -> bool | None:
         # iterations in one compiled call: whether the criterion said stop, or None when
         # the call left the next iteration to iterate()
         from kmeansfw.kernels.euclidean import prefetch_data
         from kmeansfw.kernels.lloyd import LEFT, RAN, iterations_per_call, lloyd_iterations
 
         n, rows = data.n_samples, self.rows
-        steps = min(steps, iterations_per_call(n, data.n_features, state.centroids.shape[0]))
+        most = min(most, iterations_per_call(n, data.n_features, state.centroids.shape[0]))
         labels = state.labels
         known = labels is not None and labels.shape == (n,)  # as state.labels_unchanged
         if known and not (labels.dtype == np.intp and labels.flags.writeable):
@@ -151,7 +163,7 @@ class LloydStep:
             state.centroids,
             labels if known else None,
             self.criterion.shift_limit(state),
-            steps,
+            most,
             kernel_threads(data),
             prefetch_data(getattr(data.X, "nbytes", 0)),
         )
@@ -388,6 +400,7 @@ def lloyd_step(hooks: Any, data: FitData, n_clusters: int, plan: Plan) -> LloydS
         not hooks.implemented("kmeansfw_iteration_end")
         and isinstance(data.X, np.ndarray)
         and data.X.flags.c_contiguous
+        and data.sample_weight.dtype == data.dtype
         and kernels_compiled()
     )
     return LloydStep(

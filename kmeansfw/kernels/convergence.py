@@ -87,7 +87,9 @@ def _load() -> None:
     from kmeansfw.kernels._compile import numba
 
     if have:
-        jit = numba.njit(nogil=True, cache=True)
+        # fastmath off stated: a callee stating no flags would take its first caller's
+        # (the compiled Lloyd iterations call the shift's kernel)
+        jit = numba.njit(nogil=True, cache=True, fastmath=False)
         _count_changed_numba = jit(_count_changed_kernel)
         _sq_shift_numba = jit(_sq_shift_kernel)
         _centered_column_squares_numba = jit(_centered_column_squares_kernel)

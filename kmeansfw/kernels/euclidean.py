@@ -429,7 +429,9 @@ if HAVE_NUMBA:
             False,
         )
 
-    @numba.njit(nogil=True, cache=True)
+    # ``fastmath=False`` stated: a callee that states no flags takes its first caller's,
+    # and the compiled Lloyd iterations (kernels.lloyd) call it too
+    @numba.njit(nogil=True, cache=True, fastmath=False)
     def _product_search(  # pragma: no cover
         X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
         sample_weight, group_rows, group_sums, group_weights, prefetch,
@@ -1310,7 +1312,7 @@ def _prepare_centroids_numpy(centroids, mean, centered, minus_2c, norms, shift):
 
 if HAVE_NUMBA:
 
-    @numba.njit(nogil=True, cache=True)
+    @numba.njit(nogil=True, cache=True, fastmath=False)  # stated: see _product_search
     def _prepare_centroids_numba(  # pragma: no cover
         centroids, mean, centered, minus_2c, norms, shift
     ):

@@ -103,7 +103,8 @@ if HAVE_NUMBA:
         _search_run,
     )
 
-    convergence._load()
+    if convergence.HAVE_NUMBA is None:  # compiled on first use (not on import)
+        convergence._load()
     _sq_shift = convergence._sq_shift_numba
 
     # The mean's centroids from the sums, as the mean computes them (float64 division,
@@ -135,6 +136,11 @@ if HAVE_NUMBA:
         # loop of its own, launched on every iteration
         a[...] = 0.0
 
+    @numba.njit(nogil=True, cache=True)
+    def _copy(out, a):  # pragma: no cover
+        # serial, as _zero
+        out[...] = a
+
     # The iterations, inlined into a serial kernel and a kernel that splits each search
     # between numba's threads: ``numba.prange`` over the search's runs of rows (those of
     # the search's own parallel variants) is a plain loop in the serial kernel, whose
@@ -155,13 +161,12 @@ if HAVE_NUMBA:
         none = np.empty(0, dtype=X.dtype)  # no costs, no runner-up: the labels only
         group_sums = np.empty((n_groups, k, d))
         group_weights = np.empty((n_groups, k))
-        sums = np.empty((k, d))
-        weights = np.empty(k)
         ring = (np.empty(n, np.intp), np.empty(n, np.intp), np.empty(n, np.intp))
         current, previous = -1, -1  # the ring's labels of the last two iterations
         old = np.empty((k, d), dtype=X.dtype)
-        old[:, :] = start
+        _copy(old, start)
         before = old  # the centroids the last iteration assigned to
+        kept_sums, kept_weights = np.empty((k, d)), np.empty(k)  # the last kept iteration's
         done, stop = 0, RAN
         while done < steps:
             target = 0
@@ -185,7 +190,8 @@ if HAVE_NUMBA:
                         sample_weight[a:b], group_rows, group_sums[g0:g1],
                         group_weights[g0:g1], prefetch,
                     )
-            _zero(sums)
+            sums, weights = np.empty((k, d)), np.empty(k)  # the iteration's own: one
+            _zero(sums)  # left keeps the last kept iteration's totals
             _zero(weights)
             _add_groups(group_sums, group_weights, sums, weights)
             new = np.empty((k, d), dtype=X.dtype)
@@ -195,6 +201,7 @@ if HAVE_NUMBA:
             done += 1
             previous, current = current, target
             before, old = old, new
+            kept_sums, kept_weights = sums, weights
             if previous >= 0:
                 unchanged = _equal(found, ring[previous])
             else:
@@ -205,7 +212,7 @@ if HAVE_NUMBA:
             if _sq_shift(new, before) <= limit:
                 stop = SHIFTED_LITTLE
                 break
-        return done, stop, ring, current, previous, old, before, sums, weights
+        return done, stop, ring, current, previous, old, before, kept_sums, kept_weights
 
     @numba.njit(nogil=True, cache=True, fastmath=False)
     def _iterations(  # pragma: no cover
@@ -271,7 +278,7 @@ def lloyd_iterations(
     Raises
     ------
     ValueError
-        Arrays of more than one dtype.
+        Arrays of more than one dtype, or of shapes that do not fit together.
     """
     if not HAVE_NUMBA:
         return None
@@ -282,6 +289,13 @@ def lloyd_iterations(
         )
     n, d = X.shape
     k = centroids.shape[0]
+    shapes = (mean.shape, sample_weight.shape, centroids.shape[1:])
+    if shapes != ((d,), (n,), (d,)) or k < 1 or (labels is not None and labels.shape != (n,)):
+        raise ValueError(
+            f"data of shape {X.shape} with an origin of shape {mean.shape}, weights of "
+            f"shape {sample_weight.shape}, centroids of shape {centroids.shape} and labels "
+            f"of shape {None if labels is None else labels.shape}: they do not fit"
+        )
     direct, chunks, group_rows, n_groups = search_plan(n, d, k, n_threads, True)
     known = labels is not None
     labels_in = labels if labels is not None else np.empty(0, dtype=np.intp)
