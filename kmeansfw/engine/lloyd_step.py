@@ -130,7 +130,7 @@ class LloydStep:
         compiled, idle = self.compiled, 0
         while state.iteration < last:
             if compiled and state.centroids.dtype == data.dtype:
-                made = state.iteration
+                reached = state.iteration
                 said = self._compiled(hooks, state, data, last - state.iteration)
                 if said is not None:
                     if said:
@@ -138,7 +138,7 @@ class LloydStep:
                     continue  # another call, up to ``last``
                 # two calls in a row that kept nothing (a cluster empty every iteration,
                 # say): one call per iteration from now on, not a search thrown away each
-                idle = idle + 1 if state.iteration == made else 0
+                idle = idle + 1 if state.iteration == reached else 0
                 compiled = idle < 2
             if self.iterate(hooks, state, data, state.iteration + 1):
                 return True

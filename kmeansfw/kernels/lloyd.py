@@ -123,6 +123,11 @@ if HAVE_NUMBA:
                     return False
         return True
 
+    # Whether any label changed, stopping at the first that did.  Not labels_equal's
+    # kernel (convergence._count_changed_numba, a vectorized count over runs of 4096
+    # labels): at 2000 rows its run is the whole array on every iteration whose labels
+    # still move, and an iteration at 2000 x 2, k=3 took 7.8-8.7 us with it against
+    # 5.6-6.0 us with this loop (in turns, same process).  The answer is the same.
     @numba.njit(nogil=True, cache=True)
     def _equal(labels, previous):  # pragma: no cover
         for i in range(labels.shape[0]):
