@@ -453,7 +453,8 @@ default="auto"
         (another assignment together with ``"elkan"`` raises), and needs a distance that
         is a true metric.
     memory_budget_mb : float, default=64
-        Working memory per thread for block buffers; bounds memory whatever n is.
+        Working memory per thread for block buffers; bounds memory whatever n is
+        (``float('inf')``: no limit; under a byte: the smallest blocks).
     n_threads : int or None, default=None
         Worker threads (None: all CPUs available).  Results do not depend on it.
     history : bool, default=False

@@ -95,7 +95,7 @@ default="auto"
     observers : sequence of str, dict or objects, default=()
         Plugins called at fit start, after each step and at fit end.
     memory_budget_mb : float, default=64
-        Working memory per thread for block buffers.
+        Working memory per thread for block buffers (``float('inf')``: no limit).
     n_threads : int or None, default=None
         Worker threads (None: all CPUs available).  Results do not depend on it.
     history : bool, default=False

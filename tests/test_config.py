@@ -96,7 +96,10 @@ def test_custom_distance_selected_in_toml(blobs):
         ({"tol": -1}, r"'tol' must be a finite number >= 0"),
         ({"n_init": "many"}, r"'n_init' must be an integer >= 1 or 'auto'"),
         ({"random_state": "seed"}, r"'random_state' must be None"),
-        ({"memory_budget_mb": 0}, r"'memory_budget_mb' must be a finite number > 0"),
+        ({"memory_budget_mb": 0}, r"'memory_budget_mb' must be a number > 0"),
+        ({"memory_budget_mb": float("nan")}, r"'memory_budget_mb' must be a number > 0"),
+        ({"memory_budget_mb": -float("inf")}, r"'memory_budget_mb' must be a number > 0"),
+        ({"memory_budget_mb": True}, r"'memory_budget_mb' must be a number > 0"),
         ({"distance": "cosin"}, r"config key 'distance': unknown distance strategy 'cosin'"),
         ({"update": {"p": 3}}, r"config key 'update'.*needs a 'name' key"),
         ({"convergence": []}, r"'convergence' needs at least one criterion"),
@@ -153,7 +156,7 @@ def test_clone_and_pipeline_with_strategy_objects(blobs):
     assert pipe.predict(X[:3]).shape == (3,)
 
 
-@pytest.mark.parametrize("budget", [1e308, sys.float_info.max, np.int64(2**43)])
+@pytest.mark.parametrize("budget", [1e308, sys.float_info.max, np.int64(2**43), float("inf")])
 def test_a_huge_memory_budget_is_an_unbounded_one(budget):
     # found by the config fuzz: from about 1.71e302 MB the bytes overflowed int(); a
     # NumPy integer of 2**43 MB wrapped around to a negative budget
@@ -168,6 +171,16 @@ def test_a_huge_memory_budget_is_an_unbounded_one(budget):
     MiniBatchKMeans(3, random_state=0, memory_budget_mb=budget, batch_size=64).partial_fit(X)
     median = {"name": "median", "memory_budget_mb": float(budget)}
     KMeans(3, random_state=0, update=median, distance="manhattan").fit(X)
+
+
+def test_a_budget_under_a_byte_is_the_smallest_one():
+    from kmeansfw.core.config import budget_bytes
+
+    assert budget_bytes(1e-300) == 1
+    assert Config(memory_budget_mb=1e-300).memory_budget == 1
+    X = np.random.default_rng(0).standard_normal((300, 3))
+    small = KMeans(3, random_state=0, memory_budget_mb=1e-300).fit(X)
+    np.testing.assert_array_equal(small.labels_, KMeans(3, random_state=0).fit(X).labels_)
 
 
 def test_a_strategy_budget_of_nan_is_refused():

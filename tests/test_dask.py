@@ -135,6 +135,28 @@ def test_dask_fit_equals_threads_from_the_same_centroids(client, blobs, params):
         _same(backend.fit(dX, **params), kmeansfw.fit(blobs, **params))
 
 
+@pytest.mark.parametrize(("budget", "planned"), [(1e-300, 1), (float("inf"), 1 << 62)])
+def test_the_smallest_and_an_unbounded_budget_fit_as_threads(
+    client, blobs, budget, planned, monkeypatch
+):
+    # a budget under a byte is the smallest one on the cluster too (it once read as no
+    # budget there: 64 MB), and infinity is an unbounded one in both
+    from kmeansfw.backends.dask import fitting
+
+    seen = []
+
+    def plan(*args, **kwargs):
+        seen.append(args[3])
+        return plan_block_rows(*args, **kwargs)
+
+    plan_block_rows = fitting.plan_block_rows
+    monkeypatch.setattr(fitting, "plan_block_rows", plan)
+    params = {"n_clusters": 6, "init": blobs[:6].copy(), "memory_budget_mb": budget}
+    dX = da.from_array(blobs, chunks=(1500, 4))
+    _same(backend.fit(dX, **params), kmeansfw.fit(blobs, **params))
+    assert seen == [planned]
+
+
 class _Objectives:
     """An observer noting every iteration's objective (``reads_costs`` as given)."""
 

@@ -77,6 +77,16 @@ def _real_at_least(low: float, *, strict: bool = False) -> Any:
     return check
 
 
+def _positive_budget(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    # a number > 0, infinity included: an unbounded budget, as the strategies' own
+    # budgets and the torch executor's take it (:func:`budget_bytes`)
+    ok = isinstance(value, Real) and not isinstance(value, bool) and value > 0
+    if not ok:
+        raise InvalidParameterError(
+            f"config key {attribute.name!r} must be a number > 0 (inf: no limit), got {value!r}"
+        )
+
+
 def _random_state(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     kinds = (np.random.Generator, np.random.RandomState, np.random.SeedSequence)
     if value is None or isinstance(value, kinds):
@@ -120,10 +130,12 @@ MAX_MEMORY_BUDGET = 1 << 62
 
 
 def budget_bytes(memory_budget_mb: float) -> int:
-    """A validated (positive, not NaN) ``memory_budget_mb`` in bytes, at most
-    :data:`MAX_MEMORY_BUDGET`: a budget of 1e308 MB or of infinity is an unbounded one,
-    not an ``OverflowError``, and a large NumPy integer is not wrapped around."""
-    return int(min(float(memory_budget_mb) * 2**20, MAX_MEMORY_BUDGET))
+    """A validated (positive, not NaN) ``memory_budget_mb`` in bytes, at least 1 and at
+    most :data:`MAX_MEMORY_BUDGET`: a budget of 1e308 MB or of infinity is an unbounded
+    one, not an ``OverflowError``, a large NumPy integer is not wrapped around, and a
+    budget under a byte (1e-300 MB) is the smallest one, never 0 (which a plan could read
+    as "no budget given")."""
+    return max(1, int(min(float(memory_budget_mb) * 2**20, MAX_MEMORY_BUDGET)))
 
 
 def make_rng(random_state: Any) -> np.random.Generator:
@@ -169,7 +181,7 @@ class Config:
     tol: float = attrs.field(default=1e-4, validator=_real_at_least(0.0))
     random_state: Any = attrs.field(default=None, validator=_random_state)
     memory_budget_mb: float = attrs.field(
-        default=DEFAULT_MEMORY_BUDGET / 2**20, validator=_real_at_least(0.0, strict=True)
+        default=DEFAULT_MEMORY_BUDGET / 2**20, validator=_positive_budget
     )
     n_threads: Any = attrs.field(default=None, validator=_int_at_least(1, allow=(None,)))
     history: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))

@@ -31,7 +31,7 @@ from kmeansfw.backends.dask.cluster import (
 from kmeansfw.backends.dask.lloyd import _run
 from kmeansfw.backends.dask.seeding import _seeding_of
 from kmeansfw.core.config import Config, make_rng
-from kmeansfw.core.data import DEFAULT_MEMORY_BUDGET, FitData, Fitted, plan_block_rows
+from kmeansfw.core.data import FitData, Fitted, plan_block_rows
 from kmeansfw.core.errors import StrategyError
 from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins
@@ -157,7 +157,7 @@ def _fit_persisted(
     history: History | None,
 ) -> Fit:
     n, k = X.shape[0], cfg.n_clusters
-    budget = cfg.memory_budget or DEFAULT_MEMORY_BUDGET
+    budget = cfg.memory_budget
     block_rows = plan_block_rows(n, max(k, X.shape[1]), X.dtype.itemsize, budget)
     driver = FitData(
         X=RowStream(X),
