@@ -27,7 +27,6 @@ import argparse
 import itertools
 import math
 import os
-import platform
 import sys
 import time
 import warnings
@@ -35,7 +34,7 @@ import warnings
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_lloyd import KmfwFit, SkFit  # noqa: E402
+from bench_lloyd import KmfwFit, SkFit, processor  # noqa: E402
 
 N_VALUES = (2_000, 20_000, 200_000, 1_000_000)
 D_VALUES = (2, 8, 64, 256)
@@ -295,7 +294,7 @@ def main() -> None:
     parser.add_argument("--write", help="write the Markdown table to this path")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
+    print(processor())
     print(HEADER)
     rows = run_grid(args)
     ratios = [_ratio(r["ours"], r["sk"]) for r in rows]

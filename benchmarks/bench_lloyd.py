@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import resource
 import statistics
 import subprocess
@@ -136,6 +138,22 @@ def print_against(result: dict, time_target: str = "", inertia_target: str = "")
         f"median inertia: kmeansfw {i_ours:.6e}, scikit-learn {i_theirs:.6e}, "
         f"ratio {i_ours / i_theirs:.4f}{inertia_target}"
     )
+
+
+def processor() -> str:
+    """The processor's model name and CPU count, for a run's header: Linux's
+    ``/proc/cpuinfo`` names the model (``platform.processor()`` is empty there), else
+    whatever ``platform`` knows."""
+    name = ""
+    try:
+        with open("/proc/cpuinfo") as info:
+            name = next(
+                (line.split(":", 1)[1].strip() for line in info if line.startswith("model name")),
+                "",
+            )
+    except OSError:
+        pass
+    return f"{name or platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
 
 
 def rss_mb() -> float:

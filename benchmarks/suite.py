@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import platform
 import statistics
 import time
@@ -32,7 +31,7 @@ import warnings
 from functools import partial
 
 import numpy as np
-from bench_lloyd import KmfwFit, SkFit, make_data, peak_memory, per_iteration
+from bench_lloyd import KmfwFit, SkFit, make_data, peak_memory, per_iteration, processor
 
 ITERATION_CASES = [
     (200_000, 32, 64, "float64"),
@@ -238,7 +237,7 @@ def main() -> None:
     sections = [] if args.no_fits else fit_sections(args.quick)
     if args.write:
         machine = (
-            f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+            f"{processor()}, "
             f"Python {platform.python_version()}, numpy {np.__version__}, "
             f"scikit-learn {sklearn.__version__}, kmeansfw {kmeansfw.__version__}"
         )
