@@ -195,7 +195,7 @@ class LloydStep:
             cache=cache,
         )
         costs = np.empty(data.n_samples, dtype=data.dtype)  # filled when first read
-        assignment = steps._assignment(
+        assignment = steps.assembled_assignment(
             hooks, data, assigned, cache, made.labels, costs, [], True, [self.rows]
         )
         assignment.partials = None
@@ -289,7 +289,7 @@ class LloydStep:
         labels = contract.check_labels(hooks, "kmeansfw_assign", labels, n, k)
         labels = labels.astype(np.intp, copy=False)
         costs = np.empty(n, dtype=data.dtype)  # filled when first read
-        return steps._assignment(
+        return steps.assembled_assignment(
             hooks, data, centroids, cache, labels, costs, [partial], True, [rows]
         )
 

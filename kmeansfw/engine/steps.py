@@ -329,7 +329,9 @@ def assign(
         left = [block] if costs is None else []
         if costs is None:
             costs = np.empty(n, dtype=data.dtype)
-        return _assignment(hook, data, centroids, cache, labels, costs, [partial], accumulate, left)
+        return assembled_assignment(
+            hook, data, centroids, cache, labels, costs, [partial], accumulate, left
+        )
     labels = np.empty(n, dtype=np.intp)
     costs = np.empty(n, dtype=data.dtype)
     out = (labels, costs) if data.executor is None else None
@@ -343,10 +345,12 @@ def assign(
             labels[where], costs[where] = part_labels, part_costs
         partials.append(partial)
         left.extend(part_left)
-    return _assignment(hook, data, centroids, cache, labels, costs, partials, accumulate, left)
+    return assembled_assignment(
+        hook, data, centroids, cache, labels, costs, partials, accumulate, left
+    )
 
 
-def _assignment(
+def assembled_assignment(
     hook: Any,
     data: FitData,
     centroids: np.ndarray,
@@ -357,6 +361,34 @@ def _assignment(
     accumulate: bool,
     left: list[slice],
 ) -> Assignment:
+    """The :class:`Assignment` of labels and costs already found: :func:`assign`'s answer,
+    and the one the engine's compiled Lloyd iterations leave
+    (:class:`kmeansfw.engine.lloyd_step.LloydStep`).
+
+    Parameters
+    ----------
+    hook : pluggy.HookRelay
+        The fit's hooks (for the costs left to compute).
+    data : FitData
+        The data assigned.
+    centroids : ndarray, shape (k, d)
+        The centroids assigned to.
+    cache : dict
+        Their prepared form (``kmeansfw_prepare_centroids``'s cache).
+    labels : ndarray of intp, shape (n,)
+    costs : ndarray, shape (n,)
+        Every row's cost, except the rows of ``left``, computed when first read.
+    partials : list
+        The update's partials (kept only with ``accumulate``).
+    accumulate : bool
+        Whether the update accumulated partials during the assignment.
+    left : list of slice
+        The blocks whose costs are left unset.
+
+    Returns
+    -------
+    Assignment
+    """
     pending = None
     if left:
         pending = PendingCosts(hook, data, centroids, cache, frozenset(map(_key, left)))
