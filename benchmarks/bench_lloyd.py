@@ -151,7 +151,7 @@ def processor() -> str:
                 (line.split(":", 1)[1].strip() for line in info if line.startswith("model name")),
                 "",
             )
-    except OSError:
+    except (OSError, ValueError):  # no such file, or not text
         pass
     return f"{name or platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
 

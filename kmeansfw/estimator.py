@@ -454,7 +454,7 @@ default="auto"
         is a true metric.
     memory_budget_mb : float, default=64
         Working memory per thread for block buffers; bounds memory whatever n is
-        (``float('inf')``: no limit; under a byte: the smallest blocks).
+        (``float('inf')``: no limit).
     n_threads : int or None, default=None
         Worker threads (None: all CPUs available).  Results do not depend on it.
     history : bool, default=False

@@ -77,7 +77,9 @@ default="heuristic"
     observers : sequence of str, dict or objects, default=()
         Plugins called at fit start, after each iteration and at fit end.
     memory_budget_mb : float, default=64
+        Working memory per thread for block buffers (``float('inf')``: no limit).
     n_threads : int or None, default=None
+        Worker threads (None: all CPUs available).
     history : bool, default=False
         Record per-iteration statistics in ``history_``.
 

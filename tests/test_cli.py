@@ -173,6 +173,28 @@ def test_config_prints_normalized_toml(tmp_path, run):
     assert run("config", again).output == result.output
 
 
+def test_an_unbounded_budget_is_written_as_toml_and_as_strict_json(tmp_path, run, blobs):
+    # inf is a valid budget: `config` prints it as TOML's inf (it once refused to), and
+    # the report's copy of the config is strict JSON (a bare Infinity is not)
+    path = tmp_path / "c.toml"
+    path.write_text("n_clusters = 3\nrandom_state = 0\nmemory_budget_mb = inf\n")
+    result = run("config", path)
+    assert result.exit_code == 0, result.output
+    assert "memory_budget_mb = inf\n" in result.output
+    again = tmp_path / "again.toml"
+    again.write_text(result.output)
+    assert run("config", again).output == result.output
+    data = tmp_path / "data.csv"
+    np.savetxt(data, blobs[0], delimiter=",")
+    assert run("fit", data, "--config", path, "--out", tmp_path / "out").exit_code == 0
+
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    text = (tmp_path / "out" / "report.json").read_text()
+    assert json.loads(text, parse_constant=refuse)["config"]["memory_budget_mb"] == "inf"
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

@@ -183,6 +183,13 @@ def test_a_budget_under_a_byte_is_the_smallest_one():
     np.testing.assert_array_equal(small.labels_, KMeans(3, random_state=0).fit(X).labels_)
 
 
+def test_an_integer_budget_past_a_float_is_an_unbounded_one():
+    from kmeansfw.core.config import MAX_MEMORY_BUDGET, budget_bytes
+
+    assert budget_bytes(2**1100) == MAX_MEMORY_BUDGET  # float() of it overflows
+    assert Config(memory_budget_mb=2**1100).memory_budget == MAX_MEMORY_BUDGET
+
+
 def test_a_strategy_budget_of_nan_is_refused():
     with pytest.raises(ConfigError, match="memory_budget_mb"):
         KMeans(3, update={"name": "median", "memory_budget_mb": float("nan")}).fit(

@@ -164,7 +164,7 @@ def test_config_dicts_end_in_a_config_or_a_config_error(values):
         assert again.to_dict() == cfg.to_dict()
         try:
             text = to_toml(cfg.to_dict())
-        except ConfigError:  # a value TOML cannot hold (a non-finite float)
+        except ConfigError:  # a value TOML cannot hold (an object, not a plain value)
             text = None
         if text is not None:
             assert Config.from_toml(text).to_dict() == cfg.to_dict()

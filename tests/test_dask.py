@@ -3,6 +3,7 @@ of two worker processes; and out-of-core fits of memory-mapped arrays with threa
 
 from __future__ import annotations
 
+import inspect
 import os
 import pickle
 import subprocess
@@ -144,12 +145,13 @@ def test_the_smallest_and_an_unbounded_budget_fit_as_threads(
     from kmeansfw.backends.dask import fitting
 
     seen = []
+    plan_block_rows = fitting.plan_block_rows
+    signature = inspect.signature(plan_block_rows)
 
     def plan(*args, **kwargs):
-        seen.append(args[3])
+        seen.append(signature.bind(*args, **kwargs).arguments["memory_budget"])
         return plan_block_rows(*args, **kwargs)
 
-    plan_block_rows = fitting.plan_block_rows
     monkeypatch.setattr(fitting, "plan_block_rows", plan)
     params = {"n_clusters": 6, "init": blobs[:6].copy(), "memory_budget_mb": budget}
     dX = da.from_array(blobs, chunks=(1500, 4))

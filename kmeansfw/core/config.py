@@ -78,8 +78,7 @@ def _real_at_least(low: float, *, strict: bool = False) -> Any:
 
 
 def _positive_budget(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    # a number > 0, infinity included: an unbounded budget, as the strategies' own
-    # budgets and the torch executor's take it (:func:`budget_bytes`)
+    # a number > 0, infinity included: an unbounded budget (:func:`budget_bytes`)
     ok = isinstance(value, Real) and not isinstance(value, bool) and value > 0
     if not ok:
         raise InvalidParameterError(
@@ -135,7 +134,11 @@ def budget_bytes(memory_budget_mb: float) -> int:
     one, not an ``OverflowError``, a large NumPy integer is not wrapped around, and a
     budget under a byte (1e-300 MB) is the smallest one, never 0 (which a plan could read
     as "no budget given")."""
-    return max(1, int(min(float(memory_budget_mb) * 2**20, MAX_MEMORY_BUDGET)))
+    try:
+        megabytes = float(memory_budget_mb)
+    except OverflowError:  # an integer past a float's range (2**1100): unbounded too
+        return MAX_MEMORY_BUDGET
+    return max(1, int(min(megabytes * 2**20, MAX_MEMORY_BUDGET)))
 
 
 def make_rng(random_state: Any) -> np.random.Generator:

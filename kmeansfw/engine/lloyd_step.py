@@ -196,9 +196,8 @@ class LloydStep:
         )
         costs = np.empty(data.n_samples, dtype=data.dtype)  # filled when first read
         assignment = steps.assembled_assignment(
-            hooks, data, assigned, cache, made.labels, costs, [], True, [self.rows]
+            hooks, data, assigned, cache, made.labels, costs, [], False, [self.rows]
         )
-        assignment.partials = None
         state.previous_labels = made.previous_labels if made.done > 1 else state.labels
         state.data = data
         state.labels = made.labels

@@ -362,12 +362,15 @@ def assembled_assignment(
     left: list[slice],
 ) -> Assignment:
     """The :class:`Assignment` of labels and costs already found: :func:`assign`'s answer,
-    and the one the engine's compiled Lloyd iterations leave
-    (:class:`kmeansfw.engine.lloyd_step.LloydStep`).
+    and the one the engine's built-in Lloyd step leaves, one call or many compiled
+    iterations at a time (:class:`kmeansfw.engine.lloyd_step.LloydStep`).
+
+    The arrays are kept as given (no copy); the costs of the rows of ``left`` are written
+    into ``costs`` in place when :attr:`Assignment.costs` is first read.
 
     Parameters
     ----------
-    hook : pluggy.HookRelay
+    hook : kmeansfw.engine.plugins.Hooks
         The fit's hooks (for the costs left to compute).
     data : FitData
         The data assigned.
@@ -376,8 +379,9 @@ def assembled_assignment(
     cache : dict
         Their prepared form (``kmeansfw_prepare_centroids``'s cache).
     labels : ndarray of intp, shape (n,)
+        Every row's label.
     costs : ndarray, shape (n,)
-        Every row's cost, except the rows of ``left``, computed when first read.
+        Every row's cost, except the rows of ``left``.
     partials : list
         The update's partials (kept only with ``accumulate``).
     accumulate : bool

@@ -316,6 +316,8 @@ def _jsonable(value: Any) -> Any:
         return [_jsonable(v) for v in value]
     if isinstance(value, np.ndarray):
         return value.tolist()
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)  # "inf": strict JSON has no infinity
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return repr(value)
@@ -471,10 +473,8 @@ def to_toml(values: dict[str, Any]) -> str:
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise ConfigError(f"{value!r} cannot be written as TOML")
-        return repr(value)
+    if isinstance(value, int | float):  # a float's repr is TOML's too: 1.5, inf, -inf, nan
+        return repr(value if isinstance(value, int) else float(value))
     if isinstance(value, str):
         return json.dumps(value)
     if isinstance(value, list | tuple):
