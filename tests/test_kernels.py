@@ -480,12 +480,6 @@ def test_kernel_chunks_follow_the_work_and_the_guard(monkeypatch):
     assert euclidean.kernel_chunks(300, 2, 3, 2) == 1  # too little work to wake threads
     assert euclidean.kernel_chunks(2000, 64, 32, 2) == 2  # any product: BLAS is held
     assert euclidean.kernel_chunks(20000, 2, 128, 2) == 2
-    # below the work, a caller's row count: the compiled iterations' rule
-    assert euclidean.kernel_chunks(2000, 8, 3, 2) == 1
-    assert euclidean.kernel_chunks(2000, 8, 3, 2, min_rows=1536) == 2
-    assert euclidean.kernel_chunks(1535, 8, 3, 2, min_rows=1536) == 1
-    assert euclidean.search_plan(2000, 8, 3, 2, True, 1536)[1] == 2
-    assert euclidean.search_plan(2000, 8, 3, 2, True)[1] == 1
     # a process forked from one that ran them, or the switch: serial
     monkeypatch.setattr(_compile, "_probed", (_compile.os.getpid() + 1, True))
     assert not _compile.parallel_ready()

@@ -489,33 +489,6 @@ def test_the_threads_kernel_makes_the_serial_kernels_iterations(n, d, k, dtype, 
 
 
 @pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="compiled iterations need numba")
-@pytest.mark.parametrize(("n", "threads"), [(2000, True), (1500, False)])
-def test_the_compiled_iterations_take_threads_from_their_own_row_count(
-    n, threads, monkeypatch
-):
-    # 2000 x 8, k=3 is less work than any search threads for, but the compiled calls
-    # split it from lloyd.PARALLEL_MIN_ROWS rows; the iterations are the serial ones
-    from kmeansfw.kernels import lloyd
-    from kmeansfw.kernels._compile import parallel_ready
-
-    if not parallel_ready():
-        pytest.skip("numba has no thread-safe threading layer here")
-    launched = []
-    real = lloyd.launch
-    monkeypatch.setattr(lloyd, "launch", lambda *a: launched.append(a[-1]) or real(*a))
-    X = _normal(n, 8, seed=3)
-    mean, weights = np.zeros(8), np.ones(n)
-    serial = lloyd.lloyd_iterations(X, mean, weights, X[:3].copy(), None, 0.0, 6, 1, False)
-    assert not launched
-    split = lloyd.lloyd_iterations(X, mean, weights, X[:3].copy(), None, 0.0, 6, 2, False)
-    assert launched == ([2] if threads else [])
-    assert (split.done, split.stop) == (serial.done, serial.stop)
-    for a, b in [(split.labels, serial.labels), (split.centroids, serial.centroids),
-                 (split.sums, serial.sums), (split.weights, serial.weights)]:
-        assert np.array_equal(a, b)
-
-
-@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="compiled iterations need numba")
 def test_the_compiled_iterations_leave_what_the_hooks_must_decide():
     from kmeansfw.kernels import lloyd
 

@@ -936,9 +936,7 @@ if HAVE_NUMBA:
                 )
 
 
-def kernel_chunks(
-    n_rows: int, n_features: int, n_clusters: int, n_threads: int, min_rows: int | None = None
-) -> int:
+def kernel_chunks(n_rows: int, n_features: int, n_clusters: int, n_threads: int) -> int:
     """How many runs of rows a kernel with a parallel variant splits a block into.
 
     Parameters
@@ -947,22 +945,16 @@ def kernel_chunks(
         The block's shape and the number of centroids (or candidates) it is compared to.
     n_threads : int
         Threads the kernel may use (:func:`kmeansfw.engine.executors.kernel_threads`).
-    min_rows : int or None
-        With less work than :data:`PARALLEL_MIN_WORK`, split a block of at least this
-        many rows all the same (a caller whose launches cost less, such as the compiled
-        Lloyd iterations, :data:`kmeansfw.kernels.lloyd.PARALLEL_MIN_ROWS`); None: never.
 
     Returns
     -------
     int
         At most ``n_threads`` and one per sub-block; 1 (the serial kernel) for less work
-        than :data:`PARALLEL_MIN_WORK` on fewer than ``min_rows`` rows, or when
-        :func:`parallel_ready` says no.  The results are the same for any answer.
+        than :data:`PARALLEL_MIN_WORK` or when :func:`parallel_ready` says no.  The results
+        are the same for any answer.
     """
     chunks = min(n_threads, -(-n_rows // SUB_BLOCK_ROWS))
-    work = n_rows * n_clusters * max(n_features, 4)
-    enough = work >= PARALLEL_MIN_WORK or (min_rows is not None and n_rows >= min_rows)
-    if chunks <= 1 or not enough:
+    if chunks <= 1 or n_rows * n_clusters * max(n_features, 4) < PARALLEL_MIN_WORK:
         return 1
     return chunks if parallel_ready() else 1
 
@@ -1171,12 +1163,7 @@ def nearest_groups_sq_euclidean(
 
 
 def search_plan(
-    n_rows: int,
-    n_features: int,
-    n_clusters: int,
-    n_threads: int,
-    with_sums: bool,
-    min_rows: int | None = None,
+    n_rows: int, n_features: int, n_clusters: int, n_threads: int, with_sums: bool
 ) -> tuple[bool, int, int, int]:
     """How :func:`nearest_sq_euclidean` searches a block (with numba), decided by its
     shape alone.
@@ -1189,8 +1176,6 @@ def search_plan(
         Threads the search may use (see :func:`kernel_chunks`).
     with_sums : bool
         Whether the mean's sums are added in the search's pass.
-    min_rows : int or None
-        As for :func:`kernel_chunks`.
 
     Returns
     -------
@@ -1204,7 +1189,7 @@ def search_plan(
         their number; 1 and 0 without the sums.
     """
     direct = direct_pays(n_features, n_clusters)
-    chunks = kernel_chunks(n_rows, n_features, n_clusters, n_threads, min_rows)
+    chunks = kernel_chunks(n_rows, n_features, n_clusters, n_threads)
     if not with_sums:
         return direct, chunks, 1, 0
     group_rows = sum_group_rows(n_rows, n_clusters)

@@ -45,18 +45,6 @@ LEFT = 3
 CALL_WORK = 1 << 30
 
 
-#: The searches of the compiled iterations split between numba's threads from this many
-#: rows, whatever their work (:func:`kmeansfw.kernels.euclidean.kernel_chunks`'s
-#: ``min_rows``; from :data:`~kmeansfw.kernels.euclidean.PARALLEL_MIN_WORK` as any
-#: search otherwise).  There a launch of numba's team costs an iteration about 2 us and
-#: no Python around it.  Measured per iteration (40 iterations in one call against one,
-#: standard normal rows, 2 vCPUs, float64, k=3 unless said), two threads against one:
-#: 1536 rows 0.70-0.88x the time (2 to 8 features, k=3 and 8); 2000 rows 0.67-0.84x
-#: (2000 x 8, k=3: 9.7 us against 14.5); but 1024 rows 0.85-1.28x (1.28x at 2 features)
-#: and 512-768 rows 1.03-2.0x.
-PARALLEL_MIN_ROWS = 1536
-
-
 def iterations_per_call(n_samples: int, n_features: int, n_clusters: int) -> int:
     """How many iterations one :func:`lloyd_iterations` call on data of this shape may
     make (at least 1; :data:`CALL_WORK`).
@@ -283,8 +271,7 @@ def lloyd_iterations(
     steps : int
         The most iterations to make (at least 1).
     n_threads : int
-        Threads the search may use (as :func:`kmeansfw.kernels.nearest_sq_euclidean`,
-        and from :data:`PARALLEL_MIN_ROWS` rows whatever the work).
+        Threads the search may use (as :func:`kmeansfw.kernels.nearest_sq_euclidean`).
     prefetch : bool
         The product search's prefetch hint (as there).
 
@@ -314,9 +301,7 @@ def lloyd_iterations(
             f"shape {sample_weight.shape}, centroids of shape {centroids.shape} and labels "
             f"of shape {None if labels is None else labels.shape}: they do not fit"
         )
-    direct, chunks, group_rows, n_groups = search_plan(
-        n, d, k, n_threads, True, PARALLEL_MIN_ROWS
-    )
+    direct, chunks, group_rows, n_groups = search_plan(n, d, k, n_threads, True)
     known = labels is not None
     labels_in = labels if labels is not None else np.empty(0, dtype=np.intp)
     args = (
