@@ -65,25 +65,22 @@ def _int_at_least(low: int, *, allow: tuple = ()) -> Any:
     return check
 
 
-def _real_at_least(low: float, *, strict: bool = False) -> Any:
+def _real_at_least(low: float, *, strict: bool = False, finite: bool = True) -> Any:
+    # ``finite=False``: +inf passes too (NaN never does), as for an unbounded budget
+    # (:func:`budget_bytes`)
     def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-        ok = isinstance(value, Real) and not isinstance(value, bool) and np.isfinite(value)
+        ok = isinstance(value, Real) and not isinstance(value, bool)
+        ok = ok and (np.isfinite(value) if finite else value == value)
         if not ok or value < low or (strict and value == low):
             op = ">" if strict else ">="
+            kind = "a finite number" if finite else "a number"
+            allowed = "" if finite else " (inf: no limit)"
             raise InvalidParameterError(
-                f"config key {attribute.name!r} must be a finite number {op} {low}, got {value!r}"
+                f"config key {attribute.name!r} must be {kind} {op} {low}{allowed}, "
+                f"got {value!r}"
             )
 
     return check
-
-
-def _positive_budget(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    # a number > 0, infinity included: an unbounded budget (:func:`budget_bytes`)
-    ok = isinstance(value, Real) and not isinstance(value, bool) and value > 0
-    if not ok:
-        raise InvalidParameterError(
-            f"config key {attribute.name!r} must be a number > 0 (inf: no limit), got {value!r}"
-        )
 
 
 def _random_state(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -184,7 +181,8 @@ class Config:
     tol: float = attrs.field(default=1e-4, validator=_real_at_least(0.0))
     random_state: Any = attrs.field(default=None, validator=_random_state)
     memory_budget_mb: float = attrs.field(
-        default=DEFAULT_MEMORY_BUDGET / 2**20, validator=_positive_budget
+        default=DEFAULT_MEMORY_BUDGET / 2**20,
+        validator=_real_at_least(0.0, strict=True, finite=False),
     )
     n_threads: Any = attrs.field(default=None, validator=_int_at_least(1, allow=(None,)))
     history: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
