@@ -51,6 +51,39 @@ def test_bit_identical_whatever_the_thread_count(big, dtype, k):
 
 
 @pytest.mark.parametrize(
+    ("dtype", "d", "k"), [(np.float32, 24, 5), (np.float64, 256, 8), (np.float32, 200, 3)]
+)
+def test_row_search_fits_bit_identical_whatever_the_thread_count_and_blocks(dtype, d, k):
+    # the row search (no matrix product: euclidean.row_search_pays) on one to three
+    # threads, in one block (inline) and in many small ones (worker threads): the same
+    # centroids, labels and inertia for any number of threads (a budget that changes the
+    # blocks changes how the mean's sums are grouped: the same labels), and the same as
+    # scikit-learn's from the same centroids
+    from kmeansfw.kernels import euclidean
+
+    assert euclidean.row_search_pays(d, k, np.dtype(dtype).itemsize)
+    X, _ = make_blobs(6000, n_features=d, centers=k, cluster_std=6.0, random_state=7)
+    X = X.astype(dtype)
+    params = dict(random_state=0, max_iter=15, tol=0)
+    for budget in (64.0, 0.5):
+        fits = [KMeans(k, n_threads=t, memory_budget_mb=budget, **params).fit(X) for t in (1, 2, 3)]
+        for other in fits[1:]:
+            np.testing.assert_array_equal(other.cluster_centers_, fits[0].cluster_centers_)
+            np.testing.assert_array_equal(other.labels_, fits[0].labels_)
+            assert other.inertia_ == fits[0].inertia_ and other.n_iter_ == fits[0].n_iter_
+        if budget == 64.0:
+            whole = fits[0]
+    np.testing.assert_array_equal(fits[0].labels_, whole.labels_)
+    np.testing.assert_allclose(fits[0].cluster_centers_, whole.cluster_centers_, rtol=1e-6)
+    init = X[np.random.default_rng(1).choice(len(X), k, replace=False)].astype(np.float64)
+    ours = KMeans(k, init=init, n_init=1, max_iter=15, tol=0).fit(X.astype(np.float64))
+    theirs = SkKMeans(k, init=init, n_init=1, max_iter=15, tol=0).fit(X.astype(np.float64))
+    np.testing.assert_array_equal(ours.labels_, theirs.labels_)
+    assert ours.n_iter_ == theirs.n_iter_
+    np.testing.assert_allclose(ours.inertia_, theirs.inertia_, rtol=1e-7)
+
+
+@pytest.mark.parametrize(
     ("n", "d", "rows", "by_rows", "inline"),
     [
         (6000, 128, 64, True, True),

@@ -14,11 +14,14 @@ from kmeansfw.kernels import bounds, checks, convergence, euclidean, lp, seeding
 # (n, d, k): one row, one centroid, several sub-blocks (SUB_BLOCK_ROWS) with a ragged end,
 # products of 128 and 64 rows (euclidean.product_rows), and of 32 rows in float32; and
 # products by rows (euclidean.by_rows_product) of 256 (float32) or 128 rows, of 128 or
-# 64, of 64, each with a last product that is not a whole number of transposed tiles
+# 64, of 64, each with a last product that is not a whole number of transposed tiles; and
+# the row search (euclidean.row_search_pays) at each of its centroid tiles (one to four,
+# four and one, four and three, four and four), in float32 or float64 or both
 _SHAPES = [
     (1, 1, 1), (1, 4, 5), (40, 3, 1), (300, 3, 7), (1000, 17, 64), (513, 64, 256),
     (300, 32, 8), (700, 64, 12), (300, 400, 32), (520, 32, 64), (333, 40, 16),
-    (600, 96, 24),
+    (600, 96, 24), (600, 17, 1), (777, 24, 5), (513, 31, 8), (300, 200, 3), (270, 160, 2),
+    (300, 192, 7), (259, 256, 8), (1, 20, 4),
 ]
 
 
@@ -1205,6 +1208,94 @@ def test_one_pass_loops_equal_the_accumulator_bit_for_bit(dtype, width, k, want_
             for one_pass in found[1:]:
                 for ours, accumulated in zip(one_pass, found[0], strict=True):
                     np.testing.assert_array_equal(ours, accumulated)
+
+
+def test_the_row_search_is_chosen_by_shape_and_dtype_only():
+    pays = kernels.row_search_pays
+    # 17 to 31 features: up to 5 centroids in float32, 8 in float64
+    assert pays(17, 5, 4) and not pays(17, 6, 4) and pays(31, 8, 8) and not pays(31, 9, 8)
+    # never where the direct search or the small-matrix products take the shape
+    assert not pays(16, 3, 8) and not pays(32, 3, 8) and not pays(128, 3, 4)
+    assert not pays(159, 3, 8) and not pays(191, 3, 4)
+    # wide rows: k <= 3 from 160 (float64) or 192 (float32) features, and float64 up to
+    # k=8 from 192 to 256 features
+    assert pays(160, 3, 8) and not pays(160, 4, 8) and pays(192, 3, 4) and not pays(192, 4, 4)
+    assert pays(192, 8, 8) and pays(256, 8, 8) and not pays(257, 4, 8) and pays(512, 3, 8)
+    assert not pays(256, 9, 8) and pays(2048, 1, 4)
+    for d in range(17, 600, 7):  # never where the direct search runs, never past k=8
+        for k in range(1, 12):
+            for itemsize in (4, 8):
+                if pays(d, k, itemsize):
+                    assert not kernels.direct_pays(d, k) and k <= 8
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize(
+    ("dtype", "n", "d", "k"),
+    [
+        (np.float32, 700, 24, 5), (np.float64, 600, 17, 8), (np.float64, 513, 300, 3),
+        (np.float32, 300, 256, 2), (np.float64, 520, 200, 6), (np.float64, 1, 17, 1),
+    ],
+)
+def test_row_search_agrees_with_brute_force_wherever_a_row_lies(dtype, n, d, k):
+    """The row search (no matrix product) labels each row with its nearest centroid, its
+    exact distance the paired kernel's bit for bit, and gives each row the same answer
+    wherever its sub-block starts, in a read-only array, centered or on the origin."""
+    assert kernels.row_search_pays(d, k, np.dtype(dtype).itemsize)
+    rng = np.random.default_rng(n + d + k)
+    X, mean, m2c, cn, cc, C = _inputs(rng, n, d, k, dtype)
+    labels, mins, second = np.empty(n, np.intp), np.empty(n, dtype), np.empty(n, dtype)
+    euclidean._nearest_numba(X, mean, m2c, cn, cc, labels, mins, second)
+    D = cdist(X.astype(np.float64), C.astype(np.float64), "sqeuclidean")
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    if dtype == np.float64:  # float32 may break a near tie
+        np.testing.assert_array_equal(labels, D.argmin(axis=1))
+    np.testing.assert_allclose(mins, D.min(axis=1), rtol=rtol, atol=1e-5)
+    np.testing.assert_array_equal(kernels.paired_sq_euclidean(X, mean, cc, labels), mins)
+    if k > 1:
+        scale = rtol * 10 * (1 + np.abs(X).max() ** 2)
+        np.testing.assert_allclose(second, np.sort(D, axis=1)[:, 1], atol=scale)
+    if n > 1:  # every sub-block boundary moves, in a read-only array: the same bits
+        rows = X[1:].copy()
+        rows.flags.writeable = False
+        shifted = np.empty(n - 1, np.intp), np.empty(n - 1, dtype), np.empty(n - 1, dtype)
+        euclidean._nearest_numba(rows, mean, m2c, cn, cc, *shifted)
+        for moved, kept in zip(shifted, (labels, mins, second), strict=True):
+            np.testing.assert_array_equal(moved, kept[1:])
+    # on the origin (the rows read as they are) and centered on -0.0 (a centered copy,
+    # x - (-0.0) is x): the same bits
+    origin, negative = np.zeros(d, dtype), np.full(d, -0.0, dtype)
+    answers = []
+    for centre in (origin, negative):
+        cc0, m2c0, cn0, _ = kernels.prepare_euclidean_centroids(C, centre, dtype)
+        found = np.empty(n, np.intp), np.empty(n, dtype), np.empty(n, dtype)
+        euclidean._nearest_numba(X, centre, m2c0, cn0, cc0, *found)
+        answers.append(found)
+    for fast, copied in zip(*answers, strict=True):
+        np.testing.assert_array_equal(fast, copied)
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_row_search_breaks_ties_to_the_lowest_index(dtype, k):
+    # rows on a grid halfway between centroids, and duplicated centroids: equal values
+    # of ||c||^2 - 2 x.c (exact in binary), the first centroid wins, the runner-up is
+    # the tie's value
+    d = 20
+    assert kernels.row_search_pays(d, k, np.dtype(dtype).itemsize)
+    C = np.zeros((k, d), dtype)
+    C[0, 0], C[1, 0] = 1.0, -1.0
+    C[2:, 0] = 1.0  # duplicates of the first centroid
+    X = np.zeros((300, d), dtype)
+    X[::2, 1] = 2.0  # every other row off the axis, the same distance to +-e0
+    mean = np.zeros(d, dtype)
+    cc, m2c, cn, _ = kernels.prepare_euclidean_centroids(C, mean, dtype)
+    labels, mins, second = np.empty(300, np.intp), np.empty(300, dtype), np.empty(300, dtype)
+    euclidean._nearest_numba(X, mean, m2c, cn, cc, labels, mins, second)
+    np.testing.assert_array_equal(labels, 0)
+    np.testing.assert_array_equal(mins, np.where(X[:, 1] == 2, 5.0, 1.0).astype(dtype))
+    np.testing.assert_array_equal(second, mins)
 
 
 def test_the_direct_kernel_is_chosen_by_shape_only():

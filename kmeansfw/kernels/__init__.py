@@ -58,6 +58,7 @@ _WHERE = {
     "nearest_sq_euclidean": "euclidean",
     "paired_sq_euclidean": "euclidean",
     "prefetch_data": "euclidean",
+    "row_search_pays": "euclidean",
     "prepare_euclidean_centroids": "euclidean",
     "sq_euclidean_costs": "euclidean",
     "L1": "lp",
@@ -95,6 +96,7 @@ if TYPE_CHECKING:  # pragma: no cover
         paired_sq_euclidean,
         prefetch_data,
         prepare_euclidean_centroids,
+        row_search_pays,
         sq_euclidean_costs,
     )
     from kmeansfw.kernels.lp import L1, LINF, LP, lp_block
@@ -156,6 +158,7 @@ __all__ = [
     "plusplus_sq_euclidean",
     "prefetch_data",
     "prepare_euclidean_centroids",
+    "row_search_pays",
     "sq_euclidean_costs",
     "sq_shift",
     "stale_rows",
