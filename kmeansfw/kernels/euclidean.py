@@ -142,8 +142,8 @@ def row_search_pays(n_features: int, n_clusters: int, itemsize: int = 8) -> bool
     192 (float32) at k <= 3, 0.58-1.09x (0.62-0.75x at 20000 rows of 256 features, the
     cells over 1x mostly at 2000 rows, where an iteration takes tens of microseconds); and
     float64 at 192 to 256 features up to k=8, 0.62-0.92x from 20000 rows but 1.18-1.20x
-    at 2000.  Between 32 and 128 features it was level or slower (0.78-1.37x; faster
-    only on data that does not fit in cache, and a shape's rule cannot know the rows),
+    at 2000.  Between 32 and 128 features it was mostly slower (0.78-1.63x, its gains
+    mostly on data that does not fit in cache, and a shape's rule cannot know the rows),
     and at 512 features, float64, k=8 it took 1.5-1.8x (eight centroids' rows no longer
     fit in the first-level cache beside the row).  Decided by the shape and the dtype
     only, so the labels do not depend on the rows or the threads.
