@@ -55,10 +55,10 @@ def test_bit_identical_whatever_the_thread_count(big, dtype, k):
 )
 def test_row_search_fits_bit_identical_whatever_the_thread_count_and_blocks(dtype, d, k):
     # the row search (no matrix product: euclidean.row_search_pays) on one to three
-    # threads, in one block (inline) and in many small ones (worker threads): the same
-    # centroids, labels and inertia for any number of threads (a budget that changes the
-    # blocks changes how the mean's sums are grouped: the same labels), and the same as
-    # scikit-learn's from the same centroids
+    # threads, in one block and in many (inline at 24 features, worker threads at 200
+    # and 256): the same centroids, labels and inertia for any number of threads (a
+    # budget that changes the blocks changes how the mean's sums are grouped: the same
+    # labels), and the same as scikit-learn's from the same centroids
     from kmeansfw.kernels import euclidean
 
     assert euclidean.row_search_pays(d, k, np.dtype(dtype).itemsize)
@@ -66,6 +66,11 @@ def test_row_search_fits_bit_identical_whatever_the_thread_count_and_blocks(dtyp
     X = X.astype(dtype)
     params = dict(random_state=0, max_iter=15, tol=0)
     for budget in (64.0, 0.5):
+        data = FitData.build(
+            X, n_clusters=k, memory_budget=int(budget * 2**20), splits_work=True
+        )
+        assert sum(map(len, data.tasks)) >= (1 if budget == 64.0 else 5)
+        assert data.inline == (d < 32)
         fits = [KMeans(k, n_threads=t, memory_budget_mb=budget, **params).fit(X) for t in (1, 2, 3)]
         for other in fits[1:]:
             np.testing.assert_array_equal(other.cluster_centers_, fits[0].cluster_centers_)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import pathlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -128,6 +132,7 @@ def _no_sums(dtype):
         (1, 3, 1), (700, 2, 5), (900, 1, 4), (5000, 8, 8), (4100, 64, 10), (1100, 40, 6),
         (9000, 12, 3), (3000, 2, 150),  # the product kernel at two features (k > 128)
         (1100, 40, 16), (4100, 64, 32),  # products by rows
+        (1100, 24, 5), (600, 200, 3), (1300, 256, 8),  # the row search (256, 8: float64)
     ],
 )
 def test_sums_in_the_search_are_the_groups_sums_whatever_the_runs(dtype, n, d, k):
@@ -283,7 +288,8 @@ def test_the_row_prefetch_compiles_to_llvm_prefetches_within_the_array():
 @pytest.mark.parametrize(
     ("n", "d", "k", "dtype"),
     [(1500, 64, 3, np.float64), (1500, 128, 12, np.float64), (1500, 128, 3, np.float32),
-     (1300, 256, 12, np.float32), (1500, 128, 32, np.float32), (1500, 64, 48, np.float64)],
+     (1300, 256, 12, np.float32), (1500, 128, 32, np.float32), (1500, 64, 48, np.float64),
+     (1300, 256, 3, np.float32), (1500, 192, 2, np.float32)],  # the last two: row search
 )
 def test_the_search_gives_the_same_results_prefetching_or_not(n, d, k, dtype):
     """Labels, costs, runner-ups and the mean's sums: the same bits with the hint, on
@@ -1221,7 +1227,7 @@ def test_the_row_search_is_chosen_by_shape_and_dtype_only():
     # k=8 from 192 to 256 features
     assert pays(160, 3, 8) and not pays(160, 4, 8) and pays(192, 3, 4) and not pays(192, 4, 4)
     assert pays(192, 8, 8) and pays(256, 8, 8) and not pays(257, 4, 8) and pays(512, 3, 8)
-    assert not pays(256, 9, 8) and pays(2048, 1, 4)
+    assert not pays(256, 9, 8) and not pays(513, 1, 4) and not pays(24, 0, 8)
     for d in range(17, 600, 7):  # never where the direct search runs, never past k=8
         for k in range(1, 12):
             for itemsize in (4, 8):
@@ -1262,17 +1268,20 @@ def test_row_search_agrees_with_brute_force_wherever_a_row_lies(dtype, n, d, k):
         euclidean._nearest_numba(rows, mean, m2c, cn, cc, *shifted)
         for moved, kept in zip(shifted, (labels, mins, second), strict=True):
             np.testing.assert_array_equal(moved, kept[1:])
-    # on the origin (the rows read as they are) and centered on -0.0 (a centered copy,
-    # x - (-0.0) is x): the same bits
+    # on the origin (the rows read as they are, writable or not) and centered on -0.0 (a
+    # centered copy, x - (-0.0) is x): the same bits
     origin, negative = np.zeros(d, dtype), np.full(d, -0.0, dtype)
+    frozen = X.copy()
+    frozen.flags.writeable = False
     answers = []
-    for centre in (origin, negative):
+    for centre, rows in ((origin, X), (origin, frozen), (negative, X)):
         cc0, m2c0, cn0, _ = kernels.prepare_euclidean_centroids(C, centre, dtype)
         found = np.empty(n, np.intp), np.empty(n, dtype), np.empty(n, dtype)
-        euclidean._nearest_numba(X, centre, m2c0, cn0, cc0, *found)
+        euclidean._nearest_numba(rows, centre, m2c0, cn0, cc0, *found)
         answers.append(found)
-    for fast, copied in zip(*answers, strict=True):
-        np.testing.assert_array_equal(fast, copied)
+    for fast, *others in zip(*answers, strict=True):
+        for other in others:
+            np.testing.assert_array_equal(other, fast)
 
 
 @pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
@@ -1296,6 +1305,30 @@ def test_row_search_breaks_ties_to_the_lowest_index(dtype, k):
     np.testing.assert_array_equal(labels, 0)
     np.testing.assert_array_equal(mins, np.where(X[:, 1] == 2, 5.0, 1.0).astype(dtype))
     np.testing.assert_array_equal(second, mins)
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("with_second", [False, True])
+def test_row_search_breaks_a_tie_inside_its_second_tile(with_second):
+    # k=8 (two tiles of four, float64): centroids 5 and 6 (+-e0) tie nearest, the others
+    # far; the first of the two wins
+    d, k, dtype = 24, 8, np.float64
+    assert kernels.row_search_pays(d, k, 8)
+    C = np.zeros((k, d), dtype)
+    C[:, 2] = 10.0 + np.arange(k)  # far along e2
+    C[5], C[6] = 0, 0
+    C[5, 0], C[6, 0] = 1.0, -1.0
+    X = np.zeros((40, d), dtype)
+    X[:, 1] = np.arange(40) % 4  # on the plane x0 = 0: the same distance to both
+    mean = np.zeros(d, dtype)
+    cc, m2c, cn, _ = kernels.prepare_euclidean_centroids(C, mean, dtype)
+    labels, mins = np.empty(40, np.intp), np.empty(40, dtype)
+    second = np.empty(40 if with_second else 0, dtype)
+    euclidean._nearest_numba(X, mean, m2c, cn, cc, labels, mins, second)
+    np.testing.assert_array_equal(labels, 5)
+    np.testing.assert_array_equal(mins, 1 + X[:, 1] ** 2)
+    if with_second:
+        np.testing.assert_array_equal(second, mins)
 
 
 def test_the_direct_kernel_is_chosen_by_shape_only():
@@ -1338,7 +1371,8 @@ def test_nearest_without_costs_gives_the_same_labels_and_no_costs(dtype, n, d, k
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize(("d", "k"), [(2, 3), (64, 3), (64, 12)])  # direct, products
+# direct, products, row search
+@pytest.mark.parametrize(("d", "k"), [(2, 3), (64, 3), (64, 12), (24, 5), (256, 3)])
 def test_euclidean_kernels_take_an_empty_block(dtype, d, k, monkeypatch):
     # zero rows: empty answers and untouched sums, compiled or not (the compiled kernels
     # stepped through their sub-blocks by zero rows before)
@@ -1401,3 +1435,52 @@ def test_product_kernels_on_the_origin_read_the_rows_as_they_are(dtype, n, d, k)
         np.testing.assert_array_equal(fast, unaligned)
     if dtype == np.float64:  # and the right labels (float32 may break a near tie)
         np.testing.assert_array_equal(answers[0][0], cdist(X, C, "sqeuclidean").argmin(axis=1))
+
+
+def test_the_kernels_cache_stamp_covers_every_kernel_module(tmp_path):
+    """numba checks a cached kernel against a stamp of all the kernel modules, so that a
+    change to one (a callee another kernel's compiled code holds) compiles them again."""
+    from kmeansfw.kernels import _compile
+
+    sources = sorted(p for p in os.listdir(_compile.KERNELS_DIR) if p.endswith(".py"))
+    assert {"euclidean.py", "lloyd.py", "update.py", "_compile.py"} <= set(sources)
+    copies = []
+    for name in ("same", "again", "changed"):
+        folder = tmp_path / name
+        folder.mkdir()
+        for source in sources:
+            text = (pathlib.Path(_compile.KERNELS_DIR) / source).read_bytes()
+            if name == "changed" and source == "euclidean.py":
+                text += b"\n# one comment more\n"
+            (folder / source).write_bytes(text)
+        (folder / "notes.txt").write_text(name)  # not a module: not in the stamp
+        copies.append(_compile.kernel_sources_stamp(str(folder)))
+    same, again, changed = copies
+    assert same == again == _compile.kernel_sources_stamp() and changed != same
+    if not kernels.HAVE_NUMBA:
+        return
+    # every cached kernel of every kernel module is checked against that stamp
+    checked = 0
+    for source in sources:
+        module = importlib.import_module(f"kmeansfw.kernels.{source[:-3]}")
+        for value in vars(module).values():
+            cache = getattr(value, "_cache", None)
+            impl = getattr(cache, "_impl", None)
+            if impl is None or getattr(value, "py_func", None) is None:
+                continue
+            if value.py_func.__module__ != module.__name__:
+                continue  # imported from another kernel module: counted there
+            assert isinstance(impl.locator, _compile.KERNEL_CACHE_LOCATORS)
+            assert impl.locator.get_source_stamp() == _compile.kernel_sources_stamp()
+            checked += 1
+    assert checked > 40
+    # a cached function elsewhere keeps numba's own locator and stamp of its file
+    (tmp_path / "elsewhere.py").write_text(
+        "import numba\n\n@numba.njit(cache=True)\ndef twice(x):\n    return 2 * x\n"
+    )
+    spec = importlib.util.spec_from_file_location("elsewhere", tmp_path / "elsewhere.py")
+    elsewhere = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(elsewhere)
+    locator = elsewhere.twice._cache._impl.locator
+    assert not isinstance(locator, _compile.KERNEL_CACHE_LOCATORS)
+    assert locator.get_source_stamp() != _compile.kernel_sources_stamp()

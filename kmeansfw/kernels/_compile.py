@@ -5,6 +5,11 @@ or ``KMEANSFW_NUMBA=0`` is set, and :data:`HAVE_NUMBA` says which.  The kernel m
 define their compiled kernels (``numba.njit``) under ``if HAVE_NUMBA:`` and their public
 functions call the compiled kernel when there is one, its NumPy twin otherwise.
 
+numba caches the compiled kernels on disk (``cache=True``), each checked against a stamp of
+all the kernel modules' sources (:func:`kernel_sources_stamp`), not of its own file only,
+so that a change to any of them (an upgrade, a checkout) compiles again every kernel that
+may hold another's code.
+
 A few kernels also have a variant that splits small data between numba's own threads
 (``parallel=True``), for data too small to be worth kmeansfw's worker threads; they run
 through :func:`launch`.  :func:`parallel_ready` says whether they may run in this
@@ -20,6 +25,8 @@ computed the same way whatever the number of threads.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import threading
 from typing import Any
@@ -32,6 +39,87 @@ except ImportError:  # pragma: no cover
     numba = None
 
 HAVE_NUMBA = numba is not None
+
+#: The kernel modules' directory: every kernel kmeansfw caches (``cache=True``) lives here.
+KERNELS_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+@functools.cache
+def kernel_sources_stamp(directory: str = KERNELS_DIR) -> str:
+    """The SHA-256 of every kernel module's source (``*.py`` in ``directory``, by name).
+
+    numba checks a cached kernel against a stamp of its own file only, but a kernel's
+    compiled code holds the kernels it calls from the other modules (the compiled Lloyd
+    iterations in ``lloyd`` hold ``euclidean``'s search): with a stamp of the one file, a
+    changed callee would leave its callers' cached code running the old one (an upgrade
+    that changed ``euclidean.py`` but not ``lloyd.py`` would keep the old search in the
+    compiled iterations, without an error).  kmeansfw's kernels are checked against this
+    stamp of all the kernel modules instead, so any change to any of them compiles them
+    all again.  Computed once per process and directory.
+
+    Parameters
+    ----------
+    directory : str
+        The kernel modules' directory.
+
+    Returns
+    -------
+    str
+        The digest, in hexadecimal.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(directory)):
+        if name.endswith(".py"):
+            digest.update(name.encode() + b"\0")
+            with open(os.path.join(directory, name), "rb") as source:
+                digest.update(source.read())
+            digest.update(b"\0")
+    return digest.hexdigest()
+
+
+if HAVE_NUMBA:  # pragma: no branch
+    from numba.core import caching as _caching
+
+    class _WholeKernelsStamp:
+        """A numba cache locator for kmeansfw's kernel modules: the stamp of them all
+        (:func:`kernel_sources_stamp`), not of the kernel's own file."""
+
+        def get_source_stamp(self) -> str:
+            return kernel_sources_stamp()
+
+        @classmethod
+        def from_function(cls, py_func: Any, py_file: str) -> Any:
+            if os.path.dirname(os.path.abspath(py_file)) != KERNELS_DIR:
+                return None  # not kmeansfw's: numba's own locators take it
+            return super().from_function(py_func, py_file)  # type: ignore[misc]
+
+    #: numba's locators for files with a source, in numba's order (a cache directory
+    #: the user set, the package's ``__pycache__``, the user's cache directory), each
+    #: with the stamp of all the kernel modules; ahead of numba's own.
+    KERNEL_CACHE_LOCATORS = tuple(
+        type(f"Kernels{base.__name__}", (_WholeKernelsStamp, base), {})
+        for base in (
+            _caching.UserProvidedCacheLocator,
+            _caching.InTreeCacheLocator,
+            _caching.UserWideCacheLocator,
+        )
+    )
+    # numba's cache implementation (CacheImpl from numba 0.61, _CacheImpl before) lists
+    # the locators it tries in order
+    _cache_impl = getattr(_caching, "CacheImpl", None) or getattr(_caching, "_CacheImpl", None)
+    if isinstance(getattr(_cache_impl, "_locator_classes", None), list):
+        _cache_impl._locator_classes[:0] = KERNEL_CACHE_LOCATORS  # type: ignore[union-attr]
+    else:  # pragma: no cover - a numba whose caching kmeansfw does not know
+        import warnings
+
+        warnings.warn(
+            "kmeansfw could not give numba its kernels' cache stamp (numba "
+            f"{numba.__version__}): a cached kernel is checked against its own module "
+            "only, so after a change to another kernel module clear kmeansfw/kernels/"
+            "__pycache__ (or set NUMBA_CACHE_DIR to an empty directory)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
 #: Threading layers under which concurrent launches from several threads are safe.
 SAFE_LAYERS = ("tbb", "omp")
@@ -152,4 +240,4 @@ def launch(kernel: Any, *args: Any) -> Any:
 _blas_hold: Any = None
 
 
-__all__ = ["HAVE_NUMBA", "launch", "numba", "parallel_ready"]
+__all__ = ["HAVE_NUMBA", "KERNELS_DIR", "kernel_sources_stamp", "launch", "numba", "parallel_ready"]

@@ -1,10 +1,11 @@
 """Kernels of the squared Euclidean distance (the default Lloyd step's assignment).
 
-The default Lloyd step needs, per row block, a matrix product followed by a fused
-"add the centroid norms, take the minimum and its index" pass.  NumPy alone needs several
-passes over each (b, k) block for that; numba compiles the fused pass (the matrix product
-stays in BLAS).  Rows and centroids are compared centered on the data's mean, as
-scikit-learn does, for accuracy.  Here:
+The default Lloyd step needs, per row block, the products of the rows with the centroids
+followed by a fused "add the centroid norms, take the minimum and its index" pass.  NumPy
+alone needs several passes over each (b, k) block for that; numba compiles the fused pass
+(the matrix product stays in BLAS, but for the shapes where it runs far below its peak:
+the direct and the row searches compute their products themselves).  Rows and centroids
+are compared centered on the data's mean, as scikit-learn does, for accuracy.  Here:
 
 * the nearest-centroid search (:func:`nearest_sq_euclidean`, optionally with the
   runner-up; at few features and centroids, :func:`direct_pays`, a direct kernel
@@ -106,8 +107,12 @@ ROW_SEARCH_MAX_CLUSTERS = 8
 ROW_SEARCH_WIDE_MIN_FEATURES_F32 = 192
 ROW_SEARCH_WIDE_MIN_FEATURES_F64 = 160
 ROW_SEARCH_WIDE_MAX_CLUSTERS = 3
-#: ... and in float64 from 192 to this many features up to :data:`ROW_SEARCH_MAX_CLUSTERS`.
-ROW_SEARCH_WIDE_F64_MAX_FEATURES = 256
+#: ... up to this many features (the most measured) ...
+ROW_SEARCH_MAX_FEATURES = 512
+#: ... and in float64 from this many to this many features up to
+#: :data:`ROW_SEARCH_MAX_CLUSTERS`.
+ROW_SEARCH_F64_MIN_FEATURES = 192
+ROW_SEARCH_F64_MAX_FEATURES = 256
 
 
 def direct_pays(n_features: int, n_clusters: int) -> bool:
@@ -139,14 +144,16 @@ def row_search_pays(n_features: int, n_clusters: int, itemsize: int = 8) -> bool
     of the row search / the product search) at 2000, 20000 and 200000 rows: at 17 to 31
     features 0.37-0.82x at k <= 3, 0.46-1.04x at k=5, float64 0.52-1.04x at k=8 (float32
     0.83-1.23x there, so float32 stops at five centroids); from 160 features (float64) or
-    192 (float32) at k <= 3, 0.58-1.09x (0.62-0.75x at 20000 rows of 256 features, the
-    cells over 1x mostly at 2000 rows, where an iteration takes tens of microseconds); and
-    float64 at 192 to 256 features up to k=8, 0.62-0.92x from 20000 rows but 1.18-1.20x
-    at 2000.  Between 32 and 128 features it was mostly slower (0.78-1.63x, its gains
-    mostly on data that does not fit in cache, and a shape's rule cannot know the rows),
-    and at 512 features, float64, k=8 it took 1.5-1.8x (eight centroids' rows no longer
-    fit in the first-level cache beside the row).  Decided by the shape and the dtype
-    only, so the labels do not depend on the rows or the threads.
+    192 (float32) at k <= 3, 0.44-1.09x up to 512 features, the most measured (0.62-0.75x
+    at 20000 rows of 256 features, the cells over 1x mostly at 2000 rows, where an
+    iteration takes tens of microseconds); and float64 at 192 to 256 features up to k=8,
+    0.62-0.92x from 20000 rows but 1.18-1.20x at 2000 (0.1 ms an iteration).  Between 32
+    and 128 features it was mostly slower (0.78-1.63x, its gains mostly on data that does
+    not fit in cache, and a shape's rule cannot know the rows), and at 512 features,
+    float64, k=8 it took 1.5-1.8x (eight centroids' rows no longer fit in the first-level
+    cache beside the row).  k = 4, 6 and 7 take the rule of their neighbours (measured:
+    2, 3, 5 and 8).  Decided by the shape and the dtype only, so the labels do not depend
+    on the rows or the threads.
 
     Parameters
     ----------
@@ -159,7 +166,9 @@ def row_search_pays(n_features: int, n_clusters: int, itemsize: int = 8) -> bool
     -------
     bool
     """
-    if n_features <= DIRECT_WIDE_MAX_FEATURES or n_clusters > ROW_SEARCH_MAX_CLUSTERS:
+    if not 1 <= n_clusters <= ROW_SEARCH_MAX_CLUSTERS:
+        return False
+    if not DIRECT_WIDE_MAX_FEATURES < n_features <= ROW_SEARCH_MAX_FEATURES:
         return False
     single = itemsize == 4
     if n_features < PRODUCT_HALF_MIN_FEATURES:
@@ -172,7 +181,7 @@ def row_search_pays(n_features: int, n_clusters: int, itemsize: int = 8) -> bool
     if n_features < ROW_SEARCH_WIDE_MIN_FEATURES_F64:
         return False
     return n_clusters <= ROW_SEARCH_WIDE_MAX_CLUSTERS or (
-        ROW_SEARCH_WIDE_MIN_FEATURES_F32 <= n_features <= ROW_SEARCH_WIDE_F64_MAX_FEATURES
+        ROW_SEARCH_F64_MIN_FEATURES <= n_features <= ROW_SEARCH_F64_MAX_FEATURES
     )
 
 
@@ -509,7 +518,8 @@ if HAVE_NUMBA:
         # With a non-empty ``second``, the runner-up's squared distance is kept too;
         # the exact distances follow as in the direct kernel (:func:`_exact_rows`).
         # ``prefetch``: the data is too large to stay in cache from one pass to the next,
-        # so the rows of the next product are prefetched (where _prefetch_pays).
+        # so the rows of the next product are prefetched (where _prefetch_pays).  At the
+        # shapes of row_search_pays, no product: the row search (_row_search).
         want_second = second.shape[0] > 0
         n, d, k = X.shape[0], X.shape[1], minus_2c.shape[0]
         if _row_search_pays(d, k, X.itemsize):
@@ -554,15 +564,28 @@ if HAVE_NUMBA:
                         lower = value < best[i]
                         best[i] = value if lower else best[i]
                         arg[i] = np.int32(j) if lower else arg[i]
-            # the next product's rows prefetched while this one's are finished: in the
-            # sums' loop when there are sums, else in the costs' loop (row n: none)
-            ahead = start + m if prefetching else n
-            summed = group_sums.shape[0] > 0
-            _exact_rows(
+            _finish_rows(
                 X, mean, centered_c, start, m, arg, runner_up, labels, mins, second,
-                n if summed else ahead,
+                sample_weight, group_rows, group_sums, group_weights, prefetching,
             )
-            _add_rows(X, sample_weight, start, m, arg, group_rows, group_sums, group_weights, ahead)
+
+    @numba.njit(nogil=True, cache=True, inline="always")
+    def _finish_rows(  # pragma: no cover
+        X, mean, centered_c, start, m, arg, runner_up, labels, mins, second,
+        sample_weight, group_rows, group_sums, group_weights, prefetching,
+    ):
+        # The product and row searches' end of a sub-block: the labels, the exact costs
+        # (and runner-ups) and the mean's sums, the next sub-block's rows prefetched
+        # while this one's are finished: in the sums' loop when there are sums, else in
+        # the costs' loop (row n: none)
+        n = X.shape[0]
+        ahead = start + m if prefetching else n
+        summed = group_sums.shape[0] > 0
+        _exact_rows(
+            X, mean, centered_c, start, m, arg, runner_up, labels, mins, second,
+            n if summed else ahead,
+        )
+        _add_rows(X, sample_weight, start, m, arg, group_rows, group_sums, group_weights, ahead)
 
     @numba.njit(nogil=True, cache=True, fastmath=False)
     def _row_search(  # pragma: no cover
@@ -571,10 +594,12 @@ if HAVE_NUMBA:
     ):
         # the product search's shapes of row_search_pays: per sub-block, the rows
         # (centered unless at the origin) searched by _nearest_rows, then the exact
-        # distances and the mean's sums as after a product
+        # distances and the mean's sums as after a product (_finish_rows, with the
+        # product search's prefetching rule)
         want_second = second.shape[0] > 0
         n, d = X.shape
         sub = max(1, min(SUB_BLOCK_ROWS, n))  # one row at least: range() needs a step
+        prefetching = prefetch and _prefetch_pays(d, X.itemsize, sub)
         origin = _at_origin(mean)
         centered = np.empty((0 if origin else sub, d), dtype=X.dtype)
         best = np.empty(sub, dtype=X.dtype)
@@ -592,15 +617,10 @@ if HAVE_NUMBA:
                 _nearest_rows(
                     centered[:m], minus_2c, c_sq_norms, best, runner_up, arg, want_second
                 )
-            # the next sub-block's rows prefetched while this one's are finished (as in
-            # the product search)
-            ahead = start + m if prefetch else n
-            summed = group_sums.shape[0] > 0
-            _exact_rows(
+            _finish_rows(
                 X, mean, centered_c, start, m, arg, runner_up, labels, mins, second,
-                n if summed else ahead,
+                sample_weight, group_rows, group_sums, group_weights, prefetching,
             )
-            _add_rows(X, sample_weight, start, m, arg, group_rows, group_sums, group_weights, ahead)
 
     # One row against four, three, two or one centroids: each ``-2c.x`` a sum over the
     # features that reassoc lets vectorize across them (inlined into _nearest_rows, whose
@@ -650,7 +670,8 @@ if HAVE_NUMBA:
         # one centroid's ``||c||^2 - 2 x.c`` into a row's running minimum (and runner-up),
         # without a branch: the first of equal values stays, as in the product search's
         # loops (with branches, mispredicted on every other row, the search took 2-3x
-        # the time on data that does not fit in cache)
+        # the time on data that does not fit in cache).  The same values as those loops
+        # for any value but NaN (finite data gives none; an overflow to inf ranks as inf)
         lower = np.int32(value < best)
         if want_second:  # the runner-up is at least the best: min(r, max(b, v)) is it
             runner_up = min(runner_up, max(best, value))
@@ -717,8 +738,10 @@ if HAVE_NUMBA:
             _rows_ranked(rows, coef, c_sq_norms, best, runner_up, arg, want_second, 4, 2)
         elif k == 7:
             _rows_ranked(rows, coef, c_sq_norms, best, runner_up, arg, want_second, 4, 3)
-        else:
+        elif k == 8:
             _rows_ranked(rows, coef, c_sq_norms, best, runner_up, arg, want_second, 4, 4)
+        else:  # row_search_pays never gives it more: never drop a centroid
+            raise ValueError("the row search takes 1 to 8 centroids")
 
     # The direct kernel: no matrix product.  Per sub-block the centered rows are stored
     # transposed, (features, rows), features padded with zeros to a multiple of 4, and
@@ -915,8 +938,9 @@ if HAVE_NUMBA:
     # sites, so each compiles with only the fours it needs (:func:`_fours`).  Three
     # copies of the loop (the first centroid, with the runner-up, the minimum alone): a
     # branch between them inside the loop kept it from vectorizing.  The minimum's
-    # update is written out in each loop, as in the other searches: an inlined helper
-    # for it made the loops with the runner-up 2.5-4x slower.
+    # update is written out in each loop, as in the product search: an inlined helper
+    # for it made these loops with the runner-up 2.5-4x slower (the row search's
+    # ranking, one row at a time, is its own helper, _ranked).
     @numba.njit(nogil=True, cache=True, fastmath={"contract"}, inline="always")
     def _quad_pass(  # pragma: no cover
         rows_t, coef, c_sq_norms, m, best, runner_up, arg, want_second, width
@@ -983,7 +1007,7 @@ if HAVE_NUMBA:
     # stored (contiguous, still in cache; no gather from the transposed copy): a sum over
     # features that reassoc lets vectorize, in an order that depends on the number of
     # features only, the same for every row, and the same sum as :func:`_paired_sq_numba`
-    # (the costs computed on demand).  Both nearest kernels end with it.  With an empty
+    # (the costs computed on demand).  Every nearest kernel ends with it.  With an empty
     # ``mins``: the labels only.
     @numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
     def _exact_rows(  # pragma: no cover
@@ -1377,7 +1401,7 @@ def nearest_groups_sq_euclidean(
     -------
     labels, min_sq_distances : as :func:`nearest_sq_euclidean` (the same labels).
     group_sq_distances : (b, n_groups), the squared distance from each row to the
-        nearest centroid of each group other than its assigned one (from the product, so
+        nearest centroid of each group other than its assigned one (from the products, so
         to rounding; ``inf`` for a group with no other centroid).
     """
     b = X.shape[0]
@@ -1468,8 +1492,8 @@ def nearest_sq_euclidean(
         The block belongs to data too large to stay in cache between passes
         (:func:`prefetch_data`): the product search then prefetches each product's rows
         while it adds the previous product's to the sums, or computes their costs (not
-        in a search for the labels only), where :func:`prefetch_pays`.  A hint: the
-        results do not depend on it.
+        in a search for the labels only), where :func:`prefetch_pays` (the row search
+        too, for its next sub-block's rows).  A hint: the results do not depend on it.
 
     Returns
     -------
@@ -1478,7 +1502,8 @@ def nearest_sq_euclidean(
         centroids, in X's dtype (those :func:`paired_sq_euclidean` gives, bit for bit),
         or None without ``with_costs``.
     second_sq_distances : (b,), with ``with_second``: the squared distance to the
-        runner-up centroid (from the product, so to rounding), for bound-based searches.
+        runner-up centroid (from ``||c||^2 - 2 x.c``, so to rounding), for bound-based
+        searches.
     """
     if with_second and not with_costs:
         raise ValueError("with_second needs with_costs")
