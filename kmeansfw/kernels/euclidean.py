@@ -596,7 +596,6 @@ if HAVE_NUMBA:
         # (centered unless at the origin) searched by _nearest_rows, then the exact
         # distances and the mean's sums as after a product (_finish_rows, with the
         # product search's prefetching rule)
-        want_second = second.shape[0] > 0
         n, d = X.shape
         sub = max(1, min(SUB_BLOCK_ROWS, n))  # one row at least: range() needs a step
         prefetching = prefetch and _prefetch_pays(d, X.itemsize, sub)
@@ -608,15 +607,10 @@ if HAVE_NUMBA:
         for start in range(0, n, sub):
             m = min(start + sub, n) - start
             if origin:  # X's own rows (x - 0.0 is x, bit for bit)
-                _nearest_rows(
-                    X[start : start + m], minus_2c, c_sq_norms, best, runner_up, arg,
-                    want_second,
-                )
+                _nearest_rows(X[start : start + m], minus_2c, c_sq_norms, best, runner_up, arg)
             else:
                 _center_rows(X, mean, start, centered[:m])
-                _nearest_rows(
-                    centered[:m], minus_2c, c_sq_norms, best, runner_up, arg, want_second
-                )
+                _nearest_rows(centered[:m], minus_2c, c_sq_norms, best, runner_up, arg)
             _finish_rows(
                 X, mean, centered_c, start, m, arg, runner_up, labels, mins, second,
                 sample_weight, group_rows, group_sums, group_weights, prefetching,
@@ -666,80 +660,90 @@ if HAVE_NUMBA:
         return total
 
     @numba.njit(nogil=True, cache=True, inline="always")
-    def _ranked(value, j, best, runner_up, arg, want_second):  # pragma: no cover
-        # one centroid's ``||c||^2 - 2 x.c`` into a row's running minimum (and runner-up),
+    def _ranked(value, j, best, runner_up, arg):  # pragma: no cover
+        # one centroid's ``||c||^2 - 2 x.c`` into a row's running minimum and runner-up,
         # without a branch: the first of equal values stays, as in the product search's
         # loops (with branches, mispredicted on every other row, the search took 2-3x
-        # the time on data that does not fit in cache).  The same values as those loops
-        # for any value but NaN (finite data gives none; an overflow to inf ranks as inf)
+        # the time on data that does not fit in cache).  The runner-up is at least the
+        # best, so min(r, max(b, v)) is the new one; kept whether asked for or not (a
+        # branch on it doubled the compiled code for 2-5 % of the search's time).  The
+        # same values as the product search's loops for any value but NaN (finite data
+        # gives none; an overflow to inf ranks as inf).
         lower = np.int32(value < best)
-        if want_second:  # the runner-up is at least the best: min(r, max(b, v)) is it
-            runner_up = min(runner_up, max(best, value))
+        runner_up = min(runner_up, max(best, value))
         return min(best, value), runner_up, arg + lower * (np.int32(j) - arg)
 
     @numba.njit(nogil=True, cache=True, inline="always")
-    def _ranked_tile(rows, i, coef, c_sq_norms, j, size, b, r, a, want_second):  # pragma: no cover
+    def _ranked_tile(rows, i, coef, c_sq_norms, j, size, b, r, a):  # pragma: no cover
         # ``size`` (a constant where inlined) centroids from ``j`` into a row's ranking
         if size == 4:
             s0, s1, s2, s3 = _dots4(rows, i, coef, j)
-            b, r, a = _ranked(s0 + c_sq_norms[j], j, b, r, a, want_second)
-            b, r, a = _ranked(s1 + c_sq_norms[j + 1], j + 1, b, r, a, want_second)
-            b, r, a = _ranked(s2 + c_sq_norms[j + 2], j + 2, b, r, a, want_second)
-            b, r, a = _ranked(s3 + c_sq_norms[j + 3], j + 3, b, r, a, want_second)
+            b, r, a = _ranked(s0 + c_sq_norms[j], j, b, r, a)
+            b, r, a = _ranked(s1 + c_sq_norms[j + 1], j + 1, b, r, a)
+            b, r, a = _ranked(s2 + c_sq_norms[j + 2], j + 2, b, r, a)
+            b, r, a = _ranked(s3 + c_sq_norms[j + 3], j + 3, b, r, a)
         elif size == 3:
             s0, s1, s2 = _dots3(rows, i, coef, j)
-            b, r, a = _ranked(s0 + c_sq_norms[j], j, b, r, a, want_second)
-            b, r, a = _ranked(s1 + c_sq_norms[j + 1], j + 1, b, r, a, want_second)
-            b, r, a = _ranked(s2 + c_sq_norms[j + 2], j + 2, b, r, a, want_second)
+            b, r, a = _ranked(s0 + c_sq_norms[j], j, b, r, a)
+            b, r, a = _ranked(s1 + c_sq_norms[j + 1], j + 1, b, r, a)
+            b, r, a = _ranked(s2 + c_sq_norms[j + 2], j + 2, b, r, a)
         elif size == 2:
             s0, s1 = _dots2(rows, i, coef, j)
-            b, r, a = _ranked(s0 + c_sq_norms[j], j, b, r, a, want_second)
-            b, r, a = _ranked(s1 + c_sq_norms[j + 1], j + 1, b, r, a, want_second)
+            b, r, a = _ranked(s0 + c_sq_norms[j], j, b, r, a)
+            b, r, a = _ranked(s1 + c_sq_norms[j + 1], j + 1, b, r, a)
         elif size == 1:
-            b, r, a = _ranked(_dots1(rows, i, coef, j) + c_sq_norms[j], j, b, r, a, want_second)
+            b, r, a = _ranked(_dots1(rows, i, coef, j) + c_sq_norms[j], j, b, r, a)
         return b, r, a
 
     @numba.njit(nogil=True, cache=True, inline="always")
-    def _rows_ranked(  # pragma: no cover
-        rows, coef, c_sq_norms, best, runner_up, arg, want_second, first, second
-    ):
-        # every row against ``first`` centroids, then ``second`` more (constants where
-        # inlined: one loop per k, its tiles fixed)
+    def _rows_ranked(rows, coef, c_sq_norms, best, runner_up, arg, size):  # pragma: no cover
+        # every row against ``size`` (1 to 4, a constant where inlined) centroids
         inf = rows.dtype.type(np.inf)
         for i in range(rows.shape[0]):
+            b, r, a = _ranked_tile(rows, i, coef, c_sq_norms, 0, size, inf, inf, np.int32(0))
+            best[i], runner_up[i], arg[i] = b, r, a
+
+    @numba.njit(nogil=True, cache=True, inline="always")
+    def _rows_ranked_by_fours(rows, coef, c_sq_norms, best, runner_up, arg):  # pragma: no cover
+        # every row against k centroids, four at a time, then the rest
+        inf = rows.dtype.type(np.inf)
+        k = coef.shape[0]
+        for i in range(rows.shape[0]):
             b, r, a = inf, inf, np.int32(0)
-            b, r, a = _ranked_tile(rows, i, coef, c_sq_norms, 0, first, b, r, a, want_second)
-            b, r, a = _ranked_tile(
-                rows, i, coef, c_sq_norms, first, second, b, r, a, want_second
-            )
+            j = 0
+            while j + 4 <= k:
+                b, r, a = _ranked_tile(rows, i, coef, c_sq_norms, j, 4, b, r, a)
+                j += 4
+            rest = k - j
+            if rest == 3:
+                b, r, a = _ranked_tile(rows, i, coef, c_sq_norms, j, 3, b, r, a)
+            elif rest == 2:
+                b, r, a = _ranked_tile(rows, i, coef, c_sq_norms, j, 2, b, r, a)
+            elif rest == 1:
+                b, r, a = _ranked_tile(rows, i, coef, c_sq_norms, j, 1, b, r, a)
             best[i], runner_up[i], arg[i] = b, r, a
 
     @numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
-    def _nearest_rows(  # pragma: no cover
-        rows, coef, c_sq_norms, best, runner_up, arg, want_second
-    ):
-        # The row search's minimum over 1 to ROW_SEARCH_MAX_CLUSTERS centroids, a loop
-        # over the rows per k, each taking its centroids four at a time (then the rest):
-        # one row is read from memory once, and each centroid's products are summed
-        # across the features in vectors (reassoc: in an order that depends on the number
-        # of features and on k only, the same for every row, whatever the blocking).
+    def _nearest_rows(rows, coef, c_sq_norms, best, runner_up, arg):  # pragma: no cover
+        # The row search's minimum and runner-up over 1 to ROW_SEARCH_MAX_CLUSTERS
+        # centroids: one row is read from memory once, and each centroid's products are
+        # summed across the features in vectors (reassoc: in an order that depends on
+        # the number of features and on k only, the same for every row, whatever the
+        # blocking).  Up to four centroids a loop of its own per k (its tile a
+        # constant); five to eight share one loop, four at a time then the rest: per
+        # search 1.05-1.09x the time of a loop per k, for a third of the compile time
+        # (a loop per k, eight of them, took 19-25 s to compile per array type).
         k = coef.shape[0]
         if k == 1:
-            _rows_ranked(rows, coef, c_sq_norms, best, runner_up, arg, want_second, 1, 0)
+            _rows_ranked(rows, coef, c_sq_norms, best, runner_up, arg, 1)
         elif k == 2:
-            _rows_ranked(rows, coef, c_sq_norms, best, runner_up, arg, want_second, 2, 0)
+            _rows_ranked(rows, coef, c_sq_norms, best, runner_up, arg, 2)
         elif k == 3:
-            _rows_ranked(rows, coef, c_sq_norms, best, runner_up, arg, want_second, 3, 0)
+            _rows_ranked(rows, coef, c_sq_norms, best, runner_up, arg, 3)
         elif k == 4:
-            _rows_ranked(rows, coef, c_sq_norms, best, runner_up, arg, want_second, 4, 0)
-        elif k == 5:
-            _rows_ranked(rows, coef, c_sq_norms, best, runner_up, arg, want_second, 4, 1)
-        elif k == 6:
-            _rows_ranked(rows, coef, c_sq_norms, best, runner_up, arg, want_second, 4, 2)
-        elif k == 7:
-            _rows_ranked(rows, coef, c_sq_norms, best, runner_up, arg, want_second, 4, 3)
-        elif k == 8:
-            _rows_ranked(rows, coef, c_sq_norms, best, runner_up, arg, want_second, 4, 4)
+            _rows_ranked(rows, coef, c_sq_norms, best, runner_up, arg, 4)
+        elif k <= ROW_SEARCH_MAX_CLUSTERS:
+            _rows_ranked_by_fours(rows, coef, c_sq_norms, best, runner_up, arg)
         else:  # row_search_pays never gives it more: never drop a centroid
             raise ValueError("the row search takes 1 to 8 centroids")
 
