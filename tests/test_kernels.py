@@ -102,8 +102,8 @@ def test_parallel_nearest_is_bit_identical_to_the_serial_kernel(dtype, n, d, k, 
         parallel = (
             euclidean._nearest_direct_parallel if direct else euclidean._nearest_product_parallel
         )
-        # the product search's variant prefetching (the serial one does not)
-        hint = () if direct else (True,)
+        # the parallel variants prefetching (the serial ones do not)
+        hint = (True,)
         _check_parallel_nearest(X, mean, m2c, cn, cc, serial, parallel, chunks, hint)
 
 
@@ -175,7 +175,7 @@ def test_sums_in_the_search_are_the_groups_sums_whatever_the_runs(dtype, n, d, k
     n_groups = -(-n // group_rows)
     direct = kernels.direct_pays(d, k)
     parallel = euclidean._nearest_direct_parallel if direct else euclidean._nearest_product_parallel
-    hint = () if direct else (True,)  # the product search prefetching
+    hint = (True,)  # the searches prefetching where they do
     for chunks in (2, 3, 7):
         groups = np.zeros((n_groups, k, d)), np.zeros((n_groups, k))
         out = [np.full(n, -1, np.intp), np.empty(n, dtype), np.empty(0, dtype)]
@@ -252,6 +252,16 @@ def test_the_search_prefetches_rows_of_half_to_one_kilobyte(d, itemsize, rows, p
     assert euclidean.PREFETCH_MIN_PRODUCT_ROWS == 64
 
 
+@pytest.mark.parametrize(
+    ("d", "itemsize", "pays"),
+    [(8, 8, True), (16, 8, True), (7, 8, False), (2, 8, False), (16, 4, True), (15, 4, False),
+     (8, 4, False)],
+)
+def test_the_direct_search_prefetches_rows_of_64_bytes_or_more(d, itemsize, pays):
+    assert euclidean.direct_prefetch_pays(d, itemsize) is pays
+    assert euclidean.DIRECT_PREFETCH_MIN_ROW_BYTES == 64
+
+
 def test_the_search_prefetches_for_data_of_32_mib_or_more():
     assert not kernels.prefetch_data((32 << 20) - 1)
     assert kernels.prefetch_data(32 << 20)
@@ -318,6 +328,52 @@ def test_the_search_gives_the_same_results_prefetching_or_not(n, d, k, dtype):
                     sums=(w, *totals), prefetch=prefetch,
                 )
                 found.append((*costs, summed[0], *totals))
+        for other in found[1:]:
+            for a, b in zip(found[0], other, strict=True):
+                np.testing.assert_array_equal(b, a)
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize(
+    ("n", "d", "k", "dtype"),
+    [(1503, 8, 3, np.float64), (1027, 12, 5, np.float64), (1503, 16, 16, np.float64),
+     (1503, 16, 8, np.float32), (1027, 8, 64, np.float64), (1503, 4, 3, np.float64)],
+)
+def test_the_direct_search_gives_the_same_results_prefetching_or_not(n, d, k, dtype):
+    """The direct search's prefetching (the last shape's rows too short for it): labels,
+    costs, runner-ups and the mean's sums the same bits with the hint or without, on one
+    thread or two, on the origin or off it, the last sub-block short and not of whole
+    fours of rows; and the compiled Lloyd iterations' likewise."""
+    from kmeansfw.kernels import lloyd
+
+    itemsize = np.dtype(dtype).itemsize
+    assert euclidean.direct_pays(d, k)
+    assert euclidean.direct_prefetch_pays(d, itemsize) is (d * itemsize >= 64)
+    kernels._compile.parallel_ready()
+    rng = np.random.default_rng(n + d + k)
+    for shift in (0.0, 50.0):
+        X, mean, m2c, cn, cc, _ = _inputs(rng, n, d, k, dtype)
+        X = (X + shift).astype(dtype)
+        mean = np.zeros(d, dtype) if shift == 0 else X.mean(axis=0)
+        w = rng.random(n).astype(dtype)
+        found = []
+        for prefetch in (False, True):
+            for threads in (1, 2):
+                totals = np.zeros((k, d)), np.zeros(k)
+                costs = kernels.nearest_sq_euclidean(
+                    X, mean, m2c, cn, cc, with_second=True, n_threads=threads,
+                    prefetch=prefetch,
+                )
+                summed = kernels.nearest_sq_euclidean(
+                    X, mean, m2c, cn, cc, with_costs=False, n_threads=threads,
+                    sums=(w, *totals), prefetch=prefetch,
+                )
+                made = lloyd.lloyd_iterations(
+                    X, mean, w, X[:k].copy(), None, 0.0, 3, threads, prefetch
+                )
+                found.append(
+                    (*costs, summed[0], *totals, made.labels, made.centroids, made.sums)
+                )
         for other in found[1:]:
             for a, b in zip(found[0], other, strict=True):
                 np.testing.assert_array_equal(b, a)

@@ -187,7 +187,7 @@ if HAVE_NUMBA:
                     _direct_search(
                         X[a:b], mean, minus_2c, norms, centered, found[a:b], none, none,
                         sample_weight[a:b], group_rows, group_sums[g0:g1],
-                        group_weights[g0:g1],
+                        group_weights[g0:g1], prefetch,
                     )
                 elif a < b:
                     _product_search(
