@@ -151,6 +151,38 @@ def test_few_rows_of_many_features_run_inline_and_bit_identical(launches, k):
     assert fits[0].inertia_ == fits[1].inertia_
 
 
+@pytest.mark.parametrize(
+    ("n", "d", "k", "dtype"), [(300_000, 2, 8, np.float32), (270_000, 7, 3, np.float64)]
+)
+def test_many_rows_of_few_features_in_one_inline_block_run_inline_and_bit_identical(
+    launches, n, d, k, dtype
+):
+    # past INLINE_MAX_ROWS, within the other limits, one block inline: the compiled
+    # Lloyd iterations on numba's threads; the same fit on one thread, bit for bit, and
+    # the fit worker threads make to rounding (their blocks group the mean's sums
+    # otherwise: the same labels, centroids within a few ulps)
+    import kmeansfw.core.data as core_data
+    from kmeansfw.core.data import INLINE_MAX_ROWS, runs_inline
+
+    X = np.random.default_rng(n + d).normal(size=(n, d)).astype(dtype)
+    assert n >= INLINE_MAX_ROWS and not runs_inline(n, d, k)
+    built = FitData.build(X, n_clusters=k, splits_work=True)
+    assert built.inline and built.single_block == slice(0, n)
+    fits = [KMeans(k, random_state=1, max_iter=4, tol=0, n_threads=t).fit(X) for t in (1, 2)]
+    assert any(name == "_iterations_parallel" and team == 2 for name, _, team in launches)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(core_data, "one_inline_block", lambda *args: False)
+        assert not FitData.build(X, n_clusters=k, splits_work=True).inline
+        workers = KMeans(k, random_state=1, max_iter=4, tol=0, n_threads=2).fit(X)
+    np.testing.assert_array_equal(fits[1].cluster_centers_, fits[0].cluster_centers_)
+    np.testing.assert_array_equal(fits[1].labels_, fits[0].labels_)
+    assert fits[1].inertia_ == fits[0].inertia_ and fits[1].n_iter_ == fits[0].n_iter_
+    np.testing.assert_allclose(workers.cluster_centers_, fits[0].cluster_centers_, rtol=1e-5)
+    np.testing.assert_array_equal(workers.labels_, fits[0].labels_)
+    assert workers.n_iter_ == fits[0].n_iter_
+    assert workers.inertia_ == pytest.approx(fits[0].inertia_, rel=1e-6)
+
+
 def test_bit_identical_whatever_the_thread_count_with_bounds_inline(launches, monkeypatch):
     # mid-size data with 32 to 127 clusters runs inline, auto keeping hamerly's bounds:
     # its searches split their rows between numba's threads
@@ -534,6 +566,7 @@ def test_mid_size_data_runs_inline_only_with_few_centroids():
         INLINE_MAX_FEATURES,
         INLINE_MAX_ROWS,
         SINGLE_BLOCK_ELEMENTS,
+        one_inline_block,
         one_worker_block,
         runs_inline,
     )
@@ -551,6 +584,13 @@ def test_mid_size_data_runs_inline_only_with_few_centroids():
     assert not one_worker_block(BALANCE_MIN_ROWS + 1, 200, 8, budget, 200)  # two blocks
     assert not one_worker_block(BALANCE_MIN_ROWS, 1024, 8, budget, 1024)  # cache-sized cut
     assert not one_worker_block(2000, 256, 8, 1 << 20, 256)  # a small budget cuts it too
+    # past INLINE_MAX_ROWS, mid-size data that inline is one block (its buffers fit)
+    assert one_inline_block(1_000_000, 2, 3, 4, budget)  # (rows, 3) float32: 48 MB
+    assert not one_inline_block(1_000_000, 2, 3, 8, budget)  # float64: two blocks
+    assert not one_inline_block(1_000_000, 2, 3, 4, 32 << 20)  # a smaller budget: two
+    assert not one_inline_block(INLINE_MAX_ELEMENTS // 2, 2, 3, 4, budget)  # too many
+    assert not one_inline_block(300_000, 2, INLINE_MAX_CLUSTERS, 4, 1 << 40)
+    assert not one_inline_block(INLINE_MAX_ROWS, INLINE_MAX_FEATURES + 1, 3, 4, 1 << 40)
 
     def built(n, d, k, **kw):
         X = np.zeros((n, d))
@@ -563,6 +603,11 @@ def test_mid_size_data_runs_inline_only_with_few_centroids():
     assert not built(2000, 256, 1024).inline  # (rows, 1024) buffers: cache-sized blocks
     assert not built(BALANCE_MIN_ROWS + 1, 200, 8).inline  # buffers fit, too many rows
     assert not built(2000, 256, 8, memory_budget=1 << 20).inline  # blocks for workers
+    rows = np.zeros((1_000_000, 2), np.float32)
+    tall = FitData.build(rows, n_clusters=3, validate=False, splits_work=True)
+    assert tall.inline and tall.single_block == slice(0, 1_000_000)
+    assert not FitData.build(rows, n_clusters=3, validate=False).inline  # serial work
+    assert not built(1_000_000, 2, 3).inline  # float64: two blocks inline, so workers
     assert not FitData.build(np.zeros((2000, 256)), n_clusters=8, validate=False).inline
     assert runs_inline(SINGLE_BLOCK_ELEMENTS // INLINE_MAX_FEATURES, INLINE_MAX_FEATURES, 8)
     X = np.zeros((12_000, 64))  # one block: its rows fit CACHE_BLOCK_BYTES
@@ -992,7 +1037,8 @@ def test_blas_is_held_at_one_thread_during_a_fit_and_restored_after(blobs):
     blas_threads = _blas_threads
     seen: list = []
 
-    big, _ = make_blobs(INLINE_MAX_ROWS + 1000, n_features=4, random_state=0)  # worker threads
+    big, _ = make_blobs(INLINE_MAX_ROWS + 1000, n_features=16, random_state=0)  # workers
+    assert not FitData.build(big, n_clusters=3, splits_work=True).inline
     with threadpool_limits(2, user_api="blas"):  # so that a hold shows, whatever the env
         before = blas_threads()
         assert before and all(threads == 2 for threads in before)
