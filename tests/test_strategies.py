@@ -1054,3 +1054,26 @@ def test_a_fitted_state_without_the_origin_choice_keeps_the_mean():
     engine.setup(hooks, single)
     assert single.fitted["euclidean.at_origin"] and not single.cache["euclidean.mean"].any()
     assert single.cache["euclidean.mean"].dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    ("cls", "name"),
+    [
+        ("kmeansfw.strategies.update:Median", "memory_budget_mb"),
+        ("kmeansfw.strategies.update:TrimmedMean", "memory_budget_mb"),
+        ("kmeansfw.strategies.medoids:Pam", "memory_budget_mb"),
+        ("kmeansfw.strategies.assignment:Yinyang", "max_bounds_mb"),
+    ],
+)
+def test_the_strategies_budgets_take_any_number_above_zero(cls, name):
+    # one shared validator: infinity is no limit, anything not a number > 0 is refused
+    # with an error naming the parameter
+    import importlib
+
+    module, attr = cls.split(":")
+    strategy = getattr(importlib.import_module(module), attr)
+    for good in (1e-3, 1, 64.0, float("inf"), 10**400):
+        assert getattr(strategy(**{name: good}), name) == good
+    for bad in (0, -1.0, float("nan"), True, "64", None):
+        with pytest.raises(ValueError, match=f"{name} must be a number > 0, got"):
+            strategy(**{name: bad})

@@ -15,7 +15,7 @@ from kmeansfw.core.data import FitData
 from kmeansfw.core.markers import hookimpl
 from kmeansfw.core.sums import SumsRequest
 from kmeansfw.engine import steps
-from kmeansfw.strategies.validators import positive_int
+from kmeansfw.strategies.validators import positive_int, positive_number
 
 
 @attrs.frozen
@@ -395,12 +395,7 @@ class Yinyang(_Bounded):
     state_key = "yinyang.state"
     lower_dtype = np.float32
     max_groups: int = attrs.field(default=64, validator=positive_int)
-    max_bounds_mb: float = attrs.field(default=64.0)
-
-    @max_bounds_mb.validator
-    def _check_budget(self, attribute: attrs.Attribute, value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise ValueError(f"max_bounds_mb must be a number > 0, got {value!r}")
+    max_bounds_mb: float = attrs.field(default=64.0, validator=positive_number)
 
     def n_groups(self, n_samples: int, n_clusters: int) -> int:
         """Groups for this shape: k // 10, within ``max_groups`` and the memory budget."""

@@ -39,18 +39,13 @@ from kmeansfw.engine import steps
 from kmeansfw.engine.executors import map_tasks, single_threaded_blas, task_rows
 from kmeansfw.strategies.init import KMeansPlusPlus
 from kmeansfw.strategies.update import cluster_members
-from kmeansfw.strategies.validators import positive_int
+from kmeansfw.strategies.validators import positive_int, positive_number
 
 #: Swaps whose gain is smaller than this fraction of the objective are not made (no
 #: cycling on round-off).
 _REL_GAIN = 1e-12
 #: Most swaps of one chunk applied together (each checked in the same exact pass).
 MAX_JOINT_SWAPS = 16
-
-
-def _check_budget(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"{attribute.name} must be a positive number, got {value!r}")
 
 
 def _check_share(instance: object, attribute: attrs.Attribute, value: float) -> None:
@@ -201,7 +196,7 @@ class Pam:
     n_candidates: int = attrs.field(default=256, validator=positive_int)
     chunk: int = attrs.field(default=128, validator=positive_int)
     local_share: float = attrs.field(default=0.5, validator=_check_share)
-    memory_budget_mb: float = attrs.field(default=64.0, validator=_check_budget)
+    memory_budget_mb: float = attrs.field(default=64.0, validator=positive_number)
 
     @hookimpl
     def kmeansfw_update(

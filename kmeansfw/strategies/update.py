@@ -17,7 +17,7 @@ from kmeansfw.engine import steps
 from kmeansfw.engine.executors import kernel_threads, map_items
 from kmeansfw.engine.loop import OnlineState
 from kmeansfw.strategies.euclidean import row_sq_norms
-from kmeansfw.strategies.validators import positive_int
+from kmeansfw.strategies.validators import positive_int, positive_number
 
 
 @attrs.frozen
@@ -257,11 +257,6 @@ def _check_fraction(instance: object, attribute: attrs.Attribute, value: float) 
         raise ValueError(f"{attribute.name} must be a number in [0, 0.5), got {value!r}")
 
 
-def _check_budget(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"{attribute.name} must be a positive number, got {value!r}")
-
-
 @attrs.frozen
 class Median:
     """Coordinate-wise (weighted) median of each cluster: k-medians.
@@ -277,7 +272,7 @@ class Median:
     """
 
     name = "median"
-    memory_budget_mb: float = attrs.field(default=64.0, validator=_check_budget)
+    memory_budget_mb: float = attrs.field(default=64.0, validator=positive_number)
 
     @hookimpl
     def kmeansfw_update(
@@ -313,7 +308,7 @@ class TrimmedMean:
 
     name = "trimmed-mean"
     trim: float = attrs.field(default=0.1, validator=_check_fraction)
-    memory_budget_mb: float = attrs.field(default=64.0, validator=_check_budget)
+    memory_budget_mb: float = attrs.field(default=64.0, validator=positive_number)
 
     @hookimpl
     def kmeansfw_update(
