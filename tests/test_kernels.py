@@ -308,29 +308,7 @@ def test_the_search_gives_the_same_results_prefetching_or_not(n, d, k, dtype):
     itemsize = np.dtype(dtype).itemsize
     rows, _ = euclidean.search_rows(d, k, itemsize)
     assert euclidean.prefetch_pays(d, itemsize, rows) and n > 2 * rows
-    kernels._compile.parallel_ready()
-    rng = np.random.default_rng(n + d + k)
-    for shift in (0.0, 50.0):
-        X, mean, m2c, cn, cc, _ = _inputs(rng, n, d, k, dtype)
-        X = (X + shift).astype(dtype)
-        mean = np.zeros(d, dtype) if shift == 0 else X.mean(axis=0)
-        w = rng.random(n).astype(dtype)
-        found = []
-        for prefetch in (False, True):
-            for threads in (1, 2):
-                totals = np.zeros((k, d)), np.zeros(k)
-                costs = kernels.nearest_sq_euclidean(
-                    X, mean, m2c, cn, cc, with_second=True, n_threads=threads,
-                    prefetch=prefetch,
-                )
-                summed = kernels.nearest_sq_euclidean(
-                    X, mean, m2c, cn, cc, with_costs=False, n_threads=threads,
-                    sums=(w, *totals), prefetch=prefetch,
-                )
-                found.append((*costs, summed[0], *totals))
-        for other in found[1:]:
-            for a, b in zip(found[0], other, strict=True):
-                np.testing.assert_array_equal(b, a)
+    _check_the_same_prefetching_or_not(n, d, k, dtype, iterations=False)
 
 
 @pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
@@ -344,11 +322,17 @@ def test_the_direct_search_gives_the_same_results_prefetching_or_not(n, d, k, dt
     costs, runner-ups and the mean's sums the same bits with the hint or without, on one
     thread or two, on the origin or off it, the last sub-block short and not of whole
     fours of rows; and the compiled Lloyd iterations' likewise."""
-    from kmeansfw.kernels import lloyd
-
     itemsize = np.dtype(dtype).itemsize
     assert euclidean.direct_pays(d, k)
     assert euclidean.direct_prefetch_pays(d, itemsize) is (d * itemsize >= 64)
+    _check_the_same_prefetching_or_not(n, d, k, dtype, iterations=True)
+
+
+def _check_the_same_prefetching_or_not(n, d, k, dtype, iterations):
+    # the searches (and, with ``iterations``, three compiled Lloyd iterations) with the
+    # prefetch hint and without, on one thread and two: every output the same bits
+    from kmeansfw.kernels import lloyd
+
     kernels._compile.parallel_ready()
     rng = np.random.default_rng(n + d + k)
     for shift in (0.0, 50.0):
@@ -368,12 +352,13 @@ def test_the_direct_search_gives_the_same_results_prefetching_or_not(n, d, k, dt
                     X, mean, m2c, cn, cc, with_costs=False, n_threads=threads,
                     sums=(w, *totals), prefetch=prefetch,
                 )
-                made = lloyd.lloyd_iterations(
-                    X, mean, w, X[:k].copy(), None, 0.0, 3, threads, prefetch
-                )
-                found.append(
-                    (*costs, summed[0], *totals, made.labels, made.centroids, made.sums)
-                )
+                outputs = (*costs, summed[0], *totals)
+                if iterations:
+                    made = lloyd.lloyd_iterations(
+                        X, mean, w, X[:k].copy(), None, 0.0, 3, threads, prefetch
+                    )
+                    outputs = (*outputs, made.labels, made.centroids, made.sums)
+                found.append(outputs)
         for other in found[1:]:
             for a, b in zip(found[0], other, strict=True):
                 np.testing.assert_array_equal(b, a)
