@@ -565,6 +565,7 @@ def test_mid_size_data_runs_inline_only_with_few_centroids():
         INLINE_MAX_ELEMENTS,
         INLINE_MAX_FEATURES,
         INLINE_MAX_ROWS,
+        INLINE_ROW_BYTES,
         SINGLE_BLOCK_ELEMENTS,
         one_inline_block,
         one_worker_block,
@@ -576,7 +577,8 @@ def test_mid_size_data_runs_inline_only_with_few_centroids():
     assert runs_inline(20_000, 64, 8) and not runs_inline(20_000, 64)  # k unknown: no
     assert not runs_inline(20_000, 64, INLINE_MAX_CLUSTERS)
     assert not runs_inline(INLINE_MAX_ELEMENTS // 64, 64, 8)
-    assert not runs_inline(INLINE_MAX_ROWS, 2, 3)  # 2^18 rows of two features: workers
+    assert not runs_inline(INLINE_MAX_ROWS, 2, 3)  # 2^18 rows: the shape's rule says no
+    # (FitData.build may still take it inline as one block: one_inline_block below)
     assert not runs_inline(SINGLE_BLOCK_ELEMENTS // 256, 256, 8)  # > INLINE_MAX_FEATURES
     # what worker threads would get as one block runs inline whatever d (FitData.build)
     budget = 64 << 20
@@ -590,7 +592,11 @@ def test_mid_size_data_runs_inline_only_with_few_centroids():
     assert not one_inline_block(1_000_000, 2, 3, 4, 32 << 20)  # a smaller budget: two
     assert not one_inline_block(INLINE_MAX_ELEMENTS // 2, 2, 3, 4, budget)  # too many
     assert not one_inline_block(300_000, 2, INLINE_MAX_CLUSTERS, 4, 1 << 40)
-    assert not one_inline_block(INLINE_MAX_ROWS, INLINE_MAX_FEATURES + 1, 3, 4, 1 << 40)
+    # the compiled iterations' three label arrays (24 bytes a row) count too: a 16 MB
+    # budget takes 1000000 rows of (rows, 1) float32 buffers (16 MB) but not their labels
+    assert INLINE_ROW_BYTES == 3 * np.dtype(np.intp).itemsize
+    assert not one_inline_block(1_000_000, 1, 1, 4, 16 << 20)
+    assert one_inline_block(600_000, 1, 1, 4, 16 << 20)
 
     def built(n, d, k, **kw):
         X = np.zeros((n, d))

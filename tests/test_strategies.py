@@ -1072,8 +1072,46 @@ def test_the_strategies_budgets_take_any_number_above_zero(cls, name):
 
     module, attr = cls.split(":")
     strategy = getattr(importlib.import_module(module), attr)
-    for good in (1e-3, 1, 64.0, float("inf"), 10**400):
+    for good in (1e-3, 1, 64.0, float("inf"), 10**400, np.int64(8), np.float32(0.5)):
         assert getattr(strategy(**{name: good}), name) == good
-    for bad in (0, -1.0, float("nan"), True, "64", None):
+    for bad in (0, -1.0, float("nan"), True, np.bool_(True), np.float64(0), "64", None):
         with pytest.raises(ValueError, match=f"{name} must be a number > 0, got"):
             strategy(**{name: bad})
+
+
+def test_the_direct_search_prefetches_in_fits_on_large_data(monkeypatch):
+    """Fits of the direct search's shapes (eight float64 features: 64-byte rows) hand it
+    the hint once the data reaches the threshold: inline through the compiled Lloyd
+    iterations and on worker threads through the search; the same fit either way."""
+    from kmeansfw import kernels
+    from kmeansfw.kernels import euclidean as euclidean_kernels
+    from kmeansfw.kernels import lloyd
+
+    assert kernels.direct_pays(8, 4) and euclidean_kernels.direct_prefetch_pays(8, 8)
+    seen = []
+    search, iterations = kernels.nearest_sq_euclidean, lloyd.lloyd_iterations
+
+    def spy_search(*args, **kwargs):
+        seen.append(kwargs.get("prefetch"))
+        return search(*args, **kwargs)
+
+    def spy_iterations(*args):
+        seen.append(args[-1])  # the hint is the last argument
+        return iterations(*args)
+
+    monkeypatch.setattr(kernels, "nearest_sq_euclidean", spy_search)
+    monkeypatch.setattr(lloyd, "lloyd_iterations", spy_iterations)
+    rng = np.random.default_rng(0)
+    for n in (20_000, 300_000):  # inline, then worker threads (2.4M values)
+        X = rng.normal(size=(n, 8))
+        plain = KMeans(4, random_state=0, max_iter=4, tol=0).fit(X)
+        assert seen and not any(seen)
+        seen.clear()
+        with monkeypatch.context() as patch:
+            patch.setattr(euclidean_kernels, "PREFETCH_MIN_DATA_BYTES", X.nbytes)
+            hinted = KMeans(4, random_state=0, max_iter=4, tol=0).fit(X)
+        assert seen and all(seen)
+        seen.clear()
+        np.testing.assert_array_equal(hinted.cluster_centers_, plain.cluster_centers_)
+        np.testing.assert_array_equal(hinted.labels_, plain.labels_)
+        assert hinted.inertia_ == plain.inertia_ and hinted.n_iter_ == plain.n_iter_

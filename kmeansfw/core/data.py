@@ -57,6 +57,11 @@ SINGLE_BLOCK_ELEMENTS = 1 << 18
 #: get as one block, :func:`one_worker_block`, whatever its fit's number of centroids).
 INLINE_MAX_ELEMENTS = 1 << 21
 INLINE_MAX_ROWS = 1 << 18
+#: Bytes per row the built-in Lloyd iterations keep when they run inline in compiled
+#: calls (three label arrays of ``np.intp``: :mod:`kmeansfw.kernels.lloyd`), counted
+#: against the memory budget for data of :data:`INLINE_MAX_ROWS` rows or more
+#: (:func:`one_inline_block`).
+INLINE_ROW_BYTES = 3 * np.dtype(np.intp).itemsize
 INLINE_MAX_FEATURES = 128
 INLINE_MAX_CLUSTERS = 128
 #: Default working memory per worker thread for block buffers, in bytes.
@@ -322,13 +327,16 @@ def one_inline_block(
 
     Measured per Lloyd iteration (two threads, against worker threads, in turns in one
     process): 0.46-0.85x the time at 270000 to 1000000 rows of 1 to 7 features, k=3 to
-    8, float32 and float64 (1000000 x 2, k=3, float32 0.59-0.83x; 300000 x 6, k=3,
-    float64 0.78x).  Data that would run inline in more than one block keeps worker
-    threads: there each block's round of hooks took 0.84-1.43x the time (1000000 x 2,
-    float64, k=3 to 8: 1.01-1.43x; 700000 x 3, k=3, float64 1.22x).  Depends on the
-    shape, the dtype and the budget only (never on the thread count), so results stay
-    the same for any number of threads (against worker threads' blocks, the mean's sums
-    are grouped otherwise: the same labels, centroids within rounding).
+    7 in float64 and 3 to 8 in float32 (1000000 x 2, k=3, float32 0.59-0.83x; 300000 x
+    6, k=3, float64 0.78x).  Data that would run inline in more than one block keeps
+    worker threads: there each block's round of hooks took 0.84-1.43x the time
+    (1000000 x 2, float64: 1.01-1.43x at k=3, 1.35x at k=8, 0.97x at k=5; 700000 x 3,
+    k=3, float64 1.22x).  The compiled iterations keep three label arrays of the data's
+    rows (:data:`INLINE_ROW_BYTES` a row), so the data's rows must fit the budget that
+    way too.  Depends on the shape, the dtype and the budget only (never on the thread
+    count), so results stay the same for any number of threads (against worker threads'
+    blocks the mean's sums are grouped otherwise: centroids within rounding, so a row
+    almost exactly between two centroids may take the other one).
 
     Parameters
     ----------
@@ -346,6 +354,8 @@ def one_inline_block(
     bool
     """
     if not _mid_size(n_samples, n_features, n_clusters):
+        return False
+    if n_samples * INLINE_ROW_BYTES > memory_budget:  # the compiled iterations' labels
         return False
     rows = plan_block_rows(
         n_samples,
@@ -525,8 +535,8 @@ class FitData:
         :mod:`kmeansfw.engine.executors`).
     inline : bool
         Whether its tasks run on the calling thread (:func:`runs_inline`, and in
-        :meth:`build` :func:`one_worker_block`; given, or by default the rule on the
-        data's shape alone).
+        :meth:`build` :func:`one_worker_block` and :func:`one_inline_block`; given, or
+        by default the rule on the data's shape alone).
     memory_budget : int
         Working memory per thread for block buffers, in bytes (the fit's
         ``memory_budget_mb``): the budget its plan was made for, and the one

@@ -266,8 +266,9 @@ class PickleShuffleExecutor:
 
 def is_small(data: Any) -> bool:
     """Whether the tasks of ``data`` run inline (no worker threads): its plan says so
-    (:func:`kmeansfw.core.data.runs_inline` and :func:`~kmeansfw.core.data.one_worker_block`,
-    decided by its shape, dtype and memory budget when it was built, never by threads).
+    (:func:`kmeansfw.core.data.runs_inline`, :func:`~kmeansfw.core.data.one_worker_block`
+    and :func:`~kmeansfw.core.data.one_inline_block`, decided by its shape, dtype and
+    memory budget when it was built, never by threads).
 
     An executor other than threads always gets the map.
     """

@@ -189,8 +189,9 @@ def row_search_pays(n_features: int, n_clusters: int, itemsize: int = 8) -> bool
 
 
 def prefetch_data(n_bytes: int) -> bool:
-    """Whether a data set of ``n_bytes`` is large enough for the product search's
-    prefetching (:data:`PREFETCH_MIN_DATA_BYTES`).
+    """Whether a data set of ``n_bytes`` is large enough for the searches' prefetching
+    (:data:`PREFETCH_MIN_DATA_BYTES`; the product search's :func:`prefetch_pays`, the
+    direct search's :func:`direct_prefetch_pays`).
 
     Smaller data stays in the processor's caches from one pass to the next, and the
     hints only cost: per Lloyd iteration (float64, 64 features, k=8, two threads) 1.08x

@@ -273,7 +273,10 @@ def lloyd_iterations(
     n_threads : int
         Threads the search may use (as :func:`kmeansfw.kernels.nearest_sq_euclidean`).
     prefetch : bool
-        The product search's prefetch hint (as there).
+        The searches' prefetch hint (as there: the product and the direct search's).
+        A fit passes :func:`kmeansfw.kernels.prefetch_data` of its data, which is False
+        for all the data that runs inline (below 2^21 values, 16 MiB at most); the
+        hint is there for callers of larger blocks.
 
     Returns
     -------

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import numbers
+
 import attrs
+import numpy as np
 
 
 def positive_int(instance: object, attribute: attrs.Attribute, value: object) -> None:
@@ -12,7 +15,8 @@ def positive_int(instance: object, attribute: attrs.Attribute, value: object) ->
 
 
 def positive_number(instance: object, attribute: attrs.Attribute, value: object) -> None:
-    """Accept an int or float > 0 (not a bool, not NaN; infinity included); raise
-    ValueError naming the parameter otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+    """Accept a real number > 0 (Python's or NumPy's; not a bool, not NaN; infinity
+    included); raise ValueError naming the parameter otherwise."""
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+    if not real or not value > 0:
         raise ValueError(f"{attribute.name} must be a number > 0, got {value!r}")
