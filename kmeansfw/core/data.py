@@ -331,12 +331,15 @@ def one_inline_block(
     6, k=3, float64 0.78x).  Data that would run inline in more than one block keeps
     worker threads: there each block's round of hooks took 0.84-1.43x the time
     (1000000 x 2, float64: 1.01-1.43x at k=3, 1.35x at k=8, 0.97x at k=5; 700000 x 3,
-    k=3, float64 1.22x).  The compiled iterations keep three label arrays of the data's
-    rows (:data:`INLINE_ROW_BYTES` a row), so the data's rows must fit the budget that
-    way too.  Depends on the shape, the dtype and the budget only (never on the thread
-    count), so results stay the same for any number of threads (against worker threads'
-    blocks the mean's sums are grouped otherwise: centroids within rounding, so a row
-    almost exactly between two centroids may take the other one).
+    k=3, float64 1.22x).  Fits that keep the hooks on one inline block (an observer at
+    every iteration's end) took 0.62-0.95x the time of worker threads' (one run of
+    three 1.22x at 300000 x 6, float64).  The compiled iterations keep three label
+    arrays of the data's rows (:data:`INLINE_ROW_BYTES` a row), so the rows must fit
+    the budget that way too.  Depends on the shape, the dtype and the budget only
+    (never on the thread count), so results stay the same for any number of threads
+    (against worker threads' blocks the mean's sums are grouped otherwise: centroids
+    within rounding, so a row almost exactly between two centroids may take the other
+    one).
 
     Parameters
     ----------
