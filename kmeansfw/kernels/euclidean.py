@@ -270,7 +270,7 @@ def direct_prefetch_pays(n_features: int, itemsize: int) -> bool:
     features 0.83-1.00x at k=3, 0.76x at k=8, 0.90x at k=16, 1.00x at k=32, 0.91x at
     k=64; float32 at 16 features level (0.97-1.02x at k=3 and 8).  Per search on one
     thread, shorter rows gained less or lost (with the mean's sums 0.92-0.97x at 4 and 8
-    features, 1.10x at 3 features, k=8; the labels alone up to 1.3x), so they are left
+    features, 1.10x at 3 features, k=8; the labels alone up to 1.4x), so they are left
     to the processor.  A hint only: no value depends on it.
 
     Parameters
