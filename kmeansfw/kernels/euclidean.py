@@ -614,10 +614,11 @@ if HAVE_NUMBA:
         X, mean, centered_c, start, m, arg, runner_up, labels, mins, second,
         sample_weight, group_rows, group_sums, group_weights, prefetching,
     ):
-        # The product and row searches' end of a sub-block: the labels, the exact costs
-        # (and runner-ups) and the mean's sums, the next sub-block's rows prefetched
-        # while this one's are finished: in the sums' loop when there are sums, else in
-        # the costs' loop (row n: none)
+        # Every nearest search's end of a sub-block: the labels, the exact costs (and
+        # runner-ups) and the mean's sums; with ``prefetching`` (the product and row
+        # searches), the next sub-block's rows prefetched while this one's are
+        # finished: in the sums' loop when there are sums, else in the costs' loop
+        # (row n: none)
         n = X.shape[0]
         ahead = start + m if prefetching else n
         summed = group_sums.shape[0] > 0
@@ -874,8 +875,10 @@ if HAVE_NUMBA:
                     _wide_search(
                         rows_t, coef, c_sq_norms, m, acc, best, runner_up, arg, want_second
                     )
-            _exact_rows(X, mean, centered_c, start, m, arg, runner_up, labels, mins, second, n)
-            _add_rows(X, sample_weight, start, m, arg, group_rows, group_sums, group_weights, n)
+            _finish_rows(  # its rows prefetched in the transposition instead
+                X, mean, centered_c, start, m, arg, runner_up, labels, mins, second,
+                sample_weight, group_rows, group_sums, group_weights, False,
+            )
 
     # The direct search's passes from seventeen features (shapes the search gives the
     # product kernel, but the kernel takes any; the tests' reference for the one-pass
