@@ -241,13 +241,13 @@ def test_sums_in_the_search_do_not_depend_on_which_search_compiled_them_first(tm
 
 @pytest.mark.parametrize(
     ("d", "itemsize", "rows", "pays"),
-    [(63, 8, 256, False), (64, 8, 256, True), (128, 8, 64, True), (129, 8, 256, False),
-     (127, 4, 256, False), (128, 4, 128, True), (256, 4, 256, True), (257, 4, 256, False),
+    [(31, 8, 256, False), (32, 8, 256, True), (128, 8, 64, True), (129, 8, 256, False),
+     (63, 4, 256, False), (64, 4, 128, True), (256, 4, 256, True), (257, 4, 256, False),
      (128, 4, 32, False), (2, 8, 256, False)],
 )
-def test_the_search_prefetches_rows_of_half_to_one_kilobyte(d, itemsize, rows, pays):
+def test_the_search_prefetches_rows_of_a_quarter_to_one_kilobyte(d, itemsize, rows, pays):
     assert euclidean.prefetch_pays(d, itemsize, rows) is pays
-    assert euclidean.PREFETCH_MIN_ROW_BYTES == 512
+    assert euclidean.PREFETCH_MIN_ROW_BYTES == 256
     assert euclidean.PREFETCH_MAX_ROW_BYTES == 1024
     assert euclidean.PREFETCH_MIN_PRODUCT_ROWS == 64
 
@@ -299,12 +299,13 @@ def test_the_row_prefetch_compiles_to_llvm_prefetches_within_the_array():
     ("n", "d", "k", "dtype"),
     [(1500, 64, 3, np.float64), (1500, 128, 12, np.float64), (1500, 128, 3, np.float32),
      (1300, 256, 12, np.float32), (1500, 128, 32, np.float32), (1500, 64, 48, np.float64),
-     (1300, 256, 3, np.float32), (1500, 192, 2, np.float32)],  # the last two: row search
+     (1300, 256, 3, np.float32), (1500, 192, 2, np.float32),  # these two: row search
+     (1500, 64, 8, np.float32), (1500, 32, 5, np.float64)],  # quarter-kilobyte rows
 )
 def test_the_search_gives_the_same_results_prefetching_or_not(n, d, k, dtype):
     """Labels, costs, runner-ups and the mean's sums: the same bits with the hint, on
     one thread or two, with the rows far from the origin or on it (shapes that take
-    the prefetching path, several products each, the last two by rows)."""
+    the prefetching path, several products each, two of them the row search's)."""
     itemsize = np.dtype(dtype).itemsize
     rows, _ = euclidean.search_rows(d, k, itemsize)
     assert euclidean.prefetch_pays(d, itemsize, rows) and n > 2 * rows

@@ -81,7 +81,7 @@ BY_ROWS_MAX_BYTES = 32 << 10
 TRANSPOSE_TILE_ROWS = 16
 #: The product search prefetches its next product's rows for rows of this many bytes
 #: at least and at most (:func:`prefetch_pays`).
-PREFETCH_MIN_ROW_BYTES = 512
+PREFETCH_MIN_ROW_BYTES = 256
 PREFETCH_MAX_ROW_BYTES = 1024
 #: ... in products of at least this many rows, of data of this many bytes at least
 #: (:func:`prefetch_data`).
@@ -218,17 +218,21 @@ def prefetch_pays(n_features: int, itemsize: int, rows: int = SUB_BLOCK_ROWS) ->
     :data:`PREFETCH_MIN_ROW_BYTES` to :data:`PREFETCH_MAX_ROW_BYTES` bytes, in products
     of :data:`PREFETCH_MIN_PRODUCT_ROWS` rows or more (:func:`search_rows`).
 
-    A hint only: no value depends on it.  Measured here per search (200000 rows, one
+    A hint only: no value depends on it.  Measured per search (200000 rows, one
     thread, k 3, 8 and 32, with the mean's sums or the costs, best of ten against the
     search without it): float64 0.67-0.92x the time at 32 features, 0.71-0.82x at 64,
     0.73-0.97x at 128, 0.95-1.03x at 256; float32 1.0-1.21x at 32 features, 0.79-0.98x
     at 64, 0.80-0.86x at 128 and k <= 8, 0.94-1.03x at 256.  Per Lloyd iteration (two
-    worker threads) float64 rows of 512 bytes (64 features) took 0.63-0.88x the time at
-    200000 rows, float32 rows of 1 KB 0.89-0.91x, but float32 rows of 256 bytes
-    1.06-1.08x and 32-row products (float32, 128 features, k=32) 1.09x: past a kilobyte
-    the processor's own prefetching keeps up, and for short rows or short products the
-    hints cost more than they save.  float64 rows of 256 bytes (32 features), faster per
-    search, were level in fits (0.96-1.08x at 200000 and 1000000 rows, k 3 to 32).
+    threads, each rule in its own process, in turns, twice): on the 2-vCPU AMD EPYC
+    (Zen 4) machine of docs/benchmarks.md, rows of 256 bytes gained as those of 512 do
+    (float32 at 64 features, 200000 and 1000000 rows, k=3 and 8: 1.71-3.57 ms and
+    12.4-17.4 ms against 3.15-4.71 and 14.0-19.3; float32 at 96 features, k 3 to 32,
+    0.66-0.77x the time; float64 at 32 features 0.77-0.93x), where an Intel Xeon VM had
+    measured float32 rows of 256 bytes at 1.06-1.08x; rows of 128 and 192 bytes were
+    mixed (0.8-1.15x) and rows of 2 KB slower (float64 at 192 and 256 features,
+    1.1-1.4x at k=3 and 8): past a kilobyte the processor's own prefetching keeps up,
+    and for short rows or short products (32-row products, float32, 128 features, k=32:
+    1.09x) the hints cost more than they save.
     Since the products by rows (:func:`by_rows_product`) float32 at 128-256 features and
     19-37 centroids takes 64-row products with the hint, where it took 32-row ones
     without: measured together (per search 0.74-0.84x the time at k=32, float32, 128 and
