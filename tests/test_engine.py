@@ -577,6 +577,8 @@ def test_mid_size_data_runs_inline_only_with_few_centroids():
     assert runs_inline(20_000, 64, 8) and not runs_inline(20_000, 64)  # k unknown: no
     assert not runs_inline(20_000, 64, INLINE_MAX_CLUSTERS)
     assert not runs_inline(INLINE_MAX_ELEMENTS // 64, 64, 8)
+    assert runs_inline(INLINE_MAX_ELEMENTS // 64 - 1, 64, 8)  # 40000 x 64 and the like
+    assert INLINE_MAX_ELEMENTS // 64 - 1 >= 65_000
     assert not runs_inline(INLINE_MAX_ROWS, 2, 3)  # 2^18 rows: the shape's rule says no
     # (FitData.build may still take it inline as one block: one_inline_block below)
     assert not runs_inline(SINGLE_BLOCK_ELEMENTS // 256, 256, 8)  # > INLINE_MAX_FEATURES

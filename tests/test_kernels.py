@@ -262,9 +262,9 @@ def test_the_direct_search_prefetches_rows_of_64_bytes_or_more(d, itemsize, pays
     assert euclidean.DIRECT_PREFETCH_MIN_ROW_BYTES == 64
 
 
-def test_the_search_prefetches_for_data_of_32_mib_or_more():
-    assert not kernels.prefetch_data((32 << 20) - 1)
-    assert kernels.prefetch_data(32 << 20)
+def test_the_search_prefetches_for_data_of_16_mib_or_more():
+    assert not kernels.prefetch_data((16 << 20) - 1)
+    assert kernels.prefetch_data(16 << 20)
     assert not kernels.prefetch_data(0)
 
 

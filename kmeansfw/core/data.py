@@ -55,7 +55,7 @@ SINGLE_BLOCK_ELEMENTS = 1 << 18
 #: :func:`one_inline_block`) and at most :data:`INLINE_MAX_FEATURES` features and its fit
 #: fewer than :data:`INLINE_MAX_CLUSTERS` centroids (and so does data worker threads would
 #: get as one block, :func:`one_worker_block`, whatever its fit's number of centroids).
-INLINE_MAX_ELEMENTS = 1 << 21
+INLINE_MAX_ELEMENTS = 1 << 22
 INLINE_MAX_ROWS = 1 << 18
 #: Bytes per row the built-in Lloyd iterations keep when they run inline in compiled
 #: calls (three label arrays of ``np.intp``: :mod:`kmeansfw.kernels.lloyd`), counted
@@ -273,7 +273,15 @@ def runs_inline(n_samples: int, n_features: int, n_clusters: int | None = None) 
     columns stay on one thread, before the built-in Lloyd iterations ran in compiled
     calls: :func:`one_inline_block` now takes such data inline when it is one block),
     1.1x at 8000 x 256, k=8, and 1.1-1.6x at 128 centroids, where ``auto`` keeps
-    ``yinyang``'s bounds, whose group search runs on one thread.
+    ``yinyang``'s bounds, whose group search runs on one thread.  The element limit,
+    2^21 when measured on an Intel Xeon VM, is 2^22 since measured on the AMD EPYC VM
+    of docs/benchmarks.md (in turns in one process, against 2^21): from 2^21 to 2^22
+    elements 0.56-0.76x the time on data under 16 MiB (float32: 40000 x 64, k=8;
+    60000 x 64, k=3; 120000 x 32, k=16; 250000 x 16, k=3) and 0.52-0.80x above it,
+    where inline data takes the searches' prefetching as well
+    (:func:`kmeansfw.kernels.prefetch_data`; float64: 40000 x 64, k=3; 30000 x 128,
+    k=8; 20000 x 128, k=32; 100000 x 32, k=8; 250000 x 16, k=3); beyond, 0.75-0.97x
+    from 4.2 to 7.7 million elements but 1.11-1.16x at 100000 x 64, k=64, float64.
     :meth:`FitData.build` also runs inline the data that worker threads would get as one
     block (:func:`one_worker_block`: at most :data:`BALANCE_MIN_ROWS` rows whose buffers
     fit), whatever its features and its number of centroids: one worker thread would do

@@ -86,7 +86,7 @@ PREFETCH_MAX_ROW_BYTES = 1024
 #: ... in products of at least this many rows, of data of this many bytes at least
 #: (:func:`prefetch_data`).
 PREFETCH_MIN_PRODUCT_ROWS = 64
-PREFETCH_MIN_DATA_BYTES = 32 << 20
+PREFETCH_MIN_DATA_BYTES = 16 << 20
 #: The direct search prefetches its next sub-block's rows, on such data, for rows of
 #: this many bytes at least (:func:`direct_prefetch_pays`).
 DIRECT_PREFETCH_MIN_ROW_BYTES = 64
@@ -194,11 +194,17 @@ def prefetch_data(n_bytes: int) -> bool:
     direct search's :func:`direct_prefetch_pays`).
 
     Smaller data stays in the processor's caches from one pass to the next, and the
-    hints only cost: per Lloyd iteration (float64, 64 features, k=8, two threads) 1.08x
-    the time at 2000 rows, 1.07x at 20000 (10 MB), 1.00x at 40000 (20 MB), but 0.91x at
-    80000 (41 MB) and 0.70-0.76x at 200000 (102 MB).  The threshold (32 MiB) is this
-    machine's (2 MB of second-level cache per core and a last level shared with other
-    guests); on another it is where the last-level cache stops holding the data.
+    hints only cost.  On an Intel Xeon VM (2 MB of second-level cache per core), per
+    Lloyd iteration (float64, 64 features, k=8, two threads): 1.08x the time at 2000
+    rows, 1.07x at 20000 (10 MB), 1.00x at 40000 (20 MB), 0.91x at 80000 (41 MB) and
+    0.70-0.76x at 200000 (102 MB), so the threshold was 32 MiB.  On the 2-vCPU AMD EPYC
+    (Zen 4) VM of docs/benchmarks.md (1 MB of second-level cache per core, a 32 MB last
+    level shared with other guests), against 32 MiB, in turns in one process: data of
+    16 to 31 MiB took 0.54-0.96x the time with the hints (20000 x 256, float32, k 3 to
+    32; 30000 x 128, 160000 x 16 and 40000 x 64, float64), one shape level (270000 x 8,
+    float64, 1.05x); data of 4 to 13 MiB took 1.0-1.24x (200000 x 8, 20000 x 64 and
+    100000 x 16, float64).  So 16 MiB; on another machine it is where the last-level
+    cache stops holding the data from one pass to the next.
 
     Parameters
     ----------

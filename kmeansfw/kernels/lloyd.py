@@ -274,9 +274,9 @@ def lloyd_iterations(
         Threads the search may use (as :func:`kmeansfw.kernels.nearest_sq_euclidean`).
     prefetch : bool
         The searches' prefetch hint (as there: the product and the direct search's).
-        A fit passes :func:`kmeansfw.kernels.prefetch_data` of its data, which is False
-        for all the data that runs inline (below 2^21 values, 16 MiB at most); the
-        hint is there for callers of larger blocks.
+        A fit passes :func:`kmeansfw.kernels.prefetch_data` of its data: True for
+        inline float64 data of 2^21 values or more (16 MiB); inline float32 data, under
+        2^22 values, stays under that size.
 
     Returns
     -------
