@@ -1102,9 +1102,11 @@ def test_the_direct_search_prefetches_in_fits_on_large_data(monkeypatch):
     monkeypatch.setattr(kernels, "nearest_sq_euclidean", spy_search)
     monkeypatch.setattr(lloyd, "lloyd_iterations", spy_iterations)
     rng = np.random.default_rng(0)
-    for n in (20_000, 300_000):  # inline, then worker threads (2.4M values)
+    for n in (20_000, 300_000):  # inline, then worker threads (2.4M values, 19 MB)
         X = rng.normal(size=(n, 8))
-        plain = KMeans(4, random_state=0, max_iter=4, tol=0).fit(X)
+        with monkeypatch.context() as patch:  # just under the threshold: no hint
+            patch.setattr(euclidean_kernels, "PREFETCH_MIN_DATA_BYTES", X.nbytes + 1)
+            plain = KMeans(4, random_state=0, max_iter=4, tol=0).fit(X)
         assert seen and not any(seen)
         seen.clear()
         with monkeypatch.context() as patch:
