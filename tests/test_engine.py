@@ -180,6 +180,33 @@ def test_many_rows_of_few_features_in_one_inline_block_run_inline_and_bit_identi
     np.testing.assert_allclose(workers.cluster_centers_, fits[0].cluster_centers_, rtol=1e-5)
     np.testing.assert_array_equal(workers.labels_, fits[0].labels_)
     assert workers.n_iter_ == fits[0].n_iter_
+
+
+@pytest.mark.parametrize(
+    ("n", "d", "k", "dtype"), [(40_000, 64, 8, np.float32), (36_000, 64, 5, np.float64)]
+)
+def test_mid_size_data_of_2_21_to_2_22_values_runs_inline(n, d, k, dtype):
+    # between 2^21 and INLINE_MAX_ELEMENTS (2^22) values, fewer than 2^18 rows: inline on
+    # numba's threads (worker threads before the limit was raised), the same fit on one
+    # thread and two, bit for bit; the fit worker threads make to rounding (their blocks
+    # group the mean's sums otherwise: the same labels here, centroids within a few ulps)
+    import kmeansfw.core.data as core_data
+    from kmeansfw.core.data import INLINE_MAX_ELEMENTS
+
+    X = np.random.default_rng(n + d).normal(size=(n, d)).astype(dtype)
+    assert INLINE_MAX_ELEMENTS == 1 << 22 and (1 << 21) < n * d < INLINE_MAX_ELEMENTS
+    assert FitData.build(X, n_clusters=k, splits_work=True).inline
+    fits = [KMeans(k, random_state=1, max_iter=4, tol=0, n_threads=t).fit(X) for t in (1, 2)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(core_data, "INLINE_MAX_ELEMENTS", 1 << 21)
+        assert not FitData.build(X, n_clusters=k, splits_work=True).inline
+        workers = KMeans(k, random_state=1, max_iter=4, tol=0, n_threads=2).fit(X)
+    np.testing.assert_array_equal(fits[1].cluster_centers_, fits[0].cluster_centers_)
+    np.testing.assert_array_equal(fits[1].labels_, fits[0].labels_)
+    assert fits[1].inertia_ == fits[0].inertia_ and fits[1].n_iter_ == fits[0].n_iter_
+    np.testing.assert_allclose(workers.cluster_centers_, fits[0].cluster_centers_, rtol=1e-5)
+    np.testing.assert_array_equal(workers.labels_, fits[0].labels_)
+    assert workers.n_iter_ == fits[0].n_iter_
     assert workers.inertia_ == pytest.approx(fits[0].inertia_, rel=1e-6)
 
 
@@ -576,9 +603,9 @@ def test_mid_size_data_runs_inline_only_with_few_centroids():
     assert runs_inline(1000, 8) and runs_inline(1000, 8, 500)  # small: any k
     assert runs_inline(20_000, 64, 8) and not runs_inline(20_000, 64)  # k unknown: no
     assert not runs_inline(20_000, 64, INLINE_MAX_CLUSTERS)
+    assert INLINE_MAX_ELEMENTS == 1 << 22
     assert not runs_inline(INLINE_MAX_ELEMENTS // 64, 64, 8)
-    assert runs_inline(INLINE_MAX_ELEMENTS // 64 - 1, 64, 8)  # 40000 x 64 and the like
-    assert INLINE_MAX_ELEMENTS // 64 - 1 >= 65_000
+    assert runs_inline(INLINE_MAX_ELEMENTS // 64 - 1, 64, 8) and runs_inline(40_000, 64, 8)
     assert not runs_inline(INLINE_MAX_ROWS, 2, 3)  # 2^18 rows: the shape's rule says no
     # (FitData.build may still take it inline as one block: one_inline_block below)
     assert not runs_inline(SINGLE_BLOCK_ELEMENTS // 256, 256, 8)  # > INLINE_MAX_FEATURES
@@ -590,6 +617,7 @@ def test_mid_size_data_runs_inline_only_with_few_centroids():
     assert not one_worker_block(2000, 256, 8, 1 << 20, 256)  # a small budget cuts it too
     # past INLINE_MAX_ROWS, mid-size data that inline is one block (its buffers fit)
     assert one_inline_block(1_000_000, 2, 3, 4, budget)  # (rows, 3) float32: 48 MB
+    assert one_inline_block(1_000_000, 3, 3, 4, budget)  # 3M values: under 2^22
     assert not one_inline_block(1_000_000, 2, 3, 8, budget)  # float64: two blocks
     assert not one_inline_block(1_000_000, 2, 3, 4, 32 << 20)  # a smaller budget: two
     assert not one_inline_block(INLINE_MAX_ELEMENTS // 2, 2, 3, 4, budget)  # too many

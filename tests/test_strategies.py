@@ -1104,6 +1104,7 @@ def test_the_direct_search_prefetches_in_fits_on_large_data(monkeypatch):
     rng = np.random.default_rng(0)
     for n in (20_000, 300_000):  # inline, then worker threads (2.4M values, 19 MB)
         X = rng.normal(size=(n, 8))
+        assert FitData.build(X, n_clusters=4, splits_work=True).inline is (n == 20_000)
         with monkeypatch.context() as patch:  # just under the threshold: no hint
             patch.setattr(euclidean_kernels, "PREFETCH_MIN_DATA_BYTES", X.nbytes + 1)
             plain = KMeans(4, random_state=0, max_iter=4, tol=0).fit(X)

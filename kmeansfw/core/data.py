@@ -279,9 +279,12 @@ def runs_inline(n_samples: int, n_features: int, n_clusters: int | None = None) 
     elements 0.56-0.76x the time on data under 16 MiB (float32: 40000 x 64, k=8;
     60000 x 64, k=3; 120000 x 32, k=16; 250000 x 16, k=3) and 0.52-0.80x above it,
     where inline data takes the searches' prefetching as well
-    (:func:`kmeansfw.kernels.prefetch_data`; float64: 40000 x 64, k=3; 30000 x 128,
-    k=8; 20000 x 128, k=32; 100000 x 32, k=8; 250000 x 16, k=3); beyond, 0.75-0.97x
-    from 4.2 to 7.7 million elements but 1.11-1.16x at 100000 x 64, k=64, float64.
+    (:func:`kmeansfw.kernels.prefetch_data`, whose 16 MiB limit was measured with it;
+    float64: 40000 x 64, k=3; 30000 x 128, k=8; 20000 x 128, k=32; 100000 x 32, k=8;
+    250000 x 16, k=3); beyond, 0.75-0.97x from 4.8 to 7.7 million elements but
+    1.11-1.16x at 100000 x 64, k=64, float64.  Data that moved inline with the new
+    limit groups the mean's sums as one block (centroids may differ from the worker
+    threads' in the last bits; the same on any number of threads).
     :meth:`FitData.build` also runs inline the data that worker threads would get as one
     block (:func:`one_worker_block`: at most :data:`BALANCE_MIN_ROWS` rows whose buffers
     fit), whatever its features and its number of centroids: one worker thread would do

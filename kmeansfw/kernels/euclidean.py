@@ -200,11 +200,13 @@ def prefetch_data(n_bytes: int) -> bool:
     0.70-0.76x at 200000 (102 MB), so the threshold was 32 MiB.  On the 2-vCPU AMD EPYC
     (Zen 4) VM of docs/benchmarks.md (1 MB of second-level cache per core, a 32 MB last
     level shared with other guests), against 32 MiB, in turns in one process: data of
-    16 to 31 MiB took 0.54-0.96x the time with the hints (20000 x 256, float32, k 3 to
-    32; 30000 x 128, 160000 x 16 and 40000 x 64, float64), one shape level (270000 x 8,
-    float64, 1.05x); data of 4 to 13 MiB took 1.0-1.24x (200000 x 8, 20000 x 64 and
-    100000 x 16, float64).  So 16 MiB; on another machine it is where the last-level
-    cache stops holding the data from one pass to the next.
+    17 to 31 MiB took 0.54-0.96x the time with the hints (20000 x 256, float32, k 3 to
+    32; 30000 x 128, 200000 x 16 and 140000 x 16, float64), two shapes level (270000 and
+    300000 x 8, float64: 1.05x and 1.01x); with a 4 MiB limit, data of 4 to 13 MiB took
+    0.96-1.24x (slower at 200000 x 8 and 100000 x 16, float64, and 20000 x 64,
+    float32: 1.11-1.24x).  So 16 MiB (no shape between 13 and 16 MiB was measured); on
+    another machine it is where the last-level cache stops holding the data from one
+    pass to the next.
 
     Parameters
     ----------
@@ -224,21 +226,21 @@ def prefetch_pays(n_features: int, itemsize: int, rows: int = SUB_BLOCK_ROWS) ->
     :data:`PREFETCH_MIN_ROW_BYTES` to :data:`PREFETCH_MAX_ROW_BYTES` bytes, in products
     of :data:`PREFETCH_MIN_PRODUCT_ROWS` rows or more (:func:`search_rows`).
 
-    A hint only: no value depends on it.  Measured per search (200000 rows, one
-    thread, k 3, 8 and 32, with the mean's sums or the costs, best of ten against the
-    search without it): float64 0.67-0.92x the time at 32 features, 0.71-0.82x at 64,
-    0.73-0.97x at 128, 0.95-1.03x at 256; float32 1.0-1.21x at 32 features, 0.79-0.98x
-    at 64, 0.80-0.86x at 128 and k <= 8, 0.94-1.03x at 256.  Per Lloyd iteration (two
-    threads, each rule in its own process, in turns, twice): on the 2-vCPU AMD EPYC
-    (Zen 4) machine of docs/benchmarks.md, rows of 256 bytes gained as those of 512 do
-    (float32 at 64 features, 200000 and 1000000 rows, k=3 and 8: 1.71-3.57 ms and
-    12.4-17.4 ms against 3.15-4.71 and 14.0-19.3; float32 at 96 features, k 3 to 32,
-    0.66-0.77x the time; float64 at 32 features 0.77-0.93x), where an Intel Xeon VM had
+    A hint only: no value depends on it.  Measured on an Intel Xeon VM per search
+    (200000 rows, one thread, k 3, 8 and 32, with the mean's sums or the costs, best of
+    ten against the search without it): float64 0.67-0.92x the time at 32 features,
+    0.71-0.82x at 64, 0.73-0.97x at 128, 0.95-1.03x at 256; float32 1.0-1.21x at 32
+    features, 0.79-0.98x at 64, 0.80-0.86x at 128 and k <= 8, 0.94-1.03x at 256.  Per
+    Lloyd iteration (two threads, each rule in its own process, in turns, twice) on the
+    2-vCPU AMD EPYC (Zen 4) VM of docs/benchmarks.md, rows of 256 bytes gained as those
+    of 512 do (float32 at 64 features, 200000 and 1000000 rows, k=3 and 8: 1.71-3.57 ms
+    and 12.4-17.4 ms against 3.15-4.71 and 14.0-19.3; float32 at 96 features, k 3 to
+    32, 0.66-0.77x the time; float64 at 32 features 0.77-0.93x), where the Xeon VM had
     measured float32 rows of 256 bytes at 1.06-1.08x; rows of 128 and 192 bytes were
-    mixed (0.8-1.15x) and rows of 2 KB slower (float64 at 192 and 256 features,
-    1.1-1.4x at k=3 and 8): past a kilobyte the processor's own prefetching keeps up,
-    and for short rows or short products (32-row products, float32, 128 features, k=32:
-    1.09x) the hints cost more than they save.
+    mixed (0.8-1.4x: float64 at 24 features 1.1-1.4x at k=8) and rows of 2 KB slower
+    (float64 at 192 and 256 features, 1.1-1.4x at k=3 and 8): past a kilobyte the
+    processor's own prefetching keeps up, and for short rows or short products (32-row
+    products, float32, 128 features, k=32: 1.09x) the hints cost more than they save.
     Since the products by rows (:func:`by_rows_product`) float32 at 128-256 features and
     19-37 centroids takes 64-row products with the hint, where it took 32-row ones
     without: measured together (per search 0.74-0.84x the time at k=32, float32, 128 and

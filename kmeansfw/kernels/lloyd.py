@@ -274,9 +274,11 @@ def lloyd_iterations(
         Threads the search may use (as :func:`kmeansfw.kernels.nearest_sq_euclidean`).
     prefetch : bool
         The searches' prefetch hint (as there: the product and the direct search's).
-        A fit passes :func:`kmeansfw.kernels.prefetch_data` of its data: True for
-        inline float64 data of 2^21 values or more (16 MiB); inline float32 data, under
-        2^22 values, stays under that size.
+        A fit passes :func:`kmeansfw.kernels.prefetch_data` of its data: True from
+        16 MiB, which the one-block data these iterations run on seldom reaches (inline
+        float32 data stays under 2^22 values, 16 MiB; inline float64 data of 2^21
+        values or more is one block only where its buffers fit the memory budget, and
+        otherwise takes the hint through each block's search).
 
     Returns
     -------
