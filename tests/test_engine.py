@@ -180,6 +180,7 @@ def test_many_rows_of_few_features_in_one_inline_block_run_inline_and_bit_identi
     np.testing.assert_allclose(workers.cluster_centers_, fits[0].cluster_centers_, rtol=1e-5)
     np.testing.assert_array_equal(workers.labels_, fits[0].labels_)
     assert workers.n_iter_ == fits[0].n_iter_
+    assert workers.inertia_ == pytest.approx(fits[0].inertia_, rel=1e-6)
 
 
 @pytest.mark.parametrize(
