@@ -168,10 +168,25 @@ def test_many_rows_of_few_features_in_one_inline_block_run_inline_and_bit_identi
     assert n >= INLINE_MAX_ROWS and not runs_inline(n, d, k)
     built = FitData.build(X, n_clusters=k, splits_work=True)
     assert built.inline and built.single_block == slice(0, n)
+    _inline_fits_against_workers(
+        X,
+        k,
+        lambda patch: patch.setattr(core_data, "one_inline_block", lambda *args: False),
+        launches,
+    )
+
+
+def _inline_fits_against_workers(X, k, to_workers, launches=None):
+    # X fitted inline on one thread and two (bit for bit the same fit; with the
+    # ``launches`` fixture's record, the two-thread fit ran the compiled iterations on
+    # numba's team of two), then on worker threads once ``to_workers(patch)`` has
+    # changed the rule that takes X inline (to rounding: their blocks group the mean's
+    # sums otherwise; the same labels here)
     fits = [KMeans(k, random_state=1, max_iter=4, tol=0, n_threads=t).fit(X) for t in (1, 2)]
-    assert any(name == "_iterations_parallel" and team == 2 for name, _, team in launches)
+    if launches is not None:
+        assert any(name == "_iterations_parallel" and team == 2 for name, _, team in launches)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(core_data, "one_inline_block", lambda *args: False)
+        to_workers(patch)
         assert not FitData.build(X, n_clusters=k, splits_work=True).inline
         workers = KMeans(k, random_state=1, max_iter=4, tol=0, n_threads=2).fit(X)
     np.testing.assert_array_equal(fits[1].cluster_centers_, fits[0].cluster_centers_)
@@ -197,18 +212,9 @@ def test_mid_size_data_of_2_21_to_2_22_values_runs_inline(n, d, k, dtype):
     X = np.random.default_rng(n + d).normal(size=(n, d)).astype(dtype)
     assert INLINE_MAX_ELEMENTS == 1 << 22 and (1 << 21) < n * d < INLINE_MAX_ELEMENTS
     assert FitData.build(X, n_clusters=k, splits_work=True).inline
-    fits = [KMeans(k, random_state=1, max_iter=4, tol=0, n_threads=t).fit(X) for t in (1, 2)]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(core_data, "INLINE_MAX_ELEMENTS", 1 << 21)
-        assert not FitData.build(X, n_clusters=k, splits_work=True).inline
-        workers = KMeans(k, random_state=1, max_iter=4, tol=0, n_threads=2).fit(X)
-    np.testing.assert_array_equal(fits[1].cluster_centers_, fits[0].cluster_centers_)
-    np.testing.assert_array_equal(fits[1].labels_, fits[0].labels_)
-    assert fits[1].inertia_ == fits[0].inertia_ and fits[1].n_iter_ == fits[0].n_iter_
-    np.testing.assert_allclose(workers.cluster_centers_, fits[0].cluster_centers_, rtol=1e-5)
-    np.testing.assert_array_equal(workers.labels_, fits[0].labels_)
-    assert workers.n_iter_ == fits[0].n_iter_
-    assert workers.inertia_ == pytest.approx(fits[0].inertia_, rel=1e-6)
+    _inline_fits_against_workers(
+        X, k, lambda patch: patch.setattr(core_data, "INLINE_MAX_ELEMENTS", 1 << 21)
+    )
 
 
 def test_bit_identical_whatever_the_thread_count_with_bounds_inline(launches, monkeypatch):
