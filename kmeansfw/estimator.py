@@ -454,7 +454,9 @@ default="auto"
         is a true metric.
     memory_budget_mb : float, default=64
         Working memory per thread for block buffers; bounds memory whatever n is
-        (``float('inf')``: no limit).
+        (``float('inf')``: no limit).  Mid-size data that runs inline with the built-in
+        Euclidean strategies is one block while its rows' label vectors (24 bytes a
+        row) fit it: their compiled kernels keep no buffers of the block's shape.
     n_threads : int or None, default=None
         Worker threads (None: all CPUs available).  Results do not depend on it.
     history : bool, default=False

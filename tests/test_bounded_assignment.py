@@ -445,7 +445,7 @@ def test_auto_takes_nearest_in_task_copies_of_the_data(monkeypatch):
 
     calls = _spy_on_auto(monkeypatch, "_HAMERLY")
     X, _ = make_blobs(6000, n_features=16, centers=40, cluster_std=4.0, random_state=0)
-    params = dict(init=X[:40].copy(), max_iter=5, tol=0, memory_budget_mb=0.25)
+    params = dict(init=X[:40].copy(), max_iter=5, tol=0, memory_budget_mb=0.02)
     copied = KMeans(40, executor=PickleShuffleExecutor(), **params).fit(X)
     assert calls == []  # each task copy starts without bounds: nearest
     in_process = KMeans(40, **params).fit(X)
@@ -453,7 +453,7 @@ def test_auto_takes_nearest_in_task_copies_of_the_data(monkeypatch):
     calls.clear()
     plain = _spy_on_auto(monkeypatch, "_NEAREST")
     threads = KMeans(40, executor=ThreadExecutor(2), **params).fit(X)
-    plan = FitData.build(X, n_clusters=40, memory_budget=int(0.25 * 2**20))
+    plan = FitData.build(X, n_clusters=40, memory_budget=int(0.02 * 2**20), splits_work=True)
     n_blocks = sum(len(task) for task in plan.tasks)
     # in process: bounds from the start (then judged pass by pass), on every block
     assert n_blocks > 1 and sum(c.stop - c.start for c in calls[:n_blocks]) == X.shape[0]

@@ -53,7 +53,7 @@ class Centroids:
 
 @pytest.fixture(scope="module")
 def X():
-    # at memory_budget_mb=0.05: blocks of 256 rows, more than 64 of them, so tasks of
+    # at memory_budget_mb=0.01: blocks of 256 rows, more than 64 of them, so tasks of
     # several blocks (clusters marked at a task's later blocks are summed again over its
     # earlier ones)
     X, _ = make_blobs(40_000, n_features=3, centers=30, cluster_std=2.5, random_state=7)
@@ -91,13 +91,13 @@ def adds(monkeypatch):
 
 
 CASES = [
-    {"memory_budget_mb": 0.05},  # many blocks and tasks on two threads
-    {"memory_budget_mb": 0.05, "n_threads": 1},
-    {"memory_budget_mb": 0.05, "executor": "pickle"},
+    {"memory_budget_mb": 0.01},  # many blocks and tasks on two threads
+    {"memory_budget_mb": 0.01, "n_threads": 1},
+    {"memory_budget_mb": 0.01, "executor": "pickle"},
     {},  # one block
-    {"memory_budget_mb": 0.05, "assignment": "hamerly"},
-    {"memory_budget_mb": 0.05, "dtype": np.float32},
-    {"memory_budget_mb": 0.05, "weights": True},
+    {"memory_budget_mb": 0.01, "assignment": "hamerly"},
+    {"memory_budget_mb": 0.01, "dtype": np.float32},
+    {"memory_budget_mb": 0.01, "weights": True},
 ]
 
 
@@ -170,7 +170,7 @@ def test_late_iterations_read_only_the_changed_clusters(X, monkeypatch):
         random_state=5,
         tol=0,
         max_iter=80,
-        memory_budget_mb=0.05,
+        memory_budget_mb=0.01,
         observers=[Count()],
         assignment=MapNearest(),
     ).fit(X)
@@ -242,13 +242,13 @@ def test_partials_larger_than_a_quarter_of_the_data_are_not_kept():
     params = dict(
         init="random", n_init=1, random_state=0, tol=0, max_iter=10, assignment=MapNearest()
     )
-    km = KMeans(60, observers=[seen], memory_budget_mb=0.01, **params).fit(X)
-    data = FitData.build(X, n_clusters=60, memory_budget=int(0.01 * 2**20))
+    km = KMeans(60, observers=[seen], memory_budget_mb=0.005, **params).fit(X)
+    data = FitData.build(X, n_clusters=60, memory_budget=int(0.005 * 2**20), splits_work=True)
     assert len(data.tasks) == 2 and not keeps_partials(data, 60)
     assert seen.kinds and all(kinds == {"NoneType"} for kinds in seen.kinds)
-    fresh = KMeans(60, update=FreshMean(), memory_budget_mb=0.01, **params).fit(X)
+    fresh = KMeans(60, update=FreshMean(), memory_budget_mb=0.005, **params).fit(X)
     np.testing.assert_array_equal(km.cluster_centers_, fresh.cluster_centers_)
-    small = FitData.build(X, n_clusters=4, memory_budget=int(0.01 * 2**20))
+    small = FitData.build(X, n_clusters=4, memory_budget=int(0.005 * 2**20), splits_work=True)
     assert keeps_partials(small, 4)
 
 
@@ -284,7 +284,7 @@ class ScalesWeights:
         state.cluster_weights /= state.cluster_weights.sum()
 
 
-@pytest.mark.parametrize("budget", [0.05, 64.0])
+@pytest.mark.parametrize("budget", [0.01, 64.0])
 def test_what_the_update_or_observers_do_to_partials_does_not_reach_the_next_sums(X, budget, adds):
     params = dict(
         init="random", n_init=1, random_state=5, tol=0, max_iter=30, assignment=MapNearest()

@@ -54,7 +54,7 @@ class ReadsCosts:
         self.reads += 1
 
 
-@pytest.mark.parametrize("budget", [64.0, 0.05])  # one block; many blocks on two threads
+@pytest.mark.parametrize("budget", [64.0, 0.01])  # one block; many blocks on two threads
 @pytest.mark.parametrize("executor", [None, "pickle"])
 def test_left_costs_are_the_costs_of_the_labels(X, budget, executor):
     params = dict(init="random", n_init=2, random_state=3, tol=0, max_iter=15)
@@ -92,7 +92,7 @@ def test_bounded_assignment_skips_the_cost_pass_nobody_reads(X):
             tol=0,
             max_iter=30,
             observers=observers,
-            memory_budget_mb=0.05,
+            memory_budget_mb=0.01,
         ).fit(X)
         runs[label] = (km, distance.calls.get("paired", 0), observers)
     (quiet, quiet_calls, _), (read, read_calls, _) = runs["quiet"], runs["read"]
@@ -119,11 +119,11 @@ def test_a_strategy_that_declares_costs_gets_them(X):
 
     km = KMeans(
         20, assignment="hamerly", init="random", n_init=1, random_state=1, tol=0, max_iter=12,
-        observers=[Watch()], memory_budget_mb=0.05,
+        observers=[Watch()], memory_budget_mb=0.01,
     ).fit(X)
     plain = KMeans(
         20, assignment="hamerly", init="random", n_init=1, random_state=1, tol=0, max_iter=12,
-        memory_budget_mb=0.05,
+        memory_budget_mb=0.01,
     ).fit(X)
     assert len(seen) == 12 and max(seen) < 1e-12
     np.testing.assert_array_equal(km.cluster_centers_, plain.cluster_centers_)
@@ -170,7 +170,7 @@ class SpyNearest:
         return labels, costs
 
 
-@pytest.mark.parametrize("budget", [64.0, 0.05])  # one block; many blocks on two threads
+@pytest.mark.parametrize("budget", [64.0, 0.01])  # one block; many blocks on two threads
 def test_lloyd_iterations_and_predict_leave_nearest_costs_unless_read(X, budget):
     params = dict(init="random", n_init=1, random_state=4, tol=0, max_iter=12)
     params.update(memory_budget_mb=budget)

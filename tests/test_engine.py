@@ -13,7 +13,7 @@ from sklearn.datasets import make_blobs
 
 import kmeansfw
 from kmeansfw import KMeans
-from kmeansfw.core.data import MIN_BLOCK_ROWS, FitData, plan_block_rows
+from kmeansfw.core.data import INLINE_ROW_BYTES, MIN_BLOCK_ROWS, FitData, plan_block_rows
 from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins
 
@@ -58,14 +58,16 @@ def test_row_search_fits_bit_identical_whatever_the_thread_count_and_blocks(dtyp
     # threads, in one block and in many (inline at 24 features, worker threads at 200
     # and 256): the same centroids, labels and inertia for any number of threads (a
     # budget that changes the blocks changes how the mean's sums are grouped: the same
-    # labels), and the same as scikit-learn's from the same centroids
+    # labels), and the same as scikit-learn's from the same centroids.  Inline data is
+    # one block while its rows' label vectors fit the budget (24 bytes a row): 0.02 MB
+    # cuts it too
     from kmeansfw.kernels import euclidean
 
     assert euclidean.row_search_pays(d, k, np.dtype(dtype).itemsize)
     X, _ = make_blobs(6000, n_features=d, centers=k, cluster_std=6.0, random_state=7)
     X = X.astype(dtype)
     params = dict(random_state=0, max_iter=15, tol=0)
-    for budget in (64.0, 0.5):
+    for budget in (64.0, 0.02):
         data = FitData.build(
             X, n_clusters=k, memory_budget=int(budget * 2**20), splits_work=True
         )
@@ -212,9 +214,12 @@ def test_mid_size_data_of_2_21_to_2_22_values_runs_inline(n, d, k, dtype):
     X = np.random.default_rng(n + d).normal(size=(n, d)).astype(dtype)
     assert INLINE_MAX_ELEMENTS == 1 << 22 and (1 << 21) < n * d < INLINE_MAX_ELEMENTS
     assert FitData.build(X, n_clusters=k, splits_work=True).inline
-    _inline_fits_against_workers(
-        X, k, lambda patch: patch.setattr(core_data, "INLINE_MAX_ELEMENTS", 1 << 21)
-    )
+
+    def to_workers(patch):
+        patch.setattr(core_data, "INLINE_MAX_ELEMENTS", 1 << 21)
+        patch.setattr(core_data, "INLINE_FEW_MAX_ELEMENTS", 1 << 21)
+
+    _inline_fits_against_workers(X, k, to_workers)
 
 
 def test_bit_identical_whatever_the_thread_count_with_bounds_inline(launches, monkeypatch):
@@ -595,6 +600,8 @@ def test_mid_size_data_runs_inline_only_with_few_centroids():
     # (data that worker threads would get as one block runs inline with any k)
     from kmeansfw.core.data import (
         BALANCE_MIN_ROWS,
+        INLINE_FEW_CLUSTERS,
+        INLINE_FEW_MAX_ELEMENTS,
         INLINE_MAX_CLUSTERS,
         INLINE_MAX_ELEMENTS,
         INLINE_MAX_FEATURES,
@@ -610,9 +617,13 @@ def test_mid_size_data_runs_inline_only_with_few_centroids():
     assert runs_inline(1000, 8) and runs_inline(1000, 8, 500)  # small: any k
     assert runs_inline(20_000, 64, 8) and not runs_inline(20_000, 64)  # k unknown: no
     assert not runs_inline(20_000, 64, INLINE_MAX_CLUSTERS)
-    assert INLINE_MAX_ELEMENTS == 1 << 22
-    assert not runs_inline(INLINE_MAX_ELEMENTS // 64, 64, 8)
-    assert runs_inline(INLINE_MAX_ELEMENTS // 64 - 1, 64, 8) and runs_inline(40_000, 64, 8)
+    assert INLINE_MAX_ELEMENTS == 1 << 22 and INLINE_FEW_MAX_ELEMENTS == 1 << 24
+    assert not runs_inline(INLINE_MAX_ELEMENTS // 64, 64, INLINE_FEW_CLUSTERS + 1)
+    assert runs_inline(INLINE_MAX_ELEMENTS // 64 - 1, 64, 33) and runs_inline(40_000, 64, 8)
+    # beyond 2^22 values, a fit of at most INLINE_FEW_CLUSTERS (32) centroids, to 2^24
+    assert INLINE_FEW_CLUSTERS == 32 and runs_inline(INLINE_MAX_ELEMENTS // 64, 64, 32)
+    assert runs_inline(200_000, 64, 8) and runs_inline(131_071, 128, 3)
+    assert not runs_inline(INLINE_FEW_MAX_ELEMENTS // 128, 128, 3)
     assert not runs_inline(INLINE_MAX_ROWS, 2, 3)  # 2^18 rows: the shape's rule says no
     # (FitData.build may still take it inline as one block: one_inline_block below)
     assert not runs_inline(SINGLE_BLOCK_ELEMENTS // 256, 256, 8)  # > INLINE_MAX_FEATURES
@@ -622,12 +633,15 @@ def test_mid_size_data_runs_inline_only_with_few_centroids():
     assert not one_worker_block(BALANCE_MIN_ROWS + 1, 200, 8, budget, 200)  # two blocks
     assert not one_worker_block(BALANCE_MIN_ROWS, 1024, 8, budget, 1024)  # cache-sized cut
     assert not one_worker_block(2000, 256, 8, 1 << 20, 256)  # a small budget cuts it too
-    # past INLINE_MAX_ROWS, mid-size data that inline is one block (its buffers fit)
-    assert one_inline_block(1_000_000, 2, 3, 4, budget)  # (rows, 3) float32: 48 MB
-    assert one_inline_block(1_000_000, 3, 3, 4, budget)  # 3M values: under 2^22
-    assert not one_inline_block(1_000_000, 2, 3, 8, budget)  # float64: two blocks
-    assert not one_inline_block(1_000_000, 2, 3, 4, 32 << 20)  # a smaller budget: two
-    assert not one_inline_block(INLINE_MAX_ELEMENTS // 2, 2, 3, 4, budget)  # too many
+    # past INLINE_MAX_ROWS, mid-size data of a fit of at most 32 centroids that inline is
+    # one block (with numba's kernels: its rows' label vectors fit the budget)
+    assert one_inline_block(1_000_000, 2, 3, 4, budget)
+    assert one_inline_block(1_000_000, 2, 3, 8, budget)  # float64 too: 24 MB of labels
+    assert one_inline_block(1_000_000, 8, 32, 8, budget)  # 8M values: under 2^24
+    assert not one_inline_block(1_000_000, 8, 33, 8, 1 << 40)  # more than 32 centroids
+    assert not one_inline_block(1_000_000, 2, 64, 4, 1 << 40)  # (under 2^22 values)
+    assert not one_inline_block(INLINE_FEW_MAX_ELEMENTS // 16, 16, 3, 4, 1 << 40)
+    assert one_inline_block(INLINE_FEW_MAX_ELEMENTS // 16 - 1, 16, 3, 4, 1 << 40)
     assert not one_inline_block(300_000, 2, INLINE_MAX_CLUSTERS, 4, 1 << 40)
     # the compiled iterations' three label arrays (24 bytes a row) count too: a 16 MB
     # budget takes 1000000 rows of (rows, 1) float32 buffers (16 MB) but not their labels
@@ -650,7 +664,8 @@ def test_mid_size_data_runs_inline_only_with_few_centroids():
     tall = FitData.build(rows, n_clusters=3, validate=False, splits_work=True)
     assert tall.inline and tall.single_block == slice(0, 1_000_000)
     assert not FitData.build(rows, n_clusters=3, validate=False).inline  # serial work
-    assert not built(1_000_000, 2, 3).inline  # float64: two blocks inline, so workers
+    assert built(1_000_000, 2, 3).single_block == slice(0, 1_000_000)  # float64 too
+    assert not built(1_000_000, 2, 33).inline  # more than 32 centroids: workers
     assert not FitData.build(np.zeros((2000, 256)), n_clusters=8, validate=False).inline
     assert runs_inline(SINGLE_BLOCK_ELEMENTS // INLINE_MAX_FEATURES, INLINE_MAX_FEATURES, 8)
     X = np.zeros((12_000, 64))  # one block: its rows fit CACHE_BLOCK_BYTES
@@ -668,7 +683,8 @@ def test_mid_size_data_runs_inline_only_with_few_centroids():
 
 def test_inline_data_of_a_splitting_fit_is_one_block_past_the_cache_bound():
     # its kernels take cache-sized sub-blocks themselves: only the memory budget cuts it
-    from kmeansfw.core.data import BLOCK_TEMPORARIES, CACHE_BLOCK_BYTES
+    import kmeansfw.core.data as core_data
+    from kmeansfw.core.data import BLOCK_TEMPORARIES, CACHE_BLOCK_BYTES, INLINE_ROW_BYTES
 
     X = np.zeros((100_000, 16))  # 12.8 MB: more than CACHE_BLOCK_BYTES
     assert X.nbytes > CACHE_BLOCK_BYTES
@@ -679,11 +695,20 @@ def test_inline_data_of_a_splitting_fit_is_one_block_past_the_cache_bound():
     assert build(splits_work=True).single_block == slice(0, 100_000)
     by_cache = build()  # a fit whose work does not split: cache-sized blocks for workers
     assert not by_cache.inline and by_cache.block_rows * 16 * 8 <= CACHE_BLOCK_BYTES
-    # the memory budget still bounds the block: at most BLOCK_TEMPORARIES buffers fit it
-    budget = 8 << 20
+    # the memory budget still bounds the block: the label vectors of its rows, which the
+    # compiled kernels keep (24 bytes a row, no buffers of the block's shape), fit it
+    budget = 1 << 20
     small = build(splits_work=True, memory_budget=budget)
-    assert small.inline and small.block_rows * 16 * 8 * BLOCK_TEMPORARIES <= budget
+    assert small.inline and small.block_rows * INLINE_ROW_BYTES <= budget
     assert small.block_rows % MIN_BLOCK_ROWS == 0 and len(small.tasks) > 1
+    assert build(splits_work=True, memory_budget=8 << 20).single_block == slice(0, 100_000)
+    # without numba the NumPy twins hold buffers of the block's shape: at most
+    # BLOCK_TEMPORARIES of them fit the budget
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(core_data, "_kernels_walk_sub_blocks", lambda: False)
+        twins = build(splits_work=True, memory_budget=8 << 20)
+    assert twins.inline and twins.block_rows * 16 * 8 * BLOCK_TEMPORARIES <= 8 << 20
+    assert len(twins.tasks) > 1
     # one block and the budget's blocks label alike (plans never change labels; the
     # means' sums are grouped per block, so they agree to rounding)
     rng = np.random.default_rng(0)
@@ -754,8 +779,18 @@ def test_strategies_only_see_blocks(big):
             return (yield)
 
     KMeans(12, random_state=0, observers=[Spy()], memory_budget_mb=0.25).fit(big)
-    expected = plan_block_rows(big.shape[0], 12, 8, memory_budget=int(0.25 * 2**20))
-    assert max(seen) == expected < big.shape[0]
+    budget = int(0.25 * 2**20)  # inline, the rows' label vectors (24 bytes a row) fit it
+    plan = FitData.build(big, n_clusters=12, memory_budget=budget, splits_work=True)
+    assert plan.inline and plan.block_rows * INLINE_ROW_BYTES <= budget
+    assert max(seen) == plan.block_rows < big.shape[0]
+    seen.clear()  # strategies whose work does not split: blocks of (rows, k) buffers
+    from kmeansfw.core.config import PairingWarning
+
+    with pytest.warns(PairingWarning, match="median"):
+        KMeans(
+            12, random_state=0, observers=[Spy()], memory_budget_mb=0.25, update="median"
+        ).fit(big)
+    assert max(seen) == plan_block_rows(big.shape[0], 12, 8, memory_budget=budget) < plan.block_rows
 
 
 def test_history_observer_and_monotone_objective(blobs):
@@ -1080,12 +1115,12 @@ def test_blas_is_held_at_one_thread_during_a_fit_and_restored_after(blobs):
     blas_threads = _blas_threads
     seen: list = []
 
-    big, _ = make_blobs(INLINE_MAX_ROWS + 1000, n_features=16, random_state=0)  # workers
-    assert not FitData.build(big, n_clusters=3, splits_work=True).inline
+    big, _ = make_blobs(INLINE_MAX_ROWS + 1000, n_features=16, random_state=0)
+    assert not FitData.build(big, n_clusters=40, splits_work=True).inline  # workers
     with threadpool_limits(2, user_api="blas"):  # so that a hold shows, whatever the env
         before = blas_threads()
         assert before and all(threads == 2 for threads in before)
-        KMeans(3, random_state=0, observers=[_BlasProbe(seen)], max_iter=3).fit(big)
+        KMeans(40, random_state=0, observers=[_BlasProbe(seen)], max_iter=3).fit(big)
         assert seen and all(threads == [1] * len(before) for threads in seen)
         assert blas_threads() == before
         seen.clear()  # small data too: idle BLAS threads would spin against numba's

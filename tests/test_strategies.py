@@ -1102,17 +1102,19 @@ def test_the_direct_search_prefetches_in_fits_on_large_data(monkeypatch):
     monkeypatch.setattr(kernels, "nearest_sq_euclidean", spy_search)
     monkeypatch.setattr(lloyd, "lloyd_iterations", spy_iterations)
     rng = np.random.default_rng(0)
+    budget = 4  # MB: 300000 rows' label vectors (7.2 MB) do not fit, 20000 rows' do
     for n in (20_000, 300_000):  # inline, then worker threads (2.4M values, 19 MB)
         X = rng.normal(size=(n, 8))
-        assert FitData.build(X, n_clusters=4, splits_work=True).inline is (n == 20_000)
+        built = FitData.build(X, n_clusters=4, splits_work=True, memory_budget=budget << 20)
+        assert built.inline is (n == 20_000)
         with monkeypatch.context() as patch:  # just under the threshold: no hint
             patch.setattr(euclidean_kernels, "PREFETCH_MIN_DATA_BYTES", X.nbytes + 1)
-            plain = KMeans(4, random_state=0, max_iter=4, tol=0).fit(X)
+            plain = KMeans(4, random_state=0, max_iter=4, tol=0, memory_budget_mb=budget).fit(X)
         assert seen and not any(seen)
         seen.clear()
         with monkeypatch.context() as patch:
             patch.setattr(euclidean_kernels, "PREFETCH_MIN_DATA_BYTES", X.nbytes)
-            hinted = KMeans(4, random_state=0, max_iter=4, tol=0).fit(X)
+            hinted = KMeans(4, random_state=0, max_iter=4, tol=0, memory_budget_mb=budget).fit(X)
         assert seen and all(seen)
         seen.clear()
         np.testing.assert_array_equal(hinted.cluster_centers_, plain.cluster_centers_)

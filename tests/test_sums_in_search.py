@@ -77,7 +77,7 @@ class Partials:
 PARAMS = dict(init="random", n_init=1, random_state=3, tol=0, max_iter=25)
 
 
-@pytest.mark.parametrize("budget", [64.0, 0.05])  # one block; many blocks and tasks
+@pytest.mark.parametrize("budget", [64.0, 0.01])  # one block; many blocks and tasks
 def test_the_search_adds_the_sums_and_the_fit_is_the_maps_bit_for_bit(X, budget):
     offers = Offers()
     seen = Partials()
@@ -105,7 +105,7 @@ def test_sums_left_by_the_search_are_the_maps(X):
 
 @pytest.mark.parametrize(
     "other",
-    [dict(n_threads=1), dict(executor=PickleShuffleExecutor(seed=1), memory_budget_mb=0.05)],
+    [dict(n_threads=1), dict(executor=PickleShuffleExecutor(seed=1), memory_budget_mb=0.01)],
     ids=["one-thread", "pickled-tasks"],
 )
 def test_sums_in_the_search_do_not_depend_on_threads_or_executor(X, other):
@@ -175,8 +175,8 @@ def test_a_task_whose_later_blocks_the_search_leaves_gets_them_from_the_map():
     from kmeansfw.core.data import FitData
 
     X, _ = make_blobs(40_000, n_features=3, centers=30, cluster_std=2.5, random_state=7)
-    params = dict(PARAMS, memory_budget_mb=0.05)  # 256-row blocks, several per task
-    plan = FitData.build(X, n_clusters=12, memory_budget=int(0.05 * 2**20))
+    params = dict(PARAMS, memory_budget_mb=0.01)  # 256-row blocks, several per task
+    plan = FitData.build(X, n_clusters=12, memory_budget=int(0.01 * 2**20))
     assert max(len(task) for task in plan.tasks) > 1
     mixed = KMeans(12, assignment=EveryOtherBlock(), **params).fit(X)
     mapped = KMeans(12, assignment=MapOnly(), **params).fit(X)

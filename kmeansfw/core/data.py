@@ -56,11 +56,16 @@ SINGLE_BLOCK_ELEMENTS = 1 << 18
 #: fewer than :data:`INLINE_MAX_CLUSTERS` centroids (and so does data worker threads would
 #: get as one block, :func:`one_worker_block`, whatever its fit's number of centroids).
 INLINE_MAX_ELEMENTS = 1 << 22
+#: Data of a fit of at most :data:`INLINE_FEW_CLUSTERS` centroids runs inline up to this
+#: many elements (:func:`runs_inline`, :func:`one_inline_block`).
+INLINE_FEW_MAX_ELEMENTS = 1 << 24
+INLINE_FEW_CLUSTERS = 32
 INLINE_MAX_ROWS = 1 << 18
 #: Bytes per row the built-in Lloyd iterations keep when they run inline in compiled
 #: calls (three label arrays of ``np.intp``: :mod:`kmeansfw.kernels.lloyd`), counted
-#: against the memory budget for data of :data:`INLINE_MAX_ROWS` rows or more
-#: (:func:`one_inline_block`).
+#: against the memory budget for inline data of a fit that splits its work between
+#: numba's threads: its one block's rows must fit it (:func:`plan_block_rows` with
+#: ``compiled``, :func:`one_inline_block`).
 INLINE_ROW_BYTES = 3 * np.dtype(np.intp).itemsize
 INLINE_MAX_FEATURES = 128
 INLINE_MAX_CLUSTERS = 128
@@ -284,7 +289,16 @@ def runs_inline(n_samples: int, n_features: int, n_clusters: int | None = None) 
     250000 x 16, k=3); beyond, 0.75-0.97x from 4.8 to 7.7 million elements but
     1.11-1.16x at 100000 x 64, k=64, float64.  Data that moved inline with the new
     limit groups the mean's sums as one block (centroids may differ from the worker
-    threads' in the last bits; the same on any number of threads).
+    threads' in the last bits; the same on any number of threads).  Fits of at most
+    :data:`INLINE_FEW_CLUSTERS` (32) centroids run inline up to
+    :data:`INLINE_FEW_MAX_ELEMENTS` (2^24) elements, as one block (the rows' label
+    vectors against the budget, :func:`plan_block_rows`): measured the same way in two
+    sessions, 36 timings at 4.8 to 16 million elements (200000 x 64, 500000 to
+    1000000 x 8 to 16, k 3 to 32, both dtypes) took 0.65-1.23x the time, 0.91x as a
+    geometric mean (median 0.89x; the same shape moved by up to 0.5 between runs on
+    this VM); 32 and 64 million elements were mixed (0.70-1.13x), and 1000000 x 2,
+    k=64, one block, took 1.41-2.28x (its bounds, which ``auto`` keeps there, search
+    on worker threads faster), so the limits are 2^24 elements and 32 centroids.
     :meth:`FitData.build` also runs inline the data that worker threads would get as one
     block (:func:`one_worker_block`: at most :data:`BALANCE_MIN_ROWS` rows whose buffers
     fit), whatever its features and its number of centroids: one worker thread would do
@@ -318,23 +332,24 @@ def runs_inline(n_samples: int, n_features: int, n_clusters: int | None = None) 
 
 def _mid_size(n_samples: int, n_features: int, n_clusters: int) -> bool:
     # runs_inline's limits on mid-size data but its rows'
-    return (
-        n_clusters < INLINE_MAX_CLUSTERS
-        and n_samples * n_features < INLINE_MAX_ELEMENTS
-        and n_features <= INLINE_MAX_FEATURES
-    )
+    if n_clusters >= INLINE_MAX_CLUSTERS or n_features > INLINE_MAX_FEATURES:
+        return False
+    if n_clusters <= INLINE_FEW_CLUSTERS:
+        return n_samples * n_features < INLINE_FEW_MAX_ELEMENTS
+    return n_samples * n_features < INLINE_MAX_ELEMENTS
 
 
 def one_inline_block(
     n_samples: int, n_features: int, n_clusters: int, itemsize: int, memory_budget: int
 ) -> bool:
     """Whether mid-size data of :data:`INLINE_MAX_ROWS` rows or more runs inline all the
-    same: within :func:`runs_inline`'s other limits (elements, features, centroids) and
-    one block when it runs inline (:func:`plan_block_rows` with ``inline=True``, as
-    :meth:`FitData.build` plans it: its buffers fit the memory budget), so that the
-    built-in Lloyd iterations run in compiled calls on numba's threads
-    (:class:`kmeansfw.engine.lloyd_step.LloydStep`) instead of a round of hooks per
-    iteration on worker threads.
+    same: within :func:`runs_inline`'s other limits (elements, features), a fit of at
+    most :data:`INLINE_FEW_CLUSTERS` centroids, and one block when it runs inline
+    (:func:`plan_block_rows` with ``inline=True``, as :meth:`FitData.build` plans it:
+    with numba's kernels its rows' label vectors fit the memory budget, with their
+    NumPy twins its buffers), so that the built-in Lloyd iterations run in compiled
+    calls on numba's threads (:class:`kmeansfw.engine.lloyd_step.LloydStep`) instead
+    of a round of hooks per iteration on worker threads.
 
     Measured per Lloyd iteration (two threads, against worker threads, in turns in one
     process): 0.46-0.85x the time at 270000 to 1000000 rows of 1 to 7 features, k=3 to
@@ -346,7 +361,12 @@ def one_inline_block(
     every iteration's end) took 0.62-0.95x the time of worker threads' (one run of
     three 1.22x at 300000 x 6, float64).  The compiled iterations keep three label
     arrays of the data's rows (:data:`INLINE_ROW_BYTES` a row), so the rows must fit
-    the budget that way too.  Depends on the shape, the dtype and the budget only
+    the budget that way; when the budget counted (rows, max(k, d)) buffers as well,
+    this took only k <= 8 in float64 and k <= 16 in float32.  Counting the label vectors
+    alone, 1000000 x 2, float64 took 0.65-0.90x the time at k=3 and 32 (0.75-1.21x at
+    k=8) and 1000000 x 8, k=3 to 32, 0.65-1.20x (0.89x as a geometric mean); at
+    k=64, 1000000 x 2 took 1.41-2.28x, hence at most :data:`INLINE_FEW_CLUSTERS`
+    centroids.  Depends on the shape, the dtype and the budget only
     (never on the thread count), so results stay the same for any number of threads
     (against worker threads' blocks the mean's sums are grouped otherwise: centroids
     within rounding, so a row almost exactly between two centroids may take the other
@@ -367,7 +387,7 @@ def one_inline_block(
     -------
     bool
     """
-    if not _mid_size(n_samples, n_features, n_clusters):
+    if n_clusters > INLINE_FEW_CLUSTERS or not _mid_size(n_samples, n_features, n_clusters):
         return False
     if n_samples * INLINE_ROW_BYTES > memory_budget:  # the compiled iterations' labels
         return False
@@ -435,7 +455,15 @@ def plan_block_rows(
     of 5120 rows, not 4 of 4096 and one of 3616).  ``compiled``: the fit's per-block
     work runs in compiled kernels that walk a block in sub-blocks of their own
     (:meth:`FitData.build`: a fit that splits its work between numba's threads, on dense
-    data), so the cache's bound does not hold it; other plans keep the cut.
+    data), so the cache's bound does not hold it; other plans keep the cut.  Inline,
+    such a fit holds no buffers of the block's shape (with numba's kernels; their NumPy
+    twins do): the budget then counts the vectors it keeps per row
+    (:data:`INLINE_ROW_BYTES`), so its data is one block up to the budget over 24 bytes
+    of rows (2.8 million rows at the default 64 MB; measured per Lloyd iteration
+    against the blocks of (rows, max(k, d)) buffers, float64, in turns in one process:
+    0.78-0.92x the time at 40000 to 250000 rows of 16 to 128 features, k=3 and 8,
+    level at k=32: 1.02-1.04x).  Transforms plan their (rows, k) answers within the
+    budget again (:meth:`FitData.replan`).
     Depends only on the shape, the dtype, the budget and ``compiled`` (never on the
     thread count), so the partition of the data, and therefore every result, is the same
     whatever the number of threads.  A block short of the whole data is a multiple of
@@ -444,9 +472,12 @@ def plan_block_rows(
     """
     row_bytes = max(1, n_columns) * itemsize
     cache_rows = CACHE_BLOCK_BYTES // row_bytes if cache_bound else n_samples
-    budget_rows = memory_budget // (row_bytes * BLOCK_TEMPORARIES)
     if inline is None:
         inline = runs_inline(n_samples, n_features)
+    if inline and compiled and _kernels_walk_sub_blocks():
+        budget_rows = memory_budget // INLINE_ROW_BYTES  # vectors of the rows, no buffers
+    else:
+        budget_rows = memory_budget // (row_bytes * BLOCK_TEMPORARIES)
     if inline:
         balance_rows = n_samples
     else:
@@ -463,6 +494,14 @@ def plan_block_rows(
             longest = min(2 * rows, budget_rows, balance_rows)
             rows = _even_share_rows(n_samples, rows, max(rows, longest))
     return rows
+
+
+def _kernels_walk_sub_blocks() -> bool:
+    # whether the built-in kernels are numba's, which walk a block in sub-blocks of their
+    # own (their NumPy twins hold buffers of the block's shape); imports numba
+    from kmeansfw import kernels
+
+    return bool(kernels.HAVE_NUMBA)
 
 
 def largest_share(n_samples: int, rows: int, n_threads: int) -> float:

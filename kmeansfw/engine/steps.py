@@ -576,8 +576,12 @@ def pairwise(
 ) -> np.ndarray:
     """The full (n, k) matrix of a geometry hook, e.g. for ``transform``.
 
-    Only for results the caller asked to hold in memory; fitting never builds it.
+    Only for results the caller asked to hold in memory; fitting never builds it.  Its
+    blocks are planned for (rows, k) answers within the data's memory budget
+    (:meth:`FitData.replan`): a fit's own plan may be one block of the whole data, whose
+    compiled kernels keep only vectors of its rows.
     """
+    data = data.replan(centroids.shape[0])
     out = np.empty((data.n_samples, centroids.shape[0]), dtype=data.dtype)
     cache = prepare_centroids(hook, data, centroids)
     return fill_rows(data, _MatrixTask(hook, name, data, centroids, cache), out)
