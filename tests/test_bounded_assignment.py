@@ -649,3 +649,39 @@ def test_bounded_assignment_with_sample_weight_equals_nearest():
         np.testing.assert_array_equal(km.labels_, near.labels_)
         assert km.n_iter_ == near.n_iter_
         np.testing.assert_allclose(km.inertia_, near.inertia_, rtol=1e-9)
+
+
+def test_stale_rows_are_gathered_in_runs_that_fit_the_memory_budget(monkeypatch):
+    # inline data of a splitting fit is one block whatever its rows' width (its label
+    # vectors fit the budget): auto's Hamerly bounds gather the rows they cannot settle
+    # in runs of whole sub-blocks whose copies fit the budget, with the same results
+    from kmeansfw.core.data import BLOCK_TEMPORARIES
+    from kmeansfw.strategies import assignment
+
+    X, _ = make_blobs(20_000, n_features=16, centers=40, cluster_std=5.0, random_state=3)
+    budget_mb = 0.5  # the 20000 rows' label vectors (480 kB) fit it
+    data = FitData.build(X, n_clusters=40, memory_budget=1 << 19, splits_work=True)
+    assert data.single_block == slice(0, 20_000)
+    assert assignment.Auto(metric=True).bounded_by(20_000, 16, 40) == "hamerly"
+    step = assignment.gather_rows(16, 8, 1 << 19)
+    assert step % 256 == 0 and step * 16 * 8 * BLOCK_TEMPORARIES <= 1 << 19 and step < 20_000
+    searched: list = []
+    real = assignment.Hamerly._search
+
+    def spy(self, hook, X, *args, **kwargs):
+        searched.append(X.shape[0])
+        return real(self, hook, X, *args, **kwargs)
+
+    params = dict(random_state=0, max_iter=20, tol=0)
+    monkeypatch.setattr(assignment.Hamerly, "_search", spy)
+    small = KMeans(40, memory_budget_mb=budget_mb, **params).fit(X)
+    gathered = [rows for rows in searched if rows < 20_000]
+    assert gathered and max(gathered) <= step
+    assert step in gathered  # a gather cut into runs
+    searched.clear()
+    whole = KMeans(40, memory_budget_mb=64, **params).fit(X)  # one gather a pass
+    assert max(rows for rows in searched if rows < 20_000) > step
+    np.testing.assert_array_equal(small.cluster_centers_, whole.cluster_centers_)
+    np.testing.assert_array_equal(small.labels_, whole.labels_)
+    assert small.inertia_ == whole.inertia_ and small.n_iter_ == whole.n_iter_
+    assert assignment.gather_rows(16, 8, 1) == 256  # one run of a sub-block at least

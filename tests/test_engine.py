@@ -13,7 +13,13 @@ from sklearn.datasets import make_blobs
 
 import kmeansfw
 from kmeansfw import KMeans
-from kmeansfw.core.data import INLINE_ROW_BYTES, MIN_BLOCK_ROWS, FitData, plan_block_rows
+from kmeansfw.core.data import (
+    BLOCK_TEMPORARIES,
+    INLINE_ROW_BYTES,
+    MIN_BLOCK_ROWS,
+    FitData,
+    plan_block_rows,
+)
 from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins
 
@@ -220,6 +226,75 @@ def test_mid_size_data_of_2_21_to_2_22_values_runs_inline(n, d, k, dtype):
         patch.setattr(core_data, "INLINE_FEW_MAX_ELEMENTS", 1 << 21)
 
     _inline_fits_against_workers(X, k, to_workers)
+
+
+@pytest.mark.parametrize(("n", "d", "k", "dtype"), [(70_000, 64, 8, np.float32)])
+def test_data_of_2_22_to_2_24_values_runs_inline_with_few_centroids(n, d, k, dtype):
+    # 2^22 to INLINE_FEW_MAX_ELEMENTS (2^24) values, at most 32 centroids: inline as one
+    # block (its rows' label vectors fit the budget), the same fit on one thread and two
+    # bit for bit; worker threads (the limit at 2^22 again) to rounding
+    import kmeansfw.core.data as core_data
+    from kmeansfw.core.data import INLINE_FEW_MAX_ELEMENTS, INLINE_MAX_ELEMENTS, runs_inline
+
+    X = np.random.default_rng(n + d).normal(size=(n, d)).astype(dtype)
+    assert INLINE_MAX_ELEMENTS < n * d < INLINE_FEW_MAX_ELEMENTS
+    assert FitData.build(X, n_clusters=k, splits_work=True).single_block == slice(0, n)
+    assert not runs_inline(n, d, 33)  # more centroids: the 2^22 limit
+
+    def to_workers(patch):
+        patch.setattr(core_data, "INLINE_FEW_MAX_ELEMENTS", INLINE_MAX_ELEMENTS)
+
+    _inline_fits_against_workers(X, k, to_workers)
+
+
+def test_without_numba_the_inline_rules_count_buffers_as_before(monkeypatch):
+    # the NumPy twins hold block-shaped buffers: their plans count four (rows,
+    # max(k, d)) buffers against the budget, keep the 2^22 limit for any k and no
+    # limit of 32 centroids past 2^18 rows (with numba: one block by label vectors)
+    import kmeansfw.core.data as core_data
+    from kmeansfw.core.data import one_inline_block, runs_inline
+
+    budget = 64 << 20
+
+    def built(n, d, k):
+        X = np.zeros((n, d))
+        return FitData.build(X, n_clusters=k, validate=False, splits_work=True)
+
+    assert runs_inline(200_000, 64, 8) and built(1_000_000, 2, 3).inline
+    assert not one_inline_block(300_000, 2, 64, 4, 1 << 40)
+    assert built(60_000, 64, 3).single_block == slice(0, 60_000)
+    monkeypatch.setattr(core_data, "_kernels_walk_sub_blocks", lambda: False)
+    assert not runs_inline(200_000, 64, 8) and not one_inline_block(1_000_000, 2, 3, 8, budget)
+    assert one_inline_block(300_000, 2, 64, 4, 1 << 40)  # as many as the buffers allow
+    assert not built(1_000_000, 2, 3).inline  # float64: two blocks inline, so workers
+    twins = built(60_000, 64, 3)  # (rows, 64) float64 buffers: 32768 rows a block
+    assert twins.inline and twins.block_rows * 64 * 8 * BLOCK_TEMPORARIES <= budget
+    assert len(twins.tasks) == 2
+
+
+def test_transform_plans_its_answers_within_the_budget(monkeypatch):
+    # the fit's plan is one block (its rows' label vectors fit 1 MB); transform's (rows,
+    # k) answers are planned for that width within the budget, and are the distances
+    from scipy.spatial.distance import cdist
+
+    from kmeansfw.engine import steps
+
+    X = np.random.default_rng(5).normal(size=(20_000, 8))
+    k, budget = 40, 1 << 20
+    assert FitData.build(X, n_clusters=k, memory_budget=budget, splits_work=True).single_block
+    km = KMeans(k, random_state=0, max_iter=3, memory_budget_mb=1).fit(X)
+    rows: list = []
+    real = steps.block_matrix
+
+    def spy(hook, name, data, block, *args):
+        rows.append(block.stop - block.start)
+        return real(hook, name, data, block, *args)
+
+    monkeypatch.setattr(steps, "block_matrix", spy)
+    distances = km.transform(X)
+    assert len(rows) > 1 and sum(rows) == 20_000
+    assert max(rows) * k * 8 * BLOCK_TEMPORARIES <= budget
+    np.testing.assert_allclose(distances, cdist(X, km.cluster_centers_), rtol=1e-9, atol=1e-9)
 
 
 def test_bit_identical_whatever_the_thread_count_with_bounds_inline(launches, monkeypatch):

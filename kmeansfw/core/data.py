@@ -50,7 +50,8 @@ BALANCE_MIN_ROWS = 4096
 #: checks are then made once per pass (measured at 20000 x 8, k=3: 0.41 -> 0.32 ms per
 #: iteration).  A rule on the shape only, so results stay the same for any thread count.
 SINGLE_BLOCK_ELEMENTS = 1 << 18
-#: Mid-size data runs inline as well (:func:`runs_inline`) up to this many elements, when it
+#: Mid-size data runs inline as well (:func:`runs_inline`) up to this many elements (or
+#: :data:`INLINE_FEW_MAX_ELEMENTS` with few centroids), when it
 #: has fewer than :data:`INLINE_MAX_ROWS` rows (or more, when inline it is one block,
 #: :func:`one_inline_block`) and at most :data:`INLINE_MAX_FEATURES` features and its fit
 #: fewer than :data:`INLINE_MAX_CLUSTERS` centroids (and so does data worker threads would
@@ -293,12 +294,13 @@ def runs_inline(n_samples: int, n_features: int, n_clusters: int | None = None) 
     :data:`INLINE_FEW_CLUSTERS` (32) centroids run inline up to
     :data:`INLINE_FEW_MAX_ELEMENTS` (2^24) elements, as one block (the rows' label
     vectors against the budget, :func:`plan_block_rows`): measured the same way in two
-    sessions, 36 timings at 4.8 to 16 million elements (200000 x 64, 500000 to
-    1000000 x 8 to 16, k 3 to 32, both dtypes) took 0.65-1.23x the time, 0.91x as a
+    sessions, 36 timings at 8 to 16 million elements (200000 x 64; 1000000 x 8, 12 and
+    16; 500000 and 700000 x 16; k 3 to 32, both dtypes) took 0.65-1.23x the time, 0.91x as a
     geometric mean (median 0.89x; the same shape moved by up to 0.5 between runs on
     this VM); 32 and 64 million elements were mixed (0.70-1.13x), and 1000000 x 2,
-    k=64, one block, took 1.41-2.28x (its bounds, which ``auto`` keeps there, search
-    on worker threads faster), so the limits are 2^24 elements and 32 centroids.
+    k=64, one block, took 1.41-2.28x (cause not found: ``auto`` keeps no bounds
+    there), so the limits are 2^24 elements and 32 centroids; with numba's kernels
+    only (their NumPy twins keep the limits measured before).
     :meth:`FitData.build` also runs inline the data that worker threads would get as one
     block (:func:`one_worker_block`: at most :data:`BALANCE_MIN_ROWS` rows whose buffers
     fit), whatever its features and its number of centroids: one worker thread would do
@@ -332,9 +334,11 @@ def runs_inline(n_samples: int, n_features: int, n_clusters: int | None = None) 
 
 def _mid_size(n_samples: int, n_features: int, n_clusters: int) -> bool:
     # runs_inline's limits on mid-size data but its rows'
+    # (with numba's kernels only, fits of few centroids up to INLINE_FEW_MAX_ELEMENTS: the
+    # NumPy twins' plans stay those measured before)
     if n_clusters >= INLINE_MAX_CLUSTERS or n_features > INLINE_MAX_FEATURES:
         return False
-    if n_clusters <= INLINE_FEW_CLUSTERS:
+    if n_clusters <= INLINE_FEW_CLUSTERS and _kernels_walk_sub_blocks():
         return n_samples * n_features < INLINE_FEW_MAX_ELEMENTS
     return n_samples * n_features < INLINE_MAX_ELEMENTS
 
@@ -362,7 +366,9 @@ def one_inline_block(
     three 1.22x at 300000 x 6, float64).  The compiled iterations keep three label
     arrays of the data's rows (:data:`INLINE_ROW_BYTES` a row), so the rows must fit
     the budget that way; when the budget counted (rows, max(k, d)) buffers as well,
-    this took only k <= 8 in float64 and k <= 16 in float32.  Counting the label vectors
+    this took as many as four buffers allowed (at 2^18 rows k <= 16 in float32 and 8 in
+    float64; at 1000000 x 2, 4 and 2), as it still does with the NumPy twins (no
+    limit of 32 centroids there).  Counting the label vectors
     alone, 1000000 x 2, float64 took 0.65-0.90x the time at k=3 and 32 (0.75-1.21x at
     k=8) and 1000000 x 8, k=3 to 32, 0.65-1.20x (0.89x as a geometric mean); at
     k=64, 1000000 x 2 took 1.41-2.28x, hence at most :data:`INLINE_FEW_CLUSTERS`
@@ -387,8 +393,10 @@ def one_inline_block(
     -------
     bool
     """
-    if n_clusters > INLINE_FEW_CLUSTERS or not _mid_size(n_samples, n_features, n_clusters):
+    if not _mid_size(n_samples, n_features, n_clusters):
         return False
+    if n_clusters > INLINE_FEW_CLUSTERS and _kernels_walk_sub_blocks():
+        return False  # (the NumPy twins: as many as their buffers allow, as before)
     if n_samples * INLINE_ROW_BYTES > memory_budget:  # the compiled iterations' labels
         return False
     rows = plan_block_rows(
@@ -462,8 +470,10 @@ def plan_block_rows(
     of rows (2.8 million rows at the default 64 MB; measured per Lloyd iteration
     against the blocks of (rows, max(k, d)) buffers, float64, in turns in one process:
     0.78-0.92x the time at 40000 to 250000 rows of 16 to 128 features, k=3 and 8,
-    level at k=32: 1.02-1.04x).  Transforms plan their (rows, k) answers within the
-    budget again (:meth:`FitData.replan`).
+    level at k=32: 1.02-1.04x; k=64 0.93-1.00x; in the full grid 20000 x 2 and x 8,
+    k=256, two or three blocks before, read 0.84-0.90x their previous ratio).
+    Transforms plan their (rows, k) answers within the budget again
+    (:meth:`FitData.replan`).
     Depends only on the shape, the dtype, the budget and ``compiled`` (never on the
     thread count), so the partition of the data, and therefore every result, is the same
     whatever the number of threads.  A block short of the whole data is a multiple of
@@ -648,12 +658,15 @@ class FitData:
         block (:func:`one_worker_block`; both read the dtype and the memory budget as
         well: never the thread count); otherwise only the
         rule on the data's size applies.  Dense data of such a fit that runs inline is
-        one block when its buffers fit the memory budget, however many cache-sized
-        blocks it would make (``cache_bound=False`` in :func:`plan_block_rows`): its
+        one block when the label vectors of its rows fit the memory budget (with numba's
+        kernels; with their NumPy twins, its buffers: :func:`plan_block_rows`), however
+        many cache-sized blocks it would make (``cache_bound=False``): its
         kernels walk the block in cache-sized sub-blocks themselves, and each further
         block costs a round of hook calls, answer checks and thread wake-ups per pass
         (measured per Lloyd iteration: 20000 x 64, k=3 and 8, 0.92-0.95x the time;
-        100000 x 16, k=8, 0.88x; 200000 x 2 and 8, k=8, 0.90-0.94x).
+        100000 x 16, k=8, 0.88x; 200000 x 2 and 8, k=8, 0.90-0.94x).  The plan does not
+        read ``executor`` (results do not depend on it), so under an executor such data
+        is one task as well.
         """
         if validate:
             X = validate_X(X)

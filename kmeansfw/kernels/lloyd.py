@@ -275,10 +275,9 @@ def lloyd_iterations(
     prefetch : bool
         The searches' prefetch hint (as there: the product and the direct search's).
         A fit passes :func:`kmeansfw.kernels.prefetch_data` of its data: True from
-        16 MiB, which the one-block data these iterations run on seldom reaches (inline
-        float32 data stays under 2^22 values, 16 MiB; inline float64 data of 2^21
-        values or more is one block only where its buffers fit the memory budget, and
-        otherwise takes the hint through each block's search).
+        16 MiB, which one-block data of 2^22 values or more reaches (in float32; 2^21
+        in float64: inline data of at most 32 centroids goes up to 2^24 values, 64 or
+        128 MiB).
 
     Returns
     -------

@@ -11,7 +11,7 @@ import pluggy
 from kmeansfw import kernels  # attributes read at call time: numba loads on first fit
 from kmeansfw.core import contract
 from kmeansfw.core.config import budget_bytes
-from kmeansfw.core.data import FitData
+from kmeansfw.core.data import BLOCK_TEMPORARIES, MIN_BLOCK_ROWS, FitData
 from kmeansfw.core.markers import hookimpl
 from kmeansfw.core.sums import SumsRequest
 from kmeansfw.engine import steps
@@ -214,16 +214,43 @@ class _Bounded:
             # in the search's pass when the distance can add them)
             costs = self._search(hook, X, centroids, data, cache, state, labels, upper, lower, sums)
             stamps[:] = state["now"]
-        elif redo.size:
-            sub_labels, sub_upper, sub_lower = labels[redo], upper[redo], lower[redo]
-            self._search(
-                hook, X[redo], centroids, data, cache, state, sub_labels, sub_upper, sub_lower
-            )
-            labels[redo], upper[redo], lower[redo] = sub_labels, sub_upper, sub_lower
+        else:
+            # the stale rows gathered and searched in runs whose copies fit the memory
+            # budget (an inline block may be the whole data): whole sub-blocks of rows,
+            # so each row sits where it would in one gather and is searched alike
+            step = gather_rows(X.shape[1], X.dtype.itemsize, data.memory_budget)
+            for a in range(0, redo.size, step):
+                part = redo[a : a + step]
+                sub_labels, sub_upper, sub_lower = labels[part], upper[part], lower[part]
+                self._search(
+                    hook, X[part], centroids, data, cache, state, sub_labels, sub_upper, sub_lower
+                )
+                labels[part], upper[part], lower[part] = sub_labels, sub_upper, sub_lower
             stamps[redo] = state["now"]
         # the state's rows change in later iterations; costs None (rows the bounds
         # settled): the engine computes them if something reads them
         return labels.copy(), costs
+
+
+def gather_rows(n_features: int, itemsize: int, memory_budget: int) -> int:
+    """Stale rows a bound-based assignment gathers and searches at once: as many whole
+    runs of :data:`kmeansfw.core.data.MIN_BLOCK_ROWS` rows as keep
+    :data:`kmeansfw.core.data.BLOCK_TEMPORARIES` copies of them within
+    ``memory_budget`` (one run at least).
+
+    Parameters
+    ----------
+    n_features, itemsize : int
+        The rows' width and bytes per value.
+    memory_budget : int
+        Bytes of working memory per thread.
+
+    Returns
+    -------
+    int
+    """
+    rows = memory_budget // (BLOCK_TEMPORARIES * max(1, n_features) * itemsize)
+    return max(MIN_BLOCK_ROWS, rows - rows % MIN_BLOCK_ROWS)
 
 
 def full_search_fraction(n_clusters: int) -> float:
