@@ -247,6 +247,12 @@ def test_data_of_2_22_to_2_24_values_runs_inline_with_few_centroids(n, d, k, dty
     _inline_fits_against_workers(X, k, to_workers)
 
 
+def _built(n, d, k, **kw):
+    # the plan of a splitting fit (the built-in strategies) on (n, d) float64 zeros
+    X = np.zeros((n, d))
+    return FitData.build(X, n_clusters=k, validate=False, splits_work=True, **kw)
+
+
 def test_without_numba_the_inline_rules_count_buffers_as_before(monkeypatch):
     # the NumPy twins hold block-shaped buffers: their plans count four (rows,
     # max(k, d)) buffers against the budget, keep the 2^22 limit for any k and no
@@ -255,15 +261,11 @@ def test_without_numba_the_inline_rules_count_buffers_as_before(monkeypatch):
     from kmeansfw.core.data import one_inline_block, runs_inline
 
     budget = 64 << 20
-
-    def built(n, d, k):
-        X = np.zeros((n, d))
-        return FitData.build(X, n_clusters=k, validate=False, splits_work=True)
-
+    built = _built
     assert runs_inline(200_000, 64, 8) and built(1_000_000, 2, 3).inline
     assert not one_inline_block(300_000, 2, 64, 4, 1 << 40)
     assert built(60_000, 64, 3).single_block == slice(0, 60_000)
-    monkeypatch.setattr(core_data, "_kernels_walk_sub_blocks", lambda: False)
+    monkeypatch.setattr(core_data, "kernels_compiled", lambda: False)
     assert not runs_inline(200_000, 64, 8) and not one_inline_block(1_000_000, 2, 3, 8, budget)
     assert one_inline_block(300_000, 2, 64, 4, 1 << 40)  # as many as the buffers allow
     assert not built(1_000_000, 2, 3).inline  # float64: two blocks inline, so workers
@@ -681,7 +683,6 @@ def test_mid_size_data_runs_inline_only_with_few_centroids():
         INLINE_MAX_ELEMENTS,
         INLINE_MAX_FEATURES,
         INLINE_MAX_ROWS,
-        INLINE_ROW_BYTES,
         SINGLE_BLOCK_ELEMENTS,
         one_inline_block,
         one_worker_block,
@@ -723,10 +724,7 @@ def test_mid_size_data_runs_inline_only_with_few_centroids():
     assert INLINE_ROW_BYTES == 3 * np.dtype(np.intp).itemsize
     assert not one_inline_block(1_000_000, 1, 1, 4, 16 << 20)
     assert one_inline_block(600_000, 1, 1, 4, 16 << 20)
-
-    def built(n, d, k, **kw):
-        X = np.zeros((n, d))
-        return FitData.build(X, n_clusters=k, validate=False, splits_work=True, **kw)
+    built = _built
 
     assert built(2000, 256, 32).inline and built(2000, 256, 32).single_block
     # whatever k: one worker thread would do all the work, numba's threads split it
@@ -759,7 +757,7 @@ def test_mid_size_data_runs_inline_only_with_few_centroids():
 def test_inline_data_of_a_splitting_fit_is_one_block_past_the_cache_bound():
     # its kernels take cache-sized sub-blocks themselves: only the memory budget cuts it
     import kmeansfw.core.data as core_data
-    from kmeansfw.core.data import BLOCK_TEMPORARIES, CACHE_BLOCK_BYTES, INLINE_ROW_BYTES
+    from kmeansfw.core.data import CACHE_BLOCK_BYTES
 
     X = np.zeros((100_000, 16))  # 12.8 MB: more than CACHE_BLOCK_BYTES
     assert X.nbytes > CACHE_BLOCK_BYTES
@@ -780,7 +778,7 @@ def test_inline_data_of_a_splitting_fit_is_one_block_past_the_cache_bound():
     # without numba the NumPy twins hold buffers of the block's shape: at most
     # BLOCK_TEMPORARIES of them fit the budget
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(core_data, "_kernels_walk_sub_blocks", lambda: False)
+        patch.setattr(core_data, "kernels_compiled", lambda: False)
         twins = build(splits_work=True, memory_budget=8 << 20)
     assert twins.inline and twins.block_rows * 16 * 8 * BLOCK_TEMPORARIES <= 8 << 20
     assert len(twins.tasks) > 1

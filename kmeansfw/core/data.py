@@ -338,7 +338,7 @@ def _mid_size(n_samples: int, n_features: int, n_clusters: int) -> bool:
     # NumPy twins' plans stay those measured before)
     if n_clusters >= INLINE_MAX_CLUSTERS or n_features > INLINE_MAX_FEATURES:
         return False
-    if n_clusters <= INLINE_FEW_CLUSTERS and _kernels_walk_sub_blocks():
+    if n_clusters <= INLINE_FEW_CLUSTERS and kernels_compiled():
         return n_samples * n_features < INLINE_FEW_MAX_ELEMENTS
     return n_samples * n_features < INLINE_MAX_ELEMENTS
 
@@ -395,7 +395,7 @@ def one_inline_block(
     """
     if not _mid_size(n_samples, n_features, n_clusters):
         return False
-    if n_clusters > INLINE_FEW_CLUSTERS and _kernels_walk_sub_blocks():
+    if n_clusters > INLINE_FEW_CLUSTERS and kernels_compiled():
         return False  # (the NumPy twins: as many as their buffers allow, as before)
     if n_samples * INLINE_ROW_BYTES > memory_budget:  # the compiled iterations' labels
         return False
@@ -484,7 +484,7 @@ def plan_block_rows(
     cache_rows = CACHE_BLOCK_BYTES // row_bytes if cache_bound else n_samples
     if inline is None:
         inline = runs_inline(n_samples, n_features)
-    if inline and compiled and _kernels_walk_sub_blocks():
+    if inline and compiled and kernels_compiled():
         budget_rows = memory_budget // INLINE_ROW_BYTES  # vectors of the rows, no buffers
     else:
         budget_rows = memory_budget // (row_bytes * BLOCK_TEMPORARIES)
@@ -506,9 +506,15 @@ def plan_block_rows(
     return rows
 
 
-def _kernels_walk_sub_blocks() -> bool:
-    # whether the built-in kernels are numba's, which walk a block in sub-blocks of their
-    # own (their NumPy twins hold buffers of the block's shape); imports numba
+def kernels_compiled() -> bool:
+    """Whether the built-in kernels are numba's: they walk a block in sub-blocks of their
+    own (their NumPy twins hold buffers of the block's shape), and the engine's Lloyd
+    step makes its iterations in compiled calls.  Imports numba.
+
+    Returns
+    -------
+    bool
+    """
     from kmeansfw import kernels
 
     return bool(kernels.HAVE_NUMBA)

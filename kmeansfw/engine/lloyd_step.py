@@ -52,7 +52,7 @@ import attrs
 import numpy as np
 
 from kmeansfw.core import contract
-from kmeansfw.core.data import FitData, read_only, runs_inline
+from kmeansfw.core.data import FitData, kernels_compiled, read_only, runs_inline
 from kmeansfw.core.paging import mapped_rows
 from kmeansfw.core.sums import SumsRequest
 from kmeansfw.engine import steps
@@ -406,10 +406,3 @@ def lloyd_step(hooks: Any, data: FitData, n_clusters: int, plan: Plan) -> LloydS
         owners["distance"], owners["update"], rows, owners["convergence"], compiled
     )
 
-
-def kernels_compiled() -> bool:
-    """Whether the kernels are numba's (then a :class:`LloydStep` makes its iterations
-    in compiled calls); imports numba."""
-    from kmeansfw.kernels._compile import HAVE_NUMBA
-
-    return HAVE_NUMBA
