@@ -34,7 +34,7 @@ import warnings
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_lloyd import KmfwFit, SkFit, processor  # noqa: E402
+from bench_lloyd import KmfwFit, SkFit, per_iteration, processor  # noqa: E402
 
 N_VALUES = (2_000, 20_000, 200_000, 1_000_000)
 D_VALUES = (2, 8, 64, 256)
@@ -86,49 +86,6 @@ def make_data(n: int, d: int, dtype: str, seed: int) -> np.ndarray:
         stop = min(start + 65536, n)
         X[start:stop] = rng.standard_normal((stop - start, d))
     return X
-
-
-def _best(fit, repeat: int) -> float:
-    best = math.inf
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fit()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def per_iteration(make_fit, iters: int, repeat: int) -> float:
-    """Seconds per Lloyd iteration: (time of 1 + m iterations - time of 1) / m, best of
-    ``repeat`` each (the short run at least twice: the first fit on new data pays one-off
-    costs), with m the iterations the long run really made (``iters``, or fewer when it
-    converged first).  Unless ``repeat`` is 1 (the largest cells), ``iters`` is raised
-    once, from a first timing of the long run, so that its iterations take at least
-    50 ms and at least as long as the short run: a fit's fixed costs (validating X, its
-    mean, the final labels) take about 30 ms at 1M x 2, and a first, cold long run of
-    1 + 3 iterations took over 50 ms, so 3 iterations of 3 ms were the difference of two
-    ~40 ms timings and the first cell of 1M x 2 read 1.17-1.45x scikit-learn's time where
-    10 or more iterations read 0.5-0.7x.  NaN, printed as "-" (a blank cell in the heat
-    map), when the long run made no more iterations than the short one or was not slower
-    than it: that cell has no figure."""
-    short_fit = make_fit(1)
-    # at least twice: a library's first fit on new data pays one-off costs (scikit-learn's
-    # first one-iteration fit at 200000 x 256, k=256 took 1.6 s, the next 0.83 s), which
-    # would make a single timed short run look as slow as the long one
-    short = _best(short_fit, max(repeat, 2))
-    long_fit = make_fit(iters + 1)
-    long = _best(long_fit, 1)
-    # per iteration, at least a tenth of the long run's time per iteration (a difference
-    # lost in noise would otherwise ask for hundreds of iterations)
-    estimate = max((long - short) / iters, long / (iters + 1) / 10)
-    wanted = max(0.05, short)  # the iterations' share of the long run
-    if repeat > 1 and long - short < wanted:
-        iters = min(500, max(iters, math.ceil(wanted / estimate)))
-        long_fit = make_fit(iters + 1)
-    long = _best(long_fit, repeat)
-    made = long_fit.n_iter - short_fit.n_iter
-    if made <= 0 or long <= short:  # converged at once, or lost in noise: no figure
-        return math.nan
-    return (long - short) / made
 
 
 def _available(module: str) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -48,8 +49,8 @@ def make_data(n: int, d: int, k: int, dtype: str, seed: int = 0) -> tuple[np.nda
     return X, init
 
 
-def time_fit(fit, repeat: int) -> float:
-    best = np.inf
+def _best(fit, repeat: int) -> float:
+    best = math.inf
     for _ in range(repeat):
         start = time.perf_counter()
         fit()
@@ -57,11 +58,38 @@ def time_fit(fit, repeat: int) -> float:
     return best
 
 
-def per_iteration(make_fit, iters: int, repeat: int) -> tuple[float, int]:
-    short = time_fit(make_fit(1), repeat)
+def per_iteration(make_fit, iters: int, repeat: int) -> float:
+    """Seconds per Lloyd iteration: (time of 1 + m iterations - time of 1) / m, best of
+    ``repeat`` each (the short run at least twice: the first fit on new data pays one-off
+    costs), with m the iterations the long run really made (``iters``, or fewer when it
+    converged first).  Unless ``repeat`` is 1 (the largest cells), ``iters`` is raised
+    once, from a first timing of the long run, so that its iterations take at least
+    50 ms and at least as long as the short run: a fit's fixed costs (validating X, its
+    mean, the final labels) take about 30 ms at 1M x 2, and a first, cold long run of
+    1 + 3 iterations took over 50 ms, so 3 iterations of 3 ms were the difference of two
+    ~40 ms timings and the first cell of 1M x 2 read 1.17-1.45x scikit-learn's time where
+    10 or more iterations read 0.5-0.7x.  NaN, printed as "-" (a blank cell in the heat
+    map), when the long run made no more iterations than the short one or was not slower
+    than it: that cell has no figure."""
+    short_fit = make_fit(1)
+    # at least twice: a library's first fit on new data pays one-off costs (scikit-learn's
+    # first one-iteration fit at 200000 x 256, k=256 took 1.6 s, the next 0.83 s), which
+    # would make a single timed short run look as slow as the long one
+    short = _best(short_fit, max(repeat, 2))
     long_fit = make_fit(iters + 1)
-    long = time_fit(long_fit, repeat)
-    return (long - short) / iters, long_fit.n_iter
+    long = _best(long_fit, 1)
+    # per iteration, at least a tenth of the long run's time per iteration (a difference
+    # lost in noise would otherwise ask for hundreds of iterations)
+    estimate = max((long - short) / iters, long / (iters + 1) / 10)
+    wanted = max(0.05, short)  # the iterations' share of the long run
+    if repeat > 1 and long - short < wanted:
+        iters = min(500, max(iters, math.ceil(wanted / estimate)))
+        long_fit = make_fit(iters + 1)
+    long = _best(long_fit, repeat)
+    made = long_fit.n_iter - short_fit.n_iter
+    if made <= 0 or long <= short:  # converged at once, or lost in noise: no figure
+        return math.nan
+    return (long - short) / made
 
 
 class KmfwFit:
@@ -229,16 +257,14 @@ def main() -> None:
         X, init = make_data(n, d, k, dtype)
         iters = args.iters or (3 if n >= 1_000_000 else 10)
         repeat = args.repeat or (2 if n >= 1_000_000 else 5)
-        ours, it_ours = per_iteration(partial(KmfwFit, X, init), iters, repeat)
-        theirs, it_sk = per_iteration(partial(SkFit, X, init), iters, repeat)
+        ours = per_iteration(partial(KmfwFit, X, init), iters, repeat)
+        theirs = per_iteration(partial(SkFit, X, init), iters, repeat)
         mem = ""
         if (n, k) == (1_000_000, 256) or args.quick:
             m = peak_memory(n, d, k, dtype)
             mem = f"data {m['data_mb']:.0f} MB + {m['extra_mb']:.0f} MB"
         case = f"{n}x{d} k={k} {dtype}"
         print(f"{case:<28}{ours * 1e3:>15.1f}{theirs * 1e3:>15.1f}{ours / theirs:>8.2f}  {mem}")
-        if it_ours != it_sk:
-            print(f"  note: iteration counts differ (kmeansfw {it_ours}, sklearn {it_sk})")
 
 
 if __name__ == "__main__":

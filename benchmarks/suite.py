@@ -10,12 +10,16 @@ per-fit overhead is what matters.  Then whole fits (``bench_assignment``,
 ``bench_default_fit``, ``bench_minibatch``): the exact assignments against scikit-learn's
 elkan from the same init, default fits end to end, and mini-batch.
 
-    python benchmarks/suite.py                 # everything (~25 minutes on 2 cores)
+    python benchmarks/suite.py                 # everything (~40 minutes on 2 cores)
     python benchmarks/suite.py --quick         # the small and medium cases only
     python benchmarks/suite.py --no-fits       # without the whole-fit sections
     python benchmarks/suite.py --write docs/benchmarks.md
 
-``--write`` regenerates the Markdown table with the machine's description.  With faiss
+``--write`` regenerates the Markdown report (the table, with the machine's description, and
+the whole-fit sections unless ``--no-fits``) between the two marker comments of the file
+(:data:`GENERATED_START`, :data:`GENERATED_END`) and keeps the rest of the file as it is; a
+new file gets the title and the markers; an existing file without exactly one pair of
+markers in order is an error, never overwritten.  With faiss
 installed (``pip install -e ".[bench]"``), its Lloyd iterations on every sample (float32,
 ``max_points_per_centroid=n``) fill the faiss column.
 """
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import platform
 import statistics
 import time
@@ -44,9 +49,54 @@ ITERATION_CASES = [
 ]
 QUICK_CASES = ITERATION_CASES[:3]
 
+#: The marker comments around the part of the report file that ``--write`` regenerates.
+GENERATED_START = "<!-- benchmarks/suite.py --write: generated from here -->"
+GENERATED_END = "<!-- benchmarks/suite.py --write: generated up to here -->"
 
-def small_fits(repeat: int = 50) -> list[dict]:
-    """Whole default fits on small data: median seconds of kmeansfw and scikit-learn."""
+
+def splice_report(existing: str | None, generated: list[str], path: str = "the file") -> str:
+    """The report file's new text: ``generated`` between the markers, the rest kept.
+
+    Parameters
+    ----------
+    existing : str or None
+        The file's current text, or None when there is no file yet (the new text is a
+        title, then the markers around ``generated``).
+    generated : list of str
+        The lines of the regenerated report.
+    path : str
+        The file's name, for the error message.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ValueError
+        When ``existing`` does not hold exactly one start marker followed by exactly one
+        end marker, each on a line of its own (the file is then left as it is: a report
+        written over a hand-kept history would lose it).
+    """
+    block = [GENERATED_START, *generated, GENERATED_END]
+    if existing is None:
+        return "\n".join(["# Benchmarks", "", *block, ""])
+    lines = existing.split("\n")
+    starts = [i for i, line in enumerate(lines) if line.strip() == GENERATED_START]
+    ends = [i for i, line in enumerate(lines) if line.strip() == GENERATED_END]
+    if len(starts) != 1 or len(ends) != 1 or ends[0] < starts[0]:
+        raise ValueError(
+            f"{path} needs exactly one line {GENERATED_START!r} followed by one line "
+            f"{GENERATED_END!r} around the part that --write regenerates (found "
+            f"{len(starts)} and {len(ends)}); not overwriting its {len(lines)} lines: add "
+            "the markers, or write to a new file"
+        )
+    return "\n".join(lines[: starts[0]] + block + lines[ends[0] + 1 :])
+
+
+def small_fits(repeat: int = 50, rounds: int = 1) -> list[dict]:
+    """Whole default fits on small data: median seconds of kmeansfw and scikit-learn
+    (each library's least median over ``rounds`` rounds, in turns)."""
     from sklearn.cluster import KMeans as SkKMeans
     from sklearn.datasets import load_digits, load_iris
 
@@ -66,8 +116,11 @@ def small_fits(repeat: int = 50) -> list[dict]:
                 times.append(time.perf_counter() - start)
             return statistics.median(times)
 
-        ours = time_median(lambda X=X, k=k: kmeansfw.KMeans(k, random_state=0).fit(X))
-        theirs = time_median(lambda X=X, k=k: SkKMeans(k, random_state=0).fit(X))
+        ours, theirs = _in_turns(
+            rounds,
+            lambda X=X, k=k: time_median(lambda: kmeansfw.KMeans(k, random_state=0).fit(X)),
+            lambda X=X, k=k: time_median(lambda: SkKMeans(k, random_state=0).fit(X)),
+        )
         rows.append(
             {
                 "case": f"{name} {X.shape[0]}x{X.shape[1]} k={k} (whole fit{note})",
@@ -107,14 +160,35 @@ def faiss_iteration(X: np.ndarray, init: np.ndarray, iters: int) -> float | None
     return (run(iters + 1) - run(1)) / iters
 
 
-def iteration_rows(cases, iters: int, repeat: int, memory: bool) -> list[dict]:
+def _in_turns(rounds: int, ours, theirs) -> tuple[float, float]:
+    """Each library's least time over ``rounds`` rounds, the two measured in turns (a
+    shared machine's speed moves by up to a half over minutes: in turns, both see the
+    same spells); NaN where no round gave a figure."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(rounds):
+        for measure, out in ((ours, times[0]), (theirs, times[1])):
+            value = measure()
+            if value == value:
+                out.append(value)
+    return (min(times[0], default=math.nan), min(times[1], default=math.nan))
+
+
+def iteration_rows(cases, iters: int, repeat: int, memory: bool, rounds: int = 1) -> list[dict]:
     rows = []
     for n, d, k, dtype in cases:
         X, init = make_data(n, d, k, dtype)
-        it = iters if n * k < 100_000_000 else max(2, iters // 3)
-        rep = repeat if n * k < 100_000_000 else 1
-        ours, _ = per_iteration(partial(KmfwFit, X, init), it, rep)
-        theirs, _ = per_iteration(partial(SkFit, X, init), it, rep)
+        # the largest products (a second or more a run) get fewer iterations, one run
+        # each; the others per_iteration's window of at least 50 ms (at 200000 x 32,
+        # k=1024, a window of iterations 2-3 read 115-131 ms where the bounds of `auto`
+        # were still settling, and 60-69 ms with the longer window)
+        big = n * k * d >= 10**10
+        it = max(2, iters // 3) if big else iters
+        rep = 1 if big else repeat
+        ours, theirs = _in_turns(
+            rounds,
+            partial(per_iteration, partial(KmfwFit, X, init), it, rep),
+            partial(per_iteration, partial(SkFit, X, init), it, rep),
+        )
         row = {
             "case": f"{n}x{d} k={k} {dtype}",
             "ours_ms": ours * 1e3,
@@ -213,27 +287,52 @@ HEADER = (
 )
 
 
+def _spliced(path: str, generated: list[str]) -> str:
+    # the report file's text with ``generated`` spliced in (splice_report), or the
+    # run stopped with splice_report's message
+    try:
+        with open(path) as fh:
+            existing: str | None = fh.read()
+    except FileNotFoundError:
+        existing = None
+    try:
+        return splice_report(existing, generated, path)
+    except ValueError as error:
+        raise SystemExit(f"suite.py: {error}") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--iters", type=int, default=6)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="measure each case this many times, the two libraries in turns, and keep "
+        "each one's least time (default 2)",
+    )
     parser.add_argument("--write", help="write the Markdown report to this path")
     parser.add_argument("--no-fits", action="store_true", help="skip the whole-fit sections")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
+    if args.write:  # a file --write would refuse stops the run before its minutes of timing
+        _spliced(args.write, [])
 
     import sklearn
 
     import kmeansfw
 
     print(HEADER)
-    rows = small_fits()
+    rows = small_fits(rounds=args.rounds)
     for row in rows:
         print(_line(row), flush=True)
     cases = QUICK_CASES if args.quick else ITERATION_CASES
-    rows += iteration_rows(cases, args.iters, args.repeat, memory=not args.no_memory)
+    rows += iteration_rows(
+        cases, args.iters, args.repeat, memory=not args.no_memory, rounds=args.rounds
+    )
     sections = [] if args.no_fits else fit_sections(args.quick)
     if args.write:
         machine = (
@@ -241,9 +340,7 @@ def main() -> None:
             f"Python {platform.python_version()}, numpy {np.__version__}, "
             f"scikit-learn {sklearn.__version__}, kmeansfw {kmeansfw.__version__}"
         )
-        text = [
-            "# Benchmarks",
-            "",
+        generated = [
             "Generated by `python benchmarks/suite.py --write docs/benchmarks.md` on "
             f"{datetime.date.today()} ({machine}).",
             "",
@@ -252,16 +349,18 @@ def main() -> None:
             "same run (ratio < 1: kmeansfw is faster). GFLOP/s counts the 2 n k d flops of an "
             "iteration's distance products. faiss (when installed) runs the same iterations "
             "on every sample in float32, whatever the case's dtype. Peak memory: resident-set "
-            "growth of a fresh process over the loaded data. Timings on this machine vary by "
-            "10-20 % between runs.",
+            "growth of a fresh process over the loaded data. Each figure is the library's "
+            f"least over {args.rounds} round(s), the two libraries measured in turns; on a "
+            "shared machine a case's ratio can still move by a third or more between runs.",
             "",
             HEADER,
             *(_line(r) for r in rows),
             "",
             *sections,
         ]
+        text = _spliced(args.write, generated)  # read again: checked, not kept, at start
         with open(args.write, "w") as fh:
-            fh.write("\n".join(text))
+            fh.write(text)
         print(f"wrote {args.write}")
 
 
