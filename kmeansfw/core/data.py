@@ -298,9 +298,13 @@ def runs_inline(n_samples: int, n_features: int, n_clusters: int | None = None) 
     16; 500000 and 700000 x 16; k 3 to 32, both dtypes) took 0.65-1.23x the time, 0.91x as a
     geometric mean (median 0.89x; the same shape moved by up to 0.5 between runs on
     this VM); 32 and 64 million elements were mixed (0.70-1.13x), and 1000000 x 2,
-    k=64, one block, took 1.41-2.28x (cause not found: ``auto`` keeps no bounds
-    there), so the limits are 2^24 elements and 32 centroids; with numba's kernels
-    only (their NumPy twins keep the limits measured before).
+    k=64, one block, took 1.41-2.28x in that session; re-measured in the next
+    (unstructured data unless said) one block took 0.76-1.03x at one to four
+    features and k 48-127 (1000000 x 2, k=64: 0.80-1.03x in three runs), 0.76-1.19x
+    at 8 to 64 features and k 40-100, 1.07-1.21x on Gaussian blobs from 8 features
+    (k 48-100) and 1.48x at 2000000 x 4, k=48, float32, blobs (1.09x at k=32 there,
+    0.73x at k=8): so the limits stay 2^24 elements and 32 centroids; with numba's
+    kernels only (their NumPy twins keep the limits measured before).
     :meth:`FitData.build` also runs inline the data that worker threads would get as one
     block (:func:`one_worker_block`: at most :data:`BALANCE_MIN_ROWS` rows whose buffers
     fit), whatever its features and its number of centroids: one worker thread would do
