@@ -2,8 +2,8 @@
 
 For every cell of n in {2k, 20k, 200k, 1M}, d in {2, 8, 64, 256}, k in {3, 8, 32, 256},
 float32 and float64 (cells whose data exceeds ``--budget-mb`` are skipped), it measures
-the time of one Lloyd iteration from the same initial centroids (the difference of a
-1 + ``iters`` and a 1 iteration run, best of ``repeat``, as ``bench_lloyd``) for kmeansfw
+the time of one Lloyd iteration from the same initial centroids (the difference of a long
+and a 1 iteration run over the iterations made, ``bench_lloyd.per_iteration``) for kmeansfw
 and scikit-learn in the same run, and prints their ratio (below 1: kmeansfw is faster).
 scikit-learn-intelex and faiss get columns when installed (``pip install -e ".[bench]"``).
 

@@ -7,8 +7,9 @@ that buys: for each case it times, in child processes that alternate, kmeansfw w
 numba's threads, kmeansfw with ``KMEANSFW_PARALLEL_KERNELS=0`` (one thread) and
 scikit-learn in each child, and prints the medians and the ratios to scikit-learn:
 
-* one Lloyd iteration from the same initial centroids (``bench_grid``'s measurement:
-  the difference of a long and a one-iteration run), on unstructured data;
+* one Lloyd iteration from the same initial centroids (``bench_lloyd.per_iteration``,
+  the grid's measurement: the difference of a long and a one-iteration run), on
+  unstructured data;
 * the default fit of the digits data (1797 x 64, k=10), median over seeds, each
   library's fits in a row (fits of the two libraries alternating in one process slow
   both: each one's OpenMP threads spin after its fit while the other's want the cores);
@@ -35,8 +36,8 @@ import warnings
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_grid import make_data, per_iteration  # noqa: E402
-from bench_lloyd import KmfwFit, SkFit  # noqa: E402
+from bench_grid import make_data  # noqa: E402
+from bench_lloyd import KmfwFit, SkFit, per_iteration  # noqa: E402
 
 #: (n, d, k) of the per-iteration cases: the quick grid's small cells.
 CASES = [

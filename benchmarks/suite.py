@@ -1,27 +1,33 @@
 """The benchmark suite: kmeansfw against scikit-learn (and faiss when installed).
 
 For every case (shapes from iris up to 1M x 64, k from 8 to 1024, float32 and float64) it
-measures the time of one Lloyd iteration from the same initial centroids (difference of a
-1 + ``iters`` and a 1 iteration run, best of ``repeat``), for kmeansfw and scikit-learn in
-the same run, their ratio, the GFLOP/s kmeansfw achieves on the 2 n k d flops of an
-iteration, and the peak memory of a kmeansfw fit over the loaded data (fresh process,
-VmHWM).  Small cases time whole default fits instead (median of 50), since there the
-per-fit overhead is what matters.  Then whole fits (``bench_assignment``,
-``bench_default_fit``, ``bench_minibatch``): the exact assignments against scikit-learn's
-elkan from the same init, default fits end to end, and mini-batch.
+measures the time of one Lloyd iteration from the same initial centroids
+(``bench_lloyd.per_iteration``: the difference of a long and a 1 iteration run over the
+iterations made, each run the best of ``repeat``), for kmeansfw and scikit-learn in the
+same run, in ``--rounds`` rounds with the two libraries in turns (each one's least time
+kept), their ratio, the nominal GFLOP/s of kmeansfw (the 2 n k d flops of an iteration
+that computed every distance, over its time), and the peak memory of a kmeansfw fit over
+the loaded data (fresh process, VmHWM).  Small cases time whole default fits instead
+(median of 50), since there the per-fit overhead is what matters.  Then whole fits
+(``bench_assignment``, ``bench_default_fit``, ``bench_minibatch``): the exact
+assignments against scikit-learn's elkan from the same init, default fits end to end,
+and mini-batch.
 
     python benchmarks/suite.py                 # everything (~40 minutes on 2 cores)
     python benchmarks/suite.py --quick         # the small and medium cases only
     python benchmarks/suite.py --no-fits       # without the whole-fit sections
     python benchmarks/suite.py --write docs/benchmarks.md
 
-``--write`` regenerates the Markdown report (the table, with the machine's description, and
-the whole-fit sections unless ``--no-fits``) between the two marker comments of the file
-(:data:`GENERATED_START`, :data:`GENERATED_END`) and keeps the rest of the file as it is; a
-new file gets the title and the markers; an existing file without exactly one pair of
-markers in order is an error, never overwritten.  With faiss
-installed (``pip install -e ".[bench]"``), its Lloyd iterations on every sample (float32,
-``max_points_per_centroid=n``) fill the faiss column.
+``--write`` regenerates the Markdown report (the command, the machine, the table, and the
+whole-fit sections, titled "Latest run: ...", unless ``--no-fits``) between the two marker
+comments of the file (:data:`GENERATED_START`, :data:`GENERATED_END`, each on a line of
+its own) and keeps the rest of the file and its line endings; a new file gets the title
+and the markers.  An existing file without exactly one start marker followed by one end
+marker, or a path that cannot be written, stops the run before anything is timed; the
+file is replaced whole at the end (written beside it, then renamed), and if its markers
+went missing during the run the report is saved as ``PATH.generated.md`` instead.  With
+faiss installed (``pip install -e ".[bench]"``), its Lloyd iterations on every sample
+(float32, ``max_points_per_centroid=n``) fill the faiss column.
 """
 
 from __future__ import annotations
@@ -29,8 +35,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import math
+import os
 import platform
+import shutil
 import statistics
+import sys
 import time
 import warnings
 from functools import partial
@@ -75,23 +84,28 @@ def splice_report(existing: str | None, generated: list[str], path: str = "the f
     ------
     ValueError
         When ``existing`` does not hold exactly one start marker followed by exactly one
-        end marker, each on a line of its own (the file is then left as it is: a report
-        written over a hand-kept history would lose it).
+        end marker, each on a line of its own (surrounding blanks allowed, so an indented
+        marker counts; the file is then left as it is: a report written over a hand-kept
+        history would lose it).  The kept lines keep the file's line endings (CRLF when
+        it has any, else LF).
     """
     block = [GENERATED_START, *generated, GENERATED_END]
     if existing is None:
         return "\n".join(["# Benchmarks", "", *block, ""])
-    lines = existing.split("\n")
+    eol = "\r\n" if "\r\n" in existing else "\n"  # the file's own line endings
+    lines = existing.split(eol)
     starts = [i for i, line in enumerate(lines) if line.strip() == GENERATED_START]
     ends = [i for i, line in enumerate(lines) if line.strip() == GENERATED_END]
     if len(starts) != 1 or len(ends) != 1 or ends[0] < starts[0]:
+        found = f"found {len(starts)} and {len(ends)}"
+        if len(starts) == 1 == len(ends):
+            found += ", the end marker first"
         raise ValueError(
             f"{path} needs exactly one line {GENERATED_START!r} followed by one line "
-            f"{GENERATED_END!r} around the part that --write regenerates (found "
-            f"{len(starts)} and {len(ends)}); not overwriting its {len(lines)} lines: add "
-            "the markers, or write to a new file"
+            f"{GENERATED_END!r} around the part that --write regenerates ({found}); not "
+            f"overwriting its {len(lines)} lines: add the markers, or write to a new file"
         )
-    return "\n".join(lines[: starts[0]] + block + lines[ends[0] + 1 :])
+    return eol.join(lines[: starts[0]] + block + lines[ends[0] + 1 :])
 
 
 def small_fits(repeat: int = 50, rounds: int = 1) -> list[dict]:
@@ -133,31 +147,16 @@ def small_fits(repeat: int = 50, rounds: int = 1) -> list[dict]:
     return rows
 
 
-def faiss_iteration(X: np.ndarray, init: np.ndarray, iters: int) -> float | None:
-    """faiss's Lloyd time per iteration, or None when faiss is not installed."""
+def faiss_iteration(X: np.ndarray, init: np.ndarray, iters: int, repeat: int) -> float | None:
+    """faiss's Lloyd time per iteration (``bench_grid.FaissFit``, every sample, float32,
+    measured as the others), or None when faiss is not installed."""
     try:
-        import faiss
+        import faiss  # noqa: F401
     except ImportError:
         return None
-    X32, init32 = np.ascontiguousarray(X, np.float32), np.ascontiguousarray(init, np.float32)
+    from bench_grid import FaissFit
 
-    def run(n):
-        # faiss trains on a sample of 256 points per centroid unless told otherwise: every
-        # sample here, as the other libraries use
-        km = faiss.Kmeans(
-            X.shape[1],
-            init.shape[0],
-            niter=n,
-            seed=0,
-            verbose=False,
-            max_points_per_centroid=X.shape[0],
-        )
-        start = time.perf_counter()
-        km.train(X32, init_centroids=init32)
-        return time.perf_counter() - start
-
-    run(1)
-    return (run(iters + 1) - run(1)) / iters
+    return per_iteration(partial(FaissFit, X, init), iters, repeat)
 
 
 def _in_turns(rounds: int, ours, theirs) -> tuple[float, float]:
@@ -196,7 +195,7 @@ def iteration_rows(cases, iters: int, repeat: int, memory: bool, rounds: int = 1
             "gflops": 2 * n * k * d / ours / 1e9,
             "memory": "",
         }
-        other = faiss_iteration(X, init, it)
+        other = faiss_iteration(X, init, it, rep)
         if other is not None:
             row["faiss_ms"] = other * 1e3
         if memory:
@@ -214,7 +213,7 @@ def fit_sections(quick: bool) -> list[str]:
     import bench_minibatch
 
     out = [
-        "## Whole fits with the exact assignments",
+        "## Latest run: whole fits with the exact assignments",
         "",
         "From the same initial centroids to convergence (tol 1e-4); `same labels`: final "
         "labels equal kmeansfw `nearest`'s; last column: scikit-learn elkan's time / this "
@@ -243,14 +242,14 @@ def fit_sections(quick: bool) -> list[str]:
         return out
     for title, result, target in (
         (
-            "## Default fits end to end (1000000 x 64, k=256, float64, 5 seeds)",
+            "## Latest run: default fits end to end (1000000 x 64, k=256, float64, 5 seeds)",
             bench_default_fit.run(1_000_000, 64, 256),
             "each library's defaults (kmeansfw: `init='auto'` = k-means\\|\\| here, "
-            "Lloyd; scikit-learn: k-means++, Lloyd); target: time ratio <= 1/3, inertia no "
+            "Lloyd; scikit-learn: k-means++, Lloyd); target: time ratio <= 0.25, inertia no "
             "worse",
         ),
         (
-            "## Mini-batch (1000000 x 32, k=64, batch 4096, float64, 5 seeds)",
+            "## Latest run: mini-batch (1000000 x 32, k=64, batch 4096, float64, 5 seeds)",
             bench_minibatch.run(1_000_000, 32, 64, 4096),
             "kmeansfw `KMeans(batch_size=4096)` against scikit-learn `MiniBatchKMeans`",
         ),
@@ -273,11 +272,15 @@ def fit_sections(quick: bool) -> list[str]:
 
 
 def _line(row: dict) -> str:
-    gflops = f"{row['gflops']:.1f}" if row["gflops"] else "-"
-    faiss = f"{row['faiss_ms']:.1f}" if "faiss_ms" in row else "-"
+    def number(value, digits: int = 2) -> str:
+        # no figure (NaN: per_iteration's long run was not slower) prints as "-"
+        return "-" if value is None or value != value else f"{value:.{digits}f}"
+
+    ratio = row["ours_ms"] / row["sk_ms"]
     return (
-        f"| {row['case']} | {row['ours_ms']:.2f} | {row['sk_ms']:.2f} | "
-        f"{row['ours_ms'] / row['sk_ms']:.2f} | {gflops} | {faiss} | {row['memory']} |"
+        f"| {row['case']} | {number(row['ours_ms'])} | {number(row['sk_ms'])} | "
+        f"{number(ratio)} | {number(row['gflops'], 1)} | {number(row.get('faiss_ms'), 1)} | "
+        f"{row['memory']} |"
     )
 
 
@@ -287,18 +290,55 @@ HEADER = (
 )
 
 
-def _spliced(path: str, generated: list[str]) -> str:
-    # the report file's text with ``generated`` spliced in (splice_report), or the
-    # run stopped with splice_report's message
+def _read_report(path: str) -> str | None:
     try:
-        with open(path) as fh:
-            existing: str | None = fh.read()
+        with open(path, encoding="utf-8", newline="") as fh:
+            return fh.read()
     except FileNotFoundError:
-        existing = None
+        return None
+
+
+def _check_report_path(path: str) -> None:
+    """Stop the run, before anything is timed, when ``--write`` would refuse ``path``
+    (no markers) or could not write it (no such folder, no permission)."""
     try:
-        return splice_report(existing, generated, path)
+        splice_report(_read_report(path), [], path)
     except ValueError as error:
         raise SystemExit(f"suite.py: {error}") from None
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise SystemExit(f"suite.py: cannot write {path}: no folder {folder}")
+    if not os.access(folder, os.W_OK) or (
+        os.path.exists(path) and not os.access(path, os.W_OK)
+    ):
+        raise SystemExit(f"suite.py: cannot write {path}: permission denied")
+
+
+def write_report(path: str, generated: list[str]) -> str:
+    """Splice ``generated`` into the report at ``path`` (:func:`splice_report`) and
+    replace the file whole: written beside it, then renamed over it, so an interrupted
+    write leaves the old file.  When the file lost its markers during the run, the
+    report goes to ``PATH.generated.md`` instead.  Returns the path written."""
+    try:
+        text = splice_report(_read_report(path), generated, path)
+    except ValueError as error:
+        path = path + ".generated.md"
+        text = splice_report(None, generated)
+        print(f"suite.py: {error}; the report is in {path}", file=sys.stderr)
+    scratch = f"{path}.{os.getpid()}.tmp"
+    with open(scratch, "w", encoding="utf-8", newline="") as fh:
+        fh.write(text)
+    if os.path.exists(path):
+        shutil.copymode(path, scratch)  # the file keeps its permissions
+    os.replace(scratch, path)
+    return path
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"needs a positive number, not {value}")
+    return value
 
 
 def main() -> None:
@@ -309,7 +349,7 @@ def main() -> None:
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument(
         "--rounds",
-        type=int,
+        type=_positive,
         default=2,
         help="measure each case this many times, the two libraries in turns, and keep "
         "each one's least time (default 2)",
@@ -319,7 +359,7 @@ def main() -> None:
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     if args.write:  # a file --write would refuse stops the run before its minutes of timing
-        _spliced(args.write, [])
+        _check_report_path(args.write)
 
     import sklearn
 
@@ -340,16 +380,18 @@ def main() -> None:
             f"Python {platform.python_version()}, numpy {np.__version__}, "
             f"scikit-learn {sklearn.__version__}, kmeansfw {kmeansfw.__version__}"
         )
+        command = " ".join(["python benchmarks/suite.py", *sys.argv[1:]])
         generated = [
-            "Generated by `python benchmarks/suite.py --write docs/benchmarks.md` on "
-            f"{datetime.date.today()} ({machine}).",
+            f"Generated by `{command}` on {datetime.date.today()} ({machine}).",
             "",
             "Whole-fit rows are medians of 50 default fits; the others are the time of one "
             "Lloyd iteration from the same initial centroids, both libraries measured in the "
-            "same run (ratio < 1: kmeansfw is faster). GFLOP/s counts the 2 n k d flops of an "
-            "iteration's distance products. faiss (when installed) runs the same iterations "
-            "on every sample in float32, whatever the case's dtype. Peak memory: resident-set "
-            "growth of a fresh process over the loaded data. Each figure is the library's "
+            "same run (ratio < 1: kmeansfw is faster). GFLOP/s is nominal: the 2 n k d flops of an "
+            "iteration that computes every distance, over its time (above the cores' peak "
+            "where the default assignment's bounds skip distances). faiss (when installed) "
+            "runs the same iterations on every sample in float32, whatever the case's "
+            "dtype. Peak memory: resident-set growth of a fresh process over the loaded "
+            "data. Each figure is the library's "
             f"least over {args.rounds} round(s), the two libraries measured in turns; on a "
             "shared machine a case's ratio can still move by a third or more between runs.",
             "",
@@ -358,10 +400,7 @@ def main() -> None:
             "",
             *sections,
         ]
-        text = _spliced(args.write, generated)  # read again: checked, not kept, at start
-        with open(args.write, "w") as fh:
-            fh.write(text)
-        print(f"wrote {args.write}")
+        print(f"wrote {write_report(args.write, generated)}")
 
 
 if __name__ == "__main__":

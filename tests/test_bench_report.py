@@ -1,7 +1,11 @@
-"""``benchmarks/suite.py --write`` regenerates only its part of the report file."""
+"""The benchmark scripts' report and timing helpers (``benchmarks/suite.py``,
+``benchmarks/bench_lloyd.py``): ``--write`` regenerates only its part of the report file,
+and a timing that has no figure says so instead of printing a wrong one."""
 
 from __future__ import annotations
 
+import importlib
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -9,75 +13,209 @@ from pathlib import Path
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
-
-from suite import GENERATED_END, GENERATED_START, splice_report  # noqa: E402
-
 DOCS_REPORT = BENCHMARKS.parent / "docs" / "benchmarks.md"
 
 
-def test_new_file_gets_title_and_markers():
-    text = splice_report(None, ["| a |", "| b |"])
+@pytest.fixture(scope="module")
+def bench():
+    """The modules ``suite`` and ``bench_lloyd``, imported from benchmarks/ without leaving
+    that folder on ``sys.path`` for the other tests (some pass it on to subprocesses)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        suite = importlib.import_module("suite")
+        bench_lloyd = importlib.import_module("bench_lloyd")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return suite, bench_lloyd
+
+
+@pytest.fixture
+def suite(bench):
+    return bench[0]
+
+
+def test_new_file_gets_title_and_markers(suite):
+    text = suite.splice_report(None, ["| a |", "| b |"])
     lines = text.split("\n")
     assert lines[0] == "# Benchmarks"
-    start, end = lines.index(GENERATED_START), lines.index(GENERATED_END)
+    start, end = lines.index(suite.GENERATED_START), lines.index(suite.GENERATED_END)
     assert lines[start + 1 : end] == ["| a |", "| b |"]
 
 
-def test_only_the_marked_part_is_replaced():
+def test_only_the_marked_part_is_replaced(suite):
+    start, end = suite.GENERATED_START, suite.GENERATED_END
     existing = "\n".join(
-        ["# Title", "kept above", GENERATED_START, "old table", "old row", GENERATED_END,
-         "## History", "kept below", ""]
+        ["# Title", "kept above", start, "old table", "old row", end, "## History", "kept", ""]
     )
-    text = splice_report(existing, ["new table"])
+    text = suite.splice_report(existing, ["new table"])
     assert text.split("\n") == [
-        "# Title", "kept above", GENERATED_START, "new table", GENERATED_END,
-        "## History", "kept below", "",
+        "# Title", "kept above", start, "new table", end, "## History", "kept", "",
     ]
     # splicing the same report again changes nothing
-    assert splice_report(text, ["new table"]) == text
+    assert suite.splice_report(text, ["new table"]) == text
+
+
+def test_crlf_files_keep_their_line_endings(suite):
+    start, end = suite.GENERATED_START, suite.GENERATED_END
+    existing = "\r\n".join(["# Title", start, "old", end, "kept", ""])
+    text = suite.splice_report(existing, ["new"])
+    assert text == "\r\n".join(["# Title", start, "new", end, "kept", ""])
 
 
 @pytest.mark.parametrize(
     "body, found",
     [
-        (["# Benchmarks", "a long hand-kept history"], "found 0 and 0"),
-        (["# B", GENERATED_START, "table"], "found 1 and 0"),
-        (["# B", GENERATED_END, "table", GENERATED_START], "found 1 and 1"),
-        (["# B", GENERATED_START, GENERATED_END, GENERATED_START, GENERATED_END], "found 2 and 2"),
+        (["# Benchmarks", "a long hand-kept history"], "found 0 and 0\\)"),
+        (["# B", "START", "table"], "found 1 and 0\\)"),
+        (["# B", "END", "table", "START"], "found 1 and 1, the end marker first"),
+        (["# B", "START", "END", "START", "END"], "found 2 and 2\\)"),
     ],
 )
-def test_a_file_without_one_ordered_pair_of_markers_is_refused(body, found):
+def test_a_file_without_one_ordered_pair_of_markers_is_refused(suite, body, found):
+    names = {"START": suite.GENERATED_START, "END": suite.GENERATED_END}
+    text = "\n".join(names.get(line, line) for line in body)
     with pytest.raises(ValueError, match=found) as info:
-        splice_report("\n".join(body), ["new"], "report.md")
+        suite.splice_report(text, ["new"], "report.md")
     assert "report.md" in str(info.value) and "not overwriting" in str(info.value)
 
 
-def test_the_docs_report_has_its_markers():
+def test_the_docs_report_has_its_markers(suite):
     # the file README points --write at: a run must splice into it, not refuse it
-    text = DOCS_REPORT.read_text()
-    spliced = splice_report(text, ["new table"])
+    text = DOCS_REPORT.read_text(encoding="utf-8")
+    spliced = suite.splice_report(text, ["new table"])
     assert "new table" in spliced
     # everything outside the generated part is kept, line for line
-    before, _, rest = text.partition(GENERATED_START)
-    _, _, after = rest.partition(GENERATED_END)
+    before, _, rest = text.partition(suite.GENERATED_START)
+    inside, _, after = rest.partition(suite.GENERATED_END)
     assert spliced.startswith(before) and spliced.endswith(after)
     # and the markers hold the generated table, not an empty stretch elsewhere
-    assert "| case | kmeansfw ms |" in rest.partition(GENERATED_END)[0]
+    assert "| case | kmeansfw ms |" in inside
 
 
-def test_write_refuses_before_timing_anything(tmp_path):
-    # a file without markers stops the run at once, and the file is left as it was
-    report = tmp_path / "notes.md"
-    report.write_text("# My notes\n\nhand-written\n")
-    done = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "suite.py"), "--write", str(report)],
+def test_write_report_replaces_the_file_and_keeps_the_rest(suite, tmp_path):
+    report = tmp_path / "report.md"
+    report.write_text(f"# R\nabove\n{suite.GENERATED_START}\nold\n{suite.GENERATED_END}\nbelow\n")
+    assert suite.write_report(str(report), ["new"]) == str(report)
+    assert report.read_text() == (
+        f"# R\nabove\n{suite.GENERATED_START}\nnew\n{suite.GENERATED_END}\nbelow\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md"]  # no scratch left
+
+
+def test_write_report_keeps_a_file_that_lost_its_markers(suite, tmp_path, capsys):
+    # markers removed while the suite ran: the file stays, the report goes beside it
+    report = tmp_path / "report.md"
+    report.write_text("# hand-written since\n")
+    written = suite.write_report(str(report), ["| the table |"])
+    assert written == str(report) + ".generated.md"
+    assert report.read_text() == "# hand-written since\n"
+    assert "| the table |" in Path(written).read_text()
+    assert "the report is in" in capsys.readouterr().err
+
+
+def _run_suite(*args: str, cwd: Path = BENCHMARKS) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(BENCHMARKS / "suite.py"), *args],
         capture_output=True,
         text=True,
         timeout=120,
-        cwd=BENCHMARKS,
+        cwd=cwd,
     )
-    assert done.returncode != 0
-    assert "not overwriting" in done.stderr
+
+
+def test_write_refuses_before_timing_anything(tmp_path):
+    # a file without markers stops the run at once, with a message, and is left as it was
+    report = tmp_path / "notes.md"
+    report.write_text("# My notes\n\nhand-written\n")
+    done = _run_suite("--write", str(report))
+    assert done.returncode == 1
+    assert "not overwriting" in done.stderr and "Traceback" not in done.stderr
     assert "| case |" not in done.stdout  # no timing ran
     assert report.read_text() == "# My notes\n\nhand-written\n"
+
+
+def test_write_to_a_missing_folder_refused_before_timing(tmp_path):
+    done = _run_suite("--write", str(tmp_path / "no" / "such" / "report.md"))
+    assert done.returncode == 1
+    assert "cannot write" in done.stderr and "Traceback" not in done.stderr
+    assert "| case |" not in done.stdout
+
+
+def test_write_to_a_file_without_permission_refused(suite, tmp_path, monkeypatch):
+    # (os.access stands in for a read-only file: the tests may run as root)
+    report = tmp_path / "report.md"
+    report.write_text(f"{suite.GENERATED_START}\n{suite.GENERATED_END}\n")
+    suite._check_report_path(str(report))  # writable: no complaint
+    monkeypatch.setattr(suite.os, "access", lambda path, mode: Path(path) != report)
+    with pytest.raises(SystemExit, match="permission denied"):
+        suite._check_report_path(str(report))
+
+
+def test_rounds_must_be_positive():
+    done = _run_suite("--rounds", "0")
+    assert done.returncode == 2 and "positive" in done.stderr
+
+
+class _Clock:
+    """A stand-in for time.perf_counter that fits advance by a set amount."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+class _FakeFit:
+    def __init__(self, clock, max_iter, fixed, per_iter, converges_at=None):
+        self.clock, self.fixed, self.per_iter = clock, fixed, per_iter
+        self.n_iter = max_iter if converges_at is None else min(max_iter, converges_at)
+
+    def __call__(self):
+        self.clock.now += self.fixed + self.per_iter * self.n_iter
+
+
+@pytest.fixture
+def clock(bench, monkeypatch):
+    bench_lloyd = bench[1]
+    fake = _Clock()
+    monkeypatch.setattr(bench_lloyd.time, "perf_counter", fake)
+    return fake
+
+
+def test_per_iteration_divides_by_the_iterations_made(bench, clock):
+    bench_lloyd = bench[1]
+    # 10 ms of fixed costs and 2 ms an iteration: 2 ms whatever the window it picks
+    value = bench_lloyd.per_iteration(lambda m: _FakeFit(clock, m, 0.010, 0.002), 3, 3)
+    assert value == pytest.approx(0.002)
+    # a fit that stops after 4 iterations: the long run made 3 more than the short one
+    value = bench_lloyd.per_iteration(
+        lambda m: _FakeFit(clock, m, 0.010, 0.002, converges_at=4), 3, 1
+    )
+    assert value == pytest.approx(0.002)
+
+
+@pytest.mark.parametrize(
+    "fit",
+    [
+        lambda clock, m: _FakeFit(clock, m, 0.010, 0.002, converges_at=1),  # no more iterations
+        # the long run is not slower (a slow spell during the short runs)
+        lambda clock, m: _FakeFit(clock, m, 0.010, -0.0001),
+    ],
+)
+def test_per_iteration_without_a_figure_is_nan(bench, clock, fit):
+    bench_lloyd = bench[1]
+    assert math.isnan(bench_lloyd.per_iteration(lambda m: fit(clock, m), 3, 3))
+
+
+def test_in_turns_keeps_each_least_time_and_nan_when_no_round_gave_one(suite):
+    ours = iter([0.3, 0.1, math.nan])
+    theirs = iter([0.5, 0.7, 0.4])
+    assert suite._in_turns(3, lambda: next(ours), lambda: next(theirs)) == (0.1, 0.4)
+    least = suite._in_turns(2, lambda: math.nan, lambda: 1.0)
+    assert math.isnan(least[0]) and least[1] == 1.0
+
+
+def test_a_row_without_a_figure_prints_dashes(suite):
+    row = {"case": "c", "ours_ms": math.nan, "sk_ms": 2.0, "gflops": math.nan, "memory": ""}
+    assert suite._line(row) == "| c | - | 2.00 | - | - | - |  |"
