@@ -4,13 +4,14 @@ For each case both libraries start from the same centroids and run a fixed numbe
 iterations (tol=0); the time of one iteration is the difference between a run of m + 1
 iterations and a run of 1 iteration, divided by the iterations the long run made more, so
 set-up (validation, norms, the final assignment) cancels out (:func:`per_iteration`, the
-one every benchmark script uses: m is ``--iters``, raised until the iterations take at
-least 50 ms; each run the best of ``--repeat``).  Peak memory of a default kmeansfw fit
+one every benchmark script uses: m is ``--iters``, raised once, up to 500, so that the
+iterations take at least 50 ms unless ``--repeat`` is 1; each run the best of
+``--repeat``).  Peak memory of a default kmeansfw fit
 (k-means++ excluded: explicit init) is measured in a fresh subprocess as the growth of
 the resident set over the loaded data.
 
 Run ``python benchmarks/bench_lloyd.py`` (all four cases, a few minutes on 2 cores) or
-``--quick`` for the small case only.
+``--quick`` for the two cases of 200k x 32, k=64 only.
 """
 
 from __future__ import annotations
@@ -70,9 +71,9 @@ def per_iteration(make_fit, iters: int, repeat: int) -> float:
     mean, the final labels) take about 30 ms at 1M x 2, and a first, cold long run of
     1 + 3 iterations took over 50 ms, so 3 iterations of 3 ms were the difference of two
     ~40 ms timings and the first cell of 1M x 2 read 1.17-1.45x scikit-learn's time where
-    10 or more iterations read 0.5-0.7x.  NaN (printed as "-" by the scripts' tables, a
-    blank cell in the grid's heat map) when the long run made no more iterations than the
-    short one or was not slower than it: that case has no figure."""
+    10 or more iterations read 0.5-0.7x.  NaN (printed as "-" by the grid's and the
+    suite's tables, a blank cell in the grid's heat map) when the long run made no more
+    iterations than the short one or was not slower than it: that case has no figure."""
     short_fit = make_fit(1)
     # at least twice: a library's first fit on new data pays one-off costs (scikit-learn's
     # first one-iteration fit at 200000 x 256, k=256 took 1.6 s, the next 0.83 s), which
@@ -87,9 +88,10 @@ def per_iteration(make_fit, iters: int, repeat: int) -> float:
     if repeat > 1 and long - short < wanted:
         iters = min(500, max(iters, math.ceil(wanted / estimate)))
         long_fit = make_fit(iters + 1)
-        long = _best(long_fit, repeat)
-    elif repeat > 1:  # the same long run: its first timing counts among the repeats
-        long = min(long, _best(long_fit, repeat - 1))
+    # timed again, ``repeat`` times: the first timing of the long run may be its cold
+    # one (with ``repeat`` 1 too, as the grid's and the suite's largest cells were
+    # measured)
+    long = _best(long_fit, repeat)
     made = long_fit.n_iter - short_fit.n_iter
     if made <= 0 or long <= short:  # converged at once, or lost in noise: no figure
         return math.nan

@@ -66,6 +66,9 @@ GENERATED_END = "<!-- benchmarks/suite.py --write: generated up to here -->"
 def splice_report(existing: str | None, generated: list[str], path: str = "the file") -> str:
     """The report file's new text: ``generated`` between the markers, the rest kept.
 
+    The lines outside the markers are kept as they are, line endings included; the
+    markers and the lines between them take the start marker's line ending (CRLF or LF).
+
     Parameters
     ----------
     existing : str or None
@@ -86,14 +89,12 @@ def splice_report(existing: str | None, generated: list[str], path: str = "the f
         When ``existing`` does not hold exactly one start marker followed by exactly one
         end marker, each on a line of its own (surrounding blanks allowed, so an indented
         marker counts; the file is then left as it is: a report written over a hand-kept
-        history would lose it).  The kept lines keep the file's line endings (CRLF when
-        it has any, else LF).
+        history would lose it).
     """
-    block = [GENERATED_START, *generated, GENERATED_END]
     if existing is None:
-        return "\n".join(["# Benchmarks", "", *block, ""])
-    eol = "\r\n" if "\r\n" in existing else "\n"  # the file's own line endings
-    lines = existing.split(eol)
+        return "\n".join(["# Benchmarks", "", GENERATED_START, *generated, GENERATED_END, ""])
+    parts = existing.split("\n")  # each line with its own ending ("\r\n" keeps its "\r")
+    lines = [part + "\n" for part in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
     starts = [i for i, line in enumerate(lines) if line.strip() == GENERATED_START]
     ends = [i for i, line in enumerate(lines) if line.strip() == GENERATED_END]
     if len(starts) != 1 or len(ends) != 1 or ends[0] < starts[0]:
@@ -105,7 +106,13 @@ def splice_report(existing: str | None, generated: list[str], path: str = "the f
             f"{GENERATED_END!r} around the part that --write regenerates ({found}); not "
             f"overwriting its {len(lines)} lines: add the markers, or write to a new file"
         )
-    return eol.join(lines[: starts[0]] + block + lines[ends[0] + 1 :])
+    start, end = lines[starts[0]], lines[ends[0]]
+    eol = "\r\n" if start.endswith("\r\n") else "\n"
+    end_eol = end[len(end.rstrip("\r\n")) :]  # "" when the end marker is the last line
+    block = "".join(line + eol for line in [GENERATED_START, *generated])
+    return "".join(lines[: starts[0]]) + block + GENERATED_END + end_eol + "".join(
+        lines[ends[0] + 1 :]
+    )
 
 
 def small_fits(repeat: int = 50, rounds: int = 1) -> list[dict]:
@@ -149,7 +156,8 @@ def small_fits(repeat: int = 50, rounds: int = 1) -> list[dict]:
 
 def faiss_iteration(X: np.ndarray, init: np.ndarray, iters: int, repeat: int) -> float | None:
     """faiss's Lloyd time per iteration (``bench_grid.FaissFit``, every sample, float32,
-    measured as the others), or None when faiss is not installed."""
+    ``bench_lloyd.per_iteration`` as the others, once per case: not in the rounds), or
+    None when faiss is not installed."""
     try:
         import faiss  # noqa: F401
     except ImportError:
@@ -176,8 +184,8 @@ def iteration_rows(cases, iters: int, repeat: int, memory: bool, rounds: int = 1
     rows = []
     for n, d, k, dtype in cases:
         X, init = make_data(n, d, k, dtype)
-        # the largest products (a second or more a run) get fewer iterations, one run
-        # each; the others per_iteration's window of at least 50 ms (at 200000 x 32,
+        # the largest products (a second or more a run) get fewer iterations and no
+        # repeats; the others per_iteration's window of at least 50 ms (at 200000 x 32,
         # k=1024, a window of iterations 2-3 read 115-131 ms where the bounds of `auto`
         # were still settling, and 60-69 ms with the longer window)
         big = n * k * d >= 10**10
@@ -291,6 +299,7 @@ HEADER = (
 
 
 def _read_report(path: str) -> str | None:
+    # the report file's text, None when there is none (OSError when it cannot be read)
     try:
         with open(path, encoding="utf-8", newline="") as fh:
             return fh.read()
@@ -300,10 +309,13 @@ def _read_report(path: str) -> str | None:
 
 def _check_report_path(path: str) -> None:
     """Stop the run, before anything is timed, when ``--write`` would refuse ``path``
-    (no markers) or could not write it (no such folder, no permission)."""
+    (no markers, not a file, unreadable) or could not write it (no such folder, no
+    permission)."""
+    if os.path.isdir(path):
+        raise SystemExit(f"suite.py: cannot write {path}: it is a folder")
     try:
         splice_report(_read_report(path), [], path)
-    except ValueError as error:
+    except (OSError, ValueError) as error:
         raise SystemExit(f"suite.py: {error}") from None
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
@@ -314,24 +326,49 @@ def _check_report_path(path: str) -> None:
         raise SystemExit(f"suite.py: cannot write {path}: permission denied")
 
 
+def _replace(path: str, text: str, *, keep_mode: bool) -> None:
+    # ``text`` written beside ``path``, then renamed over it (an interrupted write leaves
+    # the old file); the scratch file removed when either step fails
+    scratch = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(scratch, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        if keep_mode and os.path.exists(path):
+            shutil.copymode(path, scratch)  # the file keeps its permissions
+        os.replace(scratch, path)
+    except BaseException:
+        if os.path.exists(scratch):
+            os.remove(scratch)
+        raise
+
+
 def write_report(path: str, generated: list[str]) -> str:
     """Splice ``generated`` into the report at ``path`` (:func:`splice_report`) and
-    replace the file whole: written beside it, then renamed over it, so an interrupted
-    write leaves the old file.  When the file lost its markers during the run, the
-    report goes to ``PATH.generated.md`` instead.  Returns the path written."""
+    replace the file whole (written beside it, then renamed over it; a symbolic link's
+    target is the file replaced).  When the file can no longer take the report (its
+    markers gone during the run, unreadable, or the write fails), the report goes to a
+    new file ``PATH.generated.md`` (``PATH.generated-2.md`` ... when that exists), and as
+    a last resort to standard output.  Returns where it went."""
+    path = os.path.realpath(path)
     try:
-        text = splice_report(_read_report(path), generated, path)
-    except ValueError as error:
-        path = path + ".generated.md"
-        text = splice_report(None, generated)
-        print(f"suite.py: {error}; the report is in {path}", file=sys.stderr)
-    scratch = f"{path}.{os.getpid()}.tmp"
-    with open(scratch, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-    if os.path.exists(path):
-        shutil.copymode(path, scratch)  # the file keeps its permissions
-    os.replace(scratch, path)
-    return path
+        _replace(path, splice_report(_read_report(path), generated, path), keep_mode=True)
+        return path
+    except (OSError, ValueError) as error:
+        print(f"suite.py: {error}", file=sys.stderr)
+    text = splice_report(None, generated)
+    stem, number = path + ".generated", 1
+    while True:
+        spare = f"{stem}.md" if number == 1 else f"{stem}-{number}.md"
+        try:
+            with open(spare, "x", encoding="utf-8") as fh:  # a new file, never another's
+                fh.write(text)
+            print(f"suite.py: the report is in {spare}", file=sys.stderr)
+            return spare
+        except FileExistsError:
+            number += 1
+        except OSError as error:
+            print(f"suite.py: {error}; the report follows\n{text}")
+            return "standard output"
 
 
 def _positive(text: str) -> int:
@@ -358,7 +395,7 @@ def main() -> None:
     parser.add_argument("--no-fits", action="store_true", help="skip the whole-fit sections")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    if args.write:  # a file --write would refuse stops the run before its minutes of timing
+    if args.write is not None:  # a file --write would refuse stops the run before its timing
         _check_report_path(args.write)
 
     import sklearn
@@ -374,7 +411,7 @@ def main() -> None:
         cases, args.iters, args.repeat, memory=not args.no_memory, rounds=args.rounds
     )
     sections = [] if args.no_fits else fit_sections(args.quick)
-    if args.write:
+    if args.write is not None:
         machine = (
             f"{processor()}, "
             f"Python {platform.python_version()}, numpy {np.__version__}, "
@@ -391,8 +428,8 @@ def main() -> None:
             "where the default assignment's bounds skip distances). faiss (when installed) "
             "runs the same iterations on every sample in float32, whatever the case's "
             "dtype. Peak memory: resident-set growth of a fresh process over the loaded "
-            "data. Each figure is the library's "
-            f"least over {args.rounds} round(s), the two libraries measured in turns; on a "
+            "data. Each kmeansfw and scikit-learn figure is the library's "
+            f"least over {args.rounds} round(s), the two measured in turns (faiss once); on a "
             "shared machine a case's ratio can still move by a third or more between runs.",
             "",
             HEADER,

@@ -9,6 +9,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -62,6 +63,17 @@ def test_crlf_files_keep_their_line_endings(suite):
     assert text == "\r\n".join(["# Title", start, "new", end, "kept", ""])
 
 
+def test_mixed_line_endings_are_kept_line_by_line(suite):
+    # one CRLF line in an LF file (or the other way round) neither hides the markers
+    # nor changes the other lines
+    start, end = suite.GENERATED_START, suite.GENERATED_END
+    existing = f"# Title\r\nabove\n{start}\nold\n{end}\nbelow\r\nlast"
+    text = suite.splice_report(existing, ["new"])
+    assert text == f"# Title\r\nabove\n{start}\nnew\n{end}\nbelow\r\nlast"
+    existing = f"a\r\n{start}\r\nold\n{end}"  # the end marker last, no line ending
+    assert suite.splice_report(existing, ["new"]) == f"a\r\n{start}\r\nnew\r\n{end}"
+
+
 @pytest.mark.parametrize(
     "body, found",
     [
@@ -102,6 +114,36 @@ def test_write_report_replaces_the_file_and_keeps_the_rest(suite, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md"]  # no scratch left
 
 
+def test_write_report_keeps_the_mode_and_a_link(suite, tmp_path):
+    report = tmp_path / "report.md"
+    report.write_text(f"{suite.GENERATED_START}\n{suite.GENERATED_END}\n")
+    report.chmod(0o640)
+    link = tmp_path / "link.md"
+    link.symlink_to(report)
+    assert suite.write_report(str(link), ["new"]) == str(report)
+    assert link.is_symlink() and "new" in report.read_text()
+    assert report.stat().st_mode & 0o777 == 0o640
+
+
+def test_a_failed_write_leaves_the_file_and_keeps_the_report(suite, tmp_path, monkeypatch):
+    report = tmp_path / "report.md"
+    old = f"# R\n{suite.GENERATED_START}\nold\n{suite.GENERATED_END}\n"
+    report.write_text(old)
+    real_replace = suite.os.replace
+
+    def failing(source, target):
+        if Path(target) == report:
+            raise OSError("disk full")
+        real_replace(source, target)
+
+    monkeypatch.setattr(suite.os, "replace", failing)
+    written = suite.write_report(str(report), ["| new |"])
+    assert report.read_text() == old  # the page as it was
+    assert written == str(report) + ".generated.md"
+    assert "| new |" in Path(written).read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md", "report.md.generated.md"]
+
+
 def test_write_report_keeps_a_file_that_lost_its_markers(suite, tmp_path, capsys):
     # markers removed while the suite ran: the file stays, the report goes beside it
     report = tmp_path / "report.md"
@@ -111,11 +153,20 @@ def test_write_report_keeps_a_file_that_lost_its_markers(suite, tmp_path, capsys
     assert report.read_text() == "# hand-written since\n"
     assert "| the table |" in Path(written).read_text()
     assert "the report is in" in capsys.readouterr().err
+    # a second such run never overwrites the first one's report
+    again = suite.write_report(str(report), ["| another |"])
+    assert again == str(report) + ".generated-2.md"
+    assert "| the table |" in Path(written).read_text()
+
+
+# the shortest run the suite allows: should a refusal below regress, the test fails in
+# seconds of timing, not minutes
+QUICK = ["--quick", "--no-fits", "--no-memory", "--iters", "1", "--repeat", "1", "--rounds", "1"]
 
 
 def _run_suite(*args: str, cwd: Path = BENCHMARKS) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(BENCHMARKS / "suite.py"), *args],
+        [sys.executable, str(BENCHMARKS / "suite.py"), *QUICK, *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -134,8 +185,10 @@ def test_write_refuses_before_timing_anything(tmp_path):
     assert report.read_text() == "# My notes\n\nhand-written\n"
 
 
-def test_write_to_a_missing_folder_refused_before_timing(tmp_path):
-    done = _run_suite("--write", str(tmp_path / "no" / "such" / "report.md"))
+@pytest.mark.parametrize("where", ["missing folder", "a folder"])
+def test_write_to_a_path_that_cannot_be_a_file_refused_before_timing(tmp_path, where):
+    path = tmp_path / "no" / "such" / "report.md" if where == "missing folder" else tmp_path
+    done = _run_suite("--write", str(path))
     assert done.returncode == 1
     assert "cannot write" in done.stderr and "Traceback" not in done.stderr
     assert "| case |" not in done.stdout
@@ -151,8 +204,8 @@ def test_write_to_a_file_without_permission_refused(suite, tmp_path, monkeypatch
         suite._check_report_path(str(report))
 
 
-def test_rounds_must_be_positive():
-    done = _run_suite("--rounds", "0")
+def test_rounds_must_be_positive(tmp_path):
+    done = _run_suite("--rounds", "0", "--write", str(tmp_path))
     assert done.returncode == 2 and "positive" in done.stderr
 
 
@@ -169,9 +222,11 @@ class _Clock:
 class _FakeFit:
     def __init__(self, clock, max_iter, fixed, per_iter, converges_at=None):
         self.clock, self.fixed, self.per_iter = clock, fixed, per_iter
+        self.max_iter, self.calls = max_iter, 0
         self.n_iter = max_iter if converges_at is None else min(max_iter, converges_at)
 
     def __call__(self):
+        self.calls += 1
         self.clock.now += self.fixed + self.per_iter * self.n_iter
 
 
@@ -179,7 +234,8 @@ class _FakeFit:
 def clock(bench, monkeypatch):
     bench_lloyd = bench[1]
     fake = _Clock()
-    monkeypatch.setattr(bench_lloyd.time, "perf_counter", fake)
+    # bench_lloyd's own name for the time module: nothing else in the process sees it
+    monkeypatch.setattr(bench_lloyd, "time", SimpleNamespace(perf_counter=fake))
     return fake
 
 
@@ -188,17 +244,33 @@ def test_per_iteration_divides_by_the_iterations_made(bench, clock):
     # 10 ms of fixed costs and 2 ms an iteration: 2 ms whatever the window it picks
     value = bench_lloyd.per_iteration(lambda m: _FakeFit(clock, m, 0.010, 0.002), 3, 3)
     assert value == pytest.approx(0.002)
-    # a fit that stops after 4 iterations: the long run made 3 more than the short one
+    # a fit that stops after 3 iterations: the long run (of 4) made 2 more than the
+    # short one, not 3
     value = bench_lloyd.per_iteration(
-        lambda m: _FakeFit(clock, m, 0.010, 0.002, converges_at=4), 3, 1
+        lambda m: _FakeFit(clock, m, 0.010, 0.002, converges_at=3), 3, 1
     )
     assert value == pytest.approx(0.002)
+
+
+@pytest.mark.parametrize("repeat, long_runs", [(1, 2), (3, 4)])
+def test_per_iteration_times_the_long_run_again_repeat_times(bench, clock, repeat, long_runs):
+    bench_lloyd = bench[1]
+    fits = []
+
+    def make(m):
+        fits.append(_FakeFit(clock, m, 0.010, 0.1))  # 0.1 s an iteration: no raise
+        return fits[-1]
+
+    assert bench_lloyd.per_iteration(make, 3, repeat) == pytest.approx(0.1)
+    short, long = fits
+    assert short.calls == max(repeat, 2) and long.calls == long_runs
 
 
 @pytest.mark.parametrize(
     "fit",
     [
-        lambda clock, m: _FakeFit(clock, m, 0.010, 0.002, converges_at=1),  # no more iterations
+        # no more iterations (a set-up that grows with max_iter keeps the long run slower)
+        lambda clock, m: _FakeFit(clock, m, 0.010 + 0.001 * m, 0.002, converges_at=1),
         # the long run is not slower (a slow spell during the short runs)
         lambda clock, m: _FakeFit(clock, m, 0.010, -0.0001),
     ],
