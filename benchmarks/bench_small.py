@@ -132,7 +132,12 @@ def main() -> None:
         print("numba's threads are not available here: both modes ran on one thread")
 
     def median_ratio(mode: str, key: str | None) -> tuple[float, float]:
+        # over the rounds that gave a figure (per_iteration's NaN: none; a NaN in a
+        # median would land anywhere in its order): NaN, printed "nan", when none did
         pairs = [r["digits"] if key is None else r["cases"][key] for r in results[mode]]
+        pairs = [p for p in pairs if p[0] == p[0] and p[1] == p[1]]
+        if not pairs:
+            return float("nan"), float("nan")
         ours = statistics.median(p[0] for p in pairs)
         return ours, statistics.median(p[0] / p[1] for p in pairs)
 
