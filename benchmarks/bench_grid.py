@@ -28,13 +28,12 @@ import itertools
 import math
 import os
 import sys
-import time
 import warnings
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_lloyd import KmfwFit, SkFit, per_iteration, processor  # noqa: E402
+from bench_lloyd import KmfwFit, SkFit, best_time, per_iteration, processor  # noqa: E402
 
 N_VALUES = (2_000, 20_000, 200_000, 1_000_000)
 D_VALUES = (2, 8, 64, 256)
@@ -103,12 +102,7 @@ def read_pass(X: np.ndarray, repeat: int) -> float:
     not ``X.sum(axis=0)``: that one calls its inner loop once per row, and at a few
     columns its per-row cost, not reading, set its time (1M x 8 float64: 36 ms against
     5 ms for the whole sum), so it overstated the time of a read and the fraction."""
-    best = math.inf
-    for _ in range(max(repeat, 3)):
-        start = time.perf_counter()
-        X.sum()
-        best = min(best, time.perf_counter() - start)
-    return best
+    return best_time(X.sum, max(repeat, 3))
 
 
 def cells(quick: bool, budget_mb: float) -> list[tuple[int, int, int, str]]:

@@ -52,7 +52,8 @@ def make_data(n: int, d: int, k: int, dtype: str, seed: int = 0) -> tuple[np.nda
     return X, init
 
 
-def _best(fit, repeat: int) -> float:
+def best_time(fit, repeat: int) -> float:
+    """Seconds of the fastest of ``repeat`` calls of ``fit``."""
     best = math.inf
     for _ in range(repeat):
         start = time.perf_counter()
@@ -78,9 +79,9 @@ def per_iteration(make_fit, iters: int, repeat: int) -> float:
     # at least twice: a library's first fit on new data pays one-off costs (scikit-learn's
     # first one-iteration fit at 200000 x 256, k=256 took 1.6 s, the next 0.83 s), which
     # would make a single timed short run look as slow as the long one
-    short = _best(short_fit, max(repeat, 2))
+    short = best_time(short_fit, max(repeat, 2))
     long_fit = make_fit(iters + 1)
-    long = _best(long_fit, 1)
+    long = best_time(long_fit, 1)
     # per iteration, at least a tenth of the long run's time per iteration (a difference
     # lost in noise would otherwise ask for hundreds of iterations)
     estimate = max((long - short) / iters, long / (iters + 1) / 10)
@@ -91,7 +92,7 @@ def per_iteration(make_fit, iters: int, repeat: int) -> float:
     # timed again, ``repeat`` times: the first timing of the long run may be its cold
     # one (with ``repeat`` 1 too, as the grid's and the suite's largest cells were
     # measured)
-    long = _best(long_fit, repeat)
+    long = best_time(long_fit, repeat)
     made = long_fit.n_iter - short_fit.n_iter
     if made <= 0 or long <= short:  # converged at once, or lost in noise: no figure
         return math.nan

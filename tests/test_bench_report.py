@@ -35,6 +35,11 @@ def suite(bench):
     return bench[0]
 
 
+@pytest.fixture
+def bench_lloyd(bench):
+    return bench[1]
+
+
 def test_new_file_gets_title_and_markers(suite):
     text = suite.splice_report(None, ["| a |", "| b |"])
     lines = text.split("\n")
@@ -222,7 +227,7 @@ class _Clock:
 class _FakeFit:
     def __init__(self, clock, max_iter, fixed, per_iter, converges_at=None):
         self.clock, self.fixed, self.per_iter = clock, fixed, per_iter
-        self.max_iter, self.calls = max_iter, 0
+        self.calls = 0
         self.n_iter = max_iter if converges_at is None else min(max_iter, converges_at)
 
     def __call__(self):
@@ -231,16 +236,14 @@ class _FakeFit:
 
 
 @pytest.fixture
-def clock(bench, monkeypatch):
-    bench_lloyd = bench[1]
+def clock(bench_lloyd, monkeypatch):
     fake = _Clock()
     # bench_lloyd's own name for the time module: nothing else in the process sees it
     monkeypatch.setattr(bench_lloyd, "time", SimpleNamespace(perf_counter=fake))
     return fake
 
 
-def test_per_iteration_divides_by_the_iterations_made(bench, clock):
-    bench_lloyd = bench[1]
+def test_per_iteration_divides_by_the_iterations_made(bench_lloyd, clock):
     # 10 ms of fixed costs and 2 ms an iteration: 2 ms whatever the window it picks
     value = bench_lloyd.per_iteration(lambda m: _FakeFit(clock, m, 0.010, 0.002), 3, 3)
     assert value == pytest.approx(0.002)
@@ -253,8 +256,7 @@ def test_per_iteration_divides_by_the_iterations_made(bench, clock):
 
 
 @pytest.mark.parametrize("repeat, long_runs", [(1, 2), (3, 4)])
-def test_per_iteration_times_the_long_run_again_repeat_times(bench, clock, repeat, long_runs):
-    bench_lloyd = bench[1]
+def test_per_iteration_times_the_long_run_again_repeat_times(bench_lloyd, clock, repeat, long_runs):
     fits = []
 
     def make(m):
@@ -275,8 +277,7 @@ def test_per_iteration_times_the_long_run_again_repeat_times(bench, clock, repea
         lambda clock, m: _FakeFit(clock, m, 0.010, -0.0001),
     ],
 )
-def test_per_iteration_without_a_figure_is_nan(bench, clock, fit):
-    bench_lloyd = bench[1]
+def test_per_iteration_without_a_figure_is_nan(bench_lloyd, clock, fit):
     assert math.isnan(bench_lloyd.per_iteration(lambda m: fit(clock, m), 3, 3))
 
 
