@@ -7,6 +7,7 @@ config), never in a Python traceback or an exception escaping the command.
 
 from __future__ import annotations
 
+import json
 import pathlib
 import tempfile
 
@@ -110,7 +111,9 @@ def _toml(values: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _check(result) -> None:
+def _check(result, out: pathlib.Path | None = None) -> None:
+    """Exit 0 having done the work (``fit``: its files in ``out``; ``compare``: its
+    table), or exit 2 with a message."""
     assert result.exit_code in (0, 2), (result.exit_code, result.output, result.exception)
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(
         result.exception
@@ -119,6 +122,13 @@ def _check(result) -> None:
     if result.exit_code == 2:
         assert result.stderr.strip(), "an error without a message"
         assert "kmeansfw: error: " in result.stderr or "Error: " in result.stderr
+    elif out is not None:  # fit: success means the results were written
+        for name in ("labels.csv", "centroids.csv", "report.json"):
+            assert (out / name).is_file(), f"exit 0 without {name}"
+        assert json.loads((out / "report.json").read_text())
+    else:  # compare: success means a summary table with a row
+        lines = result.stdout.strip().splitlines()
+        assert len(lines) >= 3 and lines[0].split()[0] == "dataset", result.stdout
 
 
 @pytest.mark.filterwarnings("ignore:Number of distinct clusters")  # few distinct rows: fine
@@ -165,7 +175,7 @@ def test_cli_arguments_and_files_end_in_success_or_exit_2(command, data, k, seed
             args += ["--seeds", seeds if seeds is not None else "1"]
         if k is not None:
             args += ["-k", k]
-        _check(CliRunner().invoke(main, args))
+        _check(CliRunner().invoke(main, args), folder / "out" if command == "fit" else None)
 
 
 def _parquet(columns: dict) -> bytes:
@@ -209,4 +219,4 @@ def test_parquet_files_with_bad_content_end_in_success_or_exit_2(columns, k):
         path = pathlib.Path(tmp) / "data.parquet"
         path.write_bytes(_parquet(columns))
         result = CliRunner().invoke(main, ["fit", str(path), "-k", k, "--out", tmp, "-q"])
-        _check(result)
+        _check(result, pathlib.Path(tmp))

@@ -110,7 +110,8 @@ def test_weights_and_float32_far_from_the_origin():
     weights = np.random.default_rng(4).uniform(0.0, 3.0, X.shape[0])
     weights[::7] = 0.0  # rows that weigh nothing
     fused, taken = _both(X, sample_weight=weights, n_clusters=5, random_state=2)
-    assert all(taken)
+    assert not isinstance(fused, Exception), fused  # a fit, not two equal failures
+    assert taken and all(taken)
 
 
 def test_an_empty_cluster_goes_through_the_hooks():
@@ -138,7 +139,10 @@ def test_an_empty_cluster_goes_through_the_hooks():
 @pytest.mark.filterwarnings("ignore:Number of distinct clusters")
 def test_fewer_distinct_points_than_clusters():
     X = np.repeat(np.array([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]]), 30, axis=0)
-    _both(X, n_clusters=5, random_state=0, init="random", n_init=2)
+    fused, taken = _both(X, n_clusters=5, random_state=0, init="random", n_init=2)
+    assert not isinstance(fused, Exception), fused  # a fit, not two equal failures
+    assert taken and all(taken)
+    assert len(np.unique(fused.labels_)) == 3  # three distinct points, three clusters used
 
 
 class _Noted:
@@ -299,7 +303,9 @@ def test_any_small_fit_matches_the_hooks(n, d, k, dtype, grid, weighted, seed):
     fitted, taken = _both(
         X.astype(dtype), sample_weight=weights, n_clusters=min(k, n), random_state=seed
     )
-    assert isinstance(fitted, Exception) or all(taken)
+    # every such fit succeeds: two paths failing alike would hide a broken fit
+    assert not isinstance(fitted, Exception), fitted
+    assert taken and all(taken)
 
 
 def _prepared(X, k, seed=0, **params):

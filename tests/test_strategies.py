@@ -364,10 +364,10 @@ name = "all"
 criteria = ["tol", {name = "time-budget", seconds = 3600}]
 """
     never = KMeans.from_config(text).fit(X)  # the time budget is never reached
-    assert never.n_iter_ == 300 or never.n_iter_ > 1
+    assert never.n_iter_ == 300  # max_iter: "all" waits for the budget too
     anyof = KMeans.from_config(text.replace('"all"', '"any"')).fit(X)
     strict = KMeans(5, init="random", n_init=1, random_state=1, tol=0).fit(X)
-    assert anyof.n_iter_ == strict.n_iter_
+    assert anyof.n_iter_ == strict.n_iter_ < 300
     with pytest.raises(ConfigError, match="criteria"):
         Config(convergence={"name": "any", "criteria": []})
 
