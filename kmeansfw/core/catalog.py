@@ -46,7 +46,15 @@ BUILTIN = "built-in"
 
 @attrs.frozen
 class StrategySpec:
-    """A strategy named in a configuration, with its parameters."""
+    """A strategy named in a configuration, with its parameters.
+
+    Attributes
+    ----------
+    name : str
+        The strategy's name in the catalog (``"k-means++"``, ``"minkowski"``, ...).
+    params : Mapping[str, Any]
+        The keyword arguments its factory is called with (empty: its defaults).
+    """
 
     name: str
     params: Mapping[str, Any] = attrs.field(factory=dict)
@@ -441,6 +449,28 @@ def register_strategy(
 ) -> Callable[[Any], Any]:
     """Decorator: register a strategy class (or factory) in the catalog under ``name``.
 
+    Parameters
+    ----------
+    slot : str
+        The slot the strategy fills (one of ``kmeansfw.core.slots.CATALOG_SLOTS``:
+        ``"init"``, ``"distance"``, ``"update"``, ``"observer"``, ...).
+    name : str or None
+        The name configs and the estimator use; None: the factory's ``name`` attribute,
+        else its ``__name__``.
+    replace : bool
+        Whether the name may replace another strategy registered under it.
+
+    Returns
+    -------
+    callable
+        The decorator; it returns the factory unchanged.
+
+    Raises
+    ------
+    ValueError
+        When the decorator is applied: an unknown slot, an empty name, a factory that
+        is not callable, or a name already taken and ``replace`` false.
+
     Examples
     --------
     >>> import attrs, kmeansfw
@@ -475,6 +505,33 @@ def distance(
     distances, vectorized; parameters given in a config are passed to it as keywords.
     ``objective`` says what the fit minimizes: ``"squared"`` distances (k-means) or the
     ``"distance"`` itself.  The function is returned unchanged.
+
+    Parameters
+    ----------
+    name : str or None
+        The name configs and the estimator use; None: the class's ``name`` attribute
+        (a class) or the function's ``__name__``.
+    objective : {"squared", "distance"}
+        For a function: what the fit minimizes, the squared distances or the distances.
+    natural_update : str
+        For a function: the update that minimizes its objective (``"mean"``,
+        ``"median"``, ...), the one a fit takes when no update is named.
+    is_metric : bool
+        For a function: whether it is a true metric (the triangle inequality holds), so
+        that bound-based assignments may use it.
+    replace : bool
+        Whether the name may replace a distance already registered under it.
+
+    Returns
+    -------
+    callable
+        The decorator; it returns the class or function unchanged.
+
+    Raises
+    ------
+    ValueError
+        When the decorator is applied: an empty name, or a name already taken and
+        ``replace`` false.
 
     Examples
     --------

@@ -154,7 +154,31 @@ STOP_REASONS = ("converged", "no-improvement", "max_iter")
 
 @attrs.frozen(eq=False)
 class FitResult:
-    """The outcome of one run."""
+    """The outcome of one run.
+
+    Attributes
+    ----------
+    centroids : ndarray, shape (k, d)
+        The run's final centroids, in the data's dtype.
+    labels : ndarray of int, shape (n,)
+        Each training row's closest final centroid (empty when a mini-batch fit was
+        asked not to compute the labels).
+    costs : ndarray, shape (n,)
+        Each row's cost to its centroid (squared distance with the Euclidean defaults;
+        empty with the labels).
+    objective : float
+        The run's objective: the weighted sum of the costs (inertia).
+    n_iter : int
+        Iterations the run made.
+    converged : bool
+        Whether a stop criterion ended it before ``max_iter``.
+    run : int
+        The run's index among the fit's ``n_init`` runs.
+    stop_reason : str
+        Why the run stopped: ``"converged"`` (a criterion, or the walk's own tolerance),
+        ``"no-improvement"`` (mini-batch: the smoothed batch objective stopped
+        improving; not convergence) or ``"max_iter"``.
+    """
 
     centroids: np.ndarray
     labels: np.ndarray
@@ -163,9 +187,6 @@ class FitResult:
     n_iter: int
     converged: bool
     run: int = 0
-    #: Why the run stopped: ``"converged"`` (a criterion, or the walk's own tolerance),
-    #: ``"no-improvement"`` (mini-batch: the smoothed batch objective stopped improving;
-    #: not convergence) or ``"max_iter"``.
     stop_reason: str = "max_iter"
 
 

@@ -36,13 +36,27 @@ def observers_and_history(cfg: Config) -> tuple[list, History | None]:
 
 @attrs.frozen(eq=False)
 class Fit:
-    """The best of a fit's runs, the history (when asked for) and the strategies used."""
+    """The best of a fit's runs, the history (when asked for) and the strategies used.
+
+    Attributes
+    ----------
+    result : FitResult
+        The best run (lowest objective; the first of equals).
+    config : Config
+        The validated configuration the fit ran.
+    strategies : list of (str, str, object)
+        ``(slot, label, strategy)`` for each strategy the fit built.
+    history : History or None
+        Each iteration's record, when the config asked for it (``history=True``).
+    fitted : Fitted
+        What the strategies learned from the training data (``kmeansfw_learn``), kept
+        for predict, transform, score and checkpoints.
+    """
 
     result: engine.FitResult
     config: Config
     strategies: list[tuple[str, str, Any]]
     history: History | None = None
-    #: What the strategies learned from the training data (``kmeansfw_learn``).
     fitted: Fitted = attrs.field(factory=Fitted)
 
     @property
