@@ -175,8 +175,9 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
         """
         params = self.get_params(deep=False)
         key = _params_key(params)
-        if key is not None:
-            key = (type(self).__name__, *key)
+        if key is not None:  # a strategy registered since (replace=True) builds afresh
+            CATALOG.load()
+            key = (type(self).__name__, CATALOG.generation, *key)
             with _BUILT_LOCK:
                 built = _BUILT.get(key)
                 if built is not None:

@@ -76,6 +76,43 @@ def test_duplicate_registration_needs_replace():
             return cdist(X, centroids)
 
 
+def test_a_replaced_strategy_is_the_one_the_next_fit_uses(blobs):
+    # the estimator keeps configs built from plain parameters between fits: a strategy
+    # registered again under the same name (replace=True) must not be served from there
+    X, _ = blobs
+
+    def make(limit):
+        @kmeansfw.register_strategy("convergence", "stop-at-test", replace=True)
+        @attrs.frozen
+        class StopAt:
+            @kmeansfw.hookimpl
+            def kmeansfw_converged(self, state):
+                return state.iteration >= limit
+
+    params = {"convergence": "stop-at-test", "init": "random", "n_init": 1, "random_state": 0}
+    make(1)
+    assert kmeansfw.KMeans(5, **params).fit(X).n_iter_ == 1
+    make(3)
+    assert kmeansfw.KMeans(5, **params).fit(X).n_iter_ == 3
+
+    @kmeansfw.distance("scaled-test", replace=True)
+    def plain(X, centroids):
+        return cdist(X, centroids)
+
+    first = kmeansfw.KMeans(5, distance="scaled-test", random_state=0).fit(X)
+
+    scale = np.ones(X.shape[1])
+    scale[0] = 100.0
+
+    @kmeansfw.distance("scaled-test", replace=True)
+    def stretched(X, centroids):
+        return cdist(X * scale, centroids * scale)
+
+    second = kmeansfw.KMeans(5, distance="scaled-test", random_state=0).fit(X)
+    direct = kmeansfw.KMeans(5, distance=stretched, random_state=0).fit(X)
+    assert second.inertia_ == direct.inertia_ != first.inertia_
+
+
 def test_register_strategy_class_decorator(blobs):
     X, _ = blobs
 

@@ -127,6 +127,9 @@ class Catalog:
         self.pm.add_hookspecs(hookspecs)
         #: (slot, name, parameters) -> (label, strategy) already built; see :meth:`create`
         self._built: dict[tuple, tuple[str, Any]] = {}
+        #: Counts the changes to the entries: what was built from an older generation
+        #: (a config kept by its parameters) may name a strategy since replaced.
+        self.generation = 0
 
     # ------------------------------------------------------------------ loading
     def load(self) -> None:
@@ -210,6 +213,7 @@ class Catalog:
             for e in staged:
                 self._entries[(e.slot, e.name)] = e
             self._built.clear()
+            self.generation += 1
 
     # ------------------------------------------------------------------ registry
     def register(
@@ -232,6 +236,7 @@ class Catalog:
             entry = self._checked_entry(slot, name, factory, source, replace=replace)
             self._entries[(slot, name)] = entry
             self._built.clear()
+            self.generation += 1
             return entry
 
     def _checked_entry(
