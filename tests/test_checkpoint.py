@@ -3,11 +3,13 @@ loads (issue 11, items 1 and 2), and a fuzz test over damaged checkpoint files."
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import pathlib
 import re
 import signal
+import sys
 import tempfile
 import warnings
 
@@ -165,6 +167,81 @@ def test_checkpoint_for_other_settings_starts_afresh(tmp_path, change, part):
         refit = _fit(folder, **change)
     reference = KMeans(3, **{**PARAMS, **change}).fit(X60)
     np.testing.assert_array_equal(refit.cluster_centers_, reference.cluster_centers_)
+
+
+def _init_from(offset):
+    """An init function whose rows depend on a closure's value."""
+    return lambda X, k, rng: np.array(X[offset : offset + k])
+
+
+def _init_default(X, k, rng, offset=0):
+    return np.array(X[offset : offset + k])
+
+
+_OFFSET = 0
+
+
+def _init_global(X, k, rng):
+    return np.array(X[_OFFSET : _OFFSET + k])
+
+
+def _init_rows(X, k, rng, *, rows):
+    return np.array(X[rows])
+
+
+@pytest.mark.parametrize(
+    "pair",
+    [
+        pytest.param(lambda: (_init_from(0), _init_from(30)), id="closure"),
+        pytest.param(
+            lambda: (_init_default, lambda X, k, rng, offset=30: np.array(X[offset : offset + k])),
+            id="default",
+        ),
+        pytest.param(
+            lambda: (
+                functools.partial(_init_rows, rows=[0, 1, 2]),
+                functools.partial(_init_rows, rows=[30, 31, 32]),
+            ),
+            id="partial",
+        ),
+    ],
+)
+def test_a_function_computing_something_else_is_another_setting(tmp_path, pair):
+    # same code, other values in its closure, defaults or partial arguments: another init,
+    # so a finished checkpoint must not be returned as its result
+    first, second = pair()
+    folder = tmp_path / "ck"
+    params = {"n_init": 1, "random_state": 0, "max_iter": 1}  # results that show the init
+    _fit(folder, init=first, **params)
+    with pytest.warns(CheckpointWarning, match="different init"):
+        refit = _fit(folder, init=second, **params)
+    reference = KMeans(3, init=second, **params).fit(X60)
+    np.testing.assert_array_equal(refit.cluster_centers_, reference.cluster_centers_)
+    other = KMeans(3, init=first, **params).fit(X60)
+    assert not np.array_equal(refit.cluster_centers_, other.cluster_centers_)
+
+
+def test_a_function_reading_a_changed_global_is_another_setting(tmp_path, monkeypatch):
+    folder = tmp_path / "ck"
+    params = {"init": _init_global, "n_init": 1, "random_state": 0, "max_iter": 1}
+    _fit(folder, **params)
+    monkeypatch.setattr(sys.modules[__name__], "_OFFSET", 30)
+    with pytest.warns(CheckpointWarning, match="different init"):
+        refit = _fit(folder, **params)
+    moved = KMeans(3, **params).fit(X60)
+    np.testing.assert_array_equal(refit.cluster_centers_, moved.cluster_centers_)
+    monkeypatch.setattr(sys.modules[__name__], "_OFFSET", 0)
+    assert not np.array_equal(moved.cluster_centers_, KMeans(3, **params).fit(X60).cluster_centers_)
+
+
+def test_the_same_function_resumes_and_its_description_is_stable():
+    # one function, described twice (and a rebuilt closure with the same values): one
+    # digest, so a checkpoint it wrote resumes; nested code (the lambda) by content
+    assert ckpt._value_digest(_init_from(5)) == ckpt._value_digest(_init_from(5))
+    assert ckpt._value_digest(_init_from(5)) != ckpt._value_digest(_init_from(6))
+    assert ckpt._value_digest(_init_from) == ckpt._value_digest(_init_from)
+    described = json.dumps(ckpt._canonical(_init_from))
+    assert " at 0x" not in described  # no address of a nested code object
 
 
 @pytest.mark.parametrize("written", ["nearest", "hamerly", {"name": "yinyang", "max_groups": 2}])

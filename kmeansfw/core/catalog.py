@@ -349,12 +349,15 @@ class Catalog:
                         self._built.clear()
                     self._built[key] = built
             return built
-        if slot == "init" and isinstance(spec, (np.ndarray, list, tuple)):
+        if slot == "init" and (
+            isinstance(spec, (np.ndarray, list, tuple))
+            or (hasattr(spec, "__array__") and not _has_hookimpls(spec))  # a DataFrame, say
+        ):
             return "'array'", ArrayInit(spec)
         if isinstance(spec, type):
             raise ConfigError(f"{slot}: pass a strategy object or name, not the class {spec!r}")
-        if not _has_hookimpls(spec) and inspect.isroutine(spec):
-            func_name = getattr(spec, "__name__", "function")
+        if not _has_hookimpls(spec) and callable(spec):  # a function, a partial, ...
+            func_name = _callable_name(spec)
             if slot == "distance":
                 return f"{func_name!r} (function)", FunctionDistance(spec, name=func_name)
             if slot == "init":
@@ -366,6 +369,17 @@ class Catalog:
             )
         label = getattr(spec, "name", None) or type(spec).__name__
         return f"{label!r} ({type(spec).__module__}.{type(spec).__qualname__})", spec
+
+
+def _callable_name(func: Any) -> str:
+    """A function's name; a partial's is its function's (``partial(name)``)."""
+    name = getattr(func, "__name__", None)
+    if isinstance(name, str):
+        return name
+    inner = getattr(func, "func", None)  # functools.partial
+    if inner is not None:
+        return f"partial({_callable_name(inner)})"
+    return type(func).__name__
 
 
 def _name_and_params(spec: Any) -> tuple[str | None, dict[str, Any]]:

@@ -34,6 +34,7 @@ centroids as the uninterrupted fit.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import io
 import json
@@ -42,6 +43,7 @@ import os
 import pathlib
 import sys
 import tempfile
+import types
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -181,10 +183,17 @@ def _canonical(value: Any, depth: int = 0) -> Any:
         return [_canonical(v, depth + 1) for v in value]
     if isinstance(value, type):
         return {"type": f"{value.__module__}.{value.__qualname__}"}
+    if isinstance(value, functools.partial):
+        return {
+            "partial": _canonical(
+                [value.func, list(value.args), dict(value.keywords)], depth + 1
+            )
+        }
+    if isinstance(value, types.ModuleType):
+        return {"module": value.__name__}
     code = getattr(value, "__code__", None)
-    if code is not None:
-        text = repr((code.co_code, code.co_consts, code.co_names)).encode()
-        return {"function": getattr(value, "__qualname__", name), "code": _hexdigest(text)}
+    if isinstance(code, types.CodeType):
+        return _function(value, code, name, depth)
     if attrs.has(kind):
         fields = {f.name: getattr(value, f.name, None) for f in attrs.fields(kind)}
         return {"type": name, "fields": _canonical(fields, depth + 1)}
@@ -192,6 +201,43 @@ def _canonical(value: Any, depth: int = 0) -> Any:
         return {"type": name, "state": _canonical(vars(value), depth + 1)}
     text = repr(value)
     return {"type": name, "repr": text if " at 0x" not in text else None}
+
+
+def _code_text(code: types.CodeType) -> str:
+    """A function body's instructions, constants (nested bodies, a lambda's or a
+    comprehension's, by their own text: a code object's repr holds its address) and
+    names."""
+    consts = [_code_text(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts]
+    return repr((code.co_code, consts, code.co_names))
+
+
+def _function(value: Any, code: types.CodeType, name: str, depth: int) -> dict:
+    """A function as the fingerprint sees it: its code and everything else that decides
+    what it computes: default arguments, the values its closure holds, the module
+    globals its code names (a module by its name), and a bound method's object."""
+    referenced = getattr(value, "__globals__", None) or {}
+    globals_used = {n: referenced[n] for n in code.co_names if n in referenced}
+    cells = [c.cell_contents for c in getattr(value, "__closure__", None) or () if _filled(c)]
+    described = {
+        "code": _hexdigest(_code_text(code).encode()),
+        "defaults": getattr(value, "__defaults__", None),
+        "kwdefaults": getattr(value, "__kwdefaults__", None),
+        "closure": cells,
+        "globals": globals_used,
+        "self": getattr(value, "__self__", None),
+    }
+    return {
+        "function": getattr(value, "__qualname__", name),
+        "described": _canonical(described, depth + 1),
+    }
+
+
+def _filled(cell: types.CellType) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018 - an empty cell raises
+    except ValueError:
+        return False
+    return True
 
 
 def _hexdigest(payload: bytes) -> str:
