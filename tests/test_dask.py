@@ -392,6 +392,19 @@ def test_bad_input_is_refused_as_bad_data(client, blobs, distance):
             sample_weight=-np.ones(6000),
         )
     assert not isinstance(info.value, StrategyError)
+    for weights, message in [
+        (np.ones(5999), "sample_weight has 5999 entries but X has 6000 samples"),
+        (np.ones(6000) * 1j, "sample_weight must hold real numbers"),
+        (da.from_array(np.ones(6000) * 1j, chunks=1500), "sample_weight must hold real numbers"),
+    ]:
+        with pytest.raises(ValueError, match=message) as info:
+            backend.fit(
+                da.from_array(blobs, chunks=(1500, 4)),
+                n_clusters=3,
+                distance=distance,
+                sample_weight=weights,
+            )
+        assert not isinstance(info.value, StrategyError)
 
 
 def test_a_chunk_whose_shape_is_not_the_metadata_is_refused(client):

@@ -56,6 +56,21 @@ def test_init_array_wrong_shape(X):
         KMeans(3, init=X[:2]).fit(X)
 
 
+@pytest.mark.parametrize(
+    ("change", "dtype"),
+    [
+        (lambda a: a + 5j, "complex128"),
+        (lambda a: a.astype(str), "<U"),
+        (lambda a: a * 0j, "complex"),
+    ],
+)
+def test_init_array_of_other_than_real_numbers(X, change, dtype):
+    # a cast to the data's dtype would drop the imaginary part, or parse the text, silently
+    message = f"init array must hold real numbers, got an array of dtype {dtype}"
+    with pytest.raises(ValueError, match=message):
+        KMeans(3, init=change(X[:3]), n_init=1).fit(X)
+
+
 def test_init_array_with_nan(X):
     init = X[:3].copy()
     init[0, 0] = np.nan
@@ -71,7 +86,12 @@ def test_init_array_with_nan(X):
         (np.full(600, np.nan), "NaN"),
         (np.zeros(600), "zero for every sample"),
         (np.ones((600, 2)), "1-D"),
-        (np.array(["x"] * 600), "numeric"),
+        (np.array(["x"] * 600), "real numbers, got an array of dtype <U1"),
+        (np.array(["1"] * 600), "real numbers, got an array of dtype <U1"),  # not parsed
+        ("1", "real numbers"),
+        (np.full(600, 1 + 3j), "real numbers, got an array of dtype complex128"),
+        (2 + 0j, "real numbers"),
+        (np.array([object()] * 600), "real numbers, got an array of dtype object"),
     ],
 )
 def test_bad_sample_weight(X, weights, message):
@@ -307,3 +327,55 @@ def test_float32_squared_distances_past_its_range_say_so():
     with pytest.raises(StrategyError, match="float32's largest value .* fit it as float64"):
         KMeans(2, random_state=0).fit(X)
     KMeans(2, random_state=0).fit(X.astype(np.float64))  # fine in float64
+
+
+class _Answers:
+    """A convergence criterion answering ``value`` after every iteration."""
+
+    name = "answers-test"
+
+    def __init__(self, value):
+        self.value = value
+
+    @kmeansfw.hookimpl
+    def kmeansfw_converged(self, state):
+        return self.value
+
+
+class _Passing:
+    """An observer wrapping the criteria (the fit then calls them through pluggy)."""
+
+    @kmeansfw.hookimpl(wrapper=True)
+    def kmeansfw_converged(self, state):
+        return (yield)
+
+
+@pytest.mark.parametrize(
+    "value", ["no", 1, 0.0, np.zeros(3), np.array([True]), [False]], ids=repr
+)
+@pytest.mark.parametrize("how", ["alone", "wrapped", "in-any", "callback"])
+def test_a_criterion_answering_other_than_a_bool_is_named(X, value, how):
+    # a truth value taken from a string or a number would stop the fit, or not, by
+    # accident; an array's would raise NumPy's error without the criterion's name
+    params = {"n_init": 1, "random_state": 0}
+    if how == "callback":
+        params["convergence"] = {"name": "callback", "func": lambda state: value}
+        culprit = "callback '.*<lambda>'"
+    elif how == "in-any":
+        params["convergence"] = {"name": "any", "criteria": ["tol", _Answers(value)]}
+        culprit = "answers-test"
+    else:
+        params["convergence"] = ["tol", _Answers(value)]
+        params["observers"] = [_Passing()] if how == "wrapped" else []
+        culprit = "answers-test"
+    with pytest.raises(StrategyError, match=f"{culprit}.*returned .*from kmeansfw_converged"):
+        KMeans(3, **params).fit(X)
+
+
+@pytest.mark.parametrize("value", [True, False, np.True_, np.False_, None])
+def test_a_criterion_answering_a_bool_or_none_is_heard(X, value):
+    params = {"n_init": 1, "random_state": 0, "tol": 0}
+    km = KMeans(3, convergence=["tol", _Answers(value)], **params).fit(X)
+    quiet = KMeans(3, **params).fit(X)
+    assert quiet.n_iter_ > 1
+    assert km.n_iter_ == (1 if value else quiet.n_iter_)

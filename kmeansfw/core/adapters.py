@@ -9,6 +9,7 @@ import attrs
 import numpy as np
 
 from kmeansfw.core import contract
+from kmeansfw.core.data import real_numbers
 from kmeansfw.core.distance import Distance
 from kmeansfw.core.markers import hookimpl
 
@@ -129,6 +130,7 @@ SHARE_MAX_BYTES = 64 << 10
 
 def _read_only_copy(value: object) -> np.ndarray:
     array = np.array(value)  # a copy: later changes to the caller's array do not leak in
+    real_numbers(array, "the init array")
     array.setflags(write=False)
     return array
 

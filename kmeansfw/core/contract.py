@@ -53,6 +53,40 @@ def call_as(relay: pluggy.HookRelay, name: str, method: Any, /, **kwargs: Any) -
         raise _failed(getattr(relay, name), name, exc) from exc
 
 
+def stop_answer(answer: Any, who: str) -> bool:
+    """A convergence criterion's answer (``kmeansfw_converged``) as a bool.
+
+    True and False (NumPy's too) are answers; None says nothing (no stop).  Anything
+    else (a string, a number, an array) raises a :class:`StrategyError` naming ``who``:
+    its truth value would stop the fit, or not, by accident.
+    """
+    if answer is None:
+        return False
+    if isinstance(answer, bool | np.bool_):
+        return bool(answer)
+    text = repr(answer)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    raise StrategyError(
+        f"{who} returned {text} (a {type(answer).__name__}) from kmeansfw_converged, "
+        "not True, False or None"
+    )
+
+
+def stopped(relay: Any, **kwargs: Any) -> bool:
+    """Whether the fit stops: ``kmeansfw_converged`` called on every criterion, each
+    answer checked (:func:`stop_answer`), stop when any says True."""
+    caller = relay.kmeansfw_converged
+    answers = call(relay, "kmeansfw_converged", **kwargs)
+    inner = getattr(caller, "caller", caller)  # the engine's wrapper of pluggy's caller
+    if isinstance(inner, pluggy.HookCaller):
+        names = [i.plugin_name for i in inner.get_hookimpls() if not (i.wrapper or i.hookwrapper)]
+        who = f"a convergence criterion ({', '.join(names)})"
+    else:
+        who = getattr(caller, "plugin_name", "<no plugin>")
+    return any([stop_answer(answer, who) for answer in answers])
+
+
 def _failed(caller: Any, name: str, exc: Exception) -> StrategyError:
     plugin = answering_plugin(caller)
     return StrategyError(f"{plugin} failed in {name}: {type(exc).__name__}: {exc}")

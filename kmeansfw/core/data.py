@@ -205,6 +205,22 @@ class Fitted(Mapping):
         return (Fitted, (self._values,))
 
 
+def real_numbers(array: np.ndarray, what: str) -> None:
+    """Raise a ValueError naming ``what`` unless ``array`` holds real numbers (floats,
+    integers, booleans, or objects that convert to floats): a complex value would lose
+    its imaginary part and a string would be parsed, silently, in a cast to float."""
+    kind = array.dtype.kind
+    if kind in "fiub":
+        return
+    if kind == "O":
+        try:
+            array.astype(np.float64)
+            return
+        except (TypeError, ValueError):
+            pass
+    raise ValueError(f"{what} must hold real numbers, got an array of dtype {array.dtype}")
+
+
 def validate_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype) -> np.ndarray:
     """Return sample weights as a (n,) array of ``dtype``: finite, non-negative, not all 0.
 
@@ -212,13 +228,16 @@ def validate_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype) 
     """
     if sample_weight is None:
         return np.ones(n_samples, dtype=dtype)
-    if np.isscalar(sample_weight):
-        sw = np.full(n_samples, sample_weight, dtype=dtype)
-    else:
-        try:
-            sw = np.asarray(sample_weight, dtype=dtype)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"sample_weight must be numeric: {exc}") from None
+    try:
+        raw = np.asarray(sample_weight)
+        real_numbers(raw, "sample_weight")
+        sw = raw.astype(dtype, copy=False)
+    except (TypeError, ValueError) as exc:
+        if str(exc).startswith("sample_weight"):
+            raise
+        raise ValueError(f"sample_weight must be numeric: {exc}") from None
+    if sw.ndim == 0:
+        sw = np.full(n_samples, sw, dtype=dtype)
     if sw.ndim != 1:
         raise ValueError(f"sample_weight must be 1-D, got an array of shape {sw.shape}")
     if sw.shape[0] != n_samples:

@@ -248,7 +248,7 @@ class LloydStep:
         state.iteration = iteration
         state.strict = False
         hooks.kmeansfw_iteration_end(state=state)
-        return any(contract.call(hooks, "kmeansfw_converged", state=state))
+        return contract.stopped(hooks, state=state)
 
     def _assign(self, hooks: Hooks, data: FitData, centroids: np.ndarray) -> steps.Assignment:
         # steps.assign's inline path with the mean's sums offered: the distance's search

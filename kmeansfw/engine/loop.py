@@ -577,7 +577,7 @@ def iterate(
     state.iteration = iteration
     state.strict = False  # a criterion sets it when the labels match the new centroids
     hooks.kmeansfw_iteration_end(state=state)
-    return any(contract.call(hooks, "kmeansfw_converged", state=state))
+    return contract.stopped(hooks, state=state)
 
 
 def run(

@@ -33,7 +33,7 @@ from typing import Any
 
 import pluggy
 
-from kmeansfw.core import distance, hookspecs, slots
+from kmeansfw.core import contract, distance, hookspecs, slots
 from kmeansfw.core.errors import StrategyError
 from kmeansfw.core.markers import PROJECT
 
@@ -161,14 +161,20 @@ def _pick(argnames: tuple[str, ...]) -> Any:
     return lambda kwargs: ()
 
 
+#: Hooks whose every answer is checked as it comes, so that the error names the one
+#: implementation at fault: hook -> check(answer, plugin_name).
+_ANSWER_CHECKS = {"kmeansfw_converged": contract.stop_answer}
+
+
 class _Each:
     """Every implementation in pluggy's order; a list of the non-None answers."""
 
-    __slots__ = ("calls", "name")
+    __slots__ = ("calls", "name", "check")
 
     def __init__(self, calls: Sequence[_Direct], name: str) -> None:
         self.calls = tuple(calls)
         self.name = name
+        self.check = _ANSWER_CHECKS.get(name)
 
     def __call__(self, **kwargs: Any) -> list:
         return self.call_with(kwargs)
@@ -186,6 +192,8 @@ class _Each:
                     f"{call.plugin_name} failed in {self.name}: {type(exc).__name__}: {exc}"
                 ) from exc
             if result is not None:
+                if self.check is not None:
+                    self.check(result, call.plugin_name)
                 results.append(result)
         return results
 

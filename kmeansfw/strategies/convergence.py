@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import attrs
 import numpy as np
 
+from kmeansfw.core.contract import stop_answer
 from kmeansfw.core.data import FitData
 from kmeansfw.core.distance import describe
 from kmeansfw.core.markers import hookimpl
@@ -161,6 +162,12 @@ class TimeBudget:
         return state.seconds >= self.seconds
 
 
+def _label(obj: object) -> str:
+    """How an error names a criterion or a function: its name, else its type's."""
+    name = getattr(obj, "name", None) or getattr(obj, "__qualname__", None)
+    return repr(name if isinstance(name, str) else type(obj).__name__)
+
+
 def _criteria(value: object) -> tuple:
     from kmeansfw.core.catalog import CATALOG
 
@@ -190,7 +197,10 @@ class AnyOf:
 
     @hookimpl
     def kmeansfw_converged(self, state: FitState) -> bool:
-        answers = [bool(c.kmeansfw_converged(state=state)) for c in self.criteria]
+        answers = [
+            stop_answer(c.kmeansfw_converged(state=state), f"{_label(c)} in {self.name!r}")
+            for c in self.criteria
+        ]
         return self.combine(answers)
 
 
@@ -223,4 +233,4 @@ class Callback:
 
     @hookimpl
     def kmeansfw_converged(self, state: FitState) -> bool:
-        return bool(self.func(state))
+        return stop_answer(self.func(state), f"the callback {_label(self.func)}")

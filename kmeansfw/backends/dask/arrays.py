@@ -10,7 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from kmeansfw.backends.dask.cluster import _futures_in_order
-from kmeansfw.core.data import validate_X
+from kmeansfw.core.data import real_numbers, validate_X
 
 _FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
 
@@ -64,7 +64,8 @@ def _ready_block(block: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 def _weights_block(weights: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """One chunk of sample weights, checked: finite and non-negative."""
+    """One chunk of sample weights, checked: real numbers, finite and non-negative."""
+    real_numbers(np.asarray(weights), "sample_weight")
     weights = np.ascontiguousarray(weights, dtype=dtype)
     if not np.isfinite(weights).all():
         raise ValueError("sample_weight contains NaN or infinity")
@@ -80,13 +81,18 @@ def _weights_array(sample_weight: Any, X: Any, dtype: np.dtype) -> Any:
     n = X.shape[0]
     if sample_weight is None:
         return da.ones(n, chunks=(X.chunks[0],), dtype=dtype)
-    if np.isscalar(sample_weight):
-        return da.full(n, sample_weight, chunks=(X.chunks[0],), dtype=dtype)
     if not isinstance(sample_weight, da.Array):
         sample_weight = np.asarray(sample_weight)
+        real_numbers(sample_weight, "sample_weight")
+        if sample_weight.ndim == 0:
+            return da.full(n, sample_weight, chunks=(X.chunks[0],), dtype=dtype)
         if sample_weight.ndim != 1:
             raise ValueError(
                 f"sample_weight must be 1-D, got an array of shape {sample_weight.shape}"
+            )
+        if sample_weight.shape[0] != n:  # before chunking it like X's rows
+            raise ValueError(
+                f"sample_weight has {sample_weight.shape[0]} entries but X has {n} samples"
             )
         sample_weight = da.from_array(sample_weight, chunks=(X.chunks[0],))
     if sample_weight.ndim != 1:
