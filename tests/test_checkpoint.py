@@ -237,9 +237,9 @@ def test_a_function_reading_a_changed_global_is_another_setting(tmp_path, monkey
 def test_the_same_function_resumes_and_its_description_is_stable():
     # one function, described twice (and a rebuilt closure with the same values): one
     # digest, so a checkpoint it wrote resumes; nested code (the lambda) by content
-    assert ckpt._value_digest(_init_from(5)) == ckpt._value_digest(_init_from(5))
-    assert ckpt._value_digest(_init_from(5)) != ckpt._value_digest(_init_from(6))
-    assert ckpt._value_digest(_init_from) == ckpt._value_digest(_init_from)
+    assert ckpt.value_digest(_init_from(5)) == ckpt.value_digest(_init_from(5))
+    assert ckpt.value_digest(_init_from(5)) != ckpt.value_digest(_init_from(6))
+    assert ckpt.value_digest(_init_from) == ckpt.value_digest(_init_from)
     described = json.dumps(ckpt._canonical(_init_from))
     assert " at 0x" not in described  # no address of a nested code object
 

@@ -325,15 +325,54 @@ def test_resumed_cells_are_those_of_the_same_k(tmp_path):
 def test_resuming_a_cells_file_without_k_still_works(tmp_path):
     out = tmp_path / "cells.csv"
     first = run_experiment(CONFIGS, ["iris"], seeds=range(2), n_clusters=3)
-    old_columns = [c for c in first.rows[0] if c != "n_clusters"]
-    with open(out, "w", newline="") as fh:  # as written before k was recorded
+    old_columns = [c for c in first.rows[0] if c not in ("n_clusters", "settings")]
+    with open(out, "w", newline="") as fh:  # as written before k and settings were recorded
         writer = csv.DictWriter(fh, fieldnames=old_columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(first.rows)
-    second = run_experiment(CONFIGS, ["iris"], seeds=range(3), n_clusters=3, out=out)
+    with pytest.warns(UserWarning, match="4 cell.* without their settings"):
+        second = run_experiment(CONFIGS, ["iris"], seeds=range(3), n_clusters=3, out=out)
     assert len(second.rows) == 6
     with open(out, newline="") as fh:
-        assert len(list(csv.DictReader(fh))) == 6
+        reader = csv.DictReader(fh)
+        written = list(reader)
+    assert len(written) == 6 and "settings" in reader.fieldnames  # the file took the column
+    assert [bool(r["settings"]) for r in written] == [False] * 4 + [True] * 2
+
+
+def _lines(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_a_config_changed_under_its_name_is_computed_again(tmp_path):
+    out = tmp_path / "cells.csv"
+    quick = {"cfg": {"init": "random", "n_init": 1, "max_iter": 1}}
+    first = run_experiment(quick, ["iris"], seeds=[0], n_clusters=3, out=out)
+    plusplus = {"cfg": {"init": "k-means++"}}
+    changed = run_experiment(plusplus, ["iris"], seeds=[0], n_clusters=3, out=out)
+    fresh = run_experiment(plusplus, ["iris"], seeds=[0], n_clusters=3)
+    assert changed.rows[0]["objective"] == fresh.rows[0]["objective"]
+    assert changed.rows[0]["objective"] != first.rows[0]["objective"]
+    assert len(changed.rows) == 1 and len(_lines(out)) == 2
+    back = run_experiment(quick, ["iris"], seeds=[0], n_clusters=3, out=out)  # reused
+    assert back.rows[0]["objective"] == first.rows[0]["objective"] and len(_lines(out)) == 2
+    other_sample = run_experiment(
+        quick, ["iris"], seeds=[0], n_clusters=3, out=out, silhouette_sample=50
+    )
+    assert len(other_sample.rows) == 1 and len(_lines(out)) == 3
+
+
+def test_a_data_file_changed_since_its_cells_is_computed_again(tmp_path):
+    out, data = tmp_path / "cells.csv", tmp_path / "x.npy"
+    rng = np.random.default_rng(0)
+    np.save(data, rng.normal(size=(80, 2)))
+    first = run_experiment({"p": {}}, [str(data)], seeds=[0], n_clusters=3, out=out)
+    np.save(data, rng.normal(size=(80, 2)) * 5)
+    second = run_experiment({"p": {}}, [str(data)], seeds=[0], n_clusters=3, out=out)
+    fresh = run_experiment({"p": {}}, [str(data)], seeds=[0], n_clusters=3)
+    assert second.rows[0]["objective"] == fresh.rows[0]["objective"] != first.rows[0]["objective"]
+    assert len(_lines(out)) == 2
 
 
 @pytest.mark.parametrize(

@@ -246,7 +246,10 @@ def _hexdigest(payload: bytes) -> str:
     return h.hexdigest()
 
 
-def _value_digest(value: Any) -> str:
+def value_digest(value: Any) -> str:
+    """A digest of a configuration value, equal for values that compute the same:
+    arrays by content, strategy objects by type and fields, functions by their code and
+    what it reads (defaults, closure, the module globals it names)."""
     return _hexdigest(json.dumps(_canonical(value), sort_keys=True, default=repr).encode())
 
 
@@ -277,9 +280,9 @@ def fingerprint(
     unit weights), so a mismatch can be reported by name.
     """
     parts = {
-        key: _value_digest(_setting(key, config_values.get(key))) for key in FINGERPRINT_KEYS
+        key: value_digest(_setting(key, config_values.get(key))) for key in FINGERPRINT_KEYS
     }
-    parts["random_state"] = _value_digest(config_values.get("random_state"))
+    parts["random_state"] = value_digest(config_values.get("random_state"))
     parts["X"] = data_digest(X)
     if sample_weight is None:
         sample_weight = np.ones(X.shape[0], dtype=getattr(X, "dtype", np.float64))

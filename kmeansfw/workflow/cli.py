@@ -403,7 +403,7 @@ def compare(
     if not summary:  # pragma: no cover - the options above make every run non-empty
         _fail("the experiment ran no cells", FAILURE)
     if cells:
-        _print_table(result.rows, COLUMNS)
+        _print_table(result.rows, [c for c in COLUMNS if c != "settings"])  # a digest
         click.echo()
     _print_table(summary, SUMMARY_COLUMNS)
 

@@ -5,8 +5,11 @@ records the objective, ARI and NMI against the true labels when the data set has
 the silhouette on a sample, the iterations, the fit time and k.  Cells run in parallel
 worker processes (joblib), are appended to a CSV as they finish, and a rerun with the
 same CSV skips the cells already there, so a long study that dies loses at most the cells
-in flight.  The summary has one row per data set and config: objectives of different
-data sets are on different scales and are never pooled.
+in flight.  Each row records a digest of its settings (the config's values, the
+silhouette's sample, a data file's content): a row counts for a rerun only under the same
+settings, so a config changed under its name, or a data file rewritten, is computed again.
+The summary has one row per data set and config: objectives of different data sets are on
+different scales and are never pooled.
 
 >>> from kmeansfw.workflow.experiment import run_experiment
 >>> result = run_experiment({"random": {"init": "random"}, "k-means++": {}},
@@ -18,10 +21,12 @@ data sets are on different scales and are never pooled.
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import pathlib
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Mapping
 from numbers import Integral
 from typing import Any
@@ -45,6 +50,7 @@ COLUMNS = [
     "n_iter",
     "fit_seconds",
     "n_clusters",
+    "settings",
 ]
 #: The columns of :meth:`ExperimentResult.summary`, in the order ``kmeansfw compare``
 #: prints them.
@@ -338,6 +344,42 @@ class ExperimentResult:
         return records_frame(self.rows, COLUMNS)
 
 
+#: Columns that older files may lack (their cells count as of the config's k, and as of
+#: unknown settings).
+_LATER_COLUMNS = ("n_clusters", "settings")
+
+
+def _file_digest(path: str) -> str:
+    """A digest of a data file's bytes, read a block at a time."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _settings(values: Mapping[str, Any], dataset: str, silhouette_sample: int) -> str:
+    """What a cell's row depends on besides its key (config name, data set, seed, k): the
+    config's values, the silhouette's sample and, for a data file, its content; as a
+    digest recorded with the row, so that a rerun does not take a row computed under
+    other settings."""
+    from kmeansfw.workflow.checkpoint import value_digest
+
+    data = "" if dataset in BUNDLED or dataset in BLOBS else _file_digest(dataset)
+    return value_digest([dict(values), int(silhouette_sample), data])[:20]
+
+
+def _rewrite_with_columns(path: pathlib.Path, rows: list[dict[str, Any]]) -> None:
+    """Rewrite a cells file of an older layout with every column of :data:`COLUMNS` (the
+    missing ones empty), so that new rows can be appended whole; atomically."""
+    scratch = path.with_name(f".{path.name}.rewrite")
+    with open(scratch, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(scratch, path)
+
+
 def _read_finished(path: pathlib.Path) -> tuple[list[dict[str, Any]], list[str]]:
     """The cells already in ``path`` and its columns (COLUMNS for a new file)."""
     if not path.exists() or path.stat().st_size == 0:
@@ -347,7 +389,7 @@ def _read_finished(path: pathlib.Path) -> tuple[list[dict[str, Any]], list[str]]
             reader = csv.DictReader(fh)
             columns = list(reader.fieldnames or [])
             rows = list(reader)
-        missing = [c for c in COLUMNS if c not in columns and c != "n_clusters"]
+        missing = [c for c in COLUMNS if c not in columns and c not in _LATER_COLUMNS]
         if missing:
             raise ValueError(f"no column(s) {', '.join(map(repr, missing))}")
         for row in rows:
@@ -385,7 +427,8 @@ def run_experiment(
     n_clusters : int, optional
         Overrides the configs' ``n_clusters``.
     out : path, optional
-        CSV that cells are appended to as they finish; cells already in it are skipped.
+        CSV that cells are appended to as they finish; cells already in it under the same
+        settings are skipped (the others are computed again and appended).
     n_jobs : int
         Worker processes (joblib); -1 for all CPUs.
     silhouette_sample : int
@@ -414,6 +457,11 @@ def run_experiment(
             load_file(dataset)  # fail early, before any worker starts
     path = pathlib.Path(out) if out is not None else None
     finished, columns = _read_finished(path) if path is not None else ([], list(COLUMNS))
+    settings = {
+        (name, dataset): _settings(plain[name], dataset, silhouette_sample)
+        for name in plain
+        for dataset in datasets
+    }
 
     def key(row: dict[str, Any]) -> tuple[Any, ...]:
         # cells from files written before k was recorded count as the config's k
@@ -423,14 +471,38 @@ def run_experiment(
 
     wanted = [(n, d, s, ks[n]) for n in plain for d in datasets for s in seeds]
     order = {cell: i for i, cell in enumerate(wanted)}
-    done = {key(r) for r in finished}
-    todo = [cell for cell in wanted if cell not in done]
-    rows = list(finished)
+    # a finished row counts when its settings are the cell's; rows of a config changed
+    # since (the same name, other values), or of a data file since changed, are left
+    # in the file and computed again
+    reused: dict[tuple[Any, ...], dict[str, Any]] = {}
+    unknown = 0
+    for row in finished:
+        cell = key(row)
+        if cell not in order:
+            continue
+        recorded = row.get("settings") or ""
+        if recorded == settings[cell[:2]]:
+            reused[cell] = row
+        elif not recorded and cell not in reused:  # written before settings were recorded
+            reused[cell] = row
+            unknown += 1
+    if unknown:
+        warnings.warn(
+            f"{unknown} cell(s) in {path} were written without their settings (by an older "
+            "kmeansfw) and are reused as they are; remove them from the file to compute "
+            "them again",
+            stacklevel=2,
+        )
+    todo = [cell for cell in wanted if cell not in reused]
+    rows = list(reused.values())
     writer = None
     fh = None
     try:
         if path is not None:
             new_file = not path.exists() or path.stat().st_size == 0
+            if not new_file and "settings" not in columns:
+                _rewrite_with_columns(path, finished)
+                columns = list(COLUMNS)
             fh = open(path, "a", newline="")
             writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
             if new_file:
@@ -448,6 +520,7 @@ def run_experiment(
         )
         for row in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs):
             bar.update(1)
+            row["settings"] = settings[row["config"], row["dataset"]]
             rows.append(row)
             if writer is not None:
                 writer.writerow(row)
@@ -456,6 +529,5 @@ def run_experiment(
     finally:
         if fh is not None:
             fh.close()
-    rows = [r for r in rows if key(r) in order]
     rows.sort(key=lambda r: order[key(r)])
     return ExperimentResult(rows)
