@@ -72,6 +72,19 @@ def test_fit_csv_writes_labels_centroids_report_plot(tmp_path, run, blobs):
     assert (out / "clusters.png").stat().st_size > 1000
 
 
+@pytest.mark.parametrize("features", [1, 2, 3])
+def test_fit_of_one_sample_writes_everything_and_exits_0(tmp_path, run, features):
+    # one sample has no principal components: the plot draws its first two features
+    data = tmp_path / "one.csv"
+    data.write_text(",".join(str(v) for v in [0.5, 2.0, -1.0][:features]) + "\n")
+    result = run("fit", data, "-k", 1, "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["n_samples"] == 1 and report["objective"] == 0.0
+    assert (tmp_path / "out" / "clusters.png").stat().st_size > 1000
+    assert "clusters.png" in result.output
+
+
 def test_fit_npy_and_dataset_name(tmp_path, run, blobs):
     np.save(tmp_path / "x.npy", blobs[0])
     assert run("fit", tmp_path / "x.npy", "-k", 3, "--out", tmp_path / "a", "-q").exit_code == 0

@@ -41,8 +41,9 @@ def projection(
 
     Two features are drawn as they are; one is padded with a zero axis; more are
     projected on the first two principal components of X (PCA), and the labels say so,
-    with the share of the variance each component explains.  The note is ``""`` or
-    ``"PCA projection of the d features"``, for the figure's title.
+    with the share of the variance each component explains (one sample has none: its
+    first two features are drawn).  The note is ``""``, ``"PCA projection of the d
+    features"`` or ``"the first two of the d features"``, for the figure's title.
     """
     X = np.asarray(X, dtype=np.float64)
     d = X.shape[1]
@@ -55,6 +56,9 @@ def projection(
     if d == 1:
         pad = [np.column_stack([a, np.zeros(len(a))]) for a in (X, *others)]
         return pad, (names[0], ""), ""
+    if X.shape[0] < 2:  # no principal components of one sample: its first two features
+        arrays = [X[:, :2], *(np.asarray(o, dtype=np.float64)[:, :2] for o in others)]
+        return arrays, (names[0], names[1]), f"the first two of the {d} features"
     from sklearn.decomposition import PCA
 
     pca = PCA(n_components=2, random_state=0).fit(X)
