@@ -516,6 +516,18 @@ DAMAGE = {
 }
 
 
+def test_a_checkpoint_path_that_cannot_be_a_folder_fails_before_the_first_iteration(tmp_path):
+    counter = _CountIterations()
+    taken = tmp_path / "a-file"
+    taken.write_text("not a folder")
+    with pytest.raises(CheckpointError, match="is a file, not a folder"):
+        _fit(taken, observers=[counter])
+    with pytest.raises(kmeansfw.StrategyError, match="cannot create the checkpoint folder"):
+        _fit(taken / "inside", observers=[counter])
+    assert counter.count == 0
+    assert taken.read_text() == "not a folder"
+
+
 @pytest.mark.parametrize("damage", DAMAGE.values(), ids=DAMAGE.keys())
 def test_damaged_checkpoint_raises_one_checkpoint_error_naming_the_file(tmp_path, damage):
     make, message = damage

@@ -105,12 +105,17 @@ def test_custom_distance_selected_in_toml(blobs):
         ({"convergence": []}, r"'convergence' needs at least one criterion"),
         ({"convergence": {"name": "tol", "tol": -3}}, r"'convergence'.*tol must be"),
         ({"observers": ["nope"]}, r"'observers': unknown observer strategy 'nope'"),
-        ({"history": "yes"}, r"history"),
+        ({"history": "yes"}, r"^config key 'history' must be true or false, got 'yes'$"),
+        ({"history": 1}, r"^config key 'history' must be true or false, got 1$"),
+        ({"convergence": {"name": "tol", "tol": "x"}}, r"tol must be a finite number >= 0"),
+        ({"convergence": {"name": "objective", "rtol": "x"}}, r"rtol must be a finite number"),
+        ({"convergence": {"name": "time-budget", "seconds": True}}, r"seconds must be a finite"),
     ],
 )
 def test_errors_name_the_key(values, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=message) as info:
         Config.from_dict(values)
+    assert "Attribute(" not in str(info.value) and "ufunc" not in str(info.value)
 
 
 def test_bad_toml_and_missing_file(tmp_path):

@@ -234,6 +234,18 @@ def test_a_missing_config_file_is_named_not_called_invalid_toml(tmp_path, as_pat
     assert "invalid TOML" not in str(info.value)
     with pytest.raises(ConfigError, match="'cfg.toml' does not exist"):
         Config.load("cfg.toml")
+    for name in ("mystudy", "study.tml", "configs/x"):  # neither a file nor TOML text
+        with pytest.raises(ConfigError, match=f"'{name}' does not exist"):
+            Config.load(name)
+
+
+@pytest.mark.parametrize("source", ["", "  ", "\n\t"])
+def test_an_empty_config_source_is_refused_not_taken_as_the_defaults(source):
+    from kmeansfw import KMeans
+
+    with pytest.raises(ConfigError, match="config source is empty"):
+        KMeans.from_config(source)
+    assert Config.from_toml("# only a comment\n").n_clusters == Config().n_clusters
 
 
 def test_explicit_centroids_in_a_config_are_not_modified_by_the_fit():

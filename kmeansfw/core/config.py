@@ -52,6 +52,13 @@ def _to_spec(value: Any) -> Any:
     return value
 
 
+def _boolean(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise InvalidParameterError(
+            f"config key {attribute.name!r} must be true or false, got {value!r}"
+        )
+
+
 def _int_at_least(low: int, *, allow: tuple = ()) -> Any:
     def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         if value in allow and isinstance(value, str | type(None)):
@@ -185,7 +192,7 @@ class Config:
         validator=_real_at_least(0.0, strict=True, finite=False),
     )
     n_threads: Any = attrs.field(default=None, validator=_int_at_least(1, allow=(None,)))
-    history: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    history: bool = attrs.field(default=False, validator=_boolean)
     batch_size: Any = attrs.field(default=None, validator=_int_at_least(1, allow=(None,)))
     reassignment_ratio: float = attrs.field(default=0.01, validator=_real_at_least(0.0))
     checkpoint: Any = attrs.field(default=None)
@@ -234,8 +241,13 @@ class Config:
         """Build from a TOML file path, or from TOML text when ``source`` is not a file."""
         text = str(source)
         if not isinstance(source, os.PathLike) and not os.path.isfile(text):
+            if not text.strip():  # TOML text, but surely not what was meant
+                raise ConfigError(
+                    "the config source is empty: give a TOML file's path or TOML text "
+                    "(a config of defaults is Config())"
+                )
             looks_like_path = "\n" not in text and "=" not in text and "[" not in text
-            if looks_like_path and text.strip() and (text.endswith(".toml") or os.sep in text):
+            if looks_like_path and not text.lstrip().startswith("#"):  # not TOML either
                 raise ConfigError(f"config file {text!r} does not exist")
         try:
             if isinstance(source, os.PathLike) or os.path.isfile(text):

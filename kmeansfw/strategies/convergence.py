@@ -14,6 +14,7 @@ from kmeansfw.core.markers import hookimpl
 from kmeansfw.core.paging import column_sums
 from kmeansfw.engine.executors import map_tasks
 from kmeansfw.kernels import add_centered_column_squares
+from kmeansfw.strategies.validators import finite_non_negative
 
 if TYPE_CHECKING:  # annotations only: the loop imports this module
     from kmeansfw.engine.loop import FitState
@@ -43,11 +44,6 @@ def mean_feature_variance(data: FitData) -> float:
     return float(np.mean(squares / data.n_samples))
 
 
-def _non_negative(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if not np.isfinite(value) or value < 0:
-        raise ValueError(f"{attribute.name} must be a finite number >= 0, got {value!r}")
-
-
 @attrs.frozen
 class Tol:
     """Stop when labels no longer change, or when the squared centroid shift is small.
@@ -71,7 +67,7 @@ class Tol:
     @tol.validator
     def _check_tol(self, attribute: attrs.Attribute, value: float | None) -> None:
         if value is not None:
-            _non_negative(self, attribute, value)
+            finite_non_negative(self, attribute, value)
 
     @hookimpl
     def kmeansfw_converged(self, state: FitState) -> bool:
@@ -132,7 +128,7 @@ class ObjectiveChange:
     name = "objective"
     accepts_sparse = True
     reads_costs = True  # every iteration's objective
-    rtol: float = attrs.field(default=1e-4, validator=_non_negative)
+    rtol: float = attrs.field(default=1e-4, validator=finite_non_negative)
 
     @hookimpl
     def kmeansfw_converged(self, state: FitState) -> bool:
@@ -155,7 +151,7 @@ class TimeBudget:
 
     name = "time-budget"
     accepts_sparse = True
-    seconds: float = attrs.field(default=60.0, validator=_non_negative)
+    seconds: float = attrs.field(default=60.0, validator=finite_non_negative)
 
     @hookimpl
     def kmeansfw_converged(self, state: FitState) -> bool:

@@ -20,3 +20,11 @@ def positive_number(instance: object, attribute: attrs.Attribute, value: object)
     real = isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
     if not real or not value > 0:
         raise ValueError(f"{attribute.name} must be a number > 0, got {value!r}")
+
+
+def finite_non_negative(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    """Accept a finite real number >= 0 (Python's or NumPy's; not a bool); raise
+    ValueError naming the parameter otherwise."""
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+    if not real or not np.isfinite(value) or value < 0:
+        raise ValueError(f"{attribute.name} must be a finite number >= 0, got {value!r}")

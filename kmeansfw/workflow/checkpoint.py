@@ -357,6 +357,12 @@ class Checkpoint:
 
     @hookimpl
     def kmeansfw_fit_start(self, state: FitState) -> None:
+        try:  # a folder that cannot be made fails the fit now, before any iteration
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CheckpointError(
+                f"cannot create the checkpoint folder {str(self.folder)!r}: {exc}"
+            ) from exc
         self._rng = state.rng
         if self._fitted is None:
             self._fitted = _encode_fitted(state.train.fitted if state.train else {})
@@ -574,6 +580,11 @@ def load(
         reproducible,
     )
     folder = pathlib.Path(folder)
+    if folder.exists() and not folder.is_dir():  # found now, not after the first iteration
+        raise CheckpointError(
+            f"checkpoint {str(folder)!r} is a file, not a folder: pass the path of a folder "
+            "for the checkpoint's files"
+        )
     meta_path, arrays_path = folder / _JSON_NAME, folder / _ARRAYS_NAME
     if not meta_path.exists() and not meta_path.is_symlink():
         return None  # state.json is written last: without it, nothing was saved
