@@ -77,6 +77,9 @@ def stopped(relay: Any, **kwargs: Any) -> bool:
     """Whether the fit stops: ``kmeansfw_converged`` called on every criterion, each
     answer checked (:func:`stop_answer`), stop when any says True."""
     caller = relay.kmeansfw_converged
+    if hasattr(caller, "calls"):  # the engine's resolved hook: each answer checked as it
+        # comes, the error naming the criterion at fault
+        return any(caller.call_with(kwargs, stop_answer))
     answers = call(relay, "kmeansfw_converged", **kwargs)
     inner = getattr(caller, "caller", caller)  # the engine's wrapper of pluggy's caller
     if isinstance(inner, pluggy.HookCaller):

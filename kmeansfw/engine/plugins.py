@@ -33,7 +33,7 @@ from typing import Any
 
 import pluggy
 
-from kmeansfw.core import contract, distance, hookspecs, slots
+from kmeansfw.core import distance, hookspecs, slots
 from kmeansfw.core.errors import StrategyError
 from kmeansfw.core.markers import PROJECT
 
@@ -161,26 +161,22 @@ def _pick(argnames: tuple[str, ...]) -> Any:
     return lambda kwargs: ()
 
 
-#: Hooks whose every answer is checked as it comes, so that the error names the one
-#: implementation at fault: hook -> check(answer, plugin_name).
-_ANSWER_CHECKS = {"kmeansfw_converged": contract.stop_answer}
-
-
 class _Each:
     """Every implementation in pluggy's order; a list of the non-None answers."""
 
-    __slots__ = ("calls", "name", "check")
+    __slots__ = ("calls", "name")
 
     def __init__(self, calls: Sequence[_Direct], name: str) -> None:
         self.calls = tuple(calls)
         self.name = name
-        self.check = _ANSWER_CHECKS.get(name)
 
     def __call__(self, **kwargs: Any) -> list:
         return self.call_with(kwargs)
 
-    def call_with(self, kwargs: dict[str, Any]) -> list:
-        """The call with its keyword arguments as a dict (not kept, not changed)."""
+    def call_with(self, kwargs: dict[str, Any], check: Any = None) -> list:
+        """The call with its keyword arguments as a dict (not kept, not changed);
+        ``check(answer, plugin_name)``, when given, sees each answer as it comes (so that
+        its error can name the implementation at fault)."""
         results = []
         for call in self.calls:
             try:
@@ -192,8 +188,8 @@ class _Each:
                     f"{call.plugin_name} failed in {self.name}: {type(exc).__name__}: {exc}"
                 ) from exc
             if result is not None:
-                if self.check is not None:
-                    self.check(result, call.plugin_name)
+                if check is not None:
+                    check(result, call.plugin_name)
                 results.append(result)
         return results
 
