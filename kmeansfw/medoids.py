@@ -10,6 +10,7 @@ from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from kmeansfw.core.adapters import FunctionDistance
+from kmeansfw.core.catalog import array_like
 from kmeansfw.core.config import Config, InvalidParameterError, PairingWarning, budget_bytes
 from kmeansfw.core.data import FitData
 from kmeansfw.engine import loop as engine
@@ -172,7 +173,7 @@ default="heuristic"
                 f"KMedoids: parameter 'init' must be one of {list(INITS)}, an array of "
                 f"samples or an init strategy, got {init!r}"
             )
-        if isinstance(init, np.ndarray | list | tuple) and X is not None:
+        if (isinstance(init, np.ndarray | list | tuple) or array_like(init)) and X is not None:
             init = np.asarray(init, dtype=X.dtype)
             if init.ndim == 2 and init.shape[1] == X.shape[1]:
                 found = medoid_rows(X, init, np.zeros(X.shape[0], dtype=np.intp))

@@ -6,9 +6,11 @@ from __future__ import annotations
 import functools
 import io
 import json
+import os
 import pathlib
 import re
 import signal
+import subprocess
 import sys
 import tempfile
 import warnings
@@ -221,6 +223,19 @@ def test_a_function_computing_something_else_is_another_setting(tmp_path, pair):
     assert not np.array_equal(refit.cluster_centers_, other.cluster_centers_)
 
 
+def test_an_init_given_as_a_dataframe_is_told_apart_by_its_values(tmp_path):
+    import pandas as pd
+
+    folder = tmp_path / "ck"
+    params = {"n_init": 1, "random_state": 0, "max_iter": 1}
+    _fit(folder, init=pd.DataFrame(X60[:3]), **params)
+    with pytest.warns(CheckpointWarning, match="different init"):
+        refit = _fit(folder, init=pd.DataFrame(X60[30:33]), **params)
+    fresh = KMeans(3, init=X60[30:33], **params).fit(X60)
+    np.testing.assert_array_equal(refit.cluster_centers_, fresh.cluster_centers_)
+    assert ckpt.value_digest(pd.DataFrame(X60[:3])) == ckpt.value_digest(X60[:3])
+
+
 def test_a_function_reading_a_changed_global_is_another_setting(tmp_path, monkeypatch):
     folder = tmp_path / "ck"
     params = {"init": _init_global, "n_init": 1, "random_state": 0, "max_iter": 1}
@@ -232,6 +247,43 @@ def test_a_function_reading_a_changed_global_is_another_setting(tmp_path, monkey
     np.testing.assert_array_equal(refit.cluster_centers_, moved.cluster_centers_)
     monkeypatch.setattr(sys.modules[__name__], "_OFFSET", 0)
     assert not np.array_equal(moved.cluster_centers_, KMeans(3, **params).fit(X60).cluster_centers_)
+
+
+_SOURCE = """
+import numpy as np
+
+NAMES = {"alpha", "beta", "gamma", "delta", "epsilon"}
+
+
+def distance(X, C, metric="sq"):
+    assert metric in NAMES and metric not in {"l1", "cosine", "chebyshev", "l3"}
+    square = lambda a: a * a  # a nested code object
+    return np.sqrt(square(X[:, None, :] - C[None, :, :]).sum(axis=2))
+"""
+
+
+def test_a_function_is_described_alike_in_every_process(tmp_path):
+    # sets (a global's, a literal's frozenset) print in an order that Python's hash seed
+    # changes from one process to the next, and a nested code object's repr holds its
+    # address: a checkpoint written by one process must resume in the next
+    (tmp_path / "studymod.py").write_text(_SOURCE.replace('"sq"', '"alpha"'))
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import studymod;"
+        "from kmeansfw.workflow.checkpoint import value_digest;"
+        "print(value_digest(studymod.distance))"
+    )
+    digests = set()
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
+        digests.add(done.stdout.strip())
+    assert len(digests) == 1 and len(digests.pop()) == 32
 
 
 def test_the_same_function_resumes_and_its_description_is_stable():
@@ -522,7 +574,7 @@ def test_a_checkpoint_path_that_cannot_be_a_folder_fails_before_the_first_iterat
     taken.write_text("not a folder")
     with pytest.raises(CheckpointError, match="is a file, not a folder"):
         _fit(taken, observers=[counter])
-    with pytest.raises(kmeansfw.StrategyError, match="cannot create the checkpoint folder"):
+    with pytest.raises(CheckpointError, match="cannot create the checkpoint folder"):
         _fit(taken / "inside", observers=[counter])
     assert counter.count == 0
     assert taken.read_text() == "not a folder"

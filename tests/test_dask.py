@@ -611,3 +611,32 @@ def test_memmap_fits_stream_with_bounded_anonymous_memory(tmp_path):
     )
     growth, nbytes = map(int, out.stdout.split())
     assert growth < 0.35 * nbytes, (growth, nbytes)
+
+
+class _SaysNo:
+    """A criterion answering a string: its truth value would stop the fit at once."""
+
+    name = "says-no-test"
+
+    @kmeansfw.hookimpl
+    def kmeansfw_converged(self, state):
+        return "no"
+
+
+def test_a_criterion_answering_other_than_a_bool_is_named(client, blobs):
+    dX = da.from_array(blobs, chunks=(1500, 4))
+    with pytest.raises(StrategyError, match="says-no-test.*returned 'no'"):
+        backend.fit(dX, n_clusters=6, convergence=["tol", _SaysNo()], random_state=0)
+
+
+def test_a_checkpoint_path_that_cannot_be_a_folder_fails_before_any_work(client, blobs, tmp_path):
+    from kmeansfw.core.errors import CheckpointError
+
+    taken = tmp_path / "a-file"
+    taken.write_text("not a folder")
+    dX = da.from_array(blobs, chunks=(1500, 4))
+    with pytest.raises(CheckpointError, match="is a file, not a folder"):
+        backend.fit(dX, n_clusters=6, random_state=0, checkpoint=str(taken))
+    with pytest.raises(CheckpointError, match="cannot create the checkpoint folder"):
+        backend.fit(dX, n_clusters=6, random_state=0, checkpoint=str(taken / "inside"))
+    assert taken.read_text() == "not a folder"

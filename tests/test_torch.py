@@ -265,6 +265,9 @@ def test_bad_input_is_refused(device):
     ones = torch.ones((10, 2), device=device)
     with pytest.raises(ValueError, match="negative"):
         km.fit(ones, sample_weight=-torch.ones(10, device=device))
+    complex_weights = torch.ones(10, dtype=torch.complex128, device=device) * (1 + 5j)
+    with pytest.raises(ValueError, match="sample_weight must hold real numbers"):
+        km.fit(ones, sample_weight=complex_weights)
     with pytest.raises(ConfigError, match="precision"):
         TorchExecutor(precision="fp8")
     with pytest.raises(ConfigError, match="cpu_kernels"):
@@ -879,3 +882,20 @@ def test_costs_that_overflow_float32_are_refused_with_the_reason(device, precisi
         model = KMeans(2, random_state=0, executor=options).fit(_on(X[1:], device))
         labels = model.predict(_on(X, device)).cpu().numpy()
         np.testing.assert_array_equal(labels, model.predict(X))
+
+
+class _SaysNo:
+    """A criterion answering a string: its truth value would stop the fit at once."""
+
+    name = "says-no-test"
+
+    @kmeansfw.hookimpl
+    def kmeansfw_converged(self, state):
+        return "no"
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_criterion_answering_other_than_a_bool_is_named(device):
+    X = _on(_blobs(), device)
+    with pytest.raises(StrategyError, match="says-no-test.*returned 'no'"):
+        KMeans(K, convergence=["tol", _SaysNo()], n_init=1, random_state=0).fit(X)

@@ -71,6 +71,19 @@ def test_init_array_of_other_than_real_numbers(X, change, dtype):
         KMeans(3, init=change(X[:3]), n_init=1).fit(X)
 
 
+def test_an_init_given_as_a_dataframe_is_explicit_centroids(X):
+    import pandas as pd
+
+    frame = pd.DataFrame(X[:3])
+    with pytest.warns(RuntimeWarning, match="Explicit initial centroids"):
+        km = KMeans(3, init=frame, n_init=10).fit(X)
+    reference = KMeans(3, init=X[:3], n_init=1).fit(X)
+    np.testing.assert_array_equal(km.cluster_centers_, reference.cluster_centers_)
+    assert km.init is frame  # the parameter as given (get_params, clone)
+    with pytest.raises(ValueError, match="every row of an init array must be a sample of X"):
+        kmeansfw.KMedoids(3, init=pd.DataFrame(X[:3] + 0.123)).fit(X)
+
+
 def test_init_array_with_nan(X):
     init = X[:3].copy()
     init[0, 0] = np.nan

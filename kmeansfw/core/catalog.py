@@ -349,10 +349,7 @@ class Catalog:
                         self._built.clear()
                     self._built[key] = built
             return built
-        if slot == "init" and (
-            isinstance(spec, (np.ndarray, list, tuple))
-            or (hasattr(spec, "__array__") and not _has_hookimpls(spec))  # a DataFrame, say
-        ):
+        if slot == "init" and (isinstance(spec, (np.ndarray, list, tuple)) or array_like(spec)):
             return "'array'", ArrayInit(spec)
         if isinstance(spec, type):
             raise ConfigError(f"{slot}: pass a strategy object or name, not the class {spec!r}")
@@ -369,6 +366,18 @@ class Catalog:
             )
         label = getattr(spec, "name", None) or type(spec).__name__
         return f"{label!r} ({type(spec).__module__}.{type(spec).__qualname__})", spec
+
+
+def array_like(value: Any) -> bool:
+    """Whether ``value`` is an array other than an ndarray, list or tuple that an init
+    may be given as (a DataFrame, a tensor: anything with ``__array__`` that is not a
+    strategy or a function)."""
+    return (
+        hasattr(value, "__array__")
+        and not isinstance(value, np.ndarray | type)
+        and not callable(value)
+        and not _has_hookimpls(value)
+    )
 
 
 def _callable_name(func: Any) -> str:

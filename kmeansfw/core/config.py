@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from kmeansfw.core.catalog import CATALOG, StrategySpec
+from kmeansfw.core.catalog import CATALOG, StrategySpec, array_like
 from kmeansfw.core.data import DEFAULT_MEMORY_BUDGET
 from kmeansfw.core.distance import describe
 from kmeansfw.core.errors import ConfigError, InvalidParameterError, UnknownStrategyError
@@ -50,6 +50,15 @@ def _to_spec(value: Any) -> Any:
     if isinstance(value, str):
         return StrategySpec(value)
     return value
+
+
+def _to_init(value: Any) -> Any:
+    """An init as :func:`_to_spec` takes it; an array-like (a DataFrame, a tensor) as an
+    ndarray of its values, so that everything reading the config (the number of runs,
+    the checkpoint's fingerprint, KMedoids' check of its rows) sees explicit centroids."""
+    if array_like(value):
+        return np.array(value)
+    return _to_spec(value)
 
 
 def _boolean(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -162,7 +171,7 @@ class Config:
     """
 
     n_clusters: int = attrs.field(default=8, validator=_int_at_least(1))
-    init: Any = attrs.field(default="auto", converter=_to_spec, validator=_strategy("init"))
+    init: Any = attrs.field(default="auto", converter=_to_init, validator=_strategy("init"))
     distance: Any = attrs.field(
         default="euclidean", converter=_to_spec, validator=_strategy("distance")
     )

@@ -349,8 +349,10 @@ def kmeansfw_converged(state: FitState) -> bool | None:
     """Say whether the fit should stop after this iteration.
 
     Every convergence strategy is called; the fit stops when any returns True (and, in
-    any case, after ``max_iter`` iterations).  Set ``state.strict = True`` when the
-    labels are known to match the new centroids, which spares the final assignment.
+    any case, after ``max_iter`` iterations).  Answer True, False (NumPy's bools too) or
+    None; anything else raises a StrategyError naming the criterion.  Set
+    ``state.strict = True`` when the labels are known to match the new centroids, which
+    spares the final assignment.
     """
 
 

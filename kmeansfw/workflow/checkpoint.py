@@ -51,6 +51,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from kmeansfw.core.catalog import array_like
 from kmeansfw.core.data import FitData, Fitted, is_sparse
 from kmeansfw.core.errors import CheckpointError
 from kmeansfw.core.markers import hookimpl
@@ -159,6 +160,16 @@ def _canonical(value: Any, depth: int = 0) -> Any:
         return {"ndarray": h.hexdigest()}
     if is_sparse(value):
         return {"sparse": data_digest(value)}
+    if array_like(value):  # a DataFrame, a tensor: by its values, as an ndarray
+        try:
+            values = np.asarray(value)
+        except Exception:  # noqa: BLE001 - described below, by type and fields
+            values = None
+        if values is not None and values.dtype != object:
+            return _canonical(values, depth)
+    if isinstance(value, set | frozenset):  # in an order that no hash seed changes
+        items = [_canonical(v, depth + 1) for v in value]
+        return {"set": sorted(items, key=lambda v: json.dumps(v, sort_keys=True, default=repr))}
     if depth > 8:
         return {"type": name}
     if isinstance(value, np.random.Generator):
@@ -205,10 +216,14 @@ def _canonical(value: Any, depth: int = 0) -> Any:
 
 def _code_text(code: types.CodeType) -> str:
     """A function body's instructions, constants (nested bodies, a lambda's or a
-    comprehension's, by their own text: a code object's repr holds its address) and
-    names."""
-    consts = [_code_text(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts]
-    return repr((code.co_code, consts, code.co_names))
+    comprehension's, by their own text: a code object's repr holds its address; the
+    others as :func:`_canonical` describes them: a frozenset's repr depends on the hash
+    seed) and names."""
+    consts = [
+        _code_text(c) if isinstance(c, types.CodeType) else [type(c).__name__, _canonical(c)]
+        for c in code.co_consts
+    ]
+    return json.dumps([code.co_code.hex(), consts, code.co_names], sort_keys=True, default=repr)
 
 
 def _function(value: Any, code: types.CodeType, name: str, depth: int) -> dict:
@@ -357,12 +372,6 @@ class Checkpoint:
 
     @hookimpl
     def kmeansfw_fit_start(self, state: FitState) -> None:
-        try:  # a folder that cannot be made fails the fit now, before any iteration
-            self.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise CheckpointError(
-                f"cannot create the checkpoint folder {str(self.folder)!r}: {exc}"
-            ) from exc
         self._rng = state.rng
         if self._fitted is None:
             self._fitted = _encode_fitted(state.train.fitted if state.train else {})
@@ -529,6 +538,28 @@ class _Expected:
     reproducible: bool = True
 
 
+def _check_folder(folder: pathlib.Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise CheckpointError(
+            f"checkpoint {str(folder)!r} is a file, not a folder: pass the path of a folder "
+            "for the checkpoint's files"
+        )
+
+
+def ready_folder(folder: str | os.PathLike[str]) -> None:
+    """Make the checkpoint's folder, before the fit does any work: a path that is a file,
+    or a folder that cannot be made, raises a :class:`CheckpointError` now rather than
+    after the first iteration."""
+    folder = pathlib.Path(folder)
+    _check_folder(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CheckpointError(
+            f"cannot create the checkpoint folder {str(folder)!r}: {exc}"
+        ) from None
+
+
 def load(
     folder: str | os.PathLike[str],
     expected_fingerprint: Mapping[str, str],
@@ -580,11 +611,7 @@ def load(
         reproducible,
     )
     folder = pathlib.Path(folder)
-    if folder.exists() and not folder.is_dir():  # found now, not after the first iteration
-        raise CheckpointError(
-            f"checkpoint {str(folder)!r} is a file, not a folder: pass the path of a folder "
-            "for the checkpoint's files"
-        )
+    _check_folder(folder)
     meta_path, arrays_path = folder / _JSON_NAME, folder / _ARRAYS_NAME
     if not meta_path.exists() and not meta_path.is_symlink():
         return None  # state.json is written last: without it, nothing was saved
@@ -894,6 +921,7 @@ def attach(
     """
     if cfg.checkpoint is None:
         return None
+    ready_folder(cfg.checkpoint)
     stamp = fingerprint(cfg.to_dict(), data.X, data.sample_weight)
     resume = load(
         cfg.checkpoint,

@@ -358,14 +358,13 @@ def _file_digest(path: str) -> str:
     return h.hexdigest()
 
 
-def _settings(values: Mapping[str, Any], dataset: str, silhouette_sample: int) -> str:
+def _settings(values: Mapping[str, Any], data: str, silhouette_sample: int) -> str:
     """What a cell's row depends on besides its key (config name, data set, seed, k): the
-    config's values, the silhouette's sample and, for a data file, its content; as a
-    digest recorded with the row, so that a rerun does not take a row computed under
-    other settings."""
+    config's values, the silhouette's sample and ``data``, a data file's digest (empty
+    for a named data set); as a digest recorded with the row, so that a rerun does not
+    take a row computed under other settings."""
     from kmeansfw.workflow.checkpoint import value_digest
 
-    data = "" if dataset in BUNDLED or dataset in BLOBS else _file_digest(dataset)
     return value_digest([dict(values), int(silhouette_sample), data])[:20]
 
 
@@ -457,8 +456,11 @@ def run_experiment(
             load_file(dataset)  # fail early, before any worker starts
     path = pathlib.Path(out) if out is not None else None
     finished, columns = _read_finished(path) if path is not None else ([], list(COLUMNS))
+    files = {  # each data file read once for its digest
+        d: "" if d in BUNDLED or d in BLOBS else _file_digest(d) for d in dict.fromkeys(datasets)
+    }
     settings = {
-        (name, dataset): _settings(plain[name], dataset, silhouette_sample)
+        (name, dataset): _settings(plain[name], files[dataset], silhouette_sample)
         for name in plain
         for dataset in datasets
     }

@@ -40,6 +40,7 @@ from kmeansfw.strategies import convergence as _convergence
 from kmeansfw.strategies.empty import Keep, Raise, RelocateFarthest, SplitLargest
 from kmeansfw.strategies.observers import History
 from kmeansfw.strategies.update import Mean
+from kmeansfw.workflow import checkpoint
 
 _UPDATES_OK = (Mean,)  # Spherical is a Mean
 _EMPTY_OK = (RelocateFarthest, SplitLargest, Keep, Raise)
@@ -169,6 +170,7 @@ def _fit_persisted(
     rng = make_rng(cfg.random_state)
     resume, start = None, None
     if cfg.checkpoint is not None:
+        checkpoint.ready_folder(cfg.checkpoint)  # before the data's pass for the stamp
         stamp = _fingerprint(client, cfg, X, sw)
         resume, start = _load_checkpoint(cfg, stamp, X, rng)
         keeper = ClusterCheckpoint(cfg.checkpoint, stamp, cfg.checkpoint_every)

@@ -213,7 +213,7 @@ def _run(
         state.reduced_changed = int(sum(s.changed for s in summaries))
         state.labels_known = all(s.known for s in summaries)
         hooks.kmeansfw_iteration_end(state=state)
-        if any(contract.call(hooks, "kmeansfw_converged", state=state)):
+        if contract.stopped(hooks, state=state):
             converged = True
             break
     final_centroids = np.array(state.centroids)

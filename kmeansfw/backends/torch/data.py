@@ -101,6 +101,10 @@ def _weights(sample_weight: Any, X: Tensor) -> Tensor:
     if not isinstance(sample_weight, torch.Tensor):
         host = validate_sample_weight(sample_weight, n, np.dtype(_np_dtype(X.dtype)))
         return torch.as_tensor(host, device=X.device)
+    if sample_weight.is_complex():  # the cast would drop the imaginary part
+        raise ValueError(
+            f"sample_weight must hold real numbers, got a tensor of dtype {sample_weight.dtype}"
+        )
     sw = sample_weight.detach().to(device=X.device, dtype=X.dtype)
     if sw.ndim != 1:
         raise ValueError(f"sample_weight must be 1-D, got a tensor of shape {tuple(sw.shape)}")

@@ -106,7 +106,7 @@ def _run(
         state.iteration = iteration
         state.strict = False  # a criterion sets it when the labels match the new centroids
         hooks.kmeansfw_iteration_end(state=state)
-        if any(contract.call(hooks, "kmeansfw_converged", state=state)):
+        if contract.stopped(hooks, state=state):
             reason = "converged"
             break
     labels, costs = cast(Tensor, state.labels), cast(Tensor, state.costs)
