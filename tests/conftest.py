@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import make_blobs
 
+import kmeansfw
+
 
 @pytest.fixture
 def blobs() -> tuple[np.ndarray, np.ndarray]:
@@ -44,3 +46,17 @@ def cluster_at_the_origin(rng: np.random.Generator, n: int = 40_000, d: int = 16
     tight = rng.standard_normal((8_000, d)) * 1e-4
     X = np.vstack([wide, tight]).astype(np.float32)
     return X, np.vstack([wide[:4], tight[:4]]).astype(np.float32)
+
+
+class Answers:
+    """A convergence criterion answering ``value`` after every iteration (True, False,
+    None, or something else that the engine must refuse)."""
+
+    name = "answers-test"
+
+    def __init__(self, value):
+        self.value = value
+
+    @kmeansfw.hookimpl
+    def kmeansfw_converged(self, state):
+        return self.value

@@ -17,6 +17,7 @@ import pytest
 import kmeansfw
 from kmeansfw import KMeans
 from kmeansfw.core.errors import StrategyError
+from tests.conftest import Answers
 
 da = pytest.importorskip("dask.array", reason="the dask extra is not installed")
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
@@ -613,20 +614,10 @@ def test_memmap_fits_stream_with_bounded_anonymous_memory(tmp_path):
     assert growth < 0.35 * nbytes, (growth, nbytes)
 
 
-class _SaysNo:
-    """A criterion answering a string: its truth value would stop the fit at once."""
-
-    name = "says-no-test"
-
-    @kmeansfw.hookimpl
-    def kmeansfw_converged(self, state):
-        return "no"
-
-
 def test_a_criterion_answering_other_than_a_bool_is_named(client, blobs):
     dX = da.from_array(blobs, chunks=(1500, 4))
-    with pytest.raises(StrategyError, match="says-no-test.*returned 'no'"):
-        backend.fit(dX, n_clusters=6, convergence=["tol", _SaysNo()], random_state=0)
+    with pytest.raises(StrategyError, match="answers-test.*returned 'no'"):
+        backend.fit(dX, n_clusters=6, convergence=["tol", Answers("no")], random_state=0)
 
 
 def test_a_checkpoint_path_that_cannot_be_a_folder_fails_before_any_work(client, blobs, tmp_path):

@@ -22,6 +22,7 @@ from kmeansfw.core.data import (
 )
 from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins
+from tests.conftest import Answers
 
 
 @pytest.fixture(scope="module")
@@ -990,7 +991,7 @@ def test_fits_do_not_share_plugins(blobs):
     first, again = plugins.build(a.strategies), plugins.build(a.strategies)
     assert first.pm is not again.pm  # a fresh manager for every fit, never a cached one
     assert len(first.pm.get_plugins()) == len(a.strategies)
-    first.pm.register(_Answer(True), name="registered later")  # changes only that manager
+    first.pm.register(Answers(True), name="registered later")  # changes only that manager
     assert plugins.build(a.strategies).pm.get_plugin("registered later") is None
 
 
@@ -1124,15 +1125,6 @@ def test_explicit_centroids_are_a_read_only_copy_compared_by_value(blobs):
     assert strategy != ArrayInit(X[:3].T.copy().T[:, :2])  # shape counts
 
 
-class _Answer:
-    def __init__(self, value):
-        self.value = value
-
-    @kmeansfw.hookimpl
-    def kmeansfw_converged(self, state):
-        return self.value
-
-
 class _Wrap:
     @kmeansfw.hookimpl(wrapper=True)
     def kmeansfw_converged(self, state):
@@ -1141,7 +1133,7 @@ class _Wrap:
 
 
 def test_resolved_hooks_answer_exactly_as_pluggy():
-    criteria = [("convergence", c, _Answer(v)) for c, v in (("a", None), ("b", True), ("c", 3))]
+    criteria = [("convergence", c, Answers(v)) for c, v in (("a", None), ("b", True), ("c", 3))]
     hooks = plugins.build(criteria)
     slow = hooks.pm.hook
     assert hooks.kmeansfw_converged(state=None) == slow.kmeansfw_converged(state=None) == [3, True]

@@ -13,7 +13,7 @@ from sklearn.datasets import make_blobs
 import kmeansfw
 from kmeansfw import KMeans
 from kmeansfw.core.errors import ConfigError, StrategyError
-from tests.conftest import cluster_at_the_origin, exact_nearest
+from tests.conftest import Answers, cluster_at_the_origin, exact_nearest
 
 torch = pytest.importorskip("torch")
 
@@ -884,18 +884,8 @@ def test_costs_that_overflow_float32_are_refused_with_the_reason(device, precisi
         np.testing.assert_array_equal(labels, model.predict(X))
 
 
-class _SaysNo:
-    """A criterion answering a string: its truth value would stop the fit at once."""
-
-    name = "says-no-test"
-
-    @kmeansfw.hookimpl
-    def kmeansfw_converged(self, state):
-        return "no"
-
-
 @pytest.mark.parametrize("device", DEVICES)
 def test_a_criterion_answering_other_than_a_bool_is_named(device):
     X = _on(_blobs(), device)
-    with pytest.raises(StrategyError, match="says-no-test.*returned 'no'"):
-        KMeans(K, convergence=["tol", _SaysNo()], n_init=1, random_state=0).fit(X)
+    with pytest.raises(StrategyError, match="answers-test.*returned 'no'"):
+        KMeans(K, convergence=["tol", Answers("no")], n_init=1, random_state=0).fit(X)

@@ -11,6 +11,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 import kmeansfw
 from kmeansfw import KMeans, StrategyError
+from tests.conftest import Answers
 
 
 @pytest.fixture
@@ -342,19 +343,6 @@ def test_float32_squared_distances_past_its_range_say_so():
     KMeans(2, random_state=0).fit(X.astype(np.float64))  # fine in float64
 
 
-class _Answers:
-    """A convergence criterion answering ``value`` after every iteration."""
-
-    name = "answers-test"
-
-    def __init__(self, value):
-        self.value = value
-
-    @kmeansfw.hookimpl
-    def kmeansfw_converged(self, state):
-        return self.value
-
-
 class _Passing:
     """An observer wrapping the criteria (the fit then calls them through pluggy)."""
 
@@ -375,10 +363,10 @@ def test_a_criterion_answering_other_than_a_bool_is_named(X, value, how):
         params["convergence"] = {"name": "callback", "func": lambda state: value}
         culprit = "callback '.*<lambda>'"
     elif how == "in-any":
-        params["convergence"] = {"name": "any", "criteria": ["tol", _Answers(value)]}
+        params["convergence"] = {"name": "any", "criteria": ["tol", Answers(value)]}
         culprit = "answers-test"
     else:
-        params["convergence"] = ["tol", _Answers(value)]
+        params["convergence"] = ["tol", Answers(value)]
         params["observers"] = [_Passing()] if how == "wrapped" else []
         culprit = "answers-test"
     with pytest.raises(StrategyError, match=f"{culprit}.*returned .*from kmeansfw_converged"):
@@ -388,7 +376,7 @@ def test_a_criterion_answering_other_than_a_bool_is_named(X, value, how):
 @pytest.mark.parametrize("value", [True, False, np.True_, np.False_, None])
 def test_a_criterion_answering_a_bool_or_none_is_heard(X, value):
     params = {"n_init": 1, "random_state": 0, "tol": 0}
-    km = KMeans(3, convergence=["tol", _Answers(value)], **params).fit(X)
+    km = KMeans(3, convergence=["tol", Answers(value)], **params).fit(X)
     quiet = KMeans(3, **params).fit(X)
     assert quiet.n_iter_ > 1
     assert km.n_iter_ == (1 if value else quiet.n_iter_)
