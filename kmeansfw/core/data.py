@@ -229,13 +229,11 @@ def validate_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype) 
     if sample_weight is None:
         return np.ones(n_samples, dtype=dtype)
     try:
-        raw = np.asarray(sample_weight)
-        real_numbers(raw, "sample_weight")
-        sw = raw.astype(dtype, copy=False)
+        raw = np.asarray(sample_weight)  # a ragged list fails here
     except (TypeError, ValueError) as exc:
-        if str(exc).startswith("sample_weight"):
-            raise
         raise ValueError(f"sample_weight must be numeric: {exc}") from None
+    real_numbers(raw, "sample_weight")
+    sw = raw.astype(dtype, copy=False)
     if sw.ndim == 0:
         sw = np.full(n_samples, sw, dtype=dtype)
     if sw.ndim != 1:
