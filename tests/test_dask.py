@@ -631,3 +631,12 @@ def test_a_checkpoint_path_that_cannot_be_a_folder_fails_before_any_work(client,
     with pytest.raises(CheckpointError, match="cannot create the checkpoint folder"):
         backend.fit(dX, n_clusters=6, random_state=0, checkpoint=str(taken / "inside"))
     assert taken.read_text() == "not a folder"
+
+
+@pytest.mark.filterwarnings("ignore:Number of distinct clusters")
+def test_a_relocation_in_the_last_iteration_is_followed_by_an_assignment(client):
+    X = np.array([[0.0, 2], [1, 0], [0, 2], [1, 2], [0, 2], [1, 0]])
+    init = np.array([[1.16, 0.97], [2.18, -0.47], [-0.73, 1.37], [0.35, 2.48]])
+    fit = backend.fit(da.from_array(X, chunks=(3, 2)), n_clusters=4, init=init)
+    np.testing.assert_array_equal(fit.labels, [2, 0, 2, 1, 2, 0])
+    assert fit.objective == 0.0

@@ -387,6 +387,48 @@ def test_empty_strategies_end_with_k_nonempty_clusters(empty, rng):
     assert np.isfinite(km.cluster_centers_).all()
 
 
+def _labels_describe_the_centroids(km, X):
+    """labels_ and inertia_ are those of the final centroids (what predict and score
+    compute from cluster_centers_)."""
+    np.testing.assert_array_equal(km.labels_, km.predict(X))
+    assert km.inertia_ == pytest.approx(-km.score(X), rel=1e-12, abs=1e-12)
+
+
+def test_a_relocation_in_the_last_iteration_is_followed_by_an_assignment():
+    # labels unchanged in the iteration whose empty cluster was moved onto a sample: a
+    # strict stop would keep the labels (and objective) of the centroids before the move
+    X = np.array([[0.0, 2], [1, 0], [0, 2], [1, 2], [0, 2], [1, 0]])
+    init = np.array([[1.16, 0.97], [2.18, -0.47], [-0.73, 1.37], [0.35, 2.48]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fewer distinct points than clusters
+        for params in ({}, {"assignment": "nearest", "convergence": "unchanged"}):
+            km = KMeans(4, init=init, n_init=1, **params).fit(X)
+            _labels_describe_the_centroids(km, X)
+            assert km.inertia_ == 0.0
+        a, b, c = [0.0, 1], [1.0, -1], [0.0, -2]
+        Y = np.array([a, a, b, b, c, a, b, a, b, c, b, a, a, c, a, c, a])
+        medoids = kmeansfw.KMedoids(3, random_state=0).fit(Y)
+        np.testing.assert_array_equal(medoids.labels_, medoids.predict(Y))
+        assert medoids.inertia_ == -medoids.score(Y) == 0.0
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.integers(0, 2**16),
+    st.integers(2, 5),
+    st.sampled_from(["relocate-farthest", "split-largest"]),
+    st.sampled_from(["euclidean", "manhattan"]),
+)
+def test_labels_match_the_final_centroids_with_duplicates(seed, k, empty, distance):
+    g = np.random.default_rng(seed)
+    X = g.integers(0, 3, size=(int(g.integers(k, 14)), 2)).astype(float)  # duplicates
+    init = g.uniform(-1, 3, size=(k, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        km = KMeans(k, init=init, n_init=1, empty=empty, distance=distance).fit(X)
+    _labels_describe_the_centroids(km, X)
+
+
 def test_keep_and_raise(rng):
     from sklearn.exceptions import ConvergenceWarning
 

@@ -889,3 +889,16 @@ def test_a_criterion_answering_other_than_a_bool_is_named(device):
     X = _on(_blobs(), device)
     with pytest.raises(StrategyError, match="answers-test.*returned 'no'"):
         KMeans(K, convergence=["tol", Answers("no")], n_init=1, random_state=0).fit(X)
+
+
+@pytest.mark.filterwarnings("ignore:Number of distinct clusters")
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_relocation_in_the_last_iteration_is_followed_by_an_assignment(device):
+    # the iteration that moves an empty cluster's centroid leaves the labels unchanged:
+    # the fit must still end with the labels of the moved centroids
+    X = np.array([[0.0, 2], [1, 0], [0, 2], [1, 2], [0, 2], [1, 0]])
+    init = np.array([[1.16, 0.97], [2.18, -0.47], [-0.73, 1.37], [0.35, 2.48]])
+    km = KMeans(4, init=init, n_init=1).fit(_on(X, device))
+    np.testing.assert_array_equal(km.labels_, KMeans(4, init=init, n_init=1).fit(X).labels_)
+    np.testing.assert_array_equal(km.labels_, [2, 0, 2, 1, 2, 0])
+    assert km.inertia_ == 0.0

@@ -352,7 +352,8 @@ def kmeansfw_converged(state: FitState) -> bool | None:
     any case, after ``max_iter`` iterations).  Answer True, False (NumPy's bools too) or
     None; anything else raises a StrategyError naming the criterion.  Set
     ``state.strict = True`` when the labels are known to match the new centroids, which
-    spares the final assignment.
+    spares the final assignment (cleared by the engine when the empty-cluster strategy
+    moved a centroid in the iteration).
     """
 
 

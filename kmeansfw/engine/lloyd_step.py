@@ -234,10 +234,13 @@ class LloydStep:
         if previous is not None:
             previous.partials = None  # as the hooks' iteration frees them
         new, weights = self._update(hooks, data, assignment, centroids, rng)
+        relocated = False
         if np.count_nonzero(weights) == k:  # no empty cluster: the strategy changes nothing
             new = read_only(new)
         else:
+            updated = new
             new = steps.fix_empty_clusters(hooks, data, assignment, centroids, new, weights, rng)
+            relocated = steps.moved_by_empty(updated, new)
         state.previous_labels = state.labels  # the same rows as the previous iteration
         state.data = data
         state.labels = assignment.labels
@@ -248,7 +251,7 @@ class LloydStep:
         state.iteration = iteration
         state.strict = False
         hooks.kmeansfw_iteration_end(state=state)
-        return contract.stopped(hooks, state=state)
+        return steps.stop_after(hooks, state, relocated)
 
     def _assign(self, hooks: Hooks, data: FitData, centroids: np.ndarray) -> steps.Assignment:
         # steps.assign's inline path with the mean's sums offered: the distance's search

@@ -563,6 +563,7 @@ def iterate(
         hooks, batch, assignment, centroids, rng, online=walk.online
     )
     absorbed = weights if walk.online is None else walk.online.seen
+    updated = new_centroids
     new_centroids = steps.fix_empty_clusters(
         hooks, batch, assignment, centroids, new_centroids, absorbed, rng
     )
@@ -577,7 +578,7 @@ def iterate(
     state.iteration = iteration
     state.strict = False  # a criterion sets it when the labels match the new centroids
     hooks.kmeansfw_iteration_end(state=state)
-    return contract.stopped(hooks, state=state)
+    return steps.stop_after(hooks, state, steps.moved_by_empty(updated, new_centroids))
 
 
 def run(

@@ -247,6 +247,27 @@ def fix_empty_clusters(
     return checked_empty_answer(hook, answer, new_centroids)
 
 
+def moved_by_empty(updated: Any, fixed: Any) -> bool:
+    """Whether the empty-cluster strategy moved a centroid: its answer ``fixed`` differs
+    from the update's ``updated`` (arrays, or tensors on one device)."""
+    if fixed is updated:
+        return False
+    if isinstance(updated, np.ndarray) and isinstance(fixed, np.ndarray):
+        return not np.array_equal(updated, fixed)
+    return not bool((updated == fixed).all())  # tensors
+
+
+def stop_after(hooks: Any, state: Any, relocated: bool) -> bool:
+    """Whether the criteria stop the fit after this iteration (``kmeansfw_converged``,
+    each answer checked); when the empty-cluster strategy moved a centroid, the stop is
+    not strict whatever a criterion says: the iteration's labels are those of the
+    centroids before the move, so the fit ends with one more assignment."""
+    stop = contract.stopped(hooks, state=state)
+    if relocated:
+        state.strict = False
+    return stop
+
+
 def checked_empty_answer(hook: Any, answer: Any, new_centroids: np.ndarray) -> np.ndarray:
     """The empty-cluster strategy's ``answer``, read-only: checked (shape, dtype and
     finiteness of ``new_centroids``) unless it is ``new_centroids`` itself, the update's

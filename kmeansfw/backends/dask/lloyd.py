@@ -188,6 +188,7 @@ def _run(
             rng,  # type: ignore[arg-type]
         )
         per_cluster = np.sum([s.spread for s in summaries], axis=0) if spread else None
+        updated = new
         new = _empty_step(
             cluster,
             hooks,
@@ -213,7 +214,7 @@ def _run(
         state.reduced_changed = int(sum(s.changed for s in summaries))
         state.labels_known = all(s.known for s in summaries)
         hooks.kmeansfw_iteration_end(state=state)
-        if contract.stopped(hooks, state=state):
+        if steps.stop_after(hooks, state, steps.moved_by_empty(updated, new)):
             converged = True
             break
     final_centroids = np.array(state.centroids)

@@ -83,6 +83,7 @@ def _run(
         assert sums is not None and weights is not None
         new = _centroids_from(plan, sums, weights, C)
         host_weights = _host(weights)
+        updated = new
         if not host_weights.all():
             if plan.relocate:
                 new = _relocate(plan, data, labels, costs, C, new, weights)
@@ -106,7 +107,7 @@ def _run(
         state.iteration = iteration
         state.strict = False  # a criterion sets it when the labels match the new centroids
         hooks.kmeansfw_iteration_end(state=state)
-        if contract.stopped(hooks, state=state):
+        if engine_steps.stop_after(hooks, state, engine_steps.moved_by_empty(updated, new)):
             reason = "converged"
             break
     labels, costs = cast(Tensor, state.labels), cast(Tensor, state.costs)
