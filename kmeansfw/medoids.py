@@ -239,11 +239,12 @@ default="heuristic"
             self.history_ = outcome.history.for_run(outcome.result.run)
         return self
 
-    def _data(self, X: Any) -> tuple[FitData, Any]:
+    def _data(self, X: Any, sample_weight: Any = None) -> tuple[FitData, Any]:
         check_is_fitted(self)
         X = validate_data(self, X, dtype=_FLOATS, order="C", reset=False)
         data = FitData.build(
             X,
+            sample_weight,
             n_clusters=self.n_clusters,
             memory_budget=budget_bytes(self.memory_budget_mb),
             n_threads=self.n_threads,
@@ -266,8 +267,21 @@ default="heuristic"
         data, hook = self._data(X)
         return steps.pairwise(hook, data, self.cluster_centers_.astype(data.dtype, copy=False))
 
-    def score(self, X: Any, y: Any = None) -> float:
-        """Opposite of the sum of distances of ``X`` to their closest medoid."""
-        data, hook = self._data(X)
+    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
+        """Opposite of the (weighted) sum of distances of ``X`` to their closest medoid.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), optional
+            Weights of the samples' distances (as in ``fit``: after a weighted fit,
+            ``-score(X, sample_weight=w) == inertia_``).
+
+        Returns
+        -------
+        score : float
+        """
+        data, hook = self._data(X, sample_weight)
         centers = self.cluster_centers_.astype(data.dtype, copy=False)
         return -steps.objective(data, steps.assign(hook, data, centers, accumulate=False).costs)

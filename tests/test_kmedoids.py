@@ -224,6 +224,9 @@ def test_attributes_match_explicit_distances(blobs, method, metric, matrix):
     np.testing.assert_array_equal(km.predict(X[:7]), D[:7].argmin(axis=1))
     np.testing.assert_allclose(km.transform(X[:7]), D[:7], rtol=1e-10, atol=1e-10)
     assert km.score(X) == pytest.approx(-D.min(axis=1).sum(), rel=1e-10)
+    assert km.score(X, sample_weight=w) == pytest.approx(-km.inertia_, rel=1e-12)
+    with pytest.raises(ValueError, match="sample_weight has 7 entries"):
+        km.score(X, sample_weight=w[:7])
 
 
 def test_euclidean_metric_minimizes_distances_not_squares():
