@@ -329,7 +329,8 @@ def _checksum(meta: Mapping[str, Any]) -> str:
     return _hexdigest(json.dumps(body, sort_keys=True).encode())
 
 
-def _file_digest(path: pathlib.Path) -> str:
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """A digest of a file's bytes, read :data:`HASH_BLOCK_BYTES` at a time."""
     h = _digest()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(HASH_BLOCK_BYTES), b""):
@@ -337,7 +338,7 @@ def _file_digest(path: pathlib.Path) -> str:
     return h.hexdigest()
 
 
-def _replace_all(files: list[tuple[pathlib.Path, bytes]]) -> None:
+def replace_files(files: list[tuple[pathlib.Path, bytes]]) -> None:
     """Write every ``(path, payload)`` to a temporary file next to it, then rename them
     all over the old files: nothing is replaced unless every payload was written."""
     staged: list[tuple[str, pathlib.Path]] = []
@@ -433,7 +434,7 @@ class Checkpoint:
         meta["arrays"] = _hexdigest(payload)
         meta["checksum"] = _checksum(meta)
         text = json.dumps(meta).encode()
-        _replace_all([(self.folder / _ARRAYS_NAME, payload), (self.folder / _JSON_NAME, text)])
+        replace_files([(self.folder / _ARRAYS_NAME, payload), (self.folder / _JSON_NAME, text)])
 
 
 def plain_scratch(scratch: Mapping[Any, Any]) -> dict[str, Any]:
@@ -825,7 +826,7 @@ def _read_arrays(path: pathlib.Path, digest: str, meta: dict, expected: _Expecte
     """Open ``state.npz`` (it must be the file ``state.json`` was written with) and check
     the arrays this state needs."""
     try:
-        actual = _file_digest(path)
+        actual = file_digest(path)
     except FileNotFoundError:
         raise _fail(path, "is missing (state.json refers to it)") from None
     except OSError as exc:

@@ -21,7 +21,7 @@ different scales and are never pooled.
 from __future__ import annotations
 
 import csv
-import hashlib
+import io
 import os
 import pathlib
 import sys
@@ -349,15 +349,6 @@ class ExperimentResult:
 _LATER_COLUMNS = ("n_clusters", "settings")
 
 
-def _file_digest(path: str) -> str:
-    """A digest of a data file's bytes, read a block at a time."""
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _settings(values: Mapping[str, Any], data: str, silhouette_sample: int) -> str:
     """What a cell's row depends on besides its key (config name, data set, seed, k): the
     config's values, the silhouette's sample and ``data``, a data file's digest (empty
@@ -370,13 +361,15 @@ def _settings(values: Mapping[str, Any], data: str, silhouette_sample: int) -> s
 
 def _rewrite_with_columns(path: pathlib.Path, rows: list[dict[str, Any]]) -> None:
     """Rewrite a cells file of an older layout with every column of :data:`COLUMNS` (the
-    missing ones empty), so that new rows can be appended whole; atomically."""
-    scratch = path.with_name(f".{path.name}.rewrite")
-    with open(scratch, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(scratch, path)
+    missing ones empty), so that new rows can be appended whole; atomically (written
+    beside it, then renamed over it, as checkpoints are)."""
+    from kmeansfw.workflow.checkpoint import replace_files
+
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    replace_files([(path, text.getvalue().encode())])
 
 
 def _read_finished(path: pathlib.Path) -> tuple[list[dict[str, Any]], list[str]]:
@@ -456,8 +449,10 @@ def run_experiment(
             load_file(dataset)  # fail early, before any worker starts
     path = pathlib.Path(out) if out is not None else None
     finished, columns = _read_finished(path) if path is not None else ([], list(COLUMNS))
+    from kmeansfw.workflow.checkpoint import file_digest
+
     files = {  # each data file read once for its digest
-        d: "" if d in BUNDLED or d in BLOBS else _file_digest(d) for d in dict.fromkeys(datasets)
+        d: "" if d in BUNDLED or d in BLOBS else file_digest(d) for d in dict.fromkeys(datasets)
     }
     settings = {
         (name, dataset): _settings(plain[name], files[dataset], silhouette_sample)
