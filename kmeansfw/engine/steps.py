@@ -249,12 +249,28 @@ def fix_empty_clusters(
 
 def moved_by_empty(updated: Any, fixed: Any) -> bool:
     """Whether the empty-cluster strategy moved a centroid: its answer ``fixed`` differs
-    from the update's ``updated`` (arrays, or tensors on one device)."""
+    from the update's ``updated`` (arrays, or tensors on one device).  The usual answer,
+    the update's own centroids handed back (as the read-only view
+    :func:`fix_empty_clusters` made of them), is told in constant time; only another
+    array is compared value by value."""
     if fixed is updated:
         return False
     if isinstance(updated, np.ndarray) and isinstance(fixed, np.ndarray):
+        if _same_elements(updated, fixed):
+            return False
         return not np.array_equal(updated, fixed)
     return not bool((updated == fixed).all())  # tensors
+
+
+def _same_elements(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether ``a`` and ``b`` view the same memory the same way (one start, shape,
+    strides and dtype), so hold the same values."""
+    return (
+        a.shape == b.shape
+        and a.strides == b.strides
+        and a.dtype == b.dtype
+        and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+    )
 
 
 def stop_after(hooks: Any, state: Any, relocated: bool) -> bool:
