@@ -110,6 +110,9 @@ def test_custom_distance_selected_in_toml(blobs):
         ({"convergence": {"name": "tol", "tol": "x"}}, r"tol must be a finite number >= 0"),
         ({"convergence": {"name": "objective", "rtol": "x"}}, r"rtol must be a finite number"),
         ({"convergence": {"name": "time-budget", "seconds": True}}, r"seconds must be a finite"),
+        # an init list that is not centroids: a config error, not NumPy's or a ValueError
+        ({"init": ["tol", "unchanged"]}, r"'init': the init array must hold real numbers"),
+        ({"init": [[1.0, 2.0], [3.0]]}, r"'init': the init array cannot be read as an array"),
     ],
 )
 def test_errors_name_the_key(values, message):

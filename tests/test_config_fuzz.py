@@ -213,6 +213,7 @@ toml_lines = st.one_of(
 @example('n_clusters = 2\n[distance]\nname = "minkowski"\np = 0\n')
 @example("n_clusters = 1979-05-27\n")
 @example("convergence = [1, 2]\n")
+@example('init = ["tol", "unchanged"]\n')  # a list of names where centroids go
 def test_toml_texts_end_in_a_config_or_a_config_error(text):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

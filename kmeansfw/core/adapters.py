@@ -129,7 +129,10 @@ SHARE_MAX_BYTES = 64 << 10
 
 
 def _read_only_copy(value: object) -> np.ndarray:
-    array = np.array(value)  # a copy: later changes to the caller's array do not leak in
+    try:  # a copy: later changes to the caller's array do not leak in
+        array = np.array(value)
+    except (TypeError, ValueError) as exc:  # ragged lists, say
+        raise ValueError(f"the init array cannot be read as an array: {exc}") from None
     real_numbers(array, "the init array")
     array.setflags(write=False)
     return array

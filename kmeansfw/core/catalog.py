@@ -350,7 +350,10 @@ class Catalog:
                     self._built[key] = built
             return built
         if slot == "init" and (isinstance(spec, (np.ndarray, list, tuple)) or array_like(spec)):
-            return "'array'", ArrayInit(spec)
+            try:
+                return "'array'", ArrayInit(spec)
+            except ValueError as exc:  # not numbers (a config's list of names, say)
+                raise ConfigError(str(exc)) from None
         if isinstance(spec, type):
             raise ConfigError(f"{slot}: pass a strategy object or name, not the class {spec!r}")
         if not _has_hookimpls(spec) and callable(spec):  # a function, a partial, ...
