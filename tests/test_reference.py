@@ -48,6 +48,22 @@ def test_same_as_sklearn_float64(name, k):
     np.testing.assert_allclose(ours.cluster_centers_, sk.cluster_centers_, rtol=1e-7, atol=1e-9)
 
 
+@pytest.mark.parametrize("name", ["blobs-10d", "breast_cancer", "diabetes", "wine", "normal-40d"])
+def test_same_as_sklearn_float64_at_32_centroids(name):
+    # the search that screens its rows with float32 products (from 8 features and 16
+    # centroids: kernels.screen_pays), on data without duplicate rows
+    if name == "normal-40d":
+        X = np.random.default_rng(5).normal(size=(4000, 40)) * 3 + 100
+    else:
+        X = DATASETS[name]().astype(np.float64)
+    init = initial_centroids(X, 32, seed=32)
+    sk, ours = _compare(X, init)
+    np.testing.assert_array_equal(ours.labels_, sk.labels_)
+    assert ours.n_iter_ == sk.n_iter_
+    np.testing.assert_allclose(ours.inertia_, sk.inertia_, rtol=1e-7)
+    np.testing.assert_allclose(ours.cluster_centers_, sk.cluster_centers_, rtol=1e-7, atol=1e-9)
+
+
 @pytest.mark.parametrize("name", sorted(DATASETS))
 def test_same_as_sklearn_float32(name):
     X = DATASETS[name]().astype(np.float32)

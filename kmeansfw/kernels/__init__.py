@@ -59,6 +59,7 @@ _WHERE = {
     "paired_sq_euclidean": "euclidean",
     "prefetch_data": "euclidean",
     "row_search_pays": "euclidean",
+    "screen_pays": "euclidean",
     "prepare_euclidean_centroids": "euclidean",
     "sq_euclidean_costs": "euclidean",
     "L1": "lp",
@@ -97,6 +98,7 @@ if TYPE_CHECKING:  # pragma: no cover
         prefetch_data,
         prepare_euclidean_centroids,
         row_search_pays,
+        screen_pays,
         sq_euclidean_costs,
     )
     from kmeansfw.kernels.lp import L1, LINF, LP, lp_block
@@ -159,6 +161,7 @@ __all__ = [
     "prefetch_data",
     "prepare_euclidean_centroids",
     "row_search_pays",
+    "screen_pays",
     "sq_euclidean_costs",
     "sq_shift",
     "stale_rows",
