@@ -120,9 +120,9 @@ ROW_SEARCH_F64_MAX_FEATURES = 256
 #: The searches of float64 data for the labels only (a Lloyd step's) take their matrix
 #: products in float32 from this many features (:func:`screen_pays`) ...
 SCREEN_MIN_FEATURES = 8
-#: ... up to this many (past it the bound's ``(d + 3) u`` nears 1), at this many
-#: centroids or more ...
-SCREEN_MAX_FEATURES = 1 << 20
+#: ... up to this many (the most measured: the bound's ``(d + 3) u`` grows with the
+#: features, and with it the rows searched again), at this many centroids or more ...
+SCREEN_MAX_FEATURES = 512
 SCREEN_MIN_CLUSTERS = 16
 #: ... or from this many centroids holding this many values or more.
 SCREEN_FEW_MIN_CLUSTERS = 8
@@ -130,6 +130,20 @@ SCREEN_FEW_MIN_VALUES = 1024
 #: ... where the rows' and the centroids' centered norms are at most this (larger ones
 #: are searched in float64: their float32 copies could overflow).
 SCREEN_MAX_NORM = 2.0**60
+#: The margins grow with the largest centroid norm: centroids whose largest norm is
+#: more than this many times their median norm (outliers drawn as centroids, heavy
+#: tails) are searched in float64.  With 0.1 % of the rows 1000 times farther out and
+#: three of them among 256 initial centroids, 33-41 % of the rows were within their
+#: margins after a few iterations (the largest norm against the root mean square
+#: norm, 2.2x, did not tell; against the median, 1000-3300x), and an iteration took
+#: 1.25-1.35x its float64 time.  Fits of standard normal, blob and
+#: ``make_classification`` data stayed within 1-4.6x (20000 x 256, k=256: 4.3-4.5x, a
+#: cluster of a few rows has a larger mean).
+SCREEN_MAX_SPREAD = 16.0
+#: A screened sub-block with more than 1 in this many rows to search again takes the
+#: float64 product instead (a row searched on its own costs a few times its share of
+#: the product).
+SCREEN_FALLBACK = 4
 #: Unit roundoffs of float32 and float64, and a bound of the absolute error of a float32
 #: value or product below float32's normal range (2^-126), whether the processor keeps
 #: subnormal values or flushes them to zero: the terms of the bound a screened row's
@@ -210,31 +224,41 @@ def row_search_pays(n_features: int, n_clusters: int, itemsize: int = 8) -> bool
 
 
 def screen_pays(n_features: int, n_clusters: int, itemsize: int = 8) -> bool:
-    """Whether a search for the labels only screens its rows with float32 products.
+    """Whether a search without the runner-up screens its rows with float32 products.
 
-    A Lloyd step's search of float64 data needs, per row, the index of the smallest
-    ``||c||^2 - 2 x.c``; where the matrix product is much of its work it takes the
+    A search of float64 data without the runner-up (every Lloyd iteration's, and
+    ``predict``'s) needs, per row, the index of the smallest ``||c||^2 - 2 x.c`` (and
+    then the exact cost to it); where the matrix product is much of its work it takes the
     products ``x.c`` in float32 (OpenBLAS's float32 product does twice the multiply-adds
     a second of its float64 one) and keeps every row whose smallest value leads the
     runner-up by more than the products' rounding can move them
     (:func:`screen_margins`, a bound that holds for any order of the additions): that
     row's nearest centroid is the exact comparison's, the one the float64 product gives.
     The few rows left (within the bound of a tie; 0.001-0.2 % of standard normal rows)
-    are searched again in float64, each on its own.  So the labels are the exact
-    comparison's wherever it is not a tie within rounding, they do not depend on how
-    the rows are split (blocks, threads), and the costs, the runner-up (a bound-based
-    search's, which is not screened) and the mean's sums are float64 as before.
+    are searched again in float64, each on its own, or, where more than a quarter of a
+    sub-block's rows are left (:data:`SCREEN_FALLBACK`), with the sub-block's float64
+    product.  So the labels are the exact comparison's wherever it is not a tie within
+    rounding (on exact ties, the lowest index; where float64 rounding decides a tie,
+    it may decide it otherwise than the float64 product did), they do not depend on
+    how the rows are split (blocks, threads), and the costs, the runner-up (a
+    bound-based search's, which is not screened) and the mean's sums are float64 as
+    before.  Centroids whose largest norm is past :data:`SCREEN_MAX_SPREAD` times their
+    median, or past :data:`SCREEN_MAX_NORM`, are searched in float64 (the margins grow
+    with the largest norm).
 
-    From :data:`SCREEN_MIN_FEATURES` features, at :data:`SCREEN_MIN_CLUSTERS` centroids
-    or more, or from :data:`SCREEN_FEW_MIN_CLUSTERS` where the centroids hold
-    :data:`SCREEN_FEW_MIN_VALUES` values or more.  Per Lloyd iteration
-    (``bench_grid.py``'s function, two threads, against the same fit without it in
-    turns): 0.53-0.78x the time at 256 centroids and 64-256 features (20000 x 256:
-    31.4 ms against 24.4), 0.71-0.94x at 32 centroids and 64-256 features, 0.67-1.03x
-    at 16-32 centroids and 16-32 features, 0.85-0.95x at 8 centroids and 128-256
-    features, 0.7-0.9x at 8 features and 256 centroids; but 1.05-1.3x at 3-8 centroids
-    and 64 features and at 4 centroids and 128-256 features (the search there reads
-    each row once without a product, and the float32 copy of the rows is one more
+    Only in the product search: from :data:`SCREEN_MIN_FEATURES` to
+    :data:`SCREEN_MAX_FEATURES` features, at :data:`SCREEN_MIN_CLUSTERS` centroids or
+    more, or from :data:`SCREEN_FEW_MIN_CLUSTERS` where the centroids hold
+    :data:`SCREEN_FEW_MIN_VALUES` values or more (the direct search, :func:`direct_pays`,
+    takes up to 128 centroids at 8 features or fewer and 16 at 9-16, with no product to
+    screen).  Per Lloyd iteration (``bench_grid.py``'s function, two threads, against
+    the search before in turns): 0.53-0.78x the time at 256 centroids and 64-256
+    features (20000 x 256: 31.4 ms before, 24.4 after), 0.71-0.94x at 32 centroids and
+    64-256 features, 0.67-1.03x at 16-32 centroids and 16-32 features, 0.85-0.95x at 8
+    centroids and 128-256 features, 0.7-0.9x at 8 features and 256 centroids from 20000
+    rows (2000 x 8, k=256 moved within the machine's spread); but 1.05-1.3x at 3-8
+    centroids and 64 features and at 4 centroids and 128-256 features (the search there
+    reads each row once without a product, and the float32 copy of the rows is one more
     pass), hence the rule.  Without numba the NumPy search takes its float64 product.
 
     Parameters
@@ -770,7 +794,7 @@ if HAVE_NUMBA:
             return _screened_search(
                 X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
                 sample_weight, group_rows, group_sums, group_weights, prefetch,
-            )
+            ) >= 0
 
         return yes
 
@@ -785,15 +809,21 @@ if HAVE_NUMBA:
         # rules), the running minimum and runner-up of ||c||^2 - 2 x.c in float64, and
         # every row whose lead is within its margin (screen_margins) searched again in
         # float64 on its own (_nearest_row); then the costs and the mean's sums as after
-        # any product (_finish_rows).  False, with nothing done, where a centroid's
-        # centered norm is past SCREEN_MAX_NORM.
+        # any product (_finish_rows).  A sub-block with more than 1/SCREEN_FALLBACK of
+        # its rows within their margins (data whose centroid norms differ widely, heavy
+        # tails) takes the float64 product instead, so that such data costs at most
+        # about both products.  Returns the number of rows searched again in float64
+        # (those of such sub-blocks included), or -1, with nothing done, where a
+        # centroid's centered norm is past SCREEN_MAX_NORM or SCREEN_MAX_SPREAD times
+        # the centroids' median norm.
         n, d, k = X.shape[0], X.shape[1], minus_2c.shape[0]
         top = 0.0
         for j in range(k):
             top = max(top, np.float64(c_sq_norms[j]))
         largest = np.sqrt(top) * (1.0 + 1e-6)  # an upper bound of the centroids' norms
-        if not largest <= SCREEN_MAX_NORM:
-            return False
+        typical = np.median(c_sq_norms.astype(np.float64))
+        if not largest <= SCREEN_MAX_NORM or top > SCREEN_MAX_SPREAD**2 * typical:
+            return -1
         a, b = _screen_margins_of(d, largest)
         step, by_rows_step = _search_rows(d, k, 4)
         sub = max(1, min(step, n))  # one row at least: range() needs a step
@@ -810,6 +840,14 @@ if HAVE_NUMBA:
         best = np.empty(sub)
         runner_up = np.empty(sub)
         arg = np.empty(sub, dtype=np.int32)
+        kept = np.empty(sub, dtype=np.bool_)
+        # the float64 product of a sub-block with many rows within their margins
+        at_origin = _at_origin(mean)
+        centered = np.empty((sub, d))
+        buf64, by_rows64, minus_2c_t = _product_buffers(
+            minus_2c, _by_rows_product(d, k, 8) > 0, sub
+        )
+        again = 0
         for start in range(0, n, sub):
             m = min(start + sub, n) - start
             _float32_rows(X, mean, start, m, rows, norms)
@@ -829,16 +867,38 @@ if HAVE_NUMBA:
                     runner_up[i] = best[i] if lower else min(runner_up[i], value)
                     best[i] = value if lower else best[i]
                     arg[i] = np.int32(j) if lower else arg[i]
+            within = 0
             for i in range(m):  # (a lead of inf - inf, or NaN, is no lead: searched again)
                 norm = norms[i]
                 margin = a * norm + b + 4.01 * _U64 * (abs(best[i]) + abs(runner_up[i]))
-                if not (norm <= SCREEN_MAX_NORM and runner_up[i] - best[i] > margin):
-                    arg[i] = _nearest_row(X, mean, start + i, minus_2c, c_sq_norms, row64)
+                kept[i] = norm <= SCREEN_MAX_NORM and runner_up[i] - best[i] > margin
+                within += not kept[i]
+            again += within
+            if within * SCREEN_FALLBACK > m:  # the sub-block's float64 product
+                block = _centered_product(
+                    X, mean, at_origin, minus_2c, minus_2c_t, start, centered[:m], buf64,
+                    by_rows64,
+                )
+                c = c_sq_norms[0]
+                for i in range(m):
+                    best[i] = block[0, i] + c
+                    arg[i] = 0
+                for j in range(1, k):
+                    c = c_sq_norms[j]
+                    for i in range(m):
+                        value = block[j, i] + c
+                        lower = value < best[i]
+                        best[i] = value if lower else best[i]
+                        arg[i] = np.int32(j) if lower else arg[i]
+            elif within:
+                for i in range(m):
+                    if not kept[i]:
+                        arg[i] = _nearest_row(X, mean, start + i, minus_2c, c_sq_norms, row64)
             _finish_rows(
                 X, mean, centered_c, start, m, arg, runner_up, labels, mins, second,
                 sample_weight, group_rows, group_sums, group_weights, prefetching,
             )
-        return True
+        return again
 
     # The screened search's rows: centered in float64 (the values the float64 product
     # would take), rounded to float32, and their norms (reassociated: a norm only sizes
