@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kmeansfw.kernels._compile import HAVE_NUMBA, launch, numba, parallel_ready
+from kmeansfw.kernels._compile import HAVE_NUMBA, launch, numba, parallel_ready, read_only
 from kmeansfw.kernels.update import SUM_GROUP_UNIT, add_weighted_cluster_sums, sum_group_rows
 
 if HAVE_NUMBA:
@@ -732,37 +732,46 @@ if HAVE_NUMBA:
         best = np.empty(sub, dtype=X.dtype)
         runner_up = np.empty(sub, dtype=X.dtype)
         arg = np.empty(sub, dtype=np.int32)
-        inf = X.dtype.type(np.inf)
         for start in range(0, n, sub):
             m = min(start + sub, n) - start
             rows = centered[:m]
             block = _centered_product(
                 X, mean, origin, minus_2c, minus_2c_t, start, rows, buf, by_rows
             )
-            c = c_sq_norms[0]
-            for i in range(m):
-                best[i] = block[0, i] + c
-                runner_up[i] = inf
-                arg[i] = 0
-            for j in range(1, k):
-                c = c_sq_norms[j]
-                if want_second:
-                    for i in range(m):
-                        value = block[j, i] + c
-                        lower = value < best[i]
-                        runner_up[i] = best[i] if lower else min(runner_up[i], value)
-                        best[i] = value if lower else best[i]
-                        arg[i] = np.int32(j) if lower else arg[i]
-                else:
-                    for i in range(m):
-                        value = block[j, i] + c
-                        lower = value < best[i]
-                        best[i] = value if lower else best[i]
-                        arg[i] = np.int32(j) if lower else arg[i]
+            _block_nearest(block, c_sq_norms, m, best, runner_up, arg, want_second)
             _finish_rows(
                 X, mean, centered_c, start, m, arg, runner_up, labels, mins, second,
                 sample_weight, group_rows, group_sums, group_weights, prefetching,
             )
+
+    @numba.njit(nogil=True, cache=True, inline="always")
+    def _block_nearest(block, c_sq_norms, m, best, runner_up, arg, want_second):  # pragma: no cover
+        # The product searches' running minimum over a (k, m) block of -2 x.c: per
+        # column i, the least block[j, i] + c_sq_norms[j] into best[i] (in the wider of
+        # the two dtypes: float64 for the screened search's float32 block), its index into
+        # arg[i] (the lowest on ties) and, with ``want_second``, the runner-up's value
+        # into runner_up[i] (else inf).  The loop over j is outside the loop over rows,
+        # which therefore walks contiguous memory and vectorizes across samples.
+        c = c_sq_norms[0]
+        for i in range(m):
+            best[i] = block[0, i] + c
+            runner_up[i] = np.inf
+            arg[i] = 0
+        for j in range(1, block.shape[0]):
+            c = c_sq_norms[j]
+            if want_second:
+                for i in range(m):
+                    value = block[j, i] + c
+                    lower = value < best[i]
+                    runner_up[i] = best[i] if lower else min(runner_up[i], value)
+                    best[i] = value if lower else best[i]
+                    arg[i] = np.int32(j) if lower else arg[i]
+            else:
+                for i in range(m):
+                    value = block[j, i] + c
+                    lower = value < best[i]
+                    best[i] = value if lower else best[i]
+                    arg[i] = np.int32(j) if lower else arg[i]
 
     def _screened(  # pragma: no cover
         X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
@@ -777,7 +786,7 @@ if HAVE_NUMBA:
         X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
         sample_weight, group_rows, group_sums, group_weights, prefetch,
     ):
-        if X.dtype != numba.types.float64:
+        if X.dtype != numba.types.float64 or c_sq_norms.dtype != numba.types.float64:
 
             def no(
                 X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
@@ -819,9 +828,9 @@ if HAVE_NUMBA:
         n, d, k = X.shape[0], X.shape[1], minus_2c.shape[0]
         top = 0.0
         for j in range(k):
-            top = max(top, np.float64(c_sq_norms[j]))
+            top = max(top, c_sq_norms[j])
         largest = np.sqrt(top) * (1.0 + 1e-6)  # an upper bound of the centroids' norms
-        typical = np.median(c_sq_norms.astype(np.float64))
+        typical = np.median(c_sq_norms)
         if not largest <= SCREEN_MAX_NORM or top > SCREEN_MAX_SPREAD**2 * typical:
             return -1
         a, b = _screen_margins_of(d, largest)
@@ -841,12 +850,11 @@ if HAVE_NUMBA:
         runner_up = np.empty(sub)
         arg = np.empty(sub, dtype=np.int32)
         kept = np.empty(sub, dtype=np.bool_)
-        # the float64 product of a sub-block with many rows within their margins
+        # the float64 product of a sub-block with many rows within their margins: its
+        # buffers made when a first sub-block needs them (most searches never do)
         at_origin = _at_origin(mean)
-        centered = np.empty((sub, d))
-        buf64, by_rows64, minus_2c_t = _product_buffers(
-            minus_2c, _by_rows_product(d, k, 8) > 0, sub
-        )
+        centered = np.empty((0, d))
+        buf64, by_rows64, minus_2c_t = np.empty(0), np.empty(0), np.empty((0, k))
         again = 0
         for start in range(0, n, sub):
             m = min(start + sub, n) - start
@@ -854,19 +862,7 @@ if HAVE_NUMBA:
             block = _centered_product(
                 rows, origin, True, c32, c32_t, 0, rows[:m], buf, by_rows
             )
-            c = np.float64(c_sq_norms[0])
-            for i in range(m):
-                best[i] = np.float64(block[0, i]) + c
-                runner_up[i] = np.inf
-                arg[i] = 0
-            for j in range(1, k):
-                c = np.float64(c_sq_norms[j])
-                for i in range(m):
-                    value = np.float64(block[j, i]) + c
-                    lower = value < best[i]
-                    runner_up[i] = best[i] if lower else min(runner_up[i], value)
-                    best[i] = value if lower else best[i]
-                    arg[i] = np.int32(j) if lower else arg[i]
+            _block_nearest(block, c_sq_norms, m, best, runner_up, arg, True)
             within = 0
             for i in range(m):  # (a lead of inf - inf, or NaN, is no lead: searched again)
                 norm = norms[i]
@@ -875,21 +871,16 @@ if HAVE_NUMBA:
                 within += not kept[i]
             again += within
             if within * SCREEN_FALLBACK > m:  # the sub-block's float64 product
+                if centered.shape[0] == 0:
+                    centered = np.empty((sub, d))
+                    buf64, by_rows64, minus_2c_t = _product_buffers(
+                        minus_2c, _by_rows_product(d, k, 8) > 0, sub
+                    )
                 block = _centered_product(
                     X, mean, at_origin, minus_2c, minus_2c_t, start, centered[:m], buf64,
                     by_rows64,
                 )
-                c = c_sq_norms[0]
-                for i in range(m):
-                    best[i] = block[0, i] + c
-                    arg[i] = 0
-                for j in range(1, k):
-                    c = c_sq_norms[j]
-                    for i in range(m):
-                        value = block[j, i] + c
-                        lower = value < best[i]
-                        best[i] = value if lower else best[i]
-                        arg[i] = np.int32(j) if lower else arg[i]
+                _block_nearest(block, c_sq_norms, m, best, runner_up, arg, False)
             elif within:
                 for i in range(m):
                     if not kept[i]:
@@ -1750,7 +1741,8 @@ def sq_euclidean_costs(
     ``n_threads``: as for :func:`nearest_sq_euclidean` (the results do not depend on it).
     """
     out = np.empty((X.shape[0], minus_2c.shape[0]), dtype=X.dtype)
-    args = (X, mean.astype(X.dtype, copy=False), minus_2c, c_sq_norms, norms, out)
+    origin = read_only(mean.astype(X.dtype, copy=False))
+    args = (read_only(X), origin, minus_2c, c_sq_norms, read_only(norms), out)
     if not HAVE_NUMBA:
         _sq_cost_numpy(*args)
         return out
@@ -1789,7 +1781,8 @@ def nearest_groups_sq_euclidean(
     lows = np.empty((b, n_groups), dtype=X.dtype)
     groups = np.ascontiguousarray(groups, dtype=np.intp)
     kernel = _nearest_groups_numba if HAVE_NUMBA else _nearest_groups_numpy
-    kernel(X, mean, minus_2c, c_sq_norms, centered_c, groups, labels, mins, lows)
+    rows, origin = read_only(X), read_only(mean)
+    kernel(rows, origin, minus_2c, c_sq_norms, centered_c, groups, labels, mins, lows)
     return labels, mins, lows
 
 
@@ -1892,7 +1885,7 @@ def nearest_sq_euclidean(
     labels = np.empty(n, dtype=np.intp)
     mins = np.empty(n if with_costs else 0, dtype=X.dtype)
     second = np.empty(n if with_second else 0, dtype=X.dtype)
-    args = (X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second)
+    args = (read_only(X), read_only(mean), minus_2c, c_sq_norms, centered_c, labels, mins, second)
     if not HAVE_NUMBA:
         _nearest_numpy(*args)
         if sums is not None:  # the mean's NumPy twin, in the same groups
@@ -1906,7 +1899,7 @@ def nearest_sq_euclidean(
             weight.flags.writeable = False  # as the data's weights: one compiled kernel
             group_sums, group_weights = np.empty((0, 1, 1)), np.empty((0, 1))
         else:
-            weight, totals, counts = sums
+            weight, totals, counts = read_only(sums[0]), sums[1], sums[2]
             group_sums = np.zeros((n_groups, *totals.shape))
             group_weights = np.zeros((n_groups, counts.shape[0]))
         grouped = (weight, group_rows, group_sums, group_weights, prefetch)
@@ -1928,7 +1921,8 @@ def paired_sq_euclidean(
     """Exact squared distance of each row of X to ``centered_c[labels] + mean``, (b,)."""
     out = np.empty(X.shape[0], dtype=X.dtype)
     kernel = _paired_sq_numba if HAVE_NUMBA else _paired_sq_numpy
-    kernel(X, mean, np.ascontiguousarray(centered_c, dtype=X.dtype), labels, out)
+    centered = np.ascontiguousarray(centered_c, dtype=X.dtype)
+    kernel(read_only(X), read_only(mean), centered, labels, out)
     return out
 
 
@@ -1978,8 +1972,8 @@ def prepare_euclidean_centroids(
     shift = np.empty(k, dtype=dtype)
     kernel = _prepare_centroids_numba if HAVE_NUMBA else _prepare_centroids_numpy
     kernel(
-        centroids if centroids.dtype == dtype else centroids.astype(dtype),
-        mean if mean.dtype == dtype else mean.astype(dtype),
+        read_only(np.ascontiguousarray(centroids, dtype=dtype)),
+        read_only(np.ascontiguousarray(mean, dtype=dtype)),
         centered,
         minus_2c,
         norms,
@@ -2015,5 +2009,5 @@ def centered_row_norms(X: np.ndarray, mean: np.ndarray) -> np.ndarray:
     """``||x - mean||^2`` of every row of a dense block, in X's dtype, in one pass."""
     out = np.empty(X.shape[0], dtype=X.dtype)
     kernel = _centered_row_norms_numba if HAVE_NUMBA else _centered_row_norms_numpy
-    kernel(X, mean.astype(X.dtype, copy=False), out)
+    kernel(read_only(X), read_only(mean.astype(X.dtype, copy=False)), out)
     return out
