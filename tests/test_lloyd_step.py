@@ -481,8 +481,11 @@ def test_the_threads_kernel_makes_the_serial_kernels_iterations(n, d, k, dtype, 
     serial = lloyd.lloyd_iterations(X, mean, weights, X[:k].copy(), None, 0.0, 7, 1, False)
     assert serial.done == 7 and serial.stop == lloyd.RAN
     direct, _, group_rows, n_groups = search_plan(n, d, k, 1, True)
-    args = (X, mean, weights, X[:k].copy(), np.empty(0, np.intp), False, 0.0, 7, direct,
-            group_rows, n_groups, False, chunks)
+    inputs = [X, mean, weights, X[:k].copy()]
+    for a in inputs:  # read-only, as lloyd_iterations hands them to the kernels
+        a.flags.writeable = False
+    args = (*inputs, np.empty(0, np.intp), False, 0.0, 7, direct, group_rows, n_groups,
+            False, chunks)
     done, stop, ring, current, previous, new, before, sums, totals = launch(
         lloyd._iterations_parallel, *args
     )

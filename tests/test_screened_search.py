@@ -21,6 +21,8 @@ def _search(X, mean, C, *, second=False):
     cc, m2c, cn, _ = kernels.prepare_euclidean_centroids(C, mean, np.dtype(np.float64))
     n = X.shape[0]
     out = np.empty(n, np.intp), np.empty(n), np.empty(n if second else 0)
+    # read-only, as the public kernel functions hand them to the kernels
+    X, mean = kernels._compile.read_only(X), kernels._compile.read_only(mean)
     euclidean._nearest_numba(X, mean, m2c, cn, cc, *out)
     return out, (cc, m2c, cn)
 
@@ -135,7 +137,8 @@ def test_screened_labels_do_not_depend_on_the_split():
     for chunks in (2, 3, 5):
         par = np.full(2100, -1, np.intp), np.full(2100, np.nan), np.empty(0)
         empty = np.empty(0), 1, np.empty((0, 1, 1)), np.empty((0, 1))
-        euclidean._nearest_product_parallel(X, mean, m2c, cn, cc, *par, *empty, True, chunks)
+        rows, origin = kernels._compile.read_only(X), kernels._compile.read_only(mean)
+        euclidean._nearest_product_parallel(rows, origin, m2c, cn, cc, *par, *empty, True, chunks)
         np.testing.assert_array_equal(par[0], labels)
         np.testing.assert_array_equal(par[1], mins)
 

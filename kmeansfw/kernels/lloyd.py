@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 
 from kmeansfw.kernels import convergence
-from kmeansfw.kernels._compile import HAVE_NUMBA, launch, numba
+from kmeansfw.kernels._compile import HAVE_NUMBA, launch, numba, read_only
 from kmeansfw.kernels.euclidean import search_plan
 
 #: Why :func:`lloyd_iterations` returned: it made every iteration asked for, ...
@@ -309,8 +309,9 @@ def lloyd_iterations(
     known = labels is not None
     labels_in = labels if labels is not None else np.empty(0, dtype=np.intp)
     args = (
-        X, mean, sample_weight, centroids, labels_in, known, float(limit), int(steps),
-        direct, group_rows, n_groups, prefetch, chunks,
+        read_only(X), read_only(mean), read_only(sample_weight),
+        read_only(np.ascontiguousarray(centroids)), labels_in, known, float(limit),
+        int(steps), direct, group_rows, n_groups, prefetch, chunks,
     )
     if chunks > 1:
         found = launch(_iterations_parallel, *args)

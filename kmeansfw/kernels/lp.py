@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kmeansfw.kernels._compile import HAVE_NUMBA, numba
+from kmeansfw.kernels._compile import HAVE_NUMBA, numba, read_only
 
 L1, LINF, LP = 0, 1, 2
 
@@ -108,6 +108,7 @@ def lp_block(X: np.ndarray, centroids: np.ndarray, kind: int, p: float = 1.0) ->
         _lp_numpy(X, centroids.astype(X.dtype, copy=False), kind, p, out)
         return out
     CT = np.ascontiguousarray(centroids.T, dtype=X.dtype)
+    X = read_only(X)
     if kind == L1 or (kind == LP and p == 1):
         _l1_numba(X, CT, out)
     elif kind == LINF:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kmeansfw.kernels._compile import HAVE_NUMBA, launch, numba
+from kmeansfw.kernels._compile import HAVE_NUMBA, launch, numba, read_only
 from kmeansfw.kernels.checks import compiled_finite_min
 from kmeansfw.kernels.euclidean import kernel_chunks
 
@@ -350,10 +350,10 @@ def plusplus_sq_euclidean(
     chosen = np.empty(draws.shape[0] + 1, dtype=np.intp)
     chosen[0] = first
     args = (
-        X,
-        mean.astype(X.dtype, copy=False),
-        norms,
-        sample_weight,
+        read_only(X),
+        read_only(mean.astype(X.dtype, copy=False)),
+        read_only(norms),
+        read_only(sample_weight),
         np.array(closest, dtype=X.dtype),
         float(potential),
         np.ascontiguousarray(draws, dtype=np.float64),

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from kmeansfw.kernels._compile import HAVE_NUMBA, launch, numba, parallel_ready
+from kmeansfw.kernels._compile import HAVE_NUMBA, launch, numba, parallel_ready, read_only
 
 #: The mean's sums take a block's rows in at most this many groups ...
 SUM_GROUPS = 64
@@ -199,6 +199,7 @@ def add_weighted_cluster_sums(
     if not HAVE_NUMBA or (not isinstance(X, np.ndarray) and sp.issparse(X)):
         _accumulate_numpy(X, labels, sample_weight, sums, weights, group_rows)
         return
+    X, sample_weight = read_only(X), read_only(sample_weight)
     chunks = accumulate_chunks(X.shape[0], X.shape[1], n_threads)
     if chunks > 1:
         launch(_accumulate_parallel, X, labels, sample_weight, sums, weights, group_rows, chunks)
@@ -350,6 +351,7 @@ def add_cluster_members(
     """
     group_rows = sum_group_rows(X.shape[0], weights.shape[0])
     if HAVE_NUMBA:
-        _add_members_numba(X, labels, sample_weight, sums, weights, clusters, group_rows)
+        rows, weight = read_only(X), read_only(sample_weight)
+        _add_members_numba(rows, labels, weight, sums, weights, clusters, group_rows)
     else:
         _add_members_numpy(X, labels, sample_weight, sums, weights, clusters, group_rows)
