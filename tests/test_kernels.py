@@ -30,16 +30,17 @@ _SHAPES = [
 
 
 def _inputs(rng, n, d, k, dtype):
-    # X and its mean read-only, as the public kernel functions hand them to the kernels
-    # (kernels._compile.read_only): the kernels called directly below then compile the
-    # signatures the library's calls compile, once
+    # X and its mean read-only, as the kernel functions hand them to the kernels
+    # (kernels.read_only), so that the kernels the tests call directly compile fewer
+    # signatures (the serial searches make their own writable empty weights: those
+    # still compile signatures of their own)
     X = (rng.normal(size=(n, d)) * 3 + 1).astype(dtype)
     C = X[rng.choice(n, size=k, replace=k > n)] + rng.normal(size=(k, d)).astype(dtype)
     mean = X.mean(axis=0)
     centered = (C - mean).astype(dtype)
     return (
-        _read_only(X),
-        _read_only(mean),
+        _freeze(X),
+        _freeze(mean),
         np.ascontiguousarray(centered * -2),
         np.einsum("ij,ij->i", centered, centered),
         centered,
@@ -47,7 +48,8 @@ def _inputs(rng, n, d, k, dtype):
     )
 
 
-def _read_only(array):
+def _freeze(array):
+    """``array``, its writeable flag turned off (the test's own arrays: no view)."""
     array.flags.writeable = False
     return array
 
@@ -128,8 +130,9 @@ def _check_parallel_nearest(X, mean, m2c, cn, cc, serial, parallel, chunks, hint
 
 
 def _no_sums(dtype):
-    """The sums arguments of a search kernel that adds none."""
-    return np.empty(0, dtype), 1, np.empty((0, 1, 1)), np.empty((0, 1))
+    """The sums arguments of a search kernel that adds none (the weights read-only, as
+    nearest_sq_euclidean gives them)."""
+    return _freeze(np.empty(0, dtype)), 1, np.empty((0, 1, 1)), np.empty((0, 1))
 
 
 @pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
@@ -436,9 +439,9 @@ def test_sums_in_the_search_without_numba_are_the_same_groups(monkeypatch):
 def test_parallel_sums_are_bit_identical_to_the_serial_kernel(dtype, n, d, k, chunks, monkeypatch):
     kernels._compile.parallel_ready()  # kmeansfw starts numba's layer
     rng = np.random.default_rng(n + d)
-    X = _read_only((rng.normal(size=(n, d)) * 5 + 100).astype(dtype))
+    X = _freeze((rng.normal(size=(n, d)) * 5 + 100).astype(dtype))
     labels = rng.integers(0, k, n).astype(np.intp)
-    w = _read_only(rng.random(n).astype(dtype))
+    w = _freeze(rng.random(n).astype(dtype))
     sums, weights = rng.normal(size=(k, d)), rng.random(k)  # a task's running partial
     serial = sums.copy(), weights.copy()
     rows = update.sum_group_rows(n, k)
@@ -1320,8 +1323,8 @@ def test_row_search_agrees_with_brute_force_wherever_a_row_lies(dtype, n, d, k):
             np.testing.assert_array_equal(moved, kept[1:])
     # on the origin (the rows read as they are, X or a copy of it elsewhere in memory)
     # and centered on -0.0 (a centered copy, x - (-0.0) is x): the same bits
-    origin, negative = _read_only(np.zeros(d, dtype)), _read_only(np.full(d, -0.0, dtype))
-    frozen = _read_only(X.copy())
+    origin, negative = _freeze(np.zeros(d, dtype)), _freeze(np.full(d, -0.0, dtype))
+    frozen = _freeze(X.copy())
     answers = []
     for centre, rows in ((origin, X), (origin, frozen), (negative, X)):
         cc0, m2c0, cn0, _ = kernels.prepare_euclidean_centroids(C, centre, dtype)
@@ -1536,16 +1539,21 @@ def test_the_kernels_cache_stamp_covers_every_kernel_module(tmp_path):
 
 
 
-# the compiled kernels that the public kernel functions below call (one thread), and
-# which of their array arguments are inputs (X first, then the mean, weights, norms...)
+# the compiled kernels that the kernel functions below call (one thread), and which of
+# their array arguments are inputs (X first, then the mean, weights, norms...)
 _READ_ONLY_KERNELS = (
     ("euclidean", "_product_search", (0, 1, 8)),
     ("euclidean", "_direct_search", (0, 1, 8)),
     ("euclidean", "_sq_cost_numba", (0, 1, 4)),
     ("euclidean", "_nearest_groups_numba", (0, 1)),
+    ("euclidean", "_paired_sq_numba", (0, 1)),
+    ("euclidean", "_prepare_centroids_numba", (0, 1)),
+    ("euclidean", "_centered_row_norms_numba", (0, 1)),
     ("lloyd", "_iterations", (0, 1, 2, 3)),
     ("update", "_accumulate_numba", (0, 2)),
+    ("update", "_add_members_numba", (0, 2)),
     ("seeding", "_plusplus_sq_euclidean_numba", (0, 1, 2, 3)),
+    ("lp", "_l1_numba", (0,)),
 )
 
 
@@ -1553,14 +1561,12 @@ _READ_ONLY_KERNELS = (
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_kernels_see_their_inputs_read_only_whatever_the_callers_flags(monkeypatch, dtype):
     # numba compiles a kernel per argument type and the writeable flag is part of it:
-    # the public functions hand the kernels read-only views, so writable and read-only
+    # the kernel functions hand the kernels read-only views, so writable and read-only
     # inputs reach one compiled kernel, and the caller's arrays keep their flags
-    import importlib
-
     from numba import typeof
 
+    modules = {m: importlib.import_module(f"kmeansfw.kernels.{m}") for m, *_ in _READ_ONLY_KERNELS}
     seen: dict[str, set[tuple]] = {}
-    modules = [importlib.import_module(f"kmeansfw.kernels.{m}") for m, *_ in _READ_ONLY_KERNELS]
 
     def recording(kernel, name):
         def record(*args):
@@ -1570,16 +1576,19 @@ def test_kernels_see_their_inputs_read_only_whatever_the_callers_flags(monkeypat
 
         return record
 
-    for module, (_, name, _) in zip(modules, _READ_ONLY_KERNELS, strict=True):
+    for module_name, name, _ in _READ_ONLY_KERNELS:
+        module = modules[module_name]
         monkeypatch.setattr(module, name, recording(getattr(module, name), name))
-    lloyd = modules[4]
+    lloyd = modules["lloyd"]
     rng = np.random.default_rng(7)
     n, d, k = 300, 16, 20
     for writable in (True, False):
         X, mean, m2c, cn, cc, C = _inputs(rng, n, d, k, dtype)
+        X, mean = X.copy(), mean.copy()  # writable copies (_inputs freezes them)
         weights = np.ones(n, dtype)
         norms = kernels.centered_row_norms(X, mean)
         closest = kernels.sq_euclidean_costs(X, mean, m2c[:1], cn[:1], norms)[:, 0]
+        labels = np.arange(n) % k
         for a in (X, mean, weights, C, norms):
             a.flags.writeable = writable
         sums = (weights, np.zeros((k, d)), np.zeros(k))
@@ -1588,11 +1597,15 @@ def test_kernels_see_their_inputs_read_only_whatever_the_callers_flags(monkeypat
         euclidean.nearest_sq_euclidean(X, mean, m2c3, cn3, cc3)  # the direct search
         kernels.sq_euclidean_costs(X, mean, m2c, cn, norms)
         euclidean.nearest_groups_sq_euclidean(X, mean, m2c, cn, cc, np.arange(k) % 4, 4)
+        kernels.paired_sq_euclidean(X, mean, cc, labels)
+        kernels.centered_row_norms(X, mean)
         lloyd.lloyd_iterations(X, mean, weights, C, None, 0.0, 2, 1, False)
-        kernels.add_weighted_cluster_sums(X, np.arange(n) % k, weights, *sums[1:])
+        kernels.add_weighted_cluster_sums(X, labels, weights, *sums[1:])
+        kernels.add_cluster_members(X, labels, weights, *sums[1:], np.arange(k) % 2 == 0)
         draws = rng.random((3, 2))
         seeding.plusplus_sq_euclidean(X, mean, norms, weights, closest, 0, closest.sum(), draws)
-        for a in (X, mean, weights, C, norms):
+        kernels.lp_block(X, C, kernels.L1)
+    for a in (X, mean, weights, C, norms):
             assert a.flags.writeable == writable
     assert set(seen) == {name for _, name, _ in _READ_ONLY_KERNELS}
     for _, name, inputs in _READ_ONLY_KERNELS:

@@ -22,7 +22,7 @@ def _search(X, mean, C, *, second=False):
     n = X.shape[0]
     out = np.empty(n, np.intp), np.empty(n), np.empty(n if second else 0)
     # read-only, as the public kernel functions hand them to the kernels
-    X, mean = kernels._compile.read_only(X), kernels._compile.read_only(mean)
+    X, mean = kernels.read_only(X), kernels.read_only(mean)
     euclidean._nearest_numba(X, mean, m2c, cn, cc, *out)
     return out, (cc, m2c, cn)
 
@@ -136,8 +136,8 @@ def test_screened_labels_do_not_depend_on_the_split():
     kernels._compile.parallel_ready()
     for chunks in (2, 3, 5):
         par = np.full(2100, -1, np.intp), np.full(2100, np.nan), np.empty(0)
-        empty = np.empty(0), 1, np.empty((0, 1, 1)), np.empty((0, 1))
-        rows, origin = kernels._compile.read_only(X), kernels._compile.read_only(mean)
+        empty = kernels.read_only(np.empty(0)), 1, np.empty((0, 1, 1)), np.empty((0, 1))
+        rows, origin = kernels.read_only(X), kernels.read_only(mean)
         euclidean._nearest_product_parallel(rows, origin, m2c, cn, cc, *par, *empty, True, chunks)
         np.testing.assert_array_equal(par[0], labels)
         np.testing.assert_array_equal(par[1], mins)
@@ -207,9 +207,10 @@ def _screen_directly(X, mean, C):
     cc, m2c, cn, _ = kernels.prepare_euclidean_centroids(C, mean, np.dtype(np.float64))
     n = X.shape[0]
     labels, mins = np.empty(n, np.intp), np.empty(n)
-    empty = np.empty(0), 1, np.empty((0, 1, 1)), np.empty((0, 1))
+    read_only = kernels.read_only  # as the kernel functions hand them to the kernels
+    empty = read_only(np.empty(0)), 1, np.empty((0, 1, 1)), np.empty((0, 1))
     again = euclidean._screened_search(
-        X, mean, m2c, cn, cc, labels, mins, np.empty(0), *empty, False
+        read_only(X), read_only(mean), m2c, cn, cc, labels, mins, np.empty(0), *empty, False
     )
     return again, labels
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from kmeansfw.core.paging import all_finite
 from kmeansfw.kernels import finite_min
+from kmeansfw.kernels import read_only as _read_only_array
 
 #: Rows per block never go below this (keeps per-block call overhead invisible), and a
 #: block that is not the whole data is a multiple of it: the compiled kernels' sub-blocks
@@ -159,11 +160,7 @@ def read_only(array: Any) -> Any:
     """A read-only view of an ndarray (of a sparse matrix's arrays); the caller's array
     keeps its own flags."""
     if isinstance(array, np.ndarray):
-        if not array.flags.writeable:
-            return array
-        view = array.view()
-        view.flags.writeable = False
-        return view
+        return _read_only_array(array)
     if is_sparse(array) and array.format == "csr" and array.data.flags.writeable:
         parts = (read_only(array.data), read_only(array.indices), read_only(array.indptr))
         import scipy.sparse  # loaded: array is sparse

@@ -32,12 +32,47 @@ public function choosing between them; everything public is re-exported here):
   mean, ``tol``'s test) many in one compiled call (numba only; imported by the engine's
   step when it runs, not re-exported here);
 * ``columns``: the data's column sums in NumPy's order (its mean), in one compiled pass.
+
+The kernel functions that fits call on data (the nearest-centroid searches, cost blocks,
+paired distances, centered row norms, centroid preparation, the L_p blocks, the mean's
+sums, greedy k-means++ in one call and the compiled Lloyd iterations) hand their kernels
+the data, its mean, weights and row norms, and the centroids they prepare or iterate
+from, as read-only views (:func:`read_only`): numba compiles a kernel once per type of
+its arguments, and an array's writeable flag is part of that type, so writable and
+read-only data reach the same compiled kernel.
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+
+def read_only(array: Any) -> Any:
+    """A read-only view of an ndarray (itself when it is read-only already); anything
+    else as it is.
+
+    The kernel functions pass what they only read through this (see the module's
+    docstring): numba types an array by its writeable flag too, and each flag compiled
+    every kernel it reached again (10-25 s for each search and for the compiled Lloyd
+    iterations).  Nothing is copied and the caller's array keeps its flags.
+
+    Parameters
+    ----------
+    array : ndarray or any
+
+    Returns
+    -------
+    ndarray or any
+    """
+    if not isinstance(array, np.ndarray) or not array.flags.writeable:
+        return array
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
 
 #: Public name -> the submodule defining it.  Submodules load on first use, so importing
 #: one kernel (the answer checks, say) does not import numba and every other kernel.
@@ -160,6 +195,7 @@ __all__ = [
     "plusplus_sq_euclidean",
     "prefetch_data",
     "prepare_euclidean_centroids",
+    "read_only",
     "row_search_pays",
     "screen_pays",
     "sq_euclidean_costs",

@@ -240,41 +240,4 @@ def launch(kernel: Any, *args: Any) -> Any:
 _blas_hold: Any = None
 
 
-def read_only(array: Any) -> Any:
-    """``array`` as the kernels take what they only read: a read-only view of it (itself
-    when it is read-only already).
-
-    numba compiles a kernel once per type of its arguments, and an array's writeable
-    flag is part of its type.  Data reaches the kernel functions read-only (the blocks
-    the engine hands to strategies, memory-mapped files, views a caller froze) or
-    writable (direct calls, arrays a strategy made), and each flag compiled every kernel
-    it reached again (10-25 s for each search and for the compiled Lloyd iterations).
-    The searches, costs, sums, seeding and compiled Lloyd iterations pass what they only
-    read through this, so that each of their kernels compiles once per dtype and layout.
-    Nothing is copied.
-
-    Parameters
-    ----------
-    array : ndarray
-
-    Returns
-    -------
-    ndarray
-        A view of ``array`` whose writeable flag is off.
-    """
-    if not array.flags.writeable:
-        return array
-    view = array.view()
-    view.flags.writeable = False
-    return view
-
-
-__all__ = [
-    "HAVE_NUMBA",
-    "KERNELS_DIR",
-    "kernel_sources_stamp",
-    "launch",
-    "numba",
-    "parallel_ready",
-    "read_only",
-]
+__all__ = ["HAVE_NUMBA", "KERNELS_DIR", "kernel_sources_stamp", "launch", "numba", "parallel_ready"]

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from kmeansfw.kernels._compile import HAVE_NUMBA, launch, numba, parallel_ready, read_only
+from kmeansfw.kernels import read_only
+from kmeansfw.kernels._compile import HAVE_NUMBA, launch, numba, parallel_ready
 from kmeansfw.kernels.update import SUM_GROUP_UNIT, add_weighted_cluster_sums, sum_group_rows
 
 if HAVE_NUMBA:
@@ -853,8 +854,9 @@ if HAVE_NUMBA:
         # the float64 product of a sub-block with many rows within their margins: its
         # buffers made when a first sub-block needs them (most searches never do)
         at_origin = _at_origin(mean)
-        centered = np.empty((0, d))
-        buf64, by_rows64, minus_2c_t = np.empty(0), np.empty(0), np.empty((0, k))
+        centered = np.empty((0, d), dtype=X.dtype)
+        buf64 = np.empty(0, dtype=minus_2c.dtype)
+        by_rows64, minus_2c_t = buf64, np.empty((0, k), dtype=minus_2c.dtype)
         again = 0
         for start in range(0, n, sub):
             m = min(start + sub, n) - start
@@ -872,7 +874,7 @@ if HAVE_NUMBA:
             again += within
             if within * SCREEN_FALLBACK > m:  # the sub-block's float64 product
                 if centered.shape[0] == 0:
-                    centered = np.empty((sub, d))
+                    centered = np.empty((sub, d), dtype=X.dtype)
                     buf64, by_rows64, minus_2c_t = _product_buffers(
                         minus_2c, _by_rows_product(d, k, 8) > 0, sub
                     )
@@ -880,6 +882,7 @@ if HAVE_NUMBA:
                     X, mean, at_origin, minus_2c, minus_2c_t, start, centered[:m], buf64,
                     by_rows64,
                 )
+                # (runner_up back to inf: a screened search never returns runner-ups)
                 _block_nearest(block, c_sq_norms, m, best, runner_up, arg, False)
             elif within:
                 for i in range(m):

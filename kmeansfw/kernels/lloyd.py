@@ -25,8 +25,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from kmeansfw.kernels import convergence
-from kmeansfw.kernels._compile import HAVE_NUMBA, launch, numba, read_only
+from kmeansfw.kernels import convergence, read_only
+from kmeansfw.kernels._compile import HAVE_NUMBA, launch, numba
 from kmeansfw.kernels.euclidean import search_plan
 
 #: Why :func:`lloyd_iterations` returned: it made every iteration asked for, ...

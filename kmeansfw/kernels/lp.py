@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from kmeansfw.kernels._compile import HAVE_NUMBA, numba, read_only
+from kmeansfw.kernels import read_only
+from kmeansfw.kernels._compile import HAVE_NUMBA, numba
 
 L1, LINF, LP = 0, 1, 2
 

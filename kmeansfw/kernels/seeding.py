@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from kmeansfw.kernels._compile import HAVE_NUMBA, launch, numba, read_only
+from kmeansfw.kernels import read_only
+from kmeansfw.kernels._compile import HAVE_NUMBA, launch, numba
 from kmeansfw.kernels.checks import compiled_finite_min
 from kmeansfw.kernels.euclidean import kernel_chunks
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from kmeansfw.kernels._compile import HAVE_NUMBA, launch, numba, parallel_ready, read_only
+from kmeansfw.kernels import read_only
+from kmeansfw.kernels._compile import HAVE_NUMBA, launch, numba, parallel_ready
 
 #: The mean's sums take a block's rows in at most this many groups ...
 SUM_GROUPS = 64
