@@ -143,7 +143,7 @@ def test_few_rows_of_many_features_run_inline_and_bit_identical(launches, k):
     assert FitData.build(X, n_clusters=k, splits_work=True).inline
     fits = [KMeans(k, random_state=1, max_iter=10, tol=0, n_threads=t).fit(X) for t in (1, 2)]
     # the search (or the compiled Lloyd iterations holding it) on numba's two threads
-    searches = {"_nearest_product_parallel", "_iterations_parallel"}
+    searches = {"_nearest_product_parallel", "_product_iterations_parallel"}
     assert any(name in searches and team == 2 for name, _, team in launches)
     # the same single block as worker threads would take: the same fit
     import kmeansfw.core.data as core_data
@@ -193,7 +193,8 @@ def _inline_fits_against_workers(X, k, to_workers, launches=None):
     # sums otherwise; the same labels here)
     fits = [KMeans(k, random_state=1, max_iter=4, tol=0, n_threads=t).fit(X) for t in (1, 2)]
     if launches is not None:
-        assert any(name == "_iterations_parallel" and team == 2 for name, _, team in launches)
+        threaded = ("_direct_iterations_parallel", "_product_iterations_parallel")
+        assert any(name in threaded and team == 2 for name, _, team in launches)
     with pytest.MonkeyPatch.context() as patch:
         to_workers(patch)
         assert not FitData.build(X, n_clusters=k, splits_work=True).inline
@@ -369,7 +370,8 @@ def test_small_fits_are_bit_identical_whatever_numba_threads(n, d, k, dtype, lau
         other = KMeans(k, random_state=2, n_threads=threads).fit(X)
         kernels = {name for name, _, _ in launches}
         assert kernels & {
-            "_nearest_direct_parallel", "_nearest_product_parallel", "_iterations_parallel"
+            "_nearest_direct_parallel", "_nearest_product_parallel",
+            "_direct_iterations_parallel", "_product_iterations_parallel",
         }
         if d >= 64:  # k-means++'s candidates: enough work for the threads, in its steps
             # in one call (3000 rows) or step by step (30000 rows: above the one call's work)

@@ -1549,7 +1549,7 @@ _READ_ONLY_KERNELS = (
     ("euclidean", "_paired_sq_numba", (0, 1)),
     ("euclidean", "_prepare_centroids_numba", (0, 1)),
     ("euclidean", "_centered_row_norms_numba", (0, 1)),
-    ("lloyd", "_iterations", (0, 1, 2, 3)),
+    ("lloyd", "_product_iterations", (0, 1, 2, 3)),
     ("update", "_accumulate_numba", (0, 2)),
     ("update", "_add_members_numba", (0, 2)),
     ("seeding", "_plusplus_sq_euclidean_numba", (0, 1, 2, 3)),

@@ -484,11 +484,9 @@ def test_the_threads_kernel_makes_the_serial_kernels_iterations(n, d, k, dtype, 
     inputs = [X, mean, weights, X[:k].copy()]
     for a in inputs:  # read-only, as lloyd_iterations hands them to the kernels
         a.flags.writeable = False
-    args = (*inputs, np.empty(0, np.intp), False, 0.0, 7, direct, group_rows, n_groups,
-            False, chunks)
-    done, stop, ring, current, previous, new, before, sums, totals = launch(
-        lloyd._iterations_parallel, *args
-    )
+    args = (*inputs, np.empty(0, np.intp), False, 0.0, 7, group_rows, n_groups, False, chunks)
+    kernel = lloyd._direct_iterations_parallel if direct else lloyd._product_iterations_parallel
+    done, stop, ring, current, previous, new, before, sums, totals = launch(kernel, *args)
     assert (done, stop) == (7, lloyd.RAN)
     assert np.array_equal(ring[current], serial.labels)
     assert np.array_equal(ring[previous], serial.previous_labels)
