@@ -1550,6 +1550,7 @@ _READ_ONLY_KERNELS = (
     ("euclidean", "_prepare_centroids_numba", (0, 1)),
     ("euclidean", "_centered_row_norms_numba", (0, 1)),
     ("lloyd", "_product_iterations", (0, 1, 2, 3)),
+    ("lloyd", "_direct_iterations", (0, 1, 2, 3)),
     ("update", "_accumulate_numba", (0, 2)),
     ("update", "_add_members_numba", (0, 2)),
     ("seeding", "_plusplus_sq_euclidean_numba", (0, 1, 2, 3)),
@@ -1599,7 +1600,8 @@ def test_kernels_see_their_inputs_read_only_whatever_the_callers_flags(monkeypat
         euclidean.nearest_groups_sq_euclidean(X, mean, m2c, cn, cc, np.arange(k) % 4, 4)
         kernels.paired_sq_euclidean(X, mean, cc, labels)
         kernels.centered_row_norms(X, mean)
-        lloyd.lloyd_iterations(X, mean, weights, C, None, 0.0, 2, 1, False)
+        lloyd.lloyd_iterations(X, mean, weights, C, None, 0.0, 2, 1, False)  # products
+        lloyd.lloyd_iterations(X, mean, weights, C[:3], None, 0.0, 2, 1, False)  # direct
         kernels.add_weighted_cluster_sums(X, labels, weights, *sums[1:])
         kernels.add_cluster_members(X, labels, weights, *sums[1:], np.arange(k) % 2 == 0)
         draws = rng.random((3, 2))
