@@ -1898,8 +1898,7 @@ def nearest_sq_euclidean(
             n, X.shape[1], minus_2c.shape[0], n_threads, sums is not None
         )
         if sums is None:
-            weight = np.empty(0, dtype=X.dtype)
-            weight.flags.writeable = False  # as the data's weights: one compiled kernel
+            weight = read_only(np.empty(0, dtype=X.dtype))  # as the data's: one kernel
             group_sums, group_weights = np.empty((0, 1, 1)), np.empty((0, 1))
         else:
             weight, totals, counts = read_only(sums[0]), sums[1], sums[2]
