@@ -1614,3 +1614,61 @@ def test_kernels_see_their_inputs_read_only_whatever_the_callers_flags(monkeypat
         assert len(seen[name]) == 1, (name, seen[name])  # one compiled kernel for both
         (kinds,) = seen[name]
         assert not any(kinds[i].mutable for i in inputs), (name, kinds)
+
+
+def _array_slice_assignments(source: str) -> list[str]:
+    # ``a[...] = b``, ``a[:, :d] = b`` and the like inside compiled kernels (functions
+    # decorated with ``numba.njit(...)``) whose value may be an array: anything but a
+    # number, ``np.inf`` or ``-np.inf``
+    import ast
+
+    def scalar(node: ast.AST) -> bool:
+        if isinstance(node, ast.UnaryOp):
+            return scalar(node.operand)
+        if isinstance(node, ast.Constant):
+            return isinstance(node.value, (int, float))
+        return isinstance(node, ast.Attribute) and ast.unparse(node) == "np.inf"
+
+    def sliced(index: ast.AST) -> bool:
+        parts = index.elts if isinstance(index, ast.Tuple) else [index]
+        return any(
+            isinstance(p, ast.Slice) or (isinstance(p, ast.Constant) and p.value is Ellipsis)
+            for p in parts
+        )
+
+    found = []
+    for fn in ast.walk(ast.parse(source)):
+        if not isinstance(fn, ast.FunctionDef) or not any(
+            isinstance(d, ast.Call) and ast.unparse(d.func).endswith("njit")
+            for d in fn.decorator_list
+        ):
+            continue
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Assign) and not scalar(node.value):
+                for target in node.targets:
+                    if isinstance(target, ast.Subscript) and sliced(target.slice):
+                        found.append(f"{fn.name}: {ast.unparse(node)}")
+    return found
+
+
+def test_compiled_kernels_assign_arrays_element_by_element():
+    # numba compiles an array assignment (``out[...] = a``, ``coef[:, :d] = c``) with a
+    # shape check whose error message it formats in compiled code: on a first fit in an
+    # empty cache that took 4-5 s of compiling (numba's string formatting), then about a
+    # second more per further kind of assignment.  The kernels copy arrays element by
+    # element instead; a number assigned to a slice (``acc[:] = 0``) has no such check.
+    kernel_dir = pathlib.Path(kernels.__file__).parent
+    found = []
+    for path in sorted(kernel_dir.glob("*.py")):
+        found += [f"{path.name} {line}" for line in _array_slice_assignments(path.read_text())]
+    assert found == []
+    # and the check finds what it looks for
+    sample = (
+        "@numba.njit(cache=True)\n"
+        "def f(out, a, d):\n"
+        "    out[...] = a\n"
+        "    out[:, :d] = a[0]\n"
+        "    out[:] = 0.0\n"
+        "    out[0, :] = -np.inf\n"
+    )
+    assert _array_slice_assignments(sample) == ["f: out[...] = a", "f: out[:, :d] = a[0]"]

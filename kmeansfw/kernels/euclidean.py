@@ -1029,35 +1029,50 @@ if HAVE_NUMBA:
         runner_up = min(runner_up, max(best, value))
         return min(best, value), runner_up, arg + lower * (np.int32(j) - arg)
 
+    # Four, three, two or one centroids from ``j`` into a row's ranking: one function
+    # per tile, so that each inlined copy holds its own tile's code only.  One function
+    # taking the tile's size as a constant held all four tiles in every inlined copy,
+    # pruned only after typing: _nearest_rows took 6.0 s to compile per array type,
+    # against 2.3 s this way (same code out: the same bits, the same time per search).
     @numba.njit(nogil=True, cache=True, inline="always")
-    def _ranked_tile(rows, i, coef, c_sq_norms, j, size, b, r, a):  # pragma: no cover
-        # ``size`` (a constant where inlined) centroids from ``j`` into a row's ranking
-        if size == 4:
-            s0, s1, s2, s3 = _dots4(rows, i, coef, j)
-            b, r, a = _ranked(s0 + c_sq_norms[j], j, b, r, a)
-            b, r, a = _ranked(s1 + c_sq_norms[j + 1], j + 1, b, r, a)
-            b, r, a = _ranked(s2 + c_sq_norms[j + 2], j + 2, b, r, a)
-            b, r, a = _ranked(s3 + c_sq_norms[j + 3], j + 3, b, r, a)
-        elif size == 3:
-            s0, s1, s2 = _dots3(rows, i, coef, j)
-            b, r, a = _ranked(s0 + c_sq_norms[j], j, b, r, a)
-            b, r, a = _ranked(s1 + c_sq_norms[j + 1], j + 1, b, r, a)
-            b, r, a = _ranked(s2 + c_sq_norms[j + 2], j + 2, b, r, a)
-        elif size == 2:
-            s0, s1 = _dots2(rows, i, coef, j)
-            b, r, a = _ranked(s0 + c_sq_norms[j], j, b, r, a)
-            b, r, a = _ranked(s1 + c_sq_norms[j + 1], j + 1, b, r, a)
-        elif size == 1:
-            b, r, a = _ranked(_dots1(rows, i, coef, j) + c_sq_norms[j], j, b, r, a)
-        return b, r, a
+    def _tile4(rows, i, coef, c_sq_norms, j, b, r, a):  # pragma: no cover
+        s0, s1, s2, s3 = _dots4(rows, i, coef, j)
+        b, r, a = _ranked(s0 + c_sq_norms[j], j, b, r, a)
+        b, r, a = _ranked(s1 + c_sq_norms[j + 1], j + 1, b, r, a)
+        b, r, a = _ranked(s2 + c_sq_norms[j + 2], j + 2, b, r, a)
+        return _ranked(s3 + c_sq_norms[j + 3], j + 3, b, r, a)
 
     @numba.njit(nogil=True, cache=True, inline="always")
-    def _rows_ranked(rows, coef, c_sq_norms, best, runner_up, arg, size):  # pragma: no cover
-        # every row against ``size`` (1 to 4, a constant where inlined) centroids
-        inf = rows.dtype.type(np.inf)
-        for i in range(rows.shape[0]):
-            b, r, a = _ranked_tile(rows, i, coef, c_sq_norms, 0, size, inf, inf, np.int32(0))
-            best[i], runner_up[i], arg[i] = b, r, a
+    def _tile3(rows, i, coef, c_sq_norms, j, b, r, a):  # pragma: no cover
+        s0, s1, s2 = _dots3(rows, i, coef, j)
+        b, r, a = _ranked(s0 + c_sq_norms[j], j, b, r, a)
+        b, r, a = _ranked(s1 + c_sq_norms[j + 1], j + 1, b, r, a)
+        return _ranked(s2 + c_sq_norms[j + 2], j + 2, b, r, a)
+
+    @numba.njit(nogil=True, cache=True, inline="always")
+    def _tile2(rows, i, coef, c_sq_norms, j, b, r, a):  # pragma: no cover
+        s0, s1 = _dots2(rows, i, coef, j)
+        b, r, a = _ranked(s0 + c_sq_norms[j], j, b, r, a)
+        return _ranked(s1 + c_sq_norms[j + 1], j + 1, b, r, a)
+
+    @numba.njit(nogil=True, cache=True, inline="always")
+    def _tile1(rows, i, coef, c_sq_norms, j, b, r, a):  # pragma: no cover
+        return _ranked(_dots1(rows, i, coef, j) + c_sq_norms[j], j, b, r, a)
+
+    def _rows_ranked_by(tile):
+        # every row against the ``tile``'s centroids (k of them: 1 to 4)
+        @numba.njit(nogil=True, cache=True, inline="always")
+        def rows_ranked(rows, coef, c_sq_norms, best, runner_up, arg):  # pragma: no cover
+            inf = rows.dtype.type(np.inf)
+            for i in range(rows.shape[0]):
+                b, r, a = tile(rows, i, coef, c_sq_norms, 0, inf, inf, np.int32(0))
+                best[i], runner_up[i], arg[i] = b, r, a
+
+        return rows_ranked
+
+    _rows_ranked_1, _rows_ranked_2, _rows_ranked_3, _rows_ranked_4 = (
+        _rows_ranked_by(tile) for tile in (_tile1, _tile2, _tile3, _tile4)
+    )
 
     @numba.njit(nogil=True, cache=True, inline="always")
     def _rows_ranked_by_fours(rows, coef, c_sq_norms, best, runner_up, arg):  # pragma: no cover
@@ -1068,15 +1083,15 @@ if HAVE_NUMBA:
             b, r, a = inf, inf, np.int32(0)
             j = 0
             while j + 4 <= k:
-                b, r, a = _ranked_tile(rows, i, coef, c_sq_norms, j, 4, b, r, a)
+                b, r, a = _tile4(rows, i, coef, c_sq_norms, j, b, r, a)
                 j += 4
             rest = k - j
             if rest == 3:
-                b, r, a = _ranked_tile(rows, i, coef, c_sq_norms, j, 3, b, r, a)
+                b, r, a = _tile3(rows, i, coef, c_sq_norms, j, b, r, a)
             elif rest == 2:
-                b, r, a = _ranked_tile(rows, i, coef, c_sq_norms, j, 2, b, r, a)
+                b, r, a = _tile2(rows, i, coef, c_sq_norms, j, b, r, a)
             elif rest == 1:
-                b, r, a = _ranked_tile(rows, i, coef, c_sq_norms, j, 1, b, r, a)
+                b, r, a = _tile1(rows, i, coef, c_sq_norms, j, b, r, a)
             best[i], runner_up[i], arg[i] = b, r, a
 
     @numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
@@ -1085,19 +1100,19 @@ if HAVE_NUMBA:
         # centroids: one row is read from memory once, and each centroid's products are
         # summed across the features in vectors (reassoc: in an order that depends on
         # the number of features and on k only, the same for every row, whatever the
-        # blocking).  Up to four centroids a loop of its own per k (its tile a
-        # constant); five to eight share one loop, four at a time then the rest: per
-        # search 1.05-1.09x the time of a loop per k, for a third of the compile time
-        # (a loop per k, eight of them, took 19-25 s to compile per array type).
+        # blocking).  Up to four centroids a loop of its own per k (its tile's); five to
+        # eight share one loop, four at a time then the rest: per search 1.05-1.09x the
+        # time of a loop per k, for a third of the compile time (a loop per k, eight of
+        # them, took 19-25 s to compile per array type).
         k = coef.shape[0]
         if k == 1:
-            _rows_ranked(rows, coef, c_sq_norms, best, runner_up, arg, 1)
+            _rows_ranked_1(rows, coef, c_sq_norms, best, runner_up, arg)
         elif k == 2:
-            _rows_ranked(rows, coef, c_sq_norms, best, runner_up, arg, 2)
+            _rows_ranked_2(rows, coef, c_sq_norms, best, runner_up, arg)
         elif k == 3:
-            _rows_ranked(rows, coef, c_sq_norms, best, runner_up, arg, 3)
+            _rows_ranked_3(rows, coef, c_sq_norms, best, runner_up, arg)
         elif k == 4:
-            _rows_ranked(rows, coef, c_sq_norms, best, runner_up, arg, 4)
+            _rows_ranked_4(rows, coef, c_sq_norms, best, runner_up, arg)
         elif k <= ROW_SEARCH_MAX_CLUSTERS:
             _rows_ranked_by_fours(rows, coef, c_sq_norms, best, runner_up, arg)
         else:  # row_search_pays never gives it more: never drop a centroid
@@ -1148,7 +1163,9 @@ if HAVE_NUMBA:
         padded = (d + 3) // 4 * 4
         rows_t = np.zeros((padded, sub), dtype=X.dtype)
         coef = np.zeros((k, padded), dtype=X.dtype)
-        coef[:, :d] = minus_2c
+        for j in range(k):  # not ``coef[:, :d] = minus_2c``: see _copy in lloyd
+            for f in range(d):
+                coef[j, f] = minus_2c[j, f]
         acc = np.empty(sub if padded > 16 else 0, dtype=X.dtype)
         best = np.empty(sub, dtype=X.dtype)
         runner_up = np.empty(sub, dtype=X.dtype)
@@ -1254,7 +1271,7 @@ if HAVE_NUMBA:
     # and adds each four) and keeps the running minimum (and runner-up) in the same
     # loop.  Compiled with the direct search's flags (``contract``) and called once per
     # sub-block (inlined into the search it ran 1.1-1.2x slower).  Its own loops rather
-    # than :func:`_quad_pass` with a pair's width: the shared loops, reading the pair
+    # than _quad_search's loops with a pair's width: the shared loops, reading the pair
     # through a tuple of the block's rows, took 1.07-1.1x the time at one and two
     # features (200000 rows, k 3 and 8), the same bits.
     @numba.njit(nogil=True, cache=True, fastmath={"contract"})
@@ -1297,53 +1314,102 @@ if HAVE_NUMBA:
     ):
         width = rows_t.shape[0]
         if width == 4:
-            _quad_pass(rows_t, coef, c_sq_norms, m, best, runner_up, arg, want_second, 4)
+            _quad_pass_4(rows_t, coef, c_sq_norms, m, best, runner_up, arg, want_second)
         elif width == 8:
-            _quad_pass(rows_t, coef, c_sq_norms, m, best, runner_up, arg, want_second, 8)
+            _quad_pass_8(rows_t, coef, c_sq_norms, m, best, runner_up, arg, want_second)
         elif width == 12:
-            _quad_pass(rows_t, coef, c_sq_norms, m, best, runner_up, arg, want_second, 12)
+            _quad_pass_12(rows_t, coef, c_sq_norms, m, best, runner_up, arg, want_second)
         elif width == 16:
-            _quad_pass(rows_t, coef, c_sq_norms, m, best, runner_up, arg, want_second, 16)
+            _quad_pass_16(rows_t, coef, c_sq_norms, m, best, runner_up, arg, want_second)
         else:  # wider rows take the accumulator (_wide_search): never drop features
             raise ValueError("the one-pass search takes 4, 8, 12 or 16 padded features")
 
-    # _quad_search's loops for ``width`` padded features: a literal at its inlined call
-    # sites, so each compiles with only the fours it needs (:func:`_fours`).  Three
-    # copies of the loop (the first centroid, with the runner-up, the minimum alone): a
-    # branch between them inside the loop kept it from vectorizing.  The minimum's
-    # update is written out in each loop, as in the product search: an inlined helper
-    # for it made these loops with the runner-up 2.5-4x slower (the row search's
-    # ranking, one row at a time, is its own helper, _ranked).
+    # ``||c||^2 - 2 x.c`` of row ``i`` from its fours, up to 4, 8, 12 or 16 features:
+    # ``c`` plus each four's products, ``(c0 x0 + c1 x1) + (c2 x2 + c3 x3)``, in order
+    # (the accumulator's operations).  ``cj``: the centroid's sixteen coefficients
+    # (:func:`_four_rows`); ``rows``: the transposed block.  One function per width (each
+    # the one before it plus a four), so that each inlined copy holds its own width's
+    # code only: one function taking the width as a constant, and the rows as a tuple of
+    # sixteen views, held every width in each of its twelve inlined copies, pruned only
+    # after typing (_quad_search took 4.2-4.7 s to compile per array type, 3.1 s this
+    # way; the same bits, the same time per search).  Written out: one function made
+    # per four, the four's place a constant of its closure, took 4.5 s (numba indexes
+    # the tuple by a value it does not fold).
     @numba.njit(nogil=True, cache=True, fastmath={"contract"}, inline="always")
-    def _quad_pass(  # pragma: no cover
-        rows_t, coef, c_sq_norms, m, best, runner_up, arg, want_second, width
-    ):
-        inf = best.dtype.type(np.inf)
-        rows = _four_rows(rows_t, width)
-        for j in range(coef.shape[0]):
-            c, cj = c_sq_norms[j], _four_rows(coef[j], width)
-            if j == 0:
-                for i in range(m):
-                    best[i] = _fours(c, cj, rows, i, width)
-                    runner_up[i] = inf
-                    arg[i] = 0
-            elif want_second:
-                for i in range(m):
-                    value = _fours(c, cj, rows, i, width)
-                    lower = value < best[i]
-                    runner_up[i] = best[i] if lower else min(runner_up[i], value)
-                    best[i] = value if lower else best[i]
-                    arg[i] = np.int32(j) if lower else arg[i]
-            else:
-                for i in range(m):
-                    value = _fours(c, cj, rows, i, width)
-                    lower = value < best[i]
-                    best[i] = value if lower else best[i]
-                    arg[i] = np.int32(j) if lower else arg[i]
+    def _fours_4(c, cj, rows, i):  # pragma: no cover
+        value = c
+        value += (cj[0] * rows[0, i] + cj[1] * rows[1, i]) + (
+            cj[2] * rows[2, i] + cj[3] * rows[3, i]
+        )
+        return value
 
-    # The sixteen entries (rows of ``rows_t``, or a centroid's coefficients) the fours
-    # of ``width`` features read, as a tuple: those past ``width`` name the last four,
-    # never read.
+    @numba.njit(nogil=True, cache=True, fastmath={"contract"}, inline="always")
+    def _fours_8(c, cj, rows, i):  # pragma: no cover
+        value = _fours_4(c, cj, rows, i)
+        value += (cj[4] * rows[4, i] + cj[5] * rows[5, i]) + (
+            cj[6] * rows[6, i] + cj[7] * rows[7, i]
+        )
+        return value
+
+    @numba.njit(nogil=True, cache=True, fastmath={"contract"}, inline="always")
+    def _fours_12(c, cj, rows, i):  # pragma: no cover
+        value = _fours_8(c, cj, rows, i)
+        value += (cj[8] * rows[8, i] + cj[9] * rows[9, i]) + (
+            cj[10] * rows[10, i] + cj[11] * rows[11, i]
+        )
+        return value
+
+    @numba.njit(nogil=True, cache=True, fastmath={"contract"}, inline="always")
+    def _fours_16(c, cj, rows, i):  # pragma: no cover
+        value = _fours_12(c, cj, rows, i)
+        value += (cj[12] * rows[12, i] + cj[13] * rows[13, i]) + (
+            cj[14] * rows[14, i] + cj[15] * rows[15, i]
+        )
+        return value
+
+    # _quad_search's loops for ``width`` padded features, whose fours ``fours`` sums
+    # (both constants in the function made for them).  Three copies of the loop (the
+    # first centroid, with the runner-up, the minimum alone): a branch between them
+    # inside the loop kept it from vectorizing.  The minimum's update is written out in
+    # each loop, as in the product search: an inlined helper for it made these loops
+    # with the runner-up 2.5-4x slower (the row search's ranking, one row at a time, is
+    # its own helper, _ranked).
+    def _quad_pass_for(width, fours):
+        @numba.njit(nogil=True, cache=True, fastmath={"contract"}, inline="always")
+        def quad_pass(  # pragma: no cover
+            rows_t, coef, c_sq_norms, m, best, runner_up, arg, want_second
+        ):
+            inf = best.dtype.type(np.inf)
+            for j in range(coef.shape[0]):
+                c, cj = c_sq_norms[j], _four_rows(coef[j], width)
+                if j == 0:
+                    for i in range(m):
+                        best[i] = fours(c, cj, rows_t, i)
+                        runner_up[i] = inf
+                        arg[i] = 0
+                elif want_second:
+                    for i in range(m):
+                        value = fours(c, cj, rows_t, i)
+                        lower = value < best[i]
+                        runner_up[i] = best[i] if lower else min(runner_up[i], value)
+                        best[i] = value if lower else best[i]
+                        arg[i] = np.int32(j) if lower else arg[i]
+                else:
+                    for i in range(m):
+                        value = fours(c, cj, rows_t, i)
+                        lower = value < best[i]
+                        best[i] = value if lower else best[i]
+                        arg[i] = np.int32(j) if lower else arg[i]
+
+        return quad_pass
+
+    _quad_pass_4, _quad_pass_8, _quad_pass_12, _quad_pass_16 = (
+        _quad_pass_for(width, fours)
+        for width, fours in ((4, _fours_4), (8, _fours_8), (12, _fours_12), (16, _fours_16))
+    )
+
+    # A centroid's sixteen coefficients that the fours of ``width`` features read, as a
+    # tuple: those past ``width`` name the last four, never read.
     @numba.njit(nogil=True, cache=True, inline="always")
     def _four_rows(a, width):  # pragma: no cover
         second, third, last = min(4, width - 4), min(8, width - 4), width - 4
@@ -1353,28 +1419,6 @@ if HAVE_NUMBA:
             a[third], a[third + 1], a[third + 2], a[third + 3],
             a[last], a[last + 1], a[last + 2], a[last + 3],
         )
-
-    # ``||c||^2 - 2 x.c`` of row ``i`` from its fours: ``c`` plus each four's products,
-    # ``(c0 x0 + c1 x1) + (c2 x2 + c3 x3)``, in order (the accumulator's operations).
-    @numba.njit(nogil=True, cache=True, fastmath={"contract"}, inline="always")
-    def _fours(c, cj, rows, i, width):  # pragma: no cover
-        value = c
-        value += (cj[0] * rows[0][i] + cj[1] * rows[1][i]) + (
-            cj[2] * rows[2][i] + cj[3] * rows[3][i]
-        )
-        if width >= 8:
-            value += (cj[4] * rows[4][i] + cj[5] * rows[5][i]) + (
-                cj[6] * rows[6][i] + cj[7] * rows[7][i]
-            )
-        if width >= 12:
-            value += (cj[8] * rows[8][i] + cj[9] * rows[9][i]) + (
-                cj[10] * rows[10][i] + cj[11] * rows[11][i]
-            )
-        if width == 16:
-            value += (cj[12] * rows[12][i] + cj[13] * rows[13][i]) + (
-                cj[14] * rows[14][i] + cj[15] * rows[15][i]
-            )
-        return value
 
     # The exact squared distance of each row to its chosen centroid, from the row as
     # stored (contiguous, still in cache; no gather from the transposed copy): a sum over
@@ -1620,15 +1664,14 @@ if HAVE_NUMBA:
         first = np.empty((t, sub), dtype=X.dtype)
         second = np.empty((t, sub), dtype=X.dtype)
         zero = X.dtype.type(0)
-        inf = X.dtype.type(np.inf)
         for start in range(0, n, sub):
             m = min(start + sub, n) - start
             rows = centered[:m]
             block = _centered_product(
                 X, mean, origin, minus_2c, minus_2c_t, start, rows, buf, by_rows
             )
-            first[:, :m] = inf
-            second[:, :m] = inf
+            first[:, :m] = np.inf
+            second[:, :m] = np.inf
             c = c_sq_norms[0]
             for i in range(m):
                 best[i] = block[0, i] + c

@@ -143,8 +143,12 @@ if HAVE_NUMBA:
 
     @numba.njit(nogil=True, cache=True)
     def _copy(out, a):  # pragma: no cover
-        # serial, as _zero
-        out[...] = a
+        # serial, as _zero; element by element: an array assignment's shape check
+        # compiles numba's error formatting (4-5 s on a first fit, for a check the
+        # shapes, both (k, d), never fail)
+        for j in range(a.shape[0]):
+            for f in range(a.shape[1]):
+                out[j, f] = a[j, f]
 
     # The iterations, inlined into serial kernels and kernels that split each search
     # between numba's threads: ``numba.prange`` over the search's runs of rows (those of
