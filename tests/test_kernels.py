@@ -31,9 +31,8 @@ _SHAPES = [
 
 def _inputs(rng, n, d, k, dtype):
     # X and its mean read-only, as the kernel functions hand them to the kernels
-    # (kernels.read_only), so that the kernels the tests call directly compile fewer
-    # signatures (the serial searches make their own writable empty weights: those
-    # still compile signatures of their own)
+    # (kernels.read_only), so that the kernels the tests call directly compile the
+    # library's signatures, not more
     X = (rng.normal(size=(n, d)) * 3 + 1).astype(dtype)
     C = X[rng.choice(n, size=k, replace=k > n)] + rng.normal(size=(k, d)).astype(dtype)
     mean = X.mean(axis=0)
@@ -124,15 +123,9 @@ def _check_parallel_nearest(X, mean, m2c, cn, cc, serial, parallel, chunks, hint
         serial(X, mean, m2c, cn, cc, *out)
         par = [np.full(n, -1, np.intp), np.full(n, np.nan, dtype)]
         par.append(np.full(len(out[2]), np.nan, dtype))
-        parallel(X, mean, m2c, cn, cc, *par, *_no_sums(dtype), *hint, chunks)
+        parallel(X, mean, m2c, cn, cc, *par, *euclidean._no_sums(dtype), *hint, chunks)
         for serial_part, parallel_part in zip(out, par, strict=True):
             np.testing.assert_array_equal(parallel_part, serial_part)
-
-
-def _no_sums(dtype):
-    """The sums arguments of a search kernel that adds none (the weights read-only, as
-    nearest_sq_euclidean gives them)."""
-    return _freeze(np.empty(0, dtype)), 1, np.empty((0, 1, 1)), np.empty((0, 1))
 
 
 @pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
@@ -1616,59 +1609,64 @@ def test_kernels_see_their_inputs_read_only_whatever_the_callers_flags(monkeypat
         assert not any(kinds[i].mutable for i in inputs), (name, kinds)
 
 
-def _array_slice_assignments(source: str) -> list[str]:
-    # ``a[...] = b``, ``a[:, :d] = b`` and the like inside compiled kernels (functions
-    # decorated with ``numba.njit(...)``) whose value may be an array: anything but a
-    # number, ``np.inf`` or ``-np.inf``
-    import ast
 
-    def scalar(node: ast.AST) -> bool:
-        if isinstance(node, ast.UnaryOp):
-            return scalar(node.operand)
-        if isinstance(node, ast.Constant):
-            return isinstance(node.value, (int, float))
-        return isinstance(node, ast.Attribute) and ast.unparse(node) == "np.inf"
-
-    def sliced(index: ast.AST) -> bool:
-        parts = index.elts if isinstance(index, ast.Tuple) else [index]
-        return any(
-            isinstance(p, ast.Slice) or (isinstance(p, ast.Constant) and p.value is Ellipsis)
-            for p in parts
-        )
-
+def _compiled_code(dispatcher) -> list[tuple[str, str]]:
+    # (signature, LLVM IR) of each of a compiled kernel's signatures in this process:
+    # the code it was compiled to, or, loaded from numba's cache, the module numba keeps
+    # for linking it into its callers
     found = []
-    for fn in ast.walk(ast.parse(source)):
-        if not isinstance(fn, ast.FunctionDef) or not any(
-            isinstance(d, ast.Call) and ast.unparse(d.func).endswith("njit")
-            for d in fn.decorator_list
-        ):
-            continue
-        for node in ast.walk(fn):
-            if isinstance(node, ast.Assign) and not scalar(node.value):
-                for target in node.targets:
-                    if isinstance(target, ast.Subscript) and sliced(target.slice):
-                        found.append(f"{fn.name}: {ast.unparse(node)}")
+    for signature, result in dispatcher.overloads.items():
+        library = result.library
+        texts = [str(m) for m in (library._final_module, library._shared_module) if m is not None]
+        found.append((str(signature), max(texts, key=len)))
     return found
 
 
-def test_compiled_kernels_assign_arrays_element_by_element():
-    # numba compiles an array assignment (``out[...] = a``, ``coef[:, :d] = c``) with a
-    # shape check whose error message it formats in compiled code: on a first fit in an
-    # empty cache that took 4-5 s of compiling (numba's string formatting), then about a
-    # second more per further kind of assignment.  The kernels copy arrays element by
-    # element instead; a number assigned to a slice (``acc[:] = 0``) has no such check.
-    kernel_dir = pathlib.Path(kernels.__file__).parent
-    found = []
-    for path in sorted(kernel_dir.glob("*.py")):
-        found += [f"{path.name} {line}" for line in _array_slice_assignments(path.read_text())]
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+def test_compiled_kernels_hold_no_shape_check_error_formatting():
+    # numba compiles an array assignment (``out[...] = a``, ``coef[:, :d] = c``,
+    # ``points[j] = X[row]``, ``a[:] += b``) with a check of the shapes whose error
+    # message it formats in compiled code (``raise_with_shape_context``): on a first fit
+    # in an empty cache that took 4-5 s of compiling numba's string formatting, then
+    # about a second more per further kind of assignment.  The kernels copy arrays
+    # element by element instead (a number assigned to a slice, ``acc[:] = 0``, has no
+    # such check).  Fits along the main paths, then every kmeansfw kernel compiled in
+    # this process (by them or by earlier tests) is read.
+    import kmeansfw
+    from kmeansfw import KMeans, MiniBatchKMeans
+
+    class Probe:
+        @kmeansfw.hookimpl
+        def kmeansfw_iteration_end(self, state):
+            pass
+
+    rng = np.random.default_rng(0)
+    for dtype in (np.float64, np.float32):
+        for d, k in ((2, 3), (8, 8), (20, 5), (32, 32)):
+            X = rng.normal(size=(3000, d)).astype(dtype)
+            for params in (
+                {},
+                {"observers": [Probe()]},
+                {"assignment": "hamerly"},
+                {"init": "k-means||"},
+                {"distance": "manhattan"},
+            ):
+                model = KMeans(k, random_state=0, max_iter=3, **params).fit(X)
+                model.predict(X[:100])
+            MiniBatchKMeans(k, random_state=0, max_iter=2, batch_size=256).fit(X)
+    modules = [
+        __import__(f"kmeansfw.kernels.{path.stem}", fromlist=["_"])
+        for path in sorted(pathlib.Path(kernels.__file__).parent.glob("*.py"))
+    ]
+    read, found = 0, []
+    for module in modules:
+        for name, value in vars(module).items():
+            if getattr(getattr(value, "py_func", None), "__module__", None) != module.__name__:
+                continue  # not a kernel, or imported from another kernel module
+            for signature, code in _compiled_code(value):
+                assert len(code) > 1000, (name, signature)  # the code, not an empty module
+                read += 1
+                if "raise_with_shape_context" in code:
+                    found.append(f"{module.__name__}.{name}{signature}")
+    assert read > 30
     assert found == []
-    # and the check finds what it looks for
-    sample = (
-        "@numba.njit(cache=True)\n"
-        "def f(out, a, d):\n"
-        "    out[...] = a\n"
-        "    out[:, :d] = a[0]\n"
-        "    out[:] = 0.0\n"
-        "    out[0, :] = -np.inf\n"
-    )
-    assert _array_slice_assignments(sample) == ["f: out[...] = a", "f: out[:, :d] = a[0]"]

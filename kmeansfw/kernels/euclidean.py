@@ -685,14 +685,13 @@ if HAVE_NUMBA:
                 return False
         return True
 
-    @numba.njit(nogil=True, cache=True)
-    def _nearest_numba(  # pragma: no cover
-        X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second
-    ):
-        # the product search without the mean's sums (see _product_search)
+    def _nearest_numba(X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second):
+        # the product search without the mean's sums, as nearest_sq_euclidean calls it
+        # (the same compiled signature: a compiled wrapper making its own empty weights
+        # compiled the whole search again, for the tests that call it)
         _product_search(
-            X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second, *_no_sums(X),
-            False,
+            read_only(X), read_only(mean), minus_2c, c_sq_norms, centered_c, labels, mins,
+            second, *_no_sums(X.dtype), False,
         )
 
     # ``fastmath=False`` stated: a callee that states no flags takes its first caller's,
@@ -1033,7 +1032,7 @@ if HAVE_NUMBA:
     # per tile, so that each inlined copy holds its own tile's code only.  One function
     # taking the tile's size as a constant held all four tiles in every inlined copy,
     # pruned only after typing: _nearest_rows took 6.0 s to compile per array type,
-    # against 2.3 s this way (same code out: the same bits, the same time per search).
+    # against 2.3-2.5 s this way (the same bits, the same time per search).
     @numba.njit(nogil=True, cache=True, inline="always")
     def _tile4(rows, i, coef, c_sq_norms, j, b, r, a):  # pragma: no cover
         s0, s1, s2, s3 = _dots4(rows, i, coef, j)
@@ -1060,8 +1059,9 @@ if HAVE_NUMBA:
         return _ranked(_dots1(rows, i, coef, j) + c_sq_norms[j], j, b, r, a)
 
     def _rows_ranked_by(tile):
-        # every row against the ``tile``'s centroids (k of them: 1 to 4)
-        @numba.njit(nogil=True, cache=True, inline="always")
+        # every row against the ``tile``'s centroids (k of them: 1 to 4); only ever
+        # inlined, so not cached (nothing to cache)
+        @numba.njit(nogil=True, inline="always")
         def rows_ranked(rows, coef, c_sq_norms, best, runner_up, arg):  # pragma: no cover
             inf = rows.dtype.type(np.inf)
             for i in range(rows.shape[0]):
@@ -1070,9 +1070,10 @@ if HAVE_NUMBA:
 
         return rows_ranked
 
-    _rows_ranked_1, _rows_ranked_2, _rows_ranked_3, _rows_ranked_4 = (
-        _rows_ranked_by(tile) for tile in (_tile1, _tile2, _tile3, _tile4)
-    )
+    _rows_ranked_1 = _rows_ranked_by(_tile1)
+    _rows_ranked_2 = _rows_ranked_by(_tile2)
+    _rows_ranked_3 = _rows_ranked_by(_tile3)
+    _rows_ranked_4 = _rows_ranked_by(_tile4)
 
     @numba.njit(nogil=True, cache=True, inline="always")
     def _rows_ranked_by_fours(rows, coef, c_sq_norms, best, runner_up, arg):  # pragma: no cover
@@ -1138,14 +1139,12 @@ if HAVE_NUMBA:
     # of operations depends on the shape only, so the labels do not depend on the
     # blocking or the number of threads (no reassociation: a row's sums are the same in
     # the vectorized loop and its remainder).
-    @numba.njit(nogil=True, cache=True)
-    def _nearest_direct_numba(  # pragma: no cover
-        X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second
-    ):
-        # the direct search without the mean's sums (see _direct_search)
+    def _nearest_direct_numba(X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second):
+        # the direct search without the mean's sums (see _direct_search), as
+        # _nearest_numba calls the product search
         _direct_search(
-            X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second, *_no_sums(X),
-            False,
+            read_only(X), read_only(mean), minus_2c, c_sq_norms, centered_c, labels, mins,
+            second, *_no_sums(X.dtype), False,
         )
 
     @numba.njit(nogil=True, cache=True, fastmath={"contract"})
@@ -1163,7 +1162,8 @@ if HAVE_NUMBA:
         padded = (d + 3) // 4 * 4
         rows_t = np.zeros((padded, sub), dtype=X.dtype)
         coef = np.zeros((k, padded), dtype=X.dtype)
-        for j in range(k):  # not ``coef[:, :d] = minus_2c``: see _copy in lloyd
+        # element by element, not ``coef[:, :d] = minus_2c``: see _copy in lloyd
+        for j in range(k):
             for f in range(d):
                 coef[j, f] = minus_2c[j, f]
         acc = np.empty(sub if padded > 16 else 0, dtype=X.dtype)
@@ -1271,7 +1271,7 @@ if HAVE_NUMBA:
     # and adds each four) and keeps the running minimum (and runner-up) in the same
     # loop.  Compiled with the direct search's flags (``contract``) and called once per
     # sub-block (inlined into the search it ran 1.1-1.2x slower).  Its own loops rather
-    # than _quad_search's loops with a pair's width: the shared loops, reading the pair
+    # than _quad_search's with a pair's width: those loops, when they read the rows
     # through a tuple of the block's rows, took 1.07-1.1x the time at one and two
     # features (200000 rows, k 3 and 8), the same bits.
     @numba.njit(nogil=True, cache=True, fastmath={"contract"})
@@ -1334,7 +1334,7 @@ if HAVE_NUMBA:
     # after typing (_quad_search took 4.2-4.7 s to compile per array type, 3.1 s this
     # way; the same bits, the same time per search).  Written out: one function made
     # per four, the four's place a constant of its closure, took 4.5 s (numba indexes
-    # the tuple by a value it does not fold).
+    # the coefficients' tuple by a value it does not fold).
     @numba.njit(nogil=True, cache=True, fastmath={"contract"}, inline="always")
     def _fours_4(c, cj, rows, i):  # pragma: no cover
         value = c
@@ -1373,9 +1373,9 @@ if HAVE_NUMBA:
     # inside the loop kept it from vectorizing.  The minimum's update is written out in
     # each loop, as in the product search: an inlined helper for it made these loops
     # with the runner-up 2.5-4x slower (the row search's ranking, one row at a time, is
-    # its own helper, _ranked).
+    # its own helper, _ranked).  Only ever inlined, so not cached.
     def _quad_pass_for(width, fours):
-        @numba.njit(nogil=True, cache=True, fastmath={"contract"}, inline="always")
+        @numba.njit(nogil=True, fastmath={"contract"}, inline="always")
         def quad_pass(  # pragma: no cover
             rows_t, coef, c_sq_norms, m, best, runner_up, arg, want_second
         ):
@@ -1403,10 +1403,10 @@ if HAVE_NUMBA:
 
         return quad_pass
 
-    _quad_pass_4, _quad_pass_8, _quad_pass_12, _quad_pass_16 = (
-        _quad_pass_for(width, fours)
-        for width, fours in ((4, _fours_4), (8, _fours_8), (12, _fours_12), (16, _fours_16))
-    )
+    _quad_pass_4 = _quad_pass_for(4, _fours_4)
+    _quad_pass_8 = _quad_pass_for(8, _fours_8)
+    _quad_pass_12 = _quad_pass_for(12, _fours_12)
+    _quad_pass_16 = _quad_pass_for(16, _fours_16)
 
     # A centroid's sixteen coefficients that the fours of ``width`` features read, as a
     # tuple: those past ``width`` name the last four, never read.
@@ -1535,11 +1535,6 @@ if HAVE_NUMBA:
             for f in range(width):
                 sums[j, f] += w * X[row, f]
 
-    @numba.njit(nogil=True, cache=True)
-    def _no_sums(X):  # pragma: no cover
-        # the sums arguments of a search that adds none
-        return np.empty(0, dtype=X.dtype), 1, np.empty((0, 1, 1)), np.empty((0, 1))
-
     @numba.njit(nogil=True, cache=True, fastmath=False)
     def _add_groups(group_sums, group_weights, sums, weights):  # pragma: no cover
         # the groups' totals into the block's, in group order
@@ -1664,14 +1659,15 @@ if HAVE_NUMBA:
         first = np.empty((t, sub), dtype=X.dtype)
         second = np.empty((t, sub), dtype=X.dtype)
         zero = X.dtype.type(0)
+        inf = X.dtype.type(np.inf)
         for start in range(0, n, sub):
             m = min(start + sub, n) - start
             rows = centered[:m]
             block = _centered_product(
                 X, mean, origin, minus_2c, minus_2c_t, start, rows, buf, by_rows
             )
-            first[:, :m] = np.inf
-            second[:, :m] = np.inf
+            first[:, :m] = inf
+            second[:, :m] = inf
             c = c_sq_norms[0]
             for i in range(m):
                 best[i] = block[0, i] + c
@@ -1832,6 +1828,12 @@ def nearest_groups_sq_euclidean(
     return labels, mins, lows
 
 
+def _no_sums(dtype: np.dtype) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+    # the sums arguments of a search that adds none (the weights read-only, as the data's
+    # weights are: one compiled signature with and without the sums)
+    return read_only(np.empty(0, dtype=dtype)), 1, np.empty((0, 1, 1)), np.empty((0, 1))
+
+
 def search_plan(
     n_rows: int, n_features: int, n_clusters: int, n_threads: int, with_sums: bool
 ) -> tuple[bool, int, int, int]:
@@ -1941,13 +1943,12 @@ def nearest_sq_euclidean(
             n, X.shape[1], minus_2c.shape[0], n_threads, sums is not None
         )
         if sums is None:
-            weight = read_only(np.empty(0, dtype=X.dtype))  # as the data's: one kernel
-            group_sums, group_weights = np.empty((0, 1, 1)), np.empty((0, 1))
+            grouped = (*_no_sums(X.dtype), prefetch)
         else:
             weight, totals, counts = read_only(sums[0]), sums[1], sums[2]
             group_sums = np.zeros((n_groups, *totals.shape))
             group_weights = np.zeros((n_groups, counts.shape[0]))
-        grouped = (weight, group_rows, group_sums, group_weights, prefetch)
+            grouped = (weight, group_rows, group_sums, group_weights, prefetch)
         if chunks > 1:
             parallel = _nearest_direct_parallel if direct else _nearest_product_parallel
             launch(parallel, *args, *grouped, chunks)

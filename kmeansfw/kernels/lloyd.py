@@ -143,9 +143,12 @@ if HAVE_NUMBA:
 
     @numba.njit(nogil=True, cache=True)
     def _copy(out, a):  # pragma: no cover
-        # serial, as _zero; element by element: an array assignment's shape check
-        # compiles numba's error formatting (4-5 s on a first fit, for a check the
-        # shapes, both (k, d), never fail)
+        # serial, as _zero; element by element: numba compiles an array assignment
+        # (``out[...] = a``, ``out[:, :d] = a``, ``out[j] = a[i]``) with a check of
+        # the shapes whose error message it formats in compiled code, 4-5 s of a first
+        # fit's compiling, for a check that the kernels' shapes never fail (the
+        # kernels copy arrays element by element: tests/test_kernels.py reads their
+        # compiled code for it)
         for j in range(a.shape[0]):
             for f in range(a.shape[1]):
                 out[j, f] = a[j, f]

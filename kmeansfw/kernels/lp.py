@@ -45,8 +45,8 @@ if HAVE_NUMBA:
                 for j in range(k):
                     diff = x - CT[f, j]
                     acc[j] += max(diff, -diff)
-            for j in range(k):  # not ``out[i, :] = acc`` (its shape check's error
-                out[i, j] = acc[j]  # formatting compiles for seconds)
+            for j in range(k):  # not ``out[i, :] = acc``: see _copy in kernels.lloyd
+                out[i, j] = acc[j]
 
     @numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
     def _linf_numba(X, CT, out):  # pragma: no cover
@@ -59,8 +59,8 @@ if HAVE_NUMBA:
                 for j in range(k):
                     diff = x - CT[f, j]
                     acc[j] = max(acc[j], max(diff, -diff))
-            for j in range(k):  # not ``out[i, :] = acc`` (its shape check's error
-                out[i, j] = acc[j]  # formatting compiles for seconds)
+            for j in range(k):  # not ``out[i, :] = acc``: see _copy in kernels.lloyd
+                out[i, j] = acc[j]
 
     @numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
     def _lp_numba(X, CT, p, int_p, out):  # pragma: no cover
@@ -98,8 +98,8 @@ if HAVE_NUMBA:
                     for j in range(k):
                         diff = x - CT[f, j]
                         acc[j] += max(diff, -diff) ** p
-            for j in range(k):  # not ``out[i, :] = acc`` (its shape check's error
-                out[i, j] = acc[j]  # formatting compiles for seconds)
+            for j in range(k):  # not ``out[i, :] = acc``: see _copy in kernels.lloyd
+                out[i, j] = acc[j]
 
 
 def lp_block(X: np.ndarray, centroids: np.ndarray, kind: int, p: float = 1.0) -> np.ndarray:

@@ -233,8 +233,9 @@ if HAVE_NUMBA:
         # the step's candidates (as draw_candidates), prepared as
         # prepare_euclidean_centroids prepares them; returns how many
         m = _locate_candidates(cumulative, potential, draws_row, candidates)
-        for j in range(m):  # element by element: an array assignment's shape check
-            row = candidates[j]  # compiles numba's error formatting (4-5 s on a first fit)
+        # element by element, not ``points[j] = X[candidates[j]]``: see _copy in lloyd
+        for j in range(m):
+            row = candidates[j]
             for f in range(X.shape[1]):
                 points[j, f] = X[row, f]
         _prepare_centroids_numba(

@@ -127,9 +127,11 @@ if HAVE_NUMBA:
             for j in range(k):
                 for f in range(width):
                     totals[j, f] += local[j, f]
-        for j in range(k):  # not ``sums[:, f0:f1] = totals``: an array assignment's
-            for f in range(width):  # shape check compiles numba's error formatting
-                sums[j, f0 + f] = totals[j, f]  # (4-5 s on a first fit)
+        # element by element, not ``sums[:, f0:f1] = totals``: see _copy in
+        # kmeansfw.kernels.lloyd
+        for j in range(k):
+            for f in range(width):
+                sums[j, f0 + f] = totals[j, f]
 
     @numba.njit(nogil=True, cache=True, fastmath=False)
     def _accumulate_weights(labels, sample_weight, weights, group_rows):  # pragma: no cover
