@@ -1600,7 +1600,7 @@ def test_kernels_see_their_inputs_read_only_whatever_the_callers_flags(monkeypat
         draws = rng.random((3, 2))
         seeding.plusplus_sq_euclidean(X, mean, norms, weights, closest, 0, closest.sum(), draws)
         kernels.lp_block(X, C, kernels.L1)
-    for a in (X, mean, weights, C, norms):
+        for a in (X, mean, weights, C, norms):  # the caller's arrays keep their flags
             assert a.flags.writeable == writable
     assert set(seen) == {name for _, name, _ in _READ_ONLY_KERNELS}
     for _, name, inputs in _READ_ONLY_KERNELS:
