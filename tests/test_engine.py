@@ -143,7 +143,7 @@ def test_few_rows_of_many_features_run_inline_and_bit_identical(launches, k):
     assert FitData.build(X, n_clusters=k, splits_work=True).inline
     fits = [KMeans(k, random_state=1, max_iter=10, tol=0, n_threads=t).fit(X) for t in (1, 2)]
     # the search (or the compiled Lloyd iterations holding it) on numba's two threads
-    searches = {"_nearest_product_parallel", "_product_iterations_parallel"}
+    searches = {"_product_threaded/search", "_product_threaded"}
     assert any(name in searches and team == 2 for name, _, team in launches)
     # the same single block as worker threads would take: the same fit
     import kmeansfw.core.data as core_data
@@ -193,7 +193,7 @@ def _inline_fits_against_workers(X, k, to_workers, launches=None):
     # sums otherwise; the same labels here)
     fits = [KMeans(k, random_state=1, max_iter=4, tol=0, n_threads=t).fit(X) for t in (1, 2)]
     if launches is not None:
-        threaded = ("_direct_iterations_parallel", "_product_iterations_parallel")
+        threaded = ("_direct_threaded", "_product_threaded")
         assert any(name in threaded and team == 2 for name, _, team in launches)
     with pytest.MonkeyPatch.context() as patch:
         to_workers(patch)
@@ -314,7 +314,7 @@ def test_bit_identical_whatever_the_thread_count_with_bounds_inline(launches, mo
     params = dict(random_state=2, max_iter=15, tol=0)
     fits = [KMeans(40, n_threads=t, **params).fit(X) for t in (1, 2, 3)]
     assert len(bounded) >= 3 * 4  # auto kept the bounds on passes of each fit (6 here)
-    assert any(name == "_nearest_product_parallel" and team > 1 for name, _, team in launches)
+    assert any(name == "_product_threaded/search" and team > 1 for name, _, team in launches)
     plain = KMeans(40, assignment="nearest", **params).fit(X)
     for other in [*fits[1:], plain]:
         np.testing.assert_array_equal(other.cluster_centers_, fits[0].cluster_centers_)
@@ -325,7 +325,9 @@ def test_bit_identical_whatever_the_thread_count_with_bounds_inline(launches, mo
 @pytest.fixture
 def launches(monkeypatch):
     """The launches of numba's threads, as (kernel name, chunks, team size); skips where
-    numba has no thread-safe layer (the parallel variants never run there)."""
+    numba has no thread-safe layer (the parallel variants never run there).  The threaded
+    Lloyd iterations' kernels (``_direct_threaded``, ``_product_threaded``) are named
+    with ``/search`` when they made one search (``lloyd.threaded_search``: no steps)."""
     import numba
 
     from kmeansfw.kernels import euclidean, lloyd, seeding, update
@@ -339,7 +341,10 @@ def launches(monkeypatch):
 
     def counting(kernel, *args):
         def kernel_seeing_its_team(*inner):
-            seen.append((kernel.__name__, inner[-1], numba.get_num_threads()))
+            name = kernel.__name__
+            if name in ("_direct_threaded", "_product_threaded") and inner[7] == 0:
+                name += "/search"
+            seen.append((name, inner[-1], numba.get_num_threads()))
             return kernel(*inner)
 
         kernel_seeing_its_team.__name__ = kernel.__name__
@@ -370,8 +375,8 @@ def test_small_fits_are_bit_identical_whatever_numba_threads(n, d, k, dtype, lau
         other = KMeans(k, random_state=2, n_threads=threads).fit(X)
         kernels = {name for name, _, _ in launches}
         assert kernels & {
-            "_nearest_direct_parallel", "_nearest_product_parallel",
-            "_direct_iterations_parallel", "_product_iterations_parallel",
+            "_direct_threaded/search", "_product_threaded/search",
+            "_direct_threaded", "_product_threaded",
         }
         if d >= 64:  # k-means++'s candidates: enough work for the threads, in its steps
             # in one call (3000 rows) or step by step (30000 rows: above the one call's work)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import pathlib
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from scipy.spatial.distance import cdist
 
 from kmeansfw import kernels
-from kmeansfw.kernels import bounds, checks, convergence, euclidean, lp, seeding, update
+from kmeansfw.kernels import bounds, checks, convergence, euclidean, lloyd, lp, seeding, update
 
 # (n, d, k): one row, one centroid, several sub-blocks (SUB_BLOCK_ROWS) with a ragged end,
 # products of 128 and 64 rows (euclidean.product_rows), and of 32 rows in float32; and
@@ -108,9 +109,7 @@ def test_parallel_nearest_is_bit_identical_to_the_serial_kernel(dtype, n, d, k, 
     X, mean, m2c, cn, cc, _ = _inputs(rng, n, d, k, dtype)
     for direct in (True, False):  # each serial kernel and its parallel variant
         serial = euclidean._nearest_direct_numba if direct else euclidean._nearest_numba
-        parallel = (
-            euclidean._nearest_direct_parallel if direct else euclidean._nearest_product_parallel
-        )
+        parallel = functools.partial(lloyd.threaded_search, direct)
         # the parallel variants prefetching (the serial ones do not)
         hint = (True,)
         _check_parallel_nearest(X, mean, m2c, cn, cc, serial, parallel, chunks, hint)
@@ -178,7 +177,7 @@ def test_sums_in_the_search_are_the_groups_sums_whatever_the_runs(dtype, n, d, k
         np.testing.assert_array_equal(totals[1], expected[1])
     n_groups = -(-n // group_rows)
     direct = kernels.direct_pays(d, k)
-    parallel = euclidean._nearest_direct_parallel if direct else euclidean._nearest_product_parallel
+    parallel = functools.partial(lloyd.threaded_search, direct)
     hint = (True,)  # the searches prefetching where they do
     for chunks in (2, 3, 7):
         groups = np.zeros((n_groups, k, d)), np.zeros((n_groups, k))
@@ -409,7 +408,7 @@ def test_sums_in_the_search_without_numba_are_the_same_groups(monkeypatch):
     monkeypatch.setattr(euclidean, "HAVE_NUMBA", False)
     monkeypatch.setattr(update, "HAVE_NUMBA", False)
     totals = np.zeros((4, 5)), np.zeros(4)
-    found, _ = euclidean.nearest_sq_euclidean(X, mean, m2c, cn, cc, sums=(w, *totals))
+    found, _ = kernels.nearest_sq_euclidean(X, mean, m2c, cn, cc, sums=(w, *totals))
     np.testing.assert_array_equal(found, labels)
     group_rows = update.sum_group_rows(3000, 4)
     expected = np.zeros((4, 5)), np.zeros(4)
@@ -1429,17 +1428,17 @@ def test_euclidean_kernels_take_an_empty_block(dtype, d, k, monkeypatch):
         monkeypatch.setattr(euclidean, "HAVE_NUMBA", compiled)
         for threads in (1, 2):
             sums, counts = np.ones((k, d)), np.ones(k)
-            labels, mins = euclidean.nearest_sq_euclidean(
+            labels, mins = kernels.nearest_sq_euclidean(
                 X, mean, m2c, cn, cc, n_threads=threads, sums=(weights, sums, counts)
             )
             assert labels.shape == (0,) and labels.dtype == np.intp
             assert mins.shape == (0,) and mins.dtype == dtype
             assert (sums == 1).all() and (counts == 1).all()
-            labels, none = euclidean.nearest_sq_euclidean(
+            labels, none = kernels.nearest_sq_euclidean(
                 X, mean, m2c, cn, cc, n_threads=threads, with_costs=False
             )
             assert labels.shape == (0,) and none is None
-            out = euclidean.nearest_sq_euclidean(X, mean, m2c, cn, cc, with_second=True)
+            out = kernels.nearest_sq_euclidean(X, mean, m2c, cn, cc, with_second=True)
             assert [a.shape for a in out] == [(0,), (0,), (0,)]
             costs = euclidean.sq_euclidean_costs(X, mean, m2c, cn, np.empty(0, dtype), threads)
             assert costs.shape == (0, k) and costs.dtype == dtype
@@ -1586,9 +1585,9 @@ def test_kernels_see_their_inputs_read_only_whatever_the_callers_flags(monkeypat
         for a in (X, mean, weights, C, norms):
             a.flags.writeable = writable
         sums = (weights, np.zeros((k, d)), np.zeros(k))
-        euclidean.nearest_sq_euclidean(X, mean, m2c, cn, cc, sums=sums)  # by products
+        kernels.nearest_sq_euclidean(X, mean, m2c, cn, cc, sums=sums)  # by products
         cc3, m2c3, cn3, _ = kernels.prepare_euclidean_centroids(C[:3], mean, dtype)
-        euclidean.nearest_sq_euclidean(X, mean, m2c3, cn3, cc3)  # the direct search
+        kernels.nearest_sq_euclidean(X, mean, m2c3, cn3, cc3)  # the direct search
         kernels.sq_euclidean_costs(X, mean, m2c, cn, norms)
         euclidean.nearest_groups_sq_euclidean(X, mean, m2c, cn, cc, np.arange(k) % 4, 4)
         kernels.paired_sq_euclidean(X, mean, cc, labels)

@@ -484,14 +484,19 @@ def test_the_threads_kernel_makes_the_serial_kernels_iterations(n, d, k, dtype, 
     inputs = [X, mean, weights, X[:k].copy()]
     for a in inputs:  # read-only, as lloyd_iterations hands them to the kernels
         a.flags.writeable = False
-    args = (*inputs, np.empty(0, np.intp), False, 0.0, 7, group_rows, n_groups, False, chunks)
-    kernel = lloyd._direct_iterations_parallel if direct else lloyd._product_iterations_parallel
-    done, stop, ring, current, previous, new, before, sums, totals = launch(kernel, *args)
+    no_labels = kernels.read_only(np.empty(0, np.intp))
+    args = (*inputs, no_labels, False, 0.0, 7, group_rows, n_groups, False)
+    ring, made, kept = lloyd._buffers(n, k, d, X.dtype)  # what the kernel writes
+    nothing = lloyd._nothing(X.dtype)  # no search of given centroids: the iterations
+    kernel = lloyd._direct_threaded if direct else lloyd._product_threaded
+    done, stop, current, previous, new, before = launch(
+        kernel, *args, ring, made, kept, nothing, chunks
+    )
     assert (done, stop) == (7, lloyd.RAN)
     assert np.array_equal(ring[current], serial.labels)
     assert np.array_equal(ring[previous], serial.previous_labels)
-    for a, b in [(new, serial.centroids), (before, serial.previous_centroids),
-                 (sums, serial.sums), (totals, serial.weights)]:
+    for a, b in [(made[new], serial.centroids), (made[before], serial.previous_centroids),
+                 (kept[0], serial.sums), (kept[1], serial.weights)]:
         assert np.array_equal(a, b)
 
 

@@ -12,7 +12,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from kmeansfw import kernels
-from kmeansfw.kernels import euclidean
+from kmeansfw.kernels import euclidean, lloyd
 
 pytestmark = pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
 
@@ -138,7 +138,7 @@ def test_screened_labels_do_not_depend_on_the_split():
         par = np.full(2100, -1, np.intp), np.full(2100, np.nan), np.empty(0)
         empty = kernels.read_only(np.empty(0)), 1, np.empty((0, 1, 1)), np.empty((0, 1))
         rows, origin = kernels.read_only(X), kernels.read_only(mean)
-        euclidean._nearest_product_parallel(rows, origin, m2c, cn, cc, *par, *empty, True, chunks)
+        lloyd.threaded_search(False, rows, origin, m2c, cn, cc, *par, *empty, True, chunks)
         np.testing.assert_array_equal(par[0], labels)
         np.testing.assert_array_equal(par[1], mins)
 

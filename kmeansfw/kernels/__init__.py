@@ -16,9 +16,12 @@ Layout, one module per thing served (each holds its kernels, their NumPy twins a
 public function choosing between them; everything public is re-exported here):
 
 * ``_compile``: the numba import and the ``KMEANSFW_NUMBA`` switch (:data:`HAVE_NUMBA`);
-* ``euclidean``: the squared Euclidean distance: nearest-centroid search (with the
+* ``euclidean``: the squared Euclidean distance: nearest-centroid searches (with the
   runner-up or per group of centroids), paired distances, cost blocks, centroid
   preparation and centered row norms;
+* ``nearest``: the nearest-centroid search of a block (:func:`nearest_sq_euclidean`),
+  on the calling thread or split between numba's threads in the kernel of the
+  threaded Lloyd iterations;
 * ``lp``: the L1, L-inf and L_p distances' block kernels;
 * ``update``: the mean update's weighted per-cluster sums;
 * ``seeding``: greedy k-means++ seeding (k-means|| reclusters with it), and all its
@@ -30,7 +33,8 @@ public function choosing between them; everything public is re-exported here):
   per-feature squared deviations;
 * ``lloyd``: the built-in Lloyd iterations (Euclidean search with the mean's sums, the
   mean, ``tol``'s test) many in one compiled call (numba only; imported by the engine's
-  step when it runs, not re-exported here);
+  step when it runs, not re-exported here), whose threaded kernels make the single
+  searches on numba's threads too;
 * ``columns``: the data's column sums in NumPy's order (its mean), in one compiled pass.
 
 The kernel functions that fits call on data (the nearest-centroid searches, cost blocks,
@@ -90,7 +94,6 @@ _WHERE = {
     "centered_row_norms": "euclidean",
     "direct_pays": "euclidean",
     "nearest_groups_sq_euclidean": "euclidean",
-    "nearest_sq_euclidean": "euclidean",
     "paired_sq_euclidean": "euclidean",
     "prefetch_data": "euclidean",
     "row_search_pays": "euclidean",
@@ -101,6 +104,7 @@ _WHERE = {
     "LINF": "lp",
     "LP": "lp",
     "lp_block": "lp",
+    "nearest_sq_euclidean": "nearest",
     "draw_candidates": "seeding",
     "fold_candidates": "seeding",
     "plusplus_from_costs": "seeding",
@@ -128,7 +132,6 @@ if TYPE_CHECKING:  # pragma: no cover
         centered_row_norms,
         direct_pays,
         nearest_groups_sq_euclidean,
-        nearest_sq_euclidean,
         paired_sq_euclidean,
         prefetch_data,
         prepare_euclidean_centroids,
@@ -137,6 +140,7 @@ if TYPE_CHECKING:  # pragma: no cover
         sq_euclidean_costs,
     )
     from kmeansfw.kernels.lp import L1, LINF, LP, lp_block
+    from kmeansfw.kernels.nearest import nearest_sq_euclidean
     from kmeansfw.kernels.seeding import (
         draw_candidates,
         fold_candidates,

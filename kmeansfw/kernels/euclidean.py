@@ -7,7 +7,7 @@ alone needs several passes over each (b, k) block for that; numba compiles the f
 the direct and the row searches compute their products themselves).  Rows and centroids
 are compared centered on the data's mean, as scikit-learn does, for accuracy.  Here:
 
-* the nearest-centroid search (:func:`nearest_sq_euclidean`, optionally with the
+* the nearest-centroid search (:func:`kmeansfw.kernels.nearest_sq_euclidean`, optionally with the
   runner-up; at few features and centroids, :func:`direct_pays`, a direct kernel
   without a matrix product, and at few centroids and some other shapes,
   :func:`row_search_pays`, a row search without one either; for the labels of float64
@@ -28,7 +28,7 @@ import numpy as np
 
 from kmeansfw.kernels import read_only
 from kmeansfw.kernels._compile import HAVE_NUMBA, launch, numba, parallel_ready
-from kmeansfw.kernels.update import SUM_GROUP_UNIT, add_weighted_cluster_sums, sum_group_rows
+from kmeansfw.kernels.update import SUM_GROUP_UNIT, sum_group_rows
 
 if HAVE_NUMBA:
     from kmeansfw.kernels.prefetch import CACHE_LINE_BYTES, prefetch_line
@@ -1473,10 +1473,10 @@ if HAVE_NUMBA:
             out[i] = total
 
 
-    # The mean's sums in the search's pass (:func:`nearest_sq_euclidean` with ``sums``):
-    # right after a sub-block's labels are known, while its rows are in cache, each row's
-    # weight and weighted values go to its cluster's float64 totals of the row's group
-    # (runs of ``group_rows`` rows from the block's start,
+    # The mean's sums in the search's pass (:func:`kmeansfw.kernels.nearest_sq_euclidean`
+    # with ``sums``): right after a sub-block's labels are known, while its rows are in
+    # cache, each row's weight and weighted values go to its cluster's float64 totals of
+    # the row's group (runs of ``group_rows`` rows from the block's start,
     # :func:`kmeansfw.kernels.update.sum_group_rows`), row by row in order: the groups of
     # :func:`kmeansfw.kernels.add_weighted_cluster_sums`, which the caller then adds in
     # order (:func:`_add_groups`), so the totals are that function's bit for bit.
@@ -1546,12 +1546,12 @@ if HAVE_NUMBA:
 
 if HAVE_NUMBA:
 
-    # The parallel variants: rows cut into ``n_chunks`` runs of whole sub-blocks (the
-    # serial kernels' own sub-block boundaries), each run handed to the serial kernel on
-    # one of numba's threads, so every row is computed exactly as in the serial kernel.
-    # With the mean's sums, runs of whole groups of rows, each run filling its own
-    # groups' totals: the totals are those of the serial kernel too.  One variant per
-    # serial kernel: each compiles only the kernel it runs.
+    # The searches on numba's threads (:func:`kmeansfw.kernels.lloyd.threaded_search`,
+    # in the kernels of the threaded Lloyd iterations): rows cut into ``n_chunks`` runs
+    # of whole sub-blocks (the serial kernels' own sub-block boundaries), each run handed
+    # to the serial kernel on one of numba's threads, so every row is computed exactly as
+    # in the serial kernel.  With the mean's sums, runs of whole groups of rows, each run
+    # filling its own groups' totals: the totals are those of the serial kernel too.
     @numba.njit(nogil=True, cache=True, inline="always")
     def _chunk(n, n_chunks, c, unit):  # pragma: no cover
         # rows [a, b) of run c of n_chunks runs of whole units of rows (empty when a >= b)
@@ -1568,36 +1568,6 @@ if HAVE_NUMBA:
             return a, b, 0, 0
         a, b = _chunk(n, n_chunks, c, group_rows)
         return a, b, a // group_rows, -(-b // group_rows)
-
-    @numba.njit(nogil=True, cache=True, parallel=True)
-    def _nearest_direct_parallel(  # pragma: no cover
-        X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
-        sample_weight, group_rows, group_sums, group_weights, prefetch, n_chunks,
-    ):
-        want_second = second.shape[0] > 0
-        for c in numba.prange(n_chunks):
-            a, b, g0, g1 = _search_run(X.shape[0], n_chunks, c, group_rows, group_sums)
-            if a < b:
-                _direct_search(
-                    X[a:b], mean, minus_2c, c_sq_norms, centered_c, labels[a:b], mins[a:b],
-                    second[a:b] if want_second else second, sample_weight[a:b], group_rows,
-                    group_sums[g0:g1], group_weights[g0:g1], prefetch,
-                )
-
-    @numba.njit(nogil=True, cache=True, parallel=True)
-    def _nearest_product_parallel(  # pragma: no cover
-        X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
-        sample_weight, group_rows, group_sums, group_weights, prefetch, n_chunks,
-    ):
-        want_second = second.shape[0] > 0
-        for c in numba.prange(n_chunks):
-            a, b, g0, g1 = _search_run(X.shape[0], n_chunks, c, group_rows, group_sums)
-            if a < b:
-                _product_search(
-                    X[a:b], mean, minus_2c, c_sq_norms, centered_c, labels[a:b], mins[a:b],
-                    second[a:b] if want_second else second, sample_weight[a:b], group_rows,
-                    group_sums[g0:g1], group_weights[g0:g1], prefetch,
-                )
 
 
 def kernel_chunks(n_rows: int, n_features: int, n_clusters: int, n_threads: int) -> int:
@@ -1780,7 +1750,8 @@ def sq_euclidean_costs(
     ``c_sq_norms`` those of the centered centroids ``c' = c - m`` and ``norms`` (b,) the
     rows' ``||x - m||^2``.  Rows are centered on the fly, sub-block by sub-block, so the
     costs stay accurate in float32 far from the origin (no centered copy of X).
-    ``n_threads``: as for :func:`nearest_sq_euclidean` (the results do not depend on it).
+    ``n_threads``: as for :func:`kmeansfw.kernels.nearest_sq_euclidean` (the results do
+    not depend on it).
     """
     out = np.empty((X.shape[0], minus_2c.shape[0]), dtype=X.dtype)
     origin = read_only(mean.astype(X.dtype, copy=False))
@@ -1807,12 +1778,12 @@ def nearest_groups_sq_euclidean(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Nearest centroid, and per group of centroids the nearest *other* one, for a block.
 
-    Arguments as for :func:`nearest_sq_euclidean`, plus ``groups`` (k,) the group index
-    (in ``[0, n_groups)``) of every centroid.
+    Arguments as for :func:`kmeansfw.kernels.nearest_sq_euclidean`, plus ``groups`` (k,)
+    the group index (in ``[0, n_groups)``) of every centroid.
 
     Returns
     -------
-    labels, min_sq_distances : as :func:`nearest_sq_euclidean` (the same labels).
+    labels, min_sq_distances : as :func:`kmeansfw.kernels.nearest_sq_euclidean` (the same labels).
     group_sq_distances : (b, n_groups), the squared distance from each row to the
         nearest centroid of each group other than its assigned one (from the products, so
         to rounding; ``inf`` for a group with no other centroid).
@@ -1837,8 +1808,8 @@ def _no_sums(dtype: np.dtype) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
 def search_plan(
     n_rows: int, n_features: int, n_clusters: int, n_threads: int, with_sums: bool
 ) -> tuple[bool, int, int, int]:
-    """How :func:`nearest_sq_euclidean` searches a block (with numba), decided by its
-    shape alone.
+    """How :func:`kmeansfw.kernels.nearest_sq_euclidean` searches a block (with numba),
+    decided by its shape alone.
 
     Parameters
     ----------
@@ -1867,98 +1838,6 @@ def search_plan(
     group_rows = sum_group_rows(n_rows, n_clusters)
     n_groups = -(-n_rows // group_rows) if n_rows else 0
     return direct, min(chunks, n_groups), group_rows, n_groups
-
-
-def nearest_sq_euclidean(
-    X: np.ndarray,
-    mean: np.ndarray,
-    minus_2c: np.ndarray,
-    c_sq_norms: np.ndarray,
-    centered_c: np.ndarray,
-    with_second: bool = False,
-    n_threads: int = 1,
-    with_costs: bool = True,
-    sums: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-    prefetch: bool = False,
-) -> tuple[np.ndarray | None, ...]:
-    """Nearest centroid by squared Euclidean distance, for one block.
-
-    Parameters
-    ----------
-    X : (b, d) C-contiguous block.
-    mean : (d,) the data's mean; rows and centroids are compared centered on it.
-    minus_2c : (k, d) C-contiguous, ``-2 * centered_c``.
-    c_sq_norms : (k,) squared norms of ``centered_c``.
-    centered_c : (k, d) the centroids minus ``mean``.
-    with_second : bool
-        Also return the runner-up's squared distance.
-    n_threads : int
-        Threads the kernel may use itself (numba's, see :func:`kernel_chunks`): for a
-        block that runs alone, never for one of many handed to worker threads.  The
-        results do not depend on it.
-    with_costs : bool
-        False: the labels only (``min_sq_distances`` is None; the search skips its last
-        pass over the block).  Not with ``with_second``.
-    sums : (sample_weight, sums, weights), optional
-        The mean update's map in the same pass: (b,) the rows' weights, and float64
-        totals (k, d) and (k,), updated in place.  Each row's weight times its values is
-        added to ``sums[label]`` and its weight to ``weights[label]`` right after its
-        sub-block is searched, while the rows are in cache: in the groups of
-        :func:`kmeansfw.kernels.add_weighted_cluster_sums` (row by row in order within
-        groups of :func:`kmeansfw.kernels.update.sum_group_rows` rows, the groups' totals
-        then added in order), so the totals are that function's bit for bit, whatever
-        ``n_threads``.
-    prefetch : bool
-        The block belongs to data too large to stay in cache between passes
-        (:func:`prefetch_data`): the product search then prefetches each product's rows
-        while it adds the previous product's to the sums, or computes their costs (not
-        in a search for the labels only), where :func:`prefetch_pays` (the row search
-        too, for its next sub-block's rows), and the direct search prefetches its next
-        sub-block's rows where :func:`direct_prefetch_pays`.  A hint: the results do not
-        depend on it.
-
-    Returns
-    -------
-    labels : (b,) intp, the argmin of ``||c||^2 - 2 x.c`` (lowest index on ties).
-    min_sq_distances : (b,) the exact squared distances ``sum((x - c)^2)`` to those
-        centroids, in X's dtype (those :func:`paired_sq_euclidean` gives, bit for bit),
-        or None without ``with_costs``.
-    second_sq_distances : (b,), with ``with_second``: the squared distance to the
-        runner-up centroid (from ``||c||^2 - 2 x.c``, so to rounding), for bound-based
-        searches.
-    """
-    if with_second and not with_costs:
-        raise ValueError("with_second needs with_costs")
-    n = X.shape[0]
-    labels = np.empty(n, dtype=np.intp)
-    mins = np.empty(n if with_costs else 0, dtype=X.dtype)
-    second = np.empty(n if with_second else 0, dtype=X.dtype)
-    args = (read_only(X), read_only(mean), minus_2c, c_sq_norms, centered_c, labels, mins, second)
-    if not HAVE_NUMBA:
-        _nearest_numpy(*args)
-        if sums is not None:  # the mean's NumPy twin, in the same groups
-            add_weighted_cluster_sums(X, labels, *sums)
-    else:
-        direct, chunks, group_rows, n_groups = search_plan(
-            n, X.shape[1], minus_2c.shape[0], n_threads, sums is not None
-        )
-        if sums is None:
-            grouped = (*_no_sums(X.dtype), prefetch)
-        else:
-            weight, totals, counts = read_only(sums[0]), sums[1], sums[2]
-            group_sums = np.zeros((n_groups, *totals.shape))
-            group_weights = np.zeros((n_groups, counts.shape[0]))
-            grouped = (weight, group_rows, group_sums, group_weights, prefetch)
-        if chunks > 1:
-            parallel = _nearest_direct_parallel if direct else _nearest_product_parallel
-            launch(parallel, *args, *grouped, chunks)
-        else:
-            (_direct_search if direct else _product_search)(*args, *grouped)
-        if n_groups:
-            _add_groups(group_sums, group_weights, *sums[1:])
-    if not with_costs:
-        return labels, None
-    return (labels, mins, second) if with_second else (labels, mins)
 
 
 def paired_sq_euclidean(

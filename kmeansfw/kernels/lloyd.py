@@ -21,7 +21,8 @@ runs its step once per iteration.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import functools
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -153,23 +154,47 @@ if HAVE_NUMBA:
             for f in range(a.shape[1]):
                 out[j, f] = a[j, f]
 
+    @numba.njit(nogil=True, cache=True)
+    def _copy_1d(out, a):  # pragma: no cover
+        # _copy of one dimension
+        for j in range(a.shape[0]):
+            out[j] = a[j]
+
     # The iterations, inlined into serial kernels and kernels that split each search
     # between numba's threads: ``numba.prange`` over the search's runs of rows (those of
-    # the search's own parallel variants) is a plain loop in the serial kernels, whose
-    # one run is the whole block.  The serial kernels are apart from the threaded ones: a
-    # cached kernel that holds numba's threaded loops starts only after numba's threading
-    # layer is (numba starts it for a ``parallel=True`` kernel, and the engine launches
-    # one only where :func:`kmeansfw.kernels._compile.parallel_ready` says it may).
-    # ``search`` is the search itself (_direct_search or _product_search, a compiled
-    # function passed as a value), one kernel per search: a kernel holding both compiled
-    # both on a first fit (the threaded kernel: 89.5 s of a first fit's 108 s on 2 cores
-    # at 10,000 x 2, k=3, against 34.3 s for the direct search's own).
+    # :func:`kmeansfw.kernels.nearest_sq_euclidean`'s threads) is a plain loop in the
+    # serial kernels, whose one run is the whole block.  The serial kernels are apart from
+    # the threaded ones: a cached kernel that holds numba's threaded loops starts only
+    # after numba's threading layer is (numba starts it for a ``parallel=True`` kernel,
+    # and the engine launches one only where
+    # :func:`kmeansfw.kernels._compile.parallel_ready` says it may).  ``search`` is the
+    # search itself (_direct_search or _product_search, a compiled function passed as a
+    # value), one kernel per search: a kernel holding both compiled both on a first fit
+    # (the threaded kernel: 89.5 s of a first fit's 108 s on 2 cores at 10,000 x 2, k=3,
+    # against 34.3 s for the direct search's own).
+    #
+    # With ``steps`` 0, the threaded kernels make one search instead, that of
+    # :func:`kmeansfw.kernels.nearest_sq_euclidean` on numba's threads: of the prepared
+    # centroids, into the outputs and group totals that ``given`` holds, through the same
+    # loop over the runs.  numba compiles each ``prange`` loop as a function of its own
+    # that holds the search, and optimizes it again with the kernel: a threaded search
+    # apart from the threaded iterations compiled the search's code once more (5-6 s of a
+    # first fit on 2 cores; two ``prange`` loops in one kernel took as long as two
+    # kernels), hence the one loop.
+    #
+    # The iterations write into arrays the caller made (``ring``: three label arrays,
+    # ``centroids``: three (k, d) arrays, ``kept``: the last kept iteration's totals)
+    # and return slots and counts only, so that the one search hands nothing back to
+    # Python: each array a kernel returns is made a NumPy array on the way out (a kernel
+    # returning seven new arrays took 3 us a call, one of twelve array arguments
+    # returning a number 0.6 us).  ``given`` of the iterations: no rows of anything.
     @numba.njit(nogil=True, fastmath=False, inline="always")
     def _iterate(  # pragma: no cover
         X, mean, sample_weight, start, labels_in, known, limit, steps,
-        search, group_rows, n_groups, prefetch, n_chunks,
+        search, group_rows, n_groups, prefetch, ring, centroids, kept, given, n_chunks,
     ):
         n, d, k = X.shape[0], X.shape[1], start.shape[0]
+        once = steps == 0  # the one search of ``given``
         centered = np.empty((k, d), dtype=X.dtype)
         minus_2c = np.empty((k, d), dtype=X.dtype)
         norms = np.empty(k, dtype=X.dtype)
@@ -177,41 +202,52 @@ if HAVE_NUMBA:
         none = np.empty(0, dtype=X.dtype)  # no costs, no runner-up: the labels only
         group_sums = np.empty((n_groups, k, d))
         group_weights = np.empty((n_groups, k))
-        ring = (np.empty(n, np.intp), np.empty(n, np.intp), np.empty(n, np.intp))
+        sums, weights = np.empty((k, d)), np.empty(k)  # an iteration's totals
+        kept_sums, kept_weights = kept
         current, previous = -1, -1  # the ring's labels of the last two iterations
-        old = np.empty((k, d), dtype=X.dtype)
-        _copy(old, start)
-        before = old  # the centroids the last iteration assigned to
-        kept_sums, kept_weights = np.empty((k, d)), np.empty(k)  # the last kept iteration's
+        old, before = 0, 0  # the centroids' slots: those to assign to, and the last
+        _copy(centroids[0], start)  # iteration's (the same before the first)
         done, stop = 0, RAN
-        while done < steps:
-            target = 0
-            while target == current or target == previous:
-                target += 1
-            found = ring[target]
-            _prepare_centroids_numba(old, mean, centered, minus_2c, norms, shift)
-            _zero(group_sums)
-            _zero(group_weights)
+        while done < steps or once:
+            if once:
+                m2c, c_norms, c_centered, found, mins, second, sums_g, weights_g = given
+            else:
+                target = 0
+                while target == current or target == previous:
+                    target += 1
+                found = ring[target]
+                _prepare_centroids_numba(
+                    centroids[old], mean, centered, minus_2c, norms, shift
+                )
+                _zero(group_sums)
+                _zero(group_weights)
+                m2c, c_norms, c_centered, mins, second = minus_2c, norms, centered, none, none
+                sums_g, weights_g = group_sums, group_weights
+            want_second = second.shape[0] > 0
             for c in numba.prange(n_chunks):
-                a, b, g0, g1 = _search_run(n, n_chunks, c, group_rows, group_sums)
+                a, b, g0, g1 = _search_run(n, n_chunks, c, group_rows, sums_g)
                 if a < b:
                     search(
-                        X[a:b], mean, minus_2c, norms, centered, found[a:b], none, none,
-                        sample_weight[a:b], group_rows, group_sums[g0:g1],
-                        group_weights[g0:g1], prefetch,
+                        X[a:b], mean, m2c, c_norms, c_centered, found[a:b], mins[a:b],
+                        second[a:b] if want_second else second, sample_weight[a:b],
+                        group_rows, sums_g[g0:g1], weights_g[g0:g1], prefetch,
                     )
-            sums, weights = np.empty((k, d)), np.empty(k)  # the iteration's own: one
-            _zero(sums)  # left keeps the last kept iteration's totals
+            if once:
+                break
+            _zero(sums)
             _zero(weights)
             _add_groups(group_sums, group_weights, sums, weights)
-            new = np.empty((k, d), dtype=X.dtype)
-            if not _mean_of(sums, weights, new):
-                stop = LEFT
+            new = 0
+            while new == old or new == before:
+                new += 1
+            if not _mean_of(sums, weights, centroids[new]):
+                stop = LEFT  # the slots and totals of the last kept iteration stay
                 break
             done += 1
             previous, current = current, target
             before, old = old, new
-            kept_sums, kept_weights = sums, weights
+            _copy(kept_sums, sums)
+            _copy_1d(kept_weights, weights)
             if previous >= 0:
                 unchanged = _equal(found, ring[previous])
             else:
@@ -219,50 +255,150 @@ if HAVE_NUMBA:
             if unchanged:
                 stop = UNCHANGED
                 break
-            if _sq_shift(new, before) <= limit:
+            if _sq_shift(centroids[old], centroids[before]) <= limit:
                 stop = SHIFTED_LITTLE
                 break
-        return done, stop, ring, current, previous, old, before, kept_sums, kept_weights
+        return done, stop, current, previous, old, before
 
     @numba.njit(nogil=True, cache=True, fastmath=False)
     def _direct_iterations(  # pragma: no cover
         X, mean, sample_weight, start, labels_in, known, limit, steps,
-        group_rows, n_groups, prefetch, n_chunks,
+        group_rows, n_groups, prefetch, ring, centroids, kept, given, n_chunks,
     ):
         return _iterate(
             X, mean, sample_weight, start, labels_in, known, limit, steps,
-            _direct_search, group_rows, n_groups, prefetch, n_chunks,
+            _direct_search, group_rows, n_groups, prefetch, ring, centroids, kept, given,
+            n_chunks,
         )
 
     @numba.njit(nogil=True, cache=True, fastmath=False)
     def _product_iterations(  # pragma: no cover
         X, mean, sample_weight, start, labels_in, known, limit, steps,
-        group_rows, n_groups, prefetch, n_chunks,
+        group_rows, n_groups, prefetch, ring, centroids, kept, given, n_chunks,
     ):
         return _iterate(
             X, mean, sample_weight, start, labels_in, known, limit, steps,
-            _product_search, group_rows, n_groups, prefetch, n_chunks,
+            _product_search, group_rows, n_groups, prefetch, ring, centroids, kept, given,
+            n_chunks,
         )
 
     @numba.njit(nogil=True, cache=True, fastmath=False, parallel=True)
-    def _direct_iterations_parallel(  # pragma: no cover
+    def _direct_threaded(  # pragma: no cover
         X, mean, sample_weight, start, labels_in, known, limit, steps,
-        group_rows, n_groups, prefetch, n_chunks,
+        group_rows, n_groups, prefetch, ring, centroids, kept, given, n_chunks,
     ):
         return _iterate(
             X, mean, sample_weight, start, labels_in, known, limit, steps,
-            _direct_search, group_rows, n_groups, prefetch, n_chunks,
+            _direct_search, group_rows, n_groups, prefetch, ring, centroids, kept, given,
+            n_chunks,
         )
 
     @numba.njit(nogil=True, cache=True, fastmath=False, parallel=True)
-    def _product_iterations_parallel(  # pragma: no cover
+    def _product_threaded(  # pragma: no cover
         X, mean, sample_weight, start, labels_in, known, limit, steps,
-        group_rows, n_groups, prefetch, n_chunks,
+        group_rows, n_groups, prefetch, ring, centroids, kept, given, n_chunks,
     ):
         return _iterate(
             X, mean, sample_weight, start, labels_in, known, limit, steps,
-            _product_search, group_rows, n_groups, prefetch, n_chunks,
+            _product_search, group_rows, n_groups, prefetch, ring, centroids, kept, given,
+            n_chunks,
         )
+
+
+def _buffers(
+    n: int, k: int, d: int, dtype: np.dtype
+) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...], tuple[np.ndarray, np.ndarray]]:
+    # the arrays the iterations write: three label arrays, three (k, d) centroid arrays,
+    # the kept totals (float64)
+    ring = tuple(np.empty(n, np.intp) for _ in range(3))
+    centroids = tuple(np.empty((k, d), dtype=dtype) for _ in range(3))
+    return ring, centroids, (np.empty((k, d)), np.empty(k))
+
+
+# The arguments of nothing that the iterations' kernels take, once per dtype: arrays of
+# no elements, so nothing written to them is shared (a threaded search's call took
+# 1.5-2 us less than with them made on each call).
+
+
+@functools.cache
+def _nothing(dtype: np.dtype) -> tuple[np.ndarray, ...]:
+    # ``given`` of the iterations: no prepared centroids, outputs or group totals
+    return (
+        np.empty((0, 0), dtype=dtype), np.empty(0, dtype=dtype), np.empty((0, 0), dtype=dtype),
+        np.empty(0, np.intp), np.empty(0, dtype=dtype), np.empty(0, dtype=dtype),
+        np.empty((0, 0, 0)), np.empty((0, 0)),
+    )
+
+
+@functools.cache
+def _no_iterations(dtype: np.dtype) -> tuple[Any, ...]:
+    # a search's iterations: no centroids to iterate, no labels before, no steps, and
+    # buffers of nothing
+    start = read_only(np.empty((0, 0), dtype=dtype))
+    no_labels = read_only(np.empty(0, np.intp))
+    return (start, no_labels, False, 0.0, 0), _buffers(0, 0, 0, dtype)
+
+
+def threaded_search(
+    direct: bool,
+    X: np.ndarray,
+    mean: np.ndarray,
+    minus_2c: np.ndarray,
+    c_sq_norms: np.ndarray,
+    centered_c: np.ndarray,
+    labels: np.ndarray,
+    mins: np.ndarray,
+    second: np.ndarray,
+    sample_weight: np.ndarray,
+    group_rows: int,
+    group_sums: np.ndarray,
+    group_weights: np.ndarray,
+    prefetch: bool,
+    n_chunks: int,
+) -> None:
+    """One nearest-centroid search split between numba's threads (numba only).
+
+    :func:`kmeansfw.kernels.nearest_sq_euclidean`'s search in ``n_chunks`` runs of rows:
+    each run is the serial search (``_direct_search``, or ``_product_search``) of those
+    rows, so every output is the serial search's, bit for bit.  It runs in the threaded
+    kernel of the Lloyd iterations, with no iteration to make: a first fit compiles the
+    search's threaded code once for both.
+
+    Parameters
+    ----------
+    direct : bool
+        The direct search, else the product search.
+    X, mean : ndarray
+        The block (n, d) and its origin (d,), read-only.
+    minus_2c, c_sq_norms, centered_c : ndarray
+        The prepared centroids (:func:`kmeansfw.kernels.prepare_euclidean_centroids`),
+        writable, C-contiguous, X's dtype.
+    labels, mins, second : ndarray
+        The outputs: (n,) intp, and (n,) or (0,) of X's dtype (none: not computed).
+    sample_weight, group_rows, group_sums, group_weights : ndarray, int
+        The mean's sums in the pass (read-only weights, rows per group, the groups'
+        float64 totals), or no rows of them.
+    prefetch : bool
+        The searches' prefetch hint.
+    n_chunks : int
+        Runs of rows, at least 2.
+    """
+    kernel = _direct_threaded if direct else _product_threaded
+    # the types the iterations' own arrays have (one compiled kernel for both uses): the
+    # prepared centroids C-contiguous and writable in X's dtype (copied if not), inputs
+    # read-only, the outputs as they are (written in place)
+    dtype = X.dtype
+    prepared = [
+        a if a.flags.c_contiguous and a.flags.writeable and a.dtype == dtype
+        else np.array(a, dtype=dtype, order="C")
+        for a in (minus_2c, c_sq_norms, centered_c)
+    ]
+    given = (*prepared, labels, mins, second, group_sums, group_weights)
+    no_steps, buffers = _no_iterations(dtype)
+    launch(
+        kernel, read_only(X), read_only(mean), read_only(sample_weight), *no_steps,
+        group_rows, 0, prefetch, *buffers, given, n_chunks,
+    )
 
 
 def lloyd_iterations(
@@ -333,24 +469,24 @@ def lloyd_iterations(
     direct, chunks, group_rows, n_groups = search_plan(n, d, k, n_threads, True)
     known = labels is not None
     labels_in = labels if labels is not None else np.empty(0, dtype=np.intp)
+    ring, made, kept = _buffers(n, k, d, X.dtype)  # what the kernel writes
     args = (
         read_only(X), read_only(mean), read_only(sample_weight),
-        read_only(np.ascontiguousarray(centroids)), labels_in, known, float(limit),
-        int(steps), group_rows, n_groups, prefetch, chunks,
+        read_only(np.ascontiguousarray(centroids)), read_only(labels_in), known, float(limit),
+        int(steps), group_rows, n_groups, prefetch, ring, made, kept, _nothing(X.dtype), chunks,
     )
     if chunks > 1:  # one kernel per search: a first fit compiles only the one it takes
-        threaded = _direct_iterations_parallel if direct else _product_iterations_parallel
-        found = launch(threaded, *args)
+        found = launch(_direct_threaded if direct else _product_threaded, *args)
     else:
         found = (_direct_iterations if direct else _product_iterations)(*args)
-    done, stop, ring, current, previous, new, before, sums, weights = found
+    done, stop, current, previous, new, before = found
     return Iterations(
         done=int(done),
         stop=int(stop),
         labels=ring[current],
         previous_labels=ring[previous] if previous >= 0 else labels,
-        centroids=new,
-        previous_centroids=before,
-        sums=sums,
-        weights=weights,
+        centroids=made[new],
+        previous_centroids=made[before],
+        sums=kept[0],
+        weights=kept[1],
     )
