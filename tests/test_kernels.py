@@ -115,6 +115,94 @@ def test_parallel_nearest_is_bit_identical_to_the_serial_kernel(dtype, n, d, k, 
         _check_parallel_nearest(X, mean, m2c, cn, cc, serial, parallel, chunks, hint)
 
 
+_SEARCH_SHAPES = [(5000, 8, 8), (4100, 64, 10)]  # the direct search, the product search
+
+
+def _prepared_variants(m2c, cn, cc):
+    # the prepared centroids as a caller might hold them: read-only, Fortran-ordered,
+    # reversed, strided, of a wider dtype (the same values)
+    wide = np.zeros((cc.shape[0], 2 * cc.shape[1]), cc.dtype)
+    wide[:, ::2] = cc
+    wider = np.float64 if cc.dtype == np.float32 else np.longdouble
+    return [
+        (_freeze(m2c.copy()), _freeze(cn.copy()), _freeze(cc.copy())),
+        (np.asfortranarray(m2c), cn[::-1].copy()[::-1], wide[:, ::2]),
+        tuple(a.astype(wider) for a in (m2c, cn, cc)),
+    ]
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("n", "d", "k"), _SEARCH_SHAPES)
+def test_search_takes_prepared_centroids_of_any_layout(dtype, n, d, k):
+    # the searches read their prepared centroids as C-contiguous arrays of X's dtype (a
+    # Fortran-ordered minus_2c or a strided centered_c read wrongly, without an error):
+    # nearest_sq_euclidean hands them over so, on one thread or two, the caller's arrays
+    # untouched
+    kernels._compile.parallel_ready()
+    rng = np.random.default_rng(n + d + k)
+    X, mean, m2c, cn, cc, _ = _inputs(rng, n, d, k, dtype)
+    assert kernels.direct_pays(d, k) == (d <= 8)  # one shape for each search
+    expected = kernels.nearest_sq_euclidean(X, mean, m2c, cn, cc, n_threads=1, with_second=True)
+    for prepared in _prepared_variants(m2c, cn, cc):
+        flags = [(a.flags.writeable, a.flags.c_contiguous, a.dtype) for a in prepared]
+        before = [a.copy() for a in prepared]
+        for threads in (1, 2):
+            found = kernels.nearest_sq_euclidean(
+                X, mean, *prepared, n_threads=threads, with_second=True
+            )
+            for got, want in zip(found, expected, strict=True):
+                np.testing.assert_array_equal(got, want)
+        assert [(a.flags.writeable, a.flags.c_contiguous, a.dtype) for a in prepared] == flags
+        for a, b in zip(prepared, before, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_one_threaded_kernel_serves_the_iterations_and_the_searches(monkeypatch, dtype):
+    # the threaded Lloyd iterations and the threaded single searches (with and without
+    # costs, runner-ups and the mean's sums, whatever the prepared centroids' layout) run
+    # one compiled kernel per search and dtype: every call's argument types the same
+    from numba import typeof
+
+    if not kernels._compile.parallel_ready():
+        pytest.skip("numba has no thread-safe threading layer here")
+    seen: dict[str, set] = {}
+
+    uses = set()
+
+    def recording(kernel, name):
+        def record(*args):
+            seen.setdefault(name, set()).add(tuple(typeof(a) for a in args))
+            uses.add((name, "search" if args[7] == 0 else "iterations"))  # args[7]: steps
+            return kernel(*args)
+
+        return record
+
+    for name in ("_direct_threaded", "_product_threaded"):
+        monkeypatch.setattr(lloyd, name, recording(getattr(lloyd, name), name))
+    rng = np.random.default_rng(3)
+    for n, d, k in _SEARCH_SHAPES:
+        X, mean, m2c, cn, cc, C = _inputs(rng, n, d, k, dtype)
+        weights = np.ones(n, dtype)
+        for prepared in [(m2c, cn, cc), *_prepared_variants(m2c, cn, cc)]:
+            kernels.nearest_sq_euclidean(X, mean, *prepared, n_threads=2)
+            kernels.nearest_sq_euclidean(X, mean, *prepared, n_threads=2, with_costs=False)
+            kernels.nearest_sq_euclidean(X, mean, *prepared, n_threads=2, with_second=True)
+            sums = (weights, np.zeros((k, d)), np.zeros(k))
+            kernels.nearest_sq_euclidean(X, mean, *prepared, n_threads=2, sums=sums)
+        made = lloyd.lloyd_iterations(X, mean, weights, C, None, 0.0, 3, 2, False)
+        again = lloyd.lloyd_iterations(X, mean, weights, C, made.labels, 0.0, 3, 2, False)
+        assert made.done >= 1 and again.done >= 1
+    names = ("_direct_threaded", "_product_threaded")
+    assert uses == {(name, use) for name in names for use in ("search", "iterations")}
+    for name, kinds in seen.items():
+        assert len(kinds) == 1, (name, kinds)
+    with pytest.raises(ValueError, match="steps must be at least 1"):
+        lloyd.lloyd_iterations(X, mean, weights, C, None, 0.0, 0, 2, False)
+
+
 def _check_parallel_nearest(X, mean, m2c, cn, cc, serial, parallel, chunks, hint=()):
     n, dtype = X.shape[0], X.dtype
     for want_second in (False, True):

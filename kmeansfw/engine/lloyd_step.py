@@ -154,8 +154,8 @@ class LloydStep:
         most = min(most, iterations_per_call(n, data.n_features, state.centroids.shape[0]))
         labels = state.labels
         known = labels is not None and labels.shape == (n,)  # as state.labels_unchanged
-        if known and not (labels.dtype == np.intp and labels.flags.writeable):
-            labels = labels.astype(np.intp)  # one compiled signature: writable intp
+        if known:  # one compiled signature: C-contiguous intp (read-only: lloyd_iterations)
+            labels = np.ascontiguousarray(labels, dtype=np.intp)
         made = lloyd_iterations(
             data.X[rows],
             self.distance.origin(data),

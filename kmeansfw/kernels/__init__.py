@@ -33,8 +33,8 @@ public function choosing between them; everything public is re-exported here):
   per-feature squared deviations;
 * ``lloyd``: the built-in Lloyd iterations (Euclidean search with the mean's sums, the
   mean, ``tol``'s test) many in one compiled call (numba only; imported by the engine's
-  step when it runs, not re-exported here), whose threaded kernels make the single
-  searches on numba's threads too;
+  step when it runs and by ``nearest``, not re-exported here), whose threaded kernels
+  make the single searches on numba's threads too;
 * ``columns``: the data's column sums in NumPy's order (its mean), in one compiled pass.
 
 The kernel functions that fits call on data (the nearest-centroid searches, cost blocks,

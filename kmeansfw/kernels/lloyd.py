@@ -372,9 +372,12 @@ def threaded_search(
         The block (n, d) and its origin (d,), read-only.
     minus_2c, c_sq_norms, centered_c : ndarray
         The prepared centroids (:func:`kmeansfw.kernels.prepare_euclidean_centroids`),
-        writable, C-contiguous, X's dtype.
+        writable, C-contiguous, X's dtype (as
+        :func:`kmeansfw.kernels.nearest_sq_euclidean` hands them: the types of the
+        iterations' own, so that one compiled kernel serves both).
     labels, mins, second : ndarray
-        The outputs: (n,) intp, and (n,) or (0,) of X's dtype (none: not computed).
+        The outputs, written in place: (n,) intp, and (n,) or (0,) of X's dtype (none:
+        not computed).
     sample_weight, group_rows, group_sums, group_weights : ndarray, int
         The mean's sums in the pass (read-only weights, rows per group, the groups'
         float64 totals), or no rows of them.
@@ -384,17 +387,8 @@ def threaded_search(
         Runs of rows, at least 2.
     """
     kernel = _direct_threaded if direct else _product_threaded
-    # the types the iterations' own arrays have (one compiled kernel for both uses): the
-    # prepared centroids C-contiguous and writable in X's dtype (copied if not), inputs
-    # read-only, the outputs as they are (written in place)
-    dtype = X.dtype
-    prepared = [
-        a if a.flags.c_contiguous and a.flags.writeable and a.dtype == dtype
-        else np.array(a, dtype=dtype, order="C")
-        for a in (minus_2c, c_sq_norms, centered_c)
-    ]
-    given = (*prepared, labels, mins, second, group_sums, group_weights)
-    no_steps, buffers = _no_iterations(dtype)
+    given = (minus_2c, c_sq_norms, centered_c, labels, mins, second, group_sums, group_weights)
+    no_steps, buffers = _no_iterations(X.dtype)
     launch(
         kernel, read_only(X), read_only(mean), read_only(sample_weight), *no_steps,
         group_rows, 0, prefetch, *buffers, given, n_chunks,
@@ -448,10 +442,13 @@ def lloyd_iterations(
     Raises
     ------
     ValueError
-        Arrays of more than one dtype, or of shapes that do not fit together.
+        Arrays of more than one dtype, or of shapes that do not fit together, or
+        ``steps`` under 1.
     """
     if not HAVE_NUMBA:
         return None
+    if steps < 1:  # no steps: the threaded kernels' single search (threaded_search)
+        raise ValueError(f"steps must be at least 1, got {steps}")
     if not (mean.dtype == sample_weight.dtype == centroids.dtype == X.dtype):
         raise ValueError(
             f"the data ({X.dtype}), its origin ({mean.dtype}), weights "

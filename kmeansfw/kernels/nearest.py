@@ -37,15 +37,21 @@ def nearest_sq_euclidean(
     ----------
     X : (b, d) C-contiguous block.
     mean : (d,) the data's mean; rows and centroids are compared centered on it.
-    minus_2c : (k, d) C-contiguous, ``-2 * centered_c``.
+    minus_2c : (k, d) ``-2 * centered_c``.
     c_sq_norms : (k,) squared norms of ``centered_c``.
     centered_c : (k, d) the centroids minus ``mean``.
+
+        The three are handed to the kernels as C-contiguous, writable arrays of X's
+        dtype: as :func:`kmeansfw.kernels.prepare_euclidean_centroids` makes them, else
+        copied so (the kernels read them as such, and one compiled signature serves every
+        caller, on one thread or more).
     with_second : bool
         Also return the runner-up's squared distance.
     n_threads : int
-        Threads the kernel may use itself (numba's, see :func:`kernel_chunks`): for a
-        block that runs alone, never for one of many handed to worker threads.  The
-        results do not depend on it.
+        Threads the kernel may use itself (numba's, see
+        :func:`kmeansfw.kernels.euclidean.kernel_chunks`): for a block that runs alone,
+        never for one of many handed to worker threads.  The results do not depend on
+        it.
     with_costs : bool
         False: the labels only (``min_sq_distances`` is None; the search skips its last
         pass over the block).  Not with ``with_second``.
@@ -60,19 +66,20 @@ def nearest_sq_euclidean(
         ``n_threads``.
     prefetch : bool
         The block belongs to data too large to stay in cache between passes
-        (:func:`prefetch_data`): the product search then prefetches each product's rows
-        while it adds the previous product's to the sums, or computes their costs (not
-        in a search for the labels only), where :func:`prefetch_pays` (the row search
-        too, for its next sub-block's rows), and the direct search prefetches its next
-        sub-block's rows where :func:`direct_prefetch_pays`.  A hint: the results do not
+        (:func:`kmeansfw.kernels.prefetch_data`): the product search then prefetches
+        each product's rows while it adds the previous product's to the sums, or
+        computes their costs (not in a search for the labels only), where
+        :func:`kmeansfw.kernels.euclidean.prefetch_pays` (the row search too, for its next
+        sub-block's rows), and the direct search prefetches its next sub-block's rows
+        where :func:`kmeansfw.kernels.euclidean.direct_prefetch_pays`.  A hint: the results do not
         depend on it.
 
     Returns
     -------
     labels : (b,) intp, the argmin of ``||c||^2 - 2 x.c`` (lowest index on ties).
     min_sq_distances : (b,) the exact squared distances ``sum((x - c)^2)`` to those
-        centroids, in X's dtype (those :func:`paired_sq_euclidean` gives, bit for bit),
-        or None without ``with_costs``.
+        centroids, in X's dtype (those :func:`kmeansfw.kernels.paired_sq_euclidean`
+        gives, bit for bit), or None without ``with_costs``.
     second_sq_distances : (b,), with ``with_second``: the squared distance to the
         runner-up centroid (from ``||c||^2 - 2 x.c``, so to rounding), for bound-based
         searches.
@@ -83,7 +90,8 @@ def nearest_sq_euclidean(
     labels = np.empty(n, dtype=np.intp)
     mins = np.empty(n if with_costs else 0, dtype=X.dtype)
     second = np.empty(n if with_second else 0, dtype=X.dtype)
-    args = (read_only(X), read_only(mean), minus_2c, c_sq_norms, centered_c, labels, mins, second)
+    prepared = [_as_kernels_take(a, X.dtype) for a in (minus_2c, c_sq_norms, centered_c)]
+    args = (read_only(X), read_only(mean), *prepared, labels, mins, second)
     if not HAVE_NUMBA:
         euclidean._nearest_numpy(*args)
         if sums is not None:  # the mean's NumPy twin, in the same groups
@@ -110,3 +118,13 @@ def nearest_sq_euclidean(
     if not with_costs:
         return labels, None
     return (labels, mins, second) if with_second else (labels, mins)
+
+
+def _as_kernels_take(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    # a prepared centroid array as the searches read it: C-contiguous, writable, of the
+    # data's dtype (itself when it is; else a copy, k x d at most).  The searches read a
+    # Fortran-ordered ``minus_2c`` or a strided ``centered_c`` wrongly, without an error.
+    flags = a.flags
+    if flags.c_contiguous and flags.writeable and a.dtype == dtype:
+        return a
+    return np.array(a, dtype=dtype, order="C")
