@@ -135,10 +135,11 @@ def _prepared_variants(m2c, cn, cc):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize(("n", "d", "k"), _SEARCH_SHAPES)
 def test_search_takes_prepared_centroids_of_any_layout(dtype, n, d, k):
-    # the searches read their prepared centroids as C-contiguous arrays of X's dtype (a
-    # Fortran-ordered minus_2c or a strided centered_c read wrongly, without an error):
-    # nearest_sq_euclidean hands them over so, on one thread or two, the caller's arrays
-    # untouched
+    # the searches take their prepared centroids as C-contiguous arrays of X's dtype
+    # (given a strided centered_c or a Fortran-ordered minus_2c, numba compiled them for
+    # that layout, and their costs and runner-ups differed in the last bits):
+    # nearest_sq_euclidean hands them over so, the same bits on one thread or two, the
+    # caller's arrays untouched
     kernels._compile.parallel_ready()
     rng = np.random.default_rng(n + d + k)
     X, mean, m2c, cn, cc, _ = _inputs(rng, n, d, k, dtype)

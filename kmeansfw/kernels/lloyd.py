@@ -445,10 +445,10 @@ def lloyd_iterations(
         Arrays of more than one dtype, or of shapes that do not fit together, or
         ``steps`` under 1.
     """
-    if not HAVE_NUMBA:
-        return None
     if steps < 1:  # no steps: the threaded kernels' single search (threaded_search)
         raise ValueError(f"steps must be at least 1, got {steps}")
+    if not HAVE_NUMBA:
+        return None
     if not (mean.dtype == sample_weight.dtype == centroids.dtype == X.dtype):
         raise ValueError(
             f"the data ({X.dtype}), its origin ({mean.dtype}), weights "

@@ -122,8 +122,10 @@ def nearest_sq_euclidean(
 
 def _as_kernels_take(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
     # a prepared centroid array as the searches read it: C-contiguous, writable, of the
-    # data's dtype (itself when it is; else a copy, k x d at most).  The searches read a
-    # Fortran-ordered ``minus_2c`` or a strided ``centered_c`` wrongly, without an error.
+    # data's dtype (itself when it is; else a copy, k x d at most).  Handed a strided
+    # ``centered_c`` or a Fortran-ordered ``minus_2c``, numba compiled the searches again
+    # for that layout and summed in another order: the same labels, but costs or
+    # runner-ups that differed in their last bits with the caller's layout.
     flags = a.flags
     if flags.c_contiguous and flags.writeable and a.dtype == dtype:
         return a
