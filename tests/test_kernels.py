@@ -138,13 +138,17 @@ def test_search_takes_prepared_centroids_of_any_layout(dtype, n, d, k):
     # the searches take their prepared centroids as C-contiguous arrays of X's dtype
     # (given a strided centered_c or a Fortran-ordered minus_2c, numba compiled them for
     # that layout, and their costs and runner-ups differed in the last bits):
-    # nearest_sq_euclidean hands them over so, the same bits on one thread or two, the
-    # caller's arrays untouched
+    # nearest_sq_euclidean, sq_euclidean_costs and nearest_groups_sq_euclidean hand them
+    # over so, the same bits on one thread or two, the caller's arrays untouched
     kernels._compile.parallel_ready()
     rng = np.random.default_rng(n + d + k)
     X, mean, m2c, cn, cc, _ = _inputs(rng, n, d, k, dtype)
     assert kernels.direct_pays(d, k) == (d <= 8)  # one shape for each search
     expected = kernels.nearest_sq_euclidean(X, mean, m2c, cn, cc, n_threads=1, with_second=True)
+    norms = kernels.centered_row_norms(X, mean)
+    expected_costs = kernels.sq_euclidean_costs(X, mean, m2c, cn, norms)
+    groups = np.arange(k) % 3
+    expected_groups = kernels.nearest_groups_sq_euclidean(X, mean, m2c, cn, cc, groups, 3)
     for prepared in _prepared_variants(m2c, cn, cc):
         flags = [(a.flags.writeable, a.flags.c_contiguous, a.dtype) for a in prepared]
         before = [a.copy() for a in prepared]
@@ -154,6 +158,12 @@ def test_search_takes_prepared_centroids_of_any_layout(dtype, n, d, k):
             )
             for got, want in zip(found, expected, strict=True):
                 np.testing.assert_array_equal(got, want)
+        # the cost blocks and the per-group search take them the same way
+        costs = kernels.sq_euclidean_costs(X, mean, *prepared[:2], norms, n_threads=2)
+        np.testing.assert_array_equal(costs, expected_costs)
+        by_groups = kernels.nearest_groups_sq_euclidean(X, mean, *prepared, groups, 3)
+        for got, want in zip(by_groups, expected_groups, strict=True):
+            np.testing.assert_array_equal(got, want)
         assert [(a.flags.writeable, a.flags.c_contiguous, a.dtype) for a in prepared] == flags
         for a, b in zip(prepared, before, strict=True):
             np.testing.assert_array_equal(a, b)

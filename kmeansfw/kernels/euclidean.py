@@ -1755,7 +1755,8 @@ def sq_euclidean_costs(
     """
     out = np.empty((X.shape[0], minus_2c.shape[0]), dtype=X.dtype)
     origin = read_only(mean.astype(X.dtype, copy=False))
-    args = (read_only(X), origin, minus_2c, c_sq_norms, read_only(norms), out)
+    prepared = [_as_kernels_take(a, X.dtype) for a in (minus_2c, c_sq_norms)]
+    args = (read_only(X), origin, *prepared, read_only(norms), out)
     if not HAVE_NUMBA:
         _sq_cost_numpy(*args)
         return out
@@ -1795,8 +1796,22 @@ def nearest_groups_sq_euclidean(
     groups = np.ascontiguousarray(groups, dtype=np.intp)
     kernel = _nearest_groups_numba if HAVE_NUMBA else _nearest_groups_numpy
     rows, origin = read_only(X), read_only(mean)
-    kernel(rows, origin, minus_2c, c_sq_norms, centered_c, groups, labels, mins, lows)
+    prepared = [_as_kernels_take(a, X.dtype) for a in (minus_2c, c_sq_norms, centered_c)]
+    kernel(rows, origin, *prepared, groups, labels, mins, lows)
     return labels, mins, lows
+
+
+def _as_kernels_take(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    # a prepared centroid array as the kernels take it (nearest_sq_euclidean,
+    # sq_euclidean_costs, nearest_groups_sq_euclidean): C-contiguous, writable, of the
+    # data's dtype (itself when it is; else a copy, k x d at most).  Handed a strided
+    # ``centered_c`` or a Fortran-ordered ``minus_2c``, numba compiled the searches again
+    # for that layout and summed in another order: the same labels, but costs or
+    # runner-ups that differed in their last bits with the caller's layout.
+    flags = a.flags
+    if flags.c_contiguous and flags.writeable and a.dtype == dtype:
+        return a
+    return np.array(a, dtype=dtype, order="C")
 
 
 def _no_sums(dtype: np.dtype) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:

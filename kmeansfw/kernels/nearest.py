@@ -90,7 +90,7 @@ def nearest_sq_euclidean(
     labels = np.empty(n, dtype=np.intp)
     mins = np.empty(n if with_costs else 0, dtype=X.dtype)
     second = np.empty(n if with_second else 0, dtype=X.dtype)
-    prepared = [_as_kernels_take(a, X.dtype) for a in (minus_2c, c_sq_norms, centered_c)]
+    prepared = [euclidean._as_kernels_take(a, X.dtype) for a in (minus_2c, c_sq_norms, centered_c)]
     args = (read_only(X), read_only(mean), *prepared, labels, mins, second)
     if not HAVE_NUMBA:
         euclidean._nearest_numpy(*args)
@@ -119,14 +119,3 @@ def nearest_sq_euclidean(
         return labels, None
     return (labels, mins, second) if with_second else (labels, mins)
 
-
-def _as_kernels_take(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    # a prepared centroid array as the searches read it: C-contiguous, writable, of the
-    # data's dtype (itself when it is; else a copy, k x d at most).  Handed a strided
-    # ``centered_c`` or a Fortran-ordered ``minus_2c``, numba compiled the searches again
-    # for that layout and summed in another order: the same labels, but costs or
-    # runner-ups that differed in their last bits with the caller's layout.
-    flags = a.flags
-    if flags.c_contiguous and flags.writeable and a.dtype == dtype:
-        return a
-    return np.array(a, dtype=dtype, order="C")
