@@ -1803,7 +1803,8 @@ def nearest_groups_sq_euclidean(
 
 def _as_kernels_take(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
     # a prepared centroid array as the kernels take it (nearest_sq_euclidean,
-    # sq_euclidean_costs, nearest_groups_sq_euclidean): C-contiguous, writable, of the
+    # sq_euclidean_costs, nearest_groups_sq_euclidean, paired_sq_euclidean):
+    # C-contiguous, writable (one compiled signature whatever the caller's flags), of the
     # data's dtype (itself when it is; else a copy, k x d at most).  Handed a strided
     # ``centered_c`` or a Fortran-ordered ``minus_2c``, numba compiled the searches again
     # for that layout and summed in another order: the same labels, but costs or
@@ -1861,7 +1862,7 @@ def paired_sq_euclidean(
     """Exact squared distance of each row of X to ``centered_c[labels] + mean``, (b,)."""
     out = np.empty(X.shape[0], dtype=X.dtype)
     kernel = _paired_sq_numba if HAVE_NUMBA else _paired_sq_numpy
-    centered = np.ascontiguousarray(centered_c, dtype=X.dtype)
+    centered = _as_kernels_take(centered_c, X.dtype)
     kernel(read_only(X), read_only(mean), centered, labels, out)
     return out
 
