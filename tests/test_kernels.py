@@ -115,7 +115,8 @@ def test_parallel_nearest_is_bit_identical_to_the_serial_kernel(dtype, n, d, k, 
         _check_parallel_nearest(X, mean, m2c, cn, cc, serial, parallel, chunks, hint)
 
 
-_SEARCH_SHAPES = [(5000, 8, 8), (4100, 64, 10)]  # the direct search, the product search
+# the direct search at two features and at more, the product search
+_SEARCH_SHAPES = [(5000, 2, 8), (5000, 8, 8), (4100, 64, 10)]
 
 
 def _prepared_variants(m2c, cn, cc):
@@ -191,7 +192,8 @@ def test_one_threaded_kernel_serves_the_iterations_and_the_searches(monkeypatch,
 
         return record
 
-    for name in ("_direct_threaded", "_product_threaded"):
+    names = ("_pair_threaded", "_direct_threaded", "_product_threaded")
+    for name in names:
         monkeypatch.setattr(lloyd, name, recording(getattr(lloyd, name), name))
     rng = np.random.default_rng(3)
     for n, d, k in _SEARCH_SHAPES:
@@ -206,7 +208,6 @@ def test_one_threaded_kernel_serves_the_iterations_and_the_searches(monkeypatch,
         made = lloyd.lloyd_iterations(X, mean, weights, C, None, 0.0, 3, 2, False)
         again = lloyd.lloyd_iterations(X, mean, weights, C, made.labels, 0.0, 3, 2, False)
         assert made.done >= 1 and again.done >= 1
-    names = ("_direct_threaded", "_product_threaded")
     assert uses == {(name, use) for name in names for use in ("search", "iterations")}
     for name, kinds in seen.items():
         assert len(kinds) == 1, (name, kinds)
@@ -1481,6 +1482,41 @@ def test_the_direct_kernel_is_chosen_by_shape_only():
     assert not kernels.direct_pays(2, 129) and not kernels.direct_pays(16, 17)
 
 
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+def test_the_direct_search_has_a_kernel_for_pairs_and_one_for_more_features():
+    # a first fit at one or two features compiles the pair's pass only: each kernel
+    # refuses the other's rows (they would give other bits, or drop features), and the
+    # serial, iterating and threaded kernels are chosen by the number of features
+    from kmeansfw.kernels import lloyd
+
+    rng = np.random.default_rng(5)
+    for d in (1, 2, 3, 16):
+        X, mean, m2c, cn, cc, C = _inputs(rng, 300, d, 4, np.float64)
+        pair = d <= 2
+        assert euclidean._direct_search_for(d) is (
+            euclidean._direct_search_pair if pair else euclidean._direct_search
+        )
+        assert lloyd._kernel(True, d, False) is (
+            lloyd._pair_iterations if pair else lloyd._direct_iterations
+        )
+        assert lloyd._kernel(True, d, True) is (
+            lloyd._pair_threaded if pair else lloyd._direct_threaded
+        )
+        assert lloyd._kernel(False, d, True) is lloyd._product_threaded
+        wrong = euclidean._direct_search if pair else euclidean._direct_search_pair
+        outputs = (np.empty(300, np.intp), np.empty(300), np.empty(0))
+        with pytest.raises(ValueError, match="features"):
+            wrong(X, mean, m2c, cn, cc, *outputs, *euclidean._no_sums(X.dtype), False)
+        euclidean._direct_search_for(d)(
+            X, mean, m2c, cn, cc, *outputs, *euclidean._no_sums(X.dtype), False
+        )
+        labels, mins = kernels.nearest_sq_euclidean(X, mean, m2c, cn, cc)
+        np.testing.assert_array_equal(outputs[0], labels)
+        np.testing.assert_array_equal(outputs[1], mins)
+        brute = ((X[:, None, :] - C[None]) ** 2).sum(-1)
+        np.testing.assert_array_equal(labels, brute.argmin(1))
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize(
     ("n", "d", "k"),
@@ -1635,6 +1671,7 @@ def test_the_kernels_cache_stamp_covers_every_kernel_module(tmp_path):
 _READ_ONLY_KERNELS = (
     ("euclidean", "_product_search", (0, 1, 8)),
     ("euclidean", "_direct_search", (0, 1, 8)),
+    ("euclidean", "_direct_search_pair", (0, 1, 8)),
     ("euclidean", "_sq_cost_numba", (0, 1, 4)),
     ("euclidean", "_nearest_groups_numba", (0, 1)),
     ("euclidean", "_paired_sq_numba", (0, 1)),
@@ -1642,6 +1679,7 @@ _READ_ONLY_KERNELS = (
     ("euclidean", "_centered_row_norms_numba", (0, 1)),
     ("lloyd", "_product_iterations", (0, 1, 2, 3)),
     ("lloyd", "_direct_iterations", (0, 1, 2, 3)),
+    ("lloyd", "_pair_iterations", (0, 1, 2, 3)),
     ("update", "_accumulate_numba", (0, 2)),
     ("update", "_add_members_numba", (0, 2)),
     ("seeding", "_plusplus_sq_euclidean_numba", (0, 1, 2, 3)),
@@ -1693,6 +1731,12 @@ def test_kernels_see_their_inputs_read_only_whatever_the_callers_flags(monkeypat
         kernels.centered_row_norms(X, mean)
         lloyd.lloyd_iterations(X, mean, weights, C, None, 0.0, 2, 1, False)  # products
         lloyd.lloyd_iterations(X, mean, weights, C[:3], None, 0.0, 2, 1, False)  # direct
+        pair = [a[..., :2].copy() for a in (X, mean, C)]  # two features: the pair search
+        for a in pair:
+            a.flags.writeable = writable
+        lloyd.lloyd_iterations(pair[0], pair[1], weights, pair[2][:3], None, 0.0, 2, 1, False)
+        cc2, m2c2, cn2, _ = kernels.prepare_euclidean_centroids(pair[2][:3], pair[1], dtype)
+        kernels.nearest_sq_euclidean(pair[0], pair[1], m2c2, cn2, cc2)
         kernels.add_weighted_cluster_sums(X, labels, weights, *sums[1:])
         kernels.add_cluster_members(X, labels, weights, *sums[1:], np.arange(k) % 2 == 0)
         draws = rng.random((3, 2))

@@ -1140,17 +1140,55 @@ if HAVE_NUMBA:
     # blocking or the number of threads (no reassociation: a row's sums are the same in
     # the vectorized loop and its remainder).
     def _nearest_direct_numba(X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second):
-        # the direct search without the mean's sums (see _direct_search), as
+        # the direct search without the mean's sums (see _direct_pass), as
         # _nearest_numba calls the product search
-        _direct_search(
+        _direct_search_for(X.shape[1])(
             read_only(X), read_only(mean), minus_2c, c_sq_norms, centered_c, labels, mins,
             second, *_no_sums(X.dtype), False,
+        )
+
+    def _direct_search_for(n_features):
+        # the direct search's kernel for rows of ``n_features`` features
+        return _direct_search_pair if n_features <= 2 else _direct_search
+
+    # The direct search, one kernel per kind of sub-block pass: a kernel holding both
+    # compiled both, and so did every kernel that holds it (the Lloyd iterations', the
+    # threaded one with its own copy of the pass): a first fit at two features compiled
+    # the passes of three to sixteen features too (_direct_pass's ``block``).  Each
+    # kernel refuses the rows the other takes, so that a shape always gets the same bits.
+    @numba.njit(nogil=True, cache=True, fastmath={"contract"})
+    def _direct_search_pair(  # pragma: no cover
+        X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
+        sample_weight, group_rows, group_sums, group_weights, prefetch,
+    ):
+        # one or two features
+        if X.shape[1] > 2:  # never drop a feature
+            raise ValueError("the pair search takes one or two features")
+        _direct_pass(
+            X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
+            sample_weight, group_rows, group_sums, group_weights, prefetch, _pair_block,
         )
 
     @numba.njit(nogil=True, cache=True, fastmath={"contract"})
     def _direct_search(  # pragma: no cover
         X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
         sample_weight, group_rows, group_sums, group_weights, prefetch,
+    ):
+        # three features or more (the fits' shapes: up to sixteen)
+        if X.shape[1] <= 2:  # those take _direct_search_pair's bits
+            raise ValueError("the direct search of fours takes three features or more")
+        _direct_pass(
+            X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
+            sample_weight, group_rows, group_sums, group_weights, prefetch, _fours_block,
+        )
+
+    # The direct search's loop over sub-blocks, inlined into its two kernels with the
+    # pass of a sub-block they take (``block``: _pair_block or _fours_block, both
+    # inlined too, so that each kernel's code is that of the one search it makes).
+    @numba.njit(nogil=True, fastmath={"contract"}, inline="always")
+    def _direct_pass(  # pragma: no cover
+        X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
+        sample_weight, group_rows, group_sums, group_weights, prefetch, block,
     ):
         # ``prefetch``: the data is too large to stay in cache from one pass to the next,
         # so each sub-block's transposition prefetches the next sub-block's rows (where
@@ -1172,45 +1210,58 @@ if HAVE_NUMBA:
         arg = np.empty(sub, dtype=np.int32)
         for start in range(0, n, sub):
             m = min(start + sub, n) - start
-            if d <= 2:  # one pair of features (the padding's products are zeros)
-                _pair_rows(X, mean, start, m, rows_t[0], rows_t[1])
-                _pair_search(
-                    rows_t[0], rows_t[1], coef, c_sq_norms, m, best, runner_up, arg, want_second
-                )
-            else:
-                # centered and transposed four rows at a time (four independent rows per
-                # feature keep the scalar loop busy)
-                i = 0
-                while i + 4 <= m:
-                    row = np.uintp(start + i)
-                    for f in range(d):
-                        mf = mean[f]
-                        rows_t[f, i] = X[row, f] - mf
-                        rows_t[f, i + 1] = X[row + _ONE, f] - mf
-                        rows_t[f, i + 2] = X[row + _TWO, f] - mf
-                        rows_t[f, i + 3] = X[row + _THREE, f] - mf
-                    if prefetching:  # the next sub-block's four rows (none past X)
-                        ahead = start + sub + i
-                        _prefetch_row(X, ahead)
-                        _prefetch_row(X, ahead + 1)
-                        _prefetch_row(X, ahead + 2)
-                        _prefetch_row(X, ahead + 3)
-                    i += 4
-                while i < m:
-                    row = np.uintp(start + i)
-                    for f in range(d):
-                        rows_t[f, i] = X[row, f] - mean[f]
-                    i += 1
-                if padded <= 16:  # up to four fours: one pass per centroid
-                    _quad_search(rows_t, coef, c_sq_norms, m, best, runner_up, arg, want_second)
-                else:
-                    _wide_search(
-                        rows_t, coef, c_sq_norms, m, acc, best, runner_up, arg, want_second
-                    )
+            block(
+                X, mean, start, m, sub, prefetching, rows_t, coef, c_sq_norms, acc, best,
+                runner_up, arg, want_second,
+            )
             _finish_rows(  # its rows prefetched in the transposition instead
                 X, mean, centered_c, start, m, arg, runner_up, labels, mins, second,
                 sample_weight, group_rows, group_sums, group_weights, False,
             )
+
+    # One sub-block's pass at one or two features (the padding's products are zeros).
+    @numba.njit(nogil=True, fastmath={"contract"}, inline="always")
+    def _pair_block(  # pragma: no cover
+        X, mean, start, m, sub, prefetching, rows_t, coef, c_sq_norms, acc, best,
+        runner_up, arg, want_second,
+    ):
+        _pair_rows(X, mean, start, m, rows_t[0], rows_t[1])
+        _pair_search(rows_t[0], rows_t[1], coef, c_sq_norms, m, best, runner_up, arg, want_second)
+
+    # One sub-block's pass at three features or more: its rows centered and transposed
+    # four rows at a time (four independent rows per feature keep the scalar loop busy),
+    # then one pass per centroid up to sixteen features, the accumulator's above.
+    @numba.njit(nogil=True, fastmath={"contract"}, inline="always")
+    def _fours_block(  # pragma: no cover
+        X, mean, start, m, sub, prefetching, rows_t, coef, c_sq_norms, acc, best,
+        runner_up, arg, want_second,
+    ):
+        d = X.shape[1]
+        i = 0
+        while i + 4 <= m:
+            row = np.uintp(start + i)
+            for f in range(d):
+                mf = mean[f]
+                rows_t[f, i] = X[row, f] - mf
+                rows_t[f, i + 1] = X[row + _ONE, f] - mf
+                rows_t[f, i + 2] = X[row + _TWO, f] - mf
+                rows_t[f, i + 3] = X[row + _THREE, f] - mf
+            if prefetching:  # the next sub-block's four rows (none past X)
+                ahead = start + sub + i
+                _prefetch_row(X, ahead)
+                _prefetch_row(X, ahead + 1)
+                _prefetch_row(X, ahead + 2)
+                _prefetch_row(X, ahead + 3)
+            i += 4
+        while i < m:
+            row = np.uintp(start + i)
+            for f in range(d):
+                rows_t[f, i] = X[row, f] - mean[f]
+            i += 1
+        if rows_t.shape[0] <= 16:  # up to four fours: one pass per centroid
+            _quad_search(rows_t, coef, c_sq_norms, m, best, runner_up, arg, want_second)
+        else:
+            _wide_search(rows_t, coef, c_sq_norms, m, acc, best, runner_up, arg, want_second)
 
     # The direct search's passes from seventeen features (shapes the search gives the
     # product kernel, but the kernel takes any; the tests' reference for the one-pass
@@ -1335,7 +1386,7 @@ if HAVE_NUMBA:
     # way; the same bits, the same time per search).  Written out: one function made
     # per four, the four's place a constant of its closure, took 4.5 s (numba indexes
     # the coefficients' tuple by a value it does not fold).
-    @numba.njit(nogil=True, cache=True, fastmath={"contract"}, inline="always")
+    @numba.njit(nogil=True, cache=True, fastmath={"contract"})
     def _fours_4(c, cj, rows, i):  # pragma: no cover
         value = c
         value += (cj[0] * rows[0, i] + cj[1] * rows[1, i]) + (
@@ -1343,7 +1394,7 @@ if HAVE_NUMBA:
         )
         return value
 
-    @numba.njit(nogil=True, cache=True, fastmath={"contract"}, inline="always")
+    @numba.njit(nogil=True, cache=True, fastmath={"contract"})
     def _fours_8(c, cj, rows, i):  # pragma: no cover
         value = _fours_4(c, cj, rows, i)
         value += (cj[4] * rows[4, i] + cj[5] * rows[5, i]) + (
@@ -1351,7 +1402,7 @@ if HAVE_NUMBA:
         )
         return value
 
-    @numba.njit(nogil=True, cache=True, fastmath={"contract"}, inline="always")
+    @numba.njit(nogil=True, cache=True, fastmath={"contract"})
     def _fours_12(c, cj, rows, i):  # pragma: no cover
         value = _fours_8(c, cj, rows, i)
         value += (cj[8] * rows[8, i] + cj[9] * rows[9, i]) + (
@@ -1359,7 +1410,7 @@ if HAVE_NUMBA:
         )
         return value
 
-    @numba.njit(nogil=True, cache=True, fastmath={"contract"}, inline="always")
+    @numba.njit(nogil=True, cache=True, fastmath={"contract"})
     def _fours_16(c, cj, rows, i):  # pragma: no cover
         value = _fours_12(c, cj, rows, i)
         value += (cj[12] * rows[12, i] + cj[13] * rows[13, i]) + (
@@ -1375,7 +1426,7 @@ if HAVE_NUMBA:
     # with the runner-up 2.5-4x slower (the row search's ranking, one row at a time, is
     # its own helper, _ranked).  Only ever inlined, so not cached.
     def _quad_pass_for(width, fours):
-        @numba.njit(nogil=True, fastmath={"contract"}, inline="always")
+        @numba.njit(nogil=True, fastmath={"contract"})
         def quad_pass(  # pragma: no cover
             rows_t, coef, c_sq_norms, m, best, runner_up, arg, want_second
         ):

@@ -99,6 +99,7 @@ if HAVE_NUMBA:
     from kmeansfw.kernels.euclidean import (
         _add_groups,
         _direct_search,
+        _direct_search_pair,
         _prepare_centroids_numba,
         _product_search,
         _search_run,
@@ -168,10 +169,11 @@ if HAVE_NUMBA:
     # after numba's threading layer is (numba starts it for a ``parallel=True`` kernel,
     # and the engine launches one only where
     # :func:`kmeansfw.kernels._compile.parallel_ready` says it may).  ``search`` is the
-    # search itself (_direct_search or _product_search, a compiled function passed as a
-    # value), one kernel per search: a kernel holding both compiled both on a first fit
-    # (the threaded kernel: 89.5 s of a first fit's 108 s on 2 cores at 10,000 x 2, k=3,
-    # against 34.3 s for the direct search's own).
+    # search itself (_direct_search_pair, _direct_search or _product_search, a compiled
+    # function passed as a value), one kernel per search: a kernel holding both the
+    # direct and the product search compiled both on a first fit (the threaded kernel:
+    # 89.5 s of a first fit's 108 s on 2 cores at 10,000 x 2, k=3, against 34.3 s for
+    # the direct search's own).
     #
     # With ``steps`` 0, the threaded kernels make one search instead, that of
     # :func:`kmeansfw.kernels.nearest_sq_euclidean` on numba's threads: of the prepared
@@ -272,6 +274,17 @@ if HAVE_NUMBA:
         )
 
     @numba.njit(nogil=True, cache=True, fastmath=False)
+    def _pair_iterations(  # pragma: no cover
+        X, mean, sample_weight, start, labels_in, known, limit, steps,
+        group_rows, n_groups, prefetch, ring, centroids, kept, given, n_chunks,
+    ):
+        return _iterate(
+            X, mean, sample_weight, start, labels_in, known, limit, steps,
+            _direct_search_pair, group_rows, n_groups, prefetch, ring, centroids, kept,
+            given, n_chunks,
+        )
+
+    @numba.njit(nogil=True, cache=True, fastmath=False)
     def _product_iterations(  # pragma: no cover
         X, mean, sample_weight, start, labels_in, known, limit, steps,
         group_rows, n_groups, prefetch, ring, centroids, kept, given, n_chunks,
@@ -294,6 +307,17 @@ if HAVE_NUMBA:
         )
 
     @numba.njit(nogil=True, cache=True, fastmath=False, parallel=True)
+    def _pair_threaded(  # pragma: no cover
+        X, mean, sample_weight, start, labels_in, known, limit, steps,
+        group_rows, n_groups, prefetch, ring, centroids, kept, given, n_chunks,
+    ):
+        return _iterate(
+            X, mean, sample_weight, start, labels_in, known, limit, steps,
+            _direct_search_pair, group_rows, n_groups, prefetch, ring, centroids, kept,
+            given, n_chunks,
+        )
+
+    @numba.njit(nogil=True, cache=True, fastmath=False, parallel=True)
     def _product_threaded(  # pragma: no cover
         X, mean, sample_weight, start, labels_in, known, limit, steps,
         group_rows, n_groups, prefetch, ring, centroids, kept, given, n_chunks,
@@ -303,6 +327,16 @@ if HAVE_NUMBA:
             _product_search, group_rows, n_groups, prefetch, ring, centroids, kept, given,
             n_chunks,
         )
+
+
+def _kernel(direct: bool, n_features: int, threaded: bool) -> Any:
+    # the Lloyd iterations' kernel of a search (the direct search's by its pass: one or
+    # two features, or more; see euclidean._direct_search_for), serial or threaded
+    if not direct:
+        return _product_threaded if threaded else _product_iterations
+    if n_features <= 2:
+        return _pair_threaded if threaded else _pair_iterations
+    return _direct_threaded if threaded else _direct_iterations
 
 
 def _buffers(
@@ -359,7 +393,8 @@ def threaded_search(
     """One nearest-centroid search split between numba's threads (numba only).
 
     :func:`kmeansfw.kernels.nearest_sq_euclidean`'s search in ``n_chunks`` runs of rows:
-    each run is the serial search (``_direct_search``, or ``_product_search``) of those
+    each run is the serial search (``_direct_search_pair`` at one or two features,
+    ``_direct_search`` at more, or ``_product_search``) of those
     rows, so every output is the serial search's, bit for bit.  It runs in the threaded
     kernel of the Lloyd iterations, with no iteration to make: a first fit compiles the
     search's threaded code once for both.
@@ -386,7 +421,7 @@ def threaded_search(
     n_chunks : int
         Runs of rows, at least 2.
     """
-    kernel = _direct_threaded if direct else _product_threaded
+    kernel = _kernel(direct, X.shape[1], True)
     given = (minus_2c, c_sq_norms, centered_c, labels, mins, second, group_sums, group_weights)
     no_steps, buffers = _no_iterations(X.dtype)
     launch(
@@ -472,10 +507,8 @@ def lloyd_iterations(
         read_only(np.ascontiguousarray(centroids)), read_only(labels_in), known, float(limit),
         int(steps), group_rows, n_groups, prefetch, ring, made, kept, _nothing(X.dtype), chunks,
     )
-    if chunks > 1:  # one kernel per search: a first fit compiles only the one it takes
-        found = launch(_direct_threaded if direct else _product_threaded, *args)
-    else:
-        found = (_direct_iterations if direct else _product_iterations)(*args)
+    kernel = _kernel(direct, d, chunks > 1)  # a first fit compiles only the one it takes
+    found = launch(kernel, *args) if chunks > 1 else kernel(*args)
     done, stop, current, previous, new, before = found
     return Iterations(
         done=int(done),

@@ -110,7 +110,7 @@ def nearest_sq_euclidean(
         if chunks > 1:  # in the threaded Lloyd iterations' kernel
             lloyd.threaded_search(direct, *args, *grouped, chunks)
         elif direct:
-            euclidean._direct_search(*args, *grouped)
+            euclidean._direct_search_for(X.shape[1])(*args, *grouped)
         else:
             euclidean._product_search(*args, *grouped)
         if n_groups:
