@@ -107,7 +107,9 @@ def test_parallel_nearest_is_bit_identical_to_the_serial_kernel(dtype, n, d, k, 
     kernels._compile.parallel_ready()  # kmeansfw starts numba's layer (else it distrusts it)
     rng = np.random.default_rng(n + d + k)
     X, mean, m2c, cn, cc, _ = _inputs(rng, n, d, k, dtype)
-    for direct in (True, False):  # each serial kernel and its parallel variant
+    # each serial kernel and its parallel variant (the direct search's up to sixteen
+    # features: past them no fit takes it, and it has no threaded kernel)
+    for direct in (True, False) if d <= euclidean.DIRECT_WIDE_MAX_FEATURES else (False,):
         serial = euclidean._nearest_direct_numba if direct else euclidean._nearest_numba
         parallel = functools.partial(lloyd.threaded_search, direct)
         # the parallel variants prefetching (the serial ones do not)
@@ -1483,30 +1485,37 @@ def test_the_direct_kernel_is_chosen_by_shape_only():
 
 
 @pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
-def test_the_direct_search_has_a_kernel_for_pairs_and_one_for_more_features():
-    # a first fit at one or two features compiles the pair's pass only: each kernel
-    # refuses the other's rows (they would give other bits, or drop features), and the
-    # serial, iterating and threaded kernels are chosen by the number of features
+def test_the_direct_search_has_a_kernel_per_kind_of_pass():
+    # a first fit at one or two features compiles the pair's pass only, one at three to
+    # sixteen the fours' only: each kernel refuses the others' rows (they would give
+    # other bits, or drop features), and the serial, iterating and threaded kernels are
+    # chosen by the number of features
     from kmeansfw.kernels import lloyd
 
     rng = np.random.default_rng(5)
-    for d in (1, 2, 3, 16):
+    searches = (
+        euclidean._direct_search_pair, euclidean._direct_search, euclidean._direct_search_wide
+    )
+    for d, kind in ((1, 0), (2, 0), (3, 1), (16, 1), (17, 2), (40, 2)):
         X, mean, m2c, cn, cc, C = _inputs(rng, 300, d, 4, np.float64)
-        pair = d <= 2
-        assert euclidean._direct_search_for(d) is (
-            euclidean._direct_search_pair if pair else euclidean._direct_search
-        )
-        assert lloyd._kernel(True, d, False) is (
-            lloyd._pair_iterations if pair else lloyd._direct_iterations
-        )
-        assert lloyd._kernel(True, d, True) is (
-            lloyd._pair_threaded if pair else lloyd._direct_threaded
-        )
+        assert euclidean._direct_search_for(d) is searches[kind]
+        if kind < 2:
+            pair = kind == 0
+            assert lloyd._kernel(True, d, False) is (
+                lloyd._pair_iterations if pair else lloyd._direct_iterations
+            )
+            assert lloyd._kernel(True, d, True) is (
+                lloyd._pair_threaded if pair else lloyd._direct_threaded
+            )
+        else:  # fits never take the direct search past sixteen features
+            for threaded in (False, True):
+                with pytest.raises(ValueError, match="up to 16 features, not"):
+                    lloyd._kernel(True, d, threaded)
         assert lloyd._kernel(False, d, True) is lloyd._product_threaded
-        wrong = euclidean._direct_search if pair else euclidean._direct_search_pair
         outputs = (np.empty(300, np.intp), np.empty(300), np.empty(0))
-        with pytest.raises(ValueError, match="features"):
-            wrong(X, mean, m2c, cn, cc, *outputs, *euclidean._no_sums(X.dtype), False)
+        for wrong in searches[:kind] + searches[kind + 1 :]:
+            with pytest.raises(ValueError, match="features"):
+                wrong(X, mean, m2c, cn, cc, *outputs, *euclidean._no_sums(X.dtype), False)
         euclidean._direct_search_for(d)(
             X, mean, m2c, cn, cc, *outputs, *euclidean._no_sums(X.dtype), False
         )

@@ -1149,13 +1149,18 @@ if HAVE_NUMBA:
 
     def _direct_search_for(n_features):
         # the direct search's kernel for rows of ``n_features`` features
-        return _direct_search_pair if n_features <= 2 else _direct_search
+        if n_features <= 2:
+            return _direct_search_pair
+        return _direct_search if n_features <= DIRECT_WIDE_MAX_FEATURES else _direct_search_wide
 
-    # The direct search, one kernel per kind of sub-block pass: a kernel holding both
-    # compiled both, and so did every kernel that holds it (the Lloyd iterations', the
-    # threaded one with its own copy of the pass): a first fit at two features compiled
-    # the passes of three to sixteen features too (_direct_pass's ``block``).  Each
-    # kernel refuses the rows the other takes, so that a shape always gets the same bits.
+    # The direct search, one kernel per kind of sub-block pass: a kernel holding them
+    # all compiled them all, and so did every kernel that holds it (the Lloyd
+    # iterations', the threaded one with its own copy of the search): a first fit at two
+    # features compiled the passes of three to sixteen features, and of more, too
+    # (_direct_pass's ``block``).  Each kernel refuses the rows another takes, so that a
+    # shape always gets the same bits.  Past sixteen features (the accumulator's
+    # passes, _direct_search_wide) fits never take the direct search (direct_pays): that
+    # kernel is the tests' reference for the one-pass loops, with no Lloyd iterations.
     @numba.njit(nogil=True, cache=True, fastmath={"contract"})
     def _direct_search_pair(  # pragma: no cover
         X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
@@ -1174,12 +1179,25 @@ if HAVE_NUMBA:
         X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
         sample_weight, group_rows, group_sums, group_weights, prefetch,
     ):
-        # three features or more (the fits' shapes: up to sixteen)
-        if X.shape[1] <= 2:  # those take _direct_search_pair's bits
-            raise ValueError("the direct search of fours takes three features or more")
+        # three to sixteen features
+        if X.shape[1] <= 2 or X.shape[1] > DIRECT_WIDE_MAX_FEATURES:
+            raise ValueError("the direct search of fours takes three to sixteen features")
         _direct_pass(
             X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
             sample_weight, group_rows, group_sums, group_weights, prefetch, _fours_block,
+        )
+
+    @numba.njit(nogil=True, cache=True, fastmath={"contract"})
+    def _direct_search_wide(  # pragma: no cover
+        X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
+        sample_weight, group_rows, group_sums, group_weights, prefetch,
+    ):
+        # seventeen features or more
+        if X.shape[1] <= DIRECT_WIDE_MAX_FEATURES:
+            raise ValueError("the direct search's accumulator takes seventeen features or more")
+        _direct_pass(
+            X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
+            sample_weight, group_rows, group_sums, group_weights, prefetch, _wide_block,
         )
 
     # The direct search's loop over sub-blocks, inlined into its two kernels with the
@@ -1228,14 +1246,31 @@ if HAVE_NUMBA:
         _pair_rows(X, mean, start, m, rows_t[0], rows_t[1])
         _pair_search(rows_t[0], rows_t[1], coef, c_sq_norms, m, best, runner_up, arg, want_second)
 
-    # One sub-block's pass at three features or more: its rows centered and transposed
-    # four rows at a time (four independent rows per feature keep the scalar loop busy),
-    # then one pass per centroid up to sixteen features, the accumulator's above.
+    # One sub-block's pass at three to sixteen features: its rows centered and transposed
+    # (_transpose_rows), then one pass per centroid.
     @numba.njit(nogil=True, fastmath={"contract"}, inline="always")
     def _fours_block(  # pragma: no cover
         X, mean, start, m, sub, prefetching, rows_t, coef, c_sq_norms, acc, best,
         runner_up, arg, want_second,
     ):
+        _transpose_rows(X, mean, start, m, sub, prefetching, rows_t)
+        _quad_search(rows_t, coef, c_sq_norms, m, best, runner_up, arg, want_second)
+
+    # One sub-block's pass from seventeen features: its rows centered and transposed,
+    # then the accumulator's passes.
+    @numba.njit(nogil=True, fastmath={"contract"}, inline="always")
+    def _wide_block(  # pragma: no cover
+        X, mean, start, m, sub, prefetching, rows_t, coef, c_sq_norms, acc, best,
+        runner_up, arg, want_second,
+    ):
+        _transpose_rows(X, mean, start, m, sub, prefetching, rows_t)
+        _wide_search(rows_t, coef, c_sq_norms, m, acc, best, runner_up, arg, want_second)
+
+    # A sub-block's rows centered and transposed into ``rows_t`` four rows at a time
+    # (four independent rows per feature keep the scalar loop busy), the next
+    # sub-block's rows prefetched with them when ``prefetching``.
+    @numba.njit(nogil=True, fastmath={"contract"}, inline="always")
+    def _transpose_rows(X, mean, start, m, sub, prefetching, rows_t):  # pragma: no cover
         d = X.shape[1]
         i = 0
         while i + 4 <= m:
@@ -1258,10 +1293,6 @@ if HAVE_NUMBA:
             for f in range(d):
                 rows_t[f, i] = X[row, f] - mean[f]
             i += 1
-        if rows_t.shape[0] <= 16:  # up to four fours: one pass per centroid
-            _quad_search(rows_t, coef, c_sq_norms, m, best, runner_up, arg, want_second)
-        else:
-            _wide_search(rows_t, coef, c_sq_norms, m, acc, best, runner_up, arg, want_second)
 
     # The direct search's passes from seventeen features (shapes the search gives the
     # product kernel, but the kernel takes any; the tests' reference for the one-pass

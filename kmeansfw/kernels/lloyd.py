@@ -28,7 +28,7 @@ import numpy as np
 
 from kmeansfw.kernels import convergence, read_only
 from kmeansfw.kernels._compile import HAVE_NUMBA, launch, numba
-from kmeansfw.kernels.euclidean import search_plan
+from kmeansfw.kernels.euclidean import DIRECT_WIDE_MAX_FEATURES, search_plan
 
 #: Why :func:`lloyd_iterations` returned: it made every iteration asked for, ...
 RAN = 0
@@ -331,9 +331,15 @@ if HAVE_NUMBA:
 
 def _kernel(direct: bool, n_features: int, threaded: bool) -> Any:
     # the Lloyd iterations' kernel of a search (the direct search's by its pass: one or
-    # two features, or more; see euclidean._direct_search_for), serial or threaded
+    # two features, or three to sixteen; see euclidean._direct_search_for), serial or
+    # threaded
     if not direct:
         return _product_threaded if threaded else _product_iterations
+    if n_features > DIRECT_WIDE_MAX_FEATURES:  # never direct_pays: no kernel compiled
+        raise ValueError(
+            f"the direct search's iterations take up to {DIRECT_WIDE_MAX_FEATURES} "
+            f"features, not {n_features}"
+        )
     if n_features <= 2:
         return _pair_threaded if threaded else _pair_iterations
     return _direct_threaded if threaded else _direct_iterations
