@@ -193,7 +193,7 @@ def _inline_fits_against_workers(X, k, to_workers, launches=None):
     # sums otherwise; the same labels here)
     fits = [KMeans(k, random_state=1, max_iter=4, tol=0, n_threads=t).fit(X) for t in (1, 2)]
     if launches is not None:
-        threaded = ("_pair_threaded", "_direct_threaded", "_product_threaded")
+        threaded = ("_pair_threaded", "_direct_threaded", "_rows_threaded", "_product_threaded")
         assert any(name in threaded and team == 2 for name, _, team in launches)
     with pytest.MonkeyPatch.context() as patch:
         to_workers(patch)
@@ -327,8 +327,8 @@ def launches(monkeypatch):
     """The launches of numba's threads, as (kernel name, chunks, team size); skips where
     numba has no thread-safe layer (the parallel variants never run there).  The threaded
     Lloyd iterations' kernels (``_pair_threaded``, ``_direct_threaded``,
-    ``_product_threaded``) are named with ``/search`` when they made one search
-    (``lloyd.threaded_search``: no steps)."""
+    ``_rows_threaded``, ``_product_threaded``) are named with ``/search`` when they made
+    one search (``lloyd.threaded_search``: no steps)."""
     import numba
 
     from kmeansfw.kernels import euclidean, lloyd, seeding, update
@@ -343,9 +343,8 @@ def launches(monkeypatch):
     def counting(kernel, *args):
         def kernel_seeing_its_team(*inner):
             name = kernel.__name__
-            if name in ("_pair_threaded", "_direct_threaded", "_product_threaded") and (
-                inner[7] == 0
-            ):
+            threaded = ("_pair_threaded", "_direct_threaded", "_rows_threaded", "_product_threaded")
+            if name in threaded and inner[7] == 0:
                 name += "/search"
             seen.append((name, inner[-1], numba.get_num_threads()))
             return kernel(*inner)
@@ -378,8 +377,8 @@ def test_small_fits_are_bit_identical_whatever_numba_threads(n, d, k, dtype, lau
         other = KMeans(k, random_state=2, n_threads=threads).fit(X)
         kernels = {name for name, _, _ in launches}
         assert kernels & {
-            "_pair_threaded/search", "_direct_threaded/search", "_product_threaded/search",
-            "_pair_threaded", "_direct_threaded", "_product_threaded",
+            *(f"{name}{use}" for name in ("_pair", "_direct", "_rows", "_product")
+              for use in ("_threaded", "_threaded/search")),
         }
         if d >= 64:  # k-means++'s candidates: enough work for the threads, in its steps
             # in one call (3000 rows) or step by step (30000 rows: above the one call's work)

@@ -117,8 +117,8 @@ def test_parallel_nearest_is_bit_identical_to_the_serial_kernel(dtype, n, d, k, 
         _check_parallel_nearest(X, mean, m2c, cn, cc, serial, parallel, chunks, hint)
 
 
-# the direct search at two features and at more, the product search
-_SEARCH_SHAPES = [(5000, 2, 8), (5000, 8, 8), (4100, 64, 10)]
+# the direct search at two features and at more, the row search, the product search
+_SEARCH_SHAPES = [(5000, 2, 8), (5000, 8, 8), (5000, 20, 3), (4100, 64, 10)]
 
 
 def _prepared_variants(m2c, cn, cc):
@@ -194,7 +194,7 @@ def test_one_threaded_kernel_serves_the_iterations_and_the_searches(monkeypatch,
 
         return record
 
-    names = ("_pair_threaded", "_direct_threaded", "_product_threaded")
+    names = ("_pair_threaded", "_direct_threaded", "_rows_threaded", "_product_threaded")
     for name in names:
         monkeypatch.setattr(lloyd, name, recording(getattr(lloyd, name), name))
     rng = np.random.default_rng(3)
@@ -1477,6 +1477,42 @@ def test_row_search_breaks_a_tie_inside_its_second_tile(with_second):
         np.testing.assert_array_equal(second, mins)
 
 
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_row_search_and_the_products_are_kernels_of_their_own(dtype):
+    # the product search's shapes of row_search_pays take the row search's kernel (and
+    # its Lloyd iterations' kernels), the others the products': each refuses the other's
+    # shapes, so that a first fit compiles the one it takes and a shape keeps its bits
+    from kmeansfw.kernels import lloyd
+
+    rng = np.random.default_rng(6)
+    itemsize = np.dtype(dtype).itemsize
+    for d, k in ((20, 3), (24, 5), (40, 3), (64, 10), (20, 12), (200, 3)):
+        rows = euclidean.row_search_pays(d, k, itemsize)
+        X, mean, m2c, cn, cc, C = _inputs(rng, 400, d, k, dtype)
+        kernel = euclidean._row_search if rows else euclidean._product_search
+        assert euclidean._search_for(False, d, k, itemsize) is kernel
+        assert lloyd._kernel(False, d, k, itemsize, False) is (
+            lloyd._rows_iterations if rows else lloyd._product_iterations
+        )
+        assert lloyd._kernel(False, d, k, itemsize, True) is (
+            lloyd._rows_threaded if rows else lloyd._product_threaded
+        )
+        other = euclidean._product_search if rows else euclidean._row_search
+        outputs = (np.empty(400, np.intp), np.empty(400, dtype), np.empty(400, dtype))
+        no_sums = (*euclidean._no_sums(X.dtype), False)
+        with pytest.raises(ValueError, match="row search"):
+            other(X, mean, m2c, cn, cc, *outputs, *no_sums)
+        kernel(X, mean, m2c, cn, cc, *outputs, *no_sums)
+        labels, mins, second = kernels.nearest_sq_euclidean(X, mean, m2c, cn, cc, with_second=True)
+        for got, want in zip(outputs, (labels, mins, second), strict=True):
+            np.testing.assert_array_equal(got, want)
+        D = cdist(X.astype(np.float64), C.astype(np.float64), "sqeuclidean")
+        rtol = 1e-4 if dtype == np.float32 else 1e-9
+        np.testing.assert_allclose(mins, D[np.arange(400), labels], rtol=rtol, atol=rtol)
+        np.testing.assert_allclose(mins, D.min(axis=1), rtol=rtol, atol=rtol)
+
+
 def test_the_direct_kernel_is_chosen_by_shape_only():
     assert kernels.direct_pays(2, 3) and kernels.direct_pays(8, 128)
     assert kernels.direct_pays(16, 16) and kernels.direct_pays(9, 1)
@@ -1501,17 +1537,16 @@ def test_the_direct_search_has_a_kernel_per_kind_of_pass():
         assert euclidean._direct_search_for(d) is searches[kind]
         if kind < 2:
             pair = kind == 0
-            assert lloyd._kernel(True, d, False) is (
+            assert lloyd._kernel(True, d, 4, 8, False) is (
                 lloyd._pair_iterations if pair else lloyd._direct_iterations
             )
-            assert lloyd._kernel(True, d, True) is (
+            assert lloyd._kernel(True, d, 4, 8, True) is (
                 lloyd._pair_threaded if pair else lloyd._direct_threaded
             )
         else:  # fits never take the direct search past sixteen features
             for threaded in (False, True):
                 with pytest.raises(ValueError, match="up to 16 features, not"):
-                    lloyd._kernel(True, d, threaded)
-        assert lloyd._kernel(False, d, True) is lloyd._product_threaded
+                    lloyd._kernel(True, d, 4, 8, threaded)
         outputs = (np.empty(300, np.intp), np.empty(300), np.empty(0))
         for wrong in searches[:kind] + searches[kind + 1 :]:
             with pytest.raises(ValueError, match="features"):
@@ -1681,6 +1716,7 @@ _READ_ONLY_KERNELS = (
     ("euclidean", "_product_search", (0, 1, 8)),
     ("euclidean", "_direct_search", (0, 1, 8)),
     ("euclidean", "_direct_search_pair", (0, 1, 8)),
+    ("euclidean", "_row_search", (0, 1, 8)),
     ("euclidean", "_sq_cost_numba", (0, 1, 4)),
     ("euclidean", "_nearest_groups_numba", (0, 1)),
     ("euclidean", "_paired_sq_numba", (0, 1)),
@@ -1689,6 +1725,7 @@ _READ_ONLY_KERNELS = (
     ("lloyd", "_product_iterations", (0, 1, 2, 3)),
     ("lloyd", "_direct_iterations", (0, 1, 2, 3)),
     ("lloyd", "_pair_iterations", (0, 1, 2, 3)),
+    ("lloyd", "_rows_iterations", (0, 1, 2, 3)),
     ("update", "_accumulate_numba", (0, 2)),
     ("update", "_add_members_numba", (0, 2)),
     ("seeding", "_plusplus_sq_euclidean_numba", (0, 1, 2, 3)),
@@ -1746,6 +1783,13 @@ def test_kernels_see_their_inputs_read_only_whatever_the_callers_flags(monkeypat
         lloyd.lloyd_iterations(pair[0], pair[1], weights, pair[2][:3], None, 0.0, 2, 1, False)
         cc2, m2c2, cn2, _ = kernels.prepare_euclidean_centroids(pair[2][:3], pair[1], dtype)
         kernels.nearest_sq_euclidean(pair[0], pair[1], m2c2, cn2, cc2)
+        # twenty features, three centroids: the row search
+        wide = [np.concatenate([a, a[..., :4]], axis=-1) for a in (X, mean, C)]
+        for a in wide:
+            a.flags.writeable = writable
+        lloyd.lloyd_iterations(wide[0], wide[1], weights, wide[2][:3], None, 0.0, 2, 1, False)
+        cc3w, m2c3w, cn3w, _ = kernels.prepare_euclidean_centroids(wide[2][:3], wide[1], dtype)
+        kernels.nearest_sq_euclidean(wide[0], wide[1], m2c3w, cn3w, cc3w)
         kernels.add_weighted_cluster_sums(X, labels, weights, *sums[1:])
         kernels.add_cluster_members(X, labels, weights, *sums[1:], np.arange(k) % 2 == 0)
         draws = rng.random((3, 2))

@@ -488,7 +488,7 @@ def test_the_threads_kernel_makes_the_serial_kernels_iterations(n, d, k, dtype, 
     args = (*inputs, no_labels, False, 0.0, 7, group_rows, n_groups, False)
     ring, made, kept = lloyd._buffers(n, k, d, X.dtype)  # what the kernel writes
     nothing = lloyd._nothing(X.dtype)  # no search of given centroids: the iterations
-    kernel = lloyd._kernel(direct, d, True)
+    kernel = lloyd._kernel(direct, d, k, X.itemsize, True)
     done, stop, current, previous, new, before = launch(
         kernel, *args, ring, made, kept, nothing, chunks
     )

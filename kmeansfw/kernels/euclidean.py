@@ -686,13 +686,25 @@ if HAVE_NUMBA:
         return True
 
     def _nearest_numba(X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second):
-        # the product search without the mean's sums, as nearest_sq_euclidean calls it
-        # (the same compiled signature: a compiled wrapper making its own empty weights
-        # compiled the whole search again, for the tests that call it)
-        _product_search(
+        # the product search (or, at its shapes, the row search) without the mean's
+        # sums, as nearest_sq_euclidean calls it (the same compiled signature: a
+        # compiled wrapper making its own empty weights compiled the whole search
+        # again, for the tests that call it)
+        _search_for(False, X.shape[1], minus_2c.shape[0], X.itemsize)(
             read_only(X), read_only(mean), minus_2c, c_sq_norms, centered_c, labels, mins,
             second, *_no_sums(X.dtype), False,
         )
+
+    def _search_for(direct, n_features, n_clusters, itemsize):
+        # the search kernel of a shape (search_kind's)
+        kind = search_kind(direct, n_features, n_clusters, itemsize)
+        if kind == "pair":
+            return _direct_search_pair
+        if kind == "fours":
+            return _direct_search
+        if kind == "wide":
+            return _direct_search_wide
+        return _row_search if kind == "rows" else _product_search
 
     # ``fastmath=False`` stated: a callee that states no flags takes its first caller's,
     # and the compiled Lloyd iterations (kernels.lloyd) call it too
@@ -709,7 +721,8 @@ if HAVE_NUMBA:
         # the exact distances follow as in the direct kernel (:func:`_exact_rows`).
         # ``prefetch``: the data is too large to stay in cache from one pass to the next,
         # so the rows of the next product are prefetched (where _prefetch_pays).  At the
-        # shapes of row_search_pays, no product: the row search (_row_search).
+        # shapes of row_search_pays, no product: the row search, a kernel of its own
+        # (_row_search; see _search_for), which this one refuses.
         want_second = second.shape[0] > 0
         n, d, k = X.shape[0], X.shape[1], minus_2c.shape[0]
         if not want_second and _screen_pays(d, k, X.itemsize) and _screened(
@@ -717,12 +730,8 @@ if HAVE_NUMBA:
             sample_weight, group_rows, group_sums, group_weights, prefetch,
         ):
             return
-        if _row_search_pays(d, k, X.itemsize):
-            _row_search(
-                X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
-                sample_weight, group_rows, group_sums, group_weights, prefetch,
-            )
-            return
+        if _row_search_pays(d, k, X.itemsize):  # those take _row_search's bits
+            raise ValueError("the row search's shapes take the row search's kernel")
         step, by_rows_step = _search_rows(d, k, X.itemsize)
         sub = max(1, min(step, n))  # one row at least: range() needs a step
         origin = _at_origin(mean)
@@ -950,8 +959,20 @@ if HAVE_NUMBA:
         # the product search's shapes of row_search_pays: per sub-block, the rows
         # (centered unless at the origin) searched by _nearest_rows, then the exact
         # distances and the mean's sums as after a product (_finish_rows, with the
-        # product search's prefetching rule)
+        # product search's prefetching rule).  A kernel apart from the product search's:
+        # a kernel holding both compiled both (and so did the Lloyd iterations' kernels
+        # holding it), for shapes that take one only.  Where screen_pays too (float64,
+        # eight centroids, 192 to 256 features), a search without the runner-up is
+        # screened first, as in the product search.
         n, d = X.shape
+        k = minus_2c.shape[0]
+        if not _row_search_pays(d, k, X.itemsize):  # never give a shape other bits
+            raise ValueError("the row search takes the shapes of row_search_pays only")
+        if second.shape[0] == 0 and _screen_pays(d, k, X.itemsize) and _screened(
+            X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
+            sample_weight, group_rows, group_sums, group_weights, prefetch,
+        ):
+            return
         sub = max(1, min(SUB_BLOCK_ROWS, n))  # one row at least: range() needs a step
         prefetching = prefetch and _prefetch_pays(d, X.itemsize, sub)
         origin = _at_origin(mean)
@@ -1149,9 +1170,7 @@ if HAVE_NUMBA:
 
     def _direct_search_for(n_features):
         # the direct search's kernel for rows of ``n_features`` features
-        if n_features <= 2:
-            return _direct_search_pair
-        return _direct_search if n_features <= DIRECT_WIDE_MAX_FEATURES else _direct_search_wide
+        return _search_for(True, n_features, 1, 8)
 
     # The direct search, one kernel per kind of sub-block pass: a kernel holding them
     # all compiled them all, and so did every kernel that holds it (the Lloyd
@@ -1650,6 +1669,39 @@ if HAVE_NUMBA:
             return a, b, 0, 0
         a, b = _chunk(n, n_chunks, c, group_rows)
         return a, b, a // group_rows, -(-b // group_rows)
+
+
+def search_kind(direct: bool, n_features: int, n_clusters: int, itemsize: int) -> str:
+    """Which compiled search kernel a shape takes (numba only).
+
+    Each kind of search is a kernel of its own, and so are the Lloyd iterations' kernels
+    holding it (:mod:`kmeansfw.kernels.lloyd`), so that a first fit compiles only the
+    search its shape takes: numba compiles every branch of a kernel, and a kernel that
+    held every search compiled them all.  Each kernel refuses the shapes of the others,
+    so a shape always gets the same bits.
+
+    Parameters
+    ----------
+    direct : bool
+        The direct search (:func:`direct_pays`), else the product search.
+    n_features, n_clusters : int
+        The data's features and the number of centroids.
+    itemsize : int
+        Bytes per value (4: float32, else float64).
+
+    Returns
+    -------
+    str
+        ``"pair"`` (the direct search at one or two features), ``"fours"`` (at three to
+        sixteen), ``"wide"`` (past sixteen, which no fit takes: the tests' reference
+        for the one-pass loops), ``"rows"`` (the product search's shapes of
+        :func:`row_search_pays`) or ``"product"``.
+    """
+    if direct:
+        if n_features <= 2:
+            return "pair"
+        return "fours" if n_features <= DIRECT_WIDE_MAX_FEATURES else "wide"
+    return "rows" if row_search_pays(n_features, n_clusters, itemsize) else "product"
 
 
 def kernel_chunks(n_rows: int, n_features: int, n_clusters: int, n_threads: int) -> int:

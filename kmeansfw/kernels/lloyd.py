@@ -28,7 +28,7 @@ import numpy as np
 
 from kmeansfw.kernels import convergence, read_only
 from kmeansfw.kernels._compile import HAVE_NUMBA, launch, numba
-from kmeansfw.kernels.euclidean import DIRECT_WIDE_MAX_FEATURES, search_plan
+from kmeansfw.kernels.euclidean import DIRECT_WIDE_MAX_FEATURES, search_kind, search_plan
 
 #: Why :func:`lloyd_iterations` returned: it made every iteration asked for, ...
 RAN = 0
@@ -102,6 +102,7 @@ if HAVE_NUMBA:
         _direct_search_pair,
         _prepare_centroids_numba,
         _product_search,
+        _row_search,
         _search_run,
     )
 
@@ -169,9 +170,9 @@ if HAVE_NUMBA:
     # after numba's threading layer is (numba starts it for a ``parallel=True`` kernel,
     # and the engine launches one only where
     # :func:`kmeansfw.kernels._compile.parallel_ready` says it may).  ``search`` is the
-    # search itself (_direct_search_pair, _direct_search or _product_search, a compiled
-    # function passed as a value), one kernel per search: a kernel holding both the
-    # direct and the product search compiled both on a first fit (the threaded kernel:
+    # search itself (_direct_search_pair, _direct_search, _row_search or _product_search,
+    # a compiled function passed as a value), one kernel per search: a kernel holding
+    # both the direct and the product search compiled both on a first fit (the threaded kernel:
     # 89.5 s of a first fit's 108 s on 2 cores at 10,000 x 2, k=3, against 34.3 s for
     # the direct search's own).
     #
@@ -285,6 +286,17 @@ if HAVE_NUMBA:
         )
 
     @numba.njit(nogil=True, cache=True, fastmath=False)
+    def _rows_iterations(  # pragma: no cover
+        X, mean, sample_weight, start, labels_in, known, limit, steps,
+        group_rows, n_groups, prefetch, ring, centroids, kept, given, n_chunks,
+    ):
+        return _iterate(
+            X, mean, sample_weight, start, labels_in, known, limit, steps,
+            _row_search, group_rows, n_groups, prefetch, ring, centroids, kept, given,
+            n_chunks,
+        )
+
+    @numba.njit(nogil=True, cache=True, fastmath=False)
     def _product_iterations(  # pragma: no cover
         X, mean, sample_weight, start, labels_in, known, limit, steps,
         group_rows, n_groups, prefetch, ring, centroids, kept, given, n_chunks,
@@ -318,6 +330,17 @@ if HAVE_NUMBA:
         )
 
     @numba.njit(nogil=True, cache=True, fastmath=False, parallel=True)
+    def _rows_threaded(  # pragma: no cover
+        X, mean, sample_weight, start, labels_in, known, limit, steps,
+        group_rows, n_groups, prefetch, ring, centroids, kept, given, n_chunks,
+    ):
+        return _iterate(
+            X, mean, sample_weight, start, labels_in, known, limit, steps,
+            _row_search, group_rows, n_groups, prefetch, ring, centroids, kept, given,
+            n_chunks,
+        )
+
+    @numba.njit(nogil=True, cache=True, fastmath=False, parallel=True)
     def _product_threaded(  # pragma: no cover
         X, mean, sample_weight, start, labels_in, known, limit, steps,
         group_rows, n_groups, prefetch, ring, centroids, kept, given, n_chunks,
@@ -329,20 +352,22 @@ if HAVE_NUMBA:
         )
 
 
-def _kernel(direct: bool, n_features: int, threaded: bool) -> Any:
-    # the Lloyd iterations' kernel of a search (the direct search's by its pass: one or
-    # two features, or three to sixteen; see euclidean._direct_search_for), serial or
-    # threaded
-    if not direct:
-        return _product_threaded if threaded else _product_iterations
-    if n_features > DIRECT_WIDE_MAX_FEATURES:  # never direct_pays: no kernel compiled
+def _kernel(direct: bool, n_features: int, n_clusters: int, itemsize: int, threaded: bool) -> Any:
+    # the Lloyd iterations' kernel of a shape's search (euclidean.search_kind), serial
+    # or threaded
+    kind = search_kind(direct, n_features, n_clusters, itemsize)
+    if kind == "wide":  # never direct_pays: no iterations compiled
         raise ValueError(
             f"the direct search's iterations take up to {DIRECT_WIDE_MAX_FEATURES} "
             f"features, not {n_features}"
         )
-    if n_features <= 2:
+    if kind == "pair":
         return _pair_threaded if threaded else _pair_iterations
-    return _direct_threaded if threaded else _direct_iterations
+    if kind == "fours":
+        return _direct_threaded if threaded else _direct_iterations
+    if kind == "rows":
+        return _rows_threaded if threaded else _rows_iterations
+    return _product_threaded if threaded else _product_iterations
 
 
 def _buffers(
@@ -400,7 +425,7 @@ def threaded_search(
 
     :func:`kmeansfw.kernels.nearest_sq_euclidean`'s search in ``n_chunks`` runs of rows:
     each run is the serial search (``_direct_search_pair`` at one or two features,
-    ``_direct_search`` at more, or ``_product_search``) of those
+    ``_direct_search`` at more, ``_row_search`` or ``_product_search``) of those
     rows, so every output is the serial search's, bit for bit.  It runs in the threaded
     kernel of the Lloyd iterations, with no iteration to make: a first fit compiles the
     search's threaded code once for both.
@@ -427,7 +452,7 @@ def threaded_search(
     n_chunks : int
         Runs of rows, at least 2.
     """
-    kernel = _kernel(direct, X.shape[1], True)
+    kernel = _kernel(direct, X.shape[1], minus_2c.shape[0], X.itemsize, True)
     given = (minus_2c, c_sq_norms, centered_c, labels, mins, second, group_sums, group_weights)
     no_steps, buffers = _no_iterations(X.dtype)
     launch(
@@ -513,7 +538,7 @@ def lloyd_iterations(
         read_only(np.ascontiguousarray(centroids)), read_only(labels_in), known, float(limit),
         int(steps), group_rows, n_groups, prefetch, ring, made, kept, _nothing(X.dtype), chunks,
     )
-    kernel = _kernel(direct, d, chunks > 1)  # a first fit compiles only the one it takes
+    kernel = _kernel(direct, d, k, X.itemsize, chunks > 1)  # compiled only where taken
     found = launch(kernel, *args) if chunks > 1 else kernel(*args)
     done, stop, current, previous, new, before = found
     return Iterations(

@@ -109,10 +109,9 @@ def nearest_sq_euclidean(
             grouped = (weight, group_rows, group_sums, group_weights, prefetch)
         if chunks > 1:  # in the threaded Lloyd iterations' kernel
             lloyd.threaded_search(direct, *args, *grouped, chunks)
-        elif direct:
-            euclidean._direct_search_for(X.shape[1])(*args, *grouped)
         else:
-            euclidean._product_search(*args, *grouped)
+            search = euclidean._search_for(direct, X.shape[1], minus_2c.shape[0], X.itemsize)
+            search(*args, *grouped)
         if n_groups:
             euclidean._add_groups(group_sums, group_weights, *sums[1:])
     if not with_costs:
