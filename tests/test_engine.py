@@ -193,8 +193,7 @@ def _inline_fits_against_workers(X, k, to_workers, launches=None):
     # sums otherwise; the same labels here)
     fits = [KMeans(k, random_state=1, max_iter=4, tol=0, n_threads=t).fit(X) for t in (1, 2)]
     if launches is not None:
-        threaded = ("_pair_threaded", "_direct_threaded", "_rows_threaded", "_product_threaded")
-        assert any(name in threaded and team == 2 for name, _, team in launches)
+        assert any(name.endswith("_threaded") and team == 2 for name, _, team in launches)
     with pytest.MonkeyPatch.context() as patch:
         to_workers(patch)
         assert not FitData.build(X, n_clusters=k, splits_work=True).inline
@@ -326,9 +325,9 @@ def test_bit_identical_whatever_the_thread_count_with_bounds_inline(launches, mo
 def launches(monkeypatch):
     """The launches of numba's threads, as (kernel name, chunks, team size); skips where
     numba has no thread-safe layer (the parallel variants never run there).  The threaded
-    Lloyd iterations' kernels (``_pair_threaded``, ``_direct_threaded``,
-    ``_rows_threaded``, ``_product_threaded``) are named with ``/search`` when they made
-    one search (``lloyd.threaded_search``: no steps)."""
+    Lloyd iterations' kernels (``lloyd._pair_threaded``, ``_direct_threaded`` and the
+    others of ``lloyd._kernel``) are named with ``/search`` when they made one search
+    (``lloyd.threaded_search``: no steps)."""
     import numba
 
     from kmeansfw.kernels import euclidean, lloyd, seeding, update
@@ -343,8 +342,7 @@ def launches(monkeypatch):
     def counting(kernel, *args):
         def kernel_seeing_its_team(*inner):
             name = kernel.__name__
-            threaded = ("_pair_threaded", "_direct_threaded", "_rows_threaded", "_product_threaded")
-            if name in threaded and inner[7] == 0:
+            if name.endswith("_threaded") and inner[7] == 0:  # the iterations' kernels
                 name += "/search"
             seen.append((name, inner[-1], numba.get_num_threads()))
             return kernel(*inner)

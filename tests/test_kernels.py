@@ -195,10 +195,12 @@ def test_one_threaded_kernel_serves_the_iterations_and_the_searches(monkeypatch,
         return record
 
     names = ("_pair_threaded", "_direct_threaded", "_rows_threaded", "_product_threaded")
+    if dtype == np.float64:  # eight centroids of 200 features: screened, else the rows
+        names += ("_screened_rows_threaded",)
     for name in names:
         monkeypatch.setattr(lloyd, name, recording(getattr(lloyd, name), name))
     rng = np.random.default_rng(3)
-    for n, d, k in _SEARCH_SHAPES:
+    for n, d, k in _SEARCH_SHAPES + [(2000, 200, 8)] * (dtype == np.float64):
         X, mean, m2c, cn, cc, C = _inputs(rng, n, d, k, dtype)
         weights = np.ones(n, dtype)
         for prepared in [(m2c, cn, cc), *_prepared_variants(m2c, cn, cc)]:
@@ -1481,28 +1483,41 @@ def test_row_search_breaks_a_tie_inside_its_second_tile(with_second):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_the_row_search_and_the_products_are_kernels_of_their_own(dtype):
     # the product search's shapes of row_search_pays take the row search's kernel (and
-    # its Lloyd iterations' kernels), the others the products': each refuses the other's
-    # shapes, so that a first fit compiles the one it takes and a shape keeps its bits
+    # its Lloyd iterations' kernels), screened first where screen_pays too, the others
+    # the products': each refuses the others' shapes, so that a first fit compiles the
+    # one it takes and a shape keeps its bits
     from kmeansfw.kernels import lloyd
 
     rng = np.random.default_rng(6)
     itemsize = np.dtype(dtype).itemsize
-    for d, k in ((20, 3), (24, 5), (40, 3), (64, 10), (20, 12), (200, 3)):
+    searches = {
+        "rows": (euclidean._row_search, lloyd._rows_iterations, lloyd._rows_threaded),
+        "screened rows": (
+            euclidean._row_search_screened,
+            lloyd._screened_rows_iterations,
+            lloyd._screened_rows_threaded,
+        ),
+        "product": (
+            euclidean._product_search, lloyd._product_iterations, lloyd._product_threaded
+        ),
+    }
+    seen = set()
+    for d, k in ((20, 3), (24, 5), (40, 3), (64, 10), (20, 12), (200, 3), (200, 8)):
+        kind = euclidean.search_kind(False, d, k, itemsize)
+        seen.add(kind)
         rows = euclidean.row_search_pays(d, k, itemsize)
+        screened = euclidean.screen_pays(d, k, itemsize)
+        assert kind == ("product" if not rows else "screened rows" if screened else "rows")
         X, mean, m2c, cn, cc, C = _inputs(rng, 400, d, k, dtype)
-        kernel = euclidean._row_search if rows else euclidean._product_search
+        kernel, serial, threaded = searches[kind]
         assert euclidean._search_for(False, d, k, itemsize) is kernel
-        assert lloyd._kernel(False, d, k, itemsize, False) is (
-            lloyd._rows_iterations if rows else lloyd._product_iterations
-        )
-        assert lloyd._kernel(False, d, k, itemsize, True) is (
-            lloyd._rows_threaded if rows else lloyd._product_threaded
-        )
-        other = euclidean._product_search if rows else euclidean._row_search
+        assert lloyd._kernel(False, d, k, itemsize, False) is serial
+        assert lloyd._kernel(False, d, k, itemsize, True) is threaded
         outputs = (np.empty(400, np.intp), np.empty(400, dtype), np.empty(400, dtype))
         no_sums = (*euclidean._no_sums(X.dtype), False)
-        with pytest.raises(ValueError, match="row search"):
-            other(X, mean, m2c, cn, cc, *outputs, *no_sums)
+        for other, *_ in (searches[o] for o in searches if o != kind):
+            with pytest.raises(ValueError, match="row search"):
+                other(X, mean, m2c, cn, cc, *outputs, *no_sums)
         kernel(X, mean, m2c, cn, cc, *outputs, *no_sums)
         labels, mins, second = kernels.nearest_sq_euclidean(X, mean, m2c, cn, cc, with_second=True)
         for got, want in zip(outputs, (labels, mins, second), strict=True):
@@ -1511,6 +1526,7 @@ def test_the_row_search_and_the_products_are_kernels_of_their_own(dtype):
         rtol = 1e-4 if dtype == np.float32 else 1e-9
         np.testing.assert_allclose(mins, D[np.arange(400), labels], rtol=rtol, atol=rtol)
         np.testing.assert_allclose(mins, D.min(axis=1), rtol=rtol, atol=rtol)
+    assert seen == ({"rows", "screened rows", "product"} if itemsize == 8 else {"rows", "product"})
 
 
 def test_the_direct_kernel_is_chosen_by_shape_only():

@@ -704,7 +704,9 @@ if HAVE_NUMBA:
             return _direct_search
         if kind == "wide":
             return _direct_search_wide
-        return _row_search if kind == "rows" else _product_search
+        if kind == "rows":
+            return _row_search
+        return _row_search_screened if kind == "screened rows" else _product_search
 
     # ``fastmath=False`` stated: a callee that states no flags takes its first caller's,
     # and the compiled Lloyd iterations (kernels.lloyd) call it too
@@ -956,23 +958,51 @@ if HAVE_NUMBA:
         X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
         sample_weight, group_rows, group_sums, group_weights, prefetch,
     ):
-        # the product search's shapes of row_search_pays: per sub-block, the rows
-        # (centered unless at the origin) searched by _nearest_rows, then the exact
-        # distances and the mean's sums as after a product (_finish_rows, with the
-        # product search's prefetching rule).  A kernel apart from the product search's:
-        # a kernel holding both compiled both (and so did the Lloyd iterations' kernels
-        # holding it), for shapes that take one only.  Where screen_pays too (float64,
-        # eight centroids, 192 to 256 features), a search without the runner-up is
-        # screened first, as in the product search.
-        n, d = X.shape
-        k = minus_2c.shape[0]
-        if not _row_search_pays(d, k, X.itemsize):  # never give a shape other bits
+        # the product search's shapes of row_search_pays (but those of screen_pays too,
+        # _row_search_screened's): a kernel apart from the product search's, as a kernel
+        # holding both compiled both (and so did the Lloyd iterations' kernels holding
+        # it), for shapes that take one only
+        d, k = X.shape[1], minus_2c.shape[0]
+        if not _row_search_pays(d, k, X.itemsize) or _screen_pays(d, k, X.itemsize):
             raise ValueError("the row search takes the shapes of row_search_pays only")
-        if second.shape[0] == 0 and _screen_pays(d, k, X.itemsize) and _screened(
+        _row_pass(
+            X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
+            sample_weight, group_rows, group_sums, group_weights, prefetch,
+        )
+
+    @numba.njit(nogil=True, cache=True, fastmath=False)
+    def _row_search_screened(  # pragma: no cover
+        X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
+        sample_weight, group_rows, group_sums, group_weights, prefetch,
+    ):
+        # the shapes of both row_search_pays and screen_pays (float64, eight centroids,
+        # 192 to 256 features): a search without the runner-up screened first, as in
+        # the product search, the row search where it is not (the runner-up wanted, or
+        # centroids the screen declines); a kernel apart from _row_search's, so that the
+        # other row searches' fits do not compile the screened search
+        d, k = X.shape[1], minus_2c.shape[0]
+        if not (_row_search_pays(d, k, X.itemsize) and _screen_pays(d, k, X.itemsize)):
+            raise ValueError("the screened row search takes the shapes of row_search_pays "
+                             "and screen_pays only")
+        if second.shape[0] == 0 and _screened(
             X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
             sample_weight, group_rows, group_sums, group_weights, prefetch,
         ):
             return
+        _row_pass(
+            X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
+            sample_weight, group_rows, group_sums, group_weights, prefetch,
+        )
+
+    @numba.njit(nogil=True, fastmath=False, inline="always")
+    def _row_pass(  # pragma: no cover
+        X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
+        sample_weight, group_rows, group_sums, group_weights, prefetch,
+    ):
+        # the row search: per sub-block, the rows (centered unless at the origin)
+        # searched by _nearest_rows, then the exact distances and the mean's sums as
+        # after a product (_finish_rows, with the product search's prefetching rule)
+        n, d = X.shape
         sub = max(1, min(SUB_BLOCK_ROWS, n))  # one row at least: range() needs a step
         prefetching = prefetch and _prefetch_pays(d, X.itemsize, sub)
         origin = _at_origin(mean)
@@ -1695,13 +1725,17 @@ def search_kind(direct: bool, n_features: int, n_clusters: int, itemsize: int) -
         ``"pair"`` (the direct search at one or two features), ``"fours"`` (at three to
         sixteen), ``"wide"`` (past sixteen, which no fit takes: the tests' reference
         for the one-pass loops), ``"rows"`` (the product search's shapes of
-        :func:`row_search_pays`) or ``"product"``.
+        :func:`row_search_pays`), ``"screened rows"`` (those of :func:`screen_pays` too:
+        float64, eight centroids, 192 to 256 features; a search without the runner-up is
+        screened first) or ``"product"``.
     """
     if direct:
         if n_features <= 2:
             return "pair"
         return "fours" if n_features <= DIRECT_WIDE_MAX_FEATURES else "wide"
-    return "rows" if row_search_pays(n_features, n_clusters, itemsize) else "product"
+    if not row_search_pays(n_features, n_clusters, itemsize):
+        return "product"
+    return "screened rows" if screen_pays(n_features, n_clusters, itemsize) else "rows"
 
 
 def kernel_chunks(n_rows: int, n_features: int, n_clusters: int, n_threads: int) -> int:

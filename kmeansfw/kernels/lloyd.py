@@ -103,6 +103,7 @@ if HAVE_NUMBA:
         _prepare_centroids_numba,
         _product_search,
         _row_search,
+        _row_search_screened,
         _search_run,
     )
 
@@ -170,11 +171,12 @@ if HAVE_NUMBA:
     # after numba's threading layer is (numba starts it for a ``parallel=True`` kernel,
     # and the engine launches one only where
     # :func:`kmeansfw.kernels._compile.parallel_ready` says it may).  ``search`` is the
-    # search itself (_direct_search_pair, _direct_search, _row_search or _product_search,
-    # a compiled function passed as a value), one kernel per search: a kernel holding
-    # both the direct and the product search compiled both on a first fit (the threaded kernel:
-    # 89.5 s of a first fit's 108 s on 2 cores at 10,000 x 2, k=3, against 34.3 s for
-    # the direct search's own).
+    # search itself (_direct_search_pair, _direct_search, _row_search,
+    # _row_search_screened or _product_search, a compiled function passed as a value;
+    # euclidean.search_kind), one kernel per search: a kernel holding both the direct
+    # and the product search compiled both on a first fit (the threaded kernel: 89.5 s
+    # of a first fit's 108 s on 2 cores at 10,000 x 2, k=3, against 34.3 s for the
+    # direct search's own).
     #
     # With ``steps`` 0, the threaded kernels make one search instead, that of
     # :func:`kmeansfw.kernels.nearest_sq_euclidean` on numba's threads: of the prepared
@@ -297,6 +299,17 @@ if HAVE_NUMBA:
         )
 
     @numba.njit(nogil=True, cache=True, fastmath=False)
+    def _screened_rows_iterations(  # pragma: no cover
+        X, mean, sample_weight, start, labels_in, known, limit, steps,
+        group_rows, n_groups, prefetch, ring, centroids, kept, given, n_chunks,
+    ):
+        return _iterate(
+            X, mean, sample_weight, start, labels_in, known, limit, steps,
+            _row_search_screened, group_rows, n_groups, prefetch, ring, centroids, kept,
+            given, n_chunks,
+        )
+
+    @numba.njit(nogil=True, cache=True, fastmath=False)
     def _product_iterations(  # pragma: no cover
         X, mean, sample_weight, start, labels_in, known, limit, steps,
         group_rows, n_groups, prefetch, ring, centroids, kept, given, n_chunks,
@@ -341,6 +354,17 @@ if HAVE_NUMBA:
         )
 
     @numba.njit(nogil=True, cache=True, fastmath=False, parallel=True)
+    def _screened_rows_threaded(  # pragma: no cover
+        X, mean, sample_weight, start, labels_in, known, limit, steps,
+        group_rows, n_groups, prefetch, ring, centroids, kept, given, n_chunks,
+    ):
+        return _iterate(
+            X, mean, sample_weight, start, labels_in, known, limit, steps,
+            _row_search_screened, group_rows, n_groups, prefetch, ring, centroids, kept,
+            given, n_chunks,
+        )
+
+    @numba.njit(nogil=True, cache=True, fastmath=False, parallel=True)
     def _product_threaded(  # pragma: no cover
         X, mean, sample_weight, start, labels_in, known, limit, steps,
         group_rows, n_groups, prefetch, ring, centroids, kept, given, n_chunks,
@@ -367,6 +391,8 @@ def _kernel(direct: bool, n_features: int, n_clusters: int, itemsize: int, threa
         return _direct_threaded if threaded else _direct_iterations
     if kind == "rows":
         return _rows_threaded if threaded else _rows_iterations
+    if kind == "screened rows":
+        return _screened_rows_threaded if threaded else _screened_rows_iterations
     return _product_threaded if threaded else _product_iterations
 
 
@@ -425,7 +451,8 @@ def threaded_search(
 
     :func:`kmeansfw.kernels.nearest_sq_euclidean`'s search in ``n_chunks`` runs of rows:
     each run is the serial search (``_direct_search_pair`` at one or two features,
-    ``_direct_search`` at more, ``_row_search`` or ``_product_search``) of those
+    ``_direct_search`` at more, ``_row_search``, ``_row_search_screened`` or
+    ``_product_search``) of those
     rows, so every output is the serial search's, bit for bit.  It runs in the threaded
     kernel of the Lloyd iterations, with no iteration to make: a first fit compiles the
     search's threaded code once for both.
