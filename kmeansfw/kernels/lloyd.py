@@ -265,6 +265,10 @@ if HAVE_NUMBA:
                 break
         return done, stop, current, previous, old, before
 
+    # The kernels, serial and threaded, one per search (_kernel picks them), written
+    # out rather than made by a function taking the search: numba keys a cached closure
+    # on a pickle of its variables, and a compiled function pickles with an id drawn
+    # anew in each process, so such kernels would never be found in the cache.
     @numba.njit(nogil=True, cache=True, fastmath=False)
     def _direct_iterations(  # pragma: no cover
         X, mean, sample_weight, start, labels_in, known, limit, steps,
