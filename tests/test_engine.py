@@ -375,7 +375,8 @@ def test_small_fits_are_bit_identical_whatever_numba_threads(n, d, k, dtype, lau
         other = KMeans(k, random_state=2, n_threads=threads).fit(X)
         kernels = {name for name, _, _ in launches}
         assert kernels & {
-            *(f"{name}{use}" for name in ("_pair", "_direct", "_rows", "_product")
+            *(f"{name}{use}" for name in ("_pair", "_direct", "_rows", "_screened_rows",
+                                          "_product")
               for use in ("_threaded", "_threaded/search")),
         }
         if d >= 64:  # k-means++'s candidates: enough work for the threads, in its steps

@@ -1513,15 +1513,19 @@ def test_the_row_search_and_the_products_are_kernels_of_their_own(dtype):
         assert euclidean._search_for(False, d, k, itemsize) is kernel
         assert lloyd._kernel(False, d, k, itemsize, False) is serial
         assert lloyd._kernel(False, d, k, itemsize, True) is threaded
-        outputs = (np.empty(400, np.intp), np.empty(400, dtype), np.empty(400, dtype))
         no_sums = (*euclidean._no_sums(X.dtype), False)
-        for other, *_ in (searches[o] for o in searches if o != kind):
-            with pytest.raises(ValueError, match="row search"):
-                other(X, mean, m2c, cn, cc, *outputs, *no_sums)
-        kernel(X, mean, m2c, cn, cc, *outputs, *no_sums)
         labels, mins, second = kernels.nearest_sq_euclidean(X, mean, m2c, cn, cc, with_second=True)
-        for got, want in zip(outputs, (labels, mins, second), strict=True):
-            np.testing.assert_array_equal(got, want)
+        only = kernels.nearest_sq_euclidean(X, mean, m2c, cn, cc)  # screened where it pays
+        for want in ((labels, mins, second), only):  # with the runner-up, and without
+            outputs = (np.empty(400, np.intp), np.empty(400, dtype), np.empty(400, dtype))
+            outputs = outputs[: len(want)] + (np.empty(0, dtype),) * (3 - len(want))
+            for other, *_ in (searches[o] for o in searches if o != kind):
+                with pytest.raises(ValueError, match="row search"):  # whatever the data
+                    other(X, mean, m2c, cn, cc, *outputs, *no_sums)
+            kernel(X, mean, m2c, cn, cc, *outputs, *no_sums)
+            for got, expected in zip(outputs[: len(want)], want, strict=True):
+                np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(only[0], labels)
         D = cdist(X.astype(np.float64), C.astype(np.float64), "sqeuclidean")
         rtol = 1e-4 if dtype == np.float32 else 1e-9
         np.testing.assert_allclose(mins, D[np.arange(400), labels], rtol=rtol, atol=rtol)

@@ -24,6 +24,8 @@ Ties go to the lowest index in the compiled kernels and their NumPy twins alike.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 from kmeansfw.kernels import read_only
@@ -706,7 +708,11 @@ if HAVE_NUMBA:
             return _direct_search_wide
         if kind == "rows":
             return _row_search
-        return _row_search_screened if kind == "screened rows" else _product_search
+        if kind == "screened rows":
+            return _row_search_screened
+        if kind == "product":
+            return _product_search
+        raise ValueError(f"no search kernel of kind {kind!r}")
 
     # ``fastmath=False`` stated: a callee that states no flags takes its first caller's,
     # and the compiled Lloyd iterations (kernels.lloyd) call it too
@@ -724,16 +730,17 @@ if HAVE_NUMBA:
         # ``prefetch``: the data is too large to stay in cache from one pass to the next,
         # so the rows of the next product are prefetched (where _prefetch_pays).  At the
         # shapes of row_search_pays, no product: the row search, a kernel of its own
-        # (_row_search; see _search_for), which this one refuses.
+        # (_row_search or _row_search_screened; see search_kind), which this one
+        # refuses, whatever the data.
         want_second = second.shape[0] > 0
         n, d, k = X.shape[0], X.shape[1], minus_2c.shape[0]
+        if _row_search_pays(d, k, X.itemsize):  # those take the row search's bits
+            raise ValueError("the row search's shapes take the row search's kernel")
         if not want_second and _screen_pays(d, k, X.itemsize) and _screened(
             X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
             sample_weight, group_rows, group_sums, group_weights, prefetch,
         ):
             return
-        if _row_search_pays(d, k, X.itemsize):  # those take _row_search's bits
-            raise ValueError("the row search's shapes take the row search's kernel")
         step, by_rows_step = _search_rows(d, k, X.itemsize)
         sub = max(1, min(step, n))  # one row at least: range() needs a step
         origin = _at_origin(mean)
@@ -1207,9 +1214,11 @@ if HAVE_NUMBA:
     # iterations', the threaded one with its own copy of the search): a first fit at two
     # features compiled the passes of three to sixteen features, and of more, too
     # (_direct_pass's ``block``).  Each kernel refuses the rows another takes, so that a
-    # shape always gets the same bits.  Past sixteen features (the accumulator's
-    # passes, _direct_search_wide) fits never take the direct search (direct_pays): that
-    # kernel is the tests' reference for the one-pass loops, with no Lloyd iterations.
+    # shape always gets the same bits (given the direct search: the product search
+    # takes these shapes too, the tests' reference for them).  Past sixteen features
+    # (the accumulator's passes, _direct_search_wide) fits never take the direct search
+    # (direct_pays): that kernel is the tests' reference for the one-pass loops, with
+    # no Lloyd iterations.
     @numba.njit(nogil=True, cache=True, fastmath={"contract"})
     def _direct_search_pair(  # pragma: no cover
         X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
@@ -1249,9 +1258,10 @@ if HAVE_NUMBA:
             sample_weight, group_rows, group_sums, group_weights, prefetch, _wide_block,
         )
 
-    # The direct search's loop over sub-blocks, inlined into its two kernels with the
-    # pass of a sub-block they take (``block``: _pair_block or _fours_block, both
-    # inlined too, so that each kernel's code is that of the one search it makes).
+    # The direct search's loop over sub-blocks, inlined into its three kernels with the
+    # pass of a sub-block they take (``block``: _pair_block, _fours_block or
+    # _wide_block, inlined too, so that each kernel's code is that of the one search it
+    # makes).
     @numba.njit(nogil=True, fastmath={"contract"}, inline="always")
     def _direct_pass(  # pragma: no cover
         X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
@@ -1343,9 +1353,9 @@ if HAVE_NUMBA:
                 rows_t[f, i] = X[row, f] - mean[f]
             i += 1
 
-    # The direct search's passes from seventeen features (shapes the search gives the
-    # product kernel, but the kernel takes any; the tests' reference for the one-pass
-    # loops): per centroid, its distances accumulated four features at a time in
+    # The direct search's passes from seventeen features (shapes no fit gives the direct
+    # search: _direct_search_wide, the tests' reference for the one-pass loops): per
+    # centroid, its distances accumulated four features at a time in
     # ``acc``, then the running minimum (and runner-up) taken from them.
     @numba.njit(nogil=True, cache=True, fastmath={"contract"})
     def _wide_search(  # pragma: no cover
@@ -1459,13 +1469,14 @@ if HAVE_NUMBA:
     # ``c`` plus each four's products, ``(c0 x0 + c1 x1) + (c2 x2 + c3 x3)``, in order
     # (the accumulator's operations).  ``cj``: the centroid's sixteen coefficients
     # (:func:`_four_rows`); ``rows``: the transposed block.  One function per width (each
-    # the one before it plus a four), so that each inlined copy holds its own width's
-    # code only: one function taking the width as a constant, and the rows as a tuple of
-    # sixteen views, held every width in each of its twelve inlined copies, pruned only
-    # after typing (_quad_search took 4.2-4.7 s to compile per array type, 3.1 s this
-    # way; the same bits, the same time per search).  Written out: one function made
-    # per four, the four's place a constant of its closure, took 4.5 s (numba indexes
-    # the coefficients' tuple by a value it does not fold).
+    # the one before it plus a four), so that each holds its own width's code only: one
+    # function taking the width as a constant, and the rows as a tuple of sixteen views,
+    # held every width in each of its twelve copies inlined in numba's IR, pruned only
+    # after typing (_quad_search took 4.2-4.7 s to compile per array type, 3.1 s with a
+    # function per width; the same bits, the same time per search).  Written out: one
+    # function made per four, the four's place a constant of its closure, took 4.5 s
+    # (numba indexes the coefficients' tuple by a value it does not fold).  Called, not
+    # inlined in numba's IR (as _quad_search's loops): LLVM inlines them.
     @numba.njit(nogil=True, cache=True, fastmath={"contract"})
     def _fours_4(c, cj, rows, i):  # pragma: no cover
         value = c
@@ -1504,7 +1515,12 @@ if HAVE_NUMBA:
     # inside the loop kept it from vectorizing.  The minimum's update is written out in
     # each loop, as in the product search: an inlined helper for it made these loops
     # with the runner-up 2.5-4x slower (the row search's ranking, one row at a time, is
-    # its own helper, _ranked).  Only ever inlined, so not cached.
+    # its own helper, _ranked).  Called from _quad_search rather than inlined in numba's
+    # IR: numba then types each once instead of in four inlined copies (_quad_search's
+    # own compile 5.7 s inlined, 2.5 s with its loops called), and LLVM inlines them (the
+    # same code, the same time per search).  Not cached: compiled only into
+    # _quad_search, whose cached code holds them (a cached closure over a compiled
+    # function would be keyed on a pickle that differs in every process).
     def _quad_pass_for(width, fours):
         @numba.njit(nogil=True, fastmath={"contract"})
         def quad_pass(  # pragma: no cover
@@ -1701,19 +1717,24 @@ if HAVE_NUMBA:
         return a, b, a // group_rows, -(-b // group_rows)
 
 
-def search_kind(direct: bool, n_features: int, n_clusters: int, itemsize: int) -> str:
-    """Which compiled search kernel a shape takes (numba only).
+SearchKind = Literal["pair", "fours", "wide", "rows", "screened rows", "product"]
+
+
+def search_kind(direct: bool, n_features: int, n_clusters: int, itemsize: int) -> SearchKind:
+    """Which compiled search kernel a shape takes (where numba is installed).
 
     Each kind of search is a kernel of its own, and so are the Lloyd iterations' kernels
     holding it (:mod:`kmeansfw.kernels.lloyd`), so that a first fit compiles only the
     search its shape takes: numba compiles every branch of a kernel, and a kernel that
     held every search compiled them all.  Each kernel refuses the shapes of the others,
-    so a shape always gets the same bits.
+    so a shape always gets the same bits (given ``direct``: the product search's kernels
+    also take the direct search's shapes, as the tests' reference).
 
     Parameters
     ----------
     direct : bool
-        The direct search (:func:`direct_pays`), else the product search.
+        The direct search (:func:`direct_pays`), else the product search (or its row
+        search).
     n_features, n_clusters : int
         The data's features and the number of centroids.
     itemsize : int
@@ -1721,7 +1742,7 @@ def search_kind(direct: bool, n_features: int, n_clusters: int, itemsize: int) -
 
     Returns
     -------
-    str
+    SearchKind
         ``"pair"`` (the direct search at one or two features), ``"fours"`` (at three to
         sixteen), ``"wide"`` (past sixteen, which no fit takes: the tests' reference
         for the one-pass loops), ``"rows"`` (the product search's shapes of
@@ -2007,7 +2028,8 @@ def search_plan(
     Returns
     -------
     direct : bool
-        The direct search (:func:`direct_pays`), else the product search.
+        The direct search (:func:`direct_pays`), else the product search (its kernel
+        for the shape: :func:`search_kind`).
     chunks : int
         Runs of rows split between numba's threads (1: the serial kernel); with the sums,
         at most one per group.

@@ -397,7 +397,9 @@ def _kernel(direct: bool, n_features: int, n_clusters: int, itemsize: int, threa
         return _rows_threaded if threaded else _rows_iterations
     if kind == "screened rows":
         return _screened_rows_threaded if threaded else _screened_rows_iterations
-    return _product_threaded if threaded else _product_iterations
+    if kind == "product":
+        return _product_threaded if threaded else _product_iterations
+    raise ValueError(f"no Lloyd iterations for a search of kind {kind!r}")
 
 
 def _buffers(
@@ -454,17 +456,18 @@ def threaded_search(
     """One nearest-centroid search split between numba's threads (numba only).
 
     :func:`kmeansfw.kernels.nearest_sq_euclidean`'s search in ``n_chunks`` runs of rows:
-    each run is the serial search (``_direct_search_pair`` at one or two features,
-    ``_direct_search`` at more, ``_row_search``, ``_row_search_screened`` or
-    ``_product_search``) of those
-    rows, so every output is the serial search's, bit for bit.  It runs in the threaded
+    each run is the serial search of the shape's kind
+    (:func:`kmeansfw.kernels.euclidean.search_kind`: ``_direct_search_pair`` at one or
+    two features, ``_direct_search`` at three to sixteen, ``_row_search``,
+    ``_row_search_screened`` or ``_product_search``) of those rows, so every output is
+    the serial search's, bit for bit.  It runs in the threaded
     kernel of the Lloyd iterations, with no iteration to make: a first fit compiles the
     search's threaded code once for both.
 
     Parameters
     ----------
     direct : bool
-        The direct search, else the product search.
+        The direct search, else the product search (or its row search, by the shape).
     X, mean : ndarray
         The block (n, d) and its origin (d,), read-only.
     minus_2c, c_sq_norms, centered_c : ndarray
@@ -482,6 +485,12 @@ def threaded_search(
         The searches' prefetch hint.
     n_chunks : int
         Runs of rows, at least 2.
+
+    Raises
+    ------
+    ValueError
+        The direct search past sixteen features, which no fit takes
+        (:func:`kmeansfw.kernels.euclidean.direct_pays`) and which has no threaded kernel.
     """
     kernel = _kernel(direct, X.shape[1], minus_2c.shape[0], X.itemsize, True)
     given = (minus_2c, c_sq_norms, centered_c, labels, mins, second, group_sums, group_weights)

@@ -2,8 +2,9 @@
 
 :func:`nearest_sq_euclidean` takes the search of :mod:`kmeansfw.kernels.euclidean` that
 the block's shape calls for (:func:`kmeansfw.kernels.euclidean.search_plan`: the direct
-or the product search) on the calling thread, or splits its rows between numba's
-threads in the kernel of the threaded Lloyd iterations
+or the product search, each of its kernels by
+:func:`kmeansfw.kernels.euclidean.search_kind`) on the calling thread, or splits its
+rows between numba's threads in the kernel of the threaded Lloyd iterations
 (:func:`kmeansfw.kernels.lloyd.threaded_search`), so that a first fit compiles the
 search's threaded code once for both.  A module of its own because the Lloyd iterations
 are built on the searches: here both are at hand, and no module imports one that
