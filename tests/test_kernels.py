@@ -1554,7 +1554,7 @@ def test_the_direct_search_has_a_kernel_per_kind_of_pass():
     )
     for d, kind in ((1, 0), (2, 0), (3, 1), (16, 1), (17, 2), (40, 2)):
         X, mean, m2c, cn, cc, C = _inputs(rng, 300, d, 4, np.float64)
-        assert euclidean._direct_search_for(d) is searches[kind]
+        assert euclidean._search_for(True, d, 4, 8) is searches[kind]
         if kind < 2:
             pair = kind == 0
             assert lloyd._kernel(True, d, 4, 8, False) is (
@@ -1571,7 +1571,7 @@ def test_the_direct_search_has_a_kernel_per_kind_of_pass():
         for wrong in searches[:kind] + searches[kind + 1 :]:
             with pytest.raises(ValueError, match="features"):
                 wrong(X, mean, m2c, cn, cc, *outputs, *euclidean._no_sums(X.dtype), False)
-        euclidean._direct_search_for(d)(
+        euclidean._search_for(True, d, 4, 8)(
             X, mean, m2c, cn, cc, *outputs, *euclidean._no_sums(X.dtype), False
         )
         labels, mins = kernels.nearest_sq_euclidean(X, mean, m2c, cn, cc)

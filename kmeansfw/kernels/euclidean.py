@@ -1200,14 +1200,10 @@ if HAVE_NUMBA:
     def _nearest_direct_numba(X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second):
         # the direct search without the mean's sums (see _direct_pass), as
         # _nearest_numba calls the product search
-        _direct_search_for(X.shape[1])(
+        _search_for(True, X.shape[1], minus_2c.shape[0], X.itemsize)(
             read_only(X), read_only(mean), minus_2c, c_sq_norms, centered_c, labels, mins,
             second, *_no_sums(X.dtype), False,
         )
-
-    def _direct_search_for(n_features):
-        # the direct search's kernel for rows of ``n_features`` features
-        return _search_for(True, n_features, 1, 8)
 
     # The direct search, one kernel per kind of sub-block pass: a kernel holding them
     # all compiled them all, and so did every kernel that holds it (the Lloyd
