@@ -238,6 +238,10 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
         members' weight).  ``labels_`` and ``inertia_`` describe the last batch under the
         updated centroids; ``n_steps_`` counts the steps.
 
+        A continuing call keeps the fitted model's strategies and number of clusters:
+        changing ``n_clusters`` (``set_params``) since raises a ``ValueError``, and a
+        changed strategy parameter takes effect at the next :meth:`fit` (or on a clone).
+
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
@@ -250,6 +254,14 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
         """
         refuse_backend_input(X, f"{type(self).__name__}.partial_fit")
         first = not hasattr(self, "cluster_centers_")
+        if not first and self.cluster_centers_.shape[0] != self.n_clusters:
+            raise ValueError(
+                f"{type(self).__name__}.partial_fit: n_clusters is {self.n_clusters!r}, but "
+                f"the fitted model has {self.cluster_centers_.shape[0]} clusters; a "
+                "continuing partial_fit cannot change the number of clusters: call fit, "
+                "or partial_fit on a clone (sklearn.base.clone), to start over with "
+                f"{self.n_clusters!r}"
+            )
         X = self._validate(X, reset=first)
         if first:
             cfg, strategies = self._built_config()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.datasets import make_blobs
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score
 
+import kmeansfw
 from kmeansfw import KMeans, StrategyError
 
 
@@ -60,6 +62,21 @@ def test_partial_fit_checks_features_and_update(data):
         KMeans(3, distance="manhattan").partial_fit(X[:1000])
     with pytest.raises(StrategyError, match="'median' cannot run mini-batch k-means"):
         KMeans(3, distance="manhattan", batch_size=100).fit(X[:1000])
+
+
+@pytest.mark.parametrize("cls", [KMeans, kmeansfw.MiniBatchKMeans])
+@pytest.mark.parametrize("fit_first", [False, True])
+def test_partial_fit_refuses_a_changed_n_clusters(data, cls, fit_first):
+    X, _ = data
+    model = cls(4, random_state=0)
+    model.fit(X[:500]) if fit_first else model.partial_fit(X[:500])
+    before = model.cluster_centers_.copy()
+    model.set_params(n_clusters=6)
+    with pytest.raises(ValueError, match="n_clusters is 6, but the fitted model has 4"):
+        model.partial_fit(X[500:1000])
+    np.testing.assert_array_equal(model.cluster_centers_, before)  # nothing changed
+    assert clone(model).partial_fit(X[:500]).cluster_centers_.shape == (6, 8)
+    assert model.fit(X[:500]).partial_fit(X[500:1000]).cluster_centers_.shape == (6, 8)
 
 
 def test_starved_centroids_move_to_batch_samples():
