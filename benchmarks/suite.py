@@ -36,8 +36,8 @@ import argparse
 import datetime
 import math
 import os
+import pathlib
 import platform
-import shutil
 import statistics
 import sys
 import time
@@ -46,6 +46,8 @@ from functools import partial
 
 import numpy as np
 from bench_lloyd import KmfwFit, SkFit, make_data, peak_memory, per_iteration, processor
+
+from kmeansfw.workflow.checkpoint import replace_files
 
 ITERATION_CASES = [
     (200_000, 32, 64, "float64"),
@@ -326,22 +328,6 @@ def _check_report_path(path: str) -> None:
         raise SystemExit(f"suite.py: cannot write {path}: permission denied")
 
 
-def _replace(path: str, text: str, *, keep_mode: bool) -> None:
-    # ``text`` written beside ``path``, then renamed over it (an interrupted write leaves
-    # the old file); the scratch file removed when either step fails
-    scratch = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(scratch, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        if keep_mode and os.path.exists(path):
-            shutil.copymode(path, scratch)  # the file keeps its permissions
-        os.replace(scratch, path)
-    except BaseException:
-        if os.path.exists(scratch):
-            os.remove(scratch)
-        raise
-
-
 def write_report(path: str, generated: list[str]) -> str:
     """Splice ``generated`` into the report at ``path`` (:func:`splice_report`) and
     replace the file whole (written beside it, then renamed over it; a symbolic link's
@@ -351,7 +337,8 @@ def write_report(path: str, generated: list[str]) -> str:
     a last resort to standard output.  Returns where it went."""
     path = os.path.realpath(path)
     try:
-        _replace(path, splice_report(_read_report(path), generated, path), keep_mode=True)
+        text = splice_report(_read_report(path), generated, path)
+        replace_files([(pathlib.Path(path), text.encode("utf-8"))])  # keeps the mode
         return path
     except (OSError, ValueError) as error:
         print(f"suite.py: {error}", file=sys.stderr)

@@ -704,6 +704,24 @@ def test_failing_rename_leaves_no_temporary_file(tmp_path, monkeypatch):
     _check_failed_write_kept_the_checkpoint(folder, before)
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_written_files_get_plain_modes_and_keep_changed_ones(tmp_path):
+    # a checkpoint (or an experiment's rewritten table) reads like a file made by open():
+    # 0o666 less the umask, not a temporary file's owner-only mode; a replaced file
+    # keeps the mode its owner gave it
+    umask = os.umask(0o027)
+    try:
+        new, kept = tmp_path / "new.bin", tmp_path / "kept.bin"
+        kept.write_bytes(b"old")
+        kept.chmod(0o604)
+        ckpt.replace_files([(new, b"a"), (kept, b"b")])
+    finally:
+        os.umask(umask)
+    assert new.stat().st_mode & 0o777 == 0o640 and new.read_bytes() == b"a"
+    assert kept.stat().st_mode & 0o777 == 0o604 and kept.read_bytes() == b"b"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.bin", "new.bin"]
+
+
 # ---------------------------------------------------------------------- fuzz
 _TEMPLATE: dict[str, bytes] = {}
 

@@ -41,8 +41,9 @@ import json
 import math
 import os
 import pathlib
+import secrets
+import shutil
 import sys
-import tempfile
 import types
 import warnings
 from collections.abc import Mapping
@@ -340,20 +341,38 @@ def file_digest(path: str | os.PathLike[str]) -> str:
 
 def replace_files(files: list[tuple[pathlib.Path, bytes]]) -> None:
     """Write every ``(path, payload)`` to a temporary file next to it, then rename them
-    all over the old files: nothing is replaced unless every payload was written."""
+    all over the old files: nothing is replaced unless every payload was written.
+
+    A replaced file keeps its permissions; a new one gets those of any file the process
+    creates (its umask applies), not a temporary file's owner-only ones."""
     staged: list[tuple[str, pathlib.Path]] = []
     try:
         for path, payload in files:
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            fd, tmp = _staging_file(path)
             staged.append((tmp, path))
             with os.fdopen(fd, "wb") as fh:
                 fh.write(payload)
+            if path.exists():
+                shutil.copymode(path, tmp)
         for tmp, path in staged:
             os.replace(tmp, path)
     finally:
         for tmp, _ in staged:
             if os.path.exists(tmp):
                 os.remove(tmp)
+
+
+def _staging_file(path: pathlib.Path) -> tuple[int, str]:
+    """A new file beside ``path`` (a hidden name of its own), open for writing, made
+    with the mode a plain ``open`` would give it (0o666 less the umask)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = os.path.join(path.parent, f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 @attrs.define(eq=False)
