@@ -77,6 +77,32 @@ def test_load_file_formats(tmp_path):
         load_file(tmp_path / "x.json")
 
 
+@pytest.mark.parametrize("index", [False, True])
+def test_csv_as_pandas_writes_it_is_refused_not_misread(tmp_path, index):
+    # the text of DataFrame(X).to_csv(path, index=index): pandas' default column names
+    # (0, 1, ...) read like a row of data, and its index column like a feature; either
+    # would change the clusters without a word
+    X = np.random.default_rng(0).normal(size=(20, 3)) + 50
+    rows = [",".join(map(repr, row.tolist())) for row in X]
+    path = tmp_path / "x.csv"
+    if index:
+        path.write_text(",0,1,2\n" + "".join(f"{i},{row}\n" for i, row in enumerate(rows)))
+        with pytest.raises(DataError, match="header's first cell is empty"):
+            load_file(path)
+    else:
+        path.write_text("0,1,2\n" + "".join(f"{row}\n" for row in rows))
+        with pytest.raises(DataError, match=r"first line reads 0, 1, \.\.\., 2"):
+            load_file(path)
+    path.write_text("a,b,c\n" + "".join(f"{row}\n" for row in rows))  # named columns
+    np.testing.assert_array_equal(load_file(path), X)
+    path.write_text("".join(f"{row}\n" for row in rows))  # no header
+    np.testing.assert_array_equal(load_file(path), X)
+    path.write_text("0.0,1.0,2.0\n3,4,5\n")  # such a row written as data
+    np.testing.assert_array_equal(load_file(path), [[0, 1, 2], [3, 4, 5]])
+    path.write_text("0\n1\n2\n")  # one column: its first value is data
+    np.testing.assert_array_equal(load_file(path), [[0], [1], [2]])
+
+
 class _Terminal(io.StringIO):
     def isatty(self):
         return True

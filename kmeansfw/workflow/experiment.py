@@ -90,8 +90,10 @@ def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray | None]:
 
     Names: scikit-learn's bundled ``iris``, ``wine``, ``breast_cancer``, ``digits``; the
     make_blobs presets ``blobs``, ``blobs-10d``, ``blobs-overlap``.  Files: ``.csv``
-    (numbers only, an optional header line), ``.npy``, and ``.parquet`` when pyarrow is
-    installed.
+    (numbers only, an optional header line of column names; a header above an index
+    column, as pandas writes one, and a first line reading ``0,1,...,d-1``, pandas'
+    default column names, are refused: they cannot be told from data), ``.npy``, and
+    ``.parquet`` when pyarrow is installed.
     """
     from sklearn import datasets
 
@@ -212,9 +214,22 @@ def _read_csv(path: pathlib.Path) -> np.ndarray:
         return True
 
     if not numeric(rows[0]):
+        if len(rows[0]) > 1 and not rows[0][0].strip():
+            raise DataError(
+                f"{path.name}: the header's first cell is empty, as pandas writes it above "
+                "a DataFrame's index (to_csv without index=False); that column would be "
+                "clustered as a feature: write the file with index=False, or drop the column"
+            )
         rows = rows[1:]  # a header line
         if not rows:
             raise DataError(f"{path.name}: only a header, no data")
+    elif len(rows[0]) > 1 and [v.strip() for v in rows[0]] == [str(i) for i in range(len(rows[0]))]:
+        raise DataError(
+            f"{path.name}: the first line reads 0, 1, ..., {len(rows[0]) - 1}, the column "
+            "names pandas gives a DataFrame without any (to_csv writes them as a header); "
+            "it would be clustered as a sample: name the columns, write the file with "
+            "header=False, or, if the line is data, write it as 0.0, 1.0, ..."
+        )
     width = len(rows[0])
     for line, row in enumerate(rows, start=1):
         if len(row) != width:
