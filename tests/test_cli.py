@@ -357,6 +357,17 @@ def test_overflowing_data_is_named_as_data_exit_2(tmp_path, suffix):
     assert "strategy" not in line
 
 
+def test_data_spread_too_little_is_named_as_data_exit_2(tmp_path):
+    X = np.random.default_rng(0).normal(size=(40, 3)) * 1e-200  # squares underflow to 0
+    path = tmp_path / "tiny.npy"
+    np.save(path, X)
+    out = CliRunner().invoke(main, ["fit", str(path), "-k", "2", "--seed", "0", "-q"])
+    assert out.exit_code == 2, out.output
+    line = _one_line(out.stderr)
+    assert "tiny.npy: the data spreads only about" in line and "smallest normal" in line
+    assert "strategy" not in line
+
+
 def test_infinite_values_in_a_file_are_named_with_their_cell(tmp_path):
     path = tmp_path / "inf.csv"
     path.write_text("1,2\n3,1e400\n")

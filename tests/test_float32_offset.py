@@ -115,3 +115,26 @@ def test_float32_k_means_parallel_round_costs_are_accurate_far_from_the_origin(
     np.testing.assert_allclose(closest, exact.min(axis=1), atol=1e-5 * scale)
     np.testing.assert_allclose(exact[np.arange(X.shape[0]), nearest], exact.min(axis=1),
                                atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "refused", "kept"), [(np.float32, 1e-17, 1e-14), (np.float64, 1e-148, 1e-144)]
+)
+@pytest.mark.parametrize("distance", ["euclidean", "sqeuclidean"])
+def test_data_spread_too_little_for_its_squares_is_refused(blobs, dtype, refused, kept, distance):
+    # the other end of the scale: squared distances that come near the smallest normal
+    # number lose their digits and then round to zero (1e-25 in float32: one cluster,
+    # inertia 0, no error before); refused with the reason, the data left as it was
+    X = blobs[0].astype(dtype)
+    reference = kmeansfw.KMeans(4, distance=distance, random_state=0).fit(X).labels_
+    tiny = (X * dtype(refused)).astype(dtype)
+    before = tiny.copy()
+    for model in (kmeansfw.KMeans(4, distance=distance), kmeansfw.MiniBatchKMeans(4)):
+        with pytest.raises(kmeansfw.StrategyError, match="spreads only about .* rescale it"):
+            model.fit(tiny)
+    np.testing.assert_array_equal(tiny, before)
+    small = (X * dtype(kept)).astype(dtype)  # just above the limit: the same clusters
+    labels = kmeansfw.KMeans(4, distance=distance, random_state=0).fit(small).labels_
+    assert adjusted_rand_score(reference, labels) == 1.0
+    constant = np.full((50, 3), 1e-30, dtype=dtype)  # no spread at all: one cluster
+    assert kmeansfw.KMeans(1).fit(constant).inertia_ == 0.0

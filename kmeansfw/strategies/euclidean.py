@@ -25,6 +25,7 @@ import scipy.sparse as sp
 from kmeansfw import kernels  # attributes read at call time: numba loads on first fit
 from kmeansfw.core.data import FitData, is_sparse
 from kmeansfw.core.distance import Distance, nearest_by_blocks
+from kmeansfw.core.errors import StrategyError
 from kmeansfw.core.markers import hookimpl
 from kmeansfw.core.paging import column_means
 from kmeansfw.core.sums import SumsRequest
@@ -123,12 +124,63 @@ def centered_already(X: Any, mean: np.ndarray) -> bool:
     -------
     bool
     """
+    sample = _origin_sample(X)
+    return False if sample is None else origin_rule(sample, mean)
+
+
+def _origin_sample(X: Any) -> Any:
+    """The rows of dense float64 or float32 ``X`` that :func:`origin_rule` and
+    :func:`check_spread` judge it on (``X[origin_sample_rows(n, d)]``), else None."""
     shape = getattr(X, "shape", None)
     if shape is None or len(shape) != 2 or shape[0] == 0 or is_sparse(X):
-        return False
+        return None
     if np.dtype(getattr(X, "dtype", None)) not in (np.float64, np.float32):
-        return False
-    return origin_rule(X[origin_sample_rows(shape[0], shape[1])], mean)
+        return None
+    return X[origin_sample_rows(shape[0], shape[1])]
+
+
+def check_spread(sample: Any, mean: Any, dtype: Any, name: str = "euclidean") -> None:
+    """Refuse data whose squared distances would underflow its dtype, judged on rows
+    drawn from it (those of :func:`origin_sample_rows`, as :func:`origin_rule`).
+
+    Squared distances of data spread over less than ``sqrt(tiny / eps)`` of its dtype
+    (about 3e-16 in float32, 1e-146 in float64) fall below the smallest normal number:
+    they lose digits, then round to zero, and distinct rows end in one cluster without an
+    error (the opposite of an overflow, which the assignment's checks catch).  The spread
+    is the largest ``|x - mean|`` among the drawn rows, in float64 (which neither squares
+    nor underflows); data whose drawn rows all equal the mean passes (a constant data set
+    has one cluster, and zero is its inertia).
+
+    Parameters
+    ----------
+    sample : array of shape (m, d)
+        The drawn rows (anything ``np.asarray`` reads).
+    mean : array of shape (d,)
+    dtype : dtype
+        The data's dtype (float64 or float32; any other passes).
+    name : str
+        The distance named in the error.
+
+    Raises
+    ------
+    StrategyError
+        When the spread is positive but under the limit; the message says to rescale.
+    """
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float64, np.float32):
+        return
+    diff = np.asarray(sample, dtype=np.float64) - np.asarray(mean, dtype=np.float64)
+    spread = float(np.abs(diff).max(initial=0.0))
+    info = np.finfo(dtype)
+    limit = float(np.sqrt(float(info.tiny) / float(info.eps)))
+    if 0.0 < spread < limit:
+        raise StrategyError(
+            f"distance strategy {name!r}: the data spreads only about {spread:.3g} around "
+            f"its mean, so its squared distances come too near {dtype}'s smallest normal "
+            f"number ({float(info.tiny):.3g}) to keep their digits (they round towards "
+            f"zero, and distinct rows would end in one cluster): rescale it, e.g. "
+            f"X / X.std(), so that it spreads over more than {limit:.3g}"
+        )
 
 
 def origin_rule(sample: Any, mean: Any) -> bool:
@@ -276,7 +328,11 @@ class Euclidean(Distance):
             return {_MEAN: np.zeros(data.n_features, dtype=data.dtype), _AT_ORIGIN: True}
         # X.mean(axis=0) exactly, block by block for data mapped from a large file
         mean = column_means(data.X)
-        return {_MEAN: mean, _AT_ORIGIN: centered_already(data.X, mean)}
+        sample = _origin_sample(data.X)
+        if sample is None:
+            return {_MEAN: mean, _AT_ORIGIN: False}
+        check_spread(sample, mean, data.X.dtype, self.name)
+        return {_MEAN: mean, _AT_ORIGIN: origin_rule(sample, mean)}
 
     @hookimpl
     def kmeansfw_prepare(self, data: FitData) -> None:

@@ -184,12 +184,34 @@ def overflow_error(X: Any, name: str) -> DataError | None:
     return None
 
 
+def underflow_error(X: Any, name: str) -> DataError | None:
+    """A DataError when ``X`` spreads so little around its mean that squared distances
+    come too near the dtype's smallest normal number to keep their digits (the limit of
+    :func:`kmeansfw.strategies.euclidean.check_spread`, here on every row)."""
+    X = np.asarray(X)
+    if X.dtype not in (np.float64, np.float32) or X.size == 0:
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        spread = float(np.max(np.abs(X - X.mean(axis=0, dtype=np.float64))))
+    info = np.finfo(X.dtype)
+    limit = float(np.sqrt(float(info.tiny) / float(info.eps)))
+    if 0.0 < spread < limit:
+        return DataError(
+            f"{name}: the data spreads only about {spread:.3g} around its mean: its squared "
+            f"distances come too near {X.dtype}'s smallest normal number "
+            f"({float(info.tiny):.3g}) to keep their digits; rescale the data, e.g. "
+            f"standardize each column"
+        )
+    return None
+
+
 def fit_checked(km: Any, X: np.ndarray, name: str) -> Any:
-    """``km.fit(X)``, with a failure that comes from overflowing data raised as DataError."""
+    """``km.fit(X)``, with a failure that comes from overflowing data, or data spread so
+    little that its squared distances underflow, raised as DataError."""
     try:
         km.fit(X)
     except StrategyError:
-        error = overflow_error(X, name)
+        error = overflow_error(X, name) or underflow_error(X, name)
         if error is not None:
             raise error from None
         raise

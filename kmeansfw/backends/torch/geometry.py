@@ -22,6 +22,7 @@ from kmeansfw.engine import plugins
 from kmeansfw.strategies.euclidean import (
     _AT_ORIGIN,
     _MEAN,
+    check_spread,
     fitted_origin,
     origin_rule,
     origin_sample_rows,
@@ -90,7 +91,9 @@ class _Euclidean(_Geometry):
         # (cast on the host: not every device has float64); the mean is this backend's
         # own, so at the rule's very limit the choice may differ from a NumPy fit's
         picked = torch.as_tensor(origin_sample_rows(*X.shape), device=X.device)
-        at_origin = origin_rule(_host(X[picked]), mean)
+        sample = _host(X[picked])
+        check_spread(sample, mean, mean.dtype)  # squared distances that would underflow
+        at_origin = origin_rule(sample, mean)
         return {_MEAN: mean, _AT_ORIGIN: at_origin}
 
     def prepare(self, data: FitData) -> None:
