@@ -22,7 +22,7 @@ from kmeansfw.backends import for_input, is_dask_collection, is_torch_tensor
 from kmeansfw.core.adapters import SHARE_MAX_BYTES, ArrayInit
 from kmeansfw.core.catalog import CATALOG, is_value_strategy
 from kmeansfw.core.config import Config, InvalidParameterError, budget_bytes, make_rng
-from kmeansfw.core.data import FitData, c_ordered, is_ready_array
+from kmeansfw.core.data import FitData, c_ordered, is_ready_array, is_sparse
 from kmeansfw.core.distance import describe
 from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins, steps
@@ -238,9 +238,10 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
         members' weight).  ``labels_`` and ``inertia_`` describe the last batch under the
         updated centroids; ``n_steps_`` counts the steps.
 
-        A continuing call keeps the fitted model's strategies and number of clusters:
-        changing ``n_clusters`` (``set_params``) since raises a ``ValueError``, and a
-        changed strategy parameter takes effect at the next :meth:`fit` (or on a clone).
+        A continuing call keeps the fitted model's strategies, number of clusters and
+        dtype: changing ``n_clusters`` (``set_params``) since raises a ``ValueError``, a
+        changed strategy parameter takes effect at the next :meth:`fit` (or on a clone),
+        and a batch of the other float dtype is converted to the model's (a copy).
 
         Parameters
         ----------
@@ -263,6 +264,8 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
                 f"{self.n_clusters!r}"
             )
         X = self._validate(X, reset=first)
+        if not first and X.dtype != self.cluster_centers_.dtype:
+            X = self._as_model_dtype(X)
         if first:
             cfg, strategies = self._built_config()
             self._strategies = strategies
@@ -304,6 +307,23 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
         self.n_steps_ = walk.online.steps
         self._label_batch(hooks, batch, centroids)
         return self
+
+    def _as_model_dtype(self, X: Any) -> Any:
+        """A continuing ``partial_fit`` batch in the fitted model's dtype (a copy), so
+        that a batch of another dtype neither rounds a float64 model to float32 nor
+        widens a float32 one; refused when its values overflow the model's dtype."""
+        dtype = self.cluster_centers_.dtype
+        values = X.data if is_sparse(X) else X
+        if values.size and np.dtype(dtype).itemsize < values.dtype.itemsize:
+            largest = float(np.abs(values).max())
+            if largest > float(np.finfo(dtype).max):
+                raise ValueError(
+                    f"{type(self).__name__}.partial_fit: the model was fitted in {dtype} "
+                    f"and continues in it, but this {values.dtype} batch holds values up "
+                    f"to {largest:.3g}, beyond {dtype}'s largest; refit in "
+                    f"{values.dtype} (fit, or partial_fit on a clone)"
+                )
+        return X.astype(dtype)
 
     def _label_batch(self, hooks: Any, batch: FitData, centroids: np.ndarray) -> None:
         """``labels_`` and ``inertia_`` of a ``partial_fit`` batch under ``centroids``."""

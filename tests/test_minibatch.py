@@ -79,6 +79,28 @@ def test_partial_fit_refuses_a_changed_n_clusters(data, cls, fit_first):
     assert model.fit(X[:500]).partial_fit(X[500:1000]).cluster_centers_.shape == (6, 8)
 
 
+@pytest.mark.parametrize("model_dtype", [np.float64, np.float32])
+def test_partial_fit_continues_in_the_models_dtype(data, model_dtype):
+    # a batch of the other dtype is converted: one float32 batch no longer rounds a
+    # float64 model to float32 for good (nor widens a float32 one)
+    X = data[0]
+    other = np.float32 if model_dtype == np.float64 else np.float64
+    mixed = kmeansfw.MiniBatchKMeans(5, random_state=0).partial_fit(X[:500].astype(model_dtype))
+    same = kmeansfw.MiniBatchKMeans(5, random_state=0).partial_fit(X[:500].astype(model_dtype))
+    batch = X[500:1000].astype(other)
+    before = batch.copy()
+    mixed.partial_fit(batch)
+    same.partial_fit(batch.astype(model_dtype))
+    assert mixed.cluster_centers_.dtype == model_dtype
+    np.testing.assert_array_equal(mixed.cluster_centers_, same.cluster_centers_)
+    np.testing.assert_array_equal(batch, before)  # the caller's batch untouched
+    if model_dtype == np.float32:  # values float32 cannot hold: refused, model kept
+        centers = mixed.cluster_centers_.copy()
+        with pytest.raises(ValueError, match="fitted in float32 .* up to 1e\\+300"):
+            mixed.partial_fit(np.full((10, X.shape[1]), 1e300))
+        np.testing.assert_array_equal(mixed.cluster_centers_, centers)
+
+
 def test_starved_centroids_move_to_batch_samples():
     from kmeansfw.core.data import FitData
     from kmeansfw.engine.loop import OnlineState
