@@ -10,7 +10,7 @@ from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from kmeansfw.core.adapters import FunctionDistance
-from kmeansfw.core.catalog import array_like
+from kmeansfw.core.catalog import CATALOG, array_like
 from kmeansfw.core.config import Config, InvalidParameterError, PairingWarning, budget_bytes
 from kmeansfw.core.data import FitData
 from kmeansfw.engine import loop as engine
@@ -144,6 +144,12 @@ default="heuristic"
                 raise InvalidParameterError(
                     "KMedoids: metric='precomputed' is not supported: kmeansfw never holds an "
                     "n x n distance matrix; pass the data and a metric"
+                )
+            if metric not in METRICS and metric not in CATALOG.names("distance"):
+                raise InvalidParameterError(
+                    f"KMedoids: parameter 'metric' must be one of scikit-learn's names "
+                    f"{sorted(METRICS)} or a kmeansfw distance {CATALOG.names('distance')}, "
+                    f"got {metric!r}"
                 )
             return METRICS.get(metric, metric)
         if callable(metric) and not hasattr(metric, "kmeansfw_cost"):

@@ -267,6 +267,8 @@ def test_callable_metric_and_observers_and_criteria(blobs):
 def test_bad_parameters_are_named(blobs):
     with pytest.raises(ValueError, match="precomputed"):
         KMedoids(2, metric="precomputed").fit(blobs)
+    with pytest.raises(kmeansfw.InvalidParameterError, match="parameter 'metric' .*'euclidian'"):
+        KMedoids(2, metric="euclidian").fit(blobs)  # named as the metric, not a config key
     with pytest.raises(ValueError, match="method"):
         KMedoids(2, method="fasterpam").fit(blobs)
     with pytest.raises(ValueError, match="must be a sample of X"):

@@ -133,12 +133,15 @@ _COST_ANSWERS = ("costs", "distances", "block", "a block")
 
 def overflow(dtype: Any) -> str:
     """A likely cause of non-finite costs or distances on finite data, added to the error:
-    the squared distances passed the dtype's largest value (inf, and inf - inf = NaN)."""
+    the squared distances passed the dtype's largest value (inf, and inf - inf = NaN),
+    because the data's values are that large, or the centroids' (a strategy's fault)."""
     dtype = np.dtype(dtype)
     cure = "fit it as float64 or rescale it" if dtype.itemsize <= 4 else "rescale it"
     return (
         f"; if the data is finite, its squared distances may have passed {dtype}'s largest "
-        f"value ({float(np.finfo(dtype).max):.3g}): {cure}"
+        f"value ({float(np.finfo(dtype).max):.3g}): {cure}; if its values are far from "
+        f"that large, the centroids are, and the strategy that made them (the init, "
+        f"update or empty-cluster strategy) is at fault"
     )
 
 
