@@ -1,4 +1,4 @@
-"""The ``kmeansfw`` command line: demo, fit, compare, plugins, config.
+"""The ``kmeansfw`` command line: demo, fit, compare, plugins, compile, config.
 
 Exit codes: 0 success; 1 a failure while computing (a strategy raised, a file could not
 be written, or an unexpected error: a bug to report); 2 bad usage (a bad argument, named
@@ -442,6 +442,42 @@ def plugins() -> None:
                     break_long_words=True,
                 )
             )
+
+
+# --------------------------------------------------------------------------- compile
+
+
+@main.command("compile")
+@click.option(
+    "--dtype",
+    "dtypes",
+    multiple=True,
+    type=click.Choice(["float64", "float32"]),
+    help="Compile for this dtype only (repeatable; default: both).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+def compile_command(dtypes: tuple[str, ...], quiet: bool) -> None:
+    """Compile the kernels now, so that no later fit waits for them (once per
+    installation, and again after an upgrade: a few minutes on 2 cores)."""
+    from kmeansfw.workflow.warmup import DTYPES, compile_kernels, kernel_cache_folder
+
+    folder = kernel_cache_folder()
+    if folder is None:
+        click.echo("kmeansfw: numba is not in use (not installed, or KMEANSFW_NUMBA=0): "
+                   "the NumPy kernels need no compiling", err=True)
+        return
+    start = time.perf_counter()
+
+    def report(step: Any) -> None:
+        if not quiet:
+            click.echo(f"{step.dtype:8s} {step.label:36s} {step.seconds:7.2f} s")
+
+    done = compile_kernels(dtypes or DTYPES, progress=report)
+    if not quiet:
+        click.echo(
+            f"{len(done)} steps in {time.perf_counter() - start:.1f} s; the kernels are "
+            f"kept in {folder}"
+        )
 
 
 # --------------------------------------------------------------------------- config
