@@ -166,21 +166,31 @@ def check_spread(sample: Any, mean: Any, dtype: Any, name: str = "euclidean") ->
     StrategyError
         When the spread is positive but under the limit; the message says to rescale.
     """
+    problem = spread_problem(sample, mean, dtype)
+    if problem is not None:
+        raise StrategyError(f"distance strategy {name!r}: {problem}")
+
+
+def spread_problem(rows: Any, mean: Any, dtype: Any) -> str | None:
+    """:func:`check_spread`'s test on ``rows`` (drawn, or all of them): the reason,
+    without the distance's name, when they spread too little for ``dtype``; else None."""
     dtype = np.dtype(dtype)
     if dtype not in (np.float64, np.float32):
-        return
-    diff = np.asarray(sample, dtype=np.float64) - np.asarray(mean, dtype=np.float64)
-    spread = float(np.abs(diff).max(initial=0.0))
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        diff = np.asarray(rows, dtype=np.float64) - np.asarray(mean, dtype=np.float64)
+        spread = float(np.abs(diff).max(initial=0.0))
     info = np.finfo(dtype)
     limit = float(np.sqrt(float(info.tiny) / float(info.eps)))
-    if 0.0 < spread < limit:
-        raise StrategyError(
-            f"distance strategy {name!r}: the data spreads only about {spread:.3g} around "
-            f"its mean, so its squared distances come too near {dtype}'s smallest normal "
-            f"number ({float(info.tiny):.3g}) to keep their digits (they round towards "
-            f"zero, and distinct rows would end in one cluster): rescale it, e.g. "
-            f"X / X.std(), so that it spreads over more than {limit:.3g}"
-        )
+    if not 0.0 < spread < limit:
+        return None
+    return (
+        f"the data spreads only about {spread:.3g} around its mean, so its squared "
+        f"distances come too near {dtype}'s smallest normal number "
+        f"({float(info.tiny):.3g}) to keep their digits (they round towards zero, and "
+        f"distinct rows would end in one cluster): rescale it, e.g. X / X.std(), so that "
+        f"it spreads over more than {limit:.3g}"
+    )
 
 
 def origin_rule(sample: Any, mean: Any) -> bool:

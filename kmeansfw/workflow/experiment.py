@@ -186,23 +186,15 @@ def overflow_error(X: Any, name: str) -> DataError | None:
 
 def underflow_error(X: Any, name: str) -> DataError | None:
     """A DataError when ``X`` spreads so little around its mean that squared distances
-    come too near the dtype's smallest normal number to keep their digits (the limit of
-    :func:`kmeansfw.strategies.euclidean.check_spread`, here on every row)."""
+    come too near the dtype's smallest normal number to keep their digits
+    (:func:`kmeansfw.strategies.euclidean.check_spread`'s test, here on every row)."""
+    from kmeansfw.strategies.euclidean import spread_problem
+
     X = np.asarray(X)
-    if X.dtype not in (np.float64, np.float32) or X.size == 0:
+    if X.size == 0 or X.dtype not in (np.float64, np.float32):
         return None
-    with np.errstate(over="ignore", invalid="ignore"):
-        spread = float(np.max(np.abs(X - X.mean(axis=0, dtype=np.float64))))
-    info = np.finfo(X.dtype)
-    limit = float(np.sqrt(float(info.tiny) / float(info.eps)))
-    if 0.0 < spread < limit:
-        return DataError(
-            f"{name}: the data spreads only about {spread:.3g} around its mean: its squared "
-            f"distances come too near {X.dtype}'s smallest normal number "
-            f"({float(info.tiny):.3g}) to keep their digits; rescale the data, e.g. "
-            f"standardize each column"
-        )
-    return None
+    problem = spread_problem(X, X.mean(axis=0, dtype=np.float64), X.dtype)
+    return None if problem is None else DataError(f"{name}: {problem}")
 
 
 def fit_checked(km: Any, X: np.ndarray, name: str) -> Any:
