@@ -12,10 +12,11 @@ of nearest-centroid search (by the data's features and the number of clusters), 
 bound-based assignments, every seeding, mini-batch steps, sparse input, the other
 distances and k-medoids, in float64 and float32.
 
-The kernels compiled are the same whatever the fit's data: they depend on the dtype and
-on the kind of search the shape takes, never on the number of rows, so fits of a few
-thousand rows compile what a fit of millions takes.  A changed kernel module (an upgrade)
-compiles them again; so does another numba version or CPU.
+Which kernels a fit compiles depends on the dtype, on the kind of search its shape takes
+and on whether its rows are split between threads (from a few thousand rows), never on the
+data's values or its exact size: fits of 20,000 rows compile what a fit of millions takes.
+A changed kernel module (an upgrade) compiles them again; so does another numba version or
+CPU.
 """
 
 from __future__ import annotations
