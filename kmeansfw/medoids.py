@@ -247,6 +247,7 @@ default="heuristic"
 
     def _data(self, X: Any, sample_weight: Any = None) -> tuple[FitData, Any]:
         check_is_fitted(self)
+        refuse_backend_input(X, "KMedoids")  # as fit: never gathered to memory silently
         X = validate_data(self, X, dtype=_FLOATS, order="C", reset=False)
         data = FitData.build(
             X,

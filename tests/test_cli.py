@@ -357,6 +357,19 @@ def test_overflowing_data_is_named_as_data_exit_2(tmp_path, suffix):
     assert "strategy" not in line
 
 
+def test_compare_refuses_an_out_file_without_a_folder_and_repeated_data_sets(tmp_path):
+    config = tmp_path / "pp.toml"
+    config.write_text("n_clusters = 3\n")
+    missing = tmp_path / "no" / "cells.csv"
+    args = ["compare", str(config), "--dataset", "iris", "--out", str(missing)]
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == 2 and "no folder" in out.stderr and "--out" in out.stderr
+    again = CliRunner().invoke(
+        main, ["compare", str(config), "--dataset", "iris", "--dataset", "iris", "-q"]
+    )
+    assert again.exit_code == 2 and "datasets repeat 'iris'" in again.stderr
+
+
 def test_data_spread_too_little_is_named_as_data_exit_2(tmp_path):
     X = np.random.default_rng(0).normal(size=(40, 3)) * 1e-200  # squares underflow to 0
     path = tmp_path / "tiny.npy"

@@ -368,6 +368,15 @@ def test_what_cannot_run_distributed_is_refused_by_name(client, blobs, params, m
             backend.fit(dX, n_clusters=3, **params)
 
 
+def test_kmedoids_refuses_dask_arrays_after_a_numpy_fit_too(blobs):
+    # its fit refuses them; predict, transform and score gathered them to memory
+    km = kmeansfw.KMedoids(3, random_state=0).fit(blobs[:300])
+    dX = da.from_array(blobs, chunks=(1500, 4))
+    for method in (km.fit, km.predict, km.transform, km.score):
+        with pytest.raises(TypeError, match="KMedoids does not take Dask collections"):
+            method(dX)
+
+
 @pytest.mark.parametrize("distance", ["euclidean", "mahalanobis"])
 def test_bad_input_is_refused_as_bad_data(client, blobs, distance):
     # validated eagerly, chunk by chunk, before any strategy (kmeansfw_learn) reads X

@@ -599,6 +599,11 @@ def test_estimators_without_a_torch_backend_refuse_tensors_by_name(estimator, de
     if estimator == "MiniBatchKMeans":
         with pytest.raises(TypeError, match=rf"{estimator} does not take torch tensors"):
             km.partial_fit(X)
+    else:  # fitted on NumPy data: its other methods refuse tensors too (as fit does)
+        km.fit(_blobs(np.float32, n=200))
+        for method in (km.predict, km.transform, km.score):
+            with pytest.raises(TypeError, match=r"KMedoids does not take torch tensors"):
+                method(X)
 
 
 @pytest.mark.parametrize("device", DEVICES)

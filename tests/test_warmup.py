@@ -48,7 +48,7 @@ def test_compile_kernels_runs_each_step_per_dtype_and_reports_it(monkeypatch):
     assert [s.dtype for s in warmup.compile_kernels("float64")] == ["float64"] * 2
 
 
-@pytest.mark.parametrize("dtypes", [[], ["float16"], ["int64"], ["nonsense"]])
+@pytest.mark.parametrize("dtypes", [[], ["float16"], ["int64"], ["nonsense"], [None]])
 def test_compile_kernels_refuses_other_dtypes(dtypes):
     with pytest.raises(ValueError, match="compile_kernels: "):
         warmup.compile_kernels(dtypes)

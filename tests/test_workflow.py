@@ -423,3 +423,68 @@ def test_overflow_with_a_distance_that_copes_is_no_error(tmp_path):
     np.save(path, X)
     result = run_experiment({"l1": {"distance": "manhattan"}}, [str(path)], seeds=[0], n_clusters=2)
     assert np.isfinite(result.rows[0]["objective"])
+
+
+@pytest.mark.parametrize("cut", [3, 30, 60, 90])
+def test_a_row_cut_off_by_an_interrupted_write_is_computed_again(tmp_path, cut):
+    # a study killed while appending leaves its last row cut short (from the settings'
+    # digest back to the objective): that cell is computed again, the rest reused
+    out = tmp_path / "cells.csv"
+    whole = run_experiment(CONFIGS, ["iris"], seeds=range(2), n_clusters=3, out=out)
+    text = out.read_bytes()
+    out.write_bytes(text[: len(text) - cut])
+    with pytest.warns(UserWarning, match="last row of .* was cut off"):
+        again = run_experiment(CONFIGS, ["iris"], seeds=range(2), n_clusters=3, out=out)
+    assert [r["objective"] for r in again.rows] == pytest.approx(
+        [r["objective"] for r in whole.rows]
+    )
+    written = _lines(out)
+    assert len(written) == 4 and all(r["settings"] for r in written)
+    assert out.read_bytes()[: len(text) - 200] == text[: len(text) - 200]  # rows kept as written
+
+
+def test_a_file_without_a_final_newline_gets_the_next_row_on_its_own_line(tmp_path):
+    out = tmp_path / "cells.csv"
+    run_experiment(CONFIGS, ["iris"], seeds=[0], n_clusters=3, out=out)
+    out.write_bytes(out.read_bytes().rstrip(b"\r\n"))  # as an editor may save it
+    more = run_experiment(CONFIGS, ["iris"], seeds=range(2), n_clusters=3, out=out)
+    written = _lines(out)
+    assert len(written) == 4 and len(more.rows) == 4
+    assert all(len(r["settings"]) == 20 for r in written)  # none glued to the next
+
+
+def test_a_damaged_row_inside_the_file_is_named(tmp_path):
+    out = tmp_path / "cells.csv"
+    run_experiment(CONFIGS, ["iris"], seeds=range(2), n_clusters=3, out=out)
+    lines = out.read_text().splitlines(keepends=True)
+    lines[2] = lines[2][:15] + "\r\n"
+    out.write_text("".join(lines))
+    with pytest.raises(DataError, match="line 3: more or fewer values"):
+        run_experiment(CONFIGS, ["iris"], seeds=range(2), n_clusters=3, out=out)
+
+
+def test_rows_read_back_have_the_types_of_computed_ones(tmp_path):
+    out = tmp_path / "cells.csv"
+    fresh = run_experiment(CONFIGS, ["iris"], seeds=[0], n_clusters=3, out=out)
+    resumed = run_experiment(CONFIGS, ["iris"], seeds=[0], n_clusters=3, out=out)
+    for a, b in zip(fresh.rows, resumed.rows, strict=True):
+        for column in ("seed", "objective", "ari", "nmi", "silhouette", "n_iter", "fit_seconds"):
+            assert type(a[column]) is type(b[column]), column
+            assert b[column] == pytest.approx(a[column])
+
+
+@pytest.mark.parametrize(
+    ("datasets", "seeds", "match"),
+    [
+        ("iris", [0], r"datasets must be a list .* pass \['iris'\]"),
+        (["iris", "iris"], [0], "datasets repeat 'iris'"),
+        (["iris"], [0, 0, 1], "seeds repeat 0"),
+        (["iris"], [0.5], "seeds must be non-negative integers, got 0.5"),
+        (["iris"], "012", "seeds must be a list of integers"),
+        (["iris"], [-1], "non-negative"),
+        (["iris"], [True], "got True"),
+    ],
+)
+def test_datasets_and_seeds_are_checked_not_coerced(datasets, seeds, match):
+    with pytest.raises(ValueError, match=match):
+        run_experiment(CONFIGS, datasets, seeds=seeds, n_clusters=3)

@@ -332,6 +332,14 @@ def _jobs(ctx: click.Context, param: click.Parameter, value: int) -> int:
     return value
 
 
+def _out_csv(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None:
+        folder = pathlib.Path(value).parent
+        if not folder.is_dir():
+            raise click.BadParameter(f"no folder {str(folder)!r} to write {value!r} in")
+    return value
+
+
 def _dataset(ctx: click.Context, param: click.Parameter, value: Sequence[str]) -> tuple:
     for name in value:
         if name not in BUNDLED and name not in BLOBS and not is_file(name):
@@ -374,7 +382,12 @@ def _dataset(ctx: click.Context, param: click.Parameter, value: Sequence[str]) -
     callback=_jobs,
     help="Worker processes (-1: all CPUs).",
 )
-@click.option("--out", type=click.Path(dir_okay=False), help="CSV of all cells (resumable).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    callback=_out_csv,
+    help="CSV of all cells (resumable).",
+)
 @click.option("--cells", is_flag=True, help="Print every cell, not only the summary.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def compare(

@@ -20,6 +20,7 @@ different scales and are never pooled.
 
 from __future__ import annotations
 
+import collections
 import csv
 import io
 import os
@@ -378,6 +379,10 @@ class ExperimentResult:
 _LATER_COLUMNS = ("n_clusters", "settings")
 
 
+#: Characters of the settings' digest a row records (:func:`_settings`).
+SETTINGS_DIGEST_CHARS = 20
+
+
 def _settings(values: Mapping[str, Any], data: str, silhouette_sample: int) -> str:
     """What a cell's row depends on besides its key (config name, data set, seed, k): the
     config's values, the silhouette's sample and ``data``, a data file's digest (empty
@@ -385,7 +390,7 @@ def _settings(values: Mapping[str, Any], data: str, silhouette_sample: int) -> s
     take a row computed under other settings."""
     from kmeansfw.workflow.checkpoint import value_digest
 
-    return value_digest([dict(values), int(silhouette_sample), data])[:20]
+    return value_digest([dict(values), int(silhouette_sample), data])[:SETTINGS_DIGEST_CHARS]
 
 
 def _rewrite_with_columns(path: pathlib.Path, rows: list[dict[str, Any]]) -> None:
@@ -401,30 +406,105 @@ def _rewrite_with_columns(path: pathlib.Path, rows: list[dict[str, Any]]) -> Non
     replace_files([(path, text.getvalue().encode())])
 
 
-def _read_finished(path: pathlib.Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """The cells already in ``path`` and its columns (COLUMNS for a new file)."""
+#: Columns read back as floats ("" where a cell has no value) and as integers.
+_FLOAT_COLUMNS = ("objective", "ari", "nmi", "silhouette", "fit_seconds")
+_INT_COLUMNS = ("seed", "n_iter", "n_clusters")
+
+
+def _parsed(row: dict[str, Any]) -> dict[str, Any]:
+    """A row read back with the value types of a freshly computed one."""
+    if None in row or None in row.values():
+        raise ValueError("more or fewer values than the header has columns")
+    settings = row.get("settings")
+    if settings and len(settings) != SETTINGS_DIGEST_CHARS:
+        raise ValueError(
+            f"a settings digest of {len(settings)} characters, not {SETTINGS_DIGEST_CHARS}"
+        )
+    for column in _INT_COLUMNS + _FLOAT_COLUMNS:
+        value = row.get(column)
+        if value not in ("", None) or column in ("seed", "objective", "n_iter"):
+            row[column] = int(value) if column in _INT_COLUMNS else float(value)
+    return row
+
+
+def _read_finished(path: pathlib.Path) -> tuple[list[dict[str, Any]], list[str], str]:
+    """The cells already in ``path``, its columns (COLUMNS for a new file) and the state
+    of its end: ``"clean"``, ``"no newline"`` (a whole last row without one: the next
+    row must start on a line of its own) or ``"torn"`` (a last row cut off by an
+    interrupted write, left out of the cells; :func:`_cut_torn_row` removes it)."""
     if not path.exists() or path.stat().st_size == 0:
-        return [], list(COLUMNS)
+        return [], list(COLUMNS), "clean"
     try:
         with open(path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            columns = list(reader.fieldnames or [])
-            rows = list(reader)
+            text = fh.read()
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        columns = list(reader.fieldnames or [])
+        rows = list(reader)
         missing = [c for c in COLUMNS if c not in columns and c not in _LATER_COLUMNS]
         if missing:
             raise ValueError(f"no column(s) {', '.join(map(repr, missing))}")
-        for row in rows:
-            row["seed"] = int(row["seed"])
-            row["objective"] = float(row["objective"])
-            row["n_iter"] = int(row["n_iter"])
-            if row.get("n_clusters") not in ("", None):
-                row["n_clusters"] = int(row["n_clusters"])
+        end = "clean" if text.endswith(("\n", "\r")) else "no newline"
+        if rows and end == "no newline":  # the last row may be one cut off mid-write
+            try:
+                _parsed(dict(rows[-1]))
+            except (ValueError, TypeError):
+                rows, end = rows[:-1], "torn"
+        for number, row in enumerate(rows, start=2):
+            try:
+                _parsed(row)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"line {number}: {exc}") from None
     except (ValueError, TypeError, OSError, csv.Error) as exc:
         raise DataError(
             f"{path}: not a table of cells written by run_experiment ({exc}); "
             f"pass another file to write the cells to"
         ) from None
-    return rows, columns
+    return rows, columns, end
+
+
+def _cut_torn_row(path: pathlib.Path) -> None:
+    """Remove the cut-off last row of ``path`` (everything after its last line end)."""
+    data = path.read_bytes()
+    keep = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1
+    with open(path, "r+b") as fh:
+        fh.truncate(keep)
+
+
+def _names(value: Any, what: str) -> list[str]:
+    """``value`` as a list of data set names or files, each once."""
+    if isinstance(value, str | bytes | os.PathLike):
+        raise ValueError(
+            f"{what} must be a list of data set names or files, got the single "
+            f"{type(value).__name__} {value!r}: pass [{value!r}]"
+        )
+    names = [os.fspath(v) if isinstance(v, os.PathLike) else v for v in value]
+    for name in names:
+        if not isinstance(name, str):
+            raise ValueError(f"{what}: {name!r} is not a data set name or file path")
+    _refuse_repeats(names, what)
+    return names
+
+
+def _seeds(value: Any) -> list[int]:
+    """``value`` as a list of seeds: non-negative integers, each once."""
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise ValueError(f"seeds must be a list of integers, got {value!r}")
+    seeds = list(value)
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
+            raise ValueError(f"seeds must be non-negative integers, got {seed!r}")
+    seeds = [int(s) for s in seeds]
+    _refuse_repeats(seeds, "seeds")
+    return seeds
+
+
+def _refuse_repeats(values: list[Any], what: str) -> None:
+    repeated = [v for v, n in collections.Counter(values).items() if n > 1]
+    if repeated:
+        raise ValueError(
+            f"{what} repeat {', '.join(map(repr, repeated))}: each (config, data set, "
+            "seed) cell is computed once, and a repeat would count it twice"
+        )
 
 
 def run_experiment(
@@ -472,12 +552,18 @@ def run_experiment(
         except ConfigError as exc:
             raise ConfigError(f"config {name!r}: {exc}") from None
         plain[name] = values
-    datasets, seeds = [str(d) for d in datasets], [int(s) for s in seeds]
+    datasets, seeds = _names(datasets, "datasets"), _seeds(seeds)
     for dataset in datasets:
         if dataset not in BUNDLED and dataset not in BLOBS:
             load_file(dataset)  # fail early, before any worker starts
     path = pathlib.Path(out) if out is not None else None
-    finished, columns = _read_finished(path) if path is not None else ([], list(COLUMNS))
+    finished, columns, end = _read_finished(path) if path is not None else ([], list(COLUMNS), "")
+    if end == "torn":
+        warnings.warn(
+            f"the last row of {path} was cut off (an interrupted write): it is removed, "
+            "and its cell computed again",
+            stacklevel=2,
+        )
     from kmeansfw.workflow.checkpoint import file_digest
 
     files = {  # each data file read once for its digest
@@ -528,8 +614,12 @@ def run_experiment(
             new_file = not path.exists() or path.stat().st_size == 0
             if not new_file and "settings" not in columns:
                 _rewrite_with_columns(path, finished)
-                columns = list(COLUMNS)
+                columns, end = list(COLUMNS), "clean"
+            elif end == "torn":
+                _cut_torn_row(path)
             fh = open(path, "a", newline="")
+            if end == "no newline":  # the next row on a line of its own
+                fh.write("\r\n")
             writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
             if new_file:
                 writer.writeheader()

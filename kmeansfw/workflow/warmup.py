@@ -245,6 +245,8 @@ def _checked_dtypes(dtypes: Iterable[str]) -> list[str]:
 
 
 def _is_dtype(value: Any) -> bool:
+    if value is None:  # np.dtype(None) is float64: not a choice anyone made
+        return False
     try:
         np.dtype(value)
     except TypeError:
