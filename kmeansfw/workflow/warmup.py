@@ -17,6 +17,12 @@ and on whether its rows are split between threads (from a few thousand rows), ne
 data's values or its exact size: fits of 20,000 rows compile what a fit of millions takes.
 A changed kernel module (an upgrade) compiles them again; so does another numba version or
 CPU.
+
+numba reads and writes its cache only in a folder the running user can write to (beside
+the kernel modules, else ``NUMBA_CACHE_DIR`` when set, else the user's cache folder), so
+run the warm-up as the user who will fit: in a container image, after its ``USER`` line
+(or make the folder it reports writable for that user); a cache made by another user in a
+folder this one cannot write to is not used, and the first fit compiles again.
 """
 
 from __future__ import annotations
