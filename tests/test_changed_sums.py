@@ -10,6 +10,7 @@ from sklearn.datasets import make_blobs
 import kmeansfw
 from kmeansfw import KMeans, kernels
 from kmeansfw.core.data import FitData
+from kmeansfw.core.errors import StrategyError
 from kmeansfw.engine.executors import PickleShuffleExecutor
 from kmeansfw.strategies.assignment import Nearest
 from kmeansfw.strategies.update import ChangedSums, Mean
@@ -277,11 +278,18 @@ class InPlaceMean(Mean):
 
 
 class ScalesWeights:
-    """An observer that normalizes the iteration's cluster weights in place."""
+    """An observer that normalizes the iteration's cluster weights: in place (refused:
+    the state's arrays are read-only), or into a new array it sets on the state."""
+
+    def __init__(self, in_place=False):
+        self.in_place = in_place
 
     @kmeansfw.hookimpl
     def kmeansfw_iteration_end(self, state):
-        state.cluster_weights /= state.cluster_weights.sum()
+        if self.in_place:
+            state.cluster_weights /= state.cluster_weights.sum()
+        else:
+            state.cluster_weights = state.cluster_weights / state.cluster_weights.sum()
 
 
 @pytest.mark.parametrize("budget", [0.01, 64.0])
@@ -297,6 +305,8 @@ def test_what_the_update_or_observers_do_to_partials_does_not_reach_the_next_sum
         np.testing.assert_array_equal(other.cluster_centers_, plain.cluster_centers_)
         assert other.n_iter_ == plain.n_iter_
     assert len(adds) > 10
+    with pytest.raises(StrategyError, match="ScalesWeights.* failed .*read-only"):
+        KMeans(30, observers=[ScalesWeights(in_place=True)], **params).fit(X)
 
 
 def test_many_features_on_small_data_sum_by_columns_and_match(adds):

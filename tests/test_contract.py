@@ -300,6 +300,64 @@ def test_the_empty_cluster_strategy_gets_the_new_centroids_read_only(X):
     np.testing.assert_array_equal(km.cluster_centers_, default.cluster_centers_)
 
 
+_STATE_ARRAYS = ("labels", "previous_labels", "costs", "cluster_weights", "centroids")
+
+
+@pytest.mark.parametrize("name", _STATE_ARRAYS)
+@pytest.mark.parametrize("hook", ["kmeansfw_iteration_end", "kmeansfw_converged"])
+@pytest.mark.parametrize("params", [{}, {"assignment": "hamerly"}, {"batch_size": 200}])
+def test_observers_and_criteria_see_the_state_read_only(X, name, hook, params):
+    # an observer (or a criterion) writing into the state's arrays changed the fit's
+    # answer without an error: zeroed costs gave an inertia of 0, zeroed labels labels
+    # that did not match the centroids
+    class Writes:
+        def __init__(self):
+            self.name = f"writes-{name}"
+
+        def _write(self, state):
+            value = getattr(state, name)
+            if value is not None and value.size:
+                value[...] = 0
+
+    def iteration_end(self, state):
+        self._write(state)
+
+    def converged(self, state):
+        self._write(state)
+        return False
+
+    body = iteration_end if hook == "kmeansfw_iteration_end" else converged
+    setattr(Writes, hook, kmeansfw.hookimpl(body, specname=hook))
+    where = {"observers": [Writes()]} if hook == "kmeansfw_iteration_end" else {}
+    if hook == "kmeansfw_converged":
+        where = {"convergence": [Writes(), "tol"]}
+    with pytest.raises(StrategyError, match=rf"writes-{name}.*read-only"):
+        KMeans(4, random_state=0, max_iter=5, **params, **where).fit(X)
+
+
+@pytest.mark.parametrize("name", ["centroids", "labels", "costs"])
+def test_observers_see_the_fit_result_read_only(X, name):
+    class Writes:
+        @kmeansfw.hookimpl
+        def kmeansfw_fit_end(self, result):
+            getattr(result, name)[...] = 0
+
+    with pytest.raises(StrategyError, match="Writes.*read-only"):
+        KMeans(4, random_state=0, observers=[Writes()]).fit(X)
+
+    class Keeps:
+        results: list = []
+
+        @kmeansfw.hookimpl
+        def kmeansfw_fit_end(self, result):
+            self.results.append(result)
+
+    km = KMeans(4, random_state=0, n_init=1, observers=[Keeps()]).fit(X)
+    kept = Keeps.results[-1]
+    np.testing.assert_array_equal(kept.centroids, km.cluster_centers_)
+    assert km.cluster_centers_.flags.writeable  # the model's own arrays stay the user's
+
+
 def test_strategies_declaring_no_argument_or_one_are_called_directly(X):
     calls = []
 

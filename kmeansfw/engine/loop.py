@@ -26,6 +26,12 @@ from kmeansfw.engine.lloyd_step import lloyd_step
 from kmeansfw.kernels import count_changed, labels_equal, sq_shift
 
 
+def _keep_viewed(state: Any, attribute: Any, value: Any) -> Any:
+    """attrs' ``on_setattr``: an ndarray set on a :class:`FitState` kept as a read-only
+    view (the engine writes through its own references, never through the state)."""
+    return read_only(value) if isinstance(value, np.ndarray) else value
+
+
 @attrs.define(eq=False)
 class FitState:
     """What observers and convergence criteria see after each iteration.
@@ -52,11 +58,13 @@ class FitState:
     iteration: int = 0
     centroids: np.ndarray | None = None
     previous_centroids: np.ndarray | None = None
-    labels: np.ndarray | None = None
-    previous_labels: np.ndarray | None = None
+    #: The arrays below are kept as read-only views: an observer or a criterion that
+    #: wrote into them would change the fit's answer without an error.
+    labels: np.ndarray | None = attrs.field(default=None, on_setattr=_keep_viewed)
+    previous_labels: np.ndarray | None = attrs.field(default=None, on_setattr=_keep_viewed)
     #: Costs set directly (None: those of :attr:`assignment`, see :attr:`costs`).
-    _costs: np.ndarray | None = None
-    cluster_weights: np.ndarray | None = None
+    _costs: np.ndarray | None = attrs.field(default=None, on_setattr=_keep_viewed)
+    cluster_weights: np.ndarray | None = attrs.field(default=None, on_setattr=_keep_viewed)
     strict: bool = False
     #: The iteration's :class:`~kmeansfw.engine.steps.Assignment` (None before the first).
     assignment: steps.Assignment | None = None
@@ -664,8 +672,19 @@ def run(
         run=run_index,
         stop_reason=reason,
     )
-    hooks.kmeansfw_fit_end(result=result)
+    # observers see the result's arrays read-only: the model is made from them
+    hooks.kmeansfw_fit_end(result=viewed_result(result))
     return result
+
+
+def viewed_result(result: FitResult) -> FitResult:
+    """``result`` with read-only views of its arrays, for the observers' ``fit_end``."""
+    return attrs.evolve(
+        result,
+        centroids=read_only(result.centroids),
+        labels=read_only(result.labels),
+        costs=read_only(result.costs),
+    )
 
 
 def learn(hooks: Any, data: FitData) -> Fitted:

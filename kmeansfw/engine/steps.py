@@ -31,6 +31,11 @@ _FLOAT64 = np.dtype(np.float64)
 REPEATED = "engine.repeated"
 
 
+def _viewed(value: Any) -> Any:
+    """An ndarray as a read-only view (what the engine hands observers), else as it is."""
+    return read_only(value) if isinstance(value, np.ndarray) else value
+
+
 @attrs.define(eq=False)
 class Assignment:
     """Labels and costs of every sample, plus the update's per-task partial results.
@@ -42,7 +47,8 @@ class Assignment:
     update and the tolerance criterion does not).
     """
 
-    labels: np.ndarray
+    #: Read-only (a view): observers and criteria see the assignment through the state.
+    labels: np.ndarray = attrs.field(converter=_viewed)
     _costs: np.ndarray
     partials: list | None
     #: How to compute the blocks whose costs were left to the engine (None: none were).
@@ -50,14 +56,15 @@ class Assignment:
 
     @property
     def costs(self) -> np.ndarray:
-        """The cost of each sample to its centroid (computed now if it was left)."""
+        """The cost of each sample to its centroid (computed now if it was left), as a
+        read-only view."""
         pending = self._pending
         if pending is not None:
             with pending.lock:  # two readers of this assignment: one computes, one waits
                 if self._pending is pending:
                     pending.fill(self.labels, self._costs)
                     self._pending = None
-        return self._costs
+        return _viewed(self._costs)
 
     @property
     def costs_ready(self) -> bool:

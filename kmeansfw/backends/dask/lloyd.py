@@ -236,5 +236,5 @@ def _run(
         run=run_index,
         stop_reason="converged" if converged else "max_iter",
     )
-    hooks.kmeansfw_fit_end(result=result)
+    hooks.kmeansfw_fit_end(result=engine.viewed_result(result))  # read-only arrays
     return result

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -105,11 +106,27 @@ def assign(
     host, hooks = attached
     with single_threaded_blas():
         done = steps.assign(hooks, host, C.numpy(), accumulate=accumulate)
-    labels = torch.from_numpy(done.labels).to(torch.int64)  # intp: int64 on 64-bit systems
-    costs = torch.from_numpy(done.costs)
+    # intp: int64 on 64-bit systems
+    labels = torch.from_numpy(_writable(done.labels)).to(torch.int64)
+    costs = torch.from_numpy(_writable(done.costs))
     if not accumulate:
         return labels, costs, None, None
     if not done.partials:
         raise RuntimeError("the compiled assignment step returned no partial sums")
     sums, weights = Mean.reduce(done.partials)
     return labels, costs, torch.from_numpy(sums), torch.from_numpy(weights)
+
+
+def _writable(view: np.ndarray) -> np.ndarray:
+    """The array behind an assignment's read-only view (made by this pass, held by
+    nothing else: torch shares it), or a copy when the view is not of a whole array."""
+    base = view.base
+    if (
+        isinstance(base, np.ndarray)
+        and base.flags.writeable
+        and base.shape == view.shape
+        and base.dtype == view.dtype
+        and base.strides == view.strides
+    ):
+        return base
+    return view.copy()

@@ -127,7 +127,7 @@ def _run(
     if best is None or result.objective < best:  # the first of lowest objective, as best_fit
         keep["objective"] = result.objective
         keep["tensors"] = _Tensors(state.centroids_tensor, labels)
-    hooks.kmeansfw_fit_end(result=result)
+    hooks.kmeansfw_fit_end(result=engine.viewed_result(result))  # read-only arrays
     return result
 
 
