@@ -126,6 +126,32 @@ def test_an_observer_may_wrap_but_not_answer(X):
         KMeans(3, convergence=[Unknown()], random_state=0).fit(X)
 
 
+def test_a_bad_answer_through_a_wrapper_names_the_wrapper_too(X):
+    # the error named only the wrapped strategy, which answered well: the wrapper changed
+    # its answer on the way
+    class ShiftsLabels:
+        @kmeansfw.hookimpl(wrapper=True)
+        def kmeansfw_assign(self):
+            labels, costs = yield
+            return labels + 10, costs
+
+    with pytest.raises(
+        StrategyError,
+        match=r"'auto' \(or observer 'ShiftsLabels' #0, wrapping kmeansfw_assign\) returned "
+        r"labels outside",
+    ):
+        KMeans(4, observers=[ShiftsLabels()], random_state=0).fit(X)
+
+    class AnswersAString:
+        @kmeansfw.hookimpl(wrapper=True)
+        def kmeansfw_converged(self):
+            yield
+            return "no"
+
+    with pytest.raises(StrategyError, match="'AnswersAString' #0 returned a str from kmeansfw"):
+        KMeans(4, observers=[AnswersAString()], random_state=0).fit(X)
+
+
 # ------------------------------------------------------------------ 3. one loop
 
 

@@ -82,11 +82,21 @@ def stopped(relay: Any, **kwargs: Any) -> bool:
         return any(caller.call_with(kwargs, stop_answer))
     answers = call(relay, "kmeansfw_converged", **kwargs)
     inner = getattr(caller, "caller", caller)  # the engine's wrapper of pluggy's caller
+    wrappers: list[str] = []
     if isinstance(inner, pluggy.HookCaller):
-        names = [i.plugin_name for i in inner.get_hookimpls() if not (i.wrapper or i.hookwrapper)]
+        impls = inner.get_hookimpls()
+        names = [i.plugin_name for i in impls if not (i.wrapper or i.hookwrapper)]
+        wrappers = [i.plugin_name for i in impls if i.wrapper or i.hookwrapper]
         who = f"a convergence criterion ({', '.join(names)})"
+        if wrappers:
+            who += f" or {', '.join(wrappers)}, wrapping kmeansfw_converged,"
     else:
         who = getattr(caller, "plugin_name", "<no plugin>")
+    if not isinstance(answers, list):  # a wrapper's answer in place of the criteria's list
+        raise StrategyError(
+            f"{', '.join(wrappers) or who} returned a {type(answers).__name__} from "
+            "kmeansfw_converged, not the list of the criteria's answers"
+        )
     return any([stop_answer(answer, who) for answer in answers])
 
 

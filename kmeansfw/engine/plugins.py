@@ -206,8 +206,13 @@ class _Pluggy:
     def __init__(self, caller: pluggy.HookCaller, name: str) -> None:
         self.caller, self.name = caller, name
         self.defaults = CALL_DEFAULTS.get(name)  # for arguments a call leaves out
-        plain = [i.plugin_name for i in caller.get_hookimpls() if not (i.wrapper or i.hookwrapper)]
+        impls = caller.get_hookimpls()
+        plain = [i.plugin_name for i in impls if not (i.wrapper or i.hookwrapper)]
+        wrappers = [i.plugin_name for i in impls if i.wrapper or i.hookwrapper]
+        # what the errors about the answer name: a wrapper may have changed it
         self.plugin_name = plain[-1] if plain else "<no plugin>"
+        if wrappers:
+            self.plugin_name += f" (or {', '.join(wrappers)}, wrapping {name})"
 
     def __call__(self, **kwargs: Any) -> Any:
         if self.defaults:
