@@ -886,6 +886,20 @@ def test_history_observer_and_monotone_objective(blobs):
     assert all(r["seconds"] >= 0 and r["center_shift"] >= 0 for r in records)
 
 
+@pytest.mark.parametrize("both", [False, True])
+def test_history_named_as_an_observer_is_the_fits_history(blobs, both):
+    # observers=["history"] recorded into an object nobody could reach: no history_,
+    # kmeansfw.fit(...).history None; it is the fit's history now (one, with history=True)
+    X, _ = blobs
+    params = dict(init="random", n_init=2, random_state=2, observers=["history"])
+    km = KMeans(5, history=both, **params).fit(X)
+    reference = KMeans(5, init="random", n_init=2, random_state=2, history=True).fit(X)
+    drop = lambda records: [{k: v for k, v in r.items() if k != "seconds"} for r in records]  # noqa: E731
+    assert drop(km.history_) == drop(reference.history_)
+    fitted = kmeansfw.fit(X, n_clusters=5, **params)
+    assert fitted.history is not None and len(fitted.history.runs) == 2
+
+
 def test_strict_convergence_check_compares_labels_without_counting(blobs, monkeypatch):
     # the check stops at the first changed run of labels; counting every change is for
     # readers of n_changed only, and both agree when read in either order

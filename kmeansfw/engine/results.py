@@ -26,10 +26,13 @@ __all__ = ["best_fit", "check_n_clusters", "observers_and_history"]  # Fit: kmea
 def observers_and_history(cfg: Config) -> tuple[list, History | None]:
     """The observers a fit of ``cfg`` calls: the configured ones, then a
     :class:`~kmeansfw.strategies.observers.History` when ``cfg.history`` asks for one
-    (also returned; None otherwise)."""
+    (also returned; None otherwise).  A ``history`` among the configured observers
+    (``observers=["history"]``) is the fit's history: its records were otherwise kept
+    nowhere the user could read them."""
     observers = cfg.build_observers()
-    history = History() if cfg.history else None
-    if history is not None:
+    history = next((o for o in observers if isinstance(o, History)), None)
+    if history is None and cfg.history:
+        history = History()
         observers.append(history)
     return observers, history
 
