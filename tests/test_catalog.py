@@ -315,6 +315,60 @@ def test_plugin_registration_is_all_or_nothing(monkeypatch, failure, why):
     assert catalog.lookup("distance", "euclidean").source == "built-in"
 
 
+@pytest.mark.parametrize("fails", ["import", "registration"])
+def test_what_a_plugin_module_registers_on_import_is_undone_when_it_fails(monkeypatch, fails):
+    # a module registering with @register_strategy as it is imported, then failing (in the
+    # rest of its import, or in its kmeansfw_register_strategies): "nothing registered"
+    # was said, but the decorator's strategy stayed
+    catalog = Catalog()
+
+    def load():
+        catalog.register("convergence", "side-reg", lambda: None)  # what the decorator does
+        catalog.register("distance", "euclidean", lambda: None, replace=True)
+        if fails == "import":
+            raise ImportError("the rest of the module failed")
+
+        class Plugin:
+            @staticmethod
+            @kmeansfw.hookimpl
+            def kmeansfw_register_strategies(register):
+                raise RuntimeError("registration failed")
+
+        return Plugin()
+
+    monkeypatch.setattr(
+        importlib.metadata, "entry_points", lambda group: [_FakeEntryPoint("side", load)]
+    )
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    with pytest.warns(UserWarning, match="plugin 'side' failed to load"):
+        catalog.load()
+    assert "side-reg" not in catalog.names("convergence")
+    assert catalog.lookup("distance", "euclidean").source == "built-in"  # put back
+
+
+def test_what_a_plugin_module_registers_on_import_is_named_by_its_distribution(monkeypatch):
+    catalog = Catalog()
+
+    def load():
+        catalog.register("convergence", "side-reg", lambda: None)
+
+        class Plugin:
+            @staticmethod
+            @kmeansfw.hookimpl
+            def kmeansfw_register_strategies(register):
+                register("distance", "side-distance", lambda: None)
+
+        return Plugin()
+
+    monkeypatch.setattr(
+        importlib.metadata, "entry_points", lambda group: [_FakeEntryPoint("side", load)]
+    )
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    catalog.load()
+    assert catalog.lookup("convergence", "side-reg").source == "fake-dist 9.9"
+    assert catalog.lookup("distance", "side-distance").source == "fake-dist 9.9"
+
+
 def test_conflicting_plugin_name_is_reported_not_fatal(monkeypatch):
     eps = [_FakeEntryPoint("clash", _plugin("euclidean"))]
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: eps)

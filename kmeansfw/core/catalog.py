@@ -130,6 +130,10 @@ class Catalog:
         #: Counts the changes to the entries: what was built from an older generation
         #: (a config kept by its parameters) may name a strategy since replaced.
         self.generation = 0
+        #: plugin name -> the entries its import registered (a module's
+        #: ``@register_strategy``), each with the entry it replaced (None: new): undone
+        #: when the plugin then fails, so that a plugin registers all or nothing
+        self._imported: dict[str, dict[tuple[str, str], Entry | None]] = {}
 
     # ------------------------------------------------------------------ loading
     def load(self) -> None:
@@ -140,10 +144,21 @@ class Catalog:
             self._loaded = True
             for module in DEFAULT_PLUGINS:
                 self.pm.register(importlib.import_module(module), name=module)
+            # the built-ins first: a plugin module registering at import (a decorator)
+            # then meets them, as any later registration does
+            self._register_from(builtins=True)
             self._load_entry_points()
+            self._register_from(builtins=False)
+
+    def _register_from(self, *, builtins: bool) -> None:
+        """Run ``kmeansfw_register_strategies`` of the built-in modules, or of the
+        plugins; a plugin registers all of its strategies or none."""
+        with self._lock:
             for impl in self.pm.hook.kmeansfw_register_strategies.get_hookimpls():
                 name = impl.plugin_name
                 builtin = name in DEFAULT_PLUGINS
+                if builtin != builtins:
+                    continue
                 source = BUILTIN if builtin else self.distributions.get(name, name)
                 staged: list[Entry] = []
                 try:
@@ -152,6 +167,7 @@ class Catalog:
                 except Exception as exc:  # noqa: BLE001 - a plugin's bug must not break us
                     if builtin:
                         raise
+                    self._undo(self._imported.pop(name, {}))
                     why = f"{type(exc).__name__}: {exc}"
                     if isinstance(exc, ValueError):  # an invalid entry: the message says it
                         why = str(exc)
@@ -171,13 +187,19 @@ class Catalog:
             if self.pm.is_blocked(ep.name) or self.pm.has_plugin(ep.name):
                 continue
             dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist else ep.value
+            before = dict(self._entries)
             try:
                 plugin = ep.load()
                 self.pm.register(plugin, name=ep.name)
             except Exception as exc:  # noqa: BLE001
+                self._undo(self._changed_since(before))
                 self._fail(ep.name, f"{dist}: {type(exc).__name__}: {exc}")
                 continue
             self.distributions[ep.name] = dist
+            imported = self._changed_since(before)
+            for key in imported:  # registered by the plugin's module: its distribution's
+                self._entries[key] = attrs.evolve(self._entries[key], source=dist)
+            self._imported[ep.name] = imported
         if wanted:
             known = {_canonical_name(n) for pair in found for n in pair}
             unknown = sorted(wanted - known)
@@ -188,6 +210,26 @@ class Catalog:
                     f"kmeansfw plugin has; installed plugins: {exist or 'none'}",
                     stacklevel=4,
                 )
+
+    def _changed_since(
+        self, before: dict[tuple[str, str], Entry]
+    ) -> dict[tuple[str, str], Entry | None]:
+        """The entries added or replaced since ``before``, each with its old entry."""
+        entries = self._entries.items()
+        return {key: before.get(key) for key, entry in entries if before.get(key) is not entry}
+
+    def _undo(self, changes: dict[tuple[str, str], Entry | None]) -> None:
+        """Put back the entries ``changes`` replaced, and remove those it added."""
+        if not changes:
+            return
+        with self._lock:
+            for key, old in changes.items():
+                if old is None:
+                    self._entries.pop(key, None)
+                else:
+                    self._entries[key] = old
+            self._built.clear()
+            self.generation += 1
 
     def _fail(self, name: str, why: str) -> None:
         self.failures[name] = why
