@@ -928,21 +928,45 @@ def test_checkpoint_saves_the_fitted_state_and_a_resumed_fit_uses_it(tmp_path):
         np.testing.assert_array_equal(resumed.fitted_state_[key], value)
 
 
-def test_a_resumed_fit_takes_the_saved_state_instead_of_learning_again(tmp_path):
+def test_a_resumed_fit_refuses_a_saved_state_changed_since(tmp_path):
+    # the saved learned state passes every check of form; rewritten consistently (its
+    # digests recomputed), it was taken as it was: a forged mean of 1e300 gave inertia 0
     folder = tmp_path / "ck"
     params = {"distance": _LearnCounter()}
     full = _fit(tmp_path / "full", **params)
     with pytest.raises(KeyboardInterrupt):
         _fit(folder, observers=[_Interrupt(1, 2)], **params)
-    # the saved state is what the resumed fit uses: change it (and reseal the files)
+    untouched = _snapshot(folder)
+    resumed = _fit(folder, **params)  # learned again, and the same as the saved state
+    np.testing.assert_array_equal(
+        resumed.fitted_state_["learn-counter.scale"], full.fitted_state_["learn-counter.scale"]
+    )
+    assert resumed.inertia_ == full.inertia_
+    for name, content in untouched.items():  # the interrupted checkpoint again
+        (folder / name).write_bytes(content)
     meta, arrays = _meta(folder), _arrays(folder)
     name = meta["fitted"]["arrays"]["learn-counter.scale"]
     arrays[name] = arrays[name] * 2.0
     _reseal(folder, meta, arrays)
-    before = _LearnCounter.calls
-    resumed = _fit(folder, **params)
-    assert _LearnCounter.calls == before  # not learned again
-    np.testing.assert_array_equal(resumed.fitted_state_["learn-counter.scale"], arrays[name])
-    assert not np.array_equal(
-        resumed.fitted_state_["learn-counter.scale"], full.fitted_state_["learn-counter.scale"]
-    )
+    with pytest.raises(CheckpointError, match="learned state .*'learn-counter.scale'"):
+        _fit(folder, **params)
+
+
+@pytest.mark.parametrize("edit", ["centroids", "objective", "labels", "costs"])
+def test_a_finished_run_changed_since_it_was_written_is_refused(tmp_path, edit):
+    # a finished checkpoint's best run is returned without fitting: rewritten
+    # consistently, any centroids and objective came back as the fit
+    folder = tmp_path / "ck"
+    _fit(folder)
+    meta, arrays = _meta(folder), _arrays(folder)
+    if edit == "centroids":
+        arrays["best_centroids"] = np.full_like(arrays["best_centroids"], 5.0)
+    elif edit == "objective":
+        meta["best"]["objective"] = 1.0
+    elif edit == "labels":
+        arrays["best_labels"] = (arrays["best_labels"] + 1) % 3
+    else:
+        arrays["best_costs"] = arrays["best_costs"] * 0.5
+    _reseal(folder, meta, arrays)
+    with pytest.raises(CheckpointError, match="its best run has"):
+        _fit(folder)

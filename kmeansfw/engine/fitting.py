@@ -9,7 +9,7 @@ from kmeansfw.core.config import Config, make_rng
 from kmeansfw.core.data import FitData
 from kmeansfw.core.distance import describe
 from kmeansfw.engine import loop as engine
-from kmeansfw.engine import plugins
+from kmeansfw.engine import plugins, steps
 from kmeansfw.engine.executors import single_threaded_blas
 from kmeansfw.engine.results import Fit, best_fit, check_n_clusters, observers_and_history
 from kmeansfw.workflow import checkpoint
@@ -155,11 +155,14 @@ def fit_data(cfg: Config, data: FitData, strategies: list[tuple[str, str, Any]])
     rng = make_rng(cfg.random_state)
     resume = checkpoint.attach(cfg, data, observers, rng)
     hooks = plugins.build(strategies, observers)
-    if resume is not None and resume.fitted is not None:
-        data.fitted = resume.fitted  # what the interrupted fit learned, saved with its state
-    else:
-        data.fitted = engine.learn(hooks, data)
+    data.fitted = engine.learn(hooks, data)
+    if resume is not None:  # what it saved must be what this fit computes itself
+        checkpoint.check_restored(resume, data.fitted, cfg.checkpoint)
     engine.prepare(hooks, data)
+    if resume is not None and resume.best is not None:
+        found = steps.assign(hooks, data, resume.best.centroids, accumulate=False)
+        costs = found.costs
+        checkpoint.check_best(resume.best, found, steps.objective(data, costs), cfg.checkpoint)
     walk = walk_for(cfg)
     first = resume.next_run if resume is not None else 0
     continuing = resume is not None and resume.iteration is not None

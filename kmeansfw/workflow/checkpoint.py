@@ -18,14 +18,17 @@ JSON: loading one never runs code.
   and a checksum of its own content, so a pair that is out of step or changed is noticed.
 * **Validated loads.**  Every key, type, range, shape and value is checked before a fit
   resumes; anything wrong raises one :class:`~kmeansfw.core.errors.CheckpointError` naming
-  the file and the fault.
+  the file and the fault.  What can be recomputed is compared with the data too, so that
+  a checkpoint rewritten consistently (its digests recomputed) is refused as well: the
+  learned state (:func:`check_restored`) and a finished best run's labels, costs and
+  objective (:func:`check_best`).
 * **Fitted state.**  What the strategies learned from the training data
   (``kmeansfw_learn``: the Euclidean mean, Mahalanobis' factor, ...) is saved with the
-  state, arrays in the ``.npz`` and plain values in the JSON, and a resumed fit uses the
-  saved values instead of learning them again.  A learned value that is neither an array
-  of numbers nor plain JSON cannot be saved: the checkpoint then records that the state is
-  learned afresh on resume (the data's fingerprint matched, so the values are the same for
-  a deterministic ``kmeansfw_learn``).
+  state, arrays in the ``.npz`` and plain values in the JSON.  A resumed fit learns it
+  again (the data's fingerprint matched, so a deterministic ``kmeansfw_learn`` gives the
+  same values) and refuses a checkpoint whose saved values differ.  A learned value that
+  is neither an array of numbers nor plain JSON cannot be saved: the checkpoint then
+  records that the state is learned afresh on resume.
 
 A fit resumed from a checkpoint draws the same random numbers and computes the same
 centroids as the uninterrupted fit.
@@ -659,6 +662,73 @@ def load(
         best=best,
         fitted=fitted,
     )
+
+
+def check_restored(resume: Resume, fresh: Mapping[str, Any], folder: Any) -> None:
+    """Refuse a checkpoint whose contents disagree with what this fit computes itself.
+
+    Its files pass every check of form (keys, types, ranges, shapes, digests), and its
+    data fingerprint is this fit's; yet a checkpoint rewritten consistently (its arrays
+    edited, its digests recomputed) would still have been taken as it is.  Two of its
+    contents are checked against this fit: the learned state must be what the fit's
+    strategies learn from the same data (``fresh``: learning is deterministic), and the
+    best finished run is checked by :func:`check_best` once the data is prepared.
+
+    Raises
+    ------
+    CheckpointError
+        Naming the folder and the first learned value that differs.
+    """
+    if resume.fitted is None:
+        return
+    key = _first_difference(resume.fitted, fresh)
+    if key is not None:
+        raise CheckpointError(
+            f"checkpoint {str(folder)!r}: its learned state ({key!r}) is not what this "
+            "fit's strategies learn from the same data; it was changed after it was "
+            "written (or a strategy learns at random): delete it to fit afresh"
+        )
+
+
+def check_best(best: FitResult | None, found: Any, objective: float, folder: Any) -> None:
+    """Refuse a finished run whose labels, costs or objective are not those of its own
+    centroids on this fit's data (``found``: the assignment of the data to
+    ``best.centroids``, ``objective``: the weighted sum of its costs).
+
+    Raises
+    ------
+    CheckpointError
+        Naming the folder and what disagrees.
+    """
+    if best is None:
+        return
+    problem = None
+    if not np.array_equal(found.labels, best.labels):
+        problem = "labels that are not the nearest centroids' of its data"
+    elif not np.allclose(found.costs, best.costs, rtol=1e-6, atol=0.0):
+        problem = "costs that are not its rows' distances to their centroids"
+    elif not math.isclose(best.objective, objective, rel_tol=1e-9, abs_tol=0.0):
+        problem = f"an objective ({best.objective!r}) that is not its costs' sum ({objective!r})"
+    if problem is not None:
+        raise CheckpointError(
+            f"checkpoint {str(folder)!r}: its best run has {problem}; it was changed after "
+            "it was written: delete it to fit afresh"
+        )
+
+
+def _first_difference(saved: Mapping[str, Any], fresh: Mapping[str, Any]) -> str | None:
+    """The first key whose value differs between two learned states (None: the same)."""
+    for key in sorted(set(saved) | set(fresh)):
+        if key not in saved or key not in fresh:
+            return key
+        a, b = saved[key], fresh[key]
+        if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+            a, b = np.asarray(a), np.asarray(b)
+            if a.shape != b.shape or a.dtype != b.dtype or not np.array_equal(a, b):
+                return key
+        elif type(a) is not type(b) or a != b:
+            return key
+    return None
 
 
 def best_and_fitted(meta: dict, arrays: dict) -> tuple[FitResult | None, Fitted | None]:

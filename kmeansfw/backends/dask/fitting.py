@@ -178,10 +178,9 @@ def _fit_persisted(
         hooks = plugins.build(strategies, [*observers, keeper])
         if resume is not None:
             rng.bit_generator.state = resume.rng_state
-    if resume is not None and resume.fitted is not None:
-        driver.fitted = resume.fitted  # what the interrupted fit learned
-    else:
-        driver.fitted = _learn(hooks, driver)
+    driver.fitted = _learn(hooks, driver)
+    if resume is not None:  # what it saved must be what this fit learns itself
+        checkpoint.check_restored(resume, driver.fitted, cfg.checkpoint)
     if any(slot == "convergence" for slot, _, _ in strategies):
         driver.cache[_convergence._MEAN_VARIANCE] = _mean_variance(X)
     sizes = [int(c) for c in X.chunks[0]]
