@@ -156,15 +156,20 @@ def fit_data(cfg: Config, data: FitData, strategies: list[tuple[str, str, Any]])
     resume = checkpoint.attach(cfg, data, observers, rng)
     hooks = plugins.build(strategies, observers)
     data.fitted = engine.learn(hooks, data)
-    if resume is not None:  # what it saved must be what this fit computes itself
+    if resume is not None and resume.fitted is not None:
+        # what it saved must be what this fit learns; the saved values are then used
         checkpoint.check_restored(resume, data.fitted, cfg.checkpoint)
+        data.fitted = resume.fitted
     engine.prepare(hooks, data)
-    if resume is not None and resume.best is not None:
-        found = steps.assign(hooks, data, resume.best.centroids, accumulate=False)
-        costs = found.costs
-        checkpoint.check_best(resume.best, found, steps.objective(data, costs), cfg.checkpoint)
-    walk = walk_for(cfg)
     first = resume.next_run if resume is not None else 0
+    best = resume.best if resume is not None else None
+    if best is not None and first >= cfg.resolved_n_init():
+        # a finished fit, returned as saved: its costs checked against its centroids
+        # (no run follows, so this pass changes nothing a run would see)
+        found = steps.assign(hooks, data, best.centroids, accumulate=False)
+        saved = steps.objective(data, best.costs)
+        checkpoint.check_best(best, found.costs, saved, cfg.checkpoint)
+    walk = walk_for(cfg)
     continuing = resume is not None and resume.iteration is not None
     runs = (
         engine.run(
@@ -180,5 +185,4 @@ def fit_data(cfg: Config, data: FitData, strategies: list[tuple[str, str, Any]])
         )
         for run_index in range(first, cfg.resolved_n_init())
     )
-    best = resume.best if resume is not None else None
     return best_fit(cfg, runs, strategies, history, data.fitted, best)

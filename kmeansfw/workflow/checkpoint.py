@@ -20,15 +20,15 @@ JSON: loading one never runs code.
   resumes; anything wrong raises one :class:`~kmeansfw.core.errors.CheckpointError` naming
   the file and the fault.  What can be recomputed is compared with the data too, so that
   a checkpoint rewritten consistently (its digests recomputed) is refused as well: the
-  learned state (:func:`check_restored`) and a finished best run's labels, costs and
-  objective (:func:`check_best`).
+  learned state (:func:`check_restored`) and a finished best run's costs and objective
+  (:func:`check_best`).
 * **Fitted state.**  What the strategies learned from the training data
   (``kmeansfw_learn``: the Euclidean mean, Mahalanobis' factor, ...) is saved with the
-  state, arrays in the ``.npz`` and plain values in the JSON.  A resumed fit learns it
-  again (the data's fingerprint matched, so a deterministic ``kmeansfw_learn`` gives the
-  same values) and refuses a checkpoint whose saved values differ.  A learned value that
-  is neither an array of numbers nor plain JSON cannot be saved: the checkpoint then
-  records that the state is learned afresh on resume.
+  state, arrays in the ``.npz`` and plain values in the JSON, and a resumed fit uses the
+  saved values, after learning them again to compare (the data's fingerprint matched,
+  so a deterministic ``kmeansfw_learn`` gives the same values, up to another machine's
+  last bits).  A learned value that is neither an array of numbers nor plain JSON cannot
+  be saved: the checkpoint then records that the state is learned afresh on resume.
 
 A fit resumed from a checkpoint draws the same random numbers and computes the same
 centroids as the uninterrupted fit.
@@ -664,15 +664,23 @@ def load(
     )
 
 
+#: How far a learned array saved in a checkpoint may be from the one learned again
+#: (relative to the array's largest magnitude): another machine's BLAS or LAPACK rounds
+#: the last bits of a covariance or a factor otherwise.
+LEARNED_RTOL = 1e-6
+
+
 def check_restored(resume: Resume, fresh: Mapping[str, Any], folder: Any) -> None:
-    """Refuse a checkpoint whose contents disagree with what this fit computes itself.
+    """Refuse a checkpoint whose learned state is not what this fit learns itself.
 
     Its files pass every check of form (keys, types, ranges, shapes, digests), and its
     data fingerprint is this fit's; yet a checkpoint rewritten consistently (its arrays
-    edited, its digests recomputed) would still have been taken as it is.  Two of its
-    contents are checked against this fit: the learned state must be what the fit's
-    strategies learn from the same data (``fresh``: learning is deterministic), and the
-    best finished run is checked by :func:`check_best` once the data is prepared.
+    edited, its digests recomputed) would still have been taken as it is.  ``fresh`` is
+    what the fit's strategies learn from the same data: the saved state must hold the
+    same keys, the same plain values (as saved: NumPy scalars as Python numbers) and
+    arrays of the same shape and dtype within :data:`LEARNED_RTOL` of the largest
+    magnitude.  The saved state is still what the resumed fit uses (bit for bit the
+    interrupted fit's).
 
     Raises
     ------
@@ -681,7 +689,11 @@ def check_restored(resume: Resume, fresh: Mapping[str, Any], folder: Any) -> Non
     """
     if resume.fitted is None:
         return
-    key = _first_difference(resume.fitted, fresh)
+    meta, arrays = _encode_fitted(fresh)
+    if meta is None:  # this fit's state cannot be saved: nothing to compare it with
+        return
+    learned = {**meta["values"], **{key: arrays[name] for key, name in meta["arrays"].items()}}
+    key = _first_difference(resume.fitted, learned)
     if key is not None:
         raise CheckpointError(
             f"checkpoint {str(folder)!r}: its learned state ({key!r}) is not what this "
@@ -690,25 +702,25 @@ def check_restored(resume: Resume, fresh: Mapping[str, Any], folder: Any) -> Non
         )
 
 
-def check_best(best: FitResult | None, found: Any, objective: float, folder: Any) -> None:
-    """Refuse a finished run whose labels, costs or objective are not those of its own
-    centroids on this fit's data (``found``: the assignment of the data to
-    ``best.centroids``, ``objective``: the weighted sum of its costs).
+def check_best(best: FitResult, costs: np.ndarray, objective: float, folder: Any) -> None:
+    """Refuse a finished checkpoint's best run whose costs or objective are not those of
+    its own centroids on this fit's data (``costs``: each row's cost to its nearest
+    centroid of ``best``, computed now; ``objective``: the weighted sum of ``best``'s
+    saved costs).  The saved costs must be within ``1e-4`` (relative, or of their mean)
+    of the recomputed ones, and the objective their sum to ``1e-9``; the labels are not
+    compared (a tie may resolve otherwise on another machine).
 
     Raises
     ------
     CheckpointError
         Naming the folder and what disagrees.
     """
-    if best is None:
-        return
     problem = None
-    if not np.array_equal(found.labels, best.labels):
-        problem = "labels that are not the nearest centroids' of its data"
-    elif not np.allclose(found.costs, best.costs, rtol=1e-6, atol=0.0):
-        problem = "costs that are not its rows' distances to their centroids"
-    elif not math.isclose(best.objective, objective, rel_tol=1e-9, abs_tol=0.0):
+    scale = float(np.mean(costs)) if costs.size else 0.0
+    if not math.isclose(best.objective, objective, rel_tol=1e-9, abs_tol=0.0):
         problem = f"an objective ({best.objective!r}) that is not its costs' sum ({objective!r})"
+    elif not np.allclose(best.costs, costs, rtol=1e-4, atol=1e-4 * scale):
+        problem = "costs that are not its rows' costs to its centroids"
     if problem is not None:
         raise CheckpointError(
             f"checkpoint {str(folder)!r}: its best run has {problem}; it was changed after "
@@ -724,9 +736,12 @@ def _first_difference(saved: Mapping[str, Any], fresh: Mapping[str, Any]) -> str
         a, b = saved[key], fresh[key]
         if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
             a, b = np.asarray(a), np.asarray(b)
-            if a.shape != b.shape or a.dtype != b.dtype or not np.array_equal(a, b):
+            if a.shape != b.shape or a.dtype != b.dtype:
                 return key
-        elif type(a) is not type(b) or a != b:
+            scale = float(np.max(np.abs(b))) if b.size else 0.0
+            if not np.allclose(a, b, rtol=0.0, atol=LEARNED_RTOL * scale):
+                return key
+        elif a != b:
             return key
     return None
 

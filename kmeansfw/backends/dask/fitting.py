@@ -179,8 +179,10 @@ def _fit_persisted(
         if resume is not None:
             rng.bit_generator.state = resume.rng_state
     driver.fitted = _learn(hooks, driver)
-    if resume is not None:  # what it saved must be what this fit learns itself
+    if resume is not None and resume.fitted is not None:
+        # what it saved must be what this fit learns; the saved values are then used
         checkpoint.check_restored(resume, driver.fitted, cfg.checkpoint)
+        driver.fitted = resume.fitted
     if any(slot == "convergence" for slot, _, _ in strategies):
         driver.cache[_convergence._MEAN_VARIANCE] = _mean_variance(X)
     sizes = [int(c) for c in X.chunks[0]]
