@@ -662,10 +662,10 @@ def run(
         else:  # the last iteration's (costs computed now if they were left)
             labels, costs = state.labels, state.costs
         objective = steps.objective(data, costs)
-    result = FitResult(
+    result = FitResult(  # the caller's own arrays (the state's are read-only views)
         centroids=np.array(centroids),
-        labels=labels,
-        costs=costs,
+        labels=np.array(labels),
+        costs=np.array(costs),
         objective=objective,
         n_iter=state.iteration,
         converged=reason == "converged",
