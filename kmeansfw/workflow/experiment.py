@@ -239,11 +239,19 @@ def _read_csv(path: pathlib.Path) -> np.ndarray:
         if not rows:
             raise DataError(f"{path.name}: only a header, no data")
     elif len(rows[0]) > 1 and [v.strip() for v in rows[0]] == [str(i) for i in range(len(rows[0]))]:
-        raise DataError(
-            f"{path.name}: the first line reads 0, 1, ..., {len(rows[0]) - 1}, the column "
-            "names pandas gives a DataFrame without any (to_csv writes them as a header); "
-            "it would be clustered as a sample: name the columns, write the file with "
-            "header=False, or, if the line is data, write it as 0.0, 1.0, ..."
+        message = (
+            f"{path.name}: the first line reads {','.join(rows[0])}, the column names pandas "
+            "gives a DataFrame without any (to_csv writes them as a header)"
+        )
+        if len(rows[0]) >= 3:  # a sample 0, 1, 2, ... is unlikely: refused
+            raise DataError(
+                f"{message}; it would be clustered as a sample: name the columns, write "
+                "the file with header=False, or, if the line is data, write it as 0.0, 1.0, ..."
+            )
+        warnings.warn(  # two columns of 0/1 data may well start with 0,1: kept as data
+            f"{message}, or a sample: read as a sample; if it is a header, name the columns "
+            "or write the file with header=False",
+            stacklevel=3,
         )
     width = len(rows[0])
     for line, row in enumerate(rows, start=1):
@@ -447,7 +455,11 @@ def _read_finished(path: pathlib.Path) -> tuple[list[dict[str, Any]], list[str],
         if rows and end == "no newline":  # the last row may be one cut off mid-write
             try:
                 _parsed(dict(rows[-1]))
+                # cut just after its last comma: an empty digest, not an older file's row
+                torn = "settings" in columns and not rows[-1].get("settings")
             except (ValueError, TypeError):
+                torn = True
+            if torn:
                 rows, end = rows[:-1], "torn"
         for number, row in enumerate(rows, start=2):
             try:
