@@ -137,8 +137,7 @@ def test_a_bad_answer_through_a_wrapper_names_the_wrapper_too(X):
 
     with pytest.raises(
         StrategyError,
-        match=r"'auto' \(or observer 'ShiftsLabels' #0, wrapping kmeansfw_assign\) returned "
-        r"labels outside",
+        match=r"'auto' \(or observer 'ShiftsLabels' #0, wrapping it\) returned labels outside",
     ):
         KMeans(4, observers=[ShiftsLabels()], random_state=0).fit(X)
 

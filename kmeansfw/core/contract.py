@@ -82,16 +82,15 @@ def stopped(relay: Any, **kwargs: Any) -> bool:
         return any(caller.call_with(kwargs, stop_answer))
     answers = call(relay, "kmeansfw_converged", **kwargs)
     inner = getattr(caller, "caller", caller)  # the engine's wrapper of pluggy's caller
-    wrappers: list[str] = []
+    wrappers = wrapping_plugins(caller)
     if isinstance(inner, pluggy.HookCaller):
         impls = inner.get_hookimpls()
         names = [i.plugin_name for i in impls if not (i.wrapper or i.hookwrapper)]
-        wrappers = [i.plugin_name for i in impls if i.wrapper or i.hookwrapper]
         who = f"a convergence criterion ({', '.join(names)})"
-        if wrappers:
-            who += f" or {', '.join(wrappers)}, wrapping kmeansfw_converged,"
     else:
         who = getattr(caller, "plugin_name", "<no plugin>")
+    if wrappers:
+        who += f" (or {', '.join(wrappers)}, wrapping it)"
     if not isinstance(answers, list):  # a wrapper's answer in place of the criteria's list
         raise StrategyError(
             f"{', '.join(wrappers) or who} returned a {type(answers).__name__} from "
@@ -105,11 +104,26 @@ def _failed(caller: Any, name: str, exc: Exception) -> StrategyError:
     return StrategyError(f"{plugin} failed in {name}: {type(exc).__name__}: {exc}")
 
 
+def wrapping_plugins(caller: Any) -> tuple[str, ...]:
+    """Names of the wrappers of a hook (``wrapper=True`` implementations), which may
+    change the answer of the implementation :func:`answering_plugin` names."""
+    wrappers = getattr(caller, "wrappers", None)
+    if wrappers is not None:  # a hook resolved by the engine (kmeansfw.engine.plugins)
+        return tuple(wrappers)
+    if not isinstance(caller, pluggy.HookCaller):
+        return ()
+    return tuple(i.plugin_name for i in caller.get_hookimpls() if i.wrapper or i.hookwrapper)
+
+
 def fail(hook: pluggy.HookRelay, name: str, problem: str) -> StrategyError:
-    """Build the error for a contract violation of hook ``name``."""
-    plugin = answering_plugin(getattr(hook, name))
-    if plugin == "<no plugin>":
+    """Build the error for a contract violation of hook ``name`` (naming its wrappers
+    too, when it has any: the answer may be theirs)."""
+    caller = getattr(hook, name)
+    plugin, wrappers = answering_plugin(caller), wrapping_plugins(caller)
+    if plugin == "<no plugin>" and not wrappers:
         return StrategyError(f"no strategy of this fit answers {name} (the hook {problem})")
+    if wrappers:
+        plugin = f"{plugin} (or {', '.join(wrappers)}, wrapping it)"
     return StrategyError(f"{plugin} {problem} (hook {name})")
 
 

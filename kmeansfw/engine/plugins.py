@@ -201,18 +201,16 @@ class _Each:
 class _Pluggy:
     """Pluggy's caller of one hook, re-raising an exception with the plugins named."""
 
-    __slots__ = ("caller", "name", "plugin_name", "defaults")
+    __slots__ = ("caller", "name", "plugin_name", "wrappers", "defaults")
 
     def __init__(self, caller: pluggy.HookCaller, name: str) -> None:
         self.caller, self.name = caller, name
         self.defaults = CALL_DEFAULTS.get(name)  # for arguments a call leaves out
         impls = caller.get_hookimpls()
         plain = [i.plugin_name for i in impls if not (i.wrapper or i.hookwrapper)]
-        wrappers = [i.plugin_name for i in impls if i.wrapper or i.hookwrapper]
-        # what the errors about the answer name: a wrapper may have changed it
         self.plugin_name = plain[-1] if plain else "<no plugin>"
-        if wrappers:
-            self.plugin_name += f" (or {', '.join(wrappers)}, wrapping {name})"
+        #: the wrappers of the hook, which may change its answer (errors name them too)
+        self.wrappers = tuple(i.plugin_name for i in impls if i.wrapper or i.hookwrapper)
 
     def __call__(self, **kwargs: Any) -> Any:
         if self.defaults:
