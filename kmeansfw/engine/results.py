@@ -27,10 +27,15 @@ def observers_and_history(cfg: Config) -> tuple[list, History | None]:
     """The observers a fit of ``cfg`` calls: the configured ones, then a
     :class:`~kmeansfw.strategies.observers.History` when ``cfg.history`` asks for one
     (also returned; None otherwise).  A ``history`` among the configured observers
-    (``observers=["history"]``) is the fit's history: its records were otherwise kept
-    nowhere the user could read them."""
+    (``observers=["history"]``, built for this fit) is the fit's history: its records were
+    otherwise kept nowhere the user could read them.  A History object of the user's is
+    left to the user (it keeps every fit's records)."""
     observers = cfg.build_observers()
-    history = next((o for o in observers if isinstance(o, History)), None)
+    history = next(  # built from its name for this fit: an object of the user's lives on
+        (o for o, spec in zip(observers, cfg.observers, strict=True)
+         if isinstance(o, History) and o is not spec),
+        None,
+    )
     if history is None and cfg.history:
         history = History()
         observers.append(history)

@@ -163,12 +163,22 @@ def check_spread(sample: Any, mean: Any, dtype: Any, name: str = "euclidean") ->
 
     Raises
     ------
-    StrategyError
+    SpreadError
         When the spread is positive but under the limit; the message says to rescale.
     """
     problem = spread_problem(sample, mean, dtype)
     if problem is not None:
-        raise StrategyError(f"distance strategy {name!r}: {problem}")
+        raise SpreadError(f"distance strategy {name!r}: {problem}", problem)
+
+
+class SpreadError(StrategyError):
+    """:func:`check_spread`'s refusal: data spread too little for its squared distances
+    (``problem``: the reason, without the distance's name; the command line reports it
+    as bad data)."""
+
+    def __init__(self, message: str, problem: str) -> None:
+        super().__init__(message)
+        self.problem = problem
 
 
 def spread_problem(rows: Any, mean: Any, dtype: Any) -> str | None:

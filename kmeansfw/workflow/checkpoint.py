@@ -36,6 +36,7 @@ centroids as the uninterrupted fit.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import hashlib
@@ -46,6 +47,7 @@ import os
 import pathlib
 import secrets
 import shutil
+import stat
 import sys
 import types
 import warnings
@@ -362,6 +364,8 @@ def replace_files(files: list[tuple[pathlib.Path, bytes]]) -> None:
     finally:
         for tmp, _ in staged:
             if os.path.exists(tmp):
+                with contextlib.suppress(OSError):  # a read-only mode copied (Windows)
+                    os.chmod(tmp, stat.S_IREAD | stat.S_IWRITE)
                 os.remove(tmp)
 
 

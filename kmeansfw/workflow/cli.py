@@ -472,12 +472,15 @@ def plugins() -> None:
 def compile_command(dtypes: tuple[str, ...], quiet: bool) -> None:
     """Compile the kernels now, so that no later fit waits for them (once per
     installation, and again after an upgrade: a few minutes on 2 cores)."""
+    from kmeansfw.kernels._compile import HAVE_NUMBA
     from kmeansfw.workflow.warmup import DTYPES, compile_kernels, kernel_cache_folder
 
-    folder = kernel_cache_folder()
-    if folder is None:
-        click.echo("kmeansfw: numba is not in use (not installed, or KMEANSFW_NUMBA=0): "
-                   "the NumPy kernels need no compiling", err=True)
+    if not HAVE_NUMBA:
+        click.echo(
+            "kmeansfw: numba is not in use (not installed, or KMEANSFW_NUMBA=0): the "
+            "NumPy kernels need no compiling",
+            err=True,
+        )
         return
     start = time.perf_counter()
 
@@ -487,9 +490,11 @@ def compile_command(dtypes: tuple[str, ...], quiet: bool) -> None:
 
     done = compile_kernels(dtypes or DTYPES, progress=report)
     if not quiet:
+        folder = kernel_cache_folder()
+        where = "numba's cache" if folder is None else folder
         click.echo(
             f"{len(done)} steps in {time.perf_counter() - start:.1f} s; the kernels are "
-            f"kept in {folder}"
+            f"kept in {where}"
         )
 
 

@@ -185,26 +185,17 @@ def overflow_error(X: Any, name: str) -> DataError | None:
     return None
 
 
-def underflow_error(X: Any, name: str) -> DataError | None:
-    """A DataError when ``X`` spreads so little around its mean that squared distances
-    come too near the dtype's smallest normal number to keep their digits
-    (:func:`kmeansfw.strategies.euclidean.check_spread`'s test, here on every row)."""
-    from kmeansfw.strategies.euclidean import spread_problem
-
-    X = np.asarray(X)
-    if X.size == 0 or X.dtype not in (np.float64, np.float32):
-        return None
-    problem = spread_problem(X, X.mean(axis=0, dtype=np.float64), X.dtype)
-    return None if problem is None else DataError(f"{name}: {problem}")
-
-
 def fit_checked(km: Any, X: np.ndarray, name: str) -> Any:
     """``km.fit(X)``, with a failure that comes from overflowing data, or data spread so
     little that its squared distances underflow, raised as DataError."""
+    from kmeansfw.strategies.euclidean import SpreadError
+
     try:
         km.fit(X)
+    except SpreadError as exc:  # the distance's own judgement, as a data error
+        raise DataError(f"{name}: {exc.problem}") from None
     except StrategyError:
-        error = overflow_error(X, name) or underflow_error(X, name)
+        error = overflow_error(X, name)
         if error is not None:
             raise error from None
         raise

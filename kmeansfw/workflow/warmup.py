@@ -18,11 +18,13 @@ data's values or its exact size: fits of 20,000 rows compile what a fit of milli
 A changed kernel module (an upgrade) compiles them again; so does another numba version or
 CPU.
 
-numba reads and writes its cache only in a folder the running user can write to (beside
-the kernel modules, else ``NUMBA_CACHE_DIR`` when set, else the user's cache folder), so
-run the warm-up as the user who will fit: in a container image, after its ``USER`` line
-(or make the folder it reports writable for that user); a cache made by another user in a
-folder this one cannot write to is not used, and the first fit compiles again.
+numba reads and writes its cache only in a folder the running user can write to
+(``NUMBA_CACHE_DIR`` when set, else beside the kernel modules, else the user's cache
+folder), so run the warm-up as the user who will fit: in a container image, after its
+``USER`` line (or make the folder it reports writable for that user); a cache made by
+another user in a folder this one cannot write to is not used, and the first fit compiles
+again.  The kernels are compiled for the CPU they are compiled on: a container image
+built on another kind of CPU than the one it runs on compiles them again at run time.
 """
 
 from __future__ import annotations
@@ -91,7 +93,8 @@ class KMeansFits:
 
         for n, k in self.shapes:
             X = _blobs(rng, n, self.n_features, max(k, 2), dtype)
-            model = KMeans(k, random_state=0, **self.params).fit(X)
+            # two threads asked for even on one CPU: the threaded kernels compile too
+            model = KMeans(k, random_state=0, n_threads=2, **self.params).fit(X)
             model.predict(X)
             model.transform(X[:64])
             model.score(X)
