@@ -206,6 +206,7 @@ class LloydStep:
         state.assignment, state.cluster_weights = assignment, made.weights
         state.iteration += made.done
         state.strict = made.stop == UNCHANGED
+        state.seal()  # as criteria and observers see it
 
     def iterate(self, hooks: Hooks, state: FitState, data: FitData, iteration: int) -> bool:
         """One iteration on the run's data, as :func:`kmeansfw.engine.loop.iterate` with
@@ -250,7 +251,7 @@ class LloydStep:
         state.assignment, state.cluster_weights = assignment, weights
         state.iteration = iteration
         state.strict = False
-        hooks.kmeansfw_iteration_end(state=state)
+        hooks.kmeansfw_iteration_end(state=state.seal())
         return steps.stop_after(hooks, state, relocated)
 
     def _assign(self, hooks: Hooks, data: FitData, centroids: np.ndarray) -> steps.Assignment:

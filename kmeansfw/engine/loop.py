@@ -26,12 +26,6 @@ from kmeansfw.engine.lloyd_step import lloyd_step
 from kmeansfw.kernels import count_changed, labels_equal, sq_shift
 
 
-def _keep_viewed(state: Any, attribute: Any, value: Any) -> Any:
-    """attrs' ``on_setattr``: an ndarray set on a :class:`FitState` kept as a read-only
-    view (the engine writes through its own references, never through the state)."""
-    return read_only(value) if isinstance(value, np.ndarray) else value
-
-
 @attrs.define(eq=False)
 class FitState:
     """What observers and convergence criteria see after each iteration.
@@ -58,13 +52,13 @@ class FitState:
     iteration: int = 0
     centroids: np.ndarray | None = None
     previous_centroids: np.ndarray | None = None
-    #: The arrays below are kept as read-only views: an observer or a criterion that
-    #: wrote into them would change the fit's answer without an error.
-    labels: np.ndarray | None = attrs.field(default=None, on_setattr=_keep_viewed)
-    previous_labels: np.ndarray | None = attrs.field(default=None, on_setattr=_keep_viewed)
+    #: The arrays below are read-only views when observers and criteria see them
+    #: (:meth:`seal`): one that wrote into them would change the fit's answer silently.
+    labels: np.ndarray | None = None
+    previous_labels: np.ndarray | None = None
     #: Costs set directly (None: those of :attr:`assignment`, see :attr:`costs`).
-    _costs: np.ndarray | None = attrs.field(default=None, on_setattr=_keep_viewed)
-    cluster_weights: np.ndarray | None = attrs.field(default=None, on_setattr=_keep_viewed)
+    _costs: np.ndarray | None = None
+    cluster_weights: np.ndarray | None = None
     strict: bool = False
     #: The iteration's :class:`~kmeansfw.engine.steps.Assignment` (None before the first).
     assignment: steps.Assignment | None = None
@@ -72,6 +66,15 @@ class FitState:
     #: Per-run memory for strategies (e.g. the previous objective), keyed by their name.
     scratch: dict = attrs.field(factory=dict)
     _memo: dict = attrs.field(factory=dict, repr=False)
+
+    def seal(self) -> FitState:
+        """Make the state's arrays read-only views (the engine keeps its own references),
+        before observers and criteria see the state; returns the state."""
+        for name in ("labels", "previous_labels", "_costs", "cluster_weights"):
+            value = getattr(self, name)
+            if isinstance(value, np.ndarray) and value.flags.writeable:
+                setattr(self, name, read_only(value))
+        return self
 
     def _cached(self, key: str, compute: Any) -> Any:
         memo = self._memo
@@ -585,7 +588,7 @@ def iterate(
     state.assignment, state.cluster_weights = assignment, weights
     state.iteration = iteration
     state.strict = False  # a criterion sets it when the labels match the new centroids
-    hooks.kmeansfw_iteration_end(state=state)
+    hooks.kmeansfw_iteration_end(state=state.seal())
     return steps.stop_after(hooks, state, steps.moved_by_empty(updated, new_centroids))
 
 
@@ -624,7 +627,7 @@ def run(
     if walk.repeats_rows and in_process:  # a task copy keeps no state
         data.cache[steps.REPEATED] = True
     walk.start(state.centroids)
-    hooks.kmeansfw_fit_start(state=state)
+    hooks.kmeansfw_fit_start(state=state.seal())
 
     reason = "max_iter"
     plan = Plan.of(hooks, walk)

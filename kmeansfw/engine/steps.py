@@ -285,7 +285,7 @@ def stop_after(hooks: Any, state: Any, relocated: bool) -> bool:
     each answer checked); when the empty-cluster strategy moved a centroid, the stop is
     not strict whatever a criterion says: the iteration's labels are those of the
     centroids before the move, so the fit ends with one more assignment."""
-    stop = contract.stopped(hooks, state=state)
+    stop = contract.stopped(hooks, state=state.seal())
     if relocated:
         state.strict = False
     return stop

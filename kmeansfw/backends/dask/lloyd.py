@@ -166,7 +166,7 @@ def _run(
         # they were assigned to: the next iteration counts changed labels exactly
         cluster.map(_restore, start.previous_centroids, (run_index, start.iteration))
     state.centroids = read_only(centroids)
-    hooks.kmeansfw_fit_start(state=state)
+    hooks.kmeansfw_fit_start(state=state.seal())
     empty_strategy = next(s for slot, _, s in strategies if slot == "empty")
     spread = isinstance(empty_strategy, SplitLargest)
     accumulate = hooks.implemented("kmeansfw_accumulate")
@@ -213,7 +213,7 @@ def _run(
             state.objective_of = _objective_round(cluster, used, step)
         state.reduced_changed = int(sum(s.changed for s in summaries))
         state.labels_known = all(s.known for s in summaries)
-        hooks.kmeansfw_iteration_end(state=state)
+        hooks.kmeansfw_iteration_end(state=state.seal())
         if steps.stop_after(hooks, state, steps.moved_by_empty(updated, new)):
             converged = True
             break

@@ -75,7 +75,7 @@ def _run(
     state = TorchState(data=data, n_clusters=k, tol=cfg.tol, rng=rng, run=run_index)
     C = _initialize(plan, hooks, data, k, rng)
     state.centroids, state.centroids_tensor = read_only(_host(C)), C
-    hooks.kmeansfw_fit_start(state=state)
+    hooks.kmeansfw_fit_start(state=state.seal())
     reason = "max_iter"
     for iteration in range(1, cfg.max_iter + 1):
         C = state.centroids_tensor
@@ -106,7 +106,7 @@ def _run(
         state.cluster_weights = host_weights
         state.iteration = iteration
         state.strict = False  # a criterion sets it when the labels match the new centroids
-        hooks.kmeansfw_iteration_end(state=state)
+        hooks.kmeansfw_iteration_end(state=state.seal())
         if engine_steps.stop_after(hooks, state, engine_steps.moved_by_empty(updated, new)):
             reason = "converged"
             break
