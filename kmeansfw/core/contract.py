@@ -89,8 +89,7 @@ def stopped(relay: Any, **kwargs: Any) -> bool:
         who = f"a convergence criterion ({', '.join(names)})"
     else:
         who = getattr(caller, "plugin_name", "<no plugin>")
-    if wrappers:
-        who += f" (or {', '.join(wrappers)}, wrapping it)"
+    who += _wrapping(wrappers)
     if not isinstance(answers, list):  # a wrapper's answer in place of the criteria's list
         raise StrategyError(
             f"{', '.join(wrappers) or who} returned a {type(answers).__name__} from "
@@ -122,9 +121,12 @@ def fail(hook: pluggy.HookRelay, name: str, problem: str) -> StrategyError:
     plugin, wrappers = answering_plugin(caller), wrapping_plugins(caller)
     if plugin == "<no plugin>" and not wrappers:
         return StrategyError(f"no strategy of this fit answers {name} (the hook {problem})")
-    if wrappers:
-        plugin = f"{plugin} (or {', '.join(wrappers)}, wrapping it)"
-    return StrategyError(f"{plugin} {problem} (hook {name})")
+    return StrategyError(f"{plugin}{_wrapping(wrappers)} {problem} (hook {name})")
+
+
+def _wrapping(wrappers: tuple[str, ...]) -> str:
+    """What an error adds after the answering plugin when the hook has wrappers."""
+    return f" (or {', '.join(wrappers)}, wrapping it)" if wrappers else ""
 
 
 def check_float_array(

@@ -71,9 +71,7 @@ class FitState:
         """Make the state's arrays read-only views (the engine keeps its own references),
         before observers and criteria see the state; returns the state."""
         for name in ("labels", "previous_labels", "_costs", "cluster_weights"):
-            value = getattr(self, name)
-            if isinstance(value, np.ndarray) and value.flags.writeable:
-                setattr(self, name, read_only(value))
+            setattr(self, name, read_only(getattr(self, name)))  # None, tensors: as they are
         return self
 
     def _cached(self, key: str, compute: Any) -> Any:

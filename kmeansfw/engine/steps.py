@@ -31,11 +31,6 @@ _FLOAT64 = np.dtype(np.float64)
 REPEATED = "engine.repeated"
 
 
-def _viewed(value: Any) -> Any:
-    """An ndarray as a read-only view (what the engine hands observers), else as it is."""
-    return read_only(value) if isinstance(value, np.ndarray) else value
-
-
 @attrs.define(eq=False)
 class Assignment:
     """Labels and costs of every sample, plus the update's per-task partial results.
@@ -48,7 +43,7 @@ class Assignment:
     """
 
     #: Read-only (a view): observers and criteria see the assignment through the state.
-    labels: np.ndarray = attrs.field(converter=_viewed)
+    labels: np.ndarray = attrs.field(converter=read_only)
     _costs: np.ndarray
     partials: list | None
     #: How to compute the blocks whose costs were left to the engine (None: none were).
@@ -64,7 +59,7 @@ class Assignment:
                 if self._pending is pending:
                     pending.fill(self.labels, self._costs)
                     self._pending = None
-        return _viewed(self._costs)
+        return read_only(self._costs)
 
     @property
     def costs_ready(self) -> bool:

@@ -696,8 +696,7 @@ def check_restored(resume: Resume, fresh: Mapping[str, Any], folder: Any) -> Non
     meta, arrays = _encode_fitted(fresh)
     if meta is None:  # this fit's state cannot be saved: nothing to compare it with
         return
-    learned = {**meta["values"], **{key: arrays[name] for key, name in meta["arrays"].items()}}
-    key = _first_difference(resume.fitted, learned)
+    key = _first_difference(resume.fitted, _decoded_fitted(meta, arrays))
     if key is not None:
         raise CheckpointError(
             f"checkpoint {str(folder)!r}: its learned state ({key!r}) is not what this "
@@ -766,11 +765,15 @@ def best_and_fitted(meta: dict, arrays: dict) -> tuple[FitResult | None, Fitted 
             run=b["run"],
             stop_reason=b["stop_reason"],
         )
-    fitted = None
-    if meta["fitted"] is not None:
-        stored = {key: arrays[name] for key, name in meta["fitted"]["arrays"].items()}
-        fitted = Fitted({**meta["fitted"]["values"], **stored})
+    fitted = None if meta["fitted"] is None else Fitted(_decoded_fitted(meta["fitted"], arrays))
     return best, fitted
+
+
+def _decoded_fitted(fitted: dict, arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """A fitted state from its encoding (:func:`_encode_fitted`: ``{"values": ...,
+    "arrays": {key: array name}}``) and the arrays it names."""
+    stored = {key: arrays[name] for key, name in fitted["arrays"].items()}
+    return {**fitted["values"], **stored}
 
 
 def _check_identity(meta: dict, path: pathlib.Path, expected: _Expected) -> bool:
