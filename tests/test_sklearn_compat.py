@@ -154,6 +154,48 @@ def test_n_init_auto_rule(X, theirs, ours, auto):
     assert ours(5, init="random").get_config().resolved_n_init(auto) == auto
 
 
+@pytest.mark.parametrize(("theirs", "ours"), PAIRS, ids=IDS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(
+    "answer",
+    [lambda c: c.round().astype(int).tolist(), lambda c: c.astype(np.float32),
+     lambda c: c.astype(np.float64), lambda c: tuple(map(tuple, c))],
+    ids=["int-lists", "float32", "float64", "tuples"],
+)
+def test_an_init_function_answers_any_real_numbers(X, theirs, ours, dtype, answer):
+    # scikit-learn converts an init function's centroids to the data's dtype; so do we.
+    # (Its function sees the data centered on their mean and answers centered
+    # centroids, so only ours is compared with the same centroids given as an array.)
+    data = X.astype(dtype)
+    centroids = answer(np.asarray(X[:5]).round())
+
+    def init(data, n_clusters, random_state):
+        return centroids
+
+    assert theirs(5, init=init, n_init=1, max_iter=3).fit(data).cluster_centers_.dtype == dtype
+    km = ours(5, init=init, n_init=1, max_iter=3, random_state=0).fit(data)
+    given = np.asarray(centroids, dtype=dtype)
+    same = ours(5, init=given, n_init=1, max_iter=3, random_state=0).fit(data)
+    assert km.cluster_centers_.dtype == dtype
+    np.testing.assert_array_equal(km.cluster_centers_, same.cluster_centers_)
+    assert km.inertia_ == same.inertia_
+    assert km.n_iter_ == same.n_iter_
+
+
+@pytest.mark.parametrize(
+    ("answer", "problem"),
+    [(np.ones((5, 4)) * 1j, "dtype complex128"), ([["a"] * 4] * 5, "dtype <U1"),
+     ([[0.0] * 4] * 4, r"shape \(4, 4\)"), ([[0.0] * 4] * 4 + [[0.0]], "list, not an array")],
+    ids=["complex", "strings", "shape", "ragged"],
+)
+def test_an_init_function_answering_no_numbers_is_named(X, answer, problem):
+    def seeds(data, n_clusters, rng):
+        return answer
+
+    with pytest.raises(kmeansfw.StrategyError, match=f"'seeds'.*{problem}"):
+        kmeansfw.KMeans(5, init=seeds, n_init=1).fit(X)
+
+
 # ---------------------------------------------------------------------- attributes
 @pytest.mark.parametrize(("theirs", "ours"), PAIRS, ids=IDS)
 def test_fitted_attributes_and_feature_names(X, theirs, ours):

@@ -84,7 +84,8 @@ class CallableInit:
     func : callable
         ``func(X, n_clusters, rng)``: the (n, d) data (an ndarray, or a scipy CSR matrix
         when sparse input is accepted), the number of clusters and the fit's
-        :class:`numpy.random.Generator`; returns (n_clusters, d) centroids.
+        :class:`numpy.random.Generator`; returns (n_clusters, d) centroids: an array
+        or nested lists of real numbers, converted to the data's dtype.
     name : str
         The label used in messages.
     accepts_sparse : bool or None
@@ -107,7 +108,20 @@ class CallableInit:
     def kmeansfw_init_centroids(
         self, X: np.ndarray, n_clusters: int, rng: np.random.Generator
     ) -> np.ndarray:
-        return self.func(X, n_clusters, rng)
+        centroids = self.func(X, n_clusters, rng)
+        dtype = getattr(X, "dtype", None)
+        if isinstance(centroids, (list, tuple, np.ndarray)) and isinstance(dtype, np.dtype):
+            # numbers of another type (a list of ints, a float32 answer on float64 data)
+            # become the data's dtype, as scikit-learn's init functions' do; anything
+            # else is left to the answer's check, which names what is wrong with it
+            try:
+                array = np.asarray(centroids)
+            except (TypeError, ValueError):  # ragged lists, say
+                return centroids
+            if array.dtype.kind in "fiub":
+                return array.astype(dtype, copy=False)
+        return centroids
+
 
 def sparse_init(func: Callable[..., Any]) -> Callable[..., Any]:
     """Mark an init function ``func(X, n_clusters, rng)`` as handling sparse CSR ``X``.
