@@ -572,6 +572,32 @@ def test_an_interrupted_fit_resumes_from_its_checkpoint(client, blobs, tmp_path,
     _same(fresh, backend.fit(dother, **{**params, "checkpoint": None}))
 
 
+@pytest.mark.parametrize("edit", ["centroids", "objective", "costs"])
+def test_a_finished_checkpoint_changed_since_it_was_written_is_refused(
+    client, blobs, tmp_path, edit
+):
+    # a finished checkpoint's best run is returned without fitting; rewritten
+    # consistently (digests recomputed), it came back as the fit whatever it held
+    from kmeansfw.core.errors import CheckpointError
+    from tests.test_checkpoint import _arrays, _meta, _reseal
+
+    dX = da.from_array(blobs, chunks=(1500, 4))
+    folder = tmp_path / "ck"
+    params = {"n_clusters": 6, "n_init": 2, "random_state": 5, "checkpoint": str(folder)}
+    plain = backend.fit(dX, **params)
+    _same(backend.fit(dX, **params), plain)  # untouched: returned as saved
+    meta, arrays = _meta(folder), _arrays(folder)
+    if edit == "centroids":
+        arrays["best_centroids"] = arrays["best_centroids"] + 1.0
+    elif edit == "objective":
+        meta["best"]["objective"] *= 0.5
+    else:
+        arrays["best_costs"] = arrays["best_costs"] * 0.5
+    _reseal(folder, meta, arrays)
+    with pytest.raises(CheckpointError, match="its best run has"):
+        backend.fit(dX, **params)
+
+
 _OUT_OF_CORE = """
 import os, sys, threading, time
 import numpy as np

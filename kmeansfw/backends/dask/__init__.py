@@ -51,7 +51,11 @@ resumes: the workers rebuild the labels of the checkpoint's iteration with one a
 to the previous centroids, and the fit goes on exactly as the uninterrupted one.  The
 fingerprint digests ``X`` and the weights chunk by chunk on the workers and combines the
 digests in row order (with the chunk sizes), so the same data chunked otherwise starts
-afresh.
+afresh.  As in memory, a resumed fit compares the saved learned state with what its
+strategies learn again, and a finished checkpoint's best run is checked before it is
+returned: its saved costs against its rows' costs to its centroids (one assignment
+pass on the workers, each chunk checked against its share of the saved costs) and its
+objective against those costs.
 
 :func:`kmeansfw.fit` and ``KMeans.fit`` route a Dask array here when a client is active;
 without one they compute it into memory and fit it with threads (:func:`fit` here then

@@ -196,6 +196,18 @@ def _labels_and_costs(
     return labels, costs, steps.objective(chunk.data, costs)
 
 
+def _costs_to(
+    chunk: _Chunk, saved: np.ndarray, centroids: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """Worker: each row's cost to its nearest of ``centroids``, and the weighted sum of
+    ``saved`` (the chunk's rows' costs as a finished checkpoint saved them), for the
+    driver to check that checkpoint's best run
+    (:func:`kmeansfw.workflow.checkpoint.check_best`).  The chunk's state is left as
+    it is."""
+    found = steps.assign(chunk.hooks, chunk.data, centroids, accumulate=False)
+    return found.costs, steps.objective(chunk.data, saved)
+
+
 def _lower(chunk: _Chunk, run: int, candidates: np.ndarray) -> None:
     """Fold the candidates the chunk has not seen into each row's lowest cost and the
     index of the candidate reaching it (earliest on ties).  A chunk rebuilt after a

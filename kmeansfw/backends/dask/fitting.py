@@ -21,7 +21,7 @@ from kmeansfw.backends.dask.checkpoints import (
     _fingerprint,
     _load_checkpoint,
 )
-from kmeansfw.backends.dask.chunks import _build_chunk, _chunk_weight
+from kmeansfw.backends.dask.chunks import _build_chunk, _chunk_weight, _costs_to
 from kmeansfw.backends.dask.cluster import (
     RowStream,
     _Cluster,
@@ -206,6 +206,15 @@ def _fit_persisted(
     if not cluster.weights.sum() > 0:
         raise ValueError("sample_weight is zero for every sample")
     first = resume.next_run if resume is not None else 0
+    best = resume.best if resume is not None else None
+    if best is not None and first >= cfg.resolved_n_init():
+        # a finished fit, returned as saved: its costs checked against its centroids on
+        # the workers (no run follows, so this pass changes nothing a run would see)
+        saved = np.split(best.costs, np.cumsum(sizes)[:-1])
+        parts = cluster.map(_costs_to, best.centroids, each=saved)
+        found = np.concatenate([costs for costs, _ in parts])
+        objective = float(sum(part for _, part in parts))
+        checkpoint.check_best(best, found, objective, cfg.checkpoint)
     try:
         runs = (
             _run(
@@ -220,7 +229,6 @@ def _fit_persisted(
             )
             for run_index in range(first, cfg.resolved_n_init())
         )
-        best = resume.best if resume is not None else None
         return best_fit(cfg, runs, strategies, history, driver.fitted, best)
     finally:
         client.cancel(chunks)
