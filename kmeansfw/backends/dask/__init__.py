@@ -54,8 +54,8 @@ digests in row order (with the chunk sizes), so the same data chunked otherwise 
 afresh.  As in memory, a resumed fit compares the saved learned state with what its
 strategies learn again, and a finished checkpoint's best run is checked before it is
 returned: its saved costs against its rows' costs to its centroids (one assignment
-pass on the workers, each chunk checked against its share of the saved costs) and its
-objective against those costs.
+pass on the workers, whose costs the driver compares, as it holds the saved ones) and
+its objective against the saved costs' weighted sum.
 
 :func:`kmeansfw.fit` and ``KMeans.fit`` route a Dask array here when a client is active;
 without one they compute it into memory and fit it with threads (:func:`fit` here then
