@@ -89,6 +89,9 @@ default="heuristic"
     cluster_centers_ : ndarray of shape (n_clusters, n_features)
         The medoids, ``X[medoid_indices_]``.
     medoid_indices_ : ndarray of shape (n_clusters,)
+        The samples that are the medoids: distinct samples, also where the data has
+        fewer distinct values than ``n_clusters`` (medoids of equal value then name
+        different copies, while there are enough of them).
     labels_ : ndarray of shape (n_samples,)
     inertia_ : float
         The sum of the (weighted) distances of the samples to their medoid.

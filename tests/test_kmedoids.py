@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 import pytest
 from sklearn.datasets import make_blobs
+from sklearn.exceptions import ConvergenceWarning
 
 import kmeansfw
 from kmeansfw import KMeans, KMedoids, PairingWarning, StrategyError
@@ -289,6 +290,28 @@ def test_medoid_rows_finds_duplicates_outside_the_cluster():
     X = np.array([[0.0, 0.0], [1.0, 1.0], [1.0, 1.0], [5.0, 5.0]])
     found = medoid_rows(X, X[[1, 3]], np.array([0, 0, 0, 0]))
     np.testing.assert_array_equal(found, [1, 3])
+
+
+def test_medoid_rows_of_equal_centers_are_distinct_rows_while_there_are_enough():
+    X = np.array([[0.0, 0.0], [1.0, 1.0], [1.0, 1.0], [5.0, 5.0], [1.0, 1.0]])
+    labels = np.array([0, 1, 1, 2, 1])  # clusters 3 and 4 empty, centred on [1, 1] too
+    found = medoid_rows(X, X[[0, 2, 3, 1, 1]], labels)
+    np.testing.assert_array_equal(found, [0, 1, 3, 2, 4])
+    # four centers on [1, 1], three rows of it: the fourth repeats the first row found
+    found = medoid_rows(X, X[[0, 1, 3, 1, 1, 1]], labels)
+    np.testing.assert_array_equal(found, [0, 1, 3, 2, 4, 1])
+
+
+@pytest.mark.parametrize("init", ["k-medoids++", "heuristic", "build", "random"])
+def test_fewer_distinct_samples_than_clusters_give_distinct_medoids(init):
+    # three distinct points, ten copies each, five clusters: medoids share values, but
+    # each names its own sample (one sample named twice made two clusters one)
+    X = np.repeat(np.array([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]]), 10, axis=0)
+    with pytest.warns(ConvergenceWarning, match="distinct clusters"):
+        km = KMedoids(5, init=init, random_state=0).fit(X)
+    assert len(set(km.medoid_indices_)) == 5
+    np.testing.assert_array_equal(X[km.medoid_indices_], km.cluster_centers_)
+    assert km.inertia_ == 0.0
 
 
 def test_pairing_natural_updates_follow_the_table():

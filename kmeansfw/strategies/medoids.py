@@ -524,25 +524,35 @@ def medoid_rows(X: Any, centers: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """For each center, the index of a row of ``X`` equal to it (-1 when none is).
 
     The center's own cluster (``labels``) is searched first; a center with no equal
-    member (ties between duplicate rows) is searched for in all of ``X``.  Block by
-    block: never more than a block of rows is compared at once.
+    member (an empty cluster, or ties between duplicate rows) is then searched for in
+    all of ``X``, preferring a row that no other center took, so that centers of equal
+    value (data with fewer distinct rows than centers) name distinct rows while there
+    are enough of them.  Block by block: never more than a block of rows is compared at
+    once.
     """
-    out = np.full(centers.shape[0], -1, dtype=np.intp)
-    block = 8192
-    members_of = cluster_members(labels, centers.shape[0])
-    for j, members in enumerate(members_of):  # clusters, never samples
-        for where in (members, None):
-            n = X.shape[0] if where is None else where.size
-            for start in range(0, n, block):
-                index = (
-                    np.arange(start, min(start + block, n))
-                    if where is None
-                    else where[start : start + block]
-                )
-                hit = np.flatnonzero((rows_dense(X, index) == centers[j]).all(axis=1))
-                if hit.size:
-                    out[j] = index[hit[0]]
-                    break
-            if out[j] >= 0:
-                break
+    k = centers.shape[0]
+    out = np.full(k, -1, dtype=np.intp)
+    for j, members in enumerate(cluster_members(labels, k)):  # clusters, never samples
+        out[j] = _equal_row(X, centers[j], members, taken=None)
+    for j in np.flatnonzero(out < 0):  # the centers no member of their cluster equals
+        out[j] = _equal_row(X, centers[j], None, taken=out)
     return out
+
+
+def _equal_row(X: Any, center: np.ndarray, where: np.ndarray | None, taken: Any) -> int:
+    """The first row of ``X`` (of ``where``'s rows, if given) equal to ``center`` and not
+    in ``taken`` (else the first equal row; -1 if none is), block by block."""
+    block = 8192
+    n = X.shape[0] if where is None else where.size
+    first = -1
+    for start in range(0, n, block):
+        index = np.arange(start, min(start + block, n))
+        if where is not None:
+            index = where[index]
+        hit = index[(rows_dense(X, index) == center).all(axis=1)]
+        free = hit if taken is None else hit[~np.isin(hit, taken)]
+        if free.size:
+            return int(free[0])
+        if hit.size and first < 0:
+            first = int(hit[0])
+    return first
