@@ -346,6 +346,75 @@ def test_what_a_plugin_module_registers_on_import_is_undone_when_it_fails(monkey
     assert catalog.lookup("distance", "euclidean").source == "built-in"  # put back
 
 
+def test_undoing_a_failed_plugin_keeps_what_a_later_plugin_replaced(monkeypatch):
+    # plugin A's module registers "shared" and "mine" on import; plugin B's replaces
+    # "shared" on its own import; then A fails in its registration hook.  Undoing A put
+    # back the entry from before A (nothing), dropping B's "shared" with it.
+    catalog = Catalog()
+
+    def load_a():
+        catalog.register("convergence", "shared", lambda: "a")
+        catalog.register("convergence", "mine", lambda: "a")
+
+        class Plugin:
+            @staticmethod
+            @kmeansfw.hookimpl
+            def kmeansfw_register_strategies(register):
+                raise RuntimeError("A's registration failed")
+
+        return Plugin()
+
+    def b_factory():
+        return "b"
+
+    def load_b():
+        catalog.register("convergence", "shared", b_factory, replace=True)
+
+        class Plugin:
+            @staticmethod
+            @kmeansfw.hookimpl
+            def kmeansfw_register_strategies(register):
+                pass
+
+        return Plugin()
+
+    eps = [_FakeEntryPoint("a", load_a, "dist-a"), _FakeEntryPoint("b", load_b, "dist-b")]
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: eps)
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    with pytest.warns(UserWarning, match="plugin 'a' failed to load"):
+        catalog.load()
+    assert "mine" not in catalog.names("convergence")  # A's own: undone
+    entry = catalog.lookup("convergence", "shared")  # B's: kept
+    assert entry.factory is b_factory and entry.source == "dist-b 9.9"
+
+
+def test_undoing_both_plugins_does_not_bring_back_the_first(monkeypatch):
+    # as above, and B fails too: undoing B must not put back A's "shared" (A failed)
+    catalog = Catalog()
+
+    def loader(name, replace):
+        def load():
+            catalog.register("convergence", "shared", lambda: name, replace=replace)
+
+            class Plugin:
+                @staticmethod
+                @kmeansfw.hookimpl
+                def kmeansfw_register_strategies(register):
+                    raise RuntimeError(f"{name}'s registration failed")
+
+            return Plugin()
+
+        return load
+
+    eps = [_FakeEntryPoint("a", loader("a", False)), _FakeEntryPoint("b", loader("b", True))]
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: eps)
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    with pytest.warns(UserWarning, match="failed to load"):
+        catalog.load()
+    assert set(catalog.failures) == {"a", "b"}
+    assert "shared" not in catalog.names("convergence")
+
+
 def test_what_a_plugin_module_registers_on_import_is_named_by_its_distribution(monkeypatch):
     catalog = Catalog()
 

@@ -111,6 +111,11 @@ def _check_slot(slot: str) -> None:
         raise ValueError(f"unknown slot {slot!r}; slots are: {', '.join(SLOTS)}")
 
 
+#: Entries a plugin's import changed: (slot, name) -> (the entry replaced or None, the
+#: entry it registered).
+_Changes = dict[tuple[str, str], tuple["Entry | None", "Entry"]]
+
+
 class Catalog:
     """Maps ``(slot, name)`` to strategy factories; see the module docstring."""
 
@@ -131,9 +136,12 @@ class Catalog:
         #: (a config kept by its parameters) may name a strategy since replaced.
         self.generation = 0
         #: plugin name -> the entries its import registered (a module's
-        #: ``@register_strategy``), each with the entry it replaced (None: new): undone
-        #: when the plugin then fails, so that a plugin registers all or nothing
-        self._imported: dict[str, dict[tuple[str, str], Entry | None]] = {}
+        #: ``@register_strategy``), each as (the entry it replaced or None, the entry):
+        #: undone when the plugin then fails, so that a plugin registers all or nothing
+        self._imported: dict[str, _Changes] = {}
+        #: (entry, the entry it replaced) of failed plugins whose entry a later plugin had
+        #: replaced: undoing that later plugin puts back the one before
+        self._withdrawn: list[tuple[Entry, Entry | None]] = []
 
     # ------------------------------------------------------------------ loading
     def load(self) -> None:
@@ -197,8 +205,9 @@ class Catalog:
                 continue
             self.distributions[ep.name] = dist
             imported = self._changed_since(before)
-            for key in imported:  # registered by the plugin's module: its distribution's
-                self._entries[key] = attrs.evolve(self._entries[key], source=dist)
+            for key, (old, entry) in imported.items():  # its module's: its distribution's
+                imported[key] = (old, attrs.evolve(entry, source=dist))
+                self._entries[key] = imported[key][1]
             self._imported[ep.name] = imported
         if wanted:
             known = {_canonical_name(n) for pair in found for n in pair}
@@ -211,25 +220,39 @@ class Catalog:
                     stacklevel=4,
                 )
 
-    def _changed_since(
-        self, before: dict[tuple[str, str], Entry]
-    ) -> dict[tuple[str, str], Entry | None]:
-        """The entries added or replaced since ``before``, each with its old entry."""
+    def _changed_since(self, before: dict[tuple[str, str], Entry]) -> _Changes:
+        """The entries added or replaced since ``before``, each as (its old entry or
+        None, the entry now)."""
         entries = self._entries.items()
-        return {key: before.get(key) for key, entry in entries if before.get(key) is not entry}
+        return {
+            key: (before.get(key), entry) for key, entry in entries if before.get(key) is not entry
+        }
 
-    def _undo(self, changes: dict[tuple[str, str], Entry | None]) -> None:
-        """Put back the entries ``changes`` replaced, and remove those it added."""
+    def _undo(self, changes: _Changes) -> None:
+        """Put back the entries ``changes`` replaced, and remove those it added; an entry
+        replaced since (by a later plugin's import) is that plugin's and stays."""
         if not changes:
             return
         with self._lock:
-            for key, old in changes.items():
+            for key, (old, entry) in changes.items():
+                old = self._before_withdrawn(old)
+                if self._entries.get(key) is not entry:
+                    # a later plugin's now; undoing that one must not bring this back
+                    self._withdrawn.append((entry, old))
+                    continue
                 if old is None:
-                    self._entries.pop(key, None)
+                    del self._entries[key]
                 else:
                     self._entries[key] = old
             self._built.clear()
             self.generation += 1
+
+    def _before_withdrawn(self, entry: Entry | None) -> Entry | None:
+        """``entry``, or the entry it replaced when it is one of a plugin that failed."""
+        for withdrawn, replaced in reversed(self._withdrawn):
+            if entry is withdrawn:
+                return self._before_withdrawn(replaced)
+        return entry
 
     def _fail(self, name: str, why: str) -> None:
         self.failures[name] = why

@@ -534,7 +534,7 @@ def medoid_rows(X: Any, centers: np.ndarray, labels: np.ndarray) -> np.ndarray:
     out = np.full(k, -1, dtype=np.intp)
     for j, members in enumerate(cluster_members(labels, k)):  # clusters, never samples
         out[j] = _equal_row(X, centers[j], members, taken=None)
-    for j in np.flatnonzero(out < 0):  # the centers no member of their cluster equals
+    for j in np.flatnonzero(out < 0).tolist():  # centers no member of their cluster equals
         out[j] = _equal_row(X, centers[j], None, taken=out)
     return out
 
