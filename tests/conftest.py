@@ -20,6 +20,23 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
 
 
+def serial_search(direct: bool):
+    """The serial search kernel of a shape, without the mean's sums, called as the
+    kernel functions call it (read-only data, no weights): the direct search with
+    ``direct``, else the product search (at its shapes, the row search).  Signature
+    ``(X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second)``."""
+    from kmeansfw.kernels import euclidean, read_only
+
+    def search(X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second):
+        kernel = euclidean._search_for(direct, X.shape[1], minus_2c.shape[0], X.itemsize)
+        kernel(
+            read_only(X), read_only(mean), minus_2c, c_sq_norms, centered_c, labels, mins,
+            second, *euclidean._no_sums(X.dtype), False,
+        )
+
+    return search
+
+
 def initial_centroids(X: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     """k distinct rows of X, the same for every library."""
     idx = np.random.default_rng(seed).choice(X.shape[0], size=k, replace=False)

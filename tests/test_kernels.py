@@ -15,6 +15,9 @@ from scipy.spatial.distance import cdist
 
 from kmeansfw import kernels
 from kmeansfw.kernels import bounds, checks, convergence, euclidean, lloyd, lp, seeding, update
+from tests.conftest import serial_search
+
+nearest_direct, nearest_by_product = serial_search(True), serial_search(False)
 
 # (n, d, k): one row, one centroid, several sub-blocks (SUB_BLOCK_ROWS) with a ragged end,
 # products of 128 and 64 rows (euclidean.product_rows), and of 32 rows in float32; and
@@ -63,7 +66,7 @@ def test_numba_and_numpy_nearest_agree(dtype, n, d, k):
     fast_labels = np.empty(n, np.intp)
     fast_mins = np.empty(n, dtype)
     fast_second = np.empty(n, dtype)
-    euclidean._nearest_numba(X, mean, m2c, cn, cc, fast_labels, fast_mins, fast_second)
+    nearest_by_product(X, mean, m2c, cn, cc, fast_labels, fast_mins, fast_second)
     slow_labels = np.empty(n, np.intp)
     slow_mins = np.empty(n, dtype)
     slow_second = np.empty(n, dtype)
@@ -84,7 +87,7 @@ def test_numba_and_numpy_nearest_agree(dtype, n, d, k):
     np.testing.assert_array_equal(paired, fast_mins)
     # without the runner-up the compiled kernel takes its other loop: the same answer
     labels, mins = np.empty(n, np.intp), np.empty(n, dtype)
-    euclidean._nearest_numba(X, mean, m2c, cn, cc, labels, mins, np.empty(0, dtype))
+    nearest_by_product(X, mean, m2c, cn, cc, labels, mins, np.empty(0, dtype))
     np.testing.assert_array_equal(labels, fast_labels)
     np.testing.assert_array_equal(mins, fast_mins)
     twin_labels, twin_mins = np.empty(n, np.intp), np.empty(n, dtype)
@@ -110,7 +113,7 @@ def test_parallel_nearest_is_bit_identical_to_the_serial_kernel(dtype, n, d, k, 
     # each serial kernel and its parallel variant (the direct search's up to sixteen
     # features: past them no fit takes it, and it has no threaded kernel)
     for direct in (True, False) if d <= euclidean.DIRECT_WIDE_MAX_FEATURES else (False,):
-        serial = euclidean._nearest_direct_numba if direct else euclidean._nearest_numba
+        serial = nearest_direct if direct else nearest_by_product
         parallel = functools.partial(lloyd.threaded_search, direct)
         # the parallel variants prefetching (the serial ones do not)
         hint = (True,)
@@ -1225,7 +1228,7 @@ def test_direct_nearest_kernel_agrees_with_the_product_and_brute_force(dtype, n,
     X, mean, m2c, cn, cc, C = _inputs(rng, n, d, k, dtype)
     assert kernels.direct_pays(d, k)
     outs = []
-    for kernel in (euclidean._nearest_direct_numba, euclidean._nearest_numba):
+    for kernel in (nearest_direct, nearest_by_product):
         labels, mins, second = np.empty(n, np.intp), np.empty(n, dtype), np.empty(n, dtype)
         kernel(X, mean, m2c, cn, cc, labels, mins, second)
         outs.append((labels, mins, second))
@@ -1242,7 +1245,7 @@ def test_direct_nearest_kernel_agrees_with_the_product_and_brute_force(dtype, n,
         np.testing.assert_allclose(second, np.sort(D, axis=1)[:, 1], atol=scale)
     if n > 1:  # rows shifted by one: every sub-block boundary moves, the answers do not
         shifted_labels, shifted_mins = np.empty(n - 1, np.intp), np.empty(n - 1, dtype)
-        euclidean._nearest_direct_numba(
+        nearest_direct(
             X[1:], mean, m2c, cn, cc, shifted_labels, shifted_mins, np.empty(0, dtype)
         )
         np.testing.assert_array_equal(shifted_labels, labels[1:])
@@ -1285,7 +1288,7 @@ def _direct_and_widened(seed, n, d, k, dtype, ties, width):
         for args in ((X, mean, m2c, cn, cc), (widen(X), widen(mean), widen(m2c), cn, widen(cc))):
             size = len(X) if full else 0
             out = [np.empty(len(X), np.intp), np.empty(size, dtype), np.empty(size, dtype)]
-            euclidean._nearest_direct_numba(*args, *out)
+            nearest_direct(*args, *out)
             outs.append(out)
         yield outs
 
@@ -1400,7 +1403,7 @@ def test_row_search_agrees_with_brute_force_wherever_a_row_lies(dtype, n, d, k):
     rng = np.random.default_rng(n + d + k)
     X, mean, m2c, cn, cc, C = _inputs(rng, n, d, k, dtype)
     labels, mins, second = np.empty(n, np.intp), np.empty(n, dtype), np.empty(n, dtype)
-    euclidean._nearest_numba(X, mean, m2c, cn, cc, labels, mins, second)
+    nearest_by_product(X, mean, m2c, cn, cc, labels, mins, second)
     D = cdist(X.astype(np.float64), C.astype(np.float64), "sqeuclidean")
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     if dtype == np.float64:  # float32 may break a near tie
@@ -1414,7 +1417,7 @@ def test_row_search_agrees_with_brute_force_wherever_a_row_lies(dtype, n, d, k):
         rows = X[1:].copy()
         rows.flags.writeable = False
         shifted = np.empty(n - 1, np.intp), np.empty(n - 1, dtype), np.empty(n - 1, dtype)
-        euclidean._nearest_numba(rows, mean, m2c, cn, cc, *shifted)
+        nearest_by_product(rows, mean, m2c, cn, cc, *shifted)
         for moved, kept in zip(shifted, (labels, mins, second), strict=True):
             np.testing.assert_array_equal(moved, kept[1:])
     # on the origin (the rows read as they are, X or a copy of it elsewhere in memory)
@@ -1425,7 +1428,7 @@ def test_row_search_agrees_with_brute_force_wherever_a_row_lies(dtype, n, d, k):
     for centre, rows in ((origin, X), (origin, frozen), (negative, X)):
         cc0, m2c0, cn0, _ = kernels.prepare_euclidean_centroids(C, centre, dtype)
         found = np.empty(n, np.intp), np.empty(n, dtype), np.empty(n, dtype)
-        euclidean._nearest_numba(rows, centre, m2c0, cn0, cc0, *found)
+        nearest_by_product(rows, centre, m2c0, cn0, cc0, *found)
         answers.append(found)
     for fast, *others in zip(*answers, strict=True):
         for other in others:
@@ -1449,7 +1452,7 @@ def test_row_search_breaks_ties_to_the_lowest_index(dtype, k):
     mean = np.zeros(d, dtype)
     cc, m2c, cn, _ = kernels.prepare_euclidean_centroids(C, mean, dtype)
     labels, mins, second = np.empty(300, np.intp), np.empty(300, dtype), np.empty(300, dtype)
-    euclidean._nearest_numba(X, mean, m2c, cn, cc, labels, mins, second)
+    nearest_by_product(X, mean, m2c, cn, cc, labels, mins, second)
     np.testing.assert_array_equal(labels, 0)
     np.testing.assert_array_equal(mins, np.where(X[:, 1] == 2, 5.0, 1.0).astype(dtype))
     np.testing.assert_array_equal(second, mins)
@@ -1472,7 +1475,7 @@ def test_row_search_breaks_a_tie_inside_its_second_tile(with_second):
     cc, m2c, cn, _ = kernels.prepare_euclidean_centroids(C, mean, dtype)
     labels, mins = np.empty(40, np.intp), np.empty(40, dtype)
     second = np.empty(40 if with_second else 0, dtype)
-    euclidean._nearest_numba(X, mean, m2c, cn, cc, labels, mins, second)
+    nearest_by_product(X, mean, m2c, cn, cc, labels, mins, second)
     np.testing.assert_array_equal(labels, 5)
     np.testing.assert_array_equal(mins, 1 + X[:, 1] ** 2)
     if with_second:
@@ -1667,7 +1670,7 @@ def test_product_kernels_on_the_origin_read_the_rows_as_they_are(dtype, n, d, k)
     for mean, rows in ((origin, X), (negative, X), (origin, shifted)):
         cc, m2c, cn, _ = kernels.prepare_euclidean_centroids(C, mean, dtype)
         labels, mins, second = np.empty(n, np.intp), np.empty(n, dtype), np.empty(n, dtype)
-        euclidean._nearest_numba(rows, mean, m2c, cn, cc, labels, mins, second)
+        nearest_by_product(rows, mean, m2c, cn, cc, labels, mins, second)
         groups = np.arange(k) % 3
         found = kernels.nearest_groups_sq_euclidean(rows, mean, m2c, cn, cc, groups, 3)
         norms = kernels.centered_row_norms(rows, mean)

@@ -13,6 +13,9 @@ from hypothesis import strategies as st
 
 from kmeansfw import kernels
 from kmeansfw.kernels import euclidean, lloyd
+from tests.conftest import serial_search
+
+nearest_by_product = serial_search(False)
 
 pytestmark = pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
 
@@ -23,7 +26,7 @@ def _search(X, mean, C, *, second=False):
     out = np.empty(n, np.intp), np.empty(n), np.empty(n if second else 0)
     # read-only, as the public kernel functions hand them to the kernels
     X, mean = kernels.read_only(X), kernels.read_only(mean)
-    euclidean._nearest_numba(X, mean, m2c, cn, cc, *out)
+    nearest_by_product(X, mean, m2c, cn, cc, *out)
     return out, (cc, m2c, cn)
 
 

@@ -687,16 +687,6 @@ if HAVE_NUMBA:
                 return False
         return True
 
-    def _nearest_numba(X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second):
-        # the product search (or, at its shapes, the row search) without the mean's
-        # sums, as nearest_sq_euclidean calls it (the same compiled signature: a
-        # compiled wrapper making its own empty weights compiled the whole search
-        # again, for the tests that call it)
-        _search_for(False, X.shape[1], minus_2c.shape[0], X.itemsize)(
-            read_only(X), read_only(mean), minus_2c, c_sq_norms, centered_c, labels, mins,
-            second, *_no_sums(X.dtype), False,
-        )
-
     def _search_for(direct, n_features, n_clusters, itemsize):
         # the search kernel of a shape (search_kind's)
         kind = search_kind(direct, n_features, n_clusters, itemsize)
@@ -1197,14 +1187,6 @@ if HAVE_NUMBA:
     # of operations depends on the shape only, so the labels do not depend on the
     # blocking or the number of threads (no reassociation: a row's sums are the same in
     # the vectorized loop and its remainder).
-    def _nearest_direct_numba(X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second):
-        # the direct search without the mean's sums (see _direct_pass), as
-        # _nearest_numba calls the product search
-        _search_for(True, X.shape[1], minus_2c.shape[0], X.itemsize)(
-            read_only(X), read_only(mean), minus_2c, c_sq_norms, centered_c, labels, mins,
-            second, *_no_sums(X.dtype), False,
-        )
-
     # The direct search, one kernel per kind of sub-block pass: a kernel holding them
     # all compiled them all, and so did every kernel that holds it (the Lloyd
     # iterations', the threaded one with its own copy of the search): a first fit at two
@@ -1799,7 +1781,7 @@ if HAVE_NUMBA:
     def _nearest_groups_numba(  # pragma: no cover
         X, mean, minus_2c, c_sq_norms, centered_c, groups, labels, mins, lows
     ):
-        # _nearest_numba's pass (same product, same comparisons, hence the same labels),
+        # the product search's pass (same product, same comparisons, hence the same labels),
         # keeping for every group of centroids its two smallest values, so that each
         # group's nearest centroid other than the assigned one is known at the end.
         n, d, k = X.shape[0], X.shape[1], minus_2c.shape[0]
