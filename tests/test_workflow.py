@@ -39,6 +39,35 @@ def test_experiment_table_summary_and_direct_loop():
     assert summary["blobs", "plusplus"]["objective_std"] == pytest.approx(np.std(objectives))
 
 
+def test_worker_processes_get_the_strategies_this_process_registered():
+    # a worker process starts from the installed catalog: a strategy registered by the
+    # running program was unknown there, and a built-in it replaced ran the built-in
+    from kmeansfw.core.catalog import BUILTIN, CATALOG
+
+    def scaled(X, centroids):
+        return 100.0 * np.sqrt(((X[:, None, :] - centroids[None]) ** 2).sum(axis=2))
+
+    original = CATALOG.lookup("distance", "manhattan")
+    kmeansfw.distance("exp-scaled")(scaled)
+    kmeansfw.distance("manhattan", replace=True)(scaled)
+    try:
+        configs = {
+            "new": {"distance": "exp-scaled", "update": "mean", "n_clusters": 3},
+            "replaced": {"distance": "manhattan", "update": "mean", "n_clusters": 3},
+        }
+        here = run_experiment(configs, ["iris"], seeds=[0, 1], n_jobs=1)
+        workers = run_experiment(configs, ["iris"], seeds=[0, 1], n_jobs=2)
+    finally:
+        CATALOG.register("distance", "manhattan", original.factory, source=BUILTIN, replace=True)
+        CATALOG._entries.pop(("distance", "exp-scaled"), None)
+    X = load_dataset("iris")[0]
+    direct = KMeans(3, distance=scaled, update="mean", random_state=1).fit(X)
+    for rows in (here.rows, workers.rows):
+        assert [r["objective"] for r in rows[:2]] == [r["objective"] for r in rows[2:]]
+        assert rows[1]["objective"] == pytest.approx(direct.inertia_, rel=1e-12)
+    assert [r["objective"] for r in workers.rows] == [r["objective"] for r in here.rows]
+
+
 def test_experiment_is_resumable_and_parallel(tmp_path):
     out = tmp_path / "cells.csv"
     first = run_experiment(CONFIGS, ["iris"], seeds=range(2), n_clusters=3, out=out)

@@ -325,6 +325,16 @@ class Catalog:
             )
         return Entry(slot, name, factory, source)
 
+    def in_process(self) -> list[Entry]:
+        """The entries the running program registered (:meth:`register`, the
+        ``register_strategy`` and ``distance`` decorators, plugins it registered itself),
+        which a fresh process (a worker of
+        :func:`kmeansfw.workflow.experiment.run_experiment`) does not have: all but the
+        built-ins and what installed plugins registered."""
+        with self._lock:
+            installed = {BUILTIN, *self.distributions.values()}
+            return [e for e in self._entries.values() if e.source not in installed]
+
     def lookup(self, slot: str, name: str) -> Entry:
         """The entry for ``(slot, name)``; the error lists the names known for the slot."""
         _check_slot(slot)

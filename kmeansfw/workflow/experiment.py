@@ -268,6 +268,18 @@ def _config_values(config: Any) -> dict[str, Any]:
     return Config.from_toml(config).to_dict()
 
 
+def _run_cell_registering(entries: list, *args: Any) -> dict[str, Any]:
+    """Worker: register the calling program's own strategies (``entries``), then
+    :func:`run_cell`.  A worker process starts from the installed catalog, where such a
+    name is unknown, or the built-in it replaced."""
+    from kmeansfw.core.catalog import CATALOG
+
+    CATALOG.load()
+    for e in entries:
+        CATALOG.register(e.slot, e.name, e.factory, source=e.source, replace=True)
+    return run_cell(*args)
+
+
 def run_cell(
     name: str, config: Mapping[str, Any], dataset: str, seed: int, silhouette_sample: int
 ) -> dict[str, Any]:
@@ -534,7 +546,10 @@ def run_experiment(
         CSV that cells are appended to as they finish; cells already in it under the same
         settings are skipped (the others are computed again and appended).
     n_jobs : int
-        Worker processes (joblib); -1 for all CPUs.
+        Worker processes (joblib); -1 for all CPUs.  Each worker gets the strategies
+        this program registered itself (decorators, ``CATALOG.register``), which a
+        fresh process would not have (or would have as the built-in they replaced);
+        their factories must pickle (functions and classes defined in a script do).
     silhouette_sample : int
         Samples for the silhouette score.
     progress : bool
@@ -626,8 +641,15 @@ def run_experiment(
             writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
             if new_file:
                 writer.writeheader()
+        # worker processes get the strategies this program registered itself (a name
+        # they lack, or a built-in replaced); in this process they are there already
+        from kmeansfw.core.catalog import CATALOG
+
+        entries = CATALOG.in_process() if n_jobs != 1 else []
         jobs = (
-            delayed(run_cell)(name, plain[name], dataset, seed, silhouette_sample)
+            delayed(_run_cell_registering)(
+                entries, name, plain[name], dataset, seed, silhouette_sample
+            )
             for name, dataset, seed, _ in todo
         )
         bar = tqdm(
