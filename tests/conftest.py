@@ -20,6 +20,15 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
 
 
+def with_far_outlier(
+    dtype, offset: float, n: int = 50, d: int = 2, seed: int = 0, centre: float = 0.0
+) -> np.ndarray:
+    """``n`` normal rows around ``centre`` and one at ``offset`` in every feature: the
+    mean lies about ``offset / n`` from the rows, the bulk's median among them."""
+    rng = np.random.default_rng(seed)
+    return np.r_[centre + rng.normal(size=(n, d)), np.full((1, d), offset)].astype(dtype)
+
+
 def serial_search(direct: bool):
     """The serial search kernel of a shape, without the mean's sums, called as the
     kernel functions call it (read-only data, no weights): the direct search with

@@ -17,7 +17,7 @@ import pytest
 import kmeansfw
 from kmeansfw import KMeans
 from kmeansfw.core.errors import StrategyError
-from tests.conftest import Answers
+from tests.conftest import Answers, with_far_outlier
 
 da = pytest.importorskip("dask.array", reason="the dask extra is not installed")
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
@@ -105,6 +105,20 @@ def test_centered_data_is_compared_on_the_origin_on_the_cluster_too(client):
     assert on_cluster.fitted["euclidean.at_origin"] is True
     assert in_memory.fitted["euclidean.at_origin"] is True
     _same(on_cluster, in_memory)
+
+
+def test_a_far_outlier_gets_the_same_origin_on_the_cluster(client):
+    # the bulk's median as the origin (a far row drags the mean): chosen by the driver
+    # on the same drawn rows, so the same fit as in memory
+    X = with_far_outlier(np.float64, 1e18, n=5999, d=3, centre=5.0)
+    dX = da.from_array(X, chunks=(1500, 3))
+    on_cluster = kmeansfw.fit(dX, n_clusters=4, random_state=2, max_iter=8)
+    in_memory = kmeansfw.fit(X, n_clusters=4, random_state=2, max_iter=8)
+    assert "euclidean.origin" in on_cluster.fitted
+    origin = in_memory.fitted["euclidean.origin"]
+    np.testing.assert_array_equal(on_cluster.fitted["euclidean.origin"], origin)
+    _same(on_cluster, in_memory)
+    assert in_memory.objective > 0
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ from kmeansfw.engine import plugins, steps
 from kmeansfw.strategies.assignment import Nearest
 from kmeansfw.strategies.distances import _unit_rows
 from kmeansfw.strategies.euclidean import Euclidean
-from tests.conftest import cluster_at_the_origin, exact_nearest
+from tests.conftest import cluster_at_the_origin, exact_nearest, with_far_outlier
 
 DATA = pathlib.Path(__file__).parent / "data"
 
@@ -955,6 +955,57 @@ def test_euclidean_row_norms_follow_the_mean_they_were_prepared_with():
     assert not np.allclose(again, first)
     with pytest.raises(ValueError, match="consecutive rows"):
         centered_sq_norms(data, slice(0, 700, 2))
+
+
+def test_the_bulks_median_is_the_origin_where_far_rows_drag_the_mean():
+    from kmeansfw.strategies.euclidean import ORIGIN_MAX_MEAN_GAP, bulk_origin
+
+    rng = np.random.default_rng(4)
+    for rows in (  # no far rows: the mean stays, skewed data included
+        rng.normal(size=(256, 8)),
+        rng.lognormal(sigma=1.5, size=(256, 8)),
+        rng.exponential(size=(256, 3)) + 1e6,
+        np.ones((256, 4)),  # one row repeated: no spread to judge by
+    ):
+        assert bulk_origin(rows, rows.mean(axis=0)) is None
+    rows = with_far_outlier(np.float64, 1e20, n=255, d=3)
+    np.testing.assert_array_equal(bulk_origin(rows, rows.mean(axis=0)), np.median(rows, axis=0))
+    # most rows repeated: the typical distance is that of the others
+    repeated = np.zeros((256, 2))
+    repeated[:100] = rng.normal(size=(100, 2))
+    repeated[-1] = 1e9
+    np.testing.assert_array_equal(bulk_origin(repeated, repeated.mean(axis=0)), np.zeros(2))
+    # the edge: the mean at the gap times the median's typical distance
+    typical = np.sqrt(np.median(((rows[:-1] - np.median(rows[:-1], axis=0)) ** 2).sum(axis=1)))
+    median = np.median(rows[:-1], axis=0)
+    for factor, far in ((0.99, False), (1.01, True)):
+        mean = median + factor * ORIGIN_MAX_MEAN_GAP * typical / np.sqrt(3)
+        assert (bulk_origin(rows[:-1], mean) is not None) is far
+    with np.errstate(over="ignore"):
+        assert bulk_origin(rows, np.full(3, np.inf)) is None
+
+
+@pytest.mark.parametrize(
+    ("dtype", "offset"),
+    [(np.float64, 1e20), (np.float64, 1e17), (np.float64, 1e12), (np.float32, 1e10),
+     (np.float32, 1e15), (np.float32, 1e5)],
+)
+def test_a_far_outlier_leaves_the_bulk_its_digits(dtype, offset):
+    # one far row dragged the mean the rows were compared on so far from the others that
+    # they lost their digits: every cost 0 (inertia_ 0 at 1e20), transform's distances 0,
+    # and rows labelled away from their nearest centroid, without an error
+    X = with_far_outlier(dtype, offset)
+    km = KMeans(3, random_state=0).fit(X)
+    assert "euclidean.origin" in km.fitted_state_ or km.fitted_state_["euclidean.at_origin"]
+    Xd, C = X.astype(np.float64), km.cluster_centers_.astype(np.float64)
+    D = ((Xd[:, None, :] - C[None]) ** 2).sum(axis=2)
+    np.testing.assert_array_equal(km.labels_, D.argmin(axis=1))
+    exact = D[np.arange(X.shape[0]), km.labels_].sum()
+    assert km.inertia_ == pytest.approx(exact, rel=1e-6)
+    assert -km.score(X) == pytest.approx(exact, rel=1e-6)
+    np.testing.assert_array_equal(km.predict(X), km.labels_)
+    np.testing.assert_allclose(km.transform(X), np.sqrt(D), rtol=1e-5, atol=1e-5)
+    assert np.bincount(km.labels_, minlength=3).min() > 0  # the bulk split in two
 
 
 def test_euclidean_compares_centered_data_on_the_origin():

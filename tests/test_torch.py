@@ -13,7 +13,7 @@ from sklearn.datasets import make_blobs
 import kmeansfw
 from kmeansfw import KMeans
 from kmeansfw.core.errors import ConfigError, StrategyError
-from tests.conftest import Answers, cluster_at_the_origin, exact_nearest
+from tests.conftest import Answers, cluster_at_the_origin, exact_nearest, with_far_outlier
 
 torch = pytest.importorskip("torch")
 
@@ -626,6 +626,23 @@ def test_a_numpy_fit_on_the_origin_is_followed_on_tensors(device):
     np.testing.assert_allclose(
         km.transform(_on(X, device)).cpu().numpy(), km.transform(X), rtol=1e-9, atol=1e-9
     )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("kernels", ["compiled", "torch"])
+def test_a_far_outlier_gets_the_bulks_median_as_the_origin_on_tensors(device, kernels):
+    # a far row drags the mean: compared on it, the bulk's costs were 0; the torch
+    # backend chooses the bulk's median by the NumPy fit's rule, with the same fit
+    X = with_far_outlier(np.float64, 1e18, n=999, d=3, centre=5.0)
+    init = X[[0, 1, 2, 999]].copy()
+    options = TorchExecutor(cpu_kernels=kernels)
+    on_torch = KMeans(4, init=init, n_init=1, executor=options).fit(_on(X, device))
+    on_numpy = KMeans(4, init=init, n_init=1).fit(X)
+    np.testing.assert_array_equal(
+        on_torch.fitted_state_["euclidean.origin"], on_numpy.fitted_state_["euclidean.origin"]
+    )
+    _same(on_numpy, on_torch, 1e-9)
+    assert on_numpy.inertia_ > 0
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -35,6 +35,9 @@ _MEAN = "euclidean.mean"
 #: In the fitted state: whether data is compared on the origin instead of :data:`_MEAN`
 #: (see :func:`centered_already`).
 _AT_ORIGIN = "euclidean.at_origin"
+#: In the fitted state, only where the rows are compared on the bulk's median instead
+#: of their mean (see :func:`bulk_origin`): that point.
+_ORIGIN = "euclidean.origin"
 _CENTERED_C = "euclidean.centered_c"
 _MINUS_2C = "euclidean.minus_2c"
 _C_NORMS = "euclidean.c_sq_norms"
@@ -65,6 +68,15 @@ ORIGIN_MAX_OFFSET = 1 / 64
 #: :data:`ORIGIN_SAMPLE_VALUES` values; see :func:`origin_sample_rows`).
 ORIGIN_SAMPLE_ROWS = 256
 ORIGIN_SAMPLE_VALUES = 1 << 20
+#: Rows are compared on the coordinate-wise median of the drawn rows instead of their
+#: mean when the mean lies farther from that median than this many times the drawn
+#: rows' typical distance to it (see :func:`bulk_origin`).  Rows compared on a point at
+#: ``g`` times their spread keep about ``1 / (g eps)`` of their digits' worth of
+#: distance: a 1e20 outlier among 50 rows spread over 1 put the mean 2e18 from them,
+#: where float64's spacing is 256, and every one of their costs came out 0.  At this
+#: gap a cost loses at most about ``2048 eps`` relative (5e-13 in float64); data
+#: without such far rows has its mean within a few spreads of its median.
+ORIGIN_MAX_MEAN_GAP = 1024.0
 #: The seed of the rows :func:`origin_sample_rows` draws (a generator of its own: the
 #: decision depends on the data alone, never on a fit's random stream).
 ORIGIN_SAMPLE_SEED = 0x6B6D
@@ -226,10 +238,73 @@ def origin_rule(sample: Any, mean: Any) -> bool:
     return bool(np.isfinite(offset) and offset <= ORIGIN_MAX_OFFSET * spread)
 
 
+def bulk_origin(sample: Any, mean: Any) -> np.ndarray | None:
+    """The coordinate-wise median of the drawn rows (float64) when ``mean`` lies more
+    than :data:`ORIGIN_MAX_MEAN_GAP` times their typical distance from it, else None.
+
+    A few far rows (outliers) drag the mean away from the bulk of the data; compared on
+    it, the bulk's rows lose their digits (the differences that tell them apart are
+    below the spacing of numbers that large), and their labels and costs with them.
+    The typical distance is the median of the drawn rows' nonzero distances to the
+    median (so that a bulk of repeated rows still has one); drawn rows all equal to the
+    median, or a gap or distances that are not finite, keep the mean.
+
+    Parameters
+    ----------
+    sample : array of shape (m, d)
+        The drawn rows (:func:`origin_sample_rows`; anything ``np.asarray`` reads).
+    mean : array of shape (d,)
+
+    Returns
+    -------
+    ndarray of shape (d,), or None
+    """
+    rows = np.asarray(sample, dtype=np.float64)
+    if rows.shape[0] == 0:
+        return None
+    median = np.median(rows, axis=0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        diff = rows - median
+        distances = np.einsum("ij,ij->i", diff, diff)
+        gap = np.asarray(mean, dtype=np.float64) - median
+        far = float(gap @ gap)
+    distances = distances[distances > 0]
+    if distances.size == 0 or not np.isfinite(far) or not np.all(np.isfinite(distances)):
+        return None
+    return median if far > ORIGIN_MAX_MEAN_GAP**2 * float(np.median(distances)) else None
+
+
+def learned_origin(sample: Any, mean: np.ndarray) -> dict:
+    """The fitted state's choice of the point rows are compared on, from the drawn rows
+    (:func:`origin_sample_rows`) and the training ``mean`` (in the data's dtype): the
+    mean; zeros when the data is centered already (:func:`origin_rule`); the bulk's
+    median when the mean lies far from it (:func:`bulk_origin`), or zeros when that
+    median is near the origin.  The torch backend decides by the same rule.
+
+    Parameters
+    ----------
+    sample : array of shape (m, d)
+    mean : ndarray of shape (d,)
+
+    Returns
+    -------
+    dict
+        ``euclidean.mean``, ``euclidean.at_origin`` and, with the bulk's median,
+        ``euclidean.origin`` (in the mean's dtype).
+    """
+    bulk = bulk_origin(sample, mean)
+    if bulk is None:
+        return {_MEAN: mean, _AT_ORIGIN: origin_rule(sample, mean)}
+    if origin_rule(sample, bulk):
+        return {_MEAN: mean, _AT_ORIGIN: True}
+    return {_MEAN: mean, _AT_ORIGIN: False, _ORIGIN: bulk.astype(mean.dtype)}
+
+
 def fitted_origin(fitted: Any) -> np.ndarray:
-    """The point a fitted state compares rows on: the training mean, or zeros when the
+    """The point a fitted state compares rows on: the training mean, zeros when the
     training data was centered already (``euclidean.at_origin``; a state saved without
-    that choice keeps the mean).
+    that choice keeps the mean), or the bulk's median when the mean lay far from it
+    (``euclidean.origin``, :func:`bulk_origin`).
 
     Parameters
     ----------
@@ -241,7 +316,10 @@ def fitted_origin(fitted: Any) -> np.ndarray:
     ndarray, shape (d,)
     """
     mean = np.asarray(fitted[_MEAN])
-    return np.zeros_like(mean) if fitted.get(_AT_ORIGIN) else mean
+    if fitted.get(_AT_ORIGIN):
+        return np.zeros_like(mean)
+    origin = fitted.get(_ORIGIN)
+    return mean if origin is None else np.asarray(origin, dtype=mean.dtype)
 
 
 def row_sq_norms(X) -> np.ndarray:
@@ -352,7 +430,7 @@ class Euclidean(Distance):
         if sample is None:
             return {_MEAN: mean, _AT_ORIGIN: False}
         check_spread(sample, mean, data.X.dtype, self.name)
-        return {_MEAN: mean, _AT_ORIGIN: origin_rule(sample, mean)}
+        return learned_origin(sample, mean)
 
     @hookimpl
     def kmeansfw_prepare(self, data: FitData) -> None:

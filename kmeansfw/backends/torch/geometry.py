@@ -20,11 +20,10 @@ from kmeansfw.core.distance import Distance
 from kmeansfw.core.errors import StrategyError
 from kmeansfw.engine import plugins
 from kmeansfw.strategies.euclidean import (
-    _AT_ORIGIN,
     _MEAN,
     check_spread,
     fitted_origin,
-    origin_rule,
+    learned_origin,
     origin_sample_rows,
 )
 
@@ -93,8 +92,7 @@ class _Euclidean(_Geometry):
         picked = torch.as_tensor(origin_sample_rows(*X.shape), device=X.device)
         sample = _host(X[picked])
         check_spread(sample, mean, mean.dtype)  # squared distances that would underflow
-        at_origin = origin_rule(sample, mean)
-        return {_MEAN: mean, _AT_ORIGIN: at_origin}
+        return learned_origin(sample, mean)
 
     def prepare(self, data: FitData) -> None:
         # the training mean, or the origin for data centered already (a data set outside
