@@ -135,6 +135,27 @@ def test_csv_as_pandas_writes_it_is_refused_not_misread(tmp_path, index):
     np.testing.assert_array_equal(load_file(path), [[0], [1], [2]])
 
 
+def test_csv_first_lines_that_are_not_headers_are_not_dropped(tmp_path):
+    # a first line taken for a header was dropped without a word, the labels then one
+    # row short: a byte order mark before the first number (Excel's "CSV UTF-8"), or a
+    # missing or bad value in the first row (refused in any other row)
+    path = tmp_path / "x.csv"
+    path.write_bytes(b"\xef\xbb\xbf1,2\n3,4\n5,6\n")
+    np.testing.assert_array_equal(load_file(path), [[1, 2], [3, 4], [5, 6]])
+    path.write_bytes(b"\xef\xbb\xbfx,y\n3,4\n5,6\n")  # a header after the mark
+    np.testing.assert_array_equal(load_file(path), [[3, 4], [5, 6]])
+    for first, bad in (("1,,3", "''"), ("1,x,3", "'x'"), ("x,1,3", "'x'")):
+        path.write_text(f"{first}\n4,5,6\n7,8,9\n")
+        with pytest.raises(DataError, match=rf"value {bad} in row 1, .* header line names"):
+            load_file(path)
+    path.write_text("a,b,c\n1,2\n3,4\n")  # a header of another width than the rows
+    with pytest.raises(DataError, match="header names 3 columns, the first row has 2"):
+        load_file(path)
+    path.write_bytes(b"\xff\xfe1\x002\x00")  # UTF-16
+    with pytest.raises(DataError, match="not UTF-8 text"):
+        load_file(path)
+
+
 class _Terminal(io.StringIO):
     def isatty(self):
         return True

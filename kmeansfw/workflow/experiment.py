@@ -206,30 +206,51 @@ def fit_checked(km: Any, X: np.ndarray, name: str) -> Any:
     return km
 
 
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _counting(cells: list[str], start: int = 1) -> list[str]:
+    """pandas' default column names for the cells from ``start``: 0, 1, 2, ..."""
+    return [str(i) for i in range(len(cells) - start)]
+
+
 def _read_csv(path: pathlib.Path) -> np.ndarray:
-    with open(path, newline="") as fh:
-        rows = [row for row in csv.reader(fh) if row]
+    # utf-8-sig: a byte order mark (Excel's "CSV UTF-8") is not part of the first value
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = [row for row in csv.reader(fh) if row]
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path.name}: not UTF-8 text ({exc})") from None
     if not rows:
         raise DataError(f"{path.name}: the file is empty")
-
-    def numeric(row: list[str]) -> bool:
-        try:
-            [float(v) for v in row]
-        except ValueError:
-            return False
-        return True
-
-    if not numeric(rows[0]):
-        if len(rows[0]) > 1 and not rows[0][0].strip():
-            raise DataError(
-                f"{path.name}: the header's first cell is empty, as pandas writes it above "
-                "a DataFrame's index (to_csv without index=False); that column would be "
-                "clustered as a feature: write the file with index=False, or drop the column"
-            )
-        rows = rows[1:]  # a header line
+    # a header names every column with something other than a number; a first line
+    # with a number in it is data (a bad value in it is refused below, as in any row)
+    first = [v.strip() for v in rows[0]]
+    header = not any(_is_number(v) for v in first)
+    # pandas' header above a DataFrame's index: an empty cell, then the column names
+    # (its default names 0, 1, ... are numbers)
+    above_index = len(first) > 1 and not first[0] and (header or first[1:] == _counting(first))
+    if above_index:
+        raise DataError(
+            f"{path.name}: the header's first cell is empty, as pandas writes it above "
+            "a DataFrame's index (to_csv without index=False); that column would be "
+            "clustered as a feature: write the file with index=False, or drop the column"
+        )
+    if header:
+        names, rows = rows[0], rows[1:]
         if not rows:
             raise DataError(f"{path.name}: only a header, no data")
-    elif len(rows[0]) > 1 and [v.strip() for v in rows[0]] == [str(i) for i in range(len(rows[0]))]:
+        if len(names) != len(rows[0]):
+            raise DataError(
+                f"{path.name}: the header names {len(names)} columns, the first row has "
+                f"{len(rows[0])} values"
+            )
+    elif len(first) > 1 and first == _counting(first, 0):
         message = (
             f"{path.name}: the first line reads {','.join(rows[0])}, the column names pandas "
             "gives a DataFrame without any (to_csv writes them as a header)"
@@ -251,12 +272,14 @@ def _read_csv(path: pathlib.Path) -> np.ndarray:
                 f"{path.name}: ragged rows: row {line} has {len(row)} values, the first {width}"
             )
         for column, value in enumerate(row, start=1):
-            try:
-                float(value)
-            except ValueError:
+            if not _is_number(value):
+                hint = ""
+                if line == 1 and not header:
+                    hint = " (a header line names every column with text, no number)"
                 raise DataError(
                     f"{path.name}: non-numeric value {value!r} in row {line}, column {column}"
-                ) from None
+                    f"{hint}"
+                )
     return np.array(rows, dtype=np.float64)
 
 
