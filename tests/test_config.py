@@ -203,3 +203,14 @@ def test_a_strategy_budget_of_nan_is_refused():
         KMeans(3, update={"name": "median", "memory_budget_mb": float("nan")}).fit(
             np.zeros((10, 2))
         )
+
+
+@pytest.mark.parametrize("folder", ["", "  "])
+def test_an_empty_checkpoint_path_is_refused(tmp_path, monkeypatch, folder):
+    # "" was taken as the working folder: state.json and state.npz written there
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"'checkpoint' must be a folder path or None.*'\.'"):
+        KMeans(3, checkpoint=folder).fit(np.random.default_rng(0).normal(size=(30, 2)))
+    with pytest.raises(ConfigError, match="'checkpoint'"):
+        Config.from_dict({"checkpoint": folder})
+    assert list(tmp_path.iterdir()) == []

@@ -222,6 +222,12 @@ class Config:
             raise InvalidParameterError(
                 f"config key 'checkpoint' must be a folder path or None, got {value!r}"
             )
+        if value is not None and not os.fspath(value).strip():
+            # "" is no folder: it wrote state.json and state.npz into the working folder
+            raise InvalidParameterError(
+                f"config key 'checkpoint' must be a folder path or None, got {value!r} "
+                "(for the working folder, pass '.')"
+            )
 
     # ------------------------------------------------------------------ building
     @classmethod
