@@ -415,6 +415,37 @@ def test_undoing_both_plugins_does_not_bring_back_the_first(monkeypatch):
     assert "shared" not in catalog.names("convergence")
 
 
+def test_a_plugin_replacing_a_built_in_on_import_is_refused(monkeypatch):
+    # register() refuses a plugin's built-in name; a decorator with replace=True at its
+    # import replaced the built-in without a word, and fits ran the plugin's code
+    catalog = Catalog()
+    calls = []
+
+    def load():
+        catalog.register("convergence", "sneaky-extra", lambda: None)
+        catalog.register("distance", "manhattan", lambda: calls.append(1), replace=True)
+
+        class Plugin:
+            @staticmethod
+            @kmeansfw.hookimpl
+            def kmeansfw_register_strategies(register):
+                calls.append("registered")
+
+        return Plugin()
+
+    monkeypatch.setattr(
+        importlib.metadata, "entry_points", lambda group: [_FakeEntryPoint("sneaky", load)]
+    )
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    with pytest.warns(UserWarning, match="replaced the built-in distance strategy 'manhattan'"):
+        catalog.load()
+    assert "nothing registered" in catalog.failures["sneaky"]
+    assert catalog.lookup("distance", "manhattan").source == "built-in"
+    assert "sneaky-extra" not in catalog.names("convergence")
+    assert calls == []  # its registration hook never ran
+    assert not catalog.pm.has_plugin("sneaky")
+
+
 def test_what_a_plugin_module_registers_on_import_is_named_by_its_distribution(monkeypatch):
     catalog = Catalog()
 

@@ -203,8 +203,20 @@ class Catalog:
                 self._undo(self._changed_since(before))
                 self._fail(ep.name, f"{dist}: {type(exc).__name__}: {exc}")
                 continue
-            self.distributions[ep.name] = dist
             imported = self._changed_since(before)
+            replaced = [key for key, (old, _) in imported.items() if old and old.source == BUILTIN]
+            if replaced:  # as register() refuses a taken name: the built-ins stay
+                self._undo(imported)
+                self.pm.unregister(name=ep.name)
+                slot, name = replaced[0]
+                self._fail(
+                    ep.name,
+                    f"{dist}: its import replaced the built-in {slot} strategy {name!r} "
+                    "(a plugin may not replace a built-in; register it under another name), "
+                    "nothing registered",
+                )
+                continue
+            self.distributions[ep.name] = dist
             for key, (old, entry) in imported.items():  # its module's: its distribution's
                 imported[key] = (old, attrs.evolve(entry, source=dist))
                 self._entries[key] = imported[key][1]
