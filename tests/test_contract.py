@@ -250,6 +250,17 @@ def test_an_answer_of_the_wrong_dtype_is_refused(X):
     km = KMeans(3, distance=lambda X, C: cdist(X, C), random_state=0).fit(X.astype("f4"))
     assert km.cluster_centers_.dtype == np.float32
 
+    class ListInit:  # a list of floats reads as float64: said so on float32 data
+        name = "list-init"
+
+        @kmeansfw.hookimpl
+        def kmeansfw_init_centroids(self, X, n_clusters):
+            return X[:n_clusters].tolist()
+
+    KMeans(3, init=ListInit(), n_init=1).fit(X)  # float64: the list is the array
+    with pytest.raises(StrategyError, match=r"'list-init'.*float32 \(a list, read as an array"):
+        KMeans(3, init=ListInit(), n_init=1).fit(X.astype(np.float32))
+
 
 # ------------------------------------------------------------------ read-only inputs
 

@@ -206,7 +206,9 @@ def _float_array(
     """``value`` as an ndarray of ``shape`` and ``dtype``, or the error saying why not."""
     if value is None:
         raise fail(hook, name, f"returned no {what}")
+    given = ""
     if not isinstance(value, np.ndarray):
+        given = f" (a {type(value).__name__}, read as an array of {{}}; return an ndarray)"
         try:
             value = np.asarray(value)
         except Exception:  # noqa: BLE001 - any conversion failure is the strategy's fault
@@ -214,7 +216,10 @@ def _float_array(
     if value.shape != shape:
         raise fail(hook, name, f"returned {what} of shape {value.shape}, expected {shape}")
     if value.dtype != dtype:
-        raise fail(hook, name, f"returned {what} of dtype {value.dtype}, expected {dtype}")
+        given = given.format(value.dtype)
+        raise fail(
+            hook, name, f"returned {what} of dtype {value.dtype}, expected {dtype}{given}"
+        )
     return value
 
 
