@@ -494,3 +494,12 @@ def test_demo_png_says_what_it_shows(tmp_path, run, monkeypatch):
     assert "make_blobs" in fig.get_suptitle() and "k = 4" in fig.get_suptitle()
     assert [ax.get_title() for ax in fig.axes] == ["kmeansfw", "true clusters", "scikit-learn"]
     assert all(ax.get_xlabel() == "feature 1" for ax in fig.axes)
+
+
+def test_compare_names_the_config_file_at_fault(tmp_path):
+    good, bad = tmp_path / "good.toml", tmp_path / "bad.toml"
+    good.write_text("n_clusters = 3\n")
+    bad.write_text('n_clusters = "x"\n')
+    result = CliRunner().invoke(main, ["compare", str(good), str(bad), "--dataset", "iris"])
+    assert result.exit_code == 2
+    assert f"{bad}: config key 'n_clusters' must be an integer" in result.output

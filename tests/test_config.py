@@ -214,3 +214,17 @@ def test_an_empty_checkpoint_path_is_refused(tmp_path, monkeypatch, folder):
     with pytest.raises(ConfigError, match="'checkpoint'"):
         Config.from_dict({"checkpoint": folder})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_config_files_that_are_not_toml_text_are_named(tmp_path, monkeypatch):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b"n_clusters = 3\n# caf\xe9\n")
+    for source in (path, str(path)):  # a bare UnicodeDecodeError, without the file, before
+        with pytest.raises(ConfigError, match=r"latin1\.toml is not UTF-8 text"):
+            Config.from_toml(source)
+    with pytest.raises(ConfigError, match="is a folder, not a TOML file"):
+        Config.from_toml(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"config file 'configs/k=3\.toml' does not exist"):
+        Config.from_toml("configs/k=3.toml")  # not taken for TOML text
+    assert Config.from_toml("n_clusters = 4").n_clusters == 4

@@ -541,3 +541,10 @@ def test_rows_read_back_have_the_types_of_computed_ones(tmp_path):
 def test_datasets_and_seeds_are_checked_not_coerced(datasets, seeds, match):
     with pytest.raises(ValueError, match=match):
         run_experiment(CONFIGS, datasets, seeds=seeds, n_clusters=3)
+
+
+def test_a_config_file_at_fault_is_named_by_its_config_name(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('n_clusters = "x"\n')
+    with pytest.raises(kmeansfw.ConfigError, match="config 'a': config key 'n_clusters'"):
+        run_experiment({"a": bad}, ["iris"], seeds=[0])

@@ -261,8 +261,12 @@ class Config:
                     "the config source is empty: give a TOML file's path or TOML text "
                     "(a config of defaults is Config())"
                 )
-            looks_like_path = "\n" not in text and "=" not in text and "[" not in text
-            if looks_like_path and not text.lstrip().startswith("#"):  # not TOML either
+            if os.path.isdir(text):
+                raise ConfigError(f"config path {text!r} is a folder, not a TOML file")
+            one_line = "\n" not in text
+            looks_like_path = one_line and "=" not in text and "[" not in text
+            named_toml = one_line and text.rstrip().lower().endswith(".toml")
+            if (looks_like_path or named_toml) and not text.lstrip().startswith("#"):
                 raise ConfigError(f"config file {text!r} does not exist")
         try:
             if isinstance(source, os.PathLike) or os.path.isfile(text):
@@ -272,6 +276,8 @@ class Config:
                 values = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"invalid TOML in {source}: {exc}") from None
+        except UnicodeDecodeError as exc:  # TOML is UTF-8
+            raise ConfigError(f"config {source} is not UTF-8 text, as TOML is: {exc}") from None
         except OSError as exc:
             raise ConfigError(f"cannot read config {source}: {exc}") from None
         return cls.from_dict(values)

@@ -408,7 +408,12 @@ def compare(
     named = {}
     for path in configs:
         name = pathlib.Path(path).stem
-        named[name if name not in named else path] = Config.from_toml(pathlib.Path(path))
+        try:
+            config = Config.from_toml(pathlib.Path(path))
+        except ConfigError as exc:  # which of the files
+            message = str(exc)
+            raise ConfigError(message if path in message else f"{path}: {message}") from None
+        named[name if name not in named else path] = config
     result = run_experiment(
         named, datasets, range(seeds), n_clusters=k, out=out, n_jobs=jobs, progress=not quiet
     )

@@ -585,10 +585,10 @@ def run_experiment(
         raise ValueError(f"n_jobs must be a non-zero integer (-1: all CPUs), got {n_jobs!r}")
     plain, ks = {}, {}
     for name, config in configs.items():
-        values = _config_values(config)
-        if n_clusters is not None:
-            values["n_clusters"] = n_clusters
         try:
+            values = _config_values(config)
+            if n_clusters is not None:
+                values["n_clusters"] = n_clusters
             ks[name] = Config.from_dict(values).n_clusters
         except ConfigError as exc:
             raise ConfigError(f"config {name!r}: {exc}") from None
