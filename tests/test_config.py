@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -228,3 +229,35 @@ def test_config_files_that_are_not_toml_text_are_named(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"config file 'configs/k=3\.toml' does not exist"):
         Config.from_toml("configs/k=3.toml")  # not taken for TOML text
     assert Config.from_toml("n_clusters = 4").n_clusters == 4
+
+
+def test_numpy_scalars_in_strategy_parameters_are_their_numbers():
+    # a grid from np.arange gave np.int64 parameters, refused as "must be a positive
+    # integer, got np.int64(4)" where top-level keys took them
+    from kmeansfw.strategies.distances import Minkowski
+    from kmeansfw.strategies.init import KMeansParallel, KMeansPlusPlus
+
+    X = np.random.default_rng(0).normal(size=(120, 3))
+    cases = {
+        "distance": {"name": "minkowski", "p": np.int64(3)},
+        "assignment": {"name": "yinyang", "max_groups": np.int32(4)},
+        "init": {"name": "k-means||", "rounds": np.int64(2), "oversampling": np.float32(2)},
+        "update": {"name": "trimmed-mean", "trim": np.float64(0.1)},
+    }
+    for slot, spec in cases.items():
+        plain = {k: v.item() if isinstance(v, np.generic) else v for k, v in spec.items()}
+        params = {slot: spec, "update": "mean"} if slot == "distance" else {slot: spec}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", kmeansfw.PairingWarning)
+            km = KMeans(3, random_state=0, **params).fit(X)
+            same = KMeans(3, random_state=0, **{**params, slot: plain}).fit(X)
+        assert km.get_config().to_dict()[slot] == plain
+        assert not any(isinstance(v, np.generic) for v in km.get_config().to_dict()[slot].values())
+        np.testing.assert_array_equal(km.cluster_centers_, same.cluster_centers_)
+    # strategy objects take them too
+    assert Minkowski(p=np.float32(1.5)).p == np.float32(1.5)
+    assert KMeansPlusPlus(n_local_trials=np.int64(3)).n_local_trials == 3
+    assert KMeansParallel(rounds=np.int64(2), oversampling=np.float32(2.0)).rounds == 2
+    for bad in (True, np.bool_(True), 2.0):
+        with pytest.raises(ValueError, match="n_local_trials must be a positive integer"):
+            KMeansPlusPlus(n_local_trials=bad)

@@ -44,6 +44,14 @@ DEFAULT_PLUGINS = ("kmeansfw.strategies.builtin",)
 BUILTIN = "built-in"
 
 
+def plain_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` with NumPy scalars (``np.int64(3)`` from ``np.arange``, ``np.float32``)
+    as the Python numbers they hold, so that a strategy's checks, a config's TOML and
+    the built-strategy cache see the same values as for Python numbers; anything else
+    (arrays included) as it is."""
+    return {k: v.item() if isinstance(v, np.generic) else v for k, v in params.items()}
+
+
 @attrs.frozen
 class StrategySpec:
     """A strategy named in a configuration, with its parameters.
@@ -57,7 +65,7 @@ class StrategySpec:
     """
 
     name: str
-    params: Mapping[str, Any] = attrs.field(factory=dict)
+    params: Mapping[str, Any] = attrs.field(factory=dict, converter=plain_params)
 
     def to_value(self) -> str | dict[str, Any]:
         """The plain form: the name alone, or a table with ``name`` and parameters."""
@@ -489,7 +497,7 @@ def _name_and_params(spec: Any) -> tuple[str | None, dict[str, Any]]:
     if isinstance(spec, dict):
         if "name" not in spec:
             raise ConfigError(f"a strategy table needs a 'name' key, got keys {sorted(spec)}")
-        params = {k: v for k, v in spec.items() if k != "name"}
+        params = plain_params({k: v for k, v in spec.items() if k != "name"})
         return spec["name"], params
     return None, {}
 

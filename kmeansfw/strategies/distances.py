@@ -8,6 +8,7 @@ Parameters are validated when the strategy is built, i.e. at configuration time.
 from __future__ import annotations
 
 import math
+import numbers
 
 import attrs
 import numpy as np
@@ -86,7 +87,8 @@ class Chebyshev(_KernelDistance):
 
 
 def _check_p(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+    if not real or not math.isfinite(value):
         raise ValueError(f"minkowski: p must be a finite number, got {value!r}")
     if value <= 0:
         raise ValueError(f"minkowski: p must be > 0, got {value!r}")

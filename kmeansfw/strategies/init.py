@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import attrs
@@ -23,11 +24,11 @@ from kmeansfw.engine.executors import (
     single_threaded_blas,
     task_rows,
 )
-from kmeansfw.strategies.validators import positive_int
+from kmeansfw.strategies.validators import integer, positive_int
 
 
 def _positive_int_or_none(instance: object, attribute: attrs.Attribute, value: object) -> None:
-    if value is not None and (not isinstance(value, int) or value < 1):
+    if value is not None and (not integer(value) or value < 1):  # type: ignore[operator]
         raise ValueError(f"{attribute.name} must be a positive integer or None, got {value!r}")
 
 
@@ -352,18 +353,19 @@ class KMeansParallel:
 
     @oversampling.validator
     def _check_oversampling(self, attribute: attrs.Attribute, value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        real = isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+        if not real or not value > 0:
             raise ValueError(f"k-means||: oversampling must be > 0, got {value!r}")
 
     @recluster_n_init.validator
     def _check_restarts(self, attribute: attrs.Attribute, value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not integer(value) or value < 1:
             raise ValueError(f"k-means||: recluster_n_init must be an integer >= 1, got {value!r}")
 
     @rounds.validator
     @recluster_iter.validator
     def _check_count(self, attribute: attrs.Attribute, value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        if not integer(value) or value < 0:
             raise ValueError(f"k-means||: {attribute.name} must be an integer >= 0, got {value!r}")
 
     @hookimpl

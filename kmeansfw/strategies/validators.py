@@ -8,9 +8,15 @@ import attrs
 import numpy as np
 
 
+def integer(value: object) -> bool:
+    """Whether ``value`` is an integer, Python's or NumPy's (not a bool)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
+
+
 def positive_int(instance: object, attribute: attrs.Attribute, value: object) -> None:
-    """Accept an int >= 1 (not a bool); raise ValueError naming the parameter otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    """Accept an integer >= 1 (Python's or NumPy's; not a bool); raise ValueError naming
+    the parameter otherwise."""
+    if not integer(value) or value < 1:  # type: ignore[operator]
         raise ValueError(f"{attribute.name} must be a positive integer, got {value!r}")
 
 
