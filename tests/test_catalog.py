@@ -13,7 +13,7 @@ import pytest
 from scipy.spatial.distance import cdist
 
 import kmeansfw
-from kmeansfw.core.catalog import ENV_VAR, SLOTS, Catalog
+from kmeansfw.core.catalog import CATALOG, ENV_VAR, SLOTS, Catalog
 from kmeansfw.core.errors import UnknownStrategyError
 
 
@@ -495,3 +495,26 @@ def test_import_does_not_load_entry_points():
 def test_every_slot_has_a_builtin():
     for slot in SLOTS:
         assert kmeansfw.CATALOG.names(slot), slot
+
+
+def test_the_distance_decorator_checks_what_it_is_given_when_applied():
+    # checked only at fit before (an attrs tuple for the objective, a bare unknown
+    # update), or not at all (an empty name became the function's, "no" a metric)
+    def measure(X, centroids):
+        return np.sqrt(((X[:, None, :] - centroids[None]) ** 2).sum(axis=2))
+
+    for params, message in (
+        ({"name": ""}, "non-empty string, got ''"),
+        ({"name": "m1", "objective": "cubed"}, "'m1': objective must be one of"),
+        ({"name": "m2", "natural_update": None}, "'m2': natural_update must be"),
+        ({"name": "m3", "is_metric": "no"}, "'m3': is_metric must be True or False"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            kmeansfw.distance(**params)(measure)
+        assert params["name"] not in CATALOG.names("distance")
+    kmeansfw.distance("m4", natural_update="meen", replace=True)(measure)
+    try:
+        with pytest.raises(kmeansfw.ConfigError, match="distance 'm4' declares natural_update"):
+            kmeansfw.KMeans(3, distance="m4").fit(np.arange(20.0).reshape(10, 2))
+    finally:
+        CATALOG._entries.pop(("distance", "m4"), None)

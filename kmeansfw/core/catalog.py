@@ -31,7 +31,7 @@ import numpy as np
 import pluggy
 
 from kmeansfw.core import hookspecs
-from kmeansfw.core.adapters import ArrayInit, CallableInit, FunctionDistance
+from kmeansfw.core.adapters import OBJECTIVES, ArrayInit, CallableInit, FunctionDistance
 from kmeansfw.core.distance import describe
 from kmeansfw.core.errors import ConfigError, UnknownStrategyError
 from kmeansfw.core.markers import PROJECT
@@ -656,8 +656,9 @@ def distance(
     Raises
     ------
     ValueError
-        When the decorator is applied: an empty name, or a name already taken and
-        ``replace`` false.
+        When the decorator is applied: an empty name, a name already taken and
+        ``replace`` false, an ``objective`` other than the two, a ``natural_update``
+        that is not a name, an ``is_metric`` that is not a boolean.
 
     Examples
     --------
@@ -670,8 +671,21 @@ def distance(
     def decorate(obj: Any) -> Any:
         if inspect.isclass(obj):
             return register_strategy("distance", name, replace=replace)(obj)
-        key = name or obj.__name__
-        factory = _FunctionDistanceFactory(obj, key, objective, natural_update, is_metric)
+        key = obj.__name__ if name is None else name
+        if objective not in OBJECTIVES:
+            raise ValueError(
+                f"distance {key!r}: objective must be one of {OBJECTIVES}, got {objective!r}"
+            )
+        if not isinstance(natural_update, str) or not natural_update:
+            raise ValueError(
+                f"distance {key!r}: natural_update must be an update strategy's name, got "
+                f"{natural_update!r}"
+            )
+        if not isinstance(is_metric, bool | np.bool_):
+            raise ValueError(
+                f"distance {key!r}: is_metric must be True or False, got {is_metric!r}"
+            )
+        factory = _FunctionDistanceFactory(obj, key, objective, natural_update, bool(is_metric))
         CATALOG.load()
         CATALOG.register("distance", key, factory, source=_where(obj), replace=replace)
         return obj

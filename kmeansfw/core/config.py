@@ -373,6 +373,12 @@ class Config:
                 )
             return StrategySpec("mean") if self.update is None else self.update
         if self.update is None:
+            try:  # the distance's own declaration: say which distance named it
+                CATALOG.lookup("update", natural)
+            except UnknownStrategyError as exc:
+                raise ConfigError(
+                    f"distance {about.name!r} declares natural_update {natural!r}: {exc}"
+                ) from None
             return StrategySpec(natural)
         if isinstance(self.update, StrategySpec) and self.update.name != natural:
             name, objective = about.name, about.objective
