@@ -518,3 +518,20 @@ def test_the_distance_decorator_checks_what_it_is_given_when_applied():
             kmeansfw.KMeans(3, distance="m4").fit(np.arange(20.0).reshape(10, 2))
     finally:
         CATALOG._entries.pop(("distance", "m4"), None)
+
+
+def test_a_function_distances_parameters_are_checked_when_the_config_is_built():
+    # a misspelled parameter failed only inside the fit's first cost call (a
+    # StrategyError, exit 1 on the command line) instead of as a config error
+    def scaled(X, centroids, scale=1.0):
+        return scale * np.sqrt(((X[:, None, :] - centroids[None]) ** 2).sum(axis=2))
+
+    kmeansfw.distance("scaled-doc", replace=True)(scaled)
+    try:
+        message = r"unexpected keyword argument 'sclae'.*Its parameters: scale"
+        with pytest.raises(kmeansfw.ConfigError, match=message):
+            kmeansfw.Config.from_dict({"distance": {"name": "scaled-doc", "sclae": 2}})
+        cfg = kmeansfw.Config.from_dict({"distance": {"name": "scaled-doc", "scale": 2}})
+        assert cfg.distance.params == {"scale": 2}
+    finally:
+        CATALOG._entries.pop(("distance", "scaled-doc"), None)

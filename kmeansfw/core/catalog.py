@@ -704,6 +704,15 @@ class _FunctionDistanceFactory:
     is_metric: bool
 
     def __call__(self, **params: Any) -> Any:
+        try:  # a parameter the function does not take: refused when the config is built
+            signature = inspect.signature(self.func)
+        except (TypeError, ValueError):  # no signature to read (a builtin, say)
+            signature = None
+        if signature is not None:
+            try:
+                signature.bind(None, None, **params)
+            except TypeError as exc:
+                raise TypeError(f"{_callable_name(self.func)}() {exc}") from None
         return FunctionDistance(
             self.func,
             name=self.name,
