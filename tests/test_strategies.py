@@ -501,6 +501,12 @@ def test_geo_plugin_rejects_bad_latitudes():
         KMeans(4, distance="haversine").fit(X)
     with pytest.raises(ConfigError, match="radius"):
         Config(distance={"name": "haversine", "radius": -1})
+    # the update's parameters: max_steps 0 or -1 skipped its steps, tol -1 was taken
+    for params in ({"max_steps": 0}, {"max_steps": -1}, {"max_steps": 2.5}, {"tol": -1.0},
+                   {"max_steps": True}, {"tol": float("nan")}):
+        with pytest.raises(ConfigError, match=f"geodesic-mean: {next(iter(params))} must"):
+            Config(update={"name": "geodesic-mean", **params})
+    assert Config(update={"name": "geodesic-mean", "max_steps": np.int64(5), "tol": 0})
 
 
 def test_every_strategy_is_documented():

@@ -16,6 +16,7 @@ A third-party kmeansfw plugin.  Installing this distribution registers, through 
 from __future__ import annotations
 
 import math
+import numbers
 
 import attrs
 import numpy as np
@@ -26,11 +27,27 @@ import kmeansfw
 EARTH_RADIUS_KM = 6371.0088
 
 
+def _real(value: object) -> bool:
+    # Python's or NumPy's real numbers, not booleans
+    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+
+
 def _check_radius(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+    if not _real(value) or not value > 0:
         raise ValueError(f"haversine: radius must be a positive number, got {value!r}")
     if not math.isfinite(value):
         raise ValueError(f"haversine: radius must be finite, got {value!r}")
+
+
+def _check_steps(instance: object, attribute: attrs.Attribute, value: int) -> None:
+    integer = isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
+    if not integer or value < 1:
+        raise ValueError(f"geodesic-mean: max_steps must be an integer >= 1, got {value!r}")
+
+
+def _check_tol(instance: object, attribute: attrs.Attribute, value: float) -> None:
+    if not _real(value) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"geodesic-mean: tol must be a finite number >= 0, got {value!r}")
 
 
 def check_coordinates(X: np.ndarray, what: str = "X") -> None:
@@ -108,12 +125,14 @@ class GeodesicMean:
     Parameters
     ----------
     max_steps : int, default=50
+        At most this many steps (at least 1).
     tol : float, default=1e-12
+        Stop when every cluster's step is below this many radians (>= 0).
     """
 
     name = "geodesic-mean"
-    max_steps: int = 50
-    tol: float = 1e-12
+    max_steps: int = attrs.field(default=50, validator=_check_steps)
+    tol: float = attrs.field(default=1e-12, validator=_check_tol)
 
     @kmeansfw.hookimpl
     def kmeansfw_update(
