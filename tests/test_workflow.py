@@ -161,6 +161,20 @@ class _Terminal(io.StringIO):
         return True
 
 
+def test_progress_bar_streams_by_name_and_its_checks(blobs, monkeypatch):
+    # a config can only give a string: any string but the streams' names left the bar
+    # off without a word (not a terminal), and a negative delay was taken
+    X, _ = blobs
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stdout", terminal)
+    KMeans(5, random_state=0, observers=[{"name": "progress", "delay": 0, "file": "stdout"}]).fit(X)
+    assert "k-means run 0" in terminal.getvalue()
+    for params, message in (({"file": "log.txt"}, "file must be a writable stream"),
+                            ({"delay": -1}, "delay must be a finite number >= 0")):
+        with pytest.raises(kmeansfw.ConfigError, match=message):
+            KMeans(5, observers=[{"name": "progress", **params}]).fit(X)
+
+
 def test_progress_bar_only_on_terminals(blobs):
     X, _ = blobs
     terminal, pipe = _Terminal(), io.StringIO()

@@ -9,6 +9,7 @@ import attrs
 
 from kmeansfw.core.markers import hookimpl
 from kmeansfw.engine.loop import FitResult, FitState
+from kmeansfw.strategies.validators import finite_non_negative
 
 
 @attrs.define(eq=False)
@@ -91,6 +92,10 @@ def records_frame(records: list[dict], columns: Any = None) -> Any:
     return pd.DataFrame(records, columns=list(columns) if columns is not None else None)
 
 
+#: The streams a config names for :class:`ProgressBar`'s ``file``.
+_STREAMS = ("stderr", "stdout")
+
+
 @attrs.define(eq=False)
 class ProgressBar:
     """A tqdm progress bar over iterations, on terminals only.
@@ -101,13 +106,28 @@ class ProgressBar:
     Parameters
     ----------
     delay : float, default=2.0
-    file : writable stream or None
+        Seconds (>= 0) a run lasts before its bar shows.
+    file : writable stream, "stderr", "stdout" or None
+        Where the bar goes (None: standard error); a config file names a stream by
+        ``"stderr"`` or ``"stdout"``.
     """
 
     name = "progress"
-    delay: float = 2.0
-    file: object = None
+    delay: float = attrs.field(default=2.0, validator=finite_non_negative)
+    file: object = attrs.field(default=None)
     _bar: object = attrs.field(default=None, init=False, repr=False)
+
+    @file.validator
+    def _check_file(self, attribute: attrs.Attribute, value: object) -> None:
+        # a string (all a TOML config can give) other than the two names silently left
+        # the bar off: it is not a terminal
+        if value is None or value in _STREAMS:
+            return
+        if isinstance(value, str) or not callable(getattr(value, "write", None)):
+            raise ValueError(
+                f"file must be a writable stream, 'stderr', 'stdout' or None, "
+                f"got {value!r}"
+            )
 
     @property
     def reads_costs(self) -> bool:
@@ -118,7 +138,9 @@ class ProgressBar:
     def _stream(self) -> Any:
         import sys
 
-        return self.file if self.file is not None else sys.stderr
+        if self.file is None or isinstance(self.file, str):
+            return getattr(sys, self.file or "stderr")
+        return self.file
 
     @hookimpl
     def kmeansfw_fit_start(self, state: FitState) -> None:
