@@ -396,6 +396,13 @@ def test_cells_file_of_other_content_is_a_data_error(tmp_path):
         run_experiment(CONFIGS, ["iris"], seeds=[0], n_clusters=3, out=out)
     with pytest.raises(ValueError, match="n_jobs"):
         run_experiment(CONFIGS, ["iris"], seeds=[0], n_jobs=0)
+    # a config named 1 was written as "1" and never matched again: every rerun appended
+    for names in ({1: {}}, {"": {}}, {("a",): {}}):
+        with pytest.raises(ValueError, match="config names must be non-empty strings"):
+            run_experiment(names, ["iris"], seeds=[0])
+    for sample in (0, 1, 2.5, True):  # 0 failed in scikit-learn after the first fit
+        with pytest.raises(ValueError, match="silhouette_sample must be an integer >= 2"):
+            run_experiment(CONFIGS, ["iris"], seeds=[0], silhouette_sample=sample)
 
 
 def test_resumed_cells_are_those_of_the_same_k(tmp_path):

@@ -560,7 +560,7 @@ def run_experiment(
 
     Parameters
     ----------
-    configs : mapping of name -> Config, dict or TOML path
+    configs : mapping of name (a non-empty string) -> Config, dict or TOML path
     datasets : names or data files (see :func:`load_dataset`)
     seeds : the ``random_state`` of each repetition
     n_clusters : int, optional
@@ -574,7 +574,7 @@ def run_experiment(
         fresh process would not have (or would have as the built-in they replaced);
         their factories must pickle (functions and classes defined in a script do).
     silhouette_sample : int
-        Samples for the silhouette score.
+        Samples for the silhouette score (at least 2).
     progress : bool
         A progress bar over cells on standard error, when it is a terminal and the
         experiment lasts over 2 seconds.
@@ -583,6 +583,15 @@ def run_experiment(
 
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, Integral) or n_jobs == 0:
         raise ValueError(f"n_jobs must be a non-zero integer (-1: all CPUs), got {n_jobs!r}")
+    sample = silhouette_sample
+    if isinstance(sample, bool) or not isinstance(sample, Integral) or sample < 2:
+        raise ValueError(f"silhouette_sample must be an integer >= 2, got {sample!r}")
+    for name in configs:  # the table's config column: read back as text when resuming
+        if not isinstance(name, str) or not name:
+            raise ValueError(
+                f"config names must be non-empty strings (the table's 'config' column, "
+                f"read back as text to resume), got {name!r}"
+            )
     plain, ks = {}, {}
     for name, config in configs.items():
         try:
