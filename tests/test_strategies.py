@@ -991,6 +991,23 @@ def test_the_bulks_median_is_the_origin_where_far_rows_drag_the_mean():
         assert bulk_origin(rows, np.full(3, np.inf)) is None
 
 
+def test_whole_number_data_is_compared_on_a_point_of_whole_numbers():
+    from kmeansfw.strategies.euclidean import learned_origin, whole_numbers
+
+    rng = np.random.default_rng(2)
+    counts = rng.integers(3, 9, size=(256, 4)).astype(np.float64)
+    learned = learned_origin(counts, counts.mean(axis=0))
+    np.testing.assert_array_equal(learned["euclidean.origin"], np.round(counts.mean(axis=0)))
+    assert learned["euclidean.at_origin"] is False
+    binary = (rng.random((256, 4)) < 0.2).astype(np.float32)  # the mean rounds to zeros
+    learned = learned_origin(binary, binary.mean(axis=0))
+    assert learned["euclidean.at_origin"] is True and "euclidean.origin" not in learned
+    fractional = counts + 0.5
+    assert not whole_numbers(fractional)
+    assert "euclidean.origin" not in learned_origin(fractional, fractional.mean(axis=0))
+    assert whole_numbers(counts) and not whole_numbers(np.empty((0, 4)))
+
+
 @pytest.mark.parametrize(
     ("dtype", "offset"),
     [(np.float64, 1e20), (np.float64, 1e17), (np.float64, 1e12), (np.float32, 1e10),

@@ -277,9 +277,14 @@ def bulk_origin(sample: Any, mean: Any) -> np.ndarray | None:
 def learned_origin(sample: Any, mean: np.ndarray) -> dict:
     """The fitted state's choice of the point rows are compared on, from the drawn rows
     (:func:`origin_sample_rows`) and the training ``mean`` (in the data's dtype): the
-    mean; zeros when the data is centered already (:func:`origin_rule`); the bulk's
-    median when the mean lies far from it (:func:`bulk_origin`), or zeros when that
-    median is near the origin.  The torch backend decides by the same rule.
+    mean, or the bulk's median when the mean lies far from it (:func:`bulk_origin`);
+    zeros when that point is near the origin (:func:`origin_rule`); that point rounded
+    to whole numbers when the drawn rows hold whole numbers only
+    (:func:`whole_numbers`: counts, categories, pixels), so that the rows' differences
+    from it stay exact and a row exactly as far from two centroids of whole numbers is
+    a tie, which every search breaks by the lowest index (compared on a fractional
+    mean, the rounding broke it, each search its own way).  The torch backend decides
+    by the same rule.
 
     Parameters
     ----------
@@ -289,22 +294,39 @@ def learned_origin(sample: Any, mean: np.ndarray) -> dict:
     Returns
     -------
     dict
-        ``euclidean.mean``, ``euclidean.at_origin`` and, with the bulk's median,
-        ``euclidean.origin`` (in the mean's dtype).
+        ``euclidean.mean``, ``euclidean.at_origin`` and, with the bulk's median or a
+        rounded point, ``euclidean.origin`` (in the mean's dtype).
     """
     bulk = bulk_origin(sample, mean)
-    if bulk is None:
-        return {_MEAN: mean, _AT_ORIGIN: origin_rule(sample, mean)}
-    if origin_rule(sample, bulk):
+    point = mean if bulk is None else bulk
+    if origin_rule(sample, point):
         return {_MEAN: mean, _AT_ORIGIN: True}
+    if whole_numbers(sample):
+        # compared on a point of whole numbers, whole-number rows keep exact differences
+        # (and products, below 2^53 in float64), so that a row exactly as far from two
+        # centroids of whole numbers is a tie the search breaks by the lowest index
+        point = np.round(np.asarray(point, dtype=np.float64))
+        if not point.any():
+            return {_MEAN: mean, _AT_ORIGIN: True}
+        return {_MEAN: mean, _AT_ORIGIN: False, _ORIGIN: point.astype(mean.dtype)}
+    if bulk is None:
+        return {_MEAN: mean, _AT_ORIGIN: False}
     return {_MEAN: mean, _AT_ORIGIN: False, _ORIGIN: bulk.astype(mean.dtype)}
+
+
+def whole_numbers(sample: Any) -> bool:
+    """Whether every drawn row holds whole numbers only (counts, categories, 0/1)."""
+    rows = np.asarray(sample, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return bool(rows.size) and bool(np.all(np.mod(rows, 1.0) == 0.0))
 
 
 def fitted_origin(fitted: Any) -> np.ndarray:
     """The point a fitted state compares rows on: the training mean, zeros when the
     training data was centered already (``euclidean.at_origin``; a state saved without
-    that choice keeps the mean), or the bulk's median when the mean lay far from it
-    (``euclidean.origin``, :func:`bulk_origin`).
+    that choice keeps the mean), or another point (``euclidean.origin``: the bulk's
+    median when the mean lay far from it, a point of whole numbers for data of whole
+    numbers; see :func:`learned_origin`).
 
     Parameters
     ----------
