@@ -252,11 +252,13 @@ class Pam:
         rng: np.random.Generator,
     ) -> np.ndarray:
         """Row indices of this iteration's candidates: near the clusters' means, then
-        drawn in proportion to weighted cost (no current medoid, no zero weight); every
-        such sample when there are at most ``n_candidates`` (then a fit ends at a local
-        optimum of PAM's swap phase, as FasterPAM's)."""
+        drawn in proportion to weighted cost (no current medoid); every such sample when
+        there are at most ``n_candidates`` (then a fit ends at a local optimum of PAM's
+        swap phase, as FasterPAM's).  A sample of zero weight counts for nothing in the
+        objective but may still be the best medoid (as ``alternate`` may pick it): it is
+        a candidate too, never drawn (its weighted cost is zero)."""
         sw = data.sample_weight
-        usable = (sw > 0) & (costs > 0)
+        usable = costs > 0
         if np.count_nonzero(usable) <= self.n_candidates:  # small data: every sample
             return np.flatnonzero(usable)
         n_local = int(round(self.local_share * self.n_candidates))
