@@ -113,6 +113,15 @@ def test_bad_sample_weight(X, weights, message):
         KMeans(3).fit(X, sample_weight=weights)
 
 
+def test_sample_weight_too_large_for_float32_is_named_so(X):
+    # finite, but past float32: it said "contains NaN or infinity"
+    weights = np.ones(600)
+    weights[7] = 1e200
+    with pytest.raises(ValueError, match=r"too large for float32 \(the largest 1e\+200"):
+        KMeans(3).fit(X.astype(np.float32), sample_weight=weights)
+    KMeans(3, n_init=1).fit(X, sample_weight=weights)  # float64 holds it
+
+
 def test_unknown_strategy_names_lists_known(X):
     with pytest.raises(ValueError, match=r"unknown distance strategy 'nope'.*euclidean"):
         KMeans(3, distance="nope").fit(X)

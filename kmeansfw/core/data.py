@@ -230,7 +230,8 @@ def validate_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype) 
     except (TypeError, ValueError) as exc:
         raise ValueError(f"sample_weight must be numeric: {exc}") from None
     real_numbers(raw, "sample_weight")
-    sw = raw.astype(dtype, copy=False)
+    with np.errstate(over="ignore"):  # judged below
+        sw = raw.astype(dtype, copy=False)
     if sw.ndim == 0:
         sw = np.full(n_samples, sw, dtype=dtype)
     if sw.ndim != 1:
@@ -238,6 +239,14 @@ def validate_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype) 
     if sw.shape[0] != n_samples:
         raise ValueError(f"sample_weight has {sw.shape[0]} entries but X has {n_samples} samples")
     if not np.isfinite(sw).all():
+        finite = np.isfinite(np.asarray(raw, dtype=np.float64)).all() if raw.size else True
+        if finite:  # finite numbers past the data's dtype
+            largest = float(np.abs(np.asarray(raw, dtype=np.float64)).max())
+            raise ValueError(
+                f"sample_weight holds values too large for {np.dtype(dtype)} (the largest "
+                f"{largest:.3g}; it holds up to {float(np.finfo(dtype).max):.3g}): rescale "
+                "the weights (only their ratios matter), or fit float64 data"
+            )
         raise ValueError("sample_weight contains NaN or infinity")
     if (sw < 0).any():
         raise ValueError("sample_weight contains negative values")
