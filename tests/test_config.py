@@ -261,3 +261,26 @@ def test_numpy_scalars_in_strategy_parameters_are_their_numbers():
     for bad in (True, np.bool_(True), 2.0):
         with pytest.raises(ValueError, match="n_local_trials must be a positive integer"):
             KMeansPlusPlus(n_local_trials=bad)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        # a string for the observers' list was reported as "got StrategySpec"
+        ({"observers": "history"}, r"a list, got 'history' \(for one observer, \['history'\]"),
+        # logging's "A logger name must be a string" named no key, at fit
+        ({"observers": [{"name": "log", "logger": 5}]}, "observer strategy 'log': logger must be"),
+        # "could not convert string to float" named no parameter; complex lost its part
+        ({"distance": {"name": "mahalanobis", "VI": "x"}}, "mahalanobis: VI must hold real"),
+        ({"distance": {"name": "mahalanobis", "VI": np.eye(2) * 1j}}, "VI must hold real"),
+        ({"distance": {"name": "mahalanobis", "VI": [[1, 2], [3]]}}, "VI must be a matrix"),
+    ],
+)
+def test_parameter_errors_name_the_parameter(params, message):
+    with pytest.raises(ConfigError, match=message):
+        Config.from_dict(params)
+
+
+def test_mini_batch_refusing_a_natural_update_says_how_to_pair_it():
+    with pytest.raises(kmeansfw.StrategyError, match="natural update: name update='mean'"):
+        MiniBatchKMeans(3, distance="manhattan").fit(np.arange(40.0).reshape(20, 2))

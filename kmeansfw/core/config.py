@@ -126,8 +126,10 @@ def _strategy(slot: str) -> Any:
 
 def _observers(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if not isinstance(value, list | tuple):
+        given = value.to_value() if isinstance(value, StrategySpec) else value  # as passed
+        hint = f" (for one observer, [{given!r}])" if isinstance(value, StrategySpec) else ""
         raise InvalidParameterError(
-            f"config key 'observers' must be a list, got {type(value).__name__}"
+            f"config key 'observers' must be a list, got {given!r}{hint}"
         )
     for item in value:
         try:

@@ -424,7 +424,9 @@ def check_walk(hooks: Any, walk: FullBatch) -> None:
         label = hooks.labels.get("update", "?")
         raise StrategyError(
             f"update strategy {label} cannot run mini-batch k-means: its kmeansfw_update "
-            "takes no 'online' argument (the mean and spherical updates do)"
+            "takes no 'online' argument (the mean and spherical updates do; an update the "
+            "config does not name is the distance's natural update: name update='mean' "
+            "or 'spherical' to pair the distance with one of those)"
         )
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from kmeansfw import kernels  # looked up at call time: numba loads on first use
-from kmeansfw.core.data import FitData
+from kmeansfw.core.data import FitData, real_numbers
 from kmeansfw.core.distance import Distance
 from kmeansfw.core.markers import hookimpl
 from kmeansfw.engine.executors import map_tasks
@@ -219,7 +219,14 @@ def _cholesky_of_inverse_covariance(VI: np.ndarray, what: str) -> np.ndarray:
 
 
 def _optional_matrix(value: object) -> np.ndarray | None:
-    return None if value is None else np.asarray(value, dtype=np.float64)
+    if value is None:
+        return None
+    try:
+        matrix = np.asarray(value)
+    except (TypeError, ValueError) as exc:  # a ragged list: name the parameter
+        raise ValueError(f"mahalanobis: VI must be a matrix of real numbers ({exc})") from None
+    real_numbers(matrix, "mahalanobis: VI")  # a string, complex values (their part lost)
+    return matrix.astype(np.float64)
 
 
 def _learned(data: FitData, key: str) -> np.ndarray:

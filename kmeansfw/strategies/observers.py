@@ -182,7 +182,12 @@ class LogProgress:
     name = "log"
     #: Also print every message to standard output (see :class:`VerboseLog`).
     prints = False
-    logger: str = "kmeansfw"
+    logger: str = attrs.field(default="kmeansfw")
+
+    @logger.validator
+    def _check_logger(self, attribute: attrs.Attribute, value: object) -> None:
+        if not isinstance(value, str):  # logging's own refusal named no parameter
+            raise ValueError(f"logger must be a logger's name (a string), got {value!r}")
 
     @property
     def reads_costs(self) -> bool:
