@@ -258,6 +258,25 @@ def test_environment_variable_naming_no_plugin_warns_with_the_names_that_exist(m
     assert set(catalog.distributions) == {"good"}
 
 
+def test_an_unknown_name_says_when_the_environment_variable_left_plugins_out(monkeypatch):
+    eps = [_FakeEntryPoint("other", _plugin("fake-other"), dist_name="other-dist")]
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: eps)
+    monkeypatch.setenv(ENV_VAR, "")
+    catalog = Catalog()
+    with pytest.raises(UnknownStrategyError, match=rf"installed\? \({ENV_VAR}='' restricts"):
+        catalog.lookup("distance", "fake-other")
+    monkeypatch.delenv(ENV_VAR)
+    catalog = Catalog()
+    with pytest.raises(UnknownStrategyError, match=r"installed\?$"):
+        catalog.lookup("distance", "no-such")
+
+
+def test_a_factory_refusing_its_parameters_is_quoted_once():
+    # attrs' message ends with a period, and ". Its parameters" followed it: ".."
+    with pytest.raises(kmeansfw.ConfigError, match=r"<class 'int'>\)\. Its parameters: func"):
+        kmeansfw.Config.from_dict({"convergence": {"name": "callback", "func": 3}})
+
+
 def _half_registering_plugin(failure):
     def load():
         class Plugin:

@@ -147,6 +147,8 @@ class Catalog:
         #: ``@register_strategy``), each as (the entry it replaced or None, the entry):
         #: undone when the plugin then fails, so that a plugin registers all or nothing
         self._imported: dict[str, _Changes] = {}
+        #: The value of :data:`ENV_VAR` when the plugins loaded (None: unset, all load).
+        self.allowed: str | None = None
         #: (entry, the entry it replaced) of failed plugins whose entry a later plugin had
         #: replaced: undoing that later plugin puts back the one before
         self._withdrawn: list[tuple[Entry, Entry | None]] = []
@@ -190,7 +192,7 @@ class Catalog:
                     self._fail(name, f"registration failed, nothing registered ({why})")
 
     def _load_entry_points(self) -> None:
-        allowed = os.environ.get(ENV_VAR)
+        allowed = self.allowed = os.environ.get(ENV_VAR)
         wanted = None if allowed is None else {_canonical_name(s) for s in allowed.split(",")}
         wanted = None if wanted is None else wanted - {""}
         found: list[tuple[str, str]] = []
@@ -365,6 +367,8 @@ class Catalog:
             hint = ""
             if self.failures:
                 hint = f" (plugins that failed to load: {', '.join(sorted(self.failures))})"
+            if self.allowed is not None:  # the plugin may be installed and left out
+                hint += f" ({ENV_VAR}={self.allowed!r} restricts which installed plugins load)"
             raise UnknownStrategyError(
                 f"unknown {slot} strategy {name!r}; known {slot} strategies: {known}. "
                 f"Is the plugin that provides it installed?{hint}"
@@ -432,7 +436,7 @@ class Catalog:
                 allowed = ", ".join(entry.parameters()) or "none"
                 raise ConfigError(
                     f"{slot} strategy {name!r} cannot be built from parameters "
-                    f"{sorted(params)}: {exc}. Its parameters: {allowed}"
+                    f"{sorted(params)}: {str(exc).rstrip('.')}. Its parameters: {allowed}"
                 ) from None
             except ValueError as exc:
                 raise ConfigError(f"{slot} strategy {name!r}: {exc}") from None
