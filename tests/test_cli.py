@@ -186,6 +186,29 @@ def test_config_prints_normalized_toml(tmp_path, run):
     assert run("config", again).output == result.output
 
 
+def test_config_writes_any_text_as_toml_it_reads_back(tmp_path, run):
+    # JSON's escapes wrote a character past U+FFFF as a surrogate pair ("\\ud83d..."),
+    # which TOML refuses: the printed config could not be read back
+    import tomllib
+
+    path = tmp_path / "c.toml"
+    folder = "ck-\U0001f600-\u00e9-\x7f-\"q\"-\\"
+    path.write_bytes(f"checkpoint = {_toml_string(folder)}\n".encode())
+    result = run("config", path)
+    assert result.exit_code == 0, result.output
+    assert result.output.isascii()
+    assert tomllib.loads(result.output)["checkpoint"] == folder
+    again = tmp_path / "again.toml"
+    again.write_text(result.output)
+    assert run("config", again).output == result.output
+
+
+def _toml_string(text):
+    escaped = "".join(f"\\U{ord(c):08x}" if not (0x20 <= ord(c) < 0x7F) or c in '"\\' else c
+                      for c in text)
+    return f'"{escaped}"'
+
+
 def test_an_unbounded_budget_is_written_as_toml_and_as_strict_json(tmp_path, run, blobs):
     # inf is a valid budget: `config` prints it as TOML's inf (it once refused to), and
     # the report's copy of the config is strict JSON (a bare Infinity is not)

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import pathlib
+import re
 import sys
 import textwrap
 import time
@@ -529,13 +530,21 @@ def to_toml(values: dict[str, Any]) -> str:
     return "".join(scalars) + "".join(tables)
 
 
+def _toml_escape(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):  # a float's repr is TOML's too: 1.5, inf, -inf, nan
         return repr(value if isinstance(value, int) else float(value))
     if isinstance(value, str):
-        return json.dumps(value)
+        # JSON's escapes are TOML's, but for characters past U+FFFF, which JSON writes as
+        # surrogate pairs that TOML refuses: those (and DEL, and all non-ASCII, so that
+        # any terminal shows it) as TOML's \uXXXX or \UXXXXXXXX
+        return re.sub(r"[^\x20-\x7e]", _toml_escape, json.dumps(value, ensure_ascii=False))
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
