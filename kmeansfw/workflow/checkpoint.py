@@ -64,8 +64,11 @@ from kmeansfw.core.markers import hookimpl
 from kmeansfw.engine.loop import STOP_REASONS, FitResult, FitState
 
 #: Version of the files' layout; older checkpoints are not resumed (a fresh fit replaces
-#: them, with a warning), newer or unknown ones raise a CheckpointError.
-FORMAT = 3
+#: them, with a warning), newer or unknown ones raise a CheckpointError.  4: the Euclidean
+#: distances' learned state may name the point rows are compared on
+#: (``euclidean.origin``: far rows dragging the mean, data of whole numbers), which a
+#: format 3 checkpoint of such data lacks (its resume was refused as a changed state).
+FORMAT = 4
 #: Config keys that must match for a checkpoint to be resumed: every setting that changes
 #: the result (observers, ``n_threads``, ``history`` and ``checkpoint_every`` may change,
 #: e.g. a progress bar added when resuming).  The seed (``random_state``) and the data
