@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
@@ -415,8 +416,20 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
     def __sklearn_tags__(self):  # noqa: D105 - scikit-learn protocol
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        tags.input_tags.sparse = True
+        tags.input_tags.sparse = self._takes_sparse()
         return tags
+
+    def _takes_sparse(self) -> bool:
+        """Whether a fit with the current parameters takes sparse CSR data: every
+        strategy declares it (``manhattan``, say, does not); True when the parameters
+        do not build (the fit says what is wrong with them)."""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # pairing warnings: the fit gives them
+                _, strategies = self._built_config()
+        except Exception:  # noqa: BLE001 - invalid parameters: the fit reports them
+            return True
+        return all(describe(s).accepts_sparse for _, _, s in strategies)
 
 
 class KMeans(_BaseKMeans):

@@ -457,3 +457,17 @@ def test_missing_pandas_names_the_extra(monkeypatch):
     with pytest.raises(ImportError, match=r"pip install 'kmeansfw\[pandas\]'"):
         records_frame([{"a": 1}])
 
+
+
+def test_the_sparse_tag_follows_the_strategies():
+    # the tag said sparse input was taken whatever the distance; manhattan refuses it,
+    # so scikit-learn's own checks fed it sparse data and failed
+    from sklearn.utils import get_tags
+
+    assert get_tags(kmeansfw.KMeans(3)).input_tags.sparse
+    assert get_tags(kmeansfw.KMeans(3, distance="cosine")).input_tags.sparse
+    assert not get_tags(kmeansfw.KMeans(3, distance="manhattan")).input_tags.sparse
+    assert get_tags(kmeansfw.KMeans(3, distance="no-such")).input_tags.sparse  # fit says why
+    X = sp.random(40, 4, density=0.5, format="csr", random_state=0)
+    with pytest.raises(ValueError, match="sparse input is not supported"):
+        kmeansfw.KMeans(3, distance="manhattan").fit(X)
