@@ -991,6 +991,26 @@ def test_the_bulks_median_is_the_origin_where_far_rows_drag_the_mean():
         assert bulk_origin(rows, np.full(3, np.inf)) is None
 
 
+def test_float32_takes_the_bulks_median_at_a_smaller_gap():
+    # float32's comparisons lose about gap^2 eps: a mean 600 spreads from 200 rows (one
+    # row at 1e5) was kept by the float64 limit, and rows went to a farther centroid
+    from kmeansfw.strategies.euclidean import bulk_origin, mean_gap_limit
+
+    assert mean_gap_limit(np.float64) == 1024.0
+    assert 11 < mean_gap_limit(np.float32) < 12
+    mislabelled = 0
+    for seed in range(6):
+        X = with_far_outlier(np.float32, 1e5, n=200, d=2, seed=seed)
+        sample = X.astype(np.float64)
+        assert bulk_origin(sample, sample.mean(axis=0), np.float64) is None  # 600 spreads
+        assert bulk_origin(sample, sample.mean(axis=0), np.float32) is not None
+        km = KMeans(4, random_state=seed, n_init=1).fit(X)
+        C = km.cluster_centers_.astype(np.float64)
+        D = ((sample[:, None, :] - C[None]) ** 2).sum(axis=2)
+        mislabelled += int((km.labels_ != D.argmin(axis=1)).sum())
+    assert mislabelled == 0
+
+
 def test_whole_number_data_is_compared_on_a_point_of_whole_numbers():
     from kmeansfw.strategies.euclidean import learned_origin, whole_numbers
 

@@ -69,14 +69,18 @@ ORIGIN_MAX_OFFSET = 1 / 64
 ORIGIN_SAMPLE_ROWS = 256
 ORIGIN_SAMPLE_VALUES = 1 << 20
 #: Rows are compared on the coordinate-wise median of the drawn rows instead of their
-#: mean when the mean lies farther from that median than this many times the drawn
-#: rows' typical distance to it (see :func:`bulk_origin`).  Rows compared on a point at
-#: ``g`` times their spread keep about ``1 / (g eps)`` of their digits' worth of
-#: distance: a 1e20 outlier among 50 rows spread over 1 put the mean 2e18 from them,
-#: where float64's spacing is 256, and every one of their costs came out 0.  At this
-#: gap a cost loses at most about ``2048 eps`` relative (5e-13 in float64); data
-#: without such far rows has its mean within a few spreads of its median.
+#: mean when the mean lies farther from that median than :func:`mean_gap_limit` times the
+#: drawn rows' typical distance to it (see :func:`bulk_origin`).  Rows compared on a
+#: point ``g`` times their spread away keep their exact costs to about ``2 g eps``
+#: relative, but the search's comparisons (``||c||^2 - 2 x.c`` of values about ``g``
+#: spreads large) to about ``g^2 eps``: a 1e20 outlier among 50 rows spread over 1 put
+#: the mean 2e18 from them, where float64's spacing is 256, and every cost came out 0;
+#: in float32 a gap of 600 misplaced rows already.  The limit: at most this many
+#: spreads, and at most ``sqrt(ORIGIN_MAX_COMPARE_ERROR / eps)`` (1024 in float64, 11 in
+#: float32).  Data without far rows has its mean within a few spreads of its median.
 ORIGIN_MAX_MEAN_GAP = 1024.0
+#: ... and the relative error of the search's comparisons it allows (see above).
+ORIGIN_MAX_COMPARE_ERROR = 2.0**-16
 #: The seed of the rows :func:`origin_sample_rows` draws (a generator of its own: the
 #: decision depends on the data alone, never on a fit's random stream).
 ORIGIN_SAMPLE_SEED = 0x6B6D
@@ -238,9 +242,28 @@ def origin_rule(sample: Any, mean: Any) -> bool:
     return bool(np.isfinite(offset) and offset <= ORIGIN_MAX_OFFSET * spread)
 
 
-def bulk_origin(sample: Any, mean: Any) -> np.ndarray | None:
+def mean_gap_limit(dtype: Any) -> float:
+    """How many typical distances from the bulk's median the mean may lie before rows
+    of ``dtype`` are compared on that median instead (:data:`ORIGIN_MAX_MEAN_GAP`):
+    1024 in float64, 11.3 in float32.
+
+    Parameters
+    ----------
+    dtype : dtype
+        The data's (float64 or float32; another is taken as float64).
+
+    Returns
+    -------
+    float
+    """
+    dtype = np.dtype(dtype)
+    eps = float(np.finfo(dtype if dtype == np.float32 else np.float64).eps)
+    return min(ORIGIN_MAX_MEAN_GAP, float(np.sqrt(ORIGIN_MAX_COMPARE_ERROR / eps)))
+
+
+def bulk_origin(sample: Any, mean: Any, dtype: Any = np.float64) -> np.ndarray | None:
     """The coordinate-wise median of the drawn rows (float64) when ``mean`` lies more
-    than :data:`ORIGIN_MAX_MEAN_GAP` times their typical distance from it, else None.
+    than :func:`mean_gap_limit` times their typical distance from it, else None.
 
     A few far rows (outliers) drag the mean away from the bulk of the data; compared on
     it, the bulk's rows lose their digits (the differences that tell them apart are
@@ -254,6 +277,8 @@ def bulk_origin(sample: Any, mean: Any) -> np.ndarray | None:
     sample : array of shape (m, d)
         The drawn rows (:func:`origin_sample_rows`; anything ``np.asarray`` reads).
     mean : array of shape (d,)
+    dtype : dtype, default=float64
+        The data's, whose precision sets the limit.
 
     Returns
     -------
@@ -271,10 +296,11 @@ def bulk_origin(sample: Any, mean: Any) -> np.ndarray | None:
     distances = distances[distances > 0]
     if distances.size == 0 or not np.isfinite(far) or not np.all(np.isfinite(distances)):
         return None
-    return median if far > ORIGIN_MAX_MEAN_GAP**2 * float(np.median(distances)) else None
+    limit = mean_gap_limit(dtype)
+    return median if far > limit**2 * float(np.median(distances)) else None
 
 
-def learned_origin(sample: Any, mean: np.ndarray) -> dict:
+def learned_origin(sample: Any, mean: np.ndarray) -> dict[str, Any]:
     """The fitted state's choice of the point rows are compared on, from the drawn rows
     (:func:`origin_sample_rows`) and the training ``mean`` (in the data's dtype): the
     mean, or the bulk's median when the mean lies far from it (:func:`bulk_origin`);
@@ -283,28 +309,34 @@ def learned_origin(sample: Any, mean: np.ndarray) -> dict:
     (:func:`whole_numbers`: counts, categories, pixels), so that the rows' differences
     from it stay exact and a row exactly as far from two centroids of whole numbers is
     a tie, which every search breaks by the lowest index (compared on a fractional
-    mean, the rounding broke it, each search its own way).  The torch backend decides
-    by the same rule.
+    mean, the rounding broke it, each search its own way).  Exact while the squared
+    distances, and the products the searches compare, stay whole numbers the dtype
+    holds exactly: below 2^24 in float32 (counts up to a few hundred in a few
+    features), 2^53 in float64; past that, ties go by rounding as on other data.  The
+    torch backend decides by the same rule.
 
     Parameters
     ----------
     sample : array of shape (m, d)
+        The drawn rows.
     mean : ndarray of shape (d,)
+        The training mean, in the data's dtype (which sets the precision the rules
+        weigh).
 
     Returns
     -------
-    dict
+    dict of str to object
         ``euclidean.mean``, ``euclidean.at_origin`` and, with the bulk's median or a
         rounded point, ``euclidean.origin`` (in the mean's dtype).
     """
-    bulk = bulk_origin(sample, mean)
+    bulk = bulk_origin(sample, mean, mean.dtype)
     point = mean if bulk is None else bulk
     if origin_rule(sample, point):
         return {_MEAN: mean, _AT_ORIGIN: True}
     if whole_numbers(sample):
         # compared on a point of whole numbers, whole-number rows keep exact differences
-        # (and products, below 2^53 in float64), so that a row exactly as far from two
-        # centroids of whole numbers is a tie the search breaks by the lowest index
+        # (and products, below 2^24 in float32, 2^53 in float64), so that a row exactly
+        # as far from two centroids of whole numbers is a tie broken by the lowest index
         point = np.round(np.asarray(point, dtype=np.float64))
         if not point.any():
             return {_MEAN: mean, _AT_ORIGIN: True}
@@ -315,7 +347,17 @@ def learned_origin(sample: Any, mean: np.ndarray) -> dict:
 
 
 def whole_numbers(sample: Any) -> bool:
-    """Whether every drawn row holds whole numbers only (counts, categories, 0/1)."""
+    """Whether every drawn row holds whole numbers only (counts, categories, 0/1).
+
+    Parameters
+    ----------
+    sample : array of shape (m, d)
+        The drawn rows (anything ``np.asarray`` reads); none: False.
+
+    Returns
+    -------
+    bool
+    """
     rows = np.asarray(sample, dtype=np.float64)
     with np.errstate(invalid="ignore"):
         return bool(rows.size) and bool(np.all(np.mod(rows, 1.0) == 0.0))
