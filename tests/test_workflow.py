@@ -68,6 +68,41 @@ def test_worker_processes_get_the_strategies_this_process_registered():
     assert [r["objective"] for r in workers.rows] == [r["objective"] for r in here.rows]
 
 
+def test_worker_processes_get_only_the_strategies_the_configs_name():
+    # every strategy the program registered was sent: one that does not pickle, and
+    # that no config named, failed the experiment with a bare PicklingError
+    import threading
+
+    from kmeansfw.core.catalog import CATALOG
+
+    class Locked:
+        name = "locked"
+
+        def __init__(self):
+            self.lock = threading.Lock()
+
+        @kmeansfw.hookimpl
+        def kmeansfw_converged(self, state):
+            return None
+
+    locked = Locked()
+    CATALOG.register("convergence", "exp-locked", lambda: locked)
+    CATALOG.register("convergence", "exp-locked-factory", type("F", (), {"lock": locked.lock,
+                     "__call__": lambda self: locked})())
+    try:
+        configs = {"plain": {"n_clusters": 3}}
+        rows = run_experiment(configs, ["iris"], seeds=[0, 1], n_jobs=2).rows
+        assert [r["objective"] for r in rows] == [
+            r["objective"] for r in run_experiment(configs, ["iris"], seeds=[0, 1]).rows
+        ]
+        named = {"locked": {"n_clusters": 3, "convergence": ["tol", "exp-locked-factory"]}}
+        with pytest.raises(ValueError, match="'exp-locked-factory', registered by this program"):
+            run_experiment(named, ["iris"], seeds=[0], n_jobs=2)
+    finally:
+        CATALOG._entries.pop(("convergence", "exp-locked"), None)
+        CATALOG._entries.pop(("convergence", "exp-locked-factory"), None)
+
+
 def test_experiment_is_resumable_and_parallel(tmp_path):
     out = tmp_path / "cells.csv"
     first = run_experiment(CONFIGS, ["iris"], seeds=range(2), n_clusters=3, out=out)

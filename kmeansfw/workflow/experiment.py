@@ -27,6 +27,7 @@ import os
 import pathlib
 import sys
 import time
+import uuid
 import warnings
 from collections.abc import Iterable, Mapping
 from numbers import Integral
@@ -36,6 +37,7 @@ import attrs
 import numpy as np
 from tqdm.auto import tqdm
 
+from kmeansfw.core.catalog import Entry
 from kmeansfw.core.config import Config
 from kmeansfw.core.errors import ConfigError, StrategyError
 from kmeansfw.strategies.observers import records_frame
@@ -291,16 +293,65 @@ def _config_values(config: Any) -> dict[str, Any]:
     return Config.from_toml(config).to_dict()
 
 
-def _run_cell_registering(entries: list, *args: Any) -> dict[str, Any]:
-    """Worker: register the calling program's own strategies (``entries``), then
-    :func:`run_cell`.  A worker process starts from the installed catalog, where such a
-    name is unknown, or the built-in it replaced."""
+#: Worker: the experiments (their tokens) whose program's strategies this process has
+#: registered already (a worker process runs many cells of one experiment).
+_REGISTERED: set[str] = set()
+
+
+def _run_cell_registering(token: str, entries: list[Entry], *args: Any) -> dict[str, Any]:
+    """Worker: register the calling program's own strategies that its configs name
+    (``entries``, once per experiment ``token``), then :func:`run_cell`.  A worker
+    process starts from the installed catalog, where such a name is unknown, or the
+    built-in it replaced."""
     from kmeansfw.core.catalog import CATALOG
 
-    CATALOG.load()
-    for e in entries:
-        CATALOG.register(e.slot, e.name, e.factory, source=e.source, replace=True)
+    if entries and token not in _REGISTERED:
+        CATALOG.load()
+        for e in entries:
+            CATALOG.register(e.slot, e.name, e.factory, source=e.source, replace=True)
+        _REGISTERED.add(token)
     return run_cell(*args)
+
+
+def _program_strategies(configs: Iterable[Mapping[str, Any]], n_jobs: int) -> list[Entry]:
+    """The strategies the ``configs`` name (the natural update of their distance
+    included) that this program registered itself (:meth:`Catalog.in_process
+    <kmeansfw.core.catalog.Catalog.in_process>`), checked to reach worker processes."""
+    try:  # what joblib's worker processes receive their tasks by
+        import cloudpickle
+    except ImportError:  # pragma: no cover - joblib before 1.5 vendored it
+        from joblib.externals import cloudpickle  # type: ignore[no-redef]
+
+    from kmeansfw.core.catalog import CATALOG, StrategySpec
+    from kmeansfw.core.distance import describe
+
+    own = {(e.slot, e.name): e for e in CATALOG.in_process()}
+    if not own:
+        return []
+    named = set()
+    for values in configs:
+        cfg = Config.from_dict(values)
+        for slot in ("init", "distance", "assignment", "update", "empty", "convergence"):
+            value = getattr(cfg, slot)
+            for spec in value if isinstance(value, tuple) else (value,):
+                if isinstance(spec, StrategySpec):
+                    named.add((slot, spec.name))
+        named.update(("observer", spec.name) for spec in cfg.observers)
+        if cfg.update is None:  # the distance's natural update is the fit's
+            natural = describe(CATALOG.create("distance", cfg.distance)[1]).natural_update
+            named.add(("update", natural))
+    entries = [own[key] for key in sorted(named) if key in own]
+    for e in entries:
+        try:
+            cloudpickle.dumps(e.factory)
+        except Exception as exc:  # noqa: BLE001 - whatever stops it, say which
+            raise ValueError(
+                f"run_experiment with n_jobs={n_jobs}: the {e.slot} strategy {e.name!r}, "
+                f"registered by this program, cannot be sent to worker processes "
+                f"({type(exc).__name__}: {exc}); run with n_jobs=1, or register a factory "
+                "that pickles"
+            ) from None
+    return entries
 
 
 def run_cell(
@@ -602,6 +653,9 @@ def run_experiment(
         except ConfigError as exc:
             raise ConfigError(f"config {name!r}: {exc}") from None
         plain[name] = values
+    # worker processes get the strategies this program registered itself (a name they
+    # lack, or a built-in replaced); in this process they are there already
+    entries = _program_strategies(plain.values(), n_jobs) if n_jobs != 1 else []
     datasets, seeds = _names(datasets, "datasets"), _seeds(seeds)
     for dataset in datasets:
         if dataset not in BUNDLED and dataset not in BLOBS:
@@ -673,14 +727,10 @@ def run_experiment(
             writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
             if new_file:
                 writer.writeheader()
-        # worker processes get the strategies this program registered itself (a name
-        # they lack, or a built-in replaced); in this process they are there already
-        from kmeansfw.core.catalog import CATALOG
-
-        entries = CATALOG.in_process() if n_jobs != 1 else []
+        token = uuid.uuid4().hex
         jobs = (
             delayed(_run_cell_registering)(
-                entries, name, plain[name], dataset, seed, silhouette_sample
+                token, entries, name, plain[name], dataset, seed, silhouette_sample
             )
             for name, dataset, seed, _ in todo
         )
