@@ -202,8 +202,9 @@ def _costs_to(
     """Worker: each row's cost to its nearest of ``centroids``, and the weighted sum of
     ``saved`` (the chunk's rows' costs as a finished checkpoint saved them), for the
     driver to check that checkpoint's best run
-    (:func:`kmeansfw.workflow.checkpoint.check_best`).  The chunk's state is left as
-    it is."""
+    (:func:`kmeansfw.workflow.checkpoint.check_best`).  The chunk's labels are left as
+    they are (an assignment keeping bounds may update its own state in the chunk's
+    cache: no run follows this pass)."""
     found = steps.assign(chunk.hooks, chunk.data, centroids, accumulate=False)
     return found.costs, steps.objective(chunk.data, saved)
 

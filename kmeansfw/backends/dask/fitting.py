@@ -202,20 +202,20 @@ def _fit_persisted(
         key=[f"kmeansfw-chunk-{fit_id}-{i}" for i in range(len(sizes))],
     )
     cluster = _Cluster(client, chunks, sizes, np.zeros(len(sizes)))
-    cluster.weights = np.array(cluster.map(_chunk_weight))
-    if not cluster.weights.sum() > 0:
-        raise ValueError("sample_weight is zero for every sample")
     first = resume.next_run if resume is not None else 0
     best = resume.best if resume is not None else None
-    if best is not None and first >= cfg.resolved_n_init():
-        # a finished fit, returned as saved: its costs checked against its centroids on
-        # the workers (no run follows, so this pass changes nothing a run would see)
-        saved = np.split(best.costs, np.cumsum(sizes)[:-1])
-        parts = cluster.map(_costs_to, best.centroids, each=saved)
-        found = np.concatenate([costs for costs, _ in parts])
-        objective = float(sum(part for _, part in parts))
-        checkpoint.check_best(best, found, objective, cfg.checkpoint)
-    try:
+    try:  # the chunks persisted on the workers are released however the fit ends
+        cluster.weights = np.array(cluster.map(_chunk_weight))
+        if not cluster.weights.sum() > 0:
+            raise ValueError("sample_weight is zero for every sample")
+        if best is not None and first >= cfg.resolved_n_init():
+            # a finished fit, returned as saved: its costs checked against its centroids
+            # on the workers (no run follows, so this pass changes nothing a run sees)
+            saved = np.split(best.costs, np.cumsum(sizes)[:-1])
+            parts = cluster.map(_costs_to, best.centroids, each=saved)
+            found = np.concatenate([costs for costs, _ in parts])
+            objective = float(sum(part for _, part in parts))
+            checkpoint.check_best(best, found, objective, cfg.checkpoint)
         runs = (
             _run(
                 cluster,
