@@ -203,6 +203,13 @@ def test_config_writes_any_text_as_toml_it_reads_back(tmp_path, run):
     assert run("config", again).output == result.output
 
 
+def test_config_refuses_text_toml_cannot_write():
+    from kmeansfw.workflow.cli import _toml_value
+
+    with pytest.raises(ConfigError, match="lone surrogate"):
+        _toml_value("ck-\udcff")  # a path's undecodable byte, as os.fsdecode gives it
+
+
 def _toml_string(text):
     escaped = "".join(f"\\U{ord(c):08x}" if not (0x20 <= ord(c) < 0x7F) or c in '"\\' else c
                       for c in text)

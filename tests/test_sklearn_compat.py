@@ -185,8 +185,9 @@ def test_an_init_function_answers_any_real_numbers(X, theirs, ours, dtype, answe
 @pytest.mark.parametrize(
     ("answer", "problem"),
     [(np.ones((5, 4)) * 1j, "dtype complex128"), ([["a"] * 4] * 5, "dtype <U1"),
+     (np.ones((5, 4), dtype=bool), "dtype bool"),
      ([[0.0] * 4] * 4, r"shape \(4, 4\)"), ([[0.0] * 4] * 4 + [[0.0]], "list, not an array")],
-    ids=["complex", "strings", "shape", "ragged"],
+    ids=["complex", "strings", "mask", "shape", "ragged"],
 )
 def test_an_init_function_answering_no_numbers_is_named(X, answer, problem):
     def seeds(data, n_clusters, rng):

@@ -189,6 +189,8 @@ def test_csv_first_lines_that_are_not_headers_are_not_dropped(tmp_path):
     path.write_bytes(b"\xff\xfe1\x002\x00")  # UTF-16
     with pytest.raises(DataError, match="not UTF-8 text"):
         load_file(path)
+    path.write_bytes(b"caf\xe9,na\xefve\n1,2\n3,4\n")  # Excel's plain CSV (Windows-1252)
+    np.testing.assert_array_equal(load_file(path), [[1, 2], [3, 4]])
 
 
 class _Terminal(io.StringIO):

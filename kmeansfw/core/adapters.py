@@ -118,7 +118,7 @@ class CallableInit:
                 array = np.asarray(centroids)
             except (TypeError, ValueError):  # ragged lists, say
                 return centroids
-            if array.dtype.kind in "fiub":
+            if array.dtype.kind in "fiu":  # not booleans: a mask is not centroids
                 return array.astype(dtype, copy=False)
         return centroids
 

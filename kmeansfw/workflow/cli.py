@@ -530,7 +530,7 @@ def to_toml(values: dict[str, Any]) -> str:
     return "".join(scalars) + "".join(tables)
 
 
-def _toml_escape(match: re.Match) -> str:
+def _toml_escape(match: re.Match[str]) -> str:
     code = ord(match.group())
     return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
@@ -541,6 +541,8 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, int | float):  # a float's repr is TOML's too: 1.5, inf, -inf, nan
         return repr(value if isinstance(value, int) else float(value))
     if isinstance(value, str):
+        if any(0xD800 <= ord(c) <= 0xDFFF for c in value):  # a path's undecodable bytes
+            raise ConfigError(f"{value!r} holds text TOML cannot write (a lone surrogate)")
         # JSON's escapes are TOML's, but for characters past U+FFFF, which JSON writes as
         # surrogate pairs that TOML refuses: those (and DEL, and all non-ASCII, so that
         # any terminal shows it) as TOML's \uXXXX or \UXXXXXXXX

@@ -208,7 +208,7 @@ def fit_checked(km: Any, X: np.ndarray, name: str) -> Any:
     return km
 
 
-def _is_number(value: str) -> bool:
+def _parses_as_float(value: str) -> bool:
     try:
         float(value)
     except ValueError:
@@ -222,18 +222,22 @@ def _counting(cells: list[str], start: int = 1) -> list[str]:
 
 
 def _read_csv(path: pathlib.Path) -> np.ndarray:
-    # utf-8-sig: a byte order mark (Excel's "CSV UTF-8") is not part of the first value
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = [row for row in csv.reader(fh) if row]
+    raw = path.read_bytes()
+    try:  # utf-8-sig: a byte order mark (Excel's "CSV UTF-8") is not part of a value
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path.name}: not UTF-8 text ({exc})") from None
+        if b"\x00" in raw:  # UTF-16 or a binary file: no numbers to read as text
+            raise DataError(f"{path.name}: not UTF-8 text ({exc})") from None
+        # Excel's plain "CSV" (Windows-1252) with accented names in its header: the
+        # numbers are ASCII either way, and the header's names are not used
+        text = raw.decode("latin-1")
+    rows = [row for row in csv.reader(io.StringIO(text, newline="")) if row]
     if not rows:
         raise DataError(f"{path.name}: the file is empty")
     # a header names every column with something other than a number; a first line
     # with a number in it is data (a bad value in it is refused below, as in any row)
     first = [v.strip() for v in rows[0]]
-    header = not any(_is_number(v) for v in first)
+    header = not any(_parses_as_float(v) for v in first)
     # pandas' header above a DataFrame's index: an empty cell, then the column names
     # (its default names 0, 1, ... are numbers)
     above_index = len(first) > 1 and not first[0] and (header or first[1:] == _counting(first))
@@ -274,7 +278,7 @@ def _read_csv(path: pathlib.Path) -> np.ndarray:
                 f"{path.name}: ragged rows: row {line} has {len(row)} values, the first {width}"
             )
         for column, value in enumerate(row, start=1):
-            if not _is_number(value):
+            if not _parses_as_float(value):
                 hint = ""
                 if line == 1 and not header:
                     hint = " (a header line names every column with text, no number)"
