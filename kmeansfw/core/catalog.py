@@ -147,8 +147,10 @@ class Catalog:
         #: ``@register_strategy``), each as (the entry it replaced or None, the entry):
         #: undone when the plugin then fails, so that a plugin registers all or nothing
         self._imported: dict[str, _Changes] = {}
-        #: The value of :data:`ENV_VAR` when the plugins loaded (None: unset, all load).
+        #: The value of :data:`ENV_VAR` when the plugins loaded (None: unset, all load),
+        #: and the installed plugins it left out ("name (distribution dist)").
         self.allowed: str | None = None
+        self.left_out: list[str] = []
         #: (entry, the entry it replaced) of failed plugins whose entry a later plugin had
         #: replaced: undoing that later plugin puts back the one before
         self._withdrawn: list[tuple[Entry, Entry | None]] = []
@@ -201,6 +203,7 @@ class Catalog:
             found.append((ep.name, dist_name))
             names = {_canonical_name(ep.name), _canonical_name(dist_name)}
             if wanted is not None and not names & wanted:
+                self.left_out.append(f"{ep.name} (distribution {dist_name})")
                 continue
             if self.pm.is_blocked(ep.name) or self.pm.has_plugin(ep.name):
                 continue
@@ -367,8 +370,11 @@ class Catalog:
             hint = ""
             if self.failures:
                 hint = f" (plugins that failed to load: {', '.join(sorted(self.failures))})"
-            if self.allowed is not None:  # the plugin may be installed and left out
-                hint += f" ({ENV_VAR}={self.allowed!r} restricts which installed plugins load)"
+            if self.left_out:  # the plugin may be installed and left out
+                hint += (
+                    f" ({ENV_VAR}={self.allowed!r} left out the installed plugins "
+                    f"{', '.join(self.left_out)})"
+                )
             raise UnknownStrategyError(
                 f"unknown {slot} strategy {name!r}; known {slot} strategies: {known}. "
                 f"Is the plugin that provides it installed?{hint}"
