@@ -172,6 +172,12 @@ class _FakeEntryPoint:
         return self._loader()
 
 
+def _installed(monkeypatch, *eps):
+    """The entry points ``eps`` as the installed plugins, all of them loading."""
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: list(eps))
+    monkeypatch.delenv(ENV_VAR, raising=False)
+
+
 def _broken_loader():
     raise ImportError("No module named 'missing_dependency'")
 
@@ -194,8 +200,7 @@ _good_plugin = _plugin("fake-good")
 
 def test_broken_plugin_is_reported_and_does_not_break_builtins(monkeypatch):
     eps = [_FakeEntryPoint("broken", _broken_loader), _FakeEntryPoint("good", _good_plugin)]
-    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: eps)
-    monkeypatch.delenv(ENV_VAR, raising=False)
+    _installed(monkeypatch, *eps)
     catalog = Catalog()
     with pytest.warns(UserWarning, match="plugin 'broken' failed to load.*missing_dependency"):
         catalog.load()
@@ -321,8 +326,7 @@ def _register_twice(register):
 )
 def test_plugin_registration_is_all_or_nothing(monkeypatch, failure, why):
     eps = [_FakeEntryPoint("half", _half_registering_plugin(failure))]
-    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: eps)
-    monkeypatch.delenv(ENV_VAR, raising=False)
+    _installed(monkeypatch, *eps)
     catalog = Catalog()
     with pytest.warns(UserWarning, match="plugin 'half' failed to load.*nothing registered"):
         catalog.load()
@@ -356,10 +360,7 @@ def test_what_a_plugin_module_registers_on_import_is_undone_when_it_fails(monkey
 
         return Plugin()
 
-    monkeypatch.setattr(
-        importlib.metadata, "entry_points", lambda group: [_FakeEntryPoint("side", load)]
-    )
-    monkeypatch.delenv(ENV_VAR, raising=False)
+    _installed(monkeypatch, _FakeEntryPoint("side", load))
     with pytest.warns(UserWarning, match="plugin 'side' failed to load"):
         catalog.load()
     assert "side-reg" not in catalog.names("convergence")
@@ -399,8 +400,7 @@ def test_undoing_a_failed_plugin_keeps_what_a_later_plugin_replaced(monkeypatch)
         return Plugin()
 
     eps = [_FakeEntryPoint("a", load_a, "dist-a"), _FakeEntryPoint("b", load_b, "dist-b")]
-    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: eps)
-    monkeypatch.delenv(ENV_VAR, raising=False)
+    _installed(monkeypatch, *eps)
     with pytest.warns(UserWarning, match="plugin 'a' failed to load"):
         catalog.load()
     assert "mine" not in catalog.names("convergence")  # A's own: undone
@@ -427,8 +427,7 @@ def test_undoing_both_plugins_does_not_bring_back_the_first(monkeypatch):
         return load
 
     eps = [_FakeEntryPoint("a", loader("a", False)), _FakeEntryPoint("b", loader("b", True))]
-    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: eps)
-    monkeypatch.delenv(ENV_VAR, raising=False)
+    _installed(monkeypatch, *eps)
     with pytest.warns(UserWarning, match="failed to load"):
         catalog.load()
     assert set(catalog.failures) == {"a", "b"}
@@ -453,10 +452,7 @@ def test_a_plugin_replacing_a_built_in_on_import_is_refused(monkeypatch):
 
         return Plugin()
 
-    monkeypatch.setattr(
-        importlib.metadata, "entry_points", lambda group: [_FakeEntryPoint("sneaky", load)]
-    )
-    monkeypatch.delenv(ENV_VAR, raising=False)
+    _installed(monkeypatch, _FakeEntryPoint("sneaky", load))
     with pytest.warns(UserWarning, match="replaced the built-in distance strategy 'manhattan'"):
         catalog.load()
     assert "nothing registered" in catalog.failures["sneaky"]
@@ -480,10 +476,7 @@ def test_what_a_plugin_module_registers_on_import_is_named_by_its_distribution(m
 
         return Plugin()
 
-    monkeypatch.setattr(
-        importlib.metadata, "entry_points", lambda group: [_FakeEntryPoint("side", load)]
-    )
-    monkeypatch.delenv(ENV_VAR, raising=False)
+    _installed(monkeypatch, _FakeEntryPoint("side", load))
     catalog.load()
     assert catalog.lookup("convergence", "side-reg").source == "fake-dist 9.9"
     assert catalog.lookup("distance", "side-distance").source == "fake-dist 9.9"
@@ -491,8 +484,7 @@ def test_what_a_plugin_module_registers_on_import_is_named_by_its_distribution(m
 
 def test_conflicting_plugin_name_is_reported_not_fatal(monkeypatch):
     eps = [_FakeEntryPoint("clash", _plugin("euclidean"))]
-    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: eps)
-    monkeypatch.delenv(ENV_VAR, raising=False)
+    _installed(monkeypatch, *eps)
     catalog = Catalog()
     with pytest.warns(UserWarning, match="distance strategy 'euclidean' is already registered"):
         catalog.load()

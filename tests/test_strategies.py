@@ -1053,7 +1053,8 @@ def test_a_far_outlier_leaves_the_bulk_its_digits(dtype, offset):
 
 def test_euclidean_compares_centered_data_on_the_origin():
     # data centered already (standardized, standard normal) is compared on the origin:
-    # its products read the rows as they are; anything else on its mean, as before
+    # its products read the rows as they are; anything else centered (on its mean, or
+    # on the point learned_origin chooses)
     from sklearn.datasets import load_digits
     from sklearn.preprocessing import StandardScaler
 

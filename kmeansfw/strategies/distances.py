@@ -8,7 +8,6 @@ Parameters are validated when the strategy is built, i.e. at configuration time.
 from __future__ import annotations
 
 import math
-import numbers
 
 import attrs
 import numpy as np
@@ -20,6 +19,7 @@ from kmeansfw.core.distance import Distance
 from kmeansfw.core.markers import hookimpl
 from kmeansfw.engine.executors import map_tasks
 from kmeansfw.strategies.euclidean import Euclidean, row_sq_norms
+from kmeansfw.strategies.validators import real
 
 
 @attrs.frozen
@@ -87,8 +87,7 @@ class Chebyshev(_KernelDistance):
 
 
 def _check_p(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    real = isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
-    if not real or not math.isfinite(value):
+    if not real(value) or not math.isfinite(value):
         raise ValueError(f"minkowski: p must be a finite number, got {value!r}")
     if value <= 0:
         raise ValueError(f"minkowski: p must be > 0, got {value!r}")

@@ -6,7 +6,9 @@ centered copy of the data (the one exception: :meth:`Euclidean.plusplus_steps`, 
 k-means++ on one small block, centers a copy once for all its steps); sparse CSR data is
 used uncentered, as scikit-learn does, and so is dense data whose mean is already near
 the origin (:func:`centered_already`: standardized features, say), where centering would
-change little of the rounding and costs a copy of every block.  Squared distances
+change little of the rounding and costs a copy of every block.  Two more exceptions
+(:func:`learned_origin`): data whose mean far rows drag away from the rest is centered
+on the rest's median, and data of whole numbers on a point of whole numbers.  Squared distances
 take one matrix product per block; the mean is computed
 once per data set, the centroid norms once per centroid set.  The
 nearest-centroid search (:func:`kmeansfw.kernels.nearest_sq_euclidean`) compares
@@ -35,8 +37,9 @@ _MEAN = "euclidean.mean"
 #: In the fitted state: whether data is compared on the origin instead of :data:`_MEAN`
 #: (see :func:`centered_already`).
 _AT_ORIGIN = "euclidean.at_origin"
-#: In the fitted state, only where the rows are compared on the bulk's median instead
-#: of their mean (see :func:`bulk_origin`): that point.
+#: In the fitted state, only where the rows are compared on another point than their
+#: mean or zeros (the bulk's median, a point of whole numbers; see
+#: :func:`learned_origin`): that point.
 _ORIGIN = "euclidean.origin"
 _CENTERED_C = "euclidean.centered_c"
 _MINUS_2C = "euclidean.minus_2c"
@@ -120,14 +123,16 @@ def origin_sample_rows(n_samples: int, n_features: int) -> np.ndarray:
 
 
 def centered_already(X: Any, mean: np.ndarray) -> bool:
-    """Whether dense data is compared on the origin rather than on its mean ``mean``.
+    """Whether dense data is compared on the origin, as it is, rather than centered.
 
-    True for float64 and float32 data when ``||mean||^2 <= ORIGIN_MAX_OFFSET`` times the
-    median of ``||x - mean||^2`` over at most :data:`ORIGIN_SAMPLE_ROWS` rows drawn from
-    ``X`` (:func:`origin_sample_rows`, read as ``X[rows]``: a NumPy array, a file
-    map, or a Dask driver's stream of rows, which fetches just those rows; the median, so
-    that a few far rows do not pass off a tight bulk far from the origin as centered).
-    False for other dtypes and for anything without a 2-D shape.
+    :func:`learned_origin`'s choice on at most :data:`ORIGIN_SAMPLE_ROWS` rows drawn
+    from ``X`` (:func:`origin_sample_rows`, read as ``X[rows]``: a NumPy array, a file
+    map, or a Dask driver's stream of rows, which fetches just those rows): True for
+    float64 and float32 data when ``||mean||^2 <= ORIGIN_MAX_OFFSET`` times the median of
+    ``||x - mean||^2`` (the median, so that a few far rows do not pass off a tight bulk
+    far from the origin as centered; the bulk's median instead of the mean where far
+    rows drag the mean away), or when data of whole numbers has its point of whole
+    numbers at zero.  False for other dtypes and for anything without a 2-D shape.
     Decided once, when the distance learns the data, and kept in the fitted state, so
     that every data set the model then sees is compared on the same origin.
 
@@ -141,7 +146,9 @@ def centered_already(X: Any, mean: np.ndarray) -> bool:
     bool
     """
     sample = _origin_sample(X)
-    return False if sample is None else origin_rule(sample, mean)
+    if sample is None:
+        return False
+    return bool(learned_origin(sample, np.asarray(mean, dtype=np.dtype(X.dtype)))[_AT_ORIGIN])
 
 
 def _origin_sample(X: Any) -> Any:
@@ -407,9 +414,9 @@ def centered_sq_norms(data: FitData, rows: slice) -> np.ndarray:
     Parameters
     ----------
     data : FitData
-        A data set prepared by :class:`Euclidean` (its mean in ``data.cache``: the
-        training mean, zero for a sparse fit; sparse rows of a model fitted on dense data
-        are centered on that mean too).
+        A data set prepared by :class:`Euclidean` (its origin in ``data.cache``: the
+        point :func:`fitted_origin` gives, zero for a sparse fit; sparse rows of a model
+        fitted on dense data are centered on that point too).
     rows : slice
         Consecutive rows (step 1).
 
@@ -467,10 +474,12 @@ def _sparse_centered_norms(X: Any, mean: np.ndarray) -> np.ndarray:
 class Euclidean(Distance):
     """Euclidean distance; the objective is the sum of squared distances (inertia).
 
-    Natural update: ``mean``.  A true metric.  Learns the training data's mean and
-    whether the data is centered already (its fitted state, ``euclidean.mean`` and
-    ``euclidean.at_origin``, see :func:`centered_already`): every data set, at fit and at
-    predict, is compared centered on that mean, or as it is when the data was centered
+    Natural update: ``mean``.  A true metric.  Learns the training data's mean and the
+    point rows are compared on (its fitted state, ``euclidean.mean``,
+    ``euclidean.at_origin`` and, for some data, ``euclidean.origin``; see
+    :func:`learned_origin`): every data set, at fit and at predict, is compared centered
+    on that point (the mean; the rest's median where far rows drag the mean; a point of
+    whole numbers for data of whole numbers), or as it is when the data was centered
     already (its products then need no centered copy of each block).
     """
 
@@ -509,8 +518,9 @@ class Euclidean(Distance):
         data.cache.pop(_NORMS_DONE, None)
 
     def origin(self, data: FitData) -> np.ndarray:
-        """The origin rows and centroids of prepared ``data`` are compared on (its mean,
-        or zeros; see ``kmeansfw_prepare``), in the data's dtype.
+        """The origin rows and centroids of prepared ``data`` are compared on (the point
+        :func:`fitted_origin` gives: the mean, zeros or ``euclidean.origin``; see
+        ``kmeansfw_prepare``), in the data's dtype.
 
         Parameters
         ----------

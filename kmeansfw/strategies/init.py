@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import attrs
@@ -24,7 +23,7 @@ from kmeansfw.engine.executors import (
     single_threaded_blas,
     task_rows,
 )
-from kmeansfw.strategies.validators import integer, positive_int
+from kmeansfw.strategies.validators import integer, positive_int, real
 
 
 def _positive_int_or_none(instance: object, attribute: attrs.Attribute, value: object) -> None:
@@ -353,8 +352,7 @@ class KMeansParallel:
 
     @oversampling.validator
     def _check_oversampling(self, attribute: attrs.Attribute, value: float) -> None:
-        real = isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
-        if not real or not value > 0:
+        if not real(value) or not value > 0:
             raise ValueError(f"k-means||: oversampling must be > 0, got {value!r}")
 
     @recluster_n_init.validator

@@ -72,7 +72,9 @@ class _Geometry:
 
 
 class _Euclidean(_Geometry):
-    """Euclidean (``squared_transform``: sqeuclidean), centered on the training mean."""
+    """Euclidean (``squared_transform``: sqeuclidean), centered on the NumPy fit's point
+    (:func:`kmeansfw.strategies.euclidean.learned_origin`: the training mean, zeros, or
+    ``euclidean.origin``)."""
 
     label = "euclidean"
 
@@ -95,8 +97,8 @@ class _Euclidean(_Geometry):
         return learned_origin(sample, mean)
 
     def prepare(self, data: FitData) -> None:
-        # the training mean, or the origin for data centered already (a data set outside
-        # a fit: its own, as the NumPy backend's prepare)
+        # the point the fitted state names (fitted_origin: the mean, zeros or its
+        # euclidean.origin; a data set outside a fit: its own, as the NumPy backend's)
         fitted = data.fitted if data.fitted.get(_MEAN) is not None else self.learn(data)
         mean = fitted_origin(fitted)
         data.cache[_MEAN] = torch.as_tensor(np.array(mean), device=data.X.device).to(data.X.dtype)
