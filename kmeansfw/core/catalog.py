@@ -48,7 +48,17 @@ def plain_params(params: Mapping[str, Any]) -> dict[str, Any]:
     """``params`` with NumPy scalars (``np.int64(3)`` from ``np.arange``, ``np.float32``)
     as the Python numbers they hold, so that a strategy's checks, a config's TOML and
     the built-strategy cache see the same values as for Python numbers; anything else
-    (arrays included) as it is."""
+    (arrays included) as it is.
+
+    Parameters
+    ----------
+    params : mapping of str to object
+        A strategy's parameters.
+
+    Returns
+    -------
+    dict of str to object
+    """
     return {k: v.item() if isinstance(v, np.generic) else v for k, v in params.items()}
 
 
@@ -355,7 +365,12 @@ class Catalog:
         ``register_strategy`` and ``distance`` decorators, plugins it registered itself),
         which a fresh process (a worker of
         :func:`kmeansfw.workflow.experiment.run_experiment`) does not have: all but the
-        built-ins and what installed plugins registered."""
+        built-ins and what installed plugins registered.
+
+        Returns
+        -------
+        list of Entry
+        """
         with self._lock:
             installed = {BUILTIN, *self.distributions.values()}
             return [e for e in self._entries.values() if e.source not in installed]
