@@ -244,7 +244,7 @@ def origin_rule(sample: Any, mean: Any) -> bool:
     m = np.asarray(mean, dtype=np.float64)
     with np.errstate(over="ignore", invalid="ignore"):  # values near the float limits
         diff = np.asarray(sample, dtype=np.float64) - m
-        spread = float(np.median(np.einsum("ij,ij->i", diff, diff)))
+        spread = float(_middle(np.einsum("ij,ij->i", diff, diff)))
         offset = float(m @ m)
     return bool(np.isfinite(offset) and offset <= ORIGIN_MAX_OFFSET * spread)
 
@@ -294,7 +294,7 @@ def bulk_origin(sample: Any, mean: Any, dtype: Any = np.float64) -> np.ndarray |
     rows = np.asarray(sample, dtype=np.float64)
     if rows.shape[0] == 0:
         return None
-    median = np.median(rows, axis=0)
+    median = _middle(np.ascontiguousarray(rows.T))  # each feature's, in one partition
     with np.errstate(over="ignore", invalid="ignore"):
         diff = rows - median
         distances = np.einsum("ij,ij->i", diff, diff)
@@ -304,7 +304,18 @@ def bulk_origin(sample: Any, mean: Any, dtype: Any = np.float64) -> np.ndarray |
     if distances.size == 0 or not np.isfinite(far) or not np.all(np.isfinite(distances)):
         return None
     limit = mean_gap_limit(dtype)
-    return median if far > limit**2 * float(np.median(distances)) else None
+    return median if far > limit**2 * float(_middle(distances)) else None
+
+
+def _middle(values: np.ndarray) -> Any:
+    """The median along the last axis (``np.median``'s value), by one partition: this
+    runs once per fit, and ``np.median``'s own overhead was most of a small fit's."""
+    m = values.shape[-1]
+    k = m // 2
+    if m % 2:
+        return np.partition(values, k, axis=-1)[..., k]
+    part = np.partition(values, (k - 1, k), axis=-1)
+    return (part[..., k - 1] + part[..., k]) * 0.5
 
 
 def learned_origin(sample: Any, mean: np.ndarray) -> dict[str, Any]:
@@ -336,11 +347,12 @@ def learned_origin(sample: Any, mean: np.ndarray) -> dict[str, Any]:
         ``euclidean.mean``, ``euclidean.at_origin`` and, with the bulk's median or a
         rounded point, ``euclidean.origin`` (in the mean's dtype).
     """
-    bulk = bulk_origin(sample, mean, mean.dtype)
+    rows = np.asarray(sample, dtype=np.float64)  # once, for every rule below
+    bulk = bulk_origin(rows, mean, mean.dtype)
     point = mean if bulk is None else bulk
-    if origin_rule(sample, point):
+    if origin_rule(rows, point):
         return {_MEAN: mean, _AT_ORIGIN: True}
-    if whole_numbers(sample):
+    if whole_numbers(rows):
         # compared on a point of whole numbers, whole-number rows keep exact differences
         # (and products, below 2^24 in float32, 2^53 in float64), so that a row exactly
         # as far from two centroids of whole numbers is a tie broken by the lowest index
@@ -366,8 +378,7 @@ def whole_numbers(sample: Any) -> bool:
     bool
     """
     rows = np.asarray(sample, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        return bool(rows.size) and bool(np.all(np.mod(rows, 1.0) == 0.0))
+    return bool(rows.size) and bool(np.all(rows == np.trunc(rows)))
 
 
 def fitted_origin(fitted: Any) -> np.ndarray:
