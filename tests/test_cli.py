@@ -533,3 +533,13 @@ def test_compare_names_the_config_file_at_fault(tmp_path):
     result = CliRunner().invoke(main, ["compare", str(good), str(bad), "--dataset", "iris"])
     assert result.exit_code == 2
     assert f"{bad}: config key 'n_clusters' must be an integer" in result.output
+
+
+def test_fit_reads_a_header_it_is_told_of(tmp_path, run):
+    data = tmp_path / "years.csv"
+    data.write_text("temp,2019\n" + "".join(f"{i % 7},{i % 5}\n" for i in range(40)))
+    refused = run("fit", data, "-k", 2, "--seed", 0, "--out", tmp_path / "a")
+    assert refused.exit_code == 2 and "--header" in refused.output
+    result = run("fit", data, "-k", 2, "--seed", 0, "--out", tmp_path / "b", "--header")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "b" / "labels.csv").read_text().count("\n") >= 40

@@ -193,6 +193,27 @@ def test_csv_first_lines_that_are_not_headers_are_not_dropped(tmp_path):
     np.testing.assert_array_equal(load_file(path), [[1, 2], [3, 4]])
 
 
+def test_csv_header_said_by_the_caller(tmp_path):
+    # a header with a number-like name (a year) reads as data with a bad value, refused;
+    # the caller can say the first line is a header (or is data)
+    path = tmp_path / "x.csv"
+    path.write_text("temp,2019\n1,2\n3,4\n")
+    with pytest.raises(DataError, match=r"'temp' in row 1.*header=True, on the command line"):
+        load_file(path)
+    np.testing.assert_array_equal(load_file(path, header=True), [[1, 2], [3, 4]])
+    path.write_text("0,1,2\n3,4,5\n")  # pandas' default names, or data: the caller says
+    with pytest.raises(DataError, match="read it with header=True"):
+        load_file(path)
+    np.testing.assert_array_equal(load_file(path, header=True), [[3, 4, 5]])
+    np.testing.assert_array_equal(load_file(path, header=False), [[0, 1, 2], [3, 4, 5]])
+    path.write_text("a,b\n1,2\n")  # names, said to be data: refused as a bad value
+    with pytest.raises(DataError, match=r"non-numeric value 'a' in row 1, column 1$"):
+        load_file(path, header=False)
+    path.write_text(",0,1\n0,1.5,2.5\n")  # above an index column: refused whatever is said
+    with pytest.raises(DataError, match="header's first cell is empty"):
+        load_file(path, header=True)
+
+
 class _Terminal(io.StringIO):
     def isatty(self):
         return True

@@ -238,9 +238,21 @@ def draw_seed() -> int:
     type=click.Path(file_okay=False),
     help="Folder for labels.csv, centroids.csv, report.json and clusters.png.",
 )
+@click.option(
+    "--header/--no-header",
+    default=None,
+    help="Whether a CSV's first line is a header of column names (default: a line naming "
+    "every column with text, no number).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress, no summary.")
 def fit(
-    data: str, config_path: str | None, k: int | None, seed: int | None, out: str, quiet: bool
+    data: str,
+    config_path: str | None,
+    k: int | None,
+    seed: int | None,
+    out: str,
+    header: bool | None,
+    quiet: bool,
 ) -> None:
     """Cluster DATA (a .csv, .npy or .parquet file, or a data set name) and write results.
 
@@ -255,7 +267,7 @@ def fit(
     drawn = cfg.random_state is None
     if drawn:
         cfg = Config.from_dict({**cfg.to_dict(), "random_state": draw_seed()})
-    X, y = load_dataset(data)
+    X, y = load_dataset(data, header=header)
     if cfg.n_clusters > X.shape[0]:
         message = f"k = {cfg.n_clusters} clusters but {data} has only {X.shape[0]} samples"
         if k is not None:

@@ -88,7 +88,9 @@ class DataError(ValueError):
     """A data set name or file that cannot be loaded; the message says why."""
 
 
-def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray | None]:
+def load_dataset(
+    name: str, *, header: bool | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """``(X, y)`` for a data set name, or ``(X, None)`` for a data file.
 
     Names: scikit-learn's bundled ``iris``, ``wine``, ``breast_cancer``, ``digits``; the
@@ -96,7 +98,7 @@ def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray | None]:
     (numbers only, an optional header line of column names; a header above an index
     column, as pandas writes one, and a first line reading ``0,1,...,d-1``, pandas'
     default column names, are refused: they cannot be told from data), ``.npy``, and
-    ``.parquet`` when pyarrow is installed.
+    ``.parquet`` when pyarrow is installed.  ``header``: see :func:`load_file`.
     """
     from sklearn import datasets
 
@@ -105,7 +107,7 @@ def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray | None]:
         return bunch.data.astype(np.float64), bunch.target
     if name in BLOBS:
         return datasets.make_blobs(**BLOBS[name])
-    return load_file(name), None
+    return load_file(name, header=header), None
 
 
 def is_file(path: str | os.PathLike[str]) -> bool:
@@ -116,8 +118,24 @@ def is_file(path: str | os.PathLike[str]) -> bool:
         return False
 
 
-def load_file(path: str | os.PathLike[str]) -> np.ndarray:
-    """Load a 2-D numeric array from a .csv, .npy or .parquet file, or raise DataError."""
+def load_file(path: str | os.PathLike[str], *, header: bool | None = None) -> np.ndarray:
+    """Load a 2-D numeric array from a .csv, .npy or .parquet file, or raise DataError.
+
+    Parameters
+    ----------
+    path : path
+        The file.
+    header : bool or None, default=None
+        For a CSV: whether its first line is a header of column names.  None tells
+        from the line: a header names every column with text, no number (so a first
+        line with a number in it is data, and a bad value there is refused); True
+        takes the first line as names whatever they read (``temp,2019``), False as
+        data.
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_features)
+    """
     path = pathlib.Path(path)
     if not is_file(path):
         known = ", ".join((*BUNDLED, *BLOBS))
@@ -135,7 +153,7 @@ def load_file(path: str | os.PathLike[str]) -> np.ndarray:
                 raise DataError("reading Parquet needs pyarrow: pip install pyarrow") from None
             X = np.column_stack([c.to_numpy() for c in pq.read_table(path).columns])
         elif suffix in (".csv", ".txt"):
-            X = _read_csv(path)
+            X = _read_csv(path, header)
         else:
             raise DataError(
                 f"{path.name}: unknown data file type {suffix!r} (.csv, .npy, .parquet)"
@@ -221,7 +239,7 @@ def _counting(cells: list[str], start: int = 1) -> list[str]:
     return [str(i) for i in range(len(cells) - start)]
 
 
-def _read_csv(path: pathlib.Path) -> np.ndarray:
+def _read_csv(path: pathlib.Path, header: bool | None = None) -> np.ndarray:
     raw = path.read_bytes()
     try:  # utf-8-sig: a byte order mark (Excel's "CSV UTF-8") is not part of a value
         text = raw.decode("utf-8-sig")
@@ -237,11 +255,13 @@ def _read_csv(path: pathlib.Path) -> np.ndarray:
     # a header names every column with something other than a number; a first line
     # with a number in it is data (a bad value in it is refused below, as in any row)
     first = [v.strip() for v in rows[0]]
-    header = not any(_parses_as_float(v) for v in first)
+    told = header is not None  # the caller says; else the first line does
+    if not told:
+        header = not any(_parses_as_float(v) for v in first)
     # pandas' header above a DataFrame's index: an empty cell, then the column names
     # (its default names 0, 1, ... are numbers)
     above_index = len(first) > 1 and not first[0] and (header or first[1:] == _counting(first))
-    if above_index:
+    if above_index and (header or not told):  # unless the caller says it is data
         raise DataError(
             f"{path.name}: the header's first cell is empty, as pandas writes it above "
             "a DataFrame's index (to_csv without index=False); that column would be "
@@ -256,19 +276,20 @@ def _read_csv(path: pathlib.Path) -> np.ndarray:
                 f"{path.name}: the header names {len(names)} columns, the first row has "
                 f"{len(rows[0])} values"
             )
-    elif len(first) > 1 and first == _counting(first, 0):
+    elif not told and len(first) > 1 and first == _counting(first, 0):
         message = (
             f"{path.name}: the first line reads {','.join(rows[0])}, the column names pandas "
             "gives a DataFrame without any (to_csv writes them as a header)"
         )
         if len(rows[0]) >= 3:  # a sample 0, 1, 2, ... is unlikely: refused
             raise DataError(
-                f"{message}; it would be clustered as a sample: name the columns, write "
-                "the file with header=False, or, if the line is data, write it as 0.0, 1.0, ..."
+                f"{message}; it would be clustered as a sample: read it with header=True "
+                "(--header), name the columns, or write the file with header=False; if the "
+                "line is data, read it with header=False (--no-header)"
             )
         warnings.warn(  # two columns of 0/1 data may well start with 0,1: kept as data
-            f"{message}, or a sample: read as a sample; if it is a header, name the columns "
-            "or write the file with header=False",
+            f"{message}, or a sample: read as a sample; if it is a header, read it with "
+            "header=True (--header), name the columns or write the file with header=False",
             stacklevel=3,
         )
     width = len(rows[0])
@@ -280,8 +301,11 @@ def _read_csv(path: pathlib.Path) -> np.ndarray:
         for column, value in enumerate(row, start=1):
             if not _parses_as_float(value):
                 hint = ""
-                if line == 1 and not header:
-                    hint = " (a header line names every column with text, no number)"
+                if line == 1 and not told:
+                    hint = (
+                        " (a header line names every column with text, no number; for "
+                        "names such as 2019 say header=True, on the command line --header)"
+                    )
                 raise DataError(
                     f"{path.name}: non-numeric value {value!r} in row {line}, column {column}"
                     f"{hint}"
