@@ -1011,6 +1011,30 @@ def test_float32_takes_the_bulks_median_at_a_smaller_gap():
     assert mislabelled == 0
 
 
+def test_a_large_far_group_keeps_the_mean():
+    # 55 % of the rows at 0, 45 % as four tight blobs 3000 away: the median, inside the
+    # larger group, put the far rows twice as far from their origin as the mean does,
+    # and 436 of them went to a farther blob in float32 (inertia 6 % high)
+    from kmeansfw.strategies.euclidean import bulk_origin
+
+    rng = np.random.default_rng(0)
+    near = rng.normal(size=(2200, 3))
+    blobs = np.array([[3000.0, 0, 0], [3001, 0, 0], [3000, 1, 0], [3000, 0, 1]])
+    far = blobs[rng.integers(4, size=1800)] + rng.normal(size=(1800, 3)) * 0.05
+    X = np.vstack([near, far]).astype(np.float32)
+    rng.shuffle(X)
+    sample = X[:256].astype(np.float64)
+    assert bulk_origin(sample, sample.mean(axis=0), np.float32) is None
+    tenth = np.vstack([near[:230], far[:26]]).astype(np.float64)  # a far tenth: the median
+    assert bulk_origin(tenth, tenth.mean(axis=0), np.float32) is not None
+    init = np.vstack([[0.0, 0, 0], blobs]).astype(np.float32)
+    km = KMeans(5, init=init, n_init=1).fit(X)
+    C = km.cluster_centers_.astype(np.float64)
+    D = ((X.astype(np.float64)[:, None, :] - C[None]) ** 2).sum(axis=2)
+    np.testing.assert_array_equal(km.labels_, D.argmin(axis=1))
+    assert km.inertia_ == pytest.approx(D.min(axis=1).sum(), rel=1e-6)
+
+
 def test_whole_number_data_is_compared_on_a_point_of_whole_numbers():
     from kmeansfw.strategies.euclidean import learned_origin, whole_numbers
 
