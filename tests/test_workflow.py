@@ -95,12 +95,46 @@ def test_worker_processes_get_only_the_strategies_the_configs_name():
         assert [r["objective"] for r in rows] == [
             r["objective"] for r in run_experiment(configs, ["iris"], seeds=[0, 1]).rows
         ]
-        named = {"locked": {"n_clusters": 3, "convergence": ["tol", "exp-locked-factory"]}}
-        with pytest.raises(ValueError, match="'exp-locked-factory', registered by this program"):
-            run_experiment(named, ["iris"], seeds=[0], n_jobs=2)
+        nested = {"name": "any", "criteria": ["tol", "exp-locked-factory"]}
+        for convergence in (["tol", "exp-locked-factory"], [nested]):  # at any depth
+            named = {"locked": {"n_clusters": 3, "convergence": convergence}}
+            with pytest.raises(ValueError, match="'exp-locked-factory', registered by this"):
+                run_experiment(named, ["iris"], seeds=[0], n_jobs=2)
     finally:
         CATALOG._entries.pop(("convergence", "exp-locked"), None)
         CATALOG._entries.pop(("convergence", "exp-locked-factory"), None)
+
+
+def test_workers_get_criteria_named_inside_others_and_take_any_config():
+    # a criterion named inside 'any' was not sent (unknown in the workers); a distance
+    # without a natural update, or an observer object, broke the names' collection
+    from kmeansfw.core.catalog import CATALOG
+
+    class AfterTwo:
+        name = "exp-after-two"
+
+        @kmeansfw.hookimpl
+        def kmeansfw_converged(self, state):
+            return state.iteration >= 2
+
+    class Quiet:  # an observer object: no name the catalog knows
+        @kmeansfw.hookimpl
+        def kmeansfw_iteration_end(self, state):
+            pass
+
+    CATALOG.register("convergence", "exp-after-two", AfterTwo)
+    try:
+        configs = {
+            "nested": {"n_clusters": 3, "max_iter": 50,
+                       "convergence": [{"name": "any", "criteria": ["exp-after-two"]}]},
+            "observer": {"n_clusters": 3, "observers": [Quiet()]},
+        }
+        workers = run_experiment(configs, ["iris"], seeds=[0], n_jobs=2).rows
+        here = run_experiment(configs, ["iris"], seeds=[0]).rows
+        assert [r["n_iter"] for r in workers] == [r["n_iter"] for r in here]
+        assert workers[0]["n_iter"] == 2
+    finally:
+        CATALOG._entries.pop(("convergence", "exp-after-two"), None)
 
 
 def test_experiment_is_resumable_and_parallel(tmp_path):

@@ -342,44 +342,59 @@ def _run_cell_registering(token: str, entries: list[Entry], *args: Any) -> dict[
 
 
 def _program_strategies(configs: Iterable[Mapping[str, Any]], n_jobs: int) -> list[Entry]:
-    """The strategies the ``configs`` name (the natural update of their distance
-    included) that this program registered itself (:meth:`Catalog.in_process
-    <kmeansfw.core.catalog.Catalog.in_process>`), checked to reach worker processes."""
+    """The strategies this program registered itself (:meth:`Catalog.in_process
+    <kmeansfw.core.catalog.Catalog.in_process>`) that reach worker processes: every one
+    whose factory pickles; one that does not, and that a config names (at any depth:
+    criteria inside ``any``, the distance's natural update), is refused by name."""
     try:  # what joblib's worker processes receive their tasks by
         import cloudpickle
     except ImportError:  # pragma: no cover - joblib before 1.5 vendored it
         from joblib.externals import cloudpickle  # type: ignore[no-redef]
 
-    from kmeansfw.core.catalog import CATALOG, StrategySpec
+    from kmeansfw.core.catalog import CATALOG
     from kmeansfw.core.distance import describe
 
-    own = {(e.slot, e.name): e for e in CATALOG.in_process()}
-    if not own:
-        return []
-    named = set()
-    for values in configs:
-        cfg = Config.from_dict(values)
-        for slot in ("init", "distance", "assignment", "update", "empty", "convergence"):
-            value = getattr(cfg, slot)
-            for spec in value if isinstance(value, tuple) else (value,):
-                if isinstance(spec, StrategySpec):
-                    named.add((slot, spec.name))
-        named.update(("observer", spec.name) for spec in cfg.observers)
-        if cfg.update is None:  # the distance's natural update is the fit's
-            natural = describe(CATALOG.create("distance", cfg.distance)[1]).natural_update
-            named.add(("update", natural))
-    entries = [own[key] for key in sorted(named) if key in own]
-    for e in entries:
+    entries, stuck = [], {}
+    for e in CATALOG.in_process():
         try:
             cloudpickle.dumps(e.factory)
-        except Exception as exc:  # noqa: BLE001 - whatever stops it, say which
+            entries.append(e)
+        except Exception as exc:  # noqa: BLE001 - whatever stops it, said if it is named
+            stuck[e.name] = (e, exc)
+    if not stuck:
+        return entries
+    for values in configs:
+        names = set(_strategy_names(values))
+        cfg = Config.from_dict(values)
+        if cfg.update is None:  # the distance's natural update is the fit's
+            natural = describe(CATALOG.create("distance", cfg.distance)[1]).natural_update
+            names.add(natural or "mean")
+        for name in sorted(names & set(stuck)):
+            e, exc = stuck[name]
             raise ValueError(
                 f"run_experiment with n_jobs={n_jobs}: the {e.slot} strategy {e.name!r}, "
                 f"registered by this program, cannot be sent to worker processes "
                 f"({type(exc).__name__}: {exc}); run with n_jobs=1, or register a factory "
                 "that pickles"
-            ) from None
+            )
     return entries
+
+
+def _strategy_names(value: Any) -> Iterable[str]:
+    """Every strategy name in a config's values, at any depth (a criterion's criteria)."""
+    from kmeansfw.core.catalog import StrategySpec
+
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, StrategySpec):
+        yield value.name
+        yield from _strategy_names(dict(value.params))
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _strategy_names(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strategy_names(item)
 
 
 def run_cell(
@@ -650,13 +665,29 @@ def run_experiment(
     n_jobs : int
         Worker processes (joblib); -1 for all CPUs.  Each worker gets the strategies
         this program registered itself (decorators, ``CATALOG.register``), which a
-        fresh process would not have (or would have as the built-in they replaced);
-        their factories must pickle (functions and classes defined in a script do).
+        fresh process would not have (or would have as the built-in they replaced),
+        once per experiment; a factory that does not pickle stays behind, and a config
+        naming it is refused (functions and classes defined in a script pickle).
     silhouette_sample : int
         Samples for the silhouette score (at least 2).
     progress : bool
         A progress bar over cells on standard error, when it is a terminal and the
         experiment lasts over 2 seconds.
+
+    Returns
+    -------
+    ExperimentResult
+
+    Raises
+    ------
+    ConfigError
+        A config that does not validate (named by its key in ``configs``).
+    DataError
+        A data file that cannot be read as a table of numbers.
+    ValueError
+        Bad ``datasets``, ``seeds``, ``n_jobs``, ``silhouette_sample`` or config names;
+        with ``n_jobs`` other than 1, a strategy a config names that this program
+        registered with a factory that does not pickle.
     """
     from joblib import Parallel, delayed
 
