@@ -271,10 +271,14 @@ def test_an_unknown_name_says_when_the_environment_variable_left_plugins_out(mon
     expected = rf"installed\? \({ENV_VAR}='' left out the installed plugins other \(dis"
     with pytest.raises(UnknownStrategyError, match=expected):
         catalog.lookup("distance", "fake-other")
-    monkeypatch.setenv(ENV_VAR, "other")  # nothing left out: no hint
-    catalog = Catalog()
-    with pytest.raises(UnknownStrategyError, match=r"installed\?$"):
-        catalog.lookup("distance", "no-such")
+    for value in ("other", None):  # nothing left out, or the variable unset: no hint
+        if value is None:
+            monkeypatch.delenv(ENV_VAR)
+        else:
+            monkeypatch.setenv(ENV_VAR, value)
+        catalog = Catalog()
+        with pytest.raises(UnknownStrategyError, match=r"installed\?$"):
+            catalog.lookup("distance", "no-such")
 
 
 def test_a_factory_refusing_its_parameters_is_quoted_once():

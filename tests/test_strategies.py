@@ -991,6 +991,20 @@ def test_the_bulks_median_is_the_origin_where_far_rows_drag_the_mean():
         assert bulk_origin(rows, np.full(3, np.inf)) is None
 
 
+@pytest.mark.parametrize("n", [3, 4, 5])
+def test_a_far_outlier_among_a_handful_of_rows(n):
+    # one far row among m drawn lies m / (m - 1) times as far from the median as from
+    # the mean, and of two nonzero distances the median was half the far one's: on 3
+    # or 4 rows the mean was kept and inertia_ came out 0.0
+    X = with_far_outlier(np.float64, 1e20, n=n - 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fewer distinct clusters than k, at times
+        km = KMeans(2, random_state=0, n_init=1).fit(X)
+    D = ((X[:, None, :] - km.cluster_centers_[None]) ** 2).sum(axis=2)
+    assert km.inertia_ == pytest.approx(D.min(axis=1).sum(), rel=1e-9)
+    assert km.inertia_ > 0
+
+
 def test_float32_takes_the_bulks_median_at_a_smaller_gap():
     # float32's comparisons lose about gap^2 eps: a mean 600 spreads from 200 rows (one
     # row at 1e5) was kept by the float64 limit, and rows went to a farther centroid

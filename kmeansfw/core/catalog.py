@@ -157,9 +157,9 @@ class Catalog:
         #: ``@register_strategy``), each as (the entry it replaced or None, the entry):
         #: undone when the plugin then fails, so that a plugin registers all or nothing
         self._imported: dict[str, _Changes] = {}
-        #: The value of :data:`ENV_VAR` when the plugins loaded (None: unset, all load),
-        #: and the installed plugins it left out ("name (distribution dist)").
+        #: The value of :data:`ENV_VAR` when the plugins loaded (None: unset, all load).
         self.allowed: str | None = None
+        #: The installed plugins it left out, as "name (distribution dist)".
         self.left_out: list[str] = []
         #: (entry, the entry it replaced) of failed plugins whose entry a later plugin had
         #: replaced: undoing that later plugin puts back the one before

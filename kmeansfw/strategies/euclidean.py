@@ -18,6 +18,7 @@ squared distance to the chosen centroid only.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import attrs
@@ -78,9 +79,9 @@ ORIGIN_SAMPLE_VALUES = 1 << 20
 #: relative, but the search's comparisons (``||c||^2 - 2 x.c`` of values about ``g``
 #: spreads large) to about ``g^2 eps``: a 1e20 outlier among 50 rows spread over 1 put
 #: the mean 2e18 from them, where float64's spacing is 256, and every cost came out 0;
-#: in float32 a gap of 600 misplaced rows already.  The limit: at most this many
-#: spreads, and at most ``sqrt(ORIGIN_MAX_COMPARE_ERROR / eps)`` (1024 in float64, 11 in
-#: float32).  Data without far rows has its mean within a few spreads of its median.
+#: in float32 a gap of 600 misplaced rows already.  The limit is the smaller of this
+#: many spreads and ``sqrt(ORIGIN_MAX_COMPARE_ERROR / eps)``: 1024 in float64, 11.3 in
+#: float32.  Data without far rows has its mean within a few spreads of its median.
 ORIGIN_MAX_MEAN_GAP = 1024.0
 #: ... and the relative error of the search's comparisons it allows (see above).
 ORIGIN_MAX_COMPARE_ERROR = 2.0**-16
@@ -239,6 +240,7 @@ def origin_rule(sample: Any, mean: Any) -> bool:
     sample : array of shape (m, d)
         The drawn rows (anything ``np.asarray`` reads).
     mean : array of shape (d,)
+        The point judged: the training mean, or the point :func:`learned_origin` chose.
 
     Returns
     -------
@@ -279,7 +281,7 @@ def bulk_origin(sample: Any, mean: Any, dtype: Any = np.float64) -> np.ndarray |
     A few far rows (outliers) drag the mean away from the bulk of the data; compared on
     it, the bulk's rows lose their digits (the differences that tell them apart are
     below the spacing of numbers that large), and their labels and costs with them.
-    The typical distance is the median of the drawn rows' nonzero distances to the
+    The typical distance is the lower median of the drawn rows' nonzero distances to the
     median (so that a bulk of repeated rows still has one); drawn rows all equal to the
     median, or a gap or distances that are not finite, keep the mean.  A far group of
     many rows (45 % of them, say) moves the mean too, but there the median, inside the
@@ -294,6 +296,7 @@ def bulk_origin(sample: Any, mean: Any, dtype: Any = np.float64) -> np.ndarray |
     sample : array of shape (m, d)
         The drawn rows (:func:`origin_sample_rows`; anything ``np.asarray`` reads).
     mean : array of shape (d,)
+        The training data's mean.
     dtype : dtype, default=float64
         The data's, whose precision sets the limit.
 
@@ -318,15 +321,26 @@ def bulk_origin(sample: Any, mean: Any, dtype: Any = np.float64) -> np.ndarray |
     if distances.size == 0 or not np.isfinite(far) or not np.all(np.isfinite(distances)):
         return None
     limit = mean_gap_limit(dtype)
-    if not far > limit**2 * float(_middle(distances)):
+    # the lower median: of two rows' distances (three drawn rows, one far), the nearer
+    typical = float(np.partition(distances, (distances.size - 1) // 2)[(distances.size - 1) // 2])
+    if not far > limit**2 * typical:
         return None
-    return median if farthest <= ORIGIN_MAX_FARTHEST**2 * farthest_from_mean else None
+    # one far row among m drawn lies m / (m - 1) times as far from the median as from
+    # the mean: on a handful of rows that alone passes the guard's limit
+    m = rows.shape[0]
+    allowed = max(ORIGIN_MAX_FARTHEST, m / (m - 1)) if m > 1 else ORIGIN_MAX_FARTHEST
+    return median if farthest <= allowed**2 * farthest_from_mean else None
 
 
 def _middle(values: np.ndarray) -> Any:
     """The median along the last axis (``np.median``'s value), by one partition: this
-    runs once per fit, and ``np.median``'s own overhead was most of a small fit's."""
+    runs once per fit, and ``np.median``'s own overhead was most of a small fit's.
+    Values with a NaN, or none, go to ``np.median`` (NaN)."""
     m = values.shape[-1]
+    if m == 0 or np.isnan(values).any():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # the mean of an empty slice
+            return np.median(values, axis=-1)
     k = m // 2
     if m % 2:
         return np.partition(values, k, axis=-1)[..., k]
@@ -387,7 +401,8 @@ def whole_numbers(sample: Any) -> bool:
     Parameters
     ----------
     sample : array of shape (m, d)
-        The drawn rows (anything ``np.asarray`` reads); none: False.
+        The drawn rows (anything ``np.asarray`` reads; finite, as validated data is);
+        none: False.
 
     Returns
     -------

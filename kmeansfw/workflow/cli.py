@@ -242,7 +242,7 @@ def draw_seed() -> int:
     "--header/--no-header",
     default=None,
     help="Whether a CSV's first line is a header of column names (default: a line naming "
-    "every column with text, no number).",
+    "every column with text, no number); other data ignores it.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress, no summary.")
 def fit(

@@ -98,7 +98,20 @@ def load_dataset(
     (numbers only, an optional header line of column names; a header above an index
     column, as pandas writes one, and a first line reading ``0,1,...,d-1``, pandas'
     default column names, are refused: they cannot be told from data), ``.npy``, and
-    ``.parquet`` when pyarrow is installed.  ``header``: see :func:`load_file`.
+    ``.parquet`` when pyarrow is installed.
+
+    Parameters
+    ----------
+    name : str
+        A data set's name or a data file's path.
+    header : bool or None, default=None
+        For a CSV file, see :func:`load_file`.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features)
+    y : ndarray of shape (n_samples,) or None
+        The true labels of a bundled or generated data set; None for a file.
     """
     from sklearn import datasets
 
@@ -129,12 +142,19 @@ def load_file(path: str | os.PathLike[str], *, header: bool | None = None) -> np
         For a CSV: whether its first line is a header of column names.  None tells
         from the line: a header names every column with text, no number (so a first
         line with a number in it is data, and a bad value there is refused); True
-        takes the first line as names whatever they read (``temp,2019``), False as
-        data.
+        takes the first line as names whatever they read (``temp,2019``; but a first
+        cell left empty, above an index column as pandas writes it, is refused), False
+        as data.  Other file types ignore it.
 
     Returns
     -------
     ndarray of shape (n_samples, n_features)
+
+    Raises
+    ------
+    DataError
+        No such file, an unknown type, or no table of finite numbers in it (the
+        message names the file and, for a CSV, the row and column).
     """
     path = pathlib.Path(path)
     if not is_file(path):
@@ -241,11 +261,11 @@ def _counting(cells: list[str], start: int = 1) -> list[str]:
 
 def _read_csv(path: pathlib.Path, header: bool | None = None) -> np.ndarray:
     raw = path.read_bytes()
+    if b"\x00" in raw:  # UTF-16 (with or without its mark) or a binary file
+        raise DataError(f"{path.name}: not UTF-8 text (it holds NUL bytes: UTF-16?)")
     try:  # utf-8-sig: a byte order mark (Excel's "CSV UTF-8") is not part of a value
         text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        if b"\x00" in raw:  # UTF-16 or a binary file: no numbers to read as text
-            raise DataError(f"{path.name}: not UTF-8 text ({exc})") from None
+    except UnicodeDecodeError:
         # Excel's plain "CSV" (Windows-1252) with accented names in its header: the
         # numbers are ASCII either way, and the header's names are not used
         text = raw.decode("latin-1")
@@ -304,7 +324,8 @@ def _read_csv(path: pathlib.Path, header: bool | None = None) -> np.ndarray:
                 if line == 1 and not told:
                     hint = (
                         " (a header line names every column with text, no number; for "
-                        "names such as 2019 say header=True, on the command line --header)"
+                        "names such as 2019 pass header=True to load_file or "
+                        "load_dataset, or --header to kmeansfw fit)"
                     )
                 raise DataError(
                     f"{path.name}: non-numeric value {value!r} in row {line}, column {column}"
