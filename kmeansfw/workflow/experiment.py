@@ -30,7 +30,6 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterable, Mapping
-from numbers import Integral
 from typing import Any
 
 import attrs
@@ -41,6 +40,7 @@ from kmeansfw.core.catalog import Entry
 from kmeansfw.core.config import Config
 from kmeansfw.core.errors import ConfigError, StrategyError
 from kmeansfw.strategies.observers import records_frame
+from kmeansfw.strategies.validators import integer
 
 COLUMNS = [
     "config",
@@ -348,10 +348,10 @@ _REGISTERED: set[str] = set()
 
 
 def _run_cell_registering(token: str, entries: list[Entry], *args: Any) -> dict[str, Any]:
-    """Worker: register the calling program's own strategies that its configs name
-    (``entries``, once per experiment ``token``), then :func:`run_cell`.  A worker
-    process starts from the installed catalog, where such a name is unknown, or the
-    built-in it replaced."""
+    """Worker: register the calling program's own strategies (``entries``: those whose
+    factories pickle, see :func:`_program_strategies`), once per experiment ``token``,
+    then :func:`run_cell`.  A worker process starts from the installed catalog, where
+    such a name is unknown, or the built-in it replaced."""
     from kmeansfw.core.catalog import CATALOG
 
     if entries and token not in _REGISTERED:
@@ -644,7 +644,7 @@ def _seeds(value: Any) -> list[int]:
         raise ValueError(f"seeds must be a list of integers, got {value!r}")
     seeds = list(value)
     for seed in seeds:
-        if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
+        if not integer(seed) or seed < 0:
             raise ValueError(f"seeds must be non-negative integers, got {seed!r}")
     seeds = [int(s) for s in seeds]
     _refuse_repeats(seeds, "seeds")
@@ -712,11 +712,12 @@ def run_experiment(
     """
     from joblib import Parallel, delayed
 
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, Integral) or n_jobs == 0:
+    if not integer(n_jobs) or n_jobs == 0:
         raise ValueError(f"n_jobs must be a non-zero integer (-1: all CPUs), got {n_jobs!r}")
-    sample = silhouette_sample
-    if isinstance(sample, bool) or not isinstance(sample, Integral) or sample < 2:
-        raise ValueError(f"silhouette_sample must be an integer >= 2, got {sample!r}")
+    if not integer(silhouette_sample) or silhouette_sample < 2:
+        raise ValueError(
+            f"silhouette_sample must be an integer >= 2, got {silhouette_sample!r}"
+        )
     for name in configs:  # the table's config column: read back as text when resuming
         if not isinstance(name, str) or not name:
             raise ValueError(
