@@ -544,3 +544,11 @@ def test_fit_reads_a_header_it_is_told_of(tmp_path, run):
     assert result.exit_code == 0, result.output
     labels = np.loadtxt(tmp_path / "b" / "labels.csv", skiprows=1)
     assert labels.shape[0] == 40  # every data row, the header none
+    config = tmp_path / "two.toml"
+    config.write_text("n_clusters = 2\nn_init = 1\n")
+    refused = run("compare", config, "--dataset", data, "--seeds", 1)
+    assert refused.exit_code == 2 and "--header to kmeansfw fit or compare" in refused.output
+    result = run("compare", config, "--dataset", data, "--seeds", 1, "--header", "--cells")
+    assert result.exit_code == 0, result.output
+    fitted = KMeans(2, n_init=1, random_state=0).fit(np.loadtxt(data, delimiter=",", skiprows=1))
+    assert f"{fitted.inertia_:.10g}" in result.output

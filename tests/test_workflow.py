@@ -233,9 +233,12 @@ def test_csv_header_said_by_the_caller(tmp_path):
     # the caller can say the first line is a header (or is data)
     path = tmp_path / "x.csv"
     path.write_text("temp,2019\n1,2\n3,4\n")
-    with pytest.raises(DataError, match=r"'temp' in row 1.*header=True to load_file .* --header"):
+    with pytest.raises(DataError, match=r"'temp' in row 1.*header=True to load_file, .* --header"):
         load_file(path)
     np.testing.assert_array_equal(load_file(path, header=True), [[1, 2], [3, 4]])
+    for bad in ("no", 1, 0.0):  # a string would read as true
+        with pytest.raises(ValueError, match="header must be None, True or False"):
+            load_file(path, header=bad)
     path.write_text("0,1,2\n3,4,5\n")  # pandas' default names, or data: the caller says
     with pytest.raises(DataError, match="read it with header=True"):
         load_file(path)
@@ -247,6 +250,35 @@ def test_csv_header_said_by_the_caller(tmp_path):
     path.write_text(",0,1\n0,1.5,2.5\n")  # above an index column: refused whatever is said
     with pytest.raises(DataError, match="header's first cell is empty"):
         load_file(path, header=True)
+
+
+def test_experiment_reads_a_header_it_is_told_of(tmp_path):
+    # a header with a number-like name: refused unless the experiment is told; the
+    # reading is part of a cell's settings, so a rerun under another one recomputes
+    path = tmp_path / "years.csv"
+    path.write_text("temp,2019\n" + "".join(f"{i % 7},{(i * 3) % 5}\n" for i in range(40)))
+    configs = {"a": {"n_clusters": 2, "n_init": 1}}
+    with pytest.raises(DataError, match="header=True to load_file, load_dataset or run_exp"):
+        run_experiment(configs, [str(path)], seeds=[0])
+    with pytest.raises(ValueError, match="header must be None, True or False, got 'yes'"):
+        run_experiment(configs, [str(path)], seeds=[0], header="yes")
+    out = tmp_path / "cells.csv"
+    first = run_experiment(configs, [str(path)], seeds=[0, 1], out=out, header=True)
+    expected = KMeans(2, n_init=1, random_state=0).fit(np.loadtxt(path, delimiter=",", skiprows=1))
+    assert first.rows[0]["objective"] == pytest.approx(expected.inertia_, rel=1e-12)
+    lines = out.read_text().splitlines()
+    again = run_experiment(configs, [str(path)], seeds=[0, 1], out=out, header=True)
+    assert out.read_text().splitlines() == lines  # reused, nothing appended
+    assert [r["objective"] for r in again.rows] == [r["objective"] for r in first.rows]
+    # a named data set ignores the option: its cells keep their settings
+    run_experiment(configs, ["iris"], seeds=[0], out=out)
+    lines = out.read_text().splitlines()
+    run_experiment(configs, ["iris"], seeds=[0], out=out, header=True)
+    assert out.read_text().splitlines() == lines
+    # read as data instead, the file's cells are not those computed with its header
+    path.write_text("".join(f"{i % 7},{(i * 3) % 5}\n" for i in range(40)))
+    run_experiment(configs, [str(path)], seeds=[0], out=out, header=False)
+    assert len(out.read_text().splitlines()) == len(lines) + 1
 
 
 class _Terminal(io.StringIO):

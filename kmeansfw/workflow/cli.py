@@ -401,6 +401,12 @@ def _dataset(ctx: click.Context, param: click.Parameter, value: Sequence[str]) -
     callback=_out_csv,
     help="CSV of all cells (resumable).",
 )
+@click.option(
+    "--header/--no-header",
+    default=None,
+    help="Whether the CSV data files' first line is a header of column names (default: "
+    "a line naming every column with text, no number).",
+)
 @click.option("--cells", is_flag=True, help="Print every cell, not only the summary.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def compare(
@@ -410,6 +416,7 @@ def compare(
     k: int | None,
     jobs: int,
     out: str | None,
+    header: bool | None,
     cells: bool,
     quiet: bool,
 ) -> None:
@@ -428,7 +435,14 @@ def compare(
             raise ConfigError(message if path in message else f"{path}: {message}") from None
         named[name if name not in named else path] = config
     result = run_experiment(
-        named, datasets, range(seeds), n_clusters=k, out=out, n_jobs=jobs, progress=not quiet
+        named,
+        datasets,
+        range(seeds),
+        n_clusters=k,
+        out=out,
+        n_jobs=jobs,
+        progress=not quiet,
+        header=header,
     )
     summary = result.summary()
     if not summary:  # pragma: no cover - the options above make every run non-empty

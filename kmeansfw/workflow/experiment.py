@@ -155,7 +155,10 @@ def load_file(path: str | os.PathLike[str], *, header: bool | None = None) -> np
     DataError
         No such file, an unknown type, or no table of finite numbers in it (the
         message names the file and, for a CSV, the row and column).
+    ValueError
+        A ``header`` other than None, True or False.
     """
+    check_header(header)
     path = pathlib.Path(path)
     if not is_file(path):
         known = ", ".join((*BUNDLED, *BLOBS))
@@ -188,6 +191,13 @@ def load_file(path: str | os.PathLike[str], *, header: bool | None = None) -> np
         raise DataError(f"{path.name}: the data must be numeric, got {X.dtype}")
     check_finite(X, path.name)
     return X
+
+
+def check_header(header: Any) -> None:
+    """Raise ValueError unless ``header`` is None, True or False (a string such as
+    ``"no"`` would read as true)."""
+    if header is not None and not isinstance(header, bool | np.bool_):
+        raise ValueError(f"header must be None, True or False, got {header!r}")
 
 
 def check_finite(X: np.ndarray, name: str) -> None:
@@ -324,8 +334,9 @@ def _read_csv(path: pathlib.Path, header: bool | None = None) -> np.ndarray:
                 if line == 1 and not told:
                     hint = (
                         " (a header line names every column with text, no number; for "
-                        "names such as 2019 pass header=True to load_file or "
-                        "load_dataset, or --header to kmeansfw fit)"
+                        "names such as 2019 pass header=True to load_file, "
+                        "load_dataset or run_experiment, or --header to kmeansfw fit "
+                        "or compare)"
                     )
                 raise DataError(
                     f"{path.name}: non-numeric value {value!r} in row {line}, column {column}"
@@ -419,9 +430,15 @@ def _strategy_names(value: Any) -> Iterable[str]:
 
 
 def run_cell(
-    name: str, config: Mapping[str, Any], dataset: str, seed: int, silhouette_sample: int
+    name: str,
+    config: Mapping[str, Any],
+    dataset: str,
+    seed: int,
+    silhouette_sample: int,
+    header: bool | None = None,
 ) -> dict[str, Any]:
-    """Fit one configuration on one data set with one seed; return the table row."""
+    """Fit one configuration on one data set with one seed; return the table row
+    (``header``: for a CSV data file, see :func:`load_file`)."""
     from sklearn.metrics import (
         adjusted_rand_score,
         normalized_mutual_info_score,
@@ -430,7 +447,7 @@ def run_cell(
 
     from kmeansfw.estimator import KMeans
 
-    X, y = load_dataset(dataset)
+    X, y = load_dataset(dataset, header=header)
     km = KMeans.from_config({**config, "random_state": int(seed)})
     if km.n_clusters > X.shape[0]:
         raise DataError(
@@ -532,14 +549,20 @@ _LATER_COLUMNS = ("n_clusters", "settings")
 SETTINGS_DIGEST_CHARS = 20
 
 
-def _settings(values: Mapping[str, Any], data: str, silhouette_sample: int) -> str:
+def _settings(
+    values: Mapping[str, Any], data: str, silhouette_sample: int, header: bool | None = None
+) -> str:
     """What a cell's row depends on besides its key (config name, data set, seed, k): the
     config's values, the silhouette's sample and ``data``, a data file's digest (empty
-    for a named data set); as a digest recorded with the row, so that a rerun does not
-    take a row computed under other settings."""
+    for a named data set), with the reading of its first line when the caller sets it
+    (``header``); as a digest recorded with the row, so that a rerun does not take a row
+    computed under other settings."""
     from kmeansfw.workflow.checkpoint import value_digest
 
-    return value_digest([dict(values), int(silhouette_sample), data])[:SETTINGS_DIGEST_CHARS]
+    parts: list[Any] = [dict(values), int(silhouette_sample), data]
+    if header is not None and data:  # rows written without the option keep their digest
+        parts.append({"header": bool(header)})
+    return value_digest(parts)[:SETTINGS_DIGEST_CHARS]
 
 
 def _rewrite_with_columns(path: pathlib.Path, rows: list[dict[str, Any]]) -> None:
@@ -670,6 +693,7 @@ def run_experiment(
     n_jobs: int = 1,
     silhouette_sample: int = 1000,
     progress: bool = False,
+    header: bool | None = None,
 ) -> ExperimentResult:
     """Run every (config, data set, seed) cell; see the module docstring.
 
@@ -694,6 +718,10 @@ def run_experiment(
     progress : bool
         A progress bar over cells on standard error, when it is a terminal and the
         experiment lasts over 2 seconds.
+    header : bool or None, default=None
+        For CSV data files: whether their first line is a header of column names (see
+        :func:`load_file`; None tells from the line).  Recorded in the cells' settings
+        when set, so that a resumed run under another reading computes them again.
 
     Returns
     -------
@@ -706,7 +734,8 @@ def run_experiment(
     DataError
         A data file that cannot be read as a table of numbers.
     ValueError
-        Bad ``datasets``, ``seeds``, ``n_jobs``, ``silhouette_sample`` or config names;
+        Bad ``datasets``, ``seeds``, ``n_jobs``, ``silhouette_sample``, ``header`` or
+        config names;
         with ``n_jobs`` other than 1, a strategy a config names that this program
         registered with a factory that does not pickle.
     """
@@ -718,6 +747,7 @@ def run_experiment(
         raise ValueError(
             f"silhouette_sample must be an integer >= 2, got {silhouette_sample!r}"
         )
+    check_header(header)
     for name in configs:  # the table's config column: read back as text when resuming
         if not isinstance(name, str) or not name:
             raise ValueError(
@@ -740,7 +770,7 @@ def run_experiment(
     datasets, seeds = _names(datasets, "datasets"), _seeds(seeds)
     for dataset in datasets:
         if dataset not in BUNDLED and dataset not in BLOBS:
-            load_file(dataset)  # fail early, before any worker starts
+            load_file(dataset, header=header)  # fail early, before any worker starts
     path = pathlib.Path(out) if out is not None else None
     finished, columns, end = _read_finished(path) if path is not None else ([], list(COLUMNS), "")
     if end == "torn":
@@ -755,7 +785,7 @@ def run_experiment(
         d: "" if d in BUNDLED or d in BLOBS else file_digest(d) for d in dict.fromkeys(datasets)
     }
     settings = {
-        (name, dataset): _settings(plain[name], files[dataset], silhouette_sample)
+        (name, dataset): _settings(plain[name], files[dataset], silhouette_sample, header)
         for name in plain
         for dataset in datasets
     }
@@ -811,7 +841,7 @@ def run_experiment(
         token = uuid.uuid4().hex
         jobs = (
             delayed(_run_cell_registering)(
-                token, entries, name, plain[name], dataset, seed, silhouette_sample
+                token, entries, name, plain[name], dataset, seed, silhouette_sample, header
             )
             for name, dataset, seed, _ in todo
         )
