@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -20,12 +19,13 @@ from kmeansfw.engine.fitting import (
     observers_and_history,
 )
 from kmeansfw.estimator import _BaseKMeans, refuse_backend_input
+from kmeansfw.strategies.validators import integer
 
 
 def _check_int(name: str, value: Any, low: int, *, none: bool = False) -> None:
     if none and value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
+    if not integer(value) or value < low:
         extra = " or None" if none else ""
         raise InvalidParameterError(
             f"parameter {name!r} must be an integer >= {low}{extra}, got {value!r}"

@@ -462,6 +462,29 @@ def test_bad_parameters_fail_at_config_time(values, message):
         Config.from_dict(values)
 
 
+@pytest.mark.filterwarnings("ignore::kmeansfw.PairingWarning")  # trimmed-mean's pairing
+def test_numpy_numbers_are_parameters_as_python_ones(rng):
+    from kmeansfw.strategies.empty import SplitLargest
+    from kmeansfw.strategies.update import TrimmedMean
+
+
+    # a NumPy scalar from a computed grid of settings: accepted as the number it is
+    X = rng.normal(size=(60, 2))
+    init = X[:4].copy()
+    init[3] = 1e6  # far from every row: its cluster empties at the first step
+    plain = KMeans(4, init=init, empty={"name": "split-largest", "eps": 0.25}).fit(X)
+    for eps in (np.float32(0.25), np.float64(0.25)):
+        km = KMeans(4, init=init, empty={"name": "split-largest", "eps": eps}).fit(X)
+        np.testing.assert_array_equal(km.labels_, plain.labels_)
+        km = KMeans(4, init=init, empty=SplitLargest(eps=eps)).fit(X)  # the object itself
+        np.testing.assert_array_equal(km.labels_, plain.labels_)
+    with pytest.raises(ConfigError, match="eps"):
+        Config.from_dict({"empty": {"name": "split-largest", "eps": np.bool_(True)}})
+    plain = KMeans(3, update={"name": "trimmed-mean", "trim": 0.25}, random_state=0).fit(X)
+    km = KMeans(3, update=TrimmedMean(trim=np.float32(0.25)), random_state=0).fit(X)
+    np.testing.assert_array_equal(km.cluster_centers_, plain.cluster_centers_)
+
+
 def test_data_dependent_errors_name_the_strategy(rng):
     X = rng.normal(size=(50, 3))
     X[7] = 0

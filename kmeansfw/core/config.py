@@ -13,7 +13,6 @@ import os
 import sys
 import warnings
 from collections.abc import Mapping
-from numbers import Integral, Real
 from typing import Any
 
 import attrs
@@ -24,6 +23,7 @@ from kmeansfw.core.data import DEFAULT_MEMORY_BUDGET
 from kmeansfw.core.distance import describe
 from kmeansfw.core.errors import ConfigError, InvalidParameterError, UnknownStrategyError
 from kmeansfw.core.slots import SLOTS
+from kmeansfw.strategies.validators import integer, real
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -72,7 +72,7 @@ def _int_at_least(low: int, *, allow: tuple = ()) -> Any:
     def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         if value in allow and isinstance(value, str | type(None)):
             return
-        if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
+        if not integer(value) or value < low:
             extra = "".join(f" or {a!r}" for a in allow)
             raise InvalidParameterError(
                 f"config key {attribute.name!r} must be an integer >= {low}{extra}, got {value!r}"
@@ -85,7 +85,7 @@ def _real_at_least(low: float, *, strict: bool = False, finite: bool = True) -> 
     # ``finite=False``: +inf passes too (NaN never does), as for an unbounded budget
     # (:func:`budget_bytes`)
     def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-        ok = isinstance(value, Real) and not isinstance(value, bool)
+        ok = real(value)
         ok = ok and (np.isfinite(value) if finite else value == value)
         if not ok or value < low or (strict and value == low):
             op = ">" if strict else ">="
@@ -103,7 +103,7 @@ def _random_state(instance: Any, attribute: attrs.Attribute, value: Any) -> None
     kinds = (np.random.Generator, np.random.RandomState, np.random.SeedSequence)
     if value is None or isinstance(value, kinds):
         return
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 0:
+    if not integer(value) or value < 0:
         raise InvalidParameterError(
             f"config key 'random_state' must be None, a non-negative integer or a numpy "
             f"Generator, got {value!r}"

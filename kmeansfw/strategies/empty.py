@@ -9,6 +9,7 @@ import numpy as np
 from kmeansfw.core.data import FitData
 from kmeansfw.core.markers import hookimpl
 from kmeansfw.engine import steps
+from kmeansfw.strategies.validators import real
 
 
 def _empty_clusters(
@@ -91,7 +92,7 @@ class SplitLargest:
 
     @eps.validator
     def _check_eps(self, attribute: attrs.Attribute, value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+        if not real(value) or not 0 < value < 1:
             raise ValueError(f"split-largest: eps must be in (0, 1), got {value!r}")
 
     @hookimpl

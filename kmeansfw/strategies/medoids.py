@@ -39,7 +39,7 @@ from kmeansfw.engine import steps
 from kmeansfw.engine.executors import map_tasks, single_threaded_blas, task_rows
 from kmeansfw.strategies.init import KMeansPlusPlus
 from kmeansfw.strategies.update import cluster_members
-from kmeansfw.strategies.validators import positive_int, positive_number
+from kmeansfw.strategies.validators import positive_int, positive_number, real
 
 #: Swaps whose gain is smaller than this fraction of the objective are not made (no
 #: cycling on round-off).
@@ -49,7 +49,7 @@ MAX_JOINT_SWAPS = 16
 
 
 def _check_share(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    ok = real(value)
     if not ok or not 0 <= value <= 1:
         raise ValueError(f"{attribute.name} must be a number in [0, 1], got {value!r}")
 

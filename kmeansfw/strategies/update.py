@@ -17,7 +17,7 @@ from kmeansfw.engine import steps
 from kmeansfw.engine.executors import kernel_threads, map_items
 from kmeansfw.engine.loop import OnlineState
 from kmeansfw.strategies.euclidean import row_sq_norms
-from kmeansfw.strategies.validators import positive_int, positive_number
+from kmeansfw.strategies.validators import positive_int, positive_number, real
 
 
 @attrs.frozen
@@ -252,7 +252,7 @@ def _median_rows(rows: np.ndarray) -> np.ndarray:
 
 
 def _check_fraction(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    ok = real(value)
     if not ok or not 0 <= value < 0.5:
         raise ValueError(f"{attribute.name} must be a number in [0, 0.5), got {value!r}")
 
