@@ -242,7 +242,8 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
         A continuing call keeps the fitted model's strategies, number of clusters and
         dtype: changing ``n_clusters`` (``set_params``) since raises a ``ValueError``, a
         changed strategy parameter takes effect at the next :meth:`fit` (or on a clone),
-        and a batch of the other float dtype is converted to the model's (a copy).
+        and a batch of the other float dtype is converted to the model's (a copy).  A
+        changed ``reassignment_ratio`` applies from the next call, as in scikit-learn.
 
         Parameters
         ----------
@@ -294,6 +295,8 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
             self._online: tuple[Any, np.random.Generator | None] = (walk.online, rng)
             self._set_fitted(self._strategies, batch.fitted, centroids)
         walk.online, maybe_rng = self._online
+        # read on every call, as scikit-learn does (set_params between batches)
+        walk.online.reassignment_ratio = walk.reassignment_ratio
         if maybe_rng is None:  # the first partial_fit after fit draws from random_state now
             maybe_rng = make_rng(self.random_state)
             self._online = (walk.online, maybe_rng)
@@ -450,8 +453,11 @@ default="auto"
         Seeding: ``"auto"`` (greedy k-means++ on small data, k-means|| once samples x
         clusters >= 2^21), ``"k-means++"``, ``"k-means||"``, ``"random"``, explicit
         centroids, a function ``(X, n_clusters, rng) -> centroids`` or a strategy object.
-        A function sees sparse X only if it says it handles it (see
-        :func:`kmeansfw.core.adapters.sparse_init`).
+        ``rng`` is the fit's :class:`numpy.random.Generator`; a function written for
+        scikit-learn, ``(X, n_clusters, random_state)``, gets a
+        :class:`numpy.random.RandomState` drawing from it (see
+        :func:`kmeansfw.core.adapters.random_argument`).  A function sees sparse X only
+        if it says it handles it (see :func:`kmeansfw.core.adapters.sparse_init`).
     distance : str, dict, callable or object, default="euclidean"
         The geometry; a plain function ``(X_block, centroids) -> distances`` works too.
     assignment : str, dict or object, default="auto"

@@ -165,6 +165,28 @@ def test_partial_fit_reassigns_too():
     assert -streamed[0.01].score(X) < 0.5 * -streamed[0.0].score(X)
 
 
+@pytest.mark.parametrize("cls", [KMeans, kmeansfw.MiniBatchKMeans])
+def test_partial_fit_reads_a_changed_reassignment_ratio(cls):
+    # set_params between batches applies from the next call, as in scikit-learn (it was
+    # kept from the first call: reassignment could not be turned on mid-stream)
+    X, _ = make_blobs(3000, centers=3, random_state=0)
+    init = np.vstack([X[:3], [[1e3, 1e3]]])
+    km = cls(4, init=init, reassignment_ratio=0.0, empty="keep", random_state=0)
+    theirs = MiniBatchKMeans(4, init=init, n_init=1, reassignment_ratio=0.0, random_state=0)
+    for rows in np.array_split(np.arange(1000), 4):
+        km.partial_fit(X[rows])
+        theirs.partial_fit(X[rows])
+    np.testing.assert_array_equal(km.cluster_centers_[3], [1e3, 1e3])  # starved, kept
+    km.set_params(reassignment_ratio=0.5)
+    theirs.set_params(reassignment_ratio=0.5)
+    for rows in np.array_split(np.arange(1000, 3000), 8):
+        km.partial_fit(X[rows])
+        theirs.partial_fit(X[rows])
+    assert km._online[0].reassigned >= 1
+    assert np.abs(km.cluster_centers_).max() < 100  # the starved centroid moved into X
+    assert np.abs(theirs.cluster_centers_).max() < 100
+
+
 def test_label_criteria_see_the_rows_previous_labels():
     """Mini-batch steps compare a batch's labels with those its rows had when last drawn,
     so label-based criteria (``unchanged``, ``tol``'s strict rule) can fire."""
