@@ -31,6 +31,14 @@ def _positive_int_or_none(instance: object, attribute: attrs.Attribute, value: o
         raise ValueError(f"{attribute.name} must be a positive integer or None, got {value!r}")
 
 
+def _potential(sample_weight: np.ndarray, costs: np.ndarray) -> float:
+    """``sum(sample_weight * costs)`` in float64 (``np.dot``, as before, for float64):
+    float32 data's weights and costs are float32, whose total overflows past 3.4e38
+    long before a squared distance does (the seeding's potential then read inf, and its
+    draws went astray without an error)."""
+    return float(np.dot(np.asarray(sample_weight, np.float64), np.asarray(costs, np.float64)))
+
+
 @attrs.frozen
 class RandomInit:
     """``k`` distinct samples drawn at random, weighted by ``sample_weight`` (the article's)."""
@@ -99,7 +107,7 @@ class KMeansPlusPlus:
         draws = rng.uniform(size=(n_clusters - 1, trials))
         if _pairwise_pays(data, n_clusters):
             costs = _block_costs(hook, data, rows_dense(X, slice(None)))
-            potential = float(np.dot(sw, costs[:, first]))
+            potential = _potential(sw, costs[:, first])
             chosen = kernels.plusplus_from_costs(costs, sw, first, potential, draws)
             return rows_dense(X, chosen)
         # blocks sized for a (rows, trials) cost matrix rather than (rows, k)
@@ -111,7 +119,7 @@ class KMeansPlusPlus:
             closest = _block_costs(hook, plan, centers[:1])[:, 0].copy()
         else:
             closest = _min_cost(hook, plan, centers[:1], None)
-        potential = float(np.dot(sw, closest))
+        potential = _potential(sw, closest)
         fused = getattr(hook, "distance_fast_path", None)
         fused = fused("plusplus_steps") if one_block and fused is not None else None
         if fused is not None:  # every later step in one call, where the distance has one
@@ -121,7 +129,7 @@ class KMeansPlusPlus:
         cumulative = None
         for c in range(1, n_clusters):
             if cumulative is None:
-                cumulative = np.cumsum(sw * closest, dtype=np.float64)
+                cumulative = np.cumsum(np.multiply(sw, closest, dtype=np.float64))
             candidates = kernels.draw_candidates(cumulative, potential, draws[c - 1], n)
             points = rows_dense(X, candidates)
             if one_block:  # small data: the step's arithmetic in one compiled pass
@@ -134,7 +142,7 @@ class KMeansPlusPlus:
                     closest = lowered[:, best].copy()
                 else:
                     closest = _min_cost(hook, plan, points[best : best + 1], closest)
-                potential = float(pots[best]) if potential > 0 else float(np.dot(sw, closest))
+                potential = float(pots[best]) if potential > 0 else _potential(sw, closest)
                 cumulative = None
             centers[c] = points[best]
         return centers
@@ -490,7 +498,9 @@ def _oversample(
     n = closest.shape[0]
     for start in range(0, n, SAMPLING_BLOCK_ROWS):  # blocks of rows, never samples
         stop = min(start + SAMPLING_BLOCK_ROWS, n)
-        p = np.minimum(1.0, expected * sample_weight[start:stop] * closest[start:stop] / potential)
+        # in float64 (float32 products of large costs overflowed: every row kept)
+        weights = np.asarray(sample_weight[start:stop], dtype=np.float64)
+        p = np.minimum(1.0, expected * weights * closest[start:stop] / potential)
         picked.append(np.flatnonzero(rng.random(stop - start) < p) + start)
     return np.concatenate(picked) if picked else np.empty(0, dtype=np.intp)
 
