@@ -182,6 +182,37 @@ def test_an_init_function_answers_any_real_numbers(X, theirs, ours, dtype, answe
     assert km.n_iter_ == same.n_iter_
 
 
+def test_an_init_function_written_for_scikit_learn_runs_unchanged(X):
+    # scikit-learn hands its init functions a RandomState as random_state=; one named so
+    # gets a RandomState drawing from the fit's generator (the same seed, the same rows)
+    def legacy(data, n_clusters, random_state):
+        return data[random_state.permutation(data.shape[0])[:n_clusters]]
+
+    def rows_of(seed):
+        rs = np.random.RandomState(np.random.default_rng(seed).bit_generator)
+        return np.asarray(X)[rs.permutation(X.shape[0])[:5]]
+
+    for theirs in (cluster.KMeans, kmeansfw.KMeans):  # runs in both
+        theirs(5, init=legacy, n_init=1, max_iter=1).fit(X)
+    first = kmeansfw.KMeans(5, init=legacy, n_init=1, random_state=3).fit(X)
+    again = kmeansfw.KMeans(5, init=legacy, n_init=1, random_state=3).fit(X)
+    given = kmeansfw.KMeans(5, init=rows_of(3), n_init=1, random_state=3).fit(X)
+    np.testing.assert_array_equal(first.cluster_centers_, again.cluster_centers_)
+    np.testing.assert_array_equal(first.cluster_centers_, given.cluster_centers_)
+
+    def generator_user(data, n_clusters, rng):  # another name: the Generator itself
+        assert isinstance(rng, np.random.Generator)
+        return data[rng.permutation(data.shape[0])[:n_clusters]]
+
+    kmeansfw.KMeans(5, init=generator_user, n_init=1).fit(X)
+
+    def mixed_up(data, n_clusters, rng):  # RandomState's methods on the Generator
+        return data[rng.randint(0, data.shape[0], n_clusters)]
+
+    with pytest.raises(kmeansfw.StrategyError, match="no attribute 'randint' .*rng.integers"):
+        kmeansfw.KMeans(5, init=mixed_up, n_init=1).fit(X)
+
+
 @pytest.mark.parametrize(
     ("answer", "problem"),
     [(np.ones((5, 4)) * 1j, "dtype complex128"), ([["a"] * 4] * 5, "dtype <U1"),

@@ -92,6 +92,17 @@ def test_init_array_with_nan(X):
         KMeans(3, init=init).fit(X)
 
 
+def test_init_array_beyond_the_float32_data_s_range(X):
+    # finite in float64, inf once cast to the float32 data's dtype: said as such, not
+    # as centroids "containing NaN or infinity" the user never gave
+    init = X[:3].astype(np.float64)
+    init[1, 2] = -1e200
+    with pytest.raises(StrategyError, match=r"init array holds values up to 1e\+200, beyond"):
+        KMeans(3, init=init).fit(X.astype(np.float32))
+    init[1, 2] = 3e38  # within float32's range: fits
+    assert KMeans(3, init=init, max_iter=1).fit(X.astype(np.float32)).n_iter_ == 1
+
+
 @pytest.mark.parametrize(
     ("weights", "message"),
     [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -84,8 +85,11 @@ class CallableInit:
     func : callable
         ``func(X, n_clusters, rng)``: the (n, d) data (an ndarray, or a scipy CSR matrix
         when sparse input is accepted), the number of clusters and the fit's
-        :class:`numpy.random.Generator`; returns (n_clusters, d) centroids: an array
-        or nested lists of real numbers, converted to the data's dtype.
+        :class:`numpy.random.Generator` (a :class:`numpy.random.RandomState` drawing
+        from it when the third parameter is named ``random_state``, as in
+        scikit-learn's init functions: see :func:`random_argument`); returns
+        (n_clusters, d) centroids: an array or nested lists of real numbers, converted
+        to the data's dtype.
     name : str
         The label used in messages.
     accepts_sparse : bool or None
@@ -108,7 +112,17 @@ class CallableInit:
     def kmeansfw_init_centroids(
         self, X: np.ndarray, n_clusters: int, rng: np.random.Generator
     ) -> np.ndarray:
-        centroids = self.func(X, n_clusters, rng)
+        try:
+            centroids = self.func(X, n_clusters, random_argument(self.func, rng))
+        except AttributeError as exc:
+            if "Generator' object has no attribute" not in str(exc):
+                raise
+            raise AttributeError(
+                f"{exc} (the third argument is the fit's numpy.random.Generator: "
+                "rng.integers, rng.choice, rng.random; a function whose third parameter is "
+                "named random_state, as scikit-learn calls its init functions, gets a "
+                "numpy.random.RandomState drawing from it instead)"
+            ) from exc
         dtype = getattr(X, "dtype", None)
         if isinstance(centroids, (list, tuple, np.ndarray)) and isinstance(dtype, np.dtype):
             # numbers of another type (a list of ints, a float32 answer on float64 data)
@@ -121,6 +135,35 @@ class CallableInit:
             if array.dtype.kind in "fiu":  # not booleans: a mask is not centroids
                 return array.astype(dtype, copy=False)
         return centroids
+
+
+def random_argument(func: Callable[..., Any], rng: np.random.Generator) -> Any:
+    """What an init function gets as its third argument: the fit's generator, or, for a
+    function whose third parameter is named ``random_state`` (scikit-learn calls its
+    init functions with ``random_state=``, a :class:`numpy.random.RandomState`), a
+    ``RandomState`` on the generator's own bit generator, so that ``randint``,
+    ``permutation`` and the other legacy methods work and every draw still comes from
+    the fit's one stream (the same seed, the same centroids).
+
+    Parameters
+    ----------
+    func : callable
+        The init function.
+    rng : numpy.random.Generator
+        The fit's generator.
+
+    Returns
+    -------
+    numpy.random.Generator or numpy.random.RandomState
+    """
+    try:
+        params = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):  # a builtin or an object without a signature
+        return rng
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if len(params) >= 3 and params[2].kind in positional and params[2].name == "random_state":
+        return np.random.RandomState(rng.bit_generator)
+    return rng
 
 
 def sparse_init(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -187,4 +230,12 @@ class ArrayInit:
                 f"the init array has shape {init.shape}, expected (n_clusters, n_features)"
                 f" = ({n_clusters}, {X.shape[1]})"
             )
+        if np.dtype(X.dtype).kind == "f" and init.dtype.itemsize > np.dtype(X.dtype).itemsize:
+            largest = float(np.abs(init).max(initial=0.0))
+            if largest > float(np.finfo(X.dtype).max):  # inf once cast: say so
+                raise ValueError(
+                    f"the init array holds values up to {largest:.3g}, beyond the largest "
+                    f"{np.dtype(X.dtype)} ({float(np.finfo(X.dtype).max):.3g}) that the "
+                    f"{np.dtype(X.dtype)} data's centroids are kept in"
+                )
         return init.astype(X.dtype, copy=True)
