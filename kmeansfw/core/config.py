@@ -22,8 +22,8 @@ from kmeansfw.core.catalog import CATALOG, StrategySpec, array_like
 from kmeansfw.core.data import DEFAULT_MEMORY_BUDGET
 from kmeansfw.core.distance import describe
 from kmeansfw.core.errors import ConfigError, InvalidParameterError, UnknownStrategyError
+from kmeansfw.core.numbers import integer, real
 from kmeansfw.core.slots import SLOTS
-from kmeansfw.strategies.validators import integer, real
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -2,39 +2,12 @@
 
 from __future__ import annotations
 
-import numbers
-
 import attrs
 import numpy as np
 
+from kmeansfw.core.numbers import integer, real
 
-def integer(value: object) -> bool:
-    """Whether ``value`` is an integer, Python's or NumPy's (not a bool).
-
-    Parameters
-    ----------
-    value : object
-
-    Returns
-    -------
-    bool
-    """
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
-
-
-def real(value: object) -> bool:
-    """Whether ``value`` is a real number, Python's or NumPy's (not a bool; NaN and
-    infinities included).
-
-    Parameters
-    ----------
-    value : object
-
-    Returns
-    -------
-    bool
-    """
-    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+__all__ = ["finite_non_negative", "integer", "positive_int", "positive_number", "real"]
 
 
 def positive_int(instance: object, attribute: attrs.Attribute, value: object) -> None:
