@@ -40,6 +40,7 @@ _LAZY = {
     "KMedoids": "kmeansfw.medoids",
     "MiniBatchKMeans": "kmeansfw.minibatch",
     "InvalidParameterError": "kmeansfw.core.errors",
+    "PrecisionWarning": "kmeansfw.core.errors",
     "History": "kmeansfw.strategies.observers",
 }
 
@@ -51,6 +52,7 @@ if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
         CheckpointError,
         ConfigError,
         InvalidParameterError,
+        PrecisionWarning,
         StrategyError,
         UnknownStrategyError,
     )
@@ -100,6 +102,7 @@ __all__ = [
     "KMedoids",
     "MiniBatchKMeans",
     "PairingWarning",
+    "PrecisionWarning",
     "StrategyError",
     "StrategySpec",
     "UnknownStrategyError",

@@ -33,6 +33,7 @@ from kmeansfw.engine.fitting import (
     fit_config,
     splits_work,
 )
+from kmeansfw.strategies.euclidean import warn_if_imprecise
 from kmeansfw.strategies.observers import VerboseLog
 
 _FLOATS = [np.float64, np.float32]
@@ -309,7 +310,9 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
         self.cluster_centers_ = centroids
         self._n_features_out = centroids.shape[0]
         self.n_steps_ = walk.online.steps
-        self._label_batch(hooks, batch, centroids)
+        if self._label_batch(hooks, batch, centroids):  # a stream drifting far from the
+            # centre the model learned first, in float32: labelled by the rounding
+            warn_if_imprecise(batch.X, self.labels_, centroids, self.fitted_state_, stacklevel=3)
         return self
 
     def _as_model_dtype(self, X: Any) -> Any:
@@ -329,11 +332,13 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
                 )
         return X.astype(dtype)
 
-    def _label_batch(self, hooks: Any, batch: FitData, centroids: np.ndarray) -> None:
-        """``labels_`` and ``inertia_`` of a ``partial_fit`` batch under ``centroids``."""
+    def _label_batch(self, hooks: Any, batch: FitData, centroids: np.ndarray) -> bool:
+        """``labels_`` and ``inertia_`` of a ``partial_fit`` batch under ``centroids``;
+        whether it set them."""
         final = steps.assign(hooks, batch, centroids.astype(batch.dtype), accumulate=False)
         self.labels_ = final.labels.astype(np.int32)
         self.inertia_ = steps.objective(batch, final.costs)
+        return True
 
     # ------------------------------------------------------------------ fitted
     def _data(self, X: Any, sample_weight: Any = None) -> tuple[FitData, Any]:
@@ -375,6 +380,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
         data, hook = self._data(X)
         centers = self._centers_for(data)
         result = steps.assign(hook, data, centers, accumulate=False, with_costs=False)
+        warn_if_imprecise(data.X, result.labels, centers, self.fitted_state_, stacklevel=2)
         return result.labels.astype(np.int32)
 
     def transform(self, X: Any) -> np.ndarray:

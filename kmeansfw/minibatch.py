@@ -19,6 +19,7 @@ from kmeansfw.engine.fitting import (
     observers_and_history,
 )
 from kmeansfw.estimator import _BaseKMeans, refuse_backend_input
+from kmeansfw.strategies.euclidean import warn_if_imprecise
 from kmeansfw.strategies.validators import integer
 
 
@@ -290,6 +291,7 @@ default="auto"
         self.stop_reason_ = result.stop_reason
         if self.compute_labels:
             self.labels_ = result.labels.astype(np.int32)
+            warn_if_imprecise(X, self.labels_, self.cluster_centers_, data.fitted, stacklevel=2)
         else:
             self.__dict__.pop("labels_", None)
         if history is not None:
@@ -309,6 +311,5 @@ default="auto"
         self._check_init_size(batch.n_samples)
         return self._walk(self.get_config()).initialize(hooks, batch, self.n_clusters, rng)
 
-    def _label_batch(self, hooks: Any, batch: FitData, centroids: np.ndarray) -> None:
-        if self.compute_labels:
-            super()._label_batch(hooks, batch, centroids)
+    def _label_batch(self, hooks: Any, batch: FitData, centroids: np.ndarray) -> bool:
+        return bool(self.compute_labels) and super()._label_batch(hooks, batch, centroids)

@@ -86,3 +86,15 @@ class Answers:
     @kmeansfw.hookimpl
     def kmeansfw_converged(self, state):
         return self.value
+
+
+def two_far_groups(dtype=np.float32, n=4000, offset=1e5):
+    """Five 4-feature blobs of unit spread (n rows), three quarters of the rows moved by
+    ``offset``: in float32, clusters a few units apart on either side of a mean
+    ``offset / 4`` and ``3 offset / 4`` away, whose search compares squared distances
+    rounded by about ``offset^2 * 1e-7`` (the labels of most rows then follow the
+    rounding; float64 keeps them)."""
+    X = make_blobs(n, centers=5, n_features=4, random_state=0)[0]
+    X[n // 4 :] += offset
+    return X.astype(dtype)
+

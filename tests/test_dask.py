@@ -17,7 +17,7 @@ import pytest
 import kmeansfw
 from kmeansfw import KMeans
 from kmeansfw.core.errors import StrategyError
-from tests.conftest import Answers, with_far_outlier
+from tests.conftest import Answers, exact_nearest, two_far_groups, with_far_outlier
 
 da = pytest.importorskip("dask.array", reason="the dask extra is not installed")
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
@@ -119,6 +119,14 @@ def test_a_far_outlier_gets_the_same_origin_on_the_cluster(client):
     np.testing.assert_array_equal(on_cluster.fitted["euclidean.origin"], origin)
     _same(on_cluster, in_memory)
     assert in_memory.objective > 0
+
+
+def test_float32_labels_left_to_the_rounding_are_warned_of_on_the_cluster(client):
+    # as in memory (tests/test_float32_offset.py): the drawn rows fetched and checked
+    X = two_far_groups(np.float32)
+    with pytest.warns(kmeansfw.PrecisionWarning, match="rows checked"):
+        km = KMeans(10, random_state=0).fit(da.from_array(X, chunks=(1000, 4)))
+    assert np.count_nonzero(km.labels_ != exact_nearest(X, km.cluster_centers_, 0.0)[0]) > 400
 
 
 @pytest.mark.parametrize(

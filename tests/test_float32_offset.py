@@ -8,6 +8,8 @@ Each case runs with the compiled kernels and with their NumPy twins (what
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.datasets import make_blobs
@@ -16,6 +18,7 @@ from sklearn.metrics import adjusted_rand_score
 import kmeansfw
 from kmeansfw import kernels
 from kmeansfw.kernels import bounds, checks, convergence, euclidean, lp, seeding, update
+from tests.conftest import exact_nearest, two_far_groups
 
 _MODULES = (bounds, checks, convergence, euclidean, lp, seeding, update)
 
@@ -138,3 +141,41 @@ def test_data_spread_too_little_for_its_squares_is_refused(blobs, dtype, refused
     assert adjusted_rand_score(reference, labels) == 1.0
     constant = np.full((50, 3), 1e-30, dtype=dtype)  # no spread at all: one cluster
     assert kmeansfw.KMeans(1).fit(constant).inertia_ == 0.0
+
+
+def test_float32_labels_left_to_the_rounding_are_warned_of():
+    # two groups of clusters far apart: no origin keeps both near it, and float32's
+    # rounding of the squared distances picks most labels (scikit-learn's float32 fit
+    # too); a warning says so, and it is true: the labels are not the nearest centroids
+    X = two_far_groups(np.float32)
+    with pytest.warns(kmeansfw.PrecisionWarning, match=r"rounding gave \d+ of the 256 rows"):
+        km = kmeansfw.KMeans(10, random_state=0).fit(X)
+    wrong = np.count_nonzero(km.labels_ != exact_nearest(X, km.cluster_centers_, 0.0)[0])
+    assert wrong > X.shape[0] // 10
+    with pytest.warns(kmeansfw.PrecisionWarning, match="fit the data as float64"):
+        km.predict(X)
+    with pytest.warns(kmeansfw.PrecisionWarning):
+        kmeansfw.MiniBatchKMeans(10, random_state=0).fit(X)
+    with warnings.catch_warnings():  # the same values in float64, or near each other
+        warnings.simplefilter("error", kmeansfw.PrecisionWarning)
+        km64 = kmeansfw.KMeans(10, random_state=0).fit(X.astype(np.float64))
+        assert (km64.labels_ == exact_nearest(X, km64.cluster_centers_, 0.0)[0]).all()
+        near = two_far_groups(np.float32, offset=10.0)
+        kmeansfw.KMeans(10, random_state=0).fit(near).predict(near)
+        kmeansfw.MiniBatchKMeans(10, random_state=0).fit(near)
+        # rows far from every centroid: nearest by far, whatever the rounding
+        kmeansfw.KMeans(10, random_state=0).fit(near).predict(near + np.float32(1e6))
+
+
+def test_a_float32_stream_drifting_far_from_its_first_centre_is_warned_of():
+    # the origin is learned on the first batch; a stream that drifts 1e5 away, into
+    # clusters a few units apart, is compared on it: the batches' labels are warned of
+    X = two_far_groups(np.float32, offset=0.0)
+    model = kmeansfw.MiniBatchKMeans(5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", kmeansfw.PrecisionWarning)
+        model.partial_fit(X[:1000])
+    far = X[1000:] + np.float32(1e5)
+    with pytest.warns(kmeansfw.PrecisionWarning):
+        for _ in range(20):
+            model.partial_fit(far)

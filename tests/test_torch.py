@@ -13,7 +13,13 @@ from sklearn.datasets import make_blobs
 import kmeansfw
 from kmeansfw import KMeans
 from kmeansfw.core.errors import ConfigError, StrategyError
-from tests.conftest import Answers, cluster_at_the_origin, exact_nearest, with_far_outlier
+from tests.conftest import (
+    Answers,
+    cluster_at_the_origin,
+    exact_nearest,
+    two_far_groups,
+    with_far_outlier,
+)
 
 torch = pytest.importorskip("torch")
 
@@ -924,3 +930,14 @@ def test_a_relocation_in_the_last_iteration_is_followed_by_an_assignment(device)
     np.testing.assert_array_equal(km.labels_, KMeans(4, init=init, n_init=1).fit(X).labels_)
     np.testing.assert_array_equal(km.labels_, [2, 0, 2, 1, 2, 0])
     assert km.inertia_ == 0.0
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_float32_labels_left_to_the_rounding_are_warned_of(device):
+    # as in memory (tests/test_float32_offset.py): fit and predict check drawn rows
+    X = two_far_groups(np.float32)
+    with pytest.warns(kmeansfw.PrecisionWarning, match="rows checked"):
+        km = KMeans(10, random_state=0).fit(_on(X, device))
+    assert np.count_nonzero(km.labels_ != exact_nearest(X, km.cluster_centers_, 0.0)[0]) > 400
+    with pytest.warns(kmeansfw.PrecisionWarning):
+        km.predict(_on(X, device))

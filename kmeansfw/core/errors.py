@@ -1,4 +1,4 @@
-"""Exceptions raised by kmeansfw."""
+"""Exceptions and warnings raised by kmeansfw."""
 
 from __future__ import annotations
 
@@ -29,3 +29,9 @@ class InvalidParameterError(ConfigError, TypeError):
     ``InvalidParameterError`` is both a ValueError and a TypeError, so code that catches
     either from scikit-learn's estimators catches kmeansfw's too.
     """
+
+
+class PrecisionWarning(UserWarning):
+    """float32 rounding changed the nearest centroid of some of the rows checked: the
+    data lies too far from the point its rows are compared on for how close its
+    clusters are (fit it in float64)."""

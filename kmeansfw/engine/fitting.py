@@ -12,6 +12,7 @@ from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins, steps
 from kmeansfw.engine.executors import single_threaded_blas
 from kmeansfw.engine.results import Fit, best_fit, check_n_clusters, observers_and_history
+from kmeansfw.strategies.euclidean import warn_if_imprecise
 from kmeansfw.workflow import checkpoint
 
 __all__ = [
@@ -185,4 +186,8 @@ def fit_data(cfg: Config, data: FitData, strategies: list[tuple[str, str, Any]])
         )
         for run_index in range(first, cfg.resolved_n_init())
     )
-    return best_fit(cfg, runs, strategies, history, data.fitted, best)
+    outcome = best_fit(cfg, runs, strategies, history, data.fitted, best)
+    # float32 rows far from their centre, in clusters close together: labelled by the
+    # rounding (checked on drawn rows, warned of)
+    warn_if_imprecise(data.X, outcome.labels, outcome.centroids, outcome.fitted, stacklevel=4)
+    return outcome

@@ -28,7 +28,7 @@ import scipy.sparse as sp
 from kmeansfw import kernels  # attributes read at call time: numba loads on first fit
 from kmeansfw.core.data import FitData, is_sparse
 from kmeansfw.core.distance import Distance, nearest_by_blocks
-from kmeansfw.core.errors import StrategyError
+from kmeansfw.core.errors import PrecisionWarning, StrategyError
 from kmeansfw.core.markers import hookimpl
 from kmeansfw.core.paging import column_means
 from kmeansfw.core.sums import SumsRequest
@@ -433,6 +433,102 @@ def fitted_origin(fitted: Any) -> np.ndarray:
         return np.zeros_like(mean)
     origin = fitted.get(_ORIGIN)
     return mean if origin is None else np.asarray(origin, dtype=mean.dtype)
+
+
+#: A float32 fit's labels are checked on the rows of :func:`origin_sample_rows`: a row
+#: counts against them when its label's centroid is farther than its nearest (computed
+#: in float64) by more than this fraction of the nearest's squared distance (rounding
+#: near a boundary moves a label by far less; the failures this catches, by far more).
+PRECISION_MARGIN = 1 / 64
+
+
+def precision_problem(
+    sample: Any, labels: Any, centroids: Any, fitted: Any, dtype: Any = np.float32
+) -> str | None:
+    """Whether ``dtype``'s rounding gave drawn rows a centroid farther than their nearest.
+
+    The searches compare ``||c||^2 - 2 x.c`` of rows and centroids centered on the fitted
+    origin (:func:`fitted_origin`), whose rounding grows with their squared distance
+    from it.  Rows far from that point, in clusters close together (say two groups of
+    clusters 1e5 apart, each of clusters a few units wide), are then labelled by the
+    rounding: in float32 most of them, silently (scikit-learn's float32 fits fare the
+    same).  This recomputes the drawn rows' nearest centroids in float64 and counts the
+    labels whose centroid is farther than the nearest by more than
+    :data:`PRECISION_MARGIN` of its squared distance.
+
+    Parameters
+    ----------
+    sample : array of shape (m, d)
+        The drawn rows (:func:`origin_sample_rows`).
+    labels : array of shape (m,)
+        Their labels, as the fit or ``predict`` found them.
+    centroids : array of shape (k, d)
+    fitted : mapping
+        The fitted state (``euclidean.mean`` and the origin's keys).
+    dtype : dtype, default=float32
+        The data's, named in the message.
+
+    Returns
+    -------
+    str or None
+        What went wrong, with the remedy; None when every checked label stands.
+    """
+    rows = np.asarray(sample, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.intp)
+    if rows.shape[0] == 0:
+        return None
+    origin = np.asarray(fitted_origin(fitted), dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        xc = rows - origin
+        cc = np.asarray(centroids, dtype=np.float64) - origin
+        x_sq = np.einsum("ij,ij->i", xc, xc)
+        c_sq = np.einsum("ij,ij->i", cc, cc)
+        d2 = x_sq[:, None] - 2.0 * (xc @ cc.T) + c_sq[None, :]
+        nearest = d2.min(axis=1)
+        found = d2[np.arange(labels.shape[0]), labels]
+        # float64's own rounding of the same sums is about 2^-52 of their terms
+        slack = PRECISION_MARGIN * np.maximum(nearest, 0.0) + 2.0**-40 * (x_sq + c_sq[labels])
+        wrong = int(np.count_nonzero(found - nearest > slack))
+    if not wrong:
+        return None
+    reach = float(np.sqrt(x_sq.max()))
+    eps = float(np.finfo(dtype).eps)
+    return (
+        f"{np.dtype(dtype)} rounding gave {wrong} of the {labels.shape[0]} rows checked a "
+        f"centroid farther than their nearest: rows lie up to {reach:.3g} from the point "
+        f"they are compared on (the training data's centre), where {np.dtype(dtype)} "
+        f"squared distances are rounded by about {reach**2 * eps:.3g}, too coarse for "
+        f"clusters this close; labels, predictions and the inertia may be wrong for many "
+        f"rows: fit the data as float64 (X.astype(np.float64))"
+    )
+
+
+def warn_if_imprecise(
+    X: Any, labels: Any, centroids: Any, fitted: Any, stacklevel: int = 2
+) -> None:
+    """Warn (:class:`~kmeansfw.core.errors.PrecisionWarning`) when dense float32 ``X``
+    compared by the Euclidean distances (``fitted`` holds ``euclidean.mean``) has labels
+    that :func:`precision_problem` finds wrong on the drawn rows; else nothing.
+
+    Parameters
+    ----------
+    X : array of shape (n, d)
+        The rows ``labels`` belong to (an ndarray or a file map; ``X[rows]`` is read).
+    labels : array of shape (n,)
+    centroids : array of shape (k, d)
+    fitted : mapping
+        The fitted state.
+    stacklevel : int
+        Passed on to :func:`warnings.warn`, counted from the caller.
+    """
+    if labels is None or fitted.get(_MEAN) is None or is_sparse(X):
+        return
+    if np.dtype(getattr(X, "dtype", None)) != np.float32 or len(X.shape) != 2:
+        return
+    rows = origin_sample_rows(X.shape[0], X.shape[1])
+    problem = precision_problem(X[rows], np.asarray(labels)[rows], centroids, fitted)
+    if problem is not None:
+        warnings.warn(problem, PrecisionWarning, stacklevel=stacklevel + 1)
 
 
 def row_sq_norms(X) -> np.ndarray:

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -24,6 +26,8 @@ from kmeansfw.backends.torch.plan import _geometry_of, _Plan
 from kmeansfw.backends.torch.steps import _assign
 from kmeansfw.core.config import budget_bytes, make_rng
 from kmeansfw.core.data import FitData
+from kmeansfw.core.errors import PrecisionWarning
+from kmeansfw.strategies.euclidean import origin_sample_rows, precision_problem
 
 
 def fit_estimator(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
@@ -41,7 +45,22 @@ def fit_estimator(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
     if isinstance(weights, torch.Tensor):
         weights = _host(weights)
     # partial_fit (NumPy input) continues from this fit, as after an in-memory fit
-    return estimator._adopt(outcome, weights, make_rng(estimator.random_state))
+    estimator._adopt(outcome, weights, make_rng(estimator.random_state))
+    _warn_if_imprecise(X, tensors.labels, estimator.cluster_centers_, estimator.fitted_state_)
+    return estimator
+
+
+def _warn_if_imprecise(X: Tensor, labels: Tensor, centroids: Any, fitted: Any) -> None:
+    """:func:`kmeansfw.strategies.euclidean.warn_if_imprecise` for a float32 tensor: its
+    drawn rows' labels checked in float64 on the host."""
+    if X.dtype != torch.float32 or fitted.get("euclidean.mean") is None:
+        return
+    rows = origin_sample_rows(X.shape[0], X.shape[1])
+    picked = torch.as_tensor(rows, device=X.device)
+    sample, found = _host(X[picked]), _host(labels[picked])
+    problem = precision_problem(sample, found, np.asarray(centroids), fitted)
+    if problem is not None:
+        warnings.warn(problem, PrecisionWarning, stacklevel=4)
 
 
 def _model(
@@ -77,7 +96,9 @@ def predict(estimator: Any, X: Any) -> Any:
     """``KMeans.predict`` for a tensor: the labels, an int64 tensor on X's device."""
     plan, data, C = _model(estimator, X)
     with _matmul_precision(_options(estimator.executor).precision), torch.no_grad():
-        return _assign(plan, data, C, accumulate=False, check_costs=False)[0]
+        labels = _assign(plan, data, C, accumulate=False, check_costs=False)[0]
+    _warn_if_imprecise(data.X, labels, estimator.cluster_centers_, estimator.fitted_state_)
+    return labels
 
 
 def transform(estimator: Any, X: Any) -> Any:
