@@ -6,7 +6,12 @@ import warnings
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    ClusterMixin,
+    TransformerMixin,
+)
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from kmeansfw.core.adapters import FunctionDistance
@@ -37,7 +42,7 @@ METHODS = {"alternate": ("medoid", "unchanged"), "pam": ("pam", "centroids-uncha
 INITS = ("random", "heuristic", "k-medoids++", "build")
 
 
-class KMedoids(ClusterMixin, TransformerMixin, BaseEstimator):
+class KMedoids(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, BaseEstimator):
     """k-medoids clustering: each cluster's center is one of its samples, and the fit
     minimizes the sum of distances (not squared) of the samples to their medoid.
 
@@ -241,6 +246,7 @@ default="heuristic"
         self.fitted_state_ = dict(outcome.fitted)
         self.medoid_indices_ = indices
         self.cluster_centers_ = outcome.centroids
+        self._n_features_out = self.cluster_centers_.shape[0]  # transform's columns
         self.labels_ = outcome.labels.astype(np.intp)
         self.inertia_ = outcome.objective
         self.n_iter_ = outcome.n_iter

@@ -398,3 +398,21 @@ def test_pam_with_zero_weights_ends_at_a_local_optimum_of_its_swaps():
         swaps[np.arange(4 * 150), np.repeat(np.arange(4), 150)] = np.tile(np.arange(150), 4)
         best = min(objective(m) for m in swaps)
         assert best >= objective(medoids) - 1e-9 * objective(medoids), seed
+
+
+def test_kmedoids_names_its_transform_columns_and_sets_pandas_output():
+    # transform gives one column per medoid: named as scikit-learn's estimators name
+    # them, so set_output(transform="pandas") works in a pipeline
+    pd = pytest.importorskip("pandas")
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X = make_blobs(90, centers=3, n_features=3, random_state=0)[0]
+    model = KMedoids(3, random_state=0).fit(X)
+    assert list(model.get_feature_names_out()) == ["kmedoids0", "kmedoids1", "kmedoids2"]
+    pipe = make_pipeline(StandardScaler(), KMedoids(3, random_state=0))
+    frame = pipe.set_output(transform="pandas").fit_transform(pd.DataFrame(X))
+    assert isinstance(frame, pd.DataFrame) and list(frame.columns) == list(
+        model.get_feature_names_out()
+    )
+    np.testing.assert_allclose(frame.to_numpy(), pipe.transform(pd.DataFrame(X)).to_numpy())

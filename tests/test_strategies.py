@@ -61,10 +61,13 @@ def test_distances_equal_cdist(ours, metric, kwargs, dtype, rng):
     np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol)
 
 
+@pytest.mark.parametrize("offset", [0.0, 1e6])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_mahalanobis_equals_cdist(rng, dtype):
+def test_mahalanobis_equals_cdist(rng, dtype, offset):
+    # far from the origin too: rows and centroids are centered before the products
+    # (float32 at 1e6 lost the differences in products of the raw rows)
     A = rng.normal(size=(5, 5))
-    X = (rng.normal(size=(600, 5)) @ A).astype(dtype)
+    X = (rng.normal(size=(600, 5)) @ A + offset).astype(dtype)
     C = X[:7]
     VI = np.linalg.inv(np.cov(X.astype(np.float64).T))
     expected = cdist(X.astype(np.float64), C.astype(np.float64), "mahalanobis", VI=VI)
@@ -232,6 +235,40 @@ def test_medoid_with_sampled_candidates_is_bounded_and_monotone(rng):
     assert np.all(np.diff(objectives) <= 1e-9 * np.abs(objectives[:-1]))
 
 
+@pytest.mark.filterwarnings("ignore::kmeansfw.PairingWarning")
+def test_sampled_medoids_never_raise_a_cosine_objective():
+    # the current medoid stays a candidate: found as a zero cost, it was lost under cosine,
+    # where a row's cost to itself rounds to 1e-16, and a worse sample replaced it
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 4)) + rng.integers(0, 3, size=(600, 1)) * 2 + 5
+    update = {"name": "medoid", "max_candidates": 4}
+    for seed in range(12):
+        km = KMeans(
+            3, distance="cosine", update=update, convergence="centroids-unchanged",
+            random_state=seed, history=True, max_iter=30,
+        ).fit(X)
+        objectives = np.array([r["objective"] for r in km.history_])
+        assert np.all(np.diff(objectives) <= 1e-12 * objectives[:-1]), (seed, objectives)
+
+
+@pytest.mark.filterwarnings("ignore::kmeansfw.PairingWarning")
+@pytest.mark.parametrize("convergence", ["tol", "unchanged"])
+@pytest.mark.parametrize(
+    "update", ["pam", {"name": "medoid", "max_candidates": 8}], ids=["pam", "sampled-medoid"]
+)
+def test_labels_match_centroids_moved_without_a_label_changing(update, convergence):
+    # a medoid swap moves a centroid while no label changes: the run stops (labels
+    # unchanged), and the final assignment must still follow, or labels_ and inertia_
+    # describe the centroids before the swap
+    X = np.random.default_rng(0).normal(size=(300, 2))
+    X[:100] += 4
+    for seed in range(4):
+        km = KMeans(4, update=update, convergence=convergence, random_state=seed).fit(X)
+        np.testing.assert_array_equal(km.labels_, km.predict(X))
+        nearest = ((X[:, None] - km.cluster_centers_[None]) ** 2).sum(axis=2).min(axis=1)
+        assert km.inertia_ == pytest.approx(nearest.sum(), rel=1e-12)
+
+
 def test_weighted_median_and_trimmed_mean(rng):
     values = rng.normal(size=(41, 3))
     counts = rng.integers(1, 4, size=41)
@@ -385,6 +422,22 @@ def test_empty_strategies_end_with_k_nonempty_clusters(empty, rng):
     km = KMeans(5, init=init, empty=empty).fit(X)
     assert np.unique(km.labels_).size == 5
     assert np.isfinite(km.cluster_centers_).all()
+
+
+def test_split_largest_separates_members_lying_across_faiss_s_direction():
+    # points along the diagonal: faiss's alternating signs (+, -) push the two halves
+    # across the members, which were then tied and went to the lower index, leaving the
+    # new cluster empty for the rest of the fit; a drawn direction separates them
+    t = np.arange(100.0)
+    X = np.c_[t, t]
+    init = np.array([[0.0, 0.0], [1e4, -1e4], [2e4, -1e4]])
+    for seed in range(5):
+        km = KMeans(3, init=init, empty="split-largest", n_init=1, random_state=seed).fit(X)
+        assert np.bincount(km.labels_, minlength=3).min() > 0, seed
+        _labels_describe_the_centroids(km, X)
+    a = KMeans(3, init=init, empty="split-largest", n_init=1, random_state=7).fit(X)
+    b = KMeans(3, init=init, empty="split-largest", n_init=1, random_state=7).fit(X)
+    np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
 
 
 def _labels_describe_the_centroids(km, X):

@@ -44,6 +44,25 @@ def mean_feature_variance(data: FitData) -> float:
     return float(np.mean(squares / data.n_samples))
 
 
+def labels_still_match(state: FitState) -> bool:
+    """Whether the iteration's labels are those of its new centroids, so the run may end
+    without a final assignment (``state.strict``): when the update left the centroids
+    as they were.  Unchanged labels alone do not say so: a medoid swap (``pam``, a
+    sampled ``medoid``) moves a centroid without changing a label, and the labels, the
+    inertia and ``predict`` then disagreed with the centroids returned.  A mean of
+    unchanged labels is the same mean, bit for bit, so Lloyd's fits keep the shortcut.
+
+    Parameters
+    ----------
+    state : FitState
+
+    Returns
+    -------
+    bool
+    """
+    return np.array_equal(state.centroids, state.previous_centroids)
+
+
 @attrs.frozen
 class Tol:
     """Stop when labels no longer change, or when the squared centroid shift is small.
@@ -72,7 +91,7 @@ class Tol:
     @hookimpl
     def kmeansfw_converged(self, state: FitState) -> bool:
         if state.labels_unchanged:
-            state.strict = True
+            state.strict = labels_still_match(state)
             return True
         return state.center_shift <= self.shift_limit(state)
 
@@ -110,7 +129,7 @@ class Unchanged:
     @hookimpl
     def kmeansfw_converged(self, state: FitState) -> bool:
         if state.labels_unchanged or np.array_equal(state.centroids, state.previous_centroids):
-            state.strict = True
+            state.strict = labels_still_match(state)
             return True
         return False
 

@@ -202,6 +202,9 @@ class Cosine(Distance):
 
 
 _MAHALANOBIS_L = "mahalanobis.cholesky"
+#: In the fitted state: the training mean (the data's dtype) rows and centroids are
+#: centered on before the factor's products (a state without it: none).
+_MAHALANOBIS_ORIGIN = "mahalanobis.origin"
 
 
 def _cholesky_of_inverse_covariance(VI: np.ndarray, what: str) -> np.ndarray:
@@ -239,10 +242,12 @@ def _learned(data: FitData, key: str) -> np.ndarray:
         ) from None
 
 
-def covariance(data: FitData) -> np.ndarray:
-    """The (unweighted) covariance matrix of ``data.X``, in bounded memory."""
+def covariance(data: FitData, mean: np.ndarray | None = None) -> np.ndarray:
+    """The (unweighted) covariance matrix of ``data.X``, in bounded memory (``mean``:
+    ``data.X``'s float64 column means when the caller has them)."""
     X = data.X
-    mean = X.mean(axis=0, dtype=np.float64)
+    if mean is None:
+        mean = X.mean(axis=0, dtype=np.float64)
 
     def run_task(task: list[slice]) -> np.ndarray:
         total = np.zeros((X.shape[1], X.shape[1]))
@@ -282,6 +287,11 @@ class Mahalanobis(Distance):
 
     @hookimpl
     def kmeansfw_learn(self, data: FitData) -> dict:
+        mean = np.asarray(data.X.mean(axis=0, dtype=np.float64))
+        # rows and centroids centered before the products: far from the origin
+        # (float32 at 1e6), products of the raw rows lost the differences, and 8 of 400
+        # labels with them (54 at 1e7)
+        origin = mean.astype(data.dtype)
         if self.VI is not None:
             VI = self.VI
             if VI.shape[0] != data.n_features:
@@ -291,20 +301,25 @@ class Mahalanobis(Distance):
                 )
             L = _cholesky_of_inverse_covariance(VI, "VI")
         else:
-            cov = covariance(data)
+            cov = covariance(data, mean)
             if np.linalg.matrix_rank(cov) < data.n_features:
                 raise ValueError(
                     "mahalanobis: the covariance matrix of X is singular (constant or "
                     "collinear features); pass VI explicitly"
                 )
             L = _cholesky_of_inverse_covariance(np.linalg.inv(cov), "the inverse covariance of X")
-        return {_MAHALANOBIS_L: L}
+        return {_MAHALANOBIS_L: L, _MAHALANOBIS_ORIGIN: origin}
 
     @hookimpl
     def kmeansfw_cost(self, X: np.ndarray, centroids: np.ndarray, data: FitData) -> np.ndarray:
         L = _learned(data, _MAHALANOBIS_L).astype(X.dtype, copy=False)
-        # (x - c)' L L' (x - c) = |L'x - L'c|^2, from exact differences (no cancellation)
-        return kernels.lp_block(X @ L, centroids.astype(X.dtype) @ L, kernels.LP, 2.0)
+        C = centroids.astype(X.dtype)
+        origin = data.fitted.get(_MAHALANOBIS_ORIGIN)
+        if origin is not None:  # the products of centered values keep their digits
+            origin = np.asarray(origin, dtype=X.dtype)
+            X, C = X - origin, C - origin
+        # (x - c)' L L' (x - c) = |L'x - L'c|^2, from differences of the products
+        return kernels.lp_block(X @ L, C @ L, kernels.LP, 2.0)
 
     @hookimpl
     def kmeansfw_distance(self, X: np.ndarray, centroids: np.ndarray, data: FitData) -> np.ndarray:

@@ -73,13 +73,18 @@ class RelocateFarthest:
 
 @attrs.frozen
 class SplitLargest:
-    """Split the largest cluster in two for each empty one (faiss's rule).
+    """Split the largest cluster in two for each empty one (faiss's rule, in a drawn
+    direction).
 
     The empty centroid becomes a copy of the largest cluster's centroid, and both are
-    pushed apart by a relative ``eps`` with alternating signs per feature (an absolute
-    ``eps`` on zero coordinates).  Only clusters whose members are not all on their
-    centroid are split, so with at least k distinct points the split always separates
-    something.
+    pushed apart by a relative ``eps`` per feature (an absolute ``eps`` on zero
+    coordinates) along a direction drawn from the fit's generator (standard normal
+    weights per feature).  faiss pushes them along alternating signs (+, -, +, ...):
+    members lying across that direction (points along the diagonal of two features)
+    were then exactly as far from both, the lower index took them all, and the new
+    cluster stayed empty; a drawn direction lies across the members with probability
+    zero.  Only clusters whose members are not all on their centroid are split, so with
+    at least k distinct points the split separates something.
 
     Parameters
     ----------
@@ -102,6 +107,7 @@ class SplitLargest:
         old_centroids: np.ndarray,
         new_centroids: np.ndarray,
         cluster_weights: np.ndarray,
+        rng: np.random.Generator,
     ) -> np.ndarray:
         found = _empty_clusters(old_centroids, new_centroids, cluster_weights)
         if found is None:
@@ -111,14 +117,14 @@ class SplitLargest:
         weights = cluster_weights.astype(np.float64, copy=True)
         # clusters with some member off their centroid can be split
         spread = np.bincount(labels, weights=costs, minlength=out.shape[0]) > 0
-        signs = np.where(np.arange(out.shape[1]) % 2 == 0, 1.0, -1.0)
         for j in empty:  # a loop over empty clusters, never over samples
             candidates = np.flatnonzero(spread & (weights > 0))
             if candidates.size == 0:
                 break
             big = candidates[np.argmax(weights[candidates])]
             centre = out[big].astype(np.float64)
-            step = self.eps * np.where(centre != 0, np.abs(centre), 1.0) * signs
+            direction = rng.standard_normal(out.shape[1])
+            step = self.eps * np.where(centre != 0, np.abs(centre), 1.0) * direction
             out[j] = centre + step
             out[big] = centre - step
             weights[j] = weights[big] = weights[big] / 2

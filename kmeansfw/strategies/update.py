@@ -523,7 +523,10 @@ class Medoid:
                 continue
             candidates = members
             if members.size > self.max_candidates:
-                at_centroid = members[costs[members] == 0][:1]
+                # the member nearest the current centroid: the medoid itself (its cost
+                # to itself is 0, or a rounding's 1e-16 under cosine, which a test for
+                # 0 lost, and with it the guarantee the objective never increases)
+                at_centroid = members[[int(np.argmin(costs[members]))]]
                 sample = rng.choice(members, size=self.max_candidates, replace=False)
                 candidates = np.unique(np.concatenate([at_centroid, sample]))
             points = X[candidates]
