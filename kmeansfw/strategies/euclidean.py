@@ -18,6 +18,7 @@ squared distance to the chosen centroid only.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Any
 
@@ -119,6 +120,13 @@ def origin_sample_rows(n_samples: int, n_features: int) -> np.ndarray:
     ndarray of int64
         Sorted distinct row indices.
     """
+    return _drawn_rows(int(n_samples), int(n_features)).copy()
+
+
+@functools.lru_cache(maxsize=16)
+def _drawn_rows(n_samples: int, n_features: int) -> np.ndarray:
+    """:func:`origin_sample_rows`, drawn once per shape (a model's ``predict`` calls on
+    batches of one size draw nothing again)."""
     rows = max(1, min(ORIGIN_SAMPLE_ROWS, ORIGIN_SAMPLE_VALUES // max(1, n_features)))
     if n_samples <= rows:
         return np.arange(n_samples)
@@ -477,18 +485,20 @@ def precision_problem(
     labels = np.asarray(labels, dtype=np.intp)
     if rows.shape[0] == 0:
         return None
+    # finite float32 values: their float64 squares and products neither overflow nor NaN
     origin = np.asarray(fitted_origin(fitted), dtype=np.float64)
-    with np.errstate(over="ignore", invalid="ignore"):
-        xc = rows - origin
-        cc = np.asarray(centroids, dtype=np.float64) - origin
-        x_sq = np.einsum("ij,ij->i", xc, xc)
-        c_sq = np.einsum("ij,ij->i", cc, cc)
-        d2 = x_sq[:, None] - 2.0 * (xc @ cc.T) + c_sq[None, :]
-        nearest = d2.min(axis=1)
-        found = d2[np.arange(labels.shape[0]), labels]
-        # float64's own rounding of the same sums is about 2^-52 of their terms
-        slack = PRECISION_MARGIN * np.maximum(nearest, 0.0) + 2.0**-40 * (x_sq + c_sq[labels])
-        wrong = int(np.count_nonzero(found - nearest > slack))
+    xc = rows - origin
+    cc = np.asarray(centroids, dtype=np.float64) - origin
+    c_sq = np.einsum("ij,ij->i", cc, cc)
+    # (k, m): squared distances less each row's own square; the minimum over the
+    # centroids then runs down whole rows (a reduction over short rows was 5x slower)
+    scores = c_sq[:, None] - 2.0 * (cc @ xc.T)
+    best = scores.min(axis=0)
+    found = scores[labels, np.arange(labels.shape[0])]
+    x_sq = np.einsum("ij,ij->i", xc, xc)
+    # float64's own rounding of the same sums is about 2^-52 of their terms
+    slack = PRECISION_MARGIN * np.maximum(x_sq + best, 0.0) + 2.0**-40 * (x_sq + c_sq[labels])
+    wrong = int(np.count_nonzero(found - best > slack))
     if not wrong:
         return None
     reach = float(np.sqrt(x_sq.max()))
