@@ -133,7 +133,9 @@ def test_a_strategy_that_declares_costs_gets_them(X):
 def test_empty_cluster_strategies_read_left_costs_when_a_cluster_empties(X, empty):
     init = np.vstack([X[:19], [[1e3] * X.shape[1]]])  # the last centroid wins no sample
     runs = {
-        name: KMeans(20, init=init, assignment=assignment, empty=empty, tol=0, max_iter=5).fit(X)
+        name: KMeans(
+            20, init=init, assignment=assignment, empty=empty, tol=0, max_iter=5, random_state=0
+        ).fit(X)
         for name, assignment in (("left", LeavesCosts()), ("nearest", "nearest"))
     }
     left, plain = runs["left"], runs["nearest"]

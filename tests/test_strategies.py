@@ -525,11 +525,12 @@ def test_numpy_numbers_are_parameters_as_python_ones(rng):
     X = rng.normal(size=(60, 2))
     init = X[:4].copy()
     init[3] = 1e6  # far from every row: its cluster empties at the first step
-    plain = KMeans(4, init=init, empty={"name": "split-largest", "eps": 0.25}).fit(X)
+    split = {"name": "split-largest", "eps": 0.25}
+    plain = KMeans(4, init=init, empty=split, random_state=0).fit(X)
     for eps in (np.float32(0.25), np.float64(0.25)):
-        km = KMeans(4, init=init, empty={"name": "split-largest", "eps": eps}).fit(X)
+        km = KMeans(4, init=init, empty={**split, "eps": eps}, random_state=0).fit(X)
         np.testing.assert_array_equal(km.labels_, plain.labels_)
-        km = KMeans(4, init=init, empty=SplitLargest(eps=eps)).fit(X)  # the object itself
+        km = KMeans(4, init=init, empty=SplitLargest(eps=eps), random_state=0).fit(X)
         np.testing.assert_array_equal(km.labels_, plain.labels_)
     with pytest.raises(ConfigError, match="eps"):
         Config.from_dict({"empty": {"name": "split-largest", "eps": np.bool_(True)}})
