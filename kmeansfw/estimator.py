@@ -25,6 +25,7 @@ from kmeansfw.core.catalog import CATALOG, is_value_strategy
 from kmeansfw.core.config import Config, InvalidParameterError, budget_bytes, make_rng
 from kmeansfw.core.data import FitData, c_ordered, is_ready_array, is_sparse
 from kmeansfw.core.distance import describe
+from kmeansfw.core.numbers import real
 from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins, steps
 from kmeansfw.engine.fitting import (
@@ -273,7 +274,12 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
             cfg, strategies = self._built_config()
             self._strategies = strategies
         hooks = plugins.build(self._strategies)
-        walk = engine.MiniBatch(reassignment_ratio=self.reassignment_ratio)
+        ratio = self.reassignment_ratio  # read on every call: checked on every call
+        if not real(ratio) or not np.isfinite(ratio) or ratio < 0:
+            raise InvalidParameterError(
+                f"parameter 'reassignment_ratio' must be a finite number >= 0, got {ratio!r}"
+            )
+        walk = engine.MiniBatch(reassignment_ratio=ratio)
         engine.check_walk(hooks, walk)
         batch = FitData.build(
             X,

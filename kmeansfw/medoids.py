@@ -22,6 +22,7 @@ from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins, steps
 from kmeansfw.engine.fitting import fit_config
 from kmeansfw.estimator import refuse_backend_input
+from kmeansfw.strategies.euclidean import warn_if_imprecise
 from kmeansfw.strategies.medoids import medoid_rows
 
 _FLOATS = [np.float64, np.float32]
@@ -246,7 +247,6 @@ default="heuristic"
         self.fitted_state_ = dict(outcome.fitted)
         self.medoid_indices_ = indices
         self.cluster_centers_ = outcome.centroids
-        self._n_features_out = self.cluster_centers_.shape[0]  # transform's columns
         self.labels_ = outcome.labels.astype(np.intp)
         self.inertia_ = outcome.objective
         self.n_iter_ = outcome.n_iter
@@ -271,11 +271,18 @@ default="heuristic"
         engine.prepare(hooks, data)
         return data, hooks
 
+    @property
+    def _n_features_out(self) -> int:
+        """transform's columns, one per medoid (read by ``get_feature_names_out``; a
+        property, so that a model pickled before it existed names them too)."""
+        return int(self.cluster_centers_.shape[0])
+
     def predict(self, X: Any) -> np.ndarray:
         """Index of the closest medoid of each sample."""
         data, hook = self._data(X)
         centers = self.cluster_centers_.astype(data.dtype, copy=False)
         found = steps.assign(hook, data, centers, accumulate=False, with_costs=False)
+        warn_if_imprecise(data.X, found.labels, centers, self.fitted_state_, stacklevel=2)
         return found.labels.astype(np.intp)
 
     def transform(self, X: Any) -> np.ndarray:

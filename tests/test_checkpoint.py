@@ -593,13 +593,14 @@ def test_damaged_checkpoint_raises_one_checkpoint_error_naming_the_file(tmp_path
     assert info.value.__context__ is None or info.value.__suppress_context__
 
 
-@pytest.mark.parametrize("version", [1, 3])
+@pytest.mark.parametrize("version", [1, 3, 4])
 def test_checkpoint_of_an_older_format_is_replaced_with_a_warning(tmp_path, version):
-    # format 3 lacks the Euclidean origin of whole-number data: its resume was refused
-    # as a state changed since it was written; now an older format, fitted afresh
+    # format 3 lacks the Euclidean origin of whole-number data, format 4 mahalanobis's:
+    # their resume was refused as a state changed since it was written; now an older
+    # format, fitted afresh
     folder = _interrupted(tmp_path / "ck")
     _edited(format=version)(folder)
-    with pytest.warns(CheckpointWarning, match=f"older kmeansfw \\(format {version}, now 4"):
+    with pytest.warns(CheckpointWarning, match=f"older kmeansfw \\(format {version}, now 5"):
         refit = _fit(folder)
     np.testing.assert_array_equal(
         refit.cluster_centers_, KMeans(3, **PARAMS).fit(X60).cluster_centers_

@@ -179,3 +179,31 @@ def test_a_float32_stream_drifting_far_from_its_first_centre_is_warned_of():
     with pytest.warns(kmeansfw.PrecisionWarning):
         for _ in range(20):
             model.partial_fit(far)
+
+
+class _SecondEverySeventh:
+    """An approximate assignment: each row's nearest centroid, but every seventh row's
+    second nearest (as an approximate search may answer)."""
+
+    name = "second-every-seventh"
+    accepts_sparse = False
+
+    @kmeansfw.hookimpl
+    def kmeansfw_assign(self, X, centroids, rows, data, cache, hook, with_costs):
+        diff = np.asarray(X, np.float64)[:, None, :] - centroids.astype(np.float64)[None]
+        order = np.argsort(np.einsum("ijk,ijk->ij", diff, diff), axis=1, kind="stable")
+        labels = order[:, 0].copy()
+        labels[::7] = order[::7, 1]
+        return labels.astype(np.intp), None
+
+
+def test_labels_an_assignment_chose_farther_are_not_taken_for_rounding():
+    # a label farther than float32's rounding could explain came from the assignment
+    # itself (a plugin's approximate search): no PrecisionWarning, whose remedy would not
+    # help
+    X = two_far_groups(np.float32, offset=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", kmeansfw.PrecisionWarning)
+        km = kmeansfw.KMeans(5, assignment=_SecondEverySeventh(), random_state=0, max_iter=3)
+        km.fit(X)
+    assert np.count_nonzero(km.labels_ != exact_nearest(X, km.cluster_centers_, 0.0)[0]) > 500

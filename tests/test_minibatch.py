@@ -185,6 +185,10 @@ def test_partial_fit_reads_a_changed_reassignment_ratio(cls):
     assert km._online[0].reassigned >= 1
     assert np.abs(km.cluster_centers_).max() < 100  # the starved centroid moved into X
     assert np.abs(theirs.cluster_centers_).max() < 100
+    for bad in (-1.0, float("nan"), True, "abc"):  # checked on every call too
+        km.set_params(reassignment_ratio=bad)
+        with pytest.raises(kmeansfw.InvalidParameterError, match="'reassignment_ratio'"):
+            km.partial_fit(X[:100])
 
 
 def test_label_criteria_see_the_rows_previous_labels():

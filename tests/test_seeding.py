@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 from sklearn.datasets import make_blobs
+from sklearn.metrics import adjusted_rand_score
 
 from kmeansfw import Config, KMeans
 from kmeansfw.core.data import FitData
@@ -348,15 +349,18 @@ def test_group_blocks_cover_every_grouped_row_once():
 
 
 @pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("n", [300, 20000])  # one cost block; then step by step
 @pytest.mark.parametrize("init_name", ["k-means++", "k-means||", "random"])
-def test_float32_seeding_totals_do_not_overflow(init_name):
+def test_float32_seeding_totals_do_not_overflow(init_name, n):
     # float32 rows near 1e18: squared distances fit float32, their weighted total
     # (k-means++'s potential, k-means||'s sampling odds) does not; summed in float32 it
     # read inf, and the draws went astray (an overflow warning the only sign)
-    X = make_blobs(300, centers=6, cluster_std=0.5, random_state=0)[0].astype(np.float32)
+    X = make_blobs(n, centers=6, cluster_std=0.5, random_state=0)[0].astype(np.float32)
     scale = np.float32(3e17)
     for seed in range(4):
         small = KMeans(6, init=init_name, n_init=1, random_state=seed).fit(X)
         large = KMeans(6, init=init_name, n_init=1, random_state=seed).fit(X * scale)
-        np.testing.assert_array_equal(large.labels_, small.labels_)
+        # the same partition (k-means||'s recluster may number it otherwise, and the
+        # scaled rows' own rounding may move a tied row) and objective
+        assert adjusted_rand_score(large.labels_, small.labels_) > 0.999
         assert large.inertia_ / float(scale) ** 2 == pytest.approx(small.inertia_, rel=1e-4)

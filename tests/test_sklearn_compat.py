@@ -200,6 +200,11 @@ def test_an_init_function_written_for_scikit_learn_runs_unchanged(X):
     np.testing.assert_array_equal(first.cluster_centers_, again.cluster_centers_)
     np.testing.assert_array_equal(first.cluster_centers_, given.cluster_centers_)
 
+    def generator_methods(data, n_clusters, random_state):  # written for kmeansfw's rng
+        return data[random_state.integers(0, data.shape[0], n_clusters)]
+
+    kmeansfw.KMeans(5, init=generator_methods, n_init=1).fit(X)
+
     def generator_user(data, n_clusters, rng):  # another name: the Generator itself
         assert isinstance(rng, np.random.Generator)
         return data[rng.permutation(data.shape[0])[:n_clusters]]

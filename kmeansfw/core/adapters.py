@@ -137,13 +137,37 @@ class CallableInit:
         return centroids
 
 
+class SharedRandomState(np.random.RandomState):
+    """A :class:`numpy.random.RandomState` drawing from a fit's generator's own bit
+    generator (one stream: the same seed, the same draws), which also answers the
+    :class:`numpy.random.Generator`'s methods it lacks (``integers``, ...) from that
+    generator, so that a function written for either kind runs.  Methods both have
+    (``choice``, ``permutation``, ``random``, ...) are RandomState's.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        The fit's generator.
+    """
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        super().__init__(rng.bit_generator)
+        self._generator = rng
+
+    def __getattr__(self, name: str) -> Any:  # only what RandomState itself lacks
+        if name == "_generator":  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
+        return getattr(self._generator, name)
+
+
 def random_argument(func: Callable[..., Any], rng: np.random.Generator) -> Any:
     """What an init function gets as its third argument: the fit's generator, or, for a
     function whose third parameter is named ``random_state`` (scikit-learn calls its
     init functions with ``random_state=``, a :class:`numpy.random.RandomState`), a
-    ``RandomState`` on the generator's own bit generator, so that ``randint``,
-    ``permutation`` and the other legacy methods work and every draw still comes from
-    the fit's one stream (the same seed, the same centroids).
+    :class:`SharedRandomState` on the generator's own bit generator, so that
+    ``randint``, ``permutation`` and the other legacy methods work (and the Generator's
+    own, such as ``integers``) and every draw still comes from the fit's one stream (the
+    same seed, the same centroids).
 
     Parameters
     ----------
@@ -154,7 +178,7 @@ def random_argument(func: Callable[..., Any], rng: np.random.Generator) -> Any:
 
     Returns
     -------
-    numpy.random.Generator or numpy.random.RandomState
+    numpy.random.Generator or SharedRandomState
     """
     try:
         params = list(inspect.signature(func).parameters.values())
@@ -162,7 +186,7 @@ def random_argument(func: Callable[..., Any], rng: np.random.Generator) -> Any:
         return rng
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     if len(params) >= 3 and params[2].kind in positional and params[2].name == "random_state":
-        return np.random.RandomState(rng.bit_generator)
+        return SharedRandomState(rng)
     return rng
 
 

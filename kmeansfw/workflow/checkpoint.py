@@ -68,7 +68,8 @@ from kmeansfw.engine.loop import STOP_REASONS, FitResult, FitState
 #: distances' learned state may name the point rows are compared on
 #: (``euclidean.origin``: far rows dragging the mean, data of whole numbers), which a
 #: format 3 checkpoint of such data lacks (its resume was refused as a changed state).
-FORMAT = 4
+#: 5: ``mahalanobis`` learns the point it centers rows on (``mahalanobis.origin``).
+FORMAT = 5
 #: Config keys that must match for a checkpoint to be resumed: every setting that changes
 #: the result (observers, ``n_threads``, ``history`` and ``checkpoint_every`` may change,
 #: e.g. a progress bar added when resuming).  The seed (``random_state``) and the data

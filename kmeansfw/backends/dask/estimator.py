@@ -16,7 +16,6 @@ from kmeansfw.core.config import budget_bytes, make_rng
 from kmeansfw.core.data import FitData
 from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins, steps
-from kmeansfw.strategies.euclidean import warn_if_imprecise
 
 
 def fit_estimator(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
@@ -34,11 +33,7 @@ def fit_estimator(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
     import dask
 
     weights = np.asarray(sample_weight) if dask.is_dask_collection(sample_weight) else sample_weight
-    estimator._adopt(outcome, weights, make_rng(estimator.random_state))
-    # float32 rows far from their centre, in clusters close together (the drawn rows
-    # fetched from the cluster)
-    warn_if_imprecise(X, estimator.labels_, estimator.cluster_centers_, outcome.fitted, 3)
-    return estimator
+    return estimator._adopt(outcome, weights, make_rng(estimator.random_state))
 
 
 @attrs.frozen(eq=False)

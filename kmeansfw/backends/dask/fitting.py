@@ -38,6 +38,7 @@ from kmeansfw.engine import plugins
 from kmeansfw.engine.results import Fit, best_fit, check_n_clusters, observers_and_history
 from kmeansfw.strategies import convergence as _convergence
 from kmeansfw.strategies.empty import Keep, Raise, RelocateFarthest, SplitLargest
+from kmeansfw.strategies.euclidean import warn_if_imprecise
 from kmeansfw.strategies.observers import History
 from kmeansfw.strategies.update import Mean
 from kmeansfw.workflow import checkpoint
@@ -229,6 +230,10 @@ def _fit_persisted(
             )
             for run_index in range(first, cfg.resolved_n_init())
         )
-        return best_fit(cfg, runs, strategies, history, driver.fitted, best)
+        outcome = best_fit(cfg, runs, strategies, history, driver.fitted, best)
+        # float32 labels the rounding picked: the drawn rows read from the persisted
+        # array (never the source's graph again), checked on the driver
+        warn_if_imprecise(driver.X, outcome.labels, outcome.centroids, outcome.fitted)
+        return outcome
     finally:
         client.cancel(chunks)

@@ -27,7 +27,7 @@ from kmeansfw.backends.torch.steps import _assign
 from kmeansfw.core.config import budget_bytes, make_rng
 from kmeansfw.core.data import FitData
 from kmeansfw.core.errors import PrecisionWarning
-from kmeansfw.strategies.euclidean import origin_sample_rows, precision_problem
+from kmeansfw.strategies.euclidean import _MEAN, origin_sample_rows, precision_problem
 
 
 def fit_estimator(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
@@ -53,7 +53,7 @@ def fit_estimator(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
 def _warn_if_imprecise(X: Tensor, labels: Tensor, centroids: Any, fitted: Any) -> None:
     """:func:`kmeansfw.strategies.euclidean.warn_if_imprecise` for a float32 tensor: its
     drawn rows' labels checked in float64 on the host."""
-    if X.dtype != torch.float32 or fitted.get("euclidean.mean") is None:
+    if X.dtype != torch.float32 or fitted.get(_MEAN) is None:
         return
     rows = origin_sample_rows(X.shape[0], X.shape[1])
     picked = torch.as_tensor(rows, device=X.device)
