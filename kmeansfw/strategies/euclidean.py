@@ -476,7 +476,8 @@ def precision_problem(
     fitted : mapping
         The fitted state (``euclidean.mean`` and the origin's keys).
     dtype : dtype, default=float32
-        The data's, named in the message.
+        The data's: its precision bounds what a label may owe to the rounding, and it
+        is named in the message.
 
     Returns
     -------
