@@ -34,7 +34,11 @@ from kmeansfw.engine.fitting import (
     fit_config,
     splits_work,
 )
-from kmeansfw.strategies.euclidean import warn_if_imprecise
+from kmeansfw.strategies.euclidean import (
+    PRECISION_STEP_EVERY,
+    model_can_mislabel,
+    warn_if_imprecise,
+)
 from kmeansfw.strategies.observers import VerboseLog
 
 _FLOATS = [np.float64, np.float32]
@@ -42,8 +46,9 @@ _PARAM_NAMES: dict[type, list[str]] = {}
 
 
 _PLAIN = (str, int, float, bool, type(None))
-#: Configs and strategies built for parameter sets (see KMeans._built_config).
-_BUILT: OrderedDict[tuple, tuple[Config, list]] = OrderedDict()
+#: Configs and strategies built for parameter sets (see KMeans._built_config), with
+#: whether they take sparse data once asked (``[config, strategies, sparse or None]``).
+_BUILT: OrderedDict[tuple, list] = OrderedDict()
 _BUILT_LOCK = threading.Lock()
 
 
@@ -176,6 +181,12 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
         a plain value or an immutable value strategy; any other parameter (an array, a
         list, a function, a stateful object or an observer) means they are built afresh.
         """
+        cfg, strategies, _ = self._built()
+        return cfg, strategies
+
+    def _built(self) -> tuple[Config, list[tuple[str, str, Any]], list | None]:
+        """:meth:`_built_config`, with the kept entry (None when not kept), where
+        :meth:`_takes_sparse` keeps its answer."""
         params = self.get_params(deep=False)
         key = _params_key(params)
         if key is not None:  # a strategy registered since (replace=True) builds afresh
@@ -186,17 +197,19 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
                 if built is not None:
                     _BUILT.move_to_end(key)
             if built is not None:  # shared: fitting only reads a Config, and fit keeps none
-                return built[0], list(built[1])
+                return built[0], list(built[1]), built
         if key is not None and isinstance(params["init"], np.ndarray):
             params = {**params, "init": np.array(params["init"])}  # kept: not the caller's
         cfg = self._config_of(params)
         strategies = self._kept_strategies(cfg.build_strategies())
+        entry = None
         if key is not None:
+            entry = [cfg, list(strategies), None]
             with _BUILT_LOCK:
-                _BUILT[key] = (cfg, list(strategies))
+                _BUILT[key] = entry
                 while len(_BUILT) > 32:
                     _BUILT.popitem(last=False)
-        return cfg, strategies
+        return cfg, strategies, entry
 
     def _kept_strategies(self, strategies: list[tuple[str, str, Any]]) -> list:
         """The built strategies this estimator fits with (all of them)."""
@@ -318,7 +331,9 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
         self.n_steps_ = walk.online.steps
         if self._label_batch(hooks, batch, centroids):  # a stream drifting far from the
             # centre the model learned first, in float32: labelled by the rounding
-            warn_if_imprecise(batch.X, self.labels_, centroids, self.fitted_state_, stacklevel=3)
+            warn_if_imprecise(
+                batch.X, self.labels_, centroids, self.fitted_state_, 3, PRECISION_STEP_EVERY
+            )
         return self
 
     def _as_model_dtype(self, X: Any) -> Any:
@@ -359,12 +374,21 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
             validate=False,
             fitted=self.fitted_state_,
             executor=self.executor,
-            splits_work=splits_work(self._strategies),  # KMeans.fit's plan (labels: any plan)
+            splits_work=self._fitted_splits_work(),  # KMeans.fit's plan (labels: any plan)
         )
         check_sparse_support(self._strategies, data)
         hooks = plugins.build(self._strategies)
         engine.prepare(hooks, data)
         return data, hooks
+
+    def _fitted_splits_work(self) -> bool:
+        """:func:`~kmeansfw.engine.fitting.splits_work` of the fitted strategies, kept
+        with them (asked at every ``predict``, ``transform`` and ``score``)."""
+        kept = self.__dict__.get("_splits_work")
+        if kept is None or kept[0] is not self._strategies:  # fitted since
+            kept = (self._strategies, splits_work(self._strategies))
+            self._splits_work = kept
+        return bool(kept[1])
 
     def _centers_for(self, data: FitData) -> np.ndarray:
         return self.cluster_centers_.astype(data.dtype, copy=False)
@@ -386,7 +410,10 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
         data, hook = self._data(X)
         centers = self._centers_for(data)
         result = steps.assign(hook, data, centers, accumulate=False, with_costs=False)
-        warn_if_imprecise(data.X, result.labels, centers, self.fitted_state_, stacklevel=2)
+        if data.dtype == np.float32 and model_can_mislabel(self):  # see precision_problem
+            warn_if_imprecise(
+                data.X, result.labels, centers, self.fitted_state_, 2, PRECISION_STEP_EVERY, True
+            )
         return result.labels.astype(np.int32)
 
     def transform(self, X: Any) -> np.ndarray:
@@ -441,10 +468,15 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # pairing warnings: the fit gives them
-                _, strategies = self._built_config()
+                _, strategies, entry = self._built()
         except Exception:  # noqa: BLE001 - invalid parameters: the fit reports them
             return True
-        return all(describe(s).accepts_sparse for _, _, s in strategies)
+        if entry is not None and entry[2] is not None:  # scikit-learn asks at every call
+            return bool(entry[2])
+        sparse = all(describe(s).accepts_sparse for _, _, s in strategies)
+        if entry is not None:
+            entry[2] = sparse
+        return sparse
 
 
 class KMeans(_BaseKMeans):

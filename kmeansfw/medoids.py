@@ -22,7 +22,11 @@ from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins, steps
 from kmeansfw.engine.fitting import fit_config
 from kmeansfw.estimator import refuse_backend_input
-from kmeansfw.strategies.euclidean import warn_if_imprecise
+from kmeansfw.strategies.euclidean import (
+    PRECISION_STEP_EVERY,
+    model_can_mislabel,
+    warn_if_imprecise,
+)
 from kmeansfw.strategies.medoids import medoid_rows
 
 _FLOATS = [np.float64, np.float32]
@@ -282,7 +286,10 @@ default="heuristic"
         data, hook = self._data(X)
         centers = self.cluster_centers_.astype(data.dtype, copy=False)
         found = steps.assign(hook, data, centers, accumulate=False, with_costs=False)
-        warn_if_imprecise(data.X, found.labels, centers, self.fitted_state_, stacklevel=2)
+        if data.dtype == np.float32 and model_can_mislabel(self):  # see precision_problem
+            warn_if_imprecise(
+                data.X, found.labels, centers, self.fitted_state_, 2, PRECISION_STEP_EVERY, True
+            )
         return found.labels.astype(np.intp)
 
     def transform(self, X: Any) -> np.ndarray:

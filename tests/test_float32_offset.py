@@ -207,3 +207,38 @@ def test_labels_an_assignment_chose_farther_are_not_taken_for_rounding():
         km = kmeansfw.KMeans(5, assignment=_SecondEverySeventh(), random_state=0, max_iter=3)
         km.fit(X)
     assert np.count_nonzero(km.labels_ != exact_nearest(X, km.cluster_centers_, 0.0)[0]) > 500
+
+
+def test_centroids_no_rounding_can_mislabel_by_are_judged_soundly():
+    # predict skips its check where rounding_can_mislabel says no row, wherever it lies,
+    # can be mislabelled by float32's rounding: then no drawn row ever is, near the
+    # centroids, on their bisectors or far out (a check of the bound on many layouts)
+    from kmeansfw.strategies.euclidean import precision_problem, rounding_can_mislabel
+
+    rng = np.random.default_rng(0)
+    judged = {True: 0, False: 0}
+    for _ in range(200):
+        k, d = int(rng.integers(2, 12)), int(rng.integers(1, 20))
+        offset = 10.0 ** rng.uniform(-2, 6)
+        centroids = (rng.normal(size=(k, d)) * 10.0 ** rng.uniform(-3, 1) + offset).astype(
+            np.float32
+        )
+        fitted = {"euclidean.mean": np.zeros(d, np.float32), "euclidean.at_origin": True}
+        risky = rounding_can_mislabel(centroids, fitted)
+        judged[risky] += 1
+        if risky:
+            continue
+        a, b = rng.integers(0, k, size=(2, 300))
+        t = rng.uniform(0, 1, size=(300, 1))
+        rows = np.concatenate(
+            [
+                centroids[a] * t + centroids[b] * (1 - t),  # between pairs, bisectors too
+                centroids[a] + rng.normal(size=(300, d)) * 10.0 ** rng.uniform(-4, 7),
+            ]
+        ).astype(np.float32)
+        # labels as float32's own expansion picks them (the searches' rounding)
+        x, c = rows.astype(np.float32), centroids
+        scores = (c * c).sum(axis=1)[None, :] - np.float32(2) * (x @ c.T)
+        labels = scores.argmin(axis=1)
+        assert precision_problem(rows, labels, centroids, fitted) is None
+    assert judged[True] > 10 and judged[False] > 10  # both kinds of layout were drawn

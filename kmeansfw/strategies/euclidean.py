@@ -448,6 +448,13 @@ def fitted_origin(fitted: Any) -> np.ndarray:
 #: in float64) by more than this fraction of the nearest's squared distance (rounding
 #: near a boundary moves a label by far less; the failures this catches, by far more).
 PRECISION_MARGIN = 1 / 64
+#: ... its product holding BLAS to one thread from this many multiply-adds.
+PRECISION_BLAS_HOLD = 1 << 16
+#: ``predict`` and each ``partial_fit`` step check every fourth of the drawn rows (at
+#: most 64): a model's labels are checked in full after its fit, and a data set whose
+#: labels the rounding picks has a good share of them wrong (139 of 256 in the case
+#: tested; 64 rows miss a share of 10 % once in a thousand calls).
+PRECISION_STEP_EVERY = 4
 
 
 def precision_problem(
@@ -495,9 +502,14 @@ def precision_problem(
     c_sq = np.einsum("ij,ij->i", cc, cc)
     # (k, m): squared distances less each row's own square; the minimum over the
     # centroids then runs down whole rows (a reduction over short rows was 5x slower);
-    # BLAS on one thread (its idle threads spun against numba's: 19 ms, not 0.3)
-    with single_threaded_blas():
-        scores = c_sq[:, None] - 2.0 * (cc @ xc.T)
+    # BLAS on one thread where it would start its own (its idle threads spun against
+    # numba's: 19 ms, not 0.3), not for a few rows (a hold costs 10 us)
+    if cc.size * xc.shape[0] >= PRECISION_BLAS_HOLD:
+        with single_threaded_blas():
+            products = cc @ xc.T
+    else:
+        products = cc @ xc.T
+    scores = c_sq[:, None] - 2.0 * products
     at = np.arange(labels.shape[0])
     nearest = scores.argmin(axis=0)
     best, found = scores[nearest, at], scores[labels, at]
@@ -524,8 +536,73 @@ def precision_problem(
     )
 
 
+def rounding_can_mislabel(centroids: Any, fitted: Any, dtype: Any = np.float32) -> bool:
+    """Whether ``dtype``'s rounding could give any row, wherever it lies, a label that
+    :func:`precision_problem` counts, with these centroids.
+
+    Such a label is farther than the row's nearest centroid by more than
+    :data:`PRECISION_MARGIN` of the nearest's squared distance and by at most the
+    rounding of the terms compared, ``(d + 4) eps (2 |x|^2 + |a|^2 + |b|^2)`` (norms
+    from the fitted origin).  For rows within 4 times the largest centroid norm ``R``
+    that rounding is at most ``34 (d + 4) eps R^2``, and the gap of a label ``b`` over
+    the nearest ``a`` is at least ``PRECISION_MARGIN |a - b|^2 / 16`` (near the
+    bisector the nearest is that far; nearer ``a`` the gap is larger still); rows
+    farther out than ``4 R`` have their nearest at least ``(3/4)^2 |x|^2`` away, beyond
+    what the rounding can bridge below 34,000 features.  So when the bound stays under
+    the closest pair's ``PRECISION_MARGIN |a - b|^2 / 16``, no row can be mislabelled
+    by the rounding, and ``predict`` skips its check (standard normal data, k=8: the
+    bound is about 1e-4 of the pair's; two groups of clusters 1e5 apart: 1e6 times it).
+
+    Parameters
+    ----------
+    centroids : array of shape (k, d)
+    fitted : mapping
+        The fitted state (the origin's keys).
+    dtype : dtype, default=float32
+
+    Returns
+    -------
+    bool
+    """
+    origin = np.asarray(fitted_origin(fitted), dtype=np.float64)
+    cc = np.asarray(centroids, dtype=np.float64) - origin
+    k, d = cc.shape
+    if k < 2:
+        return False
+    if d + 4 > 30_000:  # the far rows' argument needs fewer features
+        return True
+    c_sq = np.einsum("ij,ij->i", cc, cc)
+    with single_threaded_blas():
+        pairs = c_sq[:, None] + c_sq[None, :] - 2.0 * (cc @ cc.T)
+    np.fill_diagonal(pairs, np.inf)
+    closest = max(float(pairs.min()), 0.0)
+    bound = 34.0 * (d + 4) * float(np.finfo(dtype).eps) * float(c_sq.max())
+    return bool(bound >= PRECISION_MARGIN * closest / 16.0)
+
+
+def model_can_mislabel(model: Any) -> bool:
+    """:func:`rounding_can_mislabel` of a fitted model's ``cluster_centers_`` and
+    ``fitted_state_`` (False without the Euclidean distances' state), kept on the model
+    with the centroids it was computed for, so that ``predict`` pays it once per fit."""
+    fitted = getattr(model, "fitted_state_", None)
+    if fitted is None or fitted.get(_MEAN) is None:
+        return False
+    centroids = model.cluster_centers_
+    kept = model.__dict__.get("_rounding_risk")
+    if kept is None or kept[0] is not centroids:
+        kept = (centroids, rounding_can_mislabel(centroids, fitted))
+        model.__dict__["_rounding_risk"] = kept
+    return bool(kept[1])
+
+
 def warn_if_imprecise(
-    X: Any, labels: Any, centroids: Any, fitted: Any, stacklevel: int = 2
+    X: Any,
+    labels: Any,
+    centroids: Any,
+    fitted: Any,
+    stacklevel: int = 2,
+    every: int = 1,
+    judged: bool = False,
 ) -> None:
     """Warn (:class:`~kmeansfw.core.errors.PrecisionWarning`) when dense float32 ``X``
     compared by the Euclidean distances (``fitted`` holds ``euclidean.mean``) has labels
@@ -541,6 +618,15 @@ def warn_if_imprecise(
         The fitted state.
     stacklevel : int
         Passed on to :func:`warnings.warn`, counted from the caller.
+    every : int
+        Check every ``every``-th drawn row (:data:`PRECISION_STEP_EVERY` for a
+        ``predict`` or a ``partial_fit`` step).
+    judged : bool
+        Whether the caller found already that the centroids can be mislabelled by
+        (:func:`model_can_mislabel`); else, at most :data:`ORIGIN_SAMPLE_ROWS`
+        centroids (where it costs less than the check) are judged first
+        (:func:`rounding_can_mislabel`), and centroids no rounding can mislabel by are
+        not checked.
     """
     if labels is None or fitted.get(_MEAN) is None or is_sparse(X):
         return
@@ -548,7 +634,10 @@ def warn_if_imprecise(
         return
     if np.dtype(getattr(X, "dtype", None)) != np.float32 or len(X.shape) != 2:
         return
-    rows = origin_sample_rows(X.shape[0], X.shape[1])
+    if not judged and len(centroids) <= ORIGIN_SAMPLE_ROWS:
+        if not rounding_can_mislabel(centroids, fitted):
+            return
+    rows = origin_sample_rows(X.shape[0], X.shape[1])[::every]
     problem = precision_problem(X[rows], np.asarray(labels)[rows], centroids, fitted)
     if problem is not None:
         warnings.warn(problem, PrecisionWarning, stacklevel=stacklevel + 1)

@@ -27,7 +27,13 @@ from kmeansfw.backends.torch.steps import _assign
 from kmeansfw.core.config import budget_bytes, make_rng
 from kmeansfw.core.data import FitData
 from kmeansfw.core.errors import PrecisionWarning
-from kmeansfw.strategies.euclidean import _MEAN, origin_sample_rows, precision_problem
+from kmeansfw.strategies.euclidean import (
+    _MEAN,
+    PRECISION_STEP_EVERY,
+    model_can_mislabel,
+    origin_sample_rows,
+    precision_problem,
+)
 
 
 def fit_estimator(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
@@ -50,12 +56,14 @@ def fit_estimator(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
     return estimator
 
 
-def _warn_if_imprecise(X: Tensor, labels: Tensor, centroids: Any, fitted: Any) -> None:
+def _warn_if_imprecise(
+    X: Tensor, labels: Tensor, centroids: Any, fitted: Any, every: int = 1
+) -> None:
     """:func:`kmeansfw.strategies.euclidean.warn_if_imprecise` for a float32 tensor: its
-    drawn rows' labels checked in float64 on the host."""
+    drawn rows' labels (every ``every``-th) checked in float64 on the host."""
     if X.dtype != torch.float32 or fitted.get(_MEAN) is None:
         return
-    rows = origin_sample_rows(X.shape[0], X.shape[1])
+    rows = origin_sample_rows(X.shape[0], X.shape[1])[::every]
     picked = torch.as_tensor(rows, device=X.device)
     sample, found = _host(X[picked]), _host(labels[picked])
     problem = precision_problem(sample, found, np.asarray(centroids), fitted)
@@ -97,7 +105,9 @@ def predict(estimator: Any, X: Any) -> Any:
     plan, data, C = _model(estimator, X)
     with _matmul_precision(_options(estimator.executor).precision), torch.no_grad():
         labels = _assign(plan, data, C, accumulate=False, check_costs=False)[0]
-    _warn_if_imprecise(data.X, labels, estimator.cluster_centers_, estimator.fitted_state_)
+    fitted = estimator.fitted_state_
+    if data.X.dtype == torch.float32 and model_can_mislabel(estimator):
+        _warn_if_imprecise(data.X, labels, estimator.cluster_centers_, fitted, PRECISION_STEP_EVERY)
     return labels
 
 
