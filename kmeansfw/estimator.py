@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
+import weakref
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
@@ -50,6 +51,9 @@ _PLAIN = (str, int, float, bool, type(None))
 #: whether they take sparse data once asked (``[config, strategies, sparse or None]``).
 _BUILT: OrderedDict[tuple, list] = OrderedDict()
 _BUILT_LOCK = threading.Lock()
+#: Each fitted estimator's splits_work, with the strategies it is of (weakly: it goes
+#: with the estimator; see _BaseKMeans._fitted_splits_work).
+_SPLITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _params_key(params: dict[str, Any]) -> tuple | None:
@@ -383,11 +387,12 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
 
     def _fitted_splits_work(self) -> bool:
         """:func:`~kmeansfw.engine.fitting.splits_work` of the fitted strategies, kept
-        with them (asked at every ``predict``, ``transform`` and ``score``)."""
-        kept = self.__dict__.get("_splits_work")
+        with them (asked at every ``predict``, ``transform`` and ``score``), outside
+        the estimator, whose attributes those must leave as they are."""
+        kept = _SPLITS.get(self)
         if kept is None or kept[0] is not self._strategies:  # fitted since
             kept = (self._strategies, splits_work(self._strategies))
-            self._splits_work = kept
+            _SPLITS[self] = kept
         return bool(kept[1])
 
     def _centers_for(self, data: FitData) -> np.ndarray:

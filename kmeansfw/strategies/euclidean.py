@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+import weakref
 from typing import Any
 
 import attrs
@@ -580,18 +581,24 @@ def rounding_can_mislabel(centroids: Any, fitted: Any, dtype: Any = np.float32) 
     return bool(bound >= PRECISION_MARGIN * closest / 16.0)
 
 
+#: :func:`model_can_mislabel`'s answers, by model (weakly: they go with it), with the
+#: centroids each was computed for; kept outside the model, whose ``predict`` must leave
+#: its attributes as they are (scikit-learn's ``check_dict_unchanged``).
+_JUDGED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def model_can_mislabel(model: Any) -> bool:
     """:func:`rounding_can_mislabel` of a fitted model's ``cluster_centers_`` and
-    ``fitted_state_`` (False without the Euclidean distances' state), kept on the model
-    with the centroids it was computed for, so that ``predict`` pays it once per fit."""
+    ``fitted_state_`` (False without the Euclidean distances' state), kept with the
+    centroids it was computed for, so that ``predict`` pays it once per fit."""
     fitted = getattr(model, "fitted_state_", None)
     if fitted is None or fitted.get(_MEAN) is None:
         return False
     centroids = model.cluster_centers_
-    kept = model.__dict__.get("_rounding_risk")
+    kept = _JUDGED.get(model)
     if kept is None or kept[0] is not centroids:
         kept = (centroids, rounding_can_mislabel(centroids, fitted))
-        model.__dict__["_rounding_risk"] = kept
+        _JUDGED[model] = kept
     return bool(kept[1])
 
 
