@@ -389,7 +389,10 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
         """:func:`~kmeansfw.engine.fitting.splits_work` of the fitted strategies, kept
         with them (asked at every ``predict``, ``transform`` and ``score``), outside
         the estimator, whose attributes those must leave as they are."""
-        kept = _SPLITS.get(self)
+        try:
+            kept = _SPLITS.get(self)
+        except TypeError:  # an unhashable estimator (a subclass defining __eq__)
+            return splits_work(self._strategies)
         if kept is None or kept[0] is not self._strategies:  # fitted since
             kept = (self._strategies, splits_work(self._strategies))
             _SPLITS[self] = kept

@@ -242,3 +242,39 @@ def test_centroids_no_rounding_can_mislabel_by_are_judged_soundly():
         labels = scores.argmin(axis=1)
         assert precision_problem(rows, labels, centroids, fitted) is None
     assert judged[True] > 10 and judged[False] > 10  # both kinds of layout were drawn
+
+
+def test_predict_judges_the_centroids_it_is_given():
+    # predict judges a model's centroids once: again when they changed (in place too),
+    # and without a table for a model that cannot be hashed (a subclass with __eq__)
+    near = two_far_groups(np.float32, offset=0.0)
+    far = near + np.float32(1e5)
+    model = kmeansfw.KMeans(5, n_init=1, random_state=0).fit(near)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", kmeansfw.PrecisionWarning)
+        model.predict(near)  # judged: no rounding can mislabel by these
+    model.cluster_centers_ += np.float32(1e5)  # the clusters moved far from the origin
+    with pytest.warns(kmeansfw.PrecisionWarning, match=r"of the 64 rows checked"):
+        labels = model.predict(far)
+    assert np.count_nonzero(labels != exact_nearest(far, model.cluster_centers_, 0.0)[0]) > 400
+
+    class Equal(kmeansfw.KMeans):
+        def __eq__(self, other):
+            return type(other) is type(self) and self.get_params() == other.get_params()
+
+    equal = Equal(5, n_init=1, random_state=0).fit(near)
+    np.testing.assert_array_equal(equal.predict(near), equal.labels_)
+    equal.cluster_centers_ += np.float32(1e5)
+    with pytest.warns(kmeansfw.PrecisionWarning):
+        equal.predict(far)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 9 of 10
+def test_kmedoids_float32_labels_left_to_the_rounding_are_warned_of():
+    # with the Euclidean distances' search (sqeuclidean; its euclidean metric compares
+    # exact differences, and labels these rows right)
+    X = two_far_groups(np.float32, n=1200)
+    with pytest.warns(kmeansfw.PrecisionWarning, match="rows checked"):
+        medoids = kmeansfw.KMedoids(10, metric="sqeuclidean", random_state=0).fit(X)
+    with pytest.warns(kmeansfw.PrecisionWarning, match="rows checked"):
+        medoids.predict(X)

@@ -8,6 +8,7 @@ scikit-learn fails here.
 
 from __future__ import annotations
 
+import copy
 import pickle
 import warnings
 
@@ -204,6 +205,12 @@ def test_an_init_function_written_for_scikit_learn_runs_unchanged(X):
         return data[random_state.integers(0, data.shape[0], n_clusters)]
 
     kmeansfw.KMeans(5, init=generator_methods, n_init=1).fit(X)
+    from kmeansfw.core.adapters import SharedRandomState
+
+    shared = SharedRandomState(np.random.default_rng(4))
+    for copied in (copy.copy(shared), copy.deepcopy(shared), pickle.loads(pickle.dumps(shared))):
+        assert isinstance(copied, SharedRandomState)
+        assert copied.integers(0, 10, 3).shape == (3,) and copied.randint(0, 10) < 10
 
     def generator_user(data, n_clusters, rng):  # another name: the Generator itself
         assert isinstance(rng, np.random.Generator)

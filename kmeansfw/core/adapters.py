@@ -159,6 +159,9 @@ class SharedRandomState(np.random.RandomState):
             raise AttributeError(name)
         return getattr(self._generator, name)
 
+    def __reduce__(self) -> tuple:  # copies and pickles stay shared (RandomState's: plain)
+        return (type(self), (self._generator,))
+
 
 def random_argument(func: Callable[..., Any], rng: np.random.Generator) -> Any:
     """What an init function gets as its third argument: the fit's generator, or, for a

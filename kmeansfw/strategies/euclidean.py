@@ -549,7 +549,9 @@ def rounding_can_mislabel(centroids: Any, fitted: Any, dtype: Any = np.float32) 
     the nearest ``a`` is at least ``PRECISION_MARGIN |a - b|^2 / 16`` (near the
     bisector the nearest is that far; nearer ``a`` the gap is larger still); rows
     farther out than ``4 R`` have their nearest at least ``(3/4)^2 |x|^2`` away, beyond
-    what the rounding can bridge below 34,000 features.  So when the bound stays under
+    what the rounding can bridge (below 34,000 features in float32; the limit scales
+    with ``1 / eps``).  Equal centroids are left out (a label's gap between them is 0).
+    So when the bound stays under
     the closest pair's ``PRECISION_MARGIN |a - b|^2 / 16``, no row can be mislabelled
     by the rounding, and ``predict`` skips its check (standard normal data, k=8: the
     bound is about 1e-4 of the pair's; two groups of clusters 1e5 apart: 1e6 times it).
@@ -560,24 +562,28 @@ def rounding_can_mislabel(centroids: Any, fitted: Any, dtype: Any = np.float32) 
     fitted : mapping
         The fitted state (the origin's keys).
     dtype : dtype, default=float32
+        The precision the rows are compared in (float32; another's eps scales the
+        bound).
 
     Returns
     -------
     bool
     """
     origin = np.asarray(fitted_origin(fitted), dtype=np.float64)
-    cc = np.asarray(centroids, dtype=np.float64) - origin
+    # equal centroids never count against a label (their gap is 0): distinct ones only
+    cc = np.unique(np.asarray(centroids, dtype=np.float64), axis=0) - origin
     k, d = cc.shape
     if k < 2:
         return False
-    if d + 4 > 30_000:  # the far rows' argument needs fewer features
+    eps = float(np.finfo(dtype).eps)
+    if 2.125 * (d + 4) * eps >= 0.5625 * PRECISION_MARGIN:  # the far rows' argument
         return True
     c_sq = np.einsum("ij,ij->i", cc, cc)
     with single_threaded_blas():
         pairs = c_sq[:, None] + c_sq[None, :] - 2.0 * (cc @ cc.T)
     np.fill_diagonal(pairs, np.inf)
     closest = max(float(pairs.min()), 0.0)
-    bound = 34.0 * (d + 4) * float(np.finfo(dtype).eps) * float(c_sq.max())
+    bound = 34.0 * (d + 4) * eps * float(c_sq.max())
     return bool(bound >= PRECISION_MARGIN * closest / 16.0)
 
 
@@ -595,9 +601,13 @@ def model_can_mislabel(model: Any) -> bool:
     if fitted is None or fitted.get(_MEAN) is None:
         return False
     centroids = model.cluster_centers_
-    kept = _JUDGED.get(model)
-    if kept is None or kept[0] is not centroids:
-        kept = (centroids, rounding_can_mislabel(centroids, fitted))
+    try:
+        kept = _JUDGED.get(model)
+    except TypeError:  # an unhashable model (a subclass defining __eq__): no table
+        return rounding_can_mislabel(centroids, fitted)
+    # the values, not the array: centroids changed in place are judged again
+    if kept is None or not np.array_equal(kept[0], centroids):
+        kept = (np.array(centroids), rounding_can_mislabel(centroids, fitted))
         _JUDGED[model] = kept
     return bool(kept[1])
 
@@ -630,10 +640,9 @@ def warn_if_imprecise(
         ``predict`` or a ``partial_fit`` step).
     judged : bool
         Whether the caller found already that the centroids can be mislabelled by
-        (:func:`model_can_mislabel`); else, at most :data:`ORIGIN_SAMPLE_ROWS`
-        centroids (where it costs less than the check) are judged first
-        (:func:`rounding_can_mislabel`), and centroids no rounding can mislabel by are
-        not checked.
+        (:func:`model_can_mislabel`); else, no more centroids than rows to check (where
+        it costs less than the check) are judged first (:func:`rounding_can_mislabel`),
+        and centroids no rounding can mislabel by are not checked.
     """
     if labels is None or fitted.get(_MEAN) is None or is_sparse(X):
         return
@@ -641,10 +650,11 @@ def warn_if_imprecise(
         return
     if np.dtype(getattr(X, "dtype", None)) != np.float32 or len(X.shape) != 2:
         return
-    if not judged and len(centroids) <= ORIGIN_SAMPLE_ROWS:
+    rows = origin_sample_rows(X.shape[0], X.shape[1])[::every]
+    # judged first where that costs less than the check (k^2 d against rows x k x d)
+    if not judged and len(centroids) <= len(rows):
         if not rounding_can_mislabel(centroids, fitted):
             return
-    rows = origin_sample_rows(X.shape[0], X.shape[1])[::every]
     problem = precision_problem(X[rows], np.asarray(labels)[rows], centroids, fitted)
     if problem is not None:
         warnings.warn(problem, PrecisionWarning, stacklevel=stacklevel + 1)

@@ -233,7 +233,9 @@ def _fit_persisted(
         outcome = best_fit(cfg, runs, strategies, history, driver.fitted, best)
         # float32 labels the rounding picked: the drawn rows read from the persisted
         # array (never the source's graph again), checked on the driver
-        warn_if_imprecise(driver.X, outcome.labels, outcome.centroids, outcome.fitted)
+        warn_if_imprecise(  # the caller of KMeans.fit, or of kmeansfw.fit
+            driver.X, outcome.labels, outcome.centroids, outcome.fitted, stacklevel=5
+        )
         return outcome
     finally:
         client.cancel(chunks)
