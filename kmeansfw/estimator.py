@@ -23,10 +23,15 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from kmeansfw.backends import for_input, is_dask_collection, is_torch_tensor
 from kmeansfw.core.adapters import SHARE_MAX_BYTES, ArrayInit
 from kmeansfw.core.catalog import CATALOG, is_value_strategy
-from kmeansfw.core.config import Config, InvalidParameterError, budget_bytes, make_rng
+from kmeansfw.core.config import (
+    Config,
+    InvalidParameterError,
+    budget_bytes,
+    check_key,
+    make_rng,
+)
 from kmeansfw.core.data import FitData, c_ordered, is_ready_array, is_sparse
 from kmeansfw.core.distance import describe
-from kmeansfw.core.numbers import real
 from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins, steps
 from kmeansfw.engine.fitting import (
@@ -292,10 +297,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
             self._strategies = strategies
         hooks = plugins.build(self._strategies)
         ratio = self.reassignment_ratio  # read on every call: checked on every call
-        if not real(ratio) or not np.isfinite(ratio) or ratio < 0:
-            raise InvalidParameterError(
-                f"parameter 'reassignment_ratio' must be a finite number >= 0, got {ratio!r}"
-            )
+        check_key("reassignment_ratio", ratio)
         walk = engine.MiniBatch(reassignment_ratio=ratio)
         engine.check_walk(hooks, walk)
         batch = FitData.build(

@@ -400,3 +400,23 @@ class Config:
     def memory_budget(self) -> int:
         """The per-thread working-memory budget in bytes."""
         return budget_bytes(self.memory_budget_mb)
+
+
+def check_key(name: str, value: Any) -> None:
+    """Check ``value`` for config key ``name`` by the config's own rule, as building a
+    :class:`Config` would (for a value read again later, e.g. by each ``partial_fit``).
+
+    Parameters
+    ----------
+    name : str
+        A :class:`Config` key with a check.
+    value : object
+
+    Raises
+    ------
+    InvalidParameterError
+        The value the rule refuses (the message names the key).
+    """
+    field = getattr(attrs.fields(Config), name)
+    assert field.validator is not None, name
+    field.validator(None, field, value)

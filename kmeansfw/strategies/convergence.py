@@ -128,8 +128,9 @@ class Unchanged:
 
     @hookimpl
     def kmeansfw_converged(self, state: FitState) -> bool:
-        if state.labels_unchanged or np.array_equal(state.centroids, state.previous_centroids):
-            state.strict = labels_still_match(state)
+        still = labels_still_match(state)  # the centroids unchanged
+        if state.labels_unchanged or still:
+            state.strict = still
             return True
         return False
 

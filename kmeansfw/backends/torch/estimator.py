@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -26,13 +25,12 @@ from kmeansfw.backends.torch.plan import _geometry_of, _Plan
 from kmeansfw.backends.torch.steps import _assign
 from kmeansfw.core.config import budget_bytes, make_rng
 from kmeansfw.core.data import FitData
-from kmeansfw.core.errors import PrecisionWarning
 from kmeansfw.strategies.euclidean import (
     _MEAN,
     PRECISION_STEP_EVERY,
     model_can_mislabel,
     origin_sample_rows,
-    precision_problem,
+    warn_if_imprecise,
 )
 
 
@@ -57,18 +55,17 @@ def fit_estimator(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
 
 
 def _warn_if_imprecise(
-    X: Tensor, labels: Tensor, centroids: Any, fitted: Any, every: int = 1
+    X: Tensor, labels: Tensor, centroids: Any, fitted: Any, every: int = 1, judged: bool = False
 ) -> None:
     """:func:`kmeansfw.strategies.euclidean.warn_if_imprecise` for a float32 tensor: its
-    drawn rows' labels (every ``every``-th) checked in float64 on the host."""
+    drawn rows and their labels brought to the host, where that function checks them
+    (those rows are all of a sample that size: it draws the same ones again)."""
     if X.dtype != torch.float32 or fitted.get(_MEAN) is None:
         return
-    rows = origin_sample_rows(X.shape[0], X.shape[1])[::every]
-    picked = torch.as_tensor(rows, device=X.device)
+    picked = torch.as_tensor(origin_sample_rows(X.shape[0], X.shape[1]), device=X.device)
     sample, found = _host(X[picked]), _host(labels[picked])
-    problem = precision_problem(sample, found, np.asarray(centroids), fitted)
-    if problem is not None:
-        warnings.warn(problem, PrecisionWarning, stacklevel=4)
+    # the caller of KMeans.fit or KMeans.predict
+    warn_if_imprecise(sample, found, np.asarray(centroids), fitted, 4, every, judged)
 
 
 def _model(
@@ -107,7 +104,8 @@ def predict(estimator: Any, X: Any) -> Any:
         labels = _assign(plan, data, C, accumulate=False, check_costs=False)[0]
     fitted = estimator.fitted_state_
     if data.X.dtype == torch.float32 and model_can_mislabel(estimator):
-        _warn_if_imprecise(data.X, labels, estimator.cluster_centers_, fitted, PRECISION_STEP_EVERY)
+        centroids = estimator.cluster_centers_
+        _warn_if_imprecise(data.X, labels, centroids, fitted, PRECISION_STEP_EVERY, True)
     return labels
 
 
