@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import warnings
 
 import numpy as np
 import pytest
@@ -87,8 +88,11 @@ def test_worker_processes_get_only_the_strategies_the_configs_name():
 
     locked = Locked()
     CATALOG.register("convergence", "exp-locked", lambda: locked)
-    CATALOG.register("convergence", "exp-locked-factory", type("F", (), {"lock": locked.lock,
-                     "__call__": lambda self: locked})())
+    CATALOG.register(
+        "convergence",
+        "exp-locked-factory",
+        type("F", (), {"lock": locked.lock, "__call__": lambda self: locked})(),
+    )
     try:
         configs = {"plain": {"n_clusters": 3}}
         rows = run_experiment(configs, ["iris"], seeds=[0, 1], n_jobs=2).rows
@@ -125,8 +129,11 @@ def test_workers_get_criteria_named_inside_others_and_take_any_config():
     CATALOG.register("convergence", "exp-after-two", AfterTwo)
     try:
         configs = {
-            "nested": {"n_clusters": 3, "max_iter": 50,
-                       "convergence": [{"name": "any", "criteria": ["exp-after-two"]}]},
+            "nested": {
+                "n_clusters": 3,
+                "max_iter": 50,
+                "convergence": [{"name": "any", "criteria": ["exp-after-two"]}],
+            },
             "observer": {"n_clusters": 3, "observers": [Quiet()]},
         }
         workers = run_experiment(configs, ["iris"], seeds=[0], n_jobs=2).rows
@@ -135,6 +142,62 @@ def test_workers_get_criteria_named_inside_others_and_take_any_config():
         assert workers[0]["n_iter"] == 2
     finally:
         CATALOG._entries.pop(("convergence", "exp-after-two"), None)
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_cells_warnings_reach_the_calling_program_once_each(tmp_path, n_jobs):
+    # a worker's warnings went to its own stderr: no filter of the program's applied and
+    # pytest.warns never saw them; now each comes back once, the cell named at the end
+    from sklearn.exceptions import ConvergenceWarning
+
+    from kmeansfw.core.catalog import CATALOG
+
+    path = tmp_path / "dup.csv"  # 0,1 first: kept as data, with a warning, said once
+    path.write_text("0,1\n" * 6 + "5,5\n" * 6)
+
+    class LocalWarning(UserWarning):  # a class only this test defines: does not pickle
+        pass
+
+    def warns(X, centroids):
+        warnings.warn("from the distance", LocalWarning, stacklevel=2)
+        return np.sqrt(((X[:, None, :] - centroids[None]) ** 2).sum(axis=2))
+
+    kmeansfw.distance("exp-warns")(warns)
+    configs = {"dup": {"n_init": 1}, "warns": {"distance": "exp-warns", "update": "mean"}}
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = run_experiment(configs, [str(path)], seeds=[0, 1], n_clusters=3, n_jobs=n_jobs)
+    finally:
+        CATALOG._entries.pop(("distance", "exp-warns"), None)
+    assert len(result.rows) == 4
+    texts = [(w.category, str(w.message)) for w in caught]
+    assert all(w.filename == __file__ for w in caught)  # the caller is the location
+    header = [t for c, t in texts if "first line reads 0,1" in t]
+    assert len(header) == 1 and "[" not in header[0]  # before any cell, not per cell
+    fewer = [(c, t) for c, t in texts if "distinct clusters" in t]
+    assert len(fewer) == 2  # once per config: the second seed's, the same text, not again
+    assert {c for c, _ in fewer} == {ConvergenceWarning}
+    # the first seed to finish of each config (worker processes finish in any order)
+    cells = sorted(t[t.index("[") : t.rindex(",")] for _, t in fewer)
+    assert cells == [f"[config '{c}', data set {str(path)!r}" for c in ("dup", "warns")]
+    local = [(c, t) for c, t in texts if "from the distance" in t]
+    assert len(local) == 1 and local[0][0] is UserWarning
+    assert local[0][1].startswith("LocalWarning: from the distance [config 'warns'")
+    # the program's filters judge them (a worker's filters are its own)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", message=".*first line reads")
+        with pytest.raises(ConvergenceWarning, match=r"distinct clusters.*\[config 'dup'"):
+            run_experiment(
+                {"dup": {"n_init": 1}},
+                [str(path)],
+                seeds=[0],
+                n_clusters=3,
+                n_jobs=n_jobs,
+                out=tmp_path / "c.csv",
+            )
+    assert len(list(csv.DictReader((tmp_path / "c.csv").open()))) == 1  # its row was saved
 
 
 def test_experiment_is_resumable_and_parallel(tmp_path):
@@ -294,8 +357,10 @@ def test_progress_bar_streams_by_name_and_its_checks(blobs, monkeypatch):
     monkeypatch.setattr("sys.stdout", terminal)
     KMeans(5, random_state=0, observers=[{"name": "progress", "delay": 0, "file": "stdout"}]).fit(X)
     assert "k-means run 0" in terminal.getvalue()
-    for params, message in (({"file": "log.txt"}, "file must be a writable stream"),
-                            ({"delay": -1}, "delay must be a finite number >= 0")):
+    for params, message in (
+        ({"file": "log.txt"}, "file must be a writable stream"),
+        ({"delay": -1}, "delay must be a finite number >= 0"),
+    ):
         with pytest.raises(kmeansfw.ConfigError, match=message):
             KMeans(5, observers=[{"name": "progress", **params}]).fit(X)
 

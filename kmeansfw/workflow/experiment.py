@@ -358,11 +358,16 @@ def _config_values(config: Any) -> dict[str, Any]:
 _REGISTERED: set[str] = set()
 
 
-def _run_cell_registering(token: str, entries: list[Entry], *args: Any) -> dict[str, Any]:
+def _run_cell_registering(
+    token: str, entries: list[Entry], *args: Any
+) -> tuple[dict[str, Any], list[tuple[type[Warning], str]]]:
     """Worker: register the calling program's own strategies (``entries``: those whose
     factories pickle, see :func:`_program_strategies`), once per experiment ``token``,
-    then :func:`run_cell`.  A worker process starts from the installed catalog, where
-    such a name is unknown, or the built-in it replaced."""
+    then :func:`run_cell`; returns its row and the warnings it raised (category and text,
+    each once, for :func:`run_experiment` to raise again in the calling process, where
+    the program's warning filters apply and ``pytest.warns`` sees them).  A worker
+    process starts from the installed catalog, where such a name is unknown, or the
+    built-in it replaced."""
     from kmeansfw.core.catalog import CATALOG
 
     if entries and token not in _REGISTERED:
@@ -370,7 +375,50 @@ def _run_cell_registering(token: str, entries: list[Entry], *args: Any) -> dict[
         for e in entries:
             CATALOG.register(e.slot, e.name, e.factory, source=e.source, replace=True)
         _REGISTERED.add(token)
-    return run_cell(*args)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # each one recorded; the caller's filters judge
+        row = run_cell(*args)
+    return row, _sendable(caught)
+
+
+def _sendable(caught: Iterable[warnings.WarningMessage]) -> list[tuple[type[Warning], str]]:
+    """Recorded warnings as (category, text), each once, in the order first raised; a
+    category that does not pickle (a class only a worker defined) goes as a
+    ``UserWarning`` whose text starts with the category's name."""
+    import pickle
+
+    out: dict[tuple[type[Warning], str], None] = {}
+    for w in caught:
+        category, text = w.category, str(w.message)
+        try:
+            pickle.dumps(category)
+        except Exception:  # noqa: BLE001 - whatever stops it, the text still goes
+            category, text = UserWarning, f"{w.category.__name__}: {text}"
+        out[category, text] = None
+    return list(out)
+
+
+def _relay(
+    caught: Iterable[tuple[type[Warning], str]],
+    seen: set[tuple[Any, ...]],
+    where: str,
+    group: tuple[str, str] | None = None,
+) -> None:
+    """Raise again in this process warnings a cell (``where``, of the config and data set
+    ``group``) or the data's check (no ``group``) raised: the text as it was, then
+    ``where`` in brackets, so that filters matching the start of a message still match;
+    a category and text once per group (the seeds of one config repeat each other); the
+    caller of :func:`run_experiment` is the location."""
+    for category, text in caught:
+        if (group, category, text) in seen or (None, category, text) in seen:
+            continue  # said for this config and data set, or for the data before any cell
+        seen.add((group, category, text))
+        full = f"{text} [{where}]" if where else text
+        try:
+            warning = category(full)
+        except Exception:  # noqa: BLE001 - a category built otherwise than from a text
+            warning = UserWarning(f"{category.__name__}: {full}")
+        warnings.warn(warning, stacklevel=3)
 
 
 def _program_strategies(configs: Iterable[Mapping[str, Any]], n_jobs: int) -> list[Entry]:
@@ -768,9 +816,13 @@ def run_experiment(
     # lack, or a built-in replaced); in this process they are there already
     entries = _program_strategies(plain.values(), n_jobs) if n_jobs != 1 else []
     datasets, seeds = _names(datasets, "datasets"), _seeds(seeds)
+    seen: set[tuple[Any, ...]] = set()  # the warnings raised again so far
     for dataset in datasets:
         if dataset not in BUNDLED and dataset not in BLOBS:
-            load_file(dataset, header=header)  # fail early, before any worker starts
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                load_file(dataset, header=header)  # fail early, before any worker starts
+            _relay(_sendable(caught), seen, "")  # said here, not again by each cell
     path = pathlib.Path(out) if out is not None else None
     finished, columns, end = _read_finished(path) if path is not None else ([], list(COLUMNS), "")
     if end == "torn":
@@ -852,13 +904,16 @@ def run_experiment(
             leave=False,
             disable=not (progress and sys.stderr.isatty()),
         )
-        for row in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs):
+        for row, caught in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs):
             bar.update(1)
             row["settings"] = settings[row["config"], row["dataset"]]
             rows.append(row)
             if writer is not None:
                 writer.writerow(row)
                 fh.flush()
+            cell = f"config {row['config']!r}, data set {row['dataset']!r}, seed {row['seed']}"
+            # after the row is saved: an "error" filter loses no cell
+            _relay(caught, seen, cell, (row["config"], row["dataset"]))
         bar.close()
     finally:
         if fh is not None:
