@@ -338,7 +338,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
         if self._label_batch(hooks, batch, centroids):  # a stream drifting far from the
             # centre the model learned first, in float32: labelled by the rounding
             warn_if_imprecise(
-                batch.X, self.labels_, centroids, self.fitted_state_, 3, PRECISION_STEP_EVERY
+                batch.X, self.labels_, centroids, self.fitted_state_, PRECISION_STEP_EVERY
             )
         return self
 
@@ -422,7 +422,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
         result = steps.assign(hook, data, centers, accumulate=False, with_costs=False)
         if data.dtype == np.float32 and model_can_mislabel(self):  # see precision_problem
             warn_if_imprecise(
-                data.X, result.labels, centers, self.fitted_state_, 2, PRECISION_STEP_EVERY, True
+                data.X, result.labels, centers, self.fitted_state_, PRECISION_STEP_EVERY, True
             )
         return result.labels.astype(np.int32)
 

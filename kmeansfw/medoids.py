@@ -288,7 +288,7 @@ default="heuristic"
         found = steps.assign(hook, data, centers, accumulate=False, with_costs=False)
         if data.dtype == np.float32 and model_can_mislabel(self):  # see precision_problem
             warn_if_imprecise(
-                data.X, found.labels, centers, self.fitted_state_, 2, PRECISION_STEP_EVERY, True
+                data.X, found.labels, centers, self.fitted_state_, PRECISION_STEP_EVERY, True
             )
         return found.labels.astype(np.intp)
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any
 
 import numpy as np
 
 from kmeansfw.core.config import Config, InvalidParameterError, make_rng
 from kmeansfw.core.data import FitData
+from kmeansfw.core.errors import warn
 from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins
 from kmeansfw.engine.executors import single_threaded_blas
@@ -233,12 +233,11 @@ default="auto"
 
     def _check_init_size(self, n_samples: int) -> None:
         if self.init_size is not None and self.init_size < self.n_clusters:
-            warnings.warn(
+            warn(
                 f"init_size={self.init_size} should be larger than "
                 f"n_clusters={self.n_clusters}. Setting it to "
                 f"min(3*n_clusters, n_samples)={min(3 * self.n_clusters, n_samples)}",
                 RuntimeWarning,
-                stacklevel=3,
             )
 
     # ------------------------------------------------------------------ fitting
@@ -291,7 +290,7 @@ default="auto"
         self.stop_reason_ = result.stop_reason
         if self.compute_labels:
             self.labels_ = result.labels.astype(np.int32)
-            warn_if_imprecise(X, self.labels_, self.cluster_centers_, data.fitted, stacklevel=2)
+            warn_if_imprecise(X, self.labels_, self.cluster_centers_, data.fitted)
         else:
             self.__dict__.pop("labels_", None)
         if history is not None:

@@ -22,7 +22,6 @@ import inspect
 import os
 import re
 import threading
-import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -33,7 +32,7 @@ import pluggy
 from kmeansfw.core import hookspecs
 from kmeansfw.core.adapters import OBJECTIVES, ArrayInit, CallableInit, FunctionDistance
 from kmeansfw.core.distance import describe
-from kmeansfw.core.errors import ConfigError, UnknownStrategyError
+from kmeansfw.core.errors import ConfigError, UnknownStrategyError, warn
 from kmeansfw.core.markers import PROJECT
 from kmeansfw.core.slots import CATALOG_SLOTS
 
@@ -249,10 +248,9 @@ class Catalog:
             unknown = sorted(wanted - known)
             if unknown:
                 exist = ", ".join(f"{ep} (distribution {dist})" for ep, dist in sorted(found))
-                warnings.warn(
+                warn(
                     f"{ENV_VAR} names {', '.join(map(repr, unknown))}, which no installed "
-                    f"kmeansfw plugin has; installed plugins: {exist or 'none'}",
-                    stacklevel=4,
+                    f"kmeansfw plugin has; installed plugins: {exist or 'none'}"
                 )
 
     def _changed_since(self, before: dict[tuple[str, str], Entry]) -> _Changes:
@@ -291,7 +289,7 @@ class Catalog:
 
     def _fail(self, name: str, why: str) -> None:
         self.failures[name] = why
-        warnings.warn(f"kmeansfw plugin {name!r} failed to load: {why}", stacklevel=3)
+        warn(f"kmeansfw plugin {name!r} failed to load: {why}")
 
     def _stager(self, source: str, staged: list[Entry]) -> Register:
         """A ``register`` function collecting a plugin's entries, checked, into ``staged``

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,7 +20,12 @@ import numpy as np
 from kmeansfw.core.catalog import CATALOG, StrategySpec, array_like
 from kmeansfw.core.data import DEFAULT_MEMORY_BUDGET
 from kmeansfw.core.distance import describe
-from kmeansfw.core.errors import ConfigError, InvalidParameterError, UnknownStrategyError
+from kmeansfw.core.errors import (
+    ConfigError,
+    InvalidParameterError,
+    UnknownStrategyError,
+    warn,
+)
 from kmeansfw.core.numbers import integer, real
 from kmeansfw.core.slots import SLOTS
 
@@ -316,11 +320,10 @@ class Config:
         explicit = not isinstance(self.init, StrategySpec)
         if explicit and isinstance(self.init, np.ndarray | list | tuple):
             if self.n_init not in ("auto", 1):
-                warnings.warn(
+                warn(
                     "Explicit initial centroids passed: performing only one init "
                     f"instead of n_init={self.n_init}.",
                     RuntimeWarning,
-                    stacklevel=3,
                 )
             return 1
         if self.n_init == "auto":
@@ -365,13 +368,12 @@ class Config:
         natural = about.natural_update
         if natural is None:
             if self.update is None or isinstance(self.update, StrategySpec):
-                warnings.warn(
+                warn(
                     f"distance {about.name!r} declares no natural_update, so nothing says "
                     f"which update minimizes {about.objective}; "
                     + ("using 'mean'" if self.update is None else "the pairing is unchecked")
                     + " (declare natural_update on the distance, or subclass kmeansfw.Distance)",
                     PairingWarning,
-                    stacklevel=4,
                 )
             return StrategySpec("mean") if self.update is None else self.update
         if self.update is None:
@@ -384,11 +386,10 @@ class Config:
             return StrategySpec(natural)
         if isinstance(self.update, StrategySpec) and self.update.name != natural:
             name, objective = about.name, about.objective
-            warnings.warn(
+            warn(
                 f"update {self.update.name!r} does not minimize the objective of distance "
                 f"{name!r} ({objective}); use update={natural!r}, or leave update unset",
                 PairingWarning,
-                stacklevel=4,
             )
         return self.update
 

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import sys
+import warnings
+from types import FrameType
+
 
 class StrategyError(ValueError):
     """A strategy failed or returned something that breaks the hook contract.
@@ -35,3 +41,38 @@ class PrecisionWarning(UserWarning):
     """float32 rounding changed the nearest centroid of some of the rows checked: the
     data lies too far from the point its rows are compared on for how close its
     clusters are (fit it in float64)."""
+
+
+def warn(message: str | Warning, category: type[Warning] = UserWarning) -> None:
+    """:func:`warnings.warn` located in the user's program: at the first caller outside
+    kmeansfw and the libraries that call into it (scikit-learn's ``fit_predict``,
+    pipelines and searches; pluggy's hook calls), however deep the warning is raised, so
+    that a warning names the line that asked for the work and filters by module match
+    it, whichever way the call came in.
+
+    Parameters
+    ----------
+    message : str or Warning
+        The text (or a warning instance, whose class is then the category).
+    category : type of Warning, default=UserWarning
+    """
+    prefixes = _library_folders()
+    frame: FrameType | None = sys._getframe(1)  # the function that warns: stacklevel 2
+    level = 2
+    while frame is not None and frame.f_code.co_filename.startswith(prefixes):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, category, stacklevel=level)
+
+
+@functools.cache
+def _library_folders() -> tuple[str, ...]:
+    """kmeansfw's folder, and scikit-learn's and pluggy's where installed, each ending
+    in a separator."""
+    import importlib.util
+
+    folders = [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
+    for name in ("sklearn", "pluggy"):
+        spec = importlib.util.find_spec(name)
+        folders.extend((spec.submodule_search_locations or []) if spec else [])
+    return tuple(os.path.join(folder, "") for folder in folders)

@@ -189,5 +189,5 @@ def fit_data(cfg: Config, data: FitData, strategies: list[tuple[str, str, Any]])
     outcome = best_fit(cfg, runs, strategies, history, data.fitted, best)
     # float32 rows far from their centre, in clusters close together: labelled by the
     # rounding (checked on drawn rows, warned of)
-    warn_if_imprecise(data.X, outcome.labels, outcome.centroids, outcome.fitted, stacklevel=4)
+    warn_if_imprecise(data.X, outcome.labels, outcome.centroids, outcome.fitted)
     return outcome

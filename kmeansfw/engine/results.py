@@ -8,7 +8,6 @@ re-exports these names.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from kmeansfw.core.config import Config
 from kmeansfw.core.data import Fitted
+from kmeansfw.core.errors import warn
 from kmeansfw.engine import loop as engine
 from kmeansfw.strategies.observers import History
 
@@ -139,9 +139,8 @@ def _warn_if_fewer_clusters(labels: np.ndarray, n_clusters: int) -> None:
     if distinct < n_clusters:
         from sklearn.exceptions import ConvergenceWarning  # deferred: a slow import
 
-        warnings.warn(
+        warn(
             f"Number of distinct clusters ({distinct}) found smaller than "
             f"n_clusters ({n_clusters}). Possibly due to duplicate points in X.",
             ConvergenceWarning,
-            stacklevel=4,
         )

@@ -110,15 +110,14 @@ if HAVE_NUMBA:  # pragma: no branch
     if isinstance(getattr(_cache_impl, "_locator_classes", None), list):
         _cache_impl._locator_classes[:0] = KERNEL_CACHE_LOCATORS  # type: ignore[union-attr]
     else:  # pragma: no cover - a numba whose caching kmeansfw does not know
-        import warnings
+        from kmeansfw.core.errors import warn
 
-        warnings.warn(
+        warn(
             "kmeansfw could not give numba its kernels' cache stamp (numba "
             f"{numba.__version__}): a cached kernel is checked against its own module "
             "only, so after a change to another kernel module clear kmeansfw/kernels/"
             "__pycache__ (or set NUMBA_CACHE_DIR to an empty directory)",
             RuntimeWarning,
-            stacklevel=2,
         )
 
 #: Threading layers under which concurrent launches from several threads are safe.

@@ -30,7 +30,7 @@ import scipy.sparse as sp
 from kmeansfw import kernels  # attributes read at call time: numba loads on first fit
 from kmeansfw.core.data import FitData, is_sparse
 from kmeansfw.core.distance import Distance, nearest_by_blocks
-from kmeansfw.core.errors import PrecisionWarning, StrategyError
+from kmeansfw.core.errors import PrecisionWarning, StrategyError, warn
 from kmeansfw.core.markers import hookimpl
 from kmeansfw.core.paging import column_means
 from kmeansfw.core.sums import SumsRequest
@@ -617,7 +617,6 @@ def warn_if_imprecise(
     labels: Any,
     centroids: Any,
     fitted: Any,
-    stacklevel: int = 2,
     every: int = 1,
     judged: bool = False,
 ) -> None:
@@ -633,8 +632,6 @@ def warn_if_imprecise(
     centroids : array of shape (k, d)
     fitted : mapping
         The fitted state.
-    stacklevel : int
-        Passed on to :func:`warnings.warn`, counted from the caller.
     every : int
         Check every ``every``-th drawn row (:data:`PRECISION_STEP_EVERY` for a
         ``predict`` or a ``partial_fit`` step).
@@ -657,7 +654,7 @@ def warn_if_imprecise(
             return
     problem = precision_problem(X[rows], np.asarray(labels)[rows], centroids, fitted)
     if problem is not None:
-        warnings.warn(problem, PrecisionWarning, stacklevel=stacklevel + 1)
+        warn(problem, PrecisionWarning)  # located in the user's program
 
 
 def row_sq_norms(X) -> np.ndarray:

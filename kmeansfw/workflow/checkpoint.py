@@ -48,9 +48,7 @@ import pathlib
 import secrets
 import shutil
 import stat
-import sys
 import types
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -59,7 +57,7 @@ import numpy as np
 
 from kmeansfw.core.catalog import array_like
 from kmeansfw.core.data import FitData, Fitted, is_sparse
-from kmeansfw.core.errors import CheckpointError
+from kmeansfw.core.errors import CheckpointError, warn
 from kmeansfw.core.markers import hookimpl
 from kmeansfw.engine.loop import STOP_REASONS, FitResult, FitState
 
@@ -99,16 +97,10 @@ class CheckpointWarning(UserWarning):
     the fit starts afresh and replaces it."""
 
 
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-
-
 def _warn(message: str) -> None:
-    """Warn with a :class:`CheckpointWarning` pointing at the first caller outside
-    kmeansfw (the user's ``fit`` call)."""
-    frame, level = sys._getframe(0), 1
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
-        frame, level = frame.f_back, level + 1
-    warnings.warn(message, CheckpointWarning, stacklevel=level)
+    """Warn with a :class:`CheckpointWarning` located in the user's program
+    (:func:`kmeansfw.core.errors.warn`)."""
+    warn(message, CheckpointWarning)
 
 
 # ---------------------------------------------------------------------- fingerprint

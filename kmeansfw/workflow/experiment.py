@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from kmeansfw.core.catalog import Entry
 from kmeansfw.core.config import Config
-from kmeansfw.core.errors import ConfigError, StrategyError
+from kmeansfw.core.errors import ConfigError, StrategyError, warn
 from kmeansfw.strategies.observers import records_frame
 from kmeansfw.strategies.validators import integer
 
@@ -317,10 +317,9 @@ def _read_csv(path: pathlib.Path, header: bool | None = None) -> np.ndarray:
                 "(--header), name the columns, or write the file with header=False; if the "
                 "line is data, read it with header=False (--no-header)"
             )
-        warnings.warn(  # two columns of 0/1 data may well start with 0,1: kept as data
+        warn(  # two columns of 0/1 data may well start with 0,1: kept as data
             f"{message}, or a sample: read as a sample; if it is a header, read it with "
-            "header=True (--header), name the columns or write the file with header=False",
-            stacklevel=3,
+            "header=True (--header), name the columns or write the file with header=False"
         )
     width = len(rows[0])
     for line, row in enumerate(rows, start=1):
@@ -408,7 +407,7 @@ def _relay(
     ``group``) or the data's check (no ``group``) raised: the text as it was, then
     ``where`` in brackets, so that filters matching the start of a message still match;
     a category and text once per group (the seeds of one config repeat each other); the
-    caller of :func:`run_experiment` is the location."""
+    location is the program's (:func:`kmeansfw.core.errors.warn`)."""
     for category, text in caught:
         if (group, category, text) in seen or (None, category, text) in seen:
             continue  # said for this config and data set, or for the data before any cell
@@ -418,7 +417,7 @@ def _relay(
             warning = category(full)
         except Exception:  # noqa: BLE001 - a category built otherwise than from a text
             warning = UserWarning(f"{category.__name__}: {full}")
-        warnings.warn(warning, stacklevel=3)
+        warn(warning)
 
 
 def _program_strategies(configs: Iterable[Mapping[str, Any]], n_jobs: int) -> list[Entry]:
@@ -826,10 +825,9 @@ def run_experiment(
     path = pathlib.Path(out) if out is not None else None
     finished, columns, end = _read_finished(path) if path is not None else ([], list(COLUMNS), "")
     if end == "torn":
-        warnings.warn(
+        warn(
             f"the last row of {path} was cut off (an interrupted write): it is removed, "
-            "and its cell computed again",
-            stacklevel=2,
+            "and its cell computed again"
         )
     from kmeansfw.workflow.checkpoint import file_digest
 
@@ -866,11 +864,10 @@ def run_experiment(
             reused[cell] = row
             unknown += 1
     if unknown:
-        warnings.warn(
+        warn(
             f"{unknown} cell(s) in {path} were written without their settings (by an older "
             "kmeansfw) and are reused as they are; remove them from the file to compute "
-            "them again",
-            stacklevel=2,
+            "them again"
         )
     todo = [cell for cell in wanted if cell not in reused]
     rows = list(reused.values())

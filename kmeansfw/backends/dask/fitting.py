@@ -234,7 +234,7 @@ def _fit_persisted(
         # float32 labels the rounding picked: the drawn rows read from the persisted
         # array (never the source's graph again), checked on the driver
         warn_if_imprecise(  # the caller of KMeans.fit, or of kmeansfw.fit
-            driver.X, outcome.labels, outcome.centroids, outcome.fitted, stacklevel=5
+            driver.X, outcome.labels, outcome.centroids, outcome.fitted
         )
         return outcome
     finally:

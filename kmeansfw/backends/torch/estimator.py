@@ -64,8 +64,7 @@ def _warn_if_imprecise(
         return
     picked = torch.as_tensor(origin_sample_rows(X.shape[0], X.shape[1]), device=X.device)
     sample, found = _host(X[picked]), _host(labels[picked])
-    # the caller of KMeans.fit or KMeans.predict
-    warn_if_imprecise(sample, found, np.asarray(centroids), fitted, 4, every, judged)
+    warn_if_imprecise(sample, found, np.asarray(centroids), fitted, every, judged)
 
 
 def _model(

@@ -1,0 +1,93 @@
+"""kmeansfw's warnings name the line of the program that asked for the work, whichever
+way the call came in (``fit``, scikit-learn's ``fit_predict`` and pipelines, ``predict``,
+``kmeansfw.fit``, the experiment runner), never a line inside kmeansfw or scikit-learn:
+a warning pointing there hides where it came from, and filters by module miss it."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+import kmeansfw
+from kmeansfw.workflow.checkpoint import CheckpointWarning
+
+_rng = np.random.default_rng(0)
+# two groups of 4-feature blobs 1e5 apart in float32: labels the rounding picks
+FAR = np.vstack([_rng.normal(size=(2000, 4)), _rng.normal(size=(2000, 4)) + 1e5]).astype(
+    np.float32
+)
+DUPLICATES = np.repeat(np.eye(2), 10, axis=0)  # two distinct points: fewer than k=3
+
+
+def _fitted_far() -> kmeansfw.KMeans:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", kmeansfw.PrecisionWarning)
+        return kmeansfw.KMeans(8, random_state=0).fit(FAR)
+
+
+def _checkpointed(tmp_path):
+    kmeansfw.KMeans(2, random_state=0, checkpoint=tmp_path).fit(DUPLICATES)
+    return lambda: kmeansfw.KMeans(2, random_state=0, checkpoint=tmp_path).fit(DUPLICATES + 1)
+
+
+CASES = {
+    "fit": (kmeansfw.PrecisionWarning, lambda: kmeansfw.KMeans(8, random_state=0).fit(FAR)),
+    "fit_predict": (
+        kmeansfw.PrecisionWarning,
+        lambda: kmeansfw.KMeans(8, random_state=0).fit_predict(FAR),
+    ),
+    "pipeline": (
+        kmeansfw.PrecisionWarning,
+        lambda: make_pipeline(FunctionTransformer(), kmeansfw.KMeans(8, random_state=0)).fit(FAR),
+    ),
+    "predict": (kmeansfw.PrecisionWarning, lambda: _fitted_far().predict(FAR)),
+    "fewer clusters": (
+        ConvergenceWarning,
+        lambda: kmeansfw.KMeans(3, random_state=0).fit_transform(DUPLICATES),
+    ),
+    "kmeansfw.fit": (
+        ConvergenceWarning,
+        lambda: kmeansfw.fit(DUPLICATES, {"n_clusters": 3, "random_state": 0}),
+    ),
+    "KMedoids": (ConvergenceWarning, lambda: kmeansfw.KMedoids(3, random_state=0).fit(DUPLICATES)),
+    "explicit init": (
+        RuntimeWarning,
+        lambda: kmeansfw.KMeans(2, init=DUPLICATES[[0, -1]], n_init=3).fit(DUPLICATES),
+    ),
+    "pairing": (
+        kmeansfw.PairingWarning,
+        lambda: kmeansfw.KMeans(2, distance="manhattan", update="mean").fit(DUPLICATES),
+    ),
+    "init_size": (
+        RuntimeWarning,
+        lambda: kmeansfw.MiniBatchKMeans(3, init_size=2, random_state=0).fit(FAR[:100]),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", [*CASES, "checkpoint"])
+def test_a_warning_names_the_line_that_asked_for_the_work(case, tmp_path):
+    if case == "checkpoint":
+        category, call = CheckpointWarning, _checkpointed(tmp_path)
+    else:
+        category, call = CASES[case]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        call()
+    ours = [w for w in caught if issubclass(w.category, category)]
+    assert ours, f"{case}: no {category.__name__} raised"
+    assert {w.filename for w in ours} == {__file__}, [(w.filename, w.lineno) for w in ours]
+
+
+def test_a_filter_by_the_program_s_module_silences_them():
+    # a module filter matches the location: before, scikit-learn's base module was
+    # the location of a fit_predict's warning, and kmeansfw's of a fit's
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", category=ConvergenceWarning, module=__name__)
+        kmeansfw.KMeans(3, random_state=0).fit_predict(DUPLICATES)
