@@ -272,12 +272,16 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-        y : ignored
+            The next batch of samples.
+        y : None
+            Ignored; present for scikit-learn's API.
         sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weights of the batch's samples (None: all 1).
 
         Returns
         -------
-        self
+        self : object
+            The estimator, updated.
         """
         refuse_backend_input(X, f"{type(self).__name__}.partial_fit")
         first = not hasattr(self, "cluster_centers_")
@@ -451,12 +455,17 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-        y : ignored
+            New data, with the features ``fit`` saw.
+        y : None
+            Ignored; present for scikit-learn's API.
         sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weights (None: all 1).
 
         Returns
         -------
         score : float
+            Minus the (weighted) objective of ``X``: the sum of each sample's cost to
+            its nearest centroid.
         """
         backend = for_input(X)
         if backend is not None:  # a dask array runs on its cluster, a tensor on its device
@@ -617,7 +626,7 @@ default="auto"
 
     See Also
     --------
-    kmeansfw.MiniBatchKMeans : scikit-learn's mini-batch estimator on the same engine.
+    kmeansfw.MiniBatchKMeans : Scikit-learn's mini-batch estimator on the same engine.
 
     Examples
     --------
@@ -715,7 +724,8 @@ default="auto"
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Training data; a DataFrame's string column names become
             ``feature_names_in_``.  Never modified.
-        y : ignored
+        y : None
+            Ignored; present for scikit-learn's API.
         sample_weight : array-like of shape (n_samples,), optional
             Non-negative weights.
 

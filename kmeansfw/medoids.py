@@ -48,7 +48,7 @@ INITS = ("random", "heuristic", "k-medoids++", "build")
 
 
 class KMedoids(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, BaseEstimator):
-    """k-medoids clustering: each cluster's center is one of its samples, and the fit
+    """K-medoids clustering: each cluster's center is one of its samples, and the fit
     minimizes the sum of distances (not squared) of the samples to their medoid.
 
     A drop-in for ``sklearn_extra.cluster.KMedoids``, run by kmeansfw's engine: the same
@@ -59,8 +59,9 @@ class KMedoids(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, 
     Parameters
     ----------
     n_clusters : int, default=8
+        The number of medoids (clusters) to find.
     metric : str, dict, callable or distance object, default="euclidean"
-        scikit-learn's names ``"euclidean"``/``"l2"`` (the ``minkowski`` distance with
+        The distance between samples and medoids: scikit-learn's names ``"euclidean"``/``"l2"`` (the ``minkowski`` distance with
         p = 2, so the objective is the sum of Euclidean distances), ``"manhattan"``/
         ``"cityblock"``/``"l1"``, ``"chebyshev"``, ``"cosine"``, ``"sqeuclidean"``; any
         other kmeansfw distance name or table (``{"name": "minkowski", "p": 3}``); a
@@ -82,6 +83,8 @@ default="heuristic"
     max_iter : int, default=300
         Iterations (alternations, or swap rounds) at most.
     random_state : int, numpy Generator or None, default=None
+        Seeds every random draw of the fit (the init's samples, sampled candidates);
+        the same seed gives the same medoids.
     convergence : str, dict, object or list of them, default=None
         Extra stop rules (e.g. ``"time-budget"``), asked with the method's own rule
         (``"unchanged"`` for alternate, ``"centroids-unchanged"`` for pam).
@@ -103,10 +106,13 @@ default="heuristic"
         fewer distinct values than ``n_clusters`` (medoids of equal value then name
         different copies, while there are enough of them).
     labels_ : ndarray of shape (n_samples,)
+        The index of each sample's medoid.
     inertia_ : float
         The sum of the (weighted) distances of the samples to their medoid.
     n_iter_ : int
+        Iterations (alternations, or swap rounds) run.
     n_features_in_ : int
+        Features seen during ``fit``.
     history_ : list of dict
         Only with ``history=True``.
 
@@ -173,8 +179,19 @@ default="heuristic"
         return metric
 
     def get_config(self, X: Any = None) -> Config:
-        """The :class:`~kmeansfw.core.config.Config` these parameters run (``X``: the
-        data an array ``init`` is checked against)."""
+        """The :class:`~kmeansfw.core.config.Config` these parameters run.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features), optional
+            The data an array ``init`` is checked against (each of its rows must be a
+            sample of ``X``).
+
+        Returns
+        -------
+        Config
+            The method's update and stop rule with the extra ``convergence`` rules.
+        """
         if self.method not in METHODS:
             raise InvalidParameterError(
                 f"KMedoids: parameter 'method' must be one of {sorted(METHODS)}, got "
@@ -224,12 +241,16 @@ default="heuristic"
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        y : ignored
+            Training samples (float32 stays float32; other types become float64).
+        y : None
+            Ignored; present for scikit-learn's API.
         sample_weight : array-like of shape (n_samples,), optional
+            Weights of the samples' distances in the objective (None: all 1).
 
         Returns
         -------
-        self
+        self : KMedoids
+            The fitted estimator.
         """
         refuse_backend_input(X, "KMedoids")
         X = validate_data(self, X, dtype=_FLOATS, order="C")
@@ -282,7 +303,18 @@ default="heuristic"
         return int(self.cluster_centers_.shape[0])
 
     def predict(self, X: Any) -> np.ndarray:
-        """Index of the closest medoid of each sample."""
+        """Index of the closest medoid of each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            New data, with the features ``fit`` saw.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            The index of each sample's closest medoid.
+        """
         data, hook = self._data(X)
         centers = self.cluster_centers_.astype(data.dtype, copy=False)
         found = steps.assign(hook, data, centers, accumulate=False, with_costs=False)
@@ -293,7 +325,18 @@ default="heuristic"
         return found.labels.astype(np.intp)
 
     def transform(self, X: Any) -> np.ndarray:
-        """Distances of each sample to each medoid, (n_samples, n_clusters)."""
+        """Distances of each sample to each medoid.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            New data, with the features ``fit`` saw.
+
+        Returns
+        -------
+        distances : ndarray of shape (n_samples, n_clusters)
+            The fit's distance from each sample to each medoid.
+        """
         data, hook = self._data(X)
         return steps.pairwise(hook, data, self.cluster_centers_.astype(data.dtype, copy=False))
 
@@ -303,7 +346,9 @@ default="heuristic"
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        y : ignored
+            New data, with the features ``fit`` saw.
+        y : None
+            Ignored; present for scikit-learn's API.
         sample_weight : array-like of shape (n_samples,), optional
             Weights of the samples' distances (as in ``fit``: after a weighted fit,
             ``-score(X, sample_weight=w) == inertia_``).
@@ -311,6 +356,7 @@ default="heuristic"
         Returns
         -------
         score : float
+            Minus the (weighted) sum of distances; higher is better.
         """
         data, hook = self._data(X, sample_weight)
         centers = self.cluster_centers_.astype(data.dtype, copy=False)

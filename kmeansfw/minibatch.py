@@ -248,7 +248,8 @@ default="auto"
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Training data (never modified).
-        y : ignored
+        y : None
+            Ignored; present for scikit-learn's API.
         sample_weight : array-like of shape (n_samples,), optional
             Non-negative weights.
 

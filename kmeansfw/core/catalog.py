@@ -134,7 +134,13 @@ _Changes = dict[tuple[str, str], tuple["Entry | None", "Entry"]]
 
 
 class Catalog:
-    """Maps ``(slot, name)`` to strategy factories; see the module docstring."""
+    """Maps ``(slot, name)`` to strategy factories; see the module docstring.
+
+    Parameters
+    ----------
+    group : str, default="kmeansfw"
+        The entry-point group installed plugin distributions are found under.
+    """
 
     def __init__(self, group: str = ENTRY_POINT_GROUP) -> None:
         self.group = group
@@ -325,6 +331,26 @@ class Catalog:
     ) -> Entry:
         """Add ``factory`` as strategy ``name`` of ``slot``.
 
+        Parameters
+        ----------
+        slot : str
+            The slot the strategy fills (``"init"``, ``"distance"``, ``"assignment"``,
+            ``"update"``, ``"empty"``, ``"convergence"`` or ``"observer"``).
+        name : str
+            The name configs and the estimator use for it.
+        factory : callable
+            Called with a config's parameters (``factory(**params)``) to build the
+            strategy object for each fit.
+        source : str, default="in-process"
+            Where the strategy comes from, as ``kmeansfw plugins`` lists it.
+        replace : bool, default=False
+            Whether ``name`` may replace a strategy registered under it already.
+
+        Returns
+        -------
+        Entry
+            The catalog's record of the strategy.
+
         Raises
         ------
         ValueError
@@ -374,7 +400,25 @@ class Catalog:
             return [e for e in self._entries.values() if e.source not in installed]
 
     def lookup(self, slot: str, name: str) -> Entry:
-        """The entry for ``(slot, name)``; the error lists the names known for the slot."""
+        """The entry for ``(slot, name)``; the error lists the names known for the slot.
+
+        Parameters
+        ----------
+        slot : str
+            The slot to look in.
+        name : str
+            The strategy's name.
+
+        Returns
+        -------
+        Entry
+            Its record: slot, name, factory and source.
+
+        Raises
+        ------
+        UnknownStrategyError
+            No strategy of that name in that slot (the message lists those there are).
+        """
         _check_slot(slot)
         self.load()
         entry = self._entries.get((slot, name))
@@ -395,12 +439,34 @@ class Catalog:
         return entry
 
     def names(self, slot: str) -> list[str]:
-        """Sorted names registered for ``slot``."""
+        """Sorted names registered for ``slot``.
+
+        Parameters
+        ----------
+        slot : str
+            The slot whose names to list.
+
+        Returns
+        -------
+        list of str
+            The names, sorted.
+        """
         self.load()
         return sorted(n for s, n in self._entries if s == slot)
 
     def entries(self, slot: str | None = None) -> list[Entry]:
-        """All entries (of one slot), sorted by slot then name."""
+        """All entries (of one slot), sorted by slot then name.
+
+        Parameters
+        ----------
+        slot : str or None, default=None
+            Only this slot's entries; None: every slot's.
+
+        Returns
+        -------
+        list of Entry
+            The entries, in slot order, then by name.
+        """
         self.load()
         order = {s: i for i, s in enumerate(SLOTS)}
         found = [e for e in self._entries.values() if slot is None or e.slot == slot]
@@ -437,10 +503,20 @@ class Catalog:
     def create(self, slot: str, spec: Any) -> tuple[str, Any]:
         """Build the strategy a configuration value describes; return ``(label, strategy)``.
 
-        ``spec`` is a name, a mapping with ``name`` and parameters, a
-        :class:`kmeansfw.core.config.StrategySpec`, or a ready strategy object.  For ``init``
-        an array of centroids or a function ``(X, k, rng)`` is accepted too; for
-        ``distance`` a plain vectorized function ``(X_block, centroids)``.
+        Parameters
+        ----------
+        slot : str
+            The slot the strategy fills.
+        spec : str, mapping, StrategySpec or object
+            A name, a mapping with ``name`` and parameters, a
+            :class:`kmeansfw.core.config.StrategySpec`, or a ready strategy object.  For
+            ``init`` an array of centroids or a function ``(X, k, rng)`` is accepted too;
+            for ``distance`` a plain vectorized function ``(X_block, centroids)``.
+
+        Returns
+        -------
+        tuple of (str, object)
+            The label errors name the strategy by, and the strategy.
         """
         name, params = _name_and_params(spec)
         if name is not None:

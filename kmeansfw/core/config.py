@@ -238,7 +238,19 @@ class Config:
     # ------------------------------------------------------------------ building
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> Config:
-        """Build from a mapping; unknown keys raise a :class:`ConfigError` naming them."""
+        """Build from a mapping; unknown keys raise a :class:`ConfigError` naming them.
+
+        Parameters
+        ----------
+        values : mapping of str to object
+            Config keys (``n_clusters``, ``init``, ``distance``, ...) and their values;
+            strategies by name, as tables ``{"name": ..., **params}`` or as objects.
+
+        Returns
+        -------
+        Config
+            The validated configuration.
+        """
         if not isinstance(values, Mapping):
             raise InvalidParameterError(f"a config must be a mapping, got {type(values).__name__}")
         allowed = [a.name for a in attrs.fields(cls)]
@@ -259,7 +271,19 @@ class Config:
 
     @classmethod
     def from_toml(cls, source: str | os.PathLike[str]) -> Config:
-        """Build from a TOML file path, or from TOML text when ``source`` is not a file."""
+        """Build from a TOML file path, or from TOML text when ``source`` is not a file.
+
+        Parameters
+        ----------
+        source : str or path-like
+            A TOML file's path, or TOML text (the keys of :meth:`from_dict`, strategies
+            as strings or tables).
+
+        Returns
+        -------
+        Config
+            The validated configuration.
+        """
         text = str(source)
         if not isinstance(source, os.PathLike) and not os.path.isfile(text):
             if not text.strip():  # TOML text, but surely not what was meant
@@ -290,7 +314,19 @@ class Config:
 
     @classmethod
     def load(cls, source: Config | Mapping[str, Any] | str | os.PathLike[str]) -> Config:
-        """A Config from a Config, a mapping, a TOML path or TOML text."""
+        """A Config from a Config, a mapping, a TOML path or TOML text.
+
+        Parameters
+        ----------
+        source : Config, mapping, str or path-like
+            A Config (returned as it is), a mapping (:meth:`from_dict`), or a TOML file's
+            path or TOML text (:meth:`from_toml`).
+
+        Returns
+        -------
+        Config
+            The validated configuration.
+        """
         if isinstance(source, Config):
             return source
         if isinstance(source, Mapping):
@@ -316,6 +352,17 @@ class Config:
         ``"auto"`` follows scikit-learn: ``auto_random`` (10, as ``KMeans``; 3 for
         ``MiniBatchKMeans``) for random seeding and for an init function, else 1 (the
         k-means++ family, explicit centroids, strategy objects).
+
+        Parameters
+        ----------
+        auto_random : int, default=10
+            The restarts ``"auto"`` means for random seeding and init functions.
+
+        Returns
+        -------
+        int
+            The restarts a fit runs (1 for explicit initial centroids, with a
+            ``RuntimeWarning`` when ``n_init`` asked for more).
         """
         explicit = not isinstance(self.init, StrategySpec)
         if explicit and isinstance(self.init, np.ndarray | list | tuple):

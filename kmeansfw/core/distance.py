@@ -150,11 +150,45 @@ class Distance:
     squared: ClassVar[bool] = False
 
     def pairwise(self, X: np.ndarray, centroids: np.ndarray, data: Any, cache: dict) -> np.ndarray:
-        """The (b, k) distances between the rows of ``X`` and ``centroids``."""
+        """The (b, k) distances between the rows of ``X`` and ``centroids``.
+
+        Parameters
+        ----------
+        X : ndarray of shape (b, d)
+            A block of rows (read-only; a CSR matrix when ``accepts_sparse``).
+        centroids : ndarray of shape (k, d)
+            The centroids, in the data's dtype.
+        data : FitData
+            The prepared data set the block belongs to (its dtype, fitted state).
+        cache : dict
+            The distance's own per-data cache (e.g. row norms kept between calls).
+
+        Returns
+        -------
+        ndarray of shape (b, k)
+            The distance of each row to each centroid.
+        """
         raise NotImplementedError(f"{type(self).__name__} must implement pairwise()")
 
     def cost(self, X: np.ndarray, centroids: np.ndarray, data: Any, cache: dict) -> np.ndarray:
-        """The (b, k) costs: the squared distance when ``squared``, else the distance."""
+        """The (b, k) costs: the squared distance when ``squared``, else the distance.
+
+        Parameters
+        ----------
+        X : ndarray of shape (b, d)
+            A block of rows, as for :meth:`pairwise`.
+        centroids : ndarray of shape (k, d)
+            The centroids, in the data's dtype.
+        data : FitData
+            The prepared data set the block belongs to.
+        cache : dict
+            The distance's own per-data cache.
+
+        Returns
+        -------
+        ndarray of shape (b, k)
+            The cost of each row to each centroid, the terms of the objective.
+        """
         d = np.asarray(self.pairwise(X, centroids, data, cache))
         return d * d if self.squared else d
 

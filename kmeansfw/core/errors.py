@@ -38,7 +38,7 @@ class InvalidParameterError(ConfigError, TypeError):
 
 
 class PrecisionWarning(UserWarning):
-    """float32 rounding changed the nearest centroid of some of the rows checked: the
+    """Rounding in float32 changed the nearest centroid of some of the rows checked: the
     data lies too far from the point its rows are compared on for how close its
     clusters are (fit it in float64)."""
 
@@ -55,6 +55,7 @@ def warn(message: str | Warning, category: type[Warning] = UserWarning) -> None:
     message : str or Warning
         The text (or a warning instance, whose class is then the category).
     category : type of Warning, default=UserWarning
+        The warning's class, when ``message`` is a text.
     """
     prefixes = _library_folders()
     frame: FrameType | None = sys._getframe(1)  # the function that warns: stacklevel 2

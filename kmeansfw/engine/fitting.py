@@ -64,6 +64,9 @@ def fit(
     validate : bool
         Validate ``X``; pass False only for an array already checked by
         :func:`kmeansfw.core.data.validate_X`.
+    **params
+        Config keys (``n_clusters=5``, ``init="random"``, ...) that override
+        ``config``'s.
 
     Returns
     -------

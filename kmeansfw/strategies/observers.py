@@ -54,7 +54,19 @@ class History:
         )
 
     def for_run(self, run: int) -> list[dict]:
-        """The records of one run."""
+        """The records of one run.
+
+        Parameters
+        ----------
+        run : int
+            The run's index among the fit's ``n_init`` runs (``Fit.result.run`` is the
+            best one's).
+
+        Returns
+        -------
+        list of dict
+            That run's records, one per iteration, in order.
+        """
         return [r for r in self.records if r["run"] == run]
 
     def to_frame(self) -> Any:
