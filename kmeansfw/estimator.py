@@ -568,10 +568,13 @@ default="auto"
         (another assignment together with ``"elkan"`` raises), and needs a distance that
         is a true metric.
     memory_budget_mb : float, default=64
-        Working memory per thread for block buffers; bounds memory whatever n is
-        (``float('inf')``: no limit).  Mid-size data that runs inline with the built-in
-        Euclidean strategies is one block while its rows' label vectors (24 bytes a
-        row) fit it: their compiled kernels keep no buffers of the block's shape.
+        Working memory per thread for block buffers, the temporaries that would
+        otherwise grow with n (an ``n x k`` table of distances, a cluster's sorted
+        values; ``float('inf')``: no limit).  The per-sample vectors a fit keeps
+        (labels, costs, norms, bounds: about 40-90 bytes a sample) come on top.
+        Mid-size data that runs inline with the built-in Euclidean strategies is one
+        block while its rows' label vectors (24 bytes a row) fit it: their compiled
+        kernels keep no buffers of the block's shape.
     n_threads : int or None, default=None
         Worker threads (None: all CPUs available).  Results do not depend on it.
     history : bool, default=False

@@ -53,16 +53,16 @@ class KMedoids(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, 
 
     A drop-in for ``sklearn_extra.cluster.KMedoids``, run by kmeansfw's engine: the same
     hooks, observers and convergence criteria as :class:`kmeansfw.KMeans`, and memory
-    bounded whatever n is (no n x n distance matrix, ``metric="precomputed"`` is not
-    offered).
+    linear in n (no n x n distance matrix, ``metric="precomputed"`` is not offered).
 
     Parameters
     ----------
     n_clusters : int, default=8
         The number of medoids (clusters) to find.
     metric : str, dict, callable or distance object, default="euclidean"
-        The distance between samples and medoids: scikit-learn's names ``"euclidean"``/``"l2"`` (the ``minkowski`` distance with
-        p = 2, so the objective is the sum of Euclidean distances), ``"manhattan"``/
+        The distance between samples and medoids: scikit-learn's names
+        ``"euclidean"``/``"l2"`` (the ``minkowski`` distance with p = 2, so the
+        objective is the sum of Euclidean distances), ``"manhattan"``/
         ``"cityblock"``/``"l1"``, ``"chebyshev"``, ``"cosine"``, ``"sqeuclidean"``; any
         other kmeansfw distance name or table (``{"name": "minkowski", "p": 3}``); a
         distance object; or a *vectorized* function ``(X_block, Y) -> (b, m)`` distances

@@ -300,6 +300,31 @@ def test_transform_plans_its_answers_within_the_budget(monkeypatch):
     np.testing.assert_allclose(distances, cdist(X, km.cluster_centers_), rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_transform_holds_its_answer_once(n_threads):
+    # each task's (rows, k) block was held until every task had run, then copied into the
+    # answer: twice the answer's memory (274 MB for a 122 MB transform); now each task
+    # writes its rows as it finishes, so a block per thread is all that comes on top
+    import tracemalloc
+
+    X = np.random.default_rng(6).normal(size=(100_000, 8))
+    k, budget_mb = 32, 2
+    km = KMeans(k, random_state=0, max_iter=2, memory_budget_mb=budget_mb, n_threads=n_threads)
+    km.fit(X[:5000])
+    km.transform(X[:100])  # compiled and planned once before measuring
+    tracemalloc.start()
+    try:
+        distances = km.transform(X)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    answer = distances.nbytes  # 25.6 MB
+    assert peak <= answer + n_threads * budget_mb * 2**20 + 2**20, (peak, answer)
+    np.testing.assert_allclose(
+        distances[:50], np.linalg.norm(X[:50, None] - km.cluster_centers_[None], axis=2), rtol=1e-9
+    )
+
+
 def test_bit_identical_whatever_the_thread_count_with_bounds_inline(launches, monkeypatch):
     # mid-size data with 32 to 127 clusters runs inline, auto keeping hamerly's bounds:
     # its searches split their rows between numba's threads

@@ -238,6 +238,49 @@ def test_load_file_formats(tmp_path):
         load_file(tmp_path / "x.json")
 
 
+def test_npy_files_are_mapped_and_checked_a_block_at_a_time(tmp_path, monkeypatch):
+    # a .npy file was read whole, and its checks made copies of its size (the absolute
+    # values, a mask): a CLI fit of a 977 MB file peaked at 1953 MB
+    from kmeansfw.workflow import experiment
+
+    monkeypatch.setattr(experiment, "CHECK_BLOCK_VALUES", 30)  # blocks of 10 rows
+    X = np.arange(300.0).reshape(100, 3)
+    np.save(tmp_path / "x.npy", X)
+    mapped = load_file(tmp_path / "x.npy")
+    assert isinstance(mapped, np.memmap) and not mapped.flags.writeable
+    np.testing.assert_array_equal(mapped, X)
+    bad = X.copy()
+    bad[57, 2] = np.nan
+    bad[58, 0] = bad[93, 1] = np.inf  # in other blocks: counted, the first one named
+    np.save(tmp_path / "bad.npy", bad)
+    with pytest.raises(DataError, match=r"\(3 value\(s\); the first, nan, in row 58, column 3\)"):
+        load_file(tmp_path / "bad.npy")
+    huge = X.copy()
+    huge[99, 1] = 1e300  # in the last block
+    assert "overflow to infinity" in str(experiment.overflow_error(huge, "huge"))
+    assert experiment.overflow_error(X, "x") is None
+
+
+def test_scatter_plots_of_many_rows_draw_a_sample_and_say_so(blobs):
+    from kmeansfw.workflow import plots
+
+    X, y = blobs
+    fig = plots.plot_comparison(X, {"truth": y, "again": y}, data="blobs", max_points=100)
+    assert all(len(ax.collections[0].get_offsets()) == 100 for ax in fig.axes)
+    title = fig.get_suptitle()
+    assert f"{len(X)} samples" in title and f"a uniform sample of 100 of the {len(X)}" in title
+    again = plots.plot_clusters(X, y, max_points=100)
+    np.testing.assert_array_equal(  # the same rows on every call
+        again.axes[0].collections[0].get_offsets(), fig.axes[0].collections[0].get_offsets()
+    )
+    whole = plots.plot_clusters(X, y, max_points=None)
+    assert len(whole.axes[0].collections[0].get_offsets()) == len(X)
+    assert "uniform sample" not in whole.get_suptitle()
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="max_points must be a positive integer"):
+            plots.plot_clusters(X, y, max_points=bad)
+
+
 @pytest.mark.parametrize("index", [False, True])
 def test_csv_as_pandas_writes_it_is_refused_not_misread(tmp_path, index):
     # the text of DataFrame(X).to_csv(path, index=index): pandas' default column names

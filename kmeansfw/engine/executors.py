@@ -333,7 +333,19 @@ def task_rows(task: list[slice]) -> slice:
 
 def fill_rows(data: Any, fn: Callable[[list[slice]], Any], out: Any) -> Any:
     """Run ``fn`` on every task and write each task's answer (its rows' values) into
-    ``out[task rows]``; return ``out``."""
+    ``out[task rows]``; return ``out``.
+
+    In this process (no executor) each task writes its own rows as it finishes, so no
+    task's answer outlives it: a ``transform``'s (n, k) answers are never held twice.
+    An executor's answers come back as its map's list, written in row order.
+    """
+    if data.executor is None:
+
+        def write(task: list[slice]) -> None:  # disjoint rows: threads never overlap
+            out[task_rows(task)] = fn(task)
+
+        map_tasks(data, write)
+        return out
     for task, part in zip(data.tasks, map_tasks(data, fn), strict=True):
         out[task_rows(task)] = part
     return out

@@ -198,9 +198,13 @@ def cluster_members(labels: np.ndarray, n_clusters: int) -> list[np.ndarray]:
     return [order[bounds[j] : bounds[j + 1]] for j in range(n_clusters)]
 
 
-def _feature_chunks(n_rows: int, n_features: int, itemsize: int, budget: int) -> list[slice]:
-    """Feature ranges such that a (n_rows, chunk) temporary stays within ``budget`` bytes."""
-    width = max(1, budget // max(1, 4 * n_rows * itemsize))
+def _feature_chunks(
+    n_rows: int, n_features: int, itemsize: int, budget: int, temporaries: int = 4
+) -> list[slice]:
+    """Feature ranges such that ``temporaries`` (n_rows, chunk) arrays of 8-byte values
+    (and the chunk of ``itemsize`` values) stay within ``budget`` bytes (at least one
+    feature a chunk: a cluster's column is the least a per-column rule can sort)."""
+    width = max(1, budget // max(1, n_rows * (itemsize + 8 * temporaries)))
     return [slice(f, min(f + width, n_features)) for f in range(0, n_features, width)]
 
 
@@ -220,10 +224,17 @@ def _weighted_quantile_weights(
 
 
 def _per_cluster(
-    data, labels: np.ndarray, centroids: np.ndarray, n_clusters: int, budget: int, reduce
+    data,
+    labels: np.ndarray,
+    centroids: np.ndarray,
+    n_clusters: int,
+    budget: int,
+    reduce,
+    temporaries: int = 4,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Apply ``reduce(values (m, f), weights (m,)) -> (f,)`` to every cluster, feature chunk
-    by feature chunk so no temporary exceeds ``budget``; empty clusters keep their row."""
+    by feature chunk so that its temporaries (``temporaries`` arrays of the chunk's shape)
+    stay within ``budget`` per thread; empty clusters keep their row."""
     X, sw = data.X, data.sample_weight
     new = centroids.astype(data.dtype, copy=True)
     weights = np.zeros(n_clusters)
@@ -234,7 +245,8 @@ def _per_cluster(
         weights[j] = w.sum(dtype=np.float64)
         if weights[j] <= 0:
             return
-        for cols in _feature_chunks(members.size, data.n_features, X.itemsize, budget):
+        chunks = _feature_chunks(members.size, data.n_features, X.itemsize, budget, temporaries)
+        for cols in chunks:
             new[j, cols] = reduce(X[members, cols], w)
 
     map_items(data.n_threads, one_cluster, list(enumerate(cluster_members(labels, n_clusters))))
@@ -288,9 +300,11 @@ class Median:
             last = values.shape[0] - 1 - np.argmax((kept > 0)[::-1], axis=0)
             return sorted_values[last, np.arange(values.shape[1])]
 
-        return _per_cluster(
-            data, labels, centroids, n_clusters, budget_bytes(self.memory_budget_mb), median
-        )
+        # unit weights: the chunk, its transposed copy and the selection's (4 with
+        # slack); other weights: the weighted quantile's order, sorted values, weights,
+        # running totals and kept weights (about ten)
+        budget = budget_bytes(self.memory_budget_mb)
+        return _per_cluster(data, labels, centroids, n_clusters, budget, median, 4 if unit else 10)
 
 
 @attrs.frozen
@@ -303,7 +317,10 @@ class TrimmedMean:
     Parameters
     ----------
     trim : float in [0, 0.5), default=0.1
+        The fraction of each cluster's weight dropped at each end of every feature.
     memory_budget_mb : float, default=64
+        Largest working memory per thread, in MB: large clusters are processed a few
+        features at a time (at least one: a cluster's column is sorted whole).
     """
 
     name = "trimmed-mean"
@@ -320,9 +337,10 @@ class TrimmedMean:
             )
             return (sorted_values * kept).sum(axis=0) / kept.sum(axis=0)
 
-        return _per_cluster(
-            data, labels, centroids, n_clusters, budget_bytes(self.memory_budget_mb), trimmed
-        )
+        # the sort's order, the sorted values, the weights, their running totals, the
+        # kept weights and products: about ten arrays of the chunk's shape
+        budget = budget_bytes(self.memory_budget_mb)
+        return _per_cluster(data, labels, centroids, n_clusters, budget, trimmed, 10)
 
 
 class ChangedSums(tuple):

@@ -149,6 +149,9 @@ def load_file(path: str | os.PathLike[str], *, header: bool | None = None) -> np
     Returns
     -------
     ndarray of shape (n_samples, n_features)
+        A ``.npy`` file's array is mapped from the file, read-only
+        (``np.load(path, mmap_mode="r")``), so that a fit reads it block by block; copy
+        it (``np.array(X)``) to change it.
 
     Raises
     ------
@@ -165,8 +168,8 @@ def load_file(path: str | os.PathLike[str], *, header: bool | None = None) -> np
         raise DataError(f"no such data file or data set: {str(path)!r} (data sets: {known})")
     suffix = path.suffix.lower()
     try:
-        if suffix == ".npy":
-            X = np.load(path, allow_pickle=False)
+        if suffix == ".npy":  # mapped, not read: a fit reads it block by block
+            X = np.load(path, mmap_mode="r", allow_pickle=False)
             if not isinstance(X, np.ndarray):  # an .npz archive under an .npy name
                 raise DataError(f"{path.name}: not a .npy array file")
         elif suffix == ".parquet":
@@ -200,16 +203,38 @@ def check_header(header: Any) -> None:
         raise ValueError(f"header must be None, True or False, got {header!r}")
 
 
+#: Values a pass over a data file's rows checks at a time (``check_finite``,
+#: ``overflow_error``): its temporaries stay a few MB whatever the file's size.
+CHECK_BLOCK_VALUES = 1 << 20
+
+
+def _row_blocks(X: Any) -> Iterable[tuple[int, np.ndarray]]:
+    """``(first row, block)`` over ``X``'s rows, about :data:`CHECK_BLOCK_VALUES` values a
+    block (blocks of rows, never single samples)."""
+    step = max(1, CHECK_BLOCK_VALUES // max(1, X.shape[1]))
+    for start in range(0, X.shape[0], step):
+        yield start, np.asarray(X[start : start + step])
+
+
 def check_finite(X: np.ndarray, name: str) -> None:
-    """Raise DataError naming ``name`` and the first cell when ``X`` holds NaN or infinity."""
+    """Raise DataError naming ``name`` and the first cell when ``X`` holds NaN or infinity.
+
+    Checked a block of rows at a time: a file mapped from disk is read, never copied."""
     if X.dtype.kind != "f":
         return
-    bad = ~np.isfinite(X)
-    if bad.any():
-        row, column = (int(i) + 1 for i in np.argwhere(bad)[0])
+    first, count = None, 0
+    for start, block in _row_blocks(X):
+        bad = ~np.isfinite(block)
+        found = int(np.count_nonzero(bad))
+        if found and first is None:
+            row, column = np.argwhere(bad)[0]
+            first = (start + int(row), int(column))
+        count += found
+    if first is not None:
+        row, column = first
         raise DataError(
-            f"{name}: the data contains NaN or infinity ({int(bad.sum())} value(s); the first, "
-            f"{float(X[row - 1, column - 1])}, in row {row}, column {column}); values beyond "
+            f"{name}: the data contains NaN or infinity ({count} value(s); the first, "
+            f"{float(X[row, column])}, in row {row + 1}, column {column + 1}); values beyond "
             f"{np.finfo(X.dtype).max:.3g} overflow to infinity in {X.dtype}"
         )
 
@@ -221,10 +246,11 @@ def overflow_error(X: Any, name: str) -> DataError | None:
     ``m`` go up to about ``4 * m**2 * n_features``; beyond the largest float of ``X``'s
     dtype they become infinity, and the distance strategy is not to blame.
     """
-    X = np.asarray(X)
+    if not hasattr(X, "dtype") or not hasattr(X, "shape"):
+        X = np.asarray(X)
     if X.dtype.kind != "f" or X.size == 0:
         return None
-    largest = float(np.max(np.abs(X)))
+    largest = max(float(np.max(np.abs(block))) for _, block in _row_blocks(X))
     limit = float(np.finfo(X.dtype).max)
     if not np.isfinite(largest) or largest > (limit / (4.0 * X.shape[1])) ** 0.5:
         return DataError(

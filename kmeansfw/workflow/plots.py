@@ -118,6 +118,24 @@ def _scatter(
     ax.set_yticks([])
 
 
+#: Rows a scatter plot draws at most (:func:`plot_comparison`).
+MAX_POINTS = 100_000
+
+
+def drawn_rows(n_rows: int, max_points: int | None) -> np.ndarray | None:
+    """Sorted indices of a uniform sample of ``max_points`` of ``n_rows`` rows (the same
+    on every call: a generator seeded with 0), or None when all of them are drawn."""
+    if max_points is not None and (
+        not isinstance(max_points, int | np.integer)
+        or isinstance(max_points, bool)
+        or max_points < 1
+    ):
+        raise ValueError(f"max_points must be a positive integer or None, got {max_points!r}")
+    if max_points is None or n_rows <= max_points:
+        return None
+    return np.sort(np.random.default_rng(0).choice(n_rows, size=int(max_points), replace=False))
+
+
 def plot_clusters(
     X: np.ndarray,
     labels: Sequence[int],
@@ -128,11 +146,13 @@ def plot_clusters(
     k: int | None = None,
     feature_names: Sequence[str] | None = None,
     path: str | os.PathLike[str] | None = None,
+    max_points: int | None = MAX_POINTS,
 ):
     """One scatter plot of the clusters (a PCA projection beyond two features).
 
     The figure's title names ``data`` and ``k`` (k defaults to the number of centroids)
-    and says when the picture is a PCA projection; the axes say what they show.
+    and says when the picture is a PCA projection, or a sample of the rows (more than
+    ``max_points``, see :func:`plot_comparison`); the axes say what they show.
     """
     return plot_comparison(
         X,
@@ -142,6 +162,7 @@ def plot_clusters(
         k=k,
         feature_names=feature_names,
         path=path,
+        max_points=max_points,
     )
 
 
@@ -155,6 +176,7 @@ def plot_comparison(
     k: int | None = None,
     feature_names: Sequence[str] | None = None,
     path: str | os.PathLike[str] | None = None,
+    max_points: int | None = MAX_POINTS,
 ):
     """Side-by-side scatter plots of several labelings of the same data.
 
@@ -165,19 +187,30 @@ def plot_comparison(
     The figure's title is ``title`` when given, else it is made of ``data`` (the data
     set's name), the samples and features and ``k`` (default: the number of the first
     centroids given); either way it says when the picture is a PCA projection, and the
-    axis labels name the features or the principal components.
+    axis labels name the features or the principal components.  Data of more than
+    ``max_points`` rows (None: no limit) is drawn, and projected, from a uniform sample
+    of that many rows (the same rows on every call), and the title says so: a picture of
+    millions of points shows no more, and the projection would hold copies of all of X.
     """
     centroids = dict(centroids or {})
     reference = np.asarray(next(iter(panels.values())))
     panels = {name: align_labels(np.asarray(lab), reference) for name, lab in panels.items()}
     stacked = [np.asarray(c) for c in centroids.values() if c is not None]
+    n_rows = np.shape(X)[0]
+    shown = drawn_rows(n_rows, max_points)
+    if shown is not None:
+        X = np.asarray(X[shown])
+        panels = {name: labels[shown] for name, labels in panels.items()}
     projected, axis_labels, note = projection(X, *stacked, feature_names=feature_names)
+    if shown is not None:
+        sample = f"a uniform sample of {len(shown)} of the {n_rows} samples"
+        note = f"{note}; {sample}" if note else sample
     points, rest = projected[0], iter(projected[1:])
     if k is None and stacked:
         k = len(stacked[0])
     if title is None:
-        n, d = np.shape(X)
-        title = f"{data or 'data'}: {n} samples, {d} feature{'s' if d != 1 else ''}"
+        d = np.shape(X)[1]
+        title = f"{data or 'data'}: {n_rows} samples, {d} feature{'s' if d != 1 else ''}"
         if k is not None:
             title += f", k = {k}"
     fig, axes = _figure(len(panels))
