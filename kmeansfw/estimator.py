@@ -571,7 +571,7 @@ default="auto"
         Working memory per thread for block buffers, the temporaries that would
         otherwise grow with n (an ``n x k`` table of distances, a cluster's sorted
         values; ``float('inf')``: no limit).  The per-sample vectors a fit keeps
-        (labels, costs, norms, bounds: about 40-90 bytes a sample) come on top.
+        (labels, costs, norms, bounds: about 40-120 bytes a sample) come on top.
         Mid-size data that runs inline with the built-in Euclidean strategies is one
         block while its rows' label vectors (24 bytes a row) fit it: their compiled
         kernels keep no buffers of the block's shape.

@@ -1,6 +1,7 @@
 """The public API's docstrings follow numpydoc: every public class, function and method
-kmeansfw exports (and the catalog's) has a one-line summary that starts with a capital,
-documents each parameter with a description, and names no parameter it does not take."""
+kmeansfw exports (the catalog's, and the research workflow's that README documents) has a
+one-line summary that starts with a capital, documents each parameter with a
+description, and names no parameter it does not take."""
 
 from __future__ import annotations
 
@@ -24,8 +25,15 @@ NOT_CHECKED = {
 
 def _public() -> dict[str, object]:
     """Qualified name -> object, for each public class, function and own method."""
+    from kmeansfw.workflow import experiment, plots, warmup
+
     objects = [getattr(kmeansfw, name) for name in kmeansfw.__all__ if not name.startswith("_")]
     objects.append(type(kmeansfw.CATALOG))
+    # the research workflow README documents
+    objects += [experiment.run_experiment, experiment.ExperimentResult]
+    objects += [experiment.load_dataset, experiment.load_file, warmup.compile_kernels]
+    objects += [plots.plot_clusters, plots.plot_comparison, plots.plot_convergence]
+    objects += [plots.plot_experiment]
     found: dict[str, object] = {}
     for obj in objects:
         if not (inspect.isclass(obj) or inspect.isfunction(obj)):

@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
@@ -49,6 +50,12 @@ CASES = {
     "fewer clusters": (
         ConvergenceWarning,
         lambda: kmeansfw.KMeans(3, random_state=0).fit_transform(DUPLICATES),
+    ),
+    "search": (
+        ConvergenceWarning,
+        lambda: GridSearchCV(kmeansfw.KMeans(3, random_state=0), {"n_init": [1]}, cv=2).fit(
+            DUPLICATES
+        ),
     ),
     "kmeansfw.fit": (
         ConvergenceWarning,

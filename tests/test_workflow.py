@@ -145,9 +145,11 @@ def test_workers_get_criteria_named_inside_others_and_take_any_config():
 
 
 @pytest.mark.parametrize("n_jobs", [1, 2])
-def test_cells_warnings_reach_the_calling_program_once_each(tmp_path, n_jobs):
-    # a worker's warnings went to its own stderr: no filter of the program's applied and
-    # pytest.warns never saw them; now each comes back once, the cell named at the end
+def test_cells_warnings_reach_the_calling_program(tmp_path, n_jobs):
+    # a worker process's warnings went to its own stderr: no filter of the program's
+    # applied and pytest.warns never saw them; now a worker judges them by the program's
+    # filters and each comes back, the cell named at the end, once per config; in this
+    # process (n_jobs=1) they are raised as they happen, as by a direct fit
     from sklearn.exceptions import ConvergenceWarning
 
     from kmeansfw.core.catalog import CATALOG
@@ -155,7 +157,7 @@ def test_cells_warnings_reach_the_calling_program_once_each(tmp_path, n_jobs):
     path = tmp_path / "dup.csv"  # 0,1 first: kept as data, with a warning, said once
     path.write_text("0,1\n" * 6 + "5,5\n" * 6)
 
-    class LocalWarning(UserWarning):  # a class only this test defines: does not pickle
+    class LocalWarning(UserWarning):  # a class only this test defines
         pass
 
     def warns(X, centroids):
@@ -168,36 +170,72 @@ def test_cells_warnings_reach_the_calling_program_once_each(tmp_path, n_jobs):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = run_experiment(configs, [str(path)], seeds=[0, 1], n_clusters=3, n_jobs=n_jobs)
+        with warnings.catch_warnings(record=True) as quiet:  # the program's filters apply
+            warnings.simplefilter("always")
+            warnings.filterwarnings("ignore", category=ConvergenceWarning)
+            run_experiment(
+                {"dup": {"n_init": 1}}, [str(path)], seeds=[0], n_clusters=3, n_jobs=n_jobs
+            )
     finally:
         CATALOG._entries.pop(("distance", "exp-warns"), None)
     assert len(result.rows) == 4
     texts = [(w.category, str(w.message)) for w in caught]
-    assert all(w.filename == __file__ for w in caught)  # the caller is the location
     header = [t for c, t in texts if "first line reads 0,1" in t]
     assert len(header) == 1 and "[" not in header[0]  # before any cell, not per cell
     fewer = [(c, t) for c, t in texts if "distinct clusters" in t]
-    assert len(fewer) == 2  # once per config: the second seed's, the same text, not again
     assert {c for c, _ in fewer} == {ConvergenceWarning}
-    # the first seed to finish of each config (worker processes finish in any order)
+    assert all(w.filename == __file__ for w in caught if "from the distance" not in str(w.message))
+    local = [(c, t) for c, t in texts if "from the distance" in t]
+    assert all(c.__name__ == "LocalWarning" for c, _ in local)  # its own class
+    assert not [w for w in quiet if issubclass(w.category, ConvergenceWarning)]
+    if n_jobs == 1:  # as they happen: every seed of both configs
+        assert len(fewer) == 4 and not any("[config" in t for _, t in fewer)
+        assert len(local) > 1
+        return
+    # once per config: the second seed's, the same text, not again; the cell named
+    assert len(fewer) == 2
     cells = sorted(t[t.index("[") : t.rindex(",")] for _, t in fewer)
     assert cells == [f"[config '{c}', data set {str(path)!r}" for c in ("dup", "warns")]
-    local = [(c, t) for c, t in texts if "from the distance" in t]
-    assert len(local) == 1 and local[0][0] is UserWarning
-    assert local[0][1].startswith("LocalWarning: from the distance [config 'warns'")
-    # the program's filters judge them (a worker's filters are its own)
+    assert len(local) == 1 and local[0][1].startswith("from the distance [config 'warns'")
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_a_failing_cell_s_warnings_are_not_lost(n_jobs):
+    # a cell that warned, then failed: its warning (the explanation) went with it
+    from kmeansfw.core.catalog import CATALOG
+
+    def broken(X, centroids):
+        warnings.warn("input had to be clipped", RuntimeWarning, stacklevel=2)
+        return np.full((X.shape[0], centroids.shape[0]), np.nan)
+
+    kmeansfw.distance("exp-broken")(broken)
+    configs = {"b": {"distance": "exp-broken", "update": "mean", "n_init": 1}}
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with pytest.raises(kmeansfw.StrategyError) as info:
+                run_experiment(configs, ["iris"], seeds=[0], n_clusters=3, n_jobs=n_jobs)
+    finally:
+        CATALOG._entries.pop(("distance", "exp-broken"), None)
+    if n_jobs == 1:  # raised before the failure, as by a direct fit
+        assert any("input had to be clipped" in str(w.message) for w in caught)
+    else:  # a worker's: named on the failure
+        notes = getattr(info.value, "__notes__", [])
+        assert any("RuntimeWarning raised by this cell first: input had to be" in n for n in notes)
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_an_error_filter_fails_the_cell_as_a_direct_fit(tmp_path, n_jobs):
+    from sklearn.exceptions import ConvergenceWarning
+
+    path = tmp_path / "dup.npy"
+    np.save(path, np.repeat(np.eye(2), 6, axis=0))
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        warnings.filterwarnings("ignore", message=".*first line reads")
-        with pytest.raises(ConvergenceWarning, match=r"distinct clusters.*\[config 'dup'"):
+        warnings.simplefilter("error", ConvergenceWarning)
+        with pytest.raises(ConvergenceWarning, match="distinct clusters"):
             run_experiment(
-                {"dup": {"n_init": 1}},
-                [str(path)],
-                seeds=[0],
-                n_clusters=3,
-                n_jobs=n_jobs,
-                out=tmp_path / "c.csv",
+                {"d": {"n_init": 1}}, [str(path)], seeds=[0], n_clusters=3, n_jobs=n_jobs
             )
-    assert len(list(csv.DictReader((tmp_path / "c.csv").open()))) == 1  # its row was saved
 
 
 def test_experiment_is_resumable_and_parallel(tmp_path):
@@ -246,9 +284,12 @@ def test_npy_files_are_mapped_and_checked_a_block_at_a_time(tmp_path, monkeypatc
     monkeypatch.setattr(experiment, "CHECK_BLOCK_VALUES", 30)  # blocks of 10 rows
     X = np.arange(300.0).reshape(100, 3)
     np.save(tmp_path / "x.npy", X)
-    mapped = load_file(tmp_path / "x.npy")
+    mapped = load_file(tmp_path / "x.npy", mmap=True)  # as the CLI and the cells read it
     assert isinstance(mapped, np.memmap) and not mapped.flags.writeable
     np.testing.assert_array_equal(mapped, X)
+    loaded = load_file(tmp_path / "x.npy")  # by default in memory, the program's own
+    assert not isinstance(loaded, np.memmap) and loaded.flags.writeable
+    np.testing.assert_array_equal(loaded, X)
     bad = X.copy()
     bad[57, 2] = np.nan
     bad[58, 0] = bad[93, 1] = np.inf  # in other blocks: counted, the first one named
@@ -279,6 +320,12 @@ def test_scatter_plots_of_many_rows_draw_a_sample_and_say_so(blobs):
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="max_points must be a positive integer"):
             plots.plot_clusters(X, y, max_points=bad)
+    pandas = pytest.importorskip("pandas")
+    for other in (pandas.DataFrame(X), X.tolist()):  # sampled as the array is
+        drawn = plots.plot_clusters(other, list(y), max_points=100)
+        np.testing.assert_allclose(
+            drawn.axes[0].collections[0].get_offsets(), again.axes[0].collections[0].get_offsets()
+        )
 
 
 @pytest.mark.parametrize("index", [False, True])

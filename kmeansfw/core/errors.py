@@ -46,7 +46,8 @@ class PrecisionWarning(UserWarning):
 def warn(message: str | Warning, category: type[Warning] = UserWarning) -> None:
     """:func:`warnings.warn` located in the user's program: at the first caller outside
     kmeansfw and the libraries that call into it (scikit-learn's ``fit_predict``,
-    pipelines and searches; pluggy's hook calls), however deep the warning is raised, so
+    pipelines and searches, and joblib's workers under them; pluggy's hook calls; click's
+    command line: its script), however deep the warning is raised, so
     that a warning names the line that asked for the work and filters by module match
     it, whichever way the call came in.
 
@@ -62,18 +63,27 @@ def warn(message: str | Warning, category: type[Warning] = UserWarning) -> None:
     level = 2
     while frame is not None and frame.f_code.co_filename.startswith(prefixes):
         frame = frame.f_back
+        while frame is not None and _import_machinery(frame):
+            frame = frame.f_back  # warnings.warn does not count these either
         level += 1
     warnings.warn(message, category, stacklevel=level)
 
 
+def _import_machinery(frame: FrameType) -> bool:
+    """Whether ``frame`` is importlib's bootstrap, which :func:`warnings.warn` skips
+    when it counts ``stacklevel`` (a warning raised while a module imports)."""
+    name = frame.f_code.co_filename
+    return "importlib" in name and "_bootstrap" in name
+
+
 @functools.cache
 def _library_folders() -> tuple[str, ...]:
-    """kmeansfw's folder, and scikit-learn's and pluggy's where installed, each ending
-    in a separator."""
+    """kmeansfw's folder, and those of the libraries that call into it where installed
+    (scikit-learn, pluggy, joblib, click), each ending in a separator."""
     import importlib.util
 
     folders = [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
-    for name in ("sklearn", "pluggy"):
+    for name in ("sklearn", "pluggy", "joblib", "click"):
         spec = importlib.util.find_spec(name)
         folders.extend((spec.submodule_search_locations or []) if spec else [])
     return tuple(os.path.join(folder, "") for folder in folders)

@@ -313,8 +313,9 @@ def map_tasks(data: Any, fn: Callable[[list[slice]], T]) -> list[T]:
     fn : callable
         Takes a task (a list of consecutive row slices) and returns what it contributes;
         it may run in another thread or process, so it must not write to shared arrays
-        (the engine's own assignment task, which knows it runs under threads when the
-        data has no executor, writes only its own rows of the result arrays).
+        (the engine's own assignment task and :func:`fill_rows`'s writer, which know
+        they run in this process when the data has no executor, write only their own
+        task's rows of the result arrays).
     """
     if is_small(data):
         run = inline_task(data, fn)

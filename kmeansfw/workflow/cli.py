@@ -267,7 +267,7 @@ def fit(
     drawn = cfg.random_state is None
     if drawn:
         cfg = Config.from_dict({**cfg.to_dict(), "random_state": draw_seed()})
-    X, y = load_dataset(data, header=header)
+    X, y = load_dataset(data, header=header, mmap=True)  # a .npy file read as fitted
     if cfg.n_clusters > X.shape[0]:
         message = f"k = {cfg.n_clusters} clusters but {data} has only {X.shape[0]} samples"
         if k is not None:

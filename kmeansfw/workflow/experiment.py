@@ -25,6 +25,7 @@ import csv
 import io
 import os
 import pathlib
+import re
 import sys
 import time
 import uuid
@@ -89,7 +90,7 @@ class DataError(ValueError):
 
 
 def load_dataset(
-    name: str, *, header: bool | None = None
+    name: str, *, header: bool | None = None, mmap: bool = False
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """``(X, y)`` for a data set name, or ``(X, None)`` for a data file.
 
@@ -106,10 +107,13 @@ def load_dataset(
         A data set's name or a data file's path.
     header : bool or None, default=None
         For a CSV file, see :func:`load_file`.
+    mmap : bool, default=False
+        For a ``.npy`` file, see :func:`load_file`.
 
     Returns
     -------
     X : ndarray of shape (n_samples, n_features)
+        The samples.
     y : ndarray of shape (n_samples,) or None
         The true labels of a bundled or generated data set; None for a file.
     """
@@ -120,7 +124,7 @@ def load_dataset(
         return bunch.data.astype(np.float64), bunch.target
     if name in BLOBS:
         return datasets.make_blobs(**BLOBS[name])
-    return load_file(name, header=header), None
+    return load_file(name, header=header, mmap=mmap), None
 
 
 def is_file(path: str | os.PathLike[str]) -> bool:
@@ -131,7 +135,9 @@ def is_file(path: str | os.PathLike[str]) -> bool:
         return False
 
 
-def load_file(path: str | os.PathLike[str], *, header: bool | None = None) -> np.ndarray:
+def load_file(
+    path: str | os.PathLike[str], *, header: bool | None = None, mmap: bool = False
+) -> np.ndarray:
     """Load a 2-D numeric array from a .csv, .npy or .parquet file, or raise DataError.
 
     Parameters
@@ -145,13 +151,17 @@ def load_file(path: str | os.PathLike[str], *, header: bool | None = None) -> np
         takes the first line as names whatever they read (``temp,2019``; but a first
         cell left empty, above an index column as pandas writes it, is refused), False
         as data.  Other file types ignore it.
+    mmap : bool, default=False
+        Map a ``.npy`` file read-only instead of reading it
+        (``np.load(path, mmap_mode="r")``), so that a fit reads it block by block, for
+        files near the machine's memory (the command line and :func:`run_experiment`
+        do).  The array then reads the file as it is at each access: do not rewrite
+        the file while it is in use.  Other file types ignore it.
 
     Returns
     -------
     ndarray of shape (n_samples, n_features)
-        A ``.npy`` file's array is mapped from the file, read-only
-        (``np.load(path, mmap_mode="r")``), so that a fit reads it block by block; copy
-        it (``np.array(X)``) to change it.
+        The table (a read-only ``np.memmap`` for a ``.npy`` file with ``mmap``).
 
     Raises
     ------
@@ -168,8 +178,8 @@ def load_file(path: str | os.PathLike[str], *, header: bool | None = None) -> np
         raise DataError(f"no such data file or data set: {str(path)!r} (data sets: {known})")
     suffix = path.suffix.lower()
     try:
-        if suffix == ".npy":  # mapped, not read: a fit reads it block by block
-            X = np.load(path, mmap_mode="r", allow_pickle=False)
+        if suffix == ".npy":
+            X = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
             if not isinstance(X, np.ndarray):  # an .npz archive under an .npy name
                 raise DataError(f"{path.name}: not a .npy array file")
         elif suffix == ".parquet":
@@ -384,15 +394,17 @@ _REGISTERED: set[str] = set()
 
 
 def _run_cell_registering(
-    token: str, entries: list[Entry], *args: Any
-) -> tuple[dict[str, Any], list[tuple[type[Warning], str]]]:
+    token: str, entries: list[Entry], home: int, filters: list[Any], *args: Any
+) -> tuple[dict[str, Any], bytes]:
     """Worker: register the calling program's own strategies (``entries``: those whose
     factories pickle, see :func:`_program_strategies`), once per experiment ``token``,
-    then :func:`run_cell`; returns its row and the warnings it raised (category and text,
-    each once, for :func:`run_experiment` to raise again in the calling process, where
-    the program's warning filters apply and ``pytest.warns`` sees them).  A worker
-    process starts from the installed catalog, where such a name is unknown, or the
-    built-in it replaced."""
+    then :func:`run_cell`; returns its row and, in a worker process, the warnings it
+    raised (:func:`_sendable`), for :func:`run_experiment` to raise again in the calling
+    process (``home``, its process id). A worker process starts from the installed
+    catalog, where such a name is unknown, or the built-in it replaced, and with warning
+    filters of its own: it takes the program's (``filters``), so that what a cell records
+    is what the program would show. In the calling process itself (``n_jobs=1``, or
+    joblib's threading backend) a cell's warnings are raised as they happen."""
     from kmeansfw.core.catalog import CATALOG
 
     if entries and token not in _REGISTERED:
@@ -400,49 +412,66 @@ def _run_cell_registering(
         for e in entries:
             CATALOG.register(e.slot, e.name, e.factory, source=e.source, replace=True)
         _REGISTERED.add(token)
+    if os.getpid() == home:  # threads may share this process: its warnings state stays
+        return run_cell(*args), b""
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")  # each one recorded; the caller's filters judge
-        row = run_cell(*args)
+        warnings.filters[:] = filters
+        try:
+            row = run_cell(*args)
+        except BaseException as exc:  # the warnings that may explain it go with it
+            for category, text in _unique(caught):
+                if hasattr(exc, "add_note"):  # Python 3.11+
+                    exc.add_note(f"{category.__name__} raised by this cell first: {text}")
+            raise
     return row, _sendable(caught)
 
 
-def _sendable(caught: Iterable[warnings.WarningMessage]) -> list[tuple[type[Warning], str]]:
-    """Recorded warnings as (category, text), each once, in the order first raised; a
-    category that does not pickle (a class only a worker defined) goes as a
-    ``UserWarning`` whose text starts with the category's name."""
-    import pickle
+def _unique(caught: Iterable[warnings.WarningMessage]) -> list[tuple[type[Warning], str]]:
+    """Recorded warnings as (category, text), each once, in the order first raised."""
+    return list(dict.fromkeys((w.category, str(w.message)) for w in caught))
 
-    out: dict[tuple[type[Warning], str], None] = {}
-    for w in caught:
-        category, text = w.category, str(w.message)
+
+def _sendable(caught: Iterable[warnings.WarningMessage]) -> bytes:
+    """Recorded warnings (:func:`_unique`), pickled as joblib sends tasks (cloudpickle:
+    a category the program defined in its script arrives as that class); a category
+    that does not pickle goes as a ``UserWarning`` whose text starts with its name."""
+    cloudpickle = _cloudpickle()
+    out = []
+    for category, text in _unique(caught):
         try:
-            pickle.dumps(category)
+            cloudpickle.dumps(category)
         except Exception:  # noqa: BLE001 - whatever stops it, the text still goes
-            category, text = UserWarning, f"{w.category.__name__}: {text}"
-        out[category, text] = None
-    return list(out)
+            category, text = UserWarning, f"{category.__name__}: {text}"
+        out.append((category, text))
+    return cloudpickle.dumps(out)
 
 
-def _relay(
-    caught: Iterable[tuple[type[Warning], str]],
-    seen: set[tuple[Any, ...]],
-    where: str,
-    group: tuple[str, str] | None = None,
-) -> None:
-    """Raise again in this process warnings a cell (``where``, of the config and data set
-    ``group``) or the data's check (no ``group``) raised: the text as it was, then
-    ``where`` in brackets, so that filters matching the start of a message still match;
-    a category and text once per group (the seeds of one config repeat each other); the
-    location is the program's (:func:`kmeansfw.core.errors.warn`)."""
-    for category, text in caught:
-        if (group, category, text) in seen or (None, category, text) in seen:
-            continue  # said for this config and data set, or for the data before any cell
+def _cloudpickle() -> Any:
+    try:  # what joblib's worker processes receive their tasks by
+        import cloudpickle
+    except ImportError:  # pragma: no cover - joblib before 1.5 vendored it
+        from joblib.externals import cloudpickle  # type: ignore[no-redef]
+    return cloudpickle
+
+
+def _relay(sent: bytes, seen: set[tuple[Any, ...]], row: dict[str, Any]) -> None:
+    """Raise again in this process the warnings a cell (``row``'s) raised in a worker
+    process: the text as it was, then the cell in brackets (so that filters matching
+    the start of a message still match), each category and text once per config and
+    data set (the seeds of one config repeat each other); the location is the
+    program's (:func:`kmeansfw.core.errors.warn`)."""
+    if not sent:
+        return
+    group = (row["config"], row["dataset"])
+    where = f"config {row['config']!r}, data set {row['dataset']!r}, seed {row['seed']}"
+    for category, text in _cloudpickle().loads(sent):
+        if (group, category, text) in seen:
+            continue
         seen.add((group, category, text))
-        full = f"{text} [{where}]" if where else text
         try:
-            warning = category(full)
+            warning = category(f"{text} [{where}]")
         except Exception:  # noqa: BLE001 - a category built otherwise than from a text
-            warning = UserWarning(f"{category.__name__}: {full}")
+            warning = UserWarning(f"{category.__name__}: {text} [{where}]")
         warn(warning)
 
 
@@ -451,13 +480,10 @@ def _program_strategies(configs: Iterable[Mapping[str, Any]], n_jobs: int) -> li
     <kmeansfw.core.catalog.Catalog.in_process>`) that reach worker processes: every one
     whose factory pickles; one that does not, and that a config names (at any depth:
     criteria inside ``any``, the distance's natural update), is refused by name."""
-    try:  # what joblib's worker processes receive their tasks by
-        import cloudpickle
-    except ImportError:  # pragma: no cover - joblib before 1.5 vendored it
-        from joblib.externals import cloudpickle  # type: ignore[no-redef]
-
     from kmeansfw.core.catalog import CATALOG
     from kmeansfw.core.distance import describe
+
+    cloudpickle = _cloudpickle()
 
     entries, stuck = [], {}
     for e in CATALOG.in_process():
@@ -520,7 +546,7 @@ def run_cell(
 
     from kmeansfw.estimator import KMeans
 
-    X, y = load_dataset(dataset, header=header)
+    X, y = load_dataset(dataset, header=header, mmap=True)
     km = KMeans.from_config({**config, "random_state": int(seed)})
     if km.n_clusters > X.shape[0]:
         raise DataError(
@@ -573,6 +599,16 @@ class ExperimentResult:
         different data sets are on different scales, so they are never pooled.  A list
         of dicts, or with ``as_frame=True`` a pandas DataFrame (needs pandas:
         ``pip install 'kmeansfw[pandas]'``).
+
+        Parameters
+        ----------
+        as_frame : bool, default=False
+            Return a pandas DataFrame instead of a list of dicts.
+
+        Returns
+        -------
+        list of dict or pandas.DataFrame
+            The summary rows, in :data:`SUMMARY_COLUMNS` order.
         """
         if as_frame:
             return records_frame(self.summary(), SUMMARY_COLUMNS)
@@ -602,7 +638,13 @@ class ExperimentResult:
         return out
 
     def to_csv(self, path: str | os.PathLike[str]) -> None:
-        """Write the table (all columns, one row per cell)."""
+        """Write the table (all columns, one row per cell).
+
+        Parameters
+        ----------
+        path : path
+            The CSV file to write (replaced when it exists).
+        """
         with open(path, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=COLUMNS)
             writer.writeheader()
@@ -773,8 +815,11 @@ def run_experiment(
     Parameters
     ----------
     configs : mapping of name (a non-empty string) -> Config, dict or TOML path
-    datasets : names or data files (see :func:`load_dataset`)
-    seeds : the ``random_state`` of each repetition
+        The configurations to compare, by the name the table gives them.
+    datasets : iterable of str
+        Data set names or data files (see :func:`load_dataset`).
+    seeds : iterable of int, default=range(5)
+        The ``random_state`` of each repetition.
     n_clusters : int, optional
         Overrides the configs' ``n_clusters``.
     out : path, optional
@@ -841,13 +886,9 @@ def run_experiment(
     # lack, or a built-in replaced); in this process they are there already
     entries = _program_strategies(plain.values(), n_jobs) if n_jobs != 1 else []
     datasets, seeds = _names(datasets, "datasets"), _seeds(seeds)
-    seen: set[tuple[Any, ...]] = set()  # the warnings raised again so far
-    for dataset in datasets:
-        if dataset not in BUNDLED and dataset not in BLOBS:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                load_file(dataset, header=header)  # fail early, before any worker starts
-            _relay(_sendable(caught), seen, "")  # said here, not again by each cell
+    files = [d for d in dict.fromkeys(datasets) if d not in BUNDLED and d not in BLOBS]
+    for dataset in files:  # fail early, before any worker starts; its warnings said here
+        load_file(dataset, header=header, mmap=True)
     path = pathlib.Path(out) if out is not None else None
     finished, columns, end = _read_finished(path) if path is not None else ([], list(COLUMNS), "")
     if end == "torn":
@@ -857,11 +898,11 @@ def run_experiment(
         )
     from kmeansfw.workflow.checkpoint import file_digest
 
-    files = {  # each data file read once for its digest
-        d: "" if d in BUNDLED or d in BLOBS else file_digest(d) for d in dict.fromkeys(datasets)
-    }
+    digests = {d: file_digest(d) for d in files}  # each data file read once for its digest
     settings = {
-        (name, dataset): _settings(plain[name], files[dataset], silhouette_sample, header)
+        (name, dataset): _settings(
+            plain[name], digests.get(dataset, ""), silhouette_sample, header
+        )
         for name in plain
         for dataset in datasets
     }
@@ -899,6 +940,7 @@ def run_experiment(
     rows = list(reused.values())
     writer = None
     fh = None
+    bar = None
     try:
         if path is not None:
             new_file = not path.exists() or path.stat().st_size == 0
@@ -913,13 +955,7 @@ def run_experiment(
             writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
             if new_file:
                 writer.writeheader()
-        token = uuid.uuid4().hex
-        jobs = (
-            delayed(_run_cell_registering)(
-                token, entries, name, plain[name], dataset, seed, silhouette_sample, header
-            )
-            for name, dataset, seed, _ in todo
-        )
+        token, home = uuid.uuid4().hex, os.getpid()
         bar = tqdm(
             total=len(todo),
             unit="cell",
@@ -927,18 +963,33 @@ def run_experiment(
             leave=False,
             disable=not (progress and sys.stderr.isatty()),
         )
-        for row, caught in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs):
-            bar.update(1)
-            row["settings"] = settings[row["config"], row["dataset"]]
-            rows.append(row)
-            if writer is not None:
-                writer.writerow(row)
-                fh.flush()
-            cell = f"config {row['config']!r}, data set {row['dataset']!r}, seed {row['seed']}"
-            # after the row is saved: an "error" filter loses no cell
-            _relay(caught, seen, cell, (row["config"], row["dataset"]))
-        bar.close()
+        seen: set[tuple[Any, ...]] = set()  # the warnings of worker processes raised again
+        with warnings.catch_warnings():  # the data files' warnings were said above
+            for dataset in files:
+                file_name = re.escape(pathlib.Path(dataset).name)
+                warnings.filterwarnings("ignore", f"{file_name}: the first line reads", UserWarning)
+            filters = list(warnings.filters)  # what a worker process's cells show
+            jobs = (
+                delayed(_run_cell_registering)(
+                    token,
+                    entries,
+                    home,
+                    filters,
+                    *(name, plain[name], dataset, seed, silhouette_sample, header),
+                )
+                for name, dataset, seed, _ in todo
+            )
+            for row, sent in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs):
+                bar.update(1)
+                row["settings"] = settings[row["config"], row["dataset"]]
+                rows.append(row)
+                if writer is not None:
+                    writer.writerow(row)
+                    fh.flush()
+                _relay(sent, seen, row)  # after the row is saved: an "error" filter loses none
     finally:
+        if bar is not None:
+            bar.close()
         if fh is not None:
             fh.close()
     rows.sort(key=lambda r: order[key(r)])

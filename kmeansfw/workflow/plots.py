@@ -153,6 +153,32 @@ def plot_clusters(
     The figure's title names ``data`` and ``k`` (k defaults to the number of centroids)
     and says when the picture is a PCA projection, or a sample of the rows (more than
     ``max_points``, see :func:`plot_comparison`); the axes say what they show.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        The samples.
+    labels : sequence of int
+        Each sample's cluster.
+    centroids : ndarray of shape (k, n_features), optional
+        Drawn as crosses.
+    title : str, default="clusters"
+        The panel's title.
+    data : str, optional
+        The data set's name, for the figure's title.
+    k : int, optional
+        The number of clusters, for the figure's title (default: the centroids').
+    feature_names : sequence of str, optional
+        The axes' names when X has two features.
+    path : path, optional
+        Where to save the figure (PNG, SVG... by the suffix).
+    max_points : int or None, default=100000
+        The most rows drawn (a uniform sample beyond); None draws them all.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (also written to ``path`` when given).
     """
     return plot_comparison(
         X,
@@ -191,6 +217,32 @@ def plot_comparison(
     ``max_points`` rows (None: no limit) is drawn, and projected, from a uniform sample
     of that many rows (the same rows on every call), and the title says so: a picture of
     millions of points shows no more, and the projection would hold copies of all of X.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        The samples.
+    panels : mapping of str to sequence of int
+        Each panel's title and labels, one per sample.
+    centroids : mapping of str to ndarray, optional
+        Centroids drawn as crosses in the panel of the same title.
+    title : str, optional
+        The figure's title (default: made of ``data``, the shape and ``k``).
+    data : str, optional
+        The data set's name, for the default title.
+    k : int, optional
+        The number of clusters, for the default title.
+    feature_names : sequence of str, optional
+        The axes' names when X has two features.
+    path : path, optional
+        Where to save the figure.
+    max_points : int or None, default=100000
+        The most rows drawn.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (also written to ``path`` when given).
     """
     centroids = dict(centroids or {})
     reference = np.asarray(next(iter(panels.values())))
@@ -198,8 +250,8 @@ def plot_comparison(
     stacked = [np.asarray(c) for c in centroids.values() if c is not None]
     n_rows = np.shape(X)[0]
     shown = drawn_rows(n_rows, max_points)
-    if shown is not None:
-        X = np.asarray(X[shown])
+    if shown is not None:  # a DataFrame or a list too; a memmap reads only these rows
+        X = np.asarray(X)[shown]
         panels = {name: labels[shown] for name, labels in panels.items()}
     projected, axis_labels, note = projection(X, *stacked, feature_names=feature_names)
     if shown is not None:
@@ -227,7 +279,22 @@ def plot_convergence(
     title: str | None = None,
     path: str | os.PathLike[str] | None = None,
 ):
-    """Objective per iteration, one line per run, from ``History.records`` or ``history_``."""
+    """Objective per iteration, one line per run, from ``History.records`` or ``history_``.
+
+    Parameters
+    ----------
+    history : sequence of mapping
+        The records (``km.history_``, or a fit's ``History.records``).
+    title : str, optional
+        The figure's title.
+    path : path, optional
+        Where to save the figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (also written to ``path`` when given).
+    """
     fig, (ax,) = _figure(1, size=(6.0, 4.0))
     runs = sorted({r.get("run", 0) for r in history})
     for run in runs:
@@ -259,6 +326,23 @@ def plot_experiment(
     ``result`` is an experiment's result or its rows.  Data sets are never pooled: each
     panel is titled with its data set and k (when the cells record it) and has its own
     axis.  The figure's title is ``title``, or says the metric and the number of seeds.
+
+    Parameters
+    ----------
+    result : ExperimentResult or sequence of mapping
+        The experiment, or its rows.
+    metric : str, default="objective"
+        The column to draw (``"ari"``, ``"nmi"``, ``"silhouette"``, ``"n_iter"``,
+        ``"fit_seconds"``...).
+    title : str, optional
+        The figure's title.
+    path : path, optional
+        Where to save the figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (also written to ``path`` when given).
     """
     rows = result.rows if hasattr(result, "rows") else list(result)
     if not rows:
