@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import threading
-import warnings
 import weakref
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -193,9 +192,12 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
         cfg, strategies, _ = self._built()
         return cfg, strategies
 
-    def _built(self) -> tuple[Config, list[tuple[str, str, Any]], list | None]:
+    def _built(
+        self, pairing_warnings: bool = True
+    ) -> tuple[Config, list[tuple[str, str, Any]], list | None]:
         """:meth:`_built_config`, with the kept entry (None when not kept), where
-        :meth:`_takes_sparse` keeps its answer."""
+        :meth:`_takes_sparse` keeps its answer (``pairing_warnings``: see
+        :meth:`Config.build_strategies <kmeansfw.core.config.Config.build_strategies>`)."""
         params = self.get_params(deep=False)
         key = _params_key(params)
         if key is not None:  # a strategy registered since (replace=True) builds afresh
@@ -210,7 +212,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
         if key is not None and isinstance(params["init"], np.ndarray):
             params = {**params, "init": np.array(params["init"])}  # kept: not the caller's
         cfg = self._config_of(params)
-        strategies = self._kept_strategies(cfg.build_strategies())
+        strategies = self._kept_strategies(cfg.build_strategies(pairing_warnings))
         entry = None
         if key is not None:
             entry = [cfg, list(strategies), None]
@@ -484,10 +486,8 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
         """Whether a fit with the current parameters takes sparse CSR data: every
         strategy declares it (``manhattan``, say, does not); True when the parameters
         do not build (the fit says what is wrong with them)."""
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # pairing warnings: the fit gives them
-                _, strategies, entry = self._built()
+        try:  # pairing warnings: the fit gives them
+            _, strategies, entry = self._built(pairing_warnings=False)
         except Exception:  # noqa: BLE001 - invalid parameters: the fit reports them
             return True
         if entry is not None and entry[2] is not None:  # scikit-learn asks at every call

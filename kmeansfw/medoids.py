@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -16,7 +15,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from kmeansfw.core.adapters import FunctionDistance
 from kmeansfw.core.catalog import CATALOG, array_like
-from kmeansfw.core.config import Config, InvalidParameterError, PairingWarning, budget_bytes
+from kmeansfw.core.config import Config, InvalidParameterError, budget_bytes
 from kmeansfw.core.data import FitData
 from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins, steps
@@ -255,10 +254,8 @@ default="heuristic"
         refuse_backend_input(X, "KMedoids")
         X = validate_data(self, X, dtype=_FLOATS, order="C")
         cfg = self.get_config(X)
-        with warnings.catch_warnings():
-            # k-medoids is asked for by name: its update is the point, not a mismatch
-            warnings.filterwarnings("ignore", category=PairingWarning)
-            strategies = cfg.build_strategies()
+        # k-medoids is asked for by name: its update is the point, not a mismatch
+        strategies = cfg.build_strategies(pairing_warnings=False)
         outcome = fit_config(
             X, cfg, sample_weight=sample_weight, validate=False, strategies=strategies
         )

@@ -1279,9 +1279,9 @@ def test_estimators_reuse_built_strategies_for_equal_plain_parameters(blobs, mon
     built = []
     original = kmeansfw.Config.build_strategies
 
-    def counting(self):
+    def counting(self, *args, **kwargs):
         built.append(self.n_clusters)
-        return original(self)
+        return original(self, *args, **kwargs)
 
     monkeypatch.setattr(kmeansfw.Config, "build_strategies", counting)
     kmeansfw.estimator._BUILT.clear()

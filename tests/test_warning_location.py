@@ -98,3 +98,36 @@ def test_a_filter_by_the_program_s_module_silences_them():
         warnings.simplefilter("error")
         warnings.filterwarnings("ignore", category=ConvergenceWarning, module=__name__)
         kmeansfw.KMeans(3, random_state=0).fit_predict(DUPLICATES)
+
+
+def test_fits_and_predictions_leave_the_process_s_warning_filters_alone():
+    # warnings.catch_warnings swaps the filters of the whole process: two threads in and
+    # out of it at once left "ignore every warning" installed (scikit-learn's tag lookup
+    # ran one at every predict); no kmeansfw code that fits or predicts may enter one
+    import sys
+
+    real, callers = warnings.catch_warnings, []
+
+    def spy(*args, **kwargs):
+        callers.append(sys._getframe(1).f_code.co_filename)
+        return real(*args, **kwargs)
+
+    X = np.random.default_rng(1).normal(size=(300, 3))
+    before = list(warnings.filters)
+    warnings.catch_warnings = spy
+    try:
+        for est in (
+            kmeansfw.KMeans(3, random_state=0),
+            kmeansfw.KMeans(3, distance="manhattan", random_state=0),
+            kmeansfw.MiniBatchKMeans(3, random_state=0),
+            kmeansfw.KMedoids(3, random_state=0),
+        ):
+            est.fit(X)
+            est.predict(X)
+            est.transform(X)
+            est.score(X)
+    finally:
+        warnings.catch_warnings = real
+    package = kmeansfw.__file__.rsplit("__init__.py", 1)[0]
+    assert not [c for c in callers if c.startswith(package)], callers
+    assert warnings.filters == before

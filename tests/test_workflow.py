@@ -147,9 +147,9 @@ def test_workers_get_criteria_named_inside_others_and_take_any_config():
 @pytest.mark.parametrize("n_jobs", [1, 2])
 def test_cells_warnings_reach_the_calling_program(tmp_path, n_jobs):
     # a worker process's warnings went to its own stderr: no filter of the program's
-    # applied and pytest.warns never saw them; now a worker judges them by the program's
-    # filters and each comes back, the cell named at the end, once per config; in this
-    # process (n_jobs=1) they are raised as they happen, as by a direct fit
+    # applied and pytest.warns never saw them; now each comes back, the cell named at
+    # the end, once per config, for the program's filters to judge; in this process
+    # (n_jobs=1) they are raised as they happen, as by a direct fit
     from sklearn.exceptions import ConvergenceWarning
 
     from kmeansfw.core.catalog import CATALOG
@@ -225,7 +225,7 @@ def test_a_failing_cell_s_warnings_are_not_lost(n_jobs):
 
 
 @pytest.mark.parametrize("n_jobs", [1, 2])
-def test_an_error_filter_fails_the_cell_as_a_direct_fit(tmp_path, n_jobs):
+def test_an_error_filter_stops_the_experiment(tmp_path, n_jobs):
     from sklearn.exceptions import ConvergenceWarning
 
     path = tmp_path / "dup.npy"

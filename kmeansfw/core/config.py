@@ -382,18 +382,32 @@ class Config:
             return auto_random if name in ("random", "callable") else 1
         return int(self.n_init)
 
-    def build_strategies(self) -> list[tuple[str, str, Any]]:
+    def build_strategies(self, pairing_warnings: bool = True) -> list[tuple[str, str, Any]]:
         """Fresh ``(slot, label, strategy)`` triples in slot order, for one fit.
 
         ``update=None`` takes the distance's natural update; a named update that does not
-        minimize the distance's objective gives a :class:`PairingWarning`.
+        minimize the distance's objective gives a :class:`PairingWarning`, unless
+        ``pairing_warnings`` is false (a caller that pairs them on purpose, or builds
+        only to read the strategies' declarations: no warning filter is touched, which
+        would change them for every thread of the process).
+
+        Parameters
+        ----------
+        pairing_warnings : bool, default=True
+            Whether a named update that does not minimize the distance's objective (or a
+            distance that declares no natural update) gives a :class:`PairingWarning`.
+
+        Returns
+        -------
+        list of (str, str, object)
+            ``(slot, label, strategy)`` for each strategy, in slot order.
         """
         out = []
         distance = None
         for slot in STRATEGY_KEYS:
             value = getattr(self, slot)
             if slot == "update":
-                value = self._paired_update(distance)
+                value = self._paired_update(distance, pairing_warnings)
             several = slot == "convergence" and isinstance(value, list | tuple)
             for item in value if several else [value]:
                 label, strategy = CATALOG.create(slot, item)
@@ -410,11 +424,11 @@ class Config:
                     )
         return out
 
-    def _paired_update(self, distance: Any) -> Any:
+    def _paired_update(self, distance: Any, warns: bool = True) -> Any:
         about = describe(distance)
         natural = about.natural_update
         if natural is None:
-            if self.update is None or isinstance(self.update, StrategySpec):
+            if warns and (self.update is None or isinstance(self.update, StrategySpec)):
                 warn(
                     f"distance {about.name!r} declares no natural_update, so nothing says "
                     f"which update minimizes {about.objective}; "
@@ -431,7 +445,7 @@ class Config:
                     f"distance {about.name!r} declares natural_update {natural!r}: {exc}"
                 ) from None
             return StrategySpec(natural)
-        if isinstance(self.update, StrategySpec) and self.update.name != natural:
+        if warns and isinstance(self.update, StrategySpec) and self.update.name != natural:
             name, objective = about.name, about.objective
             warn(
                 f"update {self.update.name!r} does not minimize the objective of distance "

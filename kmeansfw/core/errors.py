@@ -46,8 +46,8 @@ class PrecisionWarning(UserWarning):
 def warn(message: str | Warning, category: type[Warning] = UserWarning) -> None:
     """:func:`warnings.warn` located in the user's program: at the first caller outside
     kmeansfw and the libraries that call into it (scikit-learn's ``fit_predict``,
-    pipelines and searches, and joblib's workers under them; pluggy's hook calls; click's
-    command line: its script), however deep the warning is raised, so
+    pipelines and searches, with joblib's sequential calls under them; pluggy's hook
+    calls; click's command line: its script), however deep the warning is raised, so
     that a warning names the line that asked for the work and filters by module match
     it, whichever way the call came in.
 

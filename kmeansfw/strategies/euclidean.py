@@ -19,7 +19,6 @@ squared distance to the chosen centroid only.
 from __future__ import annotations
 
 import functools
-import warnings
 import weakref
 from typing import Any
 
@@ -346,10 +345,10 @@ def _middle(values: np.ndarray) -> Any:
     runs once per fit, and ``np.median``'s own overhead was most of a small fit's.
     Values with a NaN, or none, go to ``np.median`` (NaN)."""
     m = values.shape[-1]
-    if m == 0 or np.isnan(values).any():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # the mean of an empty slice
-            return np.median(values, axis=-1)
+    if m == 0:  # np.median's NaN, without its warning (filters are the process's)
+        return np.full(values.shape[:-1], np.nan, dtype=np.result_type(values, np.float64))
+    if np.isnan(values).any():
+        return np.median(values, axis=-1)
     k = m // 2
     if m % 2:
         return np.partition(values, k, axis=-1)[..., k]

@@ -25,7 +25,6 @@ import csv
 import io
 import os
 import pathlib
-import re
 import sys
 import time
 import uuid
@@ -171,8 +170,18 @@ def load_file(
     ValueError
         A ``header`` other than None, True or False.
     """
+    return _load_file(path, header, mmap)[0]
+
+
+def _load_file(
+    path: str | os.PathLike[str], header: bool | None, mmap: bool
+) -> tuple[np.ndarray, bool | None]:
+    """:func:`load_file`'s table, and for a CSV file whether its first line was taken for
+    a header (None for the other types): cells told it read the file as the check did,
+    without its first-line warning again."""
     check_header(header)
     path = pathlib.Path(path)
+    settled = None
     if not is_file(path):
         known = ", ".join((*BUNDLED, *BLOBS))
         raise DataError(f"no such data file or data set: {str(path)!r} (data sets: {known})")
@@ -189,7 +198,7 @@ def load_file(
                 raise DataError("reading Parquet needs pyarrow: pip install pyarrow") from None
             X = np.column_stack([c.to_numpy() for c in pq.read_table(path).columns])
         elif suffix in (".csv", ".txt"):
-            X = _read_csv(path, header)
+            X, settled = _read_csv(path, header)
         else:
             raise DataError(
                 f"{path.name}: unknown data file type {suffix!r} (.csv, .npy, .parquet)"
@@ -203,7 +212,7 @@ def load_file(
     if X.dtype.kind not in "fiub":
         raise DataError(f"{path.name}: the data must be numeric, got {X.dtype}")
     check_finite(X, path.name)
-    return X
+    return X, settled
 
 
 def check_header(header: Any) -> None:
@@ -305,7 +314,8 @@ def _counting(cells: list[str], start: int = 1) -> list[str]:
     return [str(i) for i in range(len(cells) - start)]
 
 
-def _read_csv(path: pathlib.Path, header: bool | None = None) -> np.ndarray:
+def _read_csv(path: pathlib.Path, header: bool | None = None) -> tuple[np.ndarray, bool]:
+    """The table of a CSV file and whether its first line was taken for a header."""
     raw = path.read_bytes()
     if b"\x00" in raw:  # UTF-16 (with or without its mark) or a binary file
         raise DataError(f"{path.name}: not UTF-8 text (it holds NUL bytes: UTF-16?)")
@@ -377,7 +387,7 @@ def _read_csv(path: pathlib.Path, header: bool | None = None) -> np.ndarray:
                     f"{path.name}: non-numeric value {value!r} in row {line}, column {column}"
                     f"{hint}"
                 )
-    return np.array(rows, dtype=np.float64)
+    return np.array(rows, dtype=np.float64), bool(header)
 
 
 def _config_values(config: Any) -> dict[str, Any]:
@@ -394,17 +404,17 @@ _REGISTERED: set[str] = set()
 
 
 def _run_cell_registering(
-    token: str, entries: list[Entry], home: int, filters: list[Any], *args: Any
+    token: str, entries: list[Entry], home: int, *args: Any
 ) -> tuple[dict[str, Any], bytes]:
     """Worker: register the calling program's own strategies (``entries``: those whose
     factories pickle, see :func:`_program_strategies`), once per experiment ``token``,
     then :func:`run_cell`; returns its row and, in a worker process, the warnings it
     raised (:func:`_sendable`), for :func:`run_experiment` to raise again in the calling
-    process (``home``, its process id). A worker process starts from the installed
-    catalog, where such a name is unknown, or the built-in it replaced, and with warning
-    filters of its own: it takes the program's (``filters``), so that what a cell records
-    is what the program would show. In the calling process itself (``n_jobs=1``, or
-    joblib's threading backend) a cell's warnings are raised as they happen."""
+    process (``home``, its process id), where the program's filters judge them. A
+    worker process starts from the installed catalog, where such a name is unknown, or
+    the built-in it replaced. In the calling process itself (``n_jobs=1``, or joblib's
+    threading backend) a cell's warnings are raised as they happen; nothing here touches
+    the process's warning filters, which threads share."""
     from kmeansfw.core.catalog import CATALOG
 
     if entries and token not in _REGISTERED:
@@ -412,16 +422,19 @@ def _run_cell_registering(
         for e in entries:
             CATALOG.register(e.slot, e.name, e.factory, source=e.source, replace=True)
         _REGISTERED.add(token)
-    if os.getpid() == home:  # threads may share this process: its warnings state stays
+    if os.getpid() == home:
         return run_cell(*args), b""
+    # a worker process: its own default filters (library deprecations hidden, as in
+    # the program by default), each cell's warnings recorded
     with warnings.catch_warnings(record=True) as caught:
-        warnings.filters[:] = filters
         try:
             row = run_cell(*args)
         except BaseException as exc:  # the warnings that may explain it go with it
+            notes = getattr(exc, "__notes__", None) or []
             for category, text in _unique(caught):
-                if hasattr(exc, "add_note"):  # Python 3.11+
-                    exc.add_note(f"{category.__name__} raised by this cell first: {text}")
+                notes.append(f"{category.__name__} raised by this cell first: {text}")
+            if notes:
+                exc.__notes__ = notes  # what add_note sets (Python 3.11+ prints them)
             raise
     return row, _sendable(caught)
 
@@ -887,8 +900,9 @@ def run_experiment(
     entries = _program_strategies(plain.values(), n_jobs) if n_jobs != 1 else []
     datasets, seeds = _names(datasets, "datasets"), _seeds(seeds)
     files = [d for d in dict.fromkeys(datasets) if d not in BUNDLED and d not in BLOBS]
-    for dataset in files:  # fail early, before any worker starts; its warnings said here
-        load_file(dataset, header=header, mmap=True)
+    # fail early, before any worker starts; a CSV's first-line warning is said here, and
+    # its cells are told how the check read that line
+    headers = {d: _load_file(d, header, True)[1] for d in files}
     path = pathlib.Path(out) if out is not None else None
     finished, columns, end = _read_finished(path) if path is not None else ([], list(COLUMNS), "")
     if end == "torn":
@@ -964,29 +978,24 @@ def run_experiment(
             disable=not (progress and sys.stderr.isatty()),
         )
         seen: set[tuple[Any, ...]] = set()  # the warnings of worker processes raised again
-        with warnings.catch_warnings():  # the data files' warnings were said above
-            for dataset in files:
-                file_name = re.escape(pathlib.Path(dataset).name)
-                warnings.filterwarnings("ignore", f"{file_name}: the first line reads", UserWarning)
-            filters = list(warnings.filters)  # what a worker process's cells show
-            jobs = (
-                delayed(_run_cell_registering)(
-                    token,
-                    entries,
-                    home,
-                    filters,
-                    *(name, plain[name], dataset, seed, silhouette_sample, header),
-                )
-                for name, dataset, seed, _ in todo
+        jobs = (
+            delayed(_run_cell_registering)(
+                token,
+                entries,
+                home,
+                *(name, plain[name], dataset, seed, silhouette_sample),
+                headers.get(dataset, header),
             )
-            for row, sent in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs):
-                bar.update(1)
-                row["settings"] = settings[row["config"], row["dataset"]]
-                rows.append(row)
-                if writer is not None:
-                    writer.writerow(row)
-                    fh.flush()
-                _relay(sent, seen, row)  # after the row is saved: an "error" filter loses none
+            for name, dataset, seed, _ in todo
+        )
+        for row, sent in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs):
+            bar.update(1)
+            row["settings"] = settings[row["config"], row["dataset"]]
+            rows.append(row)
+            if writer is not None:
+                writer.writerow(row)
+                fh.flush()
+            _relay(sent, seen, row)  # after the row is saved (an "error" filter stops here)
     finally:
         if bar is not None:
             bar.close()
