@@ -41,8 +41,8 @@ from kmeansfw.engine.fitting import (
 )
 from kmeansfw.strategies.euclidean import (
     PRECISION_STEP_EVERY,
-    model_can_mislabel,
     warn_if_imprecise,
+    warn_if_predictions_imprecise,
 )
 from kmeansfw.strategies.observers import VerboseLog
 
@@ -426,10 +426,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
         data, hook = self._data(X)
         centers = self._centers_for(data)
         result = steps.assign(hook, data, centers, accumulate=False, with_costs=False)
-        if data.dtype == np.float32 and model_can_mislabel(self):  # see precision_problem
-            warn_if_imprecise(
-                data.X, result.labels, centers, self.fitted_state_, PRECISION_STEP_EVERY, True
-            )
+        warn_if_predictions_imprecise(self, data.X, result.labels, centers)
         return result.labels.astype(np.int32)
 
     def transform(self, X: Any) -> np.ndarray:

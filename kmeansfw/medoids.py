@@ -21,11 +21,7 @@ from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins, steps
 from kmeansfw.engine.fitting import fit_config
 from kmeansfw.estimator import refuse_backend_input
-from kmeansfw.strategies.euclidean import (
-    PRECISION_STEP_EVERY,
-    model_can_mislabel,
-    warn_if_imprecise,
-)
+from kmeansfw.strategies.euclidean import warn_if_predictions_imprecise
 from kmeansfw.strategies.medoids import medoid_rows
 
 _FLOATS = [np.float64, np.float32]
@@ -315,10 +311,7 @@ default="heuristic"
         data, hook = self._data(X)
         centers = self.cluster_centers_.astype(data.dtype, copy=False)
         found = steps.assign(hook, data, centers, accumulate=False, with_costs=False)
-        if data.dtype == np.float32 and model_can_mislabel(self):  # see precision_problem
-            warn_if_imprecise(
-                data.X, found.labels, centers, self.fitted_state_, PRECISION_STEP_EVERY, True
-            )
+        warn_if_predictions_imprecise(self, data.X, found.labels, centers)
         return found.labels.astype(np.intp)
 
     def transform(self, X: Any) -> np.ndarray:

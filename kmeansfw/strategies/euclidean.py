@@ -611,6 +611,15 @@ def model_can_mislabel(model: Any) -> bool:
     return bool(kept[1])
 
 
+def warn_if_predictions_imprecise(model: Any, X: Any, labels: Any, centroids: Any) -> None:
+    """``predict``'s float32 check of a fitted ``model`` (``KMeans``, ``MiniBatchKMeans``,
+    ``KMedoids``): every :data:`PRECISION_STEP_EVERY`-th drawn row of float32 ``X``,
+    for centroids the rounding can mislabel rows by at all (:func:`model_can_mislabel`,
+    judged once per fit); see :func:`warn_if_imprecise`."""
+    if np.dtype(getattr(X, "dtype", None)) == np.float32 and model_can_mislabel(model):
+        warn_if_imprecise(X, labels, centroids, model.fitted_state_, PRECISION_STEP_EVERY, True)
+
+
 def warn_if_imprecise(
     X: Any,
     labels: Any,
