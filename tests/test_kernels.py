@@ -1368,6 +1368,78 @@ def test_one_pass_loops_equal_the_accumulator_bit_for_bit(dtype, width, k, want_
                     np.testing.assert_array_equal(ours, accumulated)
 
 
+@functools.cache
+def _center_eight_caller():
+    import numba
+
+    from kmeansfw.kernels.tiles import center_eight
+
+    @numba.njit
+    def call(X, row, mean, rows_t, col):
+        return center_eight(X, row, mean, rows_t, col)
+
+    return call
+
+
+def _bits(array):
+    return array.view(np.uint32 if array.dtype == np.float32 else np.uint64)
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_center_eight_writes_the_scalar_subtractions_bit_for_bit(dtype):
+    """``tiles.center_eight`` (the direct search's transposition, eight rows in vector
+    registers) writes ``X[row + t, f] - mean[f]`` at ``rows_t[f, col + t]`` for eight
+    rows, every one the IEEE subtraction NumPy makes (signed zeros, subnormal values,
+    magnitudes from 1e-30 to 1e30), at one to sixteen features, and nothing else: not
+    the other columns of ``rows_t``, nor its rows past the features."""
+    from kmeansfw.kernels.tiles import TILE_MAX_FEATURES, TILE_ROWS
+
+    call = _center_eight_caller()
+    rng = np.random.default_rng(8)
+    tiny = np.finfo(dtype).smallest_subnormal
+    for d in range(1, TILE_MAX_FEATURES + 1):
+        X = rng.normal(size=(21, d)) * 10.0 ** rng.integers(-30, 31, size=(21, d))
+        X[3, 0], X[4, -1], X[5, 0] = -0.0, 0.0, 7 * tiny
+        X = _freeze(X.astype(dtype))
+        mean = rng.normal(size=d).astype(dtype)
+        mean[0] = -0.0 if d > 1 else mean[0]
+        for row, col in ((0, 0), (13, 16), (5, 3), (2, 9)):
+            rows_t = np.full((d + 2, 24), 7.0, dtype)
+            expected = rows_t.copy()
+            expected[:d, col : col + TILE_ROWS] = (X[row : row + TILE_ROWS] - mean).T
+            assert call(X, row, mean, rows_t, col)
+            np.testing.assert_array_equal(_bits(rows_t), _bits(expected))
+            # a C-contiguous view of other rows: the same values
+            view = X[row:]
+            rows_t = np.full((d + 2, 24), 7.0, dtype)
+            assert call(view, 0, mean, rows_t, col)
+            np.testing.assert_array_equal(_bits(rows_t), _bits(expected))
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_center_eight_declines_what_it_cannot_read_as_one_run(dtype):
+    """More features than ``TILE_MAX_FEATURES``, or rows that are not one contiguous run
+    (Fortran order, every other column): ``center_eight`` answers False and writes
+    nothing, so that the caller's scalar loop does the work (a fit's data is always
+    C-contiguous: ``core.data``)."""
+    from kmeansfw.kernels.tiles import TILE_MAX_FEATURES
+
+    call = _center_eight_caller()
+    rng = np.random.default_rng(9)
+    wide = rng.normal(size=(16, TILE_MAX_FEATURES + 1)).astype(dtype)
+    cases = [
+        (wide, np.zeros(wide.shape[1], dtype)),
+        (np.asfortranarray(wide[:, :5]), np.zeros(5, dtype)),
+        (wide[:, ::2], np.zeros(wide[:, ::2].shape[1], dtype)),
+    ]
+    for X, mean in cases:
+        rows_t = np.full((X.shape[1], 16), 7.0, dtype)
+        assert not call(X, 0, mean, rows_t, 0)
+        assert (rows_t == 7.0).all()
+
+
 def test_the_row_search_is_chosen_by_shape_and_dtype_only():
     pays = kernels.row_search_pays
     # 17 to 31 features: up to 5 centroids in float32, 8 in float64

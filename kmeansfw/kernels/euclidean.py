@@ -34,6 +34,7 @@ from kmeansfw.kernels.update import SUM_GROUP_UNIT, sum_group_rows
 
 if HAVE_NUMBA:
     from kmeansfw.kernels.prefetch import CACHE_LINE_BYTES, prefetch_line
+    from kmeansfw.kernels.tiles import TILE_ROWS, center_eight
 
 #: Rows per sub-block of the compiled nearest-centroid kernels (fits in L2), the unit
 #: their parallel variants split a block by; a product kernel's products take this many
@@ -1290,7 +1291,7 @@ if HAVE_NUMBA:
         X, mean, start, m, sub, prefetching, rows_t, coef, c_sq_norms, acc, best,
         runner_up, arg, want_second,
     ):
-        _transpose_rows(X, mean, start, m, sub, prefetching, rows_t)
+        _transpose_tiles_of_eight(X, mean, start, m, sub, prefetching, rows_t)
         _quad_search(rows_t, coef, c_sq_norms, m, best, runner_up, arg, want_second)
 
     # One sub-block's pass from seventeen features: its rows centered and transposed,
@@ -1303,9 +1304,30 @@ if HAVE_NUMBA:
         _transpose_rows(X, mean, start, m, sub, prefetching, rows_t)
         _wide_search(rows_t, coef, c_sq_norms, m, acc, best, runner_up, arg, want_second)
 
+    # A sub-block's rows centered and transposed into ``rows_t`` (three to sixteen
+    # features): eight rows at a time in vector registers (tiles.center_eight), the
+    # rest (the last rows short of eight, or all of them where center_eight declines the
+    # array: never for a fit's data, which is C-contiguous) one by one.  Called, not
+    # inlined in numba's IR: inlined into the three direct searches, it added 4-5 s to
+    # a first compile of _direct_search (numba copies an inlined function's IR at every
+    # site); LLVM inlines it.
+    @numba.njit(nogil=True, cache=True, fastmath={"contract"})
+    def _transpose_tiles_of_eight(X, mean, start, m, sub, prefetching, rows_t):  # pragma: no cover
+        i = 0
+        while i + TILE_ROWS <= m and center_eight(X, start + i, mean, rows_t, i):
+            if prefetching:  # the next sub-block's eight rows (none past X)
+                ahead = start + sub + i
+                for t in range(TILE_ROWS):
+                    _prefetch_row(X, ahead + t)
+            i += TILE_ROWS
+        for t in range(i, m):
+            row = np.uintp(start + t)
+            for f in range(X.shape[1]):
+                rows_t[f, t] = X[row, f] - mean[f]
+
     # A sub-block's rows centered and transposed into ``rows_t`` four rows at a time
     # (four independent rows per feature keep the scalar loop busy), the next
-    # sub-block's rows prefetched with them when ``prefetching``.
+    # sub-block's rows prefetched with them when ``prefetching``: the wide search's.
     @numba.njit(nogil=True, fastmath={"contract"}, inline="always")
     def _transpose_rows(X, mean, start, m, sub, prefetching, rows_t):  # pragma: no cover
         d = X.shape[1]
