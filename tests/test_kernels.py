@@ -1429,15 +1429,64 @@ def test_center_eight_declines_what_it_cannot_read_as_one_run(dtype):
     call = _center_eight_caller()
     rng = np.random.default_rng(9)
     wide = rng.normal(size=(16, TILE_MAX_FEATURES + 1)).astype(dtype)
+    other = np.float32 if dtype == np.float64 else np.float64
+    narrow = np.ascontiguousarray(wide[:, :5])
     cases = [
         (wide, np.zeros(wide.shape[1], dtype)),
-        (np.asfortranarray(wide[:, :5]), np.zeros(5, dtype)),
+        (np.asfortranarray(narrow), np.zeros(5, dtype)),
         (wide[:, ::2], np.zeros(wide[:, ::2].shape[1], dtype)),
+        (narrow, np.full(5, 0.1, other)),  # the scalar loop subtracts in the wider type
     ]
     for X, mean in cases:
         rows_t = np.full((X.shape[1], 16), 7.0, dtype)
         assert not call(X, 0, mean, rows_t, 0)
         assert (rows_t == 7.0).all()
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+def test_center_eight_checks_every_index_it_reads_or_writes():
+    """Rows past X's end or below zero, columns past ``rows_t``'s end or below zero,
+    too few rows in ``rows_t`` or entries in ``mean``: an IndexError before anything is
+    written, whatever numba's bounds checking; a read-only ``rows_t`` does not compile."""
+    import numba
+
+    call = _center_eight_caller()
+    X = _freeze(np.arange(60.0).reshape(12, 5))
+    mean = np.zeros(5)
+    for row, col, rows, means in (
+        (5, 0, 5, 5), (-1, 0, 5, 5), (0, 9, 5, 5), (0, -1, 5, 5), (0, 0, 4, 5), (0, 0, 5, 4),
+    ):
+        rows_t = np.full((rows, 16), 7.0)
+        with pytest.raises(IndexError):
+            call(X, row, mean[:means], rows_t, col)
+        assert (rows_t == 7.0).all()
+    rows_t = np.zeros((5, 16))
+    assert call(X, 4, mean, rows_t, 8)  # the last rows and columns: in range
+    np.testing.assert_array_equal(rows_t[:, 8:], X[4:].T)
+    with pytest.raises(numba.core.errors.TypingError):
+        call(X, 0, mean, _freeze(np.zeros((5, 16))), 0)
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_tiled_transposition_equals_the_scalar_one_bit_for_bit(dtype):
+    """The direct search's transposition (``_transpose_tiles_of_eight``: tiles of eight
+    rows, then the rest one by one) writes what the scalar loop (``_transpose_rows``,
+    the wide search's) writes, for sub-blocks of 0 to ``SUB_BLOCK_ROWS`` rows, at the
+    start, the middle and the end of X, prefetching or not."""
+    sub = euclidean.SUB_BLOCK_ROWS
+    rng = np.random.default_rng(16)
+    for d in (3, 5, 8, 13, 16):
+        X = _freeze((rng.normal(size=(2 * sub + 5, d)) * 1e3).astype(dtype))
+        mean = X.mean(axis=0).astype(dtype)
+        for start, m in ((0, sub), (0, 0), (sub, 7), (sub + 5, sub), (2 * sub + 4, 1), (9, 203)):
+            for prefetching in (False, True):
+                outs = []
+                for transpose in (euclidean._transpose_tiles_of_eight, euclidean._transpose_rows):
+                    rows_t = np.full((d + 3, sub), 7.0, dtype)
+                    transpose(X, mean, start, m, sub, prefetching, rows_t)
+                    outs.append(_bits(rows_t))
+                np.testing.assert_array_equal(*outs)
 
 
 def test_the_row_search_is_chosen_by_shape_and_dtype_only():

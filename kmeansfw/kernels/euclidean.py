@@ -1307,10 +1307,10 @@ if HAVE_NUMBA:
     # A sub-block's rows centered and transposed into ``rows_t`` (three to sixteen
     # features): eight rows at a time in vector registers (tiles.center_eight), the
     # rest (the last rows short of eight, or all of them where center_eight declines the
-    # array: never for a fit's data, which is C-contiguous) one by one.  Called, not
-    # inlined in numba's IR: inlined into the three direct searches, it added 4-5 s to
-    # a first compile of _direct_search (numba copies an inlined function's IR at every
-    # site); LLVM inlines it.
+    # arrays: never for a fit's data, C-contiguous and centered on a mean of its dtype)
+    # one by one, without the prefetch.  A call once per sub-block, not inlined in
+    # numba's IR: inlined into the direct searches, it added 4-5 s to a first compile of
+    # _direct_search (numba copies an inlined function's IR at every site).
     @numba.njit(nogil=True, cache=True, fastmath={"contract"})
     def _transpose_tiles_of_eight(X, mean, start, m, sub, prefetching, rows_t):  # pragma: no cover
         i = 0

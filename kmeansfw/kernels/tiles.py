@@ -7,8 +7,9 @@ search's time outside its distances.  :func:`center_eight` does eight rows at on
 LLVM vector instructions: one load of the eight rows' ``8 d`` contiguous values, one
 shuffle per feature gathering its eight values, one vector subtraction of the feature's
 mean, one store.  The values are those of the scalar loop (``X[row, f] - mean[f]``, one
-IEEE subtraction each), bit for bit, on any processor LLVM compiles for; only the
-instructions differ.
+IEEE subtraction each, with nothing to fuse it with), bit for bit: checked on x86-64
+with SSE2, AVX2 and AVX-512 code, on data placed against unreadable pages (no read
+past the eight rows).
 
 Rows up to :data:`TILE_MAX_FEATURES` features (the direct search's widest), of a
 C-contiguous array (eight rows of a row-major array are one contiguous run of values);
@@ -46,24 +47,28 @@ if HAVE_NUMBA:
     @intrinsic
     def center_eight(typingctx, X, row, mean, rows_t, col):  # pragma: no cover - compiled
         """``rows_t[f, col + t] = X[row + t, f] - mean[f]`` for ``t < 8`` and every
-        feature ``f``; True, or False (nothing written) where ``X`` is not C-contiguous
-        or has more than :data:`TILE_MAX_FEATURES` features.
+        feature ``f``; True, or False (nothing written) where ``X`` or ``rows_t`` is not
+        C-contiguous, ``mean`` is not of ``X``'s dtype (the scalar loop subtracts in the
+        wider type, then rounds), or ``X`` has more than :data:`TILE_MAX_FEATURES`
+        features.  A read-only ``rows_t`` does not compile, as numba's own assignment.
 
-        The caller keeps ``row + 8 <= X.shape[0]``, ``col + 8 <= rows_t.shape[1]``,
-        ``rows_t.shape[0] >= X.shape[1]`` and ``mean.shape[0] >= X.shape[1]``; with
-        numba's bounds checking on (``NUMBA_BOUNDSCHECK=1``) each is checked.
+        Rows ``row`` to ``row + 7`` of ``X``, columns ``col`` to ``col + 7`` of
+        ``rows_t``, its first ``X.shape[1]`` rows and ``mean``'s first ``X.shape[1]``
+        entries must exist: each is checked on every call, whatever numba's bounds
+        checking, and one out of range raises IndexError before anything is read.
         """
         if not (
             _is_float_array(X, 2)
             and _is_float_array(mean, 1)
             and _is_float_array(rows_t, 2)
-            and X.dtype == mean.dtype == rows_t.dtype
+            and X.dtype == rows_t.dtype
+            and rows_t.mutable
             and isinstance(row, types.Integer)
             and isinstance(col, types.Integer)
         ):
             return None
         signature = types.boolean(X, row, mean, rows_t, col)
-        if X.layout != "C" or rows_t.layout != "C":
+        if X.layout != "C" or rows_t.layout != "C" or mean.dtype != X.dtype:
 
             def declined(context, builder, sig, args):
                 return cgutils.false_bit
@@ -96,18 +101,20 @@ if HAVE_NUMBA:
                 with builder.goto_block(case):
                     last_row = builder.add(first, intp(TILE_ROWS - 1))
                     last_col = builder.add(column, intp(TILE_ROWS - 1))
-                    # the far corners, bounds-checked where numba checks bounds
-                    cgutils.get_item_pointer(
-                        context, builder, x_type, x, [last_row, intp(d - 1)],
-                        boundscheck=True,
+                    # both corners of what is read and written, checked on every call
+                    # (cgutils.do_boundscheck: an IndexError for an index below zero
+                    # or past the end, numba's bounds checking on or off)
+                    corners = (
+                        (x_type, x, [first, intp(0)]),
+                        (x_type, x, [last_row, intp(d - 1)]),
+                        (rows_type, rows, [intp(0), column]),
+                        (rows_type, rows, [intp(d - 1), last_col]),
+                        (mean_type, means, [intp(d - 1)]),
                     )
-                    cgutils.get_item_pointer(
-                        context, builder, rows_type, rows, [intp(d - 1), last_col],
-                        boundscheck=True,
-                    )
-                    cgutils.get_item_pointer(
-                        context, builder, mean_type, means, [intp(d - 1)], boundscheck=True
-                    )
+                    for array_type, array, indices in corners:
+                        cgutils.get_item_pointer(
+                            context, builder, array_type, array, indices, boundscheck=True
+                        )
                     start = cgutils.get_item_pointer(
                         context, builder, x_type, x, [first, intp(0)]
                     )
