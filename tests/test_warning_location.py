@@ -131,3 +131,26 @@ def test_fits_and_predictions_leave_the_process_s_warning_filters_alone():
     package = kmeansfw.__file__.rsplit("__init__.py", 1)[0]
     assert not [c for c in callers if c.startswith(package)], callers
     assert warnings.filters == before
+
+
+def test_python_dash_m_names_the_entry_module_not_runpy(tmp_path):
+    # ``python -m kmeansfw`` has no frame of a program of the user's: its warnings named
+    # ``<frozen runpy>``, a file that does not exist; now the entry module's line, as
+    # the ``kmeansfw`` script names its own
+    import os
+    import subprocess
+    import sys
+
+    data = tmp_path / "duplicates.npy"
+    np.save(data, DUPLICATES)
+    command = [sys.executable, "-m", "kmeansfw", "fit", "-k", "3", "--seed", "0"]
+    done = subprocess.run(
+        [*command, "--out", str(tmp_path / "out"), str(data)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = [line for line in done.stderr.splitlines() if "ConvergenceWarning" in line]
+    assert lines, done.stderr
+    assert all(os.path.join("kmeansfw", "__main__.py:") in line for line in lines), lines
+    assert "runpy" not in done.stderr

@@ -66,7 +66,18 @@ def warn(message: str | Warning, category: type[Warning] = UserWarning) -> None:
         while frame is not None and _import_machinery(frame):
             frame = frame.f_back  # warnings.warn does not count these either
         level += 1
+    if frame is not None and _runpy(frame):
+        # ``python -m kmeansfw``: no frame of a program of the user's, and runpy's
+        # would name a file that is not there; the entry module's line instead, as
+        # the ``kmeansfw`` script names its own
+        level -= 1
     warnings.warn(message, category, stacklevel=level)
+
+
+def _runpy(frame: FrameType) -> bool:
+    """Whether ``frame`` is the standard library's ``runpy`` (``python -m``)."""
+    name = frame.f_code.co_filename
+    return name == "<frozen runpy>" or os.path.basename(name) == "runpy.py"
 
 
 def _import_machinery(frame: FrameType) -> bool:
