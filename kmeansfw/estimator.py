@@ -208,6 +208,10 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
                 if built is not None:
                     _BUILT.move_to_end(key)
             if built is not None:  # shared: fitting only reads a Config, and fit keeps none
+                if pairing_warnings:  # every fit's, whoever built them first (a tag
+                    # lookup builds them without: scikit-learn's searches and
+                    # cross-validation look up the tags before fitting)
+                    built[0].warn_pairing(built[1])
                 return built[0], list(built[1]), built
         if key is not None and isinstance(params["init"], np.ndarray):
             params = {**params, "init": np.array(params["init"])}  # kept: not the caller's

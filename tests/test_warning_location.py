@@ -154,3 +154,39 @@ def test_python_dash_m_names_the_entry_module_not_runpy(tmp_path):
     assert lines, done.stderr
     assert all(os.path.join("kmeansfw", "__main__.py:") in line for line in lines), lines
     assert "runpy" not in done.stderr
+
+
+def test_every_fit_gives_the_pairing_warning_whoever_built_its_strategies_first():
+    # the strategies of plain parameters are built once and kept for later fits; a tag
+    # lookup (scikit-learn's searches and cross-validation make one before fitting)
+    # built them without the warning, and the fits then reused them silently: a
+    # mismatched pairing went unsaid in every search and cross-validation
+    from sklearn.model_selection import cross_val_score
+    from sklearn.utils import get_tags
+
+    X = _rng.normal(size=(60, 3))
+
+    def pairings(call):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call()
+        return [w for w in caught if issubclass(w.category, kmeansfw.PairingWarning)]
+
+    def model(k):
+        return kmeansfw.KMeans(k, distance="manhattan", update="mean", random_state=0)
+
+    assert len(pairings(lambda: model(2).fit(X))) == 1
+    assert len(pairings(lambda: model(2).fit(X))) == 1  # the kept strategies: again
+    assert len(pairings(lambda: (get_tags(model(3)), model(3).fit(X)))) == 1
+    assert len(pairings(lambda: cross_val_score(model(4), X, cv=2))) == 2
+    found = pairings(lambda: GridSearchCV(model(5), {"n_init": [1]}, cv=2).fit(X))
+    assert len(found) == 3  # two folds and the refit
+    assert {w.filename for w in found} == {__file__}
+    fitted = model(6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", kmeansfw.PairingWarning)
+        fitted.fit(X)
+    assert pairings(lambda: (fitted.predict(X), fitted.score(X), get_tags(fitted))) == []
+    # a natural pairing never warns
+    natural = kmeansfw.KMeans(2, distance="manhattan", random_state=0)
+    assert pairings(lambda: (get_tags(natural), natural.fit(X))) == []

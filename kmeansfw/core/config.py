@@ -424,6 +424,22 @@ class Config:
                     )
         return out
 
+    def warn_pairing(self, strategies: list[tuple[str, str, Any]]) -> None:
+        """Give the :class:`PairingWarning` that :meth:`build_strategies` gives, for
+        strategies built from this config without it (built once and kept for later
+        fits, by a caller that built them with ``pairing_warnings=False`` first: each
+        fit says it again, and the program's warning filters decide how often it shows).
+
+        Parameters
+        ----------
+        strategies : list of (str, str, object)
+            What :meth:`build_strategies` returned for this config.
+        """
+        for slot, _, strategy in strategies:
+            if slot == "distance":
+                self._paired_update(strategy, True)
+                return
+
     def _paired_update(self, distance: Any, warns: bool = True) -> Any:
         about = describe(distance)
         natural = about.natural_update
