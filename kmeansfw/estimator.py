@@ -211,7 +211,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
                 if pairing_warnings:  # every fit's, whoever built them first (a tag
                     # lookup builds them without: scikit-learn's searches and
                     # cross-validation look up the tags before fitting)
-                    built[0].warn_pairing(built[1])
+                    built[0]._warn_pairing(built[1])
                 return built[0], list(built[1]), built
         if key is not None and isinstance(params["init"], np.ndarray):
             params = {**params, "init": np.array(params["init"])}  # kept: not the caller's

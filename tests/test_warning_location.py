@@ -136,24 +136,42 @@ def test_fits_and_predictions_leave_the_process_s_warning_filters_alone():
 def test_python_dash_m_names_the_entry_module_not_runpy(tmp_path):
     # ``python -m kmeansfw`` has no frame of a program of the user's: its warnings named
     # ``<frozen runpy>``, a file that does not exist; now the entry module's line, as
-    # the ``kmeansfw`` script names its own
+    # the ``kmeansfw`` script names its own.  A program that runs the command line
+    # through runpy is named itself, and so is a program that happens to be called
+    # runpy.py (not the standard library's runpy).
     import os
     import subprocess
     import sys
 
     data = tmp_path / "duplicates.npy"
     np.save(data, DUPLICATES)
-    command = [sys.executable, "-m", "kmeansfw", "fit", "-k", "3", "--seed", "0"]
-    done = subprocess.run(
-        [*command, "--out", str(tmp_path / "out"), str(data)],
-        capture_output=True,
-        text=True,
-        check=True,
+    arguments = ["fit", "-k", "3", "--seed", "0", "--out", str(tmp_path / "out"), str(data)]
+    through_runpy = tmp_path / "through.py"
+    through_runpy.write_text(
+        "import runpy, sys\n"
+        f"sys.argv = ['kmeansfw', *{arguments!r}]\n"
+        "try:\n"
+        "    runpy.run_module('kmeansfw', run_name='__main__')  # line 4\n"
+        "except SystemExit:\n"
+        "    pass\n"
     )
-    lines = [line for line in done.stderr.splitlines() if "ConvergenceWarning" in line]
-    assert lines, done.stderr
-    assert all(os.path.join("kmeansfw", "__main__.py:") in line for line in lines), lines
-    assert "runpy" not in done.stderr
+    named_runpy = tmp_path / "runpy.py"
+    named_runpy.write_text(
+        "import numpy as np, kmeansfw\n"
+        f"X = np.load({str(data)!r})\n"
+        "kmeansfw.KMeans(3, random_state=0).fit(X)  # line 3\n"
+    )
+    cases = [
+        ([sys.executable, "-m", "kmeansfw", *arguments], os.path.join("kmeansfw", "__main__.py:")),
+        ([sys.executable, str(through_runpy)], f"{through_runpy}:4:"),
+        ([sys.executable, str(named_runpy)], f"{named_runpy}:3:"),
+    ]
+    for command, location in cases:
+        done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=tmp_path)
+        lines = [line for line in done.stderr.splitlines() if "ConvergenceWarning" in line]
+        assert lines, (command, done.stderr)
+        assert all(location in line for line in lines), (location, lines)
+        assert "<frozen runpy>" not in done.stderr
 
 
 def test_every_fit_gives_the_pairing_warning_whoever_built_its_strategies_first():

@@ -424,7 +424,7 @@ class Config:
                     )
         return out
 
-    def warn_pairing(self, strategies: list[tuple[str, str, Any]]) -> None:
+    def _warn_pairing(self, strategies: list[tuple[str, str, Any]]) -> None:
         """Give the :class:`PairingWarning` that :meth:`build_strategies` gives, for
         strategies built from this config without it (built once and kept for later
         fits, by a caller that built them with ``pairing_warnings=False`` first: each

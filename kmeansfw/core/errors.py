@@ -66,18 +66,29 @@ def warn(message: str | Warning, category: type[Warning] = UserWarning) -> None:
         while frame is not None and _import_machinery(frame):
             frame = frame.f_back  # warnings.warn does not count these either
         level += 1
-    if frame is not None and _runpy(frame):
-        # ``python -m kmeansfw``: no frame of a program of the user's, and runpy's
-        # would name a file that is not there; the entry module's line instead, as
-        # the ``kmeansfw`` script names its own
-        level -= 1
+    if frame is not None and _is_runpy(frame):
+        # runpy ran kmeansfw's entry module: a program of the user's that called runpy
+        # (runpy.run_module) is further out; under ``python -m kmeansfw`` there is
+        # none, and runpy's frame would name a file that is not there, so the entry
+        # module's line instead, as the ``kmeansfw`` script names its own
+        outer: FrameType | None = frame
+        outer_level = level
+        while outer is not None and (
+            _is_runpy(outer) or outer.f_code.co_filename.startswith(prefixes)
+        ):
+            outer = outer.f_back
+            while outer is not None and _import_machinery(outer):
+                outer = outer.f_back
+            outer_level += 1
+        level = outer_level if outer is not None else level - 1
     warnings.warn(message, category, stacklevel=level)
 
 
-def _runpy(frame: FrameType) -> bool:
-    """Whether ``frame`` is the standard library's ``runpy`` (``python -m``)."""
-    name = frame.f_code.co_filename
-    return name == "<frozen runpy>" or os.path.basename(name) == "runpy.py"
+def _is_runpy(frame: FrameType) -> bool:
+    """Whether ``frame`` runs in the standard library's ``runpy`` module (``python -m``,
+    ``runpy.run_module``), by the module's name: a file of the user's that happens to
+    be called ``runpy.py`` runs as ``__main__`` or under its package's name."""
+    return frame.f_globals.get("__name__") == "runpy"
 
 
 def _import_machinery(frame: FrameType) -> bool:
