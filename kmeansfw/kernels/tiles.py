@@ -15,8 +15,8 @@ Rows up to :data:`TILE_MAX_FEATURES` features (the direct search's widest), of a
 C-contiguous array (eight rows of a row-major array are one contiguous run of values);
 for any other width or layout it writes nothing and answers False, and the caller
 transposes the scalar way.  Measured on an AMD EPYC (Zen 4) with AVX-512, one thread,
-20480 rows in cache, the transposition alone: 2.1-3.7 ns a row -> 0.3-1.0 at two to
-eight features in float32, 2.1-4.1 -> 0.5-2.2 in float64; 4.4-5.4 -> 2.4-3.6 at 12 and
+20480 rows in cache, the transposition alone: 2.1-3.7 ns a row -> 0.3-1.0 at three to
+eight features in float32, 2.1-4.1 -> 0.5-2.2 in float64; 4.4-6.6 -> 2.4-3.6 at 12 and
 16 in float32, and little or nothing at 16 in float64 (shuffles across a 1 KiB load).
 Within the search and the mean's sums it made: 0.76-0.92x the time at three to eight
 features, 0.79-0.91x at ten to sixteen.
