@@ -188,16 +188,17 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
         last few are kept (for any estimator) by their parameters when every parameter is
         a plain value or an immutable value strategy; any other parameter (an array, a
         list, a function, a stateful object or an observer) means they are built afresh.
+        Every fit asks here, and each gets the :class:`PairingWarning` of its parameters,
+        whether they were built now or kept (the tag lookup scikit-learn's searches and
+        cross-validation make before fitting builds and keeps them too, without it).
         """
         cfg, strategies, _ = self._built()
+        cfg._warn_pairing(strategies)
         return cfg, strategies
 
-    def _built(
-        self, pairing_warnings: bool = True
-    ) -> tuple[Config, list[tuple[str, str, Any]], list | None]:
-        """:meth:`_built_config`, with the kept entry (None when not kept), where
-        :meth:`_takes_sparse` keeps its answer (``pairing_warnings``: see
-        :meth:`Config.build_strategies <kmeansfw.core.config.Config.build_strategies>`)."""
+    def _built(self) -> tuple[Config, list[tuple[str, str, Any]], list | None]:
+        """:meth:`_built_config` without the pairing warning, with the kept entry (None
+        when not kept), where :meth:`_takes_sparse` keeps its answer."""
         params = self.get_params(deep=False)
         key = _params_key(params)
         if key is not None:  # a strategy registered since (replace=True) builds afresh
@@ -208,15 +209,11 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
                 if built is not None:
                     _BUILT.move_to_end(key)
             if built is not None:  # shared: fitting only reads a Config, and fit keeps none
-                if pairing_warnings:  # every fit's, whoever built them first (a tag
-                    # lookup builds them without: scikit-learn's searches and
-                    # cross-validation look up the tags before fitting)
-                    built[0]._warn_pairing(built[1])
                 return built[0], list(built[1]), built
         if key is not None and isinstance(params["init"], np.ndarray):
             params = {**params, "init": np.array(params["init"])}  # kept: not the caller's
         cfg = self._config_of(params)
-        strategies = self._kept_strategies(cfg.build_strategies(pairing_warnings))
+        strategies = self._kept_strategies(cfg.build_strategies(pairing_warnings=False))
         entry = None
         if key is not None:
             entry = [cfg, list(strategies), None]
@@ -488,7 +485,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
         strategy declares it (``manhattan``, say, does not); True when the parameters
         do not build (the fit says what is wrong with them)."""
         try:  # pairing warnings: the fit gives them
-            _, strategies, entry = self._built(pairing_warnings=False)
+            _, strategies, entry = self._built()
         except Exception:  # noqa: BLE001 - invalid parameters: the fit reports them
             return True
         if entry is not None and entry[2] is not None:  # scikit-learn asks at every call

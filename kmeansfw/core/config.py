@@ -426,9 +426,9 @@ class Config:
 
     def _warn_pairing(self, strategies: list[tuple[str, str, Any]]) -> None:
         """Give the :class:`PairingWarning` that :meth:`build_strategies` gives, for
-        strategies built from this config without it (built once and kept for later
-        fits, by a caller that built them with ``pairing_warnings=False`` first: each
-        fit says it again, and the program's warning filters decide how often it shows).
+        strategies built from this config without it (the estimator builds them once,
+        keeps them for later fits, and says it at every fit: the program's warning
+        filters decide how often it shows).
 
         Parameters
         ----------

@@ -6,6 +6,7 @@ import functools
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from types import FrameType
 
 
@@ -59,29 +60,34 @@ def warn(message: str | Warning, category: type[Warning] = UserWarning) -> None:
         The warning's class, when ``message`` is a text.
     """
     prefixes = _library_folders()
-    frame: FrameType | None = sys._getframe(1)  # the function that warns: stacklevel 2
-    level = 2
-    while frame is not None and frame.f_code.co_filename.startswith(prefixes):
-        frame = frame.f_back
-        while frame is not None and _import_machinery(frame):
-            frame = frame.f_back  # warnings.warn does not count these either
-        level += 1
+
+    def in_library(frame: FrameType) -> bool:
+        return frame.f_code.co_filename.startswith(prefixes)
+
+    # from the function that warns (stacklevel 2) to the first frame outside them
+    frame, level = _past(sys._getframe(1), 2, in_library)
     if frame is not None and _is_runpy(frame):
         # runpy ran kmeansfw's entry module: a program of the user's that called runpy
         # (runpy.run_module) is further out; under ``python -m kmeansfw`` there is
         # none, and runpy's frame would name a file that is not there, so the entry
         # module's line instead, as the ``kmeansfw`` script names its own
-        outer: FrameType | None = frame
-        outer_level = level
-        while outer is not None and (
-            _is_runpy(outer) or outer.f_code.co_filename.startswith(prefixes)
-        ):
-            outer = outer.f_back
-            while outer is not None and _import_machinery(outer):
-                outer = outer.f_back
-            outer_level += 1
+        outer, outer_level = _past(frame, level, lambda f: _is_runpy(f) or in_library(f))
         level = outer_level if outer is not None else level - 1
     warnings.warn(message, category, stacklevel=level)
+
+
+def _past(
+    frame: FrameType | None, level: int, skipped: Callable[[FrameType], bool]
+) -> tuple[FrameType | None, int]:
+    """The first frame from ``frame`` outward that ``skipped`` does not match, and its
+    ``stacklevel`` counted from ``frame``'s ``level``, not counting importlib's frames
+    (:func:`warnings.warn` does not count them either)."""
+    while frame is not None and skipped(frame):
+        frame = frame.f_back
+        while frame is not None and _import_machinery(frame):
+            frame = frame.f_back
+        level += 1
+    return frame, level
 
 
 def _is_runpy(frame: FrameType) -> bool:
