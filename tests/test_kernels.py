@@ -243,6 +243,10 @@ def _check_parallel_nearest(X, mean, m2c, cn, cc, serial, parallel, chunks, hint
         (9000, 12, 3), (3000, 2, 150),  # the product kernel at two features (k > 128)
         (1100, 40, 16), (4100, 64, 32),  # products by rows
         (1100, 24, 5), (600, 200, 3), (1300, 256, 8),  # the row search (256, 8: float64)
+        # the direct searches' sums in vector registers (lanes.add_rows_in_lanes), both
+        # kinds of layout: weights in the clusters' lanes, or in registers of their own
+        (700, 2, 3), (600, 2, 2), (1500, 3, 2), (1400, 3, 3), (1300, 4, 3), (1100, 5, 3),
+        (900, 6, 2), (800, 7, 2), (3000, 8, 3), (1200, 8, 2),
     ],
 )
 def test_sums_in_the_search_are_the_groups_sums_whatever_the_runs(dtype, n, d, k):
@@ -1366,6 +1370,170 @@ def test_one_pass_loops_equal_the_accumulator_bit_for_bit(dtype, width, k, want_
             for one_pass in found[1:]:
                 for ours, accumulated in zip(one_pass, found[0], strict=True):
                     np.testing.assert_array_equal(ours, accumulated)
+
+
+@functools.cache
+def _lanes_caller(low, high, most):
+    import numba
+
+    from kmeansfw.kernels.lanes import add_rows_in_lanes
+
+    # every fastmath flag on the caller: numba hands them to each floating-point operation
+    # without flags, and the sums' must stay unfused and in order
+    @numba.njit(fastmath=True)
+    def call(X, sample_weight, start, m, arg, sums, weights):
+        return add_rows_in_lanes(X, sample_weight, start, m, arg, sums, weights, low, high, most)
+
+    return call
+
+
+@functools.cache
+def _rows_added_in_order():
+    import numba
+
+    @numba.njit(fastmath=False)
+    def add(X, sample_weight, start, m, arg, sums, weights):
+        for i in range(m):
+            j, row = arg[i], start + i
+            w = np.float64(sample_weight[row])
+            weights[j] += w
+            for f in range(X.shape[1]):
+                sums[j, f] += w * X[row, f]
+
+    return add
+
+
+def test_lane_plan_takes_the_layout_of_fewer_registers():
+    """Each cluster takes a power of two of lanes, its weight in lane ``d`` where one
+    is left, else the weights in registers of their own; no plan past eight features,
+    below two or past four clusters, or over four registers."""
+    from kmeansfw.kernels.lanes import lane_plan
+
+    assert lane_plan(1, 4) == (2, 1, 0)  # x, w: four clusters in one register
+    assert lane_plan(2, 3) == (4, 2, 0)  # x0, x1, w, 0: a tie with (2, 1, 1)
+    assert lane_plan(3, 4) == (4, 2, 0)
+    assert lane_plan(4, 4) == (4, 2, 1)  # (8, 4, 0) takes four
+    assert lane_plan(7, 3) == (8, 3, 0)
+    assert lane_plan(8, 3) == (8, 3, 1)
+    for d, k in ((8, 4), (9, 2), (2, 5), (3, 1), (0, 3)):
+        assert lane_plan(d, k) is None
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_add_rows_in_lanes_makes_the_row_by_row_totals_bit_for_bit(dtype):
+    """The totals held in vector registers (``lanes.add_rows_in_lanes``) are those of
+    the row-by-row loop, bit for bit, at one to eight features and two to four
+    clusters, compiled into a caller with every fastmath flag: from running totals that
+    are not zero (a cluster without rows keeping a total of -0.0: masked, not added
+    zero), rows from an offset, weights every other value of an array, weighted rows of
+    magnitudes from 1e-3 to 1e6; and the shapes the kernel has no layout for (or was
+    not compiled for) are declined with nothing written.  Without AVX-512 every shape
+    is declined."""
+    from kmeansfw.kernels.lanes import lane_plan, registers_of_eight
+
+    call, in_order = _lanes_caller(1, 8, 4), _rows_added_in_order()
+    rng = np.random.default_rng(48)
+    for d in range(1, 10):
+        for k in range(1, 6):
+            X = (rng.normal(size=(700, d)) * 10.0 ** rng.integers(-3, 7, size=(700, d)))
+            X = _freeze(X.astype(dtype))
+            w = _freeze(rng.random(1400).astype(dtype))[::2]
+            arg = _freeze(rng.integers(0, max(1, k - 1), 600).astype(np.int32))
+            start = rng.normal(size=(k, d)), rng.random(k)
+            start[0][-1, 0] = -0.0  # the last cluster has no rows when k > 1
+            expected = start[0].copy(), start[1].copy()
+            in_order(X, w, 37, 600, arg, *expected)
+            found = start[0].copy(), start[1].copy()
+            planned = lane_plan(d, k) is not None and registers_of_eight()
+            assert call(X, w, 37, 600, arg, *found) == planned
+            if planned:
+                np.testing.assert_array_equal(_bits(found[0]), _bits(expected[0]))
+                np.testing.assert_array_equal(_bits(found[1]), _bits(expected[1]))
+                assert not (found[0] == start[0]).all()
+                assert k == 1 or np.signbit(found[0][-1, 0])
+            else:
+                np.testing.assert_array_equal(found[0], start[0])
+                np.testing.assert_array_equal(found[1], start[1])
+    # compiled for one or two features and two clusters only: the others declined
+    narrow = _lanes_caller(1, 2, 2)
+    X = rng.normal(size=(50, 3)).astype(dtype)
+    for d, k in ((1, 2), (2, 2), (2, 3), (3, 2)):
+        sums, weights = np.zeros((k, d)), np.zeros(k)
+        Xd = np.ascontiguousarray(X[:, :d])
+        labels = (np.arange(50) % k).astype(np.int32)
+        taken = d <= 2 and k == 2 and registers_of_eight()
+        assert narrow(Xd, np.ones(50, dtype), 0, 50, labels, sums, weights) == taken
+        assert (weights == 0).all() != taken
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+def test_add_rows_in_lanes_declines_arrays_it_cannot_hold_and_checks_its_rows():
+    """Totals of another width than X, too few weights, X not C-contiguous, or totals
+    not float64: declined, nothing written.  Rows past X's or the weights' end, or more
+    rows than labels: an IndexError before anything is added.  Labels other than int32
+    (a search's) do not compile."""
+    import numba
+
+    from kmeansfw.kernels.lanes import registers_of_eight
+
+    if not registers_of_eight():
+        pytest.skip("add_rows_in_lanes declines every shape without AVX-512")
+    call = _lanes_caller(1, 8, 4)
+    rng = np.random.default_rng(49)
+    X = rng.normal(size=(40, 3))
+    w, arg = np.ones(40), (np.arange(40) % 3).astype(np.int32)
+    cases = [
+        (X, np.zeros((3, 2)), np.zeros(3)),
+        (X, np.zeros((3, 3)), np.zeros(2)),
+        (np.asfortranarray(X), np.zeros((3, 3)), np.zeros(3)),
+        (X, np.zeros((3, 3), np.float32), np.zeros(3)),
+    ]
+    for data, sums, weights in cases:
+        assert not call(data, w, 0, 40, arg, sums, weights)
+        assert not sums.any() and not weights.any()
+    sums, weights = np.zeros((3, 3)), np.zeros(3)
+    for start, m, labels, weight in ((1, 40, arg, w), (0, 40, arg, w[:39]), (0, 40, arg[:39], w)):
+        with pytest.raises(IndexError):
+            call(X, weight, start, m, labels, sums, weights)
+        assert not sums.any() and not weights.any()
+    assert call(X, w, 39, 1, arg, sums, weights)  # the last row: in range
+    np.testing.assert_array_equal(sums[0], X[39])
+    with pytest.raises(numba.core.errors.TypingError):
+        call(X, w, 0, 40, arg.astype(np.int64), np.zeros((3, 3)), np.zeros(3))
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+def test_the_pair_search_adds_its_sums_in_vector_registers():
+    """The direct search of one or two features holds the masked additions of
+    ``lanes.add_rows_in_lanes`` (with AVX-512; the search before it had none), so its
+    sums take the registers, not only the row-by-row loop that gives the same bits.
+    A fresh compile of the search (numba shows no code of a cached kernel)."""
+    import re
+
+    import numba
+
+    from kmeansfw.kernels.lanes import registers_of_eight
+
+    search = numba.njit(nogil=True, fastmath={"contract"})(euclidean._direct_search_pair.py_func)
+    X = np.random.default_rng(50).normal(size=(600, 2))
+    mean, C = X.mean(axis=0), X[:3].copy()
+    cc, m2c, cn, _ = kernels.prepare_euclidean_centroids(C, mean, np.float64)
+    group_rows = update.sum_group_rows(600, 3)
+    n_groups = -(-600 // group_rows)
+    sums = np.zeros((n_groups, 3, 2)), np.zeros((n_groups, 3))
+    labels, mins = np.empty(600, np.intp), np.empty(600)
+    w = np.ones(600)
+    search(X, mean, m2c, cn, cc, labels, mins, np.empty(0), w, group_rows, *sums, False)
+    expected = np.zeros((3, 2)), np.zeros(3)
+    kernels.add_weighted_cluster_sums(X, labels, w, *expected)
+    totals = np.zeros((3, 2)), np.zeros(3)
+    euclidean._add_groups(*sums, *totals)
+    np.testing.assert_array_equal(totals[0], expected[0])
+    np.testing.assert_array_equal(totals[1], expected[1])
+    code = "\n".join(search.inspect_asm().values())
+    masked = re.findall(r"vaddpd\s+%zmm\d+, %zmm\d+, %zmm\d+ \{%k\d\}", code)
+    assert (len(masked) >= 3) == registers_of_eight()  # one a register of each layout
 
 
 @functools.cache

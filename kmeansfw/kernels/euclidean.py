@@ -33,6 +33,7 @@ from kmeansfw.kernels._compile import HAVE_NUMBA, launch, numba, parallel_ready
 from kmeansfw.kernels.update import SUM_GROUP_UNIT, sum_group_rows
 
 if HAVE_NUMBA:
+    from kmeansfw.kernels.lanes import LANE_MAX_FEATURES, add_rows_in_lanes
     from kmeansfw.kernels.prefetch import CACHE_LINE_BYTES, prefetch_line
     from kmeansfw.kernels.tiles import TILE_ROWS, center_eight
 
@@ -1209,6 +1210,7 @@ if HAVE_NUMBA:
         _direct_pass(
             X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
             sample_weight, group_rows, group_sums, group_weights, prefetch, _pair_block,
+            1, 2, 4,
         )
 
     @numba.njit(nogil=True, cache=True, fastmath={"contract"})
@@ -1222,6 +1224,7 @@ if HAVE_NUMBA:
         _direct_pass(
             X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
             sample_weight, group_rows, group_sums, group_weights, prefetch, _fours_block,
+            3, LANE_MAX_FEATURES, 3,
         )
 
     @numba.njit(nogil=True, cache=True, fastmath={"contract"})
@@ -1235,16 +1238,19 @@ if HAVE_NUMBA:
         _direct_pass(
             X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
             sample_weight, group_rows, group_sums, group_weights, prefetch, _wide_block,
+            0, 0, 0,
         )
 
     # The direct search's loop over sub-blocks, inlined into its three kernels with the
     # pass of a sub-block they take (``block``: _pair_block, _fours_block or
     # _wide_block, inlined too, so that each kernel's code is that of the one search it
-    # makes).
+    # makes), and the shapes whose mean's sums it adds in vector registers (``low`` to
+    # ``high`` features, at most ``most`` centroids: literals, so that each kernel holds
+    # the code of its own shapes' layouts only; lanes.add_rows_in_lanes).
     @numba.njit(nogil=True, fastmath={"contract"}, inline="always")
     def _direct_pass(  # pragma: no cover
         X, mean, minus_2c, c_sq_norms, centered_c, labels, mins, second,
-        sample_weight, group_rows, group_sums, group_weights, prefetch, block,
+        sample_weight, group_rows, group_sums, group_weights, prefetch, block, low, high, most,
     ):
         # ``prefetch``: the data is too large to stay in cache from one pass to the next,
         # so each sub-block's transposition prefetches the next sub-block's rows (where
@@ -1270,10 +1276,20 @@ if HAVE_NUMBA:
                 X, mean, start, m, sub, prefetching, rows_t, coef, c_sq_norms, acc, best,
                 runner_up, arg, want_second,
             )
-            _finish_rows(  # its rows prefetched in the transposition instead
-                X, mean, centered_c, start, m, arg, runner_up, labels, mins, second,
-                sample_weight, group_rows, group_sums, group_weights, False,
-            )
+            # _finish_rows without its prefetch (the rows were prefetched in the
+            # transposition): the labels and costs, then the mean's sums in vector
+            # registers where the kernel has a layout for the shape, else row by row
+            _exact_rows(X, mean, centered_c, start, m, arg, runner_up, labels, mins, second, n)
+            if group_sums.shape[0] > 0:
+                g = start // group_rows
+                if not add_rows_in_lanes(
+                    X, sample_weight, start, m, arg, group_sums[g], group_weights[g],
+                    low, high, most,
+                ):
+                    _add_rows(
+                        X, sample_weight, start, m, arg, group_rows, group_sums,
+                        group_weights, n,
+                    )
 
     # One sub-block's pass at one or two features (the padding's products are zeros).
     @numba.njit(nogil=True, fastmath={"contract"}, inline="always")
