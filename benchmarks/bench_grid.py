@@ -13,7 +13,7 @@ iteration time``; 1.0 means the iteration runs at the speed of reading X once, t
 of any exact Lloyd iteration at small k.
 
     python benchmarks/bench_grid.py --quick              # n <= 200k, d <= 64, k <= 32, float64
-    python benchmarks/bench_grid.py                      # the whole grid (hours on 2 cores)
+    python benchmarks/bench_grid.py                      # the whole grid (8 min on 2 cores)
     python benchmarks/bench_grid.py --png docs/bench_grid.png --write grid.md
 
 ``--png`` draws a heat map of the ratios (rows: n x d, columns: k and dtype); the
