@@ -4,8 +4,8 @@ The Euclidean searches add each row's weighted values and weight to its cluster'
 float64 totals as soon as a sub-block's labels are known, row by row in order (the order
 that makes the totals the same bits in every kernel, on every number of threads).  Kept
 in memory, each row's additions are a load, an addition and a store per value, and a
-row waits for the previous row's stores whenever both belong to one cluster: 2-4 ns a
-row at one to eight features, the largest cost of an iteration at few clusters.
+row waits for the previous row's stores whenever both belong to one cluster: 2-5 ns a
+row at one to eight features, up to half of a search's time at few clusters.
 
 :func:`add_rows_in_lanes` keeps the totals of all the clusters in a few vector
 registers instead, each cluster's values in lanes of its own, and adds every row to
@@ -121,29 +121,13 @@ if HAVE_NUMBA:
     from numba.core import cgutils, types
     from numba.extending import intrinsic
 
+    from kmeansfw.kernels._ir import answer, declined, is_float_array, splat
+
     #: A flag on the sums' multiplications and additions that changes nothing they
     #: compute (a reciprocal is never taken), so that numba's pass giving every
     #: floating-point operation without flags the caller's fastmath flags leaves them
     #: alone: the direct searches state ``contract``, which could fuse them.
     _EXACT = ("arcp",)
-
-    def _is_float_array(value: object, ndim: int) -> bool:
-        return (
-            isinstance(value, types.Array)
-            and value.ndim == ndim
-            and isinstance(value.dtype, types.Float)
-        )
-
-    def _splat(builder, value, vector_type):
-        lanes = vector_type.count
-        one = builder.insert_element(
-            ir.Constant(vector_type, ir.Undefined), value, ir.IntType(32)(0)
-        )
-        return builder.shuffle_vector(
-            one,
-            ir.Constant(vector_type, ir.Undefined),
-            ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes),
-        )
 
     @intrinsic
     def add_rows_in_lanes(
@@ -165,15 +149,15 @@ if HAVE_NUMBA:
         call that takes the shape (IndexError before anything is read).
         """
         if not (
-            _is_float_array(X, 2)
-            and _is_float_array(sample_weight, 1)
+            is_float_array(X, 2)
+            and is_float_array(sample_weight, 1)
             and isinstance(start, types.Integer)
             and isinstance(m, types.Integer)
             and isinstance(arg, types.Array)
             and arg.ndim == 1
             and arg.dtype == types.int32
-            and _is_float_array(sums, 2)
-            and _is_float_array(weights, 1)
+            and is_float_array(sums, 2)
+            and is_float_array(weights, 1)
             and sums.mutable
             and weights.mutable
             and isinstance(low, types.IntegerLiteral)
@@ -199,10 +183,6 @@ if HAVE_NUMBA:
             or sums.dtype != types.float64
             or weights.dtype != types.float64
         ):
-
-            def declined(context, builder, sig, args):
-                return cgutils.false_bit
-
             return signature, declined
 
         def codegen(context, builder, sig, args):
@@ -272,11 +252,7 @@ if HAVE_NUMBA:
                     switch.add_case(
                         intp(d * (LANE_MAX_CLUSTERS + 1) + n_clusters), bodies[(d, *plan)]
                     )
-            builder.position_at_end(done)
-            answer = builder.phi(ir.IntType(1))
-            for bit, block in results:
-                answer.add_incoming(bit, block)
-            return answer
+            return answer(builder, done, results)
 
         return signature, codegen
 
@@ -316,14 +292,28 @@ if HAVE_NUMBA:
                 return lane(weight_buffer, c)
             return lane(buffer, builder.add(builder.mul(c, intp(width)), intp(d)))
 
-        with cgutils.for_range(builder, k) as loop:
-            c = loop.index
-            for f in range(d):
-                total = cgutils.get_item_pointer(context, builder, sums_type, totals, [c, intp(f)])
-                slot = lane(buffer, builder.add(builder.mul(c, intp(width)), intp(f)))
-                builder.store(builder.load(total), slot)
-            weight = cgutils.get_item_pointer(context, builder, weights_type, weighed, [c])
-            builder.store(builder.load(weight), weight_slot(c))
+        def copy_totals(into_buffer):
+            # the k totals and weights between the arrays and the buffers
+            with cgutils.for_range(builder, k) as loop:
+                c = loop.index
+                places = [
+                    (
+                        cgutils.get_item_pointer(
+                            context, builder, sums_type, totals, [c, intp(f)]
+                        ),
+                        lane(buffer, builder.add(builder.mul(c, intp(width)), intp(f))),
+                    )
+                    for f in range(d)
+                ]
+                weight = cgutils.get_item_pointer(context, builder, weights_type, weighed, [c])
+                places.append((weight, weight_slot(c)))
+                for array_place, buffer_place in places:
+                    source, target = (
+                        (array_place, buffer_place) if into_buffer else (buffer_place, array_place)
+                    )
+                    builder.store(builder.load(source), target)
+
+        copy_totals(into_buffer=True)
 
         accumulators = [
             cgutils.alloca_once_value(builder, builder.load(vector_at(buffer, r), align=8))
@@ -373,24 +363,24 @@ if HAVE_NUMBA:
             )
             if x_type.dtype != types.float64:
                 values = builder.fpext(values, row_type)
-            weighted = builder.fmul(_splat(builder, w, row_type), values, flags=_EXACT)
+            weighted = builder.fmul(splat(builder, w, row_type), values, flags=_EXACT)
             base = builder.shuffle_vector(weighted, ir.Constant(row_type, [0.0] * d), widen)
             if not n_weight_vectors:
                 base = builder.insert_element(base, w, i32(d))
             spread = builder.shuffle_vector(base, ir.Constant(vector, ir.Undefined), spread_from)
-            label_everywhere = _splat(builder, label, ids_type)
-            for r in range(n_vectors):
-                mine = builder.icmp_signed("==", label_everywhere, cluster_ids[r])
-                total = builder.load(accumulators[r])
-                added = builder.fadd(total, spread, flags=_EXACT)
-                builder.store(builder.select(mine, added, total), accumulators[r])
+            label_everywhere = splat(builder, label, ids_type)
+
+            def add_masked(slots, ids, addend):
+                # each register's lanes of the row's cluster get the addition
+                for slot, lane_ids in zip(slots, ids, strict=True):
+                    mine = builder.icmp_signed("==", label_everywhere, lane_ids)
+                    total = builder.load(slot)
+                    added = builder.fadd(total, addend, flags=_EXACT)
+                    builder.store(builder.select(mine, added, total), slot)
+
+            add_masked(accumulators, cluster_ids, spread)
             if n_weight_vectors:
-                w_everywhere = _splat(builder, w, vector)
-                for r in range(n_weight_vectors):
-                    mine = builder.icmp_signed("==", label_everywhere, weight_ids[r])
-                    total = builder.load(weight_accumulators[r])
-                    added = builder.fadd(total, w_everywhere, flags=_EXACT)
-                    builder.store(builder.select(mine, added, total), weight_accumulators[r])
+                add_masked(weight_accumulators, weight_ids, splat(builder, w, vector))
 
         for r in range(n_vectors):
             builder.store(builder.load(accumulators[r]), vector_at(buffer, r), align=8)
@@ -398,11 +388,4 @@ if HAVE_NUMBA:
             builder.store(
                 builder.load(weight_accumulators[r]), vector_at(weight_buffer, r), align=8
             )
-        with cgutils.for_range(builder, k) as loop:
-            c = loop.index
-            for f in range(d):
-                total = cgutils.get_item_pointer(context, builder, sums_type, totals, [c, intp(f)])
-                slot = lane(buffer, builder.add(builder.mul(c, intp(width)), intp(f)))
-                builder.store(builder.load(slot), total)
-            weight = cgutils.get_item_pointer(context, builder, weights_type, weighed, [c])
-            builder.store(builder.load(weight_slot(c)), weight)
+        copy_totals(into_buffer=False)

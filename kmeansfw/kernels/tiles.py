@@ -37,12 +37,7 @@ if HAVE_NUMBA:
     from numba.core import cgutils, types
     from numba.extending import intrinsic
 
-    def _is_float_array(value: object, ndim: int) -> bool:
-        return (
-            isinstance(value, types.Array)
-            and value.ndim == ndim
-            and isinstance(value.dtype, types.Float)
-        )
+    from kmeansfw.kernels._ir import answer, declined, is_float_array, splat
 
     @intrinsic
     def center_eight(typingctx, X, row, mean, rows_t, col):  # pragma: no cover - compiled
@@ -58,9 +53,9 @@ if HAVE_NUMBA:
         checking, and one out of range raises IndexError before anything is read.
         """
         if not (
-            _is_float_array(X, 2)
-            and _is_float_array(mean, 1)
-            and _is_float_array(rows_t, 2)
+            is_float_array(X, 2)
+            and is_float_array(mean, 1)
+            and is_float_array(rows_t, 2)
             and X.dtype == rows_t.dtype
             and rows_t.mutable
             and isinstance(row, types.Integer)
@@ -69,10 +64,6 @@ if HAVE_NUMBA:
             return None
         signature = types.boolean(X, row, mean, rows_t, col)
         if X.layout != "C" or rows_t.layout != "C" or mean.dtype != X.dtype:
-
-            def declined(context, builder, sig, args):
-                return cgutils.false_bit
-
             return signature, declined
 
         def codegen(context, builder, sig, args):
@@ -131,14 +122,7 @@ if HAVE_NUMBA:
                                 context, builder, mean_type, means, [intp(f)]
                             )
                         )
-                        spread = builder.insert_element(
-                            ir.Constant(lanes, ir.Undefined), mean_f, i32(0)
-                        )
-                        spread = builder.shuffle_vector(
-                            spread,
-                            ir.Constant(lanes, ir.Undefined),
-                            ir.Constant(ir.VectorType(i32, TILE_ROWS), [0] * TILE_ROWS),
-                        )
+                        spread = splat(builder, mean_f, lanes)
                         target = cgutils.get_item_pointer(
                             context, builder, rows_type, rows, [intp(f), column]
                         )
@@ -149,10 +133,6 @@ if HAVE_NUMBA:
                         )
                     results.append((cgutils.true_bit, builder.block))
                     builder.branch(done)
-            builder.position_at_end(done)
-            answer = builder.phi(ir.IntType(1))
-            for bit, block in results:
-                answer.add_incoming(bit, block)
-            return answer
+            return answer(builder, done, results)
 
         return signature, codegen
