@@ -1387,22 +1387,6 @@ def _lanes_caller(low, high, most):
     return call
 
 
-@functools.cache
-def _rows_added_in_order():
-    import numba
-
-    @numba.njit(fastmath=False)
-    def add(X, sample_weight, start, m, arg, sums, weights):
-        for i in range(m):
-            j, row = arg[i], start + i
-            w = np.float64(sample_weight[row])
-            weights[j] += w
-            for f in range(X.shape[1]):
-                sums[j, f] += w * X[row, f]
-
-    return add
-
-
 def test_lane_plan_takes_the_layout_of_fewer_registers():
     """Each cluster takes a power of two of lanes, its weight in lane ``d`` where one
     is left, else the weights in registers of their own; no plan past eight features,
@@ -1432,7 +1416,8 @@ def test_add_rows_in_lanes_makes_the_row_by_row_totals_bit_for_bit(dtype):
     is declined."""
     from kmeansfw.kernels.lanes import lane_plan, registers_of_eight
 
-    call, in_order = _lanes_caller(1, 8, 4), _rows_added_in_order()
+    # the searches' own row-by-row loop (euclidean._add_rows_of) as the reference
+    call, in_order = _lanes_caller(1, 8, 4), euclidean._add_rows_of
     rng = np.random.default_rng(48)
     for d in range(1, 10):
         for k in range(1, 6):
@@ -1443,7 +1428,7 @@ def test_add_rows_in_lanes_makes_the_row_by_row_totals_bit_for_bit(dtype):
             start = rng.normal(size=(k, d)), rng.random(k)
             start[0][-1, 0] = -0.0  # the last cluster has no rows when k > 1
             expected = start[0].copy(), start[1].copy()
-            in_order(X, w, 37, 600, arg, *expected)
+            in_order(X, w, 37, 600, arg, *expected, d)
             found = start[0].copy(), start[1].copy()
             planned = lane_plan(d, k) is not None and registers_of_eight()
             assert call(X, w, 37, 600, arg, *found) == planned
