@@ -200,9 +200,9 @@ if HAVE_NUMBA:
             n_weights = cgutils.unpack_tuple(builder, weighed.shape, 1)[0]
 
             done = builder.append_basic_block("lanes.done")
-            declined = builder.append_basic_block("lanes.declined")
-            results = [(cgutils.false_bit, declined)]
-            with builder.goto_block(declined):
+            refused = builder.append_basic_block("lanes.refused")
+            results = [(cgutils.false_bit, refused)]
+            with builder.goto_block(refused):
                 builder.branch(done)
             conditions = (
                 builder.icmp_signed("==", width, n_features),
@@ -216,7 +216,7 @@ if HAVE_NUMBA:
             for condition in conditions[1:]:
                 fits = builder.and_(fits, condition)
             checked = builder.append_basic_block("lanes.checked")
-            builder.cbranch(fits, checked, declined)
+            builder.cbranch(fits, checked, refused)
             builder.position_at_end(checked)
             with builder.if_then(builder.icmp_signed(">", rows, intp(0))):
                 last = builder.add(first, builder.sub(rows, intp(1)))
@@ -232,7 +232,7 @@ if HAVE_NUMBA:
                         context, builder, array_type, array, indices, boundscheck=True
                     )
             key = builder.add(builder.mul(n_features, intp(LANE_MAX_CLUSTERS + 1)), k)
-            switch = builder.switch(key, declined)
+            switch = builder.switch(key, refused)
             bodies: dict[tuple[int, int, int, int], ir.Block] = {}
             for d in features:
                 for n_clusters in clusters:
