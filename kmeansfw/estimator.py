@@ -572,7 +572,9 @@ default="auto"
         (labels, costs, norms, bounds: about 40-120 bytes a sample) come on top.
         Mid-size data that runs inline with the built-in Euclidean strategies is one
         block while its rows' label vectors (24 bytes a row) fit it: their compiled
-        kernels keep no buffers of the block's shape.
+        kernels keep no buffers of the block's shape.  A block holds at least 256 rows,
+        so a budget under 256 rows' buffers is exceeded up to that size; the budget
+        sets how finely the work is cut, never the results.
     n_threads : int or None, default=None
         Worker threads (None: all CPUs available).  Results do not depend on it.
     history : bool, default=False

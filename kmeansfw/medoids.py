@@ -86,7 +86,9 @@ default="heuristic"
     observers : sequence of str, dict or objects, default=()
         Plugins called at fit start, after each iteration and at fit end.
     memory_budget_mb : float, default=64
-        Working memory per thread for block buffers (``float('inf')``: no limit).
+        Working memory per thread for block buffers (``float('inf')``: no limit).  A
+        block holds at least 256 rows, so a budget under 256 rows' buffers is exceeded
+        up to that size.
     n_threads : int or None, default=None
         Worker threads (None: all CPUs available).
     history : bool, default=False
