@@ -325,6 +325,51 @@ def test_transform_holds_its_answer_once(n_threads):
     )
 
 
+def test_transform_under_an_executor_holds_one_run_of_answers():
+    # an executor's map returns its answers as a list: every block's (rows, k) answer was
+    # held until the last had run, then copied (the answer twice over); the tasks now
+    # go to it in runs whose answers fit the budget per thread, written before the next
+    import tracemalloc
+
+    from kmeansfw.engine.executors import ThreadExecutor, answer_runs
+
+    class Counting(ThreadExecutor):
+        def __init__(self):
+            super().__init__(2)
+            self.runs = []
+
+        def map(self, fn, chunks):
+            self.runs.append(len(chunks))
+            return super().map(fn, chunks)
+
+    X = np.random.default_rng(7).normal(size=(100_000, 8))
+    k, budget_mb = 32, 1
+    executor = Counting()
+    km = KMeans(k, random_state=0, max_iter=2, memory_budget_mb=budget_mb, n_threads=2,
+                executor=executor)
+    km.fit(X[:5000])
+    km.transform(X[:100])  # compiled and planned once before measuring
+    executor.runs.clear()
+    tracemalloc.start()
+    try:
+        distances = km.transform(X)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    answer = distances.nbytes  # 25.6 MB
+    assert len(executor.runs) > 1  # several runs, not one map of every task
+    # the answer, a run of answers and each thread's block buffers (the budget each), and
+    # some slack: all the answers held at once came to twice the answer (51 MB here)
+    assert peak <= answer + 4 * budget_mb * 2**20 + 2 * 2**20, (peak, answer)
+    plain = KMeans(k, random_state=0, max_iter=2, memory_budget_mb=budget_mb).fit(X[:5000])
+    np.testing.assert_array_equal(distances, plain.transform(X))
+    # the runs: consecutive, each within the limit unless one task alone is larger
+    tasks = [[slice(0, 10)], [slice(10, 30)], [slice(30, 35), slice(35, 40)], [slice(40, 100)]]
+    assert answer_runs(tasks, 8, 240) == [tasks[:2], [tasks[2]], [tasks[3]]]
+    assert answer_runs(tasks, 8, 1 << 30) == [tasks]
+    assert answer_runs([], 8, 240) == []
+
+
 def test_bit_identical_whatever_the_thread_count_with_bounds_inline(launches, monkeypatch):
     # mid-size data with 32 to 127 clusters runs inline, auto keeping hamerly's bounds:
     # its searches split their rows between numba's threads

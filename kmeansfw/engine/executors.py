@@ -338,7 +338,10 @@ def fill_rows(data: Any, fn: Callable[[list[slice]], Any], out: Any) -> Any:
 
     In this process (no executor) each task writes its own rows as it finishes, so no
     task's answer outlives it: a ``transform``'s (n, k) answers are never held twice.
-    An executor's answers come back as its map's list, written in row order.
+    An executor's map returns its answers as a list, so the tasks go to it in runs
+    whose answers take at most the data's memory budget per thread
+    (:func:`answer_runs`; one task at least), each run's answers written in row order
+    before the next run is mapped: at most one run of answers is held besides ``out``.
     """
     if data.executor is None:
 
@@ -347,6 +350,43 @@ def fill_rows(data: Any, fn: Callable[[list[slice]], Any], out: Any) -> Any:
 
         map_tasks(data, write)
         return out
-    for task, part in zip(data.tasks, map_tasks(data, fn), strict=True):
-        out[task_rows(task)] = part
+    row_bytes = out[:1].nbytes  # one row of the answer (0 rows: nothing to map)
+    for run in answer_runs(data.tasks, row_bytes, data.memory_budget * data.n_threads):
+        for task, part in zip(run, data.executor.map(fn, run), strict=True):
+            out[task_rows(task)] = part
     return out
+
+
+def answer_runs(tasks: list[list[slice]], row_bytes: int, limit: int) -> list[list[list[slice]]]:
+    """``tasks`` cut into consecutive runs whose answers (``row_bytes`` a row) take at
+    most ``limit`` bytes, each run one task at least.
+
+    Parameters
+    ----------
+    tasks : list of list of slice
+        A plan's tasks (each a list of consecutive row slices), in row order.
+    row_bytes : int
+        Bytes of one row of a task's answer.
+    limit : int
+        The most bytes of answers a run holds (a task whose answer alone is larger is a
+        run of its own).
+
+    Returns
+    -------
+    list of list of list of slice
+        The runs, in order; together, ``tasks``.
+    """
+    runs: list[list[list[slice]]] = []
+    run: list[list[slice]] = []
+    held = 0
+    for task in tasks:
+        rows = task_rows(task)
+        size = (rows.stop - rows.start) * row_bytes
+        if run and held + size > limit:
+            runs.append(run)
+            run, held = [], 0
+        run.append(task)
+        held += size
+    if run:
+        runs.append(run)
+    return runs
