@@ -434,6 +434,40 @@ def test_experiment_reads_a_header_it_is_told_of(tmp_path):
     assert len(out.read_text().splitlines()) == len(lines) + 1
 
 
+def test_experiment_parses_a_csv_file_once(tmp_path, monkeypatch):
+    # the early check parsed each CSV file, then every cell parsed it again (two configs
+    # and three seeds: seven parses); the table is now kept for the cells while the file
+    # is unchanged, and dropped when the experiment returns
+    from kmeansfw.workflow import experiment
+
+    path = tmp_path / "points.csv"
+    rng = np.random.default_rng(0)
+    np.savetxt(path, rng.normal(size=(300, 3)), delimiter=",")
+    parses = []
+    real = experiment._read_csv
+
+    def counting(*args, **kwargs):
+        parses.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(experiment, "_read_csv", counting)
+    configs = {"a": {"n_clusters": 3, "n_init": 1}, "b": {"n_clusters": 4, "n_init": 1}}
+    result = run_experiment(configs, [str(path)], seeds=range(3))
+    assert len(parses) == 1 and len(result.rows) == 6
+    assert not experiment._PARSED  # nothing kept once it returned
+    X = np.loadtxt(path, delimiter=",")
+    for row in result.rows:
+        k = configs[row["config"]]["n_clusters"]
+        expected = KMeans(k, n_init=1, random_state=row["seed"]).fit(X).inertia_
+        assert row["objective"] == pytest.approx(expected, rel=1e-12)
+    # the file rewritten: read again, as the new table
+    np.savetxt(path, 10 + rng.normal(size=(300, 3)), delimiter=",")
+    again = run_experiment({"a": configs["a"]}, [str(path)], seeds=[0])
+    assert len(parses) == 2
+    fresh = KMeans(3, n_init=1, random_state=0).fit(np.loadtxt(path, delimiter=","))
+    assert again.rows[0]["objective"] == pytest.approx(fresh.inertia_, rel=1e-12)
+
+
 class _Terminal(io.StringIO):
     def isatty(self):
         return True

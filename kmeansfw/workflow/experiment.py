@@ -26,6 +26,7 @@ import io
 import os
 import pathlib
 import sys
+import threading
 import time
 import uuid
 import warnings
@@ -213,6 +214,45 @@ def _load_file(
         raise DataError(f"{path.name}: the data must be numeric, got {X.dtype}")
     check_finite(X, path.name)
     return X, settled
+
+
+#: Tables parsed from text and Parquet files, kept for the cells of an experiment:
+#: ``(resolved path, size, modification time, header) -> (table, header taken)``, the
+#: last :data:`PARSED_KEPT` of them (a file changed since reads as another key).
+_PARSED: collections.OrderedDict[tuple[Any, ...], tuple[np.ndarray, bool | None]] = (
+    collections.OrderedDict()
+)
+#: Parsed tables kept per process.
+PARSED_KEPT = 2
+_PARSED_LOCK = threading.Lock()
+
+
+def _load_parsed(
+    path: str | os.PathLike[str], header: bool | None, mmap: bool
+) -> tuple[np.ndarray, bool | None]:
+    """:func:`_load_file`, keeping what it parsed from a CSV or Parquet file (read-only)
+    for the next call on the same file unchanged (an ``.npy`` file is mapped, not
+    parsed: each call maps it again).  The table of ``header=None`` is kept under the
+    header it settled on as well, the one :func:`run_experiment`'s cells are told."""
+    check_header(header)
+    target = pathlib.Path(path)
+    if target.suffix.lower() not in (".csv", ".txt", ".parquet") or not is_file(target):
+        return _load_file(path, header, mmap)
+    status = target.stat()
+    place = (str(target.resolve()), status.st_size, status.st_mtime_ns)
+    with _PARSED_LOCK:  # cells in joblib's threads share the table
+        found = _PARSED.get((*place, header))
+    if found is None:
+        table, settled = _load_file(path, header, mmap)
+        table.flags.writeable = False  # shared by the cells that read it
+        found = (table, settled)
+        with _PARSED_LOCK:
+            for key in {(*place, header), (*place, settled)}:
+                _PARSED[key] = found
+                _PARSED.move_to_end(key)
+            while len(_PARSED) > 2 * PARSED_KEPT:
+                _PARSED.popitem(last=False)
+    return found
 
 
 def check_header(header: Any) -> None:
@@ -559,7 +599,10 @@ def run_cell(
 
     from kmeansfw.estimator import KMeans
 
-    X, y = load_dataset(dataset, header=header, mmap=True)
+    if dataset in BUNDLED or dataset in BLOBS:
+        X, y = load_dataset(dataset)
+    else:  # a file parsed once per process while it is unchanged (_load_parsed)
+        X, y = _load_parsed(dataset, header, True)[0], None
     km = KMeans.from_config({**config, "random_state": int(seed)})
     if km.n_clusters > X.shape[0]:
         raise DataError(
@@ -830,7 +873,10 @@ def run_experiment(
     configs : mapping of name (a non-empty string) -> Config, dict or TOML path
         The configurations to compare, by the name the table gives them.
     datasets : iterable of str
-        Data set names or data files (see :func:`load_dataset`).
+        Data set names or data files (see :func:`load_dataset`).  A CSV or Parquet file
+        is parsed once per process while it is unchanged (the check before any cell
+        runs and the cells in this process share one parse; each worker process of
+        ``n_jobs`` parses it once), an ``.npy`` file mapped, not read.
     seeds : iterable of int, default=range(5)
         The ``random_state`` of each repetition.
     n_clusters : int, optional
@@ -902,7 +948,9 @@ def run_experiment(
     files = [d for d in dict.fromkeys(datasets) if d not in BUNDLED and d not in BLOBS]
     # fail early, before any worker starts; a CSV's first-line warning is said here, and
     # its cells are told how the check read that line
-    headers = {d: _load_file(d, header, True)[1] for d in files}
+    with _PARSED_LOCK:  # a call that failed before its cells ran may have left its tables
+        _PARSED.clear()
+    headers = {d: _load_parsed(d, header, True)[1] for d in files}
     path = pathlib.Path(out) if out is not None else None
     finished, columns, end = _read_finished(path) if path is not None else ([], list(COLUMNS), "")
     if end == "torn":
@@ -1001,5 +1049,7 @@ def run_experiment(
             bar.close()
         if fh is not None:
             fh.close()
+        with _PARSED_LOCK:  # the tables this process parsed for the cells
+            _PARSED.clear()
     rows.sort(key=lambda r: order[key(r)])
     return ExperimentResult(rows)
