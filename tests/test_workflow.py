@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import os
 import warnings
 
 import numpy as np
@@ -436,8 +437,8 @@ def test_experiment_reads_a_header_it_is_told_of(tmp_path):
 
 def test_experiment_parses_a_csv_file_once(tmp_path, monkeypatch):
     # the early check parsed each CSV file, then every cell parsed it again (two configs
-    # and three seeds: seven parses); the table is now kept for the cells while the file
-    # is unchanged, and dropped when the experiment returns
+    # and three seeds: seven parses); with n_jobs=1 the table is now kept for the cells,
+    # and dropped when the experiment returns or fails
     from kmeansfw.workflow import experiment
 
     path = tmp_path / "points.csv"
@@ -454,18 +455,36 @@ def test_experiment_parses_a_csv_file_once(tmp_path, monkeypatch):
     configs = {"a": {"n_clusters": 3, "n_init": 1}, "b": {"n_clusters": 4, "n_init": 1}}
     result = run_experiment(configs, [str(path)], seeds=range(3))
     assert len(parses) == 1 and len(result.rows) == 6
-    assert not experiment._PARSED  # nothing kept once it returned
+    assert not experiment._PARSED.tables and not experiment._PARSED.keep
     X = np.loadtxt(path, delimiter=",")
     for row in result.rows:
         k = configs[row["config"]]["n_clusters"]
         expected = KMeans(k, n_init=1, random_state=row["seed"]).fit(X).inertia_
         assert row["objective"] == pytest.approx(expected, rel=1e-12)
-    # the file rewritten: read again, as the new table
-    np.savetxt(path, 10 + rng.normal(size=(300, 3)), delimiter=",")
-    again = run_experiment({"a": configs["a"]}, [str(path)], seeds=[0])
-    assert len(parses) == 2
-    fresh = KMeans(3, n_init=1, random_state=0).fit(np.loadtxt(path, delimiter=","))
-    assert again.rows[0]["objective"] == pytest.approx(fresh.inertia_, rel=1e-12)
+    # a failed experiment keeps nothing either
+    with pytest.raises(DataError, match="no such data file"):
+        run_experiment(configs, [str(path), str(tmp_path / "missing.csv")], seeds=[0])
+    assert not experiment._PARSED.tables and not experiment._PARSED.keep
+
+
+def test_experiment_reads_a_rewritten_file_anew_in_workers(tmp_path):
+    # a file rewritten between two experiments at the same size, its modification time
+    # put back: worker processes (kept by joblib between calls) parse it again, so the
+    # second experiment's cells are the new file's
+    path = tmp_path / "points.csv"
+    rng = np.random.default_rng(1)
+    np.savetxt(path, rng.normal(size=(200, 2)), delimiter=",", fmt="%+.6e")
+    configs = {"a": {"n_clusters": 3, "n_init": 1}}
+    run_experiment(configs, [str(path)], seeds=[0, 1], n_jobs=2)
+    stamp, size = path.stat().st_mtime_ns, path.stat().st_size
+    np.savetxt(path, 5 * rng.normal(size=(200, 2)) + 1, delimiter=",", fmt="%+.6e")
+    os.utime(path, ns=(stamp, stamp))
+    assert path.stat().st_size == size  # the same bytes a line: a same-size rewrite
+    again = run_experiment(configs, [str(path)], seeds=[0, 1], n_jobs=2)
+    X = np.loadtxt(path, delimiter=",")
+    for row in again.rows:
+        fresh = KMeans(3, n_init=1, random_state=row["seed"]).fit(X)
+        assert row["objective"] == pytest.approx(fresh.inertia_, rel=1e-12)
 
 
 class _Terminal(io.StringIO):

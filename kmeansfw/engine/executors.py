@@ -338,10 +338,13 @@ def fill_rows(data: Any, fn: Callable[[list[slice]], Any], out: Any) -> Any:
 
     In this process (no executor) each task writes its own rows as it finishes, so no
     task's answer outlives it: a ``transform``'s (n, k) answers are never held twice.
-    An executor's map returns its answers as a list, so the tasks go to it in runs
-    whose answers take at most the data's memory budget per thread
-    (:func:`answer_runs`; one task at least), each run's answers written in row order
-    before the next run is mapped: at most one run of answers is held besides ``out``.
+    An executor's ``map`` returns its answers as a list: one that runs the tasks in this
+    process (``in_process``, as :class:`ThreadExecutor`) gets them in runs
+    (:func:`answer_runs`) whose answers take at most the memory budget per thread, and
+    at least as many tasks as it has threads (``n_threads``, else the data's), each
+    run's answers written before the next run is mapped.  Any other executor gets one
+    ``map`` of all the tasks (each ``map`` ships ``fn``, which holds the data, to its
+    workers), whose answers are all held until it returns.
     """
     if data.executor is None:
 
@@ -350,16 +353,24 @@ def fill_rows(data: Any, fn: Callable[[list[slice]], Any], out: Any) -> Any:
 
         map_tasks(data, write)
         return out
-    row_bytes = out[:1].nbytes  # one row of the answer (0 rows: nothing to map)
-    for run in answer_runs(data.tasks, row_bytes, data.memory_budget * data.n_threads):
+    if getattr(data.executor, "in_process", False):
+        threads = max(1, int(getattr(data.executor, "n_threads", data.n_threads)))
+        runs = answer_runs(data.tasks, out[:1].nbytes, data.memory_budget * threads, threads)
+    else:
+        runs = [data.tasks]
+    for run in runs:
         for task, part in zip(run, data.executor.map(fn, run), strict=True):
             out[task_rows(task)] = part
     return out
 
 
-def answer_runs(tasks: list[list[slice]], row_bytes: int, limit: int) -> list[list[list[slice]]]:
-    """``tasks`` cut into consecutive runs whose answers (``row_bytes`` a row) take at
-    most ``limit`` bytes, each run one task at least.
+def answer_runs(
+    tasks: list[list[slice]], row_bytes: int, limit: int, least: int = 1
+) -> list[list[list[slice]]]:
+    """Cut ``tasks`` into consecutive runs whose answers take at most ``limit`` bytes.
+
+    Each run but the last holds at least ``least`` tasks, past the limit if it must;
+    beyond ``least`` tasks, a run ends before the task that would take it past the limit.
 
     Parameters
     ----------
@@ -368,8 +379,9 @@ def answer_runs(tasks: list[list[slice]], row_bytes: int, limit: int) -> list[li
     row_bytes : int
         Bytes of one row of a task's answer.
     limit : int
-        The most bytes of answers a run holds (a task whose answer alone is larger is a
-        run of its own).
+        The most bytes of answers a run holds once it has ``least`` tasks.
+    least : int, default=1
+        The fewest tasks of a run (an executor's threads: each gets a task).
 
     Returns
     -------
@@ -382,7 +394,7 @@ def answer_runs(tasks: list[list[slice]], row_bytes: int, limit: int) -> list[li
     for task in tasks:
         rows = task_rows(task)
         size = (rows.stop - rows.start) * row_bytes
-        if run and held + size > limit:
+        if len(run) >= least and held + size > limit:
             runs.append(run)
             run, held = [], 0
         run.append(task)

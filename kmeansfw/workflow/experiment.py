@@ -26,7 +26,6 @@ import io
 import os
 import pathlib
 import sys
-import threading
 import time
 import uuid
 import warnings
@@ -216,42 +215,44 @@ def _load_file(
     return X, settled
 
 
-#: Tables parsed from text and Parquet files, kept for the cells of an experiment:
-#: ``(resolved path, size, modification time, header) -> (table, header taken)``, the
-#: last :data:`PARSED_KEPT` of them (a file changed since reads as another key).
-_PARSED: collections.OrderedDict[tuple[Any, ...], tuple[np.ndarray, bool | None]] = (
-    collections.OrderedDict()
-)
-#: Parsed tables kept per process.
-PARSED_KEPT = 2
-_PARSED_LOCK = threading.Lock()
+@attrs.define
+class _Parsed:
+    """The table :func:`run_experiment` keeps for its cells when they run in its own
+    process (``n_jobs=1``): one parsed CSV or Parquet file at a time, under ``(resolved
+    path, size, modification time, header)`` and under the header a ``None`` settled
+    on (the one the cells are told).  ``keep`` is on only while such an experiment
+    runs; it empties the table when it starts and when it returns or fails."""
+
+    keep: bool = False
+    tables: dict[tuple[Any, ...], tuple[np.ndarray, bool | None]] = attrs.field(factory=dict)
+
+
+_PARSED = _Parsed()
 
 
 def _load_parsed(
     path: str | os.PathLike[str], header: bool | None, mmap: bool
 ) -> tuple[np.ndarray, bool | None]:
-    """:func:`_load_file`, keeping what it parsed from a CSV or Parquet file (read-only)
-    for the next call on the same file unchanged (an ``.npy`` file is mapped, not
-    parsed: each call maps it again).  The table of ``header=None`` is kept under the
-    header it settled on as well, the one :func:`run_experiment`'s cells are told."""
+    """:func:`_load_file`, or the table :data:`_PARSED` keeps of the same file unchanged
+    (parsed read-only, and kept while an experiment's cells run in this process); an
+    ``.npy`` file is mapped, not parsed, each time."""
     check_header(header)
     target = pathlib.Path(path)
-    if target.suffix.lower() not in (".csv", ".txt", ".parquet") or not is_file(target):
+    if (
+        not _PARSED.keep
+        or target.suffix.lower() not in (".csv", ".txt", ".parquet")
+        or not is_file(target)
+    ):
         return _load_file(path, header, mmap)
     status = target.stat()
     place = (str(target.resolve()), status.st_size, status.st_mtime_ns)
-    with _PARSED_LOCK:  # cells in joblib's threads share the table
-        found = _PARSED.get((*place, header))
+    found = _PARSED.tables.get((*place, header))
     if found is None:
         table, settled = _load_file(path, header, mmap)
         table.flags.writeable = False  # shared by the cells that read it
         found = (table, settled)
-        with _PARSED_LOCK:
-            for key in {(*place, header), (*place, settled)}:
-                _PARSED[key] = found
-                _PARSED.move_to_end(key)
-            while len(_PARSED) > 2 * PARSED_KEPT:
-                _PARSED.popitem(last=False)
+        _PARSED.tables.clear()  # one table at a time
+        _PARSED.tables[(*place, header)] = _PARSED.tables[(*place, settled)] = found
     return found
 
 
@@ -873,10 +874,11 @@ def run_experiment(
     configs : mapping of name (a non-empty string) -> Config, dict or TOML path
         The configurations to compare, by the name the table gives them.
     datasets : iterable of str
-        Data set names or data files (see :func:`load_dataset`).  A CSV or Parquet file
-        is parsed once per process while it is unchanged (the check before any cell
-        runs and the cells in this process share one parse; each worker process of
-        ``n_jobs`` parses it once), an ``.npy`` file mapped, not read.
+        Data set names or data files (see :func:`load_dataset`).  With ``n_jobs=1``,
+        the check before any cell runs and the cells share one parse of a CSV or
+        Parquet file while it is unchanged (one file kept at a time, dropped when the
+        experiment returns); cells in worker processes parse the file each; an
+        ``.npy`` file is mapped, not read.
     seeds : iterable of int, default=range(5)
         The ``random_state`` of each repetition.
     n_clusters : int, optional
@@ -948,108 +950,114 @@ def run_experiment(
     files = [d for d in dict.fromkeys(datasets) if d not in BUNDLED and d not in BLOBS]
     # fail early, before any worker starts; a CSV's first-line warning is said here, and
     # its cells are told how the check read that line
-    with _PARSED_LOCK:  # a call that failed before its cells ran may have left its tables
-        _PARSED.clear()
-    headers = {d: _load_parsed(d, header, True)[1] for d in files}
-    path = pathlib.Path(out) if out is not None else None
-    finished, columns, end = _read_finished(path) if path is not None else ([], list(COLUMNS), "")
-    if end == "torn":
-        warn(
-            f"the last row of {path} was cut off (an interrupted write): it is removed, "
-            "and its cell computed again"
-        )
-    from kmeansfw.workflow.checkpoint import file_digest
-
-    digests = {d: file_digest(d) for d in files}  # each data file read once for its digest
-    settings = {
-        (name, dataset): _settings(
-            plain[name], digests.get(dataset, ""), silhouette_sample, header
-        )
-        for name in plain
-        for dataset in datasets
-    }
-
-    def key(row: dict[str, Any]) -> tuple[Any, ...]:
-        # cells from files written before k was recorded count as the config's k
-        k = row.get("n_clusters")
-        k = ks.get(row["config"]) if k in ("", None) else k
-        return (row["config"], row["dataset"], row["seed"], k)
-
-    wanted = [(n, d, s, ks[n]) for n in plain for d in datasets for s in seeds]
-    order = {cell: i for i, cell in enumerate(wanted)}
-    # a finished row counts when its settings are the cell's; rows of a config changed
-    # since (the same name, other values), or of a data file since changed, are left
-    # in the file and computed again
-    reused: dict[tuple[Any, ...], dict[str, Any]] = {}
-    unknown = 0
-    for row in finished:
-        cell = key(row)
-        if cell not in order:
-            continue
-        recorded = row.get("settings") or ""
-        if recorded == settings[cell[:2]]:
-            reused[cell] = row
-        elif not recorded and cell not in reused:  # written before settings were recorded
-            reused[cell] = row
-            unknown += 1
-    if unknown:
-        warn(
-            f"{unknown} cell(s) in {path} were written without their settings (by an older "
-            "kmeansfw) and are reused as they are; remove them from the file to compute "
-            "them again"
-        )
-    todo = [cell for cell in wanted if cell not in reused]
-    rows = list(reused.values())
-    writer = None
-    fh = None
-    bar = None
+    # cells in this process share one parse of a data file (_PARSED), dropped when the
+    # experiment returns or fails; cells in worker processes parse it themselves
+    _PARSED.tables.clear()
+    _PARSED.keep = n_jobs == 1
     try:
-        if path is not None:
-            new_file = not path.exists() or path.stat().st_size == 0
-            if not new_file and "settings" not in columns:
-                _rewrite_with_columns(path, finished)
-                columns, end = list(COLUMNS), "clean"
-            elif end == "torn":
-                _cut_torn_row(path)
-            fh = open(path, "a", newline="")
-            if end == "no newline":  # the next row on a line of its own
-                fh.write("\r\n")
-            writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
-            if new_file:
-                writer.writeheader()
-        token, home = uuid.uuid4().hex, os.getpid()
-        bar = tqdm(
-            total=len(todo),
-            unit="cell",
-            delay=2,
-            leave=False,
-            disable=not (progress and sys.stderr.isatty()),
+        headers = {d: _load_parsed(d, header, True)[1] for d in files}
+        path = pathlib.Path(out) if out is not None else None
+        finished, columns, end = (
+            _read_finished(path) if path is not None else ([], list(COLUMNS), "")
         )
-        seen: set[tuple[Any, ...]] = set()  # the warnings of worker processes raised again
-        jobs = (
-            delayed(_run_cell_registering)(
-                token,
-                entries,
-                home,
-                *(name, plain[name], dataset, seed, silhouette_sample),
-                headers.get(dataset, header),
+        if end == "torn":
+            warn(
+                f"the last row of {path} was cut off (an interrupted write): it is removed, "
+                "and its cell computed again"
             )
-            for name, dataset, seed, _ in todo
-        )
-        for row, sent in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs):
-            bar.update(1)
-            row["settings"] = settings[row["config"], row["dataset"]]
-            rows.append(row)
-            if writer is not None:
-                writer.writerow(row)
-                fh.flush()
-            _relay(sent, seen, row)  # after the row is saved (an "error" filter stops here)
+        from kmeansfw.workflow.checkpoint import file_digest
+
+        digests = {d: file_digest(d) for d in files}  # each data file read once for its digest
+        settings = {
+            (name, dataset): _settings(
+                plain[name], digests.get(dataset, ""), silhouette_sample, header
+            )
+            for name in plain
+            for dataset in datasets
+        }
+
+        def key(row: dict[str, Any]) -> tuple[Any, ...]:
+            # cells from files written before k was recorded count as the config's k
+            k = row.get("n_clusters")
+            k = ks.get(row["config"]) if k in ("", None) else k
+            return (row["config"], row["dataset"], row["seed"], k)
+
+        wanted = [(n, d, s, ks[n]) for n in plain for d in datasets for s in seeds]
+        order = {cell: i for i, cell in enumerate(wanted)}
+        # a finished row counts when its settings are the cell's; rows of a config changed
+        # since (the same name, other values), or of a data file since changed, are left
+        # in the file and computed again
+        reused: dict[tuple[Any, ...], dict[str, Any]] = {}
+        unknown = 0
+        for row in finished:
+            cell = key(row)
+            if cell not in order:
+                continue
+            recorded = row.get("settings") or ""
+            if recorded == settings[cell[:2]]:
+                reused[cell] = row
+            elif not recorded and cell not in reused:  # written before settings were recorded
+                reused[cell] = row
+                unknown += 1
+        if unknown:
+            warn(
+                f"{unknown} cell(s) in {path} were written without their settings (by an older "
+                "kmeansfw) and are reused as they are; remove them from the file to compute "
+                "them again"
+            )
+        todo = [cell for cell in wanted if cell not in reused]
+        rows = list(reused.values())
+        writer = None
+        fh = None
+        bar = None
+        try:
+            if path is not None:
+                new_file = not path.exists() or path.stat().st_size == 0
+                if not new_file and "settings" not in columns:
+                    _rewrite_with_columns(path, finished)
+                    columns, end = list(COLUMNS), "clean"
+                elif end == "torn":
+                    _cut_torn_row(path)
+                fh = open(path, "a", newline="")
+                if end == "no newline":  # the next row on a line of its own
+                    fh.write("\r\n")
+                writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+                if new_file:
+                    writer.writeheader()
+            token, home = uuid.uuid4().hex, os.getpid()
+            bar = tqdm(
+                total=len(todo),
+                unit="cell",
+                delay=2,
+                leave=False,
+                disable=not (progress and sys.stderr.isatty()),
+            )
+            seen: set[tuple[Any, ...]] = set()  # the warnings of worker processes raised again
+            jobs = (
+                delayed(_run_cell_registering)(
+                    token,
+                    entries,
+                    home,
+                    *(name, plain[name], dataset, seed, silhouette_sample),
+                    headers.get(dataset, header),
+                )
+                for name, dataset, seed, _ in todo
+            )
+            for row, sent in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs):
+                bar.update(1)
+                row["settings"] = settings[row["config"], row["dataset"]]
+                rows.append(row)
+                if writer is not None:
+                    writer.writerow(row)
+                    fh.flush()
+                _relay(sent, seen, row)  # after the row is saved (an "error" filter stops here)
+        finally:
+            if bar is not None:
+                bar.close()
+            if fh is not None:
+                fh.close()
+        rows.sort(key=lambda r: order[key(r)])
+        return ExperimentResult(rows)
     finally:
-        if bar is not None:
-            bar.close()
-        if fh is not None:
-            fh.close()
-        with _PARSED_LOCK:  # the tables this process parsed for the cells
-            _PARSED.clear()
-    rows.sort(key=lambda r: order[key(r)])
-    return ExperimentResult(rows)
+        _PARSED.keep = False
+        _PARSED.tables.clear()
