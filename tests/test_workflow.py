@@ -437,13 +437,12 @@ def test_experiment_reads_a_header_it_is_told_of(tmp_path):
 
 def test_experiment_parses_a_csv_file_once(tmp_path, monkeypatch):
     # the early check parsed each CSV file, then every cell parsed it again (two configs
-    # and three seeds: seven parses); with n_jobs=1 the table is now kept for the cells,
-    # and dropped when the experiment returns or fails
+    # and three seeds: seven parses); with n_jobs=1 the check and the cells share one
     from kmeansfw.workflow import experiment
 
     path = tmp_path / "points.csv"
     rng = np.random.default_rng(0)
-    np.savetxt(path, rng.normal(size=(300, 3)), delimiter=",")
+    np.savetxt(path, rng.normal(size=(300, 3)), delimiter=",", fmt="%+.6e")
     parses = []
     real = experiment._read_csv
 
@@ -455,36 +454,24 @@ def test_experiment_parses_a_csv_file_once(tmp_path, monkeypatch):
     configs = {"a": {"n_clusters": 3, "n_init": 1}, "b": {"n_clusters": 4, "n_init": 1}}
     result = run_experiment(configs, [str(path)], seeds=range(3))
     assert len(parses) == 1 and len(result.rows) == 6
-    assert not experiment._PARSED.tables and not experiment._PARSED.keep
     X = np.loadtxt(path, delimiter=",")
     for row in result.rows:
         k = configs[row["config"]]["n_clusters"]
         expected = KMeans(k, n_init=1, random_state=row["seed"]).fit(X).inertia_
         assert row["objective"] == pytest.approx(expected, rel=1e-12)
-    # a failed experiment keeps nothing either
-    with pytest.raises(DataError, match="no such data file"):
-        run_experiment(configs, [str(path), str(tmp_path / "missing.csv")], seeds=[0])
-    assert not experiment._PARSED.tables and not experiment._PARSED.keep
-
-
-def test_experiment_reads_a_rewritten_file_anew_in_workers(tmp_path):
-    # a file rewritten between two experiments at the same size, its modification time
-    # put back: worker processes (kept by joblib between calls) parse it again, so the
-    # second experiment's cells are the new file's
-    path = tmp_path / "points.csv"
-    rng = np.random.default_rng(1)
-    np.savetxt(path, rng.normal(size=(200, 2)), delimiter=",", fmt="%+.6e")
-    configs = {"a": {"n_clusters": 3, "n_init": 1}}
-    run_experiment(configs, [str(path)], seeds=[0, 1], n_jobs=2)
+    # a file rewritten at the same size, its modification time put back: a new
+    # experiment (and a cell run on its own, as in a worker process) reads it anew
     stamp, size = path.stat().st_mtime_ns, path.stat().st_size
-    np.savetxt(path, 5 * rng.normal(size=(200, 2)) + 1, delimiter=",", fmt="%+.6e")
+    np.savetxt(path, 5 * rng.normal(size=(300, 3)) + 1, delimiter=",", fmt="%+.6e")
     os.utime(path, ns=(stamp, stamp))
-    assert path.stat().st_size == size  # the same bytes a line: a same-size rewrite
-    again = run_experiment(configs, [str(path)], seeds=[0, 1], n_jobs=2)
+    assert path.stat().st_size == size  # the same width for every value
     X = np.loadtxt(path, delimiter=",")
-    for row in again.rows:
-        fresh = KMeans(3, n_init=1, random_state=row["seed"]).fit(X)
-        assert row["objective"] == pytest.approx(fresh.inertia_, rel=1e-12)
+    again = run_experiment({"a": configs["a"]}, [str(path)], seeds=[0])
+    cell = experiment.run_cell("a", configs["a"], str(path), 0, 1000)
+    fresh = KMeans(3, n_init=1, random_state=0).fit(X).inertia_
+    assert again.rows[0]["objective"] == pytest.approx(fresh, rel=1e-12)
+    assert cell["objective"] == pytest.approx(fresh, rel=1e-12)
+    assert len(parses) == 3
 
 
 class _Terminal(io.StringIO):

@@ -339,9 +339,10 @@ def fill_rows(data: Any, fn: Callable[[list[slice]], Any], out: Any) -> Any:
     In this process (no executor) each task writes its own rows as it finishes, so no
     task's answer outlives it: a ``transform``'s (n, k) answers are never held twice.
     An executor's ``map`` returns its answers as a list: one that runs the tasks in this
-    process (``in_process``, as :class:`ThreadExecutor`) gets them in runs
-    (:func:`answer_runs`) whose answers take at most the memory budget per thread, and
-    at least as many tasks as it has threads (``n_threads``, else the data's), each
+    process (``in_process``, as :class:`ThreadExecutor` and the torch backend's
+    executor) gets them in runs (:func:`answer_runs`) whose answers take at most the
+    memory budget per thread, and at least as many tasks as it has threads (its
+    ``n_threads`` where that is a positive integer, else the data's), each
     run's answers written before the next run is mapped.  Any other executor gets one
     ``map`` of all the tasks (each ``map`` ships ``fn``, which holds the data, to its
     workers), whose answers are all held until it returns.
@@ -354,7 +355,9 @@ def fill_rows(data: Any, fn: Callable[[list[slice]], Any], out: Any) -> Any:
         map_tasks(data, write)
         return out
     if getattr(data.executor, "in_process", False):
-        threads = max(1, int(getattr(data.executor, "n_threads", data.n_threads)))
+        threads = getattr(data.executor, "n_threads", None)
+        if not isinstance(threads, int) or threads < 1:  # not said: the data's threads
+            threads = data.n_threads
         runs = answer_runs(data.tasks, out[:1].nbytes, data.memory_budget * threads, threads)
     else:
         runs = [data.tasks]

@@ -215,44 +215,35 @@ def _load_file(
     return X, settled
 
 
-@attrs.define
-class _Parsed:
-    """The table :func:`run_experiment` keeps for its cells when they run in its own
-    process (``n_jobs=1``): one parsed CSV or Parquet file at a time, under ``(resolved
-    path, size, modification time, header)`` and under the header a ``None`` settled
-    on (the one the cells are told).  ``keep`` is on only while such an experiment
-    runs; it empties the table when it starts and when it returns or fails."""
-
-    keep: bool = False
-    tables: dict[tuple[Any, ...], tuple[np.ndarray, bool | None]] = attrs.field(factory=dict)
-
-
-_PARSED = _Parsed()
-
-
 def _load_parsed(
-    path: str | os.PathLike[str], header: bool | None, mmap: bool
+    path: str | os.PathLike[str],
+    header: bool | None,
+    mmap: bool,
+    tables: dict[tuple[Any, ...], tuple[np.ndarray, bool | None]] | None,
 ) -> tuple[np.ndarray, bool | None]:
-    """:func:`_load_file`, or the table :data:`_PARSED` keeps of the same file unchanged
-    (parsed read-only, and kept while an experiment's cells run in this process); an
-    ``.npy`` file is mapped, not parsed, each time."""
+    """:func:`_load_file`, or the table ``tables`` keeps of the same CSV or Parquet file
+    unchanged: :func:`run_experiment`'s own, with ``n_jobs=1``, for its check and its
+    cells (None: nothing kept).  It keeps one file at a time, parsed read-only, under
+    ``(resolved path, size, modification time, header)`` and under the header a
+    ``None`` settled on (the one the cells are told); an ``.npy`` file is mapped, not
+    parsed, each time."""
     check_header(header)
     target = pathlib.Path(path)
     if (
-        not _PARSED.keep
+        tables is None
         or target.suffix.lower() not in (".csv", ".txt", ".parquet")
         or not is_file(target)
     ):
         return _load_file(path, header, mmap)
     status = target.stat()
     place = (str(target.resolve()), status.st_size, status.st_mtime_ns)
-    found = _PARSED.tables.get((*place, header))
+    found = tables.get((*place, header))
     if found is None:
         table, settled = _load_file(path, header, mmap)
         table.flags.writeable = False  # shared by the cells that read it
         found = (table, settled)
-        _PARSED.tables.clear()  # one table at a time
-        _PARSED.tables[(*place, header)] = _PARSED.tables[(*place, settled)] = found
+        tables.clear()  # one file at a time
+        tables[(*place, header)] = tables[(*place, settled)] = found
     return found
 
 
@@ -445,11 +436,12 @@ _REGISTERED: set[str] = set()
 
 
 def _run_cell_registering(
-    token: str, entries: list[Entry], home: int, *args: Any
+    token: str, entries: list[Entry], home: int, tables: dict | None, *args: Any
 ) -> tuple[dict[str, Any], bytes]:
     """Worker: register the calling program's own strategies (``entries``: those whose
     factories pickle, see :func:`_program_strategies`), once per experiment ``token``,
-    then :func:`run_cell`; returns its row and, in a worker process, the warnings it
+    then :func:`run_cell` (its data file from ``tables``, see :func:`_load_parsed`);
+    returns its row and, in a worker process, the warnings it
     raised (:func:`_sendable`), for :func:`run_experiment` to raise again in the calling
     process (``home``, its process id), where the program's filters judge them. A
     worker process starts from the installed catalog, where such a name is unknown, or
@@ -464,12 +456,12 @@ def _run_cell_registering(
             CATALOG.register(e.slot, e.name, e.factory, source=e.source, replace=True)
         _REGISTERED.add(token)
     if os.getpid() == home:
-        return run_cell(*args), b""
+        return _cell(*args, tables), b""
     # a worker process: its own default filters (library deprecations hidden, as in
     # the program by default), each cell's warnings recorded
     with warnings.catch_warnings(record=True) as caught:
         try:
-            row = run_cell(*args)
+            row = _cell(*args, None)
         except BaseException as exc:  # the warnings that may explain it go with it
             notes = getattr(exc, "__notes__", None) or []
             for category, text in _unique(caught):
@@ -592,6 +584,19 @@ def run_cell(
 ) -> dict[str, Any]:
     """Fit one configuration on one data set with one seed; return the table row
     (``header``: for a CSV data file, see :func:`load_file`)."""
+    return _cell(name, config, dataset, seed, silhouette_sample, header, None)
+
+
+def _cell(
+    name: str,
+    config: Mapping[str, Any],
+    dataset: str,
+    seed: int,
+    silhouette_sample: int,
+    header: bool | None,
+    tables: dict | None,
+) -> dict[str, Any]:
+    # run_cell, its data file from ``tables`` (_load_parsed)
     from sklearn.metrics import (
         adjusted_rand_score,
         normalized_mutual_info_score,
@@ -602,8 +607,8 @@ def run_cell(
 
     if dataset in BUNDLED or dataset in BLOBS:
         X, y = load_dataset(dataset)
-    else:  # a file parsed once per process while it is unchanged (_load_parsed)
-        X, y = _load_parsed(dataset, header, True)[0], None
+    else:
+        X, y = _load_parsed(dataset, header, True, tables)[0], None
     km = KMeans.from_config({**config, "random_state": int(seed)})
     if km.n_clusters > X.shape[0]:
         raise DataError(
@@ -875,10 +880,10 @@ def run_experiment(
         The configurations to compare, by the name the table gives them.
     datasets : iterable of str
         Data set names or data files (see :func:`load_dataset`).  With ``n_jobs=1``,
-        the check before any cell runs and the cells share one parse of a CSV or
-        Parquet file while it is unchanged (one file kept at a time, dropped when the
-        experiment returns); cells in worker processes parse the file each; an
-        ``.npy`` file is mapped, not read.
+        the check before any cell runs and the cells that follow it on the same file
+        share one parse of a CSV or Parquet file (one file kept at a time, while it is
+        unchanged; cells that switch files parse theirs again); cells in worker
+        processes parse the file each; an ``.npy`` file is mapped, not read.
     seeds : iterable of int, default=range(5)
         The ``random_state`` of each repetition.
     n_clusters : int, optional
@@ -950,114 +955,108 @@ def run_experiment(
     files = [d for d in dict.fromkeys(datasets) if d not in BUNDLED and d not in BLOBS]
     # fail early, before any worker starts; a CSV's first-line warning is said here, and
     # its cells are told how the check read that line
-    # cells in this process share one parse of a data file (_PARSED), dropped when the
-    # experiment returns or fails; cells in worker processes parse it themselves
-    _PARSED.tables.clear()
-    _PARSED.keep = n_jobs == 1
-    try:
-        headers = {d: _load_parsed(d, header, True)[1] for d in files}
-        path = pathlib.Path(out) if out is not None else None
-        finished, columns, end = (
-            _read_finished(path) if path is not None else ([], list(COLUMNS), "")
+    # with n_jobs=1 the check and the cells share one parse of a data file (_load_parsed);
+    # cells in worker processes parse it themselves
+    tables: dict | None = {} if n_jobs == 1 else None
+    headers = {d: _load_parsed(d, header, True, tables)[1] for d in files}
+    path = pathlib.Path(out) if out is not None else None
+    finished, columns, end = _read_finished(path) if path is not None else ([], list(COLUMNS), "")
+    if end == "torn":
+        warn(
+            f"the last row of {path} was cut off (an interrupted write): it is removed, "
+            "and its cell computed again"
         )
-        if end == "torn":
-            warn(
-                f"the last row of {path} was cut off (an interrupted write): it is removed, "
-                "and its cell computed again"
-            )
-        from kmeansfw.workflow.checkpoint import file_digest
+    from kmeansfw.workflow.checkpoint import file_digest
 
-        digests = {d: file_digest(d) for d in files}  # each data file read once for its digest
-        settings = {
-            (name, dataset): _settings(
-                plain[name], digests.get(dataset, ""), silhouette_sample, header
-            )
-            for name in plain
-            for dataset in datasets
-        }
+    digests = {d: file_digest(d) for d in files}  # each data file read once for its digest
+    settings = {
+        (name, dataset): _settings(
+            plain[name], digests.get(dataset, ""), silhouette_sample, header
+        )
+        for name in plain
+        for dataset in datasets
+    }
 
-        def key(row: dict[str, Any]) -> tuple[Any, ...]:
-            # cells from files written before k was recorded count as the config's k
-            k = row.get("n_clusters")
-            k = ks.get(row["config"]) if k in ("", None) else k
-            return (row["config"], row["dataset"], row["seed"], k)
+    def key(row: dict[str, Any]) -> tuple[Any, ...]:
+        # cells from files written before k was recorded count as the config's k
+        k = row.get("n_clusters")
+        k = ks.get(row["config"]) if k in ("", None) else k
+        return (row["config"], row["dataset"], row["seed"], k)
 
-        wanted = [(n, d, s, ks[n]) for n in plain for d in datasets for s in seeds]
-        order = {cell: i for i, cell in enumerate(wanted)}
-        # a finished row counts when its settings are the cell's; rows of a config changed
-        # since (the same name, other values), or of a data file since changed, are left
-        # in the file and computed again
-        reused: dict[tuple[Any, ...], dict[str, Any]] = {}
-        unknown = 0
-        for row in finished:
-            cell = key(row)
-            if cell not in order:
-                continue
-            recorded = row.get("settings") or ""
-            if recorded == settings[cell[:2]]:
-                reused[cell] = row
-            elif not recorded and cell not in reused:  # written before settings were recorded
-                reused[cell] = row
-                unknown += 1
-        if unknown:
-            warn(
-                f"{unknown} cell(s) in {path} were written without their settings (by an older "
-                "kmeansfw) and are reused as they are; remove them from the file to compute "
-                "them again"
+    wanted = [(n, d, s, ks[n]) for n in plain for d in datasets for s in seeds]
+    order = {cell: i for i, cell in enumerate(wanted)}
+    # a finished row counts when its settings are the cell's; rows of a config changed
+    # since (the same name, other values), or of a data file since changed, are left
+    # in the file and computed again
+    reused: dict[tuple[Any, ...], dict[str, Any]] = {}
+    unknown = 0
+    for row in finished:
+        cell = key(row)
+        if cell not in order:
+            continue
+        recorded = row.get("settings") or ""
+        if recorded == settings[cell[:2]]:
+            reused[cell] = row
+        elif not recorded and cell not in reused:  # written before settings were recorded
+            reused[cell] = row
+            unknown += 1
+    if unknown:
+        warn(
+            f"{unknown} cell(s) in {path} were written without their settings (by an older "
+            "kmeansfw) and are reused as they are; remove them from the file to compute "
+            "them again"
+        )
+    todo = [cell for cell in wanted if cell not in reused]
+    rows = list(reused.values())
+    writer = None
+    fh = None
+    bar = None
+    try:
+        if path is not None:
+            new_file = not path.exists() or path.stat().st_size == 0
+            if not new_file and "settings" not in columns:
+                _rewrite_with_columns(path, finished)
+                columns, end = list(COLUMNS), "clean"
+            elif end == "torn":
+                _cut_torn_row(path)
+            fh = open(path, "a", newline="")
+            if end == "no newline":  # the next row on a line of its own
+                fh.write("\r\n")
+            writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+            if new_file:
+                writer.writeheader()
+        token, home = uuid.uuid4().hex, os.getpid()
+        bar = tqdm(
+            total=len(todo),
+            unit="cell",
+            delay=2,
+            leave=False,
+            disable=not (progress and sys.stderr.isatty()),
+        )
+        seen: set[tuple[Any, ...]] = set()  # the warnings of worker processes raised again
+        jobs = (
+            delayed(_run_cell_registering)(
+                token,
+                entries,
+                home,
+                tables,
+                *(name, plain[name], dataset, seed, silhouette_sample),
+                headers.get(dataset, header),
             )
-        todo = [cell for cell in wanted if cell not in reused]
-        rows = list(reused.values())
-        writer = None
-        fh = None
-        bar = None
-        try:
-            if path is not None:
-                new_file = not path.exists() or path.stat().st_size == 0
-                if not new_file and "settings" not in columns:
-                    _rewrite_with_columns(path, finished)
-                    columns, end = list(COLUMNS), "clean"
-                elif end == "torn":
-                    _cut_torn_row(path)
-                fh = open(path, "a", newline="")
-                if end == "no newline":  # the next row on a line of its own
-                    fh.write("\r\n")
-                writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
-                if new_file:
-                    writer.writeheader()
-            token, home = uuid.uuid4().hex, os.getpid()
-            bar = tqdm(
-                total=len(todo),
-                unit="cell",
-                delay=2,
-                leave=False,
-                disable=not (progress and sys.stderr.isatty()),
-            )
-            seen: set[tuple[Any, ...]] = set()  # the warnings of worker processes raised again
-            jobs = (
-                delayed(_run_cell_registering)(
-                    token,
-                    entries,
-                    home,
-                    *(name, plain[name], dataset, seed, silhouette_sample),
-                    headers.get(dataset, header),
-                )
-                for name, dataset, seed, _ in todo
-            )
-            for row, sent in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs):
-                bar.update(1)
-                row["settings"] = settings[row["config"], row["dataset"]]
-                rows.append(row)
-                if writer is not None:
-                    writer.writerow(row)
-                    fh.flush()
-                _relay(sent, seen, row)  # after the row is saved (an "error" filter stops here)
-        finally:
-            if bar is not None:
-                bar.close()
-            if fh is not None:
-                fh.close()
-        rows.sort(key=lambda r: order[key(r)])
-        return ExperimentResult(rows)
+            for name, dataset, seed, _ in todo
+        )
+        for row, sent in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs):
+            bar.update(1)
+            row["settings"] = settings[row["config"], row["dataset"]]
+            rows.append(row)
+            if writer is not None:
+                writer.writerow(row)
+                fh.flush()
+            _relay(sent, seen, row)  # after the row is saved (an "error" filter stops here)
     finally:
-        _PARSED.keep = False
-        _PARSED.tables.clear()
+        if bar is not None:
+            bar.close()
+        if fh is not None:
+            fh.close()
+    rows.sort(key=lambda r: order[key(r)])
+    return ExperimentResult(rows)

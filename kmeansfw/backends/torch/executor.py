@@ -90,6 +90,12 @@ class TorchExecutor:
     memory_budget_mb: float | None = attrs.field(default=None, validator=_check_budget)
     cpu_kernels: str = attrs.field(default="compiled", validator=_check_cpu_kernels)
 
+    #: NumPy input's tasks run on the data itself, in this thread (as
+    #: :class:`~kmeansfw.engine.executors.ThreadExecutor`'s): state a strategy keeps in
+    #: the data's cache between passes is shared with them, and a ``transform``'s
+    #: answers come back run by run (:func:`~kmeansfw.engine.executors.fill_rows`).
+    in_process = True
+
     def map(self, fn: Any, chunks: Any) -> list:
         """Run ``fn`` on each chunk in order, in this thread (NumPy input)."""
         return [fn(chunk) for chunk in chunks]
