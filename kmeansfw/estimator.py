@@ -21,7 +21,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from kmeansfw.backends import for_input, is_dask_collection, is_torch_tensor
 from kmeansfw.core.adapters import SHARE_MAX_BYTES, ArrayInit
-from kmeansfw.core.catalog import CATALOG, is_value_strategy
+from kmeansfw.core.catalog import CATALOG, is_value_strategy, value_types
 from kmeansfw.core.config import (
     Config,
     InvalidParameterError,
@@ -29,7 +29,7 @@ from kmeansfw.core.config import (
     check_key,
     make_rng,
 )
-from kmeansfw.core.data import FitData, c_ordered, is_ready_array, is_sparse
+from kmeansfw.core.data import FitData, c_ordered, fitted_centers, is_ready_array, is_sparse
 from kmeansfw.core.distance import describe
 from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins, steps
@@ -77,7 +77,7 @@ def _params_key(params: dict[str, Any]) -> tuple | None:
             value = ArrayInit(value)  # compared by its values
         if not (isinstance(value, _PLAIN) or is_value_strategy(value)):
             return None
-        items.append((name, kind, value))
+        items.append((name, kind, value, value_types(value)))
     key = tuple(items)
     try:
         hash(key)
@@ -408,7 +408,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixi
         return bool(kept[1])
 
     def _centers_for(self, data: FitData) -> np.ndarray:
-        return self.cluster_centers_.astype(data.dtype, copy=False)
+        return fitted_centers(self).astype(data.dtype, copy=False)
 
     def predict(self, X: Any) -> np.ndarray:
         """Index of the closest centroid (lowest cost) of each sample.
@@ -573,12 +573,17 @@ default="auto"
         Mid-size data that runs inline with the built-in Euclidean strategies is one
         block while its rows' label vectors (24 bytes a row) fit it: their compiled
         kernels keep no buffers of the block's shape.  A block holds at least 256 rows,
-        so a budget under 256 rows' buffers is exceeded up to that size; the budget
-        sets how finely the work is cut, never the results.
+        so a budget under 256 rows' buffers is exceeded up to that size.  The budget
+        sets how finely the work is cut: the same labels and iterations, but the
+        float64 sums of a block plan may be added in another order, so centroids can
+        differ in their last bits (about 1e-15 relative) from another budget's (which
+        is why a checkpoint records it).
     n_threads : int or None, default=None
         Worker threads (None: all CPUs available).  Results do not depend on it.
     history : bool, default=False
-        Record per-iteration statistics in ``history_``.
+        Record per-iteration statistics in ``history_`` (those of the iterations this
+        process ran: a fit resumed from a checkpoint records them from where it
+        resumed; a finished checkpoint returned as it is records none).
     batch_size : int or None, default=None
         None: Lloyd's algorithm on all the data every iteration.  An int: mini-batch
         k-means (Sculley) on random batches of that size, ``n_init`` whole runs of
@@ -594,7 +599,8 @@ default="auto"
     checkpoint : str or None, default=None
         A folder: the fit writes its state there every ``checkpoint_every`` iterations
         (plain .npz + JSON), and a fit that finds a checkpoint there resumes from it and
-        ends with the same result as an uninterrupted fit.
+        ends with the same result as an uninterrupted fit.  Not with ``batch_size``
+        (a ValueError).
     checkpoint_every : int, default=1
         Iterations between checkpoint writes.
     executor : object or None, default=None

@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from kmeansfw.core.adapters import FunctionDistance
 from kmeansfw.core.catalog import CATALOG, array_like
 from kmeansfw.core.config import Config, InvalidParameterError, budget_bytes
-from kmeansfw.core.data import FitData
+from kmeansfw.core.data import FitData, fitted_centers
 from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins, steps
 from kmeansfw.engine.fitting import fit_config
@@ -311,7 +311,7 @@ default="heuristic"
             The index of each sample's closest medoid.
         """
         data, hook = self._data(X)
-        centers = self.cluster_centers_.astype(data.dtype, copy=False)
+        centers = fitted_centers(self).astype(data.dtype, copy=False)
         found = steps.assign(hook, data, centers, accumulate=False, with_costs=False)
         warn_if_predictions_imprecise(self, data.X, found.labels, centers)
         return found.labels.astype(np.intp)
@@ -330,7 +330,7 @@ default="heuristic"
             The fit's distance from each sample to each medoid.
         """
         data, hook = self._data(X)
-        return steps.pairwise(hook, data, self.cluster_centers_.astype(data.dtype, copy=False))
+        return steps.pairwise(hook, data, fitted_centers(self).astype(data.dtype, copy=False))
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
         """Opposite of the (weighted) sum of distances of ``X`` to their closest medoid.
@@ -351,5 +351,5 @@ default="heuristic"
             Minus the (weighted) sum of distances; higher is better.
         """
         data, hook = self._data(X, sample_weight)
-        centers = self.cluster_centers_.astype(data.dtype, copy=False)
+        centers = fitted_centers(self).astype(data.dtype, copy=False)
         return -steps.objective(data, steps.assign(hook, data, centers, accumulate=False).costs)

@@ -263,10 +263,11 @@ def test_a_search_failure_is_named_as_through_the_hooks(monkeypatch):
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the overflow itself
 def test_centroids_that_overflow_fail_in_the_steps_own_check():
-    # weights of 1e308: the mean's sums overflow to infinity; the step's check of the
-    # update's centroids names the update, as the hooks' check does
-    X = _normal(200, 2, seed=3)
-    fused, taken = _both(X, sample_weight=np.full(200, 1e308), n_clusters=2, random_state=0)
+    # weights of 1e300 (their total finite: 2e302) on values of about 1e8: the mean's
+    # sums overflow to infinity; the step's check of the update's centroids names the
+    # update, as the hooks' check does (weights whose total overflows are refused first)
+    X = _normal(200, 2, seed=3) * 1e8
+    fused, taken = _both(X, sample_weight=np.full(200, 1e300), n_clusters=2, random_state=0)
     assert all(taken)
     assert isinstance(fused, StrategyError)
     assert "centroids containing NaN or infinity (hook kmeansfw_update)" in str(fused)

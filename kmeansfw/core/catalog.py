@@ -623,15 +623,31 @@ def is_value_strategy(strategy: Any) -> bool:
 
     Such strategies hold nothing but their parameters, so fits may share one: the
     built-in strategies, and plugin strategies written with ``@attrs.frozen``.  A
-    strategy may opt out with a false ``shareable`` attribute.
+    strategy may opt out with a false ``shareable`` attribute; one with a field left out
+    of its comparisons (``attrs.field(eq=False)``, the usual way to hold an array) is
+    never shared, since two such strategies compare equal whatever that field holds.
     """
     cls = type(strategy)
     return (
         attrs.has(cls)
         and _is_frozen(cls)
         and cls.__eq__ is not object.__eq__
+        and all(field.eq for field in attrs.fields(cls))
         and describe(strategy).shareable
     )
+
+
+def value_types(value: Any) -> Any:
+    """The types of ``value`` and, for an attrs instance, tuple or list, of what it
+    holds (recursively): with the value, a key that keeps apart values that compare
+    equal across types (``1``, ``1.0``, ``True`` and ``np.True_`` as a strategy's
+    parameter), which a shared strategy must not confuse."""
+    cls = type(value)
+    if attrs.has(cls):
+        return (cls, tuple(value_types(getattr(value, f.name)) for f in attrs.fields(cls)))
+    if isinstance(value, tuple | list):
+        return (cls, tuple(value_types(item) for item in value))
+    return cls
 
 
 _FROZEN: dict[type, bool] = {}

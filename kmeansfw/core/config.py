@@ -65,6 +65,12 @@ def _to_init(value: Any) -> Any:
     return _to_spec(value)
 
 
+def _plain_bool(value: Any) -> Any:
+    """A NumPy boolean (``np.True_``, from an array of flags) as the bool it holds,
+    as the estimators' other flags take it; anything else as it is."""
+    return bool(value) if isinstance(value, np.bool_) else value
+
+
 def _boolean(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if not isinstance(value, bool):
         raise InvalidParameterError(
@@ -207,7 +213,7 @@ class Config:
         validator=_real_at_least(0.0, strict=True, finite=False),
     )
     n_threads: Any = attrs.field(default=None, validator=_int_at_least(1, allow=(None,)))
-    history: bool = attrs.field(default=False, validator=_boolean)
+    history: bool = attrs.field(default=False, converter=_plain_bool, validator=_boolean)
     batch_size: Any = attrs.field(default=None, validator=_int_at_least(1, allow=(None,)))
     reassignment_ratio: float = attrs.field(default=0.01, validator=_real_at_least(0.0))
     checkpoint: Any = attrs.field(default=None)

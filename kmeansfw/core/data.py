@@ -250,9 +250,53 @@ def validate_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype) 
         raise ValueError("sample_weight contains NaN or infinity")
     if (sw < 0).any():
         raise ValueError("sample_weight contains negative values")
+    with np.errstate(over="ignore"):  # judged below
+        total = float(np.sum(sw, dtype=np.float64))
+    if not np.isfinite(total):  # the clusters' float64 weights (and sums) would overflow
+        raise ValueError(
+            "sample_weight sums to more than float64 holds (each weight is finite, their "
+            "total is not): rescale the weights (only their ratios matter)"
+        )
     if not (sw > 0).any():
         raise ValueError("sample_weight is zero for every sample")
     return sw
+
+
+def fitted_centers(estimator: Any) -> np.ndarray:
+    """A fitted estimator's ``cluster_centers_`` as ``predict``, ``transform`` and
+    ``score`` use them, checked: a 2-D array of finite real numbers with at least one
+    row and ``n_features_in_`` columns.
+
+    scikit-learn code sets ``cluster_centers_`` by hand (to fix centroids found
+    elsewhere, say); centroids of another width would be compared with rows of the
+    wrong length.
+
+    Parameters
+    ----------
+    estimator : fitted KMeans, MiniBatchKMeans or KMedoids
+
+    Returns
+    -------
+    ndarray of shape (n_centers, n_features_in_)
+
+    Raises
+    ------
+    ValueError
+        Naming ``cluster_centers_``'s shape or values and what the model expects.
+    """
+    centers = np.asarray(estimator.cluster_centers_)
+    name = type(estimator).__name__
+    n_features = estimator.n_features_in_
+    real_numbers(centers, f"{name}.cluster_centers_")
+    if centers.ndim != 2 or centers.shape[0] < 1 or centers.shape[1] != n_features:
+        raise ValueError(
+            f"{name}.cluster_centers_ has shape {centers.shape}, but the model was fitted "
+            f"on {n_features} features: it must have shape (n_clusters, {n_features}) "
+            "with at least one row"
+        )
+    if not np.isfinite(centers).all():
+        raise ValueError(f"{name}.cluster_centers_ contains NaN or infinity")
+    return centers
 
 
 def is_sparse(X: Any) -> bool:

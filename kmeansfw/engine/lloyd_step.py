@@ -251,7 +251,7 @@ class LloydStep:
         state.assignment, state.cluster_weights = assignment, weights
         state.iteration = iteration
         state.strict = False
-        hooks.kmeansfw_iteration_end(state=state.seal())
+        steps.end_iteration(hooks, state)
         return steps.stop_after(hooks, state, relocated)
 
     def _assign(self, hooks: Hooks, data: FitData, centroids: np.ndarray) -> steps.Assignment:

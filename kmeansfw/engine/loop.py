@@ -588,8 +588,9 @@ def iterate(
     state.assignment, state.cluster_weights = assignment, weights
     state.iteration = iteration
     state.strict = False  # a criterion sets it when the labels match the new centroids
-    hooks.kmeansfw_iteration_end(state=state.seal())
+    steps.end_iteration(hooks, state)
     return steps.stop_after(hooks, state, steps.moved_by_empty(updated, new_centroids))
+
 
 
 def run(

@@ -220,10 +220,30 @@ class _Pluggy:
         except StrategyError:
             raise
         except Exception as exc:
-            names = ", ".join(i.plugin_name for i in self.caller.get_hookimpls())
+            impls = self.caller.get_hookimpls()
+            names = raising_plugin(impls, exc) or ", ".join(i.plugin_name for i in impls)
             raise StrategyError(
                 f"{names} failed in {self.name}: {type(exc).__name__}: {exc}"
             ) from exc
+
+
+def raising_plugin(impls: list[Any], exc: BaseException) -> str | None:
+    """The name of the implementation among ``impls`` (pluggy's) whose code ``exc`` was
+    raised in (its outermost frame in the traceback), or None when none was (the error
+    then names them all): a hook that calls several observers names the one that
+    failed, not every one of them."""
+    codes = {}
+    for impl in impls:
+        code = getattr(impl.function, "__code__", None)
+        if code is not None:
+            codes.setdefault(code, impl.plugin_name)
+    frame = exc.__traceback__
+    while frame is not None:
+        name = codes.get(frame.tb_frame.f_code)
+        if name is not None:
+            return name
+        frame = frame.tb_next
+    return None
 
 
 def _nothing(**kwargs: Any) -> None:

@@ -16,9 +16,11 @@ from typing import Any
 
 import attrs
 import numpy as np
+import pluggy
 
 from kmeansfw.core import contract
 from kmeansfw.core.data import FitData, read_only
+from kmeansfw.core.errors import StrategyError
 from kmeansfw.core.sums import SumsRequest
 from kmeansfw.engine.executors import fill_rows, inline_task, is_small, map_tasks, task_rows
 
@@ -275,6 +277,36 @@ def _same_elements(a: np.ndarray, b: np.ndarray) -> bool:
     )
 
 
+def end_iteration(hooks: Any, state: Any) -> None:
+    """Tell the observers an iteration ended (``kmeansfw_iteration_end``, the state
+    sealed).  An observer may set ``state.centroids`` to a new array, which the next
+    iteration starts from: it is checked as the update's answer is (an ndarray of the
+    centroids' shape and dtype, finite), else StrategyError naming the hook's observers.
+    """
+    centroids = state.centroids
+    hooks.kmeansfw_iteration_end(state=state.seal())
+    new = state.centroids
+    if new is centroids:
+        return
+    array = type(new) is np.ndarray
+    if array and new.shape == centroids.shape and new.dtype == centroids.dtype:
+        if np.isfinite(new).all():
+            state.centroids = read_only(new)
+            return
+        what = "an array holding NaN or infinity"
+    elif isinstance(new, np.ndarray):
+        what = f"an array of shape {new.shape} and dtype {new.dtype}"
+    else:
+        what = f"a {type(new).__name__}"
+    caller = getattr(getattr(hooks, "kmeansfw_iteration_end", None), "caller", None)
+    impls = caller.get_hookimpls() if isinstance(caller, pluggy.HookCaller) else []
+    names = ", ".join(impl.plugin_name for impl in impls) or "an observer"
+    raise StrategyError(
+        f"{names} set state.centroids in kmeansfw_iteration_end to {what}: the centroids "
+        f"must stay a finite {centroids.dtype} array of shape {centroids.shape}"
+    )
+
+
 def stop_after(hooks: Any, state: Any, relocated: bool) -> bool:
     """Whether the criteria stop the fit after this iteration (``kmeansfw_converged``,
     each answer checked); when the empty-cluster strategy moved a centroid, the stop is
@@ -314,7 +346,21 @@ def _costs_if_taken(hook: Any, name: str, assignment: Assignment) -> np.ndarray 
 
 
 def prepare_centroids(hook: Any, data: FitData, centroids: np.ndarray) -> dict:
-    """Run ``kmeansfw_prepare_centroids`` and return the per-centroid cache it filled."""
+    """Run ``kmeansfw_prepare_centroids`` and return the per-centroid cache it filled.
+
+    Raises
+    ------
+    ValueError
+        Centroids that are not (k, n_features) with k >= 1: every assignment and
+        distance goes through here, and the compiled kernels read each centroid for as
+        many features as the data's rows have.
+    """
+    shape = np.shape(centroids)
+    if len(shape) != 2 or shape[0] < 1 or shape[1] != data.n_features:
+        raise ValueError(
+            f"centroids of shape {shape} for data of {data.n_features} features: they "
+            f"must be (n_clusters, {data.n_features}), with at least one"
+        )
     cache: dict = {}
     centroids = read_only(centroids)
     contract.call(hook, "kmeansfw_prepare_centroids", centroids=centroids, data=data, cache=cache)

@@ -515,13 +515,17 @@ def precision_problem(
     best, found = scores[nearest, at], scores[labels, at]
     x_sq = np.einsum("ij,ij->i", xc, xc)
     gap = found - best
-    # float64's own rounding of the same sums is about 2^-52 of their terms ...
-    slack = PRECISION_MARGIN * np.maximum(x_sq + best, 0.0) + 2.0**-40 * (x_sq + c_sq[labels])
+    # float64's own rounding of the same sums: at most (d + 4) float64 eps of the terms
+    # compared (not more: rows 7e4 from the origin in clusters 0.5 apart have gaps of
+    # 0.002-0.005, which a slack of 2^-40 of the terms, 0.009 there, once hid) ...
+    terms = 2.0 * x_sq + c_sq[labels] + c_sq[nearest]
+    own = (rows.shape[1] + 4) * float(np.finfo(np.float64).eps) * terms
+    slack = PRECISION_MARGIN * np.maximum(x_sq + best, 0.0) + own
     # ... and what the dtype's rounding can explain, at most (d + 4) eps of the terms
     # compared: a label farther still came from elsewhere (an approximate assignment
     # plugin, half-precision products the user chose), not from the data's reach
     eps = float(np.finfo(dtype).eps)
-    rounding = (rows.shape[1] + 4) * eps * (2.0 * x_sq + c_sq[labels] + c_sq[nearest])
+    rounding = (rows.shape[1] + 4) * eps * terms
     wrong = int(np.count_nonzero((gap > slack) & (gap <= rounding)))
     if not wrong:
         return None
@@ -628,9 +632,10 @@ def warn_if_imprecise(
     every: int = 1,
     judged: bool = False,
 ) -> None:
-    """Warn (:class:`~kmeansfw.core.errors.PrecisionWarning`) when dense float32 ``X``
-    compared by the Euclidean distances (``fitted`` holds ``euclidean.mean``) has labels
-    that :func:`precision_problem` finds wrong on the drawn rows; else nothing.
+    """Warn (:class:`~kmeansfw.core.errors.PrecisionWarning`) when float32 ``X`` (dense,
+    or sparse: its drawn rows are made dense) compared by the Euclidean distances
+    (``fitted`` holds ``euclidean.mean``) has labels that :func:`precision_problem`
+    finds wrong on the drawn rows; else nothing.
 
     Parameters
     ----------
@@ -649,7 +654,7 @@ def warn_if_imprecise(
         it costs less than the check) are judged first (:func:`rounding_can_mislabel`),
         and centroids no rounding can mislabel by are not checked.
     """
-    if labels is None or fitted.get(_MEAN) is None or is_sparse(X):
+    if labels is None or fitted.get(_MEAN) is None:
         return
     if len(labels) != X.shape[0]:  # a mini-batch fit that computed no labels
         return
@@ -660,7 +665,10 @@ def warn_if_imprecise(
     if not judged and len(centroids) <= len(rows):
         if not rounding_can_mislabel(centroids, fitted):
             return
-    problem = precision_problem(X[rows], np.asarray(labels)[rows], centroids, fitted)
+    sample = X[rows]
+    if is_sparse(sample):
+        sample = sample.toarray()
+    problem = precision_problem(sample, np.asarray(labels)[rows], centroids, fitted)
     if problem is not None:
         warn(problem, PrecisionWarning)  # located in the user's program
 

@@ -36,6 +36,7 @@ centroids as the uninterrupted fit.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import copy
 import functools
@@ -55,7 +56,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from kmeansfw.core.catalog import array_like
+from kmeansfw.core.catalog import BUILTIN, CATALOG, array_like
 from kmeansfw.core.data import FitData, Fitted, is_sparse
 from kmeansfw.core.errors import CheckpointError, warn
 from kmeansfw.core.markers import hookimpl
@@ -143,6 +144,11 @@ def data_digest(X: Any) -> str:
     return h.hexdigest()
 
 
+#: How deep :func:`_canonical` describes nested values (a function's helpers take three
+#: levels each: its description, its globals, the helper), past which only a type.
+_MAX_DEPTH = 16
+
+
 def _canonical(value: Any, depth: int = 0) -> Any:
     """A JSON-able description of a configuration value that is equal for equal values
     (arrays by content, strategy objects by type and fields, functions by code)."""
@@ -172,7 +178,7 @@ def _canonical(value: Any, depth: int = 0) -> Any:
     if isinstance(value, set | frozenset):  # in an order that no hash seed changes
         items = [_canonical(v, depth + 1) for v in value]
         return {"set": sorted(items, key=lambda v: json.dumps(v, sort_keys=True, default=repr))}
-    if depth > 8:
+    if depth > _MAX_DEPTH:
         return {"type": name}
     if isinstance(value, np.random.Generator):
         return {"Generator": _canonical(value.bit_generator.state, depth + 1)}
@@ -195,7 +201,7 @@ def _canonical(value: Any, depth: int = 0) -> Any:
     if isinstance(value, list | tuple):
         return [_canonical(v, depth + 1) for v in value]
     if isinstance(value, type):
-        return {"type": f"{value.__module__}.{value.__qualname__}"}
+        return {"type": f"{value.__module__}.{value.__qualname__}", "code": _class_code(value)}
     if isinstance(value, functools.partial):
         return {
             "partial": _canonical(
@@ -209,11 +215,54 @@ def _canonical(value: Any, depth: int = 0) -> Any:
         return _function(value, code, name, depth)
     if attrs.has(kind):
         fields = {f.name: getattr(value, f.name, None) for f in attrs.fields(kind)}
-        return {"type": name, "fields": _canonical(fields, depth + 1)}
-    if hasattr(value, "__dict__"):
-        return {"type": name, "state": _canonical(vars(value), depth + 1)}
+        return {"type": name, "fields": _canonical(fields, depth + 1), "code": _class_code(kind)}
+    state = _instance_state(value)
+    if state is not None:
+        return {"type": name, "state": _canonical(state, depth + 1), "code": _class_code(kind)}
     text = repr(value)
     return {"type": name, "repr": text if " at 0x" not in text else None}
+
+
+#: What :func:`_instance_state` gives for a slot left unset.
+_UNSET = "<unset>"
+
+
+def _instance_state(value: Any) -> dict[str, Any] | None:
+    """An object's attributes: its ``__dict__`` and the slots its classes declare (a
+    class with ``__slots__`` has no ``__dict__``); None for an object with neither (a
+    built-in's value), which its repr describes."""
+    state = dict(vars(value)) if hasattr(value, "__dict__") else {}
+    slotted = False
+    for cls in type(value).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        for slot in (slots,) if isinstance(slots, str) else slots:
+            if slot in ("__dict__", "__weakref__"):
+                continue
+            slotted = True
+            state[f"{cls.__qualname__}.{slot}"] = getattr(value, slot, _UNSET)
+    if not state and not slotted and not hasattr(value, "__dict__"):
+        return None
+    return state
+
+
+def _class_code(cls: type) -> str | None:
+    """A digest of the code of the methods that ``cls`` and its bases outside Python's
+    built-ins define (a strategy's hooks among them), so that a class edited under the
+    same name describes another setting; None for a built-in class."""
+    parts = []
+    for klass in cls.__mro__:
+        if klass.__module__ == "builtins" and getattr(builtins, klass.__name__, None) is klass:
+            continue
+        for attr, member in sorted(klass.__dict__.items()):
+            function = getattr(member, "__func__", member)  # static and class methods
+            if isinstance(member, property):
+                function = member.fget
+            code = getattr(function, "__code__", None)
+            if isinstance(code, types.CodeType):
+                parts.append([klass.__qualname__, attr, _code_text(code)])
+    if not parts:
+        return None
+    return _hexdigest(json.dumps(parts).encode())
 
 
 def _code_text(code: types.CodeType) -> str:
@@ -278,12 +327,37 @@ EXACT_ASSIGNMENTS = frozenset({"nearest", "auto", "hamerly", "yinyang"})
 
 
 def _setting(key: str, value: Any) -> Any:
-    """A setting as the fingerprint sees it (exact assignments as one)."""
+    """A setting as the fingerprint sees it (exact assignments as one; a strategy
+    registered outside kmeansfw with what its name names, :func:`with_registered`)."""
     if key == "assignment":
         name = value.get("name") if isinstance(value, Mapping) else value
         if isinstance(name, str) and name in EXACT_ASSIGNMENTS:
             return "nearest"
-    return value
+    return with_registered(key, value)
+
+
+#: The settings that name a strategy of the slot of the same name.
+_SLOT_SETTINGS = frozenset({"init", "distance", "assignment", "update", "empty", "convergence"})
+
+
+def with_registered(key: str, value: Any) -> Any:
+    """Setting ``key``'s ``value`` as the fingerprints see it: a name (or a table's
+    ``name``) of a strategy registered outside kmeansfw's built-ins (a script's
+    ``@kmeansfw.distance("...")``, a plugin) comes with what the name builds (its class or
+    function, by code: :func:`value_digest`), so that a strategy edited under the same
+    name is another setting; anything else as it is."""
+    if key not in _SLOT_SETTINGS:
+        return value
+    name = value.get("name") if isinstance(value, Mapping) else value
+    if not isinstance(name, str):
+        return value
+    try:
+        entry = CATALOG.lookup(key, name)
+    except Exception:  # noqa: BLE001 - not a known name: the fit reports it
+        return value
+    if entry.source == BUILTIN:
+        return value
+    return {"setting": value, "registered": entry.factory}
 
 
 def fingerprint(
@@ -301,8 +375,8 @@ def fingerprint(
     }
     parts["random_state"] = value_digest(config_values.get("random_state"))
     parts["X"] = data_digest(X)
-    if sample_weight is None:
-        sample_weight = np.ones(X.shape[0], dtype=getattr(X, "dtype", np.float64))
+    if sample_weight is None:  # unit weights: the same whatever X's dtype
+        sample_weight = np.ones(X.shape[0])
     h = _digest()
     _hash_array(h, np.asarray(sample_weight))
     parts["sample_weight"] = h.hexdigest()

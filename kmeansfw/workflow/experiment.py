@@ -149,7 +149,9 @@ def load_file(
         line with a number in it is data, and a bad value there is refused); True
         takes the first line as names whatever they read (``temp,2019``; but a first
         cell left empty, above an index column as pandas writes it, is refused), False
-        as data.  Other file types ignore it.
+        as data.  Other file types ignore it.  (A Parquet file's index columns, those
+        pandas writes for an index other than 0, 1, 2, ..., are not data: they are
+        left out.)
     mmap : bool, default=False
         Map a ``.npy`` file read-only instead of reading it
         (``np.load(path, mmap_mode="r")``), so that a fit reads it block by block, for
@@ -182,21 +184,23 @@ def _load_file(
     check_header(header)
     path = pathlib.Path(path)
     settled = None
+    if path.is_dir():
+        raise DataError(f"{str(path)!r} is a folder, not a data file")
     if not is_file(path):
         known = ", ".join((*BUNDLED, *BLOBS))
         raise DataError(f"no such data file or data set: {str(path)!r} (data sets: {known})")
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
+            with open(path, "rb") as file:
+                magic = file.read(6)
+            if magic != b"\x93NUMPY":  # np.load would read it as a pickle, and say so
+                raise DataError(f"{path.name}: not a .npy array file (no NumPy header)")
             X = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
             if not isinstance(X, np.ndarray):  # an .npz archive under an .npy name
                 raise DataError(f"{path.name}: not a .npy array file")
         elif suffix == ".parquet":
-            try:
-                import pyarrow.parquet as pq
-            except ImportError:
-                raise DataError("reading Parquet needs pyarrow: pip install pyarrow") from None
-            X = np.column_stack([c.to_numpy() for c in pq.read_table(path).columns])
+            X = _read_parquet(path)
         elif suffix in (".csv", ".txt"):
             X, settled = _read_csv(path, header)
         else:
@@ -213,6 +217,38 @@ def _load_file(
         raise DataError(f"{path.name}: the data must be numeric, got {X.dtype}")
     check_finite(X, path.name)
     return X, settled
+
+
+def _read_parquet(path: pathlib.Path) -> np.ndarray:
+    """A Parquet file's columns of numbers side by side, without the index columns that
+    pandas wrote (named in the file's pandas metadata: ``df.to_parquet`` stores an index
+    other than 0, 1, 2, ... as a column, which pandas reads back as the index, not as
+    data); DataError naming a column that holds anything but numbers or booleans."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError("reading Parquet needs pyarrow: pip install pyarrow") from None
+    table = pq.read_table(path)
+    try:
+        metadata = table.schema.pandas_metadata or {}
+    except ValueError:  # metadata that is not JSON: no pandas index to tell
+        metadata = {}
+    index = {name for name in metadata.get("index_columns", []) if isinstance(name, str)}
+    columns = []
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        if name in index:
+            continue
+        kind = column.type
+        numbers = pa.types.is_integer(kind) or pa.types.is_floating(kind)
+        if not (numbers or pa.types.is_boolean(kind)):
+            raise DataError(
+                f"{path.name}: column {name!r} holds {kind}, not numbers: drop or convert it"
+            )
+        columns.append(column.to_numpy())
+    if not columns:
+        return np.empty((table.num_rows, 0))
+    return np.column_stack(columns)
 
 
 def _load_parsed(
@@ -734,9 +770,10 @@ def _settings(
     for a named data set), with the reading of its first line when the caller sets it
     (``header``); as a digest recorded with the row, so that a rerun does not take a row
     computed under other settings."""
-    from kmeansfw.workflow.checkpoint import value_digest
+    from kmeansfw.workflow.checkpoint import value_digest, with_registered
 
-    parts: list[Any] = [dict(values), int(silhouette_sample), data]
+    settings = {key: with_registered(key, value) for key, value in values.items()}
+    parts: list[Any] = [settings, int(silhouette_sample), data]
     if header is not None and data:  # rows written without the option keep their digest
         parts.append({"header": bool(header)})
     return value_digest(parts)[:SETTINGS_DIGEST_CHARS]

@@ -13,7 +13,7 @@ from kmeansfw.backends.dask.arrays import _as_array, _ready_block, _weights_arra
 from kmeansfw.backends.dask.cluster import active_client
 from kmeansfw.backends.dask.fitting import fit_config
 from kmeansfw.core.config import budget_bytes, make_rng
-from kmeansfw.core.data import FitData
+from kmeansfw.core.data import FitData, fitted_centers
 from kmeansfw.engine import loop as engine
 from kmeansfw.engine import plugins, steps
 
@@ -75,7 +75,7 @@ def _model_of(estimator: Any, X: Any) -> tuple[_Model, Any]:
     model = _Model(
         list(estimator._strategies),
         dict(estimator.fitted_state_),
-        estimator.cluster_centers_,
+        fitted_centers(estimator),
         budget_bytes(estimator.memory_budget_mb),
     )
     return model, X

@@ -24,7 +24,7 @@ from kmeansfw.backends.torch.host import attach
 from kmeansfw.backends.torch.plan import _geometry_of, _Plan
 from kmeansfw.backends.torch.steps import _assign
 from kmeansfw.core.config import budget_bytes, make_rng
-from kmeansfw.core.data import FitData
+from kmeansfw.core.data import FitData, fitted_centers
 from kmeansfw.strategies.euclidean import (
     _MEAN,
     PRECISION_STEP_EVERY,
@@ -84,14 +84,15 @@ def _model(
     options = _options(estimator.executor)
     label, distance = _distance(estimator._strategies)
     geometry = _geometry_of(label, distance, options.precision)
-    k = estimator.cluster_centers_.shape[0]
+    centers = fitted_centers(estimator)
+    k = centers.shape[0]
     budget = _budget(options, budget_bytes(estimator.memory_budget_mb), X.device)
     data = _data(X, _weights(sample_weight, X), budget, k, estimator.fitted_state_)
     _check_finite(X, _blocks(data))
     geometry.prepare(data)
     if assigns:
         attach(data, options, geometry, False, estimator._strategies, k)
-    C = torch.as_tensor(estimator.cluster_centers_, device=X.device).to(X.dtype)
+    C = torch.as_tensor(centers, device=X.device).to(X.dtype)
     plan = _Plan(geometry, None, False, None, False)
     return plan, data, C
 
