@@ -2162,3 +2162,129 @@ def test_compiled_kernels_hold_no_shape_check_error_formatting():
                     found.append(f"{module.__name__}.{name}{signature}")
     assert read > 30
     assert found == []
+
+
+@functools.cache
+def _outer_callers():
+    import numba
+
+    from kmeansfw.kernels.outer import outer_nearest, outer_products
+
+    @numba.njit
+    def nearest(rows, first, m, ct, norms, best, second, arg, want):
+        return outer_nearest(rows, first, m, ct, norms, best, second, arg, want)
+
+    @numba.njit
+    def products(rows, first, m, ct, out):
+        return outer_products(rows, first, m, ct, out)
+
+    return nearest, products
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+def test_products_in_registers_are_each_features_fused_multiply_adds():
+    """``outer_products``: every product is ``fma(x[d-1], c[d-1], ... fma(x[0], c[0],
+    0))`` in float32 (emulated exactly: a float32 product is exact in float64, and the
+    sum then rounds once to float32); ``outer_nearest``: the least of those plus the
+    norms, its lowest index on ties, and the runner-up (the least again on a tie), over
+    padded widths of 32 to 64, rows from any ``first``, rows left after whole groups."""
+    from kmeansfw.kernels.lanes import registers_of_eight
+    from kmeansfw.kernels.outer import outer_width
+
+    if not registers_of_eight():
+        pytest.skip("the products in registers are taken with AVX-512 only")
+    nearest, products = _outer_callers()
+    rng = np.random.default_rng(50)
+    for trial in range(120):
+        k, d, n = int(rng.integers(17, 65)), int(rng.integers(1, 90)), int(rng.integers(1, 40))
+        kp, first = outer_width(k), int(rng.integers(0, 5))
+        X = rng.standard_normal((n + 5, d)).astype(np.float32)
+        C = rng.standard_normal((k, d)).astype(np.float32)
+        if trial % 4 == 0:  # whole numbers: exact ties, a centroid twice
+            X, C = np.round(X), np.round(C)
+            C[k // 2] = C[0]
+        ct = np.zeros((d, kp), np.float32)
+        ct[:, :k] = (-2 * C).T
+        norms = np.full(kp, np.inf, np.float32)
+        norms[:k] = (C * C).sum(1)
+        best, second = np.empty(n, np.float32), np.empty(n, np.float32)
+        arg, out = np.empty(n, np.int32), np.empty((n, kp), np.float32)
+        assert nearest(X, first, n, ct, norms, best, second, arg, True)
+        assert products(X, first, n, ct, out)
+        acc = np.zeros((n, kp), np.float32)
+        for f in range(d):
+            exact = X[first : first + n, f : f + 1].astype(np.float64) * ct[f]
+            acc = (exact + acc).astype(np.float32)
+        np.testing.assert_array_equal(out, acc)
+        values = acc + norms
+        ordered = np.sort(values, axis=1)
+        np.testing.assert_array_equal(arg, values.argmin(axis=1))
+        np.testing.assert_array_equal(best, ordered[:, 0])
+        np.testing.assert_array_equal(second, ordered[:, 1])
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+def test_products_in_registers_decline_what_they_cannot_take_and_check_their_rows():
+    """float64 arrays, widths that are not 32, 48 or 64, too few norms: False and
+    nothing written; rows past the array's end: IndexError before anything is read."""
+    from kmeansfw.kernels.lanes import registers_of_eight
+
+    if not registers_of_eight():
+        pytest.skip("the products in registers are taken with AVX-512 only")
+    nearest, _ = _outer_callers()
+    X = np.ones((4, 8), np.float32)
+
+    def outputs():
+        return np.zeros(4, np.float32), np.zeros(4, np.float32), np.zeros(4, np.int32)
+
+    for rows, ct, norms in (
+        (X.astype(np.float64), np.zeros((8, 16)), np.zeros(16)),
+        (X, np.zeros((8, 80), np.float32), np.zeros(80, np.float32)),
+        (X, np.zeros((8, 24), np.float32), np.zeros(24, np.float32)),
+        (X, np.zeros((8, 16), np.float32), np.zeros(16, np.float32)),
+        (X, np.zeros((8, 32), np.float32), np.zeros(16, np.float32)),
+        (X, np.zeros((7, 32), np.float32), np.zeros(32, np.float32)),
+    ):
+        best, second, arg = outputs()
+        assert not nearest(rows, 0, 4, ct, norms, best, second, arg, True)
+        assert not best.any() and not arg.any()
+    best, second, arg = outputs()
+    with pytest.raises(IndexError):
+        ct, norms = np.zeros((8, 32), np.float32), np.zeros(32, np.float32)
+        nearest(X, 1, 4, ct, norms, best, second, arg, False)
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize(
+    "n, d, k", [(3001, 64, 32), (2000, 40, 30), (999, 128, 64), (1500, 256, 48)]
+)
+def test_the_float32_search_at_outer_shapes_agrees_with_itself_and_brute_force(n, d, k):
+    """Where the product search takes its float32 products in registers
+    (``outer.outer_pays``): the labels with and without the runner-up, on one thread
+    and two, and those of yinyang's search by groups (the same products) are the same;
+    brute force in float64 agrees except within rounding of a tie."""
+    from kmeansfw.kernels.euclidean import nearest_groups_sq_euclidean
+    from kmeansfw.kernels.outer import outer_pays
+
+    assert outer_pays(k) and euclidean.by_rows_product(d, k, itemsize=4)
+    rng = np.random.default_rng(n + d + k)
+    X = (rng.standard_normal((n, d)) + 3).astype(np.float32)
+    mean = X.mean(axis=0).astype(np.float32)
+    C = X[rng.choice(n, k, replace=False)]
+    centered, minus_2c, norms, _ = euclidean.prepare_euclidean_centroids(C, mean, np.float32)
+    labels, mins, second = kernels.nearest_sq_euclidean(
+        X, mean, minus_2c, norms, centered, with_second=True
+    )
+    alone = kernels.nearest_sq_euclidean(X, mean, minus_2c, norms, centered, with_costs=False)[0]
+    threaded = kernels.nearest_sq_euclidean(
+        X, mean, minus_2c, norms, centered, with_costs=False, n_threads=2
+    )[0]
+    grouped = nearest_groups_sq_euclidean(X, mean, minus_2c, norms, centered, np.arange(k) % 4, 4)
+    np.testing.assert_array_equal(labels, alone)
+    np.testing.assert_array_equal(labels, threaded)
+    np.testing.assert_array_equal(labels, grouped[0])
+    exact = cdist((X - mean).astype(np.float64), centered.astype(np.float64), "sqeuclidean")
+    ordered = np.sort(exact, axis=1)
+    clear = ordered[:, 1] - ordered[:, 0] > 1e-3 * ordered[:, 0]
+    np.testing.assert_array_equal(labels[clear], exact.argmin(axis=1)[clear])
+    np.testing.assert_allclose(second, ordered[:, 1], rtol=1e-3, atol=1e-2)
