@@ -1,8 +1,7 @@
 """Pieces of LLVM IR that the kernels' numba intrinsics share (numba only).
 
-:mod:`kmeansfw.kernels.tiles`, :mod:`kmeansfw.kernels.lanes` and
-:mod:`kmeansfw.kernels.outer` write their code as LLVM IR: they type their arguments the
-same way, answer True or False from a switch over the
+:mod:`kmeansfw.kernels.tiles` and :mod:`kmeansfw.kernels.lanes` write their code as LLVM
+IR: both type their arguments the same way, answer True or False from a switch over the
 shapes they compile, decline the arrays they cannot read as they expect, and spread one
 value over a vector.
 """

@@ -34,7 +34,6 @@ from kmeansfw.kernels.update import SUM_GROUP_UNIT, sum_group_rows
 
 if HAVE_NUMBA:
     from kmeansfw.kernels.lanes import LANE_MAX_FEATURES, add_rows_in_lanes
-    from kmeansfw.kernels.outer import OUTER_LANES, outer_nearest, outer_pays, outer_products
     from kmeansfw.kernels.prefetch import CACHE_LINE_BYTES, prefetch_line
     from kmeansfw.kernels.tiles import TILE_ROWS, center_eight
 
@@ -603,7 +602,6 @@ if HAVE_NUMBA:
     )
 
     _by_rows_product = numba.njit(nogil=True, cache=True, inline="always")(_by_rows_rule)
-    _outer_pays = numba.njit(nogil=True, cache=True, inline="always")(outer_pays)
     _row_search_pays = numba.njit(nogil=True, cache=True, inline="always")(row_search_pays)
     _screen_pays = numba.njit(nogil=True, cache=True, inline="always")(screen_pays)
     _screen_margins_of = numba.njit(nogil=True, cache=True, inline="always")(_screen_margins)
@@ -672,9 +670,8 @@ if HAVE_NUMBA:
     @numba.njit(nogil=True, cache=True, inline="always")
     def _transpose_tiles(product, block):  # pragma: no cover
         # block[j, i] = product[i, j], tiles of TRANSPOSE_TILE_ROWS rows: each tile's
-        # rows stay in L1 while its columns are written out contiguously (the block's
-        # k columns of the product, which may have more: outer_products' padding)
-        m, k = product.shape[0], block.shape[0]
+        # rows stay in L1 while its columns are written out contiguously
+        m, k = product.shape
         tiled = m - m % TRANSPOSE_TILE_ROWS
         for i0 in range(0, tiled, TRANSPOSE_TILE_ROWS):
             for j in range(k):
@@ -745,44 +742,17 @@ if HAVE_NUMBA:
         best = np.empty(sub, dtype=X.dtype)
         runner_up = np.empty(sub, dtype=X.dtype)
         arg = np.empty(sub, dtype=np.int32)
-        # float32 at the shapes of the products by rows: the products in registers
-        # (outer_nearest) where the processor has them, else BLAS's
-        in_registers = X.itemsize == 4 and by_rows_step > 0 and _outer_pays(k)
-        ct, norms = _outer_operands(minus_2c, c_sq_norms, in_registers)
         for start in range(0, n, sub):
             m = min(start + sub, n) - start
             rows = centered[:m]
-            if in_registers:
-                # the rows centered (on the origin too: x - 0.0 is x, bit for bit), so
-                # that the intrinsic's code is compiled for one call
-                _center_rows(X, mean, start, rows)
-                in_registers = outer_nearest(
-                    centered, 0, m, ct, norms, best, runner_up, arg, want_second
-                )
-            if not in_registers:
-                block = _centered_product(
-                    X, mean, origin, minus_2c, minus_2c_t, start, rows, buf, by_rows
-                )
-                _block_nearest(block, c_sq_norms, m, best, runner_up, arg, want_second)
+            block = _centered_product(
+                X, mean, origin, minus_2c, minus_2c_t, start, rows, buf, by_rows
+            )
+            _block_nearest(block, c_sq_norms, m, best, runner_up, arg, want_second)
             _finish_rows(
                 X, mean, centered_c, start, m, arg, runner_up, labels, mins, second,
                 sample_weight, group_rows, group_sums, group_weights, prefetching,
             )
-
-    @numba.njit(nogil=True, cache=True, inline="always")
-    def _outer_operands(minus_2c, c_sq_norms, wanted):  # pragma: no cover
-        # outer_nearest's (d, kp) copy of minus_2c.T, zero past the k centroids, and
-        # the norms, +inf past them (so that those columns never win); empty when not
-        # wanted.  Element by element: see _copy in lloyd.
-        k, d = minus_2c.shape
-        kp = -(-k // OUTER_LANES) * OUTER_LANES if wanted else 0
-        ct = np.zeros((d if wanted else 0, kp), dtype=minus_2c.dtype)
-        norms = np.full(kp, np.inf, dtype=minus_2c.dtype)
-        for j in range(k if wanted else 0):
-            norms[j] = c_sq_norms[j]
-            for f in range(d):
-                ct[f, j] = minus_2c[j, f]
-        return ct, norms
 
     @numba.njit(nogil=True, cache=True, inline="always")
     def _block_nearest(block, c_sq_norms, m, best, runner_up, arg, want_second):  # pragma: no cover
@@ -1865,23 +1835,12 @@ if HAVE_NUMBA:
         second = np.empty((t, sub), dtype=X.dtype)
         zero = X.dtype.type(0)
         inf = X.dtype.type(np.inf)
-        # the product search's products (in registers where it takes them there)
-        in_registers = X.itemsize == 4 and by_rows_step > 0 and _outer_pays(k)
-        ct, _ = _outer_operands(minus_2c, c_sq_norms, in_registers)
-        padded = np.empty((sub if in_registers else 0, ct.shape[1]), dtype=X.dtype)
         for start in range(0, n, sub):
             m = min(start + sub, n) - start
             rows = centered[:m]
-            if in_registers:  # the rows centered, as in the product search
-                _center_rows(X, mean, start, rows)
-                in_registers = outer_products(centered, 0, m, ct, padded)
-            if in_registers:
-                block = buf[: k * m].reshape((k, m))
-                _transpose_tiles(padded[:m], block)
-            else:
-                block = _centered_product(
-                    X, mean, origin, minus_2c, minus_2c_t, start, rows, buf, by_rows
-                )
+            block = _centered_product(
+                X, mean, origin, minus_2c, minus_2c_t, start, rows, buf, by_rows
+            )
             first[:, :m] = inf
             second[:, :m] = inf
             c = c_sq_norms[0]
