@@ -64,7 +64,7 @@ def _params_key(params: dict[str, Any]) -> tuple | None:
     """A comparable snapshot of parameters that are plain values, value strategies (see
     :func:`kmeansfw.core.catalog.is_value_strategy`) or a small ``init`` array (by its values);
     None when any parameter is not."""
-    items = []
+    items: list[tuple[Any, ...]] = []
     for name in sorted(params):
         value = params[name]
         kind = type(value)

@@ -277,7 +277,8 @@ def fitted_centers(estimator: Any) -> np.ndarray:
 
     Returns
     -------
-    ndarray of shape (n_centers, n_features_in_)
+    ndarray of shape (n_centers, n_features)
+        ``n_features`` is the model's ``n_features_in_``.
 
     Raises
     ------

@@ -232,7 +232,7 @@ def raising_plugin(impls: list[Any], exc: BaseException) -> str | None:
     raised in (its outermost frame in the traceback), or None when none was (the error
     then names them all): a hook that calls several observers names the one that
     failed, not every one of them."""
-    codes = {}
+    codes: dict[Any, str] = {}
     for impl in impls:
         code = getattr(impl.function, "__code__", None)
         if code is not None:
