@@ -280,7 +280,7 @@ def test_a_checkpoint_of_a_slotted_strategy_is_not_reused_for_another(tmp_path, 
     # the second fit returned the first one's finished result (2 iterations), silently
     first = kmeansfw.KMeans(
         5, random_state=0, init="random", n_init=1, convergence=_Slotted(2),
-        checkpoint=str(tmp_path),
+        checkpoint=str(tmp_path), tol=0.0,
     ).fit(X)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "written for a different convergence"
@@ -327,3 +327,31 @@ def test_unit_weights_have_one_fingerprint_whatever_the_dtype(X):
     as32 = fingerprint({}, X.astype(np.float32))["sample_weight"]
     assert as64 == as32
     assert fingerprint({}, X, np.full(300, 2.0))["sample_weight"] != as64
+
+
+def test_fingerprints_of_attrs_strategies_are_the_same_in_every_process():
+    # attrs' generated __hash__ holds a per-process salt: described with the class's
+    # code, every new process gave a new digest and no checkpoint resumed
+    import subprocess
+    import sys
+
+    script = (
+        "from kmeansfw.workflow.checkpoint import value_digest\n"
+        "from kmeansfw.strategies.init import KMeansPlusPlus\n"
+        "print(value_digest({'init': KMeansPlusPlus()}))\n"
+    )
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True,
+            env={**__import__("os").environ, "PYTHONHASHSEED": seed},
+        ).stdout.strip()
+        for seed in ("1", "2")
+    }
+    assert len(digests) == 1 and "" not in digests
+
+
+def test_object_centres_that_convert_to_floats_still_predict(X):
+    km = kmeansfw.KMeans(3, random_state=0).fit(X)
+    expected = km.predict(X)
+    km.cluster_centers_ = km.cluster_centers_.astype(object)
+    np.testing.assert_array_equal(km.predict(X), expected)

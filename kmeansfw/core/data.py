@@ -289,6 +289,8 @@ def fitted_centers(estimator: Any) -> np.ndarray:
     name = type(estimator).__name__
     n_features = estimator.n_features_in_
     real_numbers(centers, f"{name}.cluster_centers_")
+    if centers.dtype.kind == "O":  # objects that convert to floats (real_numbers says)
+        centers = centers.astype(np.float64)
     if centers.ndim != 2 or centers.shape[0] < 1 or centers.shape[1] != n_features:
         raise ValueError(
             f"{name}.cluster_centers_ has shape {centers.shape}, but the model was fitted "

@@ -146,7 +146,7 @@ def data_digest(X: Any) -> str:
 
 #: How deep :func:`_canonical` describes nested values (a function's helpers take three
 #: levels each: its description, its globals, the helper), past which only a type.
-_MAX_DEPTH = 16
+_MAX_DEPTH = 12
 
 
 def _canonical(value: Any, depth: int = 0) -> Any:
@@ -245,6 +245,7 @@ def _instance_state(value: Any) -> dict[str, Any] | None:
     return state
 
 
+@functools.lru_cache(maxsize=1024)
 def _class_code(cls: type) -> str | None:
     """A digest of the code of the methods that ``cls`` and its bases outside Python's
     built-ins define (a strategy's hooks among them), so that a class edited under the
@@ -258,7 +259,12 @@ def _class_code(cls: type) -> str | None:
             if isinstance(member, property):
                 function = member.fget
             code = getattr(function, "__code__", None)
-            if isinstance(code, types.CodeType):
+            # attrs' generated methods hold a per-process hash salt among their
+            # constants (and say nothing the fields do not): left out, so that a
+            # digest is the same in every process
+            if isinstance(code, types.CodeType) and not code.co_filename.startswith(
+                "<attrs generated"
+            ):
                 parts.append([klass.__qualname__, attr, _code_text(code)])
     if not parts:
         return None
@@ -375,10 +381,10 @@ def fingerprint(
     }
     parts["random_state"] = value_digest(config_values.get("random_state"))
     parts["X"] = data_digest(X)
-    if sample_weight is None:  # unit weights: the same whatever X's dtype
+    if sample_weight is None:
         sample_weight = np.ones(X.shape[0])
-    h = _digest()
-    _hash_array(h, np.asarray(sample_weight))
+    h = _digest()  # in float64: the same weights whatever X's dtype (a fit passes X's)
+    _hash_array(h, np.asarray(sample_weight, dtype=np.float64))
     parts["sample_weight"] = h.hexdigest()
     return parts
 

@@ -184,7 +184,7 @@ def _load_file(
     check_header(header)
     path = pathlib.Path(path)
     settled = None
-    if path.is_dir():
+    if _is_folder(path):
         raise DataError(f"{str(path)!r} is a folder, not a data file")
     if not is_file(path):
         known = ", ".join((*BUNDLED, *BLOBS))
@@ -217,6 +217,15 @@ def _load_file(
         raise DataError(f"{path.name}: the data must be numeric, got {X.dtype}")
     check_finite(X, path.name)
     return X, settled
+
+
+def _is_folder(path: pathlib.Path) -> bool:
+    """Whether ``path`` is a folder (False for a name the system refuses, too long, say:
+    the message about a missing file then follows)."""
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
 
 
 def _read_parquet(path: pathlib.Path) -> np.ndarray:
