@@ -592,7 +592,6 @@ def iterate(
     return steps.stop_after(hooks, state, steps.moved_by_empty(updated, new_centroids))
 
 
-
 def run(
     hooks: Any,
     data: FitData,

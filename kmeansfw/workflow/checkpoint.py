@@ -336,10 +336,15 @@ def _setting(key: str, value: Any) -> Any:
     """A setting as the fingerprint sees it (exact assignments as one; a strategy
     registered outside kmeansfw with what its name names, :func:`with_registered`)."""
     if key == "assignment":
-        name = value.get("name") if isinstance(value, Mapping) else value
+        name = _strategy_name(value)
         if isinstance(name, str) and name in EXACT_ASSIGNMENTS:
             return "nearest"
     return with_registered(key, value)
+
+
+def _strategy_name(value: Any) -> Any:
+    """The name a setting gives its strategy: itself, or a table's ``name``."""
+    return value.get("name") if isinstance(value, Mapping) else value
 
 
 #: The settings that name a strategy of the slot of the same name.
@@ -354,7 +359,7 @@ def with_registered(key: str, value: Any) -> Any:
     name is another setting; anything else as it is."""
     if key not in _SLOT_SETTINGS:
         return value
-    name = value.get("name") if isinstance(value, Mapping) else value
+    name = _strategy_name(value)
     if not isinstance(name, str):
         return value
     try:

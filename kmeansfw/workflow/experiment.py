@@ -134,6 +134,15 @@ def is_file(path: str | os.PathLike[str]) -> bool:
         return False
 
 
+def _is_folder(path: pathlib.Path) -> bool:
+    """Whether ``path`` is a folder (False for a name the system refuses, too long, say:
+    the message about a missing file then follows)."""
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
 def load_file(
     path: str | os.PathLike[str], *, header: bool | None = None, mmap: bool = False
 ) -> np.ndarray:
@@ -217,15 +226,6 @@ def _load_file(
         raise DataError(f"{path.name}: the data must be numeric, got {X.dtype}")
     check_finite(X, path.name)
     return X, settled
-
-
-def _is_folder(path: pathlib.Path) -> bool:
-    """Whether ``path`` is a folder (False for a name the system refuses, too long, say:
-    the message about a missing file then follows)."""
-    try:
-        return path.is_dir()
-    except (OSError, ValueError):
-        return False
 
 
 def _read_parquet(path: pathlib.Path) -> np.ndarray:
