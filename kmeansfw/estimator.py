@@ -77,6 +77,10 @@ def _params_key(params: dict[str, Any]) -> tuple | None:
             value = ArrayInit(value)  # compared by its values
         if not (isinstance(value, _PLAIN) or is_value_strategy(value)):
             return None
+        try:  # an unhashable value (a list field) has no key: before value_types walks it
+            hash(value)
+        except TypeError:
+            return None
         items.append((name, kind, value, value_types(value)))
     key = tuple(items)
     try:

@@ -355,3 +355,20 @@ def test_object_centres_that_convert_to_floats_still_predict(X):
     expected = km.predict(X)
     km.cluster_centers_ = km.cluster_centers_.astype(object)
     np.testing.assert_array_equal(km.predict(X), expected)
+
+
+@attrs.frozen
+class _Holds:
+    items: list
+
+    @kmeansfw.hookimpl
+    def kmeansfw_converged(self, state):
+        return state.iteration >= 2
+
+
+def test_a_strategy_holding_a_list_that_holds_itself_still_fits(X):
+    # the shared-strategy key walked the list's types without end (RecursionError)
+    looped: list = []
+    looped.append(looped)
+    km = kmeansfw.KMeans(3, random_state=0, convergence=_Holds(looped)).fit(X)
+    assert km.n_iter_ == 2
