@@ -372,3 +372,18 @@ def test_a_strategy_holding_a_list_that_holds_itself_still_fits(X):
     looped.append(looped)
     km = kmeansfw.KMeans(3, random_state=0, convergence=_Holds(looped)).fit(X)
     assert km.n_iter_ == 2
+
+
+class _Private:
+    __slots__ = ("__n",)
+
+    def __init__(self, n):
+        self.__n = n
+
+
+def test_fingerprints_read_private_slots():
+    # a slot named __n is stored as _Private__n: read by its own name it was always unset
+    from kmeansfw.workflow.checkpoint import value_digest
+
+    assert value_digest(_Private(2)) != value_digest(_Private(30))
+    assert value_digest(_Private(2)) == value_digest(_Private(2))

@@ -231,7 +231,8 @@ def _instance_state(value: Any) -> dict[str, Any] | None:
     """An object's attributes: its ``__dict__`` and the slots its classes declare (a
     class with ``__slots__`` has no ``__dict__``); None for an object with neither (a
     built-in's value), which its repr describes."""
-    state = dict(vars(value)) if hasattr(value, "__dict__") else {}
+    has_dict = hasattr(value, "__dict__")
+    state = dict(vars(value)) if has_dict else {}
     slotted = False
     for cls in type(value).__mro__:
         slots = cls.__dict__.get("__slots__", ())
@@ -239,10 +240,11 @@ def _instance_state(value: Any) -> dict[str, Any] | None:
             if slot in ("__dict__", "__weakref__"):
                 continue
             slotted = True
-            state[f"{cls.__qualname__}.{slot}"] = getattr(value, slot, _UNSET)
-    if not state and not slotted and not hasattr(value, "__dict__"):
-        return None
-    return state
+            stored = slot  # a private slot (``__n``) is stored under its mangled name
+            if slot.startswith("__") and not slot.endswith("__"):
+                stored = f"_{cls.__name__.lstrip('_')}{slot}"
+            state[f"{cls.__qualname__}.{slot}"] = getattr(value, stored, _UNSET)
+    return state if has_dict or slotted else None
 
 
 @functools.lru_cache(maxsize=1024)
